@@ -1,0 +1,11 @@
+//! The Docker Engine API as Berth speaks it: wire types (requests, responses, stream messages),
+//! the engine-wide error classes and their HTTP status codes, API version rules, and the parsing
+//! helpers Docker's query strings need.
+//!
+//! This crate is deliberately free of any HTTP server or client so that both `berthd` and
+//! `berth-client` can share it without pulling in each other's stacks.
+
+pub mod error;
+pub mod models;
+
+pub use error::{ApiError, ErrorKind};
