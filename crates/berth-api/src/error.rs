@@ -65,7 +65,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ApiError { kind, message: message.into() }
+        ApiError {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidArgument, message)
@@ -85,7 +88,9 @@ impl ApiError {
 
     /// The JSON body Docker sends with an error status.
     pub fn body(&self) -> ErrorResponse {
-        ErrorResponse { message: self.message.clone() }
+        ErrorResponse {
+            message: self.message.clone(),
+        }
     }
 }
 

@@ -7,5 +7,9 @@
 
 pub mod error;
 pub mod models;
+pub mod query;
+pub mod version;
 
 pub use error::{ApiError, ErrorKind};
+pub use query::{Filters, parse_bool};
+pub use version::{ApiVersion, MAX_API_VERSION, MIN_API_VERSION};

@@ -36,7 +36,10 @@ pub struct ContainerConfig {
     pub stdin_once: bool,
     #[serde(rename = "Env")]
     pub env: Option<Vec<String>>,
-    #[serde(rename = "Cmd", deserialize_with = "crate::models::strslice::deserialize")]
+    #[serde(
+        rename = "Cmd",
+        deserialize_with = "crate::models::strslice::deserialize"
+    )]
     pub cmd: Option<Vec<String>>,
     #[serde(rename = "Healthcheck", skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
@@ -117,7 +120,15 @@ mod tests {
     #[test]
     fn always_emits_the_keys_docker_always_emits() {
         let json = serde_json::to_value(ContainerConfig::default()).unwrap();
-        for key in ["Cmd", "Entrypoint", "Env", "Volumes", "Labels", "OnBuild", "WorkingDir"] {
+        for key in [
+            "Cmd",
+            "Entrypoint",
+            "Env",
+            "Volumes",
+            "Labels",
+            "OnBuild",
+            "WorkingDir",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert!(json.get("Healthcheck").is_none());

@@ -2,6 +2,17 @@
 //! against what the docker CLI actually sends and reads. Field names follow Docker's JSON.
 
 pub mod container_config;
+pub mod events;
+pub mod image;
+pub mod progress;
 pub mod strslice;
+pub mod system;
 
 pub use container_config::{ContainerConfig, HealthConfig};
+pub use events::{EventActor, EventMessage};
+pub use image::{
+    DriverData, HistoryItem, IdResponse, ImageDeleteItem, ImageInspect, ImageMetadata,
+    ImagePruneResponse, ImageRootFs, ImageSummary,
+};
+pub use progress::{ErrorDetail, JsonMessage, ProgressDetail};
+pub use system::{DiskUsage, SystemInfo, SystemVersion};
