@@ -1,1 +1,15 @@
-//! placeholder: see the helper brief
+//! The image store of Berth: references (`busybox` → `docker.io/library/busybox:latest`), the
+//! content store (`blobs/sha256/<hex>`), unpacked layers in overlayfs format
+//! (`layers/<chain-id>/diff`), image configs, docker-archive and OCI-layout load/save, import,
+//! deletion with Docker's semantics, and garbage collection derived from the image records.
+
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod reference;
+pub mod unpack;
+
+pub use config::{HistoryEntry, ImageConfig, RootFs};
+pub use digest::Digest;
+pub use error::{ImageError, Result};
+pub use reference::Reference;
