@@ -1,1 +1,14 @@
+//! Support for Berth's end-to-end tests: start a real `berthd` on a temporary data root and
+//! socket, drive it with the `berth` binary, the raw Engine API and (where installed) the docker
+//! CLI, and build test images from Debian's `busybox-static` — nothing is downloaded.
+//!
+//! Every [`Daemon`] owns its temporary directory and its process: dropping it stops the daemon
+//! by the PID it started and removes the directory, also when the test panics.
 
+pub mod api;
+pub mod daemon;
+pub mod fixtures;
+
+pub use api::{ApiResponse, RawApi};
+pub use daemon::{Daemon, Output, docker_cli};
+pub use fixtures::{ImageSpec, busybox_archive};

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages Berth needs to build, run and test. Safe to run again:
+# it only calls apt when something is missing. Needs root.
+set -euo pipefail
+
+packages=(
+  busybox-static   # test and demo images are assembled from it; nothing is downloaded
+  pkg-config
+  libseccomp-dev   # the container runtime's seccomp filters
+  nftables         # NAT and port publishing
+  iproute2         # network namespaces in tests
+  ca-certificates
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install a Rust toolchain (https://rustup.rs) and run this again" >&2
+  exit 1
+fi

@@ -1,0 +1,262 @@
+//! A real `berthd` under test: its own temporary data root, exec root, socket and config file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::api::RawApi;
+
+/// Where cargo put the workspace's binaries: next to the `deps` directory the test runs from.
+/// `BERTH_BIN_DIR` overrides it (e.g. to test release builds).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary has a parent");
+    deps.parent().expect("deps has a parent").to_path_buf()
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// The docker CLI, when this machine has one (the docker-CLI tests are skipped otherwise).
+pub fn docker_cli() -> Option<PathBuf> {
+    ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with everything printed unless the command exited 0.
+    pub fn success(self) -> Output {
+        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Panics unless the command failed.
+    pub fn failure(self) -> Output {
+        assert_ne!(self.code, 0, "command unexpectedly succeeded:\nstdout: {}", self.stdout);
+        self
+    }
+}
+
+/// A running daemon owned by one test.
+pub struct Daemon {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts a daemon on a fresh temporary data root and waits until it answers `/_ping`.
+    pub fn start() -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(dir.path().join("daemon.json"), "{}").expect("write daemon.json");
+        let mut daemon = Daemon { dir, child: None };
+        daemon.spawn();
+        daemon
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+    pub fn exec_root(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("berth.sock")
+    }
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("berthd.log")
+    }
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The daemon's command line, for tests that start a second one on purpose.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(binary("berthd"));
+        cmd.arg("--data-root")
+            .arg(self.data_root())
+            .arg("--exec-root")
+            .arg(self.exec_root())
+            .arg("--host")
+            .arg(self.host())
+            .arg("--config-file")
+            .arg(self.dir.path().join("daemon.json"))
+            .arg("--log-level")
+            .arg("debug");
+        cmd
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open daemon log");
+        let child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berthd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("berthd exited early ({status}); log:\n{}", self.log());
+            }
+            if self.socket().exists()
+                && std::panic::catch_unwind(|| self.api().get("/_ping").status).ok() == Some(200)
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("berthd did not answer /_ping in 30 s; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn api(&self) -> RawApi {
+        RawApi { socket: self.socket() }
+    }
+
+    /// Runs `berth -H <this daemon> ARGS`.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.berth_with_stdin(args, None)
+    }
+
+    pub fn berth_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = Command::new(binary("berth"));
+        cmd.arg("-H").arg(self.host()).args(args);
+        cmd.env("BERTH_CONFIG", self.dir.path().join("berth-config"));
+        run(cmd, stdin)
+    }
+
+    /// Runs the real docker CLI against this daemon; `None` when docker is not installed.
+    pub fn docker(&self, args: &[&str]) -> Option<Output> {
+        self.docker_with_stdin(args, None)
+    }
+
+    pub fn docker_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Option<Output> {
+        let docker = docker_cli()?;
+        let mut cmd = Command::new(docker);
+        cmd.args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION");
+        Some(run(cmd, stdin))
+    }
+
+    /// Stops the daemon with SIGKILL, as a crash would.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).ok();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                child.wait().ok();
+                panic!("berthd ignored SIGTERM for 15 s; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the daemon again on the same data root (after `stop` or `kill_hard`).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Starts it again after a crash, without stopping anything first.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "daemon still running");
+        self.spawn();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            // A failing test must still not leave a daemon behind.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+            self.kill_hard();
+        }
+    }
+}
+
+fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        let input = input.to_vec();
+        // Write from a thread so a command that answers before reading all input cannot deadlock us.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    Output::from(child.wait_with_output().expect("wait for command"))
+}
