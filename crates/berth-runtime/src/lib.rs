@@ -1,0 +1,1 @@
+//! Container runtime (being written).
