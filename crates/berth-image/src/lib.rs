@@ -3,13 +3,23 @@
 //! (`layers/<chain-id>/diff`), image configs, docker-archive and OCI-layout load/save, import,
 //! deletion with Docker's semantics, and garbage collection derived from the image records.
 
+pub mod archive;
+pub mod changes;
 pub mod config;
 pub mod digest;
 pub mod error;
 pub mod reference;
+pub mod store;
 pub mod unpack;
 
 pub use config::{HistoryEntry, ImageConfig, RootFs};
 pub use digest::Digest;
 pub use error::{ImageError, Result};
 pub use reference::Reference;
+pub use store::{
+    ContainerUse, DeleteItem, DeleteOptions, Image, ImageStore, ImportOptions, LayerInfo,
+    LoadProgress, LoadedImage, PruneReport,
+};
+
+#[cfg(any(test, feature = "testutil"))]
+pub mod testutil;

@@ -1,0 +1,1132 @@
+//! The image store: content-addressed blobs, unpacked layers, image records and references
+//! under one data root.
+//!
+//! ```text
+//! blobs/sha256/<hex>              configs, manifests, layer blobs as they arrived (verified)
+//! blobs/.ingest/                  blobs being written
+//! layers/<chain-hex>/diff/        unpacked layer tree (overlayfs format)
+//! layers/<chain-hex>/layer.json   diff id, parent chain id, unpacked size
+//! layers/.tmp-<random>/           a layer being unpacked
+//! metadata/images/<hex>.json      one record per image (its id is the config digest)
+//! metadata/repositories.json      references (tags and digests) → image id
+//! tmp/                            spooled archives
+//! ```
+//!
+//! Nothing is reference counted on disk: whether a blob or layer is needed is derived from the
+//! image records, so a crash can at worst leave unreferenced files, which [`ImageStore::open`]
+//! removes. Every write is temp file + fsync + rename; an image becomes visible when its record
+//! is written, after all its blobs and layers are in place.
+//!
+//! All methods block; an async daemon calls them from `spawn_blocking` and shares the store
+//! through an `Arc`. Operations that change the store are serialised by `write_lock` so that
+//! garbage collection never races a load; reads only take the short `state` lock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ImageConfig, chain_ids};
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{ImageError, IoContext, Result};
+use crate::reference::Reference;
+use crate::unpack::{self, Compression};
+
+/// An image as listed and inspected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    /// The config digest.
+    pub id: Digest,
+    /// Familiar tags, e.g. `busybox:latest`, sorted.
+    pub repo_tags: Vec<String>,
+    /// Familiar digest references, e.g. `busybox@sha256:...`, sorted.
+    pub repo_digests: Vec<String>,
+    pub config: ImageConfig,
+    pub created: Option<DateTime<Utc>>,
+    /// Sum of the unpacked sizes of the layers.
+    pub size: u64,
+    /// Bottom layer first.
+    pub layers: Vec<LayerInfo>,
+    pub manifest_digest: Option<Digest>,
+    pub manifest_size: u64,
+    pub config_size: u64,
+    /// When this store received the image.
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// One layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    pub diff_id: Digest,
+    pub chain_id: Digest,
+    /// The blob the layer arrived as (possibly compressed), kept for `save`.
+    pub blob_digest: Digest,
+    /// Unpacked bytes.
+    pub size: u64,
+}
+
+/// One line of `docker rmi` / prune output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteItem {
+    /// A reference removed (familiar form).
+    Untagged(String),
+    /// An image id or layer chain id removed (`sha256:...`).
+    Deleted(String),
+}
+
+/// `docker rmi` flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    pub force: bool,
+    /// Keep untagged parents. Images here have no parent chain, so this changes nothing.
+    pub noprune: bool,
+}
+
+/// How a container uses an image; what the daemon's usage predicate reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerUse {
+    Running(String),
+    Stopped(String),
+}
+
+/// One image a load brought in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedImage {
+    pub id: Digest,
+    /// Familiar tags (`busybox:latest`); empty for an untagged image.
+    pub tags: Vec<String>,
+}
+
+/// Progress of a load, per layer blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadProgress {
+    Layer {
+        digest: Digest,
+        current: u64,
+        total: Option<u64>,
+    },
+    LayerDone {
+        digest: Digest,
+    },
+}
+
+/// `docker import` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// `repo[:tag]` to tag the new image with.
+    pub reference: Option<String>,
+    /// Dockerfile instructions applied to the config (`CMD ["sh"]`, `ENV A=b`, ...).
+    pub changes: Vec<String>,
+    /// Commit message, recorded as the history comment.
+    pub message: Option<String>,
+    /// Defaults to `linux`.
+    pub os: Option<String>,
+    /// Defaults to `amd64`.
+    pub architecture: Option<String>,
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub deleted: Vec<DeleteItem>,
+    /// Bytes of unpacked layers actually removed.
+    pub space_reclaimed: u64,
+}
+
+/// The persistent record of one image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ImageRecord {
+    pub id: Digest,
+    pub config_size: u64,
+    pub manifest_digest: Option<Digest>,
+    #[serde(default)]
+    pub manifest_size: u64,
+    #[serde(default)]
+    pub manifest_media_type: Option<String>,
+    pub layers: Vec<RecordLayer>,
+    pub loaded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RecordLayer {
+    pub diff_id: Digest,
+    pub chain_id: Digest,
+    pub blob_digest: Digest,
+    pub blob_size: u64,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// `layers/<chain-hex>/layer.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LayerRecord {
+    chain_id: Digest,
+    diff_id: Digest,
+    parent: Option<Digest>,
+    size: u64,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct RepositoriesFile {
+    /// Full reference string → image id.
+    references: BTreeMap<String, Digest>,
+}
+
+struct StoredImage {
+    record: ImageRecord,
+    config: ImageConfig,
+}
+
+#[derive(Default)]
+struct State {
+    images: BTreeMap<Digest, StoredImage>,
+    refs: BTreeMap<Reference, Digest>,
+}
+
+/// How a name resolved.
+enum Resolved {
+    /// Through a stored reference (tag or digest).
+    ByRef(Reference, Digest),
+    /// Through the image id or a prefix of it.
+    ById(Digest),
+}
+
+impl Resolved {
+    fn id(&self) -> &Digest {
+        match self {
+            Resolved::ByRef(_, id) | Resolved::ById(id) => id,
+        }
+    }
+}
+
+/// A fully prepared image, waiting only for its record to be written.
+pub(crate) struct PendingImage {
+    pub record: ImageRecord,
+    pub config: ImageConfig,
+    pub tags: Vec<Reference>,
+}
+
+/// The image store. See the module documentation for the layout on disk.
+pub struct ImageStore {
+    pub(crate) root: PathBuf,
+    write_lock: Mutex<()>,
+    state: Mutex<State>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the in-memory state half-updated in a way
+    // that matters: the files on disk are the truth and are written before the state changes.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ImageStore {
+    /// Opens (creating) the store under `data_root`, removes what a crash left behind and
+    /// collects unreferenced blobs and layers.
+    pub fn open(data_root: &Path) -> Result<ImageStore> {
+        let store = ImageStore {
+            root: data_root.to_path_buf(),
+            write_lock: Mutex::new(()),
+            state: Mutex::new(State::default()),
+        };
+        for dir in [
+            store.blobs_dir(),
+            store.ingest_dir(),
+            store.layers_dir(),
+            store.images_dir(),
+            store.tmp_dir(),
+        ] {
+            fs::create_dir_all(&dir).ctx(|| format!("cannot create {}", dir.display()))?;
+        }
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// All images.
+    pub fn images(&self) -> Vec<Image> {
+        let state = lock(&self.state);
+        state.images.keys().map(|id| self.image_view(&state, id)).collect()
+    }
+
+    /// Resolves a name, reference, id or unique id prefix.
+    pub fn get(&self, name_or_id: &str) -> Result<Image> {
+        let state = lock(&self.state);
+        let resolved = resolve(&state, name_or_id)?;
+        Ok(self.image_view(&state, resolved.id()))
+    }
+
+    /// Tags the image `source` (name or id) as `target` (`repo[:tag]`, default tag `latest`).
+    pub fn tag(&self, source: &str, target: &str) -> Result<Reference> {
+        let target = Reference::parse_tag_target(target)?;
+        let _w = lock(&self.write_lock);
+        let mut state = lock(&self.state);
+        let id = resolve(&state, source)?.id().clone();
+        state.refs.insert(target.clone(), id);
+        self.save_refs(&state)?;
+        Ok(target)
+    }
+
+    /// `docker rmi`, where `in_use` names a container using the image. Having no way to tell
+    /// running from stopped containers, it treats every use as a running container (the
+    /// conservative choice); [`ImageStore::delete_with_usage`] makes the distinction.
+    pub fn delete(
+        &self,
+        name_or_id: &str,
+        opts: DeleteOptions,
+        in_use: &dyn Fn(&Digest) -> Option<String>,
+    ) -> Result<Vec<DeleteItem>> {
+        self.delete_with_usage(name_or_id, opts, &|id| in_use(id).map(ContainerUse::Running))
+    }
+
+    /// `docker rmi` with Docker's semantics: deleting by reference untags, and deletes the image
+    /// when that was its last reference; deleting by id removes all its references (needs
+    /// `force` when they span several repositories). An image used by a running container is
+    /// never deleted; one used by a stopped container only with `force` (it is then only
+    /// untagged, because the container still needs its layers).
+    pub fn delete_with_usage(
+        &self,
+        name_or_id: &str,
+        opts: DeleteOptions,
+        usage: &dyn Fn(&Digest) -> Option<ContainerUse>,
+    ) -> Result<Vec<DeleteItem>> {
+        let _w = lock(&self.write_lock);
+        let mut state = lock(&self.state);
+        let resolved = resolve(&state, name_or_id)?;
+        let id = resolved.id().clone();
+        let mut items = Vec::new();
+        let image_refs: Vec<Reference> = refs_of(&state, &id);
+        let used = usage(&id);
+
+        match resolved {
+            Resolved::ByRef(reference, _) => {
+                let last = image_refs.iter().all(|r| *r == reference);
+                if last && !opts.force {
+                    if let Some(ContainerUse::Running(c) | ContainerUse::Stopped(c)) = &used {
+                        return Err(ImageError::Conflict(format!(
+                            "unable to remove repository reference \"{name_or_id}\" (must force) - container {} is using its referenced image {}",
+                            short_id(c),
+                            id.short()
+                        )));
+                    }
+                }
+                state.refs.remove(&reference);
+                items.push(DeleteItem::Untagged(reference.familiar_string()));
+                // Like Docker: when the last tag of a repository goes, digest references to
+                // the same repository go with it.
+                let remaining = refs_of(&state, &id);
+                if reference.tag().is_some()
+                    && remaining.iter().all(|r| r.tag().is_none() && r.name() == reference.name())
+                {
+                    for r in remaining {
+                        state.refs.remove(&r);
+                        items.push(DeleteItem::Untagged(r.familiar_string()));
+                    }
+                }
+                if !refs_of(&state, &id).is_empty() || used.is_some() {
+                    self.save_refs(&state)?;
+                    return Ok(items);
+                }
+            }
+            Resolved::ById(_) => {
+                let repos: BTreeSet<String> = image_refs.iter().map(|r| r.name()).collect();
+                if repos.len() > 1 && !opts.force {
+                    return Err(ImageError::Conflict(format!(
+                        "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        id.short()
+                    )));
+                }
+                match &used {
+                    Some(ContainerUse::Running(c)) => {
+                        return Err(ImageError::Conflict(format!(
+                            "unable to delete {} (cannot be forced) - image is being used by running container {}",
+                            id.short(),
+                            short_id(c)
+                        )));
+                    }
+                    Some(ContainerUse::Stopped(c)) if !opts.force => {
+                        return Err(ImageError::Conflict(format!(
+                            "unable to delete {} (must be forced) - image is being used by stopped container {}",
+                            id.short(),
+                            short_id(c)
+                        )));
+                    }
+                    _ => {}
+                }
+                for r in image_refs {
+                    state.refs.remove(&r);
+                    items.push(DeleteItem::Untagged(r.familiar_string()));
+                }
+                if used.is_some() {
+                    self.save_refs(&state)?;
+                    return Ok(items);
+                }
+            }
+        }
+        self.save_refs(&state)?;
+        self.remove_image_record(&mut state, &id)?;
+        items.push(DeleteItem::Deleted(id.to_string()));
+        drop(state);
+        let removed = self.gc()?;
+        items.extend(removed.iter().map(|(chain, _)| DeleteItem::Deleted(chain.to_string())));
+        Ok(items)
+    }
+
+    /// `docker load`: reads a docker-archive or OCI-layout tar and stores its images. Either
+    /// every image of the archive is stored or, on error, none is, and whatever was written for
+    /// them is collected before returning.
+    pub fn load(
+        &self,
+        reader: &mut dyn Read,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Vec<LoadedImage>> {
+        let _w = lock(&self.write_lock);
+        let result = crate::archive::load(self, reader, progress).and_then(|pending| self.commit(pending));
+        match result {
+            Ok(loaded) => Ok(loaded),
+            Err(e) => {
+                if let Err(gc_err) = self.gc() {
+                    tracing::warn!(error = %gc_err, "cannot collect what a failed load left");
+                }
+                Err(match e {
+                    e @ ImageError::Load(_) => e,
+                    e => ImageError::Load(Box::new(e)),
+                })
+            }
+        }
+    }
+
+    /// `docker save`: writes the named images as one tar in the combined layout Docker 25+
+    /// writes (OCI layout plus `manifest.json`).
+    pub fn save(&self, names: &[String], writer: &mut dyn Write) -> Result<()> {
+        let mut selections: Vec<(Digest, Vec<Reference>)> = Vec::new();
+        let images = {
+            let state = lock(&self.state);
+            for name in names {
+                let resolved = resolve(&state, name)?;
+                let id = resolved.id().clone();
+                let tags: Vec<Reference> = match &resolved {
+                    Resolved::ById(_) => Vec::new(),
+                    Resolved::ByRef(r, _) => {
+                        let parsed = Reference::parse_normalized(name).ok();
+                        match parsed {
+                            // A bare repository name saves every tag of it that points here.
+                            Some(p) if p.tag().is_none() && p.digest().is_none() => refs_of(&state, &id)
+                                .into_iter()
+                                .filter(|t| t.tag().is_some() && t.name() == p.name())
+                                .collect(),
+                            _ if r.tag().is_some() => vec![r.clone()],
+                            _ => Vec::new(),
+                        }
+                    }
+                };
+                match selections.iter_mut().find(|(i, _)| *i == id) {
+                    Some((_, existing)) => {
+                        for t in tags {
+                            if !existing.contains(&t) {
+                                existing.push(t);
+                            }
+                        }
+                    }
+                    None => selections.push((id, tags)),
+                }
+            }
+            selections
+                .iter()
+                .map(|(id, tags)| {
+                    let stored = &state.images[id];
+                    (stored.record.clone(), tags.clone())
+                })
+                .collect::<Vec<_>>()
+        };
+        // Blobs are immutable and a save holds no lock while streaming; a concurrent delete may
+        // remove a blob, which then surfaces as an error naming it.
+        crate::archive::save(self, &images, writer)
+    }
+
+    /// `docker import`: a root filesystem tar (plain, gzip or zstd) becomes a one-layer image.
+    pub fn import(&self, reader: &mut dyn Read, opts: ImportOptions) -> Result<Image> {
+        let tag = opts
+            .reference
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(Reference::parse_tag_target)
+            .transpose()?;
+        let mut container_config = berth_api::models::ContainerConfig::default();
+        crate::changes::apply(&mut container_config, &opts.changes)?;
+        let _w = lock(&self.write_lock);
+        let result = (|| -> Result<Digest> {
+            let (blob, blob_size) = self.write_blob_from_reader(reader, None)?;
+            let layer = self.ensure_layer(&blob, None, None, &mut |_| {})?;
+            let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            let comment = opts.message.clone().filter(|m| !m.is_empty());
+            let config = ImageConfig {
+                architecture: opts.architecture.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| "amd64".into()),
+                os: opts.os.clone().filter(|o| !o.is_empty()).unwrap_or_else(|| "linux".into()),
+                created: Some(now.clone()),
+                comment: comment.clone(),
+                config: Some(container_config),
+                rootfs: crate::config::RootFs {
+                    kind: "layers".into(),
+                    diff_ids: vec![layer.diff_id.clone()],
+                },
+                history: vec![crate::config::HistoryEntry {
+                    created: Some(now),
+                    created_by: Some("import from -".into()),
+                    comment: Some(comment.unwrap_or_else(|| "Imported from -".into())),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let config_bytes = serde_json::to_vec(&config)
+                .map_err(|e| ImageError::io("cannot encode image config", io::Error::other(e)))?;
+            let id = self.write_blob(&config_bytes, None)?;
+            let layers = vec![RecordLayer {
+                diff_id: layer.diff_id.clone(),
+                chain_id: layer.chain_id.clone(),
+                blob_digest: blob,
+                blob_size,
+                media_type: layer.compression.oci_media_type().to_string(),
+                size: layer.size,
+            }];
+            let record = self.finish_record(id.clone(), config_bytes.len() as u64, None, layers)?;
+            self.commit(vec![PendingImage {
+                record,
+                config,
+                tags: tag.clone().into_iter().collect(),
+            }])?;
+            Ok(id)
+        })();
+        match result {
+            Ok(id) => {
+                let state = lock(&self.state);
+                Ok(self.image_view(&state, &id))
+            }
+            Err(e) => {
+                if let Err(gc_err) = self.gc() {
+                    tracing::warn!(error = %gc_err, "cannot collect what a failed import left");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes dangling images (no tags), or with `all` every image no container uses, among
+    /// those `filter` accepts.
+    pub fn prune(
+        &self,
+        all: bool,
+        filter: &dyn Fn(&Image) -> bool,
+        in_use: &dyn Fn(&Digest) -> Option<String>,
+    ) -> Result<PruneReport> {
+        let _w = lock(&self.write_lock);
+        let mut report = PruneReport::default();
+        {
+            let mut state = lock(&self.state);
+            let candidates: Vec<Digest> = state
+                .images
+                .keys()
+                .filter(|id| {
+                    let view = self.image_view(&state, id);
+                    (all || view.repo_tags.is_empty()) && filter(&view) && in_use(id).is_none()
+                })
+                .cloned()
+                .collect();
+            for id in candidates {
+                for r in refs_of(&state, &id) {
+                    state.refs.remove(&r);
+                    report.deleted.push(DeleteItem::Untagged(r.familiar_string()));
+                }
+                self.save_refs(&state)?;
+                self.remove_image_record(&mut state, &id)?;
+                report.deleted.push(DeleteItem::Deleted(id.to_string()));
+            }
+        }
+        for (chain, size) in self.gc()? {
+            report.deleted.push(DeleteItem::Deleted(chain.to_string()));
+            report.space_reclaimed += size;
+        }
+        Ok(report)
+    }
+
+    /// The unpacked layer directories of an image, bottom layer first (overlay lowerdirs are
+    /// given top first, so callers reverse this).
+    pub fn layer_dirs(&self, id: &Digest) -> Result<Vec<PathBuf>> {
+        let state = lock(&self.state);
+        let stored = state
+            .images
+            .get(id)
+            .ok_or_else(|| ImageError::NotFound(id.to_string()))?;
+        Ok(stored
+            .record
+            .layers
+            .iter()
+            .map(|l| self.layer_dir(&l.chain_id).join("diff"))
+            .collect())
+    }
+
+    /// Per image: the bytes of its layers that at least one other image uses too.
+    pub fn shared_sizes(&self) -> HashMap<Digest, u64> {
+        let state = lock(&self.state);
+        let mut users: HashMap<&Digest, usize> = HashMap::new();
+        for stored in state.images.values() {
+            let chains: BTreeSet<&Digest> = stored.record.layers.iter().map(|l| &l.chain_id).collect();
+            for c in chains {
+                *users.entry(c).or_default() += 1;
+            }
+        }
+        state
+            .images
+            .iter()
+            .map(|(id, stored)| {
+                let shared = stored
+                    .record
+                    .layers
+                    .iter()
+                    .filter(|l| users.get(&l.chain_id).copied().unwrap_or(0) > 1)
+                    .map(|l| l.size)
+                    .sum();
+                (id.clone(), shared)
+            })
+            .collect()
+    }
+
+    /// Total unpacked bytes of all stored layers (each counted once).
+    pub fn layers_size(&self) -> u64 {
+        let state = lock(&self.state);
+        let mut seen = BTreeMap::new();
+        for stored in state.images.values() {
+            for l in &stored.record.layers {
+                seen.insert(l.chain_id.clone(), l.size);
+            }
+        }
+        seen.values().sum()
+    }
+
+    /// The data root this store lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    // ---- paths ----
+
+    pub(crate) fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+    fn ingest_dir(&self) -> PathBuf {
+        self.root.join("blobs").join(".ingest")
+    }
+    fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+    fn images_dir(&self) -> PathBuf {
+        self.root.join("metadata").join("images")
+    }
+    fn repositories_file(&self) -> PathBuf {
+        self.root.join("metadata").join("repositories.json")
+    }
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub(crate) fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.blobs_dir().join(d.hex())
+    }
+    fn layer_dir(&self, chain: &Digest) -> PathBuf {
+        self.layers_dir().join(chain.hex())
+    }
+
+    // ---- content store ----
+
+    /// Stores `bytes` as a blob, verifying `expected` when given.
+    pub(crate) fn write_blob(&self, bytes: &[u8], expected: Option<&Digest>) -> Result<Digest> {
+        Ok(self.write_blob_from_reader(&mut &bytes[..], expected)?.0)
+    }
+
+    /// Streams a blob into the store, hashing while writing; on a digest mismatch nothing is
+    /// kept. Returns the digest and size.
+    pub(crate) fn write_blob_from_reader(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64)> {
+        let tmp = self.ingest_dir().join(random_name("blob"));
+        let result = (|| -> Result<(Digest, u64)> {
+            let file = File::create(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
+            let mut w = HashingWriter::new(file);
+            io::copy(reader, &mut w).ctx(|| "cannot write blob".to_string())?;
+            let (file, hasher) = w.into_parts();
+            let size = hasher.len();
+            let digest = hasher.finish();
+            if let Some(expected) = expected {
+                expected.verify(&digest, &format!("blob {expected}"))?;
+            }
+            file.sync_all().ctx(|| format!("cannot sync {}", tmp.display()))?;
+            self.install_blob(&tmp, &digest)?;
+            Ok((digest, size))
+        })();
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
+    /// Moves an already verified file (in the same filesystem) into the content store; when the
+    /// blob exists already, the file is left for the caller to remove.
+    pub(crate) fn install_blob(&self, src: &Path, digest: &Digest) -> Result<()> {
+        let dest = self.blob_path(digest);
+        if dest.exists() {
+            return Ok(());
+        }
+        fs::rename(src, &dest).ctx(|| format!("cannot store blob {digest}"))?;
+        sync_dir(&self.blobs_dir())
+    }
+
+    // ---- layers ----
+
+    /// Makes sure the layer unpacked from `blob` exists under its chain id; verifies its diff id
+    /// against `expected_diff` when given.
+    pub(crate) fn ensure_layer(
+        &self,
+        blob: &Digest,
+        parent: Option<&Digest>,
+        expected_diff: Option<&Digest>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<EnsuredLayer> {
+        let blob_path = self.blob_path(blob);
+        let open_blob = || File::open(&blob_path).ctx(|| format!("cannot open blob {blob}"));
+        let chain_for = |diff: &Digest| match parent {
+            None => diff.clone(),
+            Some(p) => chain_ids(&[p.clone(), diff.clone()])[1].clone(),
+        };
+        if let Some(expected) = expected_diff {
+            let chain = chain_for(expected);
+            if let Some(existing) = self.read_layer_record(&chain)? {
+                // Shared layer: only check that this blob really is that layer.
+                let (diff, compression) = unpack::diff_id_of(&mut open_blob()?, &blob.to_string())?;
+                expected.verify(&diff, &format!("layer {blob}"))?;
+                return Ok(EnsuredLayer {
+                    diff_id: diff,
+                    chain_id: chain,
+                    size: existing.size,
+                    compression,
+                });
+            }
+        }
+        let tmp = self.layers_dir().join(format!(".tmp-{}", random_name("layer")));
+        let diff_dir = tmp.join("diff");
+        fs::create_dir_all(&diff_dir).ctx(|| format!("cannot create {}", diff_dir.display()))?;
+        let result = (|| -> Result<EnsuredLayer> {
+            let unpacked = unpack::unpack_layer(&mut open_blob()?, &diff_dir, &blob.to_string(), progress)?;
+            if let Some(expected) = expected_diff {
+                expected.verify(&unpacked.diff_id, &format!("layer {blob}"))?;
+            }
+            let chain = chain_for(&unpacked.diff_id);
+            let record = LayerRecord {
+                chain_id: chain.clone(),
+                diff_id: unpacked.diff_id.clone(),
+                parent: parent.cloned(),
+                size: unpacked.size,
+            };
+            let ensured = EnsuredLayer {
+                diff_id: unpacked.diff_id,
+                chain_id: chain.clone(),
+                size: unpacked.size,
+                compression: unpacked.compression,
+            };
+            let dest = self.layer_dir(&chain);
+            if dest.exists() {
+                // Same content arrived again (import of an identical tree).
+                return Ok(ensured);
+            }
+            write_json_atomic(&tmp.join("layer.json"), &record)?;
+            // One syncfs instead of an fsync per file: the tree must be durable before the
+            // rename makes it a layer.
+            let dir = File::open(&tmp).ctx(|| format!("cannot open {}", tmp.display()))?;
+            rustix::fs::syncfs(&dir).map_err(|e| ImageError::io("cannot sync layer", e.into()))?;
+            fs::rename(&tmp, &dest).ctx(|| format!("cannot store layer {chain}"))?;
+            sync_dir(&self.layers_dir())?;
+            Ok(ensured)
+        })();
+        if tmp.exists() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    fn read_layer_record(&self, chain: &Digest) -> Result<Option<LayerRecord>> {
+        let path = self.layer_dir(chain).join("layer.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| ImageError::CorruptMetadata {
+                    path: path.display().to_string(),
+                    source,
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ImageError::io(format!("cannot read {}", path.display()), e)),
+        }
+    }
+
+    /// Completes an image record: synthesises and stores an OCI manifest when the image came
+    /// without one (so that `save` can write one).
+    pub(crate) fn finish_record(
+        &self,
+        id: Digest,
+        config_size: u64,
+        manifest: Option<(Digest, u64, String)>,
+        layers: Vec<RecordLayer>,
+    ) -> Result<ImageRecord> {
+        let (manifest_digest, manifest_size, media_type) = match manifest {
+            Some(m) => m,
+            None => {
+                let bytes = crate::archive::synthesize_manifest(&id, config_size, &layers);
+                let digest = self.write_blob(&bytes, None)?;
+                (digest, bytes.len() as u64, crate::archive::OCI_MANIFEST.to_string())
+            }
+        };
+        Ok(ImageRecord {
+            id,
+            config_size,
+            manifest_digest: Some(manifest_digest),
+            manifest_size,
+            manifest_media_type: Some(media_type),
+            layers,
+            loaded_at: Utc::now(),
+        })
+    }
+
+    /// Makes prepared images visible: records first, then their tags (which replace existing
+    /// tags of the same name).
+    pub(crate) fn commit(&self, pending: Vec<PendingImage>) -> Result<Vec<LoadedImage>> {
+        let mut loaded = Vec::new();
+        let mut state = lock(&self.state);
+        for p in &pending {
+            let path = self.images_dir().join(format!("{}.json", p.record.id.hex()));
+            if !state.images.contains_key(&p.record.id) {
+                write_json_atomic(&path, &p.record)?;
+                state.images.insert(
+                    p.record.id.clone(),
+                    StoredImage {
+                        record: p.record.clone(),
+                        config: p.config.clone(),
+                    },
+                );
+            }
+        }
+        for p in pending {
+            for t in &p.tags {
+                state.refs.insert(t.clone(), p.record.id.clone());
+            }
+            let mut tags: Vec<String> = Vec::new();
+            for t in p.tags.iter().map(Reference::familiar_string) {
+                if !tags.contains(&t) {
+                    tags.push(t);
+                }
+            }
+            loaded.push(LoadedImage {
+                id: p.record.id,
+                tags,
+            });
+        }
+        self.save_refs(&state)?;
+        Ok(loaded)
+    }
+
+    fn remove_image_record(&self, state: &mut State, id: &Digest) -> Result<()> {
+        let path = self.images_dir().join(format!("{}.json", id.hex()));
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ImageError::io(format!("cannot remove {}", path.display()), e)),
+        }
+        sync_dir(&self.images_dir())?;
+        state.images.remove(id);
+        state.refs.retain(|_, v| v != id);
+        Ok(())
+    }
+
+    fn save_refs(&self, state: &State) -> Result<()> {
+        let file = RepositoriesFile {
+            references: state.refs.iter().map(|(r, id)| (r.to_string(), id.clone())).collect(),
+        };
+        write_json_atomic(&self.repositories_file(), &file)
+    }
+
+    fn image_view(&self, state: &State, id: &Digest) -> Image {
+        let stored = &state.images[id];
+        let mut repo_tags = Vec::new();
+        let mut repo_digests = Vec::new();
+        for (r, target) in &state.refs {
+            if target != id {
+                continue;
+            }
+            if r.digest().is_some() {
+                repo_digests.push(r.familiar_string());
+            } else {
+                repo_tags.push(r.familiar_string());
+            }
+        }
+        repo_tags.sort();
+        repo_digests.sort();
+        let layers: Vec<LayerInfo> = stored
+            .record
+            .layers
+            .iter()
+            .map(|l| LayerInfo {
+                diff_id: l.diff_id.clone(),
+                chain_id: l.chain_id.clone(),
+                blob_digest: l.blob_digest.clone(),
+                size: l.size,
+            })
+            .collect();
+        Image {
+            id: id.clone(),
+            repo_tags,
+            repo_digests,
+            created: stored.config.created_time(),
+            size: layers.iter().map(|l| l.size).sum(),
+            layers,
+            config: stored.config.clone(),
+            manifest_digest: stored.record.manifest_digest.clone(),
+            manifest_size: stored.record.manifest_size,
+            config_size: stored.record.config_size,
+            loaded_at: stored.record.loaded_at,
+        }
+    }
+
+    // ---- recovery and garbage collection ----
+
+    fn recover(&self) -> Result<()> {
+        for dir in [self.tmp_dir(), self.ingest_dir()] {
+            for entry in read_dir(&dir)? {
+                remove_any(&entry)?;
+            }
+        }
+        for dir in [self.images_dir(), self.root.join("metadata")] {
+            for entry in read_dir(&dir)? {
+                if file_name(&entry).starts_with('.') {
+                    remove_any(&entry)?;
+                }
+            }
+        }
+        let mut state = lock(&self.state);
+        for path in read_dir(&self.images_dir())? {
+            let name = file_name(&path);
+            let Some(hex) = name.strip_suffix(".json") else { continue };
+            match self.read_image(&path) {
+                Ok(stored) if stored.record.id.hex() == hex => {
+                    state.images.insert(stored.record.id.clone(), stored);
+                }
+                Ok(_) => tracing::warn!(path = %path.display(), "image record under the wrong name; ignored"),
+                Err(e) => {
+                    // An image whose config is gone cannot be used or repaired; forget it so the
+                    // rest of the store stays usable.
+                    tracing::warn!(error = %e, "dropping unreadable image record");
+                    remove_any(&path)?;
+                }
+            }
+        }
+        match fs::read(self.repositories_file()) {
+            Ok(bytes) => {
+                let file: RepositoriesFile = serde_json::from_slice(&bytes).map_err(|source| ImageError::CorruptMetadata {
+                    path: self.repositories_file().display().to_string(),
+                    source,
+                })?;
+                for (r, id) in file.references {
+                    match Reference::parse_normalized(&r) {
+                        Ok(reference) if state.images.contains_key(&id) => {
+                            state.refs.insert(reference, id);
+                        }
+                        _ => tracing::warn!(reference = %r, "dropping reference to a missing image"),
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ImageError::io("cannot read repositories.json", e)),
+        }
+        drop(state);
+        self.gc()?;
+        Ok(())
+    }
+
+    fn read_image(&self, path: &Path) -> Result<StoredImage> {
+        let bytes = fs::read(path).ctx(|| format!("cannot read {}", path.display()))?;
+        let record: ImageRecord = serde_json::from_slice(&bytes).map_err(|source| ImageError::CorruptMetadata {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let config_path = self.blob_path(&record.id);
+        let config_bytes = fs::read(&config_path).ctx(|| format!("cannot read config of image {}", record.id))?;
+        let config = serde_json::from_slice(&config_bytes).map_err(|source| ImageError::CorruptMetadata {
+            path: config_path.display().to_string(),
+            source,
+        })?;
+        Ok(StoredImage { record, config })
+    }
+
+    /// Removes blobs and layers no image record references, and any in-progress leftovers.
+    /// Callers hold `write_lock` (or are `open`), so nothing is being written concurrently.
+    /// Returns the removed layers with their unpacked sizes.
+    fn gc(&self) -> Result<Vec<(Digest, u64)>> {
+        let (blobs, layers) = {
+            let state = lock(&self.state);
+            let mut blobs = BTreeSet::new();
+            let mut layers = BTreeSet::new();
+            for stored in state.images.values() {
+                blobs.insert(stored.record.id.hex().to_string());
+                if let Some(m) = &stored.record.manifest_digest {
+                    blobs.insert(m.hex().to_string());
+                }
+                for l in &stored.record.layers {
+                    blobs.insert(l.blob_digest.hex().to_string());
+                    layers.insert(l.chain_id.hex().to_string());
+                }
+            }
+            (blobs, layers)
+        };
+        for path in read_dir(&self.blobs_dir())? {
+            if !blobs.contains(&file_name(&path)) {
+                remove_any(&path)?;
+            }
+        }
+        let mut removed = Vec::new();
+        for path in read_dir(&self.layers_dir())? {
+            let name = file_name(&path);
+            if layers.contains(&name) {
+                continue;
+            }
+            if let Ok(chain) = Digest::from_hex(&name) {
+                let size = self.read_layer_record(&chain).ok().flatten().map(|r| r.size).unwrap_or(0);
+                removed.push((chain, size));
+            }
+            remove_any(&path)?;
+        }
+        Ok(removed)
+    }
+}
+
+/// What [`ImageStore::ensure_layer`] produced.
+pub(crate) struct EnsuredLayer {
+    pub diff_id: Digest,
+    pub chain_id: Digest,
+    pub size: u64,
+    pub compression: Compression,
+}
+
+fn refs_of(state: &State, id: &Digest) -> Vec<Reference> {
+    state
+        .refs
+        .iter()
+        .filter(|(_, target)| *target == id)
+        .map(|(r, _)| r.clone())
+        .collect()
+}
+
+/// Resolves a name as Docker does: a reference that exists wins, then the id or a unique prefix
+/// of it.
+fn resolve(state: &State, input: &str) -> Result<Resolved> {
+    let not_found = || ImageError::NotFound(input.to_string());
+    if let Some(hex) = input.strip_prefix("sha256:") {
+        return find_by_id_prefix(state, hex).ok_or_else(not_found).map(Resolved::ById);
+    }
+    if let Ok(reference) = Reference::parse_normalized(input) {
+        if let Some(digest) = reference.digest() {
+            let key = reference.repository().with_digest(digest.clone());
+            if let Some(id) = state.refs.get(&key) {
+                return Ok(Resolved::ByRef(key, id.clone()));
+            }
+            // An image known under this repository whose manifest has that digest.
+            for (id, stored) in &state.images {
+                if stored.record.manifest_digest.as_ref() == Some(digest)
+                    && refs_of(state, id).iter().any(|r| r.name() == reference.name())
+                {
+                    return Ok(Resolved::ById(id.clone()));
+                }
+            }
+        } else {
+            let tagged = reference.with_default_tag();
+            if let Some(id) = state.refs.get(&tagged) {
+                return Ok(Resolved::ByRef(tagged, id.clone()));
+            }
+        }
+    }
+    find_by_id_prefix(state, input).ok_or_else(not_found).map(Resolved::ById)
+}
+
+fn find_by_id_prefix(state: &State, hex: &str) -> Option<Digest> {
+    if hex.is_empty() || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let hex = hex.to_ascii_lowercase();
+    let mut matches = state.images.keys().filter(|id| id.hex().starts_with(&hex));
+    let first = matches.next()?;
+    // An ambiguous prefix names no image.
+    match matches.next() {
+        Some(_) => None,
+        None => Some(first.clone()),
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    if id.len() > 12 && id.is_char_boundary(12) { &id[..12] } else { id }
+}
+
+pub(crate) fn random_name(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+/// Writes `value` as JSON to `path` atomically: temp file, fsync, rename, fsync directory.
+pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| ImageError::io(format!("cannot encode {}", path.display()), io::Error::other(e)))?;
+    write_atomic(path, &bytes)
+}
+
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}", random_name("tmp")));
+    let result = (|| -> Result<()> {
+        let mut file = File::create(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
+        file.write_all(bytes).ctx(|| format!("cannot write {}", tmp.display()))?;
+        file.sync_all().ctx(|| format!("cannot sync {}", tmp.display()))?;
+        fs::rename(&tmp, path).ctx(|| format!("cannot write {}", path.display()))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("cannot sync {}", dir.display()))
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ImageError::io(format!("cannot list {}", dir.display()), e)),
+    };
+    entries
+        .map(|e| e.map(|e| e.path()))
+        .collect::<io::Result<Vec<_>>>()
+        .ctx(|| format!("cannot list {}", dir.display()))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn remove_any(path: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ImageError::io(format!("cannot inspect {}", path.display()), e)),
+    };
+    let result = if meta.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+    result.ctx(|| format!("cannot remove {}", path.display()))
+}
