@@ -327,7 +327,7 @@ mod tests {
             ("localhost:5000/x:1", "localhost:5000/x:1", "localhost:5000/x:1"),
             ("quay.io/coreos/etcd", "quay.io/coreos/etcd", "quay.io/coreos/etcd"),
             ("[::1]:5000/img:t", "[::1]:5000/img:t", "[::1]:5000/img:t"),
-            ("a-b__c.d/e---f_g:T_1.x-y", "a-b__c.d/e---f_g:T_1.x-y", "a-b__c.d/e---f_g:T_1.x-y"),
+            ("a-b.c.d/e---f_g__h:T_1.x-y", "a-b.c.d/e---f_g__h:T_1.x-y", "a-b.c.d/e---f_g__h:T_1.x-y"),
         ];
         for (input, full, familiar) in table {
             let r = Reference::parse_normalized(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -373,6 +373,7 @@ mod tests {
             "host:port/x",
             "host:5000/x:-bad",
             "UPPER.example.com/a:b:c",
+            "a_b.com/x",
         ] {
             let err = Reference::parse_normalized(bad).expect_err(bad);
             assert!(
