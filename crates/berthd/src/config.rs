@@ -1,0 +1,414 @@
+//! Daemon configuration: command-line flags merged with `daemon.json`, with dockerd's rules (a
+//! key given both ways is an error, unknown keys are an error, a missing default file is fine).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
+pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
+const DEFAULT_TCP_PORT: u16 = 2375;
+
+/// What is wrong with the daemon's configuration; printed as is before exiting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unable to read configuration file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unable to parse configuration file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("the following directives don't match any configuration option: {0}")]
+    UnknownKeys(String),
+    #[error(
+        "the following directives are specified both as a flag and in the configuration file: {0}"
+    )]
+    Conflicts(String),
+    #[error("invalid host {host:?}: {reason}")]
+    InvalidHost { host: String, reason: String },
+    #[error("invalid log level {0:?}: expected one of debug, info, warn, error, fatal")]
+    InvalidLogLevel(String),
+}
+
+/// The daemon's command line (dockerd's flag names where they apply).
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "berthd", version, about = "The Berth container engine daemon")]
+pub struct Flags {
+    /// Daemon socket(s) to listen on: unix:///path or tcp://host:port (repeatable)
+    #[arg(short = 'H', long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Root directory of persistent state
+    #[arg(long, value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
+    /// Root directory for execution state files
+    #[arg(long, value_name = "DIR")]
+    pub exec_root: Option<PathBuf>,
+    /// Path to use for the daemon PID file [default: <exec-root>/berthd.pid]
+    #[arg(short = 'p', long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Logging level: debug, info, warn, error, fatal [default: info]
+    #[arg(short = 'l', long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Enable debug mode
+    #[arg(short = 'D', long)]
+    pub debug: bool,
+    /// Daemon configuration file
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Set key=value labels on the daemon (repeatable)
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+}
+
+/// `daemon.json`: the dockerd keys Berth understands.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FileConfig {
+    pub hosts: Option<Vec<String>>,
+    pub data_root: Option<PathBuf>,
+    pub exec_root: Option<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub debug: Option<bool>,
+    pub labels: Option<Vec<String>>,
+}
+
+const FILE_KEYS: &[&str] = &[
+    "hosts",
+    "data-root",
+    "exec-root",
+    "pidfile",
+    "log-level",
+    "debug",
+    "labels",
+];
+
+/// An address the API is served on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl Host {
+    /// Parses `unix:///path` or `tcp://host:port` (as dockerd, an empty path or host takes the
+    /// default; a missing port is 2375).
+    pub fn parse(text: &str) -> Result<Host, ConfigError> {
+        let invalid = |reason: &str| ConfigError::InvalidHost {
+            host: text.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(path) = text.strip_prefix("unix://") {
+            let path = if path.is_empty() {
+                DEFAULT_HOST.trim_start_matches("unix://")
+            } else {
+                path
+            };
+            if !path.starts_with('/') {
+                return Err(invalid("a unix socket path must be absolute"));
+            }
+            return Ok(Host::Unix(PathBuf::from(path)));
+        }
+        if let Some(addr) = text.strip_prefix("tcp://") {
+            let addr = addr.trim_end_matches('/');
+            if addr.contains('/') {
+                return Err(invalid("a tcp address has no path"));
+            }
+            let (host, port) = match addr.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || addr.starts_with('[') => {
+                    let port: u16 = p.parse().map_err(|_| invalid("invalid port"))?;
+                    (h, port)
+                }
+                _ => (addr, DEFAULT_TCP_PORT),
+            };
+            let host = if host.is_empty() { "127.0.0.1" } else { host };
+            return Ok(Host::Tcp(format!("{host}:{port}")));
+        }
+        Err(invalid("expected unix:///path or tcp://host:port"))
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Unix(path) => write!(f, "unix://{}", path.display()),
+            Host::Tcp(addr) => write!(f, "tcp://{addr}"),
+        }
+    }
+}
+
+/// The daemon's effective configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub hosts: Vec<Host>,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub pidfile: PathBuf,
+    /// One of debug, info, warn, error, fatal.
+    pub log_level: String,
+    pub debug: bool,
+    pub labels: Vec<String>,
+}
+
+impl Config {
+    /// Reads the configuration file the flags name (or the default one, if it exists) and
+    /// merges it with the flags.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let (path, explicit) = match &flags.config_file {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(ConfigError::ReadFile { path, source }),
+        };
+        let file = match text {
+            Some(text) => parse_file(&path, &text)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(flags, &file)
+    }
+
+    /// Merges flags and file, refusing keys given both ways.
+    pub fn merge(flags: &Flags, file: &FileConfig) -> Result<Config, ConfigError> {
+        let mut conflicts = Vec::new();
+        let mut conflict = |key: &str, flag: String, from_file: String| {
+            conflicts.push(format!(
+                "{key}: (from flag: {flag}, from file: {from_file})"
+            ));
+        };
+        if let (false, Some(f)) = (flags.hosts.is_empty(), &file.hosts) {
+            conflict("hosts", format!("{:?}", flags.hosts), format!("{f:?}"));
+        }
+        if let (Some(a), Some(b)) = (&flags.data_root, &file.data_root) {
+            conflict(
+                "data-root",
+                a.display().to_string(),
+                b.display().to_string(),
+            );
+        }
+        if let (Some(a), Some(b)) = (&flags.exec_root, &file.exec_root) {
+            conflict(
+                "exec-root",
+                a.display().to_string(),
+                b.display().to_string(),
+            );
+        }
+        if let (Some(a), Some(b)) = (&flags.pidfile, &file.pidfile) {
+            conflict("pidfile", a.display().to_string(), b.display().to_string());
+        }
+        if let (Some(a), Some(b)) = (&flags.log_level, &file.log_level) {
+            conflict("log-level", a.clone(), b.clone());
+        }
+        if let (true, Some(b)) = (flags.debug, file.debug) {
+            conflict("debug", "true".into(), b.to_string());
+        }
+        if let (false, Some(b)) = (flags.labels.is_empty(), &file.labels) {
+            conflict("labels", format!("{:?}", flags.labels), format!("{b:?}"));
+        }
+        if !conflicts.is_empty() {
+            return Err(ConfigError::Conflicts(conflicts.join(", ")));
+        }
+
+        let host_texts: Vec<String> = if !flags.hosts.is_empty() {
+            flags.hosts.clone()
+        } else {
+            file.hosts.clone().unwrap_or_default()
+        };
+        let mut hosts = host_texts
+            .iter()
+            .map(|h| Host::parse(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        if hosts.is_empty() {
+            hosts.push(Host::parse(DEFAULT_HOST)?);
+        }
+        let data_root = flags
+            .data_root
+            .clone()
+            .or_else(|| file.data_root.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT));
+        let exec_root = flags
+            .exec_root
+            .clone()
+            .or_else(|| file.exec_root.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_EXEC_ROOT));
+        let pidfile = flags
+            .pidfile
+            .clone()
+            .or_else(|| file.pidfile.clone())
+            .unwrap_or_else(|| exec_root.join("berthd.pid"));
+        let debug = flags.debug || file.debug.unwrap_or(false);
+        let log_level = flags
+            .log_level
+            .clone()
+            .or_else(|| file.log_level.clone())
+            .unwrap_or_else(|| "info".to_string())
+            .to_ascii_lowercase();
+        if !["debug", "info", "warn", "error", "fatal"].contains(&log_level.as_str()) {
+            return Err(ConfigError::InvalidLogLevel(log_level));
+        }
+        let labels = if !flags.labels.is_empty() {
+            flags.labels.clone()
+        } else {
+            file.labels.clone().unwrap_or_default()
+        };
+        Ok(Config {
+            hosts,
+            data_root: absolute(data_root),
+            exec_root: absolute(exec_root),
+            pidfile: absolute(pidfile),
+            log_level: if debug { "debug".into() } else { log_level },
+            debug,
+            labels,
+        })
+    }
+
+    /// The configuration tests use: everything under one temporary directory.
+    pub fn for_root(root: &Path) -> Config {
+        Config {
+            hosts: vec![Host::Unix(root.join("berth.sock"))],
+            data_root: root.join("data"),
+            exec_root: root.join("exec"),
+            pidfile: root.join("exec/berthd.pid"),
+            log_level: "info".into(),
+            debug: false,
+            labels: Vec::new(),
+        }
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// Parses `daemon.json`, reporting unknown keys in dockerd's words.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    let parse_error = |message: String| ConfigError::ParseFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    let raw: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+    let unknown: Vec<&str> = raw
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !FILE_KEYS.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ConfigError::UnknownKeys(unknown.join(", ")));
+    }
+    serde_json::from_str(text).map_err(|e| parse_error(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut argv = vec!["berthd"];
+        argv.extend_from_slice(args);
+        Flags::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::merge(&flags(&[]), &FileConfig::default()).unwrap();
+        assert_eq!(
+            c.hosts,
+            vec![Host::Unix(PathBuf::from("/run/berth/berth.sock"))]
+        );
+        assert_eq!(c.data_root, PathBuf::from("/var/lib/berth"));
+        assert_eq!(c.pidfile, PathBuf::from("/run/berth/berthd.pid"));
+        assert_eq!(c.log_level, "info");
+    }
+
+    #[test]
+    fn flags_and_file_merge() {
+        let file = parse_file(
+            Path::new("daemon.json"),
+            r#"{"data-root":"/d","labels":["a=b"],"log-level":"warn"}"#,
+        )
+        .unwrap();
+        let c = Config::merge(
+            &flags(&[
+                "-H",
+                "unix:///tmp/s.sock",
+                "-H",
+                "tcp://:2376",
+                "--exec-root",
+                "/e",
+            ]),
+            &file,
+        )
+        .unwrap();
+        assert_eq!(
+            c.hosts,
+            vec![
+                Host::Unix(PathBuf::from("/tmp/s.sock")),
+                Host::Tcp("127.0.0.1:2376".into())
+            ]
+        );
+        assert_eq!(c.data_root, PathBuf::from("/d"));
+        assert_eq!(c.pidfile, PathBuf::from("/e/berthd.pid"));
+        assert_eq!(c.labels, vec!["a=b".to_string()]);
+        assert_eq!(c.log_level, "warn");
+        let debug = Config::merge(&flags(&["-D"]), &file).unwrap();
+        assert_eq!(debug.log_level, "debug");
+    }
+
+    #[test]
+    fn conflicts_are_errors() {
+        let file = parse_file(Path::new("d.json"), r#"{"data-root":"/d","debug":true}"#).unwrap();
+        let err = Config::merge(&flags(&["--data-root", "/x", "-D"]), &file).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("the following directives are specified both as a flag and in the configuration file: data-root: (from flag: /x, from file: /d)"),
+            "{text}"
+        );
+        assert!(text.contains("debug"), "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values() {
+        let err = parse_file(Path::new("d.json"), r#"{"bogus":1,"hosts":[]}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the following directives don't match any configuration option: bogus"
+        );
+        assert!(parse_file(Path::new("d.json"), "{").is_err());
+        assert!(Config::merge(&flags(&["--log-level", "loud"]), &FileConfig::default()).is_err());
+        assert!(Host::parse("http://x").is_err());
+        assert!(Host::parse("unix://relative").is_err());
+        assert_eq!(
+            Host::parse("tcp://0.0.0.0").unwrap(),
+            Host::Tcp("0.0.0.0:2375".into())
+        );
+    }
+
+    #[test]
+    fn missing_config_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.json");
+        let mut f = flags(&[]);
+        f.config_file = Some(missing);
+        assert!(matches!(
+            Config::load(&f),
+            Err(ConfigError::ReadFile { .. })
+        ));
+        let present = dir.path().join("daemon.json");
+        std::fs::write(&present, r#"{"hosts":["unix:///tmp/q.sock"]}"#).unwrap();
+        f.config_file = Some(present);
+        let c = Config::load(&f).unwrap();
+        assert_eq!(c.hosts, vec![Host::Unix(PathBuf::from("/tmp/q.sock"))]);
+    }
+}

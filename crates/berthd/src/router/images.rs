@@ -1,0 +1,864 @@
+//! Image endpoints. Image names contain slashes and colons, so `/images/{name...}/json`,
+//! `/history`, `/get`, `/tag` and `/push` arrive through one catch-all and are told apart by
+//! their suffix. Every store call is blocking and runs on the blocking pool.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_api::models::{
+    DriverData, HistoryItem, ImageDeleteItem, ImageInspect, ImageMetadata, ImagePruneResponse,
+    ImageRootFs, ImageSummary, JsonMessage, ProgressDetail,
+};
+use berth_api::{ApiError, Filters};
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::TryStreamExt;
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use super::{Error, Query, Result, channel_body, image_error, join_error, ok_json};
+use crate::events::parse_timestamp;
+use crate::imagestore::{DeleteItem, DeleteOptions, Image, ImportOptions, LoadProgress, Reference};
+use crate::state::AppState;
+
+/// Runs a blocking closure on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(join_error)
+}
+
+fn attrs(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn created_unix(image: &Image) -> i64 {
+    image.created.map_or(0, |t| t.timestamp())
+}
+
+/// A `GET /images/json` row for an image, showing `tags` (all of them, or those a `reference`
+/// filter kept).
+pub(crate) fn summary(image: &Image, tags: &[String]) -> ImageSummary {
+    ImageSummary {
+        id: image.id.to_string(),
+        parent_id: String::new(),
+        repo_tags: tags.to_vec(),
+        repo_digests: image.repo_digests.clone(),
+        created: created_unix(image),
+        size: image.size as i64,
+        shared_size: -1,
+        virtual_size: None,
+        labels: image_labels(image),
+        containers: -1,
+    }
+}
+
+fn image_labels(image: &Image) -> BTreeMap<String, String> {
+    image
+        .config
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default()
+}
+
+const LIST_FILTERS: &[&str] = &["before", "dangling", "label", "reference", "since", "until"];
+
+/// `GET /images/json`.
+pub async fn list(State(state): State<AppState>, query: Query) -> Result<Response> {
+    let filters = query.filters()?;
+    filters.validate(LIST_FILTERS)?;
+    let rows = blocking(move || list_images(&state, &filters)).await??;
+    Ok(ok_json(&rows))
+}
+
+fn list_images(state: &AppState, filters: &Filters) -> Result<Vec<ImageSummary>> {
+    let dangling = filters.get_bool("dangling")?;
+    let store = &state.images;
+    let created_of = |name: &str| -> Result<Option<DateTime<Utc>>> { Ok(store.get(name)?.created) };
+    let before = filters
+        .get("before")
+        .iter()
+        .map(|n| created_of(n))
+        .collect::<Result<Vec<_>>>()?;
+    let since = filters
+        .get("since")
+        .iter()
+        .map(|n| created_of(n))
+        .collect::<Result<Vec<_>>>()?;
+    let now = Utc::now();
+    let until = filters
+        .get("until")
+        .iter()
+        .map(|v| parse_timestamp(v, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let patterns = filters.get("reference");
+
+    let mut images = store.images();
+    images.sort_by(|a, b| {
+        b.created
+            .cmp(&a.created)
+            .then_with(|| a.id.hex().cmp(b.id.hex()))
+    });
+    let mut rows = Vec::new();
+    for image in &images {
+        let is_dangling = image.repo_tags.is_empty() && image.repo_digests.is_empty();
+        if dangling.is_some_and(|d| d != is_dangling) {
+            continue;
+        }
+        if !filters.match_labels("label", &image_labels(image)) {
+            continue;
+        }
+        let created = image.created;
+        if before.iter().any(|b| !(created < *b)) || since.iter().any(|s| !(created > *s)) {
+            continue;
+        }
+        if until.iter().any(|(s, _)| {
+            image.created.is_some_and(|c| c.timestamp() >= *s) || image.created.is_none()
+        }) {
+            continue;
+        }
+        let tags: Vec<String> = if patterns.is_empty() {
+            image.repo_tags.clone()
+        } else {
+            image
+                .repo_tags
+                .iter()
+                .filter(|t| patterns.iter().any(|p| reference_matches(p, t)))
+                .cloned()
+                .collect()
+        };
+        if !patterns.is_empty() && tags.is_empty() {
+            continue;
+        }
+        let mut row = summary(image, &tags);
+        row.containers = -1;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Docker's `reference` filter: a `path.Match` glob against the familiar `name:tag`, or failing
+/// that against the familiar name.
+pub fn reference_matches(pattern: &str, familiar: &str) -> bool {
+    if glob_match(pattern, familiar) {
+        return true;
+    }
+    let name = familiar.split('@').next().unwrap_or(familiar);
+    let name = match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    };
+    glob_match(pattern, name)
+}
+
+/// Go's `path.Match`: `*` (no `/`), `?`, `[...]` classes with ranges and `^` negation, `\`
+/// escapes. A malformed pattern matches nothing.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    glob_at(&p, &t)
+}
+
+fn glob_at(p: &[char], t: &[char]) -> bool {
+    match p.first() {
+        None => t.is_empty(),
+        Some('*') => {
+            let rest = &p[1..];
+            for i in 0..=t.len() {
+                if glob_at(rest, &t[i..]) {
+                    return true;
+                }
+                if i < t.len() && t[i] == '/' {
+                    break;
+                }
+            }
+            false
+        }
+        Some('?') => !t.is_empty() && t[0] != '/' && glob_at(&p[1..], &t[1..]),
+        Some('[') => {
+            let Some(&c) = t.first() else { return false };
+            let mut i = 1;
+            let negate = p.get(i) == Some(&'^');
+            if negate {
+                i += 1;
+            }
+            let mut matched = false;
+            let mut first = true;
+            loop {
+                let Some(&lo) = p.get(i) else { return false };
+                if lo == ']' && !first {
+                    i += 1;
+                    break;
+                }
+                first = false;
+                let lo = if lo == '\\' {
+                    i += 1;
+                    match p.get(i) {
+                        Some(&e) => e,
+                        None => return false,
+                    }
+                } else {
+                    lo
+                };
+                i += 1;
+                let hi = if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&h| h != ']') {
+                    let h = p[i + 1];
+                    i += 2;
+                    h
+                } else {
+                    lo
+                };
+                if lo <= c && c <= hi {
+                    matched = true;
+                }
+            }
+            matched != negate && c != '/' && glob_at(&p[i..], &t[1..])
+        }
+        Some('\\') => match p.get(1) {
+            Some(&e) => !t.is_empty() && t[0] == e && glob_at(&p[2..], &t[1..]),
+            None => false,
+        },
+        Some(&c) => !t.is_empty() && t[0] == c && glob_at(&p[1..], &t[1..]),
+    }
+}
+
+/// `GET /images/{name}/json|history|get`.
+pub async fn get_dispatch(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    query: Query,
+) -> Result<Response> {
+    if let Some(name) = rest.strip_suffix("/json") {
+        return inspect(state, name.to_string()).await;
+    }
+    if let Some(name) = rest.strip_suffix("/history") {
+        return history(state, name.to_string()).await;
+    }
+    if let Some(name) = rest.strip_suffix("/get") {
+        return save(state, vec![name.to_string()]).await;
+    }
+    let _ = query;
+    Err(Error(ApiError::not_found("page not found")))
+}
+
+/// `POST /images/{name}/tag|push`.
+pub async fn post_dispatch(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    query: Query,
+) -> Result<Response> {
+    if let Some(name) = rest.strip_suffix("/tag") {
+        return tag(state, name.to_string(), query).await;
+    }
+    if rest.ends_with("/push") {
+        return Err(Error(ApiError::not_implemented(
+            "push is not supported yet: Berth has no registry client",
+        )));
+    }
+    Err(Error(ApiError::not_found("page not found")))
+}
+
+async fn inspect(state: AppState, name: String) -> Result<Response> {
+    let inspect = blocking(move || -> Result<ImageInspect> {
+        let image = state.images.get(&name)?;
+        let dirs = state.images.layer_dirs(&image.id).unwrap_or_default();
+        Ok(inspect_of(&image, &dirs))
+    })
+    .await??;
+    Ok(ok_json(&inspect))
+}
+
+fn inspect_of(image: &Image, layer_dirs: &[std::path::PathBuf]) -> ImageInspect {
+    let cfg = &image.config;
+    let mut driver = BTreeMap::new();
+    if !layer_dirs.is_empty() {
+        let lower: Vec<String> = layer_dirs.iter().map(|d| d.display().to_string()).collect();
+        driver.insert("LowerDir".to_string(), lower.join(":"));
+    }
+    let last_tag_time = if image.repo_tags.is_empty() {
+        "0001-01-01T00:00:00Z".to_string()
+    } else {
+        image.loaded_at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+    };
+    ImageInspect {
+        id: image.id.to_string(),
+        repo_tags: image.repo_tags.clone(),
+        repo_digests: image.repo_digests.clone(),
+        parent: String::new(),
+        comment: cfg.comment.clone().unwrap_or_default(),
+        created: cfg.created.clone().unwrap_or_default(),
+        container: String::new(),
+        container_config: Default::default(),
+        docker_version: cfg.docker_version.clone().unwrap_or_default(),
+        author: cfg.author.clone().unwrap_or_default(),
+        config: cfg.config.clone().unwrap_or_default(),
+        architecture: cfg.architecture.clone().to_string(),
+        variant: cfg.variant.clone(),
+        os: cfg.os.clone().to_string(),
+        os_version: None,
+        size: image.size as i64,
+        virtual_size: None,
+        graph_driver: DriverData {
+            name: "overlayfs".into(),
+            data: driver,
+        },
+        root_fs: ImageRootFs {
+            kind: "layers".into(),
+            layers: cfg
+                .rootfs
+                .diff_ids
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        },
+        metadata: ImageMetadata { last_tag_time },
+    }
+}
+
+async fn history(state: AppState, name: String) -> Result<Response> {
+    let rows = blocking(move || -> Result<Vec<HistoryItem>> {
+        let image = state.images.get(&name)?;
+        Ok(history_of(&image))
+    })
+    .await??;
+    Ok(ok_json(&rows))
+}
+
+/// History rows, newest first; only the top row names the image.
+fn history_of(image: &Image) -> Vec<HistoryItem> {
+    let mut layers = image.layers.iter();
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or(0, |t| t.timestamp())
+    };
+    let mut rows: Vec<HistoryItem> = if image.config.history.is_empty() {
+        image
+            .layers
+            .iter()
+            .map(|l| HistoryItem {
+                id: "<missing>".into(),
+                created: created_unix(image),
+                size: l.size as i64,
+                ..Default::default()
+            })
+            .collect()
+    } else {
+        image
+            .config
+            .history
+            .iter()
+            .map(|h| HistoryItem {
+                id: "<missing>".into(),
+                created: parse(&h.created),
+                created_by: h.created_by.clone().unwrap_or_default(),
+                tags: Vec::new(),
+                size: if h.empty_layer {
+                    0
+                } else {
+                    layers.next().map_or(0, |l| l.size as i64)
+                },
+                comment: h.comment.clone().unwrap_or_default(),
+            })
+            .collect()
+    };
+    rows.reverse();
+    if let Some(top) = rows.first_mut() {
+        top.id = image.id.to_string();
+        top.tags = image.repo_tags.clone();
+    } else {
+        rows.push(HistoryItem {
+            id: image.id.to_string(),
+            created: created_unix(image),
+            tags: image.repo_tags.clone(),
+            ..Default::default()
+        });
+    }
+    rows
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`.
+async fn tag(state: AppState, name: String, query: Query) -> Result<Response> {
+    let repo = query.get("repo").unwrap_or_default().to_string();
+    let tag = query.get("tag").unwrap_or_default().to_string();
+    if repo.is_empty() {
+        return Err(Error(ApiError::invalid(
+            "repository name must have at least one component",
+        )));
+    }
+    let target = if tag.is_empty() {
+        repo
+    } else {
+        format!("{repo}:{tag}")
+    };
+    let st = state.clone();
+    let (id, reference) = blocking(move || -> Result<_> {
+        // Validate the target first, so a bad reference is 400 even for an unknown source.
+        Reference::parse_normalized(&target)?;
+        let image = st.images.get(&name)?;
+        let reference = st.images.tag(&name, &target)?;
+        Ok((image.id, reference))
+    })
+    .await??;
+    let new_name = reference.familiar_string();
+    state
+        .events
+        .image_event("tag", &id.to_string(), attrs(&[("name", new_name)]));
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// `DELETE /images/{name}?force=&noprune=`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Query,
+) -> Result<Response> {
+    let opts = DeleteOptions {
+        force: query.bool("force", false),
+        noprune: query.bool("noprune", false),
+    };
+    let st = state.clone();
+    let (id, items) = blocking(move || -> Result<_> {
+        let id = st.images.get(&name)?.id;
+        let containers = st.containers.clone();
+        let in_use = move |d: &_| containers.using_image(d);
+        let items = st.images.delete(&name, opts, &in_use)?;
+        Ok((id, items))
+    })
+    .await??;
+    let id = id.to_string();
+    publish_deletions(&state, &id, &items);
+    Ok(ok_json(&delete_items(&items)))
+}
+
+fn delete_items(items: &[DeleteItem]) -> Vec<ImageDeleteItem> {
+    items
+        .iter()
+        .map(|item| match item {
+            DeleteItem::Untagged(r) => ImageDeleteItem {
+                untagged: Some(r.clone()),
+                deleted: None,
+            },
+            DeleteItem::Deleted(d) => ImageDeleteItem {
+                untagged: None,
+                deleted: Some(d.clone()),
+            },
+        })
+        .collect()
+}
+
+/// `untag` and `delete` events as Docker logs them (actor and name are the image id).
+fn publish_deletions(state: &AppState, image_id: &str, items: &[DeleteItem]) {
+    for item in items {
+        match item {
+            DeleteItem::Untagged(_) => state.events.image_event(
+                "untag",
+                image_id,
+                attrs(&[("name", image_id.to_string())]),
+            ),
+            DeleteItem::Deleted(d) => {
+                state
+                    .events
+                    .image_event("delete", d, attrs(&[("name", d.clone())]))
+            }
+        }
+    }
+}
+
+/// `POST /images/prune?filters=`.
+pub async fn prune(State(state): State<AppState>, query: Query) -> Result<Response> {
+    let filters = query.filters()?;
+    filters.validate(&["dangling", "label", "label!", "until"])?;
+    let all = filters.get_bool("dangling")? == Some(false);
+    let now = Utc::now();
+    let until = filters
+        .get("until")
+        .iter()
+        .map(|v| parse_timestamp(v, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let st = state.clone();
+    let report = blocking(move || -> Result<_> {
+        let keep = |image: &Image| {
+            let labels = image_labels(image);
+            let negated = filters.get("label!");
+            filters.match_labels("label", &labels)
+                && (negated.is_empty()
+                    || !negated.iter().any(|w| match w.split_once('=') {
+                        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+                        None => labels.contains_key(*w),
+                    }))
+                && until
+                    .iter()
+                    .all(|(s, _)| image.created.is_some_and(|c| c.timestamp() < *s))
+        };
+        let containers = st.containers.clone();
+        let in_use = move |d: &_| containers.using_image(d);
+        Ok(st.images.prune(all, &keep, &in_use)?)
+    })
+    .await??;
+    for item in &report.deleted {
+        if let DeleteItem::Deleted(d) = item {
+            state
+                .events
+                .image_event("delete", d, attrs(&[("name", d.clone())]));
+        }
+    }
+    state.events.image_event(
+        "prune",
+        "",
+        attrs(&[("reclaimed", report.space_reclaimed.to_string())]),
+    );
+    let deleted = delete_items(&report.deleted);
+    Ok(ok_json(&ImagePruneResponse {
+        images_deleted: if deleted.is_empty() {
+            None
+        } else {
+            Some(deleted)
+        },
+        space_reclaimed: report.space_reclaimed as i64,
+    }))
+}
+
+/// Turns a request body into a blocking reader for the store.
+fn body_reader(body: Body) -> impl Read + Send + 'static {
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| io::Error::new(io::ErrorKind::UnexpectedEof, e));
+    SyncIoBridge::new(StreamReader::new(stream))
+}
+
+/// Sends JSON messages from a blocking task into a streaming response.
+#[derive(Clone)]
+struct MessageSink(mpsc::Sender<Bytes>);
+
+impl MessageSink {
+    fn send(&self, message: &JsonMessage) {
+        let mut line = serde_json::to_vec(message).unwrap_or_default();
+        line.push(b'\n');
+        // A client that went away is noticed by the body reader; nothing to do here.
+        let _ = self.0.blocking_send(Bytes::from(line));
+    }
+}
+
+fn json_stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        channel_body(rx),
+    )
+        .into_response()
+}
+
+/// Docker's text progress bar: `[=====>        ]  1.2MB/3.4MB`.
+fn progress_bar(current: u64, total: Option<u64>) -> String {
+    let human = |n: u64| {
+        let units = ["B", "kB", "MB", "GB", "TB"];
+        let mut value = n as f64;
+        let mut unit = 0;
+        while value >= 1000.0 && unit < units.len() - 1 {
+            value /= 1000.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            format!("{n}B")
+        } else {
+            format!("{value:.3}{}", units[unit])
+                .replace(".000", "")
+                .to_string()
+        }
+    };
+    match total {
+        Some(total) if total > 0 => {
+            let width = 50;
+            let filled = ((current.min(total) as f64 / total as f64) * width as f64) as usize;
+            let bar = if filled >= width {
+                "=".repeat(width)
+            } else {
+                format!("{}>{}", "=".repeat(filled), " ".repeat(width - filled - 1))
+            };
+            format!("[{bar}]  {}/{}", human(current), human(total))
+        }
+        _ => human(current),
+    }
+}
+
+/// `POST /images/load?quiet=`.
+pub async fn load(State(state): State<AppState>, query: Query, body: Body) -> Result<Response> {
+    let quiet = query.bool("quiet", false);
+    let (tx, rx) = mpsc::channel::<Bytes>(32);
+    let sink = MessageSink(tx);
+    let mut reader = body_reader(body);
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut last = Instant::now() - Duration::from_secs(1);
+        let progress_sink = sink.clone();
+        let mut progress = |p: LoadProgress| {
+            if quiet {
+                return;
+            }
+            let (digest, current, total, done) = match p {
+                LoadProgress::Layer {
+                    digest,
+                    current,
+                    total,
+                } => (digest, current, total, false),
+                LoadProgress::LayerDone { digest } => (digest, 0, None, true),
+            };
+            if !done && last.elapsed() < Duration::from_millis(100) {
+                return;
+            }
+            last = Instant::now();
+            let message = if done {
+                JsonMessage {
+                    status: Some("Loading layer".into()),
+                    id: Some(digest.short().to_string()),
+                    progress_detail: Some(ProgressDetail::default()),
+                    ..Default::default()
+                }
+            } else {
+                JsonMessage {
+                    status: Some("Loading layer".into()),
+                    id: Some(digest.short().to_string()),
+                    progress_detail: Some(ProgressDetail {
+                        current: Some(current as i64),
+                        total: total.map(|t| t as i64),
+                    }),
+                    progress: Some(progress_bar(current, total)),
+                    ..Default::default()
+                }
+            };
+            progress_sink.send(&message);
+        };
+        match st.images.load(&mut reader, &mut progress) {
+            Ok(loaded) => {
+                for image in loaded {
+                    if image.tags.is_empty() {
+                        let id = image.id.to_string();
+                        sink.send(&JsonMessage::stream(format!("Loaded image ID: {id}\n")));
+                        st.events
+                            .image_event("load", &id, attrs(&[("name", id.clone())]));
+                    }
+                    for tag in &image.tags {
+                        sink.send(&JsonMessage::stream(format!("Loaded image: {tag}\n")));
+                        st.events
+                            .image_event("load", tag, attrs(&[("name", tag.clone())]));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "image load failed");
+                sink.send(&JsonMessage::error(image_error(&e).message));
+            }
+        }
+    });
+    Ok(json_stream_response(rx))
+}
+
+/// A blocking writer whose bytes become chunks of a streaming response body.
+struct ChannelWriter {
+    tx: mpsc::Sender<Bytes>,
+    buffer: Vec<u8>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl ChannelWriter {
+    fn send_buffer(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK),
+        ));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.send_buffer()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_buffer()
+    }
+}
+
+/// `GET /images/get?names=a&names=b`.
+pub async fn save_many(State(state): State<AppState>, query: Query) -> Result<Response> {
+    let names: Vec<String> = query
+        .all("names")
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        return Err(Error(ApiError::invalid("no images given: use names=IMAGE")));
+    }
+    save(state, names).await
+}
+
+async fn save(state: AppState, names: Vec<String>) -> Result<Response> {
+    // Every name must resolve before the first byte is sent.
+    let st = state.clone();
+    let checked = names.clone();
+    let ids = blocking(move || -> Result<Vec<String>> {
+        checked
+            .iter()
+            .map(|n| Ok(st.images.get(n)?.id.to_string()))
+            .collect()
+    })
+    .await??;
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter {
+            tx,
+            buffer: Vec::with_capacity(CHUNK),
+        };
+        let saved = st
+            .images
+            .save(&names, &mut writer)
+            .map_err(|e| e.to_string())
+            .and_then(|()| writer.flush().map_err(|e| e.to_string()));
+        match saved {
+            Ok(()) => {
+                for (name, id) in names.iter().zip(&ids) {
+                    st.events
+                        .image_event("save", id, attrs(&[("name", name.clone())]));
+                }
+            }
+            // The status line is gone; dropping the channel ends the body early, which the
+            // client sees as a truncated archive.
+            Err(e) => tracing::warn!(error = %e, "image save failed"),
+        }
+    });
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-tar")],
+        channel_body(rx),
+    )
+        .into_response())
+}
+
+/// `POST /images/create`: import from the body (`fromSrc=-`). Pulling is not implemented.
+pub async fn create(State(state): State<AppState>, query: Query, body: Body) -> Result<Response> {
+    if let Some(image) = query.non_empty("fromImage") {
+        return Err(Error(ApiError::not_implemented(format!(
+            "pull is not supported yet: cannot pull {image}; use docker save/load to bring images in"
+        ))));
+    }
+    let source = query
+        .non_empty("fromSrc")
+        .ok_or_else(|| ApiError::invalid("either fromImage or fromSrc must be given"))?;
+    if source != "-" {
+        return Err(Error(ApiError::not_implemented(format!(
+            "importing from a URL is not supported: {source}; pipe the archive to the request body with fromSrc=-"
+        ))));
+    }
+    let reference = match query.non_empty("repo") {
+        Some(repo) => {
+            let text = match query.non_empty("tag") {
+                Some(tag) => format!("{repo}:{tag}"),
+                None => repo.to_string(),
+            };
+            let parsed = Reference::parse_normalized(&text)?.with_default_tag();
+            Some(parsed.familiar_string())
+        }
+        None => None,
+    };
+    let (os, architecture) = match query.non_empty("platform") {
+        Some(p) => {
+            let mut parts = p.split('/');
+            let os = parts.next().map(str::to_string);
+            let arch = parts.next().map(str::to_string);
+            if os.as_deref() != Some("linux") {
+                return Err(Error(ApiError::invalid(format!(
+                    "invalid platform {p:?}: only linux images are supported"
+                ))));
+            }
+            (os, arch)
+        }
+        None => (None, None),
+    };
+    let opts = ImportOptions {
+        reference: reference.clone(),
+        changes: query
+            .all("changes")
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        message: query.non_empty("message").map(str::to_string),
+        os,
+        architecture,
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let sink = MessageSink(tx);
+    let mut reader = body_reader(body);
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || match st.images.import(&mut reader, opts) {
+        Ok(image) => {
+            let id = image.id.to_string();
+            sink.send(&JsonMessage::status(id.clone()));
+            let name = reference.unwrap_or_else(|| id.clone());
+            st.events
+                .image_event("import", &id, attrs(&[("name", name)]));
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "image import failed");
+            sink.send(&JsonMessage::error(image_error(&e).message));
+        }
+    });
+    Ok(json_stream_response(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_follow_path_match() {
+        assert!(glob_match("busybox", "busybox"));
+        assert!(glob_match("busy*", "busybox"));
+        assert!(glob_match("b?sybox", "busybox"));
+        assert!(glob_match("[a-c]usybox", "busybox"));
+        assert!(!glob_match("[^a-c]usybox", "busybox"));
+        assert!(!glob_match("*", "library/busybox"));
+        assert!(glob_match("*/*", "library/busybox"));
+        assert!(glob_match("a\\*b", "a*b"));
+        assert!(!glob_match("[", "a"));
+    }
+
+    #[test]
+    fn reference_filter_matches_name_or_name_tag() {
+        assert!(reference_matches("busybox", "busybox:latest"));
+        assert!(reference_matches("busybox:latest", "busybox:latest"));
+        assert!(reference_matches("busybox:*", "busybox:1.36"));
+        assert!(!reference_matches("busybox:1*", "busybox:latest"));
+        assert!(reference_matches(
+            "localhost:5000/a/*",
+            "localhost:5000/a/b:tag"
+        ));
+        assert!(!reference_matches("alpine", "busybox:latest"));
+    }
+
+    #[test]
+    fn progress_bars() {
+        assert_eq!(progress_bar(0, None), "0B");
+        assert!(progress_bar(500, Some(1000)).starts_with("[=========================>"));
+        assert!(progress_bar(1000, Some(1000)).ends_with("1kB/1kB"));
+    }
+}

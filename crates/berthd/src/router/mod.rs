@@ -1,0 +1,235 @@
+//! The Engine API router. A middleware wrapped around the routes strips the `/v1.NN` prefix
+//! (so routing sees the bare path), checks the version, records it in the request's extensions
+//! and stamps Docker's headers on every response.
+
+mod events;
+mod images;
+mod system;
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use berth_api::version::split_version_prefix;
+use berth_api::{ApiError, ApiVersion, ErrorKind, Filters, MAX_API_VERSION};
+use bytes::Bytes;
+use tower::Layer;
+
+use crate::imagestore::ImageError;
+use crate::state::AppState;
+
+/// Builds the whole API service for a daemon.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/system/df", get(system::disk_usage))
+        .route("/events", get(events::events))
+        .route("/images/json", get(images::list))
+        .route("/images/load", post(images::load))
+        .route("/images/get", get(images::save_many))
+        .route("/images/create", post(images::create))
+        .route("/images/prune", post(images::prune))
+        .route(
+            "/images/{*rest}",
+            get(images::get_dispatch)
+                .post(images::post_dispatch)
+                .delete(images::delete),
+        )
+        .fallback(page_not_found)
+        .with_state(state);
+    Router::new().fallback_service(from_fn(api_version).layer(routes))
+}
+
+/// The API version a request was made with (the newest when its path had no prefix).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestVersion(pub ApiVersion);
+
+async fn api_version(mut req: Request, next: Next) -> Response {
+    let mut response = match strip_version(&mut req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => Error(e).into_response(),
+    };
+    stamp_headers(response.headers_mut());
+    response
+}
+
+/// Rewrites `/v1.41/images/json?x` to `/images/json?x` and records the version.
+fn strip_version(req: &mut Request) -> Result<(), ApiError> {
+    let uri = req.uri().clone();
+    let (prefix, rest) = split_version_prefix(uri.path());
+    let version = match prefix {
+        None => MAX_API_VERSION,
+        Some(text) => ApiVersion::parse(text)
+            .ok_or_else(|| ApiError::invalid(format!("invalid API version: {text}")))?
+            .check_supported()?,
+    };
+    if prefix.is_some() {
+        let path_and_query = match uri.query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_string(),
+        };
+        let mut parts = uri.into_parts();
+        parts.path_and_query = Some(
+            path_and_query
+                .parse()
+                .map_err(|_| ApiError::invalid("invalid request path"))?,
+        );
+        *req.uri_mut() =
+            Uri::from_parts(parts).map_err(|_| ApiError::invalid("invalid request path"))?;
+    }
+    req.extensions_mut().insert(RequestVersion(version));
+    Ok(())
+}
+
+fn stamp_headers(headers: &mut axum::http::HeaderMap) {
+    let set = |headers: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    };
+    set(headers, "api-version", "1.51");
+    set(headers, "docker-experimental", "false");
+    set(headers, "ostype", "linux");
+    headers.insert(
+        header::SERVER,
+        HeaderValue::from_static(crate::SERVER_HEADER),
+    );
+}
+
+async fn page_not_found() -> Error {
+    Error(ApiError::not_found("page not found"))
+}
+
+/// An API error response: Docker's status code and `{"message": ...}`.
+#[derive(Debug)]
+pub struct Error(pub ApiError);
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.kind.status_code())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(error = %self.0.message, "request failed");
+        }
+        json_response(status, &self.0.body())
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Self {
+        Error(e)
+    }
+}
+
+impl From<ImageError> for Error {
+    fn from(e: ImageError) -> Self {
+        Error(image_error(&e))
+    }
+}
+
+pub(crate) fn image_error(e: &ImageError) -> ApiError {
+    ApiError::new(e.kind(), e.to_string())
+}
+
+/// A blocking task that panicked or was cancelled.
+pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
+    Error(ApiError::new(
+        ErrorKind::Internal,
+        format!("internal error: {e}"),
+    ))
+}
+
+/// Serializes a body as JSON with the given status.
+pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            Bytes::from(bytes),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+pub(crate) fn ok_json<T: serde::Serialize>(value: &T) -> Response {
+    json_response(StatusCode::OK, value)
+}
+
+/// A streaming body fed by a channel (progress messages, exported tars, events).
+pub(crate) fn channel_body(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    });
+    Body::from_stream(stream)
+}
+
+/// Docker's query strings: repeated keys (`names=a&names=b`), `1`/`true` booleans and the JSON
+/// `filters` parameter.
+#[derive(Debug, Clone, Default)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(query: Option<&str>) -> Query {
+        Query(
+            form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The last value given for `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A non-empty value for `key`.
+    pub fn non_empty(&self, key: &str) -> Option<&str> {
+        self.get(key).filter(|v| !v.is_empty())
+    }
+
+    /// Every value given for `key`, in order.
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn bool(&self, key: &str, default: bool) -> bool {
+        self.get(key).map_or(default, berth_api::parse_bool)
+    }
+
+    pub fn filters(&self) -> Result<Filters, ApiError> {
+        Filters::parse(self.get("filters").unwrap_or_default())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Query::parse(parts.uri.query()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

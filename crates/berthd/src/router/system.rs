@@ -1,0 +1,203 @@
+//! `/_ping`, `/version`, `/info`, `/system/df`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use berth_api::models::system::{
+    ComponentVersion, IndexInfo, Platform, RegistryServiceConfig, Runtime, SwarmInfo,
+};
+use berth_api::models::{DiskUsage, SystemInfo, SystemVersion};
+use berth_api::{MAX_API_VERSION, MIN_API_VERSION};
+use chrono::{SecondsFormat, Utc};
+
+use super::images::summary;
+use super::{Result, join_error, ok_json};
+use crate::state::AppState;
+use crate::sysinfo;
+
+const RUSTC_VERSION: &str = env!("BERTH_RUSTC_VERSION");
+
+pub async fn ping() -> Response {
+    let mut response =
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("cache-control", "no-cache, no-store, must-revalidate"),
+        ("pragma", "no-cache"),
+        ("swarm", "inactive"),
+        ("builder-version", ""),
+    ] {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
+}
+
+pub async fn version() -> Response {
+    let kernel = sysinfo::kernel_version();
+    let mut details = BTreeMap::new();
+    for (k, v) in [
+        ("ApiVersion", MAX_API_VERSION.to_string()),
+        ("Arch", sysinfo::go_arch().to_string()),
+        ("BuildTime", String::new()),
+        ("Experimental", "false".to_string()),
+        ("GitCommit", String::new()),
+        ("GoVersion", RUSTC_VERSION.to_string()),
+        ("KernelVersion", kernel.clone()),
+        ("MinAPIVersion", MIN_API_VERSION.to_string()),
+        ("Os", "linux".to_string()),
+    ] {
+        details.insert(k.to_string(), v);
+    }
+    ok_json(&SystemVersion {
+        platform: Platform {
+            name: "Berth Engine".into(),
+        },
+        components: vec![ComponentVersion {
+            name: "Engine".into(),
+            version: crate::VERSION.into(),
+            details,
+        }],
+        version: crate::VERSION.into(),
+        api_version: MAX_API_VERSION.to_string(),
+        min_api_version: MIN_API_VERSION.to_string(),
+        git_commit: String::new(),
+        go_version: RUSTC_VERSION.into(),
+        os: "linux".into(),
+        arch: sysinfo::go_arch().into(),
+        kernel_version: kernel,
+        experimental: false,
+        build_time: String::new(),
+    })
+}
+
+pub async fn info(State(state): State<AppState>) -> Result<Response> {
+    let store = state.images.clone();
+    let images = tokio::task::spawn_blocking(move || store.images().len())
+        .await
+        .map_err(join_error)?;
+    let (containers, running, paused, stopped) = state.containers.counts();
+    let (os, os_version) = sysinfo::operating_system();
+    let mut index_configs = BTreeMap::new();
+    index_configs.insert(
+        "docker.io".to_string(),
+        IndexInfo {
+            name: "docker.io".into(),
+            mirrors: Vec::new(),
+            secure: true,
+            official: true,
+        },
+    );
+    let mut runtimes = BTreeMap::new();
+    runtimes.insert(
+        "berth".to_string(),
+        Runtime {
+            path: std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "berthd".into()),
+            runtime_args: None,
+        },
+    );
+    let info = SystemInfo {
+        id: state.id.clone(),
+        containers,
+        containers_running: running,
+        containers_paused: paused,
+        containers_stopped: stopped,
+        images: images as i64,
+        driver: "overlayfs".into(),
+        driver_status: vec![["driver-type".into(), "berth overlay".into()]],
+        docker_root_dir: state.config.data_root.display().to_string(),
+        plugins: berth_api::models::system::PluginsInfo {
+            volume: vec!["local".into()],
+            network: vec!["bridge".into(), "host".into(), "none".into()],
+            authorization: None,
+            log: vec!["json-file".into()],
+        },
+        memory_limit: true,
+        swap_limit: false,
+        cpu_cfs_period: true,
+        cpu_cfs_quota: true,
+        cpu_shares: true,
+        cpu_set: true,
+        pids_limit: true,
+        oom_kill_disable: false,
+        ipv4_forwarding: sysinfo::ipv4_forwarding(),
+        debug: state.config.debug,
+        nfd: sysinfo::open_fds(),
+        ngoroutines: 0,
+        system_time: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
+        logging_driver: "json-file".into(),
+        cgroup_driver: "cgroupfs".into(),
+        cgroup_version: sysinfo::cgroup_version().into(),
+        nevents_listener: state.events.listeners() as i64,
+        kernel_version: sysinfo::kernel_version(),
+        operating_system: os,
+        os_version,
+        os_type: "linux".into(),
+        architecture: std::env::consts::ARCH.into(),
+        ncpu: sysinfo::ncpu(),
+        mem_total: sysinfo::mem_total(),
+        index_server_address: "https://index.docker.io/v1/".into(),
+        registry_config: RegistryServiceConfig {
+            insecure_registry_cidrs: vec!["::1/128".into(), "127.0.0.0/8".into()],
+            index_configs,
+            mirrors: Vec::new(),
+        },
+        name: sysinfo::hostname(),
+        labels: state.config.labels.clone(),
+        server_version: crate::VERSION.into(),
+        runtimes,
+        default_runtime: "berth".into(),
+        swarm: SwarmInfo {
+            local_node_state: "inactive".into(),
+            ..Default::default()
+        },
+        live_restore_enabled: true,
+        isolation: String::new(),
+        init_binary: String::new(),
+        security_options: vec!["name=seccomp,profile=builtin".into()],
+        ..Default::default()
+    };
+    Ok(ok_json(&info))
+}
+
+pub async fn disk_usage(State(state): State<AppState>) -> Result<Response> {
+    let st = state.clone();
+    let usage = tokio::task::spawn_blocking(move || {
+        let images = st.images.images();
+        let shared = st.images.shared_sizes();
+        let mut seen = HashSet::new();
+        let mut layers_size: u64 = 0;
+        for image in &images {
+            for layer in &image.layers {
+                if seen.insert(layer.chain_id.clone()) {
+                    layers_size += layer.size;
+                }
+            }
+        }
+        let rows = images
+            .iter()
+            .map(|image| {
+                let mut row = summary(image, &image.repo_tags);
+                row.shared_size = shared.get(&image.id).map_or(0, |s| *s as i64);
+                row.containers = st.containers.count_using(&image.id);
+                row
+            })
+            .collect();
+        DiskUsage {
+            layers_size: layers_size as i64,
+            images: rows,
+            containers: Vec::new(),
+            volumes: Vec::new(),
+            build_cache: Vec::new(),
+        }
+    })
+    .await
+    .map_err(join_error)?;
+    Ok(ok_json(&usage))
+}

@@ -1,0 +1,241 @@
+//! Startup, listeners and shutdown. Order matters: take the data-root lock, write the pidfile,
+//! open the stores, and only then bind the sockets — so a socket that answers `/_ping` means a
+//! daemon that is ready. On SIGTERM/SIGINT: stop accepting, let in-flight requests finish for a
+//! few seconds (long streams such as `/events` end at once), remove the sockets and the pidfile.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::config::{Config, Host};
+use crate::lock::{DataRootLock, LockError};
+use crate::state::{Daemon, DaemonError};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("cannot write pidfile {path}: {source}")]
+    Pidfile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {host}: {source}")]
+    Listen {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// A bound API listener.
+pub enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Binds a host. A unix socket's parent directories are created, a stale socket file is
+    /// removed (the caller holds the data-root lock, so it is not another daemon's) and the
+    /// socket is made `0660`.
+    pub async fn bind(host: &Host) -> Result<Listener, ServerError> {
+        let err = |source| ServerError::Listen {
+            host: host.to_string(),
+            source,
+        };
+        match host {
+            Host::Unix(path) => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(err)?;
+                }
+                match std::fs::remove_file(path) {
+                    Ok(()) => tracing::info!(path = %path.display(), "removed stale socket"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(err(e)),
+                }
+                let listener = UnixListener::bind(path).map_err(err)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+                    .map_err(err)?;
+                Ok(Listener::Unix(listener, path.clone()))
+            }
+            Host::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).await.map_err(err)?)),
+        }
+    }
+
+    /// The socket file to remove at shutdown, if any.
+    fn socket_path(&self) -> Option<&Path> {
+        match self {
+            Listener::Unix(_, path) => Some(path),
+            Listener::Tcp(_) => None,
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let _lock = DataRootLock::acquire(&config.data_root)?;
+    write_pidfile(&config.pidfile)?;
+    let result = run_locked(config.clone()).await;
+    remove_quietly(&config.pidfile);
+    result
+}
+
+async fn run_locked(config: Config) -> Result<(), ServerError> {
+    let daemon = Arc::new(Daemon::open(config.clone())?);
+    let mut listeners = Vec::new();
+    for host in &config.hosts {
+        listeners.push(Listener::bind(host).await?);
+        tracing::info!(%host, "API listening");
+    }
+    let sockets: Vec<PathBuf> = listeners
+        .iter()
+        .filter_map(|l| l.socket_path().map(Path::to_path_buf))
+        .collect();
+    let shutdown = daemon.shutdown.clone();
+    let signals = wait_for_signal();
+    let server = serve(crate::router::app(daemon), listeners, shutdown.clone());
+    tokio::pin!(server);
+    tokio::select! {
+        signal = signals => {
+            signal?;
+            shutdown.cancel();
+        }
+        () = &mut server => {}
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        tracing::warn!("in-flight requests did not finish in time; exiting anyway");
+    }
+    for socket in &sockets {
+        remove_quietly(socket);
+    }
+    tracing::info!("daemon shut down");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), ServerError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM, shutting down"),
+        _ = int.recv() => tracing::info!("received SIGINT, shutting down"),
+    }
+    Ok(())
+}
+
+/// Serves `app` on every listener until `shutdown` is cancelled, then waits for the open
+/// connections to finish their in-flight requests.
+pub async fn serve(app: Router, listeners: Vec<Listener>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    for listener in listeners {
+        tracker.spawn(accept_loop(
+            listener,
+            app.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn accept_loop(
+    listener: Listener,
+    app: Router,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = accept(&listener) => accepted,
+        };
+        match accepted {
+            Ok(Conn::Unix(stream)) => {
+                tracker.spawn(serve_connection(stream, app.clone(), shutdown.clone()));
+            }
+            Ok(Conn::Tcp(stream)) => {
+                tracker.spawn(serve_connection(stream, app.clone(), shutdown.clone()));
+            }
+            Err(e) => {
+                // Typically EMFILE; back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+enum Conn {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Conn> {
+    match listener {
+        Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
+        Listener::Tcp(l) => l.accept().await.map(|(s, _)| Conn::Tcp(s)),
+    }
+}
+
+async fn serve_connection<IO>(io: IO, app: Router, shutdown: CancellationToken)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let app = app.clone();
+        async move { app.oneshot(req.map(Body::new)).await }
+    });
+    let conn = http1::Builder::new()
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+fn write_pidfile(path: &Path) -> Result<(), ServerError> {
+    let err = |source| ServerError::Pidfile {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    std::fs::write(path, format!("{}\n", std::process::id())).map_err(err)
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove");
+    }
+}
