@@ -203,7 +203,8 @@ pub type Timestamp = (i64, i64);
 /// long before `now`.
 pub fn parse_timestamp(value: &str, now: DateTime<Utc>) -> Result<Timestamp, ApiError> {
     let invalid = || ApiError::invalid(format!("invalid timestamp {value:?}"));
-    if let Some(d) = parse_go_duration(value) {
+    // As Docker: a bare `0` is the epoch, not a zero duration.
+    if let Some(d) = parse_go_duration(value).filter(|_| value != "0") {
         let t = now - d;
         return Ok((t.timestamp(), t.timestamp_subsec_nanos() as i64));
     }
@@ -336,6 +337,7 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(parse_timestamp("1700000000", now).unwrap(), (1700000000, 0));
+        assert_eq!(parse_timestamp("0", now).unwrap(), (0, 0));
         assert_eq!(
             parse_timestamp("1700000000.5", now).unwrap(),
             (1700000000, 500_000_000)

@@ -116,7 +116,7 @@ fn list_images(state: &AppState, filters: &Filters) -> Result<Vec<ImageSummary>>
             continue;
         }
         let created = image.created;
-        if before.iter().any(|b| !(created < *b)) || since.iter().any(|s| !(created > *s)) {
+        if before.iter().any(|b| created >= *b) || since.iter().any(|s| created <= *s) {
             continue;
         }
         if until.iter().any(|(s, _)| {
@@ -229,6 +229,17 @@ fn glob_at(p: &[char], t: &[char]) -> bool {
     }
 }
 
+/// Rejects a name that is neither an id nor a valid reference, with Docker's 400, before the
+/// store is asked (which would only say "No such image").
+fn check_name(name: &str) -> Result<()> {
+    let is_hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if name.strip_prefix("sha256:").is_some_and(is_hex) || (name.len() == 64 && is_hex(name)) {
+        return Ok(());
+    }
+    Reference::parse_normalized(name)?;
+    Ok(())
+}
+
 /// `GET /images/{name}/json|history|get`.
 pub async fn get_dispatch(
     State(state): State<AppState>,
@@ -266,6 +277,7 @@ pub async fn post_dispatch(
 }
 
 async fn inspect(state: AppState, name: String) -> Result<Response> {
+    check_name(&name)?;
     let inspect = blocking(move || -> Result<ImageInspect> {
         let image = state.images.get(&name)?;
         let dirs = state.images.layer_dirs(&image.id).unwrap_or_default();
@@ -279,7 +291,12 @@ fn inspect_of(image: &Image, layer_dirs: &[std::path::PathBuf]) -> ImageInspect 
     let cfg = &image.config;
     let mut driver = BTreeMap::new();
     if !layer_dirs.is_empty() {
-        let lower: Vec<String> = layer_dirs.iter().map(|d| d.display().to_string()).collect();
+        // The store lists layers bottom first; overlay wants the top first.
+        let lower: Vec<String> = layer_dirs
+            .iter()
+            .rev()
+            .map(|d| d.display().to_string())
+            .collect();
         driver.insert("LowerDir".to_string(), lower.join(":"));
     }
     let last_tag_time = if image.repo_tags.is_empty() {
@@ -323,6 +340,7 @@ fn inspect_of(image: &Image, layer_dirs: &[std::path::PathBuf]) -> ImageInspect 
 }
 
 async fn history(state: AppState, name: String) -> Result<Response> {
+    check_name(&name)?;
     let rows = blocking(move || -> Result<Vec<HistoryItem>> {
         let image = state.images.get(&name)?;
         Ok(history_of(&image))
@@ -402,6 +420,7 @@ async fn tag(state: AppState, name: String, query: Query) -> Result<Response> {
     let (id, reference) = blocking(move || -> Result<_> {
         // Validate the target first, so a bad reference is 400 even for an unknown source.
         Reference::parse_normalized(&target)?;
+        check_name(&name)?;
         let image = st.images.get(&name)?;
         let reference = st.images.tag(&name, &target)?;
         Ok((image.id, reference))
@@ -424,6 +443,7 @@ pub async fn delete(
         force: query.bool("force", false),
         noprune: query.bool("noprune", false),
     };
+    check_name(&name)?;
     let st = state.clone();
     let (id, items) = blocking(move || -> Result<_> {
         let id = st.images.get(&name)?.id;
@@ -484,7 +504,24 @@ pub async fn prune(State(state): State<AppState>, query: Query) -> Result<Respon
         .map(|v| parse_timestamp(v, now))
         .collect::<Result<Vec<_>, _>>()?;
     let st = state.clone();
-    let report = blocking(move || -> Result<_> {
+    let (report, before) = blocking(move || -> Result<_> {
+        // Who had which tag before, to name the image in untag events.
+        let before: BTreeMap<String, String> = st
+            .images
+            .images()
+            .into_iter()
+            .flat_map(|image| {
+                let id = image.id.to_string();
+                let mut names: Vec<(String, String)> = image
+                    .repo_tags
+                    .iter()
+                    .chain(&image.repo_digests)
+                    .map(|t| (t.clone(), id.clone()))
+                    .collect();
+                names.push((id.clone(), id));
+                names
+            })
+            .collect();
         let keep = |image: &Image| {
             let labels = image_labels(image);
             let negated = filters.get("label!");
@@ -500,14 +537,25 @@ pub async fn prune(State(state): State<AppState>, query: Query) -> Result<Respon
         };
         let containers = st.containers.clone();
         let in_use = move |d: &_| containers.using_image(d);
-        Ok(st.images.prune(all, &keep, &in_use)?)
+        Ok((st.images.prune(all, &keep, &in_use)?, before))
     })
     .await??;
+    // Layer chain ids are reported as deleted too; events are only about images.
     for item in &report.deleted {
-        if let DeleteItem::Deleted(d) = item {
-            state
-                .events
-                .image_event("delete", d, attrs(&[("name", d.clone())]));
+        match item {
+            DeleteItem::Untagged(r) => {
+                if let Some(id) = before.get(r) {
+                    state
+                        .events
+                        .image_event("untag", id, attrs(&[("name", id.clone())]));
+                }
+            }
+            DeleteItem::Deleted(d) if before.contains_key(d) => {
+                state
+                    .events
+                    .image_event("delete", d, attrs(&[("name", d.clone())]));
+            }
+            DeleteItem::Deleted(_) => {}
         }
     }
     state.events.image_event(
@@ -713,6 +761,9 @@ pub async fn save_many(State(state): State<AppState>, query: Query) -> Result<Re
 
 async fn save(state: AppState, names: Vec<String>) -> Result<Response> {
     // Every name must resolve before the first byte is sent.
+    for name in &names {
+        check_name(name)?;
+    }
     let st = state.clone();
     let checked = names.clone();
     let ids = blocking(move || -> Result<Vec<String>> {
