@@ -93,12 +93,18 @@ impl Spool {
             let name = clean(&String::from_utf8_lossy(&entry.path_bytes()));
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let declared = entry.header().size().map_err(|e| invalid(format!("invalid tar header: {e}")))?;
+                    let declared = entry
+                        .header()
+                        .size()
+                        .map_err(|e| invalid(format!("invalid tar header: {e}")))?;
                     let path = spool.dir.join(n.to_string());
-                    let file = File::create(&path).ctx(|| format!("cannot create {}", path.display()))?;
+                    let file =
+                        File::create(&path).ctx(|| format!("cannot create {}", path.display()))?;
                     let mut w = HashingWriter::new(file);
                     let copied = io::copy(&mut entry, &mut w).map_err(|e| match e.kind() {
-                        io::ErrorKind::UnexpectedEof => invalid("unexpected EOF: the archive is truncated"),
+                        io::ErrorKind::UnexpectedEof => {
+                            invalid("unexpected EOF: the archive is truncated")
+                        }
                         _ => ImageError::io(format!("cannot read archive entry {name:?}"), e),
                     })?;
                     if copied != declared {
@@ -107,7 +113,8 @@ impl Spool {
                         )));
                     }
                     let (file, hasher) = w.into_parts();
-                    file.sync_all().ctx(|| format!("cannot sync {}", path.display()))?;
+                    file.sync_all()
+                        .ctx(|| format!("cannot sync {}", path.display()))?;
                     let size = hasher.len();
                     spool.files.insert(
                         name,
@@ -299,11 +306,21 @@ fn plan_docker_archive(spool: &Spool) -> Result<Vec<Planned>> {
             .find(|(_, _, m)| {
                 m.config.digest == config_digest
                     && m.layers.len() == layers.len()
-                    && m.layers.iter().zip(&layers).all(|(d, (_, digest, _))| d.digest == *digest)
+                    && m.layers
+                        .iter()
+                        .zip(&layers)
+                        .all(|(d, (_, digest, _))| d.digest == *digest)
             })
             .map(|(bytes, media_type, m)| {
                 let mt = m.media_type.clone().unwrap_or_else(|| media_type.clone());
-                (bytes.clone(), if mt.is_empty() { OCI_MANIFEST.to_string() } else { mt })
+                (
+                    bytes.clone(),
+                    if mt.is_empty() {
+                        OCI_MANIFEST.to_string()
+                    } else {
+                        mt
+                    },
+                )
             });
         out.push(Planned {
             config_bytes,
@@ -328,7 +345,8 @@ fn plan_oci_layout(spool: &Spool) -> Result<Vec<Planned>> {
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| invalid(format!("invalid manifest {}: {e}", manifest_desc.digest)))?;
         let config_file = spool.blob(&manifest.config)?;
-        let config_bytes = fs::read(&config_file.path).ctx(|| format!("cannot read config {}", manifest.config.digest))?;
+        let config_bytes = fs::read(&config_file.path)
+            .ctx(|| format!("cannot read config {}", manifest.config.digest))?;
         let mut layers = Vec::new();
         for l in &manifest.layers {
             let f = spool.blob(l)?;
@@ -384,7 +402,11 @@ fn oci_tags(annotations: &BTreeMap<String, String>) -> Result<Vec<Reference>> {
 }
 
 /// Follows nested indexes down to one image manifest (linux/amd64, or the only one).
-fn resolve_manifest(spool: &Spool, desc: &Descriptor, depth: usize) -> Result<(Descriptor, Vec<u8>)> {
+fn resolve_manifest(
+    spool: &Spool,
+    desc: &Descriptor,
+    depth: usize,
+) -> Result<(Descriptor, Vec<u8>)> {
     if depth > 4 {
         return Err(invalid("image indexes are nested too deeply"));
     }
@@ -420,7 +442,12 @@ fn resolve_manifest(spool: &Spool, desc: &Descriptor, depth: usize) -> Result<(D
                     .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
             })
             .copied()
-            .ok_or_else(|| invalid(format!("image index {} has no linux/amd64 manifest", desc.digest)))?
+            .ok_or_else(|| {
+                invalid(format!(
+                    "image index {} has no linux/amd64 manifest",
+                    desc.digest
+                ))
+            })?
     };
     resolve_manifest(spool, chosen, depth + 1)
 }
@@ -463,7 +490,9 @@ fn prepare(
                 total: Some(total),
             })
         })?;
-        progress(LoadProgress::LayerDone { digest: blob.clone() });
+        progress(LoadProgress::LayerDone {
+            digest: blob.clone(),
+        });
         layers.push(RecordLayer {
             diff_id: ensured.diff_id,
             chain_id: ensured.chain_id,
@@ -480,7 +509,8 @@ fn prepare(
         }
         None => None,
     };
-    let record: ImageRecord = store.finish_record(id, planned.config_bytes.len() as u64, manifest, layers)?;
+    let record: ImageRecord =
+        store.finish_record(id, planned.config_bytes.len() as u64, manifest, layers)?;
     Ok(PendingImage {
         record,
         config,
@@ -490,7 +520,11 @@ fn prepare(
 
 /// An OCI manifest for an image that arrived without one. Deterministic, so the same image
 /// always gets the same manifest digest.
-pub(crate) fn synthesize_manifest(config: &Digest, config_size: u64, layers: &[RecordLayer]) -> Vec<u8> {
+pub(crate) fn synthesize_manifest(
+    config: &Digest,
+    config_size: u64,
+    layers: &[RecordLayer],
+) -> Vec<u8> {
     let value = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -506,7 +540,11 @@ pub(crate) fn synthesize_manifest(config: &Digest, config_size: u64, layers: &[R
 }
 
 /// Writes the combined docker-archive + OCI layout for `images` (record, tags to include).
-pub(crate) fn save(store: &ImageStore, images: &[(ImageRecord, Vec<Reference>)], writer: &mut dyn Write) -> Result<()> {
+pub(crate) fn save(
+    store: &ImageStore,
+    images: &[(ImageRecord, Vec<Reference>)],
+    writer: &mut dyn Write,
+) -> Result<()> {
     let mut blobs: BTreeSet<Digest> = BTreeSet::new();
     let mut index_entries = Vec::new();
     let mut manifest_entries = Vec::new();
@@ -515,12 +553,17 @@ pub(crate) fn save(store: &ImageStore, images: &[(ImageRecord, Vec<Reference>)],
         for l in &record.layers {
             blobs.insert(l.blob_digest.clone());
         }
-        let manifest_digest = record
-            .manifest_digest
-            .clone()
-            .ok_or_else(|| ImageError::io(format!("image {} has no manifest", record.id), io::Error::other("missing manifest")))?;
+        let manifest_digest = record.manifest_digest.clone().ok_or_else(|| {
+            ImageError::io(
+                format!("image {} has no manifest", record.id),
+                io::Error::other("missing manifest"),
+            )
+        })?;
         blobs.insert(manifest_digest.clone());
-        let media_type = record.manifest_media_type.clone().unwrap_or_else(|| OCI_MANIFEST.to_string());
+        let media_type = record
+            .manifest_media_type
+            .clone()
+            .unwrap_or_else(|| OCI_MANIFEST.to_string());
         let descriptor = |annotations: BTreeMap<String, String>| Descriptor {
             media_type: media_type.clone(),
             digest: manifest_digest.clone(),
@@ -534,13 +577,20 @@ pub(crate) fn save(store: &ImageStore, images: &[(ImageRecord, Vec<Reference>)],
         for t in tags {
             let mut a = BTreeMap::new();
             a.insert(ANNOTATION_IMAGE_NAME.to_string(), t.to_string());
-            a.insert(ANNOTATION_REF_NAME.to_string(), t.tag().unwrap_or("latest").to_string());
+            a.insert(
+                ANNOTATION_REF_NAME.to_string(),
+                t.tag().unwrap_or("latest").to_string(),
+            );
             index_entries.push(descriptor(a));
         }
         manifest_entries.push(ManifestEntry {
             config: blob_path(&record.id),
             repo_tags: Some(tags.iter().map(Reference::familiar_string).collect()),
-            layers: record.layers.iter().map(|l| blob_path(&l.blob_digest)).collect(),
+            layers: record
+                .layers
+                .iter()
+                .map(|l| blob_path(&l.blob_digest))
+                .collect(),
         });
     }
 
@@ -548,14 +598,21 @@ pub(crate) fn save(store: &ImageStore, images: &[(ImageRecord, Vec<Reference>)],
     let write_err = |e: io::Error| ImageError::io("cannot write the archive", e);
     for dir in ["blobs/", "blobs/sha256/"] {
         let mut h = header(0, 0o755, tar::EntryType::Directory);
-        builder.append_data(&mut h, dir, io::empty()).map_err(write_err)?;
+        builder
+            .append_data(&mut h, dir, io::empty())
+            .map_err(write_err)?;
     }
     for digest in &blobs {
         let path = store.blob_path(digest);
         let file = File::open(&path).ctx(|| format!("cannot open blob {digest}"))?;
-        let size = file.metadata().ctx(|| format!("cannot stat blob {digest}"))?.len();
+        let size = file
+            .metadata()
+            .ctx(|| format!("cannot stat blob {digest}"))?
+            .len();
         let mut h = header(size, 0o644, tar::EntryType::Regular);
-        builder.append_data(&mut h, blob_path(digest), file).map_err(write_err)?;
+        builder
+            .append_data(&mut h, blob_path(digest), file)
+            .map_err(write_err)?;
     }
     let index = json!({
         "schemaVersion": 2,
@@ -565,18 +622,28 @@ pub(crate) fn save(store: &ImageStore, images: &[(ImageRecord, Vec<Reference>)],
     let files: [(&str, Vec<u8>); 3] = [
         ("index.json", to_json(&index)?),
         ("manifest.json", to_json(&manifest_entries)?),
-        ("oci-layout", to_json(&json!({"imageLayoutVersion": "1.0.0"}))?),
+        (
+            "oci-layout",
+            to_json(&json!({"imageLayoutVersion": "1.0.0"}))?,
+        ),
     ];
     for (name, bytes) in files {
         let mut h = header(bytes.len() as u64, 0o644, tar::EntryType::Regular);
-        builder.append_data(&mut h, name, &bytes[..]).map_err(write_err)?;
+        builder
+            .append_data(&mut h, name, &bytes[..])
+            .map_err(write_err)?;
     }
-    builder.into_inner().map_err(write_err)?.flush().map_err(write_err)?;
+    builder
+        .into_inner()
+        .map_err(write_err)?
+        .flush()
+        .map_err(write_err)?;
     Ok(())
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| ImageError::io("cannot encode archive metadata", io::Error::other(e)))
+    serde_json::to_vec(value)
+        .map_err(|e| ImageError::io("cannot encode archive metadata", io::Error::other(e)))
 }
 
 /// A header with fixed ownership and time, so the same images always give the same bytes.

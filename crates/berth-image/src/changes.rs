@@ -25,7 +25,9 @@ fn apply_one(config: &mut ContainerConfig, change: &str) -> Result<()> {
     let keyword = keyword.to_ascii_uppercase();
     let need_arg = |what: &str| -> Result<()> {
         if rest.is_empty() {
-            Err(ImageError::InvalidArgument(format!("{what} requires at least one argument")))
+            Err(ImageError::InvalidArgument(format!(
+                "{what} requires at least one argument"
+            )))
         } else {
             Ok(())
         }
@@ -52,12 +54,17 @@ fn apply_one(config: &mut ContainerConfig, change: &str) -> Result<()> {
             need_arg("EXPOSE")?;
             let ports = config.exposed_ports.get_or_insert_with(BTreeMap::new);
             for p in words(rest) {
-                let port = if p.contains('/') { p } else { format!("{p}/tcp") };
+                let port = if p.contains('/') {
+                    p
+                } else {
+                    format!("{p}/tcp")
+                };
                 let (num, proto) = port.split_once('/').unwrap_or((&port, "tcp"));
-                let valid_num = !num.is_empty()
-                    && num.split('-').all(|n| n.parse::<u16>().is_ok());
+                let valid_num = !num.is_empty() && num.split('-').all(|n| n.parse::<u16>().is_ok());
                 if !valid_num || !matches!(proto, "tcp" | "udp" | "sctp") {
-                    return Err(ImageError::InvalidArgument(format!("invalid containerPort: {num}")));
+                    return Err(ImageError::InvalidArgument(format!(
+                        "invalid containerPort: {num}"
+                    )));
                 }
                 ports.insert(port.clone(), BTreeMap::new());
             }
@@ -84,7 +91,10 @@ fn apply_one(config: &mut ContainerConfig, change: &str) -> Result<()> {
         }
         "ONBUILD" => {
             need_arg("ONBUILD")?;
-            config.on_build.get_or_insert_with(Vec::new).push(rest.to_string());
+            config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(rest.to_string());
         }
         _ => {
             return Err(ImageError::InvalidArgument(format!(
@@ -162,7 +172,9 @@ fn key_values(rest: &str, what: &str) -> Result<Vec<(String, String)>> {
             w.split_once('=')
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| ImageError::InvalidArgument(format!("{what} names can not be blank: {w}")))
+                .ok_or_else(|| {
+                    ImageError::InvalidArgument(format!("{what} names can not be blank: {w}"))
+                })
         })
         .collect()
 }
@@ -173,7 +185,10 @@ mod tests {
 
     fn applied(changes: &[&str]) -> Result<ContainerConfig> {
         let mut c = ContainerConfig::default();
-        apply(&mut c, &changes.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        apply(
+            &mut c,
+            &changes.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )?;
         Ok(c)
     }
 
@@ -195,8 +210,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.cmd.unwrap(), vec!["sh", "-c", "echo hi"]);
-        assert_eq!(c.entrypoint.unwrap(), vec!["/bin/sh", "-c", "/entry.sh --flag"]);
-        assert_eq!(c.env.unwrap(), vec!["B=two words", "C=three four", "A=override"]);
+        assert_eq!(
+            c.entrypoint.unwrap(),
+            vec!["/bin/sh", "-c", "/entry.sh --flag"]
+        );
+        assert_eq!(
+            c.env.unwrap(),
+            vec!["B=two words", "C=three four", "A=override"]
+        );
         let ports = c.exposed_ports.unwrap();
         assert!(ports.contains_key("80/tcp") && ports.contains_key("53/udp"));
         let labels = c.labels.unwrap();

@@ -101,9 +101,9 @@ impl ImageError {
             | ImageError::LayerStream { .. }
             | ImageError::InvalidArchive(_) => ErrorKind::InvalidArgument,
             ImageError::Load(inner) => inner.kind(),
-            ImageError::Unpack { .. } | ImageError::CorruptMetadata { .. } | ImageError::Io { .. } => {
-                ErrorKind::Internal
-            }
+            ImageError::Unpack { .. }
+            | ImageError::CorruptMetadata { .. }
+            | ImageError::Io { .. } => ErrorKind::Internal,
         }
     }
 

@@ -56,10 +56,10 @@ impl Reference {
             }
             _ => (name_part, None),
         };
-        if let Some(t) = &tag {
-            if !valid_tag(t) {
-                return Err(ImageError::invalid_reference());
-            }
+        if let Some(t) = &tag
+            && !valid_tag(t)
+        {
+            return Err(ImageError::invalid_reference());
         }
         if !valid_domain(&domain) || !valid_path(path) {
             return Err(ImageError::invalid_reference());
@@ -203,9 +203,8 @@ fn split_domain(name: &str) -> (String, String) {
     let (domain, mut remainder) = match name.find('/') {
         Some(i) => {
             let first = &name[..i];
-            let looks_like_host = first.contains(['.', ':'])
-                || first == "localhost"
-                || first.to_lowercase() != first;
+            let looks_like_host =
+                first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first;
             if looks_like_host {
                 (first.to_string(), name[i + 1..].to_string())
             } else {
@@ -292,10 +291,10 @@ fn valid_domain(d: &str) -> bool {
             None => (d, None),
         }
     };
-    if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) {
-            return false;
-        }
+    if let Some(p) = port
+        && (p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return false;
     }
     !host.is_empty()
         && host.split('.').all(|label| {
@@ -317,17 +316,49 @@ mod tests {
     fn normalises_like_docker() {
         let table: &[(&str, &str, &str)] = &[
             ("busybox", "docker.io/library/busybox", "busybox"),
-            ("busybox:latest", "docker.io/library/busybox:latest", "busybox:latest"),
-            ("library/busybox:1.36", "docker.io/library/busybox:1.36", "busybox:1.36"),
-            ("docker.io/library/busybox", "docker.io/library/busybox", "busybox"),
-            ("index.docker.io/library/busybox", "docker.io/library/busybox", "busybox"),
+            (
+                "busybox:latest",
+                "docker.io/library/busybox:latest",
+                "busybox:latest",
+            ),
+            (
+                "library/busybox:1.36",
+                "docker.io/library/busybox:1.36",
+                "busybox:1.36",
+            ),
+            (
+                "docker.io/library/busybox",
+                "docker.io/library/busybox",
+                "busybox",
+            ),
+            (
+                "index.docker.io/library/busybox",
+                "docker.io/library/busybox",
+                "busybox",
+            ),
             ("user/app:v1", "docker.io/user/app:v1", "user/app:v1"),
-            ("host:5000/a/b:tag", "host:5000/a/b:tag", "host:5000/a/b:tag"),
+            (
+                "host:5000/a/b:tag",
+                "host:5000/a/b:tag",
+                "host:5000/a/b:tag",
+            ),
             ("localhost/x", "localhost/x", "localhost/x"),
-            ("localhost:5000/x:1", "localhost:5000/x:1", "localhost:5000/x:1"),
-            ("quay.io/coreos/etcd", "quay.io/coreos/etcd", "quay.io/coreos/etcd"),
+            (
+                "localhost:5000/x:1",
+                "localhost:5000/x:1",
+                "localhost:5000/x:1",
+            ),
+            (
+                "quay.io/coreos/etcd",
+                "quay.io/coreos/etcd",
+                "quay.io/coreos/etcd",
+            ),
             ("[::1]:5000/img:t", "[::1]:5000/img:t", "[::1]:5000/img:t"),
-            ("a-b.c.d/e---f_g__h:T_1.x-y", "a-b.c.d/e---f_g__h:T_1.x-y", "a-b.c.d/e---f_g__h:T_1.x-y"),
+            (
+                "a-b.c.d/e---f_g__h:T_1.x-y",
+                "a-b.c.d/e---f_g__h:T_1.x-y",
+                "a-b.c.d/e---f_g__h:T_1.x-y",
+            ),
         ];
         for (input, full, familiar) in table {
             let r = Reference::parse_normalized(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -351,7 +382,9 @@ mod tests {
         assert_eq!(r.name(), "docker.io/library/busybox");
         assert_eq!(r.familiar_name(), "busybox");
 
-        let r = Reference::parse_normalized("busybox").unwrap().with_default_tag();
+        let r = Reference::parse_normalized("busybox")
+            .unwrap()
+            .with_default_tag();
         assert_eq!(r.tag(), Some("latest"));
         assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
     }
@@ -398,7 +431,10 @@ mod tests {
     #[test]
     fn bare_hex_ids_are_not_names() {
         let err = Reference::parse_normalized(HEX).unwrap_err();
-        assert!(err.to_string().contains("cannot specify 64-byte hexadecimal strings"));
+        assert!(
+            err.to_string()
+                .contains("cannot specify 64-byte hexadecimal strings")
+        );
     }
 
     #[test]

@@ -248,7 +248,11 @@ impl ImageStore {
     /// All images.
     pub fn images(&self) -> Vec<Image> {
         let state = lock(&self.state);
-        state.images.keys().map(|id| self.image_view(&state, id)).collect()
+        state
+            .images
+            .keys()
+            .map(|id| self.image_view(&state, id))
+            .collect()
     }
 
     /// Resolves a name, reference, id or unique id prefix.
@@ -278,7 +282,9 @@ impl ImageStore {
         opts: DeleteOptions,
         in_use: &dyn Fn(&Digest) -> Option<String>,
     ) -> Result<Vec<DeleteItem>> {
-        self.delete_with_usage(name_or_id, opts, &|id| in_use(id).map(ContainerUse::Running))
+        self.delete_with_usage(name_or_id, opts, &|id| {
+            in_use(id).map(ContainerUse::Running)
+        })
     }
 
     /// `docker rmi` with Docker's semantics: deleting by reference untags, and deletes the image
@@ -303,14 +309,15 @@ impl ImageStore {
         match resolved {
             Resolved::ByRef(reference, _) => {
                 let last = image_refs.iter().all(|r| *r == reference);
-                if last && !opts.force {
-                    if let Some(ContainerUse::Running(c) | ContainerUse::Stopped(c)) = &used {
-                        return Err(ImageError::Conflict(format!(
-                            "unable to remove repository reference \"{name_or_id}\" (must force) - container {} is using its referenced image {}",
-                            short_id(c),
-                            id.short()
-                        )));
-                    }
+                if last
+                    && !opts.force
+                    && let Some(ContainerUse::Running(c) | ContainerUse::Stopped(c)) = &used
+                {
+                    return Err(ImageError::Conflict(format!(
+                        "unable to remove repository reference \"{name_or_id}\" (must force) - container {} is using its referenced image {}",
+                        short_id(c),
+                        id.short()
+                    )));
                 }
                 state.refs.remove(&reference);
                 items.push(DeleteItem::Untagged(reference.familiar_string()));
@@ -318,7 +325,9 @@ impl ImageStore {
                 // the same repository go with it.
                 let remaining = refs_of(&state, &id);
                 if reference.tag().is_some()
-                    && remaining.iter().all(|r| r.tag().is_none() && r.name() == reference.name())
+                    && remaining
+                        .iter()
+                        .all(|r| r.tag().is_none() && r.name() == reference.name())
                 {
                     for r in remaining {
                         state.refs.remove(&r);
@@ -370,7 +379,11 @@ impl ImageStore {
         items.push(DeleteItem::Deleted(id.to_string()));
         drop(state);
         let removed = self.gc()?;
-        items.extend(removed.iter().map(|(chain, _)| DeleteItem::Deleted(chain.to_string())));
+        items.extend(
+            removed
+                .iter()
+                .map(|(chain, _)| DeleteItem::Deleted(chain.to_string())),
+        );
         Ok(items)
     }
 
@@ -383,7 +396,8 @@ impl ImageStore {
         progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Vec<LoadedImage>> {
         let _w = lock(&self.write_lock);
-        let result = crate::archive::load(self, reader, progress).and_then(|pending| self.commit(pending));
+        let result =
+            crate::archive::load(self, reader, progress).and_then(|pending| self.commit(pending));
         match result {
             Ok(loaded) => Ok(loaded),
             Err(e) => {
@@ -413,10 +427,12 @@ impl ImageStore {
                         let parsed = Reference::parse_normalized(name).ok();
                         match parsed {
                             // A bare repository name saves every tag of it that points here.
-                            Some(p) if p.tag().is_none() && p.digest().is_none() => refs_of(&state, &id)
-                                .into_iter()
-                                .filter(|t| t.tag().is_some() && t.name() == p.name())
-                                .collect(),
+                            Some(p) if p.tag().is_none() && p.digest().is_none() => {
+                                refs_of(&state, &id)
+                                    .into_iter()
+                                    .filter(|t| t.tag().is_some() && t.name() == p.name())
+                                    .collect()
+                            }
                             _ if r.tag().is_some() => vec![r.clone()],
                             _ => Vec::new(),
                         }
@@ -463,8 +479,16 @@ impl ImageStore {
             let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
             let comment = opts.message.clone().filter(|m| !m.is_empty());
             let config = ImageConfig {
-                architecture: opts.architecture.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| "amd64".into()),
-                os: opts.os.clone().filter(|o| !o.is_empty()).unwrap_or_else(|| "linux".into()),
+                architecture: opts
+                    .architecture
+                    .clone()
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| "amd64".into()),
+                os: opts
+                    .os
+                    .clone()
+                    .filter(|o| !o.is_empty())
+                    .unwrap_or_else(|| "linux".into()),
                 created: Some(now.clone()),
                 comment: comment.clone(),
                 config: Some(container_config),
@@ -537,7 +561,9 @@ impl ImageStore {
             for id in candidates {
                 for r in refs_of(&state, &id) {
                     state.refs.remove(&r);
-                    report.deleted.push(DeleteItem::Untagged(r.familiar_string()));
+                    report
+                        .deleted
+                        .push(DeleteItem::Untagged(r.familiar_string()));
                 }
                 self.save_refs(&state)?;
                 self.remove_image_record(&mut state, &id)?;
@@ -572,7 +598,8 @@ impl ImageStore {
         let state = lock(&self.state);
         let mut users: HashMap<&Digest, usize> = HashMap::new();
         for stored in state.images.values() {
-            let chains: BTreeSet<&Digest> = stored.record.layers.iter().map(|l| &l.chain_id).collect();
+            let chains: BTreeSet<&Digest> =
+                stored.record.layers.iter().map(|l| &l.chain_id).collect();
             for c in chains {
                 *users.entry(c).or_default() += 1;
             }
@@ -662,7 +689,8 @@ impl ImageStore {
             if let Some(expected) = expected {
                 expected.verify(&digest, &format!("blob {expected}"))?;
             }
-            file.sync_all().ctx(|| format!("cannot sync {}", tmp.display()))?;
+            file.sync_all()
+                .ctx(|| format!("cannot sync {}", tmp.display()))?;
             self.install_blob(&tmp, &digest)?;
             Ok((digest, size))
         })();
@@ -712,11 +740,14 @@ impl ImageStore {
                 });
             }
         }
-        let tmp = self.layers_dir().join(format!(".tmp-{}", random_name("layer")));
+        let tmp = self
+            .layers_dir()
+            .join(format!(".tmp-{}", random_name("layer")));
         let diff_dir = tmp.join("diff");
         fs::create_dir_all(&diff_dir).ctx(|| format!("cannot create {}", diff_dir.display()))?;
         let result = (|| -> Result<EnsuredLayer> {
-            let unpacked = unpack::unpack_layer(&mut open_blob()?, &diff_dir, &blob.to_string(), progress)?;
+            let unpacked =
+                unpack::unpack_layer(&mut open_blob()?, &diff_dir, &blob.to_string(), progress)?;
             if let Some(expected) = expected_diff {
                 expected.verify(&unpacked.diff_id, &format!("layer {blob}"))?;
             }
@@ -756,12 +787,12 @@ impl ImageStore {
     fn read_layer_record(&self, chain: &Digest) -> Result<Option<LayerRecord>> {
         let path = self.layer_dir(chain).join("layer.json");
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| ImageError::CorruptMetadata {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| {
+                ImageError::CorruptMetadata {
                     path: path.display().to_string(),
                     source,
-                }),
+                }
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ImageError::io(format!("cannot read {}", path.display()), e)),
         }
@@ -781,7 +812,11 @@ impl ImageStore {
             None => {
                 let bytes = crate::archive::synthesize_manifest(&id, config_size, &layers);
                 let digest = self.write_blob(&bytes, None)?;
-                (digest, bytes.len() as u64, crate::archive::OCI_MANIFEST.to_string())
+                (
+                    digest,
+                    bytes.len() as u64,
+                    crate::archive::OCI_MANIFEST.to_string(),
+                )
             }
         };
         Ok(ImageRecord {
@@ -801,7 +836,9 @@ impl ImageStore {
         let mut loaded = Vec::new();
         let mut state = lock(&self.state);
         for p in &pending {
-            let path = self.images_dir().join(format!("{}.json", p.record.id.hex()));
+            let path = self
+                .images_dir()
+                .join(format!("{}.json", p.record.id.hex()));
             if !state.images.contains_key(&p.record.id) {
                 write_json_atomic(&path, &p.record)?;
                 state.images.insert(
@@ -837,7 +874,12 @@ impl ImageStore {
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ImageError::io(format!("cannot remove {}", path.display()), e)),
+            Err(e) => {
+                return Err(ImageError::io(
+                    format!("cannot remove {}", path.display()),
+                    e,
+                ));
+            }
         }
         sync_dir(&self.images_dir())?;
         state.images.remove(id);
@@ -847,7 +889,11 @@ impl ImageStore {
 
     fn save_refs(&self, state: &State) -> Result<()> {
         let file = RepositoriesFile {
-            references: state.refs.iter().map(|(r, id)| (r.to_string(), id.clone())).collect(),
+            references: state
+                .refs
+                .iter()
+                .map(|(r, id)| (r.to_string(), id.clone()))
+                .collect(),
         };
         write_json_atomic(&self.repositories_file(), &file)
     }
@@ -912,12 +958,16 @@ impl ImageStore {
         let mut state = lock(&self.state);
         for path in read_dir(&self.images_dir())? {
             let name = file_name(&path);
-            let Some(hex) = name.strip_suffix(".json") else { continue };
+            let Some(hex) = name.strip_suffix(".json") else {
+                continue;
+            };
             match self.read_image(&path) {
                 Ok(stored) if stored.record.id.hex() == hex => {
                     state.images.insert(stored.record.id.clone(), stored);
                 }
-                Ok(_) => tracing::warn!(path = %path.display(), "image record under the wrong name; ignored"),
+                Ok(_) => {
+                    tracing::warn!(path = %path.display(), "image record under the wrong name; ignored")
+                }
                 Err(e) => {
                     // An image whose config is gone cannot be used or repaired; forget it so the
                     // rest of the store stays usable.
@@ -928,16 +978,20 @@ impl ImageStore {
         }
         match fs::read(self.repositories_file()) {
             Ok(bytes) => {
-                let file: RepositoriesFile = serde_json::from_slice(&bytes).map_err(|source| ImageError::CorruptMetadata {
-                    path: self.repositories_file().display().to_string(),
-                    source,
+                let file: RepositoriesFile = serde_json::from_slice(&bytes).map_err(|source| {
+                    ImageError::CorruptMetadata {
+                        path: self.repositories_file().display().to_string(),
+                        source,
+                    }
                 })?;
                 for (r, id) in file.references {
                     match Reference::parse_normalized(&r) {
                         Ok(reference) if state.images.contains_key(&id) => {
                             state.refs.insert(reference, id);
                         }
-                        _ => tracing::warn!(reference = %r, "dropping reference to a missing image"),
+                        _ => {
+                            tracing::warn!(reference = %r, "dropping reference to a missing image")
+                        }
                     }
                 }
             }
@@ -951,15 +1005,19 @@ impl ImageStore {
 
     fn read_image(&self, path: &Path) -> Result<StoredImage> {
         let bytes = fs::read(path).ctx(|| format!("cannot read {}", path.display()))?;
-        let record: ImageRecord = serde_json::from_slice(&bytes).map_err(|source| ImageError::CorruptMetadata {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let record: ImageRecord =
+            serde_json::from_slice(&bytes).map_err(|source| ImageError::CorruptMetadata {
+                path: path.display().to_string(),
+                source,
+            })?;
         let config_path = self.blob_path(&record.id);
-        let config_bytes = fs::read(&config_path).ctx(|| format!("cannot read config of image {}", record.id))?;
-        let config = serde_json::from_slice(&config_bytes).map_err(|source| ImageError::CorruptMetadata {
-            path: config_path.display().to_string(),
-            source,
+        let config_bytes =
+            fs::read(&config_path).ctx(|| format!("cannot read config of image {}", record.id))?;
+        let config = serde_json::from_slice(&config_bytes).map_err(|source| {
+            ImageError::CorruptMetadata {
+                path: config_path.display().to_string(),
+                source,
+            }
         })?;
         Ok(StoredImage { record, config })
     }
@@ -996,7 +1054,12 @@ impl ImageStore {
                 continue;
             }
             if let Ok(chain) = Digest::from_hex(&name) {
-                let size = self.read_layer_record(&chain).ok().flatten().map(|r| r.size).unwrap_or(0);
+                let size = self
+                    .read_layer_record(&chain)
+                    .ok()
+                    .flatten()
+                    .map(|r| r.size)
+                    .unwrap_or(0);
                 removed.push((chain, size));
             }
             remove_any(&path)?;
@@ -1027,7 +1090,9 @@ fn refs_of(state: &State, id: &Digest) -> Vec<Reference> {
 fn resolve(state: &State, input: &str) -> Result<Resolved> {
     let not_found = || ImageError::NotFound(input.to_string());
     if let Some(hex) = input.strip_prefix("sha256:") {
-        return find_by_id_prefix(state, hex).ok_or_else(not_found).map(Resolved::ById);
+        return find_by_id_prefix(state, hex)
+            .ok_or_else(not_found)
+            .map(Resolved::ById);
     }
     if let Ok(reference) = Reference::parse_normalized(input) {
         if let Some(digest) = reference.digest() {
@@ -1038,7 +1103,9 @@ fn resolve(state: &State, input: &str) -> Result<Resolved> {
             // An image known under this repository whose manifest has that digest.
             for (id, stored) in &state.images {
                 if stored.record.manifest_digest.as_ref() == Some(digest)
-                    && refs_of(state, id).iter().any(|r| r.name() == reference.name())
+                    && refs_of(state, id)
+                        .iter()
+                        .any(|r| r.name() == reference.name())
                 {
                     return Ok(Resolved::ById(id.clone()));
                 }
@@ -1050,7 +1117,9 @@ fn resolve(state: &State, input: &str) -> Result<Resolved> {
             }
         }
     }
-    find_by_id_prefix(state, input).ok_or_else(not_found).map(Resolved::ById)
+    find_by_id_prefix(state, input)
+        .ok_or_else(not_found)
+        .map(Resolved::ById)
 }
 
 fn find_by_id_prefix(state: &State, hex: &str) -> Option<Digest> {
@@ -1069,7 +1138,11 @@ fn find_by_id_prefix(state: &State, hex: &str) -> Option<Digest> {
 
 fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
-    if id.len() > 12 && id.is_char_boundary(12) { &id[..12] } else { id }
+    if id.len() > 12 && id.is_char_boundary(12) {
+        &id[..12]
+    } else {
+        id
+    }
 }
 
 pub(crate) fn random_name(prefix: &str) -> String {
@@ -1078,8 +1151,12 @@ pub(crate) fn random_name(prefix: &str) -> String {
 
 /// Writes `value` as JSON to `path` atomically: temp file, fsync, rename, fsync directory.
 pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| ImageError::io(format!("cannot encode {}", path.display()), io::Error::other(e)))?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| {
+        ImageError::io(
+            format!("cannot encode {}", path.display()),
+            io::Error::other(e),
+        )
+    })?;
     write_atomic(path, &bytes)
 }
 
@@ -1088,8 +1165,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{}", random_name("tmp")));
     let result = (|| -> Result<()> {
         let mut file = File::create(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
-        file.write_all(bytes).ctx(|| format!("cannot write {}", tmp.display()))?;
-        file.sync_all().ctx(|| format!("cannot sync {}", tmp.display()))?;
+        file.write_all(bytes)
+            .ctx(|| format!("cannot write {}", tmp.display()))?;
+        file.sync_all()
+            .ctx(|| format!("cannot sync {}", tmp.display()))?;
         fs::rename(&tmp, path).ctx(|| format!("cannot write {}", path.display()))?;
         sync_dir(dir)
     })();
@@ -1118,15 +1197,30 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn remove_any(path: &Path) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(ImageError::io(format!("cannot inspect {}", path.display()), e)),
+        Err(e) => {
+            return Err(ImageError::io(
+                format!("cannot inspect {}", path.display()),
+                e,
+            ));
+        }
     };
-    let result = if meta.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+    let result = if meta.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
     result.ctx(|| format!("cannot remove {}", path.display()))
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -22,7 +22,8 @@ pub fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
             h.set_size(contents.len() as u64);
         }
         h.set_mtime(1_700_000_000);
-        b.append_data(&mut h, path, *contents).expect("in-memory tar");
+        b.append_data(&mut h, path, *contents)
+            .expect("in-memory tar");
     }
     b.into_inner().expect("in-memory tar")
 }
@@ -117,7 +118,11 @@ pub fn docker_archive(images: &[TestImage]) -> Vec<u8> {
         append(&mut b, &config_path, &config);
         manifest.push(json!({"Config": config_path, "RepoTags": img.tags, "Layers": layer_paths}));
     }
-    append(&mut b, "manifest.json", &serde_json::to_vec(&manifest).expect("json"));
+    append(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("json"),
+    );
     append(&mut b, "repositories", b"{}");
     b.into_inner().expect("in-memory tar")
 }
@@ -151,14 +156,14 @@ pub fn oci_layout(images: &[TestImage]) -> Vec<u8> {
         }))
         .expect("json");
         let (m, m_size) = blob(&mut b, &manifest);
-        let desc = |annotations: serde_json::Value| {
-            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m.to_string(), "size": m_size, "annotations": annotations})
-        };
+        let desc = |annotations: serde_json::Value| json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m.to_string(), "size": m_size, "annotations": annotations});
         if img.tags.is_empty() {
             index.push(desc(json!({})));
         }
         for t in &img.tags {
-            let full = crate::Reference::parse_normalized(t).expect("valid tag").with_default_tag();
+            let full = crate::Reference::parse_normalized(t)
+                .expect("valid tag")
+                .with_default_tag();
             index.push(desc(json!({
                 "io.containerd.image.name": full.to_string(),
                 "org.opencontainers.image.ref.name": full.tag().unwrap_or("latest"),
@@ -167,7 +172,11 @@ pub fn oci_layout(images: &[TestImage]) -> Vec<u8> {
     }
     append(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
     let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": index});
-    append(&mut b, "index.json", &serde_json::to_vec(&index).expect("json"));
+    append(
+        &mut b,
+        "index.json",
+        &serde_json::to_vec(&index).expect("json"),
+    );
     b.into_inner().expect("in-memory tar")
 }
 

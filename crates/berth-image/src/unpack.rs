@@ -21,8 +21,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid,
-    XattrFlags,
+    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags,
 };
 
 use crate::digest::{Digest, HashingReader};
@@ -69,7 +68,9 @@ pub struct UnpackedLayer {
 }
 
 /// Wraps `reader` in the decompressor its magic bytes call for.
-pub fn decompress<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+pub fn decompress<'a, R: BufRead + 'a>(
+    mut reader: R,
+) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
     let compression = Compression::detect(reader.fill_buf()?);
     let out: Box<dyn Read + 'a> = match compression {
         Compression::None => Box::new(reader),
@@ -85,7 +86,8 @@ pub fn diff_id_of(reader: &mut dyn Read, layer: &str) -> Result<(Digest, Compres
         layer: layer.to_string(),
         source,
     };
-    let (compression, inner) = decompress(BufReader::with_capacity(1 << 16, reader)).map_err(stream_err)?;
+    let (compression, inner) =
+        decompress(BufReader::with_capacity(1 << 16, reader)).map_err(stream_err)?;
     let mut hashing = HashingReader::new(inner);
     io::copy(&mut hashing, &mut io::sink()).map_err(stream_err)?;
     Ok((hashing.into_parts().1.finish(), compression))
@@ -137,7 +139,12 @@ pub fn unpack_layer(
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| ImageError::io(format!("cannot open layer directory {}", dest.display()), e.into()))?;
+    .map_err(|e| {
+        ImageError::io(
+            format!("cannot open layer directory {}", dest.display()),
+            e.into(),
+        )
+    })?;
     let mut unpacker = Unpacker {
         root,
         layer,
@@ -312,13 +319,23 @@ impl Unpacker<'_> {
             return result.map_err(|e| self.failed(&display, e));
         }
 
-        let ctx = EntryCtx { mode, uid, gid, times, xattrs: &xattrs, comps: &comps };
+        let ctx = EntryCtx {
+            mode,
+            uid,
+            gid,
+            times,
+            xattrs: &xattrs,
+            comps: &comps,
+        };
         match self.create(entry, kind, &parent, name, &ctx) {
             Ok(()) => Ok(()),
             Err(Fail::Escape) => Err(self.escape(&display)),
             Err(Fail::Truncated) => Err(self.failed(
                 &display,
-                io::Error::new(io::ErrorKind::UnexpectedEof, "unexpected EOF: the layer is truncated"),
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "unexpected EOF: the layer is truncated",
+                ),
             )),
             Err(Fail::Io(e)) => Err(self.failed(&display, e)),
         }
@@ -332,7 +349,14 @@ impl Unpacker<'_> {
         name: &OsString,
         ctx: &EntryCtx<'_>,
     ) -> Result<(), Fail> {
-        let EntryCtx { mode, uid, gid, ref times, xattrs, comps } = *ctx;
+        let EntryCtx {
+            mode,
+            uid,
+            gid,
+            ref times,
+            xattrs,
+            comps,
+        } = *ctx;
         let parent = parent.try_clone()?;
         use tar::EntryType as T;
         match kind {
@@ -343,7 +367,11 @@ impl Unpacker<'_> {
                 let fd = rustix::fs::openat(
                     &parent,
                     name.as_os_str(),
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )?;
                 let mut file = File::from(fd);
@@ -381,7 +409,9 @@ impl Unpacker<'_> {
             T::Symlink => {
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "symlink without target"))?
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidData, "symlink without target")
+                    })?
                     .into_owned();
                 clear(&parent, name, false)?;
                 rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name.as_os_str())?;
@@ -389,15 +419,22 @@ impl Unpacker<'_> {
                     chown_at(&parent, name, uid, gid)?;
                 }
                 for (k, v) in xattrs {
-                    rustix::fs::lsetxattr(proc_path(&parent, name), k.as_os_str(), v, XattrFlags::empty())?;
+                    rustix::fs::lsetxattr(
+                        proc_path(&parent, name),
+                        k.as_os_str(),
+                        v,
+                        XattrFlags::empty(),
+                    )?;
                 }
-                rustix::fs::utimensat(&parent, name.as_os_str(), &times, AtFlags::SYMLINK_NOFOLLOW)?;
+                rustix::fs::utimensat(&parent, name.as_os_str(), times, AtFlags::SYMLINK_NOFOLLOW)?;
                 Ok(())
             }
             T::Link => {
                 let target_raw = entry
                     .link_name_bytes()
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "hard link without target"))?
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidData, "hard link without target")
+                    })?
                     .into_owned();
                 let target = clean_path(&target_raw).ok_or(Fail::Escape)?;
                 let Some((target_name, target_parent)) = target.split_last() else {
@@ -436,11 +473,21 @@ impl Unpacker<'_> {
                 }
                 // mknod applies the umask; set the exact mode (the node was just created by us,
                 // so following a symlink here is impossible).
-                rustix::fs::chmodat(&parent, name.as_os_str(), Mode::from_raw_mode(mode), AtFlags::empty())?;
+                rustix::fs::chmodat(
+                    &parent,
+                    name.as_os_str(),
+                    Mode::from_raw_mode(mode),
+                    AtFlags::empty(),
+                )?;
                 for (k, v) in xattrs {
-                    rustix::fs::lsetxattr(proc_path(&parent, name), k.as_os_str(), v, XattrFlags::empty())?;
+                    rustix::fs::lsetxattr(
+                        proc_path(&parent, name),
+                        k.as_os_str(),
+                        v,
+                        XattrFlags::empty(),
+                    )?;
                 }
-                rustix::fs::utimensat(&parent, name.as_os_str(), &times, AtFlags::SYMLINK_NOFOLLOW)?;
+                rustix::fs::utimensat(&parent, name.as_os_str(), times, AtFlags::SYMLINK_NOFOLLOW)?;
                 Ok(())
             }
             other => {
@@ -474,7 +521,13 @@ impl Unpacker<'_> {
         Ok(fd)
     }
 
-    fn apply_root_metadata(&self, mode: u32, uid: u64, gid: u64, xattrs: &[(OsString, Vec<u8>)]) -> io::Result<()> {
+    fn apply_root_metadata(
+        &self,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        xattrs: &[(OsString, Vec<u8>)],
+    ) -> io::Result<()> {
         if self.chown {
             rustix::fs::fchown(&self.root, Some(uid_of(uid)), Some(gid_of(gid)))?;
         }
@@ -491,8 +544,14 @@ impl Unpacker<'_> {
             let display = String::from_utf8_lossy(join(comps).as_bytes()).into_owned();
             // A later entry may have replaced the directory; that is not an error.
             match self.open_dir(comps, false) {
-                Ok(fd) => rustix::fs::futimens(&fd, times).map_err(|e| self.failed(&display, e.into()))?,
-                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {}
+                Ok(fd) => {
+                    rustix::fs::futimens(&fd, times).map_err(|e| self.failed(&display, e.into()))?
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) => {}
                 Err(e) => return Err(self.failed(&display, e)),
             }
         }
@@ -584,7 +643,10 @@ fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(OsStrin
         for ext in exts {
             let ext = ext?;
             if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                out.push((OsString::from_vec(name.to_vec()), ext.value_bytes().to_vec()));
+                out.push((
+                    OsString::from_vec(name.to_vec()),
+                    ext.value_bytes().to_vec(),
+                ));
             }
         }
     }
@@ -598,7 +660,14 @@ mod tests {
 
     /// Appends an entry with the name and link written verbatim (the tar crate's setters
     /// refuse `..` and absolute names, which are exactly what these tests need).
-    fn raw(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8], mode: u32) {
+    fn raw(
+        b: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: tar::EntryType,
+        link: Option<&str>,
+        data: &[u8],
+        mode: u32,
+    ) {
         let mut h = tar::Header::new_gnu();
         h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
         if let Some(l) = link {
@@ -626,7 +695,11 @@ mod tests {
         let outside = dir.path().join("outside");
         fs_create(&dest);
         fs_create(&outside);
-        Sandbox { _dir: dir, dest, outside }
+        Sandbox {
+            _dir: dir,
+            dest,
+            outside,
+        }
     }
 
     fn fs_create(p: &Path) {
@@ -644,7 +717,8 @@ mod tests {
         raw(&mut b, "./", tar::EntryType::Directory, None, b"", 0o755);
         raw(&mut b, "bin/", tar::EntryType::Directory, None, b"", 0o755);
         // A file with setuid, owned by 1000:1001, with an xattr.
-        b.append_pax_extensions([("SCHILY.xattr.user.note", &b"hello"[..])]).unwrap();
+        b.append_pax_extensions([("SCHILY.xattr.user.note", &b"hello"[..])])
+            .unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_size(5);
@@ -653,8 +727,22 @@ mod tests {
         h.set_gid(1001);
         h.set_mtime(1_500_000_000);
         b.append_data(&mut h, "bin/su", &b"su!!!"[..]).unwrap();
-        raw(&mut b, "bin/su-link", tar::EntryType::Link, Some("bin/su"), b"", 0o755);
-        raw(&mut b, "bin/sh", tar::EntryType::Symlink, Some("/bin/busybox"), b"", 0o777);
+        raw(
+            &mut b,
+            "bin/su-link",
+            tar::EntryType::Link,
+            Some("bin/su"),
+            b"",
+            0o755,
+        );
+        raw(
+            &mut b,
+            "bin/sh",
+            tar::EntryType::Symlink,
+            Some("/bin/busybox"),
+            b"",
+            0o777,
+        );
         let mut dev = |name: &str, kind, major, minor| {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(kind);
@@ -667,9 +755,30 @@ mod tests {
         dev("dev/null", tar::EntryType::Char, 1, 3);
         dev("dev/loop0", tar::EntryType::Block, 7, 0);
         dev("run/fifo", tar::EntryType::Fifo, 0, 0);
-        raw(&mut b, "etc/.wh.passwd", tar::EntryType::Regular, None, b"", 0o644);
-        raw(&mut b, "var/cache/.wh..wh..opq", tar::EntryType::Regular, None, b"", 0o644);
-        raw(&mut b, "var/cache/kept", tar::EntryType::Regular, None, b"k", 0o600);
+        raw(
+            &mut b,
+            "etc/.wh.passwd",
+            tar::EntryType::Regular,
+            None,
+            b"",
+            0o644,
+        );
+        raw(
+            &mut b,
+            "var/cache/.wh..wh..opq",
+            tar::EntryType::Regular,
+            None,
+            b"",
+            0o644,
+        );
+        raw(
+            &mut b,
+            "var/cache/kept",
+            tar::EntryType::Regular,
+            None,
+            b"k",
+            0o600,
+        );
         let data = b.into_inner().unwrap();
 
         let unpacked = unpack_bytes(&data, &sb.dest).unwrap();
@@ -687,7 +796,10 @@ mod tests {
         let mut note = vec![0u8; 16];
         let n = rustix::fs::getxattr(d.join("bin/su"), "user.note", &mut note).unwrap();
         assert_eq!(&note[..n], b"hello");
-        assert_eq!(std::fs::read_link(d.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
+        assert_eq!(
+            std::fs::read_link(d.join("bin/sh")).unwrap(),
+            Path::new("/bin/busybox")
+        );
         let null = std::fs::metadata(d.join("dev/null")).unwrap();
         assert!(null.file_type().is_char_device());
         assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
@@ -695,7 +807,12 @@ mod tests {
         let lp = std::fs::metadata(d.join("dev/loop0")).unwrap();
         assert!(lp.file_type().is_block_device());
         assert_eq!(lp.rdev(), rustix::fs::makedev(7, 0));
-        assert!(std::fs::metadata(d.join("run/fifo")).unwrap().file_type().is_fifo());
+        assert!(
+            std::fs::metadata(d.join("run/fifo"))
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
         // Whiteout: a 0:0 character device named like the hidden file.
         let wh = std::fs::symlink_metadata(d.join("etc/passwd")).unwrap();
         assert!(wh.file_type().is_char_device());
@@ -703,12 +820,16 @@ mod tests {
         assert!(!d.join("etc/.wh.passwd").exists());
         // Opaque directory.
         let mut v = [0u8; 4];
-        let n = rustix::fs::getxattr(d.join("var/cache"), "trusted.overlay.opaque", &mut v).unwrap();
+        let n =
+            rustix::fs::getxattr(d.join("var/cache"), "trusted.overlay.opaque", &mut v).unwrap();
         assert_eq!(&v[..n], b"y");
         assert!(!d.join("var/cache/.wh..wh..opq").exists());
         assert!(d.join("var/cache/kept").exists());
         // Directory mtimes survive the creation of their children.
-        assert_eq!(std::fs::metadata(d.join("bin")).unwrap().mtime(), 1_600_000_000);
+        assert_eq!(
+            std::fs::metadata(d.join("bin")).unwrap().mtime(),
+            1_600_000_000
+        );
     }
 
     fn assert_escape(data: &[u8], sb: &Sandbox, entry: &str) {
@@ -719,10 +840,18 @@ mod tests {
         );
         assert_eq!(err.kind(), berth_api::ErrorKind::InvalidArgument);
         let outside: Vec<_> = std::fs::read_dir(&sb.outside).unwrap().collect();
-        assert!(outside.len() <= 1, "something was written outside: {outside:?}");
+        assert!(
+            outside.len() <= 1,
+            "something was written outside: {outside:?}"
+        );
         if let Ok(s) = std::fs::read(sb.outside.join("secret")) {
             assert_eq!(s, b"secret", "the file outside was modified");
-            assert_eq!(std::fs::metadata(sb.outside.join("secret")).unwrap().nlink(), 1);
+            assert_eq!(
+                std::fs::metadata(sb.outside.join("secret"))
+                    .unwrap()
+                    .nlink(),
+                1
+            );
         }
     }
 
@@ -730,7 +859,14 @@ mod tests {
     fn rejects_dotdot_paths() {
         let sb = sandbox();
         let mut b = tar::Builder::new(Vec::new());
-        raw(&mut b, "a/../../outside/passwd", tar::EntryType::Regular, None, b"x", 0o644);
+        raw(
+            &mut b,
+            "a/../../outside/passwd",
+            tar::EntryType::Regular,
+            None,
+            b"x",
+            0o644,
+        );
         assert_escape(&b.into_inner().unwrap(), &sb, "a/../../outside/passwd");
     }
 
@@ -747,8 +883,22 @@ mod tests {
     fn rejects_writing_through_an_absolute_symlink() {
         let sb = sandbox();
         let mut b = tar::Builder::new(Vec::new());
-        raw(&mut b, "evil", tar::EntryType::Symlink, Some(sb.outside.to_str().unwrap()), b"", 0o777);
-        raw(&mut b, "evil/passwd", tar::EntryType::Regular, None, b"x", 0o644);
+        raw(
+            &mut b,
+            "evil",
+            tar::EntryType::Symlink,
+            Some(sb.outside.to_str().unwrap()),
+            b"",
+            0o777,
+        );
+        raw(
+            &mut b,
+            "evil/passwd",
+            tar::EntryType::Regular,
+            None,
+            b"x",
+            0o644,
+        );
         assert_escape(&b.into_inner().unwrap(), &sb, "evil/passwd");
     }
 
@@ -757,8 +907,22 @@ mod tests {
         let sb = sandbox();
         let mut b = tar::Builder::new(Vec::new());
         raw(&mut b, "d/", tar::EntryType::Directory, None, b"", 0o755);
-        raw(&mut b, "d/up", tar::EntryType::Symlink, Some("../../outside"), b"", 0o777);
-        raw(&mut b, "d/up/sub/file", tar::EntryType::Regular, None, b"x", 0o644);
+        raw(
+            &mut b,
+            "d/up",
+            tar::EntryType::Symlink,
+            Some("../../outside"),
+            b"",
+            0o777,
+        );
+        raw(
+            &mut b,
+            "d/up/sub/file",
+            tar::EntryType::Regular,
+            None,
+            b"x",
+            0o644,
+        );
         assert_escape(&b.into_inner().unwrap(), &sb, "d/up/sub/file");
     }
 
@@ -767,15 +931,36 @@ mod tests {
         let sb = sandbox();
         std::fs::write(sb.outside.join("secret"), b"secret").unwrap();
         let mut b = tar::Builder::new(Vec::new());
-        raw(&mut b, "hl", tar::EntryType::Link, Some("../outside/secret"), b"", 0o644);
+        raw(
+            &mut b,
+            "hl",
+            tar::EntryType::Link,
+            Some("../outside/secret"),
+            b"",
+            0o644,
+        );
         assert_escape(&b.into_inner().unwrap(), &sb, "hl");
 
         // Through a symlinked directory planted by an earlier entry.
         let sb = sandbox();
         std::fs::write(sb.outside.join("secret"), b"secret").unwrap();
         let mut b = tar::Builder::new(Vec::new());
-        raw(&mut b, "s", tar::EntryType::Symlink, Some(sb.outside.to_str().unwrap()), b"", 0o777);
-        raw(&mut b, "hl", tar::EntryType::Link, Some("s/secret"), b"", 0o644);
+        raw(
+            &mut b,
+            "s",
+            tar::EntryType::Symlink,
+            Some(sb.outside.to_str().unwrap()),
+            b"",
+            0o777,
+        );
+        raw(
+            &mut b,
+            "hl",
+            tar::EntryType::Link,
+            Some("s/secret"),
+            b"",
+            0o644,
+        );
         assert_escape(&b.into_inner().unwrap(), &sb, "hl");
         assert!(!sb.dest.join("hl").exists());
     }
@@ -784,12 +969,43 @@ mod tests {
     fn inside_symlinks_and_dotdot_that_stay_inside_work() {
         let sb = sandbox();
         let mut b = tar::Builder::new(Vec::new());
-        raw(&mut b, "usr/lib/", tar::EntryType::Directory, None, b"", 0o755);
-        raw(&mut b, "lib", tar::EntryType::Symlink, Some("usr/lib"), b"", 0o777);
-        raw(&mut b, "lib/libc.so", tar::EntryType::Regular, None, b"c", 0o644);
-        raw(&mut b, "usr/../etc/hosts", tar::EntryType::Regular, None, b"h", 0o644);
+        raw(
+            &mut b,
+            "usr/lib/",
+            tar::EntryType::Directory,
+            None,
+            b"",
+            0o755,
+        );
+        raw(
+            &mut b,
+            "lib",
+            tar::EntryType::Symlink,
+            Some("usr/lib"),
+            b"",
+            0o777,
+        );
+        raw(
+            &mut b,
+            "lib/libc.so",
+            tar::EntryType::Regular,
+            None,
+            b"c",
+            0o644,
+        );
+        raw(
+            &mut b,
+            "usr/../etc/hosts",
+            tar::EntryType::Regular,
+            None,
+            b"h",
+            0o644,
+        );
         unpack_bytes(&b.into_inner().unwrap(), &sb.dest).unwrap();
-        assert_eq!(std::fs::read(sb.dest.join("usr/lib/libc.so")).unwrap(), b"c");
+        assert_eq!(
+            std::fs::read(sb.dest.join("usr/lib/libc.so")).unwrap(),
+            b"c"
+        );
         assert_eq!(std::fs::read(sb.dest.join("etc/hosts")).unwrap(), b"h");
     }
 
@@ -826,7 +1042,14 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         raw(&mut b, "x/", tar::EntryType::Directory, None, b"", 0o755);
         raw(&mut b, "x/y", tar::EntryType::Regular, None, b"1", 0o644);
-        raw(&mut b, "x", tar::EntryType::Regular, None, b"file now", 0o644);
+        raw(
+            &mut b,
+            "x",
+            tar::EntryType::Regular,
+            None,
+            b"file now",
+            0o644,
+        );
         raw(&mut b, "f", tar::EntryType::Regular, None, b"old", 0o644);
         raw(&mut b, "f", tar::EntryType::Regular, None, b"new", 0o644);
         unpack_bytes(&b.into_inner().unwrap(), &sb.dest).unwrap();
