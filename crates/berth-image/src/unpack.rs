@@ -275,7 +275,7 @@ impl Unpacker<'_> {
         let gid = numeric(header.gid(), &old.gid).map_err(|e| self.failed(&display, e))?;
         let mtime = numeric(header.mtime(), &old.mtime).map_err(|e| self.failed(&display, e))?;
         let times = timestamps(mtime);
-        let xattrs = pax_xattrs(entry).map_err(|e| self.failed(&display, e))?;
+        let xattrs = pax_xattrs(entry, self.layer).map_err(|e| self.failed(&display, e))?;
 
         let Some((name, parent_comps)) = comps.split_last() else {
             // The layer root itself ("./"): only its metadata applies.
@@ -637,12 +637,22 @@ fn timestamps(mtime: u64) -> Timestamps {
 }
 
 /// The entry's extended attributes, from PAX `SCHILY.xattr.<name>` records.
-fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(OsString, Vec<u8>)>> {
+fn pax_xattrs<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    layer: &str,
+) -> io::Result<Vec<(OsString, Vec<u8>)>> {
     let mut out = Vec::new();
     if let Some(exts) = entry.pax_extensions()? {
         for ext in exts {
             let ext = ext?;
             if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                // Overlay's own attributes (redirect, metacopy, opaque, ...) steer the kernel's
+                // lookups across layers; a layer must not be able to forge them. Opaque
+                // directories come only from the `.wh..wh..opq` marker.
+                if name.starts_with(b"trusted.overlay.") {
+                    tracing::debug!(layer, xattr = %String::from_utf8_lossy(name), "ignoring overlay xattr from a layer");
+                    continue;
+                }
                 out.push((
                     OsString::from_vec(name.to_vec()),
                     ext.value_bytes().to_vec(),
@@ -717,8 +727,11 @@ mod tests {
         raw(&mut b, "./", tar::EntryType::Directory, None, b"", 0o755);
         raw(&mut b, "bin/", tar::EntryType::Directory, None, b"", 0o755);
         // A file with setuid, owned by 1000:1001, with an xattr.
-        b.append_pax_extensions([("SCHILY.xattr.user.note", &b"hello"[..])])
-            .unwrap();
+        b.append_pax_extensions([
+            ("SCHILY.xattr.user.note", &b"hello"[..]),
+            ("SCHILY.xattr.trusted.overlay.redirect", &b"/etc"[..]),
+        ])
+        .unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_size(5);
@@ -796,6 +809,10 @@ mod tests {
         let mut note = vec![0u8; 16];
         let n = rustix::fs::getxattr(d.join("bin/su"), "user.note", &mut note).unwrap();
         assert_eq!(&note[..n], b"hello");
+        assert!(
+            rustix::fs::getxattr(d.join("bin/su"), "trusted.overlay.redirect", &mut note).is_err(),
+            "overlay xattrs from the layer are dropped"
+        );
         assert_eq!(
             std::fs::read_link(d.join("bin/sh")).unwrap(),
             Path::new("/bin/busybox")
