@@ -7,21 +7,21 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_api::models::{
     DriverData, HistoryItem, ImageDeleteItem, ImageInspect, ImageMetadata, ImagePruneResponse,
     ImageRootFs, ImageSummary, JsonMessage, ProgressDetail,
 };
-use berth_api::{ApiError, Filters};
+use berth_api::{ApiError, ApiVersion, Filters};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::TryStreamExt;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::{Error, Query, Result, channel_body, image_error, join_error, ok_json};
+use super::{Error, Query, RequestVersion, Result, channel_body, image_error, join_error, ok_json};
 use crate::events::parse_timestamp;
 use crate::imagestore::{DeleteItem, DeleteOptions, Image, ImportOptions, LoadProgress, Reference};
 use crate::state::AppState;
@@ -71,14 +71,22 @@ fn image_labels(image: &Image) -> BTreeMap<String, String> {
 const LIST_FILTERS: &[&str] = &["before", "dangling", "label", "reference", "since", "until"];
 
 /// `GET /images/json`.
-pub async fn list(State(state): State<AppState>, query: Query) -> Result<Response> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(RequestVersion(version)): Extension<RequestVersion>,
+    query: Query,
+) -> Result<Response> {
     let filters = query.filters()?;
     filters.validate(LIST_FILTERS)?;
-    let rows = blocking(move || list_images(&state, &filters)).await??;
+    let rows = blocking(move || list_images(&state, &filters, version)).await??;
     Ok(ok_json(&rows))
 }
 
-fn list_images(state: &AppState, filters: &Filters) -> Result<Vec<ImageSummary>> {
+fn list_images(
+    state: &AppState,
+    filters: &Filters,
+    version: ApiVersion,
+) -> Result<Vec<ImageSummary>> {
     let dangling = filters.get_bool("dangling")?;
     let store = &state.images;
     let created_of = |name: &str| -> Result<Option<DateTime<Utc>>> { Ok(store.get(name)?.created) };
@@ -138,7 +146,19 @@ fn list_images(state: &AppState, filters: &Filters) -> Result<Vec<ImageSummary>>
             continue;
         }
         let mut row = summary(image, &tags);
-        row.containers = -1;
+        // API 1.51 counts the containers using each image; older versions say -1.
+        row.containers = if version.at_least(1, 51) {
+            state.containers.count_using(&image.id)
+        } else {
+            -1
+        };
+        if !version.at_least(1, 44) {
+            row.virtual_size = Some(row.size);
+        }
+        if !version.at_least(1, 43) && row.repo_tags.is_empty() && row.repo_digests.is_empty() {
+            row.repo_tags = vec!["<none>:<none>".into()];
+            row.repo_digests = vec!["<none>@<none>".into()];
+        }
         rows.push(row);
     }
     Ok(rows)
@@ -243,11 +263,12 @@ fn check_name(name: &str) -> Result<()> {
 /// `GET /images/{name}/json|history|get`.
 pub async fn get_dispatch(
     State(state): State<AppState>,
+    Extension(RequestVersion(version)): Extension<RequestVersion>,
     Path(rest): Path<String>,
     query: Query,
 ) -> Result<Response> {
     if let Some(name) = rest.strip_suffix("/json") {
-        return inspect(state, name.to_string()).await;
+        return inspect(state, name.to_string(), version).await;
     }
     if let Some(name) = rest.strip_suffix("/history") {
         return history(state, name.to_string()).await;
@@ -276,7 +297,7 @@ pub async fn post_dispatch(
     Err(Error(ApiError::not_found("page not found")))
 }
 
-async fn inspect(state: AppState, name: String) -> Result<Response> {
+async fn inspect(state: AppState, name: String, version: ApiVersion) -> Result<Response> {
     check_name(&name)?;
     let inspect = blocking(move || -> Result<ImageInspect> {
         let image = state.images.get(&name)?;
@@ -284,7 +305,28 @@ async fn inspect(state: AppState, name: String) -> Result<Response> {
         Ok(inspect_of(&image, &dirs))
     })
     .await??;
-    Ok(ok_json(&inspect))
+    Ok(ok_json(&inspect_for_version(inspect, version)))
+}
+
+/// Shapes an inspect body as the requested API version has it: `Container` and
+/// `ContainerConfig` are gone from 1.45, a missing `Created` is omitted from 1.44, and
+/// `VirtualSize` exists before 1.44.
+fn inspect_for_version(mut inspect: ImageInspect, version: ApiVersion) -> serde_json::Value {
+    if !version.at_least(1, 44) {
+        inspect.virtual_size = Some(inspect.size);
+    }
+    let created_missing = inspect.created.is_empty();
+    let mut value = serde_json::to_value(&inspect).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        if version.at_least(1, 45) {
+            map.remove("Container");
+            map.remove("ContainerConfig");
+        }
+        if version.at_least(1, 44) && created_missing {
+            map.remove("Created");
+        }
+    }
+    value
 }
 
 fn inspect_of(image: &Image, layer_dirs: &[std::path::PathBuf]) -> ImageInspect {
@@ -483,11 +525,13 @@ fn publish_deletions(state: &AppState, image_id: &str, items: &[DeleteItem]) {
                 image_id,
                 attrs(&[("name", image_id.to_string())]),
             ),
-            DeleteItem::Deleted(d) => {
+            // Layers are reported as deleted too; events are only about the image.
+            DeleteItem::Deleted(d) if d == image_id => {
                 state
                     .events
                     .image_event("delete", d, attrs(&[("name", d.clone())]))
             }
+            DeleteItem::Deleted(_) => {}
         }
     }
 }

@@ -119,7 +119,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.kind.status_code())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::warn!(error = %self.0.message, "request failed");
         }
         json_response(status, &self.0.body())

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use berth_api::models::system::{
@@ -13,7 +13,7 @@ use berth_api::{MAX_API_VERSION, MIN_API_VERSION};
 use chrono::{SecondsFormat, Utc};
 
 use super::images::summary;
-use super::{Result, join_error, ok_json};
+use super::{RequestVersion, Result, join_error, ok_json};
 use crate::state::AppState;
 use crate::sysinfo;
 
@@ -166,7 +166,10 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
     Ok(ok_json(&info))
 }
 
-pub async fn disk_usage(State(state): State<AppState>) -> Result<Response> {
+pub async fn disk_usage(
+    State(state): State<AppState>,
+    Extension(RequestVersion(version)): Extension<RequestVersion>,
+) -> Result<Response> {
     let st = state.clone();
     let usage = tokio::task::spawn_blocking(move || {
         let images = st.images.images();
@@ -186,6 +189,9 @@ pub async fn disk_usage(State(state): State<AppState>) -> Result<Response> {
                 let mut row = summary(image, &image.repo_tags);
                 row.shared_size = shared.get(&image.id).map_or(0, |s| *s as i64);
                 row.containers = st.containers.count_using(&image.id);
+                if !version.at_least(1, 44) {
+                    row.virtual_size = Some(row.size);
+                }
                 row
             })
             .collect();
