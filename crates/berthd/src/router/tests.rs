@@ -314,3 +314,99 @@ async fn import_from_the_body() {
         .await;
     assert_eq!(url.status, StatusCode::NOT_IMPLEMENTED);
 }
+
+#[test]
+fn queries_keep_repeated_keys_and_docker_booleans() {
+    let q = super::Query::parse(Some(
+        "names=a&names=b%2Fc&quiet=1&force=false&changes=ENV%20A%3D1",
+    ));
+    assert_eq!(q.all("names"), vec!["a", "b/c"]);
+    assert!(q.bool("quiet", false));
+    assert!(!q.bool("force", true));
+    assert!(q.bool("absent", true));
+    assert_eq!(q.get("changes"), Some("ENV A=1"));
+    assert!(
+        super::Query::parse(Some("filters=%7Bbad"))
+            .filters()
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn events_stream_live_until_the_deadline() {
+    let h = Harness::new();
+    let until = chrono::Utc::now().timestamp() + 2;
+    let state = h.state.clone();
+    let publisher = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        state
+            .events
+            .image_event("tag", "sha256:1", Default::default());
+        state
+            .events
+            .image_event("untag", "sha256:1", Default::default());
+    });
+    let r = h
+        .get(&format!(
+            "/events?until={until}&filters=%7B%22event%22%3A%5B%22untag%22%5D%7D"
+        ))
+        .await;
+    publisher.await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let lines: Vec<&str> = std::str::from_utf8(&r.body).unwrap().lines().collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let ev: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(ev["Action"], "untag");
+    assert_eq!(ev["status"], "untag");
+    assert_eq!(ev["id"], "sha256:1");
+    let bad = h
+        .get("/events?filters=%7B%22nope%22%3A%5B%22x%22%5D%7D")
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let bad = h.get("/events?since=yesterday").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn serves_a_unix_socket_and_shuts_down() {
+    use crate::config::Host;
+    use crate::server::{Listener, serve};
+    use hyper_util::rt::TokioIo;
+
+    let h = Harness::new();
+    let socket = h._dir.path().join("run/api.sock");
+    let listener = Listener::bind(&Host::Unix(socket.clone())).await.unwrap();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o660);
+    let shutdown = h.state.shutdown.clone();
+    let server = tokio::spawn(serve(
+        crate::router::app(h.state.clone()),
+        vec![listener],
+        shutdown.clone(),
+    ));
+
+    let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(
+            Request::get("/v1.51/_ping")
+                .header("host", "berth")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Hyper writes Docker's header capitalisation.
+    assert_eq!(response.headers()["api-version"], "1.51");
+
+    shutdown.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .unwrap();
+}
