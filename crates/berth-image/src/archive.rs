@@ -298,7 +298,7 @@ fn plan_docker_archive(spool: &Spool) -> Result<Vec<Planned>> {
         for t in entry.repo_tags.unwrap_or_default() {
             let r = Reference::parse_normalized(&t)
                 .map_err(|e| invalid(format!("invalid tag {t:?} in manifest.json: {e}")))?;
-            tags.push(r.with_default_tag());
+            tags.extend(as_tag(r));
         }
         let config_digest = Digest::of_bytes(&config_bytes);
         let manifest = oci_manifests
@@ -391,13 +391,19 @@ fn oci_tags(annotations: &BTreeMap<String, String>) -> Result<Vec<Reference>> {
         Some(n) => {
             let r = Reference::parse_normalized(n)
                 .map_err(|e| invalid(format!("invalid image name {n:?} in index.json: {e}")))?;
-            // A digest-only name cannot be a tag.
-            if r.tag().is_none() && r.digest().is_some() {
-                return Ok(Vec::new());
-            }
-            Ok(vec![r.with_default_tag()])
+            Ok(as_tag(r).into_iter().collect())
         }
         None => Ok(Vec::new()),
+    }
+}
+
+/// The tag a name from an archive gives: `name:tag@digest` keeps its tag, a digest-only name
+/// gives none (a tag never pins a digest), a bare name gets `latest`.
+fn as_tag(r: Reference) -> Option<Reference> {
+    match (r.tag(), r.digest()) {
+        (Some(t), Some(_)) => Some(r.with_tag(t)),
+        (None, Some(_)) => None,
+        _ => Some(r.with_default_tag()),
     }
 }
 

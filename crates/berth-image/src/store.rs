@@ -19,13 +19,13 @@
 //!
 //! All methods block; an async daemon calls them from `spawn_blocking` and shares the store
 //! through an `Arc`. Operations that change the store are serialised by `write_lock` so that
-//! garbage collection never races a load; reads only take the short `state` lock.
+//! garbage collection never races a load or a save; reads only take the short `state` lock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -213,8 +213,18 @@ pub(crate) struct PendingImage {
 /// The image store. See the module documentation for the layout on disk.
 pub struct ImageStore {
     pub(crate) root: PathBuf,
-    write_lock: Mutex<()>,
+    /// Held exclusively by operations that change the store (and may collect garbage), shared
+    /// by `save`, which streams blobs that must not be collected meanwhile.
+    write_lock: RwLock<()>,
     state: Mutex<State>,
+}
+
+fn exclusive(l: &RwLock<()>) -> RwLockWriteGuard<'_, ()> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared(l: &RwLock<()>) -> RwLockReadGuard<'_, ()> {
+    l.read().unwrap_or_else(|e| e.into_inner())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -229,7 +239,7 @@ impl ImageStore {
     pub fn open(data_root: &Path) -> Result<ImageStore> {
         let store = ImageStore {
             root: data_root.to_path_buf(),
-            write_lock: Mutex::new(()),
+            write_lock: RwLock::new(()),
             state: Mutex::new(State::default()),
         };
         for dir in [
@@ -265,7 +275,7 @@ impl ImageStore {
     /// Tags the image `source` (name or id) as `target` (`repo[:tag]`, default tag `latest`).
     pub fn tag(&self, source: &str, target: &str) -> Result<Reference> {
         let target = Reference::parse_tag_target(target)?;
-        let _w = lock(&self.write_lock);
+        let _w = exclusive(&self.write_lock);
         let mut state = lock(&self.state);
         let id = resolve(&state, source)?.id().clone();
         state.refs.insert(target.clone(), id);
@@ -298,7 +308,7 @@ impl ImageStore {
         opts: DeleteOptions,
         usage: &dyn Fn(&Digest) -> Option<ContainerUse>,
     ) -> Result<Vec<DeleteItem>> {
-        let _w = lock(&self.write_lock);
+        let _w = exclusive(&self.write_lock);
         let mut state = lock(&self.state);
         let resolved = resolve(&state, name_or_id)?;
         let id = resolved.id().clone();
@@ -395,7 +405,7 @@ impl ImageStore {
         reader: &mut dyn Read,
         progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Vec<LoadedImage>> {
-        let _w = lock(&self.write_lock);
+        let _w = exclusive(&self.write_lock);
         let result =
             crate::archive::load(self, reader, progress).and_then(|pending| self.commit(pending));
         match result {
@@ -415,6 +425,8 @@ impl ImageStore {
     /// `docker save`: writes the named images as one tar in the combined layout Docker 25+
     /// writes (OCI layout plus `manifest.json`).
     pub fn save(&self, names: &[String], writer: &mut dyn Write) -> Result<()> {
+        // Shared: concurrent saves are fine, but no garbage collection while blobs stream out.
+        let _r = shared(&self.write_lock);
         let mut selections: Vec<(Digest, Vec<Reference>)> = Vec::new();
         let images = {
             let state = lock(&self.state);
@@ -457,8 +469,6 @@ impl ImageStore {
                 })
                 .collect::<Vec<_>>()
         };
-        // Blobs are immutable and a save holds no lock while streaming; a concurrent delete may
-        // remove a blob, which then surfaces as an error naming it.
         crate::archive::save(self, &images, writer)
     }
 
@@ -472,7 +482,7 @@ impl ImageStore {
             .transpose()?;
         let mut container_config = berth_api::models::ContainerConfig::default();
         crate::changes::apply(&mut container_config, &opts.changes)?;
-        let _w = lock(&self.write_lock);
+        let _w = exclusive(&self.write_lock);
         let result = (|| -> Result<Digest> {
             let (blob, blob_size) = self.write_blob_from_reader(reader, None)?;
             let layer = self.ensure_layer(&blob, None, None, &mut |_| {})?;
@@ -545,7 +555,7 @@ impl ImageStore {
         filter: &dyn Fn(&Image) -> bool,
         in_use: &dyn Fn(&Digest) -> Option<String>,
     ) -> Result<PruneReport> {
-        let _w = lock(&self.write_lock);
+        let _w = exclusive(&self.write_lock);
         let mut report = PruneReport::default();
         {
             let mut state = lock(&self.state);
@@ -833,31 +843,53 @@ impl ImageStore {
     /// Makes prepared images visible: records first, then their tags (which replace existing
     /// tags of the same name).
     pub(crate) fn commit(&self, pending: Vec<PendingImage>) -> Result<Vec<LoadedImage>> {
-        let mut loaded = Vec::new();
         let mut state = lock(&self.state);
+        let old_refs = state.refs.clone();
+        let mut written: Vec<Digest> = Vec::new();
+        let result = self.commit_locked(&mut state, pending, &mut written);
+        if result.is_err() {
+            // All or nothing: forget the images this commit made visible.
+            state.refs = old_refs;
+            for id in written {
+                if let Err(e) = self.remove_image_record(&mut state, &id) {
+                    tracing::warn!(image = %id, error = %e, "cannot roll back an image record");
+                }
+            }
+        }
+        result
+    }
+
+    fn commit_locked(
+        &self,
+        state: &mut State,
+        pending: Vec<PendingImage>,
+        written: &mut Vec<Digest>,
+    ) -> Result<Vec<LoadedImage>> {
         for p in &pending {
+            if state.images.contains_key(&p.record.id) {
+                continue;
+            }
             let path = self
                 .images_dir()
                 .join(format!("{}.json", p.record.id.hex()));
-            if !state.images.contains_key(&p.record.id) {
-                write_json_atomic(&path, &p.record)?;
-                state.images.insert(
-                    p.record.id.clone(),
-                    StoredImage {
-                        record: p.record.clone(),
-                        config: p.config.clone(),
-                    },
-                );
-            }
+            write_json_atomic(&path, &p.record)?;
+            written.push(p.record.id.clone());
+            state.images.insert(
+                p.record.id.clone(),
+                StoredImage {
+                    record: p.record.clone(),
+                    config: p.config.clone(),
+                },
+            );
         }
+        let mut loaded = Vec::new();
         for p in pending {
+            let mut tags: Vec<String> = Vec::new();
             for t in &p.tags {
                 state.refs.insert(t.clone(), p.record.id.clone());
-            }
-            let mut tags: Vec<String> = Vec::new();
-            for t in p.tags.iter().map(Reference::familiar_string) {
-                if !tags.contains(&t) {
-                    tags.push(t);
+                let familiar = t.familiar_string();
+                if !tags.contains(&familiar) {
+                    tags.push(familiar);
                 }
             }
             loaded.push(LoadedImage {
@@ -865,7 +897,7 @@ impl ImageStore {
                 tags,
             });
         }
-        self.save_refs(&state)?;
+        self.save_refs(state)?;
         Ok(loaded)
     }
 

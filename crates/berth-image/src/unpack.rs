@@ -271,11 +271,17 @@ impl Unpacker<'_> {
         let header = entry.header();
         let mode = header.mode().map_err(|e| self.failed(&display, e))? & 0o7777;
         let old = header.as_old();
-        let uid = numeric(header.uid(), &old.uid).map_err(|e| self.failed(&display, e))?;
-        let gid = numeric(header.gid(), &old.gid).map_err(|e| self.failed(&display, e))?;
-        let mtime = numeric(header.mtime(), &old.mtime).map_err(|e| self.failed(&display, e))?;
+        let mut uid = numeric(header.uid(), &old.uid).map_err(|e| self.failed(&display, e))?;
+        let mut gid = numeric(header.gid(), &old.gid).map_err(|e| self.failed(&display, e))?;
+        let mut mtime =
+            numeric(header.mtime(), &old.mtime).map_err(|e| self.failed(&display, e))?;
+        let pax = pax_info(entry, self.layer).map_err(|e| self.failed(&display, e))?;
+        // PAX records carry values too large for the header (ids above 2^21, far-future times).
+        uid = pax.uid.unwrap_or(uid);
+        gid = pax.gid.unwrap_or(gid);
+        mtime = pax.mtime.unwrap_or(mtime);
         let times = timestamps(mtime);
-        let xattrs = pax_xattrs(entry, self.layer).map_err(|e| self.failed(&display, e))?;
+        let xattrs = pax.xattrs;
 
         let Some((name, parent_comps)) = comps.split_last() else {
             // The layer root itself ("./"): only its metadata applies.
@@ -636,16 +642,36 @@ fn timestamps(mtime: u64) -> Timestamps {
     }
 }
 
-/// The entry's extended attributes, from PAX `SCHILY.xattr.<name>` records.
-fn pax_xattrs<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    layer: &str,
-) -> io::Result<Vec<(OsString, Vec<u8>)>> {
-    let mut out = Vec::new();
-    if let Some(exts) = entry.pax_extensions()? {
-        for ext in exts {
-            let ext = ext?;
-            if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+/// What an entry's PAX records say beyond its header.
+#[derive(Default)]
+struct PaxInfo {
+    /// From `SCHILY.xattr.<name>` records.
+    xattrs: Vec<(OsString, Vec<u8>)>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+    /// Whole seconds of the `mtime` record (which may carry a fraction).
+    mtime: Option<u64>,
+}
+
+fn pax_info<R: Read>(entry: &mut tar::Entry<'_, R>, layer: &str) -> io::Result<PaxInfo> {
+    let mut info = PaxInfo::default();
+    let Some(exts) = entry.pax_extensions()? else {
+        return Ok(info);
+    };
+    let number = |v: &[u8]| -> Option<u64> {
+        let s = std::str::from_utf8(v).ok()?;
+        s.split('.').next()?.parse().ok()
+    };
+    for ext in exts {
+        let ext = ext?;
+        match ext.key_bytes() {
+            b"uid" => info.uid = number(ext.value_bytes()),
+            b"gid" => info.gid = number(ext.value_bytes()),
+            b"mtime" => info.mtime = number(ext.value_bytes()),
+            key => {
+                let Some(name) = key.strip_prefix(b"SCHILY.xattr.") else {
+                    continue;
+                };
                 // Overlay's own attributes (redirect, metacopy, opaque, ...) steer the kernel's
                 // lookups across layers; a layer must not be able to forge them. Opaque
                 // directories come only from the `.wh..wh..opq` marker.
@@ -653,14 +679,14 @@ fn pax_xattrs<R: Read>(
                     tracing::debug!(layer, xattr = %String::from_utf8_lossy(name), "ignoring overlay xattr from a layer");
                     continue;
                 }
-                out.push((
+                info.xattrs.push((
                     OsString::from_vec(name.to_vec()),
                     ext.value_bytes().to_vec(),
                 ));
             }
         }
     }
-    Ok(out)
+    Ok(info)
 }
 
 #[cfg(test)]
@@ -980,6 +1006,26 @@ mod tests {
         );
         assert_escape(&b.into_inner().unwrap(), &sb, "hl");
         assert!(!sb.dest.join("hl").exists());
+    }
+
+    #[test]
+    fn pax_records_override_header_ownership_and_time() {
+        let sb = sandbox();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([
+            ("uid", &b"3000000"[..]),
+            ("gid", &b"3000001"[..]),
+            ("mtime", &b"1700000000.5"[..]),
+        ])
+        .unwrap();
+        raw(&mut b, "f", tar::EntryType::Regular, None, b"x", 0o640);
+        unpack_bytes(&b.into_inner().unwrap(), &sb.dest).unwrap();
+        let m = std::fs::metadata(sb.dest.join("f")).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mtime()),
+            (3_000_000, 3_000_001, 1_700_000_000)
+        );
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640);
     }
 
     #[test]
