@@ -516,15 +516,16 @@ fn delete_items(items: &[DeleteItem]) -> Vec<ImageDeleteItem> {
         .collect()
 }
 
-/// `untag` and `delete` events as Docker logs them (actor and name are the image id).
+/// `untag` events (actor: the image id, `name`: the reference removed) and a `delete` event
+/// (actor and `name`: the image id).
 fn publish_deletions(state: &AppState, image_id: &str, items: &[DeleteItem]) {
     for item in items {
         match item {
-            DeleteItem::Untagged(_) => state.events.image_event(
-                "untag",
-                image_id,
-                attrs(&[("name", image_id.to_string())]),
-            ),
+            DeleteItem::Untagged(reference) => {
+                state
+                    .events
+                    .image_event("untag", image_id, attrs(&[("name", reference.clone())]))
+            }
             // Layers are reported as deleted too; events are only about the image.
             DeleteItem::Deleted(d) if d == image_id => {
                 state
@@ -591,7 +592,7 @@ pub async fn prune(State(state): State<AppState>, query: Query) -> Result<Respon
                 if let Some(id) = before.get(r) {
                     state
                         .events
-                        .image_event("untag", id, attrs(&[("name", id.clone())]));
+                        .image_event("untag", id, attrs(&[("name", r.clone())]));
                 }
             }
             DeleteItem::Deleted(d) if before.contains_key(d) => {
