@@ -81,6 +81,16 @@ impl Client {
         .await
     }
 
+    /// `GET /images/{name}/json`, the exact bytes (docker's `inspect` re-indents them, keeping
+    /// the daemon's key order).
+    pub async fn image_inspect_bytes(&self, name: &str) -> Result<Bytes> {
+        let path = format!("/images/{}/json", encode_path(name));
+        let response = self
+            .request(Method::GET, &path, &Query::new(), Body::Empty)
+            .await?;
+        crate::read_body(response.into_body()).await
+    }
+
     /// `GET /images/{name}/history`.
     pub async fn image_history(&self, name: &str) -> Result<Vec<HistoryItem>> {
         let path = format!("/images/{}/history", encode_path(name));
