@@ -195,11 +195,11 @@ struct ManifestEntry {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-struct Descriptor {
+pub(crate) struct Descriptor {
     #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: Digest,
-    size: u64,
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,12 +221,12 @@ struct Index {
 }
 
 #[derive(Debug, Deserialize)]
-struct Manifest {
+pub(crate) struct Manifest {
     #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    config: Descriptor,
+    pub media_type: Option<String>,
+    pub config: Descriptor,
     #[serde(default)]
-    layers: Vec<Descriptor>,
+    pub layers: Vec<Descriptor>,
 }
 
 /// One image to import from the spool.

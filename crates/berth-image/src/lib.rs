@@ -8,6 +8,7 @@ pub mod changes;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod ingest;
 pub mod reference;
 pub mod store;
 pub mod unpack;
@@ -15,6 +16,7 @@ pub mod unpack;
 pub use config::{HistoryEntry, ImageConfig, RootFs};
 pub use digest::Digest;
 pub use error::{ImageError, Result};
+pub use ingest::Ingest;
 pub use reference::Reference;
 pub use store::{
     ContainerUse, DeleteItem, DeleteOptions, Image, ImageStore, ImportOptions, LayerInfo,

@@ -182,9 +182,11 @@ struct StoredImage {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     images: BTreeMap<Digest, StoredImage>,
     refs: BTreeMap<Reference, Digest>,
+    /// Blobs an unfinished [`crate::Ingest`] relies on (with a count per ingest).
+    pub(crate) pinned: HashMap<Digest, usize>,
 }
 
 /// How a name resolved.
@@ -215,11 +217,11 @@ pub struct ImageStore {
     pub(crate) root: PathBuf,
     /// Held exclusively by operations that change the store (and may collect garbage), shared
     /// by `save`, which streams blobs that must not be collected meanwhile.
-    write_lock: RwLock<()>,
-    state: Mutex<State>,
+    pub(crate) write_lock: RwLock<()>,
+    pub(crate) state: Mutex<State>,
 }
 
-fn exclusive(l: &RwLock<()>) -> RwLockWriteGuard<'_, ()> {
+pub(crate) fn exclusive(l: &RwLock<()>) -> RwLockWriteGuard<'_, ()> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -227,7 +229,7 @@ fn shared(l: &RwLock<()>) -> RwLockReadGuard<'_, ()> {
     l.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the in-memory state half-updated in a way
     // that matters: the files on disk are the truth and are written before the state changes.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -930,7 +932,7 @@ impl ImageStore {
         write_json_atomic(&self.repositories_file(), &file)
     }
 
-    fn image_view(&self, state: &State, id: &Digest) -> Image {
+    pub(crate) fn image_view(&self, state: &State, id: &Digest) -> Image {
         let stored = &state.images[id];
         let mut repo_tags = Vec::new();
         let mut repo_digests = Vec::new();
@@ -1057,8 +1059,10 @@ impl ImageStore {
     /// Removes blobs and layers no image record references, and any in-progress leftovers.
     /// Callers hold `write_lock` (or are `open`), so nothing is being written concurrently.
     /// Returns the removed layers with their unpacked sizes.
-    fn gc(&self) -> Result<Vec<(Digest, u64)>> {
-        let (blobs, layers) = {
+    pub(crate) fn gc(&self) -> Result<Vec<(Digest, u64)>> {
+        // Blobs are removed under the state lock, so an ingest that pins a blob (under the same
+        // lock) either sees it gone or keeps it. Layers are only created under `write_lock`.
+        let layers = {
             let state = lock(&self.state);
             let mut blobs = BTreeSet::new();
             let mut layers = BTreeSet::new();
@@ -1072,13 +1076,16 @@ impl ImageStore {
                     layers.insert(l.chain_id.hex().to_string());
                 }
             }
-            (blobs, layers)
-        };
-        for path in read_dir(&self.blobs_dir())? {
-            if !blobs.contains(&file_name(&path)) {
-                remove_any(&path)?;
+            for d in state.pinned.keys() {
+                blobs.insert(d.hex().to_string());
             }
-        }
+            for path in read_dir(&self.blobs_dir())? {
+                if !blobs.contains(&file_name(&path)) {
+                    remove_any(&path)?;
+                }
+            }
+            layers
+        };
         let mut removed = Vec::new();
         for path in read_dir(&self.layers_dir())? {
             let name = file_name(&path);

@@ -1,0 +1,247 @@
+//! Building an image from blobs fetched one by one: what a registry pull (or a build) uses.
+//!
+//! ```text
+//! let mut ingest = store.ingest();
+//! if !ingest.has_blob(&layer) { ingest.write_blob(&mut response_body, &layer)?; }
+//! ...
+//! let image = ingest.commit(&manifest_bytes, media_type, Some(&reference), &mut progress)?;
+//! ```
+//!
+//! Blobs an ingest has seen or written are pinned until it is dropped, so a concurrent `rmi`
+//! or prune never collects them half-way through a pull. Nothing is visible until `commit`.
+
+use std::io::Read;
+
+use crate::config::{ImageConfig, chain_ids};
+use crate::digest::Digest;
+use crate::error::{ImageError, IoContext, Result};
+use crate::reference::Reference;
+use crate::store::{Image, ImageStore, LoadProgress, PendingImage, RecordLayer, exclusive, lock};
+
+/// An image being assembled from individually fetched blobs. See the module documentation.
+pub struct Ingest<'a> {
+    store: &'a ImageStore,
+    pinned: Vec<Digest>,
+}
+
+impl ImageStore {
+    /// Starts assembling an image from blobs (for pulls).
+    pub fn ingest(&self) -> Ingest<'_> {
+        Ingest {
+            store: self,
+            pinned: Vec::new(),
+        }
+    }
+}
+
+impl Ingest<'_> {
+    fn pin(&mut self, digest: &Digest) -> bool {
+        let mut state = lock(&self.store.state);
+        *state.pinned.entry(digest.clone()).or_default() += 1;
+        self.pinned.push(digest.clone());
+        // Checked under the lock garbage collection removes blobs under.
+        self.store.blob_path(digest).exists()
+    }
+
+    /// Whether the content store has this blob already (then it need not be fetched).
+    pub fn has_blob(&mut self, digest: &Digest) -> bool {
+        self.pin(digest)
+    }
+
+    /// Streams a blob into the content store, verifying its digest; returns its size.
+    pub fn write_blob(&mut self, reader: &mut dyn Read, digest: &Digest) -> Result<u64> {
+        self.pin(digest);
+        Ok(self.store.write_blob_from_reader(reader, Some(digest))?.1)
+    }
+
+    /// Reads a (small) stored blob, e.g. a config.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        std::fs::read(self.store.blob_path(digest)).ctx(|| format!("cannot read blob {digest}"))
+    }
+
+    /// Unpacks the layers of `manifest` (an OCI or Docker schema 2 image manifest whose config
+    /// and layer blobs are stored), and makes the image visible, tagged as `reference` (when it
+    /// has a tag) and with the repository digest `repo@<manifest digest>`.
+    pub fn commit(
+        self,
+        manifest: &[u8],
+        media_type: &str,
+        reference: Option<&Reference>,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Image> {
+        let store = self.store;
+        let _w = exclusive(&store.write_lock);
+        let result = self.commit_locked(manifest, media_type, reference, progress);
+        if result.is_err() {
+            // Layers unpacked for this image are unreferenced now; pinned blobs stay for a retry.
+            if let Err(e) = store.gc() {
+                tracing::warn!(error = %e, "cannot collect what a failed ingest left");
+            }
+        }
+        result
+    }
+
+    fn commit_locked(
+        &self,
+        manifest_bytes: &[u8],
+        media_type: &str,
+        reference: Option<&Reference>,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Image> {
+        let store = self.store;
+        let manifest: crate::archive::Manifest = serde_json::from_slice(manifest_bytes)
+            .map_err(|e| ImageError::InvalidArgument(format!("invalid image manifest: {e}")))?;
+        let config_bytes = self.read_blob(&manifest.config.digest)?;
+        let id = Digest::of_bytes(&config_bytes);
+        manifest.config.digest.verify(&id, "image config")?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| ImageError::InvalidArgument(format!("invalid image config {id}: {e}")))?;
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.len() != manifest.layers.len() {
+            return Err(ImageError::InvalidArgument(format!(
+                "image {id} has {} layers, but its config lists {} diff ids",
+                manifest.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        let chains = chain_ids(diff_ids);
+        let mut layers = Vec::new();
+        for (i, desc) in manifest.layers.iter().enumerate() {
+            let blob = &desc.digest;
+            let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
+            let total = desc.size;
+            let ensured = store.ensure_layer(blob, parent, Some(&diff_ids[i]), &mut |current| {
+                progress(LoadProgress::Layer {
+                    digest: blob.clone(),
+                    current,
+                    total: Some(total),
+                })
+            })?;
+            progress(LoadProgress::LayerDone {
+                digest: blob.clone(),
+            });
+            layers.push(RecordLayer {
+                diff_id: ensured.diff_id,
+                chain_id: ensured.chain_id,
+                blob_digest: blob.clone(),
+                blob_size: desc.size,
+                media_type: if desc.media_type.is_empty() {
+                    ensured.compression.oci_media_type().to_string()
+                } else {
+                    desc.media_type.clone()
+                },
+                size: ensured.size,
+            });
+        }
+        let manifest_digest = store.write_blob(manifest_bytes, None)?;
+        let media_type = manifest
+            .media_type
+            .clone()
+            .unwrap_or_else(|| media_type.to_string());
+        let record = store.finish_record(
+            id.clone(),
+            config_bytes.len() as u64,
+            Some((
+                manifest_digest.clone(),
+                manifest_bytes.len() as u64,
+                media_type,
+            )),
+            layers,
+        )?;
+        let mut tags = Vec::new();
+        if let Some(r) = reference {
+            if let Some(t) = r.tag() {
+                tags.push(r.with_tag(t));
+            }
+            tags.push(r.repository().with_digest(manifest_digest));
+        }
+        store.commit(vec![PendingImage {
+            record,
+            config,
+            tags,
+        }])?;
+        let state = lock(&store.state);
+        Ok(store.image_view(&state, &id))
+    }
+}
+
+impl Drop for Ingest<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.store.state);
+        for d in self.pinned.drain(..) {
+            if let Some(n) = state.pinned.get_mut(&d) {
+                *n -= 1;
+                if *n == 0 {
+                    state.pinned.remove(&d);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DeleteOptions;
+    use crate::testutil::{TestImage, gzip, layer_tar};
+
+    #[test]
+    fn builds_an_image_from_fetched_blobs_with_a_repo_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let layer = gzip(&layer_tar(&[("pulled", b"yes")]));
+        let img = TestImage {
+            tags: vec![],
+            layers: vec![layer.clone()],
+            comment: "pulled".into(),
+        };
+        let config = img.config();
+        let config_digest = Digest::of_bytes(&config);
+        let layer_digest = Digest::of_bytes(&layer);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_digest.to_string(), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer_digest.to_string(), "size": layer.len()}],
+        }))
+        .unwrap();
+
+        let mut ingest = store.ingest();
+        assert!(!ingest.has_blob(&layer_digest));
+        // A wrong digest is refused and leaves nothing.
+        let err = ingest
+            .write_blob(&mut &b"evil"[..], &layer_digest)
+            .unwrap_err();
+        assert!(err.to_string().contains("digest mismatch"), "{err}");
+        ingest.write_blob(&mut &layer[..], &layer_digest).unwrap();
+        ingest.write_blob(&mut &config[..], &config_digest).unwrap();
+        // A concurrent prune does not collect the pinned blobs.
+        store.prune(true, &|_| true, &|_| None).unwrap();
+        assert!(ingest.has_blob(&layer_digest));
+        let reference = Reference::parse_normalized("busybox:1.36").unwrap();
+        let image = ingest
+            .commit(&manifest, "", Some(&reference), &mut |_| {})
+            .unwrap();
+        let manifest_digest = Digest::of_bytes(&manifest);
+        assert_eq!(image.id, config_digest);
+        assert_eq!(image.repo_tags, vec!["busybox:1.36"]);
+        assert_eq!(
+            image.repo_digests,
+            vec![format!("busybox@{manifest_digest}")]
+        );
+        assert_eq!(
+            store.get(&format!("busybox@{manifest_digest}")).unwrap().id,
+            image.id
+        );
+        // Removing the last tag removes the digest reference of the same repository too.
+        let items = store
+            .delete("busybox:1.36", DeleteOptions::default(), &|_| None)
+            .unwrap();
+        assert_eq!(items[0], crate::DeleteItem::Untagged("busybox:1.36".into()));
+        assert_eq!(
+            items[1],
+            crate::DeleteItem::Untagged(format!("busybox@{manifest_digest}"))
+        );
+        assert!(store.images().is_empty());
+    }
+}
