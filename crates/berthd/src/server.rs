@@ -23,6 +23,10 @@ use crate::config::{Config, Host};
 use crate::lock::{DataRootLock, LockError};
 use crate::state::{Daemon, DaemonError};
 
+/// At most this many connections are served at once (per listener); further clients wait in
+/// the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -163,17 +167,34 @@ async fn accept_loop(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => return,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = accept(&listener) => accepted,
         };
         match accepted {
             Ok(Conn::Unix(stream)) => {
-                tracker.spawn(serve_connection(stream, app.clone(), shutdown.clone()));
+                let serving = serve_connection(stream, app.clone(), shutdown.clone());
+                tracker.spawn(async move {
+                    serving.await;
+                    drop(permit);
+                });
             }
             Ok(Conn::Tcp(stream)) => {
-                tracker.spawn(serve_connection(stream, app.clone(), shutdown.clone()));
+                let _ = stream.set_nodelay(true);
+                let serving = serve_connection(stream, app.clone(), shutdown.clone());
+                tracker.spawn(async move {
+                    serving.await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 // Typically EMFILE; back off instead of spinning.

@@ -44,6 +44,7 @@ pub fn app(state: AppState) -> Router {
                 .delete(images::delete),
         )
         .fallback(page_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     Router::new().fallback_service(from_fn(api_version).layer(routes))
 }
@@ -107,6 +108,13 @@ fn stamp_headers(headers: &mut axum::http::HeaderMap) {
 
 async fn page_not_found() -> Error {
     Error(ApiError::not_found("page not found"))
+}
+
+async fn method_not_allowed() -> Response {
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &ApiError::invalid("method not allowed").body(),
+    )
 }
 
 /// An API error response: Docker's status code and `{"message": ...}`.

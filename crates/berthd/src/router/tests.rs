@@ -139,6 +139,9 @@ async fn unknown_paths_are_page_not_found() {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
         assert_eq!(r.message(), "page not found", "{uri}");
     }
+    let wrong_method = h.call(Method::DELETE, "/version", Vec::new()).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.message(), "method not allowed");
 }
 
 #[tokio::test]
