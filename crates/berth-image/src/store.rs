@@ -320,7 +320,15 @@ impl ImageStore {
 
         match resolved {
             Resolved::ByRef(reference, _) => {
-                let last = image_refs.iter().all(|r| *r == reference);
+                // The references left once this one goes (including the digest references
+                // the cleanup below would take with it).
+                let others: Vec<&Reference> =
+                    image_refs.iter().filter(|r| **r != reference).collect();
+                let only_digests_of_repo = reference.tag().is_some()
+                    && others
+                        .iter()
+                        .all(|r| r.tag().is_none() && r.name() == reference.name());
+                let last = others.is_empty() || only_digests_of_repo;
                 if last
                     && !opts.force
                     && let Some(ContainerUse::Running(c) | ContainerUse::Stopped(c)) = &used
