@@ -1,0 +1,171 @@
+//! The bundle directory a shim serves: `config.json` (the OCI spec), `shim.json` (how the shim
+//! should run it), and the files the shim leaves behind (`shim.pid`, `init.pid`, `exit.json`,
+//! `shim.sock`, `shim.log`, the json-file log). Every file is written atomically.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ContainerRunConfig;
+use crate::error::{Result, RuntimeError};
+use crate::spec::{self, HostProbe};
+
+/// How the shim runs the container in a bundle (`shim.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimConfig {
+    /// Container id (the libcontainer id).
+    pub id: String,
+    /// Allocate a pty (`process.terminal` in the spec must agree).
+    pub tty: bool,
+    /// Keep stdin open for clients; otherwise the container reads EOF.
+    pub open_stdin: bool,
+    /// json-file log; `None` means `<bundle>/<id>-json.log`.
+    #[serde(default)]
+    pub log_path: Option<PathBuf>,
+}
+
+/// How a container ended (`exit.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Exit code as Docker reports it: the status, or 128 + signal for a signal death.
+    pub exit_code: i32,
+    /// The signal that killed the process, if any.
+    #[serde(default)]
+    pub signal: Option<i32>,
+    /// When the shim saw the exit (RFC 3339 with nanoseconds, UTC).
+    pub finished_at: String,
+    /// The memory cgroup's OOM killer fired while the container ran.
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+/// A bundle directory and the paths of its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    dir: PathBuf,
+}
+
+impl Bundle {
+    /// The bundle at `dir` (nothing is read or created).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Bundle { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The OCI spec.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    /// The shim's instructions.
+    pub fn shim_config_path(&self) -> PathBuf {
+        self.dir.join("shim.json")
+    }
+    /// The exit record.
+    pub fn exit_path(&self) -> PathBuf {
+        self.dir.join("exit.json")
+    }
+    /// The shim's control socket.
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join("shim.sock")
+    }
+    /// The shim's pid.
+    pub fn shim_pid_path(&self) -> PathBuf {
+        self.dir.join("shim.pid")
+    }
+    /// The container init's pid (host pid namespace).
+    pub fn init_pid_path(&self) -> PathBuf {
+        self.dir.join("init.pid")
+    }
+    /// The shim's own diagnostics (its stderr).
+    pub fn shim_log_path(&self) -> PathBuf {
+        self.dir.join("shim.log")
+    }
+    /// libcontainer's state root (one directory per container inside).
+    pub fn runtime_root(&self) -> PathBuf {
+        self.dir.join("runtime")
+    }
+    /// The json-file log for a shim config.
+    pub fn log_path(&self, cfg: &ShimConfig) -> PathBuf {
+        cfg.log_path
+            .clone()
+            .unwrap_or_else(|| self.dir.join(format!("{}-json.log", cfg.id)))
+    }
+
+    /// Generate the spec for `cfg` and write `config.json` and `shim.json`, creating the
+    /// directory if needed. Returns the spec written.
+    pub fn write(&self, cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> {
+        let spec = spec::generate(cfg, host)?;
+        let shim = ShimConfig {
+            id: cfg.id.clone(),
+            tty: cfg.tty,
+            open_stdin: cfg.open_stdin,
+            log_path: None,
+        };
+        self.write_spec(&spec, &shim)?;
+        Ok(spec)
+    }
+
+    /// Write a ready-made spec and shim config.
+    pub fn write_spec(&self, spec: &Spec, shim: &ShimConfig) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| RuntimeError::io("create", &self.dir, e))?;
+        write_json_atomic(&self.config_path(), spec)?;
+        write_json_atomic(&self.shim_config_path(), shim)
+    }
+
+    /// Read `shim.json`.
+    pub fn read_shim_config(&self) -> Result<ShimConfig> {
+        read_json(&self.shim_config_path())
+    }
+
+    /// Read `exit.json`, if the container has exited.
+    pub fn read_exit(&self) -> Result<Option<ExitRecord>> {
+        match std::fs::read(self.exit_path()) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| RuntimeError::io("parse", self.exit_path(), std::io::Error::other(e))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RuntimeError::io("read", self.exit_path(), e)),
+        }
+    }
+
+    /// The pid recorded in `shim.pid` or `init.pid`.
+    pub fn read_pid(path: &Path) -> Result<Option<i32>> {
+        match std::fs::read_to_string(path) {
+            Ok(s) => Ok(s.trim().parse().ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RuntimeError::io("read", path, e)),
+        }
+    }
+}
+
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let b = std::fs::read(path).map_err(|e| RuntimeError::io("read", path, e))?;
+    serde_json::from_slice(&b)
+        .map_err(|e| RuntimeError::io("parse", path, std::io::Error::other(e)))
+}
+
+/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        RuntimeError::io("write", path, e)
+    })
+}
+
+pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(v)
+        .map_err(|e| RuntimeError::io("encode", path, std::io::Error::other(e)))?;
+    write_atomic(path, &bytes)
+}

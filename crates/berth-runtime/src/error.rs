@@ -1,0 +1,107 @@
+//! The crate's error type. Each variant maps onto one engine-wide [`ErrorKind`].
+
+use std::path::PathBuf;
+
+use berth_api::ErrorKind;
+
+/// Result alias for this crate.
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while preparing, starting or supervising a container.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The container's configuration asks for something impossible (unknown capability, bad option).
+    #[error("invalid container configuration: {0}")]
+    InvalidConfig(String),
+
+    /// A seccomp profile could not be parsed or converted.
+    #[error("invalid seccomp profile: {0}")]
+    Seccomp(String),
+
+    /// The container's command does not resolve to a file in its root filesystem
+    /// (Docker answers this with exit code 127).
+    #[error(
+        "exec: \"{name}\": executable file not found in $PATH: unable to start container process"
+    )]
+    ExecutableNotFound {
+        /// The command as given (`args[0]`).
+        name: String,
+    },
+
+    /// The container's command exists but cannot be executed (Docker answers with exit code 126).
+    #[error("exec: \"{name}\": permission denied: unable to start container process")]
+    ExecutableNotRunnable {
+        /// The command as given (`args[0]`).
+        name: String,
+    },
+
+    /// A system call on a named path failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("mount overlay on", "create", ...).
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The OCI runtime (libcontainer) refused to create or start the container.
+    #[error("cannot start container {id}: {message}")]
+    Create {
+        /// Container id.
+        id: String,
+        /// The runtime's account of the failure, including its causes.
+        message: String,
+    },
+
+    /// The shim could not be started, or answered something unexpected.
+    #[error("container shim for {}: {message}", bundle.display())]
+    Shim {
+        /// The container's bundle directory.
+        bundle: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// No shim is serving this bundle and no exit record exists.
+    #[error("container shim for {} is not running and left no exit record", bundle.display())]
+    ShimGone {
+        /// The container's bundle directory.
+        bundle: PathBuf,
+    },
+}
+
+impl RuntimeError {
+    /// The engine-wide class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RuntimeError::InvalidConfig(_) | RuntimeError::Seccomp(_) => ErrorKind::InvalidArgument,
+            RuntimeError::ExecutableNotFound { .. }
+            | RuntimeError::ExecutableNotRunnable { .. } => ErrorKind::InvalidArgument,
+            RuntimeError::ShimGone { .. } => ErrorKind::NotFound,
+            RuntimeError::Io { .. } | RuntimeError::Create { .. } | RuntimeError::Shim { .. } => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
+    /// The exit code Docker reports for a container that failed to start this way:
+    /// 127 for a missing command, 126 for a command that cannot run, otherwise `None`.
+    pub fn docker_exit_code(&self) -> Option<i32> {
+        match self {
+            RuntimeError::ExecutableNotFound { .. } => Some(127),
+            RuntimeError::ExecutableNotRunnable { .. } => Some(126),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        RuntimeError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

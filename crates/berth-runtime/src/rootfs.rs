@@ -1,0 +1,207 @@
+//! The container's root filesystem: an overlay of the image's layer directories (read-only
+//! lowers) with a per-container `upper` and `work` directory, mounted on `<container>/rootfs`.
+//!
+//! Plain system calls only: safe to call from the multi-threaded daemon.
+//!
+//! Layout under the container directory:
+//! ```text
+//! upper/   the container's writable layer
+//! work/    overlayfs scratch space
+//! lower/   an empty directory, used as the only lower of an image with no layers
+//! rootfs/  the mountpoint
+//! ```
+//!
+//! `mount(2)` takes its data in one page (4096 bytes), which a deep image's lowerdir list can
+//! exceed. Lists that do not fit are mounted through the new mount API instead, adding one
+//! lower at a time with `fsconfig(lowerdir+)` (Linux 6.8+); on older kernels such an image is
+//! refused with an error that says so.
+
+use std::ffi::CString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+};
+
+use crate::error::{Result, RuntimeError};
+
+/// Paths of one container's root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsLayout {
+    /// Writable layer.
+    pub upper: PathBuf,
+    /// overlayfs work directory.
+    pub work: PathBuf,
+    /// Empty lower for images without layers.
+    pub empty_lower: PathBuf,
+    /// The mountpoint: the container's root filesystem.
+    pub rootfs: PathBuf,
+}
+
+impl RootfsLayout {
+    /// The layout under `container_dir`.
+    pub fn new(container_dir: &Path) -> Self {
+        RootfsLayout {
+            upper: container_dir.join("upper"),
+            work: container_dir.join("work"),
+            empty_lower: container_dir.join("lower"),
+            rootfs: container_dir.join("rootfs"),
+        }
+    }
+}
+
+/// Largest mount data `mount(2)` accepts, including the terminating NUL.
+const MOUNT_DATA_MAX: usize = 4096;
+
+fn check_lower(p: &Path) -> Result<()> {
+    let s = p.to_string_lossy();
+    if s.contains([':', ',']) || !p.is_absolute() {
+        return Err(RuntimeError::InvalidConfig(format!(
+            "layer directory {} must be an absolute path without ':' or ','",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Mount the overlay for a container whose image layers are `layers` (bottom first, as
+/// `berth-image` lists them) under `container_dir`. Creates `upper`, `work` and the mountpoint
+/// if missing (so a stopped container's upper is reused). Returns the rootfs path.
+pub fn mount_overlay(layers: &[PathBuf], container_dir: &Path) -> Result<PathBuf> {
+    let l = RootfsLayout::new(container_dir);
+    for d in [&l.upper, &l.work, &l.rootfs] {
+        std::fs::create_dir_all(d).map_err(|e| RuntimeError::io("create", d, e))?;
+    }
+    let mut lowers: Vec<PathBuf> = layers.iter().rev().cloned().collect();
+    if lowers.is_empty() {
+        std::fs::create_dir_all(&l.empty_lower)
+            .map_err(|e| RuntimeError::io("create", &l.empty_lower, e))?;
+        lowers.push(l.empty_lower.clone());
+    }
+    for p in lowers.iter().chain([&l.upper, &l.work]) {
+        check_lower(p)?;
+    }
+    let lowerdir = lowers
+        .iter()
+        .map(|p| p.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(":");
+    let data = format!(
+        "lowerdir={lowerdir},upperdir={},workdir={}",
+        l.upper.display(),
+        l.work.display()
+    );
+    let result = if data.len() < MOUNT_DATA_MAX {
+        let data = CString::new(data).map_err(|e| RuntimeError::InvalidConfig(e.to_string()))?;
+        rustix::mount::mount(
+            "overlay",
+            &l.rootfs,
+            "overlay",
+            MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .map_err(io::Error::from)
+    } else {
+        mount_overlay_fsconfig(&lowers, &l).map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) {
+                io::Error::other(format!(
+                    "{} layers do not fit in one mount(2) call and this kernel lacks \
+                     fsconfig lowerdir+ (Linux 6.8+): {e}",
+                    lowers.len()
+                ))
+            } else {
+                e
+            }
+        })
+    };
+    result.map_err(|e| RuntimeError::io("mount overlay on", &l.rootfs, e))?;
+    Ok(l.rootfs)
+}
+
+fn mount_overlay_fsconfig(lowers: &[PathBuf], l: &RootfsLayout) -> io::Result<()> {
+    let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for lower in lowers {
+        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", lower.as_path())?;
+    }
+    rustix::mount::fsconfig_set_string(&fs, "upperdir", l.upper.as_path())?;
+    rustix::mount::fsconfig_set_string(&fs, "workdir", l.work.as_path())?;
+    rustix::mount::fsconfig_create(&fs)?;
+    let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    rustix::mount::move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        l.rootfs.as_path(),
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
+    Ok(())
+}
+
+/// Unmount a container's root filesystem. Not mounted is fine; a busy mount is detached
+/// lazily (`MNT_DETACH`) so the kernel finishes when its last user goes.
+pub fn unmount(rootfs: &Path) -> Result<()> {
+    match rustix::mount::unmount(rootfs, UnmountFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(rustix::io::Errno::BUSY) => rustix::mount::unmount(rootfs, UnmountFlags::DETACH)
+            .map_err(|e| RuntimeError::io("unmount", rootfs, e.into())),
+        Err(e) => Err(RuntimeError::io("unmount", rootfs, e.into())),
+    }
+}
+
+/// Whether `path` is a mountpoint in this process's mount namespace.
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    mountpoints(&info).any(|m| Path::new(&m) == path)
+}
+
+/// Mountpoints listed in a `/proc/<pid>/mountinfo` text (octal escapes decoded).
+pub fn mountpoints(mountinfo: &str) -> impl Iterator<Item = String> + '_ {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(unescape_mountinfo))
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len() + 0
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescapes() {
+        let info =
+            "36 35 98:0 /mnt1 /mnt\\040with\\040space rw,noatime master:1 - ext3 /dev/root rw\n";
+        assert_eq!(
+            mountpoints(info).collect::<Vec<_>>(),
+            vec!["/mnt with space".to_string()]
+        );
+    }
+
+    #[test]
+    fn lower_paths_are_checked() {
+        assert!(check_lower(Path::new("/a/b")).is_ok());
+        assert!(check_lower(Path::new("/a:b")).is_err());
+        assert!(check_lower(Path::new("rel")).is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! Unix socket paths longer than `sun_path` (108 bytes): reached through
+//! `/proc/self/fd/<dir fd>/<name>`, which needs no `chdir` and so is thread-safe.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+const SUN_PATH_MAX: usize = 107;
+
+fn via_dir<T>(path: &Path, f: impl FnOnce(&Path) -> std::io::Result<T>) -> std::io::Result<T> {
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return f(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return f(path);
+    };
+    let dir = File::open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+    f(&short)
+}
+
+/// Connect to a unix socket at any path length.
+pub(crate) fn connect_long(path: &Path) -> std::io::Result<UnixStream> {
+    via_dir(path, |p| UnixStream::connect(p))
+}
+
+/// Bind a unix socket at any path length.
+pub(crate) fn bind_long(path: &Path) -> std::io::Result<UnixListener> {
+    via_dir(path, |p| UnixListener::bind(p))
+}

@@ -1,0 +1,312 @@
+//! The per-container shim: its wire protocol and the daemon-side client.
+//!
+//! One `berth-shim` process runs per container. The daemon starts it with [`Shim::spawn`]; the
+//! shim daemonizes (forks, `setsid`), creates and starts the container with libcontainer,
+//! reports success or failure on its stdout pipe, and then supervises: it copies the
+//! container's output into the json-file log, reaps init, writes `exit.json`, deletes the
+//! runtime state (cgroups) and exits. While it runs it serves `shim.sock` in the bundle, one
+//! JSON [`Request`] per line, one JSON [`Response`] line back.
+//!
+//! Everything in this module's client half is blocking socket and process I/O, safe from the
+//! daemon's multi-threaded runtime (call it from `spawn_blocking`).
+
+mod io;
+mod log;
+mod lookup;
+pub mod server;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{Bundle, ExitRecord};
+use crate::error::{Result, RuntimeError};
+
+pub use log::JsonLogWriter;
+pub use lookup::check_executable;
+
+/// A request on `shim.sock`. New operations (`attach`, `resize`, `exec`) are new variants; a
+/// shim answers an operation it does not know with [`Response::Error`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// The container's pid and status.
+    State,
+    /// Send a signal to the container's init.
+    Kill {
+        /// Signal number.
+        signal: i32,
+    },
+    /// Answer (with [`Response::Exited`]) once the container has exited.
+    Wait,
+    /// Close the container's stdin (EOF for the process).
+    CloseStdin,
+}
+
+/// An answer on `shim.sock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::State`].
+    State(ShimState),
+    /// The container exited (answer to [`Request::Wait`]).
+    Exited(ExitRecord),
+    /// Done.
+    Ok,
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// A container's status as its shim sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerStatus {
+    /// The process runs.
+    Running,
+    /// The process exited (the shim may be finishing its bookkeeping).
+    Exited,
+}
+
+/// Answer to [`Request::State`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimState {
+    /// The container's init, in the host pid namespace.
+    pub pid: i32,
+    /// The shim's own pid.
+    pub shim_pid: i32,
+    /// Running or exited.
+    pub status: ContainerStatus,
+}
+
+/// What the shim reports on its stdout once the container started or failed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub(crate) enum Handshake {
+    Started { pid: i32, shim_pid: i32 },
+    NotFound { name: String },
+    NotRunnable { name: String },
+    InvalidConfig { message: String },
+    Failed { message: String },
+}
+
+/// Starts shims.
+#[derive(Debug, Clone, Copy)]
+pub struct Shim;
+
+impl Shim {
+    /// Start `shim_binary` for the bundle at `bundle` (written with [`Bundle::write`]) and
+    /// return once the container runs, or with the reason it could not start:
+    /// [`RuntimeError::ExecutableNotFound`] / [`RuntimeError::ExecutableNotRunnable`] for a bad
+    /// command (Docker's 127/126), [`RuntimeError::Create`] for anything the runtime refused.
+    /// The shim outlives the caller.
+    pub fn spawn(bundle: &Path, shim_binary: &Path) -> Result<ShimHandle> {
+        let b = Bundle::new(bundle);
+        let shim_err = |message: String| RuntimeError::Shim {
+            bundle: bundle.to_path_buf(),
+            message,
+        };
+        let mut child = Command::new(shim_binary)
+            .arg(bundle)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| shim_err(format!("cannot run {}: {e}", shim_binary.display())))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        // The first process forks the real shim and exits at once.
+        let status = child.wait().map_err(|e| shim_err(format!("wait: {e}")))?;
+        if !status.success() {
+            return Err(shim_err(format!(
+                "shim exited with {status}; see {}",
+                b.shim_log_path().display()
+            )));
+        }
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| shim_err(format!("read handshake: {e}")))?;
+        if line.trim().is_empty() {
+            return Err(shim_err(format!(
+                "shim exited without reporting; see {}",
+                b.shim_log_path().display()
+            )));
+        }
+        let hs: Handshake = serde_json::from_str(line.trim())
+            .map_err(|e| shim_err(format!("bad handshake {line:?}: {e}")))?;
+        let id = || b.read_shim_config().map(|c| c.id).unwrap_or_default();
+        match hs {
+            Handshake::Started { pid, shim_pid } => Ok(ShimHandle {
+                bundle: b,
+                pid,
+                shim_pid,
+            }),
+            Handshake::NotFound { name } => Err(RuntimeError::ExecutableNotFound { name }),
+            Handshake::NotRunnable { name } => Err(RuntimeError::ExecutableNotRunnable { name }),
+            Handshake::InvalidConfig { message } => Err(RuntimeError::InvalidConfig(message)),
+            Handshake::Failed { message } => Err(RuntimeError::Create { id: id(), message }),
+        }
+    }
+}
+
+/// A handle on a running (or finished) container's shim. Cheap; holds no connection.
+#[derive(Debug, Clone)]
+pub struct ShimHandle {
+    bundle: Bundle,
+    pid: i32,
+    shim_pid: i32,
+}
+
+impl ShimHandle {
+    /// Adopt the shim of an existing bundle (for example after a daemon restart), from the pid
+    /// files it wrote. Fails with [`RuntimeError::ShimGone`] if it never started.
+    pub fn connect(bundle: &Path) -> Result<ShimHandle> {
+        let b = Bundle::new(bundle);
+        let pid = Bundle::read_pid(&b.init_pid_path())?;
+        let shim_pid = Bundle::read_pid(&b.shim_pid_path())?;
+        match (pid, shim_pid) {
+            (Some(pid), Some(shim_pid)) => Ok(ShimHandle {
+                bundle: b,
+                pid,
+                shim_pid,
+            }),
+            _ => Err(RuntimeError::ShimGone {
+                bundle: bundle.to_path_buf(),
+            }),
+        }
+    }
+
+    /// The container's init pid (host pid namespace).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The shim's pid.
+    pub fn shim_pid(&self) -> i32 {
+        self.shim_pid
+    }
+
+    /// The bundle.
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// Ask the shim for the container's state; if the shim is gone, the state recorded in
+    /// `exit.json`.
+    pub fn state(&self) -> Result<ShimState> {
+        match self.request(&Request::State)? {
+            Some(Response::State(s)) => Ok(s),
+            Some(other) => Err(self.unexpected(&other)),
+            None => match self.bundle.read_exit()? {
+                Some(_) => Ok(ShimState {
+                    pid: self.pid,
+                    shim_pid: self.shim_pid,
+                    status: ContainerStatus::Exited,
+                }),
+                None => Err(RuntimeError::ShimGone {
+                    bundle: self.bundle.dir().to_path_buf(),
+                }),
+            },
+        }
+    }
+
+    /// Send `signal` to the container's init.
+    pub fn kill(&self, signal: i32) -> Result<()> {
+        self.simple(&Request::Kill { signal })
+    }
+
+    /// Close the container's stdin.
+    pub fn close_stdin(&self) -> Result<()> {
+        self.simple(&Request::CloseStdin)
+    }
+
+    /// Block until the container exits; returns its exit record (from the shim, or from
+    /// `exit.json` if the shim already finished).
+    pub fn wait(&self) -> Result<ExitRecord> {
+        match self.request(&Request::Wait)? {
+            Some(Response::Exited(rec)) => Ok(rec),
+            Some(other) => Err(self.unexpected(&other)),
+            None => self
+                .bundle
+                .read_exit()?
+                .ok_or_else(|| RuntimeError::ShimGone {
+                    bundle: self.bundle.dir().to_path_buf(),
+                }),
+        }
+    }
+
+    fn simple(&self, req: &Request) -> Result<()> {
+        match self.request(req)? {
+            Some(Response::Ok) => Ok(()),
+            Some(other) => Err(self.unexpected(&other)),
+            None => Err(RuntimeError::ShimGone {
+                bundle: self.bundle.dir().to_path_buf(),
+            }),
+        }
+    }
+
+    fn unexpected(&self, resp: &Response) -> RuntimeError {
+        let message = match resp {
+            Response::Error { message } => message.clone(),
+            other => format!("unexpected answer {other:?}"),
+        };
+        RuntimeError::Shim {
+            bundle: self.bundle.dir().to_path_buf(),
+            message,
+        }
+    }
+
+    /// One request/response exchange. `Ok(None)`: no shim is listening, or it closed the
+    /// connection without answering (it exited).
+    fn request(&self, req: &Request) -> Result<Option<Response>> {
+        let sock = self.bundle.socket_path();
+        let mut stream = match io::connect_long(&sock) {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(RuntimeError::io("connect", sock, e)),
+        };
+        let mut line = serde_json::to_string(req).expect("requests serialize");
+        line.push('\n');
+        if let Err(e) = stream.write_all(line.as_bytes()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(None);
+            }
+            return Err(RuntimeError::io("write to", sock, e));
+        }
+        let mut answer = String::new();
+        match BufReader::new(&stream).read_line(&mut answer) {
+            Ok(0) => Ok(None),
+            Ok(_) => {
+                serde_json::from_str(answer.trim())
+                    .map(Some)
+                    .map_err(|e| RuntimeError::Shim {
+                        bundle: self.bundle.dir().to_path_buf(),
+                        message: format!("bad answer {answer:?}: {e}"),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(None),
+            Err(e) => Err(RuntimeError::io("read from", sock, e)),
+        }
+    }
+}
+
+/// Unused by the client; kept so paths in docs resolve.
+#[doc(hidden)]
+pub fn socket_path(bundle: &Path) -> PathBuf {
+    Bundle::new(bundle).socket_path()
+}
+
+#[allow(dead_code)]
+fn _assert_stream_send(_: UnixStream) {}

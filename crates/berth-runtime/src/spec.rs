@@ -1,0 +1,717 @@
+//! OCI runtime spec generation: [`generate`] turns a [`ContainerRunConfig`] into the
+//! `config.json` Docker would produce for it (default mounts, namespaces, capabilities, device
+//! cgroup rules, masked paths, seccomp). Pure apart from the [`HostProbe`] seam.
+
+use std::collections::{BTreeSet, HashSet};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capability, Linux, LinuxBlockIo, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup,
+    LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
+    Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+};
+
+use crate::config::{ContainerRunConfig, MountKind, NamespaceMode, SeccompMode};
+use crate::error::{Result, RuntimeError};
+use crate::seccomp;
+
+/// `PATH` given to containers whose environment has none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default `/dev/shm` size: 64 MiB.
+pub const DEFAULT_SHM_SIZE: u64 = 64 * 1024 * 1024;
+
+/// The capabilities Docker grants by default.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability `ALL` and `--privileged` stand for.
+pub const ALL_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Paths Docker masks (bind of /dev/null or an empty read-only tmpfs).
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths Docker remounts read-only.
+pub const DEFAULT_READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// A device node on the host, as [`HostProbe::device`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostDevice {
+    /// `true` for a block device, `false` for a character device.
+    pub block: bool,
+    /// Major number.
+    pub major: i64,
+    /// Minor number.
+    pub minor: i64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// What spec generation needs to know about the host: the seam that keeps [`generate`] pure.
+pub trait HostProbe {
+    /// Kernel version (major, minor).
+    fn kernel_version(&self) -> (u32, u32);
+    /// Go-style architecture name (`amd64`, `arm64`), as seccomp profiles name them.
+    fn arch(&self) -> &str;
+    /// Look up a device node.
+    fn device(&self, path: &Path) -> io::Result<HostDevice>;
+}
+
+/// The real host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealHost;
+
+impl HostProbe for RealHost {
+    fn kernel_version(&self) -> (u32, u32) {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release
+            .trim()
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    fn arch(&self) -> &str {
+        seccomp::host_arch()
+    }
+
+    fn device(&self, path: &Path) -> io::Result<HostDevice> {
+        let md = std::fs::metadata(path)?;
+        let ft = md.file_type();
+        if !ft.is_char_device() && !ft.is_block_device() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a device node",
+            ));
+        }
+        let rdev = md.rdev();
+        Ok(HostDevice {
+            block: ft.is_block_device(),
+            major: rustix::fs::major(rdev) as i64,
+            minor: rustix::fs::minor(rdev) as i64,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+        })
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> RuntimeError {
+    RuntimeError::InvalidConfig(msg.into())
+}
+
+/// Normalize a capability name (`net_admin`, `CAP_NET_ADMIN`, `all`) to `CAP_NET_ADMIN` / `ALL`.
+fn normalize_cap(name: &str) -> Result<String> {
+    let upper = name.trim().to_ascii_uppercase();
+    if upper == "ALL" {
+        return Ok(upper);
+    }
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    if ALL_CAPABILITIES.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err(invalid(format!("unknown capability: {name:?}")))
+    }
+}
+
+/// The capability set Docker would grant: defaults, minus `drop`, plus `add` (`ALL` honoured).
+pub fn capability_set(privileged: bool, add: &[String], drop: &[String]) -> Result<Vec<String>> {
+    if privileged {
+        return Ok(ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect());
+    }
+    let add = add
+        .iter()
+        .map(|c| normalize_cap(c))
+        .collect::<Result<Vec<_>>>()?;
+    let drop = drop
+        .iter()
+        .map(|c| normalize_cap(c))
+        .collect::<Result<Vec<_>>>()?;
+    let has = |v: &[String], c: &str| v.iter().any(|x| x == c);
+    let mut caps: Vec<String> = if has(&add, "ALL") {
+        ALL_CAPABILITIES
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|c| !has(&drop, c))
+            .collect()
+    } else {
+        let mut base: Vec<String> = if has(&drop, "ALL") {
+            Vec::new()
+        } else {
+            DEFAULT_CAPABILITIES
+                .iter()
+                .map(|s| s.to_string())
+                .filter(|c| !has(&drop, c))
+                .collect()
+        };
+        for c in add {
+            if !has(&base, &c) {
+                base.push(c);
+            }
+        }
+        base
+    };
+    caps.sort_by_key(|c| ALL_CAPABILITIES.iter().position(|a| a == c));
+    Ok(caps)
+}
+
+fn to_oci_caps(names: &[String]) -> Result<HashSet<Capability>> {
+    names
+        .iter()
+        .map(|n| {
+            serde_json::from_value(serde_json::Value::String(n.clone()))
+                .map_err(|_| invalid(format!("unknown capability: {n:?}")))
+        })
+        .collect()
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(PathBuf::from(dest));
+    m.set_typ(Some(typ.to_string()));
+    m.set_source(Some(PathBuf::from(source)));
+    m.set_options(Some(options.iter().map(|s| s.to_string()).collect()));
+    m
+}
+
+fn default_mounts(cfg: &ContainerRunConfig) -> Vec<Mount> {
+    let sys_mode = if cfg.privileged { "rw" } else { "ro" };
+    let shm_size = format!("size={}", cfg.shm_size.unwrap_or(DEFAULT_SHM_SIZE));
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys_mode],
+        ),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", sys_mode],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+    ];
+    if cfg.namespaces.ipc == NamespaceMode::Host {
+        mounts.push(mount(
+            "/dev/shm",
+            "bind",
+            "/dev/shm",
+            &["rbind", "rprivate"],
+        ));
+    } else {
+        mounts.push(mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
+        ));
+    }
+    mounts
+}
+
+const PROPAGATIONS: &[&str] = &[
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "private",
+    "rprivate",
+    "unbindable",
+    "runbindable",
+];
+
+fn user_mount(m: &crate::config::MountSpec) -> Mount {
+    let mut opts: Vec<String> = Vec::new();
+    let (typ, source) = match &m.kind {
+        MountKind::Bind { source } => {
+            opts.push("rbind".into());
+            if !m.options.iter().any(|o| PROPAGATIONS.contains(&o.as_str())) {
+                opts.push("rprivate".into());
+            }
+            ("bind", source.clone())
+        }
+        MountKind::Tmpfs => {
+            for d in ["nosuid", "nodev", "noexec"] {
+                let contrary = format!("{}", d.trim_start_matches("no"));
+                if !m.options.iter().any(|o| o == &contrary || o == d) {
+                    opts.push(d.into());
+                }
+            }
+            ("tmpfs", PathBuf::from("tmpfs"))
+        }
+    };
+    opts.extend(m.options.iter().cloned());
+    opts.push(if m.readonly { "ro".into() } else { "rw".into() });
+    let mut out = Mount::default();
+    out.set_destination(PathBuf::from(&m.destination));
+    out.set_typ(Some(typ.to_string()));
+    out.set_source(Some(source));
+    out.set_options(Some(opts));
+    out
+}
+
+fn device_rule(
+    allow: bool,
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(allow);
+    r.set_typ(Some(typ));
+    r.set_major(major);
+    r.set_minor(minor);
+    r.set_access(Some(access.to_string()));
+    r
+}
+
+/// Docker's default device cgroup rules: deny everything, then allow mknod of any node and
+/// use of the standard devices.
+pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    use LinuxDeviceType::{A, B, C};
+    vec![
+        device_rule(false, A, None, None, "rwm"),
+        device_rule(true, C, None, None, "m"),
+        device_rule(true, B, None, None, "m"),
+        device_rule(true, C, Some(1), Some(3), "rwm"), // null
+        device_rule(true, C, Some(1), Some(5), "rwm"), // zero
+        device_rule(true, C, Some(1), Some(7), "rwm"), // full
+        device_rule(true, C, Some(1), Some(8), "rwm"), // random
+        device_rule(true, C, Some(1), Some(9), "rwm"), // urandom
+        device_rule(true, C, Some(5), Some(0), "rwm"), // tty
+        device_rule(true, C, Some(5), Some(1), "rwm"), // console
+        device_rule(true, C, Some(5), Some(2), "rwm"), // ptmx
+        device_rule(true, C, Some(136), None, "rwm"),  // pts/*
+        device_rule(true, C, Some(10), Some(200), "rwm"), // net/tun
+    ]
+}
+
+fn namespace(typ: LinuxNamespaceType, mode: &NamespaceMode) -> Option<LinuxNamespace> {
+    let mut ns = LinuxNamespace::default();
+    ns.set_typ(typ);
+    match mode {
+        NamespaceMode::Host => return None,
+        NamespaceMode::Private => {}
+        NamespaceMode::Path(p) => {
+            ns.set_path(Some(p.clone()));
+        }
+    }
+    Some(ns)
+}
+
+fn resources(
+    cfg: &ContainerRunConfig,
+    host: &dyn HostProbe,
+    devices: &mut Vec<LinuxDevice>,
+) -> Result<LinuxResources> {
+    let r = &cfg.resources;
+    let mut res = LinuxResources::default();
+
+    let mut rules = if cfg.privileged {
+        vec![device_rule(true, LinuxDeviceType::A, None, None, "rwm")]
+    } else {
+        default_device_rules()
+    };
+    for d in &cfg.devices {
+        let info = host.device(&d.path_on_host).map_err(|e| {
+            invalid(format!(
+                "error gathering device information while adding device {:?}: {e}",
+                d.path_on_host
+            ))
+        })?;
+        let typ = if info.block {
+            LinuxDeviceType::B
+        } else {
+            LinuxDeviceType::C
+        };
+        let access = if d.permissions.is_empty() {
+            "rwm"
+        } else {
+            d.permissions.as_str()
+        };
+        if access.chars().any(|c| !"rwm".contains(c)) {
+            return Err(invalid(format!(
+                "invalid device permissions {access:?} for {:?}",
+                d.path_on_host
+            )));
+        }
+        rules.push(device_rule(
+            true,
+            typ,
+            Some(info.major),
+            Some(info.minor),
+            access,
+        ));
+        let path = if d.path_in_container.is_empty() {
+            d.path_on_host.clone()
+        } else {
+            PathBuf::from(&d.path_in_container)
+        };
+        let mut dev = LinuxDevice::default();
+        dev.set_path(path);
+        dev.set_typ(typ);
+        dev.set_major(info.major);
+        dev.set_minor(info.minor);
+        dev.set_file_mode(Some(info.mode));
+        dev.set_uid(Some(info.uid));
+        dev.set_gid(Some(info.gid));
+        devices.push(dev);
+    }
+    res.set_devices(Some(rules));
+
+    if r.memory > 0 || r.memory_reservation > 0 || r.memory_swap != 0 || r.oom_kill_disable {
+        let mut m = LinuxMemory::default();
+        if r.memory > 0 {
+            m.set_limit(Some(r.memory));
+            let swap = if r.memory_swap == 0 {
+                r.memory * 2
+            } else {
+                r.memory_swap
+            };
+            m.set_swap(Some(swap));
+        } else if r.memory_swap != 0 {
+            m.set_swap(Some(r.memory_swap));
+        }
+        if r.memory_reservation > 0 {
+            m.set_reservation(Some(r.memory_reservation));
+        }
+        if r.oom_kill_disable {
+            m.set_disable_oom_killer(Some(true));
+        }
+        res.set_memory(Some(m));
+    }
+
+    if r.nano_cpus != 0 && (r.cpu_quota != 0 || r.cpu_period != 0) {
+        return Err(invalid(
+            "conflicting options: Nano CPUs and CPU Period/Quota cannot both be set",
+        ));
+    }
+    let (quota, period) = if r.nano_cpus > 0 {
+        const PERIOD: u64 = 100_000;
+        (r.nano_cpus * PERIOD as i64 / 1_000_000_000, PERIOD)
+    } else {
+        (r.cpu_quota, r.cpu_period)
+    };
+    if r.cpu_shares > 0
+        || quota != 0
+        || period != 0
+        || !r.cpuset_cpus.is_empty()
+        || !r.cpuset_mems.is_empty()
+    {
+        let mut c = LinuxCpu::default();
+        if r.cpu_shares > 0 {
+            c.set_shares(Some(r.cpu_shares));
+        }
+        if quota != 0 {
+            c.set_quota(Some(quota));
+        }
+        if period != 0 {
+            c.set_period(Some(period));
+        }
+        if !r.cpuset_cpus.is_empty() {
+            c.set_cpus(Some(r.cpuset_cpus.clone()));
+        }
+        if !r.cpuset_mems.is_empty() {
+            c.set_mems(Some(r.cpuset_mems.clone()));
+        }
+        res.set_cpu(Some(c));
+    }
+
+    if r.pids_limit > 0 {
+        let mut p = LinuxPids::default();
+        p.set_limit(r.pids_limit);
+        res.set_pids(Some(p));
+    }
+    if r.blkio_weight > 0 {
+        let mut b = LinuxBlockIo::default();
+        b.set_weight(Some(r.blkio_weight));
+        res.set_block_io(Some(b));
+    }
+    Ok(res)
+}
+
+fn environment(cfg: &ContainerRunConfig) -> Vec<String> {
+    let mut env: Vec<String> = vec![format!("PATH={DEFAULT_PATH}")];
+    if cfg.namespaces.uts != NamespaceMode::Host && !cfg.hostname.is_empty() {
+        env.push(format!("HOSTNAME={}", cfg.hostname));
+    }
+    if cfg.tty {
+        env.push("TERM=xterm".into());
+    }
+    for kv in &cfg.env {
+        let key = kv.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    env
+}
+
+fn rlimits(cfg: &ContainerRunConfig) -> Result<Vec<PosixRlimit>> {
+    cfg.ulimits
+        .iter()
+        .map(|u| {
+            let name = format!("RLIMIT_{}", u.name.to_ascii_uppercase());
+            let typ: PosixRlimitType = serde_json::from_value(serde_json::Value::String(name))
+                .map_err(|_| invalid(format!("invalid ulimit type: {}", u.name)))?;
+            if u.soft > u.hard {
+                return Err(invalid(format!(
+                    "ulimit soft limit must be less than hard limit: {} > {} for {}",
+                    u.soft, u.hard, u.name
+                )));
+            }
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(u.soft)
+                .hard(u.hard)
+                .build()
+                .map_err(|e| invalid(e.to_string()))
+        })
+        .collect()
+}
+
+/// Generate the OCI runtime spec Docker would produce for `cfg`.
+pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> {
+    if cfg.args.is_empty() {
+        return Err(invalid("no command specified"));
+    }
+    if cfg.init {
+        return Err(RuntimeError::InvalidConfig(
+            "--init is not supported yet".into(),
+        ));
+    }
+    let caps = capability_set(cfg.privileged, &cfg.cap_add, &cfg.cap_drop)?;
+    let oci_caps = to_oci_caps(&caps)?;
+
+    let mut user = User::default();
+    user.set_uid(cfg.user.uid);
+    user.set_gid(cfg.user.gid);
+    let gids: BTreeSet<u32> = cfg
+        .user
+        .additional_gids
+        .iter()
+        .chain(&cfg.group_add)
+        .copied()
+        .collect();
+    if !gids.is_empty() {
+        user.set_additional_gids(Some(gids.into_iter().collect()));
+    }
+
+    let mut capabilities = LinuxCapabilities::default();
+    capabilities.set_bounding(Some(oci_caps.clone()));
+    capabilities.set_effective(Some(oci_caps.clone()));
+    capabilities.set_permitted(Some(oci_caps));
+    capabilities.set_inheritable(None);
+    capabilities.set_ambient(None);
+
+    let mut process = Process::default();
+    process.set_terminal(Some(cfg.tty));
+    process.set_user(user);
+    process.set_args(Some(cfg.args.clone()));
+    process.set_env(Some(environment(cfg)));
+    process.set_cwd(PathBuf::from(if cfg.working_dir.is_empty() {
+        "/"
+    } else {
+        &cfg.working_dir
+    }));
+    process.set_capabilities(Some(capabilities));
+    let rl = rlimits(cfg)?;
+    process.set_rlimits(if rl.is_empty() { None } else { Some(rl) });
+    process.set_no_new_privileges(Some(cfg.no_new_privileges));
+    process.set_apparmor_profile(None);
+    process.set_oom_score_adj(None);
+    process.set_selinux_label(None);
+
+    let mut root = Root::default();
+    root.set_path(cfg.rootfs.clone());
+    root.set_readonly(Some(cfg.readonly_rootfs));
+
+    let mut mounts = default_mounts(cfg);
+    let user_mounts: Vec<Mount> = cfg.mounts.iter().map(user_mount).collect();
+    mounts.retain(|m| {
+        !user_mounts
+            .iter()
+            .any(|u| u.destination() == m.destination())
+    });
+    mounts.extend(user_mounts);
+
+    let mut namespaces = vec![namespace(
+        LinuxNamespaceType::Mount,
+        &NamespaceMode::Private,
+    )];
+    namespaces.push(namespace(LinuxNamespaceType::Network, &cfg.namespaces.net));
+    namespaces.push(namespace(LinuxNamespaceType::Uts, &cfg.namespaces.uts));
+    namespaces.push(namespace(LinuxNamespaceType::Pid, &cfg.namespaces.pid));
+    namespaces.push(namespace(LinuxNamespaceType::Ipc, &cfg.namespaces.ipc));
+
+    let mut devices = Vec::new();
+    let res = resources(cfg, host, &mut devices)?;
+
+    let mut linux = Linux::default();
+    linux.set_namespaces(Some(namespaces.into_iter().flatten().collect()));
+    linux.set_resources(Some(res));
+    linux.set_devices(if devices.is_empty() {
+        None
+    } else {
+        Some(devices)
+    });
+    linux.set_cgroups_path(Some(PathBuf::from(
+        cfg.cgroup_path
+            .clone()
+            .unwrap_or_else(|| format!("/berth/{}", cfg.id)),
+    )));
+    if cfg.privileged {
+        linux.set_masked_paths(None);
+        linux.set_readonly_paths(None);
+    } else {
+        let list = |given: &Option<Vec<String>>, default: &[&str]| {
+            given
+                .clone()
+                .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+        };
+        linux.set_masked_paths(Some(list(&cfg.masked_paths, DEFAULT_MASKED_PATHS)));
+        linux.set_readonly_paths(Some(list(&cfg.readonly_paths, DEFAULT_READONLY_PATHS)));
+    }
+    if !cfg.sysctls.is_empty() {
+        linux.set_sysctl(Some(cfg.sysctls.clone().into_iter().collect()));
+    }
+    let seccomp_json = match (&cfg.seccomp, cfg.privileged) {
+        (SeccompMode::Unconfined, _) | (SeccompMode::Default, true) => None,
+        (SeccompMode::Default, false) => Some(seccomp::DEFAULT_PROFILE),
+        (SeccompMode::Custom(json), _) => Some(json.as_str()),
+    };
+    if let Some(json) = seccomp_json {
+        let ctx = seccomp::SeccompContext {
+            caps: &caps,
+            arch: host.arch(),
+            kernel: host.kernel_version(),
+        };
+        linux.set_seccomp(Some(seccomp::resolve(json, &ctx)?));
+    }
+
+    let mut spec = Spec::default();
+    spec.set_version(oci_spec::runtime::VERSION.to_string());
+    spec.set_process(Some(process));
+    spec.set_root(Some(root));
+    let uts_private = cfg.namespaces.uts != NamespaceMode::Host;
+    spec.set_hostname((uts_private && !cfg.hostname.is_empty()).then(|| cfg.hostname.clone()));
+    spec.set_domainname(
+        (uts_private && !cfg.domainname.is_empty()).then(|| cfg.domainname.clone()),
+    );
+    spec.set_mounts(Some(mounts));
+    spec.set_annotations(None);
+    spec.set_hooks(None);
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
