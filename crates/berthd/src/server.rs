@@ -124,11 +124,12 @@ async fn run_locked(config: Config) -> Result<(), ServerError> {
         }
         () = &mut server => {}
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
-        tracing::warn!("in-flight requests did not finish in time; exiting anyway");
-    }
+    // New clients get "cannot connect" at once instead of waiting on a socket nobody accepts.
     for socket in &sockets {
         remove_quietly(socket);
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        tracing::warn!("in-flight requests did not finish in time; exiting anyway");
     }
     tracing::info!("daemon shut down");
     Ok(())
