@@ -394,7 +394,12 @@ pub async fn history(env: &Env, args: HistoryArgs) -> Result<()> {
         !args.no_trunc,
         chrono::Utc::now().timestamp(),
     );
-    output::out(&format.render(&rows, HISTORY_HEADERS)?);
+    let mut headers = HISTORY_HEADERS.to_vec();
+    if !args.human {
+        // Without -H the CREATED column shows absolute times, and docker titles it so.
+        headers[1] = ("CreatedSince", "CREATED AT");
+    }
+    output::out(&format.render(&rows, &headers)?);
     Ok(())
 }
 

@@ -56,7 +56,7 @@ fn client_version_value(env: &Env, api_version: &str) -> Value {
     json!({
         "Platform": {"Name": ""},
         "Version": env!("CARGO_PKG_VERSION"),
-        "ApiVersion": api_version,
+        "APIVersion": api_version,
         "DefaultAPIVersion": berth_api::MAX_API_VERSION.to_string(),
         "GitCommit": GIT_COMMIT,
         "GoVersion": "rust",
@@ -79,7 +79,7 @@ fn go_arch() -> &'static str {
 
 fn render_client_version(c: &Value) -> String {
     let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-    let mut api = s("ApiVersion");
+    let mut api = s("APIVersion");
     if api != s("DefaultAPIVersion") {
         api = format!("{api} (downgraded from {})", s("DefaultAPIVersion"));
     }
@@ -549,7 +549,18 @@ pub async fn df(env: &Env, args: DfArgs) -> Result<()> {
     let usage = client.system_df().await?;
     if args.verbose {
         let now = chrono::Utc::now().timestamp();
-        let rows = super::image::image_rows(&usage.images, false, true, now);
+        // One row per image, named by its first tag, as docker's verbose df shows.
+        let firsts: Vec<_> = usage
+            .images
+            .iter()
+            .map(|i| {
+                let mut first = i.clone();
+                first.repo_tags.truncate(1);
+                first.repo_digests.truncate(1);
+                first
+            })
+            .collect();
+        let rows = super::image::image_rows(&firsts, false, true, now);
         let format = Format::Table(
             "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}"
                 .to_string(),

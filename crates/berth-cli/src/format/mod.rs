@@ -31,7 +31,8 @@ impl Format {
                     .unwrap_or(default_table),
             )),
             Some("json") => Format::Raw("{{json .}}".to_string()),
-            Some(f) if f.starts_with("table ") => Format::Table(unescape(&f["table ".len()..])),
+            // docker only looks for the prefix: `table{{.ID}}` is a table too.
+            Some(f) if f.starts_with("table") => Format::Table(unescape(&f["table".len()..])),
             Some(f) => Format::Raw(unescape(f)),
         }
     }
@@ -169,6 +170,10 @@ mod tests {
         assert_eq!(
             Format::parse(Some("{{.ID}}"), "x"),
             Format::Raw("{{.ID}}".into())
+        );
+        assert_eq!(
+            Format::parse(Some("table{{.ID}}"), "x"),
+            Format::Table("{{.ID}}".into())
         );
     }
 

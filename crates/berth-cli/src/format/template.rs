@@ -184,6 +184,9 @@ fn lex_action(src: &str) -> Result<Vec<Tok>, TemplateError> {
                 while i < chars.len() && ident_char(chars[i]) {
                     i += 1;
                 }
+                if chars.get(i) == Some(&'.') {
+                    return parse_err("unexpected <.> in operand");
+                }
                 toks.push(Tok::Ident(chars[start..i].iter().collect()));
             }
             other => return parse_err(format!("unexpected {other:?} in command")),
@@ -424,14 +427,17 @@ impl Parser {
                 Piece::Text(t) => nodes.push(Node::Text(t.clone())),
                 Piece::Action(a) => {
                     let a = a.clone();
-                    let (word, rest) = match a.split_once(char::is_whitespace) {
-                        Some((w, r)) => (w, r.trim()),
-                        None => (a.as_str(), ""),
-                    };
+                    // The keyword ends at a space or at the `.` of a field (`range.Tags`).
+                    let end = a
+                        .find(|c: char| c.is_whitespace() || c == '.' || c == '$' || c == '(')
+                        .unwrap_or(a.len());
+                    let (word, rest) = (&a[..end], a[end..].trim());
                     match word {
                         "end" => return Ok((nodes, Control::End)),
                         "else" => {
-                            if let Some(cond) = rest.strip_prefix("if ") {
+                            if let Some(cond) = rest.strip_prefix("if").filter(|c| {
+                                c.starts_with(|ch: char| ch.is_whitespace() || ch == '.')
+                            }) {
                                 let pipe = parse_pipeline(cond, lex_action(cond)?)?;
                                 return Ok((nodes, Control::Else(Some(pipe))));
                             }
@@ -1253,6 +1259,14 @@ mod tests {
             "[a:1][b:2]"
         );
         assert_eq!(
+            render("{{range.Tags}}[{{.}}]{{end}}", data.clone()),
+            "[a:1][b:2]"
+        );
+        assert_eq!(
+            render("{{if.Tags}}y{{else if.None}}n{{end}}", data.clone()),
+            "y"
+        );
+        assert_eq!(
             render(
                 "{{range $i, $t := .Tags}}{{$i}}={{$t}} {{end}}",
                 data.clone()
@@ -1356,6 +1370,7 @@ mod tests {
     #[test]
     fn parse_errors_are_reported() {
         for bad in [
+            "{{json.}}",
             "{{.A",
             "{{if .A}}x",
             "{{end}}",
