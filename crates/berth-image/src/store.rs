@@ -137,6 +137,8 @@ pub struct PruneReport {
     pub space_reclaimed: u64,
 }
 
+const REPOSITORIES_FILE: &str = "repositories.json";
+
 /// The persistent record of one image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ImageRecord {
@@ -672,7 +674,7 @@ impl ImageStore {
         self.root.join("metadata").join("images")
     }
     fn repositories_file(&self) -> PathBuf {
-        self.root.join("metadata").join("repositories.json")
+        self.root.join("metadata").join(REPOSITORIES_FILE)
     }
     pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
@@ -990,11 +992,16 @@ impl ImageStore {
                 remove_any(&entry)?;
             }
         }
-        for dir in [self.images_dir(), self.root.join("metadata")] {
-            for entry in read_dir(&dir)? {
-                if file_name(&entry).starts_with('.') {
-                    remove_any(&entry)?;
-                }
+        for entry in read_dir(&self.images_dir())? {
+            if file_name(&entry).starts_with('.') {
+                remove_any(&entry)?;
+            }
+        }
+        // `metadata/` is shared with other components: only our own temp files go.
+        let ours = format!(".{REPOSITORIES_FILE}.tmp-");
+        for entry in read_dir(&self.root.join("metadata"))? {
+            if file_name(&entry).starts_with(&ours) {
+                remove_any(&entry)?;
             }
         }
         let mut state = lock(&self.state);
@@ -1209,7 +1216,11 @@ pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}", random_name("tmp")));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{}", random_name(&format!("{name}.tmp"))));
     let result = (|| -> Result<()> {
         let mut file = File::create(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
         file.write_all(bytes)

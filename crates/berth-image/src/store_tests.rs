@@ -847,6 +847,8 @@ fn open_recovers_from_a_crash() {
     fs::create_dir_all(root.join("tmp/load-1")).unwrap();
     fs::write(root.join("tmp/load-1/0"), b"spooled").unwrap();
     fs::write(root.join("metadata/images/.tmp-1"), b"{").unwrap();
+    fs::write(root.join("metadata/.repositories.json.tmp-1"), b"{").unwrap();
+    fs::write(root.join("metadata/.someone-elses.tmp"), b"{").unwrap();
 
     let store = ImageStore::open(root).unwrap();
     assert_eq!(store.get("busybox").unwrap(), image);
@@ -855,9 +857,19 @@ fn open_recovers_from_a_crash() {
     assert!(!root.join("layers").join(orphan_layer.hex()).exists());
     assert_eq!(names(&root.join("blobs/.ingest")), Vec::<String>::new());
     assert_eq!(names(&root.join("tmp")), Vec::<String>::new());
+    assert!(!root.join("metadata/.repositories.json.tmp-1").exists());
+    assert!(
+        root.join("metadata/.someone-elses.tmp").exists(),
+        "not ours to remove"
+    );
     assert_eq!(
         names(&root.join("metadata/images")),
         vec![format!("{}.json", image.id.hex())]
+    );
+    assert!(!root.join("metadata/.repositories.json.tmp-1").exists());
+    assert!(
+        root.join("metadata/.someone-elses.tmp").exists(),
+        "not ours to remove"
     );
     for l in &image.layers {
         assert!(
