@@ -272,6 +272,29 @@ fn remove(env: &Env, args: RemoveArgs) -> Result<()> {
     }
 }
 
+/// `context inspect`'s element, fields in docker's order.
+#[derive(serde::Serialize)]
+struct InspectOutput {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Metadata")]
+    metadata: ContextMetadata,
+    #[serde(rename = "Endpoints")]
+    endpoints: std::collections::BTreeMap<String, Endpoint>,
+    #[serde(rename = "TLSMaterial")]
+    tls_material: Value,
+    #[serde(rename = "Storage")]
+    storage: Storage,
+}
+
+#[derive(serde::Serialize)]
+struct Storage {
+    #[serde(rename = "MetadataPath")]
+    metadata_path: String,
+    #[serde(rename = "TLSPath")]
+    tls_path: String,
+}
+
 fn inspect(env: &Env, args: InspectArgs) -> Result<()> {
     let names = if args.names.is_empty() {
         vec![current_name(env)?]
@@ -298,10 +321,16 @@ fn inspect(env: &Env, args: InspectArgs) -> Result<()> {
                         env.config.tls_dir(name).display().to_string(),
                     )
                 };
-                let mut value = serde_json::to_value(&meta)?;
-                value["TLSMaterial"] = json!({});
-                value["Storage"] = json!({"MetadataPath": meta_path, "TLSPath": tls_path});
-                found.push(value);
+                found.push(InspectOutput {
+                    name: meta.name,
+                    metadata: meta.metadata,
+                    endpoints: meta.endpoints,
+                    tls_material: json!({}),
+                    storage: Storage {
+                        metadata_path: meta_path,
+                        tls_path,
+                    },
+                });
             }
             None => errors.push(format!("context {name:?} does not exist")),
         }
@@ -309,13 +338,17 @@ fn inspect(env: &Env, args: InspectArgs) -> Result<()> {
     match args.format.as_deref() {
         Some(f) if !f.is_empty() => {
             let mut text = String::new();
-            for value in &found {
-                text.push_str(&render_one(f, value)?);
+            for item in &found {
+                text.push_str(&render_one(f, &serde_json::to_value(item)?)?);
             }
             output::out(&text);
         }
         _ => {
-            let raw = crate::format::template::go_json(&Value::Array(found));
+            // Serialized from structs, so docker's field order is kept; `<`/`>` escaped as Go does.
+            let raw = serde_json::to_string(&found)?
+                .replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026");
             output::out(&format!("{}\n", crate::format::indent_json(raw.as_bytes())));
         }
     }
