@@ -17,14 +17,8 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp
-                | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
-                _ => 125,
-            };
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(usage_exit_code(&e));
         }
     };
     if cli.global.version {
@@ -62,6 +56,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// docker's exit codes for command-line mistakes: 125 for bad flags, 1 for a wrong number of
+/// positional arguments, 0 for help.
+fn usage_exit_code(e: &clap::Error) -> u8 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+        ErrorKind::MissingRequiredArgument | ErrorKind::TooFewValues => 1,
+        ErrorKind::UnknownArgument => match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(arg)) if !arg.starts_with('-') => 1,
+            _ => 125,
+        },
+        _ => 125,
+    }
+}
+
 async fn run(env: Env, command: Command) -> anyhow::Result<()> {
     use commands::{context, image, system};
     match command {
@@ -79,5 +90,23 @@ async fn run(env: Env, command: Command) -> anyhow::Result<()> {
         Command::Events(args) => system::events(&env, args).await,
         Command::Info(args) => system::info(&env, args).await,
         Command::Version(args) => system::version(&env, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn usage_errors_exit_like_docker() {
+        let code = |args: &[&str]| {
+            usage_exit_code(&Cli::try_parse_from(args.iter().copied()).unwrap_err())
+        };
+        assert_eq!(code(&["berth", "images", "--bogus"]), 125);
+        assert_eq!(code(&["berth", "history"]), 1);
+        assert_eq!(code(&["berth", "history", "a", "b"]), 1);
+        assert_eq!(code(&["berth", "--help"]), 0);
     }
 }

@@ -409,10 +409,7 @@ pub async fn info(env: &Env, args: InfoArgs) -> Result<()> {
         }
         Err(e) => {
             output::out(&text);
-            Err(crate::output::StatusError::error(
-                1,
-                format!("{}\nerrors pretty printing info", describe_client_error(&e)),
-            ))
+            Err(e.into())
         }
     }
 }

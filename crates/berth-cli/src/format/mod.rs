@@ -49,7 +49,7 @@ impl Format {
                 let template = Template::parse(src, true)?;
                 let mut out = String::new();
                 for row in rows {
-                    out.push_str(&template.render(row)?);
+                    out.push_str(&template.render(row).map_err(TemplateError::in_row)?);
                     out.push('\n');
                 }
                 Ok(out)
@@ -64,7 +64,7 @@ impl Format {
                 let mut text = header_template.render(&Value::Object(header_row))?;
                 text.push('\n');
                 for row in rows {
-                    text.push_str(&template.render(row)?);
+                    text.push_str(&template.render(row).map_err(TemplateError::in_row)?);
                     text.push('\n');
                 }
                 Ok(table::align(&text))

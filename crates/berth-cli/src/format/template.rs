@@ -25,6 +25,20 @@ pub enum TemplateError {
     Parse(String),
     #[error("template: :1: executing \"\" at <{at}>: {message}")]
     Exec { at: String, message: String },
+    /// An execution error of a list command's row template: docker reports those as parsing
+    /// errors.
+    #[error("template parsing error: {0}")]
+    Row(Box<TemplateError>),
+}
+
+impl TemplateError {
+    /// Wraps an execution error the way docker's list formatters report it.
+    pub fn in_row(self) -> TemplateError {
+        match self {
+            e @ TemplateError::Exec { .. } => TemplateError::Row(Box::new(e)),
+            other => other,
+        }
+    }
 }
 
 fn parse_err<T>(message: impl Into<String>) -> Result<T, TemplateError> {
@@ -1181,7 +1195,11 @@ mod tests {
     #[test]
     fn strict_rows_reject_unknown_fields() {
         let t = Template::parse("{{.Nope}}", true).unwrap();
-        let err = t.render(&json!({"ID": "x"})).unwrap_err();
+        let err = t.render(&json!({"ID": "x"})).unwrap_err().in_row();
+        assert!(
+            err.to_string()
+                .starts_with("template parsing error: template: :1: executing")
+        );
         assert!(
             err.to_string().contains("can't evaluate field Nope"),
             "{err}"
