@@ -165,7 +165,7 @@ fn render_server_version(server: &Value) -> String {
         ));
         out.push_str(&format!(
             "  API version:      {} (minimum version {})\n",
-            s(server, "ApiVersion"),
+            s(server, "APIVersion"),
             s(server, "MinAPIVersion")
         ));
         out.push_str(&format!(
@@ -190,7 +190,16 @@ pub async fn version(env: &Env, args: VersionArgs) -> Result<()> {
     };
     let client_value = client_version_value(env, &api_version);
     let server_value = match &server {
-        Ok(v) => Some(serde_json::to_value(v)?),
+        Ok(v) => {
+            let mut value = serde_json::to_value(v)?;
+            // Templates see Go's field names: the JSON key `ApiVersion` is `.APIVersion`.
+            if let Some(map) = value.as_object_mut()
+                && let Some(api) = map.remove("ApiVersion")
+            {
+                map.insert("APIVersion".to_string(), api);
+            }
+            Some(value)
+        }
         Err(_) => None,
     };
     match args.format.as_deref().filter(|f| !f.is_empty()) {
