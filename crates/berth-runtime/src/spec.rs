@@ -628,7 +628,9 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     process.set_capabilities(Some(capabilities));
     let rl = rlimits(cfg)?;
     process.set_rlimits(if rl.is_empty() { None } else { Some(rl) });
-    process.set_no_new_privileges(Some(cfg.no_new_privileges));
+    // libcontainer 0.7 tests `noNewPrivileges` for presence, not value: `Some(false)` makes it
+    // load seccomp after dropping CAP_SYS_ADMIN, which fails. Only ever write `true`.
+    process.set_no_new_privileges(cfg.no_new_privileges.then_some(true));
     process.set_apparmor_profile(None);
     process.set_oom_score_adj(None);
     process.set_selinux_label(None);

@@ -1,0 +1,419 @@
+//! Root integration tests: real containers through the `berth-shim` binary on a busybox root
+//! filesystem. Each test cleans up after itself (also on failure) through [`Fixture`]'s Drop:
+//! kill by pid, unmount, remove the test's cgroups.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use berth_runtime::config::{ContainerRunConfig, Resources};
+use berth_runtime::spec::RealHost;
+use berth_runtime::{Bundle, RuntimeError, Shim, ShimHandle, rootfs};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_berth-shim");
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "ps", "sleep", "id", "hostname", "ls", "true",
+];
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// One test's temp dir, busybox image layer and cgroup parent; cleans everything on drop.
+struct Fixture {
+    dir: tempfile::TempDir,
+    cgroup_parent: String,
+    handles: Vec<ShimHandle>,
+    mounts: Vec<PathBuf>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = tempfile::Builder::new()
+            .prefix("berth-rt-")
+            .tempdir()
+            .unwrap();
+        let layer = dir.path().join("layer");
+        for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+            std::fs::create_dir_all(layer.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", layer.join("bin/busybox")).unwrap();
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", layer.join("bin").join(a)).unwrap();
+        }
+        Fixture {
+            dir,
+            cgroup_parent: format!("berth-test-{}-{n}", std::process::id()),
+            handles: Vec::new(),
+            mounts: Vec::new(),
+        }
+    }
+
+    fn layer(&self) -> PathBuf {
+        self.dir.path().join("layer")
+    }
+
+    /// A container dir with the busybox layer under an overlay, and a config for `args`.
+    fn config(&mut self, id: &str, args: &[&str]) -> ContainerRunConfig {
+        let cdir = self.dir.path().join(id);
+        let rootfs = rootfs::mount_overlay(&[self.layer()], &cdir).unwrap();
+        self.mounts.push(rootfs.clone());
+        ContainerRunConfig {
+            id: id.to_string(),
+            rootfs,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            hostname: "berth-host".into(),
+            cgroup_path: Some(format!("/{}/{id}", self.cgroup_parent)),
+            ..Default::default()
+        }
+    }
+
+    fn bundle(&self, id: &str) -> PathBuf {
+        self.dir.path().join(id)
+    }
+
+    fn spawn(&mut self, cfg: &ContainerRunConfig) -> Result<ShimHandle, RuntimeError> {
+        let bundle = self.bundle(&cfg.id);
+        Bundle::new(&bundle).write(cfg, &RealHost).unwrap();
+        let h = Shim::spawn(&bundle, Path::new(SHIM))?;
+        self.handles.push(h.clone());
+        Ok(h)
+    }
+
+    fn log_lines(&self, id: &str) -> Vec<serde_json::Value> {
+        let p = self.bundle(id).join(format!("{id}-json.log"));
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn stdout(&self, id: &str) -> String {
+        self.log_lines(id)
+            .iter()
+            .filter(|l| l["stream"] == "stdout")
+            .map(|l| l["log"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let p = entry.path().join(&self.cgroup_parent);
+            if p.exists() {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Assert the runtime cleaned up after itself: no container cgroup left below the test's
+    /// parent, no runtime state left in the bundle.
+    fn assert_runtime_cleaned(&self, id: &str) {
+        for parent in self.cgroup_dirs() {
+            assert!(
+                !parent.join(id).exists(),
+                "cgroup {} left behind",
+                parent.join(id).display()
+            );
+        }
+        assert!(
+            !self.bundle(id).join("runtime").join(id).exists(),
+            "runtime state left behind"
+        );
+        assert!(!self.bundle(id).join("shim.sock").exists());
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            for pid in [h.pid(), h.shim_pid()] {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
+        if !self.handles.is_empty() {
+            // Give killed shims a moment to delete their containers' cgroups.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for m in &self.mounts {
+            let _ = rootfs::unmount(m);
+        }
+        for parent in self.cgroup_dirs() {
+            if let Ok(entries) = std::fs::read_dir(&parent) {
+                for e in entries.flatten() {
+                    if e.path().is_dir() {
+                        let _ = std::fs::remove_dir(e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&parent);
+        }
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let tmp = self.dir.path().to_path_buf();
+        let left: Vec<String> = rootfs::mountpoints(&info)
+            .filter(|m| Path::new(m).starts_with(&tmp))
+            .collect();
+        let cg_left = self.cgroup_dirs();
+        if !std::thread::panicking() {
+            assert!(
+                left.is_empty(),
+                "mounts left under {}: {left:?}",
+                tmp.display()
+            );
+            assert!(cg_left.is_empty(), "cgroups left: {cg_left:?}");
+        }
+    }
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+#[test]
+fn echo_hello_is_logged_and_exits_zero() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("echo", &["echo", "hello"]);
+    let h = fx.spawn(&cfg).unwrap();
+    let rec = h.wait().unwrap();
+    assert_eq!(rec.exit_code, 0);
+    assert!(!rec.oom_killed);
+    let lines = fx.log_lines("echo");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["log"], "hello\n");
+    assert_eq!(lines[0]["stream"], "stdout");
+    // The shim is gone now: wait and state answer from exit.json.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(h.wait().unwrap(), rec);
+    assert_eq!(
+        ShimHandle::connect(&fx.bundle("echo"))
+            .unwrap()
+            .wait()
+            .unwrap(),
+        rec
+    );
+    fx.assert_runtime_cleaned("echo");
+}
+
+#[test]
+fn exit_code_passes_through() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("exit3", &["sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let h = fx.spawn(&cfg).unwrap();
+    let rec = h.wait().unwrap();
+    assert_eq!(rec.exit_code, 3);
+    assert_eq!(rec.signal, None);
+    let lines = fx.log_lines("exit3");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["stream"] == "stderr" && l["log"] == "err\n"),
+        "{lines:?}"
+    );
+    assert_eq!(fx.stdout("exit3"), "out\n");
+    fx.assert_runtime_cleaned("exit3");
+}
+
+fn vm_rss_kib(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[test]
+fn sigkill_gives_137_and_state_reports_running() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("sleeper", &["sleep", "100"]);
+    let h = fx.spawn(&cfg).unwrap();
+    let st = h.state().unwrap();
+    assert_eq!(st.status, berth_runtime::shim::ContainerStatus::Running);
+    assert_eq!(st.pid, h.pid());
+    let rss = vm_rss_kib(h.shim_pid()).unwrap();
+    println!("shim VmRSS while `sleep` runs: {rss} kB");
+    h.kill(9).unwrap();
+    let rec = h.wait().unwrap();
+    assert_eq!(rec.exit_code, 137);
+    assert_eq!(rec.signal, Some(9));
+    fx.assert_runtime_cleaned("sleeper");
+}
+
+#[test]
+fn pid_namespace_hides_host_processes() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("ps", &["ps"]);
+    let h = fx.spawn(&cfg).unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+    let out = fx.stdout("ps");
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "only ps itself: {out}");
+    assert!(rows[0].trim_start().starts_with("1 "), "{out}");
+}
+
+#[test]
+fn hostname_is_configured() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("host", &["hostname"]);
+    let h = fx.spawn(&cfg).unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+    assert_eq!(fx.stdout("host"), "berth-host\n");
+}
+
+#[test]
+fn default_capabilities_and_seccomp_apply() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("caps", &["cat", "/proc/self/status"]);
+    let h = fx.spawn(&cfg).unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+    let out = fx.stdout("caps");
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    // Docker's default set: 0x00000000a80425fb.
+    assert_eq!(field("CapEff:"), "00000000a80425fb", "{out}");
+    assert_eq!(field("CapBnd:"), "00000000a80425fb");
+    assert_eq!(field("CapInh:"), "0000000000000000");
+    assert_eq!(field("Seccomp:"), "2");
+}
+
+#[test]
+fn memory_limit_lands_in_cgroup() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut cfg = fx.config("mem", &["sleep", "100"]);
+    cfg.resources = Resources {
+        memory: 64 * 1024 * 1024,
+        pids_limit: 50,
+        ..Default::default()
+    };
+    let h = fx.spawn(&cfg).unwrap();
+    let base = format!("{}/mem", fx.cgroup_parent);
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(&base)
+        .join("memory.limit_in_bytes");
+    let v2 = Path::new("/sys/fs/cgroup").join(&base).join("memory.max");
+    let limit = std::fs::read_to_string(&v1)
+        .or_else(|_| std::fs::read_to_string(&v2))
+        .unwrap();
+    assert_eq!(limit.trim(), "67108864");
+    let pids = Path::new("/sys/fs/cgroup/pids")
+        .join(&base)
+        .join("pids.max");
+    if let Ok(p) = std::fs::read_to_string(pids) {
+        assert_eq!(p.trim(), "50");
+    }
+    // pid 1 of a pid namespace ignores SIGTERM without a handler (as under Docker).
+    h.kill(9).unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 137);
+    fx.assert_runtime_cleaned("mem");
+}
+
+#[test]
+fn missing_command_is_a_distinct_error() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("missing", &["no-such-command"]);
+    match fx.spawn(&cfg) {
+        Err(e @ RuntimeError::ExecutableNotFound { .. }) => {
+            assert_eq!(e.docker_exit_code(), Some(127));
+            assert!(
+                e.to_string().contains("executable file not found in $PATH"),
+                "{e}"
+            );
+        }
+        other => panic!("expected ExecutableNotFound, got {other:?}"),
+    }
+    fx.assert_runtime_cleaned("missing");
+}
+
+#[test]
+fn tty_output_goes_through_the_pty() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut cfg = fx.config("tty", &["sh", "-c", "test -t 1 && echo is-a-tty"]);
+    cfg.tty = true;
+    let h = fx.spawn(&cfg).unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+    assert_eq!(fx.stdout("tty"), "is-a-tty\r\n");
+}
+
+#[test]
+fn overlay_with_zero_one_and_many_layers() {
+    require_root!();
+    let mut fx = Fixture::new();
+    // No layers: an empty lower.
+    let empty = fx.dir.path().join("c-empty");
+    let r = rootfs::mount_overlay(&[], &empty).unwrap();
+    fx.mounts.push(r.clone());
+    assert!(rootfs::is_mounted(&r));
+    assert_eq!(std::fs::read_dir(&r).unwrap().count(), 0);
+    rootfs::unmount(&r).unwrap();
+    assert!(!rootfs::is_mounted(&r));
+    // Many layers with long paths: more than a page of lowerdir options.
+    let mut layers = Vec::new();
+    for i in 0..40 {
+        let l = fx
+            .dir
+            .path()
+            .join(format!("layers/{i:02}-{}", "x".repeat(100)));
+        std::fs::create_dir_all(&l).unwrap();
+        std::fs::write(l.join(format!("f{i}")), format!("{i}")).unwrap();
+        std::fs::write(l.join("top"), format!("{i}")).unwrap();
+        layers.push(l);
+    }
+    let many = fx.dir.path().join("c-many");
+    let r = rootfs::mount_overlay(&layers, &many).unwrap();
+    fx.mounts.push(r.clone());
+    assert_eq!(
+        std::fs::read_to_string(r.join("top")).unwrap(),
+        "39",
+        "last layer is on top"
+    );
+    assert_eq!(std::fs::read_to_string(r.join("f0")).unwrap(), "0");
+    std::fs::write(r.join("new"), "x").unwrap();
+    assert!(many.join("upper/new").exists());
+    rootfs::unmount(&r).unwrap();
+}
+
+#[test]
+fn spawn_to_exit_timing() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let id = format!("t{i}");
+        let cfg = fx.config(&id, &["true"]);
+        Bundle::new(fx.bundle(&id)).write(&cfg, &RealHost).unwrap();
+        let start = Instant::now();
+        let h = Shim::spawn(&fx.bundle(&id), Path::new(SHIM)).unwrap();
+        fx.handles.push(h.clone());
+        let rec = h.wait().unwrap();
+        times.push(start.elapsed());
+        assert_eq!(rec.exit_code, 0);
+    }
+    times.sort();
+    println!(
+        "spawn -> exit of `true` through the shim, 20 runs: median {:?}, min {:?}, max {:?}",
+        times[10], times[0], times[19]
+    );
+}
