@@ -130,13 +130,12 @@ pub fn resolve(json: &str, ctx: &SeccompContext<'_>) -> Result<LinuxSeccomp> {
     let has_cap = |c: &String| ctx.caps.iter().any(|have| have.eq_ignore_ascii_case(c));
 
     let mut architectures = profile.architectures.clone();
-    if architectures.is_empty() {
-        if let Some(native) = native_seccomp_arch(ctx.arch) {
-            if let Some(entry) = profile.arch_map.iter().find(|e| e.architecture == native) {
-                architectures.push(entry.architecture);
-                architectures.extend(entry.sub_architectures.iter().flatten().copied());
-            }
-        }
+    if architectures.is_empty()
+        && let Some(native) = native_seccomp_arch(ctx.arch)
+        && let Some(entry) = profile.arch_map.iter().find(|e| e.architecture == native)
+    {
+        architectures.push(entry.architecture);
+        architectures.extend(entry.sub_architectures.iter().flatten().copied());
     }
 
     let mut syscalls = Vec::new();
@@ -148,10 +147,10 @@ pub fn resolve(json: &str, ctx: &SeccompContext<'_>) -> Result<LinuxSeccomp> {
         if !inc.caps.iter().all(has_cap) {
             continue;
         }
-        if let Some(k) = &inc.min_kernel {
-            if ctx.kernel < parse_kernel(k)? {
-                continue;
-            }
+        if let Some(k) = &inc.min_kernel
+            && ctx.kernel < parse_kernel(k)?
+        {
+            continue;
         }
         let exc = &rule.excludes;
         if exc.arches.iter().any(|a| a == ctx.arch) {
@@ -160,10 +159,10 @@ pub fn resolve(json: &str, ctx: &SeccompContext<'_>) -> Result<LinuxSeccomp> {
         if exc.caps.iter().any(has_cap) {
             continue;
         }
-        if let Some(k) = &exc.min_kernel {
-            if ctx.kernel >= parse_kernel(k)? {
-                continue;
-            }
+        if let Some(k) = &exc.min_kernel
+            && ctx.kernel >= parse_kernel(k)?
+        {
+            continue;
         }
         let mut names = rule.names;
         names.extend(rule.name);

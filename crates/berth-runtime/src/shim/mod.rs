@@ -16,8 +16,7 @@ mod lookup;
 pub mod server;
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
@@ -301,12 +300,3 @@ impl ShimHandle {
         }
     }
 }
-
-/// Unused by the client; kept so paths in docs resolve.
-#[doc(hidden)]
-pub fn socket_path(bundle: &Path) -> PathBuf {
-    Bundle::new(bundle).socket_path()
-}
-
-#[allow(dead_code)]
-fn _assert_stream_send(_: UnixStream) {}

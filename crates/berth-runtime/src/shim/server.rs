@@ -131,6 +131,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
+    closed: bool,
 }
 
 /// A running container and everything the shim holds for it.
@@ -342,7 +343,7 @@ impl Supervisor {
                     Src::Client(i) => self.serve(i, flags),
                 }
             }
-            self.clients.retain(|c| c.buf.first() != Some(&0xff));
+            self.clients.retain(|c| !c.closed);
         }
     }
 
@@ -426,12 +427,12 @@ impl Supervisor {
             self.clients.push(Client {
                 stream,
                 buf: Vec::new(),
+                closed: false,
             });
         }
     }
 
-    /// Read requests from client `i`; a finished client is marked for removal by
-    /// setting its buffer to the single byte 0xff (never valid JSON).
+    /// Read and answer the requests of client `i`; mark it closed at EOF.
     fn serve(&mut self, i: usize, _flags: PollFlags) {
         let mut chunk = [0u8; 4096];
         let mut closed = false;
@@ -453,7 +454,7 @@ impl Supervisor {
         while let Some(pos) = self.clients[i].buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.clients[i].buf.drain(..=pos).collect();
             let resp = match serde_json::from_slice::<Request>(&line) {
-                Ok(Request::Wait) if self.exited.is_none() || true => {
+                Ok(Request::Wait) => {
                     // Answered in finish(), once exit.json is written.
                     if let Ok(s) = self.clients[i].stream.try_clone() {
                         self.waiters.push(s);
@@ -467,9 +468,7 @@ impl Supervisor {
             };
             respond(&mut self.clients[i].stream, &resp);
         }
-        if closed {
-            self.clients[i].buf = vec![0xff];
-        }
+        self.clients[i].closed = closed;
     }
 
     fn handle(&mut self, req: Request) -> Response {
@@ -565,10 +564,10 @@ fn create_err(id: &str, e: &libcontainer::error::LibcontainerError) -> RuntimeEr
 /// Remove what a failed start left: the runtime's state and cgroups, the sockets.
 fn cleanup_failed(bundle: &Bundle, id: &str, container: Option<Container>) {
     let container = container.or_else(|| Container::load(bundle.runtime_root().join(id)).ok());
-    if let Some(mut c) = container {
-        if let Err(e) = c.delete(true) {
-            eprintln!("berth-shim: delete after failed start: {}", error_chain(&e));
-        }
+    if let Some(mut c) = container
+        && let Err(e) = c.delete(true)
+    {
+        eprintln!("berth-shim: delete after failed start: {}", error_chain(&e));
     }
     let _ = std::fs::remove_dir_all(bundle.runtime_root().join(id));
     let _ = std::fs::remove_dir(bundle.runtime_root());
@@ -612,11 +611,11 @@ fn receive_pty(listener: &UnixListener) -> std::io::Result<OwnedFd> {
     )
     .map_err(nix_io)?;
     for c in msg.cmsgs().map_err(nix_io)? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
         }
     }
     Err(std::io::Error::other(
