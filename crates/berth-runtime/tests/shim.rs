@@ -417,3 +417,81 @@ fn spawn_to_exit_timing() {
         times[10], times[0], times[19]
     );
 }
+
+#[test]
+fn close_stdin_gives_eof() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut cfg = fx.config("stdin", &["sh", "-c", "cat; echo eof"]);
+    cfg.open_stdin = true;
+    let h = fx.spawn(&cfg).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        h.state().unwrap().status,
+        berth_runtime::shim::ContainerStatus::Running,
+        "cat waits for input"
+    );
+    h.close_stdin().unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+    assert_eq!(fx.stdout("stdin"), "eof\n");
+}
+
+#[test]
+fn a_restarted_daemon_adopts_the_shim() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("adopt", &["sleep", "100"]);
+    let h = fx.spawn(&cfg).unwrap();
+    // The shim is not our child: it was reparented when its first process exited.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", h.shim_pid())).unwrap();
+    let ppid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(ppid, std::process::id());
+    // A fresh handle from the bundle alone, as after a daemon restart.
+    let adopted = ShimHandle::connect(&fx.bundle("adopt")).unwrap();
+    assert_eq!(adopted.pid(), h.pid());
+    assert_eq!(adopted.state().unwrap().pid, h.pid());
+    // Two waiters at once both get the record.
+    let waiter = {
+        let h = h.clone();
+        std::thread::spawn(move || h.wait().unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    adopted.kill(9).unwrap();
+    let rec = adopted.wait().unwrap();
+    assert_eq!(rec.exit_code, 137);
+    assert_eq!(waiter.join().unwrap(), rec);
+    assert!(
+        adopted.kill(9).is_err(),
+        "killing an exited container fails"
+    );
+}
+
+#[test]
+fn oom_kill_is_recorded() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut cfg = fx.config(
+        "oom",
+        &[
+            "sh",
+            "-c",
+            "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+        ],
+    );
+    cfg.resources = Resources {
+        memory: 16 * 1024 * 1024,
+        memory_swap: 16 * 1024 * 1024,
+        ..Default::default()
+    };
+    let h = fx.spawn(&cfg).unwrap();
+    let rec = h.wait().unwrap();
+    assert_eq!(rec.exit_code, 137, "{rec:?}");
+    assert!(rec.oom_killed, "{rec:?}");
+    fx.assert_runtime_cleaned("oom");
+}
