@@ -495,3 +495,48 @@ fn oom_kill_is_recorded() {
     assert!(rec.oom_killed, "{rec:?}");
     fx.assert_runtime_cleaned("oom");
 }
+
+#[test]
+fn readonly_rootfs_masks_user_and_binds() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let host_dir = fx.dir.path().join("hostdata");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("f"), "from-host").unwrap();
+    let script = "touch /x 2>/dev/null && echo rw-root || echo ro-root; \
+                  wc -c < /proc/keys; id -u; id -G; cat /data/f; echo; \
+                  touch /data/y 2>/dev/null && echo rw-bind || echo ro-bind; \
+                  touch /tmp/z && echo tmpfs-ok";
+    let mut cfg = fx.config("ro", &["sh", "-c", script]);
+    cfg.readonly_rootfs = true;
+    cfg.user.uid = 1000;
+    cfg.user.gid = 1000;
+    cfg.group_add = vec![44];
+    cfg.mounts = vec![
+        berth_runtime::config::MountSpec {
+            destination: "/data".into(),
+            kind: berth_runtime::config::MountKind::Bind {
+                source: host_dir.clone(),
+            },
+            readonly: true,
+            options: vec![],
+        },
+        berth_runtime::config::MountSpec {
+            destination: "/tmp".into(),
+            kind: berth_runtime::config::MountKind::Tmpfs,
+            readonly: false,
+            options: vec!["mode=1777".into()],
+        },
+    ];
+    let h = fx.spawn(&cfg).unwrap();
+    let rec = h.wait().unwrap();
+    let out = fx.stdout("ro");
+    assert_eq!(rec.exit_code, 0, "{out}");
+    assert_eq!(
+        out,
+        "ro-root\n0\n1000\n1000 44\nfrom-host\nro-bind\ntmpfs-ok\n",
+        "{:?}",
+        fx.log_lines("ro")
+    );
+    assert!(!host_dir.join("y").exists());
+}

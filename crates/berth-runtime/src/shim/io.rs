@@ -29,3 +29,26 @@ pub(crate) fn connect_long(path: &Path) -> std::io::Result<UnixStream> {
 pub(crate) fn bind_long(path: &Path) -> std::io::Result<UnixListener> {
     via_dir(path, |p| UnixListener::bind(p))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn long_socket_paths_work() {
+        let d = tempfile::tempdir().unwrap();
+        let deep = d.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let sock = deep.join("shim.sock");
+        assert!(sock.as_os_str().len() > SUN_PATH_MAX);
+        let l = bind_long(&sock).unwrap();
+        assert!(sock.exists(), "socket created at its real path");
+        let mut c = connect_long(&sock).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"x");
+    }
+}
