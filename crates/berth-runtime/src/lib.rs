@@ -3,8 +3,26 @@
 //!
 //! The OCI runtime itself is youki's `libcontainer`, which forks its caller with a raw
 //! `clone3`: it only ever runs inside the single-threaded `berth-shim` process. Everything the
-//! daemon calls here (spec generation, mounts, [`shim::Shim::spawn`], [`shim::ShimHandle`]) is
-//! plain system calls, process spawning and socket I/O, safe in a multi-threaded process.
+//! daemon calls here (spec generation, mounts, [`Shim::spawn`], [`ShimHandle`]) is plain
+//! system calls, process spawning and blocking socket I/O, safe in a multi-threaded process
+//! (call it from `spawn_blocking`).
+//!
+//! # Running a container (what the daemon does)
+//!
+//! ```text
+//! dir    = <data-root>/containers/<id>                 the bundle and container dir
+//! rootfs = rootfs::mount_overlay(&layer_dirs, &dir)?    host mount namespace; idempotent dirs
+//! cfg    = ContainerRunConfig { id, rootfs, args, env, user, ..}   (stored with the record)
+//! Bundle::new(&dir).write(&cfg, &RealHost)?             config.json + shim.json, atomically
+//! h      = Shim::spawn(&dir, &shim_binary)?             returns once the process runs
+//!          Err(ExecutableNotFound) → exit 127, Err(ExecutableNotRunnable) → 126
+//! h.wait()? → ExitRecord { exit_code, signal, finished_at, oom_killed }
+//! rootfs::unmount(&rootfs)?                             when the container stops / is removed
+//! ```
+//!
+//! After a daemon restart, [`ShimHandle::connect`] adopts a bundle's shim from its pid files;
+//! once the shim is gone, [`ShimHandle::wait`] and [`ShimHandle::state`] answer from
+//! `exit.json`. The shim itself never unmounts the rootfs: the daemon owns it.
 
 pub mod bundle;
 pub mod config;

@@ -11,6 +11,14 @@ use berth_runtime::spec::RealHost;
 use berth_runtime::{Bundle, RuntimeError, Shim, ShimHandle, rootfs};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_berth-shim");
+
+/// The shim under test; `BERTH_TEST_SHIM` points at another build (e.g. a release binary
+/// for the timing and RSS figures).
+fn shim_bin() -> PathBuf {
+    std::env::var_os("BERTH_TEST_SHIM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SHIM))
+}
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ps", "sleep", "id", "hostname", "ls", "true",
 ];
@@ -78,7 +86,7 @@ impl Fixture {
     fn spawn(&mut self, cfg: &ContainerRunConfig) -> Result<ShimHandle, RuntimeError> {
         let bundle = self.bundle(&cfg.id);
         Bundle::new(&bundle).write(cfg, &RealHost).unwrap();
-        let h = Shim::spawn(&bundle, Path::new(SHIM))?;
+        let h = Shim::spawn(&bundle, &shim_bin())?;
         self.handles.push(h.clone());
         Ok(h)
     }
@@ -405,7 +413,7 @@ fn spawn_to_exit_timing() {
         let cfg = fx.config(&id, &["true"]);
         Bundle::new(fx.bundle(&id)).write(&cfg, &RealHost).unwrap();
         let start = Instant::now();
-        let h = Shim::spawn(&fx.bundle(&id), Path::new(SHIM)).unwrap();
+        let h = Shim::spawn(&fx.bundle(&id), &shim_bin()).unwrap();
         fx.handles.push(h.clone());
         let rec = h.wait().unwrap();
         times.push(start.elapsed());
@@ -539,4 +547,16 @@ fn readonly_rootfs_masks_user_and_binds() {
         fx.log_lines("ro")
     );
     assert!(!host_dir.join("y").exists());
+}
+
+#[test]
+fn tty_resize_reaches_the_process() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut cfg = fx.config("resize", &["sh", "-c", "sleep 0.3; stty size"]);
+    cfg.tty = true;
+    let h = fx.spawn(&cfg).unwrap();
+    h.resize(33, 101).unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+    assert_eq!(fx.stdout("resize"), "33 101\r\n");
 }

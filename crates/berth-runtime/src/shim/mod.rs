@@ -43,6 +43,13 @@ pub enum Request {
     Wait,
     /// Close the container's stdin (EOF for the process).
     CloseStdin,
+    /// Set the pty's window size (tty containers only).
+    Resize {
+        /// Rows.
+        height: u16,
+        /// Columns.
+        width: u16,
+    },
 }
 
 /// An answer on `shim.sock`.
@@ -222,6 +229,11 @@ impl ShimHandle {
     /// Close the container's stdin.
     pub fn close_stdin(&self) -> Result<()> {
         self.simple(&Request::CloseStdin)
+    }
+
+    /// Set the terminal size of a tty container.
+    pub fn resize(&self, height: u16, width: u16) -> Result<()> {
+        self.simple(&Request::Resize { height, width })
     }
 
     /// Block until the container exits; returns its exit record (from the shim, or from

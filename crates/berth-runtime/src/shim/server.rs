@@ -143,6 +143,8 @@ struct Supervisor {
     out: Option<File>,
     err: Option<File>,
     stdin: Option<File>,
+    /// The pty master (tty containers), for resizing.
+    pty: Option<File>,
     log: JsonLogWriter,
     listener: UnixListener,
     sigfd: SignalFd,
@@ -186,7 +188,7 @@ impl Supervisor {
             .with_root_path(bundle.runtime_root())
             .map_err(|e| create_err(&cfg.id, &e))?;
         let mut console = None;
-        let (mut out, mut err, mut stdin) = (None, None, None);
+        let (mut out, mut err, mut stdin, mut pty) = (None, None, None, None);
         if cfg.tty {
             let _ = std::fs::remove_file(&console_path);
             console = Some(bind_long(&console_path).map_err(io_err("bind", &console_path))?);
@@ -258,6 +260,12 @@ impl Supervisor {
                             }
                         }
                     }
+                    match master.try_clone() {
+                        Ok(m) => pty = Some(m),
+                        Err(e) => {
+                            return Err(fail(container, RuntimeError::io("dup", "pty master", e)));
+                        }
+                    }
                     out = Some(master);
                 }
                 Err(e) => {
@@ -305,6 +313,7 @@ impl Supervisor {
             out,
             err,
             stdin,
+            pty,
             log,
             listener,
             sigfd,
@@ -504,6 +513,17 @@ impl Supervisor {
                 self.stdin = None;
                 Response::Ok
             }
+            Request::Resize { height, width } => match &self.pty {
+                Some(pty) => match set_winsize(pty, height, width) {
+                    Ok(()) => Response::Ok,
+                    Err(e) => Response::Error {
+                        message: format!("resize: {e}"),
+                    },
+                },
+                None => Response::Error {
+                    message: "the container has no tty".into(),
+                },
+            },
             Request::Wait => unreachable!("wait is queued by serve"),
         }
     }
@@ -595,6 +615,22 @@ fn precheck(bundle: &Bundle, spec: &Spec) -> Result<(), RuntimeError> {
         .collect();
     let env = process.env().clone().unwrap_or_default();
     check_executable(&rootfs, args0, &env, process.cwd(), &mounted)
+}
+
+fn set_winsize(pty: &File, rows: u16, cols: u16) -> std::io::Result<()> {
+    let ws = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `struct winsize` from the pointer, which outlives the call.
+    let rc = unsafe { nix::libc::ioctl(pty.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws) };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Accept libcontainer's connection on the console socket and take the pty master it sends.
