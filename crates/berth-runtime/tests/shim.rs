@@ -352,6 +352,10 @@ fn missing_command_is_a_distinct_error() {
         other => panic!("expected ExecutableNotFound, got {other:?}"),
     }
     fx.assert_runtime_cleaned("missing");
+    assert!(
+        ShimHandle::connect(&fx.bundle("missing")).is_err(),
+        "no pid files after a failed start"
+    );
 }
 
 #[test]
@@ -407,22 +411,42 @@ fn overlay_with_zero_one_and_many_layers() {
 fn spawn_to_exit_timing() {
     require_root!();
     let mut fx = Fixture::new();
-    let mut times = Vec::new();
+    let mtime = |p: PathBuf| std::fs::metadata(p).unwrap().modified().unwrap();
+    let mut total = Vec::new();
+    let mut phases = Vec::new();
     for i in 0..20 {
         let id = format!("t{i}");
         let cfg = fx.config(&id, &["true"]);
-        Bundle::new(fx.bundle(&id)).write(&cfg, &RealHost).unwrap();
+        let b = Bundle::new(fx.bundle(&id));
+        b.write(&cfg, &RealHost).unwrap();
+        let wall = std::time::SystemTime::now();
         let start = Instant::now();
         let h = Shim::spawn(&fx.bundle(&id), &shim_bin()).unwrap();
         fx.handles.push(h.clone());
         let rec = h.wait().unwrap();
-        times.push(start.elapsed());
+        total.push(start.elapsed());
         assert_eq!(rec.exit_code, 0);
+        let since = |p| mtime(p).duration_since(wall).unwrap_or_default();
+        phases.push((
+            since(b.shim_pid_path()),
+            since(b.init_pid_path()),
+            since(b.exit_path()),
+        ));
     }
-    times.sort();
+    total.sort();
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
     println!(
-        "spawn -> exit of `true` through the shim, 20 runs: median {:?}, min {:?}, max {:?}",
-        times[10], times[0], times[19]
+        "spawn -> exit of `true` through the shim, 20 runs: median {:?}, min {:?}, max {:?}; \
+         median phases since spawn: shim running {:?}, container created {:?}, exit recorded {:?}",
+        total[10],
+        total[0],
+        total[19],
+        median(phases.iter().map(|p| p.0).collect()),
+        median(phases.iter().map(|p| p.1).collect()),
+        median(phases.iter().map(|p| p.2).collect()),
     );
 }
 

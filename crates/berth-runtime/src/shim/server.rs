@@ -73,6 +73,9 @@ pub fn main() -> i32 {
         }
         Err(e) => {
             eprintln!("berth-shim: {e}");
+            let b = Bundle::new(&bundle);
+            let _ = std::fs::remove_file(b.shim_pid_path());
+            let _ = std::fs::remove_file(b.init_pid_path());
             let hs = match e {
                 RuntimeError::ExecutableNotFound { name } => Handshake::NotFound { name },
                 RuntimeError::ExecutableNotRunnable { name } => Handshake::NotRunnable { name },
@@ -593,6 +596,8 @@ fn cleanup_failed(bundle: &Bundle, id: &str, container: Option<Container>) {
     let _ = std::fs::remove_dir(bundle.runtime_root());
     let _ = std::fs::remove_file(bundle.dir().join("console.sock"));
     let _ = std::fs::remove_file(bundle.socket_path());
+    let _ = std::fs::remove_file(bundle.init_pid_path());
+    let _ = std::fs::remove_file(bundle.shim_pid_path());
 }
 
 /// Refuse a command that is certainly missing from the root filesystem.
