@@ -16,9 +16,12 @@ mod lookup;
 pub mod server;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{Bundle, ExitRecord};
@@ -101,6 +104,9 @@ pub(crate) enum Handshake {
     Failed { message: String },
 }
 
+/// How long [`Shim::spawn`] waits for the shim to report.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Starts shims.
 #[derive(Debug, Clone, Copy)]
 pub struct Shim;
@@ -130,6 +136,28 @@ impl Shim {
         if !status.success() {
             return Err(shim_err(format!(
                 "shim exited with {status}; see {}",
+                b.shim_log_path().display()
+            )));
+        }
+        // The shim answers within milliseconds; a shim that never does is killed, with the
+        // container it may have left waiting.
+        let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(
+            &mut fds,
+            PollTimeout::try_from(HANDSHAKE_TIMEOUT).unwrap_or(PollTimeout::NONE),
+        )
+        .map_err(|e| shim_err(format!("wait for handshake: {e}")))?;
+        if ready == 0 {
+            for p in [b.init_pid_path(), b.shim_pid_path()] {
+                if let Ok(Some(pid)) = Bundle::read_pid(&p) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            return Err(shim_err(format!(
+                "no answer within {HANDSHAKE_TIMEOUT:?}; killed; see {}",
                 b.shim_log_path().display()
             )));
         }

@@ -68,7 +68,14 @@ pub fn main() -> i32 {
                 },
             );
             drop(handshake);
-            sup.run();
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sup.run()));
+            if run.is_err() {
+                // Never leave a container running without its supervisor.
+                let _ = kill(sup.pid, Signal::SIGKILL);
+                let _ = waitpid(sup.pid, None);
+                let _ = sup.container.delete(true);
+                return 1;
+            }
             0
         }
         Err(e) => {
