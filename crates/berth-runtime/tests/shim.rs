@@ -584,3 +584,21 @@ fn tty_resize_reaches_the_process() {
     assert_eq!(h.wait().unwrap().exit_code, 0);
     assert_eq!(fx.stdout("resize"), "33 101\r\n");
 }
+
+#[test]
+fn runtime_failure_is_reported_and_cleaned_up() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut cfg = fx.config("badcwd", &["true"]);
+    cfg.working_dir = "/bin/busybox/not-a-dir".into();
+    match fx.spawn(&cfg) {
+        Err(e @ RuntimeError::Create { .. }) => {
+            println!("create failure reads: {e}");
+            assert!(e.to_string().contains("badcwd"), "{e}");
+            assert_eq!(e.docker_exit_code(), None);
+        }
+        other => panic!("expected Create, got {other:?}"),
+    }
+    fx.assert_runtime_cleaned("badcwd");
+    assert!(!fx.bundle("badcwd").join("runtime").exists());
+}
