@@ -87,6 +87,7 @@ pub fn main() -> i32 {
                 RuntimeError::ExecutableNotFound { name } => Handshake::NotFound { name },
                 RuntimeError::ExecutableNotRunnable { name } => Handshake::NotRunnable { name },
                 RuntimeError::InvalidConfig(message) => Handshake::InvalidConfig { message },
+                RuntimeError::Create { message, .. } => Handshake::Failed { message },
                 other => Handshake::Failed {
                     message: other.to_string(),
                 },
