@@ -47,7 +47,10 @@ impl ApiResponse {
 
     /// `message` of a Docker error body.
     pub fn message(&self) -> String {
-        self.json()["message"].as_str().unwrap_or_default().to_string()
+        self.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -76,7 +79,8 @@ impl RawApi {
         let mut stream = UnixStream::connect(&self.socket)
             .unwrap_or_else(|e| panic!("connect {}: {e}", self.socket.display()));
         stream.set_read_timeout(Some(Duration::from_secs(120))).ok();
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -85,7 +89,9 @@ impl RawApi {
             head.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }
         head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).expect("write request head");
+        stream
+            .write_all(head.as_bytes())
+            .expect("write request head");
         stream.write_all(body).expect("write request body");
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).expect("read response");
@@ -98,7 +104,12 @@ pub fn parse_response(raw: &[u8], head_only: bool) -> ApiResponse {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in response: {:?}", String::from_utf8_lossy(raw)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no header end in response: {:?}",
+                String::from_utf8_lossy(raw)
+            )
+        });
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let rest = &raw[split + 4..];
     let mut lines = head.split("\r\n");
@@ -122,7 +133,11 @@ pub fn parse_response(raw: &[u8], head_only: bool) -> ApiResponse {
     } else {
         rest.to_vec()
     };
-    ApiResponse { status, headers, body }
+    ApiResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {

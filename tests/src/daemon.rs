@@ -55,13 +55,21 @@ impl Output {
 
     /// Panics with everything printed unless the command exited 0.
     pub fn success(self) -> Output {
-        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Panics unless the command failed.
     pub fn failure(self) -> Output {
-        assert_ne!(self.code, 0, "command unexpectedly succeeded:\nstdout: {}", self.stdout);
+        assert_ne!(
+            self.code, 0,
+            "command unexpectedly succeeded:\nstdout: {}",
+            self.stdout
+        );
         self
     }
 }
@@ -165,7 +173,9 @@ impl Daemon {
     }
 
     pub fn api(&self) -> RawApi {
-        RawApi { socket: self.socket() }
+        RawApi {
+            socket: self.socket(),
+        }
     }
 
     /// Runs `berth -H <this daemon> ARGS`.
@@ -246,9 +256,24 @@ impl Drop for Daemon {
     }
 }
 
+/// A process a test started by hand: killed (by its own PID) and reaped when dropped, so a
+/// failing assertion cannot leave it running.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin pipe");

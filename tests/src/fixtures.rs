@@ -11,12 +11,74 @@ pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Applets linked in the test image's /bin.
 const APPLETS: &[&str] = &[
-    "sh", "ash", "echo", "cat", "ls", "true", "false", "id", "ps", "sleep", "env", "hostname",
-    "mkdir", "rm", "touch", "wc", "grep", "head", "tail", "uname", "ping", "wget", "nc", "df",
-    "mount", "top", "stat", "date", "kill", "chmod", "chown", "ln", "pwd", "test", "printf",
-    "seq", "tr", "sort", "dd", "cp", "mv", "find", "xargs", "sed", "awk", "yes", "whoami", "ip",
-    "ifconfig", "nslookup", "httpd", "du", "readlink", "realpath", "basename", "dirname", "md5sum",
-    "sha256sum", "stty", "tty", "reset", "umount", "init", "vi", "less", "more", "tee", "wait",
+    "sh",
+    "ash",
+    "echo",
+    "cat",
+    "ls",
+    "true",
+    "false",
+    "id",
+    "ps",
+    "sleep",
+    "env",
+    "hostname",
+    "mkdir",
+    "rm",
+    "touch",
+    "wc",
+    "grep",
+    "head",
+    "tail",
+    "uname",
+    "ping",
+    "wget",
+    "nc",
+    "df",
+    "mount",
+    "top",
+    "stat",
+    "date",
+    "kill",
+    "chmod",
+    "chown",
+    "ln",
+    "pwd",
+    "test",
+    "printf",
+    "seq",
+    "tr",
+    "sort",
+    "dd",
+    "cp",
+    "mv",
+    "find",
+    "xargs",
+    "sed",
+    "awk",
+    "yes",
+    "whoami",
+    "ip",
+    "ifconfig",
+    "nslookup",
+    "httpd",
+    "du",
+    "readlink",
+    "realpath",
+    "basename",
+    "dirname",
+    "md5sum",
+    "sha256sum",
+    "stty",
+    "tty",
+    "reset",
+    "umount",
+    "init",
+    "vi",
+    "less",
+    "more",
+    "tee",
+    "wait",
 ];
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -25,9 +87,19 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// What goes into a layer tar.
 pub enum Entry<'a> {
-    File { path: &'a str, data: &'a [u8], mode: u32 },
-    Dir { path: &'a str, mode: u32 },
-    Symlink { path: &'a str, target: &'a str },
+    File {
+        path: &'a str,
+        data: &'a [u8],
+        mode: u32,
+    },
+    Dir {
+        path: &'a str,
+        mode: u32,
+    },
+    Symlink {
+        path: &'a str,
+        target: &'a str,
+    },
 }
 
 /// An uncompressed layer tar with fixed mtimes and root ownership.
@@ -43,19 +115,25 @@ pub fn layer_tar(entries: &[Entry<'_>]) -> Vec<u8> {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(*mode);
                 header.set_size(data.len() as u64);
-                builder.append_data(&mut header, path, *data).expect("append file");
+                builder
+                    .append_data(&mut header, path, *data)
+                    .expect("append file");
             }
             Entry::Dir { path, mode } => {
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_mode(*mode);
                 header.set_size(0);
-                builder.append_data(&mut header, path, std::io::empty()).expect("append dir");
+                builder
+                    .append_data(&mut header, path, std::io::empty())
+                    .expect("append dir");
             }
             Entry::Symlink { path, target } => {
                 header.set_entry_type(tar::EntryType::Symlink);
                 header.set_mode(0o777);
                 header.set_size(0);
-                builder.append_link(&mut header, path, target).expect("append symlink");
+                builder
+                    .append_link(&mut header, path, target)
+                    .expect("append symlink");
             }
         }
     }
@@ -70,20 +148,49 @@ pub fn busybox_layer() -> Vec<u8> {
     let passwd = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\nwww:x:33:33:www:/var/www:/bin/false\n";
     let group = b"root:x:0:\nnogroup:x:65534:\nwww:x:33:\n";
     let mut entries = vec![
-        Entry::Dir { path: "bin/", mode: 0o755 },
-        Entry::File { path: "bin/busybox", data: &busybox, mode: 0o755 },
+        Entry::Dir {
+            path: "bin/",
+            mode: 0o755,
+        },
+        Entry::File {
+            path: "bin/busybox",
+            data: &busybox,
+            mode: 0o755,
+        },
     ];
     let links: Vec<String> = APPLETS.iter().map(|a| format!("bin/{a}")).collect();
     for link in &links {
-        entries.push(Entry::Symlink { path: link, target: "busybox" });
+        entries.push(Entry::Symlink {
+            path: link,
+            target: "busybox",
+        });
     }
-    for dir in ["dev/", "etc/", "home/", "proc/", "root/", "sys/", "usr/", "var/", "var/www/"] {
-        entries.push(Entry::Dir { path: dir, mode: 0o755 });
+    for dir in [
+        "dev/", "etc/", "home/", "proc/", "root/", "sys/", "usr/", "var/", "var/www/",
+    ] {
+        entries.push(Entry::Dir {
+            path: dir,
+            mode: 0o755,
+        });
     }
-    entries.push(Entry::Dir { path: "tmp/", mode: 0o1777 });
-    entries.push(Entry::Symlink { path: "usr/bin", target: "../bin" });
-    entries.push(Entry::File { path: "etc/passwd", data: passwd, mode: 0o644 });
-    entries.push(Entry::File { path: "etc/group", data: group, mode: 0o644 });
+    entries.push(Entry::Dir {
+        path: "tmp/",
+        mode: 0o1777,
+    });
+    entries.push(Entry::Symlink {
+        path: "usr/bin",
+        target: "../bin",
+    });
+    entries.push(Entry::File {
+        path: "etc/passwd",
+        data: passwd,
+        mode: 0o644,
+    });
+    entries.push(Entry::File {
+        path: "etc/group",
+        data: group,
+        mode: 0o644,
+    });
     layer_tar(&entries)
 }
 
@@ -134,14 +241,21 @@ impl ImageSpec {
     pub fn file_layer(mut self, files: &[(&str, &[u8])]) -> Self {
         let entries: Vec<Entry<'_>> = files
             .iter()
-            .map(|(path, data)| Entry::File { path, data, mode: 0o644 })
+            .map(|(path, data)| Entry::File {
+                path,
+                data,
+                mode: 0o644,
+            })
             .collect();
         self.layers.push(layer_tar(&entries));
         self
     }
 
     pub fn diff_ids(&self) -> Vec<String> {
-        self.layers.iter().map(|l| format!("sha256:{}", sha256_hex(l))).collect()
+        self.layers
+            .iter()
+            .map(|l| format!("sha256:{}", sha256_hex(l)))
+            .collect()
     }
 
     /// The image config JSON; its sha256 is the image id.
@@ -180,7 +294,11 @@ impl ImageSpec {
     }
 
     fn layer_blob(&self, layer: &[u8]) -> Vec<u8> {
-        if self.gzip_layers { gzip(layer) } else { layer.to_vec() }
+        if self.gzip_layers {
+            gzip(layer)
+        } else {
+            layer.to_vec()
+        }
     }
 
     /// A docker-archive tar as classic `docker save` writes it (`manifest.json`, `<id>.json`,
@@ -203,7 +321,10 @@ impl ImageSpec {
             "RepoTags": self.tags,
             "Layers": layer_paths,
         }]);
-        files.push(("manifest.json".into(), serde_json::to_vec(&manifest).expect("manifest")));
+        files.push((
+            "manifest.json".into(),
+            serde_json::to_vec(&manifest).expect("manifest"),
+        ));
         pack(&files)
     }
 
@@ -251,9 +372,15 @@ impl ImageSpec {
         }
         files.push((format!("blobs/sha256/{}", sha256_hex(&config)), config));
         files.push((format!("blobs/sha256/{}", sha256_hex(&manifest)), manifest));
-        files.push(("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()));
+        files.push((
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ));
         let index = serde_json::json!({ "schemaVersion": 2, "manifests": [descriptor] });
-        files.push(("index.json".into(), serde_json::to_vec(&index).expect("index")));
+        files.push((
+            "index.json".into(),
+            serde_json::to_vec(&index).expect("index"),
+        ));
         pack(&files)
     }
 }
@@ -284,7 +411,9 @@ pub fn pack(files: &[(String, Vec<u8>)]) -> Vec<u8> {
         header.set_mode(0o644);
         header.set_size(data.len() as u64);
         header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, path, data.as_slice()).expect("append");
+        builder
+            .append_data(&mut header, path, data.as_slice())
+            .expect("append");
     }
     builder.into_inner().expect("finish tar")
 }

@@ -9,12 +9,23 @@ use berth_e2e::{ApiResponse, Daemon};
 
 /// A load either fails outright or reports an error in its JSON stream, as Docker may do both.
 fn load_failed(response: &ApiResponse) -> bool {
-    response.status >= 400 || response.json_lines().iter().any(|l| l.get("error").is_some())
+    response.status >= 400
+        || response
+            .json_lines()
+            .iter()
+            .any(|l| l.get("error").is_some())
 }
 
 fn assert_nothing_loaded(daemon: &Daemon) {
-    assert_eq!(daemon.api().get("/images/json").json(), serde_json::json!([]));
-    assert_eq!(daemon.api().get("/_ping").status, 200, "daemon must keep serving");
+    assert_eq!(
+        daemon.api().get("/images/json").json(),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        daemon.api().get("/_ping").status,
+        200,
+        "daemon must keep serving"
+    );
 }
 
 /// Files in the data root's content and layer stores (ignoring empty directories).
@@ -24,7 +35,9 @@ fn stored_files(daemon: &Daemon) -> Vec<String> {
         let root = daemon.data_root().join(dir);
         let mut stack = vec![root];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -62,7 +75,9 @@ fn archive_with_layer(tag: &str, layer: Vec<u8>) -> Vec<u8> {
 fn truncated_and_corrupt_archives_are_refused() {
     let daemon = Daemon::start();
     let archive = ImageSpec::busybox(Some("busybox:latest")).docker_archive();
-    let truncated = daemon.api().post("/images/load?quiet=1", Some(&archive[..archive.len() / 2]));
+    let truncated = daemon
+        .api()
+        .post("/images/load?quiet=1", Some(&archive[..archive.len() / 2]));
     assert!(load_failed(&truncated), "{}", truncated.text());
     assert_nothing_loaded(&daemon);
 
@@ -74,7 +89,9 @@ fn truncated_and_corrupt_archives_are_refused() {
     assert!(load_failed(&corrupt), "{}", corrupt.text());
     assert_nothing_loaded(&daemon);
 
-    let out = daemon.berth_with_stdin(&["load"], Some(&archive[..archive.len() - 4096])).failure();
+    let out = daemon
+        .berth_with_stdin(&["load"], Some(&archive[..archive.len() - 4096]))
+        .failure();
     assert!(!out.stderr.is_empty());
     assert_nothing_loaded(&daemon);
 
@@ -90,7 +107,11 @@ fn a_layer_that_does_not_match_its_digest_is_refused() {
     // docker-archive: the config names diff ids of other content.
     let honest = ImageSpec::busybox(Some("liar:1")).file_layer(&[("a", b"a")]);
     let config = honest.config_json();
-    let other_layer = layer_tar(&[Entry::File { path: "a", data: b"not a", mode: 0o644 }]);
+    let other_layer = layer_tar(&[Entry::File {
+        path: "a",
+        data: b"not a",
+        mode: 0o644,
+    }]);
     let base_layer = honest.layers[0].clone();
     let manifest = serde_json::json!([{
         "Config": "config.json",
@@ -101,18 +122,27 @@ fn a_layer_that_does_not_match_its_digest_is_refused() {
         ("config.json".into(), config),
         ("0/layer.tar".into(), base_layer),
         ("1/layer.tar".into(), other_layer.clone()),
-        ("manifest.json".into(), serde_json::to_vec(&manifest).unwrap()),
+        (
+            "manifest.json".into(),
+            serde_json::to_vec(&manifest).unwrap(),
+        ),
     ]);
     let response = daemon.api().post("/images/load?quiet=1", Some(&archive));
     assert!(load_failed(&response), "{}", response.text());
-    assert!(response.text().contains("sha256:"), "the error names the layer: {}", response.text());
+    assert!(
+        response.text().contains("sha256:"),
+        "the error names the layer: {}",
+        response.text()
+    );
     assert_nothing_loaded(&daemon);
 
     // OCI layout: a blob whose bytes differ from the digest that names it.
     let spec = ImageSpec::busybox(Some("ocil:1"));
     let mut oci = spec.oci_archive();
     let good_layer = &spec.layers[0];
-    let pos = oci.windows(good_layer.len().min(4096)).position(|w| w == &good_layer[..good_layer.len().min(4096)]);
+    let pos = oci
+        .windows(good_layer.len().min(4096))
+        .position(|w| w == &good_layer[..good_layer.len().min(4096)]);
     let pos = pos.expect("layer bytes inside the archive");
     oci[pos + 4096] ^= 0xff; // inside busybox's data, so the tar framing stays valid
     let response = daemon.api().post("/images/load?quiet=1", Some(&oci));
@@ -150,14 +180,30 @@ fn layers_cannot_write_outside_their_root() {
     hard.set_entry_type(tar::EntryType::Link);
     hard.set_size(0);
     hard.set_mode(0o644);
-    builder.append_link(&mut hard, "passwd-copy", "../../../../../../etc/passwd").unwrap();
+    builder
+        .append_link(&mut hard, "passwd-copy", "../../../../../../etc/passwd")
+        .unwrap();
     let hardlink = builder.into_inner().unwrap();
 
-    for (name, layer) in [("dotdot", dotdot), ("absolute", absolute), ("symlink", through_symlink), ("hardlink", hardlink)] {
-        let response = daemon.api().post("/images/load?quiet=1", Some(&archive_with_layer("evil:1", layer)));
+    for (name, layer) in [
+        ("dotdot", dotdot),
+        ("absolute", absolute),
+        ("symlink", through_symlink),
+        ("hardlink", hardlink),
+    ] {
+        let response = daemon.api().post(
+            "/images/load?quiet=1",
+            Some(&archive_with_layer("evil:1", layer)),
+        );
         assert!(load_failed(&response), "{name}: {}", response.text());
-        assert!(!outside.exists(), "{name}: a file was written outside the layer");
-        assert!(!std::path::Path::new("/").join(&marker).exists(), "{name}: wrote to /");
+        assert!(
+            !outside.exists(),
+            "{name}: a file was written outside the layer"
+        );
+        assert!(
+            !std::path::Path::new("/").join(&marker).exists(),
+            "{name}: wrote to /"
+        );
         assert_nothing_loaded(&daemon);
     }
 }
@@ -179,14 +225,31 @@ fn unknown_images_and_bad_references_get_dockers_errors() {
     let out = daemon.berth(&["history", "nope"]).failure();
     assert!(out.stderr.contains("No such image: nope"), "{}", out.stderr);
 
-    daemon.berth_with_stdin(&["load"], Some(&ImageSpec::busybox(Some("busybox:latest")).docker_archive())).success();
+    daemon
+        .berth_with_stdin(
+            &["load"],
+            Some(&ImageSpec::busybox(Some("busybox:latest")).docker_archive()),
+        )
+        .success();
     let bad = api.post("/images/busybox/tag?repo=Bad..Name&tag=x", None);
     assert_eq!(bad.status, 400);
-    assert!(bad.message().starts_with("invalid reference format"), "{}", bad.text());
+    assert!(
+        bad.message().starts_with("invalid reference format"),
+        "{}",
+        bad.text()
+    );
     let out = daemon.berth(&["tag", "busybox", "UPPER/case:1"]).failure();
-    assert!(out.stderr.contains("invalid reference format"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid reference format"),
+        "{}",
+        out.stderr
+    );
     let out = daemon.berth(&["tag", "busybox", "a:b:c"]).failure();
-    assert!(out.stderr.contains("invalid reference format"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid reference format"),
+        "{}",
+        out.stderr
+    );
     // Nothing changed.
     let tags = api.get("/images/busybox/json").json()["RepoTags"].clone();
     assert_eq!(tags, serde_json::json!(["busybox:latest"]));
@@ -223,7 +286,9 @@ fn a_load_cut_off_by_a_killed_client_leaves_nothing() {
 #[test]
 fn a_daemon_killed_mid_load_recovers_on_the_next_start() {
     let mut daemon = Daemon::start();
-    let archive = ImageSpec::busybox(Some("crash:1")).file_layer(&[("big", &vec![7u8; 4 << 20])]).docker_archive();
+    let archive = ImageSpec::busybox(Some("crash:1"))
+        .file_layer(&[("big", &vec![7u8; 4 << 20])])
+        .docker_archive();
     let mut stream = UnixStream::connect(daemon.socket()).unwrap();
     let head = format!(
         "POST /v1.51/images/load?quiet=1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
@@ -236,7 +301,11 @@ fn a_daemon_killed_mid_load_recovers_on_the_next_start() {
     drop(stream);
     daemon.start_again();
     assert_nothing_loaded(&daemon);
-    assert_eq!(stored_files(&daemon), Vec::<String>::new(), "recovery must remove partial blobs and layers");
+    assert_eq!(
+        stored_files(&daemon),
+        Vec::<String>::new(),
+        "recovery must remove partial blobs and layers"
+    );
     // The same load now succeeds in full.
     let ok = daemon.api().post("/images/load?quiet=1", Some(&archive));
     assert!(!load_failed(&ok), "{}", ok.text());

@@ -2,7 +2,7 @@
 //! config handling, TCP listeners.
 
 use berth_e2e::Daemon;
-use berth_e2e::daemon::binary;
+use berth_e2e::daemon::{ChildGuard, binary};
 
 #[test]
 fn ping_answers_with_dockers_headers() {
@@ -13,7 +13,11 @@ fn ping_answers_with_dockers_headers() {
     assert_eq!(ping.text(), "OK");
     assert_eq!(ping.header("Api-Version"), Some("1.51"));
     assert_eq!(ping.header("Ostype"), Some("linux"));
-    assert!(ping.header("Server").unwrap_or_default().contains("Berth"), "{:?}", ping.headers);
+    assert!(
+        ping.header("Server").unwrap_or_default().contains("Berth"),
+        "{:?}",
+        ping.headers
+    );
 
     let head = api.request("HEAD", "/_ping", &[], None);
     assert_eq!(head.status, 200);
@@ -24,7 +28,12 @@ fn ping_answers_with_dockers_headers() {
 fn versioned_paths_and_negotiation() {
     let daemon = Daemon::start();
     let api = daemon.api();
-    for path in ["/v1.24/version", "/v1.41/version", "/v1.51/version", "/version"] {
+    for path in [
+        "/v1.24/version",
+        "/v1.41/version",
+        "/v1.51/version",
+        "/version",
+    ] {
         let response = api.get(path);
         assert_eq!(response.status, 200, "{path}: {}", response.text());
         assert_eq!(response.json()["ApiVersion"], "1.51");
@@ -38,7 +47,11 @@ fn versioned_paths_and_negotiation() {
     );
     let too_old = api.get("/v1.12/version");
     assert_eq!(too_old.status, 400);
-    assert!(too_old.message().contains("is too old"), "{}", too_old.text());
+    assert!(
+        too_old.message().contains("is too old"),
+        "{}",
+        too_old.text()
+    );
 
     let missing = api.get("/v1.51/no/such/endpoint");
     assert_eq!(missing.status, 404);
@@ -50,8 +63,14 @@ fn info_and_version_describe_this_machine() {
     let daemon = Daemon::start();
     let info = daemon.api().get("/info").json();
     assert_eq!(info["OSType"], "linux");
-    assert_eq!(info["DockerRootDir"], daemon.data_root().display().to_string());
-    assert_eq!(info["NCPU"].as_i64(), Some(std::thread::available_parallelism().unwrap().get() as i64));
+    assert_eq!(
+        info["DockerRootDir"],
+        daemon.data_root().display().to_string()
+    );
+    assert_eq!(
+        info["NCPU"].as_i64(),
+        Some(std::thread::available_parallelism().unwrap().get() as i64)
+    );
     assert!(info["MemTotal"].as_i64().unwrap_or(0) > 0);
     assert_eq!(info["Images"], 0);
 
@@ -59,8 +78,15 @@ fn info_and_version_describe_this_machine() {
     assert!(out.stdout.contains("Server"), "{}", out.stdout);
     assert!(out.stdout.contains("1.51"), "{}", out.stdout);
     let out = daemon.berth(&["info"]).success();
-    assert!(out.stdout.contains(&daemon.data_root().display().to_string()), "{}", out.stdout);
-    let out = daemon.berth(&["version", "--format", "{{.Server.APIVersion}}"]).success();
+    assert!(
+        out.stdout
+            .contains(&daemon.data_root().display().to_string()),
+        "{}",
+        out.stdout
+    );
+    let out = daemon
+        .berth(&["version", "--format", "{{.Server.APIVersion}}"])
+        .success();
     assert_eq!(out.stdout.trim(), "1.51");
 }
 
@@ -76,7 +102,10 @@ fn a_second_daemon_on_the_same_data_root_refuses_to_start() {
         .arg("--config-file")
         .arg(daemon.dir().join("daemon.json"))
         .arg("-H")
-        .arg(format!("unix://{}", daemon.dir().join("other.sock").display()));
+        .arg(format!(
+            "unix://{}",
+            daemon.dir().join("other.sock").display()
+        ));
     let out = cmd.output().expect("run second berthd");
     assert!(!out.status.success(), "second daemon started");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -130,20 +159,23 @@ fn serves_tcp_as_well_as_unix() {
     let dir = daemon.dir().join("tcp");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("daemon.json"), "{}").unwrap();
-    let mut child = std::process::Command::new(binary("berthd"))
-        .arg("--data-root")
-        .arg(dir.join("root"))
-        .arg("--exec-root")
-        .arg(dir.join("run"))
-        .arg("--config-file")
-        .arg(dir.join("daemon.json"))
-        .arg("-H")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .arg("-H")
-        .arg(format!("unix://{}", dir.join("b.sock").display()))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let _daemon = ChildGuard(
+        std::process::Command::new(binary("berthd"))
+            .arg("--data-root")
+            .arg(dir.join("root"))
+            .arg("--exec-root")
+            .arg(dir.join("run"))
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .arg("-H")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("b.sock").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let host = format!("tcp://127.0.0.1:{port}");
     let mut ok = false;
     for _ in 0..300 {
@@ -159,8 +191,6 @@ fn serves_tcp_as_well_as_unix() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    child.kill().ok();
-    child.wait().ok();
     assert!(ok, "berth could not reach the daemon over tcp");
 }
 
@@ -168,7 +198,11 @@ fn serves_tcp_as_well_as_unix() {
 fn the_cli_reports_an_unreachable_daemon() {
     let daemon = Daemon::start();
     let out = std::process::Command::new(binary("berth"))
-        .args(["-H", &format!("unix://{}", daemon.dir().join("nobody.sock").display()), "images"])
+        .args([
+            "-H",
+            &format!("unix://{}", daemon.dir().join("nobody.sock").display()),
+            "images",
+        ])
         .env("BERTH_CONFIG", daemon.dir().join("cfg"))
         .output()
         .unwrap();

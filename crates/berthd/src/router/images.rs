@@ -627,6 +627,14 @@ fn body_reader(body: Body) -> impl Read + Send + 'static {
     SyncIoBridge::new(StreamReader::new(stream))
 }
 
+/// Reads and discards what is left of a request body after the store gave up on it. Closing a
+/// connection with unread request bytes makes the kernel reset it, and the client would then
+/// see "connection reset" instead of the error message we are about to stream (Docker reads
+/// the whole archive too). A client that went away ends the drain at once.
+fn drain(reader: &mut impl Read) {
+    let _ = io::copy(reader, &mut io::sink());
+}
+
 /// Sends JSON messages from a blocking task into a streaming response.
 #[derive(Clone)]
 struct MessageSink(mpsc::Sender<Bytes>);
@@ -747,6 +755,7 @@ pub async fn load(State(state): State<AppState>, query: Query, body: Body) -> Re
             }
             Err(e) => {
                 tracing::info!(error = %e, "image load failed");
+                drain(&mut reader);
                 sink.send(&JsonMessage::error(image_error(&e).message));
             }
         }
@@ -915,6 +924,7 @@ pub async fn create(State(state): State<AppState>, query: Query, body: Body) -> 
         }
         Err(e) => {
             tracing::info!(error = %e, "image import failed");
+            drain(&mut reader);
             sink.send(&JsonMessage::error(image_error(&e).message));
         }
     });
