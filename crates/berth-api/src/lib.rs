@@ -5,6 +5,7 @@
 //! This crate is deliberately free of any HTTP server or client so that both `berthd` and
 //! `berth-client` can share it without pulling in each other's stacks.
 
+pub mod duration;
 pub mod error;
 pub mod models;
 pub mod query;

@@ -190,7 +190,9 @@ pub(crate) fn decode_value<T: DeserializeOwned>(value: serde_json::Value, what: 
     })
 }
 
-fn strip_nulls(value: serde_json::Value) -> serde_json::Value {
+/// Drops `null` members recursively. Go encodes empty lists and maps as `null`, which serde's
+/// defaults for `Vec`/`BTreeMap` fields refuse; without them the defaults apply.
+pub fn strip_nulls(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {
         Value::Object(map) => Value::Object(

@@ -488,25 +488,7 @@ fn prepare(
         let _ = fs::remove_file(&staged);
         installed?;
         let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
-        let total = *blob_size;
-        let ensured = store.ensure_layer(blob, parent, Some(&diff_ids[i]), &mut |current| {
-            progress(LoadProgress::Layer {
-                digest: blob.clone(),
-                current,
-                total: Some(total),
-            })
-        })?;
-        progress(LoadProgress::LayerDone {
-            digest: blob.clone(),
-        });
-        layers.push(RecordLayer {
-            diff_id: ensured.diff_id,
-            chain_id: ensured.chain_id,
-            blob_digest: blob.clone(),
-            blob_size: *blob_size,
-            media_type: ensured.compression.oci_media_type().to_string(),
-            size: ensured.size,
-        });
+        layers.push(store.layer_record(blob, *blob_size, parent, &diff_ids[i], None, progress)?);
     }
     let manifest = match planned.manifest {
         Some((bytes, media_type)) => {

@@ -16,7 +16,7 @@ use crate::config::{ImageConfig, chain_ids};
 use crate::digest::Digest;
 use crate::error::{ImageError, IoContext, Result};
 use crate::reference::Reference;
-use crate::store::{Image, ImageStore, LoadProgress, PendingImage, RecordLayer, exclusive, lock};
+use crate::store::{Image, ImageStore, LoadProgress, PendingImage, exclusive, lock};
 
 /// An image being assembled from individually fetched blobs. See the module documentation.
 pub struct Ingest<'a> {
@@ -107,31 +107,15 @@ impl Ingest<'_> {
         let chains = chain_ids(diff_ids);
         let mut layers = Vec::new();
         for (i, desc) in manifest.layers.iter().enumerate() {
-            let blob = &desc.digest;
             let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
-            let total = desc.size;
-            let ensured = store.ensure_layer(blob, parent, Some(&diff_ids[i]), &mut |current| {
-                progress(LoadProgress::Layer {
-                    digest: blob.clone(),
-                    current,
-                    total: Some(total),
-                })
-            })?;
-            progress(LoadProgress::LayerDone {
-                digest: blob.clone(),
-            });
-            layers.push(RecordLayer {
-                diff_id: ensured.diff_id,
-                chain_id: ensured.chain_id,
-                blob_digest: blob.clone(),
-                blob_size: desc.size,
-                media_type: if desc.media_type.is_empty() {
-                    ensured.compression.oci_media_type().to_string()
-                } else {
-                    desc.media_type.clone()
-                },
-                size: ensured.size,
-            });
+            layers.push(store.layer_record(
+                &desc.digest,
+                desc.size,
+                parent,
+                &diff_ids[i],
+                Some(&desc.media_type),
+                progress,
+            )?);
         }
         let manifest_digest = store.write_blob(manifest_bytes, None)?;
         let media_type = manifest

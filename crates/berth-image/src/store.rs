@@ -733,6 +733,42 @@ impl ImageStore {
 
     // ---- layers ----
 
+    /// Makes sure the layer of a stored `blob` is unpacked on top of `parent` (verifying its diff
+    /// id), reporting progress in blob bytes, and describes it for an image record. Load and
+    /// pull both build images through this. `media_type` is the one the manifest gave, if any;
+    /// otherwise it follows the blob's compression.
+    pub(crate) fn layer_record(
+        &self,
+        blob: &Digest,
+        blob_size: u64,
+        parent: Option<&Digest>,
+        diff_id: &Digest,
+        media_type: Option<&str>,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<RecordLayer> {
+        let ensured = self.ensure_layer(blob, parent, Some(diff_id), &mut |current| {
+            progress(LoadProgress::Layer {
+                digest: blob.clone(),
+                current,
+                total: Some(blob_size),
+            })
+        })?;
+        progress(LoadProgress::LayerDone {
+            digest: blob.clone(),
+        });
+        Ok(RecordLayer {
+            diff_id: ensured.diff_id,
+            chain_id: ensured.chain_id,
+            blob_digest: blob.clone(),
+            blob_size,
+            media_type: media_type
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .unwrap_or_else(|| ensured.compression.oci_media_type().to_string()),
+            size: ensured.size,
+        })
+    }
+
     /// Makes sure the layer unpacked from `blob` exists under its chain id; verifies its diff id
     /// against `expected_diff` when given.
     pub(crate) fn ensure_layer(

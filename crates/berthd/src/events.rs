@@ -233,50 +233,9 @@ pub fn parse_timestamp(value: &str, now: DateTime<Utc>) -> Result<Timestamp, Api
     Ok((secs, nanos))
 }
 
-/// Go's `time.ParseDuration` for the units people type: `ns us µs ms s m h`, decimals and
-/// sequences (`1h30m`, `1.5s`). `None` when the text is not a duration.
+/// Go's `time.ParseDuration` (`10m`, `1h30m`); `None` when the text is not a duration.
 pub fn parse_go_duration(text: &str) -> Option<chrono::Duration> {
-    let (negative, mut rest) = match text.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    if rest == "0" {
-        return Some(chrono::Duration::zero());
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total_nanos: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_end == 0 {
-            return None;
-        }
-        let number: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total_nanos += number * scale;
-    }
-    let nanos = total_nanos as i64;
-    Some(chrono::Duration::nanoseconds(if negative {
-        -nanos
-    } else {
-        nanos
-    }))
+    berth_api::duration::parse_go_duration(text).map(chrono::Duration::nanoseconds)
 }
 
 /// Is the event at or after `since` (when given)?

@@ -403,7 +403,7 @@ pub async fn info(env: &Env, args: InfoArgs) -> Result<()> {
     );
     match raw {
         Ok(raw) => {
-            let info: SystemInfo = serde_json::from_value(strip_nulls(raw.clone()))?;
+            let info: SystemInfo = serde_json::from_value(berth_client::strip_nulls(raw.clone()))?;
             text.push_str(&render_info(&info, &raw));
             output::out(&text);
             if !info.warnings.is_empty() {
@@ -420,19 +420,6 @@ pub async fn info(env: &Env, args: InfoArgs) -> Result<()> {
             output::out(&text);
             Err(e.into())
         }
-    }
-}
-
-fn strip_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
-        other => other,
     }
 }
 
@@ -624,41 +611,9 @@ pub struct EventsArgs {
     pub until: Option<String>,
 }
 
-/// Go's `time.ParseDuration`: `10m`, `1h30m`, `1.5h`, `300ms`; `None` when not a duration.
+/// Go's `time.ParseDuration` in seconds; `None` when not a duration.
 pub fn parse_go_duration(text: &str) -> Option<f64> {
-    let (negative, mut rest) = match text.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    if rest == "0" {
-        return Some(0.0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number * scale;
-        rest = &rest[unit_end..];
-    }
-    Some(if negative { -total } else { total })
+    berth_api::duration::parse_go_duration(text).map(|nanos| nanos as f64 / 1e9)
 }
 
 /// docker's `timetypes.GetTimestamp`: a duration (`10m` → now − 10 minutes), an RFC 3339 date
