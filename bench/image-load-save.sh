@@ -3,6 +3,7 @@
 # through berth (and the docker CLI) against berthd, and through docker/podman against their own
 # engines when those are installed and running. Prints median wall times of RUNS runs and ratios.
 # Not a test: it asserts nothing. Run as root from the repository: bash bench/image-load-save.sh
+# (DOCKER_HOST=unix:///path/docker.sock to compare with a dockerd on another socket).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,9 +65,11 @@ daemon_pid=$!
 for _ in $(seq 1 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
 berth() { "$bin/berth" -H "unix://$work/berth.sock" "$@"; }
 
+# A Docker engine to compare with: wherever the caller's DOCKER_HOST (or docker's default) points.
 docker_engine=""
-if command -v docker >/dev/null 2>&1 && DOCKER_HOST= docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+if command -v docker >/dev/null 2>&1 && docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   docker_engine=yes
+  echo "comparing with Docker $(docker version --format '{{.Server.Version}}') at ${DOCKER_HOST:-its default socket}"
 fi
 podman_engine=""
 command -v podman >/dev/null 2>&1 && podman_engine=yes

@@ -484,6 +484,38 @@ fn events_are_recorded_and_filtered() {
         ])
         .success();
     assert_eq!(filtered.stdout.trim(), "untag ev:1");
+
+    // Image events carry the image's labels, as Docker's do, so label filters match them.
+    let labelled = ImageSpec::busybox(Some("labelled:1")).label("team", "core");
+    daemon
+        .berth_with_stdin(&["load"], Some(&labelled.docker_archive()))
+        .success();
+    daemon.berth(&["tag", "labelled:1", "labelled:2"]).success();
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let by_label = daemon
+        .berth(&[
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until.to_string(),
+            "--filter",
+            "label=team=core",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .success();
+    let lines: Vec<&str> = by_label.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        vec!["load labelled:1", "tag labelled:2"],
+        "{}",
+        by_label.stdout
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `/history`, `/get`, `/tag` and `/push` arrive through one catch-all and are told apart by
 //! their suffix. Every store call is blocking and runs on the blocking pool.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -31,11 +31,28 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(join_error)
 }
 
-fn attrs(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+/// Publishes an image event with Docker's attributes: the image's labels (so `events --filter
+/// label=...` matches images) and `name`.
+fn image_event(
+    state: &AppState,
+    action: &str,
+    actor: &str,
+    labels: &BTreeMap<String, String>,
+    name: &str,
+) {
+    let mut attributes = labels.clone();
+    attributes.insert("name".to_string(), name.to_string());
+    state.events.image_event(action, actor, attributes);
+}
+
+/// The labels of an image that may already be gone (events after a delete race nothing, but a
+/// lookup failure must not stop the event).
+fn labels_of(state: &AppState, id: &str) -> BTreeMap<String, String> {
+    state
+        .images
+        .get(id)
+        .map(|image| image.config.labels())
+        .unwrap_or_default()
 }
 
 fn created_unix(image: &Image) -> i64 {
@@ -54,18 +71,9 @@ pub(crate) fn summary(image: &Image, tags: &[String]) -> ImageSummary {
         size: image.size as i64,
         shared_size: -1,
         virtual_size: None,
-        labels: image_labels(image),
+        labels: image.config.labels(),
         containers: -1,
     }
-}
-
-fn image_labels(image: &Image) -> BTreeMap<String, String> {
-    image
-        .config
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default()
 }
 
 const LIST_FILTERS: &[&str] = &["before", "dangling", "label", "reference", "since", "until"];
@@ -120,7 +128,7 @@ fn list_images(
         if dangling.is_some_and(|d| d != is_dangling) {
             continue;
         }
-        if !filters.match_labels("label", &image_labels(image)) {
+        if !filters.match_labels("label", &image.config.labels()) {
             continue;
         }
         let created = image.created;
@@ -465,13 +473,17 @@ async fn tag(state: AppState, name: String, query: Query) -> Result<Response> {
         check_name(&name)?;
         let image = st.images.get(&name)?;
         let reference = st.images.tag(&name, &target)?;
-        Ok((image.id, reference))
+        Ok(((image.id, image.config.labels()), reference))
     })
     .await??;
-    let new_name = reference.familiar_string();
-    state
-        .events
-        .image_event("tag", &id.to_string(), attrs(&[("name", new_name)]));
+    let (id, labels) = id;
+    image_event(
+        &state,
+        "tag",
+        &id.to_string(),
+        &labels,
+        &reference.familiar_string(),
+    );
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -487,16 +499,20 @@ pub async fn delete(
     };
     check_name(&name)?;
     let st = state.clone();
-    let (id, items) = blocking(move || -> Result<_> {
-        let id = st.images.get(&name)?.id;
+    let (image, items) = blocking(move || -> Result<_> {
+        let image = st.images.get(&name)?;
         let containers = st.containers.clone();
         let in_use = move |d: &_| containers.using_image(d);
         let items = st.images.delete(&name, opts, &in_use)?;
-        Ok((id, items))
+        Ok((image, items))
     })
     .await??;
-    let id = id.to_string();
-    publish_deletions(&state, &id, &items);
+    publish_deletions(
+        &state,
+        &image.id.to_string(),
+        &image.config.labels(),
+        &items,
+    );
     Ok(ok_json(&delete_items(&items)))
 }
 
@@ -518,20 +534,19 @@ fn delete_items(items: &[DeleteItem]) -> Vec<ImageDeleteItem> {
 
 /// `untag` events (actor: the image id, `name`: the reference removed) and a `delete` event
 /// (actor and `name`: the image id).
-fn publish_deletions(state: &AppState, image_id: &str, items: &[DeleteItem]) {
+fn publish_deletions(
+    state: &AppState,
+    image_id: &str,
+    labels: &BTreeMap<String, String>,
+    items: &[DeleteItem],
+) {
     for item in items {
         match item {
             DeleteItem::Untagged(reference) => {
-                state
-                    .events
-                    .image_event("untag", image_id, attrs(&[("name", reference.clone())]))
+                image_event(state, "untag", image_id, labels, reference)
             }
             // Layers are reported as deleted too; events are only about the image.
-            DeleteItem::Deleted(d) if d == image_id => {
-                state
-                    .events
-                    .image_event("delete", d, attrs(&[("name", d.clone())]))
-            }
+            DeleteItem::Deleted(d) if d == image_id => image_event(state, "delete", d, labels, d),
             DeleteItem::Deleted(_) => {}
         }
     }
@@ -550,25 +565,26 @@ pub async fn prune(State(state): State<AppState>, query: Query) -> Result<Respon
         .collect::<Result<Vec<_>, _>>()?;
     let st = state.clone();
     let (report, before) = blocking(move || -> Result<_> {
-        // Who had which tag before, to name the image in untag events.
-        let before: BTreeMap<String, String> = st
+        // Who had which name before (and its labels), to describe the image in its events.
+        let before: BTreeMap<String, (String, BTreeMap<String, String>)> = st
             .images
             .images()
             .into_iter()
             .flat_map(|image| {
                 let id = image.id.to_string();
-                let mut names: Vec<(String, String)> = image
+                let labels = image.config.labels();
+                let mut names: Vec<_> = image
                     .repo_tags
                     .iter()
                     .chain(&image.repo_digests)
-                    .map(|t| (t.clone(), id.clone()))
+                    .map(|t| (t.clone(), (id.clone(), labels.clone())))
                     .collect();
-                names.push((id.clone(), id));
+                names.push((id.clone(), (id, labels)));
                 names
             })
             .collect();
         let keep = |image: &Image| {
-            let labels = image_labels(image);
+            let labels = image.config.labels();
             let negated = filters.get("label!");
             filters.match_labels("label", &labels)
                 && (negated.is_empty()
@@ -589,25 +605,19 @@ pub async fn prune(State(state): State<AppState>, query: Query) -> Result<Respon
     for item in &report.deleted {
         match item {
             DeleteItem::Untagged(r) => {
-                if let Some(id) = before.get(r) {
-                    state
-                        .events
-                        .image_event("untag", id, attrs(&[("name", r.clone())]));
+                if let Some((id, labels)) = before.get(r) {
+                    image_event(&state, "untag", id, labels, r);
                 }
             }
-            DeleteItem::Deleted(d) if before.contains_key(d) => {
-                state
-                    .events
-                    .image_event("delete", d, attrs(&[("name", d.clone())]));
+            DeleteItem::Deleted(d) => {
+                if let Some((_, labels)) = before.get(d) {
+                    image_event(&state, "delete", d, labels, d);
+                }
             }
-            DeleteItem::Deleted(_) => {}
         }
     }
-    state.events.image_event(
-        "prune",
-        "",
-        attrs(&[("reclaimed", report.space_reclaimed.to_string())]),
-    );
+    let reclaimed = BTreeMap::from([("reclaimed".to_string(), report.space_reclaimed.to_string())]);
+    state.events.image_event("prune", "", reclaimed);
     let deleted = delete_items(&report.deleted);
     Ok(ok_json(&ImagePruneResponse {
         images_deleted: if deleted.is_empty() {
@@ -699,41 +709,50 @@ pub async fn load(State(state): State<AppState>, query: Query, body: Body) -> Re
     let st = state.clone();
     tokio::task::spawn_blocking(move || {
         let mut last = Instant::now() - Duration::from_secs(1);
+        // Each layer's size as last reported, so its final line can show a full bar even when
+        // the whole layer went by between two throttled updates (as Docker's does).
+        let mut sizes: HashMap<String, u64> = HashMap::new();
         let progress_sink = sink.clone();
         let mut progress = |p: LoadProgress| {
             if quiet {
                 return;
             }
-            let (digest, current, total, done) = match p {
+            let (id, current, total) = match p {
                 LoadProgress::Layer {
                     digest,
                     current,
                     total,
-                } => (digest, current, total, false),
-                LoadProgress::LayerDone { digest } => (digest, 0, None, true),
-            };
-            if !done && last.elapsed() < Duration::from_millis(100) {
-                return;
-            }
-            last = Instant::now();
-            let message = if done {
-                JsonMessage {
-                    status: Some("Loading layer".into()),
-                    id: Some(digest.short().to_string()),
-                    progress_detail: Some(ProgressDetail::default()),
-                    ..Default::default()
+                } => {
+                    let id = digest.short().to_string();
+                    sizes.insert(id.clone(), total.unwrap_or(current));
+                    if last.elapsed() < Duration::from_millis(100) {
+                        return;
+                    }
+                    (id, current, total)
                 }
-            } else {
-                JsonMessage {
-                    status: Some("Loading layer".into()),
-                    id: Some(digest.short().to_string()),
-                    progress_detail: Some(ProgressDetail {
+                LoadProgress::LayerDone { digest } => {
+                    let id = digest.short().to_string();
+                    match sizes.get(&id) {
+                        Some(&size) => (id, size, Some(size)),
+                        // Already stored: nothing was read, so there is no bar to draw.
+                        None => (id, 0, None),
+                    }
+                }
+            };
+            last = Instant::now();
+            let message = JsonMessage {
+                status: Some("Loading layer".into()),
+                id: Some(id),
+                progress_detail: Some(if total.is_some() {
+                    ProgressDetail {
                         current: Some(current as i64),
                         total: total.map(|t| t as i64),
-                    }),
-                    progress: Some(progress_bar(current, total)),
-                    ..Default::default()
-                }
+                    }
+                } else {
+                    ProgressDetail::default()
+                }),
+                progress: total.map(|_| progress_bar(current, total)),
+                ..Default::default()
             };
             progress_sink.send(&message);
         };
@@ -743,13 +762,11 @@ pub async fn load(State(state): State<AppState>, query: Query, body: Body) -> Re
                     if image.tags.is_empty() {
                         let id = image.id.to_string();
                         sink.send(&JsonMessage::stream(format!("Loaded image ID: {id}\n")));
-                        st.events
-                            .image_event("load", &id, attrs(&[("name", id.clone())]));
+                        image_event(&st, "load", &id, &labels_of(&st, &id), &id);
                     }
                     for tag in &image.tags {
                         sink.send(&JsonMessage::stream(format!("Loaded image: {tag}\n")));
-                        st.events
-                            .image_event("load", tag, attrs(&[("name", tag.clone())]));
+                        image_event(&st, "load", tag, &labels_of(&st, tag), tag);
                     }
                 }
             }
@@ -842,8 +859,7 @@ async fn save(state: AppState, names: Vec<String>) -> Result<Response> {
         match saved {
             Ok(()) => {
                 for (name, id) in names.iter().zip(&ids) {
-                    st.events
-                        .image_event("save", id, attrs(&[("name", name.clone())]));
+                    image_event(&st, "save", id, &labels_of(&st, id), name);
                 }
             }
             // The status line is gone; dropping the channel ends the body early, which the
@@ -919,8 +935,7 @@ pub async fn create(State(state): State<AppState>, query: Query, body: Body) -> 
             let id = image.id.to_string();
             sink.send(&JsonMessage::status(id.clone()));
             let name = reference.unwrap_or_else(|| id.clone());
-            st.events
-                .image_event("import", &id, attrs(&[("name", name)]));
+            image_event(&st, "import", &id, &image.config.labels(), &name);
         }
         Err(e) => {
             tracing::info!(error = %e, "image import failed");
