@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 pub mod models;
 pub mod query;
+pub mod stream;
 pub mod version;
 
 pub use error::{ApiError, ErrorKind};

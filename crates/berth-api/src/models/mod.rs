@@ -1,6 +1,7 @@
 //! Wire types of the Engine API, written from `specs/docker-engine-api-v1.51.yaml` and checked
 //! against what the docker CLI actually sends and reads. Field names follow Docker's JSON.
 
+pub mod container;
 pub mod container_config;
 pub mod events;
 pub mod image;
@@ -8,6 +9,11 @@ pub mod progress;
 pub mod strslice;
 pub mod system;
 
+pub use container::{
+    ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerState,
+    ContainerSummary, ContainerWaitResponse, ExecConfig, ExecInspect, ExecStartConfig, HostConfig,
+    Mount, MountPoint, NetworkSettings, Port, PortBinding, Resources, RestartPolicy,
+};
 pub use container_config::{ContainerConfig, HealthConfig};
 pub use events::{EventActor, EventMessage};
 pub use image::{
