@@ -33,7 +33,8 @@ pub fn frame_header(kind: StreamKind, len: usize) -> [u8; HEADER_LEN] {
     [kind as u8, 0, 0, 0, len[0], len[1], len[2], len[3]]
 }
 
-/// Appends one frame (header and payload) to `out`. Payloads over 4 GiB are split.
+/// Appends one frame (header and payload) to `out`. Payloads over 4 GiB are split; an empty
+/// payload writes nothing (Docker never sends empty frames, and clients read one as EOF).
 pub fn encode_frame(kind: StreamKind, payload: &[u8], out: &mut Vec<u8>) {
     for chunk in payload.chunks(u32::MAX as usize) {
         out.extend_from_slice(&frame_header(kind, chunk.len()));
@@ -96,7 +97,9 @@ mod tests {
         let mut wire = Vec::new();
         encode_frame(StreamKind::Stdout, b"hello\n", &mut wire);
         encode_frame(StreamKind::Stderr, b"oops\n", &mut wire);
+        let before = wire.len();
         encode_frame(StreamKind::Stdout, b"", &mut wire);
+        assert_eq!(wire.len(), before, "empty payloads are not framed");
         assert_eq!(&wire[..8], &[1, 0, 0, 0, 0, 0, 0, 6]);
         for split in 0..wire.len() {
             let mut decoder = FrameDecoder::new();
@@ -112,7 +115,6 @@ mod tests {
                 vec![
                     (StreamKind::Stdout, b"hello\n".to_vec()),
                     (StreamKind::Stderr, b"oops\n".to_vec()),
-                    (StreamKind::Stdout, Vec::new()),
                 ]
             );
             assert_eq!(decoder.pending(), 0);
