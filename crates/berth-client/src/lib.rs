@@ -11,7 +11,10 @@
 //! reads its `Api-Version` header and uses the lower of that and [`berth_api::MAX_API_VERSION`];
 //! every later request is prefixed `/v1.NN/`. A pinned version skips the ping.
 
+mod base64;
+mod containers;
 mod error;
+mod hijack;
 mod host;
 mod images;
 mod query;
@@ -26,8 +29,14 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
+pub use berth_api::stream::StreamKind;
 pub use berth_api::{ApiError, ApiVersion, ErrorKind, Filters};
+pub use containers::{
+    AttachOptions, CommitOptions, ContainerListOptions, ContainerRemoveOptions, CopyToOptions,
+    LogsOptions, PathStat, WaitHandle, demux_stream, encode_path_stat,
+};
 pub use error::{Error, Result};
+pub use hijack::{Demuxer, HijackReader, HijackWriter, Hijacked};
 pub use host::{DEFAULT_HOST, Host};
 pub use images::{ImageImportOptions, ImageListOptions, ImageRemoveOptions, UploadStream};
 pub use query::Query;
