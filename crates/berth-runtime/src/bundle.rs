@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ContainerRunConfig;
 use crate::error::{Result, RuntimeError};
+use crate::shim::LogDriverConfig;
 use crate::spec::{self, HostProbe};
 
 /// How the shim runs the container in a bundle (`shim.json`).
@@ -21,9 +22,15 @@ pub struct ShimConfig {
     pub tty: bool,
     /// Keep stdin open for clients; otherwise the container reads EOF.
     pub open_stdin: bool,
+    /// `StdinOnce`: close stdin when the attached client that sends it closes its side.
+    #[serde(default)]
+    pub stdin_once: bool,
     /// json-file log; `None` means `<bundle>/<id>-json.log`.
     #[serde(default)]
     pub log_path: Option<PathBuf>,
+    /// The log driver.
+    #[serde(default)]
+    pub log: LogDriverConfig,
 }
 
 /// How a container ended (`exit.json`).
@@ -89,7 +96,7 @@ impl Bundle {
     pub fn runtime_root(&self) -> PathBuf {
         self.dir.join("runtime")
     }
-    /// The json-file log for a shim config.
+    /// The json-file log for a shim config (rotated files get `.1`, `.2`, ... appended).
     pub fn log_path(&self, cfg: &ShimConfig) -> PathBuf {
         cfg.log_path
             .clone()
@@ -99,12 +106,15 @@ impl Bundle {
     /// Generate the spec for `cfg` and write `config.json` and `shim.json`, creating the
     /// directory if needed. Returns the spec written.
     pub fn write(&self, cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> {
+        let log = LogDriverConfig::from_docker(&cfg.log)?;
         let spec = spec::generate(cfg, host)?;
         let shim = ShimConfig {
             id: cfg.id.clone(),
             tty: cfg.tty,
             open_stdin: cfg.open_stdin,
+            stdin_once: cfg.stdin_once,
             log_path: None,
+            log,
         };
         self.write_spec(&spec, &shim)?;
         Ok(spec)

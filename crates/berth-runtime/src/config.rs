@@ -64,8 +64,16 @@ pub struct ContainerRunConfig {
     pub sysctls: BTreeMap<String, String>,
     /// Extra supplementary group ids (`--group-add`, already resolved).
     pub group_add: Vec<u32>,
-    /// Run an init process as pid 1 (`--init`). Not implemented yet: refused when set.
+    /// Run an init process as pid 1 (`--init`): [`Self::init_path`] is bind-mounted read-only
+    /// at `/sbin/docker-init` and the command becomes `["/sbin/docker-init", "--", args...]`.
     pub init: bool,
+    /// The init binary on the host (written by [`crate::init::install`]); required with `init`.
+    pub init_path: Option<PathBuf>,
+    /// `StdinOnce`: close the container's stdin when the attached client that sent it closes
+    /// its side.
+    pub stdin_once: bool,
+    /// The log driver (`--log-driver`, `--log-opt`).
+    pub log: LogConfig,
     /// cgroup path (`linux.cgroupsPath`); `None` means `/berth/<id>`. A `cgroup_parent` from
     /// Docker's API becomes `<parent>/<id>` here.
     pub cgroup_path: Option<String>,
@@ -205,4 +213,14 @@ pub struct Ulimit {
     pub soft: u64,
     /// Hard limit.
     pub hard: u64,
+}
+
+/// Docker's `HostConfig.LogConfig`: a driver name and its options, as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `json-file` (also when empty), `none`; other drivers are refused.
+    pub driver: String,
+    /// Driver options (`max-size`, `max-file`, ...).
+    pub opts: BTreeMap<String, String>,
 }

@@ -65,6 +65,35 @@ pub enum RuntimeError {
         message: String,
     },
 
+    /// The container is not running (not started yet, or exited): exec and attach refuse it
+    /// (Docker answers 409).
+    #[error("container {id} is not running")]
+    NotRunning {
+        /// Container id.
+        id: String,
+    },
+
+    /// No exec with this id was started in the container.
+    #[error("no such exec instance: {exec_id}")]
+    NoSuchExec {
+        /// The exec id.
+        exec_id: String,
+    },
+
+    /// An exec with this id already exists in the container.
+    #[error("exec instance {exec_id} already exists")]
+    ExecExists {
+        /// The exec id.
+        exec_id: String,
+    },
+
+    /// The log driver (or one of its options) is not implemented by Berth.
+    #[error("log driver {driver:?} is not supported by berth")]
+    LogDriverNotSupported {
+        /// The driver name as given.
+        driver: String,
+    },
+
     /// No shim is serving this bundle and no exit record exists.
     #[error("container shim for {} is not running and left no exit record", bundle.display())]
     ShimGone {
@@ -80,7 +109,11 @@ impl RuntimeError {
             RuntimeError::InvalidConfig(_) | RuntimeError::Seccomp(_) => ErrorKind::InvalidArgument,
             RuntimeError::ExecutableNotFound { .. }
             | RuntimeError::ExecutableNotRunnable { .. } => ErrorKind::InvalidArgument,
-            RuntimeError::ShimGone { .. } => ErrorKind::NotFound,
+            RuntimeError::ShimGone { .. } | RuntimeError::NoSuchExec { .. } => ErrorKind::NotFound,
+            RuntimeError::NotRunning { .. } | RuntimeError::ExecExists { .. } => {
+                ErrorKind::Conflict
+            }
+            RuntimeError::LogDriverNotSupported { .. } => ErrorKind::NotImplemented,
             RuntimeError::Io { .. } | RuntimeError::Create { .. } | RuntimeError::Shim { .. } => {
                 ErrorKind::Internal
             }
@@ -95,6 +128,24 @@ impl RuntimeError {
             RuntimeError::ExecutableNotRunnable { .. } => Some(126),
             _ => None,
         }
+    }
+
+    /// Docker's wording for an exec whose command could not start, e.g. `OCI runtime exec
+    /// failed: exec failed: unable to start container process: exec: "nope": executable file
+    /// not found in $PATH`; `None` for other errors.
+    pub fn oci_exec_message(&self) -> Option<String> {
+        let why = match self {
+            RuntimeError::ExecutableNotFound { name } => {
+                format!("exec: \"{name}\": executable file not found in $PATH")
+            }
+            RuntimeError::ExecutableNotRunnable { name } => {
+                format!("exec: \"{name}\": permission denied")
+            }
+            _ => return None,
+        };
+        Some(format!(
+            "OCI runtime exec failed: exec failed: unable to start container process: {why}"
+        ))
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

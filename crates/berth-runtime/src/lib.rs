@@ -27,6 +27,7 @@
 pub mod bundle;
 pub mod config;
 pub mod error;
+pub mod init;
 pub mod rootfs;
 pub mod seccomp;
 pub mod shim;

@@ -240,7 +240,7 @@ pub fn capability_set(privileged: bool, add: &[String], drop: &[String]) -> Resu
     Ok(caps)
 }
 
-fn to_oci_caps(names: &[String]) -> Result<HashSet<Capability>> {
+pub(crate) fn to_oci_caps(names: &[String]) -> Result<HashSet<Capability>> {
     names
         .iter()
         .map(|n| {
@@ -586,11 +586,13 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     if cfg.args.is_empty() {
         return Err(invalid("no command specified"));
     }
-    if cfg.init {
-        return Err(RuntimeError::InvalidConfig(
-            "--init is not supported yet".into(),
-        ));
-    }
+    let init_path = match (cfg.init, &cfg.init_path) {
+        (false, _) => None,
+        (true, Some(p)) => Some(p.clone()),
+        (true, None) => {
+            return Err(invalid("--init needs the init binary's path (init_path)"));
+        }
+    };
     let caps = capability_set(cfg.privileged, &cfg.cap_add, &cfg.cap_drop)?;
     let oci_caps = to_oci_caps(&caps)?;
 
@@ -618,7 +620,15 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     let mut process = Process::default();
     process.set_terminal(Some(cfg.tty));
     process.set_user(user);
-    process.set_args(Some(cfg.args.clone()));
+    let args = match init_path {
+        Some(_) => [crate::init::INIT_PATH, "--"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(cfg.args.iter().cloned())
+            .collect(),
+        None => cfg.args.clone(),
+    };
+    process.set_args(Some(args));
     process.set_env(Some(environment(cfg)));
     process.set_cwd(PathBuf::from(if cfg.working_dir.is_empty() {
         "/"
@@ -647,6 +657,19 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
             .any(|u| u.destination() == m.destination())
     });
     mounts.extend(user_mounts);
+    if let Some(source) = init_path {
+        let mut m = Mount::default();
+        m.set_destination(PathBuf::from(crate::init::INIT_PATH));
+        m.set_typ(Some("bind".into()));
+        m.set_source(Some(source));
+        m.set_options(Some(vec![
+            "bind".into(),
+            "ro".into(),
+            "nosuid".into(),
+            "nodev".into(),
+        ]));
+        mounts.push(m);
+    }
 
     let mut namespaces = vec![namespace(
         LinuxNamespaceType::Mount,

@@ -4,10 +4,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::config::LogConfig;
+use crate::error::RuntimeError;
 
 const MAX_LINE: usize = 16 * 1024;
 
@@ -18,10 +21,38 @@ struct Entry<'a> {
     time: String,
 }
 
-/// Appends a container's output to its json-file log.
+/// Where a container's output goes besides attached clients (Docker's log drivers).
+pub trait LogDriver {
+    /// Add output of `stream`.
+    fn write(&mut self, stream: Stream, data: &[u8]) -> std::io::Result<()>;
+    /// Write what remains of a stream (a last line without newline).
+    fn flush_stream(&mut self, stream: Stream) -> std::io::Result<()>;
+}
+
+/// The `none` driver: output is dropped (attach still sees it).
+#[derive(Debug, Default)]
+pub struct NoLog;
+
+impl LogDriver for NoLog {
+    fn write(&mut self, _: Stream, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush_stream(&mut self, _: Stream) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends a container's output to its json-file log, rotating it as Docker does: once the
+/// file holds `max_size` bytes or more, `<log>.<n-1>` is dropped, `<log>.<i>` becomes
+/// `<log>.<i+1>`, `<log>` becomes `<log>.1` and a new `<log>` starts (with `max_file == 1`
+/// the file is truncated instead).
 #[derive(Debug)]
 pub struct JsonLogWriter {
+    path: PathBuf,
     file: File,
+    size: u64,
+    max_size: Option<u64>,
+    max_file: u32,
     pending: [Vec<u8>; 2],
 }
 
@@ -44,50 +75,218 @@ impl Stream {
 }
 
 impl JsonLogWriter {
-    /// Open (append, create) the log at `path`.
+    /// Open (append, create) the log at `path`, without rotation.
     pub fn open(path: &Path) -> std::io::Result<Self> {
+        Self::with_rotation(path, None, 1)
+    }
+
+    /// Open (append, create) the log at `path`; rotate at `max_size` bytes keeping at most
+    /// `max_file` files (the live one included).
+    pub fn with_rotation(
+        path: &Path,
+        max_size: Option<u64>,
+        max_file: u32,
+    ) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
         Ok(JsonLogWriter {
+            path: path.to_path_buf(),
             file,
+            size,
+            max_size,
+            max_file: max_file.max(1),
             pending: [Vec::new(), Vec::new()],
         })
     }
 
-    /// Add output; complete lines are written at once.
-    pub fn write(&mut self, stream: Stream, data: &[u8]) -> std::io::Result<()> {
-        let buf = &mut self.pending[stream as usize];
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut s = self.path.clone().into_os_string();
+        s.push(format!(".{n}"));
+        PathBuf::from(s)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        if self.max_file > 1 {
+            let _ = std::fs::remove_file(self.rotated(self.max_file - 1));
+            for i in (1..self.max_file - 1).rev() {
+                let _ = std::fs::rename(self.rotated(i), self.rotated(i + 1));
+            }
+            std::fs::rename(&self.path, self.rotated(1))?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+        } else {
+            self.file.set_len(0)?;
+        }
+        self.size = 0;
+        Ok(())
+    }
+
+    fn emit(&mut self, stream: Stream, chunk: &[u8]) -> std::io::Result<()> {
+        if self.max_size.is_some_and(|m| self.size >= m) {
+            self.rotate()?;
+        }
+        let mut out = Vec::with_capacity(chunk.len() + 80);
+        encode(&mut out, stream, chunk);
+        self.file.write_all(&out)?;
+        self.size += out.len() as u64;
+        Ok(())
+    }
+}
+
+impl LogDriver for JsonLogWriter {
+    fn write(&mut self, stream: Stream, data: &[u8]) -> std::io::Result<()> {
+        let mut buf = std::mem::take(&mut self.pending[stream as usize]);
         buf.extend_from_slice(data);
-        let mut out = Vec::new();
         let mut start = 0;
+        let mut res = Ok(());
         while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
             let end = start + pos + 1;
             for chunk in buf[start..end].chunks(MAX_LINE) {
-                encode(&mut out, stream, chunk);
+                res = res.and(self.emit(stream, chunk));
             }
             start = end;
         }
+        while buf.len() - start >= MAX_LINE {
+            res = res.and(self.emit(stream, &buf[start..start + MAX_LINE]));
+            start += MAX_LINE;
+        }
         buf.drain(..start);
-        while buf.len() >= MAX_LINE {
-            let chunk: Vec<u8> = buf.drain(..MAX_LINE).collect();
-            encode(&mut out, stream, &chunk);
-        }
-        if out.is_empty() {
-            Ok(())
-        } else {
-            self.file.write_all(&out)
-        }
+        self.pending[stream as usize] = buf;
+        res
     }
 
-    /// Write what remains of a stream (a last line without newline).
-    pub fn flush_stream(&mut self, stream: Stream) -> std::io::Result<()> {
+    fn flush_stream(&mut self, stream: Stream) -> std::io::Result<()> {
         let rest = std::mem::take(&mut self.pending[stream as usize]);
         if rest.is_empty() {
             return Ok(());
         }
-        let mut out = Vec::new();
-        encode(&mut out, stream, &rest);
-        self.file.write_all(&out)
+        self.emit(stream, &rest)
     }
+}
+
+/// A log driver from Docker's `LogConfig`, checked before the container starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "driver", rename_all = "kebab-case")]
+pub enum LogDriverConfig {
+    /// `json-file`, with rotation when `max_size` is set.
+    JsonFile {
+        /// `max-size` in bytes.
+        #[serde(default)]
+        max_size: Option<u64>,
+        /// `max-file` (at least 1).
+        #[serde(default = "one")]
+        max_file: u32,
+    },
+    /// `none`
+    None,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for LogDriverConfig {
+    fn default() -> Self {
+        LogDriverConfig::JsonFile {
+            max_size: None,
+            max_file: 1,
+        }
+    }
+}
+
+impl LogDriverConfig {
+    /// Parse Docker's driver name and options. `local` and other drivers are
+    /// [`RuntimeError::LogDriverNotSupported`]; bad options are [`RuntimeError::InvalidConfig`].
+    pub fn from_docker(cfg: &LogConfig) -> Result<Self, RuntimeError> {
+        let invalid = |m: String| RuntimeError::InvalidConfig(m);
+        match cfg.driver.as_str() {
+            "" | "json-file" => {
+                let mut max_size = None;
+                let mut max_file = 1;
+                for (k, v) in &cfg.opts {
+                    match k.as_str() {
+                        "max-size" => {
+                            let n = parse_size(v).ok_or_else(|| {
+                                invalid(format!("invalid value for log opt max-size: {v:?}"))
+                            })?;
+                            // Docker: -1 means unlimited.
+                            max_size = (n > 0).then_some(n as u64);
+                        }
+                        "max-file" => {
+                            max_file = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                                invalid(format!("max-file cannot be less than 1 (got {v:?})"))
+                            })?;
+                        }
+                        "compress" if v == "false" => {}
+                        "compress" => {
+                            return Err(RuntimeError::LogDriverNotSupported {
+                                driver: "json-file with compress=true".into(),
+                            });
+                        }
+                        "labels" | "labels-regex" | "env" | "env-regex" | "tag" => {}
+                        other => {
+                            return Err(invalid(format!(
+                                "unknown log opt '{other}' for json-file log driver"
+                            )));
+                        }
+                    }
+                }
+                if max_file > 1 && max_size.is_none() {
+                    return Err(invalid(
+                        "max-file cannot be greater than 1 without max-size".into(),
+                    ));
+                }
+                Ok(LogDriverConfig::JsonFile { max_size, max_file })
+            }
+            "none" => {
+                if let Some(k) = cfg.opts.keys().next() {
+                    return Err(invalid(format!(
+                        "unknown log opt '{k}' for none log driver"
+                    )));
+                }
+                Ok(LogDriverConfig::None)
+            }
+            other => Err(RuntimeError::LogDriverNotSupported {
+                driver: other.to_string(),
+            }),
+        }
+    }
+
+    /// Open the driver; `path` is the json-file log.
+    pub fn open(&self, path: &Path) -> std::io::Result<Box<dyn LogDriver>> {
+        Ok(match self {
+            LogDriverConfig::JsonFile { max_size, max_file } => {
+                Box::new(JsonLogWriter::with_rotation(path, *max_size, *max_file)?)
+            }
+            LogDriverConfig::None => Box::new(NoLog),
+        })
+    }
+}
+
+/// Docker's `RAMInBytes`: a number with an optional binary unit (`b`, `k`, `m`, `g`, `t`,
+/// `p`, optionally followed by `b`/`ib`), case-insensitive; `-1` is accepted.
+fn parse_size(s: &str) -> Option<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Some(-1);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: i64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        "p" => 1 << 50,
+        _ => return None,
+    };
+    Some((n * mult as f64) as i64)
 }
 
 fn encode(out: &mut Vec<u8>, stream: Stream, chunk: &[u8]) {
@@ -104,6 +303,106 @@ fn encode(out: &mut Vec<u8>, stream: Stream, chunk: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotates_keeping_max_file_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c-json.log");
+        let mut w = JsonLogWriter::with_rotation(&p, Some(200), 3).unwrap();
+        for i in 0..100 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["c-json.log", "c-json.log.1", "c-json.log.2"]);
+        for n in &names {
+            let len = std::fs::metadata(dir.path().join(n)).unwrap().len();
+            assert!(len < 200 + 100, "{n}: {len}");
+        }
+        let last = std::fs::read_to_string(&p).unwrap();
+        assert!(last.contains("line 99"), "{last}");
+        let older = std::fs::read_to_string(dir.path().join("c-json.log.2")).unwrap();
+        let newer = std::fs::read_to_string(dir.path().join("c-json.log.1")).unwrap();
+        let first_num = |t: &str| -> u32 {
+            let v: serde_json::Value = serde_json::from_str(t.lines().next().unwrap()).unwrap();
+            v["log"].as_str().unwrap()[5..].trim().parse().unwrap()
+        };
+        assert!(first_num(&older) < first_num(&newer));
+        assert!(first_num(&newer) < first_num(&last));
+    }
+
+    #[test]
+    fn long_lines_are_split_as_partial_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let mut w = JsonLogWriter::open(&p).unwrap();
+        let line = "x".repeat(MAX_LINE * 2 + 10) + "\n";
+        w.write(Stream::Stdout, &line.as_bytes()[..100]).unwrap();
+        w.write(Stream::Stdout, &line.as_bytes()[100..]).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let logs: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["log"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(logs.len(), 3);
+        assert_eq!(logs[0].len(), MAX_LINE);
+        assert!(!logs[0].ends_with('\n') && !logs[1].ends_with('\n'));
+        assert_eq!(logs[2], "x".repeat(10) + "\n");
+    }
+
+    #[test]
+    fn docker_log_options() {
+        let cfg = |d: &str, o: &[(&str, &str)]| LogConfig {
+            driver: d.into(),
+            opts: o
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        assert_eq!(
+            LogDriverConfig::from_docker(&cfg(
+                "json-file",
+                &[("max-size", "10m"), ("max-file", "3")]
+            ))
+            .unwrap(),
+            LogDriverConfig::JsonFile {
+                max_size: Some(10 << 20),
+                max_file: 3
+            }
+        );
+        assert_eq!(
+            LogDriverConfig::from_docker(&cfg("", &[])).unwrap(),
+            LogDriverConfig::default()
+        );
+        assert_eq!(
+            LogDriverConfig::from_docker(&cfg("none", &[])).unwrap(),
+            LogDriverConfig::None
+        );
+        assert!(matches!(
+            LogDriverConfig::from_docker(&cfg("local", &[])),
+            Err(RuntimeError::LogDriverNotSupported { .. })
+        ));
+        assert!(matches!(
+            LogDriverConfig::from_docker(&cfg("json-file", &[("max-file", "2")])),
+            Err(RuntimeError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            LogDriverConfig::from_docker(&cfg("json-file", &[("max-size", "ten")])),
+            Err(RuntimeError::InvalidConfig(_))
+        ));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("1.5KB"), Some(1536));
+        assert_eq!(parse_size("100"), Some(100));
+    }
 
     #[test]
     fn splits_lines_and_flushes_partial() {

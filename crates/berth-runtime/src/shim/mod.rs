@@ -15,8 +15,9 @@ mod log;
 mod lookup;
 pub mod server;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -25,9 +26,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{Bundle, ExitRecord};
+use crate::config::ProcessUser;
 use crate::error::{Result, RuntimeError};
 
-pub use log::JsonLogWriter;
+pub use log::{JsonLogWriter, LogDriver, LogDriverConfig, NoLog, Stream};
 pub use lookup::check_executable;
 
 /// A request on `shim.sock`. New operations (`attach`, `resize`, `exec`) are new variants; a
@@ -53,6 +55,121 @@ pub enum Request {
         /// Columns.
         width: u16,
     },
+    /// Start a container whose shim was spawned with [`Shim::create`].
+    Start,
+    /// Turn this connection into the container's stdio stream (answer
+    /// [`Response::Attached`]); see [`ShimHandle::attach`] for the stream's format.
+    Attach {
+        /// Copy what the client sends into the container's stdin (needs `open_stdin`).
+        #[serde(default)]
+        stdin: bool,
+        /// Send the container's stdout.
+        #[serde(default)]
+        stdout: bool,
+        /// Send the container's stderr.
+        #[serde(default)]
+        stderr: bool,
+    },
+    /// Run an extra process in the running container (answer [`Response::ExecStarted`]);
+    /// unless `detach`, the connection then carries its stdio like [`Request::Attach`].
+    ExecStart(ExecConfig),
+    /// Set an exec's pty size.
+    ExecResize {
+        /// The exec.
+        exec_id: String,
+        /// Rows.
+        height: u16,
+        /// Columns.
+        width: u16,
+    },
+    /// An exec's state (answer [`Response::ExecState`]).
+    ExecState {
+        /// The exec.
+        exec_id: String,
+    },
+    /// Answer [`Response::ExecState`] once the exec has exited and its output is drained.
+    ExecWait {
+        /// The exec.
+        exec_id: String,
+    },
+    /// Send a signal to an exec's process.
+    ExecKill {
+        /// The exec.
+        exec_id: String,
+        /// Signal number.
+        signal: i32,
+    },
+}
+
+/// An exec's process, as the daemon resolved it (Docker's `ExecConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExecConfig {
+    /// The daemon's exec id (unique within the container).
+    pub exec_id: String,
+    /// Command and arguments; `args[0]` is looked up in `PATH` inside the container.
+    pub args: Vec<String>,
+    /// `KEY=value` pairs, overriding the container's variables of the same name.
+    pub env: Vec<String>,
+    /// Working directory; empty means the container's.
+    pub cwd: String,
+    /// The user; `None` means the container's.
+    pub user: Option<ProcessUser>,
+    /// Allocate a pty.
+    pub tty: bool,
+    /// Attach stdin (`-i`); closing the client's write side closes it.
+    pub stdin: bool,
+    /// Stream stdout.
+    pub stdout: bool,
+    /// Stream stderr.
+    pub stderr: bool,
+    /// All capabilities (and no seccomp change: see the crate's gotchas).
+    pub privileged: bool,
+    /// Capabilities added to the container's set.
+    pub cap_add: Vec<String>,
+    /// Do not stream: the connection stays a control connection.
+    pub detach: bool,
+}
+
+/// An exec's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecState {
+    /// The exec.
+    pub exec_id: String,
+    /// Its process, in the host pid namespace.
+    pub pid: i32,
+    /// Still running (or its output is still being drained).
+    pub running: bool,
+    /// Exit code once it exited (128 + signal for a signal death).
+    pub exit_code: Option<i32>,
+}
+
+/// Why a request failed, for the failures the daemon must tell apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ErrorReason {
+    /// Not started yet, or exited.
+    NotRunning,
+    /// The exec's command does not exist.
+    ExecutableNotFound {
+        /// `args[0]`
+        name: String,
+    },
+    /// The exec's command cannot be executed.
+    ExecutableNotRunnable {
+        /// `args[0]`
+        name: String,
+    },
+    /// Unknown exec id.
+    NoSuchExec {
+        /// The exec id.
+        exec_id: String,
+    },
+    /// The exec id is taken.
+    ExecExists {
+        /// The exec id.
+        exec_id: String,
+    },
 }
 
 /// An answer on `shim.sock`.
@@ -65,17 +182,45 @@ pub enum Response {
     Exited(ExitRecord),
     /// Done.
     Ok,
+    /// Answer to [`Request::Attach`]; the stream follows on the connection.
+    Attached {
+        /// The container has a pty: raw bytes instead of multiplexed frames.
+        tty: bool,
+    },
+    /// Answer to [`Request::ExecStart`]; unless detached, the stream follows.
+    ExecStarted {
+        /// The exec's process (host pid namespace).
+        pid: i32,
+        /// The exec has a pty: raw bytes instead of multiplexed frames.
+        tty: bool,
+    },
+    /// Answer to [`Request::ExecState`] and [`Request::ExecWait`].
+    ExecState(ExecState),
     /// The request failed.
     Error {
-        /// Why.
+        /// Why, for people.
         message: String,
+        /// Why, for the daemon.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<ErrorReason>,
     },
+}
+
+impl Response {
+    pub(crate) fn error(message: impl Into<String>) -> Response {
+        Response::Error {
+            message: message.into(),
+            reason: None,
+        }
+    }
 }
 
 /// A container's status as its shim sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerStatus {
+    /// Created by [`Shim::create`], waiting for [`ShimHandle::start`].
+    Created,
     /// The process runs.
     Running,
     /// The process exited (the shim may be finishing its bookkeeping).
@@ -118,12 +263,28 @@ impl Shim {
     /// command (Docker's 127/126), [`RuntimeError::Create`] for anything the runtime refused.
     /// The shim outlives the caller.
     pub fn spawn(bundle: &Path, shim_binary: &Path) -> Result<ShimHandle> {
+        Self::launch(bundle, shim_binary, false)
+    }
+
+    /// Like [`Shim::spawn`], but the container is only created: its process exists, blocked
+    /// before running the command, and the shim serves its socket. Attach clients first, then
+    /// call [`ShimHandle::start`]: attached clients see all the output (Docker's `run`
+    /// attaches before it starts).
+    pub fn create(bundle: &Path, shim_binary: &Path) -> Result<ShimHandle> {
+        Self::launch(bundle, shim_binary, true)
+    }
+
+    fn launch(bundle: &Path, shim_binary: &Path, create_only: bool) -> Result<ShimHandle> {
         let b = Bundle::new(bundle);
         let shim_err = |message: String| RuntimeError::Shim {
             bundle: bundle.to_path_buf(),
             message,
         };
-        let mut child = Command::new(shim_binary)
+        let mut cmd = Command::new(shim_binary);
+        if create_only {
+            cmd.arg("--create-only");
+        }
+        let mut child = cmd
             .arg(bundle)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -186,6 +347,26 @@ impl Shim {
             Handshake::Failed { message } => Err(RuntimeError::Create { id: id(), message }),
         }
     }
+}
+
+/// The container's stdio stream from [`ShimHandle::attach`].
+#[derive(Debug)]
+pub struct AttachStream {
+    /// The connection: output from the shim, stdin to it.
+    pub stream: UnixStream,
+    /// Raw pty bytes (true) or multiplexed frames (false).
+    pub tty: bool,
+}
+
+/// A started exec, from [`ShimHandle::exec_start`].
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// Its process (host pid namespace).
+    pub pid: i32,
+    /// It has a pty.
+    pub tty: bool,
+    /// Its stdio stream (`None` when detached).
+    pub stream: Option<UnixStream>,
 }
 
 /// A handle on a running (or finished) container's shim. Cheap; holds no connection.
@@ -279,6 +460,133 @@ impl ShimHandle {
         }
     }
 
+    /// Start a container created with [`Shim::create`].
+    pub fn start(&self) -> Result<()> {
+        self.simple(&Request::Start)
+    }
+
+    /// Attach to the container's stdio. The returned connection carries, without a tty,
+    /// Docker's multiplexed frames (8-byte header: stream 1 = stdout, 2 = stderr, three zero
+    /// bytes, big-endian u32 length; then the payload), with a tty the raw pty output. Bytes
+    /// written to it go to the container's stdin (when `stdin` and the container has
+    /// `open_stdin`); shutting down the write side closes the container's stdin if it has
+    /// `stdin_once`. Output starts at attach time; the stream ends (EOF) after the last output
+    /// once the container exited. A client that stops reading is dropped, never waited for.
+    /// Blocking; for tokio: `set_nonblocking(true)` then `tokio::net::UnixStream::from_std`.
+    pub fn attach(&self, stdin: bool, stdout: bool, stderr: bool) -> Result<AttachStream> {
+        let req = Request::Attach {
+            stdin,
+            stdout,
+            stderr,
+        };
+        let (resp, stream) = self.open_stream(&req)?;
+        match resp {
+            Response::Attached { tty } => Ok(AttachStream { stream, tty }),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Run an extra process in the running container. Errors: [`RuntimeError::NotRunning`]
+    /// (Docker's 409), [`RuntimeError::ExecutableNotFound`] / `ExecutableNotRunnable`
+    /// (126/127; see [`RuntimeError::oci_exec_message`]), [`RuntimeError::ExecExists`].
+    /// Unless `cfg.detach`, the returned stream carries the exec's stdio as
+    /// [`ShimHandle::attach`] describes, ending when the exec exited and its output drained.
+    pub fn exec_start(&self, cfg: &ExecConfig) -> Result<ExecProcess> {
+        let (resp, stream) = self.open_stream(&Request::ExecStart(cfg.clone()))?;
+        match resp {
+            Response::ExecStarted { pid, tty } => Ok(ExecProcess {
+                pid,
+                tty,
+                stream: (!cfg.detach).then_some(stream),
+            }),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Set an exec's pty size.
+    pub fn exec_resize(&self, exec_id: &str, height: u16, width: u16) -> Result<()> {
+        self.simple(&Request::ExecResize {
+            exec_id: exec_id.into(),
+            height,
+            width,
+        })
+    }
+
+    /// Send a signal to an exec's process.
+    pub fn exec_kill(&self, exec_id: &str, signal: i32) -> Result<()> {
+        self.simple(&Request::ExecKill {
+            exec_id: exec_id.into(),
+            signal,
+        })
+    }
+
+    /// An exec's state.
+    pub fn exec_state(&self, exec_id: &str) -> Result<ExecState> {
+        self.exec_query(&Request::ExecState {
+            exec_id: exec_id.into(),
+        })
+    }
+
+    /// Block until the exec exited and its output drained; its final state.
+    pub fn exec_wait(&self, exec_id: &str) -> Result<ExecState> {
+        self.exec_query(&Request::ExecWait {
+            exec_id: exec_id.into(),
+        })
+    }
+
+    fn exec_query(&self, req: &Request) -> Result<ExecState> {
+        match self.request(req)? {
+            Some(Response::ExecState(s)) => Ok(s),
+            Some(other) => Err(self.unexpected(&other)),
+            None => Err(RuntimeError::NotRunning { id: self.id() }),
+        }
+    }
+
+    fn id(&self) -> String {
+        self.bundle
+            .read_shim_config()
+            .map(|c| c.id)
+            .unwrap_or_default()
+    }
+
+    /// Send `req`, read exactly one answer line (nothing of the stream behind it).
+    fn open_stream(&self, req: &Request) -> Result<(Response, UnixStream)> {
+        let sock = self.bundle.socket_path();
+        let mut stream = match io::connect_long(&sock) {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Err(RuntimeError::NotRunning { id: self.id() });
+            }
+            Err(e) => return Err(RuntimeError::io("connect", sock, e)),
+        };
+        let mut line = serde_json::to_string(req).expect("requests serialize");
+        line.push('\n');
+        stream
+            .write_all(line.as_bytes())
+            .map_err(|e| RuntimeError::io("write to", &sock, e))?;
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match stream.read(&mut byte) {
+                Ok(0) => return Err(RuntimeError::NotRunning { id: self.id() }),
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) => answer.push(byte[0]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(RuntimeError::io("read from", &sock, e)),
+            }
+        }
+        let resp = serde_json::from_slice(&answer).map_err(|e| RuntimeError::Shim {
+            bundle: self.bundle.dir().to_path_buf(),
+            message: format!("bad answer {:?}: {e}", String::from_utf8_lossy(&answer)),
+        })?;
+        Ok((resp, stream))
+    }
+
     fn simple(&self, req: &Request) -> Result<()> {
         match self.request(req)? {
             Some(Response::Ok) => Ok(()),
@@ -291,7 +599,23 @@ impl ShimHandle {
 
     fn unexpected(&self, resp: &Response) -> RuntimeError {
         let message = match resp {
-            Response::Error { message } => message.clone(),
+            Response::Error {
+                reason: Some(reason),
+                ..
+            } => {
+                return match reason.clone() {
+                    ErrorReason::NotRunning => RuntimeError::NotRunning { id: self.id() },
+                    ErrorReason::ExecutableNotFound { name } => {
+                        RuntimeError::ExecutableNotFound { name }
+                    }
+                    ErrorReason::ExecutableNotRunnable { name } => {
+                        RuntimeError::ExecutableNotRunnable { name }
+                    }
+                    ErrorReason::NoSuchExec { exec_id } => RuntimeError::NoSuchExec { exec_id },
+                    ErrorReason::ExecExists { exec_id } => RuntimeError::ExecExists { exec_id },
+                };
+            }
+            Response::Error { message, .. } => message.clone(),
             other => format!("unexpected answer {other:?}"),
         };
         RuntimeError::Shim {

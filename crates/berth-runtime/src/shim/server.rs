@@ -22,9 +22,11 @@ use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
 use oci_spec::runtime::Spec;
 
 use super::io::bind_long;
-use super::log::{JsonLogWriter, Stream};
+use super::log::{LogDriver, Stream};
 use super::lookup::check_executable;
-use super::{ContainerStatus, Handshake, Request, Response, ShimState};
+use super::{
+    ContainerStatus, ErrorReason, ExecConfig, ExecState, Handshake, Request, Response, ShimState,
+};
 use crate::bundle::{Bundle, ExitRecord, ShimConfig, write_atomic, write_json_atomic};
 use crate::error::RuntimeError;
 
@@ -34,9 +36,10 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// Entry point of the `berth-shim` binary; returns the process exit code.
 pub fn main() -> i32 {
-    let mut args = std::env::args_os().skip(1);
+    let mut args = std::env::args_os().skip(1).peekable();
+    let create_only = args.next_if(|a| a == "--create-only").is_some();
     let Some(bundle) = args.next().map(PathBuf::from) else {
-        eprintln!("usage: berth-shim <bundle-dir>");
+        eprintln!("usage: berth-shim [--create-only] <bundle-dir>");
         return 2;
     };
     // SAFETY: the process is single-threaded here (nothing has spawned a thread yet), so the
@@ -58,7 +61,7 @@ pub fn main() -> i32 {
         }
     };
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    match Supervisor::start(&bundle) {
+    match Supervisor::start(&bundle, !create_only) {
         Ok(mut sup) => {
             send_handshake(
                 &mut handshake,
@@ -139,28 +142,192 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
+/// Output queued for one client beyond which it is dropped (it stopped reading).
+const MAX_CLIENT_BACKLOG: usize = 4 * 1024 * 1024;
+
+/// Whose stdio a stream connection carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Init,
+    Exec(usize),
+}
+
+/// One process's stdio as the shim holds it.
+#[derive(Default)]
+struct ProcIo {
+    out: Option<File>,
+    err: Option<File>,
+    stdin: Option<File>,
+    /// Bytes from clients not yet taken by the process.
+    stdin_buf: Vec<u8>,
+    /// Close stdin once `stdin_buf` is written.
+    close_stdin: bool,
+    /// The pty master (tty processes), for resizing.
+    pty: Option<File>,
+    tty: bool,
+}
+
+impl ProcIo {
+    fn drained(&self) -> bool {
+        self.out.is_none() && self.err.is_none()
+    }
+
+    /// Write what clients sent; close stdin when asked and done.
+    fn feed_stdin(&mut self) {
+        let Some(f) = &mut self.stdin else {
+            self.stdin_buf.clear();
+            return;
+        };
+        while !self.stdin_buf.is_empty() {
+            match f.write(&self.stdin_buf) {
+                Ok(n) => {
+                    self.stdin_buf.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.stdin = None;
+                    self.stdin_buf.clear();
+                    return;
+                }
+            }
+        }
+        if self.close_stdin {
+            self.stdin = None;
+        }
+    }
+}
+
+/// An extra process started with `exec_start`.
+struct Exec {
+    id: String,
+    pid: Pid,
+    io: ProcIo,
+    exit: Option<(i32, Instant)>,
+    /// Exited and drained: clients got EOF, waiters their answer.
+    done: bool,
+    waiters: Vec<UnixStream>,
+}
+
+impl Exec {
+    fn state(&self) -> ExecState {
+        ExecState {
+            exec_id: self.id.clone(),
+            pid: self.pid.as_raw(),
+            running: !self.done,
+            exit_code: if self.done {
+                self.exit.map(|(c, _)| c)
+            } else {
+                None
+            },
+        }
+    }
+}
+
+enum Mode {
+    /// JSON requests, one per line.
+    Control,
+    /// A process's stdio.
+    Stream {
+        target: Target,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+}
+
 struct Client {
     stream: UnixStream,
-    buf: Vec<u8>,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    mode: Mode,
+    /// The peer shut down its write side.
+    read_closed: bool,
+    /// The target finished: shut our write side down once `out` is sent.
+    finishing: bool,
+    /// Our write side is shut down.
+    shut: bool,
+    /// Drop at the end of this round.
     closed: bool,
+}
+
+impl Client {
+    fn new(stream: UnixStream) -> Client {
+        Client {
+            stream,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            mode: Mode::Control,
+            read_closed: false,
+            finishing: false,
+            shut: false,
+            closed: false,
+        }
+    }
+
+    fn target(&self) -> Option<Target> {
+        match self.mode {
+            Mode::Stream { target, .. } => Some(target),
+            Mode::Control => None,
+        }
+    }
+
+    /// Send queued output without blocking; a broken peer is dropped.
+    fn flush(&mut self) {
+        while !self.out.is_empty() && !self.closed {
+            match self.stream.write(&self.out) {
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => self.closed = true,
+            }
+        }
+        if self.out.is_empty() && self.finishing && !self.shut {
+            let _ = self.stream.shutdown(std::net::Shutdown::Write);
+            self.shut = true;
+            if self.read_closed {
+                self.closed = true;
+            }
+        }
+    }
+
+    /// Queue a chunk of output, dropping a client that lets too much pile up.
+    fn send(&mut self, data: &[u8]) {
+        if self.closed || self.shut {
+            return;
+        }
+        self.out.extend_from_slice(data);
+        self.flush();
+        if self.out.len() > MAX_CLIENT_BACKLOG {
+            eprintln!("berth-shim: dropping an attached client that does not read");
+            self.closed = true;
+        }
+    }
 }
 
 /// A running container and everything the shim holds for it.
 struct Supervisor {
     bundle: Bundle,
+    id: String,
     container: Container,
     pid: Pid,
+    started: bool,
+    stdin_once: bool,
     cgroups_path: Option<PathBuf>,
-    out: Option<File>,
-    err: Option<File>,
-    stdin: Option<File>,
-    /// The pty master (tty containers), for resizing.
-    pty: Option<File>,
-    log: JsonLogWriter,
+    /// The spec's process and root filesystem, the base of every exec.
+    process: Option<oci_spec::runtime::Process>,
+    rootfs: PathBuf,
+    mounted: Vec<PathBuf>,
+    io: ProcIo,
+    log: Box<dyn LogDriver>,
     listener: UnixListener,
     sigfd: SignalFd,
     clients: Vec<Client>,
     waiters: Vec<UnixStream>,
+    execs: Vec<Exec>,
+    exec_seq: u64,
     exited: Option<(WaitStatus, Instant)>,
 }
 
@@ -174,8 +341,67 @@ fn pipe() -> Result<(File, File), RuntimeError> {
     Ok((File::from(r), File::from(w)))
 }
 
+fn set_nonblocking(f: &Option<File>) {
+    if let Some(f) = f {
+        let _ = fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    }
+}
+
+/// Run `f` (a libcontainer call that forks) with the signal state a container process must
+/// inherit: SIGCHLD unblocked, SIGPIPE default. Restored afterwards.
+fn with_child_signal_state<T>(f: impl FnOnce() -> T) -> T {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    let _ = mask.thread_unblock();
+    // SAFETY: restoring the default disposition installs no handler.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
+    let out = f();
+    // SAFETY: ignoring a signal installs no handler.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigIgn);
+    }
+    let _ = mask.thread_block();
+    out
+}
+
+/// Receive a pty master on `listener` and split it into output, optional stdin and resize
+/// handles.
+fn pty_io(listener: &UnixListener, with_stdin: bool) -> std::io::Result<ProcIo> {
+    let master = File::from(receive_pty(listener)?);
+    let stdin = if with_stdin {
+        Some(master.try_clone()?)
+    } else {
+        None
+    };
+    let pty = Some(master.try_clone()?);
+    Ok(ProcIo {
+        out: Some(master),
+        stdin,
+        pty,
+        tty: true,
+        ..Default::default()
+    })
+}
+
+fn exit_code(status: WaitStatus) -> (i32, Option<i32>) {
+    match status {
+        WaitStatus::Exited(_, code) => (code, None),
+        WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, Some(sig as i32)),
+        _ => (255, None),
+    }
+}
+
+fn reason_error(message: String, reason: ErrorReason) -> Response {
+    Response::Error {
+        message,
+        reason: Some(reason),
+    }
+}
+
 impl Supervisor {
-    fn start(dir: &Path) -> Result<Supervisor, RuntimeError> {
+    fn start(dir: &Path, start_now: bool) -> Result<Supervisor, RuntimeError> {
         let bundle = Bundle::new(dir);
         let cfg: ShimConfig = bundle.read_shim_config()?;
         let spec = Spec::load(bundle.config_path()).map_err(|e| RuntimeError::Create {
@@ -191,7 +417,9 @@ impl Supervisor {
             std::process::id().to_string().as_bytes(),
         )?;
         precheck(&bundle, &spec)?;
-        let log = JsonLogWriter::open(&bundle.log_path(&cfg))
+        let log = cfg
+            .log
+            .open(&bundle.log_path(&cfg))
             .map_err(io_err("open", bundle.log_path(&cfg)))?;
 
         let console_path = bundle.dir().join("console.sock");
@@ -199,7 +427,7 @@ impl Supervisor {
             .with_root_path(bundle.runtime_root())
             .map_err(|e| create_err(&cfg.id, &e))?;
         let mut console = None;
-        let (mut out, mut err, mut stdin, mut pty) = (None, None, None, None);
+        let mut io = ProcIo::default();
         if cfg.tty {
             let _ = std::fs::remove_file(&console_path);
             console = Some(bind_long(&console_path).map_err(io_err("bind", &console_path))?);
@@ -212,26 +440,20 @@ impl Supervisor {
                 .with_stdin(OwnedFd::from(in_r))
                 .with_stdout(OwnedFd::from(out_w))
                 .with_stderr(OwnedFd::from(err_w));
-            out = Some(out_r);
-            err = Some(err_r);
-            stdin = cfg.open_stdin.then_some(in_w);
+            io.out = Some(out_r);
+            io.err = Some(err_r);
+            io.stdin = cfg.open_stdin.then_some(in_w);
         }
 
         // The container's init is cloned from this process during build(): it must inherit
-        // default signal dispositions and an empty signal mask.
-        // SAFETY: restoring the default disposition installs no handler.
-        unsafe {
-            let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
-        }
-        let built = builder
-            .as_init(bundle.dir())
-            .with_systemd(false)
-            .with_detach(true)
-            .build();
-        // SAFETY: ignoring a signal installs no handler.
-        unsafe {
-            let _ = signal(Signal::SIGPIPE, SigHandler::SigIgn);
-        }
+        // default signal dispositions and an empty signal mask (SIGCHLD is not blocked yet).
+        let built = with_child_signal_state(|| {
+            builder
+                .as_init(bundle.dir())
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+        });
         let mut container = match built {
             Ok(c) => c,
             Err(e) => {
@@ -257,28 +479,8 @@ impl Supervisor {
             return Err(fail(container, e));
         }
         if let Some(listener) = console.take() {
-            match receive_pty(&listener) {
-                Ok(master) => {
-                    let master = File::from(master);
-                    if cfg.open_stdin {
-                        match master.try_clone() {
-                            Ok(w) => stdin = Some(w),
-                            Err(e) => {
-                                return Err(fail(
-                                    container,
-                                    RuntimeError::io("dup", "pty master", e),
-                                ));
-                            }
-                        }
-                    }
-                    match master.try_clone() {
-                        Ok(m) => pty = Some(m),
-                        Err(e) => {
-                            return Err(fail(container, RuntimeError::io("dup", "pty master", e)));
-                        }
-                    }
-                    out = Some(master);
-                }
+            match pty_io(&listener, cfg.open_stdin) {
+                Ok(p) => io = p,
                 Err(e) => {
                     return Err(fail(
                         container,
@@ -308,57 +510,79 @@ impl Supervisor {
                 ));
             }
         };
-        if let Err(e) = container.start() {
+        if start_now && let Err(e) = container.start() {
             let e = create_err(&cfg.id, &e);
             return Err(fail(container, e));
         }
         let _ = listener.set_nonblocking(true);
-        for f in [&out, &err].into_iter().flatten() {
-            let _ = fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-        }
+        set_nonblocking(&io.out);
+        set_nonblocking(&io.err);
+        set_nonblocking(&io.stdin);
+        let rootfs = spec
+            .root()
+            .as_ref()
+            .map(|r| bundle.dir().join(r.path()))
+            .unwrap_or_default();
         Ok(Supervisor {
             cgroups_path: spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
+            process: spec.process().clone(),
+            mounted: mount_destinations(&spec),
+            rootfs,
+            id: cfg.id.clone(),
+            stdin_once: cfg.stdin_once,
+            started: start_now,
             bundle,
             container,
             pid,
-            out,
-            err,
-            stdin,
-            pty,
+            io,
             log,
             listener,
             sigfd,
             clients: Vec::new(),
             waiters: Vec::new(),
+            execs: Vec::new(),
+            exec_seq: 0,
             exited: None,
         })
+    }
+
+    fn io_mut(&mut self, t: Target) -> &mut ProcIo {
+        match t {
+            Target::Init => &mut self.io,
+            Target::Exec(i) => &mut self.execs[i].io,
+        }
     }
 
     fn run(&mut self) {
         // A SIGCHLD may have arrived before the signalfd existed.
         self.reap();
         loop {
+            self.settle_execs();
             if let Some((_, at)) = self.exited {
-                let drained = self.out.is_none() && self.err.is_none();
+                let execs_done = self.execs.iter().all(|e| e.done);
+                let drained = self.io.drained() && execs_done;
                 if drained || at.elapsed() >= DRAIN_AFTER_EXIT {
                     self.finish();
+                    self.linger();
                     return;
                 }
             }
-            let timeout = match self.exited {
-                Some((_, at)) => {
-                    PollTimeout::try_from(DRAIN_AFTER_EXIT.saturating_sub(at.elapsed()))
-                        .unwrap_or(PollTimeout::ZERO)
-                }
-                None => PollTimeout::NONE,
+            let pending_exit =
+                self.exited.is_some() || self.execs.iter().any(|e| e.exit.is_some() && !e.done);
+            let timeout = if pending_exit {
+                PollTimeout::from(50u8)
+            } else {
+                PollTimeout::NONE
             };
-            let ready = self.poll_once(timeout);
-            let Ok(ready) = ready else { continue };
+            let Ok(ready) = self.poll_once(timeout) else {
+                continue;
+            };
             for (src, flags) in ready {
                 match src {
                     Src::Signal => self.reap(),
-                    Src::Out => self.pump(Stream::Stdout),
-                    Src::Err => self.pump(Stream::Stderr),
+                    Src::Out(t) => self.pump(t, Stream::Stdout),
+                    Src::Err(t) => self.pump(t, Stream::Stderr),
+                    Src::Stdin(t) => self.io_mut(t).feed_stdin(),
                     Src::Listener => self.accept(),
                     Src::Client(i) => self.serve(i, flags),
                 }
@@ -373,17 +597,53 @@ impl Supervisor {
             PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
         ];
-        if let Some(f) = &self.out {
-            srcs.push(Src::Out);
-            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-        }
-        if let Some(f) = &self.err {
-            srcs.push(Src::Err);
-            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+        let targets = std::iter::once((Target::Init, &self.io)).chain(
+            self.execs
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| !e.done)
+                .map(|(i, e)| (Target::Exec(i), &e.io)),
+        );
+        for (t, io) in targets {
+            if let Some(f) = &io.out {
+                srcs.push(Src::Out(t));
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(f) = &io.err {
+                srcs.push(Src::Err(t));
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(f) = &io.stdin
+                && !io.stdin_buf.is_empty()
+            {
+                srcs.push(Src::Stdin(t));
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLOUT));
+            }
         }
         for (i, c) in self.clients.iter().enumerate() {
+            let mut ev = PollFlags::empty();
+            let stdin_full = match c.mode {
+                Mode::Stream {
+                    target,
+                    stdin: true,
+                    ..
+                } => {
+                    let io = match target {
+                        Target::Init => &self.io,
+                        Target::Exec(i) => &self.execs[i].io,
+                    };
+                    !io.stdin_buf.is_empty()
+                }
+                _ => false,
+            };
+            if !c.read_closed && !stdin_full {
+                ev |= PollFlags::POLLIN;
+            }
+            if !c.out.is_empty() {
+                ev |= PollFlags::POLLOUT;
+            }
             srcs.push(Src::Client(i));
-            fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(c.stream.as_fd(), ev));
         }
         poll(&mut fds, timeout)?;
         Ok(srcs
@@ -402,41 +662,114 @@ impl Supervisor {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(status) => {
-                    if status.pid() == Some(self.pid) && self.exited.is_none() {
+                    let pid = status.pid();
+                    if pid == Some(self.pid) && self.exited.is_none() {
                         self.exited = Some((status, Instant::now()));
+                    } else if let Some(e) = self
+                        .execs
+                        .iter_mut()
+                        .find(|e| Some(e.pid) == pid && e.exit.is_none())
+                    {
+                        e.exit = Some((exit_code(status).0, Instant::now()));
                     }
                 }
             }
         }
     }
 
-    fn pump(&mut self, stream: Stream) {
-        let slot = match stream {
-            Stream::Stdout => &mut self.out,
-            Stream::Stderr => &mut self.err,
-        };
-        let Some(f) = slot else { return };
+    /// Finish execs that exited and whose output is drained (or took too long to drain).
+    fn settle_execs(&mut self) {
+        for i in 0..self.execs.len() {
+            let e = &mut self.execs[i];
+            let Some((_, at)) = e.exit else { continue };
+            if e.done || !(e.io.drained() || at.elapsed() >= DRAIN_AFTER_EXIT) {
+                continue;
+            }
+            e.done = true;
+            e.io = ProcIo::default();
+            let state = e.state();
+            for mut w in e.waiters.drain(..) {
+                let _ = w.set_nonblocking(false);
+                respond(&mut w, &Response::ExecState(state.clone()));
+            }
+            self.end_streams(Target::Exec(i));
+        }
+    }
+
+    /// The target's output ended: its stream clients get EOF once their output is sent.
+    fn end_streams(&mut self, t: Target) {
+        for c in &mut self.clients {
+            if c.target() == Some(t) {
+                c.finishing = true;
+                c.flush();
+            }
+        }
+    }
+
+    fn pump(&mut self, t: Target, stream: Stream) {
         let mut buf = [0u8; 32 * 1024];
         loop {
-            match f.read(&mut buf) {
-                Ok(0) => {
-                    *slot = None;
-                    let _ = self.log.flush_stream(stream);
-                    return;
-                }
-                Ok(n) => {
-                    if let Err(e) = self.log.write(stream, &buf[..n]) {
-                        eprintln!("berth-shim: write log: {e}");
-                    }
-                }
+            let io = self.io_mut(t);
+            let slot = match stream {
+                Stream::Stdout => &mut io.out,
+                Stream::Stderr => &mut io.err,
+            };
+            let Some(f) = slot else { return };
+            let n = match f.read(&mut buf) {
+                Ok(0) => 0,
+                Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 // EIO: the pty's last slave closed.
-                Err(_) => {
-                    *slot = None;
+                Err(_) => 0,
+            };
+            if n == 0 {
+                *slot = None;
+                if t == Target::Init {
                     let _ = self.log.flush_stream(stream);
-                    return;
                 }
+                return;
+            }
+            let tty = io.tty;
+            let data = &buf[..n];
+            if t == Target::Init
+                && let Err(e) = self.log.write(stream, data)
+            {
+                eprintln!("berth-shim: write log: {e}");
+            }
+            self.broadcast(t, stream, tty, data);
+        }
+    }
+
+    fn broadcast(&mut self, t: Target, stream: Stream, tty: bool, data: &[u8]) {
+        let mut framed = Vec::new();
+        for c in &mut self.clients {
+            let Mode::Stream {
+                target,
+                stdout,
+                stderr,
+                ..
+            } = c.mode
+            else {
+                continue;
+            };
+            let wanted = match stream {
+                Stream::Stdout => stdout,
+                Stream::Stderr => stderr,
+            };
+            if target != t || !wanted {
+                continue;
+            }
+            if tty {
+                c.send(data);
+            } else {
+                if framed.is_empty() {
+                    framed.push(if stream == Stream::Stdout { 1 } else { 2 });
+                    framed.extend_from_slice(&[0, 0, 0]);
+                    framed.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                    framed.extend_from_slice(data);
+                }
+                c.send(&framed);
             }
         }
     }
@@ -444,35 +777,59 @@ impl Supervisor {
     fn accept(&mut self) {
         while let Ok((stream, _)) = self.listener.accept() {
             let _ = stream.set_nonblocking(true);
-            self.clients.push(Client {
-                stream,
-                buf: Vec::new(),
-                closed: false,
-            });
+            self.clients.push(Client::new(stream));
         }
     }
 
-    /// Read and answer the requests of client `i`; mark it closed at EOF.
-    fn serve(&mut self, i: usize, _flags: PollFlags) {
-        let mut chunk = [0u8; 4096];
-        let mut closed = false;
+    /// Serve client `i`: send its queued output, read what it sent.
+    fn serve(&mut self, i: usize, flags: PollFlags) {
+        if flags.contains(PollFlags::POLLOUT) {
+            self.clients[i].flush();
+        }
+        if self.clients[i].read_closed {
+            if flags.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                self.clients[i].closed = true;
+            }
+            return;
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let mut eof = false;
         loop {
             match self.clients[i].stream.read(&mut chunk) {
                 Ok(0) => {
-                    closed = true;
+                    eof = true;
                     break;
                 }
-                Ok(n) => self.clients[i].buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    self.clients[i].inbuf.extend_from_slice(&chunk[..n]);
+                    if self.clients[i].inbuf.len() >= 64 * 1024 {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    closed = true;
-                    break;
+                    self.clients[i].closed = true;
+                    return;
                 }
             }
         }
-        while let Some(pos) = self.clients[i].buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.clients[i].buf.drain(..=pos).collect();
+        if matches!(self.clients[i].mode, Mode::Control) {
+            self.serve_requests(i);
+        }
+        if matches!(self.clients[i].mode, Mode::Stream { .. }) {
+            self.stream_input(i);
+        }
+        if eof {
+            self.client_eof(i);
+        }
+    }
+
+    fn serve_requests(&mut self, i: usize) {
+        while matches!(self.clients[i].mode, Mode::Control)
+            && let Some(pos) = self.clients[i].inbuf.iter().position(|&b| b == b'\n')
+        {
+            let line: Vec<u8> = self.clients[i].inbuf.drain(..=pos).collect();
             let resp = match serde_json::from_slice::<Request>(&line) {
                 Ok(Request::Wait) => {
                     // Answered in finish(), once exit.json is written.
@@ -481,61 +838,372 @@ impl Supervisor {
                     }
                     continue;
                 }
-                Ok(req) => self.handle(req),
-                Err(e) => Response::Error {
-                    message: format!("bad request: {e}"),
+                Ok(Request::ExecWait { exec_id }) => match self.find_exec(&exec_id) {
+                    Ok(x) if !self.execs[x].done => {
+                        if let Ok(s) = self.clients[i].stream.try_clone() {
+                            self.execs[x].waiters.push(s);
+                        }
+                        continue;
+                    }
+                    Ok(x) => Response::ExecState(self.execs[x].state()),
+                    Err(r) => r,
                 },
+                Ok(Request::Attach {
+                    stdin,
+                    stdout,
+                    stderr,
+                }) => self.attach(i, stdin, stdout, stderr),
+                Ok(Request::ExecStart(cfg)) => self.exec_start(i, cfg),
+                Ok(req) => self.handle(req),
+                Err(e) => Response::error(format!("bad request: {e}")),
             };
-            respond(&mut self.clients[i].stream, &resp);
+            self.reply(i, &resp);
         }
-        self.clients[i].closed = closed;
+    }
+
+    /// Queue a JSON answer line to client `i`.
+    fn reply(&mut self, i: usize, resp: &Response) {
+        let mut line = serde_json::to_vec(resp).expect("responses serialize");
+        line.push(b'\n');
+        self.clients[i].send(&line);
+    }
+
+    /// Bytes from a stream client go to its target's stdin.
+    fn stream_input(&mut self, i: usize) {
+        let data = std::mem::take(&mut self.clients[i].inbuf);
+        let Mode::Stream {
+            target,
+            stdin: true,
+            ..
+        } = self.clients[i].mode
+        else {
+            return;
+        };
+        let io = self.io_mut(target);
+        if io.stdin.is_some() && !data.is_empty() {
+            io.stdin_buf.extend_from_slice(&data);
+            io.feed_stdin();
+        }
+    }
+
+    fn client_eof(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        c.read_closed = true;
+        match c.mode {
+            Mode::Control => {
+                // A waiter keeps its connection (a clone) in the waiter list.
+                c.closed = c.out.is_empty();
+                if !c.closed {
+                    c.finishing = true;
+                }
+            }
+            Mode::Stream {
+                target,
+                stdin: true,
+                ..
+            } => {
+                if c.shut {
+                    c.closed = true;
+                }
+                let close = match target {
+                    Target::Init => self.stdin_once,
+                    Target::Exec(_) => true,
+                };
+                if close {
+                    let io = self.io_mut(target);
+                    io.close_stdin = true;
+                    io.feed_stdin();
+                }
+            }
+            Mode::Stream { .. } => {
+                if c.shut {
+                    c.closed = true;
+                }
+            }
+        }
+    }
+
+    fn attach(&mut self, i: usize, stdin: bool, stdout: bool, stderr: bool) -> Response {
+        if self.exited.is_some() {
+            return reason_error(
+                format!("container {} is not running", self.id),
+                ErrorReason::NotRunning,
+            );
+        }
+        self.clients[i].mode = Mode::Stream {
+            target: Target::Init,
+            stdin,
+            stdout,
+            stderr,
+        };
+        Response::Attached { tty: self.io.tty }
+    }
+
+    fn find_exec(&self, exec_id: &str) -> Result<usize, Response> {
+        self.execs
+            .iter()
+            .position(|e| e.id == exec_id)
+            .ok_or_else(|| {
+                reason_error(
+                    format!("no such exec instance: {exec_id}"),
+                    ErrorReason::NoSuchExec {
+                        exec_id: exec_id.to_string(),
+                    },
+                )
+            })
+    }
+
+    fn exec_start(&mut self, i: usize, cfg: ExecConfig) -> Response {
+        if !self.started || self.exited.is_some() {
+            return reason_error(
+                format!("container {} is not running", self.id),
+                ErrorReason::NotRunning,
+            );
+        }
+        if self.execs.iter().any(|e| e.id == cfg.exec_id) {
+            return reason_error(
+                format!("exec instance {} already exists", cfg.exec_id),
+                ErrorReason::ExecExists {
+                    exec_id: cfg.exec_id.clone(),
+                },
+            );
+        }
+        match self.spawn_exec(&cfg) {
+            Ok(x) => {
+                let e = &self.execs[x];
+                let resp = Response::ExecStarted {
+                    pid: e.pid.as_raw(),
+                    tty: e.io.tty,
+                };
+                if !cfg.detach {
+                    self.clients[i].mode = Mode::Stream {
+                        target: Target::Exec(x),
+                        stdin: cfg.stdin,
+                        stdout: cfg.stdout,
+                        stderr: cfg.stderr,
+                    };
+                }
+                resp
+            }
+            Err(RuntimeError::ExecutableNotFound { name }) => reason_error(
+                format!("exec: \"{name}\": executable file not found in $PATH"),
+                ErrorReason::ExecutableNotFound { name },
+            ),
+            Err(RuntimeError::ExecutableNotRunnable { name }) => reason_error(
+                format!("exec: \"{name}\": permission denied"),
+                ErrorReason::ExecutableNotRunnable { name },
+            ),
+            Err(e) => Response::error(e.to_string()),
+        }
+    }
+
+    /// The exec's OCI process: the container's, with the exec's command, environment,
+    /// directory, user, terminal and capabilities.
+    fn exec_process(&self, cfg: &ExecConfig) -> Result<oci_spec::runtime::Process, RuntimeError> {
+        let mut p = self.process.clone().unwrap_or_default();
+        if cfg.args.is_empty() {
+            return Err(RuntimeError::InvalidConfig("exec: no command given".into()));
+        }
+        p.set_args(Some(cfg.args.clone()));
+        let mut env = p.env().clone().unwrap_or_default();
+        for kv in &cfg.env {
+            let key = kv.split('=').next().unwrap_or(kv);
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        p.set_env(Some(env));
+        if !cfg.cwd.is_empty() {
+            p.set_cwd(PathBuf::from(&cfg.cwd));
+        }
+        p.set_terminal(Some(cfg.tty));
+        p.set_console_size(None);
+        if let Some(u) = &cfg.user {
+            let mut user = oci_spec::runtime::User::default();
+            user.set_uid(u.uid);
+            user.set_gid(u.gid);
+            user.set_additional_gids(
+                (!u.additional_gids.is_empty()).then(|| u.additional_gids.clone()),
+            );
+            p.set_user(user);
+        }
+        if cfg.privileged || !cfg.cap_add.is_empty() {
+            let mut set = if cfg.privileged {
+                crate::spec::to_oci_caps(&crate::spec::capability_set(true, &[], &[])?)?
+            } else {
+                p.capabilities()
+                    .as_ref()
+                    .and_then(|c| c.bounding().clone())
+                    .unwrap_or_default()
+            };
+            set.extend(crate::spec::to_oci_caps(&cfg.cap_add)?);
+            let mut caps = oci_spec::runtime::LinuxCapabilities::default();
+            caps.set_bounding(Some(set.clone()));
+            caps.set_effective(Some(set.clone()));
+            caps.set_permitted(Some(set));
+            caps.set_inheritable(None);
+            caps.set_ambient(None);
+            p.set_capabilities(Some(caps));
+        }
+        // libcontainer treats a present `false` like `true`.
+        if p.no_new_privileges() != Some(true) {
+            p.set_no_new_privileges(None);
+        }
+        Ok(p)
+    }
+
+    fn spawn_exec(&mut self, cfg: &ExecConfig) -> Result<usize, RuntimeError> {
+        let process = self.exec_process(cfg)?;
+        check_executable(
+            &self.rootfs,
+            &cfg.args[0],
+            process.env().as_deref().unwrap_or_default(),
+            process.cwd(),
+            &self.mounted,
+        )?;
+        self.exec_seq += 1;
+        let n = self.exec_seq;
+        let process_path = self.bundle.runtime_root().join(format!("exec-{n}.json"));
+        write_json_atomic(&process_path, &process)?;
+        let console_path = self.bundle.dir().join(format!("exec-{n}.sock"));
+        let result = self.build_exec(cfg, &process_path, &console_path);
+        let _ = std::fs::remove_file(&process_path);
+        let _ = std::fs::remove_file(&console_path);
+        let (pid, io) = result?;
+        self.execs.push(Exec {
+            id: cfg.exec_id.clone(),
+            pid,
+            io,
+            exit: None,
+            done: false,
+            waiters: Vec::new(),
+        });
+        // It may have exited already; its SIGCHLD may have been discarded during build().
+        self.reap();
+        Ok(self.execs.len() - 1)
+    }
+
+    fn build_exec(
+        &mut self,
+        cfg: &ExecConfig,
+        process_path: &Path,
+        console_path: &Path,
+    ) -> Result<(Pid, ProcIo), RuntimeError> {
+        let id = self.id.clone();
+        let mut builder = ContainerBuilder::new(id.clone(), SyscallType::default())
+            .with_root_path(self.bundle.runtime_root())
+            .map_err(|e| create_err(&id, &e))?;
+        let mut io = ProcIo::default();
+        let mut console = None;
+        if cfg.tty {
+            let _ = std::fs::remove_file(console_path);
+            console = Some(bind_long(console_path).map_err(io_err("bind", console_path))?);
+            builder = builder.with_console_socket(Some(console_path));
+        } else {
+            let (in_r, in_w) = pipe()?;
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            builder = builder
+                .with_stdin(OwnedFd::from(in_r))
+                .with_stdout(OwnedFd::from(out_w))
+                .with_stderr(OwnedFd::from(err_w));
+            io.out = Some(out_r);
+            io.err = Some(err_r);
+            io.stdin = cfg.stdin.then_some(in_w);
+        }
+        let built = with_child_signal_state(|| {
+            builder
+                .as_tenant()
+                .with_process(Some(process_path))
+                .with_detach(true)
+                .build()
+        });
+        // The builder kept the child's pipe ends; they are closed with it.
+        let pid = built.map_err(|e| RuntimeError::Create {
+            id: id.clone(),
+            message: format!("exec {}: {}", cfg.exec_id, error_chain(&e)),
+        })?;
+        if let Some(listener) = console {
+            match pty_io(&listener, cfg.stdin) {
+                Ok(p) => io = p,
+                Err(e) => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    return Err(RuntimeError::io("receive pty from", console_path, e));
+                }
+            }
+        }
+        set_nonblocking(&io.out);
+        set_nonblocking(&io.err);
+        set_nonblocking(&io.stdin);
+        Ok((pid, io))
     }
 
     fn handle(&mut self, req: Request) -> Response {
+        let not_running = |id: &str| {
+            reason_error(
+                format!("container {id} is not running"),
+                ErrorReason::NotRunning,
+            )
+        };
         match req {
             Request::State => Response::State(ShimState {
                 pid: self.pid.as_raw(),
                 shim_pid: std::process::id() as i32,
                 status: if self.exited.is_some() {
                     ContainerStatus::Exited
+                } else if !self.started {
+                    ContainerStatus::Created
                 } else {
                     ContainerStatus::Running
                 },
             }),
+            Request::Start => {
+                if self.exited.is_some() {
+                    return not_running(&self.id);
+                }
+                if self.started {
+                    return Response::error(format!("container {} is already started", self.id));
+                }
+                match self.container.start() {
+                    Ok(()) => {
+                        self.started = true;
+                        Response::Ok
+                    }
+                    Err(e) => Response::error(create_err(&self.id, &e).to_string()),
+                }
+            }
             Request::Kill { signal } => {
                 if self.exited.is_some() {
-                    return Response::Error {
-                        message: "container is not running".into(),
-                    };
+                    return not_running(&self.id);
                 }
-                match Signal::try_from(signal) {
-                    Ok(sig) => match kill(self.pid, sig) {
-                        Ok(()) => Response::Ok,
-                        Err(e) => Response::Error {
-                            message: format!("kill {}: {e}", self.pid),
-                        },
-                    },
-                    Err(_) => Response::Error {
-                        message: format!("invalid signal {signal}"),
-                    },
-                }
+                send_signal(self.pid, signal)
             }
             Request::CloseStdin => {
-                self.stdin = None;
+                self.io.close_stdin = true;
+                self.io.feed_stdin();
                 Response::Ok
             }
-            Request::Resize { height, width } => match &self.pty {
-                Some(pty) => match set_winsize(pty, height, width) {
-                    Ok(()) => Response::Ok,
-                    Err(e) => Response::Error {
-                        message: format!("resize: {e}"),
-                    },
-                },
-                None => Response::Error {
-                    message: "the container has no tty".into(),
-                },
+            Request::Resize { height, width } => resize(&self.io, height, width),
+            Request::ExecResize {
+                exec_id,
+                height,
+                width,
+            } => match self.find_exec(&exec_id) {
+                Ok(x) => resize(&self.execs[x].io, height, width),
+                Err(r) => r,
             },
-            Request::Wait => unreachable!("wait is queued by serve"),
+            Request::ExecState { exec_id } => match self.find_exec(&exec_id) {
+                Ok(x) => Response::ExecState(self.execs[x].state()),
+                Err(r) => r,
+            },
+            Request::ExecKill { exec_id, signal } => match self.find_exec(&exec_id) {
+                Ok(x) if self.execs[x].exit.is_none() => send_signal(self.execs[x].pid, signal),
+                Ok(_) => Response::error(format!("exec {exec_id} is not running")),
+                Err(r) => r,
+            },
+            Request::Wait
+            | Request::ExecWait { .. }
+            | Request::Attach { .. }
+            | Request::ExecStart(_) => unreachable!("handled by serve_requests"),
         }
     }
 
@@ -544,11 +1212,7 @@ impl Supervisor {
             let _ = self.log.flush_stream(s);
         }
         let (status, _) = self.exited.expect("finish after exit");
-        let (exit_code, signal) = match status {
-            WaitStatus::Exited(_, code) => (code, None),
-            WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, Some(sig as i32)),
-            _ => (255, None),
-        };
+        let (exit_code, signal) = exit_code(status);
         let record = ExitRecord {
             exit_code,
             signal,
@@ -567,15 +1231,81 @@ impl Supervisor {
             let _ = w.set_nonblocking(false);
             respond(&mut w, &Response::Exited(record.clone()));
         }
+        for e in &mut self.execs {
+            let mut st = e.state();
+            st.running = false;
+            for mut w in e.waiters.drain(..) {
+                let _ = w.set_nonblocking(false);
+                respond(&mut w, &Response::ExecState(st.clone()));
+            }
+        }
     }
+
+    /// Give stream clients a bounded time to take their last output, then EOF.
+    fn linger(&mut self) {
+        for c in &mut self.clients {
+            c.finishing = true;
+            c.flush();
+        }
+        let deadline = Instant::now() + DRAIN_AFTER_EXIT;
+        loop {
+            self.clients.retain(|c| !c.closed && !c.out.is_empty());
+            if self.clients.is_empty() || Instant::now() >= deadline {
+                return;
+            }
+            let mut fds: Vec<PollFd> = self
+                .clients
+                .iter()
+                .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLOUT))
+                .collect();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = poll(
+                &mut fds,
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO),
+            );
+            drop(fds);
+            for c in &mut self.clients {
+                c.flush();
+            }
+        }
+    }
+}
+
+fn send_signal(pid: Pid, signal: i32) -> Response {
+    match Signal::try_from(signal) {
+        Ok(sig) => match kill(pid, sig) {
+            Ok(()) => Response::Ok,
+            Err(e) => Response::error(format!("kill {pid}: {e}")),
+        },
+        Err(_) => Response::error(format!("invalid signal {signal}")),
+    }
+}
+
+fn resize(io: &ProcIo, height: u16, width: u16) -> Response {
+    match &io.pty {
+        Some(pty) => match set_winsize(pty, height, width) {
+            Ok(()) => Response::Ok,
+            Err(e) => Response::error(format!("resize: {e}")),
+        },
+        None => Response::error("the process has no tty"),
+    }
+}
+
+fn mount_destinations(spec: &Spec) -> Vec<PathBuf> {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .map(|m| m.destination().clone())
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Src {
     Signal,
     Listener,
-    Out,
-    Err,
+    Out(Target),
+    Err(Target),
+    Stdin(Target),
     Client(usize),
 }
 
@@ -613,19 +1343,20 @@ fn precheck(bundle: &Bundle, spec: &Spec) -> Result<(), RuntimeError> {
     let Some(process) = spec.process() else {
         return Ok(());
     };
-    let Some(args0) = process.args().as_ref().and_then(|a| a.first()) else {
+    let args = process.args().as_deref().unwrap_or_default();
+    // With `--init`, judge the command the init will run.
+    let args = match args {
+        [init, dashdash, rest @ ..] if init == crate::init::INIT_PATH && dashdash == "--" => rest,
+        _ => args,
+    };
+    let Some(args0) = args.first() else {
         return Ok(());
     };
     let Some(root) = spec.root() else {
         return Ok(());
     };
     let rootfs = bundle.dir().join(root.path());
-    let mounted: Vec<PathBuf> = spec
-        .mounts()
-        .iter()
-        .flatten()
-        .map(|m| m.destination().clone())
-        .collect();
+    let mounted = mount_destinations(spec);
     let env = process.env().clone().unwrap_or_default();
     check_executable(&rootfs, args0, &env, process.cwd(), &mounted)
 }
