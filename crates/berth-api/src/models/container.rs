@@ -213,7 +213,8 @@ pub struct HostConfig {
     pub shm_size: i64,
     #[serde(rename = "Sysctls", skip_serializing_if = "Option::is_none")]
     pub sysctls: Option<BTreeMap<String, String>>,
-    #[serde(rename = "Runtime")]
+    /// Docker's `omitempty`.
+    #[serde(rename = "Runtime", skip_serializing_if = "String::is_empty")]
     pub runtime: String,
     #[serde(rename = "Isolation")]
     pub isolation: String,
@@ -257,12 +258,13 @@ pub struct RestartPolicy {
 pub struct Mount {
     #[serde(rename = "Target")]
     pub target: String,
-    #[serde(rename = "Source")]
+    /// Empty (and then omitted, as Docker's `omitempty`) for tmpfs mounts.
+    #[serde(rename = "Source", skip_serializing_if = "String::is_empty")]
     pub source: String,
     /// `bind`, `volume`, `tmpfs`, `image`, `npipe`, `cluster`.
     #[serde(rename = "Type")]
     pub kind: String,
-    #[serde(rename = "ReadOnly")]
+    #[serde(rename = "ReadOnly", skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
     #[serde(rename = "Consistency", skip_serializing_if = "String::is_empty")]
     pub consistency: String,
@@ -314,7 +316,7 @@ pub struct VolumeOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VolumeDriverConfig {
-    #[serde(rename = "Name")]
+    #[serde(rename = "Name", skip_serializing_if = "String::is_empty")]
     pub name: String,
     #[serde(rename = "Options", skip_serializing_if = "Option::is_none")]
     pub options: Option<BTreeMap<String, String>>,

@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod image;
+pub mod run_opts;
 pub mod system;
 
 use anyhow::{Result, bail};
@@ -78,4 +79,18 @@ pub fn parse_filters(flags: &[String]) -> Result<berth_client::Filters> {
         filters.add(key.trim().to_lowercase(), value.trim());
     }
     Ok(filters)
+}
+
+/// An OS error as Go prints it: `no such file or directory` (no `(os error 2)`, lower case).
+pub fn os_error_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
