@@ -1,0 +1,78 @@
+//! The crate's error type. Each variant maps onto one engine-wide [`ErrorKind`]; the messages
+//! are Docker's where a docker user would recognise them.
+
+use berth_api::ErrorKind;
+use berth_runtime::RuntimeError;
+
+/// Result alias for this crate.
+pub type Result<T, E = ContainerError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong managing containers.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// No container matches the name, id or id prefix.
+    #[error("No such container: {0}")]
+    NotFound(String),
+    /// The request is malformed or asks for something invalid (Docker's 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The container is in a state that forbids the operation (Docker's 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Berth does not implement this yet (501).
+    #[error("{0}")]
+    NotImplemented(String),
+    /// The image store answered with an error (no such image, ...).
+    #[error("{0}")]
+    Image(#[from] berth_image::ImageError),
+    /// The runtime refused or failed.
+    #[error("{0}")]
+    Runtime(#[from] RuntimeError),
+    /// A file operation on a named path failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ContainerError {
+    /// The engine-wide class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ContainerError::NotFound(_) => ErrorKind::NotFound,
+            ContainerError::Invalid(_) => ErrorKind::InvalidArgument,
+            ContainerError::Conflict(_) => ErrorKind::Conflict,
+            ContainerError::NotImplemented(_) => ErrorKind::NotImplemented,
+            ContainerError::Image(e) => e.kind(),
+            ContainerError::Runtime(e) => e.kind(),
+            ContainerError::Io { .. } | ContainerError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        ContainerError::Io {
+            op,
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for a 400.
+pub(crate) fn invalid(message: impl Into<String>) -> ContainerError {
+    ContainerError::Invalid(message.into())
+}
+
+/// Shorthand for a 409.
+pub(crate) fn conflict(message: impl Into<String>) -> ContainerError {
+    ContainerError::Conflict(message.into())
+}

@@ -1,0 +1,25 @@
+//! Berth's containers: records and names, the state machine, creation from an image and a
+//! create request, start/stop/kill/restart/wait/remove, logs, pause and top, adoption of
+//! running shims when the daemon starts, and restart policies. The runtime underneath is
+//! `berth-runtime` (one `berth-shim` process per running container); the HTTP edge is in
+//! `berthd`.
+
+pub mod cgroup;
+pub mod error;
+pub mod etc;
+pub mod filters;
+pub mod logs;
+pub mod manager;
+pub mod merge;
+pub mod names;
+pub mod record;
+pub mod restart;
+pub mod signal;
+pub mod status;
+pub mod user;
+
+pub use error::{ContainerError, Result};
+pub use filters::ListFilter;
+pub use logs::LogOptions;
+pub use manager::{Container, Containers, EventSink, Options, WaitCondition};
+pub use record::{Record, Status};

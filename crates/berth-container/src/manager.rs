@@ -1,0 +1,1508 @@
+//! [`Containers`]: the container service. It owns the records under `containers/<id>/`, the
+//! name table, the state machine and one watcher per running container (a blocking thread
+//! waiting on the shim, then an async task recording the exit and applying the restart
+//! policy). Operations on one container are serialised by its operation lock; reads take
+//! only the record's mutex.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use berth_api::models::container::{SummaryHostConfig, SummaryNetworkSettings};
+use berth_api::models::{
+    ContainerCreateRequest, ContainerInspect, ContainerState, ContainerSummary, DriverData,
+    MountPoint, NetworkSettings,
+};
+use berth_image::{ContainerUse, Digest, ImageStore};
+use berth_runtime::config::{
+    ContainerRunConfig, DeviceSpec, MountKind, MountSpec, NamespaceMode, NamespaceModes, Resources,
+    SeccompMode, Ulimit,
+};
+use berth_runtime::spec::RealHost;
+use berth_runtime::{Bundle, ExitRecord, RuntimeError, Shim, ShimHandle, rootfs};
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::error::{ContainerError, Result, conflict, invalid};
+use crate::filters::ListFilter;
+use crate::logs::{self, LogOptions};
+use crate::record::{Paths, Record, Status, go_time};
+use crate::restart::{self, Policy};
+use crate::status::{StatusView, command_text, status_text};
+use crate::{cgroup, etc, merge, names, signal, user};
+
+/// Where container events go (the daemon's event bus).
+pub trait EventSink: Send + Sync {
+    /// A container event; `attributes` already carry name, image and labels.
+    fn container_event(&self, action: &str, id: &str, attributes: BTreeMap<String, String>);
+}
+
+/// How the service runs containers.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The daemon's data root; containers live in `<data_root>/containers`.
+    pub data_root: PathBuf,
+    /// The `berth-shim` executable.
+    pub shim_binary: PathBuf,
+    /// cgroup parent for containers that do not name one (`/berth`).
+    pub cgroup_parent: String,
+}
+
+/// What `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+impl WaitCondition {
+    /// Parses the `condition` query parameter (empty: `not-running`).
+    pub fn parse(s: &str) -> Result<WaitCondition> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            other => Err(invalid(format!("invalid condition: {other:?}"))),
+        }
+    }
+}
+
+/// What wait-ers watch: changes with every start, exit and removal.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    running: bool,
+    exits: u64,
+    exit_code: i64,
+    removed: bool,
+}
+
+/// One container in memory.
+pub struct Container {
+    id: String,
+    paths: Paths,
+    rec: Mutex<Record>,
+    op: tokio::sync::Mutex<()>,
+    notify: watch::Sender<Snapshot>,
+    shim: Mutex<Option<ShimHandle>>,
+    backoff: Mutex<Option<Duration>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Container {
+    fn new(rec: Record, dir: PathBuf) -> Arc<Container> {
+        let snap = Snapshot {
+            running: rec.state.status.is_running(),
+            exit_code: rec.state.exit_code,
+            ..Default::default()
+        };
+        Arc::new(Container {
+            id: rec.id.clone(),
+            paths: Paths { dir },
+            rec: Mutex::new(rec),
+            op: tokio::sync::Mutex::new(()),
+            notify: watch::channel(snap).0,
+            shim: Mutex::new(None),
+            backoff: Mutex::new(None),
+        })
+    }
+
+    /// A copy of the record.
+    pub fn record(&self) -> Record {
+        lock(&self.rec).clone()
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Changes the record and writes it.
+    fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
+        let mut r = lock(&self.rec);
+        f(&mut r);
+        r.save(&self.paths.dir)?;
+        Ok(r.clone())
+    }
+
+    fn shim(&self) -> Option<ShimHandle> {
+        lock(&self.shim).clone()
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut Snapshot)) {
+        self.notify.send_modify(f);
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<String, Arc<Container>>,
+    names: HashMap<String, String>,
+}
+
+struct Inner {
+    root: PathBuf,
+    opts: Options,
+    images: Arc<ImageStore>,
+    events: Arc<dyn EventSink>,
+    table: Mutex<Table>,
+    ncpu: usize,
+}
+
+/// The container service (cheap to clone).
+#[derive(Clone)]
+pub struct Containers {
+    inner: Arc<Inner>,
+}
+
+/// A waiter returned by [`Containers::wait`]: resolves to the exit code.
+pub type WaitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ContainerError::Internal(format!("internal error: {e}")))
+}
+
+impl Containers {
+    /// Loads every container record under `<data_root>/containers`, adopts the shims of the
+    /// running ones (or records how they ended), and restarts containers whose policy says
+    /// so. Must be called inside a tokio runtime.
+    pub fn open(
+        opts: Options,
+        images: Arc<ImageStore>,
+        events: Arc<dyn EventSink>,
+    ) -> Result<Containers> {
+        let root = opts.data_root.join("containers");
+        std::fs::create_dir_all(&root).map_err(|e| ContainerError::io("create", &root, e))?;
+        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let me = Containers {
+            inner: Arc::new(Inner {
+                root: root.clone(),
+                opts,
+                images,
+                events,
+                table: Mutex::new(Table::default()),
+                ncpu,
+            }),
+        };
+        let mut to_restart = Vec::new();
+        for entry in std::fs::read_dir(&root).map_err(|e| ContainerError::io("read", &root, e))? {
+            let Ok(entry) = entry else { continue };
+            let dir = entry.path();
+            let rec = match Record::load(&dir) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "skipping unreadable container record");
+                    continue;
+                }
+            };
+            let c = Container::new(rec.clone(), dir.clone());
+            {
+                let mut t = lock(&me.inner.table);
+                t.names.insert(rec.name.clone(), rec.id.clone());
+                t.by_id.insert(rec.id.clone(), c.clone());
+            }
+            match rec.state.status {
+                Status::Running | Status::Paused => me.adopt(&c),
+                Status::Restarting | Status::Removing => {
+                    let _ = c.update(|r| r.state.status = Status::Exited);
+                }
+                _ => {}
+            }
+            let r = c.record();
+            let policy = Policy::parse(&r.host_config.restart_policy).unwrap_or(Policy::No);
+            if !r.state.status.is_running()
+                && r.state.started_at.is_some()
+                && policy.restart_on_daemon_start(
+                    r.state.exit_code,
+                    r.state.manually_stopped,
+                    r.restart_count,
+                )
+            {
+                to_restart.push(c.clone());
+            }
+        }
+        if !to_restart.is_empty()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let me2 = me.clone();
+            handle.spawn(async move {
+                for c in to_restart {
+                    if let Err(e) = me2.start_container(&c).await {
+                        tracing::warn!(id = %c.id, error = %e, "cannot restart container on daemon start");
+                    }
+                }
+            });
+        }
+        Ok(me)
+    }
+
+    /// Reattaches to a running container's shim, or records how it ended.
+    fn adopt(&self, c: &Arc<Container>) {
+        let dir = c.paths.dir.clone();
+        match ShimHandle::connect(&dir) {
+            Ok(h) if matches!(h.state(), Ok(s) if s.status == berth_runtime::shim::ContainerStatus::Running) =>
+            {
+                let pid = h.pid();
+                let _ = c.update(|r| r.state.pid = pid as i64);
+                *lock(&c.shim) = Some(h.clone());
+                tracing::info!(id = %c.id, pid, "adopted running container");
+                self.spawn_watcher(c.clone(), h);
+            }
+            _ => {
+                let exit = Bundle::new(&dir).read_exit().ok().flatten();
+                tracing::info!(id = %c.id, ?exit, "container exited while the daemon was down");
+                let _ = rootfs::unmount(&c.paths.rootfs());
+                let (code, finished, oom) = match exit {
+                    Some(e) => (
+                        e.exit_code as i64,
+                        DateTime::parse_from_rfc3339(&e.finished_at)
+                            .map(|t| t.with_timezone(&Utc))
+                            .unwrap_or_else(|_| Utc::now()),
+                        e.oom_killed,
+                    ),
+                    None => (255, Utc::now(), false),
+                };
+                let _ = c.update(|r| {
+                    r.state.status = Status::Exited;
+                    r.state.pid = 0;
+                    r.state.exit_code = code;
+                    r.state.finished_at = Some(finished);
+                    r.state.oom_killed = oom;
+                });
+                c.publish(|s| {
+                    s.running = false;
+                    s.exit_code = code;
+                });
+            }
+        }
+    }
+
+    // ---- lookup ----
+
+    /// Finds a container by full id, name (with or without `/`) or unique id prefix.
+    pub fn get(&self, key: &str) -> Result<Arc<Container>> {
+        let t = lock(&self.inner.table);
+        if let Some(c) = t.by_id.get(key) {
+            return Ok(c.clone());
+        }
+        let bare = key.strip_prefix('/').unwrap_or(key);
+        if let Some(id) = t.names.get(bare)
+            && let Some(c) = t.by_id.get(id)
+        {
+            return Ok(c.clone());
+        }
+        if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut hits = t.by_id.iter().filter(|(id, _)| id.starts_with(key));
+            if let Some((_, c)) = hits.next() {
+                if hits.next().is_some() {
+                    return Err(invalid(format!(
+                        "multiple IDs found with provided prefix: {key}"
+                    )));
+                }
+                return Ok(c.clone());
+            }
+        }
+        Err(ContainerError::NotFound(key.to_string()))
+    }
+
+    fn all(&self) -> Vec<Arc<Container>> {
+        lock(&self.inner.table).by_id.values().cloned().collect()
+    }
+
+    fn event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+        let r = lock(&c.rec);
+        let mut attrs: BTreeMap<String, String> = r.config.labels.clone().unwrap_or_default();
+        attrs.insert("name".into(), r.name.clone());
+        attrs.insert("image".into(), r.image.clone());
+        drop(r);
+        for (k, v) in extra {
+            attrs.insert((*k).to_string(), v.clone());
+        }
+        self.inner.events.container_event(action, &c.id, attrs);
+    }
+
+    // ---- create ----
+
+    /// `POST /containers/create`: returns the new id and warnings.
+    pub async fn create(
+        &self,
+        name: Option<String>,
+        req: ContainerCreateRequest,
+    ) -> Result<(String, Vec<String>)> {
+        let me = self.clone();
+        let c = blocking(move || me.create_blocking(name, req)).await??;
+        self.event(&c, "create", &[]);
+        Ok((c.id.clone(), Vec::new()))
+    }
+
+    fn create_blocking(
+        &self,
+        name: Option<String>,
+        req: ContainerCreateRequest,
+    ) -> Result<Arc<Container>> {
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => Some(names::validate(&n)?),
+            None => None,
+        };
+        let mut config = req.config;
+        if config.image.is_empty() {
+            return Err(invalid(
+                "config cannot be empty in order to create a container",
+            ));
+        }
+        let image = self.inner.images.get(&config.image)?;
+        let mut host = req.host_config.unwrap_or_default();
+        merge::validate_host_config(&host, self.inner.ncpu)?;
+        merge::fill_host_defaults(&mut host, Path::new("/sys/fs/cgroup/freezer").is_dir());
+        if let Some(img) = &image.config.config {
+            merge::merge_image_config(&mut config, img);
+        }
+        let (path, args) = merge::path_and_args(&config)?;
+        merge::mounts(&host)?;
+        let id = names::new_id();
+        if config.hostname.is_empty() {
+            config.hostname = if host.network_mode == "host" {
+                rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                id[..12].to_string()
+            };
+        }
+        let dir = self.inner.root.join(&id);
+        let rec = {
+            let mut t = lock(&self.inner.table);
+            let name = match name {
+                Some(n) => {
+                    if let Some(other) = t.names.get(&n) {
+                        return Err(conflict(format!(
+                            "Conflict. The container name \"/{n}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                        )));
+                    }
+                    n
+                }
+                None => names::generate(&|n| t.names.contains_key(n)),
+            };
+            t.names.insert(name.clone(), id.clone());
+            Record {
+                id: id.clone(),
+                name,
+                created: Utc::now(),
+                image: config.image.clone(),
+                image_id: image.id.to_string(),
+                path,
+                args,
+                config,
+                host_config: host,
+                ..Default::default()
+            }
+        };
+        let result = (|| -> Result<()> {
+            std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io("create", &dir, e))?;
+            write_etc_files(&Paths { dir: dir.clone() }, &rec)?;
+            rec.save(&dir)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&dir);
+            lock(&self.inner.table).names.remove(&rec.name);
+            return Err(e);
+        }
+        let c = Container::new(rec, dir);
+        lock(&self.inner.table).by_id.insert(id, c.clone());
+        Ok(c)
+    }
+
+    // ---- start ----
+
+    /// `POST /containers/{id}/start`: `Ok(false)` when it already runs (304).
+    pub async fn start(&self, key: &str) -> Result<bool> {
+        let c = self.get(key)?;
+        let _op = c.op.lock().await;
+        match c.record().state.status {
+            Status::Running | Status::Paused => return Ok(false),
+            Status::Removing => {
+                return Err(conflict(format!(
+                    "container {} is marked for removal and cannot be started",
+                    c.id
+                )));
+            }
+            _ => {}
+        }
+        let _ = c.update(|r| r.state.manually_stopped = false);
+        *lock(&c.backoff) = None;
+        self.start_locked(&c).await.map(|()| true)
+    }
+
+    async fn start_container(&self, c: &Arc<Container>) -> Result<()> {
+        let _op = c.op.lock().await;
+        if c.record().state.status.is_running() {
+            return Ok(());
+        }
+        self.start_locked(c).await
+    }
+
+    /// Starts a container; the caller holds its operation lock.
+    async fn start_locked(&self, c: &Arc<Container>) -> Result<()> {
+        let me = self.clone();
+        let c2 = c.clone();
+        let started = blocking(move || me.start_blocking(&c2)).await?;
+        match started {
+            Ok(h) => {
+                let pid = h.pid();
+                *lock(&c.shim) = Some(h.clone());
+                c.update(|r| {
+                    r.state.status = Status::Running;
+                    r.state.pid = pid as i64;
+                    r.state.exit_code = 0;
+                    r.state.error.clear();
+                    r.state.oom_killed = false;
+                    r.state.started_at = Some(Utc::now());
+                })?;
+                c.publish(|s| s.running = true);
+                self.spawn_watcher(c.clone(), h);
+                self.event(c, "start", &[]);
+                Ok(())
+            }
+            Err(e) => {
+                let code = match &e {
+                    ContainerError::Runtime(r) => r.docker_exit_code().unwrap_or(128),
+                    _ => 128,
+                } as i64;
+                let msg = e.to_string();
+                let _ = c.update(|r| {
+                    r.state.error = msg.clone();
+                    r.state.exit_code = code;
+                    if r.state.status == Status::Restarting {
+                        r.state.status = Status::Exited;
+                    }
+                });
+                c.publish(|s| s.exit_code = code);
+                Err(e)
+            }
+        }
+    }
+
+    fn cgroup_path(&self, r: &Record) -> String {
+        let parent = if r.host_config.resources.cgroup_parent.is_empty() {
+            self.inner.opts.cgroup_parent.clone()
+        } else {
+            r.host_config.resources.cgroup_parent.clone()
+        };
+        format!("/{}/{}", parent.trim_matches('/'), r.id).replace("//", "/")
+    }
+
+    fn start_blocking(&self, c: &Container) -> Result<ShimHandle> {
+        let r = c.record();
+        let image = self.inner.images.get(&r.image_id)?;
+        let layers = self.inner.images.layer_dirs(&image.id)?;
+        let root = rootfs::mount_overlay(&layers, &c.paths.dir)?;
+        let result = self.run_config(&r, &c.paths, &root).and_then(|cfg| {
+            let _ = std::fs::remove_file(Bundle::new(&c.paths.dir).exit_path());
+            Bundle::new(&c.paths.dir).write(&cfg, &RealHost)?;
+            Ok(Shim::spawn(&c.paths.dir, &self.inner.opts.shim_binary)?)
+        });
+        if result.is_err() {
+            let _ = rootfs::unmount(&root);
+        }
+        result
+    }
+
+    fn namespace(&self, mode: &str, kind: &str) -> Result<NamespaceMode> {
+        if mode == "host" {
+            return Ok(NamespaceMode::Host);
+        }
+        if let Some(target) = mode.strip_prefix("container:") {
+            let other = self.get(target)?;
+            let r = other.record();
+            if !r.state.status.is_running() || r.state.pid == 0 {
+                return Err(conflict(format!(
+                    "cannot join {kind} namespace of a non running container: container {} is {}",
+                    other.id,
+                    r.state.status.as_str()
+                )));
+            }
+            return Ok(NamespaceMode::Path(PathBuf::from(format!(
+                "/proc/{}/ns/{kind}",
+                r.state.pid
+            ))));
+        }
+        Ok(NamespaceMode::Private)
+    }
+
+    fn run_config(&self, r: &Record, paths: &Paths, root: &Path) -> Result<ContainerRunConfig> {
+        let h = &r.host_config;
+        let passwd = user::read_in_root(root, "/etc/passwd");
+        let group = user::read_in_root(root, "/etc/group");
+        let group_add = h.group_add.clone().unwrap_or_default();
+        let process_user = user::resolve(&r.config.user, &group_add, &passwd, &group)?;
+        let net = match h.network_mode.as_str() {
+            "host" => NamespaceMode::Host,
+            m if m.starts_with("container:") => self.namespace(m, "net")?,
+            _ => NamespaceMode::Private,
+        };
+        let namespaces = NamespaceModes {
+            pid: self.namespace(&h.pid_mode, "pid")?,
+            ipc: self.namespace(&h.ipc_mode, "ipc")?,
+            uts: self.namespace(&h.uts_mode, "uts")?,
+            net,
+        };
+        let (mut mounts, _) = merge::mounts(h)?;
+        for (file, dest) in [
+            (paths.hostname(), "/etc/hostname"),
+            (paths.hosts(), "/etc/hosts"),
+            (paths.resolv_conf(), "/etc/resolv.conf"),
+        ] {
+            if !mounts.iter().any(|m| m.destination == dest) {
+                mounts.push(MountSpec {
+                    destination: dest.into(),
+                    kind: MountKind::Bind { source: file },
+                    readonly: h.readonly_rootfs,
+                    options: Vec::new(),
+                });
+            }
+        }
+        let mut seccomp = SeccompMode::Default;
+        let mut no_new_privileges = false;
+        for opt in h.security_opt.iter().flatten() {
+            let (k, v) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), ""));
+            match k {
+                "seccomp" if v == "unconfined" => seccomp = SeccompMode::Unconfined,
+                "seccomp" => seccomp = SeccompMode::Custom(v.to_string()),
+                "no-new-privileges" => no_new_privileges = v.is_empty() || berth_api::parse_bool(v),
+                "apparmor" | "label" | "systempaths" => {}
+                _ => return Err(invalid(format!("invalid --security-opt: {opt:?}"))),
+            }
+        }
+        let res = &h.resources;
+        let resources = Resources {
+            memory: res.memory,
+            memory_swap: res.memory_swap,
+            memory_reservation: res.memory_reservation,
+            oom_kill_disable: res.oom_kill_disable.unwrap_or(false),
+            cpu_shares: res.cpu_shares.max(0) as u64,
+            cpu_quota: res.cpu_quota,
+            cpu_period: res.cpu_period.max(0) as u64,
+            nano_cpus: res.nano_cpus,
+            cpuset_cpus: res.cpuset_cpus.clone(),
+            cpuset_mems: res.cpuset_mems.clone(),
+            pids_limit: res.pids_limit.unwrap_or(0),
+            blkio_weight: res.blkio_weight,
+        };
+        let devices = res
+            .devices
+            .iter()
+            .flatten()
+            .map(|d| DeviceSpec {
+                path_on_host: PathBuf::from(&d.path_on_host),
+                path_in_container: d.path_in_container.clone(),
+                permissions: d.cgroup_permissions.clone(),
+            })
+            .collect();
+        let ulimits = res
+            .ulimits
+            .iter()
+            .flatten()
+            .map(|u| Ulimit {
+                name: u.name.clone(),
+                soft: u.soft.max(0) as u64,
+                hard: u.hard.max(0) as u64,
+            })
+            .collect();
+        Ok(ContainerRunConfig {
+            id: r.id.clone(),
+            rootfs: root.to_path_buf(),
+            args: std::iter::once(r.path.clone())
+                .chain(r.args.iter().cloned())
+                .collect(),
+            env: r.config.env.clone().unwrap_or_default(),
+            working_dir: r.config.working_dir.clone(),
+            user: process_user,
+            hostname: r.config.hostname.clone(),
+            domainname: r.config.domainname.clone(),
+            tty: r.config.tty,
+            open_stdin: r.config.open_stdin,
+            readonly_rootfs: h.readonly_rootfs,
+            privileged: h.privileged,
+            cap_add: h.cap_add.clone().unwrap_or_default(),
+            cap_drop: h.cap_drop.clone().unwrap_or_default(),
+            no_new_privileges,
+            seccomp,
+            namespaces,
+            resources,
+            shm_size: (h.shm_size > 0).then_some(h.shm_size as u64),
+            mounts,
+            devices,
+            ulimits,
+            masked_paths: h.masked_paths.clone(),
+            readonly_paths: h.readonly_paths.clone(),
+            sysctls: h.sysctls.clone().unwrap_or_default(),
+            cgroup_path: Some(self.cgroup_path(r)),
+            ..Default::default()
+        })
+    }
+
+    // ---- exits ----
+
+    fn spawn_watcher(&self, c: Arc<Container>, h: ShimHandle) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("wait-{}", &c.id[..12]))
+            .stack_size(128 << 10)
+            .spawn(move || {
+                let result = h.wait();
+                rt.spawn(async move { me.on_exit(c, result).await });
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a container watcher thread");
+        }
+    }
+
+    async fn on_exit(
+        &self,
+        c: Arc<Container>,
+        result: std::result::Result<ExitRecord, RuntimeError>,
+    ) {
+        let (code, finished, oom, err) = match result {
+            Ok(e) => (
+                e.exit_code as i64,
+                DateTime::parse_from_rfc3339(&e.finished_at)
+                    .map(|t| t.with_timezone(&Utc))
+                    .unwrap_or_else(|_| Utc::now()),
+                e.oom_killed,
+                String::new(),
+            ),
+            Err(e) => (255, Utc::now(), false, e.to_string()),
+        };
+        let rootfs_dir = c.paths.rootfs();
+        let _ = blocking(move || rootfs::unmount(&rootfs_dir)).await;
+        *lock(&c.shim) = None;
+        let r = match c.update(|r| {
+            r.state.status = Status::Exited;
+            r.state.pid = 0;
+            r.state.exit_code = code;
+            r.state.finished_at = Some(finished);
+            r.state.oom_killed = oom;
+            r.state.error = err.clone();
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(id = %c.id, error = %e, "cannot record container exit");
+                c.record()
+            }
+        };
+        if oom {
+            self.event(&c, "oom", &[]);
+        }
+        self.event(&c, "die", &[("exitCode", code.to_string())]);
+        c.publish(|s| {
+            s.running = false;
+            s.exits += 1;
+            s.exit_code = code;
+        });
+        let policy = Policy::parse(&r.host_config.restart_policy).unwrap_or(Policy::No);
+        if policy.should_restart(code, r.state.manually_stopped, r.restart_count) {
+            let ran = r
+                .state
+                .started_at
+                .map(|s| (finished - s).to_std().unwrap_or_default())
+                .unwrap_or_default();
+            let delay = {
+                let mut b = lock(&c.backoff);
+                let d = restart::next_backoff(*b, ran);
+                *b = Some(d);
+                d
+            };
+            let _ = c.update(|r| r.state.status = Status::Restarting);
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _op = c.op.lock().await;
+                let r = c.record();
+                if r.state.status != Status::Restarting || r.state.manually_stopped {
+                    return;
+                }
+                let _ = c.update(|r| r.restart_count += 1);
+                if let Err(e) = me.start_locked(&c).await {
+                    tracing::warn!(id = %c.id, error = %e, "restart failed");
+                    let _ = c.update(|r| r.state.status = Status::Exited);
+                }
+            });
+        } else if r.host_config.auto_remove {
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.remove_container(&c, true).await
+                    && !matches!(e, ContainerError::NotFound(_))
+                {
+                    tracing::warn!(id = %c.id, error = %e, "auto-remove failed");
+                }
+            });
+        }
+    }
+
+    /// Waits until the container's process is gone (or `timeout` passes); true if it is.
+    async fn wait_stopped(c: &Container, timeout: Option<Duration>) -> bool {
+        let mut rx = c.notify.subscribe();
+        let fut = async {
+            loop {
+                if !rx.borrow_and_update().running {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.is_ok(),
+            None => {
+                fut.await;
+                true
+            }
+        }
+    }
+
+    fn signal_blocking(c: &Container, sig: i32) -> Result<()> {
+        let Some(h) = c.shim() else {
+            return Ok(());
+        };
+        let paused = c.record().state.status == Status::Paused;
+        h.kill(sig)?;
+        if paused {
+            let r = c.record();
+            let _ = cgroup::freeze(&cgroup_of(&r, &c.paths), false);
+        }
+        Ok(())
+    }
+
+    async fn signal(&self, c: &Arc<Container>, sig: i32) -> Result<()> {
+        let c2 = c.clone();
+        blocking(move || Self::signal_blocking(&c2, sig)).await??;
+        self.event(c, "kill", &[("signal", sig.to_string())]);
+        Ok(())
+    }
+
+    // ---- stop, kill, restart ----
+
+    /// `POST /containers/{id}/stop`: `Ok(false)` when it was not running (304).
+    pub async fn stop(&self, key: &str, timeout: Option<i64>, sig: Option<&str>) -> Result<bool> {
+        let c = self.get(key)?;
+        let sig = sig
+            .filter(|s| !s.is_empty())
+            .map(signal::parse)
+            .transpose()?;
+        let _op = c.op.lock().await;
+        self.stop_locked(&c, timeout, sig).await
+    }
+
+    async fn stop_locked(
+        &self,
+        c: &Arc<Container>,
+        timeout: Option<i64>,
+        sig: Option<i32>,
+    ) -> Result<bool> {
+        let r = c.record();
+        if r.state.status == Status::Restarting {
+            c.update(|r| {
+                r.state.manually_stopped = true;
+                r.state.status = Status::Exited;
+            })?;
+            return Ok(true);
+        }
+        if !r.state.status.is_running() {
+            return Ok(false);
+        }
+        c.update(|r| r.state.manually_stopped = true)?;
+        let sig = match sig {
+            Some(s) => s,
+            None => match r.config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+                Some(s) => signal::parse(s).unwrap_or(15),
+                None => 15,
+            },
+        };
+        let t = timeout.or(r.config.stop_timeout).unwrap_or(10);
+        let limit = (t >= 0).then(|| Duration::from_secs(t as u64));
+        if let Err(e) = self.signal(c, sig).await {
+            tracing::debug!(id = %c.id, error = %e, "stop signal failed");
+        }
+        if !Self::wait_stopped(c, limit).await {
+            let _ = self.signal(c, 9).await;
+            if !Self::wait_stopped(c, Some(Duration::from_secs(30))).await {
+                return Err(ContainerError::Internal(format!(
+                    "cannot stop container: {}: tried to kill container, but did not receive an exit event",
+                    c.id
+                )));
+            }
+        }
+        self.event(c, "stop", &[]);
+        Ok(true)
+    }
+
+    /// `POST /containers/{id}/kill`.
+    pub async fn kill(&self, key: &str, sig: Option<&str>) -> Result<()> {
+        let c = self.get(key)?;
+        let sig = match sig.filter(|s| !s.is_empty()) {
+            Some(s) => signal::parse(s)?,
+            None => 9,
+        };
+        let r = c.record();
+        if !r.state.status.is_running() {
+            return Err(conflict(format!(
+                "Cannot kill container: {key}: container {} is not running",
+                c.id
+            )));
+        }
+        if sig == 9 || sig == 15 {
+            c.update(|r| r.state.manually_stopped = true)?;
+        }
+        self.signal(&c, sig).await
+    }
+
+    /// `POST /containers/{id}/restart`.
+    pub async fn restart(&self, key: &str, timeout: Option<i64>, sig: Option<&str>) -> Result<()> {
+        let c = self.get(key)?;
+        let sig = sig
+            .filter(|s| !s.is_empty())
+            .map(signal::parse)
+            .transpose()?;
+        let _op = c.op.lock().await;
+        self.stop_locked(&c, timeout, sig).await?;
+        let _ = c.update(|r| r.state.manually_stopped = false);
+        self.start_locked(&c).await?;
+        self.event(&c, "restart", &[]);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/wait`: resolves the container now (so a 404 comes first) and
+    /// returns a future that resolves once the condition holds. Dropping it leaks nothing.
+    pub fn wait(&self, key: &str, cond: WaitCondition) -> Result<WaitFuture> {
+        let c = self.get(key)?;
+        let mut rx = c.notify.subscribe();
+        let start_exits = rx.borrow().exits;
+        Ok(Box::pin(async move {
+            loop {
+                let s = rx.borrow_and_update().clone();
+                let done = match cond {
+                    WaitCondition::NotRunning => !s.running,
+                    WaitCondition::NextExit => s.exits > start_exits,
+                    WaitCondition::Removed => s.removed,
+                };
+                if done {
+                    return s.exit_code;
+                }
+                if rx.changed().await.is_err() {
+                    return s.exit_code;
+                }
+            }
+        }))
+    }
+
+    // ---- remove, rename ----
+
+    /// `DELETE /containers/{id}`.
+    pub async fn remove(&self, key: &str, force: bool) -> Result<()> {
+        let c = self.get(key)?;
+        self.remove_container(&c, force).await
+    }
+
+    async fn remove_container(&self, c: &Arc<Container>, force: bool) -> Result<()> {
+        let _op = c.op.lock().await;
+        if !lock(&self.inner.table).by_id.contains_key(&c.id) {
+            return Err(ContainerError::NotFound(c.id.clone()));
+        }
+        let r = c.record();
+        match r.state.status {
+            Status::Running | Status::Paused if !force => {
+                return Err(conflict(format!(
+                    "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
+                    r.slash_name()
+                )));
+            }
+            Status::Running | Status::Paused => {
+                c.update(|r| r.state.manually_stopped = true)?;
+                let _ = self.signal(c, 9).await;
+                if !Self::wait_stopped(c, Some(Duration::from_secs(30))).await {
+                    return Err(ContainerError::Internal(format!(
+                        "cannot remove container \"{}\": could not kill it",
+                        r.slash_name()
+                    )));
+                }
+            }
+            Status::Removing => {
+                return Err(conflict(format!(
+                    "removal of container {} is already in progress",
+                    c.id
+                )));
+            }
+            _ => {}
+        }
+        let _ = c.update(|r| r.state.status = Status::Removing);
+        let paths = c.paths.clone();
+        let cg = self.cgroup_path(&r);
+        blocking(move || {
+            let _ = rootfs::unmount(&paths.rootfs());
+            cgroup::remove(&cg);
+            std::fs::remove_dir_all(&paths.dir)
+                .map_err(|e| ContainerError::io("remove", &paths.dir, e))
+        })
+        .await??;
+        {
+            let mut t = lock(&self.inner.table);
+            t.by_id.remove(&c.id);
+            let name = c.record().name;
+            if t.names.get(&name) == Some(&c.id) {
+                t.names.remove(&name);
+            }
+        }
+        self.event(c, "destroy", &[]);
+        c.publish(|s| s.removed = true);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/rename`.
+    pub async fn rename(&self, key: &str, new_name: &str) -> Result<()> {
+        let c = self.get(key)?;
+        if new_name.is_empty() {
+            return Err(invalid("Neither old nor new names may be empty"));
+        }
+        let new = names::validate(new_name)?;
+        let _op = c.op.lock().await;
+        let old = c.record().name;
+        if old == new {
+            return Err(invalid(
+                "Renaming a container with the same name as its current name",
+            ));
+        }
+        {
+            let mut t = lock(&self.inner.table);
+            if let Some(other) = t.names.get(&new) {
+                return Err(conflict(format!(
+                    "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            t.names.remove(&old);
+            t.names.insert(new.clone(), c.id.clone());
+        }
+        c.update(|r| r.name = new.clone())?;
+        self.event(&c, "rename", &[("oldName", format!("/{old}"))]);
+        Ok(())
+    }
+
+    // ---- pause, top ----
+
+    /// `POST /containers/{id}/pause` (`true`) and `/unpause` (`false`).
+    pub async fn pause(&self, key: &str, pause: bool) -> Result<()> {
+        let c = self.get(key)?;
+        let _op = c.op.lock().await;
+        let r = c.record();
+        match (r.state.status, pause) {
+            (Status::Running, true) | (Status::Paused, false) => {}
+            (Status::Paused, true) => {
+                return Err(conflict(format!("container {} is already paused", c.id)));
+            }
+            (Status::Running, false) => {
+                return Err(conflict(format!("container {} is not paused", c.id)));
+            }
+            _ => return Err(conflict(format!("container {} is not running", c.id))),
+        }
+        let cg = cgroup_of(&r, &c.paths);
+        blocking(move || cgroup::freeze(&cg, pause))
+            .await?
+            .map_err(|e| {
+                ContainerError::Internal(format!(
+                    "cannot {} container: {e}",
+                    if pause { "pause" } else { "unpause" }
+                ))
+            })?;
+        c.update(|r| {
+            r.state.status = if pause {
+                Status::Paused
+            } else {
+                Status::Running
+            }
+        })?;
+        self.event(&c, if pause { "pause" } else { "unpause" }, &[]);
+        Ok(())
+    }
+
+    /// `GET /containers/{id}/top`: `(titles, rows)` of the host's `ps` for the container's pids.
+    pub async fn top(&self, key: &str, ps_args: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+        let c = self.get(key)?;
+        let r = c.record();
+        if !r.state.status.is_running() {
+            return Err(conflict(format!("container {} is not running", c.id)));
+        }
+        let cg = cgroup_of(&r, &c.paths);
+        let args: Vec<String> = if ps_args.trim().is_empty() {
+            vec!["-ef".into()]
+        } else {
+            ps_args.split_whitespace().map(str::to_string).collect()
+        };
+        blocking(move || {
+            let pids = cgroup::pids(&cg);
+            let out = std::process::Command::new("ps")
+                .args(&args)
+                .output()
+                .map_err(|e| ContainerError::Internal(format!("error running ps: {e}")))?;
+            if !out.status.success() {
+                return Err(ContainerError::Internal(format!(
+                    "ps: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+        })
+        .await?
+    }
+
+    // ---- logs ----
+
+    /// Whether a container's output is raw (TTY) rather than multiplexed; and its log path.
+    pub fn log_source(&self, key: &str) -> Result<(bool, PathBuf)> {
+        let c = self.get(key)?;
+        let r = c.record();
+        if r.host_config.log_config.kind == "none" {
+            return Err(invalid(
+                "configured logging driver does not support reading",
+            ));
+        }
+        Ok((r.config.tty, c.paths.log(&c.id)))
+    }
+
+    /// Streams the log as the client reads it into `tx`, following while the container runs
+    /// when asked. Ends when the receiver is dropped.
+    pub async fn stream_logs(
+        &self,
+        key: &str,
+        o: LogOptions,
+        tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<()> {
+        let c = self.get(key)?;
+        let (tty, path) = self.log_source(key)?;
+        let mut rx = c.notify.subscribe();
+        let p = path.clone();
+        let (entries, mut offset) = blocking(move || logs::read_from(&p, 0))
+            .await?
+            .map_err(|e| ContainerError::io("read", &path, e))?;
+        let mut out = Vec::new();
+        for e in logs::select(entries, &o) {
+            e.encode(&o, !tty, &mut out);
+        }
+        if !out.is_empty() && tx.send(out).await.is_err() {
+            return Ok(());
+        }
+        if !o.follow {
+            return Ok(());
+        }
+        loop {
+            let running = rx.borrow_and_update().running;
+            let p = path.clone();
+            let (entries, next) = blocking(move || logs::read_from(&p, offset))
+                .await?
+                .map_err(|e| ContainerError::io("read", &path, e))?;
+            offset = next;
+            let mut out = Vec::new();
+            for e in entries {
+                if o.until.is_some_and(|u| e.time >= u) {
+                    let _ = tx.send(out).await;
+                    return Ok(());
+                }
+                if e.selected(&o) {
+                    e.encode(&o, !tty, &mut out);
+                }
+            }
+            if !out.is_empty() && tx.send(out).await.is_err() {
+                return Ok(());
+            }
+            if !running {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = tx.closed() => return Ok(()),
+            }
+        }
+    }
+
+    // ---- list, inspect ----
+
+    /// `GET /containers/json`.
+    pub fn list(
+        &self,
+        all: bool,
+        limit: Option<usize>,
+        mut filter: ListFilter,
+    ) -> Result<Vec<ContainerSummary>> {
+        let resolve_created =
+            |key: &str| -> Result<DateTime<Utc>> { Ok(self.get(key)?.record().created) };
+        if let Some(b) = filter.filters.get("before").first() {
+            filter.before = Some(resolve_created(b)?);
+        }
+        if let Some(s) = filter.filters.get("since").first() {
+            filter.since = Some(resolve_created(s)?);
+        }
+        if filter.filters.contains("ancestor") {
+            let ids = filter
+                .filters
+                .get("ancestor")
+                .iter()
+                .filter_map(|a| self.inner.images.get(a).ok().map(|i| i.id.to_string()))
+                .collect();
+            filter.ancestors = Some(ids);
+        }
+        let all = all
+            || limit.is_some()
+            || filter.wants_stopped()
+            || filter.before.is_some()
+            || filter.since.is_some();
+        let mut recs: Vec<Record> = self.all().iter().map(|c| c.record()).collect();
+        recs.sort_by(|a, b| b.created.cmp(&a.created));
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for r in recs {
+            if !all && !r.state.status.is_running() && r.state.status != Status::Restarting {
+                continue;
+            }
+            if !filter.matches(&r) {
+                continue;
+            }
+            out.push(summary(&r, now));
+            if limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /containers/{id}/json`.
+    pub fn inspect(&self, key: &str) -> Result<ContainerInspect> {
+        let c = self.get(key)?;
+        let r = c.record();
+        let lowers = self
+            .inner
+            .images
+            .get(&r.image_id)
+            .and_then(|i| self.inner.images.layer_dirs(&i.id))
+            .map(|l| {
+                l.iter()
+                    .rev()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
+            })
+            .unwrap_or_default();
+        let p = &c.paths;
+        let data: BTreeMap<String, String> = [
+            ("LowerDir", lowers),
+            ("UpperDir", p.upper().display().to_string()),
+            ("WorkDir", p.work().display().to_string()),
+            ("MergedDir", p.rootfs().display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mounts = merge::mounts(&r.host_config)
+            .map(|(_, m)| m)
+            .unwrap_or_default();
+        let s = &r.state;
+        Ok(ContainerInspect {
+            id: r.id.clone(),
+            created: go_time(Some(r.created)),
+            path: r.path.clone(),
+            args: r.args.clone(),
+            state: ContainerState {
+                status: s.status.as_str().into(),
+                running: s.status.is_running() || s.status == Status::Restarting,
+                paused: s.status == Status::Paused,
+                restarting: s.status == Status::Restarting,
+                oom_killed: s.oom_killed,
+                dead: s.status == Status::Dead,
+                pid: s.pid,
+                exit_code: s.exit_code,
+                error: s.error.clone(),
+                started_at: go_time(s.started_at),
+                finished_at: go_time(s.finished_at),
+                health: None,
+            },
+            image: r.image_id.clone(),
+            resolv_conf_path: p.resolv_conf().display().to_string(),
+            hostname_path: p.hostname().display().to_string(),
+            hosts_path: p.hosts().display().to_string(),
+            log_path: if r.host_config.log_config.kind == "none" {
+                String::new()
+            } else {
+                p.log(&r.id).display().to_string()
+            },
+            name: r.slash_name(),
+            restart_count: r.restart_count,
+            driver: "overlayfs".into(),
+            platform: "linux".into(),
+            exec_ids: None,
+            host_config: r.host_config.clone(),
+            graph_driver: DriverData {
+                name: "overlayfs".into(),
+                data,
+            },
+            mounts,
+            config: r.config.clone(),
+            network_settings: NetworkSettings {
+                sandbox_key: String::new(),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    /// `POST /containers/prune`: removes stopped containers passing `keep`; returns the ids
+    /// removed and the bytes reclaimed.
+    pub async fn prune(
+        &self,
+        keep: &(dyn Fn(&Record) -> bool + Sync),
+    ) -> Result<(Vec<String>, u64)> {
+        let mut removed = Vec::new();
+        let mut space = 0;
+        for c in self.all() {
+            let r = c.record();
+            if r.state.status.is_running() || r.state.status == Status::Restarting || !keep(&r) {
+                continue;
+            }
+            let upper = c.paths.upper();
+            let size = blocking(move || dir_size(&upper)).await.unwrap_or(0);
+            if self.remove_container(&c, false).await.is_ok() {
+                removed.push(r.id.clone());
+                space += size;
+            }
+        }
+        Ok((removed, space))
+    }
+
+    // ---- usage (image deletes, /info) ----
+
+    /// How containers use an image: a running one first.
+    pub fn image_use(&self, image: &Digest) -> Option<ContainerUse> {
+        let id = image.to_string();
+        let mut stopped = None;
+        for c in self.all() {
+            let r = c.record();
+            if r.image_id == id {
+                if r.state.status.is_running() {
+                    return Some(ContainerUse::Running(r.id));
+                }
+                stopped.get_or_insert(r.id);
+            }
+        }
+        stopped.map(ContainerUse::Stopped)
+    }
+
+    /// How many containers use an image.
+    pub fn count_using(&self, image: &Digest) -> i64 {
+        let id = image.to_string();
+        self.all()
+            .iter()
+            .filter(|c| lock(&c.rec).image_id == id)
+            .count() as i64
+    }
+
+    /// `(total, running, paused, stopped)`.
+    pub fn counts(&self) -> (i64, i64, i64, i64) {
+        let (mut total, mut running, mut paused, mut stopped) = (0, 0, 0, 0);
+        for c in self.all() {
+            total += 1;
+            match lock(&c.rec).state.status {
+                Status::Running | Status::Restarting => running += 1,
+                Status::Paused => paused += 1,
+                _ => stopped += 1,
+            }
+        }
+        (total, running, paused, stopped)
+    }
+
+    /// Bytes in a container's writable layer.
+    pub fn size_rw(&self, id: &str) -> u64 {
+        self.get(id)
+            .map(|c| dir_size(&c.paths.upper()))
+            .unwrap_or(0)
+    }
+}
+
+fn cgroup_of(r: &Record, paths: &Paths) -> String {
+    // The path actually used is in the bundle's spec; fall back to the default layout.
+    let spec = std::fs::read(paths.dir.join("config.json")).ok();
+    spec.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("/berth/{}", r.id))
+}
+
+fn write_etc_files(p: &Paths, r: &Record) -> Result<()> {
+    let h = &r.host_config;
+    let host_net = h.network_mode == "host";
+    let write = |path: PathBuf, text: String| -> Result<()> {
+        berth_runtime::bundle::write_atomic(&path, text.as_bytes())?;
+        Ok(())
+    };
+    write(p.hostname(), format!("{}\n", r.config.hostname))?;
+    let hosts = if host_net {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        etc::hosts(
+            &r.config.hostname,
+            h.extra_hosts.as_deref().unwrap_or_default(),
+        )
+    };
+    write(p.hosts(), hosts)?;
+    let empty = Vec::new();
+    let resolv = etc::resolv_conf(
+        &etc::host_resolv_conf(),
+        host_net,
+        &etc::DnsOverrides {
+            servers: h.dns.as_ref().unwrap_or(&empty),
+            search: h.dns_search.as_ref().unwrap_or(&empty),
+            options: h.dns_options.as_ref().unwrap_or(&empty),
+        },
+    );
+    write(p.resolv_conf(), resolv)
+}
+
+fn summary(r: &Record, now: DateTime<Utc>) -> ContainerSummary {
+    let s = &r.state;
+    let since = |t: Option<DateTime<Utc>>| t.map(|t| (now - t).to_std().unwrap_or_default());
+    let status = status_text(&StatusView {
+        running: s.status.is_running() || s.status == Status::Restarting,
+        paused: s.status == Status::Paused,
+        restarting: s.status == Status::Restarting,
+        removing: s.status == Status::Removing,
+        dead: s.status == Status::Dead,
+        exit_code: s.exit_code,
+        since_start: since(s.started_at),
+        since_finish: since(s.finished_at),
+        health: None,
+    });
+    let mounts: Vec<MountPoint> = merge::mounts(&r.host_config)
+        .map(|(_, m)| m)
+        .unwrap_or_default();
+    let image = if r.image.is_empty() {
+        r.image_id.clone()
+    } else {
+        r.image.clone()
+    };
+    ContainerSummary {
+        id: r.id.clone(),
+        names: vec![r.slash_name()],
+        image,
+        image_id: r.image_id.clone(),
+        command: command_text(&r.path, &r.args),
+        created: r.created.timestamp(),
+        ports: Vec::new(),
+        labels: r.config.labels.clone().unwrap_or_default(),
+        state: s.status.as_str().into(),
+        status,
+        host_config: SummaryHostConfig {
+            network_mode: r.host_config.network_mode.clone(),
+            annotations: None,
+        },
+        network_settings: SummaryNetworkSettings::default(),
+        mounts,
+        ..Default::default()
+    }
+}
+
+/// Filters `ps` output to the given pids (Docker's `top`).
+pub fn parse_ps(output: &str, pids: &[i32]) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let mut lines = output.lines();
+    let header = lines.next().unwrap_or_default();
+    let titles: Vec<String> = header.split_whitespace().map(str::to_string).collect();
+    let pid_col = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or_else(|| ContainerError::Internal("Couldn't find PID field in ps output".into()))?;
+    let mut rows = Vec::new();
+    for line in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(pid) = fields.get(pid_col).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        // The last column (the command) may contain spaces.
+        let mut row: Vec<String> = fields[..titles.len().saturating_sub(1).min(fields.len())]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if fields.len() >= titles.len() {
+            row.push(fields[titles.len() - 1..].join(" "));
+        }
+        rows.push(row);
+    }
+    Ok((titles, rows))
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(md) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += md.len();
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_output_is_filtered_to_the_containers_pids() {
+        let out = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init\nroot 42 1 0 10:00 ? 00:00:00 sleep 100\n";
+        let (titles, rows) = parse_ps(out, &[42]).unwrap();
+        assert_eq!(titles.len(), 8);
+        assert_eq!(
+            rows,
+            vec![vec![
+                "root",
+                "42",
+                "1",
+                "0",
+                "10:00",
+                "?",
+                "00:00:00",
+                "sleep 100"
+            ]]
+        );
+        assert!(parse_ps("A B\n", &[]).is_err());
+    }
+
+    #[test]
+    fn wait_conditions_parse() {
+        assert_eq!(WaitCondition::parse("").unwrap(), WaitCondition::NotRunning);
+        assert_eq!(
+            WaitCondition::parse("removed").unwrap(),
+            WaitCondition::Removed
+        );
+        assert!(WaitCondition::parse("soon").is_err());
+    }
+}

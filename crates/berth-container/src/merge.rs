@@ -1,0 +1,533 @@
+//! Creation rules: merging the image's configuration into the request (Docker's rules),
+//! validating the host configuration with Docker's messages, filling Docker's defaults, and
+//! turning binds, mounts and tmpfs entries into runtime mounts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use berth_api::models::{ContainerConfig, HostConfig, MountPoint};
+use berth_runtime::config::{MountKind, MountSpec};
+
+use crate::error::{ContainerError, Result, invalid};
+use crate::restart::Policy;
+
+/// Docker's default `/dev/shm` size.
+pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
+const MIN_MEMORY: i64 = 6 << 20;
+
+fn env_key(e: &str) -> &str {
+    e.split_once('=').map_or(e, |(k, _)| k)
+}
+
+/// Merges the image's config into the user's, as Docker does: user values win; env keys the
+/// user did not set come from the image (after the user's); labels, exposed ports and volumes
+/// are unions; the image's cmd is used only when the user gave neither entrypoint nor cmd.
+pub fn merge_image_config(user: &mut ContainerConfig, image: &ContainerConfig) {
+    if user.user.is_empty() {
+        user.user = image.user.clone();
+    }
+    if let Some(ports) = &image.exposed_ports {
+        let mine = user.exposed_ports.get_or_insert_with(BTreeMap::new);
+        for (k, v) in ports {
+            mine.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    match (&mut user.env, &image.env) {
+        (None, Some(img)) => user.env = Some(img.clone()),
+        (Some(mine), Some(img)) => {
+            for e in img {
+                if !mine.iter().any(|m| env_key(m) == env_key(e)) {
+                    mine.push(e.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(labels) = &image.labels {
+        let mine = user.labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in labels {
+            mine.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let entrypoint_reset = user
+        .entrypoint
+        .as_ref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty());
+    if entrypoint_reset {
+        user.entrypoint = None;
+    } else if user.entrypoint.as_ref().is_none_or(Vec::is_empty) {
+        if user.cmd.as_ref().is_none_or(Vec::is_empty) {
+            user.cmd = image.cmd.clone();
+            user.args_escaped = image.args_escaped;
+        }
+        if user.entrypoint.is_none() {
+            user.entrypoint = image.entrypoint.clone();
+        }
+    }
+    if user.working_dir.is_empty() {
+        user.working_dir = image.working_dir.clone();
+    }
+    if let Some(vols) = &image.volumes {
+        let mine = user.volumes.get_or_insert_with(BTreeMap::new);
+        for (k, v) in vols {
+            mine.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    if user.stop_signal.is_none() {
+        user.stop_signal = image.stop_signal.clone();
+    }
+    if user.healthcheck.is_none() {
+        user.healthcheck = image.healthcheck.clone();
+    }
+    if user.on_build.is_none() {
+        user.on_build = image.on_build.clone();
+    }
+    if user.shell.is_none() {
+        user.shell = image.shell.clone();
+    }
+}
+
+/// The process's path and arguments: entrypoint followed by cmd.
+pub fn path_and_args(config: &ContainerConfig) -> Result<(String, Vec<String>)> {
+    let mut all: Vec<String> = config.entrypoint.clone().unwrap_or_default();
+    all.extend(config.cmd.clone().unwrap_or_default());
+    if all.is_empty() || (all.len() == 1 && all[0].is_empty()) {
+        return Err(invalid("no command specified"));
+    }
+    let path = all.remove(0);
+    Ok((path, all))
+}
+
+/// Validates a host configuration with Docker's messages. `ncpu` is the host's CPU count.
+pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
+    let r = &h.resources;
+    if r.memory != 0 && r.memory < MIN_MEMORY {
+        return Err(invalid("Minimum memory limit allowed is 6MB"));
+    }
+    if r.memory_swap > 0 && r.memory == 0 {
+        return Err(invalid(
+            "You should always set the Memory limit when using Memoryswap limit, see usage",
+        ));
+    }
+    if r.memory > 0 && r.memory_swap > 0 && r.memory_swap < r.memory {
+        return Err(invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ));
+    }
+    if r.memory_reservation != 0 && r.memory_reservation < MIN_MEMORY {
+        return Err(invalid("Minimum memory reservation allowed is 6MB"));
+    }
+    if r.memory > 0 && r.memory_reservation > 0 && r.memory < r.memory_reservation {
+        return Err(invalid(
+            "Minimum memory limit can not be less than memory reservation limit, see usage",
+        ));
+    }
+    if let Some(s) = r.memory_swappiness
+        && s != -1
+        && !(0..=100).contains(&s)
+    {
+        return Err(invalid(format!(
+            "Invalid value: {s}, valid memory swappiness range is 0-100"
+        )));
+    }
+    if r.nano_cpus > 0 && r.cpu_period > 0 {
+        return Err(invalid(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ));
+    }
+    if r.nano_cpus > 0 && r.cpu_quota > 0 {
+        return Err(invalid(
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+        ));
+    }
+    if r.nano_cpus < 0 || r.nano_cpus > ncpu as i64 * 1_000_000_000 {
+        return Err(invalid(format!(
+            "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        )));
+    }
+    if r.cpu_period != 0 && !(1000..=1_000_000).contains(&r.cpu_period) {
+        return Err(invalid(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ));
+    }
+    if r.cpu_quota > 0 && r.cpu_quota < 1000 {
+        return Err(invalid(
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+        ));
+    }
+    if r.cpu_shares < 0 {
+        return Err(invalid(format!(
+            "invalid CPU shares ({}): value must be a positive integer",
+            r.cpu_shares
+        )));
+    }
+    if r.blkio_weight != 0 && !(10..=1000).contains(&r.blkio_weight) {
+        return Err(invalid("Range of blkio weight is from 10 to 1000"));
+    }
+    if h.shm_size < 0 {
+        return Err(invalid("SHM size can not be less than 0"));
+    }
+    if !(-1000..=1000).contains(&h.oom_score_adj) {
+        return Err(invalid(format!(
+            "Invalid value {}, range for oom score adj is [-1000, 1000]",
+            h.oom_score_adj
+        )));
+    }
+    let policy = Policy::parse(&h.restart_policy)?;
+    if h.auto_remove && policy != Policy::No {
+        return Err(invalid(
+            "can't create 'AutoRemove' container with restart policy",
+        ));
+    }
+    match h.log_config.kind.as_str() {
+        "" | "json-file" | "none" | "local" => {}
+        other => {
+            return Err(invalid(format!(
+                "failed to create logging driver: logger: no log driver named '{other}' is registered"
+            )));
+        }
+    }
+    for mode in [&h.pid_mode, &h.ipc_mode, &h.uts_mode] {
+        if let Some(target) = mode.strip_prefix("container:")
+            && target.is_empty()
+        {
+            return Err(invalid(format!("invalid namespace mode: {mode}")));
+        }
+    }
+    if !h.userns_mode.is_empty() && h.userns_mode != "host" {
+        return Err(ContainerError::NotImplemented(format!(
+            "user namespace mode {:?} is not supported yet",
+            h.userns_mode
+        )));
+    }
+    Ok(())
+}
+
+/// Fills the defaults Docker stores in a new container's host configuration.
+pub fn fill_host_defaults(h: &mut HostConfig, cgroup_v1: bool) {
+    if h.network_mode.is_empty() || h.network_mode == "default" {
+        h.network_mode = "bridge".into();
+    }
+    if h.log_config.kind.is_empty() {
+        h.log_config.kind = "json-file".into();
+    }
+    if h.restart_policy.name.is_empty() {
+        h.restart_policy.name = "no".into();
+    }
+    if h.shm_size == 0 {
+        h.shm_size = DEFAULT_SHM_SIZE;
+    }
+    if h.ipc_mode.is_empty() {
+        h.ipc_mode = "private".into();
+    }
+    if h.cgroupns_mode.is_empty() {
+        h.cgroupns_mode = if cgroup_v1 { "host" } else { "private" }.into();
+    }
+    if h.runtime.is_empty() {
+        h.runtime = "runc".into();
+    }
+}
+
+/// Runtime mounts and inspect `Mounts` for the binds, mounts and tmpfs of a host config.
+/// Named and anonymous volumes are not supported yet.
+pub fn mounts(h: &HostConfig) -> Result<(Vec<MountSpec>, Vec<MountPoint>)> {
+    let mut specs = Vec::new();
+    let mut points = Vec::new();
+    for bind in h.binds.iter().flatten() {
+        let parts: Vec<&str> = bind.split(':').collect();
+        let (src, dst, opts) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, o] => (*s, *d, *o),
+            _ => return Err(invalid(format!("invalid volume specification: '{bind}'"))),
+        };
+        if !dst.starts_with('/') {
+            return Err(invalid(format!(
+                "invalid volume specification: '{bind}': invalid mount config for type \"volume\": invalid mount path: '{dst}' mount path must be absolute"
+            )));
+        }
+        if !src.starts_with('/') {
+            return Err(ContainerError::NotImplemented(format!(
+                "named volumes are not supported yet: '{bind}'"
+            )));
+        }
+        let mut readonly = false;
+        let mut options = Vec::new();
+        let mut propagation = "rprivate".to_string();
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" => readonly = true,
+                "rw" | "z" | "Z" | "nocopy" => {}
+                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
+                    propagation = o.to_string();
+                    options.push(o.to_string());
+                }
+                _ => return Err(invalid(format!("invalid mode: {o}"))),
+            }
+        }
+        // Docker creates a missing bind source for `-v`.
+        if std::fs::symlink_metadata(src).is_err() {
+            std::fs::create_dir_all(src).map_err(|e| {
+                ContainerError::io("create bind source", std::path::Path::new(src), e)
+            })?;
+        }
+        specs.push(MountSpec {
+            destination: dst.to_string(),
+            kind: MountKind::Bind {
+                source: PathBuf::from(src),
+            },
+            readonly,
+            options,
+        });
+        points.push(MountPoint {
+            kind: "bind".into(),
+            source: src.into(),
+            destination: dst.into(),
+            mode: opts.to_string(),
+            rw: !readonly,
+            propagation,
+            ..Default::default()
+        });
+    }
+    for m in h.mounts.iter().flatten() {
+        if !m.target.starts_with('/') {
+            return Err(invalid(format!(
+                "invalid mount config for type \"{}\": invalid mount path: '{}' mount path must be absolute",
+                m.kind, m.target
+            )));
+        }
+        match m.kind.as_str() {
+            "bind" => {
+                if std::fs::symlink_metadata(&m.source).is_err() {
+                    let create = m.bind_options.as_ref().is_some_and(|b| b.create_mountpoint);
+                    if !create {
+                        return Err(invalid(format!(
+                            "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                            m.source
+                        )));
+                    }
+                    std::fs::create_dir_all(&m.source).map_err(|e| {
+                        ContainerError::io("create bind source", std::path::Path::new(&m.source), e)
+                    })?;
+                }
+                let propagation = m
+                    .bind_options
+                    .as_ref()
+                    .map(|b| b.propagation.clone())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "rprivate".into());
+                specs.push(MountSpec {
+                    destination: m.target.clone(),
+                    kind: MountKind::Bind {
+                        source: PathBuf::from(&m.source),
+                    },
+                    readonly: m.read_only,
+                    options: if propagation == "rprivate" {
+                        Vec::new()
+                    } else {
+                        vec![propagation.clone()]
+                    },
+                });
+                points.push(MountPoint {
+                    kind: "bind".into(),
+                    source: m.source.clone(),
+                    destination: m.target.clone(),
+                    rw: !m.read_only,
+                    propagation,
+                    ..Default::default()
+                });
+            }
+            "tmpfs" => {
+                let mut options = Vec::new();
+                if let Some(t) = &m.tmpfs_options {
+                    if t.size_bytes > 0 {
+                        options.push(format!("size={}", t.size_bytes));
+                    }
+                    if t.mode != 0 {
+                        options.push(format!("mode={:o}", t.mode));
+                    }
+                }
+                specs.push(MountSpec {
+                    destination: m.target.clone(),
+                    kind: MountKind::Tmpfs,
+                    readonly: m.read_only,
+                    options,
+                });
+                points.push(MountPoint {
+                    kind: "tmpfs".into(),
+                    destination: m.target.clone(),
+                    rw: !m.read_only,
+                    ..Default::default()
+                });
+            }
+            "volume" => {
+                return Err(ContainerError::NotImplemented(format!(
+                    "volume mounts are not supported yet: {}",
+                    m.target
+                )));
+            }
+            other => {
+                return Err(invalid(format!("mount type unknown: {other:?}")));
+            }
+        }
+    }
+    for (dst, opts) in h.tmpfs.iter().flatten() {
+        let mut readonly = false;
+        let options: Vec<String> = opts
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .filter(|o| {
+                if *o == "ro" {
+                    readonly = true;
+                    false
+                } else {
+                    *o != "rw"
+                }
+            })
+            .map(str::to_string)
+            .collect();
+        specs.push(MountSpec {
+            destination: dst.clone(),
+            kind: MountKind::Tmpfs,
+            readonly,
+            options,
+        });
+    }
+    Ok((specs, points))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::models::RestartPolicy;
+
+    fn cfg(json: &str) -> ContainerConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn image_config_merges_like_dockers() {
+        let image = cfg(
+            r#"{"Env":["PATH=/bin","A=image"],"Cmd":["sh"],"Entrypoint":["/init"],"WorkingDir":"/srv",
+                "User":"www","Labels":{"a":"1","b":"1"},"ExposedPorts":{"80/tcp":{}},"StopSignal":"SIGQUIT"}"#,
+        );
+        let mut user = cfg(r#"{"Env":["A=user","B=2"],"Labels":{"b":"2"}}"#);
+        merge_image_config(&mut user, &image);
+        assert_eq!(
+            user.env.clone().unwrap(),
+            vec!["A=user", "B=2", "PATH=/bin"]
+        );
+        assert_eq!(user.cmd, Some(vec!["sh".to_string()]));
+        assert_eq!(user.entrypoint, Some(vec!["/init".to_string()]));
+        assert_eq!(user.working_dir, "/srv");
+        assert_eq!(user.user, "www");
+        let labels = user.labels.clone().unwrap();
+        assert_eq!((labels["a"].as_str(), labels["b"].as_str()), ("1", "2"));
+        assert_eq!(user.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(
+            path_and_args(&user).unwrap(),
+            ("/init".into(), vec!["sh".into()])
+        );
+
+        // A user cmd replaces the image's cmd but keeps its entrypoint.
+        let mut user = cfg(r#"{"Cmd":["echo","hi"]}"#);
+        merge_image_config(&mut user, &image);
+        assert_eq!(
+            path_and_args(&user).unwrap(),
+            ("/init".into(), vec!["echo".into(), "hi".into()])
+        );
+
+        // --entrypoint resets the image's cmd.
+        let mut user = cfg(r#"{"Entrypoint":["/bin/echo"]}"#);
+        merge_image_config(&mut user, &image);
+        assert_eq!(path_and_args(&user).unwrap(), ("/bin/echo".into(), vec![]));
+
+        // --entrypoint "" drops both entrypoints, cmd given by the user.
+        let mut user = cfg(r#"{"Entrypoint":[""],"Cmd":["ls"]}"#);
+        merge_image_config(&mut user, &image);
+        assert_eq!(path_and_args(&user).unwrap(), ("ls".into(), vec![]));
+
+        let mut nothing = ContainerConfig::default();
+        merge_image_config(&mut nothing, &ContainerConfig::default());
+        assert_eq!(
+            path_and_args(&nothing).unwrap_err().to_string(),
+            "no command specified"
+        );
+    }
+
+    fn check(f: impl FnOnce(&mut HostConfig)) -> String {
+        let mut h = HostConfig::default();
+        f(&mut h);
+        validate_host_config(&h, 2)
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn validation_messages() {
+        assert_eq!(check(|_| {}), "");
+        assert_eq!(
+            check(|h| h.resources.memory = 1 << 20),
+            "Minimum memory limit allowed is 6MB"
+        );
+        assert_eq!(
+            check(|h| h.resources.nano_cpus = 3_000_000_000),
+            "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"
+        );
+        assert_eq!(
+            check(|h| {
+                h.auto_remove = true;
+                h.restart_policy = RestartPolicy {
+                    name: "always".into(),
+                    maximum_retry_count: 0,
+                };
+            }),
+            "can't create 'AutoRemove' container with restart policy"
+        );
+        assert_eq!(
+            check(|h| h.restart_policy.name = "bogus".into()),
+            "invalid restart policy: unknown policy 'bogus'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+        );
+        assert_eq!(
+            check(|h| {
+                h.resources.memory = 64 << 20;
+                h.resources.memory_swap = 32 << 20;
+            }),
+            "Minimum memoryswap limit should be larger than memory limit, see usage"
+        );
+        assert_eq!(
+            check(|h| h.resources.blkio_weight = 5),
+            "Range of blkio weight is from 10 to 1000"
+        );
+        assert_eq!(
+            check(|h| h.shm_size = -1),
+            "SHM size can not be less than 0"
+        );
+    }
+
+    #[test]
+    fn binds_and_tmpfs_become_mounts() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("data");
+        let h = HostConfig {
+            binds: Some(vec![format!("{}:/data:ro", src.display())]),
+            tmpfs: Some([("/run".to_string(), "size=1m,ro".to_string())].into()),
+            ..Default::default()
+        };
+        let (specs, points) = mounts(&h).unwrap();
+        assert!(src.is_dir(), "-v creates a missing source");
+        assert_eq!(specs.len(), 2);
+        assert!(specs[0].readonly);
+        assert_eq!(specs[1].options, vec!["size=1m".to_string()]);
+        assert!(specs[1].readonly);
+        assert_eq!(points[0].mode, "ro");
+        assert!(!points[0].rw);
+        let named = HostConfig {
+            binds: Some(vec!["data:/data".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            mounts(&named).unwrap_err().kind(),
+            berth_api::ErrorKind::NotImplemented
+        );
+    }
+}

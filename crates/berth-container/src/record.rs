@@ -1,0 +1,150 @@
+//! The container record (`containers/<id>/config.v2.json`), written atomically on every change.
+
+use std::path::{Path, PathBuf};
+
+use berth_api::models::{ContainerConfig, HostConfig};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ContainerError, Result};
+
+/// File name of the record inside the container directory.
+pub const RECORD_FILE: &str = "config.v2.json";
+
+/// Docker's container statuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    /// The lowercase name Docker uses (`State.Status`, the `status` filter).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// A process exists (running or paused).
+    pub fn is_running(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
+}
+
+/// The mutable run-time state of a container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    pub status: Status,
+    pub pid: i64,
+    pub exit_code: i64,
+    pub error: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub oom_killed: bool,
+    /// Stopped by a user (`stop`, `kill`): restart policies leave it alone
+    /// (`unless-stopped` also across daemon restarts).
+    pub manually_stopped: bool,
+}
+
+/// Everything the daemon keeps about one container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Record {
+    pub id: String,
+    /// Without the leading slash.
+    pub name: String,
+    pub created: DateTime<Utc>,
+    /// The image as the user named it (`Config.Image`).
+    pub image: String,
+    /// The image id (`sha256:...`).
+    pub image_id: String,
+    /// The command: entrypoint and cmd, split into path and arguments.
+    pub path: String,
+    pub args: Vec<String>,
+    /// The configuration with the image's merged in.
+    pub config: ContainerConfig,
+    /// The host configuration as given, with Docker's defaults filled in.
+    pub host_config: HostConfig,
+    pub state: State,
+    pub restart_count: i64,
+}
+
+impl Record {
+    /// Reads a record.
+    pub fn load(dir: &Path) -> Result<Record> {
+        let path = dir.join(RECORD_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| ContainerError::io("read", &path, e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ContainerError::io("parse", &path, std::io::Error::other(e)))
+    }
+
+    /// Writes the record atomically (temp file, fsync, rename).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(RECORD_FILE);
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| ContainerError::io("encode", &path, std::io::Error::other(e)))?;
+        berth_runtime::bundle::write_atomic(&path, &bytes)?;
+        Ok(())
+    }
+
+    /// Name with Docker's leading slash.
+    pub fn slash_name(&self) -> String {
+        format!("/{}", self.name)
+    }
+}
+
+/// Paths of one container's files.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub dir: PathBuf,
+}
+
+impl Paths {
+    pub fn log(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}-json.log"))
+    }
+    pub fn hostname(&self) -> PathBuf {
+        self.dir.join("hostname")
+    }
+    pub fn hosts(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+}
+
+/// Go's zero time, what Docker shows for a time that never happened.
+pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// RFC 3339 with nanoseconds, or Go's zero time.
+pub fn go_time(t: Option<DateTime<Utc>>) -> String {
+    match t {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        None => GO_ZERO_TIME.to_string(),
+    }
+}
