@@ -20,7 +20,7 @@ fn shim_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(SHIM))
 }
 const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "ps", "sleep", "id", "hostname", "ls", "true",
+    "sh", "echo", "cat", "ps", "sleep", "id", "hostname", "ls", "true", "head", "stty", "seq",
 ];
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -87,6 +87,15 @@ impl Fixture {
         let bundle = self.bundle(&cfg.id);
         Bundle::new(&bundle).write(cfg, &RealHost).unwrap();
         let h = Shim::spawn(&bundle, &shim_bin())?;
+        self.handles.push(h.clone());
+        Ok(h)
+    }
+
+    /// Like [`Fixture::spawn`], but only created: [`ShimHandle::start`] runs it.
+    fn create(&mut self, cfg: &ContainerRunConfig) -> Result<ShimHandle, RuntimeError> {
+        let bundle = self.bundle(&cfg.id);
+        Bundle::new(&bundle).write(cfg, &RealHost).unwrap();
+        let h = Shim::create(&bundle, &shim_bin())?;
         self.handles.push(h.clone());
         Ok(h)
     }
@@ -601,4 +610,415 @@ fn runtime_failure_is_reported_and_cleaned_up() {
     }
     fx.assert_runtime_cleaned("badcwd");
     assert!(!fx.bundle("badcwd").join("runtime").exists());
+}
+
+// ---- attach, exec, init, log drivers ----------------------------------------------------
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+
+use berth_runtime::shim::{ContainerStatus, ExecConfig};
+
+/// Read a stream to its end (the shim closes it after the last output).
+fn read_all(s: &mut UnixStream) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).expect("the stream ends");
+    v
+}
+
+/// Split Docker's multiplexed frames into stdout and stderr.
+fn demux(mut b: &[u8]) -> (String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    while !b.is_empty() {
+        assert!(b.len() >= 8, "truncated frame header: {b:?}");
+        assert_eq!(&b[1..4], &[0, 0, 0], "bad frame header");
+        let len = u32::from_be_bytes(b[4..8].try_into().unwrap()) as usize;
+        let payload = &b[8..8 + len];
+        match b[0] {
+            1 => out.extend_from_slice(payload),
+            2 => err.extend_from_slice(payload),
+            x => panic!("bad stream byte {x}"),
+        }
+        b = &b[8 + len..];
+    }
+    (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+fn exec(args: &[&str]) -> ExecConfig {
+    ExecConfig {
+        exec_id: format!("x{}", COUNTER.fetch_add(1, Ordering::SeqCst)),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn attach_before_start_gets_all_output() {
+    require_root!();
+    let mut fx = Fixture::new();
+    for i in 0..5 {
+        let id = format!("early{i}");
+        let cfg = fx.config(&id, &["sh", "-c", "echo hello; echo oops >&2"]);
+        let h = fx.create(&cfg).unwrap();
+        assert_eq!(h.state().unwrap().status, ContainerStatus::Created);
+        let mut a = h.attach(false, true, true).unwrap();
+        assert!(!a.tty);
+        h.start().unwrap();
+        let (out, err) = demux(&read_all(&mut a.stream));
+        assert_eq!(
+            (out.as_str(), err.as_str()),
+            ("hello\n", "oops\n"),
+            "run {i}"
+        );
+        assert_eq!(h.wait().unwrap().exit_code, 0);
+        assert!(h.start().is_err(), "start after exit fails");
+        fx.assert_runtime_cleaned(&id);
+    }
+}
+
+#[test]
+fn two_attachers_and_a_stuck_one() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut cfg = fx.config(
+        "multi",
+        &[
+            "sh",
+            "-c",
+            "sleep 0.2; echo one; echo two >&2; head -c 20000000 /dev/zero",
+        ],
+    );
+    cfg.log.driver = "none".into();
+    let h = fx.create(&cfg).unwrap();
+    let mut a = h.attach(false, true, true).unwrap();
+    let mut b = h.attach(false, true, false).unwrap();
+    // Attached but never reads: must be dropped, not waited for.
+    let _stuck = h.attach(false, true, true).unwrap();
+    // Attached and gone at once.
+    drop(h.attach(true, true, true).unwrap());
+    h.start().unwrap();
+    let rss = vm_rss_kib(h.shim_pid()).unwrap_or(0);
+    let ta = std::thread::spawn(move || read_all(&mut a.stream));
+    let tb = std::thread::spawn(move || read_all(&mut b.stream));
+    let started = Instant::now();
+    let rec = h.wait().unwrap();
+    println!(
+        "20 MB through two attached clients (one stuck): exit after {:?}; shim VmRSS while \
+         attached: {rss} kB",
+        started.elapsed()
+    );
+    assert_eq!(rec.exit_code, 0);
+    let (a_out, b_out) = (ta.join().unwrap(), tb.join().unwrap());
+    let (ao, ae) = demux(&a_out);
+    let (bo, be) = demux(&b_out);
+    assert_eq!(ae, "two\n");
+    assert_eq!(be, "", "b did not ask for stderr");
+    assert!(ao.starts_with("one\n") && bo.starts_with("one\n"));
+    assert_eq!(ao.len(), 4 + 20_000_000);
+    assert_eq!(bo.len(), 4 + 20_000_000);
+    assert!(
+        !fx.bundle("multi").join("multi-json.log").exists(),
+        "the none driver writes no log"
+    );
+}
+
+#[test]
+fn stdin_through_attach_reaches_cat_and_eof_ends_it() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut cfg = fx.config("cat", &["sh", "-c", "cat; echo done"]);
+    cfg.open_stdin = true;
+    cfg.stdin_once = true;
+    let h = fx.create(&cfg).unwrap();
+    let mut a = h.attach(true, true, true).unwrap();
+    h.start().unwrap();
+    a.stream.write_all(b"hi there\n").unwrap();
+    a.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let (out, _) = demux(&read_all(&mut a.stream));
+    assert_eq!(out, "hi there\ndone\n");
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+}
+
+#[test]
+fn tty_attach_gets_raw_bytes() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut cfg = fx.config("ttyattach", &["sh", "-c", "read x; echo got-$x"]);
+    cfg.tty = true;
+    cfg.open_stdin = true;
+    let h = fx.create(&cfg).unwrap();
+    let mut a = h.attach(true, true, true).unwrap();
+    assert!(a.tty);
+    h.start().unwrap();
+    a.stream.write_all(b"abc\r").unwrap();
+    let raw = String::from_utf8(read_all(&mut a.stream)).unwrap();
+    // The pty echoes the input, then the output: raw bytes, no frame headers.
+    assert_eq!(raw, "abc\r\ngot-abc\r\n");
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+}
+
+#[test]
+fn exec_runs_in_the_container() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("execs", &["sleep", "100"]);
+    let h = fx.spawn(&cfg).unwrap();
+
+    // Output, exit code, pid namespace and hostname of the container.
+    let e = exec(&["sh", "-c", "echo hello; hostname; echo err >&2; echo $$"]);
+    let mut p = h.exec_start(&e).unwrap();
+    let (out, err) = demux(&read_all(p.stream.as_mut().unwrap()));
+    assert_eq!(err, "err\n");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..2], ["hello", "berth-host"]);
+    assert_ne!(
+        lines[2], "1",
+        "not pid 1, but inside the container's pid namespace"
+    );
+    assert!(lines[2].parse::<u32>().unwrap() < 100);
+    let st = h.exec_wait(&e.exec_id).unwrap();
+    assert_eq!((st.running, st.exit_code), (false, Some(0)));
+    assert_eq!(h.exec_state(&e.exec_id).unwrap(), st);
+
+    let e5 = exec(&["sh", "-c", "exit 5"]);
+    let mut p = h.exec_start(&e5).unwrap();
+    read_all(p.stream.as_mut().unwrap());
+    assert_eq!(h.exec_wait(&e5.exec_id).unwrap().exit_code, Some(5));
+    assert!(matches!(
+        h.exec_start(&e5),
+        Err(RuntimeError::ExecExists { .. })
+    ));
+    assert!(matches!(
+        h.exec_state("nope"),
+        Err(RuntimeError::NoSuchExec { .. })
+    ));
+
+    // stdin: EOF from the client ends `cat`.
+    let mut ec = exec(&["cat"]);
+    ec.stdin = true;
+    let mut p = h.exec_start(&ec).unwrap();
+    let s = p.stream.as_mut().unwrap();
+    s.write_all(b"via exec stdin\n").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(demux(&read_all(s)).0, "via exec stdin\n");
+    assert_eq!(h.exec_wait(&ec.exec_id).unwrap().exit_code, Some(0));
+
+    // A user and environment of its own.
+    let mut eu = exec(&["sh", "-c", "id -u; echo $FOO"]);
+    eu.user = Some(berth_runtime::config::ProcessUser {
+        uid: 1234,
+        gid: 1234,
+        additional_gids: vec![],
+    });
+    eu.env = vec!["FOO=bar".into()];
+    let mut p = h.exec_start(&eu).unwrap();
+    assert_eq!(
+        demux(&read_all(p.stream.as_mut().unwrap())).0,
+        "1234\nbar\n"
+    );
+
+    // Detached: no stream; wait reports the exit.
+    let mut ed = exec(&["sh", "-c", "exit 3"]);
+    ed.detach = true;
+    let p = h.exec_start(&ed).unwrap();
+    assert!(p.stream.is_none());
+    assert_eq!(h.exec_wait(&ed.exec_id).unwrap().exit_code, Some(3));
+
+    // Latency of `true`, start to recorded exit.
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let et = exec(&["true"]);
+        let t = Instant::now();
+        let mut p = h.exec_start(&et).unwrap();
+        read_all(p.stream.as_mut().unwrap());
+        assert_eq!(h.exec_wait(&et.exec_id).unwrap().exit_code, Some(0));
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "exec `true`, exec_start -> exit recorded, 10 runs: median {:?}, min {:?}, max {:?}",
+        times[5], times[0], times[9]
+    );
+    assert_eq!(h.state().unwrap().status, ContainerStatus::Running);
+    h.kill(9).unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 137);
+    fx.assert_runtime_cleaned("execs");
+}
+
+#[test]
+fn exec_with_tty() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("exectty", &["sleep", "100"]);
+    let h = fx.spawn(&cfg).unwrap();
+    let mut e = exec(&[
+        "sh",
+        "-c",
+        "test -t 1 && echo is-a-tty; sleep 0.3; stty size",
+    ]);
+    e.tty = true;
+    let mut p = h.exec_start(&e).unwrap();
+    assert!(p.tty);
+    h.exec_resize(&e.exec_id, 40, 120).unwrap();
+    let raw = String::from_utf8(read_all(p.stream.as_mut().unwrap())).unwrap();
+    assert_eq!(raw, "is-a-tty\r\n40 120\r\n");
+    assert_eq!(h.exec_wait(&e.exec_id).unwrap().exit_code, Some(0));
+    h.kill(9).unwrap();
+    h.wait().unwrap();
+}
+
+#[test]
+fn exec_errors_are_distinct() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("execerr", &["sleep", "100"]);
+    let h = fx.spawn(&cfg).unwrap();
+    match h.exec_start(&exec(&["nope"])) {
+        Err(e @ RuntimeError::ExecutableNotFound { .. }) => {
+            assert_eq!(e.docker_exit_code(), Some(127));
+            assert_eq!(
+                e.oci_exec_message().unwrap(),
+                "OCI runtime exec failed: exec failed: unable to start container process: \
+                 exec: \"nope\": executable file not found in $PATH"
+            );
+        }
+        other => panic!("expected ExecutableNotFound, got {other:?}"),
+    }
+    assert!(matches!(
+        h.exec_start(&exec(&["/etc"])),
+        Err(RuntimeError::ExecutableNotRunnable { .. })
+    ));
+    h.kill(9).unwrap();
+    h.wait().unwrap();
+    // Exited: the shim is gone.
+    let err = h.exec_start(&exec(&["true"])).unwrap_err();
+    assert!(matches!(err, RuntimeError::NotRunning { .. }), "{err:?}");
+    assert_eq!(err.kind(), berth_api::ErrorKind::Conflict);
+    assert!(matches!(
+        h.attach(false, true, true),
+        Err(RuntimeError::NotRunning { .. })
+    ));
+
+    // Created, not started: refused too.
+    let cfg = fx.config("execcreated", &["true"]);
+    let h = fx.create(&cfg).unwrap();
+    assert!(matches!(
+        h.exec_start(&exec(&["true"])),
+        Err(RuntimeError::NotRunning { .. })
+    ));
+    h.kill(9).unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 137);
+    fx.assert_runtime_cleaned("execcreated");
+}
+
+/// Processes whose parent is `pid` and that are zombies.
+fn zombie_children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(st) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
+            continue;
+        };
+        let field = |k: &str| {
+            st.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        if field("PPid:") == pid.to_string() && field("State:").starts_with('Z') {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn init_reaps_zombies_and_forwards_sigterm() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let init = fx.dir.path().join("docker-init");
+    berth_runtime::init::install(&init).unwrap();
+    // Orphans reparent to pid 1 and would stay zombies without a reaper.
+    let mut cfg = fx.config(
+        "init",
+        &[
+            "sh",
+            "-c",
+            "(sleep 0.1 &); (sleep 0.1 &); (sleep 0.1 &); sleep 100",
+        ],
+    );
+    cfg.init = true;
+    cfg.init_path = Some(init);
+    cfg.readonly_rootfs = true;
+    let h = fx.spawn(&cfg).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(zombie_children(h.pid()), Vec::<i32>::new());
+    let mut p = h.exec_start(&exec(&["ps"])).unwrap();
+    let (ps, _) = demux(&read_all(p.stream.as_mut().unwrap()));
+    let pid1 = ps
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_default();
+    assert!(pid1.contains("/sbin/docker-init -- sh -c"), "{ps}");
+    // pid 1 of a pid namespace ignores SIGTERM without a handler; the init forwards it.
+    h.kill(15).unwrap();
+    let rec = h.wait().unwrap();
+    assert_eq!(rec.exit_code, 143, "{rec:?}");
+    fx.assert_runtime_cleaned("init");
+}
+
+#[test]
+fn init_reports_a_missing_command_before_start() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let init = fx.dir.path().join("docker-init");
+    berth_runtime::init::install(&init).unwrap();
+    let mut cfg = fx.config("initmissing", &["nope"]);
+    cfg.init = true;
+    cfg.init_path = Some(init);
+    assert!(matches!(
+        fx.spawn(&cfg),
+        Err(RuntimeError::ExecutableNotFound { .. })
+    ));
+}
+
+#[test]
+fn json_file_rotation_keeps_max_file_files() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let mut cfg = fx.config("rot", &["seq", "1", "2000"]);
+    cfg.log.opts = [("max-size", "1k"), ("max-file", "3")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let h = fx.spawn(&cfg).unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+    let mut names: Vec<String> = std::fs::read_dir(fx.bundle("rot"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("rot-json.log"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["rot-json.log", "rot-json.log.1", "rot-json.log.2"]);
+    let last = fx.stdout("rot");
+    assert!(last.ends_with("2000\n"), "{last}");
+    // `local` is not implemented: a distinct error before anything runs.
+    let mut cfg = fx.config("local", &["true"]);
+    cfg.log.driver = "local".into();
+    let err = Bundle::new(fx.bundle("local"))
+        .write(&cfg, &RealHost)
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::LogDriverNotSupported { .. }),
+        "{err}"
+    );
 }

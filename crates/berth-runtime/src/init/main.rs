@@ -10,6 +10,7 @@
 //! of libc functions it needs declared here (Linux, glibc, x86_64 / aarch64 signal numbers).
 
 use std::os::raw::c_int;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 /// glibc's `sigset_t`: 1024 bits.
@@ -30,6 +31,7 @@ unsafe extern "C" {
 }
 
 const SIG_BLOCK: c_int = 0;
+const SIG_SETMASK: c_int = 2;
 const WNOHANG: c_int = 1;
 const SIGHUP: c_int = 1;
 const SIGINT: c_int = 2;
@@ -71,7 +73,19 @@ fn main() {
         // Blocked here, received with sigwaitinfo below. std's spawn resets the child's mask.
         sigprocmask(SIG_BLOCK, &set, std::ptr::null_mut());
     }
-    let child = match Command::new(&args[0]).args(&args[1..]).spawn() {
+    let mut cmd = Command::new(&args[0]);
+    cmd.args(&args[1..]);
+    // SAFETY: the closure runs in the forked child before exec and only calls sigprocmask,
+    // which is async-signal-safe. The child must not inherit the blocked signals (std's
+    // spawn does not reliably reset the mask, measured with the static build).
+    unsafe {
+        cmd.pre_exec(|| {
+            let empty = SigSet([0; 16]);
+            sigprocmask(SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let child = match cmd.spawn() {
         Ok(c) => c.id() as c_int,
         Err(e) => {
             eprintln!("berth-init: exec {}: {e}", args[0]);
