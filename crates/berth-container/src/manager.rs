@@ -1134,6 +1134,61 @@ impl Containers {
         }
     }
 
+    /// Output for an attached client, read from the json-file log (the shim does not serve
+    /// attach yet): everything logged from now on (and the past log with `logs`) until the
+    /// container's current or next run ends. No stdin. Ends when the receiver is dropped.
+    pub async fn attach_output(
+        &self,
+        key: &str,
+        o: LogOptions,
+        logs_too: bool,
+        tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<()> {
+        let c = self.get(key)?;
+        let (tty, path) = self.log_source(key)?;
+        let mut rx = c.notify.subscribe();
+        let (was_running, start_exits) = {
+            let s = rx.borrow_and_update();
+            (s.running, s.exits)
+        };
+        let mut offset = if logs_too {
+            0
+        } else {
+            std::fs::metadata(&path).map_or(0, |m| m.len())
+        };
+        loop {
+            let (done, removed) = {
+                let s = rx.borrow_and_update();
+                let done = if was_running {
+                    !s.running
+                } else {
+                    s.exits > start_exits
+                };
+                (done, s.removed)
+            };
+            let p = path.clone();
+            let (entries, next) = blocking(move || logs::read_from(&p, offset))
+                .await?
+                .map_err(|e| ContainerError::io("read", &path, e))?;
+            offset = next;
+            let mut out = Vec::new();
+            for e in entries.iter().filter(|e| e.selected(&o)) {
+                e.encode(&o, !tty, &mut out);
+            }
+            if !out.is_empty() && tx.send(out).await.is_err() {
+                return Ok(());
+            }
+            if done || removed {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = tx.closed() => return Ok(()),
+            }
+        }
+    }
+
     // ---- list, inspect ----
 
     /// `GET /containers/json`.

@@ -64,6 +64,12 @@ pub struct Flags {
     /// Set key=value labels on the daemon (repeatable)
     #[arg(long = "label", value_name = "LABEL")]
     pub labels: Vec<String>,
+    /// Parent cgroup for all containers [default: /berth]
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
+    /// The berth-shim executable [default: next to berthd]
+    #[arg(long, value_name = "FILE")]
+    pub shim_binary: Option<PathBuf>,
 }
 
 /// `daemon.json`: the dockerd keys Berth understands.
@@ -77,6 +83,8 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     pub debug: Option<bool>,
     pub labels: Option<Vec<String>>,
+    pub cgroup_parent: Option<String>,
+    pub shim_binary: Option<PathBuf>,
 }
 
 const FILE_KEYS: &[&str] = &[
@@ -87,6 +95,8 @@ const FILE_KEYS: &[&str] = &[
     "log-level",
     "debug",
     "labels",
+    "cgroup-parent",
+    "shim-binary",
 ];
 
 /// An address the API is served on.
@@ -154,9 +164,26 @@ pub struct Config {
     pub log_level: String,
     pub debug: bool,
     pub labels: Vec<String>,
+    /// cgroup parent of containers that do not name one.
+    pub cgroup_parent: String,
+    /// The shim executable; `None` means `berth-shim` next to the daemon's executable.
+    pub shim_binary: Option<PathBuf>,
 }
 
+/// Default cgroup parent of containers.
+pub const DEFAULT_CGROUP_PARENT: &str = "/berth";
+
 impl Config {
+    /// The shim binary to run: configured, or `berth-shim` beside the daemon's executable.
+    pub fn shim_binary(&self) -> PathBuf {
+        self.shim_binary.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("berth-shim")))
+                .unwrap_or_else(|| PathBuf::from("berth-shim"))
+        })
+    }
+
     /// Reads the configuration file the flags name (or the default one, if it exists) and
     /// merges it with the flags.
     pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
@@ -213,6 +240,16 @@ impl Config {
         if let (false, Some(b)) = (flags.labels.is_empty(), &file.labels) {
             conflict("labels", format!("{:?}", flags.labels), format!("{b:?}"));
         }
+        if let (Some(a), Some(b)) = (&flags.cgroup_parent, &file.cgroup_parent) {
+            conflict("cgroup-parent", a.clone(), b.clone());
+        }
+        if let (Some(a), Some(b)) = (&flags.shim_binary, &file.shim_binary) {
+            conflict(
+                "shim-binary",
+                a.display().to_string(),
+                b.display().to_string(),
+            );
+        }
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflicts(conflicts.join(", ")));
         }
@@ -259,7 +296,19 @@ impl Config {
         } else {
             file.labels.clone().unwrap_or_default()
         };
+        let cgroup_parent = flags
+            .cgroup_parent
+            .clone()
+            .or_else(|| file.cgroup_parent.clone())
+            .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string());
+        let shim_binary = flags
+            .shim_binary
+            .clone()
+            .or_else(|| file.shim_binary.clone())
+            .map(absolute);
         Ok(Config {
+            cgroup_parent,
+            shim_binary,
             hosts,
             data_root: absolute(data_root),
             exec_root: absolute(exec_root),
@@ -280,6 +329,8 @@ impl Config {
             log_level: "info".into(),
             debug: false,
             labels: Vec::new(),
+            cgroup_parent: DEFAULT_CGROUP_PARENT.to_string(),
+            shim_binary: None,
         }
     }
 }

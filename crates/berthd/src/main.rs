@@ -37,6 +37,10 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(berthd::server::run(config))?;
+    let result = runtime.block_on(berthd::server::run(config));
+    // Container watcher threads block on their shims; they must not hold up the exit (the
+    // containers keep running and are adopted by the next daemon).
+    runtime.shutdown_background();
+    result?;
     Ok(())
 }

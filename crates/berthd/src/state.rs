@@ -1,20 +1,29 @@
-//! The daemon's shared state: configuration, the image store, the event bus, and the seam a
-//! container store will fill.
+//! The daemon's shared state: configuration, the image store, the event bus, the container
+//! service, and the seam through which image endpoints ask about containers.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+
+use berth_container::{Containers, EventSink, Options};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::events::EventBus;
-use crate::imagestore::{Digest, ImageError, ImageStore};
+use crate::imagestore::{ContainerUse, Digest, ImageError, ImageStore};
 
-/// What the image endpoints need to know about containers. Until a container store exists,
-/// [`NoContainers`] answers "nothing uses anything".
+/// What the image endpoints need to know about containers. [`NoContainers`] answers "nothing
+/// uses anything" (for tests of the image endpoints alone).
 pub trait ContainerUsage: Send + Sync {
     /// A container that keeps the image from being deleted (its id or name), if any.
-    fn using_image(&self, image: &Digest) -> Option<String>;
+    fn using_image(&self, image: &Digest) -> Option<String> {
+        self.image_use(image).map(|u| match u {
+            ContainerUse::Running(id) | ContainerUse::Stopped(id) => id,
+        })
+    }
+    /// How a container uses the image (running or stopped), if any.
+    fn image_use(&self, image: &Digest) -> Option<ContainerUse>;
     /// How many containers use the image.
     fn count_using(&self, image: &Digest) -> i64;
     /// `(total, running, paused, stopped)` for `/info`.
@@ -24,7 +33,7 @@ pub trait ContainerUsage: Send + Sync {
 pub struct NoContainers;
 
 impl ContainerUsage for NoContainers {
-    fn using_image(&self, _image: &Digest) -> Option<String> {
+    fn image_use(&self, _image: &Digest) -> Option<ContainerUse> {
         None
     }
     fn count_using(&self, _image: &Digest) -> i64 {
@@ -35,8 +44,39 @@ impl ContainerUsage for NoContainers {
     }
 }
 
+impl ContainerUsage for Containers {
+    fn image_use(&self, image: &Digest) -> Option<ContainerUse> {
+        Containers::image_use(self, image)
+    }
+    fn count_using(&self, image: &Digest) -> i64 {
+        Containers::count_using(self, image)
+    }
+    fn counts(&self) -> (i64, i64, i64, i64) {
+        Containers::counts(self)
+    }
+}
+
+/// Container events onto the daemon's bus.
+struct BusSink(Arc<EventBus>);
+
+impl EventSink for BusSink {
+    fn container_event(&self, action: &str, id: &str, attributes: BTreeMap<String, String>) {
+        self.0.publish(crate::events::new_event(
+            "container",
+            action,
+            id,
+            attributes,
+        ));
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error("cannot open the container store in {root}: {source}")]
+    Containers {
+        root: String,
+        source: berth_container::ContainerError,
+    },
     #[error("cannot open image store in {root}: {source}")]
     ImageStore { root: String, source: ImageError },
     #[error("cannot read or create the daemon id in {path}: {source}")]
@@ -52,8 +92,11 @@ pub struct Daemon {
     /// Stable across restarts; stored in `<data-root>/engine-id`.
     pub id: String,
     pub images: Arc<ImageStore>,
-    pub events: EventBus,
+    pub events: Arc<EventBus>,
+    /// The image endpoints' view of container usage (the container service).
     pub containers: Arc<dyn ContainerUsage>,
+    /// The container service.
+    pub ctrs: Containers,
     /// Cancelled when the daemon shuts down; long streams (events) end on it.
     pub shutdown: CancellationToken,
 }
@@ -69,12 +112,28 @@ impl Daemon {
                 source,
             })?;
         let id = engine_id(&config.data_root)?;
+        let images = Arc::new(images);
+        let events = Arc::new(EventBus::new());
+        let ctrs = Containers::open(
+            Options {
+                data_root: config.data_root.clone(),
+                shim_binary: config.shim_binary(),
+                cgroup_parent: config.cgroup_parent.clone(),
+            },
+            images.clone(),
+            Arc::new(BusSink(events.clone())),
+        )
+        .map_err(|source| DaemonError::Containers {
+            root: config.data_root.display().to_string(),
+            source,
+        })?;
         Ok(Daemon {
             config,
             id,
-            images: Arc::new(images),
-            events: EventBus::new(),
-            containers: Arc::new(NoContainers),
+            images,
+            events,
+            containers: Arc::new(ctrs.clone()),
+            ctrs,
             shutdown: CancellationToken::new(),
         })
     }

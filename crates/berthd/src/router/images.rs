@@ -502,8 +502,8 @@ pub async fn delete(
     let (image, items) = blocking(move || -> Result<_> {
         let image = st.images.get(&name)?;
         let containers = st.containers.clone();
-        let in_use = move |d: &_| containers.using_image(d);
-        let items = st.images.delete(&name, opts, &in_use)?;
+        let in_use = move |d: &_| containers.image_use(d);
+        let items = st.images.delete_with_usage(&name, opts, &in_use)?;
         Ok((image, items))
     })
     .await??;

@@ -2,6 +2,7 @@
 //! (so routing sees the bare path), checks the version, records it in the request's extensions
 //! and stamps Docker's headers on every response.
 
+mod containers;
 mod events;
 mod images;
 mod system;
@@ -32,6 +33,17 @@ pub fn app(state: AppState) -> Router {
         .route("/info", get(system::info))
         .route("/system/df", get(system::disk_usage))
         .route("/events", get(events::events))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/prune", post(containers::prune))
+        .route(
+            "/containers/{id}",
+            axum::routing::delete(containers::remove),
+        )
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/top", get(containers::top))
+        .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/{action}", post(containers::post_action))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
