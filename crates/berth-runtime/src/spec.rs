@@ -136,6 +136,31 @@ pub trait HostProbe {
     fn arch(&self) -> &str;
     /// Look up a device node.
     fn device(&self, path: &Path) -> io::Result<HostDevice>;
+    /// The capability bounding set of this process (bit n = capability n), if known.
+    /// `--privileged` and `--cap-add ALL` grant only what it holds, as Docker does.
+    fn bounding_set(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// This process's capability bounding set (`CapBnd` in `/proc/self/status`).
+pub fn own_bounding_set() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// Keep the capabilities the bounding set holds (`ALL_CAPABILITIES` is in bit order).
+pub fn within_bounding(caps: Vec<String>, bounding: Option<u64>) -> Vec<String> {
+    let Some(set) = bounding else { return caps };
+    caps.into_iter()
+        .filter(|c| {
+            ALL_CAPABILITIES
+                .iter()
+                .position(|a| a == c)
+                .is_none_or(|bit| set & (1u64 << bit) != 0)
+        })
+        .collect()
 }
 
 /// The real host.
@@ -154,6 +179,10 @@ impl HostProbe for RealHost {
 
     fn arch(&self) -> &str {
         seccomp::host_arch()
+    }
+
+    fn bounding_set(&self) -> Option<u64> {
+        own_bounding_set()
     }
 
     fn device(&self, path: &Path) -> io::Result<HostDevice> {
@@ -593,7 +622,10 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
             return Err(invalid("--init needs the init binary's path (init_path)"));
         }
     };
-    let caps = capability_set(cfg.privileged, &cfg.cap_add, &cfg.cap_drop)?;
+    let mut caps = capability_set(cfg.privileged, &cfg.cap_add, &cfg.cap_drop)?;
+    if cfg.privileged || cfg.cap_add.iter().any(|c| c.eq_ignore_ascii_case("all")) {
+        caps = within_bounding(caps, host.bounding_set());
+    }
     let oci_caps = to_oci_caps(&caps)?;
 
     let mut user = User::default();
@@ -882,6 +914,45 @@ mod tests {
         let err = generate(&cfg, &FakeHost).unwrap_err();
         assert!(matches!(err, RuntimeError::InvalidConfig(_)));
         assert!(err.to_string().contains("CAP_FLY"), "{err}");
+    }
+
+    #[test]
+    fn privileged_caps_stay_within_the_bounding_set() {
+        // This machine lacks CAP_SYS_RESOURCE (bit 24).
+        let kept = within_bounding(capability_set(true, &[], &[]).unwrap(), Some(!(1 << 24)));
+        assert_eq!(kept.len(), ALL_CAPABILITIES.len() - 1);
+        assert!(!kept.iter().any(|c| c == "CAP_SYS_RESOURCE"));
+        assert_eq!(
+            within_bounding(vec!["CAP_CHOWN".into()], None),
+            ["CAP_CHOWN"],
+            "unknown bounding set: unchanged"
+        );
+    }
+
+    #[test]
+    fn init_wraps_the_command_and_mounts_the_binary() {
+        let mut cfg = base();
+        cfg.init = true;
+        assert!(matches!(
+            generate(&cfg, &FakeHost),
+            Err(RuntimeError::InvalidConfig(_))
+        ));
+        cfg.init_path = Some("/var/lib/berth/bin/docker-init".into());
+        let spec = make(&cfg);
+        let args = spec.process().as_ref().unwrap().args().clone().unwrap();
+        assert_eq!(args, ["/sbin/docker-init", "--", "sh"]);
+        let m = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sbin/docker-init"))
+            .unwrap();
+        assert_eq!(
+            m.source().as_deref(),
+            Some(Path::new("/var/lib/berth/bin/docker-init"))
+        );
+        assert!(m.options().as_ref().unwrap().iter().any(|o| o == "ro"));
     }
 
     #[test]

@@ -823,6 +823,33 @@ fn exec_runs_in_the_container() {
         "1234\nbar\n"
     );
 
+    // The container's confinement applies: capabilities and seccomp.
+    let mut p = h.exec_start(&exec(&["cat", "/proc/self/status"])).unwrap();
+    let status = demux(&read_all(p.stream.as_mut().unwrap())).0;
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("CapEff:"), "00000000a80425fb", "{status}");
+    assert_eq!(field("CapBnd:"), "00000000a80425fb");
+    assert_eq!(
+        field("Seccomp:"),
+        "2",
+        "exec runs under the container's seccomp filter"
+    );
+    let mut ep = exec(&["sh", "-c", "grep CapEff /proc/self/status"]);
+    ep.privileged = true;
+    let mut p = h.exec_start(&ep).unwrap();
+    let caps = demux(&read_all(p.stream.as_mut().unwrap())).0;
+    assert_ne!(
+        caps.trim(),
+        "CapEff:\t00000000a80425fb",
+        "privileged exec has all caps"
+    );
+
     // Detached: no stream; wait reports the exit.
     let mut ed = exec(&["sh", "-c", "exit 3"]);
     ed.detach = true;
