@@ -20,6 +20,21 @@
 //! rootfs::unmount(&rootfs)?                             when the container stops / is removed
 //! ```
 //!
+//! Docker's `run` (attach, then start) and `--init`, `exec`, log drivers:
+//!
+//! ```text
+//! init::install(&<data-root>/bin/docker-init)?          once at daemon start (static binary)
+//! cfg.init = true; cfg.init_path = Some(that path)     spec runs ["/sbin/docker-init", "--", args..]
+//! cfg.log = LogConfig { driver, opts }                  json-file (max-size, max-file) | none;
+//!                                                       Bundle::write: Err(LogDriverNotSupported)
+//! h = Shim::create(&dir, &shim_binary)?                 created, not started; same errors as spawn
+//! a = h.attach(stdin, stdout, stderr)?                  AttachStream { stream, tty }, per client
+//! h.start()?                                            the command runs; `a` sees all its output
+//! x = h.exec_start(&ExecConfig { exec_id, args, .. })?  ExecProcess { pid, tty, stream }
+//!          Err(NotRunning) → 409, Err(ExecutableNotFound) → 127 / oci_exec_message()
+//! h.exec_resize(id, h, w)?  h.exec_state(id)?  h.exec_wait(id)? → ExecState { exit_code, .. }
+//! ```
+//!
 //! After a daemon restart, [`ShimHandle::connect`] adopts a bundle's shim from its pid files;
 //! once the shim is gone, [`ShimHandle::wait`] and [`ShimHandle::state`] answer from
 //! `exit.json`. The shim itself never unmounts the rootfs: the daemon owns it.

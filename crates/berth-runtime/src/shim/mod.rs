@@ -7,6 +7,34 @@
 //! runtime state (cgroups) and exits. While it runs it serves `shim.sock` in the bundle, one
 //! JSON [`Request`] per line, one JSON [`Response`] line back.
 //!
+//! # Wire protocol (`shim.sock`)
+//!
+//! Requests are JSON objects tagged by `op` ([`Request`]), answers tagged by `type`
+//! ([`Response`]); a failed request answers `{"type":"error","message":…,"reason":{"kind":…}}`
+//! where `reason` ([`ErrorReason`]) is set for what the daemon must tell apart (not running,
+//! executable not found / not runnable, no such exec, exec id taken).
+//!
+//! - `{"op":"start"}`: run a container the shim was started for with `--create-only`
+//!   ([`Shim::create`]). Until then the container's init exists but waits; clients attach
+//!   first, so nothing of an `echo` is lost (Docker's `run` attaches, then starts).
+//! - `{"op":"attach","stdin":…,"stdout":…,"stderr":…}` → `{"type":"attached","tty":…}`, then
+//!   the connection is a stream: the container's output from now on (without a tty Docker's
+//!   8-byte-header frames, stream 1 stdout / 2 stderr; with a tty raw bytes); bytes the client
+//!   sends go to stdin (when asked for and the container has `open_stdin`). The client's
+//!   half-close closes the container's stdin if it has `stdin_once`. Any number of clients;
+//!   each gets everything from its attach on. Writes never block the shim: a client with more
+//!   than 4 MiB queued is dropped; a broken one is dropped (SIGPIPE is ignored). When the
+//!   container exits, streams get EOF after the last output.
+//! - `{"op":"exec_start","exec_id":…,"args":[…],"env":[…],"cwd":…,"user":{"uid","gid",
+//!   "additional_gids"},"tty":…,"stdin":…,"stdout":…,"stderr":…,"privileged":…,"cap_add":[…],
+//!   "detach":…}` ([`ExecConfig`]) → `{"type":"exec_started","pid":…,"tty":…}`, then (unless
+//!   `detach`) the exec's stdio as a stream like attach, ending when the exec exited and its
+//!   output drained; its half-close closes the exec's stdin.
+//! - `exec_resize {exec_id,height,width}`, `exec_kill {exec_id,signal}` → `ok`;
+//!   `exec_state {exec_id}` → `exec_state {exec_id,pid,running,exit_code}`; `exec_wait` answers
+//!   the same once the exec is done.
+//! - `state`, `kill {signal}`, `wait`, `close_stdin`, `resize {height,width}` as before.
+//!
 //! Everything in this module's client half is blocking socket and process I/O, safe from the
 //! daemon's multi-threaded runtime (call it from `spawn_blocking`).
 

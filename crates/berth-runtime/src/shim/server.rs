@@ -1060,6 +1060,11 @@ impl Supervisor {
 
     fn spawn_exec(&mut self, cfg: &ExecConfig) -> Result<usize, RuntimeError> {
         let process = self.exec_process(cfg)?;
+        let sys_admin = process
+            .capabilities()
+            .as_ref()
+            .and_then(|c| c.effective().as_ref())
+            .is_some_and(|e| e.contains(&oci_spec::runtime::Capability::SysAdmin));
         check_executable(
             &self.rootfs,
             &cfg.args[0],
@@ -1072,7 +1077,7 @@ impl Supervisor {
         let process_path = self.bundle.runtime_root().join(format!("exec-{n}.json"));
         write_json_atomic(&process_path, &process)?;
         let console_path = self.bundle.dir().join(format!("exec-{n}.sock"));
-        let result = self.build_exec(cfg, &process_path, &console_path);
+        let result = self.build_exec(cfg, &process_path, &console_path, sys_admin);
         let _ = std::fs::remove_file(&process_path);
         let _ = std::fs::remove_file(&console_path);
         let (pid, io) = result?;
@@ -1094,6 +1099,7 @@ impl Supervisor {
         cfg: &ExecConfig,
         process_path: &Path,
         console_path: &Path,
+        sys_admin: bool,
     ) -> Result<(Pid, ProcIo), RuntimeError> {
         let id = self.id.clone();
         let mut builder = ContainerBuilder::new(id.clone(), SyscallType::default())
@@ -1101,6 +1107,7 @@ impl Supervisor {
             .map_err(|e| create_err(&id, &e))?
             .with_executor(SeccompExecutor {
                 seccomp: self.seccomp.clone(),
+                sys_admin,
             });
         let mut io = ProcIo::default();
         let mut console = None;
@@ -1292,15 +1299,17 @@ impl Supervisor {
 #[derive(Clone)]
 struct SeccompExecutor {
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The process keeps `CAP_SYS_ADMIN`: the filter loads without `no_new_privs`.
+    sys_admin: bool,
 }
 
 impl Executor for SeccompExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        if let Some(filter) = &self.seccomp
-            && libcontainer::seccomp::initialize_seccomp(filter).is_err()
-        {
-            nix::sys::prctl::set_no_new_privs()
-                .map_err(|e| ExecutorError::Other(format!("set no_new_privs: {e}")))?;
+        if let Some(filter) = &self.seccomp {
+            if !self.sys_admin {
+                nix::sys::prctl::set_no_new_privs()
+                    .map_err(|e| ExecutorError::Other(format!("set no_new_privs: {e}")))?;
+            }
             libcontainer::seccomp::initialize_seccomp(filter)
                 .map_err(|e| ExecutorError::Other(format!("load seccomp filter: {e}")))?;
         }
