@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{context::ContextCommand, image, system};
+use crate::commands::{container, context::ContextCommand, cp, image, stats, system};
 
 /// A self-sufficient runtime for containers
 #[derive(Debug, Parser)]
@@ -45,6 +45,11 @@ pub struct GlobalOptions {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Manage containers
+    Container {
+        #[command(subcommand)]
+        command: container::ContainerCommand,
+    },
     /// Manage contexts
     Context {
         #[command(subcommand)]
@@ -67,7 +72,51 @@ pub enum Command {
     /// Import the contents from a tarball to create a filesystem image
     Import(image::ImportArgs),
     /// Return low-level information on Berth objects
-    Inspect(image::InspectArgs),
+    Inspect(container::InspectArgs),
+    /// Create and run a new container from an image
+    Run(container::RunArgs),
+    /// Create a new container
+    Create(container::CreateArgs),
+    /// Start one or more stopped containers
+    Start(container::StartArgs),
+    /// Stop one or more running containers
+    Stop(container::StopArgs),
+    /// Kill one or more running containers
+    Kill(container::KillArgs),
+    /// Restart one or more containers
+    Restart(container::StopArgs),
+    /// Pause all processes within one or more containers
+    Pause(container::NamesArg),
+    /// Unpause all processes within one or more containers
+    Unpause(container::NamesArg),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(container::NamesArg),
+    /// Remove one or more containers
+    Rm(container::RmArgs),
+    /// Rename a container
+    Rename(container::RenameArgs),
+    /// Update configuration of one or more containers
+    Update(container::UpdateArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(container::AttachArgs),
+    /// Fetch the logs of a container
+    Logs(container::LogsArgs),
+    /// Display the running processes of a container
+    Top(container::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::StatsArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(container::IdArg),
+    /// Export a container's filesystem as a tar archive
+    Export(container::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Create a new image from a container's changes
+    Commit(container::CommitArgs),
+    /// List containers
+    Ps(container::PsArgs),
+    /// Execute a command in a running container
+    Exec(container::ExecArgs),
     /// Load an image from a tar archive or STDIN
     Load(image::LoadArgs),
     /// Remove one or more images

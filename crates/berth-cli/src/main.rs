@@ -17,7 +17,12 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            match docker_usage_error(&e, &std::env::args().collect::<Vec<_>>()) {
+                Some(text) => output::err(&text),
+                None => {
+                    let _ = e.print();
+                }
+            }
             return ExitCode::from(usage_exit_code(&e));
         }
     };
@@ -56,6 +61,75 @@ fn main() -> ExitCode {
     }
 }
 
+/// The command path (`run`, `container ls`) the arguments select, and its usage line.
+fn command_path(args: &[String]) -> (Vec<String>, String) {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut path = Vec::new();
+    let mut i = 1;
+    // Global options before the command, some with a separate value.
+    while i < args.len() && args[i].starts_with('-') {
+        let takes_value = matches!(
+            args[i].as_str(),
+            "-H" | "--host" | "-c" | "--context" | "--config" | "-l" | "--log-level"
+        );
+        i += if takes_value { 2 } else { 1 };
+    }
+    while i < args.len() {
+        let Some(sub) = cmd
+            .get_subcommands()
+            .find(|s| s.get_name() == args[i] || s.get_all_aliases().any(|a| a == args[i]))
+            .cloned()
+        else {
+            break;
+        };
+        path.push(sub.get_name().to_string());
+        cmd = sub;
+        i += 1;
+    }
+    let usage = cmd.render_usage().to_string();
+    (path, usage)
+}
+
+/// docker's wording for an unknown or invalid flag:
+/// `unknown flag: --x`, the usage line and `Run 'berth run --help' for more information`.
+fn docker_usage_error(e: &clap::Error, args: &[String]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let (path, usage) = command_path(args);
+    if path.is_empty() {
+        return None;
+    }
+    let first = match e.kind() {
+        ErrorKind::UnknownArgument => match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(arg)) if arg.starts_with("--") => {
+                format!("unknown flag: {}", arg.split('=').next().unwrap_or(arg))
+            }
+            Some(ContextValue::String(arg)) if arg.starts_with('-') => {
+                let c = arg.chars().nth(1).unwrap_or('-');
+                format!("unknown shorthand flag: '{c}' in {arg}")
+            }
+            _ => return None,
+        },
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let arg = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(a)) => a.split(' ').next().unwrap_or(a).to_string(),
+                _ => return None,
+            };
+            let value = match e.get(ContextKind::InvalidValue) {
+                Some(ContextValue::String(v)) => v.clone(),
+                _ => String::new(),
+            };
+            format!("invalid argument \"{value}\" for \"{arg}\" flag")
+        }
+        _ => return None,
+    };
+    let usage = usage.trim_start_matches("Usage:").trim();
+    Some(format!(
+        "{first}\n\nUsage:  {usage}\n\nRun 'berth {} --help' for more information\n",
+        path.join(" ")
+    ))
+}
+
 /// docker's exit codes for command-line mistakes: 125 for bad flags, 1 for a wrong number of
 /// positional arguments, 0 for help.
 fn usage_exit_code(e: &clap::Error) -> u8 {
@@ -74,7 +148,7 @@ fn usage_exit_code(e: &clap::Error) -> u8 {
 }
 
 async fn run(env: Env, command: Command) -> anyhow::Result<()> {
-    use commands::{context, image, system};
+    use commands::{container, context, cp, image, stats, system};
     match command {
         Command::Context { command } => context::run(&env, command).await,
         Command::Image { command } => image::run(&env, command).await,
@@ -82,7 +156,30 @@ async fn run(env: Env, command: Command) -> anyhow::Result<()> {
         Command::Images(args) => image::list(&env, args).await,
         Command::History(args) => image::history(&env, args).await,
         Command::Import(args) => image::import(&env, args).await,
-        Command::Inspect(args) => image::inspect(&env, args, true).await,
+        Command::Inspect(args) => container::inspect(&env, args, true).await,
+        Command::Container { command } => container::run_command(&env, command).await,
+        Command::Run(args) => container::run(&env, args).await,
+        Command::Create(args) => container::create(&env, args).await,
+        Command::Start(args) => container::start(&env, args).await,
+        Command::Stop(args) => container::stop(&env, args, false).await,
+        Command::Kill(args) => container::kill(&env, args).await,
+        Command::Restart(args) => container::stop(&env, args, true).await,
+        Command::Pause(args) => container::simple(&env, args, container::Simple::Pause).await,
+        Command::Unpause(args) => container::simple(&env, args, container::Simple::Unpause).await,
+        Command::Wait(args) => container::simple(&env, args, container::Simple::Wait).await,
+        Command::Rm(args) => container::rm(&env, args).await,
+        Command::Rename(args) => container::rename(&env, args).await,
+        Command::Update(args) => container::update(&env, args).await,
+        Command::Attach(args) => container::attach(&env, args).await,
+        Command::Logs(args) => container::logs(&env, args).await,
+        Command::Top(args) => container::top(&env, args).await,
+        Command::Stats(args) => stats::stats(&env, args).await,
+        Command::Diff(args) => container::diff(&env, args).await,
+        Command::Export(args) => container::export(&env, args).await,
+        Command::Cp(args) => cp::cp(&env, args).await,
+        Command::Commit(args) => container::commit(&env, args).await,
+        Command::Ps(args) => container::ps(&env, args).await,
+        Command::Exec(args) => container::exec(&env, args).await,
         Command::Load(args) => image::load(&env, args).await,
         Command::Rmi(args) => image::remove(&env, args).await,
         Command::Save(args) => image::save(&env, args).await,
@@ -108,5 +205,29 @@ mod tests {
         assert_eq!(code(&["berth", "history"]), 1);
         assert_eq!(code(&["berth", "history", "a", "b"]), 1);
         assert_eq!(code(&["berth", "--help"]), 0);
+        assert_eq!(code(&["berth", "run", "--bogus", "busybox"]), 125);
+    }
+
+    #[test]
+    fn unknown_flags_are_worded_as_docker() {
+        let args: Vec<String> = ["berth", "run", "--bogus", "busybox"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let e = Cli::try_parse_from(&args).unwrap_err();
+        assert_eq!(
+            docker_usage_error(&e, &args).unwrap(),
+            "unknown flag: --bogus\n\nUsage:  berth run [OPTIONS] IMAGE [COMMAND] [ARG...]\n\nRun 'berth run --help' for more information\n"
+        );
+        let args: Vec<String> = ["berth", "container", "ls", "-z"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let e = Cli::try_parse_from(&args).unwrap_err();
+        assert!(
+            docker_usage_error(&e, &args)
+                .unwrap()
+                .starts_with("unknown shorthand flag: 'z' in -z\n")
+        );
     }
 }

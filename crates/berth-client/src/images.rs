@@ -203,3 +203,23 @@ impl Client {
         .await
     }
 }
+
+impl Client {
+    /// `POST /images/create?fromImage=&tag=&platform=`: pulls an image, streaming progress.
+    pub async fn image_pull(
+        &self,
+        image: &str,
+        tag: &str,
+        platform: Option<&str>,
+    ) -> Result<impl Stream<Item = Result<JsonMessage>> + Send + use<>> {
+        let mut query = Query::new();
+        query
+            .push("fromImage", image)
+            .non_empty("tag", tag)
+            .non_empty("platform", platform.unwrap_or_default());
+        let response = self
+            .request(Method::POST, "/images/create", &query, Body::Empty)
+            .await?;
+        Ok(stream::json_stream(response.into_body(), "image pull"))
+    }
+}

@@ -1,9 +1,13 @@
 //! One module per command group. Each command parses into a clap struct, talks to the daemon
 //! through `berth-client`, and formats with `crate::format`.
 
+pub mod container;
 pub mod context;
+pub mod cp;
 pub mod image;
 pub mod run_opts;
+pub mod session;
+pub mod stats;
 pub mod system;
 
 use anyhow::{Result, bail};

@@ -312,8 +312,7 @@ pub struct ContainerOptions {
         value_name = "IMAGE [COMMAND] [ARG...]",
         required = true,
         num_args = 1..,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
+        trailing_var_arg = true
     )]
     pub args: Vec<String>,
 }
