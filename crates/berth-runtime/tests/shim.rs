@@ -1003,6 +1003,21 @@ fn init_reaps_zombies_and_forwards_sigterm() {
 }
 
 #[test]
+fn init_with_a_tty() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let init = fx.dir.path().join("docker-init");
+    berth_runtime::init::install(&init).unwrap();
+    let mut cfg = fx.config("inittty", &["sh", "-c", "test -t 0 && echo tty-ok; exit 4"]);
+    cfg.init = true;
+    cfg.init_path = Some(init);
+    cfg.tty = true;
+    let h = fx.spawn(&cfg).unwrap();
+    assert_eq!(h.wait().unwrap().exit_code, 4);
+    assert_eq!(fx.stdout("inittty"), "tty-ok\r\n");
+}
+
+#[test]
 fn init_reports_a_missing_command_before_start() {
     require_root!();
     let mut fx = Fixture::new();

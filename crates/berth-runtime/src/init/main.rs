@@ -28,6 +28,10 @@ unsafe extern "C" {
     fn sigwaitinfo(set: *const SigSet, info: *mut SigInfo) -> c_int;
     fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
     fn kill(pid: c_int, sig: c_int) -> c_int;
+    fn setpgid(pid: c_int, pgid: c_int) -> c_int;
+    fn tcsetpgrp(fd: c_int, pgrp: c_int) -> c_int;
+    fn getpid() -> c_int;
+    fn signal(sig: c_int, handler: usize) -> usize;
 }
 
 const SIG_BLOCK: c_int = 0;
@@ -41,6 +45,9 @@ const SIGUSR2: c_int = 12;
 const SIGTERM: c_int = 15;
 const SIGCHLD: c_int = 17;
 const SIGWINCH: c_int = 28;
+const SIGTTOU: c_int = 22;
+const SIG_DFL: usize = 0;
+const SIG_IGN: usize = 1;
 const FORWARDED: [c_int; 7] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH];
 
 fn exit_code(status: c_int) -> i32 {
@@ -75,11 +82,17 @@ fn main() {
     }
     let mut cmd = Command::new(&args[0]);
     cmd.args(&args[1..]);
-    // SAFETY: the closure runs in the forked child before exec and only calls sigprocmask,
-    // which is async-signal-safe. The child must not inherit the blocked signals (std's
-    // spawn does not reliably reset the mask, measured with the static build).
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls. The child gets a process group of its own, made the terminal's
+    // foreground group when stdin is a tty (so ^C reaches it once, not through us as well),
+    // and must not inherit the blocked signals (std's spawn does not reliably reset the mask,
+    // measured with the static build).
     unsafe {
         cmd.pre_exec(|| {
+            setpgid(0, 0);
+            signal(SIGTTOU, SIG_IGN);
+            tcsetpgrp(0, getpid()); // ENOTTY without a terminal: nothing to do
+            signal(SIGTTOU, SIG_DFL);
             let empty = SigSet([0; 16]);
             sigprocmask(SIG_SETMASK, &empty, std::ptr::null_mut());
             Ok(())
