@@ -1064,3 +1064,35 @@ fn json_file_rotation_keeps_max_file_files() {
         "{err}"
     );
 }
+
+#[test]
+fn attach_to_a_running_container_sees_output_from_then_on() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config(
+        "late",
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 20 ]; do echo $i; i=$((i+1)); sleep 0.05; done",
+        ],
+    );
+    let h = fx.spawn(&cfg).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // One client leaves early, half-way through; the container does not notice.
+    let early = h.attach(true, true, true).unwrap();
+    let mut a = h.attach(false, true, false).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(early);
+    let (out, _) = demux(&read_all(&mut a.stream));
+    assert!(out.ends_with("18\n19\n"), "{out}");
+    assert!(
+        !out.starts_with("0\n"),
+        "no output from before the attach: {out}"
+    );
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+    assert!(
+        fx.stdout("late").starts_with("0\n1\n"),
+        "the log has everything"
+    );
+}

@@ -692,3 +692,87 @@ impl ShimHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The wire shapes the daemon relies on.
+    #[test]
+    fn protocol_json_shapes() {
+        let to = |r: &Request| serde_json::to_value(r).unwrap();
+        assert_eq!(to(&Request::Start), json!({"op": "start"}));
+        assert_eq!(
+            to(&Request::Attach {
+                stdin: true,
+                stdout: true,
+                stderr: false
+            }),
+            json!({"op": "attach", "stdin": true, "stdout": true, "stderr": false})
+        );
+        let r: Request = serde_json::from_value(json!({"op": "attach", "stdout": true})).unwrap();
+        assert_eq!(
+            r,
+            Request::Attach {
+                stdin: false,
+                stdout: true,
+                stderr: false
+            }
+        );
+        let r: Request = serde_json::from_value(json!({
+            "op": "exec_start", "exec_id": "e1", "args": ["sh"], "tty": true,
+            "user": {"uid": 1, "gid": 2, "additional_gids": [3]}
+        }))
+        .unwrap();
+        let Request::ExecStart(cfg) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(cfg.exec_id, "e1");
+        assert!(cfg.tty && !cfg.stdin && !cfg.detach);
+        assert_eq!(cfg.user.unwrap().additional_gids, [3]);
+        assert_eq!(
+            to(&Request::ExecResize {
+                exec_id: "e1".into(),
+                height: 24,
+                width: 80
+            }),
+            json!({"op": "exec_resize", "exec_id": "e1", "height": 24, "width": 80})
+        );
+        let resp = |r: &Response| serde_json::to_value(r).unwrap();
+        assert_eq!(
+            resp(&Response::Attached { tty: false }),
+            json!({"type": "attached", "tty": false})
+        );
+        assert_eq!(
+            resp(&Response::ExecStarted { pid: 7, tty: true }),
+            json!({"type": "exec_started", "pid": 7, "tty": true})
+        );
+        assert_eq!(
+            resp(&Response::ExecState(ExecState {
+                exec_id: "e1".into(),
+                pid: 7,
+                running: false,
+                exit_code: Some(5)
+            })),
+            json!({"type": "exec_state", "exec_id": "e1", "pid": 7, "running": false, "exit_code": 5})
+        );
+        assert_eq!(
+            resp(&Response::Error {
+                message: "m".into(),
+                reason: Some(ErrorReason::ExecutableNotFound {
+                    name: "nope".into()
+                })
+            }),
+            json!({"type": "error", "message": "m",
+                   "reason": {"kind": "executable_not_found", "name": "nope"}})
+        );
+        assert_eq!(
+            resp(&Response::error("x")),
+            json!({"type": "error", "message": "x"})
+        );
+        let old: Response =
+            serde_json::from_value(json!({"type": "error", "message": "x"})).unwrap();
+        assert_eq!(old, Response::error("x"));
+    }
+}
