@@ -857,21 +857,6 @@ fn exec_runs_in_the_container() {
     assert!(p.stream.is_none());
     assert_eq!(h.exec_wait(&ed.exec_id).unwrap().exit_code, Some(3));
 
-    // Latency of `true`, start to recorded exit.
-    let mut times = Vec::new();
-    for _ in 0..10 {
-        let et = exec(&["true"]);
-        let t = Instant::now();
-        let mut p = h.exec_start(&et).unwrap();
-        read_all(p.stream.as_mut().unwrap());
-        assert_eq!(h.exec_wait(&et.exec_id).unwrap().exit_code, Some(0));
-        times.push(t.elapsed());
-    }
-    times.sort();
-    println!(
-        "exec `true`, exec_start -> exit recorded, 10 runs: median {:?}, min {:?}, max {:?}",
-        times[5], times[0], times[9]
-    );
     assert_eq!(h.state().unwrap().status, ContainerStatus::Running);
     h.kill(9).unwrap();
     assert_eq!(h.wait().unwrap().exit_code, 137);
@@ -1095,4 +1080,39 @@ fn attach_to_a_running_container_sees_output_from_then_on() {
         fx.stdout("late").starts_with("0\n1\n"),
         "the log has everything"
     );
+}
+
+fn exec_true_latency(h: &ShimHandle) -> Vec<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let et = exec(&["true"]);
+        let t = Instant::now();
+        let mut p = h.exec_start(&et).unwrap();
+        read_all(p.stream.as_mut().unwrap());
+        assert_eq!(h.exec_wait(&et.exec_id).unwrap().exit_code, Some(0));
+        times.push(t.elapsed());
+    }
+    times.sort();
+    times
+}
+
+#[test]
+fn exec_latency() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("lat", &["sleep", "100"]);
+    let h = fx.spawn(&cfg).unwrap();
+    let mut cfg = fx.config("latu", &["sleep", "100"]);
+    cfg.seccomp = berth_runtime::config::SeccompMode::Unconfined;
+    let hu = fx.spawn(&cfg).unwrap();
+    let (t, tu) = (exec_true_latency(&h), exec_true_latency(&hu));
+    println!(
+        "exec `true`, exec_start -> exit recorded, 10 runs: median {:?} (min {:?}, max {:?}) \
+         with the default seccomp profile; median {:?} (min {:?}) unconfined",
+        t[5], t[0], t[9], tu[5], tu[0]
+    );
+    for h in [h, hu] {
+        h.kill(9).unwrap();
+        h.wait().unwrap();
+    }
 }
