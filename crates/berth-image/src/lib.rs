@@ -5,14 +5,17 @@
 
 pub mod archive;
 pub mod changes;
+pub mod commit;
 pub mod config;
 pub mod digest;
 pub mod error;
 pub mod ingest;
+pub mod pack;
 pub mod reference;
 pub mod store;
 pub mod unpack;
 
+pub use commit::CommitRequest;
 pub use config::{HistoryEntry, ImageConfig, RootFs};
 pub use digest::Digest;
 pub use error::{ImageError, Result};

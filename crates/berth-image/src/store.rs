@@ -615,6 +615,16 @@ impl ImageStore {
             .collect())
     }
 
+    /// The stored record and config of image `id` (for commit, which builds on them).
+    pub(crate) fn record_and_config(&self, id: &Digest) -> Result<(ImageRecord, ImageConfig)> {
+        let state = lock(&self.state);
+        let stored = state
+            .images
+            .get(id)
+            .ok_or_else(|| ImageError::NotFound(id.to_string()))?;
+        Ok((stored.record.clone(), stored.config.clone()))
+    }
+
     /// Per image: the bytes of its layers that at least one other image uses too.
     pub fn shared_sizes(&self) -> HashMap<Digest, u64> {
         let state = lock(&self.state);

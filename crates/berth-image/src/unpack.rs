@@ -149,6 +149,7 @@ pub fn unpack_layer(
         root,
         layer,
         chown: rustix::process::geteuid().is_root(),
+        mode: UnpackMode::Layer,
         dir_times: Vec::new(),
         size: 0,
         buf: vec![0; 256 * 1024],
@@ -167,6 +168,82 @@ pub fn unpack_layer(
         diff_id: hashing.into_parts().1.finish(),
         size: unpacker.size,
         compression,
+    })
+}
+
+/// How [`extract_into_root`] treats a tar.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtractOptions {
+    /// `Some((uid, gid))` gives every entry this owner (`docker cp` without `-a`: root);
+    /// `None` keeps the tar's ids.
+    pub owner: Option<(u64, u64)>,
+    /// Refuse to replace a directory with a non-directory and vice versa.
+    pub no_overwrite_dir_non_dir: bool,
+}
+
+struct ExtractMode {
+    prefix: Vec<OsString>,
+    owner: Option<(u64, u64)>,
+    no_overwrite_dir_non_dir: bool,
+}
+
+enum UnpackMode {
+    Layer,
+    Extract(ExtractMode),
+}
+
+/// Extracts a plain (or compressed) tar into the directory `dest` of the root filesystem `root`
+/// (`docker cp` into a container). Every path, `dest` included, is resolved as if `root` were
+/// `/` (`openat2` with `RESOLVE_IN_ROOT`): a symlink to `/etc` inside the tree means
+/// `root/etc`, and `..` stops at `root`. Entry names climbing above `dest` are refused.
+/// Whiteout names are ordinary files here; the destination directory's own metadata is kept.
+pub fn extract_into_root(
+    reader: &mut dyn Read,
+    root: &Path,
+    dest: &str,
+    opts: &ExtractOptions,
+) -> Result<()> {
+    let stream_err =
+        |source| ImageError::InvalidArgument(format!("cannot extract archive: {source}"));
+    let (_, inner) = decompress(BufReader::with_capacity(1 << 16, reader)).map_err(stream_err)?;
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ImageError::io(format!("cannot open {}", root.display()), e.into()))?;
+    let prefix = clean_path(dest.trim_start_matches('/').as_bytes()).unwrap_or_default();
+    let label = format!("archive for {dest}");
+    let mut unpacker = Unpacker {
+        root: root_fd,
+        layer: &label,
+        chown: rustix::process::geteuid().is_root(),
+        mode: UnpackMode::Extract(ExtractMode {
+            prefix,
+            owner: opts.owner,
+            no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
+        }),
+        dir_times: Vec::new(),
+        size: 0,
+        buf: vec![0; 128 * 1024],
+    };
+    let result = (|| -> Result<()> {
+        let mut archive = tar::Archive::new(inner);
+        for entry in archive.entries().map_err(stream_err)? {
+            let mut entry = entry.map_err(stream_err)?;
+            unpacker.entry(&mut entry)?;
+        }
+        unpacker.finish_dir_times()
+    })();
+    result.map_err(|e| match e {
+        ImageError::LayerEscape { entry, .. } => ImageError::InvalidArgument(format!(
+            "cannot extract archive into {dest}: entry {entry:?} escapes the destination"
+        )),
+        ImageError::Unpack { entry, source, .. } => ImageError::Io {
+            context: format!("cannot extract archive into {dest}: entry {entry:?}"),
+            source,
+        },
+        other => other,
     })
 }
 
@@ -238,6 +315,9 @@ struct Unpacker<'a> {
     layer: &'a str,
     /// Ownership can only be applied as root; rootless callers keep their own uid.
     chown: bool,
+    /// Layer mode (whiteouts converted, `RESOLVE_BENEATH`) or extraction into a container
+    /// (no whiteouts, `RESOLVE_IN_ROOT` below a destination).
+    mode: UnpackMode,
     /// Directory mtimes are applied last, because creating children changes them.
     dir_times: Vec<(Vec<OsString>, Timestamps)>,
     size: u64,
@@ -269,8 +349,15 @@ impl Unpacker<'_> {
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let raw_path = entry.path_bytes().into_owned();
         let display = String::from_utf8_lossy(&raw_path).into_owned();
-        let comps = clean_path(&raw_path).ok_or_else(|| self.escape(&display))?;
+        let mut comps = clean_path(&raw_path).ok_or_else(|| self.escape(&display))?;
         let kind = entry.header().entry_type();
+        if let UnpackMode::Extract(x) = &self.mode {
+            if comps.is_empty() {
+                // Docker leaves the destination directory itself alone.
+                return Ok(());
+            }
+            comps.splice(0..0, x.prefix.iter().cloned());
+        }
         let header = entry.header();
         let mode = header.mode().map_err(|e| self.failed(&display, e))? & 0o7777;
         let old = header.as_old();
@@ -283,6 +370,13 @@ impl Unpacker<'_> {
         uid = pax.uid.unwrap_or(uid);
         gid = pax.gid.unwrap_or(gid);
         mtime = pax.mtime.unwrap_or(mtime);
+        if let UnpackMode::Extract(ExtractMode {
+            owner: Some((u, g)),
+            ..
+        }) = &self.mode
+        {
+            (uid, gid) = (*u, *g);
+        }
         let times = timestamps(mtime);
         let xattrs = pax.xattrs;
 
@@ -299,13 +393,31 @@ impl Unpacker<'_> {
             .open_dir(parent_comps, true)
             .map_err(|e| self.failed(&display, e))?;
         let name_bytes = name.as_bytes();
+        let whiteouts = matches!(self.mode, UnpackMode::Layer);
 
-        if name_bytes == OPAQUE_MARKER {
+        if let UnpackMode::Extract(x) = &self.mode
+            && x.no_overwrite_dir_non_dir
+            && let Ok(st) = rustix::fs::statat(&parent, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+        {
+            let existing_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            if existing_dir != kind.is_dir() {
+                let shown = format!("/{}", String::from_utf8_lossy(join(&comps).as_bytes()));
+                return Err(ImageError::InvalidArgument(if existing_dir {
+                    format!("cannot overwrite directory {shown:?} with non-directory {display:?}")
+                } else {
+                    format!("cannot overwrite non-directory {shown:?} with directory {display:?}")
+                }));
+            }
+        }
+
+        if whiteouts && name_bytes == OPAQUE_MARKER {
             rustix::fs::fsetxattr(&parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
                 .map_err(|e| self.failed(&display, e.into()))?;
             return Ok(());
         }
-        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX) {
+        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX)
+            && whiteouts
+        {
             if hidden.starts_with(WHITEOUT_PREFIX) {
                 // Other `.wh..wh.` names are aufs metadata with no overlay meaning.
                 return Ok(());
@@ -445,7 +557,10 @@ impl Unpacker<'_> {
                         io::Error::new(io::ErrorKind::InvalidData, "hard link without target")
                     })?
                     .into_owned();
-                let target = clean_path(&target_raw).ok_or(Fail::Escape)?;
+                let mut target = clean_path(&target_raw).ok_or(Fail::Escape)?;
+                if let UnpackMode::Extract(x) = &self.mode {
+                    target.splice(0..0, x.prefix.iter().cloned());
+                }
                 let Some((target_name, target_parent)) = target.split_last() else {
                     return Err(Fail::Escape);
                 };
@@ -512,13 +627,17 @@ impl Unpacker<'_> {
         if comps.is_empty() {
             return self.root.try_clone();
         }
-        match open_beneath(&self.root, &join(comps)) {
+        let resolve = match self.mode {
+            UnpackMode::Layer => ResolveFlags::BENEATH,
+            UnpackMode::Extract(_) => ResolveFlags::IN_ROOT,
+        };
+        match open_resolved(&self.root, &join(comps), resolve) {
             Err(e) if create && e.kind() == io::ErrorKind::NotFound => {}
             other => return other,
         }
         let mut fd = self.root.try_clone()?;
         for i in 0..comps.len() {
-            match open_beneath(&self.root, &join(&comps[..=i])) {
+            match open_resolved(&self.root, &join(&comps[..=i]), resolve) {
                 Ok(next) => fd = next,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     rustix::fs::mkdirat(&fd, comps[i].as_os_str(), Mode::from_raw_mode(0o755))?;
@@ -586,12 +705,18 @@ fn copy_with(from: &mut dyn Read, to: &mut File, buf: &mut [u8]) -> io::Result<u
 
 /// Opens a directory below `dir` without leaving it and without following magic links.
 fn open_beneath(dir: &impl AsFd, path: &OsStr) -> io::Result<OwnedFd> {
+    open_resolved(dir, path, ResolveFlags::BENEATH)
+}
+
+/// Opens a directory below `dir` with `resolve` (`BENEATH` or `IN_ROOT`), never through magic
+/// links.
+fn open_resolved(dir: &impl AsFd, path: &OsStr, resolve: ResolveFlags) -> io::Result<OwnedFd> {
     Ok(rustix::fs::openat2(
         dir,
         path,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        resolve | ResolveFlags::NO_MAGICLINKS,
     )?)
 }
 
@@ -1137,5 +1262,102 @@ mod tests {
         unpack_bytes(&b.into_inner().unwrap(), &sb.dest).unwrap();
         assert_eq!(std::fs::read(sb.dest.join("x")).unwrap(), b"file now");
         assert_eq!(std::fs::read(sb.dest.join("f")).unwrap(), b"new");
+    }
+}
+
+#[cfg(test)]
+mod extract_tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, symlink};
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            h.set_uid(1234);
+            h.set_gid(99);
+            h.set_size(data.len() as u64);
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("dst")).unwrap();
+        symlink("/etc", root.join("dst/link")).unwrap();
+        symlink("/etc", root.join("to-etc")).unwrap();
+        let tar = tar_of(&[
+            ("link/x", tar::EntryType::Regular, b"via link", ""),
+            (".wh.y", tar::EntryType::Regular, b"", ""),
+        ]);
+        extract_into_root(&mut &tar[..], &root, "/dst", &ExtractOptions::default()).unwrap();
+        assert_eq!(std::fs::read(root.join("etc/x")).unwrap(), b"via link");
+        assert!(
+            root.join("dst/.wh.y").is_file(),
+            "whiteouts stay plain files"
+        );
+        // The destination itself is a symlink to the container's /etc.
+        let tar = tar_of(&[("z", tar::EntryType::Regular, b"z", "")]);
+        extract_into_root(&mut &tar[..], &root, "/to-etc", &ExtractOptions::default()).unwrap();
+        assert_eq!(std::fs::read(root.join("etc/z")).unwrap(), b"z");
+        assert!(!Path::new("/etc/z").exists() || std::fs::read("/etc/z").unwrap() != b"z");
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("dst")).unwrap();
+        for entries in [
+            vec![("../x", tar::EntryType::Regular, b"".as_slice(), "")],
+            vec![("/abs", tar::EntryType::Regular, b"".as_slice(), "")],
+            vec![(
+                "h",
+                tar::EntryType::Link,
+                b"".as_slice(),
+                "../../etc/passwd",
+            )],
+        ] {
+            let tar = tar_of(&entries);
+            let err = extract_into_root(&mut &tar[..], &root, "/dst", &ExtractOptions::default())
+                .unwrap_err();
+            assert!(err.to_string().contains("escapes"), "{err}");
+        }
+        assert!(!t.path().join("x").exists());
+    }
+
+    #[test]
+    fn owner_override_and_no_overwrite() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("dst/sub")).unwrap();
+        let tar = tar_of(&[("f", tar::EntryType::Regular, b"1", "")]);
+        let opts = ExtractOptions {
+            owner: Some((0, 0)),
+            no_overwrite_dir_non_dir: true,
+        };
+        extract_into_root(&mut &tar[..], &root, "/dst", &opts).unwrap();
+        if rustix::process::geteuid().is_root() {
+            assert_eq!(std::fs::metadata(root.join("dst/f")).unwrap().uid(), 0);
+            let keep = ExtractOptions::default();
+            extract_into_root(&mut &tar[..], &root, "/dst", &keep).unwrap();
+            assert_eq!(std::fs::metadata(root.join("dst/f")).unwrap().uid(), 1234);
+        }
+        let tar = tar_of(&[("sub", tar::EntryType::Regular, b"1", "")]);
+        let err = extract_into_root(&mut &tar[..], &root, "/dst", &opts).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot overwrite directory"),
+            "{err}"
+        );
     }
 }

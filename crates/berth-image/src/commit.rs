@@ -1,0 +1,177 @@
+//! `docker commit`: a new image made of an existing image plus one layer (a container's
+//! changes). Atomic like a load: the layer blob is written and hashed, unpacked under its chain
+//! id, the config blob written, then the image record and finally the reference; a failure at
+//! any step leaves nothing visible, and what was written is collected.
+
+use std::io::{self, Read};
+
+use chrono::Utc;
+
+use crate::config::{HistoryEntry, ImageConfig};
+use crate::digest::Digest;
+use crate::error::{ImageError, Result};
+use crate::reference::Reference;
+use crate::store::{Image, ImageStore, PendingImage, RecordLayer, exclusive, lock};
+
+/// The DiffID of an empty layer (a tar of two zero blocks), which Docker does not add to an
+/// image's rootfs (the history entry is marked `empty_layer` instead).
+pub const EMPTY_LAYER_DIFF_ID: &str =
+    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
+/// What a commit adds on top of its base image.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    /// The new image's config without the new layer: everything but `rootfs`, `history` and
+    /// `created`, which the store fills in from the base image and the layer.
+    pub config: ImageConfig,
+    /// The history entry for the new layer (`created_by`, `author`, `comment`); its `created`
+    /// time and `empty_layer` flag are set by the store.
+    pub history: HistoryEntry,
+    /// `repo[:tag]` to point at the new image.
+    pub reference: Option<String>,
+}
+
+impl ImageStore {
+    /// Creates an image from `base` plus the uncompressed OCI layer tar `layer` (whiteouts as
+    /// `.wh.` entries). The new config is `req.config` with the base's `rootfs.diff_ids` and
+    /// `history` followed by the new layer's, so `docker history` shows the base's steps too.
+    /// An empty layer is not added (as Docker does). Returns the new image.
+    pub fn commit_image(
+        &self,
+        base: &Digest,
+        layer: &mut dyn Read,
+        req: CommitRequest,
+    ) -> Result<Image> {
+        let tag = req
+            .reference
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(Reference::parse_tag_target)
+            .transpose()?;
+        let _w = exclusive(&self.write_lock);
+        let (base_record, base_config) = self.record_and_config(base)?;
+        let result = (|| -> Result<Digest> {
+            let (blob, blob_size) = self.write_blob_from_reader(layer, None)?;
+            let parent = base_record.layers.last().map(|l| l.chain_id.clone());
+            let ensured = self.ensure_layer(&blob, parent.as_ref(), None, &mut |_| {})?;
+            let empty = ensured.diff_id.to_string() == EMPTY_LAYER_DIFF_ID;
+            let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            let mut config = req.config.clone();
+            config.created = Some(now.clone());
+            config.rootfs = base_config.rootfs.clone();
+            config.history = base_config.history.clone();
+            let mut layers = base_record.layers.clone();
+            if !empty {
+                config.rootfs.diff_ids.push(ensured.diff_id.clone());
+                layers.push(RecordLayer {
+                    diff_id: ensured.diff_id.clone(),
+                    chain_id: ensured.chain_id.clone(),
+                    blob_digest: blob,
+                    blob_size,
+                    media_type: ensured.compression.oci_media_type().to_string(),
+                    size: ensured.size,
+                });
+            }
+            config.history.push(HistoryEntry {
+                created: Some(now),
+                empty_layer: empty,
+                ..req.history.clone()
+            });
+            let config_bytes = serde_json::to_vec(&config)
+                .map_err(|e| ImageError::io("cannot encode image config", io::Error::other(e)))?;
+            let id = self.write_blob(&config_bytes, None)?;
+            let record = self.finish_record(id.clone(), config_bytes.len() as u64, None, layers)?;
+            self.commit(vec![PendingImage {
+                record,
+                config,
+                tags: tag.clone().into_iter().collect(),
+            }])?;
+            Ok(id)
+        })();
+        match result {
+            Ok(id) => {
+                // An empty layer was unpacked but is not part of the image.
+                if let Err(e) = self.gc() {
+                    tracing::warn!(error = %e, "cannot collect after a commit");
+                }
+                let state = lock(&self.state);
+                Ok(self.image_view(&state, &id))
+            }
+            Err(e) => {
+                if let Err(gc_err) = self.gc() {
+                    tracing::warn!(error = %gc_err, "cannot collect what a failed commit left");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{layer_tar, simple_docker_archive};
+
+    #[test]
+    fn commit_adds_a_layer_history_and_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let archive = simple_docker_archive(&["base:1"], &[&[("bin/sh", b"sh")]]);
+        let base = store.load(&mut &archive[..], &mut |_| {}).unwrap()[0]
+            .id
+            .clone();
+        let layer = layer_tar(&[("etc/new", b"hello")]);
+        let mut config = store.get("base:1").unwrap().config;
+        config.author = Some("me".into());
+        let img = store
+            .commit_image(
+                &base,
+                &mut &layer[..],
+                CommitRequest {
+                    config,
+                    history: HistoryEntry {
+                        created_by: Some("sh".into()),
+                        comment: Some("msg".into()),
+                        ..Default::default()
+                    },
+                    reference: Some("committed:v2".into()),
+                },
+            )
+            .unwrap();
+        assert_eq!(img.repo_tags, vec!["committed:v2".to_string()]);
+        assert_eq!(img.layers.len(), 2);
+        assert_eq!(img.config.rootfs.diff_ids.len(), 2);
+        let last = img.config.history.last().unwrap();
+        assert_eq!(last.created_by.as_deref(), Some("sh"));
+        assert!(!last.empty_layer);
+        let dirs = store.layer_dirs(&img.id).unwrap();
+        assert_eq!(std::fs::read(dirs[1].join("etc/new")).unwrap(), b"hello");
+        // The stored config is exactly the blob the id names.
+        let reopened = ImageStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.get("committed:v2").unwrap().id, img.id);
+    }
+
+    #[test]
+    fn empty_changes_add_no_layer_and_bad_tags_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let archive = simple_docker_archive(&["base:1"], &[&[("bin/sh", b"sh")]]);
+        let base = store.load(&mut &archive[..], &mut |_| {}).unwrap()[0]
+            .id
+            .clone();
+        let empty = [0u8; 1024];
+        let img = store
+            .commit_image(&base, &mut &empty[..], CommitRequest::default())
+            .unwrap();
+        assert_eq!(img.layers.len(), 1);
+        assert!(img.config.history.last().unwrap().empty_layer);
+        assert_eq!(Digest::of_bytes(&empty).to_string(), EMPTY_LAYER_DIFF_ID);
+        let before = store.images().len();
+        let req = CommitRequest {
+            reference: Some("Bad:Tag".into()),
+            ..Default::default()
+        };
+        assert!(store.commit_image(&base, &mut &empty[..], req).is_err());
+        assert_eq!(store.images().len(), before);
+    }
+}
