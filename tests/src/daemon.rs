@@ -74,10 +74,14 @@ impl Output {
     }
 }
 
+static CGROUP_COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A running daemon owned by one test.
 pub struct Daemon {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The daemon's `--cgroup-parent`, unique per daemon; removed on drop.
+    cgroup_parent: String,
 }
 
 impl Daemon {
@@ -88,7 +92,12 @@ impl Daemon {
             .tempdir()
             .expect("temp dir");
         std::fs::write(dir.path().join("daemon.json"), "{}").expect("write daemon.json");
-        let mut daemon = Daemon { dir, child: None };
+        let n = CGROUP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut daemon = Daemon {
+            dir,
+            child: None,
+            cgroup_parent: format!("/berth-test-{}-{n}", std::process::id()),
+        };
         daemon.spawn();
         daemon
     }
@@ -127,7 +136,9 @@ impl Daemon {
             .arg("--config-file")
             .arg(self.dir.path().join("daemon.json"))
             .arg("--log-level")
-            .arg("debug");
+            .arg("debug")
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent);
         cmd
     }
 
@@ -246,6 +257,56 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// The daemon's cgroup parent (`/berth-test-<pid>-<n>`).
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
+    }
+
+    /// Kills every container's process and shim by the pids they recorded, unmounts their
+    /// root filesystems and removes the daemon's cgroups: containers outlive their daemon.
+    fn clean_containers(&self) {
+        let containers = self.data_root().join("containers");
+        let dirs: Vec<PathBuf> = std::fs::read_dir(&containers)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        let mut killed = false;
+        for d in &dirs {
+            for f in ["init.pid", "shim.pid"] {
+                if let Some(pid) = std::fs::read_to_string(d.join(f))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    killed |=
+                        rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok();
+                }
+            }
+        }
+        if killed {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for d in &dirs {
+            let rootfs = d.join("rootfs");
+            let _ = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH);
+        }
+        let rel = self.cgroup_parent.trim_start_matches('/');
+        if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in hierarchies.flatten() {
+                let parent = h.path().join(rel);
+                if let Ok(children) = std::fs::read_dir(&parent) {
+                    for c in children.flatten() {
+                        if c.path().is_dir() {
+                            let _ = std::fs::remove_dir(c.path());
+                        }
+                    }
+                }
+                let _ = std::fs::remove_dir(&parent);
+            }
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_some() {
@@ -253,6 +314,7 @@ impl Drop for Daemon {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
             self.kill_hard();
         }
+        self.clean_containers();
     }
 }
 

@@ -151,11 +151,11 @@ impl ListFilter {
             return false;
         }
         if f.contains("health") {
-            let h = if r.config.healthcheck.is_some() {
-                "starting"
-            } else {
-                "none"
-            };
+            let h = r
+                .state
+                .health
+                .as_ref()
+                .map_or("none", |h| h.status.as_str());
             if !f.get("health").contains(&h) {
                 return false;
             }

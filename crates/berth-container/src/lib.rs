@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod error;
 pub mod etc;
 pub mod filters;
+pub mod health;
 pub mod logs;
 pub mod manager;
 pub mod merge;
@@ -15,7 +16,9 @@ pub mod names;
 pub mod record;
 pub mod restart;
 pub mod signal;
+pub mod stats;
 pub mod status;
+pub mod update;
 pub mod user;
 
 pub use error::{ContainerError, Result};

@@ -87,6 +87,7 @@ pub struct Container {
     notify: watch::Sender<Snapshot>,
     shim: Mutex<Option<ShimHandle>>,
     backoff: Mutex<Option<Duration>>,
+    health: Mutex<Option<crate::health::Monitor>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,6 +109,7 @@ impl Container {
             notify: watch::channel(snap).0,
             shim: Mutex::new(None),
             backoff: Mutex::new(None),
+            health: Mutex::new(None),
         })
     }
 
@@ -119,6 +121,17 @@ impl Container {
     /// The container id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The container's directory (`<data-root>/containers/<id>`: `upper/`, `work/`, `rootfs/`).
+    pub fn dir(&self) -> &Path {
+        &self.paths.dir
+    }
+
+    /// Waits for the operation lock that start, stop and remove take: while it is held the
+    /// container's state and its rootfs mount stay as they are.
+    pub async fn lock_ops(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.op.lock().await
     }
 
     /// Changes the record and writes it.
@@ -135,6 +148,46 @@ impl Container {
 
     fn publish(&self, f: impl FnOnce(&mut Snapshot)) {
         self.notify.send_modify(f);
+    }
+}
+
+// Accessors for the stats, update and health modules.
+impl Container {
+    /// The cgroup path the runtime used (`/berth/<id>`), from the bundle's spec.
+    pub fn cgroup_path(&self) -> String {
+        cgroup_of(&self.record(), &self.paths)
+    }
+
+    /// The shim while the container runs.
+    pub(crate) fn shim_handle(&self) -> Option<ShimHandle> {
+        self.shim()
+    }
+
+    /// The operation lock (start, stop, remove, update).
+    pub(crate) fn op_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.op
+    }
+
+    /// Changes the record and writes it.
+    pub(crate) fn modify(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
+        self.update(f)
+    }
+
+    /// Replaces the health monitor (dropping the old one stops it); true if there was one.
+    pub(crate) fn set_health_monitor(&self, m: Option<crate::health::Monitor>) -> bool {
+        std::mem::replace(&mut *lock(&self.health), m).is_some()
+    }
+}
+
+impl Containers {
+    /// Emits a container event (name, image and labels as attributes).
+    pub(crate) fn emit(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+        self.event(c, action, extra)
+    }
+
+    /// The host's CPU count.
+    pub(crate) fn ncpu(&self) -> usize {
+        self.inner.ncpu
     }
 }
 
@@ -253,6 +306,7 @@ impl Containers {
                 *lock(&c.shim) = Some(h.clone());
                 tracing::info!(id = %c.id, pid, "adopted running container");
                 self.spawn_watcher(c.clone(), h);
+                self.start_health(c);
             }
             _ => {
                 let exit = Bundle::new(&dir).read_exit().ok().flatten();
@@ -281,6 +335,11 @@ impl Containers {
                 });
             }
         }
+    }
+
+    /// The image store containers are created from.
+    pub fn image_store(&self) -> &Arc<ImageStore> {
+        &self.inner.images
     }
 
     // ---- lookup ----
@@ -315,7 +374,7 @@ impl Containers {
         lock(&self.inner.table).by_id.values().cloned().collect()
     }
 
-    fn event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+    pub(crate) fn event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
         let r = lock(&c.rec);
         let mut attrs: BTreeMap<String, String> = r.config.labels.clone().unwrap_or_default();
         attrs.insert("name".into(), r.name.clone());
@@ -467,6 +526,7 @@ impl Containers {
                 })?;
                 c.publish(|s| s.running = true);
                 self.spawn_watcher(c.clone(), h);
+                self.start_health(c);
                 self.event(c, "start", &[]);
                 Ok(())
             }
@@ -483,7 +543,19 @@ impl Containers {
                         r.state.status = Status::Exited;
                     }
                 });
-                c.publish(|s| s.exit_code = code);
+                // Waiters for the next exit and attached clients learn of the failure as
+                // an exit; an AutoRemove container goes away, as with Docker.
+                c.publish(|s| {
+                    s.exit_code = code;
+                    s.exits += 1;
+                });
+                if c.record().host_config.auto_remove {
+                    let me = self.clone();
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        let _ = me.remove_container(&c, true).await;
+                    });
+                }
                 Err(e)
             }
         }
@@ -686,6 +758,7 @@ impl Containers {
         let rootfs_dir = c.paths.rootfs();
         let _ = blocking(move || rootfs::unmount(&rootfs_dir)).await;
         *lock(&c.shim) = None;
+        self.stop_health(&c);
         let r = match c.update(|r| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
@@ -1221,7 +1294,7 @@ impl Containers {
             || filter.before.is_some()
             || filter.since.is_some();
         let mut recs: Vec<Record> = self.all().iter().map(|c| c.record()).collect();
-        recs.sort_by(|a, b| b.created.cmp(&a.created));
+        recs.sort_by_key(|r| std::cmp::Reverse(r.created));
         let now = Utc::now();
         let mut out = Vec::new();
         for r in recs {
@@ -1287,7 +1360,7 @@ impl Containers {
                 error: s.error.clone(),
                 started_at: go_time(s.started_at),
                 finished_at: go_time(s.finished_at),
-                health: None,
+                health: s.health.clone(),
             },
             image: r.image_id.clone(),
             resolv_conf_path: p.resolv_conf().display().to_string(),
@@ -1390,7 +1463,7 @@ impl Containers {
     }
 }
 
-fn cgroup_of(r: &Record, paths: &Paths) -> String {
+pub(crate) fn cgroup_of(r: &Record, paths: &Paths) -> String {
     // The path actually used is in the bundle's spec; fall back to the default layout.
     let spec = std::fs::read(paths.dir.join("config.json")).ok();
     spec.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -1440,7 +1513,7 @@ fn summary(r: &Record, now: DateTime<Utc>) -> ContainerSummary {
         exit_code: s.exit_code,
         since_start: since(s.started_at),
         since_finish: since(s.finished_at),
-        health: None,
+        health: s.health.as_ref().map(|h| h.status.as_str()),
     });
     let mounts: Vec<MountPoint> = merge::mounts(&r.host_config)
         .map(|(_, m)| m)

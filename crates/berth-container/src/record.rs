@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use berth_api::models::container::Health;
 use berth_api::models::{ContainerConfig, HostConfig};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,8 @@ pub struct State {
     /// Stopped by a user (`stop`, `kill`): restart policies leave it alone
     /// (`unless-stopped` also across daemon restarts).
     pub manually_stopped: bool,
+    /// Health check status and recent results (`State.Health`), for containers with one.
+    pub health: Option<Health>,
 }
 
 /// Everything the daemon keeps about one container.

@@ -2,6 +2,7 @@
 //! (so routing sees the bare path), checks the version, records it in the request's extensions
 //! and stamps Docker's headers on every response.
 
+mod container_stats;
 mod containers;
 mod events;
 mod images;
@@ -43,6 +44,8 @@ pub fn app(state: AppState) -> Router {
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/top", get(containers::top))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/stats", get(container_stats::stats))
+        .route("/containers/{id}/update", post(container_stats::update))
         .route("/containers/{id}/{action}", post(containers::post_action))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))

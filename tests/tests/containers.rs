@@ -1,0 +1,534 @@
+//! Containers end to end: a real berthd runs real containers (root, the `berth-shim` binary
+//! beside `berthd`, busybox test images). Each daemon uses its own cgroup parent; dropping
+//! it kills the containers by their recorded pids, unmounts and removes the cgroups.
+
+use std::time::{Duration, Instant};
+
+use berth_e2e::{Daemon, busybox_archive};
+use serde_json::{Value, json};
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+/// A daemon with `busybox:latest` loaded.
+fn daemon() -> Daemon {
+    let d = Daemon::start();
+    let r = d.api().post(
+        "/images/load?quiet=1",
+        Some(&busybox_archive("busybox:latest")),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    d
+}
+
+fn create(d: &Daemon, name: Option<&str>, body: Value) -> String {
+    let path = match name {
+        Some(n) => format!("/containers/create?name={n}"),
+        None => "/containers/create".to_string(),
+    };
+    let r = d.api().post(&path, Some(body.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["Id"].as_str().unwrap().to_string()
+}
+
+fn start(d: &Daemon, id: &str) {
+    let r = d.api().post(&format!("/containers/{id}/start"), None);
+    assert_eq!(r.status, 204, "{}", r.text());
+}
+
+fn wait(d: &Daemon, id: &str) -> i64 {
+    let r = d.api().post(&format!("/containers/{id}/wait"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["StatusCode"].as_i64().unwrap()
+}
+
+fn inspect(d: &Daemon, id: &str) -> Value {
+    let r = d.api().get(&format!("/containers/{id}/json"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Demultiplexes a logs/attach body into (stdout, stderr).
+fn demux(body: &[u8]) -> (String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut rest = body;
+    while rest.len() >= 8 {
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let payload = &rest[8..8 + len];
+        match rest[0] {
+            1 => out.extend_from_slice(payload),
+            2 => err.extend_from_slice(payload),
+            _ => {}
+        }
+        rest = &rest[8 + len..];
+    }
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn echo_hello_create_start_wait_logs_inspect_rm() {
+    require_root!();
+    let d = daemon();
+    let id = create(
+        &d,
+        Some("hello"),
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "echo hello; echo oops >&2"], "Labels": {"a": "b"}}),
+    );
+    assert_eq!(id.len(), 64);
+    let i = inspect(&d, "hello");
+    assert_eq!(i["State"]["Status"], "created");
+    assert_eq!(i["State"]["StartedAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(i["Name"], "/hello");
+    assert_eq!(i["Config"]["Hostname"], &id[..12]);
+    assert_eq!(i["HostConfig"]["NetworkMode"], "bridge");
+    assert_eq!(i["GraphDriver"]["Name"], "overlayfs");
+    start(&d, &id);
+    assert_eq!(wait(&d, &id[..10]), 0);
+    let i = inspect(&d, "%2Fhello");
+    assert_eq!(i["State"]["Status"], "exited");
+    assert_eq!(i["State"]["ExitCode"], 0);
+    assert_ne!(i["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+    assert!(
+        i["LogPath"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{id}-json.log"))
+    );
+    let logs = d.api().get("/containers/hello/logs?stdout=1&stderr=1");
+    assert_eq!(logs.status, 200);
+    assert_eq!(demux(&logs.body), ("hello\n".into(), "oops\n".into()));
+    let only_err = d.api().get("/containers/hello/logs?stderr=1");
+    assert_eq!(demux(&only_err.body), ("".into(), "oops\n".into()));
+    assert_eq!(d.api().get("/containers/hello/logs").status, 400);
+    let ps = d.api().get("/containers/json?all=1").json();
+    assert_eq!(ps[0]["Names"][0], "/hello");
+    assert_eq!(ps[0]["Command"], "sh -c 'echo hello; echo oops >&2'");
+    assert!(ps[0]["Status"].as_str().unwrap().starts_with("Exited (0) "));
+    // Starting it again runs it again.
+    start(&d, "hello");
+    assert_eq!(wait(&d, "hello"), 0);
+    let r = d.api().delete("/containers/hello");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let gone = d.api().get("/containers/hello/json");
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.message(), "No such container: hello");
+    assert!(!d.data_root().join("containers").join(&id).exists());
+}
+
+#[test]
+fn exit_codes_missing_commands_and_create_errors() {
+    require_root!();
+    let d = daemon();
+    let id = create(
+        &d,
+        None,
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "exit 3"]}),
+    );
+    start(&d, &id);
+    assert_eq!(wait(&d, &id), 3);
+    let name = inspect(&d, &id)["Name"].as_str().unwrap().to_string();
+    assert!(
+        name.len() > 3 && name.contains('_'),
+        "generated name {name}"
+    );
+
+    let bad = create(&d, None, json!({"Image": "busybox", "Cmd": ["nosuchcmd"]}));
+    let r = d.api().post(&format!("/containers/{bad}/start"), None);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.message().contains("executable file not found"),
+        "{}",
+        r.message()
+    );
+    assert_eq!(inspect(&d, &bad)["State"]["ExitCode"], 127);
+
+    let r = d.api().post(
+        "/containers/create",
+        Some(json!({"Image": "nosuch"}).to_string().as_bytes()),
+    );
+    assert_eq!(
+        (r.status, r.message()),
+        (404, "No such image: nosuch".to_string())
+    );
+    let r = d.api().post(
+        "/containers/create?name=bad%20name",
+        Some(
+            json!({"Image": "busybox", "Cmd": ["true"]})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.message(),
+        "Invalid container name (bad name), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+    );
+    let r = d.api().post(
+        "/containers/create",
+        Some(
+            json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Memory": 1024}})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(
+        (r.status, r.message()),
+        (400, "Minimum memory limit allowed is 6MB".to_string())
+    );
+    let r = d.api().post(
+        "/containers/create",
+        Some(json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"AutoRemove": true, "RestartPolicy": {"Name": "always"}}}).to_string().as_bytes()),
+    );
+    assert_eq!(
+        r.message(),
+        "can't create 'AutoRemove' container with restart policy"
+    );
+    let before = std::fs::read_dir(d.data_root().join("containers"))
+        .unwrap()
+        .count();
+    assert_eq!(before, 2, "failed creates leave nothing behind");
+}
+
+#[test]
+fn stop_kill_rm_semantics_and_name_conflicts() {
+    require_root!();
+    let d = daemon();
+    let id = create(
+        &d,
+        Some("web"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &id);
+    assert_eq!(d.api().post("/containers/web/start", None).status, 304);
+    let r = d.api().post(
+        "/containers/create?name=web",
+        Some(
+            json!({"Image": "busybox", "Cmd": ["true"]})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.message(),
+        format!(
+            "Conflict. The container name \"/web\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+        )
+    );
+    let r = d.api().delete("/containers/web");
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.message(),
+        "cannot remove container \"/web\": container is running: stop the container before removing or force remove"
+    );
+    // sleep as pid 1 ignores SIGTERM's default: stop falls back to SIGKILL after t.
+    let r = d.api().post("/containers/web/stop?t=0", None);
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(inspect(&d, "web")["State"]["ExitCode"], 137);
+    assert_eq!(d.api().post("/containers/web/stop", None).status, 304);
+    let r = d.api().post("/containers/web/kill", None);
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.message(),
+        format!("Cannot kill container: web: container {id} is not running")
+    );
+    start(&d, "web");
+    let bad = d.api().post("/containers/web/kill?signal=SIGNOPE", None);
+    assert_eq!(
+        (bad.status, bad.message()),
+        (400, "Invalid signal: SIGNOPE".to_string())
+    );
+    let r = d.api().post("/containers/web/kill?signal=9", None);
+    assert_eq!(r.status, 204);
+    assert_eq!(wait(&d, "web"), 137);
+    let r = d.api().post("/containers/web/rename?name=web2", None);
+    assert_eq!(r.status, 204);
+    start(&d, "web2");
+    let r = d.api().delete("/containers/web2?force=1");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let id2 = create(
+        &d,
+        Some("web"),
+        json!({"Image": "busybox", "Cmd": ["true"]}),
+    );
+    assert_ne!(id, id2);
+}
+
+#[test]
+fn ps_filters_and_status() {
+    require_root!();
+    let d = daemon();
+    let up = create(
+        &d,
+        Some("up"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"], "Labels": {"tier": "web"}}),
+    );
+    start(&d, &up);
+    let done = create(
+        &d,
+        Some("done"),
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "exit 2"]}),
+    );
+    start(&d, &done);
+    wait(&d, &done);
+    let _fresh = create(
+        &d,
+        Some("fresh"),
+        json!({"Image": "busybox", "Cmd": ["true"]}),
+    );
+    let names = |q: &str| -> Vec<String> {
+        let r = d.api().get(&format!("/containers/json?{q}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["Names"][0].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(""), vec!["/up"]);
+    assert_eq!(names("all=1"), vec!["/fresh", "/done", "/up"]);
+    assert_eq!(names("limit=1"), vec!["/fresh"]);
+    let f = |j: &str| format!("filters={}", urlencode(j));
+    assert_eq!(names(&f(r#"{"status":["exited"]}"#)), vec!["/done"]);
+    assert_eq!(names(&f(r#"{"status":["created"]}"#)), vec!["/fresh"]);
+    assert_eq!(names(&f(r#"{"exited":["2"]}"#)), vec!["/done"]);
+    assert_eq!(
+        names(&format!("all=1&{}", f(r#"{"label":["tier=web"]}"#))),
+        vec!["/up"]
+    );
+    assert_eq!(
+        names(&format!("all=1&{}", f(r#"{"name":["^/do"]}"#))),
+        vec!["/done"]
+    );
+    assert_eq!(
+        names(&format!(
+            "all=1&{}",
+            f(&format!(r#"{{"id":["{}"]}}"#, &up[..8]))
+        )),
+        vec!["/up"]
+    );
+    assert_eq!(
+        names(&format!("all=1&{}", f(r#"{"ancestor":["busybox"]}"#))).len(),
+        3
+    );
+    assert_eq!(
+        names(&format!("all=1&{}", f(r#"{"before":["fresh"]}"#))),
+        vec!["/done", "/up"]
+    );
+    let bad = d.api().get(&format!(
+        "/containers/json?{}",
+        f(r#"{"status":["sleepy"]}"#)
+    ));
+    assert_eq!(
+        (bad.status, bad.message()),
+        (400, "invalid filter 'status=sleepy'".to_string())
+    );
+    let rows = d.api().get("/containers/json?all=1").json();
+    let status = |n: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["Names"][0] == n)
+            .unwrap()["Status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(status("/up").starts_with("Up "), "{}", status("/up"));
+    assert!(
+        status("/done").starts_with("Exited (2) "),
+        "{}",
+        status("/done")
+    );
+    assert_eq!(status("/fresh"), "Created");
+    let info = d.api().get("/info").json();
+    assert_eq!(
+        (
+            info["Containers"].as_i64(),
+            info["ContainersRunning"].as_i64()
+        ),
+        (Some(3), Some(1))
+    );
+    let rmi = d.api().delete("/images/busybox");
+    assert_eq!(rmi.status, 409, "{}", rmi.text());
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_daemon_killed_hard_leaves_containers_running_and_adopts_them() {
+    require_root!();
+    let mut d = daemon();
+    let id = create(
+        &d,
+        Some("survivor"),
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"]}),
+    );
+    start(&d, &id);
+    let pid = inspect(&d, &id)["State"]["Pid"].as_i64().unwrap();
+    d.kill_hard();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "container died with the daemon"
+    );
+    d.start_again();
+    let i = inspect(&d, "survivor");
+    assert_eq!(i["State"]["Status"], "running");
+    assert_eq!(i["State"]["Pid"], pid);
+    let r = d.api().post("/containers/survivor/stop?t=5", None);
+    assert_eq!(r.status, 204, "{}", r.text());
+    let i = inspect(&d, "survivor");
+    assert_eq!(i["State"]["Status"], "exited");
+    assert_eq!(i["State"]["ExitCode"], 7);
+    // A container that exits while no daemon runs is recorded with its real exit code.
+    let id2 = create(
+        &d,
+        Some("brief"),
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "sleep 0.3; exit 4"]}),
+    );
+    start(&d, &id2);
+    d.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    d.start_again();
+    let i = inspect(&d, "brief");
+    assert_eq!(
+        (
+            i["State"]["Status"].as_str(),
+            i["State"]["ExitCode"].as_i64()
+        ),
+        (Some("exited"), Some(4))
+    );
+}
+
+#[test]
+fn on_failure_restarts_count_and_stop() {
+    require_root!();
+    let d = daemon();
+    let id = create(
+        &d,
+        Some("flaky"),
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "exit 1"], "HostConfig": {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}}}),
+    );
+    start(&d, &id);
+    until("two restarts", || {
+        let i = inspect(&d, &id);
+        i["RestartCount"] == 2 && i["State"]["Status"] == "exited"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let i = inspect(&d, &id);
+    assert_eq!(
+        (i["RestartCount"].as_i64(), i["State"]["ExitCode"].as_i64()),
+        (Some(2), Some(1))
+    );
+}
+
+#[test]
+fn pause_unpause_and_top() {
+    require_root!();
+    let d = daemon();
+    let id = create(
+        &d,
+        Some("pz"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &id);
+    let top = d.api().get("/containers/pz/top");
+    assert_eq!(top.status, 200, "{}", top.text());
+    let top = top.json();
+    assert!(top["Titles"].as_array().unwrap().iter().any(|t| t == "PID"));
+    let rows = top["Processes"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{top}");
+    assert!(
+        rows[0]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("sleep 1000")
+    );
+    assert_eq!(d.api().post("/containers/pz/pause", None).status, 204);
+    assert_eq!(inspect(&d, "pz")["State"]["Status"], "paused");
+    assert_eq!(d.api().post("/containers/pz/pause", None).status, 409);
+    let ps = d.api().get("/containers/json").json();
+    assert!(ps[0]["Status"].as_str().unwrap().ends_with("(Paused)"));
+    assert_eq!(d.api().post("/containers/pz/unpause", None).status, 204);
+    assert_eq!(d.api().post("/containers/pz/unpause", None).status, 409);
+    assert_eq!(d.api().post("/containers/pz/kill", None).status, 204);
+    assert_eq!(wait(&d, "pz"), 137);
+    assert_eq!(d.api().get("/containers/pz/top").status, 409);
+}
+
+#[test]
+fn docker_cli_run_rm_and_logs() {
+    require_root!();
+    let d = daemon();
+    let Some(out) = d.docker(&["run", "--rm", "busybox", "echo", "hello"]) else {
+        return;
+    };
+    let out = out.success();
+    assert_eq!(out.stdout, "hello\n");
+    let code = d
+        .docker(&["run", "busybox", "sh", "-c", "exit 5"])
+        .unwrap()
+        .code;
+    assert_eq!(code, 5);
+    let code = d
+        .docker(&["run", "--rm", "busybox", "nosuchcmd"])
+        .unwrap()
+        .code;
+    assert_eq!(code, 127);
+    let out = d
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "bg",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi; sleep 1000",
+        ])
+        .unwrap()
+        .success();
+    assert_eq!(out.stdout.trim().len(), 64);
+    until("log line", || {
+        d.docker(&["logs", "bg"]).unwrap().stdout == "hi\n"
+    });
+    d.docker(&["rm", "-f", "bg"]).unwrap().success();
+    let ps = d
+        .docker(&["ps", "-a", "--format", "{{.Names}}"])
+        .unwrap()
+        .success();
+    assert!(!ps.stdout.contains("bg"), "{}", ps.stdout);
+}
