@@ -6,6 +6,7 @@ pub mod container_config;
 pub mod events;
 pub mod image;
 pub mod progress;
+pub mod stats;
 pub mod strslice;
 pub mod system;
 
