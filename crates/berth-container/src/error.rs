@@ -13,6 +13,9 @@ pub enum ContainerError {
     /// No container matches the name, id or id prefix.
     #[error("No such container: {0}")]
     NotFound(String),
+    /// A path inside a container does not exist (the full message).
+    #[error("{0}")]
+    PathNotFound(String),
     /// The request is malformed or asks for something invalid (Docker's 400).
     #[error("{0}")]
     Invalid(String),
@@ -48,7 +51,7 @@ impl ContainerError {
     /// The engine-wide class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ContainerError::NotFound(_) => ErrorKind::NotFound,
+            ContainerError::NotFound(_) | ContainerError::PathNotFound(_) => ErrorKind::NotFound,
             ContainerError::Invalid(_) => ErrorKind::InvalidArgument,
             ContainerError::Conflict(_) => ErrorKind::Conflict,
             ContainerError::NotImplemented(_) => ErrorKind::NotImplemented,

@@ -20,7 +20,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_api::models::{ContainerConfig, FilesystemChange};
+use berth_api::models::ContainerConfig;
+use berth_api::models::container::FilesystemChange;
 use berth_image::pack::{self, PackOptions, Skip};
 use berth_image::unpack::ExtractOptions;
 use berth_image::{CommitRequest, HistoryEntry, Image, ImageConfig};
@@ -154,10 +155,23 @@ impl Containers {
             let resolved = resolve(root, &comps, follow).map_err(|e| path_error(e, &path, &key))?;
             let tar_name = tar_base_name(&path);
             let result = match resolved.split_last() {
-                None => pack::pack_entry(root, OsStr::new("."), &tar_name, &PackOptions::default(), &mut out),
+                None => pack::pack_entry(
+                    root,
+                    OsStr::new("."),
+                    &tar_name,
+                    &PackOptions::default(),
+                    &mut out,
+                ),
                 Some((name, parent)) => {
-                    let parent = open_in_root(root, parent).map_err(|e| path_error(e, &path, &key))?;
-                    pack::pack_entry(&parent, OsStr::from_bytes(name), &tar_name, &PackOptions::default(), &mut out)
+                    let parent =
+                        open_in_root(root, parent).map_err(|e| path_error(e, &path, &key))?;
+                    pack::pack_entry(
+                        &parent,
+                        OsStr::from_bytes(name),
+                        &tar_name,
+                        &PackOptions::default(),
+                        &mut out,
+                    )
                 }
             };
             result.map_err(|e| ContainerError::Internal(format!("cannot archive {path}: {e}")))
@@ -182,7 +196,8 @@ impl Containers {
         let key = key.to_string();
         self.with_root(&c, move |root, _| {
             let (comps, _) = split_container_path(&req.path);
-            let resolved = resolve(root, &comps, true).map_err(|e| path_error(e, &req.path, &key))?;
+            let resolved =
+                resolve(root, &comps, true).map_err(|e| path_error(e, &req.path, &key))?;
             let dir = open_in_root(root, &resolved);
             match dir {
                 Ok(_) => {}
@@ -197,8 +212,13 @@ impl Containers {
                 no_overwrite_dir_non_dir: req.no_overwrite_dir_non_dir,
             };
             let root_path = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
-            berth_image::unpack::extract_into_root(&mut body, &root_path, &dest, &opts)?;
-            Ok(())
+            let result =
+                berth_image::unpack::extract_into_root(&mut body, &root_path, &dest, &opts);
+            if result.is_err() {
+                // Read the rest so the client sees the error, not a reset connection.
+                let _ = io::copy(&mut body, &mut io::sink());
+            }
+            Ok(result?)
         })
         .await
     }
@@ -440,7 +460,8 @@ fn walk_upper(
     }
     names.sort();
     for name in names {
-        let st = match rustix::fs::statat(dir, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW) {
+        let st = match rustix::fs::statat(dir, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW)
+        {
             Ok(st) => st,
             Err(rustix::io::Errno::NOENT) => continue,
             Err(e) => return Err(e.into()),
@@ -456,14 +477,22 @@ fn walk_upper(
             continue;
         }
         let whiteout = kind == FileType::CharacterDevice && st.st_rdev == 0;
-        let change = if whiteout {
-            CHANGE_DELETED
-        } else if in_lower(layers, prefix) {
-            CHANGE_MODIFIED
+        if whiteout {
+            record(found, prefix, CHANGE_DELETED);
         } else {
-            CHANGE_ADDED
-        };
-        record(found, prefix, change);
+            match lower_metadata(layers, prefix) {
+                None => record(found, prefix, CHANGE_ADDED),
+                // A directory copied up only because something below it changed is listed
+                // through that change (the parent rule); by itself only when its mode or
+                // owner changed. Its mtime always changes when entries are created in it.
+                Some(md)
+                    if kind == FileType::Directory
+                        && md.mode() == st.st_mode
+                        && md.uid() == st.st_uid
+                        && md.gid() == st.st_gid => {}
+                Some(_) => record(found, prefix, CHANGE_MODIFIED),
+            }
+        }
         if kind == FileType::Directory {
             let sub = rustix::fs::openat(
                 dir,
@@ -482,16 +511,19 @@ fn walk_upper(
 fn record(found: &mut BTreeMap<Vec<Vec<u8>>, u8>, comps: &[Vec<u8>], kind: u8) {
     found.insert(comps.to_vec(), kind);
     for i in 1..comps.len() {
-        found
-            .entry(comps[..i].to_vec())
-            .or_insert(CHANGE_MODIFIED);
+        found.entry(comps[..i].to_vec()).or_insert(CHANGE_MODIFIED);
     }
 }
 
-/// Whether `comps` exists in the merged view of `layers` (bottom first): the topmost layer that
-/// has the path or hides it (a whiteout, an opaque parent) decides. Symlinks inside a layer
-/// are never followed.
+#[cfg(test)]
 fn in_lower(layers: &[PathBuf], comps: &[Vec<u8>]) -> bool {
+    lower_metadata(layers, comps).is_some()
+}
+
+/// The metadata of `comps` in the merged view of `layers` (bottom first), `None` when the
+/// image does not have it: the topmost layer that has the path or hides it (a whiteout, an
+/// opaque parent) decides. Symlinks inside a layer are never followed.
+fn lower_metadata(layers: &[PathBuf], comps: &[Vec<u8>]) -> Option<std::fs::Metadata> {
     for layer in layers.iter().rev() {
         let mut p = layer.clone();
         for (i, c) in comps.iter().enumerate() {
@@ -502,10 +534,10 @@ fn in_lower(layers: &[PathBuf], comps: &[Vec<u8>]) -> bool {
             };
             let is_last = i + 1 == comps.len();
             if md.file_type().is_char_device() && md.rdev() == 0 {
-                return false;
+                return None;
             }
             if is_last {
-                return true;
+                return Some(md);
             }
             if !md.is_dir() {
                 break;
@@ -520,11 +552,11 @@ fn in_lower(layers: &[PathBuf], comps: &[Vec<u8>]) -> bool {
                 for c in rest {
                     q.push(OsStr::from_bytes(c));
                 }
-                return std::fs::symlink_metadata(&q).is_ok();
+                return std::fs::symlink_metadata(&q).ok();
             }
         }
     }
-    false
+    None
 }
 
 // ---- paths inside the container ----
@@ -582,7 +614,9 @@ pub fn resolve(root: &OwnedFd, comps: &[Vec<u8>], follow_last: bool) -> io::Resu
         };
         links += 1;
         if links > 40 {
-            return Err(io::Error::from_raw_os_error(rustix::io::Errno::LOOP.raw_os_error()));
+            return Err(io::Error::from_raw_os_error(
+                rustix::io::Errno::LOOP.raw_os_error(),
+            ));
         }
         out.pop();
         if target.starts_with(b"/") {
@@ -620,7 +654,9 @@ fn readlink_in_root(root: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<Option<Vec<
     if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
         return Ok(None);
     }
-    Ok(Some(rustix::fs::readlinkat(&fd, "", Vec::new())?.into_bytes()))
+    Ok(Some(
+        rustix::fs::readlinkat(&fd, "", Vec::new())?.into_bytes(),
+    ))
 }
 
 /// Opens the directory `comps` (symlinks resolved in `root`).
@@ -636,7 +672,7 @@ pub fn open_in_root(root: &OwnedFd, comps: &[Vec<u8>]) -> io::Result<OwnedFd> {
 
 fn path_error(e: io::Error, path: &str, container: &str) -> ContainerError {
     if e.kind() == io::ErrorKind::NotFound {
-        ContainerError::NotFound(String::new()).with_message(format!(
+        ContainerError::PathNotFound(format!(
             "Could not find the file {path} in container {container}"
         ))
     } else {
@@ -713,7 +749,11 @@ fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

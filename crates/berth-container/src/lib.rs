@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod error;
 pub mod etc;
 pub mod filters;
+pub mod fs;
 pub mod health;
 pub mod logs;
 pub mod manager;
