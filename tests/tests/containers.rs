@@ -532,3 +532,71 @@ fn docker_cli_run_rm_and_logs() {
         .success();
     assert!(!ps.stdout.contains("bg"), "{}", ps.stdout);
 }
+
+#[test]
+fn docker_cli_attach_stdin_and_exec() {
+    require_root!();
+    let d = daemon();
+    if d.docker(&["version"]).is_none() {
+        return;
+    }
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ])
+        .unwrap();
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (3, "out\n", "err\n")
+    );
+    let out = d
+        .docker_with_stdin(&["run", "--rm", "-i", "busybox", "cat"], Some(b"piped\n"))
+        .unwrap()
+        .success();
+    assert_eq!(out.stdout, "piped\n");
+    let out = d
+        .docker(&["run", "--rm", "--init", "busybox", "ps", "-o", "comm"])
+        .unwrap()
+        .success();
+    assert!(out.stdout.contains("docker-init"), "{}", out.stdout);
+    d.docker(&["run", "-d", "--name", "ex", "busybox", "sleep", "1000"])
+        .unwrap()
+        .success();
+    let out = d
+        .docker(&["exec", "ex", "echo", "from-exec"])
+        .unwrap()
+        .success();
+    assert_eq!(out.stdout, "from-exec\n");
+    assert_eq!(
+        d.docker(&["exec", "ex", "sh", "-c", "exit 9"])
+            .unwrap()
+            .code,
+        9
+    );
+    let missing = d.docker(&["exec", "ex", "nosuch"]).unwrap();
+    assert_eq!(missing.code, 127, "{missing:?}");
+    let out = d
+        .docker_with_stdin(&["exec", "-i", "ex", "cat"], Some(b"hi\n"))
+        .unwrap()
+        .success();
+    assert_eq!(out.stdout, "hi\n");
+    let ids = d
+        .docker(&["inspect", "-f", "{{len .ExecIDs}}", "ex"])
+        .unwrap()
+        .success();
+    assert_eq!(ids.stdout.trim(), "4");
+    d.docker(&["kill", "ex"]).unwrap().success();
+    d.docker(&["wait", "ex"]).unwrap().success();
+    let stopped = d.docker(&["exec", "ex", "true"]).unwrap();
+    assert_ne!(stopped.code, 0);
+    assert!(
+        stopped.stderr.contains("is not running"),
+        "{}",
+        stopped.stderr
+    );
+}

@@ -9,16 +9,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use berth_api::models::container::ExecProcessConfig;
 use berth_api::models::container::{SummaryHostConfig, SummaryNetworkSettings};
 use berth_api::models::{
     ContainerCreateRequest, ContainerInspect, ContainerState, ContainerSummary, DriverData,
     MountPoint, NetworkSettings,
 };
+use berth_api::models::{ExecConfig as ApiExecConfig, ExecInspect};
 use berth_image::{ContainerUse, Digest, ImageStore};
+use berth_runtime::config::LogConfig as RunLogConfig;
 use berth_runtime::config::{
     ContainerRunConfig, DeviceSpec, MountKind, MountSpec, NamespaceMode, NamespaceModes, Resources,
     SeccompMode, Ulimit,
 };
+use berth_runtime::shim::{AttachStream, ExecConfig as ShimExecConfig};
 use berth_runtime::spec::RealHost;
 use berth_runtime::{Bundle, ExitRecord, RuntimeError, Shim, ShimHandle, rootfs};
 use chrono::{DateTime, Utc};
@@ -88,6 +92,37 @@ pub struct Container {
     shim: Mutex<Option<ShimHandle>>,
     backoff: Mutex<Option<Duration>>,
     health: Mutex<Option<crate::health::Monitor>>,
+    /// Clients attached before the container started: connected between create and start.
+    pending: Mutex<Vec<PendingAttach>>,
+}
+
+struct PendingAttach {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tx: tokio::sync::oneshot::Sender<std::result::Result<AttachStream, RuntimeError>>,
+}
+
+/// An exec instance (`POST /containers/{id}/exec`), kept in memory like Docker's.
+#[derive(Debug, Clone)]
+pub struct ExecEntry {
+    pub id: String,
+    pub container_id: String,
+    pub config: ApiExecConfig,
+    pub started: bool,
+    pub running: bool,
+    pub pid: i64,
+    pub exit_code: Option<i64>,
+}
+
+/// What [`Containers::exec_start`] gives the HTTP edge.
+pub struct ExecStarted {
+    /// Raw bytes (pty) instead of multiplexed frames.
+    pub tty: bool,
+    /// The exec's stdio (`None` when detached or when it failed to start).
+    pub stream: Option<std::os::unix::net::UnixStream>,
+    /// Docker's message when the command could not be run (the exit code is recorded).
+    pub failure: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,6 +145,7 @@ impl Container {
             shim: Mutex::new(None),
             backoff: Mutex::new(None),
             health: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
         })
     }
 
@@ -163,11 +199,6 @@ impl Container {
         self.shim()
     }
 
-    /// The operation lock (start, stop, remove, update).
-    pub(crate) fn op_lock(&self) -> &tokio::sync::Mutex<()> {
-        &self.op
-    }
-
     /// Changes the record and writes it.
     pub(crate) fn modify(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
         self.update(f)
@@ -180,11 +211,6 @@ impl Container {
 }
 
 impl Containers {
-    /// Emits a container event (name, image and labels as attributes).
-    pub(crate) fn emit(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
-        self.event(c, action, extra)
-    }
-
     /// The host's CPU count.
     pub(crate) fn ncpu(&self) -> usize {
         self.inner.ncpu
@@ -203,7 +229,9 @@ struct Inner {
     images: Arc<ImageStore>,
     events: Arc<dyn EventSink>,
     table: Mutex<Table>,
+    execs: Mutex<HashMap<String, ExecEntry>>,
     ncpu: usize,
+    init_path: Option<PathBuf>,
 }
 
 /// The container service (cheap to clone).
@@ -211,6 +239,10 @@ struct Inner {
 pub struct Containers {
     inner: Arc<Inner>,
 }
+
+/// An attach in progress, from [`Containers::attach`].
+pub type AttachFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AttachStream>> + Send>>;
 
 /// A waiter returned by [`Containers::wait`]: resolves to the exit code.
 pub type WaitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>;
@@ -233,6 +265,14 @@ impl Containers {
         let root = opts.data_root.join("containers");
         std::fs::create_dir_all(&root).map_err(|e| ContainerError::io("create", &root, e))?;
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let init = opts.data_root.join("bin/docker-init");
+        let init_path = match berth_runtime::init::install(&init) {
+            Ok(()) => Some(init),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot install docker-init; --init is unavailable");
+                None
+            }
+        };
         let me = Containers {
             inner: Arc::new(Inner {
                 root: root.clone(),
@@ -240,7 +280,9 @@ impl Containers {
                 images,
                 events,
                 table: Mutex::new(Table::default()),
+                execs: Mutex::new(HashMap::new()),
                 ncpu,
+                init_path,
             }),
         };
         let mut to_restart = Vec::new();
@@ -525,6 +567,16 @@ impl Containers {
                     r.state.started_at = Some(Utc::now());
                 })?;
                 c.publish(|s| s.running = true);
+                // Clients that attached while the start was under way.
+                let late: Vec<PendingAttach> = std::mem::take(&mut *lock(&c.pending));
+                if !late.is_empty() {
+                    let h2 = h.clone();
+                    tokio::task::spawn_blocking(move || {
+                        for p in late {
+                            let _ = p.tx.send(h2.attach(p.stdin, p.stdout, p.stderr));
+                        }
+                    });
+                }
                 self.spawn_watcher(c.clone(), h);
                 self.start_health(c);
                 self.event(c, "start", &[]);
@@ -536,6 +588,7 @@ impl Containers {
                     _ => 128,
                 } as i64;
                 let msg = e.to_string();
+                lock(&c.pending).clear();
                 let _ = c.update(|r| {
                     r.state.error = msg.clone();
                     r.state.exit_code = code;
@@ -578,7 +631,20 @@ impl Containers {
         let result = self.run_config(&r, &c.paths, &root).and_then(|cfg| {
             let _ = std::fs::remove_file(Bundle::new(&c.paths.dir).exit_path());
             Bundle::new(&c.paths.dir).write(&cfg, &RealHost)?;
-            Ok(Shim::spawn(&c.paths.dir, &self.inner.opts.shim_binary)?)
+            let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&c.pending));
+            if pending.is_empty() {
+                return Ok(Shim::spawn(&c.paths.dir, &self.inner.opts.shim_binary)?);
+            }
+            // Clients attached before start see all the output: create, attach, start.
+            let h = Shim::create(&c.paths.dir, &self.inner.opts.shim_binary)?;
+            for p in pending {
+                let _ = p.tx.send(h.attach(p.stdin, p.stdout, p.stderr));
+            }
+            if let Err(e) = h.start() {
+                let _ = h.kill(9);
+                return Err(e.into());
+            }
+            Ok(h)
         });
         if result.is_err() {
             let _ = rootfs::unmount(&root);
@@ -699,6 +765,15 @@ impl Containers {
             hostname: r.config.hostname.clone(),
             domainname: r.config.domainname.clone(),
             tty: r.config.tty,
+            console_size: h
+                .console_size
+                .filter(|[rows, cols]| *rows > 0 && *cols > 0)
+                .map(|[rows, cols]| {
+                    (
+                        rows.min(u16::MAX as u64) as u16,
+                        cols.min(u16::MAX as u64) as u16,
+                    )
+                }),
             open_stdin: r.config.open_stdin,
             readonly_rootfs: h.readonly_rootfs,
             privileged: h.privileged,
@@ -716,6 +791,13 @@ impl Containers {
             readonly_paths: h.readonly_paths.clone(),
             sysctls: h.sysctls.clone().unwrap_or_default(),
             cgroup_path: Some(self.cgroup_path(r)),
+            init: h.resources.init.unwrap_or(false) && self.inner.init_path.is_some(),
+            init_path: self.inner.init_path.clone(),
+            stdin_once: r.config.stdin_once,
+            log: RunLogConfig {
+                driver: h.log_config.kind.clone(),
+                opts: h.log_config.config.clone(),
+            },
             ..Default::default()
         })
     }
@@ -777,6 +859,7 @@ impl Containers {
             self.event(&c, "oom", &[]);
         }
         self.event(&c, "die", &[("exitCode", code.to_string())]);
+        lock(&self.inner.execs).retain(|_, e| e.container_id != c.id);
         c.publish(|s| {
             s.running = false;
             s.exits += 1;
@@ -1019,6 +1102,7 @@ impl Containers {
             _ => {}
         }
         let _ = c.update(|r| r.state.status = Status::Removing);
+        lock(&c.pending).clear();
         let paths = c.paths.clone();
         let cg = self.cgroup_path(&r);
         blocking(move || {
@@ -1262,6 +1346,299 @@ impl Containers {
         }
     }
 
+    // ---- attach, resize, exec ----
+
+    /// Attaches to a container's stdio through its shim. Registration is immediate (before
+    /// this returns), so a client can answer its caller and then start the container: one that
+    /// is not running gets the client connected when it starts (Docker's `run`: attach, then
+    /// start), so no output is missed. The future fails if the container never starts.
+    pub fn attach(
+        &self,
+        key: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<AttachFuture> {
+        let c = self.get(key)?;
+        let running = c.record().state.status.is_running();
+        if let (true, Some(h)) = (running, c.shim()) {
+            return Ok(Box::pin(async move {
+                blocking(move || h.attach(stdin, stdout, stderr))
+                    .await?
+                    .map_err(Into::into)
+            }));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&c.pending).push(PendingAttach {
+            stdin,
+            stdout,
+            stderr,
+            tx,
+        });
+        Ok(Box::pin(async move {
+            match rx.await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(conflict(format!("container {} did not start", c.id))),
+            }
+        }))
+    }
+
+    /// `POST /containers/{id}/resize`.
+    pub async fn resize(&self, key: &str, height: u16, width: u16) -> Result<()> {
+        let c = self.get(key)?;
+        let Some(h) = c.shim() else {
+            return Err(conflict(format!("container {} is not running", c.id)));
+        };
+        if !c.record().config.tty {
+            return Ok(());
+        }
+        blocking(move || h.resize(height, width)).await??;
+        Ok(())
+    }
+
+    fn exec_event(
+        &self,
+        c: &Container,
+        action: &str,
+        cfg: &ApiExecConfig,
+        extra: &[(&str, String)],
+    ) {
+        let cmd = cfg.cmd.clone().unwrap_or_default().join(" ");
+        self.event(c, &format!("{action}: {cmd}"), extra);
+    }
+
+    /// `POST /containers/{id}/exec`: registers an exec; returns its id.
+    pub fn exec_create(&self, key: &str, cfg: ApiExecConfig) -> Result<String> {
+        let c = self.get(key)?;
+        let r = c.record();
+        match r.state.status {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(conflict(format!(
+                    "container {} is paused, unpause the container before exec",
+                    c.id
+                )));
+            }
+            Status::Restarting => {
+                return Err(conflict(format!(
+                    "container {} is restarting, wait until the container is running",
+                    c.id
+                )));
+            }
+            _ => return Err(conflict(format!("container {} is not running", c.id))),
+        }
+        if cfg.cmd.as_ref().is_none_or(Vec::is_empty) {
+            return Err(invalid("No exec command specified"));
+        }
+        let id = names::new_id();
+        self.exec_event(&c, "exec_create", &cfg, &[("execID", id.clone())]);
+        lock(&self.inner.execs).insert(
+            id.clone(),
+            ExecEntry {
+                id: id.clone(),
+                container_id: c.id.clone(),
+                config: cfg,
+                started: false,
+                running: false,
+                pid: 0,
+                exit_code: None,
+            },
+        );
+        Ok(id)
+    }
+
+    fn exec_entry(&self, id: &str) -> Result<ExecEntry> {
+        lock(&self.inner.execs)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ContainerError::NotFound(format!("exec instance: {id}")))
+    }
+
+    /// `POST /exec/{id}/start`: runs the exec's process. Without `detach` the stream carries
+    /// its stdio; call [`Containers::exec_finished`] once it ends.
+    pub async fn exec_start(&self, exec_id: &str, detach: bool) -> Result<ExecStarted> {
+        let e = {
+            let mut execs = lock(&self.inner.execs);
+            let e = execs
+                .get_mut(exec_id)
+                .ok_or_else(|| ContainerError::NotFound(format!("exec instance: {exec_id}")))?;
+            if e.started {
+                return Err(conflict(format!(
+                    "Error: Exec command {exec_id} is already running"
+                )));
+            }
+            e.started = true;
+            e.running = true;
+            e.clone()
+        };
+        let c = self.get(&e.container_id)?;
+        let Some(h) = c
+            .shim()
+            .filter(|_| c.record().state.status == Status::Running)
+        else {
+            return Err(conflict(format!("container {} is not running", c.id)));
+        };
+        let r = c.record();
+        let cfg = &e.config;
+        let user = if cfg.user.is_empty() {
+            None
+        } else {
+            let root = c.paths.rootfs();
+            let passwd = user::read_in_root(&root, "/etc/passwd");
+            let group = user::read_in_root(&root, "/etc/group");
+            Some(user::resolve(&cfg.user, &[], &passwd, &group)?)
+        };
+        let shim_cfg = ShimExecConfig {
+            exec_id: e.id.clone(),
+            args: cfg.cmd.clone().unwrap_or_default(),
+            env: cfg.env.clone().unwrap_or_default(),
+            cwd: cfg.working_dir.clone(),
+            user,
+            tty: cfg.tty,
+            stdin: cfg.attach_stdin,
+            stdout: cfg.attach_stdout,
+            stderr: cfg.attach_stderr,
+            privileged: cfg.privileged,
+            cap_add: Vec::new(),
+            detach,
+        };
+        let _ = r;
+        let started = blocking(move || h.exec_start(&shim_cfg)).await?;
+        match started {
+            Ok(p) => {
+                if let Some(x) = lock(&self.inner.execs).get_mut(exec_id) {
+                    x.pid = p.pid as i64;
+                }
+                self.exec_event(&c, "exec_start", cfg, &[("execID", e.id.clone())]);
+                if detach {
+                    let me = self.clone();
+                    let id = exec_id.to_string();
+                    tokio::spawn(async move { me.exec_finished(&id).await });
+                }
+                Ok(ExecStarted {
+                    tty: p.tty,
+                    stream: p.stream,
+                    failure: None,
+                })
+            }
+            Err(err) => {
+                let code = err.docker_exit_code();
+                let message = err.oci_exec_message();
+                {
+                    let mut execs = lock(&self.inner.execs);
+                    if let Some(x) = execs.get_mut(exec_id) {
+                        x.running = false;
+                        x.exit_code = Some(code.unwrap_or(126) as i64);
+                    }
+                }
+                match message {
+                    Some(m) => Ok(ExecStarted {
+                        tty: cfg.tty,
+                        stream: None,
+                        failure: Some(m),
+                    }),
+                    None if matches!(err, RuntimeError::ShimGone { .. }) => {
+                        Err(conflict(format!("container {} is not running", c.id)))
+                    }
+                    None => Err(err.into()),
+                }
+            }
+        }
+    }
+
+    /// Records an exec's exit once its process ended (waits for it).
+    pub async fn exec_finished(&self, exec_id: &str) {
+        let Ok(e) = self.exec_entry(exec_id) else {
+            return;
+        };
+        let Ok(c) = self.get(&e.container_id) else {
+            return;
+        };
+        let code = match c.shim() {
+            Some(h) => {
+                let id = exec_id.to_string();
+                match blocking(move || h.exec_wait(&id)).await {
+                    Ok(Ok(s)) => s.exit_code.map(i64::from),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let code = code.unwrap_or(137);
+        if let Some(x) = lock(&self.inner.execs).get_mut(exec_id) {
+            x.running = false;
+            x.exit_code = Some(code);
+        }
+        self.exec_event(
+            &c,
+            "exec_die",
+            &e.config,
+            &[("execID", e.id.clone()), ("exitCode", code.to_string())],
+        );
+    }
+
+    /// `GET /exec/{id}/json`.
+    pub async fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspect> {
+        let mut e = self.exec_entry(exec_id)?;
+        if e.running
+            && let Ok(c) = self.get(&e.container_id)
+            && let Some(h) = c.shim()
+        {
+            let id = exec_id.to_string();
+            if let Ok(Ok(s)) = blocking(move || h.exec_state(&id)).await
+                && !s.running
+            {
+                e.running = false;
+                e.exit_code = s.exit_code.map(i64::from);
+                if let Some(x) = lock(&self.inner.execs).get_mut(exec_id) {
+                    x.running = false;
+                    x.exit_code = e.exit_code;
+                }
+            }
+        }
+        let cmd = e.config.cmd.clone().unwrap_or_default();
+        Ok(ExecInspect {
+            can_remove: false,
+            detach_keys: e.config.detach_keys.clone(),
+            id: e.id.clone(),
+            running: e.running,
+            exit_code: e.exit_code,
+            process_config: ExecProcessConfig {
+                privileged: e.config.privileged,
+                user: e.config.user.clone(),
+                tty: e.config.tty,
+                entrypoint: cmd.first().cloned().unwrap_or_default(),
+                arguments: cmd.iter().skip(1).cloned().collect(),
+            },
+            open_stdin: e.config.attach_stdin,
+            open_stderr: e.config.attach_stderr,
+            open_stdout: e.config.attach_stdout,
+            container_id: e.container_id.clone(),
+            pid: e.pid,
+        })
+    }
+
+    /// `POST /exec/{id}/resize`.
+    pub async fn exec_resize(&self, exec_id: &str, height: u16, width: u16) -> Result<()> {
+        let e = self.exec_entry(exec_id)?;
+        let c = self.get(&e.container_id)?;
+        let Some(h) = c.shim() else {
+            return Err(conflict(format!("container {} is not running", c.id)));
+        };
+        let id = exec_id.to_string();
+        blocking(move || h.exec_resize(&id, height, width)).await??;
+        Ok(())
+    }
+
+    /// The ids of a container's execs.
+    fn exec_ids(&self, container_id: &str) -> Vec<String> {
+        lock(&self.inner.execs)
+            .values()
+            .filter(|e| e.container_id == container_id)
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
     // ---- list, inspect ----
 
     /// `GET /containers/json`.
@@ -1375,7 +1752,7 @@ impl Containers {
             restart_count: r.restart_count,
             driver: "overlayfs".into(),
             platform: "linux".into(),
-            exec_ids: None,
+            exec_ids: Some(self.exec_ids(&r.id)).filter(|v| !v.is_empty()),
             host_config: r.host_config.clone(),
             graph_driver: DriverData {
                 name: "overlayfs".into(),

@@ -180,7 +180,7 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
         ));
     }
     match h.log_config.kind.as_str() {
-        "" | "json-file" | "none" | "local" => {}
+        "" | "json-file" | "none" => {}
         other => {
             return Err(invalid(format!(
                 "failed to create logging driver: logger: no log driver named '{other}' is registered"

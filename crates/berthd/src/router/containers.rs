@@ -150,9 +150,15 @@ pub async fn post_action(
         "wait" => wait(&state, &id, &q),
         "attach" => attach(&state, &id, &q, req).await,
         "resize" => {
-            // Needs the shim's resize for tty containers; accepted for a known container.
-            c.get(&id)?;
+            let (h, w) = size_params(&q)?;
+            c.resize(&id, h, w).await?;
             Ok(StatusCode::OK.into_response())
+        }
+        "exec" => {
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                .await
+                .map_err(|e| Error(ApiError::invalid(format!("cannot read body: {e}"))))?;
+            exec_create(State(state.clone()), Path(id), body).await
         }
         _ => Err(Error(ApiError::not_found("page not found"))),
     }
@@ -260,39 +266,215 @@ pub async fn logs(
         .into_response())
 }
 
-/// `POST /containers/{id}/attach`: output only for now (from the json-file log); stdin is
-/// read and discarded until the shim serves attach.
-async fn attach(state: &AppState, id: &str, q: &Query, mut req: Request) -> Result<Response> {
-    let (tty, _) = state.ctrs.log_source(id)?;
-    let id = state.ctrs.get(id)?.id().to_string();
-    let o = LogOptions {
-        stdout: q.bool("stdout", false),
-        stderr: q.bool("stderr", false),
-        ..Default::default()
+/// Docker's `detachKeys` (`ctrl-p,ctrl-q`, `a`, `ctrl-@`) as bytes.
+pub fn parse_detach_keys(text: &str) -> Result<Vec<u8>> {
+    let bad = || {
+        Error(ApiError::invalid(format!(
+            "Invalid detach keys ({text}) provided"
+        )))
     };
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let p = part.trim();
+        if let Some(k) = p.strip_prefix("ctrl-") {
+            let c = k.bytes().next().filter(|_| k.len() == 1).ok_or_else(bad)?;
+            out.push(match c {
+                b'a'..=b'z' => c - b'a' + 1,
+                b'@' => 0,
+                b'[' => 27,
+                b'\\' => 28,
+                b']' => 29,
+                b'^' => 30,
+                b'_' => 31,
+                _ => return Err(bad()),
+            });
+        } else if p.len() == 1 {
+            out.push(p.as_bytes()[0]);
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok(out)
+}
+
+/// Watches a client's stdin for the detach sequence, holding back a partial match.
+#[derive(Debug, Default)]
+struct DetachScanner {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachScanner {
+    /// The bytes to forward, and whether the sequence was completed.
+    fn feed(&mut self, buf: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(buf.len());
+        if self.keys.is_empty() {
+            out.extend_from_slice(buf);
+            return (out, false);
+        }
+        for &b in buf {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            if self.matched > 0 {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                    continue;
+                }
+            }
+            out.push(b);
+        }
+        (out, false)
+    }
+}
+
+/// Proxies a hijacked client connection and a shim stream: shim output to the client until
+/// it ends; client input (stdin) to the shim, half-closing it on the client's EOF, until the
+/// detach sequence. Returns when the output ended or the client detached.
+async fn proxy<C>(client: C, shim: tokio::net::UnixStream, stdin: bool, detach: Vec<u8>)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut sr, mut sw) = shim.into_split();
+    let input = async move {
+        let mut scanner = DetachScanner {
+            keys: detach,
+            matched: 0,
+        };
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    if stdin {
+                        let _ = sw.shutdown().await;
+                    }
+                    // Keep the write half alive until the output ends.
+                    std::future::pending::<()>().await;
+                }
+                Ok(n) => {
+                    let (fwd, detached) = scanner.feed(&buf[..n]);
+                    if stdin && !fwd.is_empty() && sw.write_all(&fwd).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if detached {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let output = async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match sr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let _ = cw.flush().await;
+                }
+            }
+        }
+        let _ = cw.shutdown().await;
+    };
+    tokio::select! {
+        () = input => {}
+        () = output => {}
+    }
+}
+
+fn to_tokio(s: std::os::unix::net::UnixStream) -> std::io::Result<tokio::net::UnixStream> {
+    s.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(s)
+}
+
+fn wants_upgrade(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"))
+}
+
+fn switching(content_type: &'static str) -> Response {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// A body streaming a shim connection's output (clients that do not upgrade).
+fn shim_body(stream: tokio::net::UnixStream) -> Body {
+    Body::from_stream(tokio_util::io::ReaderStream::new(stream))
+}
+
+/// `POST /containers/{id}/attach`: hijacks the connection (101 when the client asked for
+/// `Upgrade: tcp`) and proxies it to the shim's attach stream. A container that is not
+/// running yet is attached when it starts, so `run` sees all the output.
+async fn attach(state: &AppState, id: &str, q: &Query, mut req: Request) -> Result<Response> {
+    let c = state.ctrs.get(id)?;
+    let r = c.record();
+    let tty = r.config.tty;
+    let detach = parse_detach_keys(q.non_empty("detachKeys").unwrap_or("ctrl-p,ctrl-q"))?;
+    let (stdin, stdout, stderr) = (
+        q.bool("stdin", false),
+        q.bool("stdout", false),
+        q.bool("stderr", false),
+    );
     let logs_too = q.bool("logs", false);
     let stream = q.bool("stream", false);
-    let upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"));
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
-    let ctrs = state.ctrs.clone();
-    let id2 = id.clone();
-    tokio::spawn(async move {
-        let result = if stream {
-            ctrs.attach_output(&id2, o, logs_too, tx).await
-        } else if logs_too {
-            ctrs.stream_logs(&id2, o, tx).await
-        } else {
-            Ok(())
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "attach stream ended with an error");
-        }
-    });
     let content_type = stream_content_type(tty);
-    if !upgrade {
+    let ctrs = state.ctrs.clone();
+    let cid = c.id().to_string();
+    // Past output first (`logs=1`), from the json-file log.
+    let replay = |tx: mpsc::Sender<Vec<u8>>| {
+        let ctrs = ctrs.clone();
+        let cid = cid.clone();
+        let o = LogOptions {
+            stdout,
+            stderr,
+            ..Default::default()
+        };
+        async move {
+            if logs_too && r.host_config.log_config.kind != "none" {
+                let _ = ctrs.stream_logs(&cid, o, tx).await;
+            }
+        }
+    };
+    if !wants_upgrade(&req) {
+        let (tx, rx) = mpsc::channel(16);
+        let ctrs2 = ctrs.clone();
+        let cid2 = cid.clone();
+        let replay_tx = tx.clone();
+        let replay_fut = replay(replay_tx);
+        tokio::spawn(async move {
+            replay_fut.await;
+            if !stream {
+                return;
+            }
+            let Ok(pending) = ctrs2.attach(&cid2, false, stdout, stderr) else {
+                return;
+            };
+            if let Ok(a) = pending.await
+                && let Ok(mut s) = to_tokio(a.stream)
+            {
+                let mut buf = vec![0u8; 32 * 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
         return Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, content_type)],
@@ -301,41 +483,168 @@ async fn attach(state: &AppState, id: &str, q: &Query, mut req: Request) -> Resu
             .into_response());
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // Registered now, before the client gets its answer and starts the container.
+    let pending = if stream {
+        Some(ctrs.attach(&cid, stdin, stdout, stderr)?)
+    } else {
+        None
+    };
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
+    let replay_fut = replay(tx);
     tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(error = %e, "attach upgrade failed");
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        replay_fut.await;
+        while let Ok(chunk) = rx.try_recv() {
+            if io.write_all(&chunk).await.is_err() {
                 return;
             }
-        };
-        let io = hyper_util::rt::TokioIo::new(upgraded);
-        let (mut rd, mut wr) = tokio::io::split(io);
-        // Drain stdin so the client's writes never block; nothing consumes it yet.
-        let drain = tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = rd.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        });
-        while let Some(chunk) = rx.recv().await {
-            if wr.write_all(&chunk).await.is_err() {
-                break;
-            }
-            let _ = wr.flush().await;
         }
-        let _ = wr.shutdown().await;
-        drain.abort();
+        let Some(pending) = pending else {
+            let _ = io.shutdown().await;
+            return;
+        };
+        // Input the client sends before the container starts waits in the socket buffer.
+        let attached = pending.await;
+        match attached
+            .map_err(|e| e.to_string())
+            .and_then(|a| to_tokio(a.stream).map_err(|e| e.to_string()))
+        {
+            Ok(shim) => proxy(io, shim, stdin, detach).await,
+            Err(e) => tracing::debug!(error = %e, "attach failed"),
+        }
     });
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Ok(resp)
+    Ok(switching(content_type))
+}
+
+fn size_params(q: &Query) -> Result<(u16, u16)> {
+    let p = |k: &str| -> Result<u16> {
+        q.non_empty(k)
+            .unwrap_or("0")
+            .parse::<u16>()
+            .map_err(|_| Error(ApiError::invalid(format!("invalid value for {k}"))))
+    };
+    Ok((p("h")?, p("w")?))
+}
+
+pub async fn exec_create(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let cfg: berth_api::models::ExecConfig = serde_json::from_slice(&body)
+        .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?;
+    if !cfg.detach_keys.is_empty() {
+        parse_detach_keys(&cfg.detach_keys)?;
+    }
+    let exec_id = state.ctrs.exec_create(&id, cfg)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &serde_json::json!({ "Id": exec_id }),
+    ))
+}
+
+pub async fn exec_post(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    q: Query,
+    mut req: Request,
+) -> Result<Response> {
+    match action.as_str() {
+        "resize" => {
+            let (h, w) = size_params(&q)?;
+            state.ctrs.exec_resize(&id, h, w).await?;
+            return Ok(StatusCode::OK.into_response());
+        }
+        "start" => {}
+        _ => return Err(Error(ApiError::not_found("page not found"))),
+    }
+    let upgrade = wants_upgrade(&req);
+    let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .map_err(|e| Error(ApiError::invalid(format!("cannot read body: {e}"))))?;
+    let start: berth_api::models::ExecStartConfig = if body.is_empty() {
+        Default::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
+    };
+    let entry = state.ctrs.exec_inspect(&id).await?;
+    let detach_keys = parse_detach_keys(if entry.detach_keys.is_empty() {
+        "ctrl-p,ctrl-q"
+    } else {
+        &entry.detach_keys
+    })?;
+    let started = state.ctrs.exec_start(&id, start.detach).await?;
+    if start.detach {
+        return Ok(StatusCode::OK.into_response());
+    }
+    let content_type = stream_content_type(started.tty);
+    let failure = started.failure.map(|m| {
+        let mut out = Vec::new();
+        let text = format!("{m}\r\n");
+        if started.tty {
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            berth_api::stream::encode_frame(
+                berth_api::stream::StreamKind::Stderr,
+                text.as_bytes(),
+                &mut out,
+            );
+        }
+        out
+    });
+    let shim = match started.stream.map(to_tokio).transpose() {
+        Ok(s) => s,
+        Err(e) => return Err(Error(ApiError::internal(format!("exec stream: {e}")))),
+    };
+    let ctrs = state.ctrs.clone();
+    let stdin = entry.open_stdin;
+    match on_upgrade {
+        Some(on_upgrade) => {
+            tokio::spawn(async move {
+                let Ok(upgraded) = on_upgrade.await else {
+                    return;
+                };
+                let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                if let Some(f) = failure {
+                    let _ = io.write_all(&f).await;
+                    let _ = io.shutdown().await;
+                    return;
+                }
+                if let Some(shim) = shim {
+                    proxy(io, shim, stdin, detach_keys).await;
+                }
+                ctrs.exec_finished(&id).await;
+            });
+            Ok(switching(content_type))
+        }
+        None => {
+            let body = match (failure, shim) {
+                (Some(f), _) => Body::from(f),
+                (None, Some(shim)) => {
+                    let id2 = id.clone();
+                    tokio::spawn(async move {
+                        // Recorded once the process ends, whatever the client does.
+                        ctrs.exec_finished(&id2).await;
+                    });
+                    shim_body(shim)
+                }
+                (None, None) => Body::empty(),
+            };
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response())
+        }
+    }
+}
+
+pub async fn exec_inspect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    Ok(ok_json(&state.ctrs.exec_inspect(&id).await?))
 }
 
 pub async fn top(
