@@ -52,6 +52,15 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Option errors are worded for the command that was typed.
+            let e = match e.downcast::<commands::run_opts::OptionError>() {
+                Ok(option) => {
+                    let (path, usage) = command_path(&std::env::args().collect::<Vec<_>>());
+                    let usage = usage.trim_start_matches("Usage:").trim().to_string();
+                    option.into_status(&path.join(" "), &usage)
+                }
+                Err(e) => e,
+            };
             let (code, message) = output::describe_error(&e);
             if !message.is_empty() {
                 output::err(&format!("{message}\n"));
@@ -87,7 +96,18 @@ fn command_path(args: &[String]) -> (Vec<String>, String) {
         cmd = sub;
         i += 1;
     }
-    let usage = cmd.render_usage().to_string();
+    // clap renders a subcommand's usage with its own name only: `update [OPTIONS] ...`.
+    let rendered = cmd.render_usage().to_string();
+    let rendered = rendered.trim_start_matches("Usage:").trim();
+    let usage = match rendered.strip_prefix("berth ") {
+        Some(_) => rendered.to_string(),
+        None => {
+            let rest = rendered.split_once(' ').map_or("", |(_, rest)| rest);
+            format!("berth {} {rest}", path.join(" "))
+                .trim_end()
+                .to_string()
+        }
+    };
     (path, usage)
 }
 

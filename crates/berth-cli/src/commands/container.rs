@@ -14,7 +14,9 @@ use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use super::run_opts::{ContainerOptions, RunFlags, flag_error, parse_nano_cpus, ram_in_bytes};
+use super::run_opts::{
+    ContainerOptions, OptionError, RunFlags, flag_error, parse_nano_cpus, ram_in_bytes,
+};
 use super::session::{
     self, DEFAULT_DETACH_KEYS, RawTerminal, ResizeTarget, SessionEnd, SessionOptions,
 };
@@ -218,7 +220,10 @@ async fn create_container(
     detach: bool,
     in_run: bool,
 ) -> Result<String> {
-    let spec = opts.to_spec(detach)?;
+    let command = if in_run { "run" } else { "create" };
+    let spec = opts
+        .to_spec(detach)
+        .map_err(|e| decorate_option_error(e, command))?;
     let fail = |code: u8, message: String| {
         if in_run {
             run_error(code, &message)
@@ -333,12 +338,25 @@ fn detach_keys(flag: Option<&str>) -> Result<Vec<u8>> {
     session::parse_detach_keys(spec).map_err(|e| flag_error(spec, "--detach-keys", e))
 }
 
+/// docker's wording and exit status for a `run`/`create` option error.
+fn decorate_option_error(e: anyhow::Error, command: &str) -> anyhow::Error {
+    match e.downcast::<OptionError>() {
+        Ok(option) => option.into_status(
+            command,
+            &format!("berth {command} [OPTIONS] IMAGE [COMMAND] [ARG...]"),
+        ),
+        Err(e) => e,
+    }
+}
+
 pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let RunArgs { run: flags, opts } = args;
     let client = env.client()?;
     let detach = flags.detach;
-    let keys = detach_keys(flags.detach_keys.as_deref())?;
-    let (stdin, stdout, stderr) = super::run_opts::attach_streams(&opts, detach)?;
+    let keys =
+        detach_keys(flags.detach_keys.as_deref()).map_err(|e| decorate_option_error(e, "run"))?;
+    let (stdin, stdout, stderr) = super::run_opts::attach_streams(&opts, detach)
+        .map_err(|e| decorate_option_error(e, "run"))?;
     if opts.tty && stdin && !session::stdin_is_terminal() {
         return Err(StatusError::error(1, "the input device is not a TTY"));
     }
@@ -383,7 +401,17 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
         drop(raw);
         let message = describe_client_error(&e);
         if opts.rm {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), waiter.result()).await;
+            // docker waits for the daemon to remove it; make sure it is gone either way.
+            let removed =
+                tokio::time::timeout(std::time::Duration::from_secs(5), waiter.result()).await;
+            if !matches!(removed, Ok(Ok(_))) {
+                let force = ContainerRemoveOptions {
+                    force: true,
+                    volumes: true,
+                    link: false,
+                };
+                let _ = client.container_remove(&id, force).await;
+            }
         }
         return Err(run_error(start_error_code(&message), &message));
     }
@@ -1042,7 +1070,8 @@ pub async fn top(env: &Env, args: TopArgs) -> Result<()> {
         text.push_str(&row.join("\t"));
         text.push('\n');
     }
-    output::out(&crate::format::table::align(&text));
+    // docker's top writer: minimum width 20, padding 3.
+    output::out(&crate::format::table::align_with(&text, 20, 3));
     Ok(())
 }
 

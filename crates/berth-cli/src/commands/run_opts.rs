@@ -347,18 +347,58 @@ pub struct CreateSpec {
     pub platform: Option<String>,
 }
 
-/// A flag's value was rejected before anything was sent: docker prints
-/// `invalid argument "x" for "-m, --memory" flag: ...` and the usage, and exits 125.
-pub fn flag_error(value: &str, flag: &str, reason: impl std::fmt::Display) -> anyhow::Error {
-    StatusError::error(
-        125,
-        format!("invalid argument \"{value}\" for \"{flag}\" flag: {reason}"),
-    )
+/// A `run`/`create` option that cannot be turned into a request. docker words the two kinds
+/// differently: a flag value it cannot parse is followed by the usage line; a combination it
+/// refuses is prefixed with the program name.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionError {
+    /// `invalid argument "x" for "-m, --memory" flag: invalid size: 'x'`.
+    #[error("invalid argument \"{value}\" for \"{flag}\" flag: {reason}")]
+    Flag {
+        value: String,
+        flag: String,
+        reason: String,
+    },
+    /// `invalid containerPort: 99999`.
+    #[error("{0}")]
+    Invalid(String),
+    /// Refused with exit status 1 and no decoration (`-a` with `-d`).
+    #[error("{0}")]
+    Conflict(String),
 }
 
-/// A semantic error found while building the request (`docker: invalid containerPort: x`).
+impl OptionError {
+    /// The final message and exit status for `berth <command>` (`run`, `create`).
+    pub fn into_status(self, command: &str, usage: &str) -> anyhow::Error {
+        match self {
+            OptionError::Flag { .. } => StatusError::error(
+                125,
+                format!(
+                    "{self}\n\nUsage:  {usage}\n\nRun 'berth {command} --help' for more information"
+                ),
+            ),
+            OptionError::Invalid(message) => StatusError::error(
+                125,
+                format!("berth: {message}\n\nRun 'berth {command} --help' for more information"),
+            ),
+            OptionError::Conflict(message) => StatusError::error(1, message),
+        }
+    }
+}
+
+/// A flag's value was rejected before anything was sent.
+pub fn flag_error(value: &str, flag: &str, reason: impl std::fmt::Display) -> anyhow::Error {
+    OptionError::Flag {
+        value: value.to_string(),
+        flag: flag.to_string(),
+        reason: reason.to_string(),
+    }
+    .into()
+}
+
+/// A semantic error found while building the request (`invalid containerPort: x`).
 fn usage(message: impl Into<String>) -> anyhow::Error {
-    StatusError::error(125, message.into())
+    OptionError::Invalid(message.into()).into()
 }
 
 /// Go-units `RAMInBytes`: `64m`, `1g`, `512k`, `1.5GiB`, plain bytes; binary multipliers.
@@ -885,7 +925,10 @@ fn normalize_caps(caps: &[String]) -> Option<Vec<String>> {
 pub fn attach_streams(opts: &ContainerOptions, detach: bool) -> Result<(bool, bool, bool)> {
     if detach {
         if !opts.attach.is_empty() {
-            return Err(usage("Conflicting options: -a and -d"));
+            return Err(OptionError::Conflict(
+                "conflicting options: cannot specify both --attach and --detach".to_string(),
+            )
+            .into());
         }
         return Ok((false, false, false));
     }

@@ -81,11 +81,21 @@ fn memory_sizes() {
     assert_eq!(ram_in_bytes(""), None);
     let run = parse(&["-m", "x", "busybox"]).unwrap();
     let err = run.opts.to_spec(false).unwrap_err();
-    let status = err.downcast_ref::<StatusError>().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "invalid argument \"x\" for \"-m, --memory\" flag: invalid size: 'x'"
+    );
+    let status = err
+        .downcast::<OptionError>()
+        .unwrap()
+        .into_status("run", "berth run [OPTIONS] IMAGE [COMMAND] [ARG...]");
+    let status = status.downcast_ref::<StatusError>().unwrap();
     assert_eq!(status.code, 125);
     assert_eq!(
         status.message,
-        "invalid argument \"x\" for \"-m, --memory\" flag: invalid size: 'x'"
+        "invalid argument \"x\" for \"-m, --memory\" flag: invalid size: 'x'\n\n\
+         Usage:  berth run [OPTIONS] IMAGE [COMMAND] [ARG...]\n\n\
+         Run 'berth run --help' for more information"
     );
 }
 
@@ -164,7 +174,7 @@ fn flag_conflicts() {
     );
     assert_eq!(
         err(&["-d", "-a", "stdout", "busybox"]),
-        "Conflicting options: -a and -d"
+        "conflicting options: cannot specify both --attach and --detach"
     );
     assert_eq!(
         err(&["--no-healthcheck", "--health-cmd", "x", "busybox"]),
