@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod error;
 pub mod etc;
 pub mod filters;
+pub mod fs;
 pub mod health;
 pub mod logs;
 pub mod manager;
@@ -24,5 +25,7 @@ pub mod user;
 pub use error::{ContainerError, Result};
 pub use filters::ListFilter;
 pub use logs::LogOptions;
-pub use manager::{Container, Containers, EventSink, ExecEntry, ExecStarted, Options, WaitCondition};
+pub use manager::{
+    Container, Containers, EventSink, ExecEntry, ExecStarted, Options, WaitCondition,
+};
 pub use record::{Record, Status};

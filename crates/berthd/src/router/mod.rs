@@ -2,6 +2,7 @@
 //! (so routing sees the bare path), checks the version, records it in the request's extensions
 //! and stamps Docker's headers on every response.
 
+mod container_fs;
 mod container_stats;
 mod containers;
 mod events;
@@ -44,6 +45,15 @@ pub fn app(state: AppState) -> Router {
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/top", get(containers::top))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/changes", get(container_fs::changes))
+        .route("/containers/{id}/export", get(container_fs::export))
+        .route(
+            "/containers/{id}/archive",
+            get(container_fs::archive_get)
+                .head(container_fs::archive_head)
+                .put(container_fs::archive_put),
+        )
+        .route("/commit", post(container_fs::commit))
         .route("/containers/{id}/stats", get(container_stats::stats))
         .route("/containers/{id}/update", post(container_stats::update))
         .route("/containers/{id}/{action}", post(containers::post_action))
