@@ -324,7 +324,7 @@ async fn monitor(me: Containers, c: Arc<Container>, probe: Probe, mut stop: ones
             return;
         }
         if let Some(s) = changed {
-            me.emit(&c, &format!("health_status: {s}"), &[]);
+            me.event(&c, &format!("health_status: {s}"), &[]);
         }
     }
 }

@@ -359,8 +359,8 @@ pub fn with_previous(mut cur: ContainerStats, prev: &ContainerStats) -> Containe
 }
 
 impl Containers {
-    /// One stats sample of a container: real numbers while it runs, zeroed stats otherwise
-    /// (`None` for the running flag then).
+    /// One stats sample of a container and whether it runs: real numbers while it runs,
+    /// zeroed stats otherwise.
     pub async fn stats_sample(&self, key: &str) -> Result<(ContainerStats, bool)> {
         let c = self.get(key)?;
         let r = c.record();

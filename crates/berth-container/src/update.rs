@@ -300,7 +300,7 @@ impl Containers {
         req: ContainerUpdateRequest,
     ) -> Result<Vec<String>> {
         let c = self.get(key)?;
-        let _op = c.op_lock().lock().await;
+        let _op = c.lock_ops().await;
         let r = c.record();
         if r.state.status == crate::Status::Removing || r.state.status == crate::Status::Dead {
             return Err(cannot_update(
@@ -336,7 +336,7 @@ impl Containers {
                 })?;
         }
         c.modify(|rec| rec.host_config = host)?;
-        self.emit(&c, "update", &[]);
+        self.event(&c, "update", &[]);
         Ok(Vec::new())
     }
 }
