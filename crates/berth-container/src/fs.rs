@@ -185,7 +185,26 @@ impl Containers {
         &self,
         key: &str,
         req: ExtractRequest,
-        mut body: Box<dyn Read + Send>,
+        body: Box<dyn Read + Send>,
+    ) -> Result<()> {
+        let body = Arc::new(std::sync::Mutex::new(body));
+        let result = self.extract_locked(key, req, body.clone()).await;
+        if result.is_err() {
+            // Read the rest so the client sees the error, not a reset connection.
+            let _ = blocking(move || {
+                let mut body = body.lock().unwrap_or_else(|e| e.into_inner());
+                io::copy(&mut *body, &mut io::sink())
+            })
+            .await;
+        }
+        result
+    }
+
+    async fn extract_locked(
+        &self,
+        key: &str,
+        req: ExtractRequest,
+        body: Arc<std::sync::Mutex<Box<dyn Read + Send>>>,
     ) -> Result<()> {
         let c = self.get(key)?;
         if c.record().host_config.readonly_rootfs {
@@ -212,13 +231,9 @@ impl Containers {
                 no_overwrite_dir_non_dir: req.no_overwrite_dir_non_dir,
             };
             let root_path = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
-            let result =
-                berth_image::unpack::extract_into_root(&mut body, &root_path, &dest, &opts);
-            if result.is_err() {
-                // Read the rest so the client sees the error, not a reset connection.
-                let _ = io::copy(&mut body, &mut io::sink());
-            }
-            Ok(result?)
+            let mut body = body.lock().unwrap_or_else(|e| e.into_inner());
+            berth_image::unpack::extract_into_root(&mut *body, &root_path, &dest, &opts)?;
+            Ok(())
         })
         .await
     }
