@@ -31,6 +31,9 @@ pub struct ShimConfig {
     /// The log driver.
     #[serde(default)]
     pub log: LogDriverConfig,
+    /// Initial pty size (rows, columns), set before the process starts.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// How a container ended (`exit.json`).
@@ -115,6 +118,7 @@ impl Bundle {
             stdin_once: cfg.stdin_once,
             log_path: None,
             log,
+            console_size: cfg.console_size,
         };
         self.write_spec(&spec, &shim)?;
         Ok(spec)

@@ -29,6 +29,11 @@ pub struct ContainerRunConfig {
     pub domainname: String,
     /// Allocate a pseudo-terminal for the process (`-t`).
     pub tty: bool,
+    /// The terminal's initial size as (rows, columns), applied to the pty before the process
+    /// starts, so a command that asks at once (`stty size`) never sees 0x0 (Docker's
+    /// `HostConfig.ConsoleSize`). Later changes come through `resize`.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
     /// Keep stdin open for attached clients (`-i`). Without it stdin reads EOF at once.
     pub open_stdin: bool,
     /// Mount the root filesystem read-only.

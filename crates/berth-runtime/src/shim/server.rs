@@ -484,7 +484,17 @@ impl Supervisor {
         }
         if let Some(listener) = console.take() {
             match pty_io(&listener, cfg.open_stdin) {
-                Ok(p) => io = p,
+                Ok(p) => {
+                    // The process is still held before exec: size the terminal now.
+                    if let (Some((rows, cols)), Some(pty)) = (cfg.console_size, p.pty.as_ref())
+                        && rows > 0
+                        && cols > 0
+                        && let Err(e) = set_winsize(pty, rows, cols)
+                    {
+                        tracing::warn!(error = %e, "cannot set the initial terminal size");
+                    }
+                    io = p;
+                }
                 Err(e) => {
                     return Err(fail(
                         container,
