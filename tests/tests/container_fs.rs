@@ -286,6 +286,17 @@ fn commit_of_a_stopped_container_builds_on_its_image() {
     assert!(logs.text().contains("made"), "{}", logs.text());
     assert!(!logs.text().contains("ls-back"), "{}", logs.text());
     assert_eq!(changes(&d, &id2), Vec::<(String, i64)>::new());
+
+    // Committing an unchanged container adds no layer, only a history entry.
+    let r = d.api().post("/commit?container=user&repo=same", None);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let same = d.api().get("/images/same/json").json();
+    assert_eq!(same["RootFS"]["Layers"], img["RootFS"]["Layers"]);
+    let history = d.api().get("/images/same/history").json();
+    assert_eq!(
+        history[0]["CreatedBy"],
+        "sh -c cat /made; if test -e /bin/ls; then echo ls-back; fi"
+    );
 }
 
 #[test]

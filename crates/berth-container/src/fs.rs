@@ -281,7 +281,8 @@ impl Containers {
                     ContainerError::Internal(format!("cannot pause container to commit it: {e}"))
                 })?;
             }
-            let result = commit_blocking(&store, &image_id, &paths.upper(), request);
+            let layers = store.layer_dirs(&image_id)?;
+            let result = commit_blocking(&store, &image_id, &paths.upper(), &layers, request);
             if freeze && let Err(e) = cgroup::freeze(&cg, false) {
                 tracing::warn!(cgroup = %cg, error = %e, "cannot unpause container after commit");
             }
@@ -356,8 +357,14 @@ fn commit_blocking(
     store: &berth_image::ImageStore,
     base: &berth_image::Digest,
     upper: &Path,
+    layers: &[PathBuf],
     request: CommitRequest,
 ) -> Result<Image> {
+    if changes(upper, layers)?.is_empty() {
+        // Only mountpoint stubs (and the directories holding them): an empty layer, which
+        // the store does not add, as Docker's commit of an unchanged container.
+        return Ok(store.commit_image(base, &mut &[0u8; 1024][..], request)?);
+    }
     let upper_fd = open_dir(upper)?;
     let (mut reader, mut writer) = io::pipe().map_err(|e| ContainerError::io("pipe", upper, e))?;
     let packer = std::thread::Builder::new()
