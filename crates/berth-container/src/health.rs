@@ -231,7 +231,9 @@ async fn run_probe(shim: ShimHandle, probe: &Probe) -> (DateTime<Utc>, Healthche
     let out2 = output.clone();
     let shim2 = shim.clone();
     let mut task = tokio::task::spawn_blocking(move || -> Result<i64, String> {
-        let p = shim2.exec_start(&cfg).map_err(|e| e.to_string())?;
+        let p = shim2
+            .exec_start(&cfg)
+            .map_err(|e| e.oci_exec_message().unwrap_or_else(|| e.to_string()))?;
         if let Some(mut stream) = p.stream {
             let mut buf = [0u8; 4096];
             loop {

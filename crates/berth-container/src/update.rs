@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use berth_api::models::Resources;
 use berth_api::models::stats::ContainerUpdateRequest;
 
-use crate::error::{ContainerError, Result, conflict};
+use crate::error::{ContainerError, Result, conflict, invalid};
 use crate::manager::Containers;
 use crate::merge;
 use crate::restart::Policy;
@@ -196,7 +196,12 @@ pub fn plan(dirs: &CgroupDirs, r: &Resources, update: &Resources) -> Vec<Write> 
                 out.push(w(pids, "pids.max", pids_max(r)));
             }
             if update.blkio_weight != 0 {
-                out.push(w(blkio, "blkio.weight", r.blkio_weight));
+                let file = if blkio.join("blkio.bfq.weight").exists() {
+                    "blkio.bfq.weight"
+                } else {
+                    "blkio.weight"
+                };
+                out.push(w(blkio, file, r.blkio_weight));
             }
         }
         CgroupDirs::V2(dir) => {
@@ -240,11 +245,82 @@ pub fn plan(dirs: &CgroupDirs, r: &Resources, update: &Resources) -> Vec<Write> 
                 out.push(w(dir, "pids.max", pids_max(r)));
             }
             if update.blkio_weight != 0 {
-                out.push(w(dir, "io.weight", blkio_to_io_weight(r.blkio_weight)));
+                if dir.join("io.bfq.weight").exists() {
+                    out.push(w(dir, "io.bfq.weight", r.blkio_weight));
+                } else {
+                    out.push(w(dir, "io.weight", blkio_to_io_weight(r.blkio_weight)));
+                }
             }
         }
     }
     out
+}
+
+/// A cpuset list (`0-2,4`) as its members; `None` when malformed.
+pub fn parse_cpu_list(s: &str) -> Option<std::collections::BTreeSet<u32>> {
+    let mut out = std::collections::BTreeSet::new();
+    for part in s.trim().split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?),
+            None => {
+                let v = part.trim().parse::<u32>().ok()?;
+                (v, v)
+            }
+        };
+        if a > b {
+            return None;
+        }
+        out.extend(a..=b);
+    }
+    Some(out)
+}
+
+/// Docker's check of a requested cpuset against the host's (`kind` is `cpus` or `mems`).
+pub fn check_cpuset(
+    kind: &str,
+    requested: &str,
+    available: &str,
+) -> std::result::Result<(), String> {
+    if requested.is_empty() {
+        return Ok(());
+    }
+    let Some(want) = parse_cpu_list(requested) else {
+        return Err(format!("Invalid value {requested} for cpuset {kind}"));
+    };
+    let have = parse_cpu_list(available).unwrap_or_default();
+    if !want.is_subset(&have) {
+        let what = if kind == "cpus" {
+            "CPUs"
+        } else {
+            "memory nodes"
+        };
+        return Err(format!(
+            "Requested {what} are not available - requested {requested}, available: {}",
+            available.trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The host's cpuset file (`cpus` or `mems`) at the hierarchy root.
+fn host_cpuset(root: &Path, kind: &str) -> String {
+    let file = if root.join("cgroup.controllers").exists() {
+        root.join(format!("cpuset.{kind}.effective"))
+    } else {
+        root.join("cpuset").join(format!("cpuset.{kind}"))
+    };
+    std::fs::read_to_string(file).unwrap_or_default()
+}
+
+/// Whether the hierarchy under `root` can weigh block I/O (Docker discards the weight
+/// with a warning otherwise).
+fn blkio_weight_supported(root: &Path) -> bool {
+    if root.join("cgroup.controllers").exists() {
+        return std::fs::read_to_string(root.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "io"));
+    }
+    let b = root.join("blkio");
+    b.join("blkio.weight").exists() || b.join("blkio.bfq.weight").exists()
 }
 
 fn pids_max(r: &Resources) -> String {
@@ -293,13 +369,25 @@ pub fn apply(writes: &[Write]) -> std::result::Result<(), String> {
 }
 
 impl Containers {
-    /// `POST /containers/{id}/update`: returns Docker's warnings (none).
+    /// `POST /containers/{id}/update`: returns Docker's warnings.
     pub async fn update_resources(
         &self,
         key: &str,
-        req: ContainerUpdateRequest,
+        mut req: ContainerUpdateRequest,
     ) -> Result<Vec<String>> {
         let c = self.get(key)?;
+        let root = Path::new(CGROUP_ROOT);
+        let mut warnings = Vec::new();
+        if req.resources.blkio_weight > 0 && !blkio_weight_supported(root) {
+            warnings.push("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.".to_string());
+            req.resources.blkio_weight = 0;
+        }
+        for (kind, value) in [
+            ("cpus", &req.resources.cpuset_cpus),
+            ("mems", &req.resources.cpuset_mems),
+        ] {
+            check_cpuset(kind, value, &host_cpuset(root, kind)).map_err(invalid)?;
+        }
         let _op = c.lock_ops().await;
         let r = c.record();
         if r.state.status == crate::Status::Removing || r.state.status == crate::Status::Dead {
@@ -337,7 +425,7 @@ impl Containers {
         }
         c.modify(|rec| rec.host_config = host)?;
         self.event(&c, "update", &[]);
-        Ok(Vec::new())
+        Ok(warnings)
     }
 }
 
@@ -394,6 +482,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cur.pids_limit, None);
+    }
+
+    #[test]
+    fn cpusets_are_checked_as_docker_does() {
+        assert_eq!(
+            parse_cpu_list("0-2,4"),
+            Some([0, 1, 2, 4].into_iter().collect())
+        );
+        assert!(parse_cpu_list("2-1").is_none());
+        assert!(check_cpuset("cpus", "", "0-1").is_ok());
+        assert!(check_cpuset("cpus", "1", "0-1\n").is_ok());
+        assert_eq!(
+            check_cpuset("cpus", "0-5", "0-1\n").unwrap_err(),
+            "Requested CPUs are not available - requested 0-5, available: 0-1"
+        );
+        assert_eq!(
+            check_cpuset("mems", "x", "0").unwrap_err(),
+            "Invalid value x for cpuset mems"
+        );
     }
 
     #[test]
