@@ -1187,6 +1187,11 @@ impl Containers {
                 Status::Running
             }
         })?;
+        if pause {
+            self.stop_health(&c);
+        } else {
+            self.resume_health(&c);
+        }
         self.event(&c, if pause { "pause" } else { "unpause" }, &[]);
         Ok(())
     }
@@ -1830,6 +1835,17 @@ impl Containers {
             }
         }
         (total, running, paused, stopped)
+    }
+
+    /// Bytes of the container's image plus its writable layer (`SizeRootFs`).
+    pub fn size_root_fs(&self, id: &str) -> u64 {
+        let Ok(c) = self.get(id) else { return 0 };
+        let image = self
+            .inner
+            .images
+            .get(&c.record().image_id)
+            .map_or(0, |i| i.size);
+        image + dir_size(&c.paths.upper())
     }
 
     /// Bytes in a container's writable layer.

@@ -75,7 +75,7 @@ pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
         if size {
             for r in &mut rows {
                 r.size_rw = Some(ctrs.size_rw(&r.id) as i64);
-                r.size_root_fs = Some(0);
+                r.size_root_fs = Some(ctrs.size_root_fs(&r.id) as i64);
             }
         }
         Ok(rows)
@@ -96,7 +96,7 @@ pub async fn inspect(
         let mut info = ctrs.inspect(&id)?;
         if size {
             info.size_rw = Some(ctrs.size_rw(&info.id) as i64);
-            info.size_root_fs = Some(0);
+            info.size_root_fs = Some(ctrs.size_root_fs(&info.id) as i64);
         }
         Ok(info)
     })

@@ -198,7 +198,17 @@ pub async fn disk_usage(
         DiskUsage {
             layers_size: layers_size as i64,
             images: rows,
-            containers: Vec::new(),
+            containers: st
+                .ctrs
+                .list(true, None, berth_container::ListFilter::default())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut c| {
+                    c.size_rw = Some(st.ctrs.size_rw(&c.id) as i64);
+                    c.size_root_fs = Some(st.ctrs.size_root_fs(&c.id) as i64);
+                    serde_json::to_value(c).unwrap_or_default()
+                })
+                .collect(),
             volumes: Vec::new(),
             build_cache: Vec::new(),
         }
