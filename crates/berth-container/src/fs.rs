@@ -34,6 +34,13 @@ use crate::manager::{Container, Containers, cgroup_of};
 use crate::record::{Paths, Record};
 use crate::{cgroup, merge};
 
+/// An empty regular file at one of the [`MOUNT_STUBS`] paths.
+fn is_mount_stub(rel: &[u8], st: &rustix::fs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+        && st.st_size == 0
+        && MOUNT_STUBS.contains(&rel)
+}
+
 /// `Kind` values of a filesystem change.
 pub const CHANGE_MODIFIED: u8 = 0;
 pub const CHANGE_ADDED: u8 = 1;
@@ -107,7 +114,7 @@ impl Containers {
     pub async fn export(&self, key: &str, mut out: Box<dyn Write + Send>) -> Result<()> {
         let c = self.get(key)?;
         self.with_root(&c, move |root, _| {
-            let skip = |p: &[u8]| match p {
+            let skip = |p: &[u8], _: &rustix::fs::Stat| match p {
                 b"proc" | b"sys" => Skip::Contents,
                 _ => Skip::No,
             };
@@ -370,8 +377,8 @@ fn commit_blocking(
     let packer = std::thread::Builder::new()
         .name("commit-pack".into())
         .spawn(move || {
-            let skip = |p: &[u8]| {
-                if MOUNT_STUBS.contains(&p) {
+            let skip = |p: &[u8], st: &rustix::fs::Stat| {
+                if is_mount_stub(p, st) {
                     Skip::Entry
                 } else {
                     Skip::No
@@ -491,10 +498,7 @@ fn walk_upper(
         prefix.push(name.clone());
         let kind = FileType::from_raw_mode(st.st_mode);
         let rel = prefix.join(&b'/');
-        let is_stub = kind == FileType::RegularFile
-            && st.st_size == 0
-            && MOUNT_STUBS.contains(&rel.as_slice());
-        if is_stub {
+        if is_mount_stub(&rel, &st) {
             prefix.pop();
             continue;
         }

@@ -25,16 +25,16 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 /// What to leave out of a packed tree and how to write whiteouts.
 #[derive(Default)]
 pub struct PackOptions<'a> {
-    /// Called with each entry's path relative to the walk's root (`proc`, `etc/hostname`);
-    /// `Skip::Entry` leaves the entry out, `Skip::Contents` writes a directory without its
+    /// Called with each entry's path relative to the walk's root (`proc`, `etc/hostname`) and
+    /// its `lstat`; `Skip::Entry` leaves the entry out, `Skip::Contents` writes a directory without its
     /// children.
     pub skip: Option<SkipFn<'a>>,
     /// Write overlayfs whiteouts and opaque directories as OCI whiteout entries.
     pub overlay_diff: bool,
 }
 
-/// Decides, from a path relative to the walk's root, what to pack of it.
-pub type SkipFn<'a> = &'a dyn Fn(&[u8]) -> Skip;
+/// Decides, from a path relative to the walk's root and its `lstat`, what to pack of it.
+pub type SkipFn<'a> = &'a dyn Fn(&[u8], &Stat) -> Skip;
 
 /// What [`PackOptions::skip`] decides for one path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,16 +152,16 @@ impl<'a, 'o> Packer<'a, 'o> {
         rel_parent: &[u8],
     ) -> io::Result<()> {
         let rel = join(rel_parent, name.as_bytes());
-        let skip = self.opts.skip.map_or(Skip::No, |f| f(&rel));
-        if skip == Skip::Entry {
-            return Ok(());
-        }
         let st = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // Gone since the directory was read (a running container).
             Err(rustix::io::Errno::NOENT) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        let skip = self.opts.skip.map_or(Skip::No, |f| f(&rel, &st));
+        if skip == Skip::Entry {
+            return Ok(());
+        }
         let kind = FileType::from_raw_mode(st.st_mode);
         if self.opts.overlay_diff
             && kind == FileType::CharacterDevice
@@ -457,7 +457,7 @@ mod tests {
         std::fs::write(r.join(&long), b"long").unwrap();
         std::fs::create_dir(r.join("proc")).unwrap();
         std::fs::write(r.join("proc/cpuinfo"), b"no").unwrap();
-        let skip = |p: &[u8]| {
+        let skip = |p: &[u8], _: &Stat| {
             if p == b"proc" {
                 Skip::Contents
             } else {
