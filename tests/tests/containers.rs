@@ -600,3 +600,43 @@ fn docker_cli_attach_stdin_and_exec() {
         stopped.stderr
     );
 }
+
+#[test]
+fn daemon_stop_keeps_containers_and_restart_policies_apply_on_start() {
+    require_root!();
+    let mut d = daemon();
+    let keep = create(
+        &d,
+        Some("keep"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &keep);
+    let always = create(
+        &d,
+        Some("always"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"], "HostConfig": {"RestartPolicy": {"Name": "always"}}}),
+    );
+    start(&d, &always);
+    let unless = create(
+        &d,
+        Some("unless"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"], "HostConfig": {"RestartPolicy": {"Name": "unless-stopped"}}}),
+    );
+    start(&d, &unless);
+    for name in ["always", "unless"] {
+        let r = d.api().post(&format!("/containers/{name}/stop?t=0"), None);
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    let pid = inspect(&d, "keep")["State"]["Pid"].as_i64().unwrap();
+    assert_eq!(d.stop(), Some(0), "SIGTERM ends the daemon cleanly");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "a daemon shutdown must not stop containers"
+    );
+    d.start_again();
+    assert_eq!(inspect(&d, "keep")["State"]["Status"], "running");
+    until("always to come back", || {
+        inspect(&d, "always")["State"]["Status"] == "running"
+    });
+    assert_eq!(inspect(&d, "unless")["State"]["Status"], "exited");
+}
