@@ -404,6 +404,14 @@ fn health_checks() {
         health(&d, "hc")["Status"] == "healthy"
     });
 
+    // Pausing stops the checks (unhealthy, as Docker's); unpausing resumes them.
+    docker(&d, &["pause", "hc"]);
+    assert_eq!(health(&d, "hc")["Status"], "unhealthy");
+    docker(&d, &["unpause", "hc"]);
+    until("hc healthy after unpause", Duration::from_secs(10), || {
+        health(&d, "hc")["Status"] == "healthy"
+    });
+
     docker(
         &d,
         &[

@@ -4,8 +4,8 @@
 //! `healthy` on a success and → `unhealthy` after `retries` consecutive failures (failures in
 //! the start period do not count). The last five results are kept in the record
 //! (`State.Health`), and each status change is a `health_status: <status>` event. The monitor
-//! stops with the container (status then `unhealthy`, as Docker's) and starts again when it
-//! starts or is adopted.
+//! stops when the container stops or is paused (status then `unhealthy`, as Docker's) and
+//! starts again when it starts, is unpaused or is adopted.
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -336,6 +336,16 @@ impl Containers {
     /// status becomes `starting` with the streak reset and the log kept. Called when the
     /// container starts and when its shim is adopted.
     pub(crate) fn start_health(&self, c: &Arc<Container>) {
+        self.spawn_health(c, true);
+    }
+
+    /// Starts the monitor again after an unpause, keeping the status (`unhealthy` since the
+    /// pause, as Docker's) until the next result.
+    pub(crate) fn resume_health(&self, c: &Arc<Container>) {
+        self.spawn_health(c, false);
+    }
+
+    fn spawn_health(&self, c: &Arc<Container>, reset: bool) {
         let r = c.record();
         let Some(probe) =
             Probe::from_config(r.config.healthcheck.as_ref(), r.config.shell.as_deref())
@@ -348,11 +358,13 @@ impl Containers {
         };
         let (tx, rx) = oneshot::channel();
         c.set_health_monitor(Some(Monitor { _stop: tx }));
-        if let Err(e) = c.modify(|r| {
-            let h = r.state.health.get_or_insert_with(Health::default);
-            h.status = STARTING.into();
-            h.failing_streak = 0;
-        }) {
+        if reset
+            && let Err(e) = c.modify(|r| {
+                let h = r.state.health.get_or_insert_with(Health::default);
+                h.status = STARTING.into();
+                h.failing_streak = 0;
+            })
+        {
             tracing::warn!(id = %c.id(), error = %e, "cannot record health status");
         }
         rt.spawn(monitor(self.clone(), c.clone(), probe, rx));
