@@ -513,6 +513,7 @@ fn walk_upper(
                 // owner changed. Its mtime always changes when entries are created in it.
                 Some(md)
                     if kind == FileType::Directory
+                        && !is_opaque(dir, &name)
                         && md.mode() == st.st_mode
                         && md.uid() == st.st_uid
                         && md.gid() == st.st_gid => {}
@@ -531,6 +532,16 @@ fn walk_upper(
         prefix.pop();
     }
     Ok(())
+}
+
+/// Whether the directory `name` in `dir` is an overlay opaque directory (its lower contents
+/// were deleted): a change of its own, even when nothing below it changed.
+fn is_opaque(dir: &OwnedFd, name: &[u8]) -> bool {
+    let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    path.push(OsStr::from_bytes(name));
+    let mut v = [0u8; 2];
+    rustix::fs::lgetxattr(&path, "trusted.overlay.opaque", &mut v).is_ok_and(|n| n == 1)
+        && v[0] == b'y'
 }
 
 /// Records a change and marks its parent directories modified (unless already recorded).

@@ -84,6 +84,21 @@ fn lower_whiteouts_and_opaque_dirs_hide_paths() {
     assert!(!in_lower(&layers, &c(&["gone"])));
     assert!(in_lower(&layers, &c(&["d"])));
     assert!(!in_lower(&layers, &c(&["d", "inner"])));
+
+    // An opaque directory in the upper layer (rm -rf d; mkdir d) is a change by itself.
+    let upper = t.path().join("upper");
+    mkdirs(&upper, &["d"]);
+    let md = std::fs::metadata(layers[1].join("d")).unwrap();
+    std::fs::set_permissions(upper.join("d"), md.permissions()).unwrap();
+    rustix::fs::setxattr(
+        upper.join("d"),
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let got = as_pairs(changes(&upper, &layers).unwrap());
+    assert_eq!(got, vec![("/d".to_string(), CHANGE_MODIFIED)]);
 }
 
 #[test]
