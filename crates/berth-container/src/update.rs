@@ -393,10 +393,7 @@ impl Containers {
         if r.state.status == crate::Status::Removing || r.state.status == crate::Status::Dead {
             return Err(cannot_update(
                 &r.id,
-                format!(
-                    "container is marked for removal and cannot be \"update\": {}",
-                    r.id
-                ),
+                "container is marked for removal and cannot be \"update\"",
             ));
         }
         let mut host = r.host_config.clone();
