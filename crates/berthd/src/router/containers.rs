@@ -701,3 +701,169 @@ pub async fn prune(State(state): State<AppState>, q: Query) -> Result<Response> 
         space_reclaimed: space as i64,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::http::{Method, Request as HttpRequest};
+    use berth_image::testutil::{TestImage, docker_archive};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::state::Daemon;
+
+    async fn call(
+        state: &AppState,
+        method: Method,
+        uri: &str,
+        body: &str,
+    ) -> (StatusCode, Vec<u8>) {
+        let req = HttpRequest::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = crate::router::app(state.clone())
+            .oneshot(req)
+            .await
+            .unwrap();
+        let status = resp.status();
+        (
+            status,
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+    }
+
+    fn message(body: &[u8]) -> String {
+        serde_json::from_slice::<serde_json::Value>(body).unwrap()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn create_inspect_list_rename_remove_without_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let state: AppState = Arc::new(Daemon::open(Config::for_root(dir.path())).unwrap());
+        let image = TestImage::new(&["img:1"], &[&[("etc/passwd", b"root:x:0:0::/:/bin/sh\n")]]);
+        state
+            .images
+            .load(
+                &mut std::io::Cursor::new(docker_archive(&[image])),
+                &mut |_| {},
+            )
+            .unwrap();
+        let (s, b) = call(
+            &state,
+            Method::POST,
+            "/containers/create?name=web",
+            r#"{"Image":"nope","Cmd":["true"]}"#,
+        )
+        .await;
+        assert_eq!(
+            (s, message(&b)),
+            (StatusCode::NOT_FOUND, "No such image: nope".to_string())
+        );
+        let (s, b) = call(
+            &state,
+            Method::POST,
+            "/containers/create?name=web",
+            r#"{"Image":"img:1","Entrypoint":[""]}"#,
+        )
+        .await;
+        assert_eq!(
+            (s, message(&b)),
+            (StatusCode::BAD_REQUEST, "no command specified".to_string())
+        );
+        let (s, b) = call(
+            &state,
+            Method::POST,
+            "/v1.41/containers/create?name=web",
+            r#"{"Image":"img:1","Cmd":["true"],"Labels":{"a":"b"}}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{}", String::from_utf8_lossy(&b));
+        let id = serde_json::from_slice::<serde_json::Value>(&b).unwrap()["Id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (s, b) = call(
+            &state,
+            Method::GET,
+            &format!("/containers/{}/json", &id[..6]),
+            "",
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["Name"], "/web");
+        assert_eq!(v["State"]["Status"], "created");
+        assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "no");
+        assert_eq!(v["HostConfig"]["ShmSize"], 67108864);
+        assert_eq!(
+            (
+                state.containers.counts().0,
+                state
+                    .containers
+                    .count_using(&state.images.get("img:1").unwrap().id)
+            ),
+            (1, 1)
+        );
+        let (s, b) = call(&state, Method::GET, "/containers/json", "").await;
+        assert_eq!((s, b.as_slice()), (StatusCode::OK, &b"[]"[..]));
+        let (s, b) = call(&state, Method::GET, "/containers/json?all=1", "").await;
+        assert_eq!(s, StatusCode::OK);
+        let rows: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(rows[0]["Status"], "Created");
+        assert_eq!(rows[0]["Labels"]["a"], "b");
+        let (s, _) = call(&state, Method::POST, "/containers/web/rename?name=db", "").await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (s, b) = call(&state, Method::POST, "/containers/db/kill", "").await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        assert_eq!(
+            message(&b),
+            format!("Cannot kill container: db: container {id} is not running")
+        );
+        let (s, _) = call(&state, Method::POST, "/containers/db/stop", "").await;
+        assert_eq!(s, StatusCode::NOT_MODIFIED);
+        let (s, b) = call(&state, Method::POST, "/containers/db/wait", "").await;
+        assert_eq!(
+            (s, String::from_utf8_lossy(&b).into_owned()),
+            (StatusCode::OK, r#"{"StatusCode":0}"#.to_string())
+        );
+        let (s, b) = call(&state, Method::POST, "/containers/nope/wait", "").await;
+        assert_eq!(
+            (s, message(&b)),
+            (StatusCode::NOT_FOUND, "No such container: nope".to_string())
+        );
+        let (s, _) = call(&state, Method::DELETE, "/images/img:1", "").await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        let (s, _) = call(&state, Method::DELETE, "/containers/db", "").await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        assert!(!dir.path().join("data/containers").join(&id).exists());
+        let (s, _) = call(&state, Method::GET, "/containers/db/json", "").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn detach_keys() {
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
+        assert_eq!(parse_detach_keys("a,ctrl-@").unwrap(), vec![b'a', 0]);
+        assert!(parse_detach_keys("ctrl-").is_err());
+        let mut s = DetachScanner {
+            keys: vec![16, 17],
+            matched: 0,
+        };
+        assert_eq!(s.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(s.feed(b"x"), (b"\x10x".to_vec(), false));
+        assert_eq!(s.feed(b"\x10\x10\x11rest"), (b"\x10".to_vec(), true));
+    }
+}
