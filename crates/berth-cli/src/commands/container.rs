@@ -221,9 +221,16 @@ async fn create_container(
     in_run: bool,
 ) -> Result<String> {
     let command = if in_run { "run" } else { "create" };
-    let spec = opts
+    let mut spec = opts
         .to_spec(detach)
         .map_err(|e| decorate_option_error(e, command))?;
+    // A TTY starts at the local terminal's size (docker sets ConsoleSize for `-t`).
+    if opts.tty
+        && let (Some(host), Some((h, w))) =
+            (spec.request.host_config.as_mut(), session::terminal_size())
+    {
+        host.console_size = Some([u64::from(h), u64::from(w)]);
+    }
     let fail = |code: u8, message: String| {
         if in_run {
             run_error(code, &message)
@@ -1247,11 +1254,16 @@ pub async fn exec(env: &Env, args: ExecArgs) -> Result<()> {
     if args.tty && stdin && !session::stdin_is_terminal() {
         return Err(StatusError::error(1, "the input device is not a TTY"));
     }
+    let console_size = args
+        .tty
+        .then(session::terminal_size)
+        .flatten()
+        .map(|(h, w)| [u64::from(h), u64::from(w)]);
     let config = ExecConfig {
         attach_stdin: stdin,
         attach_stdout: !args.detach,
         attach_stderr: !args.detach,
-        console_size: None,
+        console_size,
         detach_keys: args.detach_keys.clone().unwrap_or_default(),
         tty: args.tty,
         env: (!env_list.is_empty()).then_some(env_list),
@@ -1267,7 +1279,7 @@ pub async fn exec(env: &Env, args: ExecArgs) -> Result<()> {
     let start = ExecStartConfig {
         detach: args.detach,
         tty: args.tty,
-        console_size: None,
+        console_size,
     };
     if args.detach {
         return client

@@ -101,30 +101,65 @@ impl DetachScanner {
     }
 }
 
-/// The local terminal in raw mode; restored when dropped (every exit path, panics included).
+/// The local terminal in raw mode; restored when dropped (every exit path, panics included)
+/// and before the process ends on SIGTERM, SIGHUP or SIGQUIT.
 pub struct RawTerminal {
     saved: rustix::termios::Termios,
+    signals: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn restore(saved: &rustix::termios::Termios) {
+    let _ = rustix::termios::tcsetattr(
+        std::io::stdin().as_fd(),
+        rustix::termios::OptionalActions::Now,
+        saved,
+    );
 }
 
 impl RawTerminal {
-    /// Puts stdin's terminal into raw mode.
+    /// Puts stdin's terminal into raw mode (inside a tokio runtime).
     pub fn enable() -> std::io::Result<RawTerminal> {
+        use tokio::signal::unix::{SignalKind, signal};
         let stdin = std::io::stdin();
         let saved = rustix::termios::tcgetattr(stdin.as_fd())?;
         let mut raw = saved.clone();
         raw.make_raw();
+        // Handlers first, so that a signal between the two steps still restores.
+        let mut streams = Vec::new();
+        for (kind, number) in [
+            (SignalKind::terminate(), 15),
+            (SignalKind::hangup(), 1),
+            (SignalKind::quit(), 3),
+        ] {
+            streams.push((signal(kind)?, number));
+        }
+        let restore_to = saved.clone();
+        let signals = tokio::spawn(async move {
+            let waits = streams.iter_mut().map(|(stream, number)| {
+                let number = *number;
+                Box::pin(async move {
+                    stream.recv().await;
+                    number
+                })
+            });
+            let (number, _, _) = futures_util::future::select_all(waits).await;
+            restore(&restore_to);
+            std::process::exit(128 + number);
+        });
         rustix::termios::tcsetattr(stdin.as_fd(), rustix::termios::OptionalActions::Now, &raw)?;
-        Ok(RawTerminal { saved })
+        Ok(RawTerminal {
+            saved,
+            signals: Some(signals),
+        })
     }
 }
 
 impl Drop for RawTerminal {
     fn drop(&mut self) {
-        let _ = rustix::termios::tcsetattr(
-            std::io::stdin().as_fd(),
-            rustix::termios::OptionalActions::Now,
-            &self.saved,
-        );
+        restore(&self.saved);
+        if let Some(task) = self.signals.take() {
+            task.abort();
+        }
     }
 }
 
