@@ -139,7 +139,20 @@ fn docker_usage_error(e: &clap::Error, args: &[String]) -> Option<String> {
                 Some(ContextValue::String(v)) => v.clone(),
                 _ => String::new(),
             };
-            format!("invalid argument \"{value}\" for \"{arg}\" flag")
+            if value.is_empty()
+                && let Some(typed) = args.iter().rev().find(|a| a.starts_with('-'))
+            {
+                // `-h` at the end: the flag's value is missing.
+                match typed.strip_prefix("--") {
+                    Some(_) => format!("flag needs an argument: {typed}"),
+                    None => {
+                        let c = typed.chars().last().unwrap_or('-');
+                        format!("flag needs an argument: '{c}' in {typed}")
+                    }
+                }
+            } else {
+                format!("invalid argument \"{value}\" for \"{arg}\" flag")
+            }
         }
         _ => return None,
     };
