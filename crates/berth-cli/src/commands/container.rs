@@ -1763,6 +1763,9 @@ pub async fn prune(env: &Env, args: PruneArgs) -> Result<()> {
 }
 
 #[cfg(test)]
+mod flow_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
