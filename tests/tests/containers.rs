@@ -640,3 +640,38 @@ fn daemon_stop_keeps_containers_and_restart_policies_apply_on_start() {
     });
     assert_eq!(inspect(&d, "unless")["State"]["Status"], "exited");
 }
+
+#[test]
+fn a_private_network_namespace_has_only_loopback_and_it_is_up() {
+    require_root!();
+    let d = daemon();
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -o link | wc -l; ip -o link show lo; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping-ok",
+        ])
+        .success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0].trim(), "1", "only lo is expected: {}", out.stdout);
+    assert!(lines[1].contains("UP"), "lo must be up: {}", out.stdout);
+    assert_eq!(lines[2], "ping-ok", "{}", out.stdout);
+    // --network none is the same private namespace.
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ping",
+            "-c1",
+            "-W2",
+            "127.0.0.1",
+        ])
+        .success();
+    assert!(out.stdout.contains("1 packets received"), "{}", out.stdout);
+}

@@ -41,6 +41,7 @@
 mod io;
 mod log;
 mod lookup;
+mod loopback;
 pub mod server;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -26,6 +26,7 @@ use oci_spec::runtime::Spec;
 use super::io::bind_long;
 use super::log::{LogDriver, Stream};
 use super::lookup::check_executable;
+use super::loopback;
 use super::{
     ContainerStatus, ErrorReason, ExecConfig, ExecState, Handshake, Request, Response, ShimState,
 };
@@ -481,6 +482,17 @@ impl Supervisor {
         };
         if let Err(e) = write_atomic(&bundle.init_pid_path(), pid.as_raw().to_string().as_bytes()) {
             return Err(fail(container, e));
+        }
+        if loopback::has_private_network(&spec)
+            && let Err(e) = loopback::bring_up(pid)
+        {
+            return Err(fail(
+                container,
+                RuntimeError::Create {
+                    id: cfg.id.clone(),
+                    message: e.to_string(),
+                },
+            ));
         }
         if let Some(listener) = console.take() {
             match pty_io(&listener, cfg.open_stdin) {
