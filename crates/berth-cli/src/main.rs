@@ -100,7 +100,13 @@ fn command_path(args: &[String]) -> (Vec<String>, String) {
     let rendered = cmd.render_usage().to_string();
     let rendered = rendered.trim_start_matches("Usage:").trim();
     let usage = match rendered.strip_prefix("berth ") {
-        Some(_) => rendered.to_string(),
+        // `berth logs ...` reached as `container logs`: name the path that was typed.
+        Some(rest) => {
+            let rest = rest.split_once(' ').map_or("", |(_, rest)| rest);
+            format!("berth {} {rest}", path.join(" "))
+                .trim_end()
+                .to_string()
+        }
         None => {
             let rest = rendered.split_once(' ').map_or("", |(_, rest)| rest);
             format!("berth {} {rest}", path.join(" "))

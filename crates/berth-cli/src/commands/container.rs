@@ -479,6 +479,7 @@ fn exit_with(code: i64) -> Result<()> {
 // start / stop / kill / restart / pause / unpause / wait / rm / rename
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth start [OPTIONS] CONTAINER [CONTAINER...]")]
 pub struct StartArgs {
     /// Attach STDOUT/STDERR and forward signals
     #[arg(short, long)]
@@ -631,6 +632,7 @@ pub async fn stop(env: &Env, args: StopArgs, restart: bool) -> Result<()> {
 }
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth kill [OPTIONS] CONTAINER [CONTAINER...]")]
 pub struct KillArgs {
     /// Signal to send to the container
     #[arg(short, long, value_name = "string")]
@@ -687,6 +689,7 @@ pub async fn simple(env: &Env, args: NamesArg, op: Simple) -> Result<()> {
 }
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth rm [OPTIONS] CONTAINER [CONTAINER...]")]
 pub struct RmArgs {
     /// Force the removal of a running container (uses SIGKILL)
     #[arg(short, long)]
@@ -725,6 +728,7 @@ pub async fn rm(env: &Env, args: RmArgs) -> Result<()> {
 }
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth rename CONTAINER NEW_NAME")]
 pub struct RenameArgs {
     #[arg(value_name = "CONTAINER")]
     pub container: String,
@@ -755,6 +759,7 @@ pub async fn rename(env: &Env, args: RenameArgs) -> Result<()> {
 // update
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth update [OPTIONS] CONTAINER [CONTAINER...]")]
 pub struct UpdateArgs {
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable
     #[arg(long = "blkio-weight", value_name = "uint16")]
@@ -879,6 +884,7 @@ pub async fn update(env: &Env, args: UpdateArgs) -> Result<()> {
 // attach
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth attach [OPTIONS] CONTAINER")]
 pub struct AttachArgs {
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys", value_name = "string")]
@@ -982,6 +988,7 @@ pub async fn attach(env: &Env, args: AttachArgs) -> Result<()> {
 // logs
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth logs [OPTIONS] CONTAINER")]
 pub struct LogsArgs {
     /// Show extra details provided to logs
     #[arg(long)]
@@ -1054,6 +1061,7 @@ pub async fn logs(env: &Env, args: LogsArgs) -> Result<()> {
 // top / diff / export / commit
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth top CONTAINER [ps OPTIONS]")]
 pub struct TopArgs {
     #[arg(value_name = "CONTAINER")]
     pub container: String,
@@ -1106,6 +1114,7 @@ pub async fn diff(env: &Env, args: IdArg) -> Result<()> {
 }
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth export [OPTIONS] CONTAINER")]
 pub struct ExportArgs {
     /// Write to a file, instead of STDOUT
     #[arg(short, long, value_name = "string")]
@@ -1139,6 +1148,7 @@ pub async fn export(env: &Env, args: ExportArgs) -> Result<()> {
 }
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]")]
 pub struct CommitArgs {
     /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
     #[arg(short, long, value_name = "string", default_value = "")]
@@ -1194,6 +1204,7 @@ pub async fn commit(env: &Env, args: CommitArgs) -> Result<()> {
 // exec
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
 pub struct ExecArgs {
     /// Detached mode: run command in the background
     #[arg(short, long)]
@@ -1332,6 +1343,7 @@ pub async fn exec(env: &Env, args: ExecArgs) -> Result<()> {
 // ps
 
 #[derive(Debug, Args)]
+#[command(override_usage = "berth ps [OPTIONS]")]
 pub struct PsArgs {
     /// Show all containers (default shows just running)
     #[arg(short, long)]

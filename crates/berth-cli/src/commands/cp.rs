@@ -16,6 +16,9 @@ use crate::format::units::human_size;
 use crate::output::{self, StatusError, describe_client_error};
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "berth cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tberth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH"
+)]
 pub struct CpArgs {
     /// Archive mode (copy all uid/gid information)
     #[arg(short, long)]
