@@ -51,6 +51,8 @@ pub struct LogsOptions {
     pub tail: Option<String>,
     pub stdout: bool,
     pub stderr: bool,
+    /// Extra attributes (labels, env) the log driver recorded (`--details`).
+    pub details: bool,
 }
 
 /// `POST /containers/{id}/attach` parameters.
@@ -329,7 +331,8 @@ impl Client {
         }
         query
             .flag("timestamps", options.timestamps)
-            .flag("follow", options.follow);
+            .flag("follow", options.follow)
+            .flag("details", options.details);
         if let Some(tail) = &options.tail {
             query.push("tail", tail.clone());
         }

@@ -1035,8 +1035,8 @@ pub async fn logs(env: &Env, args: LogsArgs) -> Result<()> {
         tail: Some(args.tail.clone()),
         stdout: true,
         stderr: true,
+        details: args.details,
     };
-    let _ = args.details;
     let mut stream = Box::pin(
         client
             .container_logs(&info.id, &options, info.config.tty)
