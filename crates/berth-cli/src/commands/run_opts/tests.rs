@@ -225,3 +225,44 @@ fn sort_env(mut body: Value) -> Value {
     }
     body
 }
+
+#[test]
+fn volumes_binds_and_tmpfs() {
+    let spec = parse(&[
+        "-v",
+        "/host:/c:ro",
+        "-v",
+        "named:/n",
+        "-v",
+        "/anon",
+        "-v",
+        "./rel:/r",
+        "--tmpfs",
+        "/t:size=1m",
+        "busybox",
+    ])
+    .unwrap()
+    .opts
+    .to_spec(false)
+    .unwrap();
+    let host = spec.request.host_config.unwrap();
+    let binds = host.binds.unwrap();
+    assert_eq!(&binds[..2], ["/host:/c:ro", "named:/n"]);
+    assert!(
+        binds[2].starts_with('/') && binds[2].ends_with("/rel:/r"),
+        "{}",
+        binds[2]
+    );
+    let volumes = spec.request.config.volumes.unwrap();
+    assert_eq!(volumes.keys().collect::<Vec<_>>(), ["/anon"]);
+    assert_eq!(host.tmpfs.unwrap()["/t"], "size=1m");
+    let err = parse(&["--env-file", "/nonexistent/env", "busybox"])
+        .unwrap()
+        .opts
+        .to_spec(false)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "open /nonexistent/env: no such file or directory"
+    );
+}
