@@ -340,9 +340,20 @@ pub fn start_error_code(message: &str) -> u8 {
     }
 }
 
-fn detach_keys(flag: Option<&str>) -> Result<Vec<u8>> {
-    let spec = flag.unwrap_or(DEFAULT_DETACH_KEYS);
-    session::parse_detach_keys(spec).map_err(|e| flag_error(spec, "--detach-keys", e))
+/// The detach sequence: the flag, else `detachKeys` from config.json, else ctrl-p,ctrl-q.
+/// Returns the bytes to watch for and the spec to pass to the daemon (when not the default).
+fn detach_keys(env: &Env, flag: Option<&str>) -> Result<(Vec<u8>, Option<String>)> {
+    let configured = env.config.load().ok().and_then(|c| {
+        c.other
+            .get("detachKeys")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    });
+    let chosen = flag.map(str::to_string).or(configured);
+    let spec = chosen.as_deref().unwrap_or(DEFAULT_DETACH_KEYS);
+    let keys =
+        session::parse_detach_keys(spec).map_err(|e| flag_error(spec, "--detach-keys", e))?;
+    Ok((keys, chosen))
 }
 
 /// docker's wording and exit status for a `run`/`create` option error.
@@ -360,8 +371,8 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let RunArgs { run: flags, opts } = args;
     let client = env.client()?;
     let detach = flags.detach;
-    let keys =
-        detach_keys(flags.detach_keys.as_deref()).map_err(|e| decorate_option_error(e, "run"))?;
+    let (keys, keys_spec) = detach_keys(env, flags.detach_keys.as_deref())
+        .map_err(|e| decorate_option_error(e, "run"))?;
     let (stdin, stdout, stderr) = super::run_opts::attach_streams(&opts, detach)
         .map_err(|e| decorate_option_error(e, "run"))?;
     if opts.tty && stdin && !session::stdin_is_terminal() {
@@ -384,7 +395,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
             stdout,
             stderr,
             logs: false,
-            detach_keys: flags.detach_keys.clone(),
+            detach_keys: keys_spec.clone(),
         };
         match client.container_attach(&id, &options).await {
             Ok(h) => Some(h),
@@ -513,14 +524,14 @@ pub async fn start(env: &Env, args: StartArgs) -> Result<()> {
         if tty && stdin && !session::stdin_is_terminal() {
             return Err(StatusError::error(1, "the input device is not a TTY"));
         }
-        let keys = detach_keys(args.detach_keys.as_deref())?;
+        let (keys, keys_spec) = detach_keys(env, args.detach_keys.as_deref())?;
         let options = AttachOptions {
             stream: true,
             stdin,
             stdout: true,
             stderr: true,
             logs: false,
-            detach_keys: args.detach_keys.clone(),
+            detach_keys: keys_spec.clone(),
         };
         let hijacked = client
             .container_attach(&info.id, &options)
@@ -537,10 +548,7 @@ pub async fn start(env: &Env, args: StartArgs) -> Result<()> {
         } else {
             None
         };
-        if let Err(e) = client
-            .container_start(&info.id, args.detach_keys.as_deref())
-            .await
-        {
+        if let Err(e) = client.container_start(&info.id, None).await {
             drop(raw);
             return Err(StatusError::error(1, describe_client_error(&e)));
         }
@@ -936,14 +944,14 @@ pub async fn attach(env: &Env, args: AttachArgs) -> Result<()> {
     if tty && stdin && !session::stdin_is_terminal() {
         return Err(StatusError::error(1, "the input device is not a TTY"));
     }
-    let keys = detach_keys(args.detach_keys.as_deref())?;
+    let (keys, keys_spec) = detach_keys(env, args.detach_keys.as_deref())?;
     let options = AttachOptions {
         stream: true,
         stdin,
         stdout: true,
         stderr: true,
         logs: false,
-        detach_keys: args.detach_keys.clone(),
+        detach_keys: keys_spec.clone(),
     };
     let waiter = client.container_wait(&info.id, None).await;
     let hijacked = client
@@ -1246,7 +1254,7 @@ pub struct ExecArgs {
 
 pub async fn exec(env: &Env, args: ExecArgs) -> Result<()> {
     let client = env.client()?;
-    let keys = detach_keys(args.detach_keys.as_deref())?;
+    let (keys, keys_spec) = detach_keys(env, args.detach_keys.as_deref())?;
     let mut env_list = Vec::new();
     for file in &args.env_file {
         env_list.extend(super::run_opts::read_kv_file(file, true)?);
@@ -1275,7 +1283,7 @@ pub async fn exec(env: &Env, args: ExecArgs) -> Result<()> {
         attach_stdout: !args.detach,
         attach_stderr: !args.detach,
         console_size,
-        detach_keys: args.detach_keys.clone().unwrap_or_default(),
+        detach_keys: keys_spec.clone().unwrap_or_default(),
         tty: args.tty,
         env: (!env_list.is_empty()).then_some(env_list),
         cmd: Some(args.command.clone()),
