@@ -10,6 +10,16 @@
 //! The API version is negotiated as the docker CLI does: the first request pings the daemon,
 //! reads its `Api-Version` header and uses the lower of that and [`berth_api::MAX_API_VERSION`];
 //! every later request is prefixed `/v1.NN/`. A pinned version skips the ping.
+//!
+//! Attach and exec start are hijacked connections ([`Hijacked`]): the request is written by
+//! hand with `Upgrade: tcp`, `101 Switching Protocols` (or the legacy `200 OK`) hands back the
+//! socket's own read and write halves, and shutting the write half down half-closes the
+//! connection (stdin ended) while output keeps arriving. Without a TTY the output is Docker's
+//! multiplexed framing ([`Demuxer`], [`demux_stream`]); with one it is raw bytes.
+//!
+//! `container_wait` returns once the daemon has answered the request head: the docker CLI's
+//! `run` relies on that to register the wait before `start`, so the daemon must flush the head
+//! of `POST /containers/{id}/wait` at once and send the body when the condition is met.
 
 mod base64;
 mod containers;
