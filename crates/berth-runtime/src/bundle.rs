@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ContainerRunConfig;
+use crate::config::{ContainerRunConfig, OciRuntime};
 use crate::error::{Result, RuntimeError};
 use crate::shim::LogDriverConfig;
 use crate::spec::{self, HostProbe};
@@ -34,6 +34,9 @@ pub struct ShimConfig {
     /// Initial pty size (rows, columns), set before the process starts.
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
+    /// Drive this OCI runtime's command line instead of the embedded libcontainer.
+    #[serde(default)]
+    pub runtime: Option<OciRuntime>,
 }
 
 /// How a container ended (`exit.json`).
@@ -99,6 +102,14 @@ impl Bundle {
     pub fn runtime_root(&self) -> PathBuf {
         self.dir.join("runtime")
     }
+    /// An external OCI runtime's state root (`--root`), private to this container.
+    pub fn oci_state_root(&self) -> PathBuf {
+        self.dir.join("runtime-state")
+    }
+    /// An external OCI runtime's log (`--log`, JSON lines).
+    pub fn oci_log_path(&self) -> PathBuf {
+        self.dir.join("runtime.log")
+    }
     /// The json-file log for a shim config (rotated files get `.1`, `.2`, ... appended).
     pub fn log_path(&self, cfg: &ShimConfig) -> PathBuf {
         cfg.log_path
@@ -119,6 +130,7 @@ impl Bundle {
             log_path: None,
             log,
             console_size: cfg.console_size,
+            runtime: cfg.runtime.clone(),
         };
         self.write_spec(&spec, &shim)?;
         Ok(spec)

@@ -82,6 +82,22 @@ pub struct ContainerRunConfig {
     /// cgroup path (`linux.cgroupsPath`); `None` means `/berth/<id>`. A `cgroup_parent` from
     /// Docker's API becomes `<parent>/<id>` here.
     pub cgroup_path: Option<String>,
+    /// An external OCI runtime (`--runtime runc`) driven through its command line; `None`
+    /// means the embedded libcontainer (the runtime named `berth`).
+    #[serde(default)]
+    pub runtime: Option<OciRuntime>,
+}
+
+/// An external OCI runtime binary (Docker's `runtimes` daemon setting).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OciRuntime {
+    /// The name users pick it by (`runc`).
+    pub name: String,
+    /// The binary.
+    pub path: PathBuf,
+    /// Arguments put before every subcommand (`runtimeArgs`).
+    pub args: Vec<String>,
 }
 
 /// The process's identity, resolved from the image's `/etc/passwd` and `/etc/group`.

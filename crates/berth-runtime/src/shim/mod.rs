@@ -42,6 +42,7 @@ mod io;
 mod log;
 mod lookup;
 mod loopback;
+mod oci_cli;
 pub mod server;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -27,6 +27,7 @@ use super::io::bind_long;
 use super::log::{LogDriver, Stream};
 use super::lookup::check_executable;
 use super::loopback;
+use super::oci_cli::OciCli;
 use super::{
     ContainerStatus, ErrorReason, ExecConfig, ExecState, Handshake, Request, Response, ShimState,
 };
@@ -79,7 +80,7 @@ pub fn main() -> i32 {
                 // Never leave a container running without its supervisor.
                 let _ = kill(sup.pid, Signal::SIGKILL);
                 let _ = waitpid(sup.pid, None);
-                let _ = sup.container.delete(true);
+                sup.driver.delete();
                 return 1;
             }
             0
@@ -157,10 +158,10 @@ enum Target {
 
 /// One process's stdio as the shim holds it.
 #[derive(Default)]
-struct ProcIo {
-    out: Option<File>,
-    err: Option<File>,
-    stdin: Option<File>,
+pub(crate) struct ProcIo {
+    pub(crate) out: Option<File>,
+    pub(crate) err: Option<File>,
+    pub(crate) stdin: Option<File>,
     /// Bytes from clients not yet taken by the process.
     stdin_buf: Vec<u8>,
     /// Close stdin once `stdin_buf` is written.
@@ -310,11 +311,59 @@ impl Client {
     }
 }
 
+/// The OCI runtime the shim drives: the embedded libcontainer, or an external runtime's
+/// command line ([`OciCli`]). Everything else (stdio, logs, reaping, exit records) is shared.
+enum Driver {
+    Embedded(Container),
+    OciCli(OciCli),
+}
+
+impl Driver {
+    /// Let the created (held) init run its command.
+    fn start(&mut self, id: &str) -> Result<(), RuntimeError> {
+        match self {
+            Driver::Embedded(c) => c.start().map_err(|e| create_err(id, &e)),
+            Driver::OciCli(c) => c.start(),
+        }
+    }
+
+    /// Remove the runtime's state and the container's cgroup (the init has exited).
+    fn delete(&mut self) {
+        match self {
+            Driver::Embedded(c) => {
+                if let Err(e) = c.delete(true) {
+                    eprintln!("berth-shim: delete container: {}", error_chain(&e));
+                }
+            }
+            Driver::OciCli(c) => c.delete(),
+        }
+    }
+
+    /// Where exec process files are written.
+    fn state_dir(&self, bundle: &Bundle) -> PathBuf {
+        match self {
+            Driver::Embedded(_) => bundle.runtime_root(),
+            Driver::OciCli(c) => c.state_root().to_path_buf(),
+        }
+    }
+
+    /// Clean up after a failed start.
+    fn cleanup_failed(self, bundle: &Bundle, id: &str) {
+        match self {
+            Driver::Embedded(c) => cleanup_failed(bundle, id, Some(c)),
+            Driver::OciCli(c) => {
+                c.delete();
+                cleanup_failed(bundle, id, None);
+            }
+        }
+    }
+}
+
 /// A running container and everything the shim holds for it.
 struct Supervisor {
     bundle: Bundle,
     id: String,
-    container: Container,
+    driver: Driver,
     pid: Pid,
     started: bool,
     stdin_once: bool,
@@ -340,7 +389,7 @@ fn nix_io(e: nix::Error) -> std::io::Error {
     std::io::Error::from_raw_os_error(e as i32)
 }
 
-fn pipe() -> Result<(File, File), RuntimeError> {
+pub(crate) fn pipe() -> Result<(File, File), RuntimeError> {
     let (r, w) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::io("create", "pipe", nix_io(e)))?;
     Ok((File::from(r), File::from(w)))
@@ -354,7 +403,7 @@ fn set_nonblocking(f: &Option<File>) {
 
 /// Run `f` (a libcontainer call that forks) with the signal state a container process must
 /// inherit: SIGCHLD unblocked, SIGPIPE default. Restored afterwards.
-fn with_child_signal_state<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn with_child_signal_state<T>(f: impl FnOnce() -> T) -> T {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     let _ = mask.thread_unblock();
@@ -373,7 +422,7 @@ fn with_child_signal_state<T>(f: impl FnOnce() -> T) -> T {
 
 /// Receive a pty master on `listener` and split it into output, optional stdin and resize
 /// handles.
-fn pty_io(listener: &UnixListener, with_stdin: bool) -> std::io::Result<ProcIo> {
+pub(crate) fn pty_io(listener: &UnixListener, with_stdin: bool) -> std::io::Result<ProcIo> {
     let master = File::from(receive_pty(listener)?);
     let stdin = if with_stdin {
         Some(master.try_clone()?)
@@ -388,6 +437,61 @@ fn pty_io(listener: &UnixListener, with_stdin: bool) -> std::io::Result<ProcIo> 
         tty: true,
         ..Default::default()
     })
+}
+
+/// Create the container with the embedded libcontainer: the init is held before exec.
+fn create_embedded(
+    bundle: &Bundle,
+    cfg: &ShimConfig,
+    console_path: &Path,
+) -> Result<(Driver, Pid, ProcIo, Option<UnixListener>), RuntimeError> {
+    let mut builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+        .with_root_path(bundle.runtime_root())
+        .map_err(|e| create_err(&cfg.id, &e))?;
+    let mut console = None;
+    let mut io = ProcIo::default();
+    if cfg.tty {
+        let _ = std::fs::remove_file(console_path);
+        console = Some(bind_long(console_path).map_err(io_err("bind", console_path))?);
+        builder = builder.with_console_socket(Some(console_path));
+    } else {
+        let (in_r, in_w) = pipe()?;
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        builder = builder
+            .with_stdin(OwnedFd::from(in_r))
+            .with_stdout(OwnedFd::from(out_w))
+            .with_stderr(OwnedFd::from(err_w));
+        io.out = Some(out_r);
+        io.err = Some(err_r);
+        io.stdin = cfg.open_stdin.then_some(in_w);
+    }
+
+    // The container's init is cloned from this process during build(): it must inherit
+    // default signal dispositions and an empty signal mask (SIGCHLD is not blocked yet).
+    let built = with_child_signal_state(|| {
+        builder
+            .as_init(bundle.dir())
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+    });
+    let container = match built {
+        Ok(c) => c,
+        Err(e) => {
+            let e = create_err(&cfg.id, &e);
+            cleanup_failed(bundle, &cfg.id, None);
+            return Err(e);
+        }
+    };
+    let Some(pid) = container.pid() else {
+        cleanup_failed(bundle, &cfg.id, Some(container));
+        return Err(RuntimeError::Create {
+            id: cfg.id.clone(),
+            message: "runtime reported no pid".into(),
+        });
+    };
+    Ok((Driver::Embedded(container), pid, io, console))
 }
 
 fn exit_code(status: WaitStatus) -> (i32, Option<i32>) {
@@ -428,66 +532,34 @@ impl Supervisor {
             .map_err(io_err("open", bundle.log_path(&cfg)))?;
 
         let console_path = bundle.dir().join("console.sock");
-        let mut builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
-            .with_root_path(bundle.runtime_root())
-            .map_err(|e| create_err(&cfg.id, &e))?;
-        let mut console = None;
-        let mut io = ProcIo::default();
-        if cfg.tty {
-            let _ = std::fs::remove_file(&console_path);
-            console = Some(bind_long(&console_path).map_err(io_err("bind", &console_path))?);
-            builder = builder.with_console_socket(Some(&console_path));
-        } else {
-            let (in_r, in_w) = pipe()?;
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            builder = builder
-                .with_stdin(OwnedFd::from(in_r))
-                .with_stdout(OwnedFd::from(out_w))
-                .with_stderr(OwnedFd::from(err_w));
-            io.out = Some(out_r);
-            io.err = Some(err_r);
-            io.stdin = cfg.open_stdin.then_some(in_w);
-        }
-
-        // The container's init is cloned from this process during build(): it must inherit
-        // default signal dispositions and an empty signal mask (SIGCHLD is not blocked yet).
-        let built = with_child_signal_state(|| {
-            builder
-                .as_init(bundle.dir())
-                .with_systemd(false)
-                .with_detach(true)
-                .build()
-        });
-        let mut container = match built {
-            Ok(c) => c,
-            Err(e) => {
-                let e = create_err(&cfg.id, &e);
-                cleanup_failed(&bundle, &cfg.id, None);
-                return Err(e);
+        let (driver, pid, mut io, mut console) = match &cfg.runtime {
+            None => create_embedded(&bundle, &cfg, &console_path)?,
+            Some(rt) => {
+                let cli = OciCli::new(&bundle, &cfg.id, rt);
+                match cli.create(&cfg, &console_path) {
+                    Ok((pid, io, console)) => (Driver::OciCli(cli), pid, io, console),
+                    Err(e) => {
+                        cleanup_failed(&bundle, &cfg.id, None);
+                        return Err(e);
+                    }
+                }
             }
         };
-        let Some(pid) = container.pid() else {
-            cleanup_failed(&bundle, &cfg.id, Some(container));
-            return Err(RuntimeError::Create {
-                id: cfg.id,
-                message: "runtime reported no pid".into(),
-            });
-        };
-        let fail = |container: Container, e: RuntimeError| {
+        let mut driver = driver;
+        let fail = |driver: Driver, e: RuntimeError| {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
-            cleanup_failed(&bundle, &cfg.id, Some(container));
+            driver.cleanup_failed(&bundle, &cfg.id);
             e
         };
         if let Err(e) = write_atomic(&bundle.init_pid_path(), pid.as_raw().to_string().as_bytes()) {
-            return Err(fail(container, e));
+            return Err(fail(driver, e));
         }
         if loopback::has_private_network(&spec)
             && let Err(e) = loopback::bring_up(pid)
         {
             return Err(fail(
-                container,
+                driver,
                 RuntimeError::Create {
                     id: cfg.id.clone(),
                     message: e.to_string(),
@@ -509,7 +581,7 @@ impl Supervisor {
                 }
                 Err(e) => {
                     return Err(fail(
-                        container,
+                        driver,
                         RuntimeError::io("receive pty from", &console_path, e),
                     ));
                 }
@@ -520,7 +592,7 @@ impl Supervisor {
         let _ = std::fs::remove_file(&sock);
         let listener = match bind_long(&sock) {
             Ok(l) => l,
-            Err(e) => return Err(fail(container, RuntimeError::io("bind", &sock, e))),
+            Err(e) => return Err(fail(driver, RuntimeError::io("bind", &sock, e))),
         };
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
@@ -531,14 +603,13 @@ impl Supervisor {
             Ok(s) => s,
             Err(e) => {
                 return Err(fail(
-                    container,
+                    driver,
                     RuntimeError::io("create", "signalfd", nix_io(e)),
                 ));
             }
         };
-        if start_now && let Err(e) = container.start() {
-            let e = create_err(&cfg.id, &e);
-            return Err(fail(container, e));
+        if start_now && let Err(e) = driver.start(&cfg.id) {
+            return Err(fail(driver, e));
         }
         let _ = listener.set_nonblocking(true);
         set_nonblocking(&io.out);
@@ -559,7 +630,7 @@ impl Supervisor {
             stdin_once: cfg.stdin_once,
             started: start_now,
             bundle,
-            container,
+            driver,
             pid,
             io,
             log,
@@ -1096,10 +1167,22 @@ impl Supervisor {
         )?;
         self.exec_seq += 1;
         let n = self.exec_seq;
-        let process_path = self.bundle.runtime_root().join(format!("exec-{n}.json"));
+        let process_path = self
+            .driver
+            .state_dir(&self.bundle)
+            .join(format!("exec-{n}.json"));
         write_json_atomic(&process_path, &process)?;
         let console_path = self.bundle.dir().join(format!("exec-{n}.sock"));
-        let result = self.build_exec(cfg, &process_path, &console_path, sys_admin);
+        let result = match &self.driver {
+            Driver::Embedded(_) => self.build_exec(cfg, &process_path, &console_path, sys_admin),
+            Driver::OciCli(cli) => cli.exec(
+                &cfg.exec_id,
+                cfg.tty,
+                cfg.stdin,
+                &process_path,
+                &console_path,
+            ),
+        };
         let _ = std::fs::remove_file(&process_path);
         let _ = std::fs::remove_file(&console_path);
         let (pid, io) = result?;
@@ -1202,12 +1285,12 @@ impl Supervisor {
                 if self.started {
                     return Response::error(format!("container {} is already started", self.id));
                 }
-                match self.container.start() {
+                match self.driver.start(&self.id) {
                     Ok(()) => {
                         self.started = true;
                         Response::Ok
                     }
-                    Err(e) => Response::error(create_err(&self.id, &e).to_string()),
+                    Err(e) => Response::error(e.to_string()),
                 }
             }
             Request::Kill { signal } => {
@@ -1261,9 +1344,7 @@ impl Supervisor {
         if let Err(e) = write_json_atomic(&self.bundle.exit_path(), &record) {
             eprintln!("berth-shim: {e}");
         }
-        if let Err(e) = self.container.delete(true) {
-            eprintln!("berth-shim: delete container: {}", error_chain(&e));
-        }
+        self.driver.delete();
         let _ = std::fs::remove_dir(self.bundle.runtime_root());
         let _ = std::fs::remove_file(self.bundle.socket_path());
         for mut w in self.waiters.drain(..) {
