@@ -90,6 +90,29 @@ pub fn freeze(cgroup_path: &str, frozen: bool) -> std::io::Result<()> {
     }
 }
 
+/// SIGKILLs every process in a container's cgroup until it is empty (or `timeout` passed);
+/// whether it ended empty. Membership of the cgroup is what identifies the container's
+/// processes, so a recycled pid outside it is never signalled. For a container whose shim
+/// died: nobody else is left to end it.
+pub fn kill_all(cgroup_path: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pids = pids(cgroup_path);
+        if pids.is_empty() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        for p in pids {
+            if let Some(pid) = rustix::process::Pid::from_raw(p) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Removes a container's cgroup directories, if the runtime left any (an empty cgroup can
 /// be removed with rmdir; one still holding processes cannot, and stays).
 pub fn remove(cgroup_path: &str) {

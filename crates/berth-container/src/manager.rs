@@ -353,6 +353,13 @@ impl Containers {
             _ => {
                 let exit = Bundle::new(&dir).read_exit().ok().flatten();
                 tracing::info!(id = %c.id, ?exit, "container exited while the daemon was down");
+                if exit.is_none() {
+                    // Its shim died without recording an exit: end what it left running.
+                    let cg = c.cgroup_path();
+                    if cgroup::kill_all(&cg, Duration::from_secs(10)) {
+                        cgroup::remove(&cg);
+                    }
+                }
                 let _ = rootfs::unmount(&c.paths.rootfs());
                 let (code, finished, oom) = match exit {
                     Some(e) => (
@@ -814,6 +821,15 @@ impl Containers {
             .stack_size(128 << 10)
             .spawn(move || {
                 let result = h.wait();
+                if matches!(result, Err(RuntimeError::ShimGone { .. })) {
+                    // The shim died without recording an exit (SIGKILLed, crashed): its
+                    // container would run on unsupervised, so end it and its cgroup here.
+                    let cg = c.cgroup_path();
+                    tracing::warn!(id = %c.id, shim_pid = h.shim_pid(), "shim exited unexpectedly; killing the container");
+                    if cgroup::kill_all(&cg, Duration::from_secs(10)) {
+                        cgroup::remove(&cg);
+                    }
+                }
                 rt.spawn(async move { me.on_exit(c, result).await });
             });
         if let Err(e) = spawned {
@@ -834,6 +850,12 @@ impl Containers {
                     .unwrap_or_else(|_| Utc::now()),
                 e.oom_killed,
                 String::new(),
+            ),
+            Err(RuntimeError::ShimGone { .. }) => (
+                137,
+                Utc::now(),
+                false,
+                "shim exited unexpectedly".to_string(),
             ),
             Err(e) => (255, Utc::now(), false, e.to_string()),
         };

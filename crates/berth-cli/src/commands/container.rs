@@ -981,7 +981,8 @@ pub async fn attach(env: &Env, args: AttachArgs) -> Result<()> {
         task.abort();
     }
     match end? {
-        SessionEnd::Detached => Ok(()),
+        // docker attach reports a detach as its escape proxy's error, and exits 1.
+        SessionEnd::Detached => Err(StatusError::error(1, "read escape sequence")),
         SessionEnd::Ended => match waiter {
             Ok(w) => exit_with(w.result().await?.status_code),
             Err(_) => {

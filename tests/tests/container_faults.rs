@@ -1,0 +1,576 @@
+//! Containers misbehaving and being contained: a fork bomb against `--pids-limit`, a memory
+//! hog against `-m`, a shim killed under its container, what a default container may not do,
+//! and interactive sessions through a real pseudo-terminal. Every daemon has its own cgroup
+//! parent; dropping it kills the containers by their recorded pids and removes the cgroups.
+//! Processes a test starts itself are held in `ChildGuard`s (killed by their own PID).
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_e2e::daemon::{ChildGuard, binary};
+use berth_e2e::{Daemon, busybox_archive, docker_cli};
+use serde_json::Value;
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+/// A daemon with `busybox:latest` loaded.
+fn daemon() -> Daemon {
+    let d = Daemon::start();
+    let r = d.api().post(
+        "/images/load?quiet=1",
+        Some(&busybox_archive("busybox:latest")),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    d
+}
+
+fn inspect(d: &Daemon, id: &str) -> Value {
+    let r = d.api().get(&format!("/containers/{id}/json"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+fn wait(d: &Daemon, id: &str) -> i64 {
+    let r = d.api().post(&format!("/containers/{id}/wait"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["StatusCode"].as_i64().unwrap()
+}
+
+/// Polls `f` until it holds; a generous deadline only turns a hang into a failure.
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The container's cgroup directory in `controller`'s hierarchy (the unified tree on v2).
+fn cgroup_dir(d: &Daemon, id: &str, controller: &str) -> PathBuf {
+    let root = Path::new("/sys/fs/cgroup");
+    let rel = format!("{}/{id}", d.cgroup_parent().trim_start_matches('/'));
+    if root.join("cgroup.controllers").exists() {
+        root.join(rel)
+    } else {
+        root.join(controller).join(rel)
+    }
+}
+
+/// Every cgroup directory the container still has, in any hierarchy.
+fn cgroup_leftovers(d: &Daemon, id: &str) -> Vec<PathBuf> {
+    let rel = format!("{}/{id}", d.cgroup_parent().trim_start_matches('/'));
+    let mut out = Vec::new();
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let p = h.path().join(&rel);
+        if p.is_dir() {
+            out.push(p);
+        }
+    }
+    let unified = Path::new("/sys/fs/cgroup").join(&rel);
+    if unified.is_dir() && !out.contains(&unified) {
+        out.push(unified);
+    }
+    out
+}
+
+fn read_trim(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+fn procs_in(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = path.to_string_lossy().to_string();
+    info.lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(want.as_str()))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_fork_bomb_is_held_by_the_pids_limit_and_rm_f_ends_it() {
+    require_root!();
+    let d = daemon();
+    let out = d
+        .berth(&[
+            "run",
+            "-d",
+            "--name",
+            "bomb",
+            "--pids-limit",
+            "50",
+            "busybox",
+            "sh",
+            "-c",
+            "f(){ f|f& }; f; exec sleep 1000",
+        ])
+        .success();
+    let id = out.stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{out:?}");
+    let pids = cgroup_dir(&d, &id, "pids");
+    assert_eq!(read_trim(&pids.join("pids.max")), "50");
+    // The kernel refused forks at the limit: the bomb really pushed against it.
+    until("the bomb to hit pids.max", || {
+        std::fs::read_to_string(pids.join("pids.events"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("max "))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+            .is_some_and(|n| n > 0)
+    });
+    for _ in 0..20 {
+        let current: u64 = read_trim(&pids.join("pids.current")).parse().unwrap();
+        assert!(current <= 50, "pids.current {current} above the limit");
+        assert!(procs_in(&pids) <= 50);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The daemon still answers while the bomb runs.
+    assert_eq!(d.api().get("/_ping").status, 200);
+    let i = inspect(&d, "bomb");
+    assert_eq!(i["State"]["Running"], true);
+    assert_eq!(i["HostConfig"]["PidsLimit"], 50);
+    let top = d.api().get("/containers/bomb/top");
+    assert_eq!(top.status, 200, "{}", top.text());
+    let rows = top.json()["Processes"].as_array().unwrap().len();
+    assert!((1..=50).contains(&rows), "top shows {rows} processes");
+    let ps = d
+        .berth(&["ps", "--filter", "name=bomb", "--format", "{{.Names}}"])
+        .success();
+    assert_eq!(ps.stdout.trim(), "bomb");
+
+    d.berth(&["rm", "-f", "bomb"]).success();
+    assert_eq!(d.api().get("/containers/bomb/json").status, 404);
+    until("the bomb's cgroup to be empty and removed", || {
+        cgroup_leftovers(&d, &id)
+            .iter()
+            .all(|dir| procs_in(dir) == 0 && !dir.exists())
+    });
+    assert!(!d.data_root().join("containers").join(&id).exists());
+}
+
+#[test]
+fn a_memory_hog_is_oom_killed_and_reported() {
+    require_root!();
+    let d = daemon();
+    let since = unix_now();
+    let out = d.berth(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "32m",
+        "--memory-swap",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=0123456789abcdef; while :; do x=$x$x; done",
+    ]);
+    assert_eq!(out.code, 137, "{out:?}");
+    let i = inspect(&d, "hog");
+    let id = i["Id"].as_str().unwrap().to_string();
+    assert_eq!(i["State"]["Status"], "exited");
+    assert_eq!(i["State"]["ExitCode"], 137);
+    assert_eq!(i["State"]["OOMKilled"], true, "{}", i["State"]);
+    assert_eq!(i["HostConfig"]["Memory"], 32 << 20);
+    assert_eq!(i["HostConfig"]["MemorySwap"], 32 << 20);
+
+    let until_ts = unix_now() + 1;
+    let filters = "%7B%22container%22%3A%5B%22hog%22%5D%7D";
+    let ev = d.api().get(&format!(
+        "/events?since={since}&until={until_ts}&filters={filters}"
+    ));
+    assert_eq!(ev.status, 200, "{}", ev.text());
+    let actions: Vec<String> = ev
+        .json_lines()
+        .iter()
+        .filter(|e| e["id"] == id.as_str())
+        .map(|e| e["Action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let oom = actions.iter().position(|a| a == "oom");
+    let die = actions.iter().position(|a| a == "die");
+    assert!(
+        oom.is_some() && die.is_some() && oom < die,
+        "oom then die expected: {actions:?}"
+    );
+
+    let ps = d
+        .berth(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=hog",
+            "--format",
+            "{{.Status}}",
+        ])
+        .success();
+    assert!(ps.stdout.starts_with("Exited (137) "), "{}", ps.stdout);
+    d.berth(&["rm", "hog"]).success();
+    assert!(cgroup_leftovers(&d, &id).is_empty());
+}
+
+#[test]
+fn a_killed_shim_ends_its_container_and_leaves_nothing_behind() {
+    require_root!();
+    let d = daemon();
+    let id = d
+        .berth(&["run", "-d", "--name", "orphan", "busybox", "sleep", "1000"])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let dir = d.data_root().join("containers").join(&id);
+    let shim: i32 = read_trim(&dir.join("shim.pid")).parse().unwrap();
+    let init = inspect(&d, "orphan")["State"]["Pid"].as_i64().unwrap() as i32;
+    assert!(init > 0 && init != shim);
+    let rootfs = dir.join("rootfs");
+    assert!(is_mounted(&rootfs));
+    assert!(!cgroup_leftovers(&d, &id).is_empty());
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(shim).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+
+    // wait returns: the daemon noticed.
+    assert_eq!(wait(&d, "orphan"), 137);
+    let i = inspect(&d, "orphan");
+    assert_eq!(i["State"]["Running"], false, "{}", i["State"]);
+    assert_eq!(i["State"]["Status"], "exited");
+    assert_eq!(i["State"]["Pid"], 0);
+    assert_eq!(i["State"]["Error"], "shim exited unexpectedly");
+    // The container's process did not outlive its shim (gone, or a zombie of the host's init).
+    let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.chars().next().unwrap_or('?'));
+    assert!(
+        stat.is_empty() || state == Some('Z'),
+        "init {init} still runs: {stat}"
+    );
+    assert!(!is_mounted(&rootfs), "rootfs still mounted");
+    assert!(
+        cgroup_leftovers(&d, &id).is_empty(),
+        "cgroups left: {:?}",
+        cgroup_leftovers(&d, &id)
+    );
+
+    // Nothing hangs afterwards.
+    d.berth(&["stop", "-t", "1", "orphan"]).success();
+    d.berth(&["rm", "orphan"]).success();
+    assert!(!dir.exists());
+    assert_eq!(d.api().get("/_ping").status, 200);
+}
+
+#[test]
+fn a_default_container_is_confined() {
+    require_root!();
+    let d = daemon();
+    let daemon_pid = d.pid().unwrap();
+    let script = format!(
+        "echo tree: $(ps -o pid=,ppid= | tr -s ' ' | sed 's/^ //; s/ /:/' | tr '\\n' ' '); \
+         kill -0 {daemon_pid} 2>/dev/null && echo kill-ok || echo kill-denied; \
+         mkdir -p /mnt; mount -t tmpfs none /mnt 2>&1 && echo mount-ok || echo mount-denied; \
+         echo kcore: $(cat /proc/kcore 2>/dev/null | wc -c); \
+         echo 1 > /proc/sys/kernel/sysrq 2>/dev/null && echo procsys-ok || echo procsys-denied; \
+         touch /sys/berth-test 2>/dev/null && echo sys-ok || echo sys-denied; \
+         grep -E ' /proc/sys | /sys ' /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1; \
+         grep -E '^Cap(Eff|Bnd):' /proc/self/status; \
+         echo junk > /tmp/x.ko; insmod /tmp/x.ko 2>&1; echo insmod=$?"
+    );
+    let out = d
+        .berth(&["run", "--rm", "busybox", "sh", "-c", &script])
+        .success();
+    let text = out.stdout;
+    // Only the container's own processes, in its own pid namespace: one tree rooted at pid 1
+    // (on the host, pid 1 and the kernel threads would both have parent 0).
+    let tree: Vec<(i64, i64)> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tree: "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .split_whitespace()
+        .map(|p| {
+            let (pid, ppid) = p.split_once(':').unwrap();
+            (pid.parse().unwrap(), ppid.parse().unwrap())
+        })
+        .collect();
+    assert!(tree.contains(&(1, 0)), "{text}");
+    assert!(tree.len() <= 6, "host processes visible: {text}");
+    for (pid, ppid) in &tree {
+        assert!(
+            *pid == 1 || tree.iter().any(|(p, _)| p == ppid),
+            "process {pid} has a parent outside the container: {text}"
+        );
+    }
+    assert!(text.contains("kill-denied"), "{text}");
+    assert!(text.contains("mount-denied"), "{text}");
+    assert!(
+        text.contains("Operation not permitted") || text.contains("Permission denied"),
+        "{text}"
+    );
+    assert!(text.contains("kcore: 0"), "{text}");
+    assert!(text.contains("procsys-denied"), "{text}");
+    assert!(text.contains("sys-denied"), "{text}");
+    assert!(text.contains("/proc/sys ro"), "{text}");
+    assert!(text.contains("/sys ro"), "{text}");
+    assert!(text.contains("CapEff:\t00000000a80425fb"), "{text}");
+    let bnd = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:\t"))
+        .unwrap();
+    let bnd = u64::from_str_radix(bnd.trim(), 16).unwrap();
+    assert_eq!(bnd & (1 << 16), 0, "CAP_SYS_MODULE in the bounding set");
+    assert!(text.contains("insmod=1"), "{text}");
+    assert!(
+        !text.contains("insmod=0") && text.contains("not permitted"),
+        "{text}"
+    );
+
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--cap-drop",
+            "ALL",
+            "busybox",
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ])
+        .success();
+    assert_eq!(out.stdout, "CapEff:\t0000000000000000\n");
+
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--privileged",
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir -p /mnt && mount -t tmpfs none /mnt && grep ' /mnt ' /proc/mounts | cut -d' ' -f3",
+        ])
+        .success();
+    assert_eq!(out.stdout, "tmpfs\n");
+}
+
+// ---- interactive sessions through a pseudo-terminal ----------------------------------------
+
+/// A CLI running on the slave side of a pty this test opened; the master is read by a thread.
+struct PtySession {
+    child: ChildGuard,
+    master: std::fs::File,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+impl PtySession {
+    /// Spawns `cmd` as a session leader with the pty's slave as its controlling terminal and
+    /// stdio, the window set to `rows`x`cols` first.
+    fn spawn(mut cmd: Command, rows: u16, cols: u16) -> PtySession {
+        use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+        let master: OwnedFd = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+        grantpt(&master).expect("grantpt");
+        unlockpt(&master).expect("unlockpt");
+        let name = ptsname(&master, Vec::new()).expect("ptsname");
+        rustix::termios::tcsetwinsize(
+            &master,
+            rustix::termios::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+        )
+        .expect("set window size");
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.to_str().unwrap())
+            .expect("open pty slave");
+        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe system calls between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                rustix::process::setsid()?;
+                // fd 0 is the slave by now; no allocation (std's stdin() would) after fork.
+                rustix::process::ioctl_tiocsctty(std::os::fd::BorrowedFd::borrow_raw(0))?;
+                Ok(())
+            });
+        }
+        let child = ChildGuard(cmd.spawn().expect("spawn on pty"));
+        drop(cmd); // closes this process's copies of the slave
+        let master = std::fs::File::from(master);
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once every slave descriptor is closed.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        PtySession {
+            child,
+            master,
+            output,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    fn type_in(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).expect("write to pty master");
+    }
+
+    /// Waits until `needle` was printed after output position `from`.
+    fn expect(&self, from: usize, needle: &str) {
+        until(&format!("{needle:?} on the terminal"), || {
+            let out = self.output.lock().unwrap();
+            String::from_utf8_lossy(&out[from.min(out.len())..]).contains(needle)
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.output.lock().unwrap().len()
+    }
+
+    fn exit_code(&mut self) -> i32 {
+        let mut code = None;
+        until("the CLI to exit", || {
+            code = self.child.0.try_wait().unwrap();
+            code.is_some()
+        });
+        code.unwrap().code().unwrap_or(-1)
+    }
+}
+
+enum Cli {
+    Berth,
+    Docker(PathBuf),
+}
+
+fn cli_command(d: &Daemon, cli: &Cli, args: &[&str]) -> Command {
+    match cli {
+        Cli::Berth => {
+            let mut cmd = Command::new(binary("berth"));
+            cmd.arg("-H")
+                .arg(d.host())
+                .args(args)
+                .env("BERTH_CONFIG", d.dir().join("berth-config"));
+            cmd
+        }
+        Cli::Docker(path) => {
+            let mut cmd = Command::new(path);
+            cmd.args(args)
+                .env("DOCKER_HOST", d.host())
+                .env("DOCKER_CONFIG", d.dir().join("docker-config"))
+                .env_remove("DOCKER_CONTEXT")
+                .env_remove("DOCKER_API_VERSION");
+            cmd
+        }
+    }
+}
+
+fn interactive_session_and_detach(cli: Cli) {
+    let d = daemon();
+    // run -it --rm: type into the shell, see its answers, exit with a code.
+    let mut s = PtySession::spawn(
+        cli_command(&d, &cli, &["run", "-it", "--rm", "busybox", "sh"]),
+        33,
+        101,
+    );
+    s.expect(0, "# ");
+    let mark = s.len();
+    s.type_in(b"echo hi-$((1+2))\n");
+    s.expect(mark, "hi-3");
+    let mark = s.len();
+    s.type_in(b"stty size\n");
+    s.expect(mark, "33 101");
+    s.type_in(b"exit 3\n");
+    assert_eq!(s.exit_code(), 3, "terminal output: {}", s.text());
+    until("--rm to remove the container", || {
+        d.api().get("/containers/json?all=1").json() == serde_json::json!([])
+    });
+
+    // run -it -d, then attach and detach with ctrl-p ctrl-q.
+    let run = cli_command(
+        &d,
+        &cli,
+        &["run", "-it", "-d", "--name", "det", "busybox", "sh"],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let mut s = PtySession::spawn(cli_command(&d, &cli, &["attach", "det"]), 33, 101);
+    // Attaching prints nothing by itself: the shell's answer shows the stream is connected.
+    let mark = s.len();
+    s.type_in(b"echo attached-$((2+2))\n");
+    s.expect(mark, "attached-4");
+    let mark = s.len();
+    s.type_in(b"\x10\x11");
+    // As docker attach does: the escape proxy's error, exit status 1.
+    s.expect(mark, "read escape sequence");
+    assert_eq!(s.exit_code(), 1, "terminal output: {}", s.text());
+    let i = inspect(&d, "det");
+    assert_eq!(i["State"]["Running"], true, "detaching must not stop it");
+    let r = d.api().delete("/containers/det?force=1");
+    assert_eq!(r.status, 204, "{}", r.text());
+}
+
+#[test]
+fn berth_run_it_through_a_real_pty_and_detach() {
+    require_root!();
+    interactive_session_and_detach(Cli::Berth);
+}
+
+#[test]
+fn docker_cli_run_it_through_a_real_pty_and_detach() {
+    require_root!();
+    let Some(docker) = docker_cli() else {
+        eprintln!("skipped: no docker CLI");
+        return;
+    };
+    interactive_session_and_detach(Cli::Docker(docker));
+}
