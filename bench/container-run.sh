@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Benchmark: container start-up and footprint.
+#  - `run --rm IMAGE true` end to end: berth -> berthd, docker CLI -> berthd, and docker -> dockerd
+#    and podman when installed (DOCKER_HOST selects the dockerd to compare with);
+#  - create+start of N containers, sequential and 8 in parallel;
+#  - `ps -a` with M containers;
+#  - resident memory of one shim, and of berthd with 0 and N containers running.
+# Prints figures; asserts nothing. Run as root from the repository: bash bench/container-run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-20}
+N=${N:-100}
+M=${M:-1000}
+cargo build --release -q -p berthd -p berth-cli -p berth-runtime --bins
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
+
+work=$(mktemp -d /tmp/berth-bench-XXXXXX)
+daemon_pid=""
+cgroup_parent="/berth-bench-$$"
+cleanup() {
+  if [ -n "$daemon_pid" ]; then
+    "$bin/berth" -H "unix://$work/berth.sock" ps -aq 2>/dev/null | xargs -r "$bin/berth" -H "unix://$work/berth.sock" rm -f >/dev/null 2>&1 || true
+    kill "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+  fi
+  for ctl in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    [ -d "$ctl$cgroup_parent" ] && find "$ctl$cgroup_parent" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A busybox image from Debian's busybox-static.
+mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/tmp"
+cp /bin/busybox "$work/rootfs/bin/busybox"
+for applet in sh true sleep echo; do ln -s busybox "$work/rootfs/bin/$applet"; done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$work/rootfs/etc/passwd"
+tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
+
+mkdir -p "$work/root" "$work/run"
+echo '{}' >"$work/daemon.json"
+"$bin/berthd" --data-root "$work/root" --exec-root "$work/run" --config-file "$work/daemon.json" \
+  --cgroup-parent "$cgroup_parent" -H "unix://$work/berth.sock" --log-level warn 2>"$work/berthd.log" &
+daemon_pid=$!
+for _ in $(seq 1 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
+berth() { "$bin/berth" -H "unix://$work/berth.sock" "$@"; }
+berth import -c 'CMD ["sh"]' "$work/rootfs.tar" bench/busybox:latest >/dev/null
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# median_ms CMD...: median wall time of RUNS runs, in milliseconds.
+median_ms() {
+  local times=() start end
+  for _ in $(seq 1 "$RUNS"); do
+    start=$(date +%s%N)
+    "$@" >/dev/null 2>&1
+    end=$(date +%s%N)
+    times+=($(((end - start) / 1000000)))
+  done
+  printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((RUNS + 1) / 2))p"
+}
+
+printf '\n%-46s %10s\n' "run --rm IMAGE true (median of $RUNS)" "ms"
+berth_ms=$(median_ms berth run --rm bench/busybox true)
+printf '%-46s %10s\n' "berth -> berthd" "$berth_ms"
+if command -v docker >/dev/null 2>&1; then
+  ms=$(median_ms env DOCKER_HOST="unix://$work/berth.sock" docker run --rm bench/busybox true)
+  printf '%-46s %10s\n' "docker CLI -> berthd" "$ms"
+fi
+if command -v docker >/dev/null 2>&1 && docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+  docker image inspect bench/busybox >/dev/null 2>&1 || docker import -c 'CMD ["sh"]' "$work/rootfs.tar" bench/busybox:latest >/dev/null
+  ms=$(median_ms docker run --rm --network none bench/busybox true)
+  printf '%-46s %10s   (%.1fx berth)\n' "docker -> dockerd $(docker version --format '{{.Server.Version}}')" "$ms" "$(awk "BEGIN{print $ms/($berth_ms>0?$berth_ms:1)}")"
+  docker rmi bench/busybox >/dev/null 2>&1 || true
+else
+  echo "(no running Docker engine: dockerd figures skipped; DOCKER_HOST selects one)"
+fi
+if command -v podman >/dev/null 2>&1; then
+  podman import -c 'CMD ["sh"]' "$work/rootfs.tar" bench/busybox:latest >/dev/null 2>&1 || true
+  ms=$(median_ms podman run --rm --network none bench/busybox true)
+  printf '%-46s %10s   (%.1fx berth)\n' "podman" "$ms" "$(awk "BEGIN{print $ms/($berth_ms>0?$berth_ms:1)}")"
+  podman rmi bench/busybox >/dev/null 2>&1 || true
+else
+  echo "(podman not installed: podman figures skipped)"
+fi
+
+daemon_idle=$(rss_kb "$daemon_pid")
+start=$(date +%s%N)
+for i in $(seq 1 "$N"); do berth run -d --name "seq$i" bench/busybox sleep 600 >/dev/null; done
+end=$(date +%s%N)
+printf '\n%-46s %10s ms (%s ms each)\n' "create+start $N containers, sequential" "$(((end - start) / 1000000))" "$(((end - start) / 1000000 / N))"
+shim_pid=$(cat "$work/root/containers/$(berth inspect -f '{{.Id}}' seq1)/shim.pid" 2>/dev/null || echo "")
+daemon_busy=$(rss_kb "$daemon_pid")
+berth rm -f $(berth ps -aq) >/dev/null
+start=$(date +%s%N)
+seq 1 "$N" | xargs -P 8 -I{} "$bin/berth" -H "unix://$work/berth.sock" run -d --name "par{}" bench/busybox sleep 600 >/dev/null
+end=$(date +%s%N)
+printf '%-46s %10s ms\n' "create+start $N containers, 8 in parallel" "$(((end - start) / 1000000))"
+berth rm -f $(berth ps -aq) >/dev/null
+
+printf '\n%-46s %10s kB\n' "berthd RSS, no containers" "$daemon_idle"
+printf '%-46s %10s kB\n' "berthd RSS, $N containers running" "$daemon_busy"
+[ -n "$shim_pid" ] && printf '%-46s %10s kB\n' "one shim RSS (container running sleep)" "$(rss_kb "$shim_pid")"
+
+# ps with M containers (created, not started: ps cost is about records, not processes).
+seq 1 "$M" | xargs -P 8 -I{} "$bin/berth" -H "unix://$work/berth.sock" create --name "ps{}" bench/busybox true >/dev/null
+RUNS=5
+printf '%-46s %10s ms\n' "ps -a with $M containers (median of 5)" "$(median_ms berth ps -a)"
