@@ -9,6 +9,7 @@ packages=(
   libseccomp-dev   # the container runtime's seccomp filters
   nftables         # NAT and port publishing
   iproute2         # network namespaces in tests
+  runc             # TEST peer only: the --runtime runc / --add-runtime tests; Berth never needs it
   ca-certificates
 )
 

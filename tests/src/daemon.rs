@@ -82,11 +82,18 @@ pub struct Daemon {
     child: Option<Child>,
     /// The daemon's `--cgroup-parent`, unique per daemon; removed on drop.
     cgroup_parent: String,
+    /// Extra daemon flags ([`Daemon::start_with`]).
+    extra_args: Vec<String>,
 }
 
 impl Daemon {
     /// Starts a daemon on a fresh temporary data root and waits until it answers `/_ping`.
     pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    /// Like [`Daemon::start`], with extra daemon flags (kept across restarts).
+    pub fn start_with(extra_args: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -97,6 +104,7 @@ impl Daemon {
             dir,
             child: None,
             cgroup_parent: format!("/berth-test-{}-{n}", std::process::id()),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         daemon.spawn();
         daemon
@@ -138,7 +146,8 @@ impl Daemon {
             .arg("--log-level")
             .arg("debug")
             .arg("--cgroup-parent")
-            .arg(&self.cgroup_parent);
+            .arg(&self.cgroup_parent)
+            .args(&self.extra_args);
         cmd
     }
 

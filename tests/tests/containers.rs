@@ -675,3 +675,80 @@ fn a_private_network_namespace_has_only_loopback_and_it_is_up() {
         .success();
     assert!(out.stdout.contains("1 packets received"), "{}", out.stdout);
 }
+
+/// `--add-runtime runc=/usr/sbin/runc`: `/info` lists it, `HostConfig.Runtime` picks it
+/// (validated at create), and the container runs, logs and exits through runc.
+#[test]
+fn an_added_oci_runtime_runs_containers() {
+    require_root!();
+    const RUNC: &str = "/usr/sbin/runc";
+    if !std::path::Path::new(RUNC).exists() {
+        eprintln!("skipped: {RUNC} is not installed (scripts/install-deps.sh installs it)");
+        return;
+    }
+    let d = Daemon::start_with(&["--add-runtime", &format!("runc={RUNC}")]);
+    let r = d.api().post(
+        "/images/load?quiet=1",
+        Some(&busybox_archive("busybox:latest")),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let info = d.api().get("/info").json();
+    assert_eq!(info["DefaultRuntime"], "berth");
+    assert_eq!(info["Runtimes"]["runc"]["path"], RUNC, "{info}");
+    assert!(info["Runtimes"]["berth"].is_object(), "{info}");
+
+    let r = d.api().post(
+        "/containers/create",
+        Some(
+            json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Runtime": "nope"}})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.message()
+            .contains("unknown or invalid runtime name: nope"),
+        "{}",
+        r.message()
+    );
+
+    let id = create(
+        &d,
+        Some("viarunc"),
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "echo hi; exit 3"],
+               "HostConfig": {"Runtime": "runc"}}),
+    );
+    assert_eq!(inspect(&d, &id)["HostConfig"]["Runtime"], "runc");
+    start(&d, &id);
+    assert_eq!(wait(&d, &id), 3);
+    let logs = d.api().get(&format!("/containers/{id}/logs?stdout=1"));
+    assert_eq!(demux(&logs.body).0, "hi\n");
+    let dir = d.data_root().join("containers").join(&id);
+    assert!(
+        !dir.join("runtime-state").join(&id).exists(),
+        "runc's state is deleted after the exit"
+    );
+
+    // Without a runtime, the default (embedded) one.
+    let id = create(&d, None, json!({"Image": "busybox", "Cmd": ["true"]}));
+    assert_eq!(inspect(&d, &id)["HostConfig"]["Runtime"], "berth");
+
+    // The CLI path: `run --rm --runtime runc`, with berth if it has the flag, and docker's
+    // CLI when installed.
+    let out = d.berth(&["run", "--rm", "--runtime", "runc", "busybox", "echo", "hi"]);
+    if out.code == 0 {
+        assert_eq!(out.stdout, "hi\n");
+    } else {
+        eprintln!("berth run --runtime: {}", out.stderr);
+    }
+    if let Some(out) = d.docker(&["run", "--rm", "--runtime", "runc", "busybox", "echo", "hi"]) {
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, "hi\n"),
+            "{}",
+            out.stderr
+        );
+    }
+}

@@ -51,7 +51,14 @@ pub struct Options {
     pub shim_binary: PathBuf,
     /// cgroup parent for containers that do not name one (`/berth`).
     pub cgroup_parent: String,
+    /// External OCI runtimes by name (`--add-runtime`, daemon.json `runtimes`).
+    pub runtimes: BTreeMap<String, berth_runtime::config::OciRuntime>,
+    /// The runtime of containers that name none; [`EMBEDDED_RUNTIME`] is libcontainer.
+    pub default_runtime: String,
 }
+
+/// The name of the embedded runtime (libcontainer in the shim), always available.
+pub const EMBEDDED_RUNTIME: &str = "berth";
 
 /// What `wait` waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,6 +473,7 @@ impl Containers {
         }
         let image = self.inner.images.get(&config.image)?;
         let mut host = req.host_config.unwrap_or_default();
+        host.runtime = self.runtime_name(&host.runtime)?;
         merge::validate_host_config(&host, self.inner.ncpu)?;
         merge::fill_host_defaults(&mut host, Path::new("/sys/fs/cgroup/freezer").is_dir());
         if let Some(img) = &image.config.config {
@@ -628,6 +636,33 @@ impl Containers {
             r.host_config.resources.cgroup_parent.clone()
         };
         format!("/{}/{}", parent.trim_matches('/'), r.id).replace("//", "/")
+    }
+
+    /// `HostConfig.Runtime` at create: empty means the default; others must be known.
+    fn runtime_name(&self, name: &str) -> Result<String> {
+        let opts = &self.inner.opts;
+        let name = if name.is_empty() {
+            opts.default_runtime.as_str()
+        } else {
+            name
+        };
+        if name == EMBEDDED_RUNTIME || opts.runtimes.contains_key(name) {
+            Ok(name.to_string())
+        } else {
+            Err(invalid(format!("unknown or invalid runtime name: {name}")))
+        }
+    }
+
+    /// The external runtime a record runs with; `None` is the embedded one (also for records
+    /// from before runtimes were configurable, which stored Docker's `runc`).
+    fn oci_runtime(&self, name: &str) -> Result<Option<berth_runtime::config::OciRuntime>> {
+        if let Some(rt) = self.inner.opts.runtimes.get(name) {
+            return Ok(Some(rt.clone()));
+        }
+        if name.is_empty() || name == EMBEDDED_RUNTIME || name == "runc" {
+            return Ok(None);
+        }
+        Err(invalid(format!("unknown or invalid runtime name: {name}")))
     }
 
     fn start_blocking(&self, c: &Container) -> Result<ShimHandle> {
@@ -798,6 +833,7 @@ impl Containers {
             readonly_paths: h.readonly_paths.clone(),
             sysctls: h.sysctls.clone().unwrap_or_default(),
             cgroup_path: Some(self.cgroup_path(r)),
+            runtime: self.oci_runtime(&h.runtime)?,
             init: h.resources.init.unwrap_or(false) && self.inner.init_path.is_some(),
             init_path: self.inner.init_path.clone(),
             stdin_once: r.config.stdin_once,

@@ -34,6 +34,8 @@ pub enum ConfigError {
     InvalidHost { host: String, reason: String },
     #[error("invalid log level {0:?}: expected one of debug, info, warn, error, fatal")]
     InvalidLogLevel(String),
+    #[error("{0}")]
+    InvalidRuntime(String),
 }
 
 /// The daemon's command line (dockerd's flag names where they apply).
@@ -70,6 +72,12 @@ pub struct Flags {
     /// The berth-shim executable [default: next to berthd]
     #[arg(long, value_name = "FILE")]
     pub shim_binary: Option<PathBuf>,
+    /// Register an additional OCI runtime as NAME=PATH (repeatable)
+    #[arg(long = "add-runtime", value_name = "NAME=PATH")]
+    pub add_runtimes: Vec<String>,
+    /// Default OCI runtime for containers [default: berth, the embedded one]
+    #[arg(long, value_name = "NAME")]
+    pub default_runtime: Option<String>,
 }
 
 /// `daemon.json`: the dockerd keys Berth understands.
@@ -85,7 +93,21 @@ pub struct FileConfig {
     pub labels: Option<Vec<String>>,
     pub cgroup_parent: Option<String>,
     pub shim_binary: Option<PathBuf>,
+    pub runtimes: Option<BTreeMap<String, RuntimeConfig>>,
+    pub default_runtime: Option<String>,
 }
+
+/// An external OCI runtime (daemon.json `runtimes`, `--add-runtime`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    pub path: PathBuf,
+    #[serde(rename = "runtimeArgs", default)]
+    pub runtime_args: Vec<String>,
+}
+
+/// The embedded runtime's name; it needs no binary and cannot be redefined.
+pub const EMBEDDED_RUNTIME: &str = "berth";
 
 const FILE_KEYS: &[&str] = &[
     "hosts",
@@ -97,6 +119,8 @@ const FILE_KEYS: &[&str] = &[
     "labels",
     "cgroup-parent",
     "shim-binary",
+    "runtimes",
+    "default-runtime",
 ];
 
 /// An address the API is served on.
@@ -168,6 +192,10 @@ pub struct Config {
     pub cgroup_parent: String,
     /// The shim executable; `None` means `berth-shim` next to the daemon's executable.
     pub shim_binary: Option<PathBuf>,
+    /// External OCI runtimes by name (the embedded `berth` is not listed).
+    pub runtimes: BTreeMap<String, RuntimeConfig>,
+    /// Runtime of containers that name none.
+    pub default_runtime: String,
 }
 
 /// Default cgroup parent of containers.
@@ -250,9 +278,13 @@ impl Config {
                 b.display().to_string(),
             );
         }
+        if let (Some(a), Some(b)) = (&flags.default_runtime, &file.default_runtime) {
+            conflict("default-runtime", a.clone(), b.clone());
+        }
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflicts(conflicts.join(", ")));
         }
+        let (runtimes, default_runtime) = runtimes(flags, file)?;
 
         let host_texts: Vec<String> = if !flags.hosts.is_empty() {
             flags.hosts.clone()
@@ -309,6 +341,8 @@ impl Config {
         Ok(Config {
             cgroup_parent,
             shim_binary,
+            runtimes,
+            default_runtime,
             hosts,
             data_root: absolute(data_root),
             exec_root: absolute(exec_root),
@@ -331,12 +365,66 @@ impl Config {
             labels: Vec::new(),
             cgroup_parent: DEFAULT_CGROUP_PARENT.to_string(),
             shim_binary: None,
+            runtimes: BTreeMap::new(),
+            default_runtime: EMBEDDED_RUNTIME.to_string(),
         }
     }
 }
 
 fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
+}
+
+/// The runtimes of `--add-runtime` and daemon.json `runtimes` (a name given both ways is an
+/// error, as is redefining `berth`), and the default runtime, which must be one of them.
+fn runtimes(
+    flags: &Flags,
+    file: &FileConfig,
+) -> Result<(BTreeMap<String, RuntimeConfig>, String), ConfigError> {
+    let mut out = file.runtimes.clone().unwrap_or_default();
+    for spec in &flags.add_runtimes {
+        let (name, path) = spec
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+            .ok_or_else(|| {
+                ConfigError::InvalidRuntime(format!(
+                    "invalid --add-runtime {spec:?}: expected NAME=PATH"
+                ))
+            })?;
+        if out.contains_key(name) {
+            return Err(ConfigError::InvalidRuntime(format!(
+                "runtime {name:?} is defined both by --add-runtime and in the configuration file"
+            )));
+        }
+        let rt = RuntimeConfig {
+            path: PathBuf::from(path),
+            runtime_args: Vec::new(),
+        };
+        out.insert(name.to_string(), rt);
+    }
+    for (name, rt) in &out {
+        if name == EMBEDDED_RUNTIME {
+            return Err(ConfigError::InvalidRuntime(format!(
+                "runtime name '{EMBEDDED_RUNTIME}' is reserved"
+            )));
+        }
+        if rt.path.as_os_str().is_empty() {
+            return Err(ConfigError::InvalidRuntime(format!(
+                "runtime {name:?}: a path is required"
+            )));
+        }
+    }
+    let default = flags
+        .default_runtime
+        .clone()
+        .or_else(|| file.default_runtime.clone())
+        .unwrap_or_else(|| EMBEDDED_RUNTIME.to_string());
+    if default != EMBEDDED_RUNTIME && !out.contains_key(&default) {
+        return Err(ConfigError::InvalidRuntime(format!(
+            "default runtime {default:?} is not configured"
+        )));
+    }
+    Ok((out, default))
 }
 
 /// Parses `daemon.json`, reporting unknown keys in dockerd's words.
@@ -461,5 +549,32 @@ mod tests {
         f.config_file = Some(present);
         let c = Config::load(&f).unwrap();
         assert_eq!(c.hosts, vec![Host::Unix(PathBuf::from("/tmp/q.sock"))]);
+    }
+
+    #[test]
+    fn runtimes_from_flags_and_file() {
+        let c = Config::merge(&flags(&[]), &FileConfig::default()).unwrap();
+        assert!(c.runtimes.is_empty());
+        assert_eq!(c.default_runtime, "berth");
+
+        let file = parse_file(
+            Path::new("daemon.json"),
+            r#"{"runtimes": {"crun": {"path": "/usr/bin/crun", "runtimeArgs": ["--debug"]}},
+                "default-runtime": "runc"}"#,
+        )
+        .unwrap();
+        let c = Config::merge(&flags(&["--add-runtime", "runc=/usr/sbin/runc"]), &file).unwrap();
+        assert_eq!(c.default_runtime, "runc");
+        assert_eq!(c.runtimes["runc"].path, PathBuf::from("/usr/sbin/runc"));
+        assert_eq!(c.runtimes["crun"].runtime_args, vec!["--debug".to_string()]);
+
+        let bad = |args: &[&str], file: &FileConfig| Config::merge(&flags(args), file).is_err();
+        assert!(bad(&["--add-runtime", "runc"], &FileConfig::default()));
+        assert!(bad(
+            &["--add-runtime", "berth=/bin/x"],
+            &FileConfig::default()
+        ));
+        assert!(bad(&["--add-runtime", "crun=/x"], &file));
+        assert!(bad(&["--default-runtime", "nope"], &FileConfig::default()));
     }
 }

@@ -119,6 +119,19 @@ impl Daemon {
                 data_root: config.data_root.clone(),
                 shim_binary: config.shim_binary(),
                 cgroup_parent: config.cgroup_parent.clone(),
+                runtimes: config
+                    .runtimes
+                    .iter()
+                    .map(|(name, rt)| {
+                        let oci = berth_runtime::config::OciRuntime {
+                            name: name.clone(),
+                            path: rt.path.clone(),
+                            args: rt.runtime_args.clone(),
+                        };
+                        (name.clone(), oci)
+                    })
+                    .collect(),
+                default_runtime: config.default_runtime.clone(),
             },
             images.clone(),
             Arc::new(BusSink(events.clone())),

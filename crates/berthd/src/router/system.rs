@@ -102,6 +102,15 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
             runtime_args: None,
         },
     );
+    for (name, rt) in &state.config.runtimes {
+        runtimes.insert(
+            name.clone(),
+            Runtime {
+                path: rt.path.display().to_string(),
+                runtime_args: (!rt.runtime_args.is_empty()).then(|| rt.runtime_args.clone()),
+            },
+        );
+    }
     let info = SystemInfo {
         id: state.id.clone(),
         containers,
@@ -152,7 +161,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
         labels: state.config.labels.clone(),
         server_version: crate::VERSION.into(),
         runtimes,
-        default_runtime: "berth".into(),
+        default_runtime: state.config.default_runtime.clone(),
         swarm: SwarmInfo {
             local_node_state: "inactive".into(),
             ..Default::default()
