@@ -752,3 +752,108 @@ fn an_added_oci_runtime_runs_containers() {
         );
     }
 }
+
+/// `--log-driver local`: rotated `local-logs/container.log*` files read in order, `tail`,
+/// `timestamps`, and `logs -f` of a running container.
+#[test]
+fn local_log_driver_rotates_tails_and_follows() {
+    require_root!();
+    let d = daemon();
+    let out = d
+        .berth(&[
+            "run",
+            "--name",
+            "loc",
+            "--log-driver",
+            "local",
+            "--log-opt",
+            "max-size=1k",
+            "--log-opt",
+            "max-file=2",
+            "busybox",
+            "sh",
+            "-c",
+            "seq 1 500",
+        ])
+        .success();
+    assert!(out.stdout.ends_with("499\n500\n"), "{}", out.stdout);
+    let id = inspect(&d, "loc")["Id"].as_str().unwrap().to_string();
+    let dir = d
+        .data_root()
+        .join("containers")
+        .join(&id)
+        .join("local-logs");
+    assert!(dir.join("container.log").exists());
+    assert!(dir.join("container.log.1").exists());
+    assert!(!dir.join("container.log.2").exists());
+    assert!(
+        inspect(&d, "loc")["LogPath"]
+            .as_str()
+            .unwrap()
+            .ends_with("local-logs/container.log")
+    );
+    let tail = d.berth(&["logs", "--tail", "5", "loc"]).success();
+    assert_eq!(tail.stdout, "496\n497\n498\n499\n500\n");
+    // All that is kept (two files of about 1 KiB): consecutive numbers ending at 500.
+    let all = d.berth(&["logs", "loc"]).success().stdout;
+    let nums: Vec<u32> = all.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(nums.len() > 50 && nums.len() < 500, "{}", nums.len());
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{all}");
+    assert_eq!(*nums.last().unwrap(), 500);
+    let ts = d.berth(&["logs", "-t", "--tail", "2", "loc"]).success();
+    let lines: Vec<&str> = ts.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", ts.stdout);
+    for (l, n) in lines.iter().zip(["499", "500"]) {
+        let (t, rest) = l.split_once(' ').unwrap();
+        assert_eq!(rest, n);
+        assert!(chrono_like(t), "{l}");
+    }
+    // Following a running container sees new lines.
+    d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "locf",
+        "--log-driver",
+        "local",
+        "busybox",
+        "sh",
+        "-c",
+        "echo first; sleep 1; echo second; sleep 1000",
+    ])
+    .success();
+    let mut child = std::process::Command::new(berth_e2e::daemon::binary("berth"))
+        .arg("-H")
+        .arg(d.host())
+        .args(["logs", "-f", "locf"])
+        .env("BERTH_CONFIG", d.dir().join("berth-config"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.len() < 2 && Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen, ["first", "second"]);
+    d.berth(&["rm", "-f", "locf"]).success();
+}
+
+/// `2026-11-22T21:01:45.123456789Z`
+fn chrono_like(t: &str) -> bool {
+    t.len() == 30 && t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.'
+}

@@ -1295,7 +1295,9 @@ impl Containers {
                 "configured logging driver does not support reading",
             ));
         }
-        Ok((r.config.tty, c.paths.log(&c.id)))
+        let format = logs::LogFormat::for_driver(&r.host_config.log_config.kind)
+            .unwrap_or(logs::LogFormat::JsonFile);
+        Ok((r.config.tty, format.path(&c.paths.dir, &c.id)))
     }
 
     /// Streams the log as the client reads it into `tx`, following while the container runs
@@ -1309,10 +1311,10 @@ impl Containers {
         let c = self.get(key)?;
         let (tty, path) = self.log_source(key)?;
         let mut rx = c.notify.subscribe();
-        let p = path.clone();
-        let (entries, mut offset) = blocking(move || logs::read_from(&p, 0))
-            .await?
-            .map_err(|e| ContainerError::io("read", &path, e))?;
+        let mut reader = logs::LogReader::new(&path);
+        let (r, back) = blocking(move || (reader.read(), reader)).await?;
+        reader = back;
+        let entries = r.map_err(|e| ContainerError::io("read", &path, e))?;
         let mut out = Vec::new();
         for e in logs::select(entries, &o) {
             e.encode(&o, !tty, &mut out);
@@ -1325,11 +1327,9 @@ impl Containers {
         }
         loop {
             let running = rx.borrow_and_update().running;
-            let p = path.clone();
-            let (entries, next) = blocking(move || logs::read_from(&p, offset))
-                .await?
-                .map_err(|e| ContainerError::io("read", &path, e))?;
-            offset = next;
+            let (r, back) = blocking(move || (reader.read(), reader)).await?;
+            reader = back;
+            let entries = r.map_err(|e| ContainerError::io("read", &path, e))?;
             let mut out = Vec::new();
             for e in entries {
                 if o.until.is_some_and(|u| e.time >= u) {
@@ -1371,10 +1371,10 @@ impl Containers {
             let s = rx.borrow_and_update();
             (s.running, s.exits)
         };
-        let mut offset = if logs_too {
-            0
+        let mut reader = if logs_too {
+            logs::LogReader::new(&path)
         } else {
-            std::fs::metadata(&path).map_or(0, |m| m.len())
+            logs::LogReader::at_end(&path)
         };
         loop {
             let (done, removed) = {
@@ -1386,11 +1386,9 @@ impl Containers {
                 };
                 (done, s.removed)
             };
-            let p = path.clone();
-            let (entries, next) = blocking(move || logs::read_from(&p, offset))
-                .await?
-                .map_err(|e| ContainerError::io("read", &path, e))?;
-            offset = next;
+            let (r, back) = blocking(move || (reader.read(), reader)).await?;
+            reader = back;
+            let entries = r.map_err(|e| ContainerError::io("read", &path, e))?;
             let mut out = Vec::new();
             for e in entries.iter().filter(|e| e.selected(&o)) {
                 e.encode(&o, !tty, &mut out);
@@ -1806,10 +1804,9 @@ impl Containers {
             resolv_conf_path: p.resolv_conf().display().to_string(),
             hostname_path: p.hostname().display().to_string(),
             hosts_path: p.hosts().display().to_string(),
-            log_path: if r.host_config.log_config.kind == "none" {
-                String::new()
-            } else {
-                p.log(&r.id).display().to_string()
+            log_path: match logs::LogFormat::for_driver(&r.host_config.log_config.kind) {
+                None => String::new(),
+                Some(f) => f.path(&p.dir, &r.id).display().to_string(),
             },
             name: r.slash_name(),
             restart_count: r.restart_count,

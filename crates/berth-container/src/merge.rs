@@ -180,7 +180,7 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
         ));
     }
     match h.log_config.kind.as_str() {
-        "" | "json-file" | "none" => {}
+        "" | "json-file" | "none" | "local" => {}
         other => {
             return Err(invalid(format!(
                 "failed to create logging driver: logger: no log driver named '{other}' is registered"

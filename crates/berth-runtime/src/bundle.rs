@@ -25,7 +25,8 @@ pub struct ShimConfig {
     /// `StdinOnce`: close stdin when the attached client that sends it closes its side.
     #[serde(default)]
     pub stdin_once: bool,
-    /// json-file log; `None` means `<bundle>/<id>-json.log`.
+    /// The log file; `None` means `<bundle>/<id>-json.log` (`local-logs/container.log` for
+    /// the `local` driver).
     #[serde(default)]
     pub log_path: Option<PathBuf>,
     /// The log driver.
@@ -110,11 +111,12 @@ impl Bundle {
     pub fn oci_log_path(&self) -> PathBuf {
         self.dir.join("runtime.log")
     }
-    /// The json-file log for a shim config (rotated files get `.1`, `.2`, ... appended).
+    /// The log for a shim config: `<id>-json.log`, or `local-logs/container.log` for the
+    /// `local` driver (rotated files get `.1`, `.2`, ... appended).
     pub fn log_path(&self, cfg: &ShimConfig) -> PathBuf {
         cfg.log_path
             .clone()
-            .unwrap_or_else(|| self.dir.join(format!("{}-json.log", cfg.id)))
+            .unwrap_or_else(|| self.dir.join(cfg.log.file_name(&cfg.id)))
     }
 
     /// Generate the spec for `cfg` and write `config.json` and `shim.json`, creating the

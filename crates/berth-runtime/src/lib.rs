@@ -25,7 +25,8 @@
 //! ```text
 //! init::install(&<data-root>/bin/docker-init)?          once at daemon start (static binary)
 //! cfg.init = true; cfg.init_path = Some(that path)     spec runs ["/sbin/docker-init", "--", args..]
-//! cfg.log = LogConfig { driver, opts }                  json-file (max-size, max-file) | none;
+//! cfg.log = LogConfig { driver, opts }                  json-file (max-size, max-file) | none |
+//!                                                       local (local-logs/container.log); others:
 //!                                                       Bundle::write: Err(LogDriverNotSupported)
 //! h = Shim::create(&dir, &shim_binary)?                 created, not started; same errors as spawn
 //! a = h.attach(stdin, stdout, stderr)?                  AttachStream { stream, tty }, per client

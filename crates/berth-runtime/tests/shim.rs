@@ -1038,10 +1038,10 @@ fn json_file_rotation_keeps_max_file_files() {
     assert_eq!(names, ["rot-json.log", "rot-json.log.1", "rot-json.log.2"]);
     let last = fx.stdout("rot");
     assert!(last.ends_with("2000\n"), "{last}");
-    // `local` is not implemented: a distinct error before anything runs.
-    let mut cfg = fx.config("local", &["true"]);
-    cfg.log.driver = "local".into();
-    let err = Bundle::new(fx.bundle("local"))
+    // Drivers not implemented (gelf): a distinct error before anything runs.
+    let mut cfg = fx.config("gelf", &["true"]);
+    cfg.log.driver = "gelf".into();
+    let err = Bundle::new(fx.bundle("gelf"))
         .write(&cfg, &RealHost)
         .unwrap_err();
     assert!(

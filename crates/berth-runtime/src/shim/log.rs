@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::LogConfig;
 use crate::error::RuntimeError;
 
+use super::local_log;
+
 const MAX_LINE: usize = 16 * 1024;
 
 #[derive(Serialize)]
@@ -48,12 +50,18 @@ impl LogDriver for NoLog {
 /// the file is truncated instead).
 #[derive(Debug)]
 pub struct JsonLogWriter {
+    out: RotatingFile,
+    pending: [Vec<u8>; 2],
+}
+
+/// A log file rotated as Docker rotates json-file and local logs.
+#[derive(Debug)]
+struct RotatingFile {
     path: PathBuf,
     file: File,
     size: u64,
     max_size: Option<u64>,
     max_file: u32,
-    pending: [Vec<u8>; 2],
 }
 
 /// Which output stream a chunk came from.
@@ -74,28 +82,16 @@ impl Stream {
     }
 }
 
-impl JsonLogWriter {
-    /// Open (append, create) the log at `path`, without rotation.
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        Self::with_rotation(path, None, 1)
-    }
-
-    /// Open (append, create) the log at `path`; rotate at `max_size` bytes keeping at most
-    /// `max_file` files (the live one included).
-    pub fn with_rotation(
-        path: &Path,
-        max_size: Option<u64>,
-        max_file: u32,
-    ) -> std::io::Result<Self> {
+impl RotatingFile {
+    fn open(path: &Path, max_size: Option<u64>, max_file: u32) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(JsonLogWriter {
+        Ok(RotatingFile {
             path: path.to_path_buf(),
             file,
             size,
             max_size,
             max_file: max_file.max(1),
-            pending: [Vec::new(), Vec::new()],
         })
     }
 
@@ -123,15 +119,40 @@ impl JsonLogWriter {
         Ok(())
     }
 
-    fn emit(&mut self, stream: Stream, chunk: &[u8]) -> std::io::Result<()> {
+    /// Appends one encoded entry, rotating first if the file is full.
+    fn append(&mut self, entry: &[u8]) -> std::io::Result<()> {
         if self.max_size.is_some_and(|m| self.size >= m) {
             self.rotate()?;
         }
+        self.file.write_all(entry)?;
+        self.size += entry.len() as u64;
+        Ok(())
+    }
+}
+
+impl JsonLogWriter {
+    /// Open (append, create) the log at `path`, without rotation.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        Self::with_rotation(path, None, 1)
+    }
+
+    /// Open (append, create) the log at `path`; rotate at `max_size` bytes keeping at most
+    /// `max_file` files (the live one included).
+    pub fn with_rotation(
+        path: &Path,
+        max_size: Option<u64>,
+        max_file: u32,
+    ) -> std::io::Result<Self> {
+        Ok(JsonLogWriter {
+            out: RotatingFile::open(path, max_size, max_file)?,
+            pending: [Vec::new(), Vec::new()],
+        })
+    }
+
+    fn emit(&mut self, stream: Stream, chunk: &[u8]) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(chunk.len() + 80);
         encode(&mut out, stream, chunk);
-        self.file.write_all(&out)?;
-        self.size += out.len() as u64;
-        Ok(())
+        self.out.append(&out)
     }
 }
 
@@ -166,6 +187,135 @@ impl LogDriver for JsonLogWriter {
     }
 }
 
+/// Docker's `local` driver: entries framed as in [`local_log`](super::local_log), in
+/// `local-logs/container.log`, rotated like json-file. Lines are stored without their
+/// newline; a line over 16 KiB becomes partial entries sharing an id, the piece ending the
+/// line marked `last`. An unterminated last line (at exit) is a partial entry without `last`.
+#[derive(Debug)]
+pub struct LocalLogWriter {
+    out: RotatingFile,
+    pending: [Vec<u8>; 2],
+    /// The current long line of each stream: its id and the last ordinal written.
+    partial: [Option<(String, i32)>; 2],
+    seq: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PieceEnd {
+    /// The line ended here (its newline removed).
+    Newline,
+    /// A 16 KiB piece; more of the line follows.
+    More,
+    /// What remained when the stream ended.
+    Eof,
+}
+
+impl LocalLogWriter {
+    /// Open (append, create) `path` (its directory is created), rotating at `max_size` bytes
+    /// and keeping at most `max_file` files.
+    pub fn with_rotation(
+        path: &Path,
+        max_size: Option<u64>,
+        max_file: u32,
+    ) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(LocalLogWriter {
+            out: RotatingFile::open(path, max_size, max_file)?,
+            pending: [Vec::new(), Vec::new()],
+            partial: [None, None],
+            seq: 0,
+        })
+    }
+
+    fn emit(&mut self, stream: Stream, line: &[u8], end: PieceEnd) -> std::io::Result<()> {
+        let now = Utc::now();
+        let slot = &mut self.partial[stream as usize];
+        let meta = if end == PieceEnd::Newline && slot.is_none() {
+            None
+        } else {
+            let (id, ord) = slot.get_or_insert_with(|| {
+                self.seq += 1;
+                (
+                    format!(
+                        "{:016x}{:08x}{:08x}",
+                        now.timestamp_nanos_opt().unwrap_or_default(),
+                        std::process::id(),
+                        self.seq
+                    ),
+                    0,
+                )
+            });
+            *ord += 1;
+            let meta = local_log::PartialMeta {
+                last: end == PieceEnd::Newline,
+                id: id.clone(),
+                ordinal: *ord,
+            };
+            if end != PieceEnd::More {
+                *slot = None;
+            }
+            Some(meta)
+        };
+        let entry = local_log::LogEntry {
+            source: stream.name().to_string(),
+            time_nano: now.timestamp_nanos_opt().unwrap_or_default(),
+            line: line.to_vec(),
+            partial: meta.is_some(),
+            partial_meta: meta,
+        };
+        let mut out = Vec::with_capacity(line.len() + 64);
+        entry.write_frame(&mut out);
+        self.out.append(&out)
+    }
+}
+
+impl LogDriver for LocalLogWriter {
+    fn write(&mut self, stream: Stream, data: &[u8]) -> std::io::Result<()> {
+        let mut buf = std::mem::take(&mut self.pending[stream as usize]);
+        buf.extend_from_slice(data);
+        let mut start = 0;
+        let mut res = Ok(());
+        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
+            let line = &buf[start..start + pos];
+            let mut pieces = line.chunks(MAX_LINE).peekable();
+            if line.is_empty() {
+                res = res.and(self.emit(stream, line, PieceEnd::Newline));
+            }
+            while let Some(p) = pieces.next() {
+                let end = if pieces.peek().is_some() {
+                    PieceEnd::More
+                } else {
+                    PieceEnd::Newline
+                };
+                res = res.and(self.emit(stream, p, end));
+            }
+            start += pos + 1;
+        }
+        // A piece is held back until more data shows whether the line ends with it.
+        while buf.len() - start > MAX_LINE {
+            res = res.and(self.emit(stream, &buf[start..start + MAX_LINE], PieceEnd::More));
+            start += MAX_LINE;
+        }
+        buf.drain(..start);
+        self.pending[stream as usize] = buf;
+        res
+    }
+
+    fn flush_stream(&mut self, stream: Stream) -> std::io::Result<()> {
+        let rest = std::mem::take(&mut self.pending[stream as usize]);
+        if rest.is_empty() {
+            if self.partial[stream as usize].is_some() {
+                // The line's pieces were all written; close it.
+                return self.emit(stream, &[], PieceEnd::Eof);
+            }
+            return Ok(());
+        }
+        self.emit(stream, &rest, PieceEnd::Eof)
+    }
+}
+
 /// A log driver from Docker's `LogConfig`, checked before the container starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "driver", rename_all = "kebab-case")]
@@ -181,7 +331,20 @@ pub enum LogDriverConfig {
     },
     /// `none`
     None,
+    /// `local` (Docker's defaults: 20 MiB files, 5 of them). Rotated files are kept
+    /// uncompressed; `compress=true` is refused.
+    Local {
+        /// `max-size` in bytes (`None`: unlimited).
+        max_size: Option<u64>,
+        /// `max-file` (at least 1).
+        max_file: u32,
+    },
 }
+
+/// Docker's `local` defaults.
+pub const LOCAL_DEFAULT_MAX_SIZE: u64 = 20 << 20;
+/// Docker's `local` defaults.
+pub const LOCAL_DEFAULT_MAX_FILE: u32 = 5;
 
 fn one() -> u32 {
     1
@@ -197,7 +360,7 @@ impl Default for LogDriverConfig {
 }
 
 impl LogDriverConfig {
-    /// Parse Docker's driver name and options. `local` and other drivers are
+    /// Parse Docker's driver name and options. Other drivers are
     /// [`RuntimeError::LogDriverNotSupported`]; bad options are [`RuntimeError::InvalidConfig`].
     pub fn from_docker(cfg: &LogConfig) -> Result<Self, RuntimeError> {
         let invalid = |m: String| RuntimeError::InvalidConfig(m);
@@ -240,6 +403,46 @@ impl LogDriverConfig {
                 }
                 Ok(LogDriverConfig::JsonFile { max_size, max_file })
             }
+            "local" => {
+                let mut max_size = Some(LOCAL_DEFAULT_MAX_SIZE);
+                let mut max_file = LOCAL_DEFAULT_MAX_FILE;
+                for (k, v) in &cfg.opts {
+                    match k.as_str() {
+                        "max-size" => {
+                            let n = parse_size(v).ok_or_else(|| {
+                                invalid(format!("invalid value for log opt max-size: {v:?}"))
+                            })?;
+                            max_size = (n > 0).then_some(n as u64);
+                        }
+                        "max-file" => {
+                            max_file = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                                invalid(format!("max-file cannot be less than 1 (got {v:?})"))
+                            })?;
+                        }
+                        "compress" => match v.parse::<bool>() {
+                            Ok(false) => {}
+                            // Rotated files are not gzipped yet; refuse rather than
+                            // silently ignore an explicit request.
+                            Ok(true) => {
+                                return Err(RuntimeError::LogDriverNotSupported {
+                                    driver: "local with compress=true (use compress=false)".into(),
+                                });
+                            }
+                            Err(_) => {
+                                return Err(invalid(format!(
+                                    "invalid value for log opt compress: {v:?}"
+                                )));
+                            }
+                        },
+                        other => {
+                            return Err(invalid(format!(
+                                "unknown log opt '{other}' for local log driver"
+                            )));
+                        }
+                    }
+                }
+                Ok(LogDriverConfig::Local { max_size, max_file })
+            }
             "none" => {
                 if let Some(k) = cfg.opts.keys().next() {
                     return Err(invalid(format!(
@@ -254,14 +457,28 @@ impl LogDriverConfig {
         }
     }
 
-    /// Open the driver; `path` is the json-file log.
+    /// Open the driver; `path` is its log file ([`LogDriverConfig::file_name`]).
     pub fn open(&self, path: &Path) -> std::io::Result<Box<dyn LogDriver>> {
         Ok(match self {
             LogDriverConfig::JsonFile { max_size, max_file } => {
                 Box::new(JsonLogWriter::with_rotation(path, *max_size, *max_file)?)
             }
             LogDriverConfig::None => Box::new(NoLog),
+            LogDriverConfig::Local { max_size, max_file } => {
+                Box::new(LocalLogWriter::with_rotation(path, *max_size, *max_file)?)
+            }
         })
+    }
+}
+
+impl LogDriverConfig {
+    /// The log file inside a container's directory: `<id>-json.log`, or
+    /// `local-logs/container.log` for `local` (rotated files get `.1`, `.2`, ... appended).
+    pub fn file_name(&self, id: &str) -> PathBuf {
+        match self {
+            LogDriverConfig::Local { .. } => Path::new("local-logs").join("container.log"),
+            _ => PathBuf::from(format!("{id}-json.log")),
+        }
     }
 }
 
@@ -387,8 +604,34 @@ mod tests {
             LogDriverConfig::from_docker(&cfg("none", &[])).unwrap(),
             LogDriverConfig::None
         );
+        assert_eq!(
+            LogDriverConfig::from_docker(&cfg("local", &[])).unwrap(),
+            LogDriverConfig::Local {
+                max_size: Some(20 << 20),
+                max_file: 5
+            }
+        );
+        assert_eq!(
+            LogDriverConfig::from_docker(&cfg(
+                "local",
+                &[("max-size", "1k"), ("max-file", "2"), ("compress", "false")]
+            ))
+            .unwrap(),
+            LogDriverConfig::Local {
+                max_size: Some(1024),
+                max_file: 2
+            }
+        );
         assert!(matches!(
-            LogDriverConfig::from_docker(&cfg("local", &[])),
+            LogDriverConfig::from_docker(&cfg("local", &[("compress", "true")])),
+            Err(RuntimeError::LogDriverNotSupported { .. })
+        ));
+        assert!(matches!(
+            LogDriverConfig::from_docker(&cfg("local", &[("labels", "a")])),
+            Err(RuntimeError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            LogDriverConfig::from_docker(&cfg("gelf", &[])),
             Err(RuntimeError::LogDriverNotSupported { .. })
         ));
         assert!(matches!(
@@ -402,6 +645,100 @@ mod tests {
         assert_eq!(parse_size("1k"), Some(1024));
         assert_eq!(parse_size("1.5KB"), Some(1536));
         assert_eq!(parse_size("100"), Some(100));
+    }
+
+    fn local_entries(path: &Path) -> Vec<local_log::LogEntry> {
+        let buf = std::fs::read(path).unwrap();
+        let mut pos = 0;
+        let mut out = Vec::new();
+        while let Some((e, n)) = local_log::read_frame(&buf[pos..]).unwrap() {
+            out.push(e);
+            pos += n;
+        }
+        assert_eq!(pos, buf.len());
+        out
+    }
+
+    #[test]
+    fn local_writer_frames_lines_and_long_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = LogDriverConfig::Local {
+            max_size: None,
+            max_file: 1,
+        }
+        .file_name("x");
+        let p = dir.path().join(p);
+        let mut w = LocalLogWriter::with_rotation(&p, None, 1).unwrap();
+        w.write(Stream::Stdout, b"hel").unwrap();
+        w.write(Stream::Stderr, b"oops\n\n").unwrap();
+        w.write(Stream::Stdout, b"lo\n").unwrap();
+        let long = "y".repeat(MAX_LINE * 2 + 5) + "\n";
+        w.write(Stream::Stdout, &long.as_bytes()[..MAX_LINE + 3])
+            .unwrap();
+        w.write(Stream::Stdout, &long.as_bytes()[MAX_LINE + 3..])
+            .unwrap();
+        w.write(Stream::Stdout, b"tail").unwrap();
+        w.flush_stream(Stream::Stdout).unwrap();
+        let es = local_entries(&p);
+        let lines: Vec<(&str, &[u8], bool)> = es
+            .iter()
+            .map(|e| (e.source.as_str(), &e.line[..], e.partial))
+            .collect();
+        assert_eq!(lines[0], ("stderr", &b"oops"[..], false));
+        assert_eq!(lines[1], ("stderr", &b""[..], false));
+        assert_eq!(lines[2], ("stdout", &b"hello"[..], false));
+        assert_eq!(es.len(), 7);
+        let pieces = &es[3..6];
+        let id = &pieces[0].partial_meta.as_ref().unwrap().id;
+        for (i, e) in pieces.iter().enumerate() {
+            let m = e.partial_meta.as_ref().unwrap();
+            assert!(e.partial);
+            assert_eq!(&m.id, id);
+            assert_eq!(m.ordinal, i as i32 + 1);
+            assert_eq!(m.last, i == 2);
+            assert_eq!(e.ends_line(), i == 2);
+        }
+        assert_eq!(pieces[0].line.len(), MAX_LINE);
+        assert_eq!(pieces[2].line, b"yyyyy");
+        // The unterminated last line: partial, not ending a line.
+        assert_eq!(es[6].line, b"tail");
+        assert!(es[6].partial && !es[6].ends_line());
+        assert_ne!(&es[6].partial_meta.as_ref().unwrap().id, id);
+        assert!(es[0].time_nano > 1_700_000_000_000_000_000);
+    }
+
+    #[test]
+    fn local_writer_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("local-logs/container.log");
+        let cfg = LogDriverConfig::Local {
+            max_size: Some(300),
+            max_file: 3,
+        };
+        let mut w = cfg.open(&p).unwrap();
+        for i in 0..200 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("local-logs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["container.log", "container.log.1", "container.log.2"]
+        );
+        let first = |n: &str| {
+            let es = local_entries(&dir.path().join("local-logs").join(n));
+            String::from_utf8(es[0].line.clone()).unwrap()[5..]
+                .parse::<u32>()
+                .unwrap()
+        };
+        assert!(first("container.log.2") < first("container.log.1"));
+        assert!(first("container.log.1") < first("container.log"));
+        let last = local_entries(&p);
+        assert_eq!(last.last().unwrap().line, b"line 199");
     }
 
     #[test]

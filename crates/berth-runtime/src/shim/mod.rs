@@ -39,6 +39,7 @@
 //! daemon's multi-threaded runtime (call it from `spawn_blocking`).
 
 mod io;
+pub mod local_log;
 mod log;
 mod lookup;
 mod loopback;
@@ -59,7 +60,7 @@ use crate::bundle::{Bundle, ExitRecord};
 use crate::config::ProcessUser;
 use crate::error::{Result, RuntimeError};
 
-pub use log::{JsonLogWriter, LogDriver, LogDriverConfig, NoLog, Stream};
+pub use log::{JsonLogWriter, LocalLogWriter, LogDriver, LogDriverConfig, NoLog, Stream};
 pub use lookup::check_executable;
 
 /// A request on `shim.sock`. New operations (`attach`, `resize`, `exec`) are new variants; a
