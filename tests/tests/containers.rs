@@ -851,6 +851,27 @@ fn local_log_driver_rotates_tails_and_follows() {
     let _ = child.wait();
     assert_eq!(seen, ["first", "second"]);
     d.berth(&["rm", "-f", "locf"]).success();
+    // Bad options fail the create, as in Docker; compress=true is refused (not implemented).
+    let bad = d.berth(&[
+        "create",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-file=0",
+        "busybox",
+    ]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("max-file"), "{}", bad.stderr);
+    let gz = d.berth(&[
+        "create",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "compress=true",
+        "busybox",
+    ]);
+    assert_ne!(gz.code, 0);
+    assert!(gz.stderr.contains("compress"), "{}", gz.stderr);
 }
 
 /// `2026-11-22T21:01:45.123456789Z`

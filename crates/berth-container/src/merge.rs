@@ -180,7 +180,13 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
         ));
     }
     match h.log_config.kind.as_str() {
-        "" | "json-file" | "none" | "local" => {}
+        // Options are checked at create, as Docker does, not only when the shim starts.
+        "" | "json-file" | "none" | "local" => {
+            berth_runtime::shim::LogDriverConfig::from_docker(&berth_runtime::config::LogConfig {
+                driver: h.log_config.kind.clone(),
+                opts: h.log_config.config.clone(),
+            })?;
+        }
         other => {
             return Err(invalid(format!(
                 "failed to create logging driver: logger: no log driver named '{other}' is registered"
