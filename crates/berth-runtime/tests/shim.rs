@@ -1205,7 +1205,10 @@ fn runc_exec_runs_in_the_container() {
     let e = exec(&["sh", "-c", "echo hello; hostname; echo err >&2; exit 5"]);
     let mut p = h.exec_start(&e).unwrap();
     let (out, err) = demux(&read_all(p.stream.as_mut().unwrap()));
-    assert_eq!((out.as_str(), err.as_str()), ("hello\nberth-host\n", "err\n"));
+    assert_eq!(
+        (out.as_str(), err.as_str()),
+        ("hello\nberth-host\n", "err\n")
+    );
     let st = h.exec_wait(&e.exec_id).unwrap();
     assert_eq!((st.running, st.exit_code), (false, Some(5)));
 
