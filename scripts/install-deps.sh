@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   busybox-static   # test and demo images are assembled from it; nothing is downloaded
   pkg-config
+  libc6-dev        # glibc's static libc.a: the container init (--init) is linked statically
   libseccomp-dev   # the container runtime's seccomp filters
   nftables         # NAT and port publishing
   iproute2         # network namespaces in tests
