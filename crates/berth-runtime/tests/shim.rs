@@ -1266,3 +1266,18 @@ fn runc_tty_output_goes_through_the_pty() {
     std::thread::sleep(Duration::from_millis(50));
     fx.assert_runc_cleaned("rctty");
 }
+
+#[test]
+fn runc_created_then_started_quick_command_is_reaped() {
+    require_runc!();
+    let mut fx = Fixture::new();
+    let cfg = fx.runc_config("rcquick", &["echo", "hi"]);
+    let h = fx.create(&cfg).unwrap();
+    let mut a = h.attach(false, true, true).unwrap();
+    h.start().unwrap();
+    let (out, _) = demux(&read_all(&mut a.stream));
+    assert_eq!(out, "hi\n");
+    assert_eq!(h.wait().unwrap().exit_code, 0);
+    std::thread::sleep(Duration::from_millis(50));
+    fx.assert_runc_cleaned("rcquick");
+}

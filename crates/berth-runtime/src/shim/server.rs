@@ -1288,6 +1288,9 @@ impl Supervisor {
                 match self.driver.start(&self.id) {
                     Ok(()) => {
                         self.started = true;
+                        // A quick command may have exited while the runtime's start ran
+                        // with SIGCHLD unblocked (its signal then discarded).
+                        self.reap();
                         Response::Ok
                     }
                     Err(e) => Response::error(e.to_string()),
