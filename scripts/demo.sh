@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install what is needed, build Berth, start berthd on its
-# default socket, make a busybox image from Debian's busybox-static and use it.
+# default socket, make a busybox image from Debian's busybox-static and run containers from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,4 +34,10 @@ tar -C "$work/rootfs" -c . | berth import -c 'CMD ["sh"]' -c 'ENV PATH=/bin' - b
 berth save -o "$work/busybox.tar" busybox:latest
 berth load -i "$work/busybox.tar"
 berth images
-berth history busybox
+
+# The main job: a container.
+berth run --rm busybox sh -c 'echo "hello from container $(hostname), pid $$, as $(id -un)"'
+berth run -d --name berth-demo --memory 64m --pids-limit 50 busybox sleep 300 >/dev/null
+berth exec berth-demo ps
+berth ps
+berth rm -f berth-demo >/dev/null
