@@ -21,7 +21,8 @@
 //!   the connection is a stream: the container's output from now on (without a tty Docker's
 //!   8-byte-header frames, stream 1 stdout / 2 stderr; with a tty raw bytes); bytes the client
 //!   sends go to stdin (when asked for and the container has `open_stdin`). The client's
-//!   half-close closes the container's stdin if it has `stdin_once`. Any number of clients;
+//!   half-close (or a detach) closes the container's stdin if it has `stdin_once` and no tty
+//!   (Docker's rule; a pty is never closed for a client). Any number of clients;
 //!   each gets everything from its attach on. Writes never block the shim: a client with more
 //!   than 4 MiB queued is dropped; a broken one is dropped (SIGPIPE is ignored). When the
 //!   container exits, streams get EOF after the last output.
@@ -29,7 +30,7 @@
 //!   "additional_gids"},"tty":…,"stdin":…,"stdout":…,"stderr":…,"privileged":…,"cap_add":[…],
 //!   "detach":…}` ([`ExecConfig`]) → `{"type":"exec_started","pid":…,"tty":…}`, then (unless
 //!   `detach`) the exec's stdio as a stream like attach, ending when the exec exited and its
-//!   output drained; its half-close closes the exec's stdin.
+//!   output drained; its half-close closes the exec's stdin (without a tty).
 //! - `exec_resize {exec_id,height,width}`, `exec_kill {exec_id,signal}` → `ok`;
 //!   `exec_state {exec_id}` → `exec_state {exec_id,pid,running,exit_code}`; `exec_wait` answers
 //!   the same once the exec is done.
@@ -148,7 +149,7 @@ pub struct ExecConfig {
     pub user: Option<ProcessUser>,
     /// Allocate a pty.
     pub tty: bool,
-    /// Attach stdin (`-i`); closing the client's write side closes it.
+    /// Attach stdin (`-i`); closing the client's write side closes it (without a tty).
     pub stdin: bool,
     /// Stream stdout.
     pub stdout: bool,
@@ -501,9 +502,10 @@ impl ShimHandle {
     /// bytes, big-endian u32 length; then the payload), with a tty the raw pty output. Bytes
     /// written to it go to the container's stdin (when `stdin` and the container has
     /// `open_stdin`); shutting down the write side closes the container's stdin if it has
-    /// `stdin_once`. Output starts at attach time; the stream ends (EOF) after the last output
-    /// once the container exited. A client that stops reading is dropped, never waited for.
-    /// Blocking; for tokio: `set_nonblocking(true)` then `tokio::net::UnixStream::from_std`.
+    /// `stdin_once` and no tty. Output starts at attach time; the stream ends (EOF) after the
+    /// last output once the container exited. A client that stops reading is dropped, never
+    /// waited for. Blocking; for tokio: `set_nonblocking(true)` then
+    /// `tokio::net::UnixStream::from_std`.
     pub fn attach(&self, stdin: bool, stdout: bool, stderr: bool) -> Result<AttachStream> {
         let req = Request::Attach {
             stdin,

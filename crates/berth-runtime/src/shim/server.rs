@@ -1003,12 +1003,16 @@ impl Supervisor {
                 if c.shut {
                     c.closed = true;
                 }
-                let close = match target {
+                // Docker's rule: a client's end of input closes the process's stdin only
+                // without a tty, and for the container's init only with `StdinOnce`. With a
+                // tty nothing is closed: the terminal stays the shell's, and the next client
+                // (after a detach, say) can type into it.
+                let once = match target {
                     Target::Init => self.stdin_once,
                     Target::Exec(_) => true,
                 };
-                if close {
-                    let io = self.io_mut(target);
+                let io = self.io_mut(target);
+                if once && !io.tty {
                     io.close_stdin = true;
                     io.feed_stdin();
                 }
