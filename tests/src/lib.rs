@@ -6,8 +6,10 @@
 //! by the PID it started and removes the directory, also when the test panics.
 
 pub mod api;
+pub mod containers;
 pub mod daemon;
 pub mod fixtures;
+pub mod pty;
 
 pub use api::{ApiResponse, RawApi};
 pub use daemon::{Daemon, Output, docker_cli};

@@ -5,54 +5,14 @@
 //! held in `ChildGuard`s (killed by their own PID).
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_e2e::daemon::{ChildGuard, binary};
-use berth_e2e::{Daemon, busybox_archive, docker_cli};
-use serde_json::Value;
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
-/// A daemon with `busybox:latest` loaded.
-fn daemon() -> Daemon {
-    let d = Daemon::start();
-    let r = d.api().post(
-        "/images/load?quiet=1",
-        Some(&busybox_archive("busybox:latest")),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    d
-}
-
-fn inspect(d: &Daemon, id: &str) -> Value {
-    let r = d.api().get(&format!("/containers/{id}/json"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-/// Polls `f` until it holds; a generous deadline only turns a hang into a failure.
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use berth_e2e::containers::{daemon_with_busybox as daemon, inspect};
+use berth_e2e::pty::{Cli, PtySession, cli_command};
+use berth_e2e::require_root;
+use berth_e2e::{Daemon, docker_cli};
 
 /// A hijacked `POST /containers/{id}/attach` on the daemon's socket, past the 101 answer.
 fn raw_attach(d: &Daemon, id: &str, query: &str) -> UnixStream {
@@ -193,148 +153,16 @@ fn run_i_closes_stdin_once_the_input_ends() {
 
 // ---- detach, then attach again ---------------------------------------------------------------
 
-/// A CLI running on the slave side of a pty this test opened; the master is read by a thread.
-struct PtySession {
-    child: ChildGuard,
-    master: std::fs::File,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-impl PtySession {
-    /// Spawns `cmd` as a session leader with the pty's slave as its controlling terminal and
-    /// stdio.
-    fn spawn(mut cmd: Command) -> PtySession {
-        use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-        let master: OwnedFd = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
-        grantpt(&master).expect("grantpt");
-        unlockpt(&master).expect("unlockpt");
-        let name = ptsname(&master, Vec::new()).expect("ptsname");
-        rustix::termios::tcsetwinsize(
-            &master,
-            rustix::termios::Winsize {
-                ws_row: 30,
-                ws_col: 100,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            },
-        )
-        .expect("set window size");
-        let slave = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(name.to_str().unwrap())
-            .expect("open pty slave");
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe system calls between fork and exec.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                rustix::process::setsid()?;
-                rustix::process::ioctl_tiocsctty(std::os::fd::BorrowedFd::borrow_raw(0))?;
-                Ok(())
-            });
-        }
-        let child = ChildGuard(cmd.spawn().expect("spawn on pty"));
-        drop(cmd); // closes this process's copies of the slave
-        let master = std::fs::File::from(master);
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        PtySession {
-            child,
-            master,
-            output,
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    fn type_in(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).expect("write to pty master");
-    }
-
-    /// Waits until `needle` was printed after output position `from`.
-    fn expect(&self, from: usize, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            {
-                let out = self.output.lock().unwrap();
-                if String::from_utf8_lossy(&out[from.min(out.len())..]).contains(needle) {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {needle:?} on the terminal; it shows: {:?}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.output.lock().unwrap().len()
-    }
-
-    fn exit_code(&mut self) -> i32 {
-        let mut code = None;
-        until("the CLI to exit", || {
-            code = self.child.0.try_wait().unwrap();
-            code.is_some()
-        });
-        code.unwrap().code().unwrap_or(-1)
-    }
-}
-
-enum Cli {
-    Berth,
-    Docker(std::path::PathBuf),
-}
-
-fn cli_command(d: &Daemon, cli: &Cli, args: &[&str]) -> Command {
-    match cli {
-        Cli::Berth => {
-            let mut cmd = Command::new(binary("berth"));
-            cmd.arg("-H")
-                .arg(d.host())
-                .args(args)
-                .env("BERTH_CONFIG", d.dir().join("berth-config"));
-            cmd
-        }
-        Cli::Docker(path) => {
-            let mut cmd = Command::new(path);
-            cmd.args(args)
-                .env("DOCKER_HOST", d.host())
-                .env("DOCKER_CONFIG", d.dir().join("docker-config"))
-                .env_remove("DOCKER_CONTEXT")
-                .env_remove("DOCKER_API_VERSION");
-            cmd
-        }
-    }
-}
-
 /// Attaches through a pty, runs `echo <word>` in the shell and sees its answer, detaches
 /// with ctrl-p ctrl-q.
 fn attach_echo_detach(d: &Daemon, cli: &Cli, name: &str, word: &str) {
-    let mut s = PtySession::spawn(cli_command(d, cli, &["attach", name]));
+    let mut s = PtySession::spawn(cli_command(d, cli, &["attach", name]), 30, 100);
     // Attaching prints nothing by itself; input sent before the stream is connected waits.
-    let mark = s.len();
+    let mark = s.output_len();
     // The arithmetic keeps the terminal's echo of the line from matching the answer.
     s.type_in(format!("echo {word}-$(({} * 2))\n", word.len()).as_bytes());
     s.expect(mark, &format!("{word}-{}", word.len() * 2));
-    let mark = s.len();
+    let mark = s.output_len();
     // Typed as a person does: one key, then the other.
     s.type_in(b"\x10");
     std::thread::sleep(Duration::from_millis(300));
@@ -365,16 +193,16 @@ fn attach_detach_attach(cli: Cli) {
 /// client's end must not close the shell's terminal input.
 fn run_it_detach_attach(cli: Cli) {
     let d = daemon();
-    let mut s = PtySession::spawn(cli_command(
-        &d,
-        &cli,
-        &["run", "-it", "--name", "once", "busybox", "sh"],
-    ));
+    let mut s = PtySession::spawn(
+        cli_command(&d, &cli, &["run", "-it", "--name", "once", "busybox", "sh"]),
+        30,
+        100,
+    );
     s.expect(0, "# ");
-    let mark = s.len();
+    let mark = s.output_len();
     s.type_in(b"echo zero-$((2*2))\n");
     s.expect(mark, "zero-4");
-    let mark = s.len();
+    let mark = s.output_len();
     s.type_in(b"\x10\x11");
     // `run` detaches quietly, with status 0 (`attach` says "read escape sequence", status 1).
     assert_eq!(s.exit_code(), 0, "terminal output: {}", s.text());

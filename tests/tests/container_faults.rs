@@ -4,61 +4,14 @@
 //! parent; dropping it kills the containers by their recorded pids and removes the cgroups.
 //! Processes a test starts itself are held in `ChildGuard`s (killed by their own PID).
 
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use berth_e2e::daemon::{ChildGuard, binary};
-use berth_e2e::{Daemon, busybox_archive, docker_cli};
-use serde_json::Value;
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
-/// A daemon with `busybox:latest` loaded.
-fn daemon() -> Daemon {
-    let d = Daemon::start();
-    let r = d.api().post(
-        "/images/load?quiet=1",
-        Some(&busybox_archive("busybox:latest")),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    d
-}
-
-fn inspect(d: &Daemon, id: &str) -> Value {
-    let r = d.api().get(&format!("/containers/{id}/json"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-fn wait(d: &Daemon, id: &str) -> i64 {
-    let r = d.api().post(&format!("/containers/{id}/wait"), None);
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["StatusCode"].as_i64().unwrap()
-}
-
-/// Polls `f` until it holds; a generous deadline only turns a hang into a failure.
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use berth_e2e::containers::{daemon_with_busybox as daemon, inspect, until, wait};
+use berth_e2e::pty::{Cli, PtySession, cli_command};
+use berth_e2e::require_root;
+use berth_e2e::{Daemon, docker_cli};
 
 /// The container's cgroup directory in `controller`'s hierarchy (the unified tree on v2).
 fn cgroup_dir(d: &Daemon, id: &str, controller: &str) -> PathBuf {
@@ -389,129 +342,6 @@ fn a_default_container_is_confined() {
 
 // ---- interactive sessions through a pseudo-terminal ----------------------------------------
 
-/// A CLI running on the slave side of a pty this test opened; the master is read by a thread.
-struct PtySession {
-    child: ChildGuard,
-    master: std::fs::File,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-impl PtySession {
-    /// Spawns `cmd` as a session leader with the pty's slave as its controlling terminal and
-    /// stdio, the window set to `rows`x`cols` first.
-    fn spawn(mut cmd: Command, rows: u16, cols: u16) -> PtySession {
-        use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-        let master: OwnedFd = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
-        grantpt(&master).expect("grantpt");
-        unlockpt(&master).expect("unlockpt");
-        let name = ptsname(&master, Vec::new()).expect("ptsname");
-        rustix::termios::tcsetwinsize(
-            &master,
-            rustix::termios::Winsize {
-                ws_row: rows,
-                ws_col: cols,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            },
-        )
-        .expect("set window size");
-        let slave = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(name.to_str().unwrap())
-            .expect("open pty slave");
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe system calls between fork and exec.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                rustix::process::setsid()?;
-                // fd 0 is the slave by now; no allocation (std's stdin() would) after fork.
-                rustix::process::ioctl_tiocsctty(std::os::fd::BorrowedFd::borrow_raw(0))?;
-                Ok(())
-            });
-        }
-        let child = ChildGuard(cmd.spawn().expect("spawn on pty"));
-        drop(cmd); // closes this process's copies of the slave
-        let master = std::fs::File::from(master);
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // EIO once every slave descriptor is closed.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        PtySession {
-            child,
-            master,
-            output,
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    fn type_in(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).expect("write to pty master");
-    }
-
-    /// Waits until `needle` was printed after output position `from`.
-    fn expect(&self, from: usize, needle: &str) {
-        until(&format!("{needle:?} on the terminal"), || {
-            let out = self.output.lock().unwrap();
-            String::from_utf8_lossy(&out[from.min(out.len())..]).contains(needle)
-        });
-    }
-
-    fn len(&self) -> usize {
-        self.output.lock().unwrap().len()
-    }
-
-    fn exit_code(&mut self) -> i32 {
-        let mut code = None;
-        until("the CLI to exit", || {
-            code = self.child.0.try_wait().unwrap();
-            code.is_some()
-        });
-        code.unwrap().code().unwrap_or(-1)
-    }
-}
-
-enum Cli {
-    Berth,
-    Docker(PathBuf),
-}
-
-fn cli_command(d: &Daemon, cli: &Cli, args: &[&str]) -> Command {
-    match cli {
-        Cli::Berth => {
-            let mut cmd = Command::new(binary("berth"));
-            cmd.arg("-H")
-                .arg(d.host())
-                .args(args)
-                .env("BERTH_CONFIG", d.dir().join("berth-config"));
-            cmd
-        }
-        Cli::Docker(path) => {
-            let mut cmd = Command::new(path);
-            cmd.args(args)
-                .env("DOCKER_HOST", d.host())
-                .env("DOCKER_CONFIG", d.dir().join("docker-config"))
-                .env_remove("DOCKER_CONTEXT")
-                .env_remove("DOCKER_API_VERSION");
-            cmd
-        }
-    }
-}
-
 fn interactive_session_and_detach(cli: Cli) {
     let d = daemon();
     // run -it --rm: type into the shell, see its answers, exit with a code.
@@ -521,10 +351,10 @@ fn interactive_session_and_detach(cli: Cli) {
         101,
     );
     s.expect(0, "# ");
-    let mark = s.len();
+    let mark = s.output_len();
     s.type_in(b"echo hi-$((1+2))\n");
     s.expect(mark, "hi-3");
-    let mark = s.len();
+    let mark = s.output_len();
     s.type_in(b"stty size\n");
     s.expect(mark, "33 101");
     s.type_in(b"exit 3\n");
@@ -545,10 +375,10 @@ fn interactive_session_and_detach(cli: Cli) {
     assert!(run.status.success(), "{run:?}");
     let mut s = PtySession::spawn(cli_command(&d, &cli, &["attach", "det"]), 33, 101);
     // Attaching prints nothing by itself: the shell's answer shows the stream is connected.
-    let mark = s.len();
+    let mark = s.output_len();
     s.type_in(b"echo attached-$((2+2))\n");
     s.expect(mark, "attached-4");
-    let mark = s.len();
+    let mark = s.output_len();
     s.type_in(b"\x10\x11");
     // As docker attach does: the escape proxy's error, exit status 1.
     s.expect(mark, "read escape sequence");

@@ -4,87 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use berth_e2e::containers::{
+    create, daemon_with_busybox as daemon, demux, inspect, start, until, wait,
+};
+use berth_e2e::require_root;
 use berth_e2e::{Daemon, busybox_archive};
-use serde_json::{Value, json};
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
-/// A daemon with `busybox:latest` loaded.
-fn daemon() -> Daemon {
-    let d = Daemon::start();
-    let r = d.api().post(
-        "/images/load?quiet=1",
-        Some(&busybox_archive("busybox:latest")),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    d
-}
-
-fn create(d: &Daemon, name: Option<&str>, body: Value) -> String {
-    let path = match name {
-        Some(n) => format!("/containers/create?name={n}"),
-        None => "/containers/create".to_string(),
-    };
-    let r = d.api().post(&path, Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["Id"].as_str().unwrap().to_string()
-}
-
-fn start(d: &Daemon, id: &str) {
-    let r = d.api().post(&format!("/containers/{id}/start"), None);
-    assert_eq!(r.status, 204, "{}", r.text());
-}
-
-fn wait(d: &Daemon, id: &str) -> i64 {
-    let r = d.api().post(&format!("/containers/{id}/wait"), None);
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["StatusCode"].as_i64().unwrap()
-}
-
-fn inspect(d: &Daemon, id: &str) -> Value {
-    let r = d.api().get(&format!("/containers/{id}/json"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-/// Demultiplexes a logs/attach body into (stdout, stderr).
-fn demux(body: &[u8]) -> (String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut rest = body;
-    while rest.len() >= 8 {
-        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-        let payload = &rest[8..8 + len];
-        match rest[0] {
-            1 => out.extend_from_slice(payload),
-            2 => err.extend_from_slice(payload),
-            _ => {}
-        }
-        rest = &rest[8 + len..];
-    }
-    (
-        String::from_utf8_lossy(&out).into_owned(),
-        String::from_utf8_lossy(&err).into_owned(),
-    )
-}
-
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use serde_json::json;
 
 #[test]
 fn echo_hello_create_start_wait_logs_inspect_rm() {
