@@ -45,7 +45,7 @@ pub enum ImageCommand {
 pub async fn run(env: &Env, command: ImageCommand) -> Result<()> {
     match command {
         ImageCommand::Ls(args) => list(env, args).await,
-        ImageCommand::Inspect(args) => inspect(env, args, false).await,
+        ImageCommand::Inspect(args) => inspect(env, args).await,
         ImageCommand::History(args) => history(env, args).await,
         ImageCommand::Tag(args) => tag(env, args).await,
         ImageCommand::Rm(args) => remove(env, args).await,
@@ -245,46 +245,19 @@ pub struct InspectArgs {
     /// Format output using a custom template
     #[arg(short, long, value_name = "string")]
     pub format: Option<String>,
-    /// Return JSON for specified type (only "image" is served yet)
-    #[arg(long = "type", value_name = "string")]
-    pub kind: Option<String>,
-    /// Display total file sizes if the type is container
-    #[arg(short, long)]
-    pub size: bool,
     #[arg(required = true, value_name = "NAME|ID")]
     pub names: Vec<String>,
 }
 
-/// `inspect` (generic = true) and `image inspect`: a JSON array indented like docker's, or one
-/// template rendering per object.
-pub async fn inspect(env: &Env, args: InspectArgs, generic: bool) -> Result<()> {
-    const TYPES: &[&str] = &[
-        "config",
-        "container",
-        "image",
-        "network",
-        "node",
-        "plugin",
-        "secret",
-        "service",
-        "task",
-        "volume",
-    ];
-    if let Some(kind) = args.kind.as_deref().filter(|k| !k.is_empty())
-        && !TYPES.contains(&kind)
-    {
-        bail!("{kind:?} is not a valid value for --type");
-    }
-    let only_images = !generic || args.kind.as_deref().is_some_and(|k| k == "image");
+/// `image inspect`: a JSON array indented like docker's, or one template rendering per image.
+/// (The top-level `inspect`, which looks at containers first, is `container::inspect`.)
+pub async fn inspect(env: &Env, args: InspectArgs) -> Result<()> {
     let client = env.client()?;
     let mut raws = Vec::new();
     let mut errors = Vec::new();
     for name in &args.names {
         match client.image_inspect_bytes(name).await {
             Ok(bytes) => raws.push(bytes),
-            Err(e) if e.is_not_found() && !only_images => {
-                errors.push(format!("Error: No such object: {name}"))
-            }
             Err(e @ berth_client::Error::Api(_)) => errors.push(describe_client_error(&e)),
             // A daemon that cannot be reached fails the whole command at once.
             Err(e) => {
