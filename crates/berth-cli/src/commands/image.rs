@@ -15,7 +15,7 @@ use crate::format::progress::ProgressRenderer;
 use crate::format::units::{
     ellipsis, human_duration, human_size, human_size_with_precision, truncate_id,
 };
-use crate::format::{Format, indent_json, render_one};
+use crate::format::{Format, inspect_output};
 use crate::output::{self, StatusError, describe_client_error};
 
 #[derive(Debug, Subcommand)]
@@ -266,28 +266,7 @@ pub async fn inspect(env: &Env, args: InspectArgs) -> Result<()> {
             }
         }
     }
-    match args.format.as_deref().filter(|f| !f.is_empty()) {
-        Some(template) => {
-            let mut text = String::new();
-            for raw in &raws {
-                let value: Value = serde_json::from_slice(raw)
-                    .context("cannot decode the daemon's inspect answer")?;
-                text.push_str(&render_one(template, &value)?);
-            }
-            output::out(&text);
-        }
-        None => {
-            let mut joined = Vec::from(&b"["[..]);
-            for (i, raw) in raws.iter().enumerate() {
-                if i > 0 {
-                    joined.push(b',');
-                }
-                joined.extend_from_slice(raw);
-            }
-            joined.push(b']');
-            output::out(&format!("{}\n", indent_json(&joined)));
-        }
-    }
+    output::out(&inspect_output(&raws, args.format.as_deref())?);
     if errors.is_empty() {
         Ok(())
     } else {

@@ -81,6 +81,34 @@ pub fn render_one(src: &str, value: &Value) -> Result<String, TemplateError> {
     Ok(out)
 }
 
+/// What the inspect commands print for the objects they found: one `--format` rendering per
+/// object, or docker's indented JSON array of the daemon's answers (kept as sent, key order too).
+pub fn inspect_output(raws: &[impl AsRef<[u8]>], template: Option<&str>) -> anyhow::Result<String> {
+    match template.filter(|t| !t.is_empty()) {
+        Some(template) => {
+            let mut text = String::new();
+            for raw in raws {
+                let value: Value = serde_json::from_slice(raw.as_ref()).map_err(|e| {
+                    anyhow::anyhow!("cannot decode the daemon's inspect answer: {e}")
+                })?;
+                text.push_str(&render_one(template, &value)?);
+            }
+            Ok(text)
+        }
+        None => {
+            let mut joined = Vec::from(&b"["[..]);
+            for (i, raw) in raws.iter().enumerate() {
+                if i > 0 {
+                    joined.push(b',');
+                }
+                joined.extend_from_slice(raw.as_ref());
+            }
+            joined.push(b']');
+            Ok(format!("{}\n", indent_json(&joined)))
+        }
+    }
+}
+
 /// Re-indents JSON text with 4 spaces as Go's `json.Indent` does, keeping the original key
 /// order and string escapes (docker's inspect output).
 pub fn indent_json(raw: &[u8]) -> String {
