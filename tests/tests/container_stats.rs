@@ -316,13 +316,16 @@ fn health_checks() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(health(&d, "hc")["Log"].as_array().unwrap().len(), 5);
 
-    let now = std::time::SystemTime::now()
+    // `until` in whole seconds: one second ahead, or an event later in this same second is cut
+    // off (the stream ends once that time has passed).
+    let until_ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_secs()
+        + 1;
     let ev = d
         .api()
-        .get(&format!("/events?since=0&until={now}"))
+        .get(&format!("/events?since=0&until={until_ts}"))
         .json_lines();
     let actions: Vec<&str> = ev
         .iter()
