@@ -359,6 +359,21 @@ impl Default for LogDriverConfig {
     }
 }
 
+/// `max-size` of json-file and local: a size like `10m`; Docker's -1 (or 0) means unlimited.
+fn max_size_opt(v: &str) -> Result<Option<u64>, RuntimeError> {
+    let n = parse_size(v).ok_or_else(|| {
+        RuntimeError::InvalidConfig(format!("invalid value for log opt max-size: {v:?}"))
+    })?;
+    Ok((n > 0).then_some(n as u64))
+}
+
+/// `max-file` of json-file and local: how many files to keep, at least 1.
+fn max_file_opt(v: &str) -> Result<u32, RuntimeError> {
+    v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+        RuntimeError::InvalidConfig(format!("max-file cannot be less than 1 (got {v:?})"))
+    })
+}
+
 impl LogDriverConfig {
     /// Parse Docker's driver name and options. Other drivers are
     /// [`RuntimeError::LogDriverNotSupported`]; bad options are [`RuntimeError::InvalidConfig`].
@@ -370,18 +385,8 @@ impl LogDriverConfig {
                 let mut max_file = 1;
                 for (k, v) in &cfg.opts {
                     match k.as_str() {
-                        "max-size" => {
-                            let n = parse_size(v).ok_or_else(|| {
-                                invalid(format!("invalid value for log opt max-size: {v:?}"))
-                            })?;
-                            // Docker: -1 means unlimited.
-                            max_size = (n > 0).then_some(n as u64);
-                        }
-                        "max-file" => {
-                            max_file = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                                invalid(format!("max-file cannot be less than 1 (got {v:?})"))
-                            })?;
-                        }
+                        "max-size" => max_size = max_size_opt(v)?,
+                        "max-file" => max_file = max_file_opt(v)?,
                         "compress" if v == "false" => {}
                         "compress" => {
                             return Err(RuntimeError::LogDriverNotSupported {
@@ -408,17 +413,8 @@ impl LogDriverConfig {
                 let mut max_file = LOCAL_DEFAULT_MAX_FILE;
                 for (k, v) in &cfg.opts {
                     match k.as_str() {
-                        "max-size" => {
-                            let n = parse_size(v).ok_or_else(|| {
-                                invalid(format!("invalid value for log opt max-size: {v:?}"))
-                            })?;
-                            max_size = (n > 0).then_some(n as u64);
-                        }
-                        "max-file" => {
-                            max_file = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                                invalid(format!("max-file cannot be less than 1 (got {v:?})"))
-                            })?;
-                        }
+                        "max-size" => max_size = max_size_opt(v)?,
+                        "max-file" => max_file = max_file_opt(v)?,
                         "compress" => match v.parse::<bool>() {
                             Ok(false) => {}
                             // Rotated files are not gzipped yet; refuse rather than
