@@ -439,33 +439,48 @@ pub(crate) fn pty_io(listener: &UnixListener, with_stdin: bool) -> std::io::Resu
     })
 }
 
+/// The stdio libcontainer gives a new process (a container's init or an exec): with a tty, a
+/// console socket on which the pty master arrives after `build()`; otherwise three pipes whose
+/// far ends the shim keeps (stdin only when the process reads it).
+fn embedded_stdio(
+    builder: ContainerBuilder,
+    tty: bool,
+    keep_stdin: bool,
+    console_path: &Path,
+) -> Result<(ContainerBuilder, ProcIo, Option<UnixListener>), RuntimeError> {
+    let mut io = ProcIo::default();
+    if tty {
+        let _ = std::fs::remove_file(console_path);
+        let console = bind_long(console_path).map_err(io_err("bind", console_path))?;
+        return Ok((
+            builder.with_console_socket(Some(console_path)),
+            io,
+            Some(console),
+        ));
+    }
+    let (in_r, in_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let builder = builder
+        .with_stdin(OwnedFd::from(in_r))
+        .with_stdout(OwnedFd::from(out_w))
+        .with_stderr(OwnedFd::from(err_w));
+    io.out = Some(out_r);
+    io.err = Some(err_r);
+    io.stdin = keep_stdin.then_some(in_w);
+    Ok((builder, io, None))
+}
+
 /// Create the container with the embedded libcontainer: the init is held before exec.
 fn create_embedded(
     bundle: &Bundle,
     cfg: &ShimConfig,
     console_path: &Path,
 ) -> Result<(Driver, Pid, ProcIo, Option<UnixListener>), RuntimeError> {
-    let mut builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+    let builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(bundle.runtime_root())
         .map_err(|e| create_err(&cfg.id, &e))?;
-    let mut console = None;
-    let mut io = ProcIo::default();
-    if cfg.tty {
-        let _ = std::fs::remove_file(console_path);
-        console = Some(bind_long(console_path).map_err(io_err("bind", console_path))?);
-        builder = builder.with_console_socket(Some(console_path));
-    } else {
-        let (in_r, in_w) = pipe()?;
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        builder = builder
-            .with_stdin(OwnedFd::from(in_r))
-            .with_stdout(OwnedFd::from(out_w))
-            .with_stderr(OwnedFd::from(err_w));
-        io.out = Some(out_r);
-        io.err = Some(err_r);
-        io.stdin = cfg.open_stdin.then_some(in_w);
-    }
+    let (builder, io, console) = embedded_stdio(builder, cfg.tty, cfg.open_stdin, console_path)?;
 
     // The container's init is cloned from this process during build(): it must inherit
     // default signal dispositions and an empty signal mask (SIGCHLD is not blocked yet).
@@ -1211,31 +1226,14 @@ impl Supervisor {
         sys_admin: bool,
     ) -> Result<(Pid, ProcIo), RuntimeError> {
         let id = self.id.clone();
-        let mut builder = ContainerBuilder::new(id.clone(), SyscallType::default())
+        let builder = ContainerBuilder::new(id.clone(), SyscallType::default())
             .with_root_path(self.bundle.runtime_root())
             .map_err(|e| create_err(&id, &e))?
             .with_executor(SeccompExecutor {
                 seccomp: self.seccomp.clone(),
                 sys_admin,
             });
-        let mut io = ProcIo::default();
-        let mut console = None;
-        if cfg.tty {
-            let _ = std::fs::remove_file(console_path);
-            console = Some(bind_long(console_path).map_err(io_err("bind", console_path))?);
-            builder = builder.with_console_socket(Some(console_path));
-        } else {
-            let (in_r, in_w) = pipe()?;
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            builder = builder
-                .with_stdin(OwnedFd::from(in_r))
-                .with_stdout(OwnedFd::from(out_w))
-                .with_stderr(OwnedFd::from(err_w));
-            io.out = Some(out_r);
-            io.err = Some(err_r);
-            io.stdin = cfg.stdin.then_some(in_w);
-        }
+        let (builder, mut io, console) = embedded_stdio(builder, cfg.tty, cfg.stdin, console_path)?;
         let built = with_child_signal_state(|| {
             builder
                 .as_tenant()
