@@ -552,23 +552,19 @@ pub async fn start(env: &Env, args: StartArgs) -> Result<()> {
             drop(raw);
             return Err(StatusError::error(1, describe_client_error(&e)));
         }
-        let resize = (tty && std::io::stdout().is_terminal()).then(|| {
-            session::monitor_size(client.clone(), ResizeTarget::Container(info.id.clone()))
-        });
-        let signals = (!tty).then(|| session::proxy_signals(client.clone(), info.id.clone()));
-        let end = session::run_session(
+        let end = session::interact(
+            &client,
+            ResizeTarget::Container(info.id.clone()),
             hijacked,
             SessionOptions {
                 stdin,
                 tty,
                 detach_keys: if stdin { keys } else { Vec::new() },
             },
+            (!tty).then(|| info.id.clone()),
+            raw,
         )
         .await;
-        drop(raw);
-        for task in [resize, signals].into_iter().flatten() {
-            task.abort();
-        }
         return match end? {
             SessionEnd::Detached => Ok(()),
             SessionEnd::Ended => exit_with(waiter.result().await?.status_code),
@@ -963,23 +959,19 @@ pub async fn attach(env: &Env, args: AttachArgs) -> Result<()> {
     } else {
         None
     };
-    let resize = (tty && std::io::stdout().is_terminal())
-        .then(|| session::monitor_size(client.clone(), ResizeTarget::Container(info.id.clone())));
-    let signals =
-        (args.sig_proxy && !tty).then(|| session::proxy_signals(client.clone(), info.id.clone()));
-    let end = session::run_session(
+    let end = session::interact(
+        &client,
+        ResizeTarget::Container(info.id.clone()),
         hijacked,
         SessionOptions {
             stdin,
             tty,
             detach_keys: if stdin { keys } else { Vec::new() },
         },
+        (args.sig_proxy && !tty).then(|| info.id.clone()),
+        raw,
     )
     .await;
-    drop(raw);
-    for task in [resize, signals].into_iter().flatten() {
-        task.abort();
-    }
     match end? {
         // docker attach reports a detach as its escape proxy's error, and exits 1.
         SessionEnd::Detached => Err(StatusError::error(1, "read escape sequence")),
@@ -1319,21 +1311,19 @@ pub async fn exec(env: &Env, args: ExecArgs) -> Result<()> {
             return Err(StatusError::error(1, describe_client_error(&e)));
         }
     };
-    let resize = (args.tty && std::io::stdout().is_terminal())
-        .then(|| session::monitor_size(client.clone(), ResizeTarget::Exec(id.clone())));
-    let end = session::run_session(
+    let end = session::interact(
+        &client,
+        ResizeTarget::Exec(id.clone()),
         hijacked,
         SessionOptions {
             stdin,
             tty: args.tty,
             detach_keys: if stdin { keys } else { Vec::new() },
         },
+        None,
+        raw,
     )
     .await;
-    drop(raw);
-    if let Some(task) = resize {
-        task.abort();
-    }
     if end? == SessionEnd::Detached {
         return Ok(());
     }

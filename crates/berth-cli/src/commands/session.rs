@@ -308,6 +308,28 @@ fn write_out(kind: StreamKind, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
+/// An interactive session with a container or an exec: follows the local terminal's size when
+/// there is a tty, forwards signals to `proxy_signals_to` when given, runs the session, then
+/// stops those helpers and restores the local terminal (`raw`), on every path.
+pub async fn interact(
+    client: &Client,
+    target: ResizeTarget,
+    hijacked: Hijacked,
+    options: SessionOptions,
+    proxy_signals_to: Option<String>,
+    raw: Option<RawTerminal>,
+) -> Result<SessionEnd> {
+    let resize = (options.tty && std::io::stdout().is_terminal())
+        .then(|| monitor_size(client.clone(), target));
+    let signals = proxy_signals_to.map(|container| proxy_signals(client.clone(), container));
+    let end = run_session(hijacked, options).await;
+    drop(raw);
+    for task in [resize, signals].into_iter().flatten() {
+        task.abort();
+    }
+    end
+}
+
 /// Joins local stdio and the hijacked connection until the output ends or the user detaches.
 /// When stdin ends, the connection's write side is shut down and output keeps flowing.
 pub async fn run_session(hijacked: Hijacked, options: SessionOptions) -> Result<SessionEnd> {
