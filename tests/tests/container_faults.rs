@@ -338,6 +338,117 @@ fn a_default_container_is_confined() {
         ])
         .success();
     assert_eq!(out.stdout, "tmpfs\n");
+
+    // A privileged container sees the host's device nodes, a default one does not.
+    let host_dev = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            use std::os::unix::fs::FileTypeExt;
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device())
+                && !name.starts_with("loop")
+        })
+        .or_else(|| Some(PathBuf::from("/dev/loop-control")).filter(|p| p.exists()));
+    if let Some(dev) = host_dev {
+        let dev = dev.to_string_lossy().into_owned();
+        let test = format!("test -b {dev} || test -c {dev}");
+        d.berth(&["run", "--rm", "--privileged", "busybox", "sh", "-c", &test])
+            .success();
+        d.berth(&["run", "--rm", "busybox", "sh", "-c", &test])
+            .failure();
+    }
+}
+
+#[test]
+fn ipc_modes_share_dev_shm_only_with_shareable_donors() {
+    require_root!();
+    let d = daemon();
+    d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "donor",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-donor > /dev/shm/note; sleep 600",
+    ])
+    .success();
+    d.berth(&["run", "-d", "--name", "private", "busybox", "sleep", "600"])
+        .success();
+    until("the donor writes its note", || {
+        d.berth(&["exec", "donor", "cat", "/dev/shm/note"]).code == 0
+    });
+    // A joiner shares the donor's IPC namespace and its /dev/shm.
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--ipc",
+            "container:donor",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /dev/shm/note; readlink /proc/self/ns/ipc",
+        ])
+        .success();
+    let donor_ns = d
+        .berth(&["exec", "donor", "readlink", "/proc/self/ns/ipc"])
+        .success()
+        .stdout;
+    assert_eq!(out.stdout, format!("from-donor\n{donor_ns}"));
+    // A private container cannot be joined.
+    let err = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--ipc",
+            "container:private",
+            "busybox",
+            "true",
+        ])
+        .failure();
+    assert!(err.stderr.contains("non-shareable IPC"), "{}", err.stderr);
+    // `none`: no /dev/shm at all; a made-up mode is refused at create.
+    d.berth(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "! grep -q ' /dev/shm ' /proc/mounts",
+    ])
+    .success();
+    let err = d
+        .berth(&["create", "--ipc", "bogus", "busybox", "true"])
+        .failure();
+    assert!(
+        err.stderr.contains("invalid IPC mode: bogus"),
+        "{}",
+        err.stderr
+    );
+    // The donor's host-side /dev/shm goes away with it.
+    let id = inspect(&d, "donor")["Id"].as_str().unwrap().to_string();
+    let shm = d
+        .data_root()
+        .join("containers")
+        .join(&id)
+        .join("mounts/shm");
+    assert!(berth_runtime_is_mounted(&shm));
+    d.berth(&["rm", "-f", "donor", "private"]).success();
+    assert!(!berth_runtime_is_mounted(&shm));
+}
+
+fn berth_runtime_is_mounted(p: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
 }
 
 // ---- interactive sessions through a pseudo-terminal ----------------------------------------

@@ -149,6 +149,8 @@ fn docker_stats_and_update() {
     assert!(cols[2].ends_with("/ 256MiB"), "{out}");
     assert!(cols[6] == "2" || cols[6] == "3", "{out}");
 
+    // As Docker records it: a memory limit without a swap limit allows as much swap again.
+    assert_eq!(inspect(&d, "web")["HostConfig"]["MemorySwap"], 512u64 << 20);
     // docker update: Docker's rule on memory without swap, then the requested update.
     let err = d
         .docker(&["update", "--memory", "600m", "web"])

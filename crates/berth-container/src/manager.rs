@@ -368,6 +368,7 @@ impl Containers {
                     }
                 }
                 let _ = rootfs::unmount(&c.paths.rootfs());
+                let _ = rootfs::unmount(&c.paths.shm());
                 let (code, finished, oom) = match exit {
                     Some(e) => (
                         e.exit_code as i64,
@@ -670,28 +671,64 @@ impl Containers {
         let image = self.inner.images.get(&r.image_id)?;
         let layers = self.inner.images.layer_dirs(&image.id)?;
         let root = rootfs::mount_overlay(&layers, &c.paths.dir)?;
-        let result = self.run_config(&r, &c.paths, &root).and_then(|cfg| {
-            let _ = std::fs::remove_file(Bundle::new(&c.paths.dir).exit_path());
-            Bundle::new(&c.paths.dir).write(&cfg, &RealHost)?;
-            let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&c.pending));
-            if pending.is_empty() {
-                return Ok(Shim::spawn(&c.paths.dir, &self.inner.opts.shim_binary)?);
-            }
-            // Clients attached before start see all the output: create, attach, start.
-            let h = Shim::create(&c.paths.dir, &self.inner.opts.shim_binary)?;
-            for p in pending {
-                let _ = p.tx.send(h.attach(p.stdin, p.stdout, p.stderr));
-            }
-            if let Err(e) = h.start() {
-                let _ = h.kill(9);
-                return Err(e.into());
-            }
-            Ok(h)
-        });
+        let result = self
+            .prepare_ipc(&r, &c.paths)
+            .and_then(|()| self.run_config(&r, &c.paths, &root))
+            .and_then(|cfg| {
+                let _ = std::fs::remove_file(Bundle::new(&c.paths.dir).exit_path());
+                Bundle::new(&c.paths.dir).write(&cfg, &RealHost)?;
+                let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&c.pending));
+                if pending.is_empty() {
+                    return Ok(Shim::spawn(&c.paths.dir, &self.inner.opts.shim_binary)?);
+                }
+                // Clients attached before start see all the output: create, attach, start.
+                let h = Shim::create(&c.paths.dir, &self.inner.opts.shim_binary)?;
+                for p in pending {
+                    let _ = p.tx.send(h.attach(p.stdin, p.stdout, p.stderr));
+                }
+                if let Err(e) = h.start() {
+                    let _ = h.kill(9);
+                    return Err(e.into());
+                }
+                Ok(h)
+            });
         if result.is_err() {
             let _ = rootfs::unmount(&root);
+            let _ = rootfs::unmount(&c.paths.shm());
         }
         result
+    }
+
+    /// `--ipc shareable` keeps `/dev/shm` on the host side so other containers can join it.
+    fn prepare_ipc(&self, r: &Record, paths: &Paths) -> Result<()> {
+        if r.host_config.ipc_mode == "shareable" {
+            let size = if r.host_config.shm_size > 0 {
+                r.host_config.shm_size as u64
+            } else {
+                berth_runtime::spec::DEFAULT_SHM_SIZE
+            };
+            rootfs::mount_shm(&paths.shm(), size)?;
+        }
+        Ok(())
+    }
+
+    /// The `/dev/shm` a container gets for its IPC mode: `None` keeps the runtime's own.
+    fn ipc_shm(&self, r: &Record, paths: &Paths) -> Result<Option<PathBuf>> {
+        let mode = r.host_config.ipc_mode.as_str();
+        if mode == "shareable" {
+            return Ok(Some(paths.shm()));
+        }
+        let Some(target) = mode.strip_prefix("container:") else {
+            return Ok(None);
+        };
+        let donor = self.get(target)?;
+        match donor.record().host_config.ipc_mode.as_str() {
+            "shareable" => Ok(Some(donor.paths.shm())),
+            "host" => Ok(Some(PathBuf::from("/dev/shm"))),
+            _ => Err(invalid(
+                "non-shareable IPC (hint: use IpcMode:shareable for the donor container)",
+            )),
+        }
     }
 
     fn namespace(&self, mode: &str, kind: &str) -> Result<NamespaceMode> {
@@ -734,6 +771,16 @@ impl Containers {
             net,
         };
         let (mut mounts, _) = merge::mounts(h)?;
+        if let Some(shm) = self.ipc_shm(r, paths)?
+            && !mounts.iter().any(|m| m.destination == "/dev/shm")
+        {
+            mounts.push(MountSpec {
+                destination: "/dev/shm".into(),
+                kind: MountKind::Bind { source: shm },
+                readonly: false,
+                options: vec!["rprivate".into()],
+            });
+        }
         for (file, dest) in [
             (paths.hostname(), "/etc/hostname"),
             (paths.hosts(), "/etc/hosts"),
@@ -826,6 +873,7 @@ impl Containers {
             namespaces,
             resources,
             shm_size: (h.shm_size > 0).then_some(h.shm_size as u64),
+            no_dev_shm: h.ipc_mode == "none",
             mounts,
             devices,
             ulimits,
@@ -895,8 +943,12 @@ impl Containers {
             ),
             Err(e) => (255, Utc::now(), false, e.to_string()),
         };
-        let rootfs_dir = c.paths.rootfs();
-        let _ = blocking(move || rootfs::unmount(&rootfs_dir)).await;
+        let paths = c.paths.clone();
+        let _ = blocking(move || {
+            let _ = rootfs::unmount(&paths.rootfs());
+            let _ = rootfs::unmount(&paths.shm());
+        })
+        .await;
         *lock(&c.shim) = None;
         self.stop_health(&c);
         let r = match c.update(|r| {
@@ -1165,6 +1217,7 @@ impl Containers {
         let cg = self.cgroup_path(&r);
         blocking(move || {
             let _ = rootfs::unmount(&paths.rootfs());
+            let _ = rootfs::unmount(&paths.shm());
             cgroup::remove(&cg);
             std::fs::remove_dir_all(&paths.dir)
                 .map_err(|e| ContainerError::io("remove", &paths.dir, e))

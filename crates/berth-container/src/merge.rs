@@ -193,6 +193,11 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
             )));
         }
     }
+    match h.ipc_mode.as_str() {
+        "" | "private" | "shareable" | "host" | "none" => {}
+        m if m.starts_with("container:") => {}
+        m => return Err(invalid(format!("invalid IPC mode: {m}"))),
+    }
     for mode in [&h.pid_mode, &h.ipc_mode, &h.uts_mode] {
         if let Some(target) = mode.strip_prefix("container:")
             && target.is_empty()
@@ -222,6 +227,11 @@ pub fn fill_host_defaults(h: &mut HostConfig, cgroup_v1: bool) {
     }
     if h.shm_size == 0 {
         h.shm_size = DEFAULT_SHM_SIZE;
+    }
+    // Docker records the swap it will apply: a memory limit without a swap limit allows as
+    // much swap again.
+    if h.resources.memory > 0 && h.resources.memory_swap == 0 {
+        h.resources.memory_swap = h.resources.memory * 2;
     }
     if h.ipc_mode.is_empty() {
         h.ipc_mode = "private".into();

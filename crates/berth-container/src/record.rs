@@ -130,6 +130,11 @@ impl Paths {
     pub fn resolv_conf(&self) -> PathBuf {
         self.dir.join("resolv.conf")
     }
+    /// The host-side `/dev/shm` of a container with `--ipc shareable`, which containers
+    /// joining its IPC namespace bind as well.
+    pub fn shm(&self) -> PathBuf {
+        self.dir.join("mounts").join("shm")
+    }
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
     }

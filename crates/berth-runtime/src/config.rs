@@ -54,6 +54,8 @@ pub struct ContainerRunConfig {
     pub resources: Resources,
     /// Size of `/dev/shm` in bytes; `None` means Docker's 64 MiB.
     pub shm_size: Option<u64>,
+    /// `--ipc none`: the container gets no `/dev/shm` at all.
+    pub no_dev_shm: bool,
     /// Extra mounts (binds, tmpfs), applied after the default mounts; a mount on the same
     /// destination as a default mount replaces it.
     pub mounts: Vec<MountSpec>,

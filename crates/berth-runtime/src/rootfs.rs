@@ -150,6 +150,25 @@ pub fn unmount(rootfs: &Path) -> Result<()> {
     }
 }
 
+/// Mounts a tmpfs of `size` bytes at `path` (created if missing) for a `/dev/shm` that lives
+/// outside the container, so that other containers can share it (`--ipc shareable`).
+/// Already mounted is fine: a restart of the container reuses it.
+pub fn mount_shm(path: &Path, size: u64) -> Result<()> {
+    if is_mounted(path) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path).map_err(|e| RuntimeError::io("create", path, e))?;
+    let data = CString::new(format!("mode=1777,size={size}")).expect("no NUL in tmpfs options");
+    rustix::mount::mount(
+        "shm",
+        path,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        data.as_c_str(),
+    )
+    .map_err(|e| RuntimeError::io("mount shm tmpfs", path, e.into()))
+}
+
 /// Whether `path` is a mountpoint in this process's mount namespace.
 pub fn is_mounted(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {

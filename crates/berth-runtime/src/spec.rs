@@ -141,6 +141,47 @@ pub trait HostProbe {
     fn bounding_set(&self) -> Option<u64> {
         None
     }
+    /// Every device node of the host's `/dev`, which `--privileged` passes into the container.
+    fn host_devices(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+}
+
+/// Directories under `/dev` whose nodes are not the host's devices (or are set up per
+/// container), skipped as Docker skips them for `--privileged`.
+const HOST_DEV_SKIP_DIRS: &[&str] = &["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+
+/// Devices every container gets anyway; listing them again would make the runtime create
+/// them twice.
+const DEFAULT_DEVICE_PATHS: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/console",
+    "/dev/ptmx",
+];
+
+fn walk_devices(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        let path = e.path();
+        if ft.is_dir() {
+            let name = e.file_name();
+            if !HOST_DEV_SKIP_DIRS.iter().any(|s| name == *s) {
+                walk_devices(&path, out);
+            }
+        } else if (ft.is_char_device() || ft.is_block_device())
+            && !DEFAULT_DEVICE_PATHS.iter().any(|d| path == Path::new(d))
+        {
+            out.push(path);
+        }
+    }
 }
 
 /// This process's capability bounding set (`CapBnd` in `/proc/self/status`).
@@ -185,6 +226,13 @@ impl HostProbe for RealHost {
         own_bounding_set()
     }
 
+    fn host_devices(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk_devices(Path::new("/dev"), &mut out);
+        out.sort();
+        out
+    }
+
     fn device(&self, path: &Path) -> io::Result<HostDevice> {
         let md = std::fs::metadata(path)?;
         let ft = md.file_type();
@@ -204,6 +252,22 @@ impl HostProbe for RealHost {
             gid: md.gid(),
         })
     }
+}
+
+fn linux_device(path: PathBuf, info: &HostDevice) -> LinuxDevice {
+    let mut dev = LinuxDevice::default();
+    dev.set_path(path);
+    dev.set_typ(if info.block {
+        LinuxDeviceType::B
+    } else {
+        LinuxDeviceType::C
+    });
+    dev.set_major(info.major);
+    dev.set_minor(info.minor);
+    dev.set_file_mode(Some(info.mode));
+    dev.set_uid(Some(info.uid));
+    dev.set_gid(Some(info.gid));
+    dev
 }
 
 fn invalid(msg: impl Into<String>) -> RuntimeError {
@@ -331,7 +395,9 @@ fn default_mounts(cfg: &ContainerRunConfig) -> Vec<Mount> {
             &["nosuid", "noexec", "nodev"],
         ),
     ];
-    if cfg.namespaces.ipc == NamespaceMode::Host {
+    if cfg.no_dev_shm {
+        // `--ipc none`: nothing at /dev/shm.
+    } else if cfg.namespaces.ipc == NamespaceMode::Host {
         mounts.push(mount(
             "/dev/shm",
             "bind",
@@ -453,6 +519,23 @@ fn resources(
     } else {
         default_device_rules()
     };
+    if cfg.privileged {
+        // Docker gives a privileged container the host's device nodes; explicit `--device`
+        // entries (below) take precedence for the same path.
+        for path in host.host_devices() {
+            if cfg
+                .devices
+                .iter()
+                .any(|d| d.path_on_host == path && d.path_in_container.is_empty())
+            {
+                continue;
+            }
+            // A node that vanished since the walk is simply not passed.
+            if let Ok(info) = host.device(&path) {
+                devices.push(linux_device(path, &info));
+            }
+        }
+    }
     for d in &cfg.devices {
         let info = host.device(&d.path_on_host).map_err(|e| {
             invalid(format!(
@@ -488,15 +571,7 @@ fn resources(
         } else {
             PathBuf::from(&d.path_in_container)
         };
-        let mut dev = LinuxDevice::default();
-        dev.set_path(path);
-        dev.set_typ(typ);
-        dev.set_major(info.major);
-        dev.set_minor(info.minor);
-        dev.set_file_mode(Some(info.mode));
-        dev.set_uid(Some(info.uid));
-        dev.set_gid(Some(info.gid));
-        devices.push(dev);
+        devices.push(linux_device(path, &info));
     }
     res.set_devices(Some(rules));
 
@@ -788,6 +863,9 @@ mod tests {
         fn arch(&self) -> &str {
             "amd64"
         }
+        fn host_devices(&self) -> Vec<PathBuf> {
+            vec![PathBuf::from("/dev/fuse")]
+        }
         fn device(&self, path: &Path) -> io::Result<HostDevice> {
             if path == Path::new("/dev/fuse") {
                 Ok(HostDevice {
@@ -975,6 +1053,13 @@ mod tests {
         assert_eq!(rules.len(), 1);
         assert!(rules[0].allow());
         assert_eq!(rules[0].typ(), Some(LinuxDeviceType::A));
+        // The host's device nodes come along.
+        let devices = linux.devices().clone().unwrap();
+        assert!(
+            devices
+                .iter()
+                .any(|d| d.path() == Path::new("/dev/fuse") && d.major() == 10)
+        );
         let sys = spec
             .mounts()
             .as_ref()
@@ -1108,6 +1193,21 @@ mod tests {
             ..Default::default()
         };
         assert!(generate(&cfg, &FakeHost).is_err());
+    }
+
+    #[test]
+    fn ipc_none_has_no_dev_shm() {
+        let mut cfg = base();
+        cfg.no_dev_shm = true;
+        let spec = make(&cfg);
+        assert!(
+            !spec
+                .mounts()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.destination() == Path::new("/dev/shm"))
+        );
     }
 
     #[test]
