@@ -339,6 +339,21 @@ fn health_checks() {
         actions,
         ["health_status: unhealthy", "health_status: healthy"]
     );
+    // Every probe is an exec in the event stream too, with its exit code.
+    let dies: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["Actor"]["Attributes"]["name"] == "hc")
+        .filter(|e| {
+            e["Action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("exec_die: "))
+        })
+        .collect();
+    assert!(dies.len() >= 5, "{dies:?}");
+    assert!(
+        dies.iter()
+            .all(|e| e["Actor"]["Attributes"]["execID"].is_string())
+    );
 
     // Timeouts fail with -1; start interval during the start period.
     docker(

@@ -217,9 +217,12 @@ fn result(start: DateTime<Utc>, exit_code: i64, output: String) -> HealthcheckRe
 
 /// Runs one probe through the shim; a probe that cannot start or outlives its timeout is a
 /// failure with exit code -1.
-async fn run_probe(shim: ShimHandle, probe: &Probe) -> (DateTime<Utc>, HealthcheckResult) {
+async fn run_probe(
+    shim: ShimHandle,
+    probe: &Probe,
+    exec_id: String,
+) -> (DateTime<Utc>, HealthcheckResult) {
     let start = Utc::now();
-    let exec_id = format!("health-{}", &names::new_id()[..16]);
     let cfg = ExecConfig {
         exec_id: exec_id.clone(),
         args: probe.cmd.clone(),
@@ -293,10 +296,21 @@ async fn monitor(me: Containers, c: Arc<Container>, probe: Probe, mut stop: ones
             continue;
         }
         let Some(shim) = c.shim_handle() else { return };
+        // Probes are execs, and Docker reports them as such in the event stream.
+        let exec_id = names::new_id();
+        let cmd = probe.cmd.join(" ");
+        let id_attr = [("execID", exec_id.clone())];
+        me.event(&c, &format!("exec_create: {cmd}"), &id_attr);
+        me.event(&c, &format!("exec_start: {cmd}"), &id_attr);
         let (start, res) = tokio::select! {
             _ = &mut stop => return,
-            r = run_probe(shim, &probe) => r,
+            r = run_probe(shim, &probe, exec_id.clone()) => r,
         };
+        me.event(
+            &c,
+            &format!("exec_die: {cmd}"),
+            &[("execID", exec_id), ("exitCode", res.exit_code.to_string())],
+        );
         if res.exit_code != 0 {
             tracing::debug!(id = %c.id(), output = %res.output, "health check failed");
         }
