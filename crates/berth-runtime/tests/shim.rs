@@ -1258,13 +1258,16 @@ fn runc_missing_command_is_not_found() {
 fn runc_tty_output_goes_through_the_pty() {
     require_runc!();
     let mut fx = Fixture::new();
-    let mut cfg = fx.runc_config("rctty", &["sh", "-c", "test -t 1 && echo is-a-tty"]);
+    // A long id puts the console socket's full path beyond what a socket address may hold (as
+    // a long data root does); runc must still reach it.
+    let id = format!("rctty{}", "0".repeat(95));
+    let mut cfg = fx.runc_config(&id, &["sh", "-c", "test -t 1 && echo is-a-tty"]);
     cfg.tty = true;
     let h = fx.spawn(&cfg).unwrap();
     assert_eq!(h.wait().unwrap().exit_code, 0);
-    assert_eq!(fx.stdout("rctty").trim(), "is-a-tty");
+    assert_eq!(fx.stdout(&id).trim(), "is-a-tty");
     std::thread::sleep(Duration::from_millis(50));
-    fx.assert_runc_cleaned("rctty");
+    fx.assert_runc_cleaned(&id);
 }
 
 #[test]

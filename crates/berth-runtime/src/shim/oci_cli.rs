@@ -127,7 +127,7 @@ impl OciCli {
             console = Some(
                 bind_long(console_path).map_err(|e| RuntimeError::io("bind", console_path, e))?,
             );
-            cmd.arg("--console-socket").arg(console_path);
+            console_socket_arg(&mut cmd, console_path);
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
@@ -200,7 +200,7 @@ impl OciCli {
             console = Some(
                 bind_long(console_path).map_err(|e| RuntimeError::io("bind", console_path, e))?,
             );
-            cmd.arg("--console-socket").arg(console_path);
+            console_socket_arg(&mut cmd, console_path);
             quiet(&mut cmd);
         } else {
             let (in_r, in_w) = pipe()?;
@@ -281,5 +281,18 @@ mod tests {
         assert!(matches!(e, RuntimeError::ExecutableNotRunnable { name } if name == "/etc"));
         let e = runtime_error("c", "container_linux.go: something else".into());
         assert!(matches!(e, RuntimeError::Create { .. }));
+    }
+}
+
+/// Passes the console socket to the runtime by a name relative to its working directory: a
+/// socket path is limited to 108 bytes, which a long data root exceeds.
+fn console_socket_arg(cmd: &mut Command, console_path: &Path) {
+    match (console_path.parent(), console_path.file_name()) {
+        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => {
+            cmd.current_dir(dir).arg("--console-socket").arg(name);
+        }
+        _ => {
+            cmd.arg("--console-socket").arg(console_path);
+        }
     }
 }
