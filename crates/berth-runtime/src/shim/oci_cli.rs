@@ -263,6 +263,19 @@ fn runtime_error(id: &str, message: String) -> RuntimeError {
     }
 }
 
+/// Passes the console socket to the runtime by a name relative to its working directory: a
+/// socket path is limited to 108 bytes, which a long data root exceeds.
+fn console_socket_arg(cmd: &mut Command, console_path: &Path) {
+    match (console_path.parent(), console_path.file_name()) {
+        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => {
+            cmd.current_dir(dir).arg("--console-socket").arg(name);
+        }
+        _ => {
+            cmd.arg("--console-socket").arg(console_path);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,18 +294,5 @@ mod tests {
         assert!(matches!(e, RuntimeError::ExecutableNotRunnable { name } if name == "/etc"));
         let e = runtime_error("c", "container_linux.go: something else".into());
         assert!(matches!(e, RuntimeError::Create { .. }));
-    }
-}
-
-/// Passes the console socket to the runtime by a name relative to its working directory: a
-/// socket path is limited to 108 bytes, which a long data root exceeds.
-fn console_socket_arg(cmd: &mut Command, console_path: &Path) {
-    match (console_path.parent(), console_path.file_name()) {
-        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => {
-            cmd.current_dir(dir).arg("--console-socket").arg(name);
-        }
-        _ => {
-            cmd.arg("--console-socket").arg(console_path);
-        }
     }
 }
