@@ -17,6 +17,9 @@ pub enum VolumeError {
     /// The volume is in a state that forbids the operation (409).
     #[error("{0}")]
     Conflict(String),
+    /// Looking up something else failed (the container of a `--volumes-from`).
+    #[error("{1}")]
+    Lookup(ErrorKind, String),
     /// A file or mount operation on a named path failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -37,6 +40,7 @@ impl VolumeError {
             VolumeError::NotFound(_) => ErrorKind::NotFound,
             VolumeError::Invalid(_) => ErrorKind::InvalidArgument,
             VolumeError::Conflict(_) => ErrorKind::Conflict,
+            VolumeError::Lookup(kind, _) => *kind,
             VolumeError::Io { .. } => ErrorKind::Internal,
         }
     }
