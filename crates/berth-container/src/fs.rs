@@ -219,13 +219,8 @@ impl Containers {
         body: Arc<std::sync::Mutex<Box<dyn Read + Send>>>,
     ) -> Result<()> {
         let c = self.get(key)?;
-        if c.record().host_config.readonly_rootfs {
-            return Err(ContainerError::Internal(
-                "container rootfs is marked read-only".into(),
-            ));
-        }
         let key = key.to_string();
-        self.with_root_mounts(&c, move |root, _| {
+        self.with_root_mounts(&c, move |root, r| {
             let (comps, _) = split_container_path(&req.path);
             let resolved =
                 resolve(root, &comps, true).map_err(|e| path_error(e, &req.path, &key))?;
@@ -238,6 +233,24 @@ impl Containers {
                 Err(e) => return Err(path_error(e, &req.path, &key)),
             }
             let dest = format!("/{}", String::from_utf8_lossy(&resolved.join(&b'/')));
+            // Docker's rules: a read-only volume refuses, a volume of a read-only root accepts.
+            let mounts = crate::volumes::entries(r);
+            let in_mount = mounts
+                .iter()
+                .filter(|m| {
+                    dest == m.destination
+                        || dest.starts_with(&format!("{}/", m.destination.trim_end_matches('/')))
+                })
+                .max_by_key(|m| m.destination.len());
+            match in_mount {
+                Some(m) if !m.rw => return Err(invalid("mounted volume is marked read-only")),
+                None if r.host_config.readonly_rootfs => {
+                    return Err(ContainerError::Internal(
+                        "container rootfs is marked read-only".into(),
+                    ));
+                }
+                _ => {}
+            }
             let opts = ExtractOptions {
                 owner: (!req.copy_uid_gid).then_some((0, 0)),
                 no_overwrite_dir_non_dir: req.no_overwrite_dir_non_dir,

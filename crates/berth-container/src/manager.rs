@@ -646,6 +646,7 @@ impl Containers {
                 } as i64;
                 let msg = e.to_string();
                 lock(&c.pending).clear();
+                self.release_volumes(c, false).await;
                 let _ = c.update(|r| {
                     r.state.error = msg.clone();
                     r.state.exit_code = code;

@@ -429,6 +429,12 @@ impl crate::Containers {
     /// After a container stopped: `unmount` events, and volumes with driver options that no
     /// running container uses any more are unmounted.
     pub(crate) async fn volumes_unmounted(&self, c: &crate::Container) {
+        self.release_volumes(c, true).await;
+    }
+
+    /// Volumes with driver options that no running container uses any more are unmounted;
+    /// `events` sends the `unmount` events of a container that ran.
+    pub(crate) async fn release_volumes(&self, c: &crate::Container, events: bool) {
         let r = c.record();
         let names: Vec<String> = volume_names(&r).collect();
         if names.is_empty() {
@@ -441,15 +447,17 @@ impl crate::Containers {
             .filter(|o| o.id != r.id && o.state.status.is_running())
             .collect();
         for name in names {
-            self.volume_event(
-                "unmount",
-                &name,
-                [
-                    ("container".into(), r.id.clone()),
-                    ("driver".into(), "local".into()),
-                ]
-                .into(),
-            );
+            if events {
+                self.volume_event(
+                    "unmount",
+                    &name,
+                    [
+                        ("container".into(), r.id.clone()),
+                        ("driver".into(), "local".into()),
+                    ]
+                    .into(),
+                );
+            }
             if !running.iter().any(|o| volume_names(o).any(|n| n == name)) {
                 let store = self.volume_store().clone();
                 let n = name.clone();
