@@ -67,12 +67,12 @@ pub(crate) fn resolve(
         } in planned
         {
             match entry.kind {
-                MountKind::Bind if create_source => {
-                    if std::fs::symlink_metadata(&entry.source).is_err() {
-                        std::fs::create_dir_all(&entry.source).map_err(|e| {
-                            ContainerError::io("create bind source", Path::new(&entry.source), e)
-                        })?;
-                    }
+                MountKind::Bind
+                    if create_source && std::fs::symlink_metadata(&entry.source).is_err() =>
+                {
+                    std::fs::create_dir_all(&entry.source).map_err(|e| {
+                        ContainerError::io("create bind source", Path::new(&entry.source), e)
+                    })?;
                 }
                 MountKind::Volume if entry.source.is_empty() => {
                     let labels = if entry.anonymous {
@@ -269,7 +269,7 @@ impl VolumeFilter {
         {
             return false;
         }
-        if !self.drivers.is_empty() && !self.drivers.iter().any(|d| *d == v.driver) {
+        if !self.drivers.is_empty() && !self.drivers.contains(&v.driver) {
             return false;
         }
         let labels = v.labels.clone().unwrap_or_default();

@@ -359,9 +359,9 @@ mod tests {
             "data",
         ])
         .unwrap();
-        let Command::Volume {
+        let Some(Command::Volume {
             command: VolumeCommand::Create(args),
-        } = cli.command
+        }) = cli.command
         else {
             panic!("not volume create");
         };
