@@ -1,8 +1,9 @@
 //! Copy-up: a new, empty volume mounted over a directory that has content in the image is
 //! first filled with that content, as Docker does: files, directories, symlinks, fifos and
-//! device nodes, with owners, modes and modification times; the volume's root takes the
-//! directory's owner and mode.
+//! device nodes, with owners, modes, modification times and extended attributes (file
+//! capabilities, ACLs, `user.*`); the volume's root takes the directory's owner and mode.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -77,6 +78,8 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
         }
         std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid()))?;
         if !ft.is_symlink() {
+            // After chown, which clears security.capability.
+            copy_xattrs(&from, &to)?;
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
             let times = rustix::fs::Timestamps {
                 last_access: rustix::fs::Timespec {
@@ -89,6 +92,40 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
                 },
             };
             rustix::fs::utimensat(rustix::fs::CWD, &to, &times, rustix::fs::AtFlags::empty())?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies extended attributes, except overlayfs' own (`trusted.overlay.*`); a filesystem
+/// without xattr support on either side copies none.
+fn copy_xattrs(from: &Path, to: &Path) -> std::io::Result<()> {
+    let unsupported =
+        |e: &rustix::io::Errno| matches!(*e, rustix::io::Errno::NOTSUP | rustix::io::Errno::NODATA);
+    let size = match rustix::fs::llistxattr_query(from) {
+        Ok(0) => return Ok(()),
+        Ok(n) => n,
+        Err(e) if unsupported(&e) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = vec![0u8; size];
+    let n = rustix::fs::llistxattr(from, &mut names[..])?;
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"trusted.overlay.") {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(name);
+        let len = match rustix::fs::lgetxattr_query(from, name) {
+            Ok(len) => len,
+            Err(e) if unsupported(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut value = vec![0u8; len];
+        let len = rustix::fs::lgetxattr(from, name, &mut value[..])?;
+        match rustix::fs::lsetxattr(to, name, &value[..len], rustix::fs::XattrFlags::empty()) {
+            Ok(()) => {}
+            Err(e) if unsupported(&e) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -108,6 +145,13 @@ mod tests {
             .unwrap();
         std::os::unix::fs::symlink("sub/f", src.join("link")).unwrap();
         std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let xattrs = rustix::fs::lsetxattr(
+            src.join("sub/f"),
+            "user.berth",
+            b"kept",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .is_ok();
         let vol = d.path().join("vol");
         std::fs::create_dir(&vol).unwrap();
         assert!(copy_up(&src, &vol).unwrap());
@@ -119,6 +163,11 @@ mod tests {
             Path::new("sub/f")
         );
         assert_eq!(std::fs::metadata(&vol).unwrap().mode() & 0o777, 0o750);
+        if xattrs {
+            let mut buf = [0u8; 16];
+            let n = rustix::fs::lgetxattr(vol.join("sub/f"), "user.berth", &mut buf[..]).unwrap();
+            assert_eq!(&buf[..n], b"kept");
+        }
         // Not empty any more: a second copy does nothing.
         std::fs::write(src.join("new"), b"y").unwrap();
         assert!(!copy_up(&src, &vol).unwrap());

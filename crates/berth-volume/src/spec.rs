@@ -322,6 +322,8 @@ pub fn parse_mount(m: &Mount) -> Result<Planned> {
             }
             e.driver = "local".into();
             e.copy_data = true;
+            // What Docker stores as the mode of a `--mount` volume.
+            e.mode = "z".into();
             if let Some(v) = &m.volume_options {
                 if v.no_copy {
                     e.copy_data = false;
@@ -604,7 +606,7 @@ mod tests {
         })
         .unwrap();
         assert!(!v.entry.copy_data);
-        assert_eq!(v.entry.mode, "");
+        assert_eq!(v.entry.mode, "z");
         assert!(v.volume_labels.is_some());
         let t = parse_mount(&Mount {
             kind: "tmpfs".into(),
