@@ -476,7 +476,22 @@ fn in_use_conflict_prune_and_filters() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["VolumesDeleted"], json!(["labelled"]));
-    d.berth(&["volume", "prune", "--all", "-f"]).success();
+    // Before API 1.42, prune removed named volumes too.
+    let r = d.api().post("/v1.41/volumes/prune", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let deleted = r.json()["VolumesDeleted"].clone();
+    assert!(
+        deleted.as_array().unwrap().contains(&json!("used")),
+        "{deleted}"
+    );
+    assert!(volume_names(&d).is_empty());
+    d.berth(&["volume", "create", "another"]).success();
+    let out = d.berth(&["volume", "prune", "--all", "-f"]).success();
+    assert!(
+        out.stdout.starts_with("Deleted Volumes:\nanother\n"),
+        "{}",
+        out.stdout
+    );
     assert!(volume_names(&d).is_empty());
 }
 

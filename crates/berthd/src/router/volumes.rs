@@ -2,14 +2,14 @@
 //! container service's volume operations (which know the volumes' users).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_api::ApiError;
 use berth_api::models::{VolumeCreateOptions, VolumeListResponse, VolumePruneResponse};
 use berth_container::volumes::VolumeFilter;
 
-use super::{Error, Query, Result, join_error, json_response, ok_json};
+use super::{Error, Query, RequestVersion, Result, join_error, json_response, ok_json};
 use crate::state::AppState;
 
 pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
@@ -59,8 +59,16 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn prune(State(state): State<AppState>, q: Query) -> Result<Response> {
-    let filter = VolumeFilter::for_prune(&q.filters()?)?;
+pub async fn prune(
+    State(state): State<AppState>,
+    Extension(RequestVersion(version)): Extension<RequestVersion>,
+    q: Query,
+) -> Result<Response> {
+    let mut filter = VolumeFilter::for_prune(&q.filters()?)?;
+    // Before API 1.42 prune removed every unused volume, named ones included.
+    if !version.at_least(1, 42) {
+        filter.all = true;
+    }
     let ctrs = state.ctrs.clone();
     let (deleted, space) = tokio::task::spawn_blocking(move || ctrs.volume_prune(&filter))
         .await
