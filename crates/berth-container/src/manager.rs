@@ -550,6 +550,8 @@ impl Containers {
             }
         };
         let mut created_volumes = Vec::new();
+        // Until the record is in the table, no volume it uses may be judged unused.
+        let _volume_users = self.inner.volumes.users_lock();
         let result = (|| -> Result<()> {
             let (mounts, created) = crate::volumes::resolve(
                 &self.inner.volumes,

@@ -374,6 +374,7 @@ impl crate::Containers {
             Err(VolumeError::NotFound(_)) if force => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        let _users_lock = store.users_lock();
         let users = self.volume_users(name);
         if !users.is_empty() {
             return Err(ContainerError::Conflict(format!(

@@ -112,6 +112,10 @@ pub struct VolumeStore {
     root: PathBuf,
     /// Serialises creates and removes (a name is checked and registered in one step).
     lock: Mutex<()>,
+    /// Held by whoever decides from container records that a volume is unused (and removes
+    /// it) and by a container create from resolving its volumes until its record is
+    /// registered: a volume cannot be removed between being chosen and being used.
+    users: Mutex<()>,
 }
 
 impl VolumeStore {
@@ -137,7 +141,13 @@ impl VolumeStore {
         Ok(VolumeStore {
             root,
             lock: Mutex::new(()),
+            users: Mutex::new(()),
         })
+    }
+
+    /// The lock that orders "which containers use a volume" against container creates.
+    pub fn users_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.users.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn dir(&self, name: &str) -> PathBuf {
