@@ -120,6 +120,19 @@ fn user_stories_with_berth() {
         .success();
     assert_eq!(out.stdout, "main.c\n");
 
+    // `-v` creates a missing host path, at create and again at start.
+    let gone = d.dir().join("gone");
+    let gone_arg = format!("{}:/g", gone.display());
+    d.berth(&[
+        "create", "--name", "rebind", "-v", &gone_arg, "busybox", "ls", "/g",
+    ])
+    .success();
+    assert!(gone.is_dir());
+    std::fs::remove_dir(&gone).unwrap();
+    d.berth(&["start", "-a", "rebind"]).success();
+    assert!(gone.is_dir());
+    d.berth(&["rm", "rebind"]).success();
+
     // A sized tmpfs.
     let out = d
         .berth(&[

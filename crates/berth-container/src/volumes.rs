@@ -47,7 +47,7 @@ pub(crate) fn resolve(
     for p in &planned {
         let e = &p.entry;
         if e.kind == MountKind::Bind
-            && !p.create_source
+            && !e.create_source
             && std::fs::symlink_metadata(&e.source).is_err()
         {
             return Err(invalid(format!(
@@ -63,12 +63,11 @@ pub(crate) fn resolve(
             mut entry,
             volume_labels,
             volume_options,
-            create_source,
         } in planned
         {
             match entry.kind {
                 MountKind::Bind
-                    if create_source && std::fs::symlink_metadata(&entry.source).is_err() =>
+                    if entry.create_source && std::fs::symlink_metadata(&entry.source).is_err() =>
                 {
                     std::fs::create_dir_all(&entry.source).map_err(|e| {
                         ContainerError::io("create bind source", Path::new(&entry.source), e)
@@ -140,6 +139,17 @@ pub(crate) fn runtime_mounts(
         let mut options = Vec::new();
         let kind = match e.kind {
             MountKind::Bind => {
+                if std::fs::symlink_metadata(&e.source).is_err() {
+                    if !e.create_source {
+                        return Err(invalid(format!(
+                            "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                            e.source
+                        )));
+                    }
+                    std::fs::create_dir_all(&e.source).map_err(|err| {
+                        ContainerError::io("create bind source", Path::new(&e.source), err)
+                    })?;
+                }
                 if e.propagation != "rprivate" && !e.propagation.is_empty() {
                     options.push(e.propagation.clone());
                 }

@@ -57,6 +57,9 @@ pub struct MountEntry {
     pub tmpfs_options: Vec<String>,
     /// From `HostConfig.Tmpfs`: Docker does not list these in `Mounts`.
     pub hidden: bool,
+    /// A bind whose missing host path is created (`-v`, `bind-create-src`), at create and
+    /// again at start if it went away meanwhile.
+    pub create_source: bool,
 }
 
 impl MountEntry {
@@ -82,8 +85,6 @@ pub struct Planned {
     /// Labels and driver options for a volume created by this mount.
     pub volume_labels: Option<BTreeMap<String, String>>,
     pub volume_options: Option<BTreeMap<String, String>>,
-    /// A `-v` bind: a missing host path is created (a `--mount` bind refuses it).
-    pub create_source: bool,
 }
 
 const PROPAGATIONS: [&str; 6] = [
@@ -244,9 +245,10 @@ pub fn parse_bind(raw: &str, volume_driver: &str) -> Result<Planned> {
             check_protected(source, &entry.destination)?;
         }
     }
+    // `-v` creates a missing host path; a `--mount` bind refuses it.
+    entry.create_source = kind == MountKind::Bind;
     Ok(Planned {
         entry,
-        create_source: kind == MountKind::Bind,
         ..Default::default()
     })
 }
@@ -297,7 +299,7 @@ pub fn parse_mount(m: &Mount) -> Result<Planned> {
                 b.propagation.clone()
             };
             e.non_recursive = b.non_recursive;
-            planned.create_source = b.create_mountpoint;
+            e.create_source = b.create_mountpoint;
             check_protected(&e.source, &e.destination)?;
         }
         "volume" => {
@@ -522,7 +524,7 @@ mod tests {
         let p = parse_bind("/var/log", "").unwrap().entry;
         assert!(p.anonymous && p.name.is_empty());
         let p = parse_bind("/host/x/:/x/./y:ro,rshared", "").unwrap();
-        assert!(p.create_source);
+        assert!(p.entry.create_source);
         assert_eq!(p.entry.kind, MountKind::Bind);
         assert_eq!(p.entry.source, "/host/x");
         assert_eq!(p.entry.destination, "/x/y");
@@ -591,7 +593,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert!(!b.create_source);
+        assert!(!b.entry.create_source);
         assert_eq!(b.entry.propagation, "rslave");
         let v = parse_mount(&Mount {
             kind: "volume".into(),
