@@ -985,3 +985,82 @@ fn docker_cli_volumes() {
     assert!(out.stdout.contains("Local Volumes   0"), "{}", out.stdout);
     assert!(!Path::new(&data_dir(&d, "dv")).exists());
 }
+
+/// Unmounts what a test mounted on the host, also when it fails.
+struct HostMounts(Vec<std::path::PathBuf>);
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        for m in self.0.iter().rev() {
+            let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
+#[test]
+fn bind_propagation_reaches_the_container() {
+    require_root!();
+    let d = daemon_with_busybox();
+    // A shared host mount: what is mounted below it later reaches an rslave bind of it.
+    let shared = d.dir().join("shared");
+    let sub = shared.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mut guard = HostMounts(Vec::new());
+    rustix::mount::mount_bind(&shared, &shared).unwrap();
+    guard.0.push(shared.clone());
+    rustix::mount::mount_change(&shared, rustix::mount::MountPropagationFlags::SHARED).unwrap();
+
+    let arg = format!("{}:/p:rslave", shared.display());
+    d.berth(&[
+        "run", "-d", "--name", "prop", "-v", &arg, "busybox", "sleep", "300",
+    ])
+    .success();
+    // The default, rprivate, for comparison.
+    let arg = format!("{}:/p", shared.display());
+    d.berth(&[
+        "run", "-d", "--name", "priv", "-v", &arg, "busybox", "sleep", "300",
+    ])
+    .success();
+    let c = d.api().get("/containers/prop/json").json();
+    assert_eq!(c["Mounts"][0]["Propagation"], "rslave");
+    assert_eq!(c["Mounts"][0]["Mode"], "rslave");
+    let c = d.api().get("/containers/priv/json").json();
+    assert_eq!(c["Mounts"][0]["Propagation"], "rprivate");
+
+    // Mounted on the host after both started.
+    rustix::mount::mount(
+        "none",
+        &sub,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .unwrap();
+    guard.0.push(sub.clone());
+    let out = d
+        .berth(&[
+            "exec",
+            "prop",
+            "grep",
+            "-c",
+            " /p/sub ",
+            "/proc/self/mountinfo",
+        ])
+        .success();
+    assert_eq!(out.stdout.trim(), "1");
+    let out = d.berth(&[
+        "exec",
+        "priv",
+        "grep",
+        "-c",
+        " /p/sub ",
+        "/proc/self/mountinfo",
+    ]);
+    assert_eq!(
+        out.stdout.trim(),
+        "0",
+        "an rprivate bind must not receive it"
+    );
+    d.berth(&["rm", "-f", "priv"]).success();
+    d.berth(&["rm", "-f", "prop"]).success();
+}
