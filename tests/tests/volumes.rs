@@ -1064,3 +1064,38 @@ fn bind_propagation_reaches_the_container() {
     d.berth(&["rm", "-f", "priv"]).success();
     d.berth(&["rm", "-f", "prop"]).success();
 }
+
+#[test]
+fn non_recursive_binds_leave_submounts_out() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let dir = d.dir().join("tree");
+    let sub = dir.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let _guard = HostMounts(vec![sub.clone()]);
+    rustix::mount::mount(
+        "none",
+        &sub,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .unwrap();
+    std::fs::write(sub.join("in-tmpfs"), "x").unwrap();
+    let count = |mount: &str| {
+        d.berth(&["run", "--rm", "--mount", mount, "busybox", "ls", "/d/sub"])
+            .success()
+            .stdout
+    };
+    let recursive = format!("type=bind,src={},dst=/d", dir.display());
+    assert_eq!(count(&recursive), "in-tmpfs\n");
+    let flat = format!(
+        "type=bind,src={},dst=/d,bind-recursive=disabled",
+        dir.display()
+    );
+    assert_eq!(
+        count(&flat),
+        "",
+        "the submount is not carried by a non-recursive bind"
+    );
+}

@@ -150,6 +150,9 @@ pub(crate) fn runtime_mounts(
                         ContainerError::io("create bind source", Path::new(&e.source), err)
                     })?;
                 }
+                if e.non_recursive {
+                    options.push("bind".into());
+                }
                 if e.propagation != "rprivate" && !e.propagation.is_empty() {
                     options.push(e.propagation.clone());
                 }

@@ -382,7 +382,10 @@ fn user_mount(m: &crate::config::MountSpec) -> Mount {
     let mut opts: Vec<String> = Vec::new();
     let (typ, source) = match &m.kind {
         MountKind::Bind { source } => {
-            opts.push("rbind".into());
+            // A non-recursive bind (`bind-recursive=disabled`) carries "bind" in its options.
+            if !m.options.iter().any(|o| o == "bind") {
+                opts.push("rbind".into());
+            }
             if !m.options.iter().any(|o| PROPAGATIONS.contains(&o.as_str())) {
                 opts.push("rprivate".into());
             }
