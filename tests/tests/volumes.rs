@@ -172,6 +172,12 @@ fn user_stories_with_berth() {
     assert_eq!(v[0]["Driver"], "local");
     assert_eq!(v[0]["Scope"], "local");
     assert_eq!(
+        v[0]["Labels"],
+        Value::Null,
+        "as docker shows a volume created without labels"
+    );
+    assert_eq!(v[0]["Options"], Value::Null);
+    assert_eq!(
         v[0]["Mountpoint"],
         data_dir(&d, "data").display().to_string()
     );

@@ -84,8 +84,9 @@ pub async fn create(env: &Env, args: CreateArgs) -> Result<()> {
     let options = VolumeCreateOptions {
         name,
         driver: args.driver,
-        driver_opts: Some(key_values(&args.opt, "opt")?),
-        labels: Some(key_values(&args.label, "label")?),
+        // Absent rather than empty, as docker sends them (inspect then shows null).
+        driver_opts: Some(key_values(&args.opt, "opt")?).filter(|m| !m.is_empty()),
+        labels: Some(key_values(&args.label, "label")?).filter(|m| !m.is_empty()),
     };
     let volume = env.client()?.volume_create(&options).await?;
     output::out(&format!("{}\n", volume.name));
