@@ -1105,3 +1105,58 @@ fn non_recursive_binds_leave_submounts_out() {
         "the submount is not carried by a non-recursive bind"
     );
 }
+
+#[test]
+fn volume_mounts_are_released_for_containers_that_stopped_while_the_daemon_was_away() {
+    require_root!();
+    let mut d = daemon_with_busybox();
+    d.berth(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+        "away",
+    ])
+    .success();
+    let id = d
+        .berth(&["run", "-d", "-v", "away:/a", "busybox", "sleep", "300"])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let data = data_dir(&d, "away").display().to_string();
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(data.as_str()))
+    };
+    assert!(mounted());
+    d.kill_hard();
+    let dir = d.data_root().join("containers").join(&id);
+    let pid = |f: &str| -> i32 {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (init, shim) = (pid("init.pid"), pid("shim.pid"));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(init).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    until("the shim to record the exit and end", || {
+        !Path::new(&format!("/proc/{shim}")).exists()
+    });
+    assert!(mounted(), "nothing unmounts it while the daemon is away");
+    d.start_again();
+    assert!(!mounted(), "the restarted daemon releases the mount");
+    let c = d.api().get(&format!("/containers/{id}/json")).json();
+    assert_eq!(c["State"]["Status"], "exited");
+    d.berth(&["rm", &id]).success();
+    d.berth(&["volume", "rm", "away"]).success();
+}

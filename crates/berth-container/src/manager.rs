@@ -298,6 +298,7 @@ impl Containers {
             }),
         };
         let mut to_restart = Vec::new();
+        let mut exited_while_down = Vec::new();
         for entry in std::fs::read_dir(&root).map_err(|e| ContainerError::io("read", &root, e))? {
             let Ok(entry) = entry else { continue };
             let dir = entry.path();
@@ -315,7 +316,12 @@ impl Containers {
                 t.by_id.insert(rec.id.clone(), c.clone());
             }
             match rec.state.status {
-                Status::Running | Status::Paused => me.adopt(&c),
+                Status::Running | Status::Paused => {
+                    me.adopt(&c);
+                    if !c.record().state.status.is_running() {
+                        exited_while_down.push(c.clone());
+                    }
+                }
                 Status::Restarting | Status::Removing => {
                     let _ = c.update(|r| r.state.status = Status::Exited);
                 }
@@ -334,6 +340,8 @@ impl Containers {
                 to_restart.push(c.clone());
             }
         }
+        // Before any restart, so that a volume is not unmounted under a container starting.
+        me.release_volumes_after_adoption(&exited_while_down);
         if !to_restart.is_empty()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {

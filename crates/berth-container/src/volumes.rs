@@ -483,6 +483,33 @@ impl crate::Containers {
         }
     }
 
+    /// At daemon start, for containers that stopped while the daemon was away: their volumes'
+    /// driver-option mounts that no running container uses are unmounted.
+    pub(crate) fn release_volumes_after_adoption(
+        &self,
+        exited: &[std::sync::Arc<crate::Container>],
+    ) {
+        if exited.is_empty() {
+            return;
+        }
+        let running: Vec<Record> = self
+            .all()
+            .into_iter()
+            .map(|o| o.record())
+            .filter(|o| o.state.status.is_running())
+            .collect();
+        for c in exited {
+            for name in volume_names(&c.record()) {
+                if running.iter().any(|o| volume_names(o).any(|n| n == name)) {
+                    continue;
+                }
+                if let Err(e) = self.volume_store().unmount(&name) {
+                    tracing::warn!(volume = %name, error = %e, "cannot unmount volume");
+                }
+            }
+        }
+    }
+
     /// `rm -v`: the removed container's anonymous volumes that no other container uses.
     pub(crate) async fn remove_anonymous_volumes(&self, r: &Record) {
         for e in entries(r) {
