@@ -299,6 +299,13 @@ impl Daemon {
             let rootfs = d.join("rootfs");
             let _ = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH);
         }
+        // Volumes with driver options (tmpfs, binds) stay mounted while the daemon is away.
+        if let Ok(rd) = std::fs::read_dir(self.data_root().join("volumes")) {
+            for v in rd.flatten() {
+                let data = v.path().join("_data");
+                let _ = rustix::mount::unmount(&data, rustix::mount::UnmountFlags::DETACH);
+            }
+        }
         let rel = self.cgroup_parent.trim_start_matches('/');
         if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
             for h in hierarchies.flatten() {

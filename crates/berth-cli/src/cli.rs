@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{container, context::ContextCommand, cp, image, stats, system};
+use crate::commands::{container, context::ContextCommand, cp, image, stats, system, volume};
 
 /// A self-sufficient runtime for containers
 #[derive(Debug, Parser)]
@@ -64,6 +64,11 @@ pub enum Command {
     System {
         #[command(subcommand)]
         command: system::SystemCommand,
+    },
+    /// Manage volumes
+    Volume {
+        #[command(subcommand)]
+        command: volume::VolumeCommand,
     },
     /// List images
     Images(image::ListArgs),

@@ -187,10 +187,11 @@ fn usage_exit_code(e: &clap::Error) -> u8 {
 }
 
 async fn run(env: Env, command: Command) -> anyhow::Result<()> {
-    use commands::{container, context, cp, image, stats, system};
+    use commands::{container, context, cp, image, stats, system, volume};
     match command {
         Command::Context { command } => context::run(&env, command).await,
         Command::Image { command } => image::run(&env, command).await,
+        Command::Volume { command } => volume::run(&env, command).await,
         Command::System { command } => system::run(&env, command).await,
         Command::Images(args) => image::list(&env, args).await,
         Command::History(args) => image::history(&env, args).await,

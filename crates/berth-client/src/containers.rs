@@ -140,7 +140,7 @@ fn container_path(id: &str, rest: &str) -> String {
     format!("/containers/{}{rest}", encode_path(id))
 }
 
-fn json_body<T: Serialize>(value: &T) -> Result<Body> {
+pub(crate) fn json_body<T: Serialize>(value: &T) -> Result<Body> {
     serde_json::to_vec(value)
         .map(Body::Json)
         .map_err(|source| Error::Decode {

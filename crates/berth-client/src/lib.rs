@@ -31,6 +31,7 @@ mod query;
 mod stream;
 mod system;
 mod transport;
+mod volumes;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};

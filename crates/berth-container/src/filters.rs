@@ -187,17 +187,11 @@ impl ListFilter {
             }
         }
         if f.contains("volume") {
+            let mounts = crate::volumes::entries(r);
             let hit = f.get("volume").iter().any(|v| {
-                r.host_config
-                    .binds
+                mounts
                     .iter()
-                    .flatten()
-                    .any(|b| b.split(':').any(|part| part == *v))
-                    || r.host_config
-                        .mounts
-                        .iter()
-                        .flatten()
-                        .any(|m| m.source == *v || m.target == *v)
+                    .any(|m| m.name == *v || m.source == *v || m.destination == *v)
             });
             if !hit {
                 return false;

@@ -7,6 +7,11 @@
 //! this module holds keeps it alive: nothing is left mounted, even if the daemon dies midway.
 //! While a stopped container's tree is in use its operation lock is held, so it cannot start.
 //!
+//! `cp` sees the container's volumes, binds and tmpfs mounts as the container does: a running
+//! container's tree is then its init's `/proc/<pid>/root` (its own mount namespace); for a
+//! stopped one, a thread of its own unshares its mount namespace, mounts the overlay and binds
+//! the mounts' sources into it, so everything disappears with that thread.
+//!
 //! Every path inside the container is resolved relative to a descriptor of its root, following
 //! symlinks as the container would see them (an absolute link target starts again at the
 //! container's root, `..` stops there): nothing here ever reaches the host's own files.
@@ -132,7 +137,7 @@ impl Containers {
     pub async fn stat_path(&self, key: &str, path: &str) -> Result<PathStat> {
         let c = self.get(key)?;
         let (path, key) = (path.to_string(), key.to_string());
-        self.with_root(&c, move |root, _| stat_in_root(root, &path, &key))
+        self.with_root_mounts(&c, move |root, _| stat_in_root(root, &path, &key))
             .await
     }
 
@@ -148,7 +153,7 @@ impl Containers {
     ) -> Result<()> {
         let c = self.get(key)?;
         let (path, key) = (path.to_string(), key.to_string());
-        self.with_root(&c, move |root, _| {
+        self.with_root_mounts(&c, move |root, _| {
             let st = match stat_in_root(root, &path, &key) {
                 Ok(st) => st,
                 Err(e) => {
@@ -214,13 +219,8 @@ impl Containers {
         body: Arc<std::sync::Mutex<Box<dyn Read + Send>>>,
     ) -> Result<()> {
         let c = self.get(key)?;
-        if c.record().host_config.readonly_rootfs {
-            return Err(ContainerError::Internal(
-                "container rootfs is marked read-only".into(),
-            ));
-        }
         let key = key.to_string();
-        self.with_root(&c, move |root, _| {
+        self.with_root_mounts(&c, move |root, r| {
             let (comps, _) = split_container_path(&req.path);
             let resolved =
                 resolve(root, &comps, true).map_err(|e| path_error(e, &req.path, &key))?;
@@ -233,6 +233,24 @@ impl Containers {
                 Err(e) => return Err(path_error(e, &req.path, &key)),
             }
             let dest = format!("/{}", String::from_utf8_lossy(&resolved.join(&b'/')));
+            // Docker's rules: a read-only volume refuses, a volume of a read-only root accepts.
+            let mounts = crate::volumes::entries(r);
+            let in_mount = mounts
+                .iter()
+                .filter(|m| {
+                    dest == m.destination
+                        || dest.starts_with(&format!("{}/", m.destination.trim_end_matches('/')))
+                })
+                .max_by_key(|m| m.destination.len());
+            match in_mount {
+                Some(m) if !m.rw => return Err(invalid("mounted volume is marked read-only")),
+                None if r.host_config.readonly_rootfs => {
+                    return Err(ContainerError::Internal(
+                        "container rootfs is marked read-only".into(),
+                    ));
+                }
+                _ => {}
+            }
             let opts = ExtractOptions {
                 owner: (!req.copy_uid_gid).then_some((0, 0)),
                 no_overwrite_dir_non_dir: req.no_overwrite_dir_non_dir,
@@ -313,6 +331,43 @@ impl Containers {
         Ok(image)
     }
 
+    /// Like [`Self::with_root`], with the container's mounts in place (see the module docs).
+    async fn with_root_mounts<T: Send + 'static>(
+        &self,
+        c: &Arc<Container>,
+        f: impl FnOnce(&OwnedFd, &Record) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let r = c.record();
+        let entries = crate::volumes::entries(&r);
+        if entries.is_empty() {
+            return self.with_root(c, f).await;
+        }
+        let op = c.lock_ops().await;
+        let r = c.record();
+        if r.state.status.is_running() && r.state.pid > 0 {
+            let root = open_dir(Path::new(&format!("/proc/{}/root", r.state.pid)))?;
+            drop(op);
+            return blocking(move || f(&root, &r)).await?;
+        }
+        let image_id = berth_image::Digest::parse(&r.image_id)?;
+        let layers = self.image_store().layer_dirs(&image_id)?;
+        let dir = c.dir().to_path_buf();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("cp-mounts".into())
+            .spawn(move || {
+                let _ = tx.send(in_private_mounts(&layers, &dir, &entries, |root| {
+                    f(root, &r)
+                }));
+            })
+            .map_err(|e| ContainerError::Internal(format!("cannot start a thread: {e}")))?;
+        let result = rx
+            .await
+            .map_err(|_| ContainerError::Internal("the copy thread ended early".into()))?;
+        drop(op);
+        result
+    }
+
     /// Runs `f` on a descriptor of the container's root filesystem (see the module docs).
     async fn with_root<T: Send + 'static>(
         &self,
@@ -343,6 +398,81 @@ impl Containers {
         drop(op);
         result
     }
+}
+
+/// On this thread only: a private mount namespace with the container's overlay at its
+/// `rootfs/` and its bind and volume mounts inside (tmpfs mounts hold nothing while it is
+/// stopped); runs `f` on the root. The namespace, and every mount, ends with the thread.
+fn in_private_mounts<T>(
+    layers: &[PathBuf],
+    dir: &Path,
+    entries: &[berth_volume::MountEntry],
+    f: impl FnOnce(&OwnedFd) -> Result<T>,
+) -> Result<T> {
+    use nix::mount::{MsFlags, mount};
+    let sys = |what: &str, e: nix::Error| {
+        ContainerError::Internal(format!(
+            "cannot {what} for a stopped container's mounts: {e}"
+        ))
+    };
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| sys("unshare the mount namespace", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| sys("make mounts private", e))?;
+    let root = rootfs::mount_overlay(layers, dir)?;
+    for e in entries {
+        if e.kind == berth_volume::MountKind::Tmpfs || e.source.is_empty() {
+            continue;
+        }
+        let source = Path::new(&e.source);
+        let Some(target) = mountpoint_in_root(&root, &e.destination, source.is_dir()) else {
+            continue;
+        };
+        mount(
+            Some(source),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|err| sys(&format!("bind {} to {}", e.source, e.destination), err))?;
+        if !e.rw {
+            mount(
+                None::<&str>,
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(|err| sys(&format!("make {} read-only", e.destination), err))?;
+        }
+    }
+    f(&open_dir(&root)?)
+}
+
+/// `dest` inside `root`, created (a directory, or an empty file for a file source) when
+/// missing; `None` when a component is a symlink, which could lead out of the root.
+fn mountpoint_in_root(root: &Path, dest: &str, dir: bool) -> Option<PathBuf> {
+    let mut p = root.to_path_buf();
+    let comps: Vec<&str> = dest.split('/').filter(|c| !c.is_empty()).collect();
+    for (i, c) in comps.iter().enumerate() {
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => return None,
+            Ok(_) => {}
+            Err(_) if i + 1 == comps.len() && !dir => {
+                std::fs::File::create(&p).ok()?;
+            }
+            Err(_) => std::fs::create_dir(&p).ok()?,
+        }
+    }
+    Some(p)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {

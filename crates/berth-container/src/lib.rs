@@ -21,6 +21,7 @@ pub mod stats;
 pub mod status;
 pub mod update;
 pub mod user;
+pub mod volumes;
 
 pub use error::{ContainerError, Result};
 pub use filters::ListFilter;

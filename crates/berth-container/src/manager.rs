@@ -40,6 +40,8 @@ use crate::{cgroup, etc, merge, names, signal, user};
 pub trait EventSink: Send + Sync {
     /// A container event; `attributes` already carry name, image and labels.
     fn container_event(&self, action: &str, id: &str, attributes: BTreeMap<String, String>);
+    /// A volume event (`create`, `mount`, `unmount`, `destroy`, `prune`).
+    fn volume_event(&self, action: &str, name: &str, attributes: BTreeMap<String, String>);
 }
 
 /// How the service runs containers.
@@ -239,6 +241,7 @@ struct Inner {
     execs: Mutex<HashMap<String, ExecEntry>>,
     ncpu: usize,
     init_path: Option<PathBuf>,
+    volumes: Arc<berth_volume::VolumeStore>,
 }
 
 /// The container service (cheap to clone).
@@ -280,6 +283,7 @@ impl Containers {
                 None
             }
         };
+        let volumes = Arc::new(berth_volume::VolumeStore::open(&opts.data_root)?);
         let me = Containers {
             inner: Arc::new(Inner {
                 root: root.clone(),
@@ -290,9 +294,11 @@ impl Containers {
                 execs: Mutex::new(HashMap::new()),
                 ncpu,
                 init_path,
+                volumes,
             }),
         };
         let mut to_restart = Vec::new();
+        let mut exited_while_down = Vec::new();
         for entry in std::fs::read_dir(&root).map_err(|e| ContainerError::io("read", &root, e))? {
             let Ok(entry) = entry else { continue };
             let dir = entry.path();
@@ -310,7 +316,12 @@ impl Containers {
                 t.by_id.insert(rec.id.clone(), c.clone());
             }
             match rec.state.status {
-                Status::Running | Status::Paused => me.adopt(&c),
+                Status::Running | Status::Paused => {
+                    me.adopt(&c);
+                    if !c.record().state.status.is_running() {
+                        exited_while_down.push(c.clone());
+                    }
+                }
                 Status::Restarting | Status::Removing => {
                     let _ = c.update(|r| r.state.status = Status::Exited);
                 }
@@ -329,6 +340,8 @@ impl Containers {
                 to_restart.push(c.clone());
             }
         }
+        // Before any restart, so that a volume is not unmounted under a container starting.
+        me.release_volumes_after_adoption(&exited_while_down);
         if !to_restart.is_empty()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
@@ -427,7 +440,16 @@ impl Containers {
         Err(ContainerError::NotFound(key.to_string()))
     }
 
-    fn all(&self) -> Vec<Arc<Container>> {
+    /// The volume store (`<data_root>/volumes`).
+    pub fn volume_store(&self) -> &Arc<berth_volume::VolumeStore> {
+        &self.inner.volumes
+    }
+
+    pub(crate) fn volume_event(&self, action: &str, name: &str, attrs: BTreeMap<String, String>) {
+        self.inner.events.volume_event(action, name, attrs);
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Container>> {
         lock(&self.inner.table).by_id.values().cloned().collect()
     }
 
@@ -452,7 +474,10 @@ impl Containers {
         req: ContainerCreateRequest,
     ) -> Result<(String, Vec<String>)> {
         let me = self.clone();
-        let c = blocking(move || me.create_blocking(name, req)).await??;
+        let (c, volumes) = blocking(move || me.create_blocking(name, req)).await??;
+        for v in volumes {
+            self.volume_event("create", &v, [("driver".into(), "local".into())].into());
+        }
         self.event(&c, "create", &[]);
         Ok((c.id.clone(), Vec::new()))
     }
@@ -461,7 +486,7 @@ impl Containers {
         &self,
         name: Option<String>,
         req: ContainerCreateRequest,
-    ) -> Result<Arc<Container>> {
+    ) -> Result<(Arc<Container>, Vec<String>)> {
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => Some(names::validate(&n)?),
             None => None,
@@ -481,7 +506,19 @@ impl Containers {
             merge::merge_image_config(&mut config, img);
         }
         let (path, args) = merge::path_and_args(&config)?;
-        merge::mounts(&host)?;
+        let image_volumes: Vec<String> = config
+            .volumes
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut from = |key: &str| {
+            self.get(key)
+                .map(|c| crate::volumes::entries(&c.record()))
+                .map_err(|e| berth_volume::VolumeError::Lookup(e.kind(), e.to_string()))
+        };
+        // Parse and check every mount before anything is created.
+        berth_volume::spec::plan(&host, &image_volumes, &mut from)?;
         let id = names::new_id();
         if config.hostname.is_empty() {
             config.hostname = if host.network_mode == "host" {
@@ -494,7 +531,7 @@ impl Containers {
             };
         }
         let dir = self.inner.root.join(&id);
-        let rec = {
+        let mut rec = {
             let mut t = lock(&self.inner.table);
             let name = match name {
                 Some(n) => {
@@ -521,19 +558,33 @@ impl Containers {
                 ..Default::default()
             }
         };
+        let mut created_volumes = Vec::new();
+        // Until the record is in the table, no volume it uses may be judged unused.
+        let _volume_users = self.inner.volumes.users_lock();
         let result = (|| -> Result<()> {
+            let (mounts, created) = crate::volumes::resolve(
+                &self.inner.volumes,
+                &rec.host_config,
+                &image_volumes,
+                &mut from,
+            )?;
+            rec.mounts = mounts;
+            created_volumes = created;
             std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io("create", &dir, e))?;
             write_etc_files(&Paths { dir: dir.clone() }, &rec)?;
             rec.save(&dir)
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&dir);
+            for v in &created_volumes {
+                let _ = self.inner.volumes.remove(v);
+            }
             lock(&self.inner.table).names.remove(&rec.name);
             return Err(e);
         }
         let c = Container::new(rec, dir);
         lock(&self.inner.table).by_id.insert(id, c.clone());
-        Ok(c)
+        Ok((c, created_volumes))
     }
 
     // ---- start ----
@@ -595,6 +646,7 @@ impl Containers {
                 }
                 self.spawn_watcher(c.clone(), h);
                 self.start_health(c);
+                self.volumes_mounted(c);
                 self.event(c, "start", &[]);
                 Ok(())
             }
@@ -605,6 +657,7 @@ impl Containers {
                 } as i64;
                 let msg = e.to_string();
                 lock(&c.pending).clear();
+                self.release_volumes(c, false).await;
                 let _ = c.update(|r| {
                     r.state.error = msg.clone();
                     r.state.exit_code = code;
@@ -622,7 +675,7 @@ impl Containers {
                     let me = self.clone();
                     let c = c.clone();
                     tokio::spawn(async move {
-                        let _ = me.remove_container(&c, true).await;
+                        let _ = me.remove_container(&c, true, true).await;
                     });
                 }
                 Err(e)
@@ -770,7 +823,7 @@ impl Containers {
             uts: self.namespace(&h.uts_mode, "uts")?,
             net,
         };
-        let (mut mounts, _) = merge::mounts(h)?;
+        let mut mounts = crate::volumes::runtime_mounts(&self.inner.volumes, r, root)?;
         if let Some(shm) = self.ipc_shm(r, paths)?
             && !mounts.iter().any(|m| m.destination == "/dev/shm")
         {
@@ -951,6 +1004,7 @@ impl Containers {
         .await;
         *lock(&c.shim) = None;
         self.stop_health(&c);
+        self.volumes_unmounted(&c).await;
         let r = match c.update(|r| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
@@ -1006,7 +1060,7 @@ impl Containers {
         } else if r.host_config.auto_remove {
             let me = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = me.remove_container(&c, true).await
+                if let Err(e) = me.remove_container(&c, true, true).await
                     && !matches!(e, ContainerError::NotFound(_))
                 {
                     tracing::warn!(id = %c.id, error = %e, "auto-remove failed");
@@ -1177,10 +1231,21 @@ impl Containers {
     /// `DELETE /containers/{id}`.
     pub async fn remove(&self, key: &str, force: bool) -> Result<()> {
         let c = self.get(key)?;
-        self.remove_container(&c, force).await
+        self.remove_container(&c, force, false).await
     }
 
-    async fn remove_container(&self, c: &Arc<Container>, force: bool) -> Result<()> {
+    /// `DELETE /containers/{id}?v=1`: also removes the container's anonymous volumes.
+    pub async fn remove_with_volumes(&self, key: &str, force: bool, volumes: bool) -> Result<()> {
+        let c = self.get(key)?;
+        self.remove_container(&c, force, volumes).await
+    }
+
+    async fn remove_container(
+        &self,
+        c: &Arc<Container>,
+        force: bool,
+        remove_volumes: bool,
+    ) -> Result<()> {
         let _op = c.op.lock().await;
         if !lock(&self.inner.table).by_id.contains_key(&c.id) {
             return Err(ContainerError::NotFound(c.id.clone()));
@@ -1232,6 +1297,9 @@ impl Containers {
             }
         }
         self.event(c, "destroy", &[]);
+        if remove_volumes {
+            self.remove_anonymous_volumes(&r).await;
+        }
         c.publish(|s| s.removed = true);
         Ok(())
     }
@@ -1830,9 +1898,7 @@ impl Containers {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let mounts = merge::mounts(&r.host_config)
-            .map(|(_, m)| m)
-            .unwrap_or_default();
+        let mounts = crate::volumes::mount_points(&r);
         let s = &r.state;
         Ok(ContainerInspect {
             id: r.id.clone(),
@@ -1896,7 +1962,7 @@ impl Containers {
             }
             let upper = c.paths.upper();
             let size = blocking(move || dir_size(&upper)).await.unwrap_or(0);
-            if self.remove_container(&c, false).await.is_ok() {
+            if self.remove_container(&c, false, false).await.is_ok() {
                 removed.push(r.id.clone());
                 space += size;
             }
@@ -2016,9 +2082,7 @@ fn summary(r: &Record, now: DateTime<Utc>) -> ContainerSummary {
         since_finish: since(s.finished_at),
         health: s.health.as_ref().map(|h| h.status.as_str()),
     });
-    let mounts: Vec<MountPoint> = merge::mounts(&r.host_config)
-        .map(|(_, m)| m)
-        .unwrap_or_default();
+    let mounts: Vec<MountPoint> = crate::volumes::mount_points(r);
     let image = if r.image.is_empty() {
         r.image_id.clone()
     } else {

@@ -1,12 +1,10 @@
 //! Creation rules: merging the image's configuration into the request (Docker's rules),
-//! validating the host configuration with Docker's messages, filling Docker's defaults, and
-//! turning binds, mounts and tmpfs entries into runtime mounts.
+//! validating the host configuration with Docker's messages and filling Docker's defaults
+//! (mounts are `berth-volume`'s and `crate::volumes`').
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use berth_api::models::{ContainerConfig, HostConfig, MountPoint};
-use berth_runtime::config::{MountKind, MountSpec};
+use berth_api::models::{ContainerConfig, HostConfig};
 
 use crate::error::{ContainerError, Result, invalid};
 use crate::restart::Policy;
@@ -244,173 +242,6 @@ pub fn fill_host_defaults(h: &mut HostConfig, cgroup_v1: bool) {
     }
 }
 
-/// Runtime mounts and inspect `Mounts` for the binds, mounts and tmpfs of a host config.
-/// Named and anonymous volumes are not supported yet.
-pub fn mounts(h: &HostConfig) -> Result<(Vec<MountSpec>, Vec<MountPoint>)> {
-    let mut specs = Vec::new();
-    let mut points = Vec::new();
-    for bind in h.binds.iter().flatten() {
-        let parts: Vec<&str> = bind.split(':').collect();
-        let (src, dst, opts) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, o] => (*s, *d, *o),
-            _ => return Err(invalid(format!("invalid volume specification: '{bind}'"))),
-        };
-        if !dst.starts_with('/') {
-            return Err(invalid(format!(
-                "invalid volume specification: '{bind}': invalid mount config for type \"volume\": invalid mount path: '{dst}' mount path must be absolute"
-            )));
-        }
-        if !src.starts_with('/') {
-            return Err(ContainerError::NotImplemented(format!(
-                "named volumes are not supported yet: '{bind}'"
-            )));
-        }
-        let mut readonly = false;
-        let mut options = Vec::new();
-        let mut propagation = "rprivate".to_string();
-        for o in opts.split(',').filter(|o| !o.is_empty()) {
-            match o {
-                "ro" => readonly = true,
-                "rw" | "z" | "Z" | "nocopy" => {}
-                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
-                    propagation = o.to_string();
-                    options.push(o.to_string());
-                }
-                _ => return Err(invalid(format!("invalid mode: {o}"))),
-            }
-        }
-        // Docker creates a missing bind source for `-v`.
-        if std::fs::symlink_metadata(src).is_err() {
-            std::fs::create_dir_all(src).map_err(|e| {
-                ContainerError::io("create bind source", std::path::Path::new(src), e)
-            })?;
-        }
-        specs.push(MountSpec {
-            destination: dst.to_string(),
-            kind: MountKind::Bind {
-                source: PathBuf::from(src),
-            },
-            readonly,
-            options,
-        });
-        points.push(MountPoint {
-            kind: "bind".into(),
-            source: src.into(),
-            destination: dst.into(),
-            mode: opts.to_string(),
-            rw: !readonly,
-            propagation,
-            ..Default::default()
-        });
-    }
-    for m in h.mounts.iter().flatten() {
-        if !m.target.starts_with('/') {
-            return Err(invalid(format!(
-                "invalid mount config for type \"{}\": invalid mount path: '{}' mount path must be absolute",
-                m.kind, m.target
-            )));
-        }
-        match m.kind.as_str() {
-            "bind" => {
-                if std::fs::symlink_metadata(&m.source).is_err() {
-                    let create = m.bind_options.as_ref().is_some_and(|b| b.create_mountpoint);
-                    if !create {
-                        return Err(invalid(format!(
-                            "invalid mount config for type \"bind\": bind source path does not exist: {}",
-                            m.source
-                        )));
-                    }
-                    std::fs::create_dir_all(&m.source).map_err(|e| {
-                        ContainerError::io("create bind source", std::path::Path::new(&m.source), e)
-                    })?;
-                }
-                let propagation = m
-                    .bind_options
-                    .as_ref()
-                    .map(|b| b.propagation.clone())
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| "rprivate".into());
-                specs.push(MountSpec {
-                    destination: m.target.clone(),
-                    kind: MountKind::Bind {
-                        source: PathBuf::from(&m.source),
-                    },
-                    readonly: m.read_only,
-                    options: if propagation == "rprivate" {
-                        Vec::new()
-                    } else {
-                        vec![propagation.clone()]
-                    },
-                });
-                points.push(MountPoint {
-                    kind: "bind".into(),
-                    source: m.source.clone(),
-                    destination: m.target.clone(),
-                    rw: !m.read_only,
-                    propagation,
-                    ..Default::default()
-                });
-            }
-            "tmpfs" => {
-                let mut options = Vec::new();
-                if let Some(t) = &m.tmpfs_options {
-                    if t.size_bytes > 0 {
-                        options.push(format!("size={}", t.size_bytes));
-                    }
-                    if t.mode != 0 {
-                        options.push(format!("mode={:o}", t.mode));
-                    }
-                }
-                specs.push(MountSpec {
-                    destination: m.target.clone(),
-                    kind: MountKind::Tmpfs,
-                    readonly: m.read_only,
-                    options,
-                });
-                points.push(MountPoint {
-                    kind: "tmpfs".into(),
-                    destination: m.target.clone(),
-                    rw: !m.read_only,
-                    ..Default::default()
-                });
-            }
-            "volume" => {
-                return Err(ContainerError::NotImplemented(format!(
-                    "volume mounts are not supported yet: {}",
-                    m.target
-                )));
-            }
-            other => {
-                return Err(invalid(format!("mount type unknown: {other:?}")));
-            }
-        }
-    }
-    for (dst, opts) in h.tmpfs.iter().flatten() {
-        let mut readonly = false;
-        let options: Vec<String> = opts
-            .split(',')
-            .filter(|o| !o.is_empty())
-            .filter(|o| {
-                if *o == "ro" {
-                    readonly = true;
-                    false
-                } else {
-                    *o != "rw"
-                }
-            })
-            .map(str::to_string)
-            .collect();
-        specs.push(MountSpec {
-            destination: dst.clone(),
-            kind: MountKind::Tmpfs,
-            readonly,
-            options,
-        });
-    }
-    Ok((specs, points))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,33 +348,6 @@ mod tests {
         assert_eq!(
             check(|h| h.shm_size = -1),
             "SHM size can not be less than 0"
-        );
-    }
-
-    #[test]
-    fn binds_and_tmpfs_become_mounts() {
-        let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("data");
-        let h = HostConfig {
-            binds: Some(vec![format!("{}:/data:ro", src.display())]),
-            tmpfs: Some([("/run".to_string(), "size=1m,ro".to_string())].into()),
-            ..Default::default()
-        };
-        let (specs, points) = mounts(&h).unwrap();
-        assert!(src.is_dir(), "-v creates a missing source");
-        assert_eq!(specs.len(), 2);
-        assert!(specs[0].readonly);
-        assert_eq!(specs[1].options, vec!["size=1m".to_string()]);
-        assert!(specs[1].readonly);
-        assert_eq!(points[0].mode, "ro");
-        assert!(!points[0].rw);
-        let named = HostConfig {
-            binds: Some(vec!["data:/data".into()]),
-            ..Default::default()
-        };
-        assert_eq!(
-            mounts(&named).unwrap_err().kind(),
-            berth_api::ErrorKind::NotImplemented
         );
     }
 }

@@ -85,6 +85,8 @@ pub struct Record {
     pub host_config: HostConfig,
     pub state: State,
     pub restart_count: i64,
+    /// The mounts resolved at create (volumes named, binds checked), Docker's `MountPoints`.
+    pub mounts: Vec<berth_volume::MountEntry>,
 }
 
 impl Record {

@@ -426,11 +426,32 @@ const PROPAGATIONS: &[&str] = &[
     "runbindable",
 ];
 
+/// The root's propagation, by Docker's rule: shared when a bind asks for (r)shared, slave when
+/// one asks for (r)slave, private otherwise (Docker's default for binds). libcontainer applies
+/// no per-mount propagation, so binds take the root's: it must be the one the binds need.
+fn rootfs_propagation(mounts: &[crate::config::MountSpec]) -> &'static str {
+    let asks = |p: &[&str]| {
+        mounts
+            .iter()
+            .any(|m| m.options.iter().any(|o| p.contains(&o.as_str())))
+    };
+    if asks(&["shared", "rshared"]) {
+        "shared"
+    } else if asks(&["slave", "rslave"]) {
+        "slave"
+    } else {
+        "private"
+    }
+}
+
 fn user_mount(m: &crate::config::MountSpec) -> Mount {
     let mut opts: Vec<String> = Vec::new();
     let (typ, source) = match &m.kind {
         MountKind::Bind { source } => {
-            opts.push("rbind".into());
+            // A non-recursive bind (`bind-recursive=disabled`) carries "bind" in its options.
+            if !m.options.iter().any(|o| o == "bind") {
+                opts.push("rbind".into());
+            }
             if !m.options.iter().any(|o| PROPAGATIONS.contains(&o.as_str())) {
                 opts.push("rprivate".into());
             }
@@ -791,6 +812,7 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     let res = resources(cfg, host, &mut devices)?;
 
     let mut linux = Linux::default();
+    linux.set_rootfs_propagation(Some(rootfs_propagation(&cfg.mounts).to_string()));
     linux.set_namespaces(Some(namespaces.into_iter().flatten().collect()));
     linux.set_resources(Some(res));
     linux.set_devices(if devices.is_empty() {
@@ -1255,6 +1277,37 @@ mod tests {
             .clone()
             .unwrap();
         assert!(default_shm.contains(&"size=67108864".to_string()));
+    }
+
+    #[test]
+    fn root_propagation_follows_the_binds() {
+        let root = |opts: &[&[&str]]| {
+            let mut cfg = base();
+            cfg.mounts = opts
+                .iter()
+                .map(|o| MountSpec {
+                    destination: "/x".into(),
+                    kind: MountKind::Bind {
+                        source: "/srv".into(),
+                    },
+                    readonly: false,
+                    options: o.iter().map(|s| s.to_string()).collect(),
+                })
+                .collect();
+            make(&cfg)
+                .linux()
+                .clone()
+                .unwrap()
+                .rootfs_propagation()
+                .clone()
+        };
+        assert_eq!(root(&[]).as_deref(), Some("private"));
+        assert_eq!(root(&[&[]]).as_deref(), Some("private"));
+        assert_eq!(root(&[&["rslave"], &[]]).as_deref(), Some("slave"));
+        assert_eq!(
+            root(&[&["rslave"], &["rshared"]]).as_deref(),
+            Some("shared")
+        );
     }
 
     #[test]

@@ -68,6 +68,10 @@ impl EventSink for BusSink {
             attributes,
         ));
     }
+    fn volume_event(&self, action: &str, name: &str, attributes: BTreeMap<String, String>) {
+        self.0
+            .publish(crate::events::new_event("volume", action, name, attributes));
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

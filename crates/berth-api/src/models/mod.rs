@@ -9,6 +9,7 @@ pub mod progress;
 pub mod stats;
 pub mod strslice;
 pub mod system;
+pub mod volume;
 
 pub use container::{
     ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerState,
@@ -23,3 +24,6 @@ pub use image::{
 };
 pub use progress::{ErrorDetail, JsonMessage, ProgressDetail};
 pub use system::{DiskUsage, SystemInfo, SystemVersion};
+pub use volume::{
+    Volume, VolumeCreateOptions, VolumeListResponse, VolumePruneResponse, VolumeUsageData,
+};

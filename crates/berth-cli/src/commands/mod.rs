@@ -9,6 +9,7 @@ pub mod run_opts;
 pub mod session;
 pub mod stats;
 pub mod system;
+pub mod volume;
 
 use anyhow::{Result, bail};
 use berth_client::{ApiVersion, Client, Host};

@@ -725,7 +725,7 @@ pub fn parse_mount(spec: &str) -> Result<Mount, String> {
                     .map_err(|_| format!("invalid value for {key}: {v}"))?;
                 has_tmpfs = true;
             }
-            _ => return Err(format!("unknown option '{key}' in '{field}'")),
+            _ => return Err(format!("unexpected key '{key}' in '{field}'")),
         }
     }
     if mount.target.is_empty() {

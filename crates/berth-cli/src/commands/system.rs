@@ -573,7 +573,23 @@ pub async fn df(env: &Env, args: DfArgs) -> Result<()> {
             ],
         )?);
         text.push_str("\nContainers space usage:\n\nCONTAINER ID   IMAGE     COMMAND   LOCAL VOLUMES   SIZE      CREATED   STATUS    NAMES\n");
-        text.push_str("\nLocal Volumes space usage:\n\nVOLUME NAME   LINKS     SIZE\n");
+        text.push_str("\nLocal Volumes space usage:\n\n");
+        let mut volumes: Vec<berth_api::models::Volume> = usage
+            .volumes
+            .iter()
+            .filter_map(|v| serde_json::from_value(v.clone()).ok())
+            .collect();
+        volumes.sort_by(|a, b| super::volume::natural_cmp(&a.name, &b.name));
+        text.push_str(
+            &Format::Table("{{.Name}}\t{{.Links}}\t{{.Size}}".to_string()).render(
+                &super::volume::volume_rows(&volumes),
+                &[
+                    ("Name", "VOLUME NAME"),
+                    ("Links", "LINKS"),
+                    ("Size", "SIZE"),
+                ],
+            )?,
+        );
         text.push_str("\nBuild cache usage: ");
         text.push_str(&human_size(
             df_rows(&usage)[3]["Size"].as_str().map_or(0, |_| 0),

@@ -667,7 +667,10 @@ pub async fn remove(
     if q.bool("link", false) {
         return Err(Error(ApiError::not_implemented("links are not supported")));
     }
-    state.ctrs.remove(&id, q.bool("force", false)).await?;
+    state
+        .ctrs
+        .remove_with_volumes(&id, q.bool("force", false), q.bool("v", false))
+        .await?;
     Ok(no_content())
 }
 

@@ -8,6 +8,7 @@ mod containers;
 mod events;
 mod images;
 mod system;
+mod volumes;
 
 use std::convert::Infallible;
 
@@ -59,6 +60,13 @@ pub fn app(state: AppState) -> Router {
         .route("/containers/{id}/{action}", post(containers::post_action))
         .route("/exec/{id}/json", get(containers::exec_inspect))
         .route("/exec/{id}/{action}", post(containers::exec_post))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))

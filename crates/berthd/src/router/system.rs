@@ -218,7 +218,12 @@ pub async fn disk_usage(
                     serde_json::to_value(c).unwrap_or_default()
                 })
                 .collect(),
-            volumes: Vec::new(),
+            volumes: st
+                .ctrs
+                .volume_usage()
+                .into_iter()
+                .map(|v| serde_json::to_value(v).unwrap_or_default())
+                .collect(),
             build_cache: Vec::new(),
         }
     })
