@@ -4,3 +4,50 @@
 //! nftables table, the port proxy, the embedded DNS server) applies plain descriptions of what
 //! must exist; the control plane (network records, IPAM, endpoints) decides what that is and
 //! remembers it across daemon restarts.
+//!
+//! Data plane modules: [`netns`], [`link`], [`firewall`], [`proxy`], [`dns`]. They know nothing of
+//! containers or the API: each takes a description and makes the kernel match it.
+
+pub mod dns;
+pub mod error;
+pub mod firewall;
+pub mod link;
+pub mod netns;
+pub mod proxy;
+
+pub use error::{Error, Result};
+pub use ipnet::IpNet;
+
+/// The transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// Docker's spelling: "tcp" or "udp".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Proto {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            other => Err(Error::Invalid(format!("invalid proto: {other}"))),
+        }
+    }
+}
