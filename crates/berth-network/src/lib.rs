@@ -51,3 +51,12 @@ impl std::str::FromStr for Proto {
         }
     }
 }
+
+// Control plane: records, addresses and the network service (see `manager`).
+pub mod control_error;
+pub mod ipam;
+pub mod manager;
+pub mod store;
+
+pub use control_error::ControlError;
+pub use manager::{NetworkEvents, NetworkOptions, Networks, StartInfo};
