@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use crate::error::{ContainerError, Result, conflict, invalid};
 use crate::filters::ListFilter;
 use crate::logs::{self, LogOptions};
+use crate::network::{NetworkHandle, NetworkRequest, NetworkStart};
 use crate::record::{Paths, Record, Status, go_time};
 use crate::restart::{self, Policy};
 use crate::status::{StatusView, command_text, status_text};
@@ -55,6 +56,8 @@ pub struct Options {
     pub runtimes: BTreeMap<String, berth_runtime::config::OciRuntime>,
     /// The runtime of containers that name none; [`EMBEDDED_RUNTIME`] is libcontainer.
     pub default_runtime: String,
+    /// The network service; without one, containers get a private netns with `lo` only.
+    pub network: Option<NetworkHandle>,
 }
 
 /// The name of the embedded runtime (libcontainer in the shim), always available.
@@ -368,6 +371,13 @@ impl Containers {
                     }
                 }
                 let _ = rootfs::unmount(&c.paths.rootfs());
+                if let (Some(net), Ok(rt)) = (
+                    self.inner.opts.network.clone(),
+                    tokio::runtime::Handle::try_current(),
+                ) {
+                    let id = c.id.clone();
+                    rt.spawn(async move { net.0.stop(&id).await });
+                }
                 let (code, finished, oom) = match exit {
                     Some(e) => (
                         e.exit_code as i64,
@@ -520,14 +530,41 @@ impl Containers {
                 ..Default::default()
             }
         };
+        let mut rec = rec;
         let result = (|| -> Result<()> {
+            if let Some(net) = &self.inner.opts.network {
+                let exposed: Vec<String> = rec
+                    .config
+                    .exposed_ports
+                    .iter()
+                    .flat_map(|m| m.keys().cloned())
+                    .collect();
+                let mode = net
+                    .0
+                    .create(NetworkRequest {
+                        id: &rec.id,
+                        name: &rec.name,
+                        host: &rec.host_config,
+                        networking: req.networking_config.as_ref(),
+                        exposed: &exposed,
+                    })
+                    .map_err(ContainerError::Network)?;
+                rec.host_config.network_mode = mode;
+            }
             std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io("create", &dir, e))?;
-            write_etc_files(&Paths { dir: dir.clone() }, &rec)?;
+            write_etc_files(&Paths { dir: dir.clone() }, &rec, None)?;
             rec.save(&dir)
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&dir);
             lock(&self.inner.table).names.remove(&rec.name);
+            if let (Some(net), Ok(rt)) = (
+                self.inner.opts.network.clone(),
+                tokio::runtime::Handle::try_current(),
+            ) {
+                let id = rec.id.clone();
+                rt.spawn(async move { net.0.remove(&id).await });
+            }
             return Err(e);
         }
         let c = Container::new(rec, dir);
@@ -566,9 +603,21 @@ impl Containers {
 
     /// Starts a container; the caller holds its operation lock.
     async fn start_locked(&self, c: &Arc<Container>) -> Result<()> {
-        let me = self.clone();
-        let c2 = c.clone();
-        let started = blocking(move || me.start_blocking(&c2)).await?;
+        let net = match &self.inner.opts.network {
+            Some(n) => n.0.start(&c.id).await.map_err(ContainerError::Network),
+            None => Ok(NetworkStart::default()),
+        };
+        let started = match net {
+            Ok(net) => {
+                let me = self.clone();
+                let c2 = c.clone();
+                blocking(move || me.start_blocking(&c2, &net)).await?
+            }
+            Err(e) => Err(e),
+        };
+        if started.is_err() {
+            self.network_stop(&c.id).await;
+        }
         match started {
             Ok(h) => {
                 let pid = h.pid();
@@ -665,12 +714,21 @@ impl Containers {
         Err(invalid(format!("unknown or invalid runtime name: {name}")))
     }
 
-    fn start_blocking(&self, c: &Container) -> Result<ShimHandle> {
+    /// Tears down a container's networking (after an exit or a failed start).
+    async fn network_stop(&self, id: &str) {
+        if let Some(n) = &self.inner.opts.network {
+            n.0.stop(id).await;
+        }
+    }
+
+    fn start_blocking(&self, c: &Container, net: &NetworkStart) -> Result<ShimHandle> {
         let r = c.record();
         let image = self.inner.images.get(&r.image_id)?;
         let layers = self.inner.images.layer_dirs(&image.id)?;
+        // /etc/hosts and resolv.conf carry the addresses just allocated.
+        write_etc_files(&c.paths, &r, Some(net))?;
         let root = rootfs::mount_overlay(&layers, &c.paths.dir)?;
-        let result = self.run_config(&r, &c.paths, &root).and_then(|cfg| {
+        let result = self.run_config(&r, &c.paths, &root, net).and_then(|cfg| {
             let _ = std::fs::remove_file(Bundle::new(&c.paths.dir).exit_path());
             Bundle::new(&c.paths.dir).write(&cfg, &RealHost)?;
             let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&c.pending));
@@ -716,15 +774,34 @@ impl Containers {
         Ok(NamespaceMode::Private)
     }
 
-    fn run_config(&self, r: &Record, paths: &Paths, root: &Path) -> Result<ContainerRunConfig> {
+    fn run_config(
+        &self,
+        r: &Record,
+        paths: &Paths,
+        root: &Path,
+        net: &NetworkStart,
+    ) -> Result<ContainerRunConfig> {
         let h = &r.host_config;
         let passwd = user::read_in_root(root, "/etc/passwd");
         let group = user::read_in_root(root, "/etc/group");
         let group_add = h.group_add.clone().unwrap_or_default();
         let process_user = user::resolve(&r.config.user, &group_add, &passwd, &group)?;
-        let net = match h.network_mode.as_str() {
-            "host" => NamespaceMode::Host,
-            m if m.starts_with("container:") => self.namespace(m, "net")?,
+        let net = match (h.network_mode.as_str(), &net.netns) {
+            ("host", _) => NamespaceMode::Host,
+            (m, _) if m.starts_with("container:") => {
+                let other = self.get(&m["container:".len()..])?;
+                match self
+                    .inner
+                    .opts
+                    .network
+                    .as_ref()
+                    .and_then(|n| n.0.netns_of(&other.id))
+                {
+                    Some(p) if other.record().state.status.is_running() => NamespaceMode::Path(p),
+                    _ => self.namespace(m, "net")?,
+                }
+            }
+            (_, Some(p)) => NamespaceMode::Path(p.clone()),
             _ => NamespaceMode::Private,
         };
         let namespaces = NamespaceModes {
@@ -897,6 +974,7 @@ impl Containers {
         };
         let rootfs_dir = c.paths.rootfs();
         let _ = blocking(move || rootfs::unmount(&rootfs_dir)).await;
+        self.network_stop(&c.id).await;
         *lock(&c.shim) = None;
         self.stop_health(&c);
         let r = match c.update(|r| {
@@ -1170,6 +1248,9 @@ impl Containers {
                 .map_err(|e| ContainerError::io("remove", &paths.dir, e))
         })
         .await??;
+        if let Some(n) = &self.inner.opts.network {
+            n.0.remove(&c.id).await;
+        }
         {
             let mut t = lock(&self.inner.table);
             t.by_id.remove(&c.id);
@@ -1208,6 +1289,9 @@ impl Containers {
             t.names.insert(new.clone(), c.id.clone());
         }
         c.update(|r| r.name = new.clone())?;
+        if let Some(n) = &self.inner.opts.network {
+            n.0.rename(&c.id, &new);
+        }
         self.event(&c, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
     }
@@ -1742,7 +1826,12 @@ impl Containers {
             if !filter.matches(&r) {
                 continue;
             }
-            out.push(summary(&r, now));
+            let mut row = summary(&r, now);
+            if let Some(n) = &self.inner.opts.network {
+                row.ports = n.0.ports(&r.id);
+                row.network_settings.networks = n.0.networks(&r.id);
+            }
+            out.push(row);
             if limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
@@ -1820,9 +1909,9 @@ impl Containers {
             },
             mounts,
             config: r.config.clone(),
-            network_settings: NetworkSettings {
-                sandbox_key: String::new(),
-                ..Default::default()
+            network_settings: match &self.inner.opts.network {
+                Some(n) => n.0.settings(&r.id),
+                None => NetworkSettings::default(),
             },
             ..Default::default()
         })
@@ -1919,7 +2008,7 @@ pub(crate) fn cgroup_of(r: &Record, paths: &Paths) -> String {
         .unwrap_or_else(|| format!("/berth/{}", r.id))
 }
 
-fn write_etc_files(p: &Paths, r: &Record) -> Result<()> {
+fn write_etc_files(p: &Paths, r: &Record, net: Option<&NetworkStart>) -> Result<()> {
     let h = &r.host_config;
     let host_net = h.network_mode == "host";
     let write = |path: PathBuf, text: String| -> Result<()> {
@@ -1933,6 +2022,8 @@ fn write_etc_files(p: &Paths, r: &Record) -> Result<()> {
         etc::hosts(
             &r.config.hostname,
             h.extra_hosts.as_deref().unwrap_or_default(),
+            net.map(|n| n.addresses.as_slice()).unwrap_or_default(),
+            net.and_then(|n| n.host_gateway),
         )
     };
     write(p.hosts(), hosts)?;
@@ -1940,6 +2031,7 @@ fn write_etc_files(p: &Paths, r: &Record) -> Result<()> {
     let resolv = etc::resolv_conf(
         &etc::host_resolv_conf(),
         host_net,
+        net.is_some_and(|n| n.embedded_dns),
         &etc::DnsOverrides {
             servers: h.dns.as_ref().unwrap_or(&empty),
             search: h.dns_search.as_ref().unwrap_or(&empty),

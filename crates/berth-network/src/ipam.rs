@@ -284,7 +284,6 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
     Ok(m)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,7 +370,10 @@ mod tests {
     #[test]
     fn mac_from_ip() {
         assert_eq!(format_mac(&mac_for(ip("172.17.0.2"))), "02:42:ac:11:00:02");
-        assert_eq!(parse_mac("02:42:ac:11:00:02").unwrap(), mac_for(ip("172.17.0.2")));
+        assert_eq!(
+            parse_mac("02:42:ac:11:00:02").unwrap(),
+            mac_for(ip("172.17.0.2"))
+        );
         assert!(parse_mac("02:42").is_err());
     }
 }

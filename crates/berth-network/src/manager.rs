@@ -124,9 +124,7 @@ pub fn parse_port_key(key: &str) -> Result<(u16, u16, Proto)> {
             )));
         }
         _ => {
-            return Err(ControlError::invalid(format!(
-                "invalid proto: {proto}"
-            )));
+            return Err(ControlError::invalid(format!("invalid proto: {proto}")));
         }
     };
     let (lo, hi) = parse_range(ports)
@@ -417,7 +415,9 @@ impl Networks {
             return Err(ControlError::invalid("network name cannot be empty"));
         }
         let name_re = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
-        if !req.name.chars().all(name_re) || !req.name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        if !req.name.chars().all(name_re)
+            || !req.name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        {
             return Err(ControlError::invalid(format!(
                 "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
                 req.name
@@ -457,7 +457,13 @@ impl Networks {
                 req.scope
             )));
         }
-        if req.ingress || req.config_only || req.config_from.as_ref().is_some_and(|c| !c.network.is_empty()) {
+        if req.ingress
+            || req.config_only
+            || req
+                .config_from
+                .as_ref()
+                .is_some_and(|c| !c.network.is_empty())
+        {
             return Err(ControlError::invalid(
                 "ingress and config-only networks need swarm mode",
             ));
@@ -571,7 +577,9 @@ impl Networks {
             let _ = link::remove_bridge(&n.device).await;
             return Err(e);
         }
-        lock(&self.inner.state).networks.insert(id.clone(), n.clone());
+        lock(&self.inner.state)
+            .networks
+            .insert(id.clone(), n.clone());
         self.apply_firewall();
         self.event("create", &n, &[]);
         Ok(id)
@@ -774,7 +782,10 @@ impl Networks {
 
     /// `POST /networks/prune`: removes unused user networks `keep` accepts (the router
     /// turns `until`/`label` filters into it); returns their names.
-    pub async fn prune(&self, keep: &(dyn Fn(&NetworkRecord) -> bool + Sync)) -> Result<Vec<String>> {
+    pub async fn prune(
+        &self,
+        keep: &(dyn Fn(&NetworkRecord) -> bool + Sync),
+    ) -> Result<Vec<String>> {
         let _op = self.inner.op.lock().await;
         let candidates: Vec<NetworkRecord> = {
             let st = lock(&self.inner.state);
@@ -975,7 +986,9 @@ impl Networks {
             .containers
             .get(id)
             .cloned()
-            .ok_or_else(|| ControlError::not_found(format!("no network record for container {id}")))?;
+            .ok_or_else(|| {
+                ControlError::not_found(format!("no network record for container {id}"))
+            })?;
         let host_gateway = self.default_gateway();
         if c.running.is_some() {
             // A start after a crash that left it recorded as running: tear that down first.
@@ -1145,7 +1158,11 @@ impl Networks {
                 return Err(e);
             }
             let mac = match req.settings.mac_address.as_str() {
-                "" => ipam::mac_for(ipv4.or(ipv6).map(|n| n.addr()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))),
+                "" => ipam::mac_for(
+                    ipv4.or(ipv6)
+                        .map(|n| n.addr())
+                        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                ),
                 m => ipam::parse_mac(m)?,
             };
             let att = Attachment {
@@ -1170,7 +1187,10 @@ impl Networks {
             (n.clone(), att)
         };
         let gateways = if primary && !n.internal {
-            [att.gateway_v4, att.gateway_v6].into_iter().flatten().collect()
+            [att.gateway_v4, att.gateway_v6]
+                .into_iter()
+                .flatten()
+                .collect()
         } else {
             Vec::new()
         };
@@ -1328,12 +1348,7 @@ impl Networks {
 
     /// `POST /networks/{id}/connect`: adds the network to a container; a running container
     /// gets the endpoint at once.
-    pub async fn connect(
-        &self,
-        key: &str,
-        id: &str,
-        settings: EndpointSettings,
-    ) -> Result<()> {
+    pub async fn connect(&self, key: &str, id: &str, settings: EndpointSettings) -> Result<()> {
         let _op = self.inner.op.lock().await;
         let n = self.get(key)?;
         let c = lock(&self.inner.state)
@@ -1402,7 +1417,10 @@ impl Networks {
                 .is_some_and(|l| l.dns.is_some());
             if !has_dns && self.uses_embedded_dns(id) {
                 let dns = self.serve_dns(id, &r.netns)?;
-                lock(&self.inner.live).entry(id.to_string()).or_default().dns = Some(dns);
+                lock(&self.inner.live)
+                    .entry(id.to_string())
+                    .or_default()
+                    .dns = Some(dns);
             }
         }
         self.event("connect", &n, &[("container", id)]);
@@ -1511,7 +1529,11 @@ impl Networks {
             }
         }
         if c.mode == "host" || c.mode == "none" {
-            if let Some(n) = st.networks.values().find(|n| n.predefined && n.name == c.mode) {
+            if let Some(n) = st
+                .networks
+                .values()
+                .find(|n| n.predefined && n.name == c.mode)
+            {
                 out.networks.insert(
                     n.name.clone(),
                     EndpointSettings {
@@ -1533,7 +1555,9 @@ impl Networks {
                 names.extend(e.aliases.iter().flatten().cloned());
                 e.dns_names = Some(names);
             }
-            if let Some(a) = running.and_then(|r| r.attachments.iter().find(|a| a.network_id == n.id)) {
+            if let Some(a) =
+                running.and_then(|r| r.attachments.iter().find(|a| a.network_id == n.id))
+            {
                 e.endpoint_id = a.endpoint_id.clone();
                 e.mac_address = ipam::format_mac(&a.mac);
                 if let Some(ip) = a.ipv4 {
@@ -1715,10 +1739,7 @@ pub fn port_specs(
                 0
             } else {
                 let (a, z) = parse_range(&b.host_port).ok_or_else(|| {
-                    ControlError::invalid(format!(
-                        "invalid port specification: {:?}",
-                        b.host_port
-                    ))
+                    ControlError::invalid(format!("invalid port specification: {:?}", b.host_port))
                 })?;
                 if a != z {
                     // A host range for one container port: Docker picks a free port in it;
@@ -1868,7 +1889,10 @@ mod tests {
     fn port_keys() {
         assert_eq!(parse_port_key("80/tcp").unwrap(), (80, 80, Proto::Tcp));
         assert_eq!(parse_port_key("53/udp").unwrap(), (53, 53, Proto::Udp));
-        assert_eq!(parse_port_key("8000-8002").unwrap(), (8000, 8002, Proto::Tcp));
+        assert_eq!(
+            parse_port_key("8000-8002").unwrap(),
+            (8000, 8002, Proto::Tcp)
+        );
         assert!(parse_port_key("http/tcp").is_err());
         assert!(parse_port_key("80/xyz").is_err());
     }

@@ -200,8 +200,12 @@ impl Store {
             }
             match std::fs::read(&p).map(|b| serde_json::from_slice::<T>(&b)) {
                 Ok(Ok(v)) => out.push(v),
-                Ok(Err(e)) => tracing::warn!(path = %p.display(), error = %e, "skipping unreadable network record"),
-                Err(e) => tracing::warn!(path = %p.display(), error = %e, "skipping unreadable network record"),
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %p.display(), error = %e, "skipping unreadable network record")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "skipping unreadable network record")
+                }
             }
         }
         out
@@ -250,7 +254,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("record")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("record")
     ));
     let io = |op, e| ControlError::io(op, path, e);
     let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;

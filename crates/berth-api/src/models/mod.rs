@@ -13,9 +13,9 @@ pub mod system;
 
 pub use container::{
     ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerState,
-    ContainerSummary, ContainerWaitResponse, ExecConfig, ExecInspect, ExecStartConfig, HostConfig,
-    EndpointIpamConfig, EndpointSettings, Mount, MountPoint, NetworkSettings, NetworkingConfig, Port,
-    PortBinding, Resources, RestartPolicy,
+    ContainerSummary, ContainerWaitResponse, EndpointIpamConfig, EndpointSettings, ExecConfig,
+    ExecInspect, ExecStartConfig, HostConfig, Mount, MountPoint, NetworkSettings, NetworkingConfig,
+    Port, PortBinding, Resources, RestartPolicy,
 };
 pub use container_config::{ContainerConfig, HealthConfig};
 pub use events::{EventActor, EventMessage};

@@ -80,10 +80,7 @@ pub struct IpamConfig {
     pub ip_range: String,
     #[serde(rename = "Gateway", skip_serializing_if = "String::is_empty")]
     pub gateway: String,
-    #[serde(
-        rename = "AuxiliaryAddresses",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AuxiliaryAddresses", skip_serializing_if = "Option::is_none")]
     pub auxiliary_addresses: Option<BTreeMap<String, String>>,
 }
 

@@ -7,6 +7,7 @@ mod container_stats;
 mod containers;
 mod events;
 mod images;
+mod networks;
 mod system;
 
 use std::convert::Infallible;
@@ -59,6 +60,16 @@ pub fn app(state: AppState) -> Router {
         .route("/containers/{id}/{action}", post(containers::post_action))
         .route("/exec/{id}/json", get(containers::exec_inspect))
         .route("/exec/{id}/{action}", post(containers::exec_post))
+        .route("/networks", get(networks::list))
+        .route("/networks/", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))

@@ -41,7 +41,7 @@ impl Reply {
 impl Harness {
     fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(Daemon::open(Config::for_root(dir.path())).unwrap());
+        let state = Arc::new(Daemon::open(Config::for_root(dir.path())).await.unwrap());
         Harness { _dir: dir, state }
     }
 
