@@ -15,7 +15,7 @@ use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage, RouteType};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::{Error, Result, netns};
 
@@ -181,8 +181,12 @@ async fn attach_created(
         })?;
     // Hairpin lets a container reach its own published port through the host's address: the
     // DNATed packet leaves by the bridge port it came in on.
-    let hairpin = format!("/sys/class/net/{}/brport/hairpin_mode", ep.host_if);
-    std::fs::write(&hairpin, "1").map_err(|e| Error::io(format!("cannot write {hairpin}"), e))?;
+    handle
+        .link()
+        .set_port(LinkBridgePort::new(host).hairpin(true).build())
+        .execute()
+        .await
+        .map_err(|e| Error::netlink(format!("cannot set hairpin mode on {}", ep.host_if), e))?;
 
     let inside = ep.clone();
     let peer_tmp = peer_tmp.to_string();
