@@ -265,7 +265,12 @@ impl Firewall {
             let drop_policy = listing.lines().any(|l| l.trim() == "-P FORWARD DROP");
             let ours: Vec<Vec<String>> = listing
                 .lines()
-                .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                // `-S` quotes comments; ours have no spaces, so unquoting each word is exact.
+                .map(|l| {
+                    l.split_whitespace()
+                        .map(|w| w.trim_matches('"').to_string())
+                        .collect::<Vec<_>>()
+                })
                 .filter(|t| {
                     t.first().map(String::as_str) == Some("-A")
                         && t.windows(2).any(|w| w[0] == "--comment" && w[1] == comment)
