@@ -110,6 +110,8 @@ pub struct EndpointConfig {
 pub async fn attach(ep: &EndpointConfig) -> Result<()> {
     check_ifname(&ep.host_if)?;
     check_ifname(&ep.container_if)?;
+    // Checked before anything is made: a missing netns is the caller's mistake.
+    let ns = netns::open(&ep.netns)?;
     let handle = connect()?;
     let bridge = link_index(&handle, &ep.bridge)
         .await?
@@ -127,7 +129,7 @@ pub async fn attach(ep: &EndpointConfig) -> Result<()> {
         .execute()
         .await
         .map_err(|e| Error::netlink(format!("cannot create veth pair {}", ep.host_if), e))?;
-    let done = attach_created(&handle, ep, bridge, &peer_tmp).await;
+    let done = attach_created(&handle, ep, &ns, bridge, &peer_tmp).await;
     if done.is_err() {
         let _ = delete_link(&ep.host_if).await;
         let _ = delete_link(&peer_tmp).await;
@@ -138,6 +140,7 @@ pub async fn attach(ep: &EndpointConfig) -> Result<()> {
 async fn attach_created(
     handle: &Handle,
     ep: &EndpointConfig,
+    ns: &std::fs::File,
     bridge: u32,
     peer_tmp: &str,
 ) -> Result<()> {

@@ -257,3 +257,198 @@ fn detach_and_bridge_removal_leave_nothing() {
         assert!(!names().await.contains(&br));
     });
 }
+
+#[test]
+fn ipv6_bridge_with_masquerade_and_published_port() {
+    require_root!();
+    in_fake_host(|scratch, _host| async move {
+        let s = &scratch.sfx;
+        let (br, ext_br) = (format!("bta{s}"), format!("btx{s}"));
+        link::ensure_bridge(&link::BridgeConfig {
+            device: br.clone(),
+            addresses: vec![
+                "10.78.1.1/24".parse().unwrap(),
+                "fd78::1/64".parse().unwrap(),
+            ],
+            mtu: Some(1400),
+        })
+        .await
+        .unwrap();
+        bridge(&ext_br, "2001:db8::1/64").await;
+        let ns = Ns::new(&scratch, "c6");
+        link::attach(&link::EndpointConfig {
+            bridge: br.clone(),
+            host_if: format!("vc6{s}"),
+            netns: ns.path.clone(),
+            container_if: "eth0".into(),
+            mac: [0x02, 0x42, 0x0a, 0x4e, 0x01, 0x02],
+            addresses: vec![
+                "10.78.1.2/24".parse().unwrap(),
+                "fd78::2/64".parse().unwrap(),
+            ],
+            gateways: vec!["10.78.1.1".parse().unwrap(), "fd78::1".parse().unwrap()],
+            mtu: Some(1400),
+        })
+        .await
+        .unwrap();
+        let ext = container(&scratch, "ext", &ext_br, "2001:db8::2/64", None).await;
+        let _srv_ext = Server::start(&ext.path, "[2001:db8::2]:7000");
+        let _srv_c = Server::start(&ns.path, "[fd78::2]:80");
+        Firewall::new(&format!("berth_t{s}"))
+            .apply(&Ruleset {
+                bridges: vec![BridgeRules {
+                    device: br.clone(),
+                    subnets: vec![
+                        "10.78.1.0/24".parse().unwrap(),
+                        "fd78::/64".parse().unwrap(),
+                    ],
+                    internal: false,
+                    masquerade: true,
+                    icc: true,
+                }],
+                ports: vec![PortForward {
+                    proto: Proto::Tcp,
+                    host_ip: None,
+                    host_port: 8080,
+                    container_ip: "fd78::2".parse().unwrap(),
+                    container_port: 80,
+                    bridge: br.clone(),
+                }],
+            })
+            .unwrap();
+        assert_eq!(
+            fetch(&ns.path, "[2001:db8::2]:7000").await.unwrap(),
+            "peer=2001:db8::1"
+        );
+        assert_eq!(
+            fetch(&ext.path, "[2001:db8::1]:8080").await.unwrap(),
+            "peer=2001:db8::2"
+        );
+        // MAC and MTU made it inside.
+        let inside = berth_network::netns::run_in(&ns.path, || {
+            let out = std::process::Command::new("ip")
+                .args(["-o", "link", "show", "eth0"])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .unwrap();
+        assert!(
+            inside.contains("mtu 1400") && inside.contains("02:42:0a:4e:01:02"),
+            "{inside}"
+        );
+    });
+}
+
+#[test]
+fn udp_proxy_relays_each_client() {
+    require_root!();
+    in_fake_host(|scratch, host| async move {
+        let s = &scratch.sfx;
+        let br = format!("bta{s}");
+        bridge(&br, "10.77.1.1/24").await;
+        let c = container(&scratch, "u", &br, "10.77.1.2/24", Some("10.77.1.1")).await;
+        let echo =
+            berth_network::netns::run_in(&c.path, || std::net::UdpSocket::bind("10.77.1.2:5300"))
+                .unwrap()
+                .unwrap();
+        echo.set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let echo_thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((n, from)) = echo.recv_from(&mut buf) {
+                    let mut reply = b"echo:".to_vec();
+                    reply.extend_from_slice(&buf[..n]);
+                    let _ = echo.send_to(&reply, from);
+                }
+            }
+        });
+        let px = proxy::publish(
+            Some("127.0.0.1".parse().unwrap()),
+            0,
+            Proto::Udp,
+            "10.77.1.2:5300".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let port = px.host_port();
+        let replies = berth_network::netns::run_in_async(&host, move || {
+            let mut got = Vec::new();
+            for msg in ["one", "two"] {
+                let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+                    .unwrap();
+                s.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+                let mut buf = [0u8; 100];
+                let n = s.recv(&mut buf).unwrap();
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            got
+        })
+        .await
+        .unwrap();
+        assert_eq!(replies, ["echo:one", "echo:two"]);
+        drop(px);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        echo_thread.join().unwrap();
+    });
+}
+
+#[test]
+fn failed_attach_leaves_no_veth() {
+    require_root!();
+    in_fake_host(|scratch, _host| async move {
+        let s = &scratch.sfx;
+        let br = format!("bta{s}");
+        bridge(&br, "10.79.1.1/24").await;
+        let ns = Ns::new(&scratch, "f");
+        let host_if = format!("vf{s}");
+        // An IPv4 gateway outside every subnet of the interface cannot be routed: the last
+        // step fails after the veth was made and moved.
+        let err = link::attach(&link::EndpointConfig {
+            bridge: br.clone(),
+            host_if: host_if.clone(),
+            netns: ns.path.clone(),
+            container_if: "eth0".into(),
+            mac: [0x02, 0x42, 0, 0, 0, 9],
+            addresses: vec!["10.79.1.9/24".parse().unwrap()],
+            gateways: vec!["10.80.0.1".parse().unwrap()],
+            mtu: None,
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("default route via 10.80.0.1"),
+            "{err}"
+        );
+        let out = std::process::Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap();
+        let links = String::from_utf8(out.stdout).unwrap();
+        assert!(!links.contains(&host_if), "{links}");
+        // A missing bridge or netns fails before anything is made.
+        let mut ep = link::EndpointConfig {
+            bridge: format!("nobr{s}"),
+            host_if: host_if.clone(),
+            netns: ns.path.clone(),
+            container_if: "eth0".into(),
+            mac: [0x02, 0x42, 0, 0, 0, 9],
+            addresses: vec![],
+            gateways: vec![],
+            mtu: None,
+        };
+        assert!(link::attach(&ep).await.is_err());
+        ep.bridge = br.clone();
+        ep.netns = scratch.dir.join("missing");
+        assert!(link::attach(&ep).await.is_err());
+        let out = std::process::Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8(out.stdout).unwrap().contains(&host_if));
+    });
+}
