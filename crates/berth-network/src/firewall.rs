@@ -199,14 +199,20 @@ impl Firewall {
             "prerouting",
             vec![local.clone(), json!({"jump": {"target": "ports"}})],
         );
-        rule(
-            "output",
-            vec![
-                local.clone(),
-                json!({"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "lo"}}),
-                json!({"jump": {"target": "ports"}}),
-            ],
-        );
+        // Loopback destinations are left to the proxy: after DNAT their source would stay
+        // 127.0.0.1, which the container cannot answer.
+        for (fam, lo, len) in [("ip", "127.0.0.0", 8), ("ip6", "::1", 128)] {
+            rule(
+                "output",
+                vec![
+                    json!({"match": {"op": "!=",
+                        "left": {"payload": {"protocol": fam, "field": "daddr"}},
+                        "right": {"prefix": {"addr": lo, "len": len}}}}),
+                    local.clone(),
+                    json!({"jump": {"target": "ports"}}),
+                ],
+            );
+        }
         for p in &rs.ports {
             rule("ports", port_rule(p)?);
         }

@@ -78,10 +78,16 @@ fn published_port_by_dnat_hairpin_and_proxy() {
         let ext = container(&scratch, "ext", &ext_br, "192.0.2.2/24", None).await;
         let _srv = Server::start(&web.path, "10.72.1.2:80");
 
-        // The proxy picks the port and reserves it; NAT uses the same number.
-        let px = proxy::publish(None, 0, Proto::Tcp, "10.72.1.2:80".parse().unwrap())
-            .await
-            .unwrap();
+        // The proxy picks the port and reserves it; NAT uses the same number. It listens on
+        // 127.0.0.1 only, so that every other path below is NAT's.
+        let px = proxy::publish(
+            Some("127.0.0.1".parse().unwrap()),
+            0,
+            Proto::Tcp,
+            "10.72.1.2:80".parse().unwrap(),
+        )
+        .await
+        .unwrap();
         let port = px.host_port();
         let fw = Firewall::new(&format!("berth_t{s}"));
         fw.apply(&Ruleset {
@@ -102,9 +108,10 @@ fn published_port_by_dnat_hairpin_and_proxy() {
             .await
             .unwrap();
         assert_eq!(got, "peer=192.0.2.2");
-        // From the host to its own non-loopback address: DNAT in the output hook.
+        // From the host to its own non-loopback address: DNAT in the output hook (the source
+        // is the address it dialled).
         let got = fetch(&host, &format!("192.0.2.1:{port}")).await.unwrap();
-        assert_eq!(got, "peer=10.72.1.1");
+        assert_eq!(got, "peer=192.0.2.1");
         // From the host on 127.0.0.1: the proxy (it connects from the bridge's address).
         let got = fetch(&host, &format!("127.0.0.1:{port}")).await.unwrap();
         assert_eq!(got, "peer=10.72.1.1");
