@@ -1,11 +1,23 @@
 //! Bridges and veth pairs over netlink (rtnetlink).
+//!
+//! Netlink sockets belong to the netns of the thread that opened them, so every function opens
+//! its own connection: host-side work on the caller's (host) netns, container-side work on a
+//! thread that entered the container's netns ([`crate::netns::run_in`]) with a small
+//! current-thread runtime of its own.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
+use futures_util::TryStreamExt;
 use ipnet::IpNet;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage, RouteType};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
-use crate::Result;
+use crate::{Error, Result, netns};
 
 /// A host bridge device and the addresses it holds (the gateways of its subnets).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,14 +30,60 @@ pub struct BridgeConfig {
 /// Makes the bridge exist, hold `addresses` (others it has are left alone) and be up; turns
 /// on IP forwarding (IPv6 forwarding too when it has an IPv6 address). Idempotent.
 pub async fn ensure_bridge(cfg: &BridgeConfig) -> Result<()> {
-    let _ = cfg;
-    unimplemented!()
+    check_ifname(&cfg.device)?;
+    let handle = connect()?;
+    let index = match link_index(&handle, &cfg.device).await? {
+        Some(i) => i,
+        None => {
+            let mut b = LinkBridge::new(&cfg.device);
+            if let Some(mtu) = cfg.mtu {
+                b = b.mtu(mtu);
+            }
+            match handle.link().add(b.build()).execute().await {
+                // Another caller made it meanwhile: fine, it is the same bridge.
+                Ok(()) => {}
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) => {
+                    return Err(Error::netlink(
+                        format!("cannot create bridge {}", cfg.device),
+                        e,
+                    ));
+                }
+            }
+            link_index(&handle, &cfg.device).await?.ok_or_else(|| {
+                Error::Invalid(format!("bridge {} vanished after creation", cfg.device))
+            })?
+        }
+    };
+    let have = addresses_of(&handle, Some(index)).await?;
+    for addr in &cfg.addresses {
+        if have.contains(addr) {
+            continue;
+        }
+        add_address(&handle, index, *addr)
+            .await
+            .map_err(|e| Error::netlink(format!("cannot add {addr} to {}", cfg.device), e))?;
+    }
+    let mut up = LinkUnspec::new_with_index(index).up();
+    if let Some(mtu) = cfg.mtu {
+        up = up.mtu(mtu);
+    }
+    handle
+        .link()
+        .set(up.build())
+        .execute()
+        .await
+        .map_err(|e| Error::netlink(format!("cannot bring bridge {} up", cfg.device), e))?;
+    enable_forwarding("/proc/sys/net/ipv4/ip_forward")?;
+    if cfg.addresses.iter().any(|a| matches!(a, IpNet::V6(_))) {
+        enable_forwarding("/proc/sys/net/ipv6/conf/all/forwarding")?;
+    }
+    Ok(())
 }
 
 /// Deletes the bridge device. Ok if it does not exist.
 pub async fn remove_bridge(device: &str) -> Result<()> {
-    let _ = device;
-    unimplemented!()
+    delete_link(device).await
 }
 
 /// One container interface on a bridge.
@@ -50,23 +108,322 @@ pub struct EndpointConfig {
 /// Creates the veth pair: host side on the bridge and up; peer moved into the netns, renamed,
 /// given its MAC, addresses and default routes, and up. On failure nothing is left behind.
 pub async fn attach(ep: &EndpointConfig) -> Result<()> {
-    let _ = ep;
-    unimplemented!()
+    check_ifname(&ep.host_if)?;
+    check_ifname(&ep.container_if)?;
+    // Checked before anything is made: a missing netns is the caller's mistake.
+    let ns = netns::open(&ep.netns)?;
+    let handle = connect()?;
+    let bridge = link_index(&handle, &ep.bridge)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("bridge {} does not exist", ep.bridge)))?;
+    // The peer is born in the host netns under a temporary name derived from the host side
+    // (unique because the host side is), and renamed once it is inside the container.
+    let peer_tmp = peer_name(&ep.host_if);
+    let mut veth = LinkVeth::new(&ep.host_if, &peer_tmp);
+    if let Some(mtu) = ep.mtu {
+        veth = veth.mtu(mtu);
+    }
+    handle
+        .link()
+        .add(veth.build())
+        .execute()
+        .await
+        .map_err(|e| Error::netlink(format!("cannot create veth pair {}", ep.host_if), e))?;
+    let done = attach_created(&handle, ep, &ns, bridge, &peer_tmp).await;
+    if done.is_err() {
+        let _ = delete_link(&ep.host_if).await;
+        let _ = delete_link(&peer_tmp).await;
+    }
+    done
+}
+
+async fn attach_created(
+    handle: &Handle,
+    ep: &EndpointConfig,
+    ns: &std::fs::File,
+    bridge: u32,
+    peer_tmp: &str,
+) -> Result<()> {
+    let host = link_index(handle, &ep.host_if)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("veth {} vanished after creation", ep.host_if)))?;
+    let peer = link_index(handle, peer_tmp)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("veth peer {peer_tmp} vanished after creation")))?;
+    let ns = netns::open(&ep.netns)?;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(peer)
+                .setns_by_fd(ns.as_raw_fd())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| {
+            Error::netlink(
+                format!("cannot move {peer_tmp} into netns {}", ep.netns.display()),
+                e,
+            )
+        })?;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(host)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| {
+            Error::netlink(
+                format!("cannot put {} on bridge {}", ep.host_if, ep.bridge),
+                e,
+            )
+        })?;
+    // Hairpin lets a container reach its own published port through the host's address: the
+    // DNATed packet leaves by the bridge port it came in on.
+    handle
+        .link()
+        .set_port(LinkBridgePort::new(host).hairpin(true).build())
+        .execute()
+        .await
+        .map_err(|e| Error::netlink(format!("cannot set hairpin mode on {}", ep.host_if), e))?;
+
+    let inside = ep.clone();
+    let peer_tmp = peer_tmp.to_string();
+    netns::run_in_async(&ep.netns, move || configure_inside(&inside, &peer_tmp)).await?
+}
+
+/// The container side, on a thread inside the container's netns.
+fn configure_inside(ep: &EndpointConfig, peer_tmp: &str) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| Error::io("cannot start a runtime inside the netns", e))?;
+    rt.block_on(async {
+        let handle = connect()?;
+        let index = link_index(&handle, peer_tmp).await?.ok_or_else(|| {
+            Error::Invalid(format!("{peer_tmp} not found in {}", ep.netns.display()))
+        })?;
+        let mut msg = LinkUnspec::new_with_index(index)
+            .name(ep.container_if.clone())
+            .address(ep.mac.to_vec());
+        if let Some(mtu) = ep.mtu {
+            msg = msg.mtu(mtu);
+        }
+        handle
+            .link()
+            .set(msg.build())
+            .execute()
+            .await
+            .map_err(|e| {
+                Error::netlink(
+                    format!("cannot rename {peer_tmp} to {}", ep.container_if),
+                    e,
+                )
+            })?;
+        for addr in &ep.addresses {
+            add_address(&handle, index, *addr).await.map_err(|e| {
+                Error::netlink(format!("cannot add {addr} to {}", ep.container_if), e)
+            })?;
+        }
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("cannot bring {} up", ep.container_if), e))?;
+        for gw in &ep.gateways {
+            let route = match gw {
+                IpAddr::V4(v4) => RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(*v4)
+                    .output_interface(index)
+                    .build(),
+                IpAddr::V6(v6) => RouteMessageBuilder::<Ipv6Addr>::new()
+                    .gateway(*v6)
+                    .output_interface(index)
+                    .build(),
+            };
+            handle
+                .route()
+                .add(route)
+                .execute()
+                .await
+                .map_err(|e| Error::netlink(format!("cannot add default route via {gw}"), e))?;
+        }
+        Ok(())
+    })
 }
 
 /// Deletes the veth pair by its host side name (the peer goes with it). Ok if missing.
 pub async fn detach(host_if: &str) -> Result<()> {
-    let _ = host_if;
-    unimplemented!()
+    delete_link(host_if).await
 }
 
 /// Addresses (with prefix) configured on the host's interfaces, for choosing a subnet that
 /// does not collide.
 pub async fn host_addresses() -> Result<Vec<IpNet>> {
-    unimplemented!()
+    let handle = connect()?;
+    addresses_of(&handle, None).await
 }
 
 /// Destinations of the host's routes (main table, v4 and v6), excluding default routes.
 pub async fn host_routes() -> Result<Vec<IpNet>> {
-    unimplemented!()
+    let handle = connect()?;
+    let mut out = Vec::new();
+    for query in [
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+    ] {
+        let mut routes = handle.route().get(query).execute();
+        while let Some(r) = routes
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink("cannot list routes", e))?
+        {
+            if let Some(net) = route_destination(&r) {
+                out.push(net);
+            }
+        }
+    }
+    Ok(out)
+}
+
+const RT_TABLE_MAIN: u8 = 254;
+
+fn route_destination(r: &RouteMessage) -> Option<IpNet> {
+    let len = r.header.destination_prefix_length;
+    // Only the main table: local/broadcast entries would make every host address a "route".
+    if len == 0 || r.header.table != RT_TABLE_MAIN {
+        return None;
+    }
+    if !matches!(r.header.kind, RouteType::Unicast) {
+        return None;
+    }
+    r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(d) => {
+            let ip: IpAddr = match d {
+                rtnetlink::packet_route::route::RouteAddress::Inet(v4) => (*v4).into(),
+                rtnetlink::packet_route::route::RouteAddress::Inet6(v6) => (*v6).into(),
+                _ => return None,
+            };
+            IpNet::new(ip, len).ok().map(|n| n.trunc())
+        }
+        _ => None,
+    })
+}
+
+fn connect() -> Result<Handle> {
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|e| Error::io("cannot open a netlink socket", e))?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(LinkMessage { header, .. })) => Ok(Some(header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(Error::netlink(format!("cannot look up link {name}"), e)),
+    }
+}
+
+async fn delete_link(name: &str) -> Result<()> {
+    let handle = connect()?;
+    let Some(index) = link_index(&handle, name).await? else {
+        return Ok(());
+    };
+    match handle.link().del(index).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+        Err(e) => Err(Error::netlink(format!("cannot delete link {name}"), e)),
+    }
+}
+
+async fn add_address(handle: &Handle, index: u32, addr: IpNet) -> Result<(), rtnetlink::Error> {
+    let mut req = handle.address().add(index, addr.addr(), addr.prefix_len());
+    if addr.addr().is_ipv6() {
+        // No duplicate address detection: the IPAM owns uniqueness, and DAD would leave the
+        // address "tentative" (unusable) for a second or two after start.
+        let msg: &mut AddressMessage = req.message_mut();
+        msg.header.flags |= AddressHeaderFlags::Nodad;
+    }
+    match req.execute().await {
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
+async fn addresses_of(handle: &Handle, index: Option<u32>) -> Result<Vec<IpNet>> {
+    let mut req = handle.address().get();
+    if let Some(i) = index {
+        req = req.set_link_index_filter(i);
+    }
+    let mut stream = req.execute();
+    let mut out = Vec::new();
+    while let Some(msg) = stream
+        .try_next()
+        .await
+        .map_err(|e| Error::netlink("cannot list addresses", e))?
+    {
+        if !matches!(
+            msg.header.family,
+            AddressFamily::Inet | AddressFamily::Inet6
+        ) {
+            continue;
+        }
+        // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS the
+        // peer there, the own address elsewhere.
+        let local = msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(ip) => Some(*ip),
+            _ => None,
+        });
+        let addr = local.or_else(|| {
+            msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })
+        });
+        if let Some(ip) = addr
+            && let Ok(net) = IpNet::new(ip, msg.header.prefix_len)
+        {
+            out.push(net);
+        }
+    }
+    Ok(out)
+}
+
+fn enable_forwarding(knob: &str) -> Result<()> {
+    if std::fs::read_to_string(knob)
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    std::fs::write(knob, "1").map_err(|e| Error::io(format!("cannot enable {knob}"), e))
+}
+
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => Some(m.raw_code().abs()),
+        _ => None,
+    }
+}
+
+fn check_ifname(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
+        return Err(Error::Invalid(format!("invalid interface name: {name:?}")));
+    }
+    Ok(())
+}
+
+/// A temporary name for the container side while it is still in the host netns.
+fn peer_name(host_if: &str) -> String {
+    let mut base: String = host_if.chars().take(13).collect();
+    base.push_str("_c");
+    base
 }

@@ -2,14 +2,27 @@
 //! connections), one tokio task per port inside the daemon, no process per port. Binding the
 //! host port also reserves it, so a taken port fails like Docker's.
 
-use std::net::{IpAddr, SocketAddr};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::{Proto, Result};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Mutex;
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::{Error, Proto, Result};
+
+/// How long a UDP flow without traffic in either direction is kept (Docker's proxy: 90 s).
+const UDP_IDLE: Duration = Duration::from_secs(90);
+/// Largest UDP datagram relayed.
+const UDP_BUF: usize = 65_535;
 
 /// A running proxy for one published port; dropping it (or [`PortProxy::close`]) stops it.
 #[derive(Debug)]
 pub struct PortProxy {
     host_port: u16,
+    task: AbortHandle,
 }
 
 impl PortProxy {
@@ -22,6 +35,14 @@ impl PortProxy {
     pub fn close(self) {}
 }
 
+impl Drop for PortProxy {
+    fn drop(&mut self) {
+        // The listener and every connection live in the aborted task (and its JoinSet), so
+        // they are all dropped with it and the port is free again.
+        self.task.abort();
+    }
+}
+
 /// Binds `host_ip:host_port` (None = all addresses, 0 = pick a free port) and forwards to
 /// `target`. TCP: each connection is copied both ways. UDP: per-client flows with an idle
 /// timeout. A taken port gives "Bind for 0.0.0.0:8080 failed: port is already allocated".
@@ -32,6 +53,162 @@ pub async fn publish(
     proto: Proto,
     target: SocketAddr,
 ) -> Result<PortProxy> {
-    let _ = (host_ip, host_port, proto, target);
-    unimplemented!()
+    match proto {
+        Proto::Tcp => {
+            let listener = bind(
+                host_ip,
+                host_port,
+                |a| async move { TcpListener::bind(a).await },
+            )
+            .await?;
+            let port = local_port(listener.local_addr())?;
+            let task = tokio::spawn(serve_tcp(listener, target)).abort_handle();
+            Ok(PortProxy {
+                host_port: port,
+                task,
+            })
+        }
+        Proto::Udp => {
+            let socket = bind(
+                host_ip,
+                host_port,
+                |a| async move { UdpSocket::bind(a).await },
+            )
+            .await?;
+            let port = local_port(socket.local_addr())?;
+            let task = tokio::spawn(serve_udp(Arc::new(socket), target)).abort_handle();
+            Ok(PortProxy {
+                host_port: port,
+                task,
+            })
+        }
+    }
+}
+
+/// Binds the socket; for "all addresses" the IPv6 wildcard (which takes IPv4 too on Linux
+/// by default), falling back to 0.0.0.0 on hosts without IPv6.
+async fn bind<S, F, Fut>(host_ip: Option<IpAddr>, port: u16, bind_one: F) -> Result<S>
+where
+    F: Fn(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<S>>,
+{
+    let shown = SocketAddr::new(host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port);
+    let result = match host_ip {
+        Some(ip) => bind_one(SocketAddr::new(ip, port)).await,
+        None => match bind_one(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)).await {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+                ) =>
+            {
+                bind_one(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)).await
+            }
+            other => other,
+        },
+    };
+    result.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            Error::PortAllocated {
+                addr: shown.to_string(),
+            }
+        } else {
+            Error::io(format!("cannot bind {shown}"), e)
+        }
+    })
+}
+
+fn local_port(addr: std::io::Result<SocketAddr>) -> Result<u16> {
+    addr.map(|a| a.port())
+        .map_err(|e| Error::io("cannot read a proxy socket's address", e))
+}
+
+async fn serve_tcp(listener: TcpListener, target: SocketAddr) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => {
+                    conns.spawn(relay_tcp(client, target));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%target, error = %e, "port proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+async fn relay_tcp(mut client: TcpStream, target: SocketAddr) {
+    let _ = client.set_nodelay(true);
+    let mut upstream = match TcpStream::connect(target).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%target, error = %e, "port proxy cannot reach the container");
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+async fn serve_udp(socket: Arc<UdpSocket>, target: SocketAddr) {
+    // One connected socket per client address, each with a task relaying replies back.
+    let flows: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
+    let mut tasks = JoinSet::new();
+    let mut buf = vec![0u8; UDP_BUF];
+    loop {
+        let (n, client) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(_) => continue,
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let existing = flows.lock().await.get(&client).cloned();
+        let flow = match existing {
+            Some(f) => f,
+            None => {
+                let local: SocketAddr = if target.is_ipv4() {
+                    (Ipv4Addr::UNSPECIFIED, 0).into()
+                } else {
+                    (Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let Ok(up) = UdpSocket::bind(local).await else {
+                    continue;
+                };
+                if up.connect(target).await.is_err() {
+                    continue;
+                }
+                let up = Arc::new(up);
+                flows.lock().await.insert(client, up.clone());
+                tasks.spawn(relay_udp_replies(
+                    up.clone(),
+                    socket.clone(),
+                    client,
+                    flows.clone(),
+                ));
+                up
+            }
+        };
+        let _ = flow.send(&buf[..n]).await;
+    }
+}
+
+async fn relay_udp_replies(
+    up: Arc<UdpSocket>,
+    down: Arc<UdpSocket>,
+    client: SocketAddr,
+    flows: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>>,
+) {
+    let mut buf = vec![0u8; UDP_BUF];
+    while let Ok(Ok(n)) = tokio::time::timeout(UDP_IDLE, up.recv(&mut buf)).await {
+        if down.send_to(&buf[..n], client).await.is_err() {
+            break;
+        }
+    }
+    flows.lock().await.remove(&client);
 }
