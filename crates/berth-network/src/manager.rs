@@ -820,6 +820,22 @@ impl Networks {
         exposed: &[String],
     ) -> Result<String> {
         let st = lock(&self.inner.state);
+        // The docker CLI names the primary network as the mode it was given (`default`).
+        let endpoints: BTreeMap<String, EndpointSettings> = endpoints
+            .iter()
+            .map(|(k, v)| {
+                let k = if k == "default" {
+                    match mode {
+                        "" | "default" => "bridge".to_string(),
+                        m => m.to_string(),
+                    }
+                } else {
+                    k.clone()
+                };
+                (k, v.clone())
+            })
+            .collect();
+        let endpoints = &endpoints;
         let mode = match mode {
             "" | "default" => {
                 if st.networks.values().any(|n| n.is_default_bridge()) {
