@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{container, context::ContextCommand, cp, image, stats, system};
+use crate::commands::{container, context::ContextCommand, cp, image, network, stats, system};
 
 /// A self-sufficient runtime for containers
 #[derive(Debug, Parser)]
@@ -60,6 +60,11 @@ pub enum Command {
         #[command(subcommand)]
         command: image::ImageCommand,
     },
+    /// Manage networks
+    Network {
+        #[command(subcommand)]
+        command: network::NetworkCommand,
+    },
     /// Manage Berth
     System {
         #[command(subcommand)]
@@ -115,6 +120,8 @@ pub enum Command {
     Commit(container::CommitArgs),
     /// List containers
     Ps(container::PsArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(network::PortArgs),
     /// Execute a command in a running container
     Exec(container::ExecArgs),
     /// Load an image from a tar archive or STDIN
