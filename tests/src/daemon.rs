@@ -108,8 +108,10 @@ impl Daemon {
         // Concurrent daemons (other tests, other test processes) must not share a bridge or
         // a subnet: both come from this process's pid and the daemon's counter.
         let bridge = format!("bt{:x}x{n}", pid & 0xff_ffff);
+        // The default bridge gets the first /26 of a /24; tests carve their user networks
+        // from the other three ([`Daemon::spare_subnet`]).
         let bip = format!(
-            "10.{}.{}.1/24",
+            "10.{}.{}.1/26",
             100 + pid % 100,
             (pid / 100 + n as u32) % 256
         );
@@ -146,6 +148,20 @@ impl Daemon {
     }
     pub fn bip(&self) -> &str {
         &self.bip
+    }
+    /// The default bridge's gateway address (a host address).
+    pub fn gateway(&self) -> &str {
+        self.bip.split('/').next().unwrap_or_default()
+    }
+    /// A /26 that no other daemon uses, for a test's user network (`i` in 1..=3).
+    pub fn spare_subnet(&self, i: u8) -> String {
+        assert!((1..=3).contains(&i), "three spare subnets per daemon");
+        let base = self
+            .gateway()
+            .rsplit_once('.')
+            .map(|(b, _)| b)
+            .unwrap_or_default();
+        format!("{base}.{}/26", 64 * i as u32)
     }
     /// The daemon's nftables table (`berth_` + 8 hex of sha256 of the data root).
     pub fn firewall_table(&self) -> String {

@@ -882,7 +882,7 @@ impl Networks {
                 });
             }
         } else {
-            for key in endpoints.keys() {
+            for key in endpoints.keys().filter(|k| **k != mode) {
                 let other = Self::find(&st, key)?;
                 if other.name != mode {
                     return Err(ControlError::invalid(
