@@ -22,7 +22,8 @@ fn web(d: &Daemon, name: &str, extra: &[&str]) -> String {
 
 /// Runs a throw-away busybox container with a shell script; returns (exit code, stdout+stderr).
 fn sh(d: &Daemon, net: &[&str], script: &str) -> (i32, String) {
-    let mut args = vec!["run", "--rm"];
+    // --init: the shell is not PID 1, so `timeout` can end a command stuck on a dropped packet.
+    let mut args = vec!["run", "--rm", "--init"];
     args.extend_from_slice(net);
     args.extend_from_slice(&["busybox", "sh", "-c", script]);
     let out = d.berth(&args);
