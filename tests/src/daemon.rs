@@ -399,7 +399,7 @@ impl Daemon {
     fn clean_network(&self) {
         let netns = self.exec_root().join("netns");
         for e in std::fs::read_dir(&netns).into_iter().flatten().flatten() {
-            let _ = rustix::mount::unmount(&e.path(), rustix::mount::UnmountFlags::DETACH);
+            let _ = rustix::mount::unmount(e.path(), rustix::mount::UnmountFlags::DETACH);
             let _ = std::fs::remove_file(e.path());
         }
         let quiet = |args: &[&str]| {

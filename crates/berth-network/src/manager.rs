@@ -672,7 +672,7 @@ impl Networks {
                 "driver" => vals.iter().any(|v| *v == n.driver),
                 "id" => vals.iter().any(|v| n.id.starts_with(v)),
                 "name" => vals.iter().any(|v| n.name.contains(v)),
-                "scope" => vals.iter().any(|v| *v == "local"),
+                "scope" => vals.contains(&"local"),
                 "type" => {
                     for v in &vals {
                         if *v != "custom" && *v != "builtin" {
@@ -904,6 +904,7 @@ impl Networks {
             port_bindings: port_bindings.clone(),
             ports,
             exposed: exposed_left,
+            dns: Vec::new(),
             running: None,
         };
         self.inner.store.save_container(&c)?;
@@ -969,6 +970,19 @@ impl Networks {
             return Err(ControlError::invalid(
                 "network-scoped alias is supported only for containers in user defined networks",
             ));
+        }
+        Ok(())
+    }
+
+    /// Records `--dns` servers: the embedded DNS server forwards to them instead of the host's.
+    pub fn container_dns(&self, id: &str, servers: &[String]) -> Result<()> {
+        let mut st = lock(&self.inner.state);
+        if let Some(c) = st.containers.get_mut(id) {
+            for s in servers {
+                ipam::parse_ip(s)?;
+            }
+            c.dns = servers.to_vec();
+            self.inner.store.save_container(c)?;
         }
         Ok(())
     }
@@ -1108,7 +1122,23 @@ impl Networks {
             inner: Arc::downgrade(&self.inner),
             container: id.to_string(),
         });
-        dns::serve(path, resolver, host_upstreams()).map_err(ControlError::data(format!(
+        let configured: Vec<SocketAddr> = lock(&self.inner.state)
+            .containers
+            .get(id)
+            .map(|c| {
+                c.dns
+                    .iter()
+                    .filter_map(|s| s.parse::<IpAddr>().ok())
+                    .map(|ip| SocketAddr::new(ip, 53))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let upstreams = if configured.is_empty() {
+            host_upstreams()
+        } else {
+            configured
+        };
+        dns::serve(path, resolver, upstreams).map_err(ControlError::data(format!(
             "cannot start the embedded DNS server of container {id}"
         )))
     }

@@ -141,6 +141,9 @@ pub struct ContainerNet {
     pub ports: Vec<PortSpec>,
     /// Exposed ports that are not published (shown in inspect's `Ports` as `null`).
     pub exposed: Vec<String>,
+    /// `--dns`: where the embedded DNS server forwards names it does not know (the host's
+    /// resolvers when empty).
+    pub dns: Vec<String>,
     pub running: Option<Running>,
 }
 

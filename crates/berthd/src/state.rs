@@ -104,6 +104,10 @@ impl NetworkAttacher for Attacher {
                 req.host.publish_all_ports,
                 req.exposed,
             )
+            .and_then(|mode| {
+                let dns = req.host.dns.as_deref().unwrap_or_default();
+                self.0.container_dns(req.id, dns).map(|()| mode)
+            })
             .map_err(ApiError::from)
     }
     fn start<'a>(&'a self, id: &'a str) -> NetFuture<'a, Result<NetworkStart, ApiError>> {
