@@ -150,7 +150,6 @@ async fn attach_created(
     let peer = link_index(handle, peer_tmp)
         .await?
         .ok_or_else(|| Error::Invalid(format!("veth peer {peer_tmp} vanished after creation")))?;
-    let ns = netns::open(&ep.netns)?;
     handle
         .link()
         .set(
