@@ -421,3 +421,106 @@ fn iptables(bin: &str, args: &[&str]) -> Result<Option<String>> {
     }
     Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Ruleset {
+        Ruleset {
+            bridges: vec![
+                BridgeRules {
+                    device: "br-a".into(),
+                    subnets: vec![
+                        "10.1.0.0/24".parse().unwrap(),
+                        "fd00:1::/64".parse().unwrap(),
+                    ],
+                    internal: false,
+                    masquerade: true,
+                    icc: false,
+                },
+                BridgeRules {
+                    device: "br-b".into(),
+                    subnets: vec!["10.2.0.0/24".parse().unwrap()],
+                    internal: true,
+                    masquerade: true,
+                    icc: true,
+                },
+            ],
+            ports: vec![
+                PortForward {
+                    proto: Proto::Tcp,
+                    host_ip: None,
+                    host_port: 8080,
+                    container_ip: "10.1.0.2".parse().unwrap(),
+                    container_port: 80,
+                    bridge: "br-a".into(),
+                },
+                PortForward {
+                    proto: Proto::Udp,
+                    host_ip: Some("fd00::5".parse().unwrap()),
+                    host_port: 53,
+                    container_ip: "fd00:1::2".parse().unwrap(),
+                    container_port: 5353,
+                    bridge: "br-a".into(),
+                },
+            ],
+        }
+    }
+
+    fn rules_of<'a>(doc: &'a Value, chain: &str) -> Vec<&'a Value> {
+        doc["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["add"]["rule"]["chain"] == chain)
+            .map(|c| &c["add"]["rule"]["expr"])
+            .collect()
+    }
+
+    #[test]
+    fn the_table_is_recreated_whole_in_one_document() {
+        let doc = Firewall::new("berth_test").ruleset_json(&sample()).unwrap();
+        let cmds = doc["nftables"].as_array().unwrap();
+        // Create-if-missing, delete, create: the old contents never survive an apply.
+        assert!(cmds[0]["add"]["table"].is_object());
+        assert!(cmds[1]["delete"]["table"].is_object());
+        assert!(cmds[2]["add"]["table"].is_object());
+        assert!(cmds.iter().all(|c| {
+            let obj = c.as_object().unwrap().values().next().unwrap();
+            let inner = obj.as_object().unwrap().values().next().unwrap();
+            inner["family"] == "inet"
+                && (inner["name"] == "berth_test" || inner["table"] == "berth_test")
+        }));
+    }
+
+    #[test]
+    fn rules_follow_the_description() {
+        let doc = Firewall::new("berth_test").ruleset_json(&sample()).unwrap();
+        let text = |v: &Vec<&Value>| serde_json::to_string(v).unwrap();
+        let ports = rules_of(&doc, "ports");
+        assert_eq!(ports.len(), 2);
+        assert!(text(&ports).contains(r#""dnat":{"addr":"10.1.0.2","family":"ip","port":80}"#));
+        assert!(text(&ports).contains(r#""right":"fd00::5""#));
+        let post = rules_of(&doc, "postrouting");
+        // br-a: masquerade + hairpin for each of its two subnets; br-b is internal: nothing.
+        assert_eq!(post.len(), 4);
+        assert!(!text(&post).contains("br-b"));
+        let fwd = text(&rules_of(&doc, "forward"));
+        // Isolation both ways, internal sealing, icc=false.
+        assert!(fwd.contains(r#"{"set":["br-b"]}"#) && fwd.contains(r#"{"set":["br-a"]}"#));
+        assert_eq!(fwd.matches(r#""drop":null"#).count(), 2 + 2 + 1);
+    }
+
+    #[test]
+    fn bad_descriptions_are_refused() {
+        let mut rs = sample();
+        rs.ports[0].host_ip = Some("fd00::1".parse().unwrap());
+        let err = Firewall::new("berth_test").ruleset_json(&rs).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err}");
+        for name in ["", "bad name", "a;b", &"x".repeat(65)] {
+            assert!(Firewall::new(name).check_name().is_err(), "{name:?}");
+        }
+        assert!(Firewall::new("berth_0a1b2c3d").check_name().is_ok());
+    }
+}

@@ -185,6 +185,16 @@ fn bridges_are_isolated_and_internal_ones_have_no_way_out() {
             "peer=10.73.1.2"
         );
 
+        // Someone else's table, which ours must never touch.
+        let nft = |args: &[&str]| {
+            std::process::Command::new("nft")
+                .args(args)
+                .status()
+                .unwrap()
+        };
+        let other = format!("keep_{s}");
+        assert!(nft(&["add", "table", "inet", &other]).success());
+        assert!(nft(&["add", "chain", "inet", &other, "c"]).success());
         let fw = Firewall::new(&format!("berth_t{s}"));
         fw.apply(&Ruleset {
             bridges: vec![
@@ -221,6 +231,7 @@ fn bridges_are_isolated_and_internal_ones_have_no_way_out() {
             fetch(&ca.path, "10.73.2.2:7000").await.unwrap(),
             "peer=10.73.1.2"
         );
+        assert!(nft(&["list", "chain", "inet", &other, "c"]).success());
     });
 }
 
