@@ -35,7 +35,10 @@ pub async fn ensure_bridge(cfg: &BridgeConfig) -> Result<()> {
     let index = match link_index(&handle, &cfg.device).await? {
         Some(i) => i,
         None => {
-            let mut b = LinkBridge::new(&cfg.device);
+            // An explicit MAC pins it: otherwise the bridge takes the lowest MAC of its ports
+            // and changes it as containers come and go, leaving stale gateway entries in the
+            // ARP caches of the containers already there.
+            let mut b = LinkBridge::new(&cfg.device).address(bridge_mac(&cfg.device).to_vec());
             if let Some(mtu) = cfg.mtu {
                 b = b.mtu(mtu);
             }
@@ -418,6 +421,18 @@ fn check_ifname(name: &str) -> Result<()> {
         return Err(Error::Invalid(format!("invalid interface name: {name:?}")));
     }
     Ok(())
+}
+
+/// A locally administered unicast MAC derived from the device name (FNV-1a), so a bridge
+/// re-created after a daemon restart gets the same one.
+fn bridge_mac(device: &str) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in device.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [0x02, b[3], b[4], b[5], b[6], b[7]]
 }
 
 /// A temporary name for the container side while it is still in the host netns.

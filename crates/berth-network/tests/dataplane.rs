@@ -24,8 +24,25 @@ fn containers_talk_on_a_bridge_and_reach_out_masqueraded() {
         let s = &scratch.sfx;
         let (br, ext_br) = (format!("bta{s}"), format!("btx{s}"));
         bridge(&br, "10.71.1.1/24").await;
+        let mac_of = |dev: &str| {
+            let out = std::process::Command::new("ip")
+                .args(["-o", "link", "show", dev])
+                .output()
+                .unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            text.split("link/ether ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let bridge_mac = mac_of(&br);
         let c1 = container(&scratch, "c1", &br, "10.71.1.2/24", Some("10.71.1.1")).await;
         let c2 = container(&scratch, "c2", &br, "10.71.1.3/24", Some("10.71.1.1")).await;
+        // Ports coming and going do not change the bridge's MAC (the containers' gateway).
+        assert_eq!(mac_of(&br), bridge_mac);
         // The "external host": its own link to the host, no route back to the bridge's subnet.
         bridge(&ext_br, "192.0.2.1/24").await;
         let ext = container(&scratch, "ext", &ext_br, "192.0.2.2/24", None).await;
