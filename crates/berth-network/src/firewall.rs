@@ -141,8 +141,35 @@ impl Firewall {
             );
         };
 
-        // forward: drops first (a drop anywhere is final), then accepts.
+        // forward. A drop anywhere is final, so order is what decides:
+        // 1. internal bridges are sealed, whatever else applies;
+        // 2. published ports (DNATed connections, both directions) are reachable from other
+        //    bridges too, as from any other host: isolation stops direct connections only;
+        // 3. isolation between our bridges, and icc=false within one;
+        // 4. accepts (what iptables' DROP policy would otherwise stop, see sync_iptables).
         let names: Vec<&str> = rs.bridges.iter().map(|b| b.device.as_str()).collect();
+        for b in rs.bridges.iter().filter(|b| b.internal) {
+            let dev = b.device.as_str();
+            rule(
+                "forward",
+                vec![is("iifname", dev), not("oifname", dev), verdict("drop")],
+            );
+            rule(
+                "forward",
+                vec![is("oifname", dev), not("iifname", dev), verdict("drop")],
+            );
+        }
+        for b in rs.bridges.iter().filter(|b| !b.internal) {
+            let dev = b.device.as_str();
+            rule(
+                "forward",
+                vec![is("oifname", dev), ct_dnat(), verdict("accept")],
+            );
+            rule(
+                "forward",
+                vec![is("iifname", dev), ct_dnat(), verdict("accept")],
+            );
+        }
         for b in &rs.bridges {
             let dev = b.device.as_str();
             let others: Vec<&str> = names.iter().copied().filter(|n| *n != dev).collect();
@@ -154,16 +181,6 @@ impl Firewall {
                         is_in("oifname", &others),
                         verdict("drop"),
                     ],
-                );
-            }
-            if b.internal {
-                rule(
-                    "forward",
-                    vec![is("iifname", dev), not("oifname", dev), verdict("drop")],
-                );
-                rule(
-                    "forward",
-                    vec![is("oifname", dev), not("iifname", dev), verdict("drop")],
                 );
             }
             if !b.icc {
@@ -184,10 +201,6 @@ impl Firewall {
                     "right": ["established", "related"]}}),
                     verdict("accept"),
                 ],
-            );
-            rule(
-                "forward",
-                vec![is("oifname", dev), ct_dnat(), verdict("accept")],
             );
         }
 

@@ -219,9 +219,23 @@ fn bridges_are_isolated_and_internal_ones_have_no_way_out() {
                 bridge_rules(&b, "10.73.2.0/24", false),
                 bridge_rules(&int, "10.73.3.0/24", true),
             ],
-            ports: vec![],
+            ports: vec![PortForward {
+                proto: Proto::Tcp,
+                host_ip: None,
+                host_port: 9000,
+                container_ip: "10.73.2.2".parse().unwrap(),
+                container_port: 7000,
+                bridge: b.clone(),
+            }],
         })
         .unwrap();
+        // cb's published port is reachable from the other network through the host's
+        // address (as from any host), not from the internal one.
+        assert_eq!(
+            fetch(&ca.path, "192.0.2.1:9000").await.unwrap(),
+            "peer=10.73.2.1"
+        );
+        assert!(fetch(&ci.path, "192.0.2.1:9000").await.is_err());
         assert!(fetch(&ca.path, "10.73.2.2:7000").await.is_err());
         assert!(fetch(&cb.path, "10.73.1.2:7000").await.is_err());
         assert!(fetch(&ca.path, "10.73.3.2:7000").await.is_err());
