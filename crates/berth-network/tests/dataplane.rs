@@ -54,6 +54,23 @@ fn containers_talk_on_a_bridge_and_reach_out_masqueraded() {
             })
             .unwrap();
 
+        // ICMP both ways on the bridge and to the gateway.
+        for (from, to) in [
+            (&c1.path, "10.71.1.3"),
+            (&c2.path, "10.71.1.2"),
+            (&c1.path, "10.71.1.1"),
+        ] {
+            let dest = to.to_string();
+            let ok = berth_network::netns::run_in(from, move || {
+                std::process::Command::new("busybox")
+                    .args(["ping", "-c", "1", "-W", "2", &dest])
+                    .output()
+                    .map(|o| o.status.success())
+            })
+            .unwrap()
+            .unwrap();
+            assert!(ok, "ping {to}");
+        }
         let _srv1 = Server::start(&c1.path, "10.71.1.2:7000");
         assert_eq!(
             fetch(&c2.path, "10.71.1.2:7000").await.unwrap(),
