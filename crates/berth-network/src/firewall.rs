@@ -227,7 +227,9 @@ impl Firewall {
             );
         }
         for p in &rs.ports {
-            rule("ports", port_rule(p)?);
+            if let Some(expr) = port_rule(p) {
+                rule("ports", expr);
+            }
         }
 
         // postrouting: masquerade what leaves a bridge for elsewhere, and hairpin (DNATed
@@ -371,17 +373,16 @@ fn saddr_in(net: &IpNet) -> Value {
         "right": {"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}}}})
 }
 
-fn port_rule(p: &PortForward) -> Result<Vec<Value>> {
+/// The DNAT rule of a published port; None when NAT cannot translate it (a host address of
+/// the other family than the container's): the proxy alone serves those, as docker-proxy does.
+fn port_rule(p: &PortForward) -> Option<Vec<Value>> {
     let fam = family(p.container_ip);
     let mut expr = Vec::new();
     match p.host_ip {
         Some(ip) if ip.is_unspecified() => {}
         Some(ip) => {
             if family(ip) != fam {
-                return Err(Error::Invalid(format!(
-                    "cannot forward {ip} port {} to {}: address families differ",
-                    p.host_port, p.container_ip
-                )));
+                return None;
             }
             expr.push(json!({"match": {"op": "==",
                 "left": {"payload": {"protocol": fam, "field": "daddr"}},
@@ -400,7 +401,7 @@ fn port_rule(p: &PortForward) -> Result<Vec<Value>> {
         json!({"dnat": {"addr": p.container_ip.to_string(), "port": p.container_port,
         "family": fam}}),
     );
-    Ok(expr)
+    Some(expr)
 }
 
 fn run_nft(doc: &Value, context: &str) -> Result<()> {
@@ -526,11 +527,15 @@ mod tests {
     }
 
     #[test]
-    fn bad_descriptions_are_refused() {
+    fn ports_nat_cannot_translate_are_left_to_the_proxy() {
         let mut rs = sample();
         rs.ports[0].host_ip = Some("fd00::1".parse().unwrap());
-        let err = Firewall::new("berth_test").ruleset_json(&rs).unwrap_err();
-        assert!(matches!(err, Error::Invalid(_)), "{err}");
+        let doc = Firewall::new("berth_test").ruleset_json(&rs).unwrap();
+        assert_eq!(rules_of(&doc, "ports").len(), 1);
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
         for name in ["", "bad name", "a;b", &"x".repeat(65)] {
             assert!(Firewall::new(name).check_name().is_err(), "{name:?}");
         }
