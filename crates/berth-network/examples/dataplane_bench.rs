@@ -37,6 +37,22 @@ fn main() {
     result.unwrap();
 }
 
+/// Sends `mib` MiB to `addr` and waits for the server's "done"; MiB/s.
+fn throughput(addr: &str, mib: usize) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let chunk = vec![0x5au8; 1024 * 1024];
+    let t = Instant::now();
+    for _ in 0..mib {
+        s.write_all(&chunk).unwrap();
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut done = Vec::new();
+    s.read_to_end(&mut done).unwrap();
+    assert_eq!(done, b"done");
+    mib as f64 / t.elapsed().as_secs_f64()
+}
+
 struct Series(&'static str, Vec<Duration>);
 
 impl Series {
@@ -158,5 +174,86 @@ async fn bench(dir: &Path, rounds: usize) {
         drop(px);
     }
     publish.print();
+
+    // Throughput host -> container: to its address, through NAT (host's own bridge address),
+    // and through the proxy on 127.0.0.1.
+    let c = dir.join("tput");
+    netns::create(&c).unwrap();
+    link::attach(&EndpointConfig {
+        bridge: "bbench0".into(),
+        host_if: "vbenchtput".into(),
+        netns: c.clone(),
+        container_if: "eth0".into(),
+        mac: [0x02, 0x42, 10, 90, 2, 2],
+        addresses: vec!["10.90.2.2/16".parse().unwrap()],
+        gateways: vec!["10.90.0.1".parse().unwrap()],
+        mtu: None,
+    })
+    .await
+    .unwrap();
+    let listener = netns::run_in(&c, || std::net::TcpListener::bind("10.90.2.2:5001"))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                while let Ok(n) = std::io::Read::read(&mut conn, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = std::io::Write::write_all(&mut conn, b"done");
+            });
+        }
+    });
+    let px = proxy::publish(
+        Some("127.0.0.1".parse().unwrap()),
+        0,
+        Proto::Tcp,
+        "10.90.2.2:5001".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let port = px.host_port();
+    fw.apply(&Ruleset {
+        bridges: vec![BridgeRules {
+            device: "bbench0".into(),
+            subnets: vec!["10.90.0.0/16".parse().unwrap()],
+            internal: false,
+            masquerade: true,
+            icc: true,
+        }],
+        ports: vec![PortForward {
+            proto: Proto::Tcp,
+            host_ip: None,
+            host_port: port,
+            container_ip: "10.90.2.2".parse().unwrap(),
+            container_port: 5001,
+            bridge: "bbench0".into(),
+        }],
+    })
+    .unwrap();
+    let host = dir.join("host");
+    for (label, addr) in [
+        (
+            "tcp host -> container (direct)",
+            "10.90.2.2:5001".to_string(),
+        ),
+        (
+            "tcp host -> published port (NAT)",
+            format!("10.90.0.1:{port}"),
+        ),
+        ("tcp host -> 127.0.0.1 (proxy)", format!("127.0.0.1:{port}")),
+    ] {
+        let h = host.clone();
+        let mbps = netns::run_in_async(&h, move || throughput(&addr, 1024))
+            .await
+            .unwrap();
+        println!("{label:<38} {mbps:>8.0} MiB/s");
+    }
+    drop(px);
+    fw.remove().unwrap();
     link::remove_bridge("bbench0").await.unwrap();
 }
