@@ -70,7 +70,6 @@ impl Firewall {
     pub fn apply(&self, rs: &Ruleset) -> Result<()> {
         self.check_name()?;
         let doc = self.ruleset_json(rs)?;
-        run_nft(&doc, &format!("cannot apply nftables table {}", self.table))?;
         let bridges: Vec<(&str, bool)> = rs
             .bridges
             .iter()
@@ -81,7 +80,18 @@ impl Firewall {
                 )
             })
             .collect();
-        self.sync_iptables(&bridges)
+        // nft and the two iptables are separate programs on separate tables: run them side by
+        // side (each is mostly process start-up).
+        std::thread::scope(|scope| {
+            let v4 = scope.spawn(|| self.sync_iptables("iptables", false, &bridges));
+            let v6 = scope.spawn(|| self.sync_iptables("ip6tables", true, &bridges));
+            let nft = run_nft(&doc, &format!("cannot apply nftables table {}", self.table));
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            };
+            let (v4, v6) = (join(v4), join(v6));
+            nft.and(v4).and(v6)
+        })
     }
 
     /// Deletes our table and our iptables accept rules. Ok if missing.
@@ -96,7 +106,8 @@ impl Firewall {
             &doc,
             &format!("cannot delete nftables table {}", self.table),
         )?;
-        self.sync_iptables(&[])
+        self.sync_iptables("iptables", false, &[])?;
+        self.sync_iptables("ip6tables", true, &[])
     }
 
     fn check_name(&self) -> Result<()> {
@@ -275,69 +286,68 @@ impl Firewall {
     /// not let forwarded traffic through: iptables' table drops it. So each of our bridges
     /// gets accept rules there (in DOCKER-USER when it exists, Docker's place for user rules),
     /// marked with our comment. Drops stay in our table, where they are final whatever
-    /// iptables accepts. Only rules carrying our comment are ever changed.
-    fn sync_iptables(&self, bridges: &[(&str, bool)]) -> Result<()> {
+    /// iptables accepts. Only rules carrying our comment are ever changed. `bin` is iptables,
+    /// or ip6tables with `v6` (then only bridges with an IPv6 subnet get rules).
+    fn sync_iptables(&self, bin: &str, v6: bool, bridges: &[(&str, bool)]) -> Result<()> {
         let comment = self.comment();
-        for (bin, v6) in [("iptables", false), ("ip6tables", true)] {
-            let Some(listing) = iptables(bin, &["-w", "-S"])? else {
-                continue; // not installed: nothing to coexist with
+        let Some(listing) = iptables(bin, &["-w", "-S"])? else {
+            return Ok(()); // not installed: nothing to coexist with
+        };
+        let docker_user = listing.lines().any(|l| l.trim() == "-N DOCKER-USER");
+        let drop_policy = listing.lines().any(|l| l.trim() == "-P FORWARD DROP");
+        let ours: Vec<Vec<String>> = listing
+            .lines()
+            // `-S` quotes comments; ours have no spaces, so unquoting each word is exact.
+            .map(|l| {
+                l.split_whitespace()
+                    .map(|w| w.trim_matches('"').to_string())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|t| {
+                t.first().map(String::as_str) == Some("-A")
+                    && t.windows(2).any(|w| w[0] == "--comment" && w[1] == comment)
+            })
+            .collect();
+        let mut wanted: Vec<Vec<String>> = Vec::new();
+        if drop_policy || docker_user {
+            let chain = if docker_user {
+                "DOCKER-USER"
+            } else {
+                "FORWARD"
             };
-            let docker_user = listing.lines().any(|l| l.trim() == "-N DOCKER-USER");
-            let drop_policy = listing.lines().any(|l| l.trim() == "-P FORWARD DROP");
-            let ours: Vec<Vec<String>> = listing
-                .lines()
-                // `-S` quotes comments; ours have no spaces, so unquoting each word is exact.
-                .map(|l| {
-                    l.split_whitespace()
-                        .map(|w| w.trim_matches('"').to_string())
-                        .collect::<Vec<_>>()
-                })
-                .filter(|t| {
-                    t.first().map(String::as_str) == Some("-A")
-                        && t.windows(2).any(|w| w[0] == "--comment" && w[1] == comment)
-                })
-                .collect();
-            let mut wanted: Vec<Vec<String>> = Vec::new();
-            if drop_policy || docker_user {
-                let chain = if docker_user {
-                    "DOCKER-USER"
-                } else {
-                    "FORWARD"
-                };
-                for (dev, has_v6) in bridges {
-                    if v6 && !has_v6 {
-                        continue;
-                    }
-                    for dir in ["-i", "-o"] {
-                        wanted.push(
-                            [
-                                "-A",
-                                chain,
-                                dir,
-                                dev,
-                                "-m",
-                                "comment",
-                                "--comment",
-                                &comment,
-                                "-j",
-                                "ACCEPT",
-                            ]
-                            .map(str::to_string)
-                            .to_vec(),
-                        );
-                    }
+            for (dev, has_v6) in bridges {
+                if v6 && !has_v6 {
+                    continue;
+                }
+                for dir in ["-i", "-o"] {
+                    wanted.push(
+                        [
+                            "-A",
+                            chain,
+                            dir,
+                            dev,
+                            "-m",
+                            "comment",
+                            "--comment",
+                            &comment,
+                            "-j",
+                            "ACCEPT",
+                        ]
+                        .map(str::to_string)
+                        .to_vec(),
+                    );
                 }
             }
-            for rule in ours.iter().filter(|r| !wanted.contains(r)) {
-                let mut args: Vec<&str> = vec!["-w", "-D"];
-                args.extend(rule[1..].iter().map(String::as_str));
-                iptables(bin, &args)?;
-            }
-            for rule in wanted.iter().filter(|r| !ours.contains(r)) {
-                let mut args: Vec<&str> = vec!["-w", "-I", &rule[1], "1"];
-                args.extend(rule[2..].iter().map(String::as_str));
-                iptables(bin, &args)?;
-            }
+        }
+        for rule in ours.iter().filter(|r| !wanted.contains(r)) {
+            let mut args: Vec<&str> = vec!["-w", "-D"];
+            args.extend(rule[1..].iter().map(String::as_str));
+            iptables(bin, &args)?;
+        }
+        for rule in wanted.iter().filter(|r| !ours.contains(r)) {
+            let mut args: Vec<&str> = vec!["-w", "-I", &rule[1], "1"];
+            args.extend(rule[2..].iter().map(String::as_str));
+            iptables(bin, &args)?;
         }
         Ok(())
     }
