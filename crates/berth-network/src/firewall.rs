@@ -70,7 +70,6 @@ impl Firewall {
     pub fn apply(&self, rs: &Ruleset) -> Result<()> {
         self.check_name()?;
         let doc = self.ruleset_json(rs)?;
-        run_nft(&doc, &format!("cannot apply nftables table {}", self.table))?;
         let bridges: Vec<(&str, bool)> = rs
             .bridges
             .iter()
@@ -81,7 +80,18 @@ impl Firewall {
                 )
             })
             .collect();
-        self.sync_iptables(&bridges)
+        // nft and the two iptables are separate programs on separate tables: run them side by
+        // side (each is mostly process start-up).
+        std::thread::scope(|scope| {
+            let v4 = scope.spawn(|| self.sync_iptables("iptables", false, &bridges));
+            let v6 = scope.spawn(|| self.sync_iptables("ip6tables", true, &bridges));
+            let nft = run_nft(&doc, &format!("cannot apply nftables table {}", self.table));
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            };
+            let (v4, v6) = (join(v4), join(v6));
+            nft.and(v4).and(v6)
+        })
     }
 
     /// Deletes our table and our iptables accept rules. Ok if missing.
@@ -96,7 +106,8 @@ impl Firewall {
             &doc,
             &format!("cannot delete nftables table {}", self.table),
         )?;
-        self.sync_iptables(&[])
+        self.sync_iptables("iptables", false, &[])?;
+        self.sync_iptables("ip6tables", true, &[])
     }
 
     fn check_name(&self) -> Result<()> {
@@ -141,8 +152,35 @@ impl Firewall {
             );
         };
 
-        // forward: drops first (a drop anywhere is final), then accepts.
+        // forward. A drop anywhere is final, so order is what decides:
+        // 1. internal bridges are sealed, whatever else applies;
+        // 2. published ports (DNATed connections, both directions) are reachable from other
+        //    bridges too, as from any other host: isolation stops direct connections only;
+        // 3. isolation between our bridges, and icc=false within one;
+        // 4. accepts (what iptables' DROP policy would otherwise stop, see sync_iptables).
         let names: Vec<&str> = rs.bridges.iter().map(|b| b.device.as_str()).collect();
+        for b in rs.bridges.iter().filter(|b| b.internal) {
+            let dev = b.device.as_str();
+            rule(
+                "forward",
+                vec![is("iifname", dev), not("oifname", dev), verdict("drop")],
+            );
+            rule(
+                "forward",
+                vec![is("oifname", dev), not("iifname", dev), verdict("drop")],
+            );
+        }
+        for b in rs.bridges.iter().filter(|b| !b.internal) {
+            let dev = b.device.as_str();
+            rule(
+                "forward",
+                vec![is("oifname", dev), ct_dnat(), verdict("accept")],
+            );
+            rule(
+                "forward",
+                vec![is("iifname", dev), ct_dnat(), verdict("accept")],
+            );
+        }
         for b in &rs.bridges {
             let dev = b.device.as_str();
             let others: Vec<&str> = names.iter().copied().filter(|n| *n != dev).collect();
@@ -154,16 +192,6 @@ impl Firewall {
                         is_in("oifname", &others),
                         verdict("drop"),
                     ],
-                );
-            }
-            if b.internal {
-                rule(
-                    "forward",
-                    vec![is("iifname", dev), not("oifname", dev), verdict("drop")],
-                );
-                rule(
-                    "forward",
-                    vec![is("oifname", dev), not("iifname", dev), verdict("drop")],
                 );
             }
             if !b.icc {
@@ -184,10 +212,6 @@ impl Firewall {
                     "right": ["established", "related"]}}),
                     verdict("accept"),
                 ],
-            );
-            rule(
-                "forward",
-                vec![is("oifname", dev), ct_dnat(), verdict("accept")],
             );
         }
 
@@ -214,7 +238,9 @@ impl Firewall {
             );
         }
         for p in &rs.ports {
-            rule("ports", port_rule(p)?);
+            if let Some(expr) = port_rule(p) {
+                rule("ports", expr);
+            }
         }
 
         // postrouting: masquerade what leaves a bridge for elsewhere, and hairpin (DNATed
@@ -260,69 +286,68 @@ impl Firewall {
     /// not let forwarded traffic through: iptables' table drops it. So each of our bridges
     /// gets accept rules there (in DOCKER-USER when it exists, Docker's place for user rules),
     /// marked with our comment. Drops stay in our table, where they are final whatever
-    /// iptables accepts. Only rules carrying our comment are ever changed.
-    fn sync_iptables(&self, bridges: &[(&str, bool)]) -> Result<()> {
+    /// iptables accepts. Only rules carrying our comment are ever changed. `bin` is iptables,
+    /// or ip6tables with `v6` (then only bridges with an IPv6 subnet get rules).
+    fn sync_iptables(&self, bin: &str, v6: bool, bridges: &[(&str, bool)]) -> Result<()> {
         let comment = self.comment();
-        for (bin, v6) in [("iptables", false), ("ip6tables", true)] {
-            let Some(listing) = iptables(bin, &["-w", "-S"])? else {
-                continue; // not installed: nothing to coexist with
+        let Some(listing) = iptables(bin, &["-w", "-S"])? else {
+            return Ok(()); // not installed: nothing to coexist with
+        };
+        let docker_user = listing.lines().any(|l| l.trim() == "-N DOCKER-USER");
+        let drop_policy = listing.lines().any(|l| l.trim() == "-P FORWARD DROP");
+        let ours: Vec<Vec<String>> = listing
+            .lines()
+            // `-S` quotes comments; ours have no spaces, so unquoting each word is exact.
+            .map(|l| {
+                l.split_whitespace()
+                    .map(|w| w.trim_matches('"').to_string())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|t| {
+                t.first().map(String::as_str) == Some("-A")
+                    && t.windows(2).any(|w| w[0] == "--comment" && w[1] == comment)
+            })
+            .collect();
+        let mut wanted: Vec<Vec<String>> = Vec::new();
+        if drop_policy || docker_user {
+            let chain = if docker_user {
+                "DOCKER-USER"
+            } else {
+                "FORWARD"
             };
-            let docker_user = listing.lines().any(|l| l.trim() == "-N DOCKER-USER");
-            let drop_policy = listing.lines().any(|l| l.trim() == "-P FORWARD DROP");
-            let ours: Vec<Vec<String>> = listing
-                .lines()
-                // `-S` quotes comments; ours have no spaces, so unquoting each word is exact.
-                .map(|l| {
-                    l.split_whitespace()
-                        .map(|w| w.trim_matches('"').to_string())
-                        .collect::<Vec<_>>()
-                })
-                .filter(|t| {
-                    t.first().map(String::as_str) == Some("-A")
-                        && t.windows(2).any(|w| w[0] == "--comment" && w[1] == comment)
-                })
-                .collect();
-            let mut wanted: Vec<Vec<String>> = Vec::new();
-            if drop_policy || docker_user {
-                let chain = if docker_user {
-                    "DOCKER-USER"
-                } else {
-                    "FORWARD"
-                };
-                for (dev, has_v6) in bridges {
-                    if v6 && !has_v6 {
-                        continue;
-                    }
-                    for dir in ["-i", "-o"] {
-                        wanted.push(
-                            [
-                                "-A",
-                                chain,
-                                dir,
-                                dev,
-                                "-m",
-                                "comment",
-                                "--comment",
-                                &comment,
-                                "-j",
-                                "ACCEPT",
-                            ]
-                            .map(str::to_string)
-                            .to_vec(),
-                        );
-                    }
+            for (dev, has_v6) in bridges {
+                if v6 && !has_v6 {
+                    continue;
+                }
+                for dir in ["-i", "-o"] {
+                    wanted.push(
+                        [
+                            "-A",
+                            chain,
+                            dir,
+                            dev,
+                            "-m",
+                            "comment",
+                            "--comment",
+                            &comment,
+                            "-j",
+                            "ACCEPT",
+                        ]
+                        .map(str::to_string)
+                        .to_vec(),
+                    );
                 }
             }
-            for rule in ours.iter().filter(|r| !wanted.contains(r)) {
-                let mut args: Vec<&str> = vec!["-w", "-D"];
-                args.extend(rule[1..].iter().map(String::as_str));
-                iptables(bin, &args)?;
-            }
-            for rule in wanted.iter().filter(|r| !ours.contains(r)) {
-                let mut args: Vec<&str> = vec!["-w", "-I", &rule[1], "1"];
-                args.extend(rule[2..].iter().map(String::as_str));
-                iptables(bin, &args)?;
-            }
+        }
+        for rule in ours.iter().filter(|r| !wanted.contains(r)) {
+            let mut args: Vec<&str> = vec!["-w", "-D"];
+            args.extend(rule[1..].iter().map(String::as_str));
+            iptables(bin, &args)?;
+        }
+        for rule in wanted.iter().filter(|r| !ours.contains(r)) {
+            let mut args: Vec<&str> = vec!["-w", "-I", &rule[1], "1"];
+            args.extend(rule[2..].iter().map(String::as_str));
+            iptables(bin, &args)?;
         }
         Ok(())
     }
@@ -358,17 +383,16 @@ fn saddr_in(net: &IpNet) -> Value {
         "right": {"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}}}})
 }
 
-fn port_rule(p: &PortForward) -> Result<Vec<Value>> {
+/// The DNAT rule of a published port; None when NAT cannot translate it (a host address of
+/// the other family than the container's): the proxy alone serves those, as docker-proxy does.
+fn port_rule(p: &PortForward) -> Option<Vec<Value>> {
     let fam = family(p.container_ip);
     let mut expr = Vec::new();
     match p.host_ip {
         Some(ip) if ip.is_unspecified() => {}
         Some(ip) => {
             if family(ip) != fam {
-                return Err(Error::Invalid(format!(
-                    "cannot forward {ip} port {} to {}: address families differ",
-                    p.host_port, p.container_ip
-                )));
+                return None;
             }
             expr.push(json!({"match": {"op": "==",
                 "left": {"payload": {"protocol": fam, "field": "daddr"}},
@@ -387,7 +411,7 @@ fn port_rule(p: &PortForward) -> Result<Vec<Value>> {
         json!({"dnat": {"addr": p.container_ip.to_string(), "port": p.container_port,
         "family": fam}}),
     );
-    Ok(expr)
+    Some(expr)
 }
 
 fn run_nft(doc: &Value, context: &str) -> Result<()> {
@@ -420,4 +444,111 @@ fn iptables(bin: &str, args: &[&str]) -> Result<Option<String>> {
         ));
     }
     Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Ruleset {
+        Ruleset {
+            bridges: vec![
+                BridgeRules {
+                    device: "br-a".into(),
+                    subnets: vec![
+                        "10.1.0.0/24".parse().unwrap(),
+                        "fd00:1::/64".parse().unwrap(),
+                    ],
+                    internal: false,
+                    masquerade: true,
+                    icc: false,
+                },
+                BridgeRules {
+                    device: "br-b".into(),
+                    subnets: vec!["10.2.0.0/24".parse().unwrap()],
+                    internal: true,
+                    masquerade: true,
+                    icc: true,
+                },
+            ],
+            ports: vec![
+                PortForward {
+                    proto: Proto::Tcp,
+                    host_ip: None,
+                    host_port: 8080,
+                    container_ip: "10.1.0.2".parse().unwrap(),
+                    container_port: 80,
+                    bridge: "br-a".into(),
+                },
+                PortForward {
+                    proto: Proto::Udp,
+                    host_ip: Some("fd00::5".parse().unwrap()),
+                    host_port: 53,
+                    container_ip: "fd00:1::2".parse().unwrap(),
+                    container_port: 5353,
+                    bridge: "br-a".into(),
+                },
+            ],
+        }
+    }
+
+    fn rules_of<'a>(doc: &'a Value, chain: &str) -> Vec<&'a Value> {
+        doc["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["add"]["rule"]["chain"] == chain)
+            .map(|c| &c["add"]["rule"]["expr"])
+            .collect()
+    }
+
+    #[test]
+    fn the_table_is_recreated_whole_in_one_document() {
+        let doc = Firewall::new("berth_test").ruleset_json(&sample()).unwrap();
+        let cmds = doc["nftables"].as_array().unwrap();
+        // Create-if-missing, delete, create: the old contents never survive an apply.
+        assert!(cmds[0]["add"]["table"].is_object());
+        assert!(cmds[1]["delete"]["table"].is_object());
+        assert!(cmds[2]["add"]["table"].is_object());
+        assert!(cmds.iter().all(|c| {
+            let obj = c.as_object().unwrap().values().next().unwrap();
+            let inner = obj.as_object().unwrap().values().next().unwrap();
+            inner["family"] == "inet"
+                && (inner["name"] == "berth_test" || inner["table"] == "berth_test")
+        }));
+    }
+
+    #[test]
+    fn rules_follow_the_description() {
+        let doc = Firewall::new("berth_test").ruleset_json(&sample()).unwrap();
+        let text = |v: &Vec<&Value>| serde_json::to_string(v).unwrap();
+        let ports = rules_of(&doc, "ports");
+        assert_eq!(ports.len(), 2);
+        assert!(text(&ports).contains(r#""dnat":{"addr":"10.1.0.2","family":"ip","port":80}"#));
+        assert!(text(&ports).contains(r#""right":"fd00::5""#));
+        let post = rules_of(&doc, "postrouting");
+        // br-a: masquerade + hairpin for each of its two subnets; br-b is internal: nothing.
+        assert_eq!(post.len(), 4);
+        assert!(!text(&post).contains("br-b"));
+        let fwd = text(&rules_of(&doc, "forward"));
+        // Isolation both ways, internal sealing, icc=false.
+        assert!(fwd.contains(r#"{"set":["br-b"]}"#) && fwd.contains(r#"{"set":["br-a"]}"#));
+        assert_eq!(fwd.matches(r#""drop":null"#).count(), 2 + 2 + 1);
+    }
+
+    #[test]
+    fn ports_nat_cannot_translate_are_left_to_the_proxy() {
+        let mut rs = sample();
+        rs.ports[0].host_ip = Some("fd00::1".parse().unwrap());
+        let doc = Firewall::new("berth_test").ruleset_json(&rs).unwrap();
+        assert_eq!(rules_of(&doc, "ports").len(), 1);
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        for name in ["", "bad name", "a;b", &"x".repeat(65)] {
+            assert!(Firewall::new(name).check_name().is_err(), "{name:?}");
+        }
+        assert!(Firewall::new("berth_0a1b2c3d").check_name().is_ok());
+    }
 }

@@ -7,6 +7,16 @@
 //!
 //! Data plane modules: [`netns`], [`link`], [`firewall`], [`proxy`], [`dns`]. They know nothing of
 //! containers or the API: each takes a description and makes the kernel match it.
+//!
+//! Refinements of the interface agreed in the networking contract (for the control plane):
+//! - `link::host_addresses()` and `link::host_routes()` are async (netlink).
+//! - `netns::run_in_async` is `run_in` for async callers; `netns::open` gives a handle.
+//! - [`Proto`] lives at the crate root (`berth_network::Proto`), parses "tcp"/"udp".
+//! - [`Error::PortAllocated`] carries Docker's "port is already allocated" text;
+//!   `From<Error> for ApiError` maps `Invalid` to 400 and the rest to 500.
+//! - `Firewall::apply`/`remove` fork `nft` (and `iptables -S`): call them from a blocking
+//!   context (`spawn_blocking`) and serialize them per daemon; each apply is complete.
+//! - `dns::serve` must be called within a tokio runtime; `dns::LISTEN` is 127.0.0.11:53.
 
 pub mod dns;
 pub mod error;

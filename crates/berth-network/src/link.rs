@@ -14,8 +14,12 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage, RouteType};
-use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
+};
 
 use crate::{Error, Result, netns};
 
@@ -35,7 +39,10 @@ pub async fn ensure_bridge(cfg: &BridgeConfig) -> Result<()> {
     let index = match link_index(&handle, &cfg.device).await? {
         Some(i) => i,
         None => {
-            let mut b = LinkBridge::new(&cfg.device);
+            // An explicit MAC pins it: otherwise the bridge takes the lowest MAC of its ports
+            // and changes it as containers come and go, leaving stale gateway entries in the
+            // ARP caches of the containers already there.
+            let mut b = LinkBridge::new(&cfg.device).address(bridge_mac(&cfg.device).to_vec());
             if let Some(mtu) = cfg.mtu {
                 b = b.mtu(mtu);
             }
@@ -105,8 +112,9 @@ pub struct EndpointConfig {
     pub mtu: Option<u32>,
 }
 
-/// Creates the veth pair: host side on the bridge and up; peer moved into the netns, renamed,
-/// given its MAC, addresses and default routes, and up. On failure nothing is left behind.
+/// Creates the veth pair: host side on the bridge and up; peer created directly inside the
+/// netns under its final name and MAC, then given its addresses and default routes, and up.
+/// On failure nothing is left behind.
 pub async fn attach(ep: &EndpointConfig) -> Result<()> {
     check_ifname(&ep.host_if)?;
     check_ifname(&ep.container_if)?;
@@ -116,56 +124,46 @@ pub async fn attach(ep: &EndpointConfig) -> Result<()> {
     let bridge = link_index(&handle, &ep.bridge)
         .await?
         .ok_or_else(|| Error::Invalid(format!("bridge {} does not exist", ep.bridge)))?;
-    // The peer is born in the host netns under a temporary name derived from the host side
-    // (unique because the host side is), and renamed once it is inside the container.
-    let peer_tmp = peer_name(&ep.host_if);
-    let mut veth = LinkVeth::new(&ep.host_if, &peer_tmp);
+    // The peer is born in the container's netns (IFLA_NET_NS_FD on the peer): no temporary
+    // name in the host netns, no move, no rename.
+    let mut peer = LinkUnspec::new_with_name(&ep.container_if)
+        .address(ep.mac.to_vec())
+        .setns_by_fd(ns.as_raw_fd());
+    let mut veth =
+        LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth).name(ep.host_if.clone());
     if let Some(mtu) = ep.mtu {
+        peer = peer.mtu(mtu);
         veth = veth.mtu(mtu);
     }
+    let veth = veth.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
     handle
         .link()
         .add(veth.build())
         .execute()
         .await
-        .map_err(|e| Error::netlink(format!("cannot create veth pair {}", ep.host_if), e))?;
-    let done = attach_created(&handle, ep, &ns, bridge, &peer_tmp).await;
+        .map_err(|e| {
+            Error::netlink(
+                format!(
+                    "cannot create veth pair {} / {} in netns {}",
+                    ep.host_if,
+                    ep.container_if,
+                    ep.netns.display()
+                ),
+                e,
+            )
+        })?;
+    let done = attach_created(&handle, ep, bridge).await;
     if done.is_err() {
+        // Deleting the host side deletes the peer too, wherever it is.
         let _ = delete_link(&ep.host_if).await;
-        let _ = delete_link(&peer_tmp).await;
     }
     done
 }
 
-async fn attach_created(
-    handle: &Handle,
-    ep: &EndpointConfig,
-    ns: &std::fs::File,
-    bridge: u32,
-    peer_tmp: &str,
-) -> Result<()> {
+async fn attach_created(handle: &Handle, ep: &EndpointConfig, bridge: u32) -> Result<()> {
     let host = link_index(handle, &ep.host_if)
         .await?
         .ok_or_else(|| Error::Invalid(format!("veth {} vanished after creation", ep.host_if)))?;
-    let peer = link_index(handle, peer_tmp)
-        .await?
-        .ok_or_else(|| Error::Invalid(format!("veth peer {peer_tmp} vanished after creation")))?;
-    let ns = netns::open(&ep.netns)?;
-    handle
-        .link()
-        .set(
-            LinkUnspec::new_with_index(peer)
-                .setns_by_fd(ns.as_raw_fd())
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(|e| {
-            Error::netlink(
-                format!("cannot move {peer_tmp} into netns {}", ep.netns.display()),
-                e,
-            )
-        })?;
     handle
         .link()
         .set(
@@ -190,39 +188,26 @@ async fn attach_created(
         .execute()
         .await
         .map_err(|e| Error::netlink(format!("cannot set hairpin mode on {}", ep.host_if), e))?;
-
     let inside = ep.clone();
-    let peer_tmp = peer_tmp.to_string();
-    netns::run_in_async(&ep.netns, move || configure_inside(&inside, &peer_tmp)).await?
+    netns::run_in_async(&ep.netns, move || configure_inside(&inside)).await?
 }
 
 /// The container side, on a thread inside the container's netns.
-fn configure_inside(ep: &EndpointConfig, peer_tmp: &str) -> Result<()> {
+fn configure_inside(ep: &EndpointConfig) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
         .map_err(|e| Error::io("cannot start a runtime inside the netns", e))?;
     rt.block_on(async {
         let handle = connect()?;
-        let index = link_index(&handle, peer_tmp).await?.ok_or_else(|| {
-            Error::Invalid(format!("{peer_tmp} not found in {}", ep.netns.display()))
-        })?;
-        let mut msg = LinkUnspec::new_with_index(index)
-            .name(ep.container_if.clone())
-            .address(ep.mac.to_vec());
-        if let Some(mtu) = ep.mtu {
-            msg = msg.mtu(mtu);
-        }
-        handle
-            .link()
-            .set(msg.build())
-            .execute()
-            .await
-            .map_err(|e| {
-                Error::netlink(
-                    format!("cannot rename {peer_tmp} to {}", ep.container_if),
-                    e,
-                )
+        let index = link_index(&handle, &ep.container_if)
+            .await?
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{} not found in {}",
+                    ep.container_if,
+                    ep.netns.display()
+                ))
             })?;
         for addr in &ep.addresses {
             add_address(&handle, index, *addr).await.map_err(|e| {
@@ -421,9 +406,14 @@ fn check_ifname(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A temporary name for the container side while it is still in the host netns.
-fn peer_name(host_if: &str) -> String {
-    let mut base: String = host_if.chars().take(13).collect();
-    base.push_str("_c");
-    base
+/// A locally administered unicast MAC derived from the device name (FNV-1a), so a bridge
+/// re-created after a daemon restart gets the same one.
+fn bridge_mac(device: &str) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in device.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [0x02, b[3], b[4], b[5], b[6], b[7]]
 }

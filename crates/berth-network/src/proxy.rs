@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Mutex;
@@ -15,6 +15,8 @@ use crate::{Error, Proto, Result};
 
 /// How long a UDP flow without traffic in either direction is kept (Docker's proxy: 90 s).
 const UDP_IDLE: Duration = Duration::from_secs(90);
+/// Copy buffer per direction of a TCP connection.
+const TCP_BUF: usize = 64 * 1024;
 /// Largest UDP datagram relayed.
 const UDP_BUF: usize = 65_535;
 
@@ -152,12 +154,22 @@ async fn relay_tcp(mut client: TcpStream, target: SocketAddr) {
         }
     };
     let _ = upstream.set_nodelay(true);
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    // 64 KiB buffers: with the default 8 KiB, bulk transfers pay a system call pair per 8 KiB.
+    let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, TCP_BUF, TCP_BUF)
+        .await;
 }
+
+/// One client's UDP flow: a socket connected to the target, and when the client last sent.
+struct Flow {
+    socket: UdpSocket,
+    last_sent: std::sync::Mutex<Instant>,
+}
+
+type Flows = Arc<Mutex<HashMap<SocketAddr, Arc<Flow>>>>;
 
 async fn serve_udp(socket: Arc<UdpSocket>, target: SocketAddr) {
     // One connected socket per client address, each with a task relaying replies back.
-    let flows: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
+    let flows: Flows = Arc::default();
     let mut tasks = JoinSet::new();
     let mut buf = vec![0u8; UDP_BUF];
     loop {
@@ -183,31 +195,48 @@ async fn serve_udp(socket: Arc<UdpSocket>, target: SocketAddr) {
                 if up.connect(target).await.is_err() {
                     continue;
                 }
-                let up = Arc::new(up);
-                flows.lock().await.insert(client, up.clone());
+                let flow = Arc::new(Flow {
+                    socket: up,
+                    last_sent: std::sync::Mutex::new(Instant::now()),
+                });
+                flows.lock().await.insert(client, flow.clone());
                 tasks.spawn(relay_udp_replies(
-                    up.clone(),
+                    flow.clone(),
                     socket.clone(),
                     client,
                     flows.clone(),
                 ));
-                up
+                flow
             }
         };
-        let _ = flow.send(&buf[..n]).await;
+        *flow.last_sent.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        let _ = flow.socket.send(&buf[..n]).await;
     }
 }
 
+/// Relays the target's replies to the client until the flow is idle both ways for
+/// [`UDP_IDLE`].
 async fn relay_udp_replies(
-    up: Arc<UdpSocket>,
+    flow: Arc<Flow>,
     down: Arc<UdpSocket>,
     client: SocketAddr,
-    flows: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>>,
+    flows: Flows,
 ) {
     let mut buf = vec![0u8; UDP_BUF];
-    while let Ok(Ok(n)) = tokio::time::timeout(UDP_IDLE, up.recv(&mut buf)).await {
-        if down.send_to(&buf[..n], client).await.is_err() {
-            break;
+    loop {
+        match tokio::time::timeout(UDP_IDLE, flow.socket.recv(&mut buf)).await {
+            Ok(Ok(n)) => {
+                if down.send_to(&buf[..n], client).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Err(_)) => break,
+            Err(_) => {
+                let last = *flow.last_sent.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= UDP_IDLE {
+                    break;
+                }
+            }
         }
     }
     flows.lock().await.remove(&client);

@@ -24,8 +24,25 @@ fn containers_talk_on_a_bridge_and_reach_out_masqueraded() {
         let s = &scratch.sfx;
         let (br, ext_br) = (format!("bta{s}"), format!("btx{s}"));
         bridge(&br, "10.71.1.1/24").await;
+        let mac_of = |dev: &str| {
+            let out = std::process::Command::new("ip")
+                .args(["-o", "link", "show", dev])
+                .output()
+                .unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            text.split("link/ether ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let bridge_mac = mac_of(&br);
         let c1 = container(&scratch, "c1", &br, "10.71.1.2/24", Some("10.71.1.1")).await;
         let c2 = container(&scratch, "c2", &br, "10.71.1.3/24", Some("10.71.1.1")).await;
+        // Ports coming and going do not change the bridge's MAC (the containers' gateway).
+        assert_eq!(mac_of(&br), bridge_mac);
         // The "external host": its own link to the host, no route back to the bridge's subnet.
         bridge(&ext_br, "192.0.2.1/24").await;
         let ext = container(&scratch, "ext", &ext_br, "192.0.2.2/24", None).await;
@@ -37,6 +54,23 @@ fn containers_talk_on_a_bridge_and_reach_out_masqueraded() {
             })
             .unwrap();
 
+        // ICMP both ways on the bridge and to the gateway.
+        for (from, to) in [
+            (&c1.path, "10.71.1.3"),
+            (&c2.path, "10.71.1.2"),
+            (&c1.path, "10.71.1.1"),
+        ] {
+            let dest = to.to_string();
+            let ok = berth_network::netns::run_in(from, move || {
+                std::process::Command::new("busybox")
+                    .args(["ping", "-c", "1", "-W", "2", &dest])
+                    .output()
+                    .map(|o| o.status.success())
+            })
+            .unwrap()
+            .unwrap();
+            assert!(ok, "ping {to}");
+        }
         let _srv1 = Server::start(&c1.path, "10.71.1.2:7000");
         assert_eq!(
             fetch(&c2.path, "10.71.1.2:7000").await.unwrap(),
@@ -185,6 +219,16 @@ fn bridges_are_isolated_and_internal_ones_have_no_way_out() {
             "peer=10.73.1.2"
         );
 
+        // Someone else's table, which ours must never touch.
+        let nft = |args: &[&str]| {
+            std::process::Command::new("nft")
+                .args(args)
+                .status()
+                .unwrap()
+        };
+        let other = format!("keep_{s}");
+        assert!(nft(&["add", "table", "inet", &other]).success());
+        assert!(nft(&["add", "chain", "inet", &other, "c"]).success());
         let fw = Firewall::new(&format!("berth_t{s}"));
         fw.apply(&Ruleset {
             bridges: vec![
@@ -192,9 +236,23 @@ fn bridges_are_isolated_and_internal_ones_have_no_way_out() {
                 bridge_rules(&b, "10.73.2.0/24", false),
                 bridge_rules(&int, "10.73.3.0/24", true),
             ],
-            ports: vec![],
+            ports: vec![PortForward {
+                proto: Proto::Tcp,
+                host_ip: None,
+                host_port: 9000,
+                container_ip: "10.73.2.2".parse().unwrap(),
+                container_port: 7000,
+                bridge: b.clone(),
+            }],
         })
         .unwrap();
+        // cb's published port is reachable from the other network through the host's
+        // address (as from any host), not from the internal one.
+        assert_eq!(
+            fetch(&ca.path, "192.0.2.1:9000").await.unwrap(),
+            "peer=10.73.2.1"
+        );
+        assert!(fetch(&ci.path, "192.0.2.1:9000").await.is_err());
         assert!(fetch(&ca.path, "10.73.2.2:7000").await.is_err());
         assert!(fetch(&cb.path, "10.73.1.2:7000").await.is_err());
         assert!(fetch(&ca.path, "10.73.3.2:7000").await.is_err());
@@ -221,6 +279,7 @@ fn bridges_are_isolated_and_internal_ones_have_no_way_out() {
             fetch(&ca.path, "10.73.2.2:7000").await.unwrap(),
             "peer=10.73.1.2"
         );
+        assert!(nft(&["list", "chain", "inet", &other, "c"]).success());
     });
 }
 

@@ -158,3 +158,54 @@ fn bridges_forward_beside_dockerd() {
         drop(docker);
     });
 }
+
+#[test]
+fn bridges_forward_with_a_drop_policy_and_no_docker_chain() {
+    require_root!();
+    in_fake_host(|scratch, _host| async move {
+        let s = &scratch.sfx;
+        let (br, ext_br) = (format!("bta{s}"), format!("btx{s}"));
+        bridge(&br, "10.76.2.1/24").await;
+        bridge(&ext_br, "192.0.2.1/24").await;
+        let c = container(&scratch, "c", &br, "10.76.2.2/24", Some("10.76.2.1")).await;
+        let ext = container(&scratch, "ext", &ext_br, "192.0.2.2/24", None).await;
+        let _srv = Server::start(&ext.path, "192.0.2.2:7000");
+        // This netns's own iptables: a firewall with a DROP policy and no DOCKER-USER chain.
+        assert!(
+            Command::new("iptables")
+                .args(["-w", "-P", "FORWARD", "DROP"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let table = format!("berth_t{s}");
+        let fw = Firewall::new(&table);
+        fw.apply(&Ruleset {
+            bridges: vec![BridgeRules {
+                device: br.clone(),
+                subnets: vec!["10.76.2.0/24".parse().unwrap()],
+                internal: false,
+                masquerade: true,
+                icc: true,
+            }],
+            ports: vec![],
+        })
+        .unwrap();
+        let rules = iptables_s();
+        assert_eq!(
+            rules
+                .lines()
+                .filter(|l| l.starts_with("-A FORWARD") && l.contains(&format!("berth:{table}")))
+                .count(),
+            2,
+            "{rules}"
+        );
+        assert_eq!(
+            fetch(&c.path, "192.0.2.2:7000").await.unwrap(),
+            "peer=192.0.2.1"
+        );
+        fw.remove().unwrap();
+        assert!(!iptables_s().contains(&format!("berth:{table}")));
+        assert!(fetch(&c.path, "192.0.2.2:7000").await.is_err());
+    });
+}
