@@ -588,15 +588,7 @@ fn a_private_network_namespace_has_only_loopback_and_it_is_up() {
     assert_eq!(lines[2], "ping-ok", "{}", out.stdout);
     // On the default bridge lo is up too (next to eth0).
     let out = d
-        .berth(&[
-            "run",
-            "--rm",
-            "busybox",
-            "ping",
-            "-c1",
-            "-W2",
-            "127.0.0.1",
-        ])
+        .berth(&["run", "--rm", "busybox", "ping", "-c1", "-W2", "127.0.0.1"])
         .success();
     assert!(out.stdout.contains("1 packets received"), "{}", out.stdout);
 }
