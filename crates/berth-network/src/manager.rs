@@ -837,7 +837,8 @@ impl Networks {
             .collect();
         let endpoints = &endpoints;
         let mode = match mode {
-            "" | "default" => {
+            // `--bridge=none`: containers that ask for the default get no network.
+            "" | "default" | "bridge" => {
                 if st.networks.values().any(|n| n.is_default_bridge()) {
                     "bridge".to_string()
                 } else {
