@@ -57,7 +57,7 @@ trap cleanup EXIT
 
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/tmp"
 cp /bin/busybox "$work/rootfs/bin/busybox"
-for applet in sh true sleep echo nc dd; do ln -s busybox "$work/rootfs/bin/$applet"; done
+for applet in sh true sleep echo nc dd mkfifo; do ln -s busybox "$work/rootfs/bin/$applet"; done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$work/rootfs/etc/passwd"
 tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
 
@@ -87,22 +87,43 @@ median_ms() {
 # mbps SECONDS_NS_START SECONDS_NS_END
 mbps() { awk -v mb="$MB" -v ns="$(($2 - $1))" 'BEGIN {printf "%.0f MB/s", mb / (ns / 1e9)}'; }
 
-# throughput CLI PREFIX: container -> container and host -> published port with CLI (berth or docker).
+# send_host ADDR PORT: MB megabytes from the host, in 1 MiB writes (python3 when available, so
+# the sender is not the bottleneck; else busybox nc).
+send_host() {
+  if command -v python3 >/dev/null; then
+    timeout 60 python3 -c '
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+buf = bytes(1 << 20)
+for _ in range(int(sys.argv[3])):
+    s.sendall(buf)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+' "$1" "$2" "$MB" || true
+  else
+    dd if=/dev/zero bs=1M count="$MB" 2>/dev/null | timeout 60 busybox nc "$1" "$2" || true
+  fi
+}
+
+# throughput CLI WHO NETWORK HOST_ADDRESS: container -> container and host -> published port.
+# The servers' stdin is a FIFO held open read-write: busybox nc would close the connection as
+# soon as its stdin ends. busybox nc itself (small buffers) bounds the figures on slow hosts, so
+# compare berth and docker from the same run rather than with other tools.
 throughput() {
   local cli=$1 who=$2 net=$3 start end
-  $cli run -d --name bnb-srv --network "$net" bench/busybox sh -c "while true; do nc -l -p 5001 >/dev/null; done" >/dev/null
-  $cli run -d --name bnb-pub -p "$port1:5001" bench/busybox sh -c "while true; do nc -l -p 5001 >/dev/null; done" >/dev/null
+  $cli run -d --name bnb-srv --network "$net" bench/busybox sh -c "busybox mkfifo /tmp/f; exec 3<>/tmp/f; while true; do nc -l -p 5001 <&3 >/dev/null; done" >/dev/null
+  $cli run -d --name bnb-pub -p "$port1:5001" bench/busybox sh -c "busybox mkfifo /tmp/f; exec 3<>/tmp/f; while true; do nc -l -p 5001 <&3 >/dev/null; done" >/dev/null
   sleep 0.5
   start=$(date +%s%N)
   $cli run --rm --network "$net" bench/busybox sh -c "dd if=/dev/zero bs=1M count=$MB 2>/dev/null | nc bnb-srv 5001" >/dev/null 2>&1 || true
   end=$(date +%s%N)
   echo "$who container -> container (incl. one run): $(mbps "$start" "$end")"
   start=$(date +%s%N)
-  dd if=/dev/zero bs=1M count="$MB" 2>/dev/null | timeout 60 busybox nc 127.0.0.1 "$port1" || true
+  send_host 127.0.0.1 "$port1"
   end=$(date +%s%N)
   echo "$who host -> 127.0.0.1:published (proxy):    $(mbps "$start" "$end")"
   start=$(date +%s%N)
-  dd if=/dev/zero bs=1M count="$MB" 2>/dev/null | timeout 60 busybox nc "$4" "$port1" || true
+  send_host "$4" "$port1"
   end=$(date +%s%N)
   echo "$who host -> $4:published (DNAT):  $(mbps "$start" "$end")"
   $cli rm -f bnb-srv bnb-pub >/dev/null
