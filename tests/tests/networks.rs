@@ -715,3 +715,145 @@ fn docker_cli_drives_networks() {
         out.stderr
     );
 }
+
+/// A throw-away "external host": a netns joined to the host by a veth pair on a /26 of the
+/// daemon's, with no route back to any bridge subnet. Removed (netns and veth) on drop.
+struct ExternalHost {
+    netns: String,
+    host_if: String,
+    server: Option<berth_e2e::daemon::ChildGuard>,
+}
+
+impl ExternalHost {
+    fn new(d: &Daemon, subnet: &str) -> (ExternalHost, String, String) {
+        let n = std::process::id();
+        let ext = ExternalHost {
+            netns: format!("berth-ext-{n}-{}", d.bridge()),
+            host_if: format!("bx{:x}", n & 0xfffff),
+            server: None,
+        };
+        let base = subnet.rsplit_once('.').unwrap().0;
+        let last: u32 = subnet
+            .rsplit_once('.')
+            .unwrap()
+            .1
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let (host_ip, ext_ip) = (
+            format!("{base}.{}", last + 1),
+            format!("{base}.{}", last + 2),
+        );
+        let run = |args: &[&str]| {
+            let st = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        run(&["netns", "add", &ext.netns]);
+        run(&[
+            "link",
+            "add",
+            &ext.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ext.netns,
+        ]);
+        run(&["addr", "add", &format!("{host_ip}/26"), "dev", &ext.host_if]);
+        run(&["link", "set", &ext.host_if, "up"]);
+        run(&[
+            "-n",
+            &ext.netns,
+            "addr",
+            "add",
+            &format!("{ext_ip}/26"),
+            "dev",
+            "eth0",
+        ]);
+        run(&["-n", &ext.netns, "link", "set", "eth0", "up"]);
+        run(&["-n", &ext.netns, "link", "set", "lo", "up"]);
+        (ext, host_ip, ext_ip)
+    }
+
+    /// Serves `dir` over HTTP on port 8080 inside the external netns.
+    fn serve(&mut self, dir: &Path) {
+        let child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.netns,
+                "busybox",
+                "httpd",
+                "-f",
+                "-p",
+                "8080",
+                "-h",
+            ])
+            .arg(dir)
+            .spawn()
+            .unwrap();
+        self.server = Some(berth_e2e::daemon::ChildGuard(child));
+    }
+}
+
+impl Drop for ExternalHost {
+    fn drop(&mut self) {
+        self.server = None;
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
+}
+
+#[test]
+fn outbound_traffic_is_masqueraded_and_internal_networks_stay_in() {
+    require_root!();
+    let d = daemon();
+    let (mut ext, _host_ip, ext_ip) = ExternalHost::new(&d, &d.spare_subnet(3));
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("hello"), "from outside\n").unwrap();
+    ext.serve(www.path());
+    // The external host has no route to the bridges: only a masqueraded connection (source =
+    // the host's address on its link) can get an answer.
+    let url = format!("http://{ext_ip}:8080/hello");
+    let probe = format!(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do busybox timeout 3 busybox wget -q -O- {url} && exit 0; busybox sleep 0.2; done; exit 1"
+    );
+    let (code, out) = sh(&d, &[], &probe);
+    assert_eq!((code, out.as_str()), (0, "from outside\n"));
+    d.berth(&[
+        "network",
+        "create",
+        "--subnet",
+        &d.spare_subnet(1),
+        "outnet",
+    ])
+    .success();
+    let (code, out) = sh(&d, &["--network", "outnet"], &probe);
+    assert_eq!((code, out.as_str()), (0, "from outside\n"));
+    d.berth(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &d.spare_subnet(2),
+        "innet",
+    ])
+    .success();
+    let (code, out) = sh(
+        &d,
+        &["--network", "innet"],
+        &format!("busybox timeout 3 busybox wget -q -O- {url}"),
+    );
+    assert_ne!(code, 0, "{out}");
+}
