@@ -1013,14 +1013,16 @@ impl Networks {
     /// addresses, published ports, firewall, DNS. On failure nothing is left.
     pub async fn container_start(&self, id: &str) -> Result<StartInfo> {
         let _op = self.inner.op.lock().await;
-        let c = lock(&self.inner.state)
-            .containers
-            .get(id)
-            .cloned()
-            .ok_or_else(|| {
-                ControlError::not_found(format!("no network record for container {id}"))
-            })?;
         let host_gateway = self.default_gateway();
+        let Some(c) = lock(&self.inner.state).containers.get(id).cloned() else {
+            // A container created before Berth had networking: it keeps the private netns
+            // with only `lo` that the runtime makes.
+            tracing::info!(container = %id, "no network record; starting without networking");
+            return Ok(StartInfo {
+                host_gateway,
+                ..Default::default()
+            });
+        };
         if c.running.is_some() {
             // A start after a crash that left it recorded as running: tear that down first.
             self.teardown_locked(id).await;
