@@ -975,6 +975,21 @@ impl Networks {
         Ok(())
     }
 
+    /// Forgets (and tears down) the records of containers `exists` does not know: what a
+    /// crash in the middle of a container removal leaves.
+    pub async fn forget_unknown_containers(&self, exists: impl Fn(&str) -> bool) {
+        let unknown: Vec<String> = lock(&self.inner.state)
+            .containers
+            .keys()
+            .filter(|id| !exists(id))
+            .cloned()
+            .collect();
+        for id in unknown {
+            tracing::info!(container = %id, "removing the network record of a container that is gone");
+            self.container_remove(&id).await;
+        }
+    }
+
     /// Records `--dns` servers: the embedded DNS server forwards to them instead of the host's.
     pub fn container_dns(&self, id: &str, servers: &[String]) -> Result<()> {
         let mut st = lock(&self.inner.state);

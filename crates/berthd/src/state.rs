@@ -232,6 +232,10 @@ impl Daemon {
             root: config.data_root.display().to_string(),
             source,
         })?;
+        let containers_dir = config.data_root.join("containers");
+        networks
+            .forget_unknown_containers(|id| containers_dir.join(id).is_dir())
+            .await;
         Ok(Daemon {
             config,
             id,
