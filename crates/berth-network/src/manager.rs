@@ -1566,16 +1566,12 @@ impl Networks {
             out.sandbox_key = r.netns.display().to_string();
             out.sandbox_id = c.id.clone();
         }
-        // Exposed but unpublished ports show as null; published ones with their bindings.
-        for e in &c.exposed {
-            out.ports.insert(e.clone(), None);
-        }
-        for p in &c.ports {
-            out.ports
-                .entry(format!("{}/{}", p.container_port, p.proto))
-                .or_insert(None);
-        }
+        // While it runs: exposed but unpublished ports as null, published ones with their
+        // bindings (Docker shows none for a container that does not run).
         if let Some(r) = running {
+            for e in &c.exposed {
+                out.ports.insert(e.clone(), None);
+            }
             for p in &r.published {
                 let key = format!("{}/{}", p.container_port, p.proto);
                 let binding = PortBinding {
@@ -1674,7 +1670,7 @@ impl Networks {
                 }
             }
         }
-        for e in &c.exposed {
+        for e in c.exposed.iter().filter(|_| c.running.is_some()) {
             if let Ok((lo, _, proto)) = parse_port_key(e) {
                 out.push(Port {
                     ip: None,
