@@ -305,6 +305,21 @@ fn published_ports_from_the_host_port_and_ps_and_taken_ports() {
     let st = inspect(&d, "container", "again");
     assert_eq!(st["State"]["Running"], false);
     assert_eq!(netns_files(&d), 1, "the failed start left no netns");
+    // A host port range takes the first free port in it.
+    let last = port.saturating_add(20);
+    web(&d, "ranged", &["-p", &format!("{port}-{last}:80")]);
+    let out = d.berth(&["port", "ranged", "80"]).success().stdout;
+    let got: u16 = out
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(got > port && got <= last, "{out}");
+    d.berth(&["rm", "-f", "ranged"]).success();
     // -P publishes EXPOSEd ports on random host ports.
     web(&d, "all", &["-P", "--expose", "80"]);
     let out = d.berth(&["port", "all", "80"]).success().stdout;

@@ -1295,17 +1295,27 @@ impl Networks {
             return Ok(());
         };
         for spec in specs {
-            let proxy = proxy::publish(
-                spec.host_ip,
-                spec.host_port,
-                spec.proto,
-                SocketAddr::new(target, spec.container_port),
-            )
-            .await
-            .map_err(ControlError::data(format!(
-                "cannot publish port {}/{}",
-                spec.container_port, spec.proto
-            )))?;
+            // A host port range (`8000-8010:80`): the first free port in it, as Docker.
+            let last = spec.host_port_last.max(spec.host_port);
+            let mut port = spec.host_port;
+            let proxy = loop {
+                let bound = proxy::publish(
+                    spec.host_ip,
+                    port,
+                    spec.proto,
+                    SocketAddr::new(target, spec.container_port),
+                )
+                .await;
+                match bound {
+                    Err(crate::Error::PortAllocated { .. }) if port < last => port += 1,
+                    other => {
+                        break other.map_err(ControlError::data(format!(
+                            "cannot publish port {}/{}",
+                            spec.container_port, spec.proto
+                        )))?;
+                    }
+                }
+            };
             let published = Published {
                 proto: spec.proto,
                 container_port: spec.container_port,
@@ -1795,25 +1805,19 @@ pub fn port_specs(
                     ControlError::invalid(format!("invalid host IP address: {}", b.host_ip))
                 })?),
             };
-            let host_port = if b.host_port.is_empty() {
-                0
+            let (host_port, host_port_last) = if b.host_port.is_empty() {
+                (0, 0)
             } else {
-                let (a, z) = parse_range(&b.host_port).ok_or_else(|| {
+                parse_range(&b.host_port).ok_or_else(|| {
                     ControlError::invalid(format!("invalid port specification: {:?}", b.host_port))
-                })?;
-                if a != z {
-                    // A host range for one container port: Docker picks a free port in it;
-                    // Berth takes the first (the proxy reports it if it is taken).
-                    a
-                } else {
-                    a
-                }
+                })?
             };
             specs.push(PortSpec {
                 proto,
                 container_port: lo,
                 host_ip,
                 host_port,
+                host_port_last,
             });
         }
     }
@@ -1831,6 +1835,7 @@ pub fn port_specs(
                     container_port: port,
                     host_ip: None,
                     host_port: 0,
+                    host_port_last: 0,
                 });
             } else {
                 left.push(key);

@@ -83,6 +83,9 @@ pub struct PortSpec {
     pub host_ip: Option<IpAddr>,
     /// 0: pick one.
     pub host_port: u16,
+    /// The end of a host port range (`8000-8010:80`); 0 or `host_port` for a single port.
+    #[serde(default)]
+    pub host_port_last: u16,
 }
 
 /// A container's endpoint on one network while it runs.
