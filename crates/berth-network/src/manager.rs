@@ -566,7 +566,7 @@ impl Networks {
             enable_ipv6: enable_v6,
             options,
             labels: req.labels.clone().unwrap_or_default(),
-            ipam_options: ipam.options.clone().filter(|o| !o.is_empty()),
+            ipam_options: ipam.options.clone(),
             pools,
             user_subnets,
             device,
