@@ -675,6 +675,48 @@ mod tests {
     }
 
     #[test]
+    fn network_flags_and_address_pools() {
+        let c = Config::merge(&flags(&[]), &FileConfig::default()).unwrap();
+        assert_eq!(c.network.bridge, "berth0");
+        assert!(c.network.iptables);
+        assert_eq!(c.firewall_table(), "berth");
+        let file = parse_file(
+            Path::new("daemon.json"),
+            r#"{"default-address-pools":[{"base":"10.10.0.0/16","size":24}],"iptables":false}"#,
+        )
+        .unwrap();
+        let c = Config::merge(
+            &flags(&[
+                "--bridge",
+                "br9",
+                "--bip",
+                "10.9.0.1/24",
+                "--fixed-cidr",
+                "10.9.0.128/25",
+                "--data-root",
+                "/tmp/x",
+            ]),
+            &file,
+        )
+        .unwrap();
+        assert_eq!(c.network.bridge, "br9");
+        assert_eq!(c.network.bip.unwrap().to_string(), "10.9.0.1/24");
+        assert!(!c.network.iptables);
+        assert_eq!(c.network.default_address_pools.len(), 1);
+        assert_eq!(c.network.default_address_pools[0].size, 24);
+        assert!(c.firewall_table().starts_with("berth_") && c.firewall_table().len() == 14);
+        let bad = Config::merge(
+            &flags(&["--bip", "10.9.0.1/24", "--fixed-cidr", "10.8.0.0/25"]),
+            &FileConfig::default(),
+        );
+        assert!(bad.unwrap_err().to_string().contains("not within bip"));
+        let bad = Config::merge(&flags(&["--bip", "nonsense"]), &FileConfig::default());
+        assert!(bad.is_err());
+        let file = parse_file(Path::new("d.json"), r#"{"bridge":"x"}"#).unwrap();
+        assert!(Config::merge(&flags(&["--bridge", "y"]), &file).is_err());
+    }
+
+    #[test]
     fn conflicts_are_errors() {
         let file = parse_file(Path::new("d.json"), r#"{"data-root":"/d","debug":true}"#).unwrap();
         let err = Config::merge(&flags(&["--data-root", "/x", "-D"]), &file).unwrap_err();
