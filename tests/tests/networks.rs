@@ -396,6 +396,40 @@ fn connect_and_disconnect_a_running_container() {
     assert_ne!(code, 0);
     let (_, out) = sh(&d, &["--network", "container:srv"], "busybox ip -o -4 addr");
     assert!(!out.contains(&want), "{out}");
+    // Events: connect at start (default bridge) and by the API, disconnect by the API.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let events = d
+        .api()
+        .get(&format!(
+            "/events?since=0&until={until}&filters=%7B%22type%22%3A%5B%22network%22%5D%7D"
+        ))
+        .json_lines();
+    let of_srv: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["Actor"]["Attributes"]["container"] == id.as_str())
+        .map(|e| {
+            (
+                e["Action"].as_str().unwrap().to_string(),
+                e["Actor"]["Attributes"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("connect", "bridge"),
+        ("connect", "live"),
+        ("disconnect", "live"),
+    ]
+    .iter()
+    .map(|(a, n)| (a.to_string(), n.to_string()))
+    .collect();
+    assert_eq!(of_srv, expected);
     // The released address is not handed out again at once.
     d.berth(&["network", "connect", "live", "other"]).success();
     let ip = inspect(&d, "container", "other")["NetworkSettings"]["Networks"]["live"]["IPAddress"]

@@ -1079,10 +1079,18 @@ impl Networks {
             }
         }
         match self.start_endpoints(&c, &path).await {
-            Ok(info) => Ok(StartInfo {
-                host_gateway,
-                ..info
-            }),
+            Ok(info) => {
+                // Docker reports each network a starting container joins.
+                for req in &c.requested {
+                    if let Ok(n) = self.get(&req.network_id) {
+                        self.event("connect", &n, &[("container", id)]);
+                    }
+                }
+                Ok(StartInfo {
+                    host_gateway,
+                    ..info
+                })
+            }
             Err(e) => {
                 self.teardown_locked(id).await;
                 Err(e)
@@ -1400,6 +1408,9 @@ impl Networks {
         for a in &running.attachments {
             if let Err(e) = link::detach(&a.host_if).await {
                 tracing::warn!(container = %id, veth = %a.host_if, error = %e, "cannot remove veth");
+            }
+            if let Ok(n) = self.get(&a.network_id) {
+                self.event("disconnect", &n, &[("container", id)]);
             }
         }
         let path = running.netns.clone();
