@@ -1400,8 +1400,10 @@ impl Networks {
                 tracing::warn!(container = %id, error = %e, "cannot record network teardown");
             }
             release(&mut st.networks, &r);
-            for n in st.networks.values() {
-                let _ = self.inner.store.save_network(n);
+            for a in &r.attachments {
+                if let Some(n) = st.networks.get(&a.network_id) {
+                    let _ = self.inner.store.save_network(n);
+                }
             }
             r
         };
