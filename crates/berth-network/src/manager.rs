@@ -1124,7 +1124,10 @@ impl Networks {
         }
         info.embedded_dns = self.uses_embedded_dns(&c.id);
         self.publish_ports(&c.id).await?;
-        self.apply_firewall();
+        // Only published ports make the ruleset depend on containers.
+        if !c.ports.is_empty() {
+            self.apply_firewall();
+        }
         if info.embedded_dns {
             let dns = self.serve_dns(&c.id, path)?;
             lock(&self.inner.live).entry(c.id.clone()).or_default().dns = Some(dns);
@@ -1420,7 +1423,9 @@ impl Networks {
         if let Ok(Err(e)) = removed {
             tracing::warn!(container = %id, error = %e, "cannot remove network namespace");
         }
-        self.apply_firewall();
+        if !running.published.is_empty() {
+            self.apply_firewall();
+        }
     }
 
     /// Forgets a removed container.
@@ -1498,7 +1503,9 @@ impl Networks {
             }
         }
         if let Some(r) = &running {
-            self.apply_firewall();
+            if !r.published.is_empty() {
+                self.apply_firewall();
+            }
             let has_dns = lock(&self.inner.live)
                 .get(id)
                 .is_some_and(|l| l.dns.is_some());
