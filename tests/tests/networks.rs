@@ -369,6 +369,14 @@ fn connect_and_disconnect_a_running_container() {
     assert_eq!(out.matches(&id[..12]).count(), 2, "{out}");
     let (_, out) = sh(&d, &["--network", "container:srv"], "busybox ip -o -4 addr");
     assert!(out.contains(&format!("{want}/26")), "{out}");
+    let hosts = d
+        .berth(&["exec", "srv", "cat", "/etc/hosts"])
+        .success()
+        .stdout;
+    assert!(
+        hosts.contains(&format!("{want}\t{}\n", &id[..12])),
+        "{hosts}"
+    );
     // Connecting again is refused; so is a second container asking for the same address.
     let again = d.berth(&["network", "connect", "live", "srv"]).failure();
     assert!(
@@ -388,6 +396,11 @@ fn connect_and_disconnect_a_running_container() {
     d.berth(&["network", "disconnect", "live", "srv"]).success();
     let c = inspect(&d, "container", "srv");
     assert!(c["NetworkSettings"]["Networks"].get("live").is_none());
+    let hosts = d
+        .berth(&["exec", "srv", "cat", "/etc/hosts"])
+        .success()
+        .stdout;
+    assert!(!hosts.contains(&want), "{hosts}");
     let (code, _) = sh(
         &d,
         &["--network", "live"],

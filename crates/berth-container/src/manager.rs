@@ -2008,6 +2008,32 @@ pub(crate) fn cgroup_of(r: &Record, paths: &Paths) -> String {
         .unwrap_or_else(|| format!("/berth/{}", r.id))
 }
 
+impl Containers {
+    /// Rewrites a running container's `/etc/hosts` for its current addresses (after a
+    /// `network connect`/`disconnect`). The file is bind-mounted into the container, so it is
+    /// rewritten in place: a new file renamed over it would not be seen inside.
+    pub fn update_hosts(
+        &self,
+        key: &str,
+        addresses: &[std::net::IpAddr],
+        host_gateway: Option<std::net::IpAddr>,
+    ) -> Result<()> {
+        let c = self.get(key)?;
+        let r = c.record();
+        if r.host_config.network_mode == "host" || !r.state.status.is_running() {
+            return Ok(());
+        }
+        let text = etc::hosts(
+            &r.config.hostname,
+            r.host_config.extra_hosts.as_deref().unwrap_or_default(),
+            addresses,
+            host_gateway,
+        );
+        let path = c.paths.hosts();
+        std::fs::write(&path, text).map_err(|e| ContainerError::io("write", &path, e))
+    }
+}
+
 fn write_etc_files(p: &Paths, r: &Record, net: Option<&NetworkStart>) -> Result<()> {
     let h = &r.host_config;
     let host_net = h.network_mode == "host";

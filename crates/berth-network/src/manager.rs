@@ -1098,7 +1098,25 @@ impl Networks {
         }
     }
 
-    fn default_gateway(&self) -> Option<IpAddr> {
+    /// A running container's addresses on its networks, primary first (for `/etc/hosts`).
+    pub fn addresses_of(&self, id: &str) -> Vec<IpAddr> {
+        lock(&self.inner.state)
+            .containers
+            .get(id)
+            .and_then(|c| c.running.as_ref())
+            .map(|r| {
+                r.attachments
+                    .iter()
+                    .flat_map(|a| [a.ipv4, a.ipv6])
+                    .flatten()
+                    .map(|n| n.addr())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The default bridge's gateway: what `host-gateway` means in `--add-host`.
+    pub fn default_gateway(&self) -> Option<IpAddr> {
         lock(&self.inner.state)
             .networks
             .values()

@@ -69,6 +69,7 @@ pub async fn connect(
         .networks
         .connect(&id, c.id(), req.endpoint_config.unwrap_or_default())
         .await?;
+    refresh_hosts(&state, c.id());
     Ok(StatusCode::OK.into_response())
 }
 
@@ -80,7 +81,17 @@ pub async fn disconnect(
     let req: NetworkDisconnectRequest = body(&bytes)?;
     let c = state.ctrs.get(&req.container)?;
     state.networks.disconnect(&id, c.id(), req.force).await?;
+    refresh_hosts(&state, c.id());
     Ok(StatusCode::OK.into_response())
+}
+
+/// A running container's `/etc/hosts` follows its addresses, as Docker's does.
+fn refresh_hosts(state: &AppState, id: &str) {
+    let addresses = state.networks.addresses_of(id);
+    let gateway = state.networks.default_gateway();
+    if let Err(e) = state.ctrs.update_hosts(id, &addresses, gateway) {
+        tracing::warn!(container = %id, error = %e, "cannot update /etc/hosts");
+    }
 }
 
 pub async fn prune(State(state): State<AppState>, q: Query) -> Result<Response> {
