@@ -219,6 +219,15 @@ fn user_networks_are_isolated_and_internal_ones_have_no_way_out() {
         "busybox timeout 3 busybox wget -q -O- http://wa/hostname",
     );
     assert_ne!(code, 0);
+    // A container on both networks reaches both sides.
+    web(&d, "wb", &["--network", "netb"]);
+    let (code, out) = sh(
+        &d,
+        &["--network", "neta", "--network", "netb"],
+        "busybox timeout 5 busybox wget -q -O- http://wa/hostname && busybox timeout 5 busybox wget -q -O- http://wb/hostname && busybox ip -o link",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("eth1"), "{out}");
     // Internal: members talk to each other, nothing else (no default route, host unreachable).
     let (code, out) = sh(
         &d,
