@@ -18,12 +18,19 @@ bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 work=$(mktemp -d /tmp/berth-bench-XXXXXX)
 daemon_pid=""
 cgroup_parent="/berth-bench-$$"
+# Its own default bridge (removed on exit with the daemon's nftables table), as Docker's
+# containers also start on a bridge.
+bridge="bcr$$"
+bridge=${bridge:0:15}
+bip="10.232.$(($$ % 200)).1/24"
 cleanup() {
   if [ -n "$daemon_pid" ]; then
     "$bin/berth" -H "unix://$work/berth.sock" ps -aq 2>/dev/null | xargs -r "$bin/berth" -H "unix://$work/berth.sock" rm -f >/dev/null 2>&1 || true
     kill "$daemon_pid" 2>/dev/null || true
     wait "$daemon_pid" 2>/dev/null || true
   fi
+  ip link del "$bridge" 2>/dev/null || true
+  nft delete table inet "berth_$(printf %s "$work/root" | sha256sum | cut -c1-8)" 2>/dev/null || true
   for ctl in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
     [ -d "$ctl$cgroup_parent" ] && find "$ctl$cgroup_parent" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
@@ -41,7 +48,7 @@ tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
 mkdir -p "$work/root" "$work/run"
 echo '{}' >"$work/daemon.json"
 "$bin/berthd" --data-root "$work/root" --exec-root "$work/run" --config-file "$work/daemon.json" \
-  --cgroup-parent "$cgroup_parent" -H "unix://$work/berth.sock" --log-level warn 2>"$work/berthd.log" &
+  --bridge "$bridge" --bip "$bip" --cgroup-parent "$cgroup_parent" -H "unix://$work/berth.sock" --log-level warn 2>"$work/berthd.log" &
 daemon_pid=$!
 for _ in $(seq 1 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
 berth() { "$bin/berth" -H "unix://$work/berth.sock" "$@"; }

@@ -61,7 +61,7 @@ make_archive random /dev/urandom
 mkdir -p "$work/root" "$work/run"
 echo '{}' >"$work/daemon.json"
 "$bin/berthd" --data-root "$work/root" --exec-root "$work/run" --config-file "$work/daemon.json" \
-  -H "unix://$work/berth.sock" --log-level warn 2>"$work/berthd.log" &
+  --bridge none --iptables=false -H "unix://$work/berth.sock" --log-level warn 2>"$work/berthd.log" &
 daemon_pid=$!
 for _ in $(seq 1 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
 berth() { "$bin/berth" -H "unix://$work/berth.sock" "$@"; }

@@ -8,7 +8,8 @@ packages=(
   pkg-config
   libc6-dev        # glibc's static libc.a: the container init (--init) is linked statically
   libseccomp-dev   # the container runtime's seccomp filters
-  nftables         # NAT and port publishing
+  nftables         # NAT and port publishing (berth-network drives `nft -j`)
+  iptables         # accept rules for Berth's bridges when Docker set iptables' FORWARD policy to DROP
   iproute2         # network namespaces in tests
   runc             # TEST peer only: the --runtime runc / --add-runtime tests; Berth never needs it
   ca-certificates

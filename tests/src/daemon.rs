@@ -84,6 +84,10 @@ pub struct Daemon {
     cgroup_parent: String,
     /// Extra daemon flags ([`Daemon::start_with`]).
     extra_args: Vec<String>,
+    /// The default bridge's device, unique per daemon (`--bridge`); removed on drop.
+    bridge: String,
+    /// The default bridge's `--bip`, unique per daemon.
+    bip: String,
 }
 
 impl Daemon {
@@ -100,11 +104,36 @@ impl Daemon {
             .expect("temp dir");
         std::fs::write(dir.path().join("daemon.json"), "{}").expect("write daemon.json");
         let n = CGROUP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let pid = std::process::id();
+        // Concurrent daemons (other tests, other test processes) must not share a bridge or
+        // a subnet: both come from this process's pid and the daemon's counter.
+        let bridge = format!("bt{:x}x{n}", pid & 0xff_ffff);
+        // The default bridge gets the first /26 of a /24; tests carve their user networks
+        // from the other three ([`Daemon::spare_subnet`]).
+        let bip = format!(
+            "10.{}.{}.1/26",
+            100 + pid % 100,
+            (pid / 100 + n as u32) % 256
+        );
+        let mut extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        if !extra
+            .iter()
+            .any(|a| a == "--bridge" || a == "-b" || a == "--bip")
+        {
+            extra.extend([
+                "--bridge".into(),
+                bridge.clone(),
+                "--bip".into(),
+                bip.clone(),
+            ]);
+        }
         let mut daemon = Daemon {
             dir,
             child: None,
-            cgroup_parent: format!("/berth-test-{}-{n}", std::process::id()),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            cgroup_parent: format!("/berth-test-{pid}-{n}"),
+            extra_args: extra,
+            bridge,
+            bip,
         };
         daemon.spawn();
         daemon
@@ -112,6 +141,52 @@ impl Daemon {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+    /// The default bridge's device and `--bip` this daemon was given.
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+    pub fn bip(&self) -> &str {
+        &self.bip
+    }
+    /// The default bridge's gateway address (a host address).
+    pub fn gateway(&self) -> &str {
+        self.bip.split('/').next().unwrap_or_default()
+    }
+    /// A /26 that no other daemon uses, for a test's user network (`i` in 1..=3).
+    pub fn spare_subnet(&self, i: u8) -> String {
+        assert!((1..=3).contains(&i), "three spare subnets per daemon");
+        let base = self
+            .gateway()
+            .rsplit_once('.')
+            .map(|(b, _)| b)
+            .unwrap_or_default();
+        format!("{base}.{}/26", 64 * i as u32)
+    }
+    /// The daemon's nftables table (`berth_` + 8 hex of sha256 of the data root).
+    pub fn firewall_table(&self) -> String {
+        let root = std::path::absolute(self.data_root()).unwrap_or(self.data_root());
+        format!(
+            "berth_{}",
+            &crate::fixtures::sha256_hex(root.as_os_str().as_encoded_bytes())[..8]
+        )
+    }
+    /// Bridge devices of this daemon's networks: the default one and user networks'.
+    pub fn bridges(&self) -> Vec<String> {
+        let mut v = vec![self.bridge.clone()];
+        let dir = self.data_root().join("network/networks");
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let rec: Option<serde_json::Value> = std::fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(dev) = rec.as_ref().and_then(|r| r["device"].as_str())
+                && !dev.is_empty()
+                && !v.iter().any(|d| d == dev)
+            {
+                v.push(dev.to_string());
+            }
+        }
+        v
     }
     pub fn data_root(&self) -> PathBuf {
         self.dir.path().join("root")
@@ -296,8 +371,9 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(100));
         }
         for d in &dirs {
-            let rootfs = d.join("rootfs");
-            let _ = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH);
+            for m in ["rootfs", "mounts/shm"] {
+                let _ = rustix::mount::unmount(&d.join(m), rustix::mount::UnmountFlags::DETACH);
+            }
         }
         // Volumes with driver options (tmpfs, binds) stay mounted while the daemon is away.
         if let Ok(rd) = std::fs::read_dir(self.data_root().join("volumes")) {
@@ -306,6 +382,7 @@ impl Daemon {
                 let _ = rustix::mount::unmount(&data, rustix::mount::UnmountFlags::DETACH);
             }
         }
+        self.clean_network();
         let rel = self.cgroup_parent.trim_start_matches('/');
         if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
             for h in hierarchies.flatten() {
@@ -321,6 +398,81 @@ impl Daemon {
             }
         }
     }
+}
+
+impl Daemon {
+    /// Removes what the daemon's networking leaves on the host once it is gone: netns
+    /// mounts, bridges (their veths go with the netns), the nftables table and the iptables
+    /// accept rules marked with the table's name.
+    fn clean_network(&self) {
+        let netns = self.exec_root().join("netns");
+        for e in std::fs::read_dir(&netns).into_iter().flatten().flatten() {
+            let _ = rustix::mount::unmount(e.path(), rustix::mount::UnmountFlags::DETACH);
+            let _ = std::fs::remove_file(e.path());
+        }
+        let quiet = |args: &[&str]| {
+            let _ = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        };
+        for b in self.bridges() {
+            if std::path::Path::new("/sys/class/net").join(&b).exists() {
+                quiet(&["ip", "link", "del", &b]);
+            }
+        }
+        let table = self.firewall_table();
+        quiet(&["nft", "delete", "table", "inet", &table]);
+        for chain in ["DOCKER-USER", "FORWARD"] {
+            // Delete every rule of ours, one at a time (`-D` takes the rule as listed).
+            for _ in 0..16 {
+                let out = std::process::Command::new("iptables")
+                    .args(["-S", chain])
+                    .output();
+                let Ok(out) = out else { break };
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let Some(line) = text.lines().find(|l| l.contains(&table)) else {
+                    break;
+                };
+                let args: Vec<String> = shell_words(line.trim_start_matches("-A "));
+                let mut cmd = vec!["iptables".to_string(), "-D".into()];
+                cmd.extend(args);
+                let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                quiet(&refs);
+            }
+        }
+    }
+}
+
+/// Splits an `iptables -S` line into arguments (double-quoted comments stay one argument).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for ch in line.chars() {
+        match ch {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
 }
 
 impl Drop for Daemon {

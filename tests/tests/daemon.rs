@@ -167,6 +167,11 @@ fn serves_tcp_as_well_as_unix() {
             .arg(dir.join("run"))
             .arg("--config-file")
             .arg(dir.join("daemon.json"))
+            // No default bridge and no firewall table: this daemon is not dropped as a `Daemon`,
+            // so nothing would clean them up.
+            .arg("--bridge")
+            .arg("none")
+            .arg("--iptables=false")
             .arg("-H")
             .arg(format!("tcp://127.0.0.1:{port}"))
             .arg("-H")

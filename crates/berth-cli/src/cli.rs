@@ -2,7 +2,9 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{container, context::ContextCommand, cp, image, stats, system, volume};
+use crate::commands::{
+    container, context::ContextCommand, cp, image, network, stats, system, volume,
+};
 
 /// A self-sufficient runtime for containers
 #[derive(Debug, Parser)]
@@ -59,6 +61,11 @@ pub enum Command {
     Image {
         #[command(subcommand)]
         command: image::ImageCommand,
+    },
+    /// Manage networks
+    Network {
+        #[command(subcommand)]
+        command: network::NetworkCommand,
     },
     /// Manage Berth
     System {
@@ -120,6 +127,8 @@ pub enum Command {
     Commit(container::CommitArgs),
     /// List containers
     Ps(container::PsArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(network::PortArgs),
     /// Execute a command in a running container
     Exec(container::ExecArgs),
     /// Load an image from a tar archive or STDIN

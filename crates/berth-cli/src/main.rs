@@ -187,11 +187,13 @@ fn usage_exit_code(e: &clap::Error) -> u8 {
 }
 
 async fn run(env: Env, command: Command) -> anyhow::Result<()> {
-    use commands::{container, context, cp, image, stats, system, volume};
+    use commands::{container, context, cp, image, network, stats, system, volume};
     match command {
         Command::Context { command } => context::run(&env, command).await,
         Command::Image { command } => image::run(&env, command).await,
         Command::Volume { command } => volume::run(&env, command).await,
+        Command::Network { command } => network::run(&env, command).await,
+        Command::Port(args) => network::port(&env, args).await,
         Command::System { command } => system::run(&env, command).await,
         Command::Images(args) => image::list(&env, args).await,
         Command::History(args) => image::history(&env, args).await,

@@ -27,6 +27,7 @@ mod error;
 mod hijack;
 mod host;
 mod images;
+mod networks;
 mod query;
 mod stream;
 mod system;

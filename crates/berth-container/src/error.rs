@@ -42,6 +42,9 @@ pub enum ContainerError {
         #[source]
         source: std::io::Error,
     },
+    /// The network service refused or failed (its own class and Docker's message).
+    #[error("{0}")]
+    Network(berth_api::ApiError),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -57,6 +60,7 @@ impl ContainerError {
             ContainerError::NotImplemented(_) => ErrorKind::NotImplemented,
             ContainerError::Image(e) => e.kind(),
             ContainerError::Runtime(e) => e.kind(),
+            ContainerError::Network(e) => e.kind,
             ContainerError::Io { .. } | ContainerError::Internal(_) => ErrorKind::Internal,
         }
     }

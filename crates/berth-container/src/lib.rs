@@ -14,6 +14,7 @@ pub mod logs;
 pub mod manager;
 pub mod merge;
 pub mod names;
+pub mod network;
 pub mod record;
 pub mod restart;
 pub mod signal;

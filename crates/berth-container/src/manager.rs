@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use crate::error::{ContainerError, Result, conflict, invalid};
 use crate::filters::ListFilter;
 use crate::logs::{self, LogOptions};
+use crate::network::{NetworkHandle, NetworkRequest, NetworkStart};
 use crate::record::{Paths, Record, Status, go_time};
 use crate::restart::{self, Policy};
 use crate::status::{StatusView, command_text, status_text};
@@ -57,6 +58,8 @@ pub struct Options {
     pub runtimes: BTreeMap<String, berth_runtime::config::OciRuntime>,
     /// The runtime of containers that name none; [`EMBEDDED_RUNTIME`] is libcontainer.
     pub default_runtime: String,
+    /// The network service; without one, containers get a private netns with `lo` only.
+    pub network: Option<NetworkHandle>,
 }
 
 /// The name of the embedded runtime (libcontainer in the shim), always available.
@@ -382,6 +385,13 @@ impl Containers {
                 }
                 let _ = rootfs::unmount(&c.paths.rootfs());
                 let _ = rootfs::unmount(&c.paths.shm());
+                if let (Some(net), Ok(rt)) = (
+                    self.inner.opts.network.clone(),
+                    tokio::runtime::Handle::try_current(),
+                ) {
+                    let id = c.id.clone();
+                    rt.spawn(async move { net.0.stop(&id).await });
+                }
                 let (code, finished, oom) = match exit {
                     Some(e) => (
                         e.exit_code as i64,
@@ -570,8 +580,27 @@ impl Containers {
             )?;
             rec.mounts = mounts;
             created_volumes = created;
+            if let Some(net) = &self.inner.opts.network {
+                let exposed: Vec<String> = rec
+                    .config
+                    .exposed_ports
+                    .iter()
+                    .flat_map(|m| m.keys().cloned())
+                    .collect();
+                let mode = net
+                    .0
+                    .create(NetworkRequest {
+                        id: &rec.id,
+                        name: &rec.name,
+                        host: &rec.host_config,
+                        networking: req.networking_config.as_ref(),
+                        exposed: &exposed,
+                    })
+                    .map_err(ContainerError::Network)?;
+                rec.host_config.network_mode = mode;
+            }
             std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io("create", &dir, e))?;
-            write_etc_files(&Paths { dir: dir.clone() }, &rec)?;
+            write_etc_files(&Paths { dir: dir.clone() }, &rec, None)?;
             rec.save(&dir)
         })();
         if let Err(e) = result {
@@ -580,6 +609,13 @@ impl Containers {
                 let _ = self.inner.volumes.remove(v);
             }
             lock(&self.inner.table).names.remove(&rec.name);
+            if let (Some(net), Ok(rt)) = (
+                self.inner.opts.network.clone(),
+                tokio::runtime::Handle::try_current(),
+            ) {
+                let id = rec.id.clone();
+                rt.spawn(async move { net.0.remove(&id).await });
+            }
             return Err(e);
         }
         let c = Container::new(rec, dir);
@@ -618,9 +654,21 @@ impl Containers {
 
     /// Starts a container; the caller holds its operation lock.
     async fn start_locked(&self, c: &Arc<Container>) -> Result<()> {
-        let me = self.clone();
-        let c2 = c.clone();
-        let started = blocking(move || me.start_blocking(&c2)).await?;
+        let net = match &self.inner.opts.network {
+            Some(n) => n.0.start(&c.id).await.map_err(ContainerError::Network),
+            None => Ok(NetworkStart::default()),
+        };
+        let started = match net {
+            Ok(net) => {
+                let me = self.clone();
+                let c2 = c.clone();
+                blocking(move || me.start_blocking(&c2, &net)).await?
+            }
+            Err(e) => Err(e),
+        };
+        if started.is_err() {
+            self.network_stop(&c.id).await;
+        }
         match started {
             Ok(h) => {
                 let pid = h.pid();
@@ -719,14 +767,23 @@ impl Containers {
         Err(invalid(format!("unknown or invalid runtime name: {name}")))
     }
 
-    fn start_blocking(&self, c: &Container) -> Result<ShimHandle> {
+    /// Tears down a container's networking (after an exit or a failed start).
+    async fn network_stop(&self, id: &str) {
+        if let Some(n) = &self.inner.opts.network {
+            n.0.stop(id).await;
+        }
+    }
+
+    fn start_blocking(&self, c: &Container, net: &NetworkStart) -> Result<ShimHandle> {
         let r = c.record();
         let image = self.inner.images.get(&r.image_id)?;
         let layers = self.inner.images.layer_dirs(&image.id)?;
+        // /etc/hosts and resolv.conf carry the addresses just allocated.
+        write_etc_files(&c.paths, &r, Some(net))?;
         let root = rootfs::mount_overlay(&layers, &c.paths.dir)?;
         let result = self
             .prepare_ipc(&r, &c.paths)
-            .and_then(|()| self.run_config(&r, &c.paths, &root))
+            .and_then(|()| self.run_config(&r, &c.paths, &root, net))
             .and_then(|cfg| {
                 let _ = std::fs::remove_file(Bundle::new(&c.paths.dir).exit_path());
                 Bundle::new(&c.paths.dir).write(&cfg, &RealHost)?;
@@ -806,15 +863,34 @@ impl Containers {
         Ok(NamespaceMode::Private)
     }
 
-    fn run_config(&self, r: &Record, paths: &Paths, root: &Path) -> Result<ContainerRunConfig> {
+    fn run_config(
+        &self,
+        r: &Record,
+        paths: &Paths,
+        root: &Path,
+        net: &NetworkStart,
+    ) -> Result<ContainerRunConfig> {
         let h = &r.host_config;
         let passwd = user::read_in_root(root, "/etc/passwd");
         let group = user::read_in_root(root, "/etc/group");
         let group_add = h.group_add.clone().unwrap_or_default();
         let process_user = user::resolve(&r.config.user, &group_add, &passwd, &group)?;
-        let net = match h.network_mode.as_str() {
-            "host" => NamespaceMode::Host,
-            m if m.starts_with("container:") => self.namespace(m, "net")?,
+        let net = match (h.network_mode.as_str(), &net.netns) {
+            ("host", _) => NamespaceMode::Host,
+            (m, _) if m.starts_with("container:") => {
+                let other = self.get(&m["container:".len()..])?;
+                match self
+                    .inner
+                    .opts
+                    .network
+                    .as_ref()
+                    .and_then(|n| n.0.netns_of(&other.id))
+                {
+                    Some(p) if other.record().state.status.is_running() => NamespaceMode::Path(p),
+                    _ => self.namespace(m, "net")?,
+                }
+            }
+            (_, Some(p)) => NamespaceMode::Path(p.clone()),
             _ => NamespaceMode::Private,
         };
         let namespaces = NamespaceModes {
@@ -1002,6 +1078,7 @@ impl Containers {
             let _ = rootfs::unmount(&paths.shm());
         })
         .await;
+        self.network_stop(&c.id).await;
         *lock(&c.shim) = None;
         self.stop_health(&c);
         self.volumes_unmounted(&c).await;
@@ -1288,6 +1365,9 @@ impl Containers {
                 .map_err(|e| ContainerError::io("remove", &paths.dir, e))
         })
         .await??;
+        if let Some(n) = &self.inner.opts.network {
+            n.0.remove(&c.id).await;
+        }
         {
             let mut t = lock(&self.inner.table);
             t.by_id.remove(&c.id);
@@ -1329,6 +1409,9 @@ impl Containers {
             t.names.insert(new.clone(), c.id.clone());
         }
         c.update(|r| r.name = new.clone())?;
+        if let Some(n) = &self.inner.opts.network {
+            n.0.rename(&c.id, &new);
+        }
         self.event(&c, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
     }
@@ -1863,7 +1946,12 @@ impl Containers {
             if !filter.matches(&r) {
                 continue;
             }
-            out.push(summary(&r, now));
+            let mut row = summary(&r, now);
+            if let Some(n) = &self.inner.opts.network {
+                row.ports = n.0.ports(&r.id);
+                row.network_settings.networks = n.0.networks(&r.id);
+            }
+            out.push(row);
             if limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
@@ -1939,9 +2027,9 @@ impl Containers {
             },
             mounts,
             config: r.config.clone(),
-            network_settings: NetworkSettings {
-                sandbox_key: String::new(),
-                ..Default::default()
+            network_settings: match &self.inner.opts.network {
+                Some(n) => n.0.settings(&r.id),
+                None => NetworkSettings::default(),
             },
             ..Default::default()
         })
@@ -2038,7 +2126,33 @@ pub(crate) fn cgroup_of(r: &Record, paths: &Paths) -> String {
         .unwrap_or_else(|| format!("/berth/{}", r.id))
 }
 
-fn write_etc_files(p: &Paths, r: &Record) -> Result<()> {
+impl Containers {
+    /// Rewrites a running container's `/etc/hosts` for its current addresses (after a
+    /// `network connect`/`disconnect`). The file is bind-mounted into the container, so it is
+    /// rewritten in place: a new file renamed over it would not be seen inside.
+    pub fn update_hosts(
+        &self,
+        key: &str,
+        addresses: &[std::net::IpAddr],
+        host_gateway: Option<std::net::IpAddr>,
+    ) -> Result<()> {
+        let c = self.get(key)?;
+        let r = c.record();
+        if r.host_config.network_mode == "host" || !r.state.status.is_running() {
+            return Ok(());
+        }
+        let text = etc::hosts(
+            &r.config.hostname,
+            r.host_config.extra_hosts.as_deref().unwrap_or_default(),
+            addresses,
+            host_gateway,
+        );
+        let path = c.paths.hosts();
+        std::fs::write(&path, text).map_err(|e| ContainerError::io("write", &path, e))
+    }
+}
+
+fn write_etc_files(p: &Paths, r: &Record, net: Option<&NetworkStart>) -> Result<()> {
     let h = &r.host_config;
     let host_net = h.network_mode == "host";
     let write = |path: PathBuf, text: String| -> Result<()> {
@@ -2052,6 +2166,8 @@ fn write_etc_files(p: &Paths, r: &Record) -> Result<()> {
         etc::hosts(
             &r.config.hostname,
             h.extra_hosts.as_deref().unwrap_or_default(),
+            net.map(|n| n.addresses.as_slice()).unwrap_or_default(),
+            net.and_then(|n| n.host_gateway),
         )
     };
     write(p.hosts(), hosts)?;
@@ -2059,6 +2175,7 @@ fn write_etc_files(p: &Paths, r: &Record) -> Result<()> {
     let resolv = etc::resolv_conf(
         &etc::host_resolv_conf(),
         host_net,
+        net.is_some_and(|n| n.embedded_dns),
         &etc::DnsOverrides {
             servers: h.dns.as_ref().unwrap_or(&empty),
             search: h.dns_search.as_ref().unwrap_or(&empty),

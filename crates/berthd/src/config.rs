@@ -36,6 +36,8 @@ pub enum ConfigError {
     InvalidLogLevel(String),
     #[error("{0}")]
     InvalidRuntime(String),
+    #[error("{0}")]
+    InvalidNetwork(String),
 }
 
 /// The daemon's command line (dockerd's flag names where they apply).
@@ -78,6 +80,21 @@ pub struct Flags {
     /// Default OCI runtime for containers [default: berth, the embedded one]
     #[arg(long, value_name = "NAME")]
     pub default_runtime: Option<String>,
+    /// Device of the default bridge network; "none" disables it [default: berth0]
+    #[arg(short = 'b', long, value_name = "DEVICE")]
+    pub bridge: Option<String>,
+    /// The default bridge's address and prefix, e.g. 172.17.0.1/16
+    #[arg(long, value_name = "CIDR")]
+    pub bip: Option<String>,
+    /// Where containers on the default bridge get their addresses (within --bip's subnet)
+    #[arg(long, value_name = "CIDR")]
+    pub fixed_cidr: Option<String>,
+    /// Manage firewall rules (NAT, forwarding, published ports) [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub iptables: Option<bool>,
+    /// MTU of the default bridge's interfaces [default: 1500]
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<u32>,
 }
 
 /// `daemon.json`: the dockerd keys Berth understands.
@@ -95,6 +112,20 @@ pub struct FileConfig {
     pub shim_binary: Option<PathBuf>,
     pub runtimes: Option<BTreeMap<String, RuntimeConfig>>,
     pub default_runtime: Option<String>,
+    pub bridge: Option<String>,
+    pub bip: Option<String>,
+    pub fixed_cidr: Option<String>,
+    pub iptables: Option<bool>,
+    pub mtu: Option<u32>,
+    pub default_address_pools: Option<Vec<AddressPool>>,
+}
+
+/// One entry of daemon.json `default-address-pools`: subnets of `size` bits from `base`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPool {
+    pub base: String,
+    pub size: u8,
 }
 
 /// An external OCI runtime (daemon.json `runtimes`, `--add-runtime`).
@@ -121,6 +152,12 @@ const FILE_KEYS: &[&str] = &[
     "shim-binary",
     "runtimes",
     "default-runtime",
+    "bridge",
+    "bip",
+    "fixed-cidr",
+    "iptables",
+    "mtu",
+    "default-address-pools",
 ];
 
 /// An address the API is served on.
@@ -196,6 +233,37 @@ pub struct Config {
     pub runtimes: BTreeMap<String, RuntimeConfig>,
     /// Runtime of containers that name none.
     pub default_runtime: String,
+    /// Networking: default bridge, pools, firewall.
+    pub network: NetworkConfig,
+}
+
+/// The daemon's network settings (`--bridge`, `--bip`, `--fixed-cidr`, `--iptables`, `--mtu`,
+/// daemon.json `default-address-pools`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkConfig {
+    /// Device of the default bridge; `none` disables the default bridge network.
+    pub bridge: String,
+    pub bip: Option<berth_network::IpNet>,
+    pub fixed_cidr: Option<berth_network::IpNet>,
+    pub iptables: bool,
+    pub mtu: Option<u32>,
+    pub default_address_pools: Vec<berth_network::ipam::DefaultPool>,
+}
+
+/// The default bridge's device name.
+pub const DEFAULT_BRIDGE: &str = "berth0";
+
+impl NetworkConfig {
+    fn defaults() -> NetworkConfig {
+        NetworkConfig {
+            bridge: DEFAULT_BRIDGE.into(),
+            bip: None,
+            fixed_cidr: None,
+            iptables: true,
+            mtu: None,
+            default_address_pools: berth_network::ipam::docker_default_pools(),
+        }
+    }
 }
 
 /// Default cgroup parent of containers.
@@ -281,6 +349,21 @@ impl Config {
         if let (Some(a), Some(b)) = (&flags.default_runtime, &file.default_runtime) {
             conflict("default-runtime", a.clone(), b.clone());
         }
+        if let (Some(a), Some(b)) = (&flags.bridge, &file.bridge) {
+            conflict("bridge", a.clone(), b.clone());
+        }
+        if let (Some(a), Some(b)) = (&flags.bip, &file.bip) {
+            conflict("bip", a.clone(), b.clone());
+        }
+        if let (Some(a), Some(b)) = (&flags.fixed_cidr, &file.fixed_cidr) {
+            conflict("fixed-cidr", a.clone(), b.clone());
+        }
+        if let (Some(a), Some(b)) = (&flags.iptables, &file.iptables) {
+            conflict("iptables", a.to_string(), b.to_string());
+        }
+        if let (Some(a), Some(b)) = (&flags.mtu, &file.mtu) {
+            conflict("mtu", a.to_string(), b.to_string());
+        }
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflicts(conflicts.join(", ")));
         }
@@ -338,7 +421,9 @@ impl Config {
             .clone()
             .or_else(|| file.shim_binary.clone())
             .map(absolute);
+        let network = network_config(flags, file)?;
         Ok(Config {
+            network,
             cgroup_parent,
             shim_binary,
             runtimes,
@@ -367,8 +452,92 @@ impl Config {
             shim_binary: None,
             runtimes: BTreeMap::new(),
             default_runtime: EMBEDDED_RUNTIME.to_string(),
+            // No default bridge and no firewall: unit tests of the router touch no kernel state.
+            network: NetworkConfig {
+                bridge: "none".into(),
+                iptables: false,
+                ..NetworkConfig::defaults()
+            },
         }
     }
+
+    /// The nftables table of this daemon: `berth` for the default data root, else `berth_`
+    /// and 8 hex digits of the data root's sha256, so daemons on other data roots (tests)
+    /// never touch each other's rules.
+    pub fn firewall_table(&self) -> String {
+        if self.data_root == Path::new(DEFAULT_DATA_ROOT) {
+            return "berth".into();
+        }
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.data_root.as_os_str().as_encoded_bytes());
+        format!("berth_{}", &hex::encode(digest)[..8])
+    }
+}
+
+fn network_config(flags: &Flags, file: &FileConfig) -> Result<NetworkConfig, ConfigError> {
+    let mut n = NetworkConfig::defaults();
+    if let Some(b) = flags.bridge.clone().or_else(|| file.bridge.clone()) {
+        if b.is_empty() || b.len() > 15 || b.contains(['/', ' ']) {
+            return Err(ConfigError::InvalidNetwork(format!(
+                "invalid bridge name {b:?}"
+            )));
+        }
+        n.bridge = b;
+    }
+    let cidr =
+        |key: &str, v: Option<String>| -> Result<Option<berth_network::IpNet>, ConfigError> {
+            v.map(|t| {
+                t.parse::<berth_network::IpNet>().map_err(|_| {
+                    ConfigError::InvalidNetwork(format!(
+                        "invalid {key} {t:?}: expected an address with a prefix length"
+                    ))
+                })
+            })
+            .transpose()
+        };
+    n.bip = cidr("bip", flags.bip.clone().or_else(|| file.bip.clone()))?;
+    n.fixed_cidr = cidr(
+        "fixed-cidr",
+        flags.fixed_cidr.clone().or_else(|| file.fixed_cidr.clone()),
+    )?;
+    if let (Some(bip), Some(fixed)) = (n.bip, n.fixed_cidr)
+        && !bip.trunc().contains(&fixed.network())
+    {
+        return Err(ConfigError::InvalidNetwork(format!(
+            "fixed-cidr {fixed} is not within bip {bip}"
+        )));
+    }
+    if n.bip.is_some() && n.bridge == "none" {
+        return Err(ConfigError::InvalidNetwork(
+            "you specified -b & --bip, mutually exclusive options. Please specify only one".into(),
+        ));
+    }
+    n.iptables = flags.iptables.or(file.iptables).unwrap_or(true);
+    n.mtu = flags.mtu.or(file.mtu);
+    if let Some(pools) = &file.default_address_pools {
+        n.default_address_pools = pools
+            .iter()
+            .map(|p| {
+                let base = p.base.parse::<berth_network::IpNet>().map_err(|_| {
+                    ConfigError::InvalidNetwork(format!(
+                        "invalid default-address-pools base {:?}",
+                        p.base
+                    ))
+                })?;
+                if p.size < base.prefix_len() || p.size > base.max_prefix_len() {
+                    return Err(ConfigError::InvalidNetwork(format!(
+                        "invalid default-address-pools size {} for base {}",
+                        p.size, p.base
+                    )));
+                }
+                Ok(berth_network::ipam::DefaultPool {
+                    base: base.trunc(),
+                    size: p.size,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(n)
 }
 
 fn absolute(path: PathBuf) -> PathBuf {
@@ -503,6 +672,48 @@ mod tests {
         assert_eq!(c.log_level, "warn");
         let debug = Config::merge(&flags(&["-D"]), &file).unwrap();
         assert_eq!(debug.log_level, "debug");
+    }
+
+    #[test]
+    fn network_flags_and_address_pools() {
+        let c = Config::merge(&flags(&[]), &FileConfig::default()).unwrap();
+        assert_eq!(c.network.bridge, "berth0");
+        assert!(c.network.iptables);
+        assert_eq!(c.firewall_table(), "berth");
+        let file = parse_file(
+            Path::new("daemon.json"),
+            r#"{"default-address-pools":[{"base":"10.10.0.0/16","size":24}],"iptables":false}"#,
+        )
+        .unwrap();
+        let c = Config::merge(
+            &flags(&[
+                "--bridge",
+                "br9",
+                "--bip",
+                "10.9.0.1/24",
+                "--fixed-cidr",
+                "10.9.0.128/25",
+                "--data-root",
+                "/tmp/x",
+            ]),
+            &file,
+        )
+        .unwrap();
+        assert_eq!(c.network.bridge, "br9");
+        assert_eq!(c.network.bip.unwrap().to_string(), "10.9.0.1/24");
+        assert!(!c.network.iptables);
+        assert_eq!(c.network.default_address_pools.len(), 1);
+        assert_eq!(c.network.default_address_pools[0].size, 24);
+        assert!(c.firewall_table().starts_with("berth_") && c.firewall_table().len() == 14);
+        let bad = Config::merge(
+            &flags(&["--bip", "10.9.0.1/24", "--fixed-cidr", "10.8.0.0/25"]),
+            &FileConfig::default(),
+        );
+        assert!(bad.unwrap_err().to_string().contains("not within bip"));
+        let bad = Config::merge(&flags(&["--bip", "nonsense"]), &FileConfig::default());
+        assert!(bad.is_err());
+        let file = parse_file(Path::new("d.json"), r#"{"bridge":"x"}"#).unwrap();
+        assert!(Config::merge(&flags(&["--bridge", "y"]), &file).is_err());
     }
 
     #[test]

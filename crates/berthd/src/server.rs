@@ -103,7 +103,7 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 }
 
 async fn run_locked(config: Config) -> Result<(), ServerError> {
-    let daemon = Arc::new(Daemon::open(config.clone())?);
+    let daemon = Arc::new(Daemon::open(config.clone()).await?);
     let mut listeners = Vec::new();
     for host in &config.hosts {
         listeners.push(Listener::bind(host).await?);

@@ -5,7 +5,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use berth_api::ApiError;
+use berth_api::models::container::{NetworkSettings, Port};
+use berth_container::network::{
+    NetFuture, NetworkAttacher, NetworkHandle, NetworkRequest, NetworkStart,
+};
 use berth_container::{Containers, EventSink, Options};
+use berth_network::{NetworkEvents, NetworkOptions, Networks};
 
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +80,71 @@ impl EventSink for BusSink {
     }
 }
 
+impl NetworkEvents for BusSink {
+    fn network_event(&self, action: &str, id: &str, attributes: BTreeMap<String, String>) {
+        self.0
+            .publish(crate::events::new_event("network", action, id, attributes));
+    }
+}
+
+/// The container manager's view of the network service.
+struct Attacher(Networks);
+
+impl NetworkAttacher for Attacher {
+    fn create(&self, req: NetworkRequest<'_>) -> Result<String, ApiError> {
+        let empty = BTreeMap::new();
+        let endpoints = req
+            .networking
+            .map(|n| &n.endpoints_config)
+            .unwrap_or(&empty);
+        let no_bindings = BTreeMap::new();
+        self.0
+            .container_create(
+                req.id,
+                req.name,
+                &req.host.network_mode,
+                endpoints,
+                req.host.port_bindings.as_ref().unwrap_or(&no_bindings),
+                req.host.publish_all_ports,
+                req.exposed,
+            )
+            .and_then(|mode| {
+                let dns = req.host.dns.as_deref().unwrap_or_default();
+                self.0.container_dns(req.id, dns).map(|()| mode)
+            })
+            .map_err(ApiError::from)
+    }
+    fn start<'a>(&'a self, id: &'a str) -> NetFuture<'a, Result<NetworkStart, ApiError>> {
+        Box::pin(async move {
+            let info = self.0.container_start(id).await.map_err(ApiError::from)?;
+            Ok(NetworkStart {
+                netns: info.netns,
+                addresses: info.addresses,
+                embedded_dns: info.embedded_dns,
+                host_gateway: info.host_gateway,
+            })
+        })
+    }
+    fn stop<'a>(&'a self, id: &'a str) -> NetFuture<'a, ()> {
+        Box::pin(self.0.container_stop(id))
+    }
+    fn remove<'a>(&'a self, id: &'a str) -> NetFuture<'a, ()> {
+        Box::pin(self.0.container_remove(id))
+    }
+    fn rename(&self, id: &str, name: &str) {
+        self.0.container_rename(id, name)
+    }
+    fn netns_of(&self, id: &str) -> Option<std::path::PathBuf> {
+        self.0.netns_of(id)
+    }
+    fn settings(&self, id: &str) -> NetworkSettings {
+        self.0.settings(id)
+    }
+    fn ports(&self, id: &str) -> Vec<Port> {
+        self.0.ports(id)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot open the container store in {root}: {source}")]
@@ -81,6 +152,8 @@ pub enum DaemonError {
         root: String,
         source: berth_container::ContainerError,
     },
+    #[error("cannot set up networking: {0}")]
+    Networks(berth_network::ControlError),
     #[error("cannot open image store in {root}: {source}")]
     ImageStore { root: String, source: ImageError },
     #[error("cannot read or create the daemon id in {path}: {source}")]
@@ -101,6 +174,8 @@ pub struct Daemon {
     pub containers: Arc<dyn ContainerUsage>,
     /// The container service.
     pub ctrs: Containers,
+    /// The network service.
+    pub networks: Networks,
     /// Cancelled when the daemon shuts down; long streams (events) end on it.
     pub shutdown: CancellationToken,
 }
@@ -109,7 +184,7 @@ pub type AppState = Arc<Daemon>;
 
 impl Daemon {
     /// Opens the data root's stores. The caller holds the data-root lock.
-    pub fn open(config: Config) -> Result<Daemon, DaemonError> {
+    pub async fn open(config: Config) -> Result<Daemon, DaemonError> {
         let images =
             ImageStore::open(&config.data_root).map_err(|source| DaemonError::ImageStore {
                 root: config.data_root.display().to_string(),
@@ -118,6 +193,22 @@ impl Daemon {
         let id = engine_id(&config.data_root)?;
         let images = Arc::new(images);
         let events = Arc::new(EventBus::new());
+        let net = &config.network;
+        let networks = Networks::open(
+            NetworkOptions {
+                data_root: config.data_root.clone(),
+                exec_root: config.exec_root.clone(),
+                bridge: net.bridge.clone(),
+                bip: net.bip,
+                fixed_cidr: net.fixed_cidr,
+                default_pools: net.default_address_pools.clone(),
+                firewall_table: net.iptables.then(|| config.firewall_table()),
+                mtu: net.mtu,
+            },
+            Arc::new(BusSink(events.clone())),
+        )
+        .await
+        .map_err(DaemonError::Networks)?;
         let ctrs = Containers::open(
             Options {
                 data_root: config.data_root.clone(),
@@ -136,6 +227,7 @@ impl Daemon {
                     })
                     .collect(),
                 default_runtime: config.default_runtime.clone(),
+                network: Some(NetworkHandle(Arc::new(Attacher(networks.clone())))),
             },
             images.clone(),
             Arc::new(BusSink(events.clone())),
@@ -144,6 +236,10 @@ impl Daemon {
             root: config.data_root.display().to_string(),
             source,
         })?;
+        let containers_dir = config.data_root.join("containers");
+        networks
+            .forget_unknown_containers(|id| containers_dir.join(id).is_dir())
+            .await;
         Ok(Daemon {
             config,
             id,
@@ -151,6 +247,7 @@ impl Daemon {
             events,
             containers: Arc::new(ctrs.clone()),
             ctrs,
+            networks,
             shutdown: CancellationToken::new(),
         })
     }

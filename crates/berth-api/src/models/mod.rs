@@ -5,6 +5,7 @@ pub mod container;
 pub mod container_config;
 pub mod events;
 pub mod image;
+pub mod network;
 pub mod progress;
 pub mod stats;
 pub mod strslice;
@@ -13,14 +14,19 @@ pub mod volume;
 
 pub use container::{
     ContainerCreateRequest, ContainerCreateResponse, ContainerInspect, ContainerState,
-    ContainerSummary, ContainerWaitResponse, ExecConfig, ExecInspect, ExecStartConfig, HostConfig,
-    Mount, MountPoint, NetworkSettings, Port, PortBinding, Resources, RestartPolicy,
+    ContainerSummary, ContainerWaitResponse, EndpointIpamConfig, EndpointSettings, ExecConfig,
+    ExecInspect, ExecStartConfig, HostConfig, Mount, MountPoint, NetworkSettings, NetworkingConfig,
+    Port, PortBinding, Resources, RestartPolicy,
 };
 pub use container_config::{ContainerConfig, HealthConfig};
 pub use events::{EventActor, EventMessage};
 pub use image::{
     DriverData, HistoryItem, IdResponse, ImageDeleteItem, ImageInspect, ImageMetadata,
     ImagePruneResponse, ImageRootFs, ImageSummary,
+};
+pub use network::{
+    Ipam, IpamConfig, NetworkConnectRequest, NetworkContainer, NetworkCreateRequest,
+    NetworkCreateResponse, NetworkDisconnectRequest, NetworkPruneResponse, NetworkResource,
 };
 pub use progress::{ErrorDetail, JsonMessage, ProgressDetail};
 pub use system::{DiskUsage, SystemInfo, SystemVersion};

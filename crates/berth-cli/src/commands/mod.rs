@@ -5,6 +5,7 @@ pub mod container;
 pub mod context;
 pub mod cp;
 pub mod image;
+pub mod network;
 pub mod run_opts;
 pub mod session;
 pub mod stats;

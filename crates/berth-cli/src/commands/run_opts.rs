@@ -1086,11 +1086,20 @@ impl ContainerOptions {
         }
 
         // Networking.
+        // The first `--network` is the mode; more user networks are joined at start too.
         let network = self
             .network
-            .last()
+            .first()
             .cloned()
             .unwrap_or_else(|| "default".to_string());
+        let builtin = |n: &str| {
+            matches!(n, "default" | "bridge" | "host" | "none") || n.starts_with("container:")
+        };
+        if self.network.len() > 1 && self.network.iter().any(|n| builtin(n)) {
+            return Err(usage(
+                "conflicting options: cannot attach both user-defined and non-user-defined network-modes",
+            ));
+        }
         let user_defined = !matches!(network.as_str(), "default" | "bridge" | "host" | "none")
             && !network.starts_with("container:");
         if !self.network_alias.is_empty() && !user_defined {
@@ -1112,9 +1121,13 @@ impl ContainerOptions {
                 link_local_ips: None,
             });
         }
-        let networking_config = NetworkingConfig {
-            endpoints_config: BTreeMap::from([(network.clone(), endpoint)]),
-        };
+        let mut endpoints_config = BTreeMap::from([(network.clone(), endpoint)]);
+        for other in self.network.iter().skip(1) {
+            endpoints_config
+                .entry(other.clone())
+                .or_insert_with(EndpointSettings::default);
+        }
+        let networking_config = NetworkingConfig { endpoints_config };
 
         let entrypoint = self.entrypoint.as_ref().map(|e| vec![e.clone()]);
         let cmd = (self.args.len() > 1).then(|| self.args[1..].to_vec());

@@ -755,7 +755,7 @@ mod tests {
     #[tokio::test]
     async fn create_inspect_list_rename_remove_without_running() {
         let dir = tempfile::tempdir().unwrap();
-        let state: AppState = Arc::new(Daemon::open(Config::for_root(dir.path())).unwrap());
+        let state: AppState = Arc::new(Daemon::open(Config::for_root(dir.path())).await.unwrap());
         let image = TestImage::new(&["img:1"], &[&[("etc/passwd", b"root:x:0:0::/:/bin/sh\n")]]);
         state
             .images

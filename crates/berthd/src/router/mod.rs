@@ -7,6 +7,7 @@ mod container_stats;
 mod containers;
 mod events;
 mod images;
+mod networks;
 mod system;
 mod volumes;
 
@@ -67,6 +68,16 @@ pub fn app(state: AppState) -> Router {
             "/volumes/{name}",
             get(volumes::inspect).delete(volumes::remove),
         )
+        .route("/networks", get(networks::list))
+        .route("/networks/", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))

@@ -39,9 +39,9 @@ impl Reply {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    async fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(Daemon::open(Config::for_root(dir.path())).unwrap());
+        let state = Arc::new(Daemon::open(Config::for_root(dir.path())).await.unwrap());
         Harness { _dir: dir, state }
     }
 
@@ -83,7 +83,7 @@ impl Harness {
 
 #[tokio::test]
 async fn ping_has_dockers_headers() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     for uri in ["/_ping", "/v1.24/_ping", "/v1.51/_ping"] {
         let r = h.get(uri).await;
         assert_eq!(r.status, StatusCode::OK, "{uri}");
@@ -108,7 +108,7 @@ async fn ping_has_dockers_headers() {
 
 #[tokio::test]
 async fn version_prefixes_are_checked() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     let v = h.get("/v1.41/version").await;
     assert_eq!(v.status, StatusCode::OK);
     assert_eq!(v.json()["ApiVersion"], "1.51");
@@ -128,7 +128,7 @@ async fn version_prefixes_are_checked() {
 
 #[tokio::test]
 async fn unknown_paths_are_page_not_found() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     for uri in [
         "/nope",
         "/v1.51/nope",
@@ -146,7 +146,7 @@ async fn unknown_paths_are_page_not_found() {
 
 #[tokio::test]
 async fn image_errors_map_to_statuses() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     let missing = h.get("/images/x/json").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.message(), "No such image: x");
@@ -188,7 +188,7 @@ async fn image_errors_map_to_statuses() {
 
 #[tokio::test]
 async fn load_list_inspect_history_tag_delete() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     let image = TestImage::new(
         &["localhost:5000/a/b:v1"],
         &[&[("hello.txt", b"hi")], &[("two.txt", b"2")]],
@@ -280,7 +280,7 @@ async fn load_list_inspect_history_tag_delete() {
 
 #[tokio::test]
 async fn a_truncated_load_fails_in_band() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     let image = TestImage::new(&["busybox:latest"], &[&[("f", &[7u8; 10_000])]]);
     let mut archive = docker_archive(&[image]);
     archive.truncate(archive.len() / 2);
@@ -295,7 +295,7 @@ async fn a_truncated_load_fails_in_band() {
 
 #[tokio::test]
 async fn import_from_the_body() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     let layer = berth_image::testutil::layer_tar(&[("etc/hostname", b"x")]);
     let r = h
         .call(
@@ -337,7 +337,7 @@ fn queries_keep_repeated_keys_and_docker_booleans() {
 
 #[tokio::test]
 async fn events_stream_live_until_the_deadline() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     let until = chrono::Utc::now().timestamp() + 2;
     let state = h.state.clone();
     let publisher = tokio::spawn(async move {
@@ -376,7 +376,7 @@ async fn serves_a_unix_socket_and_shuts_down() {
     use crate::server::{Listener, serve};
     use hyper_util::rt::TokioIo;
 
-    let h = Harness::new();
+    let h = Harness::new().await;
     let socket = h._dir.path().join("run/api.sock");
     let listener = Listener::bind(&Host::Unix(socket.clone())).await.unwrap();
     let mode =

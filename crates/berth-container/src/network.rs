@@ -1,0 +1,72 @@
+//! The seam to the network service: the container manager tells it when a container is
+//! created, started, stopped, renamed and removed, and asks it for the netns to run in and
+//! for the `NetworkSettings` and `Ports` views. berthd implements it over `berth-network`, so
+//! this crate needs no netlink or nftables.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use berth_api::ApiError;
+use berth_api::models::container::{EndpointSettings, NetworkSettings, Port};
+use berth_api::models::{HostConfig, NetworkingConfig};
+use std::collections::BTreeMap;
+
+/// A boxed future (the trait is used as `dyn`).
+pub type NetFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A new container's networking, as given at create.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkRequest<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub host: &'a HostConfig,
+    pub networking: Option<&'a NetworkingConfig>,
+    /// `Config.ExposedPorts` keys (`80/tcp`), for `-P` and inspect's `Ports`.
+    pub exposed: &'a [String],
+}
+
+/// What the network service set up for a starting container.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkStart {
+    /// The netns the container joins; `None`: host networking or the runtime's private one.
+    pub netns: Option<PathBuf>,
+    /// The container's addresses (for `/etc/hosts`), primary first.
+    pub addresses: Vec<IpAddr>,
+    /// `/etc/resolv.conf` points at the embedded DNS server (127.0.0.11).
+    pub embedded_dns: bool,
+    /// The address `host-gateway` stands for in `--add-host`.
+    pub host_gateway: Option<IpAddr>,
+}
+
+/// The network service as the container manager sees it.
+pub trait NetworkAttacher: Send + Sync {
+    /// Validates and records `NetworkMode`, `EndpointsConfig` and published ports; returns
+    /// the normalised network mode (`default` becomes `bridge`).
+    fn create(&self, req: NetworkRequest<'_>) -> Result<String, ApiError>;
+    /// Sets up the container's networking just before it starts.
+    fn start<'a>(&'a self, id: &'a str) -> NetFuture<'a, Result<NetworkStart, ApiError>>;
+    /// Tears it down after the container's process ended (idempotent).
+    fn stop<'a>(&'a self, id: &'a str) -> NetFuture<'a, ()>;
+    /// Forgets a removed container.
+    fn remove<'a>(&'a self, id: &'a str) -> NetFuture<'a, ()>;
+    fn rename(&self, id: &str, name: &str);
+    /// The netns of a running container (for `--network container:<id>`).
+    fn netns_of(&self, id: &str) -> Option<PathBuf>;
+    fn settings(&self, id: &str) -> NetworkSettings;
+    fn ports(&self, id: &str) -> Vec<Port>;
+    fn networks(&self, id: &str) -> BTreeMap<String, EndpointSettings> {
+        self.settings(id).networks
+    }
+}
+
+/// The network service handed to the container manager (`Options::network`).
+#[derive(Clone)]
+pub struct NetworkHandle(pub std::sync::Arc<dyn NetworkAttacher>);
+
+impl std::fmt::Debug for NetworkHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NetworkHandle")
+    }
+}

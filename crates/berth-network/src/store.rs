@@ -1,0 +1,304 @@
+//! What the control plane remembers, under `<data-root>/network/`:
+//! `networks/<id>.json` (one per network, with its pools and the IPAM cursor) and
+//! `containers/<id>.json` (a container's network mode, requested endpoints and published
+//! ports, and while it runs its netns and attached endpoints). Every file is written as temp
+//! file + fsync + rename + directory fsync, so a crash leaves the old or the new version.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use berth_api::models::container::{EndpointSettings, PortBinding};
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::Proto;
+use crate::control_error::{ControlError, Result};
+use crate::ipam::Pool;
+
+/// A network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkRecord {
+    pub id: String,
+    pub name: String,
+    /// `bridge`, `host` or `null`.
+    pub driver: String,
+    /// RFC 3339 with nanoseconds.
+    pub created: String,
+    pub internal: bool,
+    pub attachable: bool,
+    pub enable_ipv4: bool,
+    pub enable_ipv6: bool,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub ipam_options: Option<BTreeMap<String, String>>,
+    pub pools: Vec<Pool>,
+    /// Whether the user gave the pools (`--subnet`); only then may endpoints ask for `--ip`.
+    pub user_subnets: bool,
+    /// The bridge device (bridge driver only).
+    pub device: String,
+    /// `bridge`, `host`, `none`: made by the daemon, never removed by users.
+    pub predefined: bool,
+}
+
+impl NetworkRecord {
+    pub fn is_bridge(&self) -> bool {
+        self.driver == "bridge"
+    }
+    /// Inter-container traffic allowed (`com.docker.network.bridge.enable_icc`, default true).
+    pub fn icc(&self) -> bool {
+        self.options
+            .get("com.docker.network.bridge.enable_icc")
+            .is_none_or(|v| berth_api::parse_bool(v))
+    }
+    pub fn masquerade(&self) -> bool {
+        self.options
+            .get("com.docker.network.bridge.enable_ip_masquerade")
+            .is_none_or(|v| berth_api::parse_bool(v))
+    }
+    pub fn mtu(&self) -> Option<u32> {
+        self.options
+            .get("com.docker.network.driver.mtu")
+            .and_then(|v| v.parse().ok())
+            .filter(|m| *m > 0)
+    }
+    /// The default bridge's DNS rules apply (no embedded DNS, no aliases).
+    pub fn is_default_bridge(&self) -> bool {
+        self.predefined && self.is_bridge()
+    }
+    pub fn subnets(&self) -> Vec<IpNet> {
+        self.pools.iter().map(|p| p.subnet).collect()
+    }
+}
+
+/// A port to publish: `-p [ip:]host:container/proto` after range expansion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    #[serde(with = "proto_text")]
+    pub proto: Proto,
+    pub container_port: u16,
+    pub host_ip: Option<IpAddr>,
+    /// 0: pick one.
+    pub host_port: u16,
+    /// The end of a host port range (`8000-8010:80`); 0 or `host_port` for a single port.
+    #[serde(default)]
+    pub host_port_last: u16,
+}
+
+/// A container's endpoint on one network while it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attachment {
+    pub network_id: String,
+    pub endpoint_id: String,
+    pub ipv4: Option<IpNet>,
+    pub ipv6: Option<IpNet>,
+    pub mac: [u8; 6],
+    pub host_if: String,
+    pub container_if: String,
+    pub gateway_v4: Option<IpAddr>,
+    pub gateway_v6: Option<IpAddr>,
+}
+
+/// A published port as bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    #[serde(with = "proto_text")]
+    pub proto: Proto,
+    pub container_port: u16,
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+}
+
+/// What exists for a running container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Running {
+    pub netns: PathBuf,
+    pub attachments: Vec<Attachment>,
+    pub published: Vec<Published>,
+}
+
+/// One requested endpoint: the network and the settings given at create or connect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Requested {
+    pub network_id: String,
+    pub settings: EndpointSettings,
+}
+
+/// A container, as the network side knows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerNet {
+    pub id: String,
+    pub name: String,
+    /// `HostConfig.NetworkMode` as normalised at create (`bridge`, `host`, `none`,
+    /// `container:<id>`, or a user network's name).
+    pub mode: String,
+    /// Endpoints in interface order (the first is the primary: its gateway is the default route).
+    pub requested: Vec<Requested>,
+    /// `PortBindings` as given (for inspect's `HostConfig`-style keys).
+    pub port_bindings: BTreeMap<String, Option<Vec<PortBinding>>>,
+    /// The ports to publish (bindings plus `-P`'s exposed ports).
+    pub ports: Vec<PortSpec>,
+    /// Exposed ports that are not published (shown in inspect's `Ports` as `null`).
+    pub exposed: Vec<String>,
+    /// `--dns`: where the embedded DNS server forwards names it does not know (the host's
+    /// resolvers when empty).
+    pub dns: Vec<String>,
+    pub running: Option<Running>,
+}
+
+impl ContainerNet {
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+/// `Proto` as Docker spells it in records (`tcp`, `udp`).
+mod proto_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::Proto;
+
+    pub fn serialize<S: Serializer>(p: &Proto, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.as_str())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Proto, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The directory layout and atomic file writes.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn open(data_root: &Path) -> Result<Store> {
+        let root = data_root.join("network");
+        for d in ["networks", "containers"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(|e| ControlError::io("create", &p, e))?;
+        }
+        Ok(Store { root })
+    }
+
+    fn path(&self, kind: &str, id: &str) -> PathBuf {
+        self.root.join(kind).join(format!("{id}.json"))
+    }
+
+    fn load_all<T: DeserializeOwned>(&self, kind: &str) -> Vec<T> {
+        let dir = self.root.join(kind);
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                // Temp files of a write the daemon did not finish.
+                let _ = std::fs::remove_file(&p);
+                continue;
+            }
+            match std::fs::read(&p).map(|b| serde_json::from_slice::<T>(&b)) {
+                Ok(Ok(v)) => out.push(v),
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %p.display(), error = %e, "skipping unreadable network record")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "skipping unreadable network record")
+                }
+            }
+        }
+        out
+    }
+
+    pub fn networks(&self) -> Vec<NetworkRecord> {
+        self.load_all("networks")
+    }
+
+    pub fn containers(&self) -> Vec<ContainerNet> {
+        self.load_all("containers")
+    }
+
+    fn write<T: Serialize>(&self, kind: &str, id: &str, v: &T) -> Result<()> {
+        let path = self.path(kind, id);
+        let bytes =
+            serde_json::to_vec(v).map_err(|e| ControlError::io("encode", &path, e.into()))?;
+        write_atomic(&path, &bytes)
+    }
+
+    fn delete(&self, kind: &str, id: &str) -> Result<()> {
+        let path = self.path(kind, id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ControlError::io("remove", &path, e)),
+        }
+    }
+
+    pub fn save_network(&self, n: &NetworkRecord) -> Result<()> {
+        self.write("networks", &n.id, n)
+    }
+    pub fn delete_network(&self, id: &str) -> Result<()> {
+        self.delete("networks", id)
+    }
+    pub fn save_container(&self, c: &ContainerNet) -> Result<()> {
+        self.write("containers", &c.id, c)
+    }
+    pub fn delete_container(&self, id: &str) -> Result<()> {
+        self.delete("containers", id)
+    }
+}
+
+/// Temp file, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("record")
+    ));
+    let io = |op, e| ControlError::io(op, path, e);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
+    f.write_all(bytes).map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("fsync", e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_temp_files_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let n = NetworkRecord {
+            id: "a".repeat(64),
+            name: "appnet".into(),
+            driver: "bridge".into(),
+            pools: vec![Pool::new("10.1.0.0/24".parse().unwrap(), None, None, vec![]).unwrap()],
+            ..Default::default()
+        };
+        s.save_network(&n).unwrap();
+        std::fs::write(dir.path().join("network/networks/.x.json.tmp"), b"{").unwrap();
+        let got = s.networks();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].name, "appnet");
+        assert_eq!(got[0].pools[0].gateway, Some("10.1.0.1".parse().unwrap()));
+        assert!(!dir.path().join("network/networks/.x.json.tmp").exists());
+        s.delete_network(&n.id).unwrap();
+        assert!(s.networks().is_empty());
+    }
+}

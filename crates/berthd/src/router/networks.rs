@@ -1,0 +1,121 @@
+//! Network endpoints (`/networks/*`): typed bodies and filters, then the network service
+//! (`berth-network`). Containers named in connect/disconnect are resolved by the container
+//! service first, so names, ids and id prefixes work as everywhere else.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use berth_api::ApiError;
+use berth_api::models::network::{
+    NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse, NetworkDisconnectRequest,
+    NetworkPruneResponse,
+};
+use berth_network::ControlError;
+use chrono::Utc;
+
+use super::{Error, Query, Result, json_response, ok_json};
+use crate::events::parse_timestamp;
+use crate::state::AppState;
+
+impl From<ControlError> for Error {
+    fn from(e: ControlError) -> Self {
+        Error(ApiError::from(e))
+    }
+}
+
+fn body<T: serde::de::DeserializeOwned + Default>(bytes: &Bytes) -> Result<T> {
+    if bytes.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))
+}
+
+pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
+    let filters = q.filters()?;
+    Ok(ok_json(&state.networks.list(&filters)?))
+}
+
+pub async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
+    Ok(ok_json(&state.networks.inspect(&id)?))
+}
+
+pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Response> {
+    let req: NetworkCreateRequest = body(&bytes)?;
+    let id = state.networks.create(req).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &NetworkCreateResponse {
+            id,
+            warning: String::new(),
+        },
+    ))
+}
+
+pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
+    state.networks.remove(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn connect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    let req: NetworkConnectRequest = body(&bytes)?;
+    let c = state.ctrs.get(&req.container)?;
+    state
+        .networks
+        .connect(&id, c.id(), req.endpoint_config.unwrap_or_default())
+        .await?;
+    refresh_hosts(&state, c.id());
+    Ok(StatusCode::OK.into_response())
+}
+
+pub async fn disconnect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    let req: NetworkDisconnectRequest = body(&bytes)?;
+    let c = state.ctrs.get(&req.container)?;
+    state.networks.disconnect(&id, c.id(), req.force).await?;
+    refresh_hosts(&state, c.id());
+    Ok(StatusCode::OK.into_response())
+}
+
+/// A running container's `/etc/hosts` follows its addresses, as Docker's does.
+fn refresh_hosts(state: &AppState, id: &str) {
+    let addresses = state.networks.addresses_of(id);
+    let gateway = state.networks.default_gateway();
+    if let Err(e) = state.ctrs.update_hosts(id, &addresses, gateway) {
+        tracing::warn!(container = %id, error = %e, "cannot update /etc/hosts");
+    }
+}
+
+pub async fn prune(State(state): State<AppState>, q: Query) -> Result<Response> {
+    let filters = q.filters()?;
+    filters.validate(&["until", "label", "label!"])?;
+    let until = match filters.get("until").first() {
+        Some(v) => Some(parse_timestamp(v, Utc::now()).map_err(Error)?),
+        None => None,
+    };
+    let keep = move |n: &berth_network::store::NetworkRecord| {
+        filters.match_labels("label", &n.labels)
+            && !filters
+                .get("label!")
+                .iter()
+                .any(|w| match w.split_once('=') {
+                    Some((k, v)) => n.labels.get(k).is_some_and(|x| x == v),
+                    None => n.labels.contains_key(*w),
+                })
+            && until.is_none_or(|u| {
+                chrono::DateTime::parse_from_rfc3339(&n.created).is_ok_and(|c| c.timestamp() < u.0)
+            })
+    };
+    let deleted = state.networks.prune(&keep).await?;
+    Ok(ok_json(&NetworkPruneResponse {
+        networks_deleted: Some(deleted),
+    }))
+}
