@@ -372,7 +372,7 @@ impl Daemon {
         }
         for d in &dirs {
             for m in ["rootfs", "mounts/shm"] {
-                let _ = rustix::mount::unmount(&d.join(m), rustix::mount::UnmountFlags::DETACH);
+                let _ = rustix::mount::unmount(d.join(m), rustix::mount::UnmountFlags::DETACH);
             }
         }
         // Volumes with driver options (tmpfs, binds) stay mounted while the daemon is away.
