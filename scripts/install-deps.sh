@@ -11,7 +11,6 @@ packages=(
   nftables         # NAT and port publishing (berth-network drives `nft -j`)
   iptables         # accept rules for Berth's bridges when Docker set iptables' FORWARD policy to DROP
   iproute2         # network namespaces in tests
-  runc             # TEST peer only: the --runtime runc / --add-runtime tests; Berth never needs it
   ca-certificates
 )
 

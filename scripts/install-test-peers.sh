@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the programs the test suite compares Berth with or runs beside it. Berth never needs
+# them at run time:
+#   runc       the `--runtime runc` / `--add-runtime` tests drive it as an external OCI runtime;
+#   docker.io  Debian's dockerd: the networking tests start it (in a throw-away network namespace)
+#              to check that Berth's bridges still forward when Docker set iptables' FORWARD
+#              policy to DROP.
+# A peer that cannot be installed only makes its tests skip (they say so), so failures here
+# are reported and do not stop the suite. Needs root.
+set -uo pipefail
+
+peers=(runc docker.io)
+missing=()
+for pkg in "${peers[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing test peers: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Installing docker.io must not start Docker's daemon on this host: a policy-rc.d that refuses
+# service starts for the duration of the install (only if none exists already).
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+fi
+apt-get update -qq || echo "warning: apt-get update failed" >&2
+apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+  || echo "warning: could not install ${missing[*]}; the tests that need them will skip" >&2
+[ "$own_policy" = 1 ] && rm -f "$policy"
+exit 0
