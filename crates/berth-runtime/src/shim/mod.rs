@@ -39,6 +39,7 @@
 //! Everything in this module's client half is blocking socket and process I/O, safe from the
 //! daemon's multi-threaded runtime (call it from `spawn_blocking`).
 
+mod helper;
 mod io;
 pub mod local_log;
 mod log;
