@@ -33,7 +33,7 @@ use super::oci_cli::OciCli;
 use super::{
     ContainerStatus, ErrorReason, ExecConfig, ExecState, Handshake, Request, Response, ShimState,
 };
-use crate::bundle::{Bundle, ExitRecord, ShimConfig, write_atomic, write_json_atomic};
+use crate::bundle::{Bundle, ExitRecord, ShimConfig, replace_file, write_json_atomic};
 use crate::error::RuntimeError;
 
 /// How long output is still collected after init exited, for processes outside the
@@ -484,6 +484,25 @@ impl Driver {
         cleanup_failed(bundle, id, None);
     }
 
+    /// Remove the runtime's state and the container's cgroup once the init has exited. For
+    /// the embedded runtime this is a few `rmdir`s, done here: only when a cgroup cannot be
+    /// removed (processes left in it, say from `--pid host`) does libcontainer's forced delete
+    /// run, in a helper, to kill them.
+    fn remove(&self, id: &str, cgroups_path: Option<&Path>) {
+        if let (Driver::Embedded(root), Some(cgroups)) = (self, cgroups_path)
+            && remove_cgroups(cgroups)
+        {
+            let state = root.join(id);
+            if let Err(e) = std::fs::remove_dir_all(&state)
+                && e.kind() != ErrorKind::NotFound
+            {
+                eprintln!("berth-shim: remove {}: {e}", state.display());
+            }
+            return;
+        }
+        self.delete_in_helper(id);
+    }
+
     /// [`Driver::delete`] in a helper process.
     fn delete_in_helper(&self, id: &str) {
         let done = helper::run("delete container", || {
@@ -692,7 +711,7 @@ fn create_in_helper(
         }
         e
     };
-    if let Err(e) = write_atomic(&bundle.init_pid_path(), pid.as_raw().to_string().as_bytes()) {
+    if let Err(e) = replace_file(&bundle.init_pid_path(), pid.as_raw().to_string().as_bytes()) {
         return Err(fail(container, e));
     }
     if loopback::has_private_network(&spec)
@@ -936,7 +955,7 @@ impl Supervisor {
     fn start(dir: &Path, start_now: bool) -> Result<Supervisor, RuntimeError> {
         let bundle = Bundle::new(dir);
         let cfg: ShimConfig = bundle.read_shim_config()?;
-        write_atomic(
+        replace_file(
             &bundle.shim_pid_path(),
             std::process::id().to_string().as_bytes(),
         )?;
@@ -1576,7 +1595,7 @@ impl Supervisor {
         if let Err(e) = write_json_atomic(&self.bundle.exit_path(), &record) {
             eprintln!("berth-shim: {e}");
         }
-        self.driver.delete_in_helper(&self.id);
+        self.driver.remove(&self.id, self.cgroups_path.as_deref());
         let _ = std::fs::remove_dir(self.bundle.runtime_root());
         let _ = std::fs::remove_file(self.bundle.socket_path());
         for mut w in self.waiters.drain(..) {
@@ -1786,6 +1805,36 @@ fn receive_pty(listener: &UnixListener) -> std::io::Result<OwnedFd> {
     Err(std::io::Error::other(
         "no pty master received on the console socket",
     ))
+}
+
+/// Remove the container's cgroup `cgroups_path` from every hierarchy (cgroup v1: one per
+/// controller under `/sys/fs/cgroup`; v2: the unified tree itself). True when none is left;
+/// false when one could not be removed (it still has processes).
+fn remove_cgroups(cgroups_path: &Path) -> bool {
+    // Only the cgroupfs layout libcontainer uses for an absolute path (never systemd's
+    // `slice:prefix:name`, which this cannot resolve).
+    let Ok(rel) = cgroups_path.strip_prefix("/") else {
+        return false;
+    };
+    if rel.as_os_str().is_empty() || rel.to_string_lossy().contains(':') {
+        return false;
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.join(rel)];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        dirs.extend(entries.flatten().map(|e| e.path().join(rel)));
+    }
+    let mut all = true;
+    for dir in dirs {
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            // v2: `rmdir` of a controller file's parent path that is not a directory.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {}
+            Err(_) => all = false,
+        }
+    }
+    all
 }
 
 /// How often the OOM killer fired in the container's memory cgroup (v1 `memory.oom_control`
