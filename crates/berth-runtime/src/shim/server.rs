@@ -1027,6 +1027,7 @@ impl Supervisor {
     fn run(&mut self) {
         // A SIGCHLD may have arrived before the signalfd existed.
         self.reap();
+        let mut busy = false;
         loop {
             self.settle_execs();
             if let Some((_, at)) = self.exited {
@@ -1059,6 +1060,21 @@ impl Supervisor {
                 }
             }
             self.clients.retain(|c| !c.closed);
+            // Back to idle after clients or execs (a health check, `exec`, `attach`): give
+            // back the code they touched (a few hundred microseconds, once per such episode).
+            // (The daemon's `wait` connection stays open: control clients with nothing queued
+            // count as idle.)
+            let idle = self.execs.iter().all(|e| e.done)
+                && self
+                    .clients
+                    .iter()
+                    .all(|c| matches!(c.mode, Mode::Control) && c.out.is_empty());
+            if !idle {
+                busy = true;
+            } else if busy {
+                trim_resident_code();
+                busy = false;
+            }
         }
     }
 
