@@ -99,11 +99,13 @@ fi
 daemon_idle=$(rss_kb "$daemon_pid")
 # One idle shim on its own (no other shim shares its pages), json-file logs and with a tty.
 berth run -d --name mem-log bench/busybox sleep 600 >/dev/null
-berth run -d -t --name mem-tty bench/busybox sleep 600 >/dev/null
 sleep 0.5
 read -r log_rss log_pss log_priv <<<"$(shim_mem mem-log)"
+berth rm -f mem-log >/dev/null
+berth run -d -t --name mem-tty bench/busybox sleep 600 >/dev/null
+sleep 0.5
 read -r tty_rss tty_pss tty_priv <<<"$(shim_mem mem-tty)"
-berth rm -f mem-log mem-tty >/dev/null
+berth rm -f mem-tty >/dev/null
 start=$(date +%s%N)
 for i in $(seq 1 "$N"); do berth run -d --name "seq$i" bench/busybox sleep 600 >/dev/null; done
 end=$(date +%s%N)
