@@ -50,14 +50,15 @@ berth import -c 'CMD ["sh"]' "$work/rootfs.tar" bench/busybox:latest >/dev/null
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # pss_kb PID: proportional set size (shared pages divided among their users), from smaps_rollup.
 pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
-# private_kb PID: pages only this process maps (what it really costs).
-private_kb() { awk '/^Private_(Clean|Dirty):/ {n += $2} END {print n + 0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+# dirty_kb PID: private dirty pages (heap, stack, written data): what each more shim costs; the
+# rest (code, libc) is clean file pages shared by all shims.
+dirty_kb() { awk '/^Private_Dirty:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 shim_pid_of() { cat "$work/root/containers/$(berth inspect -f '{{.Id}}' "$1")/shim.pid" 2>/dev/null || echo ""; }
 # shim_mem NAME: "RSS PSS PRIVATE" (kB) of the shim of container NAME.
 shim_mem() {
   local pid
   pid=$(shim_pid_of "$1")
-  if [ -z "$pid" ]; then echo "? ? ?"; else echo "$(rss_kb "$pid") $(pss_kb "$pid") $(private_kb "$pid")"; fi
+  if [ -z "$pid" ]; then echo "? ? ?"; else echo "$(rss_kb "$pid") $(pss_kb "$pid") $(dirty_kb "$pid")"; fi
 }
 
 # median_ms CMD...: median wall time of RUNS runs, in milliseconds.
@@ -122,7 +123,7 @@ berth rm -f $(berth ps -aq) >/dev/null
 
 printf '\n%-46s %10s kB\n' "berthd RSS, no containers" "$daemon_idle"
 printf '%-46s %10s kB\n' "berthd RSS, $N containers running" "$daemon_busy"
-printf '\n%-46s %8s %8s %8s\n' "shim memory (kB), container running sleep" "RSS" "PSS" "private"
+printf '\n%-46s %8s %8s %8s\n' "shim memory (kB), container running sleep" "RSS" "PSS" "dirty"
 printf '%-46s %8s %8s %8s\n' "one shim alone, json-file log" "$log_rss" "$log_pss" "$log_priv"
 printf '%-46s %8s %8s %8s\n' "one shim alone, tty" "$tty_rss" "$tty_pss" "$tty_priv"
 printf '%-46s %8s %8s %8s\n' "one shim of $N running" "$many_rss" "$many_pss" "$many_priv"
