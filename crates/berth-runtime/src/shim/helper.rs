@@ -133,7 +133,9 @@ where
         Err(e) => return Err(helper_err(what, format!("fork: {e}"))),
     };
     drop(theirs);
-    let mut buf = vec![0u8; 256 * 1024];
+    // Results are a few hundred bytes (an error chain at most a few KiB); a larger message
+    // would arrive truncated and fail to parse. Kept small: the shim's heap stays resident.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
     let received = loop {
         let mut iov = [IoSliceMut::new(&mut buf)];

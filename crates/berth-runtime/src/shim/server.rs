@@ -114,7 +114,7 @@ pub fn main() -> i32 {
 /// start-up leaves about a megabyte of code mapped that the idle loop never runs again; the
 /// pages stay in the page cache (shared with the other shims) and come back on the next use.
 /// Only mappings without a private (copy-on-write) page are dropped: `MADV_DONTNEED` on such a
-/// mapping loses nothing, the file holds every byte of it.
+/// mapping loses nothing, the file holds every byte of it. Free heap memory is trimmed too.
 fn trim_resident_code() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
@@ -150,6 +150,11 @@ fn trim_resident_code() {
         }
     }
     finish(current.take());
+    // Free heap pages (buffers of a finished exec or attach) go back to the kernel too.
+    // SAFETY: malloc_trim only releases memory the allocator holds free.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
     for (start, end) in clean {
         // SAFETY: the range is a whole private, read-only file mapping of this process with no
         // private page: dropping its pages only unmaps page-cache pages that fault back in.
