@@ -78,7 +78,6 @@ pub fn main() -> i32 {
                 },
             );
             drop(handshake);
-            trim_resident_code();
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sup.run()));
             if run.is_err() {
                 // Never leave a container running without its supervisor.
@@ -1042,7 +1041,9 @@ impl Supervisor {
     fn run(&mut self) {
         // A SIGCHLD may have arrived before the signalfd existed.
         self.reap();
-        let mut busy = false;
+        // Start-up counts as activity: the first trim comes once the daemon's requests after
+        // the handshake (attach, start) are answered, off their critical path.
+        let mut busy = true;
         loop {
             self.settle_execs();
             if let Some((_, at)) = self.exited {
@@ -1075,8 +1076,8 @@ impl Supervisor {
                 }
             }
             self.clients.retain(|c| !c.closed);
-            // Back to idle after clients or execs (a health check, `exec`, `attach`): give
-            // back the code they touched (a few hundred microseconds, once per such episode).
+            // Back to idle after start-up or after clients or execs (a health check, `exec`,
+            // `attach`): give back the code they touched (once per such episode).
             // (The daemon's `wait` connection stays open: control clients with nothing queued
             // count as idle.)
             let idle = self.execs.iter().all(|e| e.done)
