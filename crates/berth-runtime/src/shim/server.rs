@@ -1087,7 +1087,7 @@ impl Supervisor {
                     .all(|c| matches!(c.mode, Mode::Control) && c.out.is_empty());
             if !idle {
                 busy = true;
-            } else if busy {
+            } else if busy && self.started {
                 trim_resident_code();
                 busy = false;
             }
