@@ -55,6 +55,18 @@ berth() { "$bin/berth" -H "unix://$work/berth.sock" "$@"; }
 berth import -c 'CMD ["sh"]' "$work/rootfs.tar" bench/busybox:latest >/dev/null
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# pss_kb PID: proportional set size (shared pages divided among their users), from smaps_rollup.
+pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+# dirty_kb PID: private dirty pages (heap, stack, written data): what each more shim costs; the
+# rest (code, libc) is clean file pages shared by all shims.
+dirty_kb() { awk '/^Private_Dirty:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+shim_pid_of() { cat "$work/root/containers/$(berth inspect -f '{{.Id}}' "$1")/shim.pid" 2>/dev/null || echo ""; }
+# shim_mem NAME: "RSS PSS PRIVATE" (kB) of the shim of container NAME.
+shim_mem() {
+  local pid
+  pid=$(shim_pid_of "$1")
+  if [ -z "$pid" ]; then echo "? ? ?"; else echo "$(rss_kb "$pid") $(pss_kb "$pid") $(dirty_kb "$pid")"; fi
+}
 
 # median_ms CMD...: median wall time of RUNS runs, in milliseconds.
 median_ms() {
@@ -93,13 +105,21 @@ else
 fi
 
 daemon_idle=$(rss_kb "$daemon_pid")
+# One idle shim on its own (no other shim shares its pages), json-file logs and with a tty.
+berth run -d --name mem-log bench/busybox sleep 600 >/dev/null
+sleep 0.5
+read -r log_rss log_pss log_priv <<<"$(shim_mem mem-log)"
+berth rm -f mem-log >/dev/null
+berth run -d -t --name mem-tty bench/busybox sleep 600 >/dev/null
+sleep 0.5
+read -r tty_rss tty_pss tty_priv <<<"$(shim_mem mem-tty)"
+berth rm -f mem-tty >/dev/null
 start=$(date +%s%N)
 for i in $(seq 1 "$N"); do berth run -d --name "seq$i" bench/busybox sleep 600 >/dev/null; done
 end=$(date +%s%N)
 printf '\n%-46s %10s ms (%s ms each)\n' "create+start $N containers, sequential" "$(((end - start) / 1000000))" "$(((end - start) / 1000000 / N))"
 # Measured while the containers run: a shim exits with its container.
-shim_pid=$(cat "$work/root/containers/$(berth inspect -f '{{.Id}}' seq1)/shim.pid" 2>/dev/null || echo "")
-shim_rss=$([ -n "$shim_pid" ] && rss_kb "$shim_pid" || echo "?")
+read -r many_rss many_pss many_priv <<<"$(shim_mem seq1)"
 daemon_busy=$(rss_kb "$daemon_pid")
 berth rm -f $(berth ps -aq) >/dev/null
 start=$(date +%s%N)
@@ -110,7 +130,10 @@ berth rm -f $(berth ps -aq) >/dev/null
 
 printf '\n%-46s %10s kB\n' "berthd RSS, no containers" "$daemon_idle"
 printf '%-46s %10s kB\n' "berthd RSS, $N containers running" "$daemon_busy"
-printf '%-46s %10s kB\n' "one shim RSS (container running sleep)" "$shim_rss"
+printf '\n%-46s %8s %8s %8s\n' "shim memory (kB), container running sleep" "RSS" "PSS" "dirty"
+printf '%-46s %8s %8s %8s\n' "one shim alone, json-file log" "$log_rss" "$log_pss" "$log_priv"
+printf '%-46s %8s %8s %8s\n' "one shim alone, tty" "$tty_rss" "$tty_pss" "$tty_priv"
+printf '%-46s %8s %8s %8s\n' "one shim of $N running" "$many_rss" "$many_pss" "$many_priv"
 
 # ps with M containers (created, not started: ps cost is about records, not processes).
 seq 1 "$M" | xargs -P 8 -I{} "$bin/berth" -H "unix://$work/berth.sock" create --name "ps{}" bench/busybox true >/dev/null

@@ -192,8 +192,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Replace `path` atomically like [`write_atomic`], without waiting for the disk. For a
+/// container's runtime files (bundle spec and shim config, pid files, exit record): they
+/// describe processes, which a reboot ends anyway, and are rewritten at every start; the
+/// daemon keeps what must last in its own records. Readers still never see a partial file.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            RuntimeError::io("write", path, e)
+        })
+}
+
+/// [`replace_file`] with `v` as JSON.
 pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(v)
+    let bytes = serde_json::to_vec(v)
         .map_err(|e| RuntimeError::io("encode", path, std::io::Error::other(e)))?;
-    write_atomic(path, &bytes)
+    replace_file(path, &bytes)
 }

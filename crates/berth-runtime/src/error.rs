@@ -94,6 +94,15 @@ pub enum RuntimeError {
         driver: String,
     },
 
+    /// A shim helper process (create, start, exec, delete) failed; see `shim::helper`.
+    #[error("{what}: {message}")]
+    Helper {
+        /// The helper's work.
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// No shim is serving this bundle and no exit record exists.
     #[error("container shim for {} is not running and left no exit record", bundle.display())]
     ShimGone {
@@ -114,9 +123,10 @@ impl RuntimeError {
                 ErrorKind::Conflict
             }
             RuntimeError::LogDriverNotSupported { .. } => ErrorKind::NotImplemented,
-            RuntimeError::Io { .. } | RuntimeError::Create { .. } | RuntimeError::Shim { .. } => {
-                ErrorKind::Internal
-            }
+            RuntimeError::Io { .. }
+            | RuntimeError::Create { .. }
+            | RuntimeError::Shim { .. }
+            | RuntimeError::Helper { .. } => ErrorKind::Internal,
         }
     }
 

@@ -39,12 +39,14 @@
 //! Everything in this module's client half is blocking socket and process I/O, safe from the
 //! daemon's multi-threaded runtime (call it from `spawn_blocking`).
 
+mod helper;
 mod io;
 pub mod local_log;
 mod log;
 mod lookup;
 mod loopback;
 mod oci_cli;
+mod seccomp_cache;
 pub mod server;
 
 use std::io::{BufRead, BufReader, Read, Write};

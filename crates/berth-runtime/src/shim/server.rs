@@ -22,16 +22,19 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
 use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
 
+use super::helper;
 use super::io::bind_long;
 use super::log::{LogDriver, Stream};
 use super::lookup::check_executable;
 use super::loopback;
 use super::oci_cli::OciCli;
+use super::seccomp_cache;
 use super::{
     ContainerStatus, ErrorReason, ExecConfig, ExecState, Handshake, Request, Response, ShimState,
 };
-use crate::bundle::{Bundle, ExitRecord, ShimConfig, write_atomic, write_json_atomic};
+use crate::bundle::{Bundle, ExitRecord, ShimConfig, replace_file, write_json_atomic};
 use crate::error::RuntimeError;
 
 /// How long output is still collected after init exited, for processes outside the
@@ -80,7 +83,7 @@ pub fn main() -> i32 {
                 // Never leave a container running without its supervisor.
                 let _ = kill(sup.pid, Signal::SIGKILL);
                 let _ = waitpid(sup.pid, None);
-                sup.driver.delete();
+                sup.driver.delete_in_helper(&sup.id);
                 return 1;
             }
             0
@@ -101,6 +104,65 @@ pub fn main() -> i32 {
             };
             send_handshake(&mut handshake, &hs);
             1
+        }
+    }
+}
+
+/// Give back the resident pages of clean file mappings (program and library code, read-only
+/// data) that start-up touched. The kernel maps code in 64 KiB windows around each fault, so
+/// start-up leaves about a megabyte of code mapped that the idle loop never runs again; the
+/// pages stay in the page cache (shared with the other shims) and come back on the next use.
+/// Only mappings without a private (copy-on-write) page are dropped: `MADV_DONTNEED` on such a
+/// mapping loses nothing, the file holds every byte of it. Free heap memory is trimmed too.
+fn trim_resident_code() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize, bool)> = None;
+    let mut clean = Vec::new();
+    let mut finish = |m: Option<(usize, usize, bool)>| {
+        if let Some((start, end, true)) = m {
+            clean.push((start, end));
+        }
+    };
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            )
+        {
+            finish(current.take());
+            let perms = fields.next().unwrap_or_default();
+            let path = fields.nth(3).unwrap_or_default();
+            // Private file mappings only (not [vdso], [stack], shared or anonymous memory).
+            let file = path.starts_with('/') && perms.ends_with('p') && !perms.contains('w');
+            current = Some((start, end, file));
+        } else if let Some(c) = current.as_mut() {
+            // Any copy-on-write page (relocated data) must stay.
+            let private = matches!(first, "Anonymous:" | "Private_Dirty:" | "Swap:");
+            if private && fields.next().is_some_and(|kb| kb != "0") {
+                c.2 = false;
+            }
+        }
+    }
+    finish(current.take());
+    // Free heap pages (buffers of a finished exec or attach) go back to the kernel too.
+    // SAFETY: malloc_trim only releases memory the allocator holds free.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+    for (start, end) in clean {
+        // SAFETY: the range is a whole private, read-only file mapping of this process with no
+        // private page: dropping its pages only unmaps page-cache pages that fault back in.
+        unsafe {
+            nix::libc::madvise(
+                start as *mut nix::libc::c_void,
+                end - start,
+                nix::libc::MADV_DONTNEED,
+            );
         }
     }
 }
@@ -172,6 +234,60 @@ pub(crate) struct ProcIo {
 }
 
 impl ProcIo {
+    /// The descriptors to hand from a helper to the shim: the pty master alone, or stdout,
+    /// stderr and (when kept) stdin. Returns (tty, has stdin, descriptors).
+    fn into_fds(self) -> (bool, bool, Vec<OwnedFd>) {
+        if self.tty {
+            let fds = self.out.into_iter().map(OwnedFd::from).collect();
+            return (true, self.stdin.is_some(), fds);
+        }
+        let stdin = self.stdin.is_some();
+        let fds = [self.out, self.err, self.stdin]
+            .into_iter()
+            .flatten()
+            .map(OwnedFd::from)
+            .collect();
+        (false, stdin, fds)
+    }
+
+    /// The inverse of [`ProcIo::into_fds`], in the shim; descriptors are made non-blocking.
+    fn from_fds(tty: bool, stdin: bool, fds: Vec<OwnedFd>) -> std::io::Result<ProcIo> {
+        let mut fds = fds.into_iter().map(File::from);
+        let missing = || std::io::Error::other("the helper handed back too few descriptors");
+        let io = if tty {
+            let master = fds.next().ok_or_else(missing)?;
+            ProcIo {
+                stdin: if stdin {
+                    Some(master.try_clone()?)
+                } else {
+                    None
+                },
+                pty: Some(master.try_clone()?),
+                out: Some(master),
+                tty: true,
+                ..Default::default()
+            }
+        } else {
+            let out = fds.next().ok_or_else(missing)?;
+            let err = fds.next().ok_or_else(missing)?;
+            let input = if stdin {
+                Some(fds.next().ok_or_else(missing)?)
+            } else {
+                None
+            };
+            ProcIo {
+                out: Some(out),
+                err: Some(err),
+                stdin: input,
+                ..Default::default()
+            }
+        };
+        set_nonblocking(&io.out);
+        set_nonblocking(&io.err);
+        set_nonblocking(&io.stdin);
+        Ok(io)
+    }
+
     fn drained(&self) -> bool {
         self.out.is_none() && self.err.is_none()
     }
@@ -313,28 +429,46 @@ impl Client {
 
 /// The OCI runtime the shim drives: the embedded libcontainer, or an external runtime's
 /// command line ([`OciCli`]). Everything else (stdio, logs, reaping, exit records) is shared.
+/// Its operations run in [`helper`] processes, so the shim itself never touches libcontainer.
 enum Driver {
-    Embedded(Container),
+    /// libcontainer, with its state under this root.
+    Embedded(PathBuf),
     OciCli(OciCli),
 }
 
 impl Driver {
+    fn new(bundle: &Bundle, cfg: &ShimConfig) -> Driver {
+        match &cfg.runtime {
+            None => Driver::Embedded(bundle.runtime_root()),
+            Some(rt) => Driver::OciCli(OciCli::new(bundle, &cfg.id, rt)),
+        }
+    }
+
+    fn load(root: &Path, id: &str) -> Result<Container, RuntimeError> {
+        Container::load(root.join(id)).map_err(|e| create_err(id, &e))
+    }
+
     /// Let the created (held) init run its command.
-    fn start(&mut self, id: &str) -> Result<(), RuntimeError> {
+    fn start(&self, id: &str) -> Result<(), RuntimeError> {
         match self {
-            Driver::Embedded(c) => c.start().map_err(|e| create_err(id, &e)),
+            Driver::Embedded(root) => Self::load(root, id)?
+                .start()
+                .map_err(|e| create_err(id, &e)),
             Driver::OciCli(c) => c.start(),
         }
     }
 
     /// Remove the runtime's state and the container's cgroup (the init has exited).
-    fn delete(&mut self) {
+    fn delete(&self, id: &str) {
         match self {
-            Driver::Embedded(c) => {
-                if let Err(e) = c.delete(true) {
-                    eprintln!("berth-shim: delete container: {}", error_chain(&e));
+            Driver::Embedded(root) => match Self::load(root, id) {
+                Ok(mut c) => {
+                    if let Err(e) = c.delete(true) {
+                        eprintln!("berth-shim: delete container: {}", error_chain(&e));
+                    }
                 }
-            }
+                Err(e) => eprintln!("berth-shim: delete container: {e}"),
+            },
             Driver::OciCli(c) => c.delete(),
         }
     }
@@ -348,15 +482,54 @@ impl Driver {
     }
 
     /// Clean up after a failed start.
-    fn cleanup_failed(self, bundle: &Bundle, id: &str) {
-        match self {
-            Driver::Embedded(c) => cleanup_failed(bundle, id, Some(c)),
-            Driver::OciCli(c) => {
-                c.delete();
-                cleanup_failed(bundle, id, None);
+    fn cleanup_failed(&self, bundle: &Bundle, id: &str) {
+        if let Driver::OciCli(c) = self {
+            c.delete();
+        }
+        cleanup_failed(bundle, id, None);
+    }
+
+    /// Remove the runtime's state and the container's cgroup once the init has exited. For
+    /// the embedded runtime this is a few `rmdir`s, done here: only when a cgroup cannot be
+    /// removed (processes left in it, say from `--pid host`) does libcontainer's forced delete
+    /// run, in a helper, to kill them.
+    fn remove(&self, id: &str, cgroups_path: Option<&Path>) {
+        if let (Driver::Embedded(root), Some(cgroups)) = (self, cgroups_path)
+            && remove_cgroups(cgroups)
+        {
+            let state = root.join(id);
+            if let Err(e) = std::fs::remove_dir_all(&state)
+                && e.kind() != ErrorKind::NotFound
+            {
+                eprintln!("berth-shim: remove {}: {e}", state.display());
             }
+            return;
+        }
+        self.delete_in_helper(id);
+    }
+
+    /// [`Driver::delete`] in a helper process.
+    fn delete_in_helper(&self, id: &str) {
+        let done = helper::run("delete container", || {
+            self.delete(id);
+            Ok(((), Vec::new()))
+        });
+        if let Err(e) = done {
+            eprintln!("berth-shim: {e}");
         }
     }
+}
+
+/// A process a helper created, as it reports it; its stdio descriptors travel alongside
+/// (see [`ProcIo::into_fds`]).
+#[derive(Debug, Serialize, Deserialize)]
+struct Spawned {
+    pid: i32,
+    tty: bool,
+    stdin: bool,
+    /// The container's cgroup (init only), for OOM detection.
+    #[serde(default)]
+    cgroups_path: Option<PathBuf>,
 }
 
 /// A running container and everything the shim holds for it.
@@ -368,12 +541,6 @@ struct Supervisor {
     started: bool,
     stdin_once: bool,
     cgroups_path: Option<PathBuf>,
-    /// The spec's process and root filesystem, the base of every exec.
-    process: Option<oci_spec::runtime::Process>,
-    /// The container's seccomp filter, which libcontainer does not apply to execs.
-    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
-    rootfs: PathBuf,
-    mounted: Vec<PathBuf>,
     io: ProcIo,
     log: Box<dyn LogDriver>,
     listener: UnixListener,
@@ -476,7 +643,7 @@ fn create_embedded(
     bundle: &Bundle,
     cfg: &ShimConfig,
     console_path: &Path,
-) -> Result<(Driver, Pid, ProcIo, Option<UnixListener>), RuntimeError> {
+) -> Result<(Container, Pid, ProcIo, Option<UnixListener>), RuntimeError> {
     let builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(bundle.runtime_root())
         .map_err(|e| create_err(&cfg.id, &e))?;
@@ -506,7 +673,281 @@ fn create_embedded(
             message: "runtime reported no pid".into(),
         });
     };
-    Ok((Driver::Embedded(container), pid, io, console))
+    Ok((container, pid, io, console))
+}
+
+/// Create (and with `start_now` start) the container; runs in a [`helper`] process. The init
+/// is the helper's child until the helper exits, then the shim's.
+fn create_in_helper(
+    bundle: &Bundle,
+    cfg: &ShimConfig,
+    driver: &Driver,
+    start_now: bool,
+) -> Result<(Spawned, Vec<OwnedFd>), RuntimeError> {
+    let spec = Spec::load(bundle.config_path()).map_err(|e| RuntimeError::Create {
+        id: cfg.id.clone(),
+        message: format!(
+            "load {}: {}",
+            bundle.config_path().display(),
+            error_chain(&e)
+        ),
+    })?;
+    precheck(bundle, &spec)?;
+    if let (Driver::Embedded(_), Some(seccomp)) = (
+        driver,
+        spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
+    ) {
+        seccomp_cache::prepare(seccomp);
+    }
+    let console_path = bundle.dir().join("console.sock");
+    let (mut container, pid, mut io, mut console) = match driver {
+        Driver::Embedded(_) => {
+            let (c, pid, io, console) = create_embedded(bundle, cfg, &console_path)?;
+            (Some(c), pid, io, console)
+        }
+        Driver::OciCli(cli) => match cli.create(cfg, &console_path) {
+            Ok((pid, io, console)) => (None, pid, io, console),
+            Err(e) => {
+                cleanup_failed(bundle, &cfg.id, None);
+                return Err(e);
+            }
+        },
+    };
+    let fail = |container: Option<Container>, e: RuntimeError| {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        match container {
+            Some(c) => cleanup_failed(bundle, &cfg.id, Some(c)),
+            None => driver.cleanup_failed(bundle, &cfg.id),
+        }
+        e
+    };
+    if let Err(e) = replace_file(&bundle.init_pid_path(), pid.as_raw().to_string().as_bytes()) {
+        return Err(fail(container, e));
+    }
+    if loopback::has_private_network(&spec)
+        && let Err(e) = loopback::bring_up(pid)
+    {
+        return Err(fail(
+            container,
+            RuntimeError::Create {
+                id: cfg.id.clone(),
+                message: e.to_string(),
+            },
+        ));
+    }
+    if let Some(listener) = console.take() {
+        match pty_io(&listener, cfg.open_stdin) {
+            Ok(p) => {
+                // The process is still held before exec: size the terminal now.
+                if let (Some((rows, cols)), Some(pty)) = (cfg.console_size, p.pty.as_ref())
+                    && rows > 0
+                    && cols > 0
+                    && let Err(e) = set_winsize(pty, rows, cols)
+                {
+                    eprintln!("berth-shim: cannot set the initial terminal size: {e}");
+                }
+                io = p;
+            }
+            Err(e) => {
+                return Err(fail(
+                    container,
+                    RuntimeError::io("receive pty from", &console_path, e),
+                ));
+            }
+        }
+        let _ = std::fs::remove_file(&console_path);
+    }
+    if start_now {
+        let started = match (&mut container, driver) {
+            (Some(c), _) => c.start().map_err(|e| create_err(&cfg.id, &e)),
+            (None, Driver::OciCli(cli)) => cli.start(),
+            (None, Driver::Embedded(_)) => unreachable!("the embedded runtime made a container"),
+        };
+        if let Err(e) = started {
+            return Err(fail(container, e));
+        }
+    }
+    let (tty, stdin, fds) = io.into_fds();
+    let spawned = Spawned {
+        pid: pid.as_raw(),
+        tty,
+        stdin,
+        cgroups_path: spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
+    };
+    Ok((spawned, fds))
+}
+
+/// The exec's OCI process: the container's, with the exec's command, environment,
+/// directory, user, terminal and capabilities.
+fn exec_process(
+    base: Option<&oci_spec::runtime::Process>,
+    cfg: &ExecConfig,
+) -> Result<oci_spec::runtime::Process, RuntimeError> {
+    let mut p = base.cloned().unwrap_or_default();
+    if cfg.args.is_empty() {
+        return Err(RuntimeError::InvalidConfig("exec: no command given".into()));
+    }
+    p.set_args(Some(cfg.args.clone()));
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &cfg.env {
+        let key = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    p.set_env(Some(env));
+    if !cfg.cwd.is_empty() {
+        p.set_cwd(PathBuf::from(&cfg.cwd));
+    }
+    p.set_terminal(Some(cfg.tty));
+    p.set_console_size(None);
+    if let Some(u) = &cfg.user {
+        let mut user = oci_spec::runtime::User::default();
+        user.set_uid(u.uid);
+        user.set_gid(u.gid);
+        user.set_additional_gids(
+            (!u.additional_gids.is_empty()).then(|| u.additional_gids.clone()),
+        );
+        p.set_user(user);
+    }
+    if cfg.privileged || !cfg.cap_add.is_empty() {
+        let mut set = if cfg.privileged {
+            let all = crate::spec::capability_set(true, &[], &[])?;
+            let all = crate::spec::within_bounding(all, crate::spec::own_bounding_set());
+            crate::spec::to_oci_caps(&all)?
+        } else {
+            p.capabilities()
+                .as_ref()
+                .and_then(|c| c.bounding().clone())
+                .unwrap_or_default()
+        };
+        set.extend(crate::spec::to_oci_caps(&cfg.cap_add)?);
+        let mut caps = oci_spec::runtime::LinuxCapabilities::default();
+        caps.set_bounding(Some(set.clone()));
+        caps.set_effective(Some(set.clone()));
+        caps.set_permitted(Some(set));
+        caps.set_inheritable(None);
+        caps.set_ambient(None);
+        p.set_capabilities(Some(caps));
+    }
+    // libcontainer treats a present `false` like `true`.
+    if p.no_new_privileges() != Some(true) {
+        p.set_no_new_privileges(None);
+    }
+    Ok(p)
+}
+
+/// Start an exec's process; runs in a [`helper`] process, which the exec's process outlives
+/// (it is then the shim's child).
+fn exec_in_helper(
+    bundle: &Bundle,
+    id: &str,
+    driver: &Driver,
+    cfg: &ExecConfig,
+    n: u64,
+) -> Result<(Spawned, Vec<OwnedFd>), RuntimeError> {
+    let spec = Spec::load(bundle.config_path()).map_err(|e| RuntimeError::Create {
+        id: id.to_string(),
+        message: format!(
+            "load {}: {}",
+            bundle.config_path().display(),
+            error_chain(&e)
+        ),
+    })?;
+    let process = exec_process(spec.process().as_ref(), cfg)?;
+    let sys_admin = process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.effective().as_ref())
+        .is_some_and(|e| e.contains(&oci_spec::runtime::Capability::SysAdmin));
+    let rootfs = spec
+        .root()
+        .as_ref()
+        .map(|r| bundle.dir().join(r.path()))
+        .unwrap_or_default();
+    check_executable(
+        &rootfs,
+        &cfg.args[0],
+        process.env().as_deref().unwrap_or_default(),
+        process.cwd(),
+        &mount_destinations(&spec),
+    )?;
+    let process_path = driver.state_dir(bundle).join(format!("exec-{n}.json"));
+    write_json_atomic(&process_path, &process)?;
+    let console_path = bundle.dir().join(format!("exec-{n}.sock"));
+    let result = match driver {
+        Driver::Embedded(_) => {
+            let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+            if let Some(s) = &seccomp {
+                seccomp_cache::prepare(s);
+            }
+            build_exec(
+                bundle,
+                id,
+                cfg,
+                &process_path,
+                &console_path,
+                seccomp,
+                sys_admin,
+            )
+        }
+        Driver::OciCli(cli) => cli.exec(
+            &cfg.exec_id,
+            cfg.tty,
+            cfg.stdin,
+            &process_path,
+            &console_path,
+        ),
+    };
+    let _ = std::fs::remove_file(&process_path);
+    let _ = std::fs::remove_file(&console_path);
+    let (pid, io) = result?;
+    let (tty, stdin, fds) = io.into_fds();
+    let spawned = Spawned {
+        pid: pid.as_raw(),
+        tty,
+        stdin,
+        cgroups_path: None,
+    };
+    Ok((spawned, fds))
+}
+
+fn build_exec(
+    bundle: &Bundle,
+    id: &str,
+    cfg: &ExecConfig,
+    process_path: &Path,
+    console_path: &Path,
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    sys_admin: bool,
+) -> Result<(Pid, ProcIo), RuntimeError> {
+    let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(bundle.runtime_root())
+        .map_err(|e| create_err(id, &e))?
+        .with_executor(SeccompExecutor { seccomp, sys_admin });
+    let (builder, mut io, console) = embedded_stdio(builder, cfg.tty, cfg.stdin, console_path)?;
+    let built = with_child_signal_state(|| {
+        builder
+            .as_tenant()
+            .with_process(Some(process_path))
+            .with_detach(true)
+            .build()
+    });
+    // The builder kept the child's pipe ends; they are closed with it.
+    let pid = built.map_err(|e| RuntimeError::Create {
+        id: id.to_string(),
+        message: format!("exec {}: {}", cfg.exec_id, error_chain(&e)),
+    })?;
+    if let Some(listener) = console {
+        match pty_io(&listener, cfg.stdin) {
+            Ok(p) => io = p,
+            Err(e) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                return Err(RuntimeError::io("receive pty from", console_path, e));
+            }
+        }
+    }
+    Ok((pid, io))
 }
 
 fn exit_code(status: WaitStatus) -> (i32, Option<i32>) {
@@ -528,86 +969,37 @@ impl Supervisor {
     fn start(dir: &Path, start_now: bool) -> Result<Supervisor, RuntimeError> {
         let bundle = Bundle::new(dir);
         let cfg: ShimConfig = bundle.read_shim_config()?;
-        let spec = Spec::load(bundle.config_path()).map_err(|e| RuntimeError::Create {
-            id: cfg.id.clone(),
-            message: format!(
-                "load {}: {}",
-                bundle.config_path().display(),
-                error_chain(&e)
-            ),
-        })?;
-        write_atomic(
+        replace_file(
             &bundle.shim_pid_path(),
             std::process::id().to_string().as_bytes(),
         )?;
-        precheck(&bundle, &spec)?;
-        let log = cfg
-            .log
-            .open(&bundle.log_path(&cfg))
-            .map_err(io_err("open", bundle.log_path(&cfg)))?;
-
-        let console_path = bundle.dir().join("console.sock");
-        let (driver, pid, mut io, mut console) = match &cfg.runtime {
-            None => create_embedded(&bundle, &cfg, &console_path)?,
-            Some(rt) => {
-                let cli = OciCli::new(&bundle, &cfg.id, rt);
-                match cli.create(&cfg, &console_path) {
-                    Ok((pid, io, console)) => (Driver::OciCli(cli), pid, io, console),
-                    Err(e) => {
-                        cleanup_failed(&bundle, &cfg.id, None);
-                        return Err(e);
-                    }
-                }
-            }
-        };
-        let mut driver = driver;
-        let fail = |driver: Driver, e: RuntimeError| {
+        let driver = Driver::new(&bundle, &cfg);
+        let (spawned, fds) = helper::run("create container", || {
+            create_in_helper(&bundle, &cfg, &driver, start_now)
+        })?;
+        let pid = Pid::from_raw(spawned.pid);
+        let fail = |e: RuntimeError| {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
-            driver.cleanup_failed(&bundle, &cfg.id);
+            let _ = helper::run("clean up", || {
+                driver.cleanup_failed(&bundle, &cfg.id);
+                Ok(((), Vec::new()))
+            });
             e
         };
-        if let Err(e) = write_atomic(&bundle.init_pid_path(), pid.as_raw().to_string().as_bytes()) {
-            return Err(fail(driver, e));
-        }
-        if loopback::has_private_network(&spec)
-            && let Err(e) = loopback::bring_up(pid)
-        {
-            return Err(fail(
-                driver,
-                RuntimeError::Create {
-                    id: cfg.id.clone(),
-                    message: e.to_string(),
-                },
-            ));
-        }
-        if let Some(listener) = console.take() {
-            match pty_io(&listener, cfg.open_stdin) {
-                Ok(p) => {
-                    // The process is still held before exec: size the terminal now.
-                    if let (Some((rows, cols)), Some(pty)) = (cfg.console_size, p.pty.as_ref())
-                        && rows > 0
-                        && cols > 0
-                        && let Err(e) = set_winsize(pty, rows, cols)
-                    {
-                        tracing::warn!(error = %e, "cannot set the initial terminal size");
-                    }
-                    io = p;
-                }
-                Err(e) => {
-                    return Err(fail(
-                        driver,
-                        RuntimeError::io("receive pty from", &console_path, e),
-                    ));
-                }
-            }
-            let _ = std::fs::remove_file(&console_path);
-        }
+        let io = match ProcIo::from_fds(spawned.tty, spawned.stdin, fds) {
+            Ok(io) => io,
+            Err(e) => return Err(fail(RuntimeError::io("receive stdio of", dir, e))),
+        };
+        let log = match cfg.log.open(&bundle.log_path(&cfg)) {
+            Ok(l) => l,
+            Err(e) => return Err(fail(RuntimeError::io("open", bundle.log_path(&cfg), e))),
+        };
         let sock = bundle.socket_path();
         let _ = std::fs::remove_file(&sock);
         let listener = match bind_long(&sock) {
             Ok(l) => l,
-            Err(e) => return Err(fail(driver, RuntimeError::io("bind", &sock, e))),
+            Err(e) => return Err(fail(RuntimeError::io("bind", &sock, e))),
         };
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
@@ -616,31 +1008,11 @@ impl Supervisor {
         });
         let sigfd = match sigfd {
             Ok(s) => s,
-            Err(e) => {
-                return Err(fail(
-                    driver,
-                    RuntimeError::io("create", "signalfd", nix_io(e)),
-                ));
-            }
+            Err(e) => return Err(fail(RuntimeError::io("create", "signalfd", nix_io(e)))),
         };
-        if start_now && let Err(e) = driver.start(&cfg.id) {
-            return Err(fail(driver, e));
-        }
         let _ = listener.set_nonblocking(true);
-        set_nonblocking(&io.out);
-        set_nonblocking(&io.err);
-        set_nonblocking(&io.stdin);
-        let rootfs = spec
-            .root()
-            .as_ref()
-            .map(|r| bundle.dir().join(r.path()))
-            .unwrap_or_default();
         Ok(Supervisor {
-            cgroups_path: spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
-            process: spec.process().clone(),
-            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-            mounted: mount_destinations(&spec),
-            rootfs,
+            cgroups_path: spawned.cgroups_path,
             id: cfg.id.clone(),
             stdin_once: cfg.stdin_once,
             started: start_now,
@@ -669,6 +1041,9 @@ impl Supervisor {
     fn run(&mut self) {
         // A SIGCHLD may have arrived before the signalfd existed.
         self.reap();
+        // Start-up counts as activity: the first trim comes once the daemon's requests after
+        // the handshake (attach, start) are answered, off their critical path.
+        let mut busy = true;
         loop {
             self.settle_execs();
             if let Some((_, at)) = self.exited {
@@ -701,6 +1076,21 @@ impl Supervisor {
                 }
             }
             self.clients.retain(|c| !c.closed);
+            // Back to idle after start-up or after clients or execs (a health check, `exec`,
+            // `attach`): give back the code they touched (once per such episode).
+            // (The daemon's `wait` connection stays open: control clients with nothing queued
+            // count as idle.)
+            let idle = self.execs.iter().all(|e| e.done)
+                && self
+                    .clients
+                    .iter()
+                    .all(|c| matches!(c.mode, Mode::Control) && c.out.is_empty());
+            if !idle {
+                busy = true;
+            } else if busy && self.started {
+                trim_resident_code();
+                busy = false;
+            }
         }
     }
 
@@ -1114,97 +1504,24 @@ impl Supervisor {
         }
     }
 
-    /// The exec's OCI process: the container's, with the exec's command, environment,
-    /// directory, user, terminal and capabilities.
-    fn exec_process(&self, cfg: &ExecConfig) -> Result<oci_spec::runtime::Process, RuntimeError> {
-        let mut p = self.process.clone().unwrap_or_default();
+    fn spawn_exec(&mut self, cfg: &ExecConfig) -> Result<usize, RuntimeError> {
         if cfg.args.is_empty() {
             return Err(RuntimeError::InvalidConfig("exec: no command given".into()));
         }
-        p.set_args(Some(cfg.args.clone()));
-        let mut env = p.env().clone().unwrap_or_default();
-        for kv in &cfg.env {
-            let key = kv.split('=').next().unwrap_or(kv);
-            env.retain(|e| e.split('=').next() != Some(key));
-            env.push(kv.clone());
-        }
-        p.set_env(Some(env));
-        if !cfg.cwd.is_empty() {
-            p.set_cwd(PathBuf::from(&cfg.cwd));
-        }
-        p.set_terminal(Some(cfg.tty));
-        p.set_console_size(None);
-        if let Some(u) = &cfg.user {
-            let mut user = oci_spec::runtime::User::default();
-            user.set_uid(u.uid);
-            user.set_gid(u.gid);
-            user.set_additional_gids(
-                (!u.additional_gids.is_empty()).then(|| u.additional_gids.clone()),
-            );
-            p.set_user(user);
-        }
-        if cfg.privileged || !cfg.cap_add.is_empty() {
-            let mut set = if cfg.privileged {
-                let all = crate::spec::capability_set(true, &[], &[])?;
-                let all = crate::spec::within_bounding(all, crate::spec::own_bounding_set());
-                crate::spec::to_oci_caps(&all)?
-            } else {
-                p.capabilities()
-                    .as_ref()
-                    .and_then(|c| c.bounding().clone())
-                    .unwrap_or_default()
-            };
-            set.extend(crate::spec::to_oci_caps(&cfg.cap_add)?);
-            let mut caps = oci_spec::runtime::LinuxCapabilities::default();
-            caps.set_bounding(Some(set.clone()));
-            caps.set_effective(Some(set.clone()));
-            caps.set_permitted(Some(set));
-            caps.set_inheritable(None);
-            caps.set_ambient(None);
-            p.set_capabilities(Some(caps));
-        }
-        // libcontainer treats a present `false` like `true`.
-        if p.no_new_privileges() != Some(true) {
-            p.set_no_new_privileges(None);
-        }
-        Ok(p)
-    }
-
-    fn spawn_exec(&mut self, cfg: &ExecConfig) -> Result<usize, RuntimeError> {
-        let process = self.exec_process(cfg)?;
-        let sys_admin = process
-            .capabilities()
-            .as_ref()
-            .and_then(|c| c.effective().as_ref())
-            .is_some_and(|e| e.contains(&oci_spec::runtime::Capability::SysAdmin));
-        check_executable(
-            &self.rootfs,
-            &cfg.args[0],
-            process.env().as_deref().unwrap_or_default(),
-            process.cwd(),
-            &self.mounted,
-        )?;
         self.exec_seq += 1;
         let n = self.exec_seq;
-        let process_path = self
-            .driver
-            .state_dir(&self.bundle)
-            .join(format!("exec-{n}.json"));
-        write_json_atomic(&process_path, &process)?;
-        let console_path = self.bundle.dir().join(format!("exec-{n}.sock"));
-        let result = match &self.driver {
-            Driver::Embedded(_) => self.build_exec(cfg, &process_path, &console_path, sys_admin),
-            Driver::OciCli(cli) => cli.exec(
-                &cfg.exec_id,
-                cfg.tty,
-                cfg.stdin,
-                &process_path,
-                &console_path,
-            ),
+        let (bundle, id, driver) = (&self.bundle, &self.id, &self.driver);
+        let (spawned, fds) = helper::run(&format!("exec {}", cfg.exec_id), || {
+            exec_in_helper(bundle, id, driver, cfg, n)
+        })?;
+        let pid = Pid::from_raw(spawned.pid);
+        let io = match ProcIo::from_fds(spawned.tty, spawned.stdin, fds) {
+            Ok(io) => io,
+            Err(e) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                return Err(RuntimeError::io("receive stdio of exec", bundle.dir(), e));
+            }
         };
-        let _ = std::fs::remove_file(&process_path);
-        let _ = std::fs::remove_file(&console_path);
-        let (pid, io) = result?;
         self.execs.push(Exec {
             id: cfg.exec_id.clone(),
             pid,
@@ -1213,52 +1530,9 @@ impl Supervisor {
             done: false,
             waiters: Vec::new(),
         });
-        // It may have exited already; its SIGCHLD may have been discarded during build().
+        // It may have exited already (its SIGCHLD came when the helper exited).
         self.reap();
         Ok(self.execs.len() - 1)
-    }
-
-    fn build_exec(
-        &mut self,
-        cfg: &ExecConfig,
-        process_path: &Path,
-        console_path: &Path,
-        sys_admin: bool,
-    ) -> Result<(Pid, ProcIo), RuntimeError> {
-        let id = self.id.clone();
-        let builder = ContainerBuilder::new(id.clone(), SyscallType::default())
-            .with_root_path(self.bundle.runtime_root())
-            .map_err(|e| create_err(&id, &e))?
-            .with_executor(SeccompExecutor {
-                seccomp: self.seccomp.clone(),
-                sys_admin,
-            });
-        let (builder, mut io, console) = embedded_stdio(builder, cfg.tty, cfg.stdin, console_path)?;
-        let built = with_child_signal_state(|| {
-            builder
-                .as_tenant()
-                .with_process(Some(process_path))
-                .with_detach(true)
-                .build()
-        });
-        // The builder kept the child's pipe ends; they are closed with it.
-        let pid = built.map_err(|e| RuntimeError::Create {
-            id: id.clone(),
-            message: format!("exec {}: {}", cfg.exec_id, error_chain(&e)),
-        })?;
-        if let Some(listener) = console {
-            match pty_io(&listener, cfg.stdin) {
-                Ok(p) => io = p,
-                Err(e) => {
-                    let _ = kill(pid, Signal::SIGKILL);
-                    return Err(RuntimeError::io("receive pty from", console_path, e));
-                }
-            }
-        }
-        set_nonblocking(&io.out);
-        set_nonblocking(&io.err);
-        set_nonblocking(&io.stdin);
-        Ok((pid, io))
     }
 
     fn handle(&mut self, req: Request) -> Response {
@@ -1287,7 +1561,11 @@ impl Supervisor {
                 if self.started {
                     return Response::error(format!("container {} is already started", self.id));
                 }
-                match self.driver.start(&self.id) {
+                let (driver, id) = (&self.driver, &self.id);
+                let started = helper::run("start container", || {
+                    driver.start(id).map(|()| ((), Vec::new()))
+                });
+                match started.map(|_| ()) {
                     Ok(()) => {
                         self.started = true;
                         // A quick command may have exited while the runtime's start ran
@@ -1349,7 +1627,7 @@ impl Supervisor {
         if let Err(e) = write_json_atomic(&self.bundle.exit_path(), &record) {
             eprintln!("berth-shim: {e}");
         }
-        self.driver.delete();
+        self.driver.remove(&self.id, self.cgroups_path.as_deref());
         let _ = std::fs::remove_dir(self.bundle.runtime_root());
         let _ = std::fs::remove_file(self.bundle.socket_path());
         for mut w in self.waiters.drain(..) {
@@ -1559,6 +1837,36 @@ fn receive_pty(listener: &UnixListener) -> std::io::Result<OwnedFd> {
     Err(std::io::Error::other(
         "no pty master received on the console socket",
     ))
+}
+
+/// Remove the container's cgroup `cgroups_path` from every hierarchy (cgroup v1: one per
+/// controller under `/sys/fs/cgroup`; v2: the unified tree itself). True when none is left;
+/// false when one could not be removed (it still has processes).
+fn remove_cgroups(cgroups_path: &Path) -> bool {
+    // Only the cgroupfs layout libcontainer uses for an absolute path (never systemd's
+    // `slice:prefix:name`, which this cannot resolve).
+    let Ok(rel) = cgroups_path.strip_prefix("/") else {
+        return false;
+    };
+    if rel.as_os_str().is_empty() || rel.to_string_lossy().contains(':') {
+        return false;
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.join(rel)];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        dirs.extend(entries.flatten().map(|e| e.path().join(rel)));
+    }
+    let mut all = true;
+    for dir in dirs {
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            // v2: `rmdir` of a controller file's parent path that is not a directory.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {}
+            Err(_) => all = false,
+        }
+    }
+    all
 }
 
 /// How often the OOM killer fired in the container's memory cgroup (v1 `memory.oom_control`
