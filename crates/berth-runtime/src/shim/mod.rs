@@ -46,7 +46,6 @@ mod log;
 mod lookup;
 mod loopback;
 mod oci_cli;
-mod seccomp_cache;
 pub mod server;
 
 use std::io::{BufRead, BufReader, Read, Write};

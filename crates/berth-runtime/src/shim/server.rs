@@ -30,7 +30,6 @@ use super::log::{LogDriver, Stream};
 use super::lookup::check_executable;
 use super::loopback;
 use super::oci_cli::OciCli;
-use super::seccomp_cache;
 use super::{
     ContainerStatus, ErrorReason, ExecConfig, ExecState, Handshake, Request, Response, ShimState,
 };
@@ -693,12 +692,6 @@ fn create_in_helper(
         ),
     })?;
     precheck(bundle, &spec)?;
-    if let (Driver::Embedded(_), Some(seccomp)) = (
-        driver,
-        spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
-    ) {
-        seccomp_cache::prepare(seccomp);
-    }
     let console_path = bundle.dir().join("console.sock");
     let (mut container, pid, mut io, mut console) = match driver {
         Driver::Embedded(_) => {
@@ -878,9 +871,6 @@ fn exec_in_helper(
     let result = match driver {
         Driver::Embedded(_) => {
             let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-            if let Some(s) = &seccomp {
-                seccomp_cache::prepare(s);
-            }
             build_exec(
                 bundle,
                 id,
