@@ -41,3 +41,18 @@ berth run -d --name berth-demo --memory 64m --pids-limit 50 busybox sleep 300 >/
 berth exec berth-demo ps
 berth ps
 berth rm -f berth-demo >/dev/null
+
+# A published port, a user network with DNS by name, and a volume that outlives its containers.
+berth network create berth-demo-net >/dev/null
+berth volume create berth-demo-data >/dev/null
+berth run -d --name berth-demo-web --network berth-demo-net -p 127.0.0.1:18080:80 \
+  -v berth-demo-data:/www busybox sh -c 'echo "served by $(hostname)" > /www/index.html; httpd -f -h /www' >/dev/null
+for _ in $(seq 1 50); do
+  busybox wget -qO- http://127.0.0.1:18080/ 2>/dev/null && break
+  sleep 0.1
+done
+berth run --rm --network berth-demo-net busybox wget -qO- http://berth-demo-web/
+berth rm -f berth-demo-web >/dev/null
+berth run --rm -v berth-demo-data:/data busybox cat /data/index.html
+berth volume rm berth-demo-data >/dev/null
+berth network rm berth-demo-net >/dev/null
