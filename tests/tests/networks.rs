@@ -181,6 +181,23 @@ fn default_bridge_addresses_resolv_conf_and_add_host() {
         "busybox ip -4 -o addr show eth0",
     );
     assert!(out.contains(&format!("{ip}/26")), "{out}");
+    // ... and its network identity: hostname, /etc/hosts and /etc/resolv.conf.
+    let b1 = d
+        .berth(&[
+            "exec",
+            "b1",
+            "sh",
+            "-c",
+            "hostname; cat /etc/hosts /etc/resolv.conf",
+        ])
+        .success()
+        .stdout;
+    let (_, joined) = sh(
+        &d,
+        &["--network", "container:b1"],
+        "hostname; cat /etc/hosts /etc/resolv.conf",
+    );
+    assert_eq!(joined, b1);
 }
 
 #[test]

@@ -910,10 +910,28 @@ impl Containers {
                 options: vec!["rprivate".into()],
             });
         }
+        // `--network container:X` takes X's network identity, as Docker does: its hostname,
+        // /etc/hosts and /etc/resolv.conf.
+        let (etc, hostname, domainname) = match h.network_mode.strip_prefix("container:") {
+            Some(target) => {
+                let donor = self.get(target)?;
+                let dr = donor.record();
+                (
+                    donor.paths.clone(),
+                    dr.config.hostname,
+                    dr.config.domainname,
+                )
+            }
+            None => (
+                paths.clone(),
+                r.config.hostname.clone(),
+                r.config.domainname.clone(),
+            ),
+        };
         for (file, dest) in [
-            (paths.hostname(), "/etc/hostname"),
-            (paths.hosts(), "/etc/hosts"),
-            (paths.resolv_conf(), "/etc/resolv.conf"),
+            (etc.hostname(), "/etc/hostname"),
+            (etc.hosts(), "/etc/hosts"),
+            (etc.resolv_conf(), "/etc/resolv.conf"),
         ] {
             if !mounts.iter().any(|m| m.destination == dest) {
                 mounts.push(MountSpec {
@@ -980,8 +998,8 @@ impl Containers {
             env: r.config.env.clone().unwrap_or_default(),
             working_dir: r.config.working_dir.clone(),
             user: process_user,
-            hostname: r.config.hostname.clone(),
-            domainname: r.config.domainname.clone(),
+            hostname,
+            domainname,
             tty: r.config.tty,
             console_size: h
                 .console_size
