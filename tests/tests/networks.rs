@@ -20,6 +20,25 @@ fn web(d: &Daemon, name: &str, extra: &[&str]) -> String {
     d.berth(&args).success().stdout.trim().to_string()
 }
 
+/// The host port `berth port CONTAINER PORT` names first.
+fn host_port(d: &Daemon, container: &str, port: &str) -> u16 {
+    let out = d.berth(&["port", container, port]).success().stdout;
+    let first = out.lines().next().unwrap_or_default();
+    match first.rsplit(':').next().and_then(|p| p.parse().ok()) {
+        Some(port) => port,
+        None => panic!("no host port in {out:?}"),
+    }
+}
+
+/// `nft list table inet TABLE`, the daemon's rules as text.
+fn nft_table(table: &str) -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "inet", table])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs a throw-away busybox container with a shell script; returns (exit code, stdout+stderr).
 fn sh(d: &Daemon, net: &[&str], script: &str) -> (i32, String) {
     // --init: the shell is not PID 1, so `timeout` can end a command stuck on a dropped packet.
@@ -334,30 +353,12 @@ fn published_ports_from_the_host_port_and_ps_and_taken_ports() {
     // A host port range takes the first free port in it.
     let last = port.saturating_add(20);
     web(&d, "ranged", &["-p", &format!("{port}-{last}:80")]);
-    let out = d.berth(&["port", "ranged", "80"]).success().stdout;
-    let got: u16 = out
-        .lines()
-        .next()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(got > port && got <= last, "{out}");
+    let got = host_port(&d, "ranged", "80");
+    assert!(got > port && got <= last, "{got}");
     d.berth(&["rm", "-f", "ranged"]).success();
     // -P publishes EXPOSEd ports on random host ports.
     web(&d, "all", &["-P", "--expose", "80"]);
-    let out = d.berth(&["port", "all", "80"]).success().stdout;
-    let random: u16 = out
-        .lines()
-        .next()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let random = host_port(&d, "all", "80");
     assert_ne!(random, 0);
     let got = http_get(&format!("127.0.0.1:{random}"), "/hostname").unwrap();
     assert!(!got.trim().is_empty());
@@ -594,11 +595,7 @@ fn nothing_is_left_after_rm_and_network_rm() {
     assert_eq!(bridge_ports(&dev), 1);
     assert_eq!(bridge_ports(d.bridge()), 1);
     let table = d.firewall_table();
-    let rules = std::process::Command::new("nft")
-        .args(["list", "table", "inet", &table])
-        .output()
-        .unwrap();
-    let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
+    let rules = nft_table(&table);
     assert!(
         rules.contains(&dev) && rules.contains(&format!("{port}")),
         "{rules}"
@@ -616,11 +613,7 @@ fn nothing_is_left_after_rm_and_network_rm() {
     assert_eq!(bridge_ports(d.bridge()), 0);
     d.berth(&["network", "rm", "gone"]).success();
     assert!(!link_exists(&dev));
-    let rules = std::process::Command::new("nft")
-        .args(["list", "table", "inet", &table])
-        .output()
-        .unwrap();
-    let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
+    let rules = nft_table(&table);
     assert!(
         !rules.contains(&dev) && !rules.contains(&format!("dport {port}")),
         "{rules}"

@@ -10,7 +10,12 @@ use berth_e2e::{Daemon, docker_cli, require_root};
 use serde_json::{Value, json};
 
 fn volume_names(d: &Daemon) -> Vec<String> {
-    let r = d.api().get("/volumes");
+    volume_names_at(d, "/volumes")
+}
+
+/// The sorted names a `GET /volumes...` answers with.
+fn volume_names_at(d: &Daemon, path: &str) -> Vec<String> {
+    let r = d.api().get(path);
     assert_eq!(r.status, 200, "{}", r.text());
     let mut names: Vec<String> = r.json()["Volumes"]
         .as_array()
@@ -37,6 +42,43 @@ fn data_dir(d: &Daemon, name: &str) -> std::path::PathBuf {
 
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `berth run --rm ARGS`, which must succeed; its stdout.
+fn run_rm(d: &Daemon, args: &[&str]) -> String {
+    let mut full = vec!["run", "--rm"];
+    full.extend_from_slice(args);
+    d.berth(&full).success().stdout
+}
+
+/// A volume of Docker's local driver on a tmpfs (`--opt type=tmpfs --opt device=tmpfs`), with
+/// more `--opt`s.
+fn create_tmpfs_volume(d: &Daemon, name: &str, opts: &[&str]) {
+    let mut args = vec![
+        "volume",
+        "create",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+    ];
+    for opt in opts {
+        args.extend_from_slice(&["--opt", opt]);
+    }
+    args.push(name);
+    d.berth(&args).success();
+}
+
+/// Mounts a tmpfs on `path` from the host (the caller's guard unmounts it).
+fn mount_tmpfs(path: &Path) {
+    rustix::mount::mount(
+        "none",
+        path,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .unwrap();
 }
 
 /// An image `voltest` whose `/data` holds files owned by 1000:1000 with distinct modes and a
@@ -75,18 +117,10 @@ fn user_stories_with_berth() {
         "echo hi > /data/x",
     ])
     .success();
-    let out = d
-        .berth(&[
-            "run",
-            "--rm",
-            "-v",
-            "data:/data:ro",
-            "busybox",
-            "cat",
-            "/data/x",
-        ])
-        .success();
-    assert_eq!(out.stdout, "hi\n");
+    assert_eq!(
+        run_rm(&d, &["-v", "data:/data:ro", "busybox", "cat", "/data/x"]),
+        "hi\n"
+    );
     // ro really refuses writes.
     let out = d.berth(&[
         "run",
@@ -115,10 +149,10 @@ fn user_stories_with_berth() {
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("main.c"), "int main;").unwrap();
     let src_arg = format!("{}:/src", src.display());
-    let out = d
-        .berth(&["run", "--rm", "-v", &src_arg, "-w", "/src", "busybox", "ls"])
-        .success();
-    assert_eq!(out.stdout, "main.c\n");
+    assert_eq!(
+        run_rm(&d, &["-v", &src_arg, "-w", "/src", "busybox", "ls"]),
+        "main.c\n"
+    );
 
     // `-v` creates a missing host path, at create and again at start.
     let gone = d.dir().join("gone");
@@ -217,18 +251,10 @@ fn data_survives_removal_restart_and_sigkill() {
     );
 
     d.restart();
-    let out = d
-        .berth(&[
-            "run",
-            "--rm",
-            "-v",
-            "keep:/keep",
-            "busybox",
-            "cat",
-            "/keep/f",
-        ])
-        .success();
-    assert_eq!(out.stdout, "kept\n");
+    assert_eq!(
+        run_rm(&d, &["-v", "keep:/keep", "busybox", "cat", "/keep/f"]),
+        "kept\n"
+    );
 
     // Killed hard while a volume is being created: whatever a create or remove left half
     // done is swept on start, and complete volumes stay.
@@ -241,18 +267,10 @@ fn data_survives_removal_restart_and_sigkill() {
     assert_eq!(volume_names(&d), ["keep", "second"]);
     assert!(!vols.join(".tmp-0123456789abcdef").exists());
     assert!(!vols.join(".rm-fedcba9876543210").exists());
-    let out = d
-        .berth(&[
-            "run",
-            "--rm",
-            "-v",
-            "keep:/keep",
-            "busybox",
-            "cat",
-            "/keep/f",
-        ])
-        .success();
-    assert_eq!(out.stdout, "kept\n");
+    assert_eq!(
+        run_rm(&d, &["-v", "keep:/keep", "busybox", "cat", "/keep/f"]),
+        "kept\n"
+    );
 }
 
 #[test]
@@ -305,32 +323,27 @@ fn image_volumes_copy_up_and_rm_v() {
     ])
     .success();
     assert!(data_dir(&d, "named").join("f").exists());
-    let out = d
-        .berth(&[
-            "run",
-            "--rm",
-            "-v",
-            "empty:/data:nocopy",
-            "voltest",
-            "ls",
-            "-A",
-            "/data",
-        ])
-        .success();
-    assert_eq!(out.stdout, "");
-    let out = d
-        .berth(&[
-            "run",
-            "--rm",
-            "--mount",
-            "type=volume,src=empty2,dst=/data,volume-nocopy",
-            "voltest",
-            "ls",
-            "-A",
-            "/data",
-        ])
-        .success();
-    assert_eq!(out.stdout, "");
+    assert_eq!(
+        run_rm(
+            &d,
+            &["-v", "empty:/data:nocopy", "voltest", "ls", "-A", "/data"]
+        ),
+        ""
+    );
+    assert_eq!(
+        run_rm(
+            &d,
+            &[
+                "--mount",
+                "type=volume,src=empty2,dst=/data,volume-nocopy",
+                "voltest",
+                "ls",
+                "-A",
+                "/data"
+            ]
+        ),
+        ""
+    );
     // A volume that has content is not filled again.
     std::fs::remove_file(data_dir(&d, "named").join("f")).unwrap();
     d.berth(&["run", "--rm", "-v", "named:/data", "voltest", "true"])
@@ -417,18 +430,7 @@ fn in_use_conflict_prune_and_filters() {
     assert_eq!(d.api().delete("/volumes/nope?force=1").status, 204);
 
     // Filters.
-    let list = |filters: &str| -> Vec<String> {
-        let r = d.api().get(&format!("/volumes?filters={filters}"));
-        assert_eq!(r.status, 200, "{}", r.text());
-        let mut n: Vec<String> = r.json()["Volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["Name"].as_str().unwrap().to_string())
-            .collect();
-        n.sort();
-        n
-    };
+    let list = |filters: &str| volume_names_at(&d, &format!("/volumes?filters={filters}"));
     assert_eq!(list("%7B%22label%22:%5B%22team=a%22%5D%7D"), ["labelled"]);
     assert_eq!(list("%7B%22name%22:%5B%22use%22%5D%7D"), ["used"]);
     let dangling = list("%7B%22dangling%22:%5B%22true%22%5D%7D");
@@ -799,18 +801,7 @@ fn volumes_from_tmpfs_options_and_commit() {
     assert!(volume_names(&d).contains(&anon));
 
     // A volume of Docker's local driver with tmpfs options: mounted while used.
-    d.berth(&[
-        "volume",
-        "create",
-        "--opt",
-        "type=tmpfs",
-        "--opt",
-        "device=tmpfs",
-        "--opt",
-        "o=size=2m",
-        "tv",
-    ])
-    .success();
+    create_tmpfs_volume(&d, "tv", &["o=size=2m"]);
     let v = d.api().get("/volumes/tv").json();
     assert_eq!(
         v["Options"],
@@ -1034,14 +1025,7 @@ fn bind_propagation_reaches_the_container() {
     assert_eq!(c["Mounts"][0]["Propagation"], "rprivate");
 
     // Mounted on the host after both started.
-    rustix::mount::mount(
-        "none",
-        &sub,
-        "tmpfs",
-        rustix::mount::MountFlags::empty(),
-        None,
-    )
-    .unwrap();
+    mount_tmpfs(&sub);
     guard.0.push(sub.clone());
     let out = d
         .berth(&[
@@ -1079,14 +1063,7 @@ fn non_recursive_binds_leave_submounts_out() {
     let sub = dir.join("sub");
     std::fs::create_dir_all(&sub).unwrap();
     let _guard = HostMounts(vec![sub.clone()]);
-    rustix::mount::mount(
-        "none",
-        &sub,
-        "tmpfs",
-        rustix::mount::MountFlags::empty(),
-        None,
-    )
-    .unwrap();
+    mount_tmpfs(&sub);
     std::fs::write(sub.join("in-tmpfs"), "x").unwrap();
     let count = |mount: &str| {
         d.berth(&["run", "--rm", "--mount", mount, "busybox", "ls", "/d/sub"])
@@ -1110,16 +1087,7 @@ fn non_recursive_binds_leave_submounts_out() {
 fn volume_mounts_are_released_for_containers_that_stopped_while_the_daemon_was_away() {
     require_root!();
     let mut d = daemon_with_busybox();
-    d.berth(&[
-        "volume",
-        "create",
-        "--opt",
-        "type=tmpfs",
-        "--opt",
-        "device=tmpfs",
-        "away",
-    ])
-    .success();
+    create_tmpfs_volume(&d, "away", &[]);
     let id = d
         .berth(&["run", "-d", "-v", "away:/a", "busybox", "sleep", "300"])
         .success()

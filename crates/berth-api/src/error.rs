@@ -94,6 +94,31 @@ impl ApiError {
     }
 }
 
+/// A file or mount operation on a named path that failed, read as Go's `*PathError` is:
+/// `open /var/lib/berth/x: permission denied`. The crates' error enums carry it as their `Io`
+/// variant (always a daemon-side failure, [`ErrorKind::Internal`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path}: {source}")]
+pub struct PathIoError {
+    /// What was being done.
+    pub op: &'static str,
+    /// The path involved (or a longer description of the object).
+    pub path: String,
+    /// The underlying error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl PathIoError {
+    pub fn new(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        PathIoError {
+            op,
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
 /// Docker's error body: `{"message": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {
@@ -103,6 +128,18 @@ pub struct ErrorResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_io_errors_read_like_gos() {
+        let source = std::io::Error::from_raw_os_error(2);
+        let e = PathIoError::new("open", std::path::Path::new("/x/y"), source);
+        assert!(
+            e.to_string()
+                .starts_with("open /x/y: No such file or directory")
+        );
+        let inner = std::error::Error::source(&e).expect("the io error is the source");
+        assert!(inner.is::<std::io::Error>());
+    }
 
     #[test]
     fn status_codes_round_trip() {

@@ -12,6 +12,6 @@ pub mod query;
 pub mod stream;
 pub mod version;
 
-pub use error::{ApiError, ErrorKind};
+pub use error::{ApiError, ErrorKind, PathIoError};
 pub use query::{Filters, parse_bool};
 pub use version::{ApiVersion, MAX_API_VERSION, MIN_API_VERSION};

@@ -172,8 +172,8 @@ impl Client {
     }
 
     async fn post_empty(&self, path: &str, query: &Query) -> Result<()> {
-        let response = self.request(Method::POST, path, query, Body::Empty).await?;
-        crate::read_body(response.into_body()).await?;
+        self.request_bytes(Method::POST, path, query, Body::Empty)
+            .await?;
         Ok(())
     }
 
@@ -259,10 +259,8 @@ impl Client {
             .flag("v", options.volumes)
             .flag("link", options.link)
             .flag("force", options.force);
-        let response = self
-            .request(Method::DELETE, &container_path(id, ""), &query, Body::Empty)
+        self.request_bytes(Method::DELETE, &container_path(id, ""), &query, Body::Empty)
             .await?;
-        crate::read_body(response.into_body()).await?;
         Ok(())
     }
 
@@ -476,10 +474,8 @@ impl Client {
             content_type: "application/x-tar",
             stream: tar,
         };
-        let response = self
-            .request(Method::PUT, &container_path(id, "/archive"), &query, body)
+        self.request_bytes(Method::PUT, &container_path(id, "/archive"), &query, body)
             .await?;
-        crate::read_body(response.into_body()).await?;
         Ok(())
     }
 
@@ -576,15 +572,13 @@ impl Client {
     pub async fn container_inspect_bytes(&self, id: &str, size: bool) -> Result<Bytes> {
         let mut query = Query::new();
         query.flag("size", size);
-        let response = self
-            .request(
-                Method::GET,
-                &container_path(id, "/json"),
-                &query,
-                Body::Empty,
-            )
-            .await?;
-        crate::read_body(response.into_body()).await
+        self.request_bytes(
+            Method::GET,
+            &container_path(id, "/json"),
+            &query,
+            Body::Empty,
+        )
+        .await
     }
 
     /// `POST /containers/prune`.
@@ -648,15 +642,13 @@ impl Client {
     pub async fn exec_start_detached(&self, id: &str, config: &ExecStartConfig) -> Result<()> {
         let mut config = config.clone();
         config.detach = true;
-        let response = self
-            .request(
-                Method::POST,
-                &format!("/exec/{}/start", encode_path(id)),
-                &Query::new(),
-                json_body(&config)?,
-            )
-            .await?;
-        crate::read_body(response.into_body()).await?;
+        self.request_bytes(
+            Method::POST,
+            &format!("/exec/{}/start", encode_path(id)),
+            &Query::new(),
+            json_body(&config)?,
+        )
+        .await?;
         Ok(())
     }
 

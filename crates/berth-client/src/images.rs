@@ -85,10 +85,8 @@ impl Client {
     /// the daemon's key order).
     pub async fn image_inspect_bytes(&self, name: &str) -> Result<Bytes> {
         let path = format!("/images/{}/json", encode_path(name));
-        let response = self
-            .request(Method::GET, &path, &Query::new(), Body::Empty)
-            .await?;
-        crate::read_body(response.into_body()).await
+        self.request_bytes(Method::GET, &path, &Query::new(), Body::Empty)
+            .await
     }
 
     /// `GET /images/{name}/history`.

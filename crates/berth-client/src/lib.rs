@@ -120,6 +120,19 @@ impl Client {
         check_status(response).await
     }
 
+    /// A request whose answer is wanted as the daemon sent it (`inspect --format` renders the
+    /// raw JSON, so fields Berth does not model still show).
+    pub async fn request_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        query: &Query,
+        body: Body,
+    ) -> Result<Bytes> {
+        let response = self.request(method, path, query, body).await?;
+        read_body(response.into_body()).await
+    }
+
     /// A request whose whole answer is one JSON value.
     pub async fn request_json<T: DeserializeOwned>(
         &self,
@@ -142,8 +155,7 @@ impl Client {
         body: Body,
         what: &str,
     ) -> Result<serde_json::Value> {
-        let response = self.request(method, path, query, body).await?;
-        let bytes = read_body(response.into_body()).await?;
+        let bytes = self.request_bytes(method, path, query, body).await?;
         serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
             what: what.to_string(),
             source,

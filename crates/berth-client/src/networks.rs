@@ -8,17 +8,9 @@ use berth_api::models::network::{
 use bytes::Bytes;
 use http::Method;
 
+use crate::containers::json_body;
 use crate::query::encode_path;
-use crate::{Body, Client, Error, Filters, Query, Result};
-
-fn json_body<T: serde::Serialize>(value: &T) -> Result<Body> {
-    serde_json::to_vec(value)
-        .map(Body::Json)
-        .map_err(|source| Error::Decode {
-            what: "request body".to_string(),
-            source,
-        })
-}
+use crate::{Body, Client, Filters, Query, Result};
 
 impl Client {
     /// `GET /networks`.
@@ -38,10 +30,8 @@ impl Client {
     /// `GET /networks/{id}` as the daemon sent it.
     pub async fn network_inspect_bytes(&self, name: &str) -> Result<Bytes> {
         let path = format!("/networks/{}", encode_path(name));
-        let response = self
-            .request(Method::GET, &path, &Query::new(), Body::Empty)
-            .await?;
-        crate::read_body(response.into_body()).await
+        self.request_bytes(Method::GET, &path, &Query::new(), Body::Empty)
+            .await
     }
 
     /// `POST /networks/create`.

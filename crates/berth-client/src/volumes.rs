@@ -32,10 +32,8 @@ impl Client {
     /// `GET /volumes/{name}` as the daemon sent it (for `inspect --format`).
     pub async fn volume_inspect_bytes(&self, name: &str) -> Result<Bytes> {
         let path = format!("/volumes/{}", encode_path(name));
-        let response = self
-            .request(Method::GET, &path, &Query::new(), Body::Empty)
-            .await?;
-        crate::read_body(response.into_body()).await
+        self.request_bytes(Method::GET, &path, &Query::new(), Body::Empty)
+            .await
     }
 
     /// `DELETE /volumes/{name}?force=`.
@@ -43,10 +41,8 @@ impl Client {
         let path = format!("/volumes/{}", encode_path(name));
         let mut query = Query::new();
         query.flag("force", force);
-        let response = self
-            .request(Method::DELETE, &path, &query, Body::Empty)
+        self.request_bytes(Method::DELETE, &path, &query, Body::Empty)
             .await?;
-        crate::read_body(response.into_body()).await?;
         Ok(())
     }
 

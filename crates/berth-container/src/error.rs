@@ -1,7 +1,7 @@
 //! The crate's error type. Each variant maps onto one engine-wide [`ErrorKind`]; the messages
 //! are Docker's where a docker user would recognise them.
 
-use berth_api::ErrorKind;
+use berth_api::{ErrorKind, PathIoError};
 use berth_runtime::RuntimeError;
 
 /// Result alias for this crate.
@@ -32,16 +32,8 @@ pub enum ContainerError {
     #[error("{0}")]
     Runtime(#[from] RuntimeError),
     /// A file operation on a named path failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The path involved.
-        path: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     /// The network service refused or failed (its own class and Docker's message).
     #[error("{0}")]
     Network(berth_api::ApiError),
@@ -61,16 +53,12 @@ impl ContainerError {
             ContainerError::Image(e) => e.kind(),
             ContainerError::Runtime(e) => e.kind(),
             ContainerError::Network(e) => e.kind,
-            ContainerError::Io { .. } | ContainerError::Internal(_) => ErrorKind::Internal,
+            ContainerError::Io(_) | ContainerError::Internal(_) => ErrorKind::Internal,
         }
     }
 
     pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        ContainerError::Io {
-            op,
-            path: path.display().to_string(),
-            source,
-        }
+        ContainerError::Io(PathIoError::new(op, path, source))
     }
 }
 

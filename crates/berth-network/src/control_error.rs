@@ -1,7 +1,7 @@
 //! The control plane's error type: Docker's classes and messages for network operations, and
 //! the data plane's failures with the object they happened on.
 
-use berth_api::error::{ApiError, ErrorKind};
+use berth_api::error::{ApiError, ErrorKind, PathIoError};
 
 pub type Result<T, E = ControlError> = std::result::Result<T, E>;
 
@@ -31,13 +31,8 @@ pub enum ControlError {
         source: crate::Error,
     },
     /// Reading or writing the store.
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
 }
 
 impl ControlError {
@@ -58,11 +53,7 @@ impl ControlError {
         move |source| ControlError::DataPlane { context, source }
     }
     pub fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        ControlError::Io {
-            op,
-            path: path.display().to_string(),
-            source,
-        }
+        ControlError::Io(PathIoError::new(op, path, source))
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -78,7 +69,7 @@ impl ControlError {
                 source: crate::Error::Invalid(_),
                 ..
             } => ErrorKind::InvalidArgument,
-            ControlError::DataPlane { .. } | ControlError::Io { .. } => ErrorKind::Internal,
+            ControlError::DataPlane { .. } | ControlError::Io(_) => ErrorKind::Internal,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The crate's error type, mapped onto the engine-wide [`ErrorKind`].
 
-use berth_api::ErrorKind;
+use berth_api::{ErrorKind, PathIoError};
 
 /// Result alias for this crate.
 pub type Result<T, E = VolumeError> = std::result::Result<T, E>;
@@ -21,16 +21,8 @@ pub enum VolumeError {
     #[error("{1}")]
     Lookup(ErrorKind, String),
     /// A file or mount operation on a named path failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The path involved.
-        path: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
 }
 
 impl VolumeError {
@@ -41,16 +33,12 @@ impl VolumeError {
             VolumeError::Invalid(_) => ErrorKind::InvalidArgument,
             VolumeError::Conflict(_) => ErrorKind::Conflict,
             VolumeError::Lookup(kind, _) => *kind,
-            VolumeError::Io { .. } => ErrorKind::Internal,
+            VolumeError::Io(_) => ErrorKind::Internal,
         }
     }
 
     pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        VolumeError::Io {
-            op,
-            path: path.display().to_string(),
-            source,
-        }
+        VolumeError::Io(PathIoError::new(op, path, source))
     }
 }
 

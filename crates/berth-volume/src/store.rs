@@ -287,10 +287,12 @@ impl VolumeStore {
             return Ok(data);
         }
         let opts = meta.options.clone().unwrap_or_default();
-        mount_options(&opts, &data).map_err(|e| VolumeError::Io {
-            op: "failed to mount local volume",
-            path: format!("{name} at {}", data.display()),
-            source: e,
+        mount_options(&opts, &data).map_err(|e| {
+            VolumeError::Io(berth_api::PathIoError {
+                op: "failed to mount local volume",
+                path: format!("{name} at {}", data.display()),
+                source: e,
+            })
         })?;
         Ok(data)
     }

@@ -20,10 +20,8 @@ use super::run_opts::{
 use super::session::{
     self, DEFAULT_DETACH_KEYS, RawTerminal, ResizeTarget, SessionEnd, SessionOptions,
 };
-use super::{Env, parse_filters};
-use crate::format::units::{
-    ellipsis, human_duration, human_size, human_size_with_precision, truncate_id,
-};
+use super::{Env, confirm, fail_if, parse_filters, prune_report};
+use crate::format::units::{ellipsis, human_duration, human_size_with_precision, truncate_id};
 use crate::format::{Format, inspect_output};
 use crate::output::{self, StatusError, describe_client_error};
 
@@ -132,14 +130,6 @@ fn error_text(e: &anyhow::Error) -> String {
     match e.downcast_ref::<berth_client::Error>() {
         Some(c) => describe_client_error(c),
         None => format!("{e:#}"),
-    }
-}
-
-fn fail_if(errors: Vec<String>) -> Result<()> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(StatusError::error(1, errors.join("\n")))
     }
 }
 
@@ -1729,25 +1719,16 @@ pub struct PruneArgs {
 pub async fn prune(env: &Env, args: PruneArgs) -> Result<()> {
     let filters = parse_filters(&args.filter)?;
     let client = env.client()?;
-    if !args.force && !super::image::confirm("WARNING! This will remove all stopped containers.") {
+    if !args.force && !confirm("WARNING! This will remove all stopped containers.") {
         return Ok(());
     }
     let report = client.containers_prune(&filters).await?;
-    let mut text = String::new();
     let deleted = report.containers_deleted.unwrap_or_default();
-    if !deleted.is_empty() {
-        text.push_str("Deleted Containers:\n");
-        for id in deleted {
-            text.push_str(&id);
-            text.push('\n');
-        }
-        text.push('\n');
-    }
-    text.push_str(&format!(
-        "Total reclaimed space: {}\n",
-        human_size(report.space_reclaimed)
+    output::out(&prune_report(
+        "Deleted Containers:",
+        &deleted,
+        report.space_reclaimed,
     ));
-    output::out(&text);
     Ok(())
 }
 

@@ -10,13 +10,13 @@ use clap::{Args, Subcommand};
 use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 
-use super::{Env, parse_filters};
+use super::{Env, confirm, each_name, fail_if, inspect_each, parse_filters, prune_report};
+use crate::format::Format;
 use crate::format::progress::ProgressRenderer;
 use crate::format::units::{
     ellipsis, human_duration, human_size, human_size_with_precision, truncate_id,
 };
-use crate::format::{Format, inspect_output};
-use crate::output::{self, StatusError, describe_client_error};
+use crate::output;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -253,25 +253,10 @@ pub struct InspectArgs {
 /// (The top-level `inspect`, which looks at containers first, is `container::inspect`.)
 pub async fn inspect(env: &Env, args: InspectArgs) -> Result<()> {
     let client = env.client()?;
-    let mut raws = Vec::new();
-    let mut errors = Vec::new();
-    for name in &args.names {
-        match client.image_inspect_bytes(name).await {
-            Ok(bytes) => raws.push(bytes),
-            Err(e @ berth_client::Error::Api(_)) => errors.push(describe_client_error(&e)),
-            // A daemon that cannot be reached fails the whole command at once.
-            Err(e) => {
-                output::out("[]\n");
-                return Err(e.into());
-            }
-        }
-    }
-    output::out(&inspect_output(&raws, args.format.as_deref())?);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(StatusError::error(1, errors.join("\n")))
-    }
+    inspect_each(&args.names, args.format.as_deref(), async |name| {
+        client.image_inspect_bytes(name).await
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,30 +391,22 @@ pub async fn remove(env: &Env, args: RemoveArgs) -> Result<()> {
         force: args.force,
         no_prune: args.no_prune,
     };
-    let mut errors = Vec::new();
-    for name in &args.images {
-        match client.image_remove(name, options).await {
-            Ok(items) => {
-                let mut text = String::new();
-                for item in items {
-                    if let Some(u) = item.untagged {
-                        text.push_str(&format!("Untagged: {u}\n"));
-                    }
-                    if let Some(d) = item.deleted {
-                        text.push_str(&format!("Deleted: {d}\n"));
-                    }
-                }
-                output::out(&text);
+    let (_, errors) = each_name(&args.images, async |name| {
+        let items = client.image_remove(name, options).await?;
+        let mut text = String::new();
+        for item in items {
+            if let Some(u) = item.untagged {
+                text.push_str(&format!("Untagged: {u}\n"));
             }
-            Err(e @ berth_client::Error::Api(_)) => errors.push(describe_client_error(&e)),
-            Err(e) => return Err(e.into()),
+            if let Some(d) = item.deleted {
+                text.push_str(&format!("Deleted: {d}\n"));
+            }
         }
-    }
-    if errors.is_empty() {
+        output::out(&text);
         Ok(())
-    } else {
-        Err(StatusError::error(1, errors.join("\n")))
-    }
+    })
+    .await?;
+    fail_if(errors)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -625,18 +602,6 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
-/// Asks docker's question on stdout and reads the answer from stdin.
-pub fn confirm(warning: &str) -> bool {
-    output::out(&format!(
-        "{warning}\nAre you sure you want to continue? [y/N] "
-    ));
-    let mut answer = String::new();
-    if std::io::stdin().read_line(&mut answer).is_err() {
-        return false;
-    }
-    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
-}
-
 pub async fn prune(env: &Env, args: PruneArgs) -> Result<()> {
     let mut filters = parse_filters(&args.filter)?;
     filters.add("dangling", if args.all { "false" } else { "true" });
@@ -652,25 +617,22 @@ pub async fn prune(env: &Env, args: PruneArgs) -> Result<()> {
         }
     }
     let report = client.images_prune(&filters).await?;
-    let mut text = String::new();
-    let deleted = report.images_deleted.unwrap_or_default();
-    if !deleted.is_empty() {
-        text.push_str("Deleted Images:\n");
-        for item in deleted {
-            if let Some(u) = item.untagged {
-                text.push_str(&format!("untagged: {u}\n"));
-            }
-            if let Some(d) = item.deleted {
-                text.push_str(&format!("deleted: {d}\n"));
-            }
-        }
-        text.push('\n');
-    }
-    text.push_str(&format!(
-        "Total reclaimed space: {}\n",
-        human_size(report.space_reclaimed)
+    let lines: Vec<String> = report
+        .images_deleted
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|item| {
+            let untagged = item.untagged.map(|u| format!("untagged: {u}"));
+            untagged
+                .into_iter()
+                .chain(item.deleted.map(|d| format!("deleted: {d}")))
+        })
+        .collect();
+    output::out(&prune_report(
+        "Deleted Images:",
+        &lines,
+        report.space_reclaimed,
     ));
-    output::out(&text);
     Ok(())
 }
 

@@ -14,9 +14,13 @@ pub mod volume;
 
 use anyhow::{Result, bail};
 use berth_client::{ApiVersion, Client, Host};
+use bytes::Bytes;
 
 use crate::cli::GlobalOptions;
 use crate::config::{self, ConfigDir, HostInputs, Resolved};
+use crate::format::inspect_output;
+use crate::format::units::human_size;
+use crate::output::{self, StatusError, describe_client_error};
 
 /// What every command gets: the global options and access to the config dir and the daemon.
 pub struct Env {
@@ -98,5 +102,113 @@ pub fn os_error_text(e: &std::io::Error) -> String {
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+/// Runs `op` on each named object as docker's multi-object commands (`rm`, `inspect`) do: an
+/// error from the daemon is kept and the rest go on; an error reaching the daemon at all stops
+/// at once. Returns what succeeded and the messages of what did not.
+pub async fn each_name<T>(
+    names: &[String],
+    op: impl AsyncFn(&str) -> berth_client::Result<T>,
+) -> berth_client::Result<(Vec<T>, Vec<String>)> {
+    let mut done = Vec::new();
+    let mut errors = Vec::new();
+    for name in names {
+        match op(name).await {
+            Ok(value) => done.push(value),
+            Err(e @ berth_client::Error::Api(_)) => errors.push(describe_client_error(&e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((done, errors))
+}
+
+/// Fails with status 1 and all the messages, one a line, when there are any.
+pub fn fail_if(errors: Vec<String>) -> Result<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(StatusError::error(1, errors.join("\n")))
+    }
+}
+
+/// `<object> inspect`: the raw JSON of each name (a JSON array indented like docker's, or one
+/// template rendering per object), then the errors of the names that failed.
+pub async fn inspect_each(
+    names: &[String],
+    template: Option<&str>,
+    fetch: impl AsyncFn(&str) -> berth_client::Result<Bytes>,
+) -> Result<()> {
+    let (raws, errors) = match each_name(names, fetch).await {
+        Ok(outcome) => outcome,
+        // A daemon that cannot be reached fails the whole command at once, after docker's `[]`.
+        Err(e) => {
+            output::out("[]\n");
+            return Err(e.into());
+        }
+    };
+    output::out(&inspect_output(&raws, template)?);
+    fail_if(errors)
+}
+
+/// Asks docker's question on stdout and reads the answer from stdin.
+pub fn confirm(warning: &str) -> bool {
+    output::out(&format!(
+        "{warning}\nAre you sure you want to continue? [y/N] "
+    ));
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
+/// The list a prune prints, `Deleted Volumes:` and one line per object; nothing when none went.
+pub fn deleted_list(heading: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("{heading}\n");
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+/// A prune's whole report: the deleted list, a blank line after it, then the space freed.
+pub fn prune_report(heading: &str, lines: &[String], space_reclaimed: i64) -> String {
+    let mut text = deleted_list(heading, lines);
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        human_size(space_reclaimed)
+    ));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_reports_read_like_dockers() {
+        let deleted = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            prune_report("Deleted Containers:", &deleted, 2048),
+            "Deleted Containers:\na\nb\n\nTotal reclaimed space: 2.048kB\n"
+        );
+        assert_eq!(
+            prune_report("Deleted Volumes:", &[], 0),
+            "Total reclaimed space: 0B\n"
+        );
+        assert_eq!(
+            deleted_list("Deleted Networks:", &deleted),
+            "Deleted Networks:\na\nb\n"
+        );
+        assert_eq!(deleted_list("Deleted Networks:", &[]), "");
     }
 }

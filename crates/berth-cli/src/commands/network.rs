@@ -9,10 +9,9 @@ use berth_api::models::network::{Ipam, IpamConfig, NetworkCreateRequest, Network
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::image::confirm;
-use super::{Env, parse_filters};
-use crate::format::{Format, inspect_output};
-use crate::output::{self, StatusError, describe_client_error};
+use super::{Env, confirm, deleted_list, each_name, fail_if, inspect_each, parse_filters};
+use crate::format::Format;
+use crate::output::{self, StatusError};
 
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
@@ -290,24 +289,10 @@ pub struct InspectArgs {
 
 pub async fn inspect(env: &Env, a: InspectArgs) -> Result<()> {
     let client = env.client()?;
-    let mut raws = Vec::new();
-    let mut errors = Vec::new();
-    for name in &a.names {
-        match client.network_inspect_bytes(name).await {
-            Ok(bytes) => raws.push(bytes),
-            Err(e @ berth_client::Error::Api(_)) => errors.push(describe_client_error(&e)),
-            Err(e) => {
-                output::out("[]\n");
-                return Err(e.into());
-            }
-        }
-    }
-    output::out(&inspect_output(&raws, a.format.as_deref())?);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(StatusError::error(1, errors.join("\n")))
-    }
+    inspect_each(&a.names, a.format.as_deref(), async |name| {
+        client.network_inspect_bytes(name).await
+    })
+    .await
 }
 
 #[derive(Debug, Args)]
@@ -321,21 +306,18 @@ pub struct RemoveArgs {
 
 pub async fn remove(env: &Env, a: RemoveArgs) -> Result<()> {
     let client = env.client()?;
-    let mut errors = Vec::new();
-    for name in &a.names {
+    let (_, errors) = each_name(&a.names, async |name| {
         match client.network_remove(name).await {
             Ok(()) => output::out(&format!("{name}\n")),
+            // `-f`: a network that is not there is no error, and is not printed either.
             Err(berth_client::Error::Api(e))
                 if a.force && e.kind == berth_client::ErrorKind::NotFound => {}
-            Err(e @ berth_client::Error::Api(_)) => errors.push(describe_client_error(&e)),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
-    }
-    if errors.is_empty() {
         Ok(())
-    } else {
-        Err(StatusError::error(1, errors.join("\n")))
-    }
+    })
+    .await?;
+    fail_if(errors)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,15 +413,9 @@ pub async fn prune(env: &Env, a: PruneArgs) -> Result<()> {
     }
     let client = env.client()?;
     let report = client.networks_prune(&filters).await?;
+    // Unlike the other prunes, docker says nothing of reclaimed space here.
     let deleted = report.networks_deleted.unwrap_or_default();
-    if !deleted.is_empty() {
-        let mut text = String::from("Deleted Networks:\n");
-        for n in deleted {
-            text.push_str(&n);
-            text.push('\n');
-        }
-        output::out(&text);
-    }
+    output::out(&deleted_list("Deleted Networks:", &deleted));
     Ok(())
 }
 

@@ -8,10 +8,10 @@ use berth_api::models::{Volume, VolumeCreateOptions};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{Env, parse_filters};
+use super::{Env, confirm, each_name, fail_if, inspect_each, parse_filters, prune_report};
+use crate::format::Format;
 use crate::format::units::human_size;
-use crate::format::{Format, inspect_output};
-use crate::output::{self, StatusError, describe_client_error};
+use crate::output;
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
@@ -219,24 +219,10 @@ pub struct InspectArgs {
 
 pub async fn inspect(env: &Env, args: InspectArgs) -> Result<()> {
     let client = env.client()?;
-    let mut raws = Vec::new();
-    let mut errors = Vec::new();
-    for name in &args.names {
-        match client.volume_inspect_bytes(name).await {
-            Ok(bytes) => raws.push(bytes),
-            Err(e @ berth_client::Error::Api(_)) => errors.push(describe_client_error(&e)),
-            Err(e) => {
-                output::out("[]\n");
-                return Err(e.into());
-            }
-        }
-    }
-    output::out(&inspect_output(&raws, args.format.as_deref())?);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(StatusError::error(1, errors.join("\n")))
-    }
+    inspect_each(&args.names, args.format.as_deref(), async |name| {
+        client.volume_inspect_bytes(name).await
+    })
+    .await
 }
 
 #[derive(Debug, Args)]
@@ -250,19 +236,13 @@ pub struct RemoveArgs {
 
 pub async fn remove(env: &Env, args: RemoveArgs) -> Result<()> {
     let client = env.client()?;
-    let mut errors = Vec::new();
-    for name in &args.names {
-        match client.volume_remove(name, args.force).await {
-            Ok(()) => output::out(&format!("{name}\n")),
-            Err(e @ berth_client::Error::Api(_)) => errors.push(describe_client_error(&e)),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if errors.is_empty() {
+    let (_, errors) = each_name(&args.names, async |name| {
+        client.volume_remove(name, args.force).await?;
+        output::out(&format!("{name}\n"));
         Ok(())
-    } else {
-        Err(StatusError::error(1, errors.join("\n")))
-    }
+    })
+    .await?;
+    fail_if(errors)
 }
 
 #[derive(Debug, Args)]
@@ -290,26 +270,17 @@ pub async fn prune(env: &Env, args: PruneArgs) -> Result<()> {
         } else {
             "WARNING! This will remove anonymous local volumes not used by at least one container."
         };
-        if !super::image::confirm(warning) {
+        if !confirm(warning) {
             return Ok(());
         }
     }
     let report = client.volumes_prune(&filters).await?;
-    let mut text = String::new();
     let deleted = report.volumes_deleted.unwrap_or_default();
-    if !deleted.is_empty() {
-        text.push_str("Deleted Volumes:\n");
-        for name in deleted {
-            text.push_str(&name);
-            text.push('\n');
-        }
-        text.push('\n');
-    }
-    text.push_str(&format!(
-        "Total reclaimed space: {}\n",
-        human_size(report.space_reclaimed as i64)
+    output::out(&prune_report(
+        "Deleted Volumes:",
+        &deleted,
+        report.space_reclaimed as i64,
     ));
-    output::out(&text);
     Ok(())
 }
 
