@@ -81,16 +81,28 @@ median_ms() {
 }
 
 printf '\n%-46s %10s\n' "run --rm IMAGE true (median of $RUNS)" "ms"
-berth_ms=$(median_ms berth run --rm bench/busybox true)
-printf '%-46s %10s\n' "berth -> berthd" "$berth_ms"
-if command -v docker >/dev/null 2>&1; then
-  ms=$(median_ms env DOCKER_HOST="unix://$work/berth.sock" docker run --rm bench/busybox true)
-  printf '%-46s %10s\n' "docker CLI -> berthd" "$ms"
-fi
+# Both engines twice: without networking, and on their default bridge (netns, veth, addresses).
+have_dockerd=0
 if command -v docker >/dev/null 2>&1 && docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+  have_dockerd=1
   docker image inspect bench/busybox >/dev/null 2>&1 || docker import -c 'CMD ["sh"]' "$work/rootfs.tar" bench/busybox:latest >/dev/null
-  ms=$(median_ms docker run --rm --network none bench/busybox true)
-  printf '%-46s %10s   (%.1fx berth)\n' "docker -> dockerd $(docker version --format '{{.Server.Version}}')" "$ms" "$(awk "BEGIN{print $ms/($berth_ms>0?$berth_ms:1)}")"
+fi
+berth_ms=0
+for net in none bridge; do
+  ms=$(median_ms berth run --rm --network "$net" bench/busybox true)
+  [ "$net" = bridge ] && berth_ms=$ms
+  printf '%-46s %10s\n' "berth -> berthd, --network $net" "$ms"
+  if command -v docker >/dev/null 2>&1; then
+    ms=$(median_ms env DOCKER_HOST="unix://$work/berth.sock" docker run --rm --network "$net" bench/busybox true)
+    printf '%-46s %10s\n' "docker CLI -> berthd, --network $net" "$ms"
+  fi
+  if [ "$have_dockerd" = 1 ]; then
+    b=$(median_ms berth run --rm --network "$net" bench/busybox true)
+    ms=$(median_ms docker run --rm --network "$net" bench/busybox true)
+    printf '%-46s %10s   (berth again: %s ms, %.1fx)\n' "docker -> dockerd $(docker version --format '{{.Server.Version}}'), --network $net" "$ms" "$b" "$(awk "BEGIN{print $ms/($b>0?$b:1)}")"
+  fi
+done
+if [ "$have_dockerd" = 1 ]; then
   docker rmi bench/busybox >/dev/null 2>&1 || true
 else
   echo "(no running Docker engine: dockerd figures skipped; DOCKER_HOST selects one)"

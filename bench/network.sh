@@ -99,9 +99,9 @@ for _ in range(int(sys.argv[3])):
     s.sendall(buf)
 s.shutdown(socket.SHUT_WR)
 s.recv(1)
-' "$1" "$2" "$MB" || true
+' "$1" "$2" "$MB" 2>/dev/null
   else
-    dd if=/dev/zero bs=1M count="$MB" 2>/dev/null | timeout 60 busybox nc "$1" "$2" || true
+    dd if=/dev/zero bs=1M count="$MB" 2>/dev/null | timeout 60 busybox nc "$1" "$2"
   fi
 }
 
@@ -115,17 +115,24 @@ throughput() {
   $cli run -d --name bnb-pub -p "$port1:5001" bench/busybox sh -c "busybox mkfifo /tmp/f; exec 3<>/tmp/f; while true; do nc -l -p 5001 <&3 >/dev/null; done" >/dev/null
   sleep 0.5
   start=$(date +%s%N)
-  $cli run --rm --network "$net" bench/busybox sh -c "dd if=/dev/zero bs=1M count=$MB 2>/dev/null | nc bnb-srv 5001" >/dev/null 2>&1 || true
-  end=$(date +%s%N)
-  echo "$who container -> container (incl. one run): $(mbps "$start" "$end")"
-  start=$(date +%s%N)
-  send_host 127.0.0.1 "$port1"
-  end=$(date +%s%N)
-  echo "$who host -> 127.0.0.1:published (proxy):    $(mbps "$start" "$end")"
-  start=$(date +%s%N)
-  send_host "$4" "$port1"
-  end=$(date +%s%N)
-  echo "$who host -> $4:published (DNAT):  $(mbps "$start" "$end")"
+  if $cli run --rm --network "$net" bench/busybox sh -c "dd if=/dev/zero bs=1M count=$MB 2>/dev/null | nc bnb-srv 5001" >/dev/null 2>&1; then
+    end=$(date +%s%N)
+    echo "$who container -> container (incl. one run): $(mbps "$start" "$end")"
+  else
+    echo "$who container -> container: failed"
+  fi
+  local addr label
+  for addr in 127.0.0.1 "$4"; do
+    label="$addr:published (DNAT)"
+    [ "$addr" = 127.0.0.1 ] && label="127.0.0.1:published (proxy)"
+    start=$(date +%s%N)
+    if send_host "$addr" "$port1"; then
+      end=$(date +%s%N)
+      echo "$who host -> $label: $(mbps "$start" "$end")"
+    else
+      echo "$who host -> $label: failed (the engine's ports are not on this host's network namespace?)"
+    fi
+  done
   $cli rm -f bnb-srv bnb-pub >/dev/null
 }
 
