@@ -191,12 +191,7 @@ impl Client {
         timeout: Option<i64>,
         signal: Option<&str>,
     ) -> Result<()> {
-        let mut query = Query::new();
-        if let Some(t) = timeout {
-            query.push("t", t.to_string());
-        }
-        query.non_empty("signal", signal.unwrap_or_default());
-        self.post_empty(&container_path(id, "/stop"), &query).await
+        self.stop_or_restart(id, "/stop", timeout, signal).await
     }
 
     /// `POST /containers/{id}/restart?t=&signal=`.
@@ -206,13 +201,23 @@ impl Client {
         timeout: Option<i64>,
         signal: Option<&str>,
     ) -> Result<()> {
+        self.stop_or_restart(id, "/restart", timeout, signal).await
+    }
+
+    /// Stop and restart take the same grace period and signal.
+    async fn stop_or_restart(
+        &self,
+        id: &str,
+        action: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let mut query = Query::new();
         if let Some(t) = timeout {
             query.push("t", t.to_string());
         }
         query.non_empty("signal", signal.unwrap_or_default());
-        self.post_empty(&container_path(id, "/restart"), &query)
-            .await
+        self.post_empty(&container_path(id, action), &query).await
     }
 
     /// `POST /containers/{id}/kill?signal=`.

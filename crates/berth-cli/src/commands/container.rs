@@ -346,6 +346,30 @@ fn detach_keys(env: &Env, flag: Option<&str>) -> Result<(Vec<u8>, Option<String>
     Ok((keys, chosen))
 }
 
+/// What `start -a` and `attach` connect to: all output, stdin when asked for and kept open by
+/// the container (a TTY then needs a terminal here, as docker checks), and the detach keys
+/// (the bytes to watch for, passed on to the daemon too).
+fn stdio_attach(
+    env: &Env,
+    tty: bool,
+    stdin: bool,
+    detach_keys_flag: Option<&str>,
+) -> Result<(Vec<u8>, AttachOptions)> {
+    if tty && stdin && !session::stdin_is_terminal() {
+        return Err(StatusError::error(1, "the input device is not a TTY"));
+    }
+    let (keys, spec) = detach_keys(env, detach_keys_flag)?;
+    let options = AttachOptions {
+        stream: true,
+        stdin,
+        stdout: true,
+        stderr: true,
+        logs: false,
+        detach_keys: spec,
+    };
+    Ok((keys, options))
+}
+
 /// docker's wording and exit status for a `run`/`create` option error.
 fn decorate_option_error(e: anyhow::Error, command: &str) -> anyhow::Error {
     match e.downcast::<OptionError>() {
@@ -511,18 +535,7 @@ pub async fn start(env: &Env, args: StartArgs) -> Result<()> {
             .map_err(|e| StatusError::error(1, describe_client_error(&e)))?;
         let tty = info.config.tty;
         let stdin = args.interactive && info.config.open_stdin;
-        if tty && stdin && !session::stdin_is_terminal() {
-            return Err(StatusError::error(1, "the input device is not a TTY"));
-        }
-        let (keys, keys_spec) = detach_keys(env, args.detach_keys.as_deref())?;
-        let options = AttachOptions {
-            stream: true,
-            stdin,
-            stdout: true,
-            stderr: true,
-            logs: false,
-            detach_keys: keys_spec.clone(),
-        };
+        let (keys, options) = stdio_attach(env, tty, stdin, args.detach_keys.as_deref())?;
         let hijacked = client
             .container_attach(&info.id, &options)
             .await
@@ -927,18 +940,7 @@ pub async fn attach(env: &Env, args: AttachArgs) -> Result<()> {
     }
     let tty = info.config.tty;
     let stdin = !args.no_stdin && info.config.open_stdin;
-    if tty && stdin && !session::stdin_is_terminal() {
-        return Err(StatusError::error(1, "the input device is not a TTY"));
-    }
-    let (keys, keys_spec) = detach_keys(env, args.detach_keys.as_deref())?;
-    let options = AttachOptions {
-        stream: true,
-        stdin,
-        stdout: true,
-        stderr: true,
-        logs: false,
-        detach_keys: keys_spec.clone(),
-    };
+    let (keys, options) = stdio_attach(env, tty, stdin, args.detach_keys.as_deref())?;
     let waiter = client.container_wait(&info.id, None).await;
     let hijacked = client
         .container_attach(&info.id, &options)
