@@ -515,3 +515,97 @@ fn docker_cli_run_it_through_a_real_pty_and_detach() {
     };
     interactive_session_and_detach(Cli::Docker(docker));
 }
+
+/// A custom `--security-opt seccomp=PROFILE.json` applies to the container and its execs, with
+/// its own errno and argument conditions (the daemon compiles it once; the container's process
+/// loads the program before exec).
+#[test]
+fn a_custom_seccomp_profile_applies_to_run_and_exec() {
+    require_root!();
+    let d = daemon();
+    // Everything allowed except: mkdir in any form fails with ENOSYS (38), and chmod to 0777
+    // fails with EPERM while other modes work (one condition on the mode argument, whose
+    // index differs between chmod and fchmodat).
+    let profile = r#"{
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            {"names": ["chmod"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 1, "value": 511, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 2, "value": 511, "op": "SCMP_CMP_EQ"}]}
+        ]
+    }"#;
+    let path = d.dir().join("profile.json");
+    std::fs::write(&path, profile).unwrap();
+    let opt = format!("seccomp={}", path.display());
+    let script = "mkdir /made 2>&1; echo mkdir=$?; touch /f; chmod 755 /f; echo chmod755=$?; \
+                  chmod 777 /f 2>&1; echo chmod777=$?";
+    let check = |text: &str| {
+        assert!(text.contains("Function not implemented"), "{text}");
+        assert!(text.contains("mkdir=1"), "{text}");
+        assert!(text.contains("chmod755=0"), "{text}");
+        assert!(text.contains("chmod777=1"), "{text}");
+        assert!(text.contains("Operation not permitted"), "{text}");
+    };
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            &opt,
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    check(&out.stdout);
+
+    d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "custom-sc",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "sleep",
+        "100",
+    ])
+    .success();
+    let out = d
+        .berth(&["exec", "custom-sc", "sh", "-c", script])
+        .success();
+    check(&out.stdout);
+    d.berth(&["rm", "-f", "custom-sc"]).success();
+
+    // The docker CLI reads the file itself and sends the profile in HostConfig.SecurityOpt.
+    if let Some(out) = d.docker(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]) {
+        check(&out.success().stdout);
+    }
+    // A profile libseccomp cannot express is refused at start, with the reason.
+    let bad = d.dir().join("bad.json");
+    std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_NOTIFY"}"#).unwrap();
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            &format!("seccomp={}", bad.display()),
+            "busybox",
+            "true",
+        ])
+        .failure();
+    assert!(out.stderr.contains("seccomp"), "{}", out.stderr);
+}

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ContainerRunConfig, OciRuntime};
 use crate::error::{Result, RuntimeError};
+use crate::seccomp_bpf;
 use crate::shim::LogDriverConfig;
 use crate::spec::{self, HostProbe};
 
@@ -99,6 +100,10 @@ impl Bundle {
     pub fn shim_log_path(&self) -> PathBuf {
         self.dir.join("shim.log")
     }
+    /// The seccomp filter compiled for the embedded runtime ([`crate::seccomp_bpf`]).
+    pub fn seccomp_path(&self) -> PathBuf {
+        self.dir.join("seccomp.bpf")
+    }
     /// libcontainer's state root (one directory per container inside).
     pub fn runtime_root(&self) -> PathBuf {
         self.dir.join("runtime")
@@ -123,7 +128,18 @@ impl Bundle {
     /// directory if needed. Returns the spec written.
     pub fn write(&self, cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> {
         let log = LogDriverConfig::from_docker(&cfg.log)?;
-        let spec = spec::generate(cfg, host)?;
+        let mut spec = spec::generate(cfg, host)?;
+        // The embedded runtime loads a filter compiled here, once per distinct filter; an
+        // external runtime (runc, crun) gets the plain spec and compiles it itself.
+        let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(seccomp) if cfg.runtime.is_none() => Some(seccomp_bpf::compile(seccomp)?),
+            _ => None,
+        };
+        if filter.is_some()
+            && let Some(process) = spec.process_mut()
+        {
+            seccomp_bpf::keep_sys_admin_until_exec(process);
+        }
         let shim = ShimConfig {
             id: cfg.id.clone(),
             tty: cfg.tty,
@@ -134,6 +150,16 @@ impl Bundle {
             console_size: cfg.console_size,
             runtime: cfg.runtime.clone(),
         };
+        std::fs::create_dir_all(&self.dir).map_err(|e| RuntimeError::io("create", &self.dir, e))?;
+        match filter {
+            Some(f) => replace_file(&self.seccomp_path(), &f.to_bytes())?,
+            None => match std::fs::remove_file(self.seccomp_path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RuntimeError::io("remove", self.seccomp_path(), e));
+                }
+                _ => {}
+            },
+        }
         self.write_spec(&spec, &shim)?;
         Ok(spec)
     }

@@ -46,6 +46,7 @@ pub mod error;
 pub mod init;
 pub mod rootfs;
 pub mod seccomp;
+pub mod seccomp_bpf;
 pub mod shim;
 pub mod spec;
 

@@ -311,6 +311,11 @@ fn default_capabilities_and_seccomp_apply() {
     assert_eq!(field("CapBnd:"), "00000000a80425fb");
     assert_eq!(field("CapInh:"), "0000000000000000");
     assert_eq!(field("Seccomp:"), "2");
+    // The filter (compiled by the daemon, loaded right before execve) needed CAP_SYS_ADMIN,
+    // not no_new_privs: as in Docker, setuid programs still work, and the capability held
+    // for loading it is gone after execve.
+    assert_eq!(field("CapPrm:"), "00000000a80425fb");
+    assert_eq!(field("NoNewPrivs:"), "0");
 }
 
 #[test]
@@ -839,6 +844,12 @@ fn exec_runs_in_the_container() {
         field("Seccomp:"),
         "2",
         "exec runs under the container's seccomp filter"
+    );
+    assert_eq!(field("CapPrm:"), "00000000a80425fb", "{status}");
+    assert_eq!(
+        field("NoNewPrivs:"),
+        "0",
+        "an exec keeps setuid working, as Docker's"
     );
     let mut ep = exec(&["sh", "-c", "grep CapEff /proc/self/status"]);
     ep.privileged = true;

@@ -35,6 +35,7 @@ use super::{
 };
 use crate::bundle::{Bundle, ExitRecord, ShimConfig, replace_file, write_json_atomic};
 use crate::error::RuntimeError;
+use crate::seccomp_bpf::{CompiledFilter, keep_sys_admin_until_exec};
 
 /// How long output is still collected after init exited, for processes outside the
 /// container's pid namespace that keep the pipes open (`--pid host`).
@@ -642,10 +643,12 @@ fn create_embedded(
     bundle: &Bundle,
     cfg: &ShimConfig,
     console_path: &Path,
+    seccomp: Option<CompiledFilter>,
 ) -> Result<(Container, Pid, ProcIo, Option<UnixListener>), RuntimeError> {
     let builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(bundle.runtime_root())
-        .map_err(|e| create_err(&cfg.id, &e))?;
+        .map_err(|e| create_err(&cfg.id, &e))?
+        .with_executor(SeccompExecutor { seccomp });
     let (builder, io, console) = embedded_stdio(builder, cfg.tty, cfg.open_stdin, console_path)?;
 
     // The container's init is cloned from this process during build(): it must inherit
@@ -695,7 +698,8 @@ fn create_in_helper(
     let console_path = bundle.dir().join("console.sock");
     let (mut container, pid, mut io, mut console) = match driver {
         Driver::Embedded(_) => {
-            let (c, pid, io, console) = create_embedded(bundle, cfg, &console_path)?;
+            let seccomp = embedded_seccomp(bundle, &spec)?;
+            let (c, pid, io, console) = create_embedded(bundle, cfg, &console_path, seccomp)?;
             (Some(c), pid, io, console)
         }
         Driver::OciCli(cli) => match cli.create(cfg, &console_path) {
@@ -847,12 +851,14 @@ fn exec_in_helper(
             error_chain(&e)
         ),
     })?;
-    let process = exec_process(spec.process().as_ref(), cfg)?;
-    let sys_admin = process
-        .capabilities()
-        .as_ref()
-        .and_then(|c| c.effective().as_ref())
-        .is_some_and(|e| e.contains(&oci_spec::runtime::Capability::SysAdmin));
+    let mut process = exec_process(spec.process().as_ref(), cfg)?;
+    let seccomp = match driver {
+        Driver::Embedded(_) => embedded_seccomp(bundle, &spec)?,
+        Driver::OciCli(_) => None,
+    };
+    if seccomp.is_some() {
+        keep_sys_admin_until_exec(&mut process);
+    }
     let rootfs = spec
         .root()
         .as_ref()
@@ -869,18 +875,7 @@ fn exec_in_helper(
     write_json_atomic(&process_path, &process)?;
     let console_path = bundle.dir().join(format!("exec-{n}.sock"));
     let result = match driver {
-        Driver::Embedded(_) => {
-            let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-            build_exec(
-                bundle,
-                id,
-                cfg,
-                &process_path,
-                &console_path,
-                seccomp,
-                sys_admin,
-            )
-        }
+        Driver::Embedded(_) => build_exec(bundle, id, cfg, &process_path, &console_path, seccomp),
         Driver::OciCli(cli) => cli.exec(
             &cfg.exec_id,
             cfg.tty,
@@ -908,13 +903,12 @@ fn build_exec(
     cfg: &ExecConfig,
     process_path: &Path,
     console_path: &Path,
-    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
-    sys_admin: bool,
+    seccomp: Option<CompiledFilter>,
 ) -> Result<(Pid, ProcIo), RuntimeError> {
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(bundle.runtime_root())
         .map_err(|e| create_err(id, &e))?
-        .with_executor(SeccompExecutor { seccomp, sys_admin });
+        .with_executor(SeccompExecutor { seccomp });
     let (builder, mut io, console) = embedded_stdio(builder, cfg.tty, cfg.stdin, console_path)?;
     let built = with_child_signal_state(|| {
         builder
@@ -1664,29 +1658,24 @@ impl Supervisor {
     }
 }
 
-/// Runs an exec's command under the container's seccomp filter.
+/// Runs a container's command (its init or an exec) under the container's seccomp filter,
+/// compiled by the daemon ([`crate::seccomp_bpf`]) and installed right before `execve`.
 ///
-/// libcontainer 0.7 rebuilds the `linux` section of the spec for a tenant (exec) process from
-/// its namespaces and cgroup only, so the container's seccomp filter would not apply to execs
-/// (measured: `Seccomp: 0`). This executor loads the filter in the exec's process right before
-/// `execve`. Capabilities are already dropped there, so unless the process still holds
-/// `CAP_SYS_ADMIN` (privileged exec), the kernel only accepts a filter with `no_new_privs`
-/// set: such execs run with `NoNewPrivs: 1` (setuid binaries do not raise privileges in them).
+/// libcontainer is built without its own seccomp support: it would compile the profile with
+/// libseccomp in every container (8–11 ms), and for an exec (tenant) it rebuilds the spec's
+/// `linux` section without the filter at all. The process holds `CAP_SYS_ADMIN` here when it
+/// has no `no_new_privs` ([`keep_sys_admin_until_exec`]), so the kernel accepts the filter;
+/// `execve` then drops that capability, which is in none of the sets that survive it.
 #[derive(Clone)]
 struct SeccompExecutor {
-    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
-    /// The process keeps `CAP_SYS_ADMIN`: the filter loads without `no_new_privs`.
-    sys_admin: bool,
+    seccomp: Option<CompiledFilter>,
 }
 
 impl Executor for SeccompExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         if let Some(filter) = &self.seccomp {
-            if !self.sys_admin {
-                nix::sys::prctl::set_no_new_privs()
-                    .map_err(|e| ExecutorError::Other(format!("set no_new_privs: {e}")))?;
-            }
-            libcontainer::seccomp::initialize_seccomp(filter)
+            filter
+                .load()
                 .map_err(|e| ExecutorError::Other(format!("load seccomp filter: {e}")))?;
         }
         default_executor().exec(spec)
@@ -1695,6 +1684,24 @@ impl Executor for SeccompExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         default_executor().validate(spec)
     }
+}
+
+/// The compiled seccomp filter the daemon wrote for a container whose spec has one. A spec
+/// with a filter but no compiled program is refused: the container must not run unconfined.
+fn embedded_seccomp(bundle: &Bundle, spec: &Spec) -> Result<Option<CompiledFilter>, RuntimeError> {
+    let wants = spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some());
+    if !wants {
+        return Ok(None);
+    }
+    let path = bundle.seccomp_path();
+    let bytes = std::fs::read(&path).map_err(|e| RuntimeError::io("read", &path, e))?;
+    CompiledFilter::from_bytes(&bytes).map(Some).ok_or_else(|| {
+        RuntimeError::io(
+            "parse",
+            &path,
+            std::io::Error::other("not a seccomp BPF program"),
+        )
+    })
 }
 
 fn send_signal(pid: Pid, signal: i32) -> Response {
