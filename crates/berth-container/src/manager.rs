@@ -185,8 +185,10 @@ impl Container {
     /// Changes the record and writes it.
     fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
         let mut r = lock(&self.rec);
+        let before = r.clone();
         f(&mut r);
-        r.save(&self.paths.dir)?;
+        // A start or an exit changes only the process state: no need to wait for the disk.
+        r.save_as(&self.paths.dir, r.differs_beyond_process_state(&before))?;
         Ok(r.clone())
     }
 
@@ -2174,7 +2176,8 @@ fn write_etc_files(p: &Paths, r: &Record, net: Option<&NetworkStart>) -> Result<
     let h = &r.host_config;
     let host_net = h.network_mode == "host";
     let write = |path: PathBuf, text: String| -> Result<()> {
-        berth_runtime::bundle::write_atomic(&path, text.as_bytes())?;
+        // Regenerated from the record at every start: atomic, but not worth an fsync.
+        berth_runtime::bundle::replace_file(&path, text.as_bytes())?;
         Ok(())
     };
     write(p.hostname(), format!("{}\n", r.config.hostname))?;

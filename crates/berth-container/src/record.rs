@@ -100,11 +100,36 @@ impl Record {
 
     /// Writes the record atomically (temp file, fsync, rename).
     pub fn save(&self, dir: &Path) -> Result<()> {
+        self.save_as(dir, true)
+    }
+
+    /// Writes the record atomically; waits for the disk only when `durable`. Readers (and a
+    /// restarted daemon) never see a partial record either way; what a machine crash can undo
+    /// without the fsync is only the last process state, which the crash ended anyway.
+    pub fn save_as(&self, dir: &Path, durable: bool) -> Result<()> {
         let path = dir.join(RECORD_FILE);
         let bytes = serde_json::to_vec(self)
             .map_err(|e| ContainerError::io("encode", &path, std::io::Error::other(e)))?;
-        berth_runtime::bundle::write_atomic(&path, &bytes)?;
+        if durable {
+            berth_runtime::bundle::write_atomic(&path, &bytes)?;
+        } else {
+            berth_runtime::bundle::replace_file(&path, &bytes)?;
+        }
         Ok(())
+    }
+
+    /// Whether `self` differs from `before` in more than the state of its process (status,
+    /// pid, exit code, times, health, restart count). `manually_stopped` counts as more: it is
+    /// the user's decision that restart policies must still honour after a machine crash.
+    pub fn differs_beyond_process_state(&self, before: &Record) -> bool {
+        let mut b = before.clone();
+        let s = &self.state;
+        b.state = State {
+            manually_stopped: b.state.manually_stopped,
+            ..s.clone()
+        };
+        b.restart_count = self.restart_count;
+        b != *self
     }
 
     /// Name with Docker's leading slash.
@@ -156,5 +181,32 @@ pub fn go_time(t: Option<DateTime<Utc>>) -> String {
     match t {
         Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         None => GO_ZERO_TIME.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_process_state_changes_skip_the_fsync() {
+        let before = Record {
+            id: "a".repeat(64),
+            name: "web".into(),
+            ..Default::default()
+        };
+        let mut started = before.clone();
+        started.state.status = Status::Running;
+        started.state.pid = 42;
+        started.state.started_at = Some(Utc::now());
+        started.restart_count = 1;
+        assert!(!started.differs_beyond_process_state(&before));
+
+        let mut stopped = started.clone();
+        stopped.state.manually_stopped = true;
+        assert!(stopped.differs_beyond_process_state(&started), "a user's stop lasts");
+        let mut renamed = before.clone();
+        renamed.name = "api".into();
+        assert!(renamed.differs_beyond_process_state(&before));
     }
 }

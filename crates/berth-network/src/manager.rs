@@ -1269,7 +1269,7 @@ impl Networks {
                 gateway_v4: gw4,
                 gateway_v6: gw6,
             };
-            let _ = self.inner.store.save_network(n);
+            let _ = self.inner.store.save_network_allocations(n);
             // Recorded before the link exists, so a failure or crash below is undone by teardown.
             if let Some(c) = st.containers.get_mut(id)
                 && let Some(r) = c.running.as_mut()
@@ -1423,7 +1423,7 @@ impl Networks {
             release(&mut st.networks, &r);
             for a in &r.attachments {
                 if let Some(n) = st.networks.get(&a.network_id) {
-                    let _ = self.inner.store.save_network(n);
+                    let _ = self.inner.store.save_network_allocations(n);
                 }
             }
             r
@@ -1585,7 +1585,7 @@ impl Networks {
                 };
                 release(&mut st.networks, &partial);
                 if let Some(n) = st.networks.get(&n.id) {
-                    let _ = self.inner.store.save_network(n);
+                    let _ = self.inner.store.save_network_allocations(n);
                 }
             }
             att

@@ -4,10 +4,11 @@
 //! ports, and while it runs its netns and attached endpoints). Every file is written as temp
 //! file + fsync + rename + directory fsync, so a crash leaves the old or the new version.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use berth_api::models::container::{EndpointSettings, PortBinding};
 use ipnet::IpNet;
@@ -175,6 +176,10 @@ mod proto_text {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Per container: the record as last written to disk durably, without its `running`
+    /// part. A write that changes only `running` (every start and stop) skips the fsyncs:
+    /// that part describes processes, which a machine crash ends anyway.
+    durable: Arc<Mutex<HashMap<String, Vec<u8>>>>,
 }
 
 impl Store {
@@ -184,7 +189,10 @@ impl Store {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(|e| ControlError::io("create", &p, e))?;
         }
-        Ok(Store { root })
+        Ok(Store {
+            root,
+            durable: Arc::default(),
+        })
     }
 
     fn path(&self, kind: &str, id: &str) -> PathBuf {
@@ -244,26 +252,67 @@ impl Store {
     pub fn save_network(&self, n: &NetworkRecord) -> Result<()> {
         self.write("networks", &n.id, n)
     }
+    /// Save a network whose address allocations changed (an endpoint came or went): atomic,
+    /// without waiting for the disk. The leases themselves are rebuilt from the running
+    /// containers at start; a machine crash can only rewind the allocation cursor.
+    pub fn save_network_allocations(&self, n: &NetworkRecord) -> Result<()> {
+        let path = self.path("networks", &n.id);
+        let bytes =
+            serde_json::to_vec(n).map_err(|e| ControlError::io("encode", &path, e.into()))?;
+        replace_atomic(&path, &bytes)
+    }
     pub fn delete_network(&self, id: &str) -> Result<()> {
         self.delete("networks", id)
     }
     pub fn save_container(&self, c: &ContainerNet) -> Result<()> {
-        self.write("containers", &c.id, c)
+        let path = self.path("containers", &c.id);
+        let encode = |v: &ContainerNet| {
+            serde_json::to_vec(v).map_err(|e| ControlError::io("encode", &path, e.into()))
+        };
+        let lasting = encode(&ContainerNet {
+            running: None,
+            ..c.clone()
+        })?;
+        let bytes = encode(c)?;
+        let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        if durable.get(&c.id) == Some(&lasting) {
+            return replace_atomic(&path, &bytes);
+        }
+        write_atomic(&path, &bytes)?;
+        durable.insert(c.id.clone(), lasting);
+        Ok(())
     }
     pub fn delete_container(&self, id: &str) -> Result<()> {
+        self.durable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         self.delete("containers", id)
     }
+}
+
+/// Temp file, rename: readers see the old or the new record, without waiting for the disk.
+fn replace_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
+    let io = |op, e| ControlError::io(op, path, e);
+    std::fs::write(&tmp, bytes).map_err(|e| io("write", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("rename", e))
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("record")
+    ))
 }
 
 /// Temp file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("record")
-    ));
+    let tmp = temp_path(path);
     let io = |op, e| ControlError::io(op, path, e);
     let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
     f.write_all(bytes).map_err(|e| io("write", e))?;
