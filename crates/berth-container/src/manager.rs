@@ -485,6 +485,8 @@ impl Containers {
         name: Option<String>,
         req: ContainerCreateRequest,
     ) -> Result<(String, Vec<String>)> {
+        // A start usually follows (`run`): let the kernel's cgroup grace period pass meanwhile.
+        berth_runtime::cgroup_warmup::prewarm();
         let me = self.clone();
         let (c, volumes) = blocking(move || me.create_blocking(name, req)).await??;
         for v in volumes {
@@ -630,6 +632,7 @@ impl Containers {
     /// `POST /containers/{id}/start`: `Ok(false)` when it already runs (304).
     pub async fn start(&self, key: &str) -> Result<bool> {
         let c = self.get(key)?;
+        berth_runtime::cgroup_warmup::prewarm();
         let _op = c.op.lock().await;
         match c.record().state.status {
             Status::Running | Status::Paused => return Ok(false),
@@ -777,6 +780,8 @@ impl Containers {
     }
 
     fn start_blocking(&self, c: &Container, net: &NetworkStart) -> Result<ShimHandle> {
+        // Also for starts that are not requests (restart policies, daemon start).
+        berth_runtime::cgroup_warmup::prewarm();
         let r = c.record();
         let image = self.inner.images.get(&r.image_id)?;
         let layers = self.inner.images.layer_dirs(&image.id)?;
@@ -1742,6 +1747,8 @@ impl Containers {
     /// `POST /exec/{id}/start`: runs the exec's process. Without `detach` the stream carries
     /// its stdio; call [`Containers::exec_finished`] once it ends.
     pub async fn exec_start(&self, exec_id: &str, detach: bool) -> Result<ExecStarted> {
+        // The exec's process joins the container's cgroup too.
+        berth_runtime::cgroup_warmup::prewarm();
         let e = {
             let mut execs = lock(&self.inner.execs);
             let e = execs

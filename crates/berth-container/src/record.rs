@@ -204,7 +204,10 @@ mod tests {
 
         let mut stopped = started.clone();
         stopped.state.manually_stopped = true;
-        assert!(stopped.differs_beyond_process_state(&started), "a user's stop lasts");
+        assert!(
+            stopped.differs_beyond_process_state(&started),
+            "a user's stop lasts"
+        );
         let mut renamed = before.clone();
         renamed.name = "api".into();
         assert!(renamed.differs_beyond_process_state(&before));

@@ -41,6 +41,7 @@
 //! `exit.json`. The shim itself never unmounts the rootfs: the daemon owns it.
 
 pub mod bundle;
+pub mod cgroup_warmup;
 pub mod config;
 pub mod error;
 pub mod init;
