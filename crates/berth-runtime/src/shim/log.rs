@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use chrono::{SecondsFormat, Utc};
@@ -86,6 +87,7 @@ impl Compressing {
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(done);
+                close_inherited(tell.as_raw_fd());
                 let code = match compress_file(&src) {
                     Ok(()) => 0,
                     Err(e) => {
@@ -116,6 +118,23 @@ impl Compressing {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// In the compressor child: closes what it inherited from the shim (but stdio and `keep`),
+/// so that it holds no copy of a container's stdin pipe or of a client's connection, whose
+/// closing the other side would otherwise see only when the child exits.
+fn close_inherited(keep: std::os::fd::RawFd) {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds.into_iter().filter(|&fd| fd > 2 && fd != keep) {
+        // SAFETY: the child owns copies of these descriptors and uses none of them.
+        unsafe { nix::libc::close(fd) };
     }
 }
 
