@@ -138,6 +138,15 @@ impl ExecEntry {
     fn ended(&self) -> bool {
         self.started && !self.running
     }
+
+    /// Whether the sweep at `now` forgets it: ended at least one period ago.
+    fn expired(&self, now: DateTime<Utc>) -> bool {
+        let keep = chrono::Duration::from_std(EXEC_GC_PERIOD).unwrap_or_default();
+        self.ended()
+            && self
+                .finished_at
+                .is_none_or(|t| now.signed_duration_since(t) >= keep)
+    }
 }
 
 /// Where a container's exec records live, inside its directory.
@@ -2063,12 +2072,7 @@ impl Containers {
                 let Some(inner) = weak.upgrade() else { return };
                 let me = Containers { inner };
                 let now = Utc::now();
-                let keep = chrono::Duration::from_std(EXEC_GC_PERIOD).unwrap_or_default();
-                me.forget_execs(|e| {
-                    e.ended()
-                        && e.finished_at
-                            .is_none_or(|t| now.signed_duration_since(t) >= keep)
-                });
+                me.forget_execs(|e| e.expired(now));
             }
         });
     }
@@ -2453,6 +2457,40 @@ fn dir_size(p: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_execs_ended_a_sweep_period_ago_expire() {
+        let now = Utc::now();
+        let period = chrono::Duration::from_std(EXEC_GC_PERIOD).unwrap();
+        let e = |started, running, ago: Option<chrono::Duration>| ExecEntry {
+            id: "e".into(),
+            container_id: "c".into(),
+            config: ApiExecConfig::default(),
+            started,
+            running,
+            pid: 1,
+            exit_code: (!running).then_some(0),
+            finished_at: ago.map(|d| now - d),
+        };
+        assert!(
+            !e(false, false, None).expired(now),
+            "created, never started"
+        );
+        assert!(!e(true, true, None).expired(now), "running");
+        let recent = e(true, false, Some(period - chrono::Duration::seconds(1)));
+        assert!(!recent.expired(now));
+        assert!(e(true, false, Some(period)).expired(now));
+        // Sweeps come every period, so an exec is kept between one and two periods.
+        assert!(!recent.expired(now - period) && recent.expired(now + period));
+        // The record round-trips, and records without `finished_at` still load.
+        let json = serde_json::to_value(e(true, false, Some(period))).unwrap();
+        let back: ExecEntry = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.finished_at, e(true, false, Some(period)).finished_at);
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("finished_at");
+        let back: ExecEntry = serde_json::from_value(old).unwrap();
+        assert_eq!(back.finished_at, None);
+    }
 
     #[test]
     fn ps_output_is_filtered_to_the_containers_pids() {
