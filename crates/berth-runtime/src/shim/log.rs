@@ -248,6 +248,14 @@ impl RotatingFile {
             if let Some(c) = self.compressing.take() {
                 c.wait();
             }
+            // The child failed (or could not be forked): compress here rather than let the
+            // rename below replace the plain file.
+            if self.compress
+                && self.rotated(1).exists()
+                && let Err(e) = compress_file(&self.rotated(1))
+            {
+                eprintln!("berth-shim: compress rotated log: {e}");
+            }
             let _ = std::fs::remove_file(self.rotated_final(self.max_file - 1));
             for i in (1..self.max_file - 1).rev() {
                 let _ = std::fs::rename(self.rotated_final(i), self.rotated_final(i + 1));
