@@ -14,7 +14,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use berth_runtime::shim::local_log;
+use berth_runtime::shim::{RotatedMeta, gz_name, local_log};
 
 use berth_api::stream::{StreamKind, encode_frame};
 use chrono::{DateTime, Utc};
@@ -187,6 +187,25 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Whether rotated file `n` exists, uncompressed or (`<log>.n.gz`) gzipped.
+fn rotated_exists(path: &Path, n: u32) -> bool {
+    let p = rotated(path, n);
+    p.exists() || gz_name(&p).exists()
+}
+
+/// The inode of the file a gzipped rotated file was made from (kept in its gzip header).
+fn gz_source_inode(gz: &Path) -> Option<u64> {
+    let f = File::open(gz).ok()?;
+    let mut d = flate2::read::GzDecoder::new(std::io::BufReader::new(f));
+    if d.header().is_none() {
+        let _ = d.read(&mut [0u8; 1]);
+    }
+    let extra = d.header()?.extra()?;
+    serde_json::from_slice::<RotatedMeta>(extra)
+        .ok()
+        .map(|m| m.source_inode)
+}
+
 fn open_missing_ok(path: &Path) -> std::io::Result<Option<File>> {
     match File::open(path) {
         Ok(f) => Ok(Some(f)),
@@ -234,11 +253,11 @@ impl LogReader {
         if self.cur.is_none() {
             if self.history {
                 let mut n = 0;
-                while n < 100_000 && rotated(&self.path, n + 1).exists() {
+                while n < 100_000 && rotated_exists(&self.path, n + 1) {
                     n += 1;
                 }
                 for k in (1..=n).rev() {
-                    self.read_whole(&rotated(&self.path, k), &mut entries)?;
+                    self.read_rotated(k, &mut entries)?;
                 }
             }
             if !self.open_live()? {
@@ -256,10 +275,23 @@ impl LogReader {
         };
         if Some(live) != ino {
             self.read_current(&mut entries)?;
+            // Which rotated file is the one we held: by inode, or for a gzipped one by the
+            // source inode its header records.
             let mut k = 1;
             let mut found = None;
-            while let Ok(m) = std::fs::metadata(rotated(&self.path, k)) {
-                if Some(m.ino()) == ino {
+            while k < 100_000 {
+                let plain = rotated(&self.path, k);
+                let same = match std::fs::metadata(&plain) {
+                    Ok(m) => Some(m.ino()) == ino,
+                    Err(_) => {
+                        let gz = gz_name(&plain);
+                        if !gz.exists() {
+                            break;
+                        }
+                        gz_source_inode(&gz) == ino
+                    }
+                };
+                if same {
                     found = Some(k);
                     break;
                 }
@@ -267,7 +299,7 @@ impl LogReader {
             }
             if let Some(k) = found {
                 for n in (1..k).rev() {
-                    self.read_whole(&rotated(&self.path, n), &mut entries)?;
+                    self.read_rotated(n, &mut entries)?;
                 }
             }
             self.cur = None;
@@ -308,12 +340,22 @@ impl LogReader {
         Ok(())
     }
 
-    fn read_whole(&self, path: &Path, entries: &mut Vec<Entry>) -> std::io::Result<()> {
-        let Some(mut f) = open_missing_ok(path)? else {
-            return Ok(());
-        };
+    /// Reads rotated file `n`: `<log>.n`, or `<log>.n.gz` once the shim compressed it (the
+    /// shim renames the `.gz` into place before removing the plain file, so one is there).
+    fn read_rotated(&self, n: u32, entries: &mut Vec<Entry>) -> std::io::Result<()> {
+        let plain = rotated(&self.path, n);
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
+        if let Some(mut f) = open_missing_ok(&plain)? {
+            f.read_to_end(&mut buf)?;
+        } else if let Some(f) = open_missing_ok(&gz_name(&plain))? {
+            flate2::read::GzDecoder::new(std::io::BufReader::new(f))
+                .read_to_end(&mut buf)
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}.gz: {e}", plain.display()))
+                })?;
+        } else {
+            return Ok(());
+        }
         entries.append(&mut self.format.decode(&buf).0);
         Ok(())
     }
@@ -471,16 +513,34 @@ mod tests {
         assert_eq!(out, b"1970-01-01T00:00:02.000000000Z yy\n");
     }
 
-    fn rotate(path: &Path, max_file: u32) {
+    /// Rotates as the shim does; with `compress`, `<log>.1` is then gzipped as the shim's
+    /// compressor does it.
+    fn rotate(path: &Path, max_file: u32, compress: bool) {
+        let name = |i| {
+            if compress {
+                gz_name(&rotated(path, i))
+            } else {
+                rotated(path, i)
+            }
+        };
         for i in (1..max_file - 1).rev() {
-            let _ = std::fs::rename(rotated(path, i), rotated(path, i + 1));
+            let _ = std::fs::rename(name(i), name(i + 1));
         }
         std::fs::rename(path, rotated(path, 1)).unwrap();
+        if compress {
+            berth_runtime::shim::compress_file(&rotated(path, 1)).unwrap();
+        }
     }
 
     #[test]
     fn reader_reads_rotated_files_in_order_and_follows_rotations() {
-        for format in [LogFormat::JsonFile, LogFormat::Local] {
+        for (format, compress) in [
+            (LogFormat::JsonFile, false),
+            (LogFormat::Local, false),
+            (LogFormat::JsonFile, true),
+            (LogFormat::Local, true),
+        ] {
+            let rotate = |p: &Path, n| rotate(p, n, compress);
             let d = tempfile::tempdir().unwrap();
             let path = format.path(d.path(), "c");
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();

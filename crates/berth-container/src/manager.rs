@@ -115,8 +115,11 @@ struct PendingAttach {
     tx: tokio::sync::oneshot::Sender<std::result::Result<AttachStream, RuntimeError>>,
 }
 
-/// An exec instance (`POST /containers/{id}/exec`), kept in memory like Docker's.
-#[derive(Debug, Clone)]
+/// An exec instance (`POST /containers/{id}/exec`). Docker keeps these only in memory;
+/// Berth also writes each to `<container>/execs/<exec id>.json` (atomically, at every change)
+/// so that a restarted daemon can still inspect them and, since the exec's process belongs to
+/// the shim, still learn how one that was running ends.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExecEntry {
     pub id: String,
     pub container_id: String,
@@ -125,7 +128,33 @@ pub struct ExecEntry {
     pub running: bool,
     pub pid: i64,
     pub exit_code: Option<i64>,
+    /// When it ended (or failed to start): how long a finished exec is kept counts from here.
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
 }
+
+impl ExecEntry {
+    /// Started and ended: no longer one of the container's `ExecIDs`, still inspectable.
+    fn ended(&self) -> bool {
+        self.started && !self.running
+    }
+
+    /// Whether the sweep at `now` forgets it: ended at least one period ago.
+    fn expired(&self, now: DateTime<Utc>) -> bool {
+        let keep = chrono::Duration::from_std(EXEC_GC_PERIOD).unwrap_or_default();
+        self.ended()
+            && self
+                .finished_at
+                .is_none_or(|t| now.signed_duration_since(t) >= keep)
+    }
+}
+
+/// Where a container's exec records live, inside its directory.
+const EXECS_DIR: &str = "execs";
+
+/// Docker forgets an ended exec at the second pass of a five-minute sweep after it ended
+/// (`execCommandGC`), so 5 to 10 minutes later; Berth sweeps on the same period.
+const EXEC_GC_PERIOD: Duration = Duration::from_secs(300);
 
 /// What [`Containers::exec_start`] gives the HTTP edge.
 pub struct ExecStarted {
@@ -320,6 +349,7 @@ impl Containers {
                 t.names.insert(rec.name.clone(), rec.id.clone());
                 t.by_id.insert(rec.id.clone(), c.clone());
             }
+            me.load_execs(&dir);
             match rec.state.status {
                 Status::Running | Status::Paused => {
                     me.adopt(&c);
@@ -332,6 +362,7 @@ impl Containers {
                 }
                 _ => {}
             }
+            me.resume_execs(&c);
             let r = c.record();
             let policy = Policy::parse(&r.host_config.restart_policy).unwrap_or(Policy::No);
             if !r.state.status.is_running()
@@ -345,6 +376,7 @@ impl Containers {
                 to_restart.push(c.clone());
             }
         }
+        me.spawn_exec_gc();
         // Before any restart, so that a volume is not unmounted under a container starting.
         me.release_volumes_after_adoption(&exited_while_down);
         if !to_restart.is_empty()
@@ -1125,7 +1157,10 @@ impl Containers {
             self.event(&c, "oom", &[]);
         }
         self.event(&c, "die", &[("exitCode", code.to_string())]);
-        lock(&self.inner.execs).retain(|_, e| e.container_id != c.id);
+        // As Docker's cleanup of a stopped container: execs never started are forgotten.
+        // Running ones end with the container; their watchers record how, and like ended
+        // ones they stay inspectable until the sweep or `rm`.
+        self.forget_execs(|e| e.container_id == c.id && !e.started);
         c.publish(|s| {
             s.running = false;
             s.exits += 1;
@@ -1393,6 +1428,8 @@ impl Containers {
         if let Some(n) = &self.inner.opts.network {
             n.0.remove(&c.id).await;
         }
+        // Their records went with the container's directory.
+        lock(&self.inner.execs).retain(|_, e| e.container_id != c.id);
         {
             let mut t = lock(&self.inner.table);
             t.by_id.remove(&c.id);
@@ -1722,18 +1759,19 @@ impl Containers {
         }
         let id = names::new_id();
         self.exec_event(&c, "exec_create", &cfg, &[("execID", id.clone())]);
-        lock(&self.inner.execs).insert(
-            id.clone(),
-            ExecEntry {
-                id: id.clone(),
-                container_id: c.id.clone(),
-                config: cfg,
-                started: false,
-                running: false,
-                pid: 0,
-                exit_code: None,
-            },
-        );
+        let e = ExecEntry {
+            id: id.clone(),
+            container_id: c.id.clone(),
+            config: cfg,
+            started: false,
+            running: false,
+            pid: 0,
+            exit_code: None,
+            finished_at: None,
+        };
+        let mut execs = lock(&self.inner.execs);
+        self.save_exec(&e)?;
+        execs.insert(id.clone(), e);
         Ok(id)
     }
 
@@ -1741,7 +1779,7 @@ impl Containers {
         lock(&self.inner.execs)
             .get(id)
             .cloned()
-            .ok_or_else(|| ContainerError::NotFound(format!("exec instance: {id}")))
+            .ok_or_else(|| ContainerError::PathNotFound(format!("No such exec instance: {id}")))
     }
 
     /// `POST /exec/{id}/start`: runs the exec's process. Without `detach` the stream carries
@@ -1751,9 +1789,9 @@ impl Containers {
         berth_runtime::cgroup_warmup::prewarm();
         let e = {
             let mut execs = lock(&self.inner.execs);
-            let e = execs
-                .get_mut(exec_id)
-                .ok_or_else(|| ContainerError::NotFound(format!("exec instance: {exec_id}")))?;
+            let e = execs.get_mut(exec_id).ok_or_else(|| {
+                ContainerError::PathNotFound(format!("No such exec instance: {exec_id}"))
+            })?;
             if e.started {
                 return Err(conflict(format!(
                     "Error: Exec command {exec_id} is already running"
@@ -1798,9 +1836,7 @@ impl Containers {
         let started = blocking(move || h.exec_start(&shim_cfg)).await?;
         match started {
             Ok(p) => {
-                if let Some(x) = lock(&self.inner.execs).get_mut(exec_id) {
-                    x.pid = p.pid as i64;
-                }
+                self.update_exec(exec_id, |x| x.pid = p.pid as i64);
                 self.exec_event(&c, "exec_start", cfg, &[("execID", e.id.clone())]);
                 if detach {
                     let me = self.clone();
@@ -1816,13 +1852,11 @@ impl Containers {
             Err(err) => {
                 let code = err.docker_exit_code();
                 let message = err.oci_exec_message();
-                {
-                    let mut execs = lock(&self.inner.execs);
-                    if let Some(x) = execs.get_mut(exec_id) {
-                        x.running = false;
-                        x.exit_code = Some(code.unwrap_or(126) as i64);
-                    }
-                }
+                self.update_exec(exec_id, |x| {
+                    x.running = false;
+                    x.exit_code = Some(code.unwrap_or(126) as i64);
+                    x.finished_at = Some(Utc::now());
+                });
                 match message {
                     Some(m) => Ok(ExecStarted {
                         tty: cfg.tty,
@@ -1857,10 +1891,11 @@ impl Containers {
             None => None,
         };
         let code = code.unwrap_or(137);
-        if let Some(x) = lock(&self.inner.execs).get_mut(exec_id) {
+        self.update_exec(exec_id, |x| {
             x.running = false;
             x.exit_code = Some(code);
-        }
+            x.finished_at.get_or_insert_with(Utc::now);
+        });
         self.exec_event(
             &c,
             "exec_die",
@@ -1882,10 +1917,11 @@ impl Containers {
             {
                 e.running = false;
                 e.exit_code = s.exit_code.map(i64::from);
-                if let Some(x) = lock(&self.inner.execs).get_mut(exec_id) {
+                self.update_exec(exec_id, |x| {
                     x.running = false;
                     x.exit_code = e.exit_code;
-                }
+                    x.finished_at.get_or_insert_with(Utc::now);
+                });
             }
         }
         let cmd = e.config.cmd.clone().unwrap_or_default();
@@ -1922,13 +1958,132 @@ impl Containers {
         Ok(())
     }
 
-    /// The ids of a container's execs.
+    /// The ids of a container's execs that have not ended (Docker drops an exec from its
+    /// container's list when it exits, keeping it only for `GET /exec/{id}/json`).
     fn exec_ids(&self, container_id: &str) -> Vec<String> {
         lock(&self.inner.execs)
             .values()
-            .filter(|e| e.container_id == container_id)
+            .filter(|e| e.container_id == container_id && !e.ended())
             .map(|e| e.id.clone())
             .collect()
+    }
+
+    fn exec_record_path(&self, e: &ExecEntry) -> PathBuf {
+        self.inner
+            .root
+            .join(&e.container_id)
+            .join(EXECS_DIR)
+            .join(format!("{}.json", e.id))
+    }
+
+    /// Writes an exec's record atomically (temp file, fsync, rename).
+    fn save_exec(&self, e: &ExecEntry) -> Result<()> {
+        let path = self.exec_record_path(e);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|err| ContainerError::io("create", dir, err))?;
+        }
+        let bytes = serde_json::to_vec(e)
+            .map_err(|err| ContainerError::io("encode", &path, std::io::Error::other(err)))?;
+        berth_runtime::bundle::write_atomic(&path, &bytes)?;
+        Ok(())
+    }
+
+    /// Changes an exec in memory and on disk. The record is written under the table's lock
+    /// so that two changes cannot reach the disk in the opposite order.
+    fn update_exec(&self, exec_id: &str, f: impl FnOnce(&mut ExecEntry)) {
+        let mut execs = lock(&self.inner.execs);
+        if let Some(x) = execs.get_mut(exec_id) {
+            f(x);
+            if let Err(err) = self.save_exec(x) {
+                tracing::warn!(exec = %exec_id, error = %err, "cannot record exec state");
+            }
+        }
+    }
+
+    /// Forgets the execs `which` selects, records included.
+    fn forget_execs(&self, which: impl Fn(&ExecEntry) -> bool) {
+        let mut execs = lock(&self.inner.execs);
+        let gone: Vec<ExecEntry> = execs.values().filter(|e| which(e)).cloned().collect();
+        for e in gone {
+            execs.remove(&e.id);
+            let path = self.exec_record_path(&e);
+            if let Err(err) = std::fs::remove_file(&path)
+                && err.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %err, "cannot remove exec record");
+            }
+        }
+    }
+
+    /// Reads the exec records of the container in `dir`; drops temp files a crash left.
+    fn load_execs(&self, dir: &Path) {
+        let execs_dir = dir.join(EXECS_DIR);
+        let Ok(rd) = std::fs::read_dir(&execs_dir) else {
+            return;
+        };
+        for entry in rd.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<ExecEntry>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(e) => {
+                    lock(&self.inner.execs).insert(e.id.clone(), e);
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "skipping unreadable exec record");
+                }
+            }
+        }
+    }
+
+    /// After adoption: a running container's execs that were running are watched again
+    /// (their processes belong to the shim, which keeps their exit codes). A container that
+    /// ended while the daemon was down loses the execs that had not ended: with its shim
+    /// gone nobody knows how a running one ended, and none is made up.
+    fn resume_execs(&self, c: &Arc<Container>) {
+        if !c.record().state.status.is_running() {
+            self.forget_execs(|e| e.container_id == c.id && !e.ended());
+            return;
+        }
+        let running: Vec<String> = lock(&self.inner.execs)
+            .values()
+            .filter(|e| e.container_id == c.id && e.started && e.running)
+            .map(|e| e.id.clone())
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for id in running {
+            let me = self.clone();
+            rt.spawn(async move { me.exec_finished(&id).await });
+        }
+    }
+
+    /// Forgets ended execs on Docker's schedule (see [`EXEC_GC_PERIOD`]).
+    fn spawn_exec_gc(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(EXEC_GC_PERIOD);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let me = Containers { inner };
+                let now = Utc::now();
+                me.forget_execs(|e| e.expired(now));
+            }
+        });
     }
 
     // ---- list, inspect ----
@@ -2312,6 +2467,40 @@ fn dir_size(p: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_execs_ended_a_sweep_period_ago_expire() {
+        let now = Utc::now();
+        let period = chrono::Duration::from_std(EXEC_GC_PERIOD).unwrap();
+        let e = |started, running, ago: Option<chrono::Duration>| ExecEntry {
+            id: "e".into(),
+            container_id: "c".into(),
+            config: ApiExecConfig::default(),
+            started,
+            running,
+            pid: 1,
+            exit_code: (!running).then_some(0),
+            finished_at: ago.map(|d| now - d),
+        };
+        assert!(
+            !e(false, false, None).expired(now),
+            "created, never started"
+        );
+        assert!(!e(true, true, None).expired(now), "running");
+        let recent = e(true, false, Some(period - chrono::Duration::seconds(1)));
+        assert!(!recent.expired(now));
+        assert!(e(true, false, Some(period)).expired(now));
+        // Sweeps come every period, so an exec is kept between one and two periods.
+        assert!(!recent.expired(now - period) && recent.expired(now + period));
+        // The record round-trips, and records without `finished_at` still load.
+        let json = serde_json::to_value(e(true, false, Some(period))).unwrap();
+        let back: ExecEntry = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.finished_at, e(true, false, Some(period)).finished_at);
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("finished_at");
+        let back: ExecEntry = serde_json::from_value(old).unwrap();
+        assert_eq!(back.finished_at, None);
+    }
 
     #[test]
     fn ps_output_is_filtered_to_the_containers_pids() {

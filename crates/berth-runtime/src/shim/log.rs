@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use chrono::{SecondsFormat, Utc};
@@ -62,6 +63,125 @@ struct RotatingFile {
     size: u64,
     max_size: Option<u64>,
     max_file: u32,
+    /// Rotated files are gzipped (`<log>.1.gz`, ...), as Docker's `compress` option does.
+    compress: bool,
+    /// The newest rotated file being compressed beside the container's output.
+    compressing: Option<Compressing>,
+}
+
+/// A forked child gzipping one rotated file: `done` reads end-of-file once it has exited.
+///
+/// A child process rather than a thread: the shim forks helpers and must stay
+/// single-threaded for that, and the compressor's buffers never become the shim's heap.
+#[derive(Debug)]
+struct Compressing {
+    done: std::os::fd::OwnedFd,
+}
+
+impl Compressing {
+    /// Starts gzipping `src` into `<src>.gz` (see [`compress_file`]).
+    fn spawn(src: PathBuf) -> std::io::Result<Compressing> {
+        let (done, tell) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        // SAFETY: the shim is single-threaded; the child only compresses one file and
+        // leaves with `_exit`, running no destructor or exit handler of the shim's.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                drop(done);
+                close_inherited(tell.as_raw_fd());
+                let code = match compress_file(&src) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("berth-shim: compress {}: {e}", src.display());
+                        1
+                    }
+                };
+                drop(tell);
+                // SAFETY: ends the child without running the shim's exit handlers or destructors.
+                unsafe { nix::libc::_exit(code) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { .. }) => {
+                // The shim's reaper collects the child (it ignores pids it does not know).
+                drop(tell);
+                Ok(Compressing { done })
+            }
+            Err(e) => Err(std::io::Error::from(e)),
+        }
+    }
+
+    /// Waits until the child has finished (its end of the pipe closed).
+    fn wait(self) {
+        let mut b = [0u8; 1];
+        loop {
+            match rustix::io::read(&self.done, &mut b) {
+                Ok(0) => return,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// In the compressor child: closes what it inherited from the shim (but stdio and `keep`),
+/// so that it holds no copy of a container's stdin pipe or of a client's connection, whose
+/// closing the other side would otherwise see only when the child exits.
+fn close_inherited(keep: std::os::fd::RawFd) {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds.into_iter().filter(|&fd| fd > 2 && fd != keep) {
+        // SAFETY: the child owns copies of these descriptors and uses none of them.
+        unsafe { nix::libc::close(fd) };
+    }
+}
+
+/// The name of a rotated file once compressed: `<file>.gz`.
+pub fn gz_name(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".gz");
+    PathBuf::from(s)
+}
+
+/// What a compressed rotated file's gzip header carries in its extra field (JSON): the inode
+/// of the file it was made from, so that a reader following the log can tell which rotated
+/// file holds the rest of the file it was reading.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RotatedMeta {
+    /// Inode of the uncompressed rotated file.
+    #[serde(rename = "sourceInode", default)]
+    pub source_inode: u64,
+}
+
+/// Gzips `src` into `<src>.gz`: written to a temp file, fsynced, renamed, and only then is
+/// `src` removed, so that at every moment one complete copy exists under one of the names.
+pub fn compress_file(src: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut input = File::open(src)?;
+    let meta = RotatedMeta {
+        source_inode: input.metadata()?.ino(),
+    };
+    let dst = gz_name(src);
+    let mut tmp = dst.clone().into_os_string();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let res = (|| {
+        let out = File::create(&tmp)?;
+        let mut gz = flate2::GzBuilder::new()
+            .extra(serde_json::to_vec(&meta).unwrap_or_default())
+            .write(std::io::BufWriter::new(out), flate2::Compression::default());
+        std::io::copy(&mut input, &mut gz)?;
+        let out = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, &dst)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res?;
+    std::fs::remove_file(src)
 }
 
 /// Which output stream a chunk came from.
@@ -92,7 +212,18 @@ impl RotatingFile {
             size,
             max_size,
             max_file: max_file.max(1),
+            compress: false,
+            compressing: None,
         })
+    }
+
+    /// Turns compression of rotated files on; a newest rotated file a previous shim left
+    /// uncompressed (it ended mid-compression) is compressed now.
+    fn set_compress(&mut self, on: bool) {
+        self.compress = on;
+        if on && self.max_file > 1 && self.rotated(1).exists() {
+            self.compressing = Compressing::spawn(self.rotated(1)).ok();
+        }
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
@@ -101,17 +232,46 @@ impl RotatingFile {
         PathBuf::from(s)
     }
 
+    /// A rotated file under its final name (`.gz` appended when compressing).
+    fn rotated_final(&self, n: u32) -> PathBuf {
+        if self.compress {
+            gz_name(&self.rotated(n))
+        } else {
+            self.rotated(n)
+        }
+    }
+
     fn rotate(&mut self) -> std::io::Result<()> {
         if self.max_file > 1 {
-            let _ = std::fs::remove_file(self.rotated(self.max_file - 1));
+            // Names move only once the previous rotated file is complete under its `.gz`
+            // name; this waits only when output outruns gzip.
+            if let Some(c) = self.compressing.take() {
+                c.wait();
+            }
+            // The child failed (or could not be forked): compress here rather than let the
+            // rename below replace the plain file.
+            if self.compress
+                && self.rotated(1).exists()
+                && let Err(e) = compress_file(&self.rotated(1))
+            {
+                eprintln!("berth-shim: compress rotated log: {e}");
+            }
+            let _ = std::fs::remove_file(self.rotated_final(self.max_file - 1));
             for i in (1..self.max_file - 1).rev() {
-                let _ = std::fs::rename(self.rotated(i), self.rotated(i + 1));
+                let _ = std::fs::rename(self.rotated_final(i), self.rotated_final(i + 1));
             }
             std::fs::rename(&self.path, self.rotated(1))?;
             self.file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)?;
+            if self.compress {
+                match Compressing::spawn(self.rotated(1)) {
+                    Ok(c) => self.compressing = Some(c),
+                    // Left uncompressed: readers take `<log>.1` as well.
+                    Err(e) => eprintln!("berth-shim: cannot compress rotated log: {e}"),
+                }
+            }
         } else {
             self.file.set_len(0)?;
         }
@@ -328,16 +488,21 @@ pub enum LogDriverConfig {
         /// `max-file` (at least 1).
         #[serde(default = "one")]
         max_file: u32,
+        /// `compress`: gzip rotated files (Docker's json-file default: no).
+        #[serde(default)]
+        compress: bool,
     },
     /// `none`
     None,
-    /// `local` (Docker's defaults: 20 MiB files, 5 of them). Rotated files are kept
-    /// uncompressed; `compress=true` is refused.
+    /// `local` (Docker's defaults: 20 MiB files, 5 of them, rotated files gzipped).
     Local {
         /// `max-size` in bytes (`None`: unlimited).
         max_size: Option<u64>,
         /// `max-file` (at least 1).
         max_file: u32,
+        /// `compress`: gzip rotated files (Docker's local default: yes).
+        #[serde(default)]
+        compress: bool,
     },
 }
 
@@ -355,6 +520,7 @@ impl Default for LogDriverConfig {
         LogDriverConfig::JsonFile {
             max_size: None,
             max_file: 1,
+            compress: false,
         }
     }
 }
@@ -365,6 +531,17 @@ fn max_size_opt(v: &str) -> Result<Option<u64>, RuntimeError> {
         RuntimeError::InvalidConfig(format!("invalid value for log opt max-size: {v:?}"))
     })?;
     Ok((n > 0).then_some(n as u64))
+}
+
+/// `compress` of json-file and local: a Go boolean, as Docker parses it.
+fn compress_opt(v: &str) -> Result<bool, RuntimeError> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(RuntimeError::InvalidConfig(format!(
+            "invalid value for log opt compress: {v:?}"
+        ))),
+    }
 }
 
 /// `max-file` of json-file and local: how many files to keep, at least 1.
@@ -383,16 +560,12 @@ impl LogDriverConfig {
             "" | "json-file" => {
                 let mut max_size = None;
                 let mut max_file = 1;
+                let mut compress = false;
                 for (k, v) in &cfg.opts {
                     match k.as_str() {
                         "max-size" => max_size = max_size_opt(v)?,
                         "max-file" => max_file = max_file_opt(v)?,
-                        "compress" if v == "false" => {}
-                        "compress" => {
-                            return Err(RuntimeError::LogDriverNotSupported {
-                                driver: "json-file with compress=true".into(),
-                            });
-                        }
+                        "compress" => compress = compress_opt(v)?,
                         "labels" | "labels-regex" | "env" | "env-regex" | "tag" => {}
                         other => {
                             return Err(invalid(format!(
@@ -406,30 +579,21 @@ impl LogDriverConfig {
                         "max-file cannot be greater than 1 without max-size".into(),
                     ));
                 }
-                Ok(LogDriverConfig::JsonFile { max_size, max_file })
+                Ok(LogDriverConfig::JsonFile {
+                    max_size,
+                    max_file,
+                    compress,
+                })
             }
             "local" => {
                 let mut max_size = Some(LOCAL_DEFAULT_MAX_SIZE);
                 let mut max_file = LOCAL_DEFAULT_MAX_FILE;
+                let mut compress = true;
                 for (k, v) in &cfg.opts {
                     match k.as_str() {
                         "max-size" => max_size = max_size_opt(v)?,
                         "max-file" => max_file = max_file_opt(v)?,
-                        "compress" => match v.parse::<bool>() {
-                            Ok(false) => {}
-                            // Rotated files are not gzipped yet; refuse rather than
-                            // silently ignore an explicit request.
-                            Ok(true) => {
-                                return Err(RuntimeError::LogDriverNotSupported {
-                                    driver: "local with compress=true (use compress=false)".into(),
-                                });
-                            }
-                            Err(_) => {
-                                return Err(invalid(format!(
-                                    "invalid value for log opt compress: {v:?}"
-                                )));
-                            }
-                        },
+                        "compress" => compress = compress_opt(v)?,
                         other => {
                             return Err(invalid(format!(
                                 "unknown log opt '{other}' for local log driver"
@@ -437,7 +601,11 @@ impl LogDriverConfig {
                         }
                     }
                 }
-                Ok(LogDriverConfig::Local { max_size, max_file })
+                Ok(LogDriverConfig::Local {
+                    max_size,
+                    max_file,
+                    compress,
+                })
             }
             "none" => {
                 if let Some(k) = cfg.opts.keys().next() {
@@ -456,12 +624,24 @@ impl LogDriverConfig {
     /// Open the driver; `path` is its log file ([`LogDriverConfig::file_name`]).
     pub fn open(&self, path: &Path) -> std::io::Result<Box<dyn LogDriver>> {
         Ok(match self {
-            LogDriverConfig::JsonFile { max_size, max_file } => {
-                Box::new(JsonLogWriter::with_rotation(path, *max_size, *max_file)?)
+            LogDriverConfig::JsonFile {
+                max_size,
+                max_file,
+                compress,
+            } => {
+                let mut w = JsonLogWriter::with_rotation(path, *max_size, *max_file)?;
+                w.out.set_compress(*compress);
+                Box::new(w)
             }
             LogDriverConfig::None => Box::new(NoLog),
-            LogDriverConfig::Local { max_size, max_file } => {
-                Box::new(LocalLogWriter::with_rotation(path, *max_size, *max_file)?)
+            LogDriverConfig::Local {
+                max_size,
+                max_file,
+                compress,
+            } => {
+                let mut w = LocalLogWriter::with_rotation(path, *max_size, *max_file)?;
+                w.out.set_compress(*compress);
+                Box::new(w)
             }
         })
     }
@@ -589,7 +769,8 @@ mod tests {
             .unwrap(),
             LogDriverConfig::JsonFile {
                 max_size: Some(10 << 20),
-                max_file: 3
+                max_file: 3,
+                compress: false,
             }
         );
         assert_eq!(
@@ -604,7 +785,8 @@ mod tests {
             LogDriverConfig::from_docker(&cfg("local", &[])).unwrap(),
             LogDriverConfig::Local {
                 max_size: Some(20 << 20),
-                max_file: 5
+                max_file: 5,
+                compress: true,
             }
         );
         assert_eq!(
@@ -615,12 +797,20 @@ mod tests {
             .unwrap(),
             LogDriverConfig::Local {
                 max_size: Some(1024),
-                max_file: 2
+                max_file: 2,
+                compress: false,
             }
         );
         assert!(matches!(
-            LogDriverConfig::from_docker(&cfg("local", &[("compress", "true")])),
-            Err(RuntimeError::LogDriverNotSupported { .. })
+            LogDriverConfig::from_docker(&cfg(
+                "json-file",
+                &[("max-size", "1k"), ("max-file", "2"), ("compress", "true")]
+            )),
+            Ok(LogDriverConfig::JsonFile { compress: true, .. })
+        ));
+        assert!(matches!(
+            LogDriverConfig::from_docker(&cfg("local", &[("compress", "maybe")])),
+            Err(RuntimeError::InvalidConfig(_))
         ));
         assert!(matches!(
             LogDriverConfig::from_docker(&cfg("local", &[("labels", "a")])),
@@ -661,6 +851,7 @@ mod tests {
         let p = LogDriverConfig::Local {
             max_size: None,
             max_file: 1,
+            compress: true,
         }
         .file_name("x");
         let p = dir.path().join(p);
@@ -710,6 +901,7 @@ mod tests {
         let cfg = LogDriverConfig::Local {
             max_size: Some(300),
             max_file: 3,
+            compress: false,
         };
         let mut w = cfg.open(&p).unwrap();
         for i in 0..200 {
@@ -735,6 +927,67 @@ mod tests {
         assert!(first("container.log.1") < first("container.log"));
         let last = local_entries(&p);
         assert_eq!(last.last().unwrap().line, b"line 199");
+    }
+
+    #[test]
+    fn compressed_rotation_keeps_every_line_in_gzip_files() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("local-logs/container.log");
+        let mut w = LocalLogWriter::with_rotation(&p, Some(300), 4).unwrap();
+        w.out.set_compress(true);
+        for i in 0..200 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        if let Some(c) = w.out.compressing.take() {
+            c.wait();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("local-logs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "container.log",
+                "container.log.1.gz",
+                "container.log.2.gz",
+                "container.log.3.gz"
+            ]
+        );
+        let mut lines = Vec::new();
+        for n in [
+            "container.log.3.gz",
+            "container.log.2.gz",
+            "container.log.1.gz",
+        ] {
+            let raw = std::fs::read(dir.path().join("local-logs").join(n)).unwrap();
+            assert_eq!(&raw[..2], &[0x1f, 0x8b], "{n} is gzip");
+            let mut gz = flate2::read::GzDecoder::new(&raw[..]);
+            let mut plain = Vec::new();
+            gz.read_to_end(&mut plain).unwrap();
+            let meta: RotatedMeta =
+                serde_json::from_slice(gz.header().unwrap().extra().unwrap()).unwrap();
+            assert_ne!(meta.source_inode, 0);
+            let unpacked = dir.path().join("plain");
+            std::fs::write(&unpacked, plain).unwrap();
+            lines.extend(local_entries(&unpacked));
+        }
+        lines.extend(local_entries(&p));
+        let nums: Vec<u32> = lines
+            .iter()
+            .map(|e| {
+                String::from_utf8(e.line[5..].to_vec())
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        let first = nums[0];
+        assert!(first > 0, "the oldest files were dropped");
+        assert_eq!(nums, (first..200).collect::<Vec<_>>());
     }
 
     #[test]

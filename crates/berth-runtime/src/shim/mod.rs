@@ -62,7 +62,10 @@ use crate::bundle::{Bundle, ExitRecord};
 use crate::config::ProcessUser;
 use crate::error::{Result, RuntimeError};
 
-pub use log::{JsonLogWriter, LocalLogWriter, LogDriver, LogDriverConfig, NoLog, Stream};
+pub use log::{
+    JsonLogWriter, LocalLogWriter, LogDriver, LogDriverConfig, NoLog, RotatedMeta, Stream,
+    compress_file, gz_name,
+};
 pub use lookup::check_executable;
 
 /// A request on `shim.sock`. New operations (`attach`, `resize`, `exec`) are new variants; a
