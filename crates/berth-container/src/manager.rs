@@ -898,6 +898,15 @@ impl Containers {
             ipc: self.namespace(&h.ipc_mode, "ipc")?,
             uts: self.namespace(&h.uts_mode, "uts")?,
             net,
+            cgroup: match h.cgroupns_mode.as_str() {
+                "private" => NamespaceMode::Private,
+                "host" => NamespaceMode::Host,
+                // Records always carry a mode (filled at create); Docker's default otherwise.
+                _ if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
+                    NamespaceMode::Private
+                }
+                _ => NamespaceMode::Host,
+            },
         };
         let mut mounts = crate::volumes::runtime_mounts(&self.inner.volumes, r, root)?;
         if let Some(shm) = self.ipc_shm(r, paths)?

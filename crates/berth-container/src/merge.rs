@@ -98,6 +98,12 @@ pub fn path_and_args(config: &ContainerConfig) -> Result<(String, Vec<String>)> 
 
 /// Validates a host configuration with Docker's messages. `ncpu` is the host's CPU count.
 pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
+    if !matches!(h.cgroupns_mode.as_str(), "" | "host" | "private") {
+        return Err(invalid(format!(
+            "invalid cgroup namespace mode: {}",
+            h.cgroupns_mode
+        )));
+    }
     let r = &h.resources;
     if r.memory != 0 && r.memory < MIN_MEMORY {
         return Err(invalid("Minimum memory limit allowed is 6MB"));
@@ -312,6 +318,11 @@ mod tests {
     #[test]
     fn validation_messages() {
         assert_eq!(check(|_| {}), "");
+        assert_eq!(check(|h| h.cgroupns_mode = "private".into()), "");
+        assert_eq!(
+            check(|h| h.cgroupns_mode = "shared".into()),
+            "invalid cgroup namespace mode: shared"
+        );
         assert_eq!(
             check(|h| h.resources.memory = 1 << 20),
             "Minimum memory limit allowed is 6MB"

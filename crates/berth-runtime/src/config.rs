@@ -153,6 +153,9 @@ pub struct NamespaceModes {
     pub uts: NamespaceMode,
     /// `--network`
     pub net: NamespaceMode,
+    /// `--cgroupns`: private (the container's cgroup is its `/`) or the host's. Only
+    /// `Private` and `Host` are meaningful.
+    pub cgroup: NamespaceMode,
 }
 
 /// cgroup limits, with Docker's HostConfig meanings. Zero or `None` means "not set".

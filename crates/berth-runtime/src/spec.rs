@@ -807,6 +807,12 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     namespaces.push(namespace(LinuxNamespaceType::Uts, &cfg.namespaces.uts));
     namespaces.push(namespace(LinuxNamespaceType::Pid, &cfg.namespaces.pid));
     namespaces.push(namespace(LinuxNamespaceType::Ipc, &cfg.namespaces.ipc));
+    // With its own cgroup namespace the container's `/sys/fs/cgroup` (cgroup2, mounted by
+    // the runtime inside the namespace) shows its own cgroup as the root, as Docker's do on v2.
+    namespaces.push(namespace(
+        LinuxNamespaceType::Cgroup,
+        &cfg.namespaces.cgroup,
+    ));
 
     let mut devices = Vec::new();
     let res = resources(cfg, host, &mut devices)?;
@@ -1377,6 +1383,7 @@ mod tests {
             LinuxNamespaceType::Uts,
             LinuxNamespaceType::Pid,
             LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Cgroup,
         ] {
             assert!(t.contains(&want), "{want:?}");
         }
@@ -1392,10 +1399,11 @@ mod tests {
             uts: NamespaceMode::Host,
             ipc: NamespaceMode::Host,
             pid: NamespaceMode::Path("/proc/42/ns/pid".into()),
+            cgroup: NamespaceMode::Host,
         };
         let spec = make(&cfg);
         let nss = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
-        assert_eq!(nss.len(), 2);
+        assert_eq!(nss.len(), 2, "{nss:?}");
         let pid = nss
             .iter()
             .find(|n| n.typ() == LinuxNamespaceType::Pid)
