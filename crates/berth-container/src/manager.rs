@@ -484,19 +484,19 @@ impl Containers {
         req: ContainerCreateRequest,
     ) -> Result<(String, Vec<String>)> {
         let me = self.clone();
-        let (c, volumes) = blocking(move || me.create_blocking(name, req)).await??;
+        let (c, volumes, warnings) = blocking(move || me.create_blocking(name, req)).await??;
         for v in volumes {
             self.volume_event("create", &v, [("driver".into(), "local".into())].into());
         }
         self.event(&c, "create", &[]);
-        Ok((c.id.clone(), Vec::new()))
+        Ok((c.id.clone(), warnings))
     }
 
     fn create_blocking(
         &self,
         name: Option<String>,
         req: ContainerCreateRequest,
-    ) -> Result<(Arc<Container>, Vec<String>)> {
+    ) -> Result<(Arc<Container>, Vec<String>, Vec<String>)> {
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => Some(names::validate(&n)?),
             None => None,
@@ -511,7 +511,9 @@ impl Containers {
         let mut host = req.host_config.unwrap_or_default();
         host.runtime = self.runtime_name(&host.runtime)?;
         merge::validate_host_config(&host, self.inner.ncpu)?;
-        merge::fill_host_defaults(&mut host, Path::new("/sys/fs/cgroup/freezer").is_dir());
+        let cgroup_v1 = Path::new("/sys/fs/cgroup/freezer").is_dir();
+        let warnings = merge::discard_unsupported(&mut host, cgroup_v1);
+        merge::fill_host_defaults(&mut host, cgroup_v1);
         if let Some(img) = &image.config.config {
             merge::merge_image_config(&mut config, img);
         }
@@ -620,7 +622,7 @@ impl Containers {
         }
         let c = Container::new(rec, dir);
         lock(&self.inner.table).by_id.insert(id, c.clone());
-        Ok((c, created_volumes))
+        Ok((c, created_volumes, warnings))
     }
 
     // ---- start ----

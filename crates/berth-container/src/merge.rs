@@ -218,6 +218,18 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
     Ok(())
 }
 
+/// Drops the settings this host's cgroups cannot apply, with Docker's warnings. cgroup v2 has
+/// no way to disable the OOM killer (v1's `memory.oom_control`), so Docker discards
+/// `OomKillDisable` there (inspect then shows `null`) rather than pretend it applies.
+pub fn discard_unsupported(h: &mut HostConfig, cgroup_v1: bool) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !cgroup_v1 && h.resources.oom_kill_disable.take() == Some(true) {
+        warnings
+            .push("Your kernel does not support OomKillDisable. OomKillDisable discarded.".into());
+    }
+    warnings
+}
+
 /// Fills the defaults Docker stores in a new container's host configuration.
 pub fn fill_host_defaults(h: &mut HostConfig, cgroup_v1: bool) {
     if h.network_mode.is_empty() || h.network_mode == "default" {
@@ -313,6 +325,21 @@ mod tests {
         validate_host_config(&h, 2)
             .map(|_| String::new())
             .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn oom_kill_disable_is_discarded_on_cgroup_v2() {
+        let mut h = HostConfig::default();
+        h.resources.oom_kill_disable = Some(true);
+        assert!(discard_unsupported(&mut h.clone(), true).is_empty());
+        assert_eq!(
+            discard_unsupported(&mut h, false),
+            ["Your kernel does not support OomKillDisable. OomKillDisable discarded."]
+        );
+        assert_eq!(h.resources.oom_kill_disable, None);
+        h.resources.oom_kill_disable = Some(false);
+        assert!(discard_unsupported(&mut h, false).is_empty());
+        assert_eq!(h.resources.oom_kill_disable, None);
     }
 
     #[test]
