@@ -145,6 +145,11 @@ pub trait HostProbe {
     fn host_devices(&self) -> Vec<PathBuf> {
         Vec::new()
     }
+    /// On cgroup v2, the file a block I/O weight goes to (`io.bfq.weight` when BFQ is
+    /// registered, `io.weight` otherwise, as runc chooses); `None` on cgroup v1.
+    fn io_weight_file(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Directories under `/dev` whose nodes are not the host's devices (or are set up per
@@ -231,6 +236,25 @@ impl HostProbe for RealHost {
         walk_devices(Path::new("/dev"), &mut out);
         out.sort();
         out
+    }
+
+    fn io_weight_file(&self) -> Option<&'static str> {
+        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            return None;
+        }
+        // Every non-root cgroup has `io.bfq.weight` once BFQ is registered, and then the
+        // block devices list it among their schedulers.
+        let bfq = std::fs::read_dir("/sys/block")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| {
+                std::fs::read_to_string(d.path().join("queue/scheduler")).is_ok_and(|s| {
+                    s.split_whitespace()
+                        .any(|x| x.trim_matches(['[', ']']) == "bfq")
+                })
+            });
+        Some(if bfq { "io.bfq.weight" } else { "io.weight" })
     }
 
     fn device(&self, path: &Path) -> io::Result<HostDevice> {
@@ -660,9 +684,28 @@ fn resources(
         res.set_pids(Some(p));
     }
     if r.blkio_weight > 0 {
-        let mut b = LinuxBlockIo::default();
-        b.set_weight(Some(r.blkio_weight));
-        res.set_block_io(Some(b));
+        match host.io_weight_file() {
+            None => {
+                let mut b = LinuxBlockIo::default();
+                b.set_weight(Some(r.blkio_weight));
+                res.set_block_io(Some(b));
+            }
+            // libcontainer 0.7 converts a weight for `io.weight` in u16 arithmetic, which
+            // overflows for any weight above 16 (a panic in debug builds, a wrong weight
+            // otherwise), so on v2 the spec names the file and value itself (runc's choice of
+            // file and conversion; BFQ takes the blkio weight as it is).
+            Some(file) => {
+                let w = i64::from(r.blkio_weight);
+                let value = if file == "io.weight" {
+                    1 + (w.clamp(10, 1000) - 10) * 9999 / 990
+                } else {
+                    w
+                };
+                let mut unified = res.unified().clone().unwrap_or_default();
+                unified.insert(file.to_string(), value.to_string());
+                res.set_unified(Some(unified));
+            }
+        }
     }
     Ok(res)
 }
@@ -1198,6 +1241,32 @@ mod tests {
         assert_eq!(mem.disable_oom_killer(), Some(true));
         assert_eq!(r.pids().unwrap().limit(), 100);
         assert_eq!(r.block_io().clone().unwrap().weight(), Some(300));
+
+        // cgroup v2: the weight is written to the io file directly, converted for io.weight.
+        struct V2Host(&'static str);
+        impl HostProbe for V2Host {
+            fn kernel_version(&self) -> (u32, u32) {
+                (6, 18)
+            }
+            fn arch(&self) -> &str {
+                "amd64"
+            }
+            fn device(&self, _: &Path) -> io::Result<HostDevice> {
+                Err(io::Error::from(io::ErrorKind::NotFound))
+            }
+            fn io_weight_file(&self) -> Option<&'static str> {
+                Some(self.0)
+            }
+        }
+        for (file, want) in [("io.weight", "2929"), ("io.bfq.weight", "300")] {
+            let spec = generate(&cfg, &V2Host(file)).unwrap();
+            let r = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+            assert!(r.block_io().is_none());
+            assert_eq!(
+                r.unified().clone().unwrap().get(file).map(String::as_str),
+                Some(want)
+            );
+        }
 
         cfg.resources = Resources {
             memory: 100,
