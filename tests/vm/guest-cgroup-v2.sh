@@ -8,12 +8,16 @@
 # Inputs in WORK: vm.env (BIN_DIR=the host's target dir holding berthd, berth, berth-shim),
 # busybox.tar (a docker-archive image). Output: WORK/results.txt, one line per fact:
 #   INFO key value...    PASS check    FAIL check: why    DONE
-# and the logs guest.log (this script's trace) and berthd.log. The VM powers off at the end.
+# and the logs guest.log (this script's output and trace) and berthd.log. The VM powers off at
+# the end.
 
 work=$1
 out=$work/results.txt
 exec >"$work/guest.log" 2>&1
-# The trace, with timestamps, is what to read when a check fails or the run is slow.
+# The trace, with timestamps, is what to read when a check fails or the run is slow. It has
+# its own descriptor so that the checks' `2>&1` captures do not collect it.
+exec 9>>"$work/guest.log"
+BASH_XTRACEFD=9
 PS4='+ ${EPOCHREALTIME} '
 set -x
 set -u
@@ -113,8 +117,8 @@ check cpuset_mems 0 "$(cat "$cg/cpuset.mems")"
 if [ -e "$cg/io.bfq.weight" ]; then
   check io_weight "default 300" "$(head -1 "$cg/io.bfq.weight")"
 else
-  # 10..1000 onto 1..10000: 1 + (300 - 10) * 9999 / 990.
-  check io_weight "default 2929" "$(head -1 "$cg/io.weight")"
+  # 10..1000 onto 1..10000: 1 + (300 - 10) * 9999 / 990 = 2930.
+  check io_weight "default 2930" "$(head -1 "$cg/io.weight")"
 fi
 check inspect_resources "67108864 134217728 33554432 50 500000000 512 0 0 300" \
   "$(berth inspect --format '{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.MemoryReservation}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}} {{.HostConfig.CpusetCpus}} {{.HostConfig.CpusetMems}} {{.HostConfig.BlkioWeight}}' lim)"

@@ -152,6 +152,17 @@ pub trait HostProbe {
     }
 }
 
+/// cgroup v2 `cpu.weight` for v1 CPU shares: runc's linear map of 2..262144 onto 1..10000
+/// (what Docker's containers get; libcontainer 0.7 uses a newer, non-linear one).
+pub fn cpu_weight_from_shares(shares: u64) -> u64 {
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+/// cgroup v2 `io.weight` for a blkio weight: runc's linear map of 10..1000 onto 1..10000.
+pub fn io_weight_from_blkio(weight: u16) -> u64 {
+    1 + (u64::from(weight).clamp(10, 1000) - 10) * 9999 / 990
+}
+
 /// Directories under `/dev` whose nodes are not the host's devices (or are set up per
 /// container), skipped as Docker skips them for `--privileged`.
 const HOST_DEV_SKIP_DIRS: &[&str] = &["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
@@ -660,7 +671,15 @@ fn resources(
         || !r.cpuset_mems.is_empty()
     {
         let mut c = LinuxCpu::default();
-        if r.cpu_shares > 0 {
+        if r.cpu_shares > 0 && host.io_weight_file().is_some() {
+            // cgroup v2: the weight Docker's runc gives these shares, not libcontainer's.
+            let mut unified = res.unified().clone().unwrap_or_default();
+            unified.insert(
+                "cpu.weight".into(),
+                cpu_weight_from_shares(r.cpu_shares).to_string(),
+            );
+            res.set_unified(Some(unified));
+        } else if r.cpu_shares > 0 {
             c.set_shares(Some(r.cpu_shares));
         }
         if quota != 0 {
@@ -695,11 +714,10 @@ fn resources(
             // otherwise), so on v2 the spec names the file and value itself (runc's choice of
             // file and conversion; BFQ takes the blkio weight as it is).
             Some(file) => {
-                let w = i64::from(r.blkio_weight);
                 let value = if file == "io.weight" {
-                    1 + (w.clamp(10, 1000) - 10) * 9999 / 990
+                    io_weight_from_blkio(r.blkio_weight)
                 } else {
-                    w
+                    u64::from(r.blkio_weight)
                 };
                 let mut unified = res.unified().clone().unwrap_or_default();
                 unified.insert(file.to_string(), value.to_string());
@@ -1258,14 +1276,15 @@ mod tests {
                 Some(self.0)
             }
         }
-        for (file, want) in [("io.weight", "2929"), ("io.bfq.weight", "300")] {
+        for (file, want) in [("io.weight", "2930"), ("io.bfq.weight", "300")] {
             let spec = generate(&cfg, &V2Host(file)).unwrap();
             let r = spec.linux().as_ref().unwrap().resources().clone().unwrap();
             assert!(r.block_io().is_none());
-            assert_eq!(
-                r.unified().clone().unwrap().get(file).map(String::as_str),
-                Some(want)
-            );
+            let unified = r.unified().clone().unwrap();
+            assert_eq!(unified.get(file).map(String::as_str), Some(want));
+            // And the shares as runc's weight: 1 + (512 - 2) * 9999 / 262142.
+            assert_eq!(unified.get("cpu.weight").map(String::as_str), Some("20"));
+            assert_eq!(r.cpu().clone().unwrap().shares(), None);
         }
 
         cfg.resources = Resources {
