@@ -61,6 +61,7 @@ const CHECKS: &[&str] = &[
     "device_urandom_readable",
     "device_mknod_allowed",
     "device_default_deny",
+    "device_cgroup_rule_allows",
     "device_flag_allows",
     "pids_limit_holds_fork_bomb",
     "bomb_cgroup_removed",

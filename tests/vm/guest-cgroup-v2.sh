@@ -194,6 +194,9 @@ case "$denied" in
   *"Operation not permitted"*) pass device_default_deny ;;
   *) fail device_default_deny "writing a c 1:11 node gave '$denied'" ;;
 esac
+# The same node with a rule that allows it: only the device filter decided above.
+check device_cgroup_rule_allows ok \
+  "$(berth run --rm --network none --device-cgroup-rule 'c 1:11 w' busybox sh -c 'mknod /tmp/kmsg c 1 11 && echo berth-rule-test >/tmp/kmsg && echo ok' 2>&1)"
 check device_flag_allows ok \
   "$(berth run --rm --network none --device /dev/kmsg busybox sh -c 'echo berth-device-test >/dev/kmsg && echo ok' 2>&1)"
 

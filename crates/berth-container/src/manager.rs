@@ -1034,6 +1034,7 @@ impl Containers {
             no_dev_shm: h.ipc_mode == "none",
             mounts,
             devices,
+            device_cgroup_rules: h.resources.device_cgroup_rules.clone().unwrap_or_default(),
             ulimits,
             masked_paths: h.masked_paths.clone(),
             readonly_paths: h.readonly_paths.clone(),

@@ -61,6 +61,8 @@ pub struct ContainerRunConfig {
     pub mounts: Vec<MountSpec>,
     /// Host devices to expose.
     pub devices: Vec<DeviceSpec>,
+    /// `--device-cgroup-rule` entries (`c 1:11 rwm`, `a *:* m`), added to the allow-list.
+    pub device_cgroup_rules: Vec<String>,
     /// Resource limits (`--ulimit`); only those asked for are set, passed through unchanged.
     pub ulimits: Vec<Ulimit>,
     /// Paths to mask; `None` means Docker's default list.

@@ -528,6 +528,42 @@ fn device_rule(
     r
 }
 
+/// One `--device-cgroup-rule` (`TYPE MAJOR:MINOR ACCESS`, `*` for any number), as Docker's
+/// `^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$` reads it, as an allow rule.
+fn parse_device_cgroup_rule(rule: &str) -> Result<LinuxDeviceCgroup> {
+    let bad = || invalid(format!("invalid device cgroup rule format: '{rule}'"));
+    let parts: Vec<&str> = rule.split(' ').collect();
+    let [typ, numbers, access] = parts[..] else {
+        return Err(bad());
+    };
+    let typ = match typ {
+        "a" => LinuxDeviceType::A,
+        "b" => LinuxDeviceType::B,
+        "c" => LinuxDeviceType::C,
+        _ => return Err(bad()),
+    };
+    let number = |n: &str| -> Result<Option<i64>> {
+        match n {
+            "*" => Ok(None),
+            n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                n.parse().map(Some).map_err(|_| bad())
+            }
+            _ => Err(bad()),
+        }
+    };
+    let (major, minor) = numbers.split_once(':').ok_or_else(bad)?;
+    if access.is_empty() || access.len() > 3 || access.chars().any(|c| !"rwm".contains(c)) {
+        return Err(bad());
+    }
+    Ok(device_rule(
+        true,
+        typ,
+        number(major)?,
+        number(minor)?,
+        access,
+    ))
+}
+
 /// Docker's default device cgroup rules: deny everything, then allow mknod of any node and
 /// use of the standard devices.
 pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
@@ -628,6 +664,9 @@ fn resources(
             PathBuf::from(&d.path_in_container)
         };
         devices.push(linux_device(path, &info));
+    }
+    for rule in &cfg.device_cgroup_rules {
+        rules.push(parse_device_cgroup_rule(rule)?);
     }
     res.set_devices(Some(rules));
 
@@ -1509,6 +1548,44 @@ mod tests {
             .find(|m| m.destination() == Path::new("/dev/shm"))
             .unwrap();
         assert_eq!(shm.typ().as_deref(), Some("bind"));
+    }
+
+    #[test]
+    fn device_cgroup_rules_parse_as_docker_reads_them() {
+        for bad in [
+            "c 1:11",
+            "x 1:11 rw",
+            "c 1-11 rw",
+            "c 1:11 rwx",
+            "c a:11 rw",
+            "c 1:11  rw",
+        ] {
+            let err = parse_device_cgroup_rule(bad).unwrap_err().to_string();
+            assert!(
+                err.ends_with(&format!("invalid device cgroup rule format: '{bad}'")),
+                "{err}"
+            );
+        }
+        let r = parse_device_cgroup_rule("c 1:* rw").unwrap();
+        assert_eq!(
+            (
+                r.allow(),
+                r.typ(),
+                r.major(),
+                r.minor(),
+                r.access().as_deref()
+            ),
+            (true, Some(LinuxDeviceType::C), Some(1), None, Some("rw"))
+        );
+        let mut cfg = base();
+        cfg.device_cgroup_rules = vec!["b 8:* rwm".into()];
+        let spec = make(&cfg);
+        let rules = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+        let last = rules.devices().clone().unwrap().pop().unwrap();
+        assert_eq!(
+            (last.typ(), last.major()),
+            (Some(LinuxDeviceType::B), Some(8))
+        );
     }
 
     #[test]
