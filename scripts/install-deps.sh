@@ -8,6 +8,8 @@ packages=(
   pkg-config
   libc6-dev        # glibc's static libc.a: the container init (--init) is linked statically
   libseccomp-dev   # the container runtime's seccomp filters
+  libelf-dev       # libbpf (built by libbpf-sys) for the cgroup v2 device filter (eBPF)
+  zlib1g-dev       # libbpf links zlib too
   nftables         # NAT and port publishing (berth-network drives `nft -j`)
   iptables         # accept rules for Berth's bridges when Docker set iptables' FORWARD policy to DROP
   iproute2         # network namespaces in tests

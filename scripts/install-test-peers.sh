@@ -5,11 +5,17 @@
 #   docker.io  Debian's dockerd: the networking tests start it (in a throw-away network namespace)
 #              to check that Berth's bridges still forward when Docker set iptables' FORWARD
 #              policy to DROP.
-# A peer that cannot be installed only makes its tests skip (they say so), so failures here
-# are reported and do not stop the suite. Needs root.
+#   qemu-system-x86, linux-image-amd64, cpio, file
+#              the cgroup v2 test (tests/tests/cgroup_v2_vm.rs) boots a VM with Debian's kernel
+#              (its 9p modules; the -cloud flavour has none) on a pure cgroup v2 hierarchy;
+#              tests/vm/boot.sh builds its initramfs with cpio. Installing the kernel package
+#              only puts files in /boot and /lib/modules: this machine does not boot from them.
+# A peer that cannot be installed only makes its tests skip (they say so) — except the VM's,
+# whose test fails naming what is missing — so failures here are reported and do not stop the
+# suite. Needs root.
 set -uo pipefail
 
-peers=(runc docker.io)
+peers=(runc docker.io qemu-system-x86 linux-image-amd64 cpio file)
 missing=()
 for pkg in "${peers[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

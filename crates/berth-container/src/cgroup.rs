@@ -83,8 +83,14 @@ pub fn freeze(cgroup_path: &str, frozen: bool) -> std::io::Result<()> {
             .unwrap_or("")
             .trim()
             .to_string();
-        if state == if frozen { "1" } else { "0" } || Instant::now() > deadline {
+        if state == if frozen { "1" } else { "0" } {
             return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(std::io::Error::other(format!(
+                "{} still reports frozen {state:?}",
+                dir.join("cgroup.events").display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(5));
     }

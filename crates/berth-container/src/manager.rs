@@ -520,19 +520,19 @@ impl Containers {
         // A start usually follows (`run`): let the kernel's cgroup grace period pass meanwhile.
         berth_runtime::cgroup_warmup::prewarm();
         let me = self.clone();
-        let (c, volumes) = blocking(move || me.create_blocking(name, req)).await??;
+        let (c, volumes, warnings) = blocking(move || me.create_blocking(name, req)).await??;
         for v in volumes {
             self.volume_event("create", &v, [("driver".into(), "local".into())].into());
         }
         self.event(&c, "create", &[]);
-        Ok((c.id.clone(), Vec::new()))
+        Ok((c.id.clone(), warnings))
     }
 
     fn create_blocking(
         &self,
         name: Option<String>,
         req: ContainerCreateRequest,
-    ) -> Result<(Arc<Container>, Vec<String>)> {
+    ) -> Result<(Arc<Container>, Vec<String>, Vec<String>)> {
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => Some(names::validate(&n)?),
             None => None,
@@ -547,7 +547,9 @@ impl Containers {
         let mut host = req.host_config.unwrap_or_default();
         host.runtime = self.runtime_name(&host.runtime)?;
         merge::validate_host_config(&host, self.inner.ncpu)?;
-        merge::fill_host_defaults(&mut host, Path::new("/sys/fs/cgroup/freezer").is_dir());
+        let cgroup_v1 = Path::new("/sys/fs/cgroup/freezer").is_dir();
+        let warnings = merge::discard_unsupported(&mut host, cgroup_v1);
+        merge::fill_host_defaults(&mut host, cgroup_v1);
         if let Some(img) = &image.config.config {
             merge::merge_image_config(&mut config, img);
         }
@@ -656,7 +658,7 @@ impl Containers {
         }
         let c = Container::new(rec, dir);
         lock(&self.inner.table).by_id.insert(id, c.clone());
-        Ok((c, created_volumes))
+        Ok((c, created_volumes, warnings))
     }
 
     // ---- start ----
@@ -937,6 +939,15 @@ impl Containers {
             ipc: self.namespace(&h.ipc_mode, "ipc")?,
             uts: self.namespace(&h.uts_mode, "uts")?,
             net,
+            cgroup: match h.cgroupns_mode.as_str() {
+                "private" => NamespaceMode::Private,
+                "host" => NamespaceMode::Host,
+                // Records always carry a mode (filled at create); Docker's default otherwise.
+                _ if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
+                    NamespaceMode::Private
+                }
+                _ => NamespaceMode::Host,
+            },
         };
         let mut mounts = crate::volumes::runtime_mounts(&self.inner.volumes, r, root)?;
         if let Some(shm) = self.ipc_shm(r, paths)?
@@ -1062,6 +1073,7 @@ impl Containers {
             no_dev_shm: h.ipc_mode == "none",
             mounts,
             devices,
+            device_cgroup_rules: h.resources.device_cgroup_rules.clone().unwrap_or_default(),
             ulimits,
             masked_paths: h.masked_paths.clone(),
             readonly_paths: h.readonly_paths.clone(),

@@ -98,6 +98,12 @@ pub fn path_and_args(config: &ContainerConfig) -> Result<(String, Vec<String>)> 
 
 /// Validates a host configuration with Docker's messages. `ncpu` is the host's CPU count.
 pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
+    if !matches!(h.cgroupns_mode.as_str(), "" | "host" | "private") {
+        return Err(invalid(format!(
+            "invalid cgroup namespace mode: {}",
+            h.cgroupns_mode
+        )));
+    }
     let r = &h.resources;
     if r.memory != 0 && r.memory < MIN_MEMORY {
         return Err(invalid("Minimum memory limit allowed is 6MB"));
@@ -212,6 +218,18 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
     Ok(())
 }
 
+/// Drops the settings this host's cgroups cannot apply, with Docker's warnings. cgroup v2 has
+/// no way to disable the OOM killer (v1's `memory.oom_control`), so Docker discards
+/// `OomKillDisable` there (inspect then shows `null`) rather than pretend it applies.
+pub fn discard_unsupported(h: &mut HostConfig, cgroup_v1: bool) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !cgroup_v1 && h.resources.oom_kill_disable.take() == Some(true) {
+        warnings
+            .push("Your kernel does not support OomKillDisable. OomKillDisable discarded.".into());
+    }
+    warnings
+}
+
 /// Fills the defaults Docker stores in a new container's host configuration.
 pub fn fill_host_defaults(h: &mut HostConfig, cgroup_v1: bool) {
     if h.network_mode.is_empty() || h.network_mode == "default" {
@@ -310,8 +328,28 @@ mod tests {
     }
 
     #[test]
+    fn oom_kill_disable_is_discarded_on_cgroup_v2() {
+        let mut h = HostConfig::default();
+        h.resources.oom_kill_disable = Some(true);
+        assert!(discard_unsupported(&mut h.clone(), true).is_empty());
+        assert_eq!(
+            discard_unsupported(&mut h, false),
+            ["Your kernel does not support OomKillDisable. OomKillDisable discarded."]
+        );
+        assert_eq!(h.resources.oom_kill_disable, None);
+        h.resources.oom_kill_disable = Some(false);
+        assert!(discard_unsupported(&mut h, false).is_empty());
+        assert_eq!(h.resources.oom_kill_disable, None);
+    }
+
+    #[test]
     fn validation_messages() {
         assert_eq!(check(|_| {}), "");
+        assert_eq!(check(|h| h.cgroupns_mode = "private".into()), "");
+        assert_eq!(
+            check(|h| h.cgroupns_mode = "shared".into()),
+            "invalid cgroup namespace mode: shared"
+        );
         assert_eq!(
             check(|h| h.resources.memory = 1 << 20),
             "Minimum memory limit allowed is 6MB"

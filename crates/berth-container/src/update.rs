@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use berth_api::models::Resources;
 use berth_api::models::stats::ContainerUpdateRequest;
+use berth_runtime::spec::{cpu_weight_from_shares, io_weight_from_blkio};
 
 use crate::error::{ContainerError, Result, conflict, invalid};
 use crate::manager::Containers;
@@ -114,16 +115,6 @@ fn w(dir: &Path, file: &str, value: impl ToString) -> Write {
     }
 }
 
-/// cgroup v2 `cpu.weight` from v1 shares (runc's conversion).
-fn shares_to_weight(shares: i64) -> i64 {
-    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
-}
-
-/// cgroup v2 `io.weight` from a blkio weight (10-1000 onto 1-10000, as runc does).
-fn blkio_to_io_weight(weight: u16) -> i64 {
-    1 + (i64::from(weight).clamp(10, 1000) - 10) * 9999 / 990
-}
-
 /// The cgroup writes that put `r` (the merged resources) into effect for the fields `update`
 /// touched, in an order the kernel accepts.
 pub fn plan(dirs: &CgroupDirs, r: &Resources, update: &Resources) -> Vec<Write> {
@@ -225,7 +216,11 @@ pub fn plan(dirs: &CgroupDirs, r: &Resources, update: &Resources) -> Vec<Write> 
                 out.push(w(dir, "memory.low", r.memory_reservation));
             }
             if update.cpu_shares != 0 {
-                out.push(w(dir, "cpu.weight", shares_to_weight(r.cpu_shares)));
+                out.push(w(
+                    dir,
+                    "cpu.weight",
+                    cpu_weight_from_shares(r.cpu_shares.max(0) as u64),
+                ));
             }
             if cpu_changed {
                 let q = if quota > 0 {
@@ -248,7 +243,7 @@ pub fn plan(dirs: &CgroupDirs, r: &Resources, update: &Resources) -> Vec<Write> 
                 if dir.join("io.bfq.weight").exists() {
                     out.push(w(dir, "io.bfq.weight", r.blkio_weight));
                 } else {
-                    out.push(w(dir, "io.weight", blkio_to_io_weight(r.blkio_weight)));
+                    out.push(w(dir, "io.weight", io_weight_from_blkio(r.blkio_weight)));
                 }
             }
         }

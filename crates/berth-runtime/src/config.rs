@@ -61,6 +61,8 @@ pub struct ContainerRunConfig {
     pub mounts: Vec<MountSpec>,
     /// Host devices to expose.
     pub devices: Vec<DeviceSpec>,
+    /// `--device-cgroup-rule` entries (`c 1:11 rwm`, `a *:* m`), added to the allow-list.
+    pub device_cgroup_rules: Vec<String>,
     /// Resource limits (`--ulimit`); only those asked for are set, passed through unchanged.
     pub ulimits: Vec<Ulimit>,
     /// Paths to mask; `None` means Docker's default list.
@@ -153,6 +155,9 @@ pub struct NamespaceModes {
     pub uts: NamespaceMode,
     /// `--network`
     pub net: NamespaceMode,
+    /// `--cgroupns`: private (the container's cgroup is its `/`) or the host's. Only
+    /// `Private` and `Host` are meaningful.
+    pub cgroup: NamespaceMode,
 }
 
 /// cgroup limits, with Docker's HostConfig meanings. Zero or `None` means "not set".

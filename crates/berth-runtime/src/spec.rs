@@ -145,6 +145,22 @@ pub trait HostProbe {
     fn host_devices(&self) -> Vec<PathBuf> {
         Vec::new()
     }
+    /// On cgroup v2, the file a block I/O weight goes to (`io.bfq.weight` when BFQ is
+    /// registered, `io.weight` otherwise, as runc chooses); `None` on cgroup v1.
+    fn io_weight_file(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// cgroup v2 `cpu.weight` for v1 CPU shares: runc's linear map of 2..262144 onto 1..10000
+/// (what Docker's containers get; libcontainer 0.7 uses a newer, non-linear one).
+pub fn cpu_weight_from_shares(shares: u64) -> u64 {
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+/// cgroup v2 `io.weight` for a blkio weight: runc's linear map of 10..1000 onto 1..10000.
+pub fn io_weight_from_blkio(weight: u16) -> u64 {
+    1 + (u64::from(weight).clamp(10, 1000) - 10) * 9999 / 990
 }
 
 /// Directories under `/dev` whose nodes are not the host's devices (or are set up per
@@ -231,6 +247,25 @@ impl HostProbe for RealHost {
         walk_devices(Path::new("/dev"), &mut out);
         out.sort();
         out
+    }
+
+    fn io_weight_file(&self) -> Option<&'static str> {
+        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            return None;
+        }
+        // Every non-root cgroup has `io.bfq.weight` once BFQ is registered, and then the
+        // block devices list it among their schedulers.
+        let bfq = std::fs::read_dir("/sys/block")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| {
+                std::fs::read_to_string(d.path().join("queue/scheduler")).is_ok_and(|s| {
+                    s.split_whitespace()
+                        .any(|x| x.trim_matches(['[', ']']) == "bfq")
+                })
+            });
+        Some(if bfq { "io.bfq.weight" } else { "io.weight" })
     }
 
     fn device(&self, path: &Path) -> io::Result<HostDevice> {
@@ -493,6 +528,42 @@ fn device_rule(
     r
 }
 
+/// One `--device-cgroup-rule` (`TYPE MAJOR:MINOR ACCESS`, `*` for any number), as Docker's
+/// `^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$` reads it, as an allow rule.
+fn parse_device_cgroup_rule(rule: &str) -> Result<LinuxDeviceCgroup> {
+    let bad = || invalid(format!("invalid device cgroup rule format: '{rule}'"));
+    let parts: Vec<&str> = rule.split(' ').collect();
+    let [typ, numbers, access] = parts[..] else {
+        return Err(bad());
+    };
+    let typ = match typ {
+        "a" => LinuxDeviceType::A,
+        "b" => LinuxDeviceType::B,
+        "c" => LinuxDeviceType::C,
+        _ => return Err(bad()),
+    };
+    let number = |n: &str| -> Result<Option<i64>> {
+        match n {
+            "*" => Ok(None),
+            n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                n.parse().map(Some).map_err(|_| bad())
+            }
+            _ => Err(bad()),
+        }
+    };
+    let (major, minor) = numbers.split_once(':').ok_or_else(bad)?;
+    if access.is_empty() || access.len() > 3 || access.chars().any(|c| !"rwm".contains(c)) {
+        return Err(bad());
+    }
+    Ok(device_rule(
+        true,
+        typ,
+        number(major)?,
+        number(minor)?,
+        access,
+    ))
+}
+
 /// Docker's default device cgroup rules: deny everything, then allow mknod of any node and
 /// use of the standard devices.
 pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
@@ -594,6 +665,9 @@ fn resources(
         };
         devices.push(linux_device(path, &info));
     }
+    for rule in &cfg.device_cgroup_rules {
+        rules.push(parse_device_cgroup_rule(rule)?);
+    }
     res.set_devices(Some(rules));
 
     if r.memory > 0 || r.memory_reservation > 0 || r.memory_swap != 0 || r.oom_kill_disable {
@@ -636,7 +710,15 @@ fn resources(
         || !r.cpuset_mems.is_empty()
     {
         let mut c = LinuxCpu::default();
-        if r.cpu_shares > 0 {
+        if r.cpu_shares > 0 && host.io_weight_file().is_some() {
+            // cgroup v2: the weight Docker's runc gives these shares, not libcontainer's.
+            let mut unified = res.unified().clone().unwrap_or_default();
+            unified.insert(
+                "cpu.weight".into(),
+                cpu_weight_from_shares(r.cpu_shares).to_string(),
+            );
+            res.set_unified(Some(unified));
+        } else if r.cpu_shares > 0 {
             c.set_shares(Some(r.cpu_shares));
         }
         if quota != 0 {
@@ -660,9 +742,27 @@ fn resources(
         res.set_pids(Some(p));
     }
     if r.blkio_weight > 0 {
-        let mut b = LinuxBlockIo::default();
-        b.set_weight(Some(r.blkio_weight));
-        res.set_block_io(Some(b));
+        match host.io_weight_file() {
+            None => {
+                let mut b = LinuxBlockIo::default();
+                b.set_weight(Some(r.blkio_weight));
+                res.set_block_io(Some(b));
+            }
+            // libcontainer 0.7 converts a weight for `io.weight` in u16 arithmetic, which
+            // overflows for any weight above 16 (a panic in debug builds, a wrong weight
+            // otherwise), so on v2 the spec names the file and value itself (runc's choice of
+            // file and conversion; BFQ takes the blkio weight as it is).
+            Some(file) => {
+                let value = if file == "io.weight" {
+                    io_weight_from_blkio(r.blkio_weight)
+                } else {
+                    u64::from(r.blkio_weight)
+                };
+                let mut unified = res.unified().clone().unwrap_or_default();
+                unified.insert(file.to_string(), value.to_string());
+                res.set_unified(Some(unified));
+            }
+        }
     }
     Ok(res)
 }
@@ -807,6 +907,12 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     namespaces.push(namespace(LinuxNamespaceType::Uts, &cfg.namespaces.uts));
     namespaces.push(namespace(LinuxNamespaceType::Pid, &cfg.namespaces.pid));
     namespaces.push(namespace(LinuxNamespaceType::Ipc, &cfg.namespaces.ipc));
+    // With its own cgroup namespace the container's `/sys/fs/cgroup` (cgroup2, mounted by
+    // the runtime inside the namespace) shows its own cgroup as the root, as Docker's do on v2.
+    namespaces.push(namespace(
+        LinuxNamespaceType::Cgroup,
+        &cfg.namespaces.cgroup,
+    ));
 
     let mut devices = Vec::new();
     let res = resources(cfg, host, &mut devices)?;
@@ -1193,6 +1299,33 @@ mod tests {
         assert_eq!(r.pids().unwrap().limit(), 100);
         assert_eq!(r.block_io().clone().unwrap().weight(), Some(300));
 
+        // cgroup v2: the weight is written to the io file directly, converted for io.weight.
+        struct V2Host(&'static str);
+        impl HostProbe for V2Host {
+            fn kernel_version(&self) -> (u32, u32) {
+                (6, 18)
+            }
+            fn arch(&self) -> &str {
+                "amd64"
+            }
+            fn device(&self, _: &Path) -> io::Result<HostDevice> {
+                Err(io::Error::from(io::ErrorKind::NotFound))
+            }
+            fn io_weight_file(&self) -> Option<&'static str> {
+                Some(self.0)
+            }
+        }
+        for (file, want) in [("io.weight", "2930"), ("io.bfq.weight", "300")] {
+            let spec = generate(&cfg, &V2Host(file)).unwrap();
+            let r = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+            assert!(r.block_io().is_none());
+            let unified = r.unified().clone().unwrap();
+            assert_eq!(unified.get(file).map(String::as_str), Some(want));
+            // And the shares as runc's weight: 1 + (512 - 2) * 9999 / 262142.
+            assert_eq!(unified.get("cpu.weight").map(String::as_str), Some("20"));
+            assert_eq!(r.cpu().clone().unwrap().shares(), None);
+        }
+
         cfg.resources = Resources {
             memory: 100,
             memory_swap: -1,
@@ -1377,6 +1510,7 @@ mod tests {
             LinuxNamespaceType::Uts,
             LinuxNamespaceType::Pid,
             LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Cgroup,
         ] {
             assert!(t.contains(&want), "{want:?}");
         }
@@ -1392,10 +1526,11 @@ mod tests {
             uts: NamespaceMode::Host,
             ipc: NamespaceMode::Host,
             pid: NamespaceMode::Path("/proc/42/ns/pid".into()),
+            cgroup: NamespaceMode::Host,
         };
         let spec = make(&cfg);
         let nss = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
-        assert_eq!(nss.len(), 2);
+        assert_eq!(nss.len(), 2, "{nss:?}");
         let pid = nss
             .iter()
             .find(|n| n.typ() == LinuxNamespaceType::Pid)
@@ -1413,6 +1548,44 @@ mod tests {
             .find(|m| m.destination() == Path::new("/dev/shm"))
             .unwrap();
         assert_eq!(shm.typ().as_deref(), Some("bind"));
+    }
+
+    #[test]
+    fn device_cgroup_rules_parse_as_docker_reads_them() {
+        for bad in [
+            "c 1:11",
+            "x 1:11 rw",
+            "c 1-11 rw",
+            "c 1:11 rwx",
+            "c a:11 rw",
+            "c 1:11  rw",
+        ] {
+            let err = parse_device_cgroup_rule(bad).unwrap_err().to_string();
+            assert!(
+                err.ends_with(&format!("invalid device cgroup rule format: '{bad}'")),
+                "{err}"
+            );
+        }
+        let r = parse_device_cgroup_rule("c 1:* rw").unwrap();
+        assert_eq!(
+            (
+                r.allow(),
+                r.typ(),
+                r.major(),
+                r.minor(),
+                r.access().as_deref()
+            ),
+            (true, Some(LinuxDeviceType::C), Some(1), None, Some("rw"))
+        );
+        let mut cfg = base();
+        cfg.device_cgroup_rules = vec!["b 8:* rwm".into()];
+        let spec = make(&cfg);
+        let rules = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+        let last = rules.devices().clone().unwrap().pop().unwrap();
+        assert_eq!(
+            (last.typ(), last.major()),
+            (Some(LinuxDeviceType::B), Some(8))
+        );
     }
 
     #[test]
