@@ -1295,3 +1295,31 @@ fn runc_created_then_started_quick_command_is_reaped() {
     std::thread::sleep(Duration::from_millis(50));
     fx.assert_runc_cleaned("rcquick");
 }
+
+/// A long-lived container's execs (a health check every interval) do not pile up in its shim:
+/// past a bound the oldest finished ones are forgotten, the newest stay queryable.
+#[test]
+fn finished_execs_are_forgotten_past_a_bound() {
+    require_root!();
+    let mut fx = Fixture::new();
+    let cfg = fx.config("manyexecs", &["sleep", "100"]);
+    let h = fx.spawn(&cfg).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..70 {
+        let e = exec(&["sh", "-c", &format!("exit {}", n % 7)]);
+        let mut p = h.exec_start(&e).unwrap();
+        read_all(p.stream.as_mut().unwrap());
+        assert_eq!(h.exec_wait(&e.exec_id).unwrap().exit_code, Some(n % 7));
+        ids.push(e.exec_id);
+    }
+    // A request wakes the shim's loop, which forgets before it answers the next one.
+    let _ = h.exec_state(&ids[69]);
+    assert!(
+        matches!(h.exec_state(&ids[0]), Err(RuntimeError::NoSuchExec { .. })),
+        "the oldest of 70 finished execs is forgotten"
+    );
+    let last = h.exec_state(&ids[69]).unwrap();
+    assert_eq!((last.running, last.exit_code), (false, Some(69 % 7)));
+    let kept = ids.iter().filter(|id| h.exec_state(id).is_ok()).count();
+    assert_eq!(kept, 64, "the newest 64 finished execs stay");
+}

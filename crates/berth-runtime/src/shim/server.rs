@@ -40,6 +40,12 @@ use crate::seccomp_bpf::{CompiledFilter, keep_sys_admin_until_exec};
 /// How long output is still collected after init exited, for processes outside the
 /// container's pid namespace that keep the pipes open (`--pid host`).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// Finished execs are forgotten this long after they end (the daemon keeps its own record of
+/// them once it has their exit; it only asks again after a restart)...
+const FORGET_EXEC_AFTER: Duration = Duration::from_secs(15 * 60);
+/// ...or sooner when more than this many finished ones pile up (a health check is an exec
+/// every interval: without a bound a long-lived shim would grow forever).
+const FINISHED_EXECS_KEPT: usize = 64;
 
 /// Entry point of the `berth-shim` binary; returns the process exit code.
 pub fn main() -> i32 {
@@ -1030,6 +1036,7 @@ impl Supervisor {
         let mut busy = true;
         loop {
             self.settle_execs();
+            self.forget_old_execs();
             if let Some((_, at)) = self.exited {
                 let execs_done = self.execs.iter().all(|e| e.done);
                 let drained = self.io.drained() && execs_done;
@@ -1180,6 +1187,41 @@ impl Supervisor {
                 respond(&mut w, &Response::ExecState(state.clone()));
             }
             self.end_streams(Target::Exec(i));
+        }
+    }
+
+    /// Drop finished execs that are old, or beyond the newest [`FINISHED_EXECS_KEPT`], unless a
+    /// client still streams from one. Stream clients name execs by index: those after a removed
+    /// one move down.
+    fn forget_old_execs(&mut self) {
+        let finished = self.execs.iter().filter(|e| e.done).count();
+        let mut excess = finished.saturating_sub(FINISHED_EXECS_KEPT);
+        let mut i = 0;
+        while i < self.execs.len() {
+            let e = &self.execs[i];
+            let old = e
+                .exit
+                .is_some_and(|(_, at)| at.elapsed() >= FORGET_EXEC_AFTER);
+            let streamed = self
+                .clients
+                .iter()
+                .any(|c| c.target() == Some(Target::Exec(i)));
+            if e.done && (old || excess > 0) && !streamed && e.waiters.is_empty() {
+                self.execs.remove(i);
+                excess = excess.saturating_sub(1);
+                for c in &mut self.clients {
+                    if let Mode::Stream {
+                        target: Target::Exec(j),
+                        ..
+                    } = &mut c.mode
+                        && *j > i
+                    {
+                        *j -= 1;
+                    }
+                }
+                continue;
+            }
+            i += 1;
         }
     }
 
