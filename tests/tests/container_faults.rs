@@ -549,19 +549,17 @@ fn a_custom_seccomp_profile_applies_to_run_and_exec() {
         assert!(text.contains("chmod777=1"), "{text}");
         assert!(text.contains("Operation not permitted"), "{text}");
     };
-    let out = d
-        .berth(&[
-            "run",
-            "--rm",
-            "--security-opt",
-            &opt,
-            "busybox",
-            "sh",
-            "-c",
-            script,
-        ])
-        .success();
-    check(&out.stdout);
+    let run = [
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ];
+    check(&d.berth(&run).success().stdout);
 
     d.berth(&[
         "run",
@@ -582,16 +580,7 @@ fn a_custom_seccomp_profile_applies_to_run_and_exec() {
     d.berth(&["rm", "-f", "custom-sc"]).success();
 
     // The docker CLI reads the file itself and sends the profile in HostConfig.SecurityOpt.
-    if let Some(out) = d.docker(&[
-        "run",
-        "--rm",
-        "--security-opt",
-        &opt,
-        "busybox",
-        "sh",
-        "-c",
-        script,
-    ]) {
+    if let Some(out) = d.docker(&run) {
         check(&out.success().stdout);
     }
     // A profile libseccomp cannot express is refused at start, with the reason.
