@@ -121,6 +121,11 @@ daemon_idle=$(rss_kb "$daemon_pid")
 berth run -d --name mem-log bench/busybox sleep 600 >/dev/null
 sleep 0.5
 read -r log_rss log_pss log_priv <<<"$(shim_mem mem-log)"
+# An exec runs through the shim (a helper creates it, the shim pumps its output): once idle
+# again, the shim gives back what the exec touched.
+berth exec mem-log sh -c 'echo exec' >/dev/null
+sleep 0.5
+read -r exec_rss exec_pss exec_priv <<<"$(shim_mem mem-log)"
 berth rm -f mem-log >/dev/null
 berth run -d -t --name mem-tty bench/busybox sleep 600 >/dev/null
 sleep 0.5
@@ -144,6 +149,7 @@ printf '\n%-46s %10s kB\n' "berthd RSS, no containers" "$daemon_idle"
 printf '%-46s %10s kB\n' "berthd RSS, $N containers running" "$daemon_busy"
 printf '\n%-46s %8s %8s %8s\n' "shim memory (kB), container running sleep" "RSS" "PSS" "dirty"
 printf '%-46s %8s %8s %8s\n' "one shim alone, json-file log" "$log_rss" "$log_pss" "$log_priv"
+printf '%-46s %8s %8s %8s\n' "one shim alone, after an exec" "$exec_rss" "$exec_pss" "$exec_priv"
 printf '%-46s %8s %8s %8s\n' "one shim alone, tty" "$tty_rss" "$tty_pss" "$tty_priv"
 printf '%-46s %8s %8s %8s\n' "one shim of $N running" "$many_rss" "$many_pss" "$many_priv"
 

@@ -114,55 +114,134 @@ pub fn main() -> i32 {
     }
 }
 
-/// Give back the resident pages of clean file mappings (program and library code, read-only
-/// data) that start-up touched. The kernel maps code in 64 KiB windows around each fault, so
-/// start-up leaves about a megabyte of code mapped that the idle loop never runs again; the
-/// pages stay in the page cache (shared with the other shims) and come back on the next use.
-/// Only mappings without a private (copy-on-write) page are dropped: `MADV_DONTNEED` on such a
-/// mapping loses nothing, the file holds every byte of it. Free heap memory is trimmed too.
-fn trim_resident_code() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    let mut current: Option<(usize, usize, bool)> = None;
-    let mut clean = Vec::new();
-    let mut finish = |m: Option<(usize, usize, bool)>| {
-        if let Some((start, end, true)) = m {
-            clean.push((start, end));
-        }
-    };
-    for line in smaps.lines() {
-        let mut fields = line.split_whitespace();
-        let first = fields.next().unwrap_or_default();
-        if let Some((start, end)) = first.split_once('-')
-            && let (Ok(start), Ok(end)) = (
-                usize::from_str_radix(start, 16),
-                usize::from_str_radix(end, 16),
-            )
-        {
-            finish(current.take());
+/// What an idle shim gives back (see [`Release::collect`]).
+struct Release {
+    /// Runs of resident pages of private read-only file mappings (program code, read-only
+    /// data) that are still the file's: none has a private (copy-on-write) copy.
+    code: Vec<(usize, usize)>,
+    /// The lowest address of the main thread's stack mapping.
+    stack: Option<usize>,
+    page_size: usize,
+}
+
+impl Release {
+    /// Finds the memory an idle shim can give back, and trims the free heap.
+    ///
+    /// Start-up (and every attach, exec or health check) touches code the idle loop never runs
+    /// again, and the kernel maps code in 64 KiB fault-around windows, so about a megabyte of
+    /// code and read-only data stays mapped; those pages stay in the page cache (shared with
+    /// the other shims) and come back on the next use. `/proc/self/pagemap` tells which pages
+    /// are the file's own: `MADV_DONTNEED` on those loses nothing, while a page with a private
+    /// copy (data the loader relocated, in the mapping of the read-only-after-relocation
+    /// data) would lose its contents, so those stay. The stack's deep frames (reading these
+    /// files itself, serde) are dead once the loop is back at the top.
+    fn collect() -> Release {
+        // SAFETY: sysconf only reads a constant of the system.
+        let page_size = unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) };
+        let mut release = Release {
+            code: Vec::new(),
+            stack: None,
+            page_size: usize::try_from(page_size).unwrap_or(4096),
+        };
+        let (Ok(maps), Ok(pagemap)) = (
+            std::fs::read_to_string("/proc/self/maps"),
+            File::open("/proc/self/pagemap"),
+        ) else {
+            return release;
+        };
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let range = fields.next().unwrap_or_default();
             let perms = fields.next().unwrap_or_default();
             let path = fields.nth(3).unwrap_or_default();
-            // Private file mappings only (not [vdso], [stack], shared or anonymous memory).
-            let file = path.starts_with('/') && perms.ends_with('p') && !perms.contains('w');
-            current = Some((start, end, file));
-        } else if let Some(c) = current.as_mut() {
-            // Any copy-on-write page (relocated data) must stay.
-            let private = matches!(first, "Anonymous:" | "Private_Dirty:" | "Swap:");
-            if private && fields.next().is_some_and(|kb| kb != "0") {
-                c.2 = false;
+            let Some((start, end)) = range.split_once('-').and_then(|(s, e)| {
+                Some((
+                    usize::from_str_radix(s, 16).ok()?,
+                    usize::from_str_radix(e, 16).ok()?,
+                ))
+            }) else {
+                continue;
+            };
+            if path == "[stack]" {
+                release.stack = Some(start);
+            }
+            // Private read-only file mappings only (not [vdso], shared or anonymous memory).
+            if path.starts_with('/') && perms.ends_with('p') && !perms.contains('w') {
+                release.file_pages(&pagemap, start, end);
             }
         }
+        // Free heap pages (buffers of a finished exec or attach) go back to the kernel too.
+        // SAFETY: malloc_trim only releases memory the allocator holds free.
+        unsafe {
+            nix::libc::malloc_trim(0);
+        }
+        release
     }
-    finish(current.take());
-    // Free heap pages (buffers of a finished exec or attach) go back to the kernel too.
-    // SAFETY: malloc_trim only releases memory the allocator holds free.
-    unsafe {
-        nix::libc::malloc_trim(0);
+
+    /// Adds the runs of pages of `[start, end)` that are resident and still the file's.
+    fn file_pages(&mut self, pagemap: &File, start: usize, end: usize) {
+        use std::os::unix::fs::FileExt;
+        // pagemap: one 64-bit entry per page; bit 63 "present", bit 61 "file page or shared
+        // anonymous" (a private copy of a file page is anonymous).
+        const PRESENT: u64 = 1 << 63;
+        const FILE: u64 = 1 << 61;
+        let pages = (end - start) / self.page_size;
+        let mut entries = vec![0u8; pages * 8];
+        let offset = (start / self.page_size * 8) as u64;
+        if pagemap.read_exact_at(&mut entries, offset).is_err() {
+            return;
+        }
+        let mut run: Option<usize> = None;
+        for (i, entry) in entries.chunks_exact(8).enumerate() {
+            let bits = u64::from_ne_bytes(entry.try_into().expect("8-byte chunk"));
+            let addr = start + i * self.page_size;
+            if bits & PRESENT != 0 && bits & FILE != 0 {
+                run.get_or_insert(addr);
+            } else if let Some(from) = run.take() {
+                self.code.push((from, addr));
+            }
+        }
+        if let Some(from) = run {
+            self.code.push((from, end));
+        }
     }
-    for (start, end) in clean {
-        // SAFETY: the range is a whole private, read-only file mapping of this process with no
-        // private page: dropping its pages only unmaps page-cache pages that fault back in.
+
+    /// Drops the pages: the last thing before the loop blocks in `poll`. Every page of code
+    /// that runs after the `madvise` faults back in with its 64 KiB window, so giving the
+    /// pages back earlier (and then running the loop's bookkeeping) would refill a dozen
+    /// windows; here only the windows of this call and of `poll` come back.
+    #[inline(always)]
+    fn apply(&self) {
+        for &(start, end) in &self.code {
+            // SAFETY: the range holds only pages of a private, read-only file mapping of this
+            // process that have no private copy: dropping them only unmaps page-cache pages,
+            // which fault back in unchanged.
+            unsafe {
+                nix::libc::madvise(
+                    start as *mut nix::libc::c_void,
+                    end - start,
+                    nix::libc::MADV_DONTNEED,
+                );
+            }
+        }
+        if let Some(start) = self.stack {
+            release_dead_stack(start, self.page_size);
+        }
+    }
+}
+
+/// Gives back the pages of the stack mapping (lowest address `start`) below this call's frame,
+/// less a margin for the calls still to come (madvise, poll, a signal frame). Not inlined: its
+/// frame lies below every frame of its callers, and the ABI keeps nothing below the stack
+/// pointer but a 128-byte red zone.
+#[inline(never)]
+fn release_dead_stack(start: usize, page_size: usize) {
+    let marker = 0u8;
+    let here = std::hint::black_box(std::ptr::addr_of!(marker)) as usize;
+    let end = here.saturating_sub(STACK_KEEP) & !(page_size - 1);
+    if end > start {
+        // SAFETY: [start, end) is the unused part of this thread's stack mapping, below every
+        // live frame; its pages read back as zeros when the stack grows into them again.
         unsafe {
             nix::libc::madvise(
                 start as *mut nix::libc::c_void,
@@ -172,6 +251,13 @@ fn trim_resident_code() {
         }
     }
 }
+
+/// How long the shim must have been idle (after start-up, an exec or a client) before it
+/// gives memory back, in milliseconds.
+const SETTLE_MS: u8 = 100;
+
+/// Stack kept below the frame of [`release_dead_stack`] when the rest is given back.
+const STACK_KEEP: usize = 8 * 1024;
 
 fn send_handshake(f: &mut File, hs: &Handshake) {
     let mut line = serde_json::to_string(hs).expect("handshake serializes");
@@ -1031,9 +1117,10 @@ impl Supervisor {
     fn run(&mut self) {
         // A SIGCHLD may have arrived before the signalfd existed.
         self.reap();
-        // Start-up counts as activity: the first trim comes once the daemon's requests after
+        // Start-up counts as activity: memory is given back once the daemon's requests after
         // the handshake (attach, start) are answered, off their critical path.
         let mut busy = true;
+        let mut release: Option<Release> = None;
         loop {
             self.settle_execs();
             self.forget_old_execs();
@@ -1046,16 +1133,35 @@ impl Supervisor {
                     return;
                 }
             }
+            // Idle: no exec running, no client but control connections with nothing queued
+            // (the daemon's `wait` connection stays open).
+            let idle = self.execs.iter().all(|e| e.done)
+                && self
+                    .clients
+                    .iter()
+                    .all(|c| matches!(c.mode, Mode::Control) && c.out.is_empty());
+            busy |= !idle;
             let pending_exit =
                 self.exited.is_some() || self.execs.iter().any(|e| e.exit.is_some() && !e.done);
+            // Back to idle after start-up or after clients or execs (a health check, `exec`,
+            // `attach`): once nothing has happened for a moment, give back the memory they
+            // touched (once per such episode).
+            let settling = busy && idle && self.started && !pending_exit;
             let timeout = if pending_exit {
                 PollTimeout::from(50u8)
+            } else if settling {
+                PollTimeout::from(SETTLE_MS)
             } else {
                 PollTimeout::NONE
             };
-            let Ok(ready) = self.poll_once(timeout) else {
+            let Ok(ready) = self.poll_once(timeout, release.take().as_ref()) else {
                 continue;
             };
+            if settling && ready.is_empty() {
+                release = Some(Release::collect());
+                busy = false;
+                continue;
+            }
             for (src, flags) in ready {
                 match src {
                     Src::Signal => self.reap(),
@@ -1067,25 +1173,16 @@ impl Supervisor {
                 }
             }
             self.clients.retain(|c| !c.closed);
-            // Back to idle after start-up or after clients or execs (a health check, `exec`,
-            // `attach`): give back the code they touched (once per such episode).
-            // (The daemon's `wait` connection stays open: control clients with nothing queued
-            // count as idle.)
-            let idle = self.execs.iter().all(|e| e.done)
-                && self
-                    .clients
-                    .iter()
-                    .all(|c| matches!(c.mode, Mode::Control) && c.out.is_empty());
-            if !idle {
-                busy = true;
-            } else if busy && self.started {
-                trim_resident_code();
-                busy = false;
-            }
         }
     }
 
-    fn poll_once(&self, timeout: PollTimeout) -> nix::Result<Vec<(Src, PollFlags)>> {
+    /// Waits for the next events; with `release`, gives memory back first (see
+    /// [`Release::apply`] for why here).
+    fn poll_once(
+        &self,
+        timeout: PollTimeout,
+        release: Option<&Release>,
+    ) -> nix::Result<Vec<(Src, PollFlags)>> {
         let mut srcs = vec![Src::Signal, Src::Listener];
         let mut fds = vec![
             PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
@@ -1138,6 +1235,9 @@ impl Supervisor {
             }
             srcs.push(Src::Client(i));
             fds.push(PollFd::new(c.stream.as_fd(), ev));
+        }
+        if let Some(r) = release {
+            r.apply();
         }
         poll(&mut fds, timeout)?;
         Ok(srcs
@@ -1235,6 +1335,9 @@ impl Supervisor {
         }
     }
 
+    // Not inlined (nor `serve`): a stack buffer in the loop's own frame would stay resident
+    // in every idle shim; below it, it is given back with the rest of the dead stack.
+    #[inline(never)]
     fn pump(&mut self, t: Target, stream: Stream) {
         let mut buf = [0u8; 32 * 1024];
         loop {
@@ -1311,6 +1414,7 @@ impl Supervisor {
     }
 
     /// Serve client `i`: send its queued output, read what it sent.
+    #[inline(never)]
     fn serve(&mut self, i: usize, flags: PollFlags) {
         if flags.contains(PollFlags::POLLOUT) {
             self.clients[i].flush();
