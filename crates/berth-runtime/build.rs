@@ -47,11 +47,11 @@ fn main() {
         .expect("run rustc for berth-init");
     assert!(status.success(), "building the static berth-init failed");
 
-    // `berth-shim` (the crate's only binary) is linked statically at a fixed address by the
-    // workspace's rustc wrapper (`scripts/rustc-wrapper.sh`). Where that wrapper does not run
-    // (cargo invoked from outside the workspace, another workspace wrapper), it is still a
-    // fixed-address executable: a position-independent one has its ~450 KiB of relocated
-    // read-only data (vtables, string tables) rewritten by the dynamic loader at every start,
-    // private dirty memory in each of the hundreds of shims a host runs.
+    // `berth-shim` (the crate's only binary) is linked as a fixed-address executable: a
+    // position-independent one has its ~450 KiB of relocated read-only data (vtables, string
+    // tables) rewritten by the dynamic loader at every start, private dirty memory in each of
+    // the hundreds of shims a host runs. (A fully static shim saved another ~70 KiB of private
+    // memory per shim but crashed in libbpf's cgroup v2 device filter setup; see
+    // docs/architecture.md, "Shim footprint".)
     println!("cargo:rustc-link-arg-bins=-no-pie");
 }
