@@ -598,3 +598,36 @@ fn a_custom_seccomp_profile_applies_to_run_and_exec() {
         .failure();
     assert!(out.stderr.contains("seccomp"), "{}", out.stderr);
 }
+
+/// A container started by a daemon that did not write a compiled seccomp program (an older
+/// Berth) keeps its execs confined after the new daemon adopts it: the program is compiled
+/// at adoption.
+#[test]
+fn execs_into_an_adopted_container_without_a_compiled_filter_stay_confined() {
+    require_root!();
+    let mut d = daemon();
+    let id = d
+        .berth(&["run", "-d", "busybox", "sleep", "100"])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let program = d
+        .data_root()
+        .join("containers")
+        .join(&id)
+        .join("seccomp.bpf");
+    assert!(program.exists(), "the daemon compiled the filter");
+    std::fs::remove_file(&program).unwrap();
+    d.kill_hard();
+    d.restart();
+    assert!(
+        program.exists(),
+        "recompiled when the container was adopted"
+    );
+    let out = d
+        .berth(&["exec", &id, "grep", "Seccomp:", "/proc/self/status"])
+        .success();
+    assert!(out.stdout.contains('2'), "{}", out.stdout);
+    d.berth(&["rm", "-f", &id]).success();
+}

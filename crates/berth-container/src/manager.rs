@@ -401,6 +401,9 @@ impl Containers {
             Ok(h) if matches!(h.state(), Ok(s) if s.status == berth_runtime::shim::ContainerStatus::Running) =>
             {
                 let pid = h.pid();
+                if let Err(e) = Bundle::new(&dir).ensure_seccomp_program() {
+                    tracing::warn!(id = %c.id, error = %e, "no seccomp program for execs into this container");
+                }
                 let _ = c.update(|r| r.state.pid = pid as i64);
                 *lock(&c.shim) = Some(h.clone());
                 tracing::info!(id = %c.id, pid, "adopted running container");

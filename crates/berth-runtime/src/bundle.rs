@@ -164,6 +164,25 @@ impl Bundle {
         Ok(spec)
     }
 
+    /// Compile and write the seccomp program of a bundle written by a daemon that did not
+    /// compile filters (the shim then loaded the spec's filter itself), so that execs into its
+    /// still running container find one. Nothing to do when the program is there, the spec has
+    /// no filter, or an external runtime runs the container.
+    pub fn ensure_seccomp_program(&self) -> Result<()> {
+        if self.seccomp_path().exists() || self.read_shim_config()?.runtime.is_some() {
+            return Ok(());
+        }
+        let spec = Spec::load(self.config_path())
+            .map_err(|e| RuntimeError::io("load", self.config_path(), std::io::Error::other(e)))?;
+        match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(seccomp) => replace_file(
+                &self.seccomp_path(),
+                &seccomp_bpf::compile(seccomp)?.to_bytes(),
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// Write a ready-made spec and shim config.
     pub fn write_spec(&self, spec: &Spec, shim: &ShimConfig) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| RuntimeError::io("create", &self.dir, e))?;
