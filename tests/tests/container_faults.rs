@@ -631,3 +631,33 @@ fn execs_into_an_adopted_container_without_a_compiled_filter_stay_confined() {
     assert!(out.stdout.contains('2'), "{}", out.stdout);
     d.berth(&["rm", "-f", &id]).success();
 }
+
+/// A removal cut short by a crash after the container's directory was taken out of sight (the
+/// files are deleted in the background) stays a removal: the next daemon deletes the rest and
+/// neither lists the container nor holds its name.
+#[test]
+fn a_removal_cut_short_by_a_crash_stays_removed() {
+    require_root!();
+    let mut d = daemon();
+    let id = d
+        .berth(&["create", "--name", "ghost", "busybox", "true"])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let containers = d.data_root().join("containers");
+    let hidden = containers.join(format!(".removing-{id}"));
+    d.kill_hard();
+    std::fs::rename(containers.join(&id), &hidden).unwrap();
+    d.restart();
+    assert!(!hidden.exists(), "the leftover is deleted at start");
+    let ps = d.berth(&["ps", "-a", "--format", "{{.Names}}"]).success();
+    assert!(!ps.stdout.contains("ghost"), "{}", ps.stdout);
+    d.berth(&["create", "--name", "ghost", "busybox", "true"])
+        .success();
+    // A normal removal leaves nothing behind either, once its background delete is done.
+    d.berth(&["rm", "ghost"]).success();
+    until("the removed container's files to be deleted", || {
+        std::fs::read_dir(&containers).unwrap().next().is_none()
+    });
+}

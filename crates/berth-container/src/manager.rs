@@ -336,6 +336,15 @@ impl Containers {
         for entry in std::fs::read_dir(&root).map_err(|e| ContainerError::io("read", &root, e))? {
             let Ok(entry) = entry else { continue };
             let dir = entry.path();
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(REMOVING_PREFIX)
+            {
+                // A removal the last daemon had taken out of sight but not finished deleting.
+                let _ = std::fs::remove_dir_all(&dir);
+                continue;
+            }
             let rec = match Record::load(&dir) {
                 Ok(r) => r,
                 Err(e) => {
@@ -1436,8 +1445,7 @@ impl Containers {
             let _ = rootfs::unmount(&paths.rootfs());
             let _ = rootfs::unmount(&paths.shm());
             cgroup::remove(&cg);
-            std::fs::remove_dir_all(&paths.dir)
-                .map_err(|e| ContainerError::io("remove", &paths.dir, e))
+            remove_container_dir(&paths.dir)
         })
         .await??;
         if let Some(n) = &self.inner.opts.network {
@@ -2346,6 +2354,42 @@ impl Containers {
         );
         let path = c.paths.hosts();
         std::fs::write(&path, text).map_err(|e| ContainerError::io("write", &path, e))
+    }
+}
+
+/// Name prefix of a removed container's directory whose contents are still being deleted.
+const REMOVING_PREFIX: &str = ".removing-";
+
+/// Remove a container's directory. It is first renamed out of sight (one atomic rename, so
+/// the container is gone from disk at once and a restarted daemon never loads it again);
+/// its files, the writable layer among them (often thousands of entries), are deleted on
+/// a thread of their own, so `rm` and `run --rm` need not wait for them. Leftovers of a
+/// crash are deleted when the daemon next opens the containers directory.
+fn remove_container_dir(dir: &Path) -> Result<()> {
+    let Some(name) = dir.file_name() else {
+        return std::fs::remove_dir_all(dir).map_err(|e| ContainerError::io("remove", dir, e));
+    };
+    let hidden = dir.with_file_name(format!("{REMOVING_PREFIX}{}", name.to_string_lossy()));
+    match std::fs::rename(dir, &hidden) {
+        Ok(()) => {
+            let spawned = std::thread::Builder::new()
+                .name("remove-container".into())
+                .spawn({
+                    let hidden = hidden.clone();
+                    move || {
+                        if let Err(e) = std::fs::remove_dir_all(&hidden) {
+                            tracing::warn!(dir = %hidden.display(), error = %e, "cannot delete a removed container's files");
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                std::fs::remove_dir_all(&hidden)
+                    .map_err(|e| ContainerError::io("remove", &hidden, e))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => std::fs::remove_dir_all(dir).map_err(|e| ContainerError::io("remove", dir, e)),
     }
 }
 
