@@ -801,3 +801,34 @@ fn local_log_driver_rotates_tails_and_follows() {
 fn chrono_like(t: &str) -> bool {
     t.len() == 30 && t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.'
 }
+
+/// `HOME` is set as Docker sets it: from the user's passwd entry, `/` without one, and left
+/// alone when the configuration gives it.
+#[test]
+fn home_follows_the_user() {
+    require_root!();
+    let d = daemon();
+    let home = |args: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox", "sh", "-c", "echo $HOME"]);
+        d.berth(&a).success().stdout.trim().to_string()
+    };
+    assert_eq!(home(&[]), "/root");
+    assert_eq!(home(&["--user", "www"]), "/var/www");
+    assert_eq!(home(&["--user", "1234"]), "/");
+    assert_eq!(home(&["-e", "HOME=/elsewhere"]), "/elsewhere");
+    // An exec as another user gets that user's.
+    d.berth(&["run", "-d", "--name", "homes", "busybox", "sleep", "100"])
+        .success();
+    let exec_home = |args: &[&str]| {
+        let mut a = vec!["exec"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["homes", "sh", "-c", "echo $HOME"]);
+        d.berth(&a).success().stdout.trim().to_string()
+    };
+    assert_eq!(exec_home(&[]), "/root");
+    assert_eq!(exec_home(&["--user", "www"]), "/var/www");
+    assert_eq!(exec_home(&["--user", "www", "-e", "HOME=/x"]), "/x");
+    d.berth(&["rm", "-f", "homes"]).success();
+}

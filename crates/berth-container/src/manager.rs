@@ -1057,7 +1057,13 @@ impl Containers {
             args: std::iter::once(r.path.clone())
                 .chain(r.args.iter().cloned())
                 .collect(),
-            env: r.config.env.clone().unwrap_or_default(),
+            env: {
+                let mut env = r.config.env.clone().unwrap_or_default();
+                if !env.iter().any(|e| e.starts_with("HOME=")) {
+                    env.push(format!("HOME={}", user::home(process_user.uid, &passwd)));
+                }
+                env
+            },
             working_dir: r.config.working_dir.clone(),
             user: process_user,
             hostname,
@@ -1833,18 +1839,26 @@ impl Containers {
         };
         let r = c.record();
         let cfg = &e.config;
+        let mut env = cfg.env.clone().unwrap_or_default();
         let user = if cfg.user.is_empty() {
             None
         } else {
             let root = c.paths.rootfs();
             let passwd = user::read_in_root(&root, "/etc/passwd");
             let group = user::read_in_root(&root, "/etc/group");
-            Some(user::resolve(&cfg.user, &[], &passwd, &group)?)
+            let u = user::resolve(&cfg.user, &[], &passwd, &group)?;
+            // The container's HOME is its user's; another user's exec gets its own, unless
+            // the container's or the exec's configuration sets HOME.
+            let has_home = |env: &[String]| env.iter().any(|e| e.starts_with("HOME="));
+            if !has_home(&env) && !has_home(r.config.env.as_deref().unwrap_or_default()) {
+                env.push(format!("HOME={}", user::home(u.uid, &passwd)));
+            }
+            Some(u)
         };
         let shim_cfg = ShimExecConfig {
             exec_id: e.id.clone(),
             args: cfg.cmd.clone().unwrap_or_default(),
-            env: cfg.env.clone().unwrap_or_default(),
+            env,
             cwd: cfg.working_dir.clone(),
             user,
             tty: cfg.tty,

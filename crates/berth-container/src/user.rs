@@ -40,6 +40,7 @@ struct PasswdEntry {
     name: String,
     uid: u32,
     gid: u32,
+    home: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,7 @@ fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
                 name: f.first()?.to_string(),
                 uid: f.get(2)?.parse().ok()?,
                 gid: f.get(3)?.parse().ok()?,
+                home: f.get(5).map(|h| h.to_string()).unwrap_or_default(),
             })
         })
         .collect()
@@ -83,6 +85,19 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
             })
         })
         .collect()
+}
+
+/// The home directory of `uid` in the given passwd text, `/` when it has none (as runc).
+///
+/// The container's `HOME` comes from here when the configuration does not set it. Otherwise
+/// libcontainer looks the user up itself inside the container's root with glibc, whose NSS
+/// may load modules the image ships, in a process that still holds privileges.
+pub fn home(uid: u32, passwd: &str) -> String {
+    parse_passwd(passwd)
+        .into_iter()
+        .find(|e| e.uid == uid && !e.home.is_empty())
+        .map(|e| e.home)
+        .unwrap_or_else(|| "/".into())
 }
 
 /// Resolves `user` (`""`, `name`, `uid`, `uid:gid`, `name:group`, ...) and `group_add` against
@@ -151,6 +166,18 @@ pub fn resolve(user: &str, group_add: &[String], passwd: &str, group: &str) -> R
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn home_comes_from_passwd_or_is_slash() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\nodd:x:7:7\n";
+        assert_eq!(home(0, passwd), "/root");
+        assert_eq!(home(33, passwd), "/var/www");
+        assert_eq!(home(7, passwd), "/", "an entry without a home field");
+        assert_eq!(home(1000, passwd), "/", "no entry");
+        assert_eq!(home(0, ""), "/", "no passwd file");
+    }
+
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n";
