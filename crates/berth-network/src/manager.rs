@@ -1429,9 +1429,18 @@ impl Networks {
             r
         };
         for a in &running.attachments {
-            if let Err(e) = link::detach(&a.host_if).await {
-                tracing::warn!(container = %id, veth = %a.host_if, error = %e, "cannot remove veth");
+            // Off the bridge at once; the pair itself is deleted in the background (the
+            // kernel's grace period for a link delete is most of a bridged `run --rm`'s
+            // teardown). The netns removal below would delete it too, once its last user goes.
+            if let Err(e) = link::leave_bridge(&a.host_if).await {
+                tracing::warn!(container = %id, veth = %a.host_if, error = %e, "cannot take veth off its bridge");
             }
+            let (cid, veth) = (id.to_string(), a.host_if.clone());
+            tokio::spawn(async move {
+                if let Err(e) = link::detach(&veth).await {
+                    tracing::warn!(container = %cid, veth = %veth, error = %e, "cannot remove veth");
+                }
+            });
             if let Ok(n) = self.get(&a.network_id) {
                 self.event("disconnect", &n, &[("container", id)]);
             }
