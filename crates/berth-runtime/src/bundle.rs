@@ -150,7 +150,7 @@ impl Bundle {
             console_size: cfg.console_size,
             runtime: cfg.runtime.clone(),
         };
-        std::fs::create_dir_all(&self.dir).map_err(|e| RuntimeError::io("create", &self.dir, e))?;
+        self.write_spec(&spec, &shim)?;
         match filter {
             Some(f) => replace_file(&self.seccomp_path(), &f.to_bytes())?,
             None => match std::fs::remove_file(self.seccomp_path()) {
@@ -160,7 +160,6 @@ impl Bundle {
                 _ => {}
             },
         }
-        self.write_spec(&spec, &shim)?;
         Ok(spec)
     }
 

@@ -10,24 +10,14 @@ use berth_runtime::config::{ContainerRunConfig, Resources};
 use berth_runtime::spec::RealHost;
 use berth_runtime::{Bundle, RuntimeError, Shim, ShimHandle, rootfs};
 
+const SHIM: &str = env!("CARGO_BIN_EXE_berth-shim");
+
 /// The shim under test; `BERTH_TEST_SHIM` points at another build (e.g. a release binary
-/// for the timing and RSS figures). By default the `berth-shim` cargo built for these tests,
-/// in `target/<profile>/`, the parent of this test's `deps/` directory: cargo leaves
-/// `CARGO_BIN_EXE_berth-shim` unset at compile time when rustc runs through the workspace's
-/// wrapper (`.cargo/config.toml`).
+/// for the timing and RSS figures).
 fn shim_bin() -> PathBuf {
-    if let Some(shim) = std::env::var_os("BERTH_TEST_SHIM") {
-        return PathBuf::from(shim);
-    }
-    if let Some(shim) = option_env!("CARGO_BIN_EXE_berth-shim") {
-        return PathBuf::from(shim);
-    }
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps");
-    profile_dir.join("berth-shim")
+    std::env::var_os("BERTH_TEST_SHIM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SHIM))
 }
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ps", "sleep", "id", "hostname", "ls", "true", "head", "stty", "seq",
