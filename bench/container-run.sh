@@ -34,6 +34,8 @@ cleanup() {
   for ctl in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
     [ -d "$ctl$cgroup_parent" ] && find "$ctl$cgroup_parent" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
+  # berthd puts a tmpfs on its exec root (left mounted for the shims of running containers).
+  umount -l "$work/run" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -60,7 +62,7 @@ pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 
 # dirty_kb PID: private dirty pages (heap, stack, written data): what each more shim costs; the
 # rest (code, libc) is clean file pages shared by all shims.
 dirty_kb() { awk '/^Private_Dirty:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
-shim_pid_of() { cat "$work/root/containers/$(berth inspect -f '{{.Id}}' "$1")/shim.pid" 2>/dev/null || echo ""; }
+shim_pid_of() { cat "$work/run/containers/$(berth inspect -f '{{.Id}}' "$1")/shim.pid" 2>/dev/null || echo ""; }
 # shim_mem NAME: "RSS PSS PRIVATE" (kB) of the shim of container NAME.
 shim_mem() {
   local pid

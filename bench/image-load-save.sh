@@ -16,6 +16,8 @@ work=$(mktemp -d /tmp/berth-bench-XXXXXX)
 daemon_pid=""
 cleanup() {
   if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
+  # berthd puts a tmpfs on its exec root (left mounted for the shims of running containers).
+  umount -l "$work/run" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -51,6 +51,8 @@ cleanup() {
   for ctl in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
     [ -d "$ctl$cgroup_parent" ] && find "$ctl$cgroup_parent" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
+  # berthd puts a tmpfs on its exec root (left mounted for the shims of running containers).
+  umount -l "$work/run" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT

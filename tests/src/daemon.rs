@@ -194,6 +194,10 @@ impl Daemon {
     pub fn exec_root(&self) -> PathBuf {
         self.dir.path().join("run")
     }
+    /// A container's bundle (spec, pid files, exit record): `<exec-root>/containers/<id>`.
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.exec_root().join("containers").join(id)
+    }
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("berth.sock")
     }
@@ -356,8 +360,12 @@ impl Daemon {
             .unwrap_or_default();
         let mut killed = false;
         for d in &dirs {
+            let run = self
+                .exec_root()
+                .join("containers")
+                .join(d.file_name().unwrap_or_default());
             for f in ["init.pid", "shim.pid"] {
-                if let Some(pid) = std::fs::read_to_string(d.join(f))
+                if let Some(pid) = std::fs::read_to_string(run.join(f))
                     .ok()
                     .and_then(|s| s.trim().parse::<i32>().ok())
                     .and_then(rustix::process::Pid::from_raw)
@@ -483,6 +491,29 @@ impl Drop for Daemon {
             self.kill_hard();
         }
         self.clean_containers();
+        self.unmount_below();
+    }
+}
+
+impl Daemon {
+    /// Unmounts what is still mounted below the test's directory, deepest first: the tmpfs
+    /// the daemon puts on its exec root (it stays while shims may use it), and anything a
+    /// test's own daemons left.
+    fn unmount_below(&self) {
+        let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return;
+        };
+        let base = self.dir.path();
+        let mut points: Vec<PathBuf> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(PathBuf::from)
+            .filter(|p| p.starts_with(base))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+        for p in points {
+            let _ = rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH);
+        }
     }
 }
 

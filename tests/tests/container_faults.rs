@@ -205,7 +205,7 @@ fn a_killed_shim_ends_its_container_and_leaves_nothing_behind() {
         .trim()
         .to_string();
     let dir = d.data_root().join("containers").join(&id);
-    let shim: i32 = read_trim(&dir.join("shim.pid")).parse().unwrap();
+    let shim: i32 = read_trim(&d.run_dir(&id).join("shim.pid")).parse().unwrap();
     let init = inspect(&d, "orphan")["State"]["Pid"].as_i64().unwrap() as i32;
     assert!(init > 0 && init != shim);
     let rootfs = dir.join("rootfs");
@@ -612,11 +612,7 @@ fn execs_into_an_adopted_container_without_a_compiled_filter_stay_confined() {
         .stdout
         .trim()
         .to_string();
-    let program = d
-        .data_root()
-        .join("containers")
-        .join(&id)
-        .join("seccomp.bpf");
+    let program = d.run_dir(&id).join("seccomp.bpf");
     assert!(program.exists(), "the daemon compiled the filter");
     std::fs::remove_file(&program).unwrap();
     d.kill_hard();
@@ -660,4 +656,82 @@ fn a_removal_cut_short_by_a_crash_stays_removed() {
     until("the removed container's files to be deleted", || {
         std::fs::read_dir(&containers).unwrap().next().is_none()
     });
+}
+
+/// A container's bundle (spec, pid files, exit record, the runtime's state) lives under the
+/// exec root, which is a tmpfs (the daemon mounts one on an empty exec root that is not),
+/// apart from what lasts in the data root; `rm` removes both.
+#[test]
+fn bundles_live_on_a_tmpfs_exec_root() {
+    require_root!();
+    let d = daemon();
+    let fs = rustix::fs::statfs(d.exec_root()).unwrap();
+    assert_eq!(
+        fs.f_type as i64, 0x0102_1994,
+        "the exec root is not a tmpfs"
+    );
+    let id = d
+        .berth(&["run", "-d", "busybox", "sleep", "100"])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let run = d.run_dir(&id);
+    let data = d.data_root().join("containers").join(&id);
+    for f in [
+        "config.json",
+        "shim.json",
+        "shim.pid",
+        "init.pid",
+        "shim.sock",
+    ] {
+        assert!(run.join(f).exists(), "{f} is not in the bundle");
+        assert!(!data.join(f).exists(), "{f} is in the data root");
+    }
+    assert!(data.join("config.v2.json").exists());
+    assert!(
+        data.join(format!("{id}-json.log")).exists(),
+        "the log lasts"
+    );
+    d.berth(&["rm", "-f", &id]).success();
+    assert!(!run.exists(), "the bundle outlived `rm`");
+}
+
+/// A `--rm` container that ends while the daemon is down is removed when the daemon comes
+/// back (as Docker's restore does), bundle and all.
+#[test]
+fn an_auto_remove_container_that_ended_while_the_daemon_was_down_is_removed() {
+    require_root!();
+    let mut d = daemon();
+    let id = d
+        .berth(&[
+            "run", "-d", "--rm", "--name", "brief", "busybox", "sleep", "100",
+        ])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let init: i32 = read_trim(&d.run_dir(&id).join("init.pid")).parse().unwrap();
+    let shim: i32 = read_trim(&d.run_dir(&id).join("shim.pid")).parse().unwrap();
+    d.kill_hard();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(init).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    until("the shim to record the exit and end", || {
+        !Path::new(&format!("/proc/{shim}")).exists()
+    });
+    d.start_again();
+    until("the container to be removed", || {
+        !d.berth(&["ps", "-a", "--format", "{{.Names}}"])
+            .success()
+            .stdout
+            .contains("brief")
+    });
+    assert!(!d.run_dir(&id).exists(), "its bundle stays");
+    assert!(
+        !d.data_root().join("containers").join(&id).exists(),
+        "its directory stays"
+    );
 }

@@ -46,16 +46,8 @@ fn until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 /// The container's directory in one cgroup v1 controller (or the unified v2 one).
 fn cgroup_file(d: &Daemon, id: &str, controller: &str, file: &str) -> String {
-    let spec: Value = serde_json::from_slice(
-        &std::fs::read(
-            d.data_root()
-                .join("containers")
-                .join(id)
-                .join("config.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let spec: Value =
+        serde_json::from_slice(&std::fs::read(d.run_dir(id).join("config.json")).unwrap()).unwrap();
     let rel = spec["linux"]["cgroupsPath"]
         .as_str()
         .unwrap()

@@ -644,7 +644,7 @@ fn an_added_oci_runtime_runs_containers() {
     assert_eq!(wait(&d, &id), 3);
     let logs = d.api().get(&format!("/containers/{id}/logs?stdout=1"));
     assert_eq!(demux(&logs.body).0, "hi\n");
-    let dir = d.data_root().join("containers").join(&id);
+    let dir = d.run_dir(&id);
     assert!(
         !dir.join("runtime-state").join(&id).exists(),
         "runc's state is deleted after the exit"

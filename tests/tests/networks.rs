@@ -530,7 +530,7 @@ fn a_crash_leaves_no_netns_or_lease_of_dead_containers() {
     d.berth(&["network", "create", "--subnet", &subnet, "crash"])
         .success();
     let id = web(&d, "victim", &["--network", "crash"]);
-    let dir = d.data_root().join("containers").join(&id);
+    let dir = d.run_dir(&id);
     d.kill_hard();
     // The container dies too while the daemon is down.
     let pid: i32 = std::fs::read_to_string(dir.join("init.pid"))

@@ -1103,7 +1103,7 @@ fn volume_mounts_are_released_for_containers_that_stopped_while_the_daemon_was_a
     };
     assert!(mounted());
     d.kill_hard();
-    let dir = d.data_root().join("containers").join(&id);
+    let dir = d.run_dir(&id);
     let pid = |f: &str| -> i32 {
         std::fs::read_to_string(dir.join(f))
             .unwrap()

@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::error::{ContainerError, Result, invalid};
 use crate::manager::{Container, Containers, cgroup_of};
-use crate::record::{Paths, Record};
+use crate::record::Record;
 use crate::{cgroup, merge};
 
 /// An empty regular file at one of the [`MOUNT_STUBS`] paths.
@@ -107,10 +107,7 @@ impl Containers {
         let r = c.record();
         let image_id = berth_image::Digest::parse(&r.image_id)?;
         let layers = self.image_store().layer_dirs(&image_id)?;
-        let upper = Paths {
-            dir: c.dir().to_path_buf(),
-        }
-        .upper();
+        let upper = c.paths().upper();
         blocking(move || changes(&upper, &layers)).await?
     }
 
@@ -294,9 +291,7 @@ impl Containers {
             },
             reference,
         };
-        let paths = Paths {
-            dir: c.dir().to_path_buf(),
-        };
+        let paths = c.paths().clone();
         let freeze = opts.pause && r.state.status == crate::record::Status::Running;
         let cg = cgroup_of(&r, &paths);
         let store = self.image_store().clone();
@@ -350,7 +345,7 @@ impl Containers {
             return blocking(move || f(&root, &r)).await?;
         }
         let image_id = berth_image::Digest::parse(&r.image_id)?;
-        let layers = self.image_store().layer_dirs(&image_id)?;
+        let layers = self.rootfs_layers(&image_id)?;
         let dir = c.dir().to_path_buf();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -377,14 +372,14 @@ impl Containers {
         let op = c.lock_ops().await;
         let r = c.record();
         let dir = c.dir().to_path_buf();
-        let mountpoint = Paths { dir: dir.clone() }.rootfs();
+        let mountpoint = c.paths().rootfs();
         if r.state.status.is_running() && rootfs::is_mounted(&mountpoint) {
             let root = open_dir(&mountpoint)?;
             drop(op);
             return blocking(move || f(&root, &r)).await?;
         }
         let image_id = berth_image::Digest::parse(&r.image_id)?;
-        let layers = self.image_store().layer_dirs(&image_id)?;
+        let layers = self.rootfs_layers(&image_id)?;
         let result = blocking(move || {
             let mounted = rootfs::mount_overlay(&layers, &dir)?;
             let root = open_dir(&mounted);

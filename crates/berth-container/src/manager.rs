@@ -60,6 +60,8 @@ pub struct Options {
     pub default_runtime: String,
     /// The network service; without one, containers get a private netns with `lo` only.
     pub network: Option<NetworkHandle>,
+    /// Where containers' bundles go (`<exec-root>/containers`; see [`Paths::run`]).
+    pub run_root: PathBuf,
 }
 
 /// The name of the embedded runtime (libcontainer in the shim), always available.
@@ -171,7 +173,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Container {
-    fn new(rec: Record, dir: PathBuf) -> Arc<Container> {
+    fn new(rec: Record, paths: Paths) -> Arc<Container> {
         let snap = Snapshot {
             running: rec.state.status.is_running(),
             exit_code: rec.state.exit_code,
@@ -179,7 +181,7 @@ impl Container {
         };
         Arc::new(Container {
             id: rec.id.clone(),
-            paths: Paths { dir },
+            paths,
             rec: Mutex::new(rec),
             op: tokio::sync::Mutex::new(()),
             notify: watch::channel(snap).0,
@@ -205,6 +207,11 @@ impl Container {
         &self.paths.dir
     }
 
+    /// Where the container's files are.
+    pub(crate) fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
     /// Waits for the operation lock that start, stop and remove take: while it is held the
     /// container's state and its rootfs mount stay as they are.
     pub async fn lock_ops(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -216,9 +223,27 @@ impl Container {
         let mut r = lock(&self.rec);
         let before = r.clone();
         f(&mut r);
+        if *r == before {
+            return Ok(r.clone());
+        }
         // A start or an exit changes only the process state: no need to wait for the disk.
         r.save_as(&self.paths.dir, r.differs_beyond_process_state(&before))?;
         Ok(r.clone())
+    }
+
+    /// Changes the record in memory only, for states the disk need not know: the directory
+    /// is about to go, and a daemon that dies before it does finds the container as it was
+    /// and ends the same way (see [`Containers::open`]).
+    fn update_in_memory(&self, f: impl FnOnce(&mut Record)) -> Record {
+        let mut r = lock(&self.rec);
+        f(&mut r);
+        r.clone()
+    }
+
+    /// Marks the container as being removed (in memory: `open` turns `Removing` into
+    /// `Exited` anyway).
+    fn mark_removing(&self) {
+        self.update_in_memory(|r| r.state.status = Status::Removing);
     }
 
     fn shim(&self) -> Option<ShimHandle> {
@@ -308,6 +333,8 @@ impl Containers {
     ) -> Result<Containers> {
         let root = opts.data_root.join("containers");
         std::fs::create_dir_all(&root).map_err(|e| ContainerError::io("create", &root, e))?;
+        std::fs::create_dir_all(&opts.run_root)
+            .map_err(|e| ContainerError::io("create", &opts.run_root, e))?;
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
         let init = opts.data_root.join("bin/docker-init");
         let init_path = match berth_runtime::init::install(&init) {
@@ -332,6 +359,7 @@ impl Containers {
             }),
         };
         let mut to_restart = Vec::new();
+        let mut to_remove = Vec::new();
         let mut exited_while_down = Vec::new();
         for entry in std::fs::read_dir(&root).map_err(|e| ContainerError::io("read", &root, e))? {
             let Ok(entry) = entry else { continue };
@@ -352,7 +380,7 @@ impl Containers {
                     continue;
                 }
             };
-            let c = Container::new(rec.clone(), dir.clone());
+            let c = Container::new(rec.clone(), me.paths_of(&rec.id));
             {
                 let mut t = lock(&me.inner.table);
                 t.names.insert(rec.name.clone(), rec.id.clone());
@@ -373,6 +401,14 @@ impl Containers {
             }
             me.resume_execs(&c);
             let r = c.record();
+            if r.host_config.auto_remove
+                && !r.state.status.is_running()
+                && r.state.started_at.is_some()
+            {
+                // Its run ended while no daemon was there to remove it (as Docker's restore).
+                to_remove.push(c.clone());
+                continue;
+            }
             let policy = Policy::parse(&r.host_config.restart_policy).unwrap_or(Policy::No);
             if !r.state.status.is_running()
                 && r.state.started_at.is_some()
@@ -385,9 +421,31 @@ impl Containers {
                 to_restart.push(c.clone());
             }
         }
+        // Bundles of containers that are gone (removed while a crash interrupted, say).
+        let run_root = &me.inner.opts.run_root;
+        for e in std::fs::read_dir(run_root).into_iter().flatten().flatten() {
+            let known = lock(&me.inner.table)
+                .by_id
+                .contains_key(&*e.file_name().to_string_lossy());
+            if !known {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
         me.spawn_exec_gc();
         // Before any restart, so that a volume is not unmounted under a container starting.
         me.release_volumes_after_adoption(&exited_while_down);
+        if !to_remove.is_empty()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let me2 = me.clone();
+            handle.spawn(async move {
+                for c in to_remove {
+                    if let Err(e) = me2.remove_container(&c, true, true).await {
+                        tracing::warn!(id = %c.id, error = %e, "auto-remove failed");
+                    }
+                }
+            });
+        }
         if !to_restart.is_empty()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
@@ -405,7 +463,12 @@ impl Containers {
 
     /// Reattaches to a running container's shim, or records how it ended.
     fn adopt(&self, c: &Arc<Container>) {
-        let dir = c.paths.dir.clone();
+        // Bundles of daemons before the exec-root split were in the container's directory.
+        let dir = if !c.paths.run.exists() && c.paths.dir.join("shim.pid").exists() {
+            c.paths.dir.clone()
+        } else {
+            c.paths.run.clone()
+        };
         match ShimHandle::connect(&dir) {
             Ok(h) if matches!(h.state(), Ok(s) if s.status == berth_runtime::shim::ContainerStatus::Running) =>
             {
@@ -650,11 +713,12 @@ impl Containers {
                 rec.host_config.network_mode = mode;
             }
             std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io("create", &dir, e))?;
-            write_etc_files(&Paths { dir: dir.clone() }, &rec, None)?;
+            write_etc_files(&self.paths_of(&rec.id), &rec, None)?;
             rec.save(&dir)
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(self.paths_of(&rec.id).run);
             for v in &created_volumes {
                 let _ = self.inner.volumes.remove(v);
             }
@@ -668,7 +732,7 @@ impl Containers {
             }
             return Err(e);
         }
-        let c = Container::new(rec, dir);
+        let c = Container::new(rec, self.paths_of(&id));
         lock(&self.inner.table).by_id.insert(id, c.clone());
         Ok((c, created_volumes, warnings))
     }
@@ -782,6 +846,35 @@ impl Containers {
         }
     }
 
+    /// The lower layers of a container's root filesystem, bottom first: the image's, then its
+    /// init layer (`rootfs::ensure_init_layer`, made at the first start of the image, kept
+    /// beside its top layer and removed with it).
+    pub(crate) fn rootfs_layers(&self, image: &berth_image::Digest) -> Result<Vec<PathBuf>> {
+        let mut layers = self.inner.images.layer_dirs(image)?;
+        let init = layers
+            .last()
+            .and_then(|top| top.parent())
+            .map(|d| d.join("init"));
+        if let Some(init) = init {
+            match rootfs::ensure_init_layer(&layers, &init) {
+                Ok(Some(dir)) => layers.push(dir),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "no init layer; mountpoints go to the writable layer")
+                }
+            }
+        }
+        Ok(layers)
+    }
+
+    /// Where the files of container `id` go.
+    fn paths_of(&self, id: &str) -> Paths {
+        Paths {
+            dir: self.inner.root.join(id),
+            run: self.inner.opts.run_root.join(id),
+        }
+    }
+
     fn cgroup_path(&self, r: &Record) -> String {
         let parent = if r.host_config.resources.cgroup_parent.is_empty() {
             self.inner.opts.cgroup_parent.clone()
@@ -830,7 +923,7 @@ impl Containers {
         berth_runtime::cgroup_warmup::prewarm();
         let r = c.record();
         let image = self.inner.images.get(&r.image_id)?;
-        let layers = self.inner.images.layer_dirs(&image.id)?;
+        let layers = self.rootfs_layers(&image.id)?;
         // /etc/hosts and resolv.conf carry the addresses just allocated.
         write_etc_files(&c.paths, &r, Some(net))?;
         let root = rootfs::mount_overlay(&layers, &c.paths.dir)?;
@@ -838,14 +931,15 @@ impl Containers {
             .prepare_ipc(&r, &c.paths)
             .and_then(|()| self.run_config(&r, &c.paths, &root, net))
             .and_then(|cfg| {
-                let _ = std::fs::remove_file(Bundle::new(&c.paths.dir).exit_path());
-                Bundle::new(&c.paths.dir).write(&cfg, &RealHost)?;
+                let bundle = c.paths.bundle();
+                let _ = std::fs::remove_file(bundle.exit_path());
+                bundle.write(&cfg, &RealHost)?;
                 let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&c.pending));
                 if pending.is_empty() {
-                    return Ok(Shim::spawn(&c.paths.dir, &self.inner.opts.shim_binary)?);
+                    return Ok(Shim::spawn(&c.paths.run, &self.inner.opts.shim_binary)?);
                 }
                 // Clients attached before start see all the output: create, attach, start.
-                let h = Shim::create(&c.paths.dir, &self.inner.opts.shim_binary)?;
+                let h = Shim::create(&c.paths.run, &self.inner.opts.shim_binary)?;
                 for p in pending {
                     let _ = p.tx.send(h.attach(p.stdin, p.stdout, p.stderr));
                 }
@@ -1169,18 +1263,25 @@ impl Containers {
         *lock(&c.shim) = None;
         self.stop_health(&c);
         self.volumes_unmounted(&c).await;
-        let r = match c.update(|r| {
+        let exited = |r: &mut Record| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
             r.state.exit_code = code;
             r.state.finished_at = Some(finished);
             r.state.oom_killed = oom;
             r.state.error = err.clone();
-        }) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(id = %c.id, error = %e, "cannot record container exit");
-                c.record()
+        };
+        let r = if c.record().host_config.auto_remove {
+            // Removed next: a daemon killed before that finds its exit in exit.json at start
+            // and removes it then.
+            c.update_in_memory(exited)
+        } else {
+            match c.update(exited) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(id = %c.id, error = %e, "cannot record container exit");
+                    c.record()
+                }
             }
         };
         if oom {
@@ -1443,7 +1544,7 @@ impl Containers {
             }
             _ => {}
         }
-        let _ = c.update(|r| r.state.status = Status::Removing);
+        c.mark_removing();
         lock(&c.pending).clear();
         let paths = c.paths.clone();
         let cg = self.cgroup_path(&r);
@@ -1451,6 +1552,12 @@ impl Containers {
             let _ = rootfs::unmount(&paths.rootfs());
             let _ = rootfs::unmount(&paths.shm());
             cgroup::remove(&cg);
+            // The bundle is on a tmpfs: removed at once, before the name is free again.
+            if let Err(e) = std::fs::remove_dir_all(&paths.run)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %paths.run.display(), error = %e, "cannot remove a container's bundle");
+            }
             remove_container_dir(&paths.dir)
         })
         .await??;
@@ -2339,7 +2446,7 @@ impl Containers {
 
 pub(crate) fn cgroup_of(r: &Record, paths: &Paths) -> String {
     // The path actually used is in the bundle's spec; fall back to the default layout.
-    let spec = std::fs::read(paths.dir.join("config.json")).ok();
+    let spec = std::fs::read(paths.bundle().config_path()).ok();
     spec.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_string))
         .unwrap_or_else(|| format!("/berth/{}", r.id))
@@ -2410,8 +2517,14 @@ fn remove_container_dir(dir: &Path) -> Result<()> {
 fn write_etc_files(p: &Paths, r: &Record, net: Option<&NetworkStart>) -> Result<()> {
     let h = &r.host_config;
     let host_net = h.network_mode == "host";
+    // After a reboot the exec root is empty again.
+    std::fs::create_dir_all(&p.run).map_err(|e| ContainerError::io("create", &p.run, e))?;
     let write = |path: PathBuf, text: String| -> Result<()> {
-        // Regenerated from the record at every start: atomic, but not worth an fsync.
+        // Regenerated from the record at every start: atomic, but not worth an fsync; and
+        // left alone when it already says the same (a new file is a new inode on the disk).
+        if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+            return Ok(());
+        }
         berth_runtime::bundle::replace_file(&path, text.as_bytes())?;
         Ok(())
     };

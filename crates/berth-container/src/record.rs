@@ -141,21 +141,34 @@ impl Record {
 /// Paths of one container's files.
 #[derive(Debug, Clone)]
 pub struct Paths {
+    /// What lasts (`<data-root>/containers/<id>`): the record, the writable layer, logs,
+    /// exec records.
     pub dir: PathBuf,
+    /// The bundle (`<exec-root>/containers/<id>`, a tmpfs): the spec, the shim's socket, pid
+    /// files and exit record, libcontainer's state, hostname/hosts/resolv.conf; all of it
+    /// describes processes a reboot ends (or is regenerated at every start), and a `run`
+    /// writes and removes it each time, so it stays off the disk.
+    pub run: PathBuf,
 }
 
 impl Paths {
+    /// The container's bundle, its log in the lasting directory.
+    pub fn bundle(&self) -> berth_runtime::bundle::Bundle {
+        berth_runtime::bundle::Bundle::new(&self.run).with_log_dir(&self.dir)
+    }
     pub fn log(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}-json.log"))
     }
+    // hostname, hosts and resolv.conf are regenerated at every start (and `hosts` at every
+    // network change): run-time files, kept with the bundle.
     pub fn hostname(&self) -> PathBuf {
-        self.dir.join("hostname")
+        self.run.join("hostname")
     }
     pub fn hosts(&self) -> PathBuf {
-        self.dir.join("hosts")
+        self.run.join("hosts")
     }
     pub fn resolv_conf(&self) -> PathBuf {
-        self.dir.join("resolv.conf")
+        self.run.join("resolv.conf")
     }
     /// The host-side `/dev/shm` of a container with `--ipc shareable`, which containers
     /// joining its IPC namespace bind as well.

@@ -144,7 +144,7 @@ impl Networks {
     /// the proxies and DNS servers of containers recorded as running, removes netns files of
     /// containers that are not, and applies the firewall.
     pub async fn open(opts: NetworkOptions, events: Arc<dyn NetworkEvents>) -> Result<Networks> {
-        let store = Store::open(&opts.data_root)?;
+        let store = Store::open(&opts.data_root, &opts.exec_root)?;
         let netns_dir = opts.exec_root.join("netns");
         std::fs::create_dir_all(&netns_dir)
             .map_err(|e| ControlError::io("create", &netns_dir, e))?;

@@ -173,26 +173,38 @@ mod proto_text {
 }
 
 /// The directory layout and atomic file writes.
+///
+/// A container's record is in two parts: what lasts (mode, requested endpoints, ports) in the
+/// data root, written durably and only when it changes, and its `running` part (netns,
+/// attachments, published ports) in the exec root, a tmpfs: it changes at every start and
+/// stop, and describes processes a reboot ends, so after one it is simply gone.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
-    /// Per container: the record as last written to disk durably, without its `running`
-    /// part. A write that changes only `running` (every start and stop) skips the fsyncs:
-    /// that part describes processes, which a machine crash ends anyway.
+    /// `<exec-root>/network/containers`: the `running` parts.
+    run: PathBuf,
+    /// Per container: the lasting part as last written to disk.
     durable: Arc<Mutex<HashMap<String, Vec<u8>>>>,
 }
 
 impl Store {
-    pub fn open(data_root: &Path) -> Result<Store> {
+    pub fn open(data_root: &Path, exec_root: &Path) -> Result<Store> {
         let root = data_root.join("network");
         for d in ["networks", "containers"] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(|e| ControlError::io("create", &p, e))?;
         }
+        let run = exec_root.join("network").join("containers");
+        std::fs::create_dir_all(&run).map_err(|e| ControlError::io("create", &run, e))?;
         Ok(Store {
             root,
+            run,
             durable: Arc::default(),
         })
+    }
+
+    fn running_path(&self, id: &str) -> PathBuf {
+        self.run.join(format!("{id}.json"))
     }
 
     fn path(&self, kind: &str, id: &str) -> PathBuf {
@@ -230,7 +242,27 @@ impl Store {
     }
 
     pub fn containers(&self) -> Vec<ContainerNet> {
-        self.load_all("containers")
+        let mut out: Vec<ContainerNet> = self.load_all("containers");
+        let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        for c in &mut out {
+            if let Ok(lasting) = serde_json::to_vec(&ContainerNet {
+                running: None,
+                ..c.clone()
+            }) {
+                durable.insert(c.id.clone(), lasting);
+            }
+            let path = self.running_path(&c.id);
+            match std::fs::read(&path).map(|b| serde_json::from_slice::<Running>(&b)) {
+                Ok(Ok(r)) => c.running = Some(r),
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable running record");
+                    c.running = None;
+                }
+                // Not running; or a record from before the split, with `running` inside.
+                Err(_) => {}
+            }
+        }
+        out
     }
 
     fn write<T: Serialize>(&self, kind: &str, id: &str, v: &T) -> Result<()> {
@@ -266,27 +298,39 @@ impl Store {
     }
     pub fn save_container(&self, c: &ContainerNet) -> Result<()> {
         let path = self.path("containers", &c.id);
-        let encode = |v: &ContainerNet| {
-            serde_json::to_vec(v).map_err(|e| ControlError::io("encode", &path, e.into()))
-        };
-        let lasting = encode(&ContainerNet {
+        let lasting = serde_json::to_vec(&ContainerNet {
             running: None,
             ..c.clone()
-        })?;
-        let bytes = encode(c)?;
-        let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
-        if durable.get(&c.id) == Some(&lasting) {
-            return replace_atomic(&path, &bytes);
+        })
+        .map_err(|e| ControlError::io("encode", &path, e.into()))?;
+        {
+            let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+            if durable.get(&c.id) != Some(&lasting) {
+                write_atomic(&path, &lasting)?;
+                durable.insert(c.id.clone(), lasting);
+            }
         }
-        write_atomic(&path, &bytes)?;
-        durable.insert(c.id.clone(), lasting);
-        Ok(())
+        let run = self.running_path(&c.id);
+        match &c.running {
+            Some(r) => {
+                let bytes = serde_json::to_vec(r)
+                    .map_err(|e| ControlError::io("encode", &run, e.into()))?;
+                replace_atomic(&run, &bytes)
+            }
+            None => match std::fs::remove_file(&run) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(ControlError::io("remove", &run, e))
+                }
+                _ => Ok(()),
+            },
+        }
     }
     pub fn delete_container(&self, id: &str) -> Result<()> {
         self.durable
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        let _ = std::fs::remove_file(self.running_path(id));
         self.delete("containers", id)
     }
 }
@@ -332,7 +376,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_temp_files_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), &dir.path().join("run")).unwrap();
         let n = NetworkRecord {
             id: "a".repeat(64),
             name: "appnet".into(),
@@ -349,5 +393,46 @@ mod tests {
         assert!(!dir.path().join("network/networks/.x.json.tmp").exists());
         s.delete_network(&n.id).unwrap();
         assert!(s.networks().is_empty());
+    }
+
+    /// The running part of a container's record lives in the exec root: the data root's file
+    /// does not change at a start or stop, and after a reboot (an empty exec root) the
+    /// container is simply not running.
+    #[test]
+    fn the_running_part_lives_in_the_exec_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_root = dir.path().join("run");
+        let s = Store::open(dir.path(), &run_root).unwrap();
+        let mut c = ContainerNet {
+            id: "c".repeat(64),
+            name: "web".into(),
+            mode: "bridge".into(),
+            ..Default::default()
+        };
+        s.save_container(&c).unwrap();
+        let data = dir.path().join(format!("network/containers/{}.json", c.id));
+        let before = std::fs::metadata(&data).unwrap().modified().unwrap();
+        c.running = Some(Running {
+            netns: "/run/x".into(),
+            attachments: Vec::new(),
+            published: Vec::new(),
+        });
+        s.save_container(&c).unwrap();
+        assert_eq!(
+            std::fs::metadata(&data).unwrap().modified().unwrap(),
+            before,
+            "a start rewrote the lasting part"
+        );
+        let text = std::fs::read_to_string(&data).unwrap();
+        assert!(!text.contains("/run/x"), "{text}");
+        let reopened = Store::open(dir.path(), &run_root).unwrap();
+        let got = reopened.containers();
+        assert_eq!(got[0].running.as_ref().unwrap().netns, Path::new("/run/x"));
+        // A reboot empties the exec root.
+        std::fs::remove_dir_all(&run_root).unwrap();
+        let rebooted = Store::open(dir.path(), &run_root).unwrap();
+        assert!(rebooted.containers()[0].running.is_none());
+        rebooted.delete_container(&c.id).unwrap();
+        assert!(rebooted.containers().is_empty());
     }
 }

@@ -1,6 +1,10 @@
 //! The bundle directory a shim serves: `config.json` (the OCI spec), `shim.json` (how the shim
 //! should run it), and the files the shim leaves behind (`shim.pid`, `init.pid`, `exit.json`,
-//! `shim.sock`, `shim.log`, the json-file log). Every file is written atomically.
+//! `shim.sock`, `shim.log`, libcontainer's state). Every file is written atomically.
+//!
+//! Everything in a bundle describes processes, which a reboot ends: the daemon keeps bundles
+//! under its exec root (a tmpfs), apart from the container's lasting files in the data root,
+//! where the container's log goes ([`Bundle::with_log_dir`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,12 +64,24 @@ pub struct ExitRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
     dir: PathBuf,
+    /// Where the container's log is written (the bundle directory unless set).
+    log_dir: Option<PathBuf>,
 }
 
 impl Bundle {
     /// The bundle at `dir` (nothing is read or created).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Bundle { dir: dir.into() }
+        Bundle {
+            dir: dir.into(),
+            log_dir: None,
+        }
+    }
+
+    /// The same bundle, with the container's log in `dir` (its lasting directory) rather than
+    /// in the bundle: [`Bundle::write`] records the path in `shim.json`.
+    pub fn with_log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.log_dir = Some(dir.into());
+        self
     }
 
     /// The directory.
@@ -145,7 +161,10 @@ impl Bundle {
             tty: cfg.tty,
             open_stdin: cfg.open_stdin,
             stdin_once: cfg.stdin_once,
-            log_path: None,
+            log_path: self
+                .log_dir
+                .as_ref()
+                .map(|d| d.join(log.file_name(&cfg.id))),
             log,
             console_size: cfg.console_size,
             runtime: cfg.runtime.clone(),

@@ -169,6 +169,169 @@ pub fn mount_shm(path: &Path, size: u64) -> Result<()> {
     .map_err(|e| RuntimeError::io("mount shm tmpfs", path, e.into()))
 }
 
+/// Where a daemon keeps run-time state (its exec root): on a tmpfs, as `/run` is on most
+/// systems. Everything there describes processes, which a reboot ends, and a `run` writes and
+/// deletes a dozen files there (bundle, pid files, exit record, the runtime's state): on a
+/// disk filesystem each of those costs an inode allocation, block frees and possibly discards.
+/// When `dir` is on another filesystem and still empty, a tmpfs is mounted on it (private, so
+/// the network namespaces bind-mounted inside do not propagate); a non-empty directory, say
+/// from an older daemon whose containers still run, is used as it is. Returns whether a tmpfs
+/// was mounted.
+pub fn ensure_tmpfs(dir: &Path) -> Result<bool> {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io("create", dir, e))?;
+    let fs = rustix::fs::statfs(dir).map_err(|e| RuntimeError::io("statfs", dir, e.into()))?;
+    if fs.f_type as i64 == TMPFS_MAGIC {
+        return Ok(false);
+    }
+    let empty = std::fs::read_dir(dir)
+        .map_err(|e| RuntimeError::io("read", dir, e))?
+        .next()
+        .is_none();
+    if !empty {
+        return Ok(false);
+    }
+    rustix::mount::mount(
+        "berth-exec",
+        dir,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        c"mode=0711",
+    )
+    .map_err(|e| RuntimeError::io("mount tmpfs", dir, e.into()))?;
+    rustix::mount::mount_change(dir, rustix::mount::MountPropagationFlags::PRIVATE)
+        .map_err(|e| RuntimeError::io("make private", dir, e.into()))?;
+    Ok(true)
+}
+
+/// Mountpoints of every container's default mounts: libcontainer creates the missing ones in
+/// the container's writable layer at each start (with a copy-up of `/etc`), so a `run --rm`
+/// would create and delete them every time, on the data root's disk.
+const INIT_DIRS: [&str; 3] = ["proc", "sys", "dev"];
+const INIT_FILES: [&str; 3] = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+
+/// The init layer of an image whose layers are `layers` (bottom first): a directory `dir`
+/// holding the default mounts' mountpoints the image lacks, used as the topmost lower layer of
+/// its containers (as Docker's `-init` layer, but shared by all containers of the image, and
+/// made once). Only what the image does not have is created, so nothing of the image is
+/// hidden; a path under something that is not a directory in the image is left alone. An
+/// image that has them all gets an empty one (so the look is not repeated). Returns `None`
+/// when the image cannot be looked at in one mount (very many layers): libcontainer then
+/// creates the mountpoints as it would anyway.
+pub fn ensure_init_layer(layers: &[PathBuf], dir: &Path) -> Result<Option<PathBuf>> {
+    if dir.is_dir() {
+        return Ok(Some(dir.to_path_buf()));
+    }
+    if layers.is_empty() {
+        return Ok(None);
+    }
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let unique = format!("{}-{:x}", std::process::id(), rand_u64());
+    let view = parent.join(format!(".init-view-{unique}"));
+    let staging = parent.join(format!(".init-tmp-{unique}"));
+    let empty = parent.join(format!(".init-empty-{unique}"));
+    for d in [&view, &staging, &empty] {
+        std::fs::create_dir(d).map_err(|e| RuntimeError::io("create", d, e))?;
+    }
+    let cleanup = || {
+        let _ = std::fs::remove_dir(&view);
+        let _ = std::fs::remove_dir(&empty);
+        let _ = std::fs::remove_dir_all(&staging);
+    };
+    // A read-only overlay needs two lowers: an empty one under a single-layer image.
+    let mut lowers: Vec<&Path> = layers.iter().rev().map(PathBuf::as_path).collect();
+    lowers.push(&empty);
+    let data = format!(
+        "lowerdir={}",
+        lowers
+            .iter()
+            .map(|p| p.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(":")
+    );
+    if data.len() >= MOUNT_DATA_MAX || lowers.iter().any(|p| check_lower(p).is_err()) {
+        cleanup();
+        return Ok(None);
+    }
+    let data = CString::new(data).map_err(|e| RuntimeError::InvalidConfig(e.to_string()))?;
+    if let Err(e) = rustix::mount::mount(
+        "overlay",
+        &view,
+        "overlay",
+        MountFlags::RDONLY,
+        data.as_c_str(),
+    ) {
+        cleanup();
+        return Err(RuntimeError::io("mount image view", &view, e.into()));
+    }
+    let missing = |rel: &str| -> bool {
+        // Each parent must be a real directory in the image (never follow its symlinks).
+        let mut p = view.clone();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            p.push(part);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_dir() => {}
+                Ok(_) => return false,
+                Err(_) => return true,
+            }
+        }
+        std::fs::symlink_metadata(view.join(rel)).is_err()
+    };
+    let made = (|| -> io::Result<()> {
+        for d in INIT_DIRS {
+            if missing(d) {
+                std::fs::create_dir_all(staging.join(d))?;
+            }
+        }
+        for f in INIT_FILES {
+            if missing(f) {
+                let path = staging.join(f);
+                if let Some(p) = path.parent() {
+                    std::fs::create_dir_all(p)?;
+                    // The image's directory shows through with this one's mode and owner.
+                    let rel = Path::new(f).parent().unwrap_or(Path::new(""));
+                    if let Ok(m) = std::fs::symlink_metadata(view.join(rel)) {
+                        use std::os::unix::fs::MetadataExt;
+                        std::fs::set_permissions(p, m.permissions())?;
+                        std::os::unix::fs::chown(p, Some(m.uid()), Some(m.gid()))?;
+                    }
+                }
+                std::fs::File::create(&path)?;
+            }
+        }
+        Ok(())
+    })();
+    let _ = rustix::mount::unmount(&view, UnmountFlags::DETACH);
+    if let Err(e) = made {
+        cleanup();
+        return Err(RuntimeError::io("create init layer", &staging, e));
+    }
+    // Another start may have made it meanwhile: theirs is as good.
+    match std::fs::rename(&staging, dir) {
+        Ok(()) => {}
+        Err(_) if dir.is_dir() => {}
+        Err(e) => {
+            cleanup();
+            return Err(RuntimeError::io("rename init layer", dir, e));
+        }
+    }
+    cleanup();
+    Ok(Some(dir.to_path_buf()))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
 /// Whether `path` is a mountpoint in this process's mount namespace.
 pub fn is_mounted(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {

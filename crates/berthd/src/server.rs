@@ -96,6 +96,14 @@ impl Listener {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let _lock = DataRootLock::acquire(&config.data_root)?;
+    // Before the pidfile, which may be in it. It stays mounted at exit: shims outlive us.
+    match berth_runtime::rootfs::ensure_tmpfs(&config.exec_root) {
+        Ok(true) => {
+            tracing::info!(dir = %config.exec_root.display(), "mounted a tmpfs on the exec root")
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "exec root stays on its filesystem"),
+    }
     write_pidfile(&config.pidfile)?;
     let result = run_locked(config.clone()).await;
     remove_quietly(&config.pidfile);

@@ -228,6 +228,7 @@ impl Daemon {
                     .collect(),
                 default_runtime: config.default_runtime.clone(),
                 network: Some(NetworkHandle(Arc::new(Attacher(networks.clone())))),
+                run_root: config.exec_root.join("containers"),
             },
             images.clone(),
             Arc::new(BusSink(events.clone())),

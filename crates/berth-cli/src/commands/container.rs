@@ -402,7 +402,10 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
         return Ok(());
     }
     let attached = stdin || stdout || stderr;
-    let hijacked = if attached {
+    let attach = async {
+        if !attached {
+            return Ok(None);
+        }
         let options = AttachOptions {
             stream: true,
             stdin,
@@ -411,18 +414,13 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
             logs: false,
             detach_keys: keys_spec.clone(),
         };
-        match client.container_attach(&id, &options).await {
-            Ok(h) => Some(h),
-            Err(e) => return Err(run_error(125, &describe_client_error(&e))),
-        }
-    } else {
-        None
+        client.container_attach(&id, &options).await.map(Some)
     };
     let condition = if opts.rm { "removed" } else { "next-exit" };
-    let waiter = client
-        .container_wait(&id, Some(condition))
-        .await
-        .map_err(|e| run_error(125, &describe_client_error(&e)))?;
+    // Both must be in place before the start; neither waits for the other.
+    let (hijacked, waiter) = tokio::join!(attach, client.container_wait(&id, Some(condition)));
+    let hijacked = hijacked.map_err(|e| run_error(125, &describe_client_error(&e)))?;
+    let waiter = waiter.map_err(|e| run_error(125, &describe_client_error(&e)))?;
     // The terminal goes raw before start, so no early output is cooked.
     let raw = if opts.tty && stdin && std::io::stdin().is_terminal() {
         Some(RawTerminal::enable().context("cannot set the terminal to raw mode")?)

@@ -312,6 +312,7 @@ impl Shim {
 
     fn launch(bundle: &Path, shim_binary: &Path, create_only: bool) -> Result<ShimHandle> {
         let b = Bundle::new(bundle);
+        wait_previous_shim(&b);
         let shim_err = |message: String| RuntimeError::Shim {
             bundle: bundle.to_path_buf(),
             message,
@@ -385,6 +386,27 @@ impl Shim {
     }
 }
 
+/// How long a start waits for the previous shim of the same container to finish its clean-up.
+const PREVIOUS_SHIM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A container started again right after it exited may find its previous shim still removing
+/// the cgroups and runtime state the new one is about to create (it reports the exit first,
+/// then cleans up, then removes `shim.pid`). Waits, bounded, while that shim is alive.
+fn wait_previous_shim(b: &Bundle) {
+    let Ok(Some(pid)) = Bundle::read_pid(&b.shim_pid_path()) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + PREVIOUS_SHIM_TIMEOUT;
+    let comm = format!("/proc/{pid}/comm");
+    // A pid file left by a killed shim may name an unrelated process by now.
+    while std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "berth-shim")
+        && b.shim_pid_path().exists()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// The container's stdio stream from [`ShimHandle::attach`].
 #[derive(Debug)]
 pub struct AttachStream {
@@ -415,11 +437,16 @@ pub struct ShimHandle {
 
 impl ShimHandle {
     /// Adopt the shim of an existing bundle (for example after a daemon restart), from the pid
-    /// files it wrote. Fails with [`RuntimeError::ShimGone`] if it never started.
+    /// files it wrote (the shim's pid is 0 once it finished: it removes its pid file last).
+    /// Fails with [`RuntimeError::ShimGone`] if it never started.
     pub fn connect(bundle: &Path) -> Result<ShimHandle> {
         let b = Bundle::new(bundle);
         let pid = Bundle::read_pid(&b.init_pid_path())?;
-        let shim_pid = Bundle::read_pid(&b.shim_pid_path())?;
+        let mut shim_pid = Bundle::read_pid(&b.shim_pid_path())?;
+        if shim_pid.is_none() && b.exit_path().exists() {
+            // A shim that finished removes its pid file last; its exit record stays.
+            shim_pid = Some(0);
+        }
         match (pid, shim_pid) {
             (Some(pid), Some(shim_pid)) => Ok(ShimHandle {
                 bundle: b,
@@ -603,9 +630,19 @@ impl ShimHandle {
         };
         let mut line = serde_json::to_string(req).expect("requests serialize");
         line.push('\n');
-        stream
-            .write_all(line.as_bytes())
-            .map_err(|e| RuntimeError::io("write to", &sock, e))?;
+        // A shim that closed its listener with us in its queue (the container just exited)
+        // resets the connection: not running either.
+        let gone = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        };
+        match stream.write_all(line.as_bytes()) {
+            Err(e) if gone(&e) => return Err(RuntimeError::NotRunning { id: self.id() }),
+            Err(e) => return Err(RuntimeError::io("write to", &sock, e)),
+            Ok(()) => {}
+        }
         let mut answer = Vec::new();
         let mut byte = [0u8; 1];
         loop {
@@ -614,6 +651,7 @@ impl ShimHandle {
                 Ok(_) if byte[0] == b'\n' => break,
                 Ok(_) => answer.push(byte[0]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if gone(&e) => return Err(RuntimeError::NotRunning { id: self.id() }),
                 Err(e) => return Err(RuntimeError::io("read from", &sock, e)),
             }
         }

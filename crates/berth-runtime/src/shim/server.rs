@@ -635,7 +635,8 @@ struct Supervisor {
     cgroups_path: Option<PathBuf>,
     io: ProcIo,
     log: Box<dyn LogDriver>,
-    listener: UnixListener,
+    /// Closed once the container has exited (see [`Supervisor::finish`]).
+    listener: Option<UnixListener>,
     sigfd: SignalFd,
     clients: Vec<Client>,
     waiters: Vec<UnixStream>,
@@ -1097,7 +1098,7 @@ impl Supervisor {
             pid,
             io,
             log,
-            listener,
+            listener: Some(listener),
             sigfd,
             clients: Vec::new(),
             waiters: Vec::new(),
@@ -1183,11 +1184,14 @@ impl Supervisor {
         timeout: PollTimeout,
         release: Option<&Release>,
     ) -> nix::Result<Vec<(Src, PollFlags)>> {
-        let mut srcs = vec![Src::Signal, Src::Listener];
-        let mut fds = vec![
-            PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut srcs = vec![Src::Signal];
+        if self.listener.is_some() {
+            srcs.push(Src::Listener);
+        }
+        let mut fds = vec![PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(l) = &self.listener {
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+        }
         let targets = std::iter::once((Target::Init, &self.io)).chain(
             self.execs
                 .iter()
@@ -1407,7 +1411,10 @@ impl Supervisor {
     }
 
     fn accept(&mut self) {
-        while let Ok((stream, _)) = self.listener.accept() {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        while let Ok((stream, _)) = listener.accept() {
             let _ = stream.set_nonblocking(true);
             self.clients.push(Client::new(stream));
         }
@@ -1757,9 +1764,12 @@ impl Supervisor {
         if let Err(e) = write_json_atomic(&self.bundle.exit_path(), &record) {
             eprintln!("berth-shim: {e}");
         }
-        self.driver.remove(&self.id, self.cgroups_path.as_deref());
-        let _ = std::fs::remove_dir(self.bundle.runtime_root());
+        // No new clients: they find exit.json. One still in the listen queue gets EOF (or a
+        // reset) when the listener closes, and reads exit.json too.
         let _ = std::fs::remove_file(self.bundle.socket_path());
+        self.listener = None;
+        // Who waits learns of the exit before the clean-up: the daemon handles it (for
+        // `run --rm`, the removal) while the cgroups and the runtime's state go.
         for mut w in self.waiters.drain(..) {
             let _ = w.set_nonblocking(false);
             respond(&mut w, &Response::Exited(record.clone()));
@@ -1772,6 +1782,12 @@ impl Supervisor {
                 respond(&mut w, &Response::ExecState(st.clone()));
             }
         }
+        self.driver.remove(&self.id, self.cgroups_path.as_deref());
+        let _ = std::fs::remove_dir(self.bundle.runtime_root());
+        // Last: a new start of this container waits while the file is there, so that it does
+        // not create the cgroups and runtime state this shim is still removing
+        // ([`super::Shim::spawn`]).
+        let _ = std::fs::remove_file(self.bundle.shim_pid_path());
     }
 
     /// Give stream clients a bounded time to take their last output, then EOF.
