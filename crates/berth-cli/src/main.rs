@@ -8,13 +8,11 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::cli::{Cli, Command};
 use crate::commands::Env;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => {
             match docker_usage_error(&e, &std::env::args().collect::<Vec<_>>()) {

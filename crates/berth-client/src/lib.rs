@@ -114,6 +114,37 @@ impl Client {
         query: &Query,
         body: Body,
     ) -> Result<Response<Incoming>> {
+        if self.pinned.is_none() && self.negotiated.get().is_none() {
+            // Not negotiated yet: rather than ping first (a round trip on every command), a
+            // request that can be sent again goes out at our own version. A daemon as new
+            // answers it, and its Api-Version header settles the negotiation; an older one
+            // refuses it (400, "client version is too new") and it goes again at the
+            // daemon's version.
+            let replay = match &body {
+                Body::Empty => Some(Body::Empty),
+                Body::Json(b) => Some(Body::Json(b.clone())),
+                Body::Stream { .. } => None,
+            };
+            if let Some(replay) = replay {
+                let ours = berth_api::MAX_API_VERSION;
+                let query = query.to_query_string();
+                let uri = format!("/v{ours}{path}{query}");
+                let response = transport::send(&self.host, method.clone(), &uri, body).await?;
+                let theirs = response
+                    .headers()
+                    .get("api-version")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let version = negotiate(theirs.as_deref());
+                let _ = self.negotiated.set(version);
+                if response.status() == StatusCode::BAD_REQUEST && version < ours {
+                    let uri = format!("/v{version}{path}{query}");
+                    let response = transport::send(&self.host, method, &uri, replay).await?;
+                    return check_status(response).await;
+                }
+                return check_status(response).await;
+            }
+        }
         let version = self.api_version().await?;
         let uri = format!("/v{version}{path}{}", query.to_query_string());
         let response = transport::send(&self.host, method, &uri, body).await?;

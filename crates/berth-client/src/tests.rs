@@ -107,6 +107,46 @@ async fn negotiates_the_lower_version_and_prefixes_paths() {
     assert!(requests[1].starts_with("GET /v1.45/images/json?all=1 "));
 }
 
+/// Without a ping: the first request goes at our version; a daemon as new answers it.
+#[tokio::test]
+async fn a_daemon_as_new_is_asked_without_a_ping() {
+    let daemon = fake_daemon(route);
+    let client = Client::new(daemon.host.clone());
+    client.images_list(&Default::default()).await.unwrap();
+    client.images_list(&Default::default()).await.unwrap();
+    let requests = daemon.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let ours = format!("GET /v{}/images/json ", berth_api::MAX_API_VERSION);
+    assert!(
+        requests.iter().all(|r| r.starts_with(&ours)),
+        "{requests:?}"
+    );
+}
+
+/// An older daemon refuses our version (400, with its own in Api-Version): the request goes
+/// again at its version, and so do the next ones.
+#[tokio::test]
+async fn an_older_daemon_gets_the_request_again_at_its_version() {
+    let daemon = fake_daemon(|line: &str| {
+        if line.contains("/v1.44/") {
+            return route(line);
+        }
+        http(
+            "400 Bad Request",
+            "Api-Version: 1.44\r\nContent-Type: application/json\r\n",
+            r#"{"message":"client version 1.51 is too new. Maximum supported API version is 1.44"}"#,
+        )
+    });
+    let client = Client::new(daemon.host.clone());
+    let images = client.images_list(&Default::default()).await.unwrap();
+    assert_eq!(images[0].id, "sha256:abc");
+    client.images_list(&Default::default()).await.unwrap();
+    let requests = daemon.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(requests[1].starts_with("GET /v1.44/images/json "));
+    assert!(requests[2].starts_with("GET /v1.44/images/json "));
+}
+
 #[tokio::test]
 async fn pinned_version_skips_the_ping() {
     let daemon = fake_daemon(route);

@@ -22,7 +22,7 @@ use berth_runtime::config::{
     ContainerRunConfig, DeviceSpec, MountKind, MountSpec, NamespaceMode, NamespaceModes, Resources,
     SeccompMode, Ulimit,
 };
-use berth_runtime::shim::{AttachStream, ExecConfig as ShimExecConfig};
+use berth_runtime::shim::{AttachStream, ExecConfig as ShimExecConfig, PendingShim};
 use berth_runtime::spec::RealHost;
 use berth_runtime::{Bundle, ExitRecord, RuntimeError, Shim, ShimHandle, rootfs};
 use chrono::{DateTime, Utc};
@@ -370,7 +370,9 @@ impl Containers {
                 .starts_with(REMOVING_PREFIX)
             {
                 // A removal the last daemon had taken out of sight but not finished deleting.
-                let _ = std::fs::remove_dir_all(&dir);
+                if let Err(e) = delete_removed_dir(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot delete a removed container's files");
+                }
                 continue;
             }
             let rec = match Record::load(&dir) {
@@ -769,15 +771,26 @@ impl Containers {
 
     /// Starts a container; the caller holds its operation lock.
     async fn start_locked(&self, c: &Arc<Container>) -> Result<()> {
-        let net = match &self.inner.opts.network {
-            Some(n) => n.0.start(&c.id).await.map_err(ContainerError::Network),
-            None => Ok(NetworkStart::default()),
+        // The shim starts first and waits for its bundle: its own start-up overlaps the
+        // network's and the bundle's preparation.
+        let shim = std::fs::create_dir_all(&c.paths.run)
+            .map_err(|e| ContainerError::io("create", &c.paths.run, e))
+            .and_then(|()| Ok(Shim::prepare(&c.paths.run, &self.inner.opts.shim_binary)?));
+        let net = match (&self.inner.opts.network, shim) {
+            (_, Err(e)) => Err(e),
+            (Some(n), Ok(shim)) => {
+                n.0.start(&c.id)
+                    .await
+                    .map(|net| (net, shim))
+                    .map_err(ContainerError::Network)
+            }
+            (None, Ok(shim)) => Ok((NetworkStart::default(), shim)),
         };
         let started = match net {
-            Ok(net) => {
+            Ok((net, shim)) => {
                 let me = self.clone();
                 let c2 = c.clone();
-                blocking(move || me.start_blocking(&c2, &net)).await?
+                blocking(move || me.start_blocking(&c2, &net, shim)).await?
             }
             Err(e) => Err(e),
         };
@@ -918,7 +931,12 @@ impl Containers {
         }
     }
 
-    fn start_blocking(&self, c: &Container, net: &NetworkStart) -> Result<ShimHandle> {
+    fn start_blocking(
+        &self,
+        c: &Container,
+        net: &NetworkStart,
+        shim: PendingShim,
+    ) -> Result<ShimHandle> {
         // Also for starts that are not requests (restart policies, daemon start).
         berth_runtime::cgroup_warmup::prewarm();
         let r = c.record();
@@ -936,10 +954,10 @@ impl Containers {
                 bundle.write(&cfg, &RealHost)?;
                 let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&c.pending));
                 if pending.is_empty() {
-                    return Ok(Shim::spawn(&c.paths.run, &self.inner.opts.shim_binary)?);
+                    return Ok(shim.spawn()?);
                 }
                 // Clients attached before start see all the output: create, attach, start.
-                let h = Shim::create(&c.paths.run, &self.inner.opts.shim_binary)?;
+                let h = shim.create()?;
                 for p in pending {
                     let _ = p.tx.send(h.attach(p.stdin, p.stdout, p.stderr));
                 }
@@ -1253,12 +1271,16 @@ impl Containers {
             ),
             Err(e) => (255, Utc::now(), false, e.to_string()),
         };
-        let paths = c.paths.clone();
-        let _ = blocking(move || {
-            let _ = rootfs::unmount(&paths.rootfs());
-            let _ = rootfs::unmount(&paths.shm());
-        })
-        .await;
+        // An auto-removed container's mounts go with its directory, after `rm` has answered
+        // (an overlay's unmount syncs its upper filesystem: milliseconds).
+        if !c.record().host_config.auto_remove {
+            let paths = c.paths.clone();
+            let _ = blocking(move || {
+                let _ = rootfs::unmount(&paths.rootfs());
+                let _ = rootfs::unmount(&paths.shm());
+            })
+            .await;
+        }
         self.network_stop(&c.id).await;
         *lock(&c.shim) = None;
         self.stop_health(&c);
@@ -1549,8 +1571,8 @@ impl Containers {
         let paths = c.paths.clone();
         let cg = self.cgroup_path(&r);
         blocking(move || {
-            let _ = rootfs::unmount(&paths.rootfs());
-            let _ = rootfs::unmount(&paths.shm());
+            // The rootfs (and an --ipc shareable /dev/shm) is unmounted with the directory's
+            // deletion, in the background (see remove_container_dir).
             cgroup::remove(&cg);
             // The bundle is on a tmpfs: removed at once, before the name is free again.
             if let Err(e) = std::fs::remove_dir_all(&paths.run)
@@ -2478,6 +2500,25 @@ impl Containers {
     }
 }
 
+/// Deletes a removed container's directory (usually renamed out of sight), unmounting first
+/// what the daemon mounted in it; never deletes through a mount that is still there.
+fn delete_removed_dir(hidden: &Path) -> Result<()> {
+    let paths = Paths {
+        dir: hidden.to_path_buf(),
+        run: PathBuf::new(),
+    };
+    for m in [paths.rootfs(), paths.shm()] {
+        let _ = rootfs::unmount(&m);
+        if rootfs::is_mounted(&m) {
+            return Err(ContainerError::Internal(format!(
+                "{} is still mounted; its directory is kept",
+                m.display()
+            )));
+        }
+    }
+    std::fs::remove_dir_all(hidden).map_err(|e| ContainerError::io("remove", hidden, e))
+}
+
 /// Name prefix of a removed container's directory whose contents are still being deleted.
 const REMOVING_PREFIX: &str = ".removing-";
 
@@ -2488,7 +2529,7 @@ const REMOVING_PREFIX: &str = ".removing-";
 /// crash are deleted when the daemon next opens the containers directory.
 fn remove_container_dir(dir: &Path) -> Result<()> {
     let Some(name) = dir.file_name() else {
-        return std::fs::remove_dir_all(dir).map_err(|e| ContainerError::io("remove", dir, e));
+        return delete_removed_dir(dir);
     };
     let hidden = dir.with_file_name(format!("{REMOVING_PREFIX}{}", name.to_string_lossy()));
     match std::fs::rename(dir, &hidden) {
@@ -2498,19 +2539,18 @@ fn remove_container_dir(dir: &Path) -> Result<()> {
                 .spawn({
                     let hidden = hidden.clone();
                     move || {
-                        if let Err(e) = std::fs::remove_dir_all(&hidden) {
+                        if let Err(e) = delete_removed_dir(&hidden) {
                             tracing::warn!(dir = %hidden.display(), error = %e, "cannot delete a removed container's files");
                         }
                     }
                 });
             if spawned.is_err() {
-                std::fs::remove_dir_all(&hidden)
-                    .map_err(|e| ContainerError::io("remove", &hidden, e))?;
+                delete_removed_dir(&hidden)?;
             }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(_) => std::fs::remove_dir_all(dir).map_err(|e| ContainerError::io("remove", dir, e)),
+        Err(_) => delete_removed_dir(dir),
     }
 }
 

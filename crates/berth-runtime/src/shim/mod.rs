@@ -51,7 +51,7 @@ pub mod server;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -299,7 +299,7 @@ impl Shim {
     /// command (Docker's 127/126), [`RuntimeError::Create`] for anything the runtime refused.
     /// The shim outlives the caller.
     pub fn spawn(bundle: &Path, shim_binary: &Path) -> Result<ShimHandle> {
-        Self::launch(bundle, shim_binary, false)
+        Self::prepare(bundle, shim_binary)?.spawn()
     }
 
     /// Like [`Shim::spawn`], but the container is only created: its process exists, blocked
@@ -307,30 +307,69 @@ impl Shim {
     /// call [`ShimHandle::start`]: attached clients see all the output (Docker's `run`
     /// attaches before it starts).
     pub fn create(bundle: &Path, shim_binary: &Path) -> Result<ShimHandle> {
-        Self::launch(bundle, shim_binary, true)
+        Self::prepare(bundle, shim_binary)?.create()
     }
 
-    fn launch(bundle: &Path, shim_binary: &Path, create_only: bool) -> Result<ShimHandle> {
-        let b = Bundle::new(bundle);
-        wait_previous_shim(&b);
-        let shim_err = |message: String| RuntimeError::Shim {
-            bundle: bundle.to_path_buf(),
-            message,
-        };
-        let mut cmd = Command::new(shim_binary);
-        if create_only {
-            cmd.arg("--create-only");
-        }
-        let mut child = cmd
+    /// Starts the shim process before its bundle is written: it loads, detaches from the
+    /// caller and waits for [`PendingShim::spawn`] or [`PendingShim::create`], so that its own
+    /// start-up (exec, dynamic linking, daemonizing: ~2 ms) overlaps the caller's preparation
+    /// of the bundle. The directory `bundle` must exist (the shim's log goes there). Dropping
+    /// the [`PendingShim`] ends the shim.
+    pub fn prepare(bundle: &Path, shim_binary: &Path) -> Result<PendingShim> {
+        let child = Command::new(shim_binary)
+            .arg("--gated")
             .arg(bundle)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| shim_err(format!("cannot run {}: {e}", shim_binary.display())))?;
-        let stdout = child.stdout.take().expect("piped stdout");
+            .map_err(|e| RuntimeError::Shim {
+                bundle: bundle.to_path_buf(),
+                message: format!("cannot run {}: {e}", shim_binary.display()),
+            })?;
+        Ok(PendingShim {
+            bundle: bundle.to_path_buf(),
+            child,
+        })
+    }
+}
+
+/// A shim waiting for its bundle ([`Shim::prepare`]).
+#[derive(Debug)]
+pub struct PendingShim {
+    bundle: PathBuf,
+    child: std::process::Child,
+}
+
+impl PendingShim {
+    /// Lets the shim create and start the container ([`Shim::spawn`]).
+    pub fn spawn(self) -> Result<ShimHandle> {
+        self.go(false)
+    }
+
+    /// Lets the shim create the container only ([`Shim::create`]).
+    pub fn create(self) -> Result<ShimHandle> {
+        self.go(true)
+    }
+
+    fn go(mut self, create_only: bool) -> Result<ShimHandle> {
+        let b = Bundle::new(&self.bundle);
+        wait_previous_shim(&b);
+        let bundle = self.bundle.clone();
+        let shim_err = |message: String| RuntimeError::Shim {
+            bundle: bundle.clone(),
+            message,
+        };
+        let mut gate = self.child.stdin.take().expect("piped stdin");
+        let released = gate.write_all(if create_only { b"c" } else { b"s" });
+        drop(gate);
+        let stdout = self.child.stdout.take().expect("piped stdout");
         // The first process forks the real shim and exits at once.
-        let status = child.wait().map_err(|e| shim_err(format!("wait: {e}")))?;
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| shim_err(format!("wait: {e}")))?;
+        released.map_err(|e| shim_err(format!("cannot release the shim: {e}")))?;
         if !status.success() {
             return Err(shim_err(format!(
                 "shim exited with {status}; see {}",
@@ -382,6 +421,15 @@ impl Shim {
             Handshake::NotRunnable { name } => Err(RuntimeError::ExecutableNotRunnable { name }),
             Handshake::InvalidConfig { message } => Err(RuntimeError::InvalidConfig(message)),
             Handshake::Failed { message } => Err(RuntimeError::Create { id: id(), message }),
+        }
+    }
+}
+
+impl Drop for PendingShim {
+    fn drop(&mut self) {
+        // Not let go: closing the gate ends the waiting shim; its first process is reaped.
+        if self.child.stdin.take().is_some() {
+            let _ = self.child.wait();
         }
     }
 }

@@ -50,9 +50,10 @@ const FINISHED_EXECS_KEPT: usize = 64;
 /// Entry point of the `berth-shim` binary; returns the process exit code.
 pub fn main() -> i32 {
     let mut args = std::env::args_os().skip(1).peekable();
-    let create_only = args.next_if(|a| a == "--create-only").is_some();
+    let gated = args.next_if(|a| a == "--gated").is_some();
+    let mut create_only = args.next_if(|a| a == "--create-only").is_some();
     let Some(bundle) = args.next().map(PathBuf::from) else {
-        eprintln!("usage: berth-shim [--create-only] <bundle-dir>");
+        eprintln!("usage: berth-shim [--gated | --create-only] <bundle-dir>");
         return 2;
     };
     // SAFETY: the process is single-threaded here (nothing has spawned a thread yet), so the
@@ -66,6 +67,16 @@ pub fn main() -> i32 {
         }
     }
     let _ = setsid();
+    if gated {
+        // Started ahead of its bundle (`Shim::prepare`): wait until the daemon has written
+        // it; one byte says how to run the container, end of file that it will not run.
+        let mut go = [0u8; 1];
+        match std::io::stdin().read(&mut go) {
+            Ok(1) if go[0] == b'c' => create_only = true,
+            Ok(1) if go[0] == b's' => create_only = false,
+            _ => return 0,
+        }
+    }
     let mut handshake = match detach_stdio(&Bundle::new(&bundle)) {
         Ok(f) => f,
         Err(e) => {
@@ -1130,7 +1141,10 @@ impl Supervisor {
                 let drained = self.io.drained() && execs_done;
                 if drained || at.elapsed() >= DRAIN_AFTER_EXIT {
                     self.finish();
+                    // Streams end before the clean-up: `run` returns when its attach stream
+                    // does.
                     self.linger();
+                    self.clean_up();
                     return;
                 }
             }
@@ -1699,10 +1713,17 @@ impl Supervisor {
                     return Response::error(format!("container {} is already started", self.id));
                 }
                 let (driver, id) = (&self.driver, &self.id);
-                let started = helper::run("start container", || {
-                    driver.start(id).map(|()| ((), Vec::new()))
-                });
-                match started.map(|_| ()) {
+                let started = match driver {
+                    // A few file reads and one connect to the held init: done here, sparing
+                    // a fork on the way to the command (the pages it touches are given back
+                    // with the rest once the shim settles).
+                    Driver::Embedded(_) => driver.start(id),
+                    Driver::OciCli(_) => helper::run("start container", || {
+                        driver.start(id).map(|()| ((), Vec::new()))
+                    })
+                    .map(|_| ()),
+                };
+                match started {
                     Ok(()) => {
                         self.started = true;
                         // A quick command may have exited while the runtime's start ran
@@ -1782,6 +1803,10 @@ impl Supervisor {
                 respond(&mut w, &Response::ExecState(st.clone()));
             }
         }
+    }
+
+    /// Once the exit is reported: the cgroups and the runtime's state go.
+    fn clean_up(&mut self) {
         self.driver.remove(&self.id, self.cgroups_path.as_deref());
         let _ = std::fs::remove_dir(self.bundle.runtime_root());
         // Last: a new start of this container waits while the file is there, so that it does
