@@ -645,6 +645,8 @@ fn an_added_oci_runtime_runs_containers() {
     let logs = d.api().get(&format!("/containers/{id}/logs?stdout=1"));
     assert_eq!(demux(&logs.body).0, "hi\n");
     let dir = d.run_dir(&id);
+    // The shim reports the exit, then cleans up, removing shim.pid last.
+    until("the shim's clean-up", || !dir.join("shim.pid").exists());
     assert!(
         !dir.join("runtime-state").join(&id).exists(),
         "runc's state is deleted after the exit"

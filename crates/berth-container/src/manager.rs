@@ -956,14 +956,15 @@ impl Containers {
                 if pending.is_empty() {
                     return Ok(shim.spawn()?);
                 }
-                // Clients attached before start see all the output: create, attach, start.
-                let h = shim.create()?;
-                for p in pending {
-                    let _ = p.tx.send(h.attach(p.stdin, p.stdout, p.stderr));
-                }
-                if let Err(e) = h.start() {
-                    let _ = h.kill(9);
-                    return Err(e.into());
+                // Clients attached before start see all the output: the shim gets their
+                // streams with its release and registers them before it reads any.
+                let flags: Vec<_> = pending
+                    .iter()
+                    .map(|p| (p.stdin, p.stdout, p.stderr))
+                    .collect();
+                let (h, streams) = shim.spawn_attached(&flags)?;
+                for (p, s) in pending.into_iter().zip(streams) {
+                    let _ = p.tx.send(Ok(s));
                 }
                 Ok(h)
             });

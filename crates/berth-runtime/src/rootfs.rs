@@ -173,10 +173,11 @@ pub fn mount_shm(path: &Path, size: u64) -> Result<()> {
 /// systems. Everything there describes processes, which a reboot ends, and a `run` writes and
 /// deletes a dozen files there (bundle, pid files, exit record, the runtime's state): on a
 /// disk filesystem each of those costs an inode allocation, block frees and possibly discards.
-/// When `dir` is on another filesystem and still empty, a tmpfs is mounted on it (private, so
-/// the network namespaces bind-mounted inside do not propagate); a non-empty directory, say
-/// from an older daemon whose containers still run, is used as it is. Returns whether a tmpfs
-/// was mounted.
+/// When `dir` is on another filesystem, a tmpfs is mounted on it (private, so the network
+/// namespaces bind-mounted inside do not propagate), hiding what a daemon left there before a
+/// reboot; unless something there is still in use (a mount below it, a shim's pid file: an
+/// older daemon's containers still running), and then it is used as it is. Returns whether a
+/// tmpfs was mounted.
 pub fn ensure_tmpfs(dir: &Path) -> Result<bool> {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io("create", dir, e))?;
@@ -184,11 +185,17 @@ pub fn ensure_tmpfs(dir: &Path) -> Result<bool> {
     if fs.f_type as i64 == TMPFS_MAGIC {
         return Ok(false);
     }
-    let empty = std::fs::read_dir(dir)
-        .map_err(|e| RuntimeError::io("read", dir, e))?
-        .next()
-        .is_none();
-    if !empty {
+    let mounted_below = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|info| {
+            mountpoints(&info).any(|m| Path::new(&m).starts_with(dir) && Path::new(&m) != dir)
+        })
+        .unwrap_or(true);
+    let shims = std::fs::read_dir(dir.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("shim.pid").exists());
+    if mounted_below || shims {
         return Ok(false);
     }
     rustix::mount::mount(
@@ -369,6 +376,30 @@ fn unescape_mountinfo(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a daemon left before a reboot is hidden under a new tmpfs; a shim's pid file (an
+    /// older daemon's running container) keeps the directory as it is.
+    #[test]
+    fn exec_root_gets_a_tmpfs_unless_in_use() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        std::fs::create_dir_all(root.join("netns")).unwrap();
+        std::fs::create_dir_all(root.join("containers/old")).unwrap();
+        std::fs::write(root.join("berthd.pid"), "1\n").unwrap();
+        assert!(ensure_tmpfs(&root).unwrap());
+        let fs = rustix::fs::statfs(&root).unwrap();
+        assert_eq!(fs.f_type as i64, 0x0102_1994);
+        assert!(!root.join("berthd.pid").exists(), "the old contents show");
+        assert!(!ensure_tmpfs(&root).unwrap(), "mounted twice");
+        rustix::mount::unmount(&root, UnmountFlags::DETACH).unwrap();
+
+        std::fs::write(root.join("containers/old/shim.pid"), "1\n").unwrap();
+        assert!(!ensure_tmpfs(&root).unwrap());
+        assert!(root.join("berthd.pid").exists());
+    }
 
     #[test]
     fn mountinfo_unescapes() {

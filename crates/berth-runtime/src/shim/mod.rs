@@ -49,7 +49,7 @@ mod oci_cli;
 pub mod server;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -316,20 +316,25 @@ impl Shim {
     /// of the bundle. The directory `bundle` must exist (the shim's log goes there). Dropping
     /// the [`PendingShim`] ends the shim.
     pub fn prepare(bundle: &Path, shim_binary: &Path) -> Result<PendingShim> {
+        let shim_err = |message: String| RuntimeError::Shim {
+            bundle: bundle.to_path_buf(),
+            message,
+        };
+        // The gate is a socket: the release can carry attach clients' streams.
+        let (gate, theirs) =
+            UnixStream::pair().map_err(|e| shim_err(format!("socketpair: {e}")))?;
         let child = Command::new(shim_binary)
             .arg("--gated")
             .arg(bundle)
-            .stdin(Stdio::piped())
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| RuntimeError::Shim {
-                bundle: bundle.to_path_buf(),
-                message: format!("cannot run {}: {e}", shim_binary.display()),
-            })?;
+            .map_err(|e| shim_err(format!("cannot run {}: {e}", shim_binary.display())))?;
         Ok(PendingShim {
             bundle: bundle.to_path_buf(),
             child,
+            gate: Some(gate),
         })
     }
 }
@@ -339,20 +344,36 @@ impl Shim {
 pub struct PendingShim {
     bundle: PathBuf,
     child: std::process::Child,
+    gate: Option<UnixStream>,
 }
+
+/// What attach clients get from [`PendingShim::spawn_attached`]: stdin, stdout, stderr.
+pub type AttachFlags = (bool, bool, bool);
 
 impl PendingShim {
     /// Lets the shim create and start the container ([`Shim::spawn`]).
     pub fn spawn(self) -> Result<ShimHandle> {
-        self.go(false)
+        self.go(b's', &[]).map(|(h, _)| h)
     }
 
     /// Lets the shim create the container only ([`Shim::create`]).
     pub fn create(self) -> Result<ShimHandle> {
-        self.go(true)
+        self.go(b'c', &[]).map(|(h, _)| h)
     }
 
-    fn go(mut self, create_only: bool) -> Result<ShimHandle> {
+    /// Lets the shim create and start the container with clients already attached (as
+    /// [`ShimHandle::attach`] with these flags; their streams are returned in order). The
+    /// shim registers them before it reads any of the container's output, so they see all of
+    /// it, as Docker's `run` (attach, then start) does, without the round trips of a create,
+    /// attaches and a start.
+    pub fn spawn_attached(
+        self,
+        attaches: &[AttachFlags],
+    ) -> Result<(ShimHandle, Vec<AttachStream>)> {
+        self.go(b's', attaches)
+    }
+
+    fn go(mut self, mode: u8, attaches: &[AttachFlags]) -> Result<(ShimHandle, Vec<AttachStream>)> {
         let b = Bundle::new(&self.bundle);
         wait_previous_shim(&b);
         let bundle = self.bundle.clone();
@@ -360,9 +381,27 @@ impl PendingShim {
             bundle: bundle.clone(),
             message,
         };
-        let mut gate = self.child.stdin.take().expect("piped stdin");
-        let released = gate.write_all(if create_only { b"c" } else { b"s" });
+        let mut ours = Vec::with_capacity(attaches.len());
+        let mut theirs = Vec::with_capacity(attaches.len());
+        for _ in attaches {
+            let (a, b) = UnixStream::pair().map_err(|e| shim_err(format!("socketpair: {e}")))?;
+            ours.push(a);
+            theirs.push(b);
+        }
+        let gate = self.gate.take().expect("a gate until released");
+        let mut msg = vec![mode];
+        msg.extend(serde_json::to_vec(attaches).expect("flags serialize"));
+        let fds: Vec<i32> = theirs.iter().map(|s| s.as_raw_fd()).collect();
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        let released = nix::sys::socket::sendmsg::<()>(
+            gate.as_raw_fd(),
+            &[std::io::IoSlice::new(&msg)],
+            if fds.is_empty() { &[] } else { &cmsg },
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        );
         drop(gate);
+        drop(theirs);
         let stdout = self.child.stdout.take().expect("piped stdout");
         // The first process forks the real shim and exits at once.
         let status = self
@@ -412,11 +451,22 @@ impl PendingShim {
             .map_err(|e| shim_err(format!("bad handshake {line:?}: {e}")))?;
         let id = || b.read_shim_config().map(|c| c.id).unwrap_or_default();
         match hs {
-            Handshake::Started { pid, shim_pid } => Ok(ShimHandle {
-                bundle: b,
-                pid,
-                shim_pid,
-            }),
+            Handshake::Started { pid, shim_pid } => {
+                let h = ShimHandle {
+                    bundle: b,
+                    pid,
+                    shim_pid,
+                };
+                // Each stream starts with the shim's answer to the attach, as over the socket.
+                let streams = ours
+                    .into_iter()
+                    .map(|s| match h.read_answer(s)? {
+                        (Response::Attached { tty }, stream) => Ok(AttachStream { stream, tty }),
+                        (other, _) => Err(h.unexpected(&other)),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((h, streams))
+            }
             Handshake::NotFound { name } => Err(RuntimeError::ExecutableNotFound { name }),
             Handshake::NotRunnable { name } => Err(RuntimeError::ExecutableNotRunnable { name }),
             Handshake::InvalidConfig { message } => Err(RuntimeError::InvalidConfig(message)),
@@ -428,10 +478,19 @@ impl PendingShim {
 impl Drop for PendingShim {
     fn drop(&mut self) {
         // Not let go: closing the gate ends the waiting shim; its first process is reaped.
-        if self.child.stdin.take().is_some() {
+        if self.gate.take().is_some() {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A shim that closed its listener with us in its queue (the container just exited) resets
+/// the connection: not running either.
+fn gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+    )
 }
 
 /// How long a start waits for the previous shim of the same container to finish its clean-up.
@@ -678,19 +737,17 @@ impl ShimHandle {
         };
         let mut line = serde_json::to_string(req).expect("requests serialize");
         line.push('\n');
-        // A shim that closed its listener with us in its queue (the container just exited)
-        // resets the connection: not running either.
-        let gone = |e: &std::io::Error| {
-            matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            )
-        };
         match stream.write_all(line.as_bytes()) {
             Err(e) if gone(&e) => return Err(RuntimeError::NotRunning { id: self.id() }),
             Err(e) => return Err(RuntimeError::io("write to", &sock, e)),
             Ok(()) => {}
         }
+        self.read_answer(stream)
+    }
+
+    /// Reads the shim's one-line answer at the start of a stream.
+    fn read_answer(&self, mut stream: UnixStream) -> Result<(Response, UnixStream)> {
+        let sock = self.bundle.socket_path();
         let mut answer = Vec::new();
         let mut byte = [0u8; 1];
         loop {

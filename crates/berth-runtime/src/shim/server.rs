@@ -67,14 +67,17 @@ pub fn main() -> i32 {
         }
     }
     let _ = setsid();
+    let mut attached: Vec<EarlyClient> = Vec::new();
     if gated {
         // Started ahead of its bundle (`Shim::prepare`): wait until the daemon has written
-        // it; one byte says how to run the container, end of file that it will not run.
-        let mut go = [0u8; 1];
-        match std::io::stdin().read(&mut go) {
-            Ok(1) if go[0] == b'c' => create_only = true,
-            Ok(1) if go[0] == b's' => create_only = false,
-            _ => return 0,
+        // it. The release says how to run the container, with the streams of clients that
+        // attach from the start; end of file says it will not run.
+        match receive_release() {
+            Some((mode, clients)) => {
+                create_only = mode == b'c';
+                attached = clients;
+            }
+            None => return 0,
         }
     }
     let mut handshake = match detach_stdio(&Bundle::new(&bundle)) {
@@ -87,6 +90,10 @@ pub fn main() -> i32 {
     let _ = nix::sys::prctl::set_child_subreaper(true);
     match Supervisor::start(&bundle, !create_only) {
         Ok(mut sup) => {
+            // Before any output is read: these clients see all of it.
+            for (stream, (stdin, stdout, stderr)) in attached {
+                sup.attach_from_start(stream, stdin, stdout, stderr);
+            }
             send_handshake(
                 &mut handshake,
                 &Handshake::Started {
@@ -269,6 +276,44 @@ const SETTLE_MS: u8 = 100;
 
 /// Stack kept below the frame of [`release_dead_stack`] when the rest is given back.
 const STACK_KEEP: usize = 8 * 1024;
+
+/// A client attached from the start: its stream, and whether it takes stdin, stdout, stderr.
+type EarlyClient = (UnixStream, (bool, bool, bool));
+
+/// The daemon's release of a gated shim (`PendingShim::go`): a mode byte (`c` create only,
+/// `s` create and start), the attach clients' flags as JSON, their streams as descriptors.
+fn receive_release() -> Option<(u8, Vec<EarlyClient>)> {
+    let mut buf = vec![0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([RawFd; 16]);
+    let (n, fds) = loop {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        match recvmsg::<()>(0, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for c in msg.cmsgs().into_iter().flatten() {
+                    if let ControlMessageOwned::ScmRights(raw) = c {
+                        // SAFETY: descriptors just received, owned by nobody else.
+                        fds.extend(
+                            raw.into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
+                    }
+                }
+                break (msg.bytes, fds);
+            }
+        }
+    };
+    let (&mode, flags) = buf[..n].split_first()?;
+    let flags: Vec<(bool, bool, bool)> = if flags.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice(flags).ok()?
+    };
+    let streams = fds.into_iter().map(UnixStream::from);
+    Some((mode, streams.zip(flags).collect()))
+}
 
 fn send_handshake(f: &mut File, hs: &Handshake) {
     let mut line = serde_json::to_string(hs).expect("handshake serializes");
@@ -1579,6 +1624,16 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Registers a client whose stream came with the release (see [`receive_release`]), as if
+    /// it had connected and asked to attach: it gets the same answer first.
+    fn attach_from_start(&mut self, stream: UnixStream, stdin: bool, stdout: bool, stderr: bool) {
+        let _ = stream.set_nonblocking(true);
+        self.clients.push(Client::new(stream));
+        let i = self.clients.len() - 1;
+        let resp = self.attach(i, stdin, stdout, stderr);
+        self.reply(i, &resp);
     }
 
     fn attach(&mut self, i: usize, stdin: bool, stdout: bool, stderr: bool) -> Response {
