@@ -716,7 +716,10 @@ impl Containers {
             }
             std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io("create", &dir, e))?;
             write_etc_files(&self.paths_of(&rec.id), &rec, None)?;
-            rec.save(&dir)
+            // An auto-removed container's record lives as long as its run, which a machine
+            // crash ends (the daemon then removes it): no wait for the disk. One left created
+            // and not started is made durable a moment later (below).
+            rec.save_as(&dir, !rec.host_config.auto_remove)
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&dir);
@@ -734,8 +737,26 @@ impl Containers {
             }
             return Err(e);
         }
+        let auto_remove = rec.host_config.auto_remove;
         let c = Container::new(rec, self.paths_of(&id));
         lock(&self.inner.table).by_id.insert(id, c.clone());
+        if auto_remove && let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let me = self.clone();
+            let c = c.clone();
+            rt.spawn(async move {
+                tokio::time::sleep(PERSIST_CREATED_AFTER).await;
+                let _op = c.op.lock().await;
+                let exists = lock(&me.inner.table).by_id.contains_key(&c.id);
+                if exists && c.record().state.status == Status::Created {
+                    if let Err(e) = c.record().save(&c.paths.dir) {
+                        tracing::warn!(id = %c.id, error = %e, "cannot write container record");
+                    }
+                    if let Some(n) = &me.inner.opts.network {
+                        n.0.persist(&c.id);
+                    }
+                }
+            });
+        }
         Ok((c, created_volumes, warnings))
     }
 
@@ -2519,6 +2540,11 @@ fn delete_removed_dir(hidden: &Path) -> Result<()> {
     }
     std::fs::remove_dir_all(hidden).map_err(|e| ContainerError::io("remove", hidden, e))
 }
+
+/// How long an auto-removed container may stay created (not started) before its records are
+/// made durable: `run --rm` starts it within milliseconds; `create --rm` then `start` later
+/// must not lose it to a machine crash.
+const PERSIST_CREATED_AFTER: Duration = Duration::from_secs(1);
 
 /// Name prefix of a removed container's directory whose contents are still being deleted.
 const REMOVING_PREFIX: &str = ".removing-";

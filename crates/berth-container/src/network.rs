@@ -52,6 +52,8 @@ pub trait NetworkAttacher: Send + Sync {
     /// Forgets a removed container.
     fn remove<'a>(&'a self, id: &'a str) -> NetFuture<'a, ()>;
     fn rename(&self, id: &str, name: &str);
+    /// Makes the records of an auto-removed container durable (see `Containers::create`).
+    fn persist(&self, _id: &str) {}
     /// The netns of a running container (for `--network container:<id>`).
     fn netns_of(&self, id: &str) -> Option<PathBuf>;
     fn settings(&self, id: &str) -> NetworkSettings;

@@ -990,6 +990,22 @@ impl Networks {
         }
     }
 
+    /// Marks a container about to be created as auto-removed: its records are written without
+    /// waiting for the disk until [`Networks::container_persist`] (see `Store::set_ephemeral`).
+    pub fn container_ephemeral(&self, id: &str) {
+        self.inner.store.set_ephemeral(id);
+    }
+
+    /// Makes an auto-removed container's records durable (it stays created, not started).
+    pub fn container_persist(&self, id: &str) {
+        let st = lock(&self.inner.state);
+        if let Some(c) = st.containers.get(id)
+            && let Err(e) = self.inner.store.persist_container(c)
+        {
+            tracing::warn!(container = %id, error = %e, "cannot write network record");
+        }
+    }
+
     /// Records `--dns` servers: the embedded DNS server forwards to them instead of the host's.
     pub fn container_dns(&self, id: &str, servers: &[String]) -> Result<()> {
         let mut st = lock(&self.inner.state);

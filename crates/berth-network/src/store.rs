@@ -185,6 +185,9 @@ pub struct Store {
     run: PathBuf,
     /// Per container: the lasting part as last written to disk.
     durable: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    /// Containers whose lasting part is written without waiting for the disk (auto-removed
+    /// ones: see [`Store::persist_container`]).
+    ephemeral: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Store {
@@ -200,6 +203,7 @@ impl Store {
             root,
             run,
             durable: Arc::default(),
+            ephemeral: Arc::default(),
         })
     }
 
@@ -306,7 +310,16 @@ impl Store {
         {
             let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
             if durable.get(&c.id) != Some(&lasting) {
-                write_atomic(&path, &lasting)?;
+                let ephemeral = self
+                    .ephemeral
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&c.id);
+                if ephemeral {
+                    replace_atomic(&path, &lasting)?;
+                } else {
+                    write_atomic(&path, &lasting)?;
+                }
                 durable.insert(c.id.clone(), lasting);
             }
         }
@@ -325,7 +338,37 @@ impl Store {
             },
         }
     }
+    /// From now on `id`'s lasting part is written without waiting for the disk: an
+    /// auto-removed container's record only lives as long as its run, which a machine crash
+    /// ends (and the daemon then removes it).
+    pub fn set_ephemeral(&self, id: &str) {
+        self.ephemeral
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
+    }
+    /// Makes `c`'s lasting part durable (an auto-removed container left created, not started)
+    /// and writes it so from then on.
+    pub fn persist_container(&self, c: &ContainerNet) -> Result<()> {
+        let was = self
+            .ephemeral
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&c.id);
+        if was {
+            self.durable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&c.id);
+            self.save_container(c)?;
+        }
+        Ok(())
+    }
     pub fn delete_container(&self, id: &str) -> Result<()> {
+        self.ephemeral
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         self.durable
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -393,6 +436,33 @@ mod tests {
         assert!(!dir.path().join("network/networks/.x.json.tmp").exists());
         s.delete_network(&n.id).unwrap();
         assert!(s.networks().is_empty());
+    }
+
+    /// An auto-removed container's record is written at once but without waiting for the
+    /// disk; making it durable writes it again (with the fsyncs).
+    #[test]
+    fn an_ephemeral_record_is_written_again_when_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &dir.path().join("run")).unwrap();
+        let c = ContainerNet {
+            id: "e".repeat(64),
+            name: "brief".into(),
+            mode: "none".into(),
+            ..Default::default()
+        };
+        s.set_ephemeral(&c.id);
+        s.save_container(&c).unwrap();
+        let path = dir.path().join(format!("network/containers/{}.json", c.id));
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        s.save_container(&c).unwrap();
+        let same = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        assert_eq!(ino, same, "an unchanged record was written again");
+        s.persist_container(&c).unwrap();
+        let persisted = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        assert_ne!(ino, persisted, "persisting did not write it");
+        s.persist_container(&c).unwrap();
+        let again = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        assert_eq!(persisted, again, "a durable record was persisted twice");
     }
 
     /// The running part of a container's record lives in the exec root: the data root's file

@@ -98,6 +98,9 @@ impl NetworkAttacher for Attacher {
             .map(|n| &n.endpoints_config)
             .unwrap_or(&empty);
         let no_bindings = BTreeMap::new();
+        if req.host.auto_remove {
+            self.0.container_ephemeral(req.id);
+        }
         self.0
             .container_create(
                 req.id,
@@ -133,6 +136,9 @@ impl NetworkAttacher for Attacher {
     }
     fn rename(&self, id: &str, name: &str) {
         self.0.container_rename(id, name)
+    }
+    fn persist(&self, id: &str) {
+        self.0.container_persist(id)
     }
     fn netns_of(&self, id: &str) -> Option<std::path::PathBuf> {
         self.0.netns_of(id)
