@@ -63,6 +63,23 @@ pub async fn ensure_bridge(cfg: &BridgeConfig) -> Result<()> {
         }
     };
     let have = addresses_of(&handle, Some(index)).await?;
+    // One IPv4 subnet per bridge, as dockerd's bridge driver: an IPv4 address the bridge
+    // already has (left by an earlier daemon, or set by the operator) is replaced, never
+    // joined by a second subnet. dockerd removes the address in the wanted subnet, else the
+    // first one, and adds the wanted address.
+    let want_v4: Vec<&IpNet> = cfg
+        .addresses
+        .iter()
+        .filter(|a| matches!(a, IpNet::V4(_)))
+        .collect();
+    if let [want] = want_v4[..]
+        && !have.contains(want)
+        && let Some(old) = select_ipv4(&have, want)
+    {
+        del_address(&handle, index, old).await.map_err(|e| {
+            Error::netlink(format!("cannot remove {old} from bridge {}", cfg.device), e)
+        })?;
+    }
     for addr in &cfg.addresses {
         if have.contains(addr) {
             continue;
@@ -86,6 +103,25 @@ pub async fn ensure_bridge(cfg: &BridgeConfig) -> Result<()> {
         enable_forwarding("/proc/sys/net/ipv6/conf/all/forwarding")?;
     }
     Ok(())
+}
+
+/// The IPv4 address of `have` that a wanted bridge address replaces: the one inside the
+/// wanted subnet, else the first (dockerd's `selectIPv4Address`).
+fn select_ipv4(have: &[IpNet], want: &IpNet) -> Option<IpNet> {
+    let v4: Vec<&IpNet> = have.iter().filter(|a| matches!(a, IpNet::V4(_))).collect();
+    v4.iter()
+        .find(|a| want.trunc().contains(&a.addr()))
+        .or_else(|| v4.first())
+        .map(|a| **a)
+}
+
+/// The addresses of an existing device; `None` when there is no such device.
+pub async fn device_addresses(device: &str) -> Result<Option<Vec<IpNet>>> {
+    let handle = connect()?;
+    let Some(index) = link_index(&handle, device).await? else {
+        return Ok(None);
+    };
+    addresses_of(&handle, Some(index)).await.map(Some)
 }
 
 /// Deletes the bridge device. Ok if it does not exist.
@@ -368,6 +404,22 @@ async fn add_address(handle: &Handle, index: u32, addr: IpNet) -> Result<(), rtn
     }
     match req.execute().await {
         Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
+async fn del_address(handle: &Handle, index: u32, addr: IpNet) -> Result<(), rtnetlink::Error> {
+    let mut msg = AddressMessage::default();
+    msg.header.family = match addr {
+        IpNet::V4(_) => AddressFamily::Inet,
+        IpNet::V6(_) => AddressFamily::Inet6,
+    };
+    msg.header.prefix_len = addr.prefix_len();
+    msg.header.index = index;
+    msg.attributes.push(AddressAttribute::Local(addr.addr()));
+    msg.attributes.push(AddressAttribute::Address(addr.addr()));
+    match handle.address().del(msg).execute().await {
+        Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
         other => other,
     }
 }
