@@ -5,6 +5,7 @@ pub mod container;
 pub mod container_config;
 pub mod events;
 pub mod image;
+mod mac_compat;
 pub mod network;
 pub mod progress;
 pub mod stats;
