@@ -356,11 +356,19 @@ impl crate::Containers {
         req: berth_api::models::VolumeCreateOptions,
     ) -> Result<berth_api::models::Volume> {
         let store = self.volume_store();
+        // A volume created without a name is anonymous, as dockerd's volume service makes it:
+        // `volume prune` (API >= 1.42) removes it without `all=true`.
+        let mut labels = req.labels;
+        if req.name.is_empty() {
+            labels
+                .get_or_insert_with(Default::default)
+                .insert(ANONYMOUS_LABEL.into(), String::new());
+        }
         let (meta, created) = store.create(
             Some(req.name.as_str()),
             &req.driver,
             req.driver_opts,
-            req.labels,
+            labels,
         )?;
         if created {
             self.volume_event(
