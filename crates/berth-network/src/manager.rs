@@ -273,9 +273,15 @@ impl Networks {
             }
             return Ok(());
         }
-        let pool = match o.bip {
-            Some(bip) => Pool::new(bip.trunc(), o.fixed_cidr, Some(bip.addr()), vec![])?,
-            None => match &old {
+        let pool = match (o.bip, self.bridge_ipv4(&o).await) {
+            (Some(bip), _) => Pool::new(bip.trunc(), o.fixed_cidr, Some(bip.addr()), vec![])?,
+            // dockerd without --bip adopts the address its bridge already has (left up by an
+            // earlier daemon, or set by the operator) rather than adding another subnet.
+            (None, Some(addr)) => {
+                let gateway = (addr.addr() != addr.network()).then_some(addr.addr());
+                Pool::new(addr.trunc(), o.fixed_cidr, gateway, vec![])?
+            }
+            (None, None) => match &old {
                 Some(n) if n.device == o.bridge && !n.pools.is_empty() => {
                     let mut p = n.pools[0].clone();
                     p.range = o.fixed_cidr;
@@ -340,6 +346,26 @@ impl Networks {
         self.inner.store.save_network(&n)?;
         lock(&self.inner.state).networks.insert(n.id.clone(), n);
         Ok(())
+    }
+
+    /// The IPv4 address the default bridge's device already has, if it exists with one: the
+    /// first, or the first inside `--fixed-cidr` (dockerd's `initBridgeDriver`).
+    async fn bridge_ipv4(&self, o: &NetworkOptions) -> Option<IpNet> {
+        let have = match link::device_addresses(&o.bridge).await {
+            Ok(Some(have)) => have,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(bridge = %o.bridge, error = %e, "cannot read the bridge's addresses");
+                return None;
+            }
+        };
+        let v4: Vec<IpNet> = have
+            .into_iter()
+            .filter(|a| matches!(a, IpNet::V4(_)))
+            .collect();
+        o.fixed_cidr
+            .and_then(|f| v4.iter().find(|a| f.contains(&a.addr())).copied())
+            .or_else(|| v4.first().copied())
     }
 
     /// Subnets a new network must not overlap: the host's routes and addresses.
@@ -411,18 +437,7 @@ impl Networks {
     /// `POST /networks/create`.
     pub async fn create(&self, req: NetworkCreateRequest) -> Result<String> {
         let _op = self.inner.op.lock().await;
-        if req.name.is_empty() {
-            return Err(ControlError::invalid("network name cannot be empty"));
-        }
-        let name_re = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
-        if !req.name.chars().all(name_re)
-            || !req.name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        {
-            return Err(ControlError::invalid(format!(
-                "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
-                req.name
-            )));
-        }
+        check_network_name(&req.name)?;
         if lock(&self.inner.state)
             .networks
             .values()
@@ -1826,6 +1841,22 @@ impl Networks {
 }
 
 /// Releases the addresses of a container's attachments.
+/// dockerd's rules for a new network's name: any text but blank (libnetwork's
+/// `ErrInvalidName`) or a predefined network's (`runconfig.IsPreDefinedNetwork`). Unlike
+/// container names, spaces and other characters are fine: devices and records are named
+/// after the id.
+fn check_network_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(ControlError::invalid(format!("invalid name: {name}")));
+    }
+    if matches!(name, "bridge" | "host" | "none" | "default") {
+        return Err(ControlError::Forbidden(format!(
+            "operation is not permitted on predefined {name} network "
+        )));
+    }
+    Ok(())
+}
+
 fn release(networks: &mut BTreeMap<String, NetworkRecord>, r: &Running) {
     for a in &r.attachments {
         if let Some(n) = networks.get_mut(&a.network_id) {
@@ -2100,8 +2131,14 @@ mod tests {
         let e = n.create(req("x", "host")).await.unwrap_err();
         assert_eq!(e.kind(), berth_api::ErrorKind::Forbidden);
         let e = n.create(req("host", "bridge")).await.unwrap_err();
-        assert_eq!(e.kind(), berth_api::ErrorKind::Conflict);
-        let e = n.create(req("bad name", "bridge")).await.unwrap_err();
+        assert_eq!(
+            (e.kind(), e.to_string()),
+            (
+                berth_api::ErrorKind::Forbidden,
+                "operation is not permitted on predefined host network ".into()
+            )
+        );
+        let e = n.create(req("  ", "bridge")).await.unwrap_err();
         assert_eq!(e.kind(), berth_api::ErrorKind::InvalidArgument);
     }
 

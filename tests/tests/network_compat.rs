@@ -1,0 +1,315 @@
+//! Docker compatibility of the network layer: an existing bridge's address adopted rather
+//! than stacked, legacy `--link`, `MacAddress` per API version, network names as dockerd
+//! takes them. Each daemon has its own bridge device and subnets (see `Daemon::start_with`).
+
+use berth_e2e::containers::{daemon_with_busybox as daemon, until};
+use berth_e2e::{Daemon, busybox_archive, require_root};
+use serde_json::{Value, json};
+
+/// `ip -4 -o addr show dev DEV`: the device's IPv4 addresses with their prefix.
+fn ipv4_of(dev: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.find(|x| *x == "inet")?;
+            w.next().map(str::to_string)
+        })
+        .collect()
+}
+
+/// A bridge device the test made itself; deleted when dropped, even on failure.
+struct TestBridge(String);
+
+impl TestBridge {
+    fn new(name: &str, addr: &str) -> TestBridge {
+        let run = |args: &[&str]| {
+            let st = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        run(&["link", "add", name, "type", "bridge"]);
+        let b = TestBridge(name.to_string());
+        run(&["addr", "add", addr, "dev", name]);
+        run(&["link", "set", name, "up"]);
+        b
+    }
+}
+
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn load_busybox(d: &Daemon) {
+    let r = d.api().post(
+        "/images/load?quiet=1",
+        Some(&busybox_archive("busybox:latest")),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn bridge_subnet(d: &Daemon) -> (String, String) {
+    let out = d.berth(&["network", "inspect", "bridge"]).success();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let cfg = &v[0]["IPAM"]["Config"][0];
+    (
+        cfg["Subnet"].as_str().unwrap_or_default().to_string(),
+        cfg["Gateway"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn an_existing_bridge_address_is_adopted_and_bip_replaces_it() {
+    require_root!();
+    // A daemon only to borrow three subnets no other test uses.
+    let owner = Daemon::start();
+    let adopted = owner.spare_subnet(1); // x.y.z.64/26
+    let base = adopted.rsplit_once('.').unwrap().0.to_string();
+    let name = format!("ba{:x}", std::process::id() & 0xff_ffff);
+    let _bridge = TestBridge::new(&name, &format!("{base}.65/26"));
+
+    // No --bip: the bridge's address is the default network's subnet and gateway, and the
+    // bridge keeps its single address (an earlier daemon's, as dockerd does with docker0).
+    let d = Daemon::start_with(&["--bridge", &name]);
+    load_busybox(&d);
+    assert_eq!(ipv4_of(&name), vec![format!("{base}.65/26")]);
+    assert_eq!(
+        bridge_subnet(&d),
+        (format!("{base}.64/26"), format!("{base}.65"))
+    );
+    let out = d
+        .berth(&[
+            "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+        ])
+        .success();
+    assert!(
+        out.stdout.contains(&format!("{base}.66/26")),
+        "{}",
+        out.stdout
+    );
+    drop(d);
+
+    // Left up by a daemon that was stopped; a new daemon on another data root adopts it too.
+    let _bridge2 = TestBridge::new(&format!("{name}b"), &format!("{base}.65/26"));
+    let again = Daemon::start_with(&["--bridge", &format!("{name}b")]);
+    assert_eq!(ipv4_of(&format!("{name}b")), vec![format!("{base}.65/26")]);
+    drop(again);
+
+    // --bip that differs: the old address is replaced (dockerd's setupBridgeIPv4), not joined.
+    let _bridge3 = TestBridge::new(&format!("{name}c"), &format!("{base}.65/26"));
+    let bip = format!("{base}.129/26");
+    let d = Daemon::start_with(&["--bridge", &format!("{name}c"), "--bip", &bip]);
+    assert_eq!(ipv4_of(&format!("{name}c")), vec![bip.clone()]);
+    assert_eq!(
+        bridge_subnet(&d),
+        (format!("{base}.128/26"), format!("{base}.129"))
+    );
+    // A restart with the same --bip changes nothing.
+    let mut d = d;
+    d.restart();
+    assert_eq!(ipv4_of(&format!("{name}c")), vec![bip]);
+}
+
+/// The MAC address a container sees on eth0, read from its own sysfs.
+fn eth0_mac(d: &Daemon, id: &str) -> String {
+    let out = d
+        .berth(&["exec", id, "cat", "/sys/class/net/eth0/address"])
+        .success();
+    out.stdout.trim().to_string()
+}
+
+#[test]
+fn mac_address_from_config_or_endpoint_per_api_version() {
+    require_root!();
+    let d = daemon();
+    let api = d.api();
+    let create = |version: &str, body: Value| -> Value {
+        let r = api.post(
+            &format!("/{version}/containers/create"),
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()
+    };
+    let run = |id: &str| {
+        let r = api.post(&format!("/containers/{id}/start"), None);
+        assert_eq!(r.status, 204, "{}", r.text());
+    };
+    let sleeper = |extra: Value| {
+        let mut b = json!({"Image": "busybox", "Cmd": ["sleep", "600"]});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+
+    // API 1.43 (docker-py): the container-wide field is the address.
+    let made = create("v1.43", sleeper(json!({"MacAddress": "02:42:ac:11:fe:01"})));
+    let id = made["Id"].as_str().unwrap().to_string();
+    run(&id);
+    assert_eq!(eth0_mac(&d, &id), "02:42:ac:11:fe:01");
+    let info = api.get(&format!("/v1.43/containers/{id}/json")).json();
+    assert_eq!(info["NetworkSettings"]["MacAddress"], "02:42:ac:11:fe:01");
+    assert_eq!(info["Config"]["MacAddress"], "02:42:ac:11:fe:01");
+
+    // API 1.43 with an endpoint's address only: ignored, as the old API had no such field.
+    let made = create(
+        "v1.43",
+        sleeper(
+            json!({"NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:42:ac:11:fe:02"}}}}),
+        ),
+    );
+    let id = made["Id"].as_str().unwrap().to_string();
+    run(&id);
+    assert_ne!(eth0_mac(&d, &id), "02:42:ac:11:fe:02");
+
+    // API 1.44+: the endpoint's field; the container-wide one is migrated with a warning.
+    let made = create(
+        "v1.44",
+        sleeper(
+            json!({"NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:42:ac:11:fe:03"}}}}),
+        ),
+    );
+    let id = made["Id"].as_str().unwrap().to_string();
+    run(&id);
+    assert_eq!(eth0_mac(&d, &id), "02:42:ac:11:fe:03");
+    let made = create("v1.51", sleeper(json!({"MacAddress": "02:42:ac:11:fe:04"})));
+    assert!(
+        made["Warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("MacAddress field is now deprecated"),
+        "{made}"
+    );
+    let id = made["Id"].as_str().unwrap().to_string();
+    run(&id);
+    assert_eq!(eth0_mac(&d, &id), "02:42:ac:11:fe:04");
+
+    // dockerd's refusals.
+    let r = api.post(
+        "/v1.43/containers/create",
+        Some(
+            sleeper(
+                json!({"MacAddress": "02:42:ac:11:fe:05", "HostConfig": {"NetworkMode": "host"}}),
+            )
+            .to_string()
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "conflicting options: mac-address and the network mode"
+    );
+    let r = api.post(
+        "/v1.44/containers/create",
+        Some(
+            sleeper(json!({"MacAddress": "02:42:ac:11:fe:05",
+                "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:42:ac:11:fe:06"}}}}))
+            .to_string()
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    // The docker CLI's --mac-address (sent in EndpointsConfig).
+    if let Some(out) = d.docker(&[
+        "run",
+        "-d",
+        "--mac-address",
+        "02:42:ac:11:fe:09",
+        "busybox",
+        "sleep",
+        "600",
+    ]) {
+        let id = out.success().stdout.trim().to_string();
+        assert_eq!(eth0_mac(&d, &id), "02:42:ac:11:fe:09");
+    }
+}
+
+#[test]
+fn network_names_with_spaces_work_end_to_end() {
+    require_root!();
+    let d = daemon();
+    let subnet = d.spare_subnet(1);
+    d.berth(&["network", "create", "--subnet", &subnet, "test 01"])
+        .success();
+    let net: Value =
+        serde_json::from_str(&d.berth(&["network", "inspect", "test 01"]).success().stdout)
+            .unwrap();
+    assert_eq!(net[0]["Name"], "test 01");
+    let id = net[0]["Id"].as_str().unwrap().to_string();
+    // The bridge is named after the id, never the name.
+    assert!(
+        std::path::Path::new("/sys/class/net")
+            .join(format!("br-{}", &id[..12]))
+            .exists()
+    );
+    d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "test 01",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .success();
+    // DNS by name, and the PTR name carries the network's name.
+    let out = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "test 01",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W5 srv >/dev/null && echo reached",
+    ]);
+    assert!(
+        out.stdout.contains("reached"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    let ls = d
+        .berth(&["network", "ls", "--format", "{{.Name}}"])
+        .success()
+        .stdout;
+    assert!(ls.lines().any(|l| l == "test 01"), "{ls}");
+    let info: Value = serde_json::from_str(&d.berth(&["inspect", "srv"]).success().stdout).unwrap();
+    assert!(info[0]["NetworkSettings"]["Networks"]["test 01"].is_object());
+    // dockerd's refusals: blank and predefined names.
+    let r = d
+        .api()
+        .post("/networks/create", Some(br#"{"Name":"bridge"}"#));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "operation is not permitted on predefined bridge network "
+    );
+    let r = d.api().post("/networks/create", Some(br#"{"Name":" "}"#));
+    assert_eq!(r.status, 400, "{}", r.text());
+    d.berth(&["rm", "-f", "srv"]).success();
+    d.berth(&["network", "rm", "test 01"]).success();
+    if let Some(out) = d.docker(&["network", "create", "--subnet", &subnet, "test 02"]) {
+        out.success();
+        d.docker(&["run", "--rm", "--network", "test 02", "busybox", "true"])
+            .unwrap()
+            .success();
+        d.docker(&["network", "rm", "test 02"]).unwrap().success();
+    }
+}
