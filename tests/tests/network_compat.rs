@@ -2,7 +2,7 @@
 //! than stacked, legacy `--link`, `MacAddress` per API version, network names as dockerd
 //! takes them. Each daemon has its own bridge device and subnets (see `Daemon::start_with`).
 
-use berth_e2e::containers::{daemon_with_busybox as daemon, until};
+use berth_e2e::containers::daemon_with_busybox as daemon;
 use berth_e2e::{Daemon, busybox_archive, require_root};
 use serde_json::{Value, json};
 
@@ -312,4 +312,247 @@ fn network_names_with_spaces_work_end_to_end() {
             .success();
         d.docker(&["network", "rm", "test 02"]).unwrap().success();
     }
+}
+
+#[test]
+fn legacy_links_on_the_default_bridge_and_user_networks() {
+    require_root!();
+    let d = daemon();
+    d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--hostname",
+        "dbhost",
+        "-e",
+        "PASSWORD=s3cret",
+        "--expose",
+        "80",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .success();
+    let db: Value = serde_json::from_str(&d.berth(&["inspect", "db"]).success().stdout).unwrap();
+    let ip = db[0]["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!ip.is_empty());
+
+    // berth run --link: the alias answers, /etc/hosts and the environment describe db.
+    let out = d.berth(&[
+        "run",
+        "--rm",
+        "--name",
+        "web",
+        "--link",
+        "db:alias",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W5 alias >/dev/null && echo reached; cat /etc/hosts; env",
+    ]);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(text.contains("reached"), "{text}");
+    assert!(
+        text.lines().any(|l| l == format!("{ip}\talias dbhost db")),
+        "{text}"
+    );
+    for want in [
+        format!("ALIAS_PORT=tcp://{ip}:80"),
+        format!("ALIAS_PORT_80_TCP=tcp://{ip}:80"),
+        format!("ALIAS_PORT_80_TCP_ADDR={ip}"),
+        "ALIAS_PORT_80_TCP_PORT=80".to_string(),
+        "ALIAS_PORT_80_TCP_PROTO=tcp".to_string(),
+        "ALIAS_NAME=/web/alias".to_string(),
+        "ALIAS_ENV_PASSWORD=s3cret".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} missing in {text}");
+    }
+    assert!(!text.contains("ALIAS_ENV_PATH"), "{text}");
+
+    // Inspect shows dockerd's form; a link without alias uses the name.
+    d.berth(&[
+        "run", "-d", "--name", "web2", "--link", "db:alias", "--link", "db", "busybox", "sleep",
+        "600",
+    ])
+    .success();
+    let web2: Value =
+        serde_json::from_str(&d.berth(&["inspect", "web2"]).success().stdout).unwrap();
+    assert_eq!(
+        web2[0]["HostConfig"]["Links"],
+        json!(["/db:/web2/alias", "/db:/web2/db"])
+    );
+    let out = d.berth(&["exec", "web2", "cat", "/etc/hosts"]).success();
+    assert!(
+        out.stdout.contains(&format!("{ip}\tdb dbhost\n")),
+        "{}",
+        out.stdout
+    );
+
+    // Refusals, with dockerd's messages: a missing target at create, a stopped one at start.
+    let out = d
+        .berth(&["run", "--rm", "--link", "nope:x", "busybox", "true"])
+        .failure();
+    assert!(
+        out.stderr.contains("could not get container for nope"),
+        "{}",
+        out.stderr
+    );
+    let r = d.api().post(
+        "/containers/create",
+        Some(
+            json!({"Image": "busybox", "HostConfig": {"Links": ["nope:x"]}})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    d.berth(&["create", "--name", "stopped", "busybox", "true"])
+        .success();
+    let out = d
+        .berth(&[
+            "run",
+            "--name",
+            "web3",
+            "--link",
+            "stopped:s",
+            "busybox",
+            "true",
+        ])
+        .failure();
+    assert!(
+        out.stderr
+            .contains("Cannot link to a non running container: /stopped AS /web3/s"),
+        "{}",
+        out.stderr
+    );
+
+    // The raw API: HostConfig.Links as docker-py sends them.
+    let r = api_run(
+        &d,
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "ping -c1 -W5 rawalias >/dev/null && echo $RAWALIAS_NAME"],
+        "HostConfig": {"Links": ["db:rawalias"]}}),
+    );
+    assert!(r.contains("/rawalias"), "{r}");
+
+    // A user-defined network: the alias is a DNS name of the target for the linking
+    // container only.
+    let subnet = d.spare_subnet(1);
+    d.berth(&["network", "create", "--subnet", &subnet, "linknet"])
+        .success();
+    d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "udb",
+        "--network",
+        "linknet",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .success();
+    let out = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "linknet",
+        "--link",
+        "udb:ualias",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W5 ualias >/dev/null && echo reached",
+    ]);
+    assert!(
+        out.stdout.contains("reached"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    let out = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "linknet",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup ualias 127.0.0.11 >/dev/null 2>&1 && echo resolved || echo unknown",
+    ]);
+    assert!(
+        out.stdout.contains("unknown"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+
+    // The docker CLI's --link, on both kinds of network.
+    if let Some(out) = d.docker(&[
+        "run",
+        "--rm",
+        "--link",
+        "db:dalias",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W5 dalias >/dev/null && echo reached; env",
+    ]) {
+        let out = out.success();
+        assert!(out.stdout.contains("reached"), "{}", out.stdout);
+        assert!(
+            out.stdout
+                .contains(&format!("DALIAS_PORT_80_TCP_ADDR={ip}")),
+            "{}",
+            out.stdout
+        );
+        let out = d
+            .docker(&[
+                "run",
+                "--rm",
+                "--network",
+                "linknet",
+                "--link",
+                "udb:dualias",
+                "busybox",
+                "sh",
+                "-c",
+                "ping -c1 -W5 dualias >/dev/null && echo reached",
+            ])
+            .unwrap();
+        assert!(
+            out.stdout.contains("reached"),
+            "{} {}",
+            out.stdout,
+            out.stderr
+        );
+        let out = d
+            .docker(&["run", "--rm", "--link", "stopped:s", "busybox", "true"])
+            .unwrap()
+            .failure();
+        assert!(
+            out.stderr
+                .contains("Cannot link to a non running container"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+/// Creates, starts and waits for a container through the raw API; returns its output.
+fn api_run(d: &Daemon, body: Value) -> String {
+    let api = d.api();
+    let r = api.post("/containers/create", Some(body.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["Id"].as_str().unwrap().to_string();
+    let r = api.post(&format!("/containers/{id}/start"), None);
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = api.post(&format!("/containers/{id}/wait"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = api.get(&format!("/containers/{id}/logs?stdout=1&stderr=1"));
+    let (out, err) = berth_e2e::containers::demux(&r.body);
+    format!("{out}{err}")
 }

@@ -10,6 +10,7 @@ pub mod etc;
 pub mod filters;
 pub mod fs;
 pub mod health;
+pub mod links;
 pub mod logs;
 pub mod manager;
 pub mod merge;

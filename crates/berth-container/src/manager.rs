@@ -309,6 +309,13 @@ pub struct Containers {
     inner: Arc<Inner>,
 }
 
+impl Containers {
+    /// The network service, when networking is managed.
+    pub(crate) fn network(&self) -> Option<&NetworkHandle> {
+        self.inner.opts.network.as_ref()
+    }
+}
+
 /// An attach in progress, from [`Containers::attach`].
 pub type AttachFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<AttachStream>> + Send>>;
@@ -656,6 +663,7 @@ impl Containers {
             };
         }
         let dir = self.inner.root.join(&id);
+        let links = self.check_links(&host)?;
         let mut rec = {
             let mut t = lock(&self.inner.table);
             let name = match name {
@@ -669,6 +677,15 @@ impl Containers {
                 }
                 None => names::generate(&|n| t.names.contains_key(n)),
             };
+            // Legacy links, in dockerd's stored form (`/target:/name/alias`).
+            if let Some(links) = &links {
+                host.links = Some(
+                    links
+                        .iter()
+                        .map(|(target, alias)| format!("/{target}:/{name}/{alias}"))
+                        .collect(),
+                );
+            }
             t.names.insert(name.clone(), id.clone());
             Record {
                 id: id.clone(),
@@ -802,8 +819,11 @@ impl Containers {
             (Some(n), Ok(shim)) => {
                 n.0.start(&c.id)
                     .await
-                    .map(|net| (net, shim))
                     .map_err(ContainerError::Network)
+                    .and_then(|mut net| {
+                        self.resolve_links(c, &mut net)?;
+                        Ok((net, shim))
+                    })
             }
             (None, Ok(shim)) => Ok((NetworkStart::default(), shim)),
         };
@@ -1062,6 +1082,7 @@ impl Containers {
         let group = user::read_in_root(root, "/etc/group");
         let group_add = h.group_add.clone().unwrap_or_default();
         let process_user = user::resolve(&r.config.user, &group_add, &passwd, &group)?;
+        let link_env = &net.link_env;
         let net = match (h.network_mode.as_str(), &net.netns) {
             ("host", _) => NamespaceMode::Host,
             (m, _) if m.starts_with("container:") => {
@@ -1193,6 +1214,13 @@ impl Containers {
                 .collect(),
             env: {
                 let mut env = r.config.env.clone().unwrap_or_default();
+                // Links' variables, unless the container's own environment sets them.
+                for v in link_env {
+                    let key = v.split('=').next().unwrap_or_default();
+                    if !env.iter().any(|e| e.split('=').next() == Some(key)) {
+                        env.push(v.clone());
+                    }
+                }
                 if !env.iter().any(|e| e.starts_with("HOME=")) {
                     env.push(format!("HOME={}", user::home(process_user.uid, &passwd)));
                 }
@@ -2599,9 +2627,16 @@ fn write_etc_files(p: &Paths, r: &Record, net: Option<&NetworkStart>) -> Result<
     let hosts = if host_net {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
+        // Links' entries follow `--add-host`'s, as in dockerd's file.
+        let mut extra = h.extra_hosts.clone().unwrap_or_default();
+        extra.extend(
+            net.iter()
+                .flat_map(|n| &n.link_hosts)
+                .map(|(names, ip)| format!("{names}:{ip}")),
+        );
         etc::hosts(
             &r.config.hostname,
-            h.extra_hosts.as_deref().unwrap_or_default(),
+            &extra,
             net.map(|n| n.addresses.as_slice()).unwrap_or_default(),
             net.and_then(|n| n.host_gateway),
         )

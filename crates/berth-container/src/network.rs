@@ -38,6 +38,11 @@ pub struct NetworkStart {
     pub embedded_dns: bool,
     /// The address `host-gateway` stands for in `--add-host`.
     pub host_gateway: Option<IpAddr>,
+    /// Legacy links' `/etc/hosts` entries: (names separated by spaces, address). Filled by
+    /// the container manager.
+    pub link_hosts: Vec<(String, String)>,
+    /// Legacy links' environment variables. Filled by the container manager.
+    pub link_env: Vec<String>,
 }
 
 /// The network service as the container manager sees it.

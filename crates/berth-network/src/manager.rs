@@ -1996,6 +1996,22 @@ impl Resolver for NameResolver {
             let bare = name
                 .strip_suffix(&format!(".{}", net_name.to_ascii_lowercase()))
                 .unwrap_or(&name);
+            // This container's links on the network (`EndpointSettings.Links`,
+            // `target:alias`) make the alias a name of the target, for it alone.
+            let linked = me
+                .requested
+                .iter()
+                .find(|q| q.network_id == net)
+                .and_then(|q| q.settings.links.as_ref())
+                .and_then(|links| {
+                    links.iter().find_map(|l| {
+                        let (target, alias) = l.split_once(':').unwrap_or((l, l));
+                        let alias = alias.rsplit('/').next().unwrap_or(alias);
+                        (alias.to_ascii_lowercase() == bare)
+                            .then(|| target.trim_start_matches('/').to_ascii_lowercase())
+                    })
+                });
+            let bare = linked.as_deref().unwrap_or(bare);
             for c in st.containers.values() {
                 let Some(r) = &c.running else { continue };
                 let Some(a) = r.attachments.iter().find(|a| a.network_id == net) else {

@@ -125,6 +125,7 @@ impl NetworkAttacher for Attacher {
                 addresses: info.addresses,
                 embedded_dns: info.embedded_dns,
                 host_gateway: info.host_gateway,
+                ..Default::default()
             })
         })
     }

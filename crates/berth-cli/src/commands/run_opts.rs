@@ -1114,6 +1114,11 @@ impl ContainerOptions {
         if !self.network_alias.is_empty() {
             endpoint.aliases = Some(self.network_alias.clone());
         }
+        // On a user-defined network links are the endpoint's (DNS aliases), as the docker
+        // CLI sends them.
+        if user_defined && !self.link.is_empty() {
+            endpoint.links = Some(self.link.clone());
+        }
         if !self.ip.is_empty() || !self.ip6.is_empty() {
             endpoint.ipam_config = Some(EndpointIpamConfig {
                 ipv4_address: self.ip.clone(),
