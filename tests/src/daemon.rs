@@ -98,6 +98,24 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with extra daemon flags (kept across restarts).
     pub fn start_with(extra_args: &[&str]) -> Daemon {
+        Daemon::start_prepared(extra_args, |_| {})
+    }
+
+    /// Like [`Daemon::start`], with the data root on a tmpfs of `size` (`mount -o size=`),
+    /// for tests of a full disk. The tmpfs is unmounted when the daemon is dropped.
+    pub fn start_on_tmpfs(size: &str) -> Daemon {
+        Daemon::start_prepared(&[], |root| {
+            std::fs::create_dir_all(root).expect("create data root");
+            let st = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(root)
+                .status()
+                .expect("run mount");
+            assert!(st.success(), "mount a tmpfs on {}", root.display());
+        })
+    }
+
+    fn start_prepared(extra_args: &[&str], prepare: impl FnOnce(&Path)) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -135,6 +153,7 @@ impl Daemon {
             bridge,
             bip,
         };
+        prepare(&daemon.data_root());
         daemon.spawn();
         daemon
     }

@@ -1471,17 +1471,26 @@ impl Containers {
         sig: Option<i32>,
     ) -> Result<bool> {
         let r = c.record();
+        // A stop must work on a full disk (it is how space is freed): the change stays in
+        // memory when the record cannot be written (the old record stays whole).
+        let unsaved = |e: ContainerError| {
+            tracing::warn!(id = %c.id, error = %e, "cannot record the stop; kept in memory");
+        };
         if r.state.status == Status::Restarting {
             c.update(|r| {
                 r.state.manually_stopped = true;
                 r.state.status = Status::Exited;
-            })?;
+            })
+            .map(drop)
+            .unwrap_or_else(unsaved);
             return Ok(true);
         }
         if !r.state.status.is_running() {
             return Ok(false);
         }
-        c.update(|r| r.state.manually_stopped = true)?;
+        c.update(|r| r.state.manually_stopped = true)
+            .map(drop)
+            .unwrap_or_else(unsaved);
         let sig = match sig {
             Some(s) => s,
             None => match r.config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
@@ -1978,7 +1987,11 @@ impl Containers {
             finished_at: None,
         };
         let mut execs = lock(&self.inner.execs);
-        self.save_exec(&e)?;
+        // dockerd keeps execs in memory only: one whose record cannot be written (a full
+        // disk) still runs, it just does not outlive a daemon restart.
+        if let Err(err) = self.save_exec(&e) {
+            tracing::warn!(exec = %id, error = %err, "cannot record exec; it is kept in memory only");
+        }
         execs.insert(id.clone(), e);
         Ok(id)
     }

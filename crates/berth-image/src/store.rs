@@ -317,6 +317,13 @@ impl ImageStore {
         let resolved = resolve(&state, name_or_id)?;
         let id = resolved.id().clone();
         let mut items = Vec::new();
+        // An untag that cannot be recorded (no space left) is undone in memory too.
+        let refs_before = state.refs.clone();
+        let save_or_undo = |state: &mut State| {
+            self.save_refs(state).inspect_err(|_| {
+                state.refs = refs_before.clone();
+            })
+        };
         let image_refs: Vec<Reference> = refs_of(&state, &id);
         let used = usage(&id);
 
@@ -357,7 +364,7 @@ impl ImageStore {
                     }
                 }
                 if !refs_of(&state, &id).is_empty() || used.is_some() {
-                    self.save_refs(&state)?;
+                    save_or_undo(&mut state)?;
                     return Ok(items);
                 }
             }
@@ -391,16 +398,23 @@ impl ImageStore {
                     items.push(DeleteItem::Untagged(r.familiar_string()));
                 }
                 if used.is_some() {
-                    self.save_refs(&state)?;
+                    save_or_undo(&mut state)?;
                     return Ok(items);
                 }
             }
         }
-        self.save_refs(&state)?;
+        // The image goes first, then its layers and blobs, and only then are the references
+        // rewritten: on a full disk the deletion frees the space that write needs. A crash
+        // in between leaves references to a missing image, which `open` drops.
         self.remove_image_record(&mut state, &id)?;
         items.push(DeleteItem::Deleted(id.to_string()));
         drop(state);
         let removed = self.gc()?;
+        if let Err(e) = self.save_refs(&lock(&self.state)) {
+            // The old file names only images that are gone for those references: `open`
+            // drops them, so the deletion stands.
+            tracing::warn!(error = %e, "cannot rewrite the references after deleting an image");
+        }
         items.extend(
             removed
                 .iter()

@@ -273,6 +273,9 @@ impl Store {
         let path = self.path(kind, id);
         let bytes =
             serde_json::to_vec(v).map_err(|e| ControlError::io("encode", &path, e.into()))?;
+        if unchanged(&path, &bytes) {
+            return Ok(());
+        }
         write_atomic(&path, &bytes)
     }
 
@@ -295,6 +298,9 @@ impl Store {
         let path = self.path("networks", &n.id);
         let bytes =
             serde_json::to_vec(n).map_err(|e| ControlError::io("encode", &path, e.into()))?;
+        if unchanged(&path, &bytes) {
+            return Ok(());
+        }
         replace_atomic(&path, &bytes)
     }
     pub fn delete_network(&self, id: &str) -> Result<()> {
@@ -378,12 +384,24 @@ impl Store {
     }
 }
 
+/// Whether `path` already holds exactly `bytes`: a record that did not change is not
+/// rewritten (a daemon start on a full disk must write nothing).
+fn unchanged(path: &Path, bytes: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|old| old == bytes)
+}
+
 /// Temp file, rename: readers see the old or the new record, without waiting for the disk.
+/// A failed write (no space left) removes the temp file and leaves the old record.
 fn replace_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path);
     let io = |op, e| ControlError::io(op, path, e);
-    std::fs::write(&tmp, bytes).map_err(|e| io("write", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("rename", e))
+    let done = std::fs::write(&tmp, bytes)
+        .map_err(|e| io("write", e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("rename", e)));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
 }
 
 fn temp_path(path: &Path) -> PathBuf {
@@ -396,16 +414,23 @@ fn temp_path(path: &Path) -> PathBuf {
     ))
 }
 
-/// Temp file, fsync, rename, fsync of the directory.
+/// Temp file, fsync, rename, fsync of the directory. A failed write (no space left)
+/// removes the temp file and leaves the old record.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = temp_path(path);
     let io = |op, e| ControlError::io(op, path, e);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
-    f.write_all(bytes).map_err(|e| io("write", e))?;
-    f.sync_all().map_err(|e| io("fsync", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
+        f.write_all(bytes).map_err(|e| io("write", e))?;
+        f.sync_all().map_err(|e| io("fsync", e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| io("rename", e))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }

@@ -2,6 +2,7 @@
 //! parses flags and calls [`server::run`].
 
 pub mod config;
+pub mod disk_reserve;
 pub mod events;
 pub mod lock;
 pub mod router;

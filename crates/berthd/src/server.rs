@@ -112,6 +112,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 
 async fn run_locked(config: Config) -> Result<(), ServerError> {
     let daemon = Arc::new(Daemon::open(config.clone()).await?);
+    // Made once, when missing and there is room (see `disk_reserve`).
+    let root = config.data_root.clone();
+    let _ = tokio::task::spawn_blocking(move || crate::disk_reserve::ensure(&root)).await;
     let mut listeners = Vec::new();
     for host in &config.hosts {
         listeners.push(Listener::bind(host).await?);

@@ -91,6 +91,10 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(page_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::disk_reserve::around_freeing,
+        ))
         .with_state(state);
     Router::new().fallback_service(from_fn(api_version).layer(routes))
 }
