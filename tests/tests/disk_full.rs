@@ -71,8 +71,10 @@ fn a_full_data_root_still_restarts_execs_stops_and_frees_space() {
     d.berth(&["tag", "busybox", "extra:1"]).success();
     d.berth(&["run", "-d", "--name", "keep", "busybox", "sleep", "600"])
         .success();
-    d.berth(&["run", "-d", "--name", "other", "busybox", "sleep", "600"])
-        .success();
+    for name in ["other", "killed", "forced"] {
+        d.berth(&["run", "-d", "--name", name, "busybox", "sleep", "600"])
+            .success();
+    }
     d.berth(&["create", "--name", "dead", "busybox", "true"])
         .success();
     d.berth(&["create", "--name", "pruned", "busybox", "true"])
@@ -103,7 +105,11 @@ fn a_full_data_root_still_restarts_execs_stops_and_frees_space() {
     // Each way of freeing space works on a disk that is full again.
     let root = d.data_root();
     for args in [
-        &["rm", "other"][..],
+        &["kill", "killed"][..],
+        &["wait", "killed"],
+        &["rm", "-f", "forced"],
+        &["rm", "other"],
+        &["rm", "killed"],
         &["rm", "dead"],
         &["rmi", "extra:1"],
         &["rmi", "big:1"],

@@ -240,6 +240,18 @@ impl Container {
         r.clone()
     }
 
+    /// Records that the user stopped the container (restart policies honour it). On a full
+    /// disk the change stays in memory (the old record stays whole): stop, kill and `rm -f`
+    /// are how space is freed and must not fail for it.
+    fn mark_manually_stopped(&self, also: impl FnOnce(&mut Record)) {
+        if let Err(e) = self.update(|r| {
+            r.state.manually_stopped = true;
+            also(r);
+        }) {
+            tracing::warn!(id = %self.id, error = %e, "cannot record the stop; kept in memory");
+        }
+    }
+
     /// Marks the container as being removed (in memory: `open` turns `Removing` into
     /// `Exited` anyway).
     fn mark_removing(&self) {
@@ -1471,26 +1483,14 @@ impl Containers {
         sig: Option<i32>,
     ) -> Result<bool> {
         let r = c.record();
-        // A stop must work on a full disk (it is how space is freed): the change stays in
-        // memory when the record cannot be written (the old record stays whole).
-        let unsaved = |e: ContainerError| {
-            tracing::warn!(id = %c.id, error = %e, "cannot record the stop; kept in memory");
-        };
         if r.state.status == Status::Restarting {
-            c.update(|r| {
-                r.state.manually_stopped = true;
-                r.state.status = Status::Exited;
-            })
-            .map(drop)
-            .unwrap_or_else(unsaved);
+            c.mark_manually_stopped(|r| r.state.status = Status::Exited);
             return Ok(true);
         }
         if !r.state.status.is_running() {
             return Ok(false);
         }
-        c.update(|r| r.state.manually_stopped = true)
-            .map(drop)
-            .unwrap_or_else(unsaved);
+        c.mark_manually_stopped(|_| {});
         let sig = match sig {
             Some(s) => s,
             None => match r.config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
@@ -1531,7 +1531,7 @@ impl Containers {
             )));
         }
         if sig == 9 || sig == 15 {
-            c.update(|r| r.state.manually_stopped = true)?;
+            c.mark_manually_stopped(|_| {});
         }
         self.signal(&c, sig).await
     }
@@ -1608,7 +1608,7 @@ impl Containers {
                 )));
             }
             Status::Running | Status::Paused => {
-                c.update(|r| r.state.manually_stopped = true)?;
+                c.mark_manually_stopped(|_| {});
                 let _ = self.signal(c, 9).await;
                 if !Self::wait_stopped(c, Some(Duration::from_secs(30))).await {
                     return Err(ContainerError::Internal(format!(
