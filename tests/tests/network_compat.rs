@@ -489,6 +489,15 @@ fn legacy_links_on_the_default_bridge_and_user_networks() {
         out.stdout,
         out.stderr
     );
+    // A network connect rewrites /etc/hosts; the link's entry stays.
+    d.berth(&["network", "connect", "linknet", "web2"])
+        .success();
+    let out = d.berth(&["exec", "web2", "cat", "/etc/hosts"]).success();
+    assert!(
+        out.stdout.contains(&format!("{ip}\tdb dbhost\n")),
+        "{}",
+        out.stdout
+    );
 
     // The docker CLI's --link, on both kinds of network.
     if let Some(out) = d.docker(&[

@@ -2552,12 +2552,17 @@ impl Containers {
         if r.host_config.network_mode == "host" || !r.state.status.is_running() {
             return Ok(());
         }
-        let text = etc::hosts(
-            &r.config.hostname,
-            r.host_config.extra_hosts.as_deref().unwrap_or_default(),
-            addresses,
-            host_gateway,
+        // Links' entries stay, up to a target that no longer runs.
+        let mut links = NetworkStart::default();
+        let _ = self.resolve_links(&c, &mut links);
+        let mut extra = r.host_config.extra_hosts.clone().unwrap_or_default();
+        extra.extend(
+            links
+                .link_hosts
+                .iter()
+                .map(|(names, ip)| format!("{names}:{ip}")),
         );
+        let text = etc::hosts(&r.config.hostname, &extra, addresses, host_gateway);
         let path = c.paths.hosts();
         std::fs::write(&path, text).map_err(|e| ContainerError::io("write", &path, e))
     }
