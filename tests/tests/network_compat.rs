@@ -489,6 +489,9 @@ fn legacy_links_on_the_default_bridge_and_user_networks() {
         out.stdout,
         out.stderr
     );
+    // Execs see the links' variables too, as with dockerd.
+    let out = d.berth(&["exec", "web2", "env"]).success();
+    assert!(out.stdout.contains("DB_NAME=/web2/db\n"), "{}", out.stdout);
     // A network connect rewrites /etc/hosts; the link's entry stays.
     d.berth(&["network", "connect", "linknet", "web2"])
         .success();
