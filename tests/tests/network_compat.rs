@@ -568,3 +568,38 @@ fn api_run(d: &Daemon, body: Value) -> String {
     let (out, err) = berth_e2e::containers::demux(&r.body);
     format!("{out}{err}")
 }
+
+#[test]
+fn rm_link_removes_a_legacy_link() {
+    require_root!();
+    let d = daemon();
+    d.berth(&["run", "-d", "--name", "db", "busybox", "sleep", "600"])
+        .success();
+    d.berth(&[
+        "run", "-d", "--name", "web", "--link", "db:one", "--link", "db:two", "busybox", "sleep",
+        "600",
+    ])
+    .success();
+    let links = |d: &Daemon| {
+        let v: Value =
+            serde_json::from_str(&d.berth(&["inspect", "web"]).success().stdout).unwrap();
+        v[0]["HostConfig"]["Links"].clone()
+    };
+    d.berth(&["rm", "--link", "/web/one"]).success();
+    assert_eq!(links(&d), json!(["/db:/web/two"]));
+    let out = d.berth(&["rm", "--link", "/web/nope"]).failure();
+    assert!(
+        out.stderr.contains("No such container: /web/nope"),
+        "{}",
+        out.stderr
+    );
+    if let Some(out) = d.docker(&["rm", "--link", "/web/two"]) {
+        out.success();
+        assert_eq!(links(&d), Value::Null);
+    }
+    // The container itself is untouched.
+    let st = d
+        .berth(&["inspect", "-f", "{{.State.Running}}", "web"])
+        .success();
+    assert_eq!(st.stdout.trim(), "true");
+}

@@ -205,6 +205,38 @@ impl Containers {
     }
 }
 
+impl Containers {
+    /// `DELETE /containers/{parent}/{alias}?link=true` (`rm --link`): removes a legacy link
+    /// from its parent, which keeps running; the next start (or hosts rewrite) drops it.
+    pub fn remove_link(&self, name: &str) -> Result<()> {
+        let full = format!("/{}", name.trim_start_matches('/'));
+        let no_such = || ContainerError::NotFound(format!("No such container: {full}"));
+        let Some((parent, alias)) = full.rsplit_once('/') else {
+            return Err(no_such());
+        };
+        if parent.is_empty() {
+            return Err(ContainerError::Internal(
+                "Conflict, cannot remove the default link name of the container".into(),
+            ));
+        }
+        let parent = self.get(parent).map_err(|_| no_such())?;
+        let links = parent.record().host_config.links.unwrap_or_default();
+        let mut kept = Vec::with_capacity(links.len());
+        let mut found = false;
+        for l in links {
+            match parse_link(&l) {
+                Ok((_, a)) if a == alias => found = true,
+                _ => kept.push(l),
+            }
+        }
+        if !found {
+            return Err(no_such());
+        }
+        parent.update(|r| r.host_config.links = (!kept.is_empty()).then_some(kept))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

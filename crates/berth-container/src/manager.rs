@@ -219,7 +219,7 @@ impl Container {
     }
 
     /// Changes the record and writes it.
-    fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
         let mut r = lock(&self.rec);
         let before = r.clone();
         f(&mut r);

@@ -672,12 +672,29 @@ pub async fn remove(
     q: Query,
 ) -> Result<Response> {
     if q.bool("link", false) {
-        return Err(Error(ApiError::not_implemented("links are not supported")));
+        state.ctrs.remove_link(&id)?;
+        return Ok(no_content());
     }
     state
         .ctrs
         .remove_with_volumes(&id, q.bool("force", false), q.bool("v", false))
         .await?;
+    Ok(no_content())
+}
+
+/// `DELETE /containers/{parent}/{alias}?link=true`: a legacy link's name has a slash.
+pub async fn remove_link(
+    State(state): State<AppState>,
+    Path((parent, alias)): Path<(String, String)>,
+    q: Query,
+) -> Result<Response> {
+    let name = format!("{parent}/{alias}");
+    if !q.bool("link", false) {
+        return Err(Error(ApiError::not_found(format!(
+            "No such container: {name}"
+        ))));
+    }
+    state.ctrs.remove_link(&name)?;
     Ok(no_content())
 }
 

@@ -58,7 +58,10 @@ pub fn app(state: AppState) -> Router {
         .route("/commit", post(container_fs::commit))
         .route("/containers/{id}/stats", get(container_stats::stats))
         .route("/containers/{id}/update", post(container_stats::update))
-        .route("/containers/{id}/{action}", post(containers::post_action))
+        .route(
+            "/containers/{id}/{action}",
+            post(containers::post_action).delete(containers::remove_link),
+        )
         .route("/exec/{id}/json", get(containers::exec_inspect))
         .route("/exec/{id}/{action}", post(containers::exec_post))
         .route("/volumes", get(volumes::list))
