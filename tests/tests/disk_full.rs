@@ -83,7 +83,10 @@ fn a_full_data_root_still_restarts_execs_stops_and_frees_space() {
     d.berth(&["volume", "create"]).success();
     fill(&d.data_root());
 
-    // The daemon starts again on the full disk (nothing unchanged is rewritten).
+    // A run refused for lack of space leaves nothing that stops the daemon from starting
+    // again on the full disk (nothing unchanged is rewritten at start).
+    let refused = d.berth(&["run", "--name", "nospace", "busybox", "true"]);
+    assert_ne!(refused.code, 0, "a run on a full disk: {}", refused.stdout);
     d.restart();
     let ps = d.berth(&["ps", "--format", "{{.Names}}"]).success().stdout;
     assert!(ps.lines().any(|l| l == "keep"), "{ps}");
