@@ -685,7 +685,7 @@ fn in_lower(layers: &[PathBuf], comps: &[Vec<u8>]) -> bool {
 /// The metadata of `comps` in the merged view of `layers` (bottom first), `None` when the
 /// image does not have it: the topmost layer that has the path or hides it (a whiteout, an
 /// opaque parent) decides. Symlinks inside a layer are never followed.
-fn lower_metadata(layers: &[PathBuf], comps: &[Vec<u8>]) -> Option<std::fs::Metadata> {
+pub(crate) fn lower_metadata(layers: &[PathBuf], comps: &[Vec<u8>]) -> Option<std::fs::Metadata> {
     for layer in layers.iter().rev() {
         let mut p = layer.clone();
         for (i, c) in comps.iter().enumerate() {

@@ -23,6 +23,7 @@ pub mod status;
 pub mod update;
 pub mod user;
 pub mod volumes;
+pub mod workdir;
 
 pub use error::{ContainerError, Result};
 pub use filters::ListFilter;

@@ -621,6 +621,7 @@ impl Containers {
             ));
         }
         let image = self.inner.images.get(&config.image)?;
+        config.working_dir = crate::workdir::translate(&config.working_dir)?;
         let mut host = req.host_config.unwrap_or_default();
         host.runtime = self.runtime_name(&host.runtime)?;
         merge::validate_host_config(&host, self.inner.ncpu)?;
@@ -631,6 +632,12 @@ impl Containers {
             merge::merge_image_config(&mut config, img);
         }
         let (path, args) = merge::path_and_args(&config)?;
+        if !config.working_dir.is_empty() {
+            crate::workdir::check_image(
+                &self.inner.images.layer_dirs(&image.id)?,
+                &config.working_dir,
+            )?;
+        }
         let image_volumes: Vec<String> = config
             .volumes
             .iter()
@@ -966,8 +973,8 @@ impl Containers {
         // /etc/hosts and resolv.conf carry the addresses just allocated.
         write_etc_files(&c.paths, &r, Some(net))?;
         let root = rootfs::mount_overlay(&layers, &c.paths.dir)?;
-        let result = self
-            .prepare_ipc(&r, &c.paths)
+        let result = crate::workdir::ensure(&root, &r.config.working_dir)
+            .and_then(|()| self.prepare_ipc(&r, &c.paths))
             .and_then(|()| self.run_config(&r, &c.paths, &root, net))
             .and_then(|cfg| {
                 let bundle = c.paths.bundle();

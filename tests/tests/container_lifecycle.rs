@@ -1,0 +1,100 @@
+//! Container lifecycle corners, checked against dockerd's behaviour: working directories made
+//! at start, kill answering once the container is dead, commit of an exiting container, log
+//! options, removal of restarting containers, the daemon-managed /etc files through `cp`, an
+//! auto-remove container left created by a dead client, cgroup parents and host config
+//! validation at create.
+
+use berth_e2e::containers::{create, daemon_with_busybox as daemon, demux, inspect, start, wait};
+use berth_e2e::require_root;
+use serde_json::{Value, json};
+
+fn logs(d: &berth_e2e::Daemon, id: &str) -> (String, String) {
+    let r = d
+        .api()
+        .get(&format!("/containers/{id}/logs?stdout=1&stderr=1"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    demux(&r.body)
+}
+
+fn post_json(d: &berth_e2e::Daemon, path: &str, body: &Value) -> berth_e2e::ApiResponse {
+    d.api().post(path, Some(body.to_string().as_bytes()))
+}
+
+#[test]
+fn a_missing_working_directory_is_created_and_a_file_is_refused() {
+    require_root!();
+    let d = daemon();
+    let id = create(
+        &d,
+        None,
+        json!({"Image": "busybox", "WorkingDir": "/tmp/new/./dir/",
+               "Cmd": ["sh", "-c", "pwd; stat -c '%u %g %a' . /tmp/new"]}),
+    );
+    assert_eq!(inspect(&d, &id)["Config"]["WorkingDir"], "/tmp/new/dir");
+    start(&d, &id);
+    assert_eq!(wait(&d, &id), 0);
+    assert_eq!(logs(&d, &id).0, "/tmp/new/dir\n0 0 755\n0 0 755\n");
+    // A second start finds it there.
+    start(&d, &id);
+    assert_eq!(wait(&d, &id), 0);
+
+    // A symlink on the way is followed inside the container's root (/usr/bin -> ../bin).
+    let id = create(
+        &d,
+        None,
+        json!({"Image": "busybox", "WorkingDir": "/usr/bin/made", "Cmd": ["pwd"]}),
+    );
+    start(&d, &id);
+    assert_eq!(wait(&d, &id), 0);
+    let r = d.api().get(&format!("/containers/{id}/archive?path=/bin/made"));
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let r = post_json(
+        &d,
+        "/containers/create",
+        &json!({"Image": "busybox", "WorkingDir": "rel/dir", "Cmd": ["pwd"]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "the working directory 'rel/dir' is invalid, it needs to be an absolute path"
+    );
+    // The image has it as a file: refused at create.
+    for bad in ["/etc/passwd", "/etc/passwd/sub"] {
+        let r = post_json(
+            &d,
+            "/containers/create",
+            &json!({"Image": "busybox", "WorkingDir": bad, "Cmd": ["pwd"]}),
+        );
+        assert_eq!(r.status, 500, "{}", r.text());
+        assert_eq!(r.message(), format!("Cannot mkdir: {bad} is not a directory"));
+    }
+    // A symlink to a file is resolved when the container starts.
+    let id = create(
+        &d,
+        None,
+        json!({"Image": "busybox", "WorkingDir": "/bin/sh", "Cmd": ["pwd"]}),
+    );
+    let r = d.api().post(&format!("/containers/{id}/start"), None);
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.message(), "Cannot mkdir: /bin/sh is not a directory");
+
+    let out = d
+        .berth(&["run", "--rm", "-w", "/tmp/a/b", "busybox", "pwd"])
+        .success();
+    assert_eq!(out.stdout, "/tmp/a/b\n");
+    if let Some(out) = d.docker(&["run", "--rm", "-w", "/tmp/new/dir", "busybox", "pwd"]) {
+        assert_eq!(out.success().stdout, "/tmp/new/dir\n");
+        let out = d
+            .docker(&["run", "--rm", "-w", "/etc/passwd", "busybox", "pwd"])
+            .unwrap()
+            .failure();
+        assert!(
+            out.stderr.contains(
+                "Error response from daemon: Cannot mkdir: /etc/passwd is not a directory"
+            ),
+            "{}",
+            out.stderr
+        );
+    }
+}
