@@ -98,3 +98,46 @@ fn a_missing_working_directory_is_created_and_a_file_is_refused() {
         );
     }
 }
+
+#[test]
+fn kill_answers_once_the_container_is_dead() {
+    require_root!();
+    let d = daemon();
+    for i in 0..25 {
+        let id = create(
+            &d,
+            None,
+            json!({"Image": "busybox", "Cmd": ["sh", "-c", "trap '' TERM; sleep 1000"]}),
+        );
+        start(&d, &id);
+        let r = d.api().post(&format!("/containers/{id}/kill"), None);
+        assert_eq!(r.status, 204, "{}", r.text());
+        let state = &inspect(&d, &id)["State"];
+        assert_eq!(state["Status"], "exited", "iteration {i}: {state}");
+        assert_eq!(state["Running"], false, "iteration {i}: {state}");
+        assert_eq!(state["ExitCode"], 137, "iteration {i}: {state}");
+        let r = d.api().delete(&format!("/containers/{id}"));
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    // Other signals are only sent: SIGTERM, trapped, leaves it running.
+    let id = create(
+        &d,
+        None,
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"]}),
+    );
+    start(&d, &id);
+    let r = d
+        .api()
+        .post(&format!("/containers/{id}/kill?signal=SIGTERM"), None);
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(wait(&d, &id), 3);
+    if let Some(out) = d.docker(&["run", "-d", "busybox", "sleep", "1000"]) {
+        let cid = out.success().stdout.trim().to_string();
+        d.docker(&["kill", &cid]).unwrap().success();
+        let out = d
+            .docker(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &cid])
+            .unwrap()
+            .success();
+        assert_eq!(out.stdout.trim(), "exited 137");
+    }
+}

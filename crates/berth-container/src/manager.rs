@@ -1503,7 +1503,23 @@ impl Containers {
         if sig == 9 || sig == 15 {
             c.update(|r| r.state.manually_stopped = true)?;
         }
-        self.signal(&c, sig).await
+        self.signal(&c, sig).await?;
+        if sig == 9 {
+            // As dockerd: a SIGKILL is answered once the container is dead, so that an
+            // inspect right after shows it exited. Should its exit not come, every process
+            // of its cgroup is killed directly, then the exit is given two more seconds.
+            if !Self::wait_stopped(&c, Some(Duration::from_secs(10))).await {
+                tracing::warn!(id = %c.id, "container did not exit within 10s of SIGKILL; killing its cgroup");
+                let cg = c.cgroup_path();
+                blocking(move || cgroup::kill_all(&cg, Duration::from_secs(2))).await?;
+                if !Self::wait_stopped(&c, Some(Duration::from_secs(2))).await {
+                    return Err(ContainerError::Internal(format!(
+                        "Cannot kill container: {key}: tried to kill container, but did not receive an exit event"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `POST /containers/{id}/restart`.
