@@ -141,3 +141,20 @@ fn kill_answers_once_the_container_is_dead() {
         assert_eq!(out.stdout.trim(), "exited 137");
     }
 }
+
+#[test]
+fn commit_of_an_exiting_container_succeeds() {
+    require_root!();
+    let d = daemon();
+    for i in 0..40 {
+        let id = create(&d, None, json!({"Image": "busybox", "Cmd": ["touch", "/test"]}));
+        start(&d, &id);
+        let r = d
+            .api()
+            .post(&format!("/commit?container={id}&repo=committed&tag=t{i}"), None);
+        assert_eq!(r.status, 201, "iteration {i}: {}", r.text());
+    }
+    let out = d.berth(&["run", "-d", "busybox", "touch", "/test"]).success();
+    let id = out.stdout.trim().to_string();
+    d.berth(&["commit", &id, "committed:cli"]).success();
+}

@@ -296,14 +296,26 @@ impl Containers {
         let cg = cgroup_of(&r, &paths);
         let store = self.image_store().clone();
         let image = blocking(move || -> Result<Image> {
-            if freeze {
-                cgroup::freeze(&cg, true).map_err(|e| {
-                    ContainerError::Internal(format!("cannot pause container to commit it: {e}"))
-                })?;
-            }
+            let frozen = freeze
+                && match cgroup::freeze(&cg, true) {
+                    Ok(()) => true,
+                    // The container exited since its record was read and its cgroup went
+                    // with it: nothing is left running to pause.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            || e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) =>
+                    {
+                        false
+                    }
+                    Err(e) => {
+                        return Err(ContainerError::Internal(format!(
+                            "cannot pause container to commit it: {e}"
+                        )));
+                    }
+                };
             let layers = store.layer_dirs(&image_id)?;
             let result = commit_blocking(&store, &image_id, &paths.upper(), &layers, request);
-            if freeze && let Err(e) = cgroup::freeze(&cg, false) {
+            if frozen && let Err(e) = cgroup::freeze(&cg, false) {
                 tracing::warn!(cgroup = %cg, error = %e, "cannot unpause container after commit");
             }
             result
