@@ -158,3 +158,56 @@ fn commit_of_an_exiting_container_succeeds() {
     let id = out.stdout.trim().to_string();
     d.berth(&["commit", &id, "committed:cli"]).success();
 }
+
+#[test]
+fn log_options_are_checked_like_dockerd() {
+    require_root!();
+    let d = daemon();
+    for log_config in [
+        json!({"Type": "json-file", "Config": {"max-file": "2"}}),
+        json!({"Config": {"max-file": "2"}}),
+        json!({"Type": "json-file", "Config": {"mode": "non-blocking", "max-buffer-size": "4m"}}),
+        json!({"Type": "none", "Config": {"anything": "goes"}}),
+    ] {
+        let id = create(
+            &d,
+            None,
+            json!({"Image": "busybox", "Cmd": ["echo", "hi"], "HostConfig": {"LogConfig": log_config}}),
+        );
+        start(&d, &id);
+        assert_eq!(wait(&d, &id), 0);
+        if log_config["Type"] != "none" {
+            assert_eq!(logs(&d, &id).0, "hi\n", "{log_config}");
+        }
+    }
+    for (log_config, message) in [
+        (
+            json!({"Type": "bogus"}),
+            "logger: no log driver named 'bogus' is registered",
+        ),
+        (
+            json!({"Type": "json-file", "Config": {"mode": "fast"}}),
+            "logger: logging mode not supported: fast",
+        ),
+        (
+            json!({"Type": "json-file", "Config": {"nope": "1"}}),
+            "unknown log opt 'nope' for json-file log driver",
+        ),
+    ] {
+        let r = post_json(
+            &d,
+            "/containers/create",
+            &json!({"Image": "busybox", "HostConfig": {"LogConfig": log_config}}),
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.message(), message);
+    }
+    if let Some(out) = d.docker(&["run", "--rm", "--log-opt", "max-file=2", "busybox", "echo", "hi"])
+    {
+        assert_eq!(out.success().stdout, "hi\n");
+    }
+    let out = d
+        .berth(&["run", "--rm", "--log-driver", "json-file", "--log-opt", "max-file=2", "busybox", "echo", "hi"])
+        .success();
+    assert_eq!(out.stdout, "hi\n");
+}

@@ -189,11 +189,16 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
             berth_runtime::shim::LogDriverConfig::from_docker(&berth_runtime::config::LogConfig {
                 driver: h.log_config.kind.clone(),
                 opts: h.log_config.config.clone(),
+            })
+            .map_err(|e| match e {
+                // Docker's messages, without the runtime's prefix.
+                berth_runtime::RuntimeError::InvalidConfig(m) => invalid(m),
+                e => e.into(),
             })?;
         }
         other => {
             return Err(invalid(format!(
-                "failed to create logging driver: logger: no log driver named '{other}' is registered"
+                "logger: no log driver named '{other}' is registered"
             )));
         }
     }
