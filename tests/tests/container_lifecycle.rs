@@ -211,3 +211,54 @@ fn log_options_are_checked_like_dockerd() {
         .success();
     assert_eq!(out.stdout, "hi\n");
 }
+
+#[test]
+fn restarting_and_paused_containers_need_force_to_be_removed() {
+    require_root!();
+    let d = daemon();
+    let id = create(
+        &d,
+        Some("flappy"),
+        json!({"Image": "busybox", "Cmd": ["false"], "HostConfig": {"RestartPolicy": {"Name": "always"}}}),
+    );
+    start(&d, &id);
+    // Between two runs it is `restarting`; its back-off grows with each exit, so it is soon
+    // caught there.
+    let mut refused = None;
+    for _ in 0..500 {
+        if inspect(&d, &id)["State"]["Status"] != "restarting" {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        }
+        let r = d.api().delete("/containers/flappy");
+        assert_eq!(r.status, 409, "{}", r.text());
+        if r.message().contains("restarting") {
+            refused = Some(r.message());
+            break;
+        }
+    }
+    assert_eq!(
+        refused.as_deref(),
+        Some(
+            "cannot remove container \"flappy\": container is restarting: stop the container before removing or force remove"
+        )
+    );
+    let r = d.api().delete("/containers/flappy?force=1");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(d.api().get("/containers/flappy/json").status, 404);
+
+    let id = create(&d, Some("frozen"), json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}));
+    start(&d, &id);
+    assert_eq!(d.api().post("/containers/frozen/pause", None).status, 204);
+    let r = d.api().delete(&format!("/containers/{}", &id[..12]));
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        format!(
+            "cannot remove container \"{}\": container is paused and must be unpaused first",
+            &id[..12]
+        )
+    );
+    let r = d.api().delete("/containers/frozen?force=1");
+    assert_eq!(r.status, 204, "{}", r.text());
+}

@@ -1566,18 +1566,30 @@ impl Containers {
     /// `DELETE /containers/{id}`.
     pub async fn remove(&self, key: &str, force: bool) -> Result<()> {
         let c = self.get(key)?;
-        self.remove_container(&c, force, false).await
+        self.remove_named(&c, key, force, false).await
     }
 
     /// `DELETE /containers/{id}?v=1`: also removes the container's anonymous volumes.
     pub async fn remove_with_volumes(&self, key: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.get(key)?;
-        self.remove_container(&c, force, volumes).await
+        self.remove_named(&c, key, force, volumes).await
     }
 
     async fn remove_container(
         &self,
         c: &Arc<Container>,
+        force: bool,
+        remove_volumes: bool,
+    ) -> Result<()> {
+        self.remove_named(c, &c.record().slash_name(), force, remove_volumes)
+            .await
+    }
+
+    /// Removes `c`; `key` is how the request named it (dockerd's messages repeat it).
+    async fn remove_named(
+        &self,
+        c: &Arc<Container>,
+        key: &str,
         force: bool,
         remove_volumes: bool,
     ) -> Result<()> {
@@ -1587,11 +1599,23 @@ impl Containers {
         }
         let r = c.record();
         match r.state.status {
-            Status::Running | Status::Paused if !force => {
+            Status::Paused if !force => {
                 return Err(conflict(format!(
-                    "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
-                    r.slash_name()
+                    "cannot remove container \"{key}\": container is paused and must be unpaused first"
                 )));
+            }
+            Status::Running | Status::Restarting if !force => {
+                return Err(conflict(format!(
+                    "cannot remove container \"{key}\": container is {}: stop the container before removing or force remove",
+                    r.state.status.as_str()
+                )));
+            }
+            // Its pending restart finds it no longer restarting, and gives up.
+            Status::Restarting => {
+                c.update(|r| {
+                    r.state.manually_stopped = true;
+                    r.state.status = Status::Exited;
+                })?;
             }
             Status::Running | Status::Paused => {
                 c.update(|r| r.state.manually_stopped = true)?;
@@ -1605,8 +1629,7 @@ impl Containers {
             }
             Status::Removing => {
                 return Err(conflict(format!(
-                    "removal of container {} is already in progress",
-                    c.id
+                    "removal of container {key} is already in progress"
                 )));
             }
             _ => {}
