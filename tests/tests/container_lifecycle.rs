@@ -262,3 +262,78 @@ fn restarting_and_paused_containers_need_force_to_be_removed() {
     let r = d.api().delete("/containers/frozen?force=1");
     assert_eq!(r.status, 204, "{}", r.text());
 }
+
+fn tar_file(bytes: &[u8]) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let mut a = tar::Archive::new(bytes);
+    let mut e = a.entries().unwrap().next().expect("one entry").unwrap();
+    let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+    let mut data = Vec::new();
+    e.read_to_end(&mut data).unwrap();
+    (name, data)
+}
+
+fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, name, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn cp_sees_the_daemon_managed_etc_files() {
+    require_root!();
+    let d = daemon();
+    let id = create(
+        &d,
+        Some("named"),
+        json!({"Image": "busybox", "Hostname": "myhost", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &id);
+    let get = |path: &str| {
+        let r = d
+            .api()
+            .get(&format!("/containers/{id}/archive?path={path}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        tar_file(&r.body).1
+    };
+    assert_eq!(get("/etc/hostname"), b"myhost\n");
+    assert!(String::from_utf8(get("/etc/hosts")).unwrap().contains("\tmyhost\n"));
+    assert!(!get("/etc/resolv.conf").is_empty());
+    let head = d
+        .api()
+        .request("HEAD", &format!("/containers/{id}/archive?path=/etc/hostname"), &[], None);
+    assert_eq!(head.status, 200);
+    assert!(head.header("X-Docker-Container-Path-Stat").is_some());
+
+    let out = d.berth(&["cp", "named:/etc/hostname", "-"]).success();
+    assert!(out.stdout.contains("myhost\n"), "{}", out.stdout);
+    if let Some(out) = d.docker(&["cp", "named:/etc/hostname", "-"]) {
+        assert!(out.success().stdout.contains("myhost\n"));
+    }
+
+    // Copied in: what the container sees changes, and its mount stays.
+    let r = d.api().request(
+        "PUT",
+        &format!("/containers/{id}/archive?path=/etc"),
+        &[("Content-Type", "application/x-tar")],
+        Some(&one_file_tar("hostname", b"newname\n")),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get("/etc/hostname"), b"newname\n");
+    let out = d.berth(&["exec", "named", "cat", "/etc/hostname"]).success();
+    assert_eq!(out.stdout, "newname\n");
+    let out = d
+        .berth(&["exec", "named", "grep", "-c", " /etc/hostname ", "/proc/self/mountinfo"])
+        .success();
+    assert_eq!(out.stdout, "1\n");
+
+    // Stopped: still the files it saw.
+    let r = d.api().post(&format!("/containers/{id}/stop?t=0"), None);
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(get("/etc/hostname"), b"newname\n");
+    assert!(String::from_utf8(get("/etc/hosts")).unwrap().contains("\tmyhost\n"));
+}
