@@ -337,3 +337,24 @@ fn cp_sees_the_daemon_managed_etc_files() {
     assert_eq!(get("/etc/hostname"), b"newname\n");
     assert!(String::from_utf8(get("/etc/hosts")).unwrap().contains("\tmyhost\n"));
 }
+
+#[test]
+fn an_auto_remove_container_never_started_is_removed_at_daemon_start() {
+    require_root!();
+    let mut d = daemon();
+    let id = create(
+        &d,
+        Some("orphan"),
+        json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"AutoRemove": true}}),
+    );
+    let kept = create(&d, Some("kept"), json!({"Image": "busybox", "Cmd": ["true"]}));
+    d.kill_hard();
+    d.start_again();
+    berth_e2e::containers::until("the orphan to be removed", || {
+        d.api().get(&format!("/containers/{id}/json")).status == 404
+    });
+    assert!(!d.data_root().join("containers").join(&id).exists());
+    assert_eq!(inspect(&d, &kept)["State"]["Status"], "created");
+    // Its name is free again.
+    create(&d, Some("orphan"), json!({"Image": "busybox", "Cmd": ["true"]}));
+}

@@ -403,11 +403,9 @@ impl Containers {
             }
             me.resume_execs(&c);
             let r = c.record();
-            if r.host_config.auto_remove
-                && !r.state.status.is_running()
-                && r.state.started_at.is_some()
-            {
-                // Its run ended while no daemon was there to remove it (as Docker's restore).
+            if r.host_config.auto_remove && !r.state.status.is_running() {
+                // Its run ended while no daemon was there to remove it, or it was never
+                // started (its client died after the create): removed, as Docker's restore.
                 to_remove.push(c.clone());
                 continue;
             }
