@@ -358,3 +358,70 @@ fn an_auto_remove_container_never_started_is_removed_at_daemon_start() {
     // Its name is free again.
     create(&d, Some("orphan"), json!({"Image": "busybox", "Cmd": ["true"]}));
 }
+
+/// Removes what a cgroup parent named `name` may have left, in and out of the hierarchy.
+struct CgroupLeftovers(String);
+
+impl CgroupLeftovers {
+    fn outside(&self) -> Vec<std::path::PathBuf> {
+        ["/", "/sys", "/sys/fs"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(&self.0))
+            .collect()
+    }
+}
+
+impl Drop for CgroupLeftovers {
+    fn drop(&mut self) {
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        let mut dirs = vec![root.join(&self.0)];
+        for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            dirs.push(e.path().join(&self.0));
+        }
+        for d in dirs {
+            // Its container's cgroup first (gone with the container, unless a test failed).
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&d);
+        }
+        for d in self.outside() {
+            if d.is_dir() && !d.starts_with("/sys") {
+                let _ = std::fs::remove_dir_all(&d);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_cgroup_parent_with_dotdot_stays_inside_the_hierarchy() {
+    require_root!();
+    let d = daemon();
+    let name = format!("berth-esc-{}", std::process::id());
+    let guard = CgroupLeftovers(name.clone());
+    let id = create(
+        &d,
+        None,
+        json!({"Image": "busybox", "Cmd": ["cat", "/proc/self/cgroup"],
+               "HostConfig": {"CgroupParent": format!("../../../../{name}")}}),
+    );
+    start(&d, &id);
+    assert_eq!(wait(&d, &id), 0);
+    for p in guard.outside() {
+        assert!(!p.exists(), "{} was created", p.display());
+    }
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let inside = std::iter::once(root.join(&name))
+        .chain(
+            std::fs::read_dir(root)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path().join(&name)),
+        )
+        .any(|p| p.is_dir());
+    assert!(inside, "no cgroup under {}", root.display());
+    let r = d.api().delete(&format!("/containers/{id}"));
+    assert_eq!(r.status, 204, "{}", r.text());
+}

@@ -920,7 +920,8 @@ impl Containers {
         } else {
             r.host_config.resources.cgroup_parent.clone()
         };
-        format!("/{}/{}", parent.trim_matches('/'), r.id).replace("//", "/")
+        // `..` in a user's parent never leads out of the hierarchy.
+        berth_runtime::spec::clean_cgroups_path(&format!("{parent}/{}", r.id))
     }
 
     /// `HostConfig.Runtime` at create: empty means the default; others must be known.
