@@ -425,3 +425,121 @@ fn a_cgroup_parent_with_dotdot_stays_inside_the_hierarchy() {
     let r = d.api().delete(&format!("/containers/{id}"));
     assert_eq!(r.status, 204, "{}", r.text());
 }
+
+#[test]
+fn host_config_is_checked_at_create_like_dockerd() {
+    require_root!();
+    let d = daemon();
+    let refused = |host: Value, status: u16, message: &str| {
+        let r = post_json(
+            &d,
+            "/containers/create",
+            &json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": host}),
+        );
+        assert_eq!(r.status, status, "{host}: {}", r.text());
+        assert_eq!(r.message(), message, "{host}");
+    };
+    refused(
+        json!({"ExtraHosts": ["bad"]}),
+        400,
+        "bad format for add-host: \"bad\"",
+    );
+    refused(
+        json!({"ExtraHosts": ["a:1.2.3"]}),
+        400,
+        "invalid IP address in add-host: \"1.2.3\"",
+    );
+    refused(
+        json!({"Isolation": "hyperv"}),
+        400,
+        "invalid isolation 'hyperv' on linux",
+    );
+    refused(
+        json!({"CpusetCpus": "garbage"}),
+        400,
+        "Invalid value garbage for cpuset cpus: invalid format: garbage",
+    );
+    let cpus = std::fs::read_to_string("/sys/fs/cgroup/cpuset/cpuset.cpus")
+        .or_else(|_| std::fs::read_to_string("/sys/fs/cgroup/cpuset.cpus.effective"))
+        .unwrap_or_default();
+    if !cpus.trim().is_empty() {
+        refused(
+            json!({"CpusetCpus": "0-1000"}),
+            400,
+            &format!(
+                "Requested CPUs are not available - requested 0-1000, available: {}",
+                cpus.trim()
+            ),
+        );
+    }
+    refused(
+        json!({"SecurityOpt": ["no-new-privileges:maybe"]}),
+        500,
+        "invalid --security-opt 2: \"no-new-privileges:maybe\"",
+    );
+    refused(
+        json!({"SecurityOpt": ["bogus=1"]}),
+        500,
+        "invalid --security-opt 2: \"bogus=1\"",
+    );
+    refused(
+        json!({"StorageOpt": {"size": "1G"}}),
+        500,
+        "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+    );
+    refused(
+        json!({"IOMaximumIOps": 10}),
+        400,
+        "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps",
+    );
+    // KernelMemory went away in API 1.42: checked before, ignored since.
+    let body = json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"KernelMemory": 1 << 20}});
+    let r = post_json(&d, "/v1.41/containers/create", &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.message(), "Minimum kernel memory limit allowed is 6MB");
+    let r = post_json(&d, "/v1.51/containers/create", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["Id"].as_str().unwrap().to_string();
+    assert!(inspect(&d, &id)["HostConfig"].get("KernelMemory").is_none());
+    assert_eq!(d.api().delete(&format!("/containers/{id}")).status, 204);
+    let r = post_json(
+        &d,
+        "/containers/create",
+        &json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"CpuPercent": 50}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.json()["Warnings"],
+        json!(["linux does not support CPU percent. Percent discarded."])
+    );
+    let id = r.json()["Id"].as_str().unwrap().to_string();
+    assert_eq!(d.api().delete(&format!("/containers/{id}")).status, 204);
+    // Nothing was left behind by the refusals.
+    let all = d.api().get("/containers/json?all=1").json();
+    assert_eq!(all.as_array().unwrap().len(), 0, "{all}");
+
+    // What dockerd starts, berth starts: a huge memory limit (its doubled swap wraps, as
+    // Go's does) and a swap of -2.
+    for host in [
+        json!({"Memory": i64::MAX}),
+        json!({"Memory": 64 << 20, "MemorySwap": -2}),
+        json!({"SecurityOpt": ["no-new-privileges:false"], "ExtraHosts": ["gw:host-gateway", "v6=::1"]}),
+    ] {
+        let id = create(
+            &d,
+            None,
+            json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": host}),
+        );
+        start(&d, &id);
+        assert_eq!(wait(&d, &id), 0, "{host}");
+    }
+    // Through the docker CLI, the message is dockerd's.
+    if let Some(out) = d.docker(&["create", "--isolation", "hyperv", "busybox"]) {
+        let out = out.failure();
+        assert!(
+            out.stderr.contains("invalid isolation 'hyperv' on linux"),
+            "{}",
+            out.stderr
+        );
+    }
+}

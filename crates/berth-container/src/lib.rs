@@ -22,6 +22,7 @@ pub mod stats;
 pub mod status;
 pub mod update;
 pub mod user;
+pub mod validate;
 pub mod volumes;
 pub mod workdir;
 

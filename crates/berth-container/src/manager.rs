@@ -618,13 +618,16 @@ impl Containers {
                 "config cannot be empty in order to create a container",
             ));
         }
-        let image = self.inner.images.get(&config.image)?;
+        // As dockerd: the settings are checked before the image is looked up.
         config.working_dir = crate::workdir::translate(&config.working_dir)?;
         let mut host = req.host_config.unwrap_or_default();
         host.runtime = self.runtime_name(&host.runtime)?;
         merge::validate_host_config(&host, self.inner.ncpu)?;
+        crate::validate::host_config(&host, crate::validate::HostCpusets::read().as_ref())?;
+        let image = self.inner.images.get(&config.image)?;
         let cgroup_v1 = Path::new("/sys/fs/cgroup/freezer").is_dir();
-        let warnings = merge::discard_unsupported(&mut host, cgroup_v1);
+        let mut warnings = merge::discard_unsupported(&mut host, cgroup_v1);
+        warnings.extend(crate::validate::discard_unsupported(&mut host));
         merge::fill_host_defaults(&mut host, cgroup_v1);
         if let Some(img) = &image.config.config {
             merge::merge_image_config(&mut config, img);

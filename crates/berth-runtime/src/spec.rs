@@ -672,15 +672,20 @@ fn resources(
 
     if r.memory > 0 || r.memory_reservation > 0 || r.memory_swap != 0 || r.oom_kill_disable {
         let mut m = LinuxMemory::default();
+        // As dockerd: a swap limit applies when positive, or -1 (unlimited); other values
+        // (a doubled limit that overflowed, -2) leave swap alone.
+        let applies = |s: i64| s > 0 || s == -1;
         if r.memory > 0 {
             m.set_limit(Some(r.memory));
             let swap = if r.memory_swap == 0 {
-                r.memory * 2
+                r.memory.checked_mul(2).unwrap_or(-2)
             } else {
                 r.memory_swap
             };
-            m.set_swap(Some(swap));
-        } else if r.memory_swap != 0 {
+            if applies(swap) {
+                m.set_swap(Some(swap));
+            }
+        } else if applies(r.memory_swap) {
             m.set_swap(Some(r.memory_swap));
         }
         if r.memory_reservation > 0 {

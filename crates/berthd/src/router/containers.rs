@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_api::models::container::{ContainerPruneResponse, ContainerTopResponse};
@@ -15,7 +15,7 @@ use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{Error, Query, Result, json_response, ok_json};
+use super::{Error, Query, RequestVersion, Result, json_response, ok_json};
 use crate::events::parse_timestamp;
 use crate::state::AppState;
 
@@ -45,8 +45,13 @@ fn int_param(q: &Query, keys: &[&str]) -> Result<Option<i64>> {
     Ok(None)
 }
 
-pub async fn create(State(state): State<AppState>, q: Query, body: Bytes) -> Result<Response> {
-    let req: ContainerCreateRequest = if body.is_empty() {
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(RequestVersion(version)): Extension<RequestVersion>,
+    q: Query,
+    body: Bytes,
+) -> Result<Response> {
+    let mut req: ContainerCreateRequest = if body.is_empty() {
         return Err(Error(ApiError::invalid(
             "config cannot be empty in order to create a container",
         )));
@@ -54,6 +59,12 @@ pub async fn create(State(state): State<AppState>, q: Query, body: Bytes) -> Res
         serde_json::from_slice(&body)
             .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
     };
+    if version.at_least(1, 42)
+        && let Some(h) = req.host_config.as_mut()
+    {
+        // As dockerd: KernelMemory was removed in API 1.42, and is ignored from then on.
+        h.resources.kernel_memory = 0;
+    }
     let name = q.non_empty("name").map(str::to_string);
     let (id, warnings) = state.ctrs.create(name, req).await?;
     Ok(json_response(
