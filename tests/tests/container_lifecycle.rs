@@ -46,7 +46,9 @@ fn a_missing_working_directory_is_created_and_a_file_is_refused() {
     );
     start(&d, &id);
     assert_eq!(wait(&d, &id), 0);
-    let r = d.api().get(&format!("/containers/{id}/archive?path=/bin/made"));
+    let r = d
+        .api()
+        .get(&format!("/containers/{id}/archive?path=/bin/made"));
     assert_eq!(r.status, 200, "{}", r.text());
 
     let r = post_json(
@@ -67,7 +69,10 @@ fn a_missing_working_directory_is_created_and_a_file_is_refused() {
             &json!({"Image": "busybox", "WorkingDir": bad, "Cmd": ["pwd"]}),
         );
         assert_eq!(r.status, 500, "{}", r.text());
-        assert_eq!(r.message(), format!("Cannot mkdir: {bad} is not a directory"));
+        assert_eq!(
+            r.message(),
+            format!("Cannot mkdir: {bad} is not a directory")
+        );
     }
     // A symlink to a file is resolved when the container starts.
     let id = create(
@@ -135,7 +140,12 @@ fn kill_answers_once_the_container_is_dead() {
         let cid = out.success().stdout.trim().to_string();
         d.docker(&["kill", &cid]).unwrap().success();
         let out = d
-            .docker(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &cid])
+            .docker(&[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.State.ExitCode}}",
+                &cid,
+            ])
             .unwrap()
             .success();
         assert_eq!(out.stdout.trim(), "exited 137");
@@ -147,14 +157,21 @@ fn commit_of_an_exiting_container_succeeds() {
     require_root!();
     let d = daemon();
     for i in 0..40 {
-        let id = create(&d, None, json!({"Image": "busybox", "Cmd": ["touch", "/test"]}));
+        let id = create(
+            &d,
+            None,
+            json!({"Image": "busybox", "Cmd": ["touch", "/test"]}),
+        );
         start(&d, &id);
-        let r = d
-            .api()
-            .post(&format!("/commit?container={id}&repo=committed&tag=t{i}"), None);
+        let r = d.api().post(
+            &format!("/commit?container={id}&repo=committed&tag=t{i}"),
+            None,
+        );
         assert_eq!(r.status, 201, "iteration {i}: {}", r.text());
     }
-    let out = d.berth(&["run", "-d", "busybox", "touch", "/test"]).success();
+    let out = d
+        .berth(&["run", "-d", "busybox", "touch", "/test"])
+        .success();
     let id = out.stdout.trim().to_string();
     d.berth(&["commit", &id, "committed:cli"]).success();
 }
@@ -202,12 +219,29 @@ fn log_options_are_checked_like_dockerd() {
         assert_eq!(r.status, 400, "{}", r.text());
         assert_eq!(r.message(), message);
     }
-    if let Some(out) = d.docker(&["run", "--rm", "--log-opt", "max-file=2", "busybox", "echo", "hi"])
-    {
+    if let Some(out) = d.docker(&[
+        "run",
+        "--rm",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "echo",
+        "hi",
+    ]) {
         assert_eq!(out.success().stdout, "hi\n");
     }
     let out = d
-        .berth(&["run", "--rm", "--log-driver", "json-file", "--log-opt", "max-file=2", "busybox", "echo", "hi"])
+        .berth(&[
+            "run",
+            "--rm",
+            "--log-driver",
+            "json-file",
+            "--log-opt",
+            "max-file=2",
+            "busybox",
+            "echo",
+            "hi",
+        ])
         .success();
     assert_eq!(out.stdout, "hi\n");
 }
@@ -247,7 +281,11 @@ fn restarting_and_paused_containers_need_force_to_be_removed() {
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(d.api().get("/containers/flappy/json").status, 404);
 
-    let id = create(&d, Some("frozen"), json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}));
+    let id = create(
+        &d,
+        Some("frozen"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
     start(&d, &id);
     assert_eq!(d.api().post("/containers/frozen/pause", None).status, 204);
     let r = d.api().delete(&format!("/containers/{}", &id[..12]));
@@ -301,11 +339,18 @@ fn cp_sees_the_daemon_managed_etc_files() {
         tar_file(&r.body).1
     };
     assert_eq!(get("/etc/hostname"), b"myhost\n");
-    assert!(String::from_utf8(get("/etc/hosts")).unwrap().contains("\tmyhost\n"));
+    assert!(
+        String::from_utf8(get("/etc/hosts"))
+            .unwrap()
+            .contains("\tmyhost\n")
+    );
     assert!(!get("/etc/resolv.conf").is_empty());
-    let head = d
-        .api()
-        .request("HEAD", &format!("/containers/{id}/archive?path=/etc/hostname"), &[], None);
+    let head = d.api().request(
+        "HEAD",
+        &format!("/containers/{id}/archive?path=/etc/hostname"),
+        &[],
+        None,
+    );
     assert_eq!(head.status, 200);
     assert!(head.header("X-Docker-Container-Path-Stat").is_some());
 
@@ -324,10 +369,19 @@ fn cp_sees_the_daemon_managed_etc_files() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(get("/etc/hostname"), b"newname\n");
-    let out = d.berth(&["exec", "named", "cat", "/etc/hostname"]).success();
+    let out = d
+        .berth(&["exec", "named", "cat", "/etc/hostname"])
+        .success();
     assert_eq!(out.stdout, "newname\n");
     let out = d
-        .berth(&["exec", "named", "grep", "-c", " /etc/hostname ", "/proc/self/mountinfo"])
+        .berth(&[
+            "exec",
+            "named",
+            "grep",
+            "-c",
+            " /etc/hostname ",
+            "/proc/self/mountinfo",
+        ])
         .success();
     assert_eq!(out.stdout, "1\n");
 
@@ -335,7 +389,11 @@ fn cp_sees_the_daemon_managed_etc_files() {
     let r = d.api().post(&format!("/containers/{id}/stop?t=0"), None);
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(get("/etc/hostname"), b"newname\n");
-    assert!(String::from_utf8(get("/etc/hosts")).unwrap().contains("\tmyhost\n"));
+    assert!(
+        String::from_utf8(get("/etc/hosts"))
+            .unwrap()
+            .contains("\tmyhost\n")
+    );
 }
 
 #[test]
@@ -347,7 +405,11 @@ fn an_auto_remove_container_never_started_is_removed_at_daemon_start() {
         Some("orphan"),
         json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"AutoRemove": true}}),
     );
-    let kept = create(&d, Some("kept"), json!({"Image": "busybox", "Cmd": ["true"]}));
+    let kept = create(
+        &d,
+        Some("kept"),
+        json!({"Image": "busybox", "Cmd": ["true"]}),
+    );
     d.kill_hard();
     d.start_again();
     berth_e2e::containers::until("the orphan to be removed", || {
@@ -356,7 +418,11 @@ fn an_auto_remove_container_never_started_is_removed_at_daemon_start() {
     assert!(!d.data_root().join("containers").join(&id).exists());
     assert_eq!(inspect(&d, &kept)["State"]["Status"], "created");
     // Its name is free again.
-    create(&d, Some("orphan"), json!({"Image": "busybox", "Cmd": ["true"]}));
+    create(
+        &d,
+        Some("orphan"),
+        json!({"Image": "busybox", "Cmd": ["true"]}),
+    );
 }
 
 /// Removes what a cgroup parent named `name` may have left, in and out of the hierarchy.
@@ -493,7 +559,8 @@ fn host_config_is_checked_at_create_like_dockerd() {
         "Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps",
     );
     // KernelMemory went away in API 1.42: checked before, ignored since.
-    let body = json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"KernelMemory": 1 << 20}});
+    let body =
+        json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"KernelMemory": 1 << 20}});
     let r = post_json(&d, "/v1.41/containers/create", &body);
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.message(), "Minimum kernel memory limit allowed is 6MB");

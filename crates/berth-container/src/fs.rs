@@ -304,7 +304,8 @@ impl Containers {
                     // with it: nothing is left running to pause.
                     Err(e)
                         if e.kind() == io::ErrorKind::NotFound
-                            || e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) =>
+                            || e.raw_os_error()
+                                == Some(rustix::io::Errno::NODEV.raw_os_error()) =>
                     {
                         false
                     }

@@ -24,7 +24,11 @@ pub struct HostCpusets {
 impl HostCpusets {
     /// Reads them from the cgroup v1 cpuset hierarchy or the v2 root.
     pub fn read() -> Option<HostCpusets> {
-        let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
         let (cpus, mems) = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
             (
                 read("/sys/fs/cgroup/cpuset.cpus.effective")?,
