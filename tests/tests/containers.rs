@@ -165,7 +165,7 @@ fn stop_kill_rm_semantics_and_name_conflicts() {
     assert_eq!(r.status, 409);
     assert_eq!(
         r.message(),
-        "cannot remove container \"/web\": container is running: stop the container before removing or force remove"
+        "cannot remove container \"web\": container is running: stop the container before removing or force remove"
     );
     // sleep as pid 1 ignores SIGTERM's default: stop falls back to SIGKILL after t.
     let r = d.api().post("/containers/web/stop?t=0", None);

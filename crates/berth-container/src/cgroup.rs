@@ -13,7 +13,8 @@ fn is_v1() -> bool {
 
 /// The directories a cgroup path has across the mounted hierarchies.
 pub fn dirs(cgroup_path: &str) -> Vec<PathBuf> {
-    let rel = cgroup_path.trim_start_matches('/');
+    let clean = berth_runtime::spec::clean_cgroups_path(cgroup_path);
+    let rel = clean.trim_start_matches('/');
     if Path::new(ROOT).join("cgroup.controllers").exists() {
         return vec![Path::new(ROOT).join(rel)];
     }
@@ -49,7 +50,8 @@ pub fn pids(cgroup_path: &str) -> Vec<i32> {
 
 /// Freezes (`true`) or thaws a container's cgroup and waits until the kernel reports it done.
 pub fn freeze(cgroup_path: &str, frozen: bool) -> std::io::Result<()> {
-    let rel = cgroup_path.trim_start_matches('/');
+    let clean = berth_runtime::spec::clean_cgroups_path(cgroup_path);
+    let rel = clean.trim_start_matches('/');
     let deadline = Instant::now() + Duration::from_secs(10);
     if is_v1() {
         let file = Path::new(ROOT)

@@ -7,10 +7,11 @@
 //! this module holds keeps it alive: nothing is left mounted, even if the daemon dies midway.
 //! While a stopped container's tree is in use its operation lock is held, so it cannot start.
 //!
-//! `cp` sees the container's volumes, binds and tmpfs mounts as the container does: a running
-//! container's tree is then its init's `/proc/<pid>/root` (its own mount namespace); for a
-//! stopped one, a thread of its own unshares its mount namespace, mounts the overlay and binds
-//! the mounts' sources into it, so everything disappears with that thread.
+//! `cp` sees the container's volumes, binds and tmpfs mounts, and the daemon's hostname, hosts
+//! and resolv.conf, as the container does: a running container's tree is then its init's
+//! `/proc/<pid>/root` (its own mount namespace); for a stopped one, a thread of its own
+//! unshares its mount namespace, mounts the overlay and binds the mounts' sources (and those
+//! files, when still there) into it, so everything disappears with that thread.
 //!
 //! Every path inside the container is resolved relative to a descriptor of its root, following
 //! symlinks as the container would see them (an absolute link target starts again at the
@@ -296,14 +297,27 @@ impl Containers {
         let cg = cgroup_of(&r, &paths);
         let store = self.image_store().clone();
         let image = blocking(move || -> Result<Image> {
-            if freeze {
-                cgroup::freeze(&cg, true).map_err(|e| {
-                    ContainerError::Internal(format!("cannot pause container to commit it: {e}"))
-                })?;
-            }
+            let frozen = freeze
+                && match cgroup::freeze(&cg, true) {
+                    Ok(()) => true,
+                    // The container exited since its record was read and its cgroup went
+                    // with it: nothing is left running to pause.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            || e.raw_os_error()
+                                == Some(rustix::io::Errno::NODEV.raw_os_error()) =>
+                    {
+                        false
+                    }
+                    Err(e) => {
+                        return Err(ContainerError::Internal(format!(
+                            "cannot pause container to commit it: {e}"
+                        )));
+                    }
+                };
             let layers = store.layer_dirs(&image_id)?;
             let result = commit_blocking(&store, &image_id, &paths.upper(), &layers, request);
-            if freeze && let Err(e) = cgroup::freeze(&cg, false) {
+            if frozen && let Err(e) = cgroup::freeze(&cg, false) {
                 tracing::warn!(cgroup = %cg, error = %e, "cannot unpause container after commit");
             }
             result
@@ -332,17 +346,25 @@ impl Containers {
         c: &Arc<Container>,
         f: impl FnOnce(&OwnedFd, &Record) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let r = c.record();
-        let entries = crate::volumes::entries(&r);
-        if entries.is_empty() {
-            return self.with_root(c, f).await;
-        }
         let op = c.lock_ops().await;
         let r = c.record();
         if r.state.status.is_running() && r.state.pid > 0 {
-            let root = open_dir(Path::new(&format!("/proc/{}/root", r.state.pid)))?;
+            // What the container sees: its volumes, binds and tmpfs mounts, and the
+            // hostname, hosts and resolv.conf the daemon binds over the image's.
+            match open_dir(Path::new(&format!("/proc/{}/root", r.state.pid))) {
+                Ok(root) => {
+                    drop(op);
+                    return blocking(move || f(&root, &r)).await?;
+                }
+                // It exited meanwhile: its tree as a stopped container's.
+                Err(e) => tracing::debug!(id = %c.id(), error = %e, "no /proc root"),
+            }
+        }
+        let mut entries = crate::volumes::entries(&r);
+        entries.extend(etc_entries(&r, c.paths(), &entries));
+        if entries.is_empty() {
             drop(op);
-            return blocking(move || f(&root, &r)).await?;
+            return self.with_root(c, f).await;
         }
         let image_id = berth_image::Digest::parse(&r.image_id)?;
         let layers = self.rootfs_layers(&image_id)?;
@@ -449,6 +471,31 @@ fn in_private_mounts<T>(
         }
     }
     f(&open_dir(&root)?)
+}
+
+/// The daemon's `/etc/hostname`, `hosts` and `resolv.conf` of a stopped container, as binds
+/// over the image's files (as its last run saw them), for those still there and not
+/// replaced by one of the container's own mounts (`entries`).
+fn etc_entries(
+    r: &Record,
+    paths: &crate::record::Paths,
+    entries: &[berth_volume::MountEntry],
+) -> Vec<berth_volume::MountEntry> {
+    [
+        (paths.hostname(), "/etc/hostname"),
+        (paths.hosts(), "/etc/hosts"),
+        (paths.resolv_conf(), "/etc/resolv.conf"),
+    ]
+    .into_iter()
+    .filter(|(file, dest)| file.is_file() && !entries.iter().any(|e| e.destination == *dest))
+    .map(|(file, dest)| berth_volume::MountEntry {
+        kind: berth_volume::MountKind::Bind,
+        source: file.display().to_string(),
+        destination: dest.into(),
+        rw: !r.host_config.readonly_rootfs,
+        ..Default::default()
+    })
+    .collect()
 }
 
 /// `dest` inside `root`, created (a directory, or an empty file for a file source) when
@@ -685,7 +732,7 @@ fn in_lower(layers: &[PathBuf], comps: &[Vec<u8>]) -> bool {
 /// The metadata of `comps` in the merged view of `layers` (bottom first), `None` when the
 /// image does not have it: the topmost layer that has the path or hides it (a whiteout, an
 /// opaque parent) decides. Symlinks inside a layer are never followed.
-fn lower_metadata(layers: &[PathBuf], comps: &[Vec<u8>]) -> Option<std::fs::Metadata> {
+pub(crate) fn lower_metadata(layers: &[PathBuf], comps: &[Vec<u8>]) -> Option<std::fs::Metadata> {
     for layer in layers.iter().rev() {
         let mut p = layer.clone();
         for (i, c) in comps.iter().enumerate() {

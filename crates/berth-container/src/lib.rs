@@ -23,7 +23,9 @@ pub mod stats;
 pub mod status;
 pub mod update;
 pub mod user;
+pub mod validate;
 pub mod volumes;
+pub mod workdir;
 
 pub use error::{ContainerError, Result};
 pub use filters::ListFilter;

@@ -422,11 +422,9 @@ impl Containers {
             }
             me.resume_execs(&c);
             let r = c.record();
-            if r.host_config.auto_remove
-                && !r.state.status.is_running()
-                && r.state.started_at.is_some()
-            {
-                // Its run ended while no daemon was there to remove it (as Docker's restore).
+            if r.host_config.auto_remove && !r.state.status.is_running() {
+                // Its run ended while no daemon was there to remove it, or it was never
+                // started (its client died after the create): removed, as Docker's restore.
                 to_remove.push(c.clone());
                 continue;
             }
@@ -639,17 +637,27 @@ impl Containers {
                 "config cannot be empty in order to create a container",
             ));
         }
-        let image = self.inner.images.get(&config.image)?;
+        // As dockerd: the settings are checked before the image is looked up.
+        config.working_dir = crate::workdir::translate(&config.working_dir)?;
         let mut host = req.host_config.unwrap_or_default();
         host.runtime = self.runtime_name(&host.runtime)?;
         merge::validate_host_config(&host, self.inner.ncpu)?;
+        crate::validate::host_config(&host, crate::validate::HostCpusets::read().as_ref())?;
+        let image = self.inner.images.get(&config.image)?;
         let cgroup_v1 = Path::new("/sys/fs/cgroup/freezer").is_dir();
-        let warnings = merge::discard_unsupported(&mut host, cgroup_v1);
+        let mut warnings = merge::discard_unsupported(&mut host, cgroup_v1);
+        warnings.extend(crate::validate::discard_unsupported(&mut host));
         merge::fill_host_defaults(&mut host, cgroup_v1);
         if let Some(img) = &image.config.config {
             merge::merge_image_config(&mut config, img);
         }
         let (path, args) = merge::path_and_args(&config)?;
+        if !config.working_dir.is_empty() {
+            crate::workdir::check_image(
+                &self.inner.images.layer_dirs(&image.id)?,
+                &config.working_dir,
+            )?;
+        }
         let image_volumes: Vec<String> = config
             .volumes
             .iter()
@@ -947,7 +955,8 @@ impl Containers {
         } else {
             r.host_config.resources.cgroup_parent.clone()
         };
-        format!("/{}/{}", parent.trim_matches('/'), r.id).replace("//", "/")
+        // `..` in a user's parent never leads out of the hierarchy.
+        berth_runtime::spec::clean_cgroups_path(&format!("{parent}/{}", r.id))
     }
 
     /// `HostConfig.Runtime` at create: empty means the default; others must be known.
@@ -998,8 +1007,8 @@ impl Containers {
         // /etc/hosts and resolv.conf carry the addresses just allocated.
         write_etc_files(&c.paths, &r, Some(net))?;
         let root = rootfs::mount_overlay(&layers, &c.paths.dir)?;
-        let result = self
-            .prepare_ipc(&r, &c.paths)
+        let result = crate::workdir::ensure(&root, &r.config.working_dir)
+            .and_then(|()| self.prepare_ipc(&r, &c.paths))
             .and_then(|()| self.run_config(&r, &c.paths, &root, net))
             .and_then(|cfg| {
                 let bundle = c.paths.bundle();
@@ -1533,7 +1542,23 @@ impl Containers {
         if sig == 9 || sig == 15 {
             c.mark_manually_stopped(|_| {});
         }
-        self.signal(&c, sig).await
+        self.signal(&c, sig).await?;
+        if sig == 9 {
+            // As dockerd: a SIGKILL is answered once the container is dead, so that an
+            // inspect right after shows it exited. Should its exit not come, every process
+            // of its cgroup is killed directly, then the exit is given two more seconds.
+            if !Self::wait_stopped(&c, Some(Duration::from_secs(10))).await {
+                tracing::warn!(id = %c.id, "container did not exit within 10s of SIGKILL; killing its cgroup");
+                let cg = c.cgroup_path();
+                blocking(move || cgroup::kill_all(&cg, Duration::from_secs(2))).await?;
+                if !Self::wait_stopped(&c, Some(Duration::from_secs(2))).await {
+                    return Err(ContainerError::Internal(format!(
+                        "Cannot kill container: {key}: tried to kill container, but did not receive an exit event"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `POST /containers/{id}/restart`.
@@ -1580,18 +1605,30 @@ impl Containers {
     /// `DELETE /containers/{id}`.
     pub async fn remove(&self, key: &str, force: bool) -> Result<()> {
         let c = self.get(key)?;
-        self.remove_container(&c, force, false).await
+        self.remove_named(&c, key, force, false).await
     }
 
     /// `DELETE /containers/{id}?v=1`: also removes the container's anonymous volumes.
     pub async fn remove_with_volumes(&self, key: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.get(key)?;
-        self.remove_container(&c, force, volumes).await
+        self.remove_named(&c, key, force, volumes).await
     }
 
     async fn remove_container(
         &self,
         c: &Arc<Container>,
+        force: bool,
+        remove_volumes: bool,
+    ) -> Result<()> {
+        self.remove_named(c, &c.record().slash_name(), force, remove_volumes)
+            .await
+    }
+
+    /// Removes `c`; `key` is how the request named it (dockerd's messages repeat it).
+    async fn remove_named(
+        &self,
+        c: &Arc<Container>,
+        key: &str,
         force: bool,
         remove_volumes: bool,
     ) -> Result<()> {
@@ -1601,11 +1638,23 @@ impl Containers {
         }
         let r = c.record();
         match r.state.status {
-            Status::Running | Status::Paused if !force => {
+            Status::Paused if !force => {
                 return Err(conflict(format!(
-                    "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
-                    r.slash_name()
+                    "cannot remove container \"{key}\": container is paused and must be unpaused first"
                 )));
+            }
+            Status::Running | Status::Restarting if !force => {
+                return Err(conflict(format!(
+                    "cannot remove container \"{key}\": container is {}: stop the container before removing or force remove",
+                    r.state.status.as_str()
+                )));
+            }
+            // Its pending restart finds it no longer restarting, and gives up.
+            Status::Restarting => {
+                c.update(|r| {
+                    r.state.manually_stopped = true;
+                    r.state.status = Status::Exited;
+                })?;
             }
             Status::Running | Status::Paused => {
                 c.mark_manually_stopped(|_| {});
@@ -1619,8 +1668,7 @@ impl Containers {
             }
             Status::Removing => {
                 return Err(conflict(format!(
-                    "removal of container {} is already in progress",
-                    c.id
+                    "removal of container {key} is already in progress"
                 )));
             }
             _ => {}

@@ -118,6 +118,9 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
             "Minimum memoryswap limit should be larger than memory limit, see usage",
         ));
     }
+    if r.kernel_memory > 0 && r.kernel_memory < MIN_MEMORY {
+        return Err(invalid("Minimum kernel memory limit allowed is 6MB"));
+    }
     if r.memory_reservation != 0 && r.memory_reservation < MIN_MEMORY {
         return Err(invalid("Minimum memory reservation allowed is 6MB"));
     }
@@ -146,7 +149,7 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
     }
     if r.nano_cpus < 0 || r.nano_cpus > ncpu as i64 * 1_000_000_000 {
         return Err(invalid(format!(
-            "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+            "range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
         )));
     }
     if r.cpu_period != 0 && !(1000..=1_000_000).contains(&r.cpu_period) {
@@ -189,11 +192,16 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
             berth_runtime::shim::LogDriverConfig::from_docker(&berth_runtime::config::LogConfig {
                 driver: h.log_config.kind.clone(),
                 opts: h.log_config.config.clone(),
+            })
+            .map_err(|e| match e {
+                // Docker's messages, without the runtime's prefix.
+                berth_runtime::RuntimeError::InvalidConfig(m) => invalid(m),
+                e => e.into(),
             })?;
         }
         other => {
             return Err(invalid(format!(
-                "failed to create logging driver: logger: no log driver named '{other}' is registered"
+                "logger: no log driver named '{other}' is registered"
             )));
         }
     }
@@ -246,8 +254,9 @@ pub fn fill_host_defaults(h: &mut HostConfig, cgroup_v1: bool) {
     }
     // Docker records the swap it will apply: a memory limit without a swap limit allows as
     // much swap again.
+    // (Go's arithmetic: twice a limit near 2^63 wraps, and a negative swap is not applied.)
     if h.resources.memory > 0 && h.resources.memory_swap == 0 {
-        h.resources.memory_swap = h.resources.memory * 2;
+        h.resources.memory_swap = h.resources.memory.wrapping_mul(2);
     }
     if h.ipc_mode.is_empty() {
         h.ipc_mode = "private".into();
@@ -356,7 +365,7 @@ mod tests {
         );
         assert_eq!(
             check(|h| h.resources.nano_cpus = 3_000_000_000),
-            "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"
+            "range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"
         );
         assert_eq!(
             check(|h| {

@@ -73,7 +73,7 @@ pub fn merge_resources(cur: &mut Resources, new: &Resources) -> std::result::Res
     if new.memory != 0 {
         // Docker fills MemorySwap with twice the memory when a limit is set without one.
         let swap = if cur.memory_swap == 0 && cur.memory > 0 {
-            cur.memory * 2
+            cur.memory.wrapping_mul(2)
         } else {
             cur.memory_swap
         };

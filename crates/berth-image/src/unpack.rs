@@ -21,7 +21,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags,
+    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, StatxFlags, Timespec, Timestamps, Uid,
+    XattrFlags,
 };
 
 use crate::digest::{Digest, HashingReader};
@@ -484,17 +485,30 @@ impl Unpacker<'_> {
             T::Regular | T::Continuous | T::GNUSparse => {
                 let declared = entry.header().size()?;
                 self.size += declared;
-                clear(&parent, name, false)?;
-                let fd = rustix::fs::openat(
-                    &parent,
-                    name.as_os_str(),
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )?;
+                let in_place = matches!(self.mode, UnpackMode::Extract(_))
+                    && is_file_mountpoint(&parent, name);
+                let fd = if in_place {
+                    // A file a container has mounted (its hosts, a bound file): removing it
+                    // would detach the mount, so what the container sees is rewritten.
+                    rustix::fs::openat(
+                        &parent,
+                        name.as_os_str(),
+                        OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )?
+                } else {
+                    clear(&parent, name, false)?;
+                    rustix::fs::openat(
+                        &parent,
+                        name.as_os_str(),
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )?
+                };
                 let mut file = File::from(fd);
                 let written = copy_with(entry, &mut file, &mut self.buf)?;
                 if written != declared {
@@ -739,6 +753,22 @@ fn clear(parent: &OwnedFd, name: &OsStr, keep_dir: bool) -> io::Result<bool> {
         rustix::fs::unlinkat(parent, name, AtFlags::empty())?;
     }
     Ok(false)
+}
+
+/// Whether `parent/name` is a regular file mounted over its directory's filesystem (a bind
+/// mount's target: its mount id differs from its parent's).
+fn is_file_mountpoint(parent: &OwnedFd, name: &OsStr) -> bool {
+    let mnt_id = |dir: &OwnedFd, name: &OsStr, flags: AtFlags| {
+        rustix::fs::statx(dir, name, flags, StatxFlags::TYPE | StatxFlags::MNT_ID).ok()
+    };
+    let Some(file) = mnt_id(parent, name, AtFlags::SYMLINK_NOFOLLOW) else {
+        return false;
+    };
+    let Some(dir) = mnt_id(parent, OsStr::new(""), AtFlags::EMPTY_PATH) else {
+        return false;
+    };
+    FileType::from_raw_mode(u32::from(file.stx_mode)) == FileType::RegularFile
+        && file.stx_mnt_id != dir.stx_mnt_id
 }
 
 /// `/proc/self/fd/<dirfd>/<name>`, for calls that have no *at variant (lsetxattr).

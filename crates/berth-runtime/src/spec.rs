@@ -672,15 +672,20 @@ fn resources(
 
     if r.memory > 0 || r.memory_reservation > 0 || r.memory_swap != 0 || r.oom_kill_disable {
         let mut m = LinuxMemory::default();
+        // As dockerd: a swap limit applies when positive, or -1 (unlimited); other values
+        // (a doubled limit that overflowed, -2) leave swap alone.
+        let applies = |s: i64| s > 0 || s == -1;
         if r.memory > 0 {
             m.set_limit(Some(r.memory));
             let swap = if r.memory_swap == 0 {
-                r.memory * 2
+                r.memory.checked_mul(2).unwrap_or(-2)
             } else {
                 r.memory_swap
             };
-            m.set_swap(Some(swap));
-        } else if r.memory_swap != 0 {
+            if applies(swap) {
+                m.set_swap(Some(swap));
+            }
+        } else if applies(r.memory_swap) {
             m.set_swap(Some(r.memory_swap));
         }
         if r.memory_reservation > 0 {
@@ -926,11 +931,11 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     } else {
         Some(devices)
     });
-    linux.set_cgroups_path(Some(PathBuf::from(
-        cfg.cgroup_path
+    linux.set_cgroups_path(Some(PathBuf::from(clean_cgroups_path(
+        &cfg.cgroup_path
             .clone()
             .unwrap_or_else(|| format!("/berth/{}", cfg.id)),
-    )));
+    ))));
     if cfg.privileged {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);
@@ -976,9 +981,34 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     Ok(spec)
 }
 
+/// A cgroup path kept inside the cgroup hierarchy, as runc's `CleanPath` keeps it: cleaned
+/// lexically as if rooted at `/`, so `..` never climbs above `/sys/fs/cgroup`
+/// (`/a/../../b` → `/b`, `../../x` → `/x`).
+pub fn clean_cgroups_path(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroups_paths_stay_inside_the_hierarchy() {
+        assert_eq!(clean_cgroups_path("/berth/abc"), "/berth/abc");
+        assert_eq!(clean_cgroups_path("../../../x/abc"), "/x/abc");
+        assert_eq!(clean_cgroups_path("/a/../../b//./c/"), "/b/c");
+        assert_eq!(clean_cgroups_path("a/b"), "/a/b");
+    }
     use crate::config::{DeviceSpec, MountSpec, NamespaceModes, Resources, Ulimit};
     use oci_spec::runtime::{LinuxSeccompAction, LinuxSeccompOperator};
 

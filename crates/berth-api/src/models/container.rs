@@ -71,6 +71,9 @@ pub struct Resources {
     pub device_cgroup_rules: Option<Vec<String>>,
     #[serde(rename = "DeviceRequests")]
     pub device_requests: Option<Vec<serde_json::Value>>,
+    /// Removed in API 1.42 (dropped from newer requests); Docker's `omitempty`.
+    #[serde(rename = "KernelMemory", skip_serializing_if = "is_zero")]
+    pub kernel_memory: i64,
     #[serde(rename = "MemoryReservation")]
     pub memory_reservation: i64,
     #[serde(rename = "MemorySwap")]

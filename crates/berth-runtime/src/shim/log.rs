@@ -2,6 +2,7 @@
 //! line, `time` in RFC 3339 with nanoseconds (UTC). Output is split at newlines; a line longer
 //! than 16 KiB is written in pieces without the trailing newline, as Docker does.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -551,11 +552,43 @@ fn max_file_opt(v: &str) -> Result<u32, RuntimeError> {
     })
 }
 
+/// Docker's checks of the options every driver but `none` takes, whatever the driver
+/// (`ValidateLogOpts`): `mode` and `max-buffer-size`. Berth's drivers never block the
+/// container on a slow disk the way Docker's blocking mode can, so both are accepted and
+/// otherwise ignored.
+fn check_builtin_opts(opts: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
+    let mode = opts.get("mode").map(String::as_str).unwrap_or("");
+    if !matches!(mode, "" | "blocking" | "non-blocking") {
+        return Err(RuntimeError::InvalidConfig(format!(
+            "logger: logging mode not supported: {mode}"
+        )));
+    }
+    if let Some(v) = opts.get("max-buffer-size") {
+        if mode != "non-blocking" {
+            return Err(RuntimeError::InvalidConfig(
+                "logger: max-buffer-size option is only supported with 'mode=non-blocking'".into(),
+            ));
+        }
+        if parse_size(v).is_none_or(|n| n < 0) {
+            return Err(RuntimeError::InvalidConfig(format!(
+                "error parsing option max-buffer-size: invalid size: '{v}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl LogDriverConfig {
     /// Parse Docker's driver name and options. Other drivers are
     /// [`RuntimeError::LogDriverNotSupported`]; bad options are [`RuntimeError::InvalidConfig`].
     pub fn from_docker(cfg: &LogConfig) -> Result<Self, RuntimeError> {
         let invalid = |m: String| RuntimeError::InvalidConfig(m);
+        match cfg.driver.as_str() {
+            // Docker validates nothing of `none`'s options.
+            "none" => return Ok(LogDriverConfig::None),
+            "" | "json-file" | "local" => check_builtin_opts(&cfg.opts)?,
+            _ => {}
+        }
         match cfg.driver.as_str() {
             "" | "json-file" => {
                 let mut max_size = None;
@@ -567,6 +600,7 @@ impl LogDriverConfig {
                         "max-file" => max_file = max_file_opt(v)?,
                         "compress" => compress = compress_opt(v)?,
                         "labels" | "labels-regex" | "env" | "env-regex" | "tag" => {}
+                        "mode" | "max-buffer-size" => {}
                         other => {
                             return Err(invalid(format!(
                                 "unknown log opt '{other}' for json-file log driver"
@@ -574,11 +608,7 @@ impl LogDriverConfig {
                         }
                     }
                 }
-                if max_file > 1 && max_size.is_none() {
-                    return Err(invalid(
-                        "max-file cannot be greater than 1 without max-size".into(),
-                    ));
-                }
+                // Docker accepts max-file without max-size: the log is then never rotated.
                 Ok(LogDriverConfig::JsonFile {
                     max_size,
                     max_file,
@@ -594,6 +624,7 @@ impl LogDriverConfig {
                         "max-size" => max_size = max_size_opt(v)?,
                         "max-file" => max_file = max_file_opt(v)?,
                         "compress" => compress = compress_opt(v)?,
+                        "mode" | "max-buffer-size" => {}
                         other => {
                             return Err(invalid(format!(
                                 "unknown log opt '{other}' for local log driver"
@@ -607,14 +638,7 @@ impl LogDriverConfig {
                     compress,
                 })
             }
-            "none" => {
-                if let Some(k) = cfg.opts.keys().next() {
-                    return Err(invalid(format!(
-                        "unknown log opt '{k}' for none log driver"
-                    )));
-                }
-                Ok(LogDriverConfig::None)
-            }
+            "none" => Ok(LogDriverConfig::None),
             other => Err(RuntimeError::LogDriverNotSupported {
                 driver: other.to_string(),
             }),
@@ -820,10 +844,41 @@ mod tests {
             LogDriverConfig::from_docker(&cfg("gelf", &[])),
             Err(RuntimeError::LogDriverNotSupported { .. })
         ));
-        assert!(matches!(
-            LogDriverConfig::from_docker(&cfg("json-file", &[("max-file", "2")])),
-            Err(RuntimeError::InvalidConfig(_))
-        ));
+        // As Docker: max-file alone is accepted (nothing rotates without max-size).
+        assert_eq!(
+            LogDriverConfig::from_docker(&cfg("json-file", &[("max-file", "2")])).unwrap(),
+            LogDriverConfig::JsonFile {
+                max_size: None,
+                max_file: 2,
+                compress: false,
+            }
+        );
+        assert!(LogDriverConfig::from_docker(&cfg("", &[("max-file", "2")])).is_ok());
+        // Docker's options of every driver, and none's options are never checked.
+        assert!(
+            LogDriverConfig::from_docker(&cfg(
+                "json-file",
+                &[("mode", "non-blocking"), ("max-buffer-size", "4m")]
+            ))
+            .is_ok()
+        );
+        assert!(LogDriverConfig::from_docker(&cfg("local", &[("mode", "blocking")])).is_ok());
+        assert_eq!(
+            LogDriverConfig::from_docker(&cfg("none", &[("max-size", "1k"), ("x", "y")])).unwrap(),
+            LogDriverConfig::None
+        );
+        let message = |d: &str, o: &[(&str, &str)]| match LogDriverConfig::from_docker(&cfg(d, o)) {
+            Err(RuntimeError::InvalidConfig(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message("json-file", &[("mode", "fast")]),
+            "logger: logging mode not supported: fast"
+        );
+        assert_eq!(
+            message("local", &[("max-buffer-size", "1m")]),
+            "logger: max-buffer-size option is only supported with 'mode=non-blocking'"
+        );
         assert!(matches!(
             LogDriverConfig::from_docker(&cfg("json-file", &[("max-size", "ten")])),
             Err(RuntimeError::InvalidConfig(_))

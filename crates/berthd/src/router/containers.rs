@@ -60,6 +60,12 @@ pub async fn create(
             .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
     };
     let mac_warning = req.migrate_mac_address(version)?;
+    if version.at_least(1, 42)
+        && let Some(h) = req.host_config.as_mut()
+    {
+        // As dockerd: KernelMemory was removed in API 1.42, and is ignored from then on.
+        h.resources.kernel_memory = 0;
+    }
     let name = q.non_empty("name").map(str::to_string);
     let (id, mut warnings) = state.ctrs.create(name, req).await?;
     warnings.extend(mac_warning);
