@@ -17,7 +17,32 @@ fn web(d: &Daemon, name: &str, extra: &[&str]) -> String {
     args.extend_from_slice(&[
         "busybox", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc",
     ]);
-    d.berth(&args).success().stdout.trim().to_string()
+    let id = d.berth(&args).success().stdout.trim().to_string();
+    // `run -d` answers once the process has started, not once httpd listens: wait for that
+    // (from inside, so no network path is assumed), or a loaded machine makes the first
+    // request of a test race the server.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while d
+        .berth(&[
+            "exec",
+            name,
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "/dev/null",
+            "http://127.0.0.1/hostname",
+        ])
+        .code
+        != 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "httpd in {name} never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    id
 }
 
 /// The host port `berth port CONTAINER PORT` names first.
