@@ -38,6 +38,7 @@ enum WireError {
     NotFound { name: String },
     NotRunnable { name: String },
     InvalidConfig { message: String },
+    ExecStart { reason: String },
     Create { id: String, message: String },
     Other { message: String },
 }
@@ -48,6 +49,7 @@ impl From<RuntimeError> for WireError {
             RuntimeError::ExecutableNotFound { name } => WireError::NotFound { name },
             RuntimeError::ExecutableNotRunnable { name } => WireError::NotRunnable { name },
             RuntimeError::InvalidConfig(message) => WireError::InvalidConfig { message },
+            RuntimeError::ExecStart { reason } => WireError::ExecStart { reason },
             RuntimeError::Create { id, message } => WireError::Create { id, message },
             other => WireError::Other {
                 message: other.to_string(),
@@ -62,6 +64,7 @@ impl WireError {
             WireError::NotFound { name } => RuntimeError::ExecutableNotFound { name },
             WireError::NotRunnable { name } => RuntimeError::ExecutableNotRunnable { name },
             WireError::InvalidConfig { message } => RuntimeError::InvalidConfig(message),
+            WireError::ExecStart { reason } => RuntimeError::ExecStart { reason },
             WireError::Create { id, message } => RuntimeError::Create { id, message },
             WireError::Other { message } => RuntimeError::Helper {
                 what: what.to_string(),

@@ -196,6 +196,11 @@ pub enum ErrorReason {
         /// `args[0]`
         name: String,
     },
+    /// The exec's process could not start (see [`RuntimeError::ExecStart`]).
+    ExecStart {
+        /// Why, in runc's words.
+        reason: String,
+    },
     /// Unknown exec id.
     NoSuchExec {
         /// The exec id.
@@ -791,6 +796,7 @@ impl ShimHandle {
                     ErrorReason::ExecutableNotRunnable { name } => {
                         RuntimeError::ExecutableNotRunnable { name }
                     }
+                    ErrorReason::ExecStart { reason } => RuntimeError::ExecStart { reason },
                     ErrorReason::NoSuchExec { exec_id } => RuntimeError::NoSuchExec { exec_id },
                     ErrorReason::ExecExists { exec_id } => RuntimeError::ExecExists { exec_id },
                 };

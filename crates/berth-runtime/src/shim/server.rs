@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::helper;
 use super::io::bind_long;
 use super::log::{LogDriver, Stream};
-use super::lookup::check_executable;
+use super::lookup::{check_cwd, check_executable};
 use super::loopback;
 use super::oci_cli::OciCli;
 use super::{
@@ -356,8 +356,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// Output queued for one client beyond which it is dropped (it stopped reading).
+/// Output queued for one control client beyond which it is dropped (it stopped reading).
 const MAX_CLIENT_BACKLOG: usize = 4 * 1024 * 1024;
+
+/// Output queued for one stream client at which the shim stops reading its process's output
+/// until the client takes some: flow control, never loss. A process then blocks in its
+/// writes, as it does under Docker when an attached client stops reading.
+const STREAM_HIGH_WATER: usize = 1024 * 1024;
+
+/// Most output one [`Supervisor::pump`] call moves, so that one busy process cannot keep the
+/// loop from its other descriptors (stdin, clients, other processes).
+const PUMP_BUDGET: usize = 256 * 1024;
 
 /// Whose stdio a stream connection carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -568,7 +577,8 @@ impl Client {
         }
         self.out.extend_from_slice(data);
         self.flush();
-        if self.out.len() > MAX_CLIENT_BACKLOG {
+        // Stream clients are held back by flow control instead (`STREAM_HIGH_WATER`).
+        if matches!(self.mode, Mode::Control) && self.out.len() > MAX_CLIENT_BACKLOG {
             eprintln!("berth-shim: dropping an attached client that does not read");
             self.closed = true;
         }
@@ -1013,6 +1023,9 @@ fn exec_in_helper(
         .as_ref()
         .map(|r| bundle.dir().join(r.path()))
         .unwrap_or_default();
+    // runc's checks, before any process exists, in its words: the directory first, then
+    // the command (looked up relative to it).
+    check_cwd(&rootfs, process.cwd(), &mount_destinations(&spec))?;
     check_executable(
         &rootfs,
         &cfg.args[0],
@@ -1066,10 +1079,10 @@ fn build_exec(
             .with_detach(true)
             .build()
     });
-    // The builder kept the child's pipe ends; they are closed with it.
-    let pid = built.map_err(|e| RuntimeError::Create {
-        id: id.to_string(),
-        message: format!("exec {}: {}", cfg.exec_id, error_chain(&e)),
+    // The builder kept the child's pipe ends; they are closed with it. Whatever stopped the
+    // process is the exec's start failure (reported in the stream, with an exit code).
+    let pid = built.map_err(|e| RuntimeError::ExecStart {
+        reason: error_chain(&e),
     })?;
     if let Some(listener) = console {
         match pty_io(&listener, cfg.stdin) {
@@ -1164,6 +1177,13 @@ impl Supervisor {
         })
     }
 
+    /// A stream client of `t` has [`STREAM_HIGH_WATER`] queued: its output waits in the pipe.
+    fn throttled(&self, t: Target) -> bool {
+        self.clients.iter().any(|c| {
+            c.target() == Some(t) && !c.closed && !c.shut && c.out.len() >= STREAM_HIGH_WATER
+        })
+    }
+
     fn io_mut(&mut self, t: Target) -> &mut ProcIo {
         match t {
             Target::Init => &mut self.io,
@@ -1184,7 +1204,9 @@ impl Supervisor {
             if let Some((_, at)) = self.exited {
                 let execs_done = self.execs.iter().all(|e| e.done);
                 let drained = self.io.drained() && execs_done;
-                if drained || at.elapsed() >= DRAIN_AFTER_EXIT {
+                // Output held back by a slow client is not abandoned.
+                let late = at.elapsed() >= DRAIN_AFTER_EXIT && !self.throttled(Target::Init);
+                if drained || late {
                     self.finish();
                     // Streams end before the clean-up: `run` returns when its attach stream
                     // does.
@@ -1259,11 +1281,14 @@ impl Supervisor {
                 .map(|(i, e)| (Target::Exec(i), &e.io)),
         );
         for (t, io) in targets {
-            if let Some(f) = &io.out {
+            // A throttled process's output stays in its pipe (or pty) until the client
+            // catches up; the client's POLLOUT brings the loop back.
+            let held = self.throttled(t);
+            if let Some(f) = io.out.as_ref().filter(|_| !held) {
                 srcs.push(Src::Out(t));
                 fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
             }
-            if let Some(f) = &io.err {
+            if let Some(f) = io.err.as_ref().filter(|_| !held) {
                 srcs.push(Src::Err(t));
                 fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
             }
@@ -1337,9 +1362,11 @@ impl Supervisor {
     /// Finish execs that exited and whose output is drained (or took too long to drain).
     fn settle_execs(&mut self) {
         for i in 0..self.execs.len() {
+            let throttled = self.throttled(Target::Exec(i));
             let e = &mut self.execs[i];
             let Some((_, at)) = e.exit else { continue };
-            if e.done || !(e.io.drained() || at.elapsed() >= DRAIN_AFTER_EXIT) {
+            let late = at.elapsed() >= DRAIN_AFTER_EXIT && !throttled;
+            if e.done || !(e.io.drained() || late) {
                 continue;
             }
             e.done = true;
@@ -1403,7 +1430,11 @@ impl Supervisor {
     #[inline(never)]
     fn pump(&mut self, t: Target, stream: Stream) {
         let mut buf = [0u8; 32 * 1024];
+        let mut moved = 0;
         loop {
+            if moved >= PUMP_BUDGET || self.throttled(t) {
+                return;
+            }
             let io = self.io_mut(t);
             let slot = match stream {
                 Stream::Stdout => &mut io.out,
@@ -1425,6 +1456,7 @@ impl Supervisor {
                 }
                 return;
             }
+            moved += n;
             let tty = io.tty;
             let data = &buf[..n];
             if t == Target::Init
@@ -1706,6 +1738,9 @@ impl Supervisor {
                 format!("exec: \"{name}\": permission denied"),
                 ErrorReason::ExecutableNotRunnable { name },
             ),
+            Err(RuntimeError::ExecStart { reason }) => {
+                reason_error(reason.clone(), ErrorReason::ExecStart { reason })
+            }
             Err(e) => Response::error(e.to_string()),
         }
     }
