@@ -3,13 +3,17 @@
 //! answers come alone before any output; exec start's framing follows the start body's `Tty`;
 //! a failed exec start says why.
 
-use berth_e2e::containers::daemon_with_busybox as daemon;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use berth_e2e::containers::{create, daemon_with_busybox as daemon, inspect, start, until, wait};
 use berth_e2e::daemon::binary;
 use berth_e2e::fixtures::sha256_hex;
 use berth_e2e::require_root;
 use berth_e2e::{Daemon, docker_cli};
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use serde_json::{Value, json};
 
 /// Runs a CLI with `input` on stdin (written from a thread while output is read, so both
 /// directions are full at once); returns (exit code, stdout bytes, stderr).
@@ -92,4 +96,438 @@ fn berth_run_i_cat_round_trips_large_stdin() {
         || berth(&d, &["run", "-i", "--rm", "busybox", "cat"]),
         &SIZES,
     );
+}
+
+#[test]
+fn berth_exec_i_cat_round_trips_large_stdin_and_sha256sum_sees_all_of_it() {
+    require_root!();
+    let d = daemon();
+    let out = d.berth(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_round_trip(
+        "berth exec -i cat",
+        || berth(&d, &["exec", "-i", "box", "cat"]),
+        &SIZES,
+    );
+    // A checksum in the container: all of the input reached it, and the end of input too.
+    let input = payload(3 << 20);
+    for args in [
+        &["exec", "-i", "box", "sha256sum"][..],
+        &["run", "-i", "--rm", "busybox", "sha256sum"][..],
+    ] {
+        let (code, out, err) = pipe_through(berth(&d, args), &input);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("{}  -\n", sha256_hex(&input)),
+            "{args:?}"
+        );
+    }
+    // The exit code is the process's, after its input ended.
+    let (code, out, _) = pipe_through(
+        berth(&d, &["exec", "-i", "box", "sh", "-c", "wc -c; exit 3"]),
+        &input,
+    );
+    assert_eq!(code, 3);
+    assert_eq!(String::from_utf8_lossy(&out).trim(), (3 << 20).to_string());
+    let (code, _, _) = pipe_through(
+        berth(
+            &d,
+            &[
+                "run",
+                "-i",
+                "--rm",
+                "busybox",
+                "sh",
+                "-c",
+                "cat >/dev/null; exit 7",
+            ],
+        ),
+        &input,
+    );
+    assert_eq!(code, 7);
+}
+
+#[test]
+fn docker_cli_run_and_exec_i_cat_round_trip_large_stdin() {
+    require_root!();
+    if docker_cli().is_none() {
+        eprintln!("skipped: docker CLI not installed");
+        return;
+    }
+    let d = daemon();
+    assert_round_trip(
+        "docker run -i cat",
+        || docker(&d, &["run", "-i", "--rm", "busybox", "cat"]).unwrap(),
+        &SIZES,
+    );
+    let out = d.berth(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_round_trip(
+        "docker exec -i cat",
+        || docker(&d, &["exec", "-i", "box", "cat"]).unwrap(),
+        &SIZES,
+    );
+    let (code, _, err) = pipe_through(
+        docker(
+            &d,
+            &["exec", "-i", "box", "sh", "-c", "cat >/dev/null; exit 5"],
+        )
+        .unwrap(),
+        &payload(1 << 20),
+    );
+    assert_eq!(code, 5, "{err}");
+}
+
+// ---- the raw API --------------------------------------------------------------------------
+
+/// Sends a request that upgrades, reads the answer's head (byte by byte, so no stream byte
+/// is taken with it) and returns the connection and the head.
+fn hijack(d: &Daemon, path: &str, body: &[u8]) -> (UnixStream, String) {
+    let mut s = UnixStream::connect(d.socket()).expect("connect to the daemon");
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("read the answer");
+        assert_eq!(n, 1, "connection closed in the answer: {got:?}");
+        got.push(byte[0]);
+    }
+    (s, String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Writes `input` from a thread, half-closes, and reads everything until the daemon closes.
+fn exchange(s: UnixStream, input: Vec<u8>) -> Vec<u8> {
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&input);
+        let _ = w.shutdown(std::net::Shutdown::Write);
+    });
+    let mut out = Vec::new();
+    let mut r = s;
+    r.read_to_end(&mut out).expect("read the stream");
+    writer.join().unwrap();
+    out
+}
+
+/// The multiplexed stream's (stdout, stderr), byte-exact; panics on a malformed frame.
+fn demux_bytes(mut wire: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    while !wire.is_empty() {
+        assert!(wire.len() >= 8, "truncated frame header");
+        let len = u32::from_be_bytes([wire[4], wire[5], wire[6], wire[7]]) as usize;
+        assert!(wire.len() >= 8 + len, "truncated frame");
+        match wire[0] {
+            1 => out.extend_from_slice(&wire[8..8 + len]),
+            2 => err.extend_from_slice(&wire[8..8 + len]),
+            k => panic!("unexpected stream type {k}"),
+        }
+        wire = &wire[8 + len..];
+    }
+    (out, err)
+}
+
+fn exec_create(d: &Daemon, ctr: &str, body: Value) -> String {
+    let r = d.api().post(
+        &format!("/containers/{ctr}/exec"),
+        Some(body.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["Id"].as_str().unwrap().to_string()
+}
+
+fn exec_inspect(d: &Daemon, id: &str) -> Value {
+    let r = d.api().get(&format!("/exec/{id}/json"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+#[test]
+fn raw_attach_and_exec_round_trip_large_stdin_with_stdin_once_and_exit_codes() {
+    require_root!();
+    let d = daemon();
+    for len in [0usize, 65537, 1 << 20, 50 << 20] {
+        // attach before start (as `run` does), StdinOnce: the end of input ends `cat`.
+        let id = create(
+            &d,
+            None,
+            json!({"Image": "busybox", "Cmd": ["sh", "-c", "cat; exit 4"], "OpenStdin": true,
+                   "StdinOnce": true, "AttachStdin": true, "AttachStdout": true,
+                   "AttachStderr": true}),
+        );
+        let (s, head) = hijack(
+            &d,
+            &format!("/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1"),
+            b"",
+        );
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        start(&d, &id);
+        let input = payload(len);
+        let (out, err) = demux_bytes(&exchange(s, input.clone()));
+        assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+        assert_eq!(out.len(), len, "attach, {len} bytes");
+        assert!(out == input, "attach, {len} bytes: output differs");
+        assert_eq!(wait(&d, &id), 4);
+    }
+    let ctr = create(
+        &d,
+        Some("box"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &ctr);
+    for len in [0usize, 65535, 1 << 20, 50 << 20] {
+        let id = exec_create(
+            &d,
+            "box",
+            json!({"Cmd": ["sh", "-c", "cat; echo done >&2; exit 9"], "AttachStdin": true,
+                   "AttachStdout": true, "AttachStderr": true}),
+        );
+        let (s, head) = hijack(&d, &format!("/exec/{id}/start"), br#"{"Tty":false}"#);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let input = payload(len);
+        let (out, err) = demux_bytes(&exchange(s, input.clone()));
+        assert_eq!(out.len(), len, "exec, {len} bytes");
+        assert!(out == input, "exec, {len} bytes: output differs");
+        assert_eq!(err, b"done\n");
+        until("the exec's exit is recorded", || {
+            exec_inspect(&d, &id)["Running"] == false
+        });
+        assert_eq!(exec_inspect(&d, &id)["ExitCode"], 9);
+    }
+}
+
+/// With a tty, a terminal in raw mode (`stty raw -echo`) passes any data but the detach
+/// keys unchanged: no line discipline, no echo, no `\n` → `\r\n`. (A terminal in its usual
+/// canonical mode edits lines, limits them to 4095 bytes and echoes, under Docker too.)
+#[test]
+fn raw_tty_exec_round_trips_large_input_in_raw_mode() {
+    require_root!();
+    let d = daemon();
+    let ctr = create(
+        &d,
+        Some("box"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &ctr);
+    let id = exec_create(
+        &d,
+        "box",
+        json!({"Cmd": ["sh", "-c", "stty raw -echo; echo ready; exec cat"], "Tty": true,
+               "AttachStdin": true, "AttachStdout": true, "AttachStderr": true}),
+    );
+    let (mut s, head) = hijack(&d, &format!("/exec/{id}/start"), br#"{"Tty":true}"#);
+    assert!(head.contains("application/vnd.docker.raw-stream"), "{head}");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.ends_with(b"ready\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "ended before ready: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Without ctrl-p (the first detach key).
+    let input: Vec<u8> = payload(4 << 20)
+        .into_iter()
+        .map(|b| if b == 0x10 { b'p' } else { b })
+        .collect();
+    let mut w = s.try_clone().unwrap();
+    let sent = input.clone();
+    let writer = std::thread::spawn(move || w.write_all(&sent).unwrap());
+    let mut out = vec![0u8; input.len()];
+    s.read_exact(&mut out).expect("read the echoed data");
+    writer.join().unwrap();
+    assert!(out == input, "tty raw round trip differs");
+    drop(s);
+}
+
+// ---- hijacked answers come alone ----------------------------------------------------------
+
+/// docker-py reads the answer's head with a buffered HTTP reader and then the raw socket:
+/// stream bytes that arrive in the same read as the head are lost. The answer must be
+/// written before the process runs, so one large read right away gets the head alone.
+#[test]
+fn exec_start_answers_before_any_output() {
+    require_root!();
+    let d = daemon();
+    let ctr = create(
+        &d,
+        Some("box"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &ctr);
+    for tty in [false, true] {
+        let id = exec_create(
+            &d,
+            "box",
+            json!({"Cmd": ["echo", "hello world"], "Tty": tty, "AttachStdout": true,
+                   "AttachStderr": true}),
+        );
+        let mut s = UnixStream::connect(d.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let body = format!(r#"{{"Detach":false,"Tty":{tty}}}"#);
+        let req = format!(
+            "POST /v1.44/exec/{id}/start HTTP/1.1\r\nHost: localhost\r\n\
+             Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut first = vec![0u8; 65536];
+        let n = s.read(&mut first).unwrap();
+        let head = String::from_utf8_lossy(&first[..n]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(
+            head.ends_with("\r\n\r\n"),
+            "output arrived with the answer's head: {head:?}"
+        );
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        let out = if tty { rest } else { demux_bytes(&rest).0 };
+        assert_eq!(String::from_utf8_lossy(&out).trim_end(), "hello world");
+    }
+}
+
+// ---- exec stream format and detach keys ---------------------------------------------------
+
+/// dockerd frames an exec's stream after the start request's `Tty`, not the create's.
+#[test]
+fn exec_stream_format_follows_the_start_requests_tty() {
+    require_root!();
+    let d = daemon();
+    let ctr = create(
+        &d,
+        Some("box"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &ctr);
+    // A process with a tty, started without: stdout frames carrying the terminal's output.
+    let id = exec_create(
+        &d,
+        "box",
+        json!({"Cmd": ["echo", "framed"], "Tty": true, "AttachStdout": true,
+               "AttachStderr": true}),
+    );
+    let (s, head) = hijack(&d, &format!("/exec/{id}/start"), br#"{"Tty":false}"#);
+    assert!(
+        head.contains("application/vnd.docker.multiplexed-stream"),
+        "{head}"
+    );
+    let (out, err) = demux_bytes(&exchange(s, Vec::new()));
+    assert_eq!(out, b"framed\r\n");
+    assert!(err.is_empty());
+    // A process without one, started with: raw stdout, no stderr (as dockerd: none attached).
+    let id = exec_create(
+        &d,
+        "box",
+        json!({"Cmd": ["sh", "-c", "echo raw; echo gone >&2"], "Tty": false,
+               "AttachStdout": true, "AttachStderr": true}),
+    );
+    let (s, head) = hijack(&d, &format!("/exec/{id}/start"), br#"{"Tty":true}"#);
+    assert!(head.contains("application/vnd.docker.raw-stream"), "{head}");
+    assert_eq!(exchange(s, Vec::new()), b"raw\n");
+}
+
+/// The exec's own `DetachKeys` end a tty session (the process keeps running); without a tty
+/// the same bytes are data.
+#[test]
+fn exec_detach_keys_apply_to_a_tty_only() {
+    require_root!();
+    let d = daemon();
+    let ctr = create(
+        &d,
+        Some("box"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &ctr);
+    let id = exec_create(
+        &d,
+        "box",
+        json!({"Cmd": ["sh", "-c", "echo ready; exec sleep 1000"], "Tty": true,
+               "AttachStdin": true, "AttachStdout": true, "DetachKeys": "ctrl-x"}),
+    );
+    assert_eq!(exec_inspect(&d, &id)["DetachKeys"], "ctrl-x");
+    let (mut s, _) = hijack(&d, &format!("/exec/{id}/start"), br#"{"Tty":true}"#);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(b"\x18").unwrap();
+    // The daemon ends the session: the stream closes while the process runs on.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("the stream ends after the detach keys");
+    assert_eq!(exec_inspect(&d, &id)["Running"], true);
+
+    let id = exec_create(
+        &d,
+        "box",
+        json!({"Cmd": ["cat"], "AttachStdin": true, "AttachStdout": true,
+               "DetachKeys": "ctrl-x"}),
+    );
+    let (s, _) = hijack(&d, &format!("/exec/{id}/start"), br#"{"Tty":false}"#);
+    let (out, _) = demux_bytes(&exchange(s, b"a\x18\x10\x11b".to_vec()));
+    assert_eq!(out, b"a\x18\x10\x11b");
+}
+
+// ---- an exec that cannot start ------------------------------------------------------------
+
+#[test]
+fn exec_that_cannot_start_says_why_in_dockers_words() {
+    require_root!();
+    let d = daemon();
+    let ctr = create(
+        &d,
+        Some("box"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &ctr);
+    let why = "OCI runtime exec failed: exec failed: unable to start container process: \
+               chdir to cwd (\"/nonexistent\") set in config.json failed: no such file or \
+               directory: unknown";
+    let out = d.berth(&["exec", "-w", "/nonexistent", "box", "sh"]);
+    assert_eq!(out.code, 127, "{out:?}");
+    assert!(
+        out.stdout.contains(why) || out.stderr.contains(why),
+        "{out:?}"
+    );
+    if let Some(out) = d.docker(&["exec", "-w", "/nonexistent", "box", "sh"]) {
+        assert_eq!(out.code, 127, "{out:?}");
+        assert!(
+            out.stdout.contains(why) || out.stderr.contains(why),
+            "{out:?}"
+        );
+        let out = d.docker(&["exec", "box", "nope"]).unwrap();
+        assert_eq!(out.code, 127, "{out:?}");
+        assert!(out.stdout.contains("executable file not found"), "{out:?}");
+    }
+    // Through the API: 101, then the reason as stdout, and the exit code on inspect.
+    let id = exec_create(
+        &d,
+        "box",
+        json!({"Cmd": ["sh"], "WorkingDir": "/etc/passwd", "AttachStdout": true}),
+    );
+    let (s, head) = hijack(&d, &format!("/exec/{id}/start"), br#"{"Tty":false}"#);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (out, _) = demux_bytes(&exchange(s, Vec::new()));
+    assert!(
+        String::from_utf8_lossy(&out).contains("set in config.json failed: not a directory"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(exec_inspect(&d, &id)["ExitCode"], 127);
+    // The container is untouched.
+    assert_eq!(inspect(&d, "box")["State"]["Running"], true);
 }
