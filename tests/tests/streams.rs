@@ -531,3 +531,69 @@ fn exec_that_cannot_start_says_why_in_dockers_words() {
     // The container is untouched.
     assert_eq!(inspect(&d, "box")["State"]["Running"], true);
 }
+
+// ---- no host descriptor reaches an exec's process -----------------------------------------
+
+/// An attacker in a container with `CAP_SYS_PTRACE` hunts through the descriptors of its own
+/// exec processes (the health probe's and the host's `exec`s) while they start, looking for
+/// one that leads to the host's root (a marker file only the host has). None may.
+#[test]
+fn exec_processes_carry_no_descriptor_that_leads_to_the_host() {
+    require_root!();
+    let d = daemon();
+    let marker = format!("berth-escape-marker-{}", std::process::id());
+    let host_marker = std::path::Path::new("/tmp").join(&marker);
+    std::fs::write(&host_marker, "host").unwrap();
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _cleanup = Remove(host_marker.clone());
+    // Every descriptor of every process, through procfs roots (`<fd>/<pid>/root`) and
+    // directory handles (`<fd>/tmp`).
+    let hunt = format!(
+        "while true; do for f in /proc/[0-9]*/fd/*; do \
+           for p in \"$f/1/root/tmp/{marker}\" \"$f/2/root/tmp/{marker}\" \"$f/tmp/{marker}\"; do \
+             [ -e \"$p\" ] && echo \"ESCAPED $p\" >> /found; \
+           done; done; done"
+    );
+    let out = d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "attacker",
+        "--cap-add",
+        "SYS_PTRACE",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "50ms",
+        "busybox",
+        "sh",
+        "-c",
+        &hunt,
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for _ in 0..150 {
+        let out = d.berth(&["exec", "attacker", "true"]);
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    let found = d.berth(&[
+        "exec",
+        "attacker",
+        "sh",
+        "-c",
+        "cat /found 2>/dev/null; true",
+    ]);
+    assert_eq!(
+        found.stdout, "",
+        "a descriptor led to the host: {}",
+        found.stdout
+    );
+    // The exec's working directory cannot be one of those descriptors either.
+    let out = d.berth(&["exec", "-w", "/proc/self/fd/30", "attacker", "pwd"]);
+    assert_ne!(out.stdout.trim(), "/", "{out:?}");
+    assert!(!out.stdout.contains(&marker));
+}

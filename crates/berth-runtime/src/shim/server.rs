@@ -1072,6 +1072,8 @@ fn build_exec(
         .map_err(|e| create_err(id, &e))?
         .with_executor(SeccompExecutor { seccomp });
     let (builder, mut io, console) = embedded_stdio(builder, cfg.tty, cfg.stdin, console_path)?;
+    // No host procfs handle may reach the exec's process (see the function).
+    helper::defuse_procfs_cache();
     let built = with_child_signal_state(|| {
         builder
             .as_tenant()
