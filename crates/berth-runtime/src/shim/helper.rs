@@ -238,7 +238,11 @@ pub(crate) fn defuse_procfs_cache() {
         // SAFETY: only inspected; a cached handle's descriptor stays open (its cache owns it).
         unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
     )
-    .is_ok_and(|st| st.f_type as i64 == nix::libc::PROC_SUPER_MAGIC);
+    // `f_type`'s width differs between architectures.
+    .is_ok_and(
+        #[allow(clippy::unnecessary_cast)]
+        |st| st.f_type as i64 == nix::libc::PROC_SUPER_MAGIC as i64,
+    );
     if !still_procfs {
         return;
     }
