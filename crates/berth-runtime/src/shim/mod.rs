@@ -51,6 +51,7 @@ pub mod server;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -328,7 +329,9 @@ impl Shim {
         // The gate is a socket: the release can carry attach clients' streams.
         let (gate, theirs) =
             UnixStream::pair().map_err(|e| shim_err(format!("socketpair: {e}")))?;
+        // argv[0] stays the shim's name when it runs from its sealed copy (`/proc/self/fd/N`).
         let child = Command::new(shim_binary)
+            .arg0("berth-shim")
             .arg("--gated")
             .arg(bundle)
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))

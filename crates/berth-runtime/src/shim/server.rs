@@ -49,6 +49,10 @@ const FINISHED_EXECS_KEPT: usize = 64;
 
 /// Entry point of the `berth-shim` binary; returns the process exit code.
 pub fn main() -> i32 {
+    // Run from its sealed copy (`/proc/self/fd/N`) its name would be the descriptor's number:
+    // the daemon recognizes shims by `comm` (and `ps` shows it).
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { nix::libc::prctl(nix::libc::PR_SET_NAME, c"berth-shim".as_ptr(), 0, 0, 0) };
     let mut args = std::env::args_os().skip(1).peekable();
     let gated = args.next_if(|a| a == "--gated").is_some();
     let mut create_only = args.next_if(|a| a == "--create-only").is_some();
@@ -364,6 +368,11 @@ const MAX_CLIENT_BACKLOG: usize = 4 * 1024 * 1024;
 /// writes, as it does under Docker when an attached client stops reading.
 const STREAM_HIGH_WATER: usize = 1024 * 1024;
 
+/// A stream client that takes nothing for this long while it holds its process back is
+/// dropped: one that stopped reading altogether (a stuck peer) must not stall the container
+/// for good. Docker would wait forever; a slow client keeps making progress and is never hit.
+const STREAM_STALL_LIMIT: Duration = Duration::from_secs(30);
+
 /// Most output one [`Supervisor::pump`] call moves, so that one busy process cannot keep the
 /// loop from its other descriptors (stdin, clients, other processes).
 const PUMP_BUDGET: usize = 256 * 1024;
@@ -526,6 +535,8 @@ struct Client {
     shut: bool,
     /// Drop at the end of this round.
     closed: bool,
+    /// When `out` last shrank (or started filling): a stalled client is dropped.
+    last_progress: Instant,
 }
 
 impl Client {
@@ -536,6 +547,7 @@ impl Client {
             out: Vec::new(),
             mode: Mode::Control,
             read_closed: false,
+            last_progress: Instant::now(),
             finishing: false,
             shut: false,
             closed: false,
@@ -555,6 +567,7 @@ impl Client {
             match self.stream.write(&self.out) {
                 Ok(n) => {
                     self.out.drain(..n);
+                    self.last_progress = Instant::now();
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -574,6 +587,9 @@ impl Client {
     fn send(&mut self, data: &[u8]) {
         if self.closed || self.shut {
             return;
+        }
+        if self.out.is_empty() {
+            self.last_progress = Instant::now();
         }
         self.out.extend_from_slice(data);
         self.flush();
@@ -1179,6 +1195,24 @@ impl Supervisor {
         })
     }
 
+    /// Drops stream clients that hold their process back and took nothing for
+    /// [`STREAM_STALL_LIMIT`]; returns whether any client still holds a process back.
+    fn drop_stalled(&mut self) -> bool {
+        let mut holding = false;
+        for c in &mut self.clients {
+            if c.target().is_none() || c.closed || c.shut || c.out.len() < STREAM_HIGH_WATER {
+                continue;
+            }
+            if c.last_progress.elapsed() >= STREAM_STALL_LIMIT {
+                eprintln!("berth-shim: dropping an attached client that stopped reading");
+                c.closed = true;
+            } else {
+                holding = true;
+            }
+        }
+        holding
+    }
+
     /// A stream client of `t` has [`STREAM_HIGH_WATER`] queued: its output waits in the pipe.
     fn throttled(&self, t: Target) -> bool {
         self.clients.iter().any(|c| {
@@ -1231,7 +1265,10 @@ impl Supervisor {
             // `attach`): once nothing has happened for a moment, give back the memory they
             // touched (once per such episode).
             let settling = busy && idle && self.started && !pending_exit;
-            let timeout = if pending_exit {
+            // A held-back process is checked again for a stalled client now and then.
+            let holding = self.drop_stalled();
+            self.clients.retain(|c| !c.closed);
+            let timeout = if pending_exit || holding {
                 PollTimeout::from(50u8)
             } else if settling {
                 PollTimeout::from(SETTLE_MS)
