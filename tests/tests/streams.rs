@@ -597,3 +597,40 @@ fn exec_processes_carry_no_descriptor_that_leads_to_the_host() {
     assert_ne!(out.stdout.trim(), "/", "{out:?}");
     assert!(!out.stdout.contains(&marker));
 }
+
+// ---- the shim's binary ----------------------------------------------------------------------
+
+/// A container's processes are clones of a shim helper until their `execve`, so what their
+/// `/proc/self/exe` leads to is the shim's executable: a sealed in-memory copy that nobody
+/// can write, never the host's file (`--entrypoint /proc/self/exe`, CVE-2019-5736).
+#[test]
+fn shims_run_from_a_sealed_copy_of_their_binary() {
+    use std::os::unix::fs::MetadataExt;
+    require_root!();
+    let d = daemon();
+    let out = d.berth(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let id = out.stdout.trim().to_string();
+    let pid = std::fs::read_to_string(d.run_dir(&id).join("shim.pid")).unwrap();
+    let exe = format!("/proc/{}/exe", pid.trim());
+    let target = std::fs::read_link(&exe).unwrap();
+    assert!(
+        target.to_string_lossy().starts_with("/memfd:berth-shim"),
+        "the shim runs from {}",
+        target.display()
+    );
+    let host = std::fs::metadata(binary("berth-shim")).unwrap();
+    let running = std::fs::metadata(&exe).unwrap();
+    assert_ne!((host.dev(), host.ino()), (running.dev(), running.ino()));
+    let writable = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&exe)
+        .and_then(|mut f| f.write_all(b"\0"));
+    assert!(writable.is_err(), "the shim's binary accepted a write");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{}/comm", pid.trim()))
+            .unwrap()
+            .trim(),
+        "berth-shim"
+    );
+}
