@@ -814,6 +814,18 @@ fn embedded_stdio(
 }
 
 /// Create the container with the embedded libcontainer: the init is held before exec.
+/// The spec joins an existing PID namespace (`--pid container:<id>`).
+fn joins_pid_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_some()
+            })
+        })
+}
+
 fn create_embedded(
     bundle: &Bundle,
     cfg: &ShimConfig,
@@ -874,6 +886,11 @@ fn create_in_helper(
     let (mut container, pid, mut io, mut console) = match driver {
         Driver::Embedded(_) => {
             let seccomp = embedded_seccomp(bundle, &spec)?;
+            // An init that joins another container's PID namespace is visible there from its
+            // clone on, like an exec's process: no host procfs handle may reach it.
+            if joins_pid_namespace(&spec) {
+                helper::defuse_procfs_cache();
+            }
             let (c, pid, io, console) = create_embedded(bundle, cfg, &console_path, seccomp)?;
             (Some(c), pid, io, console)
         }
