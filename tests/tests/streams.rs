@@ -647,3 +647,44 @@ fn shims_run_from_a_sealed_copy_of_their_binary() {
         "berth-shim"
     );
 }
+
+/// docker-py's `exec_run` reads the hijacked stream from under its HTTP reader: it gets all
+/// the output only if none came with the answer's head. Skipped without python3's `docker`.
+#[test]
+fn docker_py_exec_run_gets_all_the_output() {
+    require_root!();
+    let has_docker_py = Command::new("python3")
+        .args(["-c", "import docker"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_docker_py {
+        eprintln!("skipped: python3 docker module not installed");
+        return;
+    }
+    let d = daemon();
+    let out = d.berth(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let script = r#"
+import docker, sys
+ctr = docker.DockerClient(base_url=sys.argv[1]).containers.get("box")
+for _ in range(20):
+    r = ctr.exec_run(["echo", "hello world"])
+    assert r.output == b"hello world\n", r
+r = ctr.exec_run(["sh", "-c", "echo out; echo err >&2; exit 3"], demux=True)
+assert (r.exit_code, r.output) == (3, (b"out\n", b"err\n")), r
+r = ctr.exec_run(["sh"], workdir="/nonexistent")
+assert r.exit_code == 127 and b"chdir to cwd" in r.output, r
+print("ok")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &d.host()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout == b"ok\n",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
