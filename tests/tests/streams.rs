@@ -688,3 +688,38 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A process that exits before reading all its input: the client still gets the whole output
+/// and the exit code (the daemon takes the unread input instead of resetting the connection,
+/// which made the clients fail with "connection reset by peer").
+#[test]
+fn a_process_that_stops_reading_early_still_ends_cleanly() {
+    require_root!();
+    let d = daemon();
+    let out = d.berth(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let input = payload(16 << 20);
+    let mut cases = vec![
+        (
+            "berth run",
+            berth(&d, &["run", "-i", "--rm", "busybox", "head", "-c", "10"]),
+            0,
+        ),
+        (
+            "berth exec",
+            berth(&d, &["exec", "-i", "box", "sh", "-c", "head -c 10; exit 4"]),
+            4,
+        ),
+    ];
+    if let Some(cmd) = docker(&d, &["exec", "-i", "box", "sh", "-c", "head -c 10; exit 4"]) {
+        cases.push(("docker exec", cmd, 4));
+    }
+    if let Some(cmd) = docker(&d, &["run", "-i", "--rm", "busybox", "head", "-c", "10"]) {
+        cases.push(("docker run", cmd, 0));
+    }
+    for (what, cmd, want) in cases {
+        let (code, out, err) = pipe_through(cmd, &input);
+        assert_eq!(code, want, "{what}: {err}");
+        assert!(out == input[..10], "{what}: {} bytes out", out.len());
+    }
+}

@@ -85,8 +85,9 @@ pub(super) async fn proxy<C>(
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = shim.into_split();
-    let input = async move {
-        let mut scanner = DetachScanner::new(detach);
+    let mut scanner = DetachScanner::new(detach);
+    // Returns true when the client typed the detach sequence.
+    let input = async {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             match cr.read(&mut buf).await {
@@ -107,13 +108,13 @@ pub(super) async fn proxy<C>(
                         std::future::pending::<()>().await;
                     }
                     if detached {
-                        return;
+                        return true;
                     }
                 }
             }
         }
     };
-    let output = async move {
+    let output = async {
         let mut buf = vec![0u8; 32 * 1024];
         let mut frames = FrameDecoder::new();
         let mut out = Vec::new();
@@ -147,11 +148,29 @@ pub(super) async fn proxy<C>(
         }
         let _ = cw.shutdown().await;
     };
-    tokio::select! {
-        () = input => {}
-        () = output => {}
+    let detached = tokio::select! {
+        d = input => d,
+        () = output => false,
+    };
+    if !detached {
+        // The output ended (the process exited) while the client may still be sending input
+        // nobody will read. Closing a socket with unread input resets the connection, and the
+        // client then fails reading the end of the output ("connection reset by peer") instead
+        // of seeing EOF: take and drop its input until it closes (it does on the output's EOF).
+        let drain = async {
+            let mut buf = vec![0u8; 32 * 1024];
+            while let Ok(n) = cr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_CLIENT_INPUT, drain).await;
     }
 }
+
+/// How long a client's unread input is taken after the output ended, at most.
+const DRAIN_CLIENT_INPUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) fn to_tokio(
     s: std::os::unix::net::UnixStream,
