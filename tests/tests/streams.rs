@@ -723,3 +723,33 @@ fn a_process_that_stops_reading_early_still_ends_cleanly() {
         assert!(out == input[..10], "{what}: {} bytes out", out.len());
     }
 }
+
+/// A client that stops reading for a while holds the process back (flow control) and then
+/// gets every byte: nothing is dropped for being slow.
+#[test]
+fn a_client_that_pauses_gets_all_the_output() {
+    require_root!();
+    let d = daemon();
+    let ctr = create(
+        &d,
+        Some("box"),
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &ctr);
+    let id = exec_create(
+        &d,
+        "box",
+        json!({"Cmd": ["head", "-c", "40000000", "/dev/zero"], "AttachStdout": true}),
+    );
+    let (s, _) = hijack(&d, &format!("/exec/{id}/start"), br#"{"Tty":false}"#);
+    // Far more than every buffer on the way (sockets, the daemon's, the shim's 1 MiB) fills
+    // up while the client is away.
+    std::thread::sleep(Duration::from_secs(3));
+    let (out, _) = demux_bytes(&exchange(s, Vec::new()));
+    assert_eq!(out.len(), 40_000_000);
+    assert!(out.iter().all(|&b| b == 0));
+    until("the exec's exit is recorded", || {
+        exec_inspect(&d, &id)["Running"] == false
+    });
+    assert_eq!(exec_inspect(&d, &id)["ExitCode"], 0);
+}
