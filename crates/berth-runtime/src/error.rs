@@ -35,6 +35,15 @@ pub enum RuntimeError {
         name: String,
     },
 
+    /// The runtime could not start an exec's process for a reason other than its command
+    /// (its working directory is missing, say): `reason` in runc's words, e.g. `chdir to cwd
+    /// ("/nope") set in config.json failed: no such file or directory`.
+    #[error("unable to start container process: {reason}")]
+    ExecStart {
+        /// Why, as runc words it.
+        reason: String,
+    },
+
     /// A system call on a named path failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -117,7 +126,8 @@ impl RuntimeError {
         match self {
             RuntimeError::InvalidConfig(_) | RuntimeError::Seccomp(_) => ErrorKind::InvalidArgument,
             RuntimeError::ExecutableNotFound { .. }
-            | RuntimeError::ExecutableNotRunnable { .. } => ErrorKind::InvalidArgument,
+            | RuntimeError::ExecutableNotRunnable { .. }
+            | RuntimeError::ExecStart { .. } => ErrorKind::InvalidArgument,
             RuntimeError::ShimGone { .. } | RuntimeError::NoSuchExec { .. } => ErrorKind::NotFound,
             RuntimeError::NotRunning { .. } | RuntimeError::ExecExists { .. } => {
                 ErrorKind::Conflict
@@ -130,19 +140,41 @@ impl RuntimeError {
         }
     }
 
-    /// The exit code Docker reports for a container that failed to start this way:
-    /// 127 for a missing command, 126 for a command that cannot run, otherwise `None`.
+    /// The exit code Docker reports for a container or exec that failed to start this way:
+    /// 127 for a missing command, 126 for a command that cannot run, otherwise `None`. For
+    /// other start failures Docker judges runc's words (`setExitCodeFromError`): "permission
+    /// denied" or "is a directory" → 126; "not a directory", "no such file or directory",
+    /// "executable file not found" → 127; anything else 128.
     pub fn docker_exit_code(&self) -> Option<i32> {
         match self {
             RuntimeError::ExecutableNotFound { .. } => Some(127),
             RuntimeError::ExecutableNotRunnable { .. } => Some(126),
+            RuntimeError::ExecStart { reason } => {
+                let r = reason.to_ascii_lowercase();
+                Some(
+                    if r.contains("permission denied") || r.contains("is a directory") {
+                        126
+                    } else if [
+                        "not a directory",
+                        "no such file or directory",
+                        "executable file not found",
+                    ]
+                    .iter()
+                    .any(|m| r.contains(m))
+                    {
+                        127
+                    } else {
+                        128
+                    },
+                )
+            }
             _ => None,
         }
     }
 
-    /// Docker's wording for an exec whose command could not start, e.g. `OCI runtime exec
-    /// failed: exec failed: unable to start container process: exec: "nope": executable file
-    /// not found in $PATH`; `None` for other errors.
+    /// Docker's wording (containerd's, around runc's) for an exec whose process could not
+    /// start, e.g. `OCI runtime exec failed: exec failed: unable to start container process:
+    /// exec: "nope": executable file not found in $PATH: unknown`; `None` for other errors.
     pub fn oci_exec_message(&self) -> Option<String> {
         let why = match self {
             RuntimeError::ExecutableNotFound { name } => {
@@ -151,10 +183,11 @@ impl RuntimeError {
             RuntimeError::ExecutableNotRunnable { name } => {
                 format!("exec: \"{name}\": permission denied")
             }
+            RuntimeError::ExecStart { reason } => reason.clone(),
             _ => return None,
         };
         Some(format!(
-            "OCI runtime exec failed: exec failed: unable to start container process: {why}"
+            "OCI runtime exec failed: exec failed: unable to start container process: {why}: unknown"
         ))
     }
 

@@ -46,6 +46,7 @@ pub mod config;
 pub mod error;
 pub mod init;
 pub mod rootfs;
+pub mod sealed;
 pub mod seccomp;
 pub mod seccomp_bpf;
 pub mod shim;

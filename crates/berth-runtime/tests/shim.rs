@@ -706,7 +706,8 @@ fn two_attachers_and_a_stuck_one() {
     let h = fx.create(&cfg).unwrap();
     let mut a = h.attach(false, true, true).unwrap();
     let mut b = h.attach(false, true, false).unwrap();
-    // Attached but never reads: must be dropped, not waited for.
+    // Attached but never reads: it holds the container back (flow control, as under Docker)
+    // only until it has taken nothing for the stall limit (30 s), then it is dropped.
     let _stuck = h.attach(false, true, true).unwrap();
     // Attached and gone at once.
     drop(h.attach(true, true, true).unwrap());
@@ -911,7 +912,7 @@ fn exec_errors_are_distinct() {
             assert_eq!(
                 e.oci_exec_message().unwrap(),
                 "OCI runtime exec failed: exec failed: unable to start container process: \
-                 exec: \"nope\": executable file not found in $PATH"
+                 exec: \"nope\": executable file not found in $PATH: unknown"
             );
         }
         other => panic!("expected ExecutableNotFound, got {other:?}"),

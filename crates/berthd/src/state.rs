@@ -219,7 +219,7 @@ impl Daemon {
         let ctrs = Containers::open(
             Options {
                 data_root: config.data_root.clone(),
-                shim_binary: config.shim_binary(),
+                shim_binary: sealed_shim(&config.shim_binary()),
                 cgroup_parent: config.cgroup_parent.clone(),
                 runtimes: config
                     .runtimes
@@ -291,4 +291,23 @@ fn engine_id(root: &Path) -> Result<String, DaemonError> {
     std::fs::write(&tmp, format!("{id}\n")).map_err(err)?;
     std::fs::rename(&tmp, &path).map_err(err)?;
     Ok(id)
+}
+
+/// Shims run from one sealed in-memory copy of their binary ([`berth_runtime::sealed`]), so
+/// that no container can reach the host's file through `/proc/self/exe`. The copy lives as
+/// long as the daemon. Without memfd sealing (very old kernels) the file itself is used.
+fn sealed_shim(binary: &std::path::Path) -> std::path::PathBuf {
+    match berth_runtime::sealed::SealedBinary::new(binary) {
+        Ok(sealed) => {
+            let path = sealed.exec_path();
+            tracing::debug!(binary = %binary.display(), exec = %path.display(), "sealed shim copy");
+            // Daemon-lifetime: the descriptor must stay open for every later shim.
+            std::mem::forget(sealed);
+            path
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "shims run from their binary file (no sealed copy)");
+            binary.to_path_buf()
+        }
+    }
 }

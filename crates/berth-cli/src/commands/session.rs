@@ -360,7 +360,13 @@ pub async fn run_session(hijacked: Hijacked, options: SessionOptions) -> Result<
     });
     let (detach_tx, mut detach_rx) = mpsc::channel::<()>(1);
     let input = options.stdin.then(|| {
-        let keys = options.detach_keys.clone();
+        // As Docker: only a terminal's input is scanned for the detach sequence; without one
+        // every byte is the process's data.
+        let keys = if tty {
+            options.detach_keys.clone()
+        } else {
+            Vec::new()
+        };
         tokio::spawn(async move {
             let mut stdin = stdin_channel();
             let mut scanner = DetachScanner::new(keys);

@@ -38,6 +38,7 @@ enum WireError {
     NotFound { name: String },
     NotRunnable { name: String },
     InvalidConfig { message: String },
+    ExecStart { reason: String },
     Create { id: String, message: String },
     Other { message: String },
 }
@@ -48,6 +49,7 @@ impl From<RuntimeError> for WireError {
             RuntimeError::ExecutableNotFound { name } => WireError::NotFound { name },
             RuntimeError::ExecutableNotRunnable { name } => WireError::NotRunnable { name },
             RuntimeError::InvalidConfig(message) => WireError::InvalidConfig { message },
+            RuntimeError::ExecStart { reason } => WireError::ExecStart { reason },
             RuntimeError::Create { id, message } => WireError::Create { id, message },
             other => WireError::Other {
                 message: other.to_string(),
@@ -62,6 +64,7 @@ impl WireError {
             WireError::NotFound { name } => RuntimeError::ExecutableNotFound { name },
             WireError::NotRunnable { name } => RuntimeError::ExecutableNotRunnable { name },
             WireError::InvalidConfig { message } => RuntimeError::InvalidConfig(message),
+            WireError::ExecStart { reason } => RuntimeError::ExecStart { reason },
             WireError::Create { id, message } => RuntimeError::Create { id, message },
             WireError::Other { message } => RuntimeError::Helper {
                 what: what.to_string(),
@@ -103,6 +106,10 @@ where
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(ours);
+            // The shim's descriptors (its socket and clients, logs, other processes' pipes
+            // and ptys) are no business of the processes the helper creates, which libcontainer
+            // only marks close-on-exec: closed for real, before any of them exists.
+            close_inherited(theirs.as_raw_fd());
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
             let (outcome, fds) = match outcome {
                 Ok(Ok((value, fds))) => (Outcome::Ok { value }, fds),
@@ -174,6 +181,78 @@ where
         Ok(Outcome::Err(e)) => Err(e.into_error(what)),
         Err(e) => Err(helper_err(what, format!("bad result: {e}"))),
     }
+}
+
+/// Closes every descriptor above stdio except `keep` (the result socket).
+fn close_inherited(keep: RawFd) {
+    let close_range = |first: RawFd, last: RawFd| {
+        if first > last {
+            return;
+        }
+        // SAFETY: closes descriptors of this freshly forked, single-threaded child only; the
+        // objects that own them are never used again here (the child ends with `_exit`).
+        let rc = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                first as nix::libc::c_uint,
+                last as nix::libc::c_uint,
+                0 as nix::libc::c_uint,
+            )
+        };
+        if rc != 0 {
+            // Before Linux 5.9: one by one, as far as the descriptor limit.
+            let max = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .unwrap_or(1024)
+                .min(1 << 20) as RawFd;
+            for fd in first..=last.min(max) {
+                // SAFETY: as above.
+                unsafe { nix::libc::close(fd) };
+            }
+        }
+    };
+    close_range(3, keep - 1);
+    close_range(keep + 1, RawFd::MAX);
+}
+
+/// Makes libcontainer's procfs access open a handle per use instead of one cached handle.
+///
+/// pathrs (libcontainer's safe path library) keeps one private, detached `subset=pid` procfs
+/// mount open for the life of the process. Made in the exec's intermediate process, which
+/// is still in the host's PID namespace, it is a view of the host's processes; the exec's
+/// process inherits it (close-on-exec only) while it already lives in the container's PID
+/// namespace, so until `execve` a process in the container with `CAP_SYS_PTRACE` could open
+/// `/proc/<pid>/fd/<n>/1/root`: the host's root. pathrs gives up its cache for good when the
+/// cached descriptor stops being a procfs (its guard for runtimes that close descriptors):
+/// make the handle now, in the helper, and put `/dev/null` in its place. Every later handle
+/// is then owned by the code that uses it and closed after that use.
+pub(crate) fn defuse_procfs_cache() {
+    use std::os::fd::AsFd;
+    let Ok(handle) = pathrs::procfs::ProcfsHandle::new() else {
+        return;
+    };
+    let fd = handle.as_fd().as_raw_fd();
+    drop(handle);
+    // An uncached handle was closed with the drop: nothing is left to defuse.
+    let still_procfs = rustix::fs::fstatfs(
+        // SAFETY: only inspected; a cached handle's descriptor stays open (its cache owns it).
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+    )
+    // `f_type`'s width differs between architectures.
+    .is_ok_and(
+        #[allow(clippy::unnecessary_cast)]
+        |st| st.f_type as i64 == nix::libc::PROC_SUPER_MAGIC as i64,
+    );
+    if !still_procfs {
+        return;
+    }
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        // SAFETY: replaces the cache's descriptor with /dev/null (the cache keeps owning the
+        // number); `null` itself is closed on drop.
+        unsafe { nix::libc::dup3(null.as_raw_fd(), fd, nix::libc::O_CLOEXEC) };
+    }
+    // The next use finds the cache invalid and marks it bad for the life of the process.
+    let _ = pathrs::procfs::ProcfsHandle::new();
 }
 
 #[cfg(test)]

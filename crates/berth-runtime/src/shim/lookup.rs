@@ -89,10 +89,63 @@ pub fn check_executable(
     }
 }
 
+/// Check that an exec's working directory `cwd` is a directory in `rootfs` (symlinks
+/// resolved inside it), as runc's `chdir` would find it; runc's words when it is not.
+/// Directories under one of `mounted` are not judged (their mounts are not visible here).
+pub fn check_cwd(rootfs: &Path, cwd: &Path, mounted: &[PathBuf]) -> Result<()> {
+    let Ok(root) = std::fs::File::open(rootfs) else {
+        return Ok(());
+    };
+    if mounted.iter().any(|m| cwd.starts_with(m)) {
+        return Ok(());
+    }
+    let why = match rustix::fs::openat2(
+        &root,
+        cwd,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT,
+    ) {
+        Ok(_) => return Ok(()),
+        Err(rustix::io::Errno::NOENT) => "no such file or directory",
+        Err(rustix::io::Errno::NOTDIR) => "not a directory",
+        // Anything else (permissions are the process's, not ours) is left to the runtime.
+        Err(_) => return Ok(()),
+    };
+    Err(RuntimeError::ExecStart {
+        reason: format!(
+            "chdir to cwd ({:?}) set in config.json failed: {why}",
+            cwd.display().to_string()
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn cwd_must_be_a_directory_in_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("work")).unwrap();
+        std::fs::write(d.path().join("file"), "").unwrap();
+        // Resolved in the root: the host's /tmp does not count.
+        std::os::unix::fs::symlink("/work", d.path().join("link")).unwrap();
+        assert!(check_cwd(d.path(), Path::new("/work"), &[]).is_ok());
+        assert!(check_cwd(d.path(), Path::new("/link"), &[]).is_ok());
+        let e = check_cwd(d.path(), Path::new("/nonexistent"), &[]).unwrap_err();
+        assert_eq!(
+            e.oci_exec_message().unwrap(),
+            "OCI runtime exec failed: exec failed: unable to start container process: \
+             chdir to cwd (\"/nonexistent\") set in config.json failed: no such file or \
+             directory: unknown"
+        );
+        assert_eq!(e.docker_exit_code(), Some(127));
+        let e = check_cwd(d.path(), Path::new("/file"), &[]).unwrap_err();
+        assert!(e.to_string().ends_with("not a directory"), "{e}");
+        assert!(check_cwd(d.path(), Path::new("/vol/x"), &[PathBuf::from("/vol")]).is_ok());
+    }
 
     #[test]
     fn finds_and_misses() {

@@ -51,6 +51,7 @@ pub mod server;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -196,6 +197,11 @@ pub enum ErrorReason {
         /// `args[0]`
         name: String,
     },
+    /// The exec's process could not start (see [`RuntimeError::ExecStart`]).
+    ExecStart {
+        /// Why, in runc's words.
+        reason: String,
+    },
     /// Unknown exec id.
     NoSuchExec {
         /// The exec id.
@@ -323,7 +329,9 @@ impl Shim {
         // The gate is a socket: the release can carry attach clients' streams.
         let (gate, theirs) =
             UnixStream::pair().map_err(|e| shim_err(format!("socketpair: {e}")))?;
+        // argv[0] stays the shim's name when it runs from its sealed copy (`/proc/self/fd/N`).
         let child = Command::new(shim_binary)
+            .arg0("berth-shim")
             .arg("--gated")
             .arg(bundle)
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
@@ -791,6 +799,7 @@ impl ShimHandle {
                     ErrorReason::ExecutableNotRunnable { name } => {
                         RuntimeError::ExecutableNotRunnable { name }
                     }
+                    ErrorReason::ExecStart { reason } => RuntimeError::ExecStart { reason },
                     ErrorReason::NoSuchExec { exec_id } => RuntimeError::NoSuchExec { exec_id },
                     ErrorReason::ExecExists { exec_id } => RuntimeError::ExecExists { exec_id },
                 };

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::helper;
 use super::io::bind_long;
 use super::log::{LogDriver, Stream};
-use super::lookup::check_executable;
+use super::lookup::{check_cwd, check_executable};
 use super::loopback;
 use super::oci_cli::OciCli;
 use super::{
@@ -49,6 +49,10 @@ const FINISHED_EXECS_KEPT: usize = 64;
 
 /// Entry point of the `berth-shim` binary; returns the process exit code.
 pub fn main() -> i32 {
+    // Run from its sealed copy (`/proc/self/fd/N`) its name would be the descriptor's number:
+    // the daemon recognizes shims by `comm` (and `ps` shows it).
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { nix::libc::prctl(nix::libc::PR_SET_NAME, c"berth-shim".as_ptr(), 0, 0, 0) };
     let mut args = std::env::args_os().skip(1).peekable();
     let gated = args.next_if(|a| a == "--gated").is_some();
     let mut create_only = args.next_if(|a| a == "--create-only").is_some();
@@ -356,8 +360,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// Output queued for one client beyond which it is dropped (it stopped reading).
+/// Output queued for one control client beyond which it is dropped (it stopped reading).
 const MAX_CLIENT_BACKLOG: usize = 4 * 1024 * 1024;
+
+/// Output queued for one stream client at which the shim stops reading its process's output
+/// until the client takes some: flow control, never loss. A process then blocks in its
+/// writes, as it does under Docker when an attached client stops reading.
+const STREAM_HIGH_WATER: usize = 1024 * 1024;
+
+/// A stream client that takes nothing for this long while it holds its process back is
+/// dropped: one that stopped reading altogether (a stuck peer) must not stall the container
+/// for good. Docker would wait forever; a slow client keeps making progress and is never hit.
+const STREAM_STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Most output one [`Supervisor::pump`] call moves, so that one busy process cannot keep the
+/// loop from its other descriptors (stdin, clients, other processes).
+const PUMP_BUDGET: usize = 256 * 1024;
 
 /// Whose stdio a stream connection carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,6 +535,8 @@ struct Client {
     shut: bool,
     /// Drop at the end of this round.
     closed: bool,
+    /// When `out` last shrank (or started filling): a stalled client is dropped.
+    last_progress: Instant,
 }
 
 impl Client {
@@ -527,6 +547,7 @@ impl Client {
             out: Vec::new(),
             mode: Mode::Control,
             read_closed: false,
+            last_progress: Instant::now(),
             finishing: false,
             shut: false,
             closed: false,
@@ -546,6 +567,7 @@ impl Client {
             match self.stream.write(&self.out) {
                 Ok(n) => {
                     self.out.drain(..n);
+                    self.last_progress = Instant::now();
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -566,9 +588,13 @@ impl Client {
         if self.closed || self.shut {
             return;
         }
+        if self.out.is_empty() {
+            self.last_progress = Instant::now();
+        }
         self.out.extend_from_slice(data);
         self.flush();
-        if self.out.len() > MAX_CLIENT_BACKLOG {
+        // Stream clients are held back by flow control instead (`STREAM_HIGH_WATER`).
+        if matches!(self.mode, Mode::Control) && self.out.len() > MAX_CLIENT_BACKLOG {
             eprintln!("berth-shim: dropping an attached client that does not read");
             self.closed = true;
         }
@@ -788,6 +814,18 @@ fn embedded_stdio(
 }
 
 /// Create the container with the embedded libcontainer: the init is held before exec.
+/// The spec joins an existing PID namespace (`--pid container:<id>`).
+fn joins_pid_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_some()
+            })
+        })
+}
+
 fn create_embedded(
     bundle: &Bundle,
     cfg: &ShimConfig,
@@ -848,6 +886,11 @@ fn create_in_helper(
     let (mut container, pid, mut io, mut console) = match driver {
         Driver::Embedded(_) => {
             let seccomp = embedded_seccomp(bundle, &spec)?;
+            // An init that joins another container's PID namespace is visible there from its
+            // clone on, like an exec's process: no host procfs handle may reach it.
+            if joins_pid_namespace(&spec) {
+                helper::defuse_procfs_cache();
+            }
             let (c, pid, io, console) = create_embedded(bundle, cfg, &console_path, seccomp)?;
             (Some(c), pid, io, console)
         }
@@ -1013,6 +1056,9 @@ fn exec_in_helper(
         .as_ref()
         .map(|r| bundle.dir().join(r.path()))
         .unwrap_or_default();
+    // runc's checks, before any process exists, in its words: the directory first, then
+    // the command (looked up relative to it).
+    check_cwd(&rootfs, process.cwd(), &mount_destinations(&spec))?;
     check_executable(
         &rootfs,
         &cfg.args[0],
@@ -1059,6 +1105,8 @@ fn build_exec(
         .map_err(|e| create_err(id, &e))?
         .with_executor(SeccompExecutor { seccomp });
     let (builder, mut io, console) = embedded_stdio(builder, cfg.tty, cfg.stdin, console_path)?;
+    // No host procfs handle may reach the exec's process (see the function).
+    helper::defuse_procfs_cache();
     let built = with_child_signal_state(|| {
         builder
             .as_tenant()
@@ -1066,10 +1114,10 @@ fn build_exec(
             .with_detach(true)
             .build()
     });
-    // The builder kept the child's pipe ends; they are closed with it.
-    let pid = built.map_err(|e| RuntimeError::Create {
-        id: id.to_string(),
-        message: format!("exec {}: {}", cfg.exec_id, error_chain(&e)),
+    // The builder kept the child's pipe ends; they are closed with it. Whatever stopped the
+    // process is the exec's start failure (reported in the stream, with an exit code).
+    let pid = built.map_err(|e| RuntimeError::ExecStart {
+        reason: error_chain(&e),
     })?;
     if let Some(listener) = console {
         match pty_io(&listener, cfg.stdin) {
@@ -1164,6 +1212,31 @@ impl Supervisor {
         })
     }
 
+    /// Drops stream clients that hold their process back and took nothing for
+    /// [`STREAM_STALL_LIMIT`]; returns whether any client still holds a process back.
+    fn drop_stalled(&mut self) -> bool {
+        let mut holding = false;
+        for c in &mut self.clients {
+            if c.target().is_none() || c.closed || c.shut || c.out.len() < STREAM_HIGH_WATER {
+                continue;
+            }
+            if c.last_progress.elapsed() >= STREAM_STALL_LIMIT {
+                eprintln!("berth-shim: dropping an attached client that stopped reading");
+                c.closed = true;
+            } else {
+                holding = true;
+            }
+        }
+        holding
+    }
+
+    /// A stream client of `t` has [`STREAM_HIGH_WATER`] queued: its output waits in the pipe.
+    fn throttled(&self, t: Target) -> bool {
+        self.clients.iter().any(|c| {
+            c.target() == Some(t) && !c.closed && !c.shut && c.out.len() >= STREAM_HIGH_WATER
+        })
+    }
+
     fn io_mut(&mut self, t: Target) -> &mut ProcIo {
         match t {
             Target::Init => &mut self.io,
@@ -1184,7 +1257,9 @@ impl Supervisor {
             if let Some((_, at)) = self.exited {
                 let execs_done = self.execs.iter().all(|e| e.done);
                 let drained = self.io.drained() && execs_done;
-                if drained || at.elapsed() >= DRAIN_AFTER_EXIT {
+                // Output held back by a slow client is not abandoned.
+                let late = at.elapsed() >= DRAIN_AFTER_EXIT && !self.throttled(Target::Init);
+                if drained || late {
                     self.finish();
                     // Streams end before the clean-up: `run` returns when its attach stream
                     // does.
@@ -1207,7 +1282,10 @@ impl Supervisor {
             // `attach`): once nothing has happened for a moment, give back the memory they
             // touched (once per such episode).
             let settling = busy && idle && self.started && !pending_exit;
-            let timeout = if pending_exit {
+            // A held-back process is checked again for a stalled client now and then.
+            let holding = self.drop_stalled();
+            self.clients.retain(|c| !c.closed);
+            let timeout = if pending_exit || holding {
                 PollTimeout::from(50u8)
             } else if settling {
                 PollTimeout::from(SETTLE_MS)
@@ -1259,11 +1337,14 @@ impl Supervisor {
                 .map(|(i, e)| (Target::Exec(i), &e.io)),
         );
         for (t, io) in targets {
-            if let Some(f) = &io.out {
+            // A throttled process's output stays in its pipe (or pty) until the client
+            // catches up; the client's POLLOUT brings the loop back.
+            let held = self.throttled(t);
+            if let Some(f) = io.out.as_ref().filter(|_| !held) {
                 srcs.push(Src::Out(t));
                 fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
             }
-            if let Some(f) = &io.err {
+            if let Some(f) = io.err.as_ref().filter(|_| !held) {
                 srcs.push(Src::Err(t));
                 fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
             }
@@ -1337,9 +1418,11 @@ impl Supervisor {
     /// Finish execs that exited and whose output is drained (or took too long to drain).
     fn settle_execs(&mut self) {
         for i in 0..self.execs.len() {
+            let throttled = self.throttled(Target::Exec(i));
             let e = &mut self.execs[i];
             let Some((_, at)) = e.exit else { continue };
-            if e.done || !(e.io.drained() || at.elapsed() >= DRAIN_AFTER_EXIT) {
+            let late = at.elapsed() >= DRAIN_AFTER_EXIT && !throttled;
+            if e.done || !(e.io.drained() || late) {
                 continue;
             }
             e.done = true;
@@ -1403,7 +1486,11 @@ impl Supervisor {
     #[inline(never)]
     fn pump(&mut self, t: Target, stream: Stream) {
         let mut buf = [0u8; 32 * 1024];
+        let mut moved = 0;
         loop {
+            if moved >= PUMP_BUDGET || self.throttled(t) {
+                return;
+            }
             let io = self.io_mut(t);
             let slot = match stream {
                 Stream::Stdout => &mut io.out,
@@ -1425,6 +1512,7 @@ impl Supervisor {
                 }
                 return;
             }
+            moved += n;
             let tty = io.tty;
             let data = &buf[..n];
             if t == Target::Init
@@ -1706,6 +1794,9 @@ impl Supervisor {
                 format!("exec: \"{name}\": permission denied"),
                 ErrorReason::ExecutableNotRunnable { name },
             ),
+            Err(RuntimeError::ExecStart { reason }) => {
+                reason_error(reason.clone(), ErrorReason::ExecStart { reason })
+            }
             Err(e) => Response::error(e.to_string()),
         }
     }

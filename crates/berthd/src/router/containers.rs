@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_api::models::container::{ContainerPruneResponse, ContainerTopResponse};
 use berth_api::models::{ContainerCreateRequest, ContainerCreateResponse, ContainerWaitResponse};
@@ -15,6 +15,7 @@ use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::hijack::{Reframe, proxy, switching, to_tokio, wants_upgrade};
 use super::{Error, Query, RequestVersion, Result, json_response, ok_json};
 use crate::events::parse_timestamp;
 use crate::state::AppState;
@@ -216,7 +217,7 @@ fn stream_body(rx: mpsc::Receiver<Vec<u8>>) -> Body {
     Body::from_stream(stream)
 }
 
-fn stream_content_type(tty: bool) -> &'static str {
+pub(super) fn stream_content_type(tty: bool) -> &'static str {
     if tty {
         "application/vnd.docker.raw-stream"
     } else {
@@ -310,126 +311,6 @@ pub fn parse_detach_keys(text: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Watches a client's stdin for the detach sequence, holding back a partial match.
-#[derive(Debug, Default)]
-struct DetachScanner {
-    keys: Vec<u8>,
-    matched: usize,
-}
-
-impl DetachScanner {
-    /// The bytes to forward, and whether the sequence was completed.
-    fn feed(&mut self, buf: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = Vec::with_capacity(buf.len());
-        if self.keys.is_empty() {
-            out.extend_from_slice(buf);
-            return (out, false);
-        }
-        for &b in buf {
-            if b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    return (out, true);
-                }
-                continue;
-            }
-            if self.matched > 0 {
-                out.extend_from_slice(&self.keys[..self.matched]);
-                self.matched = 0;
-                if b == self.keys[0] {
-                    self.matched = 1;
-                    continue;
-                }
-            }
-            out.push(b);
-        }
-        (out, false)
-    }
-}
-
-/// Proxies a hijacked client connection and a shim stream: shim output to the client until
-/// it ends; client input (stdin) to the shim, half-closing it on the client's EOF, until the
-/// detach sequence. Returns when the output ended or the client detached.
-async fn proxy<C>(client: C, shim: tokio::net::UnixStream, stdin: bool, detach: Vec<u8>)
-where
-    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
-{
-    let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut sr, mut sw) = shim.into_split();
-    let input = async move {
-        let mut scanner = DetachScanner {
-            keys: detach,
-            matched: 0,
-        };
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match cr.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    if stdin {
-                        let _ = sw.shutdown().await;
-                    }
-                    // Keep the write half alive until the output ends.
-                    std::future::pending::<()>().await;
-                }
-                Ok(n) => {
-                    let (fwd, detached) = scanner.feed(&buf[..n]);
-                    if stdin && !fwd.is_empty() && sw.write_all(&fwd).await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                    if detached {
-                        return;
-                    }
-                }
-            }
-        }
-    };
-    let output = async move {
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match sr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if cw.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    let _ = cw.flush().await;
-                }
-            }
-        }
-        let _ = cw.shutdown().await;
-    };
-    tokio::select! {
-        () = input => {}
-        () = output => {}
-    }
-}
-
-fn to_tokio(s: std::os::unix::net::UnixStream) -> std::io::Result<tokio::net::UnixStream> {
-    s.set_nonblocking(true)?;
-    tokio::net::UnixStream::from_std(s)
-}
-
-fn wants_upgrade(req: &Request) -> bool {
-    req.headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"))
-}
-
-fn switching(content_type: &'static str) -> Response {
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
-}
-
-/// A body streaming a shim connection's output (clients that do not upgrade).
-fn shim_body(stream: tokio::net::UnixStream) -> Body {
-    Body::from_stream(tokio_util::io::ReaderStream::new(stream))
-}
-
 /// `POST /containers/{id}/attach`: hijacks the connection (101 when the client asked for
 /// `Upgrade: tcp`) and proxies it to the shim's attach stream. A container that is not
 /// running yet is attached when it starts, so `run` sees all the output.
@@ -437,7 +318,10 @@ async fn attach(state: &AppState, id: &str, q: &Query, mut req: Request) -> Resu
     let c = state.ctrs.get(id)?;
     let r = c.record();
     let tty = r.config.tty;
-    let detach = parse_detach_keys(q.non_empty("detachKeys").unwrap_or("ctrl-p,ctrl-q"))?;
+    let mut detach = parse_detach_keys(q.non_empty("detachKeys").unwrap_or("ctrl-p,ctrl-q"))?;
+    if !tty {
+        detach.clear();
+    }
     let (stdin, stdout, stderr) = (
         q.bool("stdin", false),
         q.bool("stdout", false),
@@ -525,14 +409,14 @@ async fn attach(state: &AppState, id: &str, q: &Query, mut req: Request) -> Resu
             .map_err(|e| e.to_string())
             .and_then(|a| to_tokio(a.stream).map_err(|e| e.to_string()))
         {
-            Ok(shim) => proxy(io, shim, stdin, detach).await,
+            Ok(shim) => proxy(io, shim, stdin, detach, Reframe::Keep).await,
             Err(e) => tracing::debug!(error = %e, "attach failed"),
         }
     });
     Ok(switching(content_type))
 }
 
-fn size_params(q: &Query) -> Result<(u16, u16)> {
+pub(super) fn size_params(q: &Query) -> Result<(u16, u16)> {
     let p = |k: &str| -> Result<u16> {
         q.non_empty(k)
             .unwrap_or("0")
@@ -557,100 +441,6 @@ pub async fn exec_create(
         StatusCode::CREATED,
         &serde_json::json!({ "Id": exec_id }),
     ))
-}
-
-pub async fn exec_post(
-    State(state): State<AppState>,
-    Path((id, action)): Path<(String, String)>,
-    q: Query,
-    mut req: Request,
-) -> Result<Response> {
-    match action.as_str() {
-        "resize" => {
-            let (h, w) = size_params(&q)?;
-            state.ctrs.exec_resize(&id, h, w).await?;
-            return Ok(StatusCode::OK.into_response());
-        }
-        "start" => {}
-        _ => return Err(Error(ApiError::not_found("page not found"))),
-    }
-    let upgrade = wants_upgrade(&req);
-    let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .map_err(|e| Error(ApiError::invalid(format!("cannot read body: {e}"))))?;
-    let start: berth_api::models::ExecStartConfig = if body.is_empty() {
-        Default::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
-    };
-    let entry = state.ctrs.exec_inspect(&id).await?;
-    let detach_keys = parse_detach_keys(if entry.detach_keys.is_empty() {
-        "ctrl-p,ctrl-q"
-    } else {
-        &entry.detach_keys
-    })?;
-    let started = state.ctrs.exec_start(&id, start.detach).await?;
-    if start.detach {
-        return Ok(StatusCode::OK.into_response());
-    }
-    let content_type = stream_content_type(started.tty);
-    let failure = started.failure.map(|m| {
-        let mut out = Vec::new();
-        let text = format!("{m}\r\n");
-        if started.tty {
-            out.extend_from_slice(text.as_bytes());
-        } else {
-            berth_api::stream::encode_frame(
-                berth_api::stream::StreamKind::Stderr,
-                text.as_bytes(),
-                &mut out,
-            );
-        }
-        out
-    });
-    let shim = match started.stream.map(to_tokio).transpose() {
-        Ok(s) => s,
-        Err(e) => return Err(Error(ApiError::internal(format!("exec stream: {e}")))),
-    };
-    let ctrs = state.ctrs.clone();
-    let stdin = entry.open_stdin;
-    match on_upgrade {
-        Some(on_upgrade) => {
-            tokio::spawn(async move {
-                let Ok(upgraded) = on_upgrade.await else {
-                    return;
-                };
-                let mut io = hyper_util::rt::TokioIo::new(upgraded);
-                if let Some(f) = failure {
-                    let _ = io.write_all(&f).await;
-                    let _ = io.shutdown().await;
-                    return;
-                }
-                if let Some(shim) = shim {
-                    proxy(io, shim, stdin, detach_keys).await;
-                }
-                ctrs.exec_finished(&id).await;
-            });
-            Ok(switching(content_type))
-        }
-        None => {
-            let body = match (failure, shim) {
-                (Some(f), _) => Body::from(f),
-                (None, Some(shim)) => {
-                    let id2 = id.clone();
-                    tokio::spawn(async move {
-                        // Recorded once the process ends, whatever the client does.
-                        ctrs.exec_finished(&id2).await;
-                    });
-                    shim_body(shim)
-                }
-                (None, None) => Body::empty(),
-            };
-            Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response())
-        }
-    }
 }
 
 pub async fn exec_inspect(
@@ -891,12 +681,5 @@ mod tests {
         assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
         assert_eq!(parse_detach_keys("a,ctrl-@").unwrap(), vec![b'a', 0]);
         assert!(parse_detach_keys("ctrl-").is_err());
-        let mut s = DetachScanner {
-            keys: vec![16, 17],
-            matched: 0,
-        };
-        assert_eq!(s.feed(b"ab\x10"), (b"ab".to_vec(), false));
-        assert_eq!(s.feed(b"x"), (b"\x10x".to_vec(), false));
-        assert_eq!(s.feed(b"\x10\x10\x11rest"), (b"\x10".to_vec(), true));
     }
 }

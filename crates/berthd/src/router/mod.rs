@@ -6,6 +6,8 @@ mod container_fs;
 mod container_stats;
 mod containers;
 mod events;
+mod exec;
+mod hijack;
 mod images;
 mod networks;
 mod system;
@@ -63,7 +65,7 @@ pub fn app(state: AppState) -> Router {
             post(containers::post_action).delete(containers::remove_link),
         )
         .route("/exec/{id}/json", get(containers::exec_inspect))
-        .route("/exec/{id}/{action}", post(containers::exec_post))
+        .route("/exec/{id}/{action}", post(exec::exec_post))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))
