@@ -525,12 +525,20 @@ impl Default for LogDriverConfig {
     }
 }
 
-/// `max-size` of json-file and local: a size like `10m`; Docker's -1 (or 0) means unlimited.
-fn max_size_opt(v: &str) -> Result<Option<u64>, RuntimeError> {
-    let n = parse_size(v).ok_or_else(|| {
-        RuntimeError::InvalidConfig(format!("invalid value for log opt max-size: {v:?}"))
+/// `max-size` of json-file and local: a size like `10m`, in decimal units as Docker's drivers
+/// read it (go-units `FromHumanSize`: `10m` is 10,000,000 bytes). Negative sizes, `-1`
+/// included, are refused, as by Docker. `0` is refused by json-file (Docker: "max-size must be
+/// a positive number"); for local it means no rotation (Docker would rotate before every entry).
+fn max_size_opt(v: &str, driver: &str) -> Result<Option<u64>, RuntimeError> {
+    let n = berth_api::units::from_human_size(v).map_err(|e| {
+        RuntimeError::InvalidConfig(format!("invalid value for log opt max-size: {v:?}: {e}"))
     })?;
-    Ok((n > 0).then_some(n as u64))
+    if n == 0 && driver == "json-file" {
+        return Err(RuntimeError::InvalidConfig(
+            "max-size must be a positive number".into(),
+        ));
+    }
+    Ok(u64::try_from(n).ok().filter(|n| *n > 0))
 }
 
 /// `compress` of json-file and local: a Go boolean, as Docker parses it.
@@ -563,7 +571,7 @@ impl LogDriverConfig {
                 let mut compress = false;
                 for (k, v) in &cfg.opts {
                     match k.as_str() {
-                        "max-size" => max_size = max_size_opt(v)?,
+                        "max-size" => max_size = max_size_opt(v, "json-file")?,
                         "max-file" => max_file = max_file_opt(v)?,
                         "compress" => compress = compress_opt(v)?,
                         "labels" | "labels-regex" | "env" | "env-regex" | "tag" => {}
@@ -591,7 +599,7 @@ impl LogDriverConfig {
                 let mut compress = true;
                 for (k, v) in &cfg.opts {
                     match k.as_str() {
-                        "max-size" => max_size = max_size_opt(v)?,
+                        "max-size" => max_size = max_size_opt(v, "local")?,
                         "max-file" => max_file = max_file_opt(v)?,
                         "compress" => compress = compress_opt(v)?,
                         other => {
@@ -656,30 +664,6 @@ impl LogDriverConfig {
             _ => PathBuf::from(format!("{id}-json.log")),
         }
     }
-}
-
-/// Docker's `RAMInBytes`: a number with an optional binary unit (`b`, `k`, `m`, `g`, `t`,
-/// `p`, optionally followed by `b`/`ib`), case-insensitive; `-1` is accepted.
-fn parse_size(s: &str) -> Option<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "-1" {
-        return Some(-1);
-    }
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: i64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        "p" => 1 << 50,
-        _ => return None,
-    };
-    Some((n * mult as f64) as i64)
 }
 
 fn encode(out: &mut Vec<u8>, stream: Stream, chunk: &[u8]) {
@@ -768,7 +752,7 @@ mod tests {
             ))
             .unwrap(),
             LogDriverConfig::JsonFile {
-                max_size: Some(10 << 20),
+                max_size: Some(10_000_000),
                 max_file: 3,
                 compress: false,
             }
@@ -796,7 +780,7 @@ mod tests {
             ))
             .unwrap(),
             LogDriverConfig::Local {
-                max_size: Some(1024),
+                max_size: Some(1000),
                 max_file: 2,
                 compress: false,
             }
@@ -828,9 +812,30 @@ mod tests {
             LogDriverConfig::from_docker(&cfg("json-file", &[("max-size", "ten")])),
             Err(RuntimeError::InvalidConfig(_))
         ));
-        assert_eq!(parse_size("1k"), Some(1024));
-        assert_eq!(parse_size("1.5KB"), Some(1536));
-        assert_eq!(parse_size("100"), Some(100));
+        let max_size = |driver: &str, v: &str| match LogDriverConfig::from_docker(&cfg(
+            driver,
+            &[("max-size", v)],
+        )) {
+            Ok(
+                LogDriverConfig::JsonFile { max_size, .. }
+                | LogDriverConfig::Local { max_size, .. },
+            ) => Ok(max_size),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        // Decimal units, as Docker's drivers parse max-size (go-units FromHumanSize).
+        assert_eq!(max_size("json-file", "1k"), Ok(Some(1000)));
+        assert_eq!(max_size("json-file", "1.5KB"), Ok(Some(1500)));
+        assert_eq!(max_size("local", "10m"), Ok(Some(10_000_000)));
+        assert_eq!(max_size("json-file", "100"), Ok(Some(100)));
+        // -1 is no size for Docker either; 0 is refused by json-file, unlimited for local.
+        for driver in ["json-file", "local"] {
+            let err = max_size(driver, "-1").unwrap_err();
+            assert!(err.ends_with("invalid size: '-1'"), "{driver}: {err}");
+        }
+        let err = max_size("json-file", "0").unwrap_err();
+        assert!(err.ends_with("max-size must be a positive number"), "{err}");
+        assert_eq!(max_size("local", "0"), Ok(None));
     }
 
     fn local_entries(path: &Path) -> Vec<local_log::LogEntry> {
