@@ -17,6 +17,40 @@ use super::local_log;
 
 const MAX_LINE: usize = 16 * 1024;
 
+/// How a piece of output handed to a driver ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PieceEnd {
+    /// The line ended here (its newline removed).
+    Newline,
+    /// A 16 KiB piece of a longer line; more of the line follows.
+    More,
+    /// What remained when the stream ended: a line without its newline.
+    Eof,
+}
+
+/// The one line splitter of both drivers, Docker's log copier (moby `daemon/logger/copier.go`):
+/// each complete line of `buf` goes to `emit` without its newline; a line with no newline
+/// within 16 KiB goes out as 16 KiB pieces as soon as they are full. Returns how many bytes
+/// were consumed; the caller keeps the rest for the next write (or [`PieceEnd::Eof`]).
+fn split_lines(buf: &[u8], mut emit: impl FnMut(&[u8], PieceEnd)) -> usize {
+    let mut start = 0;
+    loop {
+        let rest = &buf[start..];
+        let window = &rest[..rest.len().min(MAX_LINE)];
+        match window.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                emit(&rest[..i], PieceEnd::Newline);
+                start += i + 1;
+            }
+            None if window.len() == MAX_LINE => {
+                emit(window, PieceEnd::More);
+                start += MAX_LINE;
+            }
+            None => return start,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Entry<'a> {
     log: &'a str,
@@ -309,9 +343,10 @@ impl JsonLogWriter {
         })
     }
 
-    fn emit(&mut self, stream: Stream, chunk: &[u8]) -> std::io::Result<()> {
+    /// One json-file entry; only a complete line keeps its newline in `log`, as in Docker.
+    fn emit(&mut self, stream: Stream, chunk: &[u8], end: PieceEnd) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(chunk.len() + 80);
-        encode(&mut out, stream, chunk);
+        encode(&mut out, stream, chunk, end == PieceEnd::Newline);
         self.out.append(&out)
     }
 }
@@ -320,20 +355,14 @@ impl LogDriver for JsonLogWriter {
     fn write(&mut self, stream: Stream, data: &[u8]) -> std::io::Result<()> {
         let mut buf = std::mem::take(&mut self.pending[stream as usize]);
         buf.extend_from_slice(data);
-        let mut start = 0;
         let mut res = Ok(());
-        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-            let end = start + pos + 1;
-            for chunk in buf[start..end].chunks(MAX_LINE) {
-                res = res.and(self.emit(stream, chunk));
+        let used = split_lines(&buf, |piece, end| {
+            let written = self.emit(stream, piece, end);
+            if res.is_ok() {
+                res = written;
             }
-            start = end;
-        }
-        while buf.len() - start >= MAX_LINE {
-            res = res.and(self.emit(stream, &buf[start..start + MAX_LINE]));
-            start += MAX_LINE;
-        }
-        buf.drain(..start);
+        });
+        buf.drain(..used);
         self.pending[stream as usize] = buf;
         res
     }
@@ -343,7 +372,7 @@ impl LogDriver for JsonLogWriter {
         if rest.is_empty() {
             return Ok(());
         }
-        self.emit(stream, &rest)
+        self.emit(stream, &rest, PieceEnd::Eof)
     }
 }
 
@@ -358,16 +387,6 @@ pub struct LocalLogWriter {
     /// The current long line of each stream: its id and the last ordinal written.
     partial: [Option<(String, i32)>; 2],
     seq: u64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum PieceEnd {
-    /// The line ended here (its newline removed).
-    Newline,
-    /// A 16 KiB piece; more of the line follows.
-    More,
-    /// What remained when the stream ended.
-    Eof,
 }
 
 impl LocalLogWriter {
@@ -435,30 +454,14 @@ impl LogDriver for LocalLogWriter {
     fn write(&mut self, stream: Stream, data: &[u8]) -> std::io::Result<()> {
         let mut buf = std::mem::take(&mut self.pending[stream as usize]);
         buf.extend_from_slice(data);
-        let mut start = 0;
         let mut res = Ok(());
-        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-            let line = &buf[start..start + pos];
-            let mut pieces = line.chunks(MAX_LINE).peekable();
-            if line.is_empty() {
-                res = res.and(self.emit(stream, line, PieceEnd::Newline));
+        let used = split_lines(&buf, |piece, end| {
+            let written = self.emit(stream, piece, end);
+            if res.is_ok() {
+                res = written;
             }
-            while let Some(p) = pieces.next() {
-                let end = if pieces.peek().is_some() {
-                    PieceEnd::More
-                } else {
-                    PieceEnd::Newline
-                };
-                res = res.and(self.emit(stream, p, end));
-            }
-            start += pos + 1;
-        }
-        // A piece is held back until more data shows whether the line ends with it.
-        while buf.len() - start > MAX_LINE {
-            res = res.and(self.emit(stream, &buf[start..start + MAX_LINE], PieceEnd::More));
-            start += MAX_LINE;
-        }
-        buf.drain(..start);
+        });
+        buf.drain(..used);
         self.pending[stream as usize] = buf;
         res
     }
@@ -466,10 +469,9 @@ impl LogDriver for LocalLogWriter {
     fn flush_stream(&mut self, stream: Stream) -> std::io::Result<()> {
         let rest = std::mem::take(&mut self.pending[stream as usize]);
         if rest.is_empty() {
-            if self.partial[stream as usize].is_some() {
-                // The line's pieces were all written; close it.
-                return self.emit(stream, &[], PieceEnd::Eof);
-            }
+            // A long line whose last piece was full and then the stream ended: its pieces are
+            // all written, none marked last (as Docker leaves it); the next line starts anew.
+            self.partial[stream as usize] = None;
             return Ok(());
         }
         self.emit(stream, &rest, PieceEnd::Eof)
@@ -666,8 +668,11 @@ impl LogDriverConfig {
     }
 }
 
-fn encode(out: &mut Vec<u8>, stream: Stream, chunk: &[u8]) {
-    let text = String::from_utf8_lossy(chunk);
+fn encode(out: &mut Vec<u8>, stream: Stream, chunk: &[u8], newline: bool) {
+    let mut text = String::from_utf8_lossy(chunk);
+    if newline {
+        text.to_mut().push('\n');
+    }
     let entry = Entry {
         log: &text,
         stream: stream.name(),
@@ -848,6 +853,71 @@ mod tests {
         }
         assert_eq!(pos, buf.len());
         out
+    }
+
+    #[test]
+    fn one_splitter_cuts_lines_as_dockers_copier() {
+        use PieceEnd::*;
+        let data = [
+            &b"a\n"[..],
+            &[b'x'; MAX_LINE],
+            b"\nb\n",
+            &[b'y'; MAX_LINE - 1],
+            b"\n",
+            &[b'z'; MAX_LINE + 1],
+            b"tail",
+        ]
+        .concat();
+        let mut pieces = Vec::new();
+        let used = split_lines(&data, |p, end| pieces.push((p.len(), end)));
+        assert_eq!(
+            pieces,
+            [
+                (1, Newline),
+                // A full 16 KiB without a newline goes out at once; the newline then ends an
+                // empty last piece, as with Docker's 16 KiB copier buffer.
+                (MAX_LINE, More),
+                (0, Newline),
+                (1, Newline),
+                (MAX_LINE - 1, Newline),
+                (MAX_LINE, More),
+            ]
+        );
+        assert_eq!(&data[used..], b"ztail");
+    }
+
+    #[test]
+    fn a_line_of_exactly_16k_is_a_piece_and_an_empty_last_piece_in_both_drivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "x".repeat(MAX_LINE) + "\n";
+        let p = dir.path().join("c-json.log");
+        let mut w = JsonLogWriter::open(&p).unwrap();
+        w.write(Stream::Stdout, line.as_bytes()).unwrap();
+        let logs: Vec<String> = std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["log"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(logs, [line[..MAX_LINE].to_string(), "\n".to_string()]);
+
+        let p = dir.path().join("local-logs/container.log");
+        let mut w = LocalLogWriter::with_rotation(&p, None, 1).unwrap();
+        w.write(Stream::Stdout, line.as_bytes()).unwrap();
+        w.flush_stream(Stream::Stdout).unwrap();
+        let es = local_entries(&p);
+        assert_eq!(es.len(), 2);
+        assert_eq!(es[0].line.len(), MAX_LINE);
+        assert!(es[0].partial && !es[0].ends_line());
+        assert!(es[1].line.is_empty() && es[1].ends_line());
+        assert_eq!(
+            es[0].partial_meta.as_ref().unwrap().id,
+            es[1].partial_meta.as_ref().unwrap().id
+        );
     }
 
     #[test]
