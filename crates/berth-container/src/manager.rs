@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::error::{ContainerError, Result, conflict, invalid};
+use crate::exit::Ended;
 use crate::filters::ListFilter;
 use crate::logs::{self, LogOptions};
 use crate::network::{NetworkHandle, NetworkRequest, NetworkStart};
@@ -522,22 +523,19 @@ impl Containers {
                     let id = c.id.clone();
                     rt.spawn(async move { net.0.stop(&id).await });
                 }
-                let (code, finished, oom) = match exit {
-                    Some(e) => (
-                        e.exit_code as i64,
-                        DateTime::parse_from_rfc3339(&e.finished_at)
-                            .map(|t| t.with_timezone(&Utc))
-                            .unwrap_or_else(|_| Utc::now()),
-                        e.oom_killed,
-                    ),
-                    None => (255, Utc::now(), false),
-                };
+                let Ended {
+                    code,
+                    finished,
+                    oom,
+                    error,
+                } = Ended::from_shim(exit.ok_or(RuntimeError::ShimGone { bundle: dir }));
                 let _ = c.update(|r| {
                     r.state.status = Status::Exited;
                     r.state.pid = 0;
                     r.state.exit_code = code;
                     r.state.finished_at = Some(finished);
                     r.state.oom_killed = oom;
+                    r.state.error = error;
                 });
                 c.publish(|s| {
                     s.running = false;
@@ -1316,23 +1314,12 @@ impl Containers {
         c: Arc<Container>,
         result: std::result::Result<ExitRecord, RuntimeError>,
     ) {
-        let (code, finished, oom, err) = match result {
-            Ok(e) => (
-                e.exit_code as i64,
-                DateTime::parse_from_rfc3339(&e.finished_at)
-                    .map(|t| t.with_timezone(&Utc))
-                    .unwrap_or_else(|_| Utc::now()),
-                e.oom_killed,
-                String::new(),
-            ),
-            Err(RuntimeError::ShimGone { .. }) => (
-                137,
-                Utc::now(),
-                false,
-                "shim exited unexpectedly".to_string(),
-            ),
-            Err(e) => (255, Utc::now(), false, e.to_string()),
-        };
+        let Ended {
+            code,
+            finished,
+            oom,
+            error: err,
+        } = Ended::from_shim(result);
         // An auto-removed container's mounts go with its directory, after `rm` has answered
         // (an overlay's unmount syncs its upper filesystem: milliseconds).
         if !c.record().host_config.auto_remove {
