@@ -17,6 +17,7 @@ use berth_api::models::{
 };
 use berth_api::models::{ExecConfig as ApiExecConfig, ExecInspect};
 use berth_image::{ContainerUse, Digest, ImageStore};
+use berth_runtime::cgroups::CgroupVersion;
 use berth_runtime::config::LogConfig as RunLogConfig;
 use berth_runtime::config::{
     ContainerRunConfig, DeviceSpec, MountKind, MountSpec, NamespaceMode, NamespaceModes, Resources,
@@ -641,7 +642,7 @@ impl Containers {
         let mut host = req.host_config.unwrap_or_default();
         host.runtime = self.runtime_name(&host.runtime)?;
         merge::validate_host_config(&host, self.inner.ncpu)?;
-        let cgroup_v1 = Path::new("/sys/fs/cgroup/freezer").is_dir();
+        let cgroup_v1 = CgroupVersion::host().is_v1();
         let warnings = merge::discard_unsupported(&mut host, cgroup_v1);
         merge::fill_host_defaults(&mut host, cgroup_v1);
         if let Some(img) = &image.config.config {
@@ -1120,9 +1121,7 @@ impl Containers {
                 "private" => NamespaceMode::Private,
                 "host" => NamespaceMode::Host,
                 // Records always carry a mode (filled at create); Docker's default otherwise.
-                _ if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
-                    NamespaceMode::Private
-                }
+                _ if CgroupVersion::host().is_v2() => NamespaceMode::Private,
                 _ => NamespaceMode::Host,
             },
         };
