@@ -248,6 +248,64 @@ fn a_killed_shim_ends_its_container_and_leaves_nothing_behind() {
     assert_eq!(d.api().get("/_ping").status, 200);
 }
 
+/// A shim killed while the daemon is down is found dead at adoption, and recorded as the
+/// live daemon's watcher records it: exit 137, `shim exited unexpectedly`, its container's
+/// processes killed, its cgroups and rootfs gone.
+#[test]
+fn a_shim_killed_while_the_daemon_is_down_is_recorded_as_a_live_daemon_would() {
+    require_root!();
+    let mut d = daemon();
+    let id = d
+        .berth(&["run", "-d", "--name", "orphan2", "busybox", "sleep", "1000"])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let rootfs = d.data_root().join("containers").join(&id).join("rootfs");
+    let shim: i32 = read_trim(&d.run_dir(&id).join("shim.pid")).parse().unwrap();
+    let init: i32 = read_trim(&d.run_dir(&id).join("init.pid")).parse().unwrap();
+    d.kill_hard();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(shim).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    until("the shim to be gone", || {
+        let stat = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap_or_default();
+        stat.is_empty()
+            || stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, s)| s.starts_with('Z'))
+    });
+    assert!(
+        !d.run_dir(&id).join("exit.json").exists(),
+        "a SIGKILLed shim records no exit"
+    );
+    d.start_again();
+
+    let i = inspect(&d, "orphan2");
+    assert_eq!(i["State"]["Status"], "exited", "{}", i["State"]);
+    assert_eq!(i["State"]["ExitCode"], 137, "{}", i["State"]);
+    assert_eq!(i["State"]["Error"], "shim exited unexpectedly");
+    assert_eq!(i["State"]["Pid"], 0);
+    assert_eq!(wait(&d, "orphan2"), 137);
+    let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.chars().next().unwrap_or('?'));
+    assert!(
+        stat.is_empty() || state == Some('Z'),
+        "init {init} still runs: {stat}"
+    );
+    assert!(!is_mounted(&rootfs), "rootfs still mounted");
+    assert!(
+        cgroup_leftovers(&d, &id).is_empty(),
+        "cgroups left: {:?}",
+        cgroup_leftovers(&d, &id)
+    );
+    d.berth(&["rm", "orphan2"]).success();
+}
+
 #[test]
 fn a_default_container_is_confined() {
     require_root!();

@@ -96,32 +96,11 @@ fn tar_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 }
 
 fn decode_stat(header: &str) -> Value {
-    let out = base64_decode(header);
+    use base64::Engine as _;
+    let out = base64::engine::general_purpose::STANDARD
+        .decode(header)
+        .unwrap();
     serde_json::from_slice(&out).unwrap()
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => (c - b'A') as u32,
-            b'a'..=b'z' => (c - b'a' + 26) as u32,
-            b'0'..=b'9' => (c - b'0' + 52) as u32,
-            b'+' => 62,
-            _ => 63,
-        }
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|b| *b != b'=').collect();
-    let mut out = Vec::new();
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= val(*c) << (18 - 6 * i);
-        }
-        for i in 0..chunk.len().saturating_sub(1) {
-            out.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    out
 }
 
 #[test]

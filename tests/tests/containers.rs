@@ -719,10 +719,12 @@ fn local_log_driver_rotates_tails_and_follows() {
     );
     let tail = d.berth(&["logs", "--tail", "5", "loc"]).success();
     assert_eq!(tail.stdout, "496\n497\n498\n499\n500\n");
-    // All that is kept (two files of about 1 KiB): consecutive numbers ending at 500.
+    // All that is kept: the rotated file (at least 1 kB, which is 1000 bytes: max-size is
+    // decimal, as Docker reads it; ~33 bytes an entry) and the live one, consecutive numbers
+    // ending at 500.
     let all = d.berth(&["logs", "loc"]).success().stdout;
     let nums: Vec<u32> = all.lines().map(|l| l.parse().unwrap()).collect();
-    assert!(nums.len() > 50 && nums.len() < 500, "{}", nums.len());
+    assert!(nums.len() > 30 && nums.len() < 500, "{}", nums.len());
     assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{all}");
     assert_eq!(*nums.last().unwrap(), 500);
     let ts = d.berth(&["logs", "-t", "--tail", "2", "loc"]).success();

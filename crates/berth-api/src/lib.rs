@@ -10,6 +10,7 @@ pub mod error;
 pub mod models;
 pub mod query;
 pub mod stream;
+pub mod units;
 pub mod version;
 
 pub use error::{ApiError, ErrorKind, PathIoError};

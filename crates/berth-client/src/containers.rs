@@ -707,7 +707,7 @@ fn path_stat(headers: &http::HeaderMap) -> Result<PathStat> {
     else {
         return Ok(PathStat::default());
     };
-    let bytes = crate::base64::decode(value.trim()).ok_or_else(|| {
+    let bytes = decode_base64(value.trim()).ok_or_else(|| {
         Error::Io(std::io::Error::other(
             "invalid X-Docker-Container-Path-Stat header: not base64",
         ))
@@ -718,6 +718,26 @@ fn path_stat(headers: &http::HeaderMap) -> Result<PathStat> {
     })
 }
 
+/// Docker sends standard base64 with padding; unpadded text, stray trailing bits and the
+/// URL-safe alphabet are accepted too, so a lenient server's header still decodes.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    GeneralPurpose::new(&STANDARD, LENIENT)
+        .decode(text)
+        .or_else(|_| GeneralPurpose::new(&URL_SAFE, LENIENT).decode(text))
+        .ok()
+}
+
+#[cfg(test)]
+pub(crate) fn decode_base64_for_test(text: &str) -> Option<Vec<u8>> {
+    decode_base64(text)
+}
+
 #[cfg(test)]
 pub(crate) fn path_stat_for_test(headers: &http::HeaderMap) -> Result<PathStat> {
     path_stat(headers)
@@ -725,7 +745,8 @@ pub(crate) fn path_stat_for_test(headers: &http::HeaderMap) -> Result<PathStat> 
 
 /// Encodes a path stat as the daemon sends it (for tests and fakes).
 pub fn encode_path_stat(stat: &PathStat) -> String {
-    crate::base64::encode(&serde_json::to_vec(stat).unwrap_or_default())
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(stat).unwrap_or_default())
 }
 
 /// Splits multiplexed frames out of a chunk stream. A stream type the decoder does not know

@@ -21,7 +21,6 @@
 //! `run` relies on that to register the wait before `start`, so the daemon must flush the head
 //! of `POST /containers/{id}/wait` at once and send the body when the condition is met.
 
-mod base64;
 mod containers;
 mod error;
 mod hijack;

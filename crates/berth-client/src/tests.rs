@@ -409,3 +409,15 @@ fn path_stat_header_round_trips() {
     assert_eq!(decoded, stat);
     assert!(decoded.is_dir());
 }
+
+#[test]
+fn path_stat_base64_is_decoded_leniently() {
+    let decode = containers::decode_base64_for_test;
+    assert_eq!(decode("YWI=").unwrap(), b"ab");
+    assert_eq!(decode("YWI").unwrap(), b"ab");
+    assert_eq!(decode("").unwrap(), b"");
+    // `~>` in the URL-safe alphabet.
+    assert_eq!(decode("fj4-").unwrap(), decode("fj4+").unwrap());
+    assert!(decode("@@@@").is_none());
+    assert!(decode("Y").is_none());
+}

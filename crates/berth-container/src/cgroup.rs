@@ -5,17 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const ROOT: &str = "/sys/fs/cgroup";
+use berth_runtime::cgroups::{CgroupVersion, ROOT};
 
 fn is_v1() -> bool {
-    Path::new(ROOT).join("freezer").is_dir()
+    CgroupVersion::host().is_v1()
 }
 
 /// The directories a cgroup path has across the mounted hierarchies.
 pub fn dirs(cgroup_path: &str) -> Vec<PathBuf> {
     let clean = berth_runtime::spec::clean_cgroups_path(cgroup_path);
     let rel = clean.trim_start_matches('/');
-    if Path::new(ROOT).join("cgroup.controllers").exists() {
+    if CgroupVersion::host().is_v2() {
         return vec![Path::new(ROOT).join(rel)];
     }
     let mut out = Vec::new();

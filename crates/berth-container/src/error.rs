@@ -42,6 +42,15 @@ pub enum ContainerError {
     Internal(String),
 }
 
+/// A reference or digest that does not parse is what the image store would have said: callers
+/// keep using `?` on `berth_image::Digest::parse` as before the types moved to
+/// `berth-reference`.
+impl From<berth_image::ReferenceError> for ContainerError {
+    fn from(e: berth_image::ReferenceError) -> Self {
+        ContainerError::Image(e.into())
+    }
+}
+
 impl ContainerError {
     /// The engine-wide class of this error.
     pub fn kind(&self) -> ErrorKind {

@@ -7,6 +7,7 @@
 pub mod cgroup;
 pub mod error;
 pub mod etc;
+pub mod exit;
 pub mod filters;
 pub mod fs;
 pub mod health;

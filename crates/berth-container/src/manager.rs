@@ -17,6 +17,7 @@ use berth_api::models::{
 };
 use berth_api::models::{ExecConfig as ApiExecConfig, ExecInspect};
 use berth_image::{ContainerUse, Digest, ImageStore};
+use berth_runtime::cgroups::CgroupVersion;
 use berth_runtime::config::LogConfig as RunLogConfig;
 use berth_runtime::config::{
     ContainerRunConfig, DeviceSpec, MountKind, MountSpec, NamespaceMode, NamespaceModes, Resources,
@@ -29,6 +30,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::error::{ContainerError, Result, conflict, invalid};
+use crate::exit::Ended;
 use crate::filters::ListFilter;
 use crate::logs::{self, LogOptions};
 use crate::network::{NetworkHandle, NetworkRequest, NetworkStart};
@@ -520,22 +522,19 @@ impl Containers {
                     let id = c.id.clone();
                     rt.spawn(async move { net.0.stop(&id).await });
                 }
-                let (code, finished, oom) = match exit {
-                    Some(e) => (
-                        e.exit_code as i64,
-                        DateTime::parse_from_rfc3339(&e.finished_at)
-                            .map(|t| t.with_timezone(&Utc))
-                            .unwrap_or_else(|_| Utc::now()),
-                        e.oom_killed,
-                    ),
-                    None => (255, Utc::now(), false),
-                };
+                let Ended {
+                    code,
+                    finished,
+                    oom,
+                    error,
+                } = Ended::from_shim(exit.ok_or(RuntimeError::ShimGone { bundle: dir }));
                 let _ = c.update(|r| {
                     r.state.status = Status::Exited;
                     r.state.pid = 0;
                     r.state.exit_code = code;
                     r.state.finished_at = Some(finished);
                     r.state.oom_killed = oom;
+                    r.state.error = error;
                 });
                 c.publish(|s| {
                     s.running = false;
@@ -644,7 +643,7 @@ impl Containers {
         merge::validate_host_config(&host, self.inner.ncpu)?;
         crate::validate::host_config(&host, crate::validate::HostCpusets::read().as_ref())?;
         let image = self.inner.images.get(&config.image)?;
-        let cgroup_v1 = Path::new("/sys/fs/cgroup/freezer").is_dir();
+        let cgroup_v1 = CgroupVersion::host().is_v1();
         let mut warnings = merge::discard_unsupported(&mut host, cgroup_v1);
         warnings.extend(crate::validate::discard_unsupported(&mut host));
         merge::fill_host_defaults(&mut host, cgroup_v1);
@@ -1131,9 +1130,7 @@ impl Containers {
                 "private" => NamespaceMode::Private,
                 "host" => NamespaceMode::Host,
                 // Records always carry a mode (filled at create); Docker's default otherwise.
-                _ if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
-                    NamespaceMode::Private
-                }
+                _ if CgroupVersion::host().is_v2() => NamespaceMode::Private,
                 _ => NamespaceMode::Host,
             },
         };
@@ -1325,23 +1322,12 @@ impl Containers {
         c: Arc<Container>,
         result: std::result::Result<ExitRecord, RuntimeError>,
     ) {
-        let (code, finished, oom, err) = match result {
-            Ok(e) => (
-                e.exit_code as i64,
-                DateTime::parse_from_rfc3339(&e.finished_at)
-                    .map(|t| t.with_timezone(&Utc))
-                    .unwrap_or_else(|_| Utc::now()),
-                e.oom_killed,
-                String::new(),
-            ),
-            Err(RuntimeError::ShimGone { .. }) => (
-                137,
-                Utc::now(),
-                false,
-                "shim exited unexpectedly".to_string(),
-            ),
-            Err(e) => (255, Utc::now(), false, e.to_string()),
-        };
+        let Ended {
+            code,
+            finished,
+            oom,
+            error: err,
+        } = Ended::from_shim(result);
         // An auto-removed container's mounts go with its directory, after `rm` has answered
         // (an overlay's unmount syncs its upper filesystem: milliseconds).
         if !c.record().host_config.auto_remove {

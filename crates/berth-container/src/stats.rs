@@ -17,7 +17,7 @@ use crate::manager::Containers;
 use crate::record::{GO_ZERO_TIME, Record, go_time};
 
 /// The cgroup hierarchy root.
-pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub const CGROUP_ROOT: &str = berth_runtime::cgroups::ROOT;
 
 /// USER_HZ: the unit of `cpuacct.stat` (100 on every Linux architecture Berth runs on).
 const USER_HZ: u64 = 100;
@@ -45,7 +45,7 @@ impl CgroupDirs {
     /// v1 otherwise (a hybrid host's `unified` mount carries no controllers).
     pub fn locate(root: &Path, cgroup_path: &str) -> CgroupDirs {
         let rel = cgroup_path.trim_start_matches('/');
-        if root.join("cgroup.controllers").exists() {
+        if berth_runtime::cgroups::CgroupVersion::of(root).is_v2() {
             return CgroupDirs::V2(root.join(rel));
         }
         let dir = |ctrl: &str| root.join(ctrl).join(rel);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use berth_api::models::Resources;
 use berth_api::models::stats::ContainerUpdateRequest;
+use berth_runtime::cgroups::CgroupVersion;
 use berth_runtime::spec::{cpu_weight_from_shares, io_weight_from_blkio};
 
 use crate::error::{ContainerError, Result, conflict, invalid};
@@ -299,7 +300,7 @@ pub fn check_cpuset(
 
 /// The host's cpuset file (`cpus` or `mems`) at the hierarchy root.
 fn host_cpuset(root: &Path, kind: &str) -> String {
-    let file = if root.join("cgroup.controllers").exists() {
+    let file = if CgroupVersion::of(root).is_v2() {
         root.join(format!("cpuset.{kind}.effective"))
     } else {
         root.join("cpuset").join(format!("cpuset.{kind}"))
@@ -310,7 +311,7 @@ fn host_cpuset(root: &Path, kind: &str) -> String {
 /// Whether the hierarchy under `root` can weigh block I/O (Docker discards the weight
 /// with a warning otherwise).
 fn blkio_weight_supported(root: &Path) -> bool {
-    if root.join("cgroup.controllers").exists() {
+    if CgroupVersion::of(root).is_v2() {
         return std::fs::read_to_string(root.join("cgroup.controllers"))
             .is_ok_and(|c| c.split_whitespace().any(|x| x == "io"));
     }

@@ -4,7 +4,7 @@
 
 use berth_api::ErrorKind;
 
-use crate::digest::Digest;
+use berth_reference::ReferenceError;
 
 /// Result alias for this crate.
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
@@ -16,14 +16,10 @@ pub enum ImageError {
     #[error("No such image: {0}")]
     NotFound(String),
 
-    /// A reference string does not follow Docker's grammar; the string is the full message,
-    /// because Docker varies it (`invalid reference format`, `... must be lowercase`).
-    #[error("{0}")]
-    InvalidReference(String),
-
-    /// A digest string is malformed.
-    #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex characters>")]
-    InvalidDigest(String),
+    /// A malformed reference or digest, or content that does not match its digest
+    /// (`berth-reference`'s error, whose text is Docker's).
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
 
     /// Deleting is refused; the message is Docker's `conflict: unable to delete ...` sentence.
     #[error("conflict: {0}")]
@@ -32,14 +28,6 @@ pub enum ImageError {
     /// A caller-supplied argument (an import change, a platform, ...) is invalid.
     #[error("{0}")]
     InvalidArgument(String),
-
-    /// Content did not hash to the digest it was announced with.
-    #[error("{what} digest mismatch: expected {expected}, got {actual}")]
-    DigestMismatch {
-        what: String,
-        expected: Digest,
-        actual: Digest,
-    },
 
     /// A layer entry would land outside the layer directory.
     #[error("cannot unpack layer {layer}: entry {entry:?} escapes the layer root")]
@@ -93,10 +81,8 @@ impl ImageError {
         match self {
             ImageError::NotFound(_) => ErrorKind::NotFound,
             ImageError::Conflict(_) => ErrorKind::Conflict,
-            ImageError::InvalidReference(_)
-            | ImageError::InvalidDigest(_)
+            ImageError::Reference(_)
             | ImageError::InvalidArgument(_)
-            | ImageError::DigestMismatch { .. }
             | ImageError::LayerEscape { .. }
             | ImageError::LayerStream { .. }
             | ImageError::InvalidArchive(_) => ErrorKind::InvalidArgument,
@@ -114,11 +100,6 @@ impl ImageError {
             source,
         }
     }
-
-    /// `invalid reference format`, Docker's message for a malformed reference.
-    pub(crate) fn invalid_reference() -> ImageError {
-        ImageError::InvalidReference("invalid reference format".into())
-    }
 }
 
 /// Adds context to `std::io::Result`s.
@@ -129,5 +110,27 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| ImageError::io(context(), source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Digest, Reference};
+
+    #[test]
+    fn reference_errors_are_invalid_arguments_with_their_own_text() {
+        let e = ImageError::from(Reference::parse_normalized("Busybox").unwrap_err());
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            e.to_string(),
+            "invalid reference format: repository name (library/Busybox) must be lowercase"
+        );
+        let e = ImageError::from(Digest::parse("sha256:abc").unwrap_err());
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let mismatch = Digest::of_bytes(b"a").verify(&Digest::of_bytes(b"b"), "layer");
+        let e = ImageError::from(mismatch.unwrap_err());
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().starts_with("layer digest mismatch"), "{e}");
     }
 }

@@ -42,6 +42,7 @@
 
 pub mod bundle;
 pub mod cgroup_warmup;
+pub mod cgroups;
 pub mod config;
 pub mod error;
 pub mod init;

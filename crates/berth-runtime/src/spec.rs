@@ -250,7 +250,7 @@ impl HostProbe for RealHost {
     }
 
     fn io_weight_file(&self) -> Option<&'static str> {
-        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        if crate::cgroups::CgroupVersion::host().is_v1() {
             return None;
         }
         // Every non-root cgroup has `io.bfq.weight` once BFQ is registered, and then the

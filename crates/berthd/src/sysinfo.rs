@@ -1,8 +1,6 @@
 //! Facts about the host the daemon reports in `/version` and `/info`, read from `/proc` and
 //! `/etc` (no syscalls beyond file reads).
 
-use std::path::Path;
-
 /// The machine architecture in Go's naming, as Docker reports it.
 pub fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -61,11 +59,7 @@ pub fn operating_system() -> (String, String) {
 /// `"2"` when the unified hierarchy is mounted at `/sys/fs/cgroup`, `"1"` otherwise (including
 /// the hybrid layout, whose unified part lives at `/sys/fs/cgroup/unified`).
 pub fn cgroup_version() -> &'static str {
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "2"
-    } else {
-        "1"
-    }
+    berth_runtime::cgroups::CgroupVersion::host().as_docker_str()
 }
 
 pub fn ipv4_forwarding() -> bool {

@@ -14,9 +14,7 @@ use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use super::run_opts::{
-    ContainerOptions, OptionError, RunFlags, flag_error, parse_nano_cpus, ram_in_bytes,
-};
+use super::run_opts::{ContainerOptions, OptionError, RunFlags, flag_error, parse_nano_cpus};
 use super::session::{
     self, DEFAULT_DETACH_KEYS, RawTerminal, ResizeTarget, SessionEnd, SessionOptions,
 };
@@ -818,9 +816,7 @@ pub async fn update(env: &Env, args: UpdateArgs) -> Result<()> {
         match v {
             None => Ok(0),
             Some(s) if s == "-1" && flag == "--memory-swap" => Ok(-1),
-            Some(s) => {
-                ram_in_bytes(s).ok_or_else(|| flag_error(s, flag, format!("invalid size: '{s}'")))
-            }
+            Some(s) => berth_api::units::ram_in_bytes(s).map_err(|e| flag_error(s, flag, e)),
         }
     };
     let nothing = args.blkio_weight.is_none()

@@ -10,6 +10,7 @@ use berth_api::models::container::{
     TmpfsOptions, Ulimit, VolumeDriverConfig, VolumeOptions,
 };
 use berth_api::models::{ContainerConfig, HealthConfig};
+use berth_api::units::ram_in_bytes;
 use clap::{ArgAction, Args};
 
 use crate::output::StatusError;
@@ -401,44 +402,10 @@ fn usage(message: impl Into<String>) -> anyhow::Error {
     OptionError::Invalid(message.into()).into()
 }
 
-/// Go-units `RAMInBytes`: `64m`, `1g`, `512k`, `1.5GiB`, plain bytes; binary multipliers.
-pub fn ram_in_bytes(text: &str) -> Option<i64> {
-    let s = text.trim();
-    let digits_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(digits_end);
-    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
-        return None;
-    }
-    let value: f64 = number.parse().ok()?;
-    let suffix = suffix
-        .strip_prefix(' ')
-        .unwrap_or(suffix)
-        .to_ascii_lowercase();
-    let mut rest = suffix.as_str();
-    let multiplier: f64 = match rest.chars().next() {
-        Some(c @ ('k' | 'm' | 'g' | 't' | 'p')) => {
-            rest = &rest[1..];
-            let power = "kmgtp".find(c).unwrap_or(0) as i32 + 1;
-            1024f64.powi(power)
-        }
-        _ => 1.0,
-    };
-    let rest = rest.strip_prefix('i').unwrap_or(rest);
-    let rest = rest.strip_prefix('b').unwrap_or(rest);
-    if !rest.is_empty() {
-        return None;
-    }
-    Some((value * multiplier) as i64)
-}
-
 fn bytes_flag(value: &Option<String>, flag: &str) -> Result<i64> {
     match value {
         None => Ok(0),
-        Some(v) => {
-            ram_in_bytes(v).ok_or_else(|| flag_error(v, flag, format!("invalid size: '{v}'")))
-        }
+        Some(v) => ram_in_bytes(v).map_err(|e| flag_error(v, flag, e)),
     }
 }
 
@@ -716,7 +683,7 @@ pub fn parse_mount(spec: &str) -> Result<Mount, String> {
             "tmpfs-size" => {
                 let v = required()?;
                 tmpfs.size_bytes =
-                    ram_in_bytes(v).ok_or_else(|| format!("invalid value for {key}: {v}"))?;
+                    ram_in_bytes(v).map_err(|_| format!("invalid value for {key}: {v}"))?;
                 has_tmpfs = true;
             }
             "tmpfs-mode" => {

@@ -171,9 +171,10 @@ fn path_stat_header_is_docker_json_in_base64() {
         json,
         r#"{"name":"passwd","size":5,"mode":420,"mtime":"2024-01-02T03:04:05Z","linkTarget":""}"#
     );
-    assert_eq!(base64(b"ab"), "YWI=");
-    assert_eq!(base64(b"abc"), "YWJj");
-    assert_eq!(base64(b"a"), "YQ==");
+    assert_eq!(
+        st.header_value(),
+        "eyJuYW1lIjoicGFzc3dkIiwic2l6ZSI6NSwibW9kZSI6NDIwLCJtdGltZSI6IjIwMjQtMDEtMDJUMDM6MDQ6MDVaIiwibGlua1RhcmdldCI6IiJ9"
+    );
     assert_eq!(go_file_mode(0o040755), (1 << 31) | 0o755);
     assert_eq!(go_file_mode(0o120777), (1 << 27) | 0o777);
     assert_eq!(go_file_mode(0o020666), (1 << 26) | (1 << 21) | 0o666);

@@ -111,19 +111,21 @@ fn main() {
     };
     loop {
         let mut info = SigInfo([0; 32]);
-        // SAFETY: both pointers are valid for the call.
+        // SAFETY: `set` is an initialised glibc-sized sigset_t and `info` has room for the
+        // kernel's 128-byte siginfo_t; both are live locals for the whole call.
         let sig = unsafe { sigwaitinfo(&set, &mut info) };
         if sig < 0 {
             continue; // EINTR
         }
         if sig != SIGCHLD {
-            // SAFETY: plain kill(2) on our own child's pid.
+            // SAFETY: kill(2) takes no pointers. `child` is still our child's pid: it cannot
+            // have been reused, because it is reaped only below, after which we exit.
             unsafe { kill(child, sig) };
             continue;
         }
         loop {
             let mut status: c_int = 0;
-            // SAFETY: `status` is valid for writing.
+            // SAFETY: `status` is a live, writable c_int; waitpid writes only that int.
             let pid = unsafe { waitpid(-1, &mut status, WNOHANG) };
             if pid <= 0 {
                 break;
@@ -132,7 +134,7 @@ fn main() {
                 // Reap what is already there, then leave: the kernel kills the rest of the
                 // pid namespace when pid 1 exits.
                 let mut st: c_int = 0;
-                // SAFETY: as above.
+                // SAFETY: `st` is a live, writable c_int, as `status` above.
                 while unsafe { waitpid(-1, &mut st, WNOHANG) } > 0 {}
                 std::process::exit(exit_code(status));
             }

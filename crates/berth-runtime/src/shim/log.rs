@@ -18,6 +18,40 @@ use super::local_log;
 
 const MAX_LINE: usize = 16 * 1024;
 
+/// How a piece of output handed to a driver ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PieceEnd {
+    /// The line ended here (its newline removed).
+    Newline,
+    /// A 16 KiB piece of a longer line; more of the line follows.
+    More,
+    /// What remained when the stream ended: a line without its newline.
+    Eof,
+}
+
+/// The one line splitter of both drivers, Docker's log copier (moby `daemon/logger/copier.go`):
+/// each complete line of `buf` goes to `emit` without its newline; a line with no newline
+/// within 16 KiB goes out as 16 KiB pieces as soon as they are full. Returns how many bytes
+/// were consumed; the caller keeps the rest for the next write (or [`PieceEnd::Eof`]).
+fn split_lines(buf: &[u8], mut emit: impl FnMut(&[u8], PieceEnd)) -> usize {
+    let mut start = 0;
+    loop {
+        let rest = &buf[start..];
+        let window = &rest[..rest.len().min(MAX_LINE)];
+        match window.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                emit(&rest[..i], PieceEnd::Newline);
+                start += i + 1;
+            }
+            None if window.len() == MAX_LINE => {
+                emit(window, PieceEnd::More);
+                start += MAX_LINE;
+            }
+            None => return start,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Entry<'a> {
     log: &'a str,
@@ -134,7 +168,10 @@ fn close_inherited(keep: std::os::fd::RawFd) {
         })
         .unwrap_or_default();
     for fd in fds.into_iter().filter(|&fd| fd > 2 && fd != keep) {
-        // SAFETY: the child owns copies of these descriptors and uses none of them.
+        // SAFETY: this runs in the single-threaded compressor child, which from here on uses
+        // only stdio, `keep` and the files `compress_file` opens later. The other descriptors
+        // belong to shim objects whose destructors never run in the child (it leaves with
+        // `_exit`), so none is closed twice or used after this close.
         unsafe { nix::libc::close(fd) };
     }
 }
@@ -310,9 +347,10 @@ impl JsonLogWriter {
         })
     }
 
-    fn emit(&mut self, stream: Stream, chunk: &[u8]) -> std::io::Result<()> {
+    /// One json-file entry; only a complete line keeps its newline in `log`, as in Docker.
+    fn emit(&mut self, stream: Stream, chunk: &[u8], end: PieceEnd) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(chunk.len() + 80);
-        encode(&mut out, stream, chunk);
+        encode(&mut out, stream, chunk, end == PieceEnd::Newline);
         self.out.append(&out)
     }
 }
@@ -321,20 +359,14 @@ impl LogDriver for JsonLogWriter {
     fn write(&mut self, stream: Stream, data: &[u8]) -> std::io::Result<()> {
         let mut buf = std::mem::take(&mut self.pending[stream as usize]);
         buf.extend_from_slice(data);
-        let mut start = 0;
         let mut res = Ok(());
-        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-            let end = start + pos + 1;
-            for chunk in buf[start..end].chunks(MAX_LINE) {
-                res = res.and(self.emit(stream, chunk));
+        let used = split_lines(&buf, |piece, end| {
+            let written = self.emit(stream, piece, end);
+            if res.is_ok() {
+                res = written;
             }
-            start = end;
-        }
-        while buf.len() - start >= MAX_LINE {
-            res = res.and(self.emit(stream, &buf[start..start + MAX_LINE]));
-            start += MAX_LINE;
-        }
-        buf.drain(..start);
+        });
+        buf.drain(..used);
         self.pending[stream as usize] = buf;
         res
     }
@@ -344,7 +376,7 @@ impl LogDriver for JsonLogWriter {
         if rest.is_empty() {
             return Ok(());
         }
-        self.emit(stream, &rest)
+        self.emit(stream, &rest, PieceEnd::Eof)
     }
 }
 
@@ -359,16 +391,6 @@ pub struct LocalLogWriter {
     /// The current long line of each stream: its id and the last ordinal written.
     partial: [Option<(String, i32)>; 2],
     seq: u64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum PieceEnd {
-    /// The line ended here (its newline removed).
-    Newline,
-    /// A 16 KiB piece; more of the line follows.
-    More,
-    /// What remained when the stream ended.
-    Eof,
 }
 
 impl LocalLogWriter {
@@ -436,30 +458,14 @@ impl LogDriver for LocalLogWriter {
     fn write(&mut self, stream: Stream, data: &[u8]) -> std::io::Result<()> {
         let mut buf = std::mem::take(&mut self.pending[stream as usize]);
         buf.extend_from_slice(data);
-        let mut start = 0;
         let mut res = Ok(());
-        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-            let line = &buf[start..start + pos];
-            let mut pieces = line.chunks(MAX_LINE).peekable();
-            if line.is_empty() {
-                res = res.and(self.emit(stream, line, PieceEnd::Newline));
+        let used = split_lines(&buf, |piece, end| {
+            let written = self.emit(stream, piece, end);
+            if res.is_ok() {
+                res = written;
             }
-            while let Some(p) = pieces.next() {
-                let end = if pieces.peek().is_some() {
-                    PieceEnd::More
-                } else {
-                    PieceEnd::Newline
-                };
-                res = res.and(self.emit(stream, p, end));
-            }
-            start += pos + 1;
-        }
-        // A piece is held back until more data shows whether the line ends with it.
-        while buf.len() - start > MAX_LINE {
-            res = res.and(self.emit(stream, &buf[start..start + MAX_LINE], PieceEnd::More));
-            start += MAX_LINE;
-        }
-        buf.drain(..start);
+        });
+        buf.drain(..used);
         self.pending[stream as usize] = buf;
         res
     }
@@ -467,10 +473,9 @@ impl LogDriver for LocalLogWriter {
     fn flush_stream(&mut self, stream: Stream) -> std::io::Result<()> {
         let rest = std::mem::take(&mut self.pending[stream as usize]);
         if rest.is_empty() {
-            if self.partial[stream as usize].is_some() {
-                // The line's pieces were all written; close it.
-                return self.emit(stream, &[], PieceEnd::Eof);
-            }
+            // A long line whose last piece was full and then the stream ended: its pieces are
+            // all written, none marked last (as Docker leaves it); the next line starts anew.
+            self.partial[stream as usize] = None;
             return Ok(());
         }
         self.emit(stream, &rest, PieceEnd::Eof)
@@ -526,12 +531,20 @@ impl Default for LogDriverConfig {
     }
 }
 
-/// `max-size` of json-file and local: a size like `10m`; Docker's -1 (or 0) means unlimited.
-fn max_size_opt(v: &str) -> Result<Option<u64>, RuntimeError> {
-    let n = parse_size(v).ok_or_else(|| {
-        RuntimeError::InvalidConfig(format!("invalid value for log opt max-size: {v:?}"))
+/// `max-size` of json-file and local: a size like `10m`, in decimal units as Docker's drivers
+/// read it (go-units `FromHumanSize`: `10m` is 10,000,000 bytes). Negative sizes, `-1`
+/// included, are refused, as by Docker. `0` is refused by json-file (Docker: "max-size must be
+/// a positive number"); for local it means no rotation (Docker would rotate before every entry).
+fn max_size_opt(v: &str, driver: &str) -> Result<Option<u64>, RuntimeError> {
+    let n = berth_api::units::from_human_size(v).map_err(|e| {
+        RuntimeError::InvalidConfig(format!("invalid value for log opt max-size: {v:?}: {e}"))
     })?;
-    Ok((n > 0).then_some(n as u64))
+    if n == 0 && driver == "json-file" {
+        return Err(RuntimeError::InvalidConfig(
+            "max-size must be a positive number".into(),
+        ));
+    }
+    Ok(u64::try_from(n).ok().filter(|n| *n > 0))
 }
 
 /// `compress` of json-file and local: a Go boolean, as Docker parses it.
@@ -569,7 +582,7 @@ fn check_builtin_opts(opts: &BTreeMap<String, String>) -> Result<(), RuntimeErro
                 "logger: max-buffer-size option is only supported with 'mode=non-blocking'".into(),
             ));
         }
-        if parse_size(v).is_none_or(|n| n < 0) {
+        if berth_api::units::ram_in_bytes(v).map_or(true, |n| n < 0) {
             return Err(RuntimeError::InvalidConfig(format!(
                 "error parsing option max-buffer-size: invalid size: '{v}'"
             )));
@@ -596,7 +609,7 @@ impl LogDriverConfig {
                 let mut compress = false;
                 for (k, v) in &cfg.opts {
                     match k.as_str() {
-                        "max-size" => max_size = max_size_opt(v)?,
+                        "max-size" => max_size = max_size_opt(v, "json-file")?,
                         "max-file" => max_file = max_file_opt(v)?,
                         "compress" => compress = compress_opt(v)?,
                         "labels" | "labels-regex" | "env" | "env-regex" | "tag" => {}
@@ -621,7 +634,7 @@ impl LogDriverConfig {
                 let mut compress = true;
                 for (k, v) in &cfg.opts {
                     match k.as_str() {
-                        "max-size" => max_size = max_size_opt(v)?,
+                        "max-size" => max_size = max_size_opt(v, "local")?,
                         "max-file" => max_file = max_file_opt(v)?,
                         "compress" => compress = compress_opt(v)?,
                         "mode" | "max-buffer-size" => {}
@@ -682,32 +695,11 @@ impl LogDriverConfig {
     }
 }
 
-/// Docker's `RAMInBytes`: a number with an optional binary unit (`b`, `k`, `m`, `g`, `t`,
-/// `p`, optionally followed by `b`/`ib`), case-insensitive; `-1` is accepted.
-fn parse_size(s: &str) -> Option<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "-1" {
-        return Some(-1);
+fn encode(out: &mut Vec<u8>, stream: Stream, chunk: &[u8], newline: bool) {
+    let mut text = String::from_utf8_lossy(chunk);
+    if newline {
+        text.to_mut().push('\n');
     }
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: i64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        "p" => 1 << 50,
-        _ => return None,
-    };
-    Some((n * mult as f64) as i64)
-}
-
-fn encode(out: &mut Vec<u8>, stream: Stream, chunk: &[u8]) {
-    let text = String::from_utf8_lossy(chunk);
     let entry = Entry {
         log: &text,
         stream: stream.name(),
@@ -792,7 +784,7 @@ mod tests {
             ))
             .unwrap(),
             LogDriverConfig::JsonFile {
-                max_size: Some(10 << 20),
+                max_size: Some(10_000_000),
                 max_file: 3,
                 compress: false,
             }
@@ -820,7 +812,7 @@ mod tests {
             ))
             .unwrap(),
             LogDriverConfig::Local {
-                max_size: Some(1024),
+                max_size: Some(1000),
                 max_file: 2,
                 compress: false,
             }
@@ -883,9 +875,30 @@ mod tests {
             LogDriverConfig::from_docker(&cfg("json-file", &[("max-size", "ten")])),
             Err(RuntimeError::InvalidConfig(_))
         ));
-        assert_eq!(parse_size("1k"), Some(1024));
-        assert_eq!(parse_size("1.5KB"), Some(1536));
-        assert_eq!(parse_size("100"), Some(100));
+        let max_size = |driver: &str, v: &str| match LogDriverConfig::from_docker(&cfg(
+            driver,
+            &[("max-size", v)],
+        )) {
+            Ok(
+                LogDriverConfig::JsonFile { max_size, .. }
+                | LogDriverConfig::Local { max_size, .. },
+            ) => Ok(max_size),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        // Decimal units, as Docker's drivers parse max-size (go-units FromHumanSize).
+        assert_eq!(max_size("json-file", "1k"), Ok(Some(1000)));
+        assert_eq!(max_size("json-file", "1.5KB"), Ok(Some(1500)));
+        assert_eq!(max_size("local", "10m"), Ok(Some(10_000_000)));
+        assert_eq!(max_size("json-file", "100"), Ok(Some(100)));
+        // -1 is no size for Docker either; 0 is refused by json-file, unlimited for local.
+        for driver in ["json-file", "local"] {
+            let err = max_size(driver, "-1").unwrap_err();
+            assert!(err.ends_with("invalid size: '-1'"), "{driver}: {err}");
+        }
+        let err = max_size("json-file", "0").unwrap_err();
+        assert!(err.ends_with("max-size must be a positive number"), "{err}");
+        assert_eq!(max_size("local", "0"), Ok(None));
     }
 
     fn local_entries(path: &Path) -> Vec<local_log::LogEntry> {
@@ -898,6 +911,71 @@ mod tests {
         }
         assert_eq!(pos, buf.len());
         out
+    }
+
+    #[test]
+    fn one_splitter_cuts_lines_as_dockers_copier() {
+        use PieceEnd::*;
+        let data = [
+            &b"a\n"[..],
+            &[b'x'; MAX_LINE],
+            b"\nb\n",
+            &[b'y'; MAX_LINE - 1],
+            b"\n",
+            &[b'z'; MAX_LINE + 1],
+            b"tail",
+        ]
+        .concat();
+        let mut pieces = Vec::new();
+        let used = split_lines(&data, |p, end| pieces.push((p.len(), end)));
+        assert_eq!(
+            pieces,
+            [
+                (1, Newline),
+                // A full 16 KiB without a newline goes out at once; the newline then ends an
+                // empty last piece, as with Docker's 16 KiB copier buffer.
+                (MAX_LINE, More),
+                (0, Newline),
+                (1, Newline),
+                (MAX_LINE - 1, Newline),
+                (MAX_LINE, More),
+            ]
+        );
+        assert_eq!(&data[used..], b"ztail");
+    }
+
+    #[test]
+    fn a_line_of_exactly_16k_is_a_piece_and_an_empty_last_piece_in_both_drivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "x".repeat(MAX_LINE) + "\n";
+        let p = dir.path().join("c-json.log");
+        let mut w = JsonLogWriter::open(&p).unwrap();
+        w.write(Stream::Stdout, line.as_bytes()).unwrap();
+        let logs: Vec<String> = std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["log"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(logs, [line[..MAX_LINE].to_string(), "\n".to_string()]);
+
+        let p = dir.path().join("local-logs/container.log");
+        let mut w = LocalLogWriter::with_rotation(&p, None, 1).unwrap();
+        w.write(Stream::Stdout, line.as_bytes()).unwrap();
+        w.flush_stream(Stream::Stdout).unwrap();
+        let es = local_entries(&p);
+        assert_eq!(es.len(), 2);
+        assert_eq!(es[0].line.len(), MAX_LINE);
+        assert!(es[0].partial && !es[0].ends_line());
+        assert!(es[1].line.is_empty() && es[1].ends_line());
+        assert_eq!(
+            es[0].partial_meta.as_ref().unwrap().id,
+            es[1].partial_meta.as_ref().unwrap().id
+        );
     }
 
     #[test]

@@ -26,6 +26,15 @@ use crate::events::parse_timestamp;
 use crate::imagestore::{DeleteItem, DeleteOptions, Image, ImportOptions, LoadProgress, Reference};
 use crate::state::AppState;
 
+/// A malformed reference or digest answers as the image store's error would (same class, same
+/// text), so `Reference::parse_normalized(..)?` works in every handler. It lives here, with the
+/// image endpoints, rather than beside `From<ImageError>` in the router's shared module.
+impl From<berth_image::ReferenceError> for Error {
+    fn from(e: berth_image::ReferenceError) -> Self {
+        Error(image_error(&e.into()))
+    }
+}
+
 /// Runs a blocking closure on the blocking pool.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(join_error)

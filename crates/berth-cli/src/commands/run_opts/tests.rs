@@ -70,15 +70,23 @@ fn create_bodies_match_what_docker_sends() {
 
 #[test]
 fn memory_sizes() {
-    assert_eq!(ram_in_bytes("64m"), Some(64 << 20));
-    assert_eq!(ram_in_bytes("1g"), Some(1 << 30));
-    assert_eq!(ram_in_bytes("512k"), Some(512 << 10));
-    assert_eq!(ram_in_bytes("1024"), Some(1024));
-    assert_eq!(ram_in_bytes("1.5GiB"), Some(3 << 29));
-    assert_eq!(ram_in_bytes("10MB"), Some(10 << 20));
-    assert_eq!(ram_in_bytes("x"), None);
-    assert_eq!(ram_in_bytes("12q"), None);
-    assert_eq!(ram_in_bytes(""), None);
+    // The grammar itself is tested in berth_api::units; here, what the flags make of it.
+    let run = parse(&["-m", "1.5GiB", "--memory-swap", "-1", "busybox"]).unwrap();
+    let spec = run.opts.to_spec(false).unwrap();
+    let resources = spec.request.host_config.unwrap().resources;
+    assert_eq!(resources.memory, 3 << 29);
+    assert_eq!(resources.memory_swap, -1);
+    // `-1` means unlimited only for --memory-swap, as in docker.
+    let run = parse(&["--memory=-1", "busybox"]).unwrap();
+    assert_eq!(
+        run.opts.to_spec(false).unwrap_err().to_string(),
+        "invalid argument \"-1\" for \"-m, --memory\" flag: invalid size: '-1'"
+    );
+    let run = parse(&["--memory-swap", "12q", "busybox"]).unwrap();
+    assert_eq!(
+        run.opts.to_spec(false).unwrap_err().to_string(),
+        "invalid argument \"12q\" for \"--memory-swap\" flag: invalid suffix: 'q'"
+    );
     let run = parse(&["-m", "x", "busybox"]).unwrap();
     let err = run.opts.to_spec(false).unwrap_err();
     assert_eq!(

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{ImageError, Result};
+use crate::error::{ReferenceError, Result};
 
 /// A sha256 content digest. Only sha256 is supported, as in Docker's image store.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,8 +20,8 @@ impl Digest {
     pub fn parse(s: &str) -> Result<Digest> {
         let hex = s
             .strip_prefix("sha256:")
-            .ok_or_else(|| ImageError::InvalidDigest(s.to_string()))?;
-        Digest::from_hex(hex).map_err(|_| ImageError::InvalidDigest(s.to_string()))
+            .ok_or_else(|| ReferenceError::InvalidDigest(s.to_string()))?;
+        Digest::from_hex(hex).map_err(|_| ReferenceError::InvalidDigest(s.to_string()))
     }
 
     /// Builds a digest from its 64 hex characters.
@@ -31,7 +31,7 @@ impl Digest {
                 hex: hex.to_string(),
             })
         } else {
-            Err(ImageError::InvalidDigest(hex.to_string()))
+            Err(ReferenceError::InvalidDigest(hex.to_string()))
         }
     }
 
@@ -57,7 +57,7 @@ impl Digest {
         if self == actual {
             Ok(())
         } else {
-            Err(ImageError::DigestMismatch {
+            Err(ReferenceError::DigestMismatch {
                 what: what.to_string(),
                 expected: self.clone(),
                 actual: actual.clone(),
@@ -84,7 +84,7 @@ impl fmt::Debug for Digest {
 }
 
 impl FromStr for Digest {
-    type Err = ImageError;
+    type Err = ReferenceError;
     fn from_str(s: &str) -> Result<Digest> {
         Digest::parse(s)
     }
