@@ -6,6 +6,7 @@
 //! `berth-client` can share it without pulling in each other's stacks.
 
 pub mod duration;
+pub mod json;
 pub mod error;
 pub mod models;
 pub mod query;

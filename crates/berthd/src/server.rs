@@ -232,7 +232,18 @@ where
 {
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let app = app.clone();
-        async move { app.oneshot(req.map(Body::new)).await }
+        async move {
+            let (parts, incoming) = req.into_parts();
+            let (body, unread) = TrackedBody::new(incoming);
+            let response = app
+                .oneshot(hyper::Request::from_parts(parts, Body::new(body)))
+                .await;
+            let rest = unread.lock().map(|mut slot| slot.take()).unwrap_or(None);
+            if let Some(rest) = rest {
+                drain(rest).await;
+            }
+            response
+        }
     });
     let conn = http1::Builder::new()
         .title_case_headers(true)
@@ -249,6 +260,88 @@ where
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// How much of a request body a handler left unread is read and discarded before its answer
+/// goes out (see [`TrackedBody`]); past this the connection is closed after the answer.
+pub const DRAIN_LIMIT: u64 = 256 << 20;
+
+/// How long draining waits for the next piece of an unread body.
+const DRAIN_IDLE: Duration = Duration::from_secs(30);
+
+/// A request body that hands itself back when a handler drops it unread. A handler that
+/// refuses a request (a 404, a bad Content-Type, a load that failed early) answers without
+/// reading the body; hyper would then close the connection with the client still writing, and
+/// the client would see "broken pipe" or "connection reset" instead of the answer. The server
+/// reads the rest (bounded) first, as dockerd's clients expect.
+struct TrackedBody {
+    inner: Option<Incoming>,
+    unread: Arc<std::sync::Mutex<Option<Incoming>>>,
+}
+
+type UnreadSlot = Arc<std::sync::Mutex<Option<Incoming>>>;
+
+impl TrackedBody {
+    fn new(inner: Incoming) -> (TrackedBody, UnreadSlot) {
+        let unread = UnreadSlot::default();
+        let body = TrackedBody {
+            inner: Some(inner),
+            unread: unread.clone(),
+        };
+        (body, unread)
+    }
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.inner.as_mut() {
+            Some(inner) => std::pin::Pin::new(inner).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_else(|| hyper::body::SizeHint::with_exact(0))
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && !hyper::body::Body::is_end_stream(&inner)
+            && let Ok(mut slot) = self.unread.lock()
+        {
+            *slot = Some(inner);
+        }
+    }
+}
+
+/// Reads and discards an unread request body, up to [`DRAIN_LIMIT`] bytes.
+async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    let mut read = 0u64;
+    while read <= DRAIN_LIMIT {
+        match tokio::time::timeout(DRAIN_IDLE, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
+    tracing::debug!(read, "stopped draining an unread request body");
 }
 
 fn write_pidfile(path: &Path) -> Result<(), ServerError> {

@@ -15,6 +15,7 @@ use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::body::Json;
 use super::{Error, Query, Result, json_response, ok_json};
 use crate::events::parse_timestamp;
 use crate::state::AppState;
@@ -45,15 +46,16 @@ fn int_param(q: &Query, keys: &[&str]) -> Result<Option<i64>> {
     Ok(None)
 }
 
-pub async fn create(State(state): State<AppState>, q: Query, body: Bytes) -> Result<Response> {
-    let req: ContainerCreateRequest = if body.is_empty() {
-        return Err(Error(ApiError::invalid(
+pub async fn create(
+    State(state): State<AppState>,
+    q: Query,
+    Json(req): Json<ContainerCreateRequest>,
+) -> Result<Response> {
+    let req = req.ok_or_else(|| {
+        Error(ApiError::invalid(
             "config cannot be empty in order to create a container",
-        )));
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
-    };
+        ))
+    })?;
     let name = q.non_empty("name").map(str::to_string);
     let (id, warnings) = state.ctrs.create(name, req).await?;
     Ok(json_response(
@@ -155,10 +157,10 @@ pub async fn post_action(
             Ok(StatusCode::OK.into_response())
         }
         "exec" => {
-            let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-                .await
-                .map_err(|e| Error(ApiError::invalid(format!("cannot read body: {e}"))))?;
-            exec_create(State(state.clone()), Path(id), body).await
+            let (parts, body) = req.into_parts();
+            let body = super::body::read_limited(body, super::body::MAX_JSON_BODY).await?;
+            let cfg = super::body::parse(&parts.headers, &body)?;
+            exec_create(State(state.clone()), Path(id), Json(cfg)).await
         }
         _ => Err(Error(ApiError::not_found("page not found"))),
     }
@@ -532,10 +534,9 @@ fn size_params(q: &Query) -> Result<(u16, u16)> {
 pub async fn exec_create(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    Json(cfg): Json<berth_api::models::ExecConfig>,
 ) -> Result<Response> {
-    let cfg: berth_api::models::ExecConfig = serde_json::from_slice(&body)
-        .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?;
+    let cfg = cfg.unwrap_or_default();
     if !cfg.detach_keys.is_empty() {
         parse_detach_keys(&cfg.detach_keys)?;
     }
@@ -563,15 +564,10 @@ pub async fn exec_post(
     }
     let upgrade = wants_upgrade(&req);
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .map_err(|e| Error(ApiError::invalid(format!("cannot read body: {e}"))))?;
-    let start: berth_api::models::ExecStartConfig = if body.is_empty() {
-        Default::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
-    };
+    let headers = req.headers().clone();
+    let body = super::body::read_limited(req.into_body(), super::body::MAX_JSON_BODY).await?;
+    let start: berth_api::models::ExecStartConfig =
+        super::body::parse(&headers, &body)?.unwrap_or_default();
     let entry = state.ctrs.exec_inspect(&id).await?;
     let detach_keys = parse_detach_keys(if entry.detach_keys.is_empty() {
         "ctrl-p,ctrl-q"

@@ -2,12 +2,14 @@
 //! (so routing sees the bare path), checks the version, records it in the request's extensions
 //! and stamps Docker's headers on every response.
 
+mod body;
 mod container_fs;
 mod container_stats;
 mod containers;
 mod events;
 mod images;
 mod networks;
+mod swarm;
 mod system;
 mod volumes;
 
@@ -89,6 +91,7 @@ pub fn app(state: AppState) -> Router {
                 .post(images::post_dispatch)
                 .delete(images::delete),
         )
+        .merge(swarm::routes())
         .fallback(page_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
@@ -101,11 +104,34 @@ pub struct RequestVersion(pub ApiVersion);
 
 async fn api_version(mut req: Request, next: Next) -> Response {
     let mut response = match strip_version(&mut req) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => json_error_body(next.run(req).await).await,
         Err(e) => Error(e).into_response(),
     };
     stamp_headers(response.headers_mut());
     response
+}
+
+/// Docker's errors are always `{"message": ...}`; a rejection produced below the handlers
+/// (axum's extractors, a layer) comes as plain text and is rewrapped here.
+async fn json_error_body(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 << 10).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    json_response(status, &berth_api::error::ErrorResponse { message })
 }
 
 /// Rewrites `/v1.41/images/json?x` to `/images/json?x` and records the version.
