@@ -723,6 +723,7 @@ mod tests {
         let req = HttpRequest::builder()
             .method(method)
             .uri(uri)
+            .header("content-type", "application/json")
             .body(Body::from(body.to_string()))
             .unwrap();
         let resp = crate::router::app(state.clone())
