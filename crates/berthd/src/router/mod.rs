@@ -140,9 +140,23 @@ fn strip_version(req: &mut Request) -> Result<(), ApiError> {
     let (prefix, rest) = split_version_prefix(uri.path());
     let version = match prefix {
         None => MAX_API_VERSION,
-        Some(text) => ApiVersion::parse(text)
-            .ok_or_else(|| ApiError::invalid(format!("invalid API version: {text}")))?
-            .check_supported()?,
+        Some(text) => {
+            let asked = ApiVersion::parse(text)
+                .ok_or_else(|| ApiError::invalid(format!("invalid API version: {text}")))?;
+            match asked.check_supported() {
+                Ok(version) => version,
+                // skopeo's `docker-daemon:` transport pins API 1.22 for its image load, whose
+                // wire format has not changed since 1.17: served as the oldest supported.
+                Err(_)
+                    if rest == "/images/load"
+                        && asked.at_least(1, 17)
+                        && asked < berth_api::MIN_API_VERSION =>
+                {
+                    berth_api::MIN_API_VERSION
+                }
+                Err(e) => return Err(e),
+            }
+        }
     };
     if prefix.is_some() {
         let path_and_query = match uri.query() {
