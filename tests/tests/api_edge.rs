@@ -80,12 +80,20 @@ fn every_optional_member_of_every_body_may_be_null() {
     assert_eq!(r.status, 201, "{}", r.text());
     let r = api.post(
         "/networks/nullnet/connect",
-        Some(json!({"Container": id, "EndpointConfig": null}).to_string().as_bytes()),
+        Some(
+            json!({"Container": id, "EndpointConfig": null})
+                .to_string()
+                .as_bytes(),
+        ),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let r = api.post(
         "/networks/nullnet/disconnect",
-        Some(json!({"Container": id, "Force": null}).to_string().as_bytes()),
+        Some(
+            json!({"Container": id, "Force": null})
+                .to_string()
+                .as_bytes(),
+        ),
     );
     assert_eq!(r.status, 200, "{}", r.text());
 
@@ -196,7 +204,11 @@ fn json_bodies_of_another_content_type_are_refused_and_create_nothing() {
     assert_eq!(api.get("/containers/json?all=1").json(), json!([]));
     let networks = api.get("/networks").json();
     assert!(
-        !networks.as_array().unwrap().iter().any(|n| n["Name"] == "evil"),
+        !networks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["Name"] == "evil"),
         "{networks}"
     );
     assert_eq!(api.get("/volumes").json()["Volumes"], json!([]));
@@ -248,7 +260,11 @@ fn answers_reach_the_client_whatever_the_body_size() {
     }
     let r = api.post(
         "/containers/create",
-        Some(json!({"Image": "nosuchimage", "Env": env}).to_string().as_bytes()),
+        Some(
+            json!({"Image": "nosuchimage", "Env": env})
+                .to_string()
+                .as_bytes(),
+        ),
     );
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(r.message().contains("nosuchimage"), "{}", r.message());
@@ -290,7 +306,10 @@ fn swarm_endpoints_answer_as_on_a_node_outside_a_swarm() {
     assert_eq!(r.message(), "This node is not part of a swarm");
     let r = api.post("/swarm/init", Some(br#"{"ListenAddr": "0.0.0.0:2377"}"#));
     assert_eq!(r.status, 503, "{}", r.text());
-    assert_eq!(api.get("/info").json()["Swarm"]["LocalNodeState"], "inactive");
+    assert_eq!(
+        api.get("/info").json()["Swarm"]["LocalNodeState"],
+        "inactive"
+    );
 
     let Some(docker) = d.docker(&["node", "ls"]) else {
         eprintln!("skipped the docker CLI part: no docker CLI");
@@ -316,13 +335,20 @@ fn build_prune_reports_an_empty_cache_and_system_prune_works() {
     let d = Daemon::start();
     let r = d.api().post("/build/prune?all=1", None);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), json!({"CachesDeleted": null, "SpaceReclaimed": 0}));
+    assert_eq!(
+        r.json(),
+        json!({"CachesDeleted": null, "SpaceReclaimed": 0})
+    );
     let Some(out) = d.docker(&["system", "prune", "-f"]) else {
         eprintln!("skipped the docker CLI part: no docker CLI");
         return;
     };
     let out = out.success();
-    assert!(out.stdout.contains("Total reclaimed space"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Total reclaimed space"),
+        "{}",
+        out.stdout
+    );
     let out = d.docker(&["builder", "prune", "-f"]).unwrap().success();
     assert!(out.stdout.contains("Total"), "{}", out.stdout);
 }
@@ -383,11 +409,66 @@ fn compose_v2_brings_a_project_up_and_down() {
     let out = compose(&["ps", "--format", "{{.Service}} {{.State}}"]).success();
     assert!(out.stdout.contains("web running"), "{}", out.stdout);
     assert!(out.stdout.contains("worker running"), "{}", out.stdout);
-    let out = compose(&["exec", "-T", "web", "sh", "-c", "echo $GREETING; cat /data/state"])
-        .success();
+    let out = compose(&[
+        "exec",
+        "-T",
+        "web",
+        "sh",
+        "-c",
+        "echo $GREETING; cat /data/state",
+    ])
+    .success();
     assert_eq!(out.stdout.trim(), "hello\nready");
     compose(&["down", "-v"]).success();
     assert_eq!(d.api().get("/containers/json?all=1").json(), json!([]));
     let volumes = d.api().get("/volumes").json();
     assert_eq!(volumes["Volumes"], json!([]), "{volumes}");
+}
+
+#[test]
+fn idle_and_streaming_connections_do_not_lock_out_short_requests() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+    let d = Daemon::start_with(&["--max-connections", "24"]);
+    assert!(
+        d.log().contains("max_connections=24"),
+        "the limit is not reported:\n{}",
+        d.log()
+    );
+    let connect = || UnixStream::connect(d.socket()).unwrap();
+    // Long streams that never end, and sockets that never send a request.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = connect();
+        s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        held.push(s);
+    }
+    for _ in 0..20 {
+        held.push(connect());
+    }
+    // A half-sent request: the server closes it once the head times out.
+    let mut slow = connect();
+    slow.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // A normal request gets its answer: idle sockets give their slots back.
+    let started = Instant::now();
+    let r = d.api().get("/_ping");
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(90));
+    slow.set_read_timeout(Some(Duration::from_secs(90)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = slow.read_to_end(&mut rest);
+    assert!(closed.is_ok(), "half-sent request still open: {closed:?}");
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
+    // The event streams are still being served.
+    let mut first = held.remove(0);
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    first.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
 }

@@ -121,7 +121,7 @@ fn streamed_archive_with_manifest_last_and_100mb_layers_loads_in_bounded_memory(
     let mut stream = UnixStream::connect(d.socket()).unwrap();
     stream
         .write_all(
-            b"POST /v1.51/images/load?quiet=1 HTTP/1.1\r\nHost: localhost\r\n\
+            b"POST /v1.51/images/load?quiet=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
               Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n",
         )
         .unwrap();
@@ -165,7 +165,10 @@ fn streamed_archive_with_manifest_last_and_100mb_layers_loads_in_bounded_memory(
         "Layers": ["layer1/layer.tar", "layer2/layer.tar"],
     }]))
     .unwrap();
-    for (name, data) in [(config_name.as_str(), &config), ("manifest.json", &manifest)] {
+    for (name, data) in [
+        (config_name.as_str(), &config),
+        ("manifest.json", &manifest),
+    ] {
         body.write_all(header(name, data.len() as u64).as_bytes())
             .unwrap();
         body.write_all(data).unwrap();

@@ -6,8 +6,8 @@
 //! `berth-client` can share it without pulling in each other's stacks.
 
 pub mod duration;
-pub mod json;
 pub mod error;
+pub mod json;
 pub mod models;
 pub mod query;
 pub mod stream;

@@ -23,9 +23,11 @@ use crate::config::{Config, Host};
 use crate::lock::{DataRootLock, LockError};
 use crate::state::{Daemon, DaemonError};
 
-/// At most this many connections are served at once (per listener); further clients wait in
-/// the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a client has to send a request's head once the connection can take one: a
+/// half-sent request (slowloris) or a connection left idle between requests is closed then,
+/// so neither holds one of the `--max-connections` slots for good. Long answers (event and log
+/// streams, attach) are not affected: no head is awaited while a response is going out.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -123,7 +125,17 @@ async fn run_locked(config: Config) -> Result<(), ServerError> {
         .collect();
     let shutdown = daemon.shutdown.clone();
     let signals = wait_for_signal();
-    let server = serve(crate::router::app(daemon), listeners, shutdown.clone());
+    tracing::info!(
+        max_connections = config.max_connections,
+        header_read_timeout_secs = HEADER_READ_TIMEOUT.as_secs(),
+        "API connection limits"
+    );
+    let server = serve(
+        crate::router::app(daemon),
+        listeners,
+        shutdown.clone(),
+        config.max_connections,
+    );
     tokio::pin!(server);
     tokio::select! {
         signal = signals => {
@@ -156,7 +168,12 @@ async fn wait_for_signal() -> Result<(), ServerError> {
 
 /// Serves `app` on every listener until `shutdown` is cancelled, then waits for the open
 /// connections to finish their in-flight requests.
-pub async fn serve(app: Router, listeners: Vec<Listener>, shutdown: CancellationToken) {
+pub async fn serve(
+    app: Router,
+    listeners: Vec<Listener>,
+    shutdown: CancellationToken,
+    max_connections: usize,
+) {
     let tracker = TaskTracker::new();
     for listener in listeners {
         tracker.spawn(accept_loop(
@@ -164,6 +181,7 @@ pub async fn serve(app: Router, listeners: Vec<Listener>, shutdown: Cancellation
             app.clone(),
             shutdown.clone(),
             tracker.clone(),
+            max_connections,
         ));
     }
     tracker.close();
@@ -175,9 +193,18 @@ async fn accept_loop(
     app: Router,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    max_connections: usize,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut warned = false;
     loop {
+        if slots.available_permits() == 0 && !warned {
+            warned = true;
+            tracing::warn!(
+                max_connections,
+                "all API connection slots are taken; new clients wait (see --max-connections)"
+            );
+        }
         let permit = tokio::select! {
             () = shutdown.cancelled() => return,
             permit = slots.clone().acquire_owned() => match permit {
@@ -246,6 +273,8 @@ where
         }
     });
     let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .title_case_headers(true)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();

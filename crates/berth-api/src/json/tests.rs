@@ -27,7 +27,10 @@ struct Filler<'a> {
 
 impl<'a> Filler<'a> {
     fn deeper(self) -> Filler<'a> {
-        assert!(self.depth < 12, "wire types nest too deep (a recursive type?)");
+        assert!(
+            self.depth < 12,
+            "wire types nest too deep (a recursive type?)"
+        );
         Filler {
             depth: self.depth + 1,
             ..self
@@ -69,7 +72,10 @@ impl<'de> MapAccess<'de> for FillMap<'_> {
             None => Ok(None),
         }
     }
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
         seed.deserialize(self.filler.deeper())
     }
 }
@@ -170,7 +176,10 @@ fn full_bodies() -> Vec<(&'static str, Value, fn(&Value) -> Result<Value, Error>
     fn filler<'a>(done: &'a BTreeMap<&'static str, Value>) -> Filler<'a> {
         Filler { done, depth: 0 }
     }
-    let host = flat(HostConfig::deserialize(filler(&done)), fill::<Resources>(&done));
+    let host = flat(
+        HostConfig::deserialize(filler(&done)),
+        fill::<Resources>(&done),
+    );
     done.insert("HostConfig", host);
     let create = flat(
         ContainerCreateRequest::deserialize(filler(&done)),
@@ -181,19 +190,47 @@ fn full_bodies() -> Vec<(&'static str, Value, fn(&Value) -> Result<Value, Error>
         fill::<Resources>(&done),
     );
     vec![
-        ("ContainerCreateRequest", create, parse::<ContainerCreateRequest>),
-        ("ContainerUpdateRequest", update, parse::<ContainerUpdateRequest>),
-        ("ContainerConfig", fill::<ContainerConfig>(&done), parse::<ContainerConfig>),
+        (
+            "ContainerCreateRequest",
+            create,
+            parse::<ContainerCreateRequest>,
+        ),
+        (
+            "ContainerUpdateRequest",
+            update,
+            parse::<ContainerUpdateRequest>,
+        ),
+        (
+            "ContainerConfig",
+            fill::<ContainerConfig>(&done),
+            parse::<ContainerConfig>,
+        ),
         ("ExecConfig", fill::<ExecConfig>(&done), parse::<ExecConfig>),
-        ("ExecStartConfig", fill::<ExecStartConfig>(&done), parse::<ExecStartConfig>),
-        ("NetworkCreateRequest", fill::<NetworkCreateRequest>(&done), parse::<NetworkCreateRequest>),
-        ("NetworkConnectRequest", fill::<NetworkConnectRequest>(&done), parse::<NetworkConnectRequest>),
+        (
+            "ExecStartConfig",
+            fill::<ExecStartConfig>(&done),
+            parse::<ExecStartConfig>,
+        ),
+        (
+            "NetworkCreateRequest",
+            fill::<NetworkCreateRequest>(&done),
+            parse::<NetworkCreateRequest>,
+        ),
+        (
+            "NetworkConnectRequest",
+            fill::<NetworkConnectRequest>(&done),
+            parse::<NetworkConnectRequest>,
+        ),
         (
             "NetworkDisconnectRequest",
             fill::<NetworkDisconnectRequest>(&done),
             parse::<NetworkDisconnectRequest>,
         ),
-        ("VolumeCreateOptions", fill::<VolumeCreateOptions>(&done), parse::<VolumeCreateOptions>),
+        (
+            "VolumeCreateOptions",
+            fill::<VolumeCreateOptions>(&done),
+            parse::<VolumeCreateOptions>,
+        ),
     ]
 }
 
@@ -220,10 +257,11 @@ fn member_paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<Strin
 }
 
 fn at_mut<'v>(value: &'v mut Value, path: &[String]) -> &'v mut Value {
-    path.iter().fold(value, |v, step| match step.strip_prefix('[') {
-        Some(i) => &mut v[i.trim_end_matches(']').parse::<usize>().unwrap()],
-        None => &mut v[step.as_str()],
-    })
+    path.iter()
+        .fold(value, |v, step| match step.strip_prefix('[') {
+            Some(i) => &mut v[i.trim_end_matches(']').parse::<usize>().unwrap()],
+            None => &mut v[step.as_str()],
+        })
 }
 
 #[test]
@@ -245,8 +283,7 @@ fn every_member_of_every_request_body_may_be_null() {
         for path in &paths {
             let mut nulled = body.clone();
             *at_mut(&mut nulled, path) = Value::Null;
-            parse(&nulled)
-                .unwrap_or_else(|e| panic!("{name}: null at {}: {e}", path.join(".")));
+            parse(&nulled).unwrap_or_else(|e| panic!("{name}: null at {}: {e}", path.join(".")));
             checked += 1;
         }
         // All of them at once, deepest first.
@@ -278,10 +315,9 @@ fn rename_fields(value: &Value, f: &dyn Fn(&str) -> String) -> Value {
 #[test]
 fn member_names_match_in_any_case_and_map_keys_stay_as_sent() {
     for (name, body, parse) in full_bodies() {
-        for f in [
-            &|k: &str| k.to_lowercase() as String,
-            &|k: &str| k.to_uppercase(),
-        ] as [&dyn Fn(&str) -> String; 2]
+        for f in [&|k: &str| k.to_lowercase() as String, &|k: &str| {
+            k.to_uppercase()
+        }] as [&dyn Fn(&str) -> String; 2]
         {
             let renamed = rename_fields(&body, f);
             let parsed = parse(&renamed).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -37,10 +37,7 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes> {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(Error(ApiError::new(
             ErrorKind::PayloadTooLarge,
-            format!(
-                "request body is too large: over {} MiB",
-                limit >> 20
-            ),
+            format!("request body is too large: over {} MiB", limit >> 20),
         ))),
         Err(e) => Err(Error(ApiError::invalid(format!(
             "cannot read request body: {e}"

@@ -783,8 +783,10 @@ pub async fn load(State(state): State<AppState>, query: Query, body: Body) -> Re
     let mut rx = rx;
     let first = rx.recv().await;
     let rest = channel_body(rx).into_data_stream();
-    let stream =
-        futures_util::StreamExt::chain(futures_util::stream::iter(first.map(Ok::<_, axum::Error>)), rest);
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::iter(first.map(Ok::<_, axum::Error>)),
+        rest,
+    );
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

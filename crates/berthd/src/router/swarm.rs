@@ -21,7 +21,8 @@ pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Use \"docker 
 pub const NOT_IN_A_SWARM: &str = "This node is not part of a swarm";
 
 /// Berth's answer to `swarm init` and `swarm join`, which dockerd would carry out.
-pub const NO_SWARM_MODE: &str = "Berth does not support swarm mode: this node cannot init or join a swarm";
+pub const NO_SWARM_MODE: &str =
+    "Berth does not support swarm mode: this node cannot init or join a swarm";
 
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
@@ -30,7 +31,12 @@ pub fn routes() -> Router<AppState> {
         .route("/swarm/init", post(init_or_join))
         .route("/swarm/join", post(init_or_join));
     for prefix in [
-        "/swarm", "/nodes", "/services", "/tasks", "/secrets", "/configs",
+        "/swarm",
+        "/nodes",
+        "/services",
+        "/tasks",
+        "/secrets",
+        "/configs",
     ] {
         router = router
             .route(prefix, any(not_a_manager))

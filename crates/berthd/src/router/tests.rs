@@ -53,7 +53,11 @@ impl Harness {
             .uri(uri)
             .header(
                 "content-type",
-                if json { "application/json" } else { "application/x-tar" },
+                if json {
+                    "application/json"
+                } else {
+                    "application/x-tar"
+                },
             )
             .body(Body::from(body))
             .unwrap();
@@ -393,6 +397,7 @@ async fn serves_a_unix_socket_and_shuts_down() {
         crate::router::app(h.state.clone()),
         vec![listener],
         shutdown.clone(),
+        crate::config::DEFAULT_MAX_CONNECTIONS,
     ));
 
     let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
