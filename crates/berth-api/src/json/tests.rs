@@ -160,7 +160,10 @@ fn fill<T: DeserializeOwned + Serialize>(done: &BTreeMap<&'static str, Value>) -
 }
 
 /// The fullest body of every request type, by type name.
-fn full_bodies() -> Vec<(&'static str, Value, fn(&Value) -> Result<Value, Error>)> {
+/// A body type's name, its fullest body, and its lenient parser (re-serialized).
+type BodyCase = (&'static str, Value, fn(&Value) -> Result<Value, Error>);
+
+fn full_bodies() -> Vec<BodyCase> {
     fn parse<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, Error> {
         from_value::<T>(v).map(|t| serde_json::to_value(t).unwrap())
     }

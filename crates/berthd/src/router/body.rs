@@ -99,7 +99,7 @@ mod tests {
         assert!(ok(None, b""));
         assert!(ok(Some("application/json"), b"{}"));
         assert!(ok(Some("Application/JSON; charset=utf-8"), b"{}"));
-        assert!(ok(Some("text/plain"), b"") == false);
+        assert!(!ok(Some("text/plain"), b""));
         assert!(!ok(None, b"{}"));
         for ct in [
             "text/plain",
