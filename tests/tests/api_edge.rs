@@ -429,7 +429,7 @@ fn compose_v2_brings_a_project_up_and_down() {
 fn idle_and_streaming_connections_do_not_lock_out_short_requests() {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let d = Daemon::start_with(&["--max-connections", "24"]);
     assert!(
         d.log().contains("max_connections=24"),
@@ -437,14 +437,20 @@ fn idle_and_streaming_connections_do_not_lock_out_short_requests() {
         d.log()
     );
     let connect = || UnixStream::connect(d.socket()).unwrap();
-    // Long streams that never end, and sockets that never send a request.
+    // Long streams that never end, more of them than the limit: each one is answered.
     let mut held = Vec::new();
-    for _ in 0..8 {
+    for i in 0..30 {
         let mut s = connect();
         s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)
+            .unwrap_or_else(|e| panic!("event stream {i} got no answer: {e}"));
+        assert_eq!(&head, b"HTTP/1.1 200");
         held.push(s);
     }
+    // And sockets that never send a request.
     for _ in 0..20 {
         held.push(connect());
     }
@@ -452,23 +458,15 @@ fn idle_and_streaming_connections_do_not_lock_out_short_requests() {
     let mut slow = connect();
     slow.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
-    // A normal request gets its answer: idle sockets give their slots back.
-    let started = Instant::now();
+    // A normal request gets its answer: the streams hold no slot.
     let r = d.api().get("/_ping");
     assert_eq!(r.status, 200);
-    assert!(started.elapsed() < Duration::from_secs(90));
     slow.set_read_timeout(Some(Duration::from_secs(90)))
         .unwrap();
     let mut rest = Vec::new();
     let closed = slow.read_to_end(&mut rest);
     assert!(closed.is_ok(), "half-sent request still open: {closed:?}");
     assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
-    // The event streams are still being served.
-    let mut first = held.remove(0);
-    first
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut head = [0u8; 12];
-    first.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200");
+    drop(held);
+    assert_eq!(d.api().get("/_ping").status, 200);
 }

@@ -202,7 +202,7 @@ async fn accept_loop(
             warned = true;
             tracing::warn!(
                 max_connections,
-                "all API connection slots are taken; new clients wait (see --max-connections)"
+                "all API connection slots are taken by requests in progress or idle connections; new clients wait (see --max-connections)"
             );
         }
         let permit = tokio::select! {
@@ -218,19 +218,23 @@ async fn accept_loop(
         };
         match accepted {
             Ok(Conn::Unix(stream)) => {
-                let serving = serve_connection(stream, app.clone(), shutdown.clone());
-                tracker.spawn(async move {
-                    serving.await;
-                    drop(permit);
-                });
+                let slot = Slot::new(permit);
+                tracker.spawn(serve_connection(
+                    stream,
+                    app.clone(),
+                    shutdown.clone(),
+                    slot,
+                ));
             }
             Ok(Conn::Tcp(stream)) => {
                 let _ = stream.set_nodelay(true);
-                let serving = serve_connection(stream, app.clone(), shutdown.clone());
-                tracker.spawn(async move {
-                    serving.await;
-                    drop(permit);
-                });
+                let slot = Slot::new(permit);
+                tracker.spawn(serve_connection(
+                    stream,
+                    app.clone(),
+                    shutdown.clone(),
+                    slot,
+                ));
             }
             Err(e) => {
                 // Typically EMFILE; back off instead of spinning.
@@ -253,12 +257,31 @@ async fn accept(listener: &Listener) -> std::io::Result<Conn> {
     }
 }
 
-async fn serve_connection<IO>(io: IO, app: Router, shutdown: CancellationToken)
+/// A connection's place among the `--max-connections`. A connection whose answer is a stream
+/// (events, logs, attach, wait, progress) gives its place back when the stream starts: such
+/// answers last as long as the client wants, and must not lock short requests out.
+#[derive(Clone)]
+struct Slot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl Slot {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Slot {
+        Slot(Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    fn release(&self) {
+        if let Ok(mut permit) = self.0.lock() {
+            permit.take();
+        }
+    }
+}
+
+async fn serve_connection<IO>(io: IO, app: Router, shutdown: CancellationToken, slot: Slot)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let app = app.clone();
+        let slot = slot.clone();
         async move {
             let (parts, incoming) = req.into_parts();
             let (body, unread) = TrackedBody::new(incoming);
@@ -268,6 +291,14 @@ where
             let rest = unread.lock().map(|mut slot| slot.take()).unwrap_or(None);
             if let Some(rest) = rest {
                 drain(rest).await;
+            }
+            if let Ok(response) = &response {
+                use hyper::body::Body as _;
+                let streaming = response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS
+                    || response.body().size_hint().exact().is_none();
+                if streaming {
+                    slot.release();
+                }
             }
             response
         }
