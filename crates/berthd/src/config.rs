@@ -695,6 +695,21 @@ mod tests {
     }
 
     #[test]
+    fn max_connections_from_flag_or_file() {
+        let none = FileConfig::default();
+        let c = Config::merge(&flags(&[]), &none).unwrap();
+        assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let c = Config::merge(&flags(&["--max-connections", "64"]), &none).unwrap();
+        assert_eq!(c.max_connections, 64);
+        let file = parse_file(Path::new("daemon.json"), r#"{"max-connections": 32}"#).unwrap();
+        assert_eq!(
+            Config::merge(&flags(&[]), &file).unwrap().max_connections,
+            32
+        );
+        assert!(Config::merge(&flags(&["--max-connections", "64"]), &file).is_err());
+    }
+
+    #[test]
     fn network_flags_and_address_pools() {
         let c = Config::merge(&flags(&[]), &FileConfig::default()).unwrap();
         assert_eq!(c.network.bridge, "berth0");
