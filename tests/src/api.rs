@@ -82,9 +82,25 @@ impl RawApi {
         let mut head =
             format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
+            // An empty value leaves the header out (to send a body without a Content-Type).
+            if !v.is_empty() {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
         }
         let body = body.unwrap_or_default();
+        // A JSON body goes with its content type, as every client sends it (berthd refuses
+        // JSON bodies of any other type, as dockerd does).
+        let looks_json = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| matches!(b, b'{' | b'[' | b'n'));
+        if looks_json
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            head.push_str("Content-Type: application/json\r\n");
+        }
         if !body.is_empty() || method == "POST" {
             head.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }

@@ -13,6 +13,8 @@ pub enum ErrorKind {
     NotFound,
     /// 409: the object exists but is in a state that forbids the operation.
     Conflict,
+    /// 413: the request body is larger than the daemon accepts.
+    PayloadTooLarge,
     /// 401: credentials are missing or wrong.
     Unauthorized,
     /// 403: the operation is not allowed.
@@ -34,6 +36,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
+            ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Internal => 500,
             ErrorKind::NotImplemented => 501,
             ErrorKind::Unavailable => 503,
@@ -48,6 +51,7 @@ impl ErrorKind {
             403 => ErrorKind::Forbidden,
             404 => ErrorKind::NotFound,
             409 => ErrorKind::Conflict,
+            413 => ErrorKind::PayloadTooLarge,
             501 => ErrorKind::NotImplemented,
             503 => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,

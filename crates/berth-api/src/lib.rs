@@ -7,6 +7,7 @@
 
 pub mod duration;
 pub mod error;
+pub mod json;
 pub mod models;
 pub mod query;
 pub mod stream;

@@ -57,6 +57,19 @@ fn invalid(msg: impl Into<String>) -> ImageError {
     ImageError::InvalidArchive(msg.into())
 }
 
+/// A tar header that does not parse. The tar crate's message quotes the header's raw bytes
+/// (binary garbage when the input is not a tar at all), which would reach the user's terminal:
+/// only printable text is kept, and the message is dropped when that leaves little of it.
+fn invalid_header(e: &io::Error) -> ImageError {
+    let text = e.to_string();
+    let printable = text.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+    if printable {
+        invalid(format!("invalid tar header: {text}"))
+    } else {
+        invalid("invalid tar header: the input is not a tar archive")
+    }
+}
+
 /// Lexically cleans an archive path (`./a/../b` → `b`); leading `/` and excess `..` are dropped,
 /// since these names are only lookup keys, never filesystem paths.
 fn clean(path: &str) -> String {
@@ -82,21 +95,16 @@ impl Spool {
             links: HashMap::new(),
         };
         let mut archive = tar::Archive::new(reader);
-        let entries = archive
-            .entries()
-            .map_err(|e| invalid(format!("invalid tar header: {e}")))?;
+        let entries = archive.entries().map_err(|e| invalid_header(&e))?;
         for (n, entry) in entries.enumerate() {
             let mut entry = entry.map_err(|e| match e.kind() {
                 io::ErrorKind::UnexpectedEof => invalid("unexpected EOF: the archive is truncated"),
-                _ => invalid(format!("invalid tar header: {e}")),
+                _ => invalid_header(&e),
             })?;
             let name = clean(&String::from_utf8_lossy(&entry.path_bytes()));
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let declared = entry
-                        .header()
-                        .size()
-                        .map_err(|e| invalid(format!("invalid tar header: {e}")))?;
+                    let declared = entry.header().size().map_err(|e| invalid_header(&e))?;
                     let path = spool.dir.join(n.to_string());
                     let file =
                         File::create(&path).ctx(|| format!("cannot create {}", path.display()))?;

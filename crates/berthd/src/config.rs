@@ -95,6 +95,9 @@ pub struct Flags {
     /// MTU of the default bridge's interfaces [default: 1500]
     #[arg(long, value_name = "BYTES")]
     pub mtu: Option<u32>,
+    /// Connections served at once per listener; more wait to be accepted [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 /// `daemon.json`: the dockerd keys Berth understands.
@@ -118,6 +121,7 @@ pub struct FileConfig {
     pub iptables: Option<bool>,
     pub mtu: Option<u32>,
     pub default_address_pools: Option<Vec<AddressPool>>,
+    pub max_connections: Option<usize>,
 }
 
 /// One entry of daemon.json `default-address-pools`: subnets of `size` bits from `base`.
@@ -136,6 +140,9 @@ pub struct RuntimeConfig {
     #[serde(rename = "runtimeArgs", default)]
     pub runtime_args: Vec<String>,
 }
+
+/// API connections served at once per listener unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// The embedded runtime's name; it needs no binary and cannot be redefined.
 pub const EMBEDDED_RUNTIME: &str = "berth";
@@ -158,6 +165,7 @@ const FILE_KEYS: &[&str] = &[
     "iptables",
     "mtu",
     "default-address-pools",
+    "max-connections",
 ];
 
 /// An address the API is served on.
@@ -235,6 +243,8 @@ pub struct Config {
     pub default_runtime: String,
     /// Networking: default bridge, pools, firewall.
     pub network: NetworkConfig,
+    /// API connections served at once per listener (`--max-connections`).
+    pub max_connections: usize,
 }
 
 /// The daemon's network settings (`--bridge`, `--bip`, `--fixed-cidr`, `--iptables`, `--mtu`,
@@ -364,6 +374,9 @@ impl Config {
         if let (Some(a), Some(b)) = (&flags.mtu, &file.mtu) {
             conflict("mtu", a.to_string(), b.to_string());
         }
+        if let (Some(a), Some(b)) = (&flags.max_connections, &file.max_connections) {
+            conflict("max-connections", a.to_string(), b.to_string());
+        }
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflicts(conflicts.join(", ")));
         }
@@ -422,7 +435,13 @@ impl Config {
             .or_else(|| file.shim_binary.clone())
             .map(absolute);
         let network = network_config(flags, file)?;
+        let max_connections = flags
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+            .max(1);
         Ok(Config {
+            max_connections,
             network,
             cgroup_parent,
             shim_binary,
@@ -441,6 +460,7 @@ impl Config {
     /// The configuration tests use: everything under one temporary directory.
     pub fn for_root(root: &Path) -> Config {
         Config {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             hosts: vec![Host::Unix(root.join("berth.sock"))],
             data_root: root.join("data"),
             exec_root: root.join("exec"),
@@ -672,6 +692,21 @@ mod tests {
         assert_eq!(c.log_level, "warn");
         let debug = Config::merge(&flags(&["-D"]), &file).unwrap();
         assert_eq!(debug.log_level, "debug");
+    }
+
+    #[test]
+    fn max_connections_from_flag_or_file() {
+        let none = FileConfig::default();
+        let c = Config::merge(&flags(&[]), &none).unwrap();
+        assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let c = Config::merge(&flags(&["--max-connections", "64"]), &none).unwrap();
+        assert_eq!(c.max_connections, 64);
+        let file = parse_file(Path::new("daemon.json"), r#"{"max-connections": 32}"#).unwrap();
+        assert_eq!(
+            Config::merge(&flags(&[]), &file).unwrap().max_connections,
+            32
+        );
+        assert!(Config::merge(&flags(&["--max-connections", "64"]), &file).is_err());
     }
 
     #[test]

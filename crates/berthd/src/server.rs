@@ -23,9 +23,11 @@ use crate::config::{Config, Host};
 use crate::lock::{DataRootLock, LockError};
 use crate::state::{Daemon, DaemonError};
 
-/// At most this many connections are served at once (per listener); further clients wait in
-/// the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a client has to send a request's head once the connection can take one: a
+/// half-sent request (slowloris) or a connection left idle between requests is closed then,
+/// so neither holds one of the `--max-connections` slots for good. Long answers (event and log
+/// streams, attach) are not affected: no head is awaited while a response is going out.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -126,7 +128,17 @@ async fn run_locked(config: Config) -> Result<(), ServerError> {
         .collect();
     let shutdown = daemon.shutdown.clone();
     let signals = wait_for_signal();
-    let server = serve(crate::router::app(daemon), listeners, shutdown.clone());
+    tracing::info!(
+        max_connections = config.max_connections,
+        header_read_timeout_secs = HEADER_READ_TIMEOUT.as_secs(),
+        "API connection limits"
+    );
+    let server = serve(
+        crate::router::app(daemon),
+        listeners,
+        shutdown.clone(),
+        config.max_connections,
+    );
     tokio::pin!(server);
     tokio::select! {
         signal = signals => {
@@ -159,7 +171,12 @@ async fn wait_for_signal() -> Result<(), ServerError> {
 
 /// Serves `app` on every listener until `shutdown` is cancelled, then waits for the open
 /// connections to finish their in-flight requests.
-pub async fn serve(app: Router, listeners: Vec<Listener>, shutdown: CancellationToken) {
+pub async fn serve(
+    app: Router,
+    listeners: Vec<Listener>,
+    shutdown: CancellationToken,
+    max_connections: usize,
+) {
     let tracker = TaskTracker::new();
     for listener in listeners {
         tracker.spawn(accept_loop(
@@ -167,6 +184,7 @@ pub async fn serve(app: Router, listeners: Vec<Listener>, shutdown: Cancellation
             app.clone(),
             shutdown.clone(),
             tracker.clone(),
+            max_connections,
         ));
     }
     tracker.close();
@@ -178,9 +196,18 @@ async fn accept_loop(
     app: Router,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    max_connections: usize,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut warned = false;
     loop {
+        if slots.available_permits() == 0 && !warned {
+            warned = true;
+            tracing::warn!(
+                max_connections,
+                "all API connection slots are taken by requests in progress or idle connections; new clients wait (see --max-connections)"
+            );
+        }
         let permit = tokio::select! {
             () = shutdown.cancelled() => return,
             permit = slots.clone().acquire_owned() => match permit {
@@ -194,19 +221,23 @@ async fn accept_loop(
         };
         match accepted {
             Ok(Conn::Unix(stream)) => {
-                let serving = serve_connection(stream, app.clone(), shutdown.clone());
-                tracker.spawn(async move {
-                    serving.await;
-                    drop(permit);
-                });
+                let slot = Slot::new(permit);
+                tracker.spawn(serve_connection(
+                    stream,
+                    app.clone(),
+                    shutdown.clone(),
+                    slot,
+                ));
             }
             Ok(Conn::Tcp(stream)) => {
                 let _ = stream.set_nodelay(true);
-                let serving = serve_connection(stream, app.clone(), shutdown.clone());
-                tracker.spawn(async move {
-                    serving.await;
-                    drop(permit);
-                });
+                let slot = Slot::new(permit);
+                tracker.spawn(serve_connection(
+                    stream,
+                    app.clone(),
+                    shutdown.clone(),
+                    slot,
+                ));
             }
             Err(e) => {
                 // Typically EMFILE; back off instead of spinning.
@@ -229,15 +260,55 @@ async fn accept(listener: &Listener) -> std::io::Result<Conn> {
     }
 }
 
-async fn serve_connection<IO>(io: IO, app: Router, shutdown: CancellationToken)
+/// A connection's place among the `--max-connections`. A connection whose answer is a stream
+/// (events, logs, attach, wait, progress) gives its place back when the stream starts: such
+/// answers last as long as the client wants, and must not lock short requests out.
+#[derive(Clone)]
+struct Slot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl Slot {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Slot {
+        Slot(Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    fn release(&self) {
+        if let Ok(mut permit) = self.0.lock() {
+            permit.take();
+        }
+    }
+}
+
+async fn serve_connection<IO>(io: IO, app: Router, shutdown: CancellationToken, slot: Slot)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let app = app.clone();
-        async move { app.oneshot(req.map(Body::new)).await }
+        let slot = slot.clone();
+        async move {
+            let (parts, incoming) = req.into_parts();
+            let (body, unread) = TrackedBody::new(incoming);
+            let response = app
+                .oneshot(hyper::Request::from_parts(parts, Body::new(body)))
+                .await;
+            let rest = unread.lock().map(|mut slot| slot.take()).unwrap_or(None);
+            if let Some(rest) = rest {
+                drain(rest).await;
+            }
+            if let Ok(response) = &response {
+                use hyper::body::Body as _;
+                let streaming = response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS
+                    || response.body().size_hint().exact().is_none();
+                if streaming {
+                    slot.release();
+                }
+            }
+            response
+        }
     });
     let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .title_case_headers(true)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
@@ -252,6 +323,88 @@ where
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// How much of a request body a handler left unread is read and discarded before its answer
+/// goes out (see [`TrackedBody`]); past this the connection is closed after the answer.
+pub const DRAIN_LIMIT: u64 = 256 << 20;
+
+/// How long draining waits for the next piece of an unread body.
+const DRAIN_IDLE: Duration = Duration::from_secs(30);
+
+/// A request body that hands itself back when a handler drops it unread. A handler that
+/// refuses a request (a 404, a bad Content-Type, a load that failed early) answers without
+/// reading the body; hyper would then close the connection with the client still writing, and
+/// the client would see "broken pipe" or "connection reset" instead of the answer. The server
+/// reads the rest (bounded) first, as dockerd's clients expect.
+struct TrackedBody {
+    inner: Option<Incoming>,
+    unread: Arc<std::sync::Mutex<Option<Incoming>>>,
+}
+
+type UnreadSlot = Arc<std::sync::Mutex<Option<Incoming>>>;
+
+impl TrackedBody {
+    fn new(inner: Incoming) -> (TrackedBody, UnreadSlot) {
+        let unread = UnreadSlot::default();
+        let body = TrackedBody {
+            inner: Some(inner),
+            unread: unread.clone(),
+        };
+        (body, unread)
+    }
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.inner.as_mut() {
+            Some(inner) => std::pin::Pin::new(inner).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_else(|| hyper::body::SizeHint::with_exact(0))
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && !hyper::body::Body::is_end_stream(&inner)
+            && let Ok(mut slot) = self.unread.lock()
+        {
+            *slot = Some(inner);
+        }
+    }
+}
+
+/// Reads and discards an unread request body, up to [`DRAIN_LIMIT`] bytes.
+async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    let mut read = 0u64;
+    while read <= DRAIN_LIMIT {
+        match tokio::time::timeout(DRAIN_IDLE, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
+    tracing::debug!(read, "stopped draining an unread request body");
 }
 
 fn write_pidfile(path: &Path) -> Result<(), ServerError> {

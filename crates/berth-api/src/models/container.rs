@@ -12,9 +12,9 @@ use super::image::DriverData;
 /// `POST /containers/create` body: the container config with the host and networking
 /// configuration beside it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, remote = "Self")]
 pub struct ContainerCreateRequest {
-    #[serde(flatten)]
+    #[serde(flatten, skip_deserializing)]
     pub config: ContainerConfig,
     #[serde(rename = "HostConfig")]
     pub host_config: Option<HostConfig>,
@@ -30,6 +30,8 @@ pub struct ContainerCreateResponse {
     #[serde(rename = "Warnings")]
     pub warnings: Vec<String>,
 }
+
+super::flattened_part!(ContainerCreateRequest, config: ContainerConfig);
 
 /// Resource limits, shared by `HostConfig` and `POST /containers/{id}/update`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -142,9 +144,9 @@ pub struct Ulimit {
 
 /// Configuration that depends on the host: resources, mounts, namespaces, security, logging.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, remote = "Self")]
 pub struct HostConfig {
-    #[serde(flatten)]
+    #[serde(flatten, skip_deserializing)]
     pub resources: Resources,
     #[serde(rename = "Binds")]
     pub binds: Option<Vec<String>>,
@@ -226,6 +228,8 @@ pub struct HostConfig {
     #[serde(rename = "ReadonlyPaths")]
     pub readonly_paths: Option<Vec<String>>,
 }
+
+super::flattened_part!(HostConfig, resources: Resources);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -1,6 +1,41 @@
 //! Wire types of the Engine API, written from `specs/docker-engine-api-v1.51.yaml` and checked
 //! against what the docker CLI actually sends and reads. Field names follow Docker's JSON.
 
+/// `Serialize` and `Deserialize` for a struct that flattens one part: the struct derives both
+/// with `#[serde(remote = "Self")]` (inherent functions) and marks the part
+/// `#[serde(flatten, skip_deserializing)]`; deserialization goes through
+/// [`crate::json::flattened`] so that the part's fields are read as leniently as the struct's.
+macro_rules! flattened_part {
+    ($ty:ident, $part:ident: $part_ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                // The inherent function derived through `remote = "Self"`.
+                $ty::serialize(self, serializer)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                static FIELDS: std::sync::OnceLock<&'static [&'static str]> =
+                    std::sync::OnceLock::new();
+                let fields = FIELDS.get_or_init(|| {
+                    crate::json::join_fields(&[
+                        crate::json::struct_fields($ty::deserialize),
+                        crate::json::struct_fields(<$part_ty as serde::Deserialize>::deserialize),
+                    ])
+                });
+                let (mut own, part): ($ty, $part_ty) =
+                    crate::json::flattened(deserializer, stringify!($ty), fields, |lenient| {
+                        $ty::deserialize(lenient)
+                    })?;
+                own.$part = part;
+                Ok(own)
+            }
+        }
+    };
+}
+pub(crate) use flattened_part;
+
 pub mod container;
 pub mod container_config;
 pub mod events;

@@ -150,13 +150,15 @@ pub struct NetworkStats {
 
 /// `POST /containers/{id}/update` body: resources beside an optional restart policy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, remote = "Self")]
 pub struct ContainerUpdateRequest {
-    #[serde(flatten)]
+    #[serde(flatten, skip_deserializing)]
     pub resources: Resources,
     #[serde(rename = "RestartPolicy", skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
 }
+
+super::flattened_part!(ContainerUpdateRequest, resources: Resources);
 
 #[cfg(test)]
 mod tests {

@@ -121,17 +121,15 @@ pub async fn archive_put(
 }
 
 /// `POST /commit?container=&repo=&tag=&comment=&author=&changes=&pause=`.
-pub async fn commit(State(state): State<AppState>, q: Query, body: Bytes) -> Result<Response> {
+pub async fn commit(
+    State(state): State<AppState>,
+    q: Query,
+    super::body::Json(config): super::body::Json<ContainerConfig>,
+) -> Result<Response> {
     let container = q
         .non_empty("container")
         .ok_or_else(|| Error(ApiError::invalid("No container specified")))?
         .to_string();
-    let config: Option<ContainerConfig> = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
-    };
     let opts = CommitOptions {
         repo: q.get("repo").unwrap_or_default().to_string(),
         tag: q.get("tag").unwrap_or_default().to_string(),

@@ -98,14 +98,9 @@ pub async fn stats(
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    super::body::Json(req): super::body::Json<ContainerUpdateRequest>,
 ) -> Result<Response> {
-    let req: ContainerUpdateRequest = if body.is_empty() {
-        ContainerUpdateRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
-    };
+    let req = req.unwrap_or_default();
     let warnings = state.ctrs.update_resources(&id, req).await?;
     Ok(ok_json(&ContainerUpdateResponse { warnings }))
 }

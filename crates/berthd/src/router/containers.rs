@@ -15,6 +15,7 @@ use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::body::Json;
 use super::hijack::{Reframe, proxy, switching, to_tokio, wants_upgrade};
 use super::{Error, Query, RequestVersion, Result, json_response, ok_json};
 use crate::events::parse_timestamp;
@@ -50,16 +51,13 @@ pub async fn create(
     State(state): State<AppState>,
     Extension(RequestVersion(version)): Extension<RequestVersion>,
     q: Query,
-    body: Bytes,
+    Json(req): Json<ContainerCreateRequest>,
 ) -> Result<Response> {
-    let mut req: ContainerCreateRequest = if body.is_empty() {
-        return Err(Error(ApiError::invalid(
+    let mut req = req.ok_or_else(|| {
+        Error(ApiError::invalid(
             "config cannot be empty in order to create a container",
-        )));
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
-    };
+        ))
+    })?;
     let mac_warning = req.migrate_mac_address(version)?;
     if version.at_least(1, 42)
         && let Some(h) = req.host_config.as_mut()
@@ -169,10 +167,10 @@ pub async fn post_action(
             Ok(StatusCode::OK.into_response())
         }
         "exec" => {
-            let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-                .await
-                .map_err(|e| Error(ApiError::invalid(format!("cannot read body: {e}"))))?;
-            exec_create(State(state.clone()), Path(id), body).await
+            let (parts, body) = req.into_parts();
+            let body = super::body::read_limited(body, super::body::MAX_JSON_BODY).await?;
+            let cfg = super::body::parse(&parts.headers, &body)?;
+            exec_create(State(state.clone()), Path(id), Json(cfg)).await
         }
         _ => Err(Error(ApiError::not_found("page not found"))),
     }
@@ -429,10 +427,9 @@ pub(super) fn size_params(q: &Query) -> Result<(u16, u16)> {
 pub async fn exec_create(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    Json(cfg): Json<berth_api::models::ExecConfig>,
 ) -> Result<Response> {
-    let cfg: berth_api::models::ExecConfig = serde_json::from_slice(&body)
-        .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?;
+    let cfg = cfg.unwrap_or_default();
     if !cfg.detach_keys.is_empty() {
         parse_detach_keys(&cfg.detach_keys)?;
     }
@@ -547,6 +544,7 @@ mod tests {
         let req = HttpRequest::builder()
             .method(method)
             .uri(uri)
+            .header("content-type", "application/json")
             .body(Body::from(body.to_string()))
             .unwrap();
         let resp = crate::router::app(state.clone())

@@ -91,15 +91,10 @@ pub async fn exec_post(
     }
     let upgrade = wants_upgrade(&req);
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .map_err(|e| Error(ApiError::invalid(format!("cannot read body: {e}"))))?;
-    let start: berth_api::models::ExecStartConfig = if body.is_empty() {
-        Default::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
-    };
+    let headers = req.headers().clone();
+    let body = super::body::read_limited(req.into_body(), super::body::MAX_JSON_BODY).await?;
+    let start: berth_api::models::ExecStartConfig =
+        super::body::parse(&headers, &body)?.unwrap_or_default();
     let entry = state.ctrs.exec_inspect(&id).await?;
     if start.detach {
         let started = state.ctrs.exec_start(&id, true).await?;

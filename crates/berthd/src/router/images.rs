@@ -786,7 +786,22 @@ pub async fn load(State(state): State<AppState>, query: Query, body: Body) -> Re
             }
         }
     });
-    Ok(json_stream_response(rx))
+    // The answer starts with its first message, not before: with `quiet` that is once the whole
+    // archive has been read, as with dockerd. Clients rely on it: skopeo's `docker-daemon:`
+    // transport stops writing the archive as soon as the answer begins.
+    let mut rx = rx;
+    let first = rx.recv().await;
+    let rest = channel_body(rx).into_data_stream();
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::iter(first.map(Ok::<_, axum::Error>)),
+        rest,
+    );
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// A blocking writer whose bytes become chunks of a streaming response body.

@@ -2,6 +2,7 @@
 //! (so routing sees the bare path), checks the version, records it in the request's extensions
 //! and stamps Docker's headers on every response.
 
+mod body;
 mod container_fs;
 mod container_stats;
 mod containers;
@@ -10,6 +11,7 @@ mod exec;
 mod hijack;
 mod images;
 mod networks;
+mod swarm;
 mod system;
 mod volumes;
 
@@ -94,6 +96,7 @@ pub fn app(state: AppState) -> Router {
                 .post(images::post_dispatch)
                 .delete(images::delete),
         )
+        .merge(swarm::routes())
         .fallback(page_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -110,11 +113,34 @@ pub struct RequestVersion(pub ApiVersion);
 
 async fn api_version(mut req: Request, next: Next) -> Response {
     let mut response = match strip_version(&mut req) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => json_error_body(next.run(req).await).await,
         Err(e) => Error(e).into_response(),
     };
     stamp_headers(response.headers_mut());
     response
+}
+
+/// Docker's errors are always `{"message": ...}`; a rejection produced below the handlers
+/// (axum's extractors, a layer) comes as plain text and is rewrapped here.
+async fn json_error_body(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 << 10).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    json_response(status, &berth_api::error::ErrorResponse { message })
 }
 
 /// Rewrites `/v1.41/images/json?x` to `/images/json?x` and records the version.
@@ -123,9 +149,23 @@ fn strip_version(req: &mut Request) -> Result<(), ApiError> {
     let (prefix, rest) = split_version_prefix(uri.path());
     let version = match prefix {
         None => MAX_API_VERSION,
-        Some(text) => ApiVersion::parse(text)
-            .ok_or_else(|| ApiError::invalid(format!("invalid API version: {text}")))?
-            .check_supported()?,
+        Some(text) => {
+            let asked = ApiVersion::parse(text)
+                .ok_or_else(|| ApiError::invalid(format!("invalid API version: {text}")))?;
+            match asked.check_supported() {
+                Ok(version) => version,
+                // skopeo's `docker-daemon:` transport pins API 1.22 for its image load, whose
+                // wire format has not changed since 1.17: served as the oldest supported.
+                Err(_)
+                    if rest == "/images/load"
+                        && asked.at_least(1, 17)
+                        && asked < berth_api::MIN_API_VERSION =>
+                {
+                    berth_api::MIN_API_VERSION
+                }
+                Err(e) => return Err(e),
+            }
+        }
     };
     if prefix.is_some() {
         let path_and_query = match uri.query() {

@@ -2,7 +2,6 @@
 //! (`berth-network`). Containers named in connect/disconnect are resolved by the container
 //! service first, so names, ids and id prefixes work as everywhere else.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +13,7 @@ use berth_api::models::network::{
 use berth_network::ControlError;
 use chrono::Utc;
 
+use super::body::Json;
 use super::{Error, Query, Result, json_response, ok_json};
 use crate::events::parse_timestamp;
 use crate::state::AppState;
@@ -22,14 +22,6 @@ impl From<ControlError> for Error {
     fn from(e: ControlError) -> Self {
         Error(ApiError::from(e))
     }
-}
-
-fn body<T: serde::de::DeserializeOwned + Default>(bytes: &Bytes) -> Result<T> {
-    if bytes.is_empty() {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))
 }
 
 pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
@@ -41,8 +33,11 @@ pub async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> R
     Ok(ok_json(&state.networks.inspect(&id)?))
 }
 
-pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Response> {
-    let req: NetworkCreateRequest = body(&bytes)?;
+pub async fn create(
+    State(state): State<AppState>,
+    Json(req): Json<NetworkCreateRequest>,
+) -> Result<Response> {
+    let req = req.unwrap_or_default();
     let id = state.networks.create(req).await?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -61,9 +56,9 @@ pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Re
 pub async fn connect(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    bytes: Bytes,
+    Json(req): Json<NetworkConnectRequest>,
 ) -> Result<Response> {
-    let req: NetworkConnectRequest = body(&bytes)?;
+    let req = req.unwrap_or_default();
     let c = state.ctrs.get(&req.container)?;
     state
         .networks
@@ -76,9 +71,9 @@ pub async fn connect(
 pub async fn disconnect(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    bytes: Bytes,
+    Json(req): Json<NetworkDisconnectRequest>,
 ) -> Result<Response> {
-    let req: NetworkDisconnectRequest = body(&bytes)?;
+    let req = req.unwrap_or_default();
     let c = state.ctrs.get(&req.container)?;
     state.networks.disconnect(&id, c.id(), req.force).await?;
     refresh_hosts(&state, c.id());

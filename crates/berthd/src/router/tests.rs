@@ -46,9 +46,19 @@ impl Harness {
     }
 
     async fn call(&self, method: Method, uri: &str, body: Vec<u8>) -> Reply {
+        // JSON bodies go with their content type, as every client sends them.
+        let json = body.first().is_some_and(|b| matches!(b, b'{' | b'['));
         let request = Request::builder()
             .method(method)
             .uri(uri)
+            .header(
+                "content-type",
+                if json {
+                    "application/json"
+                } else {
+                    "application/x-tar"
+                },
+            )
             .body(Body::from(body))
             .unwrap();
         let response = crate::router::app(self.state.clone())
@@ -387,6 +397,7 @@ async fn serves_a_unix_socket_and_shuts_down() {
         crate::router::app(h.state.clone()),
         vec![listener],
         shutdown.clone(),
+        crate::config::DEFAULT_MAX_CONNECTIONS,
     ));
 
     let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();

@@ -1,15 +1,13 @@
 //! Volume endpoints (`/volumes`): typed parsing of Docker's queries and bodies, then the
 //! container service's volume operations (which know the volumes' users).
 
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use berth_api::ApiError;
 use berth_api::models::{VolumeCreateOptions, VolumeListResponse, VolumePruneResponse};
 use berth_container::volumes::VolumeFilter;
 
-use super::{Error, Query, RequestVersion, Result, join_error, json_response, ok_json};
+use super::{Query, RequestVersion, Result, join_error, json_response, ok_json};
 use crate::state::AppState;
 
 pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
@@ -24,13 +22,11 @@ pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
     }))
 }
 
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response> {
-    let req: VolumeCreateOptions = if body.iter().all(u8::is_ascii_whitespace) {
-        VolumeCreateOptions::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error(ApiError::invalid(format!("invalid JSON: {e}"))))?
-    };
+pub async fn create(
+    State(state): State<AppState>,
+    super::body::Json(req): super::body::Json<VolumeCreateOptions>,
+) -> Result<Response> {
+    let req = req.unwrap_or_default();
     let ctrs = state.ctrs.clone();
     let volume = tokio::task::spawn_blocking(move || ctrs.volume_create(req))
         .await
