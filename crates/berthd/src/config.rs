@@ -95,6 +95,12 @@ pub struct Flags {
     /// MTU of the default bridge's interfaces [default: 1500]
     #[arg(long, value_name = "BYTES")]
     pub mtu: Option<u32>,
+    /// Registry (host[:port]) spoken to over plain HTTP (repeatable); loopback ones always are
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+    /// Layers a pull downloads at once [default: 3]
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_downloads: Option<usize>,
 }
 
 /// `daemon.json`: the dockerd keys Berth understands.
@@ -118,6 +124,8 @@ pub struct FileConfig {
     pub iptables: Option<bool>,
     pub mtu: Option<u32>,
     pub default_address_pools: Option<Vec<AddressPool>>,
+    pub insecure_registries: Option<Vec<String>>,
+    pub max_concurrent_downloads: Option<usize>,
 }
 
 /// One entry of daemon.json `default-address-pools`: subnets of `size` bits from `base`.
@@ -235,6 +243,33 @@ pub struct Config {
     pub default_runtime: String,
     /// Networking: default bridge, pools, firewall.
     pub network: NetworkConfig,
+    /// Registry client settings.
+    pub registry: RegistryConfig,
+}
+
+/// How the daemon pulls (`--insecure-registry`, `--max-concurrent-downloads`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryConfig {
+    pub insecure_registries: Vec<String>,
+    pub max_concurrent_downloads: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            insecure_registries: Vec::new(),
+            // dockerd's default.
+            max_concurrent_downloads: 3,
+        }
+    }
+}
+
+impl RegistryConfig {
+    pub fn remote_options(&self) -> berth_registry::client::RemoteOptions {
+        berth_registry::client::RemoteOptions {
+            insecure_registries: self.insecure_registries.clone(),
+        }
+    }
 }
 
 /// The daemon's network settings (`--bridge`, `--bip`, `--fixed-cidr`, `--iptables`, `--mtu`,
@@ -364,6 +399,22 @@ impl Config {
         if let (Some(a), Some(b)) = (&flags.mtu, &file.mtu) {
             conflict("mtu", a.to_string(), b.to_string());
         }
+        if let (false, Some(b)) = (
+            flags.insecure_registries.is_empty(),
+            &file.insecure_registries,
+        ) {
+            conflict(
+                "insecure-registries",
+                format!("{:?}", flags.insecure_registries),
+                format!("{b:?}"),
+            );
+        }
+        if let (Some(a), Some(b)) = (
+            flags.max_concurrent_downloads,
+            file.max_concurrent_downloads,
+        ) {
+            conflict("max-concurrent-downloads", a.to_string(), b.to_string());
+        }
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflicts(conflicts.join(", ")));
         }
@@ -422,8 +473,21 @@ impl Config {
             .or_else(|| file.shim_binary.clone())
             .map(absolute);
         let network = network_config(flags, file)?;
+        let registry = RegistryConfig {
+            insecure_registries: if flags.insecure_registries.is_empty() {
+                file.insecure_registries.clone().unwrap_or_default()
+            } else {
+                flags.insecure_registries.clone()
+            },
+            max_concurrent_downloads: flags
+                .max_concurrent_downloads
+                .or(file.max_concurrent_downloads)
+                .unwrap_or(3)
+                .max(1),
+        };
         Ok(Config {
             network,
+            registry,
             cgroup_parent,
             shim_binary,
             runtimes,
@@ -458,6 +522,7 @@ impl Config {
                 iptables: false,
                 ..NetworkConfig::defaults()
             },
+            registry: RegistryConfig::default(),
         }
     }
 

@@ -33,7 +33,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// Publishes an image event with Docker's attributes: the image's labels (so `events --filter
 /// label=...` matches images) and `name`.
-fn image_event(
+pub(super) fn image_event(
     state: &AppState,
     action: &str,
     actor: &str,
@@ -658,7 +658,7 @@ impl MessageSink {
     }
 }
 
-fn json_stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
+pub(super) fn json_stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -668,7 +668,7 @@ fn json_stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
 }
 
 /// Docker's text progress bar: `[=====>        ]  1.2MB/3.4MB`.
-fn progress_bar(current: u64, total: Option<u64>) -> String {
+pub(super) fn progress_bar(current: u64, total: Option<u64>) -> String {
     let human = |n: u64| {
         let units = ["B", "kB", "MB", "GB", "TB"];
         let mut value = n as f64;

@@ -5,6 +5,7 @@
 mod container_fs;
 mod container_stats;
 mod containers;
+mod distribution;
 mod events;
 mod images;
 mod networks;
@@ -84,7 +85,7 @@ pub fn app(state: AppState) -> Router {
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
-        .route("/images/create", post(images::create))
+        .route("/images/create", post(distribution::create))
         .route("/images/prune", post(images::prune))
         .route(
             "/images/{*rest}",

@@ -1,0 +1,312 @@
+//! [`Remote`] over the `oci-client` crate: its token auth, media-type negotiation and ranged
+//! blob reads, used through its low-level calls only (its `pull()` buffers whole layers in
+//! memory). Errors are reworded as Docker words them.
+
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::sync::Once;
+
+use berth_image::{Digest, Reference};
+use futures_util::StreamExt;
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol, LayerDescriptor};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+
+use super::manifest::media_types;
+use super::{BlobStream, Descriptor, Manifest, RegistryError, Remote, Result};
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteOptions {
+    /// Registries (`host[:port]`) spoken to over plain HTTP, besides loopback ones
+    /// (127.0.0.0/8, ::1 and `localhost` are insecure by default, as in dockerd).
+    pub insecure_registries: Vec<String>,
+}
+
+/// A registry client over `oci-client`. Anonymous for now (no credentials are sent).
+pub struct OciRemote {
+    /// HTTPS, and plain HTTP for insecure registries: oci-client decides the scheme from its
+    /// config, so there is one client (a connection pool and token cache) for each.
+    https: oci_client::Client,
+    http: oci_client::Client,
+    options: RemoteOptions,
+}
+
+/// rustls needs a process-wide crypto provider; Berth builds with ring (aws-lc-rs, the
+/// default, costs minutes of cmake build).
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Whether `registry` (`host[:port]`) is spoken to over plain HTTP.
+fn is_insecure(registry: &str, options: &RemoteOptions) -> bool {
+    if options.insecure_registries.iter().any(|r| r == registry) {
+        return true;
+    }
+    let host = match registry.rsplit_once(':') {
+        // `[::1]:5000` or `127.0.0.1:5000` (an IPv6 address without port has several colons).
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+impl OciRemote {
+    pub fn new(options: RemoteOptions) -> OciRemote {
+        install_crypto_provider();
+        let client = |protocol| {
+            oci_client::Client::new(ClientConfig {
+                protocol,
+                // Berth selects the platform itself (Docker's matching, `--platform`).
+                platform_resolver: None,
+                ..Default::default()
+            })
+        };
+        OciRemote {
+            https: client(ClientProtocol::Https),
+            http: client(ClientProtocol::Http),
+            options,
+        }
+    }
+
+    fn client_for(&self, registry: &str) -> &oci_client::Client {
+        if is_insecure(registry, &self.options) {
+            &self.http
+        } else {
+            &self.https
+        }
+    }
+
+    fn scheme(&self, registry: &str) -> &'static str {
+        if is_insecure(registry, &self.options) {
+            "http"
+        } else {
+            "https"
+        }
+    }
+}
+
+/// `127.0.0.1:5000/team/app:1.4` as oci-client's reference.
+fn oci_reference(reference: &Reference) -> oci_client::Reference {
+    let registry = reference.domain().to_string();
+    let repository = reference.path().to_string();
+    match (reference.digest(), reference.tag()) {
+        (Some(d), _) => oci_client::Reference::with_digest(registry, repository, d.to_string()),
+        (None, Some(t)) => oci_client::Reference::with_tag(registry, repository, t.to_string()),
+        (None, None) => oci_client::Reference::with_tag(registry, repository, "latest".into()),
+    }
+}
+
+/// Rewords an oci-client error as Docker would say it.
+fn translate(err: OciDistributionError, reference: &Reference, scheme: &str) -> RegistryError {
+    match err {
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let Some(first) = envelope.errors.first() else {
+                return RegistryError::Transport("registry returned an empty error".into());
+            };
+            let code = serde_json::to_value(&first.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            // errcode.Error's text: the code in lower case with spaces, then the message.
+            let cause = format!("{}: {}", code.to_lowercase().replace('_', " "), first.message);
+            let name = reference.familiar_name();
+            match code.as_str() {
+                "MANIFEST_UNKNOWN" => RegistryError::NotFound(format!(
+                    "manifest for {} not found: {cause}",
+                    reference.familiar_string()
+                )),
+                "NAME_UNKNOWN" => {
+                    RegistryError::NotFound(format!("repository {name} not found: {cause}"))
+                }
+                "DENIED" => RegistryError::NotFound(format!(
+                    "pull access denied for {name}, repository does not exist or may require 'docker login': {cause}"
+                )),
+                "UNAUTHORIZED" => RegistryError::Unauthorized(cause),
+                _ => RegistryError::Transport(cause),
+            }
+        }
+        OciDistributionError::UnauthorizedError { url } => RegistryError::Unauthorized(format!(
+            "unauthorized: authentication required (url {url})"
+        )),
+        OciDistributionError::ServerError { code: 404, .. } => RegistryError::NotFound(format!(
+            "manifest for {} not found: manifest unknown",
+            reference.familiar_string()
+        )),
+        OciDistributionError::RequestError(e) => {
+            let registry = reference.domain();
+            let url = format!("{scheme}://{registry}/v2/");
+            let mut refused = false;
+            let mut source = e.source();
+            while let Some(s) = source {
+                refused |= s
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+                source = s.source();
+            }
+            if refused {
+                // Docker pings /v2/ first and reports Go's dial error.
+                RegistryError::Transport(format!(
+                    "Get \"{url}\": dial tcp {registry}: connect: connection refused"
+                ))
+            } else {
+                RegistryError::Transport(format!("Get \"{url}\": {}", chain(&e)))
+            }
+        }
+        other => RegistryError::Transport(other.to_string()),
+    }
+}
+
+/// An error with its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn parse_digest(text: &str) -> Result<Digest> {
+    Digest::parse(text).map_err(|e| RegistryError::Transport(format!("registry sent {e}")))
+}
+
+/// The media type a manifest body declares (registries' Content-Type is not exposed by
+/// oci-client's raw pull; the body says it for every schema 2 and OCI manifest that has one).
+fn declared_media_type(bytes: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        #[serde(rename = "mediaType", default)]
+        media_type: String,
+    }
+    serde_json::from_slice::<Versioned>(bytes)
+        .map(|v| v.media_type)
+        .unwrap_or_default()
+}
+
+impl Remote for OciRemote {
+    async fn resolve(&self, reference: &Reference) -> Result<Descriptor> {
+        let oref = oci_reference(reference);
+        let scheme = self.scheme(reference.domain());
+        let client = self.client_for(reference.domain());
+        // HEAD gives the digest; the media type and size need the body (the HEAD's headers
+        // are not exposed), so fetch it: manifests are small.
+        let digest = client
+            .fetch_manifest_digest(&oref, &RegistryAuth::Anonymous)
+            .await
+            .map_err(|e| translate(e, reference, scheme))?;
+        let manifest = self
+            .fetch_manifest(&reference.repository().with_digest(parse_digest(&digest)?))
+            .await?;
+        Ok(Descriptor {
+            media_type: manifest.media_type,
+            digest: manifest.digest,
+            size: manifest.bytes.len() as u64,
+        })
+    }
+
+    async fn fetch_manifest(&self, reference: &Reference) -> Result<Manifest> {
+        let oref = oci_reference(reference);
+        let scheme = self.scheme(reference.domain());
+        let client = self.client_for(reference.domain());
+        let (bytes, digest) = client
+            .pull_manifest_raw(&oref, &RegistryAuth::Anonymous, media_types::ACCEPT)
+            .await
+            .map_err(|e| translate(e, reference, scheme))?;
+        // oci-client checked the bytes against the reference's digest or the registry's
+        // Docker-Content-Digest header; a manifest without that header gets its own hash.
+        let digest = parse_digest(&digest)?;
+        if Digest::of_bytes(&bytes) != digest {
+            return Err(RegistryError::Transport(format!(
+                "manifest verification failed for digest {digest}"
+            )));
+        }
+        Ok(Manifest {
+            media_type: declared_media_type(&bytes),
+            bytes,
+            digest,
+        })
+    }
+
+    async fn fetch_blob(
+        &self,
+        repository: &Reference,
+        desc: &Descriptor,
+        offset: u64,
+    ) -> Result<BlobStream> {
+        let oref = oci_reference(repository);
+        let scheme = self.scheme(repository.domain());
+        let client = self.client_for(repository.domain());
+        let digest = desc.digest.to_string();
+        let layer = LayerDescriptor {
+            digest: &digest,
+            urls: &None,
+        };
+        let sized = if offset == 0 {
+            client.pull_blob_stream(&oref, &layer).await
+        } else {
+            client
+                .pull_blob_stream_partial(&oref, &layer, offset, None)
+                .await
+                .map(|r| match r {
+                    BlobResponse::Full(s) | BlobResponse::Partial(s) => s,
+                })
+        }
+        .map_err(|e| translate(e, repository, scheme))?;
+        let what = digest.clone();
+        // oci-client verifies the digest at the end of a full stream; its error names
+        // neither the layer nor Docker's wording.
+        let stream = sized
+            .stream
+            .map(move |item| {
+                item.map_err(|e| {
+                    if e.to_string().to_lowercase().contains("digest") {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("filesystem layer verification failed for digest {what}"),
+                        )
+                    } else {
+                        e
+                    }
+                })
+            })
+            .boxed();
+        Ok(BlobStream {
+            length: sized.content_length,
+            stream,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_insecure_by_default() {
+        let none = RemoteOptions::default();
+        assert!(is_insecure("127.0.0.1:5000", &none));
+        assert!(is_insecure("127.3.2.1", &none));
+        assert!(is_insecure("localhost:5000", &none));
+        assert!(is_insecure("[::1]:5000", &none));
+        assert!(!is_insecure("registry.example.com:5000", &none));
+        assert!(!is_insecure("10.0.0.1:5000", &none));
+        let some = RemoteOptions {
+            insecure_registries: vec!["10.0.0.1:5000".into()],
+        };
+        assert!(is_insecure("10.0.0.1:5000", &some));
+    }
+}
