@@ -1,0 +1,210 @@
+//! A real registry for the pull tests: Debian's `docker-registry` (CNCF distribution) on
+//! 127.0.0.1 with a config and storage of its own (the package's config binds every
+//! interface: never used), and a small raw-HTTP pusher to put blobs and manifests in it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::api::{ApiResponse, parse_response};
+use crate::daemon::ChildGuard;
+use crate::fixtures::{ImageSpec, sha256_hex};
+
+pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// A running registry, killed (by its PID) with its storage removed when dropped.
+pub struct Registry {
+    dir: tempfile::TempDir,
+    port: u16,
+    _child: ChildGuard,
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the registry to take).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl Registry {
+    /// Starts a registry, or returns `None` (after saying why) when it is not installed.
+    pub fn start(test: &str) -> Option<Registry> {
+        if !Path::new(REGISTRY_BINARY).exists() {
+            eprintln!(
+                "skipped {test}: {REGISTRY_BINARY} is missing (apt package docker-registry; see scripts/install-test-peers.sh)"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("registry dir");
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("write registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
+        let child = Command::new(REGISTRY_BINARY)
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let registry = Registry {
+            dir,
+            port,
+            _child: ChildGuard(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && registry.request("GET", "/v2/", &[], &[]).status == 200
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "registry did not start: {}",
+                std::fs::read_to_string(registry.dir.path().join("registry.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(registry)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> ApiResponse {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect registry");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.host(),
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).expect("write head");
+        stream.write_all(body).expect("write body");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read response");
+        parse_response(&raw, method == "HEAD")
+    }
+
+    /// Uploads a blob (monolithically); returns its digest.
+    pub fn push_blob(&self, repo: &str, blob: &[u8]) -> String {
+        let digest = format!("sha256:{}", sha256_hex(blob));
+        let start = self.request("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], &[]);
+        assert_eq!(start.status, 202, "start upload: {}", start.text());
+        let location = start.header("Location").expect("upload location").to_string();
+        let path = location
+            .strip_prefix(&format!("http://{}", self.host()))
+            .unwrap_or(&location);
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let put = self.request(
+            "PUT",
+            &format!("{path}{sep}digest={digest}"),
+            &[("Content-Type", "application/octet-stream")],
+            blob,
+        );
+        assert_eq!(put.status, 201, "upload {digest}: {}", put.text());
+        digest
+    }
+
+    /// Puts a manifest under `reference` (a tag or digest); returns its digest.
+    pub fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> String {
+        let put = self.request(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Content-Type", media_type)],
+            body,
+        );
+        assert_eq!(put.status, 201, "put manifest: {}", put.text());
+        format!("sha256:{}", sha256_hex(body))
+    }
+
+    /// Pushes `spec` (layers gzip-compressed, as registries hold them) as an image manifest of
+    /// `media_type` (OCI or Docker schema 2), tagged `tag` when given; returns the manifest's
+    /// digest and bytes.
+    pub fn push_image(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        spec: &ImageSpec,
+        media_type: &str,
+    ) -> (String, Vec<u8>) {
+        let manifest = self.image_manifest(repo, spec, media_type);
+        let digest = format!("sha256:{}", sha256_hex(&manifest));
+        self.push_manifest(repo, tag.unwrap_or(&digest), media_type, &manifest);
+        (digest, manifest)
+    }
+
+    /// Uploads the config and layers of `spec` and returns the manifest describing them.
+    pub fn image_manifest(&self, repo: &str, spec: &ImageSpec, media_type: &str) -> Vec<u8> {
+        let docker = media_type == DOCKER_MANIFEST;
+        let config = spec.config_json();
+        let config_digest = self.push_blob(repo, &config);
+        let layers: Vec<serde_json::Value> = spec
+            .layers
+            .iter()
+            .map(|layer| {
+                let blob = crate::fixtures::gzip(layer);
+                let digest = self.push_blob(repo, &blob);
+                serde_json::json!({
+                    "mediaType": if docker { "application/vnd.docker.image.rootfs.diff.tar.gzip" } else { "application/vnd.oci.image.layer.v1.tar+gzip" },
+                    "digest": digest,
+                    "size": blob.len(),
+                })
+            })
+            .collect();
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": {
+                "mediaType": if docker { "application/vnd.docker.container.image.v1+json" } else { "application/vnd.oci.image.config.v1+json" },
+                "digest": config_digest,
+                "size": config.len(),
+            },
+            "layers": layers,
+        }))
+        .expect("manifest json")
+    }
+
+    /// Where the registry keeps a blob's bytes (to corrupt it behind its back).
+    pub fn blob_data_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
