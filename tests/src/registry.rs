@@ -123,7 +123,10 @@ impl Registry {
         let digest = format!("sha256:{}", sha256_hex(blob));
         let start = self.request("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], &[]);
         assert_eq!(start.status, 202, "start upload: {}", start.text());
-        let location = start.header("Location").expect("upload location").to_string();
+        let location = start
+            .header("Location")
+            .expect("upload location")
+            .to_string();
         let path = location
             .strip_prefix(&format!("http://{}", self.host()))
             .unwrap_or(&location);
@@ -139,7 +142,13 @@ impl Registry {
     }
 
     /// Puts a manifest under `reference` (a tag or digest); returns its digest.
-    pub fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> String {
+    pub fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
         let put = self.request(
             "PUT",
             &format!("/v2/{repo}/manifests/{reference}"),

@@ -44,8 +44,7 @@ fn assert_no_leftovers(daemon: &Daemon) {
 
 #[test]
 fn pull_by_tag_and_digest_through_berth_and_the_api() {
-    let Some(registry) = Registry::start("pull_by_tag_and_digest_through_berth_and_the_api")
-    else {
+    let Some(registry) = Registry::start("pull_by_tag_and_digest_through_berth_and_the_api") else {
         return;
     };
     let spec = ImageSpec::busybox(None).file_layer(&[("etc/app", b"1.4")]);
@@ -62,11 +61,18 @@ fn pull_by_tag_and_digest_through_berth_and_the_api() {
         &format!("Digest: {digest}"),
         &format!("Status: Downloaded newer image for {reference}"),
     ] {
-        assert!(out.stdout.contains(expected), "no {expected:?} in {}", out.stdout);
+        assert!(
+            out.stdout.contains(expected),
+            "no {expected:?} in {}",
+            out.stdout
+        );
     }
     assert_eq!(lines.last().copied(), Some(reference.as_str()));
     assert_eq!(image_id(&daemon, &reference), spec.id());
-    let inspect = daemon.api().get(&format!("/images/{reference}/json")).json();
+    let inspect = daemon
+        .api()
+        .get(&format!("/images/{reference}/json"))
+        .json();
     assert_eq!(
         inspect["RepoDigests"],
         serde_json::json!([format!("{}/team/app@{digest}", registry.host())])
@@ -127,7 +133,11 @@ fn pull_by_tag_and_digest_through_berth_and_the_api() {
     );
     assert_eq!(image_id(&fresh, &format!("{repo}@{digest}")), spec.id());
     // Pulled by digest only: no tag.
-    let tags = fresh.api().get(&format!("/images/{}/json", spec.id())).json()["RepoTags"].clone();
+    let tags = fresh
+        .api()
+        .get(&format!("/images/{}/json", spec.id()))
+        .json()["RepoTags"]
+        .clone();
     assert_eq!(tags, serde_json::json!([]));
     assert_no_leftovers(&fresh);
 }
@@ -154,7 +164,8 @@ fn pull_selects_the_platform_in_an_index() {
         }))
         .unwrap()
     };
-    let oci_index = registry.push_manifest("multi", "oci", OCI_INDEX, &index(OCI_INDEX, OCI_MANIFEST));
+    let oci_index =
+        registry.push_manifest("multi", "oci", OCI_INDEX, &index(OCI_INDEX, OCI_MANIFEST));
     registry.push_manifest(
         "multi",
         "docker",
@@ -176,9 +187,20 @@ fn pull_selects_the_platform_in_an_index() {
     );
 
     let out = daemon
-        .berth(&["pull", "--platform", "linux/arm64", &format!("{host}/multi:docker")])
+        .berth(&[
+            "pull",
+            "--platform",
+            "linux/arm64",
+            &format!("{host}/multi:docker"),
+        ])
         .success();
-    assert!(out.stdout.contains("Pull complete"), "{}", out.stdout);
+    // The layer is shared with the amd64 image: only the manifest and config are new.
+    assert!(out.stdout.contains("Already exists"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Downloaded newer image"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(image_id(&daemon, &format!("{host}/multi:docker")), arm.id());
 
     // A platform the index lacks: Docker's 404.
@@ -203,15 +225,18 @@ fn pull_errors_in_dockers_words() {
     let daemon = Daemon::start();
     let host = registry.host();
 
-    let r = daemon
-        .api()
-        .post(&format!("/images/create?fromImage={host}/team/app&tag=nope"), None);
+    let r = daemon.api().post(
+        &format!("/images/create?fromImage={host}/team/app&tag=nope"),
+        None,
+    );
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(
         r.message(),
         format!("manifest for {host}/team/app:nope not found: manifest unknown: manifest unknown")
     );
-    let out = daemon.berth(&["pull", &format!("{host}/nobody/here")]).failure();
+    let out = daemon
+        .berth(&["pull", &format!("{host}/nobody/here")])
+        .failure();
     assert!(
         out.stderr.contains(&format!("{host}/nobody/here")) && out.stderr.contains("not found"),
         "{}",
@@ -233,7 +258,10 @@ fn pull_errors_in_dockers_words() {
 
     // Still healthy, nothing stored.
     assert_eq!(daemon.api().get("/_ping").status, 200);
-    assert_eq!(daemon.api().get("/images/json").json(), serde_json::json!([]));
+    assert_eq!(
+        daemon.api().get("/images/json").json(),
+        serde_json::json!([])
+    );
 }
 
 #[test]
@@ -246,7 +274,10 @@ fn a_layer_that_does_not_match_its_digest_stores_nothing() {
     let (_, manifest) = registry.push_image("bad", Some("1"), &spec, OCI_MANIFEST);
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     // Corrupt the busybox layer behind the registry's back: it serves the bytes as stored.
-    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let path = registry.blob_data_path(&layer);
     let mut bytes = std::fs::read(&path).unwrap();
     let middle = bytes.len() / 2;
@@ -257,8 +288,9 @@ fn a_layer_that_does_not_match_its_digest_stores_nothing() {
     let reference = format!("{}/bad:1", registry.host());
     let out = daemon.berth(&["pull", &reference]).failure();
     assert!(
-        out.stderr
-            .contains(&format!("filesystem layer verification failed for digest {layer}")),
+        out.stderr.contains(&format!(
+            "filesystem layer verification failed for digest {layer}"
+        )),
         "{}",
         out.stderr
     );
@@ -313,11 +345,26 @@ fn several_mb_layers_pull_in_parallel_and_run() {
     assert_eq!(r.status, 200);
     let st = statuses(&r.json_lines());
     // Three at a time (max-concurrent-downloads): the other two wait.
-    assert_eq!(st.iter().filter(|s| s.ends_with(": Waiting")).count(), 2, "{st:?}");
-    assert_eq!(st.iter().filter(|s| s.ends_with(": Pull complete")).count(), 5, "{st:?}");
+    assert_eq!(
+        st.iter().filter(|s| s.ends_with(": Waiting")).count(),
+        2,
+        "{st:?}"
+    );
+    assert_eq!(
+        st.iter().filter(|s| s.ends_with(": Pull complete")).count(),
+        5,
+        "{st:?}"
+    );
     assert_eq!(image_id(&daemon, &reference), spec.id());
     let out = daemon
-        .berth(&["run", "--rm", &reference, "sh", "-c", "wc -c /big0 /big3 | head -2"])
+        .berth(&[
+            "run",
+            "--rm",
+            &reference,
+            "sh",
+            "-c",
+            "wc -c /big0 /big3 | head -2",
+        ])
         .success();
     assert_eq!(
         out.stdout.split_whitespace().collect::<Vec<_>>(),
@@ -335,10 +382,14 @@ fn run_pulls_a_missing_image() {
     let daemon = Daemon::start();
     let image = format!("{}/app", registry.host());
 
-    let out = daemon.berth(&["run", "--rm", "--pull", "never", &image, "true"]).failure();
+    let out = daemon
+        .berth(&["run", "--rm", "--pull", "never", &image, "true"])
+        .failure();
     assert!(out.stderr.contains("No such image"), "{}", out.stderr);
 
-    let out = daemon.berth(&["run", "--rm", &image, "cat", "/hello"]).success();
+    let out = daemon
+        .berth(&["run", "--rm", &image, "cat", "/hello"])
+        .success();
     assert_eq!(out.stdout, "from the registry\n");
     assert!(
         out.stderr
@@ -372,13 +423,27 @@ fn docker_cli_pulls_by_tag_and_digest() {
     let reference = format!("{}/cli/app:2", registry.host());
     let out = daemon.docker(&["pull", &reference]).unwrap().success();
     assert!(out.stdout.contains("Pull complete"), "{}", out.stdout);
-    assert!(out.stdout.contains(&format!("Digest: {digest}")), "{}", out.stdout);
-    assert!(out.stdout.trim_end().ends_with(&reference), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("Digest: {digest}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.trim_end().ends_with(&reference),
+        "{}",
+        out.stdout
+    );
     let by_digest = format!("{}/cli/app@{digest}", registry.host());
     let out = daemon.docker(&["pull", &by_digest]).unwrap().success();
     assert!(out.stdout.contains("Image is up to date"), "{}", out.stdout);
     let out = daemon
-        .docker(&["image", "inspect", "--format", "{{.Id}} {{json .RepoDigests}}", &reference])
+        .docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{json .RepoDigests}}",
+            &reference,
+        ])
         .unwrap()
         .success();
     assert_eq!(
@@ -420,6 +485,8 @@ fn pull_an_oci_image_skopeo_pushed() {
     let reference = format!("{}/sk:1", registry.host());
     daemon.berth(&["pull", &reference]).success();
     assert_eq!(image_id(&daemon, &reference), spec.id());
-    let out = daemon.berth(&["run", "--rm", &reference, "cat", "/sk"]).success();
+    let out = daemon
+        .berth(&["run", "--rm", &reference, "cat", "/sk"])
+        .success();
     assert_eq!(out.stdout, "copied");
 }

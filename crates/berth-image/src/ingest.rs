@@ -132,8 +132,12 @@ impl Ingest<'_> {
                 inner: reader,
                 out: HashingWriter::new(file),
             };
-            let unpacked =
-                unpack::unpack_layer(&mut tee, &layer_tmp.join("diff"), &blob.to_string(), progress);
+            let unpacked = unpack::unpack_layer(
+                &mut tee,
+                &layer_tmp.join("diff"),
+                &blob.to_string(),
+                progress,
+            );
             // The decompressor may stop before the blob's end (trailing bytes), and a corrupt
             // blob usually fails to decompress first: read to the end either way, so that a
             // blob that does not match its digest is reported as such.
@@ -335,7 +339,7 @@ mod tests {
         }))
         .unwrap();
 
-        let mut ingest = store.ingest();
+        let ingest = store.ingest();
         assert!(!ingest.has_blob(&layer_digest));
         // A wrong digest is refused and leaves nothing.
         let err = ingest
@@ -372,5 +376,89 @@ mod tests {
             crate::DeleteItem::Untagged(format!("busybox@{manifest_digest}"))
         );
         assert!(store.images().is_empty());
+    }
+
+    #[test]
+    fn write_layer_stores_and_unpacks_in_one_pass_or_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let tar = layer_tar(&[("streamed", b"while downloading")]);
+        let layer = gzip(&tar);
+        let img = TestImage {
+            tags: vec![],
+            layers: vec![layer.clone()],
+            comment: "streamed".into(),
+        };
+        let config = img.config();
+        let config_digest = Digest::of_bytes(&config);
+        let layer_digest = Digest::of_bytes(&layer);
+        let diff_id = Digest::of_bytes(&tar);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest.to_string(), "size": layer.len()}],
+        }))
+        .unwrap();
+        let leftovers = || {
+            let ingest = std::fs::read_dir(store.ingest_dir()).unwrap().count();
+            let tmp_layers = std::fs::read_dir(dir.path().join("layers"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(".tmp")
+                })
+                .count();
+            ingest + tmp_layers
+        };
+
+        let mut ingest = store.ingest();
+        // One flipped byte: the digest check fails, nothing is kept.
+        let mut bad = layer.clone();
+        let middle = bad.len() / 2;
+        bad[middle] ^= 0xff;
+        let err = ingest
+            .write_layer(&mut &bad[..], &layer_digest, &diff_id, None, &mut |_| {})
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "filesystem layer verification failed for digest {layer_digest}"
+            )),
+            "{err}"
+        );
+        assert!(!ingest.has_layer(&layer_digest, &diff_id, None));
+        assert_eq!(leftovers(), 0);
+
+        let mut seen = 0;
+        let size = ingest
+            .write_layer(&mut &layer[..], &layer_digest, &diff_id, None, &mut |n| {
+                seen = n
+            })
+            .unwrap();
+        assert_eq!((size, seen), (layer.len() as u64, layer.len() as u64));
+        assert!(ingest.has_layer(&layer_digest, &diff_id, None));
+        assert_eq!(leftovers(), 0);
+        ingest.write_blob(&mut &config[..], &config_digest).unwrap();
+        let index_digest = Digest::of_bytes(b"an index");
+        ingest.set_repo_digest(index_digest.clone());
+        // The commit does not read the blob again: removing it shows that.
+        std::fs::remove_file(store.blob_path(&layer_digest)).unwrap();
+        let reference = Reference::parse_normalized("reg:5000/app:1").unwrap();
+        let image = ingest
+            .commit(&manifest, "", Some(&reference), &mut |_| {})
+            .unwrap();
+        assert_eq!(image.id, config_digest);
+        assert_eq!(
+            image.repo_digests,
+            vec![format!("reg:5000/app@{index_digest}")]
+        );
+        let dirs = store.layer_dirs(&image.id).unwrap();
+        assert_eq!(
+            std::fs::read(dirs[0].join("streamed")).unwrap(),
+            b"while downloading"
+        );
     }
 }

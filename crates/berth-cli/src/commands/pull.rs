@@ -85,13 +85,19 @@ mod tests {
 
     #[test]
     fn references_as_docker_prints_them() {
-        assert_eq!(full_reference("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            full_reference("busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(full_reference("a/b:1"), "docker.io/a/b:1");
         assert_eq!(
             full_reference("127.0.0.1:5000/x"),
             "127.0.0.1:5000/x:latest"
         );
-        assert_eq!(full_reference("localhost/x@sha256:ab"), "localhost/x@sha256:ab");
+        assert_eq!(
+            full_reference("localhost/x@sha256:ab"),
+            "localhost/x@sha256:ab"
+        );
         assert_eq!(
             api_parts("127.0.0.1:5000/x:2"),
             ("127.0.0.1:5000/x".into(), "2".into())
@@ -100,9 +106,6 @@ mod tests {
             api_parts("127.0.0.1:5000/x"),
             ("127.0.0.1:5000/x".into(), "latest".into())
         );
-        assert_eq!(
-            api_parts("x@sha256:ab"),
-            ("x".into(), "sha256:ab".into())
-        );
+        assert_eq!(api_parts("x@sha256:ab"), ("x".into(), "sha256:ab".into()));
     }
 }

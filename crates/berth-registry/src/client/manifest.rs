@@ -180,9 +180,8 @@ pub(crate) fn schema1_refusal(reference: &str) -> RegistryError {
 
 /// Parses a manifest body; `reference` names it in errors.
 pub(crate) fn parse(bytes: &[u8], reference: &str) -> Result<Parsed> {
-    let raw: RawManifest = serde_json::from_slice(bytes).map_err(|e| {
-        RegistryError::Invalid(format!("invalid manifest of {reference}: {e}"))
-    })?;
+    let raw: RawManifest = serde_json::from_slice(bytes)
+        .map_err(|e| RegistryError::Invalid(format!("invalid manifest of {reference}: {e}")))?;
     let media_type = raw.media_type.clone().unwrap_or_default();
     if raw.schema_version == 1
         || media_type == media_types::SCHEMA1
@@ -190,17 +189,16 @@ pub(crate) fn parse(bytes: &[u8], reference: &str) -> Result<Parsed> {
     {
         return Err(schema1_refusal(reference));
     }
-    if let Some(entries) = raw.manifests {
-        if media_type.is_empty()
+    if let Some(entries) = raw.manifests
+        && (media_type.is_empty()
             || media_type == media_types::OCI_INDEX
-            || media_type == media_types::DOCKER_LIST
-        {
-            return entries
-                .iter()
-                .map(|e| Ok((e.descriptor()?, e.platform.clone())))
-                .collect::<Result<Vec<_>>>()
-                .map(Parsed::Index);
-        }
+            || media_type == media_types::DOCKER_LIST)
+    {
+        return entries
+            .iter()
+            .map(|e| Ok((e.descriptor()?, e.platform.clone())))
+            .collect::<Result<Vec<_>>>()
+            .map(Parsed::Index);
     }
     match (raw.config, raw.layers) {
         (Some(config), Some(layers))
@@ -291,7 +289,10 @@ mod tests {
     #[test]
     fn refuses_schema1_and_selects_in_an_index() {
         let err = parse(br#"{"schemaVersion":1,"name":"x"}"#, "r:1").unwrap_err();
-        assert!(err.to_string().contains("schema 1 support has been removed"));
+        assert!(
+            err.to_string()
+                .contains("schema 1 support has been removed")
+        );
         let d = |n: char| format!("sha256:{}", n.to_string().repeat(64));
         let index = format!(
             r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[

@@ -44,8 +44,7 @@ pub struct BlobStream {
 /// [`OciRemote`]; the references are fully qualified (`127.0.0.1:5000/team/app:1.4`).
 pub trait Remote: Send + Sync {
     /// The descriptor a tag or digest points to, without fetching the manifest (a HEAD).
-    fn resolve(&self, reference: &Reference)
-    -> impl Future<Output = Result<Descriptor>> + Send;
+    fn resolve(&self, reference: &Reference) -> impl Future<Output = Result<Descriptor>> + Send;
     /// The manifest (or index) a tag or digest points to, verified against the digest when
     /// the reference has one.
     fn fetch_manifest(

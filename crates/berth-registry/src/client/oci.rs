@@ -117,7 +117,11 @@ fn translate(err: OciDistributionError, reference: &Reference, scheme: &str) -> 
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
             // errcode.Error's text: the code in lower case with spaces, then the message.
-            let cause = format!("{}: {}", code.to_lowercase().replace('_', " "), first.message);
+            let cause = format!(
+                "{}: {}",
+                code.to_lowercase().replace('_', " "),
+                first.message
+            );
             let name = reference.familiar_name();
             match code.as_str() {
                 "MANIFEST_UNKNOWN" => RegistryError::NotFound(format!(

@@ -114,13 +114,7 @@ async fn pull(state: AppState, query: &Query, from_image: &str) -> Result<Respon
         match result {
             Ok(outcome) => {
                 let name = resolved.reference.familiar_string();
-                image_event(
-                    &state,
-                    "pull",
-                    &name,
-                    &outcome.image.config.labels(),
-                    &name,
-                );
+                image_event(&state, "pull", &name, &outcome.image.config.labels(), &name);
             }
             Err(e) => {
                 tracing::info!(error = %e, image = %resolved.reference, "pull failed");
