@@ -234,13 +234,15 @@ fn pull_errors_in_dockers_words() {
         r.message(),
         format!("manifest for {host}/team/app:nope not found: manifest unknown: manifest unknown")
     );
+    // distribution answers MANIFEST_UNKNOWN for an unknown repository too.
     let out = daemon
         .berth(&["pull", &format!("{host}/nobody/here")])
         .failure();
-    assert!(
-        out.stderr.contains(&format!("{host}/nobody/here")) && out.stderr.contains("not found"),
-        "{}",
-        out.stderr
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "Error response from daemon: manifest for {host}/nobody/here:latest not found: manifest unknown: manifest unknown"
+        )
     );
 
     // Nothing listens on this port.
@@ -489,4 +491,49 @@ fn pull_an_oci_image_skopeo_pushed() {
         .berth(&["run", "--rm", &reference, "cat", "/sk"])
         .success();
     assert_eq!(out.stdout, "copied");
+}
+
+#[test]
+fn max_concurrent_downloads_limits_the_parallel_layers() {
+    let Some(registry) = Registry::start("max_concurrent_downloads_limits_the_parallel_layers")
+    else {
+        return;
+    };
+    let spec = ImageSpec::busybox(None)
+        .file_layer(&[("a", b"1")])
+        .file_layer(&[("b", b"2")]);
+    registry.push_image("layers", Some("3"), &spec, OCI_MANIFEST);
+    let daemon = Daemon::start_with(&["--max-concurrent-downloads", "1"]);
+    let r = daemon.api().post(
+        &format!("/images/create?fromImage={}/layers&tag=3", registry.host()),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let st = statuses(&r.json_lines());
+    assert_eq!(
+        st.iter().filter(|s| s.ends_with(": Waiting")).count(),
+        2,
+        "{st:?}"
+    );
+    // One at a time: each layer completes before the next starts downloading.
+    let events: Vec<&str> = st
+        .iter()
+        .filter_map(|s| s.split_once(": ").map(|(_, status)| status))
+        .filter(|s| *s == "Pull complete" || *s == "Verifying Checksum")
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "Verifying Checksum",
+            "Pull complete",
+            "Verifying Checksum",
+            "Pull complete",
+            "Verifying Checksum",
+            "Pull complete"
+        ]
+    );
+    assert_eq!(
+        image_id(&daemon, &format!("{}/layers:3", registry.host())),
+        spec.id()
+    );
 }

@@ -166,6 +166,8 @@ const FILE_KEYS: &[&str] = &[
     "iptables",
     "mtu",
     "default-address-pools",
+    "insecure-registries",
+    "max-concurrent-downloads",
 ];
 
 /// An address the API is served on.
@@ -737,6 +739,40 @@ mod tests {
         assert_eq!(c.log_level, "warn");
         let debug = Config::merge(&flags(&["-D"]), &file).unwrap();
         assert_eq!(debug.log_level, "debug");
+    }
+
+    #[test]
+    fn registry_settings_from_flags_or_file() {
+        let c = Config::merge(&flags(&[]), &FileConfig::default()).unwrap();
+        assert_eq!(c.registry, RegistryConfig::default());
+        assert_eq!(c.registry.max_concurrent_downloads, 3);
+        let file = parse_file(
+            Path::new("daemon.json"),
+            r#"{"insecure-registries":["reg.lan:5000"],"max-concurrent-downloads":5}"#,
+        )
+        .unwrap();
+        let c = Config::merge(&flags(&[]), &file).unwrap();
+        assert_eq!(c.registry.insecure_registries, vec!["reg.lan:5000"]);
+        assert_eq!(c.registry.max_concurrent_downloads, 5);
+        let c = Config::merge(
+            &flags(&[
+                "--insecure-registry",
+                "a:1",
+                "--insecure-registry",
+                "b:2",
+                "--max-concurrent-downloads",
+                "1",
+            ]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.registry.insecure_registries, vec!["a:1", "b:2"]);
+        assert_eq!(c.registry.max_concurrent_downloads, 1);
+        let err = Config::merge(&flags(&["--max-concurrent-downloads", "2"]), &file).unwrap_err();
+        assert!(
+            err.to_string().contains("max-concurrent-downloads"),
+            "{err}"
+        );
     }
 
     #[test]
