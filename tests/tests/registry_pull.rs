@@ -537,3 +537,69 @@ fn max_concurrent_downloads_limits_the_parallel_layers() {
         spec.id()
     );
 }
+
+#[test]
+fn layers_plain_gzip_and_zstd_pull() {
+    let Some(registry) = Registry::start("layers_plain_gzip_and_zstd_pull") else {
+        return;
+    };
+    let spec = ImageSpec::busybox(None)
+        .file_layer(&[("plain", b"p")])
+        .file_layer(&[("zstd", b"z")]);
+    let config = spec.config_json();
+    let config_digest = registry.push_blob("comp", &config);
+    let blobs = [
+        (
+            berth_e2e::fixtures::gzip(&spec.layers[0]),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+        (
+            spec.layers[1].clone(),
+            "application/vnd.oci.image.layer.v1.tar",
+        ),
+        (
+            zstd::encode_all(&spec.layers[2][..], 3).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+    ];
+    let layers: Vec<serde_json::Value> = blobs
+        .iter()
+        .map(|(blob, media_type)| {
+            serde_json::json!({
+                "mediaType": media_type,
+                "digest": registry.push_blob("comp", blob),
+                "size": blob.len(),
+            })
+        })
+        .collect();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": layers,
+    }))
+    .unwrap();
+    registry.push_manifest("comp", "1", OCI_MANIFEST, &manifest);
+    let daemon = Daemon::start();
+    let reference = format!("{}/comp:1", registry.host());
+    let out = daemon
+        .berth(&["run", "--rm", &reference, "cat", "/plain", "/zstd"])
+        .success();
+    assert_eq!(out.stdout, "pz");
+    assert_eq!(image_id(&daemon, &reference), spec.id());
+    if docker_cli().is_some() {
+        // The docker CLI pulls on create's 404 too.
+        let other = Daemon::start();
+        let out = other
+            .docker(&["run", "--rm", &reference, "cat", "/zstd"])
+            .unwrap()
+            .success();
+        assert_eq!(out.stdout, "z");
+        assert!(
+            out.stderr
+                .contains(&format!("Unable to find image '{reference}' locally")),
+            "{}",
+            out.stderr
+        );
+    }
+}
