@@ -203,15 +203,26 @@ fn pull_selects_the_platform_in_an_index() {
     );
     assert_eq!(image_id(&daemon, &format!("{host}/multi:docker")), arm.id());
 
-    // A platform the index lacks: Docker's 404.
+    // A platform the index lacks: after `Pulling from`, in the stream, as Docker's.
     let r = daemon.api().post(
         &format!("/images/create?fromImage={host}/multi&tag=oci&platform=linux/s390x"),
         None,
     );
-    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lines = r.json_lines();
+    assert_eq!(statuses(&lines)[0], "oci: Pulling from multi");
     assert_eq!(
-        r.message(),
+        lines.last().unwrap()["error"],
         "no matching manifest for linux/s390x in the manifest list entries"
+    );
+    let out = daemon
+        .berth(&["pull", "--platform", "linux/s390x", &oci])
+        .failure();
+    assert!(
+        out.stderr
+            .contains("no matching manifest for linux/s390x in the manifest list entries"),
+        "{}",
+        out.stderr
     );
 }
 
@@ -602,4 +613,72 @@ fn layers_plain_gzip_and_zstd_pull() {
             out.stderr
         );
     }
+}
+
+/// A registry of one schema 1 manifest (distribution no longer accepts them): answers every
+/// request on its own connection; stops with the test process.
+fn schema1_registry() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let manifest = br#"{"schemaVersion":1,"name":"old","tag":"1","architecture":"amd64","fsLayers":[],"history":[]}"#;
+    let digest = format!("sha256:{}", berth_e2e::fixtures::sha256_hex(manifest));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let path = String::from_utf8_lossy(&head)
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            let (content_type, body): (&str, &[u8]) = if path.contains("/manifests/") {
+                (
+                    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                    manifest,
+                )
+            } else {
+                ("application/json", b"{}")
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nDocker-Content-Digest: {digest}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+    host
+}
+
+#[test]
+fn schema1_is_refused_with_dockers_message() {
+    let host = schema1_registry();
+    let daemon = Daemon::start();
+    let r = daemon
+        .api()
+        .post(&format!("/images/create?fromImage={host}/old&tag=1"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lines = r.json_lines();
+    assert_eq!(statuses(&lines)[0], "1: Pulling from old");
+    assert_eq!(
+        lines.last().unwrap()["error"],
+        format!(
+            "Docker Image Format v1 and Docker Image manifest version 2, schema 1 support has been removed. Suggest the author of {host}/old:1 to upgrade the image to the OCI Format or Docker Image manifest v2, schema 2. More information at https://docs.docker.com/go/deprecated-image-specs/"
+        )
+    );
+    let out = daemon.berth(&["pull", &format!("{host}/old:1")]).failure();
+    assert!(
+        out.stderr.contains("schema 1 support has been removed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        daemon.api().get("/images/json").json(),
+        serde_json::json!([])
+    );
 }

@@ -171,14 +171,15 @@ pub(crate) enum Parsed {
     Index(Vec<(Descriptor, Option<Platform>)>),
 }
 
-/// Docker's refusal of schema 1 (Docker 28 removed its support).
+/// Docker's refusal of schema 1 (moby's `DeprecatedSchema1ImageError`; `reference` is the
+/// full name, `docker.io/library/x:tag`).
 pub(crate) fn schema1_refusal(reference: &str) -> RegistryError {
     RegistryError::Invalid(format!(
-        "[DEPRECATION NOTICE] Docker Image Format v1 and Docker Image manifest version 2, schema 1 support has been removed. Suggest the author of {reference} to upgrade the image to the OCI Format or Docker Image manifest v2, schema 2. More information at https://docs.docker.com/go/deprecated-image-specs/"
+        "Docker Image Format v1 and Docker Image manifest version 2, schema 1 support has been removed. Suggest the author of {reference} to upgrade the image to the OCI Format or Docker Image manifest v2, schema 2. More information at https://docs.docker.com/go/deprecated-image-specs/"
     ))
 }
 
-/// Parses a manifest body; `reference` names it in errors.
+/// Parses a manifest body; `reference` (the full name) names it in errors.
 pub(crate) fn parse(bytes: &[u8], reference: &str) -> Result<Parsed> {
     let raw: RawManifest = serde_json::from_slice(bytes)
         .map_err(|e| RegistryError::Invalid(format!("invalid manifest of {reference}: {e}")))?;

@@ -14,7 +14,7 @@ use futures_util::stream::BoxStream;
 
 pub use manifest::{Platform, media_types};
 pub use oci::{OciRemote, RemoteOptions};
-pub use pull::{PullEvent, PullOutcome, Resolved, fetch_image, resolve_image};
+pub use pull::{PullEvent, PullOutcome, Resolved, fetch_image, pull_image, resolve_image};
 
 /// What a manifest, blob or index entry is: a content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -65,14 +65,15 @@ pub struct PullOutcome {
     pub up_to_date: bool,
 }
 
-/// Resolves `reference` (with a tag or digest) to the image manifest for `platform`.
+/// Resolves the manifest `top` that `reference` (with a tag or digest) points to, to the
+/// image manifest for `platform` (through nested indexes).
 pub async fn resolve_image<R: Remote>(
     remote: &R,
     reference: &Reference,
+    top: Manifest,
     platform: &Platform,
 ) -> Result<Resolved> {
-    let named = reference.familiar_string();
-    let top = remote.fetch_manifest(reference).await?;
+    let named = reference.to_string();
     let repo_digest = top.digest.clone();
     let mut current = top;
     for _ in 0..MAX_INDEX_DEPTH {
@@ -116,8 +117,35 @@ fn blob_reader<R: Remote>(
     Ok(reader.take(desc.size))
 }
 
-/// Fetches the resolved image into `store`, `max_concurrent` layers at a time, reporting
-/// progress to `events`. Blocking: runs on a blocking thread, `handle` drives the requests.
+/// Pulls the image whose top-level manifest (or index) `top` was fetched for `reference`
+/// into `store`: `Pulling from`, platform selection (errors from here on are the stream's,
+/// as in Docker), then the config and `max_concurrent` layers at a time, reporting progress
+/// to `events`. Blocking: runs on a blocking thread, `handle` drives the requests.
+#[allow(clippy::too_many_arguments)]
+pub fn pull_image<R: Remote>(
+    remote: &R,
+    handle: &Handle,
+    store: &ImageStore,
+    reference: &Reference,
+    top: Manifest,
+    platform: &Platform,
+    max_concurrent: usize,
+    events: &(dyn Fn(PullEvent) + Sync),
+) -> Result<PullOutcome> {
+    let tag_or_digest = match (reference.tag(), reference.digest()) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => "latest".to_string(),
+    };
+    events(PullEvent::new(
+        Some(&tag_or_digest),
+        format!("Pulling from {}", reference.path()),
+    ));
+    let resolved = handle.block_on(resolve_image(remote, reference, top, platform))?;
+    fetch_image(remote, handle, store, &resolved, max_concurrent, events)
+}
+
+/// Fetches a resolved image into `store` (see [`pull_image`]).
 pub fn fetch_image<R: Remote>(
     remote: &R,
     handle: &Handle,
@@ -128,15 +156,6 @@ pub fn fetch_image<R: Remote>(
 ) -> Result<PullOutcome> {
     let reference = &resolved.reference;
     let repository = reference.repository();
-    let tag_or_digest = match (reference.tag(), reference.digest()) {
-        (Some(t), _) => t.to_string(),
-        (None, Some(d)) => d.to_string(),
-        (None, None) => "latest".to_string(),
-    };
-    events(PullEvent::new(
-        Some(&tag_or_digest),
-        format!("Pulling from {}", reference.path()),
-    ));
     let named = reference.familiar_string();
     let previous = store.get(&named).ok().map(|i| i.id);
 

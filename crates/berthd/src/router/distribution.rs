@@ -9,9 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 use berth_api::models::{JsonMessage, ProgressDetail};
 use berth_api::{ApiError, ErrorKind};
-use berth_registry::client::{
-    OciRemote, Platform, PullEvent, RegistryError, fetch_image, resolve_image,
-};
+use berth_registry::client::{OciRemote, Platform, PullEvent, RegistryError, Remote, pull_image};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -86,9 +84,12 @@ async fn pull(state: AppState, query: &Query, from_image: &str) -> Result<Respon
         None => Platform::host(),
     };
     let remote = Arc::new(OciRemote::new(state.config.registry.remote_options()));
-    // Resolved before the response starts, so that an unknown repository or tag, or an
-    // unreachable registry, is an HTTP error as Docker's is.
-    let resolved = resolve_image(remote.as_ref(), &reference, &platform)
+    // The top-level manifest is fetched before the response starts, so that an unknown
+    // repository or tag, or an unreachable registry, is an HTTP error as Docker's is; what
+    // goes wrong after `Pulling from` (no manifest for the platform, schema 1, a layer)
+    // travels in the stream, as in moby's pullTag.
+    let top = remote
+        .fetch_manifest(&reference)
         .await
         .map_err(|e| Error(registry_error(&e)))?;
     let (tx, rx) = mpsc::channel::<Bytes>(64);
@@ -103,21 +104,23 @@ async fn pull(state: AppState, query: &Query, from_image: &str) -> Result<Respon
             let _ = tx.blocking_send(Bytes::from(line));
         };
         let events = |event: PullEvent| send(&message_of(event));
-        let result = fetch_image(
+        let result = pull_image(
             remote.as_ref(),
             &handle,
             &state.images,
-            &resolved,
+            &reference,
+            top,
+            &platform,
             max_concurrent,
             &events,
         );
         match result {
             Ok(outcome) => {
-                let name = resolved.reference.familiar_string();
+                let name = reference.familiar_string();
                 image_event(&state, "pull", &name, &outcome.image.config.labels(), &name);
             }
             Err(e) => {
-                tracing::info!(error = %e, image = %resolved.reference, "pull failed");
+                tracing::info!(error = %e, image = %reference, "pull failed");
                 send(&JsonMessage::error(registry_error(&e).message));
             }
         }
