@@ -217,3 +217,106 @@ impl Registry {
             .join("data")
     }
 }
+
+/// One request a [`FaultProxy`] forwarded: its path, its `Range` header, and the body bytes
+/// it passed back.
+#[derive(Debug, Clone)]
+pub struct ProxiedRequest {
+    pub path: String,
+    pub range: Option<String>,
+    pub bytes_sent: usize,
+}
+
+/// A proxy in front of a registry that cuts the first whole-blob response for the blob `cut`
+/// after half of its body (a dropped connection), and records every request.
+pub struct FaultProxy {
+    port: u16,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<ProxiedRequest>>>,
+}
+
+impl FaultProxy {
+    pub fn start(registry_port: u16, cut: &str) -> FaultProxy {
+        let cut = cut.to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The thread ends with the test process; it only ever talks to 127.0.0.1.
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let log = log.clone();
+                let dropped = dropped.clone();
+                let cut = cut.clone();
+                std::thread::spawn(move || {
+                    let _ = proxy_one(client, registry_port, &cut, &log, &dropped);
+                });
+            }
+        });
+        FaultProxy { port, requests }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+fn proxy_one(
+    mut client: TcpStream,
+    registry_port: u16,
+    cut_blob: &str,
+    log: &std::sync::Mutex<Vec<ProxiedRequest>>,
+    dropped: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let path = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let range = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("range: ")
+                .or_else(|| l.strip_prefix("Range: "))
+        })
+        .map(str::to_string);
+    // One request per connection: the registry closes after answering.
+    let mut forwarded: String = text
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    forwarded.push_str("Connection: close\r\n\r\n");
+    let mut upstream = TcpStream::connect(("127.0.0.1", registry_port))?;
+    upstream.write_all(forwarded.as_bytes())?;
+    let mut response = Vec::new();
+    upstream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |i| i + 4);
+    let body_len = response.len() - split;
+    let cut = path.ends_with(&format!("/blobs/{cut_blob}"))
+        && range.is_none()
+        && !dropped.swap(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = if cut { body_len / 2 } else { body_len };
+    log.lock().unwrap().push(ProxiedRequest {
+        path,
+        range,
+        bytes_sent: sent,
+    });
+    client.write_all(&response[..split + sent])?;
+    // Dropping the socket closes it: mid-body when cut.
+    Ok(())
+}

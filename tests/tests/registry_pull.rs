@@ -4,7 +4,7 @@
 
 use berth_e2e::fixtures::{Entry, ImageSpec, layer_tar};
 use berth_e2e::registry::{
-    DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Registry, free_port,
+    DOCKER_LIST, DOCKER_MANIFEST, FaultProxy, OCI_INDEX, OCI_MANIFEST, Registry, free_port,
 };
 use berth_e2e::{Daemon, docker_cli};
 
@@ -681,4 +681,62 @@ fn schema1_is_refused_with_dockers_message() {
         daemon.api().get("/images/json").json(),
         serde_json::json!([])
     );
+}
+
+#[test]
+fn a_dropped_connection_resumes_with_a_range_request() {
+    let Some(registry) = Registry::start("a_dropped_connection_resumes_with_a_range_request")
+    else {
+        return;
+    };
+    let blob = noise(8 << 20, 42);
+    let mut spec = ImageSpec::busybox(None);
+    spec.layers.push(layer_tar(&[Entry::File {
+        path: "big",
+        data: &blob,
+        mode: 0o644,
+    }]));
+    let (_, manifest) = registry.push_image("resume", Some("1"), &spec, OCI_MANIFEST);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let big = manifest["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let big_size = manifest["layers"][1]["size"].as_u64().unwrap() as usize;
+    let port: u16 = registry.host().rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = FaultProxy::start(port, &big);
+    let daemon = Daemon::start();
+    let r = daemon.api().post(
+        &format!("/images/create?fromImage={}/resume&tag=1", proxy.host()),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let st = statuses(&r.json_lines());
+    let id = &big[7..19];
+    assert!(
+        st.contains(&format!("{id}: Retrying in 1 second")),
+        "{st:?}"
+    );
+    assert!(st.contains(&format!("{id}: Pull complete")), "{st:?}");
+    assert_eq!(
+        image_id(&daemon, &format!("{}/resume:1", proxy.host())),
+        spec.id()
+    );
+    let requests = proxy.requests.lock().unwrap().clone();
+    let for_big: Vec<_> = requests.iter().filter(|r| r.path.ends_with(&big)).collect();
+    assert_eq!(for_big.len(), 2, "{requests:?}");
+    let range = for_big[1]
+        .range
+        .as_deref()
+        .expect("the retry asks for a range");
+    let from: usize = range
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
+    assert!(from > 0 && from <= big_size / 2, "{range}");
+    // The bytes already received are not fetched again.
+    let total: usize = for_big.iter().map(|r| r.bytes_sent).sum();
+    assert!(total * 10 < big_size * 16, "{total} of {big_size}");
+    assert_no_leftovers(&daemon);
 }

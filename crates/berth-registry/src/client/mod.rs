@@ -4,6 +4,7 @@
 mod manifest;
 mod oci;
 pub mod pull;
+mod resume;
 
 use std::future::Future;
 use std::io;
@@ -37,6 +38,9 @@ pub struct Manifest {
 pub struct BlobStream {
     /// `Content-Length` of the response, when the registry sent one.
     pub length: Option<u64>,
+    /// The offset of the stream's first byte in the blob: the requested offset, or 0 when the
+    /// registry ignored the `Range` and sent all of it.
+    pub start: u64,
     pub stream: BoxStream<'static, io::Result<Bytes>>,
 }
 

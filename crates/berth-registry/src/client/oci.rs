@@ -259,14 +259,16 @@ impl Remote for OciRemote {
             digest: &digest,
             urls: &None,
         };
-        let sized = if offset == 0 {
-            client.pull_blob_stream(&oref, &layer).await
+        let (sized, start) = if offset == 0 {
+            client.pull_blob_stream(&oref, &layer).await.map(|s| (s, 0))
         } else {
+            // A partial response is not verified by oci-client; the store verifies the whole.
             client
                 .pull_blob_stream_partial(&oref, &layer, offset, None)
                 .await
                 .map(|r| match r {
-                    BlobResponse::Full(s) | BlobResponse::Partial(s) => s,
+                    BlobResponse::Full(s) => (s, 0),
+                    BlobResponse::Partial(s) => (s, offset),
                 })
         }
         .map_err(|e| translate(e, repository, scheme))?;
@@ -290,6 +292,7 @@ impl Remote for OciRemote {
             .boxed();
         Ok(BlobStream {
             length: sized.content_length,
+            start,
             stream,
         })
     }

@@ -5,7 +5,6 @@
 //! messages (`Pulling fs layer`, `Downloading`, ... `Pull complete`).
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,9 +12,9 @@ use std::time::{Duration, Instant};
 use berth_image::config::chain_ids;
 use berth_image::{Digest, Image, ImageConfig, ImageStore, Reference};
 use tokio::runtime::Handle;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::manifest::{self, Parsed, Platform};
+use super::resume::ResumingReader;
 use super::{Descriptor, Manifest, RegistryError, Remote, Result};
 
 /// Indexes nest (an index of indexes); more levels than this is a loop or an attack.
@@ -104,19 +103,6 @@ pub async fn resolve_image<R: Remote>(
     )))
 }
 
-/// A blocking reader over a blob's bytes, at most `desc.size` of them (a registry sending
-/// more cannot fill the disk; one sending other bytes fails verification).
-fn blob_reader<R: Remote>(
-    remote: &R,
-    handle: &Handle,
-    repository: &Reference,
-    desc: &Descriptor,
-) -> Result<impl Read + use<R>> {
-    let blob = handle.block_on(remote.fetch_blob(repository, desc, 0))?;
-    let reader = SyncIoBridge::new_with_handle(StreamReader::new(blob.stream), handle.clone());
-    Ok(reader.take(desc.size))
-}
-
 /// Pulls the image whose top-level manifest (or index) `top` was fetched for `reference`
 /// into `store`: `Pulling from`, platform selection (errors from here on are the stream's,
 /// as in Docker), then the config and `max_concurrent` layers at a time, reporting progress
@@ -169,7 +155,8 @@ pub fn fetch_image<R: Remote>(
         )));
     }
     if !ingest.has_blob(&config.digest) {
-        let mut reader = blob_reader(remote, handle, &repository, config)?;
+        let mut reader = ResumingReader::new(remote, handle, &repository, config, Box::new(|_| {}));
+        reader.open()?;
         ingest.write_blob(&mut reader, &config.digest)?;
     }
     let config_bytes = ingest.read_blob(&config.digest)?;
@@ -210,7 +197,18 @@ pub fn fetch_image<R: Remote>(
     let download = |i: usize| -> Result<()> {
         let desc = &layers[i];
         let id = desc.digest.short();
-        let mut reader = blob_reader(remote, handle, &repository, desc)?;
+        let retry_message = |pause: Duration| {
+            let secs = pause.as_secs().max(1);
+            let unit = if secs == 1 { "second" } else { "seconds" };
+            events(PullEvent::new(
+                Some(id),
+                format!("Retrying in {secs} {unit}"),
+            ));
+        };
+        let mut reader =
+            ResumingReader::new(remote, handle, &repository, desc, Box::new(retry_message));
+        // The first request's failure (unknown blob, refused connection) is the pull's error.
+        reader.open()?;
         let size = desc.size;
         let mut last = Instant::now() - Duration::from_secs(1);
         let mut progress = |current: u64| {
