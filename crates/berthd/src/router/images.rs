@@ -875,13 +875,9 @@ async fn save(state: AppState, names: Vec<String>) -> Result<Response> {
         .into_response())
 }
 
-/// `POST /images/create`: import from the body (`fromSrc=-`). Pulling is not implemented.
+/// `POST /images/create` without `fromImage`: import from the body (`fromSrc=-`). Pulls are
+/// `distribution::create`'s.
 pub async fn create(State(state): State<AppState>, query: Query, body: Body) -> Result<Response> {
-    if let Some(image) = query.non_empty("fromImage") {
-        return Err(Error(ApiError::not_implemented(format!(
-            "pull is not supported yet: cannot pull {image}; use docker save/load to bring images in"
-        ))));
-    }
     let source = query
         .non_empty("fromSrc")
         .ok_or_else(|| ApiError::invalid("either fromImage or fromSrc must be given"))?;
