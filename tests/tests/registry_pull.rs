@@ -203,6 +203,35 @@ fn pull_selects_the_platform_in_an_index() {
     );
     assert_eq!(image_id(&daemon, &format!("{host}/multi:docker")), arm.id());
 
+    // What the registry has, without pulling.
+    let r = daemon
+        .api()
+        .get(&format!("/distribution/{host}/multi:oci/json"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({
+            "Descriptor": {"mediaType": OCI_INDEX, "digest": oci_index, "size": r.json()["Descriptor"]["size"]},
+            "Platforms": [
+                {"architecture": "arm64", "os": "linux", "variant": "v8"},
+                {"architecture": "amd64", "os": "linux"},
+            ],
+        })
+    );
+    let (single, _) = registry.push_image("multi", Some("single"), &amd, OCI_MANIFEST);
+    let r = daemon
+        .api()
+        .get(&format!("/distribution/{host}/multi:single/json"));
+    assert_eq!(r.json()["Descriptor"]["digest"], single);
+    assert_eq!(
+        r.json()["Platforms"],
+        serde_json::json!([{"architecture": "amd64", "os": "linux"}])
+    );
+    let r = daemon
+        .api()
+        .get(&format!("/distribution/{host}/multi:nope/json"));
+    assert_eq!(r.status, 404, "{}", r.text());
+
     // A platform the index lacks: after `Pulling from`, in the stream, as Docker's.
     let r = daemon.api().post(
         &format!("/images/create?fromImage={host}/multi&tag=oci&platform=linux/s390x"),

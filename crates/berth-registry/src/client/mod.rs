@@ -15,7 +15,9 @@ use futures_util::stream::BoxStream;
 
 pub use manifest::{Platform, media_types};
 pub use oci::{OciRemote, RemoteOptions};
-pub use pull::{PullEvent, PullOutcome, Resolved, fetch_image, pull_image, resolve_image};
+pub use pull::{
+    PullEvent, PullOutcome, Resolved, fetch_image, inspect_remote, pull_image, resolve_image,
+};
 
 /// What a manifest, blob or index entry is: a content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,17 @@ pub struct Manifest {
     pub digest: Digest,
 }
 
+impl Manifest {
+    /// The descriptor of this manifest (what a tag resolves to).
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.bytes.len() as u64,
+        }
+    }
+}
+
 /// A blob's bytes as they arrive. The stream ends with an error when the transfer fails.
 pub struct BlobStream {
     /// `Content-Length` of the response, when the registry sent one.
@@ -46,9 +59,11 @@ pub struct BlobStream {
 
 /// The seam between a pull (or push) and a registry. Implemented over `oci-client` by
 /// [`OciRemote`]; the references are fully qualified (`127.0.0.1:5000/team/app:1.4`).
+///
+/// There is no separate `resolve` (tag → descriptor): oci-client's HEAD exposes the digest
+/// but neither the media type nor the size, so resolving is fetching the (small) manifest;
+/// [`Manifest::descriptor`] describes it.
 pub trait Remote: Send + Sync {
-    /// The descriptor a tag or digest points to, without fetching the manifest (a HEAD).
-    fn resolve(&self, reference: &Reference) -> impl Future<Output = Result<Descriptor>> + Send;
     /// The manifest (or index) a tag or digest points to, verified against the digest when
     /// the reference has one.
     fn fetch_manifest(

@@ -189,39 +189,27 @@ fn parse_digest(text: &str) -> Result<Digest> {
 }
 
 /// The media type a manifest body declares (registries' Content-Type is not exposed by
-/// oci-client's raw pull; the body says it for every schema 2 and OCI manifest that has one).
+/// oci-client's raw pull; the body says it for every schema 2 and OCI manifest that has one,
+/// and an OCI manifest or index without it is told apart by its fields).
 fn declared_media_type(bytes: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Versioned {
         #[serde(rename = "mediaType", default)]
         media_type: String,
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
+        #[serde(default)]
+        layers: Option<serde_json::Value>,
     }
-    serde_json::from_slice::<Versioned>(bytes)
-        .map(|v| v.media_type)
-        .unwrap_or_default()
+    match serde_json::from_slice::<Versioned>(bytes) {
+        Ok(v) if !v.media_type.is_empty() => v.media_type,
+        Ok(v) if v.manifests.is_some() => media_types::OCI_INDEX.to_string(),
+        Ok(v) if v.layers.is_some() => media_types::OCI_MANIFEST.to_string(),
+        _ => String::new(),
+    }
 }
 
 impl Remote for OciRemote {
-    async fn resolve(&self, reference: &Reference) -> Result<Descriptor> {
-        let oref = oci_reference(reference);
-        let scheme = self.scheme(reference.domain());
-        let client = self.client_for(reference.domain());
-        // HEAD gives the digest; the media type and size need the body (the HEAD's headers
-        // are not exposed), so fetch it: manifests are small.
-        let digest = client
-            .fetch_manifest_digest(&oref, &RegistryAuth::Anonymous)
-            .await
-            .map_err(|e| translate(e, reference, scheme))?;
-        let manifest = self
-            .fetch_manifest(&reference.repository().with_digest(parse_digest(&digest)?))
-            .await?;
-        Ok(Descriptor {
-            media_type: manifest.media_type,
-            digest: manifest.digest,
-            size: manifest.bytes.len() as u64,
-        })
-    }
-
     async fn fetch_manifest(&self, reference: &Reference) -> Result<Manifest> {
         let oref = oci_reference(reference);
         let scheme = self.scheme(reference.domain());

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use berth_image::config::chain_ids;
 use berth_image::{Digest, Image, ImageConfig, ImageStore, Reference};
+use futures_util::TryStreamExt;
 use tokio::runtime::Handle;
 
 use super::manifest::{self, Parsed, Platform};
@@ -101,6 +102,52 @@ pub async fn resolve_image<R: Remote>(
     Err(RegistryError::Invalid(format!(
         "manifest of {named} nests indexes more than {MAX_INDEX_DEPTH} deep"
     )))
+}
+
+/// What `GET /distribution/{name}/json` shows: the descriptor `reference` resolves to and the
+/// platforms it serves (an index's entries, or an image's config).
+pub async fn inspect_remote<R: Remote>(
+    remote: &R,
+    reference: &Reference,
+) -> Result<(Descriptor, Vec<Platform>)> {
+    let top = remote.fetch_manifest(reference).await?;
+    let platforms = match manifest::parse(&top.bytes, &reference.to_string())? {
+        Parsed::Index(entries) => entries.into_iter().filter_map(|(_, p)| p).collect(),
+        Parsed::Image { config, .. } => {
+            if config.size > MAX_CONFIG_SIZE {
+                return Err(RegistryError::Invalid(format!(
+                    "image config {} is too large ({} bytes)",
+                    config.digest, config.size
+                )));
+            }
+            let blob = remote
+                .fetch_blob(&reference.repository(), &config, 0)
+                .await?;
+            let bytes: Vec<u8> = blob
+                .stream
+                .try_fold(Vec::new(), |mut all, chunk| async move {
+                    all.extend_from_slice(&chunk);
+                    Ok(all)
+                })
+                .await
+                .map_err(|e| RegistryError::Transport(format!("cannot read config: {e}")))?;
+            if Digest::of_bytes(&bytes) != config.digest {
+                return Err(RegistryError::Transport(format!(
+                    "config verification failed for digest {}",
+                    config.digest
+                )));
+            }
+            let image: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
+                RegistryError::Invalid(format!("invalid image config {}: {e}", config.digest))
+            })?;
+            vec![Platform {
+                os: image.os,
+                architecture: image.architecture,
+                variant: image.variant,
+            }]
+        }
+    };
+    Ok((top.descriptor(), platforms))
 }
 
 /// Pulls the image whose top-level manifest (or index) `top` was fetched for `reference`

@@ -5,16 +5,18 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use berth_api::models::{JsonMessage, ProgressDetail};
 use berth_api::{ApiError, ErrorKind};
-use berth_registry::client::{OciRemote, Platform, PullEvent, RegistryError, Remote, pull_image};
+use berth_registry::client::{
+    OciRemote, Platform, PullEvent, RegistryError, Remote, inspect_remote, pull_image,
+};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::images::{image_event, json_stream_response, progress_bar};
-use super::{Error, Query, Result, image_error};
+use super::{Error, Query, Result, image_error, ok_json};
 use crate::imagestore::Reference;
 use crate::state::AppState;
 
@@ -126,6 +128,44 @@ async fn pull(state: AppState, query: &Query, from_image: &str) -> Result<Respon
         }
     });
     Ok(json_stream_response(rx))
+}
+
+/// `GET /distribution/{name}/json`: what a reference resolves to in its registry, and the
+/// platforms it serves.
+pub async fn inspect(State(state): State<AppState>, Path(rest): Path<String>) -> Result<Response> {
+    let Some(name) = rest.strip_suffix("/json") else {
+        return Err(Error(ApiError::not_found(format!(
+            "page not found: /distribution/{rest}"
+        ))));
+    };
+    let reference = Reference::parse_normalized(name)?;
+    let reference = if reference.digest().is_some() {
+        reference
+    } else {
+        reference.with_default_tag()
+    };
+    let remote = OciRemote::new(state.config.registry.remote_options());
+    let (descriptor, platforms) = inspect_remote(&remote, &reference)
+        .await
+        .map_err(|e| Error(registry_error(&e)))?;
+    let platforms: Vec<serde_json::Value> = platforms
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::json!({"architecture": p.architecture, "os": p.os});
+            if let Some(variant) = p.variant.as_deref().filter(|v| !v.is_empty()) {
+                v["variant"] = variant.into();
+            }
+            v
+        })
+        .collect();
+    Ok(ok_json(&serde_json::json!({
+        "Descriptor": {
+            "mediaType": descriptor.media_type,
+            "digest": descriptor.digest.to_string(),
+            "size": descriptor.size,
+        },
+        "Platforms": platforms,
+    })))
 }
 
 #[cfg(test)]

@@ -87,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .route("/images/get", get(images::save_many))
         .route("/images/create", post(distribution::create))
         .route("/images/prune", post(images::prune))
+        .route("/distribution/{*rest}", get(distribution::inspect))
         .route(
             "/images/{*rest}",
             get(images::get_dispatch)
