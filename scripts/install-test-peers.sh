@@ -28,8 +28,8 @@ done
 
 echo "installing test peers: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# Installing docker.io or docker-registry must not start their daemons on this host: a policy-rc.d that refuses
-# service starts for the duration of the install (only if none exists already).
+# Installing docker.io or docker-registry must not start their daemons on this host: a policy-rc.d
+# that refuses service starts for the duration of the install (only if none exists already).
 policy=/usr/sbin/policy-rc.d
 own_policy=0
 if [ ! -e "$policy" ]; then

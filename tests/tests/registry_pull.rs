@@ -769,3 +769,23 @@ fn a_dropped_connection_resumes_with_a_range_request() {
     assert!(total * 10 < big_size * 16, "{total} of {big_size}");
     assert_no_leftovers(&daemon);
 }
+
+#[test]
+fn insecure_registries_are_reported_in_info() {
+    let daemon = Daemon::start_with(&["--insecure-registry", "reg.lan:5000"]);
+    let info = daemon.api().get("/info").json();
+    assert_eq!(
+        info["RegistryConfig"]["IndexConfigs"]["reg.lan:5000"],
+        serde_json::json!({"Name": "reg.lan:5000", "Mirrors": [], "Secure": false, "Official": false})
+    );
+    if docker_cli().is_some() {
+        let out = daemon.docker(&["info"]).unwrap().success();
+        let section = out
+            .stdout
+            .split("Insecure Registries:")
+            .nth(1)
+            .unwrap_or_default();
+        assert!(section.contains("reg.lan:5000"), "{}", out.stdout);
+        assert!(section.contains("127.0.0.0/8"), "{}", out.stdout);
+    }
+}
