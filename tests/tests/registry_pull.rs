@@ -789,3 +789,47 @@ fn insecure_registries_are_reported_in_info() {
         assert!(section.contains("127.0.0.0/8"), "{}", out.stdout);
     }
 }
+
+#[test]
+fn a_client_that_goes_away_does_not_leave_a_half_pull() {
+    use std::io::{Read, Write};
+    let Some(registry) = Registry::start("a_client_that_goes_away_does_not_leave_a_half_pull")
+    else {
+        return;
+    };
+    let mut spec = ImageSpec::busybox(None);
+    let blobs: Vec<Vec<u8>> = (0..3).map(|i| noise(4 << 20, 100 + i)).collect();
+    for (i, blob) in blobs.iter().enumerate() {
+        let path = format!("f{i}");
+        spec.layers.push(layer_tar(&[Entry::File {
+            path: &path,
+            data: blob,
+            mode: 0o644,
+        }]));
+    }
+    registry.push_image("gone", Some("1"), &spec, OCI_MANIFEST);
+    let daemon = Daemon::start();
+    let mut socket = std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap();
+    write!(
+        socket,
+        "POST /images/create?fromImage={}/gone&tag=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        registry.host()
+    )
+    .unwrap();
+    let mut first = [0u8; 64];
+    let n = socket.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    drop(socket);
+    // The pull goes on to the end without its client, and leaves nothing half-done.
+    let reference = format!("{}/gone:1", registry.host());
+    berth_e2e::containers::until("the pull to finish", || {
+        daemon
+            .api()
+            .get(&format!("/images/{reference}/json"))
+            .status
+            == 200
+    });
+    assert_eq!(image_id(&daemon, &reference), spec.id());
+    assert_no_leftovers(&daemon);
+    assert_eq!(daemon.api().get("/_ping").status, 200);
+}
