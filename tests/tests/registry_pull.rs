@@ -140,6 +140,24 @@ fn pull_by_tag_and_digest_through_berth_and_the_api() {
         .clone();
     assert_eq!(tags, serde_json::json!([]));
     assert_no_leftovers(&fresh);
+    let out = fresh.berth(&["images", "--digests"]).success();
+    assert!(out.stdout.contains(&digest), "{}", out.stdout);
+    // rmi by digest removes what a pull by digest brought.
+    let out = fresh.berth(&["rmi", &format!("{repo}@{digest}")]).success();
+    assert!(
+        out.stdout.contains(&format!("Untagged: {repo}@{digest}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!("Deleted: {}", spec.id())),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        fresh.api().get("/images/json").json(),
+        serde_json::json!([])
+    );
 }
 
 #[test]
