@@ -23,8 +23,16 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub struct Registry {
     dir: tempfile::TempDir,
     port: u16,
+    /// `Authorization` for the test's own requests (a registry with htpasswd auth).
+    authorization: Option<String>,
     _child: ChildGuard,
 }
+
+/// The user of [`Registry::start_with_basic_auth`] and its password.
+pub const BASIC_USER: &str = "ci";
+pub const BASIC_PASSWORD: &str = "s3cret";
+/// bcrypt of [`BASIC_PASSWORD`] (distribution's htpasswd takes bcrypt only).
+const BASIC_HASH: &str = "$2b$10$Wv6FD/sLhcYISxAUnBWq1eWsMVc5o1nT1xRuIP6epl1C3yb7mhFcq";
 
 /// A free port on 127.0.0.1 (bound, then released for the registry to take).
 pub fn free_port() -> u16 {
@@ -35,6 +43,15 @@ pub fn free_port() -> u16 {
 impl Registry {
     /// Starts a registry, or returns `None` (after saying why) when it is not installed.
     pub fn start(test: &str) -> Option<Registry> {
+        Registry::start_with(test, false)
+    }
+
+    /// Like [`Registry::start`], requiring HTTP basic auth ([`BASIC_USER`], [`BASIC_PASSWORD`]).
+    pub fn start_with_basic_auth(test: &str) -> Option<Registry> {
+        Registry::start_with(test, true)
+    }
+
+    fn start_with(test: &str, basic_auth: bool) -> Option<Registry> {
         if !Path::new(REGISTRY_BINARY).exists() {
             eprintln!(
                 "skipped {test}: {REGISTRY_BINARY} is missing (apt package docker-registry; see scripts/install-test-peers.sh)"
@@ -44,14 +61,24 @@ impl Registry {
         let dir = tempfile::tempdir().expect("registry dir");
         let port = free_port();
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("write registry config");
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        let mut authorization = None;
+        if basic_auth {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{BASIC_USER}:{BASIC_HASH}\n")).expect("htpasswd");
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+            authorization = Some(format!(
+                "Basic {}",
+                base64_encode(format!("{BASIC_USER}:{BASIC_PASSWORD}").as_bytes())
+            ));
+        }
+        std::fs::write(&config, yaml).expect("write registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
         let child = Command::new(REGISTRY_BINARY)
             .arg("serve")
@@ -63,6 +90,7 @@ impl Registry {
         let registry = Registry {
             dir,
             port,
+            authorization,
             _child: ChildGuard(child),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -109,6 +137,9 @@ impl Registry {
         );
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(a) = &self.authorization {
+            head.push_str(&format!("Authorization: {a}\r\n"));
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes()).expect("write head");
@@ -216,6 +247,28 @@ impl Registry {
             .join(hex)
             .join("data")
     }
+}
+
+/// Standard base64 with padding (for `Authorization: Basic` and docker's config.json).
+pub fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// One request a [`FaultProxy`] forwarded: its path, its `Range` header, and the body bytes

@@ -851,3 +851,68 @@ fn a_client_that_goes_away_does_not_leave_a_half_pull() {
     assert_no_leftovers(&daemon);
     assert_eq!(daemon.api().get("/_ping").status, 200);
 }
+
+#[test]
+fn pull_with_basic_auth_credentials() {
+    use berth_e2e::registry::{BASIC_PASSWORD, BASIC_USER, base64_encode};
+    let Some(registry) = Registry::start_with_basic_auth("pull_with_basic_auth_credentials") else {
+        return;
+    };
+    let spec = ImageSpec::busybox(None).file_layer(&[("secret", b"private")]);
+    registry.push_image("private/app", Some("1"), &spec, OCI_MANIFEST);
+    let host = registry.host();
+    let daemon = Daemon::start();
+    let path = format!("/images/create?fromImage={host}/private/app&tag=1");
+    let manifest_url = format!("http://{host}/v2/private/app/manifests/1");
+
+    let r = daemon.api().post(&path, None);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        format!("Head \"{manifest_url}\": no basic auth credentials")
+    );
+    let auth = |password: &str| {
+        base64_encode(
+            serde_json::json!({"username": BASIC_USER, "password": password, "serveraddress": host})
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    let wrong = auth("wrong");
+    let r = daemon
+        .api()
+        .request("POST", &path, &[("X-Registry-Auth", &wrong)], None);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        format!("Head \"{manifest_url}\": unauthorized: authentication required")
+    );
+    let right = auth(BASIC_PASSWORD);
+    let r = daemon
+        .api()
+        .request("POST", &path, &[("X-Registry-Auth", &right)], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Pull complete"), "{}", r.text());
+    assert_eq!(
+        image_id(&daemon, &format!("{host}/private/app:1")),
+        spec.id()
+    );
+
+    if docker_cli().is_some() {
+        // The docker CLI sends what its config.json holds for the registry.
+        let other = Daemon::start();
+        let config = other.dir().join("docker-config");
+        std::fs::create_dir_all(&config).unwrap();
+        let entry = base64_encode(format!("{BASIC_USER}:{BASIC_PASSWORD}").as_bytes());
+        std::fs::write(
+            config.join("config.json"),
+            serde_json::json!({"auths": {host.clone(): {"auth": entry}}}).to_string(),
+        )
+        .unwrap();
+        let out = other
+            .docker(&["pull", &format!("{host}/private/app:1")])
+            .unwrap()
+            .success();
+        assert!(out.stdout.contains("Pull complete"), "{}", out.stdout);
+    }
+}

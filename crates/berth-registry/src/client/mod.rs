@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub use manifest::{Platform, media_types};
-pub use oci::{OciRemote, RemoteOptions};
+pub use oci::{Credentials, OciRemote, RemoteOptions};
 pub use pull::{
     PullEvent, PullOutcome, Resolved, fetch_image, inspect_remote, pull_image, resolve_image,
 };

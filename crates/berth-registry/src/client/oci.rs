@@ -23,13 +23,36 @@ pub struct RemoteOptions {
     pub insecure_registries: Vec<String>,
 }
 
-/// A registry client over `oci-client`. Anonymous for now (no credentials are sent).
+/// Credentials for a registry, as a client sent them (`X-Registry-Auth`).
+#[derive(Clone, Default)]
+pub enum Credentials {
+    #[default]
+    Anonymous,
+    /// HTTP basic auth, or exchanged for a token where the registry asks for one.
+    Basic { username: String, password: String },
+    /// A registry bearer token (`registrytoken`).
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secrets.
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            Credentials::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
+}
+
+/// A registry client over `oci-client`.
 pub struct OciRemote {
     /// HTTPS, and plain HTTP for insecure registries: oci-client decides the scheme from its
     /// config, so there is one client (a connection pool and token cache) for each.
     https: oci_client::Client,
     http: oci_client::Client,
     options: RemoteOptions,
+    auth: RegistryAuth,
 }
 
 /// rustls needs a process-wide crypto provider; Berth builds with ring (aws-lc-rs, the
@@ -74,7 +97,22 @@ impl OciRemote {
             https: client(ClientProtocol::Https),
             http: client(ClientProtocol::Http),
             options,
+            auth: RegistryAuth::Anonymous,
         }
+    }
+
+    /// Sends `credentials` to the registries this client talks to.
+    pub fn with_credentials(mut self, credentials: Credentials) -> OciRemote {
+        self.auth = match credentials {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic { username, password } => RegistryAuth::Basic(username, password),
+            Credentials::Bearer(token) => RegistryAuth::Bearer(token),
+        };
+        self
+    }
+
+    fn authenticated(&self) -> bool {
+        !matches!(self.auth, RegistryAuth::Anonymous)
     }
 
     fn client_for(&self, registry: &str) -> &oci_client::Client {
@@ -105,8 +143,13 @@ fn oci_reference(reference: &Reference) -> oci_client::Reference {
     }
 }
 
-/// Rewords an oci-client error as Docker would say it.
-fn translate(err: OciDistributionError, reference: &Reference, scheme: &str) -> RegistryError {
+/// Rewords an oci-client error as Docker would say it (`authenticated`: credentials were sent).
+fn translate(
+    err: OciDistributionError,
+    reference: &Reference,
+    scheme: &str,
+    authenticated: bool,
+) -> RegistryError {
     match err {
         OciDistributionError::RegistryError { envelope, .. } => {
             let Some(first) = envelope.errors.first() else {
@@ -138,9 +181,15 @@ fn translate(err: OciDistributionError, reference: &Reference, scheme: &str) -> 
                 _ => RegistryError::Transport(cause),
             }
         }
-        OciDistributionError::UnauthorizedError { url } => RegistryError::Unauthorized(format!(
-            "unauthorized: authentication required (url {url})"
-        )),
+        OciDistributionError::UnauthorizedError { url } => {
+            // Docker resolves a tag with a HEAD of the manifest and names it so.
+            let url = manifest_url(reference, scheme).unwrap_or(url);
+            RegistryError::Unauthorized(if authenticated {
+                format!("Head \"{url}\": unauthorized: authentication required")
+            } else {
+                format!("Head \"{url}\": no basic auth credentials")
+            })
+        }
         OciDistributionError::ServerError { code: 404, .. } => RegistryError::NotFound(format!(
             "manifest for {} not found: manifest unknown",
             reference.familiar_string()
@@ -167,6 +216,20 @@ fn translate(err: OciDistributionError, reference: &Reference, scheme: &str) -> 
         }
         other => RegistryError::Transport(other.to_string()),
     }
+}
+
+/// `http://host/v2/<path>/manifests/<tag or digest>`.
+fn manifest_url(reference: &Reference, scheme: &str) -> Option<String> {
+    let target = match (reference.digest(), reference.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => return None,
+    };
+    Some(format!(
+        "{scheme}://{}/v2/{}/manifests/{target}",
+        reference.domain(),
+        reference.path()
+    ))
 }
 
 /// An error with its causes, `a: b: c`.
@@ -215,9 +278,9 @@ impl Remote for OciRemote {
         let scheme = self.scheme(reference.domain());
         let client = self.client_for(reference.domain());
         let (bytes, digest) = client
-            .pull_manifest_raw(&oref, &RegistryAuth::Anonymous, media_types::ACCEPT)
+            .pull_manifest_raw(&oref, &self.auth, media_types::ACCEPT)
             .await
-            .map_err(|e| translate(e, reference, scheme))?;
+            .map_err(|e| translate(e, reference, scheme, self.authenticated()))?;
         // oci-client checked the bytes against the reference's digest or the registry's
         // Docker-Content-Digest header; a manifest without that header gets its own hash.
         let digest = parse_digest(&digest)?;
@@ -259,7 +322,7 @@ impl Remote for OciRemote {
                     BlobResponse::Partial(s) => (s, offset),
                 })
         }
-        .map_err(|e| translate(e, repository, scheme))?;
+        .map_err(|e| translate(e, repository, scheme, self.authenticated()))?;
         let what = digest.clone();
         // oci-client verifies the digest at the end of a full stream; its error names
         // neither the layer nor Docker's wording.

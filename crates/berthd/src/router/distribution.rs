@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use berth_api::models::{JsonMessage, ProgressDetail};
 use berth_api::{ApiError, ErrorKind};
 use berth_registry::client::{
-    OciRemote, Platform, PullEvent, RegistryError, Remote, inspect_remote, pull_image,
+    Credentials, OciRemote, Platform, PullEvent, RegistryError, Remote, inspect_remote, pull_image,
 };
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -21,14 +22,73 @@ use crate::imagestore::Reference;
 use crate::state::AppState;
 
 /// `POST /images/create`: a pull with `fromImage`, an import otherwise.
-pub async fn create(state: State<AppState>, query: Query, body: Body) -> Result<Response> {
+pub async fn create(
+    state: State<AppState>,
+    query: Query,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     match query.non_empty("fromImage") {
         Some(image) => {
             let image = image.to_string();
-            pull(state.0, &query, &image).await
+            let credentials = registry_auth(&headers)?;
+            pull(state.0, &query, &image, credentials).await
         }
         None => super::images::create(state, query, body).await,
     }
+}
+
+/// The credentials of `X-Registry-Auth`: base64url JSON of Docker's `AuthConfig` (older
+/// clients use the standard alphabet; padding either way). Absent or empty is anonymous.
+fn registry_auth(headers: &HeaderMap) -> Result<Credentials> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    #[derive(serde::Deserialize, Default)]
+    struct AuthConfig {
+        #[serde(default)]
+        username: String,
+        #[serde(default)]
+        password: String,
+        /// `base64(username:password)`, as config.json stores it.
+        #[serde(default)]
+        auth: String,
+        #[serde(default)]
+        registrytoken: String,
+    }
+    let Some(value) = headers.get("x-registry-auth") else {
+        return Ok(Credentials::Anonymous);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text.is_empty() {
+        return Ok(Credentials::Anonymous);
+    }
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let bytes = GeneralPurpose::new(&base64::alphabet::URL_SAFE, config)
+        .decode(text)
+        .or_else(|_| GeneralPurpose::new(&base64::alphabet::STANDARD, config).decode(text))
+        .map_err(|_| ApiError::invalid("invalid X-Registry-Auth header: not base64"))?;
+    let auth: AuthConfig = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("invalid X-Registry-Auth header: {e}")))?;
+    if !auth.registrytoken.is_empty() {
+        return Ok(Credentials::Bearer(auth.registrytoken));
+    }
+    let (username, password) = if auth.username.is_empty() && !auth.auth.is_empty() {
+        let pair = base64::engine::general_purpose::STANDARD
+            .decode(&auth.auth)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        let (u, p) = pair.split_once(':').unwrap_or_default();
+        (u.to_string(), p.to_string())
+    } else {
+        (auth.username, auth.password)
+    };
+    Ok(if username.is_empty() {
+        Credentials::Anonymous
+    } else {
+        Credentials::Basic { username, password }
+    })
 }
 
 /// Docker's status for a registry error.
@@ -79,13 +139,20 @@ fn message_of(event: PullEvent) -> JsonMessage {
     }
 }
 
-async fn pull(state: AppState, query: &Query, from_image: &str) -> Result<Response> {
+async fn pull(
+    state: AppState,
+    query: &Query,
+    from_image: &str,
+    credentials: Credentials,
+) -> Result<Response> {
     let reference = pull_reference(from_image, query.non_empty("tag"))?;
     let platform = match query.non_empty("platform") {
         Some(p) => Platform::parse(p).map_err(|e| Error(registry_error(&e)))?,
         None => Platform::host(),
     };
-    let remote = Arc::new(OciRemote::new(state.config.registry.remote_options()));
+    let remote = Arc::new(
+        OciRemote::new(state.config.registry.remote_options()).with_credentials(credentials),
+    );
     // The top-level manifest is fetched before the response starts, so that an unknown
     // repository or tag, or an unreachable registry, is an HTTP error as Docker's is; what
     // goes wrong after `Pulling from` (no manifest for the platform, schema 1, a layer)
@@ -132,7 +199,11 @@ async fn pull(state: AppState, query: &Query, from_image: &str) -> Result<Respon
 
 /// `GET /distribution/{name}/json`: what a reference resolves to in its registry, and the
 /// platforms it serves.
-pub async fn inspect(State(state): State<AppState>, Path(rest): Path<String>) -> Result<Response> {
+pub async fn inspect(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
     let Some(name) = rest.strip_suffix("/json") else {
         return Err(Error(ApiError::not_found(format!(
             "page not found: /distribution/{rest}"
@@ -144,7 +215,8 @@ pub async fn inspect(State(state): State<AppState>, Path(rest): Path<String>) ->
     } else {
         reference.with_default_tag()
     };
-    let remote = OciRemote::new(state.config.registry.remote_options());
+    let remote = OciRemote::new(state.config.registry.remote_options())
+        .with_credentials(registry_auth(&headers)?);
     let (descriptor, platforms) = inspect_remote(&remote, &reference)
         .await
         .map_err(|e| Error(registry_error(&e)))?;
@@ -171,6 +243,38 @@ pub async fn inspect(State(state): State<AppState>, Path(rest): Path<String>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_from_x_registry_auth() {
+        use base64::Engine as _;
+        let header = |json: &str, engine: &base64::engine::GeneralPurpose| {
+            let mut h = HeaderMap::new();
+            h.insert("x-registry-auth", engine.encode(json).parse().unwrap());
+            registry_auth(&h).unwrap()
+        };
+        let url = base64::engine::general_purpose::URL_SAFE;
+        let std = base64::engine::general_purpose::STANDARD_NO_PAD;
+        assert!(matches!(
+            header(r#"{"username":"ci","password":"p?>~"}"#, &url),
+            Credentials::Basic { username, password } if username == "ci" && password == "p?>~"
+        ));
+        assert!(matches!(
+            header(r#"{"auth":"Y2k6czNjcmV0"}"#, &std),
+            Credentials::Basic { username, password } if username == "ci" && password == "s3cret"
+        ));
+        assert!(matches!(
+            header(r#"{"registrytoken":"tok"}"#, &url),
+            Credentials::Bearer(t) if t == "tok"
+        ));
+        assert!(matches!(header("{}", &url), Credentials::Anonymous));
+        assert!(matches!(
+            registry_auth(&HeaderMap::new()).unwrap(),
+            Credentials::Anonymous
+        ));
+        let mut bad = HeaderMap::new();
+        bad.insert("x-registry-auth", "%%%".parse().unwrap());
+        assert!(registry_auth(&bad).is_err());
+    }
 
     #[test]
     fn references_from_the_query() {
