@@ -898,17 +898,47 @@ fn pull_with_basic_auth_credentials() {
         spec.id()
     );
 
+    // POST /auth checks credentials with the registry (docker login).
+    let login = |password: &str| {
+        let body = serde_json::json!({"username": BASIC_USER, "password": password, "serveraddress": host});
+        daemon
+            .api()
+            .post("/auth", Some(body.to_string().as_bytes()))
+    };
+    let r = login("wrong");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        format!("login attempt to http://{host}/v2/ failed with status: 401 Unauthorized")
+    );
+    let r = login(BASIC_PASSWORD);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Status"], "Login Succeeded");
+
     if docker_cli().is_some() {
-        // The docker CLI sends what its config.json holds for the registry.
+        // docker login (through /auth) stores the credentials in its config.json, and
+        // docker pull sends them.
         let other = Daemon::start();
-        let config = other.dir().join("docker-config");
-        std::fs::create_dir_all(&config).unwrap();
+        let out = other
+            .docker_with_stdin(
+                &["login", &host, "-u", BASIC_USER, "--password-stdin"],
+                Some(b"wrong\n"),
+            )
+            .unwrap()
+            .failure();
+        assert!(out.stderr.contains("401 Unauthorized"), "{}", out.stderr);
+        let out = other
+            .docker_with_stdin(
+                &["login", &host, "-u", BASIC_USER, "--password-stdin"],
+                Some(format!("{BASIC_PASSWORD}\n").as_bytes()),
+            )
+            .unwrap()
+            .success();
+        assert!(out.stdout.contains("Login Succeeded"), "{}", out.stdout);
+        let stored =
+            std::fs::read_to_string(other.dir().join("docker-config/config.json")).unwrap();
         let entry = base64_encode(format!("{BASIC_USER}:{BASIC_PASSWORD}").as_bytes());
-        std::fs::write(
-            config.join("config.json"),
-            serde_json::json!({"auths": {host.clone(): {"auth": entry}}}).to_string(),
-        )
-        .unwrap();
+        assert!(stored.contains(&entry), "{stored}");
         let out = other
             .docker(&["pull", &format!("{host}/private/app:1")])
             .unwrap()

@@ -111,6 +111,38 @@ impl OciRemote {
         self
     }
 
+    /// Checks the credentials against `registry` (`host[:port]`), as `docker login` has the
+    /// daemon do. dockerd asks `/v2/` with them; oci-client has no such call, so a HEAD of a
+    /// manifest in a repository that need not exist is asked instead (oci-client answers the
+    /// registry's challenge, exchanging the credentials for a token where it asks for one):
+    /// a 401 means they are wrong, a 404 that they were accepted.
+    pub async fn check_login(&self, registry: &str) -> Result<()> {
+        let reference = Reference::parse_normalized(&format!("{registry}/berth-login-check"))
+            .map_err(|e| RegistryError::Invalid(e.to_string()))?
+            .with_default_tag();
+        let scheme = self.scheme(registry);
+        let client = self.client_for(registry);
+        let refused = || {
+            RegistryError::Unauthorized(format!(
+                "login attempt to {scheme}://{registry}/v2/ failed with status: 401 Unauthorized"
+            ))
+        };
+        match client
+            .fetch_manifest_digest(&oci_reference(&reference), &self.auth)
+            .await
+        {
+            Ok(_) | Err(OciDistributionError::ServerError { code: 404, .. }) => Ok(()),
+            Err(OciDistributionError::UnauthorizedError { .. })
+            | Err(OciDistributionError::AuthenticationFailure(_)) => Err(refused()),
+            Err(e) => match translate(e, &reference, scheme, self.authenticated()) {
+                // MANIFEST_UNKNOWN / NAME_UNKNOWN: past authentication.
+                RegistryError::NotFound(_) => Ok(()),
+                RegistryError::Unauthorized(_) => Err(refused()),
+                other => Err(other),
+            },
+        }
+    }
+
     fn authenticated(&self) -> bool {
         !matches!(self.auth, RegistryAuth::Anonymous)
     }

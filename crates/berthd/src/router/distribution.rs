@@ -38,23 +38,52 @@ pub async fn create(
     }
 }
 
-/// The credentials of `X-Registry-Auth`: base64url JSON of Docker's `AuthConfig` (older
-/// clients use the standard alphabet; padding either way). Absent or empty is anonymous.
+/// Docker's `AuthConfig`: the `POST /auth` body, and base64url JSON in `X-Registry-Auth`.
+#[derive(serde::Deserialize, Default)]
+struct AuthConfig {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    /// `base64(username:password)`, as config.json stores it.
+    #[serde(default)]
+    auth: String,
+    #[serde(default)]
+    registrytoken: String,
+    #[serde(default)]
+    serveraddress: String,
+}
+
+impl AuthConfig {
+    fn credentials(self) -> Credentials {
+        use base64::Engine as _;
+        if !self.registrytoken.is_empty() {
+            return Credentials::Bearer(self.registrytoken);
+        }
+        let (username, password) = if self.username.is_empty() && !self.auth.is_empty() {
+            let pair = base64::engine::general_purpose::STANDARD
+                .decode(&self.auth)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_default();
+            let (u, p) = pair.split_once(':').unwrap_or_default();
+            (u.to_string(), p.to_string())
+        } else {
+            (self.username, self.password)
+        };
+        if username.is_empty() {
+            Credentials::Anonymous
+        } else {
+            Credentials::Basic { username, password }
+        }
+    }
+}
+
+/// The credentials of `X-Registry-Auth` (older clients use the standard base64 alphabet;
+/// padding either way). Absent or empty is anonymous.
 fn registry_auth(headers: &HeaderMap) -> Result<Credentials> {
     use base64::Engine as _;
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    #[derive(serde::Deserialize, Default)]
-    struct AuthConfig {
-        #[serde(default)]
-        username: String,
-        #[serde(default)]
-        password: String,
-        /// `base64(username:password)`, as config.json stores it.
-        #[serde(default)]
-        auth: String,
-        #[serde(default)]
-        registrytoken: String,
-    }
     let Some(value) = headers.get("x-registry-auth") else {
         return Ok(Credentials::Anonymous);
     };
@@ -70,25 +99,37 @@ fn registry_auth(headers: &HeaderMap) -> Result<Credentials> {
         .map_err(|_| ApiError::invalid("invalid X-Registry-Auth header: not base64"))?;
     let auth: AuthConfig = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("invalid X-Registry-Auth header: {e}")))?;
-    if !auth.registrytoken.is_empty() {
-        return Ok(Credentials::Bearer(auth.registrytoken));
+    Ok(auth.credentials())
+}
+
+/// `https://index.docker.io/v1/`, `http://reg:5000/`, `reg:5000` → the registry's `host[:port]`.
+fn registry_host(server_address: &str) -> String {
+    let rest = server_address
+        .strip_prefix("https://")
+        .or_else(|| server_address.strip_prefix("http://"))
+        .unwrap_or(server_address);
+    let host = rest.split('/').next().unwrap_or_default();
+    match host {
+        "" | "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+        h => h.to_string(),
     }
-    let (username, password) = if auth.username.is_empty() && !auth.auth.is_empty() {
-        let pair = base64::engine::general_purpose::STANDARD
-            .decode(&auth.auth)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .unwrap_or_default();
-        let (u, p) = pair.split_once(':').unwrap_or_default();
-        (u.to_string(), p.to_string())
-    } else {
-        (auth.username, auth.password)
-    };
-    Ok(if username.is_empty() {
-        Credentials::Anonymous
-    } else {
-        Credentials::Basic { username, password }
-    })
+}
+
+/// `POST /auth`: checks credentials with the registry (what `docker login` asks the daemon).
+pub async fn auth(State(state): State<AppState>, body: Bytes) -> Result<Response> {
+    let config: AuthConfig = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("invalid auth configuration: {e}")))?;
+    let registry = registry_host(&config.serveraddress);
+    let remote = OciRemote::new(state.config.registry.remote_options())
+        .with_credentials(config.credentials());
+    remote
+        .check_login(&registry)
+        .await
+        .map_err(|e| Error(registry_error(&e)))?;
+    Ok(ok_json(&serde_json::json!({
+        "Status": "Login Succeeded",
+        "IdentityToken": "",
+    })))
 }
 
 /// Docker's status for a registry error.
@@ -274,6 +315,14 @@ mod tests {
         let mut bad = HeaderMap::new();
         bad.insert("x-registry-auth", "%%%".parse().unwrap());
         assert!(registry_auth(&bad).is_err());
+    }
+
+    #[test]
+    fn registry_hosts_of_server_addresses() {
+        assert_eq!(registry_host("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(registry_host(""), "docker.io");
+        assert_eq!(registry_host("http://127.0.0.1:5000/"), "127.0.0.1:5000");
+        assert_eq!(registry_host("127.0.0.1:5000"), "127.0.0.1:5000");
     }
 
     #[test]

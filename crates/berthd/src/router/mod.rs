@@ -88,6 +88,7 @@ pub fn app(state: AppState) -> Router {
         .route("/images/create", post(distribution::create))
         .route("/images/prune", post(images::prune))
         .route("/distribution/{*rest}", get(distribution::inspect))
+        .route("/auth", post(distribution::auth))
         .route(
             "/images/{*rest}",
             get(images::get_dispatch)
