@@ -16,6 +16,10 @@
 #              (its 9p modules; the -cloud flavour has none) on a pure cgroup v2 hierarchy;
 #              tests/vm/boot.sh builds its initramfs with cpio. Installing the kernel package
 #              only puts files in /boot and /lib/modules: this machine does not boot from them.
+#   docker-registry, skopeo
+#              the pull tests (tests/tests/registry_pull.rs) run CNCF distribution on 127.0.0.1 with
+#              a config of their own and push images into it with skopeo. The package's service
+#              (bound to all interfaces) is not started: see policy-rc.d below.
 # A peer that cannot be installed only makes its tests skip (they say so) — except the VM's,
 # whose test fails naming what is missing — so failures here are reported and do not stop the
 # suite. Needs root.
@@ -41,7 +45,7 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import docker' 2>/dev/nul
     || echo "warning: could not install docker-py; its tests will skip" >&2
 fi
 
-peers=(runc docker.io skopeo qemu-system-x86 linux-image-amd64 cpio file)
+peers=(runc docker.io skopeo docker-registry qemu-system-x86 linux-image-amd64 cpio file)
 missing=()
 for pkg in "${peers[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -50,8 +54,8 @@ done
 
 echo "installing test peers: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# Installing docker.io must not start Docker's daemon on this host: a policy-rc.d that refuses
-# service starts for the duration of the install (only if none exists already).
+# Installing docker.io or docker-registry must not start their daemons on this host: a policy-rc.d
+# that refuses service starts for the duration of the install (only if none exists already).
 policy=/usr/sbin/policy-rc.d
 own_policy=0
 if [ ! -e "$policy" ]; then

@@ -10,6 +10,7 @@ pub mod containers;
 pub mod daemon;
 pub mod fixtures;
 pub mod pty;
+pub mod registry;
 
 pub use api::{ApiResponse, RawApi};
 pub use daemon::{Daemon, Output, docker_cli};

@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    container, context::ContextCommand, cp, image, network, stats, system, volume,
+    container, context::ContextCommand, cp, image, network, pull, stats, system, volume,
 };
 
 /// A self-sufficient runtime for containers
@@ -191,6 +191,8 @@ pub enum Command {
     Exec(container::ExecArgs),
     /// Load an image from a tar archive or STDIN
     Load(image::LoadArgs),
+    /// Download an image from a registry
+    Pull(pull::PullArgs),
     /// Remove one or more images
     Rmi(image::RemoveArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)

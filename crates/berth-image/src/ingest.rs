@@ -9,19 +9,41 @@
 //!
 //! Blobs an ingest has seen or written are pinned until it is dropped, so a concurrent `rmi`
 //! or prune never collects them half-way through a pull. Nothing is visible until `commit`.
+//!
+//! [`Ingest::write_layer`] stores a layer blob and unpacks it in the same pass over the
+//! stream (a pull's downloads call it from several threads at once: an ingest is `Sync`).
 
-use std::io::Read;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::sync::Mutex;
 
 use crate::config::{ImageConfig, chain_ids};
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingWriter};
 use crate::error::{ImageError, IoContext, Result};
 use crate::reference::Reference;
-use crate::store::{Image, ImageStore, LoadProgress, PendingImage, exclusive, lock};
+use crate::store::{
+    Image, ImageStore, LoadProgress, PendingImage, RecordLayer, exclusive, lock, random_name,
+};
+use crate::unpack;
 
 /// An image being assembled from individually fetched blobs. See the module documentation.
 pub struct Ingest<'a> {
     store: &'a ImageStore,
-    pinned: Vec<Digest>,
+    pinned: Mutex<Vec<Digest>>,
+    /// Layers [`Ingest::write_layer`] unpacked and verified, by blob digest: commit need not
+    /// read their blobs again.
+    written: Mutex<HashMap<Digest, WrittenLayer>>,
+    /// The repository digest to record instead of the manifest's own (a pull by tag of an
+    /// index records the index's digest, as Docker does).
+    repo_digest: Option<Digest>,
+}
+
+#[derive(Clone)]
+struct WrittenLayer {
+    chain_id: Digest,
+    diff_id: Digest,
+    size: u64,
 }
 
 impl ImageStore {
@@ -29,29 +51,137 @@ impl ImageStore {
     pub fn ingest(&self) -> Ingest<'_> {
         Ingest {
             store: self,
-            pinned: Vec::new(),
+            pinned: Mutex::new(Vec::new()),
+            written: Mutex::new(HashMap::new()),
+            repo_digest: None,
         }
     }
 }
 
+/// Copies every byte read from `inner` into a file, hashing it on the way.
+struct Tee<'r> {
+    inner: &'r mut dyn Read,
+    out: HashingWriter<File>,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 impl Ingest<'_> {
-    fn pin(&mut self, digest: &Digest) -> bool {
+    fn pin(&self, digest: &Digest) -> bool {
         let mut state = lock(&self.store.state);
         *state.pinned.entry(digest.clone()).or_default() += 1;
-        self.pinned.push(digest.clone());
+        lock(&self.pinned).push(digest.clone());
         // Checked under the lock garbage collection removes blobs under.
         self.store.blob_path(digest).exists()
     }
 
     /// Whether the content store has this blob already (then it need not be fetched).
-    pub fn has_blob(&mut self, digest: &Digest) -> bool {
+    pub fn has_blob(&self, digest: &Digest) -> bool {
         self.pin(digest)
     }
 
+    /// Whether the layer `blob` (whose uncompressed digest is `diff_id`, on top of the chain
+    /// `parent`) is stored and unpacked already: then a pull need not fetch it.
+    pub fn has_layer(&self, blob: &Digest, diff_id: &Digest, parent: Option<&Digest>) -> bool {
+        let chain = match parent {
+            None => diff_id.clone(),
+            Some(p) => chain_ids(&[p.clone(), diff_id.clone()])[1].clone(),
+        };
+        self.pin(blob) && self.store.has_layer(&chain)
+    }
+
+    /// Records `digest` as the repository digest of the image (`repo@digest`) instead of the
+    /// digest of the manifest given to [`Ingest::commit`].
+    pub fn set_repo_digest(&mut self, digest: Digest) {
+        self.repo_digest = Some(digest);
+    }
+
     /// Streams a blob into the content store, verifying its digest; returns its size.
-    pub fn write_blob(&mut self, reader: &mut dyn Read, digest: &Digest) -> Result<u64> {
+    pub fn write_blob(&self, reader: &mut dyn Read, digest: &Digest) -> Result<u64> {
         self.pin(digest);
         Ok(self.store.write_blob_from_reader(reader, Some(digest))?.1)
+    }
+
+    /// Streams a layer blob into the content store and unpacks it in the same pass: the
+    /// compressed bytes are hashed and written to the ingest area while they are decompressed
+    /// and extracted. Only when the blob's digest and the layer's `diff_id` both verify do the
+    /// blob and the layer (on top of the chain `parent`) become stored; otherwise nothing is
+    /// kept. `progress` receives the compressed bytes read so far. Returns the blob's size.
+    pub fn write_layer(
+        &self,
+        reader: &mut dyn Read,
+        blob: &Digest,
+        diff_id: &Digest,
+        parent: Option<&Digest>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        self.pin(blob);
+        let store = self.store;
+        let blob_tmp = store.ingest_dir().join(random_name("layer"));
+        let layer_tmp = store.new_tmp_layer()?;
+        let result = (|| -> Result<u64> {
+            let file =
+                File::create(&blob_tmp).ctx(|| format!("cannot create {}", blob_tmp.display()))?;
+            let mut tee = Tee {
+                inner: reader,
+                out: HashingWriter::new(file),
+            };
+            let unpacked = unpack::unpack_layer(
+                &mut tee,
+                &layer_tmp.join("diff"),
+                &blob.to_string(),
+                progress,
+            );
+            // The decompressor may stop before the blob's end (trailing bytes), and a corrupt
+            // blob usually fails to decompress first: read to the end either way, so that a
+            // blob that does not match its digest is reported as such.
+            let drained = io::copy(&mut tee, &mut io::sink());
+            let (file, hasher) = tee.out.into_parts();
+            let size = hasher.len();
+            let actual = hasher.finish();
+            if drained.is_ok() && actual != *blob {
+                return Err(ImageError::InvalidArgument(format!(
+                    "filesystem layer verification failed for digest {blob}"
+                )));
+            }
+            // The source itself found the bytes wrong (a registry client verifying at the
+            // end): that is the cause, whatever the decompressor said before.
+            if let Err(e) = &drained
+                && e.kind() == io::ErrorKind::InvalidData
+            {
+                return Err(ImageError::InvalidArgument(e.to_string()));
+            }
+            let unpacked = unpacked?;
+            drained.map_err(|source| ImageError::LayerStream {
+                layer: blob.to_string(),
+                source,
+            })?;
+            diff_id.verify(&unpacked.diff_id, &format!("layer {blob}"))?;
+            file.sync_all()
+                .ctx(|| format!("cannot sync {}", blob_tmp.display()))?;
+            store.install_blob(&blob_tmp, blob)?;
+            let ensured = store.install_unpacked_layer(&layer_tmp, unpacked, parent)?;
+            lock(&self.written).insert(
+                blob.clone(),
+                WrittenLayer {
+                    chain_id: ensured.chain_id,
+                    diff_id: ensured.diff_id,
+                    size: ensured.size,
+                },
+            );
+            Ok(size)
+        })();
+        let _ = fs::remove_file(&blob_tmp);
+        if layer_tmp.exists() {
+            let _ = fs::remove_dir_all(&layer_tmp);
+        }
+        result
     }
 
     /// Reads a (small) stored blob, e.g. a config.
@@ -108,6 +238,23 @@ impl Ingest<'_> {
         let mut layers = Vec::new();
         for (i, desc) in manifest.layers.iter().enumerate() {
             let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
+            let written = lock(&self.written).get(&desc.digest).cloned();
+            if let Some(w) = written.filter(|w| w.chain_id == chains[i] && w.diff_id == diff_ids[i])
+            {
+                // Unpacked and verified by write_layer: no second pass over the blob.
+                layers.push(RecordLayer {
+                    diff_id: w.diff_id,
+                    chain_id: w.chain_id,
+                    blob_digest: desc.digest.clone(),
+                    blob_size: desc.size,
+                    media_type: desc.media_type.clone(),
+                    size: w.size,
+                });
+                progress(LoadProgress::LayerDone {
+                    digest: desc.digest.clone(),
+                });
+                continue;
+            }
             layers.push(store.layer_record(
                 &desc.digest,
                 desc.size,
@@ -137,7 +284,8 @@ impl Ingest<'_> {
             if let Some(t) = r.tag() {
                 tags.push(r.with_tag(t));
             }
-            tags.push(r.repository().with_digest(manifest_digest));
+            let repo_digest = self.repo_digest.clone().unwrap_or(manifest_digest);
+            tags.push(r.repository().with_digest(repo_digest));
         }
         store.commit(vec![PendingImage {
             record,
@@ -152,7 +300,8 @@ impl Ingest<'_> {
 impl Drop for Ingest<'_> {
     fn drop(&mut self) {
         let mut state = lock(&self.store.state);
-        for d in self.pinned.drain(..) {
+        let pinned = std::mem::take(&mut *lock(&self.pinned));
+        for d in pinned {
             if let Some(n) = state.pinned.get_mut(&d) {
                 *n -= 1;
                 if *n == 0 {
@@ -190,7 +339,7 @@ mod tests {
         }))
         .unwrap();
 
-        let mut ingest = store.ingest();
+        let ingest = store.ingest();
         assert!(!ingest.has_blob(&layer_digest));
         // A wrong digest is refused and leaves nothing.
         let err = ingest
@@ -227,5 +376,89 @@ mod tests {
             crate::DeleteItem::Untagged(format!("busybox@{manifest_digest}"))
         );
         assert!(store.images().is_empty());
+    }
+
+    #[test]
+    fn write_layer_stores_and_unpacks_in_one_pass_or_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let tar = layer_tar(&[("streamed", b"while downloading")]);
+        let layer = gzip(&tar);
+        let img = TestImage {
+            tags: vec![],
+            layers: vec![layer.clone()],
+            comment: "streamed".into(),
+        };
+        let config = img.config();
+        let config_digest = Digest::of_bytes(&config);
+        let layer_digest = Digest::of_bytes(&layer);
+        let diff_id = Digest::of_bytes(&tar);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest.to_string(), "size": layer.len()}],
+        }))
+        .unwrap();
+        let leftovers = || {
+            let ingest = std::fs::read_dir(store.ingest_dir()).unwrap().count();
+            let tmp_layers = std::fs::read_dir(dir.path().join("layers"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(".tmp")
+                })
+                .count();
+            ingest + tmp_layers
+        };
+
+        let mut ingest = store.ingest();
+        // One flipped byte: the digest check fails, nothing is kept.
+        let mut bad = layer.clone();
+        let middle = bad.len() / 2;
+        bad[middle] ^= 0xff;
+        let err = ingest
+            .write_layer(&mut &bad[..], &layer_digest, &diff_id, None, &mut |_| {})
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "filesystem layer verification failed for digest {layer_digest}"
+            )),
+            "{err}"
+        );
+        assert!(!ingest.has_layer(&layer_digest, &diff_id, None));
+        assert_eq!(leftovers(), 0);
+
+        let mut seen = 0;
+        let size = ingest
+            .write_layer(&mut &layer[..], &layer_digest, &diff_id, None, &mut |n| {
+                seen = n
+            })
+            .unwrap();
+        assert_eq!((size, seen), (layer.len() as u64, layer.len() as u64));
+        assert!(ingest.has_layer(&layer_digest, &diff_id, None));
+        assert_eq!(leftovers(), 0);
+        ingest.write_blob(&mut &config[..], &config_digest).unwrap();
+        let index_digest = Digest::of_bytes(b"an index");
+        ingest.set_repo_digest(index_digest.clone());
+        // The commit does not read the blob again: removing it shows that.
+        std::fs::remove_file(store.blob_path(&layer_digest)).unwrap();
+        let reference = Reference::parse_normalized("reg:5000/app:1").unwrap();
+        let image = ingest
+            .commit(&manifest, "", Some(&reference), &mut |_| {})
+            .unwrap();
+        assert_eq!(image.id, config_digest);
+        assert_eq!(
+            image.repo_digests,
+            vec![format!("reg:5000/app@{index_digest}")]
+        );
+        let dirs = store.layer_dirs(&image.id).unwrap();
+        assert_eq!(
+            std::fs::read(dirs[0].join("streamed")).unwrap(),
+            b"while downloading"
+        );
     }
 }

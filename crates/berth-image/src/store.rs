@@ -688,7 +688,7 @@ impl ImageStore {
     pub(crate) fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs").join("sha256")
     }
-    fn ingest_dir(&self) -> PathBuf {
+    pub(crate) fn ingest_dir(&self) -> PathBuf {
         self.root.join("blobs").join(".ingest")
     }
     fn layers_dir(&self) -> PathBuf {
@@ -822,48 +822,73 @@ impl ImageStore {
                 });
             }
         }
-        let tmp = self
-            .layers_dir()
-            .join(format!(".tmp-{}", random_name("layer")));
+        let tmp = self.new_tmp_layer()?;
         let diff_dir = tmp.join("diff");
-        fs::create_dir_all(&diff_dir).ctx(|| format!("cannot create {}", diff_dir.display()))?;
         let result = (|| -> Result<EnsuredLayer> {
             let unpacked =
                 unpack::unpack_layer(&mut open_blob()?, &diff_dir, &blob.to_string(), progress)?;
             if let Some(expected) = expected_diff {
                 expected.verify(&unpacked.diff_id, &format!("layer {blob}"))?;
             }
-            let chain = chain_for(&unpacked.diff_id);
-            let record = LayerRecord {
-                chain_id: chain.clone(),
-                diff_id: unpacked.diff_id.clone(),
-                parent: parent.cloned(),
-                size: unpacked.size,
-            };
-            let ensured = EnsuredLayer {
-                diff_id: unpacked.diff_id,
-                chain_id: chain.clone(),
-                size: unpacked.size,
-                compression: unpacked.compression,
-            };
-            let dest = self.layer_dir(&chain);
-            if dest.exists() {
-                // Same content arrived again (import of an identical tree).
-                return Ok(ensured);
-            }
-            write_json_atomic(&tmp.join("layer.json"), &record)?;
-            // One syncfs instead of an fsync per file: the tree must be durable before the
-            // rename makes it a layer.
-            let dir = File::open(&tmp).ctx(|| format!("cannot open {}", tmp.display()))?;
-            rustix::fs::syncfs(&dir).map_err(|e| ImageError::io("cannot sync layer", e.into()))?;
-            fs::rename(&tmp, &dest).ctx(|| format!("cannot store layer {chain}"))?;
-            sync_dir(&self.layers_dir())?;
-            Ok(ensured)
+            self.install_unpacked_layer(&tmp, unpacked, parent)
         })();
         if tmp.exists() {
             let _ = fs::remove_dir_all(&tmp);
         }
         result
+    }
+
+    /// A fresh layer directory to unpack into (`<tmp>/diff`), removed by the caller on failure.
+    pub(crate) fn new_tmp_layer(&self) -> Result<PathBuf> {
+        let tmp = self
+            .layers_dir()
+            .join(format!(".tmp-{}", random_name("layer")));
+        let diff_dir = tmp.join("diff");
+        fs::create_dir_all(&diff_dir).ctx(|| format!("cannot create {}", diff_dir.display()))?;
+        Ok(tmp)
+    }
+
+    /// Makes the layer unpacked (and verified) in `tmp` a layer under its chain id.
+    pub(crate) fn install_unpacked_layer(
+        &self,
+        tmp: &Path,
+        unpacked: unpack::UnpackedLayer,
+        parent: Option<&Digest>,
+    ) -> Result<EnsuredLayer> {
+        let chain = match parent {
+            None => unpacked.diff_id.clone(),
+            Some(p) => chain_ids(&[p.clone(), unpacked.diff_id.clone()])[1].clone(),
+        };
+        let record = LayerRecord {
+            chain_id: chain.clone(),
+            diff_id: unpacked.diff_id.clone(),
+            parent: parent.cloned(),
+            size: unpacked.size,
+        };
+        let ensured = EnsuredLayer {
+            diff_id: unpacked.diff_id,
+            chain_id: chain.clone(),
+            size: unpacked.size,
+            compression: unpacked.compression,
+        };
+        let dest = self.layer_dir(&chain);
+        if dest.exists() {
+            // Same content arrived again (import of an identical tree).
+            return Ok(ensured);
+        }
+        write_json_atomic(&tmp.join("layer.json"), &record)?;
+        // One syncfs instead of an fsync per file: the tree must be durable before the
+        // rename makes it a layer.
+        let dir = File::open(tmp).ctx(|| format!("cannot open {}", tmp.display()))?;
+        rustix::fs::syncfs(&dir).map_err(|e| ImageError::io("cannot sync layer", e.into()))?;
+        fs::rename(tmp, &dest).ctx(|| format!("cannot store layer {chain}"))?;
+        sync_dir(&self.layers_dir())?;
+        Ok(ensured)
+    }
+
+    /// Whether the layer with this chain id is unpacked.
+    pub(crate) fn has_layer(&self, chain: &Digest) -> bool {
+        self.layer_dir(chain).join("layer.json").exists()
     }
 
     fn read_layer_record(&self, chain: &Digest) -> Result<Option<LayerRecord>> {

@@ -98,6 +98,12 @@ pub struct Flags {
     /// Connections served at once per listener; more wait to be accepted [default: 1024]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Registry (host[:port]) spoken to over plain HTTP (repeatable); loopback ones always are
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+    /// Layers a pull downloads at once [default: 3]
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_downloads: Option<usize>,
 }
 
 /// `daemon.json`: the dockerd keys Berth understands.
@@ -122,6 +128,8 @@ pub struct FileConfig {
     pub mtu: Option<u32>,
     pub default_address_pools: Option<Vec<AddressPool>>,
     pub max_connections: Option<usize>,
+    pub insecure_registries: Option<Vec<String>>,
+    pub max_concurrent_downloads: Option<usize>,
 }
 
 /// One entry of daemon.json `default-address-pools`: subnets of `size` bits from `base`.
@@ -166,6 +174,8 @@ const FILE_KEYS: &[&str] = &[
     "mtu",
     "default-address-pools",
     "max-connections",
+    "insecure-registries",
+    "max-concurrent-downloads",
 ];
 
 /// An address the API is served on.
@@ -245,6 +255,33 @@ pub struct Config {
     pub network: NetworkConfig,
     /// API connections served at once per listener (`--max-connections`).
     pub max_connections: usize,
+    /// Registry client settings.
+    pub registry: RegistryConfig,
+}
+
+/// How the daemon pulls (`--insecure-registry`, `--max-concurrent-downloads`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryConfig {
+    pub insecure_registries: Vec<String>,
+    pub max_concurrent_downloads: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            insecure_registries: Vec::new(),
+            // dockerd's default.
+            max_concurrent_downloads: 3,
+        }
+    }
+}
+
+impl RegistryConfig {
+    pub fn remote_options(&self) -> berth_registry::client::RemoteOptions {
+        berth_registry::client::RemoteOptions {
+            insecure_registries: self.insecure_registries.clone(),
+        }
+    }
 }
 
 /// The daemon's network settings (`--bridge`, `--bip`, `--fixed-cidr`, `--iptables`, `--mtu`,
@@ -377,6 +414,22 @@ impl Config {
         if let (Some(a), Some(b)) = (&flags.max_connections, &file.max_connections) {
             conflict("max-connections", a.to_string(), b.to_string());
         }
+        if let (false, Some(b)) = (
+            flags.insecure_registries.is_empty(),
+            &file.insecure_registries,
+        ) {
+            conflict(
+                "insecure-registries",
+                format!("{:?}", flags.insecure_registries),
+                format!("{b:?}"),
+            );
+        }
+        if let (Some(a), Some(b)) = (
+            flags.max_concurrent_downloads,
+            file.max_concurrent_downloads,
+        ) {
+            conflict("max-concurrent-downloads", a.to_string(), b.to_string());
+        }
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflicts(conflicts.join(", ")));
         }
@@ -440,9 +493,22 @@ impl Config {
             .or(file.max_connections)
             .unwrap_or(DEFAULT_MAX_CONNECTIONS)
             .max(1);
+        let registry = RegistryConfig {
+            insecure_registries: if flags.insecure_registries.is_empty() {
+                file.insecure_registries.clone().unwrap_or_default()
+            } else {
+                flags.insecure_registries.clone()
+            },
+            max_concurrent_downloads: flags
+                .max_concurrent_downloads
+                .or(file.max_concurrent_downloads)
+                .unwrap_or(3)
+                .max(1),
+        };
         Ok(Config {
             max_connections,
             network,
+            registry,
             cgroup_parent,
             shim_binary,
             runtimes,
@@ -478,6 +544,7 @@ impl Config {
                 iptables: false,
                 ..NetworkConfig::defaults()
             },
+            registry: RegistryConfig::default(),
         }
     }
 
@@ -707,6 +774,40 @@ mod tests {
             32
         );
         assert!(Config::merge(&flags(&["--max-connections", "64"]), &file).is_err());
+    }
+
+    #[test]
+    fn registry_settings_from_flags_or_file() {
+        let c = Config::merge(&flags(&[]), &FileConfig::default()).unwrap();
+        assert_eq!(c.registry, RegistryConfig::default());
+        assert_eq!(c.registry.max_concurrent_downloads, 3);
+        let file = parse_file(
+            Path::new("daemon.json"),
+            r#"{"insecure-registries":["reg.lan:5000"],"max-concurrent-downloads":5}"#,
+        )
+        .unwrap();
+        let c = Config::merge(&flags(&[]), &file).unwrap();
+        assert_eq!(c.registry.insecure_registries, vec!["reg.lan:5000"]);
+        assert_eq!(c.registry.max_concurrent_downloads, 5);
+        let c = Config::merge(
+            &flags(&[
+                "--insecure-registry",
+                "a:1",
+                "--insecure-registry",
+                "b:2",
+                "--max-concurrent-downloads",
+                "1",
+            ]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.registry.insecure_registries, vec!["a:1", "b:2"]);
+        assert_eq!(c.registry.max_concurrent_downloads, 1);
+        let err = Config::merge(&flags(&["--max-concurrent-downloads", "2"]), &file).unwrap_err();
+        assert!(
+            err.to_string().contains("max-concurrent-downloads"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum ImageCommand {
     Rm(RemoveArgs),
     /// Load an image from a tar archive or STDIN
     Load(LoadArgs),
+    /// Download an image from a registry
+    Pull(super::pull::PullArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(SaveArgs),
     /// Import the contents from a tarball to create a filesystem image
@@ -50,6 +52,7 @@ pub async fn run(env: &Env, command: ImageCommand) -> Result<()> {
         ImageCommand::Tag(args) => tag(env, args).await,
         ImageCommand::Rm(args) => remove(env, args).await,
         ImageCommand::Load(args) => load(env, args).await,
+        ImageCommand::Pull(args) => super::pull::pull(env, args).await,
         ImageCommand::Save(args) => save(env, args).await,
         ImageCommand::Import(args) => import(env, args).await,
         ImageCommand::Prune(args) => prune(env, args).await,

@@ -6,6 +6,7 @@ pub mod context;
 pub mod cp;
 pub mod image;
 pub mod network;
+pub mod pull;
 pub mod run_opts;
 pub mod session;
 pub mod stats;

@@ -42,7 +42,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// Publishes an image event with Docker's attributes: the image's labels (so `events --filter
 /// label=...` matches images) and `name`.
-fn image_event(
+pub(super) fn image_event(
     state: &AppState,
     action: &str,
     actor: &str,
@@ -667,7 +667,7 @@ impl MessageSink {
     }
 }
 
-fn json_stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
+pub(super) fn json_stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -677,7 +677,7 @@ fn json_stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
 }
 
 /// Docker's text progress bar: `[=====>        ]  1.2MB/3.4MB`.
-fn progress_bar(current: u64, total: Option<u64>) -> String {
+pub(super) fn progress_bar(current: u64, total: Option<u64>) -> String {
     let human = |n: u64| {
         let units = ["B", "kB", "MB", "GB", "TB"];
         let mut value = n as f64;
@@ -899,13 +899,9 @@ async fn save(state: AppState, names: Vec<String>) -> Result<Response> {
         .into_response())
 }
 
-/// `POST /images/create`: import from the body (`fromSrc=-`). Pulling is not implemented.
+/// `POST /images/create` without `fromImage`: import from the body (`fromSrc=-`). Pulls are
+/// `distribution::create`'s.
 pub async fn create(State(state): State<AppState>, query: Query, body: Body) -> Result<Response> {
-    if let Some(image) = query.non_empty("fromImage") {
-        return Err(Error(ApiError::not_implemented(format!(
-            "pull is not supported yet: cannot pull {image}; use docker save/load to bring images in"
-        ))));
-    }
     let source = query
         .non_empty("fromSrc")
         .ok_or_else(|| ApiError::invalid("either fromImage or fromSrc must be given"))?;

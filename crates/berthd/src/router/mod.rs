@@ -6,6 +6,7 @@ mod body;
 mod container_fs;
 mod container_stats;
 mod containers;
+mod distribution;
 mod events;
 mod exec;
 mod hijack;
@@ -88,8 +89,10 @@ pub fn app(state: AppState) -> Router {
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
-        .route("/images/create", post(images::create))
+        .route("/images/create", post(distribution::create))
         .route("/images/prune", post(images::prune))
+        .route("/distribution/{*rest}", get(distribution::inspect))
+        .route("/auth", post(distribution::auth))
         .route(
             "/images/{*rest}",
             get(images::get_dispatch)

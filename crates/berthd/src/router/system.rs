@@ -92,6 +92,18 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
             official: true,
         },
     );
+    // Insecure registries named in the configuration (loopback ones are the CIDRs below).
+    for name in &state.config.registry.insecure_registries {
+        index_configs.insert(
+            name.clone(),
+            IndexInfo {
+                name: name.clone(),
+                mirrors: Vec::new(),
+                secure: false,
+                official: false,
+            },
+        );
+    }
     let mut runtimes = BTreeMap::new();
     runtimes.insert(
         "berth".to_string(),

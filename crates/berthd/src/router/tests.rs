@@ -181,15 +181,24 @@ async fn image_errors_map_to_statuses() {
     );
     let save = h.get("/images/get?names=nothere").await;
     assert_eq!(save.status, StatusCode::NOT_FOUND);
+    // A pull: an invalid reference is refused before any request; port 1 of the loopback
+    // refuses connections (no traffic leaves 127.0.0.0/8).
+    let pull = h
+        .call(Method::POST, "/images/create?fromImage=UPPER", Vec::new())
+        .await;
+    assert_eq!(pull.status, StatusCode::BAD_REQUEST, "{}", pull.text());
     let pull = h
         .call(
             Method::POST,
-            "/images/create?fromImage=busybox&tag=latest",
+            "/images/create?fromImage=127.0.0.1:1/x&tag=1",
             Vec::new(),
         )
         .await;
-    assert_eq!(pull.status, StatusCode::NOT_IMPLEMENTED);
-    assert!(pull.message().contains("pull is not supported yet"));
+    assert_eq!(pull.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        pull.message(),
+        "Get \"http://127.0.0.1:1/v2/\": dial tcp 127.0.0.1:1: connect: connection refused"
+    );
     let bad_filter = h
         .get("/images/json?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D")
         .await;
