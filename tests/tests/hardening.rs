@@ -432,19 +432,21 @@ fn volume_subpaths_stay_inside_the_volume() {
     let bait = HostBait::new(&d);
     let host = bait.path();
     // A container plants links inside the volume; later mounts use them as subpaths.
-    d.berth(&["volume", "create", "v"]).success();
+    d.berth(&["volume", "create", "subv"]).success();
     let plant = format!(
-        "ln -s {host} /v/abs; ln -s {} /v/up; mkdir /v/ok",
+        "ln -s {host} /v/abs; ln -s {} /v/up; mkdir /v/ok; ln -s /ok /v/inside",
         bait.climbing()
     );
-    d.berth(&["run", "--rm", "-v", "v:/v", "busybox", "sh", "-c", &plant])
-        .success();
+    d.berth(&[
+        "run", "--rm", "-v", "subv:/v", "busybox", "sh", "-c", &plant,
+    ])
+    .success();
     for sub in ["abs", "up", "../../..", "/etc"] {
         let o = d.berth(&[
             "run",
             "--rm",
             "--mount",
-            &format!("type=volume,src=v,dst=/data,volume-subpath={sub}"),
+            &format!("type=volume,src=subv,dst=/data,volume-subpath={sub}"),
             "busybox",
             "sh",
             "-c",
@@ -455,20 +457,22 @@ fn volume_subpaths_stay_inside_the_volume() {
             &format!("{} {}", o.stdout, o.stderr),
         );
     }
-    // A plain subpath still works.
-    let o = d
-        .berth(&[
-            "run",
-            "--rm",
-            "--mount",
-            "type=volume,src=v,dst=/data,volume-subpath=ok",
-            "busybox",
-            "sh",
-            "-c",
-            "echo hi > /data/f && cat /data/f",
-        ])
-        .success();
-    assert_eq!(o.stdout, "hi\n");
+    // A plain subpath, and a link resolved inside the volume, still work.
+    for sub in ["ok", "inside"] {
+        let o = d
+            .berth(&[
+                "run",
+                "--rm",
+                "--mount",
+                &format!("type=volume,src=subv,dst=/data,volume-subpath={sub}"),
+                "busybox",
+                "sh",
+                "-c",
+                "echo hi > /data/f && cat /data/f",
+            ])
+            .success();
+        assert_eq!(o.stdout, "hi\n");
+    }
 }
 
 /// What the client got an answer for before the kill.
