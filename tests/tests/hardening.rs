@@ -961,3 +961,123 @@ fn defaults_are_dockerds_or_stricter() {
         .stdout;
     assert_eq!(out, "Seccomp:\t0\n");
 }
+
+/// The seccomp filter a default container gets allows nothing unconditionally that moby's
+/// default profile (`profiles/seccomp/default.json`, resolved for the default capabilities on
+/// this architecture) does not, and refuses what it keeps for capabilities a default
+/// container lacks.
+#[test]
+fn default_seccomp_allows_no_more_than_dockerds() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let id = create(
+        &d,
+        None,
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"]}),
+    );
+    start(&d, &id);
+    let config = d.run_dir(&id).join("config.json");
+    let spec: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let seccomp = &spec["linux"]["seccomp"];
+    assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO", "{seccomp}");
+    let unconditional = |v: &Value| {
+        v["action"] == "SCMP_ACT_ALLOW" && v["args"].as_array().is_none_or(|a| a.is_empty())
+    };
+    let names = |v: &Value| -> Vec<String> {
+        v["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect()
+    };
+    let ours: BTreeSet<String> = seccomp["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| unconditional(s))
+        .flat_map(names)
+        .collect();
+
+    // Moby's default profile, byte for byte the one berth embeds.
+    let moby: Value = serde_json::from_str(include_str!(
+        "../../crates/berth-runtime/profiles/seccomp-default.json"
+    ))
+    .unwrap();
+    let default_caps = [
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    ];
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let listed = |v: &Value, key: &str, want: &dyn Fn(&str) -> bool| {
+        v[key]
+            .as_array()
+            .map(|a| a.iter().any(|x| want(x.as_str().unwrap_or_default())))
+    };
+    let applies = |s: &Value| {
+        let inc = &s["includes"];
+        let exc = &s["excludes"];
+        let caps_ok = inc["caps"].as_array().is_none_or(|a| {
+            a.iter()
+                .all(|c| default_caps.contains(&c.as_str().unwrap()))
+        });
+        let arch_ok = listed(inc, "arches", &|a| a == arch).unwrap_or(true);
+        let excluded = listed(exc, "caps", &|c| default_caps.contains(&c)).unwrap_or(false)
+            || listed(exc, "arches", &|a| a == arch).unwrap_or(false);
+        caps_ok && arch_ok && !excluded
+    };
+    let dockers: BTreeSet<String> = moby["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| unconditional(s) && applies(s))
+        .flat_map(names)
+        .collect();
+    let extra: Vec<&String> = ours.difference(&dockers).collect();
+    assert!(
+        extra.is_empty(),
+        "allowed beyond dockerd's default: {extra:?}"
+    );
+    for kept in [
+        "mount",
+        "umount2",
+        "unshare",
+        "setns",
+        "pivot_root",
+        "bpf",
+        "kexec_load",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "open_by_handle_at",
+        "reboot",
+        "swapon",
+        "acct",
+        "settimeofday",
+    ] {
+        assert!(!ours.contains(kept), "{kept} allowed unconditionally");
+    }
+    eprintln!(
+        "seccomp: {} syscalls allowed unconditionally, dockerd {}",
+        ours.len(),
+        dockers.len()
+    );
+    // Nor is the whole profile a no-op: the ordinary calls are there.
+    assert!(ours.contains("read") && ours.contains("execve"), "{ours:?}");
+}
