@@ -410,7 +410,7 @@ fn cp_archive_and_mount_escapes_are_blocked() {
         bait.assert_untouched(what, &seen);
         report.push(format!(
             "{what}: {}",
-            seen.chars().take(100).collect::<String>()
+            seen.chars().take(300).collect::<String>()
         ));
     }
     eprintln!("{}", report.join("\n"));
