@@ -422,6 +422,9 @@ impl Containers {
                 }
                 _ => {}
             }
+            if !c.record().state.status.is_running() {
+                me.end_unrecorded_start(&c);
+            }
             me.resume_execs(&c);
             let r = c.record();
             if r.host_config.auto_remove && !r.state.status.is_running() {
@@ -480,6 +483,30 @@ impl Containers {
             });
         }
         Ok(me)
+    }
+
+    /// Ends what runs for a container its record does not call running: the last daemon was
+    /// killed while starting it (after the shim was released, before the record said
+    /// running), so no client was told it started and nobody supervises it. Left alone, its
+    /// processes and shim would outlive the container's removal.
+    fn end_unrecorded_start(&self, c: &Arc<Container>) {
+        let cg = c.cgroup_path();
+        if cgroup::pids(&cg).is_empty() {
+            return;
+        }
+        tracing::warn!(id = %c.id, "ending a container whose start the last daemon did not record");
+        if cgroup::kill_all(&cg, Duration::from_secs(10)) {
+            cgroup::remove(&cg);
+        }
+        let _ = rootfs::unmount(&c.paths.rootfs());
+        let _ = rootfs::unmount(&c.paths.shm());
+        if let (Some(net), Ok(rt)) = (
+            self.inner.opts.network.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let id = c.id.clone();
+            rt.spawn(async move { net.0.stop(&id).await });
+        }
     }
 
     /// Reattaches to a running container's shim, or records how it ended.

@@ -5,6 +5,7 @@
 //! parsing are `berth-volume`'s.
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use berth_api::models::HostConfig;
@@ -170,15 +171,7 @@ pub(crate) fn runtime_mounts(
                 let source = if e.subpath.is_empty() {
                     data
                 } else {
-                    let sub = data.join(&e.subpath);
-                    if std::fs::symlink_metadata(&sub).is_err() {
-                        return Err(invalid(format!(
-                            "cannot access path {}: subpath does not exist in volume {}",
-                            sub.display(),
-                            e.name
-                        )));
-                    }
-                    sub
+                    subpath_in_volume(&data, &e.subpath, &e.name)?
                 };
                 RunMountKind::Bind { source }
             }
@@ -531,5 +524,35 @@ impl crate::Containers {
                 tracing::info!(volume = %e.name, error = %err, "anonymous volume kept");
             }
         }
+    }
+}
+
+/// The host path of `subpath` inside the volume at `data`, with its symlinks resolved inside
+/// the volume (as moby's `safepath.Join` does): a link a container planted in the volume
+/// (`ln -s / /vol/x`) must not make the bind mount's source a host path.
+fn subpath_in_volume(data: &Path, subpath: &str, volume: &str) -> Result<PathBuf> {
+    let missing = |detail: String| {
+        invalid(format!(
+            "cannot access path {}: subpath does not exist in volume {volume}{detail}",
+            data.join(subpath).display()
+        ))
+    };
+    let root = rustix::fs::open(
+        data,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| ContainerError::io("open volume", data, e.into()))?;
+    let (comps, _) = crate::fs::split_container_path(subpath);
+    let resolved =
+        crate::fs::resolve(&root, &comps, true).map_err(|e| missing(format!(" ({e})")))?;
+    let mut source = data.to_path_buf();
+    for c in &resolved {
+        source.push(std::ffi::OsStr::from_bytes(c));
+    }
+    // Still a symlink here only if the volume changed meanwhile: refuse rather than follow.
+    match std::fs::symlink_metadata(&source) {
+        Ok(m) if !m.file_type().is_symlink() => Ok(source),
+        _ => Err(missing(String::new())),
     }
 }
