@@ -495,8 +495,18 @@ impl Containers {
             return;
         }
         tracing::warn!(id = %c.id, "ending a container whose start the last daemon did not record");
-        if cgroup::kill_all(&cg, Duration::from_secs(10)) {
-            cgroup::remove(&cg);
+        self.release_leftovers(c, true);
+    }
+
+    /// Frees what an unsupervised container left behind: its processes (when asked: a shim
+    /// that died without recording an exit, or a start nobody recorded), its mounts and its
+    /// network endpoint.
+    fn release_leftovers(&self, c: &Arc<Container>, kill_processes: bool) {
+        if kill_processes {
+            let cg = c.cgroup_path();
+            if cgroup::kill_all(&cg, Duration::from_secs(10)) {
+                cgroup::remove(&cg);
+            }
         }
         let _ = rootfs::unmount(&c.paths.rootfs());
         let _ = rootfs::unmount(&c.paths.shm());
@@ -533,22 +543,8 @@ impl Containers {
             _ => {
                 let exit = Bundle::new(&dir).read_exit().ok().flatten();
                 tracing::info!(id = %c.id, ?exit, "container exited while the daemon was down");
-                if exit.is_none() {
-                    // Its shim died without recording an exit: end what it left running.
-                    let cg = c.cgroup_path();
-                    if cgroup::kill_all(&cg, Duration::from_secs(10)) {
-                        cgroup::remove(&cg);
-                    }
-                }
-                let _ = rootfs::unmount(&c.paths.rootfs());
-                let _ = rootfs::unmount(&c.paths.shm());
-                if let (Some(net), Ok(rt)) = (
-                    self.inner.opts.network.clone(),
-                    tokio::runtime::Handle::try_current(),
-                ) {
-                    let id = c.id.clone();
-                    rt.spawn(async move { net.0.stop(&id).await });
-                }
+                // A shim that died without recording an exit: end what it left running.
+                self.release_leftovers(c, exit.is_none());
                 let Ended {
                     code,
                     finished,
