@@ -664,7 +664,13 @@ impl Containers {
         let mut host = req.host_config.unwrap_or_default();
         host.runtime = self.runtime_name(&host.runtime)?;
         merge::validate_host_config(&host, self.inner.ncpu)?;
-        crate::validate::host_config(&host, crate::validate::HostCpusets::read().as_ref())?;
+        // The host's cpusets are read only for a container that asks for some (not on the
+        // run path of every other container).
+        let res = &host.resources;
+        let host_cpusets = (!res.cpuset_cpus.is_empty() || !res.cpuset_mems.is_empty())
+            .then(crate::validate::HostCpusets::read)
+            .flatten();
+        crate::validate::host_config(&host, host_cpusets.as_ref())?;
         let image = self.inner.images.get(&config.image)?;
         let cgroup_v1 = CgroupVersion::host().is_v1();
         let mut warnings = merge::discard_unsupported(&mut host, cgroup_v1);

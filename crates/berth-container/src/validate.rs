@@ -29,7 +29,7 @@ impl HostCpusets {
                 .ok()
                 .map(|s| s.trim().to_string())
         };
-        let (cpus, mems) = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        let (cpus, mems) = if berth_runtime::cgroups::CgroupVersion::host().is_v2() {
             (
                 read("/sys/fs/cgroup/cpuset.cpus.effective")?,
                 read("/sys/fs/cgroup/cpuset.mems.effective")?,
