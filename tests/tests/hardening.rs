@@ -720,7 +720,8 @@ fn load_op(socket: &Path, n: u64, ids: &[String]) -> Result<(), String> {
         )
         .map(drop),
         3 => {
-            let body = json!({"Cmd": ["echo", "hi"], "AttachStdout": true}).to_string();
+            let body = json!({"Cmd": ["echo", "hi"], "AttachStdout": true, "AttachStderr": true})
+                .to_string();
             let r = expect(
                 try_request(
                     socket,
@@ -743,9 +744,15 @@ fn load_op(socket: &Path, n: u64, ids: &[String]) -> Result<(), String> {
                 &[200],
                 "exec start",
             )?;
-            let (out, _) = berth_e2e::containers::demux(&r.body);
+            let (out, err) = berth_e2e::containers::demux(&r.body);
             if out != "hi\n" {
-                return Err(format!("exec output {out:?}"));
+                let inspect = try_request(socket, "GET", &format!("/exec/{exec}/json"), None)
+                    .map(|r| r.text())
+                    .unwrap_or_default();
+                return Err(format!(
+                    "exec output {out:?}, stderr {err:?}, {} bytes, exec {inspect}",
+                    r.body.len()
+                ));
             }
             Ok(())
         }

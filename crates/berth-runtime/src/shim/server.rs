@@ -376,6 +376,9 @@ const STREAM_STALL_LIMIT: Duration = Duration::from_secs(30);
 /// Most output one [`Supervisor::pump`] call moves, so that one busy process cannot keep the
 /// loop from its other descriptors (stdin, clients, other processes).
 const PUMP_BUDGET: usize = 256 * 1024;
+/// After [`DRAIN_AFTER_EXIT`], at most this many budgets of output already written are still
+/// taken from a process's pipe (16 MiB: more than a pipe or pty holds).
+const LATE_DRAIN_ROUNDS: usize = 64;
 
 /// Whose stdio a stream connection carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1259,6 +1262,9 @@ impl Supervisor {
                 let drained = self.io.drained() && execs_done;
                 // Output held back by a slow client is not abandoned.
                 let late = at.elapsed() >= DRAIN_AFTER_EXIT && !self.throttled(Target::Init);
+                if late && !drained {
+                    self.take_what_is_written(Target::Init);
+                }
                 if drained || late {
                     self.finish();
                     // Streams end before the clean-up: `run` returns when its attach stream
@@ -1303,8 +1309,12 @@ impl Supervisor {
             for (src, flags) in ready {
                 match src {
                     Src::Signal => self.reap(),
-                    Src::Out(t) => self.pump(t, Stream::Stdout),
-                    Src::Err(t) => self.pump(t, Stream::Stderr),
+                    Src::Out(t) => {
+                        self.pump(t, Stream::Stdout);
+                    }
+                    Src::Err(t) => {
+                        self.pump(t, Stream::Stderr);
+                    }
                     Src::Stdin(t) => self.io_mut(t).feed_stdin(),
                     Src::Listener => self.accept(),
                     Src::Client(i) => self.serve(i, flags),
@@ -1419,12 +1429,16 @@ impl Supervisor {
     fn settle_execs(&mut self) {
         for i in 0..self.execs.len() {
             let throttled = self.throttled(Target::Exec(i));
-            let e = &mut self.execs[i];
+            let e = &self.execs[i];
             let Some((_, at)) = e.exit else { continue };
             let late = at.elapsed() >= DRAIN_AFTER_EXIT && !throttled;
             if e.done || !(e.io.drained() || late) {
                 continue;
             }
+            if !e.io.drained() {
+                self.take_what_is_written(Target::Exec(i));
+            }
+            let e = &mut self.execs[i];
             e.done = true;
             e.io = ProcIo::default();
             let state = e.state();
@@ -1481,26 +1495,42 @@ impl Supervisor {
         }
     }
 
+    /// A process exited [`DRAIN_AFTER_EXIT`] ago and its output has not ended: something it
+    /// left behind holds the pipe open. What it wrote is in the pipe and is sent before the
+    /// streams end: the deadline runs from the exit the shim *saw*, and a busy loop (a slow
+    /// exec start, a starved CPU) can pass it before the output was read at all. Bounded: a
+    /// leftover that writes without end does not keep the process from finishing.
+    fn take_what_is_written(&mut self, t: Target) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            for _ in 0..LATE_DRAIN_ROUNDS {
+                if self.pump(t, stream) < PUMP_BUDGET {
+                    break;
+                }
+            }
+        }
+    }
+
     // Not inlined (nor `serve`): a stack buffer in the loop's own frame would stay resident
     // in every idle shim; below it, it is given back with the rest of the dead stack.
+    /// Moves what the process wrote to `stream` to its clients (and the log); the bytes moved.
     #[inline(never)]
-    fn pump(&mut self, t: Target, stream: Stream) {
+    fn pump(&mut self, t: Target, stream: Stream) -> usize {
         let mut buf = [0u8; 32 * 1024];
         let mut moved = 0;
         loop {
             if moved >= PUMP_BUDGET || self.throttled(t) {
-                return;
+                return moved;
             }
             let io = self.io_mut(t);
             let slot = match stream {
                 Stream::Stdout => &mut io.out,
                 Stream::Stderr => &mut io.err,
             };
-            let Some(f) = slot else { return };
+            let Some(f) = slot else { return moved };
             let n = match f.read(&mut buf) {
                 Ok(0) => 0,
                 Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return moved,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 // EIO: the pty's last slave closed.
                 Err(_) => 0,
@@ -1510,7 +1540,7 @@ impl Supervisor {
                 if t == Target::Init {
                     let _ = self.log.flush_stream(stream);
                 }
-                return;
+                return moved;
             }
             moved += n;
             let tty = io.tty;
