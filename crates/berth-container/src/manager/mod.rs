@@ -1,0 +1,428 @@
+//! [`Containers`]: the container service. It owns the records under `containers/<id>/`, the
+//! name table, the state machine and one watcher per running container (a blocking thread
+//! waiting on the shim, then an async task recording the exit and applying the restart
+//! policy). Operations on one container are serialised by its operation lock; reads take
+//! only the record's mutex.
+
+mod attach;
+mod create;
+mod etc_files;
+mod exec;
+mod exits;
+mod inspect;
+mod pause_top;
+mod remove;
+mod restore;
+mod run_config;
+mod start;
+mod stop_kill;
+
+pub use exec::{ExecEntry, ExecStarted};
+pub use pause_top::parse_ps;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use berth_image::ImageStore;
+use berth_runtime::shim::AttachStream;
+use berth_runtime::{RuntimeError, ShimHandle};
+use tokio::sync::watch;
+
+use crate::error::{ContainerError, Result, invalid};
+use crate::network::NetworkHandle;
+use crate::record::{Paths, Record, Status};
+
+/// Where container events go (the daemon's event bus).
+pub trait EventSink: Send + Sync {
+    /// A container event; `attributes` already carry name, image and labels.
+    fn container_event(&self, action: &str, id: &str, attributes: BTreeMap<String, String>);
+    /// A volume event (`create`, `mount`, `unmount`, `destroy`, `prune`).
+    fn volume_event(&self, action: &str, name: &str, attributes: BTreeMap<String, String>);
+}
+
+/// How the service runs containers.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The daemon's data root; containers live in `<data_root>/containers`.
+    pub data_root: PathBuf,
+    /// The `berth-shim` executable.
+    pub shim_binary: PathBuf,
+    /// cgroup parent for containers that do not name one (`/berth`).
+    pub cgroup_parent: String,
+    /// External OCI runtimes by name (`--add-runtime`, daemon.json `runtimes`).
+    pub runtimes: BTreeMap<String, berth_runtime::config::OciRuntime>,
+    /// The runtime of containers that name none; [`EMBEDDED_RUNTIME`] is libcontainer.
+    pub default_runtime: String,
+    /// The network service; without one, containers get a private netns with `lo` only.
+    pub network: Option<NetworkHandle>,
+    /// Where containers' bundles go (`<exec-root>/containers`; see [`Paths::run`]).
+    pub run_root: PathBuf,
+}
+
+/// The name of the embedded runtime (libcontainer in the shim), always available.
+pub const EMBEDDED_RUNTIME: &str = "berth";
+
+/// What `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+impl WaitCondition {
+    /// Parses the `condition` query parameter (empty: `not-running`).
+    pub fn parse(s: &str) -> Result<WaitCondition> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            other => Err(invalid(format!("invalid condition: {other:?}"))),
+        }
+    }
+}
+
+/// What wait-ers watch: changes with every start, exit and removal.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    running: bool,
+    exits: u64,
+    exit_code: i64,
+    removed: bool,
+}
+
+/// One container in memory.
+pub struct Container {
+    id: String,
+    paths: Paths,
+    rec: Mutex<Record>,
+    op: tokio::sync::Mutex<()>,
+    notify: watch::Sender<Snapshot>,
+    shim: Mutex<Option<ShimHandle>>,
+    backoff: Mutex<Option<Duration>>,
+    health: Mutex<Option<crate::health::Monitor>>,
+    /// Clients attached before the container started: connected between create and start.
+    pending: Mutex<Vec<PendingAttach>>,
+}
+
+struct PendingAttach {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tx: tokio::sync::oneshot::Sender<std::result::Result<AttachStream, RuntimeError>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Container {
+    fn new(rec: Record, paths: Paths) -> Arc<Container> {
+        let snap = Snapshot {
+            running: rec.state.status.is_running(),
+            exit_code: rec.state.exit_code,
+            ..Default::default()
+        };
+        Arc::new(Container {
+            id: rec.id.clone(),
+            paths,
+            rec: Mutex::new(rec),
+            op: tokio::sync::Mutex::new(()),
+            notify: watch::channel(snap).0,
+            shim: Mutex::new(None),
+            backoff: Mutex::new(None),
+            health: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A copy of the record.
+    pub fn record(&self) -> Record {
+        lock(&self.rec).clone()
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The container's directory (`<data-root>/containers/<id>`: `upper/`, `work/`, `rootfs/`).
+    pub fn dir(&self) -> &Path {
+        &self.paths.dir
+    }
+
+    /// Where the container's files are.
+    pub(crate) fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Waits for the operation lock that start, stop and remove take: while it is held the
+    /// container's state and its rootfs mount stay as they are.
+    pub async fn lock_ops(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.op.lock().await
+    }
+
+    /// Changes the record and writes it.
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
+        let mut r = lock(&self.rec);
+        let before = r.clone();
+        f(&mut r);
+        if *r == before {
+            return Ok(r.clone());
+        }
+        // A start or an exit changes only the process state: no need to wait for the disk.
+        r.save_as(&self.paths.dir, r.differs_beyond_process_state(&before))?;
+        Ok(r.clone())
+    }
+
+    /// Changes the record in memory only, for states the disk need not know: the directory
+    /// is about to go, and a daemon that dies before it does finds the container as it was
+    /// and ends the same way (see [`Containers::open`]).
+    fn update_in_memory(&self, f: impl FnOnce(&mut Record)) -> Record {
+        let mut r = lock(&self.rec);
+        f(&mut r);
+        r.clone()
+    }
+
+    /// Records that the user stopped the container (restart policies honour it). On a full
+    /// disk the change stays in memory (the old record stays whole): stop, kill and `rm -f`
+    /// are how space is freed and must not fail for it.
+    fn mark_manually_stopped(&self, also: impl FnOnce(&mut Record)) {
+        if let Err(e) = self.update(|r| {
+            r.state.manually_stopped = true;
+            also(r);
+        }) {
+            tracing::warn!(id = %self.id, error = %e, "cannot record the stop; kept in memory");
+        }
+    }
+
+    /// Marks the container as being removed (in memory: `open` turns `Removing` into
+    /// `Exited` anyway).
+    fn mark_removing(&self) {
+        self.update_in_memory(|r| r.state.status = Status::Removing);
+    }
+
+    fn shim(&self) -> Option<ShimHandle> {
+        lock(&self.shim).clone()
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut Snapshot)) {
+        self.notify.send_modify(f);
+    }
+}
+
+// Accessors for the stats, update and health modules.
+impl Container {
+    /// The cgroup path the runtime used (`/berth/<id>`), from the bundle's spec.
+    pub fn cgroup_path(&self) -> String {
+        cgroup_of(&self.record(), &self.paths)
+    }
+
+    /// The shim while the container runs.
+    pub(crate) fn shim_handle(&self) -> Option<ShimHandle> {
+        self.shim()
+    }
+
+    /// Changes the record and writes it.
+    pub(crate) fn modify(&self, f: impl FnOnce(&mut Record)) -> Result<Record> {
+        self.update(f)
+    }
+
+    /// Replaces the health monitor (dropping the old one stops it); true if there was one.
+    pub(crate) fn set_health_monitor(&self, m: Option<crate::health::Monitor>) -> bool {
+        std::mem::replace(&mut *lock(&self.health), m).is_some()
+    }
+}
+
+impl Containers {
+    /// The host's CPU count.
+    pub(crate) fn ncpu(&self) -> usize {
+        self.inner.ncpu
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<String, Arc<Container>>,
+    names: HashMap<String, String>,
+}
+
+struct Inner {
+    root: PathBuf,
+    opts: Options,
+    images: Arc<ImageStore>,
+    events: Arc<dyn EventSink>,
+    table: Mutex<Table>,
+    execs: Mutex<HashMap<String, ExecEntry>>,
+    ncpu: usize,
+    init_path: Option<PathBuf>,
+    volumes: Arc<berth_volume::VolumeStore>,
+}
+
+/// The container service (cheap to clone).
+#[derive(Clone)]
+pub struct Containers {
+    inner: Arc<Inner>,
+}
+
+impl Containers {
+    /// The network service, when networking is managed.
+    pub(crate) fn network(&self) -> Option<&NetworkHandle> {
+        self.inner.opts.network.as_ref()
+    }
+}
+
+/// An attach in progress, from [`Containers::attach`].
+pub type AttachFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AttachStream>> + Send>>;
+
+/// A waiter returned by [`Containers::wait`]: resolves to the exit code.
+pub type WaitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ContainerError::Internal(format!("internal error: {e}")))
+}
+
+impl Containers {
+    /// The image store containers are created from.
+    pub fn image_store(&self) -> &Arc<ImageStore> {
+        &self.inner.images
+    }
+
+    /// Finds a container by full id, name (with or without `/`) or unique id prefix.
+    pub fn get(&self, key: &str) -> Result<Arc<Container>> {
+        let t = lock(&self.inner.table);
+        if let Some(c) = t.by_id.get(key) {
+            return Ok(c.clone());
+        }
+        let bare = key.strip_prefix('/').unwrap_or(key);
+        if let Some(id) = t.names.get(bare)
+            && let Some(c) = t.by_id.get(id)
+        {
+            return Ok(c.clone());
+        }
+        if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut hits = t.by_id.iter().filter(|(id, _)| id.starts_with(key));
+            if let Some((_, c)) = hits.next() {
+                if hits.next().is_some() {
+                    return Err(invalid(format!(
+                        "multiple IDs found with provided prefix: {key}"
+                    )));
+                }
+                return Ok(c.clone());
+            }
+        }
+        Err(ContainerError::NotFound(key.to_string()))
+    }
+
+    /// The volume store (`<data_root>/volumes`).
+    pub fn volume_store(&self) -> &Arc<berth_volume::VolumeStore> {
+        &self.inner.volumes
+    }
+
+    pub(crate) fn volume_event(&self, action: &str, name: &str, attrs: BTreeMap<String, String>) {
+        self.inner.events.volume_event(action, name, attrs);
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Container>> {
+        lock(&self.inner.table).by_id.values().cloned().collect()
+    }
+
+    pub(crate) fn event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+        let r = lock(&c.rec);
+        let mut attrs: BTreeMap<String, String> = r.config.labels.clone().unwrap_or_default();
+        attrs.insert("name".into(), r.name.clone());
+        attrs.insert("image".into(), r.image.clone());
+        drop(r);
+        for (k, v) in extra {
+            attrs.insert((*k).to_string(), v.clone());
+        }
+        self.inner.events.container_event(action, &c.id, attrs);
+    }
+
+    /// Runs a background task of the service.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(task);
+        }
+    }
+
+    /// Where the files of container `id` go.
+    fn paths_of(&self, id: &str) -> Paths {
+        Paths {
+            dir: self.inner.root.join(id),
+            run: self.inner.opts.run_root.join(id),
+        }
+    }
+
+    fn cgroup_path(&self, r: &Record) -> String {
+        let parent = if r.host_config.resources.cgroup_parent.is_empty() {
+            self.inner.opts.cgroup_parent.clone()
+        } else {
+            r.host_config.resources.cgroup_parent.clone()
+        };
+        // `..` in a user's parent never leads out of the hierarchy.
+        berth_runtime::spec::clean_cgroups_path(&format!("{parent}/{}", r.id))
+    }
+
+    /// `HostConfig.Runtime` at create: empty means the default; others must be known.
+    fn runtime_name(&self, name: &str) -> Result<String> {
+        let opts = &self.inner.opts;
+        let name = if name.is_empty() {
+            opts.default_runtime.as_str()
+        } else {
+            name
+        };
+        if name == EMBEDDED_RUNTIME || opts.runtimes.contains_key(name) {
+            Ok(name.to_string())
+        } else {
+            Err(invalid(format!("unknown or invalid runtime name: {name}")))
+        }
+    }
+
+    /// The external runtime a record runs with; `None` is the embedded one (also for records
+    /// from before runtimes were configurable, which stored Docker's `runc`).
+    fn oci_runtime(&self, name: &str) -> Result<Option<berth_runtime::config::OciRuntime>> {
+        if let Some(rt) = self.inner.opts.runtimes.get(name) {
+            return Ok(Some(rt.clone()));
+        }
+        if name.is_empty() || name == EMBEDDED_RUNTIME || name == "runc" {
+            return Ok(None);
+        }
+        Err(invalid(format!("unknown or invalid runtime name: {name}")))
+    }
+
+    /// Tears down a container's networking (after an exit or a failed start).
+    async fn network_stop(&self, id: &str) {
+        if let Some(n) = &self.inner.opts.network {
+            n.0.stop(id).await;
+        }
+    }
+}
+
+pub(crate) fn cgroup_of(r: &Record, paths: &Paths) -> String {
+    // The path actually used is in the bundle's spec; fall back to the default layout.
+    let spec = std::fs::read(paths.bundle().config_path()).ok();
+    spec.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("/berth/{}", r.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_conditions_parse() {
+        assert_eq!(WaitCondition::parse("").unwrap(), WaitCondition::NotRunning);
+        assert_eq!(
+            WaitCondition::parse("removed").unwrap(),
+            WaitCondition::Removed
+        );
+        assert!(WaitCondition::parse("soon").is_err());
+    }
+}
