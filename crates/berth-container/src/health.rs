@@ -367,9 +367,6 @@ impl Containers {
             c.set_health_monitor(None);
             return;
         };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let (tx, rx) = oneshot::channel();
         c.set_health_monitor(Some(Monitor { _stop: tx }));
         if reset
@@ -381,7 +378,7 @@ impl Containers {
         {
             tracing::warn!(id = %c.id(), error = %e, "cannot record health status");
         }
-        rt.spawn(monitor(self.clone(), c.clone(), probe, rx));
+        self.spawn_until_shutdown(monitor(self.clone(), c.clone(), probe, rx));
     }
 
     /// Stops a container's health monitor; a container that had one is `unhealthy` from then

@@ -127,6 +127,7 @@ async fn run_locked(config: Config) -> Result<(), ServerError> {
         .filter_map(|l| l.socket_path().map(Path::to_path_buf))
         .collect();
     let shutdown = daemon.shutdown.clone();
+    let containers = daemon.ctrs.clone();
     let signals = wait_for_signal();
     tracing::info!(
         max_connections = config.max_connections,
@@ -154,6 +155,8 @@ async fn run_locked(config: Config) -> Result<(), ServerError> {
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::warn!("in-flight requests did not finish in time; exiting anyway");
     }
+    // Exits being recorded and auto-removals under way finish; containers keep running.
+    containers.shutdown(SHUTDOWN_GRACE).await;
     tracing::info!("daemon shut down");
     Ok(())
 }

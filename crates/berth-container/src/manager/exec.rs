@@ -198,7 +198,7 @@ impl Containers {
                 if detach {
                     let me = self.clone();
                     let id = exec_id.to_string();
-                    tokio::spawn(async move { me.exec_finished(&id).await });
+                    self.spawn_until_shutdown(async move { me.exec_finished(&id).await });
                 }
                 Ok(ExecStarted {
                     tty: p.tty,
@@ -415,22 +415,16 @@ impl Containers {
         if running.is_empty() {
             return;
         }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         for id in running {
             let me = self.clone();
-            rt.spawn(async move { me.exec_finished(&id).await });
+            self.spawn_until_shutdown(async move { me.exec_finished(&id).await });
         }
     }
 
     /// Forgets ended execs on Docker's schedule (see [`EXEC_GC_PERIOD`]).
     pub(super) fn spawn_exec_gc(&self) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let weak = Arc::downgrade(&self.inner);
-        rt.spawn(async move {
+        self.spawn_until_shutdown(async move {
             let mut tick = tokio::time::interval(EXEC_GC_PERIOD);
             tick.tick().await;
             loop {

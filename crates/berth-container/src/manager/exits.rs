@@ -16,9 +16,6 @@ use crate::restart::{self, Policy};
 
 impl Containers {
     pub(super) fn spawn_watcher(&self, c: Arc<Container>, h: ShimHandle) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let me = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("wait-{}", &c.id[..12]))
@@ -34,7 +31,8 @@ impl Containers {
                         cgroup::remove(&cg);
                     }
                 }
-                rt.spawn(async move { me.on_exit(c, result).await });
+                let me2 = me.clone();
+                me.spawn(async move { me2.on_exit(c, result).await });
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a container watcher thread");
@@ -120,8 +118,11 @@ impl Containers {
             };
             let _ = c.update(|r| r.state.status = Status::Restarting);
             let me = self.clone();
+            // A restart the shutdown cuts short is the next daemon's (see `open`).
             self.spawn(async move {
-                tokio::time::sleep(delay).await;
+                if !me.sleep_unless_stopping(delay).await {
+                    return;
+                }
                 let _op = c.op.lock().await;
                 let r = c.record();
                 if r.state.status != Status::Restarting || r.state.manually_stopped {

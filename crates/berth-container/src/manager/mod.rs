@@ -21,6 +21,7 @@ pub use exec::{ExecEntry, ExecStarted};
 pub use pause_top::parse_ps;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -29,6 +30,8 @@ use berth_image::ImageStore;
 use berth_runtime::shim::AttachStream;
 use berth_runtime::{RuntimeError, ShimHandle};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::{ContainerError, Result, invalid};
 use crate::network::NetworkHandle;
@@ -259,6 +262,13 @@ struct Inner {
     ncpu: usize,
     init_path: Option<PathBuf>,
     volumes: Arc<berth_volume::VolumeStore>,
+    /// The runtime the service's tasks run on, captured at open: watcher threads and
+    /// blocking code hand their work to it.
+    rt: tokio::runtime::Handle,
+    /// Every background task, so that shutdown can wait for them.
+    tasks: TaskTracker,
+    /// Cancelled at shutdown: ends the tasks that the next daemon redoes from the records.
+    stopping: CancellationToken,
 }
 
 /// The container service (cheap to clone).
@@ -344,11 +354,55 @@ impl Containers {
         self.inner.events.container_event(action, &c.id, attrs);
     }
 
-    /// Runs a background task of the service.
-    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(task);
+    /// Runs a background task that shutdown waits for (within its grace period): an exit
+    /// being recorded, an auto-removal, a network endpoint being released.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.inner.tasks.spawn_on(task, &self.inner.rt);
+    }
+
+    /// Runs blocking work in the background; shutdown waits for it as for [`Self::spawn`].
+    pub(crate) fn spawn_blocking(&self, work: impl FnOnce() + Send + 'static) {
+        self.inner.tasks.spawn_blocking_on(work, &self.inner.rt);
+    }
+
+    /// Runs a background task that shutdown ends instead: long-lived loops and delayed work
+    /// that the next daemon redoes from the records (health monitors, the exec sweep, the
+    /// wait for a detached exec).
+    pub(crate) fn spawn_until_shutdown(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let stopping = self.inner.stopping.clone();
+        self.spawn(async move {
+            tokio::select! {
+                () = stopping.cancelled() => {}
+                () = task => {}
+            }
+        });
+    }
+
+    /// Sleeps for `d`; false if the service began shutting down meanwhile.
+    pub(crate) async fn sleep_unless_stopping(&self, d: Duration) -> bool {
+        tokio::select! {
+            () = self.inner.stopping.cancelled() => false,
+            () = tokio::time::sleep(d) => true,
         }
+    }
+
+    /// Ends the service's background work at daemon shutdown: tasks that the next daemon
+    /// redoes are cancelled, the others get up to `grace` to finish. Running containers are
+    /// left running (their shims keep them; the next daemon adopts them). Returns whether
+    /// every task ended in time.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.inner.stopping.cancel();
+        self.inner.tasks.close();
+        let ended = tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_ok();
+        if !ended {
+            tracing::warn!(
+                tasks = self.inner.tasks.len(),
+                "container tasks did not finish within the shutdown grace period"
+            );
+        }
+        ended
     }
 
     /// Where the files of container `id` go.

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use berth_image::ImageStore;
 use berth_runtime::{Bundle, RuntimeError, ShimHandle, rootfs};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::remove::{REMOVING_PREFIX, delete_removed_dir};
 use super::{Container, Containers, EventSink, Inner, Options, Table, lock};
@@ -31,7 +33,7 @@ struct Restored {
 impl Containers {
     /// Loads every container record under `<data_root>/containers`, adopts the shims of the
     /// running ones (or records how they ended), and restarts containers whose policy says
-    /// so. Must be called inside a tokio runtime.
+    /// so. Must be called inside a tokio runtime: the service's tasks run on it.
     pub fn open(
         opts: Options,
         images: Arc<ImageStore>,
@@ -103,6 +105,9 @@ impl Containers {
             }
         };
         let volumes = Arc::new(berth_volume::VolumeStore::open(&opts.data_root)?);
+        let rt = tokio::runtime::Handle::try_current().map_err(|e| {
+            ContainerError::Internal(format!("the container service needs a tokio runtime: {e}"))
+        })?;
         Ok(Containers {
             inner: Arc::new(Inner {
                 root,
@@ -114,6 +119,9 @@ impl Containers {
                 ncpu,
                 init_path,
                 volumes,
+                rt,
+                tasks: TaskTracker::new(),
+                stopping: CancellationToken::new(),
             }),
         })
     }
@@ -210,12 +218,9 @@ impl Containers {
         }
         let _ = rootfs::unmount(&c.paths.rootfs());
         let _ = rootfs::unmount(&c.paths.shm());
-        if let (Some(net), Ok(rt)) = (
-            self.inner.opts.network.clone(),
-            tokio::runtime::Handle::try_current(),
-        ) {
+        if let Some(net) = self.inner.opts.network.clone() {
             let id = c.id.clone();
-            rt.spawn(async move { net.0.stop(&id).await });
+            self.spawn(async move { net.0.stop(&id).await });
         }
     }
 

@@ -92,7 +92,7 @@ impl Containers {
                 let late: Vec<PendingAttach> = std::mem::take(&mut *lock(&c.pending));
                 if !late.is_empty() {
                     let h2 = h.clone();
-                    tokio::task::spawn_blocking(move || {
+                    self.spawn_blocking(move || {
                         for p in late {
                             let _ = p.tx.send(h2.attach(p.stdin, p.stdout, p.stderr));
                         }
@@ -128,7 +128,7 @@ impl Containers {
                 if c.record().host_config.auto_remove {
                     let me = self.clone();
                     let c = c.clone();
-                    tokio::spawn(async move {
+                    self.spawn(async move {
                         let _ = me.remove_container(&c, true, true).await;
                     });
                 }
