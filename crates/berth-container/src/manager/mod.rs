@@ -479,4 +479,73 @@ mod tests {
         );
         assert!(WaitCondition::parse("soon").is_err());
     }
+
+    struct NoEvents;
+    impl EventSink for NoEvents {
+        fn container_event(&self, _: &str, _: &str, _: BTreeMap<String, String>) {}
+        fn volume_event(&self, _: &str, _: &str, _: BTreeMap<String, String>) {}
+    }
+
+    fn service(root: &Path) -> Containers {
+        let images = Arc::new(ImageStore::open(root).unwrap());
+        let opts = Options {
+            data_root: root.to_path_buf(),
+            shim_binary: PathBuf::from("/nonexistent/berth-shim"),
+            cgroup_parent: "/berth-test".into(),
+            runtimes: BTreeMap::new(),
+            default_runtime: EMBEDDED_RUNTIME.into(),
+            network: None,
+            run_root: root.join("run"),
+        };
+        Containers::open(opts, images, Arc::new(NoEvents)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn shutdown_cancels_long_lived_tasks_and_waits_for_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        // A monitor-like loop: ended by the shutdown, never finishing on its own.
+        c.spawn_until_shutdown(std::future::pending());
+        // Work the shutdown waits for: it finishes once let go.
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        c.spawn(async move {
+            let _ = rx.await;
+            d.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let stopping = tokio::spawn({
+            let c = c.clone();
+            async move { c.shutdown(Duration::from_secs(60)).await }
+        });
+        tx.send(()).unwrap();
+        assert!(stopping.await.unwrap(), "every task ended");
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+        // A delayed restart after the shutdown began gives up instead of starting.
+        assert!(!c.sleep_unless_stopping(Duration::from_secs(3600)).await);
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_on_a_task_after_its_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path());
+        c.spawn(std::future::pending());
+        assert!(!c.shutdown(Duration::from_millis(10)).await);
+    }
+
+    #[test]
+    fn opening_needs_a_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = Arc::new(ImageStore::open(dir.path()).unwrap());
+        let opts = Options {
+            data_root: dir.path().to_path_buf(),
+            shim_binary: PathBuf::new(),
+            cgroup_parent: String::new(),
+            runtimes: BTreeMap::new(),
+            default_runtime: EMBEDDED_RUNTIME.into(),
+            network: None,
+            run_root: dir.path().join("run"),
+        };
+        assert!(Containers::open(opts, images, Arc::new(NoEvents)).is_err());
+    }
 }
