@@ -548,6 +548,17 @@ fn host_config_is_checked_at_create_like_dockerd() {
         500,
         "invalid --security-opt 2: \"bogus=1\"",
     );
+    // The berth CLI passes a `key=value` it does not know on; the daemon refuses it at
+    // create (before, a start failed on it).
+    let out = d
+        .berth(&["create", "--security-opt", "foo=bar", "busybox", "true"])
+        .failure();
+    assert!(
+        out.stderr
+            .contains("Error response from daemon: invalid --security-opt 2: \"foo=bar\""),
+        "{}",
+        out.stderr
+    );
     refused(
         json!({"StorageOpt": {"size": "1G"}}),
         500,

@@ -13,6 +13,7 @@ pub mod query;
 pub mod stream;
 pub mod units;
 pub mod version;
+pub mod vocab;
 
 pub use error::{ApiError, ErrorKind, PathIoError};
 pub use query::{Filters, parse_bool};

@@ -51,6 +51,12 @@ impl From<berth_image::ReferenceError> for ContainerError {
     }
 }
 
+impl From<berth_api::vocab::InvalidValue> for ContainerError {
+    fn from(e: berth_api::vocab::InvalidValue) -> Self {
+        ContainerError::Invalid(e.0)
+    }
+}
+
 impl ContainerError {
     /// The engine-wide class of this error.
     pub fn kind(&self) -> ErrorKind {

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use berth_api::models::HostConfig;
+use berth_api::vocab::NetworkMode;
 
 use crate::error::{ContainerError, Result, invalid};
 use crate::manager::{Container, Containers};
@@ -35,11 +36,6 @@ pub fn parse_link(val: &str) -> Result<(String, String)> {
         },
         _ => unreachable!("splitn gives one to three parts"),
     }
-}
-
-/// Whether a network mode is a user-defined network's (links are then DNS aliases).
-fn user_defined(mode: &str) -> bool {
-    !matches!(mode, "" | "default" | "bridge" | "host" | "none") && !mode.starts_with("container:")
 }
 
 /// The environment a link gives the linking container (moby `links.Link.ToEnv`).
@@ -119,10 +115,11 @@ impl Containers {
         let Some(links) = host.links.as_ref().filter(|l| !l.is_empty()) else {
             return Ok(None);
         };
-        if host.network_mode == "host" {
+        if NetworkMode::parse(&host.network_mode).is_host() {
             return Err(invalid(HOST_AND_LINKS));
         }
-        if user_defined(&host.network_mode) {
+        // On a user-defined network links are DNS aliases.
+        if NetworkMode::parse(&host.network_mode).is_user_defined() {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(links.len());
@@ -132,7 +129,7 @@ impl Containers {
                 .get(&target)
                 .map_err(|e| invalid(format!("could not get container for {target}: {e}")))?;
             let child = child.record();
-            if child.host_config.network_mode == "host" {
+            if child.network_mode().is_host() {
                 return Err(invalid(HOST_AND_LINKS));
             }
             out.push((child.name, alias));
@@ -148,7 +145,7 @@ impl Containers {
         let Some(links) = r.host_config.links.as_ref().filter(|l| !l.is_empty()) else {
             return Ok(());
         };
-        if user_defined(&r.host_config.network_mode) {
+        if r.network_mode().is_user_defined() {
             return Ok(());
         }
         let Some(network) = self.network() else {

@@ -9,6 +9,7 @@
 //! [`LogReader`] reads the rotated files oldest first, then the live one, and when following
 //! notices a rotation and reads what it has not seen of the rotated files before moving on.
 
+use berth_api::vocab::LogDriver;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -90,11 +91,11 @@ pub enum LogFormat {
 
 impl LogFormat {
     /// The format of a log driver's files (`None` for `none`, which keeps no log).
-    pub fn for_driver(driver: &str) -> Option<Self> {
+    pub fn for_driver(driver: LogDriver) -> Option<Self> {
         match driver {
-            "none" => None,
-            "local" => Some(LogFormat::Local),
-            _ => Some(LogFormat::JsonFile),
+            LogDriver::None => None,
+            LogDriver::Local => Some(LogFormat::Local),
+            LogDriver::JsonFile => Some(LogFormat::JsonFile),
         }
     }
 

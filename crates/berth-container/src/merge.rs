@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use berth_api::models::{ContainerConfig, HostConfig};
 
 use crate::error::{ContainerError, Result, invalid};
-use crate::restart::Policy;
+use berth_api::vocab::{LogDriver, NamespaceMode, RestartPolicy};
 
 /// Docker's default `/dev/shm` size.
 pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
@@ -180,42 +180,32 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
             h.oom_score_adj
         )));
     }
-    let policy = Policy::parse(&h.restart_policy)?;
-    if h.auto_remove && policy != Policy::No {
+    let policy = RestartPolicy::parse(&h.restart_policy)?;
+    if h.auto_remove && policy != RestartPolicy::No {
         return Err(invalid(
             "can't create 'AutoRemove' container with restart policy",
         ));
     }
-    match h.log_config.kind.as_str() {
-        // Options are checked at create, as Docker does, not only when the shim starts.
-        "" | "json-file" | "none" | "local" => {
-            berth_runtime::shim::LogDriverConfig::from_docker(&berth_runtime::config::LogConfig {
-                driver: h.log_config.kind.clone(),
-                opts: h.log_config.config.clone(),
-            })
-            .map_err(|e| match e {
-                // Docker's messages, without the runtime's prefix.
-                berth_runtime::RuntimeError::InvalidConfig(m) => invalid(m),
-                e => e.into(),
-            })?;
-        }
-        other => {
-            return Err(invalid(format!(
-                "logger: no log driver named '{other}' is registered"
-            )));
-        }
-    }
-    match h.ipc_mode.as_str() {
-        "" | "private" | "shareable" | "host" | "none" => {}
-        m if m.starts_with("container:") => {}
-        m => return Err(invalid(format!("invalid IPC mode: {m}"))),
-    }
+    LogDriver::parse(&h.log_config.kind)?;
+    // Options are checked at create, as Docker does, not only when the shim starts.
+    berth_runtime::shim::LogDriverConfig::from_docker(&berth_runtime::config::LogConfig {
+        driver: h.log_config.kind.clone(),
+        opts: h.log_config.config.clone(),
+    })
+    .map_err(|e| match e {
+        // Docker's messages, without the runtime's prefix.
+        berth_runtime::RuntimeError::InvalidConfig(m) => invalid(m),
+        e => e.into(),
+    })?;
+    // A `container:` mode needs its target. Other PID and UTS words are taken as given (they
+    // run private); an IPC mode must be one dockerd knows.
     for mode in [&h.pid_mode, &h.ipc_mode, &h.uts_mode] {
-        if let Some(target) = mode.strip_prefix("container:")
-            && target.is_empty()
-        {
+        if mode == "container:" {
             return Err(invalid(format!("invalid namespace mode: {mode}")));
         }
+    }
+    if NamespaceMode::parse(&h.ipc_mode).is_err() {
+        return Err(invalid(format!("invalid IPC mode: {}", h.ipc_mode)));
     }
     if !h.userns_mode.is_empty() && h.userns_mode != "host" {
         return Err(ContainerError::NotImplemented(format!(

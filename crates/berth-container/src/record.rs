@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use berth_api::models::container::Health;
 use berth_api::models::{ContainerConfig, HostConfig};
+use berth_api::vocab::{LogDriver, NamespaceMode, NetworkMode, RestartPolicy};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +91,27 @@ pub struct Record {
 }
 
 impl Record {
+    /// The restart policy, checked when the container was created (or updated).
+    pub fn restart_policy(&self) -> RestartPolicy {
+        RestartPolicy::of_record(&self.host_config.restart_policy)
+    }
+
+    /// The network mode.
+    pub fn network_mode(&self) -> NetworkMode {
+        NetworkMode::parse(&self.host_config.network_mode)
+    }
+
+    /// The IPC mode, checked at create (a record's unknown one reads as the default).
+    pub fn ipc_mode(&self) -> NamespaceMode {
+        NamespaceMode::parse(&self.host_config.ipc_mode).unwrap_or_default()
+    }
+
+    /// The log driver; one that is not known (a record from another daemon) is read as
+    /// `json-file`, whose files are then simply not there.
+    pub fn log_driver(&self) -> LogDriver {
+        LogDriver::parse(&self.host_config.log_config.kind).unwrap_or_default()
+    }
+
     /// Reads a record.
     pub fn load(dir: &Path) -> Result<Record> {
         let path = dir.join(RECORD_FILE);

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use berth_api::models::RestartPolicy;
-
-use crate::error::{Result, invalid};
+use berth_api::vocab::RestartPolicy;
 
 /// First delay before a restart.
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -15,72 +13,34 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A container that stayed up this long resets the back-off.
 pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
 
-/// A validated restart policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
-    No,
-    Always,
-    UnlessStopped,
-    /// `on-failure` with its maximum retry count (0: unlimited).
-    OnFailure(i64),
+/// Whether a container that just exited with `exit_code` should be restarted.
+/// `restart_count` counts the restarts done so far.
+pub fn should_restart(
+    policy: RestartPolicy,
+    exit_code: i64,
+    manually_stopped: bool,
+    restart_count: i64,
+) -> bool {
+    if manually_stopped {
+        return false;
+    }
+    match policy {
+        RestartPolicy::No => false,
+        RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        RestartPolicy::OnFailure(max) => exit_code != 0 && (max == 0 || restart_count < max),
+    }
 }
 
-impl Policy {
-    /// Validates a HostConfig restart policy with Docker's messages.
-    pub fn parse(p: &RestartPolicy) -> Result<Policy> {
-        let policy = match p.name.as_str() {
-            "" | "no" => Policy::No,
-            "always" => Policy::Always,
-            "unless-stopped" => Policy::UnlessStopped,
-            "on-failure" => Policy::OnFailure(p.maximum_retry_count),
-            other => {
-                return Err(invalid(format!(
-                    "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
-                )));
-            }
-        };
-        if p.maximum_retry_count < 0 {
-            return Err(invalid(
-                "invalid restart policy: maximum retry count can't be negative",
-            ));
-        }
-        if p.maximum_retry_count > 0 && !matches!(policy, Policy::OnFailure(_)) {
-            return Err(invalid(
-                "invalid restart policy: maximum retry count can only be used with 'on-failure'",
-            ));
-        }
-        Ok(policy)
-    }
-
-    /// Whether a container that just exited with `exit_code` should be restarted.
-    /// `restart_count` counts the restarts done so far.
-    pub fn should_restart(
-        self,
-        exit_code: i64,
-        manually_stopped: bool,
-        restart_count: i64,
-    ) -> bool {
-        if manually_stopped {
-            return false;
-        }
-        match self {
-            Policy::No => false,
-            Policy::Always | Policy::UnlessStopped => true,
-            Policy::OnFailure(max) => exit_code != 0 && (max == 0 || restart_count < max),
-        }
-    }
-
-    /// Whether the container comes back when the daemon starts.
-    pub fn restart_on_daemon_start(
-        self,
-        exit_code: i64,
-        manually_stopped: bool,
-        restart_count: i64,
-    ) -> bool {
-        match self {
-            Policy::Always => true,
-            _ => self.should_restart(exit_code, manually_stopped, restart_count),
-        }
+/// Whether the container comes back when the daemon starts.
+pub fn restart_on_daemon_start(
+    policy: RestartPolicy,
+    exit_code: i64,
+    manually_stopped: bool,
+    restart_count: i64,
+) -> bool {
+    match policy {
+        RestartPolicy::Always => true,
+        _ => should_restart(policy, exit_code, manually_stopped, restart_count),
     }
 }
 
@@ -98,44 +58,19 @@ pub fn next_backoff(previous: Option<Duration>, ran_for: Duration) -> Duration {
 mod tests {
     use super::*;
 
-    fn rp(name: &str, n: i64) -> RestartPolicy {
-        RestartPolicy {
-            name: name.into(),
-            maximum_retry_count: n,
-        }
-    }
-
-    #[test]
-    fn parses_and_validates() {
-        assert_eq!(Policy::parse(&rp("", 0)).unwrap(), Policy::No);
-        assert_eq!(Policy::parse(&rp("always", 0)).unwrap(), Policy::Always);
-        assert_eq!(
-            Policy::parse(&rp("on-failure", 3)).unwrap(),
-            Policy::OnFailure(3)
-        );
-        assert_eq!(
-            Policy::parse(&rp("sometimes", 0)).unwrap_err().to_string(),
-            "invalid restart policy: unknown policy 'sometimes'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
-        );
-        assert_eq!(
-            Policy::parse(&rp("always", 2)).unwrap_err().to_string(),
-            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-        );
-        assert!(Policy::parse(&rp("on-failure", -1)).is_err());
-    }
-
     #[test]
     fn restart_decisions() {
-        assert!(!Policy::No.should_restart(1, false, 0));
-        assert!(Policy::Always.should_restart(0, false, 5));
-        assert!(!Policy::Always.should_restart(0, true, 0));
-        assert!(!Policy::OnFailure(0).should_restart(0, false, 0));
-        assert!(Policy::OnFailure(2).should_restart(1, false, 1));
-        assert!(!Policy::OnFailure(2).should_restart(1, false, 2));
-        assert!(Policy::OnFailure(0).should_restart(1, false, 100));
-        assert!(Policy::Always.restart_on_daemon_start(0, true, 0));
-        assert!(!Policy::UnlessStopped.restart_on_daemon_start(0, true, 0));
-        assert!(Policy::UnlessStopped.restart_on_daemon_start(0, false, 0));
+        use RestartPolicy::*;
+        assert!(!should_restart(No, 1, false, 0));
+        assert!(should_restart(Always, 0, false, 5));
+        assert!(!should_restart(Always, 0, true, 0));
+        assert!(!should_restart(OnFailure(0), 0, false, 0));
+        assert!(should_restart(OnFailure(2), 1, false, 1));
+        assert!(!should_restart(OnFailure(2), 1, false, 2));
+        assert!(should_restart(OnFailure(0), 1, false, 100));
+        assert!(restart_on_daemon_start(Always, 0, true, 0));
+        assert!(!restart_on_daemon_start(UnlessStopped, 0, true, 0));
+        assert!(restart_on_daemon_start(UnlessStopped, 0, false, 0));
     }
 
     #[test]

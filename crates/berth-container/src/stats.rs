@@ -325,7 +325,7 @@ pub fn sample(r: &Record, cgroup_path: &str) -> ContainerStats {
     let host_memory = parse_mem_total(&read(Path::new("/proc/meminfo")).unwrap_or_default());
     let cg = read_cgroup(&dirs, host_memory);
     let (system, cpus) = parse_proc_stat(&read(Path::new("/proc/stat")).unwrap_or_default());
-    let networks = if r.host_config.network_mode == "host" || r.state.pid <= 0 {
+    let networks = if r.network_mode().is_host() || r.state.pid <= 0 {
         None
     } else {
         read(Path::new(&format!("/proc/{}/net/dev", r.state.pid)))

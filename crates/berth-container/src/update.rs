@@ -12,8 +12,8 @@ use berth_runtime::spec::{cpu_weight_from_shares, io_weight_from_blkio};
 use crate::error::{ContainerError, Result, conflict, invalid};
 use crate::manager::Containers;
 use crate::merge;
-use crate::restart::Policy;
 use crate::stats::{CGROUP_ROOT, CgroupDirs};
+use berth_api::vocab::RestartPolicy;
 
 /// CFS period Docker uses for `NanoCpus`.
 const DEFAULT_CFS_PERIOD: i64 = 100_000;
@@ -396,8 +396,8 @@ impl Containers {
         merge_resources(&mut host.resources, &req.resources)
             .map_err(|m| cannot_update(&r.id, m))?;
         if let Some(p) = req.restart_policy.as_ref().filter(|p| !p.name.is_empty()) {
-            let policy = Policy::parse(p)?;
-            if host.auto_remove && policy != Policy::No {
+            let policy = RestartPolicy::parse(p)?;
+            if host.auto_remove && policy != RestartPolicy::No {
                 return Err(cannot_update(
                     &r.id,
                     "Restart policy cannot be updated because AutoRemove is enabled for the container",

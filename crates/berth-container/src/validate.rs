@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use berth_api::models::HostConfig;
+use berth_api::vocab::SecurityOpts;
 
 use crate::error::{ContainerError, Result, invalid};
 
@@ -66,9 +67,8 @@ pub fn host_config(h: &HostConfig, cpusets: Option<&HostCpusets>) -> Result<()> 
         cpuset(&h.resources.cpuset_cpus, &sets.cpus, "cpus", "CPUs")?;
         cpuset(&h.resources.cpuset_mems, &sets.mems, "mems", "memory nodes")?;
     }
-    for opt in h.security_opt.iter().flatten() {
-        security_opt(opt)?;
-    }
+    SecurityOpts::parse(h.security_opt.as_deref().unwrap_or_default())
+        .map_err(|e| ContainerError::Internal(e.0))?;
     if let Some(opts) = &h.storage_opt {
         storage_opts(opts)?;
     }
@@ -150,45 +150,6 @@ fn cpuset(requested: &str, available: &str, what: &str, plural: &str) -> Result<
     if !wanted.is_subset(&host) {
         return Err(invalid(format!(
             "Requested {plural} are not available - requested {requested}, available: {available}"
-        )));
-    }
-    Ok(())
-}
-
-/// Go's `strconv.ParseBool`.
-fn go_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// One `SecurityOpt` entry, as dockerd's `parseSecurityOpt`: `key=value` (or the deprecated
-/// `key:value`) with a known key. `systempaths=` is the docker CLI's, which it turns into
-/// masked paths itself; the berth CLI passes it on, so it is accepted here.
-fn security_opt(opt: &str) -> Result<()> {
-    if matches!(opt, "no-new-privileges" | "writable-cgroups" | "disable") {
-        return Ok(());
-    }
-    let kv = if opt.contains('=') {
-        opt.split_once('=')
-    } else {
-        opt.split_once(':')
-    };
-    let Some((k, v)) = kv else {
-        return Err(ContainerError::Internal(format!(
-            "invalid --security-opt 1: {opt:?}"
-        )));
-    };
-    let ok = match k {
-        "label" | "apparmor" | "seccomp" | "systempaths" => true,
-        "no-new-privileges" | "writable-cgroups" => go_bool(v).is_some(),
-        _ => false,
-    };
-    if !ok {
-        return Err(ContainerError::Internal(format!(
-            "invalid --security-opt 2: {opt:?}"
         )));
     }
     Ok(())

@@ -12,13 +12,11 @@ impl Containers {
     pub fn log_source(&self, key: &str) -> Result<(bool, PathBuf)> {
         let c = self.get(key)?;
         let r = c.record();
-        if r.host_config.log_config.kind == "none" {
+        let Some(format) = logs::LogFormat::for_driver(r.log_driver()) else {
             return Err(invalid(
                 "configured logging driver does not support reading",
             ));
-        }
-        let format = logs::LogFormat::for_driver(&r.host_config.log_config.kind)
-            .unwrap_or(logs::LogFormat::JsonFile);
+        };
         Ok((r.config.tty, format.path(&c.paths.dir, &c.id)))
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_api::models::{ContainerConfig, ContainerCreateRequest, HostConfig, NetworkingConfig};
+use berth_api::vocab::NetworkMode;
 use berth_runtime::cgroups::CgroupVersion;
 use berth_volume::VolumeError;
 use berth_volume::spec::MountEntry;
@@ -66,7 +67,7 @@ impl Containers {
         let mut checked = self.check_create(req.config, req.host_config.unwrap_or_default())?;
         let id = names::new_id();
         if checked.config.hostname.is_empty() {
-            checked.config.hostname = if checked.host.network_mode == "host" {
+            checked.config.hostname = if NetworkMode::parse(&checked.host.network_mode).is_host() {
                 rustix::system::uname()
                     .nodename()
                     .to_string_lossy()

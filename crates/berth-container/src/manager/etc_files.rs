@@ -20,7 +20,7 @@ impl Containers {
     ) -> Result<()> {
         let c = self.get(key)?;
         let r = c.record();
-        if r.host_config.network_mode == "host" || !r.state.status.is_running() {
+        if r.network_mode().is_host() || !r.state.status.is_running() {
             return Ok(());
         }
         // Links' entries stay, up to a target that no longer runs.
@@ -41,7 +41,7 @@ impl Containers {
 
 pub(super) fn write_etc_files(p: &Paths, r: &Record, net: Option<&NetworkStart>) -> Result<()> {
     let h = &r.host_config;
-    let host_net = h.network_mode == "host";
+    let host_net = r.network_mode().is_host();
     // After a reboot the exec root is empty again.
     std::fs::create_dir_all(&p.run).map_err(|e| ContainerError::io("create", &p.run, e))?;
     let write = |path: PathBuf, text: String| -> Result<()> {

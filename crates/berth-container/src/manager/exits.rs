@@ -12,7 +12,7 @@ use crate::cgroup;
 use crate::error::ContainerError;
 use crate::exit::Ended;
 use crate::record::{Record, Status};
-use crate::restart::{self, Policy};
+use crate::restart;
 
 impl Containers {
     pub(super) fn spawn_watcher(&self, c: Arc<Container>, h: ShimHandle) {
@@ -103,8 +103,12 @@ impl Containers {
 
     /// Applies the restart policy to an exited container, or removes an auto-removed one.
     fn after_exit(&self, c: Arc<Container>, r: &Record, code: i64, finished: DateTime<Utc>) {
-        let policy = Policy::parse(&r.host_config.restart_policy).unwrap_or(Policy::No);
-        if policy.should_restart(code, r.state.manually_stopped, r.restart_count) {
+        if restart::should_restart(
+            r.restart_policy(),
+            code,
+            r.state.manually_stopped,
+            r.restart_count,
+        ) {
             let ran = r
                 .state
                 .started_at

@@ -123,7 +123,7 @@ impl Containers {
             resolv_conf_path: p.resolv_conf().display().to_string(),
             hostname_path: p.hostname().display().to_string(),
             hosts_path: p.hosts().display().to_string(),
-            log_path: match logs::LogFormat::for_driver(&r.host_config.log_config.kind) {
+            log_path: match logs::LogFormat::for_driver(r.log_driver()) {
                 None => String::new(),
                 Some(f) => f.path(&p.dir, &r.id).display().to_string(),
             },

@@ -17,6 +17,7 @@ mod run_config;
 mod start;
 mod stop_kill;
 
+pub use berth_api::vocab::WaitCondition;
 pub use exec::{ExecEntry, ExecStarted};
 pub use pause_top::parse_ps;
 
@@ -66,26 +67,6 @@ pub struct Options {
 
 /// The name of the embedded runtime (libcontainer in the shim), always available.
 pub const EMBEDDED_RUNTIME: &str = "berth";
-
-/// What `wait` waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitCondition {
-    NotRunning,
-    NextExit,
-    Removed,
-}
-
-impl WaitCondition {
-    /// Parses the `condition` query parameter (empty: `not-running`).
-    pub fn parse(s: &str) -> Result<WaitCondition> {
-        match s {
-            "" | "not-running" => Ok(WaitCondition::NotRunning),
-            "next-exit" => Ok(WaitCondition::NextExit),
-            "removed" => Ok(WaitCondition::Removed),
-            other => Err(invalid(format!("invalid condition: {other:?}"))),
-        }
-    }
-}
 
 /// What wait-ers watch: changes with every start, exit and removal.
 #[derive(Debug, Clone, Default)]
@@ -469,16 +450,6 @@ pub(crate) fn cgroup_of(r: &Record, paths: &Paths) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wait_conditions_parse() {
-        assert_eq!(WaitCondition::parse("").unwrap(), WaitCondition::NotRunning);
-        assert_eq!(
-            WaitCondition::parse("removed").unwrap(),
-            WaitCondition::Removed
-        );
-        assert!(WaitCondition::parse("soon").is_err());
-    }
 
     struct NoEvents;
     impl EventSink for NoEvents {

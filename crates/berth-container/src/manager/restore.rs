@@ -17,7 +17,7 @@ use crate::cgroup;
 use crate::error::{ContainerError, Result};
 use crate::exit::Ended;
 use crate::record::{Record, Status};
-use crate::restart::Policy;
+use crate::restart;
 
 /// What opening found to do once every record is loaded.
 #[derive(Default)]
@@ -166,10 +166,10 @@ impl Containers {
             found.to_remove.push(c);
             return;
         }
-        let policy = Policy::parse(&r.host_config.restart_policy).unwrap_or(Policy::No);
         if !r.state.status.is_running()
             && r.state.started_at.is_some()
-            && policy.restart_on_daemon_start(
+            && restart::restart_on_daemon_start(
+                r.restart_policy(),
                 r.state.exit_code,
                 r.state.manually_stopped,
                 r.restart_count,

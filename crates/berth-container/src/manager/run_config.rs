@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_api::models::Resources as ApiResources;
+use berth_api::vocab::{NamespaceMode as Mode, NetworkMode, SecurityOpts};
 use berth_runtime::cgroups::CgroupVersion;
 use berth_runtime::config::LogConfig as RunLogConfig;
 use berth_runtime::config::{
@@ -20,43 +21,46 @@ use crate::user;
 impl Containers {
     /// The `/dev/shm` a container gets for its IPC mode: `None` keeps the runtime's own.
     pub(super) fn ipc_shm(&self, r: &Record, paths: &Paths) -> Result<Option<PathBuf>> {
-        let mode = r.host_config.ipc_mode.as_str();
-        if mode == "shareable" {
-            return Ok(Some(paths.shm()));
-        }
-        let Some(target) = mode.strip_prefix("container:") else {
-            return Ok(None);
+        let target = match r.ipc_mode() {
+            Mode::Shareable => return Ok(Some(paths.shm())),
+            Mode::Container(target) => target,
+            _ => return Ok(None),
         };
-        let donor = self.get(target)?;
-        match donor.record().host_config.ipc_mode.as_str() {
-            "shareable" => Ok(Some(donor.paths.shm())),
-            "host" => Ok(Some(PathBuf::from("/dev/shm"))),
+        let donor = self.get(&target)?;
+        match donor.record().ipc_mode() {
+            Mode::Shareable => Ok(Some(donor.paths.shm())),
+            Mode::Host => Ok(Some(PathBuf::from("/dev/shm"))),
             _ => Err(invalid(
                 "non-shareable IPC (hint: use IpcMode:shareable for the donor container)",
             )),
         }
     }
 
+    /// The `kind` namespace (`pid`, `ipc`, `uts`) for its mode; a mode that does not parse
+    /// (records are checked at create only for IPC) is a private namespace.
     pub(super) fn namespace(&self, mode: &str, kind: &str) -> Result<NamespaceMode> {
-        if mode == "host" {
-            return Ok(NamespaceMode::Host);
+        match Mode::parse(mode) {
+            Ok(Mode::Host) => Ok(NamespaceMode::Host),
+            Ok(Mode::Container(target)) => self.join(&target, kind),
+            _ => Ok(NamespaceMode::Private),
         }
-        if let Some(target) = mode.strip_prefix("container:") {
-            let other = self.get(target)?;
-            let r = other.record();
-            if !r.state.status.is_running() || r.state.pid == 0 {
-                return Err(conflict(format!(
-                    "cannot join {kind} namespace of a non running container: container {} is {}",
-                    other.id,
-                    r.state.status.as_str()
-                )));
-            }
-            return Ok(NamespaceMode::Path(PathBuf::from(format!(
-                "/proc/{}/ns/{kind}",
-                r.state.pid
-            ))));
+    }
+
+    /// The `kind` namespace of the running container `target`.
+    fn join(&self, target: &str, kind: &str) -> Result<NamespaceMode> {
+        let other = self.get(target)?;
+        let r = other.record();
+        if !r.state.status.is_running() || r.state.pid == 0 {
+            return Err(conflict(format!(
+                "cannot join {kind} namespace of a non running container: container {} is {}",
+                other.id,
+                r.state.status.as_str()
+            )));
         }
-        Ok(NamespaceMode::Private)
+        Ok(NamespaceMode::Path(PathBuf::from(format!(
+            "/proc/{}/ns/{kind}",
+            r.state.pid
+        ))))
     }
 
     /// The run configuration of a start: what depends on the host, on other containers and
@@ -79,7 +83,7 @@ impl Containers {
             pid: self.namespace(&h.pid_mode, "pid")?,
             ipc: self.namespace(&h.ipc_mode, "ipc")?,
             uts: self.namespace(&h.uts_mode, "uts")?,
-            net: self.net_namespace(&h.network_mode, net)?,
+            net: self.net_namespace(&r.network_mode(), net)?,
             cgroup: cgroup_namespace(&h.cgroupns_mode, CgroupVersion::host().is_v2()),
         };
         let mut mounts = crate::volumes::runtime_mounts(&self.inner.volumes, r, root)?;
@@ -88,7 +92,7 @@ impl Containers {
         }
         // `--network container:X` takes X's network identity, as Docker does: its hostname,
         // /etc/hosts and /etc/resolv.conf.
-        let (etc, hostname, domainname) = match h.network_mode.strip_prefix("container:") {
+        let (etc, hostname, domainname) = match r.network_mode().container() {
             Some(target) => {
                 let donor = self.get(target)?;
                 let dr = donor.record();
@@ -131,27 +135,29 @@ impl Containers {
 
     /// The network namespace: the host's, another container's (its netns file while it
     /// runs, else its process's), the one the network service made, or a private one.
-    fn net_namespace(&self, mode: &str, net: &NetworkStart) -> Result<NamespaceMode> {
-        if mode == "host" {
-            return Ok(NamespaceMode::Host);
+    fn net_namespace(&self, mode: &NetworkMode, net: &NetworkStart) -> Result<NamespaceMode> {
+        match mode {
+            NetworkMode::Host => Ok(NamespaceMode::Host),
+            NetworkMode::Container(target) => {
+                let other = self.get(target)?;
+                let netns = self
+                    .inner
+                    .opts
+                    .network
+                    .as_ref()
+                    .and_then(|n| n.0.netns_of(&other.id));
+                match netns {
+                    Some(p) if other.record().state.status.is_running() => {
+                        Ok(NamespaceMode::Path(p))
+                    }
+                    _ => self.join(target, "net"),
+                }
+            }
+            _ => Ok(match &net.netns {
+                Some(p) => NamespaceMode::Path(p.clone()),
+                None => NamespaceMode::Private,
+            }),
         }
-        if let Some(target) = mode.strip_prefix("container:") {
-            let other = self.get(target)?;
-            let netns = self
-                .inner
-                .opts
-                .network
-                .as_ref()
-                .and_then(|n| n.0.netns_of(&other.id));
-            return match netns {
-                Some(p) if other.record().state.status.is_running() => Ok(NamespaceMode::Path(p)),
-                _ => self.namespace(mode, "net"),
-            };
-        }
-        Ok(match &net.netns {
-            Some(p) => NamespaceMode::Path(p.clone()),
-            None => NamespaceMode::Private,
-        })
     }
 }
 
@@ -242,7 +248,7 @@ fn assemble(r: &Record, x: Resolved) -> Result<ContainerRunConfig> {
         namespaces: x.namespaces,
         resources: resources(&h.resources),
         shm_size: (h.shm_size > 0).then_some(h.shm_size as u64),
-        no_dev_shm: h.ipc_mode == "none",
+        no_dev_shm: r.ipc_mode() == Mode::None,
         mounts: x.mounts,
         devices: devices(&h.resources),
         device_cgroup_rules: h.resources.device_cgroup_rules.clone().unwrap_or_default(),
@@ -263,21 +269,16 @@ fn assemble(r: &Record, x: Resolved) -> Result<ContainerRunConfig> {
     })
 }
 
-/// The seccomp mode and `no-new-privileges` from `--security-opt`.
+/// The seccomp mode and `no-new-privileges` from `--security-opt` (checked at create; a
+/// record from before that check fails here).
 fn security_options(opts: &[String]) -> Result<(SeccompMode, bool)> {
-    let mut seccomp = SeccompMode::Default;
-    let mut no_new_privileges = false;
-    for opt in opts {
-        let (k, v) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), ""));
-        match k {
-            "seccomp" if v == "unconfined" => seccomp = SeccompMode::Unconfined,
-            "seccomp" => seccomp = SeccompMode::Custom(v.to_string()),
-            "no-new-privileges" => no_new_privileges = v.is_empty() || berth_api::parse_bool(v),
-            "apparmor" | "label" | "systempaths" => {}
-            _ => return Err(invalid(format!("invalid --security-opt: {opt:?}"))),
-        }
-    }
-    Ok((seccomp, no_new_privileges))
+    let opts = SecurityOpts::parse(opts)?;
+    let seccomp = match opts.seccomp() {
+        None => SeccompMode::Default,
+        Some("unconfined") => SeccompMode::Unconfined,
+        Some(profile) => SeccompMode::Custom(profile.to_string()),
+    };
+    Ok((seccomp, opts.no_new_privileges()))
 }
 
 /// The process's environment: the container's, then links' variables it does not set, then

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use berth_api::vocab::NamespaceMode;
 use berth_runtime::shim::PendingShim;
 use berth_runtime::spec::RealHost;
 use berth_runtime::{Shim, ShimHandle, rootfs};
@@ -204,7 +205,7 @@ impl Containers {
 
     /// `--ipc shareable` keeps `/dev/shm` on the host side so other containers can join it.
     pub(super) fn prepare_ipc(&self, r: &Record, paths: &Paths) -> Result<()> {
-        if r.host_config.ipc_mode == "shareable" {
+        if r.ipc_mode() == NamespaceMode::Shareable {
             let size = if r.host_config.shm_size > 0 {
                 r.host_config.shm_size as u64
             } else {

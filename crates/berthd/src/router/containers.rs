@@ -177,7 +177,8 @@ pub async fn post_action(
 }
 
 fn wait(state: &AppState, id: &str, q: &Query) -> Result<Response> {
-    let cond = WaitCondition::parse(q.get("condition").unwrap_or_default())?;
+    let cond =
+        WaitCondition::parse(q.get("condition").unwrap_or_default()).map_err(ApiError::from)?;
     let fut = state.ctrs.wait(id, cond)?;
     let shutdown = state.shutdown.clone();
     // Headers go out now (the docker CLI starts the container once it has them); the body
@@ -340,7 +341,7 @@ async fn attach(state: &AppState, id: &str, q: &Query, mut req: Request) -> Resu
             ..Default::default()
         };
         async move {
-            if logs_too && r.host_config.log_config.kind != "none" {
+            if logs_too && r.log_driver().readable() {
                 let _ = ctrs.stream_logs(&cid, o, tx).await;
             }
         }
