@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use berth_api::models::{ContainerConfig, HostConfig};
+use berth_api::models::{ContainerConfig, HostConfig, Resources};
+use berth_api::vocab::{LogDriver, NamespaceMode, RestartPolicy};
 
 use crate::error::{ContainerError, Result, invalid};
-use berth_api::vocab::{LogDriver, NamespaceMode, RestartPolicy};
 
 /// Docker's default `/dev/shm` size.
 pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
@@ -104,7 +104,54 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
             h.cgroupns_mode
         )));
     }
-    let r = &h.resources;
+    validate_resources(&h.resources, ncpu)?;
+    if h.shm_size < 0 {
+        return Err(invalid("SHM size can not be less than 0"));
+    }
+    if !(-1000..=1000).contains(&h.oom_score_adj) {
+        return Err(invalid(format!(
+            "Invalid value {}, range for oom score adj is [-1000, 1000]",
+            h.oom_score_adj
+        )));
+    }
+    let policy = RestartPolicy::parse(&h.restart_policy)?;
+    if h.auto_remove && policy != RestartPolicy::No {
+        return Err(invalid(
+            "can't create 'AutoRemove' container with restart policy",
+        ));
+    }
+    LogDriver::parse(&h.log_config.kind)?;
+    // Options are checked at create, as Docker does, not only when the shim starts.
+    berth_runtime::shim::LogDriverConfig::from_docker(&berth_runtime::config::LogConfig {
+        driver: h.log_config.kind.clone(),
+        opts: h.log_config.config.clone(),
+    })
+    .map_err(|e| match e {
+        // Docker's messages, without the runtime's prefix.
+        berth_runtime::RuntimeError::InvalidConfig(m) => invalid(m),
+        e => e.into(),
+    })?;
+    // A `container:` mode needs its target. Other PID and UTS words are taken as given (they
+    // run private); an IPC mode must be one dockerd knows.
+    for mode in [&h.pid_mode, &h.ipc_mode, &h.uts_mode] {
+        if mode == "container:" {
+            return Err(invalid(format!("invalid namespace mode: {mode}")));
+        }
+    }
+    if NamespaceMode::parse(&h.ipc_mode).is_err() {
+        return Err(invalid(format!("invalid IPC mode: {}", h.ipc_mode)));
+    }
+    if !h.userns_mode.is_empty() && h.userns_mode != "host" {
+        return Err(ContainerError::NotImplemented(format!(
+            "user namespace mode {:?} is not supported yet",
+            h.userns_mode
+        )));
+    }
+    Ok(())
+}
+
+/// dockerd's checks of the resource limits (`verifyPlatformContainerResources`).
+fn validate_resources(r: &Resources, ncpu: usize) -> Result<()> {
     if r.memory != 0 && r.memory < MIN_MEMORY {
         return Err(invalid("Minimum memory limit allowed is 6MB"));
     }
@@ -170,48 +217,6 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
     }
     if r.blkio_weight != 0 && !(10..=1000).contains(&r.blkio_weight) {
         return Err(invalid("Range of blkio weight is from 10 to 1000"));
-    }
-    if h.shm_size < 0 {
-        return Err(invalid("SHM size can not be less than 0"));
-    }
-    if !(-1000..=1000).contains(&h.oom_score_adj) {
-        return Err(invalid(format!(
-            "Invalid value {}, range for oom score adj is [-1000, 1000]",
-            h.oom_score_adj
-        )));
-    }
-    let policy = RestartPolicy::parse(&h.restart_policy)?;
-    if h.auto_remove && policy != RestartPolicy::No {
-        return Err(invalid(
-            "can't create 'AutoRemove' container with restart policy",
-        ));
-    }
-    LogDriver::parse(&h.log_config.kind)?;
-    // Options are checked at create, as Docker does, not only when the shim starts.
-    berth_runtime::shim::LogDriverConfig::from_docker(&berth_runtime::config::LogConfig {
-        driver: h.log_config.kind.clone(),
-        opts: h.log_config.config.clone(),
-    })
-    .map_err(|e| match e {
-        // Docker's messages, without the runtime's prefix.
-        berth_runtime::RuntimeError::InvalidConfig(m) => invalid(m),
-        e => e.into(),
-    })?;
-    // A `container:` mode needs its target. Other PID and UTS words are taken as given (they
-    // run private); an IPC mode must be one dockerd knows.
-    for mode in [&h.pid_mode, &h.ipc_mode, &h.uts_mode] {
-        if mode == "container:" {
-            return Err(invalid(format!("invalid namespace mode: {mode}")));
-        }
-    }
-    if NamespaceMode::parse(&h.ipc_mode).is_err() {
-        return Err(invalid(format!("invalid IPC mode: {}", h.ipc_mode)));
-    }
-    if !h.userns_mode.is_empty() && h.userns_mode != "host" {
-        return Err(ContainerError::NotImplemented(format!(
-            "user namespace mode {:?} is not supported yet",
-            h.userns_mode
-        )));
     }
     Ok(())
 }

@@ -119,24 +119,7 @@ fn w(dir: &Path, file: &str, value: impl ToString) -> Write {
 /// The cgroup writes that put `r` (the merged resources) into effect for the fields `update`
 /// touched, in an order the kernel accepts.
 pub fn plan(dirs: &CgroupDirs, r: &Resources, update: &Resources) -> Vec<Write> {
-    let mut out = Vec::new();
-    let memory_changed = update.memory != 0 || update.memory_swap != 0;
-    let cpu_changed = update.nano_cpus != 0 || update.cpu_quota != 0 || update.cpu_period != 0;
-    let (period, quota) = if r.nano_cpus > 0 {
-        (
-            DEFAULT_CFS_PERIOD,
-            r.nano_cpus * DEFAULT_CFS_PERIOD / 1_000_000_000,
-        )
-    } else {
-        (
-            if r.cpu_period > 0 {
-                r.cpu_period
-            } else {
-                DEFAULT_CFS_PERIOD
-            },
-            r.cpu_quota,
-        )
-    };
+    let ch = Changes::of(r, update);
     match dirs {
         CgroupDirs::V1 {
             cpu,
@@ -145,108 +128,154 @@ pub fn plan(dirs: &CgroupDirs, r: &Resources, update: &Resources) -> Vec<Write> 
             pids,
             blkio,
             ..
-        } => {
-            if memory_changed {
-                let limit = if r.memory > 0 { r.memory } else { -1 };
-                let swap = match (r.memory, r.memory_swap) {
-                    (m, 0) if m > 0 => m * 2,
-                    (_, s) if s > 0 => s,
-                    _ => -1,
-                };
-                // memory.memsw.limit_in_bytes must stay >= memory.limit_in_bytes: raise
-                // the larger one first. `apply` retries in the other order on EINVAL.
-                out.push(w(memory, "memory.limit_in_bytes", limit));
-                if memory.join("memory.memsw.limit_in_bytes").exists() || !memory.exists() {
-                    out.push(w(memory, "memory.memsw.limit_in_bytes", swap));
-                }
-            }
-            if update.memory_reservation != 0 {
-                out.push(w(
-                    memory,
-                    "memory.soft_limit_in_bytes",
-                    r.memory_reservation,
-                ));
-            }
-            if update.cpu_shares != 0 {
-                out.push(w(cpu, "cpu.shares", r.cpu_shares));
-            }
-            if cpu_changed {
-                out.push(w(cpu, "cpu.cfs_period_us", period));
-                out.push(w(
-                    cpu,
-                    "cpu.cfs_quota_us",
-                    if quota > 0 { quota } else { -1 },
-                ));
-            }
-            if !update.cpuset_cpus.is_empty() {
-                out.push(w(cpuset, "cpuset.cpus", &r.cpuset_cpus));
-            }
-            if !update.cpuset_mems.is_empty() {
-                out.push(w(cpuset, "cpuset.mems", &r.cpuset_mems));
-            }
-            if update.pids_limit.is_some() {
-                out.push(w(pids, "pids.max", pids_max(r)));
-            }
-            if update.blkio_weight != 0 {
-                let file = if blkio.join("blkio.bfq.weight").exists() {
-                    "blkio.bfq.weight"
+        } => plan_v1([cpu, cpuset, memory, pids, blkio], r, update, &ch),
+        CgroupDirs::V2(dir) => plan_v2(dir, r, update, &ch),
+    }
+}
+
+/// What an update changes that takes more than one file, and the CFS period and quota the
+/// resulting limits come to.
+struct Changes {
+    memory: bool,
+    cpu: bool,
+    period: i64,
+    quota: i64,
+}
+
+impl Changes {
+    fn of(r: &Resources, update: &Resources) -> Changes {
+        let (period, quota) = if r.nano_cpus > 0 {
+            (
+                DEFAULT_CFS_PERIOD,
+                r.nano_cpus * DEFAULT_CFS_PERIOD / 1_000_000_000,
+            )
+        } else {
+            (
+                if r.cpu_period > 0 {
+                    r.cpu_period
                 } else {
-                    "blkio.weight"
-                };
-                out.push(w(blkio, file, r.blkio_weight));
-            }
+                    DEFAULT_CFS_PERIOD
+                },
+                r.cpu_quota,
+            )
+        };
+        Changes {
+            memory: update.memory != 0 || update.memory_swap != 0,
+            cpu: update.nano_cpus != 0 || update.cpu_quota != 0 || update.cpu_period != 0,
+            period,
+            quota,
         }
-        CgroupDirs::V2(dir) => {
-            if memory_changed {
-                let max = |v: i64| {
-                    if v > 0 {
-                        v.to_string()
-                    } else {
-                        "max".to_string()
-                    }
-                };
-                out.push(w(dir, "memory.max", max(r.memory)));
-                let swap = match (r.memory, r.memory_swap) {
-                    (m, 0) if m > 0 => m.to_string(),
-                    (m, s) if m > 0 && s > 0 => (s - m).max(0).to_string(),
-                    _ => "max".to_string(),
-                };
-                out.push(w(dir, "memory.swap.max", swap));
+    }
+}
+
+/// cgroup v1's writes, in the container's `cpu`, `cpuset`, `memory`, `pids` and `blkio`
+/// directories.
+fn plan_v1(dirs: [&PathBuf; 5], r: &Resources, update: &Resources, ch: &Changes) -> Vec<Write> {
+    let [cpu, cpuset, memory, pids, blkio] = dirs;
+    let mut out = Vec::new();
+    if ch.memory {
+        let limit = if r.memory > 0 { r.memory } else { -1 };
+        let swap = match (r.memory, r.memory_swap) {
+            (m, 0) if m > 0 => m * 2,
+            (_, s) if s > 0 => s,
+            _ => -1,
+        };
+        // memory.memsw.limit_in_bytes must stay >= memory.limit_in_bytes: raise
+        // the larger one first. `apply` retries in the other order on EINVAL.
+        out.push(w(memory, "memory.limit_in_bytes", limit));
+        if memory.join("memory.memsw.limit_in_bytes").exists() || !memory.exists() {
+            out.push(w(memory, "memory.memsw.limit_in_bytes", swap));
+        }
+    }
+    if update.memory_reservation != 0 {
+        out.push(w(
+            memory,
+            "memory.soft_limit_in_bytes",
+            r.memory_reservation,
+        ));
+    }
+    if update.cpu_shares != 0 {
+        out.push(w(cpu, "cpu.shares", r.cpu_shares));
+    }
+    if ch.cpu {
+        out.push(w(cpu, "cpu.cfs_period_us", ch.period));
+        out.push(w(
+            cpu,
+            "cpu.cfs_quota_us",
+            if ch.quota > 0 { ch.quota } else { -1 },
+        ));
+    }
+    if !update.cpuset_cpus.is_empty() {
+        out.push(w(cpuset, "cpuset.cpus", &r.cpuset_cpus));
+    }
+    if !update.cpuset_mems.is_empty() {
+        out.push(w(cpuset, "cpuset.mems", &r.cpuset_mems));
+    }
+    if update.pids_limit.is_some() {
+        out.push(w(pids, "pids.max", pids_max(r)));
+    }
+    if update.blkio_weight != 0 {
+        let file = if blkio.join("blkio.bfq.weight").exists() {
+            "blkio.bfq.weight"
+        } else {
+            "blkio.weight"
+        };
+        out.push(w(blkio, file, r.blkio_weight));
+    }
+    out
+}
+
+/// cgroup v2's writes, in the container's directory of the unified hierarchy.
+fn plan_v2(dir: &Path, r: &Resources, update: &Resources, ch: &Changes) -> Vec<Write> {
+    let mut out = Vec::new();
+    if ch.memory {
+        let max = |v: i64| {
+            if v > 0 {
+                v.to_string()
+            } else {
+                "max".to_string()
             }
-            if update.memory_reservation != 0 {
-                out.push(w(dir, "memory.low", r.memory_reservation));
-            }
-            if update.cpu_shares != 0 {
-                out.push(w(
-                    dir,
-                    "cpu.weight",
-                    cpu_weight_from_shares(r.cpu_shares.max(0) as u64),
-                ));
-            }
-            if cpu_changed {
-                let q = if quota > 0 {
-                    quota.to_string()
-                } else {
-                    "max".to_string()
-                };
-                out.push(w(dir, "cpu.max", format!("{q} {period}")));
-            }
-            if !update.cpuset_cpus.is_empty() {
-                out.push(w(dir, "cpuset.cpus", &r.cpuset_cpus));
-            }
-            if !update.cpuset_mems.is_empty() {
-                out.push(w(dir, "cpuset.mems", &r.cpuset_mems));
-            }
-            if update.pids_limit.is_some() {
-                out.push(w(dir, "pids.max", pids_max(r)));
-            }
-            if update.blkio_weight != 0 {
-                if dir.join("io.bfq.weight").exists() {
-                    out.push(w(dir, "io.bfq.weight", r.blkio_weight));
-                } else {
-                    out.push(w(dir, "io.weight", io_weight_from_blkio(r.blkio_weight)));
-                }
-            }
+        };
+        out.push(w(dir, "memory.max", max(r.memory)));
+        let swap = match (r.memory, r.memory_swap) {
+            (m, 0) if m > 0 => m.to_string(),
+            (m, s) if m > 0 && s > 0 => (s - m).max(0).to_string(),
+            _ => "max".to_string(),
+        };
+        out.push(w(dir, "memory.swap.max", swap));
+    }
+    if update.memory_reservation != 0 {
+        out.push(w(dir, "memory.low", r.memory_reservation));
+    }
+    if update.cpu_shares != 0 {
+        out.push(w(
+            dir,
+            "cpu.weight",
+            cpu_weight_from_shares(r.cpu_shares.max(0) as u64),
+        ));
+    }
+    if ch.cpu {
+        let q = if ch.quota > 0 {
+            ch.quota.to_string()
+        } else {
+            "max".to_string()
+        };
+        out.push(w(dir, "cpu.max", format!("{q} {}", ch.period)));
+    }
+    if !update.cpuset_cpus.is_empty() {
+        out.push(w(dir, "cpuset.cpus", &r.cpuset_cpus));
+    }
+    if !update.cpuset_mems.is_empty() {
+        out.push(w(dir, "cpuset.mems", &r.cpuset_mems));
+    }
+    if update.pids_limit.is_some() {
+        out.push(w(dir, "pids.max", pids_max(r)));
+    }
+    if update.blkio_weight != 0 {
+        if dir.join("io.bfq.weight").exists() {
+            out.push(w(dir, "io.bfq.weight", r.blkio_weight));
+        } else {
+            out.push(w(dir, "io.weight", io_weight_from_blkio(r.blkio_weight)));
         }
     }
     out
