@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use berth_api::models::{ContainerConfig, HostConfig, Resources};
-use berth_api::vocab::{LogDriver, NamespaceMode, RestartPolicy};
+use berth_api::vocab::{LogDriver, NamespaceMode, NetworkMode, RestartPolicy};
 
 use crate::error::{ContainerError, Result, invalid};
 
@@ -235,7 +235,7 @@ pub fn discard_unsupported(h: &mut HostConfig, cgroup_v1: bool) -> Vec<String> {
 
 /// Fills the defaults Docker stores in a new container's host configuration.
 pub fn fill_host_defaults(h: &mut HostConfig, cgroup_v1: bool) {
-    if h.network_mode.is_empty() || h.network_mode == "default" {
+    if NetworkMode::parse(&h.network_mode) == NetworkMode::Default {
         h.network_mode = "bridge".into();
     }
     if h.log_config.kind.is_empty() {
