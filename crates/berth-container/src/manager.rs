@@ -537,6 +537,12 @@ impl Containers {
                 let _ = c.update(|r| r.state.pid = pid as i64);
                 *lock(&c.shim) = Some(h.clone());
                 tracing::info!(id = %c.id, pid, "adopted running container");
+                // A daemon that died while another container joined this one's PID
+                // namespace left it frozen (see `pid_peers`); a user's pause is recorded.
+                let r = c.record();
+                if r.state.status == Status::Running {
+                    let _ = cgroup::freeze(&cgroup_of(&r, &c.paths), false);
+                }
                 self.spawn_watcher(c.clone(), h);
                 self.start_health(c);
             }
@@ -1044,7 +1050,7 @@ impl Containers {
                 bundle.write(&cfg, &RealHost)?;
                 let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&c.pending));
                 if pending.is_empty() {
-                    return Ok(shim.spawn()?);
+                    return Ok(self.with_pid_peers_frozen(&r, || shim.spawn())?);
                 }
                 // Clients attached before start see all the output: the shim gets their
                 // streams with its release and registers them before it reads any.
@@ -1052,7 +1058,8 @@ impl Containers {
                     .iter()
                     .map(|p| (p.stdin, p.stdout, p.stderr))
                     .collect();
-                let (h, streams) = shim.spawn_attached(&flags)?;
+                let (h, streams) =
+                    self.with_pid_peers_frozen(&r, || shim.spawn_attached(&flags))?;
                 for (p, s) in pending.into_iter().zip(streams) {
                     let _ = p.tx.send(Ok(s));
                 }
@@ -2832,6 +2839,8 @@ fn dir_size(p: &Path) -> u64 {
     }
     total
 }
+
+mod pid_peers;
 
 #[cfg(test)]
 mod tests {
