@@ -610,3 +610,45 @@ fn host_config_is_checked_at_create_like_dockerd() {
         );
     }
 }
+
+/// `--pid container:X` shares X's processes, every time (on cgroup v1 the runtime's own
+/// `/sys/fs/cgroup` failed about one such start in six), and the joining container's
+/// `/sys/fs/cgroup` shows its own cgroups, read-only.
+#[test]
+fn joining_another_containers_pid_namespace_starts_every_time() {
+    require_root!();
+    let d = daemon();
+    let out = d.berth(&["run", "-d", "--name", "owner", "busybox", "sleep", "1000"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for _ in 0..30 {
+        let out = d.berth(&[
+            "run",
+            "--rm",
+            "--pid",
+            "container:owner",
+            "busybox",
+            "cat",
+            "/proc/1/cmdline",
+        ]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(out.stdout.replace('\0', " ").trim(), "sleep 1000");
+    }
+    let out = d.berth(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:owner",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/fs/cgroup; touch /sys/fs/cgroup/pids/x /sys/fs/cgroup/x 2>&1; true",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let host_v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if host_v1 {
+        for c in ["cpu", "memory", "pids"] {
+            assert!(out.stdout.lines().any(|l| l == c), "{c} missing: {out:?}");
+        }
+    }
+    assert!(out.stdout.contains("Read-only file system"), "{out:?}");
+}

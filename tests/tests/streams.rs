@@ -630,11 +630,10 @@ fn inits_joining_a_pid_namespace_carry_no_descriptor_that_leads_to_the_host() {
     require_root!();
     let d = daemon();
     let _marker = start_attacker(&d, false);
-    // (A start that joins another container's PID namespace fails now and then with
-    // libcontainer's "failed to prepare rootfs", with or without the hunt: a separate bug,
-    // not judged here.)
+    // Every start succeeds (on cgroup v1, libcontainer's own /sys/fs/cgroup failed about one
+    // start in six when the PID namespace was joined: see spec/cgroup_v1_view.rs).
     for _ in 0..20 {
-        d.berth(&[
+        let out = d.berth(&[
             "run",
             "--rm",
             "--pid",
@@ -642,6 +641,7 @@ fn inits_joining_a_pid_namespace_carry_no_descriptor_that_leads_to_the_host() {
             "busybox",
             "true",
         ]);
+        assert_eq!(out.code, 0, "{out:?}");
     }
     // The owner of the namespace was thawed after each start: its hunt goes on.
     let state = d.api().get("/containers/attacker/json").json();

@@ -17,6 +17,8 @@ use crate::config::{ContainerRunConfig, MountKind, NamespaceMode, SeccompMode};
 use crate::error::{Result, RuntimeError};
 use crate::seccomp;
 
+mod cgroup_v1_view;
+
 /// `PATH` given to containers whose environment has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -150,6 +152,11 @@ pub trait HostProbe {
     fn io_weight_file(&self) -> Option<&'static str> {
         None
     }
+    /// On cgroup v1, the mount points of the controller hierarchies a container's cgroup is
+    /// made in (see [`cgroup_v1_view`]); empty on cgroup v2.
+    fn cgroup_v1_hierarchies(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// cgroup v2 `cpu.weight` for v1 CPU shares: runc's linear map of 2..262144 onto 1..10000
@@ -225,6 +232,13 @@ pub fn within_bounding(caps: Vec<String>, bounding: Option<u64>) -> Vec<String> 
 pub struct RealHost;
 
 impl HostProbe for RealHost {
+    fn cgroup_v1_hierarchies(&self) -> Vec<PathBuf> {
+        if !crate::cgroups::CgroupVersion::host().is_v1() {
+            return Vec::new();
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        cgroup_v1_view::v1_hierarchies(&mountinfo)
+    }
     fn kernel_version(&self) -> (u32, u32) {
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         let mut parts = release
@@ -378,6 +392,15 @@ pub(crate) fn to_oci_caps(names: &[String]) -> Result<HashSet<Capability>> {
         .collect()
 }
 
+/// The container's cgroup, relative to each hierarchy's root.
+fn cgroups_path(cfg: &ContainerRunConfig) -> String {
+    clean_cgroups_path(
+        &cfg.cgroup_path
+            .clone()
+            .unwrap_or_else(|| format!("/berth/{}", cfg.id)),
+    )
+}
+
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
     let mut m = Mount::default();
     m.set_destination(PathBuf::from(dest));
@@ -387,7 +410,7 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
     m
 }
 
-fn default_mounts(cfg: &ContainerRunConfig) -> Vec<Mount> {
+fn default_mounts(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Vec<Mount> {
     let sys_mode = if cfg.privileged { "rw" } else { "ro" };
     let shm_size = format!("size={}", cfg.shm_size.unwrap_or(DEFAULT_SHM_SIZE));
     let mut mounts = vec![
@@ -417,19 +440,31 @@ fn default_mounts(cfg: &ContainerRunConfig) -> Vec<Mount> {
             "sysfs",
             &["nosuid", "noexec", "nodev", sys_mode],
         ),
-        mount(
+    ];
+    let hierarchies = match cfg.namespaces.pid {
+        NamespaceMode::Path(_) => host.cgroup_v1_hierarchies(),
+        _ => Vec::new(),
+    };
+    if hierarchies.is_empty() {
+        mounts.push(mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
             &["nosuid", "noexec", "nodev", sys_mode],
-        ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-    ];
+        ));
+    } else {
+        mounts.extend(cgroup_v1_view::v1_view(
+            &hierarchies,
+            &cgroups_path(cfg),
+            sys_mode,
+        ));
+    }
+    mounts.push(mount(
+        "/dev/mqueue",
+        "mqueue",
+        "mqueue",
+        &["nosuid", "noexec", "nodev"],
+    ));
     if cfg.no_dev_shm {
         // `--ipc none`: nothing at /dev/shm.
     } else if cfg.namespaces.ipc == NamespaceMode::Host {
@@ -882,7 +917,7 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     root.set_path(cfg.rootfs.clone());
     root.set_readonly(Some(cfg.readonly_rootfs));
 
-    let mut mounts = default_mounts(cfg);
+    let mut mounts = default_mounts(cfg, host);
     let user_mounts: Vec<Mount> = cfg.mounts.iter().map(user_mount).collect();
     mounts.retain(|m| {
         !user_mounts
@@ -931,11 +966,7 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     } else {
         Some(devices)
     });
-    linux.set_cgroups_path(Some(PathBuf::from(clean_cgroups_path(
-        &cfg.cgroup_path
-            .clone()
-            .unwrap_or_else(|| format!("/berth/{}", cfg.id)),
-    ))));
+    linux.set_cgroups_path(Some(PathBuf::from(cgroups_path(cfg))));
     if cfg.privileged {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);
