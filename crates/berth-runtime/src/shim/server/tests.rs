@@ -637,3 +637,86 @@ fn forgetting_finished_execs_leaves_other_execs_streams_alone() {
     });
     assert_eq!(deframe(&streamer.got).0, b"from c");
 }
+
+/// A stdin pipe for a process: the supervisor's end (non-blocking) and the process's.
+fn stdin_pipe() -> (File, File) {
+    let (r, w) = pipe().unwrap();
+    for f in [&r, &w] {
+        fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    }
+    (w, r)
+}
+
+/// What the process read from its stdin so far, and whether it saw its end.
+fn read_stdin(r: &mut File, got: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) => panic!("read stdin: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_clients_end_of_input_closes_an_execs_stdin_after_its_bytes() {
+    let mut h = Harness::new(quick(), true);
+    let (ours, mut theirs) = stdin_pipe();
+    let (_proc, mut io) = FakeProc::new();
+    io.stdin = Some(ours);
+    h.sup
+        .container
+        .exec_procs
+        .push_back((Pid::from_raw(INIT + 1), io));
+    let mut peer = h.connect();
+    let cfg = ExecConfig {
+        exec_id: "e".into(),
+        args: vec!["cat".into()],
+        stdin: true,
+        stdout: true,
+        ..Default::default()
+    };
+    let started = h.ask(&mut peer, &Request::ExecStart(cfg));
+    assert!(matches!(started, Response::ExecStarted { .. }));
+    peer.send(b"typed");
+    peer.s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    h.until("stdin ends", |_| read_stdin(&mut theirs, &mut got));
+    assert_eq!(got, b"typed");
+}
+
+#[test]
+fn a_clients_end_of_input_closes_the_inits_stdin_only_with_stdin_once() {
+    for stdin_once in [false, true] {
+        let mut h = Harness::new(quick(), true);
+        let (ours, mut theirs) = stdin_pipe();
+        h.sup.io.stdin = Some(ours);
+        h.sup.stdin_once = stdin_once;
+        let mut peer = h.connect();
+        let req = Request::Attach {
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        };
+        assert_eq!(h.ask(&mut peer, &req), Response::Attached { tty: false });
+        peer.send(b"abc");
+        peer.s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        let mut ended = false;
+        h.until("the input is written", |_| {
+            ended = read_stdin(&mut theirs, &mut got);
+            got.len() == 3
+        });
+        h.until("the client's end is seen", |h| {
+            h.sup.clients.iter().all(|c| c.read_closed)
+        });
+        for _ in 0..3 {
+            h.round();
+        }
+        ended |= read_stdin(&mut theirs, &mut got);
+        assert_eq!(got, b"abc");
+        assert_eq!(ended, stdin_once, "stdin_once {stdin_once}");
+    }
+}
