@@ -4,7 +4,9 @@
 //! auto-remove container left created by a dead client, cgroup parents and host config
 //! validation at create.
 
-use berth_e2e::containers::{create, daemon_with_busybox as daemon, demux, inspect, start, wait};
+use berth_e2e::containers::{
+    create, daemon_with_busybox as daemon, demux, inspect, start, until, wait,
+};
 use berth_e2e::require_root;
 use serde_json::{Value, json};
 
@@ -124,13 +126,20 @@ fn kill_answers_once_the_container_is_dead() {
         let r = d.api().delete(&format!("/containers/{id}"));
         assert_eq!(r.status, 204, "{}", r.text());
     }
-    // Other signals are only sent: SIGTERM, trapped, leaves it running.
+    // Other signals are only sent: SIGTERM, trapped, leaves it running. (Only once the trap
+    // is set: before, the shell is a PID 1 without a handler, which the kernel spares.)
     let id = create(
         &d,
         None,
-        json!({"Image": "busybox", "Cmd": ["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"]}),
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "trap 'exit 3' TERM; echo trapped; while :; do sleep 0.1; done"]}),
     );
     start(&d, &id);
+    until("the trap", || {
+        d.api()
+            .get(&format!("/containers/{id}/logs?stdout=1"))
+            .text()
+            .contains("trapped")
+    });
     let r = d
         .api()
         .post(&format!("/containers/{id}/kill?signal=SIGTERM"), None);

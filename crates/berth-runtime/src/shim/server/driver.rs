@@ -112,7 +112,7 @@ impl Driver {
     /// run, in a helper, to kill them.
     pub(super) fn remove(&self, id: &str, cgroups_path: Option<&Path>) {
         if let (Driver::Embedded(root), Some(cgroups)) = (self, cgroups_path)
-            && remove_cgroups(cgroups)
+            && crate::cgroups::Cgroup::host(&cgroups.to_string_lossy()).is_some_and(|c| c.remove())
         {
             let state = root.join(id);
             if let Err(e) = std::fs::remove_dir_all(&state)
@@ -339,34 +339,4 @@ fn receive_pty(listener: &UnixListener) -> std::io::Result<OwnedFd> {
     Err(std::io::Error::other(
         "no pty master received on the console socket",
     ))
-}
-
-/// Remove the container's cgroup `cgroups_path` from every hierarchy (cgroup v1: one per
-/// controller under `/sys/fs/cgroup`; v2: the unified tree itself). True when none is left;
-/// false when one could not be removed (it still has processes).
-pub(super) fn remove_cgroups(cgroups_path: &Path) -> bool {
-    // Only the cgroupfs layout libcontainer uses for an absolute path (never systemd's
-    // `slice:prefix:name`, which this cannot resolve).
-    let Ok(rel) = cgroups_path.strip_prefix("/") else {
-        return false;
-    };
-    if rel.as_os_str().is_empty() || rel.to_string_lossy().contains(':') {
-        return false;
-    }
-    let root = Path::new("/sys/fs/cgroup");
-    let mut dirs = vec![root.join(rel)];
-    if let Ok(entries) = std::fs::read_dir(root) {
-        dirs.extend(entries.flatten().map(|e| e.path().join(rel)));
-    }
-    let mut all = true;
-    for dir in dirs {
-        match std::fs::remove_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            // v2: `rmdir` of a controller file's parent path that is not a directory.
-            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {}
-            Err(_) => all = false,
-        }
-    }
-    all
 }
