@@ -9,7 +9,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
 use super::*;
+use berth_client::StreamKind;
+
 use crate::cli::GlobalOptions;
+use crate::output::StatusError;
 
 async fn read_head(conn: &mut UnixStream) -> (String, Vec<u8>) {
     let mut buf = Vec::new();
