@@ -40,8 +40,13 @@ pub(super) fn run_error(code: u8, message: &str) -> anyhow::Error {
     )
 }
 
-/// Pulls `image` (the daemon may not support it yet), printing progress to stderr.
-async fn pull(client: &Client, image: &str, platform: Option<&str>) -> Result<(), String> {
+/// Pulls `image`, printing progress to stderr (nothing with `-q`).
+async fn pull(
+    client: &Client,
+    image: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> Result<(), String> {
     let reference = with_default_tag(image);
     let (repo, tag) = match reference.rsplit_once('@') {
         Some((repo, digest)) => (repo.to_string(), digest.to_string()),
@@ -59,7 +64,8 @@ async fn pull(client: &Client, image: &str, platform: Option<&str>) -> Result<()
     while let Some(message) = stream.next().await {
         let message = message.map_err(|e| describe_client_error(&e))?;
         match renderer.render(&message) {
-            Ok(text) => output::err(&text),
+            Ok(text) if !quiet => output::err(&text),
+            Ok(_) => {}
             Err(e) => return Err(e.0),
         }
     }
@@ -109,7 +115,7 @@ pub(super) async fn create_container(
     let image = opts.image();
     let platform = spec.platform.as_deref();
     if opts.pull == "always" {
-        pull(client, image, platform)
+        pull(client, image, platform, opts.quiet)
             .await
             .map_err(|m| fail(daemon_code, m))?;
     }
@@ -117,12 +123,16 @@ pub(super) async fn create_container(
         .container_create(&spec.request, spec.name.as_deref(), platform)
         .await
     {
-        Err(e) if e.is_not_found() && opts.pull != "never" && is_image_missing(&e) => {
-            output::err(&format!(
-                "Unable to find image '{}' locally\n",
-                with_default_tag(image)
-            ));
-            pull(client, image, platform)
+        // As docker's CLI: any 404 means the image is missing (the daemon's message is not
+        // read), when the image is named rather than given by its id.
+        Err(e) if e.is_not_found() && opts.pull == "missing" && is_named(image) => {
+            if !opts.quiet {
+                output::err(&format!(
+                    "Unable to find image '{}' locally\n",
+                    with_default_tag(image)
+                ));
+            }
+            pull(client, image, platform, opts.quiet)
                 .await
                 .map_err(|m| fail(daemon_code, m))?;
             client
@@ -162,10 +172,11 @@ fn is_connect_error(e: &berth_client::Error) -> bool {
     matches!(e, berth_client::Error::Connect { .. })
 }
 
-/// The daemon's 404 for create is about the image unless it names something else.
-fn is_image_missing(e: &berth_client::Error) -> bool {
-    e.api()
-        .is_some_and(|a| a.message.to_lowercase().contains("image"))
+/// Whether `image` names an image (`busybox`, `reg:5000/app:1`) rather than giving its id
+/// (`sha256:<hex>`, 64 hex digits), as docker's `reference.ParseAnyReference` tells them apart.
+fn is_named(image: &str) -> bool {
+    berth_reference::Digest::parse(image).is_err()
+        && berth_reference::Reference::parse_normalized(image).is_ok()
 }
 
 pub async fn create(env: &Env, args: CreateArgs) -> Result<()> {

@@ -150,3 +150,5 @@ fn error_text(e: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod flow_tests;
+#[cfg(test)]
+mod pull_tests;
