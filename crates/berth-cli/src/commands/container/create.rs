@@ -10,6 +10,7 @@ use std::io::IsTerminal;
 use super::Env;
 use crate::commands::run_opts::{ContainerOptions, OptionError};
 use crate::commands::session;
+use crate::config::ConfigDir;
 use crate::output::{self, StatusError, describe_client_error};
 
 #[derive(Debug, Args)]
@@ -40,9 +41,11 @@ pub(super) fn run_error(code: u8, message: &str) -> anyhow::Error {
     )
 }
 
-/// Pulls `image`, printing progress to stderr (nothing with `-q`).
+/// Pulls `image` with the credentials stored for its registry, printing progress to stderr
+/// (nothing with `-q`).
 async fn pull(
     client: &Client,
+    config: &ConfigDir,
     image: &str,
     platform: Option<&str>,
     quiet: bool,
@@ -55,7 +58,11 @@ async fn pull(
             (repo.to_string(), tag.unwrap_or("latest").to_string())
         }
     };
-    let mut stream = match client.image_pull(&repo, &tag, platform).await {
+    let auth = crate::credentials::registry_auth_for(config, image);
+    let mut stream = match client
+        .image_pull(&repo, &tag, platform, auth.as_deref())
+        .await
+    {
         Ok(s) => Box::pin(s),
         Err(e) => return Err(describe_client_error(&e)),
     };
@@ -76,6 +83,7 @@ async fn pull(
 /// (per `--pull`), warnings to stderr. Returns the id.
 pub(super) async fn create_container(
     client: &Client,
+    config: &ConfigDir,
     opts: &ContainerOptions,
     detach: bool,
     in_run: bool,
@@ -115,7 +123,7 @@ pub(super) async fn create_container(
     let image = opts.image();
     let platform = spec.platform.as_deref();
     if opts.pull == "always" {
-        pull(client, image, platform, opts.quiet)
+        pull(client, config, image, platform, opts.quiet)
             .await
             .map_err(|m| fail(daemon_code, m))?;
     }
@@ -132,7 +140,7 @@ pub(super) async fn create_container(
                     with_default_tag(image)
                 ));
             }
-            pull(client, image, platform, opts.quiet)
+            pull(client, config, image, platform, opts.quiet)
                 .await
                 .map_err(|m| fail(daemon_code, m))?;
             client
@@ -181,7 +189,7 @@ fn is_named(image: &str) -> bool {
 
 pub async fn create(env: &Env, args: CreateArgs) -> Result<()> {
     let client = env.client()?;
-    let id = create_container(&client, &args.opts, false, false).await?;
+    let id = create_container(&client, &env.config, &args.opts, false, false).await?;
     output::out(&format!("{id}\n"));
     Ok(())
 }

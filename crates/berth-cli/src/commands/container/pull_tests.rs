@@ -56,9 +56,18 @@ enum Sub {
     Create(CreateArgs),
 }
 
-/// Runs `berth create ARGS` against the fake daemon; returns the outcome and the requests.
+/// Runs `berth create ARGS` against the fake daemon; returns the outcome and the requests'
+/// heads.
 async fn create_with(message: &'static str, args: &[&str]) -> (Result<()>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
+    create_in(&dir, message, args).await
+}
+
+async fn create_in(
+    dir: &tempfile::TempDir,
+    message: &'static str,
+    args: &[&str],
+) -> (Result<()>, Vec<String>) {
     let sock = dir.path().join("d.sock");
     let log = fake_daemon(&sock, message);
     let Sub::Create(args) = Cmd::try_parse_from(["berth", "create"].iter().chain(args))
@@ -72,12 +81,7 @@ async fn create_with(message: &'static str, args: &[&str]) -> (Result<()>, Vec<S
         config: crate::config::ConfigDir::new(dir.path().join("config")),
     };
     let result = create(&env, args).await;
-    let requests = log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|h| h.lines().next().unwrap_or_default().to_string())
-        .collect();
+    let requests = log.lock().unwrap().clone();
     (result, requests)
 }
 
@@ -121,4 +125,31 @@ async fn an_image_id_or_pull_never_is_not_pulled() {
         assert!(format!("{e:#}").contains("No such image"), "{e:#}");
         assert_eq!(kinds(&requests), ["create"], "{args:?}: {requests:?}");
     }
+}
+
+#[tokio::test]
+async fn the_implicit_pull_sends_the_stored_credentials() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::config::ConfigDir::new(dir.path().join("config"));
+    let auth = crate::credentials::AuthConfig {
+        username: "ci".into(),
+        password: "pw".into(),
+        ..Default::default()
+    };
+    crate::credentials::store(&config, crate::credentials::INDEX_SERVER, &auth).unwrap();
+    let (result, requests) = create_in(&dir, "not found", &["-q", "me/private"]).await;
+    result.unwrap();
+    let pull = &requests[1];
+    let header = pull
+        .lines()
+        .find_map(|l| l.strip_prefix("x-registry-auth: "))
+        .unwrap_or_else(|| panic!("no X-Registry-Auth in {pull}"));
+    let json = base64::engine::general_purpose::URL_SAFE
+        .decode(header.trim())
+        .unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(sent["username"], "ci");
+    assert_eq!(sent["password"], "pw");
+    assert_eq!(sent["serveraddress"], crate::credentials::INDEX_SERVER);
 }

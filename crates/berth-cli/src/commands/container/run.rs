@@ -56,7 +56,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     if opts.tty && stdin && !session::stdin_is_terminal() {
         return Err(StatusError::error(1, "the input device is not a TTY"));
     }
-    let id = create_container(&client, &opts, detach, true).await?;
+    let id = create_container(&client, &env.config, &opts, detach, true).await?;
     if detach {
         if let Err(e) = client.container_start(&id, None).await {
             let message = describe_client_error(&e);
