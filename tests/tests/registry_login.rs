@@ -21,6 +21,32 @@ fn private_registry(test: &str) -> Option<(Registry, String)> {
     Some((registry, image))
 }
 
+/// Runs `cmd` with `stdin` (or none) and collects what it printed.
+fn output_of(mut cmd: Command, stdin: Option<&str>) -> Output {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().expect("wait for the command");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// `berth -H <daemon> ARGS` with the given config dir and extra environment.
 fn berth(
     daemon: &Daemon,
@@ -34,29 +60,8 @@ fn berth(
         .arg(daemon.host())
         .args(args)
         .env("BERTH_CONFIG", config)
-        .envs(env.iter().copied())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn berth");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().expect("wait for berth");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .envs(env.iter().copied());
+    output_of(cmd, stdin)
 }
 
 fn config_json(dir: &Path) -> serde_json::Value {
@@ -273,27 +278,13 @@ fn the_docker_cli_logs_in_through_berthd_and_berth_reads_what_it_stored() {
     let daemon = Daemon::start();
     let docker_config = tempfile::tempdir().unwrap();
     let docker_run = |args: &[&str], stdin: Option<&str>| {
-        let mut child = Command::new(&docker)
-            .args(args)
+        let mut cmd = Command::new(&docker);
+        cmd.args(args)
             .env("DOCKER_HOST", daemon.host())
             .env("DOCKER_CONFIG", docker_config.path())
             .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_API_VERSION")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn docker");
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(stdin.unwrap_or_default().as_bytes())
-            .unwrap();
-        drop(pipe);
-        let out = child.wait_with_output().unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .env_remove("DOCKER_API_VERSION");
+        output_of(cmd, stdin)
     };
 
     let out = docker_run(

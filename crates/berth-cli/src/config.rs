@@ -236,18 +236,22 @@ pub fn validate_context_name(name: &str) -> Result<()> {
 
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
+    // A name of this process's own, so two commands writing at once do not share it.
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(mode)
         .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|mut f| {
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            f.write_all(bytes)
+        })
         .with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())

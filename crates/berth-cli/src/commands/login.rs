@@ -68,9 +68,14 @@ pub async fn login(env: &Env, args: LoginArgs) -> Result<()> {
     }
     let server = server_address(args.server.as_deref());
     let client = env.client()?;
-    let stored = credentials::get(&env.config, &server).unwrap_or_default();
-    // As docker: with neither flag, stored credentials are tried first (and kept as they are).
-    if username.is_empty() && password.is_empty() && !stored.is_empty() {
+    // As docker: with neither flag, stored credentials are tried first (and kept as they are),
+    // and their user is the prompt's default.
+    let stored = if username.is_empty() && password.is_empty() {
+        credentials::get(&env.config, &server).unwrap_or_default()
+    } else {
+        AuthConfig::default()
+    };
+    if !stored.is_empty() {
         output::err(&format!(
             "Authenticating with existing credentials... [Username: {}]\n\n Info -> To login with a different account, run 'berth logout' followed by 'berth login'\n\n\n",
             stored.username
