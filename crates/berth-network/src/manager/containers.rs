@@ -1,0 +1,246 @@
+//! A container's network records: create (mode, endpoints, ports), rename, DNS servers,
+//! durability of auto-removed ones, remove.
+
+use std::collections::BTreeMap;
+
+use berth_api::models::container::{EndpointSettings, PortBinding};
+
+use super::ports::port_specs;
+use super::{Networks, lock};
+use crate::control_error::{ControlError, Result};
+use crate::ipam::{self};
+use crate::store::{ContainerNet, NetworkRecord, Requested};
+
+impl Networks {
+    /// Checks and records a new container's networking (`NetworkMode`, `EndpointsConfig`,
+    /// `PortBindings`, `PublishAllPorts` with the exposed ports). Nothing runs yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn container_create(
+        &self,
+        id: &str,
+        name: &str,
+        mode: &str,
+        endpoints: &BTreeMap<String, EndpointSettings>,
+        port_bindings: &BTreeMap<String, Option<Vec<PortBinding>>>,
+        publish_all: bool,
+        exposed: &[String],
+    ) -> Result<String> {
+        let st = lock(&self.inner.state);
+        // The docker CLI names the primary network as the mode it was given (`default`).
+        let endpoints: BTreeMap<String, EndpointSettings> = endpoints
+            .iter()
+            .map(|(k, v)| {
+                let k = if k == "default" {
+                    match mode {
+                        "" | "default" => "bridge".to_string(),
+                        m => m.to_string(),
+                    }
+                } else {
+                    k.clone()
+                };
+                (k, v.clone())
+            })
+            .collect();
+        let endpoints = &endpoints;
+        let mode = match mode {
+            // `--bridge=none`: containers that ask for the default get no network.
+            "" | "default" | "bridge" => {
+                if st.networks.values().any(|n| n.is_default_bridge()) {
+                    "bridge".to_string()
+                } else {
+                    "none".to_string()
+                }
+            }
+            m => m.to_string(),
+        };
+        let mut requested = Vec::new();
+        let shared = mode == "host" || mode == "none" || mode.starts_with("container:");
+        if !shared {
+            let n = Self::find(&st, &mode)?;
+            if n.driver == "host" || n.driver == "null" {
+                return self.container_create_shared(id, name, &n.name, endpoints, port_bindings);
+            }
+            let s = endpoints
+                .get(&mode)
+                .or_else(|| endpoints.get(&n.name))
+                .or_else(|| endpoints.get(&n.id))
+                .cloned()
+                .unwrap_or_default();
+            Self::check_endpoint(&n, &s)?;
+            requested.push(Requested {
+                network_id: n.id.clone(),
+                settings: s,
+            });
+            for (key, s) in endpoints {
+                let other = Self::find(&st, key)?;
+                if other.id == n.id {
+                    continue;
+                }
+                if !other.is_bridge() {
+                    return Err(ControlError::invalid(format!(
+                        "container cannot be connected to network {} and {}",
+                        n.name, other.name
+                    )));
+                }
+                Self::check_endpoint(&other, s)?;
+                requested.push(Requested {
+                    network_id: other.id.clone(),
+                    settings: s.clone(),
+                });
+            }
+        } else {
+            for key in endpoints.keys().filter(|k| **k != mode) {
+                let other = Self::find(&st, key)?;
+                if other.name != mode {
+                    return Err(ControlError::invalid(
+                        "container sharing network namespace with another container or host cannot be connected to any other network",
+                    ));
+                }
+            }
+        }
+        drop(st);
+        if shared {
+            return self.container_create_shared(id, name, &mode, endpoints, port_bindings);
+        }
+        let (ports, exposed_left) = port_specs(port_bindings, publish_all, exposed)?;
+        let c = ContainerNet {
+            id: id.to_string(),
+            name: name.to_string(),
+            mode: mode.clone(),
+            requested,
+            port_bindings: port_bindings.clone(),
+            ports,
+            exposed: exposed_left,
+            dns: Vec::new(),
+            running: None,
+        };
+        self.inner.store.save_container(&c)?;
+        lock(&self.inner.state).containers.insert(c.id.clone(), c);
+        Ok(mode)
+    }
+
+    pub(super) fn container_create_shared(
+        &self,
+        id: &str,
+        name: &str,
+        mode: &str,
+        _endpoints: &BTreeMap<String, EndpointSettings>,
+        port_bindings: &BTreeMap<String, Option<Vec<PortBinding>>>,
+    ) -> Result<String> {
+        if mode.starts_with("container:") && !port_bindings.is_empty() {
+            return Err(ControlError::invalid(
+                "conflicting options: port publishing and the container type network mode",
+            ));
+        }
+        let c = ContainerNet {
+            id: id.to_string(),
+            name: name.to_string(),
+            mode: mode.to_string(),
+            ..Default::default()
+        };
+        self.inner.store.save_container(&c)?;
+        lock(&self.inner.state).containers.insert(c.id.clone(), c);
+        Ok(mode.to_string())
+    }
+
+    pub(super) fn check_endpoint(n: &NetworkRecord, s: &EndpointSettings) -> Result<()> {
+        let Some(ipc) = &s.ipam_config else {
+            if !s.aliases.as_ref().is_none_or(|a| a.is_empty()) && n.is_default_bridge() {
+                return Err(ControlError::invalid(
+                    "network-scoped alias is supported only for containers in user defined networks",
+                ));
+            }
+            return Ok(());
+        };
+        for want in [&ipc.ipv4_address, &ipc.ipv6_address] {
+            if want.is_empty() {
+                continue;
+            }
+            let ip = ipam::parse_ip(want)?;
+            if n.is_default_bridge() {
+                return Err(ControlError::invalid(
+                    "user specified IP address is supported on user defined networks only",
+                ));
+            }
+            if !n.user_subnets {
+                return Err(ControlError::invalid(
+                    "user specified IP address is supported only when connecting to networks with user configured subnets",
+                ));
+            }
+            if !n.pools.iter().any(|p| p.subnet.contains(&ip)) {
+                return Err(ControlError::invalid(format!(
+                    "no configured subnet or ip-range contain the IP address {ip}"
+                )));
+            }
+        }
+        if !s.aliases.as_ref().is_none_or(|a| a.is_empty()) && n.is_default_bridge() {
+            return Err(ControlError::invalid(
+                "network-scoped alias is supported only for containers in user defined networks",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Forgets (and tears down) the records of containers `exists` does not know: what a
+    /// crash in the middle of a container removal leaves.
+    pub async fn forget_unknown_containers(&self, exists: impl Fn(&str) -> bool) {
+        let unknown: Vec<String> = lock(&self.inner.state)
+            .containers
+            .keys()
+            .filter(|id| !exists(id))
+            .cloned()
+            .collect();
+        for id in unknown {
+            tracing::info!(container = %id, "removing the network record of a container that is gone");
+            self.container_remove(&id).await;
+        }
+    }
+
+    /// Marks a container about to be created as auto-removed: its records are written without
+    /// waiting for the disk until [`Networks::container_persist`] (see `Store::set_ephemeral`).
+    pub fn container_ephemeral(&self, id: &str) {
+        self.inner.store.set_ephemeral(id);
+    }
+
+    /// Makes an auto-removed container's records durable (it stays created, not started).
+    pub fn container_persist(&self, id: &str) {
+        let st = lock(&self.inner.state);
+        if let Some(c) = st.containers.get(id)
+            && let Err(e) = self.inner.store.persist_container(c)
+        {
+            tracing::warn!(container = %id, error = %e, "cannot write network record");
+        }
+    }
+
+    /// Records `--dns` servers: the embedded DNS server forwards to them instead of the host's.
+    pub fn container_dns(&self, id: &str, servers: &[String]) -> Result<()> {
+        let mut st = lock(&self.inner.state);
+        if let Some(c) = st.containers.get_mut(id) {
+            for s in servers {
+                ipam::parse_ip(s)?;
+            }
+            c.dns = servers.to_vec();
+            self.inner.store.save_container(c)?;
+        }
+        Ok(())
+    }
+
+    /// Renames a container in its network records (DNS answers follow).
+    pub fn container_rename(&self, id: &str, name: &str) {
+        let mut st = lock(&self.inner.state);
+        if let Some(c) = st.containers.get_mut(id) {
+            c.name = name.to_string();
+            let _ = self.inner.store.save_container(c);
+        }
+    }
+
+    /// Forgets a removed container.
+    pub async fn container_remove(&self, id: &str) {
+        let _op = self.inner.op.lock().await;
+        self.teardown_locked(id).await;
+        lock(&self.inner.state).containers.remove(id);
+        if let Err(e) = self.inner.store.delete_container(id) {
+            tracing::warn!(container = %id, error = %e, "cannot remove network record");
+        }
+    }
+}
