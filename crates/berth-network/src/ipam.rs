@@ -468,7 +468,9 @@ mod tests {
         assert_eq!(e.to_string(), "Address already in use: fd09::5");
         // The IPv4 address taken before the IPv6 pool refused is free again.
         assert!(pools[0].used.is_empty());
-        let a = Allocation::endpoint(&mut pools, None, None).unwrap().commit();
+        let a = Allocation::endpoint(&mut pools, None, None)
+            .unwrap()
+            .commit();
         // The round robin's cursor moved on: .2 is not handed out again at once.
         assert_eq!(a.ipv4, Some(net("10.9.0.3/24")));
         assert_eq!(pools[0].used.len(), 1);

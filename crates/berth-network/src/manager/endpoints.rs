@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use berth_api::models::container::EndpointSettings;
 
-use super::resolver::{NameResolver, host_upstreams};
+use super::resolver::NameResolver;
 use super::{Networks, StartInfo, lock, release};
 use crate::control_error::{ControlError, Result};
-use crate::dns::{self, DnsServer};
-use crate::proxy;
+use crate::dataplane::Served;
+use crate::link;
 use crate::store::{Attachment, ContainerNet, Published, Requested, Running};
-use crate::{link, netns};
 
 impl Networks {
     /// Sets up a container's networking before its process starts: netns, endpoints with
@@ -50,10 +49,10 @@ impl Networks {
             _ => {}
         }
         let path = self.netns_path(id);
-        let p2 = path.clone();
-        tokio::task::spawn_blocking(move || netns::create(&p2))
+        self.inner
+            .dp
+            .create_netns(&path)
             .await
-            .map_err(|e| ControlError::unavailable(format!("netns task failed: {e}")))?
             .map_err(ControlError::data(format!(
                 "cannot create network namespace {}",
                 path.display()
@@ -130,7 +129,7 @@ impl Networks {
         })
     }
 
-    pub(super) fn serve_dns(&self, id: &str, path: &Path) -> Result<DnsServer> {
+    pub(super) fn serve_dns(&self, id: &str, path: &Path) -> Result<Served> {
         let resolver = Arc::new(NameResolver {
             inner: Arc::downgrade(&self.inner),
             container: id.to_string(),
@@ -147,13 +146,16 @@ impl Networks {
             })
             .unwrap_or_default();
         let upstreams = if configured.is_empty() {
-            host_upstreams()
+            self.inner.dp.host_resolvers()
         } else {
             configured
         };
-        dns::serve(path, resolver, upstreams).map_err(ControlError::data(format!(
-            "cannot start the embedded DNS server of container {id}"
-        )))
+        self.inner
+            .dp
+            .serve_dns(&self.inner.tasks, path, resolver, upstreams)
+            .map_err(ControlError::data(format!(
+                "cannot start the embedded DNS server of container {id}"
+            )))
     }
 
     /// Allocates addresses on one network and creates the veth endpoint in the netns. If the
@@ -176,7 +178,7 @@ impl Networks {
         } else {
             Vec::new()
         };
-        link::attach(&link::EndpointConfig {
+        let ep = link::EndpointConfig {
             bridge: n.device.clone(),
             host_if: att.host_if.clone(),
             netns: path.to_path_buf(),
@@ -185,13 +187,16 @@ impl Networks {
             addresses: [att.ipv4, att.ipv6].into_iter().flatten().collect(),
             gateways,
             mtu: n.mtu(),
-        })
-        .await
-        .map_err(ControlError::data(format!(
-            "cannot attach container {} to network {}",
-            &id[..12.min(id.len())],
-            n.name
-        )))?;
+        };
+        self.inner
+            .dp
+            .attach(&ep)
+            .await
+            .map_err(ControlError::data(format!(
+                "cannot attach container {} to network {}",
+                &id[..12.min(id.len())],
+                n.name
+            )))?;
         Ok(lease.keep())
     }
 
@@ -217,13 +222,17 @@ impl Networks {
             let last = spec.host_port_last.max(spec.host_port);
             let mut port = spec.host_port;
             let proxy = loop {
-                let bound = proxy::publish(
-                    spec.host_ip,
-                    port,
-                    spec.proto,
-                    SocketAddr::new(target, spec.container_port),
-                )
-                .await;
+                let bound = self
+                    .inner
+                    .dp
+                    .publish(
+                        &self.inner.tasks,
+                        spec.host_ip,
+                        port,
+                        spec.proto,
+                        SocketAddr::new(target, spec.container_port),
+                    )
+                    .await;
                 match bound {
                     Err(crate::Error::PortAllocated { .. }) if port < last => port += 1,
                     other => {
@@ -238,13 +247,13 @@ impl Networks {
                 proto: spec.proto,
                 container_port: spec.container_port,
                 host_ip: spec.host_ip,
-                host_port: proxy.host_port(),
+                host_port: proxy.host_port,
             };
             lock(&self.inner.live)
                 .entry(id.to_string())
                 .or_default()
                 .proxies
-                .push(proxy);
+                .push(proxy.served);
             let mut st = lock(&self.inner.state);
             if let Some(c) = st.containers.get_mut(id)
                 && let Some(r) = c.running.as_mut()
@@ -289,12 +298,12 @@ impl Networks {
             // Off the bridge at once; the pair itself is deleted in the background (the
             // kernel's grace period for a link delete is most of a bridged `run --rm`'s
             // teardown). The netns removal below would delete it too, once its last user goes.
-            if let Err(e) = link::leave_bridge(&a.host_if).await {
+            if let Err(e) = self.inner.dp.leave_bridge(&a.host_if).await {
                 tracing::warn!(container = %id, veth = %a.host_if, error = %e, "cannot take veth off its bridge");
             }
-            let (cid, veth) = (id.to_string(), a.host_if.clone());
-            tokio::spawn(async move {
-                if let Err(e) = link::detach(&veth).await {
+            let (cid, veth, dp) = (id.to_string(), a.host_if.clone(), self.inner.dp.clone());
+            self.inner.tasks.spawn(async move {
+                if let Err(e) = dp.detach(&veth).await {
                     tracing::warn!(container = %cid, veth = %veth, error = %e, "cannot remove veth");
                 }
             });
@@ -302,9 +311,7 @@ impl Networks {
                 self.event("disconnect", &n, &[("container", id)]);
             }
         }
-        let path = running.netns.clone();
-        let removed = tokio::task::spawn_blocking(move || netns::remove(&path)).await;
-        if let Ok(Err(e)) = removed {
+        if let Err(e) = self.inner.dp.remove_netns(&running.netns).await {
             tracing::warn!(container = %id, error = %e, "cannot remove network namespace");
         }
         if !running.published.is_empty() {
@@ -429,7 +436,7 @@ impl Networks {
             att
         };
         if let Some(a) = removed {
-            if let Err(e) = link::detach(&a.host_if).await {
+            if let Err(e) = self.inner.dp.detach(&a.host_if).await {
                 tracing::warn!(container = %id, error = %e, "cannot remove veth");
             }
             self.apply_firewall();

@@ -14,20 +14,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ipnet::IpNet;
 
 use crate::control_error::{ControlError, Result};
-use crate::dns::DnsServer;
-use crate::firewall::Firewall;
+use crate::dataplane::{DataPlane, Served};
 use crate::ipam::DefaultPool;
-use crate::proxy::PortProxy;
 use crate::store::{ContainerNet, NetworkRecord, Running, Store};
+use crate::tasks::Tasks;
 
 mod containers;
 mod endpoints;
+#[cfg(test)]
+mod fake;
 mod inspect;
 mod lease;
 mod networks;
 mod ports;
 mod resolver;
 mod restore;
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;
 
@@ -77,8 +80,8 @@ pub struct StartInfo {
 /// The running parts of a container that live only in the daemon.
 #[derive(Default)]
 struct Live {
-    proxies: Vec<PortProxy>,
-    dns: Option<DnsServer>,
+    proxies: Vec<Served>,
+    dns: Option<Served>,
 }
 
 #[derive(Default)]
@@ -92,7 +95,10 @@ struct Inner {
     store: Store,
     state: Mutex<State>,
     live: Mutex<HashMap<String, Live>>,
-    firewall: Option<Firewall>,
+    /// The kernel (or a fake in unit tests).
+    dp: Arc<dyn DataPlane>,
+    /// Where proxies, DNS servers and background veth deletions run.
+    tasks: Tasks,
     events: Arc<dyn NetworkEvents>,
     op: tokio::sync::Mutex<()>,
 }
@@ -160,11 +166,8 @@ impl Networks {
     }
 
     fn apply_firewall(&self) {
-        let Some(fw) = &self.inner.firewall else {
-            return;
-        };
-        if let Err(e) = fw.apply(&self.ruleset()) {
-            tracing::warn!(table = %fw.table(), error = %e, "cannot apply firewall rules");
+        if let Err(e) = self.inner.dp.apply_firewall(&self.ruleset()) {
+            tracing::warn!(error = %e, "cannot apply firewall rules");
         }
     }
 

@@ -132,7 +132,7 @@ impl Networks {
     /// The IPv4 address the default bridge's device already has, if it exists with one: the
     /// first, or the first inside `--fixed-cidr` (dockerd's `initBridgeDriver`).
     pub(super) async fn bridge_ipv4(&self, o: &NetworkOptions) -> Option<IpNet> {
-        let have = match link::device_addresses(&o.bridge).await {
+        let have = match self.inner.dp.device_addresses(&o.bridge).await {
             Ok(Some(have)) => have,
             Ok(None) => return None,
             Err(e) => {
@@ -151,8 +151,7 @@ impl Networks {
 
     /// Subnets a new network must not overlap: the host's routes and addresses.
     pub(super) async fn host_taken(&self) -> Vec<IpNet> {
-        let mut v = link::host_routes().await.unwrap_or_default();
-        v.extend(link::host_addresses().await.unwrap_or_default());
+        let mut v = self.inner.dp.host_networks().await;
         // The default route covers everything and says nothing about collisions.
         v.retain(|n| n.prefix_len() != 0);
         v
@@ -164,16 +163,19 @@ impl Networks {
             .iter()
             .filter_map(|p| p.gateway.map(|g| p.with_prefix(g)))
             .collect();
-        link::ensure_bridge(&link::BridgeConfig {
+        let cfg = link::BridgeConfig {
             device: n.device.clone(),
             addresses,
             mtu: n.mtu(),
-        })
-        .await
-        .map_err(ControlError::data(format!(
-            "cannot set up bridge {} of network {}",
-            n.device, n.name
-        )))
+        };
+        self.inner
+            .dp
+            .ensure_bridge(&cfg)
+            .await
+            .map_err(ControlError::data(format!(
+                "cannot set up bridge {} of network {}",
+                n.device, n.name
+            )))
     }
 
     /// `POST /networks/create`.
@@ -206,7 +208,7 @@ impl Networks {
         };
         self.ensure_bridge(&n).await?;
         if let Err(e) = self.inner.store.save_network(&n) {
-            let _ = link::remove_bridge(&n.device).await;
+            let _ = self.inner.dp.remove_bridge(&n.device).await;
             return Err(e);
         }
         lock(&self.inner.state)
@@ -396,7 +398,7 @@ impl Networks {
             }
         }
         self.apply_firewall();
-        if let Err(e) = link::remove_bridge(&n.device).await {
+        if let Err(e) = self.inner.dp.remove_bridge(&n.device).await {
             tracing::warn!(network = %n.name, error = %e, "cannot remove bridge device");
         }
         self.event("destroy", &n, &[]);

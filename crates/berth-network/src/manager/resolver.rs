@@ -1,33 +1,11 @@
 //! Names the embedded DNS server answers: containers, aliases and links on the asking
 //! container's user-defined networks.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Weak;
 
 use super::{Inner, lock};
 use crate::dns::Resolver;
-
-/// The host's resolvers, where the embedded DNS server forwards unknown names (read from the
-/// host netns, so 127.0.0.53-style local resolvers work).
-pub(super) fn host_upstreams() -> Vec<SocketAddr> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut v: Vec<SocketAddr> = text
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some("nameserver")).then(|| w.next()).flatten()
-        })
-        .filter_map(|s| s.parse::<IpAddr>().ok())
-        .map(|ip| SocketAddr::new(ip, 53))
-        .collect();
-    if v.is_empty() {
-        v = vec![
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8)), 53),
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(8, 8, 4, 4)), 53),
-        ];
-    }
-    v
-}
 
 /// Answers a container's DNS queries from the containers on its user-defined networks:
 /// names, aliases and short ids.

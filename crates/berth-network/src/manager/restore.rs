@@ -8,16 +8,26 @@ use std::sync::{Arc, Mutex};
 
 use super::{Inner, Live, NetworkEvents, NetworkOptions, Networks, State, lock, release};
 use crate::control_error::{ControlError, Result};
-use crate::firewall::Firewall;
-use crate::netns;
-use crate::proxy::{self};
+use crate::dataplane::{DataPlane, HostDataPlane};
 use crate::store::{ContainerNet, NetworkRecord, Store};
+use crate::tasks::Tasks;
 
 impl Networks {
     /// Loads the records, makes the predefined networks and their bridges exist, re-creates
     /// the proxies and DNS servers of containers recorded as running, removes netns files of
     /// containers that are not, and applies the firewall.
     pub async fn open(opts: NetworkOptions, events: Arc<dyn NetworkEvents>) -> Result<Networks> {
+        let dp = Arc::new(HostDataPlane::new(opts.firewall_table.as_deref()));
+        Networks::open_with(opts, events, dp).await
+    }
+
+    /// [`Networks::open`] over another data plane (a fake in unit tests). Background work
+    /// runs on the runtime of the caller, captured here.
+    pub async fn open_with(
+        opts: NetworkOptions,
+        events: Arc<dyn NetworkEvents>,
+        dp: Arc<dyn DataPlane>,
+    ) -> Result<Networks> {
         let store = Store::open(&opts.data_root, &opts.exec_root)?;
         let netns_dir = opts.exec_root.join("netns");
         std::fs::create_dir_all(&netns_dir)
@@ -31,7 +41,8 @@ impl Networks {
         }
         let me = Networks {
             inner: Arc::new(Inner {
-                firewall: opts.firewall_table.as_deref().map(Firewall::new),
+                dp,
+                tasks: Tasks::new(tokio::runtime::Handle::current()),
                 opts,
                 store,
                 state: Mutex::new(state),
@@ -44,7 +55,7 @@ impl Networks {
         me.mark_leases();
         me.ensure_user_bridges().await;
         let known = me.restore_running().await;
-        me.sweep_netns(&netns_dir, &known);
+        me.sweep_netns(&netns_dir, &known).await;
         me.apply_firewall();
         Ok(me)
     }
@@ -110,12 +121,13 @@ impl Networks {
     }
 
     /// Removes netns files no running container uses (left by a crash mid-start or -stop).
-    fn sweep_netns(&self, dir: &Path, known: &HashSet<PathBuf>) {
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.flatten() {
-                if !known.contains(&e.path()) {
-                    let _ = netns::remove(&e.path());
-                }
+    async fn sweep_netns(&self, dir: &Path, known: &HashSet<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if !known.contains(&e.path()) {
+                let _ = self.inner.dp.remove_netns(&e.path()).await;
             }
         }
     }
@@ -143,17 +155,21 @@ impl Networks {
         if let Some(target) = target {
             for p in &r.published {
                 live.proxies.push(
-                    proxy::publish(
-                        p.host_ip,
-                        p.host_port,
-                        p.proto,
-                        SocketAddr::new(target, p.container_port),
-                    )
-                    .await
-                    .map_err(ControlError::data(format!(
-                        "cannot publish port {}/{} again",
-                        p.container_port, p.proto
-                    )))?,
+                    self.inner
+                        .dp
+                        .publish(
+                            &self.inner.tasks,
+                            p.host_ip,
+                            p.host_port,
+                            p.proto,
+                            SocketAddr::new(target, p.container_port),
+                        )
+                        .await
+                        .map_err(ControlError::data(format!(
+                            "cannot publish port {}/{} again",
+                            p.container_port, p.proto
+                        )))?
+                        .served,
                 );
             }
         }

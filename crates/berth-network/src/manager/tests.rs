@@ -14,9 +14,9 @@ impl NetworkEvents for NoEvents {
     fn network_event(&self, _: &str, _: &str, _: BTreeMap<String, String>) {}
 }
 
-/// A service without a default bridge or firewall: nothing touches the kernel.
+/// A service without a default bridge, over a fake data plane.
 async fn service(dir: &Path) -> Networks {
-    Networks::open(
+    Networks::open_with(
         NetworkOptions {
             data_root: dir.join("data"),
             exec_root: dir.join("exec"),
@@ -28,6 +28,7 @@ async fn service(dir: &Path) -> Networks {
             mtu: None,
         },
         Arc::new(NoEvents),
+        super::fake::FakeDataPlane::new(),
     )
     .await
     .unwrap()
