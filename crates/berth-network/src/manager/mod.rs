@@ -34,6 +34,7 @@ mod service_tests;
 #[cfg(test)]
 mod tests;
 
+pub use containers::ContainerRequest;
 pub use ports::{parse_port_key, port_specs};
 
 /// The default bridge's Docker option naming its device.

@@ -10,7 +10,7 @@ use berth_api::models::container::{EndpointIpamConfig, EndpointSettings, PortBin
 use berth_api::models::network::{Ipam, IpamConfig, NetworkCreateRequest};
 
 use super::fake::FakeDataPlane;
-use super::{NetworkEvents, NetworkOptions, Networks};
+use super::{ContainerRequest, NetworkEvents, NetworkOptions, Networks};
 use crate::control_error::Result;
 use crate::ipam;
 
@@ -97,15 +97,14 @@ fn create(
             (k.to_string(), Some(vec![b]))
         })
         .collect();
-    n.container_create(
-        &id(name),
-        name,
-        network,
-        &on(network, settings),
-        &bindings,
-        false,
-        &[],
-    )
+    n.container_create(&ContainerRequest {
+        id: id(name),
+        name: name.into(),
+        mode: network.into(),
+        endpoints: on(network, settings),
+        port_bindings: bindings,
+        ..Default::default()
+    })
 }
 
 fn ip(s: &str) -> IpAddr {

@@ -112,35 +112,41 @@ async fn create_refuses_what_docker_refuses() {
 async fn container_modes_and_endpoint_checks() {
     let dir = tempfile::tempdir().unwrap();
     let n = service(dir.path()).await;
-    let none: BTreeMap<String, EndpointSettings> = BTreeMap::new();
-    let no_ports: BTreeMap<String, Option<Vec<PortBinding>>> = BTreeMap::new();
+    let req = |name: &str, mode: &str| ContainerRequest {
+        id: name.repeat(64),
+        name: name.into(),
+        mode: mode.into(),
+        ..Default::default()
+    };
     // Without a default bridge, the default network is none.
-    let mode = n
-        .container_create(
-            "a".repeat(64).as_str(),
-            "a",
-            "default",
-            &none,
-            &no_ports,
-            false,
-            &[],
-        )
-        .unwrap();
-    assert_eq!(mode, "none");
-    let e = n
-        .container_create(&"b".repeat(64), "b", "nope", &none, &no_ports, false, &[])
-        .unwrap_err();
+    assert_eq!(n.container_create(&req("a", "default")).unwrap(), "none");
+    let e = n.container_create(&req("b", "nope")).unwrap_err();
     assert_eq!(e.to_string(), "network nope not found");
-    let mut eps = BTreeMap::new();
-    eps.insert("none".to_string(), EndpointSettings::default());
-    eps.insert("other".to_string(), EndpointSettings::default());
-    let e = n
-        .container_create(&"c".repeat(64), "c", "host", &eps, &no_ports, false, &[])
-        .unwrap_err();
+    let mut c = req("c", "host");
+    c.endpoints
+        .insert("none".to_string(), EndpointSettings::default());
+    c.endpoints
+        .insert("other".to_string(), EndpointSettings::default());
+    let e = n.container_create(&c).unwrap_err();
     assert_eq!(
         e.to_string(),
         "container sharing network namespace with another container or host cannot be connected to any other network"
     );
+    let mut d = req("d", "container:x");
+    d.port_bindings.insert("80/tcp".into(), None);
+    let e = n.container_create(&d).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "conflicting options: port publishing and the container type network mode"
+    );
+    // `--dns` is checked and recorded with the rest, in the same call.
+    let mut e1 = req("e", "none");
+    e1.dns = vec!["1.1.1.1".into(), "nope".into()];
+    assert_eq!(
+        n.container_create(&e1).unwrap_err().to_string(),
+        "invalid address: nope"
+    );
+    assert!(n.settings(&"e".repeat(64)).networks.is_empty());
     let s = n.settings(&"a".repeat(64));
     assert!(s.networks.contains_key("none"));
     assert!(s.ports.is_empty());
