@@ -230,4 +230,29 @@ mod tests {
         );
         assert_eq!(resolvers_of("").len(), 2);
     }
+
+    #[tokio::test]
+    async fn served_ports_run_on_the_given_tasks() {
+        let tasks = Tasks::new(tokio::runtime::Handle::current());
+        let dp = HostDataPlane::new(None);
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let p = dp
+            .publish(
+                &tasks,
+                Some(localhost),
+                0,
+                Proto::Tcp,
+                "127.0.0.1:9".parse().unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_ne!(p.host_port, 0);
+        assert_eq!(tasks.len(), 1);
+        // Dropping it stops the proxy; its task ends and the tracker sees it.
+        drop(p.served);
+        tokio::time::timeout(std::time::Duration::from_secs(10), tasks.close())
+            .await
+            .unwrap();
+        assert!(tasks.is_empty());
+    }
 }

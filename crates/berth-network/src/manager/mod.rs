@@ -37,6 +37,9 @@ mod tests;
 pub use containers::ContainerRequest;
 pub use ports::{parse_port_key, port_specs};
 
+/// How long [`Networks::shutdown`] waits for background work.
+pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The default bridge's Docker option naming its device.
 pub const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
@@ -172,10 +175,28 @@ impl Networks {
         }
     }
 
-    /// Daemon shutdown: running containers keep their networking (they outlive the daemon);
-    /// nothing to do but stop serving proxies and DNS, which dropping does.
-    pub fn shutdown(&self) {
-        lock(&self.inner.live).clear();
+    /// Daemon shutdown: running containers keep their networking (they outlive the daemon,
+    /// and the next one serves their ports and DNS again), so this stops the proxies and DNS
+    /// servers, then waits (at most [`SHUTDOWN_WAIT`]) for the background work still in
+    /// flight, such as veth deletions of containers that just stopped.
+    pub async fn shutdown(&self) {
+        let live: Vec<Live> = lock(&self.inner.live).drain().map(|(_, l)| l).collect();
+        drop(live);
+        let tasks = &self.inner.tasks;
+        if tokio::time::timeout(SHUTDOWN_WAIT, tasks.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = tasks.len(),
+                "network tasks did not finish in time; exiting anyway"
+            );
+        }
+    }
+
+    /// Tasks of the service still tracked (served ports and DNS, background deletions).
+    pub fn background_tasks(&self) -> usize {
+        self.inner.tasks.len()
     }
 }
 

@@ -485,3 +485,22 @@ async fn aliases_and_names_resolve_on_user_networks() {
     assert!(fake.calls_of("serve_dns").is_empty());
     assert_eq!(info.addresses, [ip("10.70.0.2")]);
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_background_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDataPlane::new();
+    let n = open(dir.path(), &fake, "none").await;
+    n.create(net_req("app", Some("10.50.0.0/24")))
+        .await
+        .unwrap();
+    create(&n, "a", "app", Default::default(), &[("80/tcp", "8080")]).unwrap();
+    n.container_start(&id("a")).await.unwrap();
+    fake.clear();
+    // The stop takes the veth off its bridge at once and deletes it in the background.
+    n.container_stop(&id("a")).await;
+    assert_eq!(fake.calls_of("leave_bridge").len(), 1);
+    n.shutdown().await;
+    assert_eq!(fake.calls_of("detach").len(), 1);
+    assert_eq!(n.background_tasks(), 0);
+}
