@@ -775,13 +775,13 @@ impl Containers {
                     .collect();
                 let mode = net
                     .0
-                    .create(NetworkRequest {
-                        id: &rec.id,
-                        name: &rec.name,
-                        host: &rec.host_config,
-                        networking: req.networking_config.as_ref(),
-                        exposed: &exposed,
-                    })
+                    .create(NetworkRequest::new(
+                        &rec.id,
+                        &rec.name,
+                        &rec.host_config,
+                        req.networking_config.as_ref(),
+                        &exposed,
+                    ))
                     .map_err(ContainerError::Network)?;
                 rec.host_config.network_mode = mode;
             }

@@ -127,6 +127,7 @@ async fn run_locked(config: Config) -> Result<(), ServerError> {
         .filter_map(|l| l.socket_path().map(Path::to_path_buf))
         .collect();
     let shutdown = daemon.shutdown.clone();
+    let networks = daemon.networks.clone();
     let signals = wait_for_signal();
     tracing::info!(
         max_connections = config.max_connections,
@@ -154,6 +155,8 @@ async fn run_locked(config: Config) -> Result<(), ServerError> {
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::warn!("in-flight requests did not finish in time; exiting anyway");
     }
+    // After the requests: none can start networking any more. Running containers keep theirs.
+    networks.shutdown().await;
     tracing::info!("daemon shut down");
     Ok(())
 }
