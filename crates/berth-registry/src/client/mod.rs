@@ -1,10 +1,13 @@
 //! The registry client: the [`Remote`] seam, its `oci-client` implementation, manifest and
 //! platform handling, and the pull orchestration.
 
+mod inflight;
 mod manifest;
 mod oci;
+mod partial;
 pub mod pull;
 mod resume;
+mod stall;
 
 use std::future::Future;
 use std::io;
@@ -15,9 +18,13 @@ use futures_util::stream::BoxStream;
 
 pub use manifest::{Platform, media_types};
 pub use oci::{Credentials, OciRemote, RemoteOptions};
+pub use partial::MAX_AGE as PARTIAL_DOWNLOAD_MAX_AGE;
 pub use pull::{
-    PullEvent, PullOutcome, Resolved, fetch_image, inspect_remote, pull_image, resolve_image,
+    PullEvent, PullOptions, PullOutcome, Resolved, fetch_image, inspect_remote, pull_image,
+    resolve_image, sweep_partial_downloads,
 };
+pub use resume::{MAX_DOWNLOAD_ATTEMPTS, Persistence};
+pub use stall::StallPolicy;
 
 /// What a manifest, blob or index entry is: a content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]

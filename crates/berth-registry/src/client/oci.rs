@@ -21,6 +21,11 @@ pub struct RemoteOptions {
     /// Registries (`host[:port]`) spoken to over plain HTTP, besides loopback ones
     /// (127.0.0.0/8, ::1 and `localhost` are insecure by default, as in dockerd).
     pub insecure_registries: Vec<String>,
+    /// Mirrors by registry (`docker.io` for Docker Hub's `registry-mirrors`): endpoints
+    /// (`http[s]://host[:port]/`) tried in order before the registry itself.
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    /// dockerd's `certs.d`: `<dir>/<host[:port]>/ca.crt` is trusted for that registry.
+    pub certs_dir: Option<std::path::PathBuf>,
 }
 
 /// Credentials for a registry, as a client sent them (`X-Registry-Auth`).
@@ -396,6 +401,7 @@ mod tests {
         assert!(!is_insecure("10.0.0.1:5000", &none));
         let some = RemoteOptions {
             insecure_registries: vec!["10.0.0.1:5000".into()],
+            ..Default::default()
         };
         assert!(is_insecure("10.0.0.1:5000", &some));
     }
