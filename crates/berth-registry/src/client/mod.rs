@@ -1,6 +1,7 @@
 //! The registry client: the [`Remote`] seam, its `oci-client` implementation, manifest and
 //! platform handling, and the pull orchestration.
 
+mod endpoint;
 mod inflight;
 mod manifest;
 mod oci;
@@ -16,8 +17,9 @@ use berth_image::{Digest, Reference};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
+pub use endpoint::is_secure;
 pub use manifest::{Platform, media_types};
-pub use oci::{Credentials, OciRemote, RemoteOptions};
+pub use oci::{Credentials, MAX_MANIFEST_SIZE, OciRemote, RemoteOptions};
 pub use partial::MAX_AGE as PARTIAL_DOWNLOAD_MAX_AGE;
 pub use pull::{
     PullEvent, PullOptions, PullOutcome, Resolved, fetch_image, inspect_remote, pull_image,
