@@ -332,3 +332,156 @@ fn concurrent_pulls_download_each_blob_once() {
         assert_eq!(out.stdout.trim(), if name == "one" { "1" } else { "2" });
     }
 }
+
+/// A registry whose manifests are `size` bytes of JSON whitespace, sent with a Content-Length
+/// or chunked without one. Returns its host, the bytes it got to send and whether it is done.
+fn huge_manifest_registry(
+    size: usize,
+    with_length: bool,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s, d) = (sent.clone(), done.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (s, d) = (s.clone(), d.clone());
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                if !text.contains("/manifests/") {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                    );
+                    return;
+                }
+                let framing = if with_length {
+                    format!("Content-Length: {size}")
+                } else {
+                    "Transfer-Encoding: chunked".to_string()
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: {OCI_MANIFEST}\r\n{framing}\r\nConnection: close\r\n\r\n"
+                );
+                let chunk = vec![b' '; 64 << 10];
+                let mut total = 0;
+                while total < size {
+                    let ok = if with_length {
+                        stream.write_all(&chunk)
+                    } else {
+                        write!(stream, "{:x}\r\n", chunk.len())
+                            .and_then(|_| stream.write_all(&chunk))
+                            .and_then(|_| stream.write_all(b"\r\n"))
+                    };
+                    if ok.is_err() {
+                        break;
+                    }
+                    total += chunk.len();
+                    s.store(total, Ordering::SeqCst);
+                }
+                d.store(true, Ordering::SeqCst);
+            });
+        }
+    });
+    (host, sent, done)
+}
+
+#[test]
+fn a_manifest_of_hundreds_of_mb_is_refused_unread() {
+    let daemon = Daemon::start();
+    for with_length in [true, false] {
+        let (host, sent, done) = huge_manifest_registry(300 << 20, with_length);
+        let r = daemon
+            .api()
+            .post(&format!("/images/create?fromImage={host}/huge&tag=1"), None);
+        assert_eq!(r.status, 400, "{}", r.text());
+        let size = if with_length {
+            (300 << 20).to_string()
+        } else {
+            format!("over {}", 4 << 20)
+        };
+        assert_eq!(
+            r.message(),
+            format!(
+                "manifest for {host}/huge:1 is too large: {size} bytes, more than the 4194304 bytes a manifest may have"
+            )
+        );
+        until("the registry to be cut off", || {
+            done.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(sent < 64 << 20, "{sent} bytes were read");
+    }
+    assert_eq!(daemon.api().get("/_ping").status, 200);
+}
+
+/// Bytes available on the filesystem of `path`.
+fn available(path: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_full_disk_during_a_pull_fails_clearly_and_keeps_nothing() {
+    berth_e2e::require_root!();
+    let Some(registry) =
+        Registry::start("a_full_disk_during_a_pull_fails_clearly_and_keeps_nothing")
+    else {
+        return;
+    };
+    let big = with_big_layer("big", &noise(40 << 20, 5));
+    push(&registry, "big", &big);
+    let small = ImageSpec::busybox(None).file_layer(&[("small", b"fits")]);
+    push(&registry, "small", &small);
+    let daemon = Daemon::start_on_tmpfs("32m");
+    let before = available(&daemon.data_root());
+
+    let image = format!("{}/big", registry.host());
+    let r = daemon
+        .api()
+        .post(&format!("/images/create?fromImage={image}&tag=1"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let st = statuses(&r);
+    let error = st.last().unwrap().to_lowercase();
+    assert!(
+        error.starts_with("error: failed to pull layer")
+            && error.contains("no space left on device"),
+        "{st:?}"
+    );
+    assert_eq!(image_id(&daemon, &format!("{image}:1")), None);
+    assert_nothing_half_stored(&daemon);
+    assert!(entries(&partial_dir(&daemon)).is_empty());
+    // The space is given back (what is kept is the base layer that verified, for a retry).
+    let after = available(&daemon.data_root());
+    assert!(
+        after + (4 << 20) >= before,
+        "{before} bytes free before, {after} after"
+    );
+    // The daemon is fine and pulls what fits.
+    let small_ref = format!("{}/small:1", registry.host());
+    daemon.berth(&["pull", &small_ref]).success();
+    assert_eq!(image_id(&daemon, &small_ref).as_deref(), Some(&*small.id()));
+}
