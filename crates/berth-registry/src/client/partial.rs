@@ -1,5 +1,6 @@
 //! The on-disk area of partial downloads: `<dir>/<hex of the blob digest>` holds the first
-//! bytes of a blob as they arrived. A pull that fails on the network (or a daemon killed
+//! bytes of a blob as they arrived (written by `Ingest::write_layer_resumable`, which renames
+//! the file into the content store once the blob verifies). A pull that fails on the network (or a daemon killed
 //! mid-pull) leaves it there, and the next pull of that blob starts from it with an HTTP
 //! `Range` request instead of from byte 0. Entries nobody touched for [`MAX_AGE`] are removed
 //! (at daemon start and before each pull), so an abandoned download does not stay forever.
@@ -7,8 +8,8 @@
 //! One writer per blob at a time: pulls in this process share a blob's download (see
 //! `inflight`), and the data-root lock keeps other daemons out.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -17,10 +18,9 @@ use berth_image::Digest;
 /// How long an untouched partial download is kept for a later resume.
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// A blob's partial download, open for appending.
+/// A blob's partial download.
 pub(crate) struct Partial {
     path: PathBuf,
-    file: File,
     /// Bytes of the blob the file holds.
     len: u64,
 }
@@ -31,19 +31,19 @@ impl Partial {
     pub(crate) fn open(dir: &Path, digest: &Digest, size: u64) -> io::Result<Partial> {
         fs::create_dir_all(dir)?;
         let path = dir.join(digest.hex());
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        let mut len = file.metadata()?.len();
-        if len > size {
-            file.set_len(0)?;
-            len = 0;
-        }
-        file.seek(SeekFrom::Start(len))?;
-        Ok(Partial { path, file, len })
+        let len = match fs::metadata(&path) {
+            Ok(m) if m.len() <= size => m.len(),
+            // Longer than the blob: not a prefix of it (the writer truncates it).
+            Ok(_) => 0,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(Partial { path, len })
+    }
+
+    /// The file the download is written to.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Bytes already downloaded.
@@ -53,16 +53,7 @@ impl Partial {
 
     /// A reader of the bytes downloaded so far (to feed them again to the unpack).
     pub(crate) fn prefix(&self) -> io::Result<io::Take<File>> {
-        let mut f = File::open(&self.path)?;
-        f.seek(SeekFrom::Start(0))?;
-        Ok(io::Read::take(f, self.len))
-    }
-
-    /// Appends bytes that just arrived from the registry.
-    pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)?;
-        self.len += bytes.len() as u64;
-        Ok(())
+        Ok(io::Read::take(File::open(&self.path)?, self.len))
     }
 
     /// Forgets the download (it completed, or its bytes are wrong).
@@ -123,10 +114,9 @@ mod tests {
     fn a_partial_download_persists_and_resumes_where_it_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let digest = Digest::of_bytes(b"whole blob");
-        let mut p = Partial::open(dir.path(), &digest, 10).unwrap();
+        let p = Partial::open(dir.path(), &digest, 10).unwrap();
         assert_eq!(p.len(), 0);
-        p.append(b"whole").unwrap();
-        drop(p);
+        fs::write(p.path(), b"whole").unwrap();
         let p = Partial::open(dir.path(), &digest, 10).unwrap();
         assert_eq!(p.len(), 5);
         let mut prefix = String::new();

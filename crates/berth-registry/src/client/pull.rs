@@ -357,13 +357,26 @@ pub fn fetch_image<R: Remote>(
             }
             // The first request's failure (unknown blob, refused connection) is the pull's error.
             reader.open()?;
-            match ingest.write_layer(
-                &mut reader,
-                &desc.digest,
-                &diff_ids[i],
-                parent(i),
-                &mut progress,
-            ) {
+            // Saved as it is read into the partial download, which becomes the stored blob.
+            let written = match reader.spool() {
+                Some((spool, saved)) => ingest.write_layer_resumable(
+                    &mut reader,
+                    &spool,
+                    saved,
+                    &desc.digest,
+                    &diff_ids[i],
+                    parent(i),
+                    &mut progress,
+                ),
+                None => ingest.write_layer(
+                    &mut reader,
+                    &desc.digest,
+                    &diff_ids[i],
+                    parent(i),
+                    &mut progress,
+                ),
+            };
+            match written {
                 Ok(_) => {
                     reader.discard_partial();
                     break;

@@ -3,8 +3,8 @@
 //! the byte it got to, with an HTTP `Range` (skipping what it has when the registry answers
 //! with the whole blob), up to `max-download-attempts` times with a growing pause. With a
 //! partial download on disk (see `partial`), it first replays the bytes saved there (by an
-//! earlier pull, perhaps of a daemon since killed) and asks the registry only for the rest;
-//! the bytes that arrive are saved there as they are read. Whoever reads it (the layer unpack)
+//! earlier pull, perhaps of a daemon since killed) and asks the registry only for the rest
+//! (the store's `write_layer_resumable` appends what it reads to that file). Whoever reads it (the layer unpack)
 //! never notices; the store still verifies the whole blob's digest at the end.
 
 use std::fs::File;
@@ -126,6 +126,14 @@ impl<'a, R: Remote> ResumingReader<'a, R> {
     /// Bytes an earlier download had saved (0 when starting from scratch).
     pub(crate) fn resumed_from(&self) -> u64 {
         self.resumed_from
+    }
+
+    /// Where the blob's bytes are to be saved and how many are there: the partial download,
+    /// when there is one.
+    pub(crate) fn spool(&self) -> Option<(std::path::PathBuf, u64)> {
+        self.partial
+            .as_ref()
+            .map(|p| (p.path().to_path_buf(), self.resumed_from))
     }
 
     /// Forgets the partial download (the blob is stored, or its bytes are wrong).
@@ -253,15 +261,6 @@ impl<R: Remote> Read for ResumingReader<'_, R> {
                     self.skip = 0;
                     buf.copy_within(skipped..n, 0);
                     let n = n - skipped;
-                    if let Some(p) = self.partial.as_mut() {
-                        // Saved before it is handed on: what was read is what can be resumed.
-                        p.append(&buf[..n]).map_err(|e| {
-                            io::Error::new(
-                                e.kind(),
-                                format!("cannot save the download of {}: {e}", self.desc.digest),
-                            )
-                        })?;
-                    }
                     self.offset += n as u64;
                     return Ok(n);
                 }
