@@ -128,9 +128,11 @@ fn mirrors_are_tried_in_order_before_the_registry() {
     assert!(stderr.contains("invalid mirror"), "{stderr}");
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl ARGS` (split at spaces) in `dir`.
+fn openssl(dir: &Path, args: &str) {
+    let args: Vec<&str> = args.split_whitespace().collect();
     let out = Command::new("openssl")
-        .args(args)
+        .args(&args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()
@@ -142,82 +144,59 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
+/// In `dir`: a CA, a server certificate for 127.0.0.1 and a client certificate, both signed
+/// by it.
 fn make_certs(dir: &Path) {
     openssl(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=berth-test-ca",
-        ],
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=berth-test-ca",
     );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-        ],
-    );
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "client",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        ),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(
+            dir,
+            &format!(
+                "req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name}"
+            ),
+        );
+        openssl(
+            dir,
+            &format!(
+                "x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext"
+            ),
+        );
+    }
+    // certs.d names client certificates `.cert`.
+    std::fs::rename(dir.join("client.crt"), dir.join("client.cert")).unwrap();
 }
 
-/// A registry serving `storage` (another registry's) over TLS on 127.0.0.1.
-fn tls_registry(storage: &Path, certs: &Path) -> (String, ChildGuard) {
+/// A registry serving `storage` (another registry's) over TLS on 127.0.0.1; with
+/// `client_certs`, it requires a client certificate signed by the test CA.
+fn tls_registry(storage: &Path, certs: &Path, client_certs: bool) -> (String, ChildGuard) {
     let port = free_port();
-    let config = certs.join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {}\n    key: {}\n",
-            storage.display(),
-            certs.join("server.crt").display(),
-            certs.join("server.key").display(),
-        ),
-    )
-    .unwrap();
+    let config = certs.join(format!("config-{port}.yml"));
+    let mut yaml = format!(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {}\n    key: {}\n",
+        storage.display(),
+        certs.join("server.crt").display(),
+        certs.join("server.key").display(),
+    );
+    if client_certs {
+        yaml.push_str(&format!(
+            "    clientcas:\n      - {}\n",
+            certs.join("ca.crt").display()
+        ));
+    }
+    std::fs::write(&config, yaml).unwrap();
     let child = Command::new(REGISTRY_BINARY)
         .arg("serve")
         .arg(&config)
@@ -247,7 +226,7 @@ fn a_registry_with_its_own_ca_in_certs_d() {
     registry.push_image("secure/app", Some("1"), &spec, OCI_MANIFEST);
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
-    let (host, _tls) = tls_registry(&registry.dir().join("data"), certs.path());
+    let (host, _tls) = tls_registry(&registry.dir().join("data"), certs.path(), false);
     let daemon = Daemon::start();
     let reference = format!("{host}/secure/app:1");
     // certs.d beside daemon.json; a directory for the registry says it speaks TLS (even on
@@ -281,12 +260,28 @@ fn a_registry_with_its_own_ca_in_certs_d() {
     assert!(out.stdout.contains("Pull complete"), "{}", out.stdout);
     assert_eq!(image_id(&daemon, &reference).as_deref(), Some(&*spec.id()));
 
-    // Client certificates are refused clearly rather than silently not sent.
-    std::fs::copy(certs.path().join("server.crt"), dir.join("client.cert")).unwrap();
+    // A registry that requires a client certificate: refused without one, served with
+    // `client.cert` and `client.key` in its certs.d directory.
+    // (A fresh daemon: every blob comes through that registry.)
+    let (host, _mtls) = tls_registry(&registry.dir().join("data"), certs.path(), true);
+    let daemon = Daemon::start();
+    let reference = format!("{host}/secure/app:1");
+    let dir = daemon.dir().join("certs.d").join(&host);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(certs.path().join("ca.crt"), dir.join("ca.crt")).unwrap();
+    daemon.berth(&["pull", &reference]).failure();
+    assert_eq!(image_id(&daemon, &reference), None);
+    // A certificate without its key is refused as dockerd refuses it.
+    std::fs::copy(certs.path().join("client.cert"), dir.join("client.cert")).unwrap();
     let out = daemon.berth(&["pull", &reference]).failure();
     assert!(
-        out.stderr.contains("client certificates") && out.stderr.contains("not supported"),
+        out.stderr.contains(
+            "missing key client.key for client certificate client.cert. CA certificates must use the extension .crt"
+        ),
         "{}",
         out.stderr
     );
+    std::fs::copy(certs.path().join("client.key"), dir.join("client.key")).unwrap();
+    daemon.berth(&["pull", &reference]).success();
+    assert_eq!(image_id(&daemon, &reference).as_deref(), Some(&*spec.id()));
 }

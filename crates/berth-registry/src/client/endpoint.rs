@@ -22,8 +22,9 @@ pub(crate) struct Endpoint {
     pub mirror: bool,
 }
 
-/// The HTTP clients for one host and scheme: oci-client's (blobs, auth), and a plain one for
-/// manifests (read with a size cap, which oci-client cannot do).
+/// The HTTP clients for one host and scheme: oci-client's (its token auth), and a plain one
+/// for manifests (read with a size cap) and blobs, which presents the registry's client
+/// certificate (oci-client can do neither).
 #[derive(Clone)]
 pub(crate) struct Clients {
     pub oci: oci_client::Client,
@@ -99,29 +100,62 @@ pub(crate) fn endpoints(registry: &str, options: &RemoteOptions) -> Vec<Endpoint
     list
 }
 
-/// The CA certificates (`*.crt`) of a `certs.d/<host>` directory. Client certificates
-/// (`*.cert`/`*.key`) are refused with a clear error: oci-client cannot present them.
-fn load_roots(dir: &Path, host: &str) -> Result<Vec<Vec<u8>>> {
-    let mut roots = Vec::new();
+/// What a `certs.d/<host>` directory holds, as dockerd reads it: every `*.crt` is a CA
+/// root; `NAME.cert` with `NAME.key` is a client certificate (one is used, the first by name).
+#[derive(Default)]
+struct TlsFiles {
+    roots: Vec<Vec<u8>>,
+    /// The client certificate and its key, PEM, concatenated.
+    identity: Option<Vec<u8>>,
+}
+
+fn load_tls_files(dir: &Path) -> Result<TlsFiles> {
+    let read = |path: &Path| {
+        std::fs::read(path)
+            .map_err(|e| RegistryError::Transport(format!("cannot read {}: {e}", path.display())))
+    };
     let entries = std::fs::read_dir(dir)
         .map_err(|e| RegistryError::Transport(format!("cannot read {}: {e}", dir.display())))?;
     let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     names.sort();
-    for path in names {
+    let file_name = |p: &Path| {
+        p.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut files = TlsFiles::default();
+    for path in &names {
         match path.extension().and_then(|e| e.to_str()) {
-            Some("crt") => roots.push(std::fs::read(&path).map_err(|e| {
-                RegistryError::Transport(format!("cannot read {}: {e}", path.display()))
-            })?),
-            Some("cert") | Some("key") => {
+            Some("crt") => files.roots.push(read(path)?),
+            Some("cert") => {
+                // dockerd's rule: a certificate needs its key, and a key its certificate.
+                let key = path.with_extension("key");
+                if !key.exists() {
+                    return Err(RegistryError::Invalid(format!(
+                        "missing key {} for client certificate {}. CA certificates must use the extension .crt",
+                        file_name(&key),
+                        file_name(path),
+                    )));
+                }
+                if files.identity.is_none() {
+                    let mut pem = read(path)?;
+                    pem.push(b'\n');
+                    pem.extend(read(&key)?);
+                    files.identity = Some(pem);
+                }
+            }
+            Some("key") if !path.with_extension("cert").exists() => {
                 return Err(RegistryError::Invalid(format!(
-                    "client certificates for {host} ({}) are not supported by Berth yet",
-                    path.display()
+                    "missing client certificate {} for key {}",
+                    file_name(&path.with_extension("cert")),
+                    file_name(path),
                 )));
             }
             _ => {}
         }
     }
-    Ok(roots)
+    Ok(files)
 }
 
 /// The clients of each host and scheme, built on first use.
@@ -146,9 +180,9 @@ impl ClientCache {
         {
             return Ok(c.clone());
         }
-        let roots = match (scheme, certs_dir(options, host)) {
-            ("https", Some(dir)) => load_roots(&dir, host)?,
-            _ => Vec::new(),
+        let TlsFiles { roots, identity } = match (scheme, certs_dir(options, host)) {
+            ("https", Some(dir)) => load_tls_files(&dir)?,
+            _ => TlsFiles::default(),
         };
         let oci = oci_client::Client::new(ClientConfig {
             protocol: if scheme == "http" {
@@ -173,9 +207,15 @@ impl ClientCache {
                 RegistryError::Transport(format!("invalid CA certificate for {host}: {e}"))
             })?);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .tls_certs_merge(certs)
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = identity {
+            builder = builder.identity(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                RegistryError::Invalid(format!("invalid client certificate for {host}: {e}"))
+            })?);
+        }
+        let http = builder
             .build()
             .map_err(|e| RegistryError::Transport(format!("cannot set up a client: {e}")))?;
         let c = Clients { oci, http };

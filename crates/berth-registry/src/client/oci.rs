@@ -7,7 +7,6 @@ use std::sync::{Mutex, Once};
 
 use berth_image::{Digest, Reference};
 use futures_util::StreamExt;
-use oci_client::client::{BlobResponse, LayerDescriptor};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 
@@ -60,6 +59,8 @@ pub struct OciRemote {
     /// The endpoint (index in [`endpoint::endpoints`]) that served a registry's manifest:
     /// its blobs are asked there first.
     preferred: Mutex<std::collections::HashMap<String, usize>>,
+    /// Bearer tokens by `host/repository` (`None`: the registry asked for none).
+    tokens: Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 /// The largest manifest read (containerd's and distribution's limit): a registry sending a
@@ -83,6 +84,7 @@ impl OciRemote {
             options,
             auth: RegistryAuth::Anonymous,
             preferred: Mutex::default(),
+            tokens: Mutex::default(),
         }
     }
 
@@ -172,12 +174,7 @@ impl OciRemote {
             |e: OciDistributionError| translate(e, reference, ep.scheme, self.authenticated());
         // A token for the repository (oci-client answers the registry's challenge and keeps
         // the token for the blob requests that follow). An error here shows as the 401 below.
-        let token = clients
-            .oci
-            .auth(&oref, &auth, oci_client::RegistryOperation::Pull)
-            .await
-            .ok()
-            .flatten();
+        let token = self.token(&clients, &oref, &auth, true).await;
         let target = match (reference.digest(), reference.tag()) {
             (Some(d), _) => d.to_string(),
             (None, Some(t)) => t.to_string(),
@@ -484,6 +481,9 @@ impl Remote for OciRemote {
 }
 
 impl OciRemote {
+    /// The blob `desc` from `ep`, from byte `offset` on, through the plain client (which
+    /// presents the registry's client certificate), with the token oci-client obtained for the
+    /// repository; a 401 (an expired token) gets a fresh one once.
     async fn blob_from(
         &self,
         ep: &Endpoint,
@@ -491,53 +491,94 @@ impl OciRemote {
         desc: &Descriptor,
         offset: u64,
     ) -> Result<BlobStream> {
+        let clients = self.clients.get(&ep.host, ep.scheme, &self.options)?;
         let oref = oci_reference_at(repository, &ep.host);
-        let client = self.clients.get(&ep.host, ep.scheme, &self.options)?.oci;
-        // Blob requests authenticate with what oci-client stored for the host (the manifest
-        // request stored it); a host asked only for blobs gets the same credentials.
-        client
-            .store_auth_if_needed(oref.resolve_registry(), &self.auth_for(ep))
-            .await;
-        let digest = desc.digest.to_string();
-        let layer = LayerDescriptor {
-            digest: &digest,
-            urls: &None,
-        };
-        let (sized, start) = if offset == 0 {
-            client.pull_blob_stream(&oref, &layer).await.map(|s| (s, 0))
-        } else {
-            // A partial response is not verified by oci-client; the store verifies the whole.
-            client
-                .pull_blob_stream_partial(&oref, &layer, offset, None)
+        let auth = self.auth_for(ep);
+        let fail =
+            |e: OciDistributionError| translate(e, repository, ep.scheme, self.authenticated());
+        let url = format!(
+            "{}://{}/v2/{}/blobs/{}",
+            ep.scheme,
+            oref.resolve_registry(),
+            oref.repository(),
+            desc.digest
+        );
+        let mut fresh_token = false;
+        let response = loop {
+            let token = self.token(&clients, &oref, &auth, fresh_token).await;
+            let mut request = clients.http.get(&url);
+            if offset > 0 {
+                request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+            }
+            request = match (token, &auth) {
+                (Some(token), _) => request.bearer_auth(token),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    request.basic_auth(user, Some(password))
+                }
+                _ => request,
+            };
+            let response = request
+                .send()
                 .await
-                .map(|r| match r {
-                    BlobResponse::Full(s) => (s, 0),
-                    BlobResponse::Partial(s) => (s, offset),
-                })
-        }
-        .map_err(|e| translate(e, repository, ep.scheme, self.authenticated()))?;
-        let what = digest.clone();
-        // oci-client verifies the digest at the end of a full stream; its error names
-        // neither the layer nor Docker's wording.
-        let stream = sized
-            .stream
-            .map(move |item| {
-                item.map_err(|e| {
-                    if e.to_string().to_lowercase().contains("digest") {
-                        std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!("filesystem layer verification failed for digest {what}"),
-                        )
-                    } else {
-                        e
-                    }
-                })
-            })
+                .map_err(|e| fail(OciDistributionError::RequestError(e)))?;
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh_token {
+                fresh_token = true;
+                continue;
+            }
+            break response;
+        };
+        let status = response.status();
+        let start = match status {
+            reqwest::StatusCode::PARTIAL_CONTENT if offset > 0 => offset,
+            reqwest::StatusCode::OK => 0,
+            _ => {
+                let body = response.bytes().await.unwrap_or_default();
+                let body = &body[..body.len().min(64 << 10)];
+                return Err(fail(registry_status_error(status, body, &url)));
+            }
+        };
+        let length = response.content_length();
+        // The store verifies the blob's digest as it writes it.
+        let stream = response
+            .bytes_stream()
+            .map(|item| item.map_err(std::io::Error::other))
             .boxed();
         Ok(BlobStream {
-            length: sized.content_length,
+            length,
             start,
             stream,
         })
+    }
+
+    /// The bearer token for `oref`'s repository (oci-client answers the challenge), kept for
+    /// this client's later requests; `None` when the registry wants none (or HTTP basic).
+    async fn token(
+        &self,
+        clients: &Clients,
+        oref: &oci_client::Reference,
+        auth: &RegistryAuth,
+        fresh: bool,
+    ) -> Option<String> {
+        let key = format!("{}/{}", oref.resolve_registry(), oref.repository());
+        if !fresh
+            && let Some(t) = self
+                .tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+        {
+            return t.clone();
+        }
+        let token = clients
+            .oci
+            .auth(oref, auth, oci_client::RegistryOperation::Pull)
+            .await
+            .ok()
+            .flatten();
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, token.clone());
+        token
     }
 }
