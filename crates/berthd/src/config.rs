@@ -39,7 +39,7 @@ pub enum ConfigError {
     #[error("{0}")]
     InvalidNetwork(String),
     #[error("{0}")]
-    InvalidMirror(String),
+    InvalidRegistry(String),
 }
 
 /// The daemon's command line (dockerd's flag names where they apply).
@@ -362,7 +362,7 @@ pub fn partial_downloads_dir(data_root: &Path) -> PathBuf {
 /// A mirror URL as dockerd normalizes it: a scheme (http or https) and a host, no path
 /// beyond `/`; `https://mirror:5000` becomes `https://mirror:5000/`.
 fn normalize_mirror(text: &str) -> Result<String, ConfigError> {
-    let invalid = |why: &str| ConfigError::InvalidMirror(format!("invalid mirror: {text:?} {why}"));
+    let invalid = |why: &str| ConfigError::InvalidRegistry(format!("invalid mirror: {text:?} {why}"));
     let rest = text
         .strip_prefix("https://")
         .map(|r| ("https", r))
@@ -628,7 +628,7 @@ impl Config {
                         std::time::Duration::from_secs_f64(secs)
                     }
                     Some(secs) => {
-                        return Err(ConfigError::InvalidMirror(format!(
+                        return Err(ConfigError::InvalidRegistry(format!(
                             "invalid download-stall-time {secs}: expected a positive number of seconds"
                         )));
                     }
@@ -966,6 +966,51 @@ mod tests {
             err.to_string().contains("max-concurrent-downloads"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mirrors_retries_and_stall_detection_settings() {
+        let file = parse_file(
+            Path::new("daemon.json"),
+            r#"{"registry-mirrors":["https://mirror.lan:5000"],
+                "registry-mirrors-per-registry":{"reg.lan:5000":["http://m1.lan","https://m2.lan/"]},
+                "max-download-attempts":2,"download-stall-speed":10,"download-stall-time":0.5}"#,
+        )
+        .unwrap();
+        let c = Config::merge(&flags(&["--config-file", "/etc/x/daemon.json"]), &file).unwrap();
+        let r = &c.registry;
+        assert_eq!(r.mirrors, vec!["https://mirror.lan:5000/"]);
+        assert_eq!(
+            r.mirrors_per_registry["reg.lan:5000"],
+            vec!["http://m1.lan/", "https://m2.lan/"]
+        );
+        assert_eq!(r.max_download_attempts, 2);
+        assert_eq!(r.stall.min_speed, 10);
+        assert_eq!(r.stall.window, std::time::Duration::from_millis(500));
+        assert_eq!(r.certs_dir, Path::new("/etc/x/certs.d"));
+        let options = r.remote_options();
+        assert_eq!(options.mirrors["docker.io"], r.mirrors);
+        assert_eq!(options.mirrors["reg.lan:5000"].len(), 2);
+        // Flags for Docker Hub mirrors, and dockerd's refusals.
+        let c = Config::merge(
+            &flags(&[
+                "--registry-mirror",
+                "http://a.lan",
+                "--max-download-attempts",
+                "7",
+            ]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.registry.mirrors, vec!["http://a.lan/"]);
+        assert_eq!(c.registry.max_download_attempts, 7);
+        let err = Config::merge(&flags(&["--registry-mirror", "http://b"]), &file).unwrap_err();
+        assert!(err.to_string().contains("registry-mirrors"), "{err}");
+        for bad in ["mirror.lan", "ftp://m", "https://m/path"] {
+            let err = Config::merge(&flags(&["--registry-mirror", bad]), &FileConfig::default())
+                .unwrap_err();
+            assert!(err.to_string().contains("invalid mirror"), "{err}");
+        }
     }
 
     #[test]
