@@ -362,7 +362,8 @@ pub fn partial_downloads_dir(data_root: &Path) -> PathBuf {
 /// A mirror URL as dockerd normalizes it: a scheme (http or https) and a host, no path
 /// beyond `/`; `https://mirror:5000` becomes `https://mirror:5000/`.
 fn normalize_mirror(text: &str) -> Result<String, ConfigError> {
-    let invalid = |why: &str| ConfigError::InvalidRegistry(format!("invalid mirror: {text:?} {why}"));
+    let invalid =
+        |why: &str| ConfigError::InvalidRegistry(format!("invalid mirror: {text:?} {why}"));
     let rest = text
         .strip_prefix("https://")
         .map(|r| ("https", r))

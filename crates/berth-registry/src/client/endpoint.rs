@@ -209,6 +209,10 @@ impl ClientCache {
         }
         let mut builder = reqwest::Client::builder()
             .tls_certs_merge(certs)
+            // A registry silent this long is gone (blob downloads detect slower stalls by
+            // throughput); not a limit on how long a transfer may take.
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(60))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = identity {
             builder = builder.identity(reqwest::Identity::from_pem(&pem).map_err(|e| {
