@@ -186,6 +186,11 @@ impl Daemon {
                 root: config.data_root.display().to_string(),
                 source,
             })?;
+        // Partial downloads abandoned long ago go; recent ones stay for the next pull to resume.
+        berth_registry::client::sweep_partial_downloads(
+            &config.data_root,
+            &crate::config::partial_downloads_dir(&config.data_root),
+        );
         let id = engine_id(&config.data_root)?;
         let images = Arc::new(images);
         let events = Arc::new(EventBus::new());
