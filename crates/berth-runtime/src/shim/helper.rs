@@ -185,12 +185,19 @@ where
 
 /// Closes every descriptor above stdio except `keep` (the result socket).
 fn close_inherited(keep: RawFd) {
+    close_all_except(&[keep]);
+}
+
+/// Closes every descriptor above stdio except those in `keep`. For a freshly forked,
+/// single-threaded child that ends with `_exit` or `execve`: the objects that owned the
+/// closed descriptors must never be used (or dropped) again.
+pub(crate) fn close_all_except(keep: &[RawFd]) {
     let close_range = |first: RawFd, last: RawFd| {
         if first > last {
             return;
         }
         // SAFETY: closes descriptors of this freshly forked, single-threaded child only; the
-        // objects that own them are never used again here (the child ends with `_exit`).
+        // objects that own them are never used again here (see the function).
         let rc = unsafe {
             nix::libc::syscall(
                 nix::libc::SYS_close_range,
@@ -211,8 +218,15 @@ fn close_inherited(keep: RawFd) {
             }
         }
     };
-    close_range(3, keep - 1);
-    close_range(keep + 1, RawFd::MAX);
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 3;
+    for fd in keep {
+        close_range(first, fd - 1);
+        first = fd + 1;
+    }
+    close_range(first, RawFd::MAX);
 }
 
 /// Makes libcontainer's procfs access open a handle per use instead of one cached handle.

@@ -29,6 +29,7 @@ use super::io::bind_long;
 use super::log::{LogDriver, Stream};
 use super::lookup::{check_cwd, check_executable};
 use super::loopback;
+use super::nsexec;
 use super::oci_cli::OciCli;
 use super::{
     ContainerStatus, ErrorReason, ExecConfig, ExecState, Handshake, Request, Response, ShimState,
@@ -1073,7 +1074,7 @@ fn exec_in_helper(
     write_json_atomic(&process_path, &process)?;
     let console_path = bundle.dir().join(format!("exec-{n}.sock"));
     let result = match driver {
-        Driver::Embedded(_) => build_exec(bundle, id, cfg, &process_path, &console_path, seccomp),
+        Driver::Embedded(_) => nsexec::spawn(bundle, &spec, &process, cfg, &console_path, seccomp),
         Driver::OciCli(cli) => cli.exec(
             &cfg.exec_id,
             cfg.tty,
@@ -1093,45 +1094,6 @@ fn exec_in_helper(
         cgroups_path: None,
     };
     Ok((spawned, fds))
-}
-
-fn build_exec(
-    bundle: &Bundle,
-    id: &str,
-    cfg: &ExecConfig,
-    process_path: &Path,
-    console_path: &Path,
-    seccomp: Option<CompiledFilter>,
-) -> Result<(Pid, ProcIo), RuntimeError> {
-    let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_root_path(bundle.runtime_root())
-        .map_err(|e| create_err(id, &e))?
-        .with_executor(SeccompExecutor { seccomp });
-    let (builder, mut io, console) = embedded_stdio(builder, cfg.tty, cfg.stdin, console_path)?;
-    // No host procfs handle may reach the exec's process (see the function).
-    helper::defuse_procfs_cache();
-    let built = with_child_signal_state(|| {
-        builder
-            .as_tenant()
-            .with_process(Some(process_path))
-            .with_detach(true)
-            .build()
-    });
-    // The builder kept the child's pipe ends; they are closed with it. Whatever stopped the
-    // process is the exec's start failure (reported in the stream, with an exit code).
-    let pid = built.map_err(|e| RuntimeError::ExecStart {
-        reason: error_chain(&e),
-    })?;
-    if let Some(listener) = console {
-        match pty_io(&listener, cfg.stdin) {
-            Ok(p) => io = p,
-            Err(e) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                return Err(RuntimeError::io("receive pty from", console_path, e));
-            }
-        }
-    }
-    Ok((pid, io))
 }
 
 fn exit_code(status: WaitStatus) -> (i32, Option<i32>) {
