@@ -232,11 +232,11 @@ pub(crate) fn close_all_except(keep: &[RawFd]) {
 /// Makes libcontainer's procfs access open a handle per use instead of one cached handle.
 ///
 /// pathrs (libcontainer's safe path library) keeps one private, detached `subset=pid` procfs
-/// mount open for the life of the process. Made in the exec's intermediate process, which
-/// is still in the host's PID namespace, it is a view of the host's processes; the exec's
-/// process inherits it (close-on-exec only) while it already lives in the container's PID
-/// namespace, so until `execve` a process in the container with `CAP_SYS_PTRACE` could open
-/// `/proc/<pid>/fd/<n>/1/root`: the host's root. pathrs gives up its cache for good when the
+/// mount open for the life of the process. Made in libcontainer's intermediate process, which
+/// is still in the host's PID namespace, it is a view of the host's processes; an init that
+/// joins another container's PID namespace inherits it (close-on-exec only) while it already
+/// lives there, so until `execve` a process in that container with `CAP_SYS_PTRACE` could
+/// open `/proc/<pid>/fd/<n>/1/root`: the host's root. pathrs gives up its cache for good when the
 /// cached descriptor stops being a procfs (its guard for runtimes that close descriptors):
 /// make the handle now, in the helper, and put `/dev/null` in its place. Every later handle
 /// is then owned by the code that uses it and closed after that use.

@@ -190,7 +190,7 @@ pub(crate) fn spawn(
     };
     // Only the stages may hold the report pipe's write end: its end of file is the exec.
     drop((report_w, stdio, namespaces, cgroups));
-    let conn = console.map(|(listener, conn)| {
+    let listener = console.map(|(listener, conn)| {
         drop(conn);
         listener
     });
@@ -219,7 +219,7 @@ pub(crate) fn spawn(
         return Err(start_error(&cfg.args[0], &step, &message, errno));
     }
     let pid = pid.ok_or_else(|| start_err("the exec's process was not started".into()))?;
-    if let Some(listener) = conn {
+    if let Some(listener) = listener {
         match pty_io(&listener, cfg.stdin) {
             Ok(p) => io = p,
             Err(e) => {
@@ -454,7 +454,7 @@ fn stage2(
         ));
     }
     let env = with_home(process.env().clone().unwrap_or_default(), uid);
-    fix_stdio_owner(uid, gid);
+    fix_stdio_owner(uid);
 
     let groups: Vec<Gid> = user
         .additional_gids()
@@ -504,12 +504,25 @@ fn chdir_failure(cwd: &Path, e: Errno) -> Failure {
 }
 
 /// Default dispositions and an empty signal mask, as a new process expects (the shim blocks
-/// SIGCHLD and ignores SIGPIPE; ignored signals would stay ignored across `execve`).
+/// SIGCHLD and ignores SIGPIPE and the C library's signals 32 and 33; ignored signals would
+/// stay ignored across `execve`).
 fn reset_signals() {
+    // All zero is SIG_DFL with no flags and an empty mask in every architecture's
+    // `struct sigaction` (large enough for any of them); the C library's `signal` refuses
+    // the signals it reserves, the kernel does not.
+    let default = [0u64; 4];
     for sig in 1..=nix::libc::SIGRTMAX() {
-        // SAFETY: installs no handler; fails harmlessly for SIGKILL, SIGSTOP and the signals
-        // the C library reserves.
-        unsafe { nix::libc::signal(sig, nix::libc::SIG_DFL) };
+        // SAFETY: the kernel reads a `struct sigaction` from `default`, which outlives the
+        // call; no handler is installed. SIGKILL and SIGSTOP fail harmlessly.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_rt_sigaction,
+                sig,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
     }
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
@@ -560,8 +573,9 @@ fn setup_pty(console: RawFd) -> Result<(), Failure> {
 }
 
 /// Give the process's stdio to its user (runc's `fixStdioPermissions`), so that it can reopen
-/// them (`/dev/stdout`, `/proc/self/fd/1`); `/dev/null` stays as it is.
-fn fix_stdio_owner(uid: u32, gid: u32) {
+/// them (`/dev/stdout`, `/proc/self/fd/1`); the group stays (a pty's is `tty`), `/dev/null`
+/// as it is.
+fn fix_stdio_owner(uid: u32) {
     let null = std::fs::metadata("/dev/null").ok();
     for fd in 0..3 {
         // SAFETY: stdio is open for the life of the process; only inspected and chowned.
@@ -577,11 +591,7 @@ fn fix_stdio_owner(uid: u32, gid: u32) {
         {
             continue;
         }
-        let _ = rustix::fs::fchown(
-            fd,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        );
+        let _ = rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw(uid)), None);
     }
 }
 
@@ -646,4 +656,37 @@ fn execvpe(args: &[String], env: &[String]) -> Result<std::convert::Infallible, 
         "exec",
         if denied { Errno::EACCES } else { Errno::ENOENT },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_is_kept_or_found() {
+        let env = vec!["PATH=/bin".to_string(), "HOME=/x".to_string()];
+        assert_eq!(with_home(env.clone(), 0), env);
+        // No passwd entry: `/`, as runc.
+        let env = with_home(vec!["HOME=".to_string()], 4_242_424);
+        assert_eq!(env, ["HOME=/"]);
+    }
+
+    #[test]
+    fn failed_steps_become_dockers_errors() {
+        let e = start_error("nope", "exec", "no such file", Some(Errno::ENOENT as i32));
+        assert!(matches!(e, RuntimeError::ExecutableNotFound { name } if name == "nope"));
+        let e = start_error(
+            "/etc",
+            "exec",
+            "permission denied",
+            Some(Errno::EACCES as i32),
+        );
+        assert!(matches!(e, RuntimeError::ExecutableNotRunnable { .. }));
+        let cwd = chdir_failure(Path::new("/x"), Errno::ENOENT);
+        let e = start_error("sh", &cwd.step, &cwd.message, cwd.errno);
+        assert_eq!(e.docker_exit_code(), Some(127));
+        assert!(e.oci_exec_message().unwrap().contains(
+            "chdir to cwd (\"/x\") set in config.json failed: no such file or directory"
+        ));
+    }
 }
