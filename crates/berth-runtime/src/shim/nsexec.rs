@@ -98,6 +98,14 @@ impl Failure {
             errno: None,
         }
     }
+
+    fn into_report(self) -> Report {
+        Report::Failed {
+            step: self.step,
+            message: self.message,
+            errno: self.errno,
+        }
+    }
 }
 
 /// Start the exec's process in the container whose bundle is `bundle`; runs in the shim's
@@ -249,16 +257,6 @@ fn start_error(args0: &str, step: &str, message: &str, errno: Option<i32>) -> Ru
     }
 }
 
-impl Failure {
-    fn into_report(self) -> Report {
-        Report::Failed {
-            step: self.step,
-            message: self.message,
-            errno: self.errno,
-        }
-    }
-}
-
 /// Writes one report line (one `write`, below `PIPE_BUF`: the stages' lines never mix).
 fn send_report(fd: RawFd, report: &Report) {
     let mut line = serde_json::to_vec(report).unwrap_or_default();
@@ -275,25 +273,22 @@ fn send_report(fd: RawFd, report: &Report) {
 fn open_namespaces(init: i32) -> Result<Vec<(&'static str, CloneFlags, File)>, String> {
     let mut out = Vec::new();
     for (name, flag) in NAMESPACES {
+        // A kernel without that namespace type has no link for it.
+        let Ok(ours) = std::fs::metadata(format!("/proc/self/ns/{name}")) else {
+            continue;
+        };
         let theirs = format!("/proc/{init}/ns/{name}");
-        let file = match File::open(&theirs) {
-            Ok(f) => f,
-            // A kernel without that namespace type.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && name != "mnt" => {
-                if Path::new(&format!("/proc/{init}")).exists() {
-                    continue;
-                }
-                return Err(format!("the container's init process ({init}) is gone"));
+        let file = File::open(&theirs).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("the container's init process ({init}) is gone")
             }
-            Err(e) => return Err(format!("open {theirs}: {e}")),
-        };
-        let same = |ours: &std::fs::Metadata, theirs: &std::fs::Metadata| {
-            (ours.dev(), ours.ino()) == (theirs.dev(), theirs.ino())
-        };
-        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"));
-        match (ours, file.metadata()) {
-            (Ok(o), Ok(t)) if same(&o, &t) => {}
-            _ => out.push((name, flag, file)),
+            _ => format!("open {theirs}: {e}"),
+        })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("inspect {theirs}: {e}"))?;
+        if (ours.dev(), ours.ino()) != (meta.dev(), meta.ino()) {
+            out.push((name, flag, file));
         }
     }
     Ok(out)
@@ -604,8 +599,7 @@ fn with_home(mut env: Vec<String>, uid: u32) -> Vec<String> {
     if has_home {
         return env;
     }
-    let home = std::fs::read_to_string("/etc/passwd")
-        .ok()
+    let home = read_passwd()
         .and_then(|passwd| {
             passwd.lines().find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
@@ -616,6 +610,23 @@ fn with_home(mut env: Vec<String>, uid: u32) -> Vec<String> {
     env.retain(|e| !e.starts_with("HOME="));
     env.push(format!("HOME={home}"));
     env
+}
+
+/// The container's `/etc/passwd`, if it is a regular file: the container owns it, and a FIFO
+/// or device there must not hold the exec (and with it the shim) up.
+fn read_passwd() -> Option<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open("/etc/passwd")
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    f.take(1 << 20).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// `execve` the command, looked up in the environment's `PATH` when it has no `/` (the
