@@ -364,8 +364,8 @@ impl Stage1 {
         for &fd in &self.stdio {
             close(fd);
         }
-        // The host's /sys/fs/cgroup is out of view once the mount namespace is joined; the
-        // cgroup namespace is joined after the move, so the cgroup is its root.
+        // Before any namespace: the host's /sys/fs/cgroup leaves the view with the mount
+        // namespace, and a process moves only between cgroups its cgroup namespace sees.
         let me = std::process::id().to_string();
         for &fd in &self.cgroups {
             // SAFETY: `fd` is an open `cgroup.procs`; the `File` is forgotten, not closed.
