@@ -599,7 +599,6 @@ fn attacker_found(d: &Daemon) -> String {
 /// exec processes (the health probe's and the host's `exec`s) while they start, looking for
 /// one that leads to the host's root (a marker file only the host has). None may.
 #[test]
-#[ignore = "known gap: an exec's process is in the container's PID namespace before its mount namespace"]
 fn exec_processes_carry_no_descriptor_that_leads_to_the_host() {
     require_root!();
     let d = daemon();

@@ -4,26 +4,20 @@
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::syscall::syscall::SyscallType;
-use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
-use super::driver::{
-    Driver, SeccompExecutor, Spawned, create_err, embedded_seccomp, embedded_stdio, error_chain,
-    mount_destinations, pty_io, with_child_signal_state,
-};
+use super::driver::{Driver, Spawned, embedded_seccomp, error_chain, mount_destinations};
 use super::state::Limits;
 use super::stdio::ProcIo;
 use crate::bundle::{Bundle, write_json_atomic};
 use crate::error::RuntimeError;
-use crate::seccomp_bpf::{CompiledFilter, keep_sys_admin_until_exec};
-use crate::shim::helper;
+use crate::seccomp_bpf::keep_sys_admin_until_exec;
 use crate::shim::lookup::{check_cwd, check_executable};
+use crate::shim::nsexec;
 use crate::shim::{ExecConfig, ExecState};
 
 /// An extra process started with `exec_start`.
@@ -261,7 +255,7 @@ pub(super) fn exec_in_helper(
     write_json_atomic(&process_path, &process)?;
     let console_path = bundle.dir().join(format!("exec-{n}.sock"));
     let result = match driver {
-        Driver::Embedded(_) => build_exec(bundle, id, cfg, &process_path, &console_path, seccomp),
+        Driver::Embedded(_) => nsexec::spawn(bundle, &spec, &process, cfg, &console_path, seccomp),
         Driver::OciCli(cli) => cli.exec(
             &cfg.exec_id,
             cfg.tty,
@@ -281,45 +275,6 @@ pub(super) fn exec_in_helper(
         cgroups_path: None,
     };
     Ok((spawned, fds))
-}
-
-fn build_exec(
-    bundle: &Bundle,
-    id: &str,
-    cfg: &ExecConfig,
-    process_path: &Path,
-    console_path: &Path,
-    seccomp: Option<CompiledFilter>,
-) -> Result<(Pid, ProcIo), RuntimeError> {
-    let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_root_path(bundle.runtime_root())
-        .map_err(|e| create_err(id, &e))?
-        .with_executor(SeccompExecutor { seccomp });
-    let (builder, mut io, console) = embedded_stdio(builder, cfg.tty, cfg.stdin, console_path)?;
-    // No host procfs handle may reach the exec's process (see the function).
-    helper::defuse_procfs_cache();
-    let built = with_child_signal_state(|| {
-        builder
-            .as_tenant()
-            .with_process(Some(process_path))
-            .with_detach(true)
-            .build()
-    });
-    // The builder kept the child's pipe ends; they are closed with it. Whatever stopped the
-    // process is the exec's start failure (reported in the stream, with an exit code).
-    let pid = built.map_err(|e| RuntimeError::ExecStart {
-        reason: error_chain(&e),
-    })?;
-    if let Some(listener) = console {
-        match pty_io(&listener, cfg.stdin) {
-            Ok(p) => io = p,
-            Err(e) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                return Err(RuntimeError::io("receive pty from", console_path, e));
-            }
-        }
-    }
-    Ok((pid, io))
 }
 
 #[cfg(test)]
