@@ -4,7 +4,9 @@
 //! auto-remove container left created by a dead client, cgroup parents and host config
 //! validation at create.
 
-use berth_e2e::containers::{create, daemon_with_busybox as daemon, demux, inspect, start, wait};
+use berth_e2e::containers::{
+    create, daemon_with_busybox as daemon, demux, inspect, start, until, wait,
+};
 use berth_e2e::require_root;
 use serde_json::{Value, json};
 
@@ -124,13 +126,20 @@ fn kill_answers_once_the_container_is_dead() {
         let r = d.api().delete(&format!("/containers/{id}"));
         assert_eq!(r.status, 204, "{}", r.text());
     }
-    // Other signals are only sent: SIGTERM, trapped, leaves it running.
+    // Other signals are only sent: SIGTERM, trapped, leaves it running. (Only once the trap
+    // is set: before, the shell is a PID 1 without a handler, which the kernel spares.)
     let id = create(
         &d,
         None,
-        json!({"Image": "busybox", "Cmd": ["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"]}),
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "trap 'exit 3' TERM; echo trapped; while :; do sleep 0.1; done"]}),
     );
     start(&d, &id);
+    until("the trap", || {
+        d.api()
+            .get(&format!("/containers/{id}/logs?stdout=1"))
+            .text()
+            .contains("trapped")
+    });
     let r = d
         .api()
         .post(&format!("/containers/{id}/kill?signal=SIGTERM"), None);
@@ -620,4 +629,46 @@ fn host_config_is_checked_at_create_like_dockerd() {
             out.stderr
         );
     }
+}
+
+/// `--pid container:X` shares X's processes, every time (on cgroup v1 the runtime's own
+/// `/sys/fs/cgroup` failed about one such start in six), and the joining container's
+/// `/sys/fs/cgroup` shows its own cgroups, read-only.
+#[test]
+fn joining_another_containers_pid_namespace_starts_every_time() {
+    require_root!();
+    let d = daemon();
+    let out = d.berth(&["run", "-d", "--name", "owner", "busybox", "sleep", "1000"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for _ in 0..30 {
+        let out = d.berth(&[
+            "run",
+            "--rm",
+            "--pid",
+            "container:owner",
+            "busybox",
+            "cat",
+            "/proc/1/cmdline",
+        ]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(out.stdout.replace('\0', " ").trim(), "sleep 1000");
+    }
+    let out = d.berth(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:owner",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/fs/cgroup; touch /sys/fs/cgroup/pids/x /sys/fs/cgroup/x 2>&1; true",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let host_v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if host_v1 {
+        for c in ["cpu", "memory", "pids"] {
+            assert!(out.stdout.lines().any(|l| l == c), "{c} missing: {out:?}");
+        }
+    }
+    assert!(out.stdout.contains("Read-only file system"), "{out:?}");
 }

@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    container, context::ContextCommand, cp, image, network, pull, stats, system, volume,
+    container, context::ContextCommand, cp, image, login, network, pull, stats, system, volume,
 };
 
 /// A self-sufficient runtime for containers
@@ -191,6 +191,10 @@ pub enum Command {
     Exec(container::ExecArgs),
     /// Load an image from a tar archive or STDIN
     Load(image::LoadArgs),
+    /// Authenticate to a registry (Docker Hub when no server is named)
+    Login(login::LoginArgs),
+    /// Log out from a registry (Docker Hub when no server is named)
+    Logout(login::LogoutArgs),
     /// Download an image from a registry
     Pull(pull::PullArgs),
     /// Remove one or more images

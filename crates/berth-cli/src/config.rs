@@ -1,5 +1,6 @@
 //! The client configuration directory (`~/.berth`, `--config`, `BERTH_CONFIG`): `config.json`
-//! with `currentContext`, and docker's context store under `contexts/meta/<sha256(name)>/`.
+//! with `currentContext` and registry credentials (`auths`, `credsStore`, `credHelpers`, see
+//! `crate::credentials`), and docker's context store under `contexts/meta/<sha256(name)>/`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,7 +24,8 @@ pub fn default_config_dir() -> PathBuf {
         .join(".berth")
 }
 
-/// `config.json`: only `currentContext` is interpreted; other keys are kept as they are.
+/// `config.json`: `currentContext` and the credential keys are interpreted; other keys are
+/// kept as they are.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ConfigFile {
     #[serde(
@@ -32,6 +34,36 @@ pub struct ConfigFile {
         skip_serializing_if = "String::is_empty"
     )]
     pub current_context: String,
+    /// Credentials per registry (`https://index.docker.io/v1/`, `host:port`), or empty
+    /// entries for the registries whose credentials a helper keeps.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auths: BTreeMap<String, AuthEntry>,
+    /// The credential helper for every registry (`docker-credential-<credsStore>`).
+    #[serde(
+        rename = "credsStore",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub creds_store: String,
+    /// Credential helpers per registry, over `credsStore`.
+    #[serde(
+        rename = "credHelpers",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub cred_helpers: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+/// One `auths` entry: `auth` is base64 `user:password`; `identitytoken` a registry's refresh
+/// token. Other keys (`email`) are kept.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthEntry {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub auth: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub identitytoken: String,
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
 }
@@ -99,10 +131,16 @@ impl ConfigDir {
         }
     }
 
+    /// Writes `config.json`, readable by its owner only (it may hold credentials).
     pub fn save(&self, config: &ConfigFile) -> Result<()> {
         let mut text = serde_json::to_string_pretty(config)?;
         text.push('\n');
-        write_atomic(&self.config_path(), text.as_bytes())
+        write_atomic(&self.config_path(), text.as_bytes(), 0o600)
+    }
+
+    /// Where `config.json` is, for messages.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_path()
     }
 
     pub fn meta_dir(&self, name: &str) -> PathBuf {
@@ -158,6 +196,7 @@ impl ConfigDir {
         write_atomic(
             &dir.join("meta.json"),
             serde_json::to_string(meta)?.as_bytes(),
+            0o644,
         )
     }
 
@@ -195,12 +234,25 @@ pub fn validate_context_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    // A name of this process's own, so two commands writing at once do not share it.
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            f.write_all(bytes)
+        })
+        .with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

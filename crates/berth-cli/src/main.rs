@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod config;
+mod credentials;
 mod format;
 mod output;
 
@@ -185,7 +186,7 @@ fn usage_exit_code(e: &clap::Error) -> u8 {
 }
 
 async fn run(env: Env, command: Command) -> anyhow::Result<()> {
-    use commands::{container, context, cp, image, network, pull, stats, system, volume};
+    use commands::{container, context, cp, image, login, network, pull, stats, system, volume};
     match command {
         Command::Context { command } => context::run(&env, command).await,
         Command::Image { command } => image::run(&env, command).await,
@@ -221,6 +222,8 @@ async fn run(env: Env, command: Command) -> anyhow::Result<()> {
         Command::Ps(args) => container::ps(&env, args).await,
         Command::Exec(args) => container::exec(&env, args).await,
         Command::Load(args) => image::load(&env, args).await,
+        Command::Login(args) => login::login(&env, args).await,
+        Command::Logout(args) => login::logout(&env, args).await,
         Command::Pull(args) => pull::pull(&env, args).await,
         Command::Rmi(args) => image::remove(&env, args).await,
         Command::Save(args) => image::save(&env, args).await,

@@ -204,19 +204,31 @@ impl Client {
 
 impl Client {
     /// `POST /images/create?fromImage=&tag=&platform=`: pulls an image, streaming progress.
+    /// `registry_auth` is the `X-Registry-Auth` header's value (base64url JSON credentials).
     pub async fn image_pull(
         &self,
         image: &str,
         tag: &str,
         platform: Option<&str>,
+        registry_auth: Option<&str>,
     ) -> Result<impl Stream<Item = Result<JsonMessage>> + Send + use<>> {
         let mut query = Query::new();
         query
             .push("fromImage", image)
             .non_empty("tag", tag)
             .non_empty("platform", platform.unwrap_or_default());
+        let headers: Vec<(&str, &str)> = registry_auth
+            .map(|auth| ("X-Registry-Auth", auth))
+            .into_iter()
+            .collect();
         let response = self
-            .request(Method::POST, "/images/create", &query, Body::Empty)
+            .request_with_headers(
+                Method::POST,
+                "/images/create",
+                &query,
+                Body::Empty,
+                &headers,
+            )
             .await?;
         Ok(stream::json_stream(response.into_body(), "image pull"))
     }

@@ -113,6 +113,19 @@ impl Client {
         query: &Query,
         body: Body,
     ) -> Result<Response<Incoming>> {
+        self.request_with_headers(method, path, query, body, &[])
+            .await
+    }
+
+    /// [`Client::request`] with extra request headers (`X-Registry-Auth`).
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        query: &Query,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Incoming>> {
         if self.pinned.is_none() && self.negotiated.get().is_none() {
             // Not negotiated yet: rather than ping first (a round trip on every command), a
             // request that can be sent again goes out at our own version. A daemon as new
@@ -128,7 +141,9 @@ impl Client {
                 let ours = berth_api::MAX_API_VERSION;
                 let query = query.to_query_string();
                 let uri = format!("/v{ours}{path}{query}");
-                let response = transport::send(&self.host, method.clone(), &uri, body).await?;
+                let response =
+                    transport::send_with_headers(&self.host, method.clone(), &uri, body, headers)
+                        .await?;
                 let theirs = response
                     .headers()
                     .get("api-version")
@@ -138,7 +153,9 @@ impl Client {
                 let _ = self.negotiated.set(version);
                 if response.status() == StatusCode::BAD_REQUEST && version < ours {
                     let uri = format!("/v{version}{path}{query}");
-                    let response = transport::send(&self.host, method, &uri, replay).await?;
+                    let response =
+                        transport::send_with_headers(&self.host, method, &uri, replay, headers)
+                            .await?;
                     return check_status(response).await;
                 }
                 return check_status(response).await;
@@ -146,7 +163,8 @@ impl Client {
         }
         let version = self.api_version().await?;
         let uri = format!("/v{version}{path}{}", query.to_query_string());
-        let response = transport::send(&self.host, method, &uri, body).await?;
+        let response =
+            transport::send_with_headers(&self.host, method, &uri, body, headers).await?;
         check_status(response).await
     }
 

@@ -1,4 +1,4 @@
-//! System endpoints: ping, version, info, events, disk usage.
+//! System endpoints: ping, version, info, events, disk usage, registry login (`/auth`).
 
 use berth_api::models::{DiskUsage, EventMessage, SystemInfo, SystemVersion};
 use futures_util::Stream;
@@ -29,6 +29,26 @@ pub struct EventsOptions {
 }
 
 impl Client {
+    /// `POST /auth`: the daemon checks registry credentials (docker's `AuthConfig` JSON, as
+    /// `docker login` sends it). Returns the identity token the registry gave, if any.
+    pub async fn registry_login(&self, auth_config: Vec<u8>) -> Result<String> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(rename = "IdentityToken", default)]
+            identity_token: Option<String>,
+        }
+        let answer: Answer = self
+            .request_json(
+                Method::POST,
+                "/auth",
+                &Query::new(),
+                Body::Json(auth_config),
+                "auth",
+            )
+            .await?;
+        Ok(answer.identity_token.unwrap_or_default())
+    }
+
     /// `GET /_ping`, unversioned. An error status still yields the version headers when the
     /// daemon sent them (docker reads them off a failing ping too).
     pub async fn ping(&self) -> Result<PingInfo> {

@@ -75,6 +75,17 @@ pub async fn send(
     path_and_query: &str,
     body: Body,
 ) -> Result<Response<Incoming>> {
+    send_with_headers(host, method, path_and_query, body, &[]).await
+}
+
+/// [`send`] with extra request headers (`X-Registry-Auth`).
+pub async fn send_with_headers(
+    host: &Host,
+    method: Method,
+    path_and_query: &str,
+    body: Body,
+    headers: &[(&str, &str)],
+) -> Result<Response<Incoming>> {
     let stream = connect(host).await?;
     let http_error = |e: hyper::Error| Error::Http {
         host: host.to_string(),
@@ -98,6 +109,9 @@ pub async fn send(
         );
     if let Some(content_type) = content_type {
         request = request.header(http::header::CONTENT_TYPE, content_type);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let request = request.body(body).map_err(|e| Error::Http {
         host: host.to_string(),

@@ -19,7 +19,7 @@ use std::io::{self, Read, Write};
 use std::sync::Mutex;
 
 use crate::config::{ImageConfig, chain_ids};
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, Hasher};
 use crate::error::{ImageError, IoContext, Result};
 use crate::reference::Reference;
 use crate::store::{
@@ -58,16 +58,22 @@ impl ImageStore {
     }
 }
 
-/// Copies every byte read from `inner` into a file, hashing it on the way.
+/// Copies every byte read from `inner` into a file, hashing it on the way; the first `saved`
+/// bytes are in the file already (a resumed download) and are only hashed.
 struct Tee<'r> {
     inner: &'r mut dyn Read,
-    out: HashingWriter<File>,
+    out: File,
+    hasher: Hasher,
+    saved: u64,
 }
 
 impl Read for Tee<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
+        let known = (self.saved.min(n as u64)) as usize;
+        self.saved -= known as u64;
+        self.out.write_all(&buf[known..n])?;
+        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -121,16 +127,62 @@ impl Ingest<'_> {
         parent: Option<&Digest>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64> {
+        let blob_tmp = self.store.ingest_dir().join(random_name("layer"));
+        let result = self.write_layer_into(&blob_tmp, 0, reader, blob, diff_id, parent, progress);
+        let _ = fs::remove_file(&blob_tmp);
+        result
+    }
+
+    /// [`Ingest::write_layer`] for a resumable download: the blob's bytes go to `spool` (on
+    /// the data root's filesystem), whose first `saved` bytes are there already and are the
+    /// first bytes `reader` gives. On success the file becomes the stored blob (renamed, not
+    /// copied); on failure it is left for the caller (to resume from, or to remove).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_layer_resumable(
+        &self,
+        reader: &mut dyn Read,
+        spool: &std::path::Path,
+        saved: u64,
+        blob: &Digest,
+        diff_id: &Digest,
+        parent: Option<&Digest>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        self.write_layer_into(spool, saved, reader, blob, diff_id, parent, progress)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_layer_into(
+        &self,
+        blob_tmp: &std::path::Path,
+        saved: u64,
+        reader: &mut dyn Read,
+        blob: &Digest,
+        diff_id: &Digest,
+        parent: Option<&Digest>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
         self.pin(blob);
         let store = self.store;
-        let blob_tmp = store.ingest_dir().join(random_name("layer"));
         let layer_tmp = store.new_tmp_layer()?;
         let result = (|| -> Result<u64> {
-            let file =
-                File::create(&blob_tmp).ctx(|| format!("cannot create {}", blob_tmp.display()))?;
+            let mut file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(saved == 0)
+                .write(true)
+                .open(blob_tmp)
+                .ctx(|| format!("cannot create {}", blob_tmp.display()))?;
+            if saved > 0 {
+                // Exactly the saved prefix: anything past it was never handed on.
+                file.set_len(saved)
+                    .and_then(|()| io::Seek::seek(&mut file, io::SeekFrom::Start(saved)))
+                    .ctx(|| format!("cannot resume {}", blob_tmp.display()))?;
+            }
             let mut tee = Tee {
                 inner: reader,
-                out: HashingWriter::new(file),
+                out: file,
+                hasher: Hasher::new(),
+                saved,
             };
             let unpacked = unpack::unpack_layer(
                 &mut tee,
@@ -142,7 +194,7 @@ impl Ingest<'_> {
             // blob usually fails to decompress first: read to the end either way, so that a
             // blob that does not match its digest is reported as such.
             let drained = io::copy(&mut tee, &mut io::sink());
-            let (file, hasher) = tee.out.into_parts();
+            let (file, hasher) = (tee.out, tee.hasher);
             let size = hasher.len();
             let actual = hasher.finish();
             if drained.is_ok() && actual != *blob {
@@ -165,7 +217,7 @@ impl Ingest<'_> {
             diff_id.verify(&unpacked.diff_id, &format!("layer {blob}"))?;
             file.sync_all()
                 .ctx(|| format!("cannot sync {}", blob_tmp.display()))?;
-            store.install_blob(&blob_tmp, blob)?;
+            store.install_blob(blob_tmp, blob)?;
             let ensured = store.install_unpacked_layer(&layer_tmp, unpacked, parent)?;
             lock(&self.written).insert(
                 blob.clone(),
@@ -177,7 +229,6 @@ impl Ingest<'_> {
             );
             Ok(size)
         })();
-        let _ = fs::remove_file(&blob_tmp);
         if layer_tmp.exists() {
             let _ = fs::remove_dir_all(&layer_tmp);
         }
@@ -460,5 +511,54 @@ mod tests {
             std::fs::read(dirs[0].join("streamed")).unwrap(),
             b"while downloading"
         );
+    }
+
+    #[test]
+    fn a_resumed_layer_hashes_the_saved_prefix_and_becomes_the_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let tar = layer_tar(&[("resumed", b"half then the rest")]);
+        let layer = gzip(&tar);
+        let digest = Digest::of_bytes(&layer);
+        let diff_id = Digest::of_bytes(&tar);
+        let spool = dir.path().join("spool");
+        let half = layer.len() / 2;
+        // Saved earlier, plus garbage past the prefix (never handed on): truncated away.
+        let mut saved = layer[..half].to_vec();
+        saved.extend_from_slice(b"garbage");
+        std::fs::write(&spool, &saved).unwrap();
+        let ingest = store.ingest();
+        let size = ingest
+            .write_layer_resumable(
+                &mut &layer[..],
+                &spool,
+                half as u64,
+                &digest,
+                &diff_id,
+                None,
+                &mut |_| {},
+            )
+            .unwrap();
+        assert_eq!(size, layer.len() as u64);
+        assert!(!spool.exists(), "renamed into the store");
+        assert_eq!(std::fs::read(store.blob_path(&digest)).unwrap(), layer);
+        assert!(ingest.has_layer(&digest, &diff_id, None));
+
+        // A failure leaves the spool for the caller.
+        let other = gzip(&layer_tar(&[("x", b"y")]));
+        std::fs::write(&spool, b"").unwrap();
+        let wrong = Digest::of_bytes(b"not it");
+        ingest
+            .write_layer_resumable(
+                &mut &other[..],
+                &spool,
+                0,
+                &wrong,
+                &diff_id,
+                None,
+                &mut |_| {},
+            )
+            .unwrap_err();
+        assert_eq!(std::fs::read(&spool).unwrap(), other);
     }
 }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::{AbortHandle, JoinSet};
 
+use crate::tasks::Tasks;
 use crate::{Error, Result, netns};
 
 /// Where the server listens inside the container (Docker's address).
@@ -62,8 +63,19 @@ pub fn serve(
     resolver: Arc<dyn Resolver>,
     upstreams: Vec<SocketAddr>,
 ) -> Result<DnsServer> {
-    let runtime = tokio::runtime::Handle::try_current()
+    let tasks = Tasks::current()
         .map_err(|_| Error::Invalid("the DNS server needs a tokio runtime".into()))?;
+    serve_on(&tasks, netns, resolver, upstreams)
+}
+
+/// [`serve`] with the server's tasks spawned on `tasks` (the network service's runtime and
+/// tracker).
+pub fn serve_on(
+    tasks: &Tasks,
+    netns: &Path,
+    resolver: Arc<dyn Resolver>,
+    upstreams: Vec<SocketAddr>,
+) -> Result<DnsServer> {
     let where_ = netns.display().to_string();
     let (udp, tcp) = netns::run_in(netns, move || -> std::io::Result<_> {
         let udp = std::net::UdpSocket::bind(LISTEN)?;
@@ -73,7 +85,7 @@ pub fn serve(
         Ok((udp, tcp))
     })?
     .map_err(|e| Error::io(format!("cannot bind {LISTEN} in netns {where_}"), e))?;
-    let _guard = runtime.enter();
+    let _guard = tasks.runtime().enter();
     let udp = UdpSocket::from_std(udp).map_err(|e| Error::io("cannot register DNS socket", e))?;
     let tcp =
         TcpListener::from_std(tcp).map_err(|e| Error::io("cannot register DNS listener", e))?;
@@ -82,10 +94,10 @@ pub fn serve(
         upstreams,
     });
     let tasks = vec![
-        runtime
+        tasks
             .spawn(serve_udp(Arc::new(udp), shared.clone()))
             .abort_handle(),
-        runtime.spawn(serve_tcp(tcp, shared)).abort_handle(),
+        tasks.spawn(serve_tcp(tcp, shared)).abort_handle(),
     ];
     Ok(DnsServer { tasks })
 }

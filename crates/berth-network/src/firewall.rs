@@ -145,130 +145,15 @@ impl Firewall {
         cmds.push(chain("output", "nat", "output", -100));
         cmds.push(chain("postrouting", "nat", "postrouting", 100));
         cmds.push(json!({"add": {"chain": {"family": "inet", "table": t, "name": "ports"}}}));
-        let mut rule = |chain: &str, expr: Vec<Value>| {
+        let rules = forward_rules(rs)
+            .into_iter()
+            .chain(nat_rules(rs))
+            .chain(postrouting_rules(rs));
+        for (chain, expr) in rules {
             cmds.push(
                 json!({"add": {"rule": {"family": "inet", "table": t, "chain": chain,
                 "expr": expr}}}),
             );
-        };
-
-        // forward. A drop anywhere is final, so order is what decides:
-        // 1. internal bridges are sealed, whatever else applies;
-        // 2. published ports (DNATed connections, both directions) are reachable from other
-        //    bridges too, as from any other host: isolation stops direct connections only;
-        // 3. isolation between our bridges, and icc=false within one;
-        // 4. accepts (what iptables' DROP policy would otherwise stop, see sync_iptables).
-        let names: Vec<&str> = rs.bridges.iter().map(|b| b.device.as_str()).collect();
-        for b in rs.bridges.iter().filter(|b| b.internal) {
-            let dev = b.device.as_str();
-            rule(
-                "forward",
-                vec![is("iifname", dev), not("oifname", dev), verdict("drop")],
-            );
-            rule(
-                "forward",
-                vec![is("oifname", dev), not("iifname", dev), verdict("drop")],
-            );
-        }
-        for b in rs.bridges.iter().filter(|b| !b.internal) {
-            let dev = b.device.as_str();
-            rule(
-                "forward",
-                vec![is("oifname", dev), ct_dnat(), verdict("accept")],
-            );
-            rule(
-                "forward",
-                vec![is("iifname", dev), ct_dnat(), verdict("accept")],
-            );
-        }
-        for b in &rs.bridges {
-            let dev = b.device.as_str();
-            let others: Vec<&str> = names.iter().copied().filter(|n| *n != dev).collect();
-            if !others.is_empty() {
-                rule(
-                    "forward",
-                    vec![
-                        is("iifname", dev),
-                        is_in("oifname", &others),
-                        verdict("drop"),
-                    ],
-                );
-            }
-            if !b.icc {
-                rule(
-                    "forward",
-                    vec![is("iifname", dev), is("oifname", dev), verdict("drop")],
-                );
-            }
-        }
-        for b in &rs.bridges {
-            let dev = b.device.as_str();
-            rule("forward", vec![is("iifname", dev), verdict("accept")]);
-            rule(
-                "forward",
-                vec![
-                    is("oifname", dev),
-                    json!({"match": {"op": "in", "left": {"ct": {"key": "state"}},
-                    "right": ["established", "related"]}}),
-                    verdict("accept"),
-                ],
-            );
-        }
-
-        // NAT: published ports for traffic arriving from anywhere and for the host's own
-        // connections to its non-loopback addresses (127.0.0.1 is the proxy's).
-        let local = json!({"match": {"op": "==", "left": {"fib": {"result": "type",
-            "flags": ["daddr"]}}, "right": "local"}});
-        rule(
-            "prerouting",
-            vec![local.clone(), json!({"jump": {"target": "ports"}})],
-        );
-        // Loopback destinations are left to the proxy: after DNAT their source would stay
-        // 127.0.0.1, which the container cannot answer.
-        for (fam, lo, len) in [("ip", "127.0.0.0", 8), ("ip6", "::1", 128)] {
-            rule(
-                "output",
-                vec![
-                    json!({"match": {"op": "!=",
-                        "left": {"payload": {"protocol": fam, "field": "daddr"}},
-                        "right": {"prefix": {"addr": lo, "len": len}}}}),
-                    local.clone(),
-                    json!({"jump": {"target": "ports"}}),
-                ],
-            );
-        }
-        for p in &rs.ports {
-            if let Some(expr) = port_rule(p) {
-                rule("ports", expr);
-            }
-        }
-
-        // postrouting: masquerade what leaves a bridge for elsewhere, and hairpin (DNATed
-        // traffic from a bridge's subnet going back into that bridge) so replies come back
-        // through the host.
-        for b in rs.bridges.iter().filter(|b| !b.internal) {
-            let dev = b.device.as_str();
-            for net in &b.subnets {
-                if b.masquerade {
-                    rule(
-                        "postrouting",
-                        vec![
-                            saddr_in(net),
-                            not("oifname", dev),
-                            json!({"masquerade": null}),
-                        ],
-                    );
-                }
-                rule(
-                    "postrouting",
-                    vec![
-                        saddr_in(net),
-                        is("oifname", dev),
-                        ct_dnat(),
-                        json!({"masquerade": null}),
-                    ],
-                );
-            }
         }
         let doc = json!({ "nftables": cmds });
         // Validate against the nftables crate's schema: a shape error is ours, and is better
@@ -444,6 +329,143 @@ fn iptables(bin: &str, args: &[&str]) -> Result<Option<String>> {
         ));
     }
     Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// The `forward` chain: isolation, internal networks, published ports, accepts.
+fn forward_rules(rs: &Ruleset) -> Vec<(&'static str, Vec<Value>)> {
+    let mut out = Vec::new();
+    let mut rule = |chain: &'static str, expr: Vec<Value>| out.push((chain, expr));
+    // forward. A drop anywhere is final, so order is what decides:
+    // 1. internal bridges are sealed, whatever else applies;
+    // 2. published ports (DNATed connections, both directions) are reachable from other
+    //    bridges too, as from any other host: isolation stops direct connections only;
+    // 3. isolation between our bridges, and icc=false within one;
+    // 4. accepts (what iptables' DROP policy would otherwise stop, see sync_iptables).
+    let names: Vec<&str> = rs.bridges.iter().map(|b| b.device.as_str()).collect();
+    for b in rs.bridges.iter().filter(|b| b.internal) {
+        let dev = b.device.as_str();
+        rule(
+            "forward",
+            vec![is("iifname", dev), not("oifname", dev), verdict("drop")],
+        );
+        rule(
+            "forward",
+            vec![is("oifname", dev), not("iifname", dev), verdict("drop")],
+        );
+    }
+    for b in rs.bridges.iter().filter(|b| !b.internal) {
+        let dev = b.device.as_str();
+        rule(
+            "forward",
+            vec![is("oifname", dev), ct_dnat(), verdict("accept")],
+        );
+        rule(
+            "forward",
+            vec![is("iifname", dev), ct_dnat(), verdict("accept")],
+        );
+    }
+    for b in &rs.bridges {
+        let dev = b.device.as_str();
+        let others: Vec<&str> = names.iter().copied().filter(|n| *n != dev).collect();
+        if !others.is_empty() {
+            rule(
+                "forward",
+                vec![
+                    is("iifname", dev),
+                    is_in("oifname", &others),
+                    verdict("drop"),
+                ],
+            );
+        }
+        if !b.icc {
+            rule(
+                "forward",
+                vec![is("iifname", dev), is("oifname", dev), verdict("drop")],
+            );
+        }
+    }
+    for b in &rs.bridges {
+        let dev = b.device.as_str();
+        rule("forward", vec![is("iifname", dev), verdict("accept")]);
+        rule(
+            "forward",
+            vec![
+                is("oifname", dev),
+                json!({"match": {"op": "in", "left": {"ct": {"key": "state"}},
+                "right": ["established", "related"]}}),
+                verdict("accept"),
+            ],
+        );
+    }
+    out
+}
+
+/// The `prerouting`, `output` and `ports` chains: DNAT of published ports.
+fn nat_rules(rs: &Ruleset) -> Vec<(&'static str, Vec<Value>)> {
+    let mut out = Vec::new();
+    let mut rule = |chain: &'static str, expr: Vec<Value>| out.push((chain, expr));
+    // NAT: published ports for traffic arriving from anywhere and for the host's own
+    // connections to its non-loopback addresses (127.0.0.1 is the proxy's).
+    let local = json!({"match": {"op": "==", "left": {"fib": {"result": "type",
+        "flags": ["daddr"]}}, "right": "local"}});
+    rule(
+        "prerouting",
+        vec![local.clone(), json!({"jump": {"target": "ports"}})],
+    );
+    // Loopback destinations are left to the proxy: after DNAT their source would stay
+    // 127.0.0.1, which the container cannot answer.
+    for (fam, lo, len) in [("ip", "127.0.0.0", 8), ("ip6", "::1", 128)] {
+        rule(
+            "output",
+            vec![
+                json!({"match": {"op": "!=",
+                    "left": {"payload": {"protocol": fam, "field": "daddr"}},
+                    "right": {"prefix": {"addr": lo, "len": len}}}}),
+                local.clone(),
+                json!({"jump": {"target": "ports"}}),
+            ],
+        );
+    }
+    for p in &rs.ports {
+        if let Some(expr) = port_rule(p) {
+            rule("ports", expr);
+        }
+    }
+    out
+}
+
+/// The `postrouting` chain: masquerade and hairpin.
+fn postrouting_rules(rs: &Ruleset) -> Vec<(&'static str, Vec<Value>)> {
+    let mut out = Vec::new();
+    let mut rule = |chain: &'static str, expr: Vec<Value>| out.push((chain, expr));
+    // postrouting: masquerade what leaves a bridge for elsewhere, and hairpin (DNATed
+    // traffic from a bridge's subnet going back into that bridge) so replies come back
+    // through the host.
+    for b in rs.bridges.iter().filter(|b| !b.internal) {
+        let dev = b.device.as_str();
+        for net in &b.subnets {
+            if b.masquerade {
+                rule(
+                    "postrouting",
+                    vec![
+                        saddr_in(net),
+                        not("oifname", dev),
+                        json!({"masquerade": null}),
+                    ],
+                );
+            }
+            rule(
+                "postrouting",
+                vec![
+                    saddr_in(net),
+                    is("oifname", dev),
+                    ct_dnat(),
+                    json!({"masquerade": null}),
+                ],
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]

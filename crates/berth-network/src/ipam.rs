@@ -206,6 +206,85 @@ impl Pool {
     }
 }
 
+/// An endpoint's addresses on one network, with the gateways of their pools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointAddresses {
+    pub ipv4: Option<IpNet>,
+    pub ipv6: Option<IpNet>,
+    pub gateway_v4: Option<IpAddr>,
+    pub gateway_v6: Option<IpAddr>,
+}
+
+/// The addresses of one endpoint, taken from a network's pools: dropped before
+/// [`Allocation::commit`], it gives them back, so a failure part-way (the IPv6 pool full after
+/// the IPv4 address was taken) leaves the pools as they were.
+#[derive(Debug)]
+pub struct Allocation<'a> {
+    pools: &'a mut [Pool],
+    taken: Vec<(usize, IpAddr)>,
+    addresses: EndpointAddresses,
+}
+
+impl<'a> Allocation<'a> {
+    /// One address from the first IPv4 pool (the one containing `want4` when given) and one
+    /// from the first IPv6 pool (`want6` when it is in it).
+    pub fn endpoint(
+        pools: &'a mut [Pool],
+        want4: Option<IpAddr>,
+        want6: Option<IpAddr>,
+    ) -> Result<Allocation<'a>> {
+        let mut a = Allocation {
+            pools,
+            taken: Vec::new(),
+            addresses: EndpointAddresses::default(),
+        };
+        for i in 0..a.pools.len() {
+            let p = &mut a.pools[i];
+            if p.is_v6() && a.addresses.ipv6.is_none() {
+                let ip = p.allocate(want6.filter(|w| p.subnet.contains(w)))?;
+                a.taken.push((i, ip));
+                a.addresses.ipv6 = Some(p.with_prefix(ip));
+                a.addresses.gateway_v6 = p.gateway;
+            } else if !p.is_v6() && a.addresses.ipv4.is_none() {
+                let w = want4.filter(|w| p.subnet.contains(w));
+                if want4.is_some() && w.is_none() {
+                    continue;
+                }
+                let ip = p.allocate(w)?;
+                a.taken.push((i, ip));
+                a.addresses.ipv4 = Some(p.with_prefix(ip));
+                a.addresses.gateway_v4 = p.gateway;
+            }
+        }
+        if let Some(want) = want4
+            && a.addresses.ipv4.is_none()
+        {
+            return Err(ControlError::invalid(format!(
+                "no configured subnet or ip-range contain the IP address {want}"
+            )));
+        }
+        Ok(a)
+    }
+
+    pub fn addresses(&self) -> &EndpointAddresses {
+        &self.addresses
+    }
+
+    /// What was allocated (kept from now on).
+    pub fn commit(mut self) -> EndpointAddresses {
+        self.taken.clear();
+        self.addresses
+    }
+}
+
+impl Drop for Allocation<'_> {
+    fn drop(&mut self) {
+        for (i, ip) in self.taken.drain(..) {
+            self.pools[i].release(ip);
+        }
+    }
+}
+
 /// A default pool: subnets of `size` bits carved from `base` (daemon.json `default-address-pools`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DefaultPool {
@@ -375,5 +454,35 @@ mod tests {
             mac_for(ip("172.17.0.2"))
         );
         assert!(parse_mac("02:42").is_err());
+    }
+
+    #[test]
+    fn a_failed_endpoint_allocation_gives_back_what_it_took() {
+        let mut pools = vec![
+            Pool::new(net("10.9.0.0/24"), None, None, vec![]).unwrap(),
+            Pool::new(net("fd09::/64"), None, None, vec![]).unwrap(),
+        ];
+        let taken: IpAddr = "fd09::5".parse().unwrap();
+        pools[1].mark(taken);
+        let e = Allocation::endpoint(&mut pools, None, Some(taken)).unwrap_err();
+        assert_eq!(e.to_string(), "Address already in use: fd09::5");
+        // The IPv4 address taken before the IPv6 pool refused is free again.
+        assert!(pools[0].used.is_empty());
+        let a = Allocation::endpoint(&mut pools, None, None)
+            .unwrap()
+            .commit();
+        // The round robin's cursor moved on: .2 is not handed out again at once.
+        assert_eq!(a.ipv4, Some(net("10.9.0.3/24")));
+        assert_eq!(pools[0].used.len(), 1);
+        // Dropped without commit: nothing stays taken.
+        drop(Allocation::endpoint(&mut pools, None, None).unwrap());
+        assert_eq!(pools[0].used.len(), 1);
+        let e = Allocation::endpoint(&mut pools, "10.10.0.1".parse().ok(), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no configured subnet or ip-range contain the IP address 10.10.0.1"
+        );
+        // The committed endpoint keeps one address in each pool; fd09::5 stays marked.
+        assert_eq!((pools[0].used.len(), pools[1].used.len()), (1, 2));
     }
 }

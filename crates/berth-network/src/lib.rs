@@ -6,7 +6,9 @@
 //! remembers it across daemon restarts.
 //!
 //! Data plane modules: [`netns`], [`link`], [`firewall`], [`proxy`], [`dns`]. They know nothing of
-//! containers or the API: each takes a description and makes the kernel match it.
+//! containers or the API: each takes a description and makes the kernel match it. The control
+//! plane reaches them only through the [`DataPlane`] trait ([`dataplane`]), so it is unit-tested
+//! over a recording fake without root; [`HostDataPlane`] is the real one.
 //!
 //! Refinements of the interface agreed in the networking contract (for the control plane):
 //! - `link::host_addresses()` and `link::host_routes()` are async (netlink).
@@ -18,12 +20,14 @@
 //!   context (`spawn_blocking`) and serialize them per daemon; each apply is complete.
 //! - `dns::serve` must be called within a tokio runtime; `dns::LISTEN` is 127.0.0.11:53.
 
+pub mod dataplane;
 pub mod dns;
 pub mod error;
 pub mod firewall;
 pub mod link;
 pub mod netns;
 pub mod proxy;
+pub mod tasks;
 
 pub use error::{Error, Result};
 pub use ipnet::IpNet;
@@ -69,4 +73,6 @@ pub mod manager;
 pub mod store;
 
 pub use control_error::ControlError;
-pub use manager::{NetworkEvents, NetworkOptions, Networks, StartInfo};
+pub use dataplane::{DataPlane, HostDataPlane};
+pub use manager::{ContainerRequest, NetworkEvents, NetworkOptions, Networks, StartInfo};
+pub use tasks::Tasks;

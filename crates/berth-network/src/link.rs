@@ -368,6 +368,8 @@ fn route_destination(r: &RouteMessage) -> Option<IpNet> {
 fn connect() -> Result<Handle> {
     let (conn, handle, _) =
         rtnetlink::new_connection().map_err(|e| Error::io("cannot open a netlink socket", e))?;
+    // Not on the service's `Tasks`: the connection task lives only as long as this operation's
+    // handle, and inside a netns thread it must run on that thread's own runtime.
     tokio::spawn(conn);
     Ok(handle)
 }

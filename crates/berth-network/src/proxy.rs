@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Mutex;
 use tokio::task::{AbortHandle, JoinSet};
 
+use crate::tasks::Tasks;
 use crate::{Error, Proto, Result};
 
 /// How long a UDP flow without traffic in either direction is kept (Docker's proxy: 90 s).
@@ -55,6 +56,18 @@ pub async fn publish(
     proto: Proto,
     target: SocketAddr,
 ) -> Result<PortProxy> {
+    publish_on(&Tasks::current()?, host_ip, host_port, proto, target).await
+}
+
+/// [`publish`] with the proxy's task spawned on `tasks` (the network service's runtime and
+/// tracker).
+pub async fn publish_on(
+    tasks: &Tasks,
+    host_ip: Option<IpAddr>,
+    host_port: u16,
+    proto: Proto,
+    target: SocketAddr,
+) -> Result<PortProxy> {
     match proto {
         Proto::Tcp => {
             let listener = bind(
@@ -64,7 +77,7 @@ pub async fn publish(
             )
             .await?;
             let port = local_port(listener.local_addr())?;
-            let task = tokio::spawn(serve_tcp(listener, target)).abort_handle();
+            let task = tasks.spawn(serve_tcp(listener, target)).abort_handle();
             Ok(PortProxy {
                 host_port: port,
                 task,
@@ -78,7 +91,9 @@ pub async fn publish(
             )
             .await?;
             let port = local_port(socket.local_addr())?;
-            let task = tokio::spawn(serve_udp(Arc::new(socket), target)).abort_handle();
+            let task = tasks
+                .spawn(serve_udp(Arc::new(socket), target))
+                .abort_handle();
             Ok(PortProxy {
                 host_port: port,
                 task,

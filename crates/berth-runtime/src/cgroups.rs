@@ -1,10 +1,15 @@
-//! Which cgroup hierarchy the host has, decided in one place. Everything that must know
-//! (spec generation, `info`, create-time defaults, stats, update, pause, top, cleanup) asks
-//! [`CgroupVersion::host`], or [`CgroupVersion::of`] for a fixture root in tests, so no two
-//! callers can disagree about one host.
+//! The host's cgroups in one place: which hierarchy it has, decided once (everything that
+//! must know — spec generation, `info`, create-time defaults, stats, update, pause, top,
+//! cleanup — asks [`CgroupVersion::host`], or [`CgroupVersion::of`] for a fixture root in
+//! tests, so no two callers can disagree about one host), and the few file operations done
+//! on a container's cgroup besides the runtime's own creation: its directories, its
+//! processes, freezing, and removal (by the shim after an exit, by the daemon for what a dead
+//! shim left).
 
-use std::path::Path;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Where the cgroup hierarchies are mounted.
 pub const ROOT: &str = "/sys/fs/cgroup";
@@ -56,6 +61,144 @@ impl CgroupVersion {
     }
 }
 
+/// A container's cgroup under a hierarchy root: the host's ([`Cgroup::host`]) or a fixture's.
+#[derive(Clone, Debug)]
+pub struct Cgroup {
+    root: PathBuf,
+    version: CgroupVersion,
+    /// Relative to each hierarchy's root; never empty (see [`Cgroup::at`]).
+    rel: PathBuf,
+}
+
+impl Cgroup {
+    /// The cgroup `path` (a spec's `cgroupsPath`) on this host.
+    pub fn host(path: &str) -> Option<Cgroup> {
+        Cgroup::at(Path::new(ROOT), CgroupVersion::host(), path)
+    }
+
+    /// The cgroup `path` under `root`. `None` for what is not a cgroupfs path of a container:
+    /// empty (or `/`, which would name the hierarchies' roots) or systemd's
+    /// `slice:prefix:name` form. `..` never leads above the root.
+    pub fn at(root: &Path, version: CgroupVersion, path: &str) -> Option<Cgroup> {
+        if path.contains(':') {
+            return None;
+        }
+        let clean = crate::spec::clean_cgroups_path(path);
+        let rel = clean.trim_start_matches('/');
+        if rel.is_empty() {
+            return None;
+        }
+        Some(Cgroup {
+            root: root.to_path_buf(),
+            version,
+            rel: PathBuf::from(rel),
+        })
+    }
+
+    /// Its directories that exist: one per v1 hierarchy that has it, or the one of v2.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        if self.version.is_v2() {
+            return vec![self.root.join(&self.rel)]
+                .into_iter()
+                .filter(|d| d.is_dir())
+                .collect();
+        }
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                let p = e.path().join(&self.rel);
+                if p.is_dir() {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The pids in it (from the first hierarchy that lists any).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut all = Vec::new();
+        for d in self.dirs() {
+            if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                for p in text.lines().filter_map(|l| l.trim().parse().ok()) {
+                    if !all.contains(&p) {
+                        all.push(p);
+                    }
+                }
+                if !all.is_empty() {
+                    break;
+                }
+            }
+        }
+        all
+    }
+
+    /// Freezes (`true`) or thaws it, and waits (10 s at most) until the kernel reports it
+    /// done: v1's freezer, v2's `cgroup.freeze`.
+    pub fn freeze(&self, frozen: bool) -> std::io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        if self.version.is_v1() {
+            let file = self
+                .root
+                .join("freezer")
+                .join(&self.rel)
+                .join("freezer.state");
+            let want = if frozen { "FROZEN" } else { "THAWED" };
+            loop {
+                std::fs::write(&file, want)?;
+                let now = std::fs::read_to_string(&file)?;
+                if now.trim() == want {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other(format!(
+                        "{} stayed {}",
+                        file.display(),
+                        now.trim()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let dir = self.root.join(&self.rel);
+        std::fs::write(dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+        loop {
+            let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
+            let state = events
+                .lines()
+                .find_map(|l| l.strip_prefix("frozen "))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            if state == if frozen { "1" } else { "0" } {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "{} still reports frozen {state:?}",
+                    dir.join("cgroup.events").display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Removes its directories (`rmdir`: one still holding processes stays). True when none
+    /// is left.
+    pub fn remove(&self) -> bool {
+        let mut all = true;
+        for dir in self.dirs() {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(_) => all = false,
+            }
+        }
+        all
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +214,60 @@ mod tests {
         std::fs::write(root.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
         assert_eq!(CgroupVersion::of(root.path()), CgroupVersion::V2);
         assert_eq!(CgroupVersion::V2.as_docker_str(), "2");
+    }
+
+    fn v1_fixture() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for c in ["memory", "freezer", "pids"] {
+            std::fs::create_dir_all(root.path().join(c).join("berth/abc")).unwrap();
+        }
+        std::fs::create_dir_all(root.path().join("cpu")).unwrap();
+        root
+    }
+
+    #[test]
+    fn a_cgroup_is_never_a_hierarchy_root_nor_outside_it() {
+        let root = Path::new("/x");
+        for bad in ["", "/", "/..", "../..", "system.slice:berth:abc"] {
+            assert!(
+                Cgroup::at(root, CgroupVersion::V1, bad).is_none(),
+                "{bad:?}"
+            );
+        }
+        let c = Cgroup::at(root, CgroupVersion::V1, "/../berth/./abc").unwrap();
+        assert_eq!(c.rel, PathBuf::from("berth/abc"));
+    }
+
+    #[test]
+    fn v1_dirs_pids_freeze_and_remove() {
+        let root = v1_fixture();
+        let c = Cgroup::at(root.path(), CgroupVersion::V1, "/berth/abc").unwrap();
+        let names: Vec<String> = c
+            .dirs()
+            .iter()
+            .map(|d| d.strip_prefix(root.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["freezer/berth/abc", "memory/berth/abc", "pids/berth/abc"]
+        );
+        std::fs::write(root.path().join("memory/berth/abc/cgroup.procs"), "7\n9\n").unwrap();
+        assert_eq!(c.pids(), [7, 9]);
+        c.freeze(true).unwrap();
+        let state = root.path().join("freezer/berth/abc/freezer.state");
+        assert_eq!(std::fs::read_to_string(&state).unwrap(), "FROZEN");
+        c.freeze(false).unwrap();
+        assert_eq!(std::fs::read_to_string(&state).unwrap(), "THAWED");
+        // A directory with something in it (a kernel cgroup with processes) stays.
+        assert!(!c.remove());
+        assert_eq!(c.dirs().len(), 2);
+        std::fs::remove_file(root.path().join("memory/berth/abc/cgroup.procs")).unwrap();
+        std::fs::remove_file(&state).unwrap();
+        assert!(c.remove());
+        assert!(c.dirs().is_empty());
+        assert!(
+            root.path().join("memory/berth").is_dir(),
+            "the parent stays"
+        );
     }
 }

@@ -38,6 +38,8 @@ pub enum ConfigError {
     InvalidRuntime(String),
     #[error("{0}")]
     InvalidNetwork(String),
+    #[error("{0}")]
+    InvalidRegistry(String),
 }
 
 /// The daemon's command line (dockerd's flag names where they apply).
@@ -104,6 +106,19 @@ pub struct Flags {
     /// Layers a pull downloads at once [default: 3]
     #[arg(long, value_name = "N")]
     pub max_concurrent_downloads: Option<usize>,
+    /// Attempts at each blob of a pull before it fails [default: 5]
+    #[arg(long, value_name = "N")]
+    pub max_download_attempts: Option<u32>,
+    /// A download slower than this many bytes per second (over --download-stall-time) has
+    /// stalled and is resumed [default: 1024]
+    #[arg(long, value_name = "BYTES")]
+    pub download_stall_speed: Option<u64>,
+    /// Seconds over which a download's speed is measured for stall detection [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub download_stall_time: Option<f64>,
+    /// Preferred Docker Hub mirror (repeatable), e.g. https://mirror.example.com
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    pub registry_mirrors: Vec<String>,
 }
 
 /// `daemon.json`: the dockerd keys Berth understands.
@@ -130,6 +145,13 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub insecure_registries: Option<Vec<String>>,
     pub max_concurrent_downloads: Option<usize>,
+    pub max_download_attempts: Option<u32>,
+    pub download_stall_speed: Option<u64>,
+    pub download_stall_time: Option<f64>,
+    pub registry_mirrors: Option<Vec<String>>,
+    /// Mirrors of any registry: `{"reg:5000": ["https://mirror:5001"]}`, tried in order
+    /// before the registry itself (dockerd's `registry-mirrors` covers Docker Hub only).
+    pub registry_mirrors_per_registry: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// One entry of daemon.json `default-address-pools`: subnets of `size` bits from `base`.
@@ -176,6 +198,11 @@ const FILE_KEYS: &[&str] = &[
     "max-connections",
     "insecure-registries",
     "max-concurrent-downloads",
+    "max-download-attempts",
+    "download-stall-speed",
+    "download-stall-time",
+    "registry-mirrors",
+    "registry-mirrors-per-registry",
 ];
 
 /// An address the API is served on.
@@ -259,29 +286,96 @@ pub struct Config {
     pub registry: RegistryConfig,
 }
 
-/// How the daemon pulls (`--insecure-registry`, `--max-concurrent-downloads`).
+/// How the daemon pulls (`--insecure-registry`, `--max-concurrent-downloads`, mirrors...).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistryConfig {
     pub insecure_registries: Vec<String>,
     pub max_concurrent_downloads: usize,
+    pub max_download_attempts: u32,
+    pub stall: berth_registry::client::StallPolicy,
+    /// Docker Hub mirrors, normalized as dockerd does (`https://host/`).
+    pub mirrors: Vec<String>,
+    /// Mirrors of other registries (`host[:port]` → endpoints), normalized the same way.
+    pub mirrors_per_registry: BTreeMap<String, Vec<String>>,
+    /// Per-registry TLS material: `<dir>/<host[:port]>/{ca.crt,*.cert,*.key}` (dockerd's
+    /// `/etc/docker/certs.d`): `certs.d` beside the daemon's configuration file.
+    pub certs_dir: PathBuf,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             insecure_registries: Vec::new(),
-            // dockerd's default.
+            // dockerd's defaults.
             max_concurrent_downloads: 3,
+            max_download_attempts: berth_registry::client::MAX_DOWNLOAD_ATTEMPTS,
+            stall: berth_registry::client::StallPolicy::default(),
+            mirrors: Vec::new(),
+            mirrors_per_registry: BTreeMap::new(),
+            certs_dir: certs_dir_for(Path::new(DEFAULT_CONFIG_FILE)),
         }
     }
 }
 
+/// `certs.d` beside a configuration file (`/etc/berth/daemon.json` → `/etc/berth/certs.d`).
+fn certs_dir_for(config_file: &Path) -> PathBuf {
+    absolute(
+        config_file
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join("certs.d"),
+    )
+}
+
 impl RegistryConfig {
     pub fn remote_options(&self) -> berth_registry::client::RemoteOptions {
+        let mut mirrors = self.mirrors_per_registry.clone();
+        if !self.mirrors.is_empty() {
+            mirrors.insert("docker.io".into(), self.mirrors.clone());
+        }
         berth_registry::client::RemoteOptions {
             insecure_registries: self.insecure_registries.clone(),
+            mirrors,
+            certs_dir: Some(self.certs_dir.clone()),
         }
     }
+
+    /// How a pull into `data_root` downloads.
+    pub fn pull_options(&self, data_root: &Path) -> berth_registry::client::PullOptions {
+        berth_registry::client::PullOptions {
+            max_concurrent: self.max_concurrent_downloads,
+            persistence: berth_registry::client::Persistence {
+                max_attempts: self.max_download_attempts,
+                stall: self.stall,
+                ..Default::default()
+            },
+            partial_dir: Some(partial_downloads_dir(data_root)),
+        }
+    }
+}
+
+/// Where partial blob downloads wait for a resume: `<data-root>/downloads/<hex>`.
+pub fn partial_downloads_dir(data_root: &Path) -> PathBuf {
+    data_root.join("downloads")
+}
+
+/// A mirror URL as dockerd normalizes it: a scheme (http or https) and a host, no path
+/// beyond `/`; `https://mirror:5000` becomes `https://mirror:5000/`.
+fn normalize_mirror(text: &str) -> Result<String, ConfigError> {
+    let invalid =
+        |why: &str| ConfigError::InvalidRegistry(format!("invalid mirror: {text:?} {why}"));
+    let rest = text
+        .strip_prefix("https://")
+        .map(|r| ("https", r))
+        .or_else(|| text.strip_prefix("http://").map(|r| ("http", r)));
+    let Some((scheme, rest)) = rest else {
+        return Err(invalid("must start with http:// or https://"));
+    };
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') || host.contains('?') || host.contains('#') {
+        return Err(invalid("must be a scheme and a host, without a path"));
+    }
+    Ok(format!("{scheme}://{host}/"))
 }
 
 /// The daemon's network settings (`--bridge`, `--bip`, `--fixed-cidr`, `--iptables`, `--mtu`,
@@ -430,6 +524,22 @@ impl Config {
         ) {
             conflict("max-concurrent-downloads", a.to_string(), b.to_string());
         }
+        if let (Some(a), Some(b)) = (flags.max_download_attempts, file.max_download_attempts) {
+            conflict("max-download-attempts", a.to_string(), b.to_string());
+        }
+        if let (Some(a), Some(b)) = (flags.download_stall_speed, file.download_stall_speed) {
+            conflict("download-stall-speed", a.to_string(), b.to_string());
+        }
+        if let (Some(a), Some(b)) = (flags.download_stall_time, file.download_stall_time) {
+            conflict("download-stall-time", a.to_string(), b.to_string());
+        }
+        if let (false, Some(b)) = (flags.registry_mirrors.is_empty(), &file.registry_mirrors) {
+            conflict(
+                "registry-mirrors",
+                format!("{:?}", flags.registry_mirrors),
+                format!("{b:?}"),
+            );
+        }
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflicts(conflicts.join(", ")));
         }
@@ -504,6 +614,55 @@ impl Config {
                 .or(file.max_concurrent_downloads)
                 .unwrap_or(3)
                 .max(1),
+            max_download_attempts: flags
+                .max_download_attempts
+                .or(file.max_download_attempts)
+                .unwrap_or(berth_registry::client::MAX_DOWNLOAD_ATTEMPTS)
+                .max(1),
+            stall: berth_registry::client::StallPolicy {
+                min_speed: flags
+                    .download_stall_speed
+                    .or(file.download_stall_speed)
+                    .unwrap_or(berth_registry::client::StallPolicy::default().min_speed),
+                window: match flags.download_stall_time.or(file.download_stall_time) {
+                    Some(secs) if secs.is_finite() && secs > 0.0 => {
+                        std::time::Duration::from_secs_f64(secs)
+                    }
+                    Some(secs) => {
+                        return Err(ConfigError::InvalidRegistry(format!(
+                            "invalid download-stall-time {secs}: expected a positive number of seconds"
+                        )));
+                    }
+                    None => berth_registry::client::StallPolicy::default().window,
+                },
+            },
+            mirrors: if flags.registry_mirrors.is_empty() {
+                file.registry_mirrors.clone().unwrap_or_default()
+            } else {
+                flags.registry_mirrors.clone()
+            }
+            .iter()
+            .map(|m| normalize_mirror(m))
+            .collect::<Result<_, _>>()?,
+            mirrors_per_registry: file
+                .registry_mirrors_per_registry
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(registry, list)| {
+                    let list = list
+                        .iter()
+                        .map(|m| normalize_mirror(m))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((registry, list))
+                })
+                .collect::<Result<_, ConfigError>>()?,
+            certs_dir: certs_dir_for(
+                flags
+                    .config_file
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_CONFIG_FILE)),
+            ),
         };
         Ok(Config {
             max_connections,
@@ -808,6 +967,51 @@ mod tests {
             err.to_string().contains("max-concurrent-downloads"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mirrors_retries_and_stall_detection_settings() {
+        let file = parse_file(
+            Path::new("daemon.json"),
+            r#"{"registry-mirrors":["https://mirror.lan:5000"],
+                "registry-mirrors-per-registry":{"reg.lan:5000":["http://m1.lan","https://m2.lan/"]},
+                "max-download-attempts":2,"download-stall-speed":10,"download-stall-time":0.5}"#,
+        )
+        .unwrap();
+        let c = Config::merge(&flags(&["--config-file", "/etc/x/daemon.json"]), &file).unwrap();
+        let r = &c.registry;
+        assert_eq!(r.mirrors, vec!["https://mirror.lan:5000/"]);
+        assert_eq!(
+            r.mirrors_per_registry["reg.lan:5000"],
+            vec!["http://m1.lan/", "https://m2.lan/"]
+        );
+        assert_eq!(r.max_download_attempts, 2);
+        assert_eq!(r.stall.min_speed, 10);
+        assert_eq!(r.stall.window, std::time::Duration::from_millis(500));
+        assert_eq!(r.certs_dir, Path::new("/etc/x/certs.d"));
+        let options = r.remote_options();
+        assert_eq!(options.mirrors["docker.io"], r.mirrors);
+        assert_eq!(options.mirrors["reg.lan:5000"].len(), 2);
+        // Flags for Docker Hub mirrors, and dockerd's refusals.
+        let c = Config::merge(
+            &flags(&[
+                "--registry-mirror",
+                "http://a.lan",
+                "--max-download-attempts",
+                "7",
+            ]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.registry.mirrors, vec!["http://a.lan/"]);
+        assert_eq!(c.registry.max_download_attempts, 7);
+        let err = Config::merge(&flags(&["--registry-mirror", "http://b"]), &file).unwrap_err();
+        assert!(err.to_string().contains("registry-mirrors"), "{err}");
+        for bad in ["mirror.lan", "ftp://m", "https://m/path"] {
+            let err = Config::merge(&flags(&["--registry-mirror", bad]), &FileConfig::default())
+                .unwrap_err();
+            assert!(err.to_string().contains("invalid mirror"), "{err}");
+        }
     }
 
     #[test]

@@ -128,6 +128,7 @@ async fn run_locked(config: Config) -> Result<(), ServerError> {
         .collect();
     let shutdown = daemon.shutdown.clone();
     let containers = daemon.ctrs.clone();
+    let networks = daemon.networks.clone();
     let signals = wait_for_signal();
     tracing::info!(
         max_connections = config.max_connections,
@@ -156,7 +157,10 @@ async fn run_locked(config: Config) -> Result<(), ServerError> {
         tracing::warn!("in-flight requests did not finish in time; exiting anyway");
     }
     // Exits being recorded and auto-removals under way finish; containers keep running.
+    // Before the network's: those tasks release endpoints.
     containers.shutdown(SHUTDOWN_GRACE).await;
+    // After the requests: none can start networking any more. Running containers keep theirs.
+    networks.shutdown().await;
     tracing::info!("daemon shut down");
     Ok(())
 }

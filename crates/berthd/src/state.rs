@@ -11,7 +11,7 @@ use berth_container::network::{
     NetFuture, NetworkAttacher, NetworkHandle, NetworkRequest, NetworkStart,
 };
 use berth_container::{Containers, EventSink, Options};
-use berth_network::{NetworkEvents, NetworkOptions, Networks};
+use berth_network::{ContainerRequest, NetworkEvents, NetworkOptions, Networks};
 
 use tokio_util::sync::CancellationToken;
 
@@ -91,29 +91,18 @@ impl NetworkEvents for BusSink {
 struct Attacher(Networks);
 
 impl NetworkAttacher for Attacher {
-    fn create(&self, req: NetworkRequest<'_>) -> Result<String, ApiError> {
-        let empty = BTreeMap::new();
-        let endpoints = req
-            .networking
-            .map(|n| &n.endpoints_config)
-            .unwrap_or(&empty);
-        let no_bindings = BTreeMap::new();
-        if req.host.auto_remove {
-            self.0.container_ephemeral(req.id);
-        }
+    fn create(&self, req: NetworkRequest) -> Result<String, ApiError> {
         self.0
-            .container_create(
-                req.id,
-                req.name,
-                &req.host.network_mode,
-                endpoints,
-                req.host.port_bindings.as_ref().unwrap_or(&no_bindings),
-                req.host.publish_all_ports,
-                req.exposed,
-            )
-            .and_then(|mode| {
-                let dns = req.host.dns.as_deref().unwrap_or_default();
-                self.0.container_dns(req.id, dns).map(|()| mode)
+            .container_create(&ContainerRequest {
+                id: req.id,
+                name: req.name,
+                mode: req.mode,
+                endpoints: req.endpoints,
+                port_bindings: req.port_bindings,
+                publish_all: req.publish_all,
+                exposed: req.exposed,
+                dns: req.dns,
+                ephemeral: req.ephemeral,
             })
             .map_err(ApiError::from)
     }
@@ -197,6 +186,11 @@ impl Daemon {
                 root: config.data_root.display().to_string(),
                 source,
             })?;
+        // Partial downloads abandoned long ago go; recent ones stay for the next pull to resume.
+        berth_registry::client::sweep_partial_downloads(
+            &config.data_root,
+            &crate::config::partial_downloads_dir(&config.data_root),
+        );
         let id = engine_id(&config.data_root)?;
         let images = Arc::new(images);
         let events = Arc::new(EventBus::new());

@@ -5,6 +5,7 @@ pub mod container;
 pub mod context;
 pub mod cp;
 pub mod image;
+pub mod login;
 pub mod network;
 pub mod pull;
 pub mod run_opts;

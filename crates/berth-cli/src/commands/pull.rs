@@ -64,8 +64,9 @@ fn api_parts(image: &str) -> (String, String) {
 pub async fn pull(env: &Env, args: PullArgs) -> Result<()> {
     let client = env.client()?;
     let (repo, tag) = api_parts(&args.image);
+    let auth = crate::credentials::registry_auth_for(&env.config, &args.image);
     let stream = client
-        .image_pull(&repo, &tag, args.platform.as_deref())
+        .image_pull(&repo, &tag, args.platform.as_deref(), auth.as_deref())
         .await?;
     let mut stream = std::pin::pin!(stream);
     let mut renderer = ProgressRenderer::new(std::io::stdout().is_terminal());

@@ -238,13 +238,13 @@ impl Containers {
                 .collect();
             let mode = net
                 .0
-                .create(NetworkRequest {
-                    id: &rec.id,
-                    name: &rec.name,
-                    host: &rec.host_config,
+                .create(NetworkRequest::new(
+                    &rec.id,
+                    &rec.name,
+                    &rec.host_config,
                     networking,
-                    exposed: &exposed,
-                })
+                    &exposed,
+                ))
                 .map_err(ContainerError::Network)?;
             rec.host_config.network_mode = mode;
         }

@@ -11,6 +11,7 @@ mod exec;
 mod exits;
 mod inspect;
 mod pause_top;
+mod pid_peers;
 mod remove;
 mod restore;
 mod run_config;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::remove::{REMOVING_PREFIX, delete_removed_dir};
-use super::{Container, Containers, EventSink, Inner, Options, Table, lock};
+use super::{Container, Containers, EventSink, Inner, Options, Table, cgroup_of, lock};
 use crate::cgroup;
 use crate::error::{ContainerError, Result};
 use crate::exit::Ended;
@@ -242,6 +242,12 @@ impl Containers {
                 let _ = c.update(|r| r.state.pid = pid as i64);
                 *lock(&c.shim) = Some(h.clone());
                 tracing::info!(id = %c.id, pid, "adopted running container");
+                // A daemon that died while another container joined this one's PID
+                // namespace left it frozen (see `pid_peers`); a user's pause is recorded.
+                let r = c.record();
+                if r.state.status == Status::Running {
+                    let _ = cgroup::freeze(&cgroup_of(&r, &c.paths), false);
+                }
                 self.spawn_watcher(c.clone(), h);
                 self.start_health(c);
             }

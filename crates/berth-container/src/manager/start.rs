@@ -182,7 +182,7 @@ impl Containers {
                 bundle.write(&cfg, &RealHost)?;
                 let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&c.pending));
                 if pending.is_empty() {
-                    return Ok(shim.spawn()?);
+                    return Ok(self.with_pid_peers_frozen(&r, || shim.spawn())?);
                 }
                 // Clients attached before start see all the output: the shim gets their
                 // streams with its release and registers them before it reads any.
@@ -190,7 +190,8 @@ impl Containers {
                     .iter()
                     .map(|p| (p.stdin, p.stdout, p.stderr))
                     .collect();
-                let (h, streams) = shim.spawn_attached(&flags)?;
+                let (h, streams) =
+                    self.with_pid_peers_frozen(&r, || shim.spawn_attached(&flags))?;
                 for (p, s) in pending.into_iter().zip(streams) {
                     let _ = p.tx.send(Ok(s));
                 }

@@ -1,10 +1,14 @@
 //! The registry client: the [`Remote`] seam, its `oci-client` implementation, manifest and
 //! platform handling, and the pull orchestration.
 
+mod endpoint;
+mod inflight;
 mod manifest;
 mod oci;
+mod partial;
 pub mod pull;
 mod resume;
+mod stall;
 
 use std::future::Future;
 use std::io;
@@ -13,11 +17,16 @@ use berth_image::{Digest, Reference};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
+pub use endpoint::is_secure;
 pub use manifest::{Platform, media_types};
-pub use oci::{Credentials, OciRemote, RemoteOptions};
+pub use oci::{Credentials, MAX_MANIFEST_SIZE, OciRemote, RemoteOptions};
+pub use partial::MAX_AGE as PARTIAL_DOWNLOAD_MAX_AGE;
 pub use pull::{
-    PullEvent, PullOutcome, Resolved, fetch_image, inspect_remote, pull_image, resolve_image,
+    PullEvent, PullOptions, PullOutcome, Resolved, fetch_image, inspect_remote, pull_image,
+    resolve_image, sweep_partial_downloads,
 };
+pub use resume::{MAX_DOWNLOAD_ATTEMPTS, Persistence};
+pub use stall::StallPolicy;
 
 /// What a manifest, blob or index entry is: a content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]

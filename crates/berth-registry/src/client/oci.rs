@@ -3,15 +3,14 @@
 //! memory). Errors are reworded as Docker words them.
 
 use std::error::Error as _;
-use std::net::IpAddr;
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 
 use berth_image::{Digest, Reference};
 use futures_util::StreamExt;
-use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol, LayerDescriptor};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 
+use super::endpoint::{self, ClientCache, Clients, Endpoint};
 use super::manifest::media_types;
 use super::{BlobStream, Descriptor, Manifest, RegistryError, Remote, Result};
 
@@ -21,6 +20,11 @@ pub struct RemoteOptions {
     /// Registries (`host[:port]`) spoken to over plain HTTP, besides loopback ones
     /// (127.0.0.0/8, ::1 and `localhost` are insecure by default, as in dockerd).
     pub insecure_registries: Vec<String>,
+    /// Mirrors by registry (`docker.io` for Docker Hub's `registry-mirrors`): endpoints
+    /// (`http[s]://host[:port]/`) tried in order before the registry itself.
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    /// dockerd's `certs.d`: `<dir>/<host[:port]>/ca.crt` is trusted for that registry.
+    pub certs_dir: Option<std::path::PathBuf>,
 }
 
 /// Credentials for a registry, as a client sent them (`X-Registry-Auth`).
@@ -47,13 +51,21 @@ impl std::fmt::Debug for Credentials {
 
 /// A registry client over `oci-client`.
 pub struct OciRemote {
-    /// HTTPS, and plain HTTP for insecure registries: oci-client decides the scheme from its
-    /// config, so there is one client (a connection pool and token cache) for each.
-    https: oci_client::Client,
-    http: oci_client::Client,
+    /// A client (connection pool, token cache, TLS roots) per host and scheme: oci-client
+    /// decides the scheme and the trusted roots from its config.
+    clients: ClientCache,
     options: RemoteOptions,
     auth: RegistryAuth,
+    /// The endpoint (index in [`endpoint::endpoints`]) that served a registry's manifest:
+    /// its blobs are asked there first.
+    preferred: Mutex<std::collections::HashMap<String, usize>>,
+    /// Bearer tokens by `host/repository` (`None`: the registry asked for none).
+    tokens: Mutex<std::collections::HashMap<String, Option<String>>>,
 }
+
+/// The largest manifest read (containerd's and distribution's limit): a registry sending a
+/// bigger one is refused before its body is read.
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 
 /// rustls needs a process-wide crypto provider; Berth builds with ring (aws-lc-rs, the
 /// default, costs minutes of cmake build).
@@ -64,40 +76,15 @@ fn install_crypto_provider() {
     });
 }
 
-/// Whether `registry` (`host[:port]`) is spoken to over plain HTTP.
-fn is_insecure(registry: &str, options: &RemoteOptions) -> bool {
-    if options.insecure_registries.iter().any(|r| r == registry) {
-        return true;
-    }
-    let host = match registry.rsplit_once(':') {
-        // `[::1]:5000` or `127.0.0.1:5000` (an IPv6 address without port has several colons).
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
-        _ => registry,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
-}
-
 impl OciRemote {
     pub fn new(options: RemoteOptions) -> OciRemote {
         install_crypto_provider();
-        let client = |protocol| {
-            oci_client::Client::new(ClientConfig {
-                protocol,
-                // Berth selects the platform itself (Docker's matching, `--platform`).
-                platform_resolver: None,
-                ..Default::default()
-            })
-        };
         OciRemote {
-            https: client(ClientProtocol::Https),
-            http: client(ClientProtocol::Http),
+            clients: ClientCache::default(),
             options,
             auth: RegistryAuth::Anonymous,
+            preferred: Mutex::default(),
+            tokens: Mutex::default(),
         }
     }
 
@@ -121,7 +108,7 @@ impl OciRemote {
             .map_err(|e| RegistryError::Invalid(e.to_string()))?
             .with_default_tag();
         let scheme = self.scheme(registry);
-        let client = self.client_for(registry);
+        let client = self.clients.get(registry, scheme, &self.options)?.oci;
         let refused = || {
             RegistryError::Unauthorized(format!(
                 "login attempt to {scheme}://{registry}/v2/ failed with status: 401 Unauthorized"
@@ -147,26 +134,158 @@ impl OciRemote {
         !matches!(self.auth, RegistryAuth::Anonymous)
     }
 
-    fn client_for(&self, registry: &str) -> &oci_client::Client {
-        if is_insecure(registry, &self.options) {
-            &self.http
+    fn scheme(&self, registry: &str) -> &'static str {
+        endpoint::scheme_of(registry, &self.options)
+    }
+
+    /// The endpoints of `registry`, the one that served its manifest first.
+    fn ordered_endpoints(&self, registry: &str) -> Vec<Endpoint> {
+        let mut list = endpoint::endpoints(registry, &self.options);
+        let preferred = self
+            .preferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(registry)
+            .copied();
+        if let Some(i) = preferred.filter(|&i| i < list.len()) {
+            let first = list.remove(i);
+            list.insert(0, first);
+        }
+        list
+    }
+
+    /// Credentials for `ep`: the registry's own, none for a mirror.
+    fn auth_for(&self, ep: &Endpoint) -> RegistryAuth {
+        if ep.mirror {
+            RegistryAuth::Anonymous
         } else {
-            &self.https
+            self.auth.clone()
         }
     }
 
-    fn scheme(&self, registry: &str) -> &'static str {
-        if is_insecure(registry, &self.options) {
-            "http"
+    /// The manifest `reference` names, from `ep`, read with oci-client's authentication but
+    /// through a plain request: its size is checked before its body is read, and the body is
+    /// never read past [`MAX_MANIFEST_SIZE`].
+    async fn get_manifest(&self, ep: &Endpoint, reference: &Reference) -> Result<Manifest> {
+        let clients: Clients = self.clients.get(&ep.host, ep.scheme, &self.options)?;
+        let oref = oci_reference_at(reference, &ep.host);
+        let auth = self.auth_for(ep);
+        let fail =
+            |e: OciDistributionError| translate(e, reference, ep.scheme, self.authenticated());
+        // A token for the repository (oci-client answers the registry's challenge and keeps
+        // the token for the blob requests that follow). An error here shows as the 401 below.
+        let token = self.token(&clients, &oref, &auth, true).await;
+        let target = match (reference.digest(), reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => "latest".to_string(),
+        };
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{target}",
+            ep.scheme,
+            oref.resolve_registry(),
+            oref.repository()
+        );
+        let mut request = clients
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, media_types::ACCEPT.join(", "));
+        request = match (token, &auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            _ => request,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| fail(OciDistributionError::RequestError(e)))?;
+        let status = response.status();
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Digest::parse(v).ok());
+        let limit = if status.is_success() {
+            MAX_MANIFEST_SIZE
         } else {
-            "https"
+            // An error body is a short JSON document.
+            64 << 10
+        };
+        let too_large = |size: String| {
+            RegistryError::Invalid(format!(
+                "manifest for {} is too large: {size} bytes, more than the {MAX_MANIFEST_SIZE} bytes a manifest may have",
+                reference.familiar_string()
+            ))
+        };
+        if status.is_success()
+            && let Some(length) = response.content_length()
+            && length > limit
+        {
+            return Err(too_large(length.to_string()));
         }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| fail(OciDistributionError::RequestError(e)))?;
+            if (body.len() + chunk.len()) as u64 > limit {
+                if status.is_success() {
+                    return Err(too_large(format!("over {limit}")));
+                }
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status != reqwest::StatusCode::OK {
+            return Err(fail(registry_status_error(status, &body, &url)));
+        }
+        // The bytes must match the digest asked for, or else the one the registry names.
+        let digest = Digest::of_bytes(&body);
+        if let Some(expected) = reference.digest().cloned().or(header_digest)
+            && expected != digest
+        {
+            return Err(RegistryError::Transport(format!(
+                "manifest verification failed for digest {expected}"
+            )));
+        }
+        Ok(Manifest {
+            media_type: declared_media_type(&body),
+            bytes: body.into(),
+            digest,
+        })
+    }
+}
+
+/// A registry's answer other than 200, as oci-client classifies it (so that [`translate`]
+/// words it).
+fn registry_status_error(
+    status: reqwest::StatusCode,
+    body: &[u8],
+    url: &str,
+) -> OciDistributionError {
+    let url = url.to_string();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return OciDistributionError::UnauthorizedError { url };
+    }
+    if status.is_client_error()
+        && let Ok(envelope) = serde_json::from_slice::<oci_client::errors::OciEnvelope>(body)
+    {
+        return OciDistributionError::RegistryError { envelope, url };
+    }
+    OciDistributionError::ServerError {
+        code: status.as_u16(),
+        url,
+        message: String::from_utf8_lossy(body).into_owned(),
     }
 }
 
 /// `127.0.0.1:5000/team/app:1.4` as oci-client's reference.
 fn oci_reference(reference: &Reference) -> oci_client::Reference {
-    let registry = reference.domain().to_string();
+    oci_reference_at(reference, reference.domain())
+}
+
+/// The same repository and tag or digest at another host (a mirror).
+fn oci_reference_at(reference: &Reference, host: &str) -> oci_client::Reference {
+    let registry = host.to_string();
     let repository = reference.path().to_string();
     match (reference.digest(), reference.tag()) {
         (Some(d), _) => oci_client::Reference::with_digest(registry, repository, d.to_string()),
@@ -237,6 +356,19 @@ fn translate(
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
                 source = s.source();
             }
+            let text = chain(&e);
+            if text.contains("UnknownIssuer") {
+                // Go's wording, as Docker reports it.
+                return RegistryError::Transport(format!(
+                    "Get \"{url}\": tls: failed to verify certificate: x509: certificate signed by unknown authority"
+                ));
+            }
+            if text.contains("NotValidForName") {
+                return RegistryError::Transport(format!(
+                    "Get \"{url}\": tls: failed to verify certificate: x509: certificate is not valid for {}",
+                    registry.rsplit_once(':').map_or(registry, |(h, _)| h)
+                ));
+            }
             if refused {
                 // Docker pings /v2/ first and reports Go's dial error.
                 RegistryError::Transport(format!(
@@ -279,10 +411,6 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn parse_digest(text: &str) -> Result<Digest> {
-    Digest::parse(text).map_err(|e| RegistryError::Transport(format!("registry sent {e}")))
-}
-
 /// The media type a manifest body declares (registries' Content-Type is not exposed by
 /// oci-client's raw pull; the body says it for every schema 2 and OCI manifest that has one,
 /// and an OCI manifest or index without it is told apart by its fields).
@@ -305,27 +433,28 @@ fn declared_media_type(bytes: &[u8]) -> String {
 }
 
 impl Remote for OciRemote {
+    /// From the registry's mirrors in order, then from the registry itself (whose error is
+    /// the one reported when every endpoint fails).
     async fn fetch_manifest(&self, reference: &Reference) -> Result<Manifest> {
-        let oref = oci_reference(reference);
-        let scheme = self.scheme(reference.domain());
-        let client = self.client_for(reference.domain());
-        let (bytes, digest) = client
-            .pull_manifest_raw(&oref, &self.auth, media_types::ACCEPT)
-            .await
-            .map_err(|e| translate(e, reference, scheme, self.authenticated()))?;
-        // oci-client checked the bytes against the reference's digest or the registry's
-        // Docker-Content-Digest header; a manifest without that header gets its own hash.
-        let digest = parse_digest(&digest)?;
-        if Digest::of_bytes(&bytes) != digest {
-            return Err(RegistryError::Transport(format!(
-                "manifest verification failed for digest {digest}"
-            )));
+        let registry = reference.domain();
+        let endpoints = endpoint::endpoints(registry, &self.options);
+        let mut last = None;
+        for (i, ep) in endpoints.iter().enumerate() {
+            match self.get_manifest(ep, reference).await {
+                Ok(m) => {
+                    self.preferred
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(registry.to_string(), i);
+                    return Ok(m);
+                }
+                Err(e) if ep.mirror => {
+                    tracing::info!(mirror = %ep.host, image = %reference, error = %e, "mirror failed, trying the next endpoint");
+                }
+                Err(e) => last = Some(e),
+            }
         }
-        Ok(Manifest {
-            media_type: declared_media_type(&bytes),
-            bytes,
-            digest,
-        })
+        Err(last.unwrap_or_else(|| RegistryError::Transport("no endpoint".into())))
     }
 
     async fn fetch_blob(
@@ -334,69 +463,122 @@ impl Remote for OciRemote {
         desc: &Descriptor,
         offset: u64,
     ) -> Result<BlobStream> {
-        let oref = oci_reference(repository);
-        let scheme = self.scheme(repository.domain());
-        let client = self.client_for(repository.domain());
-        let digest = desc.digest.to_string();
-        let layer = LayerDescriptor {
-            digest: &digest,
-            urls: &None,
-        };
-        let (sized, start) = if offset == 0 {
-            client.pull_blob_stream(&oref, &layer).await.map(|s| (s, 0))
-        } else {
-            // A partial response is not verified by oci-client; the store verifies the whole.
-            client
-                .pull_blob_stream_partial(&oref, &layer, offset, None)
-                .await
-                .map(|r| match r {
-                    BlobResponse::Full(s) => (s, 0),
-                    BlobResponse::Partial(s) => (s, offset),
-                })
-        }
-        .map_err(|e| translate(e, repository, scheme, self.authenticated()))?;
-        let what = digest.clone();
-        // oci-client verifies the digest at the end of a full stream; its error names
-        // neither the layer nor Docker's wording.
-        let stream = sized
-            .stream
-            .map(move |item| {
-                item.map_err(|e| {
-                    if e.to_string().to_lowercase().contains("digest") {
-                        std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!("filesystem layer verification failed for digest {what}"),
-                        )
-                    } else {
-                        e
+        let mut last = None;
+        for ep in self.ordered_endpoints(repository.domain()) {
+            match self.blob_from(&ep, repository, desc, offset).await {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    tracing::info!(endpoint = %ep.host, blob = %desc.digest, error = %e, "blob fetch failed");
+                    // The registry's own error wins over a mirror's.
+                    if !ep.mirror || last.is_none() {
+                        last = Some(e);
                     }
-                })
-            })
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| RegistryError::Transport("no endpoint".into())))
+    }
+}
+
+impl OciRemote {
+    /// The blob `desc` from `ep`, from byte `offset` on, through the plain client (which
+    /// presents the registry's client certificate), with the token oci-client obtained for the
+    /// repository; a 401 (an expired token) gets a fresh one once.
+    async fn blob_from(
+        &self,
+        ep: &Endpoint,
+        repository: &Reference,
+        desc: &Descriptor,
+        offset: u64,
+    ) -> Result<BlobStream> {
+        let clients = self.clients.get(&ep.host, ep.scheme, &self.options)?;
+        let oref = oci_reference_at(repository, &ep.host);
+        let auth = self.auth_for(ep);
+        let fail =
+            |e: OciDistributionError| translate(e, repository, ep.scheme, self.authenticated());
+        let url = format!(
+            "{}://{}/v2/{}/blobs/{}",
+            ep.scheme,
+            oref.resolve_registry(),
+            oref.repository(),
+            desc.digest
+        );
+        let mut fresh_token = false;
+        let response = loop {
+            let token = self.token(&clients, &oref, &auth, fresh_token).await;
+            let mut request = clients.http.get(&url);
+            if offset > 0 {
+                request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+            }
+            request = match (token, &auth) {
+                (Some(token), _) => request.bearer_auth(token),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    request.basic_auth(user, Some(password))
+                }
+                _ => request,
+            };
+            let response = request
+                .send()
+                .await
+                .map_err(|e| fail(OciDistributionError::RequestError(e)))?;
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh_token {
+                fresh_token = true;
+                continue;
+            }
+            break response;
+        };
+        let status = response.status();
+        let start = match status {
+            reqwest::StatusCode::PARTIAL_CONTENT if offset > 0 => offset,
+            reqwest::StatusCode::OK => 0,
+            _ => {
+                let body = response.bytes().await.unwrap_or_default();
+                let body = &body[..body.len().min(64 << 10)];
+                return Err(fail(registry_status_error(status, body, &url)));
+            }
+        };
+        let length = response.content_length();
+        // The store verifies the blob's digest as it writes it.
+        let stream = response
+            .bytes_stream()
+            .map(|item| item.map_err(std::io::Error::other))
             .boxed();
         Ok(BlobStream {
-            length: sized.content_length,
+            length,
             start,
             stream,
         })
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_registries_are_insecure_by_default() {
-        let none = RemoteOptions::default();
-        assert!(is_insecure("127.0.0.1:5000", &none));
-        assert!(is_insecure("127.3.2.1", &none));
-        assert!(is_insecure("localhost:5000", &none));
-        assert!(is_insecure("[::1]:5000", &none));
-        assert!(!is_insecure("registry.example.com:5000", &none));
-        assert!(!is_insecure("10.0.0.1:5000", &none));
-        let some = RemoteOptions {
-            insecure_registries: vec!["10.0.0.1:5000".into()],
-        };
-        assert!(is_insecure("10.0.0.1:5000", &some));
+    /// The bearer token for `oref`'s repository (oci-client answers the challenge), kept for
+    /// this client's later requests; `None` when the registry wants none (or HTTP basic).
+    async fn token(
+        &self,
+        clients: &Clients,
+        oref: &oci_client::Reference,
+        auth: &RegistryAuth,
+        fresh: bool,
+    ) -> Option<String> {
+        let key = format!("{}/{}", oref.resolve_registry(), oref.repository());
+        if !fresh
+            && let Some(t) = self
+                .tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+        {
+            return t.clone();
+        }
+        let token = clients
+            .oci
+            .auth(oref, auth, oci_client::RegistryOperation::Pull)
+            .await
+            .ok()
+            .flatten();
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, token.clone());
+        token
     }
 }

@@ -5,6 +5,7 @@
 //! messages (`Pulling fs layer`, `Downloading`, ... `Pull complete`).
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,8 +15,10 @@ use berth_image::{Digest, Image, ImageConfig, ImageStore, Reference};
 use futures_util::TryStreamExt;
 use tokio::runtime::Handle;
 
+use super::inflight;
 use super::manifest::{self, Parsed, Platform};
-use super::resume::ResumingReader;
+use super::partial::{self, Partial};
+use super::resume::{Persistence, ResumingReader};
 use super::{Descriptor, Manifest, RegistryError, Remote, Result};
 
 /// Indexes nest (an index of indexes); more levels than this is a loop or an attack.
@@ -23,6 +26,36 @@ const MAX_INDEX_DEPTH: usize = 4;
 
 /// The largest config blob fetched into memory (Docker's limit for configs is 8 MiB).
 const MAX_CONFIG_SIZE: u64 = 8 << 20;
+
+/// How a pull downloads.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Layers downloaded at once (`max-concurrent-downloads`).
+    pub max_concurrent: usize,
+    /// Retries, back-off and stall detection of each blob.
+    pub persistence: Persistence,
+    /// Where partial downloads are kept for a resume (after a failure or a restart); `None`
+    /// keeps none.
+    pub partial_dir: Option<PathBuf>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            max_concurrent: 3,
+            persistence: Persistence::default(),
+            partial_dir: None,
+        }
+    }
+}
+
+/// Removes the partial downloads under `dir` (for the store at `store_root`) that nobody
+/// touched for [`partial::MAX_AGE`] and that no pull is downloading now.
+pub fn sweep_partial_downloads(store_root: &std::path::Path, dir: &std::path::Path) -> usize {
+    partial::sweep(dir, partial::MAX_AGE, &|hex| {
+        inflight::is_running(store_root, hex)
+    })
+}
 
 /// A reference resolved to one image manifest.
 #[derive(Debug, Clone)]
@@ -152,8 +185,8 @@ pub async fn inspect_remote<R: Remote>(
 
 /// Pulls the image whose top-level manifest (or index) `top` was fetched for `reference`
 /// into `store`: `Pulling from`, platform selection (errors from here on are the stream's,
-/// as in Docker), then the config and `max_concurrent` layers at a time, reporting progress
-/// to `events`. Blocking: runs on a blocking thread, `handle` drives the requests.
+/// as in Docker), then the config and `options.max_concurrent` layers at a time, reporting
+/// progress to `events`. Blocking: runs on a blocking thread, `handle` drives the requests.
 #[allow(clippy::too_many_arguments)]
 pub fn pull_image<R: Remote>(
     remote: &R,
@@ -162,7 +195,7 @@ pub fn pull_image<R: Remote>(
     reference: &Reference,
     top: Manifest,
     platform: &Platform,
-    max_concurrent: usize,
+    options: &PullOptions,
     events: &(dyn Fn(PullEvent) + Sync),
 ) -> Result<PullOutcome> {
     let tag_or_digest = match (reference.tag(), reference.digest()) {
@@ -175,7 +208,7 @@ pub fn pull_image<R: Remote>(
         format!("Pulling from {}", reference.path()),
     ));
     let resolved = handle.block_on(resolve_image(remote, reference, top, platform))?;
-    fetch_image(remote, handle, store, &resolved, max_concurrent, events)
+    fetch_image(remote, handle, store, &resolved, options, events)
 }
 
 /// Fetches a resolved image into `store` (see [`pull_image`]).
@@ -184,10 +217,14 @@ pub fn fetch_image<R: Remote>(
     handle: &Handle,
     store: &ImageStore,
     resolved: &Resolved,
-    max_concurrent: usize,
+    options: &PullOptions,
     events: &(dyn Fn(PullEvent) + Sync),
 ) -> Result<PullOutcome> {
     let reference = &resolved.reference;
+    let persistence = options.persistence;
+    if let Some(dir) = &options.partial_dir {
+        sweep_partial_downloads(store.root(), dir);
+    }
     let repository = reference.repository();
     let named = reference.familiar_string();
     let previous = store.get(&named).ok().map(|i| i.id);
@@ -201,11 +238,26 @@ pub fn fetch_image<R: Remote>(
             config.digest, config.size
         )));
     }
+    // Claimed like a layer: two pulls of one image fetch its config once.
+    let claim = loop {
+        if let Some(c) = inflight::claim(store.root(), &config.digest, &mut || {}) {
+            break c;
+        }
+    };
     if !ingest.has_blob(&config.digest) {
-        let mut reader = ResumingReader::new(remote, handle, &repository, config, Box::new(|_| {}));
+        let mut reader = ResumingReader::new(
+            remote,
+            handle,
+            &repository,
+            config,
+            persistence,
+            None,
+            Box::new(|_| {}),
+        );
         reader.open()?;
         ingest.write_blob(&mut reader, &config.digest)?;
     }
+    drop(claim);
     let config_bytes = ingest.read_blob(&config.digest)?;
     let image_config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
         RegistryError::Invalid(format!("invalid image config {}: {e}", config.digest))
@@ -233,7 +285,7 @@ pub fn fetch_image<R: Remote>(
             todo.push_back(i);
         }
     }
-    let workers = max_concurrent.max(1).min(todo.len());
+    let workers = options.max_concurrent.max(1).min(todo.len());
     for &i in todo.iter().skip(workers) {
         events(PullEvent::new(Some(layers[i].digest.short()), "Waiting"));
     }
@@ -252,10 +304,22 @@ pub fn fetch_image<R: Remote>(
                 format!("Retrying in {secs} {unit}"),
             ));
         };
-        let mut reader =
-            ResumingReader::new(remote, handle, &repository, desc, Box::new(retry_message));
-        // The first request's failure (unknown blob, refused connection) is the pull's error.
-        reader.open()?;
+        // One download of a blob at a time in this daemon: a pull that needs a blob another
+        // pull is fetching waits for it, then finds it stored.
+        let _claim = loop {
+            if let Some(c) = inflight::claim(store.root(), &desc.digest, &mut || {
+                events(PullEvent::new(Some(id), "Waiting"))
+            }) {
+                break c;
+            }
+        };
+        if ingest.has_layer(&desc.digest, &diff_ids[i], parent(i)) || ingest.has_blob(&desc.digest)
+        {
+            // Fetched by another pull meanwhile (commit unpacks a stored blob if need be).
+            events(PullEvent::new(Some(id), "Download complete"));
+            events(PullEvent::new(Some(id), "Pull complete"));
+            return Ok(());
+        }
         let size = desc.size;
         let mut last = Instant::now() - Duration::from_secs(1);
         let mut progress = |current: u64| {
@@ -269,15 +333,71 @@ pub fn fetch_image<R: Remote>(
                 });
             }
         };
-        ingest
-            .write_layer(
-                &mut reader,
-                &desc.digest,
-                &diff_ids[i],
-                parent(i),
-                &mut progress,
-            )
-            .map_err(|e| layer_error(e, &desc.digest))?;
+        let mut from_scratch = false;
+        loop {
+            let saved = match &options.partial_dir {
+                Some(dir) if !from_scratch => Partial::open(dir, &desc.digest, size)
+                    .map_err(|e| {
+                        tracing::warn!(blob = %desc.digest, error = %e, "cannot keep a partial download");
+                    })
+                    .ok(),
+                _ => None,
+            };
+            let mut reader = ResumingReader::new(
+                remote,
+                handle,
+                &repository,
+                desc,
+                persistence,
+                saved,
+                Box::new(&retry_message),
+            );
+            if reader.resumed_from() > 0 {
+                tracing::info!(blob = %desc.digest, from = reader.resumed_from(), "resuming a partial download");
+            }
+            // The first request's failure (unknown blob, refused connection) is the pull's error.
+            reader.open()?;
+            // Saved as it is read into the partial download, which becomes the stored blob.
+            let written = match reader.spool() {
+                Some((spool, saved)) => ingest.write_layer_resumable(
+                    &mut reader,
+                    &spool,
+                    saved,
+                    &desc.digest,
+                    &diff_ids[i],
+                    parent(i),
+                    &mut progress,
+                ),
+                None => ingest.write_layer(
+                    &mut reader,
+                    &desc.digest,
+                    &diff_ids[i],
+                    parent(i),
+                    &mut progress,
+                ),
+            };
+            match written {
+                Ok(_) => {
+                    reader.discard_partial();
+                    break;
+                }
+                Err(e) => {
+                    // Kept only when the network failed: the bytes saved are good for a resume.
+                    if !reader.network_failed {
+                        reader.discard_partial();
+                    }
+                    let resumed = reader.resumed_from() > 0;
+                    drop(reader);
+                    if resumed && !from_scratch && e.to_string().contains("verification failed") {
+                        // The saved bytes were bad (a crash mid-write): once more from byte 0.
+                        tracing::warn!(blob = %desc.digest, "a resumed download did not verify; starting over");
+                        from_scratch = true;
+                        continue;
+                    }
+                    return Err(layer_error(e, &desc.digest));
+                }
+            }
+        }
         events(PullEvent::new(Some(id), "Verifying Checksum"));
         events(PullEvent::new(Some(id), "Download complete"));
         events(PullEvent {

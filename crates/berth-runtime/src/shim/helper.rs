@@ -185,12 +185,19 @@ where
 
 /// Closes every descriptor above stdio except `keep` (the result socket).
 fn close_inherited(keep: RawFd) {
+    close_all_except(&[keep]);
+}
+
+/// Closes every descriptor above stdio except those in `keep`. For a freshly forked,
+/// single-threaded child that ends with `_exit` or `execve`: the objects that owned the
+/// closed descriptors must never be used (or dropped) again.
+pub(crate) fn close_all_except(keep: &[RawFd]) {
     let close_range = |first: RawFd, last: RawFd| {
         if first > last {
             return;
         }
         // SAFETY: closes descriptors of this freshly forked, single-threaded child only; the
-        // objects that own them are never used again here (the child ends with `_exit`).
+        // objects that own them are never used again here (see the function).
         let rc = unsafe {
             nix::libc::syscall(
                 nix::libc::SYS_close_range,
@@ -211,18 +218,25 @@ fn close_inherited(keep: RawFd) {
             }
         }
     };
-    close_range(3, keep - 1);
-    close_range(keep + 1, RawFd::MAX);
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 3;
+    for fd in keep {
+        close_range(first, fd - 1);
+        first = fd + 1;
+    }
+    close_range(first, RawFd::MAX);
 }
 
 /// Makes libcontainer's procfs access open a handle per use instead of one cached handle.
 ///
 /// pathrs (libcontainer's safe path library) keeps one private, detached `subset=pid` procfs
-/// mount open for the life of the process. Made in the exec's intermediate process, which
-/// is still in the host's PID namespace, it is a view of the host's processes; the exec's
-/// process inherits it (close-on-exec only) while it already lives in the container's PID
-/// namespace, so until `execve` a process in the container with `CAP_SYS_PTRACE` could open
-/// `/proc/<pid>/fd/<n>/1/root`: the host's root. pathrs gives up its cache for good when the
+/// mount open for the life of the process. Made in libcontainer's intermediate process, which
+/// is still in the host's PID namespace, it is a view of the host's processes; an init that
+/// joins another container's PID namespace inherits it (close-on-exec only) while it already
+/// lives there, so until `execve` a process in that container with `CAP_SYS_PTRACE` could
+/// open `/proc/<pid>/fd/<n>/1/root`: the host's root. pathrs gives up its cache for good when the
 /// cached descriptor stops being a procfs (its guard for runtimes that close descriptors):
 /// make the handle now, in the helper, and put `/dev/null` in its place. Every later handle
 /// is then owned by the code that uses it and closed after that use.

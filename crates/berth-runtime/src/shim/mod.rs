@@ -45,6 +45,7 @@ pub mod local_log;
 mod log;
 mod lookup;
 mod loopback;
+mod nsexec;
 mod oci_cli;
 pub mod server;
 

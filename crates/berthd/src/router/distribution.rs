@@ -204,7 +204,7 @@ async fn pull(
         .map_err(|e| Error(registry_error(&e)))?;
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let handle = tokio::runtime::Handle::current();
-    let max_concurrent = state.config.registry.max_concurrent_downloads;
+    let options = state.config.registry.pull_options(&state.config.data_root);
     tokio::task::spawn_blocking(move || {
         let send = |message: &JsonMessage| {
             let mut line = serde_json::to_vec(message).unwrap_or_default();
@@ -221,7 +221,7 @@ async fn pull(
             &reference,
             top,
             &platform,
-            max_concurrent,
+            &options,
             &events,
         );
         match result {

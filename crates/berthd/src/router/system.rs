@@ -82,18 +82,20 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
         .map_err(join_error)?;
     let (containers, running, paused, stopped) = state.containers.counts();
     let (os, os_version) = sysinfo::operating_system();
+    let registry = &state.config.registry;
     let mut index_configs = BTreeMap::new();
     index_configs.insert(
         "docker.io".to_string(),
         IndexInfo {
             name: "docker.io".into(),
-            mirrors: Vec::new(),
+            mirrors: registry.mirrors.clone(),
             secure: true,
             official: true,
         },
     );
-    // Insecure registries named in the configuration (loopback ones are the CIDRs below).
-    for name in &state.config.registry.insecure_registries {
+    // Insecure registries named in the configuration (loopback ones are the CIDRs below),
+    // and registries with mirrors of their own.
+    for name in &registry.insecure_registries {
         index_configs.insert(
             name.clone(),
             IndexInfo {
@@ -103,6 +105,18 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
                 official: false,
             },
         );
+    }
+    for (name, mirrors) in &registry.mirrors_per_registry {
+        let options = registry.remote_options();
+        let entry = index_configs
+            .entry(name.clone())
+            .or_insert_with(|| IndexInfo {
+                name: name.clone(),
+                mirrors: Vec::new(),
+                secure: berth_registry::client::is_secure(name, &options),
+                official: name == "docker.io",
+            });
+        entry.mirrors = mirrors.clone();
     }
     let mut runtimes = BTreeMap::new();
     runtimes.insert(
@@ -167,7 +181,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
         registry_config: RegistryServiceConfig {
             insecure_registry_cidrs: vec!["::1/128".into(), "127.0.0.0/8".into()],
             index_configs,
-            mirrors: Vec::new(),
+            mirrors: registry.mirrors.clone(),
         },
         name: sysinfo::hostname(),
         labels: state.config.labels.clone(),

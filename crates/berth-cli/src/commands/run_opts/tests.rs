@@ -4,6 +4,9 @@
 use clap::Parser;
 use serde_json::Value;
 
+use super::parse::{
+    PortMap, parse_device, parse_expose, parse_mount, parse_port_spec, parse_restart, parse_ulimit,
+};
 use super::*;
 
 #[derive(Debug, Parser)]
