@@ -638,7 +638,16 @@ fn bad_input_changes_nothing() {
         out.stderr
     );
     let out = d
-        .berth(&["create", "--volumes-from", "nobody", "busybox"])
+        // (`--pull never`: as docker's, the CLI answers any 404 of a create by pulling the
+        // image and trying again, and this one has no registry to pull from.)
+        .berth(&[
+            "create",
+            "--pull",
+            "never",
+            "--volumes-from",
+            "nobody",
+            "busybox",
+        ])
         .failure();
     assert!(
         out.stderr.contains("No such container: nobody"),

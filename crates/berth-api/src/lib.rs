@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 pub mod json;
 pub mod models;
+pub mod networking;
 pub mod query;
 pub mod stream;
 pub mod units;

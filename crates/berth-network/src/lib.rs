@@ -74,5 +74,5 @@ pub mod store;
 
 pub use control_error::ControlError;
 pub use dataplane::{DataPlane, HostDataPlane};
-pub use manager::{ContainerRequest, NetworkEvents, NetworkOptions, Networks, StartInfo};
+pub use manager::{NetworkEvents, NetworkOptions, NetworkRequest, Networks, StartInfo};
 pub use tasks::Tasks;

@@ -11,7 +11,7 @@ use berth_container::network::{
     NetFuture, NetworkAttacher, NetworkHandle, NetworkRequest, NetworkStart,
 };
 use berth_container::{Containers, EventSink, Options};
-use berth_network::{ContainerRequest, NetworkEvents, NetworkOptions, Networks};
+use berth_network::{NetworkEvents, NetworkOptions, Networks};
 
 use tokio_util::sync::CancellationToken;
 
@@ -92,19 +92,7 @@ struct Attacher(Networks);
 
 impl NetworkAttacher for Attacher {
     fn create(&self, req: NetworkRequest) -> Result<String, ApiError> {
-        self.0
-            .container_create(&ContainerRequest {
-                id: req.id,
-                name: req.name,
-                mode: req.mode,
-                endpoints: req.endpoints,
-                port_bindings: req.port_bindings,
-                publish_all: req.publish_all,
-                exposed: req.exposed,
-                dns: req.dns,
-                ephemeral: req.ephemeral,
-            })
-            .map_err(ApiError::from)
+        self.0.container_create(&req).map_err(ApiError::from)
     }
     fn start<'a>(&'a self, id: &'a str) -> NetFuture<'a, Result<NetworkStart, ApiError>> {
         Box::pin(async move {

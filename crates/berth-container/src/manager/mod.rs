@@ -10,6 +10,7 @@ mod etc_files;
 mod exec;
 mod exits;
 mod inspect;
+mod orphans;
 mod pause_top;
 mod pid_peers;
 mod remove;

@@ -188,6 +188,7 @@ impl Containers {
                 .by_id
                 .contains_key(&*e.file_name().to_string_lossy());
             if !known {
+                super::orphans::end_unsupervised_shim(&e.path());
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -198,8 +199,9 @@ impl Containers {
     /// running), so no client was told it started and nobody supervises it. Left alone, its
     /// processes and shim would outlive the container's removal.
     pub(super) fn end_unrecorded_start(&self, c: &Arc<Container>) {
+        let shim = super::orphans::end_unsupervised_shim(&c.paths.run);
         let cg = c.cgroup_path();
-        if cgroup::pids(&cg).is_empty() {
+        if !shim && cgroup::pids(&cg).is_empty() {
             return;
         }
         tracing::warn!(id = %c.id, "ending a container whose start the last daemon did not record");

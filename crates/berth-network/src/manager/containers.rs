@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use berth_api::models::container::{EndpointSettings, PortBinding};
+use berth_api::models::container::EndpointSettings;
+use berth_api::networking::NetworkRequest;
 
 use super::ports::port_specs;
 use super::{Networks, State, lock};
@@ -11,36 +12,10 @@ use crate::control_error::{ControlError, Result};
 use crate::ipam;
 use crate::store::{ContainerNet, NetworkRecord, Requested};
 
-/// What a new container asks of the network service, in one piece: the seam's one call at
-/// create. Fields keep Docker's API shapes, which the records store as given.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ContainerRequest {
-    /// The container's full id.
-    pub id: String,
-    pub name: String,
-    /// `HostConfig.NetworkMode` as given: `default`, `bridge`, `host`, `none`,
-    /// `container:<id>` or a network's name or id.
-    pub mode: String,
-    /// `NetworkingConfig.EndpointsConfig`, by network: aliases, static addresses
-    /// (`IPAMConfig`), MAC address, links, driver options.
-    pub endpoints: BTreeMap<String, EndpointSettings>,
-    /// `HostConfig.PortBindings`.
-    pub port_bindings: BTreeMap<String, Option<Vec<PortBinding>>>,
-    /// `HostConfig.PublishAllPorts` (`-P`).
-    pub publish_all: bool,
-    /// `Config.ExposedPorts` keys (`80/tcp`).
-    pub exposed: Vec<String>,
-    /// `HostConfig.Dns`: where the embedded DNS server forwards instead of the host's resolvers.
-    pub dns: Vec<String>,
-    /// Auto-removed (`--rm`): records are written without waiting for the disk until
-    /// [`Networks::container_persist`] (see `Store::set_ephemeral`).
-    pub ephemeral: bool,
-}
-
 impl Networks {
     /// Checks and records a new container's networking. Nothing runs yet. Returns the
     /// normalised network mode (`default` becomes `bridge`, or `none` without a default bridge).
-    pub fn container_create(&self, req: &ContainerRequest) -> Result<String> {
+    pub fn container_create(&self, req: &NetworkRequest) -> Result<String> {
         if req.ephemeral {
             self.inner.store.set_ephemeral(&req.id);
         }
@@ -56,7 +31,7 @@ impl Networks {
     }
 
     /// A new container's record, its mode and endpoints checked against the networks.
-    fn container_record(&self, req: &ContainerRequest) -> Result<ContainerNet> {
+    fn container_record(&self, req: &NetworkRequest) -> Result<ContainerNet> {
         let endpoints = &primary_named(&req.endpoints, &req.mode);
         let st = lock(&self.inner.state);
         let mode = match req.mode.as_str() {
@@ -247,7 +222,7 @@ fn primary_named(
 
 /// The record of a container on the host's network, on none, or in another's netns: no
 /// endpoints of its own.
-fn shared_record(req: &ContainerRequest, mode: &str) -> Result<ContainerNet> {
+fn shared_record(req: &NetworkRequest, mode: &str) -> Result<ContainerNet> {
     if mode.starts_with("container:") && !req.port_bindings.is_empty() {
         return Err(ControlError::invalid(
             "conflicting options: port publishing and the container type network mode",

@@ -34,7 +34,7 @@ mod service_tests;
 #[cfg(test)]
 mod tests;
 
-pub use containers::ContainerRequest;
+pub use berth_api::networking::NetworkRequest;
 pub use ports::{parse_port_key, port_specs};
 
 /// How long [`Networks::shutdown`] waits for background work.

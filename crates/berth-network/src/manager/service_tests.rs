@@ -10,7 +10,7 @@ use berth_api::models::container::{EndpointIpamConfig, EndpointSettings, PortBin
 use berth_api::models::network::{Ipam, IpamConfig, NetworkCreateRequest};
 
 use super::fake::FakeDataPlane;
-use super::{ContainerRequest, NetworkEvents, NetworkOptions, Networks};
+use super::{NetworkEvents, NetworkOptions, NetworkRequest, Networks};
 use crate::control_error::Result;
 use crate::ipam;
 
@@ -97,7 +97,7 @@ fn create(
             (k.to_string(), Some(vec![b]))
         })
         .collect();
-    n.container_create(&ContainerRequest {
+    n.container_create(&NetworkRequest {
         id: id(name),
         name: name.into(),
         mode: network.into(),

@@ -112,7 +112,7 @@ async fn create_refuses_what_docker_refuses() {
 async fn container_modes_and_endpoint_checks() {
     let dir = tempfile::tempdir().unwrap();
     let n = service(dir.path()).await;
-    let req = |name: &str, mode: &str| ContainerRequest {
+    let req = |name: &str, mode: &str| NetworkRequest {
         id: name.repeat(64),
         name: name.into(),
         mode: mode.into(),
