@@ -81,26 +81,7 @@ pub struct CommitOptions {
 
 /// `GET/PUT /containers/{id}/archive` file stat, decoded from the base64 JSON
 /// `X-Docker-Container-Path-Stat` header.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PathStat {
-    pub name: String,
-    pub size: i64,
-    /// Go's `os.FileMode` bits (directory is bit 31, symlink bit 27).
-    pub mode: u32,
-    pub mtime: String,
-    #[serde(rename = "linkTarget")]
-    pub link_target: String,
-}
-
-impl PathStat {
-    pub fn is_dir(&self) -> bool {
-        self.mode & (1 << 31) != 0
-    }
-    pub fn is_symlink(&self) -> bool {
-        self.mode & (1 << 27) != 0
-    }
-}
+pub use berth_api::models::PathStat;
 
 /// `PUT /containers/{id}/archive` parameters.
 #[derive(Debug, Clone, Default)]
@@ -745,8 +726,7 @@ pub(crate) fn path_stat_for_test(headers: &http::HeaderMap) -> Result<PathStat> 
 
 /// Encodes a path stat as the daemon sends it (for tests and fakes).
 pub fn encode_path_stat(stat: &PathStat) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(stat).unwrap_or_default())
+    stat.header_value()
 }
 
 /// Splits multiplexed frames out of a chunk stream. A stream type the decoder does not know

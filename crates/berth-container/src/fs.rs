@@ -33,7 +33,6 @@ use berth_image::unpack::ExtractOptions;
 use berth_image::{CommitRequest, HistoryEntry, Image, ImageConfig};
 use berth_runtime::rootfs;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
-use serde::Serialize;
 
 use crate::error::{ContainerError, Result, invalid};
 use crate::manager::{Container, Containers, cgroup_of};
@@ -57,24 +56,7 @@ pub const CHANGE_DELETED: u8 = 2;
 const MOUNT_STUBS: [&[u8]; 3] = [b"etc/hostname", b"etc/hosts", b"etc/resolv.conf"];
 
 /// Docker's `X-Docker-Container-Path-Stat`: a path's stat, `mode` in Go's `os.FileMode` bits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PathStat {
-    pub name: String,
-    pub size: i64,
-    pub mode: u32,
-    pub mtime: String,
-    #[serde(rename = "linkTarget")]
-    pub link_target: String,
-}
-
-impl PathStat {
-    /// The header value: base64 of the JSON.
-    pub fn header_value(&self) -> String {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD
-            .encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-}
+pub use berth_api::models::PathStat;
 
 /// `POST /commit` parameters.
 #[derive(Debug, Clone, Default)]

@@ -42,6 +42,7 @@ pub mod events;
 pub mod image;
 mod mac_compat;
 pub mod network;
+pub mod path_stat;
 pub mod progress;
 pub mod stats;
 pub mod strslice;
@@ -64,6 +65,7 @@ pub use network::{
     Ipam, IpamConfig, NetworkConnectRequest, NetworkContainer, NetworkCreateRequest,
     NetworkCreateResponse, NetworkDisconnectRequest, NetworkPruneResponse, NetworkResource,
 };
+pub use path_stat::PathStat;
 pub use progress::{ErrorDetail, JsonMessage, ProgressDetail};
 pub use system::{DiskUsage, SystemInfo, SystemVersion};
 pub use volume::{
