@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    container, context::ContextCommand, cp, image, network, pull, stats, system, volume,
+    container, context::ContextCommand, cp, image, network, pull, push, stats, system, volume,
 };
 
 /// A self-sufficient runtime for containers
@@ -193,6 +193,8 @@ pub enum Command {
     Load(image::LoadArgs),
     /// Download an image from a registry
     Pull(pull::PullArgs),
+    /// Upload an image to a registry
+    Push(push::PushArgs),
     /// Remove one or more images
     Rmi(image::RemoveArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)

@@ -185,7 +185,7 @@ fn usage_exit_code(e: &clap::Error) -> u8 {
 }
 
 async fn run(env: Env, command: Command) -> anyhow::Result<()> {
-    use commands::{container, context, cp, image, network, pull, stats, system, volume};
+    use commands::{container, context, cp, image, network, pull, push, stats, system, volume};
     match command {
         Command::Context { command } => context::run(&env, command).await,
         Command::Image { command } => image::run(&env, command).await,
@@ -222,6 +222,7 @@ async fn run(env: Env, command: Command) -> anyhow::Result<()> {
         Command::Exec(args) => container::exec(&env, args).await,
         Command::Load(args) => image::load(&env, args).await,
         Command::Pull(args) => pull::pull(&env, args).await,
+        Command::Push(args) => push::push(&env, args).await,
         Command::Rmi(args) => image::remove(&env, args).await,
         Command::Save(args) => image::save(&env, args).await,
         Command::Tag(args) => image::tag(&env, args).await,

@@ -220,4 +220,24 @@ impl Client {
             .await?;
         Ok(stream::json_stream(response.into_body(), "image pull"))
     }
+
+    /// `POST /images/{name}/push?tag=`: pushes an image (every tag of the repository when
+    /// `tag` is empty), streaming progress.
+    pub async fn image_push(
+        &self,
+        name: &str,
+        tag: &str,
+    ) -> Result<impl Stream<Item = Result<JsonMessage>> + Send + use<>> {
+        let mut query = Query::new();
+        query.non_empty("tag", tag);
+        let response = self
+            .request(
+                Method::POST,
+                &format!("/images/{name}/push"),
+                &query,
+                Body::Empty,
+            )
+            .await?;
+        Ok(stream::json_stream(response.into_body(), "image push"))
+    }
 }

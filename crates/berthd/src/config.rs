@@ -104,6 +104,9 @@ pub struct Flags {
     /// Layers a pull downloads at once [default: 3]
     #[arg(long, value_name = "N")]
     pub max_concurrent_downloads: Option<usize>,
+    /// Layers a push uploads at once [default: 5]
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_uploads: Option<usize>,
 }
 
 /// `daemon.json`: the dockerd keys Berth understands.
@@ -130,6 +133,7 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub insecure_registries: Option<Vec<String>>,
     pub max_concurrent_downloads: Option<usize>,
+    pub max_concurrent_uploads: Option<usize>,
 }
 
 /// One entry of daemon.json `default-address-pools`: subnets of `size` bits from `base`.
@@ -264,6 +268,7 @@ pub struct Config {
 pub struct RegistryConfig {
     pub insecure_registries: Vec<String>,
     pub max_concurrent_downloads: usize,
+    pub max_concurrent_uploads: usize,
 }
 
 impl Default for RegistryConfig {
@@ -272,6 +277,7 @@ impl Default for RegistryConfig {
             insecure_registries: Vec::new(),
             // dockerd's default.
             max_concurrent_downloads: 3,
+            max_concurrent_uploads: 5,
         }
     }
 }
@@ -430,6 +436,9 @@ impl Config {
         ) {
             conflict("max-concurrent-downloads", a.to_string(), b.to_string());
         }
+        if let (Some(a), Some(b)) = (flags.max_concurrent_uploads, file.max_concurrent_uploads) {
+            conflict("max-concurrent-uploads", a.to_string(), b.to_string());
+        }
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflicts(conflicts.join(", ")));
         }
@@ -503,6 +512,11 @@ impl Config {
                 .max_concurrent_downloads
                 .or(file.max_concurrent_downloads)
                 .unwrap_or(3)
+                .max(1),
+            max_concurrent_uploads: flags
+                .max_concurrent_uploads
+                .or(file.max_concurrent_uploads)
+                .unwrap_or(5)
                 .max(1),
         };
         Ok(Config {

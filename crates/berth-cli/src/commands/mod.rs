@@ -7,6 +7,7 @@ pub mod cp;
 pub mod image;
 pub mod network;
 pub mod pull;
+pub mod push;
 pub mod run_opts;
 pub mod session;
 pub mod stats;

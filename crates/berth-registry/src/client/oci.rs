@@ -57,7 +57,7 @@ pub struct OciRemote {
 
 /// rustls needs a process-wide crypto provider; Berth builds with ring (aws-lc-rs, the
 /// default, costs minutes of cmake build).
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -65,7 +65,7 @@ fn install_crypto_provider() {
 }
 
 /// Whether `registry` (`host[:port]`) is spoken to over plain HTTP.
-fn is_insecure(registry: &str, options: &RemoteOptions) -> bool {
+pub(crate) fn is_insecure(registry: &str, options: &RemoteOptions) -> bool {
     if options.insecure_registries.iter().any(|r| r == registry) {
         return true;
     }

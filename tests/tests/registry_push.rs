@@ -1,0 +1,230 @@
+//! Pushing to a real registry (Debian's docker-registry on 127.0.0.1, see
+//! berth_e2e::registry): through berth, the raw API and the docker CLI, then pulled back.
+//! Skipped with a message where docker-registry is not installed.
+
+use std::io::Read;
+
+use berth_e2e::fixtures::{ImageSpec, sha256_hex};
+use berth_e2e::registry::{DOCKER_MANIFEST, Registry};
+use berth_e2e::{Daemon, docker_cli};
+
+/// The status lines of a JSON stream, `id: status` (or `status`).
+fn statuses(lines: &[serde_json::Value]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l["status"].is_string())
+        .map(|l| match l["id"].as_str() {
+            Some(id) => format!("{id}: {}", l["status"].as_str().unwrap_or_default()),
+            None => l["status"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
+fn load(daemon: &Daemon, spec: &ImageSpec) {
+    let r = daemon
+        .api()
+        .post("/images/load?quiet=1", Some(&spec.docker_archive()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains("error"), "{}", r.text());
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("gunzip");
+    out
+}
+
+/// The manifest under `reference` in `repo`, with its digest.
+fn manifest(registry: &Registry, repo: &str, reference: &str) -> (serde_json::Value, String) {
+    let r = registry.request(
+        "GET",
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &[(
+            "Accept",
+            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+        )],
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    (r.json(), format!("sha256:{}", sha256_hex(&r.body)))
+}
+
+fn blob(registry: &Registry, repo: &str, digest: &str) -> Vec<u8> {
+    let r = registry.request("GET", &format!("/v2/{repo}/blobs/{digest}"), &[], &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.body
+}
+
+/// `TAG: digest: sha256:... size: N` of a push's output.
+fn pushed_digest(output: &str, tag: &str) -> String {
+    let line = output
+        .lines()
+        .find(|l| l.starts_with(&format!("{tag}: digest: ")))
+        .unwrap_or_else(|| panic!("no digest line in {output}"));
+    line.split_whitespace().nth(2).unwrap().to_string()
+}
+
+#[test]
+fn push_then_pull_back_byte_exact_through_berth_and_the_api() {
+    let Some(registry) = Registry::start("push_then_pull_back_byte_exact") else {
+        return;
+    };
+    let host = registry.host();
+    let reference = format!("{host}/team/app:1");
+    let spec = ImageSpec::busybox(Some(&reference))
+        .file_layer(&[("etc/app", b"1.4"), ("data", &[7u8; 3 << 20])]);
+    let daemon = Daemon::start();
+    load(&daemon, &spec);
+
+    let out = daemon.berth(&["push", &reference]).success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("The push refers to repository [{host}/team/app]"),
+        "{}",
+        out.stdout
+    );
+    let diff_ids = spec.diff_ids();
+    for d in &diff_ids {
+        let short = &d["sha256:".len().."sha256:".len() + 12];
+        assert!(
+            out.stdout.contains(&format!("{short}: Pushed")),
+            "{short} not pushed: {}",
+            out.stdout
+        );
+    }
+    let digest = pushed_digest(&out.stdout, "1");
+
+    // The registry has a Docker schema 2 manifest whose layers are the image's, gzipped.
+    let (m, registry_digest) = manifest(&registry, "team/app", "1");
+    assert_eq!(registry_digest, digest);
+    assert_eq!(m["mediaType"], DOCKER_MANIFEST);
+    assert_eq!(m["config"]["digest"], spec.id());
+    let config = blob(&registry, "team/app", &spec.id());
+    assert_eq!(config, spec.config_json());
+    for (i, layer) in m["layers"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        let data = blob(&registry, "team/app", layer["digest"].as_str().unwrap());
+        assert_eq!(data.len() as u64, layer["size"].as_u64().unwrap());
+        assert!(gunzip(&data) == spec.layers[i], "layer {i} differs");
+    }
+    // RepoDigests shows the registry's digest.
+    let inspect = daemon
+        .api()
+        .get(&format!("/images/{reference}/json"))
+        .json();
+    assert_eq!(
+        inspect["RepoDigests"],
+        serde_json::json!([format!("{host}/team/app@{digest}")])
+    );
+
+    // A second push: every layer exists, same digest, nothing compressed again.
+    let out = daemon.berth(&["push", &reference]).success();
+    assert_eq!(
+        out.stdout.matches("Layer already exists").count(),
+        diff_ids.len(),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("Pushed"), "{}", out.stdout);
+    assert_eq!(pushed_digest(&out.stdout, "1"), digest);
+    // -q prints the reference only.
+    let out = daemon.berth(&["push", "-q", &reference]).success();
+    assert_eq!(out.stdout, format!("{reference}\n"));
+
+    // Pulled back into a fresh daemon: the same image, byte for byte.
+    let fresh = Daemon::start();
+    fresh.berth(&["pull", &reference]).success();
+    let r = fresh.api().get(&format!("/images/{reference}/json"));
+    assert_eq!(r.json()["Id"], spec.id());
+    let r = fresh.api().get(&format!("/images/{reference}/get"));
+    assert_eq!(r.status, 200);
+    // A pulled image pushes its original blobs: same digests in another repository.
+    let other = format!("{host}/team/copy:1");
+    fresh.berth(&["tag", &reference, &other]).success();
+    let r = fresh
+        .api()
+        .post(&format!("/images/{host}/team/copy/push?tag=1"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lines = r.json_lines();
+    let st = statuses(&lines);
+    assert_eq!(
+        st[0],
+        format!("The push refers to repository [{host}/team/copy]")
+    );
+    // The registry had every blob in team/app: mounted, not uploaded.
+    assert_eq!(
+        st.iter()
+            .filter(|s| s.ends_with("Mounted from team/app"))
+            .count(),
+        diff_ids.len(),
+        "{st:?}"
+    );
+    let size = registry
+        .request(
+            "GET",
+            "/v2/team/app/manifests/1",
+            &[("Accept", DOCKER_MANIFEST)],
+            &[],
+        )
+        .body
+        .len();
+    assert!(
+        st.contains(&format!("1: digest: {digest} size: {size}")),
+        "{st:?}"
+    );
+    let aux = lines
+        .iter()
+        .find_map(|l| l.get("aux"))
+        .expect("an aux message");
+    assert_eq!(aux["Tag"], "1");
+    assert_eq!(aux["Digest"], digest);
+    assert!(aux["Size"].as_u64().unwrap() > 0);
+
+    // An image that is not there, in Docker's words, in the stream.
+    let r = daemon
+        .api()
+        .post(&format!("/images/{host}/team/nope/push?tag=1"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let last = r.json_lines().pop().unwrap();
+    assert_eq!(
+        last["errorDetail"]["message"],
+        format!("An image does not exist locally with the tag: {host}/team/nope")
+    );
+    let out = daemon
+        .berth(&["push", &format!("{host}/team/nope:1")])
+        .failure();
+    assert!(
+        out.stderr.contains(&format!(
+            "An image does not exist locally with the tag: {host}/team/nope"
+        )),
+        "{}",
+        out.stderr
+    );
+
+    // The docker CLI pushes through berthd too.
+    if docker_cli().is_some() {
+        let tagged = format!("{host}/team/docker:2");
+        daemon.berth(&["tag", &reference, &tagged]).success();
+        let out = daemon.docker(&["push", &tagged]).unwrap().success();
+        assert!(
+            out.stdout.contains(&format!(
+                "The push refers to repository [{host}/team/docker]"
+            )),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains(&format!("2: digest: {digest}")),
+            "{}",
+            out.stdout
+        );
+        let out = fresh.docker(&["pull", &tagged]).unwrap().success();
+        assert!(out.stdout.contains(&digest), "{}", out.stdout);
+    }
+}
