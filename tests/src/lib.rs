@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod fixtures;
 pub mod pty;
 pub mod registry;
+pub mod token_auth;
 
 pub use api::{ApiResponse, RawApi};
 pub use daemon::{Daemon, Output, docker_cli};

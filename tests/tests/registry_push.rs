@@ -228,3 +228,180 @@ fn push_then_pull_back_byte_exact_through_berth_and_the_api() {
         assert!(out.stdout.contains(&digest), "{}", out.stdout);
     }
 }
+
+/// `X-Registry-Auth` for `username`/`password`.
+fn registry_auth(username: &str, password: &str, host: &str) -> String {
+    berth_e2e::registry::base64_encode(
+        serde_json::json!({"username": username, "password": password, "serveraddress": host})
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+/// The last message of a JSON stream: its error, if it is one.
+fn stream_error(r: &berth_e2e::ApiResponse) -> Option<String> {
+    r.json_lines()
+        .last()
+        .and_then(|l| l["errorDetail"]["message"].as_str().map(str::to_string))
+}
+
+#[test]
+fn push_and_pull_with_basic_auth_and_without() {
+    let Some(registry) = Registry::start_with_basic_auth("push_with_basic_auth") else {
+        return;
+    };
+    let host = registry.host();
+    let spec = ImageSpec::busybox(Some(&format!("{host}/private/app:1")));
+    let daemon = Daemon::start();
+    load(&daemon, &spec);
+    let path = format!("/images/{host}/private/app/push?tag=1");
+
+    // No credentials: dockerd's words, in the stream.
+    let r = daemon.api().post(&path, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        stream_error(&r).as_deref(),
+        Some("no basic auth credentials"),
+        "{}",
+        r.text()
+    );
+    let out = daemon
+        .berth(&["push", &format!("{host}/private/app:1")])
+        .failure();
+    assert!(
+        out.stderr.contains("no basic auth credentials"),
+        "{}",
+        out.stderr
+    );
+    // A wrong password.
+    let wrong = registry_auth(berth_e2e::registry::BASIC_USER, "wrong", &host);
+    let r = daemon
+        .api()
+        .request("POST", &path, &[("X-Registry-Auth", &wrong)], None);
+    assert!(
+        stream_error(&r)
+            .unwrap_or_default()
+            .contains("unauthorized"),
+        "{}",
+        r.text()
+    );
+    let right = registry_auth(
+        berth_e2e::registry::BASIC_USER,
+        berth_e2e::registry::BASIC_PASSWORD,
+        &host,
+    );
+    let r = daemon
+        .api()
+        .request("POST", &path, &[("X-Registry-Auth", &right)], None);
+    assert_eq!(stream_error(&r), None, "{}", r.text());
+    assert!(r.text().contains("Pushed"), "{}", r.text());
+    let (m, _) = manifest(&registry, "private/app", "1");
+    assert_eq!(m["config"]["digest"], spec.id());
+}
+
+#[test]
+fn push_and_pull_with_token_auth_caching_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = berth_e2e::token_auth::TokenIssuer::start(dir.path());
+    let Some(registry) = issuer.registry("push_and_pull_with_token_auth") else {
+        return;
+    };
+    let host = registry.host();
+    let reference = format!("{host}/team/tok:1");
+    let spec = ImageSpec::busybox(Some(&reference))
+        .file_layer(&[("a", b"first")])
+        .file_layer(&[("b", b"second")]);
+    let daemon = Daemon::start();
+    load(&daemon, &spec);
+    let path = format!("/images/{host}/team/tok/push?tag=1");
+
+    // Anonymous: the issuer grants pull only, the registry refuses the push.
+    let r = daemon.api().post(&path, None);
+    let error = stream_error(&r).unwrap_or_default();
+    assert!(
+        error.contains("unauthorized") || error.contains("denied"),
+        "{}",
+        r.text()
+    );
+    // A wrong password is refused by the token service.
+    let wrong = registry_auth(berth_e2e::token_auth::TOKEN_USER, "wrong", &host);
+    let r = daemon
+        .api()
+        .request("POST", &path, &[("X-Registry-Auth", &wrong)], None);
+    assert!(
+        stream_error(&r)
+            .unwrap_or_default()
+            .contains("unauthorized"),
+        "{}",
+        r.text()
+    );
+
+    let right = registry_auth(
+        berth_e2e::token_auth::TOKEN_USER,
+        berth_e2e::token_auth::TOKEN_PASSWORD,
+        &host,
+    );
+    let before = issuer.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let r = daemon
+        .api()
+        .request("POST", &path, &[("X-Registry-Auth", &right)], None);
+    assert_eq!(stream_error(&r), None, "{}", r.text());
+    let digest = pushed_digest(&statuses(&r.json_lines()).join("\n"), "1");
+    let first = issuer.requests.load(std::sync::atomic::Ordering::SeqCst) - before;
+    // Three layers, a config and a manifest: one token, asked once.
+    assert_eq!(first, 1, "token requests for one push");
+    // The next push uses the cached token.
+    let r = daemon
+        .api()
+        .request("POST", &path, &[("X-Registry-Auth", &right)], None);
+    assert_eq!(stream_error(&r), None, "{}", r.text());
+    assert!(r.text().contains("Layer already exists"), "{}", r.text());
+    assert_eq!(
+        issuer.requests.load(std::sync::atomic::Ordering::SeqCst) - before,
+        first,
+        "the second push asked for a new token"
+    );
+
+    // Pulled back with a token into a fresh daemon.
+    let fresh = Daemon::start();
+    let r = fresh.api().request(
+        "POST",
+        &format!("/images/create?fromImage={host}/team/tok&tag=1"),
+        &[("X-Registry-Auth", &right)],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains(&format!("Digest: {digest}")),
+        "{}",
+        r.text()
+    );
+    let r = fresh.api().get(&format!("/images/{reference}/json"));
+    assert_eq!(r.json()["Id"], spec.id());
+
+    // The docker CLI: login through berthd, then push another tag.
+    if docker_cli().is_some() {
+        let out = daemon
+            .docker_with_stdin(
+                &[
+                    "login",
+                    &host,
+                    "-u",
+                    berth_e2e::token_auth::TOKEN_USER,
+                    "--password-stdin",
+                ],
+                Some(berth_e2e::token_auth::TOKEN_PASSWORD.as_bytes()),
+            )
+            .unwrap()
+            .success();
+        assert!(out.stdout.contains("Login Succeeded"), "{}", out.stdout);
+        let tagged = format!("{host}/team/tok:2");
+        daemon.berth(&["tag", &reference, &tagged]).success();
+        let out = daemon.docker(&["push", &tagged]).unwrap().success();
+        assert!(
+            out.stdout.contains(&format!("2: digest: {digest}")),
+            "{}",
+            out.stdout
+        );
+    }
+}

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub use manifest::{Platform, media_types};
-pub(crate) use oci::{install_crypto_provider, is_insecure};
 pub use oci::{Credentials, OciRemote, RemoteOptions};
+pub(crate) use oci::{install_crypto_provider, is_insecure};
 pub use pull::{
     PullEvent, PullOutcome, Resolved, fetch_image, inspect_remote, pull_image, resolve_image,
 };

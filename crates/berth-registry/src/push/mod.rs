@@ -149,6 +149,7 @@ pub fn push(
         repository.domain().to_string(),
         credentials,
     )?;
+    handle.block_on(session.prepare(&[Session::push_scope(repository.path())]))?;
     let meta = DistributionMeta::new(store.root());
     for (tag, id) in tags {
         let pusher = Pusher {

@@ -59,6 +59,9 @@ pub(crate) struct Session {
     pub registry: String,
     credentials: Credentials,
     challenge: Mutex<Option<Challenge>>,
+    /// One token request at a time: parallel uploads that meet the same challenge wait for
+    /// the first one's token instead of each asking for one.
+    token_fetch: tokio::sync::Mutex<()>,
 }
 
 /// Parses `Bearer realm="...",service="...",scope="..."` or `Basic realm="..."`.
@@ -112,6 +115,7 @@ impl Session {
             registry,
             credentials,
             challenge: Mutex::new(None),
+            token_fetch: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -289,7 +293,13 @@ impl Session {
                     Some(Challenge::Bearer { realm, service })
                         if !matches!(self.credentials, Credentials::Bearer(_)) =>
                     {
-                        self.fetch_token(realm, service.as_deref(), scopes).await?;
+                        let sent = self.cached_token(scopes);
+                        let _one = self.token_fetch.lock().await;
+                        // Another request may have fetched a token meanwhile.
+                        let cached = self.cached_token(scopes);
+                        if cached.is_none() || cached == sent {
+                            self.fetch_token(realm, service.as_deref(), scopes).await?;
+                        }
                     }
                     Some(Challenge::Basic) if self.basic().is_some() => {}
                     _ => {
@@ -309,6 +319,31 @@ impl Session {
                 body: body_bytes,
             });
         }
+    }
+
+    /// Pings `/v2/` (as dockerd does before a push) to learn how the registry authenticates,
+    /// and fetches the token `scopes` need before parallel uploads all meet the challenge.
+    pub async fn prepare(&self, scopes: &[String]) -> Result<()> {
+        let url = format!("{}/v2/", self.base);
+        let response = self.client.get(&url).send().await.map_err(|e| {
+            RegistryError::Transport(format!("Get \"{url}\": {}", error_chain(&e)))
+        })?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(());
+        }
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge);
+        *self.challenge.lock().unwrap_or_else(|e| e.into_inner()) = challenge.clone();
+        if let Some(Challenge::Bearer { realm, service }) = challenge
+            && !matches!(self.credentials, Credentials::Bearer(_))
+            && self.cached_token(scopes).is_none()
+        {
+            self.fetch_token(&realm, service.as_deref(), scopes).await?;
+        }
+        Ok(())
     }
 
     /// Docker's words for a refusal (401/403) from the registry.
