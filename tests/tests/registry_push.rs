@@ -405,3 +405,135 @@ fn push_and_pull_with_token_auth_caching_tokens() {
         );
     }
 }
+
+/// `len` bytes that do not compress (xorshift).
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The layer blobs of `repo:tag` in the registry, uncompressed.
+fn pushed_layers(registry: &Registry, repo: &str, tag: &str) -> Vec<Vec<u8>> {
+    let (m, _) = manifest(registry, repo, tag);
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| gunzip(&blob(registry, repo, l["digest"].as_str().unwrap())))
+        .collect()
+}
+
+#[test]
+fn an_upload_cut_mid_layer_is_resumed_and_a_failed_check_is_not_taken_for_missing() {
+    use berth_e2e::upload_proxy::{Faults, UploadProxy};
+    let Some(registry) = Registry::start("an_upload_cut_mid_layer_is_resumed") else {
+        return;
+    };
+    let port: u16 = registry.host().rsplit(':').next().unwrap().parse().unwrap();
+    // Cut the first upload request carrying more than 8 MiB after 8 MiB of it.
+    let proxy = UploadProxy::start(
+        port,
+        Faults {
+            cut_upload_after: Some(8 << 20),
+            ..Default::default()
+        },
+    );
+    let reference = format!("{}/team/big:1", proxy.host());
+    let data = random_bytes(40 << 20, 7);
+    let spec = ImageSpec::busybox(Some(&reference)).file_layer(&[("random", &data)]);
+    let daemon = Daemon::start();
+    load(&daemon, &spec);
+
+    let out = daemon.berth(&["push", &reference]).success();
+    let seen = proxy.seen();
+    assert!(seen.iter().any(|s| s.cut), "nothing was cut: {seen:?}");
+    let digest = pushed_digest(&out.stdout, "1");
+    assert_eq!(pushed_layers(&registry, "team/big", "1"), spec.layers);
+    // After the cut the client asked the registry where the session was (distribution 2.8
+    // has dropped it by then: the layer starts over in a new session).
+    let after: Vec<&berth_e2e::upload_proxy::Seen> =
+        seen.iter().skip_while(|s| !s.cut).skip(1).collect();
+    assert_eq!(after[0].method, "GET", "no status asked: {seen:#?}");
+
+    // The answer to a whole chunk is lost. The client asks the registry how far the session
+    // got (`GET` of the upload, `Range`) to go on from there; distribution 2.8 ties the
+    // session's state to the location of the last answer and drops the session instead
+    // (404), so the layer starts over in a new one. Either way the push succeeds.
+    let lossy = UploadProxy::start(
+        port,
+        Faults {
+            lose_answer_of_patch_over: Some(1 << 20),
+            ..Default::default()
+        },
+    );
+    let data = random_bytes(40 << 20, 8);
+    let lossy_ref = format!("{}/team/lossy:1", lossy.host());
+    let spec2 = ImageSpec::busybox(Some(&lossy_ref)).file_layer(&[("random", &data)]);
+    load(&daemon, &spec2);
+    daemon.berth(&["push", &lossy_ref]).success();
+    assert_eq!(pushed_layers(&registry, "team/lossy", "1"), spec2.layers);
+    let seen = lossy.seen();
+    let after: Vec<&berth_e2e::upload_proxy::Seen> =
+        seen.iter().skip_while(|s| !s.cut).skip(1).collect();
+    assert_eq!(after[0].method, "GET", "no status asked: {seen:#?}");
+
+    // A registry whose blob checks fail twice: checked again, not uploaded again.
+    let flaky = UploadProxy::start(
+        port,
+        Faults {
+            fail_heads: 2,
+            ..Default::default()
+        },
+    );
+    let again = format!("{}/team/big:1", flaky.host());
+    daemon.berth(&["tag", &reference, &again]).success();
+    let out = daemon.berth(&["push", &again]).success();
+    assert_eq!(
+        out.stdout.matches("Layer already exists").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(pushed_digest(&out.stdout, "1"), digest);
+    let seen = flaky.seen();
+    assert_eq!(seen.iter().filter(|s| s.cut).count(), 2, "{seen:?}");
+    assert!(
+        !seen.iter().any(|s| s.method == "PATCH"),
+        "uploaded again: {seen:?}"
+    );
+}
+
+#[test]
+fn push_of_a_100_mib_layer_and_pull_back() {
+    let Some(registry) = Registry::start("push_of_a_100_mib_layer") else {
+        return;
+    };
+    let host = registry.host();
+    let reference = format!("{host}/team/huge:1");
+    let data = random_bytes(100 << 20, 11);
+    let spec = ImageSpec::busybox(Some(&reference)).file_layer(&[("random", &data)]);
+    let daemon = Daemon::start();
+    load(&daemon, &spec);
+    let out = daemon.berth(&["push", &reference]).success();
+    let digest = pushed_digest(&out.stdout, "1");
+    let layers = pushed_layers(&registry, "team/huge", "1");
+    assert!(layers == spec.layers, "the pushed layers differ");
+
+    let fresh = Daemon::start();
+    let out = fresh.berth(&["pull", &reference]).success();
+    assert!(
+        out.stdout.contains(&format!("Digest: {digest}")),
+        "{}",
+        out.stdout
+    );
+    let r = fresh.api().get(&format!("/images/{reference}/json"));
+    assert_eq!(r.json()["Id"], spec.id());
+}

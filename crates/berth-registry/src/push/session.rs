@@ -325,9 +325,10 @@ impl Session {
     /// and fetches the token `scopes` need before parallel uploads all meet the challenge.
     pub async fn prepare(&self, scopes: &[String]) -> Result<()> {
         let url = format!("{}/v2/", self.base);
-        let response = self.client.get(&url).send().await.map_err(|e| {
-            RegistryError::Transport(format!("Get \"{url}\": {}", error_chain(&e)))
-        })?;
+        let response =
+            self.client.get(&url).send().await.map_err(|e| {
+                RegistryError::Transport(format!("Get \"{url}\": {}", error_chain(&e)))
+            })?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(());
         }
