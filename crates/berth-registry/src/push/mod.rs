@@ -11,6 +11,7 @@
 //! the registry's `Range` after a dropped connection ([`upload`]).
 
 pub mod meta;
+mod pgzip;
 mod session;
 mod upload;
 
@@ -286,9 +287,9 @@ impl Pusher<'_> {
             let file = store.open_blob(&blob).map_err(std::io::Error::other)?;
             let file = std::io::BufReader::with_capacity(1 << 20, file);
             Ok(if plain {
-                // Deterministic (no name, no time in the header): the same tar always
+                // Deterministic (no name, no time, fixed blocks): the same tar always
                 // compresses to the same digest.
-                Box::new(flate2::read::GzEncoder::new(
+                Box::new(pgzip::ParallelGzip::new(
                     file,
                     flate2::Compression::default(),
                 ))
