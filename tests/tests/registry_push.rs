@@ -136,6 +136,15 @@ fn push_then_pull_back_byte_exact_through_berth_and_the_api() {
     // -q prints the reference only.
     let out = daemon.berth(&["push", "-q", &reference]).success();
     assert_eq!(out.stdout, format!("{reference}\n"));
+    // -a: every tag of the repository, as dockerd pushes a repository without a tag.
+    daemon
+        .berth(&["tag", &reference, &format!("{host}/team/app:2")])
+        .success();
+    let out = daemon
+        .berth(&["push", "-a", &format!("{host}/team/app")])
+        .success();
+    assert_eq!(pushed_digest(&out.stdout, "1"), digest);
+    assert_eq!(pushed_digest(&out.stdout, "2"), digest);
 
     // Pulled back into a fresh daemon: the same image, byte for byte.
     let fresh = Daemon::start();
