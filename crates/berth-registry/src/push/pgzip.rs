@@ -15,6 +15,48 @@ const BLOCK: usize = 1 << 20;
 /// gzip header: no name, no time, "unknown" OS (what Go's gzip writes for a zero header).
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
+/// The sample of a block tried first.
+const SAMPLE: usize = 64 << 10;
+
+/// Whether a block looks incompressible (random, already compressed): its first 64 KiB do not
+/// shrink by 2 % at the fastest level. Such blocks are stored: deflating them costs most of a
+/// push's time for nothing (Go's deflate, which dockerd and skopeo use, skips ahead on such data
+/// too). Decided from the bytes alone, so the output stays deterministic.
+fn incompressible(block: &[u8]) -> bool {
+    let sample = &block[..block.len().min(SAMPLE)];
+    if sample.len() < 4096 {
+        return false;
+    }
+    let mut encoder =
+        DeflateEncoder::new(Vec::with_capacity(sample.len() + 1024), Compression::fast());
+    if encoder.write_all(sample).is_err() {
+        return false;
+    }
+    match encoder.finish() {
+        Ok(out) => out.len() * 100 >= sample.len() * 98,
+        Err(_) => false,
+    }
+}
+
+/// `block` as deflate stored blocks (at most 65535 bytes each; the last one final when
+/// `final_block`). Stored blocks start and end on a byte boundary, as a sync flush leaves it.
+fn stored(block: &[u8], final_block: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(block.len() + block.len() / 65535 * 5 + 5);
+    let mut chunks = block.chunks(65535).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[u8::from(final_block), 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = final_block && chunks.peek().is_none();
+        let len = chunk.len() as u16;
+        out.push(u8::from(last));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
 /// A reader of the gzip compression of `inner`.
 pub(crate) struct ParallelGzip<R> {
     inner: R,
@@ -89,6 +131,9 @@ impl<R: Read> ParallelGzip<R> {
                 .map(|(i, block)| {
                     let final_block = last && i + 1 == count;
                     scope.spawn(move || -> io::Result<Vec<u8>> {
+                        if incompressible(block) {
+                            return Ok(stored(block, final_block));
+                        }
                         let mut encoder =
                             DeflateEncoder::new(Vec::with_capacity(block.len() + 1024), level);
                         encoder.write_all(block)?;
@@ -163,6 +208,18 @@ mod tests {
         for i in 0..(5 * BLOCK + 123) {
             big.push((i % 251) as u8 ^ (i / 7919) as u8);
         }
+        // Incompressible blocks (stored), alone and mixed with compressible ones.
+        let mut x: u64 = 99;
+        let mut random = Vec::new();
+        while random.len() < 2 * BLOCK + 70_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            random.extend_from_slice(&x.to_le_bytes());
+        }
+        roundtrip(&random);
+        roundtrip(&[&random[..], &big[..3 * BLOCK]].concat());
+        roundtrip(&[&big[..BLOCK], &random[..BLOCK + 5]].concat());
         // Exactly a multiple of the block size too.
         roundtrip(&big[..4 * BLOCK]);
         let a = roundtrip(&big);
