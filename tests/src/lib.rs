@@ -12,6 +12,8 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod pty;
 pub mod registry;
+pub mod token_auth;
+pub mod upload_proxy;
 
 pub use api::{ApiResponse, RawApi};
 pub use daemon::{Daemon, Output, docker_cli};

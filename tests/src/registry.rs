@@ -51,7 +51,25 @@ impl Registry {
         Registry::start_with(test, true)
     }
 
+    /// Like [`Registry::start`], with `auth_yaml` (an `auth:` section) in its config; the
+    /// test's own requests carry `authorization` when given.
+    pub fn start_with_auth_config(
+        test: &str,
+        auth_yaml: &str,
+        authorization: Option<String>,
+    ) -> Option<Registry> {
+        Registry::start_configured(test, false, Some((auth_yaml.to_string(), authorization)))
+    }
+
     fn start_with(test: &str, basic_auth: bool) -> Option<Registry> {
+        Registry::start_configured(test, basic_auth, None)
+    }
+
+    fn start_configured(
+        test: &str,
+        basic_auth: bool,
+        custom_auth: Option<(String, Option<String>)>,
+    ) -> Option<Registry> {
         if !Path::new(REGISTRY_BINARY).exists() {
             eprintln!(
                 "skipped {test}: {REGISTRY_BINARY} is missing (apt package docker-registry; see scripts/install-test-peers.sh)"
@@ -78,6 +96,10 @@ impl Registry {
                 base64_encode(format!("{BASIC_USER}:{BASIC_PASSWORD}").as_bytes())
             ));
         }
+        if let Some((auth_yaml, auth_header)) = custom_auth {
+            yaml.push_str(&auth_yaml);
+            authorization = auth_header;
+        }
         std::fs::write(&config, yaml).expect("write registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
         let child = Command::new(REGISTRY_BINARY)
@@ -96,7 +118,8 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && registry.request("GET", "/v2/", &[], &[]).status == 200
+                // A token-auth registry answers 401 until a client has a token.
+                && matches!(registry.request("GET", "/v2/", &[], &[]).status, 200 | 401)
             {
                 break;
             }

@@ -141,6 +141,14 @@ fn login_stores_credentials_that_pull_and_run_send_until_logout() {
     assert_eq!(out.stdout, "private\n");
     assert!(out.stderr.contains("Pull complete"), "{}", out.stderr);
 
+    // push sends them too: a copy under another name goes up, and comes back.
+    let copy = format!("{host}/pushed/copy:1");
+    run(&["tag", &image, &copy], None).success();
+    let out = run(&["push", &copy], None).success();
+    assert!(out.stdout.contains("1: digest: sha256:"), "{}", out.stdout);
+    run(&["rmi", &copy], None).success();
+    run(&["pull", &copy], None).success();
+
     // With the stored credentials, a bare `login` needs no password.
     let out = run(&["login", &host], None).success();
     assert_eq!(out.stdout, "Login Succeeded\n");
@@ -175,6 +183,12 @@ fn login_stores_credentials_that_pull_and_run_send_until_logout() {
     assert_eq!(config_json(config)["auths"].get(&host), None);
     run(&["rmi", &image], None).success();
     let out = run(&["pull", &image], None).failure();
+    assert!(
+        out.stderr.contains("no basic auth credentials"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["push", &copy], None).failure();
     assert!(
         out.stderr.contains("no basic auth credentials"),
         "{}",

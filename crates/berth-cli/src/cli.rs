@@ -3,7 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    container, context::ContextCommand, cp, image, login, network, pull, stats, system, volume,
+    container, context::ContextCommand, cp, image, login, network, pull, push, stats, system,
+    volume,
 };
 
 /// A self-sufficient runtime for containers
@@ -197,6 +198,8 @@ pub enum Command {
     Logout(login::LogoutArgs),
     /// Download an image from a registry
     Pull(pull::PullArgs),
+    /// Upload an image to a registry
+    Push(push::PushArgs),
     /// Remove one or more images
     Rmi(image::RemoveArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)

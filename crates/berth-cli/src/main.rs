@@ -186,7 +186,9 @@ fn usage_exit_code(e: &clap::Error) -> u8 {
 }
 
 async fn run(env: Env, command: Command) -> anyhow::Result<()> {
-    use commands::{container, context, cp, image, login, network, pull, stats, system, volume};
+    use commands::{
+        container, context, cp, image, login, network, pull, push, stats, system, volume,
+    };
     match command {
         Command::Context { command } => context::run(&env, command).await,
         Command::Image { command } => image::run(&env, command).await,
@@ -225,6 +227,7 @@ async fn run(env: Env, command: Command) -> anyhow::Result<()> {
         Command::Login(args) => login::login(&env, args).await,
         Command::Logout(args) => login::logout(&env, args).await,
         Command::Pull(args) => pull::pull(&env, args).await,
+        Command::Push(args) => push::push(&env, args).await,
         Command::Rmi(args) => image::remove(&env, args).await,
         Command::Save(args) => image::save(&env, args).await,
         Command::Tag(args) => image::tag(&env, args).await,

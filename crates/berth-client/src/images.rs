@@ -232,4 +232,31 @@ impl Client {
             .await?;
         Ok(stream::json_stream(response.into_body(), "image pull"))
     }
+
+    /// `POST /images/{name}/push?tag=`: pushes an image (every tag of the repository when
+    /// `tag` is empty), streaming progress.
+    /// `registry_auth` is the `X-Registry-Auth` header's value, as for [`Self::image_pull`].
+    pub async fn image_push(
+        &self,
+        name: &str,
+        tag: &str,
+        registry_auth: Option<&str>,
+    ) -> Result<impl Stream<Item = Result<JsonMessage>> + Send + use<>> {
+        let mut query = Query::new();
+        query.non_empty("tag", tag);
+        let headers: Vec<(&str, &str)> = registry_auth
+            .map(|auth| ("X-Registry-Auth", auth))
+            .into_iter()
+            .collect();
+        let response = self
+            .request_with_headers(
+                Method::POST,
+                &format!("/images/{name}/push"),
+                &query,
+                Body::Empty,
+                &headers,
+            )
+            .await?;
+        Ok(stream::json_stream(response.into_body(), "image push"))
+    }
 }

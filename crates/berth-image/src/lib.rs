@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod pack;
+pub mod push_source;
 pub mod store;
 pub mod unpack;
 
@@ -21,6 +22,7 @@ pub use commit::CommitRequest;
 pub use config::{HistoryEntry, ImageConfig, RootFs};
 pub use error::{ImageError, Result};
 pub use ingest::Ingest;
+pub use push_source::{PushSource, StoredLayer};
 pub use store::{
     ContainerUse, DeleteItem, DeleteOptions, Image, ImageStore, ImportOptions, LayerInfo,
     LoadProgress, LoadedImage, PruneReport,

@@ -178,15 +178,15 @@ struct RepositoriesFile {
     references: BTreeMap<String, Digest>,
 }
 
-struct StoredImage {
+pub(crate) struct StoredImage {
     record: ImageRecord,
     config: ImageConfig,
 }
 
 #[derive(Default)]
 pub(crate) struct State {
-    images: BTreeMap<Digest, StoredImage>,
-    refs: BTreeMap<Reference, Digest>,
+    pub(crate) images: BTreeMap<Digest, StoredImage>,
+    pub(crate) refs: BTreeMap<Reference, Digest>,
     /// Blobs an unfinished [`crate::Ingest`] relies on (with a count per ingest).
     pub(crate) pinned: HashMap<Digest, usize>,
 }
@@ -1016,7 +1016,7 @@ impl ImageStore {
         Ok(())
     }
 
-    fn save_refs(&self, state: &State) -> Result<()> {
+    pub(crate) fn save_refs(&self, state: &State) -> Result<()> {
         let file = RepositoriesFile {
             references: state
                 .refs

@@ -4,3 +4,4 @@
 //! through `berth_image::Ingest` (berth-image itself knows nothing of registries).
 
 pub mod client;
+pub mod push;

@@ -119,6 +119,9 @@ pub struct Flags {
     /// Preferred Docker Hub mirror (repeatable), e.g. https://mirror.example.com
     #[arg(long = "registry-mirror", value_name = "URL")]
     pub registry_mirrors: Vec<String>,
+    /// Layers a push uploads at once [default: 5]
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_uploads: Option<usize>,
 }
 
 /// `daemon.json`: the dockerd keys Berth understands.
@@ -152,6 +155,7 @@ pub struct FileConfig {
     /// Mirrors of any registry: `{"reg:5000": ["https://mirror:5001"]}`, tried in order
     /// before the registry itself (dockerd's `registry-mirrors` covers Docker Hub only).
     pub registry_mirrors_per_registry: Option<BTreeMap<String, Vec<String>>>,
+    pub max_concurrent_uploads: Option<usize>,
 }
 
 /// One entry of daemon.json `default-address-pools`: subnets of `size` bits from `base`.
@@ -300,6 +304,7 @@ pub struct RegistryConfig {
     /// Per-registry TLS material: `<dir>/<host[:port]>/{ca.crt,*.cert,*.key}` (dockerd's
     /// `/etc/docker/certs.d`): `certs.d` beside the daemon's configuration file.
     pub certs_dir: PathBuf,
+    pub max_concurrent_uploads: usize,
 }
 
 impl Default for RegistryConfig {
@@ -313,6 +318,7 @@ impl Default for RegistryConfig {
             mirrors: Vec::new(),
             mirrors_per_registry: BTreeMap::new(),
             certs_dir: certs_dir_for(Path::new(DEFAULT_CONFIG_FILE)),
+            max_concurrent_uploads: 5,
         }
     }
 }
@@ -540,6 +546,9 @@ impl Config {
                 format!("{b:?}"),
             );
         }
+        if let (Some(a), Some(b)) = (flags.max_concurrent_uploads, file.max_concurrent_uploads) {
+            conflict("max-concurrent-uploads", a.to_string(), b.to_string());
+        }
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflicts(conflicts.join(", ")));
         }
@@ -663,6 +672,11 @@ impl Config {
                     .as_deref()
                     .unwrap_or(Path::new(DEFAULT_CONFIG_FILE)),
             ),
+            max_concurrent_uploads: flags
+                .max_concurrent_uploads
+                .or(file.max_concurrent_uploads)
+                .unwrap_or(5)
+                .max(1),
         };
         Ok(Config {
             max_connections,

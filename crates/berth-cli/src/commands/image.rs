@@ -36,6 +36,8 @@ pub enum ImageCommand {
     Load(LoadArgs),
     /// Download an image from a registry
     Pull(super::pull::PullArgs),
+    /// Upload an image to a registry
+    Push(super::push::PushArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(SaveArgs),
     /// Import the contents from a tarball to create a filesystem image
@@ -53,6 +55,7 @@ pub async fn run(env: &Env, command: ImageCommand) -> Result<()> {
         ImageCommand::Rm(args) => remove(env, args).await,
         ImageCommand::Load(args) => load(env, args).await,
         ImageCommand::Pull(args) => super::pull::pull(env, args).await,
+        ImageCommand::Push(args) => super::push::push(env, args).await,
         ImageCommand::Save(args) => save(env, args).await,
         ImageCommand::Import(args) => import(env, args).await,
         ImageCommand::Prune(args) => prune(env, args).await,

@@ -8,6 +8,7 @@ pub mod image;
 pub mod login;
 pub mod network;
 pub mod pull;
+pub mod push;
 pub mod run_opts;
 pub mod session;
 pub mod stats;

@@ -18,7 +18,9 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub use endpoint::is_secure;
+pub(crate) use endpoint::scheme_of;
 pub use manifest::{Platform, media_types};
+pub(crate) use oci::install_crypto_provider;
 pub use oci::{Credentials, MAX_MANIFEST_SIZE, OciRemote, RemoteOptions};
 pub use partial::MAX_AGE as PARTIAL_DOWNLOAD_MAX_AGE;
 pub use pull::{

@@ -69,7 +69,7 @@ pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 
 /// rustls needs a process-wide crypto provider; Berth builds with ring (aws-lc-rs, the
 /// default, costs minutes of cmake build).
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -81,7 +81,7 @@ impl AuthConfig {
 
 /// The credentials of `X-Registry-Auth` (older clients use the standard base64 alphabet;
 /// padding either way). Absent or empty is anonymous.
-fn registry_auth(headers: &HeaderMap) -> Result<Credentials> {
+pub(super) fn registry_auth(headers: &HeaderMap) -> Result<Credentials> {
     use base64::Engine as _;
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     let Some(value) = headers.get("x-registry-auth") else {
@@ -133,7 +133,7 @@ pub async fn auth(State(state): State<AppState>, body: Bytes) -> Result<Response
 }
 
 /// Docker's status for a registry error.
-fn registry_error(e: &RegistryError) -> ApiError {
+pub(super) fn registry_error(e: &RegistryError) -> ApiError {
     match e {
         RegistryError::NotFound(m) => ApiError::new(ErrorKind::NotFound, m.clone()),
         RegistryError::Unauthorized(m) => ApiError::new(ErrorKind::Unauthorized, m.clone()),
@@ -159,7 +159,7 @@ fn pull_reference(from_image: &str, tag: Option<&str>) -> Result<Reference> {
     })
 }
 
-fn message_of(event: PullEvent) -> JsonMessage {
+pub(super) fn message_of(event: PullEvent) -> JsonMessage {
     let (progress_detail, progress) = match event.progress {
         Some((current, total)) => (
             Some(ProgressDetail {

@@ -297,19 +297,18 @@ pub async fn get_dispatch(
     Err(Error(ApiError::not_found("page not found")))
 }
 
-/// `POST /images/{name}/tag|push`.
+/// `POST /images/{name}/tag|push` (push: [`super::push`]).
 pub async fn post_dispatch(
     State(state): State<AppState>,
     Path(rest): Path<String>,
     query: Query,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
         return tag(state, name.to_string(), query).await;
     }
-    if rest.ends_with("/push") {
-        return Err(Error(ApiError::not_implemented(
-            "push is not supported yet: Berth has no registry client",
-        )));
+    if let Some(name) = rest.strip_suffix("/push") {
+        return super::push::push_image(state, name, &query, &headers).await;
     }
     Err(Error(ApiError::not_found("page not found")))
 }

@@ -12,6 +12,7 @@ mod exec;
 mod hijack;
 mod images;
 mod networks;
+mod push;
 mod swarm;
 mod system;
 mod volumes;
