@@ -203,6 +203,52 @@ fn hijack(d: &Daemon, path: &str, body: &[u8]) -> (UnixStream, String) {
     (s, String::from_utf8_lossy(&got).into_owned())
 }
 
+/// A client that reads the `101` late, with one large read (docker-py's buffered reader),
+/// finds nothing of the exec's output with the head: the process starts once the head was
+/// read. Without that, the quick `echo` has written long before the client's read.
+#[test]
+fn an_execs_output_never_comes_with_the_answers_head() {
+    require_root!();
+    let d = daemon();
+    let out = d.berth(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for _ in 0..5 {
+        let create = json!({"Cmd": ["echo", "hello"], "AttachStdout": true}).to_string();
+        let r = d
+            .api()
+            .post("/containers/box/exec", Some(create.as_bytes()));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["Id"].as_str().unwrap().to_string();
+        let mut s = UnixStream::connect(d.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let body = br#"{"Detach":false,"Tty":false}"#;
+        let head = format!(
+            "POST /exec/{id}/start HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+             Upgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = s.read(&mut buf).unwrap();
+        let first = &buf[..n];
+        assert!(
+            first.starts_with(b"HTTP/1.1 101"),
+            "{:?}",
+            String::from_utf8_lossy(first)
+        );
+        assert!(
+            first.ends_with(b"\r\n\r\n"),
+            "output came with the head: {:?}",
+            String::from_utf8_lossy(first)
+        );
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        assert_eq!(berth_e2e::containers::demux(&rest).0, "hello\n");
+    }
+}
+
 /// Writes `input` from a thread, half-closes, and reads everything until the daemon closes.
 fn exchange(s: UnixStream, input: Vec<u8>) -> Vec<u8> {
     let mut w = s.try_clone().unwrap();

@@ -1,8 +1,9 @@
 //! `POST /exec/{id}/start` and `/resize`.
 //!
 //! As dockerd does: the exec must exist (404 otherwise), then a non-detached start answers
-//! `101` (or `200` to a client that did not ask to upgrade) *before* the process starts, so
-//! its output can never arrive in the same read as the answer's head; whatever stops the
+//! `101` (or `200` to a client that did not ask to upgrade) *before* the process starts, and
+//! on a UNIX socket the process starts only once the client has read that head, so its
+//! output can never arrive in the same read as the answer's head; whatever stops the
 //! process from starting is then written into the stream, in the runtime's words, and the
 //! exec's exit code (126, 127, ...) is what `GET /exec/{id}/json` reports. The stream's
 //! format follows the start request's `Tty`; the process's terminal, the create request's.
@@ -126,12 +127,14 @@ pub async fn exec_post(
     match on_upgrade {
         Some(on_upgrade) => {
             tokio::spawn(async move {
-                // Resolves once hyper has written and flushed the 101: only then does the
-                // process start.
+                // Resolves once hyper has written and flushed the 101; the process starts
+                // once the client has read it (see `client_after_head`).
                 let Ok(upgraded) = on_upgrade.await else {
                     return;
                 };
-                session.run(hyper_util::rt::TokioIo::new(upgraded)).await;
+                session
+                    .run(super::hijack::client_after_head(upgraded).await)
+                    .await;
             });
             Ok(switching(content_type))
         }

@@ -169,6 +169,51 @@ pub(super) async fn proxy<C>(
     }
 }
 
+/// A hijacked connection, whatever carries it.
+pub(super) trait Duplex:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Duplex for T {}
+
+/// How long a process's start waits for its client to read the `101`, at most.
+const HEAD_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The client's end of an upgraded connection, returned once the client has *read* the
+/// `101` (on a UNIX socket: nothing of ours left in its receive queue), or after
+/// [`HEAD_READ_WAIT`]. Why: docker-py reads the head through a buffered reader and then the
+/// raw socket; output that reached the socket before that read is swallowed with the head and
+/// lost (`exec_run` returned `b""`: Berth's execs start within a millisecond of the `101`,
+/// dockerd's only after containerd and runc have run). Bytes the client sent after its
+/// request (hyper may have read some) come first.
+pub(super) async fn client_after_head(upgraded: hyper::upgrade::Upgraded) -> Box<dyn Duplex> {
+    use hyper_util::rt::TokioIo;
+    let parts = match upgraded.downcast::<TokioIo<tokio::net::UnixStream>>() {
+        Ok(parts) => parts,
+        // TCP and TLS: the peer's kernel acknowledges, which says nothing about its reads.
+        Err(other) => return Box::new(TokioIo::new(other)),
+    };
+    let stream = parts.io.into_inner();
+    let started = std::time::Instant::now();
+    while unread_by_peer(&stream) > 0 && started.elapsed() < HEAD_READ_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let (read, write) = stream.into_split();
+    let read = std::io::Cursor::new(parts.read_buf).chain(read);
+    Box::new(tokio::io::join(read, write))
+}
+
+/// Bytes written to a UNIX stream socket that its peer has not read yet (`SIOCOUTQ`); 0 when
+/// unknown.
+fn unread_by_peer(stream: &tokio::net::UnixStream) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer, which points at a live
+    // c_int; the descriptor is the stream's own, open for the call.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if rc == 0 { queued } else { 0 }
+}
+
 /// How long a client's unread input is taken after the output ended, at most.
 const DRAIN_CLIENT_INPUT: std::time::Duration = std::time::Duration::from_secs(5);
 
