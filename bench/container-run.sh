@@ -6,14 +6,21 @@
 #  - `ps -a` with M containers;
 #  - resident memory of one shim, and of berthd with 0 and N containers running.
 # Prints figures; asserts nothing. Run as root from the repository: bash bench/container-run.sh
+# (BIN_DIR=/path/to/other/build bash bench/container-run.sh for another build's figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-20}
 N=${N:-100}
 M=${M:-1000}
-cargo build --release -q -p berthd -p berth-cli -p berth-runtime --bins
-bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
+# BIN_DIR: binaries built elsewhere (say, of an earlier commit, for before/after figures);
+# otherwise this checkout's release build.
+if [ -n "${BIN_DIR:-}" ]; then
+  bin=$BIN_DIR
+else
+  cargo build --release -q -p berthd -p berth-cli -p berth-runtime --bins
+  bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
+fi
 
 work=$(mktemp -d /tmp/berth-bench-XXXXXX)
 daemon_pid=""
