@@ -21,8 +21,8 @@ use serde_json::json;
 use crate::config::{ImageConfig, chain_ids};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{ImageError, IoContext, Result};
-use crate::reference::Reference;
 use crate::publish::{PublishConfig, PublishRequest};
+use crate::reference::Reference;
 use crate::store::{ImageRecord, ImageStore, LoadProgress, RecordLayer, random_name};
 
 pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -23,9 +23,7 @@ use crate::digest::{Digest, Hasher};
 use crate::error::{ImageError, IoContext, Result};
 use crate::publish::{PublishConfig, PublishRequest};
 use crate::reference::Reference;
-use crate::store::{
-    Image, ImageStore, LoadProgress, RecordLayer, exclusive, lock, random_name,
-};
+use crate::store::{Image, ImageStore, LoadProgress, RecordLayer, exclusive, lock, random_name};
 use crate::unpack;
 
 /// An image being assembled from individually fetched blobs. See the module documentation.

@@ -25,7 +25,6 @@ pub(crate) struct LayerRecord {
     pub(crate) size: u64,
 }
 
-
 /// What [`ImageStore::ensure_layer`] produced.
 pub(crate) struct EnsuredLayer {
     pub diff_id: Digest,
@@ -254,5 +253,4 @@ impl ImageStore {
             Err(e) => Err(ImageError::io(format!("cannot read {}", path.display()), e)),
         }
     }
-
 }

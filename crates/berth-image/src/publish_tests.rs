@@ -54,7 +54,11 @@ fn a_built_image_gets_its_step_a_synthesised_manifest_and_its_tag() {
     // The id names the stored config; the synthesised manifest is stored too.
     let config_bytes = std::fs::read(store.blob_path(&img.id)).unwrap();
     assert_eq!(Digest::of_bytes(&config_bytes), img.id);
-    assert!(store.blob_path(img.manifest_digest.as_ref().unwrap()).exists());
+    assert!(
+        store
+            .blob_path(img.manifest_digest.as_ref().unwrap())
+            .exists()
+    );
     drop(_w);
     let reopened = ImageStore::open(dir.path()).unwrap();
     assert_eq!(reopened.get("made:1").unwrap().id, img.id);
@@ -87,7 +91,10 @@ fn a_received_config_and_manifest_are_kept_verbatim_with_the_repo_digest() {
             config: config.clone(),
         },
         layers: Vec::new(),
-        manifest: Some((manifest.clone(), "application/vnd.oci.image.manifest.v1+json".into())),
+        manifest: Some((
+            manifest.clone(),
+            "application/vnd.oci.image.manifest.v1+json".into(),
+        )),
         tags: vec![repo.clone()],
         repo_digest: Some((repo.clone(), repo_digest)),
     };
@@ -104,7 +111,10 @@ fn a_received_config_and_manifest_are_kept_verbatim_with_the_repo_digest() {
     // A given digest (a manifest list's) wins over the manifest's own.
     let list = Digest::of_bytes(b"list");
     let img = store.publish_one(request(Some(list.clone()))).unwrap();
-    assert!(img.repo_digests.contains(&format!("example.com/app@{list}")));
+    assert!(
+        img.repo_digests
+            .contains(&format!("example.com/app@{list}"))
+    );
 }
 
 #[test]
@@ -116,12 +126,24 @@ fn several_images_are_published_together_and_a_tag_moves() {
     };
     let first = store.publish_one(built(step(), &["app:1"])).unwrap();
     let loaded = store
-        .publish(vec![built(step(), &["app:1", "app:2"]), built(step(), &["other:1"])])
+        .publish(vec![
+            built(step(), &["app:1", "app:2"]),
+            built(step(), &["other:1"]),
+        ])
         .unwrap();
     assert_eq!(loaded.len(), 2);
-    assert_eq!(loaded[0].tags, vec!["app:1".to_string(), "app:2".to_string()]);
+    assert_eq!(
+        loaded[0].tags,
+        vec!["app:1".to_string(), "app:2".to_string()]
+    );
     assert_ne!(loaded[0].id, first.id, "created differs, so the id does");
     assert_eq!(store.get("app:1").unwrap().id, loaded[0].id);
-    assert!(store.get(&first.id.to_string()).unwrap().repo_tags.is_empty());
+    assert!(
+        store
+            .get(&first.id.to_string())
+            .unwrap()
+            .repo_tags
+            .is_empty()
+    );
     assert_eq!(store.get("other:1").unwrap().id, loaded[1].id);
 }

@@ -198,7 +198,6 @@ impl Resolved {
     }
 }
 
-
 /// The image store. See the module documentation for the layout on disk.
 pub struct ImageStore {
     pub(crate) root: PathBuf,
@@ -874,7 +873,6 @@ impl ImageStore {
         Ok(removed)
     }
 }
-
 
 fn refs_of(state: &State, id: &Digest) -> Vec<Reference> {
     state
