@@ -332,51 +332,14 @@ impl ImageStore {
                         id.short()
                     )));
                 }
-                state.refs.remove(&reference);
-                items.push(DeleteItem::Untagged(reference.familiar_string()));
-                // Like Docker: when the last tag of a repository goes, digest references to
-                // the same repository go with it.
-                let remaining = refs_of(&state, &id);
-                if reference.tag().is_some()
-                    && remaining
-                        .iter()
-                        .all(|r| r.tag().is_none() && r.name() == reference.name())
-                {
-                    for r in remaining {
-                        state.refs.remove(&r);
-                        items.push(DeleteItem::Untagged(r.familiar_string()));
-                    }
-                }
+                untag(&mut state, &reference, &id, &mut items);
                 if !refs_of(&state, &id).is_empty() || used.is_some() {
                     save_or_undo(&mut state)?;
                     return Ok(items);
                 }
             }
             Resolved::ById(_) => {
-                let repos: BTreeSet<String> = image_refs.iter().map(|r| r.name()).collect();
-                if repos.len() > 1 && !opts.force {
-                    return Err(ImageError::Conflict(format!(
-                        "unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                        id.short()
-                    )));
-                }
-                match &used {
-                    Some(ContainerUse::Running(c)) => {
-                        return Err(ImageError::Conflict(format!(
-                            "unable to delete {} (cannot be forced) - image is being used by running container {}",
-                            id.short(),
-                            short_id(c)
-                        )));
-                    }
-                    Some(ContainerUse::Stopped(c)) if !opts.force => {
-                        return Err(ImageError::Conflict(format!(
-                            "unable to delete {} (must be forced) - image is being used by stopped container {}",
-                            id.short(),
-                            short_id(c)
-                        )));
-                    }
-                    _ => {}
-                }
+                check_delete_by_id(&id, &image_refs, used.as_ref(), opts.force)?;
                 for r in image_refs {
                     state.refs.remove(&r);
                     items.push(DeleteItem::Untagged(r.familiar_string()));
@@ -881,6 +844,54 @@ fn refs_of(state: &State, id: &Digest) -> Vec<Reference> {
         .filter(|(_, target)| *target == id)
         .map(|(r, _)| r.clone())
         .collect()
+}
+
+/// Whether deleting image `id` by its id may go ahead: a reference in several repositories
+/// or a stopped container using it needs `force`; a running container forbids it.
+fn check_delete_by_id(
+    id: &Digest,
+    image_refs: &[Reference],
+    used: Option<&ContainerUse>,
+    force: bool,
+) -> Result<()> {
+    let repos: BTreeSet<String> = image_refs.iter().map(|r| r.name()).collect();
+    if repos.len() > 1 && !force {
+        return Err(ImageError::Conflict(format!(
+            "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+            id.short()
+        )));
+    }
+    match used {
+        Some(ContainerUse::Running(c)) => Err(ImageError::Conflict(format!(
+            "unable to delete {} (cannot be forced) - image is being used by running container {}",
+            id.short(),
+            short_id(c)
+        ))),
+        Some(ContainerUse::Stopped(c)) if !force => Err(ImageError::Conflict(format!(
+            "unable to delete {} (must be forced) - image is being used by stopped container {}",
+            id.short(),
+            short_id(c)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Removes `reference` (pointing at `id`) and, like Docker, when that was the last tag of its
+/// repository, the digest references to the same repository with it.
+fn untag(state: &mut State, reference: &Reference, id: &Digest, items: &mut Vec<DeleteItem>) {
+    state.refs.remove(reference);
+    items.push(DeleteItem::Untagged(reference.familiar_string()));
+    let remaining = refs_of(state, id);
+    if reference.tag().is_some()
+        && remaining
+            .iter()
+            .all(|r| r.tag().is_none() && r.name() == reference.name())
+    {
+        for r in remaining {
+            state.refs.remove(&r);
+            items.push(DeleteItem::Untagged(r.familiar_string()));
+        }
+    }
 }
 
 /// Resolves a name as Docker does: a reference that exists wins, then the id or a unique prefix
