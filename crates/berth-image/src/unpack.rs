@@ -489,16 +489,16 @@ impl Unpacker<'_> {
         name: &OsString,
         ctx: &EntryCtx<'_>,
     ) -> Result<(), Fail> {
-        let parent = parent.try_clone()?;
         use tar::EntryType as T;
+        let header = entry.header();
         match kind {
-            T::Regular | T::Continuous | T::GNUSparse => {
-                self.create_file(entry, &parent, name, ctx)
-            }
-            T::Directory => self.create_dir(&parent, name, ctx),
-            T::Symlink => self.create_symlink(entry, &parent, name, ctx),
-            T::Link => self.create_hard_link(entry, &parent, name),
-            T::Char | T::Block | T::Fifo => self.create_node(entry, kind, &parent, name, ctx),
+            T::Regular | T::Continuous | T::GNUSparse => self.create_file(entry, parent, name, ctx),
+            T::Directory => self.create_dir(parent, name, ctx),
+            T::Symlink => self.create_symlink(entry, parent, name, ctx),
+            T::Link => self.create_hard_link(entry, parent, name),
+            T::Char => self.create_node(header, FileType::CharacterDevice, parent, name, ctx),
+            T::Block => self.create_node(header, FileType::BlockDevice, parent, name, ctx),
+            T::Fifo => self.create_node(header, FileType::Fifo, parent, name, ctx),
             other => {
                 let comps = ctx.comps;
                 tracing::debug!(layer = self.layer, entry = ?comps, kind = ?other, "skipping tar entry of unsupported type");
@@ -514,31 +514,23 @@ impl Unpacker<'_> {
         name: &OsString,
         ctx: &EntryCtx<'_>,
     ) -> Result<(), Fail> {
-        let EntryCtx {
-            mode,
-            uid,
-            gid,
-            ref times,
-            xattrs,
-            ..
-        } = *ctx;
         let declared = entry.header().size()?;
         self.size += declared;
         let in_place =
-            matches!(self.mode, UnpackMode::Extract(_)) && is_file_mountpoint(&parent, name);
+            matches!(self.mode, UnpackMode::Extract(_)) && is_file_mountpoint(parent, name);
         let fd = if in_place {
             // A file a container has mounted (its hosts, a bound file): removing it
             // would detach the mount, so what the container sees is rewritten.
             rustix::fs::openat(
-                &parent,
+                parent,
                 name.as_os_str(),
                 OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )?
         } else {
-            clear(&parent, name, false)?;
+            clear(parent, name, false)?;
             rustix::fs::openat(
-                &parent,
+                parent,
                 name.as_os_str(),
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
@@ -549,15 +541,8 @@ impl Unpacker<'_> {
         if written != declared {
             return Err(Fail::Truncated);
         }
-        if self.chown {
-            rustix::fs::fchown(&file, Some(uid_of(uid)), Some(gid_of(gid)))?;
-        }
-        // After chown, which clears setuid/setgid bits.
-        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
-        for (k, v) in xattrs {
-            rustix::fs::fsetxattr(&file, k.as_os_str(), v, XattrFlags::empty())?;
-        }
-        rustix::fs::futimens(&file, times)?;
+        self.set_fd_metadata(&file, ctx)?;
+        rustix::fs::futimens(&file, &ctx.times)?;
         Ok(())
     }
 
@@ -567,28 +552,13 @@ impl Unpacker<'_> {
         name: &OsString,
         ctx: &EntryCtx<'_>,
     ) -> Result<(), Fail> {
-        let EntryCtx {
-            mode,
-            uid,
-            gid,
-            ref times,
-            xattrs,
-            comps,
-            ..
-        } = *ctx;
-        let exists = clear(&parent, name, true)?;
+        let exists = clear(parent, name, true)?;
         if !exists {
-            rustix::fs::mkdirat(&parent, name.as_os_str(), Mode::from_raw_mode(0o700))?;
+            rustix::fs::mkdirat(parent, name.as_os_str(), Mode::from_raw_mode(0o700))?;
         }
-        let dir = open_beneath(&parent, name)?;
-        if self.chown {
-            rustix::fs::fchown(&dir, Some(uid_of(uid)), Some(gid_of(gid)))?;
-        }
-        rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode))?;
-        for (k, v) in xattrs {
-            rustix::fs::fsetxattr(&dir, k.as_os_str(), v, XattrFlags::empty())?;
-        }
-        self.dir_times.push((comps.to_vec(), times.clone()));
+        let dir = open_beneath(parent, name)?;
+        self.set_fd_metadata(&dir, ctx)?;
+        self.dir_times.push((ctx.comps.to_vec(), ctx.times.clone()));
         Ok(())
     }
 
@@ -599,31 +569,16 @@ impl Unpacker<'_> {
         name: &OsString,
         ctx: &EntryCtx<'_>,
     ) -> Result<(), Fail> {
-        let EntryCtx {
-            uid,
-            gid,
-            ref times,
-            xattrs,
-            ..
-        } = *ctx;
         let target = entry
             .link_name_bytes()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "symlink without target"))?
             .into_owned();
-        clear(&parent, name, false)?;
-        rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name.as_os_str())?;
+        clear(parent, name, false)?;
+        rustix::fs::symlinkat(OsStr::from_bytes(&target), parent, name.as_os_str())?;
         if self.chown {
-            chown_at(&parent, name, uid, gid)?;
+            chown_at(parent, name, ctx.uid, ctx.gid)?;
         }
-        for (k, v) in xattrs {
-            rustix::fs::lsetxattr(
-                proc_path(&parent, name),
-                k.as_os_str(),
-                v,
-                XattrFlags::empty(),
-            )?;
-        }
-        rustix::fs::utimensat(&parent, name.as_os_str(), times, AtFlags::SYMLINK_NOFOLLOW)?;
+        set_xattrs_and_times_at(parent, name, ctx)?;
         Ok(())
     }
 
@@ -645,70 +600,58 @@ impl Unpacker<'_> {
             return Err(Fail::Escape);
         };
         let target_dir = self.open_dir(target_parent, false)?;
-        clear(&parent, name, false)?;
+        clear(parent, name, false)?;
         // Without AT_SYMLINK_FOLLOW, linkat links a symlink itself, never its target.
         rustix::fs::linkat(
             &target_dir,
             target_name.as_os_str(),
-            &parent,
+            parent,
             name.as_os_str(),
             AtFlags::empty(),
         )?;
         Ok(())
     }
 
-    fn create_node<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        kind: tar::EntryType,
+    /// A device node or FIFO of `file_type`, its numbers from `header`.
+    fn create_node(
+        &self,
+        header: &tar::Header,
+        file_type: FileType,
         parent: &OwnedFd,
-        name: &OsString,
+        name: &OsStr,
         ctx: &EntryCtx<'_>,
     ) -> Result<(), Fail> {
-        use tar::EntryType as T;
-        let EntryCtx {
-            mode,
-            uid,
-            gid,
-            ref times,
-            xattrs,
-            ..
-        } = *ctx;
-        let file_type = match kind {
-            T::Char => FileType::CharacterDevice,
-            T::Block => FileType::BlockDevice,
-            _ => FileType::Fifo,
-        };
-        let major = entry.header().device_major()?.unwrap_or(0);
-        let minor = entry.header().device_minor()?.unwrap_or(0);
-        clear(&parent, name, false)?;
+        let major = header.device_major()?.unwrap_or(0);
+        let minor = header.device_minor()?.unwrap_or(0);
+        let mode = Mode::from_raw_mode(ctx.mode);
+        clear(parent, name, false)?;
         rustix::fs::mknodat(
-            &parent,
-            name.as_os_str(),
+            parent,
+            name,
             file_type,
-            Mode::from_raw_mode(mode),
+            mode,
             rustix::fs::makedev(major, minor),
         )?;
         if self.chown {
-            chown_at(&parent, name, uid, gid)?;
+            chown_at(parent, name, ctx.uid, ctx.gid)?;
         }
         // mknod applies the umask; set the exact mode (the node was just created by us,
         // so following a symlink here is impossible).
-        rustix::fs::chmodat(
-            &parent,
-            name.as_os_str(),
-            Mode::from_raw_mode(mode),
-            AtFlags::empty(),
-        )?;
-        for (k, v) in xattrs {
-            rustix::fs::lsetxattr(
-                proc_path(&parent, name),
-                k.as_os_str(),
-                v,
-                XattrFlags::empty(),
-            )?;
+        rustix::fs::chmodat(parent, name, mode, AtFlags::empty())?;
+        set_xattrs_and_times_at(parent, name, ctx)?;
+        Ok(())
+    }
+
+    /// Owner (as root), mode and xattrs of an open file or directory.
+    fn set_fd_metadata(&self, fd: &impl AsFd, ctx: &EntryCtx<'_>) -> io::Result<()> {
+        if self.chown {
+            rustix::fs::fchown(fd, Some(uid_of(ctx.uid)), Some(gid_of(ctx.gid)))?;
         }
-        rustix::fs::utimensat(&parent, name.as_os_str(), times, AtFlags::SYMLINK_NOFOLLOW)?;
+        // After chown, which clears setuid/setgid bits.
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(ctx.mode))?;
+        for (k, v) in ctx.xattrs {
+            rustix::fs::fsetxattr(fd, k.as_os_str(), v, XattrFlags::empty())?;
+        }
         Ok(())
     }
 
@@ -846,6 +789,21 @@ fn is_file_mountpoint(parent: &OwnedFd, name: &OsStr) -> bool {
     };
     FileType::from_raw_mode(u32::from(file.stx_mode)) == FileType::RegularFile
         && file.stx_mnt_id != dir.stx_mnt_id
+}
+
+/// Xattrs and times of `parent/name` without following it (a symlink or device node, which
+/// cannot be opened for that).
+fn set_xattrs_and_times_at(parent: &OwnedFd, name: &OsStr, ctx: &EntryCtx<'_>) -> io::Result<()> {
+    for (k, v) in ctx.xattrs {
+        rustix::fs::lsetxattr(
+            proc_path(parent, name),
+            k.as_os_str(),
+            v,
+            XattrFlags::empty(),
+        )?;
+    }
+    rustix::fs::utimensat(parent, name, &ctx.times, AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
 }
 
 /// `/proc/self/fd/<dirfd>/<name>`, for calls that have no *at variant (lsetxattr).
