@@ -228,7 +228,7 @@ impl<'a, 'o> Packer<'a, 'o> {
             Mode::empty(),
         )?;
         let xattrs = self.xattrs_fd(&dir)?;
-        let mut h = base_header(&st, tar::EntryType::Directory);
+        let mut h = base_header(st, tar::EntryType::Directory);
         let mut dir_name = tar_name.to_vec();
         if !dir_name.ends_with(b"/") {
             dir_name.push(b'/');
@@ -239,7 +239,7 @@ impl<'a, 'o> Packer<'a, 'o> {
             && rustix::fs::fgetxattr(&dir, OPAQUE_XATTR, &mut v).is_ok_and(|n| n == 1)
             && v[0] == b'y'
         {
-            let mut oh = base_header(&st, tar::EntryType::Regular);
+            let mut oh = base_header(st, tar::EntryType::Regular);
             oh.set_mode(0o600);
             oh.set_size(0);
             let opq = join(&dir_name, b".wh..wh..opq");
@@ -262,7 +262,7 @@ impl<'a, 'o> Packer<'a, 'o> {
         if st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key).cloned() {
-                let mut h = base_header(&st, tar::EntryType::Link);
+                let mut h = base_header(st, tar::EntryType::Link);
                 h.set_size(0);
                 return self.write(&mut h, tar_name, Some(&first), &[], &mut io::empty());
             }

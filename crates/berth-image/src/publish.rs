@@ -2,7 +2,8 @@
 //! (see [`crate::layers`]) and then hand a [`PublishRequest`] to [`ImageStore::publish`], which
 //! stores the config (adding the new step's history and rootfs entry for an image made here) and
 //! the manifest (synthesised when the image came without one), writes the image records, then
-//! the references (tags and RepoDigests): all or nothing.
+//! the references (tags and RepoDigests): all or nothing. `docker tag` and a push's RepoDigest
+//! add references to an existing image through [`ImageStore::add_reference`].
 
 use std::io;
 
@@ -191,6 +192,25 @@ impl ImageStore {
         }
         self.save_refs(state)?;
         Ok(loaded)
+    }
+
+    /// Points `reference` at the existing image `id` (`docker tag`, a pushed manifest's
+    /// RepoDigest); an unrecorded change is undone in memory too. The caller holds `write_lock`.
+    pub(crate) fn add_reference(
+        &self,
+        state: &mut State,
+        reference: Reference,
+        id: Digest,
+    ) -> Result<()> {
+        let before = state.refs.insert(reference.clone(), id);
+        self.save_refs(state).inspect_err(|_| match before {
+            Some(old) => {
+                state.refs.insert(reference, old);
+            }
+            None => {
+                state.refs.remove(&reference);
+            }
+        })
     }
 
     /// Passes `result` through; on an error first collects what the failed operation (`what`)

@@ -147,3 +147,28 @@ fn several_images_are_published_together_and_a_tag_moves() {
     );
     assert_eq!(store.get("other:1").unwrap().id, loaded[1].id);
 }
+
+#[test]
+fn add_reference_points_a_tag_or_repo_digest_at_an_existing_image() {
+    let (dir, store) = store();
+    let step = || Step {
+        history: HistoryEntry::default(),
+        layer: None,
+    };
+    let a = store.publish_one(built(step(), &["app:1"])).unwrap();
+    let b = store.publish_one(built(step(), &[])).unwrap();
+    let tag = Reference::parse_tag_target("app:1").unwrap();
+    let pushed = tag.repository().with_digest(Digest::of_bytes(b"pushed"));
+    {
+        let mut state = lock(&store.state);
+        store.add_reference(&mut state, tag, b.id.clone()).unwrap();
+        store
+            .add_reference(&mut state, pushed, b.id.clone())
+            .unwrap();
+    }
+    assert!(store.get(&a.id.to_string()).unwrap().repo_tags.is_empty());
+    let reopened = ImageStore::open(dir.path()).unwrap();
+    let b = reopened.get("app:1").unwrap();
+    assert_eq!(b.repo_digests.len(), 1);
+    assert!(b.repo_digests[0].starts_with("app@sha256:"));
+}

@@ -266,8 +266,7 @@ impl ImageStore {
         let _w = exclusive(&self.write_lock);
         let mut state = lock(&self.state);
         let id = resolve(&state, source)?.id().clone();
-        state.refs.insert(target.clone(), id);
-        self.save_refs(&state)?;
+        self.add_reference(&mut state, target.clone(), id)?;
         Ok(target)
     }
 
