@@ -8,8 +8,7 @@ use std::io::Read;
 use crate::config::{HistoryEntry, ImageConfig};
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::publish::{PublishConfig, PublishRequest, Step};
-use crate::reference::Reference;
+use crate::publish::{PublishConfig, PublishRequest, Step, tags_of};
 use crate::store::{Image, ImageStore, exclusive};
 
 /// The DiffID of an empty layer (a tar of two zero blocks), which Docker does not add to an
@@ -41,12 +40,7 @@ impl ImageStore {
         layer: &mut dyn Read,
         req: CommitRequest,
     ) -> Result<Image> {
-        let tag = req
-            .reference
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .map(Reference::parse_tag_target)
-            .transpose()?;
+        let tags = tags_of(req.reference.as_deref())?;
         let _w = exclusive(&self.write_lock);
         let (base_record, base_config) = self.record_and_config(base)?;
         let result = (|| -> Result<Image> {
@@ -67,7 +61,7 @@ impl ImageStore {
                 },
                 layers: base_record.layers,
                 manifest: None,
-                tags: tag.into_iter().collect(),
+                tags,
                 repo_digest: None,
             })
         })();

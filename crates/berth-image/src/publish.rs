@@ -52,6 +52,16 @@ pub(crate) struct Step {
     pub layer: Option<RecordLayer>,
 }
 
+/// The tag a commit or import is asked for (`repo[:tag]`; none when empty), checked before
+/// anything is written.
+pub(crate) fn tags_of(reference: Option<&str>) -> Result<Vec<Reference>> {
+    reference
+        .filter(|r| !r.is_empty())
+        .map(|r| Ok(Reference::parse_tag_target(r)?))
+        .into_iter()
+        .collect()
+}
+
 /// A fully prepared image, waiting only for its record to be written.
 struct PendingImage {
     record: ImageRecord,

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::{ImageError, IoContext, Result};
-use crate::publish::{PublishConfig, PublishRequest, Step};
+use crate::publish::{PublishConfig, PublishRequest, Step, tags_of};
 use crate::reference::Reference;
 
 /// An image as listed and inspected.
@@ -438,12 +438,7 @@ impl ImageStore {
 
     /// `docker import`: a root filesystem tar (plain, gzip or zstd) becomes a one-layer image.
     pub fn import(&self, reader: &mut dyn Read, opts: ImportOptions) -> Result<Image> {
-        let tag = opts
-            .reference
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .map(Reference::parse_tag_target)
-            .transpose()?;
+        let tags = tags_of(opts.reference.as_deref())?;
         let mut container_config = berth_api::models::ContainerConfig::default();
         crate::changes::apply(&mut container_config, &opts.changes)?;
         let _w = exclusive(&self.write_lock);
@@ -483,7 +478,7 @@ impl ImageStore {
                 },
                 layers: Vec::new(),
                 manifest: None,
-                tags: tag.into_iter().collect(),
+                tags,
                 repo_digest: None,
             })
         })();
