@@ -27,6 +27,14 @@ fn built(step: Step, tags: &[&str]) -> PublishRequest {
     }
 }
 
+/// A step adding no layer (as a commit of no changes).
+fn empty_step() -> Step {
+    Step {
+        history: HistoryEntry::default(),
+        layer: None,
+    }
+}
+
 #[test]
 fn a_built_image_gets_its_step_a_synthesised_manifest_and_its_tag() {
     let (dir, store) = store();
@@ -67,11 +75,7 @@ fn a_built_image_gets_its_step_a_synthesised_manifest_and_its_tag() {
 #[test]
 fn an_empty_step_is_history_only() {
     let (_dir, store) = store();
-    let step = Step {
-        history: HistoryEntry::default(),
-        layer: None,
-    };
-    let img = store.publish_one(built(step, &[])).unwrap();
+    let img = store.publish_one(built(empty_step(), &[])).unwrap();
     assert!(img.layers.is_empty());
     assert!(img.config.rootfs.diff_ids.is_empty());
     assert!(img.config.history[0].empty_layer);
@@ -120,15 +124,11 @@ fn a_received_config_and_manifest_are_kept_verbatim_with_the_repo_digest() {
 #[test]
 fn several_images_are_published_together_and_a_tag_moves() {
     let (_dir, store) = store();
-    let step = || Step {
-        history: HistoryEntry::default(),
-        layer: None,
-    };
-    let first = store.publish_one(built(step(), &["app:1"])).unwrap();
+    let first = store.publish_one(built(empty_step(), &["app:1"])).unwrap();
     let loaded = store
         .publish(vec![
-            built(step(), &["app:1", "app:2"]),
-            built(step(), &["other:1"]),
+            built(empty_step(), &["app:1", "app:2"]),
+            built(empty_step(), &["other:1"]),
         ])
         .unwrap();
     assert_eq!(loaded.len(), 2);
@@ -151,12 +151,8 @@ fn several_images_are_published_together_and_a_tag_moves() {
 #[test]
 fn add_reference_points_a_tag_or_repo_digest_at_an_existing_image() {
     let (dir, store) = store();
-    let step = || Step {
-        history: HistoryEntry::default(),
-        layer: None,
-    };
-    let a = store.publish_one(built(step(), &["app:1"])).unwrap();
-    let b = store.publish_one(built(step(), &[])).unwrap();
+    let a = store.publish_one(built(empty_step(), &["app:1"])).unwrap();
+    let b = store.publish_one(built(empty_step(), &[])).unwrap();
     let tag = Reference::parse_tag_target("app:1").unwrap();
     let pushed = tag.repository().with_digest(Digest::of_bytes(b"pushed"));
     {
