@@ -21,8 +21,9 @@ use serde_json::json;
 use crate::config::{ImageConfig, chain_ids};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{ImageError, IoContext, Result};
+use crate::publish::{PublishConfig, PublishRequest};
 use crate::reference::Reference;
-use crate::store::{ImageRecord, ImageStore, LoadProgress, PendingImage, RecordLayer, random_name};
+use crate::store::{ImageRecord, ImageStore, LoadProgress, RecordLayer, random_name};
 
 pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -247,12 +248,12 @@ struct Planned {
 }
 
 /// Reads an archive and prepares its images (blobs stored, layers unpacked); the caller makes
-/// them visible with [`ImageStore::commit`].
+/// them visible with [`ImageStore::publish`].
 pub(crate) fn load(
     store: &ImageStore,
     reader: &mut dyn Read,
     progress: &mut dyn FnMut(LoadProgress),
-) -> Result<Vec<PendingImage>> {
+) -> Result<Vec<PublishRequest>> {
     let spool = Spool::read(reader, store.tmp_dir().join(random_name("load")))?;
     let planned = if spool.get("manifest.json").is_some() {
         plan_docker_archive(&spool)?
@@ -466,13 +467,13 @@ fn resolve_manifest(
     resolve_manifest(spool, chosen, depth + 1)
 }
 
-/// Stores one planned image's blobs and layers; returns its record, not yet visible.
+/// Stores one planned image's layers; returns what publishes it.
 fn prepare(
     store: &ImageStore,
     spool: &Spool,
     planned: Planned,
     progress: &mut dyn FnMut(LoadProgress),
-) -> Result<PendingImage> {
+) -> Result<PublishRequest> {
     let id = Digest::of_bytes(&planned.config_bytes);
     let config: ImageConfig = serde_json::from_slice(&planned.config_bytes)
         .map_err(|e| invalid(format!("invalid image config {id}: {e}")))?;
@@ -484,7 +485,6 @@ fn prepare(
             diff_ids.len()
         )));
     }
-    store.write_blob(&planned.config_bytes, Some(&id))?;
     let chains = chain_ids(diff_ids);
     let mut layers = Vec::new();
     for (i, (path, blob, blob_size)) in planned.layers.iter().enumerate() {
@@ -498,19 +498,15 @@ fn prepare(
         let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
         layers.push(store.layer_record(blob, *blob_size, parent, &diff_ids[i], None, progress)?);
     }
-    let manifest = match planned.manifest {
-        Some((bytes, media_type)) => {
-            let digest = store.write_blob(&bytes, None)?;
-            Some((digest, bytes.len() as u64, media_type))
-        }
-        None => None,
-    };
-    let record: ImageRecord =
-        store.finish_record(id, planned.config_bytes.len() as u64, manifest, layers)?;
-    Ok(PendingImage {
-        record,
-        config,
+    Ok(PublishRequest {
+        config: PublishConfig::Received {
+            bytes: planned.config_bytes,
+            config,
+        },
+        layers,
+        manifest: planned.manifest,
         tags: planned.tags,
+        repo_digest: None,
     })
 }
 

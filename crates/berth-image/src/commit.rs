@@ -3,15 +3,13 @@
 //! id, the config blob written, then the image record and finally the reference; a failure at
 //! any step leaves nothing visible, and what was written is collected.
 
-use std::io::{self, Read};
-
-use chrono::Utc;
+use std::io::Read;
 
 use crate::config::{HistoryEntry, ImageConfig};
 use crate::digest::Digest;
-use crate::error::{ImageError, Result};
-use crate::reference::Reference;
-use crate::store::{Image, ImageStore, PendingImage, RecordLayer, exclusive, lock};
+use crate::error::Result;
+use crate::publish::{PublishConfig, PublishRequest, Step, tags_of};
+use crate::store::{Image, ImageStore, exclusive};
 
 /// The DiffID of an empty layer (a tar of two zero blocks), which Docker does not add to an
 /// image's rootfs (the history entry is marked `empty_layer` instead).
@@ -42,68 +40,36 @@ impl ImageStore {
         layer: &mut dyn Read,
         req: CommitRequest,
     ) -> Result<Image> {
-        let tag = req
-            .reference
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .map(Reference::parse_tag_target)
-            .transpose()?;
+        let tags = tags_of(req.reference.as_deref())?;
         let _w = exclusive(&self.write_lock);
         let (base_record, base_config) = self.record_and_config(base)?;
-        let result = (|| -> Result<Digest> {
-            let (blob, blob_size) = self.write_blob_from_reader(layer, None)?;
+        let result = (|| -> Result<Image> {
             let parent = base_record.layers.last().map(|l| l.chain_id.clone());
-            let ensured = self.ensure_layer(&blob, parent.as_ref(), None, &mut |_| {})?;
-            let empty = ensured.diff_id.to_string() == EMPTY_LAYER_DIFF_ID;
-            let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-            let mut config = req.config.clone();
-            config.created = Some(now.clone());
-            config.rootfs = base_config.rootfs.clone();
-            config.history = base_config.history.clone();
-            let mut layers = base_record.layers.clone();
-            if !empty {
-                config.rootfs.diff_ids.push(ensured.diff_id.clone());
-                layers.push(RecordLayer {
-                    diff_id: ensured.diff_id.clone(),
-                    chain_id: ensured.chain_id.clone(),
-                    blob_digest: blob,
-                    blob_size,
-                    media_type: ensured.compression.oci_media_type().to_string(),
-                    size: ensured.size,
-                });
-            }
-            config.history.push(HistoryEntry {
-                created: Some(now),
-                empty_layer: empty,
-                ..req.history.clone()
-            });
-            let config_bytes = serde_json::to_vec(&config)
-                .map_err(|e| ImageError::io("cannot encode image config", io::Error::other(e)))?;
-            let id = self.write_blob(&config_bytes, None)?;
-            let record = self.finish_record(id.clone(), config_bytes.len() as u64, None, layers)?;
-            self.commit(vec![PendingImage {
-                record,
-                config,
-                tags: tag.clone().into_iter().collect(),
-            }])?;
-            Ok(id)
+            let layer = self.store_layer(layer, parent.as_ref())?;
+            let empty = layer.diff_id.to_string() == EMPTY_LAYER_DIFF_ID;
+            self.publish_one(PublishRequest {
+                config: PublishConfig::Built {
+                    config: ImageConfig {
+                        rootfs: base_config.rootfs,
+                        history: base_config.history,
+                        ..req.config
+                    },
+                    step: Step {
+                        history: req.history,
+                        layer: (!empty).then_some(layer),
+                    },
+                },
+                layers: base_record.layers,
+                manifest: None,
+                tags,
+                repo_digest: None,
+            })
         })();
-        match result {
-            Ok(id) => {
-                // An empty layer was unpacked but is not part of the image.
-                if let Err(e) = self.gc() {
-                    tracing::warn!(error = %e, "cannot collect after a commit");
-                }
-                let state = lock(&self.state);
-                Ok(self.image_view(&state, &id))
-            }
-            Err(e) => {
-                if let Err(gc_err) = self.gc() {
-                    tracing::warn!(error = %gc_err, "cannot collect what a failed commit left");
-                }
-                Err(e)
-            }
+        // Also on success: an empty layer was unpacked but is not part of the image.
+        if let Err(e) = self.gc() {
+            tracing::warn!(error = %e, "cannot collect after a commit");
         }
+        result
     }
 }
 

@@ -21,10 +21,9 @@ use std::sync::Mutex;
 use crate::config::{ImageConfig, chain_ids};
 use crate::digest::{Digest, Hasher};
 use crate::error::{ImageError, IoContext, Result};
+use crate::publish::{PublishConfig, PublishRequest};
 use crate::reference::Reference;
-use crate::store::{
-    Image, ImageStore, LoadProgress, PendingImage, RecordLayer, exclusive, lock, random_name,
-};
+use crate::store::{Image, ImageStore, LoadProgress, RecordLayer, exclusive, lock, random_name};
 use crate::unpack;
 
 /// An image being assembled from individually fetched blobs. See the module documentation.
@@ -253,13 +252,8 @@ impl Ingest<'_> {
         let store = self.store;
         let _w = exclusive(&store.write_lock);
         let result = self.commit_locked(manifest, media_type, reference, progress);
-        if result.is_err() {
-            // Layers unpacked for this image are unreferenced now; pinned blobs stay for a retry.
-            if let Err(e) = store.gc() {
-                tracing::warn!(error = %e, "cannot collect what a failed ingest left");
-            }
-        }
-        result
+        // Layers unpacked for a failed image are unreferenced; pinned blobs stay for a retry.
+        store.collect_on_error("ingest", result)
     }
 
     fn commit_locked(
@@ -315,36 +309,23 @@ impl Ingest<'_> {
                 progress,
             )?);
         }
-        let manifest_digest = store.write_blob(manifest_bytes, None)?;
         let media_type = manifest
             .media_type
             .clone()
             .unwrap_or_else(|| media_type.to_string());
-        let record = store.finish_record(
-            id.clone(),
-            config_bytes.len() as u64,
-            Some((
-                manifest_digest.clone(),
-                manifest_bytes.len() as u64,
-                media_type,
-            )),
+        store.publish_one(PublishRequest {
+            config: PublishConfig::Received {
+                bytes: config_bytes,
+                config,
+            },
             layers,
-        )?;
-        let mut tags = Vec::new();
-        if let Some(r) = reference {
-            if let Some(t) = r.tag() {
-                tags.push(r.with_tag(t));
-            }
-            let repo_digest = self.repo_digest.clone().unwrap_or(manifest_digest);
-            tags.push(r.repository().with_digest(repo_digest));
-        }
-        store.commit(vec![PendingImage {
-            record,
-            config,
-            tags,
-        }])?;
-        let state = lock(&store.state);
-        Ok(store.image_view(&state, &id))
+            manifest: Some((manifest_bytes.to_vec(), media_type)),
+            tags: reference
+                .and_then(|r| r.tag().map(|t| r.with_tag(t)))
+                .into_iter()
+                .collect(),
+            repo_digest: reference.map(|r| (r.clone(), self.repo_digest.clone())),
+        })
     }
 }
 

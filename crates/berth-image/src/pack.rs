@@ -176,70 +176,8 @@ impl<'a, 'o> Packer<'a, 'o> {
             return self.write(&mut h, &wh, None, &[], &mut io::empty());
         }
         match kind {
-            FileType::Directory => {
-                let dir = rustix::fs::openat(
-                    parent,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                let xattrs = self.xattrs_fd(&dir)?;
-                let mut h = base_header(&st, tar::EntryType::Directory);
-                let mut dir_name = tar_name.to_vec();
-                if !dir_name.ends_with(b"/") {
-                    dir_name.push(b'/');
-                }
-                self.write(&mut h, &dir_name, None, &xattrs, &mut io::empty())?;
-                let mut v = [0u8; 4];
-                if self.opts.overlay_diff
-                    && rustix::fs::fgetxattr(&dir, OPAQUE_XATTR, &mut v).is_ok_and(|n| n == 1)
-                    && v[0] == b'y'
-                {
-                    let mut oh = base_header(&st, tar::EntryType::Regular);
-                    oh.set_mode(0o600);
-                    oh.set_size(0);
-                    let opq = join(&dir_name, b".wh..wh..opq");
-                    self.write(&mut oh, &opq, None, &[], &mut io::empty())?;
-                }
-                if skip != Skip::Contents {
-                    self.children(&dir, &dir_name, &rel)?;
-                }
-                Ok(())
-            }
-            FileType::RegularFile => {
-                if st.st_nlink > 1 {
-                    let key = (st.st_dev, st.st_ino);
-                    if let Some(first) = self.links.get(&key).cloned() {
-                        let mut h = base_header(&st, tar::EntryType::Link);
-                        h.set_size(0);
-                        return self.write(&mut h, tar_name, Some(&first), &[], &mut io::empty());
-                    }
-                    self.links.insert(key, tar_name.to_vec());
-                }
-                let fd = match rustix::fs::openat(
-                    parent,
-                    name,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
-                    Ok(fd) => fd,
-                    Err(rustix::io::Errno::NOENT) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                };
-                let st = rustix::fs::fstat(&fd)?;
-                if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-                    // Replaced by something else since the directory was read.
-                    return Ok(());
-                }
-                let xattrs = self.xattrs_fd(&fd)?;
-                let mut h = base_header(&st, tar::EntryType::Regular);
-                let size = st.st_size as u64;
-                h.set_size(size);
-                let file = File::from(fd);
-                // A file shrinking while it is read is padded; a growing one is cut at its size.
-                let mut data = file.take(size).chain(io::repeat(0)).take(size);
-                self.write(&mut h, tar_name, None, &xattrs, &mut data)
-            }
+            FileType::Directory => self.dir_entry(parent, name, tar_name, &rel, &st, skip),
+            FileType::RegularFile => self.file_entry(parent, name, tar_name, &st),
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(parent, name, Vec::new())?;
                 let xattrs = self.xattrs_path(parent, name);
@@ -271,6 +209,88 @@ impl<'a, 'o> Packer<'a, 'o> {
             // Sockets and anything else have no tar form.
             _ => Ok(()),
         }
+    }
+
+    /// A directory: its entry, an opaque marker in overlay-diff mode, then its children.
+    fn dir_entry(
+        &mut self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        tar_name: &[u8],
+        rel: &[u8],
+        st: &Stat,
+        skip: Skip,
+    ) -> io::Result<()> {
+        let dir = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let xattrs = self.xattrs_fd(&dir)?;
+        let mut h = base_header(st, tar::EntryType::Directory);
+        let mut dir_name = tar_name.to_vec();
+        if !dir_name.ends_with(b"/") {
+            dir_name.push(b'/');
+        }
+        self.write(&mut h, &dir_name, None, &xattrs, &mut io::empty())?;
+        let mut v = [0u8; 4];
+        if self.opts.overlay_diff
+            && rustix::fs::fgetxattr(&dir, OPAQUE_XATTR, &mut v).is_ok_and(|n| n == 1)
+            && v[0] == b'y'
+        {
+            let mut oh = base_header(st, tar::EntryType::Regular);
+            oh.set_mode(0o600);
+            oh.set_size(0);
+            let opq = join(&dir_name, b".wh..wh..opq");
+            self.write(&mut oh, &opq, None, &[], &mut io::empty())?;
+        }
+        if skip != Skip::Contents {
+            self.children(&dir, &dir_name, rel)?;
+        }
+        Ok(())
+    }
+
+    /// A regular file, or a hard link to one already written.
+    fn file_entry(
+        &mut self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        tar_name: &[u8],
+        st: &Stat,
+    ) -> io::Result<()> {
+        if st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
+            if let Some(first) = self.links.get(&key).cloned() {
+                let mut h = base_header(st, tar::EntryType::Link);
+                h.set_size(0);
+                return self.write(&mut h, tar_name, Some(&first), &[], &mut io::empty());
+            }
+            self.links.insert(key, tar_name.to_vec());
+        }
+        let fd = match rustix::fs::openat(
+            parent,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let st = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            // Replaced by something else since the directory was read.
+            return Ok(());
+        }
+        let xattrs = self.xattrs_fd(&fd)?;
+        let mut h = base_header(&st, tar::EntryType::Regular);
+        let size = st.st_size as u64;
+        h.set_size(size);
+        let file = File::from(fd);
+        // A file shrinking while it is read is padded; a growing one is cut at its size.
+        let mut data = file.take(size).chain(io::repeat(0)).take(size);
+        self.write(&mut h, tar_name, None, &xattrs, &mut data)
     }
 
     fn xattrs_fd(&self, fd: &OwnedFd) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {

@@ -83,7 +83,6 @@ impl ImageStore {
         if !state.images.contains_key(id) {
             return Err(ImageError::NotFound(id.to_string()));
         }
-        state.refs.insert(reference.clone(), id.clone());
-        self.save_refs(&state)
+        self.add_reference(&mut state, reference.clone(), id.clone())
     }
 }

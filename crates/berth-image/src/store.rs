@@ -30,11 +30,11 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ImageConfig, chain_ids};
-use crate::digest::{Digest, HashingWriter};
+use crate::config::ImageConfig;
+use crate::digest::Digest;
 use crate::error::{ImageError, IoContext, Result};
+use crate::publish::{PublishConfig, PublishRequest, Step, tags_of};
 use crate::reference::Reference;
-use crate::unpack::{self, Compression};
 
 /// An image as listed and inspected.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,15 +163,6 @@ pub(crate) struct RecordLayer {
     pub size: u64,
 }
 
-/// `layers/<chain-hex>/layer.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct LayerRecord {
-    chain_id: Digest,
-    diff_id: Digest,
-    parent: Option<Digest>,
-    size: u64,
-}
-
 #[derive(Default, Serialize, Deserialize)]
 struct RepositoriesFile {
     /// Full reference string → image id.
@@ -179,8 +170,8 @@ struct RepositoriesFile {
 }
 
 pub(crate) struct StoredImage {
-    record: ImageRecord,
-    config: ImageConfig,
+    pub(crate) record: ImageRecord,
+    pub(crate) config: ImageConfig,
 }
 
 #[derive(Default)]
@@ -205,13 +196,6 @@ impl Resolved {
             Resolved::ByRef(_, id) | Resolved::ById(id) => id,
         }
     }
-}
-
-/// A fully prepared image, waiting only for its record to be written.
-pub(crate) struct PendingImage {
-    pub record: ImageRecord,
-    pub config: ImageConfig,
-    pub tags: Vec<Reference>,
 }
 
 /// The image store. See the module documentation for the layout on disk.
@@ -282,8 +266,7 @@ impl ImageStore {
         let _w = exclusive(&self.write_lock);
         let mut state = lock(&self.state);
         let id = resolve(&state, source)?.id().clone();
-        state.refs.insert(target.clone(), id);
-        self.save_refs(&state)?;
+        self.add_reference(&mut state, target.clone(), id)?;
         Ok(target)
     }
 
@@ -348,51 +331,14 @@ impl ImageStore {
                         id.short()
                     )));
                 }
-                state.refs.remove(&reference);
-                items.push(DeleteItem::Untagged(reference.familiar_string()));
-                // Like Docker: when the last tag of a repository goes, digest references to
-                // the same repository go with it.
-                let remaining = refs_of(&state, &id);
-                if reference.tag().is_some()
-                    && remaining
-                        .iter()
-                        .all(|r| r.tag().is_none() && r.name() == reference.name())
-                {
-                    for r in remaining {
-                        state.refs.remove(&r);
-                        items.push(DeleteItem::Untagged(r.familiar_string()));
-                    }
-                }
+                untag(&mut state, &reference, &id, &mut items);
                 if !refs_of(&state, &id).is_empty() || used.is_some() {
                     save_or_undo(&mut state)?;
                     return Ok(items);
                 }
             }
             Resolved::ById(_) => {
-                let repos: BTreeSet<String> = image_refs.iter().map(|r| r.name()).collect();
-                if repos.len() > 1 && !opts.force {
-                    return Err(ImageError::Conflict(format!(
-                        "unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                        id.short()
-                    )));
-                }
-                match &used {
-                    Some(ContainerUse::Running(c)) => {
-                        return Err(ImageError::Conflict(format!(
-                            "unable to delete {} (cannot be forced) - image is being used by running container {}",
-                            id.short(),
-                            short_id(c)
-                        )));
-                    }
-                    Some(ContainerUse::Stopped(c)) if !opts.force => {
-                        return Err(ImageError::Conflict(format!(
-                            "unable to delete {} (must be forced) - image is being used by stopped container {}",
-                            id.short(),
-                            short_id(c)
-                        )));
-                    }
-                    _ => {}
-                }
+                check_delete_by_id(&id, &image_refs, used.as_ref(), opts.force)?;
                 for r in image_refs {
                     state.refs.remove(&r);
                     items.push(DeleteItem::Untagged(r.familiar_string()));
@@ -432,20 +378,12 @@ impl ImageStore {
         progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Vec<LoadedImage>> {
         let _w = exclusive(&self.write_lock);
-        let result =
-            crate::archive::load(self, reader, progress).and_then(|pending| self.commit(pending));
-        match result {
-            Ok(loaded) => Ok(loaded),
-            Err(e) => {
-                if let Err(gc_err) = self.gc() {
-                    tracing::warn!(error = %gc_err, "cannot collect what a failed load left");
-                }
-                Err(match e {
-                    e @ ImageError::Load(_) => e,
-                    e => ImageError::Load(Box::new(e)),
-                })
-            }
-        }
+        let result = crate::archive::load(self, reader, progress)
+            .and_then(|requests| self.publish(requests));
+        self.collect_on_error("load", result).map_err(|e| match e {
+            e @ ImageError::Load(_) => e,
+            e => ImageError::Load(Box::new(e)),
+        })
     }
 
     /// `docker save`: writes the named images as one tar in the combined layout Docker 25+
@@ -500,77 +438,51 @@ impl ImageStore {
 
     /// `docker import`: a root filesystem tar (plain, gzip or zstd) becomes a one-layer image.
     pub fn import(&self, reader: &mut dyn Read, opts: ImportOptions) -> Result<Image> {
-        let tag = opts
-            .reference
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .map(Reference::parse_tag_target)
-            .transpose()?;
+        let tags = tags_of(opts.reference.as_deref())?;
         let mut container_config = berth_api::models::ContainerConfig::default();
         crate::changes::apply(&mut container_config, &opts.changes)?;
         let _w = exclusive(&self.write_lock);
-        let result = (|| -> Result<Digest> {
-            let (blob, blob_size) = self.write_blob_from_reader(reader, None)?;
-            let layer = self.ensure_layer(&blob, None, None, &mut |_| {})?;
-            let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-            let comment = opts.message.clone().filter(|m| !m.is_empty());
+        let result = (|| -> Result<Image> {
+            let layer = self.store_layer(reader, None)?;
+            let comment = opts.message.filter(|m| !m.is_empty());
             let config = ImageConfig {
                 architecture: opts
                     .architecture
-                    .clone()
                     .filter(|a| !a.is_empty())
                     .unwrap_or_else(|| "amd64".into()),
                 os: opts
                     .os
-                    .clone()
                     .filter(|o| !o.is_empty())
                     .unwrap_or_else(|| "linux".into()),
-                created: Some(now.clone()),
                 comment: comment.clone(),
                 config: Some(container_config),
                 rootfs: crate::config::RootFs {
                     kind: "layers".into(),
-                    diff_ids: vec![layer.diff_id.clone()],
+                    diff_ids: Vec::new(),
                 },
-                history: vec![crate::config::HistoryEntry {
-                    created: Some(now),
-                    created_by: Some("import from -".into()),
-                    comment: Some(comment.unwrap_or_else(|| "Imported from -".into())),
-                    ..Default::default()
-                }],
                 ..Default::default()
             };
-            let config_bytes = serde_json::to_vec(&config)
-                .map_err(|e| ImageError::io("cannot encode image config", io::Error::other(e)))?;
-            let id = self.write_blob(&config_bytes, None)?;
-            let layers = vec![RecordLayer {
-                diff_id: layer.diff_id.clone(),
-                chain_id: layer.chain_id.clone(),
-                blob_digest: blob,
-                blob_size,
-                media_type: layer.compression.oci_media_type().to_string(),
-                size: layer.size,
-            }];
-            let record = self.finish_record(id.clone(), config_bytes.len() as u64, None, layers)?;
-            self.commit(vec![PendingImage {
-                record,
-                config,
-                tags: tag.clone().into_iter().collect(),
-            }])?;
-            Ok(id)
+            let history = crate::config::HistoryEntry {
+                created_by: Some("import from -".into()),
+                comment: Some(comment.unwrap_or_else(|| "Imported from -".into())),
+                ..Default::default()
+            };
+            self.publish_one(PublishRequest {
+                config: PublishConfig::Built {
+                    config,
+                    // Unlike a commit, an import keeps even an empty layer.
+                    step: Step {
+                        history,
+                        layer: Some(layer),
+                    },
+                },
+                layers: Vec::new(),
+                manifest: None,
+                tags,
+                repo_digest: None,
+            })
         })();
-        match result {
-            Ok(id) => {
-                let state = lock(&self.state);
-                Ok(self.image_view(&state, &id))
-            }
-            Err(e) => {
-                if let Err(gc_err) = self.gc() {
-                    tracing::warn!(error = %gc_err, "cannot collect what a failed import left");
-                }
-                Err(e)
-            }
-        }
+        self.collect_on_error("import", result)
     }
 
     /// Deletes dangling images (no tags), or with `all` every image no container uses, among
@@ -691,10 +603,10 @@ impl ImageStore {
     pub(crate) fn ingest_dir(&self) -> PathBuf {
         self.root.join("blobs").join(".ingest")
     }
-    fn layers_dir(&self) -> PathBuf {
+    pub(crate) fn layers_dir(&self) -> PathBuf {
         self.root.join("layers")
     }
-    fn images_dir(&self) -> PathBuf {
+    pub(crate) fn images_dir(&self) -> PathBuf {
         self.root.join("metadata").join("images")
     }
     fn repositories_file(&self) -> PathBuf {
@@ -706,299 +618,11 @@ impl ImageStore {
     pub(crate) fn blob_path(&self, d: &Digest) -> PathBuf {
         self.blobs_dir().join(d.hex())
     }
-    fn layer_dir(&self, chain: &Digest) -> PathBuf {
+    pub(crate) fn layer_dir(&self, chain: &Digest) -> PathBuf {
         self.layers_dir().join(chain.hex())
     }
 
-    // ---- content store ----
-
-    /// Stores `bytes` as a blob, verifying `expected` when given.
-    pub(crate) fn write_blob(&self, bytes: &[u8], expected: Option<&Digest>) -> Result<Digest> {
-        Ok(self.write_blob_from_reader(&mut &bytes[..], expected)?.0)
-    }
-
-    /// Streams a blob into the store, hashing while writing; on a digest mismatch nothing is
-    /// kept. Returns the digest and size.
-    pub(crate) fn write_blob_from_reader(
-        &self,
-        reader: &mut dyn Read,
-        expected: Option<&Digest>,
-    ) -> Result<(Digest, u64)> {
-        let tmp = self.ingest_dir().join(random_name("blob"));
-        let result = (|| -> Result<(Digest, u64)> {
-            let file = File::create(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
-            let mut w = HashingWriter::new(file);
-            io::copy(reader, &mut w).ctx(|| "cannot write blob".to_string())?;
-            let (file, hasher) = w.into_parts();
-            let size = hasher.len();
-            let digest = hasher.finish();
-            if let Some(expected) = expected {
-                expected.verify(&digest, &format!("blob {expected}"))?;
-            }
-            file.sync_all()
-                .ctx(|| format!("cannot sync {}", tmp.display()))?;
-            self.install_blob(&tmp, &digest)?;
-            Ok((digest, size))
-        })();
-        let _ = fs::remove_file(&tmp);
-        result
-    }
-
-    /// Moves an already verified file (in the same filesystem) into the content store; when the
-    /// blob exists already, the file is left for the caller to remove.
-    pub(crate) fn install_blob(&self, src: &Path, digest: &Digest) -> Result<()> {
-        let dest = self.blob_path(digest);
-        if dest.exists() {
-            return Ok(());
-        }
-        fs::rename(src, &dest).ctx(|| format!("cannot store blob {digest}"))?;
-        sync_dir(&self.blobs_dir())
-    }
-
-    // ---- layers ----
-
-    /// Makes sure the layer of a stored `blob` is unpacked on top of `parent` (verifying its diff
-    /// id), reporting progress in blob bytes, and describes it for an image record. Load and
-    /// pull both build images through this. `media_type` is the one the manifest gave, if any;
-    /// otherwise it follows the blob's compression.
-    pub(crate) fn layer_record(
-        &self,
-        blob: &Digest,
-        blob_size: u64,
-        parent: Option<&Digest>,
-        diff_id: &Digest,
-        media_type: Option<&str>,
-        progress: &mut dyn FnMut(LoadProgress),
-    ) -> Result<RecordLayer> {
-        let ensured = self.ensure_layer(blob, parent, Some(diff_id), &mut |current| {
-            progress(LoadProgress::Layer {
-                digest: blob.clone(),
-                current,
-                total: Some(blob_size),
-            })
-        })?;
-        progress(LoadProgress::LayerDone {
-            digest: blob.clone(),
-        });
-        Ok(RecordLayer {
-            diff_id: ensured.diff_id,
-            chain_id: ensured.chain_id,
-            blob_digest: blob.clone(),
-            blob_size,
-            media_type: media_type
-                .filter(|m| !m.is_empty())
-                .map(str::to_string)
-                .unwrap_or_else(|| ensured.compression.oci_media_type().to_string()),
-            size: ensured.size,
-        })
-    }
-
-    /// Makes sure the layer unpacked from `blob` exists under its chain id; verifies its diff id
-    /// against `expected_diff` when given.
-    pub(crate) fn ensure_layer(
-        &self,
-        blob: &Digest,
-        parent: Option<&Digest>,
-        expected_diff: Option<&Digest>,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<EnsuredLayer> {
-        let blob_path = self.blob_path(blob);
-        let open_blob = || File::open(&blob_path).ctx(|| format!("cannot open blob {blob}"));
-        let chain_for = |diff: &Digest| match parent {
-            None => diff.clone(),
-            Some(p) => chain_ids(&[p.clone(), diff.clone()])[1].clone(),
-        };
-        if let Some(expected) = expected_diff {
-            let chain = chain_for(expected);
-            if let Some(existing) = self.read_layer_record(&chain)? {
-                // Shared layer: only check that this blob really is that layer.
-                let (diff, compression) = unpack::diff_id_of(&mut open_blob()?, &blob.to_string())?;
-                expected.verify(&diff, &format!("layer {blob}"))?;
-                return Ok(EnsuredLayer {
-                    diff_id: diff,
-                    chain_id: chain,
-                    size: existing.size,
-                    compression,
-                });
-            }
-        }
-        let tmp = self.new_tmp_layer()?;
-        let diff_dir = tmp.join("diff");
-        let result = (|| -> Result<EnsuredLayer> {
-            let unpacked =
-                unpack::unpack_layer(&mut open_blob()?, &diff_dir, &blob.to_string(), progress)?;
-            if let Some(expected) = expected_diff {
-                expected.verify(&unpacked.diff_id, &format!("layer {blob}"))?;
-            }
-            self.install_unpacked_layer(&tmp, unpacked, parent)
-        })();
-        if tmp.exists() {
-            let _ = fs::remove_dir_all(&tmp);
-        }
-        result
-    }
-
-    /// A fresh layer directory to unpack into (`<tmp>/diff`), removed by the caller on failure.
-    pub(crate) fn new_tmp_layer(&self) -> Result<PathBuf> {
-        let tmp = self
-            .layers_dir()
-            .join(format!(".tmp-{}", random_name("layer")));
-        let diff_dir = tmp.join("diff");
-        fs::create_dir_all(&diff_dir).ctx(|| format!("cannot create {}", diff_dir.display()))?;
-        Ok(tmp)
-    }
-
-    /// Makes the layer unpacked (and verified) in `tmp` a layer under its chain id.
-    pub(crate) fn install_unpacked_layer(
-        &self,
-        tmp: &Path,
-        unpacked: unpack::UnpackedLayer,
-        parent: Option<&Digest>,
-    ) -> Result<EnsuredLayer> {
-        let chain = match parent {
-            None => unpacked.diff_id.clone(),
-            Some(p) => chain_ids(&[p.clone(), unpacked.diff_id.clone()])[1].clone(),
-        };
-        let record = LayerRecord {
-            chain_id: chain.clone(),
-            diff_id: unpacked.diff_id.clone(),
-            parent: parent.cloned(),
-            size: unpacked.size,
-        };
-        let ensured = EnsuredLayer {
-            diff_id: unpacked.diff_id,
-            chain_id: chain.clone(),
-            size: unpacked.size,
-            compression: unpacked.compression,
-        };
-        let dest = self.layer_dir(&chain);
-        if dest.exists() {
-            // Same content arrived again (import of an identical tree).
-            return Ok(ensured);
-        }
-        write_json_atomic(&tmp.join("layer.json"), &record)?;
-        // One syncfs instead of an fsync per file: the tree must be durable before the
-        // rename makes it a layer.
-        let dir = File::open(tmp).ctx(|| format!("cannot open {}", tmp.display()))?;
-        rustix::fs::syncfs(&dir).map_err(|e| ImageError::io("cannot sync layer", e.into()))?;
-        fs::rename(tmp, &dest).ctx(|| format!("cannot store layer {chain}"))?;
-        sync_dir(&self.layers_dir())?;
-        Ok(ensured)
-    }
-
-    /// Whether the layer with this chain id is unpacked.
-    pub(crate) fn has_layer(&self, chain: &Digest) -> bool {
-        self.layer_dir(chain).join("layer.json").exists()
-    }
-
-    fn read_layer_record(&self, chain: &Digest) -> Result<Option<LayerRecord>> {
-        let path = self.layer_dir(chain).join("layer.json");
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| {
-                ImageError::CorruptMetadata {
-                    path: path.display().to_string(),
-                    source,
-                }
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ImageError::io(format!("cannot read {}", path.display()), e)),
-        }
-    }
-
-    /// Completes an image record: synthesises and stores an OCI manifest when the image came
-    /// without one (so that `save` can write one).
-    pub(crate) fn finish_record(
-        &self,
-        id: Digest,
-        config_size: u64,
-        manifest: Option<(Digest, u64, String)>,
-        layers: Vec<RecordLayer>,
-    ) -> Result<ImageRecord> {
-        let (manifest_digest, manifest_size, media_type) = match manifest {
-            Some(m) => m,
-            None => {
-                let bytes = crate::archive::synthesize_manifest(&id, config_size, &layers);
-                let digest = self.write_blob(&bytes, None)?;
-                (
-                    digest,
-                    bytes.len() as u64,
-                    crate::archive::OCI_MANIFEST.to_string(),
-                )
-            }
-        };
-        Ok(ImageRecord {
-            id,
-            config_size,
-            manifest_digest: Some(manifest_digest),
-            manifest_size,
-            manifest_media_type: Some(media_type),
-            layers,
-            loaded_at: Utc::now(),
-        })
-    }
-
-    /// Makes prepared images visible: records first, then their tags (which replace existing
-    /// tags of the same name).
-    pub(crate) fn commit(&self, pending: Vec<PendingImage>) -> Result<Vec<LoadedImage>> {
-        let mut state = lock(&self.state);
-        let old_refs = state.refs.clone();
-        let mut written: Vec<Digest> = Vec::new();
-        let result = self.commit_locked(&mut state, pending, &mut written);
-        if result.is_err() {
-            // All or nothing: forget the images this commit made visible.
-            state.refs = old_refs;
-            for id in written {
-                if let Err(e) = self.remove_image_record(&mut state, &id) {
-                    tracing::warn!(image = %id, error = %e, "cannot roll back an image record");
-                }
-            }
-        }
-        result
-    }
-
-    fn commit_locked(
-        &self,
-        state: &mut State,
-        pending: Vec<PendingImage>,
-        written: &mut Vec<Digest>,
-    ) -> Result<Vec<LoadedImage>> {
-        for p in &pending {
-            if state.images.contains_key(&p.record.id) {
-                continue;
-            }
-            let path = self
-                .images_dir()
-                .join(format!("{}.json", p.record.id.hex()));
-            write_json_atomic(&path, &p.record)?;
-            written.push(p.record.id.clone());
-            state.images.insert(
-                p.record.id.clone(),
-                StoredImage {
-                    record: p.record.clone(),
-                    config: p.config.clone(),
-                },
-            );
-        }
-        let mut loaded = Vec::new();
-        for p in pending {
-            let mut tags: Vec<String> = Vec::new();
-            for t in &p.tags {
-                state.refs.insert(t.clone(), p.record.id.clone());
-                let familiar = t.familiar_string();
-                if !tags.contains(&familiar) {
-                    tags.push(familiar);
-                }
-            }
-            loaded.push(LoadedImage {
-                id: p.record.id,
-                tags,
-            });
-        }
-        self.save_refs(state)?;
-        Ok(loaded)
-    }
-
-    fn remove_image_record(&self, state: &mut State, id: &Digest) -> Result<()> {
+    pub(crate) fn remove_image_record(&self, state: &mut State, id: &Digest) -> Result<()> {
         let path = self.images_dir().join(format!("{}.json", id.hex()));
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -1207,14 +831,6 @@ impl ImageStore {
     }
 }
 
-/// What [`ImageStore::ensure_layer`] produced.
-pub(crate) struct EnsuredLayer {
-    pub diff_id: Digest,
-    pub chain_id: Digest,
-    pub size: u64,
-    pub compression: Compression,
-}
-
 fn refs_of(state: &State, id: &Digest) -> Vec<Reference> {
     state
         .refs
@@ -1222,6 +838,54 @@ fn refs_of(state: &State, id: &Digest) -> Vec<Reference> {
         .filter(|(_, target)| *target == id)
         .map(|(r, _)| r.clone())
         .collect()
+}
+
+/// Whether deleting image `id` by its id may go ahead: a reference in several repositories
+/// or a stopped container using it needs `force`; a running container forbids it.
+fn check_delete_by_id(
+    id: &Digest,
+    image_refs: &[Reference],
+    used: Option<&ContainerUse>,
+    force: bool,
+) -> Result<()> {
+    let repos: BTreeSet<String> = image_refs.iter().map(|r| r.name()).collect();
+    if repos.len() > 1 && !force {
+        return Err(ImageError::Conflict(format!(
+            "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+            id.short()
+        )));
+    }
+    match used {
+        Some(ContainerUse::Running(c)) => Err(ImageError::Conflict(format!(
+            "unable to delete {} (cannot be forced) - image is being used by running container {}",
+            id.short(),
+            short_id(c)
+        ))),
+        Some(ContainerUse::Stopped(c)) if !force => Err(ImageError::Conflict(format!(
+            "unable to delete {} (must be forced) - image is being used by stopped container {}",
+            id.short(),
+            short_id(c)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Removes `reference` (pointing at `id`) and, like Docker, when that was the last tag of its
+/// repository, the digest references to the same repository with it.
+fn untag(state: &mut State, reference: &Reference, id: &Digest, items: &mut Vec<DeleteItem>) {
+    state.refs.remove(reference);
+    items.push(DeleteItem::Untagged(reference.familiar_string()));
+    let remaining = refs_of(state, id);
+    if reference.tag().is_some()
+        && remaining
+            .iter()
+            .all(|r| r.tag().is_none() && r.name() == reference.name())
+    {
+        for r in remaining {
+            state.refs.remove(&r);
+            items.push(DeleteItem::Untagged(r.familiar_string()));
+        }
+    }
 }
 
 /// Resolves a name as Docker does: a reference that exists wins, then the id or a unique prefix
@@ -1321,7 +985,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .ctx(|| format!("cannot sync {}", dir.display()))

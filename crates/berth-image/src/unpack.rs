@@ -396,20 +396,7 @@ impl Unpacker<'_> {
         let name_bytes = name.as_bytes();
         let whiteouts = matches!(self.mode, UnpackMode::Layer);
 
-        if let UnpackMode::Extract(x) = &self.mode
-            && x.no_overwrite_dir_non_dir
-            && let Ok(st) = rustix::fs::statat(&parent, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
-        {
-            let existing_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-            if existing_dir != kind.is_dir() {
-                let shown = format!("/{}", String::from_utf8_lossy(join(&comps).as_bytes()));
-                return Err(ImageError::InvalidArgument(if existing_dir {
-                    format!("cannot overwrite directory {shown:?} with non-directory {display:?}")
-                } else {
-                    format!("cannot overwrite non-directory {shown:?} with directory {display:?}")
-                }));
-            }
-        }
+        self.check_overwrite(&parent, name, kind, &comps, &display)?;
 
         if whiteouts && name_bytes == OPAQUE_MARKER {
             rustix::fs::fsetxattr(&parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
@@ -423,22 +410,9 @@ impl Unpacker<'_> {
                 // Other `.wh..wh.` names are aufs metadata with no overlay meaning.
                 return Ok(());
             }
-            let hidden = OsStr::from_bytes(hidden);
-            let result = (|| -> io::Result<()> {
-                clear(&parent, hidden, false)?;
-                rustix::fs::mknodat(
-                    &parent,
-                    hidden,
-                    FileType::CharacterDevice,
-                    Mode::empty(),
-                    rustix::fs::makedev(0, 0),
-                )?;
-                if self.chown {
-                    chown_at(&parent, hidden, uid, gid)?;
-                }
-                Ok(())
-            })();
-            return result.map_err(|e| self.failed(&display, e));
+            return self
+                .whiteout(&parent, OsStr::from_bytes(hidden), uid, gid)
+                .map_err(|e| self.failed(&display, e));
         }
 
         let ctx = EntryCtx {
@@ -463,6 +437,50 @@ impl Unpacker<'_> {
         }
     }
 
+    /// With `no_overwrite_dir_non_dir` (docker cp's `noOverwriteDirNonDir`), refuses to replace
+    /// a directory by a non-directory or the reverse.
+    fn check_overwrite(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        kind: tar::EntryType,
+        comps: &[OsString],
+        display: &str,
+    ) -> Result<()> {
+        if let UnpackMode::Extract(x) = &self.mode
+            && x.no_overwrite_dir_non_dir
+            && let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+        {
+            let existing_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            if existing_dir != kind.is_dir() {
+                let shown = format!("/{}", String::from_utf8_lossy(join(comps).as_bytes()));
+                return Err(ImageError::InvalidArgument(if existing_dir {
+                    format!("cannot overwrite directory {shown:?} with non-directory {display:?}")
+                } else {
+                    format!("cannot overwrite non-directory {shown:?} with directory {display:?}")
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// An OCI whiteout of `hidden` as overlayfs writes it: a 0:0 character device.
+    fn whiteout(&self, parent: &OwnedFd, hidden: &OsStr, uid: u64, gid: u64) -> io::Result<()> {
+        clear(parent, hidden, false)?;
+        rustix::fs::mknodat(
+            parent,
+            hidden,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            rustix::fs::makedev(0, 0),
+        )?;
+        if self.chown {
+            chown_at(parent, hidden, uid, gid)?;
+        }
+        Ok(())
+    }
+
+    /// Creates one entry of `kind` as `parent/name` (one method per kind below).
     fn create<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -471,168 +489,170 @@ impl Unpacker<'_> {
         name: &OsString,
         ctx: &EntryCtx<'_>,
     ) -> Result<(), Fail> {
-        let EntryCtx {
-            mode,
-            uid,
-            gid,
-            ref times,
-            xattrs,
-            comps,
-        } = *ctx;
-        let parent = parent.try_clone()?;
         use tar::EntryType as T;
+        let header = entry.header();
         match kind {
-            T::Regular | T::Continuous | T::GNUSparse => {
-                let declared = entry.header().size()?;
-                self.size += declared;
-                let in_place = matches!(self.mode, UnpackMode::Extract(_))
-                    && is_file_mountpoint(&parent, name);
-                let fd = if in_place {
-                    // A file a container has mounted (its hosts, a bound file): removing it
-                    // would detach the mount, so what the container sees is rewritten.
-                    rustix::fs::openat(
-                        &parent,
-                        name.as_os_str(),
-                        OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )?
-                } else {
-                    clear(&parent, name, false)?;
-                    rustix::fs::openat(
-                        &parent,
-                        name.as_os_str(),
-                        OFlags::WRONLY
-                            | OFlags::CREATE
-                            | OFlags::EXCL
-                            | OFlags::NOFOLLOW
-                            | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o600),
-                    )?
-                };
-                let mut file = File::from(fd);
-                let written = copy_with(entry, &mut file, &mut self.buf)?;
-                if written != declared {
-                    return Err(Fail::Truncated);
-                }
-                if self.chown {
-                    rustix::fs::fchown(&file, Some(uid_of(uid)), Some(gid_of(gid)))?;
-                }
-                // After chown, which clears setuid/setgid bits.
-                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
-                for (k, v) in xattrs {
-                    rustix::fs::fsetxattr(&file, k.as_os_str(), v, XattrFlags::empty())?;
-                }
-                rustix::fs::futimens(&file, times)?;
-                Ok(())
-            }
-            T::Directory => {
-                let exists = clear(&parent, name, true)?;
-                if !exists {
-                    rustix::fs::mkdirat(&parent, name.as_os_str(), Mode::from_raw_mode(0o700))?;
-                }
-                let dir = open_beneath(&parent, name)?;
-                if self.chown {
-                    rustix::fs::fchown(&dir, Some(uid_of(uid)), Some(gid_of(gid)))?;
-                }
-                rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode))?;
-                for (k, v) in xattrs {
-                    rustix::fs::fsetxattr(&dir, k.as_os_str(), v, XattrFlags::empty())?;
-                }
-                self.dir_times.push((comps.to_vec(), times.clone()));
-                Ok(())
-            }
-            T::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| {
-                        io::Error::new(io::ErrorKind::InvalidData, "symlink without target")
-                    })?
-                    .into_owned();
-                clear(&parent, name, false)?;
-                rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name.as_os_str())?;
-                if self.chown {
-                    chown_at(&parent, name, uid, gid)?;
-                }
-                for (k, v) in xattrs {
-                    rustix::fs::lsetxattr(
-                        proc_path(&parent, name),
-                        k.as_os_str(),
-                        v,
-                        XattrFlags::empty(),
-                    )?;
-                }
-                rustix::fs::utimensat(&parent, name.as_os_str(), times, AtFlags::SYMLINK_NOFOLLOW)?;
-                Ok(())
-            }
-            T::Link => {
-                let target_raw = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| {
-                        io::Error::new(io::ErrorKind::InvalidData, "hard link without target")
-                    })?
-                    .into_owned();
-                let mut target = clean_path(&target_raw).ok_or(Fail::Escape)?;
-                if let UnpackMode::Extract(x) = &self.mode {
-                    target.splice(0..0, x.prefix.iter().cloned());
-                }
-                let Some((target_name, target_parent)) = target.split_last() else {
-                    return Err(Fail::Escape);
-                };
-                let target_dir = self.open_dir(target_parent, false)?;
-                clear(&parent, name, false)?;
-                // Without AT_SYMLINK_FOLLOW, linkat links a symlink itself, never its target.
-                rustix::fs::linkat(
-                    &target_dir,
-                    target_name.as_os_str(),
-                    &parent,
-                    name.as_os_str(),
-                    AtFlags::empty(),
-                )?;
-                Ok(())
-            }
-            T::Char | T::Block | T::Fifo => {
-                let file_type = match kind {
-                    T::Char => FileType::CharacterDevice,
-                    T::Block => FileType::BlockDevice,
-                    _ => FileType::Fifo,
-                };
-                let major = entry.header().device_major()?.unwrap_or(0);
-                let minor = entry.header().device_minor()?.unwrap_or(0);
-                clear(&parent, name, false)?;
-                rustix::fs::mknodat(
-                    &parent,
-                    name.as_os_str(),
-                    file_type,
-                    Mode::from_raw_mode(mode),
-                    rustix::fs::makedev(major, minor),
-                )?;
-                if self.chown {
-                    chown_at(&parent, name, uid, gid)?;
-                }
-                // mknod applies the umask; set the exact mode (the node was just created by us,
-                // so following a symlink here is impossible).
-                rustix::fs::chmodat(
-                    &parent,
-                    name.as_os_str(),
-                    Mode::from_raw_mode(mode),
-                    AtFlags::empty(),
-                )?;
-                for (k, v) in xattrs {
-                    rustix::fs::lsetxattr(
-                        proc_path(&parent, name),
-                        k.as_os_str(),
-                        v,
-                        XattrFlags::empty(),
-                    )?;
-                }
-                rustix::fs::utimensat(&parent, name.as_os_str(), times, AtFlags::SYMLINK_NOFOLLOW)?;
-                Ok(())
-            }
+            T::Regular | T::Continuous | T::GNUSparse => self.create_file(entry, parent, name, ctx),
+            T::Directory => self.create_dir(parent, name, ctx),
+            T::Symlink => self.create_symlink(entry, parent, name, ctx),
+            T::Link => self.create_hard_link(entry, parent, name),
+            T::Char => self.create_node(header, FileType::CharacterDevice, parent, name, ctx),
+            T::Block => self.create_node(header, FileType::BlockDevice, parent, name, ctx),
+            T::Fifo => self.create_node(header, FileType::Fifo, parent, name, ctx),
             other => {
+                let comps = ctx.comps;
                 tracing::debug!(layer = self.layer, entry = ?comps, kind = ?other, "skipping tar entry of unsupported type");
                 Ok(())
             }
         }
+    }
+
+    fn create_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        parent: &OwnedFd,
+        name: &OsString,
+        ctx: &EntryCtx<'_>,
+    ) -> Result<(), Fail> {
+        let declared = entry.header().size()?;
+        self.size += declared;
+        let in_place =
+            matches!(self.mode, UnpackMode::Extract(_)) && is_file_mountpoint(parent, name);
+        let fd = if in_place {
+            // A file a container has mounted (its hosts, a bound file): removing it
+            // would detach the mount, so what the container sees is rewritten.
+            rustix::fs::openat(
+                parent,
+                name.as_os_str(),
+                OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?
+        } else {
+            clear(parent, name, false)?;
+            rustix::fs::openat(
+                parent,
+                name.as_os_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )?
+        };
+        let mut file = File::from(fd);
+        let written = copy_with(entry, &mut file, &mut self.buf)?;
+        if written != declared {
+            return Err(Fail::Truncated);
+        }
+        self.set_fd_metadata(&file, ctx)?;
+        rustix::fs::futimens(&file, &ctx.times)?;
+        Ok(())
+    }
+
+    fn create_dir(
+        &mut self,
+        parent: &OwnedFd,
+        name: &OsString,
+        ctx: &EntryCtx<'_>,
+    ) -> Result<(), Fail> {
+        let exists = clear(parent, name, true)?;
+        if !exists {
+            rustix::fs::mkdirat(parent, name.as_os_str(), Mode::from_raw_mode(0o700))?;
+        }
+        let dir = open_beneath(parent, name)?;
+        self.set_fd_metadata(&dir, ctx)?;
+        self.dir_times.push((ctx.comps.to_vec(), ctx.times.clone()));
+        Ok(())
+    }
+
+    fn create_symlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        parent: &OwnedFd,
+        name: &OsString,
+        ctx: &EntryCtx<'_>,
+    ) -> Result<(), Fail> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "symlink without target"))?
+            .into_owned();
+        clear(parent, name, false)?;
+        rustix::fs::symlinkat(OsStr::from_bytes(&target), parent, name.as_os_str())?;
+        if self.chown {
+            chown_at(parent, name, ctx.uid, ctx.gid)?;
+        }
+        set_xattrs_and_times_at(parent, name, ctx)?;
+        Ok(())
+    }
+
+    fn create_hard_link<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        parent: &OwnedFd,
+        name: &OsString,
+    ) -> Result<(), Fail> {
+        let target_raw = entry
+            .link_name_bytes()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "hard link without target"))?
+            .into_owned();
+        let mut target = clean_path(&target_raw).ok_or(Fail::Escape)?;
+        if let UnpackMode::Extract(x) = &self.mode {
+            target.splice(0..0, x.prefix.iter().cloned());
+        }
+        let Some((target_name, target_parent)) = target.split_last() else {
+            return Err(Fail::Escape);
+        };
+        let target_dir = self.open_dir(target_parent, false)?;
+        clear(parent, name, false)?;
+        // Without AT_SYMLINK_FOLLOW, linkat links a symlink itself, never its target.
+        rustix::fs::linkat(
+            &target_dir,
+            target_name.as_os_str(),
+            parent,
+            name.as_os_str(),
+            AtFlags::empty(),
+        )?;
+        Ok(())
+    }
+
+    /// A device node or FIFO of `file_type`, its numbers from `header`.
+    fn create_node(
+        &self,
+        header: &tar::Header,
+        file_type: FileType,
+        parent: &OwnedFd,
+        name: &OsStr,
+        ctx: &EntryCtx<'_>,
+    ) -> Result<(), Fail> {
+        let major = header.device_major()?.unwrap_or(0);
+        let minor = header.device_minor()?.unwrap_or(0);
+        let mode = Mode::from_raw_mode(ctx.mode);
+        clear(parent, name, false)?;
+        rustix::fs::mknodat(
+            parent,
+            name,
+            file_type,
+            mode,
+            rustix::fs::makedev(major, minor),
+        )?;
+        if self.chown {
+            chown_at(parent, name, ctx.uid, ctx.gid)?;
+        }
+        // mknod applies the umask; set the exact mode (the node was just created by us,
+        // so following a symlink here is impossible).
+        rustix::fs::chmodat(parent, name, mode, AtFlags::empty())?;
+        set_xattrs_and_times_at(parent, name, ctx)?;
+        Ok(())
+    }
+
+    /// Owner (as root), mode and xattrs of an open file or directory.
+    fn set_fd_metadata(&self, fd: &impl AsFd, ctx: &EntryCtx<'_>) -> io::Result<()> {
+        if self.chown {
+            rustix::fs::fchown(fd, Some(uid_of(ctx.uid)), Some(gid_of(ctx.gid)))?;
+        }
+        // After chown, which clears setuid/setgid bits.
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(ctx.mode))?;
+        for (k, v) in ctx.xattrs {
+            rustix::fs::fsetxattr(fd, k.as_os_str(), v, XattrFlags::empty())?;
+        }
+        Ok(())
     }
 
     /// Opens (creating when `create`, with mode 0755 like Docker) the directory `comps` below
@@ -771,6 +791,21 @@ fn is_file_mountpoint(parent: &OwnedFd, name: &OsStr) -> bool {
         && file.stx_mnt_id != dir.stx_mnt_id
 }
 
+/// Xattrs and times of `parent/name` without following it (a symlink or device node, which
+/// cannot be opened for that).
+fn set_xattrs_and_times_at(parent: &OwnedFd, name: &OsStr, ctx: &EntryCtx<'_>) -> io::Result<()> {
+    for (k, v) in ctx.xattrs {
+        rustix::fs::lsetxattr(
+            proc_path(parent, name),
+            k.as_os_str(),
+            v,
+            XattrFlags::empty(),
+        )?;
+    }
+    rustix::fs::utimensat(parent, name, &ctx.times, AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
+}
+
 /// `/proc/self/fd/<dirfd>/<name>`, for calls that have no *at variant (lsetxattr).
 fn proc_path(dir: &OwnedFd, name: &OsStr) -> PathBuf {
     let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
@@ -864,530 +899,9 @@ fn pax_info<R: Read>(entry: &mut tar::Entry<'_, R>, layer: &str) -> io::Result<P
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-
-    /// Appends an entry with the name and link written verbatim (the tar crate's setters
-    /// refuse `..` and absolute names, which are exactly what these tests need).
-    fn raw(
-        b: &mut tar::Builder<Vec<u8>>,
-        name: &str,
-        kind: tar::EntryType,
-        link: Option<&str>,
-        data: &[u8],
-        mode: u32,
-    ) {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        if let Some(l) = link {
-            h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
-        }
-        h.set_entry_type(kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_mtime(1_600_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_cksum();
-        b.append(&h, data).unwrap();
-    }
-
-    struct Sandbox {
-        _dir: tempfile::TempDir,
-        dest: PathBuf,
-        outside: PathBuf,
-    }
-
-    fn sandbox() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("dest");
-        let outside = dir.path().join("outside");
-        fs_create(&dest);
-        fs_create(&outside);
-        Sandbox {
-            _dir: dir,
-            dest,
-            outside,
-        }
-    }
-
-    fn fs_create(p: &Path) {
-        std::fs::create_dir_all(p).unwrap();
-    }
-
-    fn unpack_bytes(data: &[u8], dest: &Path) -> Result<UnpackedLayer> {
-        unpack_layer(&mut &data[..], dest, "sha256:test", &mut |_| {})
-    }
-
-    #[test]
-    fn unpacks_every_entry_kind_into_overlay_format() {
-        let sb = sandbox();
-        let mut b = tar::Builder::new(Vec::new());
-        raw(&mut b, "./", tar::EntryType::Directory, None, b"", 0o755);
-        raw(&mut b, "bin/", tar::EntryType::Directory, None, b"", 0o755);
-        // A file with setuid, owned by 1000:1001, with an xattr.
-        b.append_pax_extensions([
-            ("SCHILY.xattr.user.note", &b"hello"[..]),
-            ("SCHILY.xattr.trusted.overlay.redirect", &b"/etc"[..]),
-        ])
-        .unwrap();
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(5);
-        h.set_mode(0o4755);
-        h.set_uid(1000);
-        h.set_gid(1001);
-        h.set_mtime(1_500_000_000);
-        b.append_data(&mut h, "bin/su", &b"su!!!"[..]).unwrap();
-        raw(
-            &mut b,
-            "bin/su-link",
-            tar::EntryType::Link,
-            Some("bin/su"),
-            b"",
-            0o755,
-        );
-        raw(
-            &mut b,
-            "bin/sh",
-            tar::EntryType::Symlink,
-            Some("/bin/busybox"),
-            b"",
-            0o777,
-        );
-        let mut dev = |name: &str, kind, major, minor| {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(kind);
-            h.set_size(0);
-            h.set_mode(0o666);
-            h.set_device_major(major).unwrap();
-            h.set_device_minor(minor).unwrap();
-            b.append_data(&mut h, name, &b""[..]).unwrap();
-        };
-        dev("dev/null", tar::EntryType::Char, 1, 3);
-        dev("dev/loop0", tar::EntryType::Block, 7, 0);
-        dev("run/fifo", tar::EntryType::Fifo, 0, 0);
-        raw(
-            &mut b,
-            "etc/.wh.passwd",
-            tar::EntryType::Regular,
-            None,
-            b"",
-            0o644,
-        );
-        raw(
-            &mut b,
-            "var/cache/.wh..wh..opq",
-            tar::EntryType::Regular,
-            None,
-            b"",
-            0o644,
-        );
-        raw(
-            &mut b,
-            "var/cache/kept",
-            tar::EntryType::Regular,
-            None,
-            b"k",
-            0o600,
-        );
-        let data = b.into_inner().unwrap();
-
-        let unpacked = unpack_bytes(&data, &sb.dest).unwrap();
-        assert_eq!(unpacked.diff_id, Digest::of_bytes(&data));
-        assert_eq!(unpacked.compression, Compression::None);
-        assert_eq!(unpacked.size, 6);
-
-        let d = &sb.dest;
-        let su = std::fs::symlink_metadata(d.join("bin/su")).unwrap();
-        assert_eq!(su.permissions().mode() & 0o7777, 0o4755);
-        assert_eq!((su.uid(), su.gid()), (1000, 1001));
-        assert_eq!(su.mtime(), 1_500_000_000);
-        assert_eq!(su.nlink(), 2, "hard link shares the inode");
-        assert_eq!(std::fs::read(d.join("bin/su-link")).unwrap(), b"su!!!");
-        let mut note = vec![0u8; 16];
-        let n = rustix::fs::getxattr(d.join("bin/su"), "user.note", &mut note).unwrap();
-        assert_eq!(&note[..n], b"hello");
-        assert!(
-            rustix::fs::getxattr(d.join("bin/su"), "trusted.overlay.redirect", &mut note).is_err(),
-            "overlay xattrs from the layer are dropped"
-        );
-        assert_eq!(
-            std::fs::read_link(d.join("bin/sh")).unwrap(),
-            Path::new("/bin/busybox")
-        );
-        let null = std::fs::metadata(d.join("dev/null")).unwrap();
-        assert!(null.file_type().is_char_device());
-        assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
-        assert_eq!(null.permissions().mode() & 0o777, 0o666);
-        let lp = std::fs::metadata(d.join("dev/loop0")).unwrap();
-        assert!(lp.file_type().is_block_device());
-        assert_eq!(lp.rdev(), rustix::fs::makedev(7, 0));
-        assert!(
-            std::fs::metadata(d.join("run/fifo"))
-                .unwrap()
-                .file_type()
-                .is_fifo()
-        );
-        // Whiteout: a 0:0 character device named like the hidden file.
-        let wh = std::fs::symlink_metadata(d.join("etc/passwd")).unwrap();
-        assert!(wh.file_type().is_char_device());
-        assert_eq!(wh.rdev(), 0);
-        assert!(!d.join("etc/.wh.passwd").exists());
-        // Opaque directory.
-        let mut v = [0u8; 4];
-        let n =
-            rustix::fs::getxattr(d.join("var/cache"), "trusted.overlay.opaque", &mut v).unwrap();
-        assert_eq!(&v[..n], b"y");
-        assert!(!d.join("var/cache/.wh..wh..opq").exists());
-        assert!(d.join("var/cache/kept").exists());
-        // Directory mtimes survive the creation of their children.
-        assert_eq!(
-            std::fs::metadata(d.join("bin")).unwrap().mtime(),
-            1_600_000_000
-        );
-    }
-
-    fn assert_escape(data: &[u8], sb: &Sandbox, entry: &str) {
-        let err = unpack_bytes(data, &sb.dest).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("cannot unpack layer sha256:test: entry {entry:?} escapes the layer root"),
-        );
-        assert_eq!(err.kind(), berth_api::ErrorKind::InvalidArgument);
-        let outside: Vec<_> = std::fs::read_dir(&sb.outside).unwrap().collect();
-        assert!(
-            outside.len() <= 1,
-            "something was written outside: {outside:?}"
-        );
-        if let Ok(s) = std::fs::read(sb.outside.join("secret")) {
-            assert_eq!(s, b"secret", "the file outside was modified");
-            assert_eq!(
-                std::fs::metadata(sb.outside.join("secret"))
-                    .unwrap()
-                    .nlink(),
-                1
-            );
-        }
-    }
-
-    #[test]
-    fn rejects_dotdot_paths() {
-        let sb = sandbox();
-        let mut b = tar::Builder::new(Vec::new());
-        raw(
-            &mut b,
-            "a/../../outside/passwd",
-            tar::EntryType::Regular,
-            None,
-            b"x",
-            0o644,
-        );
-        assert_escape(&b.into_inner().unwrap(), &sb, "a/../../outside/passwd");
-    }
-
-    #[test]
-    fn rejects_absolute_paths() {
-        let sb = sandbox();
-        let target = format!("{}/passwd", sb.outside.display());
-        let mut b = tar::Builder::new(Vec::new());
-        raw(&mut b, &target, tar::EntryType::Regular, None, b"x", 0o644);
-        assert_escape(&b.into_inner().unwrap(), &sb, &target);
-    }
-
-    #[test]
-    fn rejects_writing_through_an_absolute_symlink() {
-        let sb = sandbox();
-        let mut b = tar::Builder::new(Vec::new());
-        raw(
-            &mut b,
-            "evil",
-            tar::EntryType::Symlink,
-            Some(sb.outside.to_str().unwrap()),
-            b"",
-            0o777,
-        );
-        raw(
-            &mut b,
-            "evil/passwd",
-            tar::EntryType::Regular,
-            None,
-            b"x",
-            0o644,
-        );
-        assert_escape(&b.into_inner().unwrap(), &sb, "evil/passwd");
-    }
-
-    #[test]
-    fn rejects_writing_through_a_relative_symlink() {
-        let sb = sandbox();
-        let mut b = tar::Builder::new(Vec::new());
-        raw(&mut b, "d/", tar::EntryType::Directory, None, b"", 0o755);
-        raw(
-            &mut b,
-            "d/up",
-            tar::EntryType::Symlink,
-            Some("../../outside"),
-            b"",
-            0o777,
-        );
-        raw(
-            &mut b,
-            "d/up/sub/file",
-            tar::EntryType::Regular,
-            None,
-            b"x",
-            0o644,
-        );
-        assert_escape(&b.into_inner().unwrap(), &sb, "d/up/sub/file");
-    }
-
-    #[test]
-    fn rejects_hard_links_that_escape() {
-        let sb = sandbox();
-        std::fs::write(sb.outside.join("secret"), b"secret").unwrap();
-        let mut b = tar::Builder::new(Vec::new());
-        raw(
-            &mut b,
-            "hl",
-            tar::EntryType::Link,
-            Some("../outside/secret"),
-            b"",
-            0o644,
-        );
-        assert_escape(&b.into_inner().unwrap(), &sb, "hl");
-
-        // Through a symlinked directory planted by an earlier entry.
-        let sb = sandbox();
-        std::fs::write(sb.outside.join("secret"), b"secret").unwrap();
-        let mut b = tar::Builder::new(Vec::new());
-        raw(
-            &mut b,
-            "s",
-            tar::EntryType::Symlink,
-            Some(sb.outside.to_str().unwrap()),
-            b"",
-            0o777,
-        );
-        raw(
-            &mut b,
-            "hl",
-            tar::EntryType::Link,
-            Some("s/secret"),
-            b"",
-            0o644,
-        );
-        assert_escape(&b.into_inner().unwrap(), &sb, "hl");
-        assert!(!sb.dest.join("hl").exists());
-    }
-
-    #[test]
-    fn pax_records_override_header_ownership_and_time() {
-        let sb = sandbox();
-        let mut b = tar::Builder::new(Vec::new());
-        b.append_pax_extensions([
-            ("uid", &b"3000000"[..]),
-            ("gid", &b"3000001"[..]),
-            ("mtime", &b"1700000000.5"[..]),
-        ])
-        .unwrap();
-        raw(&mut b, "f", tar::EntryType::Regular, None, b"x", 0o640);
-        unpack_bytes(&b.into_inner().unwrap(), &sb.dest).unwrap();
-        let m = std::fs::metadata(sb.dest.join("f")).unwrap();
-        assert_eq!(
-            (m.uid(), m.gid(), m.mtime()),
-            (3_000_000, 3_000_001, 1_700_000_000)
-        );
-        assert_eq!(m.permissions().mode() & 0o7777, 0o640);
-    }
-
-    #[test]
-    fn inside_symlinks_and_dotdot_that_stay_inside_work() {
-        let sb = sandbox();
-        let mut b = tar::Builder::new(Vec::new());
-        raw(
-            &mut b,
-            "usr/lib/",
-            tar::EntryType::Directory,
-            None,
-            b"",
-            0o755,
-        );
-        raw(
-            &mut b,
-            "lib",
-            tar::EntryType::Symlink,
-            Some("usr/lib"),
-            b"",
-            0o777,
-        );
-        raw(
-            &mut b,
-            "lib/libc.so",
-            tar::EntryType::Regular,
-            None,
-            b"c",
-            0o644,
-        );
-        raw(
-            &mut b,
-            "usr/../etc/hosts",
-            tar::EntryType::Regular,
-            None,
-            b"h",
-            0o644,
-        );
-        unpack_bytes(&b.into_inner().unwrap(), &sb.dest).unwrap();
-        assert_eq!(
-            std::fs::read(sb.dest.join("usr/lib/libc.so")).unwrap(),
-            b"c"
-        );
-        assert_eq!(std::fs::read(sb.dest.join("etc/hosts")).unwrap(), b"h");
-    }
-
-    #[test]
-    fn gzip_and_zstd_layers_have_the_plain_diff_id() {
-        let plain = crate::testutil::layer_tar(&[("a/", b""), ("a/b", b"bee")]);
-        for (blob, kind) in [
-            (crate::testutil::gzip(&plain), Compression::Gzip),
-            (crate::testutil::zstd(&plain), Compression::Zstd),
-        ] {
-            let sb = sandbox();
-            let u = unpack_bytes(&blob, &sb.dest).unwrap();
-            assert_eq!(u.compression, kind);
-            assert_eq!(u.diff_id, Digest::of_bytes(&plain));
-            assert_eq!(std::fs::read(sb.dest.join("a/b")).unwrap(), b"bee");
-            let (d, c) = diff_id_of(&mut &blob[..], "x").unwrap();
-            assert_eq!((d, c), (Digest::of_bytes(&plain), kind));
-        }
-    }
-
-    #[test]
-    fn truncated_layers_fail() {
-        let plain = crate::testutil::layer_tar(&[("big", &[7u8; 10_000][..])]);
-        let sb = sandbox();
-        assert!(unpack_bytes(&plain[..3000], &sb.dest).is_err());
-        let gz = crate::testutil::gzip(&plain);
-        let sb = sandbox();
-        assert!(unpack_bytes(&gz[..gz.len() / 2], &sb.dest).is_err());
-    }
-
-    #[test]
-    fn later_entries_replace_earlier_ones() {
-        let sb = sandbox();
-        let mut b = tar::Builder::new(Vec::new());
-        raw(&mut b, "x/", tar::EntryType::Directory, None, b"", 0o755);
-        raw(&mut b, "x/y", tar::EntryType::Regular, None, b"1", 0o644);
-        raw(
-            &mut b,
-            "x",
-            tar::EntryType::Regular,
-            None,
-            b"file now",
-            0o644,
-        );
-        raw(&mut b, "f", tar::EntryType::Regular, None, b"old", 0o644);
-        raw(&mut b, "f", tar::EntryType::Regular, None, b"new", 0o644);
-        unpack_bytes(&b.into_inner().unwrap(), &sb.dest).unwrap();
-        assert_eq!(std::fs::read(sb.dest.join("x")).unwrap(), b"file now");
-        assert_eq!(std::fs::read(sb.dest.join("f")).unwrap(), b"new");
-    }
-}
+#[path = "unpack_tests.rs"]
+mod tests;
 
 #[cfg(test)]
-mod extract_tests {
-    use super::*;
-    use std::os::unix::fs::{MetadataExt, symlink};
-
-    fn tar_of(entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, kind, data, link) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_mode(0o644);
-            h.set_uid(1234);
-            h.set_gid(99);
-            h.set_size(data.len() as u64);
-            let old = h.as_old_mut();
-            old.name[..name.len()].copy_from_slice(name.as_bytes());
-            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
-            h.set_cksum();
-            b.append(&h, *data).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
-
-    #[test]
-    fn symlinks_resolve_inside_the_root() {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("root");
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        std::fs::create_dir_all(root.join("dst")).unwrap();
-        symlink("/etc", root.join("dst/link")).unwrap();
-        symlink("/etc", root.join("to-etc")).unwrap();
-        let tar = tar_of(&[
-            ("link/x", tar::EntryType::Regular, b"via link", ""),
-            (".wh.y", tar::EntryType::Regular, b"", ""),
-        ]);
-        extract_into_root(&mut &tar[..], &root, "/dst", &ExtractOptions::default()).unwrap();
-        assert_eq!(std::fs::read(root.join("etc/x")).unwrap(), b"via link");
-        assert!(
-            root.join("dst/.wh.y").is_file(),
-            "whiteouts stay plain files"
-        );
-        // The destination itself is a symlink to the container's /etc.
-        let tar = tar_of(&[("z", tar::EntryType::Regular, b"z", "")]);
-        extract_into_root(&mut &tar[..], &root, "/to-etc", &ExtractOptions::default()).unwrap();
-        assert_eq!(std::fs::read(root.join("etc/z")).unwrap(), b"z");
-        assert!(!Path::new("/etc/z").exists() || std::fs::read("/etc/z").unwrap() != b"z");
-    }
-
-    #[test]
-    fn escapes_are_refused() {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("root");
-        std::fs::create_dir_all(root.join("dst")).unwrap();
-        for entries in [
-            vec![("../x", tar::EntryType::Regular, b"".as_slice(), "")],
-            vec![("/abs", tar::EntryType::Regular, b"".as_slice(), "")],
-            vec![(
-                "h",
-                tar::EntryType::Link,
-                b"".as_slice(),
-                "../../etc/passwd",
-            )],
-        ] {
-            let tar = tar_of(&entries);
-            let err = extract_into_root(&mut &tar[..], &root, "/dst", &ExtractOptions::default())
-                .unwrap_err();
-            assert!(err.to_string().contains("escapes"), "{err}");
-        }
-        assert!(!t.path().join("x").exists());
-    }
-
-    #[test]
-    fn owner_override_and_no_overwrite() {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("root");
-        std::fs::create_dir_all(root.join("dst/sub")).unwrap();
-        let tar = tar_of(&[("f", tar::EntryType::Regular, b"1", "")]);
-        let opts = ExtractOptions {
-            owner: Some((0, 0)),
-            no_overwrite_dir_non_dir: true,
-        };
-        extract_into_root(&mut &tar[..], &root, "/dst", &opts).unwrap();
-        if rustix::process::geteuid().is_root() {
-            assert_eq!(std::fs::metadata(root.join("dst/f")).unwrap().uid(), 0);
-            let keep = ExtractOptions::default();
-            extract_into_root(&mut &tar[..], &root, "/dst", &keep).unwrap();
-            assert_eq!(std::fs::metadata(root.join("dst/f")).unwrap().uid(), 1234);
-        }
-        let tar = tar_of(&[("sub", tar::EntryType::Regular, b"1", "")]);
-        let err = extract_into_root(&mut &tar[..], &root, "/dst", &opts).unwrap_err();
-        assert!(
-            err.to_string().contains("cannot overwrite directory"),
-            "{err}"
-        );
-    }
-}
+#[path = "unpack_extract_tests.rs"]
+mod extract_tests;
