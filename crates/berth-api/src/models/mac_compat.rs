@@ -3,6 +3,7 @@
 //! (moby `handleMACAddressBC`).
 
 use crate::models::{ContainerCreateRequest, EndpointSettings};
+use crate::vocab::NetworkMode;
 use crate::{ApiError, ApiVersion};
 
 impl ContainerCreateRequest {
@@ -20,8 +21,7 @@ impl ContainerCreateRequest {
         // `default` endpoint with it).
         let defaulted = matches!(mode, "" | "default");
         let name = if defaulted { "bridge" } else { mode }.to_string();
-        let bridge_or_user =
-            !matches!(name.as_str(), "host" | "none") && !name.starts_with("container:");
+        let bridge_or_user = !NetworkMode::parse(&name).shares_netns();
         let endpoints = &mut self
             .networking_config
             .get_or_insert_with(Default::default)

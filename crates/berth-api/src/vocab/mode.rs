@@ -137,6 +137,15 @@ impl NetworkMode {
     pub fn is_user_defined(&self) -> bool {
         matches!(self, NetworkMode::Named(_))
     }
+
+    /// Whether the container has no endpoints of its own (`host`, `none`, `container:<id>`):
+    /// it cannot join other networks, nor publish ports of its own.
+    pub fn shares_netns(&self) -> bool {
+        matches!(
+            self,
+            NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)
+        )
+    }
 }
 
 impl fmt::Display for NetworkMode {
@@ -203,6 +212,12 @@ mod tests {
         assert_eq!(NetworkMode::parse("container:").container(), Some(""));
         assert!(NetworkMode::parse("backend").is_user_defined());
         assert!(!NetworkMode::parse("bridge").is_user_defined());
+        for s in ["host", "none", "container:db", "container:"] {
+            assert!(NetworkMode::parse(s).shares_netns(), "{s}");
+        }
+        for s in ["", "default", "bridge", "backend"] {
+            assert!(!NetworkMode::parse(s).shares_netns(), "{s}");
+        }
         for s in ["bridge", "host", "none", "container:db", "backend"] {
             assert_eq!(NetworkMode::parse(s).to_string(), s);
             let json = serde_json::to_string(&NetworkMode::parse(s)).unwrap();
