@@ -107,6 +107,11 @@ impl Record {
         NamespaceMode::parse(&self.host_config.ipc_mode).unwrap_or_default()
     }
 
+    /// The PID mode; a word that is not a mode runs private, as under dockerd.
+    pub fn pid_mode(&self) -> NamespaceMode {
+        NamespaceMode::parse(&self.host_config.pid_mode).unwrap_or_default()
+    }
+
     /// The log driver; one that is not known (a record from another daemon) is read as
     /// `json-file`, whose files are then simply not there.
     pub fn log_driver(&self) -> LogDriver {
