@@ -47,7 +47,7 @@ impl NetworkRequest {
         NetworkRequest {
             id: id.to_string(),
             name: name.to_string(),
-            mode: NetworkMode::parse(&host.network_mode),
+            mode: host.network_mode.clone(),
             endpoints: networking
                 .map(|n| n.endpoints_config.clone())
                 .unwrap_or_default(),

@@ -242,8 +242,8 @@ pub fn discard_unsupported(h: &mut HostConfig, cgroup_v1: bool) -> Vec<String> {
 
 /// Fills the defaults Docker stores in a new container's host configuration.
 pub fn fill_host_defaults(h: &mut HostConfig, cgroup_v1: bool) {
-    if NetworkMode::parse(&h.network_mode) == NetworkMode::Default {
-        h.network_mode = "bridge".into();
+    if h.network_mode.is_default() {
+        h.network_mode = NetworkMode::Bridge;
     }
     if h.log_config.kind.is_empty() {
         h.log_config.kind = "json-file".into();

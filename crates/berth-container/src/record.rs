@@ -98,8 +98,8 @@ impl Record {
     }
 
     /// The network mode.
-    pub fn network_mode(&self) -> NetworkMode {
-        NetworkMode::parse(&self.host_config.network_mode)
+    pub fn network_mode(&self) -> &NetworkMode {
+        &self.host_config.network_mode
     }
 
     /// The IPC mode, checked at create (a record's unknown one reads as the default).

@@ -37,7 +37,7 @@ impl Networks {
         let st = lock(&self.inner.state);
         let mode = match &req.mode {
             // `--bridge=none`: containers that ask for the default get no network.
-            NetworkMode::Default | NetworkMode::Bridge => {
+            NetworkMode::Unset | NetworkMode::Default | NetworkMode::Bridge => {
                 if st.networks.values().any(|n| n.is_default_bridge()) {
                     NetworkMode::Bridge
                 } else {
@@ -210,7 +210,7 @@ fn primary_named(
         .map(|(k, v)| {
             let k = if k == "default" {
                 match mode {
-                    NetworkMode::Default => "bridge".to_string(),
+                    m if m.is_default() => "bridge".to_string(),
                     m => m.to_string(),
                 }
             } else {

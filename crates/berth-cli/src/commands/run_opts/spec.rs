@@ -66,7 +66,7 @@ impl ContainerOptions {
         let host_config = HostConfig {
             resources,
             binds: (!binds.is_empty()).then_some(binds),
-            network_mode: network,
+            network_mode: NetworkMode::parse(&network),
             port_bindings: Some(bindings.into_iter().map(|(k, v)| (k, Some(v))).collect()),
             restart_policy,
             mounts: (!mounts.is_empty()).then_some(mounts),
