@@ -82,7 +82,7 @@ impl Containers {
             pid: self.namespace(&h.pid_mode, "pid")?,
             ipc: self.namespace(&h.ipc_mode, "ipc")?,
             uts: self.namespace(&h.uts_mode, "uts")?,
-            net: self.net_namespace(&r.network_mode(), net)?,
+            net: self.net_namespace(r.network_mode(), net)?,
             cgroup: cgroup_namespace(&h.cgroupns_mode, CgroupVersion::host().is_v2()),
         };
         let mut mounts = crate::volumes::runtime_mounts(&self.inner.volumes, r, root)?;
