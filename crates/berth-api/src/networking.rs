@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::models::container::{EndpointSettings, PortBinding};
 use crate::models::{HostConfig, NetworkingConfig};
+use crate::vocab::NetworkMode;
 
 /// What a new container asks of the network service, in one piece: the one call at create.
 /// Fields keep Docker's API shapes (the network service records them as given).
@@ -17,7 +18,7 @@ pub struct NetworkRequest {
     pub name: String,
     /// `HostConfig.NetworkMode` as given (`default`, `bridge`, `host`, `none`,
     /// `container:<id>`, a network's name or id).
-    pub mode: String,
+    pub mode: NetworkMode,
     /// `NetworkingConfig.EndpointsConfig`, by network: aliases, static addresses
     /// (`IPAMConfig`), MAC address, links, driver options.
     pub endpoints: BTreeMap<String, EndpointSettings>,

@@ -161,8 +161,8 @@ impl ListFilter {
             }
         }
         if f.contains("network") {
-            let mode = r.host_config.network_mode.as_str();
-            if !f.get("network").contains(&mode) {
+            let mode = r.host_config.network_mode.to_string();
+            if !f.get("network").contains(&mode.as_str()) {
                 return false;
             }
         }

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use berth_api::models::HostConfig;
-use berth_api::vocab::NetworkMode;
 
 use crate::error::{ContainerError, Result, invalid};
 use crate::manager::{Container, Containers};
@@ -115,11 +114,11 @@ impl Containers {
         let Some(links) = host.links.as_ref().filter(|l| !l.is_empty()) else {
             return Ok(None);
         };
-        if NetworkMode::parse(&host.network_mode).is_host() {
+        if host.network_mode.is_host() {
             return Err(invalid(HOST_AND_LINKS));
         }
         // On a user-defined network links are DNS aliases.
-        if NetworkMode::parse(&host.network_mode).is_user_defined() {
+        if host.network_mode.is_user_defined() {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(links.len());

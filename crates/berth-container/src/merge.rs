@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use berth_api::models::{ContainerConfig, HostConfig, Resources};
 use berth_api::vocab::{LogDriver, NamespaceMode, NetworkMode, RestartPolicy};
+use berth_runtime::shim::LogDriverConfig;
 
 use crate::error::{ContainerError, Result, invalid};
 
@@ -96,6 +97,16 @@ pub fn path_and_args(config: &ContainerConfig) -> Result<(String, Vec<String>)> 
     Ok((path, all))
 }
 
+/// The log driver with its options, as the runtime takes it (`--log-driver`, `--log-opt`).
+pub(crate) fn log_driver_config(
+    h: &HostConfig,
+) -> std::result::Result<LogDriverConfig, berth_runtime::RuntimeError> {
+    LogDriverConfig::from_docker(&berth_runtime::config::LogConfig {
+        driver: h.log_config.kind.clone(),
+        opts: h.log_config.config.clone(),
+    })
+}
+
 /// Validates a host configuration with Docker's messages. `ncpu` is the host's CPU count.
 pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
     if !matches!(h.cgroupns_mode.as_str(), "" | "host" | "private") {
@@ -122,11 +133,7 @@ pub fn validate_host_config(h: &HostConfig, ncpu: usize) -> Result<()> {
     }
     LogDriver::parse(&h.log_config.kind)?;
     // Options are checked at create, as Docker does, not only when the shim starts.
-    berth_runtime::shim::LogDriverConfig::from_docker(&berth_runtime::config::LogConfig {
-        driver: h.log_config.kind.clone(),
-        opts: h.log_config.config.clone(),
-    })
-    .map_err(|e| match e {
+    log_driver_config(h).map_err(|e| match e {
         // Docker's messages, without the runtime's prefix.
         berth_runtime::RuntimeError::InvalidConfig(m) => invalid(m),
         e => e.into(),
@@ -235,8 +242,8 @@ pub fn discard_unsupported(h: &mut HostConfig, cgroup_v1: bool) -> Vec<String> {
 
 /// Fills the defaults Docker stores in a new container's host configuration.
 pub fn fill_host_defaults(h: &mut HostConfig, cgroup_v1: bool) {
-    if NetworkMode::parse(&h.network_mode) == NetworkMode::Default {
-        h.network_mode = "bridge".into();
+    if h.network_mode.is_default() {
+        h.network_mode = NetworkMode::Bridge;
     }
     if h.log_config.kind.is_empty() {
         h.log_config.kind = "json-file".into();

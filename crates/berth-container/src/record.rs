@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use berth_api::models::container::Health;
 use berth_api::models::{ContainerConfig, HostConfig};
 use berth_api::vocab::{LogDriver, NamespaceMode, NetworkMode, RestartPolicy};
+use berth_runtime::shim::LogDriverConfig;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -97,8 +98,8 @@ impl Record {
     }
 
     /// The network mode.
-    pub fn network_mode(&self) -> NetworkMode {
-        NetworkMode::parse(&self.host_config.network_mode)
+    pub fn network_mode(&self) -> &NetworkMode {
+        &self.host_config.network_mode
     }
 
     /// The IPC mode, checked at create (a record's unknown one reads as the default).
@@ -106,10 +107,21 @@ impl Record {
         NamespaceMode::parse(&self.host_config.ipc_mode).unwrap_or_default()
     }
 
+    /// The PID mode; a word that is not a mode runs private, as under dockerd.
+    pub fn pid_mode(&self) -> NamespaceMode {
+        NamespaceMode::parse(&self.host_config.pid_mode).unwrap_or_default()
+    }
+
     /// The log driver; one that is not known (a record from another daemon) is read as
     /// `json-file`, whose files are then simply not there.
     pub fn log_driver(&self) -> LogDriver {
         LogDriver::parse(&self.host_config.log_config.kind).unwrap_or_default()
+    }
+
+    /// The log driver with its options, checked at create (a record from before that check
+    /// fails at start with the runtime's error).
+    pub fn log_config(&self) -> std::result::Result<LogDriverConfig, berth_runtime::RuntimeError> {
+        crate::merge::log_driver_config(&self.host_config)
     }
 
     /// Reads a record.
@@ -246,5 +258,27 @@ mod tests {
         let mut renamed = before.clone();
         renamed.name = "api".into();
         assert!(renamed.differs_beyond_process_state(&before));
+    }
+
+    /// The runtime is handed the parsed driver (with Docker's defaults for `local`), not the
+    /// strings: the shim's config holds what was checked at create.
+    #[test]
+    fn the_log_config_is_parsed_from_the_record() {
+        let mut r = Record::default();
+        r.host_config.log_config.kind = "local".into();
+        r.host_config.log_config.config = [("max-file".to_string(), "2".to_string())].into();
+        assert_eq!(
+            r.log_config().unwrap(),
+            LogDriverConfig::Local {
+                max_size: Some(20 << 20),
+                max_file: 2,
+                compress: true,
+            }
+        );
+        r.host_config.log_config.kind = "gelf".into();
+        assert!(matches!(
+            r.log_config(),
+            Err(berth_runtime::RuntimeError::LogDriverNotSupported { .. })
+        ));
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use berth_api::models::container::{EndpointSettings, PortBinding};
+use berth_api::vocab::NetworkMode;
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -135,8 +136,8 @@ pub struct ContainerNet {
     pub id: String,
     pub name: String,
     /// `HostConfig.NetworkMode` as normalised at create (`bridge`, `host`, `none`,
-    /// `container:<id>`, or a user network's name).
-    pub mode: String,
+    /// `container:<id>`, or a user network's name). Docker's string on disk.
+    pub mode: NetworkMode,
     /// Endpoints in interface order (the first is the primary: its gateway is the default route).
     pub requested: Vec<Requested>,
     /// `PortBindings` as given (for inspect's `HostConfig`-style keys).
@@ -488,6 +489,32 @@ mod tests {
         s.persist_container(&c).unwrap();
         let again = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
         assert_eq!(persisted, again, "a durable record was persisted twice");
+    }
+
+    /// The mode is typed in memory and Docker's string on disk, so records written before
+    /// it was typed read back the same.
+    #[test]
+    fn a_container_mode_is_stored_as_dockers_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &dir.path().join("run")).unwrap();
+        for (i, mode) in ["bridge", "host", "none", "container:abc", "backend"]
+            .into_iter()
+            .enumerate()
+        {
+            let c = ContainerNet {
+                id: i.to_string().repeat(64),
+                mode: mode.into(),
+                ..Default::default()
+            };
+            s.save_container(&c).unwrap();
+            let path = dir.path().join(format!("network/containers/{}.json", c.id));
+            let text = std::fs::read_to_string(path).unwrap();
+            assert!(text.contains(&format!("\"mode\":\"{mode}\"")), "{text}");
+        }
+        let mut got: Vec<_> = s.containers().into_iter().map(|c| c.mode).collect();
+        got.sort_by_key(|m| m.to_string());
+        assert_eq!(got[2], NetworkMode::Container("abc".into()));
+        assert_eq!(got[1], NetworkMode::Bridge);
     }
 
     /// The running part of a container's record lives in the exec root: the data root's file

@@ -143,7 +143,7 @@ impl Bundle {
     /// Generate the spec for `cfg` and write `config.json` and `shim.json`, creating the
     /// directory if needed. Returns the spec written.
     pub fn write(&self, cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> {
-        let log = LogDriverConfig::from_docker(&cfg.log)?;
+        let log = cfg.log.clone();
         let mut spec = spec::generate(cfg, host)?;
         // The embedded runtime loads a filter compiled here, once per distinct filter; an
         // external runtime (runc, crun) gets the plain spec and compiles it itself.

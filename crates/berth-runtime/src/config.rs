@@ -81,8 +81,9 @@ pub struct ContainerRunConfig {
     /// `StdinOnce`: close the container's stdin when the attached client that sent it closes
     /// its side.
     pub stdin_once: bool,
-    /// The log driver (`--log-driver`, `--log-opt`).
-    pub log: LogConfig,
+    /// The log driver (`--log-driver`, `--log-opt`), parsed and checked by the daemon
+    /// ([`LogDriverConfig::from_docker`]): the bundle hands it to the shim as it is.
+    pub log: crate::shim::LogDriverConfig,
     /// cgroup path (`linux.cgroupsPath`); `None` means `/berth/<id>`. A `cgroup_parent` from
     /// Docker's API becomes `<parent>/<id>` here.
     pub cgroup_path: Option<String>,
@@ -243,7 +244,8 @@ pub struct Ulimit {
     pub hard: u64,
 }
 
-/// Docker's `HostConfig.LogConfig`: a driver name and its options, as given.
+/// Docker's `HostConfig.LogConfig`: a driver name and its options, as given (the input of
+/// [`crate::shim::LogDriverConfig::from_docker`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogConfig {

@@ -25,9 +25,10 @@
 //! ```text
 //! init::install(&<data-root>/bin/docker-init)?          once at daemon start (static binary)
 //! cfg.init = true; cfg.init_path = Some(that path)     spec runs ["/sbin/docker-init", "--", args..]
-//! cfg.log = LogConfig { driver, opts }                  json-file (max-size, max-file) | none |
+//! cfg.log = LogDriverConfig::from_docker(&LogConfig { driver, opts })?
+//!                                                       json-file (max-size, max-file) | none |
 //!                                                       local (local-logs/container.log); others:
-//!                                                       Bundle::write: Err(LogDriverNotSupported)
+//!                                                       Err(LogDriverNotSupported)
 //! h = Shim::create(&dir, &shim_binary)?                 created, not started; same errors as spawn
 //! a = h.attach(stdin, stdout, stderr)?                  AttachStream { stream, tty }, per client
 //! h.start()?                                            the command runs; `a` sees all its output

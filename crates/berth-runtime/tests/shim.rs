@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_runtime::config::{ContainerRunConfig, Resources};
+use berth_runtime::config::{ContainerRunConfig, LogConfig, Resources};
 use berth_runtime::spec::RealHost;
 use berth_runtime::{Bundle, RuntimeError, Shim, ShimHandle, rootfs};
 
@@ -625,7 +625,7 @@ fn runtime_failure_is_reported_and_cleaned_up() {
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
-use berth_runtime::shim::{ContainerStatus, ExecConfig};
+use berth_runtime::shim::{ContainerStatus, ExecConfig, LogDriverConfig};
 
 /// Read a stream to its end (the shim closes it after the last output).
 fn read_all(s: &mut UnixStream) -> Vec<u8> {
@@ -702,7 +702,7 @@ fn two_attachers_and_a_stuck_one() {
             "sleep 0.2; echo one; echo two >&2; head -c 20000000 /dev/zero",
         ],
     );
-    cfg.log.driver = "none".into();
+    cfg.log = LogDriverConfig::None;
     let h = fx.create(&cfg).unwrap();
     let mut a = h.attach(false, true, true).unwrap();
     let mut b = h.attach(false, true, false).unwrap();
@@ -1037,10 +1037,14 @@ fn json_file_rotation_keeps_max_file_files() {
     require_root!();
     let mut fx = Fixture::new();
     let mut cfg = fx.config("rot", &["seq", "1", "2000"]);
-    cfg.log.opts = [("max-size", "1k"), ("max-file", "3")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    cfg.log = LogDriverConfig::from_docker(&LogConfig {
+        driver: "json-file".into(),
+        opts: [("max-size", "1k"), ("max-file", "3")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
+    .unwrap();
     let h = fx.spawn(&cfg).unwrap();
     assert_eq!(h.wait().unwrap().exit_code, 0);
     let mut names: Vec<String> = std::fs::read_dir(fx.bundle("rot"))
@@ -1054,11 +1058,11 @@ fn json_file_rotation_keeps_max_file_files() {
     let last = fx.stdout("rot");
     assert!(last.ends_with("2000\n"), "{last}");
     // Drivers not implemented (gelf): a distinct error before anything runs.
-    let mut cfg = fx.config("gelf", &["true"]);
-    cfg.log.driver = "gelf".into();
-    let err = Bundle::new(fx.bundle("gelf"))
-        .write(&cfg, &RealHost)
-        .unwrap_err();
+    let err = LogDriverConfig::from_docker(&LogConfig {
+        driver: "gelf".into(),
+        ..Default::default()
+    })
+    .unwrap_err();
     assert!(
         matches!(err, RuntimeError::LogDriverNotSupported { .. }),
         "{err}"

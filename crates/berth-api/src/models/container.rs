@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ContainerConfig;
 use super::image::DriverData;
+use crate::vocab::NetworkMode;
 
 /// `POST /containers/create` body: the container config with the host and networking
 /// configuration beside it.
@@ -154,8 +155,9 @@ pub struct HostConfig {
     pub container_id_file: String,
     #[serde(rename = "LogConfig")]
     pub log_config: LogConfig,
+    /// Docker's string on the wire and in records.
     #[serde(rename = "NetworkMode")]
-    pub network_mode: String,
+    pub network_mode: NetworkMode,
     #[serde(rename = "PortBindings")]
     pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
     #[serde(rename = "RestartPolicy")]

@@ -14,14 +14,17 @@ impl ContainerCreateRequest {
         let mode = self
             .host_config
             .as_ref()
-            .map(|h| h.network_mode.as_str())
+            .map(|h| h.network_mode.clone())
             .unwrap_or_default();
         // The default mode is the default bridge (dockerd normalises it first, moving a
         // `default` endpoint with it).
-        let defaulted = matches!(mode, "" | "default");
-        let name = if defaulted { "bridge" } else { mode }.to_string();
-        let bridge_or_user =
-            !matches!(name.as_str(), "host" | "none") && !name.starts_with("container:");
+        let defaulted = mode.is_default();
+        let name = if defaulted {
+            "bridge".to_string()
+        } else {
+            mode.to_string()
+        };
+        let bridge_or_user = !mode.shares_netns();
         let endpoints = &mut self
             .networking_config
             .get_or_insert_with(Default::default)

@@ -89,8 +89,11 @@ impl<'de> Deserialize<'de> for NamespaceMode {
 /// A network mode (`HostConfig.NetworkMode`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum NetworkMode {
-    /// Not set, or `default`: the default bridge.
+    /// Not set (`""`): the default bridge.
     #[default]
+    Unset,
+    /// `default`: the default bridge (kept apart from [`NetworkMode::Unset`] so that the
+    /// string given is the string shown).
     Default,
     /// `bridge`: the default bridge network.
     Bridge,
@@ -109,7 +112,8 @@ impl NetworkMode {
     /// Parses a mode; every string is one (a name not otherwise known is a network's).
     pub fn parse(s: &str) -> NetworkMode {
         match s {
-            "" | "default" => NetworkMode::Default,
+            "" => NetworkMode::Unset,
+            "default" => NetworkMode::Default,
             "bridge" => NetworkMode::Bridge,
             "host" => NetworkMode::Host,
             "none" => NetworkMode::None,
@@ -128,6 +132,11 @@ impl NetworkMode {
         }
     }
 
+    /// Whether this is the daemon's default (`""` or `default`): the default bridge.
+    pub fn is_default(&self) -> bool {
+        matches!(self, NetworkMode::Unset | NetworkMode::Default)
+    }
+
     /// Whether the container uses the host's network.
     pub fn is_host(&self) -> bool {
         *self == NetworkMode::Host
@@ -137,11 +146,21 @@ impl NetworkMode {
     pub fn is_user_defined(&self) -> bool {
         matches!(self, NetworkMode::Named(_))
     }
+
+    /// Whether the container has no endpoints of its own (`host`, `none`, `container:<id>`):
+    /// it cannot join other networks, nor publish ports of its own.
+    pub fn shares_netns(&self) -> bool {
+        matches!(
+            self,
+            NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)
+        )
+    }
 }
 
 impl fmt::Display for NetworkMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            NetworkMode::Unset => Ok(()),
             NetworkMode::Default => f.write_str("default"),
             NetworkMode::Bridge => f.write_str("bridge"),
             NetworkMode::Host => f.write_str("host"),
@@ -196,20 +215,47 @@ mod tests {
 
     #[test]
     fn network_modes_parse_every_string() {
-        assert_eq!(NetworkMode::parse(""), NetworkMode::Default);
-        assert_eq!(NetworkMode::parse("default"), NetworkMode::Default);
+        assert!(NetworkMode::parse("").is_default());
+        assert!(NetworkMode::parse("default").is_default());
+        assert!(!NetworkMode::parse("bridge").is_default());
         assert!(NetworkMode::parse("host").is_host());
         assert_eq!(NetworkMode::parse("container:db").container(), Some("db"));
         assert_eq!(NetworkMode::parse("container:").container(), Some(""));
         assert!(NetworkMode::parse("backend").is_user_defined());
         assert!(!NetworkMode::parse("bridge").is_user_defined());
-        for s in ["bridge", "host", "none", "container:db", "backend"] {
+        for s in ["host", "none", "container:db", "container:"] {
+            assert!(NetworkMode::parse(s).shares_netns(), "{s}");
+        }
+        for s in ["", "default", "bridge", "backend"] {
+            assert!(!NetworkMode::parse(s).shares_netns(), "{s}");
+        }
+        for s in [
+            "",
+            "default",
+            "bridge",
+            "host",
+            "none",
+            "container:db",
+            "backend",
+        ] {
             assert_eq!(NetworkMode::parse(s).to_string(), s);
             let json = serde_json::to_string(&NetworkMode::parse(s)).unwrap();
             assert_eq!(
                 serde_json::from_str::<NetworkMode>(&json).unwrap(),
                 NetworkMode::parse(s)
             );
+        }
+    }
+
+    /// `HostConfig.NetworkMode` is typed, with the string given kept on the wire and in
+    /// records (`""` and `default` stay apart).
+    #[test]
+    fn a_host_configs_network_mode_keeps_its_string() {
+        for s in ["", "default", "bridge", "none", "container:db", "backend"] {
+            let h: crate::models::HostConfig =
+                serde_json::from_str(&format!(r#"{{"NetworkMode":"{s}"}}"#)).unwrap();
+            assert_eq!(h.network_mode, NetworkMode::parse(s));
+            assert_eq!(serde_json::to_value(&h).unwrap()["NetworkMode"], s);
         }
     }
 }

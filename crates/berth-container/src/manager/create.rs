@@ -67,7 +67,7 @@ impl Containers {
         let mut checked = self.check_create(req.config, req.host_config.unwrap_or_default())?;
         let id = names::new_id();
         if checked.config.hostname.is_empty() {
-            checked.config.hostname = if NetworkMode::parse(&checked.host.network_mode).is_host() {
+            checked.config.hostname = if checked.host.network_mode.is_host() {
                 rustix::system::uname()
                     .nodename()
                     .to_string_lossy()
@@ -246,7 +246,7 @@ impl Containers {
                     &exposed,
                 ))
                 .map_err(ContainerError::Network)?;
-            rec.host_config.network_mode = mode;
+            rec.host_config.network_mode = NetworkMode::parse(&mode);
         }
         let paths = self.paths_of(&rec.id);
         std::fs::create_dir_all(&paths.dir)

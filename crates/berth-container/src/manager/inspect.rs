@@ -260,7 +260,7 @@ pub(super) fn summary(r: &Record, now: DateTime<Utc>) -> ContainerSummary {
         state: s.status.as_str().into(),
         status,
         host_config: SummaryHostConfig {
-            network_mode: r.host_config.network_mode.clone(),
+            network_mode: r.host_config.network_mode.to_string(),
             annotations: None,
         },
         network_settings: SummaryNetworkSettings::default(),

@@ -49,9 +49,8 @@ impl Containers {
     /// containers of the PID namespace `r` joins frozen, when it joins another container's.
     pub(crate) fn with_pid_peers_frozen<T>(&self, r: &Record, start: impl FnOnce() -> T) -> T {
         let ns = r
-            .host_config
-            .pid_mode
-            .strip_prefix("container:")
+            .pid_mode()
+            .container()
             .and_then(|owner| self.get(owner).ok())
             .and_then(|o| pid_namespace(o.record().state.pid));
         let Some(ns) = ns else {

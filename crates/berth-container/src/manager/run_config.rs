@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use berth_api::models::Resources as ApiResources;
 use berth_api::vocab::{NamespaceMode as Mode, NetworkMode, SecurityOpts};
 use berth_runtime::cgroups::CgroupVersion;
-use berth_runtime::config::LogConfig as RunLogConfig;
 use berth_runtime::config::{
     ContainerRunConfig, DeviceSpec, MountKind, MountSpec, NamespaceMode, NamespaceModes,
     OciRuntime, ProcessUser, Resources, SeccompMode, Ulimit,
@@ -83,7 +82,7 @@ impl Containers {
             pid: self.namespace(&h.pid_mode, "pid")?,
             ipc: self.namespace(&h.ipc_mode, "ipc")?,
             uts: self.namespace(&h.uts_mode, "uts")?,
-            net: self.net_namespace(&r.network_mode(), net)?,
+            net: self.net_namespace(r.network_mode(), net)?,
             cgroup: cgroup_namespace(&h.cgroupns_mode, CgroupVersion::host().is_v2()),
         };
         let mut mounts = crate::volumes::runtime_mounts(&self.inner.volumes, r, root)?;
@@ -261,10 +260,7 @@ fn assemble(r: &Record, x: Resolved) -> Result<ContainerRunConfig> {
         init: h.resources.init.unwrap_or(false) && x.init_path.is_some(),
         init_path: x.init_path,
         stdin_once: r.config.stdin_once,
-        log: RunLogConfig {
-            driver: h.log_config.kind.clone(),
-            opts: h.log_config.config.clone(),
-        },
+        log: r.log_config()?,
         ..Default::default()
     })
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use berth_api::models::container::EndpointSettings;
 use berth_api::networking::NetworkRequest;
+use berth_api::vocab::NetworkMode;
 
 use super::ports::port_specs;
 use super::{Networks, State, lock};
@@ -25,7 +26,7 @@ impl Networks {
         }
         c.dns = req.dns.clone();
         self.inner.store.save_container(&c)?;
-        let mode = c.mode.clone();
+        let mode = c.mode.to_string();
         lock(&self.inner.state).containers.insert(c.id.clone(), c);
         Ok(mode)
     }
@@ -34,34 +35,34 @@ impl Networks {
     fn container_record(&self, req: &NetworkRequest) -> Result<ContainerNet> {
         let endpoints = &primary_named(&req.endpoints, &req.mode);
         let st = lock(&self.inner.state);
-        let mode = match req.mode.as_str() {
+        let mode = match &req.mode {
             // `--bridge=none`: containers that ask for the default get no network.
-            "" | "default" | "bridge" => {
+            NetworkMode::Unset | NetworkMode::Default | NetworkMode::Bridge => {
                 if st.networks.values().any(|n| n.is_default_bridge()) {
-                    "bridge".to_string()
+                    NetworkMode::Bridge
                 } else {
-                    "none".to_string()
+                    NetworkMode::None
                 }
             }
-            m => m.to_string(),
+            m => m.clone(),
         };
-        let shared = mode == "host" || mode == "none" || mode.starts_with("container:");
-        if shared {
-            for key in endpoints.keys().filter(|k| **k != mode) {
+        let name = mode.to_string();
+        if mode.shares_netns() {
+            for key in endpoints.keys().filter(|k| **k != name) {
                 let other = Self::find(&st, key)?;
-                if other.name != mode {
+                if other.name != name {
                     return Err(ControlError::invalid(
                         "container sharing network namespace with another container or host cannot be connected to any other network",
                     ));
                 }
             }
-            return shared_record(req, &mode);
+            return shared_record(req, mode);
         }
-        let n = Self::find(&st, &mode)?;
+        let n = Self::find(&st, &name)?;
         if n.driver == "host" || n.driver == "null" {
-            return shared_record(req, &n.name);
+            return shared_record(req, NetworkMode::parse(&n.name));
         }
-        let requested = Self::requested(&st, &n, &mode, endpoints)?;
+        let requested = Self::requested(&st, &n, &name, endpoints)?;
         drop(st);
         let (ports, exposed_left) = port_specs(&req.port_bindings, req.publish_all, &req.exposed)?;
         Ok(ContainerNet {
@@ -202,14 +203,14 @@ impl Networks {
 /// The docker CLI names the primary network as the mode it was given (`default`).
 fn primary_named(
     endpoints: &BTreeMap<String, EndpointSettings>,
-    mode: &str,
+    mode: &NetworkMode,
 ) -> BTreeMap<String, EndpointSettings> {
     endpoints
         .iter()
         .map(|(k, v)| {
             let k = if k == "default" {
                 match mode {
-                    "" | "default" => "bridge".to_string(),
+                    m if m.is_default() => "bridge".to_string(),
                     m => m.to_string(),
                 }
             } else {
@@ -222,8 +223,8 @@ fn primary_named(
 
 /// The record of a container on the host's network, on none, or in another's netns: no
 /// endpoints of its own.
-fn shared_record(req: &NetworkRequest, mode: &str) -> Result<ContainerNet> {
-    if mode.starts_with("container:") && !req.port_bindings.is_empty() {
+fn shared_record(req: &NetworkRequest, mode: NetworkMode) -> Result<ContainerNet> {
+    if mode.container().is_some() && !req.port_bindings.is_empty() {
         return Err(ControlError::invalid(
             "conflicting options: port publishing and the container type network mode",
         ));
@@ -231,7 +232,7 @@ fn shared_record(req: &NetworkRequest, mode: &str) -> Result<ContainerNet> {
     Ok(ContainerNet {
         id: req.id.clone(),
         name: req.name.clone(),
-        mode: mode.to_string(),
+        mode,
         ..Default::default()
     })
 }

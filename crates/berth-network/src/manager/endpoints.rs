@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_api::models::container::EndpointSettings;
+use berth_api::vocab::NetworkMode;
 
 use super::resolver::NameResolver;
 use super::{Networks, StartInfo, lock, release};
@@ -33,20 +34,11 @@ impl Networks {
             // A start after a crash that left it recorded as running: tear that down first.
             self.teardown_locked(id).await;
         }
-        match c.mode.as_str() {
-            "host" => {
-                return Ok(StartInfo {
-                    host_gateway,
-                    ..Default::default()
-                });
-            }
-            m if m.starts_with("container:") => {
-                return Ok(StartInfo {
-                    host_gateway,
-                    ..Default::default()
-                });
-            }
-            _ => {}
+        if matches!(c.mode, NetworkMode::Host | NetworkMode::Container(_)) {
+            return Ok(StartInfo {
+                host_gateway,
+                ..Default::default()
+            });
         }
         let path = self.netns_path(id);
         self.inner
@@ -335,7 +327,7 @@ impl Networks {
                     .into(),
             ));
         }
-        if c.mode == "host" || c.mode == "none" || c.mode.starts_with("container:") {
+        if c.mode.shares_netns() {
             return Err(ControlError::Forbidden(
                 "container sharing network namespace with another container or host cannot be connected to any other network".into(),
             ));

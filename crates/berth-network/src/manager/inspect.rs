@@ -10,6 +10,7 @@ use berth_api::models::container::{EndpointSettings, NetworkSettings, Port, Port
 use berth_api::models::network::{
     ConfigReference, Ipam, IpamConfig, NetworkContainer, NetworkResource,
 };
+use berth_api::vocab::NetworkMode;
 
 use super::ports::parse_port_key;
 use super::{Networks, State, lock};
@@ -223,11 +224,12 @@ impl Networks {
                 }
             }
         }
-        if c.mode == "host" || c.mode == "none" {
+        if matches!(c.mode, NetworkMode::Host | NetworkMode::None) {
+            let mode = c.mode.to_string();
             if let Some(n) = st
                 .networks
                 .values()
-                .find(|n| n.predefined && n.name == c.mode)
+                .find(|n| n.predefined && n.name == mode)
             {
                 out.networks.insert(
                     n.name.clone(),

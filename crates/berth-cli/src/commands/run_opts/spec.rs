@@ -9,6 +9,7 @@ use berth_api::models::container::{
     NetworkingConfig, Resources,
 };
 use berth_api::models::{ContainerConfig, HealthConfig};
+use berth_api::vocab::NetworkMode;
 
 use super::parse::{
     PortMap, bytes_flag, duration_flag, expand_env, key_values, normalize_caps, parse_device,
@@ -65,7 +66,7 @@ impl ContainerOptions {
         let host_config = HostConfig {
             resources,
             binds: (!binds.is_empty()).then_some(binds),
-            network_mode: network,
+            network_mode: NetworkMode::parse(&network),
             port_bindings: Some(bindings.into_iter().map(|(k, v)| (k, Some(v))).collect()),
             restart_policy,
             mounts: (!mounts.is_empty()).then_some(mounts),
@@ -234,9 +235,8 @@ impl ContainerOptions {
             .first()
             .cloned()
             .unwrap_or_else(|| "default".to_string());
-        let builtin = |n: &str| {
-            matches!(n, "default" | "bridge" | "host" | "none") || n.starts_with("container:")
-        };
+        // An empty `--network ""` names no built-in mode (docker/cli's `IsUserDefined`).
+        let builtin = |n: &str| !n.is_empty() && !NetworkMode::parse(n).is_user_defined();
         if self.network.len() > 1 && self.network.iter().any(|n| builtin(n)) {
             return Err(usage(
                 "conflicting options: cannot attach both user-defined and non-user-defined network-modes",
