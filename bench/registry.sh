@@ -26,6 +26,9 @@ registry_pid=""
 cleanup() {
   for p in "${pids[@]}" $registry_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   for d in "$work"/run-*; do [ -d "$d" ] && umount -l "$d" 2>/dev/null || true; done
+  for d in "$work"/root-*; do
+    nft delete table inet "berth_$(printf %s "$d" | sha256sum | cut -c1-8)" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -53,13 +56,20 @@ start_berthd() {
   mkdir -p "$work/root-$name" "$work/run-$name"
   echo '{}' >"$work/daemon-$name.json"
   "$bin/berthd" --data-root "$work/root-$name" --exec-root "$work/run-$name" --config-file "$work/daemon-$name.json" \
-    -H "unix://$work/$name.sock" --log-level warn 2>"$work/berthd-$name.log" &
+    -H "unix://$work/$name.sock" --bridge none --log-level warn 2>"$work/berthd-$name.log" &
   pids+=($!)
   berthd_pid=$!
   sock="$work/$name.sock"
   for _ in $(seq 1 200); do [ -S "$sock" ] && break; sleep 0.05; done
 }
-stop_berthd() { kill "$berthd_pid"; wait "$berthd_pid" 2>/dev/null || true; umount -l "$work/run-$1" 2>/dev/null || true; }
+# (No default bridge: pushes and pulls need none. A daemon's nftables table is named after
+# its data root: removed with it.)
+stop_berthd() {
+  kill "$berthd_pid"
+  wait "$berthd_pid" 2>/dev/null || true
+  umount -l "$work/run-$1" 2>/dev/null || true
+  nft delete table inet "berth_$(printf %s "$work/root-$1" | sha256sum | cut -c1-8)" 2>/dev/null || true
+}
 berth() { "$bin/berth" -H "unix://$sock" "$@"; }
 
 # The two images as docker-archives of uncompressed layers (random data).
