@@ -119,6 +119,22 @@ impl Release {
     }
 }
 
+impl Release {
+    /// Gives the pages back and blocks in `poll`, in one function of this module: the code
+    /// that runs between the `madvise` and the wait is what faults back in, 64 KiB around each
+    /// page, so it is kept together with [`release_dead_stack`] rather than in the loop's module
+    /// (when it was not, an idle shim kept one more window of code resident).
+    #[inline(never)]
+    pub(super) fn apply_then_poll(
+        &self,
+        fds: &mut [nix::poll::PollFd<'_>],
+        timeout: nix::poll::PollTimeout,
+    ) -> nix::Result<nix::libc::c_int> {
+        self.apply();
+        nix::poll::poll(fds, timeout)
+    }
+}
+
 /// Gives back the pages of the stack mapping (lowest address `start`) below this call's frame,
 /// less a margin for the calls still to come (madvise, poll, a signal frame). Not inlined: its
 /// frame lies below every frame of its callers, and the ABI keeps nothing below the stack

@@ -373,10 +373,10 @@ impl<C: Container> Supervisor<C> {
         release: Option<&Release>,
     ) -> nix::Result<Vec<(Src, PollFlags)>> {
         let (srcs, mut fds) = self.poll_set();
-        if let Some(r) = release {
-            r.apply();
-        }
-        poll(&mut fds, timeout)?;
+        match release {
+            Some(r) => r.apply_then_poll(&mut fds, timeout)?,
+            None => poll(&mut fds, timeout)?,
+        };
         Ok(srcs
             .into_iter()
             .zip(
