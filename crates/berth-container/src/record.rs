@@ -89,6 +89,11 @@ pub struct Record {
     pub restart_count: i64,
     /// The mounts resolved at create (volumes named, binds checked), Docker's `MountPoints`.
     pub mounts: Vec<berth_volume::MountEntry>,
+    /// The log driver and its options, checked and parsed once at create (`HostConfig.LogConfig`
+    /// cannot change afterwards); every start hands it to the shim as it is. `None` in records
+    /// of daemons before it was kept: derived from `HostConfig.LogConfig` then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogDriverConfig>,
 }
 
 impl Record {
@@ -121,7 +126,10 @@ impl Record {
     /// The log driver with its options, checked at create (a record from before that check
     /// fails at start with the runtime's error).
     pub fn log_config(&self) -> std::result::Result<LogDriverConfig, berth_runtime::RuntimeError> {
-        crate::merge::log_driver_config(&self.host_config)
+        match &self.log {
+            Some(log) => Ok(log.clone()),
+            None => crate::merge::log_driver_config(&self.host_config),
+        }
     }
 
     /// Reads a record.
@@ -280,5 +288,23 @@ mod tests {
             r.log_config(),
             Err(berth_runtime::RuntimeError::LogDriverNotSupported { .. })
         ));
+    }
+
+    /// Kept typed in the record from create on: a start takes it as stored (here, unlike the
+    /// strings beside it), and a record written before it was kept still gets one.
+    #[test]
+    fn the_log_config_stored_at_create_is_the_one_used() {
+        let mut r = Record::default();
+        r.host_config.log_config.kind = "gelf".into();
+        r.log = Some(LogDriverConfig::None);
+        assert_eq!(r.log_config().unwrap(), LogDriverConfig::None);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["log"], serde_json::json!({"driver": "none"}));
+        let mut old = json.clone();
+        old.as_object_mut().unwrap().remove("log");
+        old["host_config"]["LogConfig"]["Type"] = "none".into();
+        let old: Record = serde_json::from_value(old).unwrap();
+        assert_eq!(old.log, None);
+        assert_eq!(old.log_config().unwrap(), LogDriverConfig::None);
     }
 }

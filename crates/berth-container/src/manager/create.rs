@@ -198,6 +198,9 @@ impl Containers {
             );
         }
         t.names.insert(name.clone(), id.to_string());
+        // Checked with the rest of the host configuration already: parsed here once for all
+        // the container's starts.
+        let log = crate::merge::log_driver_config(&host).ok();
         Ok(Record {
             id: id.to_string(),
             name,
@@ -208,6 +211,7 @@ impl Containers {
             args,
             config,
             host_config: host,
+            log,
             ..Default::default()
         })
     }
