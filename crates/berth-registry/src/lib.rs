@@ -4,4 +4,5 @@
 //! through `berth_image::Ingest` (berth-image itself knows nothing of registries).
 
 pub mod client;
+mod pool;
 pub mod push;

@@ -356,7 +356,7 @@ fn translate(
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
                 source = s.source();
             }
-            let text = chain(&e);
+            let text = crate::pool::error_chain(&e);
             if text.contains("UnknownIssuer") {
                 // Go's wording, as Docker reports it.
                 return RegistryError::Transport(format!(
@@ -375,7 +375,7 @@ fn translate(
                     "Get \"{url}\": dial tcp {registry}: connect: connection refused"
                 ))
             } else {
-                RegistryError::Transport(format!("Get \"{url}\": {}", chain(&e)))
+                RegistryError::Transport(format!("Get \"{url}\": {}", crate::pool::error_chain(&e)))
             }
         }
         other => RegistryError::Transport(other.to_string()),
@@ -394,21 +394,6 @@ fn manifest_url(reference: &Reference, scheme: &str) -> Option<String> {
         reference.domain(),
         reference.path()
     ))
-}
-
-/// An error with its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// The media type a manifest body declares (registries' Content-Type is not exposed by

@@ -6,8 +6,6 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_image::config::chain_ids;
@@ -290,9 +288,6 @@ pub fn fetch_image<R: Remote>(
         events(PullEvent::new(Some(layers[i].digest.short()), "Waiting"));
     }
 
-    let queue = Mutex::new(todo);
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
     let download = |i: usize| -> Result<()> {
         let desc = &layers[i];
         let id = desc.digest.short();
@@ -408,29 +403,8 @@ pub fn fetch_image<R: Remote>(
         events(PullEvent::new(Some(id), "Pull complete"));
         Ok(())
     };
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                while !failed.load(Ordering::SeqCst) {
-                    let Some(i) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
-                    else {
-                        break;
-                    };
-                    if let Err(e) = download(i) {
-                        failed.store(true, Ordering::SeqCst);
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        // Layers that finished stay stored (unreferenced until the next gc) for a retry.
-        return Err(e);
-    }
+    // Layers that finished stay stored (unreferenced until the next gc) for a retry.
+    crate::pool::run_until_error(todo, workers, download)?;
     let image = ingest.commit(
         &resolved.manifest.bytes,
         &resolved.manifest.media_type,

@@ -15,10 +15,8 @@ mod pgzip;
 mod session;
 mod upload;
 
-use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_image::{Digest, ImageStore, PushSource, Reference};
@@ -331,35 +329,12 @@ impl Pusher<'_> {
         for &i in order.iter().skip(workers) {
             events(status(Some(layers[i].diff_id.short()), "Waiting"));
         }
-        let queue = Mutex::new(order.into_iter().collect::<VecDeque<_>>());
         let results: Mutex<Vec<Option<Pushed>>> = Mutex::new(vec![None; layers.len()]);
-        let failed = AtomicBool::new(false);
-        let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
-                    while !failed.load(Ordering::SeqCst) {
-                        let Some(i) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
-                        else {
-                            break;
-                        };
-                        match self.push_layer(&layers[i], &image_repos) {
-                            Ok(p) => results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(p),
-                            Err(e) => {
-                                failed.store(true, Ordering::SeqCst);
-                                first_error
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .get_or_insert(e);
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            return Err(e);
-        }
+        crate::pool::run_until_error(order, workers, |i| -> Result<()> {
+            let p = self.push_layer(&layers[i], &image_repos)?;
+            results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(p);
+            Ok(())
+        })?;
         let pushed: Vec<Pushed> = results
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
