@@ -1,0 +1,12 @@
+//! Dockerfile builds.
+//!
+//! - [`instructions`]: the typed Dockerfile ([`instructions::Dockerfile`]), the contract between
+//!   the parser and the engine. Fields hold the text as written (unexpanded): variable
+//!   substitution depends on build-time ARG/ENV values, so the engine expands each instruction
+//!   just before it runs it, with [`instructions::Instruction::expand`].
+//! - `parser` (text → [`instructions::Dockerfile`]): directives, comments, continuation,
+//!   here-documents, JSON and shell forms, flags, with errors in Docker's words and line numbers.
+//! - `expand`: `$v`, `${v}`, `${v:-d}`, ... as the Dockerfile reference lists them.
+//! - `dockerignore`: `.dockerignore` patterns compiled once, with directory pruning.
+
+pub mod instructions;
