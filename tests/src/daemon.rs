@@ -547,6 +547,11 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Runs a command to its end, feeding it `stdin` (none: `/dev/null`).
+pub fn run_command(cmd: Command, stdin: Option<&[u8]>) -> Output {
+    run(cmd, stdin)
+}
+
 fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() {

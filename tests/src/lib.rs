@@ -10,11 +10,12 @@ pub mod containers;
 pub mod daemon;
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod pki;
 pub mod pty;
 pub mod registry;
 pub mod token_auth;
 pub mod upload_proxy;
 
 pub use api::{ApiResponse, RawApi};
-pub use daemon::{Daemon, Output, docker_cli};
+pub use daemon::{Daemon, Output, docker_cli, run_command};
 pub use fixtures::{ImageSpec, busybox_archive};

@@ -49,7 +49,8 @@ fn first_command(args: &[std::ffi::OsString]) -> Option<&str> {
     while let Some(a) = it.next() {
         let a = a.to_str()?;
         match a {
-            "-H" | "--host" | "-c" | "--context" | "--config" | "-l" | "--log-level" => {
+            "-H" | "--host" | "-c" | "--context" | "--config" | "-l" | "--log-level"
+            | "--tlscacert" | "--tlscert" | "--tlskey" => {
                 it.next();
             }
             _ if a.starts_with('-') => {}
@@ -102,6 +103,21 @@ pub struct GlobalOptions {
     /// Print version information and quit
     #[arg(short = 'v', long)]
     pub version: bool,
+    /// Use TLS; implied by --tlsverify
+    #[arg(long, value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls: Option<bool>,
+    /// Use TLS and verify the remote
+    #[arg(long, value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
+    /// Trust certs signed only by this CA (default "~/.docker/ca.pem")
+    #[arg(long, value_name = "string")]
+    pub tlscacert: Option<String>,
+    /// Path to TLS certificate file (default "~/.docker/cert.pem")
+    #[arg(long, value_name = "string")]
+    pub tlscert: Option<String>,
+    /// Path to TLS key file (default "~/.docker/key.pem")
+    #[arg(long, value_name = "string")]
+    pub tlskey: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -234,6 +234,11 @@ pub fn validate_context_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes a file only its owner can read (TLS keys).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, bytes, 0o600)
+}
+
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};

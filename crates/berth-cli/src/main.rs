@@ -6,6 +6,7 @@ mod config;
 mod credentials;
 mod format;
 mod output;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -79,7 +80,15 @@ fn command_path(args: &[String]) -> (Vec<String>, String) {
     while i < args.len() && args[i].starts_with('-') {
         let takes_value = matches!(
             args[i].as_str(),
-            "-H" | "--host" | "-c" | "--context" | "--config" | "-l" | "--log-level"
+            "-H" | "--host"
+                | "-c"
+                | "--context"
+                | "--config"
+                | "-l"
+                | "--log-level"
+                | "--tlscacert"
+                | "--tlscert"
+                | "--tlskey"
         );
         i += if takes_value { 2 } else { 1 };
     }

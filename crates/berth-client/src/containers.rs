@@ -600,7 +600,7 @@ impl Client {
             query.to_query_string()
         );
         crate::hijack::hijack(
-            self.host(),
+            &self.endpoint,
             HijackOptions {
                 method: "POST",
                 path_and_query: &uri,
@@ -647,7 +647,7 @@ impl Client {
             source,
         })?;
         crate::hijack::hijack(
-            self.host(),
+            &self.endpoint,
             HijackOptions {
                 method: "POST",
                 path_and_query: &uri,

@@ -28,6 +28,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// TLS material that cannot be used (a missing CA file, a key without its certificate).
+    #[error("invalid TLS configuration: {0}")]
+    InvalidTls(String),
     /// Reading a request body (a file, stdin) failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),

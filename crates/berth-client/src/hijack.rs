@@ -11,9 +11,9 @@ use std::pin::Pin;
 
 use berth_api::stream::{FrameDecoder, StreamKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixStream};
 
-use crate::{Error, Host, Result};
+use crate::connect::Endpoint;
+use crate::{Error, Result};
 
 /// The longest response head accepted before the stream starts.
 const MAX_HEAD: usize = 64 * 1024;
@@ -48,27 +48,16 @@ impl Hijacked {
     }
 }
 
-pub(crate) async fn hijack(host: &Host, options: HijackOptions<'_>) -> Result<Hijacked> {
-    let connect_error = |source| Error::Connect {
-        host: host.to_string(),
-        source,
-    };
-    let (mut reader, mut writer): (HijackReader, HijackWriter) = match host {
-        Host::Unix(path) => {
-            let (r, w) = UnixStream::connect(path)
-                .await
-                .map_err(connect_error)?
-                .into_split();
-            (Box::pin(r), Box::pin(w))
-        }
-        Host::Tcp(addr) => {
-            let (r, w) = TcpStream::connect(addr)
-                .await
-                .map_err(connect_error)?
-                .into_split();
-            (Box::pin(r), Box::pin(w))
-        }
-    };
+/// A raw connection to the daemon as two halves (`system dial-stdio`): shutting the writer
+/// down half-closes it, whatever carries it.
+pub(crate) async fn dial(endpoint: &Endpoint) -> Result<(HijackReader, HijackWriter)> {
+    let (r, w) = tokio::io::split(endpoint.connect().await?);
+    Ok((Box::pin(r), Box::pin(w)))
+}
+
+pub(crate) async fn hijack(endpoint: &Endpoint, options: HijackOptions<'_>) -> Result<Hijacked> {
+    let host = &endpoint.host;
+    let (mut reader, mut writer) = dial(endpoint).await?;
     let body = options.body.unwrap_or_default();
     let content_type = if options.body.is_some() {
         "application/json"

@@ -21,6 +21,7 @@
 //! `run` relies on that to register the wait before `start`, so the daemon must flush the head
 //! of `POST /containers/{id}/wait` at once and send the body when the condition is met.
 
+mod connect;
 mod containers;
 mod error;
 mod hijack;
@@ -30,6 +31,7 @@ mod networks;
 mod query;
 mod stream;
 mod system;
+mod tls;
 mod transport;
 mod volumes;
 
@@ -42,22 +44,24 @@ use tokio::sync::OnceCell;
 
 pub use berth_api::stream::StreamKind;
 pub use berth_api::{ApiError, ApiVersion, ErrorKind, Filters};
+pub use connect::{CommandConn, Endpoint};
 pub use containers::{
     AttachOptions, CommitOptions, ContainerListOptions, ContainerRemoveOptions, CopyToOptions,
     LogsOptions, PathStat, WaitHandle, demux_stream, encode_path_stat,
 };
 pub use error::{Error, Result};
 pub use hijack::{Demuxer, HijackReader, HijackWriter, Hijacked};
-pub use host::{DEFAULT_HOST, Host};
+pub use host::{DEFAULT_HOST, Host, SshSpec};
 pub use images::{ImageImportOptions, ImageListOptions, ImageRemoveOptions, UploadStream};
 pub use query::Query;
 pub use system::{EventsOptions, PingInfo};
+pub use tls::{TlsConfig, TlsOptions};
 pub use transport::Body;
 
 /// A connection-less handle on one daemon; cheap to clone, safe to share.
 #[derive(Debug, Clone)]
 pub struct Client {
-    host: Host,
+    endpoint: Endpoint,
     pinned: Option<ApiVersion>,
     negotiated: std::sync::Arc<OnceCell<ApiVersion>>,
 }
@@ -66,7 +70,7 @@ impl Client {
     /// A client that negotiates the API version on first use.
     pub fn new(host: Host) -> Client {
         Client {
-            host,
+            endpoint: Endpoint { host, tls: None },
             pinned: None,
             negotiated: Default::default(),
         }
@@ -75,14 +79,25 @@ impl Client {
     /// A client that always uses `version` (`BERTH_API_VERSION`), without pinging first.
     pub fn with_version(host: Host, version: ApiVersion) -> Client {
         Client {
-            host,
+            endpoint: Endpoint { host, tls: None },
             pinned: Some(version),
             negotiated: Default::default(),
         }
     }
 
+    /// The same client speaking TLS to its tcp host (`--tls`, `--tlsverify`).
+    pub fn with_tls(mut self, tls: TlsConfig) -> Client {
+        self.endpoint.tls = Some(tls);
+        self
+    }
+
     pub fn host(&self) -> &Host {
-        &self.host
+        &self.endpoint.host
+    }
+
+    /// A raw connection to the daemon, as two halves (`system dial-stdio` relays it).
+    pub async fn dial(&self) -> Result<(HijackReader, HijackWriter)> {
+        hijack::dial(&self.endpoint).await
     }
 
     /// The client's own (maximum) API version.
@@ -141,9 +156,14 @@ impl Client {
                 let ours = berth_api::MAX_API_VERSION;
                 let query = query.to_query_string();
                 let uri = format!("/v{ours}{path}{query}");
-                let response =
-                    transport::send_with_headers(&self.host, method.clone(), &uri, body, headers)
-                        .await?;
+                let response = transport::send_with_headers(
+                    &self.endpoint,
+                    method.clone(),
+                    &uri,
+                    body,
+                    headers,
+                )
+                .await?;
                 let theirs = response
                     .headers()
                     .get("api-version")
@@ -154,7 +174,7 @@ impl Client {
                 if response.status() == StatusCode::BAD_REQUEST && version < ours {
                     let uri = format!("/v{version}{path}{query}");
                     let response =
-                        transport::send_with_headers(&self.host, method, &uri, replay, headers)
+                        transport::send_with_headers(&self.endpoint, method, &uri, replay, headers)
                             .await?;
                     return check_status(response).await;
                 }
@@ -164,7 +184,7 @@ impl Client {
         let version = self.api_version().await?;
         let uri = format!("/v{version}{path}{}", query.to_query_string());
         let response =
-            transport::send_with_headers(&self.host, method, &uri, body, headers).await?;
+            transport::send_with_headers(&self.endpoint, method, &uri, body, headers).await?;
         check_status(response).await
     }
 

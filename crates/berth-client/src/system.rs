@@ -52,7 +52,7 @@ impl Client {
     /// `GET /_ping`, unversioned. An error status still yields the version headers when the
     /// daemon sent them (docker reads them off a failing ping too).
     pub async fn ping(&self) -> Result<PingInfo> {
-        let response = transport::send(&self.host, Method::GET, "/_ping", Body::Empty).await?;
+        let response = transport::send(&self.endpoint, Method::GET, "/_ping", Body::Empty).await?;
         let header = |name: &str| {
             response
                 .headers()

@@ -1,5 +1,6 @@
-//! One HTTP/1.1 exchange over a fresh connection (unix socket or tcp). A connection per request
-//! keeps the client simple; the daemon is local and connecting costs microseconds.
+//! One HTTP/1.1 exchange over a fresh connection (unix socket, tcp, TLS or ssh; see
+//! [`crate::connect`]). A connection per request keeps the client simple; a local daemon's
+//! costs microseconds.
 
 use std::pin::Pin;
 
@@ -9,10 +10,9 @@ use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpStream, UnixStream};
 
-use crate::{Error, Host, Result};
+use crate::connect::Endpoint;
+use crate::{Error, Result};
 
 /// A request body: empty, bytes, or a stream (file or stdin upload).
 pub type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -54,42 +54,29 @@ impl Body {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
-
-async fn connect(host: &Host) -> Result<Box<dyn Io>> {
-    let connect_error = |source| Error::Connect {
-        host: host.to_string(),
-        source,
-    };
-    Ok(match host {
-        Host::Unix(path) => Box::new(UnixStream::connect(path).await.map_err(connect_error)?),
-        Host::Tcp(addr) => Box::new(TcpStream::connect(addr).await.map_err(connect_error)?),
-    })
-}
-
 /// Sends one request and returns the response head with its still-streaming body.
 pub async fn send(
-    host: &Host,
+    endpoint: &Endpoint,
     method: Method,
     path_and_query: &str,
     body: Body,
 ) -> Result<Response<Incoming>> {
-    send_with_headers(host, method, path_and_query, body, &[]).await
+    send_with_headers(endpoint, method, path_and_query, body, &[]).await
 }
 
 /// [`send`] with extra request headers (`X-Registry-Auth`).
 pub async fn send_with_headers(
-    host: &Host,
+    endpoint: &Endpoint,
     method: Method,
     path_and_query: &str,
     body: Body,
     headers: &[(&str, &str)],
 ) -> Result<Response<Incoming>> {
-    let stream = connect(host).await?;
+    let host = &endpoint.host;
+    let stream = endpoint.connect().await?;
     let http_error = |e: hyper::Error| Error::Http {
         host: host.to_string(),
-        message: e.to_string(),
+        message: error_chain(&e),
     };
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -118,4 +105,20 @@ pub async fn send_with_headers(
         message: e.to_string(),
     })?;
     sender.send_request(request).await.map_err(http_error)
+}
+
+/// An error with its causes: hyper's own text ("connection error") says nothing of why, its
+/// source does ("received fatal alert: CertificateRequired").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }

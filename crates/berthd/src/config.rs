@@ -40,6 +40,8 @@ pub enum ConfigError {
     InvalidNetwork(String),
     #[error("{0}")]
     InvalidRegistry(String),
+    #[error("{0}")]
+    InsecureHost(String),
 }
 
 /// The daemon's command line (dockerd's flag names where they apply).
@@ -122,6 +124,8 @@ pub struct Flags {
     /// Layers a push uploads at once [default: 5]
     #[arg(long, value_name = "N")]
     pub max_concurrent_uploads: Option<usize>,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsFlags,
 }
 
 /// `daemon.json`: the dockerd keys Berth understands.
@@ -156,6 +160,11 @@ pub struct FileConfig {
     /// before the registry itself (dockerd's `registry-mirrors` covers Docker Hub only).
     pub registry_mirrors_per_registry: Option<BTreeMap<String, Vec<String>>>,
     pub max_concurrent_uploads: Option<usize>,
+    pub tls: Option<bool>,
+    pub tlsverify: Option<bool>,
+    pub tlscacert: Option<PathBuf>,
+    pub tlscert: Option<PathBuf>,
+    pub tlskey: Option<PathBuf>,
 }
 
 /// One entry of daemon.json `default-address-pools`: subnets of `size` bits from `base`.
@@ -207,6 +216,11 @@ const FILE_KEYS: &[&str] = &[
     "download-stall-time",
     "registry-mirrors",
     "registry-mirrors-per-registry",
+    "tls",
+    "tlsverify",
+    "tlscacert",
+    "tlscert",
+    "tlskey",
 ];
 
 /// An address the API is served on.
@@ -288,6 +302,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Registry client settings.
     pub registry: RegistryConfig,
+    /// TLS on the tcp listeners (`--tls*`).
+    pub tls: crate::tls::ApiTls,
+    /// Warnings about the listeners, logged once logging is set up.
+    pub host_warnings: Vec<String>,
 }
 
 /// How the daemon pulls (`--insecure-registry`, `--max-concurrent-downloads`, mirrors...).
@@ -549,6 +567,7 @@ impl Config {
         if let (Some(a), Some(b)) = (flags.max_concurrent_uploads, file.max_concurrent_uploads) {
             conflict("max-concurrent-uploads", a.to_string(), b.to_string());
         }
+        crate::tls::conflicts(&flags.tls, file, &mut conflicts);
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflicts(conflicts.join(", ")));
         }
@@ -563,9 +582,17 @@ impl Config {
             .iter()
             .map(|h| Host::parse(h))
             .collect::<Result<Vec<_>, _>>()?;
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let tls = crate::tls::resolve(&flags.tls, file, &env);
         if hosts.is_empty() {
-            hosts.push(Host::parse(DEFAULT_HOST)?);
+            // As dockerd: with TLS on and no host given, tcp rather than the unix socket.
+            hosts.push(Host::parse(if tls.enabled() {
+                crate::tls::DEFAULT_TLS_HOST
+            } else {
+                DEFAULT_HOST
+            })?);
         }
+        let host_warnings = crate::tls::check_hosts(&hosts, &tls)?;
         let data_root = flags
             .data_root
             .clone()
@@ -679,6 +706,8 @@ impl Config {
                 .max(1),
         };
         Ok(Config {
+            tls,
+            host_warnings,
             max_connections,
             network,
             registry,
@@ -718,6 +747,8 @@ impl Config {
                 ..NetworkConfig::defaults()
             },
             registry: RegistryConfig::default(),
+            tls: crate::tls::ApiTls::default(),
+            host_warnings: Vec::new(),
         }
     }
 

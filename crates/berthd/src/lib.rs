@@ -9,6 +9,7 @@ pub mod router;
 pub mod server;
 pub mod state;
 pub mod sysinfo;
+pub mod tls;
 
 /// The image store the daemon uses.
 pub use berth_image as imagestore;

@@ -33,6 +33,9 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
         data_root = %config.data_root.display(),
         "starting berthd"
     );
+    for warning in &config.host_warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

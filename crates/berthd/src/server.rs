@@ -50,19 +50,25 @@ pub enum ServerError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
-/// A bound API listener.
+/// A bound API listener. A tcp one may speak TLS: its connections are handshaken by the
+/// connection's own task (a slow client must not hold up the accept loop).
 pub enum Listener {
     Unix(UnixListener, PathBuf),
-    Tcp(TcpListener),
+    Tcp(TcpListener, Option<tokio_rustls::TlsAcceptor>),
 }
 
 impl Listener {
     /// Binds a host. A unix socket's parent directories are created, a stale socket file is
     /// removed (the caller holds the data-root lock, so it is not another daemon's) and the
     /// socket is made `0660`.
-    pub async fn bind(host: &Host) -> Result<Listener, ServerError> {
+    pub async fn bind(
+        host: &Host,
+        tls: Option<&Arc<rustls::ServerConfig>>,
+    ) -> Result<Listener, ServerError> {
         let err = |source| ServerError::Listen {
             host: host.to_string(),
             source,
@@ -82,7 +88,10 @@ impl Listener {
                     .map_err(err)?;
                 Ok(Listener::Unix(listener, path.clone()))
             }
-            Host::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).await.map_err(err)?)),
+            Host::Tcp(addr) => Ok(Listener::Tcp(
+                TcpListener::bind(addr).await.map_err(err)?,
+                tls.map(|config| tokio_rustls::TlsAcceptor::from(config.clone())),
+            )),
         }
     }
 
@@ -90,13 +99,18 @@ impl Listener {
     fn socket_path(&self) -> Option<&Path> {
         match self {
             Listener::Unix(_, path) => Some(path),
-            Listener::Tcp(_) => None,
+            Listener::Tcp(..) => None,
         }
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), ServerError> {
+    // First: a bad certificate or key stops the start before anything is touched.
+    let tls = match &config.tls.server {
+        Some(server) => Some(crate::tls::server_config(server)?),
+        None => None,
+    };
     let _lock = DataRootLock::acquire(&config.data_root)?;
     // Before the pidfile, which may be in it. It stays mounted at exit: shims outlive us.
     match berth_runtime::rootfs::ensure_tmpfs(&config.exec_root) {
@@ -107,20 +121,28 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         Err(e) => tracing::warn!(error = %e, "exec root stays on its filesystem"),
     }
     write_pidfile(&config.pidfile)?;
-    let result = run_locked(config.clone()).await;
+    let result = run_locked(config.clone(), tls).await;
     remove_quietly(&config.pidfile);
     result
 }
 
-async fn run_locked(config: Config) -> Result<(), ServerError> {
+async fn run_locked(
+    config: Config,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<(), ServerError> {
     let daemon = Arc::new(Daemon::open(config.clone()).await?);
     // Made once, when missing and there is room (see `disk_reserve`).
     let root = config.data_root.clone();
     let _ = tokio::task::spawn_blocking(move || crate::disk_reserve::ensure(&root)).await;
     let mut listeners = Vec::new();
     for host in &config.hosts {
-        listeners.push(Listener::bind(host).await?);
-        tracing::info!(%host, "API listening");
+        listeners.push(Listener::bind(host, tls.as_ref()).await?);
+        let secured = match (host, &config.tls.server) {
+            (Host::Unix(_), _) | (_, None) => "",
+            (_, Some(s)) if s.client_ca.is_some() => " (TLS, client certificates verified)",
+            (_, Some(_)) => " (TLS, clients not verified)",
+        };
+        tracing::info!(%host, "API listening{secured}");
     }
     let sockets: Vec<PathBuf> = listeners
         .iter()
@@ -236,7 +258,7 @@ async fn accept_loop(
                     slot,
                 ));
             }
-            Ok(Conn::Tcp(stream)) => {
+            Ok(Conn::Tcp(stream, None)) => {
                 let _ = stream.set_nodelay(true);
                 let slot = Slot::new(permit);
                 tracker.spawn(serve_connection(
@@ -245,6 +267,16 @@ async fn accept_loop(
                     shutdown.clone(),
                     slot,
                 ));
+            }
+            Ok(Conn::Tcp(stream, Some(acceptor))) => {
+                let _ = stream.set_nodelay(true);
+                let slot = Slot::new(permit);
+                let (app, shutdown) = (app.clone(), shutdown.clone());
+                tracker.spawn(async move {
+                    if let Some(stream) = handshake(acceptor, stream).await {
+                        serve_connection(stream, app, shutdown, slot).await;
+                    }
+                });
             }
             Err(e) => {
                 // Typically EMFILE; back off instead of spinning.
@@ -257,13 +289,34 @@ async fn accept_loop(
 
 enum Conn {
     Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
+    Tcp(tokio::net::TcpStream, Option<tokio_rustls::TlsAcceptor>),
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<Conn> {
     match listener {
         Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
-        Listener::Tcp(l) => l.accept().await.map(|(s, _)| Conn::Tcp(s)),
+        Listener::Tcp(l, tls) => l.accept().await.map(|(s, _)| Conn::Tcp(s, tls.clone())),
+    }
+}
+
+/// The TLS handshake of a new connection, bounded as a request head is (a client that never
+/// finishes it gives its slot back). A client refused here (no certificate, one from another
+/// CA, an expired one) is logged with its address, as dockerd logs "TLS handshake error".
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let peer = stream.peer_addr().ok();
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::info!(peer = ?peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(peer = ?peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 

@@ -95,9 +95,14 @@ fn current_name(env: &Env) -> Result<String> {
     Ok(env.resolve()?.context)
 }
 
-/// Parses docker's `--docker host=URL,skip-tls-verify=true` endpoint spec.
-fn parse_endpoint(specs: &[String]) -> Result<Endpoint> {
+/// TLS files to store with a context: (docker's file name, where the user has it).
+type TlsFiles = Vec<(&'static str, std::path::PathBuf)>;
+
+/// Parses docker's `--docker host=URL,ca=FILE,cert=FILE,key=FILE,skip-tls-verify=true`
+/// endpoint spec.
+fn parse_endpoint(specs: &[String]) -> Result<(Endpoint, TlsFiles)> {
     let mut endpoint = Endpoint::default();
+    let mut files = TlsFiles::new();
     for spec in specs {
         for part in spec.split(',') {
             let Some((key, value)) = part.split_once('=') else {
@@ -112,7 +117,13 @@ fn parse_endpoint(specs: &[String]) -> Result<Endpoint> {
                 }
                 "skip-tls-verify" => endpoint.skip_tls_verify = value == "true",
                 "ca" | "cert" | "key" => {
-                    bail!("TLS endpoints are not supported yet ({key}=...)")
+                    let name = match key {
+                        "ca" => crate::tls::CA,
+                        "cert" => crate::tls::CERT,
+                        _ => crate::tls::KEY,
+                    };
+                    files.retain(|(n, _)| *n != name);
+                    files.push((name, std::path::PathBuf::from(value)));
                 }
                 other => bail!(
                     "unable to create docker endpoint config: unrecognized config key: {other}"
@@ -120,7 +131,7 @@ fn parse_endpoint(specs: &[String]) -> Result<Endpoint> {
             }
         }
     }
-    Ok(endpoint)
+    Ok((endpoint, files))
 }
 
 fn create(env: &Env, args: CreateArgs) -> Result<()> {
@@ -128,14 +139,19 @@ fn create(env: &Env, args: CreateArgs) -> Result<()> {
     if env.config.context(&args.name)?.is_some() {
         bail!("context {:?} already exists", args.name);
     }
-    let endpoint = if !args.docker.is_empty() {
+    let (endpoint, files) = if !args.docker.is_empty() {
         parse_endpoint(&args.docker)?
     } else {
         let from = args.from.clone().unwrap_or_else(|| match env.resolve() {
             Ok(r) => r.context,
             Err(_) => DEFAULT_CONTEXT.to_string(),
         });
-        if from == DEFAULT_CONTEXT {
+        // The TLS the source context uses comes along, as docker copies it.
+        let resolved = crate::config::Resolved {
+            host: String::new(),
+            context: from.clone(),
+        };
+        let endpoint = if from == DEFAULT_CONTEXT {
             Endpoint {
                 host: default_context_host(&env.host_inputs()?),
                 skip_tls_verify: false,
@@ -145,8 +161,28 @@ fn create(env: &Env, args: CreateArgs) -> Result<()> {
                 Some(meta) => meta.endpoints.get("docker").cloned().unwrap_or_default(),
                 None => bail!("context {from:?} does not exist"),
             }
+        };
+        let mut files = TlsFiles::new();
+        if let Some(tls) = env.tls_options(&resolved)? {
+            let (ca, cert, key) = (crate::tls::CA, crate::tls::CERT, crate::tls::KEY);
+            for (name, path) in [(ca, tls.ca), (cert, tls.cert), (key, tls.key)] {
+                if let Some(path) = path.filter(|p| p.exists()) {
+                    files.push((name, path));
+                }
+            }
         }
+        (endpoint, files)
     };
+    // The files are read before anything is stored: a bad path leaves no half context.
+    for (_, path) in &files {
+        std::fs::metadata(path).map_err(|e| {
+            anyhow::anyhow!(
+                "unable to create docker endpoint config: unable to read {}: {}",
+                path.display(),
+                super::os_error_text(&e)
+            )
+        })?;
+    }
     let mut meta = ContextMeta {
         name: args.name.clone(),
         metadata: ContextMetadata {
@@ -156,6 +192,10 @@ fn create(env: &Env, args: CreateArgs) -> Result<()> {
     };
     meta.endpoints.insert("docker".to_string(), endpoint);
     env.config.save_context(&meta)?;
+    if let Err(e) = crate::tls::store(&env.config, &args.name, &files) {
+        let _ = env.config.remove_context(&args.name);
+        return Err(e);
+    }
     output::out(&format!("{}\n", args.name));
     output::err(&format!("Successfully created context {:?}\n", args.name));
     Ok(())
@@ -321,11 +361,20 @@ fn inspect(env: &Env, args: InspectArgs) -> Result<()> {
                         env.config.tls_dir(name).display().to_string(),
                     )
                 };
+                let material = if name == DEFAULT_CONTEXT {
+                    Vec::new()
+                } else {
+                    crate::tls::material(&env.config, name)
+                };
                 found.push(InspectOutput {
                     name: meta.name,
                     metadata: meta.metadata,
                     endpoints: meta.endpoints,
-                    tls_material: json!({}),
+                    tls_material: if material.is_empty() {
+                        json!({})
+                    } else {
+                        json!({ "docker": material })
+                    },
                     storage: Storage {
                         metadata_path: meta_path,
                         tls_path,
@@ -397,8 +446,16 @@ mod tests {
 
     #[test]
     fn endpoint_specs() {
-        let e = parse_endpoint(&["host=unix:///tmp/a.sock".to_string()]).unwrap();
+        let (e, files) = parse_endpoint(&["host=unix:///tmp/a.sock".to_string()]).unwrap();
         assert_eq!(e.host, "unix:///tmp/a.sock");
+        assert!(files.is_empty());
+        let (e, files) = parse_endpoint(&[
+            "host=tcp://h:2376,ca=/c/ca.pem,cert=/c/cert.pem,key=/c/key.pem".to_string(),
+        ])
+        .unwrap();
+        assert_eq!(e.host, "tcp://h:2376");
+        let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, vec!["ca.pem", "cert.pem", "key.pem"]);
         assert!(parse_endpoint(&["bogus=1".to_string()]).is_err());
         assert!(parse_endpoint(&["host=ftp://x".to_string()]).is_err());
     }

@@ -4,6 +4,7 @@
 pub mod container;
 pub mod context;
 pub mod cp;
+pub mod dial_stdio;
 pub mod image;
 pub mod login;
 pub mod network;
@@ -63,11 +64,30 @@ impl Env {
         config::resolve_host(&self.config, &self.host_inputs()?)
     }
 
+    /// The TLS material of the resolved daemon (see `crate::tls`): the flags' for the
+    /// default context, a named context's own otherwise.
+    pub fn tls_options(&self, resolved: &Resolved) -> Result<Option<berth_client::TlsOptions>> {
+        if resolved.context == config::DEFAULT_CONTEXT {
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            return Ok(crate::tls::from_flags(&self.global, &self.config.dir, &env));
+        }
+        let meta = self.config.context(&resolved.context)?;
+        let endpoint = meta
+            .and_then(|m| m.endpoints.get("docker").cloned())
+            .unwrap_or_default();
+        Ok(crate::tls::from_context(
+            &self.config,
+            &resolved.context,
+            &endpoint,
+        ))
+    }
+
     /// A client for the resolved daemon; `BERTH_API_VERSION` pins the API version.
     pub fn client(&self) -> Result<Client> {
         let resolved = self.resolve()?;
-        let host = Host::parse(&resolved.host)?;
-        match std::env::var("BERTH_API_VERSION")
+        let tls = self.tls_options(&resolved)?;
+        let host = Host::parse_for(&resolved.host, tls.is_some())?;
+        let client = match std::env::var("BERTH_API_VERSION")
             .ok()
             .filter(|v| !v.is_empty())
         {
@@ -75,9 +95,14 @@ impl Env {
                 let Some(version) = ApiVersion::parse(v.trim_start_matches('v')) else {
                     bail!("invalid BERTH_API_VERSION {v:?}: expected a version such as 1.51");
                 };
-                Ok(Client::with_version(host, version))
+                Client::with_version(host, version)
             }
-            None => Ok(Client::new(host)),
+            None => Client::new(host),
+        };
+        // TLS is for tcp; a unix socket or ssh ignores the flags, as docker does.
+        match (tls, client.host()) {
+            (Some(tls), Host::Tcp(_)) => Ok(client.with_tls(tls.load()?)),
+            _ => Ok(client),
         }
     }
 }

@@ -28,10 +28,14 @@ pub enum SystemCommand {
     Events(EventsArgs),
     /// Display system-wide information
     Info(InfoArgs),
+    /// Proxy the stdio stream to the daemon connection. Should not be invoked manually.
+    #[command(name = "dial-stdio", hide = true)]
+    DialStdio,
 }
 
 pub async fn run(env: &Env, command: SystemCommand) -> Result<()> {
     match command {
+        SystemCommand::DialStdio => super::dial_stdio::dial_stdio(env).await,
         SystemCommand::Df(args) => df(env, args).await,
         SystemCommand::Events(args) => events(env, args).await,
         SystemCommand::Info(args) => info(env, args).await,

@@ -397,7 +397,9 @@ async fn serves_a_unix_socket_and_shuts_down() {
 
     let h = Harness::new().await;
     let socket = h._dir.path().join("run/api.sock");
-    let listener = Listener::bind(&Host::Unix(socket.clone())).await.unwrap();
+    let listener = Listener::bind(&Host::Unix(socket.clone()), None)
+        .await
+        .unwrap();
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o660);
