@@ -20,6 +20,10 @@
 #              the pull tests (tests/tests/registry_pull.rs) run CNCF distribution on 127.0.0.1 with
 #              a config of their own and push images into it with skopeo. The package's service
 #              (bound to all interfaces) is not started: see policy-rc.d below.
+#   openssh-server
+#              the ssh:// test (tests/tests/remote_ssh.rs) runs sshd on 127.0.0.1 with a config, host
+#              key and authorized_keys of its own; the package's service is not started (see
+#              policy-rc.d below).
 # A peer that cannot be installed only makes its tests skip (they say so) — except the VM's,
 # whose test fails naming what is missing — so failures here are reported and do not stop the
 # suite. Needs root.
@@ -45,7 +49,7 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import docker' 2>/dev/nul
     || echo "warning: could not install docker-py; its tests will skip" >&2
 fi
 
-peers=(runc docker.io skopeo docker-registry qemu-system-x86 linux-image-amd64 cpio file)
+peers=(runc docker.io skopeo docker-registry qemu-system-x86 linux-image-amd64 cpio file openssh-server)
 missing=()
 for pkg in "${peers[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

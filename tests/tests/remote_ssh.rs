@@ -198,3 +198,172 @@ fn docker_cli_over_ssh_to_a_berth_host() {
         "{log}"
     );
 }
+
+/// A real sshd on 127.0.0.1 (Debian's openssh-server, installed by
+/// scripts/install-test-peers.sh), with a host key, client key and authorized_keys of its own
+/// in a temporary directory; `bin/ssh` runs the real ssh with a config that uses them.
+struct Sshd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+impl Sshd {
+    fn start() -> Option<Sshd> {
+        if !Path::new(SSHD).exists() || !Path::new("/usr/bin/ssh").exists() {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("berth-sshd-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        for key in ["host_key", "client_key"] {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(key))
+                .status()
+                .expect("ssh-keygen");
+            assert!(st.success());
+        }
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        // The remote session's PATH: `docker` there is berth, as on a host where berth is
+        // installed under that name.
+        let remote_bin = d.join("remote-bin");
+        std::fs::create_dir_all(&remote_bin).unwrap();
+        std::os::unix::fs::symlink(binary("berth"), remote_bin.join("docker")).unwrap();
+        std::os::unix::fs::symlink(binary("berth"), remote_bin.join("berth")).unwrap();
+        let port = berth_e2e::pki::free_port();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+                 PermitRootLogin prohibit-password\nSetEnv PATH={bin}:/usr/bin:/bin\n",
+                d = d.display(),
+                bin = remote_bin.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("ssh_config"),
+            format!(
+                "Host *\n  IdentityFile {d}/client_key\n  IdentitiesOnly yes\n  \
+                 StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
+                 BatchMode yes\n",
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        let bin = d.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(
+            bin.join("ssh"),
+            format!(
+                "#!/bin/sh\nexec /usr/bin/ssh -F {}/ssh_config \"$@\"\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            bin.join("ssh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        // sshd's privilege separation directory (the package makes it at boot only).
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn sshd");
+        let mut sshd = Sshd { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = sshd.child.try_wait() {
+                panic!("sshd exited ({status}): {}", sshd.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd not listening: {}",
+                sshd.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(sshd)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// PATH with the `ssh` that uses this sshd's keys first.
+    fn path(&self) -> String {
+        path_with(&self.dir.path().join("bin"))
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        // By the PID started; sshd's session processes end with their connections.
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+#[test]
+fn berth_and_docker_over_a_real_sshd() {
+    require_root!();
+    let Some(sshd) = Sshd::start() else {
+        eprintln!("skipped: no sshd (scripts/install-test-peers.sh installs openssh-server)");
+        return;
+    };
+    let d = daemon_with_busybox();
+    let host = format!("ssh://root@127.0.0.1:{}{}", sshd.port, d.socket().display());
+    let berth = |args: &[&str], stdin: Option<&[u8]>| -> Output {
+        let mut cmd = Command::new(binary("berth"));
+        cmd.arg("-H")
+            .arg(&host)
+            .args(args)
+            .env("PATH", sshd.path())
+            .env("BERTH_CONFIG", d.dir().join("berth-config"));
+        run_command(cmd, stdin)
+    };
+    let out = berth(&["version", "--format", "{{.Server.APIVersion}}"], None);
+    assert_eq!(out.code, 0, "{out:?}\nsshd: {}", sshd.log());
+    assert_eq!(out.stdout.trim(), "1.51");
+    berth(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "sshd-exec",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+        None,
+    )
+    .success();
+    let (data, digest) = payload(2 << 20);
+    let out = berth(&["exec", "-i", "sshd-exec", "sha256sum"], Some(&data)).success();
+    assert!(out.stdout.starts_with(&digest), "{}", out.stdout);
+    if let Some(docker) = docker_cli() {
+        let mut cmd = Command::new(docker);
+        cmd.args(["-H", &host, "exec", "-i", "sshd-exec", "sha256sum"])
+            .env("PATH", sshd.path())
+            .env("DOCKER_CONFIG", d.dir().join("docker-config"))
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT");
+        let out = run_command(cmd, Some(&data)).success();
+        assert!(out.stdout.starts_with(&digest), "{}", out.stdout);
+    }
+    berth(&["rm", "-f", "sshd-exec"], None).success();
+}
