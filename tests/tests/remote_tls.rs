@@ -288,11 +288,17 @@ fn clients_without_a_good_certificate_are_refused() {
             assert!(out.stderr.contains("tls"), "docker, {why}: {}", out.stderr);
         }
     }
-    // Plain HTTP on the TLS port is no way in either.
+    // Plain HTTP on the TLS port is no way in either; the client is told why, as dockerd does.
     let mut cmd = Command::new(binary("berth"));
     cmd.args(["-H", &d.tcp(), "ps"])
         .env("BERTH_CONFIG", d.daemon.dir().join("berth-config"));
-    run_command(cmd, None).failure();
+    let out = run_command(cmd, None).failure();
+    assert!(
+        out.stderr
+            .contains("Client sent an HTTP request to an HTTPS server"),
+        "{}",
+        out.stderr
+    );
     // The daemon logged the refusals and still serves the rightful client.
     let log = d.daemon.log();
     assert!(log.contains("TLS handshake failed"), "{log}");

@@ -307,7 +307,25 @@ async fn handshake(
     stream: tokio::net::TcpStream,
 ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
     let peer = stream.peer_addr().ok();
-    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+    let handshake = async {
+        // A client speaking plain HTTP to the TLS port (no `--tls`) is told so, in the words
+        // of dockerd's (Go's) answer, rather than seeing its connection dropped.
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 1 && first[0].is_ascii_alphabetic() {
+            use tokio::io::AsyncWriteExt;
+            let mut stream = stream;
+            let body = "Client sent an HTTP request to an HTTPS server.\n";
+            let answer = format!(
+                "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(answer.as_bytes()).await?;
+            stream.shutdown().await?;
+            return Err(std::io::Error::other("plain HTTP on the TLS port"));
+        }
+        acceptor.accept(stream).await
+    };
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             tracing::info!(peer = ?peer, error = %e, "TLS handshake failed");

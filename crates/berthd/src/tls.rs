@@ -372,6 +372,42 @@ mod tests {
     }
 
     #[test]
+    fn the_daemon_configuration_carries_tls() {
+        use crate::config::{Config, Flags};
+        use clap::Parser;
+        let flags = |args: &[&str]| {
+            let mut argv = vec!["berthd"];
+            argv.extend_from_slice(args);
+            Flags::try_parse_from(argv).unwrap()
+        };
+        // TLS on and no host: dockerd's tcp://localhost:2376 (loopback, so allowed).
+        let c = Config::merge(
+            &flags(&["--tlsverify", "--tlscacert", "/p/ca.pem"]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.hosts, vec![Host::Tcp("localhost:2376".into())]);
+        assert!(c.tls.authenticates() && c.host_warnings.is_empty());
+        // The refusal and the explicit opt-out, through the whole merge.
+        let open = Config::merge(
+            &flags(&["-H", "tcp://0.0.0.0:2375"]),
+            &FileConfig::default(),
+        );
+        assert!(matches!(open, Err(ConfigError::InsecureHost(_))));
+        let c = Config::merge(
+            &flags(&["-H", "tcp://0.0.0.0:2375", "--tls=false"]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.host_warnings.len(), 1);
+        // A key given both ways is refused as the others are.
+        let file =
+            crate::config::parse_file(Path::new("daemon.json"), r#"{"tlskey": "/k"}"#).unwrap();
+        let err = Config::merge(&flags(&["--tlskey", "/j"]), &file).unwrap_err();
+        assert!(err.to_string().contains("tlskey"), "{err}");
+    }
+
+    #[test]
     fn unauthenticated_tcp_is_refused_off_loopback() {
         let plain = ApiTls::default();
         let tcp = |a: &str| Host::Tcp(a.to_string());
