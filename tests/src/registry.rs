@@ -272,6 +272,15 @@ impl Registry {
     }
 }
 
+/// Whether the client on `stream` opened with a TLS handshake: Berth (as dockerd) tries HTTPS
+/// first on an insecure registry, and the tests' plain-HTTP servers close such a connection at
+/// once, as a real HTTP server answers it, instead of waiting for a request that never comes.
+pub fn opens_with_tls(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    // 0x16: a TLS handshake record.
+    matches!(stream.peek(&mut first), Ok(1) if first[0] == 0x16)
+}
+
 /// Standard base64 with padding (for `Authorization: Basic` and docker's config.json).
 pub fn base64_encode(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -345,6 +354,9 @@ fn proxy_one(
     log: &std::sync::Mutex<Vec<ProxiedRequest>>,
     dropped: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
+    if opens_with_tls(&client) {
+        return Ok(());
+    }
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

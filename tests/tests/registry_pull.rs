@@ -673,6 +673,9 @@ fn schema1_registry() -> String {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            if berth_e2e::registry::opens_with_tls(&stream) {
+                continue;
+            }
             let mut head = Vec::new();
             let mut byte = [0u8; 1];
             while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {

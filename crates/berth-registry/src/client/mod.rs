@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub use endpoint::is_secure;
-pub(crate) use endpoint::scheme_of;
+pub(crate) use endpoint::{ClientCache, endpoints};
 pub use manifest::{Platform, media_types};
 pub(crate) use oci::install_crypto_provider;
 pub use oci::{Credentials, MAX_MANIFEST_SIZE, OciRemote, RemoteOptions};

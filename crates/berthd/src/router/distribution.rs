@@ -50,6 +50,10 @@ struct AuthConfig {
     auth: String,
     #[serde(default)]
     registrytoken: String,
+    /// A refresh token an earlier login obtained (what the docker CLI keeps instead of the
+    /// password when the registry gave one).
+    #[serde(default)]
+    identitytoken: String,
     #[serde(default)]
     serveraddress: String,
 }
@@ -59,6 +63,12 @@ impl AuthConfig {
         use base64::Engine as _;
         if !self.registrytoken.is_empty() {
             return Credentials::Bearer(self.registrytoken);
+        }
+        if !self.identitytoken.is_empty() {
+            return Credentials::Identity {
+                username: self.username,
+                token: self.identitytoken,
+            };
         }
         let (username, password) = if self.username.is_empty() && !self.auth.is_empty() {
             let pair = base64::engine::general_purpose::STANDARD
@@ -116,19 +126,21 @@ fn registry_host(server_address: &str) -> String {
 }
 
 /// `POST /auth`: checks credentials with the registry (what `docker login` asks the daemon).
+/// Where the registry's token service gives a refresh token, it is the `IdentityToken` the
+/// client keeps instead of the password (as dockerd answers).
 pub async fn auth(State(state): State<AppState>, body: Bytes) -> Result<Response> {
     let config: AuthConfig = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("invalid auth configuration: {e}")))?;
     let registry = registry_host(&config.serveraddress);
     let remote = OciRemote::new(state.config.registry.remote_options())
         .with_credentials(config.credentials());
-    remote
+    let identity_token = remote
         .check_login(&registry)
         .await
         .map_err(|e| Error(registry_error(&e)))?;
     Ok(ok_json(&serde_json::json!({
         "Status": "Login Succeeded",
-        "IdentityToken": "",
+        "IdentityToken": identity_token,
     })))
 }
 
@@ -306,6 +318,10 @@ mod tests {
         assert!(matches!(
             header(r#"{"registrytoken":"tok"}"#, &url),
             Credentials::Bearer(t) if t == "tok"
+        ));
+        assert!(matches!(
+            header(r#"{"username":"ci","identitytoken":"rt"}"#, &url),
+            Credentials::Identity { username, token } if username == "ci" && token == "rt"
         ));
         assert!(matches!(header("{}", &url), Credentials::Anonymous));
         assert!(matches!(
