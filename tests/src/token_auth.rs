@@ -266,7 +266,11 @@ impl TokenIssuer {
                     ),
                     m => format!(
                         "{m}{}{}",
-                        if request.basic.is_some() { " basic" } else { "" },
+                        if request.basic.is_some() {
+                            " basic"
+                        } else {
+                            ""
+                        },
                         if request.param("offline_token") == Some("true") {
                             " offline"
                         } else {

@@ -48,8 +48,8 @@ static CHALLENGES: LazyLock<Mutex<HashMap<String, Challenge>>> = LazyLock::new(M
 
 /// (endpoint, credentials fingerprint, scopes).
 type TokenKey = (String, String, String);
-static TOKENS: LazyLock<Mutex<HashMap<TokenKey, (String, Instant)>>> =
-    LazyLock::new(Mutex::default);
+type Tokens = Mutex<HashMap<TokenKey, (String, Instant)>>;
+static TOKENS: LazyLock<Tokens> = LazyLock::new(Mutex::default);
 
 /// Parses `Bearer realm="...",service="...",scope="..."` or `Basic realm="..."`.
 pub(crate) fn parse_challenge(value: &str) -> Option<Challenge> {
@@ -111,6 +111,9 @@ pub(crate) struct Auth {
     offline: bool,
     /// The refresh token the service answered `offline` with.
     refresh_token: Mutex<Option<String>>,
+    /// A login's tokens: a login checks the credentials with the token service every time,
+    /// so it neither reuses the process's tokens nor leaves its own among them.
+    private: Tokens,
     /// One token request at a time: parallel requests that meet the same challenge wait for
     /// the first one's token instead of each asking for one.
     token_fetch: tokio::sync::Mutex<()>,
@@ -123,6 +126,7 @@ impl Auth {
             credentials,
             offline: false,
             refresh_token: Mutex::new(None),
+            private: Mutex::default(),
             token_fetch: tokio::sync::Mutex::new(()),
         }
     }
@@ -187,8 +191,12 @@ impl Auth {
         (self.endpoint.clone(), self.fingerprint(), scopes.join(" "))
     }
 
+    fn tokens(&self) -> &Tokens {
+        if self.offline { &self.private } else { &TOKENS }
+    }
+
     fn cached(&self, scopes: &[String]) -> Option<String> {
-        TOKENS
+        self.tokens()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&self.key(scopes))
@@ -214,7 +222,7 @@ impl Auth {
         }
     }
 
-    /// Sends the request `build` makes with the credentials `scopes` need, answering one
+    /// Sends the request `build` makes with the credentials `scopes` need, answering a
     /// challenge (or a token the registry no longer takes) by authenticating and sending it
     /// again. A 401 that cannot be answered is returned as it is; `fail` words a transport
     /// error; a token service's refusal is [`RegistryError::Unauthorized`].
@@ -225,14 +233,16 @@ impl Auth {
         build: impl Fn() -> RequestBuilder,
         fail: impl Fn(reqwest::Error) -> RegistryError,
     ) -> Result<Response> {
-        let mut answered = false;
+        // A request sent without a token gets one; one refused with its token (expired or
+        // revoked early, or just fetched that way) gets a fresh one; no more than twice.
+        let mut renewals = 0;
         loop {
             let (request, sent) = self.apply(build(), scopes);
             let response = request.send().await.map_err(&fail)?;
-            if response.status() != StatusCode::UNAUTHORIZED || answered {
+            if response.status() != StatusCode::UNAUTHORIZED || renewals == 2 {
                 return Ok(response);
             }
-            answered = true;
+            renewals += 1;
             match self.learn(response.headers()) {
                 Some(Challenge::Bearer { realm, service })
                     if !matches!(self.credentials, Credentials::Bearer(_)) =>
@@ -276,11 +286,13 @@ impl Auth {
             return Ok(());
         }
         let (token, lifetime) = self.fetch_token(client, realm, service, scopes).await?;
-        let until = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
-        TOKENS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(self.key(scopes), (token, until));
+        let now = Instant::now();
+        let mut tokens = self.tokens().lock().unwrap_or_else(|e| e.into_inner());
+        tokens.retain(|_, (_, until)| *until > now);
+        tokens.insert(
+            self.key(scopes),
+            (token, now + lifetime.saturating_sub(EXPIRY_MARGIN)),
+        );
         Ok(())
     }
 
