@@ -367,12 +367,17 @@ fn berth_keeps_credentials_in_dockers_config_dir_by_default() {
     // ~/.docker, as the docker CLI.
     let out = run(&[], &login, Some(&password)).success();
     assert!(
-        out.stderr
-            .contains(&format!("{}", home.path().join(".docker/config.json").display())),
+        out.stderr.contains(&format!(
+            "{}",
+            home.path().join(".docker/config.json").display()
+        )),
         "{}",
         out.stderr
     );
-    assert_eq!(config_json(&home.path().join(".docker"))["auths"][&host], auth);
+    assert_eq!(
+        config_json(&home.path().join(".docker"))["auths"][&host],
+        auth
+    );
     assert!(!home.path().join(".berth").exists());
     // The docker CLI, with the same HOME, pulls with what berth stored.
     if let Some(docker) = docker_cli() {

@@ -68,7 +68,11 @@ fn an_insecure_registry_is_tried_over_https_unverified_then_http() {
     // And logins (the raw API): an open registry takes anyone.
     let r = daemon.api().post(
         "/auth",
-        Some(serde_json::json!({"serveraddress": tls}).to_string().as_bytes()),
+        Some(
+            serde_json::json!({"serveraddress": tls})
+                .to_string()
+                .as_bytes(),
+        ),
     );
     assert_eq!(r.status, 200, "{}", r.text());
 

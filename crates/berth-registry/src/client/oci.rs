@@ -159,6 +159,80 @@ impl OciRemote {
         Err(last.unwrap_or_else(|| RegistryError::Transport("no endpoint".into())))
     }
 
+    /// The tags of `repository` (`GET /v2/<name>/tags/list`, every page), from its mirrors in
+    /// order, then from the registry itself.
+    pub async fn list_tags(&self, repository: &Reference) -> Result<Vec<String>> {
+        let mut last = None;
+        for ep in endpoint::endpoints(repository.domain(), &self.options) {
+            match self.tags_from(&ep, repository).await {
+                Ok(tags) => return Ok(tags),
+                Err(e) if ep.mirror => {
+                    tracing::info!(mirror = %ep.host, repository = %repository, error = %e, "mirror failed, trying the next endpoint");
+                }
+                Err(e @ RegistryError::Transport(_)) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RegistryError::Transport("no endpoint".into())))
+    }
+
+    async fn tags_from(&self, ep: &Endpoint, repository: &Reference) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let clients = self.clients.get(ep, &self.options)?;
+        let auth = self.auth_for(ep);
+        let fail =
+            |e: OciDistributionError| translate(e, repository, ep.scheme, self.authenticated());
+        let mut url = format!("{}/v2/{}/tags/list", ep.base(), repository.path());
+        let mut tags = Vec::new();
+        // Bounded: a registry whose pages never end is not followed forever.
+        for _ in 0..10_000 {
+            let response = auth
+                .send(
+                    &clients.http,
+                    &pull_scope(repository),
+                    || clients.http.get(&url),
+                    |e| fail(OciDistributionError::RequestError(e)),
+                )
+                .await?;
+            let status = response.status();
+            // The next page, if any: `Link: </v2/...?last=x&n=y>; rel="next"`.
+            let next = response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| v.contains("rel=\"next\""))
+                .and_then(|v| Some(v[v.find('<')? + 1..v.find('>')?].to_string()));
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| fail(OciDistributionError::RequestError(e)))?;
+            if status != reqwest::StatusCode::OK {
+                let body = &body[..body.len().min(64 << 10)];
+                return Err(fail(registry_status_error(status, body, &url)));
+            }
+            let page: TagList = serde_json::from_slice(&body).map_err(|e| {
+                RegistryError::Transport(format!(
+                    "invalid tag list for {}: {e}",
+                    repository.familiar_name()
+                ))
+            })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) if n.starts_with('/') => url = format!("{}{n}", ep.base()),
+                Some(n) => url = n,
+                None => return Ok(tags),
+            }
+        }
+        Err(RegistryError::Transport(format!(
+            "the tag list of {} does not end",
+            repository.familiar_name()
+        )))
+    }
+
     fn authenticated(&self) -> bool {
         !matches!(self.credentials, Credentials::Anonymous)
     }

@@ -11,7 +11,8 @@ use axum::response::Response;
 use berth_api::models::{JsonMessage, ProgressDetail};
 use berth_api::{ApiError, ErrorKind};
 use berth_registry::client::{
-    Credentials, OciRemote, Platform, PullEvent, RegistryError, Remote, inspect_remote, pull_image,
+    Credentials, OciRemote, Platform, PullEvent, RegistryError, Remote, inspect_remote,
+    pull_all_tags, pull_image,
 };
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -156,19 +157,15 @@ pub(super) fn registry_error(e: &RegistryError) -> ApiError {
 }
 
 /// `fromImage` and `tag` as one reference: the docker CLI sends `fromImage=busybox&tag=1.36`,
-/// or the digest in `tag` for a pull by digest; `fromImage` may carry either itself.
+/// or the digest in `tag` for a pull by digest; `fromImage` may carry either itself. A name
+/// with neither means every tag of the repository (dockerd's rule; `docker pull --all-tags`).
 fn pull_reference(from_image: &str, tag: Option<&str>) -> Result<Reference> {
     let text = match tag {
         Some(t) if t.starts_with("sha256:") => format!("{from_image}@{t}"),
         Some(t) => format!("{from_image}:{t}"),
         None => from_image.to_string(),
     };
-    let reference = Reference::parse_normalized(&text)?;
-    Ok(if reference.digest().is_some() {
-        reference
-    } else {
-        reference.with_default_tag()
-    })
+    Ok(Reference::parse_normalized(&text)?)
 }
 
 pub(super) fn message_of(event: PullEvent) -> JsonMessage {
@@ -192,6 +189,13 @@ pub(super) fn message_of(event: PullEvent) -> JsonMessage {
     }
 }
 
+/// What a pull fetches: the image a tag or digest names (its top manifest already fetched),
+/// or every tag of a repository.
+enum Target {
+    One(berth_registry::client::Manifest),
+    AllTags(Vec<String>),
+}
+
 async fn pull(
     state: AppState,
     query: &Query,
@@ -199,6 +203,7 @@ async fn pull(
     credentials: Credentials,
 ) -> Result<Response> {
     let reference = pull_reference(from_image, query.non_empty("tag"))?;
+    let all_tags = reference.tag().is_none() && reference.digest().is_none();
     let platform = match query.non_empty("platform") {
         Some(p) => Platform::parse(p).map_err(|e| Error(registry_error(&e)))?,
         None => Platform::host(),
@@ -210,10 +215,21 @@ async fn pull(
     // repository or tag, or an unreachable registry, is an HTTP error as Docker's is; what
     // goes wrong after `Pulling from` (no manifest for the platform, schema 1, a layer)
     // travels in the stream, as in moby's pullTag.
-    let top = remote
-        .fetch_manifest(&reference)
-        .await
-        .map_err(|e| Error(registry_error(&e)))?;
+    let target = if all_tags {
+        Target::AllTags(
+            remote
+                .list_tags(&reference)
+                .await
+                .map_err(|e| Error(registry_error(&e)))?,
+        )
+    } else {
+        Target::One(
+            remote
+                .fetch_manifest(&reference)
+                .await
+                .map_err(|e| Error(registry_error(&e)))?,
+        )
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let handle = tokio::runtime::Handle::current();
     let options = state.config.registry.pull_options(&state.config.data_root);
@@ -226,20 +242,39 @@ async fn pull(
             let _ = tx.blocking_send(Bytes::from(line));
         };
         let events = |event: PullEvent| send(&message_of(event));
-        let result = pull_image(
-            remote.as_ref(),
-            &handle,
-            &state.images,
-            &reference,
-            top,
-            &platform,
-            &options,
-            &events,
-        );
+        let result = match target {
+            Target::One(top) => pull_image(
+                remote.as_ref(),
+                &handle,
+                &state.images,
+                &reference,
+                top,
+                &platform,
+                &options,
+                &events,
+            )
+            .map(|outcome| vec![outcome]),
+            Target::AllTags(tags) => pull_all_tags(
+                remote.as_ref(),
+                &handle,
+                &state.images,
+                &reference,
+                &tags,
+                &platform,
+                &options,
+                &events,
+            ),
+        };
         match result {
-            Ok(outcome) => {
+            Ok(outcomes) => {
+                // One event for the reference asked (dockerd's), with the labels of the image
+                // it named (the last one of a repository's tags).
                 let name = reference.familiar_string();
-                image_event(&state, "pull", &name, &outcome.image.config.labels(), &name);
+                let labels = outcomes
+                    .last()
+                    .map(|o| o.image.config.labels())
+                    .unwrap_or_default();
+                image_event(&state, "pull", &name, &labels, &name);
             }
             Err(e) => {
                 tracing::info!(error = %e, image = %reference, "pull failed");
@@ -344,7 +379,8 @@ mod tests {
     #[test]
     fn references_from_the_query() {
         let r = |i, t| pull_reference(i, t).unwrap().to_string();
-        assert_eq!(r("busybox", None), "docker.io/library/busybox:latest");
+        // Every tag (the docker CLI sends `tag=latest` for a plain `docker pull busybox`).
+        assert_eq!(r("busybox", None), "docker.io/library/busybox");
         assert_eq!(
             r("127.0.0.1:5000/a/b", Some("1.0")),
             "127.0.0.1:5000/a/b:1.0"
