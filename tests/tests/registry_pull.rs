@@ -963,15 +963,28 @@ fn pull_all_tags_of_a_repository() {
     registry.push_image("team/multi", Some("2"), &two, OCI_MANIFEST);
     let daemon = Daemon::start();
 
-    let out = daemon.berth(&["pull", "-a", &format!("{repo}:1")]).failure();
+    let out = daemon
+        .berth(&["pull", "-a", &format!("{repo}:1")])
+        .failure();
     assert_eq!(out.stderr, "tag can't be used with --all-tags/-a\n");
     let out = daemon.berth(&["pull", "--all-tags", &repo]).success();
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert!(lines.contains(&"1: Pulling from team/multi"), "{}", out.stdout);
-    assert!(lines.contains(&"2: Pulling from team/multi"), "{}", out.stdout);
+    assert!(
+        lines.contains(&"1: Pulling from team/multi"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines.contains(&"2: Pulling from team/multi"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(
         lines[lines.len() - 2..],
-        [format!("Status: Downloaded newer image for {repo}"), repo.clone()],
+        [
+            format!("Status: Downloaded newer image for {repo}"),
+            repo.clone()
+        ],
         "{}",
         out.stdout
     );
@@ -990,14 +1003,21 @@ fn pull_all_tags_of_a_repository() {
     );
     // A plain pull still means `latest`, and says so.
     let out = daemon.berth(&["pull", &repo]).failure();
-    assert!(out.stdout.starts_with("Using default tag: latest\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("Using default tag: latest\n"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stderr.contains("manifest unknown"), "{}", out.stderr);
 
     if docker_cli().is_some() {
-        daemon.berth(&["rmi", &format!("{repo}:1"), &format!("{repo}:2")]).success();
+        daemon
+            .berth(&["rmi", &format!("{repo}:1"), &format!("{repo}:2")])
+            .success();
         let out = daemon.docker(&["pull", "-a", &repo]).unwrap().success();
         assert!(
-            out.stdout.contains(&format!("Downloaded newer image for {repo}")),
+            out.stdout
+                .contains(&format!("Downloaded newer image for {repo}")),
             "{}",
             out.stdout
         );
