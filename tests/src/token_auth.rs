@@ -5,7 +5,8 @@
 //! with the `openssl` CLI (the certificate rides in the token's `x5c` header and is the
 //! registry's `rootcertbundle`). [`TOKEN_USER`] gets every action it asks for; anonymous
 //! requests get `pull` only. A login's request (`offline_token=true`, or `access_type=offline`)
-//! also gets a refresh token, which the refresh grant takes instead of the password. Token
+//! also gets a refresh token, which the refresh grant takes instead of the password (and
+//! answers with a new one). Token
 //! requests are counted and logged, so tests can see that clients cache tokens and which
 //! grant they used; [`TokenIssuer::expire_next`] makes the next tokens already expired (the
 //! registry refuses them: a revoked token).
@@ -183,7 +184,8 @@ fn grant(request: &TokenRequest, refresh_tokens: &std::sync::Mutex<Vec<String>>)
                     .param("refresh_token")
                     .is_some_and(|t| known.iter().any(|k| k == t))
                 {
-                    Grant::User { refresh: false }
+                    // Rotated, as OAuth2 services may (the old one stays valid here).
+                    Grant::User { refresh: true }
                 } else {
                     Grant::Refused("invalid refresh token")
                 }

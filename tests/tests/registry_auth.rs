@@ -92,6 +92,13 @@ fn a_login_keeps_an_identity_token_that_pulls_and_pushes_exchange() {
         grants_since(&issuer, from),
         ["POST refresh_token client_id=docker"]
     );
+    // The service rotated it: the new one is the answer.
+    let rotated = r.json()["IdentityToken"].as_str().unwrap().to_string();
+    assert!(
+        rotated.starts_with("berth-refresh-") && rotated != identity,
+        "{}",
+        r.text()
+    );
 
     // berth login keeps the identity token, not the password, as the docker CLI does.
     let config = tempfile::tempdir().unwrap();
@@ -113,6 +120,15 @@ fn a_login_keeps_an_identity_token_that_pulls_and_pushes_exchange() {
         .unwrap_or_default()
         .to_string();
     assert!(stored.starts_with("berth-refresh-"), "{entry}");
+    // A login with the stored credentials keeps the identity token the service rotated to.
+    let out = berth(&daemon, config.path(), &["login", &host], None).success();
+    assert_eq!(out.stdout, "Login Succeeded\n");
+    let entry = &config_json(config.path())["auths"][&host];
+    let renewed = entry["identitytoken"].as_str().unwrap_or_default();
+    assert!(
+        renewed.starts_with("berth-refresh-") && renewed != stored,
+        "{entry}"
+    );
 
     // Push and pull send it; berthd exchanges it with the refresh grant, never a password.
     let reference = format!("{host}/team/ident:1");

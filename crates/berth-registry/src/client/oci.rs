@@ -143,7 +143,14 @@ impl OciRemote {
             };
             let status = response.status();
             if status.is_success() {
-                return Ok(auth.refresh_token().unwrap_or_default());
+                // dockerd answers the identity token it logged in with when the service
+                // gave no new one.
+                return Ok(auth
+                    .refresh_token()
+                    .unwrap_or_else(|| match &self.credentials {
+                        Credentials::Identity { token, .. } => token.clone(),
+                        _ => String::new(),
+                    }));
             }
             let refused = format!(
                 "login attempt to {url} failed with status: {} {}",
