@@ -179,6 +179,11 @@ fn a_login_keeps_an_identity_token_that_pulls_and_pushes_exchange() {
             .success();
         assert!(out.stdout.contains("Login Succeeded"), "{}", out.stdout);
         let entry = &config_json(&daemon.dir().join("docker-config"))["auths"][&host];
+        // The same entry berth writes.
+        assert_eq!(
+            entry["auth"],
+            base64_encode(format!("{TOKEN_USER}:").as_bytes())
+        );
         assert!(
             entry["identitytoken"]
                 .as_str()
