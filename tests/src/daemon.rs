@@ -552,7 +552,8 @@ pub fn run_command(cmd: Command, stdin: Option<&[u8]>) -> Output {
     run(cmd, stdin)
 }
 
-fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
+/// Runs `cmd` with `stdin` (or none) and collects what it printed.
+pub fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()

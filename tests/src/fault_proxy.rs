@@ -104,6 +104,9 @@ fn forward(
     log: &Mutex<Vec<Logged>>,
     plan: &Mutex<Plan>,
 ) -> std::io::Result<()> {
+    if crate::registry::opens_with_tls(&client) {
+        return Ok(());
+    }
     let Some(head) = read_head(&mut client)? else {
         return Ok(());
     };

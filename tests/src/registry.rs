@@ -85,12 +85,7 @@ impl Registry {
         );
         let mut authorization = None;
         if basic_auth {
-            let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{BASIC_USER}:{BASIC_HASH}\n")).expect("htpasswd");
-            yaml.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-                htpasswd.display()
-            ));
+            yaml.push_str(&basic_auth_yaml(dir.path()));
             authorization = Some(format!(
                 "Basic {}",
                 base64_encode(format!("{BASIC_USER}:{BASIC_PASSWORD}").as_bytes())
@@ -272,6 +267,117 @@ impl Registry {
     }
 }
 
+/// Whether the client on `stream` opened with a TLS handshake: Berth (as dockerd) tries HTTPS
+/// first on an insecure registry, and the tests' plain-HTTP servers close such a connection at
+/// once, as a real HTTP server answers it, instead of waiting for a request that never comes.
+pub fn opens_with_tls(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    // 0x16: a TLS handshake record.
+    matches!(stream.peek(&mut first), Ok(1) if first[0] == 0x16)
+}
+
+/// Runs `openssl ARGS` (split at spaces) in `dir`.
+fn openssl(dir: &Path, args: &str) {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let out = Command::new("openssl")
+        .args(&args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// In `dir`: a CA (`ca.crt`), a server certificate for 127.0.0.1 (`server.crt`, `server.key`)
+/// and a client certificate (`client.cert`, `client.key`, as certs.d names them), both signed
+/// by it. Nothing trusts the CA unless a test puts it somewhere.
+pub fn make_certs(dir: &Path) {
+    openssl(
+        dir,
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=berth-test-ca",
+    );
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "client",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        ),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(
+            dir,
+            &format!(
+                "req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name}"
+            ),
+        );
+        openssl(
+            dir,
+            &format!(
+                "x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext"
+            ),
+        );
+    }
+    std::fs::rename(dir.join("client.crt"), dir.join("client.cert")).unwrap();
+}
+
+/// A registry serving `storage` (another registry's `data`, or a fresh directory) over TLS on
+/// 127.0.0.1 with the certificates [`make_certs`] made in `certs`; with `client_certs`, it
+/// requires a client certificate signed by the test CA. `auth_yaml` is an `auth:` section
+/// (or empty). Returns its `host:port` and the process (killed when dropped).
+pub fn tls_registry(
+    storage: &Path,
+    certs: &Path,
+    client_certs: bool,
+    auth_yaml: &str,
+) -> (String, ChildGuard) {
+    let port = free_port();
+    let config = certs.join(format!("config-{port}.yml"));
+    let mut yaml = format!(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth_yaml}http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {}\n    key: {}\n",
+        storage.display(),
+        certs.join("server.crt").display(),
+        certs.join("server.key").display(),
+    );
+    if client_certs {
+        yaml.push_str(&format!(
+            "    clientcas:\n      - {}\n",
+            certs.join("ca.crt").display()
+        ));
+    }
+    std::fs::write(&config, yaml).unwrap();
+    let child = Command::new(REGISTRY_BINARY)
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start docker-registry");
+    let guard = ChildGuard(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the TLS registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (format!("127.0.0.1:{port}"), guard)
+}
+
+/// An htpasswd `auth:` section for [`BASIC_USER`] (the file is written in `dir`).
+pub fn basic_auth_yaml(dir: &Path) -> String {
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(&htpasswd, format!("{BASIC_USER}:{BASIC_HASH}\n")).expect("htpasswd");
+    format!(
+        "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+        htpasswd.display()
+    )
+}
+
 /// Standard base64 with padding (for `Authorization: Basic` and docker's config.json).
 pub fn base64_encode(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -345,6 +451,9 @@ fn proxy_one(
     log: &std::sync::Mutex<Vec<ProxiedRequest>>,
     dropped: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
+    if opens_with_tls(&client) {
+        return Ok(());
+    }
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

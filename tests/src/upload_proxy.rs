@@ -100,6 +100,9 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
 /// Serves the requests of one client connection (keep-alive: one upstream connection per
 /// request, closed after its answer).
 fn serve(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    if crate::registry::opens_with_tls(&client) {
+        return Ok(());
+    }
     while let Some(head) = read_head(&mut client)? {
         let text = String::from_utf8_lossy(&head).into_owned();
         let mut words = text.split_whitespace();

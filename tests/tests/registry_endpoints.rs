@@ -3,14 +3,11 @@
 //! `certs.d/<host:port>/` beside daemon.json. Real registries (Debian's docker-registry) on
 //! 127.0.0.1 only.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use berth_e2e::daemon::ChildGuard;
 use berth_e2e::fault_proxy::{Plan, Proxy};
 use berth_e2e::fixtures::ImageSpec;
-use berth_e2e::registry::{OCI_MANIFEST, REGISTRY_BINARY, Registry, free_port};
+use berth_e2e::registry::{OCI_MANIFEST, Registry, free_port, make_certs, tls_registry};
 use berth_e2e::{Daemon, docker_cli};
 
 fn image_id(daemon: &Daemon, name: &str) -> Option<String> {
@@ -128,91 +125,6 @@ fn mirrors_are_tried_in_order_before_the_registry() {
     assert!(stderr.contains("invalid mirror"), "{stderr}");
 }
 
-/// Runs `openssl ARGS` (split at spaces) in `dir`.
-fn openssl(dir: &Path, args: &str) {
-    let args: Vec<&str> = args.split_whitespace().collect();
-    let out = Command::new("openssl")
-        .args(&args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// In `dir`: a CA, a server certificate for 127.0.0.1 and a client certificate, both signed
-/// by it.
-fn make_certs(dir: &Path) {
-    openssl(
-        dir,
-        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=berth-test-ca",
-    );
-    for (name, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        ),
-        (
-            "client",
-            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-        ),
-    ] {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        openssl(
-            dir,
-            &format!(
-                "req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name}"
-            ),
-        );
-        openssl(
-            dir,
-            &format!(
-                "x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext"
-            ),
-        );
-    }
-    // certs.d names client certificates `.cert`.
-    std::fs::rename(dir.join("client.crt"), dir.join("client.cert")).unwrap();
-}
-
-/// A registry serving `storage` (another registry's) over TLS on 127.0.0.1; with
-/// `client_certs`, it requires a client certificate signed by the test CA.
-fn tls_registry(storage: &Path, certs: &Path, client_certs: bool) -> (String, ChildGuard) {
-    let port = free_port();
-    let config = certs.join(format!("config-{port}.yml"));
-    let mut yaml = format!(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {}\n    key: {}\n",
-        storage.display(),
-        certs.join("server.crt").display(),
-        certs.join("server.key").display(),
-    );
-    if client_certs {
-        yaml.push_str(&format!(
-            "    clientcas:\n      - {}\n",
-            certs.join("ca.crt").display()
-        ));
-    }
-    std::fs::write(&config, yaml).unwrap();
-    let child = Command::new(REGISTRY_BINARY)
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start docker-registry");
-    let guard = ChildGuard(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the TLS registry did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (format!("127.0.0.1:{port}"), guard)
-}
-
 #[test]
 fn a_registry_with_its_own_ca_in_certs_d() {
     let Some(registry) = Registry::start("a_registry_with_its_own_ca_in_certs_d") else {
@@ -226,7 +138,7 @@ fn a_registry_with_its_own_ca_in_certs_d() {
     registry.push_image("secure/app", Some("1"), &spec, OCI_MANIFEST);
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
-    let (host, _tls) = tls_registry(&registry.dir().join("data"), certs.path(), false);
+    let (host, _tls) = tls_registry(&registry.dir().join("data"), certs.path(), false, "");
     let daemon = Daemon::start();
     let reference = format!("{host}/secure/app:1");
     // certs.d beside daemon.json; a directory for the registry says it speaks TLS (even on
@@ -263,7 +175,7 @@ fn a_registry_with_its_own_ca_in_certs_d() {
     // A registry that requires a client certificate: refused without one, served with
     // `client.cert` and `client.key` in its certs.d directory.
     // (A fresh daemon: every blob comes through that registry.)
-    let (host, _mtls) = tls_registry(&registry.dir().join("data"), certs.path(), true);
+    let (host, _mtls) = tls_registry(&registry.dir().join("data"), certs.path(), true, "");
     let daemon = Daemon::start();
     let reference = format!("{host}/secure/app:1");
     let dir = daemon.dir().join("certs.d").join(&host);

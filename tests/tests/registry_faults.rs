@@ -355,6 +355,9 @@ fn huge_manifest_registry(
             let Ok(mut stream) = stream else { continue };
             let (s, d) = (s.clone(), d.clone());
             std::thread::spawn(move || {
+                if berth_e2e::registry::opens_with_tls(&stream) {
+                    return;
+                }
                 let mut head = Vec::new();
                 let mut byte = [0u8; 1];
                 while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {

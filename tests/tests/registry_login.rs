@@ -333,3 +333,85 @@ fn the_docker_cli_logs_in_through_berthd_and_berth_reads_what_it_stored() {
     docker_run(&["logout", &host], None).success();
     assert_eq!(config_json(docker_config.path())["auths"].get(&host), None);
 }
+
+#[test]
+fn berth_keeps_credentials_in_dockers_config_dir_by_default() {
+    let Some((registry, image)) =
+        private_registry("berth_keeps_credentials_in_dockers_config_dir_by_default")
+    else {
+        return;
+    };
+    let host = registry.host();
+    let daemon = Daemon::start();
+    let home = tempfile::tempdir().unwrap();
+    // `berth` with HOME, and only the config variables given, set.
+    let run = |env: &[(&str, &Path)], args: &[&str], stdin: Option<&str>| {
+        let mut cmd = Command::new(binary("berth"));
+        cmd.arg("-H")
+            .arg(daemon.host())
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("BERTH_CONFIG")
+            .env_remove("DOCKER_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        output_of(cmd, stdin)
+    };
+    let login = ["login", &host, "-u", BASIC_USER, "--password-stdin"];
+    let password = format!("{BASIC_PASSWORD}\n");
+    let auth = serde_json::json!({
+        "auth": base64_encode(format!("{BASIC_USER}:{BASIC_PASSWORD}").as_bytes())
+    });
+
+    // ~/.docker, as the docker CLI.
+    let out = run(&[], &login, Some(&password)).success();
+    assert!(
+        out.stderr.contains(&format!(
+            "{}",
+            home.path().join(".docker/config.json").display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        config_json(&home.path().join(".docker"))["auths"][&host],
+        auth
+    );
+    assert!(!home.path().join(".berth").exists());
+    // The docker CLI, with the same HOME, pulls with what berth stored.
+    if let Some(docker) = docker_cli() {
+        let mut cmd = Command::new(docker);
+        cmd.args(["pull", &image])
+            .env("DOCKER_HOST", daemon.host())
+            .env("HOME", home.path())
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("DOCKER_CONTEXT");
+        let out = output_of(cmd, None).success();
+        assert!(out.stdout.contains("Pull complete"), "{}", out.stdout);
+        run(&[], &["rmi", &image], None).success();
+    }
+    run(&[], &["pull", &image], None).success();
+
+    // $DOCKER_CONFIG, as the docker CLI; BERTH_CONFIG and --config over it.
+    let docker_config = tempfile::tempdir().unwrap();
+    let berth_config = tempfile::tempdir().unwrap();
+    let flag_config = tempfile::tempdir().unwrap();
+    run(
+        &[("DOCKER_CONFIG", docker_config.path())],
+        &login,
+        Some(&password),
+    )
+    .success();
+    assert_eq!(config_json(docker_config.path())["auths"][&host], auth);
+    let both = [
+        ("DOCKER_CONFIG", docker_config.path()),
+        ("BERTH_CONFIG", berth_config.path()),
+    ];
+    run(&both, &login, Some(&password)).success();
+    assert_eq!(config_json(berth_config.path())["auths"][&host], auth);
+    let mut with_flag = vec!["--config", flag_config.path().to_str().unwrap()];
+    with_flag.extend(login);
+    run(&both, &with_flag, Some(&password)).success();
+    assert_eq!(config_json(flag_config.path())["auths"][&host], auth);
+}

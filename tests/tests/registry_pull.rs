@@ -673,6 +673,9 @@ fn schema1_registry() -> String {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            if berth_e2e::registry::opens_with_tls(&stream) {
+                continue;
+            }
             let mut head = Vec::new();
             let mut byte = [0u8; 1];
             while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
@@ -944,5 +947,80 @@ fn pull_with_basic_auth_credentials() {
             .unwrap()
             .success();
         assert!(out.stdout.contains("Pull complete"), "{}", out.stdout);
+    }
+}
+
+#[test]
+fn pull_all_tags_of_a_repository() {
+    let Some(registry) = Registry::start("pull_all_tags_of_a_repository") else {
+        return;
+    };
+    let host = registry.host();
+    let repo = format!("{host}/team/multi");
+    let one = ImageSpec::busybox(None).file_layer(&[("v", b"1")]);
+    let two = ImageSpec::busybox(None).file_layer(&[("v", b"2")]);
+    registry.push_image("team/multi", Some("1"), &one, OCI_MANIFEST);
+    registry.push_image("team/multi", Some("2"), &two, OCI_MANIFEST);
+    let daemon = Daemon::start();
+
+    let out = daemon
+        .berth(&["pull", "-a", &format!("{repo}:1")])
+        .failure();
+    assert_eq!(out.stderr, "tag can't be used with --all-tags/-a\n");
+    let out = daemon.berth(&["pull", "--all-tags", &repo]).success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines.contains(&"1: Pulling from team/multi"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines.contains(&"2: Pulling from team/multi"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [
+            format!("Status: Downloaded newer image for {repo}"),
+            repo.clone()
+        ],
+        "{}",
+        out.stdout
+    );
+    assert_eq!(image_id(&daemon, &format!("{repo}:1")), one.id());
+    assert_eq!(image_id(&daemon, &format!("{repo}:2")), two.id());
+
+    // The raw API: a name without a tag is every tag (dockerd's rule).
+    let r = daemon
+        .api()
+        .post(&format!("/images/create?fromImage={repo}"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let st = statuses(&r.json_lines());
+    assert_eq!(
+        st.last().unwrap(),
+        &format!("Status: Image is up to date for {repo}")
+    );
+    // A plain pull still means `latest`, and says so.
+    let out = daemon.berth(&["pull", &repo]).failure();
+    assert!(
+        out.stdout.starts_with("Using default tag: latest\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("manifest unknown"), "{}", out.stderr);
+
+    if docker_cli().is_some() {
+        daemon
+            .berth(&["rmi", &format!("{repo}:1"), &format!("{repo}:2")])
+            .success();
+        let out = daemon.docker(&["pull", "-a", &repo]).unwrap().success();
+        assert!(
+            out.stdout
+                .contains(&format!("Downloaded newer image for {repo}")),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(image_id(&daemon, &format!("{repo}:2")), two.id());
     }
 }

@@ -554,3 +554,69 @@ fn push_of_a_100_mib_layer_and_pull_back() {
     let r = fresh.api().get(&format!("/images/{reference}/json"));
     assert_eq!(r.json()["Id"], spec.id());
 }
+
+#[test]
+fn pull_and_push_emit_image_events() {
+    let Some(registry) = Registry::start("pull_and_push_emit_image_events") else {
+        return;
+    };
+    let host = registry.host();
+    let reference = format!("{host}/team/ev:1");
+    let spec = ImageSpec::busybox(Some(&reference))
+        .label("team", "ev")
+        .file_layer(&[("e", b"v")]);
+    let daemon = Daemon::start();
+    load(&daemon, &spec);
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    daemon.berth(&["push", &reference]).success();
+    daemon.berth(&["rmi", &reference]).success();
+    daemon.berth(&["pull", &reference]).success();
+    // Up to date: dockerd reports the pull all the same.
+    daemon.berth(&["pull", &reference]).success();
+    // `until` (a second ahead) ends the stream.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    // filters={"event":["push","pull"]}
+    let filters = "%7B%22event%22%3A%5B%22push%22%2C%22pull%22%5D%7D";
+    let lines = daemon
+        .api()
+        .get(&format!(
+            "/events?since={since}&until={until}&filters={filters}"
+        ))
+        .json_lines();
+    let seen: Vec<(String, String, String, String)> = lines
+        .iter()
+        .map(|e| {
+            (
+                e["Type"].as_str().unwrap_or_default().to_string(),
+                e["Action"].as_str().unwrap_or_default().to_string(),
+                e["Actor"]["ID"].as_str().unwrap_or_default().to_string(),
+                e["Actor"]["Attributes"]["team"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let event = |action: &str| {
+        (
+            "image".to_string(),
+            action.to_string(),
+            reference.clone(),
+            "ev".to_string(),
+        )
+    };
+    assert_eq!(seen, [event("push"), event("pull"), event("pull")]);
+    assert!(
+        lines
+            .iter()
+            .all(|e| e["Actor"]["Attributes"]["name"] == reference.as_str()),
+        "{lines:?}"
+    );
+}

@@ -1,4 +1,5 @@
-//! The client configuration directory (`~/.berth`, `--config`, `BERTH_CONFIG`): `config.json`
+//! The client configuration directory (`--config`, `BERTH_CONFIG`, else docker's own:
+//! `DOCKER_CONFIG`, else `~/.docker`, so that one directory serves both CLIs): `config.json`
 //! with `currentContext` and registry credentials (`auths`, `credsStore`, `credHelpers`, see
 //! `crate::credentials`), and docker's context store under `contexts/meta/<sha256(name)>/`.
 
@@ -16,12 +17,25 @@ pub use berth_client::DEFAULT_HOST;
 /// The built-in context's name; it always exists and points at `BERTH_HOST` or the default.
 pub const DEFAULT_CONTEXT: &str = "default";
 
-/// The default configuration directory: `$HOME/.berth`.
+/// The default configuration directory: the docker CLI's (`$DOCKER_CONFIG`, else
+/// `$HOME/.docker`), so that `docker login` and `berth login` keep one set of credentials.
+/// (`--config` and `BERTH_CONFIG` come first; see `commands::Env::new`.)
 pub fn default_config_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"))
-        .join(".berth")
+    config_dir_from(std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME"))
+}
+
+fn config_dir_from(
+    docker_config: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> PathBuf {
+    match docker_config.filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => home
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/root"))
+            .join(".docker"),
+    }
 }
 
 /// `config.json`: `currentContext` and the credential keys are interpreted; other keys are
@@ -345,6 +359,24 @@ pub fn default_context_host(inputs: &HostInputs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_config_dir_is_dockers() {
+        let some = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            config_dir_from(some("/cfg"), some("/home/u")),
+            PathBuf::from("/cfg")
+        );
+        assert_eq!(
+            config_dir_from(None, some("/home/u")),
+            PathBuf::from("/home/u/.docker")
+        );
+        assert_eq!(
+            config_dir_from(some(""), some("/home/u")),
+            PathBuf::from("/home/u/.docker")
+        );
+        assert_eq!(config_dir_from(None, None), PathBuf::from("/root/.docker"));
+    }
 
     fn store_with(current: &str) -> (tempfile::TempDir, ConfigDir) {
         let dir = tempfile::tempdir().unwrap();

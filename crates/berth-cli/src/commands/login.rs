@@ -80,7 +80,16 @@ pub async fn login(env: &Env, args: LoginArgs) -> Result<()> {
             "Authenticating with existing credentials... [Username: {}]\n\n Info -> To login with a different account, run 'berth logout' followed by 'berth login'\n\n\n",
             stored.username
         ));
-        if authenticate(&client, &stored).await.is_ok() {
+        if let Ok(token) = authenticate(&client, &stored).await {
+            // A token service may rotate the identity token: the new one is kept (as docker).
+            if !token.is_empty() && token != stored.identitytoken {
+                let mut renewed = stored.clone();
+                renewed.password.clear();
+                renewed.identitytoken = token;
+                credentials::store(&env.config, &server, &renewed).map_err(|e| {
+                    StatusError::error(1, format!("Error saving credentials: {e:#}"))
+                })?;
+            }
             output::out("Login Succeeded\n");
             return Ok(());
         }

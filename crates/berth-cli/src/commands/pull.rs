@@ -13,6 +13,9 @@ use crate::output;
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
+    /// Download all tagged images in the repository
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
     /// Set platform if server is multi-platform capable
     #[arg(long, value_name = "string", env = "DOCKER_DEFAULT_PLATFORM")]
     pub platform: Option<String>,
@@ -61,9 +64,29 @@ fn api_parts(image: &str) -> (String, String) {
     }
 }
 
+/// Whether `image` names neither a tag nor a digest.
+fn is_name_only(image: &str) -> bool {
+    let last = image.rsplit('/').next().unwrap_or_default();
+    !image.contains('@') && !last.contains(':')
+}
+
 pub async fn pull(env: &Env, args: PullArgs) -> Result<()> {
     let client = env.client()?;
-    let (repo, tag) = api_parts(&args.image);
+    let (repo, tag) = if args.all_tags {
+        if !is_name_only(&args.image) {
+            return Err(output::StatusError::error(
+                1,
+                "tag can't be used with --all-tags/-a",
+            ));
+        }
+        // No tag: the daemon pulls every tag.
+        (args.image.clone(), String::new())
+    } else {
+        if is_name_only(&args.image) && !args.quiet {
+            output::out("Using default tag: latest\n");
+        }
+        api_parts(&args.image)
+    };
     let auth = crate::credentials::registry_auth_for(&env.config, &args.image);
     let stream = client
         .image_pull(&repo, &tag, args.platform.as_deref(), auth.as_deref())
@@ -76,7 +99,15 @@ pub async fn pull(env: &Env, args: PullArgs) -> Result<()> {
             output::out(&text);
         }
     }
-    output::out(&format!("{}\n", full_reference(&args.image)));
+    let shown = if args.all_tags {
+        // The repository, fully qualified, as docker prints it.
+        full_reference(&args.image)
+            .trim_end_matches(":latest")
+            .to_string()
+    } else {
+        full_reference(&args.image)
+    };
+    output::out(&format!("{shown}\n"));
     Ok(())
 }
 
@@ -108,5 +139,8 @@ mod tests {
             ("127.0.0.1:5000/x".into(), "latest".into())
         );
         assert_eq!(api_parts("x@sha256:ab"), ("x".into(), "sha256:ab".into()));
+        assert!(is_name_only("127.0.0.1:5000/x"));
+        assert!(!is_name_only("127.0.0.1:5000/x:1"));
+        assert!(!is_name_only("x@sha256:ab"));
     }
 }

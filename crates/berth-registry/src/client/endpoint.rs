@@ -1,13 +1,16 @@
 //! Where a registry's content is fetched from, and how: its mirrors (tried in order, then
 //! the registry itself), the scheme of each, and the HTTP clients with the registry's own TLS
-//! roots from dockerd's `certs.d/<host[:port]>/`.
+//! files from dockerd's `certs.d/<host[:port]>/`.
+//!
+//! As in dockerd, a secure registry is spoken to over verified HTTPS only; an insecure one
+//! (named in `insecure-registries`, by name or CIDR, or on loopback) over HTTPS without
+//! verifying the certificate first, then over plain HTTP.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use std::time::Duration;
 
 use super::oci::RemoteOptions;
 use super::{RegistryError, Result};
@@ -18,31 +21,63 @@ pub(crate) struct Endpoint {
     /// `host[:port]` requests go to.
     pub host: String,
     pub scheme: &'static str,
+    /// Whether an HTTPS endpoint's certificate is verified (not for insecure registries).
+    pub verify: bool,
     /// A mirror (not the registry the reference names): no credentials are sent to it.
     pub mirror: bool,
 }
 
-/// The HTTP clients for one host and scheme: oci-client's (its token auth), and a plain one
-/// for manifests (read with a size cap) and blobs, which presents the registry's client
-/// certificate (oci-client can do neither).
-#[derive(Clone)]
-pub(crate) struct Clients {
-    pub oci: oci_client::Client,
-    pub http: reqwest::Client,
+impl Endpoint {
+    /// `https://registry-1.docker.io`, `http://127.0.0.1:5000`.
+    pub fn base(&self) -> String {
+        let host = match self.host.as_str() {
+            // Docker Hub's API lives on its own host.
+            "docker.io" | "index.docker.io" => "registry-1.docker.io",
+            h => h,
+        };
+        format!("{}://{host}", self.scheme)
+    }
 }
 
-/// Whether `registry` (`host[:port]`) is spoken to over plain HTTP: named insecure, or on
-/// loopback (127.0.0.0/8, ::1 and `localhost` are insecure by default, as in dockerd).
-pub(crate) fn is_insecure(registry: &str, options: &RemoteOptions) -> bool {
-    if options.insecure_registries.iter().any(|r| r == registry) {
-        return true;
-    }
+/// The HTTP clients for one endpoint: `http` follows redirects (blobs are often served from
+/// elsewhere); `upload` does not (upload locations carry the session state and are followed
+/// by hand). Both present the registry's client certificate and trust its CA.
+#[derive(Clone)]
+pub(crate) struct Clients {
+    pub http: reqwest::Client,
+    pub upload: reqwest::Client,
+}
+
+/// `host[:port]` without the port (and without an IPv6 address's brackets).
+fn host_part(registry: &str) -> &str {
     let host = match registry.rsplit_once(':') {
         // `[::1]:5000` or `127.0.0.1:5000` (an IPv6 address without port has several colons).
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
         _ => registry,
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Whether `registry` (`host[:port]`) is named in `insecure-registries`, by itself or by a
+/// CIDR its address is in (dockerd resolves names for that; Berth matches addresses only).
+fn listed_insecure(registry: &str, options: &RemoteOptions) -> bool {
+    let ip = host_part(registry).parse::<IpAddr>().ok();
+    options.insecure_registries.iter().any(|entry| {
+        entry == registry
+            || match (entry.parse::<ipnet::IpNet>(), ip) {
+                (Ok(net), Some(ip)) => net.contains(&ip),
+                _ => false,
+            }
+    })
+}
+
+/// Whether `registry` is insecure: listed, or on loopback (127.0.0.0/8, ::1 and `localhost`
+/// are insecure by default, as in dockerd).
+pub(crate) fn is_insecure(registry: &str, options: &RemoteOptions) -> bool {
+    if listed_insecure(registry, options) {
+        return true;
+    }
+    let host = host_part(registry);
     host == "localhost"
         || host
             .parse::<IpAddr>()
@@ -50,9 +85,14 @@ pub(crate) fn is_insecure(registry: &str, options: &RemoteOptions) -> bool {
             .unwrap_or(false)
 }
 
-/// Whether `registry` is spoken to over verified HTTPS (what `/info` reports as `Secure`).
+/// Whether `registry` is spoken to over verified HTTPS only (what `/info` reports as
+/// `Secure`). Besides dockerd's rule, a loopback registry with a `certs.d` directory is
+/// secure: the directory says it serves TLS with that CA (a listed one stays insecure).
 pub fn is_secure(registry: &str, options: &RemoteOptions) -> bool {
-    scheme_of(registry, options) == "https"
+    if listed_insecure(registry, options) {
+        return false;
+    }
+    !is_insecure(registry, options) || certs_dir(options, registry).is_some()
 }
 
 /// The `certs.d` directory of `host`, when there is one.
@@ -61,13 +101,19 @@ fn certs_dir(options: &RemoteOptions, host: &str) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// The scheme of the registry `host`: HTTPS, or plain HTTP for an insecure one. A registry with
-/// a `certs.d` directory declares it serves TLS: it gets verified HTTPS even on loopback.
-pub(crate) fn scheme_of(host: &str, options: &RemoteOptions) -> &'static str {
-    if is_insecure(host, options) && certs_dir(options, host).is_none() {
-        "http"
+/// The endpoints of the registry `host` itself: verified HTTPS, or for an insecure one HTTPS
+/// without verification and then plain HTTP (dockerd's order).
+fn own_endpoints(host: &str, mirror: bool, options: &RemoteOptions) -> Vec<Endpoint> {
+    let endpoint = |scheme, verify| Endpoint {
+        host: host.to_string(),
+        scheme,
+        verify,
+        mirror,
+    };
+    if is_secure(host, options) {
+        vec![endpoint("https", true)]
     } else {
-        "https"
+        vec![endpoint("https", false), endpoint("http", false)]
     }
 }
 
@@ -88,15 +134,14 @@ pub(crate) fn endpoints(registry: &str, options: &RemoteOptions) -> Vec<Endpoint
             (!host.is_empty()).then(|| Endpoint {
                 host: host.to_string(),
                 scheme,
+                // A mirror's scheme is configured; its certificate is checked as dockerd
+                // checks a mirror's: unless it is insecure.
+                verify: scheme == "https" && is_secure(host, options),
                 mirror: true,
             })
         })
         .collect();
-    list.push(Endpoint {
-        host: registry.to_string(),
-        scheme: scheme_of(registry, options),
-        mirror: false,
-    });
+    list.extend(own_endpoints(registry, false, options));
     list
 }
 
@@ -158,20 +203,15 @@ fn load_tls_files(dir: &Path) -> Result<TlsFiles> {
     Ok(files)
 }
 
-/// The clients of each host and scheme, built on first use.
+/// The clients of each endpoint, built on first use.
 #[derive(Default)]
 pub(crate) struct ClientCache {
-    clients: Mutex<HashMap<(String, &'static str), Clients>>,
+    clients: Mutex<HashMap<(String, &'static str, bool), Clients>>,
 }
 
 impl ClientCache {
-    pub(crate) fn get(
-        &self,
-        host: &str,
-        scheme: &'static str,
-        options: &RemoteOptions,
-    ) -> Result<Clients> {
-        let key = (host.to_string(), scheme);
+    pub(crate) fn get(&self, ep: &Endpoint, options: &RemoteOptions) -> Result<Clients> {
+        let key = (ep.host.clone(), ep.scheme, ep.verify);
         if let Some(c) = self
             .clients
             .lock()
@@ -180,55 +220,63 @@ impl ClientCache {
         {
             return Ok(c.clone());
         }
-        let TlsFiles { roots, identity } = match (scheme, certs_dir(options, host)) {
-            ("https", Some(dir)) => load_tls_files(&dir)?,
-            _ => TlsFiles::default(),
+        let c = Clients {
+            http: build_client(ep, options, true)?,
+            upload: build_client(ep, options, false)?,
         };
-        let oci = oci_client::Client::new(ClientConfig {
-            protocol: if scheme == "http" {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            // Berth selects the platform itself (Docker's matching, `--platform`).
-            platform_resolver: None,
-            extra_root_certificates: roots
-                .iter()
-                .map(|pem| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: pem.clone(),
-                })
-                .collect(),
-            ..Default::default()
-        });
-        let mut certs = Vec::new();
-        for pem in &roots {
-            certs.extend(reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                RegistryError::Transport(format!("invalid CA certificate for {host}: {e}"))
-            })?);
-        }
-        let mut builder = reqwest::Client::builder()
-            .tls_certs_merge(certs)
-            // A registry silent this long is gone (blob downloads detect slower stalls by
-            // throughput); not a limit on how long a transfer may take.
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .read_timeout(std::time::Duration::from_secs(60))
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = identity {
-            builder = builder.identity(reqwest::Identity::from_pem(&pem).map_err(|e| {
-                RegistryError::Invalid(format!("invalid client certificate for {host}: {e}"))
-            })?);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| RegistryError::Transport(format!("cannot set up a client: {e}")))?;
-        let c = Clients { oci, http };
         self.clients
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, c.clone());
         Ok(c)
     }
+}
+
+/// A client for `ep`: the system roots plus `certs.d`'s CAs, `certs.d`'s client certificate,
+/// and no verification at all for an insecure registry's HTTPS endpoint.
+fn build_client(
+    ep: &Endpoint,
+    options: &RemoteOptions,
+    redirects: bool,
+) -> Result<reqwest::Client> {
+    let host = &ep.host;
+    let TlsFiles { roots, identity } = match (ep.scheme, certs_dir(options, host)) {
+        ("https", Some(dir)) => load_tls_files(&dir)?,
+        _ => TlsFiles::default(),
+    };
+    let mut certs = Vec::new();
+    for pem in &roots {
+        certs.extend(reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+            RegistryError::Transport(format!("invalid CA certificate for {host}: {e}"))
+        })?);
+    }
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_merge(certs)
+        .connect_timeout(if ep.scheme == "https" && !ep.verify {
+            // The first try of an insecure registry, which may not speak TLS at all: bounded
+            // as dockerd bounds a TLS handshake, then plain HTTP is tried.
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(30)
+        })
+        // A registry silent this long is gone (blob downloads detect slower stalls by
+        // throughput); not a limit on how long a transfer may take.
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+    if !redirects {
+        builder = builder.redirect(reqwest::redirect::Policy::none());
+    }
+    if ep.scheme == "https" && !ep.verify {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    if let Some(pem) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).map_err(|e| {
+            RegistryError::Invalid(format!("invalid client certificate for {host}: {e}"))
+        })?);
+    }
+    builder
+        .build()
+        .map_err(|e| RegistryError::Transport(format!("cannot set up a client for {host}: {e}")))
 }
 
 #[cfg(test)]
@@ -245,43 +293,63 @@ mod tests {
         assert!(!is_insecure("registry.example.com:5000", &none));
         assert!(!is_insecure("10.0.0.1:5000", &none));
         let some = RemoteOptions {
-            insecure_registries: vec!["10.0.0.1:5000".into()],
+            insecure_registries: vec!["10.0.0.1:5000".into(), "192.168.0.0/16".into()],
             ..Default::default()
         };
         assert!(is_insecure("10.0.0.1:5000", &some));
+        assert!(is_insecure("192.168.3.4:5000", &some));
+        assert!(!is_insecure("10.0.0.2:5000", &some));
+    }
+
+    fn list(registry: &str, options: &RemoteOptions) -> Vec<String> {
+        endpoints(registry, options)
+            .into_iter()
+            .map(|e| format!("{} verify={} mirror={}", e.base(), e.verify, e.mirror))
+            .collect()
     }
 
     #[test]
-    fn mirrors_come_first_then_the_registry() {
+    fn mirrors_come_first_then_the_registry_https_first() {
         let mut options = RemoteOptions::default();
         options.mirrors.insert(
             "127.0.0.1:5000".into(),
             vec!["http://127.0.0.1:5001/".into(), "https://m.example/".into()],
         );
-        let hosts: Vec<_> = endpoints("127.0.0.1:5000", &options)
-            .into_iter()
-            .map(|e| format!("{}://{} {}", e.scheme, e.host, e.mirror))
-            .collect();
         assert_eq!(
-            hosts,
+            list("127.0.0.1:5000", &options),
             [
-                "http://127.0.0.1:5001 true",
-                "https://m.example true",
-                "http://127.0.0.1:5000 false"
+                "http://127.0.0.1:5001 verify=false mirror=true",
+                "https://m.example verify=true mirror=true",
+                "https://127.0.0.1:5000 verify=false mirror=false",
+                "http://127.0.0.1:5000 verify=false mirror=false",
             ]
         );
-        assert_eq!(endpoints("other:1", &options).len(), 1);
+        assert_eq!(
+            list("reg.example", &options),
+            ["https://reg.example verify=true mirror=false"]
+        );
+        assert_eq!(
+            list("docker.io", &options),
+            ["https://registry-1.docker.io verify=true mirror=false"]
+        );
     }
 
     #[test]
-    fn a_certs_dir_makes_a_loopback_registry_https() {
+    fn a_certs_dir_makes_a_loopback_registry_verified_https() {
         let dir = tempfile::tempdir().unwrap();
-        let options = RemoteOptions {
+        let mut options = RemoteOptions {
             certs_dir: Some(dir.path().to_path_buf()),
             ..Default::default()
         };
-        assert_eq!(scheme_of("127.0.0.1:5000", &options), "http");
+        assert!(!is_secure("127.0.0.1:5000", &options));
         std::fs::create_dir(dir.path().join("127.0.0.1:5000")).unwrap();
-        assert_eq!(scheme_of("127.0.0.1:5000", &options), "https");
+        assert!(is_secure("127.0.0.1:5000", &options));
+        assert_eq!(
+            list("127.0.0.1:5000", &options),
+            ["https://127.0.0.1:5000 verify=true mirror=false"]
+        );
+        // Named insecure, it stays insecure.
+        options.insecure_registries.push("127.0.0.0/8".into());
+        assert!(!is_secure("127.0.0.1:5000", &options));
     }
 }

@@ -18,14 +18,14 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub use endpoint::is_secure;
-pub(crate) use endpoint::scheme_of;
+pub(crate) use endpoint::{ClientCache, endpoints};
 pub use manifest::{Platform, media_types};
 pub(crate) use oci::install_crypto_provider;
 pub use oci::{Credentials, MAX_MANIFEST_SIZE, OciRemote, RemoteOptions};
 pub use partial::MAX_AGE as PARTIAL_DOWNLOAD_MAX_AGE;
 pub use pull::{
-    PullEvent, PullOptions, PullOutcome, Resolved, fetch_image, inspect_remote, pull_image,
-    resolve_image, sweep_partial_downloads,
+    PullEvent, PullOptions, PullOutcome, Resolved, fetch_image, inspect_remote, pull_all_tags,
+    pull_image, resolve_image, sweep_partial_downloads,
 };
 pub use resume::{MAX_DOWNLOAD_ATTEMPTS, Persistence};
 pub use stall::StallPolicy;

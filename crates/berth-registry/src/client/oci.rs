@@ -1,18 +1,20 @@
-//! [`Remote`] over the `oci-client` crate: its token auth, media-type negotiation and ranged
-//! blob reads, used through its low-level calls only (its `pull()` buffers whole layers in
-//! memory). Errors are reworded as Docker words them.
+//! [`Remote`] over plain HTTP requests: manifests read with a size cap, blobs streamed from
+//! an offset, authenticated by [`crate::auth`] (oci-client's token auth knows neither identity
+//! tokens nor client certificates, and its `pull()` buffers whole layers in memory; its error
+//! types remain the vocabulary registry errors are classified in). Errors are reworded as
+//! Docker words them.
 
 use std::error::Error as _;
-use std::sync::{Mutex, Once};
+use std::sync::{Arc, Mutex, Once};
 
 use berth_image::{Digest, Reference};
 use futures_util::StreamExt;
 use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
 
 use super::endpoint::{self, ClientCache, Clients, Endpoint};
 use super::manifest::media_types;
 use super::{BlobStream, Descriptor, Manifest, RegistryError, Remote, Result};
+use crate::auth::Auth;
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +36,9 @@ pub enum Credentials {
     Anonymous,
     /// HTTP basic auth, or exchanged for a token where the registry asks for one.
     Basic { username: String, password: String },
+    /// An identity token (an OAuth2 refresh token a login obtained), exchanged at the
+    /// registry's token service for access tokens.
+    Identity { username: String, token: String },
     /// A registry bearer token (`registrytoken`).
     Bearer(String),
 }
@@ -44,23 +49,23 @@ impl std::fmt::Debug for Credentials {
         match self {
             Credentials::Anonymous => f.write_str("Anonymous"),
             Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            Credentials::Identity { username, .. } => write!(f, "Identity({username}, ***)"),
             Credentials::Bearer(_) => f.write_str("Bearer(***)"),
         }
     }
 }
 
-/// A registry client over `oci-client`.
+/// A registry client.
 pub struct OciRemote {
-    /// A client (connection pool, token cache, TLS roots) per host and scheme: oci-client
-    /// decides the scheme and the trusted roots from its config.
+    /// The HTTP clients (connection pool, TLS files) of each endpoint.
     clients: ClientCache,
     options: RemoteOptions,
-    auth: RegistryAuth,
+    credentials: Credentials,
     /// The endpoint (index in [`endpoint::endpoints`]) that served a registry's manifest:
     /// its blobs are asked there first.
     preferred: Mutex<std::collections::HashMap<String, usize>>,
-    /// Bearer tokens by `host/repository` (`None`: the registry asked for none).
-    tokens: Mutex<std::collections::HashMap<String, Option<String>>>,
+    /// Authentication by endpoint (`scheme://host`).
+    auths: Mutex<std::collections::HashMap<String, Arc<Auth>>>,
 }
 
 /// The largest manifest read (containerd's and distribution's limit): a registry sending a
@@ -76,66 +81,167 @@ pub(crate) fn install_crypto_provider() {
     });
 }
 
+/// `repository:<path>:pull`.
+fn pull_scope(reference: &Reference) -> Vec<String> {
+    vec![format!("repository:{}:pull", reference.path())]
+}
+
 impl OciRemote {
     pub fn new(options: RemoteOptions) -> OciRemote {
         install_crypto_provider();
         OciRemote {
             clients: ClientCache::default(),
             options,
-            auth: RegistryAuth::Anonymous,
+            credentials: Credentials::Anonymous,
             preferred: Mutex::default(),
-            tokens: Mutex::default(),
+            auths: Mutex::default(),
         }
     }
 
     /// Sends `credentials` to the registries this client talks to.
     pub fn with_credentials(mut self, credentials: Credentials) -> OciRemote {
-        self.auth = match credentials {
-            Credentials::Anonymous => RegistryAuth::Anonymous,
-            Credentials::Basic { username, password } => RegistryAuth::Basic(username, password),
-            Credentials::Bearer(token) => RegistryAuth::Bearer(token),
-        };
+        self.credentials = credentials;
         self
     }
 
     /// Checks the credentials against `registry` (`host[:port]`), as `docker login` has the
-    /// daemon do. dockerd asks `/v2/` with them; oci-client has no such call, so a HEAD of a
-    /// manifest in a repository that need not exist is asked instead (oci-client answers the
-    /// registry's challenge, exchanging the credentials for a token where it asks for one):
-    /// a 401 means they are wrong, a 404 that they were accepted.
-    pub async fn check_login(&self, registry: &str) -> Result<()> {
+    /// daemon do: `GET /v2/` with them, on each of the registry's endpoints until one answers
+    /// (HTTPS, then HTTP for an insecure registry). Where the registry wants tokens, the
+    /// token service is asked for a refresh token too: the identity token returned (empty when
+    /// it gave none), which the client keeps instead of the password.
+    pub async fn check_login(&self, registry: &str) -> Result<String> {
         let reference = Reference::parse_normalized(&format!("{registry}/berth-login-check"))
             .map_err(|e| RegistryError::Invalid(e.to_string()))?
             .with_default_tag();
-        let scheme = self.scheme(registry);
-        let client = self.clients.get(registry, scheme, &self.options)?.oci;
-        let refused = || {
-            RegistryError::Unauthorized(format!(
-                "login attempt to {scheme}://{registry}/v2/ failed with status: 401 Unauthorized"
-            ))
-        };
-        match client
-            .fetch_manifest_digest(&oci_reference(&reference), &self.auth)
-            .await
+        let mut last = None;
+        for ep in endpoint::endpoints(registry, &self.options)
+            .into_iter()
+            .filter(|ep| !ep.mirror)
         {
-            Ok(_) | Err(OciDistributionError::ServerError { code: 404, .. }) => Ok(()),
-            Err(OciDistributionError::UnauthorizedError { .. })
-            | Err(OciDistributionError::AuthenticationFailure(_)) => Err(refused()),
-            Err(e) => match translate(e, &reference, scheme, self.authenticated()) {
-                // MANIFEST_UNKNOWN / NAME_UNKNOWN: past authentication.
-                RegistryError::NotFound(_) => Ok(()),
-                RegistryError::Unauthorized(_) => Err(refused()),
-                other => Err(other),
-            },
+            let clients = self.clients.get(&ep, &self.options)?;
+            let url = format!("{}/v2/", ep.base());
+            let auth = Auth::new(ep.base(), self.credentials.clone()).for_login();
+            let fail = |e| {
+                translate(
+                    OciDistributionError::RequestError(e),
+                    &reference,
+                    ep.scheme,
+                    true,
+                )
+            };
+            let response = match auth
+                .send(&clients.http, &[], || clients.http.get(&url), fail)
+                .await
+            {
+                Ok(r) => r,
+                // Not reachable this way: the next endpoint (plain HTTP) is tried.
+                Err(e @ RegistryError::Transport(_)) => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let status = response.status();
+            if status.is_success() {
+                // dockerd answers the identity token it logged in with when the service
+                // gave no new one.
+                return Ok(auth
+                    .refresh_token()
+                    .unwrap_or_else(|| match &self.credentials {
+                        Credentials::Identity { token, .. } => token.clone(),
+                        _ => String::new(),
+                    }));
+            }
+            let refused = format!(
+                "login attempt to {url} failed with status: {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or_default()
+            );
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                // Wrong credentials: not tried elsewhere (dockerd neither).
+                return Err(RegistryError::Unauthorized(refused));
+            }
+            last = Some(RegistryError::Transport(refused));
         }
+        Err(last.unwrap_or_else(|| RegistryError::Transport("no endpoint".into())))
+    }
+
+    /// The tags of `repository` (`GET /v2/<name>/tags/list`, every page), from its mirrors in
+    /// order, then from the registry itself.
+    pub async fn list_tags(&self, repository: &Reference) -> Result<Vec<String>> {
+        let mut last = None;
+        for ep in endpoint::endpoints(repository.domain(), &self.options) {
+            match self.tags_from(&ep, repository).await {
+                Ok(tags) => return Ok(tags),
+                Err(e) if ep.mirror => {
+                    tracing::info!(mirror = %ep.host, repository = %repository, error = %e, "mirror failed, trying the next endpoint");
+                }
+                Err(e @ RegistryError::Transport(_)) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RegistryError::Transport("no endpoint".into())))
+    }
+
+    async fn tags_from(&self, ep: &Endpoint, repository: &Reference) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let clients = self.clients.get(ep, &self.options)?;
+        let auth = self.auth_for(ep);
+        let fail =
+            |e: OciDistributionError| translate(e, repository, ep.scheme, self.authenticated());
+        let mut url = format!("{}/v2/{}/tags/list", ep.base(), repository.path());
+        let mut tags = Vec::new();
+        // Bounded: a registry whose pages never end is not followed forever.
+        for _ in 0..10_000 {
+            let response = auth
+                .send(
+                    &clients.http,
+                    &pull_scope(repository),
+                    || clients.http.get(&url),
+                    |e| fail(OciDistributionError::RequestError(e)),
+                )
+                .await?;
+            let status = response.status();
+            // The next page, if any: `Link: </v2/...?last=x&n=y>; rel="next"`.
+            let next = response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| v.contains("rel=\"next\""))
+                .and_then(|v| Some(v[v.find('<')? + 1..v.find('>')?].to_string()));
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| fail(OciDistributionError::RequestError(e)))?;
+            if status != reqwest::StatusCode::OK {
+                let body = &body[..body.len().min(64 << 10)];
+                return Err(fail(registry_status_error(status, body, &url)));
+            }
+            let page: TagList = serde_json::from_slice(&body).map_err(|e| {
+                RegistryError::Transport(format!(
+                    "invalid tag list for {}: {e}",
+                    repository.familiar_name()
+                ))
+            })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) if n.starts_with('/') => url = format!("{}{n}", ep.base()),
+                Some(n) => url = n,
+                None => return Ok(tags),
+            }
+        }
+        Err(RegistryError::Transport(format!(
+            "the tag list of {} does not end",
+            repository.familiar_name()
+        )))
     }
 
     fn authenticated(&self) -> bool {
-        !matches!(self.auth, RegistryAuth::Anonymous)
-    }
-
-    fn scheme(&self, registry: &str) -> &'static str {
-        endpoint::scheme_of(registry, &self.options)
+        !matches!(self.credentials, Credentials::Anonymous)
     }
 
     /// The endpoints of `registry`, the one that served its manifest first.
@@ -154,51 +260,51 @@ impl OciRemote {
         list
     }
 
-    /// Credentials for `ep`: the registry's own, none for a mirror.
-    fn auth_for(&self, ep: &Endpoint) -> RegistryAuth {
-        if ep.mirror {
-            RegistryAuth::Anonymous
-        } else {
-            self.auth.clone()
-        }
+    /// The authentication of `ep`: the registry's credentials, none for a mirror.
+    fn auth_for(&self, ep: &Endpoint) -> Arc<Auth> {
+        let base = ep.base();
+        self.auths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(base.clone())
+            .or_insert_with(|| {
+                let credentials = if ep.mirror {
+                    Credentials::Anonymous
+                } else {
+                    self.credentials.clone()
+                };
+                Arc::new(Auth::new(base, credentials))
+            })
+            .clone()
     }
 
     /// The manifest `reference` names, from `ep`, read with oci-client's authentication but
     /// through a plain request: its size is checked before its body is read, and the body is
     /// never read past [`MAX_MANIFEST_SIZE`].
     async fn get_manifest(&self, ep: &Endpoint, reference: &Reference) -> Result<Manifest> {
-        let clients: Clients = self.clients.get(&ep.host, ep.scheme, &self.options)?;
-        let oref = oci_reference_at(reference, &ep.host);
+        let clients: Clients = self.clients.get(ep, &self.options)?;
         let auth = self.auth_for(ep);
         let fail =
             |e: OciDistributionError| translate(e, reference, ep.scheme, self.authenticated());
-        // A token for the repository (oci-client answers the registry's challenge and keeps
-        // the token for the blob requests that follow). An error here shows as the 401 below.
-        let token = self.token(&clients, &oref, &auth, true).await;
         let target = match (reference.digest(), reference.tag()) {
             (Some(d), _) => d.to_string(),
             (None, Some(t)) => t.to_string(),
             (None, None) => "latest".to_string(),
         };
-        let url = format!(
-            "{}://{}/v2/{}/manifests/{target}",
-            ep.scheme,
-            oref.resolve_registry(),
-            oref.repository()
-        );
-        let mut request = clients
-            .http
-            .get(&url)
-            .header(reqwest::header::ACCEPT, media_types::ACCEPT.join(", "));
-        request = match (token, &auth) {
-            (Some(token), _) => request.bearer_auth(token),
-            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
-            _ => request,
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| fail(OciDistributionError::RequestError(e)))?;
+        let url = format!("{}/v2/{}/manifests/{target}", ep.base(), reference.path());
+        let response = auth
+            .send(
+                &clients.http,
+                &pull_scope(reference),
+                || {
+                    clients
+                        .http
+                        .get(&url)
+                        .header(reqwest::header::ACCEPT, media_types::ACCEPT.join(", "))
+                },
+                |e| fail(OciDistributionError::RequestError(e)),
+            )
+            .await?;
         let status = response.status();
         let header_digest = response
             .headers()
@@ -275,22 +381,6 @@ fn registry_status_error(
         code: status.as_u16(),
         url,
         message: String::from_utf8_lossy(body).into_owned(),
-    }
-}
-
-/// `127.0.0.1:5000/team/app:1.4` as oci-client's reference.
-fn oci_reference(reference: &Reference) -> oci_client::Reference {
-    oci_reference_at(reference, reference.domain())
-}
-
-/// The same repository and tag or digest at another host (a mirror).
-fn oci_reference_at(reference: &Reference, host: &str) -> oci_client::Reference {
-    let registry = host.to_string();
-    let repository = reference.path().to_string();
-    match (reference.digest(), reference.tag()) {
-        (Some(d), _) => oci_client::Reference::with_digest(registry, repository, d.to_string()),
-        (None, Some(t)) => oci_client::Reference::with_tag(registry, repository, t.to_string()),
-        (None, None) => oci_client::Reference::with_tag(registry, repository, "latest".into()),
     }
 }
 
@@ -436,7 +526,12 @@ impl Remote for OciRemote {
                 Err(e) if ep.mirror => {
                     tracing::info!(mirror = %ep.host, image = %reference, error = %e, "mirror failed, trying the next endpoint");
                 }
-                Err(e) => last = Some(e),
+                // An insecure registry not reachable over HTTPS: plain HTTP next.
+                Err(e @ RegistryError::Transport(_)) => {
+                    tracing::debug!(endpoint = %ep.base(), image = %reference, error = %e, "endpoint failed, trying the next one");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(last.unwrap_or_else(|| RegistryError::Transport("no endpoint".into())))
@@ -466,9 +561,8 @@ impl Remote for OciRemote {
 }
 
 impl OciRemote {
-    /// The blob `desc` from `ep`, from byte `offset` on, through the plain client (which
-    /// presents the registry's client certificate), with the token oci-client obtained for the
-    /// repository; a 401 (an expired token) gets a fresh one once.
+    /// The blob `desc` from `ep`, from byte `offset` on, authenticated as the manifest was
+    /// (the token is reused; a 401 gets a fresh one once).
     async fn blob_from(
         &self,
         ep: &Endpoint,
@@ -476,42 +570,31 @@ impl OciRemote {
         desc: &Descriptor,
         offset: u64,
     ) -> Result<BlobStream> {
-        let clients = self.clients.get(&ep.host, ep.scheme, &self.options)?;
-        let oref = oci_reference_at(repository, &ep.host);
+        let clients = self.clients.get(ep, &self.options)?;
         let auth = self.auth_for(ep);
         let fail =
             |e: OciDistributionError| translate(e, repository, ep.scheme, self.authenticated());
         let url = format!(
-            "{}://{}/v2/{}/blobs/{}",
-            ep.scheme,
-            oref.resolve_registry(),
-            oref.repository(),
+            "{}/v2/{}/blobs/{}",
+            ep.base(),
+            repository.path(),
             desc.digest
         );
-        let mut fresh_token = false;
-        let response = loop {
-            let token = self.token(&clients, &oref, &auth, fresh_token).await;
-            let mut request = clients.http.get(&url);
-            if offset > 0 {
-                request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
-            }
-            request = match (token, &auth) {
-                (Some(token), _) => request.bearer_auth(token),
-                (None, RegistryAuth::Basic(user, password)) => {
-                    request.basic_auth(user, Some(password))
-                }
-                _ => request,
-            };
-            let response = request
-                .send()
-                .await
-                .map_err(|e| fail(OciDistributionError::RequestError(e)))?;
-            if response.status() == reqwest::StatusCode::UNAUTHORIZED && !fresh_token {
-                fresh_token = true;
-                continue;
-            }
-            break response;
-        };
+        let response = auth
+            .send(
+                &clients.http,
+                &pull_scope(repository),
+                || {
+                    let request = clients.http.get(&url);
+                    if offset > 0 {
+                        request.header(reqwest::header::RANGE, format!("bytes={offset}-"))
+                    } else {
+                        request
+                    }
+                },
+                |e| fail(OciDistributionError::RequestError(e)),
+            )
+            .await?;
         let status = response.status();
         let start = match status {
             reqwest::StatusCode::PARTIAL_CONTENT if offset > 0 => offset,
@@ -533,37 +616,5 @@ impl OciRemote {
             start,
             stream,
         })
-    }
-
-    /// The bearer token for `oref`'s repository (oci-client answers the challenge), kept for
-    /// this client's later requests; `None` when the registry wants none (or HTTP basic).
-    async fn token(
-        &self,
-        clients: &Clients,
-        oref: &oci_client::Reference,
-        auth: &RegistryAuth,
-        fresh: bool,
-    ) -> Option<String> {
-        let key = format!("{}/{}", oref.resolve_registry(), oref.repository());
-        if !fresh
-            && let Some(t) = self
-                .tokens
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-        {
-            return t.clone();
-        }
-        let token = clients
-            .oci
-            .auth(oref, auth, oci_client::RegistryOperation::Pull)
-            .await
-            .ok()
-            .flatten();
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, token.clone());
-        token
     }
 }

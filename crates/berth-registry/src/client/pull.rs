@@ -206,10 +206,60 @@ pub fn pull_image<R: Remote>(
         format!("Pulling from {}", reference.path()),
     ));
     let resolved = handle.block_on(resolve_image(remote, reference, top, platform))?;
-    fetch_image(remote, handle, store, &resolved, options, events)
+    let outcome = fetch_image(remote, handle, store, &resolved, options, events)?;
+    events(status_event(
+        &resolved.reference.familiar_string(),
+        !outcome.up_to_date,
+    ));
+    Ok(outcome)
 }
 
-/// Fetches a resolved image into `store` (see [`pull_image`]).
+/// The last line of a pull: whether something new came for `named`.
+fn status_event(named: &str, downloaded: bool) -> PullEvent {
+    PullEvent::new(
+        None,
+        if downloaded {
+            format!("Status: Downloaded newer image for {named}")
+        } else {
+            format!("Status: Image is up to date for {named}")
+        },
+    )
+}
+
+/// Pulls every tag of `repository` (a name without tag or digest) that `tags` lists (see
+/// [`OciRemote::list_tags`](super::OciRemote::list_tags)), one after the other, as dockerd
+/// does for `docker pull --all-tags`: each tag's progress, then one status line for the
+/// repository. The first tag that fails ends the pull (the tags pulled before it stay).
+#[allow(clippy::too_many_arguments)]
+pub fn pull_all_tags<R: Remote>(
+    remote: &R,
+    handle: &Handle,
+    store: &ImageStore,
+    repository: &Reference,
+    tags: &[String],
+    platform: &Platform,
+    options: &PullOptions,
+    events: &(dyn Fn(PullEvent) + Sync),
+) -> Result<Vec<PullOutcome>> {
+    let mut outcomes = Vec::new();
+    for tag in tags {
+        let reference = repository.with_tag(tag);
+        events(PullEvent::new(
+            Some(tag),
+            format!("Pulling from {}", reference.path()),
+        ));
+        let top = handle.block_on(remote.fetch_manifest(&reference))?;
+        let resolved = handle.block_on(resolve_image(remote, &reference, top, platform))?;
+        outcomes.push(fetch_image(
+            remote, handle, store, &resolved, options, events,
+        )?);
+    }
+    let downloaded = outcomes.iter().any(|o| !o.up_to_date);
+    events(status_event(&repository.familiar_name(), downloaded));
+    Ok(outcomes)
+}
+
+/// Fetches a resolved image into `store` (see [`pull_image`]); the caller says the status.
 pub fn fetch_image<R: Remote>(
     remote: &R,
     handle: &Handle,
@@ -416,14 +466,6 @@ pub fn fetch_image<R: Remote>(
         format!("Digest: {}", resolved.repo_digest),
     ));
     let up_to_date = previous.as_ref() == Some(&image.id);
-    events(PullEvent::new(
-        None,
-        if up_to_date {
-            format!("Status: Image is up to date for {named}")
-        } else {
-            format!("Status: Downloaded newer image for {named}")
-        },
-    ));
     Ok(PullOutcome { image, up_to_date })
 }
 

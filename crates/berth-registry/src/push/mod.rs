@@ -81,16 +81,6 @@ fn status(id: Option<&str>, text: impl Into<String>) -> PushEvent {
     })
 }
 
-/// The URL scheme and host of a registry's API.
-fn base_url(registry: &str, options: &RemoteOptions) -> String {
-    if registry == "docker.io" {
-        return "https://registry-1.docker.io".into();
-    }
-    // The pull side's decision (insecure registries, loopback, `certs.d`).
-    let scheme = crate::client::scheme_of(registry, options);
-    format!("{scheme}://{registry}")
-}
-
 /// The tags of `reference`'s repository to push: its own tag, or every tag of the repository
 /// that the store has (what dockerd does for a push without a tag), with their image ids.
 pub fn tags_to_push(store: &ImageStore, reference: &Reference) -> Result<Vec<(String, Digest)>> {
@@ -140,12 +130,12 @@ pub fn push(
         format!("The push refers to repository [{}]", repository.name()),
     ));
     let tags = tags_to_push(store, reference)?;
-    let session = Session::new(
-        base_url(repository.domain(), &options.remote),
-        repository.domain().to_string(),
+    let session = handle.block_on(Session::open(
+        repository.domain(),
         credentials,
-    )?;
-    handle.block_on(session.prepare(&[Session::push_scope(repository.path())]))?;
+        &options.remote,
+        &[Session::push_scope(repository.path())],
+    ))?;
     let meta = DistributionMeta::new(store.root());
     for (tag, id) in tags {
         let pusher = Pusher {

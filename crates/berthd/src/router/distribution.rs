@@ -11,7 +11,8 @@ use axum::response::Response;
 use berth_api::models::{JsonMessage, ProgressDetail};
 use berth_api::{ApiError, ErrorKind};
 use berth_registry::client::{
-    Credentials, OciRemote, Platform, PullEvent, RegistryError, Remote, inspect_remote, pull_image,
+    Credentials, OciRemote, Platform, PullEvent, RegistryError, Remote, inspect_remote,
+    pull_all_tags, pull_image,
 };
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -50,6 +51,10 @@ struct AuthConfig {
     auth: String,
     #[serde(default)]
     registrytoken: String,
+    /// A refresh token an earlier login obtained (what the docker CLI keeps instead of the
+    /// password when the registry gave one).
+    #[serde(default)]
+    identitytoken: String,
     #[serde(default)]
     serveraddress: String,
 }
@@ -59,6 +64,12 @@ impl AuthConfig {
         use base64::Engine as _;
         if !self.registrytoken.is_empty() {
             return Credentials::Bearer(self.registrytoken);
+        }
+        if !self.identitytoken.is_empty() {
+            return Credentials::Identity {
+                username: self.username,
+                token: self.identitytoken,
+            };
         }
         let (username, password) = if self.username.is_empty() && !self.auth.is_empty() {
             let pair = base64::engine::general_purpose::STANDARD
@@ -116,19 +127,21 @@ fn registry_host(server_address: &str) -> String {
 }
 
 /// `POST /auth`: checks credentials with the registry (what `docker login` asks the daemon).
+/// Where the registry's token service gives a refresh token, it is the `IdentityToken` the
+/// client keeps instead of the password (as dockerd answers).
 pub async fn auth(State(state): State<AppState>, body: Bytes) -> Result<Response> {
     let config: AuthConfig = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("invalid auth configuration: {e}")))?;
     let registry = registry_host(&config.serveraddress);
     let remote = OciRemote::new(state.config.registry.remote_options())
         .with_credentials(config.credentials());
-    remote
+    let identity_token = remote
         .check_login(&registry)
         .await
         .map_err(|e| Error(registry_error(&e)))?;
     Ok(ok_json(&serde_json::json!({
         "Status": "Login Succeeded",
-        "IdentityToken": "",
+        "IdentityToken": identity_token,
     })))
 }
 
@@ -144,19 +157,15 @@ pub(super) fn registry_error(e: &RegistryError) -> ApiError {
 }
 
 /// `fromImage` and `tag` as one reference: the docker CLI sends `fromImage=busybox&tag=1.36`,
-/// or the digest in `tag` for a pull by digest; `fromImage` may carry either itself.
+/// or the digest in `tag` for a pull by digest; `fromImage` may carry either itself. A name
+/// with neither means every tag of the repository (dockerd's rule; `docker pull --all-tags`).
 fn pull_reference(from_image: &str, tag: Option<&str>) -> Result<Reference> {
     let text = match tag {
         Some(t) if t.starts_with("sha256:") => format!("{from_image}@{t}"),
         Some(t) => format!("{from_image}:{t}"),
         None => from_image.to_string(),
     };
-    let reference = Reference::parse_normalized(&text)?;
-    Ok(if reference.digest().is_some() {
-        reference
-    } else {
-        reference.with_default_tag()
-    })
+    Ok(Reference::parse_normalized(&text)?)
 }
 
 pub(super) fn message_of(event: PullEvent) -> JsonMessage {
@@ -180,6 +189,13 @@ pub(super) fn message_of(event: PullEvent) -> JsonMessage {
     }
 }
 
+/// What a pull fetches: the image a tag or digest names (its top manifest already fetched),
+/// or every tag of a repository.
+enum Target {
+    One(berth_registry::client::Manifest),
+    AllTags(Vec<String>),
+}
+
 async fn pull(
     state: AppState,
     query: &Query,
@@ -187,6 +203,7 @@ async fn pull(
     credentials: Credentials,
 ) -> Result<Response> {
     let reference = pull_reference(from_image, query.non_empty("tag"))?;
+    let all_tags = reference.tag().is_none() && reference.digest().is_none();
     let platform = match query.non_empty("platform") {
         Some(p) => Platform::parse(p).map_err(|e| Error(registry_error(&e)))?,
         None => Platform::host(),
@@ -198,10 +215,21 @@ async fn pull(
     // repository or tag, or an unreachable registry, is an HTTP error as Docker's is; what
     // goes wrong after `Pulling from` (no manifest for the platform, schema 1, a layer)
     // travels in the stream, as in moby's pullTag.
-    let top = remote
-        .fetch_manifest(&reference)
-        .await
-        .map_err(|e| Error(registry_error(&e)))?;
+    let target = if all_tags {
+        Target::AllTags(
+            remote
+                .list_tags(&reference)
+                .await
+                .map_err(|e| Error(registry_error(&e)))?,
+        )
+    } else {
+        Target::One(
+            remote
+                .fetch_manifest(&reference)
+                .await
+                .map_err(|e| Error(registry_error(&e)))?,
+        )
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let handle = tokio::runtime::Handle::current();
     let options = state.config.registry.pull_options(&state.config.data_root);
@@ -214,20 +242,39 @@ async fn pull(
             let _ = tx.blocking_send(Bytes::from(line));
         };
         let events = |event: PullEvent| send(&message_of(event));
-        let result = pull_image(
-            remote.as_ref(),
-            &handle,
-            &state.images,
-            &reference,
-            top,
-            &platform,
-            &options,
-            &events,
-        );
+        let result = match target {
+            Target::One(top) => pull_image(
+                remote.as_ref(),
+                &handle,
+                &state.images,
+                &reference,
+                top,
+                &platform,
+                &options,
+                &events,
+            )
+            .map(|outcome| vec![outcome]),
+            Target::AllTags(tags) => pull_all_tags(
+                remote.as_ref(),
+                &handle,
+                &state.images,
+                &reference,
+                &tags,
+                &platform,
+                &options,
+                &events,
+            ),
+        };
         match result {
-            Ok(outcome) => {
+            Ok(outcomes) => {
+                // One event for the reference asked (dockerd's), with the labels of the image
+                // it named (the last one of a repository's tags).
                 let name = reference.familiar_string();
-                image_event(&state, "pull", &name, &outcome.image.config.labels(), &name);
+                let labels = outcomes
+                    .last()
+                    .map(|o| o.image.config.labels())
+                    .unwrap_or_default();
+                image_event(&state, "pull", &name, &labels, &name);
             }
             Err(e) => {
                 tracing::info!(error = %e, image = %reference, "pull failed");
@@ -307,6 +354,10 @@ mod tests {
             header(r#"{"registrytoken":"tok"}"#, &url),
             Credentials::Bearer(t) if t == "tok"
         ));
+        assert!(matches!(
+            header(r#"{"username":"ci","identitytoken":"rt"}"#, &url),
+            Credentials::Identity { username, token } if username == "ci" && token == "rt"
+        ));
         assert!(matches!(header("{}", &url), Credentials::Anonymous));
         assert!(matches!(
             registry_auth(&HeaderMap::new()).unwrap(),
@@ -328,7 +379,8 @@ mod tests {
     #[test]
     fn references_from_the_query() {
         let r = |i, t| pull_reference(i, t).unwrap().to_string();
-        assert_eq!(r("busybox", None), "docker.io/library/busybox:latest");
+        // Every tag (the docker CLI sends `tag=latest` for a plain `docker pull busybox`).
+        assert_eq!(r("busybox", None), "docker.io/library/busybox");
         assert_eq!(
             r("127.0.0.1:5000/a/b", Some("1.0")),
             "127.0.0.1:5000/a/b:1.0"

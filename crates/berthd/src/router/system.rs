@@ -95,7 +95,12 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
     );
     // Insecure registries named in the configuration (loopback ones are the CIDRs below),
     // and registries with mirrors of their own.
-    for name in &registry.insecure_registries {
+    // A CIDR entry is listed with the CIDRs, as dockerd lists it.
+    let (cidrs, names): (Vec<&String>, Vec<&String>) = registry
+        .insecure_registries
+        .iter()
+        .partition(|name| name.parse::<ipnet::IpNet>().is_ok());
+    for name in names {
         index_configs.insert(
             name.clone(),
             IndexInfo {
@@ -179,7 +184,11 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
         mem_total: sysinfo::mem_total(),
         index_server_address: "https://index.docker.io/v1/".into(),
         registry_config: RegistryServiceConfig {
-            insecure_registry_cidrs: vec!["::1/128".into(), "127.0.0.0/8".into()],
+            insecure_registry_cidrs: ["::1/128", "127.0.0.0/8"]
+                .into_iter()
+                .map(str::to_string)
+                .chain(cidrs.into_iter().cloned())
+                .collect(),
             index_configs,
             mirrors: registry.mirrors.clone(),
         },
