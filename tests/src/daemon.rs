@@ -547,11 +547,6 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Runs a command to its end, feeding it `stdin` (none: `/dev/null`).
-pub fn run_command(cmd: Command, stdin: Option<&[u8]>) -> Output {
-    run(cmd, stdin)
-}
-
 /// Runs `cmd` with `stdin` (or none) and collects what it printed.
 pub fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

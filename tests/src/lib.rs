@@ -17,5 +17,5 @@ pub mod token_auth;
 pub mod upload_proxy;
 
 pub use api::{ApiResponse, RawApi};
-pub use daemon::{Daemon, Output, docker_cli, run_command};
+pub use daemon::{Daemon, Output, docker_cli, run as run_command};
 pub use fixtures::{ImageSpec, busybox_archive};
