@@ -211,6 +211,9 @@ pub struct ImageSpec {
     pub created: String,
     /// Store layers gzip-compressed in the archive (as registries and `docker save` of pulled images do).
     pub gzip_layers: bool,
+    /// The config's `architecture` and `variant`.
+    pub architecture: String,
+    pub variant: Option<String>,
 }
 
 impl ImageSpec {
@@ -224,7 +227,16 @@ impl ImageSpec {
             labels: Vec::new(),
             created: "2026-11-01T10:00:00.000000000Z".into(),
             gzip_layers: false,
+            architecture: "amd64".into(),
+            variant: None,
         }
+    }
+
+    /// The platform the config declares (`linux/<architecture>[/<variant>]`).
+    pub fn platform(mut self, architecture: &str, variant: Option<&str>) -> Self {
+        self.architecture = architecture.into();
+        self.variant = variant.map(Into::into);
+        self
     }
 
     pub fn tag(mut self, tag: &str) -> Self {
@@ -273,8 +285,8 @@ impl ImageSpec {
                 })
             })
             .collect();
-        let config = serde_json::json!({
-            "architecture": "amd64",
+        let mut config = serde_json::json!({
+            "architecture": self.architecture,
             "os": "linux",
             "created": self.created,
             "config": {
@@ -285,6 +297,9 @@ impl ImageSpec {
             "rootfs": { "type": "layers", "diff_ids": self.diff_ids() },
             "history": history,
         });
+        if let Some(variant) = &self.variant {
+            config["variant"] = variant.clone().into();
+        }
         serde_json::to_vec(&config).expect("config json")
     }
 

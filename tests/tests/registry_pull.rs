@@ -166,7 +166,9 @@ fn pull_selects_the_platform_in_an_index() {
         return;
     };
     let amd = ImageSpec::busybox(None).label("arch", "amd64");
-    let arm = ImageSpec::busybox(None).label("arch", "arm64");
+    let arm = ImageSpec::busybox(None)
+        .label("arch", "arm64")
+        .platform("arm64", Some("v8"));
     let index = |media_type: &str, manifest_type: &str| {
         let (amd_digest, amd_manifest) = registry.push_image("multi", None, &amd, manifest_type);
         let (arm_digest, arm_manifest) = registry.push_image("multi", None, &arm, manifest_type);
@@ -220,6 +222,19 @@ fn pull_selects_the_platform_in_an_index() {
         out.stdout
     );
     assert_eq!(image_id(&daemon, &format!("{host}/multi:docker")), arm.id());
+    // Inspect shows the platform that was pulled.
+    let inspect = daemon
+        .api()
+        .get(&format!("/images/{host}/multi:docker/json"))
+        .json();
+    assert_eq!(
+        (
+            &inspect["Os"],
+            &inspect["Architecture"],
+            &inspect["Variant"]
+        ),
+        (&"linux".into(), &"arm64".into(), &"v8".into())
+    );
 
     // What the registry has, without pulling.
     let r = daemon
