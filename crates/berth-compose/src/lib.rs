@@ -12,3 +12,5 @@ pub mod model;
 pub use error::LoadError;
 pub use loader::{LoadOptions, load};
 pub use model::{Project, Service};
+pub mod labels;
+pub mod reconcile;
