@@ -190,11 +190,11 @@ pub async fn ps(ctx: &Ctx<'_>, args: &PsArgs) -> Result<()> {
             let template = template.strip_prefix("table ").unwrap_or(template);
             let mut out = String::new();
             for r in &rows {
+                // render_one ends each rendering with a newline already.
                 out.push_str(
                     &crate::format::render_one(template, r)
                         .map_err(|e| StatusError::error(1, e.to_string()))?,
                 );
-                out.push('\n');
             }
             out
         }

@@ -1,0 +1,381 @@
+//! `berth compose` against a real daemon: a multi-service app brought up with `--wait`,
+//! reached from the host, scaled, changed (only the changed service recreated), left alone by
+//! an unchanged `up`, and brought down leaving nothing; bad input creating nothing; and
+//! interoperability with Docker Compose v2 in both directions (skipped where its CLI plugin is
+//! not installed: scripts/install-test-peers.sh installs it).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use berth_e2e::containers::daemon_with_busybox;
+use berth_e2e::{Daemon, Output, docker_cli, require_root};
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn app(port: u16, worker_sleep: u32) -> String {
+    format!(
+        r#"
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1:{port}:80"]
+    stop_grace_period: 1s
+    depends_on:
+      db: {{condition: service_healthy}}
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo ok > /data/ready; exec sleep 300"]
+    stop_grace_period: 1s
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/data/ready"]
+      interval: 1s
+      retries: 30
+  worker:
+    image: busybox
+    command: ["sleep", "{worker_sleep}"]
+    stop_grace_period: 1s
+volumes:
+  data: {{}}
+"#
+    )
+}
+
+fn project_dir(d: &Daemon, name: &str, text: &str) -> PathBuf {
+    let dir = d.dir().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), text).unwrap();
+    dir
+}
+
+fn compose(d: &Daemon, dir: &Path, args: &[&str]) -> Output {
+    let file = dir.join("compose.yaml").display().to_string();
+    let mut all = vec!["compose", "-f", &file];
+    all.extend(args);
+    d.berth(&all)
+}
+
+/// The project's containers: name -> (id, state), from the API.
+fn containers(d: &Daemon, project: &str) -> Vec<(String, String, String)> {
+    let filter = format!(r#"{{"label":["com.docker.compose.project={project}"]}}"#);
+    let list = d
+        .api()
+        .get(&format!(
+            "/containers/json?all=1&filters={}",
+            urlencode(&filter)
+        ))
+        .json();
+    let mut out: Vec<(String, String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["Names"][0]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches('/')
+                    .to_string(),
+                c["Id"].as_str().unwrap().to_string(),
+                c["State"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// GET / on the host's published port; `--wait` only knows the container runs, so the
+/// server may take a moment to listen.
+fn http_get(port: u16) -> String {
+    let mut body = String::new();
+    for _ in 0..100 {
+        body.clear();
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n");
+            let _ = s.read_to_string(&mut body);
+            if body.contains("200") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    body
+}
+
+fn names(list: &[(String, String, String)]) -> Vec<&str> {
+    list.iter().map(|(n, _, _)| n.as_str()).collect()
+}
+
+#[test]
+fn compose_app_comes_up_scales_converges_and_goes_down() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let port = free_port();
+    let dir = project_dir(&d, "shop", &app(port, 300));
+
+    compose(&d, &dir, &["up", "-d", "--wait"]).success();
+    let first = containers(&d, "shop");
+    assert_eq!(names(&first), ["shop-db-1", "shop-web-1", "shop-worker-1"]);
+    assert!(first.iter().all(|(_, _, s)| s == "running"), "{first:?}");
+    let body = http_get(port);
+    assert!(
+        body.contains("hello-from-web"),
+        "{body}\n{}",
+        compose(&d, &dir, &["logs", "web"]).stdout
+    );
+
+    // Compose v2's labels and resource names.
+    let web = d.api().get("/containers/shop-web-1/json").json();
+    let labels = &web["Config"]["Labels"];
+    assert_eq!(labels["com.docker.compose.project"], "shop");
+    assert_eq!(labels["com.docker.compose.service"], "web");
+    assert_eq!(labels["com.docker.compose.container-number"], "1");
+    assert_eq!(labels["com.docker.compose.oneoff"], "False");
+    assert_eq!(
+        labels["com.docker.compose.depends_on"],
+        "db:service_healthy:false"
+    );
+    assert_eq!(
+        labels["com.docker.compose.project.working_dir"],
+        dir.display().to_string()
+    );
+    assert_eq!(
+        labels["com.docker.compose.config-hash"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert!(
+        labels["com.docker.compose.image"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(
+        web["NetworkSettings"]["Networks"]["shop_default"].is_object(),
+        "{web}"
+    );
+    let net = d.api().get("/networks/shop_default").json();
+    assert_eq!(net["Labels"]["com.docker.compose.network"], "default");
+    let vol = d.api().get("/volumes/shop_data").json();
+    assert_eq!(vol["Labels"]["com.docker.compose.volume"], "data");
+    // The service name resolves on the project network.
+    let out = compose(
+        &d,
+        &dir,
+        &[
+            "exec",
+            "-T",
+            "worker",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://web/index.html",
+        ],
+    )
+    .success();
+    assert_eq!(out.stdout.trim(), "hello-from-web");
+
+    // config --hash agrees with the label.
+    let out = compose(&d, &dir, &["config", "--hash", "web"]).success();
+    assert_eq!(
+        out.stdout.trim(),
+        format!(
+            "web {}",
+            labels["com.docker.compose.config-hash"].as_str().unwrap()
+        )
+    );
+
+    // An unchanged project: nothing is touched.
+    let out = compose(&d, &dir, &["up", "-d"]).success();
+    assert_eq!(containers(&d, "shop"), first, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("Created") && !out.stderr.contains("Recreated"),
+        "{}",
+        out.stderr
+    );
+
+    // Scaling adds and then removes the highest numbers.
+    compose(&d, &dir, &["up", "-d", "--scale", "worker=3"]).success();
+    let scaled = containers(&d, "shop");
+    assert_eq!(
+        names(&scaled),
+        [
+            "shop-db-1",
+            "shop-web-1",
+            "shop-worker-1",
+            "shop-worker-2",
+            "shop-worker-3"
+        ]
+    );
+    compose(&d, &dir, &["up", "-d", "--scale", "worker=1"]).success();
+    assert_eq!(containers(&d, "shop"), first);
+
+    // One service changed: only it is recreated.
+    std::fs::write(dir.join("compose.yaml"), app(port, 301)).unwrap();
+    compose(&d, &dir, &["up", "-d"]).success();
+    let changed = containers(&d, "shop");
+    assert_eq!(names(&changed), names(&first));
+    assert_eq!(changed[0], first[0], "db was recreated");
+    assert_eq!(changed[1], first[1], "web was recreated");
+    assert_ne!(changed[2].1, first[2].1, "worker was not recreated");
+
+    let out = compose(&d, &dir, &["ps", "--format", "{{.Service}} {{.State}}"]).success();
+    assert_eq!(out.stdout, "db running\nweb running\nworker running\n");
+    let out = compose(&d, &dir, &["logs", "--no-color", "db"]).success();
+    assert!(
+        out.stdout.is_empty() || out.stdout.starts_with("db-1"),
+        "{}",
+        out.stdout
+    );
+
+    compose(&d, &dir, &["down", "-v", "-t", "1"]).success();
+    assert!(containers(&d, "shop").is_empty());
+    assert_eq!(d.api().get("/networks/shop_default").status, 404);
+    assert_eq!(d.api().get("/volumes").json()["Volumes"], json!([]));
+}
+
+#[test]
+fn compose_bad_input_creates_nothing() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let cases: &[(&str, &str)] = &[
+        (
+            "services:\n  web:\n    image: busybox\n    foo: 1\n",
+            "services.web Additional property foo is not allowed",
+        ),
+        ("services:\n  web:\n    image: busybox\n   bad: [\n", "line"),
+        (
+            "services:\n  web:\n    image: \"${NOPE:?set NOPE}\"\n",
+            "required variable NOPE is missing a value: set NOPE",
+        ),
+        (
+            "services:\n  a:\n    image: busybox\n    depends_on: [b]\n  b:\n    image: busybox\n    depends_on: [a]\n",
+            "dependency cycle detected",
+        ),
+        (
+            "services:\n  web:\n    image: busybox\n    networks: [nope]\n",
+            "undefined network nope",
+        ),
+        (
+            "services:\n  web:\n    image: busybox\n    env_file: missing.env\n",
+            "missing.env not found",
+        ),
+        (
+            "services:\n  web:\n    image: busybox\n    command: [sleep, '30']\n    volumes: [\"data:/d\"]\n    networks: [ext]\nvolumes:\n  data: {}\nnetworks:\n  ext:\n    external: true\n",
+            "network ext declared as external, but could not be found",
+        ),
+    ];
+    for (i, (text, message)) in cases.iter().enumerate() {
+        let dir = project_dir(&d, &format!("bad{i}"), text);
+        let out = compose(&d, &dir, &["up", "-d"]);
+        assert_eq!(out.code, 1, "case {i}: {}", out.stderr);
+        assert!(out.stderr.contains(message), "case {i}: {}", out.stderr);
+    }
+    assert_eq!(d.api().get("/containers/json?all=1").json(), json!([]));
+    assert_eq!(d.api().get("/volumes").json()["Volumes"], json!([]));
+    let networks = d.api().get("/networks").json();
+    assert!(
+        networks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["Labels"].get("com.docker.compose.project").is_none()),
+        "{networks}"
+    );
+}
+
+fn compose_v2_available() -> bool {
+    docker_cli().is_some_and(|docker| {
+        Command::new(docker)
+            .args(["compose", "version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+fn docker_compose(d: &Daemon, dir: &Path, args: &[&str]) -> Output {
+    let file = dir.join("compose.yaml").display().to_string();
+    let mut all = vec!["compose", "-f", &file];
+    all.extend(args);
+    d.docker(&all).unwrap()
+}
+
+const INTEROP: &str = r#"
+services:
+  web:
+    image: busybox
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+    volumes: ["data:/data"]
+  worker:
+    image: busybox
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+    depends_on: [web]
+volumes:
+  data: {}
+"#;
+
+#[test]
+fn compose_projects_move_between_berth_and_docker_compose_v2() {
+    require_root!();
+    if !compose_v2_available() {
+        eprintln!("skipped: no docker compose plugin (scripts/install-test-peers.sh installs it)");
+        return;
+    }
+    let d = daemon_with_busybox();
+    let dir = project_dir(&d, "interop", INTEROP);
+
+    // Made by berth compose, seen and removed by Docker Compose.
+    compose(&d, &dir, &["up", "-d"]).success();
+    let out = docker_compose(&d, &dir, &["ps", "--format", "{{.Service}} {{.State}}"]).success();
+    assert_eq!(out.stdout, "web running\nworker running\n");
+    let out = docker_compose(&d, &dir, &["up", "-d"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    docker_compose(&d, &dir, &["down", "-v", "-t", "1"]).success();
+    assert_eq!(d.api().get("/containers/json?all=1").json(), json!([]));
+    assert_eq!(d.api().get("/volumes").json()["Volumes"], json!([]));
+
+    // Made by Docker Compose, seen, scaled and removed by berth compose.
+    docker_compose(&d, &dir, &["up", "-d"]).success();
+    let out = compose(&d, &dir, &["ps", "--format", "{{.Name}} {{.State}}"]).success();
+    assert_eq!(
+        out.stdout,
+        "interop-web-1 running\ninterop-worker-1 running\n"
+    );
+    compose(&d, &dir, &["up", "-d", "--scale", "worker=2"]).success();
+    assert_eq!(
+        names(&containers(&d, "interop")),
+        ["interop-web-1", "interop-worker-1", "interop-worker-2"]
+    );
+    let out = compose(&d, &dir, &["ls"]).success();
+    assert!(out.stdout.contains("interop"), "{}", out.stdout);
+    compose(&d, &dir, &["down", "-v", "-t", "1"]).success();
+    assert_eq!(d.api().get("/containers/json?all=1").json(), json!([]));
+    assert_eq!(d.api().get("/volumes").json()["Volumes"], json!([]));
+    let _: Value = json!(null);
+}
