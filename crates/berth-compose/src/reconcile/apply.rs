@@ -232,18 +232,30 @@ fn volume_request(project: &Project, key: &str) -> VolumeCreateOptions {
     }
 }
 
+/// What the walk over services shares.
+struct Walk<'a, E> {
+    project: &'a Project,
+    image_ids: &'a BTreeMap<String, String>,
+    engine: &'a E,
+    options: &'a ApplyOptions,
+    progress: &'a dyn Progress,
+}
+
 /// Creates (and starts) one replica, removing the container it replaces first.
 async fn create_replica<E: Engine>(
-    project: &Project,
+    w: &Walk<'_, E>,
     service: &Service,
     number: u32,
     name: &str,
     replaces: Option<&(String, String)>,
-    image_ids: &BTreeMap<String, String>,
-    engine: &E,
-    options: &ApplyOptions,
-    progress: &dyn Progress,
 ) -> Result<String, ApplyError> {
+    let Walk {
+        project,
+        image_ids,
+        engine,
+        options,
+        progress,
+    } = *w;
     if let Some((old_id, old_name)) = replaces {
         progress.event("Container", old_name, "Recreate");
         engine
@@ -486,11 +498,18 @@ pub async fn apply<E: Engine>(
             level
         };
         let snapshot = current.clone();
-        let results = join_all(level.iter().map(|service| {
-            run_service(
-                project, service, actions, &snapshot, &image_ids, engine, options, progress,
-            )
-        }))
+        let walk = Walk {
+            project,
+            image_ids: &image_ids,
+            engine,
+            options,
+            progress,
+        };
+        let results = join_all(
+            level
+                .iter()
+                .map(|service| run_service(&walk, service, actions, &snapshot)),
+        )
         .await;
         for (service, result) in level.iter().zip(results) {
             current.insert(service.name.clone(), result?);
@@ -520,17 +539,18 @@ async fn remove_one<E: Engine>(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_service<E: Engine>(
-    project: &Project,
+    w: &Walk<'_, E>,
     service: &Service,
     actions: &[Action],
     current: &BTreeMap<String, Vec<(String, String)>>,
-    image_ids: &BTreeMap<String, String>,
-    engine: &E,
-    options: &ApplyOptions,
-    progress: &dyn Progress,
 ) -> Result<Vec<(String, String)>, ApplyError> {
+    let Walk {
+        engine,
+        options,
+        progress,
+        ..
+    } = *w;
     let mine: Vec<&Action> = actions
         .iter()
         .filter(|a| a.service() == Some(service.name.as_str()))
@@ -565,18 +585,7 @@ async fn run_service<E: Engine>(
             replaces,
             ..
         } => Some(Box::pin(async move {
-            let id = create_replica(
-                project,
-                service,
-                *number,
-                name,
-                replaces.as_ref(),
-                image_ids,
-                engine,
-                options,
-                progress,
-            )
-            .await?;
+            let id = create_replica(w, service, *number, name, replaces.as_ref()).await?;
             Ok::<_, ApplyError>((replaces.as_ref().map(|r| r.0.clone()), (id, name.clone())))
         })
             as std::pin::Pin<
