@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use berth_e2e::containers::daemon_with_busybox;
 use berth_e2e::{Daemon, Output, docker_cli, require_root};
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -377,5 +377,56 @@ fn compose_projects_move_between_berth_and_docker_compose_v2() {
     compose(&d, &dir, &["down", "-v", "-t", "1"]).success();
     assert_eq!(d.api().get("/containers/json?all=1").json(), json!([]));
     assert_eq!(d.api().get("/volumes").json()["Volumes"], json!([]));
-    let _: Value = json!(null);
+}
+
+/// Debian's docker-compose (v1), when installed, keeps working against berthd.
+#[test]
+fn docker_compose_v1_drives_berthd() {
+    require_root!();
+    let Ok(v1) = which("docker-compose") else {
+        eprintln!("skipped: no docker-compose (scripts/install-test-peers.sh installs it)");
+        return;
+    };
+    let d = daemon_with_busybox();
+    let dir = project_dir(&d, "legacy", INTEROP);
+    let run = |args: &[&str]| {
+        let out = Command::new(&v1)
+            .args(["-p", "legacy", "-f"])
+            .arg(dir.join("compose.yaml"))
+            .args(args)
+            .env("DOCKER_HOST", d.host())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker-compose {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["up", "-d"]);
+    assert_eq!(
+        names(&containers(&d, "legacy")),
+        ["legacy_web_1", "legacy_worker_1"]
+    );
+    // berth compose sees v1's project through the same labels.
+    let out = compose(
+        &d,
+        &dir,
+        &["-p", "legacy", "ps", "--format", "{{.Service}} {{.State}}"],
+    )
+    .success();
+    assert_eq!(out.stdout, "web running\nworker running\n");
+    run(&["down", "-v", "-t", "1"]);
+    assert!(containers(&d, "legacy").is_empty());
+    assert_eq!(d.api().get("/volumes").json()["Volumes"], json!([]));
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
 }
