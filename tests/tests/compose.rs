@@ -430,3 +430,126 @@ fn which(name: &str) -> Result<PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+const JOBS: &str = r#"
+services:
+  init:
+    image: busybox
+    command: ["sh", "-c", "echo init done"]
+  app:
+    image: busybox
+    command: ["sh", "-c", "cat /run/secrets/token /run/secrets/key /etc/app.conf /inline.conf; exit 3"]
+    depends_on:
+      init: {condition: service_completed_successfully}
+    secrets: [token, key]
+    configs:
+      - source: conf
+        target: /etc/app.conf
+      - inline.conf
+secrets:
+  token: {environment: COMPOSE_E2E_TOKEN}
+  key: {file: ./key.txt}
+configs:
+  conf: {file: ./app.conf}
+  inline.conf: {content: "inline-config"}
+"#;
+
+#[test]
+fn compose_attached_up_exit_code_secrets_and_one_off_run() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let dir = project_dir(&d, "jobs", JOBS);
+    std::fs::write(dir.join("key.txt"), "file-secret\n").unwrap();
+    std::fs::write(dir.join("app.conf"), "file-config\n").unwrap();
+    let file = dir.join("compose.yaml").display().to_string();
+    let mut cmd = Command::new(env!("CARGO_MANIFEST_DIR").to_string() + "/../target/debug/berth");
+    cmd.args([
+        "-H",
+        &d.host(),
+        "compose",
+        "-f",
+        &file,
+        "up",
+        "--exit-code-from",
+        "app",
+        "--no-color",
+    ])
+    .env("COMPOSE_E2E_TOKEN", "env-secret")
+    .env("BERTH_CONFIG", d.dir().join("berth-config"));
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "init-1 | init done",
+        "app-1  | env-secret",
+        "file-secret",
+        "app-1  | file-config",
+        "inline-config",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+
+    // A one-off container: its own name and labels, removed with --rm.
+    let out = compose(
+        &d,
+        &dir,
+        &[
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            "-e",
+            "X=1",
+            "init",
+            "sh",
+            "-c",
+            "echo one-off $X",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "one-off 1");
+    let left = containers(&d, "jobs");
+    assert!(
+        left.iter().all(|(n, _, _)| !n.contains("-run-")),
+        "{left:?}"
+    );
+    compose(&d, &dir, &["down", "-t", "1"]).success();
+    assert!(containers(&d, "jobs").is_empty());
+}
+
+#[test]
+fn compose_config_prints_the_normalised_model() {
+    require_root!();
+    let d = Daemon::start();
+    let dir = project_dir(
+        &d,
+        "cfg",
+        "name: cfg\nservices:\n  web:\n    image: \"nginx:${TAG:-1.27}\"\n    ports: [\"8080:80\"]\n    environment: [A=1]\n  db:\n    image: postgres\n    profiles: [db]\n",
+    );
+    let out = compose(&d, &dir, &["config", "--format", "json"]).success();
+    let model: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(model["name"], "cfg");
+    assert_eq!(model["services"]["web"]["image"], "nginx:1.27");
+    assert_eq!(
+        model["services"]["web"]["ports"],
+        json!([{"mode": "ingress", "target": 80, "published": "8080", "protocol": "tcp"}])
+    );
+    assert_eq!(model["services"]["web"]["environment"], json!({"A": "1"}));
+    assert_eq!(model["networks"]["default"]["name"], "cfg_default");
+    assert!(model["services"].get("db").is_none());
+    let out = compose(&d, &dir, &["config"]).success();
+    assert!(
+        out.stdout.starts_with("name: cfg\nservices:\n"),
+        "{}",
+        out.stdout
+    );
+    let out = compose(&d, &dir, &["--profile", "db", "config", "--services"]).success();
+    assert_eq!(out.stdout, "db\nweb\n");
+    let out = compose(&d, &dir, &["config", "--images"]).success();
+    assert_eq!(out.stdout, "nginx:1.27\n");
+}

@@ -148,11 +148,25 @@ pub async fn ensure_images<E: Engine>(
     Ok(try_join_all(jobs).await?.into_iter().collect())
 }
 
-/// Writes the secrets and configs given by `environment` or `content` to files to mount.
-pub fn materialise_files(project: &Project) -> Result<(), ApplyError> {
+/// Writes the secrets and configs given by `environment` or `content` that `services` use to
+/// files to mount (an unused one needs no variable set).
+pub fn materialise_files(project: &Project, services: &BTreeSet<String>) -> Result<(), ApplyError> {
+    let used = |kind: &str, name: &str| {
+        services
+            .iter()
+            .filter_map(|s| project.services.get(s))
+            .any(|s| {
+                let refs = if kind == "secrets" {
+                    &s.config.secrets
+                } else {
+                    &s.config.configs
+                };
+                refs.iter().any(|r| r.source == name)
+            })
+    };
     for (kind, objects) in [("secrets", &project.secrets), ("configs", &project.configs)] {
         for (name, obj) in objects {
-            if obj.file.is_some() || obj.external {
+            if obj.file.is_some() || obj.external || !used(kind, name) {
                 continue;
             }
             let content = match (&obj.environment, &obj.content) {
@@ -428,7 +442,7 @@ pub async fn apply<E: Engine>(
         })
         .collect();
     let image_ids = ensure_images(project, &creating, engine, options.pull, progress).await?;
-    materialise_files(project)?;
+    materialise_files(project, &creating)?;
 
     // Networks and volumes, concurrently.
     let resources = actions.iter().filter_map(|a| match a {

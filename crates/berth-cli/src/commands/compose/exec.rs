@@ -187,6 +187,11 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs) -> Result<()> {
     .await
     .map_err(|e| StatusError::error(1, e.to_string()))?;
 
+    berth_compose::reconcile::apply::materialise_files(
+        &project,
+        &[args.service.clone()].into_iter().collect(),
+    )
+    .map_err(|e| StatusError::error(1, e.to_string()))?;
     let mut svc = service.clone();
     if !args.service_ports {
         svc.config.ports.clear();

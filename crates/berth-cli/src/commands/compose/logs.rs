@@ -214,17 +214,27 @@ pub async fn attached(
         tail: Some("all".into()),
         ..Default::default()
     };
+    let mut pumps = Vec::new();
     for (i, (c, prefix)) in watched.iter().zip(prefixes).enumerate() {
         let client = client.clone();
         let tx = tx.clone();
         let id = c.id.clone();
         let follow = follow.clone();
-        tokio::spawn(async move {
+        pumps.push(tokio::spawn(async move {
             pump(client, id, prefix, follow).await;
             let _ = tx.send(i).await;
-        });
+        }));
     }
     drop(tx);
+    // Init jobs (what another service waits on with service_completed_successfully) are
+    // expected to exit: their exit does not abort the others.
+    let jobs: BTreeSet<&String> = project
+        .services
+        .values()
+        .flat_map(|s| s.config.depends_on.iter())
+        .filter(|(_, d)| d.condition == "service_completed_successfully")
+        .map(|(name, _)| name)
+        .collect();
     let all: Vec<(String, String)> = current.values().flatten().cloned().collect();
     let stop_all = || async {
         let engine = ctx.engine()?;
@@ -262,12 +272,15 @@ pub async fn attached(
                 if options.exit_code_from.as_deref() == Some(service.as_str()) {
                     code = Some(exit);
                 }
-                if options.abort {
+                if options.abort && !(jobs.contains(&service) && exit == 0) {
                     if code.is_none() && options.exit_code_from.is_none() {
                         code = Some(exit);
                     }
                     output::out("Aborting on container exit...\n");
                     stop_all().await?;
+                    // The others' last lines are still on their way: their streams end now
+                    // that the containers are stopped.
+                    join_all(pumps.drain(..)).await;
                     break;
                 }
             }
