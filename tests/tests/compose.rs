@@ -462,7 +462,7 @@ fn compose_attached_up_exit_code_secrets_and_one_off_run() {
     std::fs::write(dir.join("key.txt"), "file-secret\n").unwrap();
     std::fs::write(dir.join("app.conf"), "file-config\n").unwrap();
     let file = dir.join("compose.yaml").display().to_string();
-    let mut cmd = Command::new(env!("CARGO_MANIFEST_DIR").to_string() + "/../target/debug/berth");
+    let mut cmd = Command::new(berth_e2e::daemon::binary("berth"));
     cmd.args([
         "-H",
         &d.host(),
