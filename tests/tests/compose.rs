@@ -553,3 +553,89 @@ fn compose_config_prints_the_normalised_model() {
     let out = compose(&d, &dir, &["config", "--images"]).success();
     assert_eq!(out.stdout, "nginx:1.27\n");
 }
+
+#[test]
+fn compose_verbs_act_on_the_projects_containers() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let port = free_port();
+    let dir = project_dir(
+        &d,
+        "verbs",
+        &format!(
+            "services:\n  web:\n    image: busybox\n    command: [\"busybox\", \"httpd\", \"-f\", \"-p\", \"80\"]\n    ports: [\"127.0.0.1:{port}:80\"]\n    init: true\n  worker:\n    image: busybox\n    command: [\"sleep\", \"300\"]\n    init: true\n"
+        ),
+    );
+    compose(&d, &dir, &["up", "-d"]).success();
+    let state = |service: &str| {
+        compose(&d, &dir, &["ps", "-a", "--format", "{{.State}}", service])
+            .success()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let out = compose(&d, &dir, &["port", "web", "80"]).success();
+    assert_eq!(out.stdout.trim(), format!("127.0.0.1:{port}"));
+    let out = compose(&d, &dir, &["top", "worker"]).success();
+    assert!(
+        out.stdout.starts_with("verbs-worker-1\n") && out.stdout.contains("sleep"),
+        "{}",
+        out.stdout
+    );
+    let out = compose(&d, &dir, &["images"]).success();
+    assert!(
+        out.stdout.contains("verbs-web-1") && out.stdout.contains("busybox"),
+        "{}",
+        out.stdout
+    );
+    let out = compose(&d, &dir, &["ls"]).success();
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("verbs") && l.contains("running(2)")),
+        "{}",
+        out.stdout
+    );
+
+    compose(&d, &dir, &["pause", "worker"]).success();
+    assert_eq!(state("worker"), "paused");
+    compose(&d, &dir, &["unpause", "worker"]).success();
+    assert_eq!(state("worker"), "running");
+    compose(&d, &dir, &["stop", "-t", "1", "worker"]).success();
+    assert_eq!(state("worker"), "exited");
+    compose(&d, &dir, &["start", "worker"]).success();
+    assert_eq!(state("worker"), "running");
+    compose(&d, &dir, &["restart", "-t", "1", "worker"]).success();
+    assert_eq!(state("worker"), "running");
+    compose(&d, &dir, &["kill", "worker"]).success();
+    assert_eq!(state("worker"), "exited");
+    compose(&d, &dir, &["rm", "-f", "worker"]).success();
+    assert_eq!(state("worker"), "");
+
+    let local = d.dir().join("note.txt");
+    std::fs::write(&local, "copied").unwrap();
+    compose(
+        &d,
+        &dir,
+        &["cp", local.to_str().unwrap(), "web:/tmp/note.txt"],
+    )
+    .success();
+    let out = compose(&d, &dir, &["exec", "-T", "web", "cat", "/tmp/note.txt"]).success();
+    assert_eq!(out.stdout, "copied");
+
+    // `down -p NAME` where there is no compose file: the project is found by its labels.
+    let empty = d.dir().join("elsewhere");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(berth_e2e::daemon::binary("berth"))
+        .args(["-H", &d.host(), "compose", "-p", "verbs", "down", "-t", "1"])
+        .current_dir(&empty)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(containers(&d, "verbs").is_empty());
+    assert_eq!(d.api().get("/networks/verbs_default").status, 404);
+}
