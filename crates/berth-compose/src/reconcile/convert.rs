@@ -498,3 +498,116 @@ fn restart_policy(service: &Service) -> RestartPolicy {
         None => RestartPolicy::default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(text: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), text).unwrap();
+        crate::loader::load(&crate::LoadOptions {
+            working_dir: dir.path().to_path_buf(),
+            project_name: Some("p".into()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn service_fields_become_the_create_body() {
+        let p = project(
+            r#"
+services:
+  web:
+    image: nginx
+    command: nginx -g "daemon off;"
+    environment: {A: "1", UNSET_HERE: null}
+    ports: ["127.0.0.1:8080:80", "9000/udp"]
+    expose: ["81"]
+    volumes: ["data:/data:ro", {type: tmpfs, target: /cache, tmpfs: {size: 1m}}]
+    tmpfs: ["/run:size=64k"]
+    networks:
+      front: {aliases: [www], priority: 10}
+      back: {}
+    healthcheck: {test: "curl -f localhost", interval: 2s, retries: 3}
+    restart: on-failure:4
+    mem_limit: 256m
+    cpus: 0.5
+    cap_add: [NET_ADMIN]
+    ulimits: {nofile: 1024}
+    labels: {team: web}
+    stop_grace_period: 20s
+    user: "1000"
+    init: true
+    secrets: [token]
+secrets:
+  token: {file: ./token}
+networks: {front: {}, back: {}}
+volumes: {data: {}}
+"#,
+        );
+        let web = &p.services["web"];
+        let r = create_request(
+            &p,
+            web,
+            &ReplicaSpec {
+                number: 2,
+                ..Default::default()
+            },
+        );
+        let c = &r.config;
+        assert_eq!(c.image, "nginx");
+        assert_eq!(
+            c.cmd,
+            Some(vec!["nginx".into(), "-g".into(), "daemon off;".into()])
+        );
+        assert_eq!(c.env, Some(vec!["A=1".into()]));
+        assert_eq!(c.user, "1000");
+        assert_eq!(c.stop_timeout, Some(20));
+        let labels = c.labels.as_ref().unwrap();
+        assert_eq!(labels["team"], "web");
+        assert_eq!(labels[labels::NUMBER], "2");
+        assert_eq!(labels[labels::SERVICE], "web");
+        let hc = c.healthcheck.as_ref().unwrap();
+        assert_eq!(
+            hc.test,
+            Some(vec!["CMD-SHELL".into(), "curl -f localhost".into()])
+        );
+        assert_eq!(hc.interval, 2_000_000_000);
+        assert_eq!(hc.retries, 3);
+        let exposed = c.exposed_ports.as_ref().unwrap();
+        assert!(
+            exposed.contains_key("80/tcp")
+                && exposed.contains_key("81/tcp")
+                && exposed.contains_key("9000/udp")
+        );
+        let h = r.host_config.as_ref().unwrap();
+        let b = h.port_bindings.as_ref().unwrap();
+        assert_eq!(b["80/tcp"].as_ref().unwrap()[0].host_ip, "127.0.0.1");
+        assert_eq!(b["80/tcp"].as_ref().unwrap()[0].host_port, "8080");
+        assert_eq!(b["9000/udp"].as_ref().unwrap()[0].host_port, "");
+        assert_eq!(h.restart_policy.name, "on-failure");
+        assert_eq!(h.restart_policy.maximum_retry_count, 4);
+        assert_eq!(h.resources.memory, 256 * 1024 * 1024);
+        assert_eq!(h.resources.nano_cpus, 500_000_000);
+        assert_eq!(h.resources.init, Some(true));
+        assert_eq!(h.resources.ulimits.as_ref().unwrap()[0].soft, 1024);
+        assert_eq!(h.cap_add, Some(vec!["NET_ADMIN".into()]));
+        assert_eq!(h.tmpfs.as_ref().unwrap()["/run"], "size=64k");
+        let mounts = h.mounts.as_ref().unwrap();
+        assert_eq!(mounts[0].source, "p_data");
+        assert!(mounts[0].read_only);
+        assert_eq!(mounts[1].kind, "tmpfs");
+        assert_eq!(
+            mounts[1].tmpfs_options.as_ref().unwrap().size_bytes,
+            1024 * 1024
+        );
+        assert_eq!(mounts[2].target, "/run/secrets/token");
+        assert!(mounts[2].read_only);
+        // The highest-priority network is the one the container is created on.
+        assert_eq!(h.network_mode.to_string(), "p_front");
+        let ep = &r.networking_config.as_ref().unwrap().endpoints_config["p_front"];
+        assert_eq!(ep.aliases, Some(vec!["web".into(), "www".into()]));
+    }
+}
