@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use berth_e2e::containers::daemon_with_busybox;
 use berth_e2e::{Daemon, Output, docker_cli, require_root};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -43,8 +43,9 @@ services:
       retries: 30
   worker:
     image: busybox
-    command: ["sleep", "{worker_sleep}"]
+    command: ["sh", "-c", "test -f /scratch/first || date > /scratch/first; exec sleep {worker_sleep}"]
     stop_grace_period: 1s
+    volumes: ["/scratch"]
 volumes:
   data: {{}}
 "#
@@ -234,6 +235,15 @@ fn compose_app_comes_up_scales_converges_and_goes_down() {
     compose(&d, &dir, &["up", "-d", "--scale", "worker=1"]).success();
     assert_eq!(containers(&d, "shop"), first);
 
+    let worker = d.api().get("/containers/shop-worker-1/json").json();
+    let anonymous = worker["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/scratch")
+        .map(|m| m["Name"].clone())
+        .unwrap_or_else(|| panic!("no anonymous volume: {worker}"));
+
     // One service changed: only it is recreated.
     std::fs::write(dir.join("compose.yaml"), app(port, 301)).unwrap();
     compose(&d, &dir, &["up", "-d"]).success();
@@ -242,6 +252,16 @@ fn compose_app_comes_up_scales_converges_and_goes_down() {
     assert_eq!(changed[0], first[0], "db was recreated");
     assert_eq!(changed[1], first[1], "web was recreated");
     assert_ne!(changed[2].1, first[2].1, "worker was not recreated");
+    // The recreated container took its predecessor's anonymous volume over.
+    let worker = d.api().get("/containers/shop-worker-1/json").json();
+    let scratch: Vec<&Value> = worker["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Destination"] == "/scratch")
+        .collect();
+    assert_eq!(scratch.len(), 1, "{worker}");
+    assert_eq!(scratch[0]["Name"], anonymous, "{worker}");
 
     let out = compose(&d, &dir, &["ps", "--format", "{{.Service}} {{.State}}"]).success();
     assert_eq!(out.stdout, "db running\nweb running\nworker running\n");

@@ -270,14 +270,19 @@ async fn create_replica<E: Engine>(
         options,
         progress,
     } = *w;
+    let mut inherited = Vec::new();
     if let Some((old_id, old_name)) = replaces {
         progress.event("Container", old_name, "Recreate");
+        inherited = engine
+            .anonymous_volumes(old_id)
+            .await
+            .map_err(engine_err(format!("inspect {old_name}")))?;
         engine
             .stop(old_id, options.stop_timeout)
             .await
             .map_err(engine_err(format!("stop {old_name}")))?;
         engine
-            .remove(old_id)
+            .remove(old_id, false)
             .await
             .map_err(engine_err(format!("remove {old_name}")))?;
     }
@@ -286,7 +291,24 @@ async fn create_replica<E: Engine>(
         oneoff: false,
         image_id: image_ids.get(&service.name).cloned(),
     };
-    let request = create_request(project, service, &spec);
+    let mut request = create_request(project, service, &spec);
+    if let Some(host) = request.host_config.as_mut() {
+        let mounts = host.mounts.get_or_insert_with(Vec::new);
+        for (volume, target) in inherited {
+            match mounts.iter_mut().find(|m| m.target == target) {
+                // The service's own anonymous volume at that path: the old one's data.
+                Some(m) if m.kind == "volume" && m.source.is_empty() => m.source = volume,
+                Some(_) => {}
+                // An image VOLUME: mounted by name so the daemon does not make a new one.
+                None => mounts.push(berth_api::models::Mount {
+                    target,
+                    source: volume,
+                    kind: "volume".into(),
+                    ..Default::default()
+                }),
+            }
+        }
+    }
     progress.event("Container", name, "Creating");
     let id = engine
         .create_container(name, &request)
@@ -545,8 +567,10 @@ async fn remove_one<E: Engine>(
         .stop(id, options.stop_timeout)
         .await
         .map_err(engine_err(format!("stop {name}")))?;
+    // A replica scaled away (or an orphan) takes its anonymous volumes with it: nothing could
+    // ever mount them again. A recreated one hands them over instead (`create_replica`).
     engine
-        .remove(id)
+        .remove(id, true)
         .await
         .map_err(engine_err(format!("remove {name}")))?;
     progress.event("Container", name, "Removed");

@@ -44,7 +44,11 @@ pub trait Engine {
     ) -> EngineResult<()>;
     async fn start(&self, id: &str) -> EngineResult<()>;
     async fn stop(&self, id: &str, timeout: Option<i64>) -> EngineResult<()>;
-    async fn remove(&self, id: &str) -> EngineResult<()>;
+    /// Removes a container; `volumes` removes its anonymous volumes too.
+    async fn remove(&self, id: &str, volumes: bool) -> EngineResult<()>;
+    /// A container's anonymous volumes (name, mount point): a recreated container takes them
+    /// over, as in Compose, so their data survives a configuration change.
+    async fn anonymous_volumes(&self, id: &str) -> EngineResult<Vec<(String, String)>>;
     async fn status(&self, id: &str) -> EngineResult<ContainerStatus>;
     /// The image's id, or `None` when the daemon does not have it.
     async fn image_id(&self, image: &str) -> EngineResult<Option<String>>;
@@ -154,17 +158,26 @@ impl Engine for ClientEngine {
         self.client.container_stop(id, timeout, None).await
     }
 
-    async fn remove(&self, id: &str) -> EngineResult<()> {
+    async fn remove(&self, id: &str, volumes: bool) -> EngineResult<()> {
         self.client
             .container_remove(
                 id,
                 ContainerRemoveOptions {
                     force: true,
-                    volumes: true,
+                    volumes,
                     link: false,
                 },
             )
             .await
+    }
+
+    async fn anonymous_volumes(&self, id: &str) -> EngineResult<Vec<(String, String)>> {
+        let c = self.client.container_inspect(id).await?;
+        Ok(c.mounts
+            .into_iter()
+            .filter(|m| m.kind == "volume" && is_anonymous(&m.name))
+            .map(|m| (m.name, m.destination))
+            .collect())
     }
 
     async fn status(&self, id: &str) -> EngineResult<ContainerStatus> {
@@ -210,4 +223,9 @@ fn split_tag(image: &str) -> (&str, &str) {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (image, "latest"),
     }
+}
+
+/// Anonymous volumes are named by 64 hex digits (named ones by their users).
+fn is_anonymous(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }

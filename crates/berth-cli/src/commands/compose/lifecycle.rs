@@ -148,6 +148,19 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<()> {
         }
     }
     let images: BTreeSet<String> = list.iter().map(|c| c.image.clone()).collect();
+    // Anonymous volumes the containers mount: a recreated container mounts its predecessor's
+    // by name (so the daemon does not count it as the container's own), and `-v` must still
+    // take them.
+    let anonymous: BTreeSet<String> = list
+        .iter()
+        .flat_map(|c| c.mounts.iter())
+        .filter(|m| {
+            m.kind == "volume"
+                && m.name.len() == 64
+                && m.name.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .map(|m| m.name.clone())
+        .collect();
     each(stop_order(&target, &list), |c| {
         let client = client.clone();
         let progress = &progress;
@@ -174,6 +187,18 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<()> {
         }
     })
     .await?;
+    if args.volumes {
+        for v in &anonymous {
+            match client.volume_remove(v, false).await {
+                Ok(()) => progress("Volume", v, "Removed"),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => output::err(&format!(
+                    "WARN[0000] volume {v}: {}\n",
+                    describe_client_error(&e)
+                )),
+            }
+        }
+    }
     if !args.services.is_empty() {
         return Ok(());
     }

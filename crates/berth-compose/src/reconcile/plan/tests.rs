@@ -254,9 +254,12 @@ impl Engine for Fake {
         self.calls.borrow_mut().push(format!("stop {id}"));
         Ok(())
     }
-    async fn remove(&self, id: &str) -> EngineResult<()> {
+    async fn remove(&self, id: &str, _: bool) -> EngineResult<()> {
         self.calls.borrow_mut().push(format!("remove {id}"));
         Ok(())
+    }
+    async fn anonymous_volumes(&self, _: &str) -> EngineResult<Vec<(String, String)>> {
+        Ok(Vec::new())
     }
     async fn status(&self, id: &str) -> EngineResult<ContainerStatus> {
         self.calls.borrow_mut().push(format!("status {id}"));
