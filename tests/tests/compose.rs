@@ -514,6 +514,36 @@ fn compose_attached_up_exit_code_secrets_and_one_off_run() {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
     }
 
+    // `wait` reports the exit codes, and exits with the last one.
+    let out = compose(&d, &dir, &["wait", "app"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (3, "3\n"),
+        "{}",
+        out.stderr
+    );
+    // `events` replays the project's container events.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let out = compose(
+        &d,
+        &dir,
+        &["events", "--json", "--since", "0", "--until", &until],
+    )
+    .success();
+    let first: serde_json::Value =
+        serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "container");
+    assert!(
+        out.stdout.contains(r#""service":"app""#) && out.stdout.contains(r#""action":"start""#),
+        "{}",
+        out.stdout
+    );
+
     // A one-off container: its own name and labels, removed with --rm.
     let out = compose(
         &d,

@@ -212,10 +212,11 @@ fn a_missing_external_network_is_refused_before_anything_is_made() {
     );
 }
 
-/// Records calls; every container is healthy at once.
+/// Records calls; every container is healthy at once (or unhealthy, with `sick`).
 #[derive(Default)]
 struct Fake {
     calls: RefCell<Vec<String>>,
+    sick: bool,
 }
 
 impl Engine for Fake {
@@ -265,7 +266,7 @@ impl Engine for Fake {
         self.calls.borrow_mut().push(format!("status {id}"));
         Ok(ContainerStatus {
             status: "running".into(),
-            health: Some("healthy".into()),
+            health: Some(if self.sick { "unhealthy" } else { "healthy" }.into()),
             exit_code: 0,
         })
     }
@@ -313,4 +314,37 @@ fn apply_walks_the_graph_and_waits_for_health() {
     // web waits for db to be healthy before it is created.
     assert!(at("start id-app-db-1") < at("status id-app-db-1"));
     assert!(at("status id-app-db-1") < at("create app-web-1"));
+}
+
+#[test]
+fn an_unhealthy_dependency_stops_the_walk_before_its_dependents() {
+    let p = project(APP);
+    let actions = plan(&p, &Observed::default(), &UpOptions::default()).unwrap();
+    let fake = Fake {
+        sick: true,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = ApplyOptions {
+        services: p.services.keys().cloned().collect(),
+        ..Default::default()
+    };
+    let e = rt
+        .block_on(apply(
+            &p,
+            &Observed::default(),
+            &actions,
+            &fake,
+            &options,
+            &|_: &str, _: &str, _: &str| {},
+        ))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "dependency failed to start: container app-db-1 is unhealthy"
+    );
+    assert!(!fake.calls.borrow().iter().any(|c| c == "create app-web-1"));
 }
