@@ -139,8 +139,24 @@ fn check_project_name(name: &str) -> Result<String, LoadError> {
     }
 }
 
+/// `!reset` and `!override` on a value of an override file (the spec's merge section):
+/// the base's value is dropped, or replaced rather than merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeTag {
+    Reset,
+    Override,
+}
+
+/// Where tags were found: the mapping keys leading to the tagged value.
+pub type Tags = Vec<(Vec<String>, MergeTag)>;
+
 /// Reads one file into a tree; YAML anchors and merge keys are resolved here.
 pub fn parse_yaml(path: &Path, text: &str) -> Result<Value, LoadError> {
+    parse_yaml_tagged(path, text).map(|(v, _)| v)
+}
+
+/// [`parse_yaml`], also returning the `!reset`/`!override` tags.
+pub fn parse_yaml_tagged(path: &Path, text: &str) -> Result<(Value, Tags), LoadError> {
     let mut yaml: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(text).map_err(|e| LoadError::Yaml {
             path: path.to_path_buf(),
@@ -150,18 +166,44 @@ pub fn parse_yaml(path: &Path, text: &str) -> Result<Value, LoadError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let value = yaml_to_json(yaml);
+    let mut tags = Vec::new();
+    let value = yaml_to_json(yaml, &mut Vec::new(), &mut tags);
     match value {
-        Value::Object(_) => Ok(value),
+        Value::Object(_) => Ok((value, tags)),
         // An empty file is an empty project.
-        Value::Null => Ok(Value::Object(Default::default())),
+        Value::Null => Ok((Value::Object(Default::default()), tags)),
         _ => Err(LoadError::NotMapping {
             path: path.to_path_buf(),
         }),
     }
 }
 
-fn yaml_to_json(v: serde_yaml_ng::Value) -> Value {
+/// Applies an override file's tags to the model it is about to be merged into.
+fn apply_tags(model: &mut Value, over: &mut Value, tags: &Tags) {
+    fn remove(tree: &mut Value, path: &[String]) {
+        let Some((last, parents)) = path.split_last() else {
+            return;
+        };
+        let mut at = tree;
+        for p in parents {
+            match at.get_mut(p) {
+                Some(next) => at = next,
+                None => return,
+            }
+        }
+        if let Some(o) = at.as_object_mut() {
+            o.remove(last);
+        }
+    }
+    for (path, tag) in tags {
+        remove(model, path);
+        if *tag == MergeTag::Reset {
+            remove(over, path);
+        }
+    }
+}
+
+fn yaml_to_json(v: serde_yaml_ng::Value, path: &mut Vec<String>, tags: &mut Tags) -> Value {
     use serde_yaml_ng::Value as Y;
     match v {
         Y::Null => Value::Null,
@@ -177,19 +219,36 @@ fn yaml_to_json(v: serde_yaml_ng::Value) -> Value {
             }
         }
         Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        Y::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                // Tags inside sequences are not addressable by key: not collected.
+                .map(|i| yaml_to_json(i, &mut Vec::new(), &mut Vec::new()))
+                .collect(),
+        ),
         Y::Mapping(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
-                    let key = match yaml_to_json(k) {
+                    let key = match yaml_to_json(k, &mut Vec::new(), &mut Vec::new()) {
                         Value::String(s) => s,
                         other => other.to_string(),
                     };
-                    (key, yaml_to_json(v))
+                    path.push(key.clone());
+                    let value = yaml_to_json(v, path, tags);
+                    path.pop();
+                    (key, value)
                 })
                 .collect(),
         ),
-        Y::Tagged(t) => yaml_to_json(t.value),
+        Y::Tagged(t) => {
+            let tag = t.tag.to_string();
+            match tag.trim_start_matches('!') {
+                "reset" => tags.push((path.clone(), MergeTag::Reset)),
+                "override" => tags.push((path.clone(), MergeTag::Override)),
+                _ => {}
+            }
+            yaml_to_json(t.value, path, tags)
+        }
     }
 }
 
@@ -201,8 +260,8 @@ pub(crate) fn load_file(
     base: &Path,
     env: &Environment,
     depth: usize,
-) -> Result<Value, LoadError> {
-    let mut tree = parse_yaml(path, text)?;
+) -> Result<(Value, Tags), LoadError> {
+    let (mut tree, tags) = parse_yaml_tagged(path, text)?;
     interpolate::interpolate_tree(&mut tree, env, "")?;
     schema::validate(&tree).map_err(|message| LoadError::Schema {
         path: path.to_path_buf(),
@@ -211,7 +270,7 @@ pub(crate) fn load_file(
     canonical::canonicalise_file(&mut tree, base)?;
     extends::apply_extends(&mut tree, path, env)?;
     include(&mut tree, base, env, depth)?;
-    Ok(tree)
+    Ok((tree, tags))
 }
 
 fn read_text(path: &Path) -> Result<String, LoadError> {
@@ -262,7 +321,7 @@ fn include(
                 .clone()
                 .unwrap_or_else(|| path.parent().unwrap_or(base).to_path_buf());
             let text = read_text(&path)?;
-            let loaded = load_file(&path, &text, &dir, env, depth + 1)?;
+            let (loaded, _) = load_file(&path, &text, &dir, env, depth + 1)?;
             match &mut sub {
                 Some(s) => merge::merge(s, loaded, ""),
                 None => sub = Some(loaded),
@@ -325,7 +384,22 @@ pub fn load(options: &LoadOptions) -> Result<Project, LoadError> {
             .unwrap_or_else(|| ":".into());
         list.split(sep.as_str()).map(|f| env_dir.join(f)).collect()
     } else {
-        vec![find_default_file(&env_dir).ok_or(LoadError::NoFile)?]
+        let main = find_default_file(&env_dir).ok_or(LoadError::NoFile)?;
+        // Beside the default file, its override file is read too, as Compose does.
+        let stem = if main
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("docker-"))
+        {
+            "docker-compose.override"
+        } else {
+            "compose.override"
+        };
+        let dir = main.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let over = ["yaml", "yml"]
+            .iter()
+            .map(|ext| dir.join(format!("{stem}.{ext}")))
+            .find(|p| p.is_file());
+        std::iter::once(main).chain(over).collect()
     };
     let project_dir = match &options.project_directory {
         Some(d) => cwd.join(d),
@@ -346,7 +420,8 @@ pub fn load(options: &LoadOptions) -> Result<Project, LoadError> {
         } else {
             read_text(path)?
         };
-        let tree = load_file(path, &text, &project_dir, &env, 0)?;
+        let (mut tree, tags) = load_file(path, &text, &project_dir, &env, 0)?;
+        apply_tags(&mut model, &mut tree, &tags);
         merge::merge(&mut model, tree, "");
     }
     let name = if let Some(p) = options.project_name.as_deref().filter(|p| !p.is_empty()) {

@@ -270,3 +270,24 @@ fn project_names_are_normalised_as_compose_does() {
     assert_eq!(normalize_project_name("My_App.v2"), "my_appv2");
     assert_eq!(normalize_project_name("_-web"), "web");
 }
+
+#[test]
+fn reset_and_override_tags_in_an_override_file() {
+    let dir = project_dir(&[
+        (
+            "compose.yaml",
+            "services:\n  web:\n    image: x\n    ports: [\"80:80\"]\n    environment: {A: \"1\", B: \"2\"}\n",
+        ),
+        (
+            "compose.override.yaml",
+            "services:\n  web:\n    ports: !reset []\n    environment: !override {C: \"3\"}\n",
+        ),
+    ]);
+    // Found beside compose.yaml without -f, as Compose does.
+    let p = load(&options(dir.path())).unwrap();
+    assert_eq!(p.config_files.len(), 2);
+    let web = &p.services["web"].config;
+    assert!(web.ports.is_empty());
+    assert_eq!(web.environment.len(), 1);
+    assert_eq!(web.environment["C"].as_deref(), Some("3"));
+}
