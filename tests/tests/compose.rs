@@ -689,3 +689,42 @@ fn compose_verbs_act_on_the_projects_containers() {
     assert!(containers(&d, "verbs").is_empty());
     assert_eq!(d.api().get("/networks/verbs_default").status, 404);
 }
+
+#[test]
+fn compose_push_pull_and_up_pulling_a_missing_image() {
+    require_root!();
+    let Some(registry) = berth_e2e::registry::Registry::start("compose_push_pull") else {
+        return;
+    };
+    let d = daemon_with_busybox();
+    let image = format!("{}/compose/app:1", registry.host());
+    d.berth(&["tag", "busybox", &image]).success();
+    let dir = project_dir(
+        &d,
+        "reg",
+        &format!(
+            "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"300\"]\n    init: true\n"
+        ),
+    );
+    compose(&d, &dir, &["push"]).success();
+    d.berth(&["rmi", &image]).success();
+    compose(&d, &dir, &["pull"]).success();
+    assert_eq!(d.api().get(&format!("/images/{image}/json")).status, 200);
+    d.berth(&["rmi", &image]).success();
+    // `up` pulls what is missing (the default policy).
+    let out = compose(&d, &dir, &["up", "-d"]).success();
+    assert!(out.stderr.contains("Pulled"), "{}", out.stderr);
+    assert_eq!(containers(&d, "reg")[0].2, "running");
+    // `--pull never` with the image gone refuses before creating anything.
+    compose(&d, &dir, &["down", "-t", "1"]).success();
+    d.berth(&["rmi", &image]).success();
+    let out = compose(&d, &dir, &["up", "-d", "--pull", "never"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("is not present and the pull policy is never"),
+        "{}",
+        out.stderr
+    );
+    assert!(containers(&d, "reg").is_empty());
+}
