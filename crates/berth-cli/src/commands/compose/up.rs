@@ -191,6 +191,16 @@ async fn converge(
     let mut current = apply(&project, &observed, &actions, &engine, &options, &progress)
         .await
         .map_err(|e| StatusError::error(1, e.to_string()))?;
+    // What was left alone is reported as Compose does.
+    let touched: BTreeSet<String> = actions.iter().map(|a| a.to_string()).collect();
+    for c in &observed.containers {
+        let acted = ["start", "recreate", "remove"]
+            .iter()
+            .any(|verb| touched.contains(&format!("{verb} {}", c.name)));
+        if selected.contains(&c.service) && !c.oneoff && c.state == "running" && !acted {
+            progress("Container", &c.name, "Running");
+        }
+    }
     current.retain(|s, _| selected.contains(s));
     Ok((project, current))
 }
