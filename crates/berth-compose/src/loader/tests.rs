@@ -291,3 +291,23 @@ fn reset_and_override_tags_in_an_override_file() {
     assert_eq!(web.environment.len(), 1);
     assert_eq!(web.environment["C"].as_deref(), Some("3"));
 }
+
+#[test]
+fn stdin_project_directory_and_compose_project_name() {
+    let dir = project_dir(&[(
+        "proj/.env",
+        "COMPOSE_PROJECT_NAME=from-dotenv\nIMG=alpine\n",
+    )]);
+    let mut o = options(dir.path());
+    o.files = vec!["-".into()];
+    o.stdin = Some("services:\n  a:\n    image: ${IMG}\n".into());
+    o.project_directory = Some("proj".into());
+    let p = load(&o).unwrap();
+    assert_eq!(p.name, "from-dotenv");
+    assert_eq!(p.working_dir, dir.path().join("proj"));
+    assert_eq!(p.services["a"].config.image.as_deref(), Some("alpine"));
+    assert!(p.config_files.is_empty());
+    o.environment
+        .insert("COMPOSE_PROJECT_NAME".into(), "from-shell".into());
+    assert_eq!(load(&o).unwrap().name, "from-shell");
+}

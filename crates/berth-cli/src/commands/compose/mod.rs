@@ -91,7 +91,7 @@ pub enum ComposeCommand {
     Top(show::ServicesArgs),
     /// Print the public port for a port binding
     Port(show::PortArgs),
-    /// Show the Docker Compose version information
+    /// Show the Berth Compose version information
     Version(show::VersionArgs),
     /// Receive real time events from containers
     Events(show::EventsArgs),
