@@ -297,6 +297,13 @@ fn canonicalise_service(name: &str, service: &mut Value, base: &Path) -> Result<
                     let mut o = o.clone();
                     o.entry("protocol").or_insert(json!("tcp"));
                     o.entry("mode").or_insert(json!("ingress"));
+                    // The schema allows an (interpolated) string target: a number here.
+                    if let Some(Value::String(t)) = o.get("target") {
+                        let port: u32 = t
+                            .parse()
+                            .map_err(|_| service_err(name, "port", t, "invalid target port"))?;
+                        o.insert("target".into(), json!(port));
+                    }
                     if let Some(published) = o.get("published").and_then(scalar_text) {
                         o.insert("published".into(), json!(published));
                     }

@@ -60,7 +60,7 @@ fn resolve(
             let text = read_text(&path)?;
             let mut tree = parse_yaml(&path, &text)?;
             interpolate::interpolate_tree(&mut tree, env, "")?;
-            schema::validate(&tree).map_err(|message| LoadError::Schema {
+            schema::validate(&mut tree).map_err(|message| LoadError::Schema {
                 path: path.clone(),
                 message,
             })?;

@@ -263,7 +263,7 @@ pub(crate) fn load_file(
 ) -> Result<(Value, Tags), LoadError> {
     let (mut tree, tags) = parse_yaml_tagged(path, text)?;
     interpolate::interpolate_tree(&mut tree, env, "")?;
-    schema::validate(&tree).map_err(|message| LoadError::Schema {
+    schema::validate(&mut tree).map_err(|message| LoadError::Schema {
         path: path.to_path_buf(),
         message,
     })?;

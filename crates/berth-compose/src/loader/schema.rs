@@ -18,7 +18,9 @@ fn schema() -> &'static Value {
 }
 
 /// Checks a whole (interpolated) compose file; the error is the first violation found.
-pub fn validate(file: &Value) -> Result<(), String> {
+/// A string where the schema wants a number or a boolean is converted when it reads as one
+/// (interpolation makes strings: `replicas: ${N}`), as compose-go's casts do.
+pub fn validate(file: &mut Value) -> Result<(), String> {
     let root = schema();
     check(root, root, file, "")
 }
@@ -81,7 +83,35 @@ fn regex(pattern: &str) -> Option<Regex> {
     Regex::new(pattern).ok()
 }
 
-fn check(root: &Value, node: &Value, value: &Value, path: &str) -> Result<(), String> {
+/// The string as a value of `kind`, if it reads as one.
+fn coerce(kind: &str, text: &str) -> Option<Value> {
+    match kind {
+        "integer" => text.trim().parse::<i64>().ok().map(Value::from),
+        "number" => {
+            let t = text.trim();
+            t.parse::<i64>().ok().map(Value::from).or_else(|| {
+                t.parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+            })
+        }
+        "boolean" => match text.trim() {
+            "true" | "True" | "TRUE" => Some(Value::Bool(true)),
+            "false" | "False" | "FALSE" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether `cast` prints as `text` (so the conversion loses nothing).
+fn reads_back(cast: &Value, text: &str) -> bool {
+    let shown = cast.to_string();
+    shown == text
+}
+
+fn check(root: &Value, node: &Value, value: &mut Value, path: &str) -> Result<(), String> {
     let node = resolve(root, node);
     if let Some(kinds) = node.get("type") {
         let kinds: Vec<&str> = match kinds {
@@ -89,13 +119,33 @@ fn check(root: &Value, node: &Value, value: &Value, path: &str) -> Result<(), St
             Value::Array(ks) => ks.iter().filter_map(Value::as_str).collect(),
             _ => vec![],
         };
+        if !kinds.is_empty()
+            && !kinds.iter().any(|k| type_matches(k, value))
+            && let Value::String(text) = &*value
+            && let Some(cast) = kinds.iter().find_map(|k| coerce(k, text))
+        {
+            *value = cast;
+        } else if kinds.contains(&"string")
+            && !kinds.contains(&"number")
+            && let Value::String(text) = &*value
+            && let Some(cast) = ["integer", "boolean"]
+                .iter()
+                .filter(|k| kinds.contains(k))
+                .find_map(|k| coerce(k, text))
+                // Only text that reads back the same ("80", "true"; not "007").
+                .filter(|cast| reads_back(cast, text))
+        {
+            // A typed field that also takes a string so that it can be interpolated
+            // (`privileged: ${PRIV}`): the value it stands for.
+            *value = cast;
+        }
         if !kinds.is_empty() && !kinds.iter().any(|k| type_matches(k, value)) {
             let wanted: Vec<&str> = kinds.iter().map(|k| article(k)).collect();
             return Err(format!("{} must be {}", show(path), wanted.join(" or ")));
         }
     }
     if let Some(options) = node.get("enum").and_then(Value::as_array)
-        && !options.contains(value)
+        && !options.contains(&*value)
     {
         let names: Vec<String> = options
             .iter()
@@ -141,7 +191,7 @@ fn check(root: &Value, node: &Value, value: &Value, path: &str) -> Result<(), St
                     }
                 }
             }
-            for (key, item) in map {
+            for (key, item) in map.iter_mut() {
                 let sub = child(path, key);
                 let mut matched = false;
                 if let Some(schema) = properties.and_then(|p| p.get(key)) {
@@ -170,7 +220,7 @@ fn check(root: &Value, node: &Value, value: &Value, path: &str) -> Result<(), St
         }
         Value::Array(items) => {
             if let Some(schema) = node.get("items") {
-                for (i, item) in items.iter().enumerate() {
+                for (i, item) in items.iter_mut().enumerate() {
                     check(root, schema, item, &child(path, &i.to_string()))?;
                 }
             }
@@ -221,7 +271,7 @@ mod tests {
 
     #[test]
     fn accepts_a_typical_file() {
-        let file = json!({
+        let mut file = json!({
             "name": "app",
             "services": {
                 "web": {
@@ -238,26 +288,27 @@ mod tests {
             "networks": {"front": null},
             "x-anchors": 1
         });
-        validate(&file).unwrap();
+        validate(&mut file).unwrap();
     }
 
     #[test]
     fn unknown_keys_are_named_as_compose_names_them() {
-        let e = validate(&json!({"services": {"web": {"image": "x", "foo": 1}}})).unwrap_err();
+        let e = validate(&mut json!({"services": {"web": {"image": "x", "foo": 1}}})).unwrap_err();
         assert_eq!(e, "services.web Additional property foo is not allowed");
-        let e = validate(&json!({"servics": {}})).unwrap_err();
+        let e = validate(&mut json!({"servics": {}})).unwrap_err();
         assert_eq!(e, "(root) Additional property servics is not allowed");
     }
 
     #[test]
     fn wrong_types_are_named() {
-        let e = validate(&json!({"services": {"web": {"image": 3}}})).unwrap_err();
+        let e = validate(&mut json!({"services": {"web": {"image": 3}}})).unwrap_err();
         assert_eq!(e, "services.web.image must be a string");
-        let e = validate(&json!({"services": {"web": {"ports": {"a": 1}}}})).unwrap_err();
+        let e = validate(&mut json!({"services": {"web": {"ports": {"a": 1}}}})).unwrap_err();
         assert_eq!(e, "services.web.ports must be a list");
-        let e =
-            validate(&json!({"services": {"web": {"depends_on": {"db": {"condition": "never"}}}}}))
-                .unwrap_err();
+        let e = validate(
+            &mut json!({"services": {"web": {"depends_on": {"db": {"condition": "never"}}}}}),
+        )
+        .unwrap_err();
         assert!(e.contains("condition must be one of"), "{e}");
     }
 }

@@ -311,3 +311,21 @@ fn stdin_project_directory_and_compose_project_name() {
         .insert("COMPOSE_PROJECT_NAME".into(), "from-shell".into());
     assert_eq!(load(&o).unwrap().name, "from-shell");
 }
+
+#[test]
+fn interpolated_numbers_and_booleans_are_cast_as_compose_does() {
+    let dir = project_dir(&[(
+        "compose.yaml",
+        "services:\n  web:\n    image: \"${TAG}\"\n    scale: ${N}\n    privileged: ${PRIV}\n    ports:\n      - target: ${PORT}\n        published: \"8080\"\n",
+    )]);
+    let mut o = options(dir.path());
+    for (k, v) in [("TAG", "123"), ("N", "2"), ("PRIV", "true"), ("PORT", "80")] {
+        o.environment.insert(k.into(), v.into());
+    }
+    let p = load(&o).unwrap();
+    let web = &p.services["web"];
+    assert_eq!(web.config.image.as_deref(), Some("123"));
+    assert_eq!(web.replicas(), 2);
+    assert!(web.config.privileged);
+    assert_eq!(web.config.ports[0].target, 80);
+}
