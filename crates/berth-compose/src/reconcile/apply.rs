@@ -637,6 +637,18 @@ async fn run_service<E: Engine>(
             progress.event("Container", name, "Started");
             Ok((Some(id.clone()), (id.clone(), name.clone())))
         })),
+        Action::Restart { id, name, .. } => Some(Box::pin(async move {
+            engine
+                .stop(id, options.stop_timeout)
+                .await
+                .map_err(engine_err(format!("stop {name}")))?;
+            engine
+                .start(id)
+                .await
+                .map_err(engine_err(format!("start {name}")))?;
+            progress.event("Container", name, "Restarted");
+            Ok((Some(id.clone()), (id.clone(), name.clone())))
+        })),
         _ => None,
     });
     for (old, new) in try_join_all(work).await? {

@@ -78,6 +78,13 @@ pub enum Action {
         id: String,
         name: String,
     },
+    /// Restart a running, up-to-date replica whose dependency (with `restart: true`) was
+    /// recreated.
+    Restart {
+        service: String,
+        id: String,
+        name: String,
+    },
 }
 
 impl Action {
@@ -87,7 +94,8 @@ impl Action {
             Action::CreateNetwork { .. } | Action::CreateVolume { .. } => None,
             Action::Remove { service, .. }
             | Action::Create { service, .. }
-            | Action::Start { service, .. } => Some(service),
+            | Action::Start { service, .. }
+            | Action::Restart { service, .. } => Some(service),
         }
     }
 }
@@ -105,6 +113,7 @@ impl std::fmt::Display for Action {
             } => write!(f, "recreate {name}"),
             Action::Create { name, .. } => write!(f, "create {name}"),
             Action::Start { name, .. } => write!(f, "start {name}"),
+            Action::Restart { name, .. } => write!(f, "restart {name}"),
         }
     }
 }
@@ -277,7 +286,51 @@ pub fn plan(
             number += 1;
         }
     }
+    add_dependent_restarts(project, observed, &mut actions);
     Ok(actions)
+}
+
+/// `depends_on: {db: {restart: true}}`: when db is recreated, a running dependent that is
+/// otherwise left alone is restarted (in dependency order, so after db).
+fn add_dependent_restarts(project: &Project, observed: &Observed, actions: &mut Vec<Action>) {
+    let mut changed: BTreeSet<String> = actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Create {
+                    replaces: Some(_),
+                    ..
+                }
+            )
+        })
+        .filter_map(|a| a.service().map(str::to_string))
+        .collect();
+    for service in project.ordered_services() {
+        let restarts = service
+            .config
+            .depends_on
+            .iter()
+            .any(|(dep, d)| d.restart && changed.contains(dep));
+        let untouched = !actions
+            .iter()
+            .any(|a| a.service() == Some(service.name.as_str()));
+        if !restarts || !untouched {
+            continue;
+        }
+        for c in observed
+            .containers
+            .iter()
+            .filter(|c| c.service == service.name && !c.oneoff && c.state == "running")
+        {
+            actions.push(Action::Restart {
+                service: service.name.clone(),
+                id: c.id.clone(),
+                name: c.name.clone(),
+            });
+        }
+        changed.insert(service.name.clone());
+    }
 }
 
 /// Containers of the project that belong to no service of it.

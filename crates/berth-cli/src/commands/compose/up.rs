@@ -194,7 +194,7 @@ async fn converge(
     // What was left alone is reported as Compose does.
     let touched: BTreeSet<String> = actions.iter().map(|a| a.to_string()).collect();
     for c in &observed.containers {
-        let acted = ["start", "recreate", "remove"]
+        let acted = ["start", "restart", "recreate", "remove"]
             .iter()
             .any(|verb| touched.contains(&format!("{verb} {}", c.name)));
         if selected.contains(&c.service) && !c.oneoff && c.state == "running" && !acted {

@@ -348,3 +348,18 @@ fn an_unhealthy_dependency_stops_the_walk_before_its_dependents() {
     );
     assert!(!fake.calls.borrow().iter().any(|c| c == "create app-web-1"));
 }
+
+#[test]
+fn dependents_with_restart_true_are_restarted_when_their_dependency_is_recreated() {
+    let text = APP.replace(
+        "db: {condition: service_healthy}",
+        "db: {condition: service_healthy, restart: true}",
+    );
+    let before = project(&text);
+    let o = observed_after_up(&before);
+    let after = project(&text.replace("image: postgres", "image: postgres:17"));
+    assert_eq!(
+        lines(&plan(&after, &o, &UpOptions::default()).unwrap()),
+        ["recreate app-db-1", "restart app-web-1"]
+    );
+}
