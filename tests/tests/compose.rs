@@ -514,6 +514,10 @@ fn compose_attached_up_exit_code_secrets_and_one_off_run() {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
     }
 
+    // `--wait` does not wait on a job (a service_completed_successfully dependency) to run.
+    let out = compose(&d, &dir, &["up", "-d", "--wait", "init"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
     // `wait` reports the exit codes, and exits with the last one.
     let out = compose(&d, &dir, &["wait", "app"]);
     assert_eq!(

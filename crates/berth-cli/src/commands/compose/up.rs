@@ -236,7 +236,20 @@ pub async fn up(ctx: &Ctx<'_>, args: &UpArgs) -> Result<()> {
     }
     if args.wait {
         let engine = ctx.engine()?;
-        let all: Vec<(String, String)> = current.values().flatten().cloned().collect();
+        // Jobs that others wait on to complete were checked by then; they are not expected to
+        // keep running.
+        let jobs: BTreeSet<&String> = project
+            .services
+            .values()
+            .flat_map(|s| s.config.depends_on.iter())
+            .filter(|(_, d)| d.condition == "service_completed_successfully")
+            .map(|(name, _)| name)
+            .collect();
+        let all: Vec<(String, String)> = current
+            .iter()
+            .filter(|(service, _)| !jobs.contains(service))
+            .flat_map(|(_, c)| c.iter().cloned())
+            .collect();
         let timeout = (args.wait_timeout > 0).then(|| Duration::from_secs(args.wait_timeout));
         let progress = progress_printer(ctx.quiet_progress(), ctx.args.progress == "plain");
         return wait_ready(&engine, &all, timeout, &progress)
