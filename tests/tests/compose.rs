@@ -351,11 +351,17 @@ services:
     command: ["sleep", "300"]
     stop_grace_period: 1s
     volumes: ["data:/data"]
+    environment: {MODE: web, LEVEL: 2}
+    labels: [tier=front]
+    healthcheck: {test: ["CMD", "true"], interval: 1s, retries: 3}
+    restart: unless-stopped
   worker:
     image: busybox
-    command: ["sleep", "300"]
+    command: sleep 300
     stop_grace_period: 1s
     depends_on: [web]
+    deploy:
+      resources: {limits: {memory: 64m}}
 volumes:
   data: {}
 "#;
@@ -370,22 +376,42 @@ fn compose_projects_move_between_berth_and_docker_compose_v2() {
     let d = daemon_with_busybox();
     let dir = project_dir(&d, "interop", INTEROP);
 
-    // Made by berth compose, seen and removed by Docker Compose.
+    // Both compute the same config hashes.
+    let ours = compose(&d, &dir, &["config", "--hash", "*"]).success();
+    let theirs = docker_compose(&d, &dir, &["config", "--hash", "*"]).success();
+    assert_eq!(ours.stdout, theirs.stdout);
+
+    // Made by berth compose, seen, left alone and removed by Docker Compose.
     compose(&d, &dir, &["up", "-d"]).success();
+    let made = containers(&d, "interop");
     let out = docker_compose(&d, &dir, &["ps", "--format", "{{.Service}} {{.State}}"]).success();
     assert_eq!(out.stdout, "web running\nworker running\n");
     let out = docker_compose(&d, &dir, &["up", "-d"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        containers(&d, "interop"),
+        made,
+        "docker compose recreated: {}",
+        out.stderr
+    );
     docker_compose(&d, &dir, &["down", "-v", "-t", "1"]).success();
     assert_eq!(d.api().get("/containers/json?all=1").json(), json!([]));
     assert_eq!(d.api().get("/volumes").json()["Volumes"], json!([]));
 
-    // Made by Docker Compose, seen, scaled and removed by berth compose.
+    // Made by Docker Compose, seen, left alone, scaled and removed by berth compose.
     docker_compose(&d, &dir, &["up", "-d"]).success();
+    let made = containers(&d, "interop");
     let out = compose(&d, &dir, &["ps", "--format", "{{.Name}} {{.State}}"]).success();
     assert_eq!(
         out.stdout,
         "interop-web-1 running\ninterop-worker-1 running\n"
+    );
+    let out = compose(&d, &dir, &["up", "-d"]).success();
+    assert_eq!(
+        containers(&d, "interop"),
+        made,
+        "berth compose recreated: {}",
+        out.stderr
     );
     compose(&d, &dir, &["up", "-d", "--scale", "worker=2"]).success();
     assert_eq!(

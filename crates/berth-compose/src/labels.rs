@@ -1,9 +1,6 @@
 //! Compose v2's labels and resource names, which make a project created by Docker Compose
 //! manageable by `berth compose` and the reverse.
 
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-
 use crate::model::Service;
 
 pub const PROJECT: &str = "com.docker.compose.project";
@@ -32,22 +29,11 @@ pub fn container_name(project: &str, service: &Service, number: u32) -> String {
     }
 }
 
-/// The config hash: a digest of the service's normalised configuration, leaving out what does
-/// not change a container (build, pull policy, replica count, dependencies, profiles), so that
-/// scaling or rebuilding alone never recreates a container.
+/// The config hash, as Docker Compose v2 computes it ([`crate::hash`]): scaling or
+/// rebuilding alone never recreates a container, and either tool recognises the other's
+/// unchanged containers.
 pub fn config_hash(service: &Service) -> String {
-    let mut raw = service.raw.clone();
-    if let Some(o) = raw.as_object_mut() {
-        for key in ["build", "pull_policy", "scale", "depends_on", "profiles"] {
-            o.remove(key);
-        }
-        if let Some(Value::Object(deploy)) = o.get_mut("deploy") {
-            deploy.remove("replicas");
-        }
-    }
-    // serde_json's maps are sorted: the text is canonical.
-    let text = serde_json::to_vec(&raw).unwrap_or_default();
-    hex::encode(Sha256::digest(&text))
+    crate::hash::digest(&service.hash_view)
 }
 
 /// `db:service_healthy:false,cache:service_started:false`, as Compose v2 writes it.

@@ -6,6 +6,7 @@
 //! other.
 
 pub mod error;
+pub mod hash;
 pub mod loader;
 pub mod model;
 

@@ -35,6 +35,8 @@ pub struct Service {
     pub name: String,
     pub config: ServiceConfig,
     pub raw: Value,
+    /// The service as Docker Compose hashes it ([`crate::hash::view`]).
+    pub hash_view: Value,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -228,11 +230,26 @@ pub struct RestartPolicy {
     pub max_attempts: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+/// `nofile: 1024` (one number for both) or `{soft, hard}`.
+#[derive(Debug, Clone, Default)]
 pub struct Ulimit {
     pub soft: i64,
     pub hard: i64,
+}
+
+impl<'de> Deserialize<'de> for Ulimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Single(i64),
+            Pair { soft: i64, hard: i64 },
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Single(n) => Ulimit { soft: n, hard: n },
+            Form::Pair { soft, hard } => Ulimit { soft, hard },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

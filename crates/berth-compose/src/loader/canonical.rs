@@ -266,13 +266,6 @@ fn canonicalise_service(name: &str, service: &mut Value, base: &Path) -> Result<
         let v = json!(["CMD-SHELL", cmd.clone()]);
         hc.insert("test".into(), v);
     }
-    if let Some(Value::Object(limits)) = s.get_mut("ulimits") {
-        for v in limits.values_mut() {
-            if let Some(n) = v.as_i64() {
-                *v = json!({"soft": n, "hard": n});
-            }
-        }
-    }
     for key in ["secrets", "configs"] {
         if let Some(Value::Array(list)) = s.get_mut(key) {
             for item in list.iter_mut() {

@@ -111,6 +111,7 @@ pub fn to_project(inputs: Inputs) -> Result<Project, LoadError> {
     let mut volumes = section(&model, "volumes");
     let mut secrets = section(&model, "secrets");
     let mut configs = section(&model, "configs");
+    let mut hash_views: BTreeMap<String, Value> = BTreeMap::new();
     for (sname, service) in services.iter_mut() {
         let s = service.as_object_mut().expect("services are mappings");
         // Optional dependencies that are not enabled are dropped.
@@ -126,6 +127,8 @@ pub fn to_project(inputs: Inputs) -> Result<Project, LoadError> {
         {
             networks.insert("default".into(), json!({}));
         }
+        let lookup = |k: &str| env.vars.get(k).cloned();
+        hash_views.insert(sname.clone(), crate::hash::view(s, &lookup));
         resolve_environment(s, &env)?;
     }
     for (key, net) in networks.iter_mut() {
@@ -164,6 +167,7 @@ pub fn to_project(inputs: Inputs) -> Result<Project, LoadError> {
             name: sname.clone(),
             config,
             raw: raw.clone(),
+            hash_view: hash_views.remove(&sname).unwrap_or(Value::Null),
         };
         if enabled.contains(&sname) {
             check_service(&service, &project)?;
