@@ -646,7 +646,8 @@ fn compose_verbs_act_on_the_projects_containers() {
             "services:\n  web:\n    image: busybox\n    command: [\"busybox\", \"httpd\", \"-f\", \"-p\", \"80\"]\n    ports: [\"127.0.0.1:{port}:80\"]\n    init: true\n  worker:\n    image: busybox\n    command: [\"sleep\", \"300\"]\n    init: true\n"
         ),
     );
-    compose(&d, &dir, &["up", "-d"]).success();
+    // One operation at a time (`--parallel 1`) gets there too.
+    compose(&d, &dir, &["--parallel", "1", "up", "-d"]).success();
     let state = |service: &str| {
         compose(&d, &dir, &["ps", "-a", "--format", "{{.State}}", service])
             .success()

@@ -58,6 +58,24 @@ pub trait Engine {
 /// [`Engine`] over a berth-client [`Client`].
 pub struct ClientEngine {
     pub client: Client,
+    /// `--parallel N`: at most N container operations and pulls at once (none: no limit).
+    pub limit: Option<tokio::sync::Semaphore>,
+}
+
+impl ClientEngine {
+    pub fn new(client: Client, parallel: i64) -> ClientEngine {
+        ClientEngine {
+            client,
+            limit: (parallel > 0).then(|| tokio::sync::Semaphore::new(parallel as usize)),
+        }
+    }
+
+    async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match &self.limit {
+            Some(s) => s.acquire().await.ok(),
+            None => None,
+        }
+    }
 }
 
 fn project_filter(project: &str) -> Filters {
@@ -132,6 +150,7 @@ impl Engine for ClientEngine {
         name: &str,
         request: &ContainerCreateRequest,
     ) -> EngineResult<String> {
+        let _permit = self.permit().await;
         Ok(self
             .client
             .container_create(request, Some(name), None)
@@ -151,14 +170,17 @@ impl Engine for ClientEngine {
     }
 
     async fn start(&self, id: &str) -> EngineResult<()> {
+        let _permit = self.permit().await;
         self.client.container_start(id, None).await
     }
 
     async fn stop(&self, id: &str, timeout: Option<i64>) -> EngineResult<()> {
+        let _permit = self.permit().await;
         self.client.container_stop(id, timeout, None).await
     }
 
     async fn remove(&self, id: &str, volumes: bool) -> EngineResult<()> {
+        let _permit = self.permit().await;
         self.client
             .container_remove(
                 id,
@@ -199,6 +221,7 @@ impl Engine for ClientEngine {
     }
 
     async fn pull(&self, image: &str) -> EngineResult<()> {
+        let _permit = self.permit().await;
         let (repo, tag) = split_tag(image);
         let mut stream = Box::pin(self.client.image_pull(repo, tag, None, None).await?);
         while let Some(msg) = stream.next().await {

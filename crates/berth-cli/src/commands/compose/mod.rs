@@ -230,9 +230,7 @@ impl Ctx<'_> {
     }
 
     pub fn engine(&self) -> Result<ClientEngine> {
-        Ok(ClientEngine {
-            client: self.client()?,
-        })
+        Ok(ClientEngine::new(self.client()?, self.args.parallel))
     }
 
     /// Whether progress lines are printed.
