@@ -362,6 +362,12 @@ services:
     depends_on: [web]
     deploy:
       resources: {limits: {memory: 64m}}
+  cache:
+    image: busybox
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+    environment: {ROLE: cache}
+    env_file: [cache.env]
 volumes:
   data: {}
 "#;
@@ -375,17 +381,20 @@ fn compose_projects_move_between_berth_and_docker_compose_v2() {
     }
     let d = daemon_with_busybox();
     let dir = project_dir(&d, "interop", INTEROP);
+    std::fs::write(dir.join("cache.env"), "SIZE=64\n").unwrap();
 
     // Both compute the same config hashes.
-    let ours = compose(&d, &dir, &["config", "--hash", "*"]).success();
-    let theirs = docker_compose(&d, &dir, &["config", "--hash", "*"]).success();
+    // (`config --hash` of a service with an env_file hashes the file's path where the label
+    // `up` writes hashes its variables: compared through the labels below.)
+    let ours = compose(&d, &dir, &["config", "--hash", "web,worker"]).success();
+    let theirs = docker_compose(&d, &dir, &["config", "--hash", "web,worker"]).success();
     assert_eq!(ours.stdout, theirs.stdout);
 
     // Made by berth compose, seen, left alone and removed by Docker Compose.
     compose(&d, &dir, &["up", "-d"]).success();
     let made = containers(&d, "interop");
     let out = docker_compose(&d, &dir, &["ps", "--format", "{{.Service}} {{.State}}"]).success();
-    assert_eq!(out.stdout, "web running\nworker running\n");
+    assert_eq!(out.stdout, "cache running\nweb running\nworker running\n");
     let out = docker_compose(&d, &dir, &["up", "-d"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
@@ -404,7 +413,7 @@ fn compose_projects_move_between_berth_and_docker_compose_v2() {
     let out = compose(&d, &dir, &["ps", "--format", "{{.Name}} {{.State}}"]).success();
     assert_eq!(
         out.stdout,
-        "interop-web-1 running\ninterop-worker-1 running\n"
+        "interop-cache-1 running\ninterop-web-1 running\ninterop-worker-1 running\n"
     );
     let out = compose(&d, &dir, &["up", "-d"]).success();
     assert_eq!(
@@ -416,7 +425,12 @@ fn compose_projects_move_between_berth_and_docker_compose_v2() {
     compose(&d, &dir, &["up", "-d", "--scale", "worker=2"]).success();
     assert_eq!(
         names(&containers(&d, "interop")),
-        ["interop-web-1", "interop-worker-1", "interop-worker-2"]
+        [
+            "interop-cache-1",
+            "interop-web-1",
+            "interop-worker-1",
+            "interop-worker-2"
+        ]
     );
     let out = compose(&d, &dir, &["ls"]).success();
     assert!(out.stdout.contains("interop"), "{}", out.stdout);
@@ -435,6 +449,7 @@ fn docker_compose_v1_drives_berthd() {
     };
     let d = daemon_with_busybox();
     let dir = project_dir(&d, "legacy", INTEROP);
+    std::fs::write(dir.join("cache.env"), "SIZE=64\n").unwrap();
     let run = |args: &[&str]| {
         let out = Command::new(&v1)
             .args(["-p", "legacy", "-f"])
@@ -453,7 +468,7 @@ fn docker_compose_v1_drives_berthd() {
     run(&["up", "-d"]);
     assert_eq!(
         names(&containers(&d, "legacy")),
-        ["legacy_web_1", "legacy_worker_1"]
+        ["legacy_cache_1", "legacy_web_1", "legacy_worker_1"]
     );
     // berth compose sees v1's project through the same labels.
     let out = compose(
@@ -462,7 +477,7 @@ fn docker_compose_v1_drives_berthd() {
         &["-p", "legacy", "ps", "--format", "{{.Service}} {{.State}}"],
     )
     .success();
-    assert_eq!(out.stdout, "web running\nworker running\n");
+    assert_eq!(out.stdout, "cache running\nweb running\nworker running\n");
     run(&["down", "-v", "-t", "1"]);
     assert!(containers(&d, "legacy").is_empty());
     assert_eq!(d.api().get("/volumes").json()["Volumes"], json!([]));

@@ -6,11 +6,12 @@
 //! comparing with `docker compose config --hash`: the service's own keys sorted (it is encoded
 //! through a map), `command` and `entrypoint` always present (`null` when unset), nested
 //! structures (ports, volumes, health check, deploy, ...) with their keys in Go's field order,
-//! maps (environment, labels) sorted, `env_file` as the list of its paths with the
-//! environment as written (bare keys resolved from the shell), byte sizes as decimal strings,
+//! maps (environment, labels) sorted, the environment with the `env_file`s merged in (as in
+//! the label `up` writes; `config --hash` hashes the paths instead), byte sizes as decimal
+//! strings,
 //! secrets with their default target, `extra_hosts` as `host=ip`, devices in their long form,
-//! compact (no spaces). Not reproduced yet: `cpus`, and a service with both `environment` and
-//! `env_file` (the other tool then recreates such containers once).
+//! compact (no spaces). Not reproduced yet: `cpus` (the other tool then recreates such
+//! containers once).
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};

@@ -127,9 +127,10 @@ pub fn to_project(inputs: Inputs) -> Result<Project, LoadError> {
         {
             networks.insert("default".into(), json!({}));
         }
+        resolve_environment(s, &env)?;
+        // After the env_files are merged: the hash Compose writes in its label is taken then.
         let lookup = |k: &str| env.vars.get(k).cloned();
         hash_views.insert(sname.clone(), crate::hash::view(s, &lookup));
-        resolve_environment(s, &env)?;
     }
     for (key, net) in networks.iter_mut() {
         name_resource(net, key, &name);
