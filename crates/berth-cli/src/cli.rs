@@ -3,8 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    container, context::ContextCommand, cp, image, login, network, pull, push, stats, system,
-    volume,
+    compose, container, context::ContextCommand, cp, image, login, network, pull, push, stats,
+    system, volume,
 };
 
 /// A self-sufficient runtime for containers
@@ -127,6 +127,8 @@ pub enum Command {
         #[command(subcommand)]
         command: container::ContainerCommand,
     },
+    /// Define and run multi-container applications (Compose)
+    Compose(compose::ComposeArgs),
     /// Manage contexts
     Context {
         #[command(subcommand)]

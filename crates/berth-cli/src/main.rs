@@ -196,9 +196,10 @@ fn usage_exit_code(e: &clap::Error) -> u8 {
 
 async fn run(env: Env, command: Command) -> anyhow::Result<()> {
     use commands::{
-        container, context, cp, image, login, network, pull, push, stats, system, volume,
+        compose, container, context, cp, image, login, network, pull, push, stats, system, volume,
     };
     match command {
+        Command::Compose(args) => compose::run(&env, args).await,
         Command::Context { command } => context::run(&env, command).await,
         Command::Image { command } => image::run(&env, command).await,
         Command::Volume { command } => volume::run(&env, command).await,

@@ -12,7 +12,7 @@ mod inspect;
 mod lifecycle;
 mod logs;
 mod prune;
-mod ps;
+pub mod ps;
 mod run;
 mod start;
 mod top;

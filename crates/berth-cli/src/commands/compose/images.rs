@@ -1,0 +1,157 @@
+//! `compose pull`, `push`, `build`: service images through the daemon's registry client.
+//! Building waits for the build API (POST /build) in berth-client; until then `build` says
+//! so rather than pretend.
+
+use anyhow::Result;
+use berth_compose::reconcile::Engine;
+use clap::Args;
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+
+use super::{Ctx, progress_printer};
+use crate::output::{self, StatusError, describe_client_error};
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Ignore images that can be built
+    #[arg(long)]
+    pub ignore_buildable: bool,
+    /// Pull what it can and ignores images with pull failures
+    #[arg(long)]
+    pub ignore_pull_failures: bool,
+    /// Pull without printing progress information
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Push what it can and ignores images with push failures
+    #[arg(long)]
+    pub ignore_push_failures: bool,
+    /// Push without printing progress information
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Do not use cache when building the image
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pub pull: bool,
+    /// Set build-time variables for services
+    #[arg(long, value_name = "stringArray")]
+    pub build_arg: Vec<String>,
+    /// Don't print anything to STDOUT
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub services: Vec<String>,
+}
+
+pub async fn pull(ctx: &Ctx<'_>, args: &PullArgs) -> Result<()> {
+    let project = ctx.project(&args.services)?;
+    let engine = ctx.engine()?;
+    let progress = progress_printer(args.quiet || ctx.quiet_progress(), false);
+    let services: Vec<_> = project
+        .services
+        .values()
+        .filter(|s| args.services.is_empty() || args.services.contains(&s.name))
+        .filter(|s| s.config.image.is_some())
+        .filter(|s| !(args.ignore_buildable && s.config.build.is_some()))
+        .collect();
+    let results = join_all(services.iter().map(|s| {
+        let image = s.image_name(&project.name);
+        let engine = &engine;
+        let progress = &progress;
+        async move {
+            progress("Image", &image, "Pulling");
+            let r = engine.pull(&image).await;
+            if r.is_ok() {
+                progress("Image", &image, "Pulled");
+            }
+            (image, r)
+        }
+    }))
+    .await;
+    for (image, r) in results {
+        if let Err(e) = r {
+            let message = format!("{image}: {}", describe_client_error(&e));
+            if args.ignore_pull_failures {
+                output::err(&format!("WARN[0000] {message}\n"));
+            } else {
+                return Err(StatusError::error(1, message));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn push(ctx: &Ctx<'_>, args: &PushArgs) -> Result<()> {
+    let project = ctx.project(&args.services)?;
+    let client = ctx.client()?;
+    let progress = progress_printer(args.quiet || ctx.quiet_progress(), false);
+    for s in project.services.values() {
+        if !args.services.is_empty() && !args.services.contains(&s.name) {
+            continue;
+        }
+        // Compose pushes only what it builds or names explicitly with an image.
+        let Some(image) = &s.config.image else {
+            continue;
+        };
+        let (repo, tag) = match image.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, t),
+            _ => (image.as_str(), "latest"),
+        };
+        progress("Image", image, "Pushing");
+        let result: Result<(), String> = async {
+            let mut stream = Box::pin(
+                client
+                    .image_push(repo, tag, None)
+                    .await
+                    .map_err(|e| describe_client_error(&e))?,
+            );
+            while let Some(msg) = stream.next().await {
+                let msg = msg.map_err(|e| describe_client_error(&e))?;
+                if let Some(e) = msg.error_detail.map(|d| d.message).or(msg.error) {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => progress("Image", image, "Pushed"),
+            Err(e) if args.ignore_push_failures => {
+                output::err(&format!("WARN[0000] {image}: {e}\n"))
+            }
+            Err(e) => return Err(StatusError::error(1, format!("{image}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+pub async fn build(ctx: &Ctx<'_>, args: &BuildArgs) -> Result<()> {
+    let project = ctx.project(&args.services)?;
+    let buildable: Vec<&str> = project
+        .services
+        .values()
+        .filter(|s| args.services.is_empty() || args.services.contains(&s.name))
+        .filter(|s| s.config.build.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    if buildable.is_empty() {
+        return Ok(());
+    }
+    Err(StatusError::error(
+        1,
+        format!(
+            "cannot build {}: building is not available in this client yet (build not available)",
+            buildable.join(", ")
+        ),
+    ))
+}
