@@ -3,8 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    container, context::ContextCommand, cp, image, login, network, pull, push, stats, system,
-    volume,
+    container, context::ContextCommand, cp, image, login, network, pull, push, registry, stats,
+    system, volume,
 };
 
 /// A self-sufficient runtime for containers
@@ -130,6 +130,11 @@ pub enum Command {
     System {
         #[command(subcommand)]
         command: system::SystemCommand,
+    },
+    /// Run Berth's own registry, or collect its garbage
+    Registry {
+        #[command(subcommand)]
+        command: registry::RegistryCommand,
     },
     /// Manage volumes
     Volume {

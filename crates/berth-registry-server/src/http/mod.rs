@@ -192,7 +192,7 @@ pub async fn handle(State(reg): State<Arc<Registry>>, req: Request) -> Response 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     reg.metrics.request(&method, status, elapsed);
-    tracing::debug!(%method, %path, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    tracing::info!(%method, %path, status, elapsed_ms = elapsed.as_millis() as u64, "request");
     response
 }
 
