@@ -135,12 +135,14 @@ impl Registry {
     }
 
     /// Berth's own registry (`berth registry serve`) with `config_yaml` (may be empty) as its
-    /// config file and its storage in `<dir>/data`; the test's requests carry `authorization`.
+    /// config file (`{PORT}` in it becomes the port it listens on) and its storage in
+    /// `<dir>/data`; the test's requests carry `authorization`.
     pub fn start_berth(config_yaml: &str, authorization: Option<String>) -> Registry {
         let dir = tempfile::tempdir().expect("registry dir");
         let port = free_port();
         let config = dir.path().join("registry.yaml");
-        std::fs::write(&config, config_yaml).expect("write registry config");
+        std::fs::write(&config, config_yaml.replace("{PORT}", &port.to_string()))
+            .expect("write registry config");
         Registry::spawn_berth(dir, port, authorization)
     }
 
@@ -184,6 +186,11 @@ impl Registry {
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Sets the `Authorization` the test's own requests carry.
+    pub fn set_authorization(&mut self, authorization: Option<String>) {
+        self.authorization = authorization;
     }
 
     /// The port it listens on.
