@@ -303,3 +303,76 @@ fn tls_with_a_certificate_and_key() {
     assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
     let _ = child.0.kill();
 }
+
+#[test]
+fn a_pull_through_cache_of_a_token_auth_registry_serves_berthd_as_its_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut upstream = Registry::start_berth(&own_issuer_config(dir.path()), None);
+    let port = upstream.port();
+    let right = base64_encode(b"ci:s3cret");
+    let a = raw(
+        port,
+        &format!(
+            "GET /token?service=berth-registry&scope=repository:team/app:pull,push HTTP/1.1\r\nAuthorization: Basic {right}"
+        ),
+    );
+    upstream.set_authorization(Some(format!("Bearer {}", token_from(&a))));
+    let spec = ImageSpec::busybox(None).file_layer(&[("cached", &[9u8; 2 << 20])]);
+    let (digest, bytes) = upstream.push_image("team/app", Some("1"), &spec, OCI_MANIFEST);
+
+    let cache = Registry::start_berth(
+        &format!(
+            "proxy:\n  remote_url: http://{}\n  username: ci\n  password: s3cret\n  tag_ttl_secs: 0\n",
+            upstream.host()
+        ),
+        None,
+    );
+    // Direct: the manifest, fetched through.
+    let r = cache.request("GET", "/v2/team/app/manifests/1", &[], &[]);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), cache.log());
+    assert_eq!(r.body, bytes);
+    assert_eq!(r.header("Docker-Content-Digest"), Some(digest.as_str()));
+    // Pushes are refused: a cache is read-only.
+    let r = cache.request("POST", "/v2/team/app/blobs/uploads/", &[], &[]);
+    assert_eq!(r.status, 405);
+
+    // berthd with the cache as the upstream's mirror.
+    let mut daemon = Daemon::start();
+    std::fs::write(
+        daemon.dir().join("daemon.json"),
+        serde_json::json!({"registry-mirrors-per-registry": {upstream.host(): [format!("http://{}", cache.host())]}}).to_string(),
+    )
+    .unwrap();
+    daemon.restart();
+    let reference = format!("{}/team/app:1", upstream.host());
+    daemon.berth(&["pull", &reference]).success();
+    let id = daemon
+        .api()
+        .get(&format!("/images/{reference}/json"))
+        .json()["Id"]
+        .clone();
+    assert_eq!(id, spec.id());
+    // The cache holds everything now: with the upstream gone, a pull by digest still works.
+    drop(upstream);
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let layer = m["layers"][1]["digest"].as_str().unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        // Caching finishes behind the answer.
+        if cache
+            .request("HEAD", &format!("/v2/team/app/blobs/{layer}"), &[], &[])
+            .status
+            == 200
+        {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ok, "layer not cached: {}", cache.log());
+    let r = cache.request("GET", &format!("/v2/team/app/manifests/{digest}"), &[], &[]);
+    assert_eq!(r.body, bytes);
+    // A tag whose upstream is down is served from the cache.
+    let r = cache.request("GET", "/v2/team/app/manifests/1", &[], &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -25,7 +25,8 @@ pub struct Registry {
     pub uploads: Uploads,
     pub auth: Auth,
     pub metrics: Metrics,
-    pub proxy: Option<crate::config::ProxyConfig>,
+    /// The upstream of a pull-through cache.
+    pub proxy: Option<crate::proxy::Upstream>,
     /// Bytes each repository holds, counted when a quota first needs it.
     usage: Mutex<HashMap<String, u64>>,
 }
@@ -34,7 +35,7 @@ pub struct Registry {
 pub enum SetupError {
     #[error("registry storage: {0}")]
     Storage(#[from] crate::driver::DriverError),
-    #[error("registry auth: {0}")]
+    #[error("registry setup: {0}")]
     Auth(String),
     #[error("the filesystem storage needs a root directory (--root or `root:`)")]
     NoRoot,
@@ -57,7 +58,12 @@ impl Registry {
     ) -> Result<Registry, SetupError> {
         let auth = Auth::from_config(config.auth.as_ref()).map_err(SetupError::Auth)?;
         Ok(Registry {
-            proxy: config.proxy.clone(),
+            proxy: config
+                .proxy
+                .as_ref()
+                .map(crate::proxy::Upstream::new)
+                .transpose()
+                .map_err(SetupError::Auth)?,
             config,
             store: Arc::new(Store::new(driver)),
             uploads: Uploads::default(),

@@ -237,6 +237,35 @@ impl Store {
         Ok((digest, parsed))
     }
 
+    /// Stores a manifest fetched by a pull-through cache: its blobs come later, on demand, so
+    /// they are not required. The caller verified the digest.
+    pub fn cache_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<Digest> {
+        let parsed = manifest::parse(bytes, content_type)?;
+        let digest = match Digest::parse(reference) {
+            Ok(d) => d,
+            Err(_) => Digest::of(Algorithm::Sha256, bytes),
+        };
+        let _commit = self.commit_guard();
+        self.put_blob_bytes(&digest, bytes)?;
+        self.driver.put_content(
+            &paths::revision_link(name, &digest),
+            parsed.media_type.as_bytes(),
+        )?;
+        if !reference.contains(':') {
+            self.driver.put_content(
+                &paths::tag_link(name, reference),
+                digest.to_string().as_bytes(),
+            )?;
+        }
+        Ok(digest)
+    }
+
     /// Deletes a tag, or a manifest by digest together with the tags naming it and its
     /// referrer entry.
     pub fn delete_manifest(&self, name: &str, reference: &str) -> Result<()> {

@@ -222,10 +222,17 @@ async fn route(reg: &Arc<Registry>, req: Request) -> Result<Response> {
     reg.auth.check(req.headers(), scope.as_ref()).await?;
     let method = req.method().clone();
     let writes = !matches!(method, Method::GET | Method::HEAD);
-    if writes && reg.config.read_only && route != Route::Base {
-        return Err(RegistryError::Unsupported(
-            "this registry is read-only".to_string(),
-        ));
+    if writes && route != Route::Base {
+        if reg.config.read_only {
+            return Err(RegistryError::Unsupported(
+                "this registry is read-only".to_string(),
+            ));
+        }
+        if reg.proxy.is_some() {
+            return Err(RegistryError::Unsupported(
+                "this registry is a pull-through cache: push to its upstream".to_string(),
+            ));
+        }
     }
     match route {
         Route::Base => Ok(match method {
