@@ -544,3 +544,67 @@ fn htpasswd_auth_challenges_and_accepts_the_docker_cli_way() {
     assert!(text.starts_with("HTTP/1.1 401"), "{text}");
     assert!(text.contains("UNAUTHORIZED"), "{text}");
 }
+
+#[test]
+fn berths_push_client_resumes_a_cut_upload_from_the_reported_range() {
+    use berth_e2e::upload_proxy::{Faults, UploadProxy};
+    let registry = Registry::start_berth("", None);
+    // The first upload request carrying more than 8 MiB is cut after 8 MiB of it.
+    let proxy = UploadProxy::start(
+        registry.port(),
+        Faults {
+            cut_upload_after: Some(8 << 20),
+            ..Default::default()
+        },
+    );
+    let reference = format!("{}/team/big:1", proxy.host());
+    let spec =
+        ImageSpec::busybox(Some(&reference)).file_layer(&[("random", &random_bytes(40 << 20, 7))]);
+    let daemon = Daemon::start();
+    let r = daemon
+        .api()
+        .post("/images/load?quiet=1", Some(&spec.docker_archive()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    daemon.berth(&["push", &reference]).success();
+    let seen = proxy.seen();
+    assert!(seen.iter().any(|s| s.cut), "nothing was cut: {seen:?}");
+    // What the registry holds is the image.
+    let m = registry
+        .request("GET", "/v2/team/big/manifests/1", &[], &[])
+        .json();
+    let mut stored: u64 = m["config"]["size"].as_u64().unwrap();
+    for l in m["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        let body = registry
+            .request("GET", &format!("/v2/team/big/blobs/{d}"), &[], &[])
+            .body;
+        assert_eq!(format!("sha256:{}", sha256_hex(&body)), d);
+        stored += l["size"].as_u64().unwrap();
+    }
+    let big = m["layers"][1]["size"].as_u64().unwrap();
+    // Bytes sent more than once: everything uploaded less what is stored.
+    let uploaded: u64 = seen
+        .iter()
+        .filter(|s| matches!(s.method.as_str(), "PATCH" | "PUT" | "POST"))
+        .filter(|s| s.path.contains("/blobs/"))
+        .map(|s| s.body_bytes as u64)
+        .sum();
+    let resent = uploaded.saturating_sub(stored);
+    assert!(
+        resent * 100 < big * 60,
+        "{resent} of {big} bytes sent again: {seen:#?}"
+    );
+    // It went on from the registry's Range: a status GET after the cut, answered 204.
+    let cut = seen.iter().position(|s| s.cut).unwrap();
+    let session = seen[cut].path.split('?').next().unwrap().to_string();
+    let status = seen[cut + 1..]
+        .iter()
+        .find(|s| s.path.split('?').next().unwrap() == session)
+        .expect("a request on the session after the cut");
+    assert_eq!(status.method, "GET", "{seen:#?}");
+    assert!(status.answer.contains("204"), "{seen:#?}");
+    eprintln!(
+        "resume: {resent} of {big} bytes sent again ({} %)",
+        resent * 100 / big
+    );
+}
