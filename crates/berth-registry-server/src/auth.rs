@@ -303,11 +303,8 @@ impl Auth {
             Mode::None => Ok(()),
             Mode::Basic { realm, users } => {
                 let ok = match basic_credentials(headers) {
-                    Some((u, p)) => {
-                        // bcrypt is CPU work by design: off the async workers.
-                        let users_ok = tokio::task::block_in_place(|| users.verify(&u, &p));
-                        users_ok
-                    }
+                    // bcrypt is CPU work by design: off the async workers.
+                    Some((u, p)) => tokio::task::block_in_place(|| users.verify(&u, &p)),
                     None => false,
                 };
                 if ok {

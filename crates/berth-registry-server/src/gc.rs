@@ -221,4 +221,67 @@ mod tests {
         assert_eq!(report.blobs_deleted, 0);
         assert!(store.blob_size("r", &x).is_ok());
     }
+
+    /// Pushes race collections with no grace at all: a blob can be collected between its
+    /// upload and its manifest (the push is then refused and retried), but no tag ever names
+    /// a manifest whose blobs are gone.
+    #[test]
+    fn concurrent_pushes_never_leave_a_tag_with_missing_blobs() {
+        let store = Arc::new(Store::new(Arc::new(InMemoryDriver::new())));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let gc = {
+            let (store, done) = (store.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut runs = 0;
+                let config = GcConfig {
+                    interval_secs: None,
+                    grace_secs: 0,
+                };
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    collect(&store, &config).unwrap();
+                    runs += 1;
+                }
+                runs
+            })
+        };
+        let mut refused = 0;
+        for i in 0..300u32 {
+            loop {
+                let blobs: Vec<Digest> = (0..3)
+                    .map(|j| {
+                        let bytes = format!("blob {i} {j}").into_bytes();
+                        let d = Digest::of(Algorithm::Sha256, &bytes);
+                        let _commit = store.commit_guard();
+                        store.put_blob_bytes(&d, &bytes).unwrap();
+                        store.link_blob("race", &d).unwrap();
+                        d
+                    })
+                    .collect();
+                let refs: Vec<&Digest> = blobs.iter().collect();
+                match store.put_manifest(
+                    "race",
+                    &format!("t{i}"),
+                    Some(manifest::OCI_MANIFEST),
+                    &manifest_of(&refs),
+                ) {
+                    Ok(_) => break,
+                    Err(crate::error::RegistryError::ManifestBlobUnknown { .. }) => refused += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let runs = gc.join().unwrap();
+        assert!(runs > 0);
+        for tag in store.tags("race").unwrap() {
+            let m = store.get_manifest("race", &tag).unwrap();
+            let parsed = manifest::parse(&m.bytes, Some(&m.media_type)).unwrap();
+            for b in parsed.blobs {
+                assert!(
+                    store.blob_size("race", &b).is_ok(),
+                    "tag {tag} names missing blob {b} ({runs} collections, {refused} pushes refused)"
+                );
+            }
+        }
+    }
 }

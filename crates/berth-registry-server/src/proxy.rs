@@ -134,10 +134,18 @@ impl Upstream {
             .get("realm")
             .ok_or_else(|| upstream_err("a Bearer challenge without realm"))?;
         let scope = format!("repository:{repo}:pull");
-        let mut t = self.client.get(realm).query(&[("scope", scope.as_str())]);
-        if let Some(service) = params.get("service") {
-            t = t.query(&[("service", service.as_str())]);
-        }
+        // By hand: reqwest's `query` is behind a feature this workspace does not build.
+        // (The serializer is not Send: it must not live across an await.)
+        let query = {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("scope", &scope);
+            if let Some(service) = params.get("service") {
+                q.append_pair("service", service);
+            }
+            q.finish()
+        };
+        let sep = if realm.contains('?') { '&' } else { '?' };
+        let mut t = self.client.get(format!("{realm}{sep}{query}"));
         if let Some((u, p)) = &self.credentials {
             t = t.basic_auth(u, Some(p));
         }
@@ -148,7 +156,9 @@ impl Upstream {
                 answer.status()
             )));
         }
-        let v: serde_json::Value = answer.json().await.map_err(upstream_err)?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&answer.bytes().await.map_err(upstream_err)?)
+                .map_err(upstream_err)?;
         let token = v["token"]
             .as_str()
             .or(v["access_token"].as_str())
@@ -393,7 +403,8 @@ pub async fn tags(reg: &Arc<Registry>, name: &str) -> Result<Vec<String>> {
             r.status()
         )));
     }
-    let v: serde_json::Value = r.json().await.map_err(upstream_err)?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.bytes().await.map_err(upstream_err)?).map_err(upstream_err)?;
     let mut tags: Vec<String> = v["tags"]
         .as_array()
         .map(|a| {

@@ -8,9 +8,12 @@ use std::time::SystemTime;
 
 use super::{DriverError, DriverResult, FileInfo, FileWriter, StorageDriver};
 
+/// Path → (content, modification time).
+type Files = Arc<Mutex<BTreeMap<String, (Vec<u8>, SystemTime)>>>;
+
 #[derive(Default)]
 pub struct InMemoryDriver {
-    files: Arc<Mutex<BTreeMap<String, (Vec<u8>, SystemTime)>>>,
+    files: Files,
 }
 
 impl InMemoryDriver {
@@ -166,7 +169,7 @@ impl StorageDriver for InMemoryDriver {
 }
 
 struct MemWriter {
-    files: Arc<Mutex<BTreeMap<String, (Vec<u8>, SystemTime)>>>,
+    files: Files,
     path: String,
     buf: Vec<u8>,
 }
