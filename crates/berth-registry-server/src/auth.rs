@@ -292,6 +292,11 @@ impl Auth {
         Ok(Auth { mode })
     }
 
+    /// Whether anyone may do anything (no auth configured).
+    pub fn is_open(&self) -> bool {
+        matches!(self.mode, Mode::None)
+    }
+
     /// Whether this server issues tokens (serves `/token`).
     pub fn issues_tokens(&self) -> bool {
         matches!(&self.mode, Mode::Token(t) if t.signer.is_some())
