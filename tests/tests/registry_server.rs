@@ -608,3 +608,49 @@ fn berths_push_client_resumes_a_cut_upload_from_the_reported_range() {
         resent * 100 / big
     );
 }
+
+/// Unmounts (lazily) when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_push_not_the_server() {
+    let registry = Registry::start_berth("", None);
+    let data = registry.dir().join("data");
+    // The server opens its paths by name: a tmpfs over its root is its storage from now on.
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a tmpfs");
+    let _mounted = Mounted(data);
+    let big = random_bytes(16 << 20, 9);
+    let digest = format!("sha256:{}", sha256_hex(&big));
+    let r = registry.request(
+        "POST",
+        &format!("/v2/full/blobs/uploads/?digest={digest}"),
+        &[],
+        &big,
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("No space left"), "{}", r.text());
+    // Chunked: the chunk fails; cancelling the session frees its space.
+    let start = registry.request("POST", "/v2/full/blobs/uploads/", &[], &[]);
+    assert_eq!(start.status, 202);
+    let loc = location_path(&start);
+    let r = registry.request("PATCH", &loc, &[], &big);
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(registry.request("DELETE", &loc, &[], &[]).status, 204);
+    // Still serving, and a push that fits works.
+    assert_eq!(registry.request("GET", "/v2/", &[], &[]).status, 200);
+    let (digest, bytes) =
+        registry.push_image("full", Some("1"), &ImageSpec::busybox(None), OCI_MANIFEST);
+    let r = registry.request("GET", &format!("/v2/full/manifests/{digest}"), &[], &[]);
+    assert_eq!(r.body, bytes);
+}
