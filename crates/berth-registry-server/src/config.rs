@@ -24,6 +24,9 @@ pub struct Config {
     pub max_manifest_bytes: u64,
     /// Upload sessions idle for this long are removed.
     pub upload_max_age_secs: u64,
+    /// Upload requests (POST/PATCH/PUT of blobs) handled at once; more are answered 429
+    /// `TOOMANYREQUESTS` with `Retry-After` (none: unlimited).
+    pub max_concurrent_uploads: Option<usize>,
     pub tls: Option<TlsConfig>,
     pub auth: Option<AuthConfig>,
     pub gc: GcConfig,
@@ -143,6 +146,7 @@ impl Default for Config {
             delete_enabled: true,
             max_manifest_bytes: 4 << 20,
             upload_max_age_secs: 24 * 3600,
+            max_concurrent_uploads: None,
             tls: None,
             auth: None,
             gc: GcConfig::default(),

@@ -126,6 +126,11 @@ impl IntoResponse for RegistryError {
             "errors": [{ "code": self.code(), "message": self.to_string(), "detail": null }]
         });
         let mut response = (status, axum::Json(body)).into_response();
+        if let RegistryError::TooManyRequests(_) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let RegistryError::Unauthorized { challenge } = &self
             && let Ok(v) = HeaderValue::from_str(challenge)
         {

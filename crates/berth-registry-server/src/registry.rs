@@ -27,6 +27,8 @@ pub struct Registry {
     pub metrics: Metrics,
     /// The upstream of a pull-through cache.
     pub proxy: Option<crate::proxy::Upstream>,
+    /// Slots for upload requests (`max_concurrent_uploads`).
+    pub upload_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Bytes each repository holds, counted when a quota first needs it.
     usage: Mutex<HashMap<String, u64>>,
 }
@@ -57,6 +59,9 @@ impl Registry {
         driver: Arc<dyn StorageDriver>,
     ) -> Result<Registry, SetupError> {
         let auth = Auth::from_config(config.auth.as_ref()).map_err(SetupError::Auth)?;
+        let upload_slots = config
+            .max_concurrent_uploads
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         Ok(Registry {
             proxy: config
                 .proxy
@@ -68,6 +73,7 @@ impl Registry {
             store: Arc::new(Store::new(driver)),
             uploads: Uploads::default(),
             auth,
+            upload_slots,
             metrics: Metrics::default(),
             usage: Mutex::new(HashMap::new()),
         })

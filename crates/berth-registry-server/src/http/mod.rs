@@ -234,6 +234,20 @@ async fn route(reg: &Arc<Registry>, req: Request) -> Result<Response> {
             ));
         }
     }
+    // Upload requests beyond the configured number wait outside: 429 and a hint when to retry.
+    let _slot = match (&route, &reg.upload_slots) {
+        (Route::UploadStart { .. } | Route::Upload { .. }, Some(slots)) if writes => {
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    return Err(RegistryError::TooManyRequests(
+                        "too many uploads in progress".into(),
+                    ));
+                }
+            }
+        }
+        _ => None,
+    };
     match route {
         Route::Base => Ok(match method {
             Method::GET | Method::HEAD => {
