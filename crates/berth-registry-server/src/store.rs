@@ -266,6 +266,13 @@ impl Store {
         Ok(digest)
     }
 
+    /// Points `tag` at a manifest the repository has (atomically replacing the old target).
+    pub fn set_tag(&self, name: &str, tag: &str, digest: &Digest) -> Result<()> {
+        self.driver
+            .put_content(&paths::tag_link(name, tag), digest.to_string().as_bytes())?;
+        Ok(())
+    }
+
     /// Deletes a tag, or a manifest by digest together with the tags naming it and its
     /// referrer entry.
     pub fn delete_manifest(&self, name: &str, reference: &str) -> Result<()> {

@@ -59,6 +59,17 @@ pub async fn put(
     req: Request,
 ) -> Result<Response> {
     check_reference(reference)?;
+    // `?tag=` on a push by digest: tags set in the same request (OCI 1.1, end-7b).
+    let extra_tags: Vec<String> = query(req.uri())
+        .into_iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v)
+        .collect();
+    for t in &extra_tags {
+        if !names::valid_tag(t) {
+            return Err(RegistryError::TagInvalid(t.clone()));
+        }
+    }
     let limit = reg.config.max_manifest_bytes;
     if let Some(n) = header_str(req.headers(), "content-length").and_then(|n| n.parse::<u64>().ok())
         && n > limit
@@ -80,8 +91,15 @@ pub async fn put(
         reference.to_string(),
         bytes.clone(),
     );
-    let (digest, parsed) =
-        blocking(move || s.put_manifest(&n, &r, content_type.as_deref(), &b)).await?;
+    let tags = extra_tags.clone();
+    let (digest, parsed) = blocking(move || {
+        let (digest, parsed) = s.put_manifest(&n, &r, content_type.as_deref(), &b)?;
+        for t in &tags {
+            s.set_tag(&n, t, &digest)?;
+        }
+        Ok::<_, RegistryError>((digest, parsed))
+    })
+    .await?;
     reg.quota_add(name, bytes.len() as u64);
     let mut resp = empty(StatusCode::CREATED);
     set(
@@ -90,6 +108,11 @@ pub async fn put(
         format!("/v2/{name}/manifests/{digest}"),
     );
     set(&mut resp, "docker-content-digest", digest.to_string());
+    for t in &extra_tags {
+        if let Ok(v) = http::HeaderValue::from_str(t) {
+            resp.headers_mut().append("oci-tag", v);
+        }
+    }
     if let Some(subject) = parsed.subject {
         set(&mut resp, "oci-subject", subject.to_string());
     }

@@ -344,6 +344,35 @@ async fn protocol(t: T) {
     assert_eq!(a.json()["manifests"].as_array().unwrap().len(), 0);
     assert_eq!(a.header("oci-filters-applied"), "artifactType");
 
+    // Tags set with the push by digest (`?tag=`), answered with `OCI-Tag`.
+    let a = t
+        .req(
+            "PUT",
+            &format!("/v2/team/app/manifests/{md}?tag=x1&tag=x2"),
+            &[("content-type", OCI_MANIFEST)],
+            serde_json::to_vec(&m).unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let tags: Vec<&str> = a
+        .headers
+        .get_all("oci-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["x1", "x2"]);
+    for tag in ["x1", "x2"] {
+        let a = t
+            .req(
+                "DELETE",
+                &format!("/v2/team/app/manifests/{tag}"),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{tag} was set");
+    }
+
     // Tags with pagination; catalog.
     for tag in ["a", "b", "c"] {
         assert_eq!(
