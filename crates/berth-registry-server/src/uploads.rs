@@ -30,9 +30,13 @@ pub struct Session {
     hasher: Option<Hasher>,
 }
 
+/// A session and the repository it belongs to (outside its lock, so a request for another
+/// repository is refused without waiting for it).
+type Entry = (String, Arc<tokio::sync::Mutex<Session>>);
+
 #[derive(Default)]
 pub struct Uploads {
-    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Session>>>>,
+    sessions: Mutex<HashMap<String, Entry>>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -43,7 +47,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl Uploads {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<Session>>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -64,8 +68,10 @@ impl Uploads {
             size: 0,
             hasher: Some(algorithm.hasher()),
         };
-        self.map()
-            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+        self.map().insert(
+            id.clone(),
+            (name.to_string(), Arc::new(tokio::sync::Mutex::new(session))),
+        );
         Ok(id)
     }
 
@@ -84,8 +90,8 @@ impl Uploads {
         if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(unknown());
         }
-        if let Some(s) = self.map().get(id) {
-            return if s.try_lock().map(|s| s.name == name).unwrap_or(true) {
+        if let Some((owner, s)) = self.map().get(id) {
+            return if owner == name {
                 Ok(s.clone())
             } else {
                 Err(unknown())
@@ -102,7 +108,15 @@ impl Uploads {
             size: info.size,
             hasher: None,
         }));
-        Ok(self.map().entry(id.to_string()).or_insert(session).clone())
+        let mut map = self.map();
+        let (owner, s) = map
+            .entry(id.to_string())
+            .or_insert((name.to_string(), session));
+        if owner == name {
+            Ok(s.clone())
+        } else {
+            Err(unknown())
+        }
     }
 
     /// Appends a request body to the session; `start` is where the client says it begins
@@ -253,7 +267,10 @@ impl Uploads {
                     continue;
                 }
                 // A session busy with a request right now is not abandoned.
-                let busy = self.map().get(&id).is_some_and(|s| s.try_lock().is_err());
+                let busy = self
+                    .map()
+                    .get(&id)
+                    .is_some_and(|(_, s)| s.try_lock().is_err());
                 if busy {
                     continue;
                 }
