@@ -607,6 +607,48 @@ fn berths_push_client_resumes_a_cut_upload_from_the_reported_range() {
         "resume: {resent} of {big} bytes sent again ({} %)",
         resent * 100 / big
     );
+
+    // The answer to a whole chunk is lost: the client asks the session's status and goes on
+    // from the Range the registry reports, instead of sending the chunk again.
+    let lossy = UploadProxy::start(
+        registry.port(),
+        Faults {
+            lose_answer_of_patch_over: Some(1 << 20),
+            ..Default::default()
+        },
+    );
+    let lossy_ref = format!("{}/team/lossy:1", lossy.host());
+    let spec =
+        ImageSpec::busybox(Some(&lossy_ref)).file_layer(&[("random", &random_bytes(40 << 20, 8))]);
+    let r = daemon
+        .api()
+        .post("/images/load?quiet=1", Some(&spec.docker_archive()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    daemon.berth(&["push", &lossy_ref]).success();
+    let seen = lossy.seen();
+    let m = registry
+        .request("GET", "/v2/team/lossy/manifests/1", &[], &[])
+        .json();
+    let stored: u64 = std::iter::once(&m["config"])
+        .chain(m["layers"].as_array().unwrap())
+        .map(|d| d["size"].as_u64().unwrap())
+        .sum();
+    let uploaded: u64 = seen
+        .iter()
+        .filter(|s| matches!(s.method.as_str(), "PATCH" | "PUT" | "POST"))
+        .filter(|s| s.path.contains("/blobs/"))
+        .map(|s| s.body_bytes as u64)
+        .sum();
+    let big = m["layers"][1]["size"].as_u64().unwrap();
+    let resent = uploaded.saturating_sub(stored);
+    assert!(
+        resent * 100 < big * 60,
+        "{resent} of {big} bytes sent again: {seen:#?}"
+    );
+    eprintln!(
+        "lost answer: {resent} of {big} bytes sent again ({} %)",
+        resent * 100 / big
+    );
 }
 
 /// Unmounts (lazily) when dropped.
@@ -653,4 +695,87 @@ fn a_full_disk_fails_the_push_not_the_server() {
         registry.push_image("full", Some("1"), &ImageSpec::busybox(None), OCI_MANIFEST);
     let r = registry.request("GET", &format!("/v2/full/manifests/{digest}"), &[], &[]);
     assert_eq!(r.body, bytes);
+}
+
+#[test]
+fn online_gc_collects_while_pushes_and_pulls_go_on() {
+    let registry = std::sync::Arc::new(Registry::start_berth(
+        "gc:\n  interval_secs: 1\n  grace_secs: 0\n",
+        None,
+    ));
+    let doomed = ImageSpec::busybox(None).file_layer(&[("doomed", &random_bytes(1 << 20, 10))]);
+    let (_, m) = registry.push_image("team/app", Some("old"), &doomed, OCI_MANIFEST);
+    let layer = serde_json::from_slice::<serde_json::Value>(&m).unwrap()["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        registry
+            .request("DELETE", "/v2/team/app/manifests/old", &[], &[])
+            .status,
+        202
+    );
+    // Pushes and pulls of other images go on the whole time; every one must succeed, and
+    // every tag must stay whole, while collections run every second with no grace.
+    let pusher = {
+        let registry = registry.clone();
+        std::thread::spawn(move || {
+            for i in 0..40u64 {
+                let spec =
+                    ImageSpec::busybox(None).file_layer(&[("n", &random_bytes(64 << 10, 200 + i))]);
+                let tag = format!("t{i}");
+                let bytes = loop {
+                    // A blob collected between its upload and the manifest is refused
+                    // (MANIFEST_BLOB_UNKNOWN): the client uploads again.
+                    let manifest = registry.image_manifest("team/live", &spec, OCI_MANIFEST);
+                    let put = registry.request(
+                        "PUT",
+                        &format!("/v2/team/live/manifests/{tag}"),
+                        &[("Content-Type", OCI_MANIFEST)],
+                        &manifest,
+                    );
+                    if put.status == 201 {
+                        break manifest;
+                    }
+                    assert_eq!(code(&put), "MANIFEST_BLOB_UNKNOWN", "{}", put.text());
+                };
+                let got =
+                    registry.request("GET", &format!("/v2/team/live/manifests/{tag}"), &[], &[]);
+                assert_eq!(got.body, bytes);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while registry
+        .request("HEAD", &format!("/v2/team/app/blobs/{layer}"), &[], &[])
+        .status
+        != 404
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never collected: {}",
+            registry.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    pusher.join().expect("pushes during GC");
+    // Every tag pushed names a manifest whose blobs are all there.
+    let tags = registry
+        .request("GET", "/v2/team/live/tags/list", &[], &[])
+        .json();
+    for tag in tags["tags"].as_array().unwrap() {
+        let m = registry
+            .request(
+                "GET",
+                &format!("/v2/team/live/manifests/{}", tag.as_str().unwrap()),
+                &[],
+                &[],
+            )
+            .json();
+        for d in std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap()) {
+            let d = d["digest"].as_str().unwrap();
+            let r = registry.request("HEAD", &format!("/v2/team/live/blobs/{d}"), &[], &[]);
+            assert_eq!(r.status, 200, "tag {tag} lost {d}");
+        }
+    }
 }
