@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::GcConfig;
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{RegistryError, Result};
 use crate::manifest;
 use crate::paths;
 use crate::store::Store;
@@ -59,25 +59,40 @@ fn collect_inner(store: &Store, cutoff: SystemTime) -> Result<GcReport> {
     for name in &repos {
         // Roots: tagged manifests. Then what they reach.
         let mut keep: HashSet<Digest> = HashSet::new();
-        let mut queue: VecDeque<Digest> = store
-            .tags(name)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|t| store.resolve(name, t).ok())
-            .collect();
+        // A storage error while marking ends the collection: what could not be read would
+        // look unreferenced. Only what is really absent (a dangling tag) is passed over.
+        let tags = match store.tags(name) {
+            Ok(t) => t,
+            Err(RegistryError::NameUnknown(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut queue: VecDeque<Digest> = VecDeque::new();
+        for t in &tags {
+            match store.resolve(name, t) {
+                Ok(d) => queue.push_back(d),
+                Err(RegistryError::Storage(e)) if !e.is_not_found() => {
+                    return Err(RegistryError::Storage(e));
+                }
+                Err(_) => {}
+            }
+        }
         let mut repo_blobs: HashSet<Digest> = HashSet::new();
         while let Some(d) = queue.pop_front() {
             if !keep.insert(d.clone()) {
                 continue;
             }
-            if let Ok(m) = store.get_manifest(name, &d.to_string())
-                && let Ok(parsed) = manifest::parse(&m.bytes, Some(&m.media_type))
-            {
-                repo_blobs.extend(parsed.blobs.iter().cloned());
-                queue.extend(parsed.manifests.iter().cloned());
+            match store.get_manifest(name, &d.to_string()) {
+                Ok(m) => {
+                    if let Ok(parsed) = manifest::parse(&m.bytes, Some(&m.media_type)) {
+                        repo_blobs.extend(parsed.blobs.iter().cloned());
+                        queue.extend(parsed.manifests.iter().cloned());
+                    }
+                }
+                Err(RegistryError::Storage(e)) => return Err(RegistryError::Storage(e)),
+                Err(_) => {}
             }
             // Referrers (signatures, SBOMs) of a kept manifest are kept with it.
-            for desc in store.referrers(name, &d, None).unwrap_or_default() {
+            for desc in store.referrers(name, &d, None)? {
                 if let Some(r) = desc
                     .get("digest")
                     .and_then(|v| v.as_str())
