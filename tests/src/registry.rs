@@ -129,6 +129,87 @@ impl Registry {
         Some(registry)
     }
 
+    /// Berth's own registry (`berth registry serve`) with `config_yaml` (may be empty) as its
+    /// config file (`{PORT}` in it becomes the port it listens on) and its storage in
+    /// `<dir>/data`; the test's requests carry `authorization`.
+    pub fn start_berth(config_yaml: &str, authorization: Option<String>) -> Registry {
+        let dir = tempfile::tempdir().expect("registry dir");
+        let port = free_port();
+        let config = dir.path().join("registry.yaml");
+        std::fs::write(&config, config_yaml.replace("{PORT}", &port.to_string()))
+            .expect("write registry config");
+        Registry::spawn_berth(dir, port, authorization)
+    }
+
+    /// Starts `berth registry serve` on `dir` (config `registry.yaml`) and `port`.
+    fn spawn_berth(dir: tempfile::TempDir, port: u16, authorization: Option<String>) -> Registry {
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
+        let child = Command::new(crate::daemon::binary("berth"))
+            .args(["registry", "serve", "--addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(dir.path().join("registry.yaml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start berth registry serve");
+        let registry = Registry {
+            dir,
+            port,
+            authorization,
+            _child: ChildGuard(child),
+        };
+        registry.wait_ready();
+        registry
+    }
+
+    /// Stops the server (SIGKILL, as a crash) and starts it again on the same storage and port.
+    pub fn restart_berth(self) -> Registry {
+        let Registry {
+            dir,
+            port,
+            authorization,
+            _child,
+        } = self;
+        drop(_child);
+        Registry::spawn_berth(dir, port, authorization)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Sets the `Authorization` the test's own requests carry.
+    pub fn set_authorization(&mut self, authorization: Option<String>) {
+        self.authorization = authorization;
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && matches!(self.request("GET", "/v2/", &[], &[]).status, 200 | 401)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "registry did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `127.0.0.1:<port>`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)

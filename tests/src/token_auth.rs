@@ -371,6 +371,26 @@ impl TokenIssuer {
         self.expire_next.store(n, Ordering::SeqCst);
     }
 
+    /// The `auth:` section of a `berth registry serve` config trusting this issuer (its
+    /// certificate's public key, extracted with openssl into `dir`).
+    pub fn berth_auth_yaml(&self, dir: &Path) -> String {
+        let public = dir.join("issuer-pub.pem");
+        openssl(&[
+            "x509",
+            "-in",
+            self.cert.to_str().unwrap(),
+            "-pubkey",
+            "-noout",
+            "-out",
+            public.to_str().unwrap(),
+        ]);
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    trusted_keys: [{}]\n",
+            self.port,
+            public.display()
+        )
+    }
+
     /// A registry that asks this issuer's tokens; the test's own requests to it go with a
     /// token for [`TOKEN_USER`] over every repository it names (`team/*` patterns are not
     /// needed: the tests' raw requests ask only what they name).

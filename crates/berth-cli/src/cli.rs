@@ -3,8 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    compose, container, context::ContextCommand, cp, image, login, network, pull, push, stats,
-    system, volume,
+    compose, container, context::ContextCommand, cp, image, login, network, pull, push, registry,
+    stats, system, volume,
 };
 
 /// A self-sufficient runtime for containers
@@ -148,6 +148,11 @@ pub enum Command {
     System {
         #[command(subcommand)]
         command: system::SystemCommand,
+    },
+    /// Run Berth's own registry, or collect its garbage
+    Registry {
+        #[command(subcommand)]
+        command: registry::RegistryCommand,
     },
     /// Manage volumes
     Volume {

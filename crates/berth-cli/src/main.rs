@@ -37,6 +37,16 @@ fn main() -> ExitCode {
     let Some(command) = cli.command else {
         return ExitCode::SUCCESS;
     };
+    // The registry server runs on a runtime of its own, not the CLI's single thread.
+    if let Command::Registry { command } = command {
+        return match commands::registry::main(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                output::err(&format!("{e:#}\n"));
+                ExitCode::from(1)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -203,6 +213,7 @@ async fn run(env: Env, command: Command) -> anyhow::Result<()> {
         Command::Context { command } => context::run(&env, command).await,
         Command::Image { command } => image::run(&env, command).await,
         Command::Volume { command } => volume::run(&env, command).await,
+        Command::Registry { .. } => unreachable!("handled before the runtime starts"),
         Command::Network { command } => network::run(&env, command).await,
         Command::Port(args) => network::port(&env, args).await,
         Command::System { command } => system::run(&env, command).await,

@@ -11,6 +11,7 @@ pub mod login;
 pub mod network;
 pub mod pull;
 pub mod push;
+pub mod registry;
 pub mod run_opts;
 pub mod session;
 pub mod stats;
