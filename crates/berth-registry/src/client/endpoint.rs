@@ -59,16 +59,36 @@ fn host_part(registry: &str) -> &str {
 }
 
 /// Whether `registry` (`host[:port]`) is named in `insecure-registries`, by itself or by a
-/// CIDR its address is in (dockerd resolves names for that; Berth matches addresses only).
+/// CIDR one of its addresses is in. A name is resolved for that, as dockerd does, but only
+/// when a CIDR is listed (the lookup is a blocking call; names are usually in /etc/hosts or
+/// the resolver's cache, and a failed lookup means "not listed").
 fn listed_insecure(registry: &str, options: &RemoteOptions) -> bool {
-    let ip = host_part(registry).parse::<IpAddr>().ok();
-    options.insecure_registries.iter().any(|entry| {
-        entry == registry
-            || match (entry.parse::<ipnet::IpNet>(), ip) {
-                (Ok(net), Some(ip)) => net.contains(&ip),
-                _ => false,
-            }
-    })
+    if options.insecure_registries.iter().any(|e| e == registry) {
+        return true;
+    }
+    let nets: Vec<ipnet::IpNet> = options
+        .insecure_registries
+        .iter()
+        .filter_map(|e| e.parse().ok())
+        .collect();
+    if nets.is_empty() {
+        return false;
+    }
+    addresses(host_part(registry))
+        .iter()
+        .any(|ip| nets.iter().any(|net| net.contains(ip)))
+}
+
+/// The addresses of `host`: itself when it is one, else what the resolver says.
+fn addresses(host: &str) -> Vec<IpAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return vec![ip];
+    }
+    use std::net::ToSocketAddrs;
+    (host, 0)
+        .to_socket_addrs()
+        .map(|addrs| addrs.map(|a| a.ip()).collect())
+        .unwrap_or_default()
 }
 
 /// Whether `registry` is insecure: listed, or on loopback (127.0.0.0/8, ::1 and `localhost`
@@ -299,6 +319,22 @@ mod tests {
         assert!(is_insecure("10.0.0.1:5000", &some));
         assert!(is_insecure("192.168.3.4:5000", &some));
         assert!(!is_insecure("10.0.0.2:5000", &some));
+    }
+
+    #[test]
+    fn a_listed_cidr_covers_the_names_that_resolve_into_it() {
+        let cidr = RemoteOptions {
+            insecure_registries: vec!["127.0.0.0/8".into()],
+            ..Default::default()
+        };
+        // `localhost` is loopback by default too; what matters here is that it is *listed*
+        // (which is what keeps a registry with a certs.d directory unverified).
+        assert!(listed_insecure("localhost:5000", &cidr));
+        assert!(!listed_insecure(
+            "localhost:5000",
+            &RemoteOptions::default()
+        ));
+        assert!(!listed_insecure("no-such-host.invalid:5000", &cidr));
     }
 
     fn list(registry: &str, options: &RemoteOptions) -> Vec<String> {
