@@ -9,4 +9,11 @@
 //! - `expand`: `$v`, `${v}`, `${v:-d}`, ... as the Dockerfile reference lists them.
 //! - `dockerignore`: `.dockerignore` patterns compiled once, with directory pruning.
 
+pub mod cache;
+pub mod engine;
+pub mod executor;
 pub mod instructions;
+pub mod plan;
+
+mod lang_stub;
+pub use lang_stub::parse;
