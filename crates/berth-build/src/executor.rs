@@ -29,6 +29,8 @@ pub struct ExecError {
     pub message: String,
     /// The build was cancelled (client gone, `/build/cancel`, daemon shutdown).
     pub cancelled: bool,
+    /// A RUN's exit code: the docker CLI exits with it.
+    pub code: Option<i64>,
 }
 
 impl ExecError {
@@ -36,6 +38,7 @@ impl ExecError {
         ExecError {
             message: message.into(),
             cancelled: false,
+            code: None,
         }
     }
 }
@@ -116,6 +119,8 @@ pub struct CopyStep {
     pub chown: Option<String>,
     /// `--chmod` already parsed (octal).
     pub chmod: Option<u32>,
+    /// `--exclude` patterns, matched against paths below a copied directory.
+    pub exclude: Vec<String>,
     pub commit: Commit,
 }
 

@@ -145,41 +145,6 @@ fn quoted(v: &[String]) -> String {
     format!("[{}]", items.join(" "))
 }
 
-/// `30s`, `1m30s`, `500ms`, `1h` → nanoseconds.
-pub(crate) fn parse_duration(s: &str) -> Result<i64, String> {
-    let bad = || format!("time: invalid duration \"{s}\"");
-    if s == "0" {
-        return Ok(0);
-    }
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += n * mult;
-        rest = &rest[unit_len..];
-    }
-    Ok(total as i64)
-}
-
 impl<E: StepExecutor> StageRun<'_, '_, E> {
     fn emit(&self, text: String) {
         self.sh.printer.emit(self.index, text);
@@ -471,8 +436,11 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
         let dur = |flag: &str, v: &Option<String>| -> Result<i64, BuildError> {
             match v {
                 None => Ok(0),
-                Some(s) => parse_duration(s)
-                    .map_err(|e| BuildError::new(format!("Error parsing --{flag}: {e}"))),
+                Some(s) => berth_api::duration::parse_go_duration(s).ok_or_else(|| {
+                    BuildError::new(format!(
+                        "Error parsing --{flag}: time: invalid duration \"{s}\""
+                    ))
+                }),
             }
         };
         let test = match test {
@@ -515,6 +483,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             mkdirs: vec![path],
             chown: None,
             chmod: None,
+            exclude: Vec::new(),
             commit: self.commit(created_by.clone()),
         };
         self.step(key, created_by, "regular", Action::Copy(step))
@@ -696,6 +665,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             mkdirs: Vec::new(),
             chown: ci.chown.clone(),
             chmod,
+            exclude: ci.exclude.clone(),
             commit: self.commit(created_by.clone()),
         };
         let kind = if ci.from.is_some() {
@@ -738,9 +708,6 @@ mod tests {
 
     #[test]
     fn durations_and_ports() {
-        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
-        assert_eq!(parse_duration("500ms").unwrap(), 500_000_000);
-        assert!(parse_duration("5x").is_err());
         assert_eq!(expand_port("80").unwrap(), ["80/tcp"]);
         assert_eq!(expand_port("53/UDP").unwrap(), ["53/udp"]);
         assert_eq!(expand_port("1-2").unwrap(), ["1/tcp", "2/tcp"]);

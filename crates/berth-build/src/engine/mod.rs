@@ -26,6 +26,7 @@ use crate::executor::{ExecError, ImageInfo, StepExecutor};
 use crate::instructions::{ArgInstruction, Dockerfile};
 use crate::plan::{self, Source};
 
+pub use dispatch::short_id;
 pub use output::BuildOutput;
 use output::Printer;
 
@@ -111,6 +112,8 @@ pub struct BuildOptions {
 pub struct BuildError {
     pub message: String,
     pub cancelled: bool,
+    /// A failed RUN's exit code.
+    pub code: Option<i64>,
 }
 
 impl BuildError {
@@ -118,6 +121,7 @@ impl BuildError {
         BuildError {
             message: message.into(),
             cancelled: false,
+            code: None,
         }
     }
 }
@@ -127,6 +131,7 @@ impl From<ExecError> for BuildError {
         BuildError {
             message: e.message,
             cancelled: e.cancelled,
+            code: e.code,
         }
     }
 }
