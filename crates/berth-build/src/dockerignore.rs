@@ -139,6 +139,30 @@ impl Dockerignore {
         Ok((Dockerignore::default(), None))
     }
 
+    /// This ignore file with `paths` re-included at the end, as the docker CLI appends
+    /// `!Dockerfile` and `!.dockerignore` so the daemon always receives them.
+    pub fn with_exceptions(&self, paths: &[&str]) -> Dockerignore {
+        let mut out = self.clone();
+        for p in paths {
+            let mut cleaned = clean_path(p);
+            if cleaned.len() > 1 && cleaned.starts_with('/') {
+                cleaned.remove(0);
+            }
+            // A path with pattern characters would be matched as a pattern; escape them.
+            let mut literal = String::new();
+            for c in cleaned.chars() {
+                if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                    literal.push('\\');
+                }
+                literal.push(c);
+            }
+            if let Ok(p) = Pattern::compile(literal, true) {
+                out.patterns.push(p);
+            }
+        }
+        out
+    }
+
     /// No patterns at all.
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()

@@ -9,6 +9,7 @@
 //! - [`expand`]: `$v`, `${v}`, `${v:-d}`, ... as the Dockerfile reference lists them.
 //! - `dockerignore`: `.dockerignore` patterns compiled once, with directory pruning.
 
+pub mod context;
 pub mod dockerignore;
 pub mod expand;
 pub mod instructions;
