@@ -154,6 +154,7 @@ mod tests {
             exclude: vec![],
             checksum: None,
             keep_git_dir: false,
+            unpack: None,
             heredocs: vec![],
         })
     }

@@ -623,6 +623,8 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             w => w.to_string(),
         };
         let dest = sources::absolute_dest(&ci.dest, &workdir);
+        // ADD extracts local archives unless `--unpack=false`.
+        let add = add && ci.unpack != Some(false);
         let eff = Effective {
             chmod,
             chown: ci.chown.as_deref(),

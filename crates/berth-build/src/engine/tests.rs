@@ -150,6 +150,7 @@ fn copy(src: &str, dest: &str, from: Option<&str>) -> Instruction {
         exclude: vec![],
         checksum: None,
         keep_git_dir: false,
+        unpack: None,
         heredocs: vec![],
     })
 }
