@@ -530,7 +530,7 @@ async fn run_and_commit(
         let out = out.clone();
         async move {
             while let Some(chunk) = rx.recv().await {
-                out(&String::from_utf8_lossy(&chunk));
+                out(&String::from_utf8_lossy(&demux(&chunk)));
             }
         }
     };
@@ -574,6 +574,21 @@ async fn run_and_commit(
         id: image.id.to_string(),
         layer_size: size,
     })
+}
+
+/// The payload of the attach stream's frames (8-byte header: stream, 0, 0, 0, length), which
+/// `attach_output` writes for a container without a TTY; the build shows stdout and stderr
+/// alike.
+fn demux(chunk: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chunk.len());
+    let mut rest = chunk;
+    while rest.len() >= 8 {
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let end = (8 + len).min(rest.len());
+        out.extend_from_slice(&rest[8..end]);
+        rest = &rest[end..];
+    }
+    out
 }
 
 /// Removes build containers a crash left behind (called at daemon start).
