@@ -242,11 +242,7 @@ impl StepExecutor for DaemonExecutor {
         blocking(move || {
             let base = parent.as_deref().map(digest).transpose()?;
             let image = images
-                .commit_image_on(
-                    base.as_ref(),
-                    &mut &[0u8; 1024][..],
-                    commit_request(&commit),
-                )
+                .commit_image_on(base.as_ref(), None, commit_request(&commit))
                 .map_err(err)?;
             Ok(Committed {
                 id: image.id.to_string(),
@@ -374,8 +370,11 @@ fn copy_step(state: &AppState, step: CopyStep) -> Result<Committed, ExecError> {
             w.finish()?;
             Ok(n)
         });
-        let committed =
-            images.commit_image_on(base.as_ref(), &mut reader, commit_request(&step.commit));
+        let committed = images.commit_image_on(
+            base.as_ref(),
+            Some(&mut reader),
+            commit_request(&step.commit),
+        );
         // Whatever the store did not read, so the packer cannot block on a full pipe.
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
         drop(reader);
