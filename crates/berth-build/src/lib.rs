@@ -9,11 +9,15 @@
 //! - [`expand`]: `$v`, `${v}`, `${v:-d}`, ... as the Dockerfile reference lists them.
 //! - `dockerignore`: `.dockerignore` patterns compiled once, with directory pruning.
 
+pub mod cache;
 pub mod context;
 pub mod dockerignore;
+pub mod engine;
+pub mod executor;
 pub mod expand;
 pub mod instructions;
 pub mod parser;
+pub mod plan;
 
 pub use expand::{ExpandError, expand_word, expand_words};
 pub use parser::{ParseError, parse, parse_named};

@@ -40,18 +40,35 @@ impl ImageStore {
         layer: &mut dyn Read,
         req: CommitRequest,
     ) -> Result<Image> {
+        self.commit_image_on(Some(base), layer, req)
+    }
+
+    /// [`ImageStore::commit_image`] where the base may be nothing (a build `FROM scratch`):
+    /// the image is then the layer alone.
+    pub fn commit_image_on(
+        &self,
+        base: Option<&Digest>,
+        layer: &mut dyn Read,
+        req: CommitRequest,
+    ) -> Result<Image> {
         let tags = tags_of(req.reference.as_deref())?;
         let _w = exclusive(&self.write_lock);
-        let (base_record, base_config) = self.record_and_config(base)?;
+        let (layers, rootfs, history) = match base {
+            Some(base) => {
+                let (record, config) = self.record_and_config(base)?;
+                (record.layers, config.rootfs, config.history)
+            }
+            None => (Vec::new(), Default::default(), Vec::new()),
+        };
         let result = (|| -> Result<Image> {
-            let parent = base_record.layers.last().map(|l| l.chain_id.clone());
+            let parent = layers.last().map(|l| l.chain_id.clone());
             let layer = self.store_layer(layer, parent.as_ref())?;
             let empty = layer.diff_id.to_string() == EMPTY_LAYER_DIFF_ID;
             self.publish_one(PublishRequest {
                 config: PublishConfig::Built {
                     config: ImageConfig {
-                        rootfs: base_config.rootfs,
-                        history: base_config.history,
+                        rootfs,
+                        history,
                         ..req.config
                     },
                     step: Step {
@@ -59,7 +76,7 @@ impl ImageStore {
                         layer: (!empty).then_some(layer),
                     },
                 },
-                layers: base_record.layers,
+                layers,
                 manifest: None,
                 tags,
                 repo_digest: None,

@@ -156,6 +156,23 @@ pub struct FileConfig {
     /// before the registry itself (dockerd's `registry-mirrors` covers Docker Hub only).
     pub registry_mirrors_per_registry: Option<BTreeMap<String, Vec<String>>>,
     pub max_concurrent_uploads: Option<usize>,
+    /// dockerd's `builder` section; only `gc.defaultKeepStorage` is used.
+    pub builder: Option<BuilderConfig>,
+}
+
+/// daemon.json `builder`: `{"gc": {"enabled": true, "defaultKeepStorage": "10GB"}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct BuilderConfig {
+    #[serde(default)]
+    pub gc: BuilderGc,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct BuilderGc {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(rename = "defaultKeepStorage", default)]
+    pub default_keep_storage: Option<String>,
 }
 
 /// One entry of daemon.json `default-address-pools`: subnets of `size` bits from `base`.
@@ -207,6 +224,7 @@ const FILE_KEYS: &[&str] = &[
     "download-stall-time",
     "registry-mirrors",
     "registry-mirrors-per-registry",
+    "builder",
 ];
 
 /// An address the API is served on.
@@ -288,6 +306,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Registry client settings.
     pub registry: RegistryConfig,
+    /// The build cache's budget in bytes (daemon.json `builder.gc.defaultKeepStorage`);
+    /// `None`: a tenth of the data root's file system.
+    pub builder_keep_storage: Option<u64>,
 }
 
 /// How the daemon pulls (`--insecure-registry`, `--max-concurrent-downloads`, mirrors...).
@@ -678,7 +699,20 @@ impl Config {
                 .unwrap_or(5)
                 .max(1),
         };
+        let builder_keep_storage = match file
+            .builder
+            .as_ref()
+            .and_then(|b| b.gc.default_keep_storage.as_deref())
+        {
+            Some(text) => Some(berth_api::units::ram_in_bytes(text).map(|n| n as u64).map_err(|_| {
+                ConfigError::InvalidRegistry(format!(
+                    "invalid builder.gc.defaultKeepStorage {text:?}: expected a size such as 10GB"
+                ))
+            })?),
+            None => None,
+        };
         Ok(Config {
+            builder_keep_storage,
             max_connections,
             network,
             registry,
@@ -718,6 +752,7 @@ impl Config {
                 ..NetworkConfig::defaults()
             },
             registry: RegistryConfig::default(),
+            builder_keep_storage: None,
         }
     }
 
