@@ -31,11 +31,12 @@ pub fn detect(arg: &str) -> Result<ContextKind> {
     if arg == "-" {
         return Ok(ContextKind::Stdin);
     }
-    if arg.starts_with("http://") || arg.starts_with("https://") {
-        return Ok(ContextKind::Remote(arg.to_string()));
-    }
+    // A local directory wins over a name that looks like a URL, as in the docker CLI.
     if Path::new(arg).is_dir() {
         return Ok(ContextKind::Dir(PathBuf::from(arg)));
+    }
+    if super::git::is_git_url(arg) || arg.starts_with("http://") || arg.starts_with("https://") {
+        return Ok(ContextKind::Remote(arg.to_string()));
     }
     bail!("unable to prepare context: path {arg:?} not found")
 }

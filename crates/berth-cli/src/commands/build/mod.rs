@@ -4,6 +4,7 @@
 //! as a live view.
 
 pub mod context;
+pub mod git;
 pub mod view;
 
 use std::collections::BTreeMap;
@@ -305,6 +306,8 @@ struct Prepared {
     dockerfile: String,
     remote: String,
     sent: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// A cloned git context, removed once the build is over.
+    _checkout: Option<git::Checkout>,
 }
 
 fn read_stdin_all() -> Result<Vec<u8>> {
@@ -341,6 +344,7 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                     dockerfile: file.unwrap_or_default().to_string(),
                     remote: String::new(),
                     sent: Some(sent),
+                    _checkout: None,
                 });
             }
             let mut text = head;
@@ -354,8 +358,10 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                 dockerfile: "Dockerfile".to_string(),
                 remote: String::new(),
                 sent: Some(sent),
+                _checkout: None,
             })
         }
+        ContextKind::Remote(url) if git::is_git_url(&url) => git_context(&url, file),
         ContextKind::Remote(url) => {
             let body = if dockerfile_from_stdin {
                 let text = read_stdin_all()?;
@@ -368,6 +374,7 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                 dockerfile: file.unwrap_or_default().to_string(),
                 remote: url,
                 sent: None,
+                _checkout: None,
             })
         }
         ContextKind::Dir(dir) => {
@@ -389,9 +396,46 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                 dockerfile,
                 remote: String::new(),
                 sent: Some(sent),
+                _checkout: None,
             })
         }
     }
+}
+
+/// A git URL: cloned here, then sent as a directory context (the Dockerfile must be in it).
+fn git_context(url: &str, file: Option<&str>) -> Result<Prepared> {
+    if which_git().is_none() {
+        anyhow::bail!(
+            "unable to prepare context: unable to find 'git': executable file not found in $PATH"
+        );
+    }
+    let checkout = git::clone(&git::parse_remote(url)?, false)
+        .map_err(|e| anyhow!("unable to prepare context: {e}"))?;
+    // `-f` names a file of the repository, relative to the context.
+    let in_repo = file.map(|f| checkout.context.join(f).to_string_lossy().into_owned());
+    let ctx = context::dir_context(&checkout.context, in_repo.as_deref(), None)?;
+    let Some(dockerfile) = ctx.dockerfile_rel.clone() else {
+        anyhow::bail!(
+            "the Dockerfile ({}) must be within the build context",
+            file.unwrap_or("Dockerfile")
+        );
+    };
+    let (body, sent) = tar_stream(move |w| ctx.write_tar(w, "").map(|_| ()));
+    Ok(Prepared {
+        body: Some(body),
+        dockerfile,
+        remote: String::new(),
+        sent: Some(sent),
+        _checkout: Some(checkout),
+    })
+}
+
+fn which_git() -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("git"))
+            .find(|g| g.is_file())
+    })
 }
 
 /// The message's error and exit code (`errorDetail.code`, else 1), as the docker CLI.
