@@ -97,7 +97,7 @@ pub struct BuildArgs {
     /// Images to consider as cache sources
     #[arg(long, value_name = "strings", value_delimiter = ',')]
     pub cache_from: Vec<String>,
-    /// Compress the build context using gzip (accepted; the context is sent as is)
+    /// Compress the build context using gzip
     #[arg(long)]
     pub compress: bool,
     /// Security options
@@ -275,9 +275,11 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Runs `produce` on a blocking thread, streaming what it writes; its error ends the stream.
+/// Runs `produce` on a blocking thread, streaming what it writes (gzipped with
+/// `--compress`); its error ends the stream.
 fn tar_stream(
-    produce: impl FnOnce(&mut ChannelWriter) -> std::io::Result<()> + Send + 'static,
+    compress: bool,
+    produce: impl FnOnce(&mut dyn Write) -> std::io::Result<()> + Send + 'static,
 ) -> (UploadStream, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -287,7 +289,13 @@ fn tar_stream(
         sent: sent.clone(),
     };
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = produce(&mut w).and_then(|_| w.flush()) {
+        let result = if compress {
+            let mut gz = flate2::write::GzEncoder::new(&mut w, flate2::Compression::fast());
+            produce(&mut gz).and_then(|_| gz.finish()).map(|_| ())
+        } else {
+            produce(&mut w)
+        };
+        if let Err(e) = result.and_then(|_| w.flush()) {
             let _ = tx.blocking_send(Err(e));
         }
     });
@@ -320,6 +328,7 @@ fn read_stdin_all() -> Result<Vec<u8>> {
 }
 
 fn prepare(args: &BuildArgs) -> Result<Prepared> {
+    let compress = args.compress;
     let file = args.file.as_deref().filter(|f| !f.is_empty());
     let dockerfile_from_stdin = file == Some("-");
     match context::detect(&args.context)? {
@@ -334,7 +343,7 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                 .map_err(|e| anyhow!("unable to prepare context from STDIN: failed to peek context header from STDIN: {e}"))?;
             if context::is_archive(&head) {
                 // Sent as it comes: the head already read, then the rest of stdin.
-                let (body, sent) = tar_stream(move |w| {
+                let (body, sent) = tar_stream(compress, move |w| {
                     w.write_all(&head)?;
                     std::io::copy(&mut std::io::stdin().lock(), w)?;
                     Ok(())
@@ -352,7 +361,7 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                 .read_to_end(&mut text)
                 .context("reading the Dockerfile from stdin")?;
             let tar = context::dockerfile_only_tar(&text)?;
-            let (body, sent) = tar_stream(move |w| w.write_all(&tar));
+            let (body, sent) = tar_stream(compress, move |w| w.write_all(&tar));
             Ok(Prepared {
                 body: Some(body),
                 dockerfile: "Dockerfile".to_string(),
@@ -361,11 +370,11 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                 _checkout: None,
             })
         }
-        ContextKind::Remote(url) if git::is_git_url(&url) => git_context(&url, file),
+        ContextKind::Remote(url) if git::is_git_url(&url) => git_context(&url, file, compress),
         ContextKind::Remote(url) => {
             let body = if dockerfile_from_stdin {
                 let text = read_stdin_all()?;
-                Some(tar_stream(move |w| w.write_all(&text)).0)
+                Some(tar_stream(false, move |w| w.write_all(&text)).0)
             } else {
                 None
             };
@@ -390,7 +399,7 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                 (None, Some(rel)) => rel.clone(),
                 (None, None) => "Dockerfile".to_string(),
             };
-            let (body, sent) = tar_stream(move |w| ctx.write_tar(w, &name).map(|_| ()));
+            let (body, sent) = tar_stream(compress, move |w| ctx.write_tar(w, &name).map(|_| ()));
             Ok(Prepared {
                 body: Some(body),
                 dockerfile,
@@ -403,7 +412,7 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
 }
 
 /// A git URL: cloned here, then sent as a directory context (the Dockerfile must be in it).
-fn git_context(url: &str, file: Option<&str>) -> Result<Prepared> {
+fn git_context(url: &str, file: Option<&str>, compress: bool) -> Result<Prepared> {
     if which_git().is_none() {
         anyhow::bail!(
             "unable to prepare context: unable to find 'git': executable file not found in $PATH"
@@ -420,7 +429,7 @@ fn git_context(url: &str, file: Option<&str>) -> Result<Prepared> {
             file.unwrap_or("Dockerfile")
         );
     };
-    let (body, sent) = tar_stream(move |w| ctx.write_tar(w, "").map(|_| ()));
+    let (body, sent) = tar_stream(compress, move |w| ctx.write_tar(w, "").map(|_| ()));
     Ok(Prepared {
         body: Some(body),
         dockerfile,
