@@ -48,25 +48,61 @@ pub struct BuildArgs {
     #[arg(long, value_name = "bytes")]
     pub shm_size: Option<String>,
     /// CPU shares (relative weight)
-    #[arg(short = 'c', long, value_name = "int", default_value_t = 0)]
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "int",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub cpu_shares: i64,
     /// Limit the CPU CFS (Completely Fair Scheduler) period
-    #[arg(long, value_name = "int", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "int",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub cpu_period: i64,
     /// Limit the CPU CFS (Completely Fair Scheduler) quota
-    #[arg(long, value_name = "int", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "int",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub cpu_quota: i64,
     /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long, value_name = "string", default_value = "")]
+    #[arg(
+        long,
+        value_name = "string",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub cpuset_cpus: String,
     /// MEMs in which to allow execution (0-3, 0,1)
-    #[arg(long, value_name = "string", default_value = "")]
+    #[arg(
+        long,
+        value_name = "string",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub cpuset_mems: String,
     /// Set the parent cgroup for the "RUN" instructions during build
-    #[arg(long, value_name = "string", default_value = "")]
+    #[arg(
+        long,
+        value_name = "string",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub cgroup_parent: String,
     /// Container isolation technology
-    #[arg(long, value_name = "string", default_value = "")]
+    #[arg(
+        long,
+        value_name = "string",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub isolation: String,
     /// Set metadata for an image
     #[arg(long, value_name = "list")]
