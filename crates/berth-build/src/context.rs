@@ -246,6 +246,39 @@ pub fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry) -> io::Result<
     }
 }
 
+/// What dockerd does with a received context before the build: `.dockerignore` and the
+/// Dockerfile are removed from it when `.dockerignore` excludes them (the client sent them
+/// only so the daemon could read them), so `COPY . .` does not copy them. This is also how
+/// the Dockerfile the docker CLI adds for `-f -` (`.dockerfile.<hex>`, listed in the
+/// `.dockerignore` it rewrites) stays out of the image. Returns the paths removed.
+pub fn remove_build_files(context: &Path, dockerfile: &str) -> io::Result<Vec<String>> {
+    let ignore_path = context.join(".dockerignore");
+    let text = match fs::read_to_string(&ignore_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(annotate(e, &ignore_path)),
+    };
+    let ignore = Dockerignore::parse(&text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("error reading .dockerignore: {e}"),
+        )
+    })?;
+    let mut removed = Vec::new();
+    for name in [".dockerignore", dockerfile] {
+        let rel = crate::dockerignore::clean_path(name);
+        if rel.starts_with("..") || rel.starts_with('/') || !ignore.is_excluded(&rel) {
+            continue;
+        }
+        match fs::remove_file(context.join(&rel)) {
+            Ok(()) => removed.push(rel),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(annotate(e, &context.join(&rel))),
+        }
+    }
+    Ok(removed)
+}
+
 struct CountingReader<'a, R: Read> {
     inner: &'a mut R,
     n: u64,
@@ -338,6 +371,28 @@ mod tests {
         fs::write(bad, b"").unwrap();
         assert!(walk(root, &Dockerignore::parse("node_modules").unwrap()).all(|e| e.is_ok()));
         assert!(walk(root, &Dockerignore::parse("").unwrap()).any(|e| e.is_err()));
+    }
+
+    #[test]
+    fn build_files_removed_when_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        tree(root, &["Dockerfile", "a"]);
+        assert!(remove_build_files(root, "Dockerfile").unwrap().is_empty());
+        fs::write(root.join(".dockerignore"), "*.log\n").unwrap();
+        assert!(remove_build_files(root, "Dockerfile").unwrap().is_empty());
+        fs::write(root.join(".dockerignore"), "Dockerfile\n.dockerignore\n").unwrap();
+        assert_eq!(
+            remove_build_files(root, "Dockerfile").unwrap(),
+            [".dockerignore", "Dockerfile"]
+        );
+        assert!(!root.join("Dockerfile").exists() && root.join("a").exists());
+        fs::write(root.join(".dockerfile.abc"), "FROM x").unwrap();
+        fs::write(root.join(".dockerignore"), "\n.dockerfile.abc\n").unwrap();
+        assert_eq!(
+            remove_build_files(root, ".dockerfile.abc").unwrap(),
+            [".dockerfile.abc"]
+        );
     }
 
     #[test]

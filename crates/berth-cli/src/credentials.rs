@@ -120,6 +120,23 @@ pub fn get(config: &ConfigDir, server: &str) -> Result<AuthConfig> {
     })
 }
 
+/// Every stored credential, keyed by registry (what `docker build` sends the daemon in
+/// `X-Registry-Config` so `FROM` can pull private images). Registries whose helper fails
+/// are left out, as docker leaves them out.
+pub fn all(config: &ConfigDir) -> std::collections::BTreeMap<String, AuthConfig> {
+    let Ok(file) = config.load() else {
+        return Default::default();
+    };
+    file.auths
+        .keys()
+        .chain(file.cred_helpers.keys())
+        .filter_map(|server| {
+            let auth = get(config, server).ok()?;
+            (!auth.is_empty()).then(|| (server.clone(), auth))
+        })
+        .collect()
+}
+
 /// Stores `auth` for `server`. Returns whether it went to `config.json` in plain text (docker
 /// then warns).
 pub fn store(config: &ConfigDir, server: &str, auth: &AuthConfig) -> Result<bool> {

@@ -187,11 +187,14 @@ fn usage_exit_code(e: &clap::Error) -> u8 {
 
 async fn run(env: Env, command: Command) -> anyhow::Result<()> {
     use commands::{
-        container, context, cp, image, login, network, pull, push, stats, system, volume,
+        build, builder, container, context, cp, image, login, network, pull, push, stats, system,
+        volume,
     };
     match command {
         Command::Context { command } => context::run(&env, command).await,
         Command::Image { command } => image::run(&env, command).await,
+        Command::Build(args) => build::build(&env, args).await,
+        Command::Builder { command } => builder::run(&env, command).await,
         Command::Volume { command } => volume::run(&env, command).await,
         Command::Network { command } => network::run(&env, command).await,
         Command::Port(args) => network::port(&env, args).await,

@@ -369,3 +369,71 @@ pub(crate) fn parse_heredoc(word: &str) -> Result<Option<RawHeredoc>, String> {
         content: String::new(),
     }))
 }
+
+/// Go's `strconv.Quote` for the texts the dump holds.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0b}' => out.push_str("\\v"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl Node {
+    /// The node in BuildKit's `Node.Dump()` s-expression form (`(run "echo hi")`), to check
+    /// the line level against the same golden results.
+    pub(crate) fn dump(&self) -> String {
+        let mut s = self.keyword.to_lowercase();
+        if !self.flags.is_empty() {
+            let flags: Vec<String> = self.flags.iter().map(|f| go_quote(f)).collect();
+            s.push_str(&format!(" [{}]", flags.join(" ")));
+        }
+        if let Some(child) = &self.child {
+            s.push_str(&format!(" ({})", child.dump()));
+            return s;
+        }
+        if !self.pairs.is_empty() {
+            for (k, v, eq) in &self.pairs {
+                s.push_str(&format!(
+                    " {} {} {}",
+                    go_quote(k),
+                    go_quote(v),
+                    go_quote(if *eq { "=" } else { "" })
+                ));
+            }
+            return s;
+        }
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&go_quote(a));
+        }
+        s
+    }
+}
+
+/// The line level's view of a Dockerfile, one `(keyword args...)` per instruction, as
+/// BuildKit's parser dumps it. For checking the parser against BuildKit's golden files.
+#[doc(hidden)]
+pub fn dump(text: &str) -> Result<String, SyntaxError> {
+    let lines = parse_lines(text)?;
+    Ok(lines
+        .nodes
+        .iter()
+        .map(|n| format!("({})\n", n.dump()))
+        .collect())
+}

@@ -21,6 +21,7 @@ mod words;
 mod tests;
 
 pub use error::{InstructionError, ParseError, SyntaxError};
+pub use lines::dump;
 pub use words::parse_go_duration;
 
 use crate::instructions::{Dockerfile, Instruction, Located, Stage};

@@ -636,3 +636,27 @@ fn go_durations() {
     assert_eq!(parse_go_duration("10"), None);
     assert_eq!(parse_go_duration("x"), None);
 }
+
+/// The line level in BuildKit's dump format (checked against BuildKit's own golden files with
+/// `cargo run -p berth-build --example parse_dir <dir>`; these cases are Berth's).
+#[test]
+fn line_level_golden() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "from alpine AS base\nRUN apk add \\\n    curl \\\n\n  # note\n    jq\nCOPY --chown=a:b [\"x y\", \"/z\"]\n",
+            "(from \"alpine\" \"AS\" \"base\")\n(run \"apk add     curl     jq\")\n(copy [\"--chown=a:b\"] \"x y\" \"/z\")\n",
+        ),
+        (
+            "ENV a=1 b=\"two three\" c\\ d=4\nENV old form  here\nLABEL \"x\"='y z'\n",
+            "(env \"a\" \"1\" \"=\" \"b\" \"\\\"two three\\\"\" \"=\" \"c\\\\ d\" \"4\" \"=\")\n(env \"old\" \"form  here\" \"\")\n(label \"\\\"x\\\"\" \"'y z'\" \"=\")\n",
+        ),
+        (
+            "ONBUILD RUN --network=none [\"a\"]\nHEALTHCHECK --retries=2 CMD [\"b\", \"c\"]\nEXPOSE 80  443/udp\nARG x=\"1 2\" y\n",
+            "(onbuild (run [\"--network=none\"] \"a\"))\n(healthcheck [\"--retries=2\"] \"CMD\" \"b\" \"c\")\n(expose \"80\" \"443/udp\")\n(arg \"x=\\\"1 2\\\"\" \"y\")\n",
+        ),
+        ("CMD [\"\\b\\f\"]\n", "(cmd \"\\b\\f\")\n"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(dump(text).unwrap(), *want, "{text:?}");
+    }
+}
