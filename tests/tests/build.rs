@@ -519,3 +519,47 @@ fn cancelled_builds_leave_nothing() {
     assert_eq!(error_of(&lines), None, "{text}");
     assert_nothing_left(&d);
 }
+
+#[test]
+fn run_mounts_cache_bind_tmpfs_and_heredocs() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let df = b"FROM busybox
+RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /count
+RUN --mount=type=bind,source=data,target=/data cat /data/in > /copied
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/gone && ls /scratch > /seen
+RUN <<EOF
+echo from-heredoc > /heredoc
+EOF
+COPY <<EOT /doc.txt
+doc
+EOT
+";
+    let ctx = context(&[("Dockerfile", df), ("data/", b""), ("data/in", b"bound\n")]);
+    let (_, lines, text) = build(&d, "t=m:1", &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    let out = run_in(
+        &d,
+        "m:1",
+        "cat /count /copied /seen /heredoc /doc.txt; cat /scratch/* /data/* /cache/* 2>/dev/null | wc -c",
+    );
+    assert_eq!(
+        out.trim_start(),
+        "1\nbound\ngone\nfrom-heredoc\ndoc\n0\n",
+        "{text}"
+    );
+    // The cache mount keeps its content across builds (even without the step cache).
+    let (_, lines, text) = build(&d, "t=m:2&nocache=1", &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(run_in(&d, "m:2", "cat /count").trim(), "2");
+    // A changed file under a bind mount reruns the step that mounts it.
+    let ctx2 = context(&[
+        ("Dockerfile", df),
+        ("data/", b""),
+        ("data/in", b"changed\n"),
+    ]);
+    let (_, lines, text) = build(&d, "t=m:3", &ctx2);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(run_in(&d, "m:3", "cat /copied"), "changed\n");
+    assert_nothing_left(&d);
+}

@@ -399,7 +399,17 @@ pub async fn prune(State(state): State<AppState>, query: Query) -> Result<Respon
             }
         }
     }
+    let all = opts.all && filters.is_empty();
     let pruned = state.builds.prune(&state, opts).await;
+    if all {
+        // `RUN --mount=type=cache` directories are cache too (BuildKit's exec.cachemount).
+        let dir = crate::build::cache_mounts_dir(&state);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove cache mounts");
+        }
+    }
     Ok(ok_json(&serde_json::json!({
         "CachesDeleted": if pruned.ids.is_empty() { serde_json::Value::Null } else { pruned.ids.into() },
         "SpaceReclaimed": pruned.space,
