@@ -564,7 +564,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
     }
 
     /// The root a `--from` names (a stage's or an image's), mounted read-only.
-    async fn from_root(&self, from: &str) -> Result<Option<Box<dyn MountedRoot>>, BuildError> {
+    async fn mount_from(&self, from: &str) -> Result<Option<Box<dyn MountedRoot>>, BuildError> {
         let image = match plan::resolve_source(self.sh.df, self.index, from, true) {
             Source::Stage(i) => wait_stage(self.sh, i).await?.image,
             Source::Scratch => None,
@@ -621,7 +621,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             MountKind::Bind => {
                 let target = need_target()?;
                 let root = match &m.from {
-                    Some(from) => match self.from_root(from).await? {
+                    Some(from) => match self.mount_from(from).await? {
                         Some(v) => {
                             let p = v.path().to_path_buf();
                             views.push(v);
@@ -727,7 +727,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             }
             dir
         } else if let Some(from) = &ci.from {
-            let Some(m) = self.from_root(from).await? else {
+            let Some(m) = self.mount_from(from).await? else {
                 return Err(failed(format!(
                     "file not found in build context or excluded by .dockerignore: stat {}: \
                      file does not exist",
