@@ -563,3 +563,92 @@ EOT
     assert_eq!(run_in(&d, "m:3", "cat /copied"), "changed\n");
     assert_nothing_left(&d);
 }
+
+/// Serves `files` (path → body) over HTTP on 127.0.0.1 until the test ends; returns the port.
+fn serve(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).ok();
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                    break;
+                }
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(body);
+                }
+                None => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn add_urls_with_checksum_and_remote_contexts() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let payload = b"downloaded\n".to_vec();
+    let sum = format!("sha256:{}", berth_e2e::fixtures::sha256_hex(&payload));
+    let remote_df = b"FROM busybox\nRUN echo remote > /r\n".to_vec();
+    let remote_tar = context(&[
+        ("Dockerfile", b"FROM busybox\nCOPY x /x\n"),
+        ("x", b"tarred\n"),
+    ]);
+    let port = serve(vec![
+        ("/file.txt", payload),
+        ("/Dockerfile", remote_df),
+        ("/ctx.tar", remote_tar),
+    ]);
+    let df = format!("FROM busybox\nADD --checksum={sum} http://127.0.0.1:{port}/file.txt /dl/\n");
+    let ctx = context(&[("Dockerfile", df.as_bytes())]);
+    let (_, lines, text) = build(&d, "t=url:1", &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(run_in(&d, "url:1", "cat /dl/file.txt"), "downloaded\n");
+    let bad = format!(
+        "FROM busybox\nADD --checksum=sha256:{} http://127.0.0.1:{port}/file.txt /dl/\n",
+        "0".repeat(64)
+    );
+    let (_, lines, _) = build(&d, "", &context(&[("Dockerfile", bad.as_bytes())]));
+    assert!(
+        error_of(&lines).unwrap().contains("digest mismatch"),
+        "{lines:?}"
+    );
+    let missing = format!("FROM busybox\nADD http://127.0.0.1:{port}/nope /x\n");
+    let (_, lines, _) = build(&d, "", &context(&[("Dockerfile", missing.as_bytes())]));
+    assert!(error_of(&lines).unwrap().contains("404"), "{lines:?}");
+
+    // remote=: a Dockerfile URL, and a tarball URL.
+    let r = d.api().post(
+        &format!("/build?t=remote:1&remote=http://127.0.0.1:{port}/Dockerfile"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(run_in(&d, "remote:1", "cat /r"), "remote\n");
+    let r = d.api().post(
+        &format!("/build?t=remote:2&remote=http://127.0.0.1:{port}/ctx.tar"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(run_in(&d, "remote:2", "cat /x"), "tarred\n");
+    assert_nothing_left(&d);
+}

@@ -188,6 +188,15 @@ pub trait StepExecutor: Send + Sync {
         commit: Commit,
     ) -> impl Future<Output = Result<Committed, ExecError>> + Send;
 
+    /// Downloads `url` (ADD's remote source) into the directory `dir` as `name`; returns the
+    /// file's path.
+    fn download(
+        &self,
+        url: &str,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> impl Future<Output = Result<PathBuf, ExecError>> + Send;
+
     /// Mounts an image's root filesystem read-only for COPY --from.
     fn mount(
         &self,

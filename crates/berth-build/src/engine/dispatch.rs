@@ -701,19 +701,55 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
     ) -> Result<(), BuildError> {
         let kw = if add { "ADD" } else { "COPY" };
         let failed = |e: String| BuildError::new(format!("{kw} failed: {e}"));
-        if let Some(url) = ci
-            .sources
-            .iter()
-            .find(|s| s.starts_with("http://") || s.starts_with("https://"))
-        {
-            return Err(failed(format!(
-                "source URL {url} is not supported by this builder yet"
-            )));
-        }
         // Keeps a stage's or image's root mounted until the layer is written.
         let mut _mounted: Option<Box<dyn MountedRoot>> = None;
         let mut sources_list = ci.sources.clone();
-        let root = if !ci.heredocs.is_empty() {
+        let urls: Vec<&String> = ci
+            .sources
+            .iter()
+            .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
+            .collect();
+        let root = if !urls.is_empty() {
+            if !add {
+                return Err(failed(format!(
+                    "source can't be a URL for COPY: {}",
+                    urls[0]
+                )));
+            }
+            if urls.len() != ci.sources.len() {
+                return Err(failed(
+                    "cannot mix URLs and local files in one ADD".to_string(),
+                ));
+            }
+            let dir = self
+                .sh
+                .opts
+                .scratch
+                .join(format!("url-{}-{}", self.index, self.step));
+            std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+            sources_list.clear();
+            for (i, url) in urls.iter().enumerate() {
+                // The file is named after the URL's last path segment, as Docker names it.
+                let name = url
+                    .split(['?', '#'])
+                    .next()
+                    .and_then(|u| u.rsplit('/').next())
+                    .filter(|n| !n.is_empty() && !n.contains(':'))
+                    .map_or_else(|| format!("download-{i}"), str::to_string);
+                let path = self.sh.exec.download(url, &dir, &name).await?;
+                if let Some(want) = &ci.checksum {
+                    let got = tokio::task::spawn_blocking(move || file_sha256(&path))
+                        .await
+                        .map_err(|e| failed(format!("internal error: {e}")))?
+                        .map_err(|e| failed(e.to_string()))?;
+                    if want != &got {
+                        return Err(failed(format!("digest mismatch {got}: {want}")));
+                    }
+                }
+                sources_list.push(name);
+            }
+            dir
+        } else if !ci.heredocs.is_empty() {
             let dir = self
                 .sh
                 .opts
@@ -752,8 +788,14 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             w => w.to_string(),
         };
         let dest = sources::absolute_dest(&ci.dest, &workdir);
-        // ADD extracts local archives unless `--unpack=false`.
-        let add = add && ci.unpack != Some(false);
+        // ADD extracts local archives unless `--unpack=false`; a download only with
+        // `--unpack=true`.
+        let add = add
+            && if urls.is_empty() {
+                ci.unpack != Some(false)
+            } else {
+                ci.unpack == Some(true)
+            };
         let eff = Effective {
             chmod,
             chown: ci.chown.as_deref(),
@@ -803,6 +845,14 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
         self.step(key, created_by, kind, Action::Copy(Box::new(step)))
             .await
     }
+}
+
+/// `sha256:<hex>` of a file.
+fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(path)?;
+    std::io::copy(&mut f, &mut h)?;
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
 /// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`, ... (ranges expanded, as Docker does).

@@ -18,6 +18,7 @@
 //! daemon shuts down, the task kills and removes its container before it ends. Build
 //! containers carry [`BUILD_LABEL`], so those a daemon crash left are removed at the next start.
 
+pub mod fetch;
 pub mod layer;
 mod service;
 
@@ -250,6 +251,15 @@ impl StepExecutor for DaemonExecutor {
             })
         })
         .await
+    }
+
+    async fn download(&self, url: &str, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {
+        let path = dir.join(name);
+        tokio::select! {
+            r = fetch::get_to_file(url, &path) => r.map_err(ExecError::new)?,
+            _ = self.cancel.cancelled() => return Err(cancelled()),
+        }
+        Ok(path)
     }
 
     async fn mount(&self, image: &str) -> Result<Box<dyn MountedRoot>, ExecError> {
