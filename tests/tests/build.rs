@@ -218,7 +218,7 @@ fn run_in(d: &Daemon, image: &str, cmd: &str) -> String {
     let id = create(
         d,
         None,
-        serde_json::json!({"Image": image, "Cmd": ["sh", "-c", cmd], "Entrypoint": null}),
+        serde_json::json!({"Image": image, "Cmd": ["sh", "-c", cmd], "Entrypoint": [""]}),
     );
     start(d, &id);
     assert_eq!(wait(d, &id), 0);
@@ -651,4 +651,65 @@ fn add_urls_with_checksum_and_remote_contexts() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(run_in(&d, "remote:2", "cat /x"), "tarred\n");
     assert_nothing_left(&d);
+}
+
+#[test]
+fn onbuild_args_and_the_image_config() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let base = context(&[(
+        "Dockerfile",
+        b"FROM busybox\nONBUILD RUN echo triggered > /trig\n",
+    )]);
+    let (_, lines, text) = build(&d, "t=base:1", &base);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(
+        inspect(&d, "base:1")["Config"]["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /trig"])
+    );
+    let df = b"ARG V=1
+FROM base:1
+ARG V
+ARG TARGETARCH
+RUN echo \"$V $TARGETARCH\" > /v
+ENV P=/x
+USER 1000:1000
+HEALTHCHECK --interval=5s --retries=2 CMD true
+STOPSIGNAL SIGINT
+VOLUME /data
+ENTRYPOINT [\"/bin/echo\"]
+";
+    let ctx = context(&[("Dockerfile", df)]);
+    let q = "t=child:1&buildargs=%7B%22V%22%3A%222%22%7D&labels=%7B%22l%22%3A%22v%22%7D";
+    let (_, lines, text) = build(&d, q, &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert!(text.contains("# Executing 1 build trigger"), "{text}");
+    let cfg = inspect(&d, "child:1")["Config"].clone();
+    assert_eq!(cfg["User"], "1000:1000");
+    assert_eq!(cfg["Healthcheck"]["Interval"], 5_000_000_000i64);
+    assert_eq!(cfg["Healthcheck"]["Retries"], 2);
+    assert_eq!(
+        cfg["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert!(cfg["Volumes"]["/data"].is_object(), "{cfg}");
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/echo"]));
+    assert_eq!(
+        cfg["Cmd"],
+        Value::Null,
+        "ENTRYPOINT resets the base's CMD: {cfg}"
+    );
+    assert_eq!(cfg["Labels"]["l"], "v");
+    assert!(
+        cfg["OnBuild"].as_array().is_none_or(|a| a.is_empty()),
+        "{cfg}"
+    );
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let out = run_in(&d, "child:1", "cat /trig /v");
+    assert_eq!(out, format!("triggered\n2 {arch}\n"));
 }
