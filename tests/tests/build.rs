@@ -713,3 +713,40 @@ ENTRYPOINT [\"/bin/echo\"]
     let out = run_in(&d, "child:1", "cat /trig /v");
     assert_eq!(out, format!("triggered\n2 {arch}\n"));
 }
+
+#[test]
+fn cache_budget_evicts_least_recently_used() {
+    use berth_e2e::containers::until;
+    require_root!();
+    let mut d = daemon_with_busybox();
+    std::fs::write(
+        d.dir().join("daemon.json"),
+        r#"{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "1MB"}}}"#,
+    )
+    .unwrap();
+    d.restart();
+    let df = b"FROM busybox\nCOPY big /big\n";
+    let one = context(&[("Dockerfile", df), ("big", &[1u8; 700_000])]);
+    let two = context(&[("Dockerfile", df), ("big", &[2u8; 700_000])]);
+    let (_, lines, text) = build(&d, "t=b:1", &one);
+    assert_eq!(error_of(&lines), None, "{text}");
+    let (_, lines, text) = build(&d, "t=b:2", &two);
+    assert_eq!(error_of(&lines), None, "{text}");
+    let total = |d: &Daemon| -> i64 {
+        let df = d.api().get("/system/df").json();
+        df["BuildCache"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Size"].as_i64().unwrap())
+            .sum()
+    };
+    until("the cache to fit its budget", || total(&d) <= 1 << 20);
+    // The least recently used step (the first build's COPY) went; the second's is cached.
+    let (_, _, text) = build(&d, "t=b:2", &two);
+    assert!(text.contains("Using cache"), "{text}");
+    let (_, _, text) = build(&d, "t=b:1", &one);
+    assert!(!text.contains("Using cache"), "{text}");
+    // The tagged images themselves stay.
+    inspect(&d, "b:1");
+}

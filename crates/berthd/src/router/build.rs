@@ -268,8 +268,13 @@ pub async fn build(
             Err(e) => out.error(&e),
         }
         state.builds.finish(&build_id);
+        // The stream ends when the last sender goes: the watcher's first, then ours, so that
+        // the client is answered before the context is removed and the budget enforced.
         watcher.abort();
-        drop(guard);
+        let _ = watcher.await;
+        drop(out);
+        drop(exec);
+        tokio::task::spawn_blocking(move || drop(guard));
         state.builds.enforce_budget(&state).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
