@@ -77,15 +77,20 @@ fn assert_nothing_left(d: &Daemon) {
         left.is_empty(),
         "mounts left under the data root: {left:#?}"
     );
+    // The build's scratch directory goes just after its stream ends.
     let tmp = d.data_root().join("tmp");
-    let builds: Vec<_> = std::fs::read_dir(&tmp)
-        .map(|it| {
-            it.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
+    let builds = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&tmp)
+            .map(|it| {
+                it.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    berth_e2e::containers::until("build directories to go", || builds().is_empty());
+    let builds = builds();
     assert!(builds.is_empty(), "build directories left: {builds:?}");
 }
 
