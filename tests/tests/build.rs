@@ -370,13 +370,28 @@ COPY --chown=1000:1000 --chmod=600 f /f
 }
 
 fn docker_build(d: &Daemon, dir: &Path, args: &[&str]) -> Option<Output> {
+    docker_build_env(d, dir, args, Some("0"))
+}
+
+/// `docker build` with DOCKER_BUILDKIT set to `buildkit` (unset: the CLI's default, which
+/// takes the legacy API when the daemon does not announce BuildKit and buildx is absent).
+fn docker_build_env(
+    d: &Daemon,
+    dir: &Path,
+    args: &[&str],
+    buildkit: Option<&str>,
+) -> Option<Output> {
     let docker = docker_cli()?;
-    let out = Command::new(docker)
+    let mut cmd = Command::new(docker);
+    match buildkit {
+        Some(v) => cmd.env("DOCKER_BUILDKIT", v),
+        None => cmd.env_remove("DOCKER_BUILDKIT"),
+    };
+    let out = cmd
         .arg("build")
         .args(args)
         .arg(dir)
         .env("DOCKER_HOST", d.host())
-        .env("DOCKER_BUILDKIT", "0")
         .env("DOCKER_CONFIG", d.dir().join("docker-config"))
         .env_remove("DOCKER_CONTEXT")
         .output()
@@ -402,6 +417,15 @@ fn docker_cli_build_quiet_iidfile_and_failure() {
     std::fs::write(dir.path().join("b.txt"), "b\n").unwrap();
     let out = docker_build(&d, dir.path(), &["-t", "cli:1"]).unwrap();
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // The CLI's default (no DOCKER_BUILDKIT): the same legacy build, all cached.
+    let default = docker_build_env(&d, dir.path(), &["-t", "cli:1"], None).unwrap();
+    assert_eq!(default.code, 0, "{}{}", default.stdout, default.stderr);
+    assert_eq!(
+        default.stdout.matches("Using cache").count(),
+        8,
+        "{}",
+        default.stdout
+    );
     assert!(
         out.stdout.contains("Successfully tagged cli:1"),
         "{}",
