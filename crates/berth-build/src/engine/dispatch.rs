@@ -304,6 +304,11 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
                         Some(v) => format!("{}={v}", d.name),
                         None => d.name.clone(),
                     });
+                    self.sh
+                        .declared
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(d.name.clone());
                     self.args.push((d.name, value));
                 }
                 let canonical = format!("{canonical}{:?}", self.used_args());
@@ -796,22 +801,15 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             } else {
                 ci.unpack == Some(true)
             };
-        let eff = Effective {
-            chmod,
-            chown: ci.chown.as_deref(),
-            exclude: &ci.exclude,
-            add,
-        };
         let sel = {
             let root = root.clone();
             let dest = dest.clone();
-            let eff_chmod = eff.chmod;
             let chown = ci.chown.clone();
             let exclude = ci.exclude.clone();
             // Hashing reads every selected byte: off the async threads.
             tokio::task::spawn_blocking(move || {
                 let eff = Effective {
-                    chmod: eff_chmod,
+                    chmod,
                     chown: chown.as_deref(),
                     exclude: &exclude,
                     add,
@@ -841,7 +839,6 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
         } else {
             "source.local"
         };
-        let _ = eff;
         self.step(key, created_by, kind, Action::Copy(Box::new(step)))
             .await
     }

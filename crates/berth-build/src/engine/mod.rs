@@ -162,6 +162,8 @@ pub(crate) struct Shared<'a, E> {
     pub meta: Vec<(String, Option<String>)>,
     /// `first_step[i]` and `total_steps` of the plan.
     pub plan: plan::Plan,
+    /// ARG names the build declared (for the warning about unconsumed `--build-arg`s).
+    pub declared: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Runs a build; returns the final image id (`sha256:...`). The caller tags it.
@@ -198,6 +200,11 @@ pub async fn build<E: StepExecutor>(
     let results: Results = (0..df.stages.len())
         .map(|_| watch::channel(None).0)
         .collect();
+    let declared = df
+        .meta_args
+        .iter()
+        .flat_map(|a| a.value.args.iter().map(|d| d.name.clone()))
+        .collect();
     let shared = Shared {
         df: &df,
         opts,
@@ -207,6 +214,7 @@ pub async fn build<E: StepExecutor>(
         results,
         meta,
         plan,
+        declared: std::sync::Mutex::new(declared),
     };
     let stages = shared.plan.stages.clone();
     let target = *stages.last().expect("a plan has a stage");
@@ -216,6 +224,21 @@ pub async fn build<E: StepExecutor>(
             .map(|&i| dispatch::run_stage(&shared, i, from_names[i].clone())),
     )
     .await?;
+    // The legacy builder's warning, after the last stage's output.
+    let unused: Vec<&String> = {
+        let declared = shared.declared.lock().unwrap_or_else(|e| e.into_inner());
+        opts.build_args
+            .keys()
+            .filter(|k| !declared.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+            .collect()
+    };
+    if !unused.is_empty() {
+        let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+        out.stream(&format!(
+            "[Warning] One or more build-args [{}] were not consumed\n",
+            names.join(" ")
+        ));
+    }
     let result = shared.results[target].borrow().clone();
     match result.and_then(|r| r.image) {
         Some(id) => Ok(id),

@@ -380,6 +380,14 @@ async fn args_reach_run_and_entrypoint_resets_cmd() {
     let cfg = fake.config(&id);
     assert_eq!(cfg.entrypoint, Some(vec!["e".to_string()]));
     assert_eq!(cfg.cmd, None);
+    o.build_args.insert("NOPE".into(), Some("1".into()));
+    let (_, out) = go(&d, &o, &fake, &cache).await;
+    assert!(
+        out.iter()
+            .any(|l| l == "[Warning] One or more build-args [NOPE] were not consumed\n"),
+        "{out:?}"
+    );
+    o.build_args.remove("NOPE");
     // A different build arg value misses the RUN's cache.
     o.build_args.insert("V".into(), Some("3".into()));
     let (_, out) = go(&d, &o, &fake, &cache).await;

@@ -220,7 +220,7 @@ pub async fn build(
         no_cache: query.bool("nocache", false),
         pull: query.bool("pull", false),
         network_mode: query.non_empty("networkmode").map(str::to_string),
-        platform: Platform::host(),
+        platform: build_platform(query.non_empty("platform"))?,
     };
     let host = RunHost {
         network_mode: opts.network_mode.clone(),
@@ -314,6 +314,29 @@ fn remove_ignored_build_files(context: &Path, dockerfile: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `platform=`: Berth builds for the platform it runs on (it runs no emulation).
+fn build_platform(asked: Option<&str>) -> Result<Platform> {
+    let host = Platform::host();
+    let Some(text) = asked else {
+        return Ok(host);
+    };
+    let mut parts = text.split('/');
+    let os = parts.next().unwrap_or_default();
+    let arch = parts.next().unwrap_or(&host.arch);
+    let arch = match arch {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    if os != host.os || arch != host.arch {
+        return Err(bad(format!(
+            "cannot build for platform {text}: this daemon builds for {}/{} only",
+            host.os, host.arch
+        )));
+    }
+    Ok(host)
 }
 
 /// The Dockerfile named by `dockerfile` (relative to the context; `Dockerfile` falls back to
