@@ -347,8 +347,11 @@ FROM $BASE AS builder
 RUN mkdir /out && echo built > /out/artifact
 FROM busybox AS unused
 RUN echo should-not-run
+FROM scratch AS art
+COPY --from=builder /out/artifact /from-scratch
 FROM busybox AS final
 COPY --from=builder /out/artifact /artifact
+COPY --from=art /from-scratch /again
 COPY --chown=1000:1000 --chmod=600 f /f
 ";
     let ctx = context(&[("Dockerfile", df), ("f", b"f")]);
@@ -359,8 +362,8 @@ COPY --chown=1000:1000 --chmod=600 f /f
         "the unused stage is skipped: {text}"
     );
     assert_eq!(
-        run_in(&d, "ms:1", "cat /artifact; stat -c '%u:%g %a' /f"),
-        "built\n1000:1000 600\n"
+        run_in(&d, "ms:1", "cat /artifact /again; stat -c '%u:%g %a' /f"),
+        "built\nbuilt\n1000:1000 600\n"
     );
     // --target builds the named stage.
     let (_, lines, text) = build(&d, "t=ms:builder&target=builder", &ctx);

@@ -90,6 +90,22 @@ impl Builds {
     /// a container); returns their keys and the bytes their layers held.
     pub async fn prune(&self, state: &crate::state::AppState, opts: PruneOptions) -> Pruned {
         let _p = self.prune_lock.lock().await;
+        // Records whose image went another way (`docker image prune -a`, `rmi`) are gone.
+        let st = state.clone();
+        let all = self.records();
+        let present: HashSet<String> = tokio::task::spawn_blocking(move || {
+            all.into_iter()
+                .map(|r| r.image)
+                .filter(|id| st.images.get(id).is_ok())
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+        for r in self.records() {
+            if !present.contains(&r.image) {
+                let _ = self.cache.remove(&r.key);
+            }
+        }
         let records = self.records();
         let keys = select_prune(&records, &opts);
         let by_key: HashMap<&str, &CacheRecord> =
