@@ -176,6 +176,7 @@ pub type AppState = Arc<Daemon>;
 impl Daemon {
     /// Opens the data root's stores. The caller holds the data-root lock.
     pub async fn open(config: Config) -> Result<Daemon, DaemonError> {
+        crate::build::unmount_leftover_views(&config.data_root);
         let images =
             ImageStore::open(&config.data_root).map_err(|source| DaemonError::ImageStore {
                 root: config.data_root.display().to_string(),

@@ -679,6 +679,23 @@ pub async fn remove_leftover_containers(ctrs: &berth_container::Containers) {
     }
 }
 
+/// Unmounts the image views (`COPY --from`) a crash left under `<data-root>/tmp`, so that the
+/// image store can empty it at start.
+pub fn unmount_leftover_views(data_root: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = data_root.join("tmp").join("build-view-");
+    let prefix = prefix.to_string_lossy();
+    for m in berth_runtime::rootfs::mountpoints(&info) {
+        if m.starts_with(prefix.as_ref())
+            && let Err(e) = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH)
+        {
+            tracing::warn!(path = %m, error = %e, "cannot unmount a leftover build view");
+        }
+    }
+}
+
 /// Reads a whole small file (a Dockerfile) from the context, `None` when missing.
 pub fn read_small(path: &Path) -> std::io::Result<Option<String>> {
     match std::fs::File::open(path) {
