@@ -459,6 +459,19 @@ fn docker_cli_build_quiet_iidfile_and_failure() {
         "{}",
         out.stdout
     );
+    // The build cache in `docker system df` and `docker builder prune`.
+    let docker = |args: &[&str]| d.docker(args).unwrap().success().stdout;
+    let df = docker(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    let line = df
+        .lines()
+        .find(|l| l.starts_with("Build Cache"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line != "Build Cache 0" && !line.is_empty(), "{df}");
+    let pruned = docker(&["builder", "prune", "-af"]);
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    let df = docker(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    assert!(df.contains("Build Cache 0"), "{df}");
     // A failing RUN: the CLI exits with its code and prints Docker's message.
     std::fs::write(dir.path().join("Dockerfile"), "FROM busybox\nRUN exit 3\n").unwrap();
     let out = docker_build(&d, dir.path(), &[]).unwrap();
