@@ -220,7 +220,8 @@ pub fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry) -> io::Result<
         header.set_size(md.len());
         let file = File::open(&entry.path).map_err(|e| annotate(e, &entry.path))?;
         // `take` keeps the tar well-formed if the file grows while it is read.
-        let mut data = file.take(md.len());
+        // A large buffer: io::copy then moves the file in few big reads and writes.
+        let mut data = io::BufReader::with_capacity(256 * 1024, file.take(md.len()));
         let mut counted = CountingReader {
             inner: &mut data,
             n: 0,
