@@ -660,3 +660,34 @@ fn line_level_golden() {
         assert_eq!(dump(text).unwrap(), *want, "{text:?}");
     }
 }
+
+#[test]
+fn heredoc_delimiters() {
+    let d = p(
+        "FROM scratch\nRUN \"<<NOT\"\nRUN <<x\\'y\nbody\nx'y\nRUN <<'a b' sh\nq\na b\nRUN <<  SP  > out\nSP\nRUN <<$V\n$V\n",
+    );
+    let docs: Vec<Vec<(String, String, bool)>> = d.stages[0]
+        .instructions
+        .iter()
+        .map(|l| match &l.value {
+            Instruction::Run(r) => r
+                .heredocs
+                .iter()
+                .map(|h| (h.name.clone(), h.content.clone(), h.expand))
+                .collect(),
+            _ => vec![],
+        })
+        .collect();
+    let t = |n: &str, c: &str, e: bool| (n.to_string(), c.to_string(), e);
+    assert_eq!(
+        docs,
+        vec![
+            vec![],
+            // An escaped quote is part of the name and does not stop expansion.
+            vec![t("x'y", "body\n", true)],
+            vec![t("a b", "q\n", false)],
+            vec![t("SP", "", true)],
+            vec![t("$V", "", true)],
+        ]
+    );
+}
