@@ -116,7 +116,10 @@ fn build_run_copy_metadata_and_cache() {
     assert_eq!(error_of(&lines), None, "{text}");
     assert!(text.starts_with("Step 1/9 : FROM busybox\n"), "{text}");
     assert!(text.contains(" ---> Running in "), "{text}");
-    assert!(text.contains("from a\n"), "RUN output is streamed: {text}");
+    assert!(
+        text.contains("\nfrom a\n"),
+        "RUN output is streamed: {text}"
+    );
     assert!(text.contains("Removing intermediate container"), "{text}");
     assert!(text.contains("Successfully tagged app:1\n"), "{text}");
     let id = built_id(&lines);
@@ -159,6 +162,20 @@ fn build_run_copy_metadata_and_cache() {
         created.iter().any(|c| c.contains("COPY file:")),
         "{created:?}"
     );
+
+    // The intermediate images are listed with all=1 only, and a dangling prune keeps them.
+    let listed = |q: &str| {
+        d.api()
+            .get(&format!("/images/json{q}"))
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(listed(""), 2);
+    assert!(listed("?all=1") > 2);
+    let r = d.api().post("/images/prune", None);
+    assert_eq!(r.status, 200, "{}", r.text());
 
     // An identical rebuild: every step cached, the same image.
     let (_, lines, text) = build(&d, "t=app:1", &ctx(b"b one\n"));
@@ -420,5 +437,85 @@ fn docker_cli_build_quiet_iidfile_and_failure() {
         "{}",
         out.stderr
     );
+    assert_nothing_left(&d);
+}
+
+/// Starts `POST /build?<query>` on a raw connection and reads until `marker` shows in the
+/// stream; returns the open connection.
+fn build_until(
+    d: &Daemon,
+    query: &str,
+    ctx: &[u8],
+    marker: &str,
+) -> std::os::unix::net::UnixStream {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let head = format!(
+        "POST /build?{query} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        ctx.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(ctx).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(marker) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "stream ended before {marker:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
+fn containers(d: &Daemon) -> usize {
+    d.api()
+        .get("/containers/json?all=1")
+        .json()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn cancelled_builds_leave_nothing() {
+    use berth_e2e::containers::until;
+    require_root!();
+    let mut d = daemon_with_busybox();
+    let ctx = context(&[(
+        "Dockerfile",
+        b"FROM busybox\nRUN echo started && sleep 60\n",
+    )]);
+    // The client goes away mid-RUN.
+    let conn = build_until(&d, "", &ctx, "{\"stream\":\"started");
+    assert_eq!(containers(&d), 1);
+    drop(conn);
+    until("the build container to go", || containers(&d) == 0);
+    assert_nothing_left(&d);
+
+    // /build/cancel with the build's id.
+    let conn = build_until(&d, "buildid=b1", &ctx, "{\"stream\":\"started");
+    let r = d.api().post("/build/cancel?id=b1", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    until("the cancelled build container to go", || {
+        containers(&d) == 0
+    });
+    drop(conn);
+    assert_eq!(d.api().post("/build/cancel?id=b1", None).status, 404);
+
+    // A daemon crash mid-build: the next start removes the build container.
+    let conn = build_until(&d, "", &ctx, "{\"stream\":\"started");
+    d.kill_hard();
+    drop(conn);
+    d.start_again();
+    assert_eq!(containers(&d), 0);
+    // Then a build works and nothing is left.
+    let ok = context(&[("Dockerfile", b"FROM busybox\nRUN true\n")]);
+    let (_, lines, text) = build(&d, "", &ok);
+    assert_eq!(error_of(&lines), None, "{text}");
     assert_nothing_left(&d);
 }

@@ -40,15 +40,16 @@ impl ImageStore {
         layer: &mut dyn Read,
         req: CommitRequest,
     ) -> Result<Image> {
-        self.commit_image_on(Some(base), layer, req)
+        self.commit_image_on(Some(base), Some(layer), req)
     }
 
     /// [`ImageStore::commit_image`] where the base may be nothing (a build `FROM scratch`):
-    /// the image is then the layer alone.
+    /// the image is then the layer alone; and the layer may be none (a build's metadata step),
+    /// which records an `empty_layer` history entry without storing anything.
     pub fn commit_image_on(
         &self,
         base: Option<&Digest>,
-        layer: &mut dyn Read,
+        layer: Option<&mut dyn Read>,
         req: CommitRequest,
     ) -> Result<Image> {
         let tags = tags_of(req.reference.as_deref())?;
@@ -60,10 +61,33 @@ impl ImageStore {
             }
             None => (Vec::new(), Default::default(), Vec::new()),
         };
+        let mut empty = false;
         let result = (|| -> Result<Image> {
             let parent = layers.last().map(|l| l.chain_id.clone());
-            let layer = self.store_layer(layer, parent.as_ref())?;
-            let empty = layer.diff_id.to_string() == EMPTY_LAYER_DIFF_ID;
+            let layer = match layer {
+                Some(layer) => self.store_layer(layer, parent.as_ref())?,
+                None => {
+                    empty = true;
+                    return self.publish_one(PublishRequest {
+                        config: PublishConfig::Built {
+                            config: ImageConfig {
+                                rootfs: rootfs.clone(),
+                                history: history.clone(),
+                                ..req.config.clone()
+                            },
+                            step: Step {
+                                history: req.history.clone(),
+                                layer: None,
+                            },
+                        },
+                        layers: layers.clone(),
+                        manifest: None,
+                        tags: tags.clone(),
+                        repo_digest: None,
+                    });
+                }
+            };
+            empty = layer.diff_id.to_string() == EMPTY_LAYER_DIFF_ID;
             self.publish_one(PublishRequest {
                 config: PublishConfig::Built {
                     config: ImageConfig {
@@ -82,8 +106,10 @@ impl ImageStore {
                 repo_digest: None,
             })
         })();
-        // Also on success: an empty layer was unpacked but is not part of the image.
-        if let Err(e) = self.gc() {
+        // On success only an empty layer, unpacked but not part of the image, is left over.
+        if (result.is_err() || empty)
+            && let Err(e) = self.gc()
+        {
             tracing::warn!(error = %e, "cannot collect after a commit");
         }
         result

@@ -41,8 +41,8 @@ fn now() -> i64 {
 /// What a step does when the cache does not have it.
 enum Action {
     Empty,
-    Run(RunStep),
-    Copy(CopyStep),
+    Run(Box<RunStep>),
+    Copy(Box<CopyStep>),
 }
 
 struct StageRun<'s, 'a, E> {
@@ -249,8 +249,8 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
                 let commit = self.commit(description.clone());
                 sh.exec.commit_empty(parent.clone(), commit).await?
             }
-            Action::Run(r) => sh.exec.run(r, self.output()).await?,
-            Action::Copy(c) => sh.exec.copy(c).await?,
+            Action::Run(r) => sh.exec.run(*r, self.output()).await?,
+            Action::Copy(c) => sh.exec.copy(*c).await?,
         };
         let t = now();
         let record = CacheRecord {
@@ -405,9 +405,8 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
                 self.cur.config.healthcheck = Some(cfg);
                 let text = inst
                     .original
-                    .splitn(2, ' ')
-                    .nth(1)
-                    .unwrap_or("")
+                    .split_once(' ')
+                    .map_or("", |(_, rest)| rest)
                     .to_string();
                 return self.meta(&canonical, format!("HEALTHCHECK {text}")).await;
             }
@@ -486,7 +485,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             exclude: Vec::new(),
             commit: self.commit(created_by.clone()),
         };
-        self.step(key, created_by, "regular", Action::Copy(step))
+        self.step(key, created_by, "regular", Action::Copy(Box::new(step)))
             .await
     }
 
@@ -547,7 +546,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             network_mode: self.sh.opts.network_mode.clone(),
             commit: self.commit(created_by.clone()),
         };
-        self.step(key, created_by, "regular", Action::Run(step))
+        self.step(key, created_by, "regular", Action::Run(Box::new(step)))
             .await
     }
 
@@ -651,13 +650,8 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             .map_err(|e| BuildError::new(format!("internal error: {e}")))?
             .map_err(failed)?
         };
-        let shown_dest = if dest.ends_with('/') || dest == "/" {
-            dest.clone()
-        } else {
-            dest.clone()
-        };
         let created_by = format!(
-            "/bin/sh -c #(nop) {kw} {}:{} in {shown_dest} ",
+            "/bin/sh -c #(nop) {kw} {}:{} in {dest} ",
             sel.kind, sel.digest
         );
         let key = key_of(&[&self.cur.key, "copy", canonical, &sel.digest]);
@@ -676,7 +670,8 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             "source.local"
         };
         let _ = eff;
-        self.step(key, created_by, kind, Action::Copy(step)).await
+        self.step(key, created_by, kind, Action::Copy(Box::new(step)))
+            .await
     }
 }
 

@@ -242,11 +242,7 @@ impl StepExecutor for DaemonExecutor {
         blocking(move || {
             let base = parent.as_deref().map(digest).transpose()?;
             let image = images
-                .commit_image_on(
-                    base.as_ref(),
-                    &mut &[0u8; 1024][..],
-                    commit_request(&commit),
-                )
+                .commit_image_on(base.as_ref(), None, commit_request(&commit))
                 .map_err(err)?;
             Ok(Committed {
                 id: image.id.to_string(),
@@ -374,8 +370,11 @@ fn copy_step(state: &AppState, step: CopyStep) -> Result<Committed, ExecError> {
             w.finish()?;
             Ok(n)
         });
-        let committed =
-            images.commit_image_on(base.as_ref(), &mut reader, commit_request(&step.commit));
+        let committed = images.commit_image_on(
+            base.as_ref(),
+            Some(&mut reader),
+            commit_request(&step.commit),
+        );
         // Whatever the store did not read, so the packer cannot block on a full pipe.
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
         drop(reader);
@@ -530,7 +529,7 @@ async fn run_and_commit(
         let out = out.clone();
         async move {
             while let Some(chunk) = rx.recv().await {
-                out(&String::from_utf8_lossy(&chunk));
+                out(&String::from_utf8_lossy(&demux(&chunk)));
             }
         }
     };
@@ -574,6 +573,21 @@ async fn run_and_commit(
         id: image.id.to_string(),
         layer_size: size,
     })
+}
+
+/// The payload of the attach stream's frames (8-byte header: stream, 0, 0, 0, length), which
+/// `attach_output` writes for a container without a TTY; the build shows stdout and stderr
+/// alike.
+fn demux(chunk: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chunk.len());
+    let mut rest = chunk;
+    while rest.len() >= 8 {
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let end = (8 + len).min(rest.len());
+        out.extend_from_slice(&rest[8..end]);
+        rest = &rest[end..];
+    }
+    out
 }
 
 /// Removes build containers a crash left behind (called at daemon start).

@@ -163,6 +163,7 @@ pub async fn build(
         .to_string();
     let text = read_dockerfile(&context, &name)?;
     let df = berth_build::parse(&text).map_err(|e| bad(e.to_string()))?;
+    remove_ignored_build_files(&context, &name)?;
     let opts = BuildOptions {
         context,
         scratch,
@@ -238,6 +239,32 @@ pub async fn build(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// dockerd's `removeDockerfile`: the Dockerfile and the ignore file are always sent (the
+/// daemon needs them) but, when `.dockerignore` excludes them, COPY must not see them; the docker
+/// CLI relies on this for a Dockerfile it adds from stdin (`.dockerfile.<random>`).
+fn remove_ignored_build_files(context: &Path, dockerfile: &str) -> Result<()> {
+    let (ignore, file) =
+        berth_build::dockerignore::Dockerignore::load(context, Some(Path::new(dockerfile)))
+            .map_err(|e| bad(format!("cannot read .dockerignore: {e}")))?;
+    let mut names = vec![
+        dockerfile.trim_start_matches('/').to_string(),
+        ".dockerignore".to_string(),
+    ];
+    if let Some(f) = file.as_ref().and_then(|f| f.strip_prefix(context).ok()) {
+        names.push(f.to_string_lossy().into_owned());
+    }
+    for n in names {
+        if ignore.is_excluded(&n) {
+            match std::fs::remove_file(context.join(&n)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(bad(format!("cannot remove {n} from the context: {e}"))),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The Dockerfile named by `dockerfile` (relative to the context; `Dockerfile` falls back to
