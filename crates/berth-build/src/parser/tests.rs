@@ -691,3 +691,18 @@ fn heredoc_delimiters() {
         ]
     );
 }
+
+#[test]
+fn empty_continuation_warnings() {
+    let (_, w) =
+        parse_with_warnings("FROM scratch\nRUN a \\\n\n  b\nRUN c\n", "Dockerfile").unwrap();
+    assert_eq!(
+        w,
+        [
+            "[WARNING]: Empty continuation line found in: RUN a   b\n",
+            "[WARNING]: Empty continuation lines will become errors in a future release.\n"
+        ]
+    );
+    let (_, w) = parse_with_warnings("FROM scratch\nRUN a \\\n  # c\n  b\n", "Dockerfile").unwrap();
+    assert!(w.is_empty());
+}
