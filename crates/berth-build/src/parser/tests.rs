@@ -597,6 +597,22 @@ fn errors_in_dockers_words() {
             "dockerfile parse error on line 2: invalid field 'foo' must be a key=value pair",
         ),
         (
+            "FROM scratch\nCOPY\t\n\t\tquux \\\n      bar",
+            "dockerfile parse error on line 2: COPY requires at least two arguments, but only one was provided. Destination could not be determined",
+        ),
+        (
+            "FROM scratch\nMAINTAINER --boo joe@example.com",
+            "dockerfile parse error on line 2: unknown flag: --boo",
+        ),
+        (
+            "FROM scratch\nfoo bar",
+            "dockerfile parse error on line 2: unknown instruction: foo (did you mean from?)",
+        ),
+        (
+            "FROM scratch\nHEALTHCHECK --interval=0.5ms CMD x",
+            "dockerfile parse error on line 2: Interval \"interval\" cannot be less than 1ms",
+        ),
+        (
             "# escape=x\nFROM scratch\n",
             "failed to parse Dockerfile: invalid escape token 'x' does not match ` or \\",
         ),
