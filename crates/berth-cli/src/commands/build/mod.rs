@@ -378,7 +378,9 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
             let head = context::read_head(&mut stdin)
                 .map_err(|e| anyhow!("unable to prepare context from STDIN: failed to peek context header from STDIN: {e}"))?;
             if context::is_archive(&head) {
-                // Sent as it comes: the head already read, then the rest of stdin.
+                // Sent as it comes: the head already read, then the rest of stdin (what the
+                // lock buffered beyond the head stays in stdin's shared buffer).
+                drop(stdin);
                 let (body, sent) = tar_stream(compress, move |w| {
                     w.write_all(&head)?;
                     std::io::copy(&mut std::io::stdin().lock(), w)?;
