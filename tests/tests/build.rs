@@ -77,15 +77,20 @@ fn assert_nothing_left(d: &Daemon) {
         left.is_empty(),
         "mounts left under the data root: {left:#?}"
     );
+    // The build's scratch directory goes just after its stream ends.
     let tmp = d.data_root().join("tmp");
-    let builds: Vec<_> = std::fs::read_dir(&tmp)
-        .map(|it| {
-            it.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
+    let builds = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&tmp)
+            .map(|it| {
+                it.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    berth_e2e::containers::until("build directories to go", || builds().is_empty());
+    let builds = builds();
     assert!(builds.is_empty(), "build directories left: {builds:?}");
 }
 
@@ -218,7 +223,7 @@ fn run_in(d: &Daemon, image: &str, cmd: &str) -> String {
     let id = create(
         d,
         None,
-        serde_json::json!({"Image": image, "Cmd": ["sh", "-c", cmd], "Entrypoint": null}),
+        serde_json::json!({"Image": image, "Cmd": ["sh", "-c", cmd], "Entrypoint": [""]}),
     );
     start(d, &id);
     assert_eq!(wait(d, &id), 0);
@@ -365,13 +370,28 @@ COPY --chown=1000:1000 --chmod=600 f /f
 }
 
 fn docker_build(d: &Daemon, dir: &Path, args: &[&str]) -> Option<Output> {
+    docker_build_env(d, dir, args, Some("0"))
+}
+
+/// `docker build` with DOCKER_BUILDKIT set to `buildkit` (unset: the CLI's default, which
+/// takes the legacy API when the daemon does not announce BuildKit and buildx is absent).
+fn docker_build_env(
+    d: &Daemon,
+    dir: &Path,
+    args: &[&str],
+    buildkit: Option<&str>,
+) -> Option<Output> {
     let docker = docker_cli()?;
-    let out = Command::new(docker)
+    let mut cmd = Command::new(docker);
+    match buildkit {
+        Some(v) => cmd.env("DOCKER_BUILDKIT", v),
+        None => cmd.env_remove("DOCKER_BUILDKIT"),
+    };
+    let out = cmd
         .arg("build")
         .args(args)
         .arg(dir)
         .env("DOCKER_HOST", d.host())
-        .env("DOCKER_BUILDKIT", "0")
         .env("DOCKER_CONFIG", d.dir().join("docker-config"))
         .env_remove("DOCKER_CONTEXT")
         .output()
@@ -397,6 +417,15 @@ fn docker_cli_build_quiet_iidfile_and_failure() {
     std::fs::write(dir.path().join("b.txt"), "b\n").unwrap();
     let out = docker_build(&d, dir.path(), &["-t", "cli:1"]).unwrap();
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // The CLI's default (no DOCKER_BUILDKIT): the same legacy build, all cached.
+    let default = docker_build_env(&d, dir.path(), &["-t", "cli:1"], None).unwrap();
+    assert_eq!(default.code, 0, "{}{}", default.stdout, default.stderr);
+    assert_eq!(
+        default.stdout.matches("Using cache").count(),
+        8,
+        "{}",
+        default.stdout
+    );
     assert!(
         out.stdout.contains("Successfully tagged cli:1"),
         "{}",
@@ -518,4 +547,235 @@ fn cancelled_builds_leave_nothing() {
     let (_, lines, text) = build(&d, "", &ok);
     assert_eq!(error_of(&lines), None, "{text}");
     assert_nothing_left(&d);
+}
+
+#[test]
+fn run_mounts_cache_bind_tmpfs_and_heredocs() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let df = b"FROM busybox
+RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /count
+RUN --mount=type=bind,source=data,target=/data cat /data/in > /copied
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/gone && ls /scratch > /seen
+RUN <<EOF
+echo from-heredoc > /heredoc
+EOF
+COPY <<EOT /doc.txt
+doc
+EOT
+";
+    let ctx = context(&[("Dockerfile", df), ("data/", b""), ("data/in", b"bound\n")]);
+    let (_, lines, text) = build(&d, "t=m:1", &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    let out = run_in(
+        &d,
+        "m:1",
+        "cat /count /copied /seen /heredoc /doc.txt; cat /scratch/* /data/* /cache/* 2>/dev/null | wc -c",
+    );
+    assert_eq!(
+        out.trim_start(),
+        "1\nbound\ngone\nfrom-heredoc\ndoc\n0\n",
+        "{text}"
+    );
+    // The cache mount keeps its content across builds (even without the step cache).
+    let (_, lines, text) = build(&d, "t=m:2&nocache=1", &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(run_in(&d, "m:2", "cat /count").trim(), "2");
+    // A changed file under a bind mount reruns the step that mounts it.
+    let ctx2 = context(&[
+        ("Dockerfile", df),
+        ("data/", b""),
+        ("data/in", b"changed\n"),
+    ]);
+    let (_, lines, text) = build(&d, "t=m:3", &ctx2);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(run_in(&d, "m:3", "cat /copied"), "changed\n");
+    assert_nothing_left(&d);
+}
+
+/// Serves `files` (path → body) over HTTP on 127.0.0.1 until the test ends; returns the port.
+fn serve(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).ok();
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                    break;
+                }
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(body);
+                }
+                None => {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn add_urls_with_checksum_and_remote_contexts() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let payload = b"downloaded\n".to_vec();
+    let sum = format!("sha256:{}", berth_e2e::fixtures::sha256_hex(&payload));
+    let remote_df = b"FROM busybox\nRUN echo remote > /r\n".to_vec();
+    let remote_tar = context(&[
+        ("Dockerfile", b"FROM busybox\nCOPY x /x\n"),
+        ("x", b"tarred\n"),
+    ]);
+    let port = serve(vec![
+        ("/file.txt", payload),
+        ("/Dockerfile", remote_df),
+        ("/ctx.tar", remote_tar),
+    ]);
+    let df = format!("FROM busybox\nADD --checksum={sum} http://127.0.0.1:{port}/file.txt /dl/\n");
+    let ctx = context(&[("Dockerfile", df.as_bytes())]);
+    let (_, lines, text) = build(&d, "t=url:1", &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(run_in(&d, "url:1", "cat /dl/file.txt"), "downloaded\n");
+    let bad = format!(
+        "FROM busybox\nADD --checksum=sha256:{} http://127.0.0.1:{port}/file.txt /dl/\n",
+        "0".repeat(64)
+    );
+    let (_, lines, _) = build(&d, "", &context(&[("Dockerfile", bad.as_bytes())]));
+    assert!(
+        error_of(&lines).unwrap().contains("digest mismatch"),
+        "{lines:?}"
+    );
+    let missing = format!("FROM busybox\nADD http://127.0.0.1:{port}/nope /x\n");
+    let (_, lines, _) = build(&d, "", &context(&[("Dockerfile", missing.as_bytes())]));
+    assert!(error_of(&lines).unwrap().contains("404"), "{lines:?}");
+
+    // remote=: a Dockerfile URL, and a tarball URL.
+    let r = d.api().post(
+        &format!("/build?t=remote:1&remote=http://127.0.0.1:{port}/Dockerfile"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(run_in(&d, "remote:1", "cat /r"), "remote\n");
+    let r = d.api().post(
+        &format!("/build?t=remote:2&remote=http://127.0.0.1:{port}/ctx.tar"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(run_in(&d, "remote:2", "cat /x"), "tarred\n");
+    assert_nothing_left(&d);
+}
+
+#[test]
+fn onbuild_args_and_the_image_config() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let base = context(&[(
+        "Dockerfile",
+        b"FROM busybox\nONBUILD RUN echo triggered > /trig\n",
+    )]);
+    let (_, lines, text) = build(&d, "t=base:1", &base);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(
+        inspect(&d, "base:1")["Config"]["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /trig"])
+    );
+    let df = b"ARG V=1
+FROM base:1
+ARG V
+ARG TARGETARCH
+RUN echo \"$V $TARGETARCH\" > /v
+ENV P=/x
+USER 1000:1000
+HEALTHCHECK --interval=5s --retries=2 CMD true
+STOPSIGNAL SIGINT
+VOLUME /data
+ENTRYPOINT [\"/bin/echo\"]
+";
+    let ctx = context(&[("Dockerfile", df)]);
+    let q = "t=child:1&buildargs=%7B%22V%22%3A%222%22%7D&labels=%7B%22l%22%3A%22v%22%7D";
+    let (_, lines, text) = build(&d, q, &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert!(text.contains("# Executing 1 build trigger"), "{text}");
+    let cfg = inspect(&d, "child:1")["Config"].clone();
+    assert_eq!(cfg["User"], "1000:1000");
+    assert_eq!(cfg["Healthcheck"]["Interval"], 5_000_000_000i64);
+    assert_eq!(cfg["Healthcheck"]["Retries"], 2);
+    assert_eq!(
+        cfg["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert!(cfg["Volumes"]["/data"].is_object(), "{cfg}");
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/echo"]));
+    assert_eq!(
+        cfg["Cmd"],
+        Value::Null,
+        "ENTRYPOINT resets the base's CMD: {cfg}"
+    );
+    assert_eq!(cfg["Labels"]["l"], "v");
+    assert!(
+        cfg["OnBuild"].as_array().is_none_or(|a| a.is_empty()),
+        "{cfg}"
+    );
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let out = run_in(&d, "child:1", "cat /trig /v");
+    assert_eq!(out, format!("triggered\n2 {arch}\n"));
+}
+
+#[test]
+fn cache_budget_evicts_least_recently_used() {
+    use berth_e2e::containers::until;
+    require_root!();
+    let mut d = daemon_with_busybox();
+    std::fs::write(
+        d.dir().join("daemon.json"),
+        r#"{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "1MB"}}}"#,
+    )
+    .unwrap();
+    d.restart();
+    let df = b"FROM busybox\nCOPY big /big\n";
+    let one = context(&[("Dockerfile", df), ("big", &[1u8; 700_000])]);
+    let two = context(&[("Dockerfile", df), ("big", &[2u8; 700_000])]);
+    let (_, lines, text) = build(&d, "t=b:1", &one);
+    assert_eq!(error_of(&lines), None, "{text}");
+    let (_, lines, text) = build(&d, "t=b:2", &two);
+    assert_eq!(error_of(&lines), None, "{text}");
+    let total = |d: &Daemon| -> i64 {
+        let df = d.api().get("/system/df").json();
+        df["BuildCache"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Size"].as_i64().unwrap())
+            .sum()
+    };
+    until("the cache to fit its budget", || total(&d) <= 1 << 20);
+    // The least recently used step (the first build's COPY) went; the second's is cached.
+    let (_, _, text) = build(&d, "t=b:2", &two);
+    assert!(text.contains("Using cache"), "{text}");
+    let (_, _, text) = build(&d, "t=b:1", &one);
+    assert!(!text.contains("Using cache"), "{text}");
+    // The tagged images themselves stay.
+    inspect(&d, "b:1");
 }

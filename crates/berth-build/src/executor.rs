@@ -86,9 +86,35 @@ pub struct RunStep {
     /// The container's config: `cmd` is the argv, `env` the image's plus the build args used.
     pub run_config: ContainerConfig,
     pub network: Option<RunNetwork>,
+    /// `RUN --mount`s, resolved to what the container gets.
+    pub mounts: Vec<StepMount>,
     /// `networkmode` of the build (`default`, `host`, `none`, a network name).
     pub network_mode: Option<String>,
     pub commit: Commit,
+}
+
+/// A `RUN --mount` as the container gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepMount {
+    /// A context path or a stage's/image's path (kept mounted by the engine for the step).
+    Bind {
+        source: PathBuf,
+        target: String,
+        read_only: bool,
+    },
+    /// A directory that persists between builds, by `id` (the target when none is given).
+    Cache {
+        id: String,
+        target: String,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
+    Tmpfs {
+        target: String,
+        /// Bytes; 0: the default.
+        size: u64,
+    },
 }
 
 /// One file tree to put into a COPY/ADD layer.
@@ -161,6 +187,15 @@ pub trait StepExecutor: Send + Sync {
         parent: Option<String>,
         commit: Commit,
     ) -> impl Future<Output = Result<Committed, ExecError>> + Send;
+
+    /// Downloads `url` (ADD's remote source) into the directory `dir` as `name`; returns the
+    /// file's path.
+    fn download(
+        &self,
+        url: &str,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> impl Future<Output = Result<PathBuf, ExecError>> + Send;
 
     /// Mounts an image's root filesystem read-only for COPY --from.
     fn mount(

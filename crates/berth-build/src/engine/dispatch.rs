@@ -10,9 +10,11 @@ use sha2::{Digest as _, Sha256};
 use super::sources::{self, Effective};
 use super::{BuildError, PROXY_ARGS, Shared, StageResult, lookup_in, resolve_base, wait_stage};
 use crate::cache::CacheRecord;
+use crate::executor::StepMount;
 use crate::executor::{Commit, Committed, CopyStep, MountedRoot, Output, RunStep, StepExecutor};
 use crate::instructions::{
-    CommandLine, CopyInstruction, Healthcheck, Instruction, Located, RunInstruction,
+    CommandLine, CopyInstruction, Healthcheck, Instruction, Located, MountKind, RunInstruction,
+    RunMount,
 };
 use crate::plan::{self, Source};
 
@@ -490,10 +492,14 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
     }
 
     async fn run(&mut self, canonical: &str, r: &RunInstruction) -> Result<(), BuildError> {
-        if !r.mounts.is_empty() {
-            return Err(BuildError::new(
-                "RUN --mount is not supported by this builder yet",
-            ));
+        // Bind mounts from a stage or an image stay mounted until the step is done.
+        let mut _views: Vec<Box<dyn MountedRoot>> = Vec::new();
+        let mut mounts = Vec::new();
+        let mut mount_keys = Vec::new();
+        for m in &r.mounts {
+            let (mount, key) = self.run_mount(m, &mut _views).await?;
+            mounts.extend(mount);
+            mount_keys.push(key);
         }
         let argv = match &r.command {
             CommandLine::Shell(s) => {
@@ -525,7 +531,13 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
         } else {
             format!("|{} {} {}", args.len(), args.join(" "), argv.join(" "))
         };
-        let key = key_of(&[&self.cur.key, "run", canonical, &args.join("\0")]);
+        let key = key_of(&[
+            &self.cur.key,
+            "run",
+            canonical,
+            &args.join("\0"),
+            &mount_keys.join("\0"),
+        ]);
         let mut run_config = self.cur.config.clone();
         run_config.cmd = Some(argv);
         // The image's ENTRYPOINT does not wrap a RUN.
@@ -543,11 +555,142 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             parent: self.cur.image.clone(),
             run_config,
             network: r.network,
+            mounts,
             network_mode: self.sh.opts.network_mode.clone(),
             commit: self.commit(created_by.clone()),
         };
         self.step(key, created_by, "regular", Action::Run(Box::new(step)))
             .await
+    }
+
+    /// The root a `--from` names (a stage's or an image's), mounted read-only.
+    async fn mount_from(&self, from: &str) -> Result<Option<Box<dyn MountedRoot>>, BuildError> {
+        let image = match plan::resolve_source(self.sh.df, self.index, from, true) {
+            Source::Stage(i) => wait_stage(self.sh, i).await?.image,
+            Source::Scratch => None,
+            Source::Image(name) => Some(
+                self.sh
+                    .exec
+                    .resolve_image(&name, false, self.output())
+                    .await?
+                    .id,
+            ),
+        };
+        match image {
+            Some(id) => Ok(Some(self.sh.exec.mount(&id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One `RUN --mount`: what the container gets, and what goes into the step's cache key
+    /// (a bind mount's content digest: a changed file under it reruns the step).
+    async fn run_mount(
+        &self,
+        m: &RunMount,
+        views: &mut Vec<Box<dyn MountedRoot>>,
+    ) -> Result<(Option<StepMount>, String), BuildError> {
+        let workdir = match self.cur.config.working_dir.as_str() {
+            "" => "/".to_string(),
+            w => w.to_string(),
+        };
+        let target = m.target.as_deref().map(|t| {
+            let abs = sources::absolute_dest(t, &workdir);
+            sources::clean_absolute(&abs)
+        });
+        let need_target = || {
+            target
+                .clone()
+                .ok_or_else(|| BuildError::new("mount target is required"))
+        };
+        let octal = |v: &Option<String>, default: u32| -> Result<u32, BuildError> {
+            match v {
+                None => Ok(default),
+                Some(t) => u32::from_str_radix(t, 8)
+                    .map_err(|_| BuildError::new(format!("invalid mount mode {t}"))),
+            }
+        };
+        let num = |v: &Option<String>| -> Result<u32, BuildError> {
+            match v {
+                None => Ok(0),
+                Some(t) => t
+                    .parse()
+                    .map_err(|_| BuildError::new(format!("invalid mount uid/gid {t}"))),
+            }
+        };
+        match m.kind {
+            MountKind::Bind => {
+                let target = need_target()?;
+                let root = match &m.from {
+                    Some(from) => match self.mount_from(from).await? {
+                        Some(v) => {
+                            let p = v.path().to_path_buf();
+                            views.push(v);
+                            p
+                        }
+                        None => {
+                            return Err(BuildError::new(format!(
+                                "cannot mount from {from}: it has no files"
+                            )));
+                        }
+                    },
+                    None => self.sh.opts.context.clone(),
+                };
+                let source = m.source.clone().unwrap_or_else(|| ".".into());
+                let (r2, s2) = (root.clone(), source.clone());
+                let digest = tokio::task::spawn_blocking(move || {
+                    sources::select(&r2, &[s2], "/", &Effective::default())
+                })
+                .await
+                .map_err(|e| BuildError::new(format!("internal error: {e}")))?
+                .map_err(|e| BuildError::new(format!("failed to mount {source}: {e}")))?
+                .digest;
+                let rel = source.trim_start_matches('/').to_string();
+                Ok((
+                    Some(StepMount::Bind {
+                        source: root.join(rel),
+                        target,
+                        // Writes to a context or stage mount are never kept; a stage's files
+                        // are shared with its image, so they are never writable.
+                        read_only: !m.read_write || m.from.is_some(),
+                    }),
+                    format!("bind:{digest}:{:?}", m),
+                ))
+            }
+            MountKind::Cache => {
+                let target = need_target()?;
+                let mount = StepMount::Cache {
+                    id: m.id.clone().unwrap_or_else(|| target.clone()),
+                    target,
+                    uid: num(&m.uid)?,
+                    gid: num(&m.gid)?,
+                    mode: octal(&m.mode, 0o755)?,
+                };
+                Ok((Some(mount), format!("{m:?}")))
+            }
+            MountKind::Tmpfs => {
+                let size = match &m.size {
+                    None => 0,
+                    Some(s) => berth_api::units::ram_in_bytes(s)
+                        .map_err(|_| BuildError::new(format!("invalid tmpfs size {s}")))?
+                        as u64,
+                };
+                let mount = StepMount::Tmpfs {
+                    target: need_target()?,
+                    size,
+                };
+                Ok((Some(mount), format!("{m:?}")))
+            }
+            MountKind::Secret | MountKind::Ssh => {
+                if m.required {
+                    return Err(BuildError::new(
+                        format!("{:?} mounts are not supported by this builder", m.kind)
+                            .to_lowercase(),
+                    ));
+                }
+                // An optional secret or ssh socket that is not there: the step runs without.
+                Ok((None, format!("{m:?}")))
+            }
+        }
     }
 
     async fn copy(
@@ -558,19 +701,55 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
     ) -> Result<(), BuildError> {
         let kw = if add { "ADD" } else { "COPY" };
         let failed = |e: String| BuildError::new(format!("{kw} failed: {e}"));
-        if let Some(url) = ci
-            .sources
-            .iter()
-            .find(|s| s.starts_with("http://") || s.starts_with("https://"))
-        {
-            return Err(failed(format!(
-                "source URL {url} is not supported by this builder yet"
-            )));
-        }
         // Keeps a stage's or image's root mounted until the layer is written.
         let mut _mounted: Option<Box<dyn MountedRoot>> = None;
         let mut sources_list = ci.sources.clone();
-        let root = if !ci.heredocs.is_empty() {
+        let urls: Vec<&String> = ci
+            .sources
+            .iter()
+            .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
+            .collect();
+        let root = if !urls.is_empty() {
+            if !add {
+                return Err(failed(format!(
+                    "source can't be a URL for COPY: {}",
+                    urls[0]
+                )));
+            }
+            if urls.len() != ci.sources.len() {
+                return Err(failed(
+                    "cannot mix URLs and local files in one ADD".to_string(),
+                ));
+            }
+            let dir = self
+                .sh
+                .opts
+                .scratch
+                .join(format!("url-{}-{}", self.index, self.step));
+            std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+            sources_list.clear();
+            for (i, url) in urls.iter().enumerate() {
+                // The file is named after the URL's last path segment, as Docker names it.
+                let name = url
+                    .split(['?', '#'])
+                    .next()
+                    .and_then(|u| u.rsplit('/').next())
+                    .filter(|n| !n.is_empty() && !n.contains(':'))
+                    .map_or_else(|| format!("download-{i}"), str::to_string);
+                let path = self.sh.exec.download(url, &dir, &name).await?;
+                if let Some(want) = &ci.checksum {
+                    let got = tokio::task::spawn_blocking(move || file_sha256(&path))
+                        .await
+                        .map_err(|e| failed(format!("internal error: {e}")))?
+                        .map_err(|e| failed(e.to_string()))?;
+                    if want != &got {
+                        return Err(failed(format!("digest mismatch {got}: {want}")));
+                    }
+                }
+                sources_list.push(name);
+            }
+            dir
+        } else if !ci.heredocs.is_empty() {
             let dir = self
                 .sh
                 .opts
@@ -584,26 +763,13 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             }
             dir
         } else if let Some(from) = &ci.from {
-            let image = match plan::resolve_source(self.sh.df, self.index, from, true) {
-                Source::Stage(i) => wait_stage(self.sh, i).await?.image,
-                Source::Scratch => None,
-                Source::Image(name) => {
-                    let info = self
-                        .sh
-                        .exec
-                        .resolve_image(&name, false, self.output())
-                        .await?;
-                    Some(info.id)
-                }
-            };
-            let Some(image) = image else {
+            let Some(m) = self.mount_from(from).await? else {
                 return Err(failed(format!(
                     "file not found in build context or excluded by .dockerignore: stat {}: \
                      file does not exist",
                     ci.sources.first().map_or("", String::as_str)
                 )));
             };
-            let m = self.sh.exec.mount(&image).await?;
             let p = m.path().to_path_buf();
             _mounted = Some(m);
             p
@@ -622,8 +788,14 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             w => w.to_string(),
         };
         let dest = sources::absolute_dest(&ci.dest, &workdir);
-        // ADD extracts local archives unless `--unpack=false`.
-        let add = add && ci.unpack != Some(false);
+        // ADD extracts local archives unless `--unpack=false`; a download only with
+        // `--unpack=true`.
+        let add = add
+            && if urls.is_empty() {
+                ci.unpack != Some(false)
+            } else {
+                ci.unpack == Some(true)
+            };
         let eff = Effective {
             chmod,
             chown: ci.chown.as_deref(),
@@ -673,6 +845,14 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
         self.step(key, created_by, kind, Action::Copy(Box::new(step)))
             .await
     }
+}
+
+/// `sha256:<hex>` of a file.
+fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(path)?;
+    std::io::copy(&mut f, &mut h)?;
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
 /// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`, ... (ranges expanded, as Docker does).

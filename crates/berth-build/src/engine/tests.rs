@@ -90,8 +90,20 @@ impl StepExecutor for Fake {
         c.layer_size = 0;
         Ok(c)
     }
+    async fn download(
+        &self,
+        url: &str,
+        _dir: &Path,
+        _name: &str,
+    ) -> Result<std::path::PathBuf, ExecError> {
+        Err(ExecError::new(format!("no network in tests: {url}")))
+    }
     async fn mount(&self, _image: &str) -> Result<Box<dyn MountedRoot>, ExecError> {
-        Ok(Box::new(Root(std::env::temp_dir())))
+        let dir =
+            std::env::temp_dir().join(format!("berth-build-fake-root-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("artifact"), b"x").unwrap();
+        Ok(Box::new(Root(dir)))
     }
 }
 

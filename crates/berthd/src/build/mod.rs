@@ -18,6 +18,7 @@
 //! daemon shuts down, the task kills and removes its container before it ends. Build
 //! containers carry [`BUILD_LABEL`], so those a daemon crash left are removed at the next start.
 
+pub mod fetch;
 pub mod layer;
 mod service;
 
@@ -252,6 +253,15 @@ impl StepExecutor for DaemonExecutor {
         .await
     }
 
+    async fn download(&self, url: &str, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {
+        let path = dir.join(name);
+        tokio::select! {
+            r = fetch::get_to_file(url, &path) => r.map_err(ExecError::new)?,
+            _ = self.cancel.cancelled() => return Err(cancelled()),
+        }
+        Ok(path)
+    }
+
     async fn mount(&self, image: &str) -> Result<Box<dyn MountedRoot>, ExecError> {
         let images = self.state.images.clone();
         let tmp = self.state.config.data_root.join("tmp");
@@ -436,6 +446,70 @@ fn chown_ids(spec: &str, parent: &ParentView) -> Result<(u32, u32), ExecError> {
     Ok((uid, gid))
 }
 
+/// `RUN --mount`s as container mounts; cache directories are made on first use under
+/// `<data-root>/builder/cache-mounts/` (kept across builds, emptied by `builder prune --all`).
+fn step_mounts(
+    state: &AppState,
+    mounts: &[berth_build::executor::StepMount],
+) -> Result<Vec<berth_api::models::container::Mount>, ExecError> {
+    use berth_api::models::container::Mount;
+    use berth_build::executor::StepMount;
+    let mut out = Vec::new();
+    for m in mounts {
+        out.push(match m {
+            StepMount::Bind {
+                source,
+                target,
+                read_only,
+            } => Mount {
+                kind: "bind".into(),
+                source: source.to_string_lossy().into_owned(),
+                target: target.clone(),
+                read_only: *read_only,
+                ..Default::default()
+            },
+            StepMount::Cache {
+                id,
+                target,
+                uid,
+                gid,
+                mode,
+            } => {
+                let name = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(id.as_bytes()));
+                let dir = cache_mounts_dir(state).join(name);
+                if !dir.exists() {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::create_dir_all(&dir).map_err(err)?;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode))
+                        .map_err(err)?;
+                    std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid)).map_err(err)?;
+                }
+                Mount {
+                    kind: "bind".into(),
+                    source: dir.to_string_lossy().into_owned(),
+                    target: target.clone(),
+                    ..Default::default()
+                }
+            }
+            StepMount::Tmpfs { target, size } => Mount {
+                kind: "tmpfs".into(),
+                target: target.clone(),
+                tmpfs_options: (*size > 0).then(|| berth_api::models::container::TmpfsOptions {
+                    size_bytes: *size as i64,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Where `RUN --mount=type=cache` directories live.
+pub fn cache_mounts_dir(state: &AppState) -> PathBuf {
+    state.config.data_root.join("builder").join("cache-mounts")
+}
+
 /// Runs one RUN step in a build container and commits it; the container is removed whatever
 /// happens, including a cancellation while the command runs.
 async fn run_step(
@@ -475,6 +549,7 @@ async fn run_step(
         extra_hosts: (!host.extra_hosts.is_empty()).then(|| host.extra_hosts.clone()),
         ..Default::default()
     };
+    hc.mounts = Some(step_mounts(&state, &step.mounts)?);
     hc.resources.memory = host.memory;
     hc.resources.memory_swap = host.memory_swap;
     hc.resources.cpu_shares = host.cpu_shares;

@@ -69,8 +69,16 @@ fn context_reader(body: Body) -> io::Result<Box<dyn Read + Send>> {
     let stream = body
         .into_data_stream()
         .map_err(|e| io::Error::new(io::ErrorKind::UnexpectedEof, e));
-    let mut reader =
-        BufReader::with_capacity(1 << 16, SyncIoBridge::new(StreamReader::new(stream)));
+    context_reader_of(BufReader::with_capacity(
+        1 << 16,
+        SyncIoBridge::new(StreamReader::new(stream)),
+    ))
+}
+
+/// [`context_reader`] over any buffered source.
+fn context_reader_of<R: BufRead + Send + 'static>(
+    mut reader: R,
+) -> io::Result<Box<dyn Read + Send>> {
     let magic = reader.fill_buf()?.to_vec();
     let external = if magic.starts_with(b"BZh") {
         Some("bzip2")
@@ -102,6 +110,51 @@ fn context_reader(body: Body) -> io::Result<Box<dyn Read + Send>> {
     Ok(Box::new(stdout))
 }
 
+/// Extracts a context tar into `ctx`, with dockerd's words for a bad one.
+fn extract(reader: &mut dyn Read, ctx: &Path) -> Result<()> {
+    berth_image::unpack::extract_into_root(
+        reader,
+        ctx,
+        "/",
+        &berth_image::unpack::ExtractOptions::default(),
+    )
+    .map_err(|e| {
+        let text = e.to_string();
+        let text = text
+            .strip_prefix("cannot extract archive: ")
+            .unwrap_or(&text);
+        bad(format!("Error processing tar file(exit status 1): {text}"))
+    })
+}
+
+/// `remote=<url>`: a tarball (any compression) is the context; any other file is the
+/// Dockerfile of an otherwise empty context (dockerd's rule). Git URLs are not supported.
+async fn remote_context(url: &str, context: &Path, dir: &Path, dockerfile: &str) -> Result<()> {
+    if url.starts_with("git@") || url.ends_with(".git") || url.starts_with("git://") {
+        return Err(bad("Git build contexts are not supported by Berth"));
+    }
+    let file = dir.join("remote");
+    crate::build::fetch::get_to_file(url, &file)
+        .await
+        .map_err(|e| bad(format!("unable to prepare context: {e}")))?;
+    let ctx = context.to_path_buf();
+    let dockerfile = dockerfile.to_string();
+    tokio::task::spawn_blocking(move || {
+        if berth_build::engine::sources::is_archive(&file) {
+            let f = std::fs::File::open(&file)
+                .map_err(|e| bad(format!("unable to prepare context: {e}")))?;
+            let mut reader = context_reader_of(BufReader::new(f))
+                .map_err(|e| bad(format!("Error processing tar file: {e}")))?;
+            extract(&mut reader, &ctx)
+        } else {
+            std::fs::rename(&file, ctx.join(dockerfile.trim_start_matches('/')))
+                .map_err(|e| bad(format!("unable to prepare context: {e}")))
+        }
+    })
+    .await
+    .map_err(super::join_error)?
+}
+
 /// `POST /build`.
 pub async fn build(
     State(state): State<AppState>,
@@ -114,9 +167,6 @@ pub async fn build(
         let r = berth_image::Reference::parse_tag_target(t)
             .map_err(|_| bad(format!("invalid reference format: {t}")))?;
         tags.push(r);
-    }
-    if query.non_empty("remote").is_some() {
-        return Err(bad("remote build contexts are not supported by Berth yet"));
     }
     let credentials = super::distribution::registry_config_credentials(&headers);
     let dir = state
@@ -135,32 +185,26 @@ pub async fn build(
         })?;
     }
     let guard = TempDir(dir);
-    let ctx = context.clone();
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut reader =
-            context_reader(body).map_err(|e| bad(format!("Error processing tar file: {e}")))?;
-        let result = berth_image::unpack::extract_into_root(
-            &mut reader,
-            &ctx,
-            "/",
-            &berth_image::unpack::ExtractOptions::default(),
-        );
-        // Read what is left so that the client sees the answer rather than a reset.
-        let _ = io::copy(&mut reader, &mut io::sink());
-        result.map_err(|e| {
-            let text = e.to_string();
-            let text = text
-                .strip_prefix("cannot extract archive: ")
-                .unwrap_or(&text);
-            bad(format!("Error processing tar file(exit status 1): {text}"))
-        })
-    })
-    .await
-    .map_err(super::join_error)??;
     let name = query
         .non_empty("dockerfile")
         .unwrap_or("Dockerfile")
         .to_string();
+    match query.non_empty("remote") {
+        Some(url) => remote_context(url, &context, &guard.0, &name).await?,
+        None => {
+            let ctx = context.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut reader = context_reader(body)
+                    .map_err(|e| bad(format!("Error processing tar file: {e}")))?;
+                let result = extract(&mut reader, &ctx);
+                // Read what is left so that the client sees the answer rather than a reset.
+                let _ = io::copy(&mut reader, &mut io::sink());
+                result
+            })
+            .await
+            .map_err(super::join_error)??;
+        }
+    }
     let text = read_dockerfile(&context, &name)?;
     let df = berth_build::parse(&text).map_err(|e| bad(e.to_string()))?;
     remove_ignored_build_files(&context, &name)?;
@@ -224,8 +268,13 @@ pub async fn build(
             Err(e) => out.error(&e),
         }
         state.builds.finish(&build_id);
+        // The stream ends when the last sender goes: the watcher's first, then ours, so that
+        // the client is answered before the context is removed and the budget enforced.
         watcher.abort();
-        drop(guard);
+        let _ = watcher.await;
+        drop(out);
+        drop(exec);
+        tokio::task::spawn_blocking(move || drop(guard));
         state.builds.enforce_budget(&state).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -399,7 +448,17 @@ pub async fn prune(State(state): State<AppState>, query: Query) -> Result<Respon
             }
         }
     }
+    let all = opts.all && filters.is_empty();
     let pruned = state.builds.prune(&state, opts).await;
+    if all {
+        // `RUN --mount=type=cache` directories are cache too (BuildKit's exec.cachemount).
+        let dir = crate::build::cache_mounts_dir(&state);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove cache mounts");
+        }
+    }
     Ok(ok_json(&serde_json::json!({
         "CachesDeleted": if pruned.ids.is_empty() { serde_json::Value::Null } else { pruned.ids.into() },
         "SpaceReclaimed": pruned.space,
