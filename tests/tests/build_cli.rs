@@ -218,3 +218,80 @@ fn builder_prune_and_system_df() {
         out.stdout
     );
 }
+
+/// `docker build` (legacy API) with the same flags and context, on the same daemon.
+fn docker_build(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> Option<berth_e2e::Output> {
+    use std::io::Write as _;
+    let docker = berth_e2e::docker_cli()?;
+    let mut child = std::process::Command::new(docker)
+        .arg("build")
+        .args(args)
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_CONFIG", d.dir().join("docker-config"))
+        .env_remove("DOCKER_CONTEXT")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or_default()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    Some(berth_e2e::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// berth and the docker CLI send the same context for the same command line: what COPY sees
+/// in the image is the same, with `.dockerignore` exceptions, `-f -` and an outside `-f`.
+#[test]
+fn berth_and_docker_send_the_same_context() {
+    require_root!();
+    if berth_e2e::docker_cli().is_none() {
+        eprintln!("skipped: no docker CLI on this machine");
+        return;
+    }
+    let d = daemon_with_busybox();
+    let ctx = context(&d, "ctx", LIST);
+    std::fs::create_dir_all(ctx.join("node_modules/x")).unwrap();
+    std::fs::write(ctx.join("node_modules/x/i.js"), "i\n").unwrap();
+    std::fs::write(ctx.join("node_modules/keep.js"), "k\n").unwrap();
+    std::fs::write(
+        ctx.join(".dockerignore"),
+        "# build files\n*.key\n/debug.log\nnode_modules\n!node_modules/keep.js\nDockerfile\n",
+    )
+    .unwrap();
+    let outside = d.dir().join("Outside.Dockerfile");
+    std::fs::write(&outside, LIST).unwrap();
+    let cases: Vec<(Vec<String>, Option<&[u8]>)> = vec![
+        (vec![], None),
+        (vec!["-f".into(), "-".into()], Some(LIST.as_bytes())),
+        (vec!["-f".into(), path(&outside).into()], None),
+    ];
+    for (i, (flags, stdin)) in cases.into_iter().enumerate() {
+        let tag_b = format!("berth-ctx:{i}");
+        let tag_d = format!("docker-ctx:{i}");
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args.extend(["-t", &tag_b, path(&ctx)]);
+        let mut b = vec!["build"];
+        b.extend(&args);
+        d.berth_with_stdin(&b, stdin).success();
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args.extend(["-t", &tag_d, path(&ctx)]);
+        let out = docker_build(&d, &args, stdin).unwrap();
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            listing(&d, &tag_b),
+            listing(&d, &tag_d),
+            "case {i}: {flags:?}"
+        );
+    }
+    assert_eq!(
+        listing(&d, "berth-ctx:0"),
+        ".\n./.dockerignore\n./a.txt\n./node_modules\n./node_modules/keep.js\n./sub\n./sub/b.txt\n"
+    );
+}

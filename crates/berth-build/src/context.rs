@@ -220,7 +220,8 @@ pub fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry) -> io::Result<
         header.set_size(md.len());
         let file = File::open(&entry.path).map_err(|e| annotate(e, &entry.path))?;
         // `take` keeps the tar well-formed if the file grows while it is read.
-        let mut data = file.take(md.len());
+        // A large buffer: io::copy then moves the file in few big reads and writes.
+        let mut data = io::BufReader::with_capacity(256 * 1024, file.take(md.len()));
         let mut counted = CountingReader {
             inner: &mut data,
             n: 0,
@@ -277,6 +278,51 @@ pub fn remove_build_files(context: &Path, dockerfile: &str) -> io::Result<Vec<St
         }
     }
     Ok(removed)
+}
+
+/// A reader of a context tar that completes a stream ending right after an entry's data:
+/// the docker CLI sends exactly that for `-f -` and a Dockerfile outside the context (its tar
+/// rewriter never writes the last entry's padding nor the end-of-archive blocks), and Go's
+/// tar reader, unlike Rust's `tar`, accepts it. At end of input this yields zeros up to the
+/// next 512-byte block and then two zero blocks; a complete tar is unaffected (the reader
+/// stops at its end-of-archive blocks and never reads the extra zeros).
+pub struct CompleteTar<R> {
+    inner: R,
+    read: u64,
+    /// Zero bytes still to yield once `inner` is exhausted.
+    tail: Option<u64>,
+}
+
+impl<R: Read> CompleteTar<R> {
+    pub fn new(inner: R) -> Self {
+        CompleteTar {
+            inner,
+            read: 0,
+            tail: None,
+        }
+    }
+}
+
+impl<R: Read> Read for CompleteTar<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.tail.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            let pad = (512 - self.read % 512) % 512;
+            self.tail = Some(pad + 1024);
+        }
+        let left = self.tail.unwrap_or(0);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        buf[..n].fill(0);
+        self.tail = Some(left - n as u64);
+        Ok(n)
+    }
 }
 
 struct CountingReader<'a, R: Read> {
@@ -371,6 +417,51 @@ mod tests {
         fs::write(bad, b"").unwrap();
         assert!(walk(root, &Dockerignore::parse("node_modules").unwrap()).all(|e| e.is_ok()));
         assert!(walk(root, &Dockerignore::parse("").unwrap()).any(|e| e.is_err()));
+    }
+
+    #[test]
+    fn a_tar_cut_after_its_last_data_is_completed() {
+        // As the docker CLI sends it: the last entry's data, then nothing.
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            ("a", b"aa".as_slice()),
+            (".dockerfile.x", b"FROM scratch\n".as_slice()),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            tar.append_data(&mut h, name, data).unwrap();
+        }
+        let full = tar.into_inner().unwrap();
+        let cut = &full[..512 + 512 + 512 + 13];
+        assert!(
+            tar::Archive::new(cut)
+                .entries()
+                .unwrap()
+                .any(|e| e.is_err())
+        );
+        let mut names = Vec::new();
+        for e in tar::Archive::new(CompleteTar::new(cut)).entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut data = String::new();
+            e.read_to_string(&mut data).unwrap();
+            names.push((e.path().unwrap().to_string_lossy().into_owned(), data));
+        }
+        assert_eq!(
+            names,
+            [
+                ("a".into(), "aa".into()),
+                (".dockerfile.x".into(), "FROM scratch\n".into())
+            ]
+        );
+        // A whole tar reads the same.
+        assert_eq!(
+            tar::Archive::new(CompleteTar::new(&full[..]))
+                .entries()
+                .unwrap()
+                .count(),
+            2
+        );
     }
 
     #[test]

@@ -20,4 +20,4 @@ pub mod parser;
 pub mod plan;
 
 pub use expand::{ExpandError, expand_word, expand_words};
-pub use parser::{ParseError, parse, parse_named};
+pub use parser::{ParseError, parse, parse_named, parse_with_warnings};

@@ -309,6 +309,26 @@ mod tests {
     }
 
     #[test]
+    fn every_stored_credential_for_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ConfigDir::new(dir.path());
+        assert!(all(&config).is_empty());
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths":{"reg:1":{"auth":"YTpi"},"reg:2":{},"https://index.docker.io/v1/":{"auth":"dTpw"}}}"#,
+        )
+        .unwrap();
+        let creds = all(&config);
+        // The entry without credentials is left out.
+        assert_eq!(
+            creds.keys().collect::<Vec<_>>(),
+            ["https://index.docker.io/v1/", "reg:1"]
+        );
+        assert_eq!(creds["reg:1"].username, "a");
+        assert_eq!(creds["reg:1"].serveraddress, "reg:1");
+    }
+
+    #[test]
     fn the_file_store_round_trips_and_keeps_other_keys() {
         let dir = tempfile::tempdir().unwrap();
         let config = ConfigDir::new(dir.path());

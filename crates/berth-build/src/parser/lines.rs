@@ -41,6 +41,8 @@ pub(crate) struct RawHeredoc {
 pub(crate) struct Lines {
     pub directives: Directives,
     pub nodes: Vec<Node>,
+    /// Instructions (joined) that had empty continuation lines, which Docker warns about.
+    pub empty_continuations: Vec<String>,
 }
 
 /// Recognises `# name=value` directives while they are the first lines.
@@ -127,6 +129,7 @@ pub(crate) fn parse_lines(text: &str) -> Result<Lines, SyntaxError> {
         seen: Vec::new(),
     };
     let mut nodes = Vec::new();
+    let mut empty_continuations = Vec::new();
     let mut i = 0;
     let mut current = 0;
     while i < raw.len() {
@@ -142,19 +145,27 @@ pub(crate) fn parse_lines(text: &str) -> Result<Lines, SyntaxError> {
             continue;
         }
         let mut buf = first;
+        let mut had_empty = false;
         while !end && i < raw.len() {
             let next = trim_newline(raw[i]);
             i += 1;
             current += 1;
             // Directives are over by now; this only marks the parser done.
             dp.done = true;
-            if is_comment(next) || next.trim_start().is_empty() {
-                // Comment lines and empty lines inside a continuation are skipped.
+            // Comment lines and empty lines inside a continuation are skipped.
+            if is_comment(next) {
+                continue;
+            }
+            if next.trim_start().is_empty() {
+                had_empty = true;
                 continue;
             }
             let (part, e) = trim_continuation(next, escape);
             buf.push_str(&part);
             end = e;
+        }
+        if had_empty {
+            empty_continuations.push(buf.clone());
         }
         let mut node = node_from_line(&buf, escape, start)?;
         if can_contain_heredoc(&node) && buf.contains("<<") {
@@ -189,7 +200,11 @@ pub(crate) fn parse_lines(text: &str) -> Result<Lines, SyntaxError> {
     if nodes.is_empty() {
         return Err(SyntaxError::NoInstructions);
     }
-    Ok(Lines { directives, nodes })
+    Ok(Lines {
+        directives,
+        nodes,
+        empty_continuations,
+    })
 }
 
 fn can_contain_heredoc(node: &Node) -> bool {

@@ -34,6 +34,15 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
 /// Parses a Dockerfile; `name` is the path the client gave (`-f`), which dockerd quotes in
 /// the messages for an empty or unparsable file.
 pub fn parse_named(text: &str, name: &str) -> Result<Dockerfile, ParseError> {
+    parse_with_warnings(text, name).map(|(df, _)| df)
+}
+
+/// [`parse_named`], also returning the warnings dockerd prints at the start of the build
+/// output (each line ends in `\n`): empty continuation lines, which Docker still accepts.
+pub fn parse_with_warnings(
+    text: &str,
+    name: &str,
+) -> Result<(Dockerfile, Vec<String>), ParseError> {
     if text.is_empty() {
         return Err(ParseError::Empty {
             name: name.to_string(),
@@ -73,11 +82,25 @@ pub fn parse_named(text: &str, name: &str) -> Result<Dockerfile, ParseError> {
     if stages.is_empty() {
         return Err(ParseError::NoFrom);
     }
-    Ok(Dockerfile {
-        directives: parsed.directives,
-        meta_args,
-        stages,
-    })
+    let mut warnings: Vec<String> = parsed
+        .empty_continuations
+        .iter()
+        .map(|line| format!("[WARNING]: Empty continuation line found in: {line}\n"))
+        .collect();
+    if !warnings.is_empty() {
+        warnings.push(
+            "[WARNING]: Empty continuation lines will become errors in a future release.\n"
+                .to_string(),
+        );
+    }
+    Ok((
+        Dockerfile {
+            directives: parsed.directives,
+            meta_args,
+            stages,
+        },
+        warnings,
+    ))
 }
 
 fn located<T>(node: &lines::Node, value: T) -> Located<T> {

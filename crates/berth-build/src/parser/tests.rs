@@ -597,6 +597,22 @@ fn errors_in_dockers_words() {
             "dockerfile parse error on line 2: invalid field 'foo' must be a key=value pair",
         ),
         (
+            "FROM scratch\nCOPY\t\n\t\tquux \\\n      bar",
+            "dockerfile parse error on line 2: COPY requires at least two arguments, but only one was provided. Destination could not be determined",
+        ),
+        (
+            "FROM scratch\nMAINTAINER --boo joe@example.com",
+            "dockerfile parse error on line 2: unknown flag: --boo",
+        ),
+        (
+            "FROM scratch\nfoo bar",
+            "dockerfile parse error on line 2: unknown instruction: foo (did you mean from?)",
+        ),
+        (
+            "FROM scratch\nHEALTHCHECK --interval=0.5ms CMD x",
+            "dockerfile parse error on line 2: Interval \"interval\" cannot be less than 1ms",
+        ),
+        (
             "# escape=x\nFROM scratch\n",
             "failed to parse Dockerfile: invalid escape token 'x' does not match ` or \\",
         ),
@@ -659,4 +675,50 @@ fn line_level_golden() {
     for (text, want) in cases {
         assert_eq!(dump(text).unwrap(), *want, "{text:?}");
     }
+}
+
+#[test]
+fn heredoc_delimiters() {
+    let d = p(
+        "FROM scratch\nRUN \"<<NOT\"\nRUN <<x\\'y\nbody\nx'y\nRUN <<'a b' sh\nq\na b\nRUN <<  SP  > out\nSP\nRUN <<$V\n$V\n",
+    );
+    let docs: Vec<Vec<(String, String, bool)>> = d.stages[0]
+        .instructions
+        .iter()
+        .map(|l| match &l.value {
+            Instruction::Run(r) => r
+                .heredocs
+                .iter()
+                .map(|h| (h.name.clone(), h.content.clone(), h.expand))
+                .collect(),
+            _ => vec![],
+        })
+        .collect();
+    let t = |n: &str, c: &str, e: bool| (n.to_string(), c.to_string(), e);
+    assert_eq!(
+        docs,
+        vec![
+            vec![],
+            // An escaped quote is part of the name and does not stop expansion.
+            vec![t("x'y", "body\n", true)],
+            vec![t("a b", "q\n", false)],
+            vec![t("SP", "", true)],
+            vec![t("$V", "", true)],
+        ]
+    );
+}
+
+#[test]
+fn empty_continuation_warnings() {
+    let (_, w) =
+        parse_with_warnings("FROM scratch\nRUN a \\\n\n  b\nRUN c\n", "Dockerfile").unwrap();
+    assert_eq!(
+        w,
+        [
+            "[WARNING]: Empty continuation line found in: RUN a   b\n",
+            "[WARNING]: Empty continuation lines will become errors in a future release.\n"
+        ]
+    );
+    let (_, w) = parse_with_warnings("FROM scratch\nRUN a \\\n  # c\n  b\n", "Dockerfile").unwrap();
+    assert!(w.is_empty());
 }

@@ -378,7 +378,9 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
             let head = context::read_head(&mut stdin)
                 .map_err(|e| anyhow!("unable to prepare context from STDIN: failed to peek context header from STDIN: {e}"))?;
             if context::is_archive(&head) {
-                // Sent as it comes: the head already read, then the rest of stdin.
+                // Sent as it comes: the head already read, then the rest of stdin (what the
+                // lock buffered beyond the head stays in stdin's shared buffer).
+                drop(stdin);
                 let (body, sent) = tar_stream(compress, move |w| {
                     w.write_all(&head)?;
                     std::io::copy(&mut std::io::stdin().lock(), w)?;
@@ -512,9 +514,6 @@ pub async fn build(env: &Env, args: BuildArgs) -> Result<()> {
     options.dockerfile = prepared.dockerfile;
     options.remote = prepared.remote;
     let client = env.client()?;
-    let stream = client
-        .image_build(&options, prepared.body, registry_config(env).as_deref())
-        .await?;
     let terminal = std::io::stdout().is_terminal();
     let live = !args.quiet
         && match args.progress.as_str() {
@@ -522,14 +521,33 @@ pub async fn build(env: &Env, args: BuildArgs) -> Result<()> {
             "plain" => false,
             _ => terminal,
         };
+    let width = terminal_width();
+    let mut view = view::LiveView::new(width);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let registry_config = registry_config(env);
+    let request = client.image_build(&options, prepared.body, registry_config.as_deref());
+    let mut request = std::pin::pin!(request);
+    // The daemon answers once it has the whole context: until then, a live view shows how
+    // much has gone.
+    let stream = loop {
+        tokio::select! {
+            r = &mut request => break r?,
+            _ = tick.tick(), if live => {
+                if let Some(sent) = &prepared.sent {
+                    let n = sent.load(std::sync::atomic::Ordering::Relaxed);
+                    output::out(&view.status(&format!(
+                        "Sending build context to Berth daemon  {}",
+                        human_size(i64::try_from(n).unwrap_or(i64::MAX))
+                    )));
+                }
+            }
+        }
+    };
     let mut stream = std::pin::pin!(stream);
     let mut image_id = String::new();
     let mut quiet_text = String::new();
     let mut renderer = ProgressRenderer::new(false);
-    let width = terminal_width();
-    let mut view = view::LiveView::new(width);
     let mut announced = false;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     let failure: Option<(u8, String)> = loop {
         let message = tokio::select! {
             m = stream.next() => m,

@@ -179,6 +179,15 @@ impl LiveView {
         out
     }
 
+    /// A transient line (the context being sent) shown until the build's output starts.
+    pub fn status(&mut self, text: &str) -> String {
+        let mut out = self.erase();
+        out.push_str(&truncate(text, self.width));
+        out.push('\n');
+        self.drawn = 1;
+        out
+    }
+
     /// Redraws the running step's time.
     pub fn tick(&mut self) -> String {
         if self.current.is_none() {
@@ -256,6 +265,16 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("Removing intermediate"));
+    }
+
+    #[test]
+    fn the_status_line_goes_when_steps_start() {
+        let mut v = LiveView::new(80);
+        let first = v.status("Sending build context to Berth daemon  1MB");
+        assert_eq!(first, "Sending build context to Berth daemon  1MB\n");
+        let second = v.status("Sending build context to Berth daemon  2MB");
+        assert!(second.starts_with("\x1b[1A\r\x1b[J"));
+        assert!(v.feed("Step 1/1 : FROM x\n").starts_with("\x1b[1A\r\x1b[J"));
     }
 
     #[test]
