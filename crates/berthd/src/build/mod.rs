@@ -21,6 +21,7 @@
 pub mod fetch;
 pub mod layer;
 mod service;
+pub mod tar_end;
 
 pub use service::Builds;
 

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{Error, Query, Result, ok_json};
+use crate::build::tar_end::TarEnd;
 use crate::build::{DaemonExecutor, RunHost};
 use crate::state::AppState;
 
@@ -65,7 +66,7 @@ fn int(query: &Query, key: &str) -> Result<i64> {
 }
 
 /// A reader over the context, decompressed as its first bytes say.
-fn context_reader(body: Body) -> io::Result<Box<dyn Read + Send>> {
+fn context_reader(body: Body) -> io::Result<Box<dyn Read>> {
     let stream = body
         .into_data_stream()
         .map_err(|e| io::Error::new(io::ErrorKind::UnexpectedEof, e));
@@ -76,9 +77,8 @@ fn context_reader(body: Body) -> io::Result<Box<dyn Read + Send>> {
 }
 
 /// [`context_reader`] over any buffered source.
-fn context_reader_of<R: BufRead + Send + 'static>(
-    mut reader: R,
-) -> io::Result<Box<dyn Read + Send>> {
+/// The result is the plain tar, its end completed as Go's reader would ([`TarEnd`]).
+fn context_reader_of<R: BufRead + Send + 'static>(mut reader: R) -> io::Result<Box<dyn Read>> {
     let magic = reader.fill_buf()?.to_vec();
     let external = if magic.starts_with(b"BZh") {
         Some("bzip2")
@@ -88,7 +88,8 @@ fn context_reader_of<R: BufRead + Send + 'static>(
         None
     };
     let Some(tool) = external else {
-        return Ok(Box::new(reader));
+        let (_, plain) = berth_image::unpack::decompress(reader)?;
+        return Ok(Box::new(TarEnd::new(plain)));
     };
     // No bzip2/xz decoder is linked in: the system's tool decompresses (as dockerd does for
     // xz, which it runs as `xz -d -c -q`).
@@ -107,7 +108,7 @@ fn context_reader_of<R: BufRead + Send + 'static>(
         drop(stdin);
         let _ = child.wait();
     });
-    Ok(Box::new(stdout))
+    Ok(Box::new(TarEnd::new(stdout)))
 }
 
 /// Extracts a context tar into `ctx`, with dockerd's words for a bad one.
