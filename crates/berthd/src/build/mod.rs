@@ -186,6 +186,48 @@ impl DaemonExecutor {
     }
 }
 
+impl DaemonExecutor {
+    /// Runs a committing step on the blocking pool in a task of its own. A step cancelled
+    /// meanwhile (its future dropped, or the build cancelled) cannot be stopped half-way
+    /// through the store's publish, so its image, once made, is deleted again: a cancelled
+    /// build leaves no image the cache does not know.
+    async fn guarded(
+        &self,
+        f: impl FnOnce() -> Result<Committed, ExecError> + Send + 'static,
+    ) -> Result<Committed, ExecError> {
+        let token = self.cancel.child_token();
+        let guard = token.clone().drop_guard();
+        let state = self.state.clone();
+        let task = tokio::spawn(async move {
+            let result = blocking(f).await;
+            if token.is_cancelled() {
+                if let Ok(c) = &result {
+                    discard_image(&state, &c.id).await;
+                }
+                return Err(cancelled());
+            }
+            result
+        });
+        let result = task
+            .await
+            .map_err(|e| ExecError::new(format!("internal error: {e}")))?;
+        guard.disarm();
+        result
+    }
+}
+
+/// Deletes an image a cancelled step made (untagged, used by nothing).
+async fn discard_image(state: &AppState, id: &str) {
+    let images = state.images.clone();
+    let id = id.to_string();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = images.delete(&id, berth_image::DeleteOptions::default(), &|_| None) {
+            tracing::debug!(image = %id, error = %e, "cannot remove a cancelled step's image");
+        }
+    })
+    .await;
+}
+
 impl StepExecutor for DaemonExecutor {
     async fn resolve_image(
         &self,
@@ -232,7 +274,7 @@ impl StepExecutor for DaemonExecutor {
 
     async fn copy(&self, step: CopyStep) -> Result<Committed, ExecError> {
         let state = self.state.clone();
-        blocking(move || copy_step(&state, step)).await
+        self.guarded(move || copy_step(&state, step)).await
     }
 
     async fn commit_empty(
@@ -241,7 +283,7 @@ impl StepExecutor for DaemonExecutor {
         commit: Commit,
     ) -> Result<Committed, ExecError> {
         let images = self.state.images.clone();
-        blocking(move || {
+        self.guarded(move || {
             let base = parent.as_deref().map(digest).transpose()?;
             let image = images
                 .commit_image_on(base.as_ref(), None, commit_request(&commit))
@@ -645,6 +687,10 @@ async fn run_and_commit(
         .commit_build_step(id, commit_request(commit))
         .await
         .map_err(err)?;
+    if token.is_cancelled() {
+        discard_image(state, &image.id.to_string()).await;
+        return Err(cancelled());
+    }
     Ok(Committed {
         id: image.id.to_string(),
         layer_size: size,
