@@ -795,3 +795,42 @@ fn cache_budget_evicts_least_recently_used() {
     // The tagged images themselves stay.
     inspect(&d, "b:1");
 }
+
+#[test]
+fn cache_from_an_image_whose_history_matches() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let ctx = context(&[
+        ("Dockerfile", APP.as_bytes()),
+        ("a.txt", b"from a\n"),
+        ("b.txt", b"b\n"),
+    ]);
+    let (_, lines, text) = build(&d, "t=src:1", &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    // Without its cache records (as on another machine that pulled src:1)...
+    assert_eq!(d.api().post("/build/prune?all=1", None).status, 200);
+    // ...the image's history stands in for every step.
+    let q = "t=again:1&cachefrom=%5B%22src%3A1%22%5D";
+    let (_, lines, text) = build(&d, q, &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(text.matches(" ---> Using cache").count(), 8, "{text}");
+    assert!(!text.contains("Running in"), "{text}");
+    let layers = |name: &str| inspect(&d, name)["RootFS"]["Layers"].clone();
+    assert_eq!(layers("again:1"), layers("src:1"));
+    assert_eq!(
+        run_in(&d, "again:1", "cat /app/greeting /app/b.txt"),
+        "hello\nb\n"
+    );
+    // A changed file stops the reuse at its step.
+    let changed = context(&[
+        ("Dockerfile", APP.as_bytes()),
+        ("a.txt", b"from a\n"),
+        ("b.txt", b"B\n"),
+    ]);
+    assert_eq!(d.api().post("/build/prune?all=1", None).status, 200);
+    let (_, lines, text) = build(&d, "t=again:2&cachefrom=%5B%22src%3A1%22%5D", &changed);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(text.matches(" ---> Using cache").count(), 4, "{text}");
+    assert_eq!(run_in(&d, "again:2", "cat /app/b.txt"), "B\n");
+    assert_nothing_left(&d);
+}

@@ -78,6 +78,13 @@ pub struct Committed {
     pub layer_size: u64,
 }
 
+/// One entry of an image's history, as `--cache-from` compares them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryItem {
+    pub created_by: String,
+    pub empty_layer: bool,
+}
+
 /// A `RUN` step: run `argv` in a container of `parent` and commit its changes.
 #[derive(Debug, Clone)]
 pub struct RunStep {
@@ -196,6 +203,19 @@ pub trait StepExecutor: Send + Sync {
         dir: &std::path::Path,
         name: &str,
     ) -> impl Future<Output = Result<PathBuf, ExecError>> + Send;
+
+    /// An image's history (`--cache-from` matching).
+    fn history(&self, id: &str)
+    -> impl Future<Output = Result<Vec<HistoryItem>, ExecError>> + Send;
+
+    /// A `--cache-from` hit: a new image made of the first `entries` history entries of
+    /// `source` (and the layers they added), with `commit`'s config.
+    fn derive(
+        &self,
+        source: &str,
+        entries: usize,
+        commit: Commit,
+    ) -> impl Future<Output = Result<Committed, ExecError>> + Send;
 
     /// Mounts an image's root filesystem read-only for COPY --from.
     fn mount(

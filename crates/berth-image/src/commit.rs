@@ -116,6 +116,36 @@ impl ImageStore {
     }
 }
 
+impl ImageStore {
+    /// A build's `--cache-from` hit: a new image made of the first `layers` layers of `source`
+    /// and `config` (whose `rootfs` and `history` the caller sets to match them). Nothing is
+    /// unpacked or copied: the layers are already in the store.
+    pub fn derive_image(
+        &self,
+        source: &Digest,
+        layers: usize,
+        config: ImageConfig,
+    ) -> Result<Image> {
+        let _w = exclusive(&self.write_lock);
+        let (record, _) = self.record_and_config(source)?;
+        if layers > record.layers.len() || config.rootfs.diff_ids.len() != layers {
+            return Err(crate::error::ImageError::InvalidArgument(format!(
+                "cannot derive an image of {layers} layers from {source}"
+            )));
+        }
+        let bytes = serde_json::to_vec(&config).map_err(|e| {
+            crate::error::ImageError::io("cannot encode image config", std::io::Error::other(e))
+        })?;
+        self.publish_one(PublishRequest {
+            config: PublishConfig::Received { bytes, config },
+            layers: record.layers[..layers].to_vec(),
+            manifest: None,
+            tags: Vec::new(),
+            repo_digest: None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -246,6 +246,16 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             return Ok(());
         }
         let parent = self.cur.image.clone();
+        if !sh.opts.no_cache
+            && !sh.opts.cache_from.is_empty()
+            && let Some(done) = self.from_cache_images(&description, &action).await?
+        {
+            self.emit(" ---> Using cache\n".into());
+            self.record(&key, &done, parent, description, kind);
+            self.cur.image = Some(done.id);
+            self.cur.key = key;
+            return Ok(());
+        }
         let done: Committed = match action {
             Action::Empty => {
                 let commit = self.commit(description.clone());
@@ -254,9 +264,23 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             Action::Run(r) => sh.exec.run(*r, self.output()).await?,
             Action::Copy(c) => sh.exec.copy(*c).await?,
         };
+        self.record(&key, &done, parent, description, kind);
+        self.cur.image = Some(done.id);
+        self.cur.key = key;
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        key: &str,
+        done: &Committed,
+        parent: Option<String>,
+        description: String,
+        kind: &str,
+    ) {
         let t = now();
         let record = CacheRecord {
-            key: key.clone(),
+            key: key.to_string(),
             image: done.id.clone(),
             parent,
             description,
@@ -266,12 +290,52 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             last_used: t,
             usage_count: 0,
         };
-        if let Err(e) = sh.cache.put(&record) {
+        if let Err(e) = self.sh.cache.put(&record) {
             tracing::warn!(error = %e, "cannot record a build cache entry");
         }
-        self.cur.image = Some(done.id);
-        self.cur.key = key;
-        Ok(())
+    }
+
+    /// `--cache-from`: an image whose history starts as the current image's and continues
+    /// with this step (same `created_by`) stands in for it, as the legacy builder's
+    /// `--cache-from` does: a new image of its layers up to there, with this step's config.
+    async fn from_cache_images(
+        &self,
+        created_by: &str,
+        action: &Action,
+    ) -> Result<Option<Committed>, BuildError> {
+        let sh = self.sh;
+        let sources = sh
+            .cache_from
+            .get_or_try_init(|| async {
+                let mut out = Vec::new();
+                for name in &sh.opts.cache_from {
+                    // A cache source that is not there is no error (as Docker's).
+                    let Ok(info) = sh.exec.resolve_image(name, false, self.output()).await else {
+                        continue;
+                    };
+                    let history = sh.exec.history(&info.id).await?;
+                    out.push((info.id, history));
+                }
+                Ok::<_, BuildError>(out)
+            })
+            .await?;
+        let current = match &self.cur.image {
+            Some(id) => sh.exec.history(id).await?,
+            None => Vec::new(),
+        };
+        let n = current.len();
+        let Some((source, _)) = sources
+            .iter()
+            .find(|(_, h)| h.len() > n && h[..n] == current[..] && h[n].created_by == created_by)
+        else {
+            return Ok(None);
+        };
+        let commit = match action {
+            Action::Empty => self.commit(created_by.to_string()),
+            Action::Run(r) => r.commit.clone(),
+            Action::Copy(c) => c.commit.clone(),
+        };
+        Ok(Some(sh.exec.derive(source, n + 1, commit).await?))
     }
 
     /// A step that only changes the config: `comment` is its history text.

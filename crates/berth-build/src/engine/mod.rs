@@ -104,6 +104,8 @@ pub struct BuildOptions {
     pub pull: bool,
     pub network_mode: Option<String>,
     pub platform: Platform,
+    /// `--cache-from`: images whose history may stand in for steps the cache misses.
+    pub cache_from: Vec<String>,
 }
 
 /// A build failure, worded as Docker's.
@@ -164,6 +166,8 @@ pub(crate) struct Shared<'a, E> {
     pub plan: plan::Plan,
     /// ARG names the build declared (for the warning about unconsumed `--build-arg`s).
     pub declared: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The `--cache-from` images' ids and histories, looked up at the first cache miss.
+    pub cache_from: tokio::sync::OnceCell<Vec<(String, Vec<crate::executor::HistoryItem>)>>,
 }
 
 /// Runs a build; returns the final image id (`sha256:...`). The caller tags it.
@@ -215,6 +219,7 @@ pub async fn build<E: StepExecutor>(
         meta,
         plan,
         declared: std::sync::Mutex::new(declared),
+        cache_from: tokio::sync::OnceCell::new(),
     };
     let stages = shared.plan.stages.clone();
     let target = *stages.last().expect("a plan has a stage");

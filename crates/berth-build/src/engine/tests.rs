@@ -98,6 +98,17 @@ impl StepExecutor for Fake {
     ) -> Result<std::path::PathBuf, ExecError> {
         Err(ExecError::new(format!("no network in tests: {url}")))
     }
+    async fn history(&self, _id: &str) -> Result<Vec<crate::executor::HistoryItem>, ExecError> {
+        Ok(Vec::new())
+    }
+    async fn derive(
+        &self,
+        _source: &str,
+        _entries: usize,
+        commit: Commit,
+    ) -> Result<Committed, ExecError> {
+        Ok(self.add(None, commit))
+    }
     async fn mount(&self, _image: &str) -> Result<Box<dyn MountedRoot>, ExecError> {
         let dir =
             std::env::temp_dir().join(format!("berth-build-fake-root-{}", std::process::id()));
@@ -188,6 +199,7 @@ fn opts(ctx: &Path) -> BuildOptions {
         pull: false,
         network_mode: None,
         platform: Platform::host(),
+        cache_from: Vec::new(),
     }
 }
 

@@ -33,7 +33,8 @@ use berth_api::models::container::LogConfig;
 use berth_api::models::{ContainerCreateRequest, HostConfig};
 use berth_api::vocab::{NetworkMode, WaitCondition};
 use berth_build::executor::{
-    Commit, Committed, CopyStep, ExecError, ImageInfo, MountedRoot, Output, RunStep, StepExecutor,
+    Commit, Committed, CopyStep, ExecError, HistoryItem, ImageInfo, MountedRoot, Output, RunStep,
+    StepExecutor,
 };
 use berth_build::instructions::RunNetwork;
 use berth_image::{CommitRequest, Digest, HistoryEntry, ImageConfig};
@@ -303,6 +304,55 @@ impl StepExecutor for DaemonExecutor {
             _ = self.cancel.cancelled() => return Err(cancelled()),
         }
         Ok(path)
+    }
+
+    async fn history(&self, id: &str) -> Result<Vec<HistoryItem>, ExecError> {
+        let images = self.state.images.clone();
+        let id = id.to_string();
+        blocking(move || {
+            let image = images.get(&id).map_err(err)?;
+            Ok(image
+                .config
+                .history
+                .iter()
+                .map(|h| HistoryItem {
+                    created_by: h.created_by.clone().unwrap_or_default(),
+                    empty_layer: h.empty_layer,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn derive(
+        &self,
+        source: &str,
+        entries: usize,
+        commit: Commit,
+    ) -> Result<Committed, ExecError> {
+        let images = self.state.images.clone();
+        let source = source.to_string();
+        self.guarded(move || {
+            let src = images.get(&source).map_err(err)?;
+            let history = src.config.history[..entries].to_vec();
+            let layers = history.iter().filter(|h| !h.empty_layer).count();
+            let mut config = image_config(&commit);
+            config.created =
+                Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+            config.rootfs.diff_ids = src.config.rootfs.diff_ids[..layers].to_vec();
+            config.history = history;
+            let last_empty = config.history.last().is_some_and(|h| h.empty_layer);
+            let image = images.derive_image(&src.id, layers, config).map_err(err)?;
+            Ok(Committed {
+                id: image.id.to_string(),
+                layer_size: if last_empty {
+                    0
+                } else {
+                    image.layers.last().map_or(0, |l| l.size)
+                },
+            })
+        })
+        .await
     }
 
     async fn mount(&self, image: &str) -> Result<Box<dyn MountedRoot>, ExecError> {

@@ -222,6 +222,11 @@ pub async fn build(
         pull: query.bool("pull", false),
         network_mode: query.non_empty("networkmode").map(str::to_string),
         platform: build_platform(query.non_empty("platform"))?,
+        cache_from: match query.non_empty("cachefrom") {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| bad(format!("invalid cachefrom parameter: {e}")))?,
+        },
     };
     let host = RunHost {
         network_mode: opts.network_mode.clone(),
