@@ -248,7 +248,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
         let parent = self.cur.image.clone();
         if !sh.opts.no_cache
             && !sh.opts.cache_from.is_empty()
-            && let Some(done) = self.from_cache_images(&description, &action).await?
+            && let Some(done) = self.reuse_cache_from(&description, &action).await?
         {
             self.emit(" ---> Using cache\n".into());
             self.record(&key, &done, parent, description, kind);
@@ -298,7 +298,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
     /// `--cache-from`: an image whose history starts as the current image's and continues
     /// with this step (same `created_by`) stands in for it, as the legacy builder's
     /// `--cache-from` does: a new image of its layers up to there, with this step's config.
-    async fn from_cache_images(
+    async fn reuse_cache_from(
         &self,
         created_by: &str,
         action: &Action,
