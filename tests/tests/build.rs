@@ -834,3 +834,28 @@ fn cache_from_an_image_whose_history_matches() {
     assert_eq!(run_in(&d, "again:2", "cat /app/b.txt"), "B\n");
     assert_nothing_left(&d);
 }
+
+#[test]
+fn from_an_image_that_is_not_local_pulls_it() {
+    use berth_e2e::registry::{DOCKER_MANIFEST, Registry};
+    require_root!();
+    let Some(registry) = Registry::start("from_an_image_that_is_not_local_pulls_it") else {
+        return;
+    };
+    let spec = berth_e2e::ImageSpec::busybox(None);
+    registry.push_image("base/bb", Some("1"), &spec, DOCKER_MANIFEST);
+    let d = Daemon::start();
+    let df = format!("FROM {}/base/bb:1\nRUN echo pulled > /p\n", registry.host());
+    let (_, lines, text) = build(&d, "t=pulled:1", &context(&[("Dockerfile", df.as_bytes())]));
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert!(
+        text.contains("Pull complete") || text.contains("Downloaded newer image"),
+        "{text}"
+    );
+    assert_eq!(run_in(&d, "pulled:1", "cat /p"), "pulled\n");
+    // A missing repository is the registry's error, in the stream.
+    let df = format!("FROM {}/base/nope:1\n", registry.host());
+    let (_, lines, _) = build(&d, "", &context(&[("Dockerfile", df.as_bytes())]));
+    assert!(error_of(&lines).is_some(), "{lines:?}");
+    assert_nothing_left(&d);
+}
