@@ -14,6 +14,8 @@ struct Fake {
     images: Mutex<HashMap<String, (Option<String>, Commit)>>,
     runs: Mutex<Vec<Vec<String>>>,
     copies: Mutex<Vec<CopyStep>>,
+    /// When set, every RUN waits here: with n parties, n RUNs must be in flight at once.
+    barrier: Option<tokio::sync::Barrier>,
 }
 
 impl Fake {
@@ -65,6 +67,9 @@ impl StepExecutor for Fake {
     async fn run(&self, step: RunStep, out: Output) -> Result<Committed, ExecError> {
         let argv = step.run_config.cmd.clone().unwrap();
         out(" ---> Running in 0123456789ab\n");
+        if let Some(b) = &self.barrier {
+            b.wait().await;
+        }
         self.runs
             .lock()
             .unwrap()
@@ -404,4 +409,59 @@ async fn args_reach_run_and_entrypoint_resets_cmd() {
     o.build_args.insert("V".into(), Some("3".into()));
     let (_, out) = go(&d, &o, &fake, &cache).await;
     assert_eq!(out.iter().filter(|l| l.contains("Using cache")).count(), 0);
+}
+
+#[tokio::test]
+async fn independent_stages_run_at_once_and_print_in_order() {
+    let ctx = tempfile::tempdir().unwrap();
+    let d = df(vec![
+        stage(Some("a"), "busybox", vec![("RUN echo a", run("echo a"))]),
+        stage(Some("b"), "busybox", vec![("RUN echo b", run("echo b"))]),
+        stage(Some("c"), "busybox", vec![("RUN echo c", run("echo c"))]),
+        stage(
+            None,
+            "busybox",
+            vec![
+                ("COPY --from=a / /a/", copy(".", "/a/", Some("a"))),
+                ("COPY --from=b / /b/", copy(".", "/b/", Some("b"))),
+                ("COPY --from=c / /c/", copy(".", "/c/", Some("c"))),
+            ],
+        ),
+    ]);
+    // Each RUN waits until all three are running: sequential stages would never get there.
+    let fake = Fake {
+        barrier: Some(tokio::sync::Barrier::new(3)),
+        ..Default::default()
+    };
+    let cache = MemoryCache::new();
+    let (r, out) = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        go(&d, &opts(ctx.path()), &fake, &cache),
+    )
+    .await
+    .expect("the three stages did not run concurrently");
+    r.unwrap();
+    let steps: Vec<&str> = out
+        .iter()
+        .filter(|l| l.starts_with("Step"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "Step 1/10 : FROM busybox\n",
+            "Step 2/10 : RUN echo a\n",
+            "Step 3/10 : FROM busybox\n",
+            "Step 4/10 : RUN echo b\n",
+            "Step 5/10 : FROM busybox\n",
+            "Step 6/10 : RUN echo c\n",
+            "Step 7/10 : FROM busybox\n",
+            "Step 8/10 : COPY --from=a / /a/\n",
+            "Step 9/10 : COPY --from=b / /b/\n",
+            "Step 10/10 : COPY --from=c / /c/\n",
+        ]
+    );
+    // Each stage's lines stay together: stage b's come after all of stage a's.
+    let pos = |needle: &str| out.iter().position(|l| l == needle).unwrap();
+    assert!(pos("Step 3/10 : FROM busybox\n") > pos("Step 2/10 : RUN echo a\n") + 1);
 }
