@@ -714,9 +714,11 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
                 .map_err(|e| BuildError::new(format!("failed to mount {source}: {e}")))?
                 .digest;
                 let rel = source.trim_start_matches('/').to_string();
+                let resolved = sources::resolve_in_root(&root, std::path::Path::new(&rel))
+                    .map_err(|e| BuildError::new(format!("failed to mount {source}: {e}")))?;
                 Ok((
                     Some(StepMount::Bind {
-                        source: root.join(rel),
+                        source: resolved,
                         target,
                         // Writes to a context or stage mount are never kept; a stage's files
                         // are shared with its image, so they are never writable.

@@ -54,6 +54,54 @@ fn clean_relative(p: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// `rel` below `root` with every symlink on the way resolved as if `root` were `/` (Docker's
+/// `FollowSymlinkInScope`): an absolute link target starts again at `root` and `..` stops
+/// there, so a context's (or an image's) links never reach the daemon's own files.
+pub fn resolve_in_root(root: &Path, rel: &Path) -> std::io::Result<PathBuf> {
+    let mut todo: Vec<std::ffi::OsString> = rel
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut done = PathBuf::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let candidate = done.join(&c);
+        match root.join(&candidate).symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(std::io::Error::other(format!(
+                        "too many levels of symbolic links: {}",
+                        rel.display()
+                    )));
+                }
+                let target = fs::read_link(root.join(&candidate))?;
+                if target.is_absolute() {
+                    done = PathBuf::new();
+                }
+                for t in target.components().rev() {
+                    match t {
+                        Component::Normal(n) => todo.push(n.to_os_string()),
+                        Component::ParentDir => todo.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => done = candidate,
+        }
+    }
+    Ok(root.join(done))
+}
+
 /// The absolute destination of a COPY, relative ones taken from `workdir`; keeps a trailing
 /// `/` (which says "a directory").
 pub fn absolute_dest(dest: &str, workdir: &str) -> String {
@@ -236,7 +284,8 @@ pub fn select(
         let rel = clean_relative(src)
             .filter(|_| !src.starts_with("../") && src != "..")
             .ok_or_else(|| format!("forbidden path outside the build context: {src} ()"))?;
-        if root.join(&rel).symlink_metadata().is_err() {
+        let exists = resolve_in_root(root, &rel).is_ok_and(|p| p.symlink_metadata().is_ok());
+        if !exists {
             return Err(format!(
                 "file not found in build context or excluded by .dockerignore: stat {src}: \
                  file does not exist"
@@ -258,7 +307,8 @@ pub fn select(
     let mut items = Vec::new();
     let mut kind = "file";
     for rel in &rels {
-        let src = root.join(rel);
+        let src = resolve_in_root(root, rel)
+            .map_err(|e| format!("cannot resolve {}: {e}", rel.display()))?;
         let meta = fs::metadata(&src)
             .or_else(|_| src.symlink_metadata())
             .map_err(|e| format!("cannot stat {}: {e}", rel.display()))?;
@@ -445,6 +495,23 @@ mod tests {
         fs::write(&p, b"changed").unwrap();
         let changed = select(d.path(), &["a.txt".into()], "/", &chmod).unwrap();
         assert_ne!(changed.digest, after.digest);
+    }
+
+    #[test]
+    fn links_resolve_inside_the_root() {
+        let d = ctx();
+        std::os::unix::fs::symlink("/etc", d.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../..", d.path().join("up")).unwrap();
+        std::os::unix::fs::symlink("dir", d.path().join("rel")).unwrap();
+        let r = |p: &str| resolve_in_root(d.path(), Path::new(p)).unwrap();
+        assert_eq!(r("abs/passwd"), d.path().join("etc/passwd"));
+        assert_eq!(r("up/a.txt"), d.path().join("a.txt"));
+        assert_eq!(r("rel/c"), d.path().join("dir/c"));
+        let eff = Effective::default();
+        let e = select(d.path(), &["abs/passwd".into()], "/x", &eff).unwrap_err();
+        assert!(e.starts_with("file not found"), "{e}");
+        let s = select(d.path(), &["rel".into()], "/x", &eff).unwrap();
+        assert_eq!(s.items[0].src, d.path().join("dir"));
     }
 
     #[test]

@@ -51,6 +51,63 @@ impl ParentView {
         None
     }
 
+    /// The target of the symlink `rel` as the merged image has it.
+    fn read_link(&self, rel: &str) -> Option<PathBuf> {
+        self.layers.iter().find_map(|l| {
+            let p = l.join(rel);
+            p.symlink_metadata()
+                .ok()
+                .filter(|m| m.file_type().is_symlink())
+                .and_then(|_| fs::read_link(p).ok())
+        })
+    }
+
+    /// `rel` with the symlinks among its parent directories resolved inside the image (a COPY
+    /// to `/bin/x` where `/bin -> usr/bin` writes `usr/bin/x`, as a copy into the container's
+    /// root would); the last component is kept as it is.
+    pub fn resolve_parents(&self, rel: &str) -> String {
+        let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+        let Some((last, parents)) = comps.split_last() else {
+            return String::new();
+        };
+        let mut todo: Vec<String> = parents.iter().rev().map(|c| c.to_string()).collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                done.pop();
+                continue;
+            }
+            if c == "." {
+                continue;
+            }
+            let candidate = if done.is_empty() {
+                c.clone()
+            } else {
+                format!("{}/{c}", done.join("/"))
+            };
+            match self.stat(&candidate) {
+                Some(m) if m.file_type().is_symlink() && hops < 40 => {
+                    hops += 1;
+                    let Some(target) = self.read_link(&candidate) else {
+                        done.push(c);
+                        continue;
+                    };
+                    if target.is_absolute() {
+                        done.clear();
+                    }
+                    for t in target.components().rev() {
+                        todo.push(t.as_os_str().to_string_lossy().into_owned());
+                    }
+                    todo.retain(|t| t != "/");
+                }
+                _ => done.push(c),
+            }
+        }
+        done.push(last.to_string());
+        done.join("/")
+    }
+
     pub fn is_dir(&self, rel: &str) -> bool {
         self.stat(rel).is_some_and(|m| m.is_dir())
     }
@@ -142,7 +199,8 @@ impl<'a, W: Write> LayerWriter<'a, W> {
 
     /// `mkdir -p` of an absolute path (WORKDIR): nothing when the image has it.
     pub fn mkdir(&mut self, abs: &str) -> io::Result<()> {
-        let rel = abs.trim_matches('/');
+        let resolved = self.parent.resolve_parents(abs.trim_matches('/'));
+        let rel = resolved.as_str();
         if rel.is_empty() || self.parent.is_dir(rel) {
             return Ok(());
         }
@@ -152,11 +210,21 @@ impl<'a, W: Write> LayerWriter<'a, W> {
 
     /// One COPY item.
     pub fn item(&mut self, item: &CopyItem, eff: &Effective) -> io::Result<()> {
-        let mut dest = item.dest.trim_start_matches('/').to_string();
+        let mut dest = self
+            .parent
+            .resolve_parents(item.dest.trim_start_matches('/'));
+        let meta = fs::metadata(&item.src).or_else(|_| item.src.symlink_metadata())?;
+        // A destination that is (or links to) a directory of the image is that directory.
+        if !dest.is_empty() {
+            let probe = self.parent.resolve_parents(&format!("{dest}/x"));
+            let as_dir = probe.strip_suffix("/x").unwrap_or(&probe).to_string();
+            if as_dir != dest && self.parent.is_dir(&as_dir) {
+                dest = as_dir;
+            }
+        }
         if item.extract {
             return self.extract(&item.src, &dest);
         }
-        let meta = fs::metadata(&item.src).or_else(|_| item.src.symlink_metadata())?;
         if !meta.is_dir()
             && item.into_existing_dir
             && !dest.is_empty()
@@ -343,6 +411,18 @@ mod tests {
         w.item(&item("f", "/tmp"), &eff).unwrap();
         w.item(&item("d", "/x"), &eff).unwrap();
         w.mkdir("/tmp").unwrap();
+        // A merged-/usr image: /bin is a link to usr/bin; a copy into /bin lands there.
+        fs::create_dir_all(image.path().join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", image.path().join("bin")).unwrap();
+        assert_eq!(parent.resolve_parents("bin/x"), "usr/bin/x");
+        assert_eq!(parent.resolve_parents("bin"), "bin");
+        let mut w2 = LayerWriter::new(Vec::new(), &parent);
+        w2.item(&item("d", "/bin"), &eff).unwrap();
+        let linked = names(&w2.finish().unwrap());
+        assert!(
+            linked.iter().all(|(n, _, _)| n.starts_with("usr/")),
+            "{linked:?}"
+        );
         let out = names(&w.finish().unwrap());
         assert_eq!(out[0], ("tmp/".into(), 0o1777, 0));
         assert_eq!(out[1], ("tmp/a/".into(), 0o755, 0));
