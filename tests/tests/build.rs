@@ -859,3 +859,29 @@ fn from_an_image_that_is_not_local_pulls_it() {
     assert!(error_of(&lines).is_some(), "{lines:?}");
     assert_nothing_left(&d);
 }
+
+#[test]
+fn context_links_never_reach_the_hosts_files() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let mut b = tar::Builder::new(Vec::new());
+    let df = b"FROM busybox\nCOPY link/hostname /stolen\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(df.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "Dockerfile", &df[..]).unwrap();
+    let mut l = tar::Header::new_gnu();
+    l.set_entry_type(tar::EntryType::Symlink);
+    l.set_size(0);
+    l.set_mode(0o777);
+    b.append_link(&mut l, "link", "/etc").unwrap();
+    let ctx = b.into_inner().unwrap();
+    // /etc/hostname exists on the host, not in the context: the link resolves in the context.
+    let (_, lines, _) = build(&d, "", &ctx);
+    let e = error_of(&lines).unwrap_or_default();
+    assert!(
+        e.starts_with("COPY failed: file not found in build context"),
+        "{lines:?}"
+    );
+    assert_nothing_left(&d);
+}
