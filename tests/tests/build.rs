@@ -885,3 +885,21 @@ fn context_links_never_reach_the_hosts_files() {
     );
     assert_nothing_left(&d);
 }
+
+#[test]
+fn the_cache_survives_a_daemon_restart() {
+    require_root!();
+    let mut d = daemon_with_busybox();
+    let ctx = context(&[
+        ("Dockerfile", APP.as_bytes()),
+        ("a.txt", b"from a\n"),
+        ("b.txt", b"b\n"),
+    ]);
+    let (_, lines, text) = build(&d, "t=r:1", &ctx);
+    assert_eq!(error_of(&lines), None, "{text}");
+    let id = built_id(&lines);
+    d.restart();
+    let (_, lines, text) = build(&d, "t=r:1", &ctx);
+    assert_eq!(built_id(&lines), id, "{text}");
+    assert_eq!(text.matches(" ---> Using cache").count(), 8, "{text}");
+}
