@@ -193,6 +193,13 @@ fn build_run_copy_metadata_and_cache() {
     assert_eq!(error_of(&lines), None, "{text}");
     assert_ne!(built_id(&lines), id);
     assert_eq!(text.matches(" ---> Using cache").count(), 4, "{text}");
+    // The first step that misses says why.
+    assert!(
+        text.contains(
+            "Step 6/9 : COPY b.txt /app/\n ---> Cache miss: the files it copies changed\n"
+        ),
+        "{text}"
+    );
     assert!(
         !text.contains("Running in"),
         "the RUN before the change is cached: {text}"

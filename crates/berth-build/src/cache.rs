@@ -38,6 +38,15 @@ pub struct CacheRecord {
     pub created: i64,
     pub last_used: i64,
     pub usage_count: u64,
+    /// The parent step's key, and the key of the step's instruction as written after it: two
+    /// records of one shape differ only in their inputs (why a step missed the cache).
+    #[serde(default)]
+    pub parent_key: String,
+    #[serde(default)]
+    pub shape: String,
+    /// What varied: `files:<digest>` (COPY/ADD), the build args (RUN), the expanded instruction.
+    #[serde(default)]
+    pub inputs: String,
 }
 
 /// Storage for [`CacheRecord`]s.
@@ -250,6 +259,9 @@ pub mod suite {
             created: used,
             last_used: used,
             usage_count: 0,
+            parent_key: String::new(),
+            shape: String::new(),
+            inputs: String::new(),
         }
     }
 

@@ -57,6 +57,10 @@ struct StageRun<'s, 'a, E> {
     /// CMD was set in this stage (an ENTRYPOINT after it keeps it).
     cmd_set: bool,
     step: usize,
+    /// The current step's shape and inputs (see [`CacheRecord::shape`]).
+    why: (String, String),
+    /// A step of this stage missed the cache (only the first miss has a reason to tell).
+    missed: bool,
 }
 
 /// Runs stage `index` and publishes its result.
@@ -88,6 +92,8 @@ pub(crate) async fn run_stage<E: StepExecutor>(
         author: None,
         cmd_set: false,
         step,
+        why: Default::default(),
+        missed: false,
     };
     // The base's ONBUILD triggers run first, and the new image does not inherit them.
     run.cur.config.on_build = None;
@@ -251,10 +257,16 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             && let Some(done) = self.reuse_cache_from(&description, &action).await?
         {
             self.emit(" ---> Using cache\n".into());
-            self.record(&key, &done, parent, description, kind);
+            self.record(&self.cur.key, &key, &done, parent, description, kind);
             self.cur.image = Some(done.id);
             self.cur.key = key;
             return Ok(());
+        }
+        if !sh.opts.no_cache && !self.missed {
+            self.missed = true;
+            if let Some(reason) = self.miss_reason() {
+                self.emit(format!(" ---> Cache miss: {reason}\n"));
+            }
         }
         let done: Committed = match action {
             Action::Empty => {
@@ -264,14 +276,65 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             Action::Run(r) => sh.exec.run(*r, self.output()).await?,
             Action::Copy(c) => sh.exec.copy(*c).await?,
         };
-        self.record(&key, &done, parent, description, kind);
+        self.record(&self.cur.key, &key, &done, parent, description, kind);
         self.cur.image = Some(done.id);
         self.cur.key = key;
         Ok(())
     }
 
+    /// Why the first step of a stage that misses the cache does: compared with the last
+    /// record of the same instruction after the same parent. Nothing when the parent has no
+    /// recorded children at all (a first build).
+    fn miss_reason(&self) -> Option<String> {
+        let records = self.sh.cache.list().ok()?;
+        if !records.iter().any(|r| r.parent_key == self.cur.key) {
+            return None;
+        }
+        let (shape, inputs) = &self.why;
+        let Some(prev) = records
+            .iter()
+            .filter(|r| &r.shape == shape)
+            .max_by_key(|r| r.last_used)
+        else {
+            return Some("the instruction is new or was changed".into());
+        };
+        if prev.inputs.starts_with("files:") {
+            return Some("the files it copies changed".into());
+        }
+        if let Some(now) = inputs.strip_prefix("args:") {
+            let old = prev.inputs.strip_prefix("args:").unwrap_or_default();
+            let (now, now_mounts) = now.split_once('\u{1}').unwrap_or((now, ""));
+            let (old, old_mounts) = old.split_once('\u{1}').unwrap_or((old, ""));
+            let split = |t: &str| -> BTreeMap<String, String> {
+                t.split('\0')
+                    .filter(|kv| !kv.is_empty())
+                    .map(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        (k.to_string(), v.to_string())
+                    })
+                    .collect()
+            };
+            let (a, b) = (split(old), split(now));
+            let names: std::collections::BTreeSet<&str> = a
+                .keys()
+                .chain(b.keys())
+                .filter(|k| a.get(*k) != b.get(*k))
+                .map(String::as_str)
+                .collect();
+            if !names.is_empty() {
+                let names: Vec<&str> = names.into_iter().collect();
+                return Some(format!("build args changed: {}", names.join(", ")));
+            }
+            if now_mounts != old_mounts {
+                return Some("the files it mounts changed".into());
+            }
+        }
+        Some("variables in it have other values".into())
+    }
+
     fn record(
         &self,
+        parent_key: &str,
         key: &str,
         done: &Committed,
         parent: Option<String>,
@@ -289,6 +352,9 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             created: t,
             last_used: t,
             usage_count: 0,
+            parent_key: parent_key.to_string(),
+            shape: self.why.0.clone(),
+            inputs: self.why.1.clone(),
         };
         if let Err(e) = self.sh.cache.put(&record) {
             tracing::warn!(error = %e, "cannot record a build cache entry");
@@ -352,6 +418,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             .expand(&lookup, self.escape())
             .map_err(|e| BuildError::new(e.to_string()))?;
         let canonical = format!("{expanded:?}");
+        self.why = (key_of(&[&self.cur.key, &inst.original]), canonical.clone());
         let c = &mut self.cur.config;
         match expanded {
             Instruction::Arg(a) => {
@@ -607,6 +674,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             &args.join("\0"),
             &mount_keys.join("\0"),
         ]);
+        self.why.1 = format!("args:{}\u{1}{}", args.join("\0"), mount_keys.join("\0"));
         let mut run_config = self.cur.config.clone();
         run_config.cmd = Some(argv);
         // The image's ENTRYPOINT does not wrap a RUN.
@@ -891,6 +959,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             sel.kind, sel.digest
         );
         let key = key_of(&[&self.cur.key, "copy", canonical, &sel.digest]);
+        self.why.1 = format!("files:{}", sel.digest);
         let step = CopyStep {
             parent: self.cur.image.clone(),
             items: sel.items,

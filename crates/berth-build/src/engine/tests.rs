@@ -279,6 +279,11 @@ async fn rebuild_is_all_cache_and_same_id_and_copy_change_reuses_prefix() {
     let runs = fake.runs.lock().unwrap().len();
     let (changed, out) = go(&app(), &o, &fake, &cache).await;
     assert_ne!(changed.unwrap(), first);
+    assert!(
+        out.iter()
+            .any(|l| l == " ---> Cache miss: the files it copies changed\n"),
+        "{out:?}"
+    );
     assert_eq!(out.iter().filter(|l| l.contains("Using cache")).count(), 3);
     assert_eq!(
         fake.runs.lock().unwrap().len(),
@@ -405,10 +410,14 @@ async fn args_reach_run_and_entrypoint_resets_cmd() {
         "{out:?}"
     );
     o.build_args.remove("NOPE");
-    // A different build arg value misses the RUN's cache.
+    // A different build arg value misses the RUN's cache, and says so.
     o.build_args.insert("V".into(), Some("3".into()));
     let (_, out) = go(&d, &o, &fake, &cache).await;
     assert_eq!(out.iter().filter(|l| l.contains("Using cache")).count(), 0);
+    assert!(
+        out.iter().any(|l| l.starts_with(" ---> Cache miss: ")),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]
