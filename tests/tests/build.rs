@@ -910,3 +910,48 @@ fn the_cache_survives_a_daemon_restart() {
     assert_eq!(built_id(&lines), id, "{text}");
     assert_eq!(text.matches(" ---> Using cache").count(), 8, "{text}");
 }
+
+#[test]
+fn copy_parents_exclude_and_chmod_key() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let df = b"FROM busybox\nCOPY --parents app/src/main.c app/README /out/\nCOPY --exclude=*.log --chmod=640 logs /logs\n";
+    let files = |mode_note: &[u8]| {
+        context(&[
+            ("Dockerfile", df),
+            ("app/", b""),
+            ("app/src/", b""),
+            ("app/src/main.c", b"int main;\n"),
+            ("app/README", mode_note),
+            ("logs/", b""),
+            ("logs/keep.txt", b"k\n"),
+            ("logs/drop.log", b"d\n"),
+        ])
+    };
+    let (_, lines, text) = build(&d, "t=p:1", &files(b"r\n"));
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(
+        run_in(
+            &d,
+            "p:1",
+            "cat /out/app/src/main.c /out/app/README; ls /logs; stat -c %a /logs/keep.txt"
+        ),
+        "int main;\nr\nkeep.txt\n640\n"
+    );
+    // An excluded file's change does not bust the step that excludes it.
+    let mut changed = files(b"r\n");
+    let (_, _, _) = build(&d, "t=p:2", &changed);
+    changed = context(&[
+        ("Dockerfile", df),
+        ("app/", b""),
+        ("app/src/", b""),
+        ("app/src/main.c", b"int main;\n"),
+        ("app/README", b"r\n"),
+        ("logs/", b""),
+        ("logs/keep.txt", b"k\n"),
+        ("logs/drop.log", b"CHANGED\n"),
+    ]);
+    let (_, lines, text) = build(&d, "t=p:3", &changed);
+    assert_eq!(error_of(&lines), None, "{text}");
+    assert_eq!(text.matches(" ---> Using cache").count(), 2, "{text}");
+}

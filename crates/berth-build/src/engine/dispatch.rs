@@ -935,6 +935,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             } else {
                 ci.unpack == Some(true)
             };
+        let parents = ci.parents;
         let sel = {
             let root = root.clone();
             let dest = dest.clone();
@@ -947,6 +948,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
                     chown: chown.as_deref(),
                     exclude: &exclude,
                     add,
+                    parents,
                 };
                 sources::select(&root, &sources_list, &dest, &eff)
             })

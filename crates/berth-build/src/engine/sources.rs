@@ -35,6 +35,8 @@ pub struct Effective<'a> {
     pub exclude: &'a [String],
     /// ADD: extract local archives.
     pub add: bool,
+    /// `--parents`: each source keeps its path below the context under the destination.
+    pub parents: bool,
 }
 
 /// Cleans `p` (relative to a root): `..` may not climb above it. Returns None if it does.
@@ -294,7 +296,7 @@ pub fn select(
         rels.push(rel);
     }
     let many = rels.len() > 1 || wildcard;
-    if many && !dest.ends_with('/') {
+    if many && !dest.ends_with('/') && !eff.parents {
         // Docker allows a single wildcard match into a non-directory destination.
         if !(wildcard && rels.len() == 1) {
             return Err(
@@ -312,6 +314,23 @@ pub fn select(
         let meta = fs::metadata(&src)
             .or_else(|_| src.symlink_metadata())
             .map_err(|e| format!("cannot stat {}: {e}", rel.display()))?;
+        // `--parents`: `a/b/c.txt` goes to `<dest>/a/b/c.txt` (a directory `a/b` to
+        // `<dest>/a/b`), so the destination is taken as a directory.
+        let base = if eff.parents {
+            let below = rel
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let d = dest.trim_end_matches('/');
+            if below.is_empty() {
+                format!("{d}/")
+            } else {
+                format!("{d}/{below}/")
+            }
+        } else {
+            dest.to_string()
+        };
+        let dest = base.as_str();
         let dest_of = |name: &str| {
             if dest.ends_with('/') {
                 format!("{dest}{name}")
@@ -321,9 +340,18 @@ pub fn select(
         };
         if meta.is_dir() {
             kind = "dir";
+            let dir_dest = if eff.parents {
+                let name = rel
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                format!("{dest}{name}")
+            } else {
+                dest.to_string()
+            };
             items.push(CopyItem {
                 src,
-                dest: dest.trim_end_matches('/').to_string().if_empty("/"),
+                dest: dir_dest.trim_end_matches('/').to_string().if_empty("/"),
                 extract: false,
                 into_existing_dir: false,
             });
@@ -512,6 +540,20 @@ mod tests {
         assert!(e.starts_with("file not found"), "{e}");
         let s = select(d.path(), &["rel".into()], "/x", &eff).unwrap();
         assert_eq!(s.items[0].src, d.path().join("dir"));
+    }
+
+    #[test]
+    fn parents_keep_the_source_paths() {
+        let d = ctx();
+        let eff = Effective {
+            parents: true,
+            ..Default::default()
+        };
+        let s = select(d.path(), &["dir/c".into(), "a.txt".into()], "/x", &eff).unwrap();
+        assert_eq!(s.items[0].dest, "/x/dir/c");
+        assert_eq!(s.items[1].dest, "/x/a.txt");
+        let s = select(d.path(), &["dir".into()], "/x/", &eff).unwrap();
+        assert_eq!(s.items[0].dest, "/x/dir");
     }
 
     #[test]
