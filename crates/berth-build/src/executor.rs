@@ -204,7 +204,8 @@ pub trait StepExecutor: Send + Sync {
         name: &str,
     ) -> impl Future<Output = Result<PathBuf, ExecError>> + Send;
 
-    /// An image's history (`--cache-from` matching).
+    /// An image's history (`--cache-from` matching), by id or name; an error when it is not
+    /// a local image.
     fn history(&self, id: &str)
     -> impl Future<Output = Result<Vec<HistoryItem>, ExecError>> + Send;
 

@@ -375,12 +375,11 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             .get_or_try_init(|| async {
                 let mut out = Vec::new();
                 for name in &sh.opts.cache_from {
-                    // A cache source that is not there is no error (as Docker's).
-                    let Ok(info) = sh.exec.resolve_image(name, false, self.output()).await else {
-                        continue;
-                    };
-                    let history = sh.exec.history(&info.id).await?;
-                    out.push((info.id, history));
+                    // Local images only, never pulled; one that is not there is no error (as
+                    // Docker's legacy builder has it).
+                    if let Ok(history) = sh.exec.history(name).await {
+                        out.push((name.clone(), history));
+                    }
                 }
                 Ok::<_, BuildError>(out)
             })
