@@ -241,11 +241,18 @@ impl StepExecutor for DaemonExecutor {
         let local = blocking(move || Ok(images.get(&n).ok())).await?;
         match local {
             Some(image) if !pull => Ok(Self::info(image)),
-            local => match self.pull(name, &out).await {
-                Ok(info) => Ok(info),
-                // `--pull` with a local image and no registry: build with what is here.
-                Err(_) if local.is_some() => Ok(Self::info(local.expect("checked"))),
-                Err(e) => Err(e),
+            local => match (self.pull(name, &out).await, local) {
+                (Ok(info), _) => Ok(info),
+                // `--pull` with a local image and an unreachable registry: build with what is
+                // here, and say so.
+                (Err(e), Some(image)) => {
+                    out(&format!(
+                        "could not pull {name} ({}); using the local image\n",
+                        e.message
+                    ));
+                    Ok(Self::info(image))
+                }
+                (Err(e), None) => Err(e),
             },
         }
     }
