@@ -21,6 +21,7 @@
 //! `run` relies on that to register the wait before `start`, so the daemon must flush the head
 //! of `POST /containers/{id}/wait` at once and send the body when the condition is met.
 
+mod build;
 mod connect;
 mod containers;
 mod error;
@@ -44,6 +45,7 @@ use tokio::sync::OnceCell;
 
 pub use berth_api::stream::StreamKind;
 pub use berth_api::{ApiError, ApiVersion, ErrorKind, Filters};
+pub use build::{BuildOptions, BuildPruneOptions, BuildPruneReport};
 pub use connect::{CommandConn, Endpoint};
 pub use containers::{
     AttachOptions, CommitOptions, ContainerListOptions, ContainerRemoveOptions, CopyToOptions,
