@@ -340,8 +340,52 @@ fn build_errors_in_dockers_words() {
         "Cannot locate specified Dockerfile: Dockerfile"
     );
 
+    // An empty file is named as the client named it (`-f`).
+    let ctx = context(&[("custom.Dockerfile", b"")]);
+    let r = d.api().request(
+        "POST",
+        "/build?dockerfile=custom.Dockerfile",
+        &[("Content-Type", "application/x-tar")],
+        Some(&ctx),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "the Dockerfile (custom.Dockerfile) cannot be empty"
+    );
+
     // The daemon is healthy and nothing is left.
     assert_eq!(d.api().get("/_ping").status, 200);
+    assert_nothing_left(&d);
+}
+
+#[test]
+fn build_warnings_and_repeated_extra_hosts() {
+    require_root!();
+    let d = daemon_with_busybox();
+    // An empty continuation line is accepted with dockerd's warning at the head of the output;
+    // `extrahosts` repeated (as the docker CLI sends `--add-host` twice) reaches RUN's /etc/hosts.
+    let ctx = context(&[(
+        "Dockerfile",
+        b"FROM busybox\nRUN cat /etc/hosts > /hosts \\\n\n && true\n",
+    )]);
+    let (status, lines, text) = build(
+        &d,
+        "extrahosts=one.test:10.1.2.3&extrahosts=two.test:10.1.2.4&t=warned",
+        &ctx,
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(error_of(&lines).is_none(), "{text}");
+    assert!(
+        text.contains("[WARNING]: Empty continuation line"),
+        "{text}"
+    );
+    let hosts = run_in(&d, "warned", "cat /hosts");
+    assert!(
+        hosts.contains("10.1.2.3\tone.test") || hosts.contains("10.1.2.3 one.test"),
+        "{hosts}"
+    );
+    assert!(hosts.contains("two.test"), "{hosts}");
     assert_nothing_left(&d);
 }
 

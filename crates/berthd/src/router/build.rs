@@ -207,7 +207,9 @@ pub async fn build(
         }
     }
     let text = read_dockerfile(&context, &name)?;
-    let df = berth_build::parse(&text).map_err(|e| bad(e.to_string()))?;
+    // The `-f` name goes into dockerd's messages for an empty or unparsable file.
+    let (df, warnings) =
+        berth_build::parse_with_warnings(&text, &name).map_err(|e| bad(e.to_string()))?;
     remove_ignored_build_files(&context, &name)?;
     let opts = BuildOptions {
         context,
@@ -230,10 +232,14 @@ pub async fn build(
     };
     let host = RunHost {
         network_mode: opts.network_mode.clone(),
+        // The docker CLI repeats the parameter; older clients join hosts with commas.
         extra_hosts: query
-            .non_empty("extrahosts")
-            .map(|h| h.split(',').map(str::to_string).collect())
-            .unwrap_or_default(),
+            .all("extrahosts")
+            .into_iter()
+            .flat_map(|h| h.split(','))
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect(),
         shm_size: int(&query, "shmsize")?,
         memory: int(&query, "memory")?,
         memory_swap: int(&query, "memswap")?,
@@ -255,6 +261,9 @@ pub async fn build(
         credentials,
     };
     let out = Arc::new(Stream { tx, quiet });
+    for warning in &warnings {
+        out.stream(warning);
+    }
     tokio::spawn(async move {
         // A client that goes away cancels the build.
         let watcher = {
