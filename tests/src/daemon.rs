@@ -115,7 +115,9 @@ impl Daemon {
         })
     }
 
-    fn start_prepared(extra_args: &[&str], prepare: impl FnOnce(&Path)) -> Daemon {
+    /// Like [`Daemon::start_with`], running `prepare` on the data root's path (not yet
+    /// created) before the daemon starts.
+    pub fn start_prepared(extra_args: &[&str], prepare: impl FnOnce(&Path)) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()

@@ -91,6 +91,10 @@ pub struct ContainerRunConfig {
     /// means the embedded libcontainer (the runtime named `berth`).
     #[serde(default)]
     pub runtime: Option<OciRuntime>,
+    /// `--userns-remap`: a new user namespace with these ranges (container root is the
+    /// first host id); `None` runs in the host's user namespace.
+    #[serde(default)]
+    pub userns: Option<crate::idmap::IdMapping>,
 }
 
 /// An external OCI runtime binary (Docker's `runtimes` daemon setting).

@@ -85,7 +85,8 @@ impl Containers {
             net: self.net_namespace(r.network_mode(), net)?,
             cgroup: cgroup_namespace(&h.cgroupns_mode, CgroupVersion::host().is_v2()),
         };
-        let mut mounts = crate::volumes::runtime_mounts(&self.inner.volumes, r, root)?;
+        let mut mounts =
+            crate::volumes::runtime_mounts(&self.inner.volumes, r, root, self.remap_of(r))?;
         if let Some(shm) = self.ipc_shm(r, paths)? {
             add_mount(&mut mounts, "/dev/shm", shm, false, vec!["rprivate".into()]);
         }
@@ -114,7 +115,7 @@ impl Containers {
         ] {
             add_mount(&mut mounts, dest, file, h.readonly_rootfs, Vec::new());
         }
-        assemble(
+        let mut cfg = assemble(
             r,
             Resolved {
                 rootfs: root.to_path_buf(),
@@ -129,7 +130,9 @@ impl Containers {
                 runtime: self.oci_runtime(&h.runtime)?,
                 init_path: self.inner.init_path.clone(),
             },
-        )
+        )?;
+        cfg.userns = self.remap_of(r);
+        Ok(cfg)
     }
 
     /// The network namespace: the host's, another container's (its netns file while it
