@@ -132,13 +132,13 @@ fn remapped_container_root_is_unprivileged_on_the_host() {
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, user.base, 0o710));
     assert!(root.join("containers").is_dir(), "containers live in it");
 
-    d.berth(&["run", "-d", "--name", "c", "busybox", "sleep", "1000"])
+    d.berth(&["run", "-d", "--name", "ctr", "busybox", "sleep", "1000"])
         .success();
-    let pid = pid_of(&d, "c");
+    let pid = pid_of(&d, "ctr");
     let b = user.base;
     assert_eq!(ids(pid, "Uid"), vec![b, b, b, b], "root in the container");
     assert_eq!(ids(pid, "Gid"), vec![b, b, b, b]);
-    let inside = d.berth(&["exec", "c", "id", "-u"]).success();
+    let inside = d.berth(&["exec", "ctr", "id", "-u"]).success();
     assert_eq!(inside.stdout.trim(), "0", "still root inside");
 
     // A file only host root may read, bound in read-only.
@@ -194,7 +194,7 @@ fn remapped_container_root_is_unprivileged_on_the_host() {
         .unwrap()
         .to_string();
     assert_eq!(ids(host_pid, "Uid"), vec![0, 0, 0, 0]);
-    let seen = d.berth(&["exec", "c", "ps", "-o", "pid,comm"]).success();
+    let seen = d.berth(&["exec", "ctr", "ps", "-o", "pid,comm"]).success();
     assert!(
         seen.stdout
             .lines()
@@ -202,7 +202,7 @@ fn remapped_container_root_is_unprivileged_on_the_host() {
         "the container sees pid {ns_pid}: {}",
         seen.stdout
     );
-    let out = d.berth(&["exec", "c", "kill", "-9", &ns_pid]);
+    let out = d.berth(&["exec", "ctr", "kill", "-9", &ns_pid]);
     assert_ne!(out.code, 0, "killed a host root process");
     assert!(out.stderr.contains("not permitted"), "{}", out.stderr);
     assert!(
@@ -232,15 +232,15 @@ fn remapped_container_root_is_unprivileged_on_the_host() {
     // So do /etc/hosts and the writable layer.
     d.berth(&[
         "exec",
-        "c",
+        "ctr",
         "sh",
         "-c",
         "echo '10.9.9.9 x' >> /etc/hosts && touch /made",
     ])
     .success();
-    let made = container_dir(&d, &user, "c").join("upper/made");
+    let made = container_dir(&d, &user, "ctr").join("upper/made");
     assert_eq!(std::fs::metadata(made).unwrap().uid(), b);
-    d.berth(&["rm", "-f", "c"]).success();
+    d.berth(&["rm", "-f", "ctr"]).success();
 }
 
 fn tar_owners(tar: &[u8]) -> Vec<(String, u64, u64)> {
@@ -267,16 +267,16 @@ fn exec_cp_commit_export_under_remapping() {
     let user = RemapUser::new(true);
     let d = remapped_daemon(&user);
     let b = user.base;
-    d.berth(&["run", "-d", "--name", "c", "busybox", "sleep", "1000"])
+    d.berth(&["run", "-d", "--name", "ctr", "busybox", "sleep", "1000"])
         .success();
-    d.berth(&["exec", "c", "sh", "-c", "echo hi > /root-file"])
+    d.berth(&["exec", "ctr", "sh", "-c", "echo hi > /root-file"])
         .success();
-    let upper = container_dir(&d, &user, "c").join("upper");
+    let upper = container_dir(&d, &user, "ctr").join("upper");
     assert_eq!(std::fs::metadata(upper.join("root-file")).unwrap().uid(), b);
 
     // cp out: container ids in the tar.
     let out = Command::new(berth_e2e::daemon::binary("berth"))
-        .args(["-H", &d.host(), "cp", "c:/root-file", "-"])
+        .args(["-H", &d.host(), "cp", "ctr:/root-file", "-"])
         .output()
         .unwrap();
     assert!(
@@ -291,10 +291,10 @@ fn exec_cp_commit_export_under_remapping() {
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("copied"), "in").unwrap();
     let src = host.path().join("copied");
-    d.berth(&["cp", src.to_str().unwrap(), "c:/copied"])
+    d.berth(&["cp", src.to_str().unwrap(), "ctr:/copied"])
         .success();
     let inside = d
-        .berth(&["exec", "c", "stat", "-c", "%u:%g", "/copied"])
+        .berth(&["exec", "ctr", "stat", "-c", "%u:%g", "/copied"])
         .success();
     assert_eq!(inside.stdout.trim(), "0:0");
     let m = std::fs::metadata(upper.join("copied")).unwrap();
@@ -302,7 +302,7 @@ fn exec_cp_commit_export_under_remapping() {
 
     // export: the image's files and the container's as root's.
     let mut child = Command::new(berth_e2e::daemon::binary("berth"))
-        .args(["-H", &d.host(), "export", "c"])
+        .args(["-H", &d.host(), "export", "ctr"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -320,7 +320,7 @@ fn exec_cp_commit_export_under_remapping() {
 
     // commit: the new image's layer holds root's file, which the next container sees as
     // root's (a shifted id would show as nobody).
-    d.berth(&["commit", "c", "committed:1"]).success();
+    d.berth(&["commit", "ctr", "committed:1"]).success();
     let out = d
         .berth(&[
             "run",
@@ -334,7 +334,7 @@ fn exec_cp_commit_export_under_remapping() {
         ])
         .success();
     assert_eq!(out.stdout.trim(), "0:0 /root-file\n0:0 /copied");
-    d.berth(&["rm", "-f", "c"]).success();
+    d.berth(&["rm", "-f", "ctr"]).success();
 }
 
 /// dockerd's rules: `--privileged`, `--pid host` and `--net host` need `--userns host`, which
@@ -367,15 +367,15 @@ fn userns_host_opts_out_and_dockerd_rules_hold() {
         d.berth(&args).success();
     }
     d.berth(&[
-        "run", "-d", "--name", "h", "--userns", "host", "busybox", "sleep", "1000",
+        "run", "-d", "--name", "hostns", "--userns", "host", "busybox", "sleep", "1000",
     ])
     .success();
-    assert_eq!(ids(pid_of(&d, "h"), "Uid"), vec![0, 0, 0, 0]);
+    assert_eq!(ids(pid_of(&d, "hostns"), "Uid"), vec![0, 0, 0, 0]);
     let mode = d
-        .berth(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", "h"])
+        .berth(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", "hostns"])
         .success();
     assert_eq!(mode.stdout.trim(), "host");
-    d.berth(&["rm", "-f", "h"]).success();
+    d.berth(&["rm", "-f", "hostns"]).success();
 }
 
 /// A remap user without subordinate ranges: dockerd's error, no daemon, nothing created.
@@ -385,6 +385,7 @@ fn a_remap_user_without_ranges_is_refused_at_start() {
     let user = RemapUser::new(false);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    std::fs::write(dir.path().join("none.json"), "{}").unwrap();
     let out = Command::new(berth_e2e::daemon::binary("berthd"))
         .arg("--data-root")
         .arg(&data)
