@@ -410,3 +410,72 @@ fn a_remap_user_without_ranges_is_refused_at_start() {
     assert!(!data.exists(), "the data root was created");
     assert!(!dir.path().join("s.sock").exists());
 }
+
+/// `--userns-remap default` (daemon.json here) creates dockerd's `dockremap` system user with
+/// a free range in /etc/subuid and /etc/subgid, and remaps to it. Skipped where the host
+/// already has a dockremap user (a real one is not ours to remove).
+#[test]
+fn default_creates_dockremap_and_its_ranges() {
+    require_root!();
+    let exists = Command::new("id")
+        .arg("dockremap")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if exists {
+        eprintln!("skipped: the host has a dockremap user");
+        return;
+    }
+    // Removes what the daemon made, as RemapUser does for the tests' own users.
+    let made = RemapUser {
+        name: "dockremap".into(),
+        base: 0,
+    };
+    let _g = SUBID_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let config = dir.path().join("daemon.json");
+    std::fs::write(&config, r#"{"userns-remap": "default"}"#).unwrap();
+    let sock = dir.path().join("s.sock");
+    let mut daemon = ChildGuard(
+        Command::new(berth_e2e::daemon::binary("berthd"))
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--host")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--config-file")
+            .arg(&config)
+            .args(["--bridge", "none"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    berth_e2e::containers::until("the daemon's socket", || sock.exists());
+    let _ = daemon.0.kill();
+    let _ = daemon.0.wait();
+    let _ = rustix::mount::unmount(dir.path().join("exec"), rustix::mount::UnmountFlags::DETACH);
+    let line = |file: &str| {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("dockremap:"))
+            .map(str::to_string)
+    };
+    let (u, g) = (line("/etc/subuid"), line("/etc/subgid"));
+    drop(_g);
+    let u = u.expect("a dockremap range in /etc/subuid");
+    assert!(g.is_some(), "a dockremap range in /etc/subgid");
+    let f: Vec<&str> = u.split(':').collect();
+    assert_eq!(f[2], "65536");
+    let start: u32 = f[1].parse().unwrap();
+    assert!(start >= 100_000);
+    let gstart = g.unwrap().split(':').nth(1).unwrap().to_string();
+    assert!(
+        dir.path().join(format!("data/{start}.{gstart}")).is_dir(),
+        "the remapped data root"
+    );
+    drop(made);
+}
