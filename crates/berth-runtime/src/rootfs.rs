@@ -455,7 +455,8 @@ mod tests {
         };
         let ns = crate::idmap::user_namespace(&map).unwrap();
         let cdir = dir.path().join("c");
-        let root = mount_overlay_remapped(&[layer.clone()], &cdir, Some((&map, &ns))).unwrap();
+        let root =
+            mount_overlay_remapped(std::slice::from_ref(&layer), &cdir, Some((&map, &ns))).unwrap();
         let m = std::fs::metadata(root.join("etc/passwd")).unwrap();
         let o = std::fs::metadata(root.join("owned")).unwrap();
         let u = std::fs::metadata(cdir.join("upper")).unwrap();
