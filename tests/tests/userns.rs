@@ -376,6 +376,44 @@ fn userns_host_opts_out_and_dockerd_rules_hold() {
         .success();
     assert_eq!(mode.stdout.trim(), "host");
     d.berth(&["rm", "-f", "hostns"]).success();
+
+    // Sharing a remapped container's PID or IPC namespace shares its user namespace too, as
+    // with dockerd (the runtime could not join them from a new one).
+    d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "donor",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sleep",
+        "1000",
+    ])
+    .success();
+    for mode in ["--pid", "--ipc"] {
+        let out = d
+            .berth(&[
+                "run",
+                "--rm",
+                mode,
+                "container:donor",
+                "busybox",
+                "sh",
+                "-c",
+                "id -u; ps -o comm",
+            ])
+            .success();
+        assert!(out.stdout.starts_with("0\n"), "{mode}: {}", out.stdout);
+        if mode == "--pid" {
+            assert!(
+                out.stdout.contains("sleep"),
+                "the donor's process: {}",
+                out.stdout
+            );
+        }
+    }
+    d.berth(&["rm", "-f", "donor"]).success();
 }
 
 /// A remap user without subordinate ranges: dockerd's error, no daemon, nothing created.

@@ -1007,7 +1007,13 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     );
     let mut annotations = None;
     if let Some(map) = &cfg.userns {
-        annotations = remap_user_namespace(map, &mut linux, &mut mounts, cfg.runtime.is_none());
+        annotations = remap_user_namespace(
+            map,
+            cfg.userns_path.as_deref(),
+            &mut linux,
+            &mut mounts,
+            cfg.runtime.is_none(),
+        );
     }
     spec.set_mounts(Some(mounts));
     spec.set_annotations(annotations);
@@ -1029,6 +1035,7 @@ pub const NETNS_ANNOTATION: &str = "io.berth.netns-before-userns";
 /// runc falls back to.
 fn remap_user_namespace(
     map: &crate::idmap::IdMapping,
+    join: Option<&Path>,
     linux: &mut Linux,
     mounts: &mut [Mount],
     embedded: bool,
@@ -1042,8 +1049,11 @@ fn remap_user_namespace(
             .build()
             .expect("all fields set")
     };
-    linux.set_uid_mappings(Some(vec![idmap(map.uid, map.uid_count)]));
-    linux.set_gid_mappings(Some(vec![idmap(map.gid, map.gid_count)]));
+    // Mappings are for a new namespace only; a joined one has its own.
+    if join.is_none() {
+        linux.set_uid_mappings(Some(vec![idmap(map.uid, map.uid_count)]));
+        linux.set_gid_mappings(Some(vec![idmap(map.gid, map.gid_count)]));
+    }
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
     let mut netns = None;
     // An external runtime (runc) joins the path itself, before the user namespace.
@@ -1059,6 +1069,7 @@ fn remap_user_namespace(
     });
     let mut user = LinuxNamespace::default();
     user.set_typ(LinuxNamespaceType::User);
+    user.set_path(join.map(Path::to_path_buf));
     namespaces.insert(0, user);
     linux.set_namespaces(Some(namespaces));
     for m in mounts.iter_mut() {

@@ -132,6 +132,23 @@ impl Containers {
             },
         )?;
         cfg.userns = self.remap_of(r);
+        if cfg.userns.is_some() {
+            // dockerd: sharing another container's PID, IPC or network namespace means
+            // sharing its user namespace (which owns them) as well.
+            let donor = [h.pid_mode.as_str(), h.ipc_mode.as_str()]
+                .into_iter()
+                .filter_map(|m| match Mode::parse(m) {
+                    Ok(Mode::Container(t)) => Some(t),
+                    _ => None,
+                })
+                .chain(r.network_mode().container().map(str::to_string))
+                .next();
+            if let Some(donor) = donor
+                && let NamespaceMode::Path(p) = self.join(&donor, "user")?
+            {
+                cfg.userns_path = Some(p);
+            }
+        }
         Ok(cfg)
     }
 
