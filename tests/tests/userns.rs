@@ -131,6 +131,17 @@ fn remapped_container_root_is_unprivileged_on_the_host() {
     let m = std::fs::metadata(&root).expect("the remapped data root <uid>.<gid>");
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, user.base, 0o710));
     assert!(root.join("containers").is_dir(), "containers live in it");
+    let info = d
+        .berth(&["info", "-f", "{{json .SecurityOptions}} {{.DockerRootDir}}"])
+        .success();
+    assert!(info.stdout.contains("name=userns"), "{}", info.stdout);
+    assert!(
+        info.stdout
+            .trim_end()
+            .ends_with(&format!("/{}.{}", user.base, user.base)),
+        "dockerd reports the remapped root: {}",
+        info.stdout
+    );
 
     d.berth(&["run", "-d", "--name", "ctr", "busybox", "sleep", "1000"])
         .success();
