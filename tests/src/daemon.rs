@@ -115,7 +115,9 @@ impl Daemon {
         })
     }
 
-    fn start_prepared(extra_args: &[&str], prepare: impl FnOnce(&Path)) -> Daemon {
+    /// Like [`Daemon::start_with`], running `prepare` on the data root's path (not yet
+    /// created) before the daemon starts.
+    pub fn start_prepared(extra_args: &[&str], prepare: impl FnOnce(&Path)) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -373,10 +375,24 @@ impl Daemon {
     /// Kills every container's process and shim by the pids they recorded, unmounts their
     /// root filesystems and removes the daemon's cgroups: containers outlive their daemon.
     fn clean_containers(&self) {
-        let containers = self.data_root().join("containers");
-        let dirs: Vec<PathBuf> = std::fs::read_dir(&containers)
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
+        // `--userns-remap` daemons keep theirs under `<data-root>/<uid>.<gid>/`.
+        let mut roots = vec![self.data_root()];
+        roots.extend(
+            std::fs::read_dir(self.data_root())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains('.'))
+                .map(|e| e.path()),
+        );
+        let dirs: Vec<PathBuf> = roots
+            .iter()
+            .flat_map(|r| {
+                std::fs::read_dir(r.join("containers"))
+                    .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
         let mut killed = false;
         for d in &dirs {
             let run = self

@@ -100,6 +100,7 @@ impl Containers {
     /// `out` (`/proc` and `/sys` as empty directories).
     pub async fn export(&self, key: &str, mut out: Box<dyn Write + Send>) -> Result<()> {
         let c = self.get(key)?;
+        let shift = self.id_shift(&c.record());
         self.with_root(&c, move |root, _| {
             let skip = |p: &[u8], _: &rustix::fs::Stat| match p {
                 b"proc" | b"sys" => Skip::Contents,
@@ -108,6 +109,7 @@ impl Containers {
             let opts = PackOptions {
                 skip: Some(&skip),
                 overlay_diff: false,
+                to_container: shift,
             };
             pack::pack_dir_contents(root, &opts, &mut out)
                 .map_err(|e| ContainerError::Internal(format!("cannot export container: {e}")))
@@ -135,7 +137,12 @@ impl Containers {
     ) -> Result<()> {
         let c = self.get(key)?;
         let (path, key) = (path.to_string(), key.to_string());
+        let shift = self.id_shift(&c.record());
         self.with_root_mounts(&c, move |root, _| {
+            let opts = PackOptions {
+                to_container: shift,
+                ..Default::default()
+            };
             let st = match stat_in_root(root, &path, &key) {
                 Ok(st) => st,
                 Err(e) => {
@@ -149,23 +156,11 @@ impl Containers {
             let resolved = resolve(root, &comps, follow).map_err(|e| path_error(e, &path, &key))?;
             let tar_name = tar_base_name(&path);
             let result = match resolved.split_last() {
-                None => pack::pack_entry(
-                    root,
-                    OsStr::new("."),
-                    &tar_name,
-                    &PackOptions::default(),
-                    &mut out,
-                ),
+                None => pack::pack_entry(root, OsStr::new("."), &tar_name, &opts, &mut out),
                 Some((name, parent)) => {
                     let parent =
                         open_in_root(root, parent).map_err(|e| path_error(e, &path, &key))?;
-                    pack::pack_entry(
-                        &parent,
-                        OsStr::from_bytes(name),
-                        &tar_name,
-                        &PackOptions::default(),
-                        &mut out,
-                    )
+                    pack::pack_entry(&parent, OsStr::from_bytes(name), &tar_name, &opts, &mut out)
                 }
             };
             result.map_err(|e| ContainerError::Internal(format!("cannot archive {path}: {e}")))
@@ -202,6 +197,7 @@ impl Containers {
     ) -> Result<()> {
         let c = self.get(key)?;
         let key = key.to_string();
+        let shift = self.id_shift(&c.record());
         self.with_root_mounts(&c, move |root, r| {
             let (comps, _) = split_container_path(&req.path);
             let resolved =
@@ -236,6 +232,7 @@ impl Containers {
             let opts = ExtractOptions {
                 owner: (!req.copy_uid_gid).then_some((0, 0)),
                 no_overwrite_dir_non_dir: req.no_overwrite_dir_non_dir,
+                to_host: shift,
             };
             let root_path = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
             let mut body = body.lock().unwrap_or_else(|e| e.into_inner());
@@ -280,6 +277,7 @@ impl Containers {
         let freeze = opts.pause && r.state.status == crate::record::Status::Running;
         let cg = cgroup_of(&r, &paths);
         let store = self.image_store().clone();
+        let shift = self.id_shift(&r);
         let image = blocking(move || -> Result<Image> {
             let frozen = freeze
                 && match cgroup::freeze(&cg, true) {
@@ -300,7 +298,8 @@ impl Containers {
                     }
                 };
             let layers = store.layer_dirs(&image_id)?;
-            let result = commit_blocking(&store, &image_id, &paths.upper(), &layers, request);
+            let result =
+                commit_blocking(&store, &image_id, &paths.upper(), &layers, request, shift);
             if frozen && let Err(e) = cgroup::freeze(&cg, false) {
                 tracing::warn!(cgroup = %cg, error = %e, "cannot unpause container after commit");
             }
@@ -339,10 +338,13 @@ impl Containers {
         let image_id = berth_image::Digest::parse(&r.image_id)?;
         let upper = c.paths().upper();
         let store = self.image_store().clone();
+        // A build container under --userns-remap wrote shifted ids: the layer keeps the
+        // container's own, as any commit's.
+        let shift = self.id_shift(&r);
         blocking(move || -> Result<(Image, u64)> {
             let layers = store.layer_dirs(&image_id)?;
             let before = layers.len();
-            let image = commit_blocking(&store, &image_id, &upper, &layers, request)?;
+            let image = commit_blocking(&store, &image_id, &upper, &layers, request, shift)?;
             let size = if image.layers.len() > before {
                 image.layers.last().map_or(0, |l| l.size)
             } else {
@@ -383,10 +385,12 @@ impl Containers {
         let layers = self.rootfs_layers(&image_id)?;
         let dir = c.dir().to_path_buf();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let me = self.clone();
         std::thread::Builder::new()
             .name("cp-mounts".into())
             .spawn(move || {
-                let _ = tx.send(in_private_mounts(&layers, &dir, &entries, |root| {
+                let mount = |l: &[PathBuf], d: &Path| me.mount_rootfs(&r, l, d);
+                let _ = tx.send(in_private_mounts(&layers, &dir, &entries, &mount, |root| {
                     f(root, &r)
                 }));
             })
@@ -396,6 +400,17 @@ impl Containers {
             .map_err(|_| ContainerError::Internal("the copy thread ended early".into()))?;
         drop(op);
         result
+    }
+
+    /// How a remapped container's host ids read in its archives (`cp`, `export`, `commit`):
+    /// the image's layers keep container ids on disk, and so must what comes out of it.
+    fn id_shift(&self, r: &Record) -> Option<pack::IdShift> {
+        self.remap_of(r).map(|m| pack::IdShift {
+            uid: m.uid,
+            uid_count: m.uid_count,
+            gid: m.gid,
+            gid_count: m.gid_count,
+        })
     }
 
     /// Runs `f` on a descriptor of the container's root filesystem (see the module docs).
@@ -415,8 +430,9 @@ impl Containers {
         }
         let image_id = berth_image::Digest::parse(&r.image_id)?;
         let layers = self.rootfs_layers(&image_id)?;
+        let me = self.clone();
         let result = blocking(move || {
-            let mounted = rootfs::mount_overlay(&layers, &dir)?;
+            let mounted = me.mount_rootfs(&r, &layers, &dir)?;
             let root = open_dir(&mounted);
             // Detached at once: our descriptor keeps it alive until `f` is done.
             if let Err(e) = rootfs::unmount(&mounted) {
@@ -437,6 +453,7 @@ fn in_private_mounts<T>(
     layers: &[PathBuf],
     dir: &Path,
     entries: &[berth_volume::MountEntry],
+    mount_rootfs: &dyn Fn(&[PathBuf], &Path) -> Result<PathBuf>,
     f: impl FnOnce(&OwnedFd) -> Result<T>,
 ) -> Result<T> {
     use nix::mount::{MsFlags, mount};
@@ -455,7 +472,7 @@ fn in_private_mounts<T>(
         None::<&str>,
     )
     .map_err(|e| sys("make mounts private", e))?;
-    let root = rootfs::mount_overlay(layers, dir)?;
+    let root = mount_rootfs(layers, dir)?;
     for e in entries {
         if e.kind == berth_volume::MountKind::Tmpfs || e.source.is_empty() {
             continue;
@@ -551,6 +568,7 @@ fn commit_blocking(
     upper: &Path,
     layers: &[PathBuf],
     request: CommitRequest,
+    shift: Option<pack::IdShift>,
 ) -> Result<Image> {
     if changes(upper, layers)?.is_empty() {
         // Only mountpoint stubs (and the directories holding them): an empty layer, which
@@ -572,6 +590,7 @@ fn commit_blocking(
             let opts = PackOptions {
                 skip: Some(&skip),
                 overlay_diff: true,
+                to_container: shift,
             };
             pack::pack_dir_contents(&upper_fd, &opts, &mut writer)
         })

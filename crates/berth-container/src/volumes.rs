@@ -134,6 +134,7 @@ pub(crate) fn runtime_mounts(
     store: &VolumeStore,
     r: &Record,
     root: &Path,
+    remap: Option<berth_runtime::idmap::IdMapping>,
 ) -> Result<Vec<MountSpec>> {
     let mut specs = Vec::new();
     for e in entries(r) {
@@ -166,7 +167,18 @@ pub(crate) fn runtime_mounts(
                 if e.copy_data
                     && let Some(image_dir) = berth_volume::copy::dir_in_root(root, &e.destination)
                 {
+                    // From the remapped root's view: owners are already shifted.
                     berth_volume::copy::copy_up(&image_dir, &data)?;
+                }
+                // A new volume belongs to the remapped root, as dockerd's local driver
+                // creates it under remapping; one already given away is left alone.
+                if let Some(map) = remap {
+                    use std::os::unix::fs::MetadataExt;
+                    if std::fs::metadata(&data).is_ok_and(|m| m.uid() == 0 && m.gid() == 0) {
+                        map.chown_to_root(&data).map_err(|err| {
+                            ContainerError::io("chown to the remapped root", &data, err)
+                        })?;
+                    }
                 }
                 let source = if e.subpath.is_empty() {
                     data

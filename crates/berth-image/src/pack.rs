@@ -31,6 +31,48 @@ pub struct PackOptions<'a> {
     pub skip: Option<SkipFn<'a>>,
     /// Write overlayfs whiteouts and opaque directories as OCI whiteout entries.
     pub overlay_diff: bool,
+    /// A remapped container's files: host ids in the range are written as the container's
+    /// (`--userns-remap`; dockerd's archives map them back the same way).
+    pub to_container: Option<IdShift>,
+}
+
+/// One contiguous id mapping: container id `n` is host id `uid + n` (`gid + n`) for `n`
+/// below the count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdShift {
+    pub uid: u32,
+    pub uid_count: u32,
+    pub gid: u32,
+    pub gid_count: u32,
+}
+
+impl IdShift {
+    /// Host ids → container ids; ids outside the range stay as they are.
+    pub fn to_container(&self, uid: u64, gid: u64) -> (u64, u64) {
+        let back = |id: u64, base: u32, count: u32| match id.checked_sub(u64::from(base)) {
+            Some(c) if c < u64::from(count) => c,
+            _ => id,
+        };
+        (
+            back(uid, self.uid, self.uid_count),
+            back(gid, self.gid, self.gid_count),
+        )
+    }
+
+    /// Container ids → host ids; ids outside the range stay as they are.
+    pub fn to_host(&self, uid: u64, gid: u64) -> (u64, u64) {
+        let fwd = |id: u64, base: u32, count: u32| {
+            if id < u64::from(count) {
+                id + u64::from(base)
+            } else {
+                id
+            }
+        };
+        (
+            fwd(uid, self.uid, self.uid_count),
+            fwd(gid, self.gid, self.gid_count),
+        )
+    }
 }
 
 /// Decides, from a path relative to the walk's root and its `lstat`, what to pack of it.
@@ -170,7 +212,7 @@ impl<'a, 'o> Packer<'a, 'o> {
         {
             let (dir, base) = split_name(tar_name);
             let wh = join(dir, &[b".wh.".as_slice(), base].concat());
-            let mut h = base_header(&st, tar::EntryType::Regular);
+            let mut h = self.header(&st, tar::EntryType::Regular);
             h.set_mode(0o600);
             h.set_size(0);
             return self.write(&mut h, &wh, None, &[], &mut io::empty());
@@ -181,7 +223,7 @@ impl<'a, 'o> Packer<'a, 'o> {
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(parent, name, Vec::new())?;
                 let xattrs = self.xattrs_path(parent, name);
-                let mut h = base_header(&st, tar::EntryType::Symlink);
+                let mut h = self.header(&st, tar::EntryType::Symlink);
                 h.set_size(0);
                 self.write(
                     &mut h,
@@ -198,7 +240,7 @@ impl<'a, 'o> Packer<'a, 'o> {
                     _ => tar::EntryType::Fifo,
                 };
                 let xattrs = self.xattrs_path(parent, name);
-                let mut h = base_header(&st, t);
+                let mut h = self.header(&st, t);
                 h.set_size(0);
                 if kind != FileType::Fifo {
                     h.set_device_major(rustix::fs::major(st.st_rdev))?;
@@ -228,7 +270,7 @@ impl<'a, 'o> Packer<'a, 'o> {
             Mode::empty(),
         )?;
         let xattrs = self.xattrs_fd(&dir)?;
-        let mut h = base_header(st, tar::EntryType::Directory);
+        let mut h = self.header(st, tar::EntryType::Directory);
         let mut dir_name = tar_name.to_vec();
         if !dir_name.ends_with(b"/") {
             dir_name.push(b'/');
@@ -239,7 +281,7 @@ impl<'a, 'o> Packer<'a, 'o> {
             && rustix::fs::fgetxattr(&dir, OPAQUE_XATTR, &mut v).is_ok_and(|n| n == 1)
             && v[0] == b'y'
         {
-            let mut oh = base_header(st, tar::EntryType::Regular);
+            let mut oh = self.header(st, tar::EntryType::Regular);
             oh.set_mode(0o600);
             oh.set_size(0);
             let opq = join(&dir_name, b".wh..wh..opq");
@@ -262,7 +304,7 @@ impl<'a, 'o> Packer<'a, 'o> {
         if st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key).cloned() {
-                let mut h = base_header(st, tar::EntryType::Link);
+                let mut h = self.header(st, tar::EntryType::Link);
                 h.set_size(0);
                 return self.write(&mut h, tar_name, Some(&first), &[], &mut io::empty());
             }
@@ -284,7 +326,7 @@ impl<'a, 'o> Packer<'a, 'o> {
             return Ok(());
         }
         let xattrs = self.xattrs_fd(&fd)?;
-        let mut h = base_header(&st, tar::EntryType::Regular);
+        let mut h = self.header(&st, tar::EntryType::Regular);
         let size = st.st_size as u64;
         h.set_size(size);
         let file = File::from(fd);
@@ -404,6 +446,18 @@ fn split_name(name: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+impl Packer<'_, '_> {
+    fn header(&self, st: &Stat, kind: tar::EntryType) -> tar::Header {
+        let mut h = base_header(st, kind);
+        if let Some(shift) = &self.opts.to_container {
+            let (u, g) = shift.to_container(st.st_uid as u64, st.st_gid as u64);
+            h.set_uid(u);
+            h.set_gid(g);
+        }
+        h
+    }
+}
+
 fn base_header(st: &Stat, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
@@ -487,6 +541,7 @@ mod tests {
         let opts = PackOptions {
             skip: Some(&skip),
             overlay_diff: false,
+            ..Default::default()
         };
         let mut out = Vec::new();
         pack_dir_contents(&open(r), &opts, &mut out).unwrap();
@@ -569,6 +624,7 @@ mod tests {
         let opts = PackOptions {
             skip: None,
             overlay_diff: true,
+            ..Default::default()
         };
         let mut out = Vec::new();
         pack_dir_contents(&open(r), &opts, &mut out).unwrap();

@@ -180,12 +180,15 @@ pub struct ExtractOptions {
     pub owner: Option<(u64, u64)>,
     /// Refuse to replace a directory with a non-directory and vice versa.
     pub no_overwrite_dir_non_dir: bool,
+    /// Into a remapped container: the entries' (container) ids become host ids.
+    pub to_host: Option<crate::pack::IdShift>,
 }
 
 struct ExtractMode {
     prefix: Vec<OsString>,
     owner: Option<(u64, u64)>,
     no_overwrite_dir_non_dir: bool,
+    to_host: Option<crate::pack::IdShift>,
 }
 
 enum UnpackMode {
@@ -223,6 +226,7 @@ pub fn extract_into_root(
             prefix,
             owner: opts.owner,
             no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
+            to_host: opts.to_host,
         }),
         dir_times: Vec::new(),
         size: 0,
@@ -377,6 +381,13 @@ impl Unpacker<'_> {
         }) = &self.mode
         {
             (uid, gid) = (*u, *g);
+        }
+        if let UnpackMode::Extract(ExtractMode {
+            to_host: Some(shift),
+            ..
+        }) = &self.mode
+        {
+            (uid, gid) = shift.to_host(uid, gid);
         }
         let times = timestamps(mtime);
         let xattrs = pax.xattrs;

@@ -76,6 +76,7 @@ fn owner_override_and_no_overwrite() {
     let opts = ExtractOptions {
         owner: Some((0, 0)),
         no_overwrite_dir_non_dir: true,
+        to_host: None,
     };
     extract_into_root(&mut &tar[..], &root, "/dst", &opts).unwrap();
     if rustix::process::geteuid().is_root() {

@@ -91,6 +91,15 @@ pub struct ContainerRunConfig {
     /// means the embedded libcontainer (the runtime named `berth`).
     #[serde(default)]
     pub runtime: Option<OciRuntime>,
+    /// `--userns-remap`: a new user namespace with these ranges (container root is the
+    /// first host id); `None` runs in the host's user namespace.
+    #[serde(default)]
+    pub userns: Option<crate::idmap::IdMapping>,
+    /// With `userns`: join this user namespace instead of making one (dockerd's rule for a
+    /// container sharing another's PID, IPC or network namespace: it shares its user
+    /// namespace too, which owns those namespaces).
+    #[serde(default)]
+    pub userns_path: Option<PathBuf>,
 }
 
 /// An external OCI runtime binary (Docker's `runtimes` daemon setting).

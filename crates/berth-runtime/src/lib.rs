@@ -46,6 +46,7 @@ pub mod cgroup_warmup;
 pub mod cgroups;
 pub mod config;
 pub mod error;
+pub mod idmap;
 pub mod init;
 pub mod rootfs;
 pub mod sealed;

@@ -18,6 +18,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use rustix::mount::{
@@ -69,6 +70,17 @@ fn check_lower(p: &Path) -> Result<()> {
 /// `berth-image` lists them) under `container_dir`. Creates `upper`, `work` and the mountpoint
 /// if missing (so a stopped container's upper is reused). Returns the rootfs path.
 pub fn mount_overlay(layers: &[PathBuf], container_dir: &Path) -> Result<PathBuf> {
+    mount_overlay_remapped(layers, container_dir, None)
+}
+
+/// [`mount_overlay`] for a container in a remapped user namespace: the lowers are idmapped
+/// through `remap`'s user namespace (the image's uid 0 shows as the range's first uid), the
+/// writable layer belongs to the remapped root. Nothing of the image is copied or chowned.
+pub fn mount_overlay_remapped(
+    layers: &[PathBuf],
+    container_dir: &Path,
+    remap: Option<(&crate::idmap::IdMapping, &std::os::fd::OwnedFd)>,
+) -> Result<PathBuf> {
     let l = RootfsLayout::new(container_dir);
     for d in [&l.upper, &l.work, &l.rootfs] {
         std::fs::create_dir_all(d).map_err(|e| RuntimeError::io("create", d, e))?;
@@ -78,6 +90,24 @@ pub fn mount_overlay(layers: &[PathBuf], container_dir: &Path) -> Result<PathBuf
         std::fs::create_dir_all(&l.empty_lower)
             .map_err(|e| RuntimeError::io("create", &l.empty_lower, e))?;
         lowers.push(l.empty_lower.clone());
+    }
+    // Held until the overlay is mounted: it keeps its own references to the layers.
+    let mut trees = Vec::new();
+    if let Some((mapping, userns)) = remap {
+        for d in [&l.upper, &l.rootfs] {
+            mapping
+                .chown_to_root(d)
+                .map_err(|e| RuntimeError::io("chown to the remapped root", d, e))?;
+        }
+        for p in &lowers {
+            check_lower(p)?;
+        }
+        for lower in lowers.iter_mut() {
+            let tree = crate::idmap::idmapped_tree(lower, userns)
+                .map_err(|e| RuntimeError::io("idmap", lower.clone(), e))?;
+            *lower = PathBuf::from(format!("/proc/self/fd/{}", tree.as_raw_fd()));
+            trees.push(tree);
+        }
     }
     for p in lowers.iter().chain([&l.upper, &l.work]) {
         check_lower(p)?;
@@ -399,6 +429,51 @@ mod tests {
         std::fs::write(root.join("containers/old/shim.pid"), "1\n").unwrap();
         assert!(!ensure_tmpfs(&root).unwrap());
         assert!(root.join("berthd.pid").exists());
+    }
+
+    /// A remapped container's overlay shows the image's uid 0 as the range's first uid
+    /// (idmapped lowers, nothing chowned on disk) and its writable layer is the remapped
+    /// root's.
+    #[test]
+    fn remapped_overlay_shifts_lowers_without_chown() {
+        use std::os::unix::fs::MetadataExt;
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let layer = dir.path().join("layer");
+        std::fs::create_dir_all(layer.join("etc")).unwrap();
+        std::fs::write(layer.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::os::unix::fs::chown(layer.join("etc/passwd"), Some(0), Some(0)).unwrap();
+        std::fs::write(layer.join("owned"), "x").unwrap();
+        std::os::unix::fs::chown(layer.join("owned"), Some(1000), Some(1001)).unwrap();
+        let map = crate::idmap::IdMapping {
+            uid: 231072,
+            uid_count: 65536,
+            gid: 331072,
+            gid_count: 65536,
+        };
+        let ns = crate::idmap::user_namespace(&map).unwrap();
+        let cdir = dir.path().join("c");
+        let root =
+            mount_overlay_remapped(std::slice::from_ref(&layer), &cdir, Some((&map, &ns))).unwrap();
+        let m = std::fs::metadata(root.join("etc/passwd")).unwrap();
+        let o = std::fs::metadata(root.join("owned")).unwrap();
+        let u = std::fs::metadata(cdir.join("upper")).unwrap();
+        // A write through the mount copies up with the shifted owner.
+        std::fs::write(root.join("etc/passwd"), "changed").unwrap();
+        let up = std::fs::metadata(cdir.join("upper/etc/passwd")).unwrap();
+        unmount(&root).unwrap();
+        assert_eq!((m.uid(), m.gid()), (231072, 331072));
+        assert_eq!((o.uid(), o.gid()), (232072, 332073));
+        assert_eq!((u.uid(), u.gid()), (231072, 331072));
+        assert_eq!((up.uid(), up.gid()), (231072, 331072));
+        let disk = std::fs::metadata(layer.join("etc/passwd")).unwrap();
+        assert_eq!(
+            (disk.uid(), disk.gid()),
+            (0, 0),
+            "the layer itself is unchanged"
+        );
     }
 
     #[test]

@@ -1005,11 +1005,85 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     spec.set_domainname(
         (uts_private && !cfg.domainname.is_empty()).then(|| cfg.domainname.clone()),
     );
+    let mut annotations = None;
+    if let Some(map) = &cfg.userns {
+        annotations = remap_user_namespace(
+            map,
+            cfg.userns_path.as_deref(),
+            &mut linux,
+            &mut mounts,
+            cfg.runtime.is_none(),
+        );
+    }
     spec.set_mounts(Some(mounts));
-    spec.set_annotations(None);
+    spec.set_annotations(annotations);
     spec.set_hooks(None);
     spec.set_linux(Some(linux));
     Ok(spec)
+}
+
+/// The annotation naming the network namespace a remapped container's runtime process joins
+/// before it creates the user namespace (see [`remap_user_namespace`]).
+pub const NETNS_ANNOTATION: &str = "io.berth.netns-before-userns";
+
+/// A container in a new user namespace mapped to `map` (`--userns-remap`). The network
+/// namespace the daemon made belongs to the host's user namespace, which the runtime can no
+/// longer join once inside the new one (libcontainer joins namespaces after creating the
+/// user namespace; runc joins them before): its path moves to [`NETNS_ANNOTATION`] for the
+/// shim to join first, and the container inherits it. sysfs cannot be mounted in a network
+/// namespace the user namespace does not own, so `/sys` is the host's, bound read-only, as
+/// runc falls back to.
+fn remap_user_namespace(
+    map: &crate::idmap::IdMapping,
+    join: Option<&Path>,
+    linux: &mut Linux,
+    mounts: &mut [Mount],
+    embedded: bool,
+) -> Option<std::collections::HashMap<String, String>> {
+    use oci_spec::runtime::LinuxIdMappingBuilder;
+    let idmap = |host: u32, size: u32| {
+        LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(host)
+            .size(size)
+            .build()
+            .expect("all fields set")
+    };
+    // Mappings are for a new namespace only; a joined one has its own.
+    if join.is_none() {
+        linux.set_uid_mappings(Some(vec![idmap(map.uid, map.uid_count)]));
+        linux.set_gid_mappings(Some(vec![idmap(map.gid, map.gid_count)]));
+    }
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    let mut netns = None;
+    // An external runtime (runc) joins the path itself, before the user namespace.
+    namespaces.retain(|n| {
+        if embedded
+            && n.typ() == LinuxNamespaceType::Network
+            && let Some(p) = n.path()
+        {
+            netns = Some(p.to_string_lossy().into_owned());
+            return false;
+        }
+        true
+    });
+    let mut user = LinuxNamespace::default();
+    user.set_typ(LinuxNamespaceType::User);
+    user.set_path(join.map(Path::to_path_buf));
+    namespaces.insert(0, user);
+    linux.set_namespaces(Some(namespaces));
+    for m in mounts.iter_mut() {
+        if m.typ().as_deref() == Some("sysfs") {
+            m.set_typ(Some("bind".into()));
+            m.set_source(Some(PathBuf::from("/sys")));
+            m.set_options(Some(
+                ["rbind", "nosuid", "noexec", "nodev", "ro"]
+                    .map(String::from)
+                    .to_vec(),
+            ));
+        }
+    }
+    netns.map(|p| [(NETNS_ANNOTATION.to_string(), p)].into_iter().collect())
 }
 
 /// A cgroup path kept inside the cgroup hierarchy, as runc's `CleanPath` keeps it: cleaned

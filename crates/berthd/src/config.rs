@@ -124,6 +124,10 @@ pub struct Flags {
     /// Layers a push uploads at once [default: 5]
     #[arg(long, value_name = "N")]
     pub max_concurrent_uploads: Option<usize>,
+    /// Run containers in a user namespace mapped to the subordinate ids of default (the
+    /// dockremap user, created if missing), USER[:GROUP] or UID[:GID]
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub userns_remap: Option<String>,
     #[command(flatten)]
     pub tls: crate::tls::TlsFlags,
 }
@@ -165,6 +169,7 @@ pub struct FileConfig {
     pub tlscacert: Option<PathBuf>,
     pub tlscert: Option<PathBuf>,
     pub tlskey: Option<PathBuf>,
+    pub userns_remap: Option<String>,
     /// dockerd's `builder` section; only `gc.defaultKeepStorage` is used.
     pub builder: Option<BuilderConfig>,
 }
@@ -239,6 +244,7 @@ const FILE_KEYS: &[&str] = &[
     "tlscert",
     "tlskey",
     "builder",
+    "userns-remap",
 ];
 
 /// An address the API is served on.
@@ -327,6 +333,11 @@ pub struct Config {
     /// The build cache's budget in bytes (daemon.json `builder.gc.defaultKeepStorage`);
     /// `None`: a tenth of the data root's file system.
     pub builder_keep_storage: Option<u64>,
+    /// `--userns-remap` as given; resolved at start ([`crate::userns`]).
+    pub userns_remap: Option<String>,
+    /// The id mapping `userns_remap` resolved to (set by [`crate::server::run`], which also
+    /// moves `data_root` to the remapped root).
+    pub remap: Option<berth_runtime::idmap::IdMapping>,
 }
 
 /// How the daemon pulls (`--insecure-registry`, `--max-concurrent-downloads`, mirrors...).
@@ -515,6 +526,9 @@ impl Config {
         }
         if let (Some(a), Some(b)) = (&flags.log_level, &file.log_level) {
             conflict("log-level", a.clone(), b.clone());
+        }
+        if let (Some(a), Some(b)) = (&flags.userns_remap, &file.userns_remap) {
+            conflict("userns-remap", a.clone(), b.clone());
         }
         if let (true, Some(b)) = (flags.debug, file.debug) {
             conflict("debug", "true".into(), b.to_string());
@@ -739,6 +753,12 @@ impl Config {
             None => None,
         };
         Ok(Config {
+            userns_remap: flags
+                .userns_remap
+                .clone()
+                .or_else(|| file.userns_remap.clone())
+                .filter(|s| !s.is_empty()),
+            remap: None,
             tls,
             host_warnings,
             builder_keep_storage,
@@ -784,6 +804,8 @@ impl Config {
             tls: crate::tls::ApiTls::default(),
             host_warnings: Vec::new(),
             builder_keep_storage: None,
+            userns_remap: None,
+            remap: None,
         }
     }
 

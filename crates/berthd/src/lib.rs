@@ -11,6 +11,7 @@ pub mod server;
 pub mod state;
 pub mod sysinfo;
 pub mod tls;
+pub mod userns;
 
 /// The image store the daemon uses.
 pub use berth_image as imagestore;

@@ -52,6 +52,8 @@ pub enum ServerError {
     Signals(std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Userns(String),
 }
 
 /// A bound API listener. A tcp one may speak TLS: its connections are handshaken by the
@@ -105,12 +107,24 @@ impl Listener {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), ServerError> {
+pub async fn run(mut config: Config) -> Result<(), ServerError> {
     // First: a bad certificate or key stops the start before anything is touched.
     let tls = match &config.tls.server {
         Some(server) => Some(crate::tls::server_config(server)?),
         None => None,
     };
+    // Then the remap user and its ranges (nothing is created before they are known good),
+    // and dockerd's remapped data root, which everything below lives in.
+    if let Some(spec) = config.userns_remap.clone() {
+        let files = crate::userns::Files::default();
+        if let Some(map) =
+            crate::userns::setup_remapped_root(&spec, &files).map_err(ServerError::Userns)?
+        {
+            config.data_root = crate::userns::setup_daemon_root(&config.data_root, &map)
+                .map_err(ServerError::Userns)?;
+            config.remap = Some(map);
+        }
+    }
     let _lock = DataRootLock::acquire(&config.data_root)?;
     // Before the pidfile, which may be in it. It stays mounted at exit: shims outlive us.
     match berth_runtime::rootfs::ensure_tmpfs(&config.exec_root) {

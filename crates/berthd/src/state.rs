@@ -226,6 +226,7 @@ impl Daemon {
                 default_runtime: config.default_runtime.clone(),
                 network: Some(NetworkHandle(Arc::new(Attacher(networks.clone())))),
                 run_root: config.exec_root.join("containers"),
+                remap: config.remap,
             },
             images.clone(),
             Arc::new(BusSink(events.clone())),

@@ -102,6 +102,33 @@ impl Containers {
         Ok((c, created_volumes, warnings))
     }
 
+    /// dockerd's rules for a remapped container (`--userns host` opts out of all of them).
+    fn check_userns(&self, host: &HostConfig) -> Result<()> {
+        match host.userns_mode.as_str() {
+            "" | "host" => {}
+            other => return Err(invalid(format!("invalid USER mode: {other}"))),
+        }
+        if self.inner.opts.remap.is_none() || host.userns_mode == "host" {
+            return Ok(());
+        }
+        if host.privileged {
+            return Err(invalid(
+                "privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode",
+            ));
+        }
+        if host.network_mode == NetworkMode::Host {
+            return Err(invalid(
+                "cannot share the host's network namespace when user namespaces are enabled",
+            ));
+        }
+        if host.pid_mode == "host" {
+            return Err(invalid(
+                "cannot share the host PID namespace when user namespaces are enabled",
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks a request's settings (before the image is looked up, as dockerd) and merges
     /// it with its image; parses and checks every mount. Creates nothing.
     fn check_create(&self, mut config: ContainerConfig, mut host: HostConfig) -> Result<Checked> {
@@ -120,6 +147,7 @@ impl Containers {
             .then(crate::validate::HostCpusets::read)
             .flatten();
         crate::validate::host_config(&host, host_cpusets.as_ref())?;
+        self.check_userns(&host)?;
         let image = self.inner.images.get(&config.image)?;
         let cgroup_v1 = CgroupVersion::host().is_v1();
         let mut warnings = merge::discard_unsupported(&mut host, cgroup_v1);

@@ -65,6 +65,9 @@ pub struct Options {
     pub network: Option<NetworkHandle>,
     /// Where containers' bundles go (`<exec-root>/containers`; see [`Paths::run`]).
     pub run_root: PathBuf,
+    /// `--userns-remap`: containers (except `--userns host` ones) run in a user namespace
+    /// mapped to these ranges.
+    pub remap: Option<berth_runtime::idmap::IdMapping>,
 }
 
 /// The name of the embedded runtime (libcontainer in the shim), always available.
@@ -245,6 +248,9 @@ struct Inner {
     ncpu: usize,
     init_path: Option<PathBuf>,
     volumes: Arc<berth_volume::VolumeStore>,
+    /// A user namespace holding `opts.remap`, made once: the idmapped mounts of remapped
+    /// containers' image layers refer to it.
+    remap_ns: Option<std::os::fd::OwnedFd>,
     /// The runtime the service's tasks run on, captured at open: watcher threads and
     /// blocking code hand their work to it.
     rt: tokio::runtime::Handle,
@@ -261,6 +267,32 @@ pub struct Containers {
 }
 
 impl Containers {
+    /// The id mapping a container runs under: the daemon's `--userns-remap`, unless the
+    /// container opted out with `--userns host`.
+    pub(crate) fn remap_of(&self, r: &Record) -> Option<berth_runtime::idmap::IdMapping> {
+        self.inner
+            .opts
+            .remap
+            .filter(|_| r.host_config.userns_mode != "host")
+    }
+
+    /// Mounts the container's root filesystem, with idmapped image layers when it is
+    /// remapped.
+    pub(crate) fn mount_rootfs(
+        &self,
+        r: &Record,
+        layers: &[PathBuf],
+        dir: &Path,
+    ) -> Result<PathBuf> {
+        let remap = self.remap_of(r);
+        let ns = self.inner.remap_ns.as_ref();
+        Ok(berth_runtime::rootfs::mount_overlay_remapped(
+            layers,
+            dir,
+            remap.as_ref().zip(ns),
+        )?)
+    }
+
     /// The network service, when networking is managed.
     pub(crate) fn network(&self) -> Option<&NetworkHandle> {
         self.inner.opts.network.as_ref()
@@ -469,6 +501,7 @@ mod tests {
             default_runtime: EMBEDDED_RUNTIME.into(),
             network: None,
             run_root: root.join("run"),
+            remap: None,
         };
         Containers::open(opts, images, Arc::new(NoEvents)).unwrap()
     }
@@ -518,6 +551,7 @@ mod tests {
             default_runtime: EMBEDDED_RUNTIME.into(),
             network: None,
             run_root: dir.path().join("run"),
+            remap: None,
         };
         assert!(Containers::open(opts, images, Arc::new(NoEvents)).is_err());
     }

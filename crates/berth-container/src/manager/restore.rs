@@ -108,8 +108,17 @@ impl Containers {
         let rt = tokio::runtime::Handle::try_current().map_err(|e| {
             ContainerError::Internal(format!("the container service needs a tokio runtime: {e}"))
         })?;
+        let remap_ns = match &opts.remap {
+            Some(map) => Some(berth_runtime::idmap::user_namespace(map).map_err(|e| {
+                ContainerError::Internal(format!(
+                    "cannot make a user namespace for the remapped root: {e}"
+                ))
+            })?),
+            None => None,
+        };
         Ok(Containers {
             inner: Arc::new(Inner {
+                remap_ns,
                 root,
                 opts,
                 images,

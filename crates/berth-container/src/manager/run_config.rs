@@ -85,7 +85,8 @@ impl Containers {
             net: self.net_namespace(r.network_mode(), net)?,
             cgroup: cgroup_namespace(&h.cgroupns_mode, CgroupVersion::host().is_v2()),
         };
-        let mut mounts = crate::volumes::runtime_mounts(&self.inner.volumes, r, root)?;
+        let mut mounts =
+            crate::volumes::runtime_mounts(&self.inner.volumes, r, root, self.remap_of(r))?;
         if let Some(shm) = self.ipc_shm(r, paths)? {
             add_mount(&mut mounts, "/dev/shm", shm, false, vec!["rprivate".into()]);
         }
@@ -114,7 +115,7 @@ impl Containers {
         ] {
             add_mount(&mut mounts, dest, file, h.readonly_rootfs, Vec::new());
         }
-        assemble(
+        let mut cfg = assemble(
             r,
             Resolved {
                 rootfs: root.to_path_buf(),
@@ -129,7 +130,26 @@ impl Containers {
                 runtime: self.oci_runtime(&h.runtime)?,
                 init_path: self.inner.init_path.clone(),
             },
-        )
+        )?;
+        cfg.userns = self.remap_of(r);
+        if cfg.userns.is_some() {
+            // dockerd: sharing another container's PID, IPC or network namespace means
+            // sharing its user namespace (which owns them) as well.
+            let donor = [h.pid_mode.as_str(), h.ipc_mode.as_str()]
+                .into_iter()
+                .filter_map(|m| match Mode::parse(m) {
+                    Ok(Mode::Container(t)) => Some(t),
+                    _ => None,
+                })
+                .chain(r.network_mode().container().map(str::to_string))
+                .next();
+            if let Some(donor) = donor
+                && let NamespaceMode::Path(p) = self.join(&donor, "user")?
+            {
+                cfg.userns_path = Some(p);
+            }
+        }
+        Ok(cfg)
     }
 
     /// The network namespace: the host's, another container's (its netns file while it

@@ -172,7 +172,14 @@ impl Containers {
         let layers = self.rootfs_layers(&image.id)?;
         // /etc/hosts and resolv.conf carry the addresses just allocated.
         write_etc_files(&c.paths, &r, Some(net))?;
-        let root = rootfs::mount_overlay(&layers, &c.paths.dir)?;
+        if let Some(map) = self.remap_of(&r) {
+            // The container's root may edit them, as under dockerd's remapping.
+            for f in [c.paths.hostname(), c.paths.hosts(), c.paths.resolv_conf()] {
+                map.chown_to_root(&f)
+                    .map_err(|e| ContainerError::io("chown to the remapped root", &f, e))?;
+            }
+        }
+        let root = self.mount_rootfs(&r, &layers, &c.paths.dir)?;
         let result = crate::workdir::ensure(&root, &r.config.working_dir)
             .and_then(|()| self.prepare_ipc(&r, &c.paths))
             .and_then(|()| self.run_config(&r, &c.paths, &root, net))

@@ -42,16 +42,18 @@ use crate::error::RuntimeError;
 use crate::seccomp_bpf::CompiledFilter;
 use crate::spec::DEFAULT_PATH;
 
-/// The namespaces an exec joins, in the order it joins them: the user namespace first (it
-/// grants the rights to join the others), the mount namespace last (it takes the host's
-/// filesystem, `/proc` included, away).
+/// The namespaces an exec joins, in the order it joins them. The shim is root in the host's
+/// user namespace, which may join any namespace; a remapped container's user namespace is
+/// joined late, since from inside it the network namespace (the host's user namespace owns
+/// it) can no longer be joined. Its mount namespace needs the rights of the container's user
+/// namespace, and goes last anyway (it takes the host's filesystem, `/proc` included, away).
 const NAMESPACES: [(&str, CloneFlags); 7] = [
-    ("user", CloneFlags::CLONE_NEWUSER),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
     ("pid", CloneFlags::CLONE_NEWPID),
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 

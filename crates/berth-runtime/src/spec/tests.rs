@@ -738,3 +738,66 @@ fn spec_round_trips_through_json() {
     assert_eq!(back, spec);
     assert!(spec.version().starts_with("1."));
 }
+
+/// `--userns-remap`: a new user namespace with the range, listed first; the daemon's network
+/// namespace moves to the annotation the shim joins before it (libcontainer could not join it
+/// from inside); `/sys` is a read-only bind of the host's. An external runtime (runc) joins
+/// the path itself; a container sharing another's namespaces joins its user namespace.
+#[test]
+fn remapped_containers_get_a_user_namespace() {
+    let mut cfg = base();
+    cfg.namespaces.net = NamespaceMode::Path("/run/berth/netns/abc".into());
+    cfg.userns = Some(crate::idmap::IdMapping {
+        uid: 100000,
+        uid_count: 65536,
+        gid: 200000,
+        gid_count: 1000,
+    });
+    let spec = make(&cfg);
+    let linux = spec.linux().as_ref().unwrap();
+    let ns = linux.namespaces().as_ref().unwrap();
+    assert_eq!(ns[0].typ(), LinuxNamespaceType::User);
+    assert!(ns[0].path().is_none());
+    assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+    let u = &linux.uid_mappings().as_ref().unwrap()[0];
+    assert_eq!(
+        (u.container_id(), u.host_id(), u.size()),
+        (0, 100000, 65536)
+    );
+    let g = &linux.gid_mappings().as_ref().unwrap()[0];
+    assert_eq!((g.container_id(), g.host_id(), g.size()), (0, 200000, 1000));
+    assert_eq!(
+        spec.annotations().as_ref().unwrap()[NETNS_ANNOTATION],
+        "/run/berth/netns/abc"
+    );
+    let sys = spec
+        .mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.destination() == Path::new("/sys"))
+        .unwrap();
+    assert_eq!(sys.typ().as_deref(), Some("bind"));
+    assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+
+    cfg.runtime = Some(crate::config::OciRuntime::default());
+    cfg.userns_path = Some("/proc/42/ns/user".into());
+    let spec = make(&cfg);
+    let linux = spec.linux().as_ref().unwrap();
+    let ns = linux.namespaces().as_ref().unwrap();
+    assert_eq!(ns[0].path().as_deref(), Some(Path::new("/proc/42/ns/user")));
+    assert!(
+        linux.uid_mappings().is_none(),
+        "a joined namespace has its own"
+    );
+    assert!(
+        ns.iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_some())
+    );
+    assert!(spec.annotations().is_none());
+
+    // Without remapping: none of it.
+    let spec = make(&base());
+    let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+    assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+}

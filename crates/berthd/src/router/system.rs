@@ -204,7 +204,10 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
         live_restore_enabled: true,
         isolation: String::new(),
         init_binary: String::new(),
-        security_options: vec!["name=seccomp,profile=builtin".into()],
+        // dockerd lists `name=userns` when containers are remapped.
+        security_options: std::iter::once("name=seccomp,profile=builtin".to_string())
+            .chain(state.config.remap.map(|_| "name=userns".to_string()))
+            .collect(),
         ..Default::default()
     };
     Ok(ok_json(&info))

@@ -42,6 +42,23 @@ fn joins_pid_namespace(spec: &Spec) -> bool {
         })
 }
 
+/// A remapped container's network namespace (see [`crate::spec::NETNS_ANNOTATION`]): joined
+/// by this helper, whose children (the runtime's processes) inherit it, before the runtime
+/// creates the user namespace that could no longer join it.
+fn join_netns_before_userns(spec: &Spec) -> Result<(), String> {
+    let Some(path) = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::spec::NETNS_ANNOTATION))
+    else {
+        return Ok(());
+    };
+    let ns =
+        std::fs::File::open(path).map_err(|e| format!("open network namespace {path}: {e}"))?;
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("join network namespace {path}: {e}"))
+}
+
 fn create_embedded(
     bundle: &Bundle,
     cfg: &ShimConfig,
@@ -101,6 +118,10 @@ fn create_in_helper(
     let console_path = bundle.dir().join("console.sock");
     let (mut container, pid, mut io, mut console) = match driver {
         Driver::Embedded(_) => {
+            join_netns_before_userns(&spec).map_err(|e| RuntimeError::Create {
+                id: cfg.id.clone(),
+                message: e,
+            })?;
             let seccomp = embedded_seccomp(bundle, &spec)?;
             // An init that joins another container's PID namespace is visible there from its
             // clone on, like an exec's process: no host procfs handle may reach it.
