@@ -528,3 +528,43 @@ fn default_creates_dockremap_and_its_ranges() {
     );
     drop(made);
 }
+
+#[test]
+fn builds_under_remapping_store_the_containers_own_ids() {
+    require_root!();
+    let user = RemapUser::new(true);
+    let d = remapped_daemon(&user);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM busybox\nRUN echo made > /made && id -u > /uid\nCOPY copied /copied\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("copied"), "c").unwrap();
+    d.berth(&[
+        "build",
+        "-q",
+        "-t",
+        "remapped-build",
+        dir.path().to_str().unwrap(),
+    ])
+    .success();
+    // Root in the build container is root in the image: the layer holds 0:0 files, whoever
+    // runs the image later (here, without remapping).
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--userns",
+            "host",
+            "remapped-build",
+            "sh",
+            "-c",
+            "cat /uid; stat -c %u:%g /made /copied",
+        ])
+        .success();
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0:0", "0:0"]
+    );
+}
