@@ -603,3 +603,28 @@ fn rm_link_removes_a_legacy_link() {
         .success();
     assert_eq!(st.stdout.trim(), "true");
 }
+
+#[test]
+fn without_a_default_bridge_default_containers_get_only_loopback() {
+    require_root!();
+    // `--bridge none`: dockerd runs a container that asks for the default network with only
+    // loopback (inspect still names the `bridge` endpoint, empty); it never answers 404, which
+    // the docker CLI would take for a missing image and try to pull.
+    let d = Daemon::start_with(&["--bridge", "none"]);
+    load_busybox(&d);
+    let out = d
+        .berth(&["run", "--rm", "busybox", "cat", "/proc/net/dev"])
+        .success();
+    let devices: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(devices, ["lo"], "{}", out.stdout);
+    if let Some(out) = d.docker(&["run", "--rm", "busybox", "echo", "through docker"]) {
+        let out = out.success();
+        assert_eq!(out.stdout.trim(), "through docker");
+    }
+}

@@ -33,19 +33,23 @@ impl Networks {
 
     /// A new container's record, its mode and endpoints checked against the networks.
     fn container_record(&self, req: &NetworkRequest) -> Result<ContainerNet> {
-        let endpoints = &primary_named(&req.endpoints, &req.mode);
+        let mut endpoints = primary_named(&req.endpoints, &req.mode);
         let st = lock(&self.inner.state);
         let mode = match &req.mode {
-            // `--bridge=none`: containers that ask for the default get no network.
+            // `--bridge=none`: containers that ask for the default get no network (only
+            // loopback, as dockerd's), and the endpoint a client sent for the default
+            // network (the docker CLI always sends one) names nothing to join.
             NetworkMode::Unset | NetworkMode::Default | NetworkMode::Bridge => {
                 if st.networks.values().any(|n| n.is_default_bridge()) {
                     NetworkMode::Bridge
                 } else {
+                    endpoints.retain(|k, _| k != "bridge" && k != "default");
                     NetworkMode::None
                 }
             }
             m => m.clone(),
         };
+        let endpoints = &endpoints;
         let name = mode.to_string();
         if mode.shares_netns() {
             for key in endpoints.keys().filter(|k| **k != name) {
