@@ -229,93 +229,114 @@ fn report(
     }
 }
 
-/// One pass over this node's tasks; answers the status reports to commit.
-pub async fn pass(state: &State, node_id: &str, executor: &dyn TaskExecutor) -> Vec<Op> {
-    let mut ops = Vec::new();
-    for task in state.tasks.values().filter(|t| t.node_id == node_id) {
-        let wanted = task.desired_state <= TaskState::Running;
-        let status = task.status.state;
-        if wanted && (TaskState::Assigned..TaskState::Running).contains(&status) {
-            // Started on a previous pass whose report was lost? Report what runs.
-            if let Observed::Running { container_id, pid } = executor.observe(&task.meta.id).await {
+/// What one task needs from the engine now, if anything.
+async fn step(
+    state: &State,
+    task: &Task,
+    node_id: &str,
+    executor: &dyn TaskExecutor,
+) -> Option<Op> {
+    let wanted = task.desired_state <= TaskState::Running;
+    let status = task.status.state;
+    if wanted && (TaskState::Assigned..TaskState::Running).contains(&status) {
+        // Started on a previous pass whose report was lost? Report what runs.
+        if let Observed::Running { container_id, pid } = executor.observe(&task.meta.id).await {
+            let cs = ContainerStatus {
+                container_id,
+                pid,
+                exit_code: 0,
+            };
+            return Some(report(task, TaskState::Running, "started", "", Some(cs)));
+        }
+        let outcome = match task_run(state, task, node_id) {
+            Ok(run) => executor.start(run).await,
+            Err(e) => Err(e),
+        };
+        Some(match outcome {
+            Ok((container_id, pid)) => {
                 let cs = ContainerStatus {
                     container_id,
                     pid,
                     exit_code: 0,
                 };
-                ops.push(report(task, TaskState::Running, "started", "", Some(cs)));
-                continue;
+                report(task, TaskState::Running, "started", "", Some(cs))
             }
-            let outcome = match task_run(state, task, node_id) {
-                Ok(run) => executor.start(run).await,
-                Err(e) => Err(e),
-            };
-            ops.push(match outcome {
-                Ok((container_id, pid)) => {
-                    let cs = ContainerStatus {
-                        container_id,
-                        pid,
-                        exit_code: 0,
-                    };
-                    report(task, TaskState::Running, "started", "", Some(cs))
-                }
-                Err(e) => report(task, TaskState::Rejected, "starting", &e, None),
-            });
-        } else if wanted && status == TaskState::Running {
-            match executor.observe(&task.meta.id).await {
-                Observed::Running { .. } => {}
-                Observed::Exited {
-                    container_id,
-                    exit_code,
-                    error,
-                } => {
-                    let cs = Some(ContainerStatus {
-                        container_id,
-                        pid: 0,
-                        exit_code,
-                    });
-                    ops.push(if exit_code == 0 && error.is_empty() {
-                        report(task, TaskState::Complete, "finished", "", cs)
-                    } else {
-                        let err = if error.is_empty() {
-                            format!("task: non-zero exit ({exit_code})")
-                        } else {
-                            error
-                        };
-                        report(task, TaskState::Failed, "started", &err, cs)
-                    });
-                }
-                Observed::Missing => ops.push(report(
-                    task,
-                    TaskState::Failed,
-                    "started",
-                    "container removed",
-                    None,
-                )),
-            }
-        } else if !wanted && !status.is_terminal() {
-            executor.stop(&task.meta.id).await;
-            let cs = match executor.observe(&task.meta.id).await {
-                Observed::Exited {
-                    container_id,
-                    exit_code,
-                    ..
-                } => Some(ContainerStatus {
+            Err(e) => report(task, TaskState::Rejected, "starting", &e, None),
+        })
+    } else if wanted && status == TaskState::Running {
+        match executor.observe(&task.meta.id).await {
+            Observed::Running { .. } => None,
+            Observed::Exited {
+                container_id,
+                exit_code,
+                error,
+            } => {
+                let cs = Some(ContainerStatus {
                     container_id,
                     pid: 0,
                     exit_code,
-                }),
-                _ => None,
-            };
-            ops.push(report(task, TaskState::Shutdown, "shutdown", "", cs));
+                });
+                Some(if exit_code == 0 && error.is_empty() {
+                    report(task, TaskState::Complete, "finished", "", cs)
+                } else {
+                    let err = if error.is_empty() {
+                        format!("task: non-zero exit ({exit_code})")
+                    } else {
+                        error
+                    };
+                    report(task, TaskState::Failed, "started", &err, cs)
+                })
+            }
+            Observed::Missing => Some(report(
+                task,
+                TaskState::Failed,
+                "started",
+                "container removed",
+                None,
+            )),
         }
+    } else if !wanted && !status.is_terminal() {
+        executor.stop(&task.meta.id).await;
+        let cs = match executor.observe(&task.meta.id).await {
+            Observed::Exited {
+                container_id,
+                exit_code,
+                ..
+            } => Some(ContainerStatus {
+                container_id,
+                pid: 0,
+                exit_code,
+            }),
+            _ => None,
+        };
+        Some(report(task, TaskState::Shutdown, "shutdown", "", cs))
+    } else {
+        None
     }
+}
+
+/// One pass over this node's tasks; answers the status reports to commit. Tasks are handled
+/// concurrently: stopping one waits out its grace period (10 s by default) and must not
+/// hold back the others.
+pub async fn pass(state: &State, node_id: &str, executor: &dyn TaskExecutor) -> Vec<Op> {
+    let steps = state
+        .tasks
+        .values()
+        .filter(|t| t.node_id == node_id)
+        .map(|task| step(state, task, node_id, executor));
+    let ops: Vec<Op> = futures_util::future::join_all(steps)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     // Containers whose task is gone from the store (or moved away) go.
-    for id in executor.list().await {
-        if state.tasks.get(&id).is_none_or(|t| t.node_id != node_id) {
-            executor.remove(&id).await;
-        }
-    }
+    let gone: Vec<String> = executor
+        .list()
+        .await
+        .into_iter()
+        .filter(|id| state.tasks.get(id).is_none_or(|t| t.node_id != node_id))
+        .collect();
+    futures_util::future::join_all(gone.iter().map(|id| executor.remove(id))).await;
     ops
 }
 
@@ -345,12 +366,10 @@ pub async fn run(
     }
 }
 
-/// Stops and removes every task container (the node leaves the swarm).
+/// Removes every task container, killing those still running (the node leaves the swarm).
 pub async fn remove_all(executor: &dyn TaskExecutor) {
-    for id in executor.list().await {
-        executor.stop(&id).await;
-        executor.remove(&id).await;
-    }
+    let ids = executor.list().await;
+    futures_util::future::join_all(ids.iter().map(|id| executor.remove(id))).await;
 }
 
 /// The task template's references to secrets and configs, for refusing to remove one in use.

@@ -140,6 +140,8 @@ pub enum DaemonError {
     Networks(berth_network::ControlError),
     #[error("cannot open image store in {root}: {source}")]
     ImageStore { root: String, source: ImageError },
+    #[error("cannot open the swarm state: {0:#}")]
+    Swarm(anyhow::Error),
     #[error("cannot read or create the daemon id in {path}: {source}")]
     EngineId {
         path: String,
@@ -160,6 +162,8 @@ pub struct Daemon {
     pub ctrs: Containers,
     /// The network service.
     pub networks: Networks,
+    /// Swarm mode: this node's membership, cluster store and task agent.
+    pub swarm: Arc<berth_swarm::manager::Swarm>,
     /// Cancelled when the daemon shuts down; long streams (events) end on it.
     pub shutdown: CancellationToken,
 }
@@ -230,7 +234,19 @@ impl Daemon {
         networks
             .forget_unknown_containers(|id| containers_dir.join(id).is_dir())
             .await;
+        let executor = crate::swarm_exec::Executor {
+            ctrs: ctrs.clone(),
+            files_root: config.exec_root.join("swarm").join("tasks"),
+        };
+        let swarm = berth_swarm::manager::Swarm::open(
+            &config.data_root.join("swarm"),
+            Arc::new(executor),
+            crate::sysinfo::node_description(&config),
+        )
+        .await
+        .map_err(DaemonError::Swarm)?;
         Ok(Daemon {
+            swarm: Arc::new(swarm),
             config,
             id,
             images,
