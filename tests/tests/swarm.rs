@@ -313,17 +313,23 @@ fn secrets_and_configs_are_files_in_memory() {
     );
 
     let mut spec = sleeper("reader", 1);
-    spec["TaskTemplate"]["ContainerSpec"]["Args"] =
-        json!(["sh", "-c", "cat /run/secrets/pw /etc/app.conf; sleep 1000"]);
+    spec["TaskTemplate"]["ContainerSpec"]["Args"] = json!([
+        "sh",
+        "-c",
+        "echo start; cat /run/secrets/pw /etc/app.conf; echo; sleep 1000"
+    ]);
     spec["TaskTemplate"]["ContainerSpec"]["Secrets"] = json!([{"SecretID": secret_id, "SecretName": "pw", "File": {"Name": "pw", "UID": "0", "GID": "0", "Mode": 292}}]);
     spec["TaskTemplate"]["ContainerSpec"]["Configs"] = json!([{"ConfigID": config_id, "ConfigName": "conf", "File": {"Name": "/etc/app.conf", "UID": "0", "GID": "0", "Mode": 292}}]);
     create_service(&d, spec);
     until("the reader runs", || converged(&d, "reader", 1));
     let c = task_containers(&d, "reader").remove(0);
     let cid = c["Id"].as_str().unwrap().to_string();
+    let mut seen = String::new();
     until("the files read", || {
-        let r = api.get(&format!("/containers/{cid}/logs?stdout=1"));
-        demux(&r.body).0.contains("hunter2k=v")
+        let r = api.get(&format!("/containers/{cid}/logs?stdout=1&stderr=1"));
+        let (out, err) = demux(&r.body);
+        seen = format!("{out}{err}");
+        seen.contains("hunter2k=v")
     });
     // The files live on a tmpfs of the task's own, never on disk.
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
@@ -417,7 +423,12 @@ fn docker_cli_drives_a_swarm() {
         out.stdout
     );
     let out = d.docker(&["service", "ps", "web"]).unwrap().success();
-    assert_eq!(out.stdout.matches("Running").count(), 3, "{}", out.stdout);
+    let running = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("web.") && l.contains("Running"))
+        .count();
+    assert_eq!(running, 3, "{}", out.stdout);
     d.docker(&["service", "scale", "web=1"]).unwrap().success();
     until("1 running task", || converged(&d, "web", 1));
     d.docker(&["service", "update", "--env-add", "X=2", "web"])
