@@ -473,3 +473,151 @@ fn docker_cli_drives_a_swarm() {
         .success();
     assert_eq!(out.stdout.trim(), "inactive");
 }
+
+#[test]
+fn berth_cli_drives_a_swarm() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let out = d
+        .berth(&["swarm", "init", "--advertise-addr", "127.0.0.1"])
+        .success();
+    assert!(
+        out.stdout.contains("Swarm initialized: current node ("),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("berth swarm join --token SWMTKN-1-"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("127.0.0.1:2377"), "{}", out.stdout);
+    let out = d.berth(&["swarm", "init"]).failure();
+    assert!(
+        out.stderr.contains("This node is already part of a swarm"),
+        "{}",
+        out.stderr
+    );
+    let token = d
+        .berth(&["swarm", "join-token", "-q", "manager"])
+        .success()
+        .stdout;
+    assert!(token.trim().starts_with("SWMTKN-1-"));
+    let rotated = d
+        .berth(&["swarm", "join-token", "-q", "--rotate", "manager"])
+        .success()
+        .stdout;
+    assert_ne!(token, rotated);
+    let out = d.berth(&["node", "ls"]).success();
+    assert!(
+        out.stdout.contains(" * ") && out.stdout.contains("Leader") && out.stdout.contains("Ready"),
+        "{}",
+        out.stdout
+    );
+    d.berth(&["node", "update", "--label-add", "zone=eu", "self"])
+        .success();
+    let out = d
+        .berth(&[
+            "node",
+            "inspect",
+            "--format",
+            "{{.Spec.Labels.zone}}",
+            "self",
+        ])
+        .success();
+    assert_eq!(out.stdout.trim(), "eu");
+    let out = d
+        .berth(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--stop-grace-period",
+            "1s",
+            "--constraint",
+            "node.labels.zone==eu",
+            "busybox:latest",
+            "sleep",
+            "1000",
+        ])
+        .success();
+    assert_eq!(out.stdout.trim().len(), 25, "{}", out.stdout);
+    until("2 running tasks", || converged(&d, "web", 2));
+    let out = d.berth(&["service", "ls"]).success();
+    assert!(
+        out.stdout.contains("web") && out.stdout.contains("2/2"),
+        "{}",
+        out.stdout
+    );
+    let out = d.berth(&["service", "ps", "web"]).success();
+    assert_eq!(
+        out.stdout.lines().filter(|l| l.contains("Running")).count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    let out = d.berth(&["service", "scale", "web=3"]).success();
+    assert_eq!(out.stdout.trim(), "web scaled to 3");
+    until("3 running tasks", || converged(&d, "web", 3));
+    d.berth(&[
+        "service",
+        "update",
+        "--env-add",
+        "X=1",
+        "--update-parallelism",
+        "0",
+        "web",
+    ])
+    .success();
+    until("the updated tasks", || {
+        let cs = task_containers(&d, "web");
+        cs.len() == 3
+            && cs.iter().all(|c| {
+                c["Config"]["Env"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("X=1"))
+            })
+    });
+    let out = d
+        .berth(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.Mode.Replicated.Replicas}}",
+            "web",
+        ])
+        .success();
+    assert_eq!(out.stdout.trim(), "3");
+    d.berth_with_stdin(&["secret", "create", "pw", "-"], Some(b"hunter2"))
+        .success();
+    let out = d.berth(&["secret", "ls"]).success();
+    assert!(out.stdout.contains("pw"), "{}", out.stdout);
+    d.berth_with_stdin(&["config", "create", "conf", "-"], Some(b"k=v"))
+        .success();
+    let out = d
+        .berth(&["config", "inspect", "--format", "{{.Spec.Data}}", "conf"])
+        .success();
+    assert_eq!(out.stdout.trim(), base64_of(b"k=v"));
+    let out = d.berth(&["service", "rm", "web", "nosuch"]).failure();
+    assert!(
+        out.stderr.contains("service nosuch not found"),
+        "{}",
+        out.stderr
+    );
+    until("the service's containers gone", || {
+        all_task_containers(&d, "web") == 0
+    });
+    d.berth(&["secret", "rm", "pw"]).success();
+    let out = d.berth(&["swarm", "leave"]).failure();
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    assert_eq!(
+        d.berth(&["swarm", "leave", "--force"])
+            .success()
+            .stdout
+            .trim(),
+        "Node left the swarm."
+    );
+}
