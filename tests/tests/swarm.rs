@@ -268,7 +268,6 @@ fn swarm_state_survives_daemon_restarts() {
     assert_eq!(service(&d, &id)["Spec"]["Name"], "keep");
     scale(&d, &id, 3);
     until("3 running tasks after SIGKILL", || converged(&d, "keep", 3));
-    assert_eq!(all_task_containers(&d, "keep") >= 3, true);
     let r = d.api().post("/swarm/leave?force=1", None);
     assert_eq!(r.status, 200, "{}", r.text());
 }

@@ -282,12 +282,14 @@ fn global(
                 ops.push(new_task(service, 0, &node.meta.id))
             }
             None => {}
-            Some(t) if t.status.state.is_terminal() => {
-                if should_restart(service, t, on_node.len(), now) == Some(true) {
-                    ops.push(shut_down(t));
-                    ops.push(new_task(service, 0, &node.meta.id));
-                }
+            Some(t)
+                if t.status.state.is_terminal()
+                    && should_restart(service, t, on_node.len(), now) == Some(true) =>
+            {
+                ops.push(shut_down(t));
+                ops.push(new_task(service, 0, &node.meta.id));
             }
+            Some(t) if t.status.state.is_terminal() => {}
             Some(t) if is_dirty(t, service) => dirty.push(***t),
             Some(t) if t.status.state < TaskState::Running => in_progress += 1,
             Some(_) => {}

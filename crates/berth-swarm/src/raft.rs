@@ -7,6 +7,10 @@
 //! This session's clusters have one manager; [`NoPeers`] is the network for that. A transport
 //! between managers (mTLS) plugs in as another `RaftNetworkFactory` without changing storage.
 
+// openraft's storage traits return its `StorageError` (large); the helpers here return it too
+// rather than boxing and unboxing at every trait method.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Cursor;

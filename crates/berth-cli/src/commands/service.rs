@@ -15,7 +15,7 @@ use crate::output;
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
     /// Create a new service
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List services
     #[command(visible_alias = "list")]
     Ls(ListArgs),
@@ -34,7 +34,7 @@ pub enum ServiceCommand {
 
 pub async fn run(env: &Env, command: ServiceCommand) -> Result<()> {
     match command {
-        ServiceCommand::Create(a) => create(env, a).await,
+        ServiceCommand::Create(a) => create(env, *a).await,
         ServiceCommand::Ls(a) => list(env, a).await,
         ServiceCommand::Ps(a) => ps(env, a).await,
         ServiceCommand::Inspect(a) => {

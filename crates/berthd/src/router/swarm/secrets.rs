@@ -28,10 +28,10 @@ fn object(kind: Kind, s: Secret) -> Object {
 
 fn shown(kind: Kind, s: &Secret) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or_default();
-    if kind == Kind::Secret {
-        if let Some(spec) = v["Spec"].as_object_mut() {
-            spec.remove("Data");
-        }
+    if kind == Kind::Secret
+        && let Some(spec) = v["Spec"].as_object_mut()
+    {
+        spec.remove("Data");
     }
     v
 }
@@ -61,9 +61,9 @@ async fn create(state: AppState, kind: Kind, req: Request) -> Result<Response> {
             .next()
             .is_some_and(|c| c.is_ascii_alphanumeric());
     if !valid {
-        return Err(Error(ApiError::invalid(format!(
-            "rpc error: code = InvalidArgument desc = invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]"
-        ))));
+        return Err(Error(ApiError::invalid(
+            "rpc error: code = InvalidArgument desc = invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]",
+        )));
     }
     let data = spec["Data"].as_str().unwrap_or_default();
     let bytes = base64::engine::general_purpose::STANDARD
@@ -193,9 +193,9 @@ async fn update(
         .is_some_and(|d| Some(d) != s.spec["Data"].as_str())
         || body["Name"] != s.spec["Name"]
     {
-        return Err(Error(ApiError::invalid(format!(
-            "rpc error: code = InvalidArgument desc = only updates to Labels are allowed"
-        ))));
+        return Err(Error(ApiError::invalid(
+            "rpc error: code = InvalidArgument desc = only updates to Labels are allowed",
+        )));
     }
     s.spec["Labels"] = body["Labels"].clone();
     s.meta.updated_at = berth_swarm::types::now();

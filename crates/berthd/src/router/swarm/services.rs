@@ -43,9 +43,7 @@ fn normalize(mut spec: Value) -> Result<Value> {
         || name.starts_with('-')
         || name.ends_with('-')
     {
-        return Err(invalid(&format!(
-            "name must be valid as a DNS name component"
-        )));
+        return Err(invalid("name must be valid as a DNS name component"));
     }
     let mode = &spec["Mode"];
     if mode.get("ReplicatedJob").is_some() || mode.get("GlobalJob").is_some() {
