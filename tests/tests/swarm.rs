@@ -147,6 +147,19 @@ fn services_run_as_labelled_containers_scale_heal_update_and_go() {
     }
     let r = api.get("/services?status=true").json();
     assert_eq!(r[0]["ServiceStatus"]["RunningTasks"], 3);
+    // The service's creation is an event of type service, as dockerd's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let filters = form_urlencoded::byte_serialize(br#"{"type":["service"]}"#).collect::<String>();
+    let events = api
+        .get(&format!("/events?since=0&until={now}&filters={filters}"))
+        .json_lines();
+    assert!(
+        events.iter().any(|e| e["Action"] == "create" && e["Actor"]["ID"] == id.as_str() && e["Actor"]["Attributes"]["name"] == "web"),
+        "{events:?}"
+    );
 
     scale(&d, &id, 5);
     until("5 running tasks", || converged(&d, "web", 5));
