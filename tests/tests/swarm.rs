@@ -157,7 +157,9 @@ fn services_run_as_labelled_containers_scale_heal_update_and_go() {
         .get(&format!("/events?since=0&until={now}&filters={filters}"))
         .json_lines();
     assert!(
-        events.iter().any(|e| e["Action"] == "create" && e["Actor"]["ID"] == id.as_str() && e["Actor"]["Attributes"]["name"] == "web"),
+        events.iter().any(|e| e["Action"] == "create"
+            && e["Actor"]["ID"] == id.as_str()
+            && e["Actor"]["Attributes"]["name"] == "web"),
         "{events:?}"
     );
 
@@ -632,4 +634,58 @@ fn berth_cli_drives_a_swarm() {
             .trim(),
         "Node left the swarm."
     );
+}
+
+#[test]
+fn drained_nodes_run_nothing_and_node_updates_check_versions() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let node_id = init(&d);
+    let api = d.api();
+    create_service(&d, sleeper("drained", 2));
+    until("2 running tasks", || converged(&d, "drained", 2));
+    let node = api.get(&format!("/nodes/{node_id}")).json();
+    let version = node["Version"]["Index"].as_u64().unwrap();
+    let mut spec = node["Spec"].clone();
+    spec["Availability"] = json!("sideways");
+    let path = format!("/nodes/{node_id}/update?version={version}");
+    let r = api.post(&path, Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 400, "{}", r.text());
+    spec["Availability"] = json!("drain");
+    let r = api.post(&path, Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = api.post(&path, Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "rpc error: code = Unknown desc = update out of sequence"
+    );
+    until("no task running on the drained node", || {
+        task_containers(&d, "drained").is_empty()
+    });
+    until("tasks waiting for a node", || {
+        let tasks = api.get("/tasks").json();
+        let pending = tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["DesiredState"] == "running" && t["Status"]["State"] == "pending")
+            .filter(|t| {
+                t["Status"]["Err"] == "no suitable node (1 node not available for new tasks)"
+            })
+            .count();
+        pending == 2 && running_tasks(&d, "drained").is_empty()
+    });
+    let node = api.get(&format!("/nodes/{node_id}")).json();
+    let version = node["Version"]["Index"].as_u64().unwrap();
+    spec["Availability"] = json!("active");
+    let r = api.post(
+        &format!("/nodes/{node_id}/update?version={version}"),
+        Some(spec.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    until("2 running tasks again", || converged(&d, "drained", 2));
+    assert_eq!(api.get("/nodes/nosuch").message(), "node nosuch not found");
+    assert_eq!(api.get("/tasks/nosuch").status, 404);
+    assert_eq!(api.post("/swarm/leave?force=1", None).status, 200);
 }
