@@ -511,6 +511,25 @@ mod tests {
         })))
     }
 
+    /// Fresh stores for openraft's storage suite; the guard keeps the directory alive.
+    struct Builder;
+
+    impl openraft::testing::StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir>
+        for Builder
+    {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), SError> {
+            let dir = tempfile::tempdir().map_err(write_err)?;
+            let db = open_db(&dir.path().join("raft.redb")).map_err(write_err)?;
+            let sm = StateMachine::open(db.clone(), Store::default()).map_err(write_err)?;
+            Ok((dir, LogStore::new(db), sm))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_suite() {
+        openraft::testing::Suite::test_all(Builder).unwrap();
+    }
+
     #[tokio::test]
     async fn commits_survive_a_restart_and_conflicts_are_answers() {
         let dir = tempfile::tempdir().unwrap();
