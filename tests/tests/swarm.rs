@@ -261,6 +261,13 @@ fn swarm_state_survives_daemon_restarts() {
     let mut d = daemon_with_busybox();
     let node_id = init(&d);
     let id = create_service(&d, sleeper("keep", 2));
+    // Recovering a cluster from this manager's state keeps it (and this node) as they are.
+    let r = d
+        .api()
+        .post("/swarm/init", Some(br#"{"ForceNewCluster": true}"#));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!(node_id));
+    assert_eq!(service(&d, &id)["Spec"]["Name"], "keep");
     until("2 running tasks", || converged(&d, "keep", 2));
     let before: Vec<Value> = running_tasks(&d, "keep")
         .iter()

@@ -219,6 +219,13 @@ fn init_request(body: &Value) -> Result<InitRequest> {
 /// accepted: with one manager, its own state is already the whole cluster's.
 async fn init(State(state): State<AppState>, req: Request) -> Result<Response> {
     let body = json_body(req).await?;
+    // `--force-new-cluster` on a manager keeps its state and makes it the only manager; with
+    // one manager per swarm so far, that is the swarm as it is.
+    if body["ForceNewCluster"] == true
+        && let Some(h) = state.swarm.handle().await
+    {
+        return Ok(ok_json(&h.node_id()));
+    }
     let init = init_request(&body)?;
     match state.swarm.init(init).await {
         Ok(node_id) => {
