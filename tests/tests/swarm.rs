@@ -151,7 +151,8 @@ fn services_run_as_labelled_containers_scale_heal_update_and_go() {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_secs()
+        + 1; // `until` is whole seconds: the creation may be in the current one.
     let filters = form_urlencoded::byte_serialize(br#"{"type":["service"]}"#).collect::<String>();
     let events = api
         .get(&format!("/events?since=0&until={now}&filters={filters}"))
