@@ -161,6 +161,31 @@ pub enum Command {
         #[command(subcommand)]
         command: registry::RegistryCommand,
     },
+    /// Manage Swarm
+    Swarm {
+        #[command(subcommand)]
+        command: crate::commands::swarm::SwarmCommand,
+    },
+    /// Manage Swarm nodes
+    Node {
+        #[command(subcommand)]
+        command: crate::commands::node::NodeCommand,
+    },
+    /// Manage Swarm services
+    Service {
+        #[command(subcommand)]
+        command: crate::commands::service::ServiceCommand,
+    },
+    /// Manage Swarm secrets
+    Secret {
+        #[command(subcommand)]
+        command: crate::commands::secret::ObjectCommand,
+    },
+    /// Manage Swarm configs
+    Config {
+        #[command(subcommand)]
+        command: crate::commands::secret::ObjectCommand,
+    },
     /// Manage volumes
     Volume {
         #[command(subcommand)]

@@ -9,6 +9,8 @@ pub mod lock;
 pub mod router;
 pub mod server;
 pub mod state;
+pub mod swarm_events;
+pub mod swarm_exec;
 pub mod sysinfo;
 pub mod tls;
 pub mod userns;

@@ -165,6 +165,8 @@ async fn run_locked(
     let shutdown = daemon.shutdown.clone();
     let containers = daemon.ctrs.clone();
     let networks = daemon.networks.clone();
+    let swarm = daemon.swarm.clone();
+    crate::swarm_events::forward(&daemon).await;
     let signals = wait_for_signal();
     tracing::info!(
         max_connections = config.max_connections,
@@ -192,6 +194,9 @@ async fn run_locked(
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::warn!("in-flight requests did not finish in time; exiting anyway");
     }
+    // The swarm's loops stop first: no task is started or stopped during the shutdown, and
+    // task containers keep running, as other containers do.
+    swarm.shutdown().await;
     // Exits being recorded and auto-removals under way finish; containers keep running.
     // Before the network's: those tasks release endpoints.
     containers.shutdown(SHUTDOWN_GRACE).await;

@@ -145,6 +145,8 @@ pub enum DaemonError {
     },
     #[error("cannot open image store in {root}: {source}")]
     ImageStore { root: String, source: ImageError },
+    #[error("cannot open the swarm state: {0:#}")]
+    Swarm(anyhow::Error),
     #[error("cannot read or create the daemon id in {path}: {source}")]
     EngineId {
         path: String,
@@ -165,6 +167,8 @@ pub struct Daemon {
     pub ctrs: Containers,
     /// The network service.
     pub networks: Networks,
+    /// Swarm mode: this node's membership, cluster store and task agent.
+    pub swarm: Arc<berth_swarm::manager::Swarm>,
     /// Cancelled when the daemon shuts down; long streams (events) end on it.
     pub shutdown: CancellationToken,
     /// The build cache and the builds running.
@@ -247,7 +251,19 @@ impl Daemon {
                 root: config.data_root.display().to_string(),
                 source,
             })?;
+        let executor = crate::swarm_exec::Executor {
+            ctrs: ctrs.clone(),
+            files_root: config.exec_root.join("swarm").join("tasks"),
+        };
+        let swarm = berth_swarm::manager::Swarm::open(
+            &config.data_root.join("swarm"),
+            Arc::new(executor),
+            crate::sysinfo::node_description(&config),
+        )
+        .await
+        .map_err(DaemonError::Swarm)?;
         Ok(Daemon {
+            swarm: Arc::new(swarm),
             config,
             id,
             images,

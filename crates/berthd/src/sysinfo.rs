@@ -76,3 +76,32 @@ fn read_trimmed(path: &str) -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
 }
+
+/// The node's `Description` in swarm mode: hostname, platform, resources, engine.
+pub fn node_description(config: &crate::config::Config) -> serde_json::Value {
+    let labels: std::collections::BTreeMap<String, String> = config
+        .labels
+        .iter()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    serde_json::json!({
+        "Hostname": hostname(),
+        "Platform": {"Architecture": std::env::consts::ARCH, "OS": "linux"},
+        "Resources": {"NanoCPUs": ncpu() * 1_000_000_000, "MemoryBytes": mem_total()},
+        "Engine": {
+            "EngineVersion": crate::VERSION,
+            "Labels": labels,
+            "Plugins": [
+                {"Type": "Log", "Name": "json-file"},
+                {"Type": "Network", "Name": "bridge"},
+                {"Type": "Network", "Name": "host"},
+                {"Type": "Network", "Name": "null"},
+                {"Type": "Volume", "Name": "local"}
+            ]
+        },
+        "TLSInfo": {}
+    })
+}

@@ -233,6 +233,13 @@ pub struct SwarmInfo {
     pub error: String,
     #[serde(rename = "RemoteManagers")]
     pub remote_managers: Option<Vec<serde_json::Value>>,
+    /// On managers only, as dockerd: node and manager counts and the cluster.
+    #[serde(rename = "Nodes", skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<i64>,
+    #[serde(rename = "Managers", skip_serializing_if = "Option::is_none")]
+    pub managers: Option<i64>,
+    #[serde(rename = "Cluster", skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

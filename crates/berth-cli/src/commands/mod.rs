@@ -11,12 +11,16 @@ pub mod dial_stdio;
 pub mod image;
 pub mod login;
 pub mod network;
+pub mod node;
 pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod run_opts;
+pub mod secret;
+pub mod service;
 pub mod session;
 pub mod stats;
+pub mod swarm;
 pub mod system;
 pub mod volume;
 

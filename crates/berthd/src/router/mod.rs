@@ -104,7 +104,7 @@ pub fn app(state: AppState) -> Router {
         .route("/build", post(build::build))
         .route("/build/prune", post(build::prune))
         .route("/build/cancel", post(build::cancel))
-        .merge(swarm::routes())
+        .merge(swarm::routes(state.clone()))
         .fallback(page_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -282,6 +282,16 @@ pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) 
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// 200 with an empty body (dockerd's answer to `/swarm/leave`, `/services/{id}` DELETE...).
+pub(crate) fn empty_ok() -> Response {
+    StatusCode::OK.into_response()
+}
+
+/// 204 with no body.
+pub(crate) fn no_content_response() -> Response {
+    StatusCode::NO_CONTENT.into_response()
 }
 
 pub(crate) fn ok_json<T: serde::Serialize>(value: &T) -> Response {

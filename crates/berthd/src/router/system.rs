@@ -6,7 +6,7 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use berth_api::models::system::{
-    ComponentVersion, IndexInfo, Platform, RegistryServiceConfig, Runtime, SwarmInfo,
+    ComponentVersion, IndexInfo, Platform, RegistryServiceConfig, Runtime,
 };
 use berth_api::models::{DiskUsage, SystemInfo, SystemVersion};
 use berth_api::{MAX_API_VERSION, MIN_API_VERSION};
@@ -19,14 +19,19 @@ use crate::sysinfo;
 
 const RUSTC_VERSION: &str = env!("BERTH_RUSTC_VERSION");
 
-pub async fn ping() -> Response {
+pub async fn ping(State(state): State<AppState>) -> Response {
+    // dockerd: `inactive`, or `active/manager` on a manager.
+    let swarm = if state.swarm.handle().await.is_some() {
+        "active/manager"
+    } else {
+        "inactive"
+    };
     let mut response =
         ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response();
     let headers = response.headers_mut();
     for (name, value) in [
         ("cache-control", "no-cache, no-store, must-revalidate"),
         ("pragma", "no-cache"),
-        ("swarm", "inactive"),
         ("builder-version", ""),
     ] {
         headers.insert(
@@ -34,6 +39,10 @@ pub async fn ping() -> Response {
             HeaderValue::from_static(value),
         );
     }
+    headers.insert(
+        HeaderName::from_static("swarm"),
+        HeaderValue::from_static(swarm),
+    );
     response
 }
 
@@ -197,10 +206,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
         server_version: crate::VERSION.into(),
         runtimes,
         default_runtime: state.config.default_runtime.clone(),
-        swarm: SwarmInfo {
-            local_node_state: "inactive".into(),
-            ..Default::default()
-        },
+        swarm: super::swarm::info_section(&state).await,
         live_restore_enabled: true,
         isolation: String::new(),
         init_binary: String::new(),

@@ -1,0 +1,385 @@
+//! A node's agent: runs the tasks assigned to this node through the engine
+//! ([`TaskExecutor`], swarmkit's `exec.Executor`), and reports their states back to the store.
+//! Each pass compares the store's tasks for this node with the engine's containers, so a
+//! daemon restart (or a report lost to a conflict) is recovered from on the next pass.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::store::{Command, Op, State};
+use crate::types::{ContainerStatus, Object, Task, TaskState, TaskStatus};
+use crate::{BoxFuture, ProposeError, Proposer};
+
+/// A file a task gets in memory: a secret (under `/run/secrets`) or a config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFile {
+    /// Absolute path in the container.
+    pub target: String,
+    pub data: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+/// What the engine needs to run one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRun {
+    pub task_id: String,
+    /// `SERVICE.SLOT.TASKID` (`SERVICE.NODEID.TASKID` for global services), as Docker names them.
+    pub name: String,
+    /// The container's create body, in the Engine API's shape.
+    pub config: Value,
+    pub files: Vec<TaskFile>,
+}
+
+/// A task's container as the engine sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    Running {
+        container_id: String,
+        pid: i64,
+    },
+    Exited {
+        container_id: String,
+        exit_code: i64,
+        error: String,
+    },
+    Missing,
+}
+
+/// The engine side of the agent, implemented by berthd over its container manager.
+pub trait TaskExecutor: Send + Sync {
+    /// Creates and starts the task's container; answers its id and pid, or why not.
+    fn start(&self, run: TaskRun) -> BoxFuture<'_, Result<(String, i64), String>>;
+    fn observe<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Observed>;
+    /// Stops the task's container (it stays, for `service ps` and logs, until removed).
+    fn stop<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, ()>;
+    /// Removes the task's container and its in-memory files.
+    fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, ()>;
+    /// The task ids of every task container the engine has.
+    fn list(&self) -> BoxFuture<'_, Vec<String>>;
+}
+
+pub const LABEL_SERVICE_NAME: &str = "com.docker.swarm.service.name";
+pub const LABEL_SERVICE_ID: &str = "com.docker.swarm.service.id";
+pub const LABEL_TASK_ID: &str = "com.docker.swarm.task.id";
+pub const LABEL_TASK_NAME: &str = "com.docker.swarm.task.name";
+pub const LABEL_NODE_ID: &str = "com.docker.swarm.node.id";
+pub const LABEL_TASK: &str = "com.docker.swarm.task";
+
+/// Docker's task name: `SERVICE.SLOT.TASKID`, or `SERVICE.NODEID.TASKID` for global tasks.
+pub fn task_name(service_name: &str, task: &Task) -> String {
+    if task.slot > 0 {
+        format!("{service_name}.{}.{}", task.slot, task.meta.id)
+    } else {
+        format!("{service_name}.{}.{}", task.node_id, task.meta.id)
+    }
+}
+
+fn secret_bytes(spec: &Value) -> Vec<u8> {
+    spec["Data"]
+        .as_str()
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .unwrap_or_default()
+}
+
+/// The files a task's secrets and configs become, or the first reference that is missing.
+fn task_files(state: &State, spec: &Value) -> Result<Vec<TaskFile>, String> {
+    let mut files = Vec::new();
+    for (key, dir, config) in [("Secrets", "/run/secrets/", false), ("Configs", "/", true)] {
+        for r in spec[key].as_array().into_iter().flatten() {
+            let (id_key, name_key) = if config {
+                ("ConfigID", "ConfigName")
+            } else {
+                ("SecretID", "SecretName")
+            };
+            let id = r[id_key].as_str().unwrap_or_default();
+            let name = r[name_key].as_str().unwrap_or_default();
+            let stored = if config {
+                state.configs.get(id)
+            } else {
+                state.secrets.get(id)
+            };
+            let Some(stored) = stored else {
+                return Err(format!(
+                    "{} {name} ({id}) not found",
+                    &key[..key.len() - 1].to_lowercase()
+                ));
+            };
+            let file = &r["File"];
+            let target = file["Name"].as_str().unwrap_or(name);
+            let target = if target.starts_with('/') {
+                target.to_string()
+            } else {
+                format!("{dir}{target}")
+            };
+            let num = |v: &Value, d: u32| {
+                v.as_str()
+                    .and_then(|s| s.parse().ok())
+                    .or(v.as_u64().map(|n| n as u32))
+                    .unwrap_or(d)
+            };
+            files.push(TaskFile {
+                target,
+                data: secret_bytes(&stored.spec),
+                uid: num(&file["UID"], 0),
+                gid: num(&file["GID"], 0),
+                mode: num(&file["Mode"], 0o444),
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// The container a task runs as, from its `ContainerSpec`.
+pub fn task_run(state: &State, task: &Task, node_id: &str) -> Result<TaskRun, String> {
+    let service_name = state
+        .services
+        .get(&task.service_id)
+        .map(|s| s.name().to_string())
+        .unwrap_or_default();
+    let cs = &task.spec["ContainerSpec"];
+    let name = task_name(&service_name, task);
+    let mut labels: BTreeMap<String, Value> = cs["Labels"]
+        .as_object()
+        .map(|m| m.clone().into_iter().collect())
+        .unwrap_or_default();
+    for (k, v) in [
+        (LABEL_SERVICE_NAME, service_name.as_str()),
+        (LABEL_SERVICE_ID, task.service_id.as_str()),
+        (LABEL_TASK_ID, task.meta.id.as_str()),
+        (LABEL_TASK_NAME, name.as_str()),
+        (LABEL_NODE_ID, node_id),
+        (LABEL_TASK, ""),
+    ] {
+        labels.insert(k.to_string(), json!(v));
+    }
+    let mut config = json!({
+        "Image": cs["Image"],
+        "Labels": labels,
+        "HostConfig": {"RestartPolicy": {"Name": "no"}},
+    });
+    let copy = [
+        ("Env", "Env"),
+        ("Args", "Cmd"),
+        ("Command", "Entrypoint"),
+        ("Hostname", "Hostname"),
+        ("User", "User"),
+        ("Dir", "WorkingDir"),
+        ("TTY", "Tty"),
+        ("OpenStdin", "OpenStdin"),
+        ("StopSignal", "StopSignal"),
+        ("Healthcheck", "Healthcheck"),
+    ];
+    for (from, to) in copy {
+        if !cs[from].is_null() {
+            config[to] = cs[from].clone();
+        }
+    }
+    if let Some(ns) = cs["StopGracePeriod"].as_u64() {
+        config["StopTimeout"] = json!(ns / 1_000_000_000);
+    }
+    let host = &mut config["HostConfig"];
+    for (from, to) in [
+        ("Mounts", "Mounts"),
+        ("Init", "Init"),
+        ("ReadOnly", "ReadonlyRootfs"),
+        ("CapabilityAdd", "CapAdd"),
+        ("CapabilityDrop", "CapDrop"),
+        ("Sysctls", "Sysctls"),
+    ] {
+        if !cs[from].is_null() {
+            host[to] = cs[from].clone();
+        }
+    }
+    let limits = &task.spec["Resources"]["Limits"];
+    if let Some(m) = limits["MemoryBytes"].as_i64().filter(|m| *m > 0) {
+        host["Memory"] = json!(m);
+    }
+    if let Some(c) = limits["NanoCPUs"].as_i64().filter(|c| *c > 0) {
+        host["NanoCpus"] = json!(c);
+    }
+    let files = task_files(state, cs)?;
+    Ok(TaskRun {
+        task_id: task.meta.id.clone(),
+        name,
+        config,
+        files,
+    })
+}
+
+fn report(
+    task: &Task,
+    state: TaskState,
+    message: &str,
+    err: &str,
+    cs: Option<ContainerStatus>,
+) -> Op {
+    let mut t = task.clone();
+    t.status = TaskStatus::new(state, message);
+    t.status.err = err.to_string();
+    t.status.container_status = cs.or(task.status.container_status.clone());
+    Op::Update {
+        expect: Some(task.meta.version.index),
+        object: Object::Task(t),
+    }
+}
+
+/// What one task needs from the engine now, if anything.
+async fn step(
+    state: &State,
+    task: &Task,
+    node_id: &str,
+    executor: &dyn TaskExecutor,
+) -> Option<Op> {
+    let wanted = task.desired_state <= TaskState::Running;
+    let status = task.status.state;
+    if wanted && (TaskState::Assigned..TaskState::Running).contains(&status) {
+        // Started on a previous pass whose report was lost? Report what runs.
+        if let Observed::Running { container_id, pid } = executor.observe(&task.meta.id).await {
+            let cs = ContainerStatus {
+                container_id,
+                pid,
+                exit_code: 0,
+            };
+            return Some(report(task, TaskState::Running, "started", "", Some(cs)));
+        }
+        let outcome = match task_run(state, task, node_id) {
+            Ok(run) => executor.start(run).await,
+            Err(e) => Err(e),
+        };
+        Some(match outcome {
+            Ok((container_id, pid)) => {
+                let cs = ContainerStatus {
+                    container_id,
+                    pid,
+                    exit_code: 0,
+                };
+                report(task, TaskState::Running, "started", "", Some(cs))
+            }
+            Err(e) => report(task, TaskState::Rejected, "starting", &e, None),
+        })
+    } else if wanted && status == TaskState::Running {
+        match executor.observe(&task.meta.id).await {
+            Observed::Running { .. } => None,
+            Observed::Exited {
+                container_id,
+                exit_code,
+                error,
+            } => {
+                let cs = Some(ContainerStatus {
+                    container_id,
+                    pid: 0,
+                    exit_code,
+                });
+                Some(if exit_code == 0 && error.is_empty() {
+                    report(task, TaskState::Complete, "finished", "", cs)
+                } else {
+                    let err = if error.is_empty() {
+                        format!("task: non-zero exit ({exit_code})")
+                    } else {
+                        error
+                    };
+                    report(task, TaskState::Failed, "started", &err, cs)
+                })
+            }
+            Observed::Missing => Some(report(
+                task,
+                TaskState::Failed,
+                "started",
+                "container removed",
+                None,
+            )),
+        }
+    } else if !wanted && !status.is_terminal() {
+        executor.stop(&task.meta.id).await;
+        let cs = match executor.observe(&task.meta.id).await {
+            Observed::Exited {
+                container_id,
+                exit_code,
+                ..
+            } => Some(ContainerStatus {
+                container_id,
+                pid: 0,
+                exit_code,
+            }),
+            _ => None,
+        };
+        Some(report(task, TaskState::Shutdown, "shutdown", "", cs))
+    } else {
+        None
+    }
+}
+
+/// One pass over this node's tasks; answers the status reports to commit. Tasks are handled
+/// concurrently: stopping one waits out its grace period (10 s by default) and must not
+/// hold back the others.
+pub async fn pass(state: &State, node_id: &str, executor: &dyn TaskExecutor) -> Vec<Op> {
+    let steps = state
+        .tasks
+        .values()
+        .filter(|t| t.node_id == node_id)
+        .map(|task| step(state, task, node_id, executor));
+    let ops: Vec<Op> = futures_util::future::join_all(steps)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    // Containers whose task is gone from the store (or moved away) go.
+    let gone: Vec<String> = executor
+        .list()
+        .await
+        .into_iter()
+        .filter(|id| state.tasks.get(id).is_none_or(|t| t.node_id != node_id))
+        .collect();
+    futures_util::future::join_all(gone.iter().map(|id| executor.remove(id))).await;
+    ops
+}
+
+/// Runs passes until `stop`, after every store change and every second (containers exit
+/// without the store knowing).
+pub async fn run(
+    node_id: String,
+    proposer: Arc<dyn Proposer>,
+    executor: Arc<dyn TaskExecutor>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut watch = proposer.store().watch();
+    loop {
+        let state = proposer.store().snapshot();
+        for op in pass(&state, &node_id, executor.as_ref()).await {
+            // One report per command: a conflict on one task must not hold back the others.
+            match proposer.propose(Command::one(op)).await {
+                Ok(()) | Err(ProposeError::Conflict(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "agent could not report a task's state"),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = watch.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Removes every task container, killing those still running (the node leaves the swarm).
+pub async fn remove_all(executor: &dyn TaskExecutor) {
+    let ids = executor.list().await;
+    futures_util::future::join_all(ids.iter().map(|id| executor.remove(id))).await;
+}
+
+/// The task template's references to secrets and configs, for refusing to remove one in use.
+pub fn references(spec: &Value, key: &str, id: &str) -> bool {
+    let id_key = if key == "Secrets" {
+        "SecretID"
+    } else {
+        "ConfigID"
+    };
+    spec["TaskTemplate"]["ContainerSpec"][key]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|r| r[id_key] == id))
+}

@@ -1,0 +1,271 @@
+//! The controllers on an in-memory store: passes are applied until nothing changes, with an
+//! agent that "runs" every assigned task at once.
+
+use super::*;
+use crate::MemoryProposer;
+use crate::store::Store;
+use crate::types::{NodeSpec, NodeStatus};
+use serde_json::json;
+
+fn node(id: &str, hostname: &str, labels: &[(&str, &str)]) -> Object {
+    Object::Node(Node {
+        meta: Meta::new(id.into()),
+        spec: NodeSpec {
+            role: "manager".into(),
+            availability: "active".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            name: None,
+        },
+        description: json!({"Hostname": hostname}),
+        status: NodeStatus {
+            state: "ready".into(),
+            ..Default::default()
+        },
+        manager_status: None,
+    })
+}
+
+fn service(id: &str, spec: Value) -> Object {
+    let mut spec = spec;
+    spec["Name"] = json!(id);
+    Object::Service(Service {
+        meta: Meta::new(id.into()),
+        spec,
+        ..Default::default()
+    })
+}
+
+fn replicated(n: u64, env: &str) -> Value {
+    json!({"Mode": {"Replicated": {"Replicas": n}}, "TaskTemplate": {"ContainerSpec": {"Image": "busybox", "Env": [env]}, "RestartPolicy": {"Delay": 0}}})
+}
+
+struct World {
+    p: MemoryProposer,
+}
+
+impl World {
+    fn new(nodes: Vec<Object>) -> World {
+        let p = MemoryProposer {
+            store: Store::default(),
+            ..Default::default()
+        };
+        let w = World { p };
+        w.put(nodes.into_iter().map(Op::Create).collect());
+        w
+    }
+    fn put(&self, ops: Vec<Op>) {
+        futures_lite(self.p.propose(Command { ops })).unwrap();
+    }
+    /// Controller passes, each followed by the fake agent, until the state settles.
+    fn settle(&self) {
+        for _ in 0..50 {
+            let state = self.p.store.snapshot();
+            let mut ops = reconcile(&state, chrono::Utc::now());
+            let next = {
+                let mut s = state.clone();
+                s.apply(u64::MAX, &Command { ops: ops.clone() }).unwrap();
+                s
+            };
+            for t in next.tasks.values() {
+                let want = t.desired_state <= TaskState::Running;
+                let new_state = match t.status.state {
+                    TaskState::Assigned if want => TaskState::Running,
+                    s if !want && !s.is_terminal() => TaskState::Shutdown,
+                    _ => continue,
+                };
+                let mut t = t.clone();
+                t.status = TaskStatus::new(new_state, "fake agent");
+                ops.push(Op::Update {
+                    object: Object::Task(t),
+                    expect: None,
+                });
+            }
+            let ops = merge(ops);
+            if ops.is_empty() {
+                return;
+            }
+            self.put(ops);
+        }
+        panic!("controllers did not settle");
+    }
+    fn running(&self, service: &str) -> Vec<Task> {
+        self.p.store.view(|s| {
+            s.tasks
+                .values()
+                .filter(|t| {
+                    t.service_id == service
+                        && t.desired_state == TaskState::Running
+                        && t.status.state == TaskState::Running
+                })
+                .cloned()
+                .collect()
+        })
+    }
+    fn service(&self, id: &str) -> Service {
+        self.p.store.view(|s| s.services[id].clone())
+    }
+    fn update_service(&self, id: &str, f: impl FnOnce(&mut Value)) {
+        let mut s = self.service(id);
+        f(&mut s.spec);
+        self.put(vec![Op::Update {
+            object: Object::Service(s),
+            expect: None,
+        }]);
+    }
+}
+
+/// The memory proposer's future completes at once.
+fn futures_lite<T>(f: crate::BoxFuture<'_, T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn replicas_spread_over_nodes_and_scale() {
+    let w = World::new(vec![
+        node("n1", "a", &[]),
+        node("n2", "b", &[]),
+        node("n3", "c", &[]),
+    ]);
+    w.put(vec![Op::Create(service("web", replicated(6, "A=1")))]);
+    w.settle();
+    let tasks = w.running("web");
+    assert_eq!(tasks.len(), 6);
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(
+            tasks.iter().filter(|t| t.node_id == n).count(),
+            2,
+            "spread on {n}"
+        );
+    }
+    let mut slots: Vec<u64> = tasks.iter().map(|t| t.slot).collect();
+    slots.sort();
+    assert_eq!(slots, vec![1, 2, 3, 4, 5, 6]);
+    w.update_service("web", |s| s["Mode"]["Replicated"]["Replicas"] = json!(2));
+    w.settle();
+    let mut slots: Vec<u64> = w.running("web").iter().map(|t| t.slot).collect();
+    slots.sort();
+    assert_eq!(slots, vec![1, 2]);
+}
+
+#[test]
+fn failed_tasks_are_replaced_unless_the_policy_says_none() {
+    let w = World::new(vec![node("n1", "a", &[])]);
+    w.put(vec![Op::Create(service("web", replicated(1, "A=1")))]);
+    w.settle();
+    let mut t = w.running("web").remove(0);
+    t.status = TaskStatus::new(TaskState::Failed, "boom");
+    w.put(vec![Op::Update {
+        object: Object::Task(t.clone()),
+        expect: None,
+    }]);
+    w.settle();
+    let now = w.running("web");
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0].meta.id, t.meta.id, "a new task");
+    assert_eq!(now[0].slot, 1);
+    w.update_service("web", |s| {
+        s["TaskTemplate"]["RestartPolicy"]["Condition"] = json!("none")
+    });
+    w.settle();
+    let mut t = w.running("web").remove(0);
+    t.status = TaskStatus::new(TaskState::Failed, "boom");
+    w.put(vec![Op::Update {
+        object: Object::Task(t),
+        expect: None,
+    }]);
+    w.settle();
+    assert!(w.running("web").is_empty());
+}
+
+#[test]
+fn rolling_update_replaces_all_tasks_with_the_new_spec() {
+    let w = World::new(vec![node("n1", "a", &[]), node("n2", "b", &[])]);
+    w.put(vec![Op::Create(service("web", replicated(3, "A=1")))]);
+    w.settle();
+    let before: Vec<String> = w.running("web").iter().map(|t| t.meta.id.clone()).collect();
+    w.update_service("web", |s| {
+        s["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["A=2"])
+    });
+    // One pass replaces one task only (parallelism 1 is the default).
+    let ops = orchestrate(&w.p.store.snapshot(), chrono::Utc::now());
+    assert_eq!(ops.iter().filter(|o| matches!(o, Op::Create(_))).count(), 1);
+    w.settle();
+    let after = w.running("web");
+    assert_eq!(after.len(), 3);
+    assert!(
+        after
+            .iter()
+            .all(|t| t.spec["ContainerSpec"]["Env"] == json!(["A=2"])
+                && !before.contains(&t.meta.id))
+    );
+}
+
+#[test]
+fn constraints_place_tasks_or_leave_them_pending() {
+    let w = World::new(vec![
+        node("n1", "a", &[("zone", "eu")]),
+        node("n2", "b", &[]),
+    ]);
+    let mut spec = replicated(2, "A=1");
+    spec["TaskTemplate"]["Placement"] = json!({"Constraints": ["node.labels.zone==eu"]});
+    w.put(vec![Op::Create(service("eu", spec))]);
+    let mut spec = replicated(1, "A=1");
+    spec["TaskTemplate"]["Placement"] = json!({"Constraints": ["node.hostname==nowhere"]});
+    w.put(vec![Op::Create(service("lost", spec))]);
+    w.settle();
+    assert!(w.running("eu").iter().all(|t| t.node_id == "n1"));
+    assert_eq!(w.running("eu").len(), 2);
+    let pending = w.p.store.view(|s| {
+        s.tasks
+            .values()
+            .find(|t| t.service_id == "lost")
+            .cloned()
+            .unwrap()
+    });
+    assert_eq!(pending.status.state, TaskState::Pending);
+    assert_eq!(
+        pending.status.err,
+        "no suitable node (scheduling constraints not satisfied on 2 nodes)"
+    );
+}
+
+#[test]
+fn global_services_run_once_per_node_and_drain_moves_tasks() {
+    let w = World::new(vec![node("n1", "a", &[]), node("n2", "b", &[])]);
+    w.put(vec![Op::Create(service(
+        "g",
+        json!({"Mode": {"Global": {}}, "TaskTemplate": {"ContainerSpec": {"Image": "x"}}}),
+    ))]);
+    w.put(vec![Op::Create(service("r", replicated(2, "A=1")))]);
+    w.settle();
+    assert_eq!(w.running("g").len(), 2);
+    let mut n2 = w.p.store.view(|s| s.nodes["n2"].clone());
+    n2.spec.availability = "drain".into();
+    w.put(vec![Op::Update {
+        object: Object::Node(n2),
+        expect: None,
+    }]);
+    w.settle();
+    assert_eq!(w.running("g").len(), 1);
+    assert!(w.running("r").iter().all(|t| t.node_id == "n1"));
+    assert_eq!(w.running("r").len(), 2);
+}
+
+#[test]
+fn removed_services_lose_their_tasks() {
+    let w = World::new(vec![node("n1", "a", &[])]);
+    w.put(vec![Op::Create(service("web", replicated(2, "A=1")))]);
+    w.settle();
+    w.put(vec![Op::Delete {
+        kind: crate::types::Kind::Service,
+        id: "web".into(),
+    }]);
+    w.settle();
+    assert!(w.p.store.view(|s| s.tasks.is_empty()));
+}

@@ -1,0 +1,597 @@
+//! The managers' replicated log: openraft 0.9 (pinned; see docs/architecture.md) with its log
+//! and state machine durable in one redb file. The state machine is the [`Store`]: applying an
+//! entry changes the in-memory state and writes the changed objects, the applied log id and
+//! the membership in the same redb transaction, so a restart (even after SIGKILL) reopens the
+//! state as of the last applied entry without replaying the log.
+//!
+//! This session's clusters have one manager; [`NoPeers`] is the network for that. A transport
+//! between managers (mTLS) plugs in as another `RaftNetworkFactory` without changing storage.
+
+// openraft's storage traits return its `StorageError` (large); the helpers here return it too
+// rather than boxing and unboxing at every trait method.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, LogState, RaftLogReader, RaftSnapshotBuilder,
+    Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Command, Conflict, State, Store};
+use crate::types::Kind;
+
+pub type NodeId = u64;
+
+/// What applying a command answered: committed entries can still be refused by the state
+/// machine (a stale version, a taken name), and every replica refuses them alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome(pub Result<(), Conflict>);
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+type SError = StorageError<NodeId>;
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+
+fn io(e: impl ToString) -> AnyError {
+    AnyError::error(e)
+}
+fn read_err(e: impl ToString) -> SError {
+    StorageIOError::read(io(e)).into()
+}
+fn write_err(e: impl ToString) -> SError {
+    StorageIOError::write(io(e)).into()
+}
+
+/// Opens (or creates) the Raft database with its tables.
+pub fn open_db(path: &Path) -> anyhow::Result<Arc<Database>> {
+    use anyhow::Context;
+    let db = Database::create(path).with_context(|| format!("opening {}", path.display()))?;
+    let txn = db.begin_write()?;
+    txn.open_table(LOG)?;
+    txn.open_table(META)?;
+    txn.open_table(OBJECTS)?;
+    txn.commit()?;
+    Ok(Arc::new(db))
+}
+
+fn get_meta<T: for<'de> Deserialize<'de>>(db: &Database, key: &str) -> Result<Option<T>, SError> {
+    let txn = db.begin_read().map_err(read_err)?;
+    let table = txn.open_table(META).map_err(read_err)?;
+    match table.get(key).map_err(read_err)? {
+        Some(v) => serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(read_err),
+        None => Ok(None),
+    }
+}
+
+fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<(), SError> {
+    let bytes = serde_json::to_vec(value).map_err(write_err)?;
+    let txn = db.begin_write().map_err(write_err)?;
+    txn.open_table(META)
+        .map_err(write_err)?
+        .insert(key, bytes.as_slice())
+        .map_err(write_err)?;
+    txn.commit().map_err(write_err)
+}
+
+/// The log: entries by index, the vote, the committed id and the last purged id.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    pub fn new(db: Arc<Database>) -> LogStore {
+        LogStore { db }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, SError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(LOG).map_err(read_err)?;
+        let start = match range.start_bound() {
+            Bound::Included(&n) => n,
+            Bound::Excluded(&n) => n + 1,
+            Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        for row in table.range(start..).map_err(read_err)? {
+            let (k, v) = row.map_err(read_err)?;
+            if !range.contains(&k.value()) {
+                break;
+            }
+            out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SError> {
+        let last_purged: Option<LogId<NodeId>> = get_meta(&self.db, "last_purged")?;
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(LOG).map_err(read_err)?;
+        let last = match table.last().map_err(read_err)? {
+            Some((_, v)) => {
+                let e: Entry<TypeConfig> = serde_json::from_slice(v.value()).map_err(read_err)?;
+                Some(e.log_id)
+            }
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SError> {
+        put_meta(&self.db, "vote", vote)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SError> {
+        get_meta(&self.db, "vote")
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SError> {
+        put_meta(&self.db, "committed", &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SError> {
+        Ok(get_meta::<Option<LogId<NodeId>>>(&self.db, "committed")?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), SError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        // One durable transaction (redb's default immediate durability fsyncs on commit):
+        // the entries are on disk before Raft counts them.
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(LOG).map_err(write_err)?;
+            for entry in entries {
+                let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+                table
+                    .insert(entry.log_id.index, bytes.as_slice())
+                    .map_err(write_err)?;
+            }
+        }
+        txn.commit().map_err(write_err)?;
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SError> {
+        remove_log_range(&self.db, log_id.index..)
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SError> {
+        put_meta(&self.db, "last_purged", &log_id)?;
+        remove_log_range(&self.db, ..=log_id.index)
+    }
+}
+
+fn remove_log_range(db: &Database, range: impl RangeBounds<u64>) -> Result<(), SError> {
+    let txn = db.begin_write().map_err(write_err)?;
+    {
+        let mut table = txn.open_table(LOG).map_err(write_err)?;
+        table.retain_in(range, |_, _| false).map_err(write_err)?;
+    }
+    txn.commit().map_err(write_err)
+}
+
+/// What a snapshot holds: the whole state, where it was taken, and the membership then.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    state: State,
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+}
+
+/// The state machine over the [`Store`], durable in the `objects` and `meta` tables.
+pub struct StateMachine {
+    db: Arc<Database>,
+    store: Store,
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+}
+
+fn object_key(kind: Kind, id: &str) -> String {
+    format!("{}/{id}", kind.as_str())
+}
+
+impl StateMachine {
+    /// Loads the state as of the last applied entry into `store`.
+    pub fn open(db: Arc<Database>, store: Store) -> anyhow::Result<StateMachine> {
+        let mut state = State::default();
+        {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(OBJECTS)?;
+            for row in table.iter()? {
+                let (_, v) = row?;
+                let object: crate::types::Object = serde_json::from_slice(v.value())?;
+                state.put_object(object);
+            }
+        }
+        let applied: Option<LogId<NodeId>> = get_meta::<Option<_>>(&db, "applied")
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .flatten();
+        let membership = get_meta(&db, "membership")
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .unwrap_or_default();
+        state.index = applied.map(|l| l.index).unwrap_or_default();
+        store.replace(state);
+        Ok(StateMachine {
+            db,
+            store,
+            applied,
+            membership,
+        })
+    }
+
+    /// Writes the listed objects (or their absence), the applied id and the membership in one
+    /// transaction.
+    fn persist(&self, touched: &[(Kind, String)], full: bool) -> Result<(), SError> {
+        let state = self.store.snapshot();
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(OBJECTS).map_err(write_err)?;
+            if full {
+                table.retain(|_, _| false).map_err(write_err)?;
+            }
+            let all: Vec<(Kind, String)>;
+            let keys = if full {
+                all = state.all_keys();
+                &all[..]
+            } else {
+                touched
+            };
+            for (kind, id) in keys {
+                let key = object_key(*kind, id);
+                match state.get(*kind, id) {
+                    Some(o) => {
+                        let bytes = serde_json::to_vec(&o).map_err(write_err)?;
+                        table
+                            .insert(key.as_str(), bytes.as_slice())
+                            .map_err(write_err)?;
+                    }
+                    None => drop(table.remove(key.as_str()).map_err(write_err)?),
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(write_err)?;
+            let applied = serde_json::to_vec(&self.applied).map_err(write_err)?;
+            meta.insert("applied", applied.as_slice())
+                .map_err(write_err)?;
+            let membership = serde_json::to_vec(&self.membership).map_err(write_err)?;
+            meta.insert("membership", membership.as_slice())
+                .map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    fn snapshot_body(&self) -> SnapshotBody {
+        SnapshotBody {
+            state: self.store.snapshot(),
+            applied: self.applied,
+            membership: self.membership.clone(),
+        }
+    }
+}
+
+/// Builds snapshots from a copy of the state taken when asked.
+pub struct SnapshotBuilder {
+    db: Arc<Database>,
+    body: SnapshotBody,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SError> {
+        let data = serde_json::to_vec(&self.body).map_err(write_err)?;
+        let snapshot_id = match self.body.applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, rand::random::<u32>()),
+            None => format!("empty-{}", rand::random::<u32>()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.body.applied,
+            last_membership: self.body.membership.clone(),
+            snapshot_id,
+        };
+        put_meta(&self.db, "snapshot", &(meta.clone(), &data))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), SError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, SError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        let mut touched = Vec::new();
+        for entry in entries {
+            self.applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => out.push(Outcome(Ok(()))),
+                EntryPayload::Normal(cmd) => {
+                    touched.extend(cmd.keys());
+                    out.push(Outcome(self.store.apply(entry.log_id.index, &cmd)));
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    out.push(Outcome(Ok(())));
+                }
+            }
+        }
+        self.persist(&touched, false)?;
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            body: self.snapshot_body(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SError> {
+        let data = snapshot.into_inner();
+        let body: SnapshotBody = serde_json::from_slice(&data).map_err(read_err)?;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        let mut state = body.state;
+        state.index = self.applied.map(|l| l.index).unwrap_or_default();
+        self.store.replace(state);
+        self.persist(&[], true)?;
+        put_meta(&self.db, "snapshot", &(meta.clone(), &data))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SError> {
+        let saved: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)> =
+            get_meta(&self.db, "snapshot")?;
+        Ok(saved.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+/// The network of a one-manager cluster: there is nobody to call, and Raft never calls.
+pub struct NoPeers;
+
+#[derive(Debug, thiserror::Error)]
+#[error("no transport between managers yet: raft node {0} is unreachable")]
+struct NoTransport(NodeId);
+
+impl RaftNetworkFactory<TypeConfig> for NoPeers {
+    type Network = NoPeer;
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> NoPeer {
+        NoPeer(target)
+    }
+}
+
+pub struct NoPeer(NodeId);
+
+impl NoPeer {
+    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::Unreachable(Unreachable::new(&NoTransport(self.0)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for NoPeer {
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        Err(self.unreachable())
+    }
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        Err(self.unreachable())
+    }
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let _ = NetworkError::new(&NoTransport(self.0));
+        Err(self.unreachable())
+    }
+}
+
+/// Starts the Raft node of a manager on its database, electing itself when it is the only
+/// member. `bootstrap` makes a new one-member cluster when the log is empty.
+pub async fn start(
+    db: Arc<Database>,
+    store: Store,
+    id: NodeId,
+    addr: &str,
+    bootstrap: bool,
+) -> anyhow::Result<Raft> {
+    let config = openraft::Config {
+        cluster_name: "berth-swarm".into(),
+        heartbeat_interval: 200,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        // Compaction: a snapshot every 1,000 entries, then the log before it is purged
+        // (keeping a few hundred for followers that lag).
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
+        max_in_snapshot_log_to_keep: 500,
+        ..Default::default()
+    }
+    .validate()?;
+    let sm = StateMachine::open(db.clone(), store)?;
+    let raft = Raft::new(id, Arc::new(config), NoPeers, LogStore::new(db), sm).await?;
+    if bootstrap && !raft.is_initialized().await? {
+        let members = BTreeMap::from([(id, BasicNode::new(addr))]);
+        raft.initialize(members).await?;
+    }
+    raft.wait(Some(Duration::from_secs(10)))
+        .current_leader(id, "this manager becomes leader")
+        .await?;
+    Ok(raft)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Op;
+    use crate::types::{Meta, Object, Secret};
+
+    fn secret(id: &str) -> Command {
+        Command::one(Op::Create(Object::Secret(Secret {
+            meta: Meta::new(id.into()),
+            spec: serde_json::json!({"Name": id}),
+        })))
+    }
+
+    /// Fresh stores for openraft's storage suite; the guard keeps the directory alive.
+    struct Builder;
+
+    impl openraft::testing::StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir>
+        for Builder
+    {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), SError> {
+            let dir = tempfile::tempdir().map_err(write_err)?;
+            let db = open_db(&dir.path().join("raft.redb")).map_err(write_err)?;
+            let sm = StateMachine::open(db.clone(), Store::default()).map_err(write_err)?;
+            Ok((dir, LogStore::new(db), sm))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_suite() {
+        openraft::testing::Suite::test_all(Builder).unwrap();
+    }
+
+    #[tokio::test]
+    async fn commits_survive_a_restart_and_conflicts_are_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        {
+            let store = Store::default();
+            let raft = start(open_db(&path).unwrap(), store.clone(), 1, "a", true)
+                .await
+                .unwrap();
+            let r = raft.client_write(secret("s1")).await.unwrap();
+            assert_eq!(r.data, Outcome(Ok(())));
+            let r = raft.client_write(secret("s1")).await.unwrap();
+            assert!(matches!(r.data.0, Err(Conflict::Exists { .. })));
+            assert!(store.view(|s| s.secrets.contains_key("s1")));
+            raft.shutdown().await.unwrap();
+        }
+        let store = Store::default();
+        let raft = start(open_db(&path).unwrap(), store.clone(), 1, "a", true)
+            .await
+            .unwrap();
+        assert!(store.view(|s| s.secrets.contains_key("s1")));
+        raft.client_write(secret("s2")).await.unwrap();
+        assert_eq!(store.view(|s| s.secrets.len()), 2);
+        raft.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn snapshots_compact_the_log_and_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        let store = Store::default();
+        let db = open_db(&path).unwrap();
+        let raft = start(db.clone(), store.clone(), 1, "a", true)
+            .await
+            .unwrap();
+        for i in 0..20 {
+            raft.client_write(secret(&format!("s{i}"))).await.unwrap();
+        }
+        raft.trigger().snapshot().await.unwrap();
+        raft.wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.snapshot.is_some(), "snapshot built")
+            .await
+            .unwrap();
+        raft.trigger().purge_log(15).await.unwrap();
+        raft.wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.purged.is_some_and(|p| p.index >= 15), "log purged")
+            .await
+            .unwrap();
+        raft.shutdown().await.unwrap();
+        drop(raft);
+        let mut sm = StateMachine::open(db.clone(), Store::default()).unwrap();
+        let snap = sm.get_current_snapshot().await.unwrap().unwrap();
+        let other = Store::default();
+        let mut fresh = StateMachine::open(
+            open_db(&dir.path().join("other.redb")).unwrap(),
+            other.clone(),
+        )
+        .unwrap();
+        fresh
+            .install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(other.view(|s| s.secrets.len()), 20);
+    }
+}

@@ -1,0 +1,373 @@
+//! The cluster's objects, serialized in the Engine API's shape (`/services`, `/tasks`, ...) so
+//! that the API serves them as stored. Specs the clients send are kept as JSON values: the
+//! docker CLI sends many fields Berth does not act on yet, and they must read back unchanged.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// An object's version: the Raft log index of the entry that last changed it. Updates name
+/// the version they were based on, and are refused when it moved on (Docker's
+/// "update out of sequence").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    #[serde(rename = "Index")]
+    pub index: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Meta {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub version: Version,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Meta {
+    pub fn new(id: String) -> Meta {
+        let now = now();
+        Meta {
+            id,
+            version: Version::default(),
+            created_at: now.clone(),
+            updated_at: now,
+        }
+    }
+}
+
+/// RFC 3339 with nanoseconds, as Docker prints object times.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// A swarm object id: 25 lowercase base-36 characters, as swarmkit's `identity.NewID`.
+pub fn new_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    (0..25)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JoinTokens {
+    pub worker: String,
+    pub manager: String,
+}
+
+/// The cluster's root of trust. The key never leaves the managers' store; the API shows only
+/// the certificate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RootCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// `sha256:<hex>` of the certificate's DER, the digest join tokens carry.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Cluster {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub spec: Value,
+    pub join_tokens: JoinTokens,
+    #[serde(rename = "BerthRootCA")]
+    pub root_ca: RootCa,
+    pub default_addr_pool: Vec<String>,
+    pub subnet_size: u32,
+    pub data_path_port: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeSpec {
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub availability: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeStatus {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManagerStatus {
+    pub leader: bool,
+    pub reachability: String,
+    pub addr: String,
+    /// The node's id in the Raft group (not shown by Docker; Berth's own bookkeeping).
+    #[serde(rename = "BerthRaftID", default)]
+    pub raft_id: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Node {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub spec: NodeSpec,
+    /// Hostname, platform, resources and engine, as the node reported them.
+    pub description: Value,
+    pub status: NodeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager_status: Option<ManagerStatus>,
+}
+
+impl Node {
+    pub fn hostname(&self) -> &str {
+        self.description["Hostname"].as_str().unwrap_or_default()
+    }
+    /// Ready and active: the scheduler may put new tasks here.
+    pub fn schedulable(&self) -> bool {
+        self.status.state == "ready" && self.spec.availability == "active"
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Service {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub spec: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_spec: Option<Value>,
+    #[serde(default)]
+    pub endpoint: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<Value>,
+}
+
+/// How a service runs its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Replicated(u64),
+    Global,
+}
+
+impl Service {
+    pub fn name(&self) -> &str {
+        self.spec["Name"].as_str().unwrap_or_default()
+    }
+    pub fn mode(&self) -> Mode {
+        let mode = &self.spec["Mode"];
+        if mode.get("Global").is_some() {
+            Mode::Global
+        } else {
+            Mode::Replicated(mode["Replicated"]["Replicas"].as_u64().unwrap_or(1))
+        }
+    }
+    pub fn task_template(&self) -> &Value {
+        &self.spec["TaskTemplate"]
+    }
+}
+
+/// A task's life, in swarmkit's order: a task only moves forward.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    #[default]
+    New,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Ready,
+    Starting,
+    Running,
+    Complete,
+    Shutdown,
+    Failed,
+    Rejected,
+    Remove,
+    Orphaned,
+}
+
+impl TaskState {
+    /// Past running: the task's container is gone or exited for good.
+    pub fn is_terminal(self) -> bool {
+        self > TaskState::Running
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerStatus {
+    #[serde(rename = "ContainerID", default)]
+    pub container_id: String,
+    #[serde(rename = "PID", default)]
+    pub pid: i64,
+    #[serde(default)]
+    pub exit_code: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TaskStatus {
+    pub timestamp: String,
+    pub state: TaskState,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub err: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_status: Option<ContainerStatus>,
+}
+
+impl TaskStatus {
+    pub fn new(state: TaskState, message: &str) -> TaskStatus {
+        TaskStatus {
+            timestamp: now(),
+            state,
+            message: message.to_string(),
+            err: String::new(),
+            container_status: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Task {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The service's task template when the task was made: a task whose spec differs from
+    /// its service's is outdated and is replaced by a rolling update.
+    pub spec: Value,
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    /// 1-based for replicated services; 0 for global ones (which are keyed by node).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slot: u64,
+    #[serde(rename = "NodeID", default, skip_serializing_if = "String::is_empty")]
+    pub node_id: String,
+    pub status: TaskStatus,
+    pub desired_state: TaskState,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Secret {
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// `Name`, `Labels`, `Data` (base64, as the API carries it), `Driver`, `Templating`.
+    pub spec: Value,
+}
+
+impl Secret {
+    pub fn name(&self) -> &str {
+        self.spec["Name"].as_str().unwrap_or_default()
+    }
+}
+
+/// The kinds of objects in the store; `Secret` and `Config` share a shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
+pub enum Kind {
+    Cluster,
+    Node,
+    Service,
+    Task,
+    Secret,
+    Config,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cluster => "cluster",
+            Kind::Node => "node",
+            Kind::Service => "service",
+            Kind::Task => "task",
+            Kind::Secret => "secret",
+            Kind::Config => "config",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Object {
+    Cluster(Cluster),
+    Node(Node),
+    Service(Service),
+    Task(Task),
+    Secret(Secret),
+    Config(Secret),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Cluster(_) => Kind::Cluster,
+            Object::Node(_) => Kind::Node,
+            Object::Service(_) => Kind::Service,
+            Object::Task(_) => Kind::Task,
+            Object::Secret(_) => Kind::Secret,
+            Object::Config(_) => Kind::Config,
+        }
+    }
+    pub fn meta(&self) -> &Meta {
+        match self {
+            Object::Cluster(o) => &o.meta,
+            Object::Node(o) => &o.meta,
+            Object::Service(o) => &o.meta,
+            Object::Task(o) => &o.meta,
+            Object::Secret(o) | Object::Config(o) => &o.meta,
+        }
+    }
+    pub fn meta_mut(&mut self) -> &mut Meta {
+        match self {
+            Object::Cluster(o) => &mut o.meta,
+            Object::Node(o) => &mut o.meta,
+            Object::Service(o) => &mut o.meta,
+            Object::Task(o) => &mut o.meta,
+            Object::Secret(o) | Object::Config(o) => &mut o.meta,
+        }
+    }
+    /// The unique name of named kinds (services, secrets, configs).
+    pub fn unique_name(&self) -> Option<&str> {
+        match self {
+            Object::Service(s) => Some(s.name()),
+            Object::Secret(s) | Object::Config(s) => Some(s.name()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The swarm agent's engine: tasks run as containers of this daemon's container manager,
+//! found again by their `com.docker.swarm.task.id` label (after a restart too). A task's
+//! secrets and configs live on a tmpfs of their own (never on disk), bind-mounted read-only
+//! file by file at their targets, as dockerd does.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use berth_api::Filters;
+use berth_api::models::container::ContainerCreateRequest;
+use berth_container::Containers;
+use berth_container::filters::ListFilter;
+use berth_swarm::BoxFuture;
+use berth_swarm::agent::{LABEL_TASK_ID, Observed, TaskExecutor, TaskFile, TaskRun};
+use serde_json::json;
+
+pub struct Executor {
+    pub ctrs: Containers,
+    /// `<exec-root>/swarm/tasks`: one tmpfs per task with files.
+    pub files_root: PathBuf,
+}
+
+impl Executor {
+    fn task_containers(&self) -> Vec<(String, String)> {
+        let filters = match Filters::parse(&json!({"label": [LABEL_TASK_ID]}).to_string()) {
+            Ok(f) => f,
+            Err(_) => return Vec::new(),
+        };
+        let Ok(filter) = ListFilter::new(filters) else {
+            return Vec::new();
+        };
+        match self.ctrs.list(true, None, filter) {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|r| Some((r.labels.get(LABEL_TASK_ID)?.clone(), r.id)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing task containers");
+                Vec::new()
+            }
+        }
+    }
+
+    fn container_of(&self, task_id: &str) -> Option<String> {
+        self.task_containers()
+            .into_iter()
+            .find(|(t, _)| t == task_id)
+            .map(|(_, c)| c)
+    }
+
+    /// Writes the task's files onto a fresh tmpfs and answers the bind mounts that show them.
+    fn write_files(
+        &self,
+        task_id: &str,
+        files: &[TaskFile],
+    ) -> Result<Vec<serde_json::Value>, String> {
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = self.files_root.join(task_id);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC,
+            Some("mode=0700,size=16m"),
+        )
+        .map_err(|e| format!("mounting a tmpfs for the task's secrets: {e}"))?;
+        let mut mounts = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            let path = dir.join(format!("{i}"));
+            let write = || -> std::io::Result<()> {
+                std::fs::write(&path, &f.data)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))?;
+                std::os::unix::fs::chown(&path, Some(f.uid), Some(f.gid))
+            };
+            write().map_err(|e| format!("writing {}: {e}", f.target))?;
+            mounts.push(
+                json!({"Type": "bind", "Source": path, "Target": f.target, "ReadOnly": true}),
+            );
+        }
+        Ok(mounts)
+    }
+
+    fn remove_files(&self, task_id: &str) {
+        let dir = self.files_root.join(task_id);
+        if dir.exists() {
+            let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    async fn create_and_start(&self, run: TaskRun) -> Result<(String, i64), String> {
+        let mut config = run.config.clone();
+        let mounts = self.write_files(&run.task_id, &run.files)?;
+        if !mounts.is_empty() {
+            let host = &mut config["HostConfig"];
+            let mut all = host["Mounts"].as_array().cloned().unwrap_or_default();
+            all.extend(mounts);
+            host["Mounts"] = json!(all);
+        }
+        let mut req: ContainerCreateRequest = serde_json::from_value(config.clone())
+            .map_err(|e| format!("invalid container spec: {e}"))?;
+        let created = match self.ctrs.create(Some(run.name.clone()), req.clone()).await {
+            Ok((id, _)) => Ok(id),
+            // The docker CLI pins `image:tag@digest`; an image loaded or built here has no
+            // registry digest, so the tag alone names it.
+            Err(e) if e.to_string().contains("No such image") && req.config.image.contains('@') => {
+                req.config.image = req
+                    .config
+                    .image
+                    .split('@')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                self.ctrs
+                    .create(Some(run.name.clone()), req)
+                    .await
+                    .map(|(id, _)| id)
+            }
+            Err(e) => Err(e),
+        };
+        let id = created.map_err(|e| e.to_string())?;
+        self.ctrs.start(&id).await.map_err(|e| e.to_string())?;
+        let pid = self.ctrs.inspect(&id).map(|i| i.state.pid).unwrap_or(0);
+        Ok((id, pid))
+    }
+}
+
+impl TaskExecutor for Executor {
+    fn start(&self, run: TaskRun) -> BoxFuture<'_, Result<(String, i64), String>> {
+        Box::pin(async move {
+            let task_id = run.task_id.clone();
+            let result = self.create_and_start(run).await;
+            if result.is_err() {
+                if let Some(c) = self.container_of(&task_id) {
+                    let _ = self.ctrs.remove(&c, true).await;
+                }
+                self.remove_files(&task_id);
+            }
+            result
+        })
+    }
+
+    fn observe<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Observed> {
+        Box::pin(async move {
+            let Some(id) = self.container_of(task_id) else {
+                return Observed::Missing;
+            };
+            match self.ctrs.inspect(&id) {
+                Ok(i) if i.state.running => Observed::Running {
+                    container_id: id,
+                    pid: i.state.pid,
+                },
+                Ok(i) if i.state.status == "created" => Observed::Missing,
+                Ok(i) => Observed::Exited {
+                    container_id: id,
+                    exit_code: i.state.exit_code,
+                    error: i.state.error,
+                },
+                Err(_) => Observed::Missing,
+            }
+        })
+    }
+
+    fn stop<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(id) = self.container_of(task_id)
+                && let Err(e) = self.ctrs.stop(&id, None, None).await
+            {
+                tracing::warn!(task = task_id, error = %e, "stopping a task's container");
+            }
+        })
+    }
+
+    fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(id) = self.container_of(task_id)
+                && let Err(e) = self.ctrs.remove(&id, true).await
+            {
+                tracing::warn!(task = task_id, error = %e, "removing a task's container");
+            }
+            self.remove_files(task_id);
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(async move { self.task_containers().into_iter().map(|(t, _)| t).collect() })
+    }
+}
