@@ -248,6 +248,8 @@ pub async fn build(
         cpu_quota: int(&query, "cpuquota")?,
         cpuset_cpus: query.get("cpusetcpus").unwrap_or_default().to_string(),
         cpuset_mems: query.get("cpusetmems").unwrap_or_default().to_string(),
+        remove: query.bool("rm", true),
+        force_remove: query.bool("forcerm", false),
     };
     let quiet = query.bool("q", false);
     let build_id = query.get("buildid").unwrap_or_default().to_string();
