@@ -247,8 +247,9 @@ fn build_errors_in_dockers_words() {
     require_root!();
     let d = daemon_with_busybox();
     // A failing RUN: the message carries the exit code, and so does errorDetail.
+    // (forcerm: by default dockerd keeps a failed step's container; build_containers.rs.)
     let ctx = context(&[("Dockerfile", b"FROM busybox\nRUN exit 7\n")]);
-    let (status, lines, _) = build(&d, "", &ctx);
+    let (status, lines, _) = build(&d, "forcerm=1", &ctx);
     assert_eq!(status, 200);
     assert_eq!(
         error_of(&lines).unwrap(),
@@ -525,7 +526,7 @@ fn docker_cli_build_quiet_iidfile_and_failure() {
     assert!(df.contains("Build Cache 0"), "{df}");
     // A failing RUN: the CLI exits with its code and prints Docker's message.
     std::fs::write(dir.path().join("Dockerfile"), "FROM busybox\nRUN exit 3\n").unwrap();
-    let out = docker_build(&d, dir.path(), &[]).unwrap();
+    let out = docker_build(&d, dir.path(), &["--force-rm"]).unwrap();
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stderr

@@ -245,7 +245,7 @@ impl Daemon {
             .await;
         // A build a crash interrupted left its container; its steps' images are whole (or
         // were never published), so only the containers need to go.
-        crate::build::remove_leftover_containers(&ctrs).await;
+        crate::build::remove_leftover_containers(&ctrs, &config.data_root).await;
         let builds =
             crate::build::Builds::open(&config).map_err(|source| DaemonError::BuildCache {
                 root: config.data_root.display().to_string(),

@@ -376,7 +376,13 @@ pub fn select(
     if items.len() > 1 {
         kind = "multi";
     }
+    let started = std::time::Instant::now();
     let digest = digest_items(&items, eff).map_err(|e| format!("cannot read source: {e}"))?;
+    // The hashing of COPY sources is one of the cached build's costs (see bench/build.sh).
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "COPY sources hashed"
+    );
     Ok(Selection {
         items,
         digest,

@@ -60,6 +60,11 @@ pub struct RunHost {
     pub cpu_quota: i64,
     pub cpuset_cpus: String,
     pub cpuset_mems: String,
+    /// `rm` (dockerd's default: true): remove a RUN step's container once the step succeeded.
+    pub remove: bool,
+    /// `forcerm`: remove it even when the step failed (by default a failed step's container
+    /// is kept, so the user can inspect it, as dockerd does).
+    pub force_remove: bool,
 }
 
 pub struct DaemonExecutor {
@@ -666,13 +671,38 @@ async fn run_step(
     let (id, _) = ctrs.create(None, req).await.map_err(err)?;
     out(&format!(" ---> Running in {}\n", short(&id)));
     let result = run_and_commit(&state, &id, &argv, &step.commit, &out, &token).await;
-    if let Err(e) = ctrs.remove_with_volumes(&id, true, true).await {
-        tracing::warn!(container = %id, error = %e, "cannot remove a build container");
+    // dockerd's rules: a cancelled build removes its container silently; otherwise `forcerm`
+    // removes it always, `rm` only after a success, and a kept one stays for inspection.
+    let cancelled = matches!(&result, Err(e) if e.cancelled);
+    let remove = cancelled || host.force_remove || (host.remove && result.is_ok());
+    if !remove {
+        if let Err(e) = mark_kept(&state.config.data_root, &id) {
+            tracing::warn!(container = %id, error = %e, "cannot mark a kept build container");
+        }
+        return result;
     }
-    if result.is_ok() {
-        out(&format!("Removing intermediate container {}\n", short(&id)));
+    match ctrs.remove_with_volumes(&id, true, true).await {
+        Ok(()) if !cancelled => {
+            out(&format!("Removing intermediate container {}\n", short(&id)));
+        }
+        Ok(()) => {}
+        Err(e) => {
+            tracing::warn!(container = %id, error = %e, "cannot remove a build container");
+        }
     }
     result
+}
+
+/// Where the ids of build containers kept on purpose (`rm=0`, a failed step without
+/// `forcerm`) are recorded, so that the removal of a crash's leftovers at start spares them.
+fn kept_dir(data_root: &Path) -> PathBuf {
+    data_root.join("builder").join("kept-containers")
+}
+
+fn mark_kept(data_root: &Path, id: &str) -> std::io::Result<()> {
+    let dir = kept_dir(data_root);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(id), b"")
 }
 
 async fn run_and_commit(
@@ -770,12 +800,14 @@ fn demux(chunk: &[u8]) -> Vec<u8> {
 }
 
 /// Removes build containers a crash left behind (called at daemon start).
-pub async fn remove_leftover_containers(ctrs: &berth_container::Containers) {
+pub async fn remove_leftover_containers(ctrs: &berth_container::Containers, data_root: &Path) {
     let Ok(list) = ctrs.list(true, None, Default::default()) else {
         return;
     };
+    let kept = kept_dir(data_root);
     for c in list {
         if c.labels.contains_key(BUILD_LABEL)
+            && !kept.join(&c.id).exists()
             && let Err(e) = ctrs.remove_with_volumes(&c.id, true, true).await
         {
             tracing::warn!(container = %c.id, error = %e, "cannot remove a leftover build container");

@@ -190,6 +190,9 @@ pub async fn build(
         .non_empty("dockerfile")
         .unwrap_or("Dockerfile")
         .to_string();
+    // Timings at debug level: the profile of a build (context in, then the steps) that
+    // bench/build.sh's figures break down into.
+    let started = std::time::Instant::now();
     match query.non_empty("remote") {
         Some(url) => remote_context(url, &context, &guard.0, &name).await?,
         None => {
@@ -206,6 +209,10 @@ pub async fn build(
             .map_err(super::join_error)??;
         }
     }
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "build context received and extracted"
+    );
     let text = read_dockerfile(&context, &name)?;
     // The `-f` name goes into dockerd's messages for an empty or unparsable file.
     let (df, warnings) =
@@ -248,6 +255,8 @@ pub async fn build(
         cpu_quota: int(&query, "cpuquota")?,
         cpuset_cpus: query.get("cpusetcpus").unwrap_or_default().to_string(),
         cpuset_mems: query.get("cpusetmems").unwrap_or_default().to_string(),
+        remove: query.bool("rm", true),
+        force_remove: query.bool("forcerm", false),
     };
     let quiet = query.bool("q", false);
     let build_id = query.get("buildid").unwrap_or_default().to_string();
@@ -278,6 +287,10 @@ pub async fn build(
             r = engine::build(&df, &opts, &exec, &state.builds.cache, out.clone()) => r,
             _ = token.cancelled() => Err(BuildError { cancelled: true, ..BuildError::new("Build cancelled") }),
         };
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "build steps done"
+        );
         match result {
             Ok(id) => finish(&state, &out, &id, &tags).await,
             Err(e) => out.error(&e),
