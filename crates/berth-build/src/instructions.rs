@@ -102,7 +102,9 @@ pub enum Instruction {
     Shell(Vec<String>),
 }
 
-/// `key=value` as written (quotes removed as Docker removes them, `$` untouched).
+/// `key=value` as written: quotes, escapes and `$` untouched, so that `'$x'` stays literal.
+/// [`Instruction::expand`] substitutes and removes quotes as Docker's shell lexer does
+/// (`LABEL "a b"="c d"` gives the key `a b`); call it even when no variable is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
     pub key: String,
@@ -187,7 +189,8 @@ pub enum CacheSharing {
 /// local tars; the parser refuses flags the instruction does not take).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyInstruction {
-    /// Sources as written (may hold wildcards and `$VAR`); for here-documents, their names.
+    /// Sources as written (may hold wildcards and `$VAR`); for here-documents, their names
+    /// (in place of `<<EOF`), each with its entry in `heredocs`.
     pub sources: Vec<String>,
     pub dest: String,
     /// `--from=stage|index|image`.
@@ -202,6 +205,8 @@ pub struct CopyInstruction {
     pub checksum: Option<String>,
     /// ADD `--keep-git-dir`.
     pub keep_git_dir: bool,
+    /// ADD `--unpack[=bool]`: `None` when not given (auto-extract local tars only).
+    pub unpack: Option<bool>,
     /// `COPY <<EOF /dest`: each here-document becomes a file named after it.
     pub heredocs: Vec<Heredoc>,
 }

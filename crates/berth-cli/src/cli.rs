@@ -3,8 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    compose, container, context::ContextCommand, cp, image, login, network, pull, push, stats,
-    system, volume,
+    build, builder, compose, container, context::ContextCommand, cp, image, login, network, pull,
+    push, stats, system, volume,
 };
 
 /// A self-sufficient runtime for containers
@@ -122,6 +122,13 @@ pub struct GlobalOptions {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Manage builds
+    Builder {
+        #[command(subcommand)]
+        command: builder::BuilderCommand,
+    },
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Manage containers
     Container {
         #[command(subcommand)]

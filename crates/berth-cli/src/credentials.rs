@@ -120,6 +120,23 @@ pub fn get(config: &ConfigDir, server: &str) -> Result<AuthConfig> {
     })
 }
 
+/// Every stored credential, keyed by registry (what `docker build` sends the daemon in
+/// `X-Registry-Config` so `FROM` can pull private images). Registries whose helper fails
+/// are left out, as docker leaves them out.
+pub fn all(config: &ConfigDir) -> std::collections::BTreeMap<String, AuthConfig> {
+    let Ok(file) = config.load() else {
+        return Default::default();
+    };
+    file.auths
+        .keys()
+        .chain(file.cred_helpers.keys())
+        .filter_map(|server| {
+            let auth = get(config, server).ok()?;
+            (!auth.is_empty()).then(|| (server.clone(), auth))
+        })
+        .collect()
+}
+
 /// Stores `auth` for `server`. Returns whether it went to `config.json` in plain text (docker
 /// then warns).
 pub fn store(config: &ConfigDir, server: &str, auth: &AuthConfig) -> Result<bool> {
@@ -289,6 +306,26 @@ mod tests {
             String::from_utf8(json).unwrap(),
             r#"{"username":"u","password":"p","serveraddress":"r"}"#
         );
+    }
+
+    #[test]
+    fn every_stored_credential_for_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ConfigDir::new(dir.path());
+        assert!(all(&config).is_empty());
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths":{"reg:1":{"auth":"YTpi"},"reg:2":{},"https://index.docker.io/v1/":{"auth":"dTpw"}}}"#,
+        )
+        .unwrap();
+        let creds = all(&config);
+        // The entry without credentials is left out.
+        assert_eq!(
+            creds.keys().collect::<Vec<_>>(),
+            ["https://index.docker.io/v1/", "reg:1"]
+        );
+        assert_eq!(creds["reg:1"].username, "a");
+        assert_eq!(creds["reg:1"].serveraddress, "reg:1");
     }
 
     #[test]

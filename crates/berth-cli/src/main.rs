@@ -196,12 +196,15 @@ fn usage_exit_code(e: &clap::Error) -> u8 {
 
 async fn run(env: Env, command: Command) -> anyhow::Result<()> {
     use commands::{
-        compose, container, context, cp, image, login, network, pull, push, stats, system, volume,
+        build, builder, compose, container, context, cp, image, login, network, pull, push, stats,
+        system, volume,
     };
     match command {
         Command::Compose(args) => compose::run(&env, args).await,
         Command::Context { command } => context::run(&env, command).await,
         Command::Image { command } => image::run(&env, command).await,
+        Command::Build(args) => build::build(&env, args).await,
+        Command::Builder { command } => builder::run(&env, command).await,
         Command::Volume { command } => volume::run(&env, command).await,
         Command::Network { command } => network::run(&env, command).await,
         Command::Port(args) => network::port(&env, args).await,

@@ -22,6 +22,7 @@
 //! of `POST /containers/{id}/wait` at once and send the body when the condition is met.
 
 mod connect;
+mod build;
 mod containers;
 mod error;
 mod hijack;
@@ -45,6 +46,7 @@ use tokio::sync::OnceCell;
 pub use berth_api::stream::StreamKind;
 pub use berth_api::{ApiError, ApiVersion, ErrorKind, Filters};
 pub use connect::{CommandConn, Endpoint};
+pub use build::{BuildOptions, BuildPruneOptions, BuildPruneReport};
 pub use containers::{
     AttachOptions, CommitOptions, ContainerListOptions, ContainerRemoveOptions, CopyToOptions,
     LogsOptions, PathStat, WaitHandle, demux_stream, encode_path_stat,

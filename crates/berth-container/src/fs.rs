@@ -324,6 +324,35 @@ impl Containers {
         Ok(image)
     }
 
+    /// A build step's commit: the container's writable layer on top of its image, with the
+    /// config and history entry exactly as the builder computed them (no merge with the
+    /// container's config, whose `Cmd` is the step's command), and no event. The container
+    /// must have stopped. Returns the new image and its layer's size (0: no layer).
+    pub async fn commit_build_step(
+        &self,
+        key: &str,
+        request: CommitRequest,
+    ) -> Result<(Image, u64)> {
+        let c = self.get(key)?;
+        let _op = c.lock_ops().await;
+        let r = c.record();
+        let image_id = berth_image::Digest::parse(&r.image_id)?;
+        let upper = c.paths().upper();
+        let store = self.image_store().clone();
+        blocking(move || -> Result<(Image, u64)> {
+            let layers = store.layer_dirs(&image_id)?;
+            let before = layers.len();
+            let image = commit_blocking(&store, &image_id, &upper, &layers, request)?;
+            let size = if image.layers.len() > before {
+                image.layers.last().map_or(0, |l| l.size)
+            } else {
+                0
+            };
+            Ok((image, size))
+        })
+        .await?
+    }
+
     /// Like [`Self::with_root`], with the container's mounts in place (see the module docs).
     async fn with_root_mounts<T: Send + 'static>(
         &self,

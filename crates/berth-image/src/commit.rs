@@ -40,18 +40,59 @@ impl ImageStore {
         layer: &mut dyn Read,
         req: CommitRequest,
     ) -> Result<Image> {
+        self.commit_image_on(Some(base), Some(layer), req)
+    }
+
+    /// [`ImageStore::commit_image`] where the base may be nothing (a build `FROM scratch`):
+    /// the image is then the layer alone; and the layer may be none (a build's metadata step),
+    /// which records an `empty_layer` history entry without storing anything.
+    pub fn commit_image_on(
+        &self,
+        base: Option<&Digest>,
+        layer: Option<&mut dyn Read>,
+        req: CommitRequest,
+    ) -> Result<Image> {
         let tags = tags_of(req.reference.as_deref())?;
         let _w = exclusive(&self.write_lock);
-        let (base_record, base_config) = self.record_and_config(base)?;
+        let (layers, rootfs, history) = match base {
+            Some(base) => {
+                let (record, config) = self.record_and_config(base)?;
+                (record.layers, config.rootfs, config.history)
+            }
+            None => (Vec::new(), Default::default(), Vec::new()),
+        };
+        let mut empty = false;
         let result = (|| -> Result<Image> {
-            let parent = base_record.layers.last().map(|l| l.chain_id.clone());
-            let layer = self.store_layer(layer, parent.as_ref())?;
-            let empty = layer.diff_id.to_string() == EMPTY_LAYER_DIFF_ID;
+            let parent = layers.last().map(|l| l.chain_id.clone());
+            let layer = match layer {
+                Some(layer) => self.store_layer(layer, parent.as_ref())?,
+                None => {
+                    empty = true;
+                    return self.publish_one(PublishRequest {
+                        config: PublishConfig::Built {
+                            config: ImageConfig {
+                                rootfs: rootfs.clone(),
+                                history: history.clone(),
+                                ..req.config.clone()
+                            },
+                            step: Step {
+                                history: req.history.clone(),
+                                layer: None,
+                            },
+                        },
+                        layers: layers.clone(),
+                        manifest: None,
+                        tags: tags.clone(),
+                        repo_digest: None,
+                    });
+                }
+            };
+            empty = layer.diff_id.to_string() == EMPTY_LAYER_DIFF_ID;
             self.publish_one(PublishRequest {
                 config: PublishConfig::Built {
                     config: ImageConfig {
-                        rootfs: base_config.rootfs,
-                        history: base_config.history,
+                        rootfs,
+                        history,
                         ..req.config
                     },
                     step: Step {
@@ -59,14 +100,16 @@ impl ImageStore {
                         layer: (!empty).then_some(layer),
                     },
                 },
-                layers: base_record.layers,
+                layers,
                 manifest: None,
                 tags,
                 repo_digest: None,
             })
         })();
-        // Also on success: an empty layer was unpacked but is not part of the image.
-        if let Err(e) = self.gc() {
+        // On success only an empty layer, unpacked but not part of the image, is left over.
+        if (result.is_err() || empty)
+            && let Err(e) = self.gc()
+        {
             tracing::warn!(error = %e, "cannot collect after a commit");
         }
         result

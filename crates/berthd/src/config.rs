@@ -165,6 +165,23 @@ pub struct FileConfig {
     pub tlscacert: Option<PathBuf>,
     pub tlscert: Option<PathBuf>,
     pub tlskey: Option<PathBuf>,
+    /// dockerd's `builder` section; only `gc.defaultKeepStorage` is used.
+    pub builder: Option<BuilderConfig>,
+}
+
+/// daemon.json `builder`: `{"gc": {"enabled": true, "defaultKeepStorage": "10GB"}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct BuilderConfig {
+    #[serde(default)]
+    pub gc: BuilderGc,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct BuilderGc {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(rename = "defaultKeepStorage", default)]
+    pub default_keep_storage: Option<String>,
 }
 
 /// One entry of daemon.json `default-address-pools`: subnets of `size` bits from `base`.
@@ -221,6 +238,7 @@ const FILE_KEYS: &[&str] = &[
     "tlscacert",
     "tlscert",
     "tlskey",
+    "builder",
 ];
 
 /// An address the API is served on.
@@ -306,6 +324,9 @@ pub struct Config {
     pub tls: crate::tls::ApiTls,
     /// Warnings about the listeners, logged once logging is set up.
     pub host_warnings: Vec<String>,
+    /// The build cache's budget in bytes (daemon.json `builder.gc.defaultKeepStorage`);
+    /// `None`: a tenth of the data root's file system.
+    pub builder_keep_storage: Option<u64>,
 }
 
 /// How the daemon pulls (`--insecure-registry`, `--max-concurrent-downloads`, mirrors...).
@@ -705,9 +726,22 @@ impl Config {
                 .unwrap_or(5)
                 .max(1),
         };
+        let builder_keep_storage = match file
+            .builder
+            .as_ref()
+            .and_then(|b| b.gc.default_keep_storage.as_deref())
+        {
+            Some(text) => Some(berth_api::units::ram_in_bytes(text).map(|n| n as u64).map_err(|_| {
+                ConfigError::InvalidRegistry(format!(
+                    "invalid builder.gc.defaultKeepStorage {text:?}: expected a size such as 10GB"
+                ))
+            })?),
+            None => None,
+        };
         Ok(Config {
             tls,
             host_warnings,
+            builder_keep_storage,
             max_connections,
             network,
             registry,
@@ -749,6 +783,7 @@ impl Config {
             registry: RegistryConfig::default(),
             tls: crate::tls::ApiTls::default(),
             host_warnings: Vec::new(),
+            builder_keep_storage: None,
         }
     }
 

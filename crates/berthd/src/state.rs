@@ -138,6 +138,11 @@ pub enum DaemonError {
     },
     #[error("cannot set up networking: {0}")]
     Networks(berth_network::ControlError),
+    #[error("cannot open the build cache in {root}: {source}")]
+    BuildCache {
+        root: String,
+        source: std::io::Error,
+    },
     #[error("cannot open image store in {root}: {source}")]
     ImageStore { root: String, source: ImageError },
     #[error("cannot read or create the daemon id in {path}: {source}")]
@@ -162,6 +167,8 @@ pub struct Daemon {
     pub networks: Networks,
     /// Cancelled when the daemon shuts down; long streams (events) end on it.
     pub shutdown: CancellationToken,
+    /// The build cache and the builds running.
+    pub builds: Arc<crate::build::Builds>,
 }
 
 pub type AppState = Arc<Daemon>;
@@ -230,6 +237,14 @@ impl Daemon {
         networks
             .forget_unknown_containers(|id| containers_dir.join(id).is_dir())
             .await;
+        // A build a crash interrupted left its container; its steps' images are whole (or
+        // were never published), so only the containers need to go.
+        crate::build::remove_leftover_containers(&ctrs).await;
+        let builds =
+            crate::build::Builds::open(&config).map_err(|source| DaemonError::BuildCache {
+                root: config.data_root.display().to_string(),
+                source,
+            })?;
         Ok(Daemon {
             config,
             id,
@@ -239,6 +254,7 @@ impl Daemon {
             ctrs,
             networks,
             shutdown: CancellationToken::new(),
+            builds: Arc::new(builds),
         })
     }
 }

@@ -44,11 +44,14 @@ pub enum ImageCommand {
     Import(ImportArgs),
     /// Remove unused images
     Prune(PruneArgs),
+    /// Build an image from a Dockerfile
+    Build(Box<super::build::BuildArgs>),
 }
 
 pub async fn run(env: &Env, command: ImageCommand) -> Result<()> {
     match command {
         ImageCommand::Ls(args) => list(env, args).await,
+        ImageCommand::Build(args) => super::build::build(env, *args).await,
         ImageCommand::Inspect(args) => inspect(env, args).await,
         ImageCommand::History(args) => history(env, args).await,
         ImageCommand::Tag(args) => tag(env, args).await,

@@ -1,6 +1,8 @@
 //! One module per command group. Each command parses into a clap struct, talks to the daemon
 //! through `berth-client`, and formats with `crate::format`.
 
+pub mod build;
+pub mod builder;
 pub mod compose;
 pub mod container;
 pub mod context;

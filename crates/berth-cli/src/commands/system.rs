@@ -533,6 +533,68 @@ pub fn df_rows(usage: &DiskUsage) -> Vec<Value> {
     vec![images, containers, volumes, cache]
 }
 
+/// `system df -v`'s build cache part: the total of the records not shared with images, then
+/// one row per record (`*` after the ID of one in use), as docker prints it.
+pub fn build_cache_section(records: &[Value], now: i64) -> String {
+    let int = |v: &Value, k: &str| v[k].as_i64().unwrap_or(0);
+    let flag = |v: &Value, k: &str| v[k].as_bool().unwrap_or(false);
+    let since = |v: &Value, k: &str| -> String {
+        match v[k]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            Some(t) => format!(
+                "{} ago",
+                crate::format::units::human_duration(now - t.timestamp())
+            ),
+            None => String::new(),
+        }
+    };
+    let total: i64 = records
+        .iter()
+        .filter(|b| !flag(b, "Shared"))
+        .map(|b| int(b, "Size"))
+        .sum();
+    let mut text = format!("\nBuild cache usage: {}\n\n", human_size(total));
+    let rows: Vec<Value> = records
+        .iter()
+        .map(|b| {
+            let id = b["ID"].as_str().unwrap_or_default();
+            let mut id: String = id.chars().take(12).collect();
+            if flag(b, "InUse") {
+                id.push('*');
+            }
+            json!({
+                "ID": id,
+                "CacheType": b["Type"].as_str().unwrap_or_default(),
+                "Size": human_size(int(b, "Size")),
+                "CreatedSince": since(b, "CreatedAt"),
+                "LastUsedSince": since(b, "LastUsedAt"),
+                "UsageCount": int(b, "UsageCount").to_string(),
+                "Shared": flag(b, "Shared").to_string(),
+            })
+        })
+        .collect();
+    let table = Format::Table(
+        "{{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}"
+            .to_string(),
+    )
+    .render(
+        &rows,
+        &[
+            ("ID", "CACHE ID"),
+            ("CacheType", "CACHE TYPE"),
+            ("Size", "SIZE"),
+            ("CreatedSince", "CREATED"),
+            ("LastUsedSince", "LAST USED"),
+            ("UsageCount", "USAGE"),
+            ("Shared", "SHARED"),
+        ],
+    );
+    text.push_str(&table.unwrap_or_default());
+    text
+}
+
 const DF_HEADERS: &[(&str, &str)] = &[
     ("Type", "TYPE"),
     ("TotalCount", "TOTAL"),
@@ -594,13 +656,7 @@ pub async fn df(env: &Env, args: DfArgs) -> Result<()> {
                 ],
             )?,
         );
-        text.push_str("\nBuild cache usage: ");
-        text.push_str(&human_size(
-            df_rows(&usage)[3]["Size"].as_str().map_or(0, |_| 0),
-        ));
-        text.push_str(
-            "\n\nCACHE ID   CACHE TYPE   SIZE      CREATED   LAST USED   USAGE     SHARED\n",
-        );
+        text.push_str(&build_cache_section(&usage.build_cache, now));
         output::out(&text);
         return Ok(());
     }
@@ -858,6 +914,37 @@ mod tests {
              Containers      0         0         0B        0B\n\
              Local Volumes   0         0         0B        0B\n\
              Build Cache     0         0         0B        0B\n"
+        );
+    }
+
+    #[test]
+    fn df_build_cache() {
+        let usage = DiskUsage {
+            build_cache: vec![
+                json!({"ID": "0123456789abcdefgh", "Type": "regular", "Size": 2_000_000, "InUse": true,
+                       "Shared": false, "UsageCount": 3, "CreatedAt": "2026-01-01T00:00:00Z",
+                       "LastUsedAt": "2026-01-01T00:00:00Z"}),
+                json!({"ID": "fedcba9876543210", "Type": "source.local", "Size": 500, "Shared": true}),
+            ],
+            ..Default::default()
+        };
+        let rows = df_rows(&usage);
+        assert_eq!(rows[3]["TotalCount"], "2");
+        assert_eq!(rows[3]["Active"], "1");
+        assert_eq!(rows[3]["Size"], "2MB");
+        assert_eq!(rows[3]["Reclaimable"], "0B");
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:10:00Z")
+            .unwrap()
+            .timestamp();
+        let text = build_cache_section(&usage.build_cache, now);
+        assert!(
+            text.starts_with("\nBuild cache usage: 2MB\n\nCACHE ID        CACHE TYPE"),
+            "{text}"
+        );
+        assert!(text.contains("0123456789ab*   regular        2MB       10 minutes ago   10 minutes ago   3         false"), "{text}");
+        assert!(
+            text.contains("fedcba987654    source.local   500B"),
+            "{text}"
         );
     }
 

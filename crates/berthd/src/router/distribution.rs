@@ -113,6 +113,34 @@ pub(super) fn registry_auth(headers: &HeaderMap) -> Result<Credentials> {
     Ok(auth.credentials())
 }
 
+/// `X-Registry-Config` (a build's credentials): base64 JSON of server address → auth config,
+/// keyed here by registry host. Unreadable headers count as none (the build may not pull).
+pub(crate) fn registry_config_credentials(
+    headers: &HeaderMap,
+) -> std::collections::HashMap<String, Credentials> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let Some(text) = headers
+        .get("x-registry-config")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    else {
+        return Default::default();
+    };
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let bytes = GeneralPurpose::new(&base64::alphabet::URL_SAFE, config)
+        .decode(text)
+        .or_else(|_| GeneralPurpose::new(&base64::alphabet::STANDARD, config).decode(text))
+        .unwrap_or_default();
+    let map: std::collections::HashMap<String, AuthConfig> =
+        serde_json::from_slice(&bytes).unwrap_or_default();
+    map.into_iter()
+        .map(|(server, auth)| (registry_host(&server), auth.credentials()))
+        .collect()
+}
+
 /// `https://index.docker.io/v1/`, `http://reg:5000/`, `reg:5000` → the registry's `host[:port]`.
 fn registry_host(server_address: &str) -> String {
     let rest = server_address

@@ -95,7 +95,8 @@ pub async fn list(
 ) -> Result<Response> {
     let filters = query.filters()?;
     filters.validate(LIST_FILTERS)?;
-    let rows = blocking(move || list_images(&state, &filters, version)).await??;
+    let all = query.bool("all", false);
+    let rows = blocking(move || list_images(&state, &filters, version, all)).await??;
     Ok(ok_json(&rows))
 }
 
@@ -103,8 +104,16 @@ fn list_images(
     state: &AppState,
     filters: &Filters,
     version: ApiVersion,
+    all: bool,
 ) -> Result<Vec<ImageSummary>> {
     let dangling = filters.get_bool("dangling")?;
+    // A build's intermediate images (its cached steps) are listed with `all` only, as the
+    // legacy builder's children images are.
+    let intermediate = if all {
+        Default::default()
+    } else {
+        state.builds.cached_images()
+    };
     let store = &state.images;
     let created_of = |name: &str| -> Result<Option<DateTime<Utc>>> { Ok(store.get(name)?.created) };
     let before = filters
@@ -135,6 +144,9 @@ fn list_images(
     for image in &images {
         let is_dangling = image.repo_tags.is_empty() && image.repo_digests.is_empty();
         if dangling.is_some_and(|d| d != is_dangling) {
+            continue;
+        }
+        if is_dangling && intermediate.contains(&image.id.to_string()) {
             continue;
         }
         if !filters.match_labels("label", &image.config.labels()) {
@@ -591,7 +603,17 @@ pub async fn prune(State(state): State<AppState>, query: Query) -> Result<Respon
                 names
             })
             .collect();
+        // Dangling-only prunes keep the build cache's images (the legacy builder's have
+        // children, which such a prune keeps too); `docker builder prune` removes them.
+        let cached = if all {
+            Default::default()
+        } else {
+            st.builds.cached_images()
+        };
         let keep = |image: &Image| {
+            if cached.contains(&image.id.to_string()) {
+                return false;
+            }
             let labels = image.config.labels();
             let negated = filters.get("label!");
             filters.match_labels("label", &labels)

@@ -3,6 +3,7 @@
 //! and stamps Docker's headers on every response.
 
 mod body;
+mod build;
 mod container_fs;
 mod container_stats;
 mod containers;
@@ -100,6 +101,9 @@ pub fn app(state: AppState) -> Router {
                 .post(images::post_dispatch)
                 .delete(images::delete),
         )
+        .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
+        .route("/build/cancel", post(build::cancel))
         .merge(swarm::routes())
         .fallback(page_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -247,6 +251,16 @@ impl From<ImageError> for Error {
 
 pub(crate) fn image_error(e: &ImageError) -> ApiError {
     ApiError::new(e.kind(), e.to_string())
+}
+
+/// A registry error's message as Docker words it (a build's FROM pull shows it in-band).
+pub(crate) fn registry_error_message(e: &berth_registry::client::RegistryError) -> String {
+    distribution::registry_error(e).message
+}
+
+/// The BuildCache rows of `/system/df`.
+pub(crate) fn build_cache_usage(state: &AppState) -> Vec<serde_json::Value> {
+    build::usage(state)
 }
 
 /// A blocking task that panicked or was cancelled.

@@ -1,16 +1,16 @@
 //! Endpoints of features Berth does not have, answered as dockerd answers them on a node that
-//! is not in a swarm and has an empty build cache, so that clients which probe them (`docker
+//! is not in a swarm, so that clients which probe them (`docker
 //! system prune`, `docker info`, tools listing services) work instead of failing on a 404.
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::Response;
 use axum::routing::{any, post};
 use berth_api::{ApiError, ErrorKind};
 
 use super::body::{MAX_JSON_BODY, check_content_type, read_limited};
-use super::{Error, Result, json_response};
+use super::{Error, Result};
 use crate::state::AppState;
 
 /// dockerd's `errNoManager` for a node that never joined a swarm.
@@ -26,7 +26,6 @@ pub const NO_SWARM_MODE: &str =
 
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
-        .route("/build/prune", post(build_prune))
         .route("/swarm/leave", post(leave))
         .route("/swarm/init", post(init_or_join))
         .route("/swarm/join", post(init_or_join));
@@ -43,15 +42,6 @@ pub fn routes() -> Router<AppState> {
             .route(&format!("{prefix}/{{*rest}}"), any(not_a_manager));
     }
     router
-}
-
-/// `POST /build/prune`: nothing is ever cached until builds exist.
-async fn build_prune(req: Request) -> Result<Response> {
-    read_limited(req.into_body(), MAX_JSON_BODY).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
-    ))
 }
 
 /// Reads the body first: dockerd validates a POST's JSON body before it looks at the swarm, and

@@ -259,7 +259,7 @@ pub async fn disk_usage(
                 .into_iter()
                 .map(|v| serde_json::to_value(v).unwrap_or_default())
                 .collect(),
-            build_cache: Vec::new(),
+            build_cache: super::build_cache_usage(&st),
         }
     })
     .await
