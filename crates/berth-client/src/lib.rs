@@ -21,8 +21,8 @@
 //! `run` relies on that to register the wait before `start`, so the daemon must flush the head
 //! of `POST /containers/{id}/wait` at once and send the body when the condition is met.
 
-mod connect;
 mod build;
+mod connect;
 mod containers;
 mod error;
 mod hijack;
@@ -45,8 +45,8 @@ use tokio::sync::OnceCell;
 
 pub use berth_api::stream::StreamKind;
 pub use berth_api::{ApiError, ApiVersion, ErrorKind, Filters};
-pub use connect::{CommandConn, Endpoint};
 pub use build::{BuildOptions, BuildPruneOptions, BuildPruneReport};
+pub use connect::{CommandConn, Endpoint};
 pub use containers::{
     AttachOptions, CommitOptions, ContainerListOptions, ContainerRemoveOptions, CopyToOptions,
     LogsOptions, PathStat, WaitHandle, demux_stream, encode_path_stat,

@@ -1,8 +1,8 @@
-//! `compose pull`, `push`, `build`: service images through the daemon's registry client.
-//! Building waits for the build API (POST /build) in berth-client; until then `build` says
-//! so rather than pretend.
+//! `compose pull`, `push`, `build`: service images through the daemon's registry client and
+//! its builder (`build` itself is in `super::build`).
 
 use anyhow::Result;
+use berth_compose::build::BuildFlags;
 use berth_compose::reconcile::Engine;
 use clap::Args;
 use futures_util::StreamExt;
@@ -50,6 +50,9 @@ pub struct BuildArgs {
     /// Don't print anything to STDOUT
     #[arg(short, long)]
     pub quiet: bool,
+    /// Build images in parallel (the default; how many at once is the global --parallel)
+    #[arg(long, hide = true)]
+    pub parallel: bool,
     pub services: Vec<String>,
 }
 
@@ -136,22 +139,26 @@ pub async fn push(ctx: &Ctx<'_>, args: &PushArgs) -> Result<()> {
 }
 
 pub async fn build(ctx: &Ctx<'_>, args: &BuildArgs) -> Result<()> {
+    super::build::check_build_args(&args.build_arg)
+        .map_err(|e| StatusError::error(1, e.to_string()))?;
     let project = ctx.project(&args.services)?;
-    let buildable: Vec<&str> = project
+    for name in &args.services {
+        if !project.services.contains_key(name) {
+            return Err(StatusError::error(1, format!("no such service: {name}")));
+        }
+    }
+    // Named services only (Compose builds dependencies only with --with-dependencies).
+    let services: Vec<&berth_compose::Service> = project
         .services
         .values()
         .filter(|s| args.services.is_empty() || args.services.contains(&s.name))
         .filter(|s| s.config.build.is_some())
-        .map(|s| s.name.as_str())
         .collect();
-    if buildable.is_empty() {
-        return Ok(());
-    }
-    Err(StatusError::error(
-        1,
-        format!(
-            "cannot build {}: building is not available in this client yet (build not available)",
-            buildable.join(", ")
-        ),
-    ))
+    let flags = BuildFlags {
+        no_cache: args.no_cache,
+        pull: args.pull,
+        quiet: args.quiet,
+        build_args: args.build_arg.clone(),
+    };
+    super::build::build_services(ctx, &project, &services, &flags).await
 }
