@@ -129,7 +129,8 @@ fn a_rebuilt_image_recreates_only_its_service() {
     let p = project(APP);
     let mut o = observed_after_up(&p);
     for c in &mut o.containers {
-        c.labels.insert(labels::IMAGE.into(), format!("sha256:{}", c.service));
+        c.labels
+            .insert(labels::IMAGE.into(), format!("sha256:{}", c.service));
     }
     // The same id as the containers were made from: nothing to do.
     let same = UpOptions {

@@ -1,0 +1,309 @@
+//! `berth compose` with `build:` sections against a real daemon: the three-tier app whose api
+//! is built from a Dockerfile in the test's directory (a `.dockerignore`, an `ARG` taken from
+//! `.env`), brought up with `--build --wait`, reached from the host and from another service;
+//! a changed context recreates only api, an unchanged project is left alone, a cached
+//! `compose build` says so, `down --rmi local` removes the built image; a failing build
+//! starts nothing; `compose build` flags, `dockerfile_inline`, `--no-build` and `create --build`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_e2e::containers::daemon_with_busybox;
+use berth_e2e::{Daemon, Output, require_root};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn app(port: u16) -> String {
+    format!(
+        r#"
+name: tiers
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1:{port}:80"]
+    stop_grace_period: 1s
+    depends_on:
+      api: {{condition: service_started}}
+  api:
+    build:
+      context: ./api
+      args: [GREETING]
+      labels: {{tier: api}}
+    stop_grace_period: 1s
+    depends_on:
+      db: {{condition: service_healthy}}
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo ok > /data/ready; exec sleep 300"]
+    stop_grace_period: 1s
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/data/ready"]
+      interval: 1s
+      retries: 30
+volumes:
+  data: {{}}
+"#
+    )
+}
+
+const API_DOCKERFILE: &str = r#"FROM busybox
+ARG GREETING=unset
+RUN mkdir -p /www && echo "$GREETING" > /www/index.html
+COPY . /src/
+COPY version.txt /www/version.txt
+CMD ["busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+"#;
+
+fn project_dir(d: &Daemon, name: &str, text: &str) -> PathBuf {
+    let dir = d.dir().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), text).unwrap();
+    dir
+}
+
+fn compose(d: &Daemon, dir: &Path, args: &[&str]) -> Output {
+    let file = dir.join("compose.yaml").display().to_string();
+    let mut all = vec!["compose", "-f", &file];
+    all.extend(args);
+    d.berth(&all)
+}
+
+/// The project's containers: (name, id, state), sorted by name.
+fn containers(d: &Daemon, project: &str) -> Vec<(String, String, String)> {
+    let list = d.api().get("/containers/json?all=1").json();
+    let mut out: Vec<(String, String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["Labels"]["com.docker.compose.project"] == project)
+        .map(|c| {
+            (
+                c["Names"][0]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches('/')
+                    .to_string(),
+                c["Id"].as_str().unwrap().to_string(),
+                c["State"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn names(list: &[(String, String, String)]) -> Vec<&str> {
+    list.iter().map(|(n, _, _)| n.as_str()).collect()
+}
+
+/// GET `path` on the host's published port, retried while the server starts listening.
+fn http_get(port: u16, path: &str) -> String {
+    let mut body = String::new();
+    for _ in 0..100 {
+        body.clear();
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes());
+            let _ = s.read_to_string(&mut body);
+            if body.contains("200") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    body
+}
+
+/// `wget` of api's page from inside web, over the project network (retried while api's
+/// server starts).
+fn api_page(d: &Daemon, dir: &Path, path: &str) -> String {
+    let url = format!("http://api:8080{path}");
+    let mut last = String::new();
+    for _ in 0..50 {
+        let out = compose(
+            d,
+            dir,
+            &["exec", "-T", "web", "wget", "-q", "-O", "-", &url],
+        );
+        if out.code == 0 {
+            return out.stdout;
+        }
+        last = out.stderr;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("api never answered {url}: {last}")
+}
+
+fn image_id(d: &Daemon, name: &str) -> Option<String> {
+    let r = d.api().get(&format!("/images/{name}/json"));
+    (r.status == 200).then(|| r.json()["Id"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn compose_builds_the_api_of_a_three_tier_app_and_converges_on_rebuilds() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let port = free_port();
+    let dir = project_dir(&d, "tiers", &app(port));
+    let api = dir.join("api");
+    std::fs::create_dir_all(&api).unwrap();
+    std::fs::write(api.join("Dockerfile"), API_DOCKERFILE).unwrap();
+    std::fs::write(api.join("version.txt"), "v1\n").unwrap();
+    std::fs::write(api.join("secret.txt"), "not for the image\n").unwrap();
+    std::fs::write(api.join(".dockerignore"), "secret.txt\n").unwrap();
+    // A bare `ARG` in the file takes its value from the project's environment (.env).
+    std::fs::write(dir.join(".env"), "GREETING=hello-from-api\n").unwrap();
+
+    let out = compose(&d, &dir, &["up", "-d", "--build", "--wait"]).success();
+    assert!(
+        out.stdout.contains("Step 1/7 : FROM busybox"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("Built"), "{}", out.stderr);
+    let first = containers(&d, "tiers");
+    assert_eq!(names(&first), ["tiers-api-1", "tiers-db-1", "tiers-web-1"]);
+    assert!(first.iter().all(|(_, _, s)| s == "running"), "{first:?}");
+    assert!(http_get(port, "/index.html").contains("hello-from-web"));
+    assert_eq!(api_page(&d, &dir, "/index.html").trim(), "hello-from-api");
+    assert_eq!(api_page(&d, &dir, "/version.txt").trim(), "v1");
+    // The context went through .dockerignore.
+    let out = compose(&d, &dir, &["exec", "-T", "api", "ls", "/src"]).success();
+    assert!(out.stdout.contains("version.txt"), "{}", out.stdout);
+    assert!(!out.stdout.contains("secret.txt"), "{}", out.stdout);
+
+    // The image Compose v2 names and labels; the container records which image it runs.
+    let image = d.api().get("/images/tiers-api/json").json();
+    let labels = &image["Config"]["Labels"];
+    assert_eq!(labels["com.docker.compose.project"], "tiers");
+    assert_eq!(labels["com.docker.compose.service"], "api");
+    assert_eq!(labels["tier"], "api");
+    let built = image["Id"].as_str().unwrap().to_string();
+    let c = d.api().get("/containers/tiers-api-1/json").json();
+    assert_eq!(
+        c["Config"]["Labels"]["com.docker.compose.image"],
+        built.as_str()
+    );
+
+    // Unchanged: nothing built, nothing touched.
+    let out = compose(&d, &dir, &["up", "-d"]).success();
+    assert!(!out.stdout.contains("Step"), "{}", out.stdout);
+    assert_eq!(containers(&d, "tiers"), first, "{}", out.stderr);
+    // Rebuilt from the cache: the same image, so still nothing recreated.
+    let out = compose(&d, &dir, &["up", "-d", "--build"]).success();
+    assert!(out.stdout.contains("Using cache"), "{}", out.stdout);
+    assert_eq!(image_id(&d, "tiers-api").as_deref(), Some(built.as_str()));
+    assert_eq!(containers(&d, "tiers"), first, "{}", out.stderr);
+
+    // A changed context: only api is rebuilt and recreated.
+    std::fs::write(api.join("version.txt"), "v2\n").unwrap();
+    let out = compose(&d, &dir, &["up", "-d", "--build"]).success();
+    assert!(out.stderr.contains("Recreated"), "{}", out.stderr);
+    let changed = containers(&d, "tiers");
+    assert_eq!(names(&changed), names(&first));
+    assert_ne!(changed[0].1, first[0].1, "api was not recreated");
+    assert_eq!(changed[1], first[1], "db was recreated");
+    assert_eq!(changed[2], first[2], "web was recreated");
+    assert_eq!(api_page(&d, &dir, "/version.txt").trim(), "v2");
+    let rebuilt = image_id(&d, "tiers-api").unwrap();
+    assert_ne!(rebuilt, built);
+
+    // `compose build` on a cached build reports its cached steps; --no-cache has none.
+    let out = compose(&d, &dir, &["build"]).success();
+    assert!(out.stdout.contains("Using cache"), "{}", out.stdout);
+    assert_eq!(image_id(&d, "tiers-api").as_deref(), Some(rebuilt.as_str()));
+    let out = compose(&d, &dir, &["build", "--no-cache", "api"]).success();
+    assert!(!out.stdout.contains("Using cache"), "{}", out.stdout);
+
+    // Down with the local images: the built image goes, busybox (named in the file) stays.
+    compose(&d, &dir, &["down", "-v", "--rmi", "local"]).success();
+    assert!(containers(&d, "tiers").is_empty());
+    assert_eq!(image_id(&d, "tiers-api"), None);
+    assert!(image_id(&d, "busybox").is_some());
+    assert_eq!(d.api().get("/volumes/tiers_data").status, 404);
+    assert_eq!(d.api().get("/networks/tiers_default").status, 404);
+}
+
+#[test]
+fn compose_build_failure_starts_nothing() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let text = r#"
+name: broken
+services:
+  db:
+    image: busybox
+    command: ["sleep", "300"]
+  api:
+    build:
+      context: .
+      dockerfile_inline: |
+        FROM busybox
+        RUN echo about to fail && exit 7
+    depends_on: [db]
+"#;
+    let dir = project_dir(&d, "broken", text);
+    let out = compose(&d, &dir, &["up", "-d"]).failure();
+    assert!(
+        out.stderr.contains(
+            "The command '/bin/sh -c echo about to fail && exit 7' returned a non-zero code: 7"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("api"), "{}", out.stderr);
+    assert!(containers(&d, "broken").is_empty());
+    assert_eq!(d.api().get("/networks/broken_default").status, 404);
+    assert_eq!(image_id(&d, "broken-api"), None);
+}
+
+#[test]
+fn compose_build_flags_inline_dockerfiles_no_build_and_create_build() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let text = r#"
+name: flags
+services:
+  tool:
+    build:
+      context: .
+      dockerfile_inline: |
+        FROM busybox
+        ARG V=default
+        RUN echo "$$V" > /v
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+"#;
+    // `$$`: the file is interpolated before the Dockerfile is, as in Compose.
+    let dir = project_dir(&d, "flags", text);
+    // --no-build with no image: a clear error, nothing made.
+    let out = compose(&d, &dir, &["up", "-d", "--no-build"]).failure();
+    assert!(out.stderr.contains("--no-build"), "{}", out.stderr);
+    assert!(containers(&d, "flags").is_empty());
+
+    // -q prints nothing; --build-arg overrides the Dockerfile's default.
+    let out = compose(&d, &dir, &["build", "-q", "--build-arg", "V=from-flag"]).success();
+    assert_eq!(out.stdout, "");
+    assert!(image_id(&d, "flags-tool").is_some());
+
+    // create --build rebuilds (the default value again) and creates without starting.
+    let out = compose(&d, &dir, &["create", "--build"]).success();
+    assert!(out.stdout.contains("Step 1/4 : FROM busybox"), "{}", out.stdout);
+    let list = containers(&d, "flags");
+    assert_eq!(names(&list), ["flags-tool-1"]);
+    assert_eq!(list[0].2, "created");
+    compose(&d, &dir, &["start"]).success();
+    let out = compose(&d, &dir, &["exec", "-T", "tool", "cat", "/v"]).success();
+    assert_eq!(out.stdout.trim(), "default");
+    compose(&d, &dir, &["down", "--rmi", "local"]).success();
+    assert_eq!(image_id(&d, "flags-tool"), None);
+}
