@@ -184,8 +184,7 @@ fn compose_builds_the_api_of_a_three_tier_app_and_converges_on_rebuilds() {
     // The image Compose v2 names and labels; the container records which image it runs.
     let image = d.api().get("/images/tiers-api/json").json();
     let labels = &image["Config"]["Labels"];
-    assert_eq!(labels["com.docker.compose.project"], "tiers");
-    assert_eq!(labels["com.docker.compose.service"], "api");
+    assert_eq!(labels["com.docker.compose.image.builder"], "classic");
     assert_eq!(labels["tier"], "api");
     let built = image["Id"].as_str().unwrap().to_string();
     let c = d.api().get("/containers/tiers-api-1/json").json();
@@ -297,7 +296,11 @@ services:
 
     // create --build rebuilds (the default value again) and creates without starting.
     let out = compose(&d, &dir, &["create", "--build"]).success();
-    assert!(out.stdout.contains("Step 1/4 : FROM busybox"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Step 1/4 : FROM busybox"),
+        "{}",
+        out.stdout
+    );
     let list = containers(&d, "flags");
     assert_eq!(names(&list), ["flags-tool-1"]);
     assert_eq!(list[0].2, "created");
@@ -306,4 +309,99 @@ services:
     assert_eq!(out.stdout.trim(), "default");
     compose(&d, &dir, &["down", "--rmi", "local"]).success();
     assert_eq!(image_id(&d, "flags-tool"), None);
+}
+
+fn compose_v2_available() -> bool {
+    berth_e2e::docker_cli().is_some_and(|docker| {
+        std::process::Command::new(docker)
+            .args(["compose", "version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+fn docker_compose(d: &Daemon, dir: &Path, args: &[&str]) -> Output {
+    let file = dir.join("compose.yaml").display().to_string();
+    let mut all = vec!["compose", "-f", &file];
+    all.extend(args);
+    d.docker(&all).unwrap()
+}
+
+/// Docker Compose building through the Engine API's `/build` (its classic builder), as it
+/// does where buildx is absent: `DOCKER_BUILDKIT=0`.
+fn docker_compose_classic(d: &Daemon, dir: &Path, args: &[&str]) -> Output {
+    let file = dir.join("compose.yaml").display().to_string();
+    let out = std::process::Command::new(berth_e2e::docker_cli().unwrap())
+        .args(["compose", "-f", &file])
+        .args(args)
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir().join("docker-config"))
+        .env("DOCKER_BUILDKIT", "0")
+        .env("COMPOSE_BAKE", "false")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .output()
+        .unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A project built by berth compose is left alone by Docker Compose v2 (same image name,
+/// labels and hash), and the reverse.
+#[test]
+fn compose_built_projects_move_between_berth_and_docker_compose_v2() {
+    require_root!();
+    if !compose_v2_available() {
+        eprintln!("skipped: no docker compose plugin (scripts/install-test-peers.sh installs it)");
+        return;
+    }
+    let d = daemon_with_busybox();
+    let text = r#"
+name: both
+services:
+  app:
+    build: ./app
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+"#;
+    let dir = project_dir(&d, "both", text);
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(
+        dir.join("app/Dockerfile"),
+        "FROM busybox\nRUN echo built > /b\n",
+    )
+    .unwrap();
+
+    compose(&d, &dir, &["up", "-d"]).success();
+    let made = containers(&d, "both");
+    let out = docker_compose(&d, &dir, &["up", "-d"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        containers(&d, "both"),
+        made,
+        "docker compose recreated: {}",
+        out.stderr
+    );
+    let ours = image_id(&d, "both-app").unwrap();
+    docker_compose(&d, &dir, &["down", "-t", "1"]).success();
+
+    // Built by Docker Compose (through the same API), then left alone by berth compose.
+    let out = docker_compose_classic(&d, &dir, &["up", "-d", "--build"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // The same request as ours: the same image, from the cache of berth compose's build.
+    assert_eq!(image_id(&d, "both-app").as_deref(), Some(ours.as_str()));
+    assert!(out.stdout.contains("Using cache"), "{}", out.stdout);
+    let made = containers(&d, "both");
+    let out = compose(&d, &dir, &["up", "-d"]).success();
+    assert_eq!(
+        containers(&d, "both"),
+        made,
+        "berth compose recreated: {}",
+        out.stderr
+    );
+    compose(&d, &dir, &["down", "-t", "1", "--rmi", "local"]).success();
+    assert_eq!(image_id(&d, "both-app"), None);
 }

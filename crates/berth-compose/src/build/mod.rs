@@ -1,9 +1,11 @@
 //! A service's `build:` section as the legacy builder's `POST /build` request, as Docker
-//! Compose v2 makes it when it builds through the Engine API (its "classic" builder): the
-//! image named `PROJECT-SERVICE` unless `image:` names it, the section's `tags` added, build
-//! args from the file (a bare `ARG` resolved from the project's environment) overridden by
-//! `--build-arg`, and the `com.docker.compose.{project,service,version}` labels Compose puts
-//! on the images it builds. Pure, so the mapping is unit-tested; the CLI sends it.
+//! Compose v2 makes it when it builds through the Engine API (its "classic" builder, used
+//! where buildx is absent or `DOCKER_BUILDKIT=0`): the section's `tags` and the image named
+//! `PROJECT-SERVICE` unless `image:` names it, build args from the file (a bare `ARG`
+//! resolved from the project's environment) overridden by `--build-arg`, and the section's
+//! labels plus `com.docker.compose.image.builder=classic`. The same request as Compose's
+//! gives the same image id from the same cache, so a project built by either tool is not
+//! rebuilt or recreated by the other. Pure, so the mapping is unit-tested; the CLI sends it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -131,12 +133,16 @@ pub fn build_request(
 ) -> Option<BuildRequest> {
     let build = service.config.build.as_ref()?;
     let image = service.image_name(&project.name);
-    let mut tags = vec![image.clone()];
-    tags.extend(build.tags.iter().filter(|t| **t != image).cloned());
+    // Compose's order: the section's tags, then the image's name.
+    let mut tags: Vec<String> = build
+        .tags
+        .iter()
+        .filter(|t| **t != image)
+        .cloned()
+        .collect();
+    tags.push(image.clone());
     let mut label_map = build.labels.clone();
-    label_map.insert(labels::VERSION.into(), labels::COMPOSE_VERSION.into());
-    label_map.insert(labels::PROJECT.into(), project.name.clone());
-    label_map.insert(labels::SERVICE.into(), service.name.clone());
+    label_map.insert(labels::IMAGE_BUILDER.into(), "classic".into());
     let is_remote = build.context.contains("://") || build.context.starts_with("git@");
     let context = if is_remote {
         BuildContext::Remote(build.context.clone())
