@@ -77,19 +77,30 @@ pub async fn pull(ctx: &Ctx<'_>, args: &PullArgs) -> Result<()> {
             if r.is_ok() {
                 progress("Image", &image, "Pulled");
             }
-            (image, r)
+            (image, s.config.build.is_some().then(|| s.name.clone()), r)
         }
     }))
     .await;
-    for (image, r) in results {
+    let mut to_build = Vec::new();
+    for (image, buildable, r) in results {
         if let Err(e) = r {
             let message = format!("{image}: {}", describe_client_error(&e));
-            if args.ignore_pull_failures {
+            // An image that can be built is not an error to fail to pull, as in Compose.
+            if let Some(service) = buildable {
+                output::err(&format!("WARN[0000] {message}\n"));
+                to_build.push(service);
+            } else if args.ignore_pull_failures {
                 output::err(&format!("WARN[0000] {message}\n"));
             } else {
                 return Err(StatusError::error(1, message));
             }
         }
+    }
+    if !to_build.is_empty() {
+        output::err(&format!(
+            "WARNING: Some service image(s) must be built from source by running:\n    berth compose build {}\n",
+            to_build.join(" ")
+        ));
     }
     Ok(())
 }
