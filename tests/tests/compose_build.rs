@@ -260,9 +260,28 @@ services:
         out.stderr
     );
     assert!(out.stderr.contains("api"), "{}", out.stderr);
+    // The exit status is the failed command's, as with Compose.
+    assert_eq!(out.code, 7, "{}", out.stderr);
     assert!(containers(&d, "broken").is_empty());
     assert_eq!(d.api().get("/networks/broken_default").status, 404);
     assert_eq!(image_id(&d, "broken-api"), None);
+
+    // What the Engine API's builder cannot do is refused before anything is sent.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        text.replace(
+            "context: .",
+            "context: .\n      platforms: [linux/amd64, linux/arm64]",
+        ),
+    )
+    .unwrap();
+    let out = compose(&d, &dir, &["build"]).failure();
+    assert!(
+        out.stderr.contains("doesn't support multi-arch build"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("Step"), "{}", out.stdout);
 }
 
 #[test]

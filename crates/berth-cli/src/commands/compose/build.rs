@@ -85,6 +85,9 @@ pub async fn build_services(
     services: &[&Service],
     flags: &BuildFlags,
 ) -> Result<()> {
+    for s in services {
+        unsupported(s)?;
+    }
     let requests: Vec<BuildRequest> = services
         .iter()
         .filter_map(|s| build_request(project, s, flags))
@@ -107,6 +110,7 @@ pub async fn build_services(
         let progress = &progress;
         async move {
             let service = r.service.clone();
+            progress("Service", &service, "Building");
             build_one(client, r, registry_config, prefixed, flags.quiet).await?;
             progress("Service", &service, "Built");
             Ok(())
@@ -116,6 +120,47 @@ pub async fn build_services(
     .collect()
     .await;
     results.into_iter().collect()
+}
+
+/// What the legacy `/build` API cannot do, refused before anything is sent, as Compose's
+/// classic builder refuses it.
+fn unsupported(service: &Service) -> Result<()> {
+    let Some(build) = service.raw.get("build") else {
+        return Ok(());
+    };
+    let set = |key: &str| match build.get(key) {
+        None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
+        Some(serde_json::Value::Array(a)) => !a.is_empty(),
+        Some(serde_json::Value::Object(o)) => !o.is_empty(),
+        Some(_) => true,
+    };
+    let what = if build
+        .get("platforms")
+        .and_then(|p| p.as_array())
+        .is_some_and(|p| p.len() > 1)
+    {
+        Some("multi-arch build")
+    } else if set("privileged") {
+        Some("privileged mode")
+    } else if set("additional_contexts") {
+        Some("additional contexts")
+    } else if set("ssh") {
+        Some("SSH keys")
+    } else if set("secrets") {
+        Some("secrets")
+    } else {
+        None
+    };
+    match what {
+        Some(what) => Err(StatusError::error(
+            1,
+            format!(
+                "service {:?}: the builder (the Engine API's classic builder) doesn't support {what}",
+                service.name
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `X-Registry-Config`: every stored credential, so `FROM` a private image works.
@@ -142,7 +187,10 @@ async fn build_one(
         context,
         ..
     } = request;
-    let fail = |message: String| StatusError::error(1, format!("service {service:?}: {message}"));
+    let fail_with = |code: u8, message: String| {
+        StatusError::error(code, format!("service {service:?}: {message}"))
+    };
+    let fail = |message: String| fail_with(1, message);
     let body = match &context {
         BuildContext::Remote(_) => None,
         BuildContext::Dir { root, dockerfile } => {
@@ -175,8 +223,18 @@ async fn build_one(
         let text = match renderer.render(&message) {
             Ok(t) => t,
             // Docker's words (`The command '/bin/sh -c false' returned a non-zero code: 1`),
-            // with the service it belongs to.
-            Err(e) => return Err(fail(e.0)),
+            // with the service it belongs to; the exit status is the error's code, as
+            // Compose's.
+            Err(e) => {
+                let code = message
+                    .error_detail
+                    .as_ref()
+                    .and_then(|d| d.code)
+                    .and_then(|c| u8::try_from(c).ok())
+                    .filter(|c| *c != 0)
+                    .unwrap_or(1);
+                return Err(fail_with(code, e.0));
+            }
         };
         if quiet || text.is_empty() {
             continue;
