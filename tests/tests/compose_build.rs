@@ -159,7 +159,12 @@ fn compose_builds_the_api_of_a_three_tier_app_and_converges_on_rebuilds() {
     std::fs::write(api.join("Dockerfile"), API_DOCKERFILE).unwrap();
     std::fs::write(api.join("version.txt"), "v1\n").unwrap();
     std::fs::write(api.join("secret.txt"), "not for the image\n").unwrap();
-    std::fs::write(api.join(".dockerignore"), "secret.txt\n").unwrap();
+    std::fs::write(api.join(".dockerignore"), "secret.txt\nnode_modules\n").unwrap();
+    // Real sizes: 8 MiB sent, 32 MiB left out by .dockerignore.
+    let blob: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(api.join("blob.bin"), &blob).unwrap();
+    std::fs::create_dir_all(api.join("node_modules")).unwrap();
+    std::fs::write(api.join("node_modules/huge.bin"), vec![7u8; 32 << 20]).unwrap();
     // A bare `ARG` in the file takes its value from the project's environment (.env).
     std::fs::write(dir.join(".env"), "GREETING=hello-from-api\n").unwrap();
 
@@ -180,6 +185,18 @@ fn compose_builds_the_api_of_a_three_tier_app_and_converges_on_rebuilds() {
     let out = compose(&d, &dir, &["exec", "-T", "api", "ls", "/src"]).success();
     assert!(out.stdout.contains("version.txt"), "{}", out.stdout);
     assert!(!out.stdout.contains("secret.txt"), "{}", out.stdout);
+    assert!(!out.stdout.contains("node_modules"), "{}", out.stdout);
+    let out = compose(
+        &d,
+        &dir,
+        &["exec", "-T", "api", "wc", "-c", "/src/blob.bin"],
+    )
+    .success();
+    assert!(
+        out.stdout.starts_with(&format!("{} ", 8u32 << 20)),
+        "{}",
+        out.stdout
+    );
 
     // The image Compose v2 names and labels; the container records which image it runs.
     let image = d.api().get("/images/tiers-api/json").json();
@@ -300,6 +317,15 @@ services:
         RUN echo "$$V" > /v
     command: ["sleep", "300"]
     stop_grace_period: 1s
+  other:
+    build:
+      context: .
+      dockerfile_inline: |
+        FROM busybox
+        RUN echo other > /o
+    command: ["sleep", "300"]
+    stop_grace_period: 1s
+    profiles: [extra]
 "#;
     // `$$`: the file is interpolated before the Dockerfile is, as in Compose.
     let dir = project_dir(&d, "flags", text);
@@ -328,6 +354,22 @@ services:
     assert_eq!(out.stdout.trim(), "default");
     compose(&d, &dir, &["down", "--rmi", "local"]).success();
     assert_eq!(image_id(&d, "flags-tool"), None);
+
+    // Two services build together, their lines told apart by the service's name.
+    let out = compose(&d, &dir, &["--profile", "extra", "build"]).success();
+    assert!(
+        out.stdout.contains("[tool] Step 1/4 : FROM busybox"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("[other] Step 1/3 : FROM busybox"),
+        "{}",
+        out.stdout
+    );
+    assert!(image_id(&d, "flags-tool").is_some() && image_id(&d, "flags-other").is_some());
+    compose(&d, &dir, &["--profile", "extra", "down", "--rmi", "local"]).success();
+    assert_eq!(image_id(&d, "flags-other"), None);
 }
 
 fn compose_v2_available() -> bool {
