@@ -466,3 +466,59 @@ services:
     compose(&d, &dir, &["down", "-t", "1", "--rmi", "local"]).success();
     assert_eq!(image_id(&d, "both-app"), None);
 }
+
+/// Serves `body` to every GET on 127.0.0.1 until the test ends; returns the port.
+fn serve_once_per_request(body: Vec<u8>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut head = [0u8; 4096];
+            let _ = s.read(&mut head);
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            let _ = s.write_all(&body);
+        }
+    });
+    port
+}
+
+#[test]
+fn compose_builds_from_a_remote_tarball_context() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        (
+            "Dockerfile",
+            &b"FROM busybox\nCOPY hello.txt /hello.txt\n"[..],
+        ),
+        ("hello.txt", &b"from-a-tarball\n"[..]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, data).unwrap();
+    }
+    let port = serve_once_per_request(tar.into_inner().unwrap());
+    let text = format!(
+        "name: remote\nservices:\n  app:\n    build: http://127.0.0.1:{port}/ctx.tar\n    command: [\"cat\", \"/hello.txt\"]\n"
+    );
+    let dir = project_dir(&d, "remote", &text);
+    let out = compose(&d, &dir, &["build"]).success();
+    assert!(
+        out.stdout.contains("Step 2/3 : COPY hello.txt /hello.txt"),
+        "{}",
+        out.stdout
+    );
+    let out = compose(&d, &dir, &["run", "--rm", "-T", "app"]).success();
+    assert_eq!(out.stdout.trim(), "from-a-tarball");
+    compose(&d, &dir, &["down", "--rmi", "local"]).success();
+}
