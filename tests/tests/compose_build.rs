@@ -522,3 +522,107 @@ fn compose_builds_from_a_remote_tarball_context() {
     assert_eq!(out.stdout.trim(), "from-a-tarball");
     compose(&d, &dir, &["down", "--rmi", "local"]).success();
 }
+
+/// A static file server for `root` on 127.0.0.1 (git's "dumb" HTTP protocol needs no more).
+fn serve_dir(root: PathBuf) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let line = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let path = line
+                .split(' ')
+                .nth(1)
+                .unwrap_or("/")
+                .split('?')
+                .next()
+                .unwrap_or("/");
+            let file = root.join(path.trim_start_matches('/'));
+            let reply = match std::fs::read(&file) {
+                Ok(body) if !path.contains("..") => {
+                    let mut r = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    r.extend_from_slice(&body);
+                    r
+                }
+                _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_vec(),
+            };
+            let _ = s.write_all(&reply);
+        }
+    });
+    port
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn compose_builds_from_a_git_context() {
+    require_root!();
+    if std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no git");
+        return;
+    }
+    let d = daemon_with_busybox();
+    let work = d.dir().join("gitwork");
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    std::fs::write(
+        work.join("sub/Dockerfile"),
+        "FROM busybox\nCOPY msg.txt /msg.txt\n",
+    )
+    .unwrap();
+    std::fs::write(work.join("sub/msg.txt"), "from-git\n").unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "init"]);
+    let served = d.dir().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    git(
+        &served,
+        &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"],
+    );
+    git(&served.join("repo.git"), &["update-server-info"]);
+    let port = serve_dir(served);
+    let text = format!(
+        "name: fromgit\nservices:\n  app:\n    build: http://127.0.0.1:{port}/repo.git#main:sub\n    command: [\"cat\", \"/msg.txt\"]\n"
+    );
+    let dir = project_dir(&d, "fromgit", &text);
+    let out = compose(&d, &dir, &["build"]).success();
+    assert!(
+        out.stdout.contains("Step 2/3 : COPY msg.txt /msg.txt"),
+        "{}",
+        out.stdout
+    );
+    let out = compose(&d, &dir, &["run", "--rm", "-T", "app"]).success();
+    assert_eq!(out.stdout.trim(), "from-git");
+    compose(&d, &dir, &["down", "--rmi", "local"]).success();
+}

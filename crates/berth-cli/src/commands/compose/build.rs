@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 
 use super::{Ctx, progress_printer};
 use crate::commands::build::context::{dir_context, random_dockerfile_name};
+use crate::commands::build::git;
 use crate::format::progress::ProgressRenderer;
 use crate::output::{self, StatusError, describe_client_error};
 
@@ -191,6 +192,32 @@ async fn build_one(
         StatusError::error(code, format!("service {service:?}: {message}"))
     };
     let fail = |message: String| fail_with(1, message);
+    // A git context is cloned here, as Compose's classic builder (and `berth build`) does;
+    // the checkout lives until the build is over.
+    let mut _checkout = None;
+    let context = match context {
+        BuildContext::Remote(url) if git::is_git_url(&url) => {
+            let dockerfile = std::mem::take(&mut options.dockerfile);
+            options.remote.clear();
+            let repo = git::parse_remote(&url).map_err(|e| fail(e.to_string()))?;
+            let checkout = tokio::task::spawn_blocking(move || git::clone(&repo, false))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(format!("unable to prepare context: {e}")))?;
+            let root = checkout.context.clone();
+            let file = if dockerfile.is_empty() {
+                "Dockerfile".to_string()
+            } else {
+                dockerfile
+            };
+            _checkout = Some(checkout);
+            BuildContext::Dir {
+                dockerfile: Dockerfile::Path(root.join(file)),
+                root,
+            }
+        }
+        other => other,
+    };
     let body = match &context {
         BuildContext::Remote(_) => None,
         BuildContext::Dir { root, dockerfile } => {
