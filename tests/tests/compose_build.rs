@@ -325,6 +325,7 @@ services:
         RUN echo other > /o
     command: ["sleep", "300"]
     stop_grace_period: 1s
+    pull_policy: build
     profiles: [extra]
 "#;
     // `$$`: the file is interpolated before the Dockerfile is, as in Compose.
@@ -368,6 +369,20 @@ services:
         out.stdout
     );
     assert!(image_id(&d, "flags-tool").is_some() && image_id(&d, "flags-other").is_some());
+    // `pull_policy: build`: `up` builds it every time, the image being there or not.
+    let out = compose(&d, &dir, &["--profile", "extra", "up", "-d", "other"]).success();
+    assert!(
+        out.stdout.contains("Step 1/3 : FROM busybox"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("[tool]"), "{}", out.stdout);
+    let out = compose(&d, &dir, &["--profile", "extra", "up", "-d", "other"]).success();
+    assert!(
+        out.stdout.contains("Step 1/3 : FROM busybox"),
+        "{}",
+        out.stdout
+    );
     compose(&d, &dir, &["--profile", "extra", "down", "--rmi", "local"]).success();
     assert_eq!(image_id(&d, "flags-other"), None);
 }
