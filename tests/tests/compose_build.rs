@@ -175,6 +175,15 @@ fn compose_builds_the_api_of_a_three_tier_app_and_converges_on_rebuilds() {
         out.stdout
     );
     assert!(out.stderr.contains("Built"), "{}", out.stderr);
+    // 8 MiB and some sent; the ignored 32 MiB not.
+    let size = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Sending build context to Docker daemon"))
+        .and_then(|s| s.trim().strip_suffix("MB"))
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!((8.0..9.0).contains(&size), "{}", out.stdout);
     let first = containers(&d, "tiers");
     assert_eq!(names(&first), ["tiers-api-1", "tiers-db-1", "tiers-web-1"]);
     assert!(first.iter().all(|(_, _, s)| s == "running"), "{first:?}");

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, anyhow};
 use berth_client::UploadStream;
@@ -19,6 +21,7 @@ use super::{Ctx, progress_printer};
 use crate::commands::build::context::{dir_context, random_dockerfile_name};
 use crate::commands::build::git;
 use crate::format::progress::ProgressRenderer;
+use crate::format::units::human_size;
 use crate::output::{self, StatusError, describe_client_error};
 
 /// The services of `selected` that `up`/`create` build before converging: all that have a
@@ -236,12 +239,38 @@ async fn build_one(
             Some(tar_stream(move |w| ctx.write_tar(w, &name).map(|_| ())))
         }
     };
+    let (body, sent) = match body {
+        Some((b, s)) => (Some(b), Some(s)),
+        None => (None, None),
+    };
+    let print = |text: &str| {
+        if quiet || text.is_empty() {
+            return;
+        }
+        if prefixed {
+            let mut lines = String::new();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                lines.push_str(&format!("[{service}] {line}\n"));
+            }
+            output::out(&lines);
+        } else {
+            output::out(text);
+        }
+    };
     let stream = client
         .image_build(&options, body, registry_config)
         .await
         .map_err(|e| fail(describe_client_error(&e)))?;
     let mut stream = std::pin::pin!(stream);
     let mut renderer = ProgressRenderer::new(false);
+    // The whole context has gone once the daemon answers: its size, as Compose prints it.
+    if let Some(sent) = &sent {
+        let n = i64::try_from(sent.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        print(&format!(
+            "Sending build context to Docker daemon  {}\n",
+            human_size(n)
+        ));
+    }
     while let Some(message) = stream.next().await {
         let message = message.map_err(|e| fail(describe_client_error(&e)))?;
         if message.aux.is_some() {
@@ -263,18 +292,7 @@ async fn build_one(
                 return Err(fail_with(code, e.0));
             }
         };
-        if quiet || text.is_empty() {
-            continue;
-        }
-        if prefixed {
-            let mut lines = String::new();
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                lines.push_str(&format!("[{service}] {line}\n"));
-            }
-            output::out(&lines);
-        } else {
-            output::out(&text);
-        }
+        print(&text);
     }
     Ok(())
 }
@@ -284,6 +302,7 @@ async fn build_one(
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     buf: Vec<u8>,
+    sent: Arc<AtomicU64>,
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -294,6 +313,7 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         self.tx.blocking_send(Ok(chunk)).map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::BrokenPipe,
@@ -316,20 +336,26 @@ impl Write for ChannelWriter {
     }
 }
 
+/// The body, and how many bytes of it have gone.
 fn tar_stream(
     produce: impl FnOnce(&mut dyn Write) -> std::io::Result<()> + Send + 'static,
-) -> UploadStream {
+) -> (UploadStream, Arc<AtomicU64>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let sent = Arc::new(AtomicU64::new(0));
     let mut w = ChannelWriter {
         tx: tx.clone(),
         buf: Vec::with_capacity(CHUNK),
+        sent: sent.clone(),
     };
     tokio::task::spawn_blocking(move || {
         if let Err(e) = produce(&mut w).and_then(|_| w.flush()) {
             let _ = tx.blocking_send(Err(e));
         }
     });
-    Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    (
+        Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))),
+        sent,
+    )
 }
 
 /// `compose build`'s `--build-arg` list, checked as Compose does (a key is required).
