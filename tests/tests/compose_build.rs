@@ -3,7 +3,9 @@
 //! `.env`), brought up with `--build --wait`, reached from the host and from another service;
 //! a changed context recreates only api, an unchanged project is left alone, a cached
 //! `compose build` says so, `down --rmi local` removes the built image; a failing build
-//! starts nothing; `compose build` flags, `dockerfile_inline`, `--no-build` and `create --build`.
+//! starts nothing; `compose build` flags, `dockerfile_inline`, `--no-build`, `create --build`,
+//! `pull_policy: build`; remote tarball and git contexts; and Docker Compose v2 (classic
+//! builder) and docker-compose v1 building against berthd, where installed.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -649,4 +651,51 @@ fn compose_builds_from_a_git_context() {
     let out = compose(&d, &dir, &["run", "--rm", "-T", "app"]).success();
     assert_eq!(out.stdout.trim(), "from-git");
     compose(&d, &dir, &["down", "--rmi", "local"]).success();
+}
+
+/// Debian's docker-compose (v1) builds `build:` sections against berthd too (its image is
+/// `PROJECT_SERVICE`, v1's name).
+#[test]
+fn docker_compose_v1_builds_against_berthd() {
+    require_root!();
+    let Some(v1) = ["/usr/bin/docker-compose", "/usr/local/bin/docker-compose"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        eprintln!("skipped: no docker-compose (scripts/install-test-peers.sh installs it)");
+        return;
+    };
+    let d = daemon_with_busybox();
+    let text = "services:\n  app:\n    build: ./app\n    command: [\"sleep\", \"300\"]\n    stop_grace_period: 1s\n";
+    let dir = project_dir(&d, "legacy", text);
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(
+        dir.join("app/Dockerfile"),
+        "FROM busybox\nRUN echo v1 > /v1\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&v1)
+            .args(["-p", "legacy", "-f"])
+            .arg(dir.join("compose.yaml"))
+            .args(args)
+            .env("DOCKER_HOST", d.host())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "docker-compose {args:?}: {text}");
+        text
+    };
+    let out = run(&["build"]);
+    assert!(
+        out.contains("Successfully tagged legacy_app:latest"),
+        "{out}"
+    );
+    run(&["up", "-d"]);
+    let out = run(&["exec", "-T", "app", "cat", "/v1"]);
+    assert_eq!(out.trim(), "v1");
+    run(&["down", "--rmi", "local", "-t", "1"]);
+    assert_eq!(image_id(&d, "legacy_app"), None);
 }
