@@ -367,6 +367,34 @@ services:
     compose(&d, &dir, &["down", "--rmi", "local"]).success();
     assert_eq!(image_id(&d, "flags-tool"), None);
 
+    // --with-dependencies builds what the named service depends on too.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        text.replace(
+            "    profiles: [extra]",
+            "    profiles: [extra]\n    depends_on: [tool]",
+        ),
+    )
+    .unwrap();
+    let out = compose(&d, &dir, &["--profile", "extra", "build", "other"]).success();
+    assert!(!out.stdout.contains("[tool]"), "{}", out.stdout);
+    assert_eq!(image_id(&d, "flags-tool"), None);
+    let out = compose(
+        &d,
+        &dir,
+        &[
+            "--profile",
+            "extra",
+            "build",
+            "--with-dependencies",
+            "other",
+        ],
+    )
+    .success();
+    assert!(out.stdout.contains("[tool] Step 1/4"), "{}", out.stdout);
+    compose(&d, &dir, &["--profile", "extra", "down", "--rmi", "local"]).success();
+    std::fs::write(dir.join("compose.yaml"), text).unwrap();
+
     // Two services build together, their lines told apart by the service's name.
     let out = compose(&d, &dir, &["--profile", "extra", "build"]).success();
     assert!(

@@ -50,6 +50,9 @@ pub struct BuildArgs {
     /// Don't print anything to STDOUT
     #[arg(short, long)]
     pub quiet: bool,
+    /// Also build dependencies (transitively)
+    #[arg(long)]
+    pub with_dependencies: bool,
     /// Build images in parallel (the default; how many at once is the global --parallel)
     #[arg(long, hide = true)]
     pub parallel: bool,
@@ -158,11 +161,17 @@ pub async fn build(ctx: &Ctx<'_>, args: &BuildArgs) -> Result<()> {
             return Err(StatusError::error(1, format!("no such service: {name}")));
         }
     }
-    // Named services only (Compose builds dependencies only with --with-dependencies).
+    // Named services only, and their dependencies with --with-dependencies, as Compose.
+    let wanted = if args.with_dependencies {
+        berth_compose::reconcile::plan::selected_services(&project, &args.services, false)
+            .map_err(|e| StatusError::error(1, e.to_string()))?
+    } else {
+        args.services.iter().cloned().collect()
+    };
     let services: Vec<&berth_compose::Service> = project
         .services
         .values()
-        .filter(|s| args.services.is_empty() || args.services.contains(&s.name))
+        .filter(|s| args.services.is_empty() || wanted.contains(&s.name))
         .filter(|s| s.config.build.is_some())
         .collect();
     let flags = BuildFlags {
