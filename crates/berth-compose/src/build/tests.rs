@@ -159,3 +159,13 @@ fn extra_hosts_map_form() {
     let r = request(&p, "api", &BuildFlags::default());
     assert_eq!(r.options.extra_hosts, vec!["h:10.0.0.9"]);
 }
+
+#[test]
+fn a_label_without_a_value_is_empty() {
+    let text = "name: app\nservices:\n  api:\n    build:\n      context: .\n      labels: [flag, k=v]\n    labels: [other]\n";
+    let (_dir, p) = project(text, &[]);
+    let r = request(&p, "api", &BuildFlags::default());
+    assert_eq!(r.options.labels["flag"], "");
+    assert_eq!(r.options.labels["k"], "v");
+    assert_eq!(p.services["api"].config.labels["other"], "");
+}
