@@ -727,3 +727,24 @@ fn docker_compose_v1_builds_against_berthd() {
     run(&["down", "--rmi", "local", "-t", "1"]);
     assert_eq!(image_id(&d, "legacy_app"), None);
 }
+
+/// `compose build --push` pushes the built image `image:` names; `pull` then brings it back.
+#[test]
+fn compose_build_push_sends_the_built_image_to_a_registry() {
+    require_root!();
+    let Some(registry) = berth_e2e::registry::Registry::start("compose_build_push") else {
+        return;
+    };
+    let d = daemon_with_busybox();
+    let image = format!("{}/compose/built:1", registry.host());
+    let text = format!(
+        "services:\n  app:\n    image: {image}\n    build:\n      context: .\n      dockerfile_inline: |\n        FROM busybox\n        RUN echo pushed > /p\n"
+    );
+    let dir = project_dir(&d, "pushed", &text);
+    let out = compose(&d, &dir, &["build", "--push"]).success();
+    assert!(out.stderr.contains("Pushed"), "{}", out.stderr);
+    let built = image_id(&d, &image).unwrap();
+    d.berth(&["rmi", &image]).success();
+    compose(&d, &dir, &["pull"]).success();
+    assert_eq!(image_id(&d, &image), Some(built));
+}

@@ -50,6 +50,9 @@ pub struct BuildArgs {
     /// Don't print anything to STDOUT
     #[arg(short, long)]
     pub quiet: bool,
+    /// Push service images (those named by `image:`) once built
+    #[arg(long)]
+    pub push: bool,
     /// Also build dependencies (transitively)
     #[arg(long)]
     pub with_dependencies: bool,
@@ -180,5 +183,19 @@ pub async fn build(ctx: &Ctx<'_>, args: &BuildArgs) -> Result<()> {
         quiet: args.quiet,
         build_args: args.build_arg.clone(),
     };
-    super::build::build_services(ctx, &project, &services, &flags).await
+    super::build::build_services(ctx, &project, &services, &flags).await?;
+    let named: Vec<String> = services
+        .iter()
+        .filter(|s| s.config.image.is_some())
+        .map(|s| s.name.clone())
+        .collect();
+    if args.push && !named.is_empty() {
+        let push_args = PushArgs {
+            ignore_push_failures: false,
+            quiet: args.quiet,
+            services: named,
+        };
+        return push(ctx, &push_args).await;
+    }
+    Ok(())
 }

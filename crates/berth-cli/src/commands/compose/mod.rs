@@ -324,6 +324,7 @@ pub fn progress_printer(quiet: bool, plain: bool) -> impl Fn(&str, &str, &str) {
                 | "Unpaused"
                 | "Restarted"
                 | "Built"
+                | "Pushed"
         );
         if final_state || plain {
             crate::output::err(&format!(" ✔ {kind} {name}  {status}\n"));
