@@ -13,6 +13,8 @@ pub const CONFIG_FILES: &str = "com.docker.compose.project.config_files";
 pub const ENVIRONMENT_FILE: &str = "com.docker.compose.project.environment_file";
 pub const DEPENDS_ON: &str = "com.docker.compose.depends_on";
 pub const IMAGE: &str = "com.docker.compose.image";
+/// On images Compose builds with the Engine API's builder: `classic`.
+pub const IMAGE_BUILDER: &str = "com.docker.compose.image.builder";
 pub const VERSION: &str = "com.docker.compose.version";
 pub const NETWORK: &str = "com.docker.compose.network";
 pub const VOLUME: &str = "com.docker.compose.volume";

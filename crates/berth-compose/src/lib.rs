@@ -5,6 +5,7 @@
 //! names and labels are Compose v2's, so a project created by either tool is managed by the
 //! other.
 
+pub mod build;
 pub mod error;
 pub mod hash;
 pub mod loader;

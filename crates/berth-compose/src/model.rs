@@ -27,6 +27,9 @@ pub struct Project {
     pub configs: BTreeMap<String, FileObject>,
     /// The whole normalised model (enabled services only), as `config` prints it.
     pub model: Value,
+    /// The variables interpolation saw (shell over `.env`): a build `ARG` listed without a
+    /// value takes its value from here, as Compose does.
+    pub environment: BTreeMap<String, String>,
 }
 
 /// One service: its name, typed fields, and the normalised tree they came from.
@@ -123,6 +126,12 @@ pub struct BuildConfig {
     pub network: Option<String>,
     pub shm_size: Option<Value>,
     pub tags: Vec<String>,
+    /// `["host:ip"]`, `["host=ip"]` or `{host: ip}`.
+    pub extra_hosts: Option<Value>,
+    /// A boolean, or a string once interpolated (`"${NO_CACHE:-false}"`).
+    pub no_cache: Option<Value>,
+    pub pull: Option<Value>,
+    pub platforms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -28,7 +28,7 @@ pub fn canonicalise_file(file: &mut Value, base: &Path) -> Result<(), LoadError>
                     *item = json!({});
                 }
                 if let Some(obj) = item.as_object_mut() {
-                    to_string_map(obj, "labels");
+                    to_label_map(obj, "labels");
                     to_string_map(obj, "driver_opts");
                     if let Some(Value::String(f)) = obj.get("file") {
                         let p = absolute(base, f);
@@ -75,6 +75,19 @@ fn to_string_map(obj: &mut Map<String, Value>, key: &str) {
         _ => return,
     }
     *value = Value::Object(out);
+}
+
+/// Labels as [`to_string_map`], a key without a value being `""` (compose-go's `Labels`), so
+/// `labels: [flag]` loads.
+fn to_label_map(obj: &mut Map<String, Value>, key: &str) {
+    to_string_map(obj, key);
+    if let Some(Value::Object(map)) = obj.get_mut(key) {
+        for v in map.values_mut() {
+            if v.is_null() {
+                *v = json!("");
+            }
+        }
+    }
 }
 
 fn absolute(base: &Path, path: &str) -> String {
@@ -182,9 +195,9 @@ fn canonicalise_service(name: &str, service: &mut Value, base: &Path) -> Result<
         return Ok(());
     };
     to_string_map(s, "environment");
-    to_string_map(s, "labels");
+    to_label_map(s, "labels");
     to_string_map(s, "sysctls");
-    to_string_map(s, "annotations");
+    to_label_map(s, "annotations");
     for key in ["command", "entrypoint"] {
         if let Some(Value::String(text)) = s.get(key) {
             let words = shell_split(text);
@@ -221,7 +234,7 @@ fn canonicalise_service(name: &str, service: &mut Value, base: &Path) -> Result<
         }
         if let Some(b) = build.as_object_mut() {
             to_string_map(b, "args");
-            to_string_map(b, "labels");
+            to_label_map(b, "labels");
             let ctx = b
                 .get("context")
                 .and_then(Value::as_str)

@@ -154,6 +154,7 @@ pub fn to_project(inputs: Inputs) -> Result<Project, LoadError> {
         secrets: typed(&secrets)?,
         configs: typed(&configs)?,
         model: Value::Null,
+        environment: env.vars.clone(),
     };
     let mut enabled_raw = Map::new();
     for (sname, raw) in services {

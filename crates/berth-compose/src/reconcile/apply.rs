@@ -34,9 +34,9 @@ pub enum ApplyError {
         want: &'static str,
     },
     #[error(
-        "service {service:?} needs its image {image} built, and building is not available in this client yet (build not available); build it with `berth build -t {image}` or give an image"
+        "service {service:?} has no image {image}: it is built from its build section, and --no-build was given; run `berth compose build {service}` or `up` without --no-build"
     )]
-    BuildUnavailable { service: String, image: String },
+    NotBuilt { service: String, image: String },
     #[error("image {image} of service {service:?} is not present and the pull policy is never")]
     ImageMissing { service: String, image: String },
     #[error("{kind} {name}: environment variable {var} is not set")]
@@ -103,6 +103,9 @@ pub async fn ensure_images<E: Engine>(
         .map(|service| async move {
             let image = service.image_name(&project.name);
             let policy = match service.config.pull_policy.as_deref() {
+                // A service with `build:` gets its image from the build (done before `apply`),
+                // never from a registry, as Compose pulls only what it cannot build.
+                _ if service.config.build.is_some() => PullPolicy::Missing,
                 Some("always") => PullPolicy::Always,
                 Some("never") => PullPolicy::Never,
                 _ => policy,
@@ -118,7 +121,7 @@ pub async fn ensure_images<E: Engine>(
             let id = match have {
                 Some(id) => id,
                 None if service.config.build.is_some() => {
-                    return Err(ApplyError::BuildUnavailable {
+                    return Err(ApplyError::NotBuilt {
                         service: service.name.clone(),
                         image,
                     });

@@ -49,6 +49,10 @@ pub struct UpOptions {
     pub scale: BTreeMap<String, u32>,
     /// `create`: make containers, start nothing.
     pub no_start: bool,
+    /// Image ids of built services: a container made from another image (its
+    /// `com.docker.compose.image` label) is recreated, as Compose v2 does after a rebuild
+    /// (the config hash leaves `build:` out).
+    pub image_ids: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -254,7 +258,11 @@ pub fn plan(
             });
         }
         for c in &existing[..keep] {
-            let stale = c.config_hash != hash;
+            let rebuilt = options
+                .image_ids
+                .get(&service.name)
+                .is_some_and(|id| c.labels.get(labels::IMAGE) != Some(id));
+            let stale = c.config_hash != hash || rebuilt;
             if options.force_recreate || (stale && !options.no_recreate) {
                 actions.push(Action::Create {
                     service: service.name.clone(),

@@ -47,6 +47,9 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 #[command(override_usage = "berth compose run [OPTIONS] SERVICE [COMMAND] [ARGS...]")]
 pub struct RunArgs {
+    /// Build image before starting container
+    #[arg(long)]
+    pub build: bool,
     /// Run container in background and print container ID
     #[arg(short, long)]
     pub detach: bool,
@@ -151,6 +154,17 @@ pub async fn run(ctx: &Ctx<'_>, args: &RunArgs) -> Result<()> {
         ));
     };
     let engine = ctx.engine()?;
+    // Missing images of the service (and of the dependencies it brings up) are built
+    // first, as `up` builds them.
+    let needed = berth_compose::reconcile::plan::selected_services(
+        &project,
+        std::slice::from_ref(&args.service),
+        args.no_deps,
+    )
+    .map_err(|e| StatusError::error(1, e.to_string()))?;
+    let to_build =
+        super::build::services_to_build(&engine, &project, &needed, args.build, false).await?;
+    super::build::build_services(ctx, &project, &to_build, &Default::default()).await?;
     let observed = engine.observe(&project.name).await?;
     // The service's dependencies are brought up first, as `up` would.
     let deps: Vec<String> = service.config.depends_on.keys().cloned().collect();

@@ -1,8 +1,8 @@
-//! `compose pull`, `push`, `build`: service images through the daemon's registry client.
-//! Building waits for the build API (POST /build) in berth-client; until then `build` says
-//! so rather than pretend.
+//! `compose pull`, `push`, `build`: service images through the daemon's registry client and
+//! its builder (`build` itself is in `super::build`).
 
 use anyhow::Result;
+use berth_compose::build::BuildFlags;
 use berth_compose::reconcile::Engine;
 use clap::Args;
 use futures_util::StreamExt;
@@ -50,6 +50,15 @@ pub struct BuildArgs {
     /// Don't print anything to STDOUT
     #[arg(short, long)]
     pub quiet: bool,
+    /// Push service images (those named by `image:`) once built
+    #[arg(long)]
+    pub push: bool,
+    /// Also build dependencies (transitively)
+    #[arg(long)]
+    pub with_dependencies: bool,
+    /// Build images in parallel (the default; how many at once is the global --parallel)
+    #[arg(long, hide = true)]
+    pub parallel: bool,
     pub services: Vec<String>,
 }
 
@@ -74,19 +83,30 @@ pub async fn pull(ctx: &Ctx<'_>, args: &PullArgs) -> Result<()> {
             if r.is_ok() {
                 progress("Image", &image, "Pulled");
             }
-            (image, r)
+            (image, s.config.build.is_some().then(|| s.name.clone()), r)
         }
     }))
     .await;
-    for (image, r) in results {
+    let mut to_build = Vec::new();
+    for (image, buildable, r) in results {
         if let Err(e) = r {
             let message = format!("{image}: {}", describe_client_error(&e));
-            if args.ignore_pull_failures {
+            // An image that can be built is not an error to fail to pull, as in Compose.
+            if let Some(service) = buildable {
+                output::err(&format!("WARN[0000] {message}\n"));
+                to_build.push(service);
+            } else if args.ignore_pull_failures {
                 output::err(&format!("WARN[0000] {message}\n"));
             } else {
                 return Err(StatusError::error(1, message));
             }
         }
+    }
+    if !to_build.is_empty() {
+        output::err(&format!(
+            "WARNING: Some service image(s) must be built from source by running:\n    berth compose build {}\n",
+            to_build.join(" ")
+        ));
     }
     Ok(())
 }
@@ -136,22 +156,46 @@ pub async fn push(ctx: &Ctx<'_>, args: &PushArgs) -> Result<()> {
 }
 
 pub async fn build(ctx: &Ctx<'_>, args: &BuildArgs) -> Result<()> {
+    super::build::check_build_args(&args.build_arg)
+        .map_err(|e| StatusError::error(1, e.to_string()))?;
     let project = ctx.project(&args.services)?;
-    let buildable: Vec<&str> = project
+    for name in &args.services {
+        if !project.services.contains_key(name) {
+            return Err(StatusError::error(1, format!("no such service: {name}")));
+        }
+    }
+    // Named services only, and their dependencies with --with-dependencies, as Compose.
+    let wanted = if args.with_dependencies {
+        berth_compose::reconcile::plan::selected_services(&project, &args.services, false)
+            .map_err(|e| StatusError::error(1, e.to_string()))?
+    } else {
+        args.services.iter().cloned().collect()
+    };
+    let services: Vec<&berth_compose::Service> = project
         .services
         .values()
-        .filter(|s| args.services.is_empty() || args.services.contains(&s.name))
+        .filter(|s| args.services.is_empty() || wanted.contains(&s.name))
         .filter(|s| s.config.build.is_some())
-        .map(|s| s.name.as_str())
         .collect();
-    if buildable.is_empty() {
-        return Ok(());
+    let flags = BuildFlags {
+        no_cache: args.no_cache,
+        pull: args.pull,
+        quiet: args.quiet,
+        build_args: args.build_arg.clone(),
+    };
+    super::build::build_services(ctx, &project, &services, &flags).await?;
+    let named: Vec<String> = services
+        .iter()
+        .filter(|s| s.config.image.is_some())
+        .map(|s| s.name.clone())
+        .collect();
+    if args.push && !named.is_empty() {
+        let push_args = PushArgs {
+            ignore_push_failures: false,
+            quiet: args.quiet,
+            services: named,
+        };
+        return push(ctx, &push_args).await;
     }
-    Err(StatusError::error(
-        1,
-        format!(
-            "cannot build {}: building is not available in this client yet (build not available)",
-            buildable.join(", ")
-        ),
-    ))
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! unpause, wait), `show` (ps, ls, images, top, port, version, events), `logs` (logs and the
 //! attached mode of `up`), `exec` (exec, run, cp), `images` (pull, push, build).
 
+mod build;
 mod config;
 mod exec;
 mod images;
@@ -322,6 +323,8 @@ pub fn progress_printer(quiet: bool, plain: bool) -> impl Fn(&str, &str, &str) {
                 | "Paused"
                 | "Unpaused"
                 | "Restarted"
+                | "Built"
+                | "Pushed"
         );
         if final_state || plain {
             crate::output::err(&format!(" ✔ {kind} {name}  {status}\n"));

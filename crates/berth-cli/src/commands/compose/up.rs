@@ -10,7 +10,9 @@ use berth_compose::reconcile::plan::selected_services;
 use berth_compose::reconcile::{Engine, UpOptions, apply, orphans, plan};
 use clap::Args;
 
-use super::{Ctx, progress_printer};
+use berth_compose::build::BuildFlags;
+
+use super::{Ctx, build, progress_printer};
 use crate::output::{self, StatusError};
 
 #[derive(Debug, Args)]
@@ -139,6 +141,7 @@ struct Converge<'a> {
     options: UpOptions,
     pull: PullPolicy,
     build: bool,
+    no_build: bool,
     stop_timeout: Option<i64>,
 }
 
@@ -151,41 +154,37 @@ async fn converge(
     BTreeMap<String, Vec<(String, String)>>,
 )> {
     let project = ctx.project(c.services)?;
-    if c.build
-        && let Some(s) = project.services.values().find(|s| s.config.build.is_some())
-    {
-        return Err(StatusError::error(
-            1,
-            format!(
-                "service {:?} has a build section: building is not available in this client yet (build not available)",
-                s.name
-            ),
-        ));
-    }
     for name in c.options.scale.keys() {
         if !project.services.contains_key(name) {
             return Err(StatusError::error(1, format!("no such service: {name}")));
         }
     }
     let engine = ctx.engine()?;
+    let selected = selected_services(&project, &c.options.services, c.options.no_deps)
+        .map_err(|e| StatusError::error(1, e.to_string()))?;
+    // Images are built before anything is planned, so a failing build leaves the project
+    // as it was (nothing created, nothing stopped).
+    let to_build =
+        build::services_to_build(&engine, &project, &selected, c.build, c.no_build).await?;
+    build::build_services(ctx, &project, &to_build, &BuildFlags::default()).await?;
+    let mut up_options = c.options;
+    up_options.image_ids = build::built_image_ids(&engine, &project, &selected).await?;
     let observed = engine.observe(&project.name).await?;
     let actions =
-        plan(&project, &observed, &c.options).map_err(|e| StatusError::error(1, e.to_string()))?;
+        plan(&project, &observed, &up_options).map_err(|e| StatusError::error(1, e.to_string()))?;
     let found = orphans(&project, &observed);
-    if !found.is_empty() && !c.options.remove_orphans {
+    if !found.is_empty() && !up_options.remove_orphans {
         let names: Vec<&str> = found.iter().map(|o| o.name.as_str()).collect();
         output::err(&format!(
             "WARN[0000] Found orphan containers ([{}]) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.\n",
             names.join(" ")
         ));
     }
-    let selected = selected_services(&project, &c.options.services, c.options.no_deps)
-        .map_err(|e| StatusError::error(1, e.to_string()))?;
     let progress = progress_printer(ctx.quiet_progress(), ctx.args.progress == "plain");
     let options = ApplyOptions {
         pull: c.pull,
         stop_timeout: c.stop_timeout,
-        no_start: c.options.no_start,
+        no_start: up_options.no_start,
         services: selected.clone(),
     };
     let mut current = apply(&project, &observed, &actions, &engine, &options, &progress)
@@ -206,6 +205,12 @@ async fn converge(
 }
 
 pub async fn up(ctx: &Ctx<'_>, args: &UpArgs) -> Result<()> {
+    if args.build && args.no_build {
+        return Err(StatusError::error(
+            1,
+            "--build and --no-build are incompatible",
+        ));
+    }
     if args.detach && (args.abort_on_container_exit || args.exit_code_from.is_some()) {
         return Err(StatusError::error(
             1,
@@ -224,9 +229,11 @@ pub async fn up(ctx: &Ctx<'_>, args: &UpArgs) -> Result<()> {
                 remove_orphans: args.remove_orphans,
                 scale: parse_scale(&args.scale)?,
                 no_start: args.no_start,
+                image_ids: BTreeMap::new(),
             },
             pull: pull_policy(&args.pull)?,
-            build: args.build && !args.no_build,
+            build: args.build,
+            no_build: args.no_build,
             stop_timeout: args.timeout,
         },
     )
@@ -285,6 +292,12 @@ pub async fn up(ctx: &Ctx<'_>, args: &UpArgs) -> Result<()> {
 }
 
 pub async fn create(ctx: &Ctx<'_>, args: &CreateArgs) -> Result<()> {
+    if args.build && args.no_build {
+        return Err(StatusError::error(
+            1,
+            "--build and --no-build are incompatible",
+        ));
+    }
     converge(
         ctx,
         Converge {
@@ -299,7 +312,8 @@ pub async fn create(ctx: &Ctx<'_>, args: &CreateArgs) -> Result<()> {
                 ..Default::default()
             },
             pull: pull_policy(&args.pull)?,
-            build: args.build && !args.no_build,
+            build: args.build,
+            no_build: args.no_build,
             stop_timeout: None,
         },
     )

@@ -125,6 +125,30 @@ fn only_the_changed_service_is_recreated() {
 }
 
 #[test]
+fn a_rebuilt_image_recreates_only_its_service() {
+    let p = project(APP);
+    let mut o = observed_after_up(&p);
+    for c in &mut o.containers {
+        c.labels
+            .insert(labels::IMAGE.into(), format!("sha256:{}", c.service));
+    }
+    // The same id as the containers were made from: nothing to do.
+    let same = UpOptions {
+        image_ids: [("db".to_string(), "sha256:db".to_string())].into(),
+        ..Default::default()
+    };
+    assert!(plan(&p, &o, &same).unwrap().is_empty());
+    let rebuilt = UpOptions {
+        image_ids: [("db".to_string(), "sha256:new".to_string())].into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        lines(&plan(&p, &o, &rebuilt).unwrap()),
+        ["recreate app-db-1"]
+    );
+}
+
+#[test]
 fn scaling_adds_and_removes_the_highest_numbers() {
     let p = project(APP);
     let o = observed_after_up(&p);
