@@ -8,6 +8,7 @@
 pub mod api;
 pub mod containers;
 pub mod daemon;
+pub mod dockerd;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod pki;

@@ -1,6 +1,7 @@
 //! Berth's own registry (`berth registry serve`, crate berth-registry-server) driven by real
-//! clients: skopeo, berthd (berth CLI and raw API), the docker CLI through berthd, and raw
-//! HTTP for bad input and faults. skopeo and the docker CLI are skipped where missing
+//! clients: skopeo, berthd (berth CLI and raw API), the docker CLI through berthd and through
+//! Debian's dockerd 20.10 (a throw-away one, the reference client stack), and raw HTTP for bad
+//! input and faults. skopeo, dockerd and the docker CLI are skipped where missing
 //! (scripts/install-test-peers.sh installs skopeo).
 
 use std::io::{Read, Write};
@@ -9,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use berth_e2e::dockerd::{DOCKERD, Dockerd};
 use berth_e2e::fixtures::{ImageSpec, sha256_hex};
 use berth_e2e::registry::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Registry, base64_encode};
 use berth_e2e::{Daemon, docker_cli};
@@ -350,41 +352,137 @@ fn bad_input_is_refused_with_the_spec_codes_and_the_server_keeps_serving() {
     assert_eq!(registry.request("GET", "/v2/", &[], &[]).status, 200);
 }
 
-#[test]
-fn hundreds_of_concurrent_uploads_all_land() {
-    let registry = std::sync::Arc::new(Registry::start_berth("", None));
-    let threads: Vec<_> = (0..250u64)
-        .map(|i| {
-            let registry = registry.clone();
-            std::thread::spawn(move || {
-                let blob = random_bytes(64 << 10, 100 + i);
-                // Half monolithic, half POST + PUT.
-                if i % 2 == 0 {
-                    let d = format!("sha256:{}", sha256_hex(&blob));
-                    let r = registry.request(
-                        "POST",
-                        &format!("/v2/load/r{}/blobs/uploads/?digest={d}", i % 7),
-                        &[],
-                        &blob,
-                    );
-                    assert_eq!(r.status, 201, "{}", r.text());
-                    d
-                } else {
-                    registry.push_blob(&format!("load/r{}", i % 7), &blob)
+/// `f(0..n)` on a pool of 16 threads (a bounded client), results in order.
+fn pooled<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<T>>> =
+        (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..16 {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let r = f(i);
+                    *results[i].lock().unwrap() = Some(r);
                 }
-            })
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap().expect("pooled result"))
+        .collect()
+}
+
+/// Raises this process's open-file limit (inherited by the server it starts) so that 1,000
+/// connections at once fit on machines whose soft limit is 1,024.
+fn raise_nofile(wanted: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    if limit.current.is_some_and(|c| c < wanted) {
+        limit.current = Some(wanted.min(hard));
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+/// 1,000 uploads in flight at once (the figure), on 1,000 connections that each sent
+/// their request head and half their body before any finishes: half monolithic POSTs, half
+/// PATCHes to sessions opened beforehand (then completed by PUT). The server answers a health
+/// check meanwhile, and every blob is served back whole afterwards.
+#[test]
+fn a_thousand_concurrent_uploads_all_land() {
+    const N: usize = 1000;
+    raise_nofile(4096);
+    let registry = Registry::start_berth("", None);
+    let repo = |i: usize| format!("load/r{}", i % 7);
+    let blobs: Vec<Vec<u8>> = (0..N)
+        .map(|i| random_bytes(8 << 10, 100 + i as u64))
+        .collect();
+    let digests: Vec<String> = blobs
+        .iter()
+        .map(|b| format!("sha256:{}", sha256_hex(b)))
+        .collect();
+    // The PATCH half's sessions, all open at once from here on.
+    let sessions = pooled(N, |i| {
+        (i % 2 == 1).then(|| {
+            let r = registry.request("POST", &format!("/v2/{}/blobs/uploads/", repo(i)), &[], &[]);
+            assert_eq!(r.status, 202, "{}", r.text());
+            location_path(&r)
+        })
+    });
+
+    let mut conns: Vec<TcpStream> = (0..N)
+        .map(|i| {
+            let (blob, half) = (&blobs[i], blobs[i].len() / 2);
+            let (method, path, range) = match &sessions[i] {
+                None => (
+                    "POST",
+                    format!("/v2/{}/blobs/uploads/?digest={}", repo(i), digests[i]),
+                    String::new(),
+                ),
+                Some(loc) => (
+                    "PATCH",
+                    loc.clone(),
+                    format!("Content-Range: 0-{}\r\n", blob.len() - 1),
+                ),
+            };
+            let mut s = TcpStream::connect(("127.0.0.1", registry.port())).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(120))).ok();
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n{range}\r\n",
+                blob.len()
+            );
+            s.write_all(head.as_bytes()).expect("write head");
+            s.write_all(&blob[..half]).expect("write half a body");
+            s
         })
         .collect();
-    let digests: Vec<(u64, String)> = threads
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (i as u64, t.join().expect("upload thread")))
-        .collect();
-    for (i, d) in digests {
-        let r = registry.request("GET", &format!("/v2/load/r{}/blobs/{d}", i % 7), &[], &[]);
-        assert_eq!(r.status, 200);
-        assert_eq!(format!("sha256:{}", sha256_hex(&r.body)), d);
+    // All 1,000 are mid-body: the server still answers.
+    assert_eq!(registry.request("GET", "/healthz", &[], &[]).status, 200);
+    assert_eq!(registry.request("GET", "/v2/", &[], &[]).status, 200);
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.write_all(&blobs[i][blobs[i].len() / 2..])
+            .expect("write the rest");
     }
+    let mut patched = Vec::new();
+    for (i, mut s) in conns.into_iter().enumerate() {
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("read answer");
+        let r = berth_e2e::api::parse_response(&raw, false);
+        if sessions[i].is_none() {
+            assert_eq!(r.status, 201, "upload {i}: {}", r.text());
+            assert_eq!(r.header("Docker-Content-Digest"), Some(digests[i].as_str()));
+        } else {
+            assert_eq!(r.status, 202, "upload {i}: {}", r.text());
+            patched.push((i, location_path(&r)));
+        }
+    }
+    pooled(patched.len(), |k| {
+        let (i, loc) = &patched[k];
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = registry.request(
+            "PUT",
+            &format!("{loc}{sep}digest={}", digests[*i]),
+            &[],
+            &[],
+        );
+        assert_eq!(r.status, 201, "finish upload {i}: {}", r.text());
+    });
+    pooled(N, |i| {
+        let r = registry.request(
+            "GET",
+            &format!("/v2/{}/blobs/{}", repo(i), digests[i]),
+            &[],
+            &[],
+        );
+        assert_eq!(r.status, 200, "blob {i}");
+        assert_eq!(r.body, blobs[i], "blob {i}");
+    });
+    assert_eq!(registry.request("GET", "/healthz", &[], &[]).status, 200);
 }
 
 #[test]
@@ -778,4 +876,124 @@ fn online_gc_collects_while_pushes_and_pulls_go_on() {
             assert_eq!(r.status, 200, "tag {tag} lost {d}");
         }
     }
+}
+
+/// The digests a Docker schema 2 or OCI image manifest references: config, then layers.
+fn referenced_blobs(manifest: &[u8]) -> Vec<String> {
+    let m: serde_json::Value = serde_json::from_slice(manifest).expect("manifest json");
+    std::iter::once(&m["config"])
+        .chain(m["layers"].as_array().expect("layers"))
+        .map(|d| d["digest"].as_str().expect("digest").to_string())
+        .collect()
+}
+
+/// The reference client stack: Debian's dockerd 20.10 (a throw-away one), driven by the docker
+/// CLI, pushes an image to Berth's registry and pulls it back by tag and by digest.
+#[test]
+fn dockerd_pushes_to_it_and_pulls_back_by_tag_and_digest() {
+    if !Path::new(DOCKERD).exists() {
+        eprintln!("skipped: {DOCKERD} is missing");
+        return;
+    }
+    let registry = Registry::start_berth("", None);
+    let Some(dockerd) = Dockerd::start("dockerd push/pull", &[]) else {
+        return;
+    };
+    let repo = format!("{}/team/busybox", registry.host());
+    let reference = format!("{repo}:1");
+    let spec =
+        ImageSpec::busybox(Some(&reference)).file_layer(&[("data", &random_bytes(3 << 20, 9))]);
+    let load = dockerd.docker_with_input(&["load", "-q"], Some(&spec.docker_archive()));
+    assert_eq!(load.code, 0, "docker load: {}{}", load.stdout, load.stderr);
+    let id = |r: &str| {
+        dockerd
+            .docker(&["image", "inspect", "--format", "{{.Id}}", r])
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(id(&reference), spec.id(), "{}", dockerd.log());
+
+    let out = dockerd.docker(&["push", &reference]);
+    let served = registry.request("GET", "/v2/team/busybox/manifests/1", &[], &[]);
+    assert_eq!(served.status, 200);
+    assert_eq!(served.header("Content-Type"), Some(DOCKER_MANIFEST));
+    let digest = format!("sha256:{}", sha256_hex(&served.body));
+    assert!(
+        out.stdout.contains(&format!("1: digest: {digest}")),
+        "{}",
+        out.stdout
+    );
+    for blob in referenced_blobs(&served.body) {
+        let r = registry.request("GET", &format!("/v2/team/busybox/blobs/{blob}"), &[], &[]);
+        assert_eq!(r.status, 200, "{blob}");
+        assert_eq!(format!("sha256:{}", sha256_hex(&r.body)), blob);
+    }
+
+    // Back by tag, then by digest, each time into a daemon that no longer has the image.
+    dockerd.docker(&["rmi", &reference]);
+    let out = dockerd.docker(&["pull", &reference]);
+    assert!(out.stdout.contains(&digest), "{}", out.stdout);
+    assert_eq!(id(&reference), spec.id());
+    dockerd.docker(&["rmi", &reference]);
+    let by_digest = format!("{repo}@{digest}");
+    dockerd.docker(&["pull", &by_digest]);
+    assert_eq!(id(&by_digest), spec.id());
+    let repo_digests = dockerd
+        .docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &by_digest,
+        ])
+        .stdout;
+    assert!(repo_digests.contains(&by_digest), "{repo_digests}");
+}
+
+/// dockerd's `--registry-mirror` pointed at Berth's registry in proxy mode, whose upstream is a
+/// second Berth registry holding `library/busybox:latest`: `docker pull busybox` comes through
+/// the mirror (there is no internet here to fall back to), and the cache keeps what it fetched,
+/// so it serves the image again once the upstream is gone.
+#[test]
+fn dockerd_pulls_docker_hub_names_through_it_as_a_registry_mirror() {
+    if !Path::new(DOCKERD).exists() {
+        eprintln!("skipped: {DOCKERD} is missing");
+        return;
+    }
+    let upstream = Registry::start_berth("", None);
+    let spec = ImageSpec::busybox(None).file_layer(&[("data", &random_bytes(2 << 20, 10))]);
+    let (digest, manifest) =
+        upstream.push_image("library/busybox", Some("latest"), &spec, DOCKER_MANIFEST);
+    let proxy = Registry::start_berth(
+        &format!("proxy:\n  remote_url: http://{}\n", upstream.host()),
+        None,
+    );
+    let mirror = format!("http://{}", proxy.host());
+    let Some(dockerd) = Dockerd::start("dockerd mirror", &["--registry-mirror", &mirror]) else {
+        return;
+    };
+    let out = dockerd.docker(&["pull", "busybox"]);
+    assert!(out.stdout.contains(&digest), "{}", out.stdout);
+    let id = dockerd.docker(&["image", "inspect", "--format", "{{.Id}}", "busybox"]);
+    assert_eq!(id.stdout.trim(), spec.id());
+
+    // The cache holds the manifest and every blob: served with the upstream gone.
+    drop(upstream);
+    let m = proxy.request("GET", "/v2/library/busybox/manifests/latest", &[], &[]);
+    assert_eq!(m.status, 200, "{}", m.text());
+    assert_eq!(m.body, manifest);
+    for blob in referenced_blobs(&manifest) {
+        let r = proxy.request(
+            "GET",
+            &format!("/v2/library/busybox/blobs/{blob}"),
+            &[],
+            &[],
+        );
+        assert_eq!(r.status, 200, "{blob}: {}", r.text());
+        assert_eq!(format!("sha256:{}", sha256_hex(&r.body)), blob);
+    }
+    dockerd.docker(&["rmi", "busybox"]);
+    let out = dockerd.docker(&["pull", "busybox"]);
+    assert!(out.stdout.contains(&digest), "{}", out.stdout);
 }
