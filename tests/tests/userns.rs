@@ -506,6 +506,16 @@ fn default_creates_dockremap_and_its_ranges() {
     let _ = daemon.0.kill();
     let _ = daemon.0.wait();
     let _ = rustix::mount::unmount(dir.path().join("exec"), rustix::mount::UnmountFlags::DETACH);
+    // The killed daemon's (empty) nftables table, keyed on the data root it was given.
+    let table = format!(
+        "berth_{}",
+        &berth_e2e::fixtures::sha256_hex(dir.path().join("data").as_os_str().as_encoded_bytes())
+            [..8]
+    );
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", &table])
+        .stderr(Stdio::null())
+        .status();
     let line = |file: &str| {
         std::fs::read_to_string(file)
             .unwrap()

@@ -813,11 +813,18 @@ impl Config {
     /// and 8 hex digits of the data root's sha256, so daemons on other data roots (tests)
     /// never touch each other's rules.
     pub fn firewall_table(&self) -> String {
-        if self.data_root == Path::new(DEFAULT_DATA_ROOT) {
+        // Under --userns-remap the data root is `<root>/<uid>.<gid>`: the table stays keyed on
+        // the root the operator configured, so that turning remapping on or off never leaves
+        // a table behind that no daemon owns.
+        let root = match &self.remap {
+            Some(_) => self.data_root.parent().unwrap_or(&self.data_root),
+            None => &self.data_root,
+        };
+        if root == Path::new(DEFAULT_DATA_ROOT) {
             return "berth".into();
         }
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(self.data_root.as_os_str().as_encoded_bytes());
+        let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
         format!("berth_{}", &hex::encode(digest)[..8])
     }
 }

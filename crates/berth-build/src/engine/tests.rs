@@ -30,10 +30,11 @@ impl Fake {
     }
 }
 
-struct Root(std::path::PathBuf);
+/// A "mounted" image: a temporary directory, removed when the engine lets go of it.
+struct Root(tempfile::TempDir);
 impl MountedRoot for Root {
     fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 }
 
@@ -115,10 +116,8 @@ impl StepExecutor for Fake {
         Ok(self.add(None, commit))
     }
     async fn mount(&self, _image: &str) -> Result<Box<dyn MountedRoot>, ExecError> {
-        let dir =
-            std::env::temp_dir().join(format!("berth-build-fake-root-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("artifact"), b"x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("artifact"), b"x").unwrap();
         Ok(Box::new(Root(dir)))
     }
 }
