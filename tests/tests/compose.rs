@@ -774,3 +774,40 @@ fn compose_push_pull_and_up_pulling_a_missing_image() {
     );
     assert!(containers(&d, "reg").is_empty());
 }
+
+#[test]
+fn compose_pull_and_push_send_the_logged_in_credentials() {
+    require_root!();
+    use berth_e2e::registry::{BASIC_PASSWORD, BASIC_USER, Registry};
+    let Some(registry) = Registry::start_with_basic_auth("compose_auth") else {
+        return;
+    };
+    let d = daemon_with_busybox();
+    let host = registry.host();
+    let image = format!("{host}/compose/private:1");
+    d.berth(&["tag", "busybox", &image]).success();
+    let dir = project_dir(
+        &d,
+        "priv",
+        &format!(
+            "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"300\"]\n    init: true\n"
+        ),
+    );
+    // Anonymous: the registry refuses the push.
+    let out = compose(&d, &dir, &["push"]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    d.berth_with_stdin(
+        &["login", &host, "-u", BASIC_USER, "--password-stdin"],
+        Some(format!("{BASIC_PASSWORD}\n").as_bytes()),
+    )
+    .success();
+    compose(&d, &dir, &["push"]).success();
+    d.berth(&["rmi", &image]).success();
+    compose(&d, &dir, &["pull"]).success();
+    assert_eq!(d.api().get(&format!("/images/{image}/json")).status, 200);
+    // `up` pulls a missing private image with the same credentials.
+    d.berth(&["rmi", &image]).success();
+    compose(&d, &dir, &["up", "-d"]).success();
+    assert_eq!(containers(&d, "priv")[0].2, "running");
+    compose(&d, &dir, &["down", "-t", "1"]).success();
+}

@@ -55,11 +55,17 @@ pub trait Engine {
     async fn pull(&self, image: &str) -> EngineResult<()>;
 }
 
+/// The `X-Registry-Auth` value for an image's registry, when the user has logged in to it.
+/// The CLI supplies it (credentials live in its config dir, which this crate does not read).
+pub type RegistryAuth = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// [`Engine`] over a berth-client [`Client`].
 pub struct ClientEngine {
     pub client: Client,
     /// `--parallel N`: at most N container operations and pulls at once (none: no limit).
     pub limit: Option<tokio::sync::Semaphore>,
+    /// Credentials sent with pulls.
+    pub registry_auth: Option<RegistryAuth>,
 }
 
 impl ClientEngine {
@@ -67,7 +73,14 @@ impl ClientEngine {
         ClientEngine {
             client,
             limit: (parallel > 0).then(|| tokio::sync::Semaphore::new(parallel as usize)),
+            registry_auth: None,
         }
+    }
+
+    /// Sends `auth(image)` as `X-Registry-Auth` with every pull.
+    pub fn with_registry_auth(mut self, auth: RegistryAuth) -> ClientEngine {
+        self.registry_auth = Some(auth);
+        self
     }
 
     async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
@@ -223,7 +236,12 @@ impl Engine for ClientEngine {
     async fn pull(&self, image: &str) -> EngineResult<()> {
         let _permit = self.permit().await;
         let (repo, tag) = split_tag(image);
-        let mut stream = Box::pin(self.client.image_pull(repo, tag, None, None).await?);
+        let auth = self.registry_auth.as_ref().and_then(|f| f(image));
+        let mut stream = Box::pin(
+            self.client
+                .image_pull(repo, tag, None, auth.as_deref())
+                .await?,
+        );
         while let Some(msg) = stream.next().await {
             let msg = msg?;
             if let Some(err) = msg.error_detail.map(|d| d.message).or(msg.error) {

@@ -131,7 +131,11 @@ pub async fn push(ctx: &Ctx<'_>, args: &PushArgs) -> Result<()> {
         let result: Result<(), String> = async {
             let mut stream = Box::pin(
                 client
-                    .image_push(repo, tag, None)
+                    .image_push(
+                        repo,
+                        tag,
+                        crate::credentials::registry_auth_for(&ctx.env.config, image).as_deref(),
+                    )
                     .await
                     .map_err(|e| describe_client_error(&e))?,
             );

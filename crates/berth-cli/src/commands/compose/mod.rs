@@ -231,7 +231,12 @@ impl Ctx<'_> {
     }
 
     pub fn engine(&self) -> Result<ClientEngine> {
-        Ok(ClientEngine::new(self.client()?, self.args.parallel))
+        let config = self.env.config.clone();
+        Ok(
+            ClientEngine::new(self.client()?, self.args.parallel).with_registry_auth(Box::new(
+                move |image| crate::credentials::registry_auth_for(&config, image),
+            )),
+        )
     }
 
     /// Whether progress lines are printed.
