@@ -231,11 +231,7 @@ pub async fn list(env: &Env, args: ListArgs) -> Result<()> {
     } else {
         "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     };
-    let format = if args.quiet {
-        Format::Raw("{{.ID}}".to_string())
-    } else {
-        Format::parse(args.format.as_deref(), default)
-    };
+    let format = Format::for_list(args.quiet, "ID", args.format.as_deref(), default);
     let rows = image_rows(
         &images,
         args.digests,
@@ -326,14 +322,12 @@ pub fn history_rows(items: &[HistoryItem], human: bool, trunc: bool, now: i64) -
 pub async fn history(env: &Env, args: HistoryArgs) -> Result<()> {
     let client = env.client()?;
     let items = client.image_history(&args.image).await?;
-    let format = if args.quiet {
-        Format::Raw("{{.ID}}".to_string())
-    } else {
-        Format::parse(
-            args.format.as_deref(),
-            "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
-        )
-    };
+    let format = Format::for_list(
+        args.quiet,
+        "ID",
+        args.format.as_deref(),
+        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
+    );
     let rows = history_rows(
         &items,
         args.human,

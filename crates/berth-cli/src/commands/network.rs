@@ -256,14 +256,12 @@ pub async fn list(env: &Env, a: ListArgs) -> Result<()> {
     let client = env.client()?;
     let filters = parse_filters(&a.filter)?;
     let networks = client.networks_list(&filters).await?;
-    let format = if a.quiet {
-        Format::Raw("{{.ID}}".to_string())
-    } else {
-        Format::parse(
-            a.format.as_deref(),
-            "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
-        )
-    };
+    let format = Format::for_list(
+        a.quiet,
+        "ID",
+        a.format.as_deref(),
+        "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+    );
     let rows: Vec<Value> = networks
         .iter()
         .map(|n| network_row(n, !a.no_trunc))

@@ -111,14 +111,12 @@ async fn list(env: &Env, a: ListArgs) -> Result<()> {
             })
         })
         .collect();
-    let format = if a.quiet {
-        Format::Raw("{{.ID}}".into())
-    } else {
-        Format::parse(
-            a.format.as_deref(),
-            "table {{.ID}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.EngineVersion}}",
-        )
-    };
+    let format = Format::for_list(
+        a.quiet,
+        "ID",
+        a.format.as_deref(),
+        "table {{.ID}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.EngineVersion}}",
+    );
     output::out(&format.render(&rows, HEADERS)?);
     Ok(())
 }

@@ -147,11 +147,7 @@ async fn list(env: &Env, prefix: &str, a: ListArgs) -> Result<()> {
     } else {
         "table {{.ID}}\t{{.Name}}\t{{.CreatedAt}}\t{{.UpdatedAt}}"
     };
-    let format = if a.quiet {
-        Format::Raw("{{.ID}}".into())
-    } else {
-        Format::parse(a.format.as_deref(), default)
-    };
+    let format = Format::for_list(a.quiet, "ID", a.format.as_deref(), default);
     output::out(&format.render(&rows, HEADERS)?);
     Ok(())
 }

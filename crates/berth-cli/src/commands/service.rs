@@ -287,14 +287,12 @@ async fn list(env: &Env, a: ListArgs) -> Result<()> {
             })
         })
         .collect();
-    let format = if a.quiet {
-        Format::Raw("{{.ID}}".into())
-    } else {
-        Format::parse(
-            a.format.as_deref(),
-            "table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}",
-        )
-    };
+    let format = Format::for_list(
+        a.quiet,
+        "ID",
+        a.format.as_deref(),
+        "table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}",
+    );
     output::out(&format.render(&rows, LS_HEADERS)?);
     Ok(())
 }
@@ -434,14 +432,12 @@ async fn ps(env: &Env, a: PsArgs) -> Result<()> {
             }));
         }
     }
-    let format = if a.quiet {
-        Format::Raw("{{.ID}}".into())
-    } else {
-        Format::parse(
-            a.format.as_deref(),
-            "table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}",
-        )
-    };
+    let format = Format::for_list(
+        a.quiet,
+        "ID",
+        a.format.as_deref(),
+        "table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}",
+    );
     if !rows.is_empty() || errors.is_empty() {
         output::out(&format.render(&rows, PS_HEADERS)?);
     }

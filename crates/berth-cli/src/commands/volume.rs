@@ -199,11 +199,12 @@ pub async fn list(env: &Env, args: ListArgs) -> Result<()> {
     let filters = parse_filters(&args.filter)?;
     let mut volumes = env.client()?.volumes_list(&filters).await?.volumes;
     volumes.sort_by(|a, b| natural_cmp(&a.name, &b.name));
-    let format = if args.quiet {
-        Format::Raw("{{.Name}}".to_string())
-    } else {
-        Format::parse(args.format.as_deref(), "table {{.Driver}}\t{{.Name}}")
-    };
+    let format = Format::for_list(
+        args.quiet,
+        "Name",
+        args.format.as_deref(),
+        "table {{.Driver}}\t{{.Name}}",
+    );
     output::out(&format.render(&volume_rows(&volumes), VOLUME_HEADERS)?);
     Ok(())
 }

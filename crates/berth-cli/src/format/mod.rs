@@ -19,6 +19,16 @@ pub enum Format {
 }
 
 impl Format {
+    /// A list command's format: with `-q` only `{{.field}}` (docker prints IDs or names), else
+    /// `--format` or the command's default table.
+    pub fn for_list(quiet: bool, field: &str, format: Option<&str>, default: &str) -> Format {
+        if quiet {
+            Format::Raw(format!("{{{{.{field}}}}}"))
+        } else {
+            Format::parse(format, default)
+        }
+    }
+
     /// `None`/`""`/`table` → the default table; `json` → `{{json .}}`; `table TEMPLATE`;
     /// anything else is a raw template. `\t` and `\n` written literally are unescaped, as docker
     /// does.
@@ -201,6 +211,15 @@ mod tests {
         );
         assert_eq!(
             Format::parse(Some("table{{.ID}}"), "x"),
+            Format::Table("{{.ID}}".into())
+        );
+        // `-q` wins over `--format`, as in docker's list commands.
+        assert_eq!(
+            Format::for_list(true, "Name", Some("{{.ID}}"), "x"),
+            Format::Raw("{{.Name}}".into())
+        );
+        assert_eq!(
+            Format::for_list(false, "ID", None, "table {{.ID}}"),
             Format::Table("{{.ID}}".into())
         );
     }
