@@ -42,8 +42,15 @@ fn old(store: &Store, path: &str, cutoff: SystemTime) -> bool {
 pub fn collect(store: &Store, config: &GcConfig) -> Result<GcReport> {
     let _one = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
     let started = Instant::now();
-    let cutoff = SystemTime::now() - Duration::from_secs(config.grace_secs);
-    store.track_touched(true);
+    // Tracking starts under the sweep lock: a commit that validated its blobs before the
+    // tracking began (and so recorded nothing) has then also written its tag, which the mark
+    // below sees. Without the barrier a manifest PUT in flight could validate untracked,
+    // tag after the mark read the tags, and have its blobs swept.
+    let cutoff = {
+        let _barrier = store.sweep_guard();
+        store.track_touched(true);
+        SystemTime::now() - Duration::from_secs(config.grace_secs)
+    };
     let result = collect_inner(store, cutoff);
     store.track_touched(false);
     let mut report = result?;
