@@ -139,18 +139,17 @@ where
         let app = app.clone();
         async move {
             let (parts, body) = req.into_parts();
-            let unread = Arc::new(std::sync::Mutex::new(None));
-            let body = Tracked {
-                inner: Some(body),
-                unread: unread.clone(),
-            };
+            // What a refused request left unread is drained so the client sees the answer:
+            // at most 64 MiB, and 10 s in all (a client trickling its body gets no more).
+            let (body, unread) = berth_http::TrackedBody::new(body);
             let response = app
                 .oneshot(hyper::Request::from_parts(parts, Body::new(body)))
                 .await;
-            let rest = unread.lock().ok().and_then(|mut u| u.take());
-            if let Some(rest) = rest {
-                drain(rest).await;
-            }
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                berth_http::drain(&unread, 64 << 20, Duration::from_secs(10)),
+            )
+            .await;
             response
         }
     });
@@ -169,70 +168,6 @@ where
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
-}
-
-/// A request body that, when dropped unread (an error answered before the body was needed),
-/// hands the rest back so it can be drained: a client still writing would otherwise get a
-/// broken pipe instead of the answer.
-struct Tracked {
-    inner: Option<Incoming>,
-    unread: Arc<std::sync::Mutex<Option<Incoming>>>,
-}
-
-impl hyper::body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        match self.inner.as_mut() {
-            Some(b) => std::pin::Pin::new(b).poll_frame(cx),
-            None => std::task::Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner
-            .as_ref()
-            .map(|b| b.size_hint())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        if let Some(b) = self.inner.take()
-            && !hyper::body::Body::is_end_stream(&b)
-            && let Ok(mut slot) = self.unread.lock()
-        {
-            *slot = Some(b);
-        }
-    }
-}
-
-/// Reads and discards what is left of a request body, up to a bound in bytes and time; past
-/// it the connection closes as it would have anyway.
-async fn drain(mut body: Incoming) {
-    use http_body_util::BodyExt as _;
-    const LIMIT: u64 = 64 << 20;
-    let mut seen = 0u64;
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(d) = frame.data_ref() {
-                seen += d.len() as u64;
-            }
-            if seen > LIMIT {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 /// Expires abandoned uploads, and runs the scheduled GC, until shutdown.
