@@ -427,6 +427,45 @@ fn userns_host_opts_out_and_dockerd_rules_hold() {
     d.berth(&["rm", "-f", "donor"]).success();
 }
 
+/// `--ipc host` and `--uts host` are allowed under remapping, as with dockerd (only `--pid`
+/// and `--net host` are refused): the container, root of its own user namespace, shares the
+/// host's /dev/shm (its files are the range's first uid on the host) and hostname.
+#[test]
+fn host_ipc_and_uts_under_remapping() {
+    require_root!();
+    let user = RemapUser::new(true);
+    let d = remapped_daemon(&user);
+    let name = format!("berth-e2e-ipc-{}", std::process::id());
+    let shm = Path::new("/dev/shm").join(&name);
+    struct Remove<'a>(&'a Path);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _cleanup = Remove(&shm);
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--ipc",
+            "host",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("id -u; echo shared > /dev/shm/{name}"),
+        ])
+        .success();
+    assert_eq!(out.stdout, "0\n");
+    assert_eq!(std::fs::read_to_string(&shm).unwrap(), "shared\n");
+    assert_eq!(std::fs::metadata(&shm).unwrap().uid(), user.base);
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let out = d
+        .berth(&["run", "--rm", "--uts", "host", "busybox", "hostname"])
+        .success();
+    assert_eq!(out.stdout.trim(), host_name.trim());
+}
+
 /// A remap user without subordinate ranges: dockerd's error, no daemon, nothing created.
 #[test]
 fn a_remap_user_without_ranges_is_refused_at_start() {

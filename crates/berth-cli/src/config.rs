@@ -339,7 +339,7 @@ pub fn resolve_host(config: &ConfigDir, inputs: &HostInputs) -> Result<Resolved>
     let host = meta.host();
     Ok(Resolved {
         host: if host.is_empty() {
-            DEFAULT_HOST.to_string()
+            default_host()
         } else {
             host.to_string()
         },
@@ -347,13 +347,45 @@ pub fn resolve_host(config: &ConfigDir, inputs: &HostInputs) -> Result<Resolved>
     })
 }
 
-/// The default context's endpoint: `BERTH_HOST` when set, else the default socket.
+/// The default context's endpoint: `BERTH_HOST` (or `DOCKER_HOST`) when set, else the
+/// default socket ([`default_host`]).
 pub fn default_context_host(inputs: &HostInputs) -> String {
     inputs
         .env_host
         .clone()
         .filter(|h| !h.is_empty())
+        .unwrap_or_else(default_host)
+}
+
+/// The host and context the environment names: `BERTH_HOST` and `BERTH_CONTEXT` when either
+/// is set (Berth's own settings win as a pair, so that a `BERTH_CONTEXT` is not overridden by
+/// a `DOCKER_HOST` meant for the docker CLI), else `DOCKER_HOST` and `DOCKER_CONTEXT`, read as
+/// the docker CLI reads them (the host over the context).
+pub fn env_endpoint(env: &dyn Fn(&str) -> Option<String>) -> (Option<String>, Option<String>) {
+    let (host, context) = (env("BERTH_HOST"), env("BERTH_CONTEXT"));
+    if host.is_some() || context.is_some() {
+        return (host, context);
+    }
+    (env("DOCKER_HOST"), env("DOCKER_CONTEXT"))
+}
+
+/// The daemon's socket when nothing names one: a rootless daemon's
+/// (`$XDG_RUNTIME_DIR/berth.sock`) for a user other than root when it is there, else the
+/// system daemon's ([`DEFAULT_HOST`]).
+pub fn default_host() -> String {
+    let euid = rustix::process::geteuid().as_raw();
+    rootless_default_host(euid, std::env::var_os("XDG_RUNTIME_DIR"))
         .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
+fn rootless_default_host(euid: u32, runtime_dir: Option<std::ffi::OsString>) -> Option<String> {
+    if euid == 0 {
+        return None;
+    }
+    let socket = PathBuf::from(runtime_dir.filter(|d| !d.is_empty())?).join("berth.sock");
+    socket
+        .exists()
+        .then(|| format!("unix://{}", socket.display()))
 }
 
 #[cfg(test)]
@@ -457,6 +489,46 @@ mod tests {
         let r = resolve_host(&config, &inputs(None, None, Some("default"))).unwrap();
         assert_eq!(r.host, DEFAULT_HOST);
         assert!(resolve_host(&config, &inputs(None, None, Some("missing"))).is_err());
+    }
+
+    #[test]
+    fn docker_variables_unless_berth_ones_are_set() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(env_endpoint(&env(&[])), (None, None));
+        assert_eq!(
+            env_endpoint(&env(&[("DOCKER_HOST", "tcp://d:1"), ("DOCKER_CONTEXT", "c")])),
+            (s("tcp://d:1"), s("c"))
+        );
+        assert_eq!(
+            env_endpoint(&env(&[("DOCKER_HOST", "tcp://d:1"), ("BERTH_HOST", "tcp://b:1")])),
+            (s("tcp://b:1"), None)
+        );
+        // BERTH_CONTEXT is not overridden by DOCKER_HOST.
+        assert_eq!(
+            env_endpoint(&env(&[("DOCKER_HOST", "tcp://d:1"), ("BERTH_CONTEXT", "b")])),
+            (None, s("b"))
+        );
+    }
+
+    #[test]
+    fn a_user_finds_the_rootless_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Some(dir.path().as_os_str().to_owned());
+        assert_eq!(rootless_default_host(1000, runtime.clone()), None);
+        fs::write(dir.path().join("berth.sock"), "").unwrap();
+        assert_eq!(
+            rootless_default_host(1000, runtime.clone()),
+            Some(format!("unix://{}/berth.sock", dir.path().display()))
+        );
+        assert_eq!(rootless_default_host(0, runtime), None, "root uses /run/berth");
+        assert_eq!(rootless_default_host(1000, None), None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! For the default context (`-H`, `BERTH_HOST`): `--tlsverify` (or `BERTH_TLS_VERIFY` /
 //! `DOCKER_TLS_VERIFY` non-empty) checks the daemon against a CA; `--tls` alone encrypts
-//! without checking; `--tlsverify` given at all turns TLS on. The files default to `ca.pem`,
+//! without checking; `--tlsverify` given at all turns TLS on. With no CA file at all (where
+//! docker stops), the daemon is checked against the system's trust store. The files default to `ca.pem`,
 //! `cert.pem` and `key.pem` in `BERTH_CERT_PATH` / `DOCKER_CERT_PATH`, else the config dir
 //! when it holds them, else `~/.docker` (where docker users keep them); a default client
 //! certificate or key that does not exist is not used, as docker does.
@@ -55,22 +56,21 @@ pub fn from_flags(
         return None;
     }
     let dir = default_cert_dir(config_dir, env);
-    // A default client certificate or key that is not there is not used; a named one is.
+    // A default file that is not there is not used; a named one is (and must be there).
     let file = |flag: &Option<String>, name: &str| match flag {
         Some(path) => Some(PathBuf::from(path)),
         None => Some(dir.join(name)).filter(|p| p.exists()),
     };
+    let ca = file(&global.tlscacert, CA);
     Some(TlsOptions {
-        ca: Some(
-            global
-                .tlscacert
-                .as_ref()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| dir.join(CA)),
-        ),
+        // No CA at all: the docker CLI stops ("open ~/.docker/ca.pem: no such file"); berth
+        // checks the daemon against the system's trust store instead (a daemon behind a
+        // publicly trusted certificate), which never checks less than `--tls` alone. An
+        // explicit `--tlsverify=false` is the user's opt-out of any check.
+        verify: verify || (ca.is_none() && global.tlsverify != Some(false)),
+        ca,
         cert: file(&global.tlscert, CERT),
         key: file(&global.tlskey, KEY),
-        verify,
     })
 }
 
@@ -84,8 +84,10 @@ pub fn from_context(config: &ConfigDir, name: &str, endpoint: &Endpoint) -> Opti
         // `--tls` without material).
         return endpoint.skip_tls_verify.then(TlsOptions::default);
     }
+    // As docker: a context that does not skip verification checks the daemon, against its
+    // CA, else the system's trust store.
     Some(TlsOptions {
-        verify: !endpoint.skip_tls_verify && ca.is_some(),
+        verify: !endpoint.skip_tls_verify,
         ca,
         cert,
         key,
@@ -142,7 +144,7 @@ mod tests {
         )
         .unwrap();
         assert!(t.verify);
-        assert_eq!(t.ca, Some(PathBuf::from("/h/.docker/ca.pem")));
+        assert_eq!(t.ca, None, "no ca.pem there: the system's trust store");
         assert_eq!(t.cert, None, "a missing default certificate is not used");
         // --tls only encrypts; BERTH_CERT_PATH wins over DOCKER_CERT_PATH.
         std::fs::write(dir.path().join(CERT), "x").unwrap();
@@ -150,14 +152,20 @@ mod tests {
             tls: Some(true),
             ..Default::default()
         };
-        let t = from_flags(
-            &tls_only,
-            dir.path(),
-            &env(&[("BERTH_CERT_PATH", "/b"), ("DOCKER_CERT_PATH", "/d")]),
-        )
+        let b = dir.path().join("b");
+        std::fs::create_dir(&b).unwrap();
+        std::fs::write(b.join(CA), "x").unwrap();
+        let t = from_flags(&tls_only, dir.path(), &|name| match name {
+            "BERTH_CERT_PATH" => Some(b.display().to_string()),
+            "DOCKER_CERT_PATH" => Some("/d".into()),
+            _ => None,
+        })
         .unwrap();
         assert!(!t.verify);
-        assert_eq!(t.ca, Some(PathBuf::from("/b/ca.pem")));
+        assert_eq!(t.ca, Some(b.join(CA)));
+        // --tls with no CA anywhere: checked against the system's trust store.
+        let t = from_flags(&tls_only, dir.path(), &env(&[("DOCKER_CERT_PATH", "/d")])).unwrap();
+        assert!(t.verify && t.ca.is_none());
         // Files in the config dir are found there.
         let t = from_flags(&tls_only, dir.path(), &env(&[("HOME", "/h")])).unwrap();
         assert_eq!(t.cert, Some(dir.path().join(CERT)));

@@ -1,7 +1,8 @@
 //! TLS to a daemon's tcp listener, as the docker CLI does it: `--tlsverify` checks the
-//! daemon's certificate against a CA file (and its name against the host), `--tls` alone
-//! encrypts without checking who answers; a client certificate and key are presented when
-//! given (a daemon with `--tlsverify` requires one).
+//! daemon's certificate against a CA file (and its name against the host), or against the
+//! system's trust store when there is no CA file; `--tls` alone encrypts without checking who
+//! answers; a client certificate and key are presented when given (a daemon with
+//! `--tlsverify` requires one).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use crate::Error;
 /// The TLS material of a connection: paths, as the flags and contexts give them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
-    /// The CA the daemon's certificate must be signed by (with `verify`).
+    /// The CA the daemon's certificate must be signed by (with `verify`); none: the system's
+    /// trust store.
     pub ca: Option<PathBuf>,
     /// The client's certificate and key, presented to daemons that verify clients.
     pub cert: Option<PathBuf>,
@@ -75,17 +77,16 @@ impl TlsOptions {
             &rustls::version::TLS12,
         ]);
         let builder = if self.verify {
-            let Some(ca) = &self.ca else {
-                return Err(invalid(
-                    "--tlsverify needs the CA certificate the daemon's is signed by (--tlscacert)"
-                        .into(),
-                ));
-            };
             let mut roots = rustls::RootCertStore::empty();
-            for cert in certificates("CA certificate", ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| invalid(format!("CA certificate {}: {e}", ca.display())))?;
+            match &self.ca {
+                Some(ca) => {
+                    for cert in certificates("CA certificate", ca)? {
+                        roots.add(cert).map_err(|e| {
+                            invalid(format!("CA certificate {}: {e}", ca.display()))
+                        })?;
+                    }
+                }
+                None => roots = system_roots()?,
             }
             builder.with_root_certificates(roots)
         } else {
@@ -119,6 +120,31 @@ impl TlsOptions {
         };
         Ok(TlsConfig(Arc::new(config)))
     }
+}
+
+/// The system's trust store (`/etc/ssl/certs`, or `SSL_CERT_FILE`/`SSL_CERT_DIR`), for a
+/// daemon checked without a CA of its own (a daemon behind a publicly trusted certificate).
+fn system_roots() -> Result<rustls::RootCertStore, Error> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(invalid(format!(
+            "no CA certificate to check the daemon with: give one with --tlscacert (the system's trust store has none{})",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {why}")
+            }
+        )));
+    }
+    Ok(roots)
 }
 
 /// The name the daemon's certificate must carry: the host part of `host:port`.
@@ -192,17 +218,12 @@ mod tests {
 
     #[test]
     fn refuses_incomplete_material() {
+        // Without a CA, the system's trust store (this machine has one).
         let verify_without_ca = TlsOptions {
             verify: true,
             ..Default::default()
         };
-        assert!(
-            verify_without_ca
-                .load()
-                .unwrap_err()
-                .to_string()
-                .contains("--tlscacert")
-        );
+        assert!(verify_without_ca.load().is_ok());
         let cert_without_key = TlsOptions {
             cert: Some("/nonexistent/cert.pem".into()),
             ..Default::default()

@@ -1037,7 +1037,7 @@ fn remap_user_namespace(
     map: &crate::idmap::IdMapping,
     join: Option<&Path>,
     linux: &mut Linux,
-    mounts: &mut [Mount],
+    mounts: &mut Vec<Mount>,
     embedded: bool,
 ) -> Option<std::collections::HashMap<String, String>> {
     use oci_spec::runtime::LinuxIdMappingBuilder;
@@ -1055,6 +1055,9 @@ fn remap_user_namespace(
         linux.set_gid_mappings(Some(vec![idmap(map.gid, map.gid_count)]));
     }
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    let host_ipc = !namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Ipc);
     let mut netns = None;
     // An external runtime (runc) joins the path itself, before the user namespace.
     namespaces.retain(|n| {
@@ -1083,7 +1086,47 @@ fn remap_user_namespace(
             ));
         }
     }
+    if host_ipc {
+        host_mqueue(mounts, host_mqueue_mounted());
+    }
     netns.map(|p| [(NETNS_ANNOTATION.to_string(), p)].into_iter().collect())
+}
+
+/// `--ipc host` in a new user namespace (Docker allows it: only `--pid/--net host` are
+/// refused). The host's IPC namespace belongs to the host's user namespace, so mqueue cannot
+/// be mounted for it from the new one (EPERM, the start failed "failed to prepare rootfs"):
+/// the host's `/dev/mqueue` is bound instead when the host has one mounted, as runc falls
+/// back to; else the container has no `/dev/mqueue` (its queues are the host's all the same,
+/// through `mq_open`).
+fn host_mqueue(mounts: &mut Vec<Mount>, host_has_mqueue: bool) {
+    if host_has_mqueue {
+        for m in mounts.iter_mut() {
+            if m.typ().as_deref() == Some("mqueue") {
+                m.set_typ(Some("bind".into()));
+                m.set_source(Some(PathBuf::from("/dev/mqueue")));
+                m.set_options(Some(
+                    ["rbind", "nosuid", "noexec", "nodev"]
+                        .map(String::from)
+                        .to_vec(),
+                ));
+            }
+        }
+    } else {
+        mounts.retain(|m| m.typ().as_deref() != Some("mqueue"));
+    }
+}
+
+/// Whether the host has an mqueue filesystem at `/dev/mqueue`.
+fn host_mqueue_mounted() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let mut fields = l.split(' ');
+            let point = fields.nth(4);
+            let fstype = l.split(" - ").nth(1).and_then(|t| t.split(' ').next());
+            point == Some("/dev/mqueue") && fstype == Some("mqueue")
+        })
 }
 
 /// A cgroup path kept inside the cgroup hierarchy, as runc's `CleanPath` keeps it: cleaned

@@ -272,10 +272,19 @@ fn use_context(env: &Env, name: &str) -> Result<()> {
     env.config.save(&config)?;
     output::out(&format!("{name}\n"));
     output::err(&format!("Current context is now {name:?}\n"));
-    if std::env::var("BERTH_HOST").is_ok_and(|h| !h.is_empty()) {
-        output::err(
-            "Warning: BERTH_HOST environment variable overrides the active context. To use a context, either set the global --context flag, or unset BERTH_HOST environment variable.\n",
-        );
+    let set = |v: &str| std::env::var(v).is_ok_and(|h| !h.is_empty());
+    // The variable that overrides it, as `env_endpoint` picks it.
+    let var = if set("BERTH_HOST") {
+        Some("BERTH_HOST")
+    } else if !set("BERTH_CONTEXT") && set("DOCKER_HOST") {
+        Some("DOCKER_HOST")
+    } else {
+        None
+    };
+    if let Some(var) = var {
+        output::err(&format!(
+            "Warning: {var} environment variable overrides the active context. To use a context, either set the global --context flag, or unset {var} environment variable.\n",
+        ));
     }
     Ok(())
 }

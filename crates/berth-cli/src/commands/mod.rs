@@ -59,11 +59,12 @@ impl Env {
             bail!("Specify only one -H");
         }
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (env_host, env_context) = config::env_endpoint(&env);
         Ok(HostInputs {
             flag_host: self.global.host.first().cloned(),
-            env_host: env("BERTH_HOST"),
+            env_host,
             context: self.global.context.clone(),
-            env_context: env("BERTH_CONTEXT"),
+            env_context,
         })
     }
 
