@@ -91,7 +91,63 @@ pub fn discard_unsupported(h: &mut HostConfig) -> Vec<String> {
         warnings.push("linux does not support CPU percent. Percent discarded.".into());
         r.cpu_percent = 0;
     }
+    if cgroup_limits_unavailable(std::path::Path::new("/sys/fs/cgroup")) {
+        warnings.extend(discard_limits(h));
+    }
     warnings
+}
+
+/// Whether the daemon cannot set limits at all: a rootless daemon's read-only cgroup2 (no
+/// delegation), or a v1 layout without its memory hierarchy. dockerd discards limits then,
+/// with its sysinfo warnings; the container starts without them.
+pub fn cgroup_limits_unavailable(root: &std::path::Path) -> bool {
+    if root.join("cgroup.controllers").exists() {
+        rustix::fs::statvfs(root)
+            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+    } else {
+        !root.join("memory").exists()
+    }
+}
+
+/// Drops every limit a cgroup would enforce, with dockerd's warnings (`--cpus`, which dockerd
+/// refuses there, is dropped with a warning of the same kind, as the others).
+fn discard_limits(h: &mut HostConfig) -> Vec<String> {
+    let mut w = Vec::new();
+    let r = &mut h.resources;
+    let mut drop = |set: bool, text: &str| {
+        if set {
+            w.push(text.to_string());
+        }
+        set
+    };
+    if drop(r.memory > 0, "Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded.") {
+        r.memory = 0;
+    }
+    if drop(r.memory_reservation > 0, "Your kernel does not support memory soft limit capabilities or the cgroup is not mounted. Limitation discarded.") {
+        r.memory_reservation = 0;
+    }
+    if drop(r.memory_swap > 0, "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.") {
+        r.memory_swap = 0;
+    }
+    if drop(r.cpu_shares > 0, "Your kernel does not support CPU shares or the cgroup is not mounted. Shares discarded.") {
+        r.cpu_shares = 0;
+    }
+    if drop(r.cpu_quota > 0, "Your kernel does not support CPU CFS quota or the cgroup is not mounted. Quota discarded.") {
+        r.cpu_quota = 0;
+    }
+    if drop(r.cpu_period > 0, "Your kernel does not support CPU CFS period or the cgroup is not mounted. Period discarded.") {
+        r.cpu_period = 0;
+    }
+    if drop(r.nano_cpus > 0, "Your kernel does not support CPU CFS scheduler or the cgroup is not mounted. CPUs discarded.") {
+        r.nano_cpus = 0;
+    }
+    if drop(r.pids_limit.is_some_and(|p| p > 0), "Your kernel does not support pids limit capabilities or the cgroup is not mounted. PIDs limit discarded.") {
+        r.pids_limit = None;
+    }
+    if drop(r.blkio_weight > 0, "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.") {
+        r.blkio_weight = 0;
+    }
+    w
 }
 
 /// `name:ip` (or the berth CLI's `name=ip`), the ip possibly in brackets or `host-gateway`.

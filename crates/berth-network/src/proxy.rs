@@ -70,11 +70,12 @@ pub async fn publish_on(
 ) -> Result<PortProxy> {
     match proto {
         Proto::Tcp => {
-            let listener = bind(
-                host_ip,
-                host_port,
-                |a| async move { TcpListener::bind(a).await },
-            )
+            let listener = bind(host_ip, host_port, |a| async move {
+                match HOST_BINDER.get() {
+                    Some(_) => TcpListener::from_std(from_host(Proto::Tcp, a).await?.into()),
+                    None => TcpListener::bind(a).await,
+                }
+            })
             .await?;
             let port = local_port(listener.local_addr())?;
             let task = tasks.spawn(serve_tcp(listener, target)).abort_handle();
@@ -84,11 +85,12 @@ pub async fn publish_on(
             })
         }
         Proto::Udp => {
-            let socket = bind(
-                host_ip,
-                host_port,
-                |a| async move { UdpSocket::bind(a).await },
-            )
+            let socket = bind(host_ip, host_port, |a| async move {
+                match HOST_BINDER.get() {
+                    Some(_) => UdpSocket::from_std(from_host(Proto::Udp, a).await?.into()),
+                    None => UdpSocket::bind(a).await,
+                }
+            })
             .await?;
             let port = local_port(socket.local_addr())?;
             let task = tasks
@@ -100,6 +102,28 @@ pub async fn publish_on(
             })
         }
     }
+}
+
+/// Makes a published port's socket somewhere else than in the daemon's own network namespace
+/// (a rootless daemon's: its parent process, in the host's, binds it and passes it over): the
+/// socket, bound (and listening, for TCP), non-blocking.
+pub type HostBinder =
+    Box<dyn Fn(Proto, SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> + Send + Sync>;
+
+static HOST_BINDER: std::sync::OnceLock<HostBinder> = std::sync::OnceLock::new();
+
+/// Sets the [`HostBinder`] for the rest of the process (once; later calls are ignored).
+pub fn set_host_binder(binder: HostBinder) {
+    let _ = HOST_BINDER.set(binder);
+}
+
+async fn from_host(proto: Proto, addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
+    tokio::task::spawn_blocking(move || match HOST_BINDER.get() {
+        Some(binder) => binder(proto, addr),
+        None => Err(std::io::Error::other("no host binder")),
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Binds the socket; for "all addresses" the IPv6 wildcard (which takes IPv4 too on Linux

@@ -960,7 +960,10 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     let mut linux = Linux::default();
     linux.set_rootfs_propagation(Some(rootfs_propagation(&cfg.mounts).to_string()));
     linux.set_namespaces(Some(namespaces.into_iter().flatten().collect()));
-    linux.set_resources(Some(res));
+    // A rootless daemon (in a user namespace of its own) has no cgroup to enforce anything
+    // with, devices included (runc's rootless spec drops them the same way): the limits were
+    // discarded with warnings at create.
+    linux.set_resources((!in_user_namespace()).then_some(res));
     linux.set_devices(if devices.is_empty() {
         None
     } else {
@@ -1020,6 +1023,17 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     spec.set_hooks(None);
     spec.set_linux(Some(linux));
     Ok(spec)
+}
+
+/// Whether this process runs in a user namespace other than the host's (a rootless daemon):
+/// its uid map is not the identity of all ids.
+pub fn in_user_namespace() -> bool {
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+            m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]
+        })
+    })
 }
 
 /// The annotation naming the network namespace a remapped container's runtime process joins

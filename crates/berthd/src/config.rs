@@ -51,6 +51,10 @@ pub struct Flags {
     /// Daemon socket(s) to listen on: unix:///path or tcp://host:port (repeatable)
     #[arg(short = 'H', long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
+    /// Run as an ordinary user, in a user namespace of the daemon's own (implied when not
+    /// started by root; see docs/rootless.md)
+    #[arg(long)]
+    pub rootless: bool,
     /// Root directory of persistent state
     #[arg(long, value_name = "DIR")]
     pub data_root: Option<PathBuf>,

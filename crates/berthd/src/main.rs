@@ -7,7 +7,42 @@ use berthd::config::{Config, Flags};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A rootless daemon's child enters its namespaces first: creating a user namespace needs
+    // a process with a single thread.
+    let is_child = match berthd::rootless::child::enter_if_child() {
+        Ok(is_child) => is_child,
+        Err(e) => {
+            eprintln!("berthd: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let flags = Flags::parse();
+    if !is_child && berthd::rootless::wanted(&flags) {
+        if rustix::process::geteuid().is_root() {
+            eprintln!(
+                "berthd: --rootless is for an ordinary user: start it as that user (root runs the system daemon)"
+            );
+            return ExitCode::FAILURE;
+        }
+        return match berthd::rootless::parent::run() {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("berthd: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let flags = if is_child {
+        match rootless_dirs() {
+            Ok(dirs) => berthd::rootless::with_defaults(&flags, &dirs),
+            Err(e) => {
+                eprintln!("berthd: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        flags
+    };
     match run(&flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -17,8 +52,16 @@ fn main() -> ExitCode {
     }
 }
 
+fn rootless_dirs() -> Result<berthd::rootless::Dirs, String> {
+    berthd::rootless::Dirs::from_env(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
 fn run(flags: &Flags) -> anyhow::Result<()> {
-    let config = Config::load(flags)?;
+    let mut config = Config::load(flags)?;
+    if berthd::rootless::is_child() {
+        let dirs = rootless_dirs().map_err(anyhow::Error::msg)?;
+        berthd::rootless::apply_dirs(&mut config, flags, &dirs);
+    }
     let level = match config.log_level.as_str() {
         "fatal" => "error",
         other => other,
