@@ -198,6 +198,11 @@ async fn run_locked(
     // The swarm's loops stop first: no task is started or stopped during the shutdown, and
     // task containers keep running, as other containers do.
     swarm.shutdown().await;
+    // Except a rootless daemon's: its namespaces end with it, so the next one could not
+    // adopt them.
+    if crate::rootless::is_child() {
+        crate::rootless::stop_containers(&containers).await;
+    }
     // Exits being recorded and auto-removals under way finish; containers keep running.
     // Before the network's: those tasks release endpoints.
     containers.shutdown(SHUTDOWN_GRACE).await;

@@ -116,11 +116,10 @@ pub fn subordinate_range(file: &Path, user: &str, uid: u32) -> Option<(u32, u32)
     })
 }
 
-/// A program on `$PATH` (or the fixed paths Debian installs to).
+/// A program on `$PATH`.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|p| {
             use std::os::unix::fs::PermissionsExt;
@@ -132,6 +131,39 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 /// Whether this process is a rootless daemon's child (in its namespaces).
 pub fn is_child() -> bool {
     std::env::var_os(CHILD_ENV).is_some() || child::ACTIVE.get().is_some()
+}
+
+/// Stops every running container (their stop timeouts and signals): a rootless daemon's
+/// containers live in its namespaces, which a restarted daemon does not share (it makes new
+/// ones), so none could be adopted.
+pub async fn stop_containers(ctrs: &berth_container::Containers) {
+    let running = ctrs
+        .list(false, None, berth_container::filters::ListFilter::default())
+        .unwrap_or_default();
+    if !running.is_empty() {
+        tracing::info!(
+            count = running.len(),
+            "rootless: stopping the containers (they cannot outlive the daemon's namespaces)"
+        );
+    }
+    let stops = running.iter().map(|c| ctrs.stop(&c.id, None, None));
+    for result in futures_util::future::join_all(stops).await {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "rootless: stopping a container at shutdown");
+        }
+    }
+}
+
+/// `/info`'s warnings about the mode, in dockerd's words.
+pub fn info_warnings(rootless: bool, no_cgroups: bool) -> Vec<String> {
+    if rootless && no_cgroups {
+        vec![
+            "WARNING: Running in rootless-mode without cgroups. Resource limits (--memory, --cpus, --pids-limit, ...) are discarded with a warning. To enable cgroups in rootless-mode, boot the system in cgroup v2 mode with delegation (Berth does not use delegation yet)."
+                .to_string(),
+        ]
+    } else {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -151,6 +151,11 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
             },
         );
     }
+    // dockerd's rootless mode lists itself and says when limits cannot be set.
+    let rootless = crate::rootless::is_child();
+    let no_cgroups = berth_container::validate::cgroup_limits_unavailable(std::path::Path::new(
+        "/sys/fs/cgroup",
+    ));
     let info = SystemInfo {
         id: state.id.clone(),
         containers,
@@ -167,13 +172,13 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
             authorization: None,
             log: vec!["json-file".into()],
         },
-        memory_limit: true,
+        memory_limit: !no_cgroups,
         swap_limit: false,
-        cpu_cfs_period: true,
-        cpu_cfs_quota: true,
-        cpu_shares: true,
-        cpu_set: true,
-        pids_limit: true,
+        cpu_cfs_period: !no_cgroups,
+        cpu_cfs_quota: !no_cgroups,
+        cpu_shares: !no_cgroups,
+        cpu_set: !no_cgroups,
+        pids_limit: !no_cgroups,
         oom_kill_disable: false,
         ipv4_forwarding: sysinfo::ipv4_forwarding(),
         debug: state.config.debug,
@@ -181,7 +186,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
         ngoroutines: 0,
         system_time: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
         logging_driver: "json-file".into(),
-        cgroup_driver: "cgroupfs".into(),
+        cgroup_driver: if no_cgroups { "none" } else { "cgroupfs" }.into(),
         cgroup_version: sysinfo::cgroup_version().into(),
         nevents_listener: state.events.listeners() as i64,
         kernel_version: sysinfo::kernel_version(),
@@ -213,7 +218,9 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
         // dockerd lists `name=userns` when containers are remapped.
         security_options: std::iter::once("name=seccomp,profile=builtin".to_string())
             .chain(state.config.remap.map(|_| "name=userns".to_string()))
+            .chain(rootless.then(|| "name=rootless".to_string()))
             .collect(),
+        warnings: crate::rootless::info_warnings(rootless, no_cgroups),
         ..Default::default()
     };
     Ok(ok_json(&info))
