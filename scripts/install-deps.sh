@@ -14,6 +14,8 @@ packages=(
   iptables         # accept rules for Berth's bridges when Docker set iptables' FORWARD policy to DROP
   iproute2         # network namespaces in tests
   ca-certificates
+  uidmap           # rootless berthd: newuidmap and newgidmap map its user namespace
+  slirp4netns      # rootless berthd: the containers' outbound networking
 )
 
 missing=()

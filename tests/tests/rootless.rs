@@ -353,6 +353,11 @@ fn a_users_daemon_runs_execs_logs_publishes_and_keeps_volumes() {
         .unwrap_or_else(|| panic!("a port: {}", port.stdout));
     let answer = http_get(port);
     assert!(answer.contains("served-rootless"), "{answer}");
+    // No cgroup: top lists the container's pid namespace; pause says why it cannot.
+    let top = user.berth(&["top", "web"]).success();
+    assert!(top.stdout.contains("httpd"), "{}", top.stdout);
+    let out = user.berth(&["pause", "web"]).failure();
+    assert!(out.stderr.contains("no cgroups"), "{}", out.stderr);
 
     // Container root is the user on the host; another container uid is a subordinate id.
     let pid: u32 = user

@@ -24,6 +24,7 @@ pub mod stats;
 pub mod status;
 pub mod update;
 pub mod user;
+pub mod rootless_pids;
 pub mod validate;
 pub mod volumes;
 pub mod workdir;

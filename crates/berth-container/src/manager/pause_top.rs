@@ -21,6 +21,13 @@ impl Containers {
             }
             _ => return Err(conflict(format!("container {} is not running", c.id))),
         }
+        if berth_runtime::spec::in_user_namespace() {
+            // A rootless daemon's containers have no cgroup, so no freezer.
+            return Err(ContainerError::Internal(format!(
+                "cannot {} container: a rootless daemon has no cgroups (no freezer)",
+                if pause { "pause" } else { "unpause" }
+            )));
+        }
         let cg = cgroup_of(&r, &c.paths);
         blocking(move || cgroup::freeze(&cg, pause))
             .await?
@@ -59,8 +66,14 @@ impl Containers {
         } else {
             ps_args.split_whitespace().map(str::to_string).collect()
         };
+        let init_pid = r.state.pid;
         blocking(move || {
-            let pids = cgroup::pids(&cg);
+            let mut pids = cgroup::pids(&cg);
+            if pids.is_empty() && berth_runtime::spec::in_user_namespace() {
+                // A rootless daemon's containers have no cgroup: the processes of the
+                // container's pid namespace instead.
+                pids = crate::rootless_pids::in_pid_namespace_of(init_pid);
+            }
             let out = std::process::Command::new("ps")
                 .args(&args)
                 .output()
