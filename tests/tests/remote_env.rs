@@ -133,7 +133,11 @@ fn docker_tls_variables_and_the_system_trust_store() {
     // ca.pem, cert.pem and key.pem.
     let certs = pki_dir.path().join("docker-certs");
     std::fs::create_dir(&certs).expect("certs dir");
-    for (from, to) in [("ca", "ca.pem"), ("client", "cert.pem"), ("client-key", "key.pem")] {
+    for (from, to) in [
+        ("ca", "ca.pem"),
+        ("client", "cert.pem"),
+        ("client-key", "key.pem"),
+    ] {
         std::fs::copy(pki.path(from), certs.join(to)).expect("copy pem");
     }
     let certs_arg = certs.display().to_string();

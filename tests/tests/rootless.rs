@@ -118,19 +118,29 @@ impl RootlessUser {
     /// `program args` as the user, with only the user's environment and `path` as `$PATH`.
     fn command_with_path(&self, program: &Path, args: &[&str], path: &str) -> Command {
         let mut cmd = Command::new("/usr/bin/setpriv");
-        cmd.args(["--reuid", &self.name, "--regid", &self.name, "--init-groups"])
-            .arg(program)
-            .args(args)
-            .env_clear()
-            .env("HOME", self.home())
-            .env("XDG_RUNTIME_DIR", self.runtime_dir())
-            .env("PATH", path)
-            .current_dir(self.home());
+        cmd.args([
+            "--reuid",
+            &self.name,
+            "--regid",
+            &self.name,
+            "--init-groups",
+        ])
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .env("HOME", self.home())
+        .env("XDG_RUNTIME_DIR", self.runtime_dir())
+        .env("PATH", path)
+        .current_dir(self.home());
         cmd
     }
 
     fn command(&self, program: &Path, args: &[&str]) -> Command {
-        self.command_with_path(program, args, "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        self.command_with_path(
+            program,
+            args,
+            "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        )
     }
 
     /// berth as the user, with no `-H`: it must find the user's daemon by itself.
@@ -295,7 +305,11 @@ fn a_users_daemon_runs_execs_logs_publishes_and_keeps_volumes() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(user.socket()).unwrap().uid(), user.uid);
     let info = user
-        .berth(&["info", "--format", "{{.DockerRootDir}} {{json .SecurityOptions}}"])
+        .berth(&[
+            "info",
+            "--format",
+            "{{.DockerRootDir}} {{json .SecurityOptions}}",
+        ])
         .success();
     assert!(
         info.stdout
@@ -311,6 +325,13 @@ fn a_users_daemon_runs_execs_logs_publishes_and_keeps_volumes() {
         .berth(&["run", "--rm", "busybox", "sh", "-c", "id -u; echo hello"])
         .success();
     assert_eq!(out.stdout, "0\nhello\n");
+    // The docker CLI, as the user, on the user's socket.
+    if let Some(docker) = berth_e2e::docker_cli() {
+        let mut cmd = user.command(&docker, &["run", "--rm", "busybox", "echo", "via docker"]);
+        cmd.env("DOCKER_HOST", format!("unix://{}", user.socket().display()));
+        let out = run_command(cmd, None).success();
+        assert_eq!(out.stdout, "via docker\n");
+    }
 
     // A server with a volume and a port on the host's 127.0.0.1 (a port the daemon's parent
     // binds in the host's network namespace).
@@ -340,7 +361,12 @@ fn a_users_daemon_runs_execs_logs_publishes_and_keeps_volumes() {
     let out = user.berth(&["exec", "web", "id", "-u"]).success();
     assert_eq!(out.stdout, "0\n");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !user.berth(&["logs", "web"]).success().stdout.contains("started") {
+    while !user
+        .berth(&["logs", "web"])
+        .success()
+        .stdout
+        .contains("started")
+    {
         assert!(Instant::now() < deadline, "no log line");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -392,7 +418,15 @@ fn a_users_daemon_runs_execs_logs_publishes_and_keeps_volumes() {
     // It outlives the container.
     user.berth(&["rm", "-f", "web"]).success();
     let out = user
-        .berth(&["run", "--rm", "-v", "rootless-vol:/data", "busybox", "cat", "/data/index.html"])
+        .berth(&[
+            "run",
+            "--rm",
+            "-v",
+            "rootless-vol:/data",
+            "busybox",
+            "cat",
+            "/data/index.html",
+        ])
         .success();
     assert_eq!(out.stdout, "served-rootless\n");
 
@@ -443,7 +477,8 @@ fn a_rootless_start_without_ranges_or_newuidmap_changes_nothing() {
     let out = run_command(user.command(&binary("berthd"), &[]), None);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(
-        out.stderr.contains("no subordinate uid range in /etc/subuid")
+        out.stderr
+            .contains("no subordinate uid range in /etc/subuid")
             && out.stderr.contains(&user.name),
         "{}",
         out.stderr

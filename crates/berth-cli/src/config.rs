@@ -503,16 +503,25 @@ mod tests {
         let s = |v: &str| Some(v.to_string());
         assert_eq!(env_endpoint(&env(&[])), (None, None));
         assert_eq!(
-            env_endpoint(&env(&[("DOCKER_HOST", "tcp://d:1"), ("DOCKER_CONTEXT", "c")])),
+            env_endpoint(&env(&[
+                ("DOCKER_HOST", "tcp://d:1"),
+                ("DOCKER_CONTEXT", "c")
+            ])),
             (s("tcp://d:1"), s("c"))
         );
         assert_eq!(
-            env_endpoint(&env(&[("DOCKER_HOST", "tcp://d:1"), ("BERTH_HOST", "tcp://b:1")])),
+            env_endpoint(&env(&[
+                ("DOCKER_HOST", "tcp://d:1"),
+                ("BERTH_HOST", "tcp://b:1")
+            ])),
             (s("tcp://b:1"), None)
         );
         // BERTH_CONTEXT is not overridden by DOCKER_HOST.
         assert_eq!(
-            env_endpoint(&env(&[("DOCKER_HOST", "tcp://d:1"), ("BERTH_CONTEXT", "b")])),
+            env_endpoint(&env(&[
+                ("DOCKER_HOST", "tcp://d:1"),
+                ("BERTH_CONTEXT", "b")
+            ])),
             (None, s("b"))
         );
     }
@@ -527,7 +536,11 @@ mod tests {
             rootless_default_host(1000, runtime.clone()),
             Some(format!("unix://{}/berth.sock", dir.path().display()))
         );
-        assert_eq!(rootless_default_host(0, runtime), None, "root uses /run/berth");
+        assert_eq!(
+            rootless_default_host(0, runtime),
+            None,
+            "root uses /run/berth"
+        );
         assert_eq!(rootless_default_host(1000, None), None);
     }
 

@@ -120,31 +120,58 @@ fn discard_limits(h: &mut HostConfig) -> Vec<String> {
         }
         set
     };
-    if drop(r.memory > 0, "Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded.") {
+    if drop(
+        r.memory > 0,
+        "Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded.",
+    ) {
         r.memory = 0;
     }
-    if drop(r.memory_reservation > 0, "Your kernel does not support memory soft limit capabilities or the cgroup is not mounted. Limitation discarded.") {
+    if drop(
+        r.memory_reservation > 0,
+        "Your kernel does not support memory soft limit capabilities or the cgroup is not mounted. Limitation discarded.",
+    ) {
         r.memory_reservation = 0;
     }
-    if drop(r.memory_swap > 0, "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.") {
+    if drop(
+        r.memory_swap > 0,
+        "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.",
+    ) {
         r.memory_swap = 0;
     }
-    if drop(r.cpu_shares > 0, "Your kernel does not support CPU shares or the cgroup is not mounted. Shares discarded.") {
+    if drop(
+        r.cpu_shares > 0,
+        "Your kernel does not support CPU shares or the cgroup is not mounted. Shares discarded.",
+    ) {
         r.cpu_shares = 0;
     }
-    if drop(r.cpu_quota > 0, "Your kernel does not support CPU CFS quota or the cgroup is not mounted. Quota discarded.") {
+    if drop(
+        r.cpu_quota > 0,
+        "Your kernel does not support CPU CFS quota or the cgroup is not mounted. Quota discarded.",
+    ) {
         r.cpu_quota = 0;
     }
-    if drop(r.cpu_period > 0, "Your kernel does not support CPU CFS period or the cgroup is not mounted. Period discarded.") {
+    if drop(
+        r.cpu_period > 0,
+        "Your kernel does not support CPU CFS period or the cgroup is not mounted. Period discarded.",
+    ) {
         r.cpu_period = 0;
     }
-    if drop(r.nano_cpus > 0, "Your kernel does not support CPU CFS scheduler or the cgroup is not mounted. CPUs discarded.") {
+    if drop(
+        r.nano_cpus > 0,
+        "Your kernel does not support CPU CFS scheduler or the cgroup is not mounted. CPUs discarded.",
+    ) {
         r.nano_cpus = 0;
     }
-    if drop(r.pids_limit.is_some_and(|p| p > 0), "Your kernel does not support pids limit capabilities or the cgroup is not mounted. PIDs limit discarded.") {
+    if drop(
+        r.pids_limit.is_some_and(|p| p > 0),
+        "Your kernel does not support pids limit capabilities or the cgroup is not mounted. PIDs limit discarded.",
+    ) {
         r.pids_limit = None;
     }
-    if drop(r.blkio_weight > 0, "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.") {
+    if drop(
+        r.blkio_weight > 0,
+        "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.",
+    ) {
         r.blkio_weight = 0;
     }
     w

@@ -486,7 +486,12 @@ impl Config {
     pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
         let (path, explicit) = match &flags.config_file {
             Some(p) => (p.clone(), true),
-            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+            // A rootless daemon's is the user's, never the system daemon's.
+            None => (
+                crate::rootless::default_config_file()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE)),
+                false,
+            ),
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => Some(text),

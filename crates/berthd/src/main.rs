@@ -32,17 +32,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    let flags = if is_child {
-        match rootless_dirs() {
-            Ok(dirs) => berthd::rootless::with_defaults(&flags, &dirs),
-            Err(e) => {
-                eprintln!("berthd: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        flags
-    };
     match run(&flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -56,7 +56,11 @@ pub fn enter_if_child() -> anyhow::Result<bool> {
             | CloneFlags::CLONE_NEWNET
             | CloneFlags::CLONE_NEWCGROUP,
     )
-        .map_err(|e| anyhow::anyhow!("cannot create the rootless namespaces: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("cannot create the rootless namespaces: {e}"))?;
+    // The parent gone (killed), the daemon stops too rather than run on without its network
+    // and ports.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| anyhow::anyhow!("PR_SET_PDEATHSIG: {e}"))?;
     fds.sync_write.write_all(b"1")?;
     drop(fds.sync_write);
     let mut ack = [0u8; 1];
@@ -91,7 +95,9 @@ pub fn enter_if_child() -> anyhow::Result<bool> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
         None::<&str>,
     )
-    .map_err(|e| anyhow::anyhow!("mounting cgroup2 read-only in the rootless mount namespace: {e}"))?;
+    .map_err(|e| {
+        anyhow::anyhow!("mounting cgroup2 read-only in the rootless mount namespace: {e}")
+    })?;
     super::ports::install_client(fds.ports);
     let _ = ACTIVE.set(());
     Ok(true)

@@ -69,13 +69,15 @@ impl Dirs {
     }
 }
 
-/// The flags of a rootless daemon: the user's directories where the flags name none.
-pub fn with_defaults(flags: &Flags, dirs: &Dirs) -> Flags {
-    let mut flags = flags.clone();
-    if flags.config_file.is_none() && dirs.config_file.exists() {
-        flags.config_file = Some(dirs.config_file.clone());
+/// A rootless daemon's default configuration file (read when it exists):
+/// `$XDG_CONFIG_HOME/berth/daemon.json`. `None` for a root daemon.
+pub fn default_config_file() -> Option<PathBuf> {
+    if !is_child() {
+        return None;
     }
-    flags
+    Dirs::from_env(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .ok()
+        .map(|d| d.config_file)
 }
 
 /// The parts of the configuration a rootless daemon puts under the user's directories, where
@@ -94,8 +96,7 @@ pub fn apply_dirs(config: &mut crate::config::Config, flags: &Flags, dirs: &Dirs
     if flags.hosts.is_empty()
         && config.hosts.len() == 1
         && config.hosts[0].to_string() == DEFAULT_HOST
-        && let Ok(host) =
-            crate::config::Host::parse(&format!("unix://{}", dirs.socket.display()))
+        && let Ok(host) = crate::config::Host::parse(&format!("unix://{}", dirs.socket.display()))
     {
         config.hosts = vec![host];
     }
@@ -187,7 +188,10 @@ mod tests {
         assert_eq!(d.data_root, Path::new("/home/u/.local/share/berth"));
         assert_eq!(d.socket, Path::new("/run/user/1000/berth.sock"));
         assert_eq!(d.exec_root, Path::new("/run/user/1000/berth"));
-        assert_eq!(d.config_file, Path::new("/home/u/.config/berth/daemon.json"));
+        assert_eq!(
+            d.config_file,
+            Path::new("/home/u/.config/berth/daemon.json")
+        );
         let d = Dirs::from_env(&env(&[
             ("XDG_RUNTIME_DIR", "/r"),
             ("XDG_DATA_HOME", "/data"),
@@ -208,8 +212,15 @@ mod tests {
             subordinate_range(&file, "alice", 1000),
             Some((100000, 65536))
         );
-        assert_eq!(subordinate_range(&file, "carol", 1001), Some((200000, 1000)));
-        assert_eq!(subordinate_range(&file, "bob", 1002), None, "an empty range");
+        assert_eq!(
+            subordinate_range(&file, "carol", 1001),
+            Some((200000, 1000))
+        );
+        assert_eq!(
+            subordinate_range(&file, "bob", 1002),
+            None,
+            "an empty range"
+        );
         assert_eq!(subordinate_range(&file, "dave", 1003), None);
     }
 }

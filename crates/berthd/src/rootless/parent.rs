@@ -97,8 +97,8 @@ fn command(program: impl Into<OsString>, keep: Vec<RawFd>) -> Command {
             nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&handled()), None)?;
             for fd in &keep {
                 let flags = nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_GETFD)?;
-                let flags = nix::fcntl::FdFlag::from_bits_truncate(flags)
-                    & !nix::fcntl::FdFlag::FD_CLOEXEC;
+                let flags =
+                    nix::fcntl::FdFlag::from_bits_truncate(flags) & !nix::fcntl::FdFlag::FD_CLOEXEC;
                 nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_SETFD(flags))?;
             }
             Ok(())
@@ -145,7 +145,11 @@ pub fn run() -> anyhow::Result<i32> {
     let (go_r, go_w) = pipe()?;
     let (ports_parent, ports_child) = UnixStream::pair().context("socketpair")?;
     let exe = std::env::current_exe().context("finding the berthd executable")?;
-    let child_fds = vec![go_r.as_raw_fd(), ready_w.as_raw_fd(), ports_child.as_raw_fd()];
+    let child_fds = vec![
+        go_r.as_raw_fd(),
+        ready_w.as_raw_fd(),
+        ports_child.as_raw_fd(),
+    ];
     let mut child = command(&exe, child_fds)
         .args(std::env::args_os().skip(1))
         .env(
