@@ -379,6 +379,30 @@ fn a_users_daemon_runs_execs_logs_publishes_and_keeps_volumes() {
         .unwrap_or_else(|| panic!("a port: {}", port.stdout));
     let answer = http_get(port);
     assert!(answer.contains("served-rootless"), "{answer}");
+    // A privileged port cannot be bound by the user's parent process: said so.
+    let unprivileged_start: u32 =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1024);
+    if unprivileged_start > 81 {
+        let out = user
+            .berth(&[
+                "run",
+                "-d",
+                "-p",
+                "127.0.0.1:81:80",
+                "busybox",
+                "sleep",
+                "30",
+            ])
+            .failure();
+        assert!(
+            out.stderr.contains("ip_unprivileged_port_start"),
+            "{}",
+            out.stderr
+        );
+    }
     // No cgroup: top lists the container's pid namespace; pause says why it cannot.
     let top = user.berth(&["top", "web"]).success();
     assert!(top.stdout.contains("httpd"), "{}", top.stdout);

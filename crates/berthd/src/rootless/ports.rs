@@ -59,6 +59,15 @@ fn request(stream: &mut UnixStream, proto: Proto, addr: SocketAddr) -> std::io::
         ));
     }
     let errno = i32::from_le_bytes(answer);
+    if errno == libc::EACCES && addr.port() != 0 && addr.port() < 1024 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "a rootless daemon cannot bind port {} (below net.ipv4.ip_unprivileged_port_start): use a port from 1024, or lower that sysctl as root",
+                addr.port()
+            ),
+        ));
+    }
     if errno != 0 {
         return Err(std::io::Error::from_raw_os_error(errno));
     }
