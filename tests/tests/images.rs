@@ -549,6 +549,9 @@ fn contexts_pick_the_daemon() {
             .env("BERTH_CONFIG", &config)
             .env_remove("BERTH_HOST")
             .env_remove("BERTH_CONTEXT")
+            // berth reads docker's variables too.
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
             .output()
             .unwrap();
         (

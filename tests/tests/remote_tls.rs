@@ -92,7 +92,10 @@ impl TlsDaemon {
             .env("BERTH_CONFIG", self.daemon.dir().join("berth-config"))
             .env("HOME", self.daemon.dir())
             .env_remove("BERTH_HOST")
-            .env_remove("BERTH_CONTEXT");
+            .env_remove("BERTH_CONTEXT")
+            // berth reads docker's variables too.
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT");
         run_command(cmd, stdin)
     }
 
@@ -226,7 +229,10 @@ fn berth_with_tls_runs_execs_and_uses_contexts() {
             .env("BERTH_CONFIG", d.daemon.dir().join("berth-config"))
             .env("HOME", d.daemon.dir())
             .env_remove("BERTH_HOST")
-            .env_remove("BERTH_CONTEXT");
+            .env_remove("BERTH_CONTEXT")
+            // berth reads docker's variables too.
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT");
         run_command(cmd, None)
     };
     let spec = format!(
