@@ -97,16 +97,10 @@ pub fn discard_unsupported(h: &mut HostConfig) -> Vec<String> {
     warnings
 }
 
-/// Whether the daemon cannot set limits at all: a rootless daemon's read-only cgroup2 (no
-/// delegation), or a v1 layout without its memory hierarchy. dockerd discards limits then,
-/// with its sysinfo warnings; the container starts without them.
+/// Whether the daemon cannot set limits at all (see
+/// [`berth_runtime::cgroups::limits_unavailable`]).
 pub fn cgroup_limits_unavailable(root: &std::path::Path) -> bool {
-    if root.join("cgroup.controllers").exists() {
-        rustix::fs::statvfs(root)
-            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
-    } else {
-        !root.join("memory").exists()
-    }
+    berth_runtime::cgroups::limits_unavailable(root)
 }
 
 /// Drops every limit a cgroup would enforce, with dockerd's warnings (`--cpus`, which dockerd

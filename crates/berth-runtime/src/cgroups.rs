@@ -14,6 +14,18 @@ use std::time::{Duration, Instant};
 /// Where the cgroup hierarchies are mounted.
 pub const ROOT: &str = "/sys/fs/cgroup";
 
+/// Whether limits cannot be set at all under `root` (`/sys/fs/cgroup`): a rootless daemon's
+/// read-only cgroup2 (no delegation), or a v1 layout without its memory hierarchy. dockerd
+/// discards limits then, with its sysinfo warnings; the container starts without them.
+pub fn limits_unavailable(root: &Path) -> bool {
+    if root.join("cgroup.controllers").exists() {
+        rustix::fs::statvfs(root)
+            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+    } else {
+        !root.join("memory").exists()
+    }
+}
+
 /// The cgroup layout of a host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CgroupVersion {

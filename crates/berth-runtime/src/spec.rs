@@ -960,10 +960,10 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     let mut linux = Linux::default();
     linux.set_rootfs_propagation(Some(rootfs_propagation(&cfg.mounts).to_string()));
     linux.set_namespaces(Some(namespaces.into_iter().flatten().collect()));
-    // A rootless daemon (in a user namespace of its own) has no cgroup to enforce anything
-    // with, devices included (runc's rootless spec drops them the same way): the limits were
-    // discarded with warnings at create.
-    linux.set_resources((!in_user_namespace()).then_some(res));
+    // A rootless daemon (in a user namespace of its own, its cgroups read-only) has no cgroup
+    // to enforce anything with, devices included (runc's rootless spec drops them the same
+    // way): the limits were discarded with warnings at create.
+    linux.set_resources((!without_cgroups()).then_some(res));
     linux.set_devices(if devices.is_empty() {
         None
     } else {
@@ -1033,6 +1033,12 @@ pub fn in_user_namespace() -> bool {
         std::fs::read_to_string("/proc/self/uid_map")
             .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
     })
+}
+
+/// A rootless daemon's situation: in a user namespace of its own, with no cgroup it may
+/// write. Its containers get no cgroup of their own (they stay in the daemon's).
+pub fn without_cgroups() -> bool {
+    in_user_namespace() && crate::cgroups::limits_unavailable(Path::new(crate::cgroups::ROOT))
 }
 
 /// The annotation naming the network namespace a remapped container's runtime process joins

@@ -21,7 +21,7 @@ impl Containers {
             }
             _ => return Err(conflict(format!("container {} is not running", c.id))),
         }
-        if berth_runtime::spec::in_user_namespace() {
+        if berth_runtime::spec::without_cgroups() {
             // A rootless daemon's containers have no cgroup, so no freezer.
             return Err(ContainerError::Internal(format!(
                 "cannot {} container: a rootless daemon has no cgroups (no freezer)",
@@ -69,7 +69,7 @@ impl Containers {
         let init_pid = r.state.pid;
         blocking(move || {
             let mut pids = cgroup::pids(&cg);
-            if pids.is_empty() && berth_runtime::spec::in_user_namespace() {
+            if pids.is_empty() && berth_runtime::spec::without_cgroups() {
                 // A rootless daemon's containers have no cgroup: the processes of the
                 // container's pid namespace instead.
                 pids = crate::rootless_pids::in_pid_namespace_of(init_pid);

@@ -326,9 +326,9 @@ fn open_cgroups(spec: &Spec) -> Result<Vec<File>, String> {
             Err(e) => return Err(format!("open {}: {e}", procs.display())),
         }
     }
-    // A rootless daemon's containers have no cgroup of their own (see `spec::in_user_namespace`):
+    // A rootless daemon's containers have no cgroup of their own (see `spec::without_cgroups`):
     // the exec'd process stays in the daemon's, as the container's does.
-    if files.is_empty() && !crate::spec::in_user_namespace() {
+    if files.is_empty() && !crate::spec::without_cgroups() {
         return Err(format!(
             "the container's cgroup {} does not exist",
             path.display()
