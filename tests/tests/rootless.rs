@@ -527,6 +527,14 @@ fn a_rootless_start_without_ranges_or_newuidmap_changes_nothing() {
     );
     assert!(!user.data_root().exists() && !user.socket().exists());
 
+    // No $XDG_RUNTIME_DIR (no login session): said so.
+    let mut cmd = user.command(&binary("berthd"), &[]);
+    cmd.env_remove("XDG_RUNTIME_DIR");
+    let out = run_command(cmd, None);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("XDG_RUNTIME_DIR"), "{}", out.stderr);
+    assert!(!user.data_root().exists());
+
     // Root cannot ask for a rootless daemon.
     let out = run_command(
         {
