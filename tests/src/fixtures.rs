@@ -432,3 +432,12 @@ pub fn pack(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     }
     builder.into_inner().expect("finish tar")
 }
+
+/// Replaces a shared system file (/etc/subuid...) in one step: the text goes to a temporary
+/// file beside it, which is renamed over it, so a daemon reading the file meanwhile sees the
+/// old or the new content, never the empty file a truncating write shows for a moment.
+pub fn replace_file(path: &str, text: &str) -> std::io::Result<()> {
+    let tmp = format!("{path}.berth-test-{}", std::process::id());
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}

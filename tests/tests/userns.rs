@@ -48,7 +48,7 @@ impl RemapUser {
                     text.push('\n');
                 }
                 text.push_str(&format!("{}:{}:{RANGE}\n", user.name, base));
-                std::fs::write(file, text).expect("write subordinate ids");
+                berth_e2e::fixtures::replace_file(file, &text).expect("write subordinate ids");
             }
         }
         user
@@ -66,7 +66,7 @@ impl Drop for RemapUser {
                     .filter(|l| !l.starts_with(&prefix))
                     .map(|l| format!("{l}\n"))
                     .collect();
-                let _ = std::fs::write(file, kept);
+                let _ = berth_e2e::fixtures::replace_file(file, &kept);
             }
         }
         let _ = Command::new("userdel").arg(&self.name).status();
