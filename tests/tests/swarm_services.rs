@@ -1,0 +1,472 @@
+//! Swarm services on one daemon, beyond the basics of `swarm.rs`: jobs, rolling updates
+//! (failure actions, rollback, start-first, health checks gating them), service and task
+//! logs, and images pulled for tasks, through the API and the docker CLI.
+
+use berth_e2e::containers::{daemon_with_busybox, until};
+use berth_e2e::{Daemon, require_root};
+use serde_json::{Value, json};
+
+fn init(d: &Daemon) {
+    let r = d
+        .api()
+        .post("/swarm/init", Some(br#"{"ListenAddr": "127.0.0.1:2377"}"#));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn create_service(d: &Daemon, spec: Value) -> String {
+    let r = d
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["ID"].as_str().unwrap().to_string()
+}
+
+fn service(d: &Daemon, id: &str) -> Value {
+    let r = d.api().get(&format!("/services/{id}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+fn update(d: &Daemon, id: &str, f: impl FnOnce(&mut Value)) {
+    let s = service(d, id);
+    let mut spec = s["Spec"].clone();
+    f(&mut spec);
+    let r = d.api().post(
+        &format!("/services/{id}/update?version={}", s["Version"]["Index"]),
+        Some(spec.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn tasks(d: &Daemon, id: &str) -> Vec<Value> {
+    let filters = json!({"service": [id]});
+    let path = format!(
+        "/tasks?filters={}",
+        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
+    );
+    let r = d.api().get(&path);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json().as_array().unwrap().clone()
+}
+
+fn in_state(d: &Daemon, id: &str, state: &str) -> Vec<Value> {
+    tasks(d, id)
+        .into_iter()
+        .filter(|t| t["Status"]["State"] == state)
+        .collect()
+}
+
+fn update_state(d: &Daemon, id: &str) -> (String, String) {
+    let s = service(d, id);
+    (
+        s["UpdateStatus"]["State"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        s["UpdateStatus"]["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+fn until_long(what: &str, f: impl FnMut() -> bool) {
+    // Updates wait out their monitor periods: allow more than `until`'s 30 s.
+    let mut f = f;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn env_of(task: &Value) -> Value {
+    task["Spec"]["ContainerSpec"]["Env"].clone()
+}
+
+#[test]
+fn jobs_run_to_completion_and_run_again_when_updated() {
+    require_root!();
+    let d = daemon_with_busybox();
+    init(&d);
+    let id = create_service(
+        &d,
+        json!({
+            "Name": "job",
+            "Mode": {"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 3}},
+            "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["true"]}},
+        }),
+    );
+    until("3 completed tasks", || {
+        in_state(&d, &id, "complete").len() == 3
+    });
+    let s = service(&d, &id);
+    assert_eq!(s["JobStatus"]["JobIteration"]["Index"], 0, "{s}");
+    assert!(
+        tasks(&d, &id)
+            .iter()
+            .all(|t| t["DesiredState"] == "complete" && t["JobIteration"]["Index"] == 0)
+    );
+    // Completed tasks are not restarted.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(tasks(&d, &id).len(), 3);
+    let r = d.api().get("/services?status=true");
+    let listed = &r.json()[0];
+    assert_eq!(
+        listed["ServiceStatus"],
+        json!({"RunningTasks": 0, "DesiredTasks": 2, "CompletedTasks": 3})
+    );
+    // An update runs the job again, as a new iteration.
+    update(&d, &id, |spec| {
+        spec["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["N=2"])
+    });
+    until("the second iteration", || {
+        let t = tasks(&d, &id);
+        t.iter()
+            .filter(|t| t["JobIteration"]["Index"] == 1 && t["Status"]["State"] == "complete")
+            .count()
+            == 3
+    });
+    // A mode change is refused as swarmkit does.
+    let s = service(&d, &id);
+    let mut spec = s["Spec"].clone();
+    spec["Mode"] = json!({"Replicated": {"Replicas": 1}});
+    let r = d.api().post(
+        &format!("/services/{id}/update?version={}", s["Version"]["Index"]),
+        Some(spec.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 501, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "rpc error: code = Unimplemented desc = service mode change is not allowed"
+    );
+
+    let id = create_service(
+        &d,
+        json!({
+            "Name": "gjob",
+            "Mode": {"GlobalJob": {}},
+            "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["true"]}},
+        }),
+    );
+    until("the global job's task complete", || {
+        in_state(&d, &id, "complete").len() == 1
+    });
+    let r = d
+        .api()
+        .get("/services?status=true&filters=%7B%22mode%22%3A%5B%22global-job%22%5D%7D");
+    let listed = r.json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["ServiceStatus"]["CompletedTasks"], 1);
+}
+
+#[test]
+fn docker_cli_runs_jobs() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let Some(out) = d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]) else {
+        eprintln!("skipped: no docker CLI");
+        return;
+    };
+    out.success();
+    let out = d
+        .docker(&[
+            "service",
+            "create",
+            "--name",
+            "job",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "3",
+            "--max-concurrent",
+            "2",
+            "busybox:latest",
+            "true",
+        ])
+        .unwrap()
+        .success();
+    assert!(out.stdout.contains("job complete"), "{}", out.stdout);
+    let out = d.docker(&["service", "ls"]).unwrap().success();
+    assert!(out.stdout.contains("replicated job"), "{}", out.stdout);
+    assert!(out.stdout.contains("0/2 (3/3 completed)"), "{}", out.stdout);
+    let out = d.docker(&["service", "ps", "job"]).unwrap().success();
+    let complete = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("Complete"))
+        .count();
+    assert_eq!(complete, 3, "{}", out.stdout);
+    let out = d
+        .docker(&[
+            "service",
+            "create",
+            "--name",
+            "gjob",
+            "--mode",
+            "global-job",
+            "busybox:latest",
+            "true",
+        ])
+        .unwrap()
+        .success();
+    assert!(out.stdout.contains("job complete"), "{}", out.stdout);
+    let out = d.docker(&["service", "ls"]).unwrap().success();
+    assert!(out.stdout.contains("0/0 (1/1 completed)"), "{}", out.stdout);
+}
+
+fn sleeper(name: &str, replicas: u64, update_config: Value) -> Value {
+    json!({
+        "Name": name,
+        "Mode": {"Replicated": {"Replicas": replicas}},
+        "TaskTemplate": {
+            "ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "Env": ["V=1"], "StopGracePeriod": 1_000_000_000u64},
+            "RestartPolicy": {"Condition": "none"}
+        },
+        "UpdateConfig": update_config,
+        "RollbackConfig": {"Parallelism": 0, "Monitor": 1_000_000_000u64},
+    })
+}
+
+#[test]
+fn failing_updates_pause_or_roll_back_and_rollback_restores_the_previous_spec() {
+    require_root!();
+    let d = daemon_with_busybox();
+    init(&d);
+    let bad = |spec: &mut Value| {
+        spec["TaskTemplate"]["ContainerSpec"]["Args"] = json!(["sh", "-c", "exit 3"]);
+        spec["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["V=2"]);
+    };
+    // pause: the first failing replacement stops the update.
+    let id = create_service(
+        &d,
+        sleeper(
+            "paused",
+            2,
+            json!({"Parallelism": 1, "FailureAction": "pause"}),
+        ),
+    );
+    until("2 running", || in_state(&d, &id, "running").len() == 2);
+    update(&d, &id, bad);
+    until_long("the update paused", || update_state(&d, &id).0 == "paused");
+    let (_, message) = update_state(&d, &id);
+    let failed = in_state(&d, &id, "failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        message,
+        format!(
+            "update paused due to failure or early termination of task {}",
+            failed[0]["ID"].as_str().unwrap()
+        )
+    );
+    assert_eq!(failed[0]["Status"]["Err"], "task: non-zero exit (3)");
+    let running = in_state(&d, &id, "running");
+    assert_eq!(running.len(), 1, "the other slot keeps the old spec");
+    assert_eq!(env_of(&running[0]), json!(["V=1"]));
+    // `service rollback`: the previous spec, with RollbackConfig.
+    let s = service(&d, &id);
+    let r = d.api().post(
+        &format!(
+            "/services/{id}/update?version={}&rollback=previous",
+            s["Version"]["Index"]
+        ),
+        Some(s["Spec"].to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (state, message) = update_state(&d, &id);
+    assert_eq!(
+        (state.as_str(), message.as_str()),
+        ("rollback_started", "manually requested rollback")
+    );
+    until_long("the rollback completed", || {
+        update_state(&d, &id) == ("rollback_completed".into(), "rollback completed".into())
+    });
+    let running = in_state(&d, &id, "running");
+    assert_eq!(running.len(), 2);
+    assert!(running.iter().all(|t| env_of(t) == json!(["V=1"])));
+
+    // rollback: the failure brings the previous spec back by itself.
+    let id = create_service(
+        &d,
+        sleeper(
+            "rolled",
+            2,
+            json!({"Parallelism": 1, "FailureAction": "rollback", "Monitor": 1_000_000_000u64}),
+        ),
+    );
+    until("2 running", || in_state(&d, &id, "running").len() == 2);
+    update(&d, &id, bad);
+    until_long("the automatic rollback completed", || {
+        update_state(&d, &id).0 == "rollback_completed"
+    });
+    let s = service(&d, &id);
+    assert_eq!(
+        s["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"],
+        json!(["V=1"])
+    );
+    assert!(s.get("PreviousSpec").is_none(), "{s}");
+    until("2 running", || {
+        let running = in_state(&d, &id, "running");
+        running.len() == 2 && running.iter().all(|t| env_of(t) == json!(["V=1"]))
+    });
+}
+
+#[test]
+fn health_checks_gate_start_first_updates() {
+    require_root!();
+    let d = daemon_with_busybox();
+    init(&d);
+    let mut spec = sleeper(
+        "web",
+        1,
+        json!({"Parallelism": 1, "Order": "start-first", "Monitor": 1_000_000_000u64}),
+    );
+    let cs = &mut spec["TaskTemplate"]["ContainerSpec"];
+    cs["Args"] = json!(["sh", "-c", "touch /tmp/ok; exec sleep 1000"]);
+    cs["Healthcheck"] = json!({"Test": ["CMD", "test", "-f", "/tmp/ok"], "Interval": 300_000_000u64, "Retries": 1000});
+    let id = create_service(&d, spec);
+    until("the task healthy and running", || {
+        in_state(&d, &id, "running").len() == 1
+    });
+    let old = in_state(&d, &id, "running").remove(0);
+    // The replacement is never healthy by itself: it stays `starting`, the old task runs on.
+    update(&d, &id, |spec| {
+        spec["TaskTemplate"]["ContainerSpec"]["Args"] = json!(["sleep", "1000"]);
+    });
+    until("the replacement starting", || {
+        in_state(&d, &id, "starting").len() == 1
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let new = in_state(&d, &id, "starting");
+    assert_eq!(new.len(), 1, "still starting: {:?}", tasks(&d, &id));
+    let running = in_state(&d, &id, "running");
+    assert_eq!(running.len(), 1);
+    assert_eq!(
+        running[0]["ID"], old["ID"],
+        "start-first: the old task runs"
+    );
+    assert_eq!(update_state(&d, &id).0, "updating");
+    // Healthy: the replacement runs, the old task goes, the update completes.
+    let container = new[0]["Status"]["ContainerStatus"]["ContainerID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = d.api().post(
+        &format!("/containers/{container}/exec"),
+        Some(br#"{"Cmd": ["touch", "/tmp/ok"]}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let exec = r.json()["Id"].as_str().unwrap().to_string();
+    let r = d
+        .api()
+        .post(&format!("/exec/{exec}/start"), Some(br#"{"Detach": true}"#));
+    assert!(r.status < 300, "{}", r.text());
+    until_long("the update completed", || {
+        update_state(&d, &id) == ("completed".into(), "update completed".into())
+    });
+    let running = in_state(&d, &id, "running");
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0]["ID"], new[0]["ID"]);
+    assert!(
+        tasks(&d, &id)
+            .iter()
+            .any(|t| t["ID"] == old["ID"] && t["Status"]["State"] == "shutdown")
+    );
+}
+
+#[test]
+fn docker_cli_update_progress_ends_and_reports_a_pause() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let Some(out) = d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]) else {
+        eprintln!("skipped: no docker CLI");
+        return;
+    };
+    out.success();
+    d.docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--update-monitor",
+        "1s",
+        "--restart-condition",
+        "none",
+        "busybox:latest",
+        "sleep",
+        "1000",
+    ])
+    .unwrap()
+    .success();
+    let out = d
+        .docker(&[
+            "service",
+            "update",
+            "--detach=false",
+            "--env-add",
+            "X=2",
+            "web",
+        ])
+        .unwrap()
+        .success();
+    assert!(
+        out.stdout.contains("Service web converged") || out.stdout.contains("converged"),
+        "{}",
+        out.stdout
+    );
+    let out = d
+        .docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.UpdateStatus.State}} {{.UpdateStatus.Message}}",
+            "web",
+        ])
+        .unwrap()
+        .success();
+    assert_eq!(out.stdout.trim(), "completed update completed");
+    let out = d
+        .docker(&[
+            "service",
+            "update",
+            "--detach=false",
+            "--args",
+            "false",
+            "web",
+        ])
+        .unwrap()
+        .failure();
+    assert!(
+        out.stderr.contains(
+            "service update paused: update paused due to failure or early termination of task"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = d
+        .docker(&["service", "rollback", "--detach=false", "web"])
+        .unwrap()
+        .success();
+    assert!(out.stdout.contains("rollback"), "{}", out.stdout);
+    // The CLI stops watching after the update's monitor; the rollback's own monitor (5 s by
+    // default) may still run, as with dockerd.
+    until_long("the rollback completed", || {
+        let out = d
+            .docker(&[
+                "service",
+                "inspect",
+                "--format",
+                "{{.UpdateStatus.State}}",
+                "web",
+            ])
+            .unwrap()
+            .success();
+        out.stdout.trim() == "rollback_completed"
+    });
+}
