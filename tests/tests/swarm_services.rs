@@ -236,8 +236,11 @@ fn failing_updates_pause_or_roll_back_and_rollback_restores_the_previous_spec() 
     require_root!();
     let d = daemon_with_busybox();
     init(&d);
+    // Never healthy: the replacement fails before it ever runs, so the update cannot have
+    // moved on to the next slot when the failure is seen.
     let bad = |spec: &mut Value| {
-        spec["TaskTemplate"]["ContainerSpec"]["Args"] = json!(["sh", "-c", "exit 3"]);
+        spec["TaskTemplate"]["ContainerSpec"]["Healthcheck"] =
+            json!({"Test": ["CMD", "false"], "Interval": 200_000_000u64, "Retries": 1});
         spec["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["V=2"]);
     };
     // pause: the first failing replacement stops the update.
@@ -262,7 +265,12 @@ fn failing_updates_pause_or_roll_back_and_rollback_restores_the_previous_spec() 
             failed[0]["ID"].as_str().unwrap()
         )
     );
-    assert_eq!(failed[0]["Status"]["Err"], "task: non-zero exit (3)");
+    let err = failed[0]["Status"]["Err"].as_str().unwrap();
+    assert!(
+        err.starts_with("task: non-zero exit (")
+            && err.ends_with("): dockerexec: unhealthy container"),
+        "{err}"
+    );
     let running = in_state(&d, &id, "running");
     assert_eq!(running.len(), 1, "the other slot keeps the old spec");
     assert_eq!(env_of(&running[0]), json!(["V=1"]));
@@ -367,8 +375,10 @@ fn health_checks_gate_start_first_updates() {
     until_long("the update completed", || {
         update_state(&d, &id) == ("completed".into(), "update completed".into())
     });
+    until("the old task stopped", || {
+        in_state(&d, &id, "running").len() == 1
+    });
     let running = in_state(&d, &id, "running");
-    assert_eq!(running.len(), 1);
     assert_eq!(running[0]["ID"], new[0]["ID"]);
     assert!(
         tasks(&d, &id)
@@ -469,4 +479,170 @@ fn docker_cli_update_progress_ends_and_reports_a_pause() {
             .success();
         out.stdout.trim() == "rollback_completed"
     });
+}
+
+fn talker(name: &str) -> Value {
+    json!({
+        "Name": name,
+        "Mode": {"Replicated": {"Replicas": 2}},
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": "busybox:latest",
+                "Args": ["sh", "-c", "echo out-1; echo err-1 >&2; echo out-2; exec sleep 1000"],
+                "StopGracePeriod": 1_000_000_000u64
+            }
+        }
+    })
+}
+
+#[test]
+fn service_and_task_logs_carry_their_context() {
+    require_root!();
+    let d = daemon_with_busybox();
+    init(&d);
+    let id = create_service(&d, talker("talk"));
+    let node = d.api().get("/info").json()["Swarm"]["NodeID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/services/{id}/logs?stdout=1&stderr=1&details=1");
+    until("both tasks' output", || {
+        let r = d.api().get(&path);
+        r.status == 200 && berth_e2e::containers::demux(&r.body).0.lines().count() == 4
+    });
+    let r = d.api().get(&path);
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/vnd.docker.multiplexed-stream")
+    );
+    let (out, err) = berth_e2e::containers::demux(&r.body);
+    let running = in_state(&d, &id, "running");
+    for t in &running {
+        let ctx = format!(
+            "com.docker.swarm.node.id={node},com.docker.swarm.service.id={id},com.docker.swarm.task.id={}",
+            t["ID"].as_str().unwrap()
+        );
+        assert!(out.contains(&format!("{ctx} out-1\n")), "{out}");
+        assert!(out.contains(&format!("{ctx} out-2\n")), "{out}");
+        assert!(err.contains(&format!("{ctx} err-1\n")), "{err}");
+    }
+    // tail is per task; timestamps come first; without details, the bare lines.
+    let r = d
+        .api()
+        .get(&format!("/services/{id}/logs?stdout=1&tail=1&timestamps=1"));
+    let (out, _) = berth_e2e::containers::demux(&r.body);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for l in lines {
+        let (ts, rest) = l.split_once(' ').unwrap();
+        assert!(
+            chrono_like(ts) && rest == "out-2",
+            "a timestamped bare line: {l}"
+        );
+    }
+    let task = running[0]["ID"].as_str().unwrap();
+    let r = d
+        .api()
+        .get(&format!("/tasks/{task}/logs?stdout=1&stderr=1"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (out, err) = berth_e2e::containers::demux(&r.body);
+    assert_eq!((out.as_str(), err.as_str()), ("out-1\nout-2\n", "err-1\n"));
+    let r = d.api().get("/services/nosuch/logs?stdout=1");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.message(), "service nosuch not found");
+    let r = d.api().get(&format!("/services/{id}/logs"));
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.message(),
+        "Bad parameters: you must choose at least one stream"
+    );
+}
+
+/// `2026-01-02T03:04:05.123456789Z`.
+fn chrono_like(ts: &str) -> bool {
+    ts.len() == 30 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T'
+}
+
+#[test]
+fn docker_cli_service_logs_name_each_task() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let Some(out) = d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]) else {
+        eprintln!("skipped: no docker CLI");
+        return;
+    };
+    out.success();
+    let id = create_service(&d, talker("talk"));
+    until("both tasks' output", || {
+        let r = d.api().get(&format!("/services/{id}/logs?stdout=1"));
+        berth_e2e::containers::demux(&r.body).0.lines().count() == 4
+    });
+    let hostname = d.api().get("/info").json()["Name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = d.docker(&["service", "logs", "talk"]).unwrap().success();
+    for t in in_state(&d, &id, "running") {
+        let prefix = format!(
+            "talk.{}.{}@{hostname}",
+            t["Slot"],
+            &t["ID"].as_str().unwrap()[..12]
+        );
+        assert!(
+            out.stdout.contains(&format!("{prefix}    | out-1")),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stderr.contains(&format!("{prefix}    | err-1")),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = d
+        .docker(&["service", "logs", "--raw", "--no-trunc", "talk"])
+        .unwrap()
+        .success();
+    assert_eq!(
+        out.stdout.lines().filter(|l| *l == "out-1").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    // Following: lines written later arrive.
+    let mut child = std::process::Command::new(berth_e2e::docker_cli().unwrap())
+        .args(["service", "logs", "-f", "--tail", "0", "talk"])
+        .env("DOCKER_HOST", d.host())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        lines.find(|l| l.as_ref().is_ok_and(|l| l.ends_with("| later")))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let container = in_state(&d, &id, "running")[0]["Status"]["ContainerStatus"]["ContainerID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Through the container's main process, so the line lands in its log.
+    let r = d.api().post(
+        &format!("/containers/{container}/exec"),
+        Some(br#"{"Cmd": ["sh", "-c", "echo later > /proc/1/fd/1"]}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let exec = r.json()["Id"].as_str().unwrap().to_string();
+    d.api()
+        .post(&format!("/exec/{exec}/start"), Some(br#"{"Detach": true}"#));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().ok();
+    child.wait().ok();
+    let found = reader.join().unwrap();
+    assert!(found.is_some(), "the followed line");
 }

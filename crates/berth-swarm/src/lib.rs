@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod ca;
 pub mod controllers;
+pub mod logs;
 pub mod manager;
 pub mod raft;
 pub mod store;

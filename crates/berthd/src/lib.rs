@@ -11,6 +11,7 @@ pub mod server;
 pub mod state;
 pub mod swarm_events;
 pub mod swarm_exec;
+pub mod swarm_logs;
 pub mod swarm_pull;
 pub mod sysinfo;
 pub mod tls;
