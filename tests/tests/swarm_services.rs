@@ -646,3 +646,138 @@ fn docker_cli_service_logs_name_each_task() {
     let found = reader.join().unwrap();
     assert!(found.is_some(), "the followed line");
 }
+
+fn registry_auth_header(username: &str, password: &str, host: &str) -> String {
+    berth_e2e::registry::base64_encode(
+        json!({"username": username, "password": password, "serveraddress": host})
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+#[test]
+fn tasks_pull_their_image_with_the_services_registry_credentials() {
+    require_root!();
+    let Some(registry) = berth_e2e::registry::Registry::start_with_basic_auth("swarm_task_pull")
+    else {
+        return;
+    };
+    let host = registry.host();
+    let d = daemon_with_busybox();
+    let image = format!("{host}/private/bb:1");
+    let right = registry_auth_header(
+        berth_e2e::registry::BASIC_USER,
+        berth_e2e::registry::BASIC_PASSWORD,
+        &host,
+    );
+    let r = d.api().post(
+        &format!("/images/busybox:latest/tag?repo={host}/private/bb&tag=1"),
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = d.api().request(
+        "POST",
+        &format!("/images/{host}/private/bb/push?tag=1"),
+        &[("X-Registry-Auth", &right)],
+        None,
+    );
+    assert!(
+        r.text().contains("Pushed") || r.text().contains("exists"),
+        "{}",
+        r.text()
+    );
+    let untag = || {
+        let r = d.api().delete(&format!("/images/{image}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    untag();
+    init(&d);
+    let spec = |name: &str| {
+        json!({
+            "Name": name,
+            "TaskTemplate": {
+                "ContainerSpec": {"Image": image, "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64},
+                "RestartPolicy": {"Condition": "none"}
+            }
+        })
+    };
+    // Without credentials the pull fails and the task is rejected.
+    let id = create_service(&d, spec("anon"));
+    until("the task rejected", || {
+        in_state(&d, &id, "rejected").len() == 1
+    });
+    let err = in_state(&d, &id, "rejected")[0]["Status"]["Err"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.starts_with(&format!("No such image: {image}")), "{err}");
+    // With them (X-Registry-Auth on create, as `--with-registry-auth` sends), it runs.
+    let r = d.api().request(
+        "POST",
+        "/services/create",
+        &[
+            ("X-Registry-Auth", &right),
+            ("Content-Type", "application/json"),
+        ],
+        Some(spec("private").to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["ID"].as_str().unwrap().to_string();
+    until("the task running", || {
+        in_state(&d, &id, "running").len() == 1
+    });
+    let r = d.api().get(&format!("/images/{image}/json"));
+    assert_eq!(r.status, 200, "the image was pulled: {}", r.text());
+    let shown = service(&d, &id).to_string();
+    assert!(
+        !shown.contains(&right) && !shown.contains("RegistryAuth"),
+        "{shown}"
+    );
+
+    // The docker CLI: login, then `service create --with-registry-auth`.
+    d.api().delete(&format!("/services/{id}"));
+    until("the task's container gone", || {
+        d.api()
+            .get("/containers/json?all=1")
+            .json()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    untag();
+    let Some(out) = d.docker_with_stdin(
+        &[
+            "login",
+            "-u",
+            berth_e2e::registry::BASIC_USER,
+            "--password-stdin",
+            &host,
+        ],
+        Some(berth_e2e::registry::BASIC_PASSWORD.as_bytes()),
+    ) else {
+        return;
+    };
+    out.success();
+    d.docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--with-registry-auth",
+        "--name",
+        "cli",
+        "--restart-condition",
+        "none",
+        &image,
+        "sleep",
+        "1000",
+    ])
+    .unwrap()
+    .success();
+    until("the CLI's task running", || {
+        let out = d
+            .docker(&["service", "ps", "--format", "{{.CurrentState}}", "cli"])
+            .unwrap()
+            .success();
+        out.stdout.starts_with("Running")
+    });
+}
