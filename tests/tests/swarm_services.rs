@@ -781,3 +781,84 @@ fn tasks_pull_their_image_with_the_services_registry_credentials() {
         out.stdout.starts_with("Running")
     });
 }
+
+fn exec_code(d: &Daemon, container: &str, cmd: &[&str]) -> i64 {
+    let r = d.api().post(
+        &format!("/containers/{container}/exec"),
+        Some(json!({"Cmd": cmd}).to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let exec = r.json()["Id"].as_str().unwrap().to_string();
+    d.api().post(&format!("/exec/{exec}/start"), Some(br#"{}"#));
+    d.api().get(&format!("/exec/{exec}/json")).json()["ExitCode"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn docker_cli_tasks_get_capabilities_and_host_mode_ports() {
+    require_root!();
+    let d = daemon_with_busybox();
+    let Some(out) = d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]) else {
+        eprintln!("skipped: no docker CLI");
+        return;
+    };
+    out.success();
+    let port = berth_e2e::registry::free_port();
+    d.docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "web",
+        "--publish",
+        &format!("mode=host,target=80,published={port}"),
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-drop",
+        "CHOWN",
+        "busybox:latest",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ])
+    .unwrap()
+    .success();
+    let mut container = String::new();
+    until("the task running", || {
+        let running = in_state(&d, "web", "running");
+        if let Some(t) = running.first() {
+            container = t["Status"]["ContainerStatus"]["ContainerID"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        }
+        !running.is_empty()
+    });
+    // The published port answers on this node.
+    until("the published port answering", || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.write_all(b"GET /hostname HTTP/1.0\r\n\r\n");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.starts_with("HTTP/1.")
+    });
+    // NET_ADMIN added, CHOWN dropped.
+    assert_eq!(
+        exec_code(&d, &container, &["ip", "link", "set", "lo", "mtu", "65000"]),
+        0
+    );
+    assert_ne!(exec_code(&d, &container, &["chown", "1", "/tmp"]), 0);
+    let inspect = d.api().get(&format!("/containers/{container}/json")).json();
+    assert_eq!(
+        inspect["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+        port.to_string()
+    );
+}

@@ -225,6 +225,7 @@ pub fn task_run(state: &State, task: &Task, node_id: &str) -> Result<TaskRun, St
     if let Some(c) = limits["NanoCPUs"].as_i64().filter(|c| *c > 0) {
         host["NanoCpus"] = json!(c);
     }
+    crate::task_config::extend(state, task, &mut config);
     let files = task_files(state, cs)?;
     let registry_auth = state
         .services

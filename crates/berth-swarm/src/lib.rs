@@ -9,6 +9,7 @@ pub mod logs;
 pub mod manager;
 pub mod raft;
 pub mod store;
+pub mod task_config;
 pub mod types;
 
 use std::future::Future;
