@@ -862,3 +862,101 @@ fn docker_cli_tasks_get_capabilities_and_host_mode_ports() {
         port.to_string()
     );
 }
+
+#[test]
+fn berth_cli_runs_jobs_shows_logs_and_rolls_back() {
+    require_root!();
+    let d = daemon_with_busybox();
+    d.berth(&["swarm", "init", "--advertise-addr", "127.0.0.1"])
+        .success();
+    d.berth(&[
+        "service",
+        "create",
+        "--name",
+        "job",
+        "--mode",
+        "replicated-job",
+        "--replicas",
+        "2",
+        "busybox:latest",
+        "sh",
+        "-c",
+        "echo done",
+    ])
+    .success();
+    until("the job complete", || {
+        d.berth(&["service", "ls"])
+            .success()
+            .stdout
+            .contains("0/2 (2/2 completed)")
+    });
+    let out = d.berth(&["service", "ls"]).success();
+    assert!(out.stdout.contains("replicated job"), "{}", out.stdout);
+    let hostname = d.api().get("/info").json()["Name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = d.berth(&["service", "logs", "job"]).success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    for l in lines {
+        assert!(
+            l.starts_with("job.")
+                && l.contains(&format!("@{hostname}"))
+                && l.ends_with("    | done"),
+            "{l}"
+        );
+    }
+    let out = d.berth(&["service", "logs", "--raw", "job"]).success();
+    assert_eq!(out.stdout, "done\ndone\n");
+
+    d.berth(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--update-failure-action",
+        "rollback",
+        "--update-monitor",
+        "1s",
+        "--rollback-monitor",
+        "1s",
+        "busybox:latest",
+        "sleep",
+        "1000",
+    ])
+    .success();
+    until("web running", || in_state(&d, "web", "running").len() == 1);
+    d.berth(&["service", "update", "--env-add", "V=2", "web"])
+        .success();
+    until_long("the update completed", || {
+        update_state(&d, "web").0 == "completed"
+    });
+    d.berth(&["service", "rollback", "web"]).success();
+    until_long("the rollback completed", || {
+        update_state(&d, "web").0 == "rollback_completed"
+    });
+    let s = service(&d, "web");
+    assert!(
+        s["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"].is_null()
+            || s["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"] == json!([]),
+        "{s}"
+    );
+    let out = d
+        .berth(&[
+            "service",
+            "create",
+            "--mode",
+            "global",
+            "--max-concurrent",
+            "2",
+            "busybox:latest",
+        ])
+        .failure();
+    assert!(
+        out.stderr
+            .contains("max-concurrent can only be used with replicated-job mode"),
+        "{}",
+        out.stderr
+    );
+}
