@@ -26,7 +26,7 @@ pub enum ServiceCommand {
     /// Scale one or multiple replicated services
     Scale(ScaleArgs),
     /// Update a service
-    Update(UpdateArgs),
+    Update(Box<UpdateArgs>),
     /// Remove one or more services
     #[command(visible_alias = "remove")]
     Rm(RmArgs),
@@ -45,7 +45,7 @@ pub async fn run(env: &Env, command: ServiceCommand) -> Result<()> {
             inspect_objects(env, "/services", &a.names, a.format.as_deref()).await
         }
         ServiceCommand::Scale(a) => scale(env, a).await,
-        ServiceCommand::Update(a) => update(env, a).await,
+        ServiceCommand::Update(a) => update(env, *a).await,
         ServiceCommand::Rm(a) => remove(env, a).await,
         ServiceCommand::Logs(a) => super::service_more::logs(env, a).await,
         ServiceCommand::Rollback(a) => super::service_more::rollback(env, a).await,
