@@ -621,7 +621,11 @@ fn docker_cli_service_logs_name_each_task() {
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut lines = std::io::BufReader::new(stdout).lines();
-        lines.find(|l| l.as_ref().is_ok_and(|l| l.ends_with("| later")))
+        let later = lines.any(|l| l.is_ok_and(|l| l.ends_with("| later")));
+        // A task that starts while following is followed too.
+        let new_task =
+            lines.any(|l| l.is_ok_and(|l| l.starts_with("talk.3.") && l.ends_with("| out-1")));
+        later && new_task
     });
     std::thread::sleep(std::time::Duration::from_millis(500));
     let container = in_state(&d, &id, "running")[0]["Status"]["ContainerStatus"]["ContainerID"]
@@ -637,14 +641,21 @@ fn docker_cli_service_logs_name_each_task() {
     let exec = r.json()["Id"].as_str().unwrap().to_string();
     d.api()
         .post(&format!("/exec/{exec}/start"), Some(br#"{"Detach": true}"#));
+    let s = service(&d, &id);
+    let mut spec = s["Spec"].clone();
+    spec["Mode"]["Replicated"]["Replicas"] = json!(3);
+    let r = d.api().post(
+        &format!("/services/{id}/update?version={}", s["Version"]["Index"]),
+        Some(spec.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !reader.is_finished() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     child.kill().ok();
     child.wait().ok();
-    let found = reader.join().unwrap();
-    assert!(found.is_some(), "the followed line");
+    assert!(reader.join().unwrap(), "the followed lines");
 }
 
 fn registry_auth_header(username: &str, password: &str, host: &str) -> String {

@@ -85,7 +85,7 @@ pub async fn service_logs(
     let service =
         service.ok_or_else(|| Error(ApiError::not_found(format!("service {id} not found"))))?;
     let tty = service.task_template()["ContainerSpec"]["TTY"] == true;
-    respond(&state, &h, tasks, tty, &q)
+    respond(&state, &h, tasks, Some(service.meta.id.clone()), tty, &q)
 }
 
 pub async fn task_logs(
@@ -99,13 +99,75 @@ pub async fn task_logs(
         .view(|s| s.find_task(&id).cloned())
         .ok_or_else(|| Error(ApiError::not_found(format!("task {id} not found"))))?;
     let tty = task.spec["ContainerSpec"]["TTY"] == true;
-    respond(&state, &h, vec![task], tty, &q)
+    respond(&state, &h, vec![task], None, tty, &q)
+}
+
+/// Streams one task's lines, tagged with its context, into `line_tx`.
+fn spawn_task(
+    source: Arc<dyn TaskLogSource>,
+    task: Task,
+    request: LogRequest,
+    line_tx: mpsc::Sender<(Arc<str>, LogLine)>,
+) {
+    tokio::spawn(async move {
+        let ctx: Arc<str> = context(&task).into();
+        let (tx, mut rx) = mpsc::channel::<LogLine>(64);
+        let forward = async {
+            while let Some(line) = rx.recv().await {
+                if line_tx.send((ctx.clone(), line)).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let (read, _) = tokio::join!(source.logs(&task, &request, tx), forward);
+        if let Err(e) = read {
+            tracing::debug!(task = %task.meta.id, error = %e, "task log stream ended");
+        }
+    });
+}
+
+/// Following a service: the tasks that start later are followed too (from their first line),
+/// as swarmkit's log broker does, until the client goes.
+fn follow_new_tasks(
+    h: berth_swarm::manager::Handle,
+    service_id: String,
+    mut seen: std::collections::HashSet<String>,
+    source: Arc<dyn TaskLogSource>,
+    request: LogRequest,
+    line_tx: mpsc::Sender<(Arc<str>, LogLine)>,
+) {
+    tokio::spawn(async move {
+        let request = LogRequest {
+            tail: None,
+            ..request
+        };
+        let mut watch = h.store().watch();
+        while !line_tx.is_closed() {
+            tokio::select! {
+                _ = watch.changed() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = line_tx.closed() => return,
+            }
+            let fresh: Vec<Task> = h.store().view(|s| {
+                s.tasks
+                    .values()
+                    .filter(|t| t.service_id == service_id && !seen.contains(&t.meta.id))
+                    .cloned()
+                    .collect()
+            });
+            for task in fresh.into_iter().filter(|t| source.serves(t)) {
+                seen.insert(task.meta.id.clone());
+                spawn_task(source.clone(), task, request.clone(), line_tx.clone());
+            }
+        }
+    });
 }
 
 fn respond(
     state: &AppState,
     h: &berth_swarm::manager::Handle,
     mut tasks: Vec<Task>,
+    service_id: Option<String>,
     tty: bool,
     q: &Query,
 ) -> Result<Response> {
@@ -136,25 +198,19 @@ fn respond(
     tasks.sort_by(|a, b| (a.slot, &a.meta.created_at).cmp(&(b.slot, &b.meta.created_at)));
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(16);
     let (line_tx, mut line_rx) = mpsc::channel::<(Arc<str>, LogLine)>(256);
+    let seen = tasks.iter().map(|t| t.meta.id.clone()).collect();
     for task in tasks {
-        let source = source.clone();
-        let request = request.clone();
-        let line_tx = line_tx.clone();
-        tokio::spawn(async move {
-            let ctx: Arc<str> = context(&task).into();
-            let (tx, mut rx) = mpsc::channel::<LogLine>(64);
-            let forward = async {
-                while let Some(line) = rx.recv().await {
-                    if line_tx.send((ctx.clone(), line)).await.is_err() {
-                        return;
-                    }
-                }
-            };
-            let (read, _) = tokio::join!(source.logs(&task, &request, tx), forward);
-            if let Err(e) = read {
-                tracing::debug!(task = %task.meta.id, error = %e, "task log stream ended");
-            }
-        });
+        spawn_task(source.clone(), task, request.clone(), line_tx.clone());
+    }
+    if let Some(service_id) = service_id.filter(|_| request.follow) {
+        follow_new_tasks(
+            h.clone(),
+            service_id,
+            seen,
+            source.clone(),
+            request.clone(),
+            line_tx.clone(),
+        );
     }
     drop(line_tx);
     let follow = request.follow;
