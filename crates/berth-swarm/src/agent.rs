@@ -66,9 +66,10 @@ pub trait TaskExecutor: Send + Sync {
     /// The task ids of every task container the engine has.
     fn list(&self) -> BoxFuture<'_, Vec<String>>;
     /// Gets what the task needs before it can start: its image, pulled if missing (task
-    /// state `preparing`). An error rejects the task.
-    fn prepare<'a>(&'a self, _run: &'a TaskRun) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Ok(()) })
+    /// state `preparing`). `Ok(false)`: not yet (a pull runs in the background, and the pass
+    /// must not wait for it); an error rejects the task.
+    fn prepare<'a>(&'a self, _run: &'a TaskRun) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async { Ok(true) })
     }
     /// The health of the task's running container (`starting`, `healthy`, `unhealthy`), or
     /// `None` without a health check: a task with one runs, for the orchestrator and for
@@ -284,8 +285,10 @@ async fn step(
             Ok(run) => run,
             Err(e) => return Some(report(task, TaskState::Rejected, "preparing", &e, None)),
         };
-        if let Err(e) = executor.prepare(&run).await {
-            return Some(report(task, TaskState::Rejected, "preparing", &e, None));
+        match executor.prepare(&run).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(report(task, TaskState::Rejected, "preparing", &e, None)),
         }
         return Some(match executor.start(run).await {
             Ok((container_id, pid)) => running(task, executor, container_id, pid)

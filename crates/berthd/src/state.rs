@@ -254,11 +254,11 @@ impl Daemon {
         let executor = crate::swarm_exec::Executor::new(
             ctrs.clone(),
             config.exec_root.join("swarm").join("tasks"),
-            crate::swarm_pull::Puller {
-                images: images.clone(),
-                remote: config.registry.remote_options(),
-                options: config.registry.pull_options(&config.data_root),
-            },
+            crate::swarm_pull::Puller::new(
+                images.clone(),
+                config.registry.remote_options(),
+                config.registry.pull_options(&config.data_root),
+            ),
         );
         let swarm = berth_swarm::manager::Swarm::open(
             &config.data_root.join("swarm"),

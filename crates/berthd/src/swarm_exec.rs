@@ -223,12 +223,10 @@ impl TaskExecutor for Executor {
         Box::pin(async move { self.refresh() })
     }
 
-    fn prepare<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<(), String>> {
+    fn prepare<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<bool, String>> {
         Box::pin(async move {
             let image = run.config["Image"].as_str().unwrap_or_default();
-            self.puller
-                .ensure(image, run.registry_auth.as_deref())
-                .await
+            self.puller.ensure(image, run.registry_auth.as_deref())
         })
     }
 
