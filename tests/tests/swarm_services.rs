@@ -872,6 +872,12 @@ fn docker_cli_tasks_get_capabilities_and_host_mode_ports() {
         inspect["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
         port.to_string()
     );
+    // The task says which host port it holds (`service ps`'s PORTS).
+    let out = d
+        .docker(&["service", "ps", "--format", "{{.Ports}}", "web"])
+        .unwrap()
+        .success();
+    assert_eq!(out.stdout.trim(), format!("*:{port}->80/tcp"));
 }
 
 #[test]

@@ -82,6 +82,10 @@ pub trait TaskExecutor: Send + Sync {
     fn begin_pass(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// The host ports the task's running container published, as the API's `PortStatus`.
+    fn ports<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(async { None })
+    }
 }
 
 /// dockerd's error for a task whose container turned unhealthy.
@@ -252,6 +256,7 @@ fn report(
     t.status = TaskStatus::new(state, message);
     t.status.err = err.to_string();
     t.status.container_status = cs.or(task.status.container_status.clone());
+    t.status.port_status = task.status.port_status.clone();
     Op::Update {
         expect: Some(task.meta.version.index),
         object: Object::Task(t),
@@ -338,14 +343,29 @@ async fn running(
         pid,
         exit_code: 0,
     };
-    match executor.health(&task.meta.id).await.as_deref() {
+    let ports = executor.ports(&task.meta.id).await;
+    let with_ports = |op: Op| match op {
+        Op::Update {
+            expect,
+            object: Object::Task(mut t),
+        } => {
+            t.status.port_status = ports.clone().or(t.status.port_status);
+            Op::Update {
+                expect,
+                object: Object::Task(t),
+            }
+        }
+        other => other,
+    };
+    let op = match executor.health(&task.meta.id).await.as_deref() {
         Some("unhealthy") => Some(unhealthy(task, executor).await),
         Some("starting") | Some("") if task.status.state == TaskState::Starting => None,
         Some("starting") | Some("") => {
             Some(report(task, TaskState::Starting, "starting", "", Some(cs)))
         }
         _ => Some(report(task, TaskState::Running, "started", "", Some(cs))),
-    }
+    };
+    op.map(with_ports)
 }
 
 /// An unhealthy container is stopped and its task failed, as dockerd does.

@@ -301,6 +301,9 @@ pub struct TaskStatus {
     pub err: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_status: Option<ContainerStatus>,
+    /// `{"Ports": [...]}`: the host-mode ports the task's container published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_status: Option<Value>,
 }
 
 impl TaskStatus {
@@ -311,6 +314,7 @@ impl TaskStatus {
             message: message.to_string(),
             err: String::new(),
             container_status: None,
+            port_status: None,
         }
     }
 }

@@ -230,6 +230,31 @@ impl TaskExecutor for Executor {
         })
     }
 
+    fn ports<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Option<serde_json::Value>> {
+        Box::pin(async move {
+            let id = self.container_of(task_id)?;
+            let inspect = self.ctrs.inspect(&id).ok()?;
+            let mut ports = Vec::new();
+            for (key, bindings) in &inspect.network_settings.ports {
+                let (target, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
+                let Ok(target) = target.parse::<u64>() else {
+                    continue;
+                };
+                let mut published: Vec<u64> = bindings
+                    .iter()
+                    .flatten()
+                    .filter_map(|b| b.host_port.parse().ok())
+                    .collect();
+                // One entry per host port (the IPv4 and IPv6 bindings share it).
+                published.dedup();
+                for p in published {
+                    ports.push(json!({"Protocol": protocol, "TargetPort": target, "PublishedPort": p, "PublishMode": "host"}));
+                }
+            }
+            (!ports.is_empty()).then(|| json!({"Ports": ports}))
+        })
+    }
+
     fn health<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move {
             let id = self.container_of(task_id)?;
