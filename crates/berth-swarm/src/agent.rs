@@ -497,3 +497,7 @@ pub fn references(spec: &Value, key: &str, id: &str) -> bool {
         .as_array()
         .is_some_and(|a| a.iter().any(|r| r[id_key] == id))
 }
+
+#[cfg(test)]
+#[path = "agent_tests.rs"]
+mod tests;

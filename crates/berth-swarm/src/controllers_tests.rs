@@ -508,3 +508,38 @@ fn update_delay_holds_the_next_batch() {
     assert_eq!(updated, 1);
     assert_eq!(update_state(&w).0, "updating");
 }
+
+#[test]
+fn global_services_update_node_by_node() {
+    let w = World::new(vec![node("n1", "a", &[]), node("n2", "b", &[])]);
+    w.put(vec![Op::Create(service(
+        "g",
+        json!({"Mode": {"Global": {}}, "UpdateConfig": {"Parallelism": 1, "Monitor": 1},
+               "TaskTemplate": {"ContainerSpec": {"Image": "x", "Env": ["A=1"]}}}),
+    ))]);
+    w.settle();
+    api_update(&w, "g", |s| {
+        s["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["A=2"])
+    });
+    let ops = reconcile(&w.p.store.snapshot(), chrono::Utc::now());
+    let created: Vec<&Task> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Create(Object::Task(t)) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created.len(), 1, "one node at a time");
+    assert!(!created[0].node_id.is_empty(), "on the node it replaces");
+    w.settle();
+    let running = w.running("g");
+    assert_eq!(running.len(), 2);
+    assert!(
+        running
+            .iter()
+            .all(|t| t.spec["ContainerSpec"]["Env"] == json!(["A=2"]))
+    );
+    let mut nodes: Vec<&str> = running.iter().map(|t| t.node_id.as_str()).collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["n1", "n2"]);
+}
