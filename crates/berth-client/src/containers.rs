@@ -303,6 +303,18 @@ impl Client {
         options: &LogsOptions,
         tty: bool,
     ) -> Result<impl Stream<Item = Result<(StreamKind, Bytes)>> + Send + use<>> {
+        self.logs_at(&container_path(id, "/logs"), options, tty)
+            .await
+    }
+
+    /// A logs endpoint of that shape (`/containers/{id}/logs`, `/services/{id}/logs`,
+    /// `/tasks/{id}/logs`), demultiplexed unless `tty`.
+    pub async fn logs_at(
+        &self,
+        path: &str,
+        options: &LogsOptions,
+        tty: bool,
+    ) -> Result<impl Stream<Item = Result<(StreamKind, Bytes)>> + Send + use<>> {
         let mut query = Query::new();
         query
             .flag("stdout", options.stdout)
@@ -320,14 +332,7 @@ impl Client {
         if let Some(tail) = &options.tail {
             query.push("tail", tail.clone());
         }
-        let response = self
-            .request(
-                Method::GET,
-                &container_path(id, "/logs"),
-                &query,
-                Body::Empty,
-            )
-            .await?;
+        let response = self.request(Method::GET, path, &query, Body::Empty).await?;
         let multiplexed = !tty
             && response
                 .headers()

@@ -34,6 +34,9 @@ pub struct TaskRun {
     /// The container's create body, in the Engine API's shape.
     pub config: Value,
     pub files: Vec<TaskFile>,
+    /// `X-Registry-Auth` of the service's last create or update with `--with-registry-auth`:
+    /// the credentials to pull the image with.
+    pub registry_auth: Option<String>,
 }
 
 /// A task's container as the engine sees it.
@@ -62,7 +65,31 @@ pub trait TaskExecutor: Send + Sync {
     fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, ()>;
     /// The task ids of every task container the engine has.
     fn list(&self) -> BoxFuture<'_, Vec<String>>;
+    /// Gets what the task needs before it can start: its image, pulled if missing (task
+    /// state `preparing`). `Ok(false)`: not yet (a pull runs in the background, and the pass
+    /// must not wait for it); an error rejects the task.
+    fn prepare<'a>(&'a self, _run: &'a TaskRun) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async { Ok(true) })
+    }
+    /// The health of the task's running container (`starting`, `healthy`, `unhealthy`), or
+    /// `None` without a health check: a task with one runs, for the orchestrator and for
+    /// updates, once healthy.
+    fn health<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
+    /// Called at the start of every pass: an engine can read its containers once here and
+    /// answer the pass's `observe`/`list` calls from that.
+    fn begin_pass(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    /// The host ports the task's running container published, as the API's `PortStatus`.
+    fn ports<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(async { None })
+    }
 }
+
+/// dockerd's error for a task whose container turned unhealthy.
+pub const UNHEALTHY: &str = "dockerexec: unhealthy container";
 
 pub const LABEL_SERVICE_NAME: &str = "com.docker.swarm.service.name";
 pub const LABEL_SERVICE_ID: &str = "com.docker.swarm.service.id";
@@ -203,12 +230,18 @@ pub fn task_run(state: &State, task: &Task, node_id: &str) -> Result<TaskRun, St
     if let Some(c) = limits["NanoCPUs"].as_i64().filter(|c| *c > 0) {
         host["NanoCpus"] = json!(c);
     }
+    crate::task_config::extend(state, task, &mut config);
     let files = task_files(state, cs)?;
+    let registry_auth = state
+        .services
+        .get(&task.service_id)
+        .and_then(|s| s.registry_auth.clone());
     Ok(TaskRun {
         task_id: task.meta.id.clone(),
         name,
         config,
         files,
+        registry_auth,
     })
 }
 
@@ -223,6 +256,7 @@ fn report(
     t.status = TaskStatus::new(state, message);
     t.status.err = err.to_string();
     t.status.container_status = cs.or(task.status.container_status.clone());
+    t.status.port_status = task.status.port_status.clone();
     Op::Update {
         expect: Some(task.meta.version.index),
         object: Object::Task(t),
@@ -236,34 +270,129 @@ async fn step(
     node_id: &str,
     executor: &dyn TaskExecutor,
 ) -> Option<Op> {
-    let wanted = task.desired_state <= TaskState::Running;
+    // Jobs want their tasks complete, services running.
+    let wanted = task.desired_state <= TaskState::Complete;
     let status = task.status.state;
-    if wanted && (TaskState::Assigned..TaskState::Running).contains(&status) {
-        // Started on a previous pass whose report was lost? Report what runs.
+    if wanted && (TaskState::Assigned..TaskState::Preparing).contains(&status) {
+        // Said first, so that `service ps` shows what a long pull is waiting for.
+        return Some(report(task, TaskState::Preparing, "preparing", "", None));
+    }
+    if wanted && (TaskState::Preparing..TaskState::Running).contains(&status) {
+        // Started on a previous pass whose report was lost, or waiting to be healthy?
         if let Observed::Running { container_id, pid } = executor.observe(&task.meta.id).await {
-            let cs = ContainerStatus {
-                container_id,
-                pid,
-                exit_code: 0,
-            };
-            return Some(report(task, TaskState::Running, "started", "", Some(cs)));
+            return running(task, executor, container_id, pid).await;
         }
-        let outcome = match task_run(state, task, node_id) {
-            Ok(run) => executor.start(run).await,
-            Err(e) => Err(e),
+        if status == TaskState::Starting {
+            // It ran, and ended before it was healthy: the running branch's verdict.
+            return ended(task, executor).await;
+        }
+        let run = match task_run(state, task, node_id) {
+            Ok(run) => run,
+            Err(e) => return Some(report(task, TaskState::Rejected, "preparing", &e, None)),
         };
-        Some(match outcome {
-            Ok((container_id, pid)) => {
-                let cs = ContainerStatus {
-                    container_id,
-                    pid,
-                    exit_code: 0,
-                };
-                report(task, TaskState::Running, "started", "", Some(cs))
-            }
+        match executor.prepare(&run).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(report(task, TaskState::Rejected, "preparing", &e, None)),
+        }
+        return Some(match executor.start(run).await {
+            Ok((container_id, pid)) => running(task, executor, container_id, pid)
+                .await
+                .unwrap_or_else(|| report(task, TaskState::Running, "started", "", None)),
             Err(e) => report(task, TaskState::Rejected, "starting", &e, None),
-        })
-    } else if wanted && status == TaskState::Running {
+        });
+    }
+    if wanted && status == TaskState::Running {
+        if let Observed::Running { .. } = executor.observe(&task.meta.id).await {
+            if executor.health(&task.meta.id).await.as_deref() == Some("unhealthy") {
+                return Some(unhealthy(task, executor).await);
+            }
+            return None;
+        }
+        return ended(task, executor).await;
+    }
+    if !wanted && !status.is_terminal() {
+        executor.stop(&task.meta.id).await;
+        let cs = match executor.observe(&task.meta.id).await {
+            Observed::Exited {
+                container_id,
+                exit_code,
+                ..
+            } => Some(ContainerStatus {
+                container_id,
+                pid: 0,
+                exit_code,
+            }),
+            _ => None,
+        };
+        return Some(report(task, TaskState::Shutdown, "shutdown", "", cs));
+    }
+    None
+}
+
+/// A started task's report: `running`, or `starting` while its health check has not passed
+/// yet (dockerd's executor waits for `healthy` the same way); `None` when nothing changed.
+async fn running(
+    task: &Task,
+    executor: &dyn TaskExecutor,
+    container_id: String,
+    pid: i64,
+) -> Option<Op> {
+    let cs = ContainerStatus {
+        container_id,
+        pid,
+        exit_code: 0,
+    };
+    let ports = executor.ports(&task.meta.id).await;
+    let with_ports = |op: Op| match op {
+        Op::Update {
+            expect,
+            object: Object::Task(mut t),
+        } => {
+            t.status.port_status = ports.clone().or(t.status.port_status);
+            Op::Update {
+                expect,
+                object: Object::Task(t),
+            }
+        }
+        other => other,
+    };
+    let op = match executor.health(&task.meta.id).await.as_deref() {
+        Some("unhealthy") => Some(unhealthy(task, executor).await),
+        Some("starting") | Some("") if task.status.state == TaskState::Starting => None,
+        Some("starting") | Some("") => {
+            Some(report(task, TaskState::Starting, "starting", "", Some(cs)))
+        }
+        _ => Some(report(task, TaskState::Running, "started", "", Some(cs))),
+    };
+    op.map(with_ports)
+}
+
+/// An unhealthy container is stopped and its task failed, as dockerd does.
+async fn unhealthy(task: &Task, executor: &dyn TaskExecutor) -> Op {
+    executor.stop(&task.meta.id).await;
+    let (cs, code) = match executor.observe(&task.meta.id).await {
+        Observed::Exited {
+            container_id,
+            exit_code,
+            ..
+        } => (
+            Some(ContainerStatus {
+                container_id,
+                pid: 0,
+                exit_code,
+            }),
+            exit_code,
+        ),
+        _ => (None, 0),
+    };
+    let err = format!("task: non-zero exit ({code}): {UNHEALTHY}");
+    report(task, TaskState::Failed, "started", &err, cs)
+}
+
+/// The report for a task whose container is no longer running.
+async fn ended(task: &Task, executor: &dyn TaskExecutor) -> Option<Op> {
+    {
         match executor.observe(&task.meta.id).await {
             Observed::Running { .. } => None,
             Observed::Exited {
@@ -295,23 +424,6 @@ async fn step(
                 None,
             )),
         }
-    } else if !wanted && !status.is_terminal() {
-        executor.stop(&task.meta.id).await;
-        let cs = match executor.observe(&task.meta.id).await {
-            Observed::Exited {
-                container_id,
-                exit_code,
-                ..
-            } => Some(ContainerStatus {
-                container_id,
-                pid: 0,
-                exit_code,
-            }),
-            _ => None,
-        };
-        Some(report(task, TaskState::Shutdown, "shutdown", "", cs))
-    } else {
-        None
     }
 }
 
@@ -319,6 +431,7 @@ async fn step(
 /// concurrently: stopping one waits out its grace period (10 s by default) and must not
 /// hold back the others.
 pub async fn pass(state: &State, node_id: &str, executor: &dyn TaskExecutor) -> Vec<Op> {
+    executor.begin_pass().await;
     let steps = state
         .tasks
         .values()
@@ -368,6 +481,7 @@ pub async fn run(
 
 /// Removes every task container, killing those still running (the node leaves the swarm).
 pub async fn remove_all(executor: &dyn TaskExecutor) {
+    executor.begin_pass().await;
     let ids = executor.list().await;
     futures_util::future::join_all(ids.iter().map(|id| executor.remove(id))).await;
 }
@@ -383,3 +497,7 @@ pub fn references(spec: &Value, key: &str, id: &str) -> bool {
         .as_array()
         .is_some_and(|a| a.iter().any(|r| r[id_key] == id))
 }
+
+#[cfg(test)]
+#[path = "agent_tests.rs"]
+mod tests;

@@ -13,6 +13,9 @@ use crate::store::{Command, Op, State};
 use crate::types::{Meta, Mode, Node, Object, Service, Task, TaskState, TaskStatus, new_id};
 use crate::{ProposeError, Proposer};
 
+pub mod jobs;
+pub mod update;
+
 /// How many finished tasks per slot stay visible (`service ps`), Docker's default.
 pub const DEFAULT_HISTORY: usize = 5;
 /// Docker's default `--restart-delay`.
@@ -88,9 +91,10 @@ fn new_task(service: &Service, slot: u64, node_id: &str) -> Op {
     Op::Create(Object::Task(task))
 }
 
-/// A task the orchestrator still wants (desired running): it holds its slot.
+/// A task the orchestrator still wants (desired running, or complete for jobs): it holds its
+/// slot.
 fn is_live(t: &Task) -> bool {
-    t.desired_state <= TaskState::Running
+    t.desired_state <= TaskState::Complete
 }
 
 fn is_dirty(t: &Task, s: &Service) -> bool {
@@ -168,6 +172,11 @@ pub fn orchestrate(state: &State, now: chrono::DateTime<chrono::Utc>) -> Vec<Op>
                 replicated(state, service, replicas, &tasks, now, &mut ops)
             }
             Mode::Global => global(state, service, &tasks, now, &mut ops),
+            Mode::ReplicatedJob {
+                max_concurrent,
+                total,
+            } => jobs::replicated(service, max_concurrent, total, &tasks, now, &mut ops),
+            Mode::GlobalJob => jobs::global(state, service, &tasks, now, &mut ops),
         }
         collect_history(&tasks, history, &mut ops);
     }
@@ -182,6 +191,63 @@ fn node_lost(state: &State, t: &Task) -> bool {
             .is_none_or(|n| n.status.state == "down" || n.spec.availability == "drain")
 }
 
+/// What one slot (or one node of a global service) needs: a first task, a restart, the end
+/// of a start-first replacement, or nothing; outdated tasks are collected for the update.
+fn slot<'a>(
+    state: &State,
+    service: &Service,
+    in_slot: &[&'a Task],
+    now: chrono::DateTime<chrono::Utc>,
+    progress: &mut update::Progress<'a>,
+    ops: &mut Vec<Op>,
+) -> bool {
+    let live: Vec<&'a Task> = in_slot.iter().copied().filter(|t| is_live(t)).collect();
+    let clean: Vec<&'a Task> = live
+        .iter()
+        .copied()
+        .filter(|t| !is_dirty(t, service))
+        .collect();
+    let Some(current) = clean.last().or(live.last()).copied() else {
+        return false;
+    };
+    if current.status.state.is_terminal() || node_lost(state, current) {
+        let restart = if node_lost(state, current) {
+            Some(true)
+        } else {
+            should_restart(service, current, in_slot.len(), now)
+        };
+        if restart == Some(true) {
+            // The replacement takes the service's spec: an outdated task that failed is
+            // updated by its restart.
+            for t in &live {
+                ops.push(shut_down(t));
+            }
+            let node = if current.slot == 0 {
+                &current.node_id
+            } else {
+                ""
+            };
+            ops.push(new_task(service, current.slot, node));
+        } else if is_dirty(current, service) {
+            // Not restarted (yet), but outdated: the update replaces it, as swarmkit's
+            // updater replaces every outdated slot whatever its state.
+            progress.dirty.push(current);
+        }
+        return true;
+    }
+    if is_dirty(current, service) {
+        progress.dirty.push(current);
+    } else if current.status.state < TaskState::Running {
+        progress.starting += 1;
+    } else {
+        // Start-first: the replacement runs, so the task it replaces goes.
+        for t in live.iter().filter(|t| is_dirty(t, service)) {
+            ops.push(shut_down(t));
+        }
+    }
+    true
+}
+
 fn replicated(
     state: &State,
     service: &Service,
@@ -194,65 +260,23 @@ fn replicated(
     for t in tasks {
         slots.entry(t.slot).or_default().push(t);
     }
-    let mut dirty = Vec::new();
-    let mut in_progress = 0;
-    for slot in 1..=replicas {
-        let in_slot = slots.get(&slot).cloned().unwrap_or_default();
-        let live: Vec<&&Task> = in_slot.iter().filter(|t| is_live(t)).collect();
-        let Some(current) = live.last() else {
-            ops.push(new_task(service, slot, ""));
-            continue;
-        };
-        if current.status.state.is_terminal() || node_lost(state, current) {
-            let restart = if node_lost(state, current) {
-                Some(true)
-            } else {
-                should_restart(service, current, in_slot.len(), now)
-            };
-            if restart == Some(true) {
-                ops.push(shut_down(current));
-                ops.push(new_task(service, slot, ""));
-            }
-            continue;
-        }
-        if is_dirty(current, service) {
-            dirty.push(**current);
-        } else if current.status.state < TaskState::Running {
-            in_progress += 1;
+    let mut progress = update::Progress {
+        slots: replicas as usize,
+        ..Default::default()
+    };
+    for n in 1..=replicas {
+        let in_slot = slots.get(&n).cloned().unwrap_or_default();
+        if !slot(state, service, &in_slot, now, &mut progress, ops) {
+            ops.push(new_task(service, n, ""));
         }
     }
     // Scale down: the highest slots go.
-    for (slot, in_slot) in slots.range(replicas + 1..) {
-        let _ = slot;
+    for (_, in_slot) in slots.range(replicas + 1..) {
         for t in in_slot.iter().filter(|t| is_live(t)) {
             ops.push(shut_down(t));
         }
     }
-    rolling_update(service, &dirty, in_progress, ops);
-}
-
-/// Replaces outdated tasks `Parallelism` at a time (0: all), stopping each before starting its
-/// replacement; a batch starts when the previous one's tasks run.
-fn rolling_update(service: &Service, dirty: &[&Task], in_progress: usize, ops: &mut Vec<Op>) {
-    if dirty.is_empty() || in_progress > 0 {
-        return;
-    }
-    let parallelism = service.spec["UpdateConfig"]["Parallelism"]
-        .as_u64()
-        .unwrap_or(1) as usize;
-    let batch = if parallelism == 0 {
-        dirty.len()
-    } else {
-        parallelism
-    };
-    for t in dirty.iter().take(batch) {
-        ops.push(shut_down(t));
-        if service.mode() == Mode::Global {
-            ops.push(new_task(service, 0, &t.node_id));
-        } else {
-            ops.push(new_task(service, t.slot, ""));
-        }
-    }
+    update::advance(service, tasks, progress, now, ops);
 }
 
 fn global(
@@ -262,40 +286,37 @@ fn global(
     now: chrono::DateTime<chrono::Utc>,
     ops: &mut Vec<Op>,
 ) {
-    let constraints = constraints_of(service);
-    let mut dirty = Vec::new();
-    let mut in_progress = 0;
+    let mut progress = update::Progress::default();
     for node in state.nodes.values() {
-        let on_node: Vec<&&Task> = tasks.iter().filter(|t| t.node_id == node.meta.id).collect();
-        let live: Vec<&&&Task> = on_node.iter().filter(|t| is_live(t)).collect();
-        let eligible = node.status.state == "ready"
-            && node.spec.availability != "drain"
-            && constraints.iter().all(|c| c.matches(node));
-        if !eligible {
-            for t in live {
+        if !eligible(service, node) {
+            for t in tasks
+                .iter()
+                .filter(|t| t.node_id == node.meta.id && is_live(t))
+            {
                 ops.push(shut_down(t));
             }
             continue;
         }
-        match live.last() {
-            None if node.spec.availability == "active" => {
-                ops.push(new_task(service, 0, &node.meta.id))
-            }
-            None => {}
-            Some(t)
-                if t.status.state.is_terminal()
-                    && should_restart(service, t, on_node.len(), now) == Some(true) =>
-            {
-                ops.push(shut_down(t));
-                ops.push(new_task(service, 0, &node.meta.id));
-            }
-            Some(t) if t.status.state.is_terminal() => {}
-            Some(t) if is_dirty(t, service) => dirty.push(***t),
-            Some(t) if t.status.state < TaskState::Running => in_progress += 1,
-            Some(_) => {}
+        progress.slots += 1;
+        let on_node: Vec<&Task> = tasks
+            .iter()
+            .copied()
+            .filter(|t| t.node_id == node.meta.id)
+            .collect();
+        if !slot(state, service, &on_node, now, &mut progress, ops)
+            && node.spec.availability == "active"
+        {
+            ops.push(new_task(service, 0, &node.meta.id));
         }
     }
-    rolling_update(service, &dirty, in_progress, ops);
+    update::advance(service, tasks, progress, now, ops);
+}
+
+/// A node a global service (or global job) runs on.
+fn eligible(service: &Service, node: &Node) -> bool {
+    node.status.state == "ready"
+        && node.spec.availability != "drain"
+        && constraints_of(service).iter().all(|c| c.matches(node))
 }
 
 /// Deletes the oldest finished tasks beyond the history limit, per slot (or node).

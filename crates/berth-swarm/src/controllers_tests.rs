@@ -61,6 +61,10 @@ impl World {
     }
     /// Controller passes, each followed by the fake agent, until the state settles.
     fn settle(&self) {
+        self.settle_failing("")
+    }
+    /// As `settle`, the fake agent failing the tasks whose first env entry is `fail`.
+    fn settle_failing(&self, fail: &str) {
         for _ in 0..50 {
             let state = self.p.store.snapshot();
             let mut ops = reconcile(&state, chrono::Utc::now());
@@ -70,8 +74,11 @@ impl World {
                 s
             };
             for t in next.tasks.values() {
-                let want = t.desired_state <= TaskState::Running;
+                let want = t.desired_state <= TaskState::Complete;
                 let new_state = match t.status.state {
+                    TaskState::Assigned if want && t.spec["ContainerSpec"]["Env"][0] == fail => {
+                        TaskState::Failed
+                    }
                     TaskState::Assigned if want => TaskState::Running,
                     s if !want && !s.is_terminal() => TaskState::Shutdown,
                     _ => continue,
@@ -268,4 +275,271 @@ fn removed_services_lose_their_tasks() {
     }]);
     w.settle();
     assert!(w.p.store.view(|s| s.tasks.is_empty()));
+}
+
+/// What the API does on `service update` (and `service rollback`).
+fn api_update(w: &World, id: &str, f: impl FnOnce(&mut Value)) {
+    let mut s = w.service(id);
+    let mut spec = s.spec.clone();
+    f(&mut spec);
+    s.previous_spec = Some(std::mem::replace(&mut s.spec, spec));
+    s.update_status = None;
+    if let Some(job) = s.job_status.as_mut() {
+        let next = job["JobIteration"]["Index"].as_u64().unwrap() + 1;
+        job["JobIteration"] = json!({"Index": next});
+    }
+    w.put(vec![Op::Update {
+        object: Object::Service(s),
+        expect: None,
+    }]);
+}
+
+fn tasks_of(w: &World, service: &str) -> Vec<Task> {
+    w.p.store.view(|s| {
+        s.tasks
+            .values()
+            .filter(|t| t.service_id == service)
+            .cloned()
+            .collect()
+    })
+}
+
+/// Marks the service's running tasks as ended with `state`.
+fn end_running(w: &World, service: &str, state: TaskState) {
+    let ops = tasks_of(w, service)
+        .into_iter()
+        .filter(|t| t.status.state == TaskState::Running)
+        .map(|mut t| {
+            t.status = TaskStatus::new(state, "ended");
+            Op::Update {
+                object: Object::Task(t),
+                expect: None,
+            }
+        })
+        .collect();
+    w.put(ops);
+}
+
+fn job_service(id: &str, mode: Value) -> Object {
+    let mut o = service(
+        id,
+        json!({"Mode": mode, "TaskTemplate": {"ContainerSpec": {"Image": "x"}, "RestartPolicy": {"Delay": 0}}}),
+    );
+    if let Object::Service(s) = &mut o {
+        s.job_status = Some(json!({"JobIteration": {"Index": 0}}));
+    }
+    o
+}
+
+#[test]
+fn replicated_jobs_run_max_concurrent_tasks_until_total_completions() {
+    let w = World::new(vec![node("n1", "a", &[]), node("n2", "b", &[])]);
+    w.put(vec![Op::Create(job_service(
+        "job",
+        json!({"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 5}}),
+    ))]);
+    let status = |w: &World| {
+        let tasks = tasks_of(w, "job");
+        jobs::status(&w.service("job"), &tasks.iter().collect::<Vec<_>>())
+    };
+    for round in 0..3 {
+        w.settle();
+        let running = tasks_of(&w, "job")
+            .into_iter()
+            .filter(|t| t.status.state == TaskState::Running)
+            .count();
+        assert_eq!(running, if round < 2 { 2 } else { 1 }, "round {round}");
+        assert!(
+            tasks_of(&w, "job")
+                .iter()
+                .all(|t| t.desired_state == TaskState::Complete)
+        );
+        end_running(&w, "job", TaskState::Complete);
+    }
+    w.settle();
+    assert_eq!(status(&w), (0, 2, 5));
+    let mut slots: Vec<u64> = tasks_of(&w, "job").iter().map(|t| t.slot).collect();
+    slots.sort();
+    assert_eq!(slots, vec![0, 1, 2, 3, 4], "one slot per completion");
+    // A failed task is restarted in its slot; a completed one never.
+    api_update(&w, "job", |_| {});
+    w.settle();
+    assert_eq!(status(&w), (2, 2, 0), "an update runs the job again");
+    end_running(&w, "job", TaskState::Failed);
+    w.settle();
+    assert_eq!(status(&w).0, 2, "failed tasks restarted");
+}
+
+#[test]
+fn global_jobs_complete_once_per_node() {
+    let w = World::new(vec![node("n1", "a", &[]), node("n2", "b", &[])]);
+    w.put(vec![Op::Create(job_service(
+        "gj",
+        json!({"GlobalJob": {}}),
+    ))]);
+    w.settle();
+    assert_eq!(tasks_of(&w, "gj").len(), 2);
+    end_running(&w, "gj", TaskState::Complete);
+    w.settle();
+    let tasks = tasks_of(&w, "gj");
+    assert_eq!(tasks.len(), 2, "completed tasks are not restarted");
+    let status = jobs::status(&w.service("gj"), &tasks.iter().collect::<Vec<_>>());
+    assert_eq!(status, (0, 0, 2));
+}
+
+fn updatable(n: u64, update: Value) -> Object {
+    let mut spec = replicated(n, "A=1");
+    spec["TaskTemplate"]["RestartPolicy"]["Condition"] = json!("none");
+    spec["UpdateConfig"] = update;
+    spec["RollbackConfig"] = json!({"Parallelism": 0, "Monitor": 1});
+    service("web", spec)
+}
+
+fn update_state(w: &World) -> (String, String) {
+    let s = w.service("web").update_status.unwrap_or_default();
+    (
+        s["State"].as_str().unwrap_or_default().to_string(),
+        s["Message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn a_failing_update_pauses_or_rolls_back() {
+    let w = World::new(vec![node("n1", "a", &[])]);
+    w.put(vec![Op::Create(updatable(
+        3,
+        json!({"Parallelism": 1, "FailureAction": "pause"}),
+    ))]);
+    w.settle();
+    api_update(&w, "web", |s| {
+        s["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["BAD"])
+    });
+    w.settle_failing("BAD");
+    let (state, message) = update_state(&w);
+    assert_eq!(state, "paused");
+    assert!(
+        message.starts_with("update paused due to failure or early termination of task "),
+        "{message}"
+    );
+    assert_eq!(
+        w.running("web").len(),
+        2,
+        "the other slots keep the old spec: {:#?}",
+        tasks_of(&w, "web")
+            .iter()
+            .map(|t| (
+                t.slot,
+                t.spec["ContainerSpec"]["Env"].clone(),
+                t.desired_state,
+                t.status.state
+            ))
+            .collect::<Vec<_>>()
+    );
+
+    let w = World::new(vec![node("n1", "a", &[])]);
+    w.put(vec![Op::Create(updatable(
+        3,
+        json!({"Parallelism": 1, "FailureAction": "rollback", "Monitor": 1}),
+    ))]);
+    w.settle();
+    api_update(&w, "web", |s| {
+        s["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["BAD"])
+    });
+    w.settle_failing("BAD");
+    w.settle();
+    let (state, message) = update_state(&w);
+    assert_eq!(state, "rollback_completed", "{message}");
+    assert_eq!(message, "rollback completed");
+    let running = w.running("web");
+    assert_eq!(running.len(), 3);
+    assert!(
+        running
+            .iter()
+            .all(|t| t.spec["ContainerSpec"]["Env"] == json!(["A=1"]))
+    );
+    assert!(w.service("web").previous_spec.is_none());
+}
+
+#[test]
+fn start_first_updates_start_the_new_task_before_stopping_the_old() {
+    let w = World::new(vec![node("n1", "a", &[])]);
+    w.put(vec![Op::Create(updatable(
+        2,
+        json!({"Parallelism": 1, "Order": "start-first", "Monitor": 1}),
+    ))]);
+    w.settle();
+    api_update(&w, "web", |s| {
+        s["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["A=2"])
+    });
+    let ops = reconcile(&w.p.store.snapshot(), chrono::Utc::now());
+    assert_eq!(ops.iter().filter(|o| matches!(o, Op::Create(_))).count(), 1);
+    let stopped = ops.iter().any(|o| {
+        matches!(o, Op::Update { object: Object::Task(t), .. } if t.desired_state == TaskState::Shutdown)
+    });
+    assert!(!stopped, "the old task runs on: {ops:?}");
+    w.settle();
+    let running = w.running("web");
+    assert_eq!(running.len(), 2);
+    assert!(
+        running
+            .iter()
+            .all(|t| t.spec["ContainerSpec"]["Env"] == json!(["A=2"]))
+    );
+    assert_eq!(update_state(&w).0, "completed");
+}
+
+#[test]
+fn update_delay_holds_the_next_batch() {
+    let w = World::new(vec![node("n1", "a", &[])]);
+    w.put(vec![Op::Create(updatable(
+        3,
+        json!({"Parallelism": 1, "Delay": 3_600_000_000_000u64}),
+    ))]);
+    w.settle();
+    api_update(&w, "web", |s| {
+        s["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["A=2"])
+    });
+    w.settle();
+    let updated = w
+        .running("web")
+        .iter()
+        .filter(|t| t.spec["ContainerSpec"]["Env"] == json!(["A=2"]))
+        .count();
+    assert_eq!(updated, 1);
+    assert_eq!(update_state(&w).0, "updating");
+}
+
+#[test]
+fn global_services_update_node_by_node() {
+    let w = World::new(vec![node("n1", "a", &[]), node("n2", "b", &[])]);
+    w.put(vec![Op::Create(service(
+        "g",
+        json!({"Mode": {"Global": {}}, "UpdateConfig": {"Parallelism": 1, "Monitor": 1},
+               "TaskTemplate": {"ContainerSpec": {"Image": "x", "Env": ["A=1"]}}}),
+    ))]);
+    w.settle();
+    api_update(&w, "g", |s| {
+        s["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["A=2"])
+    });
+    let ops = reconcile(&w.p.store.snapshot(), chrono::Utc::now());
+    let created: Vec<&Task> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Create(Object::Task(t)) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created.len(), 1, "one node at a time");
+    assert!(!created[0].node_id.is_empty(), "on the node it replaces");
+    w.settle();
+    let running = w.running("g");
+    assert_eq!(running.len(), 2);
+    assert!(
+        running
+            .iter()
+            .all(|t| t.spec["ContainerSpec"]["Env"] == json!(["A=2"]))
+    );
+    let mut nodes: Vec<&str> = running.iter().map(|t| t.node_id.as_str()).collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["n1", "n2"]);
 }

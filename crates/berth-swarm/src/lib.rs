@@ -5,9 +5,11 @@
 pub mod agent;
 pub mod ca;
 pub mod controllers;
+pub mod logs;
 pub mod manager;
 pub mod raft;
 pub mod store;
+pub mod task_config;
 pub mod types;
 
 use std::future::Future;

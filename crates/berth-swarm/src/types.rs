@@ -150,6 +150,19 @@ pub struct Service {
     pub endpoint: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_status: Option<Value>,
+    /// Jobs only: `JobIteration` (bumped by every update, which reruns the job) and
+    /// `LastExecution`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_status: Option<Value>,
+    /// The `X-Registry-Auth` of the last create or update that sent one (`--with-registry-auth`),
+    /// kept for the nodes to pull the image with, as dockerd keeps it in the spec's
+    /// `PullOptions`. The API never shows it ([`Service::public`]).
+    #[serde(
+        rename = "BerthRegistryAuth",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub registry_auth: Option<String>,
 }
 
 /// How a service runs its tasks.
@@ -157,6 +170,28 @@ pub struct Service {
 pub enum Mode {
     Replicated(u64),
     Global,
+    /// Runs tasks to completion: at most `max_concurrent` at once until `total` completed.
+    ReplicatedJob {
+        max_concurrent: u64,
+        total: u64,
+    },
+    /// One task to completion on every eligible node.
+    GlobalJob,
+}
+
+impl Mode {
+    pub fn is_job(self) -> bool {
+        matches!(self, Mode::ReplicatedJob { .. } | Mode::GlobalJob)
+    }
+    /// The name the API's `mode` filter uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Replicated(_) => "replicated",
+            Mode::Global => "global",
+            Mode::ReplicatedJob { .. } => "replicated-job",
+            Mode::GlobalJob => "global-job",
+        }
+    }
 }
 
 impl Service {
@@ -167,12 +202,33 @@ impl Service {
         let mode = &self.spec["Mode"];
         if mode.get("Global").is_some() {
             Mode::Global
+        } else if mode.get("GlobalJob").is_some() {
+            Mode::GlobalJob
+        } else if let Some(job) = mode.get("ReplicatedJob") {
+            Mode::ReplicatedJob {
+                max_concurrent: job["MaxConcurrent"].as_u64().unwrap_or(1),
+                total: job["TotalCompletions"].as_u64().unwrap_or(1),
+            }
         } else {
             Mode::Replicated(mode["Replicated"]["Replicas"].as_u64().unwrap_or(1))
         }
     }
     pub fn task_template(&self) -> &Value {
         &self.spec["TaskTemplate"]
+    }
+    /// The service as the API shows it: without the registry credentials.
+    pub fn public(&self) -> Service {
+        Service {
+            registry_auth: None,
+            ..self.clone()
+        }
+    }
+    /// The job's current iteration (0 for services that are not jobs).
+    pub fn job_iteration(&self) -> u64 {
+        self.job_status
+            .as_ref()
+            .and_then(|j| j["JobIteration"]["Index"].as_u64())
+            .unwrap_or(0)
     }
 }
 
@@ -245,6 +301,9 @@ pub struct TaskStatus {
     pub err: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_status: Option<ContainerStatus>,
+    /// `{"Ports": [...]}`: the host-mode ports the task's container published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_status: Option<Value>,
 }
 
 impl TaskStatus {
@@ -255,6 +314,7 @@ impl TaskStatus {
             message: message.to_string(),
             err: String::new(),
             container_status: None,
+            port_status: None,
         }
     }
 }
@@ -278,6 +338,9 @@ pub struct Task {
     pub node_id: String,
     pub status: TaskStatus,
     pub desired_state: TaskState,
+    /// Jobs only: the service's `JobIteration` the task runs for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_iteration: Option<Version>,
 }
 
 fn is_zero(n: &u64) -> bool {

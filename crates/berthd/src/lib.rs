@@ -12,6 +12,8 @@ pub mod server;
 pub mod state;
 pub mod swarm_events;
 pub mod swarm_exec;
+pub mod swarm_logs;
+pub mod swarm_pull;
 pub mod sysinfo;
 pub mod tls;
 pub mod userns;

@@ -251,10 +251,15 @@ impl Daemon {
                 root: config.data_root.display().to_string(),
                 source,
             })?;
-        let executor = crate::swarm_exec::Executor {
-            ctrs: ctrs.clone(),
-            files_root: config.exec_root.join("swarm").join("tasks"),
-        };
+        let executor = crate::swarm_exec::Executor::new(
+            ctrs.clone(),
+            config.exec_root.join("swarm").join("tasks"),
+            crate::swarm_pull::Puller::new(
+                images.clone(),
+                config.registry.remote_options(),
+                config.registry.pull_options(&config.data_root),
+            ),
+        );
         let swarm = berth_swarm::manager::Swarm::open(
             &config.data_root.join("swarm"),
             Arc::new(executor),

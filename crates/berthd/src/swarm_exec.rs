@@ -18,9 +18,33 @@ pub struct Executor {
     pub ctrs: Containers,
     /// `<exec-root>/swarm/tasks`: one tmpfs per task with files.
     pub files_root: PathBuf,
+    /// Pulls the images tasks need.
+    pub puller: crate::swarm_pull::Puller,
+    /// Task id → container id, read once per agent pass (`begin_pass`) and kept up to date
+    /// by this executor's own creates and removes: a pass over n tasks lists the containers
+    /// once, not n times.
+    pub known: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Executor {
+    pub fn new(ctrs: Containers, files_root: PathBuf, puller: crate::swarm_pull::Puller) -> Self {
+        Executor {
+            ctrs,
+            files_root,
+            puller,
+            known: Default::default(),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refresh(&self) {
+        let listed = self.task_containers().into_iter().collect();
+        *self.known() = listed;
+    }
+
     fn task_containers(&self) -> Vec<(String, String)> {
         let filters = match Filters::parse(&json!({"label": [LABEL_TASK_ID]}).to_string()) {
             Ok(f) => f,
@@ -42,10 +66,7 @@ impl Executor {
     }
 
     fn container_of(&self, task_id: &str) -> Option<String> {
-        self.task_containers()
-            .into_iter()
-            .find(|(t, _)| t == task_id)
-            .map(|(_, c)| c)
+        self.known().get(task_id).cloned()
     }
 
     /// Writes the task's files onto a fresh tmpfs and answers the bind mounts that show them.
@@ -124,6 +145,7 @@ impl Executor {
             Err(e) => Err(e),
         };
         let id = created.map_err(|e| e.to_string())?;
+        self.known().insert(run.task_id.clone(), id.clone());
         self.ctrs.start(&id).await.map_err(|e| e.to_string())?;
         let pid = self.ctrs.inspect(&id).map(|i| i.state.pid).unwrap_or(0);
         Ok((id, pid))
@@ -138,6 +160,7 @@ impl TaskExecutor for Executor {
             if result.is_err() {
                 if let Some(c) = self.container_of(&task_id) {
                     let _ = self.ctrs.remove(&c, true).await;
+                    self.known().remove(&task_id);
                 }
                 self.remove_files(&task_id);
             }
@@ -178,16 +201,65 @@ impl TaskExecutor for Executor {
 
     fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if let Some(id) = self.container_of(task_id)
-                && let Err(e) = self.ctrs.remove(&id, true).await
-            {
-                tracing::warn!(task = task_id, error = %e, "removing a task's container");
+            if let Some(id) = self.container_of(task_id) {
+                match self.ctrs.remove(&id, true).await {
+                    Ok(_) => {
+                        self.known().remove(task_id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(task = task_id, error = %e, "removing a task's container")
+                    }
+                }
             }
             self.remove_files(task_id);
         })
     }
 
     fn list(&self) -> BoxFuture<'_, Vec<String>> {
-        Box::pin(async move { self.task_containers().into_iter().map(|(t, _)| t).collect() })
+        Box::pin(async move { self.known().keys().cloned().collect() })
+    }
+
+    fn begin_pass(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move { self.refresh() })
+    }
+
+    fn prepare<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let image = run.config["Image"].as_str().unwrap_or_default();
+            self.puller.ensure(image, run.registry_auth.as_deref())
+        })
+    }
+
+    fn ports<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Option<serde_json::Value>> {
+        Box::pin(async move {
+            let id = self.container_of(task_id)?;
+            let inspect = self.ctrs.inspect(&id).ok()?;
+            let mut ports = Vec::new();
+            for (key, bindings) in &inspect.network_settings.ports {
+                let (target, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
+                let Ok(target) = target.parse::<u64>() else {
+                    continue;
+                };
+                let mut published: Vec<u64> = bindings
+                    .iter()
+                    .flatten()
+                    .filter_map(|b| b.host_port.parse().ok())
+                    .collect();
+                // One entry per host port (the IPv4 and IPv6 bindings share it).
+                published.dedup();
+                for p in published {
+                    ports.push(json!({"Protocol": protocol, "TargetPort": target, "PublishedPort": p, "PublishMode": "host"}));
+                }
+            }
+            (!ports.is_empty()).then(|| json!({"Ports": ports}))
+        })
+    }
+
+    fn health<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let id = self.container_of(task_id)?;
+            let inspect = self.ctrs.inspect(&id).ok()?;
+            inspect.state.health.map(|h| h.status)
+        })
     }
 }

@@ -26,10 +26,14 @@ pub enum ServiceCommand {
     /// Scale one or multiple replicated services
     Scale(ScaleArgs),
     /// Update a service
-    Update(UpdateArgs),
+    Update(Box<UpdateArgs>),
     /// Remove one or more services
     #[command(visible_alias = "remove")]
     Rm(RmArgs),
+    /// Fetch the logs of a service or task
+    Logs(super::service_more::LogsArgs),
+    /// Revert changes to a service's configuration
+    Rollback(super::service_more::RollbackArgs),
 }
 
 pub async fn run(env: &Env, command: ServiceCommand) -> Result<()> {
@@ -41,12 +45,14 @@ pub async fn run(env: &Env, command: ServiceCommand) -> Result<()> {
             inspect_objects(env, "/services", &a.names, a.format.as_deref()).await
         }
         ServiceCommand::Scale(a) => scale(env, a).await,
-        ServiceCommand::Update(a) => update(env, a).await,
+        ServiceCommand::Update(a) => update(env, *a).await,
         ServiceCommand::Rm(a) => remove(env, a).await,
+        ServiceCommand::Logs(a) => super::service_more::logs(env, a).await,
+        ServiceCommand::Rollback(a) => super::service_more::rollback(env, a).await,
     }
 }
 
-fn duration_ns(text: &str, flag: &str) -> Result<u64> {
+pub(super) fn duration_ns(text: &str, flag: &str) -> Result<u64> {
     berth_api::duration::parse_go_duration(text)
         .map(|n| n as u64)
         .ok_or_else(|| {
@@ -64,9 +70,14 @@ pub struct CreateArgs {
     /// Number of tasks
     #[arg(long, value_name = "uint")]
     pub replicas: Option<u64>,
-    /// Service mode ("replicated", "global")
+    /// Service mode ("replicated", "global", "replicated-job", "global-job")
     #[arg(long, value_name = "string", default_value = "replicated")]
     pub mode: String,
+    /// Number of job tasks to run concurrently (default equal to --replicas)
+    #[arg(long, value_name = "uint")]
+    pub max_concurrent: Option<u64>,
+    #[command(flatten)]
+    pub update_config: super::service_more::UpdateConfigFlags,
     /// Set environment variables
     #[arg(short, long, value_name = "list")]
     pub env: Vec<String>,
@@ -210,17 +221,8 @@ async fn create(env: &Env, a: CreateArgs) -> Result<()> {
     if let Some(m) = a.restart_max_attempts {
         restart["MaxAttempts"] = json!(m);
     }
-    let mode = match a.mode.as_str() {
-        "replicated" => json!({"Replicated": {"Replicas": a.replicas.unwrap_or(1)}}),
-        "global" => {
-            if a.replicas.is_some() {
-                bail!("replicas can only be used with replicated or replicated-job mode");
-            }
-            json!({"Global": {}})
-        }
-        other => bail!("invalid argument \"{other}\" for \"--mode\" flag: unsupported mode"),
-    };
-    let spec = json!({
+    let mode = super::service_more::mode(&a.mode, a.replicas, a.max_concurrent)?;
+    let mut spec = json!({
         "Name": a.name.unwrap_or_default(),
         "Labels": labels(&a.label),
         "TaskTemplate": {
@@ -230,7 +232,9 @@ async fn create(env: &Env, a: CreateArgs) -> Result<()> {
         },
         "Mode": mode,
         "UpdateConfig": {"Parallelism": a.update_parallelism, "Order": "stop-first", "FailureAction": "pause"},
+        "RollbackConfig": {"Parallelism": 1, "Order": "stop-first", "FailureAction": "pause"},
     });
+    a.update_config.apply(&mut spec)?;
     let r = call(
         env,
         Method::POST,
@@ -275,13 +279,11 @@ async fn list(env: &Env, a: ListArgs) -> Result<()> {
         .into_iter()
         .flatten()
         .map(|s| {
-            let st = &s["ServiceStatus"];
-            let global = s["Spec"]["Mode"].get("Global").is_some();
             json!({
                 "ID": s["ID"].as_str().unwrap_or_default().chars().take(12).collect::<String>(),
                 "Name": s["Spec"]["Name"],
-                "Mode": if global { "global" } else { "replicated" },
-                "Replicas": format!("{}/{}", st["RunningTasks"], st["DesiredTasks"]),
+                "Mode": super::service_more::mode_column(s),
+                "Replicas": super::service_more::replicas_column(s),
                 "Image": s["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].as_str().unwrap_or_default().split('@').next(),
                 "Ports": "",
             })
@@ -538,6 +540,8 @@ pub struct UpdateArgs {
     /// Rollback to previous specification
     #[arg(long)]
     pub rollback: bool,
+    #[command(flatten)]
+    pub update_config: super::service_more::UpdateConfigFlags,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     pub detach: bool,
@@ -603,6 +607,7 @@ async fn update(env: &Env, a: UpdateArgs) -> Result<()> {
         if let Some(p) = a.update_parallelism {
             spec["UpdateConfig"]["Parallelism"] = json!(p);
         }
+        a.update_config.apply(spec)?;
         if a.force {
             let n = spec["TaskTemplate"]["ForceUpdate"].as_u64().unwrap_or(0);
             spec["TaskTemplate"]["ForceUpdate"] = json!(n + 1);

@@ -207,7 +207,7 @@ fn wait(state: &AppState, id: &str, q: &Query) -> Result<Response> {
         .into_response())
 }
 
-fn stream_body(rx: mpsc::Receiver<Vec<u8>>) -> Body {
+pub(super) fn stream_body(rx: mpsc::Receiver<Vec<u8>>) -> Body {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -224,7 +224,7 @@ pub(super) fn stream_content_type(tty: bool) -> &'static str {
     }
 }
 
-fn log_options(q: &Query) -> Result<LogOptions> {
+pub(super) fn log_options(q: &Query) -> Result<LogOptions> {
     let now = Utc::now();
     let time = |k: &str| -> Result<Option<chrono::DateTime<Utc>>> {
         match q.non_empty(k) {

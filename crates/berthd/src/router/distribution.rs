@@ -92,7 +92,7 @@ impl AuthConfig {
 
 /// The credentials of `X-Registry-Auth` (older clients use the standard base64 alphabet;
 /// padding either way). Absent or empty is anonymous.
-pub(super) fn registry_auth(headers: &HeaderMap) -> Result<Credentials> {
+pub(crate) fn registry_auth(headers: &HeaderMap) -> Result<Credentials> {
     use base64::Engine as _;
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     let Some(value) = headers.get("x-registry-auth") else {

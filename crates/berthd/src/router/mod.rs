@@ -8,6 +8,8 @@ mod container_fs;
 mod container_stats;
 mod containers;
 mod distribution;
+/// Swarm tasks pull with the credentials a service was created with.
+pub(crate) use distribution::registry_auth;
 mod events;
 mod exec;
 mod hijack;

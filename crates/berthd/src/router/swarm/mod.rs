@@ -2,6 +2,7 @@
 //! over berth-swarm. Outside a swarm they answer as dockerd does on such a node (503 with its
 //! texts, after reading the body), so that clients which probe them keep working.
 
+mod logs;
 mod nodes;
 mod secrets;
 mod services;
@@ -66,8 +67,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/configs/{id}/update", post(secrets::update_config))
         .route("/swarm/unlock", post(unlock))
-        .route("/services/{id}/logs", get(logs))
-        .route("/tasks/{id}/logs", get(logs));
+        .route("/services/{id}/logs", get(logs::service_logs))
+        .route("/tasks/{id}/logs", get(logs::task_logs));
     let cluster = cluster.route_layer(axum::middleware::from_fn_with_state(state, require_manager));
     Router::new()
         .route("/swarm/leave", post(leave))
@@ -85,14 +86,6 @@ async fn require_manager(State(state): State<AppState>, req: Request, next: Next
         Ok(r) => r,
         Err(e) => axum::response::IntoResponse::into_response(e),
     }
-}
-
-/// Not yet: the tasks' logs are the containers' (`docker logs <task container>`).
-async fn logs() -> Result<Response> {
-    Err(Error(ApiError::new(
-        ErrorKind::NotImplemented,
-        "service and task logs are not supported by Berth yet: read the task container's logs",
-    )))
 }
 
 /// Autolock does not exist yet, so a swarm is never locked (dockerd's answer then).

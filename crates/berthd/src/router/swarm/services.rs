@@ -46,13 +46,21 @@ fn normalize(mut spec: Value) -> Result<Value> {
         return Err(invalid("name must be valid as a DNS name component"));
     }
     let mode = &spec["Mode"];
-    if mode.get("ReplicatedJob").is_some() || mode.get("GlobalJob").is_some() {
-        return Err(Error(ApiError::new(
-            ErrorKind::NotImplemented,
-            "job services (replicated-job, global-job) are not supported by Berth yet",
+    let modes = ["Replicated", "Global", "ReplicatedJob", "GlobalJob"];
+    if modes.iter().filter(|m| !mode[**m].is_null()).count() > 1 {
+        // dockerd's conversion refuses it before swarmkit sees it.
+        return Err(Error(ApiError::invalid(
+            "must specify only one service mode",
         )));
     }
-    if mode.get("Global").is_none() {
+    if let Some(job) = mode.get("ReplicatedJob").filter(|j| !j.is_null()) {
+        // dockerd's defaults: one at a time, as many completions as concurrent tasks.
+        let max = job["MaxConcurrent"].as_u64().unwrap_or(1);
+        let total = job["TotalCompletions"].as_u64().unwrap_or(max);
+        spec["Mode"] = json!({"ReplicatedJob": {"MaxConcurrent": max, "TotalCompletions": total}});
+    } else if !mode["GlobalJob"].is_null() {
+        spec["Mode"] = json!({"GlobalJob": {}});
+    } else if mode.get("Global").is_none() {
         let replicas = mode["Replicated"]["Replicas"].as_u64().unwrap_or(1);
         spec["Mode"] = json!({"Replicated": {"Replicas": replicas}});
     }
@@ -70,7 +78,18 @@ fn normalize(mut spec: Value) -> Result<Value> {
     Ok(spec)
 }
 
+/// `X-Registry-Auth` as sent (`--with-registry-auth`), passed on to the nodes unread.
+fn registry_auth(req: &Request) -> Option<String> {
+    req.headers()
+        .get("x-registry-auth")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
 pub async fn create(State(state): State<AppState>, req: Request) -> Result<Response> {
+    let auth = registry_auth(&req);
     let body = json_body(req).await?;
     let h = manager(&state).await?;
     let spec = normalize(body)?;
@@ -85,12 +104,19 @@ pub async fn create(State(state): State<AppState>, req: Request) -> Result<Respo
     missing_references(&h, &spec)?;
     let id = new_id();
     let endpoint = json!({"Spec": spec.get("EndpointSpec").cloned().unwrap_or(json!({}))});
-    let service = Service {
+    let mut service = Service {
         meta: Meta::new(id.clone()),
         spec,
         endpoint,
+        registry_auth: auth,
         ..Default::default()
     };
+    if service.mode().is_job() {
+        service.job_status = Some(json!({
+            "JobIteration": {"Index": 0},
+            "LastExecution": berth_swarm::types::now(),
+        }));
+    }
     commit(&h, vec![Op::Create(Object::Service(service))]).await?;
     Ok(json_response(StatusCode::CREATED, &json!({"ID": id})))
 }
@@ -135,6 +161,16 @@ fn service_status(s: &ClusterState, service: &Service) -> Value {
             .values()
             .filter(|t| t.service_id == service.meta.id && t.desired_state == TaskState::Running)
             .count(),
+        Mode::ReplicatedJob { .. } | Mode::GlobalJob => {
+            let tasks: Vec<&Task> = s
+                .tasks
+                .values()
+                .filter(|t| t.service_id == service.meta.id)
+                .collect();
+            let (running, desired, complete) =
+                berth_swarm::controllers::jobs::status(service, &tasks);
+            return json!({"RunningTasks": running, "DesiredTasks": desired, "CompletedTasks": complete});
+        }
     };
     json!({"RunningTasks": running, "DesiredTasks": desired, "CompletedTasks": 0})
 }
@@ -150,11 +186,7 @@ pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
                 let ids = filters.get("id");
                 let names = filters.get("name");
                 let modes = filters.get("mode");
-                let mode = if svc.mode() == Mode::Global {
-                    "global"
-                } else {
-                    "replicated"
-                };
+                let mode = svc.mode().as_str();
                 (ids.is_empty() || ids.iter().any(|i| svc.meta.id.starts_with(i)))
                     && (names.is_empty() || names.iter().any(|n| svc.name().starts_with(n)))
                     && (modes.is_empty() || modes.contains(&mode))
@@ -167,7 +199,7 @@ pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
                         })
             })
             .map(|svc| {
-                let mut v = serde_json::to_value(svc).unwrap_or_default();
+                let mut v = serde_json::to_value(svc.public()).unwrap_or_default();
                 if with_status {
                     v["ServiceStatus"] = service_status(s, svc);
                 }
@@ -180,7 +212,7 @@ pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
 
 pub async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
     let h = manager(&state).await?;
-    Ok(ok_json(&find(&h, &id)?))
+    Ok(ok_json(&find(&h, &id)?.public()))
 }
 
 pub async fn update(
@@ -189,11 +221,13 @@ pub async fn update(
     q: Query,
     req: Request,
 ) -> Result<Response> {
+    let auth = registry_auth(&req);
     let body = json_body(req).await?;
     let h = manager(&state).await?;
     let version = version_param(&q, "service")?;
     let mut service = find(&h, &id)?;
-    let spec = if q.get("rollback") == Some("previous") {
+    let rollback = q.get("rollback") == Some("previous");
+    let spec = if rollback {
         service.previous_spec.clone().ok_or_else(|| {
             Error(ApiError::new(
                 ErrorKind::Internal,
@@ -203,6 +237,19 @@ pub async fn update(
     } else {
         normalize(body)?
     };
+    let mode_of = |spec: &Value| {
+        let s = Service {
+            spec: spec.clone(),
+            ..Default::default()
+        };
+        std::mem::discriminant(&s.mode())
+    };
+    if mode_of(&spec) != mode_of(&service.spec) {
+        return Err(Error(ApiError::new(
+            ErrorKind::NotImplemented,
+            "rpc error: code = Unimplemented desc = service mode change is not allowed",
+        )));
+    }
     if spec["Name"] != service.spec["Name"] {
         return Err(Error(ApiError::new(
             ErrorKind::Internal,
@@ -210,7 +257,25 @@ pub async fn update(
         )));
     }
     missing_references(&h, &spec)?;
+    if auth.is_some() {
+        // dockerd keeps the previous credentials when an update sends none.
+        service.registry_auth = auth;
+    }
     service.previous_spec = Some(std::mem::replace(&mut service.spec, spec));
+    // swarmkit: a rollback is an update of its own; any other update starts afresh.
+    service.update_status = rollback.then(|| {
+        json!({
+            "State": berth_swarm::controllers::update::ROLLBACK_STARTED,
+            "StartedAt": berth_swarm::types::now(),
+            "Message": "manually requested rollback",
+        })
+    });
+    if let Some(job) = service.job_status.as_mut() {
+        // Every update of a job runs it again.
+        let next = job["JobIteration"]["Index"].as_u64().unwrap_or(0) + 1;
+        job["JobIteration"] = json!({"Index": next});
+        job["LastExecution"] = json!(berth_swarm::types::now());
+    }
     service.endpoint =
         json!({"Spec": service.spec.get("EndpointSpec").cloned().unwrap_or(json!({}))});
     service.meta.updated_at = berth_swarm::types::now();
@@ -263,6 +328,8 @@ pub async fn tasks(State(state): State<AppState>, q: Query) -> Result<Response> 
             })
             .collect();
         let desired = filters.get("desired-state");
+        // The docker CLI's progress asks for the tasks of the current spec only.
+        let up_to_date = !filters.get("_up-to-date").is_empty();
         let ids = filters.get("id");
         let names = filters.get("name");
         s.tasks
@@ -278,6 +345,10 @@ pub async fn tasks(State(state): State<AppState>, q: Query) -> Result<Response> 
                     && (desired.is_empty() || desired.contains(&t.desired_state.as_str()))
                     && (ids.is_empty() || ids.iter().any(|i| t.meta.id.starts_with(i)))
                     && (names.is_empty() || names.iter().any(|n| name.starts_with(n)))
+                    && (!up_to_date
+                        || s.services
+                            .get(&t.service_id)
+                            .is_some_and(|svc| &t.spec == svc.task_template()))
             })
             .map(task_json)
             .collect()
