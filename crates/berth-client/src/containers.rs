@@ -605,6 +605,8 @@ impl Client {
                 method: "POST",
                 path_and_query: &uri,
                 body: None,
+                upgrade: "tcp",
+                headers: &[],
             },
         )
         .await
@@ -652,6 +654,8 @@ impl Client {
                 method: "POST",
                 path_and_query: &uri,
                 body: Some(&body),
+                upgrade: "tcp",
+                headers: &[],
             },
         )
         .await

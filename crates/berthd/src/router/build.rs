@@ -257,6 +257,7 @@ pub async fn build(
         cpuset_mems: query.get("cpusetmems").unwrap_or_default().to_string(),
         remove: query.bool("rm", true),
         force_remove: query.bool("forcerm", false),
+        session: query.non_empty("session").map(str::to_string),
     };
     let quiet = query.bool("q", false);
     let build_id = query.get("buildid").unwrap_or_default().to_string();
