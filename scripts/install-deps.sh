@@ -14,6 +14,8 @@ packages=(
   iptables         # accept rules for Berth's bridges when Docker set iptables' FORWARD policy to DROP
   iproute2         # network namespaces in tests
   ca-certificates
+  git              # git build contexts (`berth build <git URL>`, `remote=` a git URL on the daemon)
+  openssh-client   # `berth build --ssh id=KEYFILE` starts an ssh-agent; the ssh mount tests use it
 )
 
 missing=()

@@ -316,7 +316,8 @@ impl StepExecutor for DaemonExecutor {
     async fn download(&self, url: &str, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {
         let path = dir.join(name);
         tokio::select! {
-            r = fetch::get_to_file(url, &path) => r.map_err(ExecError::new)?,
+            r = fetch::get_to_file(url, &path, Some(&self.state.config.registry.certs_dir))
+                => r.map_err(ExecError::new)?,
             _ = self.cancel.cancelled() => return Err(cancelled()),
         }
         Ok(path)
