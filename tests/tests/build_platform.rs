@@ -16,7 +16,11 @@ fn host_arch() -> &'static str {
 }
 
 fn other_arch() -> &'static str {
-    if host_arch() == "amd64" { "arm64" } else { "amd64" }
+    if host_arch() == "amd64" {
+        "arm64"
+    } else {
+        "amd64"
+    }
 }
 
 fn ctx_dir(d: &Daemon, name: &str, dockerfile: &str) -> String {
@@ -46,7 +50,11 @@ fn from_platform_is_the_build_platform_or_a_clear_error() {
         .stdout;
     assert_eq!(out, format!("{host}\n"));
     // The host's platform named explicitly (with an alias) is fine too.
-    let alias = if host_arch() == "amd64" { "linux/x86_64" } else { "linux/aarch64" };
+    let alias = if host_arch() == "amd64" {
+        "linux/x86_64"
+    } else {
+        "linux/aarch64"
+    };
     d.berth(&["build", "--platform", alias, &ok]).success();
 
     // A needed stage for another platform: refused before any step runs.
@@ -68,15 +76,19 @@ fn from_platform_is_the_build_platform_or_a_clear_error() {
     let skipped = ctx_dir(
         &d,
         "skipped",
-        &format!("FROM --platform={other} busybox AS foreign\nRUN true\nFROM busybox AS native\nRUN true\n"),
+        &format!(
+            "FROM --platform={other} busybox AS foreign\nRUN true\nFROM busybox AS native\nRUN true\n"
+        ),
     );
-    d.berth(&["build", "--target", "native", &skipped]).success();
+    d.berth(&["build", "--target", "native", &skipped])
+        .success();
 
     // --platform for another platform: the daemon's 400, through berth and the docker CLI.
     let out = d.berth(&["build", "--platform", &other, &ok]).failure();
     assert!(
-        out.stderr
-            .contains(&format!("cannot build for platform {other}: this daemon builds for {host} only")),
+        out.stderr.contains(&format!(
+            "cannot build for platform {other}: this daemon builds for {host} only"
+        )),
         "{}",
         out.stderr
     );

@@ -292,5 +292,20 @@ fn git_contexts_on_the_daemon_and_the_client() {
         );
         assert_eq!(run_in(&d, "git:3", "cat /c/f"), "from-git other\n");
     }
+    // ADD of a git URL: the files (without .git unless --keep-git-dir), ref and subdir.
+    let df = format!(
+        "FROM busybox\nADD {url}#other:sub /src\nADD --keep-git-dir=true {url}#main /repo\n"
+    );
+    let ctx = context(&[("Dockerfile", df.as_bytes())]);
+    let (_, error, text) = build(&d, "t=git:4", Some(&ctx));
+    assert_eq!(error, None, "{text}");
+    assert_eq!(
+        run_in(
+            &d,
+            "git:4",
+            "ls -A /src; cat /src/f /repo/sub/f; test -d /repo/.git && echo git-dir"
+        ),
+        "Dockerfile\nf\nfrom-git other\nfrom-git main\ngit-dir\n"
+    );
     drop(gd);
 }

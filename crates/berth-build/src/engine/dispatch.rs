@@ -892,7 +892,35 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             .iter()
             .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
             .collect();
-        let root = if !urls.is_empty() {
+        // Kept until the layer is written (the clone is removed when it drops).
+        let mut _checkout: Option<crate::git::Checkout> = None;
+        let git_source = (add && ci.sources.len() == 1 && crate::git::is_git_url(&ci.sources[0]))
+            .then(|| ci.sources[0].clone());
+        let root = if let Some(url) = git_source {
+            // `ADD <git URL>#ref[:dir] /dest`: the repository's files (without `.git` unless
+            // `--keep-git-dir`), cloned as a git context is; keyed on the files' content.
+            let repo = crate::git::parse_remote(&url).map_err(failed)?;
+            let dir = self
+                .sh
+                .opts
+                .scratch
+                .join(format!("git-{}-{}", self.index, self.step));
+            let keep = ci.keep_git_dir;
+            let checkout = tokio::task::spawn_blocking(move || {
+                let c = crate::git::clone_into(&repo, &dir, false)?;
+                if !keep {
+                    let _ = std::fs::remove_dir_all(c.root.join(".git"));
+                }
+                Ok::<_, String>(c)
+            })
+            .await
+            .map_err(|e| failed(format!("internal error: {e}")))?
+            .map_err(failed)?;
+            let root = checkout.context.clone();
+            _checkout = Some(checkout);
+            sources_list = vec![".".to_string()];
+            root
+        } else if !urls.is_empty() {
             if !add {
                 return Err(failed(format!(
                     "source can't be a URL for COPY: {}",
