@@ -19,8 +19,10 @@ use h2::client::SendRequest;
 
 /// Open sessions by id. A session lives as long as its connection; the generation tells a
 /// replaced entry from the current one when an old connection ends.
-static SESSIONS: LazyLock<Mutex<HashMap<String, (u64, SendRequest<Bytes>)>>> =
-    LazyLock::new(Default::default);
+static SESSIONS: LazyLock<Mutex<SessionMap>> = LazyLock::new(Default::default);
+
+/// Session id → (generation, the HTTP/2 handle).
+type SessionMap = HashMap<String, (u64, SendRequest<Bytes>)>;
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// BuildKit's cap on a secret's size.
@@ -89,7 +91,7 @@ pub async fn open(mut req: Request) -> Response {
         .unwrap_or_default()
 }
 
-fn lock() -> std::sync::MutexGuard<'static, HashMap<String, (u64, SendRequest<Bytes>)>> {
+fn lock() -> std::sync::MutexGuard<'static, SessionMap> {
     SESSIONS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
