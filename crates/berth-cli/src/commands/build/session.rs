@@ -254,3 +254,60 @@ async fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_as_buildx_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.txt");
+        std::fs::write(&file, "from-file").unwrap();
+        let env = |k: &str| (k == "TOKEN" || k == "tok").then(|| format!("env:{k}"));
+        let src = format!("id=a,src={}", file.display());
+        assert_eq!(
+            parse_secret(&src, &env).unwrap(),
+            ("a".into(), b"from-file".to_vec())
+        );
+        assert_eq!(
+            parse_secret("id=b,env=TOKEN", &env).unwrap(),
+            ("b".into(), b"env:TOKEN".to_vec())
+        );
+        // type=env with the variable given as the source.
+        assert_eq!(
+            parse_secret("id=c,type=env,src=TOKEN", &env).unwrap().1,
+            b"env:TOKEN".to_vec()
+        );
+        // No source: the variable named as the id.
+        assert_eq!(parse_secret("id=tok", &env).unwrap().1, b"env:tok".to_vec());
+        assert!(parse_secret("id=x,env=UNSET", &env).is_err());
+        assert!(parse_secret("id=x,bogus=1", &env).is_err());
+        assert!(parse_secret("id=x,type=socket", &env).is_err());
+        assert!(parse_secret("src", &env).is_err());
+    }
+
+    #[test]
+    fn ssh_specs_as_buildx_reads_them() {
+        let env = |k: &str| (k == "SSH_AUTH_SOCK").then(|| "/run/agent.sock".to_string());
+        let mut offer = Offer::default();
+        parse_ssh("default", &env, &mut offer).unwrap();
+        assert_eq!(offer.agents["default"], PathBuf::from("/run/agent.sock"));
+        let none = |_: &str| None;
+        assert!(parse_ssh("default", &none, &mut Offer::default()).is_err());
+        assert!(parse_ssh("=x", &env, &mut Offer::default()).is_err());
+        // A key file that is not one: ssh-add's refusal (when ssh-agent is installed).
+        if std::process::Command::new("ssh-agent")
+            .arg("-h")
+            .output()
+            .is_ok()
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let bad = dir.path().join("not-a-key");
+            std::fs::write(&bad, "x").unwrap();
+            let spec = format!("k={}", bad.display());
+            let mut offer = Offer::default();
+            assert!(parse_ssh(&spec, &env, &mut offer).is_err());
+        }
+    }
+}
