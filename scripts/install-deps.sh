@@ -16,6 +16,8 @@ packages=(
   ca-certificates
   uidmap           # rootless berthd: newuidmap and newgidmap map its user namespace
   slirp4netns      # rootless berthd: the containers' outbound networking
+  git              # git build contexts (`berth build <git URL>`, `remote=` a git URL on the daemon)
+  openssh-client   # `berth build --ssh id=KEYFILE` starts an ssh-agent; the ssh mount tests use it
 )
 
 missing=()

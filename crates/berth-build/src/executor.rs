@@ -122,6 +122,27 @@ pub enum StepMount {
         /// Bytes; 0: the default.
         size: u64,
     },
+    /// A secret the build session provides (`berth build --secret id=...`), as a read-only
+    /// file at `target` and/or the value of the variable `env`.
+    Secret {
+        id: String,
+        target: Option<String>,
+        env: Option<String>,
+        /// A secret the session does not have fails the step (else the step runs without).
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// An ssh-agent socket at `target`, forwarded to the session's agent `id`.
+    Ssh {
+        id: String,
+        target: String,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// One file tree to put into a COPY/ADD layer.

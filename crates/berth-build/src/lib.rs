@@ -15,9 +15,11 @@ pub mod dockerignore;
 pub mod engine;
 pub mod executor;
 pub mod expand;
+pub mod git;
 pub mod instructions;
 pub mod parser;
 pub mod plan;
+pub mod session;
 
 pub use expand::{ExpandError, expand_word, expand_words};
 pub use parser::{ParseError, parse, parse_named, parse_with_warnings};

@@ -51,6 +51,8 @@ pub struct BuildOptions {
     pub isolation: String,
     /// `ulimits` as the JSON array the CLI sends (`[]` when none).
     pub ulimits_json: String,
+    /// `session`: the id of a session opened with [`Client::build_session`] (secrets, ssh).
+    pub session: String,
 }
 
 impl BuildOptions {
@@ -98,6 +100,7 @@ impl BuildOptions {
             .push("labels", json(&self.labels))
             .push("cachefrom", json(&self.cache_from))
             .non_empty("platform", &self.platform.to_lowercase())
+            .non_empty("session", &self.session)
             .push("version", "1");
         q
     }
@@ -151,6 +154,24 @@ impl Client {
             .request_with_headers(Method::POST, "/build", &options.to_query(), body, &headers)
             .await?;
         Ok(stream::json_stream(response.into_body(), "build"))
+    }
+
+    /// `POST /session` with `Upgrade: h2c`: the hijacked connection that carries a build
+    /// session (`berth_build::session`); the caller serves HTTP/2 on it.
+    pub async fn build_session(&self, id: &str) -> Result<crate::Hijacked> {
+        let version = self.api_version().await?;
+        let uri = format!("/v{version}/session");
+        crate::hijack::hijack(
+            &self.endpoint,
+            crate::hijack::HijackOptions {
+                method: "POST",
+                path_and_query: &uri,
+                body: None,
+                upgrade: "h2c",
+                headers: &[("X-Docker-Expose-Session-Uuid", id)],
+            },
+        )
+        .await
     }
 
     /// `POST /build/prune`.

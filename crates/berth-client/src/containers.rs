@@ -610,6 +610,8 @@ impl Client {
                 method: "POST",
                 path_and_query: &uri,
                 body: None,
+                upgrade: "tcp",
+                headers: &[],
             },
         )
         .await
@@ -657,6 +659,8 @@ impl Client {
                 method: "POST",
                 path_and_query: &uri,
                 body: Some(&body),
+                upgrade: "tcp",
+                headers: &[],
             },
         )
         .await

@@ -23,6 +23,10 @@ pub(crate) struct HijackOptions<'a> {
     pub path_and_query: &'a str,
     /// A JSON body (exec start), or none.
     pub body: Option<&'a [u8]>,
+    /// The `Upgrade` protocol (`tcp` for attach and exec, `h2c` for a build session).
+    pub upgrade: &'a str,
+    /// More request headers.
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 /// The read side of a hijacked connection (bytes that arrived with the response head first).
@@ -64,14 +68,20 @@ pub(crate) async fn hijack(endpoint: &Endpoint, options: HijackOptions<'_>) -> R
     } else {
         "text/plain"
     };
+    let extra: String = options
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
         "{} {} HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: Berth-Client/{}\r\n\
-         Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: Upgrade\r\n\
-         Upgrade: tcp\r\n\r\n",
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: Upgrade\r\n\
+         Upgrade: {}\r\n\r\n",
         options.method,
         options.path_and_query,
         env!("CARGO_PKG_VERSION"),
-        body.len()
+        body.len(),
+        options.upgrade
     );
     let mut request = head.into_bytes();
     request.extend_from_slice(body);

@@ -181,6 +181,7 @@ impl Daemon {
     /// Opens the data root's stores. The caller holds the data-root lock.
     pub async fn open(config: Config) -> Result<Daemon, DaemonError> {
         crate::build::unmount_leftover_views(&config.data_root);
+        crate::build::secrets::remove_leftovers(&config.exec_root);
         let images =
             ImageStore::open(&config.data_root).map_err(|source| DaemonError::ImageStore {
                 root: config.data_root.display().to_string(),

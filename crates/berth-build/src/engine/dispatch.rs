@@ -631,8 +631,10 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
         let mut _views: Vec<Box<dyn MountedRoot>> = Vec::new();
         let mut mounts = Vec::new();
         let mut mount_keys = Vec::new();
+        let mut ssh_index = 0;
         for m in &r.mounts {
-            let (mount, key) = self.run_mount(m, &mut _views).await?;
+            let (mount, key) = self.run_mount(m, &mut _views, ssh_index).await?;
+            ssh_index += usize::from(m.kind == MountKind::Ssh);
             mounts.extend(mount);
             mount_keys.push(key);
         }
@@ -687,6 +689,13 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
                 env.push(format!("{p}={v}"));
             }
         }
+        // The first ssh mount is the agent a plain `ssh` finds (BuildKit sets it the same way).
+        if let Some(StepMount::Ssh { target, .. }) =
+            mounts.iter().find(|m| matches!(m, StepMount::Ssh { .. }))
+            && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK="))
+        {
+            env.push(format!("SSH_AUTH_SOCK={target}"));
+        }
         let step = RunStep {
             parent: self.cur.image.clone(),
             run_config,
@@ -724,6 +733,7 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
         &self,
         m: &RunMount,
         views: &mut Vec<Box<dyn MountedRoot>>,
+        ssh_index: usize,
     ) -> Result<(Option<StepMount>, String), BuildError> {
         let workdir = match self.cur.config.working_dir.as_str() {
             "" => "/".to_string(),
@@ -818,15 +828,50 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
                 };
                 Ok((Some(mount), format!("{m:?}")))
             }
-            MountKind::Secret | MountKind::Ssh => {
-                if m.required {
-                    return Err(BuildError::new(
-                        format!("{:?} mounts are not supported by this builder", m.kind)
-                            .to_lowercase(),
-                    ));
+            MountKind::Secret => {
+                // BuildKit's defaults: the id is the target's file name, the file goes to
+                // /run/secrets/<id> unless the secret only sets a variable.
+                let id = match (&m.id, &target) {
+                    (Some(id), _) if !id.is_empty() => id.clone(),
+                    (_, Some(t)) => t.rsplit('/').next().unwrap_or_default().to_string(),
+                    _ => String::new(),
+                };
+                if id.is_empty() {
+                    return Err(BuildError::new("invalid secret mount: an id is required"));
                 }
-                // An optional secret or ssh socket that is not there: the step runs without.
-                Ok((None, format!("{m:?}")))
+                let target = match (target, &m.env) {
+                    (Some(t), _) => Some(t),
+                    (None, Some(_)) => None,
+                    (None, None) => Some(format!("/run/secrets/{id}")),
+                };
+                let mount = StepMount::Secret {
+                    id,
+                    target,
+                    env: m.env.clone(),
+                    required: m.required,
+                    mode: octal(&m.mode, 0o400)?,
+                    uid: num(&m.uid)?,
+                    gid: num(&m.gid)?,
+                };
+                // The key has the mount's options, never the secret's value (as BuildKit).
+                Ok((Some(mount), format!("{m:?}")))
+            }
+            MountKind::Ssh => {
+                let id =
+                    m.id.clone()
+                        .filter(|i| !i.is_empty())
+                        .unwrap_or_else(|| "default".into());
+                let target =
+                    target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{ssh_index}"));
+                let mount = StepMount::Ssh {
+                    id,
+                    target,
+                    required: m.required,
+                    mode: octal(&m.mode, 0o600)?,
+                    uid: num(&m.uid)?,
+                    gid: num(&m.gid)?,
+                };
+                Ok((Some(mount), format!("{m:?}")))
             }
         }
     }
@@ -847,7 +892,35 @@ impl<E: StepExecutor> StageRun<'_, '_, E> {
             .iter()
             .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
             .collect();
-        let root = if !urls.is_empty() {
+        // Kept until the layer is written (the clone is removed when it drops).
+        let mut _checkout: Option<crate::git::Checkout> = None;
+        let git_source = (add && ci.sources.len() == 1 && crate::git::is_git_url(&ci.sources[0]))
+            .then(|| ci.sources[0].clone());
+        let root = if let Some(url) = git_source {
+            // `ADD <git URL>#ref[:dir] /dest`: the repository's files (without `.git` unless
+            // `--keep-git-dir`), cloned as a git context is; keyed on the files' content.
+            let repo = crate::git::parse_remote(&url).map_err(failed)?;
+            let dir = self
+                .sh
+                .opts
+                .scratch
+                .join(format!("git-{}-{}", self.index, self.step));
+            let keep = ci.keep_git_dir;
+            let checkout = tokio::task::spawn_blocking(move || {
+                let c = crate::git::clone_into(&repo, &dir, false)?;
+                if !keep {
+                    let _ = std::fs::remove_dir_all(c.root.join(".git"));
+                }
+                Ok::<_, String>(c)
+            })
+            .await
+            .map_err(|e| failed(format!("internal error: {e}")))?
+            .map_err(failed)?;
+            let root = checkout.context.clone();
+            _checkout = Some(checkout);
+            sources_list = vec![".".to_string()];
+            root
+        } else if !urls.is_empty() {
             if !add {
                 return Err(failed(format!(
                     "source can't be a URL for COPY: {}",

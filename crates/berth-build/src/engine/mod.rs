@@ -65,6 +65,24 @@ impl Platform {
         }
     }
 
+    /// Whether `text` (`os[/arch[/variant]]`, as `--platform` takes it) names this platform;
+    /// arch aliases as containerd's normalization (`x86_64` is `amd64`, `aarch64` `arm64`).
+    pub fn matches(&self, text: &str) -> bool {
+        let mut parts = text.split('/');
+        let os = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let arch = parts.next().map(str::to_ascii_lowercase);
+        let arch = match arch.as_deref() {
+            None => self.arch.as_str(),
+            Some("x86_64" | "x86-64") => "amd64",
+            Some("aarch64") => "arm64",
+            Some(a) => a,
+        };
+        let variant = parts.next();
+        os == self.os
+            && arch == self.arch
+            && (variant.is_none() || variant == self.variant.as_deref())
+    }
+
     fn text(&self) -> String {
         match &self.variant {
             Some(v) => format!("{}/{}/{v}", self.os, self.arch),
@@ -184,6 +202,7 @@ pub async fn build<E: StepExecutor>(
     let meta = meta_args(&df.meta_args, opts, escape)?;
     let lookup_meta = |name: &str| lookup_in(&meta, name);
     let mut from_names = Vec::with_capacity(df.stages.len());
+    let mut from_platforms = Vec::with_capacity(df.stages.len());
     for s in &df.stages {
         let expanded = s
             .from
@@ -191,8 +210,22 @@ pub async fn build<E: StepExecutor>(
             .expand(&lookup_meta, escape)
             .map_err(|e| BuildError::new(e.to_string()))?;
         from_names.push(expanded.image);
+        from_platforms.push(expanded.platform);
     }
     let plan = plan::plan(&df, &from_names, opts.target.as_deref()).map_err(BuildError::new)?;
+    // `FROM --platform=P`: Berth runs no emulation, so a needed stage for another platform is
+    // refused before anything runs (`$BUILDPLATFORM`, `$TARGETPLATFORM` are this one).
+    for &i in &plan.stages {
+        if let Some(p) = from_platforms[i].as_deref().filter(|p| !p.is_empty())
+            && !opts.platform.matches(p)
+        {
+            return Err(BuildError::new(format!(
+                "FROM --platform={p} {}: this daemon builds for {} only (it runs no emulation)",
+                from_names[i],
+                opts.platform.text()
+            )));
+        }
+    }
     let printer = Printer::new(out.clone(), plan.stages.clone());
     // The meta ARGs are steps of their own, printed before the first stage.
     for (i, a) in df.meta_args.iter().enumerate() {

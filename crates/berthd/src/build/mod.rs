@@ -20,7 +20,9 @@
 
 pub mod fetch;
 pub mod layer;
+pub mod secrets;
 mod service;
+pub mod session;
 pub mod tar_end;
 
 pub use service::Builds;
@@ -65,6 +67,8 @@ pub struct RunHost {
     /// `forcerm`: remove it even when the step failed (by default a failed step's container
     /// is kept, so the user can inspect it, as dockerd does).
     pub force_remove: bool,
+    /// `session=`: the build session (`POST /session`) that provides secrets and ssh agents.
+    pub session: Option<String>,
 }
 
 pub struct DaemonExecutor {
@@ -312,7 +316,8 @@ impl StepExecutor for DaemonExecutor {
     async fn download(&self, url: &str, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {
         let path = dir.join(name);
         tokio::select! {
-            r = fetch::get_to_file(url, &path) => r.map_err(ExecError::new)?,
+            r = fetch::get_to_file(url, &path, Some(&self.state.config.registry.certs_dir))
+                => r.map_err(ExecError::new)?,
             _ = self.cancel.cancelled() => return Err(cancelled()),
         }
         Ok(path)
@@ -605,6 +610,8 @@ fn step_mounts(
                 }),
                 ..Default::default()
             },
+            // Made by `secrets::prepare`.
+            StepMount::Secret { .. } | StepMount::Ssh { .. } => continue,
         });
     }
     Ok(out)
@@ -654,7 +661,22 @@ async fn run_step(
         extra_hosts: (!host.extra_hosts.is_empty()).then(|| host.extra_hosts.clone()),
         ..Default::default()
     };
-    hc.mounts = Some(step_mounts(&state, &step.mounts)?);
+    let parent_view = {
+        let mut layers = state.images.layer_dirs(&digest(&parent)?).map_err(err)?;
+        layers.reverse();
+        ParentView { layers }
+    };
+    let step_secrets = secrets::prepare(
+        &state.config.exec_root,
+        host.session.as_deref(),
+        &step.mounts,
+        &parent_view,
+    )
+    .await?;
+    config.cmd = Some(step_secrets.wrap(argv.clone()));
+    let mut mounts = step_mounts(&state, &step.mounts)?;
+    mounts.extend(step_secrets.mounts.iter().cloned());
+    hc.mounts = Some(mounts);
     hc.resources.memory = host.memory;
     hc.resources.memory_swap = host.memory_swap;
     hc.resources.cpu_shares = host.cpu_shares;
@@ -670,7 +692,17 @@ async fn run_step(
     let ctrs = state.ctrs.clone();
     let (id, _) = ctrs.create(None, req).await.map_err(err)?;
     out(&format!(" ---> Running in {}\n", short(&id)));
-    let result = run_and_commit(&state, &id, &argv, &step.commit, &out, &token).await;
+    let result = run_and_commit(
+        &state,
+        &id,
+        &argv,
+        &step.commit,
+        &out,
+        &token,
+        &step_secrets,
+    )
+    .await;
+    drop(step_secrets);
     // dockerd's rules: a cancelled build removes its container silently; otherwise `forcerm`
     // removes it always, `rm` only after a success, and a kept one stays for inspection.
     let cancelled = matches!(&result, Err(e) if e.cancelled);
@@ -712,6 +744,7 @@ async fn run_and_commit(
     commit: &Commit,
     out: &Output,
     token: &CancellationToken,
+    step_secrets: &secrets::StepSecrets,
 ) -> Result<Committed, ExecError> {
     let ctrs = &state.ctrs;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
@@ -769,6 +802,9 @@ async fn run_and_commit(
                 argv.join(" ")
             ))
         });
+    }
+    if let Ok(c) = ctrs.get(id) {
+        step_secrets.remove_stubs(&c.dir().join("upper"));
     }
     let (image, size) = ctrs
         .commit_build_step(id, commit_request(commit))

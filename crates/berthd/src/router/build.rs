@@ -128,14 +128,33 @@ fn extract(reader: &mut dyn Read, ctx: &Path) -> Result<()> {
     })
 }
 
-/// `remote=<url>`: a tarball (any compression) is the context; any other file is the
-/// Dockerfile of an otherwise empty context (dockerd's rule). Git URLs are not supported.
-async fn remote_context(url: &str, context: &Path, dir: &Path, dockerfile: &str) -> Result<()> {
-    if url.starts_with("git@") || url.ends_with(".git") || url.starts_with("git://") {
-        return Err(bad("Git build contexts are not supported by Berth"));
+/// `remote=<url>`: a git repository (dockerd's `IsGitURL`: cloned here, `#ref:subdir`); else
+/// a download: a tarball (any compression) is the context; any other file is the Dockerfile
+/// of an otherwise empty context (dockerd's rule).
+async fn remote_context(
+    url: &str,
+    context: &Path,
+    dir: &Path,
+    dockerfile: &str,
+    certs_dir: &Path,
+) -> Result<()> {
+    if berth_build::git::is_git_url(url) {
+        let repo = berth_build::git::parse_remote(url).map_err(bad)?;
+        let (ctx, clone_dir) = (context.to_path_buf(), dir.join("git"));
+        return tokio::task::spawn_blocking(move || {
+            let checkout = berth_build::git::clone_into(&repo, &clone_dir, false).map_err(bad)?;
+            // The checkout (or its subdirectory) becomes the context; `.git` is not part of it.
+            let _ = std::fs::remove_dir_all(&ctx);
+            std::fs::rename(&checkout.context, &ctx)
+                .map_err(|e| bad(format!("unable to prepare context: {e}")))?;
+            let _ = std::fs::remove_dir_all(ctx.join(".git"));
+            Ok(())
+        })
+        .await
+        .map_err(super::join_error)?;
     }
     let file = dir.join("remote");
-    crate::build::fetch::get_to_file(url, &file)
+    crate::build::fetch::get_to_file(url, &file, Some(certs_dir))
         .await
         .map_err(|e| bad(format!("unable to prepare context: {e}")))?;
     let ctx = context.to_path_buf();
@@ -194,7 +213,10 @@ pub async fn build(
     // bench/build.sh's figures break down into.
     let started = std::time::Instant::now();
     match query.non_empty("remote") {
-        Some(url) => remote_context(url, &context, &guard.0, &name).await?,
+        Some(url) => {
+            let certs = &state.config.registry.certs_dir;
+            remote_context(url, &context, &guard.0, &name, certs).await?
+        }
         None => {
             let ctx = context.clone();
             tokio::task::spawn_blocking(move || {
@@ -257,6 +279,7 @@ pub async fn build(
         cpuset_mems: query.get("cpusetmems").unwrap_or_default().to_string(),
         remove: query.bool("rm", true),
         force_remove: query.bool("forcerm", false),
+        session: query.non_empty("session").map(str::to_string),
     };
     let quiet = query.bool("q", false);
     let build_id = query.get("buildid").unwrap_or_default().to_string();

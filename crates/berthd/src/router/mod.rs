@@ -106,6 +106,7 @@ pub fn app(state: AppState) -> Router {
         .route("/build", post(build::build))
         .route("/build/prune", post(build::prune))
         .route("/build/cancel", post(build::cancel))
+        .route("/session", post(crate::build::session::open))
         .merge(swarm::routes(state.clone()))
         .fallback(page_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod git;
+pub mod session;
 pub mod view;
 
 use std::collections::BTreeMap;
@@ -163,6 +164,12 @@ pub struct BuildArgs {
     /// Type of progress output: auto, plain, tty
     #[arg(long, value_name = "string", default_value = "auto", value_parser = ["auto", "plain", "tty"])]
     pub progress: String,
+    /// Secret to expose to the build (format: "id=mysecret[,src=/local/secret]")
+    #[arg(long, value_name = "stringArray")]
+    pub secret: Vec<String>,
+    /// SSH agent socket or keys to expose to the build (format: default|<id>[=<socket>|<key>[,<key>]])
+    #[arg(long, value_name = "stringArray")]
+    pub ssh: Vec<String>,
     /// PATH | URL | -
     #[arg(value_name = "PATH | URL | -")]
     pub context: String,
@@ -257,6 +264,7 @@ pub fn build_options(
         } else {
             serde_json::to_string(&ulimits)?
         },
+        session: String::new(),
     })
 }
 
@@ -510,10 +518,17 @@ pub async fn build(env: &Env, args: BuildArgs) -> Result<()> {
             _ => {}
         }
     }
+    let mut offer = session::offer(&args.secret, &args.ssh, &envvar)?;
+    let _agents = offer.take_spawned();
     let prepared = prepare(&args)?;
     options.dockerfile = prepared.dockerfile;
     options.remote = prepared.remote;
     let client = env.client()?;
+    // Secrets and ssh agents reach the build through a session opened first (only when
+    // asked for: a plain build costs no extra connection).
+    if !offer.is_empty() {
+        options.session = session::start(&client, std::sync::Arc::new(offer)).await?;
+    }
     let terminal = std::io::stdout().is_terminal();
     let live = !args.quiet
         && match args.progress.as_str() {
