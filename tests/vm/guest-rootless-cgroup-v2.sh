@@ -148,7 +148,7 @@ check rl_controllers_enabled "cpuset cpu io memory pids" "$(cat "$cg/cgroup.subt
 check rl_info_cgroup "2 cgroupfs" "$(rlberth info --format '{{.CgroupVersion}} {{.CgroupDriver}}')"
 contains rl_info_rootless name=rootless "$(rlberth info --format '{{json .SecurityOptions}}')"
 check rl_info_limits "true true true" \
-  "$(rlberth info --format '{{.MemoryLimit}} {{.PidsLimit}} {{.CPUCfsQuota}}')"
+  "$(rlberth info --format '{{.MemoryLimit}} {{.PidsLimit}} {{.CpuCfsQuota}}')"
 check rl_info_no_warnings "[]" "$(rlberth info --format '{{json .Warnings}}')"
 if ! rlberth load -q -i /run/rl/busybox.tar >/dev/null; then
   fail rl_image_loads "berth load failed"
@@ -199,7 +199,7 @@ if ! start_daemon "$cg" berthd-partial.log; then
 fi
 pass rl_partial_daemon_starts
 check rl_partial_info "true true false" \
-  "$(rlberth info --format '{{.MemoryLimit}} {{.PidsLimit}} {{.CPUCfsQuota}}')"
+  "$(rlberth info --format '{{.MemoryLimit}} {{.PidsLimit}} {{.CpuCfsQuota}}')"
 contains rl_partial_info_warning "No cpu cfs quota support" "$(rlberth info --format '{{json .Warnings}}')"
 rlberth load -q -i /run/rl/busybox.tar >/dev/null
 runout=$(rlberth run -d --name part --network none --memory 64m --cpus 0.5 busybox sleep 600 2>&1)

@@ -131,6 +131,16 @@ pub fn enter_if_child() -> anyhow::Result<bool> {
     let _ = HOST_CGROUP.set(berth_runtime::cgroups::CgroupVersion::of(
         std::path::Path::new(berth_runtime::cgroups::ROOT),
     ));
+    // A tmpfs first: on a v2 host `/sys/fs/cgroup` is a mount of the same cgroup2 superblock,
+    // and the kernel refuses to mount a superblock on the root of a mount of itself (EBUSY).
+    mount(
+        Some("tmpfs"),
+        "/sys/fs/cgroup",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(|e| anyhow::anyhow!("mounting a tmpfs on /sys/fs/cgroup: {e}"))?;
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if !delegated {
         flags |= MsFlags::MS_RDONLY;
