@@ -214,11 +214,16 @@ fn run_vm(guest: &str, checks: &[&str], deadline: Duration) {
             "boot.log:\n{boot}\nconsole (tail):\n{}\nguest.log (tail):\n{}\n{}\nresults:\n{text}",
             tail(&read(&work.path().join("console.log")), 40),
             tail(&read(&share.join("guest.log")), 60),
-            ["berthd.log", "berthd-delegated.log", "berthd-partial.log", "berthd-undelegated.log"]
-                .iter()
-                .map(|f| format!("{f} (tail):\n{}", tail(&read(&share.join(f)), 60)))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            [
+                "berthd.log",
+                "berthd-delegated.log",
+                "berthd-partial.log",
+                "berthd-undelegated.log"
+            ]
+            .iter()
+            .map(|f| format!("{f} (tail):\n{}", tail(&read(&share.join(f)), 60)))
+            .collect::<Vec<_>>()
+            .join("\n"),
         )
     };
     assert!(

@@ -75,7 +75,9 @@ pub fn delegate() -> Result<Delegated, String> {
     for c in available.split_whitespace() {
         match std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}")) {
             Ok(()) => controllers.push(c.to_string()),
-            Err(e) => tracing::warn!(controller = c, error = %e, "rootless: cannot enable a delegated controller"),
+            Err(e) => {
+                tracing::warn!(controller = c, error = %e, "rootless: cannot enable a delegated controller")
+            }
         }
     }
     Ok(Delegated { dir, controllers })
@@ -94,19 +96,12 @@ fn evacuate(dir: &Path, leaf: &Path) -> Result<(), String> {
             match std::fs::write(leaf.join("cgroup.procs"), pid) {
                 Ok(()) => {}
                 // Exited meanwhile.
-                Err(e) if e.raw_os_error() == Some(libc_esrch()) => {}
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ESRCH as i32) => {}
                 Err(e) => {
-                    return Err(format!(
-                        "moving process {pid} into {}: {e}",
-                        leaf.display()
-                    ));
+                    return Err(format!("moving process {pid} into {}: {e}", leaf.display()));
                 }
             }
         }
     }
     Err(format!("{} keeps getting new processes", dir.display()))
-}
-
-fn libc_esrch() -> i32 {
-    nix::errno::Errno::ESRCH as i32
 }

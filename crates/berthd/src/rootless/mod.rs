@@ -230,6 +230,28 @@ mod tests {
     }
 
     #[test]
+    fn info_warns_for_each_controller_not_delegated() {
+        let has = |c: &str| c == "memory" || c == "pids";
+        let w = info_warnings(true, false, &has);
+        assert_eq!(
+            w,
+            [
+                "WARNING: No cpu cfs quota support",
+                "WARNING: No cpu cfs period support",
+                "WARNING: No cpu shares support",
+                "WARNING: No cpuset support",
+            ]
+        );
+        assert!(info_warnings(true, false, &|_| true).is_empty());
+        assert!(info_warnings(false, true, &|_| false).is_empty());
+        let none = info_warnings(true, true, &|_| false);
+        assert!(
+            none[0].contains("rootless-mode without cgroups"),
+            "{none:?}"
+        );
+    }
+
+    #[test]
     fn subordinate_ranges_by_name_or_uid() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("subuid");

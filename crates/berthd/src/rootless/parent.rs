@@ -210,11 +210,7 @@ pub fn run() -> anyhow::Result<i32> {
     // The child's cgroup namespace is rooted at this process's cgroup: when that is delegated
     // to the user, the child mounts it writable and its containers get cgroups under it.
     let go = match super::cgroup::delegate() {
-        Ok(d) => format!(
-            "2{}\n{}",
-            d.dir.display(),
-            d.controllers.join(" ")
-        ),
+        Ok(d) => format!("2{}\n{}", d.dir.display(), d.controllers.join(" ")),
         Err(why) => format!("1{why}"),
     };
     std::fs::File::from(go_w)
