@@ -184,6 +184,14 @@ if rlberth pause lim >/dev/null; then
 else
   fail rl_pause_freeze "berth pause failed"
 fi
+rlberth update --memory 128m --memory-swap 256m --pids-limit 60 lim >/dev/null
+check rl_update_limits "134217728 60" "$(cat "$ccg/memory.max") $(cat "$ccg/pids.max")"
+# The docker CLI (the host's, when installed) against the rootless daemon.
+if [ -x /usr/local/bin/docker ]; then
+  check rl_docker_cli_memory 33554432 "$(as_user env DOCKER_HOST=unix:///run/rl/run/berth.sock \
+    DOCKER_CONFIG=/run/rl/home/.docker /usr/local/bin/docker run --rm --network none \
+    --memory 32m busybox cat /sys/fs/cgroup/memory.max 2>&1)"
+fi
 rlberth rm -f lim >/dev/null
 if [ -d "$ccg" ]; then fail rl_cgroup_removed "$ccg is still there"; else pass rl_cgroup_removed; fi
 stop_daemon
