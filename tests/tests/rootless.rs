@@ -468,6 +468,18 @@ fn a_users_daemon_runs_execs_logs_publishes_and_keeps_volumes() {
         .berth(&["info", "--format", "{{json .Warnings}}"])
         .success();
     assert!(warnings.stdout.contains("rootless"), "{}", warnings.stdout);
+    // The host's cgroup version, not that of the daemon's own (read-only) cgroup2 mount, and
+    // no cgroup driver. (This test runs outside a delegated cgroup; delegation is tested in
+    // the cgroup v2 VM: cgroup_v2_vm.rs.)
+    let host_version = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    };
+    let cg = user
+        .berth(&["info", "--format", "{{.CgroupVersion}} {{.CgroupDriver}}"])
+        .success();
+    assert_eq!(cg.stdout.trim(), format!("{host_version} none"));
 
     // Stopping the daemon (SIGTERM to the process the user started) stops its containers:
     // nothing of the user's keeps running, and the next daemon knows they exited.

@@ -91,8 +91,13 @@ pub fn discard_unsupported(h: &mut HostConfig) -> Vec<String> {
         warnings.push("linux does not support CPU percent. Percent discarded.".into());
         r.cpu_percent = 0;
     }
-    if cgroup_limits_unavailable(std::path::Path::new("/sys/fs/cgroup")) {
-        warnings.extend(discard_limits(h));
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    if cgroup_limits_unavailable(root) {
+        warnings.extend(discard_limits(h, &|_| false));
+    } else if let Some(controllers) = berth_runtime::cgroups::v2_controllers(root) {
+        // A rootless daemon's delegated cgroup may lack controllers (systemd delegates memory
+        // and pids by default, cpu, cpuset and io only when configured): their limits only.
+        warnings.extend(discard_limits(h, &|c| controllers.iter().any(|n| n == c)));
     }
     warnings
 }
@@ -105,9 +110,16 @@ pub fn cgroup_limits_unavailable(root: &std::path::Path) -> bool {
 
 /// Drops every limit a cgroup would enforce, with dockerd's warnings (`--cpus`, which dockerd
 /// refuses there, is dropped with a warning of the same kind, as the others).
-fn discard_limits(h: &mut HostConfig) -> Vec<String> {
+fn discard_limits(h: &mut HostConfig, available: &dyn Fn(&str) -> bool) -> Vec<String> {
     let mut w = Vec::new();
     let r = &mut h.resources;
+    let (memory, cpu, pids, io, cpuset) = (
+        available("memory"),
+        available("cpu"),
+        available("pids"),
+        available("io"),
+        available("cpuset"),
+    );
     let mut drop = |set: bool, text: &str| {
         if set {
             w.push(text.to_string());
@@ -115,58 +127,65 @@ fn discard_limits(h: &mut HostConfig) -> Vec<String> {
         set
     };
     if drop(
-        r.memory > 0,
+        !memory && r.memory > 0,
         "Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded.",
     ) {
         r.memory = 0;
     }
     if drop(
-        r.memory_reservation > 0,
+        !memory && r.memory_reservation > 0,
         "Your kernel does not support memory soft limit capabilities or the cgroup is not mounted. Limitation discarded.",
     ) {
         r.memory_reservation = 0;
     }
     if drop(
-        r.memory_swap > 0,
+        !memory && r.memory_swap > 0,
         "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.",
     ) {
         r.memory_swap = 0;
     }
     if drop(
-        r.cpu_shares > 0,
+        !cpu && r.cpu_shares > 0,
         "Your kernel does not support CPU shares or the cgroup is not mounted. Shares discarded.",
     ) {
         r.cpu_shares = 0;
     }
     if drop(
-        r.cpu_quota > 0,
+        !cpu && r.cpu_quota > 0,
         "Your kernel does not support CPU CFS quota or the cgroup is not mounted. Quota discarded.",
     ) {
         r.cpu_quota = 0;
     }
     if drop(
-        r.cpu_period > 0,
+        !cpu && r.cpu_period > 0,
         "Your kernel does not support CPU CFS period or the cgroup is not mounted. Period discarded.",
     ) {
         r.cpu_period = 0;
     }
     if drop(
-        r.nano_cpus > 0,
+        !cpu && r.nano_cpus > 0,
         "Your kernel does not support CPU CFS scheduler or the cgroup is not mounted. CPUs discarded.",
     ) {
         r.nano_cpus = 0;
     }
     if drop(
-        r.pids_limit.is_some_and(|p| p > 0),
+        !pids && r.pids_limit.is_some_and(|p| p > 0),
         "Your kernel does not support pids limit capabilities or the cgroup is not mounted. PIDs limit discarded.",
     ) {
         r.pids_limit = None;
     }
     if drop(
-        r.blkio_weight > 0,
+        !io && r.blkio_weight > 0,
         "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.",
     ) {
         r.blkio_weight = 0;
+    }
+    if drop(
+        !cpuset && (!r.cpuset_cpus.is_empty() || !r.cpuset_mems.is_empty()),
+        "Your kernel does not support cpuset or the cgroup is not mounted. Cpuset discarded.",
+    ) {
+        r.cpuset_cpus.clear();
+        r.cpuset_mems.clear();
     }
     w
 }

@@ -26,6 +26,27 @@ pub fn limits_unavailable(root: &Path) -> bool {
     }
 }
 
+/// On cgroup v2, the controllers a container's cgroup can get under `root`: those its root
+/// lists in `cgroup.controllers` (the host's root: all; a rootless daemon's cgroup namespace:
+/// what the host delegated to the user). `None` on v1, or where no limit can be set at all.
+/// dockerd's sysinfo reads the same file, and discards the limits of a missing controller.
+pub fn v2_controllers(root: &Path) -> Option<Vec<String>> {
+    if !CgroupVersion::of(root).is_v2() || limits_unavailable(root) {
+        return None;
+    }
+    let text = std::fs::read_to_string(root.join("cgroup.controllers")).ok()?;
+    Some(text.split_whitespace().map(str::to_string).collect())
+}
+
+/// Whether a container's cgroup can have `controller` under `root` (always on v1 with its
+/// memory hierarchy; never without cgroups).
+pub fn controller_available(root: &Path, controller: &str) -> bool {
+    if limits_unavailable(root) {
+        return false;
+    }
+    v2_controllers(root).is_none_or(|c| c.iter().any(|n| n == controller))
+}
+
 /// The cgroup layout of a host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CgroupVersion {

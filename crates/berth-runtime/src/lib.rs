@@ -42,6 +42,7 @@
 //! `exit.json`. The shim itself never unmounts the rootfs: the daemon owns it.
 
 pub mod bundle;
+pub mod cgroup_apply;
 pub mod cgroup_warmup;
 pub mod cgroups;
 pub mod config;

@@ -963,7 +963,14 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
     // A rootless daemon (in a user namespace of its own, its cgroups read-only) has no cgroup
     // to enforce anything with, devices included (runc's rootless spec drops them the same
     // way): the limits were discarded with warnings at create.
-    linux.set_resources((!without_cgroups()).then_some(res));
+    // A rootless daemon with a delegated cgroup v2: the limits go in an annotation for the
+    // shim to write, without device rules (see `crate::cgroup_apply`).
+    let rootless_resources = rootless_cgroups().then(|| {
+        let mut r = res.clone();
+        r.set_devices(None);
+        serde_json::to_string(&r).unwrap_or_default()
+    });
+    linux.set_resources((!without_cgroups() && rootless_resources.is_none()).then_some(res));
     linux.set_devices(if devices.is_empty() {
         None
     } else {
@@ -1018,6 +1025,11 @@ pub fn generate(cfg: &ContainerRunConfig, host: &dyn HostProbe) -> Result<Spec> 
             cfg.runtime.is_none(),
         );
     }
+    if let Some(json) = rootless_resources {
+        annotations
+            .get_or_insert_with(Default::default)
+            .insert(crate::cgroup_apply::ANNOTATION.to_string(), json);
+    }
     spec.set_mounts(Some(mounts));
     spec.set_annotations(annotations);
     spec.set_hooks(None);
@@ -1039,6 +1051,14 @@ pub fn in_user_namespace() -> bool {
 /// write. Its containers get no cgroup of their own (they stay in the daemon's).
 pub fn without_cgroups() -> bool {
     in_user_namespace() && crate::cgroups::limits_unavailable(Path::new(crate::cgroups::ROOT))
+}
+
+/// A rootless daemon with a delegated cgroup v2 subtree (its cgroup2 mount writable): its
+/// containers get cgroups and limits, written by the shim (see [`crate::cgroup_apply`]).
+pub fn rootless_cgroups() -> bool {
+    in_user_namespace()
+        && crate::cgroups::CgroupVersion::host().is_v2()
+        && !crate::cgroups::limits_unavailable(Path::new(crate::cgroups::ROOT))
 }
 
 /// The annotation naming the network namespace a remapped container's runtime process joins

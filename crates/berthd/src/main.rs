@@ -65,6 +65,7 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
         data_root = %config.data_root.display(),
         "starting berthd"
     );
+    berthd::rootless::child::log_cgroups();
     for warning in &config.host_warnings {
         tracing::warn!("{warning}");
     }

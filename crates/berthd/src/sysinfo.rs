@@ -59,7 +59,9 @@ pub fn operating_system() -> (String, String) {
 /// `"2"` when the unified hierarchy is mounted at `/sys/fs/cgroup`, `"1"` otherwise (including
 /// the hybrid layout, whose unified part lives at `/sys/fs/cgroup/unified`).
 pub fn cgroup_version() -> &'static str {
-    berth_runtime::cgroups::CgroupVersion::host().as_docker_str()
+    crate::rootless::child::host_cgroup_version()
+        .unwrap_or_else(berth_runtime::cgroups::CgroupVersion::host)
+        .as_docker_str()
 }
 
 pub fn ipv4_forwarding() -> bool {

@@ -13,6 +13,33 @@ use nix::sched::{CloneFlags, unshare};
 /// then, so that the shims and containers it starts do not see it).
 pub static ACTIVE: OnceLock<()> = OnceLock::new();
 
+/// The parent's cgroup delegation: `Ok((host cgroup, enabled controllers))`, or why none.
+static CGROUPS: OnceLock<Result<(String, String), String>> = OnceLock::new();
+
+/// The host's cgroup layout, seen before the child's own cgroup2 mount hides it (a v1 host's
+/// rootless daemon mounts cgroup2 too, and `info` must still say v1).
+static HOST_CGROUP: OnceLock<berth_runtime::cgroups::CgroupVersion> = OnceLock::new();
+
+/// The host's cgroup layout when this process is a rootless child.
+pub fn host_cgroup_version() -> Option<berth_runtime::cgroups::CgroupVersion> {
+    HOST_CGROUP.get().copied()
+}
+
+/// Logs how the daemon's containers get cgroups (once logging is set up).
+pub fn log_cgroups() {
+    match CGROUPS.get() {
+        Some(Ok((dir, controllers))) => tracing::info!(
+            cgroup = %dir,
+            controllers = %controllers,
+            "rootless: using the delegated cgroup v2 subtree for the containers' limits"
+        ),
+        Some(Err(why)) => tracing::warn!(
+            "rootless: running without cgroups, resource limits are discarded: {why}"
+        ),
+        None => {}
+    }
+}
+
 /// The descriptors the parent gave: the sync pipes and the ports socket.
 struct Fds {
     sync_read: File,
@@ -63,12 +90,22 @@ pub fn enter_if_child() -> anyhow::Result<bool> {
         .map_err(|e| anyhow::anyhow!("PR_SET_PDEATHSIG: {e}"))?;
     fds.sync_write.write_all(b"1")?;
     drop(fds.sync_write);
-    let mut ack = [0u8; 1];
     // The parent closes the pipe without a byte when it could not map the namespace (and
-    // says why on its own stderr).
-    if fds.sync_read.read(&mut ack)? != 1 {
-        anyhow::bail!("the rootless parent did not set up the namespaces");
-    }
+    // says why on its own stderr); else `1<why not>` (no delegated cgroup) or
+    // `2<cgroup>\n<controllers>` (see `super::cgroup::delegate`).
+    let mut go = String::new();
+    fds.sync_read.read_to_string(&mut go)?;
+    let delegated = match go.as_bytes().first() {
+        Some(b'2') => true,
+        Some(b'1') => false,
+        _ => anyhow::bail!("the rootless parent did not set up the namespaces"),
+    };
+    let _ = CGROUPS.set(if delegated {
+        let (dir, controllers) = go[1..].split_once('\n').unwrap_or((&go[1..], ""));
+        Ok((dir.to_string(), controllers.to_string()))
+    } else {
+        Err(go[1..].to_string())
+    });
     nix::unistd::setresgid(0.into(), 0.into(), 0.into())
         .map_err(|e| anyhow::anyhow!("setresgid(0) in the user namespace: {e}"))?;
     nix::unistd::setresuid(0.into(), 0.into(), 0.into())
@@ -83,21 +120,39 @@ pub fn enter_if_child() -> anyhow::Result<bool> {
         None::<&str>,
     )
     .map_err(|e| anyhow::anyhow!("making / private in the rootless mount namespace: {e}"))?;
-    // No cgroup is the user's to manage (v1 has no delegation; v2's, through systemd, is not
-    // used yet): the unified hierarchy of this cgroup namespace, read-only, where the host's
-    // hierarchies were. The runtime then leaves containers in the daemon's cgroup (its
-    // rootless mode takes EROFS as "no cgroups"), and limits are discarded with a warning
+    // The unified hierarchy of this cgroup namespace where the host's hierarchies were. Its
+    // root is the cgroup the daemon was started in. Delegated to the user (cgroup v2 and
+    // systemd's `Delegate=yes`), it is writable: the parent moved the daemon into its leaf
+    // `berthd` and enabled the controllers, and containers get cgroups under it. Otherwise
+    // no cgroup is the user's to manage (v1 has no delegation): read-only, the runtime then
+    // leaves containers in the daemon's cgroup (its rootless mode takes EROFS as "no
+    // cgroups"), and limits are discarded with a warning
     // (`berth_container::validate::discard_unsupported`).
+    let _ = HOST_CGROUP.set(berth_runtime::cgroups::CgroupVersion::of(
+        std::path::Path::new(berth_runtime::cgroups::ROOT),
+    ));
+    // A tmpfs first: on a v2 host `/sys/fs/cgroup` is a mount of the same cgroup2 superblock,
+    // and the kernel refuses to mount a superblock on the root of a mount of itself (EBUSY).
+    mount(
+        Some("tmpfs"),
+        "/sys/fs/cgroup",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(|e| anyhow::anyhow!("mounting a tmpfs on /sys/fs/cgroup: {e}"))?;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if !delegated {
+        flags |= MsFlags::MS_RDONLY;
+    }
     mount(
         Some("cgroup2"),
         "/sys/fs/cgroup",
         Some("cgroup2"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+        flags,
         None::<&str>,
     )
-    .map_err(|e| {
-        anyhow::anyhow!("mounting cgroup2 read-only in the rootless mount namespace: {e}")
-    })?;
+    .map_err(|e| anyhow::anyhow!("mounting cgroup2 in the rootless mount namespace: {e}"))?;
     super::ports::install_client(fds.ports);
     let _ = ACTIVE.set(());
     Ok(true)

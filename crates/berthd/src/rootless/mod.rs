@@ -12,11 +12,15 @@
 //! `$XDG_RUNTIME_DIR`. Containers run in the child's user namespace, so container root is the
 //! user's own uid on the host and the other container ids are the user's subordinate ids.
 //!
-//! Cgroups: an ordinary user cannot create cgroups on a v1 host (nor on v2 without systemd's
-//! delegation, which Berth does not use yet). The child mounts an empty tmpfs on
-//! `/sys/fs/cgroup` in its mount namespace, so that the runtime places containers in no cgroup,
-//! and resource limits are discarded with dockerd's "cgroup is not mounted" warnings.
+//! Cgroups: on cgroup v2, when the cgroup berthd was started in is delegated to the user
+//! (systemd's `Delegate=yes`), the daemon moves into its leaf `berthd`, enables the delegated
+//! controllers and mounts it writable as its cgroup namespace's root: containers get cgroups
+//! under it, with their limits (see [`cgroup`]). Otherwise (v1, or v2 without delegation) an
+//! ordinary user cannot create cgroups: the child mounts its cgroup2 read-only, the runtime
+//! places containers in no cgroup, and resource limits are discarded with dockerd's "cgroup is
+//! not mounted" warnings.
 
+pub mod cgroup;
 pub mod child;
 pub mod parent;
 pub mod ports;
@@ -155,16 +159,38 @@ pub async fn stop_containers(ctrs: &berth_container::Containers) {
     }
 }
 
-/// `/info`'s warnings about the mode, in dockerd's words.
-pub fn info_warnings(rootless: bool, no_cgroups: bool) -> Vec<String> {
-    if rootless && no_cgroups {
-        vec![
-            "WARNING: Running in rootless-mode without cgroups. Resource limits (--memory, --cpus, --pids-limit, ...) are discarded with a warning. To enable cgroups in rootless-mode, boot the system in cgroup v2 mode with delegation (Berth does not use delegation yet)."
-                .to_string(),
-        ]
-    } else {
-        Vec::new()
+/// `/info`'s warnings about the mode, in dockerd's words: without cgroups (v1, or v2 without
+/// delegation), or the controllers a delegated cgroup lacks (`has`).
+pub fn info_warnings(rootless: bool, no_cgroups: bool, has: &dyn Fn(&str) -> bool) -> Vec<String> {
+    if !rootless {
+        return Vec::new();
     }
+    if no_cgroups {
+        let how = if crate::sysinfo::cgroup_version() == "2" {
+            "To enable cgroups in rootless-mode, start berthd in a cgroup delegated to the user (a systemd user unit with Delegate=yes)."
+        } else {
+            "To enable cgroups in rootless-mode, you need to boot the system in cgroup v2 mode."
+        };
+        return vec![format!(
+            "WARNING: Running in rootless-mode without cgroups. Resource limits (--memory, --cpus, --pids-limit, ...) are discarded with a warning. {how}"
+        )];
+    }
+    let mut w = Vec::new();
+    if !has("memory") {
+        w.push("WARNING: No memory limit support".to_string());
+    }
+    if !has("cpu") {
+        w.push("WARNING: No cpu cfs quota support".to_string());
+        w.push("WARNING: No cpu cfs period support".to_string());
+        w.push("WARNING: No cpu shares support".to_string());
+    }
+    if !has("cpuset") {
+        w.push("WARNING: No cpuset support".to_string());
+    }
+    if !has("pids") {
+        w.push("WARNING: No pids limit support".to_string());
+    }
+    w
 }
 
 #[cfg(test)]
@@ -201,6 +227,28 @@ mod tests {
         assert_eq!(d.data_root, Path::new("/data/berth"));
         let err = Dirs::from_env(&env(&[("HOME", "/home/u")])).unwrap_err();
         assert!(err.contains("XDG_RUNTIME_DIR"), "{err}");
+    }
+
+    #[test]
+    fn info_warns_for_each_controller_not_delegated() {
+        let has = |c: &str| c == "memory" || c == "pids";
+        let w = info_warnings(true, false, &has);
+        assert_eq!(
+            w,
+            [
+                "WARNING: No cpu cfs quota support",
+                "WARNING: No cpu cfs period support",
+                "WARNING: No cpu shares support",
+                "WARNING: No cpuset support",
+            ]
+        );
+        assert!(info_warnings(true, false, &|_| true).is_empty());
+        assert!(info_warnings(false, true, &|_| false).is_empty());
+        let none = info_warnings(true, true, &|_| false);
+        assert!(
+            none[0].contains("rootless-mode without cgroups"),
+            "{none:?}"
+        );
     }
 
     #[test]

@@ -207,8 +207,14 @@ pub fn run() -> anyhow::Result<i32> {
             return Err(e.context(format!("rootless setup for user {}", plan.user)));
         }
     };
+    // The child's cgroup namespace is rooted at this process's cgroup: when that is delegated
+    // to the user, the child mounts it writable and its containers get cgroups under it.
+    let go = match super::cgroup::delegate() {
+        Ok(d) => format!("2{}\n{}", d.dir.display(), d.controllers.join(" ")),
+        Err(why) => format!("1{why}"),
+    };
     std::fs::File::from(go_w)
-        .write_all(b"1")
+        .write_all(go.as_bytes())
         .context("starting the rootless child")?;
     std::thread::spawn(move || super::ports::serve(ports_parent));
 

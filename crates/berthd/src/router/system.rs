@@ -153,9 +153,10 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
     }
     // dockerd's rootless mode lists itself and says when limits cannot be set.
     let rootless = crate::rootless::is_child();
-    let no_cgroups = berth_container::validate::cgroup_limits_unavailable(std::path::Path::new(
-        "/sys/fs/cgroup",
-    ));
+    let cgroup_root = std::path::Path::new("/sys/fs/cgroup");
+    let no_cgroups = berth_container::validate::cgroup_limits_unavailable(cgroup_root);
+    // Per controller: a rootless daemon's delegated cgroup may lack some.
+    let has = |c: &str| berth_runtime::cgroups::controller_available(cgroup_root, c);
     let info = SystemInfo {
         id: state.id.clone(),
         containers,
@@ -172,13 +173,13 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
             authorization: None,
             log: vec!["json-file".into()],
         },
-        memory_limit: !no_cgroups,
+        memory_limit: has("memory"),
         swap_limit: false,
-        cpu_cfs_period: !no_cgroups,
-        cpu_cfs_quota: !no_cgroups,
-        cpu_shares: !no_cgroups,
-        cpu_set: !no_cgroups,
-        pids_limit: !no_cgroups,
+        cpu_cfs_period: has("cpu"),
+        cpu_cfs_quota: has("cpu"),
+        cpu_shares: has("cpu"),
+        cpu_set: has("cpuset"),
+        pids_limit: has("pids"),
         oom_kill_disable: false,
         ipv4_forwarding: sysinfo::ipv4_forwarding(),
         debug: state.config.debug,
@@ -220,7 +221,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Response> {
             .chain(state.config.remap.map(|_| "name=userns".to_string()))
             .chain(rootless.then(|| "name=rootless".to_string()))
             .collect(),
-        warnings: crate::rootless::info_warnings(rootless, no_cgroups),
+        warnings: crate::rootless::info_warnings(rootless, no_cgroups, &has),
         ..Default::default()
     };
     Ok(ok_json(&info))

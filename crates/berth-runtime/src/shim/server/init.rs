@@ -151,6 +151,15 @@ fn create_in_helper(
     if let Err(e) = replace_file(&bundle.init_pid_path(), pid.as_raw().to_string().as_bytes()) {
         return Err(fail(container, e));
     }
+    if let Err(message) = apply_rootless_resources(&spec) {
+        return Err(fail(
+            container,
+            RuntimeError::Create {
+                id: cfg.id.clone(),
+                message,
+            },
+        ));
+    }
     if loopback::has_private_network(&spec)
         && let Err(e) = loopback::bring_up(pid)
     {
@@ -185,6 +194,27 @@ fn create_in_helper(
         cgroups_path: spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
     };
     Ok((spawned, fds))
+}
+
+/// A rootless daemon's limits (see [`crate::cgroup_apply`]), written into the container's
+/// cgroup that the runtime's create made, before the process starts.
+fn apply_rootless_resources(spec: &Spec) -> Result<(), String> {
+    let Some(json) = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::cgroup_apply::ANNOTATION))
+    else {
+        return Ok(());
+    };
+    let res: oci_spec::runtime::LinuxResources =
+        serde_json::from_str(json).map_err(|e| format!("the container's resources: {e}"))?;
+    let path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .ok_or("the container has resources but no cgroup")?;
+    let dir = Path::new(crate::cgroups::ROOT).join(path.strip_prefix("/").unwrap_or(&path));
+    crate::cgroup_apply::apply(&dir, &res)
 }
 
 /// Receives a tty init's pty master on the console socket (its stdio from now on) and sizes
