@@ -75,5 +75,7 @@ pub mod store;
 
 pub use control_error::ControlError;
 pub use dataplane::{DataPlane, HostDataPlane};
-pub use manager::{NetworkEvents, NetworkOptions, NetworkRequest, Networks, StartInfo};
+pub use manager::{
+    ExternalNames, NetworkEvents, NetworkOptions, NetworkRequest, Networks, StartInfo,
+};
 pub use tasks::Tasks;

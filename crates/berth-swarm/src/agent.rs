@@ -203,6 +203,7 @@ pub fn task_run(state: &State, task: &Task, node_id: &str) -> Result<TaskRun, St
     if let Some(c) = limits["NanoCPUs"].as_i64().filter(|c| *c > 0) {
         host["NanoCpus"] = json!(c);
     }
+    crate::allocator::task_networking(state, task, &mut config);
     let files = task_files(state, cs)?;
     Ok(TaskRun {
         task_id: task.meta.id.clone(),

@@ -34,6 +34,10 @@ pub struct NetworkAlloc {
     pub subnet: String,
     /// `10.0.1.1`
     pub gateway: String,
+    /// The ingress network only: each node's own address on it (its routing mesh's source
+    /// address, as Docker's `ingress-sbox`), by node id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_addresses: BTreeMap<String, String>,
 }
 
 impl NetworkAlloc {
@@ -101,6 +105,7 @@ pub fn allocate_network(state: &State, spec: &Value) -> Result<NetworkAlloc, Str
         vxlan_id,
         subnet: subnet.to_string(),
         gateway: gateway.to_string(),
+        node_addresses: BTreeMap::new(),
     })
 }
 
@@ -271,6 +276,11 @@ fn used_addresses(state: &State) -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
         if let Some(gw) = n.driver_state.gateway() {
             set.insert(gw);
         }
+        for a in n.driver_state.node_addresses.values() {
+            if let Ok(IpNet::V4(a)) = a.parse::<IpNet>() {
+                set.insert(a.addr());
+            }
+        }
     }
     for s in state.services.values() {
         for (net, addr) in service_vips(s) {
@@ -315,6 +325,30 @@ pub fn allocate(state: &State) -> Vec<Op> {
                 ports_used.insert((proto, port as u32));
             }
         }
+    }
+    // Every node gets an address on the ingress network (its mesh's source address).
+    for n in state.networks.values().filter(|n| n.ingress()) {
+        let missing: Vec<&String> = state
+            .nodes
+            .keys()
+            .filter(|id| !n.driver_state.node_addresses.contains_key(*id))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let mut n2 = n.clone();
+        let set = used.entry(n.meta.id.clone()).or_default();
+        for id in missing {
+            if let Some(addr) = next_address(n, set) {
+                n2.driver_state
+                    .node_addresses
+                    .insert(id.clone(), addr.to_string());
+            }
+        }
+        ops.push(Op::Update {
+            expect: Some(n.meta.version.index),
+            object: Object::Network(n2),
+        });
     }
     for s in state.services.values() {
         let endpoint = service_endpoint(state, s, &mut used, &mut ports_used);
@@ -435,6 +469,40 @@ fn service_endpoint(
         endpoint["VirtualIPs"] = json!(vips);
     }
     endpoint
+}
+
+/// The local networking of a task's container: on overlays, it joins `docker_gwbridge`
+/// first (its way out and its embedded DNS; the overlay agent adds one interface per
+/// network); ports published in `host` mode are bound on its node.
+pub fn task_networking(state: &State, task: &Task, config: &mut Value) {
+    if !task.networks_attachments.is_empty() {
+        config["HostConfig"]["NetworkMode"] = json!("docker_gwbridge");
+    }
+    let Some(service) = state.services.get(&task.service_id) else {
+        return;
+    };
+    let mut bindings = serde_json::Map::new();
+    let mut exposed = serde_json::Map::new();
+    for p in service.endpoint["Ports"].as_array().into_iter().flatten() {
+        if p["PublishMode"] != "host" {
+            continue;
+        }
+        let key = format!(
+            "{}/{}",
+            p["TargetPort"].as_u64().unwrap_or(0),
+            p["Protocol"].as_str().unwrap_or("tcp")
+        );
+        let host_port = match p["PublishedPort"].as_u64() {
+            Some(port) if port > 0 => port.to_string(),
+            _ => String::new(),
+        };
+        exposed.insert(key.clone(), json!({}));
+        bindings.insert(key, json!([{"HostPort": host_port}]));
+    }
+    if !bindings.is_empty() {
+        config["HostConfig"]["PortBindings"] = Value::Object(bindings);
+        config["ExposedPorts"] = Value::Object(exposed);
+    }
 }
 
 /// Whether any service (or task not yet finished) still uses the network: Docker refuses to

@@ -6,6 +6,7 @@ pub mod config;
 pub mod disk_reserve;
 pub mod events;
 pub mod lock;
+pub mod overlay;
 pub mod router;
 pub mod server;
 pub mod state;

@@ -254,6 +254,7 @@ impl Daemon {
         let executor = crate::swarm_exec::Executor {
             ctrs: ctrs.clone(),
             files_root: config.exec_root.join("swarm").join("tasks"),
+            networks: networks.clone(),
         };
         let swarm = berth_swarm::manager::Swarm::open(
             &config.data_root.join("swarm"),

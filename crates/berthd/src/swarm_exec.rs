@@ -18,6 +18,8 @@ pub struct Executor {
     pub ctrs: Containers,
     /// `<exec-root>/swarm/tasks`: one tmpfs per task with files.
     pub files_root: PathBuf,
+    /// For `docker_gwbridge`, which tasks on overlays join (`crate::overlay`).
+    pub networks: berth_network::Networks,
 }
 
 impl Executor {
@@ -95,6 +97,9 @@ impl Executor {
 
     async fn create_and_start(&self, run: TaskRun) -> Result<(String, i64), String> {
         let mut config = run.config.clone();
+        if config["HostConfig"]["NetworkMode"] == crate::overlay::GWBRIDGE {
+            crate::overlay::ensure_gwbridge(&self.networks).await?;
+        }
         let mounts = self.write_files(&run.task_id, &run.files)?;
         if !mounts.is_empty() {
             let host = &mut config["HostConfig"];

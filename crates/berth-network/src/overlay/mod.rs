@@ -26,3 +26,4 @@ pub fn mac_of(ip: IpAddr) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+pub mod kernel;
