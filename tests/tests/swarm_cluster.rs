@@ -42,3 +42,236 @@ fn harness_hosts_links_and_restarts() {
     let info = c.node(2).api().get("/info").json();
     assert_eq!(info["Name"], c.node(2).hostname.as_str());
 }
+
+use std::time::{Duration, Instant};
+
+use berth_e2e::{Daemon, busybox_archive};
+use serde_json::{Value, json};
+
+/// Polls `f` every 100 ms for up to 60 s (a loaded 2-core machine runs 3-5 daemons).
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn load_busybox(d: &Daemon) {
+    let r = d.api().post(
+        "/images/load?quiet=1",
+        Some(&busybox_archive("busybox:latest")),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// `swarm init` on node 0 with a 1 s heartbeat (a node is down after 3 s without one).
+fn init_manager(c: &Cluster) -> Value {
+    let m = c.node(0);
+    let body = json!({
+        "ListenAddr": "0.0.0.0:2377",
+        "AdvertiseAddr": m.ip,
+        "Spec": {"Dispatcher": {"HeartbeatPeriod": 1_000_000_000u64}},
+    });
+    let r = m
+        .api()
+        .post("/swarm/init", Some(body.to_string().as_bytes()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    m.api().get("/swarm").json()
+}
+
+fn join(c: &Cluster, i: usize, token: &str) -> berth_e2e::ApiResponse {
+    let body = json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [c.node(0).addr(2377)], "JoinToken": token});
+    c.node(i)
+        .api()
+        .post("/swarm/join", Some(body.to_string().as_bytes()))
+}
+
+fn nodes(d: &Daemon) -> Vec<Value> {
+    d.api()
+        .get("/nodes")
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Running tasks of a service per node id.
+fn running_by_node(d: &Daemon, service: &str) -> std::collections::BTreeMap<String, usize> {
+    let filters = json!({"service": [service], "desired-state": ["running"]});
+    let path = format!(
+        "/tasks?filters={}",
+        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
+    );
+    let mut out = std::collections::BTreeMap::new();
+    for t in d.api().get(&path).json().as_array().into_iter().flatten() {
+        if t["Status"]["State"] == "running" {
+            *out.entry(t["NodeID"].as_str().unwrap_or_default().to_string())
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Task containers running on one daemon (by the swarm labels).
+fn local_task_containers(d: &Daemon, service: &str) -> usize {
+    let filters = json!({"label": [format!("com.docker.swarm.service.name={service}")], "status": ["running"]});
+    let path = format!(
+        "/containers/json?filters={}",
+        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
+    );
+    d.api().get(&path).json().as_array().map_or(0, Vec::len)
+}
+
+/// One manager and two workers: joins (with Docker's refusals of bad tokens, another CA
+/// and a second join), a service spread over the three nodes and run by each node's engine,
+/// scaling, a worker killed (down after missed heartbeats, its tasks rescheduled) and back.
+#[test]
+fn workers_join_run_tasks_and_are_replaced_when_down() {
+    require_root!();
+    let mut c = Cluster::new(3, &[]);
+    for n in &c.nodes {
+        load_busybox(n);
+    }
+    let swarm = init_manager(&c);
+    let worker_token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
+
+    // A token that is not the cluster's (same CA digest, other secret), a malformed one,
+    // and one naming another CA.
+    let mut wrong = worker_token.clone();
+    wrong.replace_range(wrong.len() - 3.., "zzz");
+    let r = join(&c, 1, &wrong);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster"
+    );
+    let r = join(&c, 1, "SWMTKN-1-bad");
+    assert_eq!(
+        (r.status, r.message().as_str()),
+        (400, "invalid join token")
+    );
+    let other_ca = format!(
+        "SWMTKN-1-{}-{}",
+        "1".repeat(50),
+        &worker_token[worker_token.len() - 25..]
+    );
+    let r = join(&c, 1, &other_ca);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.message()
+            .starts_with("remote CA does not match fingerprint. Expected: "),
+        "{}",
+        r.message()
+    );
+    assert_eq!(
+        c.node(1).api().get("/info").json()["Swarm"]["LocalNodeState"],
+        "inactive"
+    );
+
+    for i in [1, 2] {
+        let r = join(&c, i, &worker_token);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = join(&c, 1, &worker_token);
+    assert_eq!(r.status, 503);
+    assert!(
+        r.message()
+            .starts_with("This node is already part of a swarm.")
+    );
+    let info = c.node(1).api().get("/info").json();
+    assert_eq!(info["Swarm"]["LocalNodeState"], "active");
+    assert_eq!(info["Swarm"]["ControlAvailable"], false);
+    assert_eq!(info["Swarm"]["NodeAddr"], c.node(1).ip.as_str());
+    assert_eq!(
+        info["Swarm"]["RemoteManagers"][0]["Addr"],
+        c.node(0).addr(2377).as_str()
+    );
+    // A worker answers cluster calls with dockerd's text.
+    let r = c.node(1).api().get("/nodes");
+    assert_eq!(r.status, 503);
+    assert!(
+        r.message()
+            .contains("Worker nodes can't be used to view or modify cluster state")
+    );
+
+    let m = c.node(0);
+    wait_for("three ready nodes", || {
+        let ns = nodes(m);
+        ns.len() == 3 && ns.iter().all(|n| n["Status"]["State"] == "ready")
+    });
+    let hostnames: Vec<String> = nodes(m)
+        .iter()
+        .map(|n| {
+            n["Description"]["Hostname"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    for n in &c.nodes {
+        assert!(hostnames.contains(&n.hostname), "{hostnames:?}");
+    }
+
+    let spec = json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": 6}},
+        "TaskTemplate": {
+            "ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64},
+            "RestartPolicy": {"Condition": "any", "Delay": 100_000_000u64}
+        }
+    });
+    let r = m
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for("6 tasks running, 2 per node", || {
+        let by = running_by_node(m, "web");
+        by.len() == 3 && by.values().all(|n| *n == 2)
+    });
+    // Each engine runs its own share.
+    wait_for("each node runs 2 containers", || {
+        c.nodes.iter().all(|n| local_task_containers(n, "web") == 2)
+    });
+
+    // A worker dies: it goes down after its missed heartbeats, its tasks move.
+    let worker_id = c.node(2).api().get("/info").json()["Swarm"]["NodeID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.node_mut(2).kill_hard();
+    let m = c.node(0);
+    wait_for("the dead worker is down", || {
+        m.api().get(&format!("/nodes/{worker_id}")).json()["Status"]["State"] == "down"
+    });
+    wait_for("6 tasks running on the two live nodes", || {
+        let by = running_by_node(m, "web");
+        by.values().sum::<usize>() == 6 && !by.contains_key(&worker_id)
+    });
+    // Back: it reports ready again and stops the tasks that moved away.
+    c.node_mut(2).start_again();
+    let m = c.node(0);
+    wait_for("the worker is ready again", || {
+        m.api().get(&format!("/nodes/{worker_id}")).json()["Status"]["State"] == "ready"
+    });
+    wait_for("the returned worker stops its old tasks", || {
+        local_task_containers(c.node(2), "web") == 0
+    });
+
+    // A worker leaves: its containers go, the manager sees it down.
+    let r = c.node(1).api().post("/swarm/leave", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(local_task_containers(c.node(1), "web"), 0);
+    assert_eq!(
+        c.node(1).api().get("/info").json()["Swarm"]["LocalNodeState"],
+        "inactive"
+    );
+    wait_for("6 tasks on the manager and the returned worker", || {
+        running_by_node(m, "web").values().sum::<usize>() == 6
+            && c.nodes
+                .iter()
+                .map(|n| local_task_containers(n, "web"))
+                .sum::<usize>()
+                == 6
+    });
+}

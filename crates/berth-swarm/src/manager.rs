@@ -3,6 +3,8 @@
 //! (`<data-root>/swarm`) holds `node.json` (who this node is) and `raft.redb` (the log and
 //! state machine), so a restarted daemon rejoins its swarm as it left it.
 
+mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,6 +36,32 @@ pub struct LocalNode {
     pub raft_id: u64,
     pub listen_addr: String,
     pub advertise_addr: String,
+    /// `manager` or `worker` (swarms made before joins existed have managers only).
+    #[serde(default = "manager_role")]
+    pub role: String,
+    /// A worker's managers, as it last heard of them.
+    #[serde(default)]
+    pub managers: Vec<String>,
+}
+
+fn manager_role() -> String {
+    "manager".into()
+}
+
+/// What `swarm join` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct JoinRequest {
+    pub listen_addr: String,
+    pub advertise_addr: String,
+    pub remote_addrs: Vec<String>,
+    pub join_token: String,
+}
+
+/// A worker's running session.
+struct WorkerRun {
+    worker: Arc<crate::worker::Worker>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 /// What `swarm init` asks for.
@@ -58,6 +86,9 @@ pub enum SwarmError {
     LastManager,
     #[error("{0}")]
     Unavailable(String),
+    /// A bad token, another CA: the request's fault (dockerd answers 400).
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -77,6 +108,7 @@ pub struct Swarm {
     /// The node's description (hostname, platform, resources, engine) as the API shows it.
     description: Value,
     active: Mutex<Option<Arc<Active>>>,
+    worker: Mutex<Option<WorkerRun>>,
 }
 
 /// Commits through Raft and waits until the entry is applied here.
@@ -140,13 +172,19 @@ impl Swarm {
             executor,
             description,
             active: Mutex::new(None),
+            worker: Mutex::new(None),
         };
         let node_file = dir.join("node.json");
         if node_file.exists() {
             let local: LocalNode = serde_json::from_slice(&std::fs::read(&node_file)?)?;
+            if local.role == "worker" {
+                swarm.start_worker(local).await?;
+                return Ok(swarm);
+            }
             let active = swarm.start(local, false).await?;
             // Back up: this node reports itself ready again (it was down while stopped).
             swarm.register_self(&active).await?;
+            swarm.start_listener(&active).await?;
             *swarm.active.lock().await = Some(active);
         }
         Ok(swarm)
@@ -237,7 +275,7 @@ impl Swarm {
     /// `swarm init`: a new cluster with this node as its only manager. Answers the node id.
     pub async fn init(&self, req: InitRequest) -> Result<String, SwarmError> {
         let mut guard = self.active.lock().await;
-        if guard.is_some() {
+        if guard.is_some() || self.worker.lock().await.is_some() {
             return Err(SwarmError::AlreadyInSwarm);
         }
         // Leftovers of a failed init or leave must not be taken for this cluster's state.
@@ -248,6 +286,8 @@ impl Swarm {
             raft_id: 1,
             listen_addr: req.listen_addr.clone(),
             advertise_addr: req.advertise_addr.clone(),
+            role: manager_role(),
+            managers: Vec::new(),
         };
         let active = self.start(local.clone(), true).await?;
         let ca = crate::ca::new_root_ca()?;
@@ -273,6 +313,13 @@ impl Swarm {
             Ok(()) => self.register_self(&active).await.map_err(SwarmError::Other),
             Err(e) => Err(SwarmError::Unavailable(e.to_string())),
         };
+        let registered = match registered {
+            Ok(()) => self
+                .start_listener(&active)
+                .await
+                .map_err(SwarmError::Other),
+            Err(e) => Err(e),
+        };
         if let Err(e) = registered {
             stop(&active).await;
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -290,7 +337,7 @@ impl Swarm {
     pub async fn leave(&self, force: bool) -> Result<(), SwarmError> {
         let mut guard = self.active.lock().await;
         let Some(active) = guard.clone() else {
-            return Err(SwarmError::NotInSwarm);
+            return self.leave_worker().await;
         };
         if !force {
             return Err(SwarmError::LastManager);
@@ -307,6 +354,11 @@ impl Swarm {
         if let Some(active) = self.active.lock().await.take() {
             stop(&active).await;
         }
+        if let Some(w) = self.worker.lock().await.take() {
+            w.stop.cancel();
+            w.tasks.close();
+            w.tasks.wait().await;
+        }
     }
 }
 
@@ -319,7 +371,7 @@ async fn stop(active: &Active) {
     }
 }
 
-fn host_of(addr: &str) -> String {
+pub(crate) fn host_of(addr: &str) -> String {
     match addr.rsplit_once(':') {
         Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
             host.trim_matches(['[', ']']).to_string()
