@@ -275,3 +275,151 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
                 == 6
     });
 }
+
+fn node_id(d: &Daemon) -> String {
+    d.api().get("/info").json()["Swarm"]["NodeID"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The leader's node id as `d` sees it, when its view has one leader and `managers`
+/// reachable managers.
+fn leader_seen_by(d: &Daemon, reachable: usize) -> Option<String> {
+    let ns = nodes(d);
+    let leaders: Vec<&Value> = ns
+        .iter()
+        .filter(|n| n["ManagerStatus"]["Leader"] == true)
+        .collect();
+    let ok = ns
+        .iter()
+        .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
+        .count();
+    (leaders.len() == 1 && ok == reachable)
+        .then(|| leaders[0]["ID"].as_str().unwrap_or_default().to_string())
+}
+
+/// Three managers and a worker: managers join through Raft (learner, then voter), writes on a
+/// follower reach the leader, every manager reads the same state; the leader killed with
+/// SIGKILL, another takes over and the service converges with no task lost or doubled; the
+/// old leader comes back as a follower; without a quorum, writes get Docker's text.
+#[test]
+fn managers_replicate_fail_over_and_refuse_writes_without_quorum() {
+    require_root!();
+    let mut c = Cluster::new(4, &[]);
+    for n in &c.nodes {
+        load_busybox(n);
+    }
+    let swarm = init_manager(&c);
+    let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
+    let worker_token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
+    for i in [1, 2] {
+        let r = join(&c, i, &manager_token);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let info = c.node(i).api().get("/info").json();
+        assert_eq!(info["Swarm"]["ControlAvailable"], true, "{info}");
+    }
+    let r = join(&c, 3, &worker_token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first_leader = node_id(c.node(0));
+    for i in 0..3 {
+        wait_for(
+            "every manager sees 4 ready nodes, 3 managers, node 0 leading",
+            || {
+                let ns = nodes(c.node(i));
+                ns.len() == 4
+                    && ns.iter().all(|n| n["Status"]["State"] == "ready")
+                    && leader_seen_by(c.node(i), 3).as_deref() == Some(first_leader.as_str())
+            },
+        );
+    }
+    let info = c.node(1).api().get("/info").json();
+    assert_eq!(info["Swarm"]["Managers"], 3);
+    assert_eq!(info["Swarm"]["Nodes"], 4);
+    assert_eq!(info["Swarm"]["RemoteManagers"].as_array().unwrap().len(), 3);
+
+    // Created on a follower: forwarded to the leader.
+    let spec = json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": 8}},
+        "TaskTemplate": {
+            "ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64},
+            "RestartPolicy": {"Condition": "any", "Delay": 100_000_000u64}
+        }
+    });
+    let r = c
+        .node(2)
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for("8 tasks running, 2 per node", || {
+        let by = running_by_node(c.node(1), "web");
+        by.len() == 4 && by.values().all(|n| *n == 2)
+    });
+
+    // The leader dies.
+    c.node_mut(0).kill_hard();
+    let mut new_leader = String::new();
+    wait_for(
+        "a new leader, the old one unreachable",
+        || match leader_seen_by(c.node(1), 2) {
+            Some(l) if l != first_leader => {
+                new_leader = l;
+                true
+            }
+            _ => false,
+        },
+    );
+    wait_for("8 tasks running on the 3 live nodes, one per slot", || {
+        let by = running_by_node(c.node(2), "web");
+        let live: usize = (1..4)
+            .map(|i| local_task_containers(c.node(i), "web"))
+            .sum();
+        by.values().sum::<usize>() == 8 && !by.contains_key(&first_leader) && live == 8
+    });
+    // Writes still work through the new leader.
+    let r = c.node(1).api().get("/services/web").json();
+    let version = r["Version"]["Index"].as_u64().unwrap();
+    let mut spec2 = spec.clone();
+    spec2["Mode"]["Replicated"]["Replicas"] = json!(6);
+    let r = c.node(1).api().post(
+        &format!("/services/web/update?version={version}"),
+        Some(spec2.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for("6 tasks running after the scale down", || {
+        running_by_node(c.node(2), "web").values().sum::<usize>() == 6
+    });
+
+    // The old leader comes back as a follower and stops its stale tasks.
+    c.node_mut(0).start_again();
+    wait_for("the old leader is reachable again", || {
+        leader_seen_by(c.node(1), 3).as_deref() == Some(new_leader.as_str())
+    });
+    wait_for("the old leader's containers of moved tasks stop", || {
+        let total: usize = (0..4)
+            .map(|i| local_task_containers(c.node(i), "web"))
+            .sum();
+        total == 6
+    });
+
+    // Two managers of three gone: no quorum, writes refused with swarmkit's text.
+    let survivor = (0..3).find(|i| node_id(c.node(*i)) != new_leader).unwrap();
+    for i in 0..3 {
+        if i != survivor {
+            c.node_mut(i).kill_hard();
+        }
+    }
+    let r = c.node(survivor).api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "s1", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.message().starts_with("The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online."),
+        "{}",
+        r.message()
+    );
+    // Reads still answer from the local store.
+    assert_eq!(c.node(survivor).api().get("/services/web").status, 200);
+}

@@ -106,22 +106,26 @@ pub fn manager_addrs(state: &State) -> Vec<String> {
 /// The transport's handler on a manager.
 pub struct ManagerService {
     pub proposer: Arc<dyn Proposer>,
+    pub raft: crate::raft::Raft,
     /// When each node last called (nodes not yet heard from count from the service's start).
     seen: Mutex<HashMap<String, Instant>>,
-    started: Instant,
 }
 
 impl ManagerService {
-    pub fn new(proposer: Arc<dyn Proposer>) -> ManagerService {
+    pub fn new(proposer: Arc<dyn Proposer>, raft: crate::raft::Raft) -> ManagerService {
         ManagerService {
             proposer,
+            raft,
             seen: Mutex::default(),
-            started: Instant::now(),
         }
     }
 
     async fn sync(&self, peer: Peer, req: SyncRequest) -> Answer {
         peer.authorize(&req.node_id, None)?;
+        // Sessions are the leader's: it alone sees every heartbeat and marks nodes down.
+        if !crate::raft_network::is_leader(&self.raft) {
+            return Err(crate::raft_network::not_leader(&self.raft));
+        }
         let store = self.proposer.store();
         let Some(node) = store.view(|s| s.nodes.get(&req.node_id).cloned()) else {
             // Removed (`node rm`): the node must leave; swarmkit's text.
@@ -196,8 +200,10 @@ impl ManagerService {
         }
     }
 
-    /// Marks down the nodes (other than managers) that missed their heartbeats, until `stop`.
+    /// Marks down the nodes (other than managers) that missed their heartbeats, until `stop`
+    /// (the leader runs it while it leads; nodes not heard from count from its start).
     pub async fn monitor(self: Arc<Self>, stop: CancellationToken) {
+        let since = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -214,7 +220,8 @@ impl ManagerService {
                         .filter(|n| {
                             seen.get(&n.meta.id)
                                 .copied()
-                                .unwrap_or(self.started)
+                                .unwrap_or(since)
+                                .max(since)
                                 .elapsed()
                                 > grace
                         })
@@ -259,6 +266,21 @@ impl Handler for ManagerService {
                 }
                 Request::Join(j) => crate::join::handle(self.proposer.as_ref(), j).await,
                 Request::Sync(s) => self.sync(peer, s).await,
+                Request::Raft(call) if peer.is_manager() => {
+                    crate::raft_network::handle_raft(&self.raft, call).await
+                }
+                Request::Forward(cmd) if peer.is_manager() => {
+                    crate::raft_network::handle_forward(&self.raft, cmd).await
+                }
+                Request::Membership(call) if peer.is_manager() => {
+                    crate::raft_network::handle_membership(&self.raft, call).await
+                }
+                Request::Raft(_) | Request::Forward(_) | Request::Membership(_) => {
+                    Err(RemoteError::new(
+                        "permission_denied",
+                        "Permission denied: unauthorized peer role: only managers take this call",
+                    ))
+                }
             }
         })
     }

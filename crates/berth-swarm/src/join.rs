@@ -26,6 +26,9 @@ pub struct JoinRequest {
 pub struct JoinResponse {
     pub identity: Identity,
     pub managers: Vec<String>,
+    /// A manager's Raft ID (0 for workers).
+    #[serde(default)]
+    pub raft_id: u64,
 }
 
 /// On a manager: checks the token, creates the node (role from the token) and issues its
@@ -49,13 +52,13 @@ pub async fn handle(proposer: &dyn Proposer, req: JoinRequest) -> Answer {
     } else {
         return Err(RemoteError::new("invalid", BAD_TOKEN));
     };
-    if role == "manager" {
-        return Err(RemoteError::new(
-            "unimplemented",
-            "Berth cannot add managers to a swarm yet: join with the worker token",
-        ));
-    }
     let node_id = new_id();
+    // Random, so that two managers joining at once through different managers cannot clash.
+    let raft_id = if role == "manager" {
+        rand::random::<u64>() >> 1 | 1
+    } else {
+        0
+    };
     let identity = crate::pki::issue(&cluster.root_ca, &cluster.meta.id, &node_id, role)
         .map_err(|e| RemoteError::new("internal", format!("issuing a certificate: {e:#}")))?;
     let node = Node {
@@ -70,6 +73,12 @@ pub async fn handle(proposer: &dyn Proposer, req: JoinRequest) -> Answer {
             message: String::new(),
             addr: crate::manager::host_of(&req.addr),
         },
+        manager_status: (role == "manager").then(|| crate::types::ManagerStatus {
+            leader: false,
+            reachability: "unknown".into(),
+            addr: req.addr.clone(),
+            raft_id,
+        }),
         ..Default::default()
     };
     proposer
@@ -77,8 +86,12 @@ pub async fn handle(proposer: &dyn Proposer, req: JoinRequest) -> Answer {
         .await
         .map_err(|e| RemoteError::new("unavailable", e.to_string()))?;
     let managers = proposer.store().view(crate::dispatcher::manager_addrs);
-    serde_json::to_value(JoinResponse { identity, managers })
-        .map_err(|e| RemoteError::new("internal", e.to_string()))
+    serde_json::to_value(JoinResponse {
+        identity,
+        managers,
+        raft_id,
+    })
+    .map_err(|e| RemoteError::new("internal", e.to_string()))
 }
 
 /// Why a join failed, as dockerd would say it.

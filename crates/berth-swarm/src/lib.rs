@@ -10,6 +10,7 @@ pub mod join;
 pub mod manager;
 pub mod pki;
 pub mod raft;
+pub mod raft_network;
 pub mod store;
 pub mod transport;
 pub mod types;

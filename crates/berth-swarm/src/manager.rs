@@ -96,6 +96,7 @@ pub enum SwarmError {
 struct Active {
     local: LocalNode,
     raft: Raft,
+    peers: Arc<crate::raft_network::Peers>,
     store: Store,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -111,10 +112,12 @@ pub struct Swarm {
     worker: Mutex<Option<WorkerRun>>,
 }
 
-/// Commits through Raft and waits until the entry is applied here.
+/// Commits through Raft (on a follower: through the leader) and waits until the entry is
+/// applied here.
 struct RaftProposer {
     raft: Raft,
     store: Store,
+    peers: Arc<crate::raft_network::Peers>,
 }
 
 impl Proposer for RaftProposer {
@@ -122,15 +125,12 @@ impl Proposer for RaftProposer {
         &self.store
     }
     fn propose(&self, cmd: Command) -> BoxFuture<'_, Result<(), ProposeError>> {
-        Box::pin(async move {
-            match self.raft.client_write(cmd).await {
-                Ok(resp) => Ok(resp.data.0?),
-                Err(e) => {
-                    tracing::debug!(error = %e, "raft write failed");
-                    Err(ProposeError::Unavailable(NO_LEADER.to_string()))
-                }
-            }
-        })
+        Box::pin(crate::manager::cluster::propose(
+            &self.raft,
+            &self.store,
+            &self.peers,
+            cmd,
+        ))
     }
 }
 
@@ -151,12 +151,7 @@ impl Handle {
         &self.active.local
     }
     pub async fn propose(&self, cmd: Command) -> Result<(), ProposeError> {
-        RaftProposer {
-            raft: self.active.raft.clone(),
-            store: self.active.store.clone(),
-        }
-        .propose(cmd)
-        .await
+        self.active.proposer().propose(cmd).await
     }
 }
 
@@ -182,9 +177,10 @@ impl Swarm {
                 return Ok(swarm);
             }
             let active = swarm.start(local, false).await?;
-            // Back up: this node reports itself ready again (it was down while stopped).
-            swarm.register_self(&active).await?;
             swarm.start_listener(&active).await?;
+            // Back up: this node reports itself ready again (it was down while stopped), as
+            // soon as the managers have a leader (with several, it may take a while).
+            swarm.register_in_background(&active);
             *swarm.active.lock().await = Some(active);
         }
         Ok(swarm)
@@ -201,12 +197,19 @@ impl Swarm {
     async fn start(&self, local: LocalNode, bootstrap: bool) -> anyhow::Result<Arc<Active>> {
         let db = crate::raft::open_db(&self.dir.join("raft.redb"))?;
         let store = Store::default();
-        let raft = crate::raft::start(
+        let peers = Arc::new(crate::raft_network::Peers::default());
+        if let Some(id) = crate::pki::Identity::load(&self.dir) {
+            peers.set_client(Arc::new(crate::transport::Client::new(
+                crate::transport::client_config(&id.ca_pem, Some((&id.cert_pem, &id.key_pem)))?,
+            )));
+        }
+        let raft = crate::raft::start_with(
             db,
             store.clone(),
             local.raft_id,
             &local.advertise_addr,
             bootstrap,
+            crate::raft_network::Network(peers.clone()),
         )
         .await?;
         let stop = CancellationToken::new();
@@ -214,8 +217,9 @@ impl Swarm {
         let proposer: Arc<dyn Proposer> = Arc::new(RaftProposer {
             raft: raft.clone(),
             store: store.clone(),
+            peers: peers.clone(),
         });
-        tasks.spawn(crate::controllers::run(proposer.clone(), stop.clone()));
+        // The controllers run on the leader only (see `cluster::lead`).
         tasks.spawn(crate::agent::run(
             local.node_id.clone(),
             proposer,
@@ -225,6 +229,7 @@ impl Swarm {
         Ok(Arc::new(Active {
             local,
             raft,
+            peers,
             store,
             stop,
             tasks,
@@ -233,6 +238,36 @@ impl Swarm {
 
     /// Writes this node's object: ready, and leader of its one-manager cluster.
     async fn register_self(&self, active: &Arc<Active>) -> anyhow::Result<()> {
+        register_node(active, &self.description).await
+    }
+
+    fn register_in_background(&self, active: &Arc<Active>) {
+        let (a, description) = (active.clone(), self.description.clone());
+        active.tasks.spawn(async move {
+            while let Err(e) = register_node(&a, &description).await {
+                tracing::debug!(error = %e, "registering this manager; retrying");
+                tokio::select! {
+                    _ = a.stop.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                }
+            }
+        });
+    }
+}
+
+impl Active {
+    fn proposer(&self) -> RaftProposer {
+        RaftProposer {
+            raft: self.raft.clone(),
+            store: self.store.clone(),
+            peers: self.peers.clone(),
+        }
+    }
+}
+
+/// Writes a manager's node object: ready, reachable, leader or not.
+async fn register_node(active: &Arc<Active>, description: &Value) -> anyhow::Result<()> {
+    {
         let local = &active.local;
         let existing = active.store.view(|s| s.nodes.get(&local.node_id).cloned());
         let mut node = existing.clone().unwrap_or_else(|| Node {
@@ -244,14 +279,14 @@ impl Swarm {
             },
             ..Default::default()
         });
-        node.description = self.description.clone();
+        node.description = description.clone();
         node.status = NodeStatus {
             state: "ready".into(),
             message: String::new(),
             addr: host_of(&local.advertise_addr),
         };
         node.manager_status = Some(ManagerStatus {
-            leader: true,
+            leader: crate::raft_network::is_leader(&active.raft),
             reachability: "reachable".into(),
             addr: local.advertise_addr.clone(),
             raft_id: local.raft_id,
@@ -271,7 +306,9 @@ impl Swarm {
         .await
         .map_err(|e| anyhow::anyhow!("registering this node: {e}"))
     }
+}
 
+impl Swarm {
     /// `swarm init`: a new cluster with this node as its only manager. Answers the node id.
     pub async fn init(&self, req: InitRequest) -> Result<String, SwarmError> {
         let mut guard = self.active.lock().await;
@@ -289,10 +326,12 @@ impl Swarm {
             role: manager_role(),
             managers: Vec::new(),
         };
-        let active = self.start(local.clone(), true).await?;
         let ca = crate::ca::new_root_ca()?;
+        let cluster_id = new_id();
+        crate::pki::issue(&ca, &cluster_id, &local.node_id, "manager")?.save(&self.dir)?;
+        let active = self.start(local.clone(), true).await?;
         let cluster = Cluster {
-            meta: Meta::new(new_id()),
+            meta: Meta::new(cluster_id),
             spec: req.spec,
             join_tokens: JoinTokens {
                 worker: crate::ca::join_token(&ca),
@@ -340,8 +379,9 @@ impl Swarm {
             return self.leave_worker().await;
         };
         if !force {
-            return Err(SwarmError::LastManager);
+            return Err(self.manager_leave_refusal(&active));
         }
+        self.leave_raft(&active).await;
         stop(&active).await;
         crate::agent::remove_all(self.executor.as_ref()).await;
         *guard = None;

@@ -42,6 +42,12 @@ pub enum Request {
     Join(crate::join::JoinRequest),
     /// A worker's (or manager's agent's) session: status reports in, assignments out.
     Sync(crate::dispatcher::SyncRequest),
+    /// Raft between managers (openraft's messages).
+    Raft(crate::raft_network::RaftCall),
+    /// A write a follower forwards to the leader.
+    Forward(crate::store::Command),
+    /// A change of the managers (a manager joining or leaving), for the leader.
+    Membership(crate::raft_network::MembershipCall),
 }
 
 /// An error as the remote node answered it; `kind` lets the caller react (e.g. `not_leader`).

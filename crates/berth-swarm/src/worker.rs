@@ -93,6 +93,14 @@ pub async fn run(
                 drop(info);
                 state = Some(resp.state);
             }
+            Err(CallError::Remote(r)) if r.kind == "not_leader" && !r.message.is_empty() => {
+                // Follow the leader: sessions are its.
+                let mut info = worker.info.lock().unwrap_or_else(|e| e.into_inner());
+                info.managers.retain(|m| *m != r.message);
+                info.managers.insert(0, r.message);
+                next = 0;
+                continue;
+            }
             Err(e) => {
                 let removed = matches!(&e, CallError::Remote(r) if r.kind == "removed");
                 tracing::debug!(manager = %addr, error = %e, "worker session");

@@ -393,9 +393,16 @@ pub async fn info_section(state: &AppState) -> berth_api::models::system::SwarmI
         local_node_state: "active".into(),
         control_available: true,
         error: String::new(),
-        remote_managers: Some(vec![
-            json!({"NodeID": h.node_id(), "Addr": h.local().advertise_addr}),
-        ]),
+        remote_managers: Some(h.store().view(|s| {
+            s.nodes
+                .values()
+                .filter_map(|n| {
+                    n.manager_status
+                        .as_ref()
+                        .map(|m| json!({"NodeID": n.meta.id, "Addr": m.addr}))
+                })
+                .collect()
+        })),
         nodes: Some(nodes),
         managers: Some(managers),
         cluster,
