@@ -169,10 +169,23 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
         "inactive"
     );
 
-    for i in [1, 2] {
-        let r = join(&c, i, &worker_token);
-        assert_eq!(r.status, 200, "{}", r.text());
+    let r = join(&c, 1, &worker_token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The second worker joins with the docker CLI where there is one, else with berth.
+    let remote = c.node(0).addr(2377);
+    let args = [
+        "swarm",
+        "join",
+        "--token",
+        worker_token.as_str(),
+        remote.as_str(),
+    ];
+    let out = match c.node(2).docker(&args) {
+        Some(out) => out,
+        None => c.node(2).berth(&args),
     }
+    .success();
+    assert_eq!(out.stdout, "This node joined a swarm as a worker.\n");
     let r = join(&c, 1, &worker_token);
     assert_eq!(r.status, 503);
     assert!(
@@ -258,7 +271,31 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
         local_task_containers(c.node(2), "web") == 0
     });
 
-    // A worker leaves: its containers go, the manager sees it down.
+    // A worker that is up cannot be removed; the last manager cannot be either.
+    let w1 = node_id(c.node(1));
+    let r = m.api().delete(&format!("/nodes/{w1}"));
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.message(),
+        format!(
+            "rpc error: code = FailedPrecondition desc = node {w1} is not down and can't be removed"
+        )
+    );
+    let manager_id = node_id(m);
+    let r = m.api().delete(&format!("/nodes/{manager_id}"));
+    assert_eq!(r.status, 500);
+    assert!(
+        r.message()
+            .contains("is a cluster manager and is a member of the raft cluster")
+    );
+    let r = m.api().post("/swarm/leave", None);
+    assert_eq!(r.status, 503);
+    assert!(
+        r.message()
+            .contains("Removing the last manager erases all current state of the swarm.")
+    );
+
+    // A worker leaves: its containers go, the manager sees it down and `node rm` takes it.
     let r = c.node(1).api().post("/swarm/leave", None);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(local_task_containers(c.node(1), "web"), 0);
@@ -266,6 +303,12 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
         c.node(1).api().get("/info").json()["Swarm"]["LocalNodeState"],
         "inactive"
     );
+    wait_for("the worker that left is down", || {
+        m.api().get(&format!("/nodes/{w1}")).json()["Status"]["State"] == "down"
+    });
+    let r = m.api().delete(&format!("/nodes/{w1}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(nodes(m).len(), 2);
     wait_for("6 tasks on the manager and the returned worker", || {
         running_by_node(m, "web").values().sum::<usize>() == 6
             && c.nodes
@@ -403,13 +446,56 @@ fn managers_replicate_fail_over_and_refuse_writes_without_quorum() {
         total == 6
     });
 
-    // Two managers of three gone: no quorum, writes refused with swarmkit's text.
-    let survivor = (0..3).find(|i| node_id(c.node(*i)) != new_leader).unwrap();
-    for i in 0..3 {
-        if i != survivor {
-            c.node_mut(i).kill_hard();
-        }
+    // A manager leaves: refused without --force (Docker's warning), then out of the Raft
+    // membership; it is then unreachable and down, and `node rm` takes it.
+    let r = c.node(0).api().post("/swarm/leave", None);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "You are attempting to leave the swarm on a node that is participating as a manager. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message."
+    );
+    let r = c.node(1).api().delete(&format!("/nodes/{first_leader}"));
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        r.message().ends_with("is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"),
+        "{}",
+        r.message()
+    );
+    let r = c.node(0).api().post("/swarm/leave?force=1", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(local_task_containers(c.node(0), "web"), 0);
+    wait_for("the manager that left is down and unreachable", || {
+        let n = c
+            .node(1)
+            .api()
+            .get(&format!("/nodes/{first_leader}"))
+            .json();
+        n["Status"]["State"] == "down" && n["ManagerStatus"]["Reachability"] == "unreachable"
+    });
+    let r = c.node(1).api().delete(&format!("/nodes/{first_leader}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for("6 tasks on the remaining nodes", || {
+        let total: usize = (1..4)
+            .map(|i| local_task_containers(c.node(i), "web"))
+            .sum();
+        total == 6 && running_by_node(c.node(1), "web").values().sum::<usize>() == 6
+    });
+    if let Some(out) = c.node(2).docker(&["node", "ls"]) {
+        let out = out.success();
+        assert!(out.stdout.contains("MANAGER STATUS"), "{}", out.stdout);
+        assert!(
+            out.stdout.contains("Leader") && out.stdout.contains("Reachable"),
+            "{}",
+            out.stdout
+        );
     }
+
+    // One of the two managers left is killed: no quorum, writes refused with swarmkit's
+    // text, naming the manager this one waits for.
+    let survivor = (1..3).find(|i| node_id(c.node(*i)) != new_leader).unwrap();
+    let dead = if survivor == 1 { 2 } else { 1 };
+    let dead_addr = c.node(dead).addr(2377);
+    c.node_mut(dead).kill_hard();
     let r = c.node(survivor).api().post(
         "/secrets/create",
         Some(br#"{"Name": "s1", "Data": "YWJj"}"#),
@@ -420,6 +506,7 @@ fn managers_replicate_fail_over_and_refuse_writes_without_quorum() {
         "{}",
         r.message()
     );
+    assert!(r.message().contains(&dead_addr), "{}", r.message());
     // Reads still answer from the local store.
     assert_eq!(c.node(survivor).api().get("/services/web").status, 200);
 }

@@ -150,6 +150,18 @@ impl Handle {
     pub fn local(&self) -> &LocalNode {
         &self.active.local
     }
+    /// Whether a manager (by Raft ID) is in the Raft membership (voter or learner).
+    pub fn is_raft_member(&self, raft_id: u64) -> bool {
+        let m = self
+            .active
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .clone();
+        m.membership().get_node(&raft_id).is_some()
+    }
+
     pub async fn propose(&self, cmd: Command) -> Result<(), ProposeError> {
         self.active.proposer().propose(cmd).await
     }

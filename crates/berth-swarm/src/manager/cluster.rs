@@ -437,14 +437,9 @@ async fn lead(
 /// leadership; an unreachable manager's node is down, so its tasks move.
 async fn update_manager_status(active: &Active, proposer: &dyn Proposer) {
     let me = active.local.raft_id;
-    let voters: Vec<u64> = active
-        .raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .voter_ids()
-        .collect();
+    let membership = active.raft.metrics().borrow().membership_config.clone();
+    let voters: Vec<u64> = membership.membership().voter_ids().collect();
+    let members: Vec<u64> = membership.membership().nodes().map(|(id, _)| *id).collect();
     let nodes: Vec<crate::types::Node> = active.store.view(|s| {
         s.nodes
             .values()
@@ -456,11 +451,13 @@ async fn update_manager_status(active: &Active, proposer: &dyn Proposer) {
         let Some(ms) = node.manager_status.clone() else {
             continue;
         };
-        if !voters.contains(&ms.raft_id) {
+        // A learner still catching up is left alone; a manager out of the membership (it
+        // left) is unreachable for good.
+        if members.contains(&ms.raft_id) && !voters.contains(&ms.raft_id) {
             continue;
         }
-        let reachable =
-            ms.raft_id == me || active.peers.reachable(ms.raft_id, Duration::from_secs(2));
+        let reachable = voters.contains(&ms.raft_id)
+            && (ms.raft_id == me || active.peers.reachable(ms.raft_id, Duration::from_secs(2)));
         let reachability = if reachable {
             "reachable"
         } else {

@@ -280,6 +280,7 @@ async fn leave(State(state): State<AppState>, q: Query, req: Request) -> Result<
             ErrorKind::Unavailable,
             SwarmError::LastManager.to_string(),
         ))),
+        Err(SwarmError::Unavailable(m)) => Err(Error(ApiError::new(ErrorKind::Unavailable, m))),
         Err(e) => Err(Error(ApiError::new(ErrorKind::Internal, e.to_string()))),
     }
 }
