@@ -515,6 +515,75 @@ pub fn network_in_use(state: &State, id: &str) -> Option<String> {
         .map(|s| s.name().to_string())
 }
 
+/// Adds to a worker's projection what its overlay agent needs: the networks of its tasks
+/// (and ingress when a port is published), every task holding an address on them with its
+/// service and node (peers, VIP backends, names), and the VXLAN port. The cluster object goes
+/// without its keys and tokens.
+pub fn project_networks(state: &State, node_id: &str, out: &mut State) {
+    let mut nets: BTreeSet<String> = out
+        .tasks
+        .values()
+        .flat_map(task_addresses)
+        .map(|(n, _)| n)
+        .collect();
+    let published = state.services.values().any(|s| {
+        s.endpoint["Ports"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["PublishMode"] == "ingress"))
+    });
+    if published && let Some(ingress) = state.networks.values().find(|n| n.ingress()) {
+        nets.insert(ingress.meta.id.clone());
+    }
+    for id in &nets {
+        if let Some(n) = state.networks.get(id) {
+            out.networks.insert(id.clone(), n.clone());
+        }
+    }
+    for t in state.tasks.values() {
+        if !holds_addresses(t) || !task_addresses(t).iter().any(|(n, _)| nets.contains(n)) {
+            continue;
+        }
+        out.tasks
+            .entry(t.meta.id.clone())
+            .or_insert_with(|| t.clone());
+        if let Some(s) = state.services.get(&t.service_id) {
+            out.services
+                .entry(s.meta.id.clone())
+                .or_insert_with(|| s.clone());
+        }
+        if let Some(n) = state.nodes.get(&t.node_id) {
+            out.nodes
+                .entry(n.meta.id.clone())
+                .or_insert_with(|| n.clone());
+        }
+    }
+    // Services published through the mesh, even with no task on this node.
+    if published {
+        for s in state.services.values() {
+            out.services
+                .entry(s.meta.id.clone())
+                .or_insert_with(|| s.clone());
+        }
+    }
+    for n in state.nodes.values() {
+        out.nodes
+            .entry(n.meta.id.clone())
+            .or_insert_with(|| n.clone());
+    }
+    if let Some(c) = state.cluster() {
+        let lean = Cluster {
+            meta: c.meta.clone(),
+            data_path_port: c.data_path_port,
+            default_addr_pool: c.default_addr_pool.clone(),
+            subnet_size: c.subnet_size,
+            spec: c.spec.clone(),
+            ..Default::default()
+        };
+        out.clusters.insert(lean.meta.id.clone(), lean);
+    }
+    let _ = node_id;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,7 @@ pub fn projection(state: &State, node_id: &str) -> State {
     if let Some(n) = state.nodes.get(node_id) {
         out.nodes.insert(n.meta.id.clone(), n.clone());
     }
+    crate::allocator::project_networks(state, node_id, &mut out);
     out
 }
 

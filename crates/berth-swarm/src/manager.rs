@@ -4,6 +4,7 @@
 //! state machine), so a restarted daemon rejoins its swarm as it left it.
 
 mod cluster;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -26,6 +26,8 @@ pub struct SessionInfo {
     pub error: String,
     /// The manager removed this node (`node rm`).
     pub removed: bool,
+    /// The last state the managers sent (the overlay agent reads it).
+    pub view: Option<Arc<State>>,
 }
 
 pub struct Worker {
@@ -90,6 +92,7 @@ pub async fn run(
                     info.managers = resp.managers;
                     next = 0;
                 }
+                info.view = Some(Arc::new(resp.state.clone()));
                 drop(info);
                 state = Some(resp.state);
             }

@@ -68,21 +68,19 @@ pub fn spawn(state: &AppState) {
         let mut applied = Applied::default();
         let mut mesh = mesh::Mesh::default();
         loop {
-            let handle = state.swarm.handle().await;
-            let mut watch = handle.as_ref().map(|h| h.store().watch());
-            match &handle {
-                Some(h) => {
-                    let snapshot = h.store().snapshot();
-                    pass(&state, &snapshot, h.node_id(), &mut applied, &names).await;
-                    mesh.pass(&state, &snapshot, h.node_id(), &applied.networks)
-                        .await;
+            // Managers wake on every store change; workers see their managers' state once
+            // a session round (every pass of their agent), so a second's poll suffices.
+            let mut watch = state.swarm.handle().await.map(|h| h.store().watch());
+            match state.swarm.node_view().await {
+                Some((node, snapshot)) => {
+                    pass(&state, &snapshot, &node, &mut applied, &names).await;
+                    mesh.pass(&state, &snapshot, &node, &applied.networks).await;
                 }
                 None => {
                     clear(&state, &mut applied, &names);
                     mesh.clear(&state).await;
                 }
             }
-            drop(handle);
             tokio::select! {
                 _ = state.shutdown.cancelled() => return,
                 _ = async {
