@@ -38,6 +38,10 @@ pub struct NetworkAlloc {
     /// address, as Docker's `ingress-sbox`), by node id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_addresses: BTreeMap<String, String>,
+    /// Plain containers on an attachable network (`docker run --network`): container id ->
+    /// (node id, address with prefix).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attachments: BTreeMap<String, (String, String)>,
 }
 
 impl NetworkAlloc {
@@ -106,6 +110,7 @@ pub fn allocate_network(state: &State, spec: &Value) -> Result<NetworkAlloc, Str
         subnet: subnet.to_string(),
         gateway: gateway.to_string(),
         node_addresses: BTreeMap::new(),
+        attachments: BTreeMap::new(),
     })
 }
 
@@ -275,6 +280,11 @@ fn used_addresses(state: &State) -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
         let set = used.entry(n.meta.id.clone()).or_default();
         if let Some(gw) = n.driver_state.gateway() {
             set.insert(gw);
+        }
+        for (_, a) in n.driver_state.attachments.values() {
+            if let Ok(IpNet::V4(a)) = a.parse::<IpNet>() {
+                set.insert(a.addr());
+            }
         }
         for a in n.driver_state.node_addresses.values() {
             if let Ok(IpNet::V4(a)) = a.parse::<IpNet>() {
@@ -513,6 +523,28 @@ pub fn network_in_use(state: &State, id: &str) -> Option<String> {
         .values()
         .find(|s| service_networks(state, s).iter().any(|n| n == id))
         .map(|s| s.name().to_string())
+}
+
+/// The network with an address for a plain container of `node` (an attachable network's
+/// `docker run --network`), or why not.
+pub fn attach_container(
+    state: &State,
+    network: &str,
+    container: &str,
+    node: &str,
+) -> Result<Network, String> {
+    let n = state
+        .networks
+        .get(network)
+        .ok_or_else(|| format!("network {network} not found"))?;
+    let mut used = used_addresses(state).remove(network).unwrap_or_default();
+    let addr = next_address(n, &mut used)
+        .ok_or_else(|| format!("no address left on network {}", n.name()))?;
+    let mut n = n.clone();
+    n.driver_state
+        .attachments
+        .insert(container.to_string(), (node.to_string(), addr.to_string()));
+    Ok(n)
 }
 
 /// Adds to a worker's projection what its overlay agent needs: the networks of its tasks

@@ -323,3 +323,22 @@ fn nft_run(ruleset: &str) -> Result<()> {
         )))
     }
 }
+
+/// Takes the default routes out of a container's netns: a task whose overlays are all
+/// `--internal` keeps its overlay subnets and embedded DNS, and reaches nothing beyond them.
+pub async fn drop_default_routes(netns: &Path) -> Result<()> {
+    netns::run_in_async(netns, || {
+        for family in ["-4", "-6"] {
+            // Fails once no default route is left: that is the goal.
+            while std::process::Command::new("ip")
+                .args([family, "route", "del", "default"])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map_err(|e| Error::io("cannot run ip", e))?
+                .success()
+            {}
+        }
+        Ok(())
+    })
+    .await?
+}

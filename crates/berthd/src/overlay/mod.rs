@@ -5,6 +5,7 @@
 //! the names the embedded DNS answers. One pass after every store change and every second;
 //! each pass diffs against what it applied before, so only changes reach the kernel.
 
+pub mod attachable;
 pub mod mesh;
 pub mod rules;
 
@@ -36,6 +37,8 @@ struct Applied {
     peers: BTreeMap<String, BTreeSet<Peer>>,
     /// The load balancer text applied per container.
     lb: BTreeMap<String, String>,
+    /// Containers whose overlays are all internal, their default routes taken out.
+    isolated: BTreeSet<String>,
 }
 
 /// Names per container, read by the embedded DNS servers.
@@ -140,7 +143,13 @@ pub fn overlay_config(
 }
 
 async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, names: &Names) {
-    let endpoints = rules::local_endpoints(s, node);
+    let mut endpoints = rules::local_endpoints(s, node);
+    endpoints.extend(
+        rules::local_attachments(s, node)
+            .into_iter()
+            .filter(|e| state.networks.netns_of(&e.container).is_some()),
+    );
+    attachable::release_gone(state).await;
     let mut needed: BTreeSet<String> = endpoints.iter().map(|e| e.network.clone()).collect();
     // The routing mesh needs the ingress network on every node as soon as a port is published.
     if let Some(ingress) = mesh::ingress_in_use(s) {
@@ -227,6 +236,23 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
             .or_default()
             .insert(ep.network.clone());
     }
+    for (container, nets) in &by_container {
+        let internal = nets.iter().all(|n| {
+            s.networks
+                .get(n)
+                .is_some_and(|n| n.spec["Internal"] == true)
+        });
+        if !internal || applied.isolated.contains(container) {
+            continue;
+        }
+        if let Some(netns) = state.networks.netns_of(container) {
+            match kernel::drop_default_routes(&netns).await {
+                Ok(()) => drop(applied.isolated.insert(container.clone())),
+                Err(e) => tracing::warn!(%container, error = %e, "cannot isolate an internal task"),
+            }
+        }
+    }
+    applied.isolated.retain(|c| by_container.contains_key(c));
     let mut table = BTreeMap::new();
     for (container, nets) in &by_container {
         table.insert(container.clone(), rules::names_for(s, nets));

@@ -45,6 +45,27 @@ pub fn local_endpoints(s: &State, node: &str) -> Vec<LocalEndpoint> {
     out
 }
 
+/// The endpoints of this node's plain containers on attachable networks.
+pub fn local_attachments(s: &State, node: &str) -> Vec<LocalEndpoint> {
+    let mut out = Vec::new();
+    for n in s.networks.values() {
+        for (container, (on, addr)) in &n.driver_state.attachments {
+            if on != node {
+                continue;
+            }
+            if let Ok(addr) = addr.parse() {
+                out.push(LocalEndpoint {
+                    container: container.clone(),
+                    network: n.meta.id.clone(),
+                    addr,
+                    ifname: "eth1".into(),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// A node's address on the underlay (its advertised address).
 pub fn node_addr(s: &State, node: &str) -> Option<Ipv4Addr> {
     s.nodes.get(node)?.status.addr.parse().ok()
@@ -54,7 +75,12 @@ pub fn node_addr(s: &State, node: &str) -> Option<Ipv4Addr> {
 pub fn remote_peers(s: &State, node: &str, network: &str) -> BTreeSet<(Ipv4Addr, Ipv4Addr)> {
     let mut out = BTreeSet::new();
     if let Some(n) = s.networks.get(network) {
-        for (other, addr) in &n.driver_state.node_addresses {
+        for (other, addr) in n
+            .driver_state
+            .node_addresses
+            .iter()
+            .chain(n.driver_state.attachments.values().map(|(a, b)| (a, b)))
+        {
             if let (false, Some(node_ip), Ok(IpNet::V4(a))) =
                 (other == node, node_addr(s, other), addr.parse::<IpNet>())
             {
