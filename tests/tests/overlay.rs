@@ -428,10 +428,34 @@ fn host_nft_tables() -> String {
         .join("\n")
 }
 
+/// Deletes the routing mesh's host table of a daemon (by its exec root, as berthd names it)
+/// when the test ends, also on failure; dropped after the daemon.
+struct MeshGuard(Option<String>);
+
+impl Drop for MeshGuard {
+    fn drop(&mut self) {
+        if let Some(table) = &self.0 {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "ip", table])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn mesh_table(d: &Daemon) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(d.exec_root().to_string_lossy().as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("berth_mesh_{}", &hex[..10])
+}
+
 #[test]
 fn a_published_port_answers_through_the_routing_mesh_and_leaves_nothing() {
     require_root!();
+    let mut guard = MeshGuard(None);
     let d = daemon_with_busybox();
+    guard.0 = Some(mesh_table(&d));
     if d.docker(&["version"]).is_none() {
         eprintln!("skipped: no docker CLI");
         return;
@@ -497,6 +521,10 @@ fn a_published_port_answers_through_the_routing_mesh_and_leaves_nothing() {
     until("the automatic port to answer", || {
         host_get(auto as u16).is_some()
     });
+    assert!(
+        host_nft_tables().contains(guard.0.as_deref().unwrap()),
+        "the mesh's table is named after the exec root"
+    );
     docker_ok(&d, &["service", "rm", "web"]).unwrap();
     until("the mesh to go", || {
         host_get(38431).is_none()

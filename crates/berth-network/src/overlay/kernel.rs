@@ -130,7 +130,15 @@ pub async fn ensure(cfg: &OverlayConfig) -> Result<()> {
 pub async fn attach(ns: &Path, mut ep: EndpointConfig) -> Result<()> {
     ep.bridge = BRIDGE.into();
     ep.mtu = Some(MTU);
-    in_ns(ns, move || async move { link::attach(&ep).await }).await
+    in_ns(ns, move || async move {
+        // Made before this daemon restarted: the endpoint is there already.
+        let h = link::connect()?;
+        if link::link_index(&h, &ep.host_if).await?.is_some() {
+            return Ok(());
+        }
+        link::attach(&ep).await
+    })
+    .await
 }
 
 /// Adds (or replaces) the FDB and neighbour entries that send `peer`'s traffic to its node.

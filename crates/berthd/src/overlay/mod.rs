@@ -281,6 +281,17 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
         .filter(|n| !needed.contains(*n))
         .cloned()
         .collect();
+    // Left by an earlier daemon (restarted meanwhile) and no longer used.
+    if let Ok(entries) = std::fs::read_dir(overlay_dir(state)) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !needed.contains(&name) && !applied.networks.contains_key(&name) {
+                if let Err(err) = kernel::remove(&e.path()) {
+                    tracing::warn!(error = %err, "removing a stale overlay netns");
+                }
+            }
+        }
+    }
     for net in stale {
         if let Some(cfg) = applied.networks.remove(&net) {
             applied.peers.remove(&net);
