@@ -136,6 +136,23 @@ fn swarm_networks_are_created_listed_inspected_and_removed() {
     let ls = docker_ok(&d, &["network", "ls", "--format", "{{.Name}} {{.Scope}}"]).unwrap();
     assert!(ls.contains("backend swarm"), "{ls}");
     assert!(ls.contains("bridge local"), "{ls}");
+    let out = d
+        .docker(&[
+            "service",
+            "create",
+            "--network",
+            "ingress",
+            "busybox:latest",
+            "true",
+        ])
+        .unwrap()
+        .failure();
+    assert!(
+        out.stderr
+            .contains("explicitly attached to the ingress network"),
+        "{}",
+        out.stderr
+    );
     // A network a service uses cannot go (swarmkit's text).
     docker_ok(
         &d,

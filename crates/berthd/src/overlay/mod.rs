@@ -285,10 +285,11 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
     if let Ok(entries) = std::fs::read_dir(overlay_dir(state)) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !needed.contains(&name) && !applied.networks.contains_key(&name) {
-                if let Err(err) = kernel::remove(&e.path()) {
-                    tracing::warn!(error = %err, "removing a stale overlay netns");
-                }
+            if !needed.contains(&name)
+                && !applied.networks.contains_key(&name)
+                && let Err(err) = kernel::remove(&e.path())
+            {
+                tracing::warn!(error = %err, "removing a stale overlay netns");
             }
         }
     }

@@ -248,11 +248,7 @@ pub async fn remove(state: &AppState, key: &str) -> Option<Result<()>> {
         let users = s
             .services
             .values()
-            .find(|svc| {
-                allocator::service_networks(s, svc)
-                    .iter()
-                    .any(|id| *id == n.meta.id)
-            })
+            .find(|svc| allocator::service_networks(s, svc).contains(&n.meta.id))
             .map(|svc| svc.meta.id.clone());
         let attached = crate::overlay::attachable::attached(s, &n.meta.id);
         Some((n.meta.id.clone(), n.ingress(), users, attached))
@@ -286,4 +282,33 @@ pub async fn remove(state: &AppState, key: &str) -> Option<Result<()>> {
         )
         .await,
     )
+}
+
+/// A service's networks must exist, and ingress is only joined by publishing ports
+/// (swarmkit's texts).
+pub fn check_service_networks(
+    h: &berth_swarm::manager::Handle,
+    spec: &serde_json::Value,
+) -> Result<()> {
+    let targets: Vec<String> = spec["TaskTemplate"]["Networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(spec["Networks"].as_array().into_iter().flatten())
+        .filter_map(|a| a["Target"].as_str().map(str::to_string))
+        .collect();
+    h.store().view(|s| {
+        for t in &targets {
+            match s.find_network(t) {
+                None => return Err(Error(ApiError::not_found(format!("network {t} not found")))),
+                Some(n) if n.ingress() => {
+                    return Err(Error(ApiError::invalid(
+                        "rpc error: code = InvalidArgument desc = Service cannot be explicitly attached to the ingress network \"ingress\"",
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    })
 }

@@ -83,6 +83,7 @@ pub async fn create(State(state): State<AppState>, req: Request) -> Result<Respo
         ))));
     }
     missing_references(&h, &spec)?;
+    crate::router::swarm_networks::check_service_networks(&h, &spec)?;
     let id = new_id();
     let endpoint = json!({"Spec": spec.get("EndpointSpec").cloned().unwrap_or(json!({}))});
     let service = Service {
@@ -210,6 +211,7 @@ pub async fn update(
         )));
     }
     missing_references(&h, &spec)?;
+    crate::router::swarm_networks::check_service_networks(&h, &spec)?;
     service.previous_spec = Some(std::mem::replace(&mut service.spec, spec));
     service.endpoint =
         json!({"Spec": service.spec.get("EndpointSpec").cloned().unwrap_or(json!({}))});
