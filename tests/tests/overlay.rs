@@ -328,6 +328,16 @@ fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
         }
         seen.len() == 3
     });
+    // A task that dies leaves the rotation: every answer then comes from a running task.
+    let victim = tasks[1].clone();
+    d.docker(&["kill", &victim]).unwrap();
+    until("the VIP to skip the dead task", || {
+        let running = running_task_containers(&d, "web");
+        (0..6).all(|_| {
+            let (ok, body) = http_get(&d, client, "web");
+            ok && !victim.starts_with(&body) && running.iter().any(|c| c.starts_with(&body))
+        })
+    });
     // Overlays are isolated: web's tasks cannot reach lonely's.
     let lonely = d
         .api()
@@ -528,8 +538,8 @@ fn a_published_port_answers_through_the_routing_mesh_and_leaves_nothing() {
         let s = d.api().get("/services/web").json();
         auto = s["Endpoint"]["Ports"]
             .as_array()
-            .unwrap()
-            .iter()
+            .into_iter()
+            .flatten()
             .filter_map(|p| p["PublishedPort"].as_u64())
             .find(|p| (30000..=32767).contains(p))
             .unwrap_or(0);

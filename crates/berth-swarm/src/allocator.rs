@@ -420,6 +420,16 @@ fn service_endpoint(
     let spec = s.spec.get("EndpointSpec").cloned().unwrap_or(json!({}));
     let old_ports: Vec<Value> = s.endpoint["Ports"].as_array().cloned().unwrap_or_default();
     let mut ports = Vec::new();
+    // Ports the spec names: an earlier automatic choice must not be one of them.
+    let mut claimed: BTreeSet<(String, u64)> = spec["Ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let port = p["PublishedPort"].as_u64().filter(|p| *p > 0)?;
+            Some((p["Protocol"].as_str().unwrap_or("tcp").to_string(), port))
+        })
+        .collect();
     for p in spec["Ports"].as_array().into_iter().flatten() {
         let proto = p["Protocol"].as_str().unwrap_or("tcp").to_string();
         let target = p["TargetPort"].as_u64().unwrap_or(0);
@@ -429,8 +439,11 @@ fn service_endpoint(
             // Keep the port chosen before, else the lowest free one.
             published = old_ports
                 .iter()
-                .find(|o| o["TargetPort"] == target && o["Protocol"] == proto.as_str())
-                .and_then(|o| o["PublishedPort"].as_u64())
+                .filter(|o| o["TargetPort"] == target && o["Protocol"] == proto.as_str())
+                .filter_map(|o| o["PublishedPort"].as_u64())
+                .find(|p| {
+                    DYNAMIC_PORTS.contains(&(*p as u32)) && !claimed.contains(&(proto.clone(), *p))
+                })
                 .map(|p| p as u32)
                 .or_else(|| {
                     DYNAMIC_PORTS
@@ -439,6 +452,7 @@ fn service_endpoint(
                 })
                 .unwrap_or(0);
             ports_used.insert((proto.clone(), published));
+            claimed.insert((proto.clone(), published as u64));
         }
         let mut port = json!({
             "Protocol": proto,

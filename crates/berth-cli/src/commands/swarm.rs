@@ -105,6 +105,15 @@ pub struct InitArgs {
     /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
     #[arg(long, value_name = "duration", default_value = "5s")]
     pub dispatcher_heartbeat: String,
+    /// default address pool in CIDR format
+    #[arg(long, value_name = "ipNetSlice")]
+    pub default_addr_pool: Vec<String>,
+    /// default address pool subnet mask length
+    #[arg(long, value_name = "uint32", default_value_t = 24)]
+    pub default_addr_pool_mask_length: u32,
+    /// Port number to use for data path traffic (1024 - 49151). If no value is set or is set to 0, the default port (4789) is used.
+    #[arg(long, value_name = "uint32", default_value_t = 0)]
+    pub data_path_port: u32,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +167,9 @@ async fn init(env: &Env, a: InitArgs) -> Result<()> {
         "ListenAddr": a.listen_addr,
         "AdvertiseAddr": a.advertise_addr.unwrap_or_default(),
         "ForceNewCluster": a.force_new_cluster,
+        "DefaultAddrPool": a.default_addr_pool,
+        "SubnetSize": a.default_addr_pool_mask_length,
+        "DataPathPort": a.data_path_port,
         "Spec": {
             "Orchestration": {"TaskHistoryRetentionLimit": a.task_history_limit},
             "Dispatcher": {"HeartbeatPeriod": heartbeat},

@@ -213,8 +213,13 @@ pub async fn update(
     missing_references(&h, &spec)?;
     crate::router::swarm_networks::check_service_networks(&h, &spec)?;
     service.previous_spec = Some(std::mem::replace(&mut service.spec, spec));
-    service.endpoint =
-        json!({"Spec": service.spec.get("EndpointSpec").cloned().unwrap_or(json!({}))});
+    // The allocator's VIPs and ports stay until it recomputes them from the new spec (a
+    // published port must not stop answering meanwhile).
+    service.endpoint["Spec"] = service
+        .spec
+        .get("EndpointSpec")
+        .cloned()
+        .unwrap_or(json!({}));
     service.meta.updated_at = berth_swarm::types::now();
     commit(
         &h,
