@@ -520,6 +520,23 @@ fn a_published_port_answers_through_the_routing_mesh_and_leaves_nothing() {
         }
         seen.len() == 2
     });
+    // A published port is one service's (swarmkit's text).
+    let out = d
+        .docker(&[
+            "service",
+            "create",
+            "--publish",
+            "38431:80",
+            "busybox:latest",
+            "true",
+        ])
+        .unwrap()
+        .failure();
+    assert!(
+        out.stderr.contains("is already in use by service 'web'"),
+        "{}",
+        out.stderr
+    );
     // A port chosen by the allocator (30000-32767) answers too.
     docker_ok(
         &d,

@@ -297,7 +297,46 @@ pub fn check_service_networks(
         .chain(spec["Networks"].as_array().into_iter().flatten())
         .filter_map(|a| a["Target"].as_str().map(str::to_string))
         .collect();
+    let ports: Vec<&serde_json::Value> = spec["EndpointSpec"]["Ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let ingress_mode = |p: &serde_json::Value| {
+        p["PublishMode"]
+            .as_str()
+            .is_none_or(|m| m.is_empty() || m == "ingress")
+    };
+    if spec["EndpointSpec"]["Mode"] == "dnsrr" && ports.iter().any(|p| ingress_mode(p)) {
+        return Err(Error(ApiError::invalid(
+            "rpc error: code = InvalidArgument desc = EndpointSpec: port published with ingress mode can't be used with dnsrr mode",
+        )));
+    }
+    let name = spec["Name"].as_str().unwrap_or_default();
     h.store().view(|s| {
+        for p in ports.iter().filter(|p| ingress_mode(p)) {
+            let Some(port) = p["PublishedPort"].as_u64().filter(|p| *p > 0) else {
+                continue;
+            };
+            let proto = p["Protocol"].as_str().unwrap_or("tcp");
+            let taken = s.services.values().find(|other| {
+                other.name() != name
+                    && other.endpoint["Ports"].as_array().is_some_and(|ps| {
+                        ps.iter().any(|q| {
+                            q["PublishedPort"] == port
+                                && q["Protocol"].as_str().unwrap_or("tcp") == proto
+                                && q["PublishMode"] == "ingress"
+                        })
+                    })
+            });
+            if let Some(other) = taken {
+                return Err(Error(ApiError::invalid(format!(
+                    "rpc error: code = InvalidArgument desc = port '{port}' is already in use by service '{}' ({}) as an ingress port",
+                    other.name(),
+                    other.meta.id
+                ))));
+            }
+        }
         for t in &targets {
             match s.find_network(t) {
                 None => return Err(Error(ApiError::not_found(format!("network {t} not found")))),
