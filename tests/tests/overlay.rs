@@ -250,7 +250,7 @@ fn http_get(d: &Daemon, container: &str, host: &str) -> (bool, String) {
 #[test]
 fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
     require_root!();
-    let d = daemon_with_busybox();
+    let mut d = daemon_with_busybox();
     if d.docker(&["version"]).is_none() {
         eprintln!("skipped: no docker CLI");
         return;
@@ -328,6 +328,12 @@ fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
         }
         seen.len() == 3
     });
+    // A restarted daemon finds its overlays as they were (the tasks kept running).
+    d.restart();
+    until("the VIP to answer after a daemon restart", || {
+        http_get(&d, client, "web").0
+    });
+    assert_eq!(running_task_containers(&d, "web").len(), 3);
     // A task that dies leaves the rotation: every answer then comes from a running task.
     let victim = tasks[1].clone();
     d.docker(&["kill", &victim]).unwrap();
