@@ -88,6 +88,9 @@ pub struct Daemon {
     bridge: String,
     /// The default bridge's `--bip`, unique per daemon.
     bip: String,
+    /// A command the daemon runs under (e.g. `nsenter --net=... unshare --uts sh -c ...`),
+    /// which must end by exec'ing berthd so that the PID started is the daemon's.
+    wrapper: Vec<String>,
 }
 
 impl Daemon {
@@ -118,6 +121,16 @@ impl Daemon {
     /// Like [`Daemon::start_with`], running `prepare` on the data root's path (not yet
     /// created) before the daemon starts.
     pub fn start_prepared(extra_args: &[&str], prepare: impl FnOnce(&Path)) -> Daemon {
+        Daemon::start_wrapped(extra_args, Vec::new(), prepare)
+    }
+
+    /// Like [`Daemon::start_prepared`], with berthd started as the last argument of `wrapper`
+    /// (its program and arguments), which must exec it (see `cluster.rs`).
+    pub fn start_wrapped(
+        extra_args: &[&str],
+        wrapper: Vec<String>,
+        prepare: impl FnOnce(&Path),
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -154,6 +167,7 @@ impl Daemon {
             extra_args: extra,
             bridge,
             bip,
+            wrapper,
         };
         prepare(&daemon.data_root());
         daemon.spawn();
@@ -234,7 +248,14 @@ impl Daemon {
 
     /// The daemon's command line, for tests that start a second one on purpose.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(binary("berthd"));
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary("berthd"));
+                c
+            }
+            None => Command::new(binary("berthd")),
+        };
         cmd.arg("--data-root")
             .arg(self.data_root())
             .arg("--exec-root")

@@ -6,6 +6,7 @@
 //! by the PID it started and removes the directory, also when the test panics.
 
 pub mod api;
+pub mod cluster;
 pub mod containers;
 pub mod daemon;
 pub mod dockerd;
@@ -18,5 +19,6 @@ pub mod token_auth;
 pub mod upload_proxy;
 
 pub use api::{ApiResponse, RawApi};
+pub use cluster::{Cluster, Node};
 pub use daemon::{Daemon, Output, docker_cli, run as run_command};
 pub use fixtures::{ImageSpec, busybox_archive};

@@ -304,9 +304,10 @@ fn swarm_endpoints_answer_as_on_a_node_outside_a_swarm() {
     let r = api.post("/swarm/leave?force=1", None);
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.message(), "This node is not part of a swarm");
-    // Joining needs the transport between nodes (not there yet): refused, and still outside.
+    // A join without a manager to reach is refused as dockerd does, and the node stays outside.
     let r = api.post("/swarm/join", Some(br#"{"ListenAddr": "0.0.0.0:2377"}"#));
-    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.message(), "at least 1 RemoteAddr is required to join");
     assert_eq!(
         api.get("/info").json()["Swarm"]["LocalNodeState"],
         "inactive"

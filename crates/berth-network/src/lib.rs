@@ -26,6 +26,7 @@ pub mod error;
 pub mod firewall;
 pub mod link;
 pub mod netns;
+pub mod overlay;
 pub mod proxy;
 pub mod tasks;
 
@@ -74,5 +75,7 @@ pub mod store;
 
 pub use control_error::ControlError;
 pub use dataplane::{DataPlane, HostDataPlane};
-pub use manager::{NetworkEvents, NetworkOptions, NetworkRequest, Networks, StartInfo};
+pub use manager::{
+    ExternalNames, NetworkEvents, NetworkOptions, NetworkRequest, Networks, StartInfo,
+};
 pub use tasks::Tasks;

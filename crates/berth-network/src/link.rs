@@ -365,7 +365,7 @@ fn route_destination(r: &RouteMessage) -> Option<IpNet> {
     })
 }
 
-fn connect() -> Result<Handle> {
+pub(crate) fn connect() -> Result<Handle> {
     let (conn, handle, _) =
         rtnetlink::new_connection().map_err(|e| Error::io("cannot open a netlink socket", e))?;
     // Not on the service's `Tasks`: the connection task lives only as long as this operation's
@@ -374,7 +374,7 @@ fn connect() -> Result<Handle> {
     Ok(handle)
 }
 
-async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
+pub(crate) async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(LinkMessage { header, .. })) => Ok(Some(header.index)),
@@ -384,7 +384,7 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
     }
 }
 
-async fn delete_link(name: &str) -> Result<()> {
+pub(crate) async fn delete_link(name: &str) -> Result<()> {
     let handle = connect()?;
     let Some(index) = link_index(&handle, name).await? else {
         return Ok(());
@@ -396,7 +396,11 @@ async fn delete_link(name: &str) -> Result<()> {
     }
 }
 
-async fn add_address(handle: &Handle, index: u32, addr: IpNet) -> Result<(), rtnetlink::Error> {
+pub(crate) async fn add_address(
+    handle: &Handle,
+    index: u32,
+    addr: IpNet,
+) -> Result<(), rtnetlink::Error> {
     let mut req = handle.address().add(index, addr.addr(), addr.prefix_len());
     if addr.addr().is_ipv6() {
         // No duplicate address detection: the IPAM owns uniqueness, and DAD would leave the
@@ -475,7 +479,7 @@ fn enable_forwarding(knob: &str) -> Result<()> {
     std::fs::write(knob, "1").map_err(|e| Error::io(format!("cannot enable {knob}"), e))
 }
 
-fn errno(e: &rtnetlink::Error) -> Option<i32> {
+pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => Some(m.raw_code().abs()),
         _ => None,

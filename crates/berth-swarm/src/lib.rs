@@ -3,14 +3,21 @@
 //! tasks through the engine ([`agent`]). [`manager`] wires them together for berthd.
 
 pub mod agent;
+pub mod allocator;
 pub mod ca;
 pub mod controllers;
 pub mod logs;
+pub mod dispatcher;
+pub mod join;
 pub mod manager;
+pub mod pki;
 pub mod raft;
+pub mod raft_network;
 pub mod store;
 pub mod task_config;
+pub mod transport;
 pub mod types;
+pub mod worker;
 
 use std::future::Future;
 use std::pin::Pin;

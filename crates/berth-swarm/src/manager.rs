@@ -3,6 +3,9 @@
 //! (`<data-root>/swarm`) holds `node.json` (who this node is) and `raft.redb` (the log and
 //! state machine), so a restarted daemon rejoins its swarm as it left it.
 
+mod cluster;
+mod view;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,6 +37,32 @@ pub struct LocalNode {
     pub raft_id: u64,
     pub listen_addr: String,
     pub advertise_addr: String,
+    /// `manager` or `worker` (swarms made before joins existed have managers only).
+    #[serde(default = "manager_role")]
+    pub role: String,
+    /// A worker's managers, as it last heard of them.
+    #[serde(default)]
+    pub managers: Vec<String>,
+}
+
+fn manager_role() -> String {
+    "manager".into()
+}
+
+/// What `swarm join` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct JoinRequest {
+    pub listen_addr: String,
+    pub advertise_addr: String,
+    pub remote_addrs: Vec<String>,
+    pub join_token: String,
+}
+
+/// A worker's running session.
+struct WorkerRun {
+    worker: Arc<crate::worker::Worker>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 /// What `swarm init` asks for.
@@ -58,6 +87,9 @@ pub enum SwarmError {
     LastManager,
     #[error("{0}")]
     Unavailable(String),
+    /// A bad token, another CA: the request's fault (dockerd answers 400).
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -65,6 +97,7 @@ pub enum SwarmError {
 struct Active {
     local: LocalNode,
     raft: Raft,
+    peers: Arc<crate::raft_network::Peers>,
     store: Store,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -77,12 +110,15 @@ pub struct Swarm {
     /// The node's description (hostname, platform, resources, engine) as the API shows it.
     description: Value,
     active: Mutex<Option<Arc<Active>>>,
+    worker: Mutex<Option<WorkerRun>>,
 }
 
-/// Commits through Raft and waits until the entry is applied here.
+/// Commits through Raft (on a follower: through the leader) and waits until the entry is
+/// applied here.
 struct RaftProposer {
     raft: Raft,
     store: Store,
+    peers: Arc<crate::raft_network::Peers>,
 }
 
 impl Proposer for RaftProposer {
@@ -90,15 +126,12 @@ impl Proposer for RaftProposer {
         &self.store
     }
     fn propose(&self, cmd: Command) -> BoxFuture<'_, Result<(), ProposeError>> {
-        Box::pin(async move {
-            match self.raft.client_write(cmd).await {
-                Ok(resp) => Ok(resp.data.0?),
-                Err(e) => {
-                    tracing::debug!(error = %e, "raft write failed");
-                    Err(ProposeError::Unavailable(NO_LEADER.to_string()))
-                }
-            }
-        })
+        Box::pin(crate::manager::cluster::propose(
+            &self.raft,
+            &self.store,
+            &self.peers,
+            cmd,
+        ))
     }
 }
 
@@ -118,13 +151,20 @@ impl Handle {
     pub fn local(&self) -> &LocalNode {
         &self.active.local
     }
+    /// Whether a manager (by Raft ID) is in the Raft membership (voter or learner).
+    pub fn is_raft_member(&self, raft_id: u64) -> bool {
+        let m = self
+            .active
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .clone();
+        m.membership().get_node(&raft_id).is_some()
+    }
+
     pub async fn propose(&self, cmd: Command) -> Result<(), ProposeError> {
-        RaftProposer {
-            raft: self.active.raft.clone(),
-            store: self.active.store.clone(),
-        }
-        .propose(cmd)
-        .await
+        self.active.proposer().propose(cmd).await
     }
 }
 
@@ -140,13 +180,20 @@ impl Swarm {
             executor,
             description,
             active: Mutex::new(None),
+            worker: Mutex::new(None),
         };
         let node_file = dir.join("node.json");
         if node_file.exists() {
             let local: LocalNode = serde_json::from_slice(&std::fs::read(&node_file)?)?;
+            if local.role == "worker" {
+                swarm.start_worker(local).await?;
+                return Ok(swarm);
+            }
             let active = swarm.start(local, false).await?;
-            // Back up: this node reports itself ready again (it was down while stopped).
-            swarm.register_self(&active).await?;
+            swarm.start_listener(&active).await?;
+            // Back up: this node reports itself ready again (it was down while stopped), as
+            // soon as the managers have a leader (with several, it may take a while).
+            swarm.register_in_background(&active);
             *swarm.active.lock().await = Some(active);
         }
         Ok(swarm)
@@ -163,12 +210,19 @@ impl Swarm {
     async fn start(&self, local: LocalNode, bootstrap: bool) -> anyhow::Result<Arc<Active>> {
         let db = crate::raft::open_db(&self.dir.join("raft.redb"))?;
         let store = Store::default();
-        let raft = crate::raft::start(
+        let peers = Arc::new(crate::raft_network::Peers::default());
+        if let Some(id) = crate::pki::Identity::load(&self.dir) {
+            peers.set_client(Arc::new(crate::transport::Client::new(
+                crate::transport::client_config(&id.ca_pem, Some((&id.cert_pem, &id.key_pem)))?,
+            )));
+        }
+        let raft = crate::raft::start_with(
             db,
             store.clone(),
             local.raft_id,
             &local.advertise_addr,
             bootstrap,
+            crate::raft_network::Network(peers.clone()),
         )
         .await?;
         let stop = CancellationToken::new();
@@ -176,8 +230,9 @@ impl Swarm {
         let proposer: Arc<dyn Proposer> = Arc::new(RaftProposer {
             raft: raft.clone(),
             store: store.clone(),
+            peers: peers.clone(),
         });
-        tasks.spawn(crate::controllers::run(proposer.clone(), stop.clone()));
+        // The controllers run on the leader only (see `cluster::lead`).
         tasks.spawn(crate::agent::run(
             local.node_id.clone(),
             proposer,
@@ -187,6 +242,7 @@ impl Swarm {
         Ok(Arc::new(Active {
             local,
             raft,
+            peers,
             store,
             stop,
             tasks,
@@ -195,6 +251,36 @@ impl Swarm {
 
     /// Writes this node's object: ready, and leader of its one-manager cluster.
     async fn register_self(&self, active: &Arc<Active>) -> anyhow::Result<()> {
+        register_node(active, &self.description).await
+    }
+
+    fn register_in_background(&self, active: &Arc<Active>) {
+        let (a, description) = (active.clone(), self.description.clone());
+        active.tasks.spawn(async move {
+            while let Err(e) = register_node(&a, &description).await {
+                tracing::debug!(error = %e, "registering this manager; retrying");
+                tokio::select! {
+                    _ = a.stop.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                }
+            }
+        });
+    }
+}
+
+impl Active {
+    fn proposer(&self) -> RaftProposer {
+        RaftProposer {
+            raft: self.raft.clone(),
+            store: self.store.clone(),
+            peers: self.peers.clone(),
+        }
+    }
+}
+
+/// Writes a manager's node object: ready, reachable, leader or not.
+async fn register_node(active: &Arc<Active>, description: &Value) -> anyhow::Result<()> {
+    {
         let local = &active.local;
         let existing = active.store.view(|s| s.nodes.get(&local.node_id).cloned());
         let mut node = existing.clone().unwrap_or_else(|| Node {
@@ -206,14 +292,14 @@ impl Swarm {
             },
             ..Default::default()
         });
-        node.description = self.description.clone();
+        node.description = description.clone();
         node.status = NodeStatus {
             state: "ready".into(),
             message: String::new(),
             addr: host_of(&local.advertise_addr),
         };
         node.manager_status = Some(ManagerStatus {
-            leader: true,
+            leader: crate::raft_network::is_leader(&active.raft),
             reachability: "reachable".into(),
             addr: local.advertise_addr.clone(),
             raft_id: local.raft_id,
@@ -233,11 +319,13 @@ impl Swarm {
         .await
         .map_err(|e| anyhow::anyhow!("registering this node: {e}"))
     }
+}
 
+impl Swarm {
     /// `swarm init`: a new cluster with this node as its only manager. Answers the node id.
     pub async fn init(&self, req: InitRequest) -> Result<String, SwarmError> {
         let mut guard = self.active.lock().await;
-        if guard.is_some() {
+        if guard.is_some() || self.worker.lock().await.is_some() {
             return Err(SwarmError::AlreadyInSwarm);
         }
         // Leftovers of a failed init or leave must not be taken for this cluster's state.
@@ -248,11 +336,15 @@ impl Swarm {
             raft_id: 1,
             listen_addr: req.listen_addr.clone(),
             advertise_addr: req.advertise_addr.clone(),
+            role: manager_role(),
+            managers: Vec::new(),
         };
-        let active = self.start(local.clone(), true).await?;
         let ca = crate::ca::new_root_ca()?;
+        let cluster_id = new_id();
+        crate::pki::issue(&ca, &cluster_id, &local.node_id, "manager")?.save(&self.dir)?;
+        let active = self.start(local.clone(), true).await?;
         let cluster = Cluster {
-            meta: Meta::new(new_id()),
+            meta: Meta::new(cluster_id),
             spec: req.spec,
             join_tokens: JoinTokens {
                 worker: crate::ca::join_token(&ca),
@@ -266,12 +358,25 @@ impl Swarm {
         let handle = Handle {
             active: active.clone(),
         };
-        let created = handle
-            .propose(Command::one(Op::Create(Object::Cluster(cluster))))
-            .await;
+        let mut ops = vec![Op::Create(Object::Cluster(cluster.clone()))];
+        // The routing mesh's network, as `swarm init` makes it (`crate::allocator`).
+        let mut scratch = crate::store::State::default();
+        scratch.put_object(Object::Cluster(cluster));
+        match crate::allocator::ingress_network(&scratch) {
+            Ok(ingress) => ops.push(Op::Create(Object::Network(ingress))),
+            Err(e) => tracing::warn!(error = %e, "no ingress network"),
+        }
+        let created = handle.propose(Command { ops }).await;
         let registered = match created {
             Ok(()) => self.register_self(&active).await.map_err(SwarmError::Other),
             Err(e) => Err(SwarmError::Unavailable(e.to_string())),
+        };
+        let registered = match registered {
+            Ok(()) => self
+                .start_listener(&active)
+                .await
+                .map_err(SwarmError::Other),
+            Err(e) => Err(e),
         };
         if let Err(e) = registered {
             stop(&active).await;
@@ -290,11 +395,12 @@ impl Swarm {
     pub async fn leave(&self, force: bool) -> Result<(), SwarmError> {
         let mut guard = self.active.lock().await;
         let Some(active) = guard.clone() else {
-            return Err(SwarmError::NotInSwarm);
+            return self.leave_worker().await;
         };
         if !force {
-            return Err(SwarmError::LastManager);
+            return Err(self.manager_leave_refusal(&active));
         }
+        self.leave_raft(&active).await;
         stop(&active).await;
         crate::agent::remove_all(self.executor.as_ref()).await;
         *guard = None;
@@ -306,6 +412,11 @@ impl Swarm {
     pub async fn shutdown(&self) {
         if let Some(active) = self.active.lock().await.take() {
             stop(&active).await;
+        }
+        if let Some(w) = self.worker.lock().await.take() {
+            w.stop.cancel();
+            w.tasks.close();
+            w.tasks.wait().await;
         }
     }
 }
@@ -319,7 +430,7 @@ async fn stop(active: &Active) {
     }
 }
 
-fn host_of(addr: &str) -> String {
+pub(crate) fn host_of(addr: &str) -> String {
     match addr.rsplit_once(':') {
         Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
             host.trim_matches(['[', ']']).to_string()

@@ -474,6 +474,20 @@ pub async fn start(
     addr: &str,
     bootstrap: bool,
 ) -> anyhow::Result<Raft> {
+    start_with(db, store, id, addr, bootstrap, NoPeers).await
+}
+
+/// Like [`start`] over a network to other managers; waits for leadership only when this
+/// manager is the cluster's only voter (a member of several waits for no one: the others may
+/// be down, and reads work without a leader).
+pub async fn start_with<N: RaftNetworkFactory<TypeConfig>>(
+    db: Arc<Database>,
+    store: Store,
+    id: NodeId,
+    addr: &str,
+    bootstrap: bool,
+    network: N,
+) -> anyhow::Result<Raft> {
     let config = openraft::Config {
         cluster_name: "berth-swarm".into(),
         heartbeat_interval: 200,
@@ -487,10 +501,20 @@ pub async fn start(
     }
     .validate()?;
     let sm = StateMachine::open(db.clone(), store)?;
-    let raft = Raft::new(id, Arc::new(config), NoPeers, LogStore::new(db), sm).await?;
+    let raft = Raft::new(id, Arc::new(config), network, LogStore::new(db), sm).await?;
     if bootstrap && !raft.is_initialized().await? {
         let members = BTreeMap::from([(id, BasicNode::new(addr))]);
         raft.initialize(members).await?;
+    }
+    let voters: Vec<NodeId> = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    if voters != [id] {
+        return Ok(raft);
     }
     raft.wait(Some(Duration::from_secs(10)))
         .current_leader(id, "this manager becomes leader")

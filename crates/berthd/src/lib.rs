@@ -7,6 +7,7 @@ pub mod disk_reserve;
 pub mod events;
 pub mod lock;
 pub mod rootless;
+pub mod overlay;
 pub mod router;
 pub mod server;
 pub mod state;

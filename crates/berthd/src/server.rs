@@ -168,6 +168,7 @@ async fn run_locked(
     let networks = daemon.networks.clone();
     let swarm = daemon.swarm.clone();
     crate::swarm_events::forward(&daemon).await;
+    crate::overlay::spawn(&daemon);
     let signals = wait_for_signal();
     tracing::info!(
         max_connections = config.max_connections,

@@ -260,6 +260,7 @@ impl Daemon {
                 config.registry.remote_options(),
                 config.registry.pull_options(&config.data_root),
             ),
+            networks.clone(),
         );
         let swarm = berth_swarm::manager::Swarm::open(
             &config.data_root.join("swarm"),

@@ -21,9 +21,11 @@ pub async fn forward(state: &AppState) {
             match feed.recv().await {
                 Ok(change) => {
                     let kind = match change.kind {
-                        Kind::Service | Kind::Node | Kind::Secret | Kind::Config => {
-                            change.kind.as_str()
-                        }
+                        Kind::Service
+                        | Kind::Node
+                        | Kind::Secret
+                        | Kind::Config
+                        | Kind::Network => change.kind.as_str(),
                         _ => continue,
                     };
                     let mut attrs = BTreeMap::new();

@@ -24,15 +24,23 @@ pub struct Executor {
     /// by this executor's own creates and removes: a pass over n tasks lists the containers
     /// once, not n times.
     pub known: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// For `docker_gwbridge`, which tasks on overlays join (`crate::overlay`).
+    pub networks: berth_network::Networks,
 }
 
 impl Executor {
-    pub fn new(ctrs: Containers, files_root: PathBuf, puller: crate::swarm_pull::Puller) -> Self {
+    pub fn new(
+        ctrs: Containers,
+        files_root: PathBuf,
+        puller: crate::swarm_pull::Puller,
+        networks: berth_network::Networks,
+    ) -> Self {
         Executor {
             ctrs,
             files_root,
             puller,
             known: Default::default(),
+            networks,
         }
     }
 
@@ -116,6 +124,9 @@ impl Executor {
 
     async fn create_and_start(&self, run: TaskRun) -> Result<(String, i64), String> {
         let mut config = run.config.clone();
+        if config["HostConfig"]["NetworkMode"] == crate::overlay::GWBRIDGE {
+            crate::overlay::ensure_gwbridge(&self.networks).await?;
+        }
         let mounts = self.write_files(&run.task_id, &run.files)?;
         if !mounts.is_empty() {
             let host = &mut config["HostConfig"];

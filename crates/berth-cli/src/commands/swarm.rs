@@ -58,6 +58,8 @@ pub async fn inspect_objects(
 pub enum SwarmCommand {
     /// Initialize a swarm
     Init(InitArgs),
+    /// Join a swarm as a node and/or manager
+    Join(JoinArgs),
     /// Leave the swarm
     Leave(LeaveArgs),
     /// Manage join tokens
@@ -69,6 +71,7 @@ pub enum SwarmCommand {
 pub async fn run(env: &Env, command: SwarmCommand) -> Result<()> {
     match command {
         SwarmCommand::Init(a) => init(env, a).await,
+        SwarmCommand::Join(a) => join(env, a).await,
         SwarmCommand::Leave(a) => leave(env, a).await,
         SwarmCommand::JoinToken(a) => join_token(env, a).await,
         SwarmCommand::Inspect(a) => {
@@ -99,14 +102,78 @@ pub struct InitArgs {
     /// Number of historic tasks to keep per instance or node
     #[arg(long, value_name = "int", default_value_t = 5)]
     pub task_history_limit: i64,
+    /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
+    #[arg(long, value_name = "duration", default_value = "5s")]
+    pub dispatcher_heartbeat: String,
+    /// default address pool in CIDR format
+    #[arg(long, value_name = "ipNetSlice")]
+    pub default_addr_pool: Vec<String>,
+    /// default address pool subnet mask length
+    #[arg(long, value_name = "uint32", default_value_t = 24)]
+    pub default_addr_pool_mask_length: u32,
+    /// Port number to use for data path traffic (1024 - 49151). If no value is set or is set to 0, the default port (4789) is used.
+    #[arg(long, value_name = "uint32", default_value_t = 0)]
+    pub data_path_port: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Token for entry into the swarm
+    #[arg(long, value_name = "string")]
+    pub token: String,
+    /// Advertised address (format: "<ip|interface>[:port]")
+    #[arg(long, value_name = "string")]
+    pub advertise_addr: Option<String>,
+    /// Listen address (format: "<ip|interface>[:port]")
+    #[arg(long, value_name = "node-addr", default_value = "0.0.0.0:2377")]
+    pub listen_addr: String,
+    /// The manager to join (HOST:PORT)
+    pub remote: String,
+}
+
+/// `swarm join`: docker's answer texts by the role the node got.
+async fn join(env: &Env, a: JoinArgs) -> Result<()> {
+    let remote = if a.remote.contains(':') {
+        a.remote
+    } else {
+        format!("{}:2377", a.remote)
+    };
+    let body = json!({
+        "ListenAddr": a.listen_addr,
+        "AdvertiseAddr": a.advertise_addr.unwrap_or_default(),
+        "RemoteAddrs": [remote],
+        "JoinToken": a.token,
+    });
+    call(env, Method::POST, "/swarm/join", &Query::new(), Some(&body)).await?;
+    let info = call(env, Method::GET, "/info", &Query::new(), None).await?;
+    if info["Swarm"]["ControlAvailable"] == true {
+        output::out("This node joined a swarm as a manager.\n");
+    } else {
+        output::out("This node joined a swarm as a worker.\n");
+    }
+    Ok(())
 }
 
 async fn init(env: &Env, a: InitArgs) -> Result<()> {
+    let heartbeat = berth_api::duration::parse_go_duration(&a.dispatcher_heartbeat)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid argument \"{0}\" for \"--dispatcher-heartbeat\" flag: time: invalid duration \"{0}\"",
+                a.dispatcher_heartbeat
+            )
+        })?;
     let body = json!({
         "ListenAddr": a.listen_addr,
         "AdvertiseAddr": a.advertise_addr.unwrap_or_default(),
         "ForceNewCluster": a.force_new_cluster,
-        "Spec": {"Orchestration": {"TaskHistoryRetentionLimit": a.task_history_limit}},
+        "DefaultAddrPool": a.default_addr_pool,
+        "SubnetSize": a.default_addr_pool_mask_length,
+        "DataPathPort": a.data_path_port,
+        "Spec": {
+            "Orchestration": {"TaskHistoryRetentionLimit": a.task_history_limit},
+            "Dispatcher": {"HeartbeatPeriod": heartbeat},
+        },
     });
     let node = call(env, Method::POST, "/swarm/init", &Query::new(), Some(&body)).await?;
     let node = node.as_str().unwrap_or_default();

@@ -36,6 +36,7 @@ mod tests;
 
 pub use berth_api::networking::NetworkRequest;
 pub use ports::{parse_port_key, port_specs};
+pub use resolver::ExternalNames;
 
 /// How long [`Networks::shutdown`] waits for background work.
 pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -105,6 +106,8 @@ struct Inner {
     tasks: Tasks,
     events: Arc<dyn NetworkEvents>,
     op: tokio::sync::Mutex<()>,
+    /// Names from outside the engine (swarm services), asked when no container matches.
+    external_names: Mutex<Option<Arc<dyn ExternalNames>>>,
 }
 
 /// The network service (cheap to clone).
@@ -192,6 +195,12 @@ impl Networks {
                 "network tasks did not finish in time; exiting anyway"
             );
         }
+    }
+
+    /// Where the embedded DNS servers look up names no container on the asking container's
+    /// networks has (swarm services and their tasks).
+    pub fn set_external_names(&self, names: Arc<dyn ExternalNames>) {
+        *lock(&self.inner.external_names) = Some(names);
     }
 
     /// Tasks of the service still tracked (served ports and DNS, background deletions).

@@ -14,8 +14,38 @@ pub(super) struct NameResolver {
     pub(super) container: String,
 }
 
+/// Names the engine's own records do not know, answered for one container (berthd's swarm
+/// services: VIPs, `tasks.NAME`, aliases).
+pub trait ExternalNames: Send + Sync {
+    fn lookup(&self, container: &str, name: &str) -> Vec<IpAddr>;
+}
+
 impl Resolver for NameResolver {
     fn lookup(&self, name: &str) -> Vec<IpAddr> {
+        let found = self.local_lookup(name);
+        if !found.is_empty() {
+            return found;
+        }
+        let Some(inner) = self.inner.upgrade() else {
+            return found;
+        };
+        let external = lock(&inner.external_names).clone();
+        match external {
+            Some(names) => names.lookup(
+                &self.container,
+                &name.trim_end_matches('.').to_ascii_lowercase(),
+            ),
+            None => found,
+        }
+    }
+
+    fn reverse(&self, ip: IpAddr) -> Option<String> {
+        self.local_reverse(ip)
+    }
+}
+
+impl NameResolver {
+    fn local_lookup(&self, name: &str) -> Vec<IpAddr> {
         let Some(inner) = self.inner.upgrade() else {
             return Vec::new();
         };
@@ -84,7 +114,7 @@ impl Resolver for NameResolver {
         out
     }
 
-    fn reverse(&self, ip: IpAddr) -> Option<String> {
+    fn local_reverse(&self, ip: IpAddr) -> Option<String> {
         let inner = self.inner.upgrade()?;
         let st = lock(&inner.state);
         for c in st.containers.values() {

@@ -49,6 +49,7 @@ impl Networks {
                 live: Mutex::new(HashMap::new()),
                 events,
                 op: tokio::sync::Mutex::new(()),
+                external_names: Mutex::new(None),
             }),
         };
         me.ensure_predefined().await?;

@@ -66,7 +66,16 @@ pub async fn create(
         h.resources.kernel_memory = 0;
     }
     let name = q.non_empty("name").map(str::to_string);
+    let overlay = crate::overlay::attachable::prepare(&state, &mut req)
+        .await
+        .map_err(Error)?;
     let (id, mut warnings) = state.ctrs.create(name, req).await?;
+    if let Some(network) = overlay
+        && let Err(e) = crate::overlay::attachable::attach(&state, &network, &id).await
+    {
+        let _ = state.ctrs.remove(&id, true).await;
+        return Err(Error(e));
+    }
     warnings.extend(mac_warning);
     Ok(json_response(
         StatusCode::CREATED,

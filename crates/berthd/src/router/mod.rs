@@ -17,6 +17,7 @@ mod images;
 mod networks;
 mod push;
 mod swarm;
+mod swarm_networks;
 mod system;
 mod volumes;
 

@@ -31,9 +31,8 @@ pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Use \"docker 
 /// dockerd's `errNoSwarm`.
 pub const NOT_IN_A_SWARM: &str = "This node is not part of a swarm";
 
-/// Joining needs the transport between nodes, which Berth does not have yet.
-pub const NO_JOIN: &str =
-    "Berth cannot join a swarm yet: only single-manager swarms (swarm init) are supported";
+/// dockerd's `errNoManager` on a worker.
+pub const WORKER_NOT_A_MANAGER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
 
 pub fn routes(state: AppState) -> Router<AppState> {
     let cluster = Router::new()
@@ -82,7 +81,12 @@ async fn require_manager(State(state): State<AppState>, req: Request, next: Next
     if state.swarm.handle().await.is_some() {
         return next.run(req).await;
     }
-    match refuse(req, NOT_A_MANAGER).await {
+    let message = if state.swarm.worker_info().await.is_some() {
+        WORKER_NOT_A_MANAGER
+    } else {
+        NOT_A_MANAGER
+    };
+    match refuse(req, message).await {
         Ok(r) => r,
         Err(e) => axum::response::IntoResponse::into_response(e),
     }
@@ -222,15 +226,40 @@ async fn init(State(state): State<AppState>, req: Request) -> Result<Response> {
     }
 }
 
+/// `POST /swarm/join`.
 async fn join(State(state): State<AppState>, req: Request) -> Result<Response> {
-    if state.swarm.handle().await.is_some() {
-        json_body(req).await?;
-        return Err(Error(ApiError::new(
+    let body = json_body(req).await?;
+    let strings = |key: &str| -> Vec<String> {
+        body[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let listen = body["ListenAddr"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("0.0.0.0:2377");
+    let join = berth_swarm::manager::JoinRequest {
+        listen_addr: listen.to_string(),
+        advertise_addr: body["AdvertiseAddr"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        remote_addrs: strings("RemoteAddrs"),
+        join_token: body["JoinToken"].as_str().unwrap_or_default().to_string(),
+    };
+    match state.swarm.join(join).await {
+        Ok(()) => Ok(super::empty_ok()),
+        Err(SwarmError::AlreadyInSwarm) => Err(Error(ApiError::new(
             ErrorKind::Unavailable,
-            berth_swarm::manager::ALREADY_IN_SWARM,
-        )));
+            SwarmError::AlreadyInSwarm.to_string(),
+        ))),
+        Err(SwarmError::Invalid(m)) => Err(Error(ApiError::invalid(m))),
+        Err(SwarmError::Unavailable(m)) => Err(Error(ApiError::new(ErrorKind::Unavailable, m))),
+        Err(e) => Err(Error(ApiError::new(ErrorKind::Internal, e.to_string()))),
     }
-    refuse(req, NO_JOIN).await
 }
 
 async fn leave(State(state): State<AppState>, q: Query, req: Request) -> Result<Response> {
@@ -244,6 +273,7 @@ async fn leave(State(state): State<AppState>, q: Query, req: Request) -> Result<
             ErrorKind::Unavailable,
             SwarmError::LastManager.to_string(),
         ))),
+        Err(SwarmError::Unavailable(m)) => Err(Error(ApiError::new(ErrorKind::Unavailable, m))),
         Err(e) => Err(Error(ApiError::new(ErrorKind::Internal, e.to_string()))),
     }
 }
@@ -314,6 +344,23 @@ async fn unlock_key(State(state): State<AppState>) -> Result<Response> {
 /// The `/info` Swarm section.
 pub async fn info_section(state: &AppState) -> berth_api::models::system::SwarmInfo {
     let Some(h) = state.swarm.handle().await else {
+        if let Some(w) = state.swarm.worker_info().await {
+            return berth_api::models::system::SwarmInfo {
+                node_id: w.node_id,
+                node_addr: w.addr,
+                local_node_state: "active".into(),
+                control_available: false,
+                error: w.session.error,
+                remote_managers: Some(
+                    w.session
+                        .managers
+                        .iter()
+                        .map(|a| json!({"NodeID": "", "Addr": a}))
+                        .collect(),
+                ),
+                ..Default::default()
+            };
+        }
         return berth_api::models::system::SwarmInfo {
             local_node_state: "inactive".into(),
             ..Default::default()
@@ -340,9 +387,16 @@ pub async fn info_section(state: &AppState) -> berth_api::models::system::SwarmI
         local_node_state: "active".into(),
         control_available: true,
         error: String::new(),
-        remote_managers: Some(vec![
-            json!({"NodeID": h.node_id(), "Addr": h.local().advertise_addr}),
-        ]),
+        remote_managers: Some(h.store().view(|s| {
+            s.nodes
+                .values()
+                .filter_map(|n| {
+                    n.manager_status
+                        .as_ref()
+                        .map(|m| json!({"NodeID": n.meta.id, "Addr": m.addr}))
+                })
+                .collect()
+        })),
         nodes: Some(nodes),
         managers: Some(managers),
         cluster,

@@ -115,7 +115,11 @@ pub async fn remove(
 ) -> Result<Response> {
     let h = manager(&state).await?;
     let node = find(&h, &id)?;
-    if node.manager_status.is_some() {
+    if node
+        .manager_status
+        .as_ref()
+        .is_some_and(|m| h.is_raft_member(m.raft_id))
+    {
         return Err(Error(ApiError::new(
             berth_api::ErrorKind::Internal,
             format!(

@@ -102,6 +102,7 @@ pub async fn create(State(state): State<AppState>, req: Request) -> Result<Respo
         ))));
     }
     missing_references(&h, &spec)?;
+    crate::router::swarm_networks::check_service_networks(&h, &spec)?;
     let id = new_id();
     let endpoint = json!({"Spec": spec.get("EndpointSpec").cloned().unwrap_or(json!({}))});
     let mut service = Service {
@@ -257,6 +258,7 @@ pub async fn update(
         )));
     }
     missing_references(&h, &spec)?;
+    crate::router::swarm_networks::check_service_networks(&h, &spec)?;
     if auth.is_some() {
         // dockerd keeps the previous credentials when an update sends none.
         service.registry_auth = auth;
@@ -276,8 +278,13 @@ pub async fn update(
         job["JobIteration"] = json!({"Index": next});
         job["LastExecution"] = json!(berth_swarm::types::now());
     }
-    service.endpoint =
-        json!({"Spec": service.spec.get("EndpointSpec").cloned().unwrap_or(json!({}))});
+    // The allocator's VIPs and ports stay until it recomputes them from the new spec (a
+    // published port must not stop answering meanwhile).
+    service.endpoint["Spec"] = service
+        .spec
+        .get("EndpointSpec")
+        .cloned()
+        .unwrap_or(json!({}));
     service.meta.updated_at = berth_swarm::types::now();
     commit(
         &h,

@@ -1,0 +1,205 @@
+//! Node certificates from the cluster CA, a node's identity on disk, and reading join tokens.
+//!
+//! A node certificate names the node as swarmkit's do (CN = node ID, OU = `swarm-manager` or
+//! `swarm-worker`, O = cluster ID) and also carries both as DNS names, which is what the
+//! transport checks (webpki verifies names, it does not hand out subjects). Managers issue the
+//! key with the certificate and send both over the TLS channel the joining node verified
+//! against its token's CA digest (swarmkit sends a CSR instead; rcgen parses CSRs only with
+//! its x509-parser feature, which is not in this build).
+
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::types::RootCa;
+
+/// swarmkit's answer to a token it cannot read.
+pub const INVALID_TOKEN: &str = "invalid join token";
+
+/// This node's certificate, key and the CA it trusts: `<swarm dir>/certificates/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Identity {
+    pub node_id: String,
+    /// `manager` or `worker` (the API's spelling).
+    pub role: String,
+    pub cluster_id: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+}
+
+fn identity_path(dir: &Path) -> PathBuf {
+    dir.join("certificates").join("identity.json")
+}
+
+impl Identity {
+    pub fn load(dir: &Path) -> Option<Identity> {
+        let bytes = std::fs::read(identity_path(dir)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Writes the identity (mode 0600: it holds the node's key).
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = identity_path(dir);
+        std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(self)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    pub fn role_name(&self) -> &'static str {
+        role_name(&self.role)
+    }
+}
+
+/// The certificate OU (and DNS name) of an API role.
+pub fn role_name(role: &str) -> &'static str {
+    if role == "manager" {
+        crate::transport::MANAGER_ROLE
+    } else {
+        crate::transport::WORKER_ROLE
+    }
+}
+
+/// The CA as an issuer: the same subject and key as the root `swarm init` made (rcgen needs
+/// a certificate object to sign with; subject and key are what a child names and is verified
+/// by).
+fn issuer(ca: &RootCa) -> anyhow::Result<(rcgen::Certificate, rcgen::KeyPair)> {
+    let key = rcgen::KeyPair::from_pem(&ca.key_pem)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "swarm-ca");
+    params.not_after = rcgen::date_time_ymd(2046, 1, 1);
+    let cert = params.self_signed(&key)?;
+    Ok((cert, key))
+}
+
+/// A node certificate and key for `node_id` in `role` (`manager`/`worker`), valid 90 days
+/// (swarmkit's default expiry).
+pub fn issue(ca: &RootCa, cluster_id: &str, node_id: &str, role: &str) -> anyhow::Result<Identity> {
+    use chrono::Datelike;
+    let (ca_cert, ca_key) = issuer(ca)?;
+    let ou = role_name(role);
+    let mut params = rcgen::CertificateParams::new(vec![ou.to_string(), node_id.to_string()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, node_id);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, ou);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, cluster_id);
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let day = |d: chrono::DateTime<chrono::Utc>| {
+        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
+    };
+    let now = chrono::Utc::now();
+    params.not_before = day(now - chrono::Duration::days(1));
+    params.not_after = day(now + chrono::Duration::days(90));
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+    Ok(Identity {
+        node_id: node_id.to_string(),
+        role: role.to_string(),
+        cluster_id: cluster_id.to_string(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        ca_pem: ca.cert_pem.clone(),
+    })
+}
+
+/// A join token's parts: the CA digest (hex) and the whole token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinToken {
+    pub ca_digest_hex: String,
+    pub token: String,
+}
+
+fn from_base36(s: &str) -> Option<Vec<u8>> {
+    // Big-endian base 36 to bytes (32 for a sha256 digest).
+    let mut out = vec![0u8; 32];
+    for c in s.chars() {
+        let mut carry = c.to_digit(36)?;
+        for b in out.iter_mut().rev() {
+            let v = u32::from(*b) * 36 + carry;
+            *b = (v & 0xff) as u8;
+            carry = v >> 8;
+        }
+        if carry != 0 {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// Reads `SWMTKN-1-<digest>-<secret>` as swarmkit's `ParseJoinToken` does.
+pub fn parse_token(token: &str) -> Result<JoinToken, String> {
+    let parts: Vec<&str> = token.split('-').collect();
+    if parts.len() != 4 || parts[0] != "SWMTKN" || parts[1] != "1" || parts[3].len() != 25 {
+        return Err(INVALID_TOKEN.into());
+    }
+    let digest = from_base36(parts[2]).ok_or_else(|| INVALID_TOKEN.to_string())?;
+    Ok(JoinToken {
+        ca_digest_hex: hex::encode(digest),
+        token: token.to_string(),
+    })
+}
+
+/// Checks a fetched CA against the token's digest, with swarmkit's message.
+pub fn check_ca(token: &JoinToken, ca_pem: &str) -> Result<(), String> {
+    let der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+        .map_err(|e| format!("invalid root CA from the manager: {e}"))?;
+    let digest = hex::encode(Sha256::digest(der.as_ref()));
+    if digest != token.ca_digest_hex {
+        return Err(format!(
+            "remote CA does not match fingerprint. Expected: {}",
+            token.ca_digest_hex
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_their_ca_and_certificates_chain_to_it() {
+        let ca = crate::ca::new_root_ca().unwrap();
+        let token = parse_token(&crate::ca::join_token(&ca)).unwrap();
+        assert_eq!(format!("sha256:{}", token.ca_digest_hex), ca.digest);
+        check_ca(&token, &ca.cert_pem).unwrap();
+        let other = crate::ca::new_root_ca().unwrap();
+        let err = check_ca(&token, &other.cert_pem).unwrap_err();
+        assert!(err.starts_with("remote CA does not match fingerprint. Expected: "));
+        assert_eq!(parse_token("SWMTKN-1-abc").unwrap_err(), INVALID_TOKEN);
+        let id = issue(&ca, "cluster1", "node1abc", "worker").unwrap();
+        // The certificate verifies against the CA for its role and node ID.
+        let der = CertificateDer::from_pem_slice(id.cert_pem.as_bytes()).unwrap();
+        let ee = webpki::EndEntityCert::try_from(&der).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("swarm-worker").unwrap();
+        ee.verify_is_valid_for_subject_name(&name).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("swarm-manager").unwrap();
+        assert!(ee.verify_is_valid_for_subject_name(&name).is_err());
+        crate::transport::server_config(&ca.cert_pem, &id.cert_pem, &id.key_pem).unwrap();
+    }
+}

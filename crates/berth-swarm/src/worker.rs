@@ -1,0 +1,130 @@
+//! A worker's side of the dispatcher: a session with a manager that carries its agent's
+//! reports and brings back its assignments. The agent's [`crate::agent::pass`] runs on those
+//! assignments exactly as on a manager's full store.
+//!
+//! While no manager answers, the worker keeps its containers as they are (no pass runs: an
+//! empty or stale view must not stop tasks) and tries the managers it knows in turn; when one
+//! answers again, the next pass reconciles.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::TaskExecutor;
+use crate::dispatcher::{SyncRequest, SyncResponse};
+use crate::pki::Identity;
+use crate::store::{Op, State};
+use crate::transport::{CallError, Client, Request};
+
+/// What the API shows of a worker's session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionInfo {
+    pub managers: Vec<String>,
+    /// The last error talking to the managers (empty while connected).
+    pub error: String,
+    /// The manager removed this node (`node rm`).
+    pub removed: bool,
+    /// The last state the managers sent (the overlay agent reads it).
+    pub view: Option<Arc<State>>,
+}
+
+pub struct Worker {
+    pub identity: Identity,
+    pub addr: String,
+    pub info: Arc<Mutex<SessionInfo>>,
+}
+
+/// Runs the session until `stop`.
+pub async fn run(
+    worker: Arc<Worker>,
+    description: Value,
+    executor: Arc<dyn TaskExecutor>,
+    stop: CancellationToken,
+) {
+    let id = &worker.identity;
+    let client =
+        match crate::transport::client_config(&id.ca_pem, Some((&id.cert_pem, &id.key_pem))) {
+            Ok(c) => Client::new(c),
+            Err(e) => {
+                tracing::error!(error = %e, "worker TLS configuration");
+                return;
+            }
+        };
+    let mut pending: Vec<Op> = Vec::new();
+    let mut state: Option<State> = None;
+    let mut next = 0usize;
+    loop {
+        let managers = worker
+            .info
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .managers
+            .clone();
+        if managers.is_empty() {
+            return;
+        }
+        let addr = managers[next % managers.len()].clone();
+        let req = Request::Sync(SyncRequest {
+            node_id: id.node_id.clone(),
+            description: description.clone(),
+            addr: worker.addr.clone(),
+            ops: pending.clone(),
+            seen_index: state.as_ref().map(|s| s.index).unwrap_or(0),
+        });
+        let call = crate::transport::call_as::<SyncResponse>(
+            &client,
+            &addr,
+            &req,
+            Duration::from_secs(10),
+        );
+        let answer = tokio::select! {
+            _ = stop.cancelled() => return,
+            a = call => a,
+        };
+        match answer {
+            Ok(resp) => {
+                pending.clear();
+                let mut info = worker.info.lock().unwrap_or_else(|e| e.into_inner());
+                info.error.clear();
+                if !resp.managers.is_empty() {
+                    info.managers = resp.managers;
+                    next = 0;
+                }
+                info.view = Some(Arc::new(resp.state.clone()));
+                drop(info);
+                state = Some(resp.state);
+            }
+            Err(CallError::Remote(r)) if r.kind == "not_leader" && !r.message.is_empty() => {
+                // Follow the leader: sessions are its.
+                let mut info = worker.info.lock().unwrap_or_else(|e| e.into_inner());
+                info.managers.retain(|m| *m != r.message);
+                info.managers.insert(0, r.message);
+                next = 0;
+                continue;
+            }
+            Err(e) => {
+                let removed = matches!(&e, CallError::Remote(r) if r.kind == "removed");
+                tracing::debug!(manager = %addr, error = %e, "worker session");
+                {
+                    let mut info = worker.info.lock().unwrap_or_else(|e| e.into_inner());
+                    info.error = e.to_string();
+                    info.removed = removed;
+                }
+                if removed {
+                    return;
+                }
+                next += 1;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
+        }
+        if let Some(s) = &state {
+            pending = crate::agent::pass(s, &id.node_id, executor.as_ref()).await;
+        }
+    }
+}

@@ -1,0 +1,586 @@
+//! Overlay networks on one daemon (a one-manager swarm): swarm-scoped networks through the
+//! docker CLI, the allocator's addresses, the data plane (a netns per overlay with a bridge
+//! and a VXLAN device, a veth per task), service discovery, VIP load balancing and the
+//! routing mesh, and that removing everything leaves nothing behind.
+
+use berth_e2e::containers::{daemon_with_busybox, until};
+use berth_e2e::{Daemon, require_root};
+use serde_json::Value;
+
+fn docker_ok(d: &Daemon, args: &[&str]) -> Option<String> {
+    Some(d.docker(args)?.success().stdout)
+}
+
+fn inspect_network(d: &Daemon, name: &str) -> Value {
+    let r = d.api().get(&format!("/networks/{name}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+#[test]
+fn swarm_networks_are_created_listed_inspected_and_removed() {
+    require_root!();
+    let d = daemon_with_busybox();
+    // Outside a swarm an overlay cannot be made (dockerd's text).
+    let Some(out) = d.docker(&["network", "create", "-d", "overlay", "nope"]) else {
+        eprintln!("skipped: no docker CLI");
+        return;
+    };
+    let out = out.failure();
+    assert!(
+        out.stderr.contains("This node is not a swarm manager"),
+        "{}",
+        out.stderr
+    );
+    docker_ok(
+        &d,
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--default-addr-pool",
+            "10.210.0.0/16",
+            "--default-addr-pool-mask-length",
+            "25",
+        ],
+    )
+    .unwrap();
+    // `swarm init` made the routing mesh's network from the pool's first subnet.
+    let ingress = inspect_network(&d, "ingress");
+    assert_eq!(ingress["Scope"], "swarm");
+    assert_eq!(ingress["Driver"], "overlay");
+    assert_eq!(ingress["Ingress"], true);
+    assert_eq!(ingress["IPAM"]["Config"][0]["Subnet"], "10.210.0.0/25");
+    let id = docker_ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "backend",
+        ],
+    )
+    .unwrap();
+    let backend = inspect_network(&d, "backend");
+    assert_eq!(backend["Id"], id.trim());
+    assert_eq!(backend["Attachable"], true);
+    assert_eq!(backend["IPAM"]["Config"][0]["Subnet"], "10.210.0.128/25");
+    assert_eq!(
+        backend["Options"]["com.docker.network.driver.overlay.vxlanid_list"],
+        "4097"
+    );
+    // IPsec needs ESP in the kernel, which this one lacks: refused, never left in clear.
+    let out = d
+        .docker(&[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--opt",
+            "encrypted",
+            "secret",
+        ])
+        .unwrap()
+        .failure();
+    assert!(
+        out.stderr
+            .contains("encrypted overlay networks are not supported"),
+        "{}",
+        out.stderr
+    );
+    docker_ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--internal",
+            "--subnet",
+            "10.211.5.0/24",
+            "--gateway",
+            "10.211.5.254",
+            "private",
+        ],
+    )
+    .unwrap();
+    let private = inspect_network(&d, "private");
+    assert_eq!(private["Internal"], true);
+    assert_eq!(private["IPAM"]["Config"][0]["Gateway"], "10.211.5.254");
+    let out = d
+        .docker(&["network", "create", "-d", "overlay", "backend"])
+        .unwrap()
+        .failure();
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    let out = d
+        .docker(&[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.211.5.0/25",
+            "clash",
+        ])
+        .unwrap()
+        .failure();
+    assert!(out.stderr.contains("overlaps"), "{}", out.stderr);
+    let ls = docker_ok(&d, &["network", "ls", "--filter", "scope=swarm"]).unwrap();
+    for name in ["ingress", "backend", "private"] {
+        assert!(ls.contains(name), "{ls}");
+    }
+    assert!(!ls.contains("bridge "), "{ls}");
+    let ls = docker_ok(&d, &["network", "ls", "--format", "{{.Name}} {{.Scope}}"]).unwrap();
+    assert!(ls.contains("backend swarm"), "{ls}");
+    assert!(ls.contains("bridge local"), "{ls}");
+    let out = d
+        .docker(&[
+            "service",
+            "create",
+            "--network",
+            "ingress",
+            "busybox:latest",
+            "true",
+        ])
+        .unwrap()
+        .failure();
+    assert!(
+        out.stderr
+            .contains("explicitly attached to the ingress network"),
+        "{}",
+        out.stderr
+    );
+    // A network a service uses cannot go (swarmkit's text).
+    docker_ok(
+        &d,
+        &[
+            "service",
+            "create",
+            "--name",
+            "api",
+            "--network",
+            "backend",
+            "--detach",
+            "busybox:latest",
+            "sleep",
+            "1000",
+        ],
+    )
+    .unwrap();
+    let out = d.docker(&["network", "rm", "backend"]).unwrap().failure();
+    assert!(
+        out.stderr.contains("is in use by service"),
+        "{}",
+        out.stderr
+    );
+    docker_ok(&d, &["service", "rm", "api"]).unwrap();
+    docker_ok(&d, &["network", "rm", "backend", "private"]).unwrap();
+    let out = d
+        .docker(&["network", "inspect", "backend"])
+        .unwrap()
+        .failure();
+    assert!(out.stderr.contains("not found"), "{}", out.stderr);
+    until("the service's containers to go", || {
+        d.api()
+            .get("/containers/json?all=1")
+            .json()
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+    });
+    docker_ok(&d, &["swarm", "leave", "--force"]).unwrap();
+}
+
+/// A service whose tasks answer HTTP with their hostname (busybox httpd).
+fn web_args<'a>(name: &'a str, network: &'a str, replicas: &'a str) -> Vec<&'a str> {
+    vec![
+        "service",
+        "create",
+        "--name",
+        name,
+        "--network",
+        network,
+        "--replicas",
+        replicas,
+        "--detach",
+        "busybox:latest",
+        "sh",
+        "-c",
+        "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]
+}
+
+fn running_task_containers(d: &Daemon, service: &str) -> Vec<String> {
+    let filters = serde_json::json!({"label": [format!("com.docker.swarm.service.name={service}")], "status": ["running"]});
+    let path = format!(
+        "/containers/json?filters={}",
+        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
+    );
+    d.api()
+        .get(&path)
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn exec(d: &Daemon, container: &str, cmd: &str) -> (bool, String) {
+    let out = d
+        .docker(&["exec", container, "sh", "-c", cmd])
+        .expect("docker CLI");
+    (out.code == 0, format!("{}{}", out.stdout, out.stderr))
+}
+
+/// An HTTP GET from inside a container (busybox `nc`): whether a body came, and the body's
+/// last line (the answering task's hostname).
+fn http_get(d: &Daemon, container: &str, host: &str) -> (bool, String) {
+    let (_, out) = exec(
+        d,
+        container,
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} 80 | tail -1"),
+    );
+    let body = out.trim().to_string();
+    (!body.is_empty() && !body.contains(' '), body)
+}
+
+#[test]
+fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
+    require_root!();
+    let mut d = daemon_with_busybox();
+    if d.docker(&["version"]).is_none() {
+        eprintln!("skipped: no docker CLI");
+        return;
+    }
+    docker_ok(
+        &d,
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--data-path-port",
+            "4791",
+            "--default-addr-pool",
+            "10.212.0.0/16",
+        ],
+    )
+    .unwrap();
+    docker_ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "backend",
+        ],
+    )
+    .unwrap();
+    docker_ok(
+        &d,
+        &["network", "create", "-d", "overlay", "--internal", "other"],
+    )
+    .unwrap();
+    docker_ok(&d, &web_args("web", "backend", "3")).unwrap();
+    docker_ok(&d, &web_args("lonely", "other", "1")).unwrap();
+    until("3 web tasks and 1 lonely task", || {
+        running_task_containers(&d, "web").len() == 3
+            && running_task_containers(&d, "lonely").len() == 1
+    });
+    let tasks = running_task_containers(&d, "web");
+    let client = &tasks[0];
+    // The service's name is its VIP; tasks.NAME is every task.
+    let service = d.api().get("/services/web").json();
+    let vip = service["Endpoint"]["VirtualIPs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| !v["Addr"].is_null())
+        .unwrap()["Addr"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut answer = String::new();
+    until("web to resolve to its VIP", || {
+        answer = exec(&d, client, "nslookup web 127.0.0.11").1;
+        answer.contains(&vip)
+    });
+    until("tasks.web to resolve to 3 addresses", || {
+        answer = exec(&d, client, "nslookup tasks.web 127.0.0.11").1;
+        answer.matches("Address").count() >= 4
+    });
+    // Connections to the VIP are spread over the tasks; each answers with its hostname.
+    let mut seen = std::collections::BTreeSet::new();
+    until("the VIP to reach every task", || {
+        let (ok, body) = http_get(&d, client, "web");
+        if ok {
+            seen.insert(body.trim().to_string());
+        } else {
+            eprintln!("no answer from the VIP: {body}");
+        }
+        seen.len() == 3
+    });
+    // A restarted daemon finds its overlays as they were (the tasks kept running).
+    d.restart();
+    until("the VIP to answer after a daemon restart", || {
+        http_get(&d, client, "web").0
+    });
+    assert_eq!(running_task_containers(&d, "web").len(), 3);
+    // A task that dies leaves the rotation: every answer then comes from a running task.
+    let victim = tasks[1].clone();
+    d.docker(&["kill", &victim]).unwrap();
+    until("the VIP to skip the dead task", || {
+        let running = running_task_containers(&d, "web");
+        (0..6).all(|_| {
+            let (ok, body) = http_get(&d, client, "web");
+            ok && !victim.starts_with(&body) && running.iter().any(|c| c.starts_with(&body))
+        })
+    });
+    // Overlays are isolated: web's tasks cannot reach lonely's.
+    let lonely = d
+        .api()
+        .get(&format!(
+            "/containers/{}/json",
+            running_task_containers(&d, "lonely")[0]
+        ))
+        .json();
+    let _ = lonely;
+    let lonely_task = d
+        .api()
+        .get("/tasks?filters=%7B%22service%22%3A%5B%22lonely%22%5D%7D")
+        .json();
+    let lonely_ip = lonely_task[0]["NetworksAttachments"][0]["Addresses"][0]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, out) = http_get(&d, client, &lonely_ip);
+    assert!(!ok, "reached another overlay: {out}");
+    let (ok, _) = exec(&d, client, "nslookup lonely 127.0.0.11");
+    assert!(!ok, "another overlay's service resolved");
+    // A task on internal overlays only has no way out (no default route).
+    let lonely_ctr = running_task_containers(&d, "lonely")[0].clone();
+    until("the internal task to lose its default route", || {
+        !exec(&d, &lonely_ctr, "ip route").1.contains("default")
+    });
+    // A plain container on the attachable overlay gets an address from the allocator and
+    // reaches the service by name.
+    let out = d
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "probe",
+            "--network",
+            "other",
+            "busybox:latest",
+            "sleep",
+            "1000",
+        ])
+        .unwrap()
+        .failure();
+    assert!(
+        out.stderr.contains("not manually attachable"),
+        "{}",
+        out.stderr
+    );
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "probe",
+            "--network",
+            "backend",
+            "busybox:latest",
+            "sleep",
+            "1000",
+        ],
+    )
+    .unwrap();
+    let mut body = String::new();
+    until("the attached container to reach the service", || {
+        let (ok, b) = http_get(&d, "probe", "web");
+        body = b;
+        ok
+    });
+    let out = d.docker(&["network", "rm", "backend"]).unwrap().failure();
+    assert!(out.stderr.contains("active endpoints"), "{}", out.stderr);
+    docker_ok(&d, &["rm", "-f", "probe"]).unwrap();
+    // Its address goes with it: only the service holds the network then.
+    until("the attachment to be released", || {
+        let out = d.docker(&["network", "rm", "backend"]).unwrap();
+        out.stderr.contains("is in use by service")
+    });
+    // Everything goes with the services and networks.
+    docker_ok(&d, &["service", "rm", "web", "lonely"]).unwrap();
+    docker_ok(&d, &["network", "rm", "backend", "other"]).unwrap();
+    let overlay_dir = d.exec_root().join("overlay");
+    until("the overlay netns to go", || {
+        std::fs::read_dir(&overlay_dir).map_or(true, |mut e| e.next().is_none())
+    });
+    docker_ok(&d, &["swarm", "leave", "--force"]).unwrap();
+}
+
+/// An HTTP GET to a port on the host's loopback: the body's last line.
+fn host_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let last = body.trim().lines().last()?.trim().to_string();
+    (!last.is_empty() && !last.contains(' ')).then_some(last)
+}
+
+/// The routing mesh's host tables (other daemons' tests may change the rest meanwhile).
+fn host_nft_tables() -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .expect("nft");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("berth_mesh_"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Deletes the routing mesh's host table of a daemon (by its exec root, as berthd names it)
+/// when the test ends, also on failure; dropped after the daemon.
+struct MeshGuard(Option<String>);
+
+impl Drop for MeshGuard {
+    fn drop(&mut self) {
+        if let Some(table) = &self.0 {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "ip", table])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn mesh_table(d: &Daemon) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(d.exec_root().to_string_lossy().as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("berth_mesh_{}", &hex[..10])
+}
+
+#[test]
+fn a_published_port_answers_through_the_routing_mesh_and_leaves_nothing() {
+    require_root!();
+    let mut guard = MeshGuard(None);
+    let d = daemon_with_busybox();
+    guard.0 = Some(mesh_table(&d));
+    if d.docker(&["version"]).is_none() {
+        eprintln!("skipped: no docker CLI");
+        return;
+    }
+    docker_ok(
+        &d,
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--data-path-port",
+            "4792",
+            "--default-addr-pool",
+            "10.213.0.0/16",
+        ],
+    )
+    .unwrap();
+    let tables_before = host_nft_tables();
+    let mut args = web_args("web", "ingress", "2");
+    // Published through the mesh (mode=ingress, the default); no other network needed.
+    args.splice(2..2, ["--publish", "published=38431,target=80"]);
+    args.retain(|a| *a != "--network" && *a != "ingress");
+    docker_ok(&d, &args).unwrap();
+    until("2 web tasks", || {
+        running_task_containers(&d, "web").len() == 2
+    });
+    let service = d.api().get("/services/web").json();
+    assert_eq!(service["Endpoint"]["Ports"][0]["PublishedPort"], 38431);
+    assert_eq!(service["Endpoint"]["Ports"][0]["PublishMode"], "ingress");
+    let mut seen = std::collections::BTreeSet::new();
+    until("the published port to reach both tasks", || {
+        if let Some(host) = host_get(38431) {
+            seen.insert(host);
+        }
+        seen.len() == 2
+    });
+    // A published port is one service's (swarmkit's text).
+    let out = d
+        .docker(&[
+            "service",
+            "create",
+            "--publish",
+            "38431:80",
+            "busybox:latest",
+            "true",
+        ])
+        .unwrap()
+        .failure();
+    assert!(
+        out.stderr.contains("is already in use by service 'web'"),
+        "{}",
+        out.stderr
+    );
+    // A port chosen by the allocator (30000-32767) answers too.
+    docker_ok(
+        &d,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--publish-add",
+            "target=80",
+            "web",
+        ],
+    )
+    .unwrap();
+    let mut auto = 0;
+    until("an automatic published port", || {
+        let s = d.api().get("/services/web").json();
+        auto = s["Endpoint"]["Ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["PublishedPort"].as_u64())
+            .find(|p| (30000..=32767).contains(p))
+            .unwrap_or(0);
+        auto > 0
+    });
+    until("the automatic port to answer", || {
+        host_get(auto as u16).is_some()
+    });
+    assert!(
+        host_nft_tables().contains(guard.0.as_deref().unwrap()),
+        "the mesh's table is named after the exec root"
+    );
+    docker_ok(&d, &["service", "rm", "web"]).unwrap();
+    until("the mesh to go", || {
+        host_get(38431).is_none()
+            && host_nft_tables() == tables_before
+            && std::fs::read_dir(d.exec_root().join("overlay"))
+                .map_or(true, |mut e| e.next().is_none())
+    });
+    docker_ok(&d, &["swarm", "leave", "--force"]).unwrap();
+}
