@@ -510,3 +510,83 @@ fn managers_replicate_fail_over_and_refuse_writes_without_quorum() {
     // Reads still answer from the local store.
     assert_eq!(c.node(survivor).api().get("/services/web").status, 200);
 }
+
+/// `node promote` turns running workers into managers (Raft members that take writes), and
+/// `node demote` turns a manager back into a worker that keeps its tasks' containers.
+#[test]
+fn promote_and_demote_running_nodes() {
+    require_root!();
+    let c = Cluster::new(3, &[]);
+    for n in &c.nodes {
+        load_busybox(n);
+    }
+    let swarm = init_manager(&c);
+    let worker_token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
+    for i in [1, 2] {
+        let r = join(&c, i, &worker_token);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let m = c.node(0);
+    wait_for("three ready nodes", || {
+        let ns = nodes(m);
+        ns.len() == 3 && ns.iter().all(|n| n["Status"]["State"] == "ready")
+    });
+    let (w1, w2) = (node_id(c.node(1)), node_id(c.node(2)));
+    let out = m.berth(&["node", "promote", &w1]).success();
+    assert_eq!(
+        out.stdout,
+        format!("Node {w1} promoted to a manager in the swarm.\n")
+    );
+    let promote2 = m
+        .docker(&["node", "promote", &w2])
+        .unwrap_or_else(|| m.berth(&["node", "promote", &w2]));
+    promote2.success();
+    for i in [1, 2] {
+        wait_for("the promoted node controls the swarm", || {
+            c.node(i).api().get("/info").json()["Swarm"]["ControlAvailable"] == true
+        });
+    }
+    wait_for("three reachable managers seen from a promoted one", || {
+        leader_seen_by(c.node(2), 3).is_some()
+    });
+    let out = m.berth(&["node", "promote", &w1]).success();
+    assert_eq!(out.stdout, format!("Node {w1} is already a manager.\n"));
+
+    // A write on a promoted manager.
+    let spec = json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": 3}},
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
+    });
+    let r = c
+        .node(1)
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for("one task per node", || {
+        let by = running_by_node(m, "web");
+        by.len() == 3 && by.values().all(|n| *n == 1)
+    });
+
+    let out = m.berth(&["node", "demote", &w2]).success();
+    assert_eq!(out.stdout, format!("Manager {w2} demoted in the swarm.\n"));
+    wait_for("the demoted node is a worker again", || {
+        let info = c.node(2).api().get("/info").json();
+        info["Swarm"]["LocalNodeState"] == "active" && info["Swarm"]["ControlAvailable"] == false
+    });
+    wait_for(
+        "two managers, the demoted node ready without manager status",
+        || {
+            let n = m.api().get(&format!("/nodes/{w2}")).json();
+            n["ManagerStatus"].is_null()
+                && n["Status"]["State"] == "ready"
+                && leader_seen_by(m, 2).is_some()
+        },
+    );
+    assert_eq!(
+        local_task_containers(c.node(2), "web"),
+        1,
+        "its task kept running"
+    );
+    assert_eq!(m.api().get("/info").json()["Swarm"]["Managers"], 2);
+}

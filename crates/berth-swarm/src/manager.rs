@@ -110,6 +110,8 @@ pub struct Swarm {
     description: Value,
     active: Mutex<Option<Arc<Active>>>,
     worker: Mutex<Option<WorkerRun>>,
+    /// Set at daemon shutdown: no more role changes.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// Commits through Raft (on a follower: through the leader) and waits until the entry is
@@ -180,6 +182,7 @@ impl Swarm {
             description,
             active: Mutex::new(None),
             worker: Mutex::new(None),
+            closed: Default::default(),
         };
         let node_file = dir.join("node.json");
         if node_file.exists() {
@@ -403,6 +406,7 @@ impl Swarm {
 
     /// Daemon shutdown: loops end, Raft stops; containers and state stay.
     pub async fn shutdown(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(active) = self.active.lock().await.take() {
             stop(&active).await;
         }

@@ -26,11 +26,15 @@ pub struct SessionInfo {
     pub error: String,
     /// The manager removed this node (`node rm`).
     pub removed: bool,
+    /// The node was promoted: what it needs to become a manager (the session has ended).
+    pub promotion: Option<crate::join::JoinResponse>,
 }
 
 pub struct Worker {
     pub identity: Identity,
     pub addr: String,
+    /// Where it would listen as a manager (`host:port`).
+    pub manager_addr: String,
     pub info: Arc<Mutex<SessionInfo>>,
 }
 
@@ -70,6 +74,7 @@ pub async fn run(
             addr: worker.addr.clone(),
             ops: pending.clone(),
             seen_index: state.as_ref().map(|s| s.index).unwrap_or(0),
+            manager_addr: worker.manager_addr.clone(),
         });
         let call = crate::transport::call_as::<SyncResponse>(
             &client,
@@ -85,6 +90,10 @@ pub async fn run(
             Ok(resp) => {
                 pending.clear();
                 let mut info = worker.info.lock().unwrap_or_else(|e| e.into_inner());
+                if resp.promotion.is_some() {
+                    info.promotion = resp.promotion;
+                    return;
+                }
                 info.error.clear();
                 if !resp.managers.is_empty() {
                     info.managers = resp.managers;
