@@ -590,3 +590,49 @@ fn promote_and_demote_running_nodes() {
     );
     assert_eq!(m.api().get("/info").json()["Swarm"]["Managers"], 2);
 }
+
+/// A network partition (nftables in the switch namespace) isolates the leader: the minority
+/// refuses writes with Docker's text, the majority elects a leader and goes on; when the
+/// partition ends, the old leader follows and has the majority's writes.
+#[test]
+fn partition_minority_refuses_writes_and_heals() {
+    require_root!();
+    let c = Cluster::new(3, &[]);
+    let swarm = init_manager(&c);
+    let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
+    for i in [1, 2] {
+        let r = join(&c, i, &manager_token);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let first = node_id(c.node(0));
+    wait_for("three reachable managers", || {
+        leader_seen_by(c.node(1), 3).as_deref() == Some(first.as_str())
+    });
+    c.partition(&[0]);
+    let r = c.node(0).api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "minority", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.message().starts_with("The swarm does not have a leader."),
+        "{}",
+        r.message()
+    );
+    wait_for("a new leader on the majority side", || {
+        leader_seen_by(c.node(1), 2).is_some_and(|l| l != first)
+    });
+    let r = c.node(2).api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "majority", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    c.heal_partition();
+    wait_for("the old leader has the majority's write", || {
+        c.node(0).api().get("/secrets/majority").status == 200
+    });
+    assert_eq!(c.node(0).api().get("/secrets/minority").status, 404);
+    wait_for("three reachable managers again", || {
+        leader_seen_by(c.node(1), 3).is_some_and(|l| l != first)
+    });
+}

@@ -234,23 +234,38 @@ pub async fn handle_membership(raft: &Raft, call: MembershipCall) -> Answer {
     if !is_leader(raft) {
         return Err(not_leader(raft));
     }
-    let unavailable = |e: &dyn std::fmt::Display| RemoteError::new("unavailable", e.to_string());
-    match call {
-        MembershipCall::Add { raft_id, addr } => {
-            raft.add_learner(raft_id, BasicNode::new(addr), true)
+    // One membership change at a time: another one in progress (two managers joining at
+    // once) is waited out rather than failed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let result = match &call {
+            MembershipCall::Add { raft_id, addr } => {
+                match raft
+                    .add_learner(*raft_id, BasicNode::new(addr.clone()), true)
+                    .await
+                {
+                    Ok(_) => raft
+                        .change_membership(
+                            ChangeMembers::AddVoterIds(BTreeSet::from([*raft_id])),
+                            false,
+                        )
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            }
+            MembershipCall::Remove { raft_id } => raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([*raft_id])), false)
                 .await
-                .map_err(|e| unavailable(&e))?;
-            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])), false)
-                .await
-                .map_err(|e| unavailable(&e))?;
-        }
-        MembershipCall::Remove { raft_id } => {
-            raft.change_membership(
-                ChangeMembers::RemoveVoters(BTreeSet::from([raft_id])),
-                false,
-            )
-            .await
-            .map_err(|e| unavailable(&e))?;
+                .map(|_| ()),
+        };
+        match result {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline && is_leader(raft) => {
+                tracing::debug!(error = %e, "membership change; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(RemoteError::new("unavailable", e.to_string())),
         }
     }
     Ok(Value::Null)
