@@ -636,3 +636,44 @@ fn partition_minority_refuses_writes_and_heals() {
         leader_seen_by(c.node(1), 3).is_some_and(|l| l != first)
     });
 }
+
+/// Every manager restarted in turn (SIGTERM, then started again on its data root): each comes
+/// back with the cluster's state, the swarm keeps a leader and the service keeps its tasks.
+#[test]
+fn every_manager_restarts_in_turn() {
+    require_root!();
+    let mut c = Cluster::new(3, &[]);
+    for n in &c.nodes {
+        load_busybox(n);
+    }
+    let swarm = init_manager(&c);
+    let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
+    for i in [1, 2] {
+        let r = join(&c, i, &manager_token);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    wait_for("three reachable managers", || leader_seen_by(c.node(0), 3).is_some());
+    let spec = json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": 3}},
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
+    });
+    let r = c.node(0).api().post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for("3 tasks running", || {
+        running_by_node(c.node(0), "web").values().sum::<usize>() == 3
+    });
+    for i in 0..3 {
+        c.node_mut(i).restart();
+        let other = (i + 1) % 3;
+        wait_for("three reachable managers after a restart", || {
+            leader_seen_by(c.node(other), 3).is_some() && leader_seen_by(c.node(i), 3).is_some()
+        });
+        let r = c.node(i).api().get("/services/web");
+        assert_eq!(r.status, 200, "node {i} kept the state: {}", r.text());
+        wait_for("3 tasks running, one container each", || {
+            let total: usize = (0..3).map(|k| local_task_containers(c.node(k), "web")).sum();
+            running_by_node(c.node(i), "web").values().sum::<usize>() == 3 && total == 3
+        });
+    }
+}
