@@ -652,13 +652,18 @@ fn every_manager_restarts_in_turn() {
         let r = join(&c, i, &manager_token);
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    wait_for("three reachable managers", || leader_seen_by(c.node(0), 3).is_some());
+    wait_for("three reachable managers", || {
+        leader_seen_by(c.node(0), 3).is_some()
+    });
     let spec = json!({
         "Name": "web",
         "Mode": {"Replicated": {"Replicas": 3}},
         "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
     });
-    let r = c.node(0).api().post("/services/create", Some(spec.to_string().as_bytes()));
+    let r = c
+        .node(0)
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
     assert_eq!(r.status, 201, "{}", r.text());
     wait_for("3 tasks running", || {
         running_by_node(c.node(0), "web").values().sum::<usize>() == 3
@@ -672,8 +677,73 @@ fn every_manager_restarts_in_turn() {
         let r = c.node(i).api().get("/services/web");
         assert_eq!(r.status, 200, "node {i} kept the state: {}", r.text());
         wait_for("3 tasks running, one container each", || {
-            let total: usize = (0..3).map(|k| local_task_containers(c.node(k), "web")).sum();
+            let total: usize = (0..3)
+                .map(|k| local_task_containers(c.node(k), "web"))
+                .sum();
             running_by_node(c.node(i), "web").values().sum::<usize>() == 3 && total == 3
         });
     }
+}
+
+/// Quorum lost for good (two managers of three dead): `swarm init --force-new-cluster` on the
+/// survivor makes it the only manager with the state it had; writes work again and the
+/// service's tasks converge on it.
+#[test]
+fn force_new_cluster_recovers_from_a_lost_quorum() {
+    require_root!();
+    let mut c = Cluster::new(3, &[]);
+    for n in &c.nodes {
+        load_busybox(n);
+    }
+    let swarm = init_manager(&c);
+    let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
+    for i in [1, 2] {
+        let r = join(&c, i, &manager_token);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    wait_for("three reachable managers", || {
+        leader_seen_by(c.node(2), 3).is_some()
+    });
+    let spec = json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": 3}},
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
+    });
+    let r = c
+        .node(0)
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for("3 tasks running", || {
+        running_by_node(c.node(2), "web").values().sum::<usize>() == 3
+    });
+    c.node_mut(0).kill_hard();
+    c.node_mut(1).kill_hard();
+    let s = c.node(2);
+    let r = s.api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "s1", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+
+    let out = s.berth(&["swarm", "init", "--force-new-cluster"]).success();
+    assert!(out.stdout.contains("is now a manager"), "{}", out.stdout);
+    let r = s.api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "s1", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let me = node_id(s);
+    wait_for("the survivor leads, its service's tasks all on it", || {
+        running_by_node(s, "web").get(&me) == Some(&3) && local_task_containers(s, "web") == 3
+    });
+    // It keeps its state across a restart as the only member.
+    c.node_mut(2).restart();
+    let s = c.node(2);
+    let r = s.api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "s2", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(s.api().get("/secrets/s1").status, 200);
 }

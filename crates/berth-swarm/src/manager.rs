@@ -96,6 +96,8 @@ pub enum SwarmError {
 struct Active {
     local: LocalNode,
     raft: Raft,
+    /// The Raft database (redb refuses a second open of the same file in one process).
+    db: Arc<redb::Database>,
     peers: Arc<crate::raft_network::Peers>,
     store: Store,
     stop: CancellationToken,
@@ -211,6 +213,15 @@ impl Swarm {
 
     async fn start(&self, local: LocalNode, bootstrap: bool) -> anyhow::Result<Arc<Active>> {
         let db = crate::raft::open_db(&self.dir.join("raft.redb"))?;
+        self.start_on(local, bootstrap, db).await
+    }
+
+    async fn start_on(
+        &self,
+        local: LocalNode,
+        bootstrap: bool,
+        db: Arc<redb::Database>,
+    ) -> anyhow::Result<Arc<Active>> {
         let store = Store::default();
         let peers = Arc::new(crate::raft_network::Peers::default());
         if let Some(id) = crate::pki::Identity::load(&self.dir) {
@@ -219,7 +230,7 @@ impl Swarm {
             )));
         }
         let raft = crate::raft::start_with(
-            db,
+            db.clone(),
             store.clone(),
             local.raft_id,
             &local.advertise_addr,
@@ -244,6 +255,7 @@ impl Swarm {
         Ok(Arc::new(Active {
             local,
             raft,
+            db,
             peers,
             store,
             stop,

@@ -255,7 +255,10 @@ pub async fn handle_membership(raft: &Raft, call: MembershipCall) -> Answer {
                 }
             }
             MembershipCall::Remove { raft_id } => raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([*raft_id])), false)
+                .change_membership(
+                    ChangeMembers::RemoveVoters(BTreeSet::from([*raft_id])),
+                    false,
+                )
                 .await
                 .map(|_| ()),
         };

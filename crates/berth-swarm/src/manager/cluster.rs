@@ -306,6 +306,25 @@ impl Swarm {
         }
     }
 
+    /// `swarm init --force-new-cluster` on a manager: Raft restarts with this manager as its
+    /// only member and the state it had; the other managers' nodes stay listed, unreachable.
+    pub async fn force_new_cluster(&self) -> Result<String, SwarmError> {
+        let mut guard = self.active.lock().await;
+        let Some(active) = guard.take() else {
+            return Err(SwarmError::NotInSwarm);
+        };
+        let local = active.local.clone();
+        let db = active.db.clone();
+        super::stop(&active).await;
+        drop(active);
+        crate::raft::force_new_cluster(&db, local.raft_id, &local.advertise_addr)?;
+        let active = self.start_on(local.clone(), false, db).await?;
+        self.start_listener(&active).await?;
+        self.register_in_background(&active);
+        *guard = Some(active);
+        Ok(local.node_id)
+    }
+
     /// A worker's state for `/info` (none on managers and outside a swarm).
     pub async fn worker_info(&self) -> Option<WorkerInfo> {
         let guard = self.worker.lock().await;
