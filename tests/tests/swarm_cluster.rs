@@ -65,13 +65,13 @@ fn load_busybox(d: &Daemon) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-/// `swarm init` on node 0 with a 1 s heartbeat (a node is down after 3 s without one).
+/// `swarm init` on node 0 with a 2 s heartbeat (a node is down after 6 s without one).
 fn init_manager(c: &Cluster) -> Value {
     let m = c.node(0);
     let body = json!({
         "ListenAddr": "0.0.0.0:2377",
         "AdvertiseAddr": m.ip,
-        "Spec": {"Dispatcher": {"HeartbeatPeriod": 1_000_000_000u64}},
+        "Spec": {"Dispatcher": {"HeartbeatPeriod": 2_000_000_000u64}},
     });
     let r = m
         .api()
