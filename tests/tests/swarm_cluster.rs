@@ -747,3 +747,53 @@ fn force_new_cluster_recovers_from_a_lost_quorum() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(s.api().get("/secrets/s1").status, 200);
 }
+
+/// A worker cut off from its manager keeps its containers running; the manager marks it down
+/// and reschedules; when the link is back the worker is ready again and stops the tasks that
+/// moved away, so the service ends with its replica count exactly.
+#[test]
+fn worker_keeps_tasks_while_cut_off_and_reconciles() {
+    require_root!();
+    let c = Cluster::new(2, &[]);
+    for n in &c.nodes {
+        load_busybox(n);
+    }
+    let swarm = init_manager(&c);
+    let token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
+    let r = join(&c, 1, &token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = c.node(0);
+    wait_for("two ready nodes", || {
+        let ns = nodes(m);
+        ns.len() == 2 && ns.iter().all(|n| n["Status"]["State"] == "ready")
+    });
+    let spec = json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": 4}},
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
+    });
+    let r = m
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for("2 containers on each node", || {
+        local_task_containers(c.node(0), "web") == 2 && local_task_containers(c.node(1), "web") == 2
+    });
+    let worker = node_id(c.node(1));
+    c.cut(1);
+    wait_for("the cut-off worker is down and its tasks moved", || {
+        m.api().get(&format!("/nodes/{worker}")).json()["Status"]["State"] == "down"
+            && local_task_containers(m, "web") == 4
+    });
+    assert_eq!(
+        local_task_containers(c.node(1), "web"),
+        2,
+        "a worker without its manager keeps its tasks running"
+    );
+    c.heal(1);
+    wait_for("the worker is back and stopped its moved tasks", || {
+        m.api().get(&format!("/nodes/{worker}")).json()["Status"]["State"] == "ready"
+            && local_task_containers(c.node(1), "web") == 0
+            && local_task_containers(m, "web") == 4
+    });
+}
