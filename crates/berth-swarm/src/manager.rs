@@ -225,9 +225,10 @@ impl Swarm {
         let store = Store::default();
         let peers = Arc::new(crate::raft_network::Peers::default());
         if let Some(id) = crate::pki::Identity::load(&self.dir) {
-            peers.set_client(Arc::new(crate::transport::Client::new(
-                crate::transport::client_config(&id.ca_pem, Some((&id.cert_pem, &id.key_pem)))?,
-            )));
+            peers.set_config(crate::transport::client_config(
+                &id.ca_pem,
+                Some((&id.cert_pem, &id.key_pem)),
+            )?);
         }
         let raft = crate::raft::start_with(
             db.clone(),

@@ -13,7 +13,7 @@ use crate::pki::Identity;
 use crate::raft::Raft;
 use crate::raft_network::{Forwarded, MembershipCall, Peers, WRITE_TIMEOUT};
 use crate::store::{Command, Op, Store};
-use crate::transport::{CallError, Client, Request};
+use crate::transport::{CallError, Request};
 use crate::types::Object;
 use crate::worker::{SessionInfo, Worker};
 use crate::{ProposeError, Proposer};
@@ -46,13 +46,11 @@ impl Swarm {
                 id
             }
         };
-        if active.peers.client().is_none() {
-            active
-                .peers
-                .set_client(Arc::new(Client::new(crate::transport::client_config(
-                    &identity.ca_pem,
-                    Some((&identity.cert_pem, &identity.key_pem)),
-                )?)));
+        if !active.peers.has_config() {
+            active.peers.set_config(crate::transport::client_config(
+                &identity.ca_pem,
+                Some((&identity.cert_pem, &identity.key_pem)),
+            )?);
         }
         let proposer: Arc<dyn Proposer> = Arc::new(active.proposer());
         let service = Arc::new(crate::dispatcher::ManagerService::new(
