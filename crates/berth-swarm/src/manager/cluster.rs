@@ -286,9 +286,14 @@ impl Swarm {
             raft_id: active.local.raft_id,
         };
         let result = if crate::raft_network::is_leader(&active.raft) {
-            crate::raft_network::handle_membership(&active.raft, call)
-                .await
-                .map_err(|e| e.to_string())
+            // Without a quorum the change cannot commit: the node leaves anyway.
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                crate::raft_network::handle_membership(&active.raft, call),
+            )
+            .await
+            .map_err(|_| "no quorum to commit the change".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
         } else {
             crate::raft_network::call_leader(
                 &client,
