@@ -171,10 +171,13 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
         "inactive"
     );
 
-    let r = join(&c, 1, &worker_token);
-    assert_eq!(r.status, 200, "{}", r.text());
-    // The second worker joins with the docker CLI where there is one, else with berth.
     let remote = c.node(0).addr(2377);
+    let out = c
+        .node(1)
+        .berth(&["swarm", "join", "--token", &worker_token, &remote])
+        .success();
+    assert_eq!(out.stdout, "This node joined a swarm as a worker.\n");
+    // The second worker joins with the docker CLI where there is one, else with berth.
     let args = [
         "swarm",
         "join",
