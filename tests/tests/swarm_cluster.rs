@@ -18,20 +18,22 @@ fn harness_hosts_links_and_restarts() {
             "each daemon its own hostname"
         );
     }
-    let ping = |c: &Cluster, from: usize, to: usize| {
+    let ping_once = |c: &Cluster, from: usize, to: usize| {
         c.node(from)
             .exec(&["busybox", "ping", "-c", "1", "-W", "1", &c.node(to).ip])
             .code
             == 0
     };
+    // A link just set up takes a moment to forward (carrier, ARP): a few tries.
+    let ping = |c: &Cluster, from: usize, to: usize| (0..10).any(|_| ping_once(c, from, to));
     assert!(ping(&c, 0, 1) && ping(&c, 1, 2));
     c.cut(1);
-    assert!(!ping(&c, 0, 1), "a cut link drops traffic");
+    assert!(!ping_once(&c, 0, 1), "a cut link drops traffic");
     assert!(ping(&c, 0, 2));
     c.heal(1);
     assert!(ping(&c, 0, 1));
     c.partition(&[0]);
-    assert!(!ping(&c, 0, 1) && !ping(&c, 0, 2));
+    assert!(!ping_once(&c, 0, 1) && !ping_once(&c, 0, 2));
     assert!(ping(&c, 1, 2), "the majority side still talks");
     c.heal_partition();
     assert!(ping(&c, 0, 2));
@@ -65,13 +67,13 @@ fn load_busybox(d: &Daemon) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-/// `swarm init` on node 0 with a 1 s heartbeat (a node is down after 3 s without one).
+/// `swarm init` on node 0 with a 2 s heartbeat (a node is down after 6 s without one).
 fn init_manager(c: &Cluster) -> Value {
     let m = c.node(0);
     let body = json!({
         "ListenAddr": "0.0.0.0:2377",
         "AdvertiseAddr": m.ip,
-        "Spec": {"Dispatcher": {"HeartbeatPeriod": 1_000_000_000u64}},
+        "Spec": {"Dispatcher": {"HeartbeatPeriod": 2_000_000_000u64}},
     });
     let r = m
         .api()
@@ -169,10 +171,13 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
         "inactive"
     );
 
-    let r = join(&c, 1, &worker_token);
-    assert_eq!(r.status, 200, "{}", r.text());
-    // The second worker joins with the docker CLI where there is one, else with berth.
     let remote = c.node(0).addr(2377);
+    let out = c
+        .node(1)
+        .berth(&["swarm", "join", "--token", &worker_token, &remote])
+        .success();
+    assert_eq!(out.stdout, "This node joined a swarm as a worker.\n");
+    // The second worker joins with the docker CLI where there is one, else with berth.
     let args = [
         "swarm",
         "join",
@@ -509,4 +514,291 @@ fn managers_replicate_fail_over_and_refuse_writes_without_quorum() {
     assert!(r.message().contains(&dead_addr), "{}", r.message());
     // Reads still answer from the local store.
     assert_eq!(c.node(survivor).api().get("/services/web").status, 200);
+}
+
+/// `node promote` turns running workers into managers (Raft members that take writes), and
+/// `node demote` turns a manager back into a worker that keeps its tasks' containers.
+#[test]
+fn promote_and_demote_running_nodes() {
+    require_root!();
+    let c = Cluster::new(3, &[]);
+    for n in &c.nodes {
+        load_busybox(n);
+    }
+    let swarm = init_manager(&c);
+    let worker_token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
+    for i in [1, 2] {
+        let r = join(&c, i, &worker_token);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let m = c.node(0);
+    wait_for("three ready nodes", || {
+        let ns = nodes(m);
+        ns.len() == 3 && ns.iter().all(|n| n["Status"]["State"] == "ready")
+    });
+    let (w1, w2) = (node_id(c.node(1)), node_id(c.node(2)));
+    let out = m.berth(&["node", "promote", &w1]).success();
+    assert_eq!(
+        out.stdout,
+        format!("Node {w1} promoted to a manager in the swarm.\n")
+    );
+    let promote2 = m
+        .docker(&["node", "promote", &w2])
+        .unwrap_or_else(|| m.berth(&["node", "promote", &w2]));
+    promote2.success();
+    for i in [1, 2] {
+        wait_for("the promoted node controls the swarm", || {
+            c.node(i).api().get("/info").json()["Swarm"]["ControlAvailable"] == true
+        });
+    }
+    wait_for("three reachable managers seen from a promoted one", || {
+        leader_seen_by(c.node(2), 3).is_some()
+    });
+    let out = m.berth(&["node", "promote", &w1]).success();
+    assert_eq!(out.stdout, format!("Node {w1} is already a manager.\n"));
+
+    // A write on a promoted manager.
+    let spec = json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": 3}},
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
+    });
+    let r = c
+        .node(1)
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for("one task per node", || {
+        let by = running_by_node(m, "web");
+        by.len() == 3 && by.values().all(|n| *n == 1)
+    });
+
+    let out = m.berth(&["node", "demote", &w2]).success();
+    assert_eq!(out.stdout, format!("Manager {w2} demoted in the swarm.\n"));
+    wait_for("the demoted node is a worker again", || {
+        let info = c.node(2).api().get("/info").json();
+        info["Swarm"]["LocalNodeState"] == "active" && info["Swarm"]["ControlAvailable"] == false
+    });
+    wait_for(
+        "two managers, the demoted node ready without manager status",
+        || {
+            let n = m.api().get(&format!("/nodes/{w2}")).json();
+            n["ManagerStatus"].is_null()
+                && n["Status"]["State"] == "ready"
+                && leader_seen_by(m, 2).is_some()
+        },
+    );
+    assert_eq!(
+        local_task_containers(c.node(2), "web"),
+        1,
+        "its task kept running"
+    );
+    assert_eq!(m.api().get("/info").json()["Swarm"]["Managers"], 2);
+}
+
+/// A network partition (nftables in the switch namespace) isolates the leader: the minority
+/// refuses writes with Docker's text, the majority elects a leader and goes on; when the
+/// partition ends, the old leader follows and has the majority's writes.
+#[test]
+fn partition_minority_refuses_writes_and_heals() {
+    require_root!();
+    let c = Cluster::new(3, &[]);
+    let swarm = init_manager(&c);
+    let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
+    for i in [1, 2] {
+        let r = join(&c, i, &manager_token);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let first = node_id(c.node(0));
+    wait_for("three reachable managers", || {
+        leader_seen_by(c.node(1), 3).as_deref() == Some(first.as_str())
+    });
+    c.partition(&[0]);
+    let r = c.node(0).api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "minority", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.message().starts_with("The swarm does not have a leader."),
+        "{}",
+        r.message()
+    );
+    wait_for("a new leader on the majority side", || {
+        leader_seen_by(c.node(1), 2).is_some_and(|l| l != first)
+    });
+    let r = c.node(2).api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "majority", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    c.heal_partition();
+    wait_for("the old leader has the majority's write", || {
+        c.node(0).api().get("/secrets/majority").status == 200
+    });
+    assert_eq!(c.node(0).api().get("/secrets/minority").status, 404);
+    wait_for("three reachable managers again", || {
+        leader_seen_by(c.node(1), 3).is_some_and(|l| l != first)
+    });
+}
+
+/// Every manager restarted in turn (SIGTERM, then started again on its data root): each comes
+/// back with the cluster's state, the swarm keeps a leader and the service keeps its tasks.
+#[test]
+fn every_manager_restarts_in_turn() {
+    require_root!();
+    let mut c = Cluster::new(3, &[]);
+    for n in &c.nodes {
+        load_busybox(n);
+    }
+    let swarm = init_manager(&c);
+    let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
+    for i in [1, 2] {
+        let r = join(&c, i, &manager_token);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    wait_for("three reachable managers", || {
+        leader_seen_by(c.node(0), 3).is_some()
+    });
+    let spec = json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": 3}},
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
+    });
+    let r = c
+        .node(0)
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for("3 tasks running", || {
+        running_by_node(c.node(0), "web").values().sum::<usize>() == 3
+    });
+    for i in 0..3 {
+        c.node_mut(i).restart();
+        let other = (i + 1) % 3;
+        wait_for("three reachable managers after a restart", || {
+            leader_seen_by(c.node(other), 3).is_some() && leader_seen_by(c.node(i), 3).is_some()
+        });
+        let r = c.node(i).api().get("/services/web");
+        assert_eq!(r.status, 200, "node {i} kept the state: {}", r.text());
+        wait_for("3 tasks running, one container each", || {
+            let total: usize = (0..3)
+                .map(|k| local_task_containers(c.node(k), "web"))
+                .sum();
+            running_by_node(c.node(i), "web").values().sum::<usize>() == 3 && total == 3
+        });
+    }
+}
+
+/// Quorum lost for good (two managers of three dead): `swarm init --force-new-cluster` on the
+/// survivor makes it the only manager with the state it had; writes work again and the
+/// service's tasks converge on it.
+#[test]
+fn force_new_cluster_recovers_from_a_lost_quorum() {
+    require_root!();
+    let mut c = Cluster::new(3, &[]);
+    for n in &c.nodes {
+        load_busybox(n);
+    }
+    let swarm = init_manager(&c);
+    let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
+    for i in [1, 2] {
+        let r = join(&c, i, &manager_token);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    wait_for("three reachable managers", || {
+        leader_seen_by(c.node(2), 3).is_some()
+    });
+    let spec = json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": 3}},
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
+    });
+    let r = c
+        .node(0)
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for("3 tasks running", || {
+        running_by_node(c.node(2), "web").values().sum::<usize>() == 3
+    });
+    c.node_mut(0).kill_hard();
+    c.node_mut(1).kill_hard();
+    let s = c.node(2);
+    let r = s.api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "s1", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+
+    let out = s.berth(&["swarm", "init", "--force-new-cluster"]).success();
+    assert!(out.stdout.contains("is now a manager"), "{}", out.stdout);
+    let r = s.api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "s1", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let me = node_id(s);
+    wait_for("the survivor leads, its service's tasks all on it", || {
+        running_by_node(s, "web").get(&me) == Some(&3) && local_task_containers(s, "web") == 3
+    });
+    // It keeps its state across a restart as the only member.
+    c.node_mut(2).restart();
+    let s = c.node(2);
+    let r = s.api().post(
+        "/secrets/create",
+        Some(br#"{"Name": "s2", "Data": "YWJj"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(s.api().get("/secrets/s1").status, 200);
+}
+
+/// A worker cut off from its manager keeps its containers running; the manager marks it down
+/// and reschedules; when the link is back the worker is ready again and stops the tasks that
+/// moved away, so the service ends with its replica count exactly.
+#[test]
+fn worker_keeps_tasks_while_cut_off_and_reconciles() {
+    require_root!();
+    let c = Cluster::new(2, &[]);
+    for n in &c.nodes {
+        load_busybox(n);
+    }
+    let swarm = init_manager(&c);
+    let token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
+    let r = join(&c, 1, &token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = c.node(0);
+    wait_for("two ready nodes", || {
+        let ns = nodes(m);
+        ns.len() == 2 && ns.iter().all(|n| n["Status"]["State"] == "ready")
+    });
+    let spec = json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": 4}},
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
+    });
+    let r = m
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for("2 containers on each node", || {
+        local_task_containers(c.node(0), "web") == 2 && local_task_containers(c.node(1), "web") == 2
+    });
+    let worker = node_id(c.node(1));
+    c.cut(1);
+    wait_for("the cut-off worker is down and its tasks moved", || {
+        m.api().get(&format!("/nodes/{worker}")).json()["Status"]["State"] == "down"
+            && local_task_containers(m, "web") == 4
+    });
+    assert_eq!(
+        local_task_containers(c.node(1), "web"),
+        2,
+        "a worker without its manager keeps its tasks running"
+    );
+    c.heal(1);
+    wait_for("the worker is back and stopped its moved tasks", || {
+        m.api().get(&format!("/nodes/{worker}")).json()["Status"]["State"] == "ready"
+            && local_task_containers(c.node(1), "web") == 0
+            && local_task_containers(m, "web") == 4
+    });
 }

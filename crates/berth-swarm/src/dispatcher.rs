@@ -40,6 +40,9 @@ pub struct SyncRequest {
     pub ops: Vec<Op>,
     /// The state index of the last assignments it received.
     pub seen_index: u64,
+    /// Where it would listen as a manager (`host:port`), should it be promoted.
+    #[serde(default)]
+    pub manager_addr: String,
 }
 
 /// The answer: the node's assignments at `state.index`, and the managers to call.
@@ -49,6 +52,9 @@ pub struct SyncResponse {
     pub managers: Vec<String>,
     /// The cluster's heartbeat period, in milliseconds.
     pub heartbeat_ms: u64,
+    /// The node was promoted (`node promote`): its manager certificate and Raft ID.
+    #[serde(default)]
+    pub promotion: Option<crate::join::JoinResponse>,
 }
 
 /// The cluster's `Dispatcher.HeartbeatPeriod` (nanoseconds in the spec; 5 s by default).
@@ -139,6 +145,14 @@ impl ManagerService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(req.node_id.clone(), Instant::now());
+        let promotion = if node.spec.role == "manager" && node.manager_status.is_none() {
+            Some(self.promote(&node, &req.manager_addr).await?)
+        } else {
+            None
+        };
+        let node = store
+            .view(|s| s.nodes.get(&req.node_id).cloned())
+            .unwrap_or(node);
         let host = crate::manager::host_of(&req.addr);
         if node.status.state != "ready"
             || node.status.addr != host
@@ -191,7 +205,61 @@ impl ManagerService {
             state,
             managers,
             heartbeat_ms: hb.as_millis() as u64,
+            promotion,
         })
+    }
+
+    /// A worker whose spec says manager: a manager certificate and a Raft ID, recorded in its
+    /// node object before it hears of them (it then joins the Raft membership as a joining
+    /// manager does).
+    async fn promote(
+        &self,
+        node: &crate::types::Node,
+        addr: &str,
+    ) -> Result<crate::join::JoinResponse, RemoteError> {
+        let store = self.proposer.store();
+        let Some(cluster) = store.view(|s| s.cluster().cloned()) else {
+            return Err(RemoteError::new("unavailable", "no cluster"));
+        };
+        let raft_id = rand::random::<u64>() >> 1 | 1;
+        let identity =
+            crate::pki::issue(&cluster.root_ca, &cluster.meta.id, &node.meta.id, "manager")
+                .map_err(|e| RemoteError::new("internal", format!("{e:#}")))?;
+        let mut updated = node.clone();
+        updated.manager_status = Some(crate::types::ManagerStatus {
+            leader: false,
+            reachability: "unknown".into(),
+            addr: addr.to_string(),
+            raft_id,
+        });
+        let expect = Some(node.meta.version.index);
+        match self
+            .proposer
+            .propose(Command::one(Op::Update {
+                object: Object::Node(updated),
+                expect,
+            }))
+            .await
+        {
+            Ok(()) => {}
+            Err(ProposeError::Conflict(c)) => {
+                return Err(RemoteError::new("unavailable", c.to_string()));
+            }
+            Err(ProposeError::Unavailable(m)) => return Err(RemoteError::new("unavailable", m)),
+        }
+        Ok(crate::join::JoinResponse {
+            identity,
+            managers: store.view(manager_addrs),
+            raft_id,
+        })
+    }
+
+    /// Counts a heartbeat now (a node that just became a worker).
+    pub fn touch(&self, node_id: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node_id.to_string(), Instant::now());
     }
 
     async fn commit(&self, op: Op) -> Result<(), RemoteError> {

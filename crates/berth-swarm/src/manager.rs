@@ -97,6 +97,8 @@ pub enum SwarmError {
 struct Active {
     local: LocalNode,
     raft: Raft,
+    /// The Raft database (redb refuses a second open of the same file in one process).
+    db: Arc<redb::Database>,
     peers: Arc<crate::raft_network::Peers>,
     store: Store,
     stop: CancellationToken,
@@ -111,6 +113,8 @@ pub struct Swarm {
     description: Value,
     active: Mutex<Option<Arc<Active>>>,
     worker: Mutex<Option<WorkerRun>>,
+    /// Set at daemon shutdown: no more role changes.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// Commits through Raft (on a follower: through the leader) and waits until the entry is
@@ -181,6 +185,7 @@ impl Swarm {
             description,
             active: Mutex::new(None),
             worker: Mutex::new(None),
+            closed: Default::default(),
         };
         let node_file = dir.join("node.json");
         if node_file.exists() {
@@ -209,15 +214,25 @@ impl Swarm {
 
     async fn start(&self, local: LocalNode, bootstrap: bool) -> anyhow::Result<Arc<Active>> {
         let db = crate::raft::open_db(&self.dir.join("raft.redb"))?;
+        self.start_on(local, bootstrap, db).await
+    }
+
+    async fn start_on(
+        &self,
+        local: LocalNode,
+        bootstrap: bool,
+        db: Arc<redb::Database>,
+    ) -> anyhow::Result<Arc<Active>> {
         let store = Store::default();
         let peers = Arc::new(crate::raft_network::Peers::default());
         if let Some(id) = crate::pki::Identity::load(&self.dir) {
-            peers.set_client(Arc::new(crate::transport::Client::new(
-                crate::transport::client_config(&id.ca_pem, Some((&id.cert_pem, &id.key_pem)))?,
-            )));
+            peers.set_config(crate::transport::client_config(
+                &id.ca_pem,
+                Some((&id.cert_pem, &id.key_pem)),
+            )?);
         }
         let raft = crate::raft::start_with(
-            db,
+            db.clone(),
             store.clone(),
             local.raft_id,
             &local.advertise_addr,
@@ -242,6 +257,7 @@ impl Swarm {
         Ok(Arc::new(Active {
             local,
             raft,
+            db,
             peers,
             store,
             stop,
@@ -410,6 +426,7 @@ impl Swarm {
 
     /// Daemon shutdown: loops end, Raft stops; containers and state stay.
     pub async fn shutdown(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(active) = self.active.lock().await.take() {
             stop(&active).await;
         }

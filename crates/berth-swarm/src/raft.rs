@@ -522,6 +522,43 @@ pub async fn start_with<N: RaftNetworkFactory<TypeConfig>>(
     Ok(raft)
 }
 
+/// `swarm init --force-new-cluster`: rewrites a stopped manager's Raft data so that it is the
+/// only member, keeping the state it applied. The log is dropped (a snapshot of the applied
+/// state replaces it, for managers that join later); the vote stays, so terms only grow.
+pub fn force_new_cluster(db: &Arc<Database>, id: NodeId, addr: &str) -> anyhow::Result<()> {
+    let err = |e: SError| anyhow::anyhow!("{e}");
+    let applied: Option<LogId<NodeId>> =
+        get_meta::<Option<_>>(db, "applied").map_err(err)?.flatten();
+    let membership = StoredMembership::new(
+        applied,
+        openraft::Membership::new(
+            vec![std::collections::BTreeSet::from([id])],
+            BTreeMap::from([(id, BasicNode::new(addr))]),
+        ),
+    );
+    let store = Store::default();
+    let sm = StateMachine::open(db.clone(), store.clone())?;
+    let body = SnapshotBody {
+        state: store.snapshot(),
+        applied: sm.applied,
+        membership: membership.clone(),
+    };
+    let data = serde_json::to_vec(&body)?;
+    let meta = SnapshotMeta {
+        last_log_id: applied,
+        last_membership: membership.clone(),
+        snapshot_id: format!("force-new-cluster-{}", rand::random::<u32>()),
+    };
+    let txn = db.begin_write()?;
+    txn.open_table(LOG)?.retain(|_, _| false)?;
+    txn.commit()?;
+    put_meta(db, "membership", &membership).map_err(err)?;
+    put_meta(db, "last_purged", &applied).map_err(err)?;
+    put_meta(db, "committed", &applied).map_err(err)?;
+    put_meta(db, "snapshot", &(meta, &data)).map_err(err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

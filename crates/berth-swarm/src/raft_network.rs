@@ -44,20 +44,33 @@ pub enum MembershipCall {
     Remove { raft_id: NodeId },
 }
 
-/// What the managers share: the client (set once the node has its certificate) and when each
-/// peer last answered.
+/// What the managers share: the clients (set once the node has its certificate) and when each
+/// peer last answered. Raft messages and control calls (forwarded writes, membership changes,
+/// which may take seconds) use separate clients, so that one never queues behind the other on
+/// a peer's connection.
 #[derive(Default)]
 pub struct Peers {
-    client: OnceLock<Arc<Client>>,
+    clients: OnceLock<(Arc<Client>, Arc<Client>)>,
     last_ok: Mutex<HashMap<NodeId, Instant>>,
 }
 
 impl Peers {
-    pub fn set_client(&self, client: Arc<Client>) {
-        let _ = self.client.set(client);
+    pub fn set_config(&self, config: Arc<rustls::ClientConfig>) {
+        let _ = self.clients.set((
+            Arc::new(Client::new(config.clone())),
+            Arc::new(Client::new(config)),
+        ));
     }
+    pub fn has_config(&self) -> bool {
+        self.clients.get().is_some()
+    }
+    /// The client for Raft messages.
+    fn raft_client(&self) -> Option<Arc<Client>> {
+        self.clients.get().map(|c| c.0.clone())
+    }
+    /// The client for forwarded writes and membership calls.
     pub fn client(&self) -> Option<Arc<Client>> {
-        self.client.get().cloned()
+        self.clients.get().map(|c| c.1.clone())
     }
     /// Whether `id` answered within `within`.
     pub fn reachable(&self, id: NodeId, within: Duration) -> bool {
@@ -100,12 +113,32 @@ impl PeerLink {
         call: RaftCall,
         ttl: Duration,
     ) -> Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
-        let Some(client) = self.peers.client() else {
+        let Some(client) = self.peers.raft_client() else {
             return Err(RPCError::Unreachable(Unreachable::new(&LinkError(
                 "no certificate yet".into(),
             ))));
         };
-        match client.call(&self.addr, &Request::Raft(call), ttl).await {
+        // openraft drops the call at its deadline (the heartbeat interval for appends); the
+        // call runs in its own task, so a TLS handshake slower than that still completes and
+        // leaves its connection for the next message instead of starting over every time.
+        let addr = self.addr.clone();
+        let task = tokio::spawn(async move {
+            client
+                .call(&addr, &Request::Raft(call), ttl.max(Duration::from_secs(3)))
+                .await
+        });
+        let result = match tokio::time::timeout(ttl, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(CallError::Io {
+                addr: self.addr.clone(),
+                error: e.to_string(),
+            }),
+            Err(_) => Err(CallError::Io {
+                addr: self.addr.clone(),
+                error: "no answer in time".into(),
+            }),
+        };
+        match result {
             Ok(v) => {
                 self.peers
                     .last_ok
@@ -234,23 +267,41 @@ pub async fn handle_membership(raft: &Raft, call: MembershipCall) -> Answer {
     if !is_leader(raft) {
         return Err(not_leader(raft));
     }
-    let unavailable = |e: &dyn std::fmt::Display| RemoteError::new("unavailable", e.to_string());
-    match call {
-        MembershipCall::Add { raft_id, addr } => {
-            raft.add_learner(raft_id, BasicNode::new(addr), true)
+    // One membership change at a time: another one in progress (two managers joining at
+    // once) is waited out rather than failed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let result = match &call {
+            MembershipCall::Add { raft_id, addr } => {
+                match raft
+                    .add_learner(*raft_id, BasicNode::new(addr.clone()), true)
+                    .await
+                {
+                    Ok(_) => raft
+                        .change_membership(
+                            ChangeMembers::AddVoterIds(BTreeSet::from([*raft_id])),
+                            false,
+                        )
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            }
+            MembershipCall::Remove { raft_id } => raft
+                .change_membership(
+                    ChangeMembers::RemoveVoters(BTreeSet::from([*raft_id])),
+                    false,
+                )
                 .await
-                .map_err(|e| unavailable(&e))?;
-            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([raft_id])), false)
-                .await
-                .map_err(|e| unavailable(&e))?;
-        }
-        MembershipCall::Remove { raft_id } => {
-            raft.change_membership(
-                ChangeMembers::RemoveVoters(BTreeSet::from([raft_id])),
-                false,
-            )
-            .await
-            .map_err(|e| unavailable(&e))?;
+                .map(|_| ()),
+        };
+        match result {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline && is_leader(raft) => {
+                tracing::debug!(error = %e, "membership change; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(RemoteError::new("unavailable", e.to_string())),
         }
     }
     Ok(Value::Null)

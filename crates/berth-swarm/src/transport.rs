@@ -332,19 +332,20 @@ impl Client {
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<Conn, CallError> {
+    async fn connect(&self, addr: &str, within: Duration) -> Result<Conn, CallError> {
         let io = |e: String| CallError::Io {
             addr: addr.to_string(),
             error: e,
         };
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        let within = within.min(CONNECT_TIMEOUT);
+        let tcp = tokio::time::timeout(within, TcpStream::connect(addr))
             .await
             .map_err(|_| io("connection timed out".into()))?
             .map_err(|e| io(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(MANAGER_ROLE).map_err(|e| io(e.to_string()))?;
         let connector = tokio_rustls::TlsConnector::from(self.config.clone());
-        tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+        tokio::time::timeout(within, connector.connect(name, tcp))
             .await
             .map_err(|_| io("TLS handshake timed out".into()))?
             .map_err(|e| io(e.to_string()))
@@ -375,7 +376,7 @@ impl Client {
             let reused = guard.is_some();
             let mut conn = match guard.take() {
                 Some(c) => c,
-                None => self.connect(addr).await?,
+                None => self.connect(addr, timeout).await?,
             };
             let exchange = async {
                 write_frame(&mut conn, req).await?;

@@ -28,11 +28,15 @@ pub struct SessionInfo {
     pub removed: bool,
     /// The last state the managers sent (the overlay agent reads it).
     pub view: Option<Arc<State>>,
+    /// The node was promoted: what it needs to become a manager (the session has ended).
+    pub promotion: Option<crate::join::JoinResponse>,
 }
 
 pub struct Worker {
     pub identity: Identity,
     pub addr: String,
+    /// Where it would listen as a manager (`host:port`).
+    pub manager_addr: String,
     pub info: Arc<Mutex<SessionInfo>>,
 }
 
@@ -72,6 +76,7 @@ pub async fn run(
             addr: worker.addr.clone(),
             ops: pending.clone(),
             seen_index: state.as_ref().map(|s| s.index).unwrap_or(0),
+            manager_addr: worker.manager_addr.clone(),
         });
         let call = crate::transport::call_as::<SyncResponse>(
             &client,
@@ -87,6 +92,10 @@ pub async fn run(
             Ok(resp) => {
                 pending.clear();
                 let mut info = worker.info.lock().unwrap_or_else(|e| e.into_inner());
+                if resp.promotion.is_some() {
+                    info.promotion = resp.promotion;
+                    return;
+                }
                 info.error.clear();
                 if !resp.managers.is_empty() {
                     info.managers = resp.managers;

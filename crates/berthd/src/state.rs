@@ -269,8 +269,10 @@ impl Daemon {
         )
         .await
         .map_err(DaemonError::Swarm)?;
+        let swarm = Arc::new(swarm);
+        swarm.watch_role();
         Ok(Daemon {
-            swarm: Arc::new(swarm),
+            swarm,
             config,
             id,
             images,

@@ -1,4 +1,4 @@
-//! Node commands: `node ls`, `inspect`, `update`.
+//! Node commands: `node ls`, `inspect`, `update`, `promote`, `demote`, `rm`.
 
 use anyhow::Result;
 use berth_client::Query;
@@ -21,6 +21,80 @@ pub enum NodeCommand {
     Inspect(InspectArgs),
     /// Update a node
     Update(UpdateArgs),
+    /// Promote one or more nodes to manager in the swarm
+    Promote(RoleArgs),
+    /// Demote one or more nodes from manager in the swarm
+    Demote(RoleArgs),
+    /// Remove one or more nodes from the swarm
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    #[arg(required = true, value_name = "NODE")]
+    pub nodes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Force remove a node from the swarm
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true, value_name = "NODE")]
+    pub nodes: Vec<String>,
+}
+
+/// `node promote`/`demote`: the spec's role, with docker's messages.
+async fn set_role(env: &Env, nodes: Vec<String>, role: &str) -> Result<()> {
+    for name in nodes {
+        let id = resolve_self(env, vec![name.clone()]).await?.remove(0);
+        let node = call(
+            env,
+            Method::GET,
+            &format!("/nodes/{id}"),
+            &Query::new(),
+            None,
+        )
+        .await?;
+        if node["Spec"]["Role"] == role {
+            output::out(&format!("Node {name} is already a {role}.\n"));
+            continue;
+        }
+        let mut spec = node["Spec"].clone();
+        spec["Role"] = json!(role);
+        let mut q = Query::new();
+        q.push("version", node["Version"]["Index"].to_string());
+        let path = format!("/nodes/{}/update", node["ID"].as_str().unwrap_or_default());
+        call(env, Method::POST, &path, &q, Some(&spec)).await?;
+        if role == "manager" {
+            output::out(&format!(
+                "Node {name} promoted to a manager in the swarm.\n"
+            ));
+        } else {
+            output::out(&format!("Manager {name} demoted in the swarm.\n"));
+        }
+    }
+    Ok(())
+}
+
+async fn remove(env: &Env, a: RmArgs) -> Result<()> {
+    let mut q = Query::new();
+    if a.force {
+        q.push("force", "1");
+    }
+    let mut failed = Vec::new();
+    for name in a.nodes {
+        match call(env, Method::DELETE, &format!("/nodes/{name}"), &q, None).await {
+            Ok(_) => output::out(&format!("{name}\n")),
+            Err(e) => failed.push(format!("{e}")),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(failed.join("\n")))
+    }
 }
 
 pub async fn run(env: &Env, command: NodeCommand) -> Result<()> {
@@ -31,6 +105,9 @@ pub async fn run(env: &Env, command: NodeCommand) -> Result<()> {
             inspect_objects(env, "/nodes", &names, a.format.as_deref()).await
         }
         NodeCommand::Update(a) => update(env, a).await,
+        NodeCommand::Promote(a) => set_role(env, a.nodes, "manager").await,
+        NodeCommand::Demote(a) => set_role(env, a.nodes, "worker").await,
+        NodeCommand::Rm(a) => remove(env, a).await,
     }
 }
 

@@ -13,7 +13,7 @@ use crate::pki::Identity;
 use crate::raft::Raft;
 use crate::raft_network::{Forwarded, MembershipCall, Peers, WRITE_TIMEOUT};
 use crate::store::{Command, Op, Store};
-use crate::transport::{CallError, Client, Request};
+use crate::transport::{CallError, Request};
 use crate::types::Object;
 use crate::worker::{SessionInfo, Worker};
 use crate::{ProposeError, Proposer};
@@ -46,13 +46,11 @@ impl Swarm {
                 id
             }
         };
-        if active.peers.client().is_none() {
-            active
-                .peers
-                .set_client(Arc::new(Client::new(crate::transport::client_config(
-                    &identity.ca_pem,
-                    Some((&identity.cert_pem, &identity.key_pem)),
-                )?)));
+        if !active.peers.has_config() {
+            active.peers.set_config(crate::transport::client_config(
+                &identity.ca_pem,
+                Some((&identity.cert_pem, &identity.key_pem)),
+            )?);
         }
         let proposer: Arc<dyn Proposer> = Arc::new(active.proposer());
         let service = Arc::new(crate::dispatcher::ManagerService::new(
@@ -101,6 +99,11 @@ impl Swarm {
         let worker = Arc::new(Worker {
             identity,
             addr: local.advertise_addr.clone(),
+            manager_addr: format!(
+                "{}:{}",
+                crate::manager::host_of(&local.advertise_addr),
+                listen_port(&local.listen_addr)
+            ),
             info: Arc::new(Mutex::new(SessionInfo {
                 managers: local.managers.clone(),
                 ..Default::default()
@@ -138,11 +141,7 @@ impl Swarm {
         } else {
             req.advertise_addr.clone()
         };
-        let listen_port = req
-            .listen_addr
-            .rsplit_once(':')
-            .map(|(_, p)| p.to_string())
-            .unwrap_or_else(|| "2377".into());
+        let listen_port = listen_port(&req.listen_addr);
         // A manager is reached at its listen port; `addr` without one gets it.
         let addr = if addr.contains(':') {
             addr
@@ -287,9 +286,14 @@ impl Swarm {
             raft_id: active.local.raft_id,
         };
         let result = if crate::raft_network::is_leader(&active.raft) {
-            crate::raft_network::handle_membership(&active.raft, call)
-                .await
-                .map_err(|e| e.to_string())
+            // Without a quorum the change cannot commit: the node leaves anyway.
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                crate::raft_network::handle_membership(&active.raft, call),
+            )
+            .await
+            .map_err(|_| "no quorum to commit the change".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
         } else {
             crate::raft_network::call_leader(
                 &client,
@@ -303,6 +307,25 @@ impl Swarm {
         if let Err(e) = result {
             tracing::warn!(error = %e, "leaving the Raft membership");
         }
+    }
+
+    /// `swarm init --force-new-cluster` on a manager: Raft restarts with this manager as its
+    /// only member and the state it had; the other managers' nodes stay listed, unreachable.
+    pub async fn force_new_cluster(&self) -> Result<String, SwarmError> {
+        let mut guard = self.active.lock().await;
+        let Some(active) = guard.take() else {
+            return Err(SwarmError::NotInSwarm);
+        };
+        let local = active.local.clone();
+        let db = active.db.clone();
+        super::stop(&active).await;
+        drop(active);
+        crate::raft::force_new_cluster(&db, local.raft_id, &local.advertise_addr)?;
+        let active = self.start_on(local.clone(), false, db).await?;
+        self.start_listener(&active).await?;
+        self.register_in_background(&active);
+        *guard = Some(active);
+        Ok(local.node_id)
     }
 
     /// A worker's state for `/info` (none on managers and outside a swarm).
@@ -423,6 +446,7 @@ async fn lead(
             _ => {}
         }
         if leader {
+            reconcile_roles(&active, proposer.as_ref(), &service).await;
             update_manager_status(&active, proposer.as_ref()).await;
         }
         tokio::select! {
@@ -451,9 +475,12 @@ async fn update_manager_status(active: &Active, proposer: &dyn Proposer) {
         let Some(ms) = node.manager_status.clone() else {
             continue;
         };
-        // A learner still catching up is left alone; a manager out of the membership (it
-        // left) is unreachable for good.
-        if members.contains(&ms.raft_id) && !voters.contains(&ms.raft_id) {
+        // A learner still catching up, or a manager not yet added (joining, promoted), is
+        // left alone; a manager out of the membership (it left) is unreachable for good.
+        if (members.contains(&ms.raft_id) && !voters.contains(&ms.raft_id))
+            || (ms.reachability == "unknown" && !members.contains(&ms.raft_id))
+            || ms.reachability == DEMOTING
+        {
             continue;
         }
         let reachable = voters.contains(&ms.raft_id)
@@ -481,5 +508,196 @@ async fn update_manager_status(active: &Active, proposer: &dyn Proposer) {
                 expect,
             }))
             .await;
+    }
+}
+
+fn listen_port(listen_addr: &str) -> String {
+    listen_addr
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_else(|| "2377".into())
+}
+
+/// A manager's reachability while it is being demoted: its node learns it from its own
+/// store (replicated before it leaves the membership), the leader then takes it out.
+const DEMOTING: &str = "demoting";
+
+/// On the leader, node roles follow their specs: a manager whose spec says worker is marked
+/// demoting, then taken out of the Raft membership, then loses its manager status.
+async fn reconcile_roles(
+    active: &Active,
+    proposer: &dyn Proposer,
+    service: &crate::dispatcher::ManagerService,
+) {
+    let members: Vec<u64> = active
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .collect();
+    let demoted: Vec<crate::types::Node> = active.store.view(|s| {
+        s.nodes
+            .values()
+            .filter(|n| n.spec.role == "worker" && n.manager_status.is_some())
+            .cloned()
+            .collect()
+    });
+    for mut node in demoted {
+        let Some(ms) = node.manager_status.clone() else {
+            continue;
+        };
+        let expect = Some(node.meta.version.index);
+        if ms.reachability != DEMOTING {
+            if let Some(m) = node.manager_status.as_mut() {
+                m.reachability = DEMOTING.into();
+                m.leader = false;
+            }
+        } else if members.contains(&ms.raft_id) {
+            // Give the node a moment to see it is demoting, then out of the membership.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let call = MembershipCall::Remove {
+                raft_id: ms.raft_id,
+            };
+            if let Err(e) = crate::raft_network::handle_membership(&active.raft, call).await {
+                tracing::warn!(node = %node.meta.id, error = %e, "demoting a manager");
+            }
+            continue;
+        } else {
+            node.manager_status = None;
+            service.touch(&node.meta.id);
+        }
+        node.meta.updated_at = crate::types::now();
+        let _ = proposer
+            .propose(Command::one(Op::Update {
+                object: Object::Node(node),
+                expect,
+            }))
+            .await;
+    }
+}
+
+impl Swarm {
+    /// Follows this node's role as the cluster decides it (`node promote`, `node demote`):
+    /// a demoted manager becomes a worker, a promoted worker a manager. Runs until the daemon
+    /// shuts down.
+    pub fn watch_role(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Some(swarm) = weak.upgrade() else {
+                    return;
+                };
+                if swarm.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                if let Err(e) = swarm.follow_role().await {
+                    tracing::warn!(error = %e, "changing this node's swarm role");
+                }
+            }
+        });
+    }
+
+    async fn follow_role(&self) -> anyhow::Result<()> {
+        let active = self.active.lock().await.clone();
+        if let Some(a) = active {
+            let me = a.store.view(|s| s.nodes.get(&a.local.node_id).cloned());
+            let demoting = me.as_ref().is_some_and(|n| {
+                n.spec.role == "worker"
+                    && n.manager_status
+                        .as_ref()
+                        .is_none_or(|m| m.reachability == DEMOTING)
+            });
+            if demoting {
+                return self.become_worker(&a).await;
+            }
+            return Ok(());
+        }
+        let promotion = {
+            let guard = self.worker.lock().await;
+            let Some(w) = guard.as_ref() else {
+                return Ok(());
+            };
+            w.worker
+                .info
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .promotion
+                .take()
+        };
+        if let Some(p) = promotion {
+            self.become_manager(p).await?;
+        }
+        Ok(())
+    }
+
+    /// A demoted manager: a worker certificate from the CA it holds, Raft stopped and its
+    /// data removed, a worker session started. Its task containers stay (still its tasks).
+    async fn become_worker(&self, a: &Arc<Active>) -> anyhow::Result<()> {
+        let Some(cluster) = a.store.view(|s| s.cluster().cloned()) else {
+            anyhow::bail!("no cluster object");
+        };
+        let me = a.local.raft_id;
+        let managers: Vec<String> = a.store.view(|s| {
+            s.nodes
+                .values()
+                .filter_map(|n| n.manager_status.as_ref())
+                .filter(|m| m.raft_id != me && m.reachability != DEMOTING)
+                .map(|m| m.addr.clone())
+                .collect()
+        });
+        let identity = crate::pki::issue(
+            &cluster.root_ca,
+            &cluster.meta.id,
+            &a.local.node_id,
+            "worker",
+        )?;
+        let mut guard = self.active.lock().await;
+        tracing::info!(node = %a.local.node_id, "demoted: this node is now a worker");
+        super::stop(a).await;
+        *guard = None;
+        drop(guard);
+        let _ = std::fs::remove_file(self.dir.join("raft.redb"));
+        identity.save(&self.dir)?;
+        let local = LocalNode {
+            role: "worker".into(),
+            raft_id: 0,
+            managers,
+            ..a.local.clone()
+        };
+        let bytes = serde_json::to_vec_pretty(&local)?;
+        super::write_durably(&self.dir.join("node.json"), &bytes)?;
+        self.start_worker(local).await
+    }
+
+    /// A promoted worker: its session ended with a manager certificate and a Raft ID; it
+    /// joins the managers as a joining manager does.
+    async fn become_manager(&self, p: crate::join::JoinResponse) -> anyhow::Result<()> {
+        let run = self.worker.lock().await.take();
+        let Some(run) = run else {
+            return Ok(());
+        };
+        run.stop.cancel();
+        run.tasks.close();
+        run.tasks.wait().await;
+        tracing::info!(node = %p.identity.node_id, "promoted: this node is now a manager");
+        let _ = std::fs::remove_file(self.dir.join("raft.redb"));
+        p.identity.save(&self.dir)?;
+        let local = LocalNode {
+            node_id: p.identity.node_id.clone(),
+            raft_id: p.raft_id,
+            listen_addr: format!("0.0.0.0:{}", listen_port(&run.worker.manager_addr)),
+            advertise_addr: run.worker.manager_addr.clone(),
+            role: "manager".into(),
+            managers: p.managers.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&local)?;
+        super::write_durably(&self.dir.join("node.json"), &bytes)?;
+        self.join_as_manager(local, p.managers)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }

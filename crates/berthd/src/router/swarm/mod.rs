@@ -201,16 +201,19 @@ fn init_request(body: &Value) -> Result<InitRequest> {
     })
 }
 
-/// `POST /swarm/init`: answers the new node's id as a JSON string. `ForceNewCluster` is
-/// accepted: with one manager, its own state is already the whole cluster's.
+/// `POST /swarm/init`: answers the new node's id as a JSON string.
 async fn init(State(state): State<AppState>, req: Request) -> Result<Response> {
     let body = json_body(req).await?;
-    // `--force-new-cluster` on a manager keeps its state and makes it the only manager; with
-    // one manager per swarm so far, that is the swarm as it is.
-    if body["ForceNewCluster"] == true
-        && let Some(h) = state.swarm.handle().await
-    {
-        return Ok(ok_json(&h.node_id()));
+    // `--force-new-cluster` on a manager keeps its state and makes it the only manager.
+    if body["ForceNewCluster"] == true && state.swarm.handle().await.is_some() {
+        return match state.swarm.force_new_cluster().await {
+            Ok(id) => {
+                // The store is a new one: events follow it.
+                crate::swarm_events::forward(&state).await;
+                Ok(ok_json(&id))
+            }
+            Err(e) => Err(Error(ApiError::new(ErrorKind::Internal, e.to_string()))),
+        };
     }
     let init = init_request(&body)?;
     match state.swarm.init(init).await {
@@ -251,7 +254,10 @@ async fn join(State(state): State<AppState>, req: Request) -> Result<Response> {
         join_token: body["JoinToken"].as_str().unwrap_or_default().to_string(),
     };
     match state.swarm.join(join).await {
-        Ok(()) => Ok(super::empty_ok()),
+        Ok(()) => {
+            crate::swarm_events::forward(&state).await;
+            Ok(super::empty_ok())
+        }
         Err(SwarmError::AlreadyInSwarm) => Err(Error(ApiError::new(
             ErrorKind::Unavailable,
             SwarmError::AlreadyInSwarm.to_string(),
