@@ -197,6 +197,24 @@ fn canonicalise_service(name: &str, service: &mut Value, base: &Path) -> Result<
     to_string_map(s, "environment");
     to_label_map(s, "labels");
     to_string_map(s, "sysctls");
+    to_string_map(s, "storage_opt");
+    // Integer fields the schema also takes as strings (`cpu_shares: "512"`).
+    for key in [
+        "cpu_count",
+        "cpu_period",
+        "cpu_quota",
+        "cpu_rt_period",
+        "cpu_rt_runtime",
+        "cpu_shares",
+        "oom_score_adj",
+        "pids_limit",
+    ] {
+        if let Some(Value::String(text)) = s.get(key)
+            && let Ok(n) = text.trim().parse::<i64>()
+        {
+            s.insert(key.into(), json!(n));
+        }
+    }
     to_label_map(s, "annotations");
     for key in ["command", "entrypoint"] {
         if let Some(Value::String(text)) = s.get(key) {
