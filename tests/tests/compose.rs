@@ -553,10 +553,10 @@ fn compose_attached_up_exit_code_secrets_and_one_off_run() {
         String::from_utf8_lossy(&out.stderr)
     );
     for line in [
-        "init-1 | init done",
-        "app-1  | env-secret",
+        "init-1  | init done",
+        "app-1   | env-secret",
         "file-secret",
-        "app-1  | file-config",
+        "app-1   | file-config",
         "inline-config",
     ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");

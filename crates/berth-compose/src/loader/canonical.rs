@@ -108,6 +108,11 @@ fn absolute(base: &Path, path: &str) -> String {
 }
 
 /// `a/./b/../c` into `a/c`, lexically (the path may not exist yet).
+/// `.` and `..` components resolved lexically.
+pub(crate) fn clean_path(path: &Path) -> PathBuf {
+    clean(path)
+}
+
 fn clean(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
