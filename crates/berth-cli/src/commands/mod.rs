@@ -18,6 +18,7 @@ pub mod registry;
 pub mod run_opts;
 pub mod secret;
 pub mod service;
+pub mod stack;
 pub mod session;
 pub mod stats;
 pub mod swarm;

@@ -265,7 +265,7 @@ const LS_HEADERS: &[(&str, &str)] = &[
     ("Ports", "PORTS"),
 ];
 
-async fn list(env: &Env, a: ListArgs) -> Result<()> {
+pub(crate) async fn list(env: &Env, a: ListArgs) -> Result<()> {
     let mut q = Query::new();
     q.filters(&parse_filters(&a.filter)?);
     q.flag("status", true);
@@ -351,7 +351,7 @@ fn ago(timestamp: &str) -> String {
     format!("{text} ago")
 }
 
-async fn ps(env: &Env, a: PsArgs) -> Result<()> {
+pub(crate) async fn ps(env: &Env, a: PsArgs) -> Result<()> {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for name in &a.services {

@@ -278,6 +278,19 @@ pub async fn tasks(State(state): State<AppState>, q: Query) -> Result<Response> 
                     && (desired.is_empty() || desired.contains(&t.desired_state.as_str()))
                     && (ids.is_empty() || ids.iter().any(|i| t.meta.id.starts_with(i)))
                     && (names.is_empty() || names.iter().any(|n| name.starts_with(n)))
+                    // `label`: the service's labels, as swarmkit matches a task's service
+                    // annotations (`docker stack ps` filters on the stack's label).
+                    && filters.get("label").iter().all(|l| {
+                        let labels = s
+                            .services
+                            .get(&t.service_id)
+                            .map(|svc| svc.spec["Labels"].clone())
+                            .unwrap_or_default();
+                        match l.split_once('=') {
+                            Some((k, v)) => labels[k] == v,
+                            None => !labels[*l].is_null(),
+                        }
+                    })
             })
             .map(task_json)
             .collect()
