@@ -26,6 +26,7 @@ pub mod error;
 pub mod firewall;
 pub mod link;
 pub mod netns;
+pub mod overlay;
 pub mod proxy;
 pub mod tasks;
 

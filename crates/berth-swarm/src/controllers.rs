@@ -26,7 +26,22 @@ pub fn reconcile(state: &State, now: chrono::DateTime<chrono::Utc>) -> Vec<Op> {
     if next.apply(u64::MAX, &Command { ops: ops.clone() }).is_err() {
         return ops;
     }
-    ops.extend(schedule(&next));
+    let scheduled = schedule(&next);
+    // Address the tasks just placed in the same command (see `crate::allocator`).
+    if next
+        .apply(
+            u64::MAX,
+            &Command {
+                ops: scheduled.clone(),
+            },
+        )
+        .is_ok()
+    {
+        ops.extend(scheduled);
+        ops.extend(crate::allocator::allocate(&next));
+    } else {
+        ops.extend(scheduled);
+    }
     merge(ops)
 }
 

@@ -3,6 +3,7 @@
 //! tasks through the engine ([`agent`]). [`manager`] wires them together for berthd.
 
 pub mod agent;
+pub mod allocator;
 pub mod ca;
 pub mod controllers;
 pub mod manager;

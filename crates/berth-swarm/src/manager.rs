@@ -266,9 +266,15 @@ impl Swarm {
         let handle = Handle {
             active: active.clone(),
         };
-        let created = handle
-            .propose(Command::one(Op::Create(Object::Cluster(cluster))))
-            .await;
+        let mut ops = vec![Op::Create(Object::Cluster(cluster.clone()))];
+        // The routing mesh's network, as `swarm init` makes it (`crate::allocator`).
+        let mut scratch = crate::store::State::default();
+        scratch.put_object(Object::Cluster(cluster));
+        match crate::allocator::ingress_network(&scratch) {
+            Ok(ingress) => ops.push(Op::Create(Object::Network(ingress))),
+            Err(e) => tracing::warn!(error = %e, "no ingress network"),
+        }
+        let created = handle.propose(Command { ops }).await;
         let registered = match created {
             Ok(()) => self.register_self(&active).await.map_err(SwarmError::Other),
             Err(e) => Err(SwarmError::Unavailable(e.to_string())),

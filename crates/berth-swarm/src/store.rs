@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use crate::types::{Cluster, Kind, Node, Object, Secret, Service, Task};
+use crate::types::{Cluster, Kind, Network, Node, Object, Secret, Service, Task};
 
 /// One change inside a [`Command`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +69,9 @@ pub struct State {
     pub tasks: BTreeMap<String, Task>,
     pub secrets: BTreeMap<String, Secret>,
     pub configs: BTreeMap<String, Secret>,
+    /// Swarm-scoped networks (absent from states written before they existed).
+    #[serde(default)]
+    pub networks: BTreeMap<String, Network>,
 }
 
 impl State {
@@ -80,6 +83,7 @@ impl State {
             Kind::Task => Object::Task(self.tasks.get(id)?.clone()),
             Kind::Secret => Object::Secret(self.secrets.get(id)?.clone()),
             Kind::Config => Object::Config(self.configs.get(id)?.clone()),
+            Kind::Network => Object::Network(self.networks.get(id)?.clone()),
         })
     }
 
@@ -105,6 +109,10 @@ impl State {
                 .configs
                 .values()
                 .any(|s| s.name() == name && &s.meta.id != id),
+            Object::Network(_) => self
+                .networks
+                .values()
+                .any(|n| n.name() == name && &n.meta.id != id),
             _ => false,
         }
     }
@@ -117,6 +125,7 @@ impl State {
             Object::Task(o) => drop(self.tasks.insert(o.meta.id.clone(), o)),
             Object::Secret(o) => drop(self.secrets.insert(o.meta.id.clone(), o)),
             Object::Config(o) => drop(self.configs.insert(o.meta.id.clone(), o)),
+            Object::Network(o) => drop(self.networks.insert(o.meta.id.clone(), o)),
         }
     }
 
@@ -129,6 +138,7 @@ impl State {
             Kind::Task => drop(self.tasks.remove(id)),
             Kind::Secret => drop(self.secrets.remove(id)),
             Kind::Config => drop(self.configs.remove(id)),
+            Kind::Network => drop(self.networks.remove(id)),
         }
         Some(old)
     }
@@ -231,6 +241,7 @@ impl State {
         keys.extend(self.tasks.keys().map(|k| (Kind::Task, k.clone())));
         keys.extend(self.secrets.keys().map(|k| (Kind::Secret, k.clone())));
         keys.extend(self.configs.keys().map(|k| (Kind::Config, k.clone())));
+        keys.extend(self.networks.keys().map(|k| (Kind::Network, k.clone())));
         keys
     }
 
@@ -247,6 +258,10 @@ impl State {
     }
     pub fn find_task(&self, key: &str) -> Option<&Task> {
         find(&self.tasks, key, |_| "")
+    }
+    /// A swarm network by full id, name, or unique id prefix.
+    pub fn find_network(&self, key: &str) -> Option<&Network> {
+        find(&self.networks, key, |n| n.name())
     }
     pub fn find_secret(&self, kind: Kind, key: &str) -> Option<&Secret> {
         let map = if kind == Kind::Config {

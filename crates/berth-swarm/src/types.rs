@@ -278,6 +278,9 @@ pub struct Task {
     pub node_id: String,
     pub status: TaskStatus,
     pub desired_state: TaskState,
+    /// The task's addresses on its networks (`crate::allocator`), in the API's shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks_attachments: Vec<Value>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -299,6 +302,29 @@ impl Secret {
     }
 }
 
+/// A swarm-scoped network (`network create -d overlay` on a manager, and `ingress`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Network {
+    #[serde(flatten)]
+    pub meta: Meta,
+    /// swarmkit's NetworkSpec: `Name`, `Labels`, `DriverConfiguration`, `Internal`,
+    /// `Attachable`, `Ingress`, `IPAMOptions`, `Encrypted` (from `--opt encrypted`).
+    pub spec: Value,
+    /// What the allocator chose: the VXLAN id, subnets and gateways (see `crate::allocator`).
+    #[serde(default)]
+    pub driver_state: crate::allocator::NetworkAlloc,
+}
+
+impl Network {
+    pub fn name(&self) -> &str {
+        self.spec["Name"].as_str().unwrap_or_default()
+    }
+    pub fn ingress(&self) -> bool {
+        self.spec["Ingress"] == true
+    }
+}
+
 /// The kinds of objects in the store; `Secret` and `Config` share a shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
 pub enum Kind {
@@ -308,6 +334,7 @@ pub enum Kind {
     Task,
     Secret,
     Config,
+    Network,
 }
 
 impl Kind {
@@ -319,6 +346,7 @@ impl Kind {
             Kind::Task => "task",
             Kind::Secret => "secret",
             Kind::Config => "config",
+            Kind::Network => "network",
         }
     }
 }
@@ -331,6 +359,7 @@ pub enum Object {
     Task(Task),
     Secret(Secret),
     Config(Secret),
+    Network(Network),
 }
 
 impl Object {
@@ -342,6 +371,7 @@ impl Object {
             Object::Task(_) => Kind::Task,
             Object::Secret(_) => Kind::Secret,
             Object::Config(_) => Kind::Config,
+            Object::Network(_) => Kind::Network,
         }
     }
     pub fn meta(&self) -> &Meta {
@@ -351,6 +381,7 @@ impl Object {
             Object::Service(o) => &o.meta,
             Object::Task(o) => &o.meta,
             Object::Secret(o) | Object::Config(o) => &o.meta,
+            Object::Network(o) => &o.meta,
         }
     }
     pub fn meta_mut(&mut self) -> &mut Meta {
@@ -360,6 +391,7 @@ impl Object {
             Object::Service(o) => &mut o.meta,
             Object::Task(o) => &mut o.meta,
             Object::Secret(o) | Object::Config(o) => &mut o.meta,
+            Object::Network(o) => &mut o.meta,
         }
     }
     /// The unique name of named kinds (services, secrets, configs).
@@ -367,6 +399,7 @@ impl Object {
         match self {
             Object::Service(s) => Some(s.name()),
             Object::Secret(s) | Object::Config(s) => Some(s.name()),
+            Object::Network(n) => Some(n.name()),
             _ => None,
         }
     }

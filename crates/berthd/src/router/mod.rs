@@ -15,6 +15,7 @@ mod images;
 mod networks;
 mod push;
 mod swarm;
+mod swarm_networks;
 mod system;
 mod volumes;
 

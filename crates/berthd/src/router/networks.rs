@@ -26,11 +26,22 @@ impl From<ControlError> for Error {
 
 pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
     let filters = q.filters()?;
-    Ok(ok_json(&state.networks.list(&filters)?))
+    let mut all = state.networks.list(&filters)?;
+    all.extend(super::swarm_networks::list(&state, &filters).await);
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(ok_json(&all))
 }
 
 pub async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
-    Ok(ok_json(&state.networks.inspect(&id)?))
+    match state.networks.inspect(&id) {
+        Err(e) if e.kind() == berth_api::ErrorKind::NotFound => {
+            match super::swarm_networks::inspect(&state, &id).await {
+                Some(n) => Ok(ok_json(&n)),
+                None => Err(e.into()),
+            }
+        }
+        other => Ok(ok_json(&other?)),
+    }
 }
 
 pub async fn create(
@@ -38,7 +49,11 @@ pub async fn create(
     Json(req): Json<NetworkCreateRequest>,
 ) -> Result<Response> {
     let req = req.unwrap_or_default();
-    let id = state.networks.create(req).await?;
+    let id = if super::swarm_networks::is_swarm_driver(&req.driver) {
+        super::swarm_networks::create(&state, req).await?
+    } else {
+        state.networks.create(req).await?
+    };
     Ok(json_response(
         StatusCode::CREATED,
         &NetworkCreateResponse {
@@ -49,7 +64,15 @@ pub async fn create(
 }
 
 pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
-    state.networks.remove(&id).await?;
+    match state.networks.remove(&id).await {
+        Err(e) if e.kind() == berth_api::ErrorKind::NotFound => {
+            match super::swarm_networks::remove(&state, &id).await {
+                Some(done) => done?,
+                None => return Err(e.into()),
+            }
+        }
+        other => other?,
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

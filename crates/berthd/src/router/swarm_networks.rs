@@ -1,0 +1,275 @@
+//! Swarm-scoped networks in `/networks`: `create -d overlay` on a manager stores a cluster
+//! Network (its subnet and VXLAN id chosen then, `berth_swarm::allocator`); `ls`, `inspect`
+//! and `rm` show and remove them beside the daemon's local networks, in dockerd's shape
+//! (`Scope: swarm`).
+
+use std::collections::BTreeMap;
+
+use berth_api::models::network::{
+    ConfigReference, Ipam, IpamConfig, NetworkContainer, NetworkCreateRequest, NetworkResource,
+};
+use berth_api::{ApiError, ErrorKind, Filters};
+use berth_swarm::allocator::{self, OPT_ENCRYPTED, OPT_VXLAN_ID};
+use berth_swarm::store::{Op, State as ClusterState};
+use berth_swarm::types::{Kind, Meta, Network, Object, new_id};
+use serde_json::json;
+
+use super::swarm::{NOT_A_MANAGER, commit};
+use super::{Error, Result};
+use crate::state::AppState;
+
+/// Drivers whose networks live in the cluster store.
+pub fn is_swarm_driver(driver: &str) -> bool {
+    driver == "overlay"
+}
+
+/// `POST /networks/create` with `-d overlay`.
+pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<String> {
+    let Some(h) = state.swarm.handle().await else {
+        return Err(Error(ApiError::new(ErrorKind::Unavailable, NOT_A_MANAGER)));
+    };
+    if state
+        .networks
+        .get(&req.name)
+        .is_ok_and(|n| n.name == req.name)
+    {
+        return Err(Error(ApiError::conflict(format!(
+            "network with name {} already exists",
+            req.name
+        ))));
+    }
+    if req.name.is_empty() {
+        return Err(Error(ApiError::invalid(
+            "rpc error: code = InvalidArgument desc = meta: name must be provided",
+        )));
+    }
+    if req.enable_ipv6 == Some(true) {
+        return Err(Error(ApiError::invalid(
+            "IPv6 is not supported on Berth's overlay networks",
+        )));
+    }
+    let ipam = req.ipam.clone().unwrap_or_default();
+    let configs: Vec<serde_json::Value> = ipam
+        .config
+        .iter()
+        .flatten()
+        .map(|c| json!({"Subnet": c.subnet, "Range": c.ip_range, "Gateway": c.gateway}))
+        .collect();
+    if configs.len() > 1 {
+        return Err(Error(ApiError::invalid(
+            "Berth's overlay networks take one subnet",
+        )));
+    }
+    let options = req.options.clone().unwrap_or_default();
+    let mut spec = json!({
+        "Name": req.name,
+        "Labels": req.labels.clone().unwrap_or_default(),
+        "DriverConfiguration": {"Name": "overlay", "Options": options},
+        "Internal": req.internal,
+        "Attachable": req.attachable,
+        "Ingress": req.ingress,
+        "IPAMOptions": {"Driver": {"Name": "default"}, "Configs": configs},
+        "Scope": "swarm",
+    });
+    if options.contains_key(OPT_ENCRYPTED) {
+        spec["Encrypted"] = json!(true);
+    }
+    let network = h.store().view(|s| {
+        if req.ingress
+            && let Some(old) = s.networks.values().find(|n| n.ingress())
+        {
+            return Err(Error(ApiError::new(
+                ErrorKind::Forbidden,
+                format!("ingress network ({}) is already present", old.meta.id),
+            )));
+        }
+        if s.find_network(&req.name)
+            .is_some_and(|n| n.name() == req.name)
+        {
+            return Err(Error(ApiError::conflict(format!(
+                "network with name {} already exists",
+                req.name
+            ))));
+        }
+        let alloc = allocator::allocate_network(s, &spec).map_err(|e| {
+            Error(ApiError::invalid(format!(
+                "rpc error: code = InvalidArgument desc = {e}"
+            )))
+        })?;
+        let mut spec = spec.clone();
+        spec["IPAMOptions"]["Configs"] =
+            json!([{"Subnet": alloc.subnet, "Gateway": alloc.gateway}]);
+        Ok(Network {
+            meta: Meta::new(new_id()),
+            spec,
+            driver_state: alloc,
+        })
+    })?;
+    let id = network.meta.id.clone();
+    commit(&h, vec![Op::Create(Object::Network(network))]).await?;
+    Ok(id)
+}
+
+/// The swarm networks as `GET /networks` lists them (none outside a swarm).
+pub async fn list(state: &AppState, f: &Filters) -> Vec<NetworkResource> {
+    let Some(h) = state.swarm.handle().await else {
+        return Vec::new();
+    };
+    h.store().view(|s| {
+        s.networks
+            .values()
+            .filter(|n| matches(n, f))
+            .map(|n| resource(s, n, None))
+            .collect()
+    })
+}
+
+fn matches(n: &Network, f: &Filters) -> bool {
+    let ok = |key: &str, test: &dyn Fn(&str) -> bool| {
+        !f.contains(key) || f.get(key).iter().any(|v| test(v))
+    };
+    ok("driver", &|v| v == "overlay")
+        && ok("id", &|v| n.meta.id.starts_with(v))
+        && ok("name", &|v| n.name().contains(v))
+        && ok("scope", &|v| v == "swarm")
+        && ok("type", &|v| v == "custom")
+        && f.get("label").iter().all(|v| {
+            let labels = &n.spec["Labels"];
+            match v.split_once('=') {
+                Some((k, val)) => labels[k] == val,
+                None => labels.get(*v).is_some(),
+            }
+        })
+}
+
+/// A swarm network as dockerd shows it; with `node`, the tasks of that node on it appear
+/// under `Containers` (as `network inspect` on that node shows them).
+pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkResource {
+    let spec = &n.spec;
+    let mut options: BTreeMap<String, String> = spec["DriverConfiguration"]["Options"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    options.insert(
+        OPT_VXLAN_ID.to_string(),
+        n.driver_state.vxlan_id.to_string(),
+    );
+    let labels = spec["Labels"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut containers = BTreeMap::new();
+    if let Some(node) = node {
+        for t in s.tasks.values() {
+            if t.node_id != node || !allocator::holds_addresses(t) {
+                continue;
+            }
+            let Some(cs) = &t.status.container_status else {
+                continue;
+            };
+            for (net, addr) in allocator::task_addresses(t) {
+                if net != n.meta.id || cs.container_id.is_empty() {
+                    continue;
+                }
+                let name = s
+                    .services
+                    .get(&t.service_id)
+                    .map(|svc| berth_swarm::agent::task_name(svc.name(), t))
+                    .unwrap_or_default();
+                containers.insert(
+                    cs.container_id.clone(),
+                    NetworkContainer {
+                        name,
+                        endpoint_id: t.meta.id.clone(),
+                        mac_address: berth_network::overlay::mac_of(addr.addr()),
+                        ipv4_address: addr.to_string(),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+    }
+    NetworkResource {
+        name: n.name().to_string(),
+        id: n.meta.id.clone(),
+        created: n.meta.created_at.clone(),
+        scope: "swarm".into(),
+        driver: "overlay".into(),
+        enable_ipv4: true,
+        enable_ipv6: false,
+        ipam: Ipam {
+            driver: "default".into(),
+            options: None,
+            config: Some(vec![IpamConfig {
+                subnet: n.driver_state.subnet.clone(),
+                gateway: n.driver_state.gateway.clone(),
+                ..Default::default()
+            }]),
+        },
+        internal: spec["Internal"] == true,
+        attachable: spec["Attachable"] == true,
+        ingress: n.ingress(),
+        config_from: ConfigReference::default(),
+        config_only: false,
+        containers,
+        options,
+        labels,
+    }
+}
+
+/// `GET /networks/{id}` for a swarm network; `None` when there is none by that key.
+pub async fn inspect(state: &AppState, key: &str) -> Option<NetworkResource> {
+    let h = state.swarm.handle().await?;
+    let node = h.node_id().to_string();
+    h.store()
+        .view(|s| s.find_network(key).map(|n| resource(s, n, Some(&node))))
+}
+
+/// `DELETE /networks/{id}` for a swarm network; `None` when there is none by that key.
+pub async fn remove(state: &AppState, key: &str) -> Option<Result<()>> {
+    let h = state.swarm.handle().await?;
+    let found = h.store().view(|s| {
+        let n = s.find_network(key)?;
+        let users = s
+            .services
+            .values()
+            .find(|svc| {
+                allocator::service_networks(s, svc)
+                    .iter()
+                    .any(|id| *id == n.meta.id)
+            })
+            .map(|svc| svc.meta.id.clone());
+        Some((n.meta.id.clone(), n.ingress(), users))
+    })?;
+    let (id, ingress, users) = found;
+    if let Some(service) = users {
+        let message = if ingress {
+            format!(
+                "rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service {service} depends on it"
+            )
+        } else {
+            format!(
+                "rpc error: code = FailedPrecondition desc = network {id} is in use by service {service}"
+            )
+        };
+        return Some(Err(Error(ApiError::invalid(message))));
+    }
+    Some(
+        commit(
+            &h,
+            vec![Op::Delete {
+                kind: Kind::Network,
+                id,
+            }],
+        )
+        .await,
+    )
+}
