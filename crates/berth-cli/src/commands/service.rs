@@ -270,10 +270,11 @@ pub(crate) async fn list(env: &Env, a: ListArgs) -> Result<()> {
     q.filters(&parse_filters(&a.filter)?);
     q.flag("status", true);
     let services = call(env, Method::GET, "/services", &q, None).await?;
-    let rows: Vec<Value> = services
-        .as_array()
+    // Sorted by name, as the docker CLI lists them.
+    let mut sorted: Vec<&Value> = services.as_array().into_iter().flatten().collect();
+    sorted.sort_by(|a, b| a["Spec"]["Name"].as_str().cmp(&b["Spec"]["Name"].as_str()));
+    let rows: Vec<Value> = sorted
         .into_iter()
-        .flatten()
         .map(|s| {
             let st = &s["ServiceStatus"];
             let global = s["Spec"]["Mode"].get("Global").is_some();
