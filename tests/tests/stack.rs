@@ -135,7 +135,28 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
     );
     init(&d);
 
+    let out = berth_in(
+        &d,
+        &dir,
+        &["stack", "deploy", "--resolve-image", "sometimes", "-c", "FILE", "shop"],
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("invalid option sometimes for flag --resolve-image"),
+        "{}",
+        out.stderr
+    );
     let out = berth_in(&d, &dir, &["stack", "deploy", "-c", "FILE", "shop"]).success();
+    // --resolve-image always (the default): the image is only local, so its digest cannot be
+    // recorded; the docker client's warning.
+    assert!(
+        out.stderr.contains(
+            "image busybox:latest could not be accessed on a registry to record\nits digest."
+        ),
+        "{}",
+        out.stderr
+    );
     for line in [
         "Creating network shop_back",
         "Creating network shop_default",
@@ -210,7 +231,13 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
         .replace("MODE: one", "MODE: two")
         .replace("replicas: 2", "replicas: 3");
     std::fs::write(dir.join("compose.yaml"), &changed).unwrap();
-    let out = berth_in(&d, &dir, &["stack", "deploy", "-c", "FILE", "shop"]).success();
+    let out = berth_in(
+        &d,
+        &dir,
+        &["stack", "deploy", "--resolve-image", "never", "-c", "FILE", "shop"],
+    )
+    .success();
+    assert!(!out.stderr.contains("could not be accessed"), "{}", out.stderr);
     assert!(
         out.stdout.contains(&format!("Updating service shop_web (id: {id})")),
         "{}",
