@@ -163,8 +163,16 @@ fn compose_up_attach_dependencies_and_timestamps() {
     let d = daemon_with_busybox();
     let dir = project_dir(&d, "chain", CHAIN);
     let out = compose(&d, &dir, &["up", "app"]).success();
-    assert!(out.stdout.contains("Attaching to app-1\n"), "{}", out.stdout);
-    assert!(out.stdout.contains("app-1  | app-says-hi"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Attaching to app-1\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("app-1  | app-says-hi"),
+        "{}",
+        out.stdout
+    );
     assert!(!out.stdout.contains("db-says-hi"), "{}", out.stdout);
 
     let out = compose(
@@ -232,13 +240,26 @@ services:
     .unwrap();
     let out = compose(&d, &dir, &["ps", "--format", "{{.Service}}"]).success();
     assert_eq!(out.stdout, "a\nb\n");
-    let out = compose(&d, &dir, &["ps", "--orphans=false", "--format", "{{.Service}}"]).success();
+    let out = compose(
+        &d,
+        &dir,
+        &["ps", "--orphans=false", "--format", "{{.Service}}"],
+    )
+    .success();
     assert_eq!(out.stdout, "a\n");
     if compose_v2_available() {
         let file = dir.join("compose.yaml").display().to_string();
         for flag in ["--orphans=true", "--orphans=false"] {
             let theirs = d
-                .docker(&["compose", "-f", &file, "ps", flag, "--format", "{{.Service}}"])
+                .docker(&[
+                    "compose",
+                    "-f",
+                    &file,
+                    "ps",
+                    flag,
+                    "--format",
+                    "{{.Service}}",
+                ])
                 .unwrap()
                 .success();
             let ours = compose(&d, &dir, &["ps", flag, "--format", "{{.Service}}"]).success();
@@ -247,7 +268,11 @@ services:
     }
     let out = compose(&d, &dir, &["ps", "nope"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("no such service: nope"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no such service: nope"),
+        "{}",
+        out.stderr
+    );
     compose(&d, &dir, &["down", "--remove-orphans", "-t", "1"]).success();
     assert!(all_containers(&d).is_empty());
 }
@@ -285,14 +310,22 @@ services:
     );
     assert!(out.stdout.contains("- ${PORT:-8080}:80"), "{}", out.stdout);
     assert!(out.stdout.contains("name: cfg_default"), "{}", out.stdout);
-    let json = compose(&d, &dir, &["config", "--no-interpolate", "--format", "json"]).success();
+    let json = compose(
+        &d,
+        &dir,
+        &["config", "--no-interpolate", "--format", "json"],
+    )
+    .success();
     let model: Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(model["services"]["web"]["command"], "echo $$HOME ${B:-x}");
     assert_eq!(model["services"]["web"]["environment"]["A"], "${A}");
 
     let print = compose(&d, &dir, &["build", "--print"]).success();
     let bake: Value = serde_json::from_str(&print.stdout).unwrap();
-    assert_eq!(bake["group"]["default"]["targets"], serde_json::json!(["api"]));
+    assert_eq!(
+        bake["group"]["default"]["targets"],
+        serde_json::json!(["api"])
+    );
     let api = &bake["target"]["api"];
     assert_eq!(api["args"]["X"], "1");
     assert_eq!(api["labels"]["tier"], "api");

@@ -138,7 +138,15 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
     let out = berth_in(
         &d,
         &dir,
-        &["stack", "deploy", "--resolve-image", "sometimes", "-c", "FILE", "shop"],
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "sometimes",
+            "-c",
+            "FILE",
+            "shop",
+        ],
     );
     assert_eq!(out.code, 1);
     assert!(
@@ -174,10 +182,7 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
         ["shop_api", "shop_web", "shop_worker"]
     );
     let nets = labelled(&d, "networks", "shop");
-    assert_eq!(
-        names(&nets),
-        ["shop_back", "shop_default", "shop_front"]
-    );
+    assert_eq!(names(&nets), ["shop_back", "shop_default", "shop_front"]);
     assert!(nets.iter().all(|n| n["Driver"] == "overlay"), "{nets:?}");
     assert_eq!(names(&labelled(&d, "secrets", "shop")), ["shop_token"]);
     assert_eq!(names(&labelled(&d, "configs", "shop")), ["shop_conf"]);
@@ -206,21 +211,36 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
         api["Spec"]["TaskTemplate"]["Placement"]["Constraints"],
         json!(["node.role==manager"])
     );
-    assert_eq!(get(&d, "/services/shop_worker")["Spec"]["Mode"], json!({"Global": {}}));
+    assert_eq!(
+        get(&d, "/services/shop_worker")["Spec"]["Mode"],
+        json!({"Global": {}})
+    );
     // 2 web + 1 api + 1 worker (one node).
     until("4 running tasks", || running_containers(&d) == 4);
 
     let out = d.berth(&["stack", "ls"]).success();
     assert_eq!(out.stdout, "NAME      SERVICES\nshop      3\n");
     let out = d
-        .berth(&["stack", "services", "--format", "{{.Name}} {{.Mode}}", "shop"])
+        .berth(&[
+            "stack",
+            "services",
+            "--format",
+            "{{.Name}} {{.Mode}}",
+            "shop",
+        ])
         .success();
     assert_eq!(
         out.stdout,
         "shop_api replicated\nshop_web replicated\nshop_worker global\n"
     );
     let out = d
-        .berth(&["stack", "ps", "--format", "{{.Name}} {{.DesiredState}}", "shop"])
+        .berth(&[
+            "stack",
+            "ps",
+            "--format",
+            "{{.Name}} {{.DesiredState}}",
+            "shop",
+        ])
         .success();
     assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
     assert!(out.stdout.contains("shop_web.1 Running"), "{}", out.stdout);
@@ -234,12 +254,25 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
     let out = berth_in(
         &d,
         &dir,
-        &["stack", "deploy", "--resolve-image", "never", "-c", "FILE", "shop"],
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            "FILE",
+            "shop",
+        ],
     )
     .success();
-    assert!(!out.stderr.contains("could not be accessed"), "{}", out.stderr);
     assert!(
-        out.stdout.contains(&format!("Updating service shop_web (id: {id})")),
+        !out.stderr.contains("could not be accessed"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("Updating service shop_web (id: {id})")),
         "{}",
         out.stdout
     );
@@ -254,11 +287,7 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
     until("5 running tasks", || running_containers(&d) == 5);
 
     // --prune: a service gone from the file goes from the stack.
-    let without_worker = changed
-        .split("  worker:")
-        .next()
-        .unwrap()
-        .to_string()
+    let without_worker = changed.split("  worker:").next().unwrap().to_string()
         + &changed[changed.find("networks:\n  front").unwrap()..];
     std::fs::write(dir.join("compose.yaml"), &without_worker).unwrap();
     let out = berth_in(
@@ -292,7 +321,11 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
     assert_eq!(out.stderr, "Nothing found in stack: shop\n");
     let out = d.berth(&["stack", "ps", "shop"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("nothing found in stack: shop"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing found in stack: shop"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// The docker CLI computes stacks client-side: it lists and removes a berth-deployed stack,
@@ -313,11 +346,23 @@ fn docker_cli_and_berth_see_the_same_stacks() {
     let out = d.docker(&["stack", "ls"]).unwrap().success();
     assert_eq!(out.stdout, "NAME      SERVICES\none       3\n");
     let theirs = d
-        .docker(&["stack", "services", "--format", "{{.Name}} {{.Mode}}", "one"])
+        .docker(&[
+            "stack",
+            "services",
+            "--format",
+            "{{.Name}} {{.Mode}}",
+            "one",
+        ])
         .unwrap()
         .success();
     let ours = d
-        .berth(&["stack", "services", "--format", "{{.Name}} {{.Mode}}", "one"])
+        .berth(&[
+            "stack",
+            "services",
+            "--format",
+            "{{.Name}} {{.Mode}}",
+            "one",
+        ])
         .success();
     assert_eq!(theirs.stdout, ours.stdout);
     let theirs = d
@@ -331,7 +376,11 @@ fn docker_cli_and_berth_see_the_same_stacks() {
         .docker(&["stack", "deploy", "-c", &file, "two"])
         .unwrap()
         .success();
-    assert!(out.stdout.contains("Creating service two_web"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Creating service two_web"),
+        "{}",
+        out.stdout
+    );
     let out = d.berth(&["stack", "ls"]).success();
     assert_eq!(out.stdout, "NAME      SERVICES\none       3\ntwo       3\n");
     // Same specs from either CLI, but for the stack's name.
@@ -347,10 +396,14 @@ fn docker_cli_and_berth_see_the_same_stacks() {
         b["TaskTemplate"]["Resources"]
     );
     // berth updates the docker-deployed stack in place.
-    let id = get(&d, "/services/two_web")["ID"].as_str().unwrap().to_string();
+    let id = get(&d, "/services/two_web")["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = berth_in(&d, &dir, &["stack", "deploy", "-c", "FILE", "two"]).success();
     assert!(
-        out.stdout.contains(&format!("Updating service two_web (id: {id})")),
+        out.stdout
+            .contains(&format!("Updating service two_web (id: {id})")),
         "{}",
         out.stdout
     );

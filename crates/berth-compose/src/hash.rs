@@ -584,7 +584,9 @@ pub fn view(service: &Map<String, Value>, lookup: &dyn Fn(&str) -> Option<String
         convert(&mut s, key, int64);
     }
     // Extensions are not encoded; plain fields at their zero value are omitted.
-    s.retain(|k, v| !k.starts_with("x-") && (KEPT_WHEN_EMPTY.contains(&k.as_str()) || !is_empty(v)));
+    s.retain(|k, v| {
+        !k.starts_with("x-") && (KEPT_WHEN_EMPTY.contains(&k.as_str()) || !is_empty(v))
+    });
     Value::Object(s)
 }
 
@@ -641,19 +643,23 @@ mod tests {
             "8f3e7bf5208600091e8db5c151559e882f138e6e681eed481d92c146fd408a9f"
         );
         assert_eq!(
-            hash(json!({"image": "busybox", "cpus": 0.1, "cpu_rt_period": 1000,
+            hash(
+                json!({"image": "busybox", "cpus": 0.1, "cpu_rt_period": 1000,
                         "cpu_rt_runtime": 1000, "memswap_limit": -1,
-                        "networks": {"default": null}})),
+                        "networks": {"default": null}})
+            ),
             "ded8132dd04f5e1058d7fc7be571d7d34c936763c15cecdb0fe89b317a1cfca5"
         );
         assert_eq!(
-            hash(json!({"image": "busybox", "cpus": "1.5", "mem_limit": "64m",
+            hash(
+                json!({"image": "busybox", "cpus": "1.5", "mem_limit": "64m",
                         "memswap_limit": "128m", "mem_reservation": "32m", "cpu_shares": 512,
                         "cpu_quota": 50000, "cpu_period": 100000, "cpuset": "0",
                         "pids_limit": 100, "mem_swappiness": 10, "oom_score_adj": 100,
                         "shm_size": "64m", "cpu_count": 1, "cpu_percent": 50,
                         "cpu_rt_runtime": 0, "blkio_config": {"weight": 300},
-                        "oom_kill_disable": true, "networks": {"default": null}})),
+                        "oom_kill_disable": true, "networks": {"default": null}})
+            ),
             "330811bdf540c47ac6f96612461772d7b44c2e1631c66f5abce1287b1ee9588f"
         );
         assert_eq!(

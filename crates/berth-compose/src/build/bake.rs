@@ -64,7 +64,12 @@ fn target_name(service: &str) -> String {
 
 /// The bake file for building `services` of `project`: a target per service to build, and
 /// the default group listing them.
-pub fn bake_file(project: &Project, services: &[&Service], flags: &BuildFlags, push: bool) -> BakeFile {
+pub fn bake_file(
+    project: &Project,
+    services: &[&Service],
+    flags: &BuildFlags,
+    push: bool,
+) -> BakeFile {
     let mut target = BTreeMap::new();
     for service in services {
         let Some(build) = service.config.build.as_ref() else {

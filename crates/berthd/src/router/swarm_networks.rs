@@ -241,11 +241,7 @@ pub async fn remove(state: &AppState, key: &str) -> Option<Result<()>> {
         let users = s
             .services
             .values()
-            .find(|svc| {
-                allocator::service_networks(s, svc)
-                    .iter()
-                    .any(|id| *id == n.meta.id)
-            })
+            .find(|svc| allocator::service_networks(s, svc).contains(&n.meta.id))
             .map(|svc| svc.meta.id.clone());
         Some((n.meta.id.clone(), n.ingress(), users))
     })?;

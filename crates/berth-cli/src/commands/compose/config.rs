@@ -48,7 +48,9 @@ pub struct ConfigArgs {
 /// `--no-interpolate`: the files merged as written, keys in order (a Go map's).
 fn uninterpolated(ctx: &Ctx<'_>, args: &ConfigArgs) -> Result<String> {
     if !args.service.is_empty() {
-        output::err("WARN[0000] service filtering is not applied when --no-interpolate is set, the full model will be rendered\n");
+        output::err(
+            "WARN[0000] service filtering is not applied when --no-interpolate is set, the full model will be rendered\n",
+        );
     }
     let options = ctx.load_options(&args.service)?;
     let model = berth_compose::loader::load_uninterpolated(&options)

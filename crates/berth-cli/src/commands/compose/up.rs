@@ -296,7 +296,9 @@ pub async fn up(ctx: &Ctx<'_>, args: &UpArgs) -> Result<()> {
             }
             // Services named on the command line are attached; their dependencies only with
             // --attach-dependencies (or when none is named: then every service is).
-            (args.services.is_empty() || args.attach_dependencies || args.services.contains(&s.name))
+            (args.services.is_empty()
+                || args.attach_dependencies
+                || args.services.contains(&s.name))
                 && s.config.attach != Some(false)
         })
         .filter(|s| !args.no_attach.contains(&s.name))

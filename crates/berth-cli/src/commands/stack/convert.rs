@@ -185,7 +185,9 @@ fn object_name(
 fn file_ref(r: &berth_compose::model::FileRef, default_target: String) -> Value {
     let mode = match &r.mode {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0o444),
-        Some(Value::String(s)) => u64::from_str_radix(s.trim_start_matches("0o"), 8).unwrap_or(0o444),
+        Some(Value::String(s)) => {
+            u64::from_str_radix(s.trim_start_matches("0o"), 8).unwrap_or(0o444)
+        }
         _ => 0o444,
     };
     json!({
@@ -204,12 +206,12 @@ fn update_config(v: Option<&Value>) -> Option<Value> {
         json!(u.get("parallelism").and_then(Value::as_u64).unwrap_or(1)),
     );
     insert_some(&mut out, "Delay", nanos(u.get("delay")).map(Value::from));
+    insert_some(&mut out, "FailureAction", u.get("failure_action").cloned());
     insert_some(
         &mut out,
-        "FailureAction",
-        u.get("failure_action").cloned(),
+        "Monitor",
+        nanos(u.get("monitor")).map(Value::from),
     );
-    insert_some(&mut out, "Monitor", nanos(u.get("monitor")).map(Value::from));
     insert_some(
         &mut out,
         "MaxFailureRatio",
@@ -253,15 +255,31 @@ fn resources(deploy: &Value) -> Result<Value> {
     let r = deploy.get("resources");
     if let Some(l) = r.and_then(|r| r.get("limits")) {
         let mut limits = Map::new();
-        insert_some(&mut limits, "NanoCPUs", nano_cpus(l.get("cpus"))?.map(Value::from));
-        insert_some(&mut limits, "MemoryBytes", bytes(l.get("memory")).map(Value::from));
+        insert_some(
+            &mut limits,
+            "NanoCPUs",
+            nano_cpus(l.get("cpus"))?.map(Value::from),
+        );
+        insert_some(
+            &mut limits,
+            "MemoryBytes",
+            bytes(l.get("memory")).map(Value::from),
+        );
         insert_some(&mut limits, "Pids", l.get("pids").cloned());
         out.insert("Limits".into(), Value::Object(limits));
     }
     if let Some(l) = r.and_then(|r| r.get("reservations")) {
         let mut res = Map::new();
-        insert_some(&mut res, "NanoCPUs", nano_cpus(l.get("cpus"))?.map(Value::from));
-        insert_some(&mut res, "MemoryBytes", bytes(l.get("memory")).map(Value::from));
+        insert_some(
+            &mut res,
+            "NanoCPUs",
+            nano_cpus(l.get("cpus"))?.map(Value::from),
+        );
+        insert_some(
+            &mut res,
+            "MemoryBytes",
+            bytes(l.get("memory")).map(Value::from),
+        );
         out.insert("Reservations".into(), Value::Object(res));
     }
     Ok(Value::Object(out))
@@ -397,7 +415,11 @@ fn service_spec(namespace: &str, project: &Project, service: &Service) -> Result
             .and_then(berth_api::duration::parse_go_duration)
             .map(Value::from),
     );
-    insert_some(&mut cs, "StopSignal", c.stop_signal.clone().map(Value::from));
+    insert_some(
+        &mut cs,
+        "StopSignal",
+        c.stop_signal.clone().map(Value::from),
+    );
     if c.tty {
         cs.insert("TTY".into(), json!(true));
     }
@@ -485,7 +507,11 @@ fn service_spec(namespace: &str, project: &Project, service: &Service) -> Result
         .get("replicas")
         .and_then(Value::as_u64)
         .or(c.scale.map(u64::from));
-    let mode = match deploy.get("mode").and_then(Value::as_str).unwrap_or("replicated") {
+    let mode = match deploy
+        .get("mode")
+        .and_then(Value::as_str)
+        .unwrap_or("replicated")
+    {
         "replicated" => json!({"Replicated": {"Replicas": replicas.unwrap_or(1)}}),
         "global" => {
             if replicas.is_some() {
@@ -504,7 +530,12 @@ fn service_spec(namespace: &str, project: &Project, service: &Service) -> Result
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -513,7 +544,11 @@ fn service_spec(namespace: &str, project: &Project, service: &Service) -> Result
 
     let placement = deploy.get("placement").cloned().unwrap_or(json!({}));
     let mut place = Map::new();
-    insert_some(&mut place, "Constraints", placement.get("constraints").cloned());
+    insert_some(
+        &mut place,
+        "Constraints",
+        placement.get("constraints").cloned(),
+    );
     if let Some(prefs) = placement.get("preferences").and_then(Value::as_array) {
         let p: Vec<Value> = prefs
             .iter()
@@ -537,7 +572,11 @@ fn service_spec(namespace: &str, project: &Project, service: &Service) -> Result
         );
     }
     task.insert("Resources".into(), resources(&deploy)?);
-    insert_some(&mut task, "RestartPolicy", restart_policy(service, &deploy)?);
+    insert_some(
+        &mut task,
+        "RestartPolicy",
+        restart_policy(service, &deploy)?,
+    );
     task.insert("Placement".into(), Value::Object(place));
     task.insert("Networks".into(), json!(networks));
 

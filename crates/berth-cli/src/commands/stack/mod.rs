@@ -42,7 +42,12 @@ pub enum StackCommand {
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// Path to a Compose file, or "-" to read from stdin
-    #[arg(short = 'c', long = "compose-file", value_name = "strings", value_delimiter = ',')]
+    #[arg(
+        short = 'c',
+        long = "compose-file",
+        value_name = "strings",
+        value_delimiter = ','
+    )]
     pub compose_file: Vec<PathBuf>,
     /// Send registry authentication details to Swarm agents
     #[arg(long)]
@@ -217,14 +222,19 @@ async fn resolve_digest(env: &Env, image: &str, auth: Option<&str>) -> Result<St
 async fn deploy(env: &Env, a: DeployArgs) -> Result<()> {
     validate_name(&a.name)?;
     if !matches!(a.resolve_image.as_str(), "always" | "changed" | "never") {
-        bail!("invalid option {} for flag --resolve-image", a.resolve_image);
+        bail!(
+            "invalid option {} for flag --resolve-image",
+            a.resolve_image
+        );
     }
     if a.compose_file.is_empty() {
         bail!("Specify a Compose file (with --compose-file)");
     }
     let detach = a.detach.unwrap_or(true);
     if a.detach.is_none() {
-        output::err("Since --detach=false was not specified, tasks will be created in the background.\nIn a future release, --detach=false will become the default.\n");
+        output::err(
+            "Since --detach=false was not specified, tasks will be created in the background.\nIn a future release, --detach=false will become the default.\n",
+        );
     }
     let info = call(env, Method::GET, "/info", &Query::new(), None).await?;
     if info["Swarm"]["ControlAvailable"].as_bool() != Some(true) {
@@ -310,9 +320,15 @@ async fn create_networks(env: &Env, ns: &str, stack: &Stack) -> Result<()> {
         output::out(&format!("Creating network {name}\n"));
         let mut body = body.clone();
         body["Name"] = json!(name);
-        call(env, Method::POST, "/networks/create", &Query::new(), Some(&body))
-            .await
-            .with_context(|| format!("failed to create network {name}"))?;
+        call(
+            env,
+            Method::POST,
+            "/networks/create",
+            &Query::new(),
+            Some(&body),
+        )
+        .await
+        .with_context(|| format!("failed to create network {name}"))?;
     }
     Ok(())
 }
@@ -666,7 +682,11 @@ async fn rm(env: &Env, a: RmArgs) -> Result<()> {
         }
         let services: Vec<&Value> = sorted[0].iter().collect();
         let mut failed = remove_services(env, &services).await;
-        for (kind, list) in [("secret", &sorted[2]), ("config", &sorted[3]), ("network", &sorted[1])] {
+        for (kind, list) in [
+            ("secret", &sorted[2]),
+            ("config", &sorted[3]),
+            ("network", &sorted[1]),
+        ] {
             for obj in list {
                 let id = obj["ID"]
                     .as_str()

@@ -89,7 +89,10 @@ secrets:
         task["RestartPolicy"],
         json!({"Condition": "on-failure", "MaxAttempts": 3})
     );
-    assert_eq!(task["Placement"]["Constraints"], json!(["node.role==manager"]));
+    assert_eq!(
+        task["Placement"]["Constraints"],
+        json!(["node.role==manager"])
+    );
     assert_eq!(
         task["Placement"]["Preferences"],
         json!([{"Spread": {"SpreadDescriptor": "node.labels.zone"}}])
