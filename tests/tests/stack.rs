@@ -400,7 +400,18 @@ fn docker_cli_and_berth_see_the_same_stacks() {
         .as_str()
         .unwrap()
         .to_string();
-    let out = berth_in(&d, &dir, &["stack", "deploy", "-c", "FILE", "two"]).success();
+    let out = berth_in(
+        &d,
+        &dir,
+        &["stack", "deploy", "--detach=false", "-c", "FILE", "two"],
+    )
+    .success();
+    // --detach=false: back once every service runs its tasks.
+    assert!(
+        out.stdout.contains(&format!("{id}: 2/2 running")),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout
             .contains(&format!("Updating service two_web (id: {id})")),
