@@ -426,3 +426,80 @@ fn docker_cli_and_berth_see_the_same_stacks() {
     nothing_left(&d, "one");
     nothing_left(&d, "two");
 }
+
+/// `--resolve-image` asks the registry for the image's digest through the daemon
+/// (`/distribution`), with the stored credentials under `--with-registry-auth`: the service's
+/// image is then pinned to that digest; without them the private registry refuses and the
+/// docker client's warning is printed instead.
+#[test]
+fn stack_deploy_resolves_digests_with_registry_auth() {
+    require_root!();
+    use berth_e2e::registry::{BASIC_PASSWORD, BASIC_USER, Registry};
+    let Some(registry) = Registry::start_with_basic_auth("stack_auth") else {
+        return;
+    };
+    let d = daemon_with_busybox();
+    init(&d);
+    let host = registry.host();
+    let image = format!("{host}/stack/private:1");
+    d.berth(&["tag", "busybox", &image]).success();
+    d.berth_with_stdin(
+        &["login", &host, "-u", BASIC_USER, "--password-stdin"],
+        Some(format!("{BASIC_PASSWORD}\n").as_bytes()),
+    )
+    .success();
+    d.berth(&["push", &image]).success();
+    let digest = get(&d, &format!("/images/{image}/json"))["RepoDigests"][0]
+        .as_str()
+        .unwrap()
+        .split('@')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let text = format!(
+        "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"1000\"]\n    stop_grace_period: 1s\n"
+    );
+    let dir = stack_dir(&d, "priv", &text);
+
+    let out = berth_in(&d, &dir, &["stack", "deploy", "-c", "FILE", "anon"]).success();
+    assert!(
+        out.stderr.contains(&format!(
+            "image {image} could not be accessed on a registry"
+        )),
+        "{}",
+        out.stderr
+    );
+    let spec = get(&d, "/services/anon_app")["Spec"].clone();
+    assert_eq!(
+        spec["TaskTemplate"]["ContainerSpec"]["Image"],
+        image.as_str()
+    );
+
+    let out = berth_in(
+        &d,
+        &dir,
+        &[
+            "stack",
+            "deploy",
+            "--with-registry-auth",
+            "-c",
+            "FILE",
+            "authed",
+        ],
+    )
+    .success();
+    assert!(
+        !out.stderr.contains("could not be accessed"),
+        "{}",
+        out.stderr
+    );
+    let spec = get(&d, "/services/authed_app")["Spec"].clone();
+    assert_eq!(
+        spec["TaskTemplate"]["ContainerSpec"]["Image"],
+        format!("{image}@{digest}").as_str()
+    );
+    assert_eq!(spec["Labels"]["com.docker.stack.image"], image.as_str());
+    d.berth(&["stack", "rm", "anon", "authed"]).success();
+    nothing_left(&d, "anon");
+    nothing_left(&d, "authed");
+}
