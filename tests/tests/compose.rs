@@ -355,13 +355,20 @@ services:
     labels: [tier=front]
     healthcheck: {test: ["CMD", "true"], interval: 1s, retries: 3}
     restart: unless-stopped
+    # Numeric fields Compose hashes in its own way (float32, sizes, strings as integers).
+    cpus: 0.5
+    mem_limit: 96m
+    mem_reservation: 32m
+    cpu_shares: 512
+    pids_limit: 200
   worker:
     image: busybox
     command: sleep 300
     stop_grace_period: 1s
     depends_on: [web]
     deploy:
-      resources: {limits: {memory: 64m}}
+      resources: {limits: {memory: 64m, cpus: "0.25"}}
+      restart_policy: {condition: on-failure, window: 1m}
   cache:
     image: busybox
     command: ["sleep", "300"]
@@ -546,10 +553,10 @@ fn compose_attached_up_exit_code_secrets_and_one_off_run() {
         String::from_utf8_lossy(&out.stderr)
     );
     for line in [
-        "init-1 | init done",
-        "app-1  | env-secret",
+        "init-1  | init done",
+        "app-1   | env-secret",
         "file-secret",
-        "app-1  | file-config",
+        "app-1   | file-config",
         "inline-config",
     ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");

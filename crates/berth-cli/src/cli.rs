@@ -176,6 +176,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::service::ServiceCommand,
     },
+    /// Manage Swarm stacks
+    Stack {
+        #[command(subcommand)]
+        command: crate::commands::stack::StackCommand,
+    },
     /// Manage Swarm secrets
     Secret {
         #[command(subcommand)]

@@ -220,6 +220,7 @@ async fn run(env: Env, command: Command) -> anyhow::Result<()> {
         Command::Swarm { command } => commands::swarm::run(&env, command).await,
         Command::Node { command } => commands::node::run(&env, command).await,
         Command::Service { command } => commands::service::run(&env, command).await,
+        Command::Stack { command } => commands::stack::run(&env, command).await,
         Command::Secret { command } => commands::secret::run(&env, "secret", command).await,
         Command::Config { command } => commands::secret::run(&env, "config", command).await,
         Command::Network { command } => network::run(&env, command).await,

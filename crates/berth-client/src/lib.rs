@@ -203,6 +203,21 @@ impl Client {
         read_body(response.into_body()).await
     }
 
+    /// [`Client::request_bytes`] with extra request headers (`X-Registry-Auth`).
+    pub async fn request_bytes_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        query: &Query,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Result<Bytes> {
+        let response = self
+            .request_with_headers(method, path, query, body, headers)
+            .await?;
+        read_body(response.into_body()).await
+    }
+
     /// A request whose whole answer is one JSON value.
     pub async fn request_json<T: DeserializeOwned>(
         &self,

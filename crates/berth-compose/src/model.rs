@@ -100,6 +100,19 @@ pub struct ServiceConfig {
     pub shm_size: Option<Value>,
     pub cpus: Option<Value>,
     pub cpu_shares: Option<i64>,
+    pub cpu_count: Option<i64>,
+    pub cpu_percent: Option<Value>,
+    pub cpu_period: Option<i64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_rt_period: Option<i64>,
+    pub cpu_rt_runtime: Option<i64>,
+    pub mem_swappiness: Option<Value>,
+    pub oom_kill_disable: bool,
+    pub blkio_config: Option<BlkioConfig>,
+    pub device_cgroup_rules: Vec<String>,
+    pub uts: Option<String>,
+    pub cgroup: Option<String>,
+    pub storage_opt: BTreeMap<String, String>,
     pub cpuset: Option<String>,
     pub pids_limit: Option<i64>,
     pub oom_score_adj: Option<i64>,
@@ -111,6 +124,32 @@ pub struct ServiceConfig {
     pub pull_policy: Option<String>,
     pub platform: Option<String>,
     pub attach: Option<bool>,
+}
+
+/// `blkio_config`: weights and throttles (rates may be sizes such as `1mb`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BlkioConfig {
+    pub weight: Option<u16>,
+    pub weight_device: Vec<BlkioWeight>,
+    pub device_read_bps: Vec<BlkioRate>,
+    pub device_read_iops: Vec<BlkioRate>,
+    pub device_write_bps: Vec<BlkioRate>,
+    pub device_write_iops: Vec<BlkioRate>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BlkioWeight {
+    pub path: String,
+    pub weight: u16,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BlkioRate {
+    pub path: String,
+    pub rate: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

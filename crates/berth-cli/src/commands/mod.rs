@@ -20,6 +20,7 @@ pub mod secret;
 pub mod service;
 pub mod service_more;
 pub mod session;
+pub mod stack;
 pub mod stats;
 pub mod swarm;
 pub mod system;

@@ -269,15 +269,16 @@ const LS_HEADERS: &[(&str, &str)] = &[
     ("Ports", "PORTS"),
 ];
 
-async fn list(env: &Env, a: ListArgs) -> Result<()> {
+pub(crate) async fn list(env: &Env, a: ListArgs) -> Result<()> {
     let mut q = Query::new();
     q.filters(&parse_filters(&a.filter)?);
     q.flag("status", true);
     let services = call(env, Method::GET, "/services", &q, None).await?;
-    let rows: Vec<Value> = services
-        .as_array()
+    // Sorted by name, as the docker CLI lists them.
+    let mut sorted: Vec<&Value> = services.as_array().into_iter().flatten().collect();
+    sorted.sort_by(|a, b| a["Spec"]["Name"].as_str().cmp(&b["Spec"]["Name"].as_str()));
+    let rows: Vec<Value> = sorted
         .into_iter()
-        .flatten()
         .map(|s| {
             json!({
                 "ID": s["ID"].as_str().unwrap_or_default().chars().take(12).collect::<String>(),
@@ -353,7 +354,7 @@ fn ago(timestamp: &str) -> String {
     format!("{text} ago")
 }
 
-async fn ps(env: &Env, a: PsArgs) -> Result<()> {
+pub(crate) async fn ps(env: &Env, a: PsArgs) -> Result<()> {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for name in &a.services {

@@ -16,6 +16,8 @@ use serde_json::Value;
 use crate::labels;
 use crate::model::{BuildConfig, Project, Service};
 
+pub mod bake;
+
 /// Where the context comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildContext {

@@ -108,6 +108,11 @@ fn absolute(base: &Path, path: &str) -> String {
 }
 
 /// `a/./b/../c` into `a/c`, lexically (the path may not exist yet).
+/// `.` and `..` components resolved lexically.
+pub(crate) fn clean_path(path: &Path) -> PathBuf {
+    clean(path)
+}
+
 fn clean(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
@@ -197,6 +202,24 @@ fn canonicalise_service(name: &str, service: &mut Value, base: &Path) -> Result<
     to_string_map(s, "environment");
     to_label_map(s, "labels");
     to_string_map(s, "sysctls");
+    to_string_map(s, "storage_opt");
+    // Integer fields the schema also takes as strings (`cpu_shares: "512"`).
+    for key in [
+        "cpu_count",
+        "cpu_period",
+        "cpu_quota",
+        "cpu_rt_period",
+        "cpu_rt_runtime",
+        "cpu_shares",
+        "oom_score_adj",
+        "pids_limit",
+    ] {
+        if let Some(Value::String(text)) = s.get(key)
+            && let Ok(n) = text.trim().parse::<i64>()
+        {
+            s.insert(key.into(), json!(n));
+        }
+    }
     to_label_map(s, "annotations");
     for key in ["command", "entrypoint"] {
         if let Some(Value::String(text)) = s.get(key) {

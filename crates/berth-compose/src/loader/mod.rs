@@ -355,8 +355,122 @@ fn include(
     Ok(())
 }
 
+/// The environment, the files and the project directory a load starts from.
+struct Located {
+    env: Environment,
+    files: Vec<PathBuf>,
+    project_dir: PathBuf,
+}
+
 /// Loads a project: the whole pipeline.
 pub fn load(options: &LoadOptions) -> Result<Project, LoadError> {
+    let Located {
+        env,
+        files,
+        project_dir,
+    } = locate(options)?;
+    let mut model = Value::Object(Default::default());
+    for path in &files {
+        let text = file_text(options, path)?;
+        let (mut tree, tags) = load_file(path, &text, &project_dir, &env, 0)?;
+        apply_tags(&mut model, &mut tree, &tags);
+        merge::merge(&mut model, tree, "");
+    }
+    let name = project_name(options, &env, &model, &project_dir)?;
+    let mut profiles = options.profiles.clone();
+    if profiles.is_empty()
+        && let Some(p) = env.vars.get("COMPOSE_PROFILES")
+    {
+        profiles = p
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    normalize::to_project(normalize::Inputs {
+        model,
+        name,
+        project_dir,
+        files: files.into_iter().filter(|f| f.as_os_str() != "-").collect(),
+        env,
+        profiles,
+        requested: options.services.clone(),
+    })
+}
+
+/// `config --no-interpolate`: the files merged as written (variables left in place, short
+/// syntaxes kept), with the project's name and default network added, as Compose renders
+/// its partially resolved model.
+pub fn load_uninterpolated(options: &LoadOptions) -> Result<Value, LoadError> {
+    let Located {
+        env,
+        files,
+        project_dir,
+    } = locate(options)?;
+    let mut model = Value::Object(Default::default());
+    for path in &files {
+        let text = file_text(options, path)?;
+        let (mut tree, tags) = parse_yaml_tagged(path, &text)?;
+        apply_tags(&mut model, &mut tree, &tags);
+        merge::merge(&mut model, tree, "");
+    }
+    let name = project_name(options, &env, &model, &project_dir)?;
+    let map = model.as_object_mut().expect("a file is a mapping");
+    map.insert("name".into(), Value::String(name.clone()));
+    let mut needs_default = false;
+    if let Some(Value::Object(services)) = map.get_mut("services") {
+        for service in services.values_mut() {
+            // Paths are still resolved: the build context (and its default Dockerfile).
+            if let Value::Object(s) = service
+                && let Some(build) = s.get_mut("build")
+            {
+                if let Value::String(ctx) = build {
+                    *build = serde_json::json!({"context": ctx.clone()});
+                }
+                if let Value::Object(b) = build {
+                    let ctx = b.get("context").and_then(Value::as_str).unwrap_or(".");
+                    if !ctx.contains("://") && !ctx.starts_with("git@") && !ctx.contains("${") {
+                        let abs = project_dir.join(ctx);
+                        let abs = canonical::clean_path(&abs);
+                        b.insert("context".into(), Value::String(abs.display().to_string()));
+                    }
+                    if !b.contains_key("dockerfile_inline") {
+                        b.entry("dockerfile")
+                            .or_insert_with(|| Value::String("Dockerfile".into()));
+                    }
+                }
+            }
+            if let Value::Object(s) = service
+                && !s.contains_key("network_mode")
+                && !s.contains_key("networks")
+            {
+                s.insert("networks".into(), serde_json::json!({"default": null}));
+                needs_default = true;
+            }
+        }
+    }
+    if needs_default {
+        let networks = map
+            .entry("networks")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(n) = networks {
+            n.entry("default")
+                .or_insert_with(|| serde_json::json!({"name": format!("{name}_default")}));
+        }
+    }
+    Ok(model)
+}
+
+fn file_text(options: &LoadOptions, path: &Path) -> Result<String, LoadError> {
+    if path.as_os_str() == "-" {
+        Ok(options.stdin.clone().unwrap_or_default())
+    } else {
+        read_text(path)
+    }
+}
+
+fn locate(options: &LoadOptions) -> Result<Located, LoadError> {
     let cwd = &options.working_dir;
     let env_dir = options
         .project_directory
@@ -413,58 +527,41 @@ pub fn load(options: &LoadOptions) -> Result<Project, LoadError> {
     if project_dir != env_dir && options.env_files.is_empty() {
         env = read_environment(options, &project_dir)?;
     }
-    let mut model = Value::Object(Default::default());
-    for path in &files {
-        let text = if path.as_os_str() == "-" {
-            options.stdin.clone().unwrap_or_default()
-        } else {
-            read_text(path)?
-        };
-        let (mut tree, tags) = load_file(path, &text, &project_dir, &env, 0)?;
-        apply_tags(&mut model, &mut tree, &tags);
-        merge::merge(&mut model, tree, "");
-    }
-    let name = if let Some(p) = options.project_name.as_deref().filter(|p| !p.is_empty()) {
-        check_project_name(p)?
+    Ok(Located {
+        env,
+        files,
+        project_dir,
+    })
+}
+
+/// `-p`, COMPOSE_PROJECT_NAME, `name:`, or the directory's name normalised.
+fn project_name(
+    options: &LoadOptions,
+    env: &Environment,
+    model: &Value,
+    project_dir: &Path,
+) -> Result<String, LoadError> {
+    if let Some(p) = options.project_name.as_deref().filter(|p| !p.is_empty()) {
+        check_project_name(p)
     } else if let Some(p) = env
         .vars
         .get("COMPOSE_PROJECT_NAME")
         .filter(|p| !p.is_empty())
     {
-        check_project_name(p)?
+        check_project_name(p)
     } else if let Some(p) = model
         .get("name")
         .and_then(Value::as_str)
         .filter(|p| !p.is_empty())
     {
-        check_project_name(p)?
+        check_project_name(p)
     } else {
         let base = project_dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        normalize_project_name(&base)
-    };
-    let mut profiles = options.profiles.clone();
-    if profiles.is_empty()
-        && let Some(p) = env.vars.get("COMPOSE_PROFILES")
-    {
-        profiles = p
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-            .collect();
+        Ok(normalize_project_name(&base))
     }
-    normalize::to_project(normalize::Inputs {
-        model,
-        name,
-        project_dir,
-        files: files.into_iter().filter(|f| f.as_os_str() != "-").collect(),
-        env,
-        profiles,
-        requested: options.services.clone(),
-    })
 }
 
 #[cfg(test)]

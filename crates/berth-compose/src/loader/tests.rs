@@ -329,3 +329,17 @@ fn interpolated_numbers_and_booleans_are_cast_as_compose_does() {
     assert!(web.config.privileged);
     assert_eq!(web.config.ports[0].target, 80);
 }
+
+/// Integers the schema also takes as strings load as integers, and hash as Compose does.
+#[test]
+fn integer_fields_given_as_strings() {
+    let p = load_in(&[(
+        "compose.yaml",
+        "services:\n  a:\n    image: busybox\n    cpu_shares: \"512\"\n    pids_limit: \"100\"\n",
+    )])
+    .unwrap();
+    let a = &p.services["a"];
+    assert_eq!(a.config.cpu_shares, Some(512));
+    assert_eq!(a.config.pids_limit, Some(100));
+    assert_eq!(a.hash_view["cpu_shares"], serde_json::json!(512));
+}

@@ -258,7 +258,10 @@ struct Walk<'a, E> {
     progress: &'a dyn Progress,
 }
 
-/// Creates (and starts) one replica, removing the container it replaces first.
+/// Creates (and starts) one replica. A replacement is made as Compose v2 makes it: created
+/// under a temporary name (`OLDID12_NAME`) beside the old container, then the old one is
+/// stopped and removed and the new one renamed; so a create that fails (a bad option, a
+/// missing image) leaves the old container as it was.
 async fn create_replica<E: Engine>(
     w: &Walk<'_, E>,
     service: &Service,
@@ -280,14 +283,6 @@ async fn create_replica<E: Engine>(
             .anonymous_volumes(old_id)
             .await
             .map_err(engine_err(format!("inspect {old_name}")))?;
-        engine
-            .stop(old_id, options.stop_timeout)
-            .await
-            .map_err(engine_err(format!("stop {old_name}")))?;
-        engine
-            .remove(old_id, false)
-            .await
-            .map_err(engine_err(format!("remove {old_name}")))?;
     }
     let spec = ReplicaSpec {
         number,
@@ -313,8 +308,12 @@ async fn create_replica<E: Engine>(
         }
     }
     progress.event("Container", name, "Creating");
+    let create_name = match replaces {
+        Some((old_id, _)) => format!("{}_{name}", &old_id[..old_id.len().min(12)]),
+        None => name.to_string(),
+    };
     let id = engine
-        .create_container(name, &request)
+        .create_container(&create_name, &request)
         .await
         .map_err(engine_err(format!("create {name}")))?;
     if service.config.network_mode.is_none() {
@@ -323,11 +322,26 @@ async fn create_replica<E: Engine>(
                 .networks
                 .get(key)
                 .map_or(key.as_str(), |n| n.name.as_str());
-            engine
-                .connect(net_name, &id, &endpoint(service, net))
-                .await
-                .map_err(engine_err(format!("connect {name} to {net_name}")))?;
+            if let Err(e) = engine.connect(net_name, &id, &endpoint(service, net)).await {
+                // The half-made container goes; the one it was to replace stays.
+                let _ = engine.remove(&id, false).await;
+                return Err(engine_err(format!("connect {name} to {net_name}"))(e));
+            }
         }
+    }
+    if let Some((old_id, old_name)) = replaces {
+        engine
+            .stop(old_id, options.stop_timeout)
+            .await
+            .map_err(engine_err(format!("stop {old_name}")))?;
+        engine
+            .remove(old_id, false)
+            .await
+            .map_err(engine_err(format!("remove {old_name}")))?;
+        engine
+            .rename(&id, name)
+            .await
+            .map_err(engine_err(format!("rename {create_name} to {name}")))?;
     }
     progress.event(
         "Container",

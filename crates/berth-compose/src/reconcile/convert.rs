@@ -33,6 +33,8 @@ fn bytes(v: &Option<Value>) -> i64 {
     v.as_ref()
         .and_then(|v| match v {
             Value::Number(n) => n.as_i64(),
+            // Unlimited swap: go-units refuses negative sizes, Compose takes `-1` as is.
+            Value::String(s) if s.trim() == "-1" => Some(-1),
             Value::String(s) => berth_api::units::ram_in_bytes(s).ok(),
             _ => None,
         })
@@ -45,11 +47,15 @@ fn nanos(d: &Option<String>) -> i64 {
         .unwrap_or(0)
 }
 
+/// `cpus` (a Go `float32` in Compose) times 1e9, computed in `f32` as Compose does.
 fn nano_cpus(v: &Option<Value>) -> i64 {
+    float32(v).map_or(0, |c| (c * 1e9) as i64)
+}
+
+fn float32(v: &Option<Value>) -> Option<f32> {
     v.as_ref()
         .and_then(text)
-        .and_then(|t| t.parse::<f64>().ok())
-        .map_or(0, |c| (c * 1e9) as i64)
+        .and_then(|t| t.trim().parse::<f32>().ok())
 }
 
 /// The networks in the order Compose attaches them: highest priority first, then by name.
@@ -336,6 +342,9 @@ pub fn create_request(
         extra_hosts: (!c.extra_hosts.is_empty()).then(|| c.extra_hosts.clone()),
         group_add: (!c.group_add.is_empty()).then(|| c.group_add.iter().filter_map(text).collect()),
         ipc_mode: c.ipc.clone().unwrap_or_default(),
+        uts_mode: c.uts.clone().unwrap_or_default(),
+        cgroup: c.cgroup.clone().unwrap_or_default(),
+        storage_opt: (!c.storage_opt.is_empty()).then(|| c.storage_opt.clone()),
         pid_mode: c.pid.clone().unwrap_or_default(),
         links: (!c.links.is_empty() || !c.external_links.is_empty()).then(|| {
             c.links
@@ -382,22 +391,42 @@ pub fn create_request(
         ..Default::default()
     };
     let r = &mut host.resources;
-    r.memory = match bytes(&c.mem_limit) {
-        0 => bytes(&limits.memory),
+    // As Compose: `deploy.resources` override the service-level fields when set.
+    r.memory = match bytes(&limits.memory) {
+        0 => bytes(&c.mem_limit),
         m => m,
     };
-    r.memory_reservation = match bytes(&c.mem_reservation) {
-        0 => bytes(&reservations.memory),
+    r.memory_reservation = match bytes(&reservations.memory) {
+        0 => bytes(&c.mem_reservation),
         m => m,
     };
     r.memory_swap = bytes(&c.memswap_limit);
-    r.nano_cpus = match nano_cpus(&c.cpus) {
-        0 => nano_cpus(&limits.cpus),
+    r.nano_cpus = match nano_cpus(&limits.cpus) {
+        0 => nano_cpus(&c.cpus),
         n => n,
     };
     r.cpu_shares = c.cpu_shares.unwrap_or(0);
+    r.cpu_count = c.cpu_count.unwrap_or(0);
+    r.cpu_percent = float32(&c.cpu_percent).map_or(0, |p| (p * 100.0) as i64);
+    r.cpu_period = c.cpu_period.unwrap_or(0);
+    r.cpu_quota = c.cpu_quota.unwrap_or(0);
+    r.cpu_realtime_period = c.cpu_rt_period.unwrap_or(0);
+    r.cpu_realtime_runtime = c.cpu_rt_runtime.unwrap_or(0);
+    r.memory_swappiness = match bytes(&c.mem_swappiness) {
+        0 => None,
+        n => Some(n),
+    };
+    r.oom_kill_disable = Some(c.oom_kill_disable);
+    r.device_cgroup_rules =
+        (!c.device_cgroup_rules.is_empty()).then(|| c.device_cgroup_rules.clone());
+    if let Some(b) = &c.blkio_config {
+        blkio(b, r);
+    }
     r.cpuset_cpus = c.cpuset.clone().unwrap_or_default();
-    r.pids_limit = c.pids_limit.or(limits.pids);
+    r.pids_limit = limits
+        .pids
+        .filter(|p| *p > 0)
+        .or(c.pids_limit.filter(|p| *p != 0));
     r.init = c.init;
     r.cgroup_parent = c.cgroup_parent.clone().unwrap_or_default();
     if !c.ulimits.is_empty() {
@@ -444,6 +473,35 @@ pub fn create_request(
         host_config: Some(host),
         networking_config,
     }
+}
+
+fn blkio(b: &crate::model::BlkioConfig, r: &mut berth_api::models::container::Resources) {
+    use berth_api::models::container::{ThrottleDevice, WeightDevice};
+    r.blkio_weight = b.weight.unwrap_or(0);
+    let some = |v: Vec<ThrottleDevice>| (!v.is_empty()).then_some(v);
+    let rates = |list: &[crate::model::BlkioRate]| {
+        some(
+            list.iter()
+                .map(|d| ThrottleDevice {
+                    path: d.path.clone(),
+                    rate: bytes(&d.rate).max(0) as u64,
+                })
+                .collect(),
+        )
+    };
+    r.blkio_weight_device = (!b.weight_device.is_empty()).then(|| {
+        b.weight_device
+            .iter()
+            .map(|d| WeightDevice {
+                path: d.path.clone(),
+                weight: d.weight,
+            })
+            .collect()
+    });
+    r.blkio_device_read_bps = rates(&b.device_read_bps);
+    r.blkio_device_read_iops = rates(&b.device_read_iops);
+    r.blkio_device_write_bps = rates(&b.device_write_bps);
+    r.blkio_device_write_iops = rates(&b.device_write_iops);
 }
 
 fn device(v: &Value) -> Option<DeviceMapping> {

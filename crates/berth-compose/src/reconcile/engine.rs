@@ -46,6 +46,7 @@ pub trait Engine {
     async fn stop(&self, id: &str, timeout: Option<i64>) -> EngineResult<()>;
     /// Removes a container; `volumes` removes its anonymous volumes too.
     async fn remove(&self, id: &str, volumes: bool) -> EngineResult<()>;
+    async fn rename(&self, id: &str, name: &str) -> EngineResult<()>;
     /// A container's anonymous volumes (name, mount point): a recreated container takes them
     /// over, as in Compose, so their data survives a configuration change.
     async fn anonymous_volumes(&self, id: &str) -> EngineResult<Vec<(String, String)>>;
@@ -204,6 +205,11 @@ impl Engine for ClientEngine {
                 },
             )
             .await
+    }
+
+    async fn rename(&self, id: &str, name: &str) -> EngineResult<()> {
+        let _permit = self.permit().await;
+        self.client.container_rename(id, name).await
     }
 
     async fn anonymous_volumes(&self, id: &str) -> EngineResult<Vec<(String, String)>> {

@@ -39,7 +39,27 @@ pub struct ConfigArgs {
     /// Save to file (default to stdout)
     #[arg(short, long, value_name = "string")]
     pub output: Option<String>,
+    /// Don't interpolate environment variables
+    #[arg(long)]
+    pub no_interpolate: bool,
     pub service: Vec<String>,
+}
+
+/// `--no-interpolate`: the files merged as written, keys in order (a Go map's).
+fn uninterpolated(ctx: &Ctx<'_>, args: &ConfigArgs) -> Result<String> {
+    if !args.service.is_empty() {
+        output::err(
+            "WARN[0000] service filtering is not applied when --no-interpolate is set, the full model will be rendered\n",
+        );
+    }
+    let options = ctx.load_options(&args.service)?;
+    let model = berth_compose::loader::load_uninterpolated(&options)
+        .map_err(|e| crate::output::StatusError::error(1, e.to_string()))?;
+    Ok(if args.format == "json" {
+        format!("{}\n", serde_json::to_string_pretty(&model)?)
+    } else {
+        serde_yaml_ng::to_string(&model)?
+    })
 }
 
 /// The model as YAML with Compose's top-level order (name, services, networks, volumes,
@@ -64,6 +84,16 @@ fn to_yaml(model: &Value) -> Result<String> {
 }
 
 pub async fn config(ctx: &Ctx<'_>, args: &ConfigArgs) -> Result<()> {
+    let listing = args.services
+        || args.volumes
+        || args.networks
+        || args.profiles
+        || args.images
+        || args.hash.is_some();
+    if args.no_interpolate && !args.quiet && !listing {
+        let text = uninterpolated(ctx, args)?;
+        return write_out(args, text);
+    }
     let mut project = ctx.project(&args.service)?;
     if !args.service.is_empty() {
         project
@@ -127,6 +157,10 @@ pub async fn config(ctx: &Ctx<'_>, args: &ConfigArgs) -> Result<()> {
     } else {
         to_yaml(&project.model)?
     };
+    write_out(args, text)
+}
+
+fn write_out(args: &ConfigArgs, text: String) -> Result<()> {
     match &args.output {
         Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {path}")),
         None => {

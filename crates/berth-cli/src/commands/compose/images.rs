@@ -59,6 +59,15 @@ pub struct BuildArgs {
     /// Build images in parallel (the default; how many at once is the global --parallel)
     #[arg(long, hide = true)]
     pub parallel: bool,
+    /// Print equivalent bake file
+    #[arg(long)]
+    pub print: bool,
+    /// Check build configuration
+    #[arg(long)]
+    pub check: bool,
+    /// Set SSH authentications used when building service images. (use 'default' for using your default SSH Agent)
+    #[arg(long, value_name = "string", num_args = 0..=1, default_missing_value = "default")]
+    pub ssh: Option<String>,
     pub services: Vec<String>,
 }
 
@@ -187,6 +196,28 @@ pub async fn build(ctx: &Ctx<'_>, args: &BuildArgs) -> Result<()> {
         quiet: args.quiet,
         build_args: args.build_arg.clone(),
     };
+    if args.print {
+        let file = berth_compose::build::bake::bake_file(&project, &services, &flags, args.push);
+        output::out(&format!("{}\n", serde_json::to_string_pretty(&file)?));
+        return Ok(());
+    }
+    // The daemon's builder (the Engine API's) has neither BuildKit's lint nor an SSH agent
+    // forwarding session: refused as Compose's classic builder refuses what it cannot do.
+    if args.check {
+        return Err(StatusError::error(
+            1,
+            "--check: the builder (the Engine API's classic builder) doesn't support build checks (BuildKit's lint)",
+        ));
+    }
+    if let Some(ssh) = &args.ssh {
+        if ssh.is_empty() {
+            return Err(StatusError::error(1, format!("invalid ssh key {ssh:?}")));
+        }
+        return Err(StatusError::error(
+            1,
+            "--ssh: the builder (the Engine API's classic builder) doesn't support SSH keys",
+        ));
+    }
     super::build::build_services(ctx, &project, &services, &flags).await?;
     let named: Vec<String> = services
         .iter()

@@ -115,7 +115,7 @@ async fn pump(client: Client, id: String, prefix: Prefix, options: LogsOptions) 
     }
 }
 
-/// Prefixes for the containers, padded to the longest name; colours by service order.
+/// Prefixes for the containers, padded to the longest name plus one; colours by service order.
 fn prefixes(
     project: &str,
     list: &[berth_api::models::ContainerSummary],
@@ -123,7 +123,8 @@ fn prefixes(
     none: bool,
 ) -> Vec<Prefix> {
     let names: Vec<String> = list.iter().map(|c| short_name(c, project)).collect();
-    let width = names.iter().map(String::len).max().unwrap_or(0);
+    // Compose pads to the longest name plus one (`app-1  | `).
+    let width = names.iter().map(String::len).max().unwrap_or(0) + 1;
     let mut services: Vec<String> = Vec::new();
     list.iter()
         .zip(&names)
@@ -177,6 +178,7 @@ pub struct AttachedOptions {
     pub exit_code_from: Option<String>,
     pub no_color: bool,
     pub no_prefix: bool,
+    pub timestamps: bool,
     pub stop_timeout: Option<i64>,
 }
 
@@ -209,6 +211,7 @@ pub async fn attached(
     let (tx, mut rx) = mpsc::channel::<usize>(watched.len().max(1));
     let follow = LogsOptions {
         follow: true,
+        timestamps: options.timestamps,
         stdout: true,
         stderr: true,
         tail: Some("all".into()),

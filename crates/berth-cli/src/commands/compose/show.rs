@@ -40,6 +40,10 @@ pub struct PsArgs {
     /// Don't truncate output
     #[arg(long)]
     pub no_trunc: bool,
+    /// Include orphaned services (not declared by project)
+    #[arg(long, value_name = "bool", num_args = 0..=1, require_equals = true,
+          default_value = "true", default_missing_value = "true")]
+    pub orphans: bool,
     pub service: Vec<String>,
 }
 
@@ -115,7 +119,19 @@ pub async fn ps(ctx: &Ctx<'_>, args: &PsArgs) -> Result<()> {
         }
     }
     let all = args.all || !status.is_empty();
-    let mut list = containers(&client, target.name(), &args.service, all, args.all).await?;
+    let mut services = args.service.clone();
+    if let Some(project) = target.project() {
+        for s in &args.service {
+            if !project.services.contains_key(s) && !project.disabled.contains_key(s) {
+                return Err(StatusError::error(1, format!("no such service: {s}")));
+            }
+        }
+        // --orphans=false: only the services the project declares.
+        if services.is_empty() && !args.orphans {
+            services = project.services.keys().cloned().collect();
+        }
+    }
+    let mut list = containers(&client, target.name(), &services, all, args.all).await?;
     if !status.is_empty() {
         list.retain(|c| status.contains(&c.state));
     }

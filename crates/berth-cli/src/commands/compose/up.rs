@@ -66,6 +66,12 @@ pub struct UpArgs {
     /// Do not attach (stream logs) to the specified services
     #[arg(long, value_name = "stringArray")]
     pub no_attach: Vec<String>,
+    /// Automatically attach to log output of dependent services
+    #[arg(long)]
+    pub attach_dependencies: bool,
+    /// Show timestamps
+    #[arg(long)]
+    pub timestamps: bool,
     /// Produce monochrome output
     #[arg(long)]
     pub no_color: bool,
@@ -211,10 +217,24 @@ pub async fn up(ctx: &Ctx<'_>, args: &UpArgs) -> Result<()> {
             "--build and --no-build are incompatible",
         ));
     }
-    if args.detach && (args.abort_on_container_exit || args.exit_code_from.is_some()) {
+    // Compose's checks, in its order and words.
+    let cascade = args.abort_on_container_exit || args.exit_code_from.is_some();
+    if args.wait && (args.attach_dependencies || cascade || !args.attach.is_empty()) {
         return Err(StatusError::error(
             1,
-            "--abort-on-container-exit and --detach are incompatible",
+            "--wait cannot be combined with --abort-on-container-exit, --attach or --attach-dependencies",
+        ));
+    }
+    if args.detach && (args.attach_dependencies || cascade || !args.attach.is_empty()) {
+        return Err(StatusError::error(
+            1,
+            "--detach cannot be combined with --abort-on-container-exit, --abort-on-container-failure, --attach, --attach-dependencies or --watch",
+        ));
+    }
+    if !args.attach.is_empty() && args.attach_dependencies {
+        return Err(StatusError::error(
+            1,
+            "cannot combine --attach and --attach-dependencies",
         ));
     }
     let (project, current) = converge(
@@ -270,8 +290,18 @@ pub async fn up(ctx: &Ctx<'_>, args: &UpArgs) -> Result<()> {
         .services
         .values()
         .filter(|s| current.contains_key(&s.name))
-        .filter(|s| args.attach.is_empty() || args.attach.contains(&s.name))
-        .filter(|s| !args.no_attach.contains(&s.name) && s.config.attach != Some(false))
+        .filter(|s| {
+            if !args.attach.is_empty() {
+                return args.attach.contains(&s.name);
+            }
+            // Services named on the command line are attached; their dependencies only with
+            // --attach-dependencies (or when none is named: then every service is).
+            (args.services.is_empty()
+                || args.attach_dependencies
+                || args.services.contains(&s.name))
+                && s.config.attach != Some(false)
+        })
+        .filter(|s| !args.no_attach.contains(&s.name))
         .map(|s| s.name.clone())
         .collect();
     let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
@@ -285,6 +315,7 @@ pub async fn up(ctx: &Ctx<'_>, args: &UpArgs) -> Result<()> {
             exit_code_from: args.exit_code_from.clone(),
             no_color: args.no_color,
             no_prefix: args.no_log_prefix,
+            timestamps: args.timestamps,
             stop_timeout: args.timeout,
         },
     )

@@ -283,6 +283,10 @@ impl Engine for Fake {
         self.calls.borrow_mut().push(format!("remove {id}"));
         Ok(())
     }
+    async fn rename(&self, id: &str, name: &str) -> EngineResult<()> {
+        self.calls.borrow_mut().push(format!("rename {id} {name}"));
+        Ok(())
+    }
     async fn anonymous_volumes(&self, _: &str) -> EngineResult<Vec<(String, String)>> {
         Ok(Vec::new())
     }
@@ -385,5 +389,49 @@ fn dependents_with_restart_true_are_restarted_when_their_dependency_is_recreated
     assert_eq!(
         lines(&plan(&after, &o, &UpOptions::default()).unwrap()),
         ["recreate app-db-1", "restart app-web-1"]
+    );
+}
+
+/// A recreated replica is made beside the old one under a temporary name, then the old one is
+/// stopped and removed and the new one renamed and started, as Compose v2 does.
+#[test]
+fn a_replacement_is_created_before_the_old_container_goes() {
+    let before = project(APP);
+    let o = observed_after_up(&before);
+    let after = project(&APP.replace("image: nginx", "image: nginx:1.27"));
+    let actions = plan(&after, &o, &UpOptions::default()).unwrap();
+    let fake = Fake::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = ApplyOptions {
+        services: after.services.keys().cloned().collect(),
+        ..Default::default()
+    };
+    rt.block_on(apply(
+        &after,
+        &o,
+        &actions,
+        &fake,
+        &options,
+        &|_: &str, _: &str, _: &str| {},
+    ))
+    .unwrap();
+    let calls = fake.calls.borrow();
+    let web: Vec<&str> = calls
+        .iter()
+        .map(String::as_str)
+        .filter(|c| c.contains("web"))
+        .collect();
+    assert_eq!(
+        web,
+        [
+            "create id-web-1_app-web-1",
+            "stop id-web-1",
+            "remove id-web-1",
+            "rename id-id-web-1_app-web-1 app-web-1",
+            "start id-id-web-1_app-web-1",
+        ]
     );
 }

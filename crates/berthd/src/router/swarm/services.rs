@@ -38,11 +38,15 @@ fn normalize(mut spec: Value) -> Result<Value> {
     let name = spec["Name"].as_str().unwrap_or_default().to_string();
     if name.is_empty() {
         spec["Name"] = json!(format!("svc-{}", &new_id()[..10]));
-    } else if name.len() > 63
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        || name.starts_with('-')
-        || name.ends_with('-')
+    } else if name.len() > 63 {
+        return Err(invalid("name must be 63 characters or fewer"));
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !name.ends_with(|c: char| c.is_ascii_alphanumeric())
     {
+        // swarmkit's `^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`: `_` too, as in stacks' `STACK_SVC`.
         return Err(invalid("name must be valid as a DNS name component"));
     }
     let mode = &spec["Mode"];
@@ -356,6 +360,19 @@ pub async fn tasks(State(state): State<AppState>, q: Query) -> Result<Response> 
                         || s.services
                             .get(&t.service_id)
                             .is_some_and(|svc| &t.spec == svc.task_template()))
+                    // `label`: the service's labels, as swarmkit matches a task's service
+                    // annotations (`docker stack ps` filters on the stack's label).
+                    && filters.get("label").iter().all(|l| {
+                        let labels = s
+                            .services
+                            .get(&t.service_id)
+                            .map(|svc| svc.spec["Labels"].clone())
+                            .unwrap_or_default();
+                        match l.split_once('=') {
+                            Some((k, v)) => labels[k] == v,
+                            None => !labels[*l].is_null(),
+                        }
+                    })
             })
             .map(task_json)
             .collect()
