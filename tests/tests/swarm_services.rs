@@ -618,29 +618,33 @@ fn docker_cli_service_logs_name_each_task() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let (attached, seen_later) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut lines = std::io::BufReader::new(stdout).lines();
         let later = lines.any(|l| l.is_ok_and(|l| l.ends_with("| later")));
+        let _ = attached.send(());
         // A task that starts while following is followed too.
         let new_task =
             lines.any(|l| l.is_ok_and(|l| l.starts_with("talk.3.") && l.ends_with("| out-1")));
         later && new_task
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
     let container = in_state(&d, &id, "running")[0]["Status"]["ContainerStatus"]["ContainerID"]
         .as_str()
         .unwrap()
         .to_string();
-    // Through the container's main process, so the line lands in its log.
+    // Through the container's main process, so the lines land in its log; again and again,
+    // because nothing tells when the CLI's follow has attached (`--tail 0` skips what came before).
     let r = d.api().post(
         &format!("/containers/{container}/exec"),
-        Some(br#"{"Cmd": ["sh", "-c", "echo later > /proc/1/fd/1"]}"#),
+        Some(br#"{"Cmd": ["sh", "-c", "while true; do echo later > /proc/1/fd/1; sleep 0.2; done"]}"#),
     );
     assert_eq!(r.status, 201, "{}", r.text());
     let exec = r.json()["Id"].as_str().unwrap().to_string();
     d.api()
         .post(&format!("/exec/{exec}/start"), Some(br#"{"Detach": true}"#));
+    // The new task starts only once the follow is known to be attached.
+    let _ = seen_later.recv_timeout(std::time::Duration::from_secs(30));
     let s = service(&d, &id);
     let mut spec = s["Spec"].clone();
     spec["Mode"]["Replicated"]["Replicas"] = json!(3);
