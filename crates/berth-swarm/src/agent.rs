@@ -312,6 +312,10 @@ async fn step(
         }
         return ended(task, executor).await;
     }
+    if status == TaskState::Failed && task.status.err == UNHEALTHY {
+        // Out of rotation since the last pass: now the stop, and dockerd's final words.
+        return Some(stop_unhealthy(task, executor).await);
+    }
     if !wanted && !status.is_terminal() {
         executor.stop(&task.meta.id).await;
         let cs = match executor.observe(&task.meta.id).await {
@@ -369,8 +373,24 @@ async fn running(
     op.map(with_ports)
 }
 
-/// An unhealthy container is stopped and its task failed, as dockerd does.
+/// An unhealthy container's task fails at once, before its container is stopped: the
+/// failure takes it out of every node's VIP and routing-mesh rotation (Docker deactivates
+/// the service binding first too), while the stop may wait out a grace period of seconds.
+/// The next pass stops the container ([`stop_unhealthy`]).
 async fn unhealthy(task: &Task, executor: &dyn TaskExecutor) -> Op {
+    let cs = match executor.observe(&task.meta.id).await {
+        Observed::Running { container_id, pid } => Some(ContainerStatus {
+            container_id,
+            pid,
+            exit_code: 0,
+        }),
+        _ => None,
+    };
+    report(task, TaskState::Failed, "started", UNHEALTHY, cs)
+}
+
+/// Stops a task failed as unhealthy and reports its exit as dockerd words it.
+async fn stop_unhealthy(task: &Task, executor: &dyn TaskExecutor) -> Op {
     executor.stop(&task.meta.id).await;
     let (cs, code) = match executor.observe(&task.meta.id).await {
         Observed::Exited {

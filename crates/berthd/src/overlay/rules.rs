@@ -20,11 +20,13 @@ pub struct LocalEndpoint {
     pub ifname: String,
 }
 
-/// The endpoints of this node's running tasks.
+/// The endpoints of this node's running tasks, and of those waiting for their first healthy
+/// check (`starting`: a check may need the overlay; they are not in rotation yet).
 pub fn local_endpoints(s: &State, node: &str) -> Vec<LocalEndpoint> {
     let mut out = Vec::new();
     for t in s.tasks.values() {
-        if t.node_id != node || t.status.state != TaskState::Running {
+        let up = matches!(t.status.state, TaskState::Starting | TaskState::Running);
+        if t.node_id != node || !up {
             continue;
         }
         let Some(cs) = &t.status.container_status else {
