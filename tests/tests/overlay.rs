@@ -623,6 +623,20 @@ fn an_unhealthy_task_leaves_the_vip_and_the_mesh() {
     until("2 web tasks running", || {
         running_task_containers(&d, "web").len() == 2
     });
+    // Docker's interface order: ingress (the pool's first block) eth0, the overlay eth1,
+    // docker_gwbridge last.
+    let first = running_task_containers(&d, "web")[0].clone();
+    let mut addrs = String::new();
+    until("ingress eth0, backend eth1, docker_gwbridge eth2", || {
+        addrs = exec(&d, &first, "ip -o -4 addr show").1;
+        let on = |dev: &str, net: &str| {
+            addrs
+                .lines()
+                .any(|l| l.contains(&format!(" {dev} ")) && l.contains(net))
+        };
+        on("eth0", "inet 10.214.0.") && on("eth1", "inet 10.214.1.") && on("eth2", "inet ")
+    });
+    assert!(!addrs.contains("eth2    inet 10.214."), "{addrs}");
     docker_ok(
         &d,
         &[

@@ -16,7 +16,8 @@ pub struct LocalEndpoint {
     pub container: String,
     pub network: String,
     pub addr: IpNet,
-    /// `eth1`, `eth2`... in the order of the task's attachments (`eth0` is docker_gwbridge).
+    /// `eth0`, `eth1`... in the order of the task's attachments (docker_gwbridge is last);
+    /// `eth1` for a plain container on an attachable overlay (`eth0` is its docker_gwbridge).
     pub ifname: String,
 }
 
@@ -40,7 +41,7 @@ pub fn local_endpoints(s: &State, node: &str) -> Vec<LocalEndpoint> {
                 container: cs.container_id.clone(),
                 network,
                 addr,
-                ifname: format!("eth{}", i + 1),
+                ifname: format!("eth{i}"),
             });
         }
     }
