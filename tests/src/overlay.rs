@@ -53,7 +53,10 @@ pub fn leftovers(d: &Daemon) -> Vec<String> {
     }
     let tables = output("nft", &["list", "tables"]);
     for t in [mesh_table(d), "berth_lb".to_string()] {
-        if tables.lines().any(|l| l.split_whitespace().last() == Some(t.as_str())) {
+        if tables
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some(t.as_str()))
+        {
             left.push(format!("nftables table {t}"));
         }
     }

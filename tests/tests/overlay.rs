@@ -685,9 +685,11 @@ fn an_unhealthy_task_leaves_the_vip_and_the_mesh() {
     );
     // dockerd's words once the container is stopped.
     until("the unhealthy task to be stopped", || {
-        d.api().get("/tasks").json().as_array().unwrap().iter().any(|t| {
-            t["Status"]["Err"] == "task: non-zero exit (137): dockerexec: unhealthy container"
-                || t["Status"]["Err"] == "task: non-zero exit (143): dockerexec: unhealthy container"
+        let tasks = d.api().get("/tasks").json();
+        tasks.as_array().unwrap().iter().any(|t| {
+            let err = t["Status"]["Err"].as_str().unwrap_or_default();
+            err == "task: non-zero exit (137): dockerexec: unhealthy container"
+                || err == "task: non-zero exit (143): dockerexec: unhealthy container"
         })
     });
     docker_ok(&d, &["rm", "-f", "probe"]).unwrap();

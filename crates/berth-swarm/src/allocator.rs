@@ -503,9 +503,9 @@ fn service_endpoint(
 pub fn task_networking(task: &Task, config: &mut Value) {
     if !task.networks_attachments.is_empty() {
         config["HostConfig"]["NetworkMode"] = json!("docker_gwbridge");
-        config["NetworkingConfig"]["EndpointsConfig"]["docker_gwbridge"]["DriverOpts"]
-            ["com.docker.network.endpoint.ifname"] =
-            json!(format!("eth{}", task.networks_attachments.len()));
+        let ifname = format!("eth{}", task.networks_attachments.len());
+        let gwbridge = &mut config["NetworkingConfig"]["EndpointsConfig"]["docker_gwbridge"];
+        gwbridge["DriverOpts"]["com.docker.network.endpoint.ifname"] = json!(ifname);
     }
 }
 
