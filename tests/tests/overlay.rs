@@ -679,6 +679,21 @@ fn an_unhealthy_task_leaves_the_vip_and_the_mesh() {
         started.elapsed()
     );
     let sick_state = d.api().get(&format!("/containers/{sick}/json")).json();
+    // For the record: when the failing check ended, and when the task was failed.
+    let failed_check = sick_state["State"]["Health"]["Log"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["ExitCode"] != 0)
+        .and_then(|l| l["End"].as_str().map(String::from));
+    let tasks = d.api().get("/tasks").json();
+    let failed_at = tasks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["Status"]["State"] == "failed")
+        .and_then(|t| t["Status"]["Timestamp"].as_str().map(String::from));
+    eprintln!("check failed at {failed_check:?}, task failed at {failed_at:?}");
     assert_eq!(
         sick_state["State"]["Running"], true,
         "out of rotation only once stopped"

@@ -82,6 +82,12 @@ pub trait TaskExecutor: Send + Sync {
     fn begin_pass(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// Resolves when a task container's health status changes (an engine that cannot tell
+    /// never resolves: the agent's one-second poll still sees it), so that an unhealthy task
+    /// leaves the rotation without waiting for the poll.
+    fn health_changed(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
     /// The host ports the task's running container published, as the API's `PortStatus`.
     fn ports<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Option<Value>> {
         Box::pin(async { None })
@@ -495,6 +501,7 @@ pub async fn run(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = watch.changed() => {}
+            _ = executor.health_changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
