@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dockerd;
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod overlay;
 pub mod pki;
 pub mod pty;
 pub mod registry;

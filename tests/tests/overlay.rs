@@ -4,6 +4,7 @@
 //! routing mesh, and that removing everything leaves nothing behind.
 
 use berth_e2e::containers::{daemon_with_busybox, until};
+use berth_e2e::overlay::{self, MeshGuard};
 use berth_e2e::{Daemon, require_root};
 use serde_json::Value;
 
@@ -450,45 +451,16 @@ fn host_get(port: u16) -> Option<String> {
 
 /// The routing mesh's host tables (other daemons' tests may change the rest meanwhile).
 fn host_nft_tables() -> String {
-    let out = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .expect("nft");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("berth_mesh_"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Deletes the routing mesh's host table of a daemon (by its exec root, as berthd names it)
-/// when the test ends, also on failure; dropped after the daemon.
-struct MeshGuard(Option<String>);
-
-impl Drop for MeshGuard {
-    fn drop(&mut self) {
-        if let Some(table) = &self.0 {
-            let _ = std::process::Command::new("nft")
-                .args(["delete", "table", "ip", table])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
-
-fn mesh_table(d: &Daemon) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(d.exec_root().to_string_lossy().as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("berth_mesh_{}", &hex[..10])
+    overlay::host_nft_tables("berth_mesh_")
 }
 
 #[test]
 fn a_published_port_answers_through_the_routing_mesh_and_leaves_nothing() {
     require_root!();
-    let mut guard = MeshGuard(None);
+    // Declared before the daemon: dropped after it.
+    let _guard;
     let d = daemon_with_busybox();
-    guard.0 = Some(mesh_table(&d));
+    _guard = MeshGuard::of(&d);
     if d.docker(&["version"]).is_none() {
         eprintln!("skipped: no docker CLI");
         return;
@@ -572,7 +544,7 @@ fn a_published_port_answers_through_the_routing_mesh_and_leaves_nothing() {
         host_get(auto as u16).is_some()
     });
     assert!(
-        host_nft_tables().contains(guard.0.as_deref().unwrap()),
+        host_nft_tables().contains(&overlay::mesh_table(&d)),
         "the mesh's table is named after the exec root"
     );
     docker_ok(&d, &["service", "rm", "web"]).unwrap();
@@ -581,6 +553,164 @@ fn a_published_port_answers_through_the_routing_mesh_and_leaves_nothing() {
             && host_nft_tables() == tables_before
             && std::fs::read_dir(d.exec_root().join("overlay"))
                 .map_or(true, |mut e| e.next().is_none())
+    });
+    docker_ok(&d, &["swarm", "leave", "--force"]).unwrap();
+}
+
+/// A task whose container turns unhealthy leaves the VIP's and the routing mesh's rotation:
+/// every answer then comes from the healthy task. (Its restart condition is `none`, so no
+/// replacement joins the rotation meanwhile.)
+#[test]
+fn an_unhealthy_task_leaves_the_vip_and_the_mesh() {
+    require_root!();
+    let _guard;
+    let d = daemon_with_busybox();
+    _guard = MeshGuard::of(&d);
+    if d.docker(&["version"]).is_none() {
+        eprintln!("skipped: no docker CLI");
+        return;
+    }
+    docker_ok(
+        &d,
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--data-path-port",
+            "4793",
+            "--default-addr-pool",
+            "10.214.0.0/16",
+        ],
+    )
+    .unwrap();
+    docker_ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "backend",
+        ],
+    )
+    .unwrap();
+    let mut args = web_args("web", "backend", "2");
+    let cmd = args.pop().unwrap();
+    let cmd = format!("touch /healthy && {cmd}");
+    args.splice(
+        2..2,
+        [
+            "--publish",
+            "published=38433,target=80",
+            "--health-cmd",
+            "test -f /healthy",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+            "--restart-condition",
+            "none",
+            // httpd (pid 1) ignores SIGTERM: the stop waits out this grace period, and the
+            // task must leave the rotation before it ends.
+            "--stop-grace-period",
+            "20s",
+        ],
+    );
+    args.push(&cmd);
+    docker_ok(&d, &args).unwrap();
+    until("2 web tasks running", || {
+        running_task_containers(&d, "web").len() == 2
+    });
+    // Docker's interface order: ingress (the pool's first block) eth0, the overlay eth1,
+    // docker_gwbridge last.
+    let first = running_task_containers(&d, "web")[0].clone();
+    let mut addrs = String::new();
+    until("ingress eth0, backend eth1, docker_gwbridge eth2", || {
+        addrs = exec(&d, &first, "ip -o -4 addr show").1;
+        let on = |dev: &str, net: &str| {
+            addrs
+                .lines()
+                .any(|l| l.contains(&format!(" {dev} ")) && l.contains(net))
+        };
+        on("eth0", "inet 10.214.0.") && on("eth1", "inet 10.214.1.") && on("eth2", "inet ")
+    });
+    assert!(!addrs.contains("eth2    inet 10.214."), "{addrs}");
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "probe",
+            "--network",
+            "backend",
+            "busybox:latest",
+            "sleep",
+            "1000",
+        ],
+    )
+    .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    until("the VIP and the published port to reach both tasks", || {
+        if let (true, body) = http_get(&d, "probe", "web") {
+            seen.insert(body);
+        }
+        if let Some(host) = host_get(38433) {
+            seen.insert(host);
+        }
+        seen.len() == 2
+    });
+    let tasks = running_task_containers(&d, "web");
+    let (sick, well) = (&tasks[0], &tasks[1]);
+    let from = |body: &str, id: &str| !body.is_empty() && id.starts_with(body);
+    exec(&d, sick, "rm /healthy");
+    let started = std::time::Instant::now();
+    until("every answer to come from the healthy task", || {
+        (0..4).all(|_| {
+            let (ok, body) = http_get(&d, "probe", "web");
+            let host = host_get(38433).unwrap_or_default();
+            ok && from(&body, well) && from(&host, well)
+        })
+    });
+    eprintln!(
+        "out of rotation {:?} after the check's file went (1 s interval, 1 retry)",
+        started.elapsed()
+    );
+    let sick_state = d.api().get(&format!("/containers/{sick}/json")).json();
+    // For the record: when the failing check ended, and when the task was failed.
+    let failed_check = sick_state["State"]["Health"]["Log"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["ExitCode"] != 0)
+        .and_then(|l| l["End"].as_str().map(String::from));
+    let tasks = d.api().get("/tasks").json();
+    let failed_at = tasks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["Status"]["State"] == "failed")
+        .and_then(|t| t["Status"]["Timestamp"].as_str().map(String::from));
+    eprintln!("check failed at {failed_check:?}, task failed at {failed_at:?}");
+    assert_eq!(
+        sick_state["State"]["Running"], true,
+        "out of rotation only once stopped"
+    );
+    // dockerd's words once the container is stopped.
+    until("the unhealthy task to be stopped", || {
+        let tasks = d.api().get("/tasks").json();
+        tasks.as_array().unwrap().iter().any(|t| {
+            let err = t["Status"]["Err"].as_str().unwrap_or_default();
+            err == "task: non-zero exit (137): dockerexec: unhealthy container"
+                || err == "task: non-zero exit (143): dockerexec: unhealthy container"
+        })
+    });
+    docker_ok(&d, &["rm", "-f", "probe"]).unwrap();
+    docker_ok(&d, &["service", "rm", "web"]).unwrap();
+    until("the overlays and the mesh to go", || {
+        overlay::leftovers(&d).is_empty()
     });
     docker_ok(&d, &["swarm", "leave", "--force"]).unwrap();
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_e2e::containers::{daemon_with_busybox, until};
+use berth_e2e::overlay::{self, MeshGuard};
 use berth_e2e::{Daemon, Output, require_root};
 use serde_json::{Value, json};
 
@@ -119,13 +120,36 @@ fn nothing_left(d: &Daemon, stack: &str) {
     until("the stack's containers to go", || all_containers(d) == 0);
 }
 
+/// Nothing of the stack's overlays stays on the node: no overlay netns (with their bridges,
+/// VXLAN devices and load-balancer tables), no routing-mesh table or veth.
+fn nothing_on_the_node(d: &Daemon) {
+    let mut left = Vec::new();
+    for _ in 0..30 {
+        left = overlay::leftovers(d);
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    panic!("left on the node: {left:?}");
+}
+
 #[test]
 fn stack_of_three_services_deployed_updated_pruned_and_removed() {
     require_root!();
+    // Declared before the daemon: dropped after it.
+    let _guard;
     let d = daemon_with_busybox();
+    _guard = MeshGuard::of(&d);
+    // api publishes a port through the routing mesh (the ingress netns, the host's table).
+    let shop = SHOP.replace(
+        "    networks: [back]\n",
+        "    networks: [back]\n    ports: [\"38434:80\"]\n",
+    );
+    assert_ne!(shop, SHOP);
 
     // Not a manager yet: the docker CLI's error.
-    let dir = stack_dir(&d, "shop", SHOP);
+    let dir = stack_dir(&d, "shop", &shop);
     let out = berth_in(&d, &dir, &["stack", "deploy", "-c", "FILE", "shop"]);
     assert_eq!(out.code, 1);
     assert!(
@@ -217,6 +241,12 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
     );
     // 2 web + 1 api + 1 worker (one node).
     until("4 running tasks", || running_containers(&d) == 4);
+    // The data plane is there: overlay netns and the routing mesh's host table.
+    until("the overlays and the mesh on the node", || {
+        let left = overlay::leftovers(&d);
+        left.iter().any(|l| l.starts_with("overlay netns"))
+            && left.contains(&format!("nftables table {}", overlay::mesh_table(&d)))
+    });
 
     let out = d.berth(&["stack", "ls"]).success();
     assert_eq!(out.stdout, "NAME      SERVICES\nshop      3\n");
@@ -247,7 +277,7 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
 
     // Updated: the changed service's spec, the same ids.
     let id = web["ID"].as_str().unwrap().to_string();
-    let changed = SHOP
+    let changed = shop
         .replace("MODE: one", "MODE: two")
         .replace("replicas: 2", "replicas: 3");
     std::fs::write(dir.join("compose.yaml"), &changed).unwrap();
@@ -317,6 +347,7 @@ fn stack_of_three_services_deployed_updated_pruned_and_removed() {
         assert!(out.stdout.contains(line), "no {line:?}: {}", out.stdout);
     }
     nothing_left(&d, "shop");
+    nothing_on_the_node(&d);
     let out = d.berth(&["stack", "rm", "shop"]).success();
     assert_eq!(out.stderr, "Nothing found in stack: shop\n");
     let out = d.berth(&["stack", "ps", "shop"]);

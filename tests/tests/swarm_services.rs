@@ -265,12 +265,14 @@ fn failing_updates_pause_or_roll_back_and_rollback_restores_the_previous_spec() 
             failed[0]["ID"].as_str().unwrap()
         )
     );
-    let err = failed[0]["Status"]["Err"].as_str().unwrap();
-    assert!(
+    // Failed at once (out of rotation), dockerd's words once its container is stopped.
+    let mut err = String::new();
+    until("the failed task's final error", || {
+        let failed = in_state(&d, &id, "failed");
+        err = failed[0]["Status"]["Err"].as_str().unwrap().to_string();
         err.starts_with("task: non-zero exit (")
-            && err.ends_with("): dockerexec: unhealthy container"),
-        "{err}"
-    );
+    });
+    assert!(err.ends_with("): dockerexec: unhealthy container"), "{err}");
     let running = in_state(&d, &id, "running");
     assert_eq!(running.len(), 1, "the other slot keeps the old spec");
     assert_eq!(env_of(&running[0]), json!(["V=1"]));

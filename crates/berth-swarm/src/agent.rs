@@ -82,6 +82,12 @@ pub trait TaskExecutor: Send + Sync {
     fn begin_pass(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// Resolves when a task container's health status changes (an engine that cannot tell
+    /// never resolves: the agent's one-second poll still sees it), so that an unhealthy task
+    /// leaves the rotation without waiting for the poll.
+    fn health_changed(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
     /// The host ports the task's running container published, as the API's `PortStatus`.
     fn ports<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Option<Value>> {
         Box::pin(async { None })
@@ -312,6 +318,10 @@ async fn step(
         }
         return ended(task, executor).await;
     }
+    if status == TaskState::Failed && task.status.err == UNHEALTHY {
+        // Out of rotation since the last pass: now the stop, and dockerd's final words.
+        return Some(stop_unhealthy(task, executor).await);
+    }
     if !wanted && !status.is_terminal() {
         executor.stop(&task.meta.id).await;
         let cs = match executor.observe(&task.meta.id).await {
@@ -369,8 +379,24 @@ async fn running(
     op.map(with_ports)
 }
 
-/// An unhealthy container is stopped and its task failed, as dockerd does.
+/// An unhealthy container's task fails at once, before its container is stopped: the
+/// failure takes it out of every node's VIP and routing-mesh rotation (Docker deactivates
+/// the service binding first too), while the stop may wait out a grace period of seconds.
+/// The next pass stops the container ([`stop_unhealthy`]).
 async fn unhealthy(task: &Task, executor: &dyn TaskExecutor) -> Op {
+    let cs = match executor.observe(&task.meta.id).await {
+        Observed::Running { container_id, pid } => Some(ContainerStatus {
+            container_id,
+            pid,
+            exit_code: 0,
+        }),
+        _ => None,
+    };
+    report(task, TaskState::Failed, "started", UNHEALTHY, cs)
+}
+
+/// Stops a task failed as unhealthy and reports its exit as dockerd words it.
+async fn stop_unhealthy(task: &Task, executor: &dyn TaskExecutor) -> Op {
     executor.stop(&task.meta.id).await;
     let (cs, code) = match executor.observe(&task.meta.id).await {
         Observed::Exited {
@@ -475,6 +501,7 @@ pub async fn run(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = watch.changed() => {}
+            _ = executor.health_changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }

@@ -132,13 +132,34 @@ fn a_health_check_holds_tasks_in_starting_until_healthy() {
         step_once(&fake, TaskState::Starting),
         Some((TaskState::Running, String::new()))
     );
-    // Unhealthy later: stopped, failed with dockerd's words.
+    // Unhealthy later: failed at once (out of rotation), still running.
     *fake.health.lock().unwrap() = Some("unhealthy".into());
     let (state, err) = step_once(&fake, TaskState::Running).unwrap();
     assert_eq!(state, TaskState::Failed);
+    assert_eq!(err, UNHEALTHY);
+    assert!(!*fake.stopped.lock().unwrap());
+    // The next pass stops it and says so with dockerd's words.
+    let mut st = state_with(TaskState::Failed);
+    if let Some(t) = st.tasks.get_mut("t1") {
+        t.status.err = UNHEALTHY.into();
+    }
+    let ops = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(pass(&st, "n1", &fake));
+    let err = ops.into_iter().find_map(|op| match op {
+        Op::Update {
+            object: Object::Task(t),
+            ..
+        } => Some((t.status.state, t.status.err)),
+        _ => None,
+    });
     assert_eq!(
         err,
-        "task: non-zero exit (137): dockerexec: unhealthy container"
+        Some((
+            TaskState::Failed,
+            "task: non-zero exit (137): dockerexec: unhealthy container".to_string()
+        ))
     );
     assert!(*fake.stopped.lock().unwrap());
 }

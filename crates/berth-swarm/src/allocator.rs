@@ -496,11 +496,16 @@ fn service_endpoint(
 }
 
 /// The local networking of a task's container: on overlays, it joins `docker_gwbridge`
-/// first (its way out and its embedded DNS; the overlay agent adds one interface per
-/// network). Ports published in `host` mode are `task_config`'s.
+/// (its way out and its embedded DNS), whose interface is named after the overlays' as in
+/// Docker: `eth0` the first attachment (ingress when the service publishes through the
+/// mesh), then the others, `docker_gwbridge` last; the overlay agent adds the overlay
+/// interfaces. Ports published in `host` mode are `task_config`'s.
 pub fn task_networking(task: &Task, config: &mut Value) {
     if !task.networks_attachments.is_empty() {
         config["HostConfig"]["NetworkMode"] = json!("docker_gwbridge");
+        let ifname = format!("eth{}", task.networks_attachments.len());
+        let gwbridge = &mut config["NetworkingConfig"]["EndpointsConfig"]["docker_gwbridge"];
+        gwbridge["DriverOpts"]["com.docker.network.endpoint.ifname"] = json!(ifname);
     }
 }
 

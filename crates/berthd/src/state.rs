@@ -261,7 +261,8 @@ impl Daemon {
                 config.registry.pull_options(&config.data_root),
             ),
             networks.clone(),
-        );
+        )
+        .with_events(events.clone());
         let swarm = berth_swarm::manager::Swarm::open(
             &config.data_root.join("swarm"),
             Arc::new(executor),

@@ -26,6 +26,8 @@ pub struct Executor {
     pub known: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// For `docker_gwbridge`, which tasks on overlays join (`crate::overlay`).
     pub networks: berth_network::Networks,
+    /// The daemon's events, whose `health_status` events of task containers wake the agent.
+    pub events: Option<std::sync::Arc<crate::events::EventBus>>,
 }
 
 impl Executor {
@@ -41,7 +43,14 @@ impl Executor {
             puller,
             known: Default::default(),
             networks,
+            events: None,
         }
+    }
+
+    /// Wakes the agent on task containers' health changes ([`TaskExecutor::health_changed`]).
+    pub fn with_events(mut self, events: std::sync::Arc<crate::events::EventBus>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
@@ -263,6 +272,32 @@ impl TaskExecutor for Executor {
                 }
             }
             (!ports.is_empty()).then(|| json!({"Ports": ports}))
+        })
+    }
+
+    fn health_changed(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(events) = &self.events else {
+                return std::future::pending().await;
+            };
+            let (_, mut rx) = events.subscribe();
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        if ev.kind == "container"
+                            && ev.action.starts_with("health_status")
+                            && ev.actor.attributes.contains_key(LABEL_TASK_ID)
+                        {
+                            return;
+                        }
+                    }
+                    // Missed some: one pass more does no harm.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return std::future::pending().await;
+                    }
+                }
+            }
         })
     }
 

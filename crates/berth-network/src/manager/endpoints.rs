@@ -88,7 +88,7 @@ impl Networks {
         };
         for (i, req) in c.requested.iter().enumerate() {
             let a = self
-                .attach_endpoint(&c.id, req, path, i == 0, &format!("eth{i}"))
+                .attach_endpoint(&c.id, req, path, i == 0, &ifname(req, i))
                 .await?;
             if let Some(ip) = a.ipv4 {
                 info.addresses.push(ip.addr());
@@ -345,7 +345,7 @@ impl Networks {
         };
         let running = c.running.clone();
         if let Some(r) = &running {
-            let ifname = format!("eth{}", r.attachments.len());
+            let ifname = ifname(&req, r.attachments.len());
             let primary = r.attachments.is_empty();
             self.attach_endpoint(id, &req, &r.netns, primary, &ifname)
                 .await?;
@@ -436,4 +436,18 @@ impl Networks {
         self.event("disconnect", &n, &[("container", id)]);
         Ok(())
     }
+}
+
+/// Docker 28's endpoint option naming the interface in the container.
+pub const IFNAME_OPT: &str = "com.docker.network.endpoint.ifname";
+
+/// The container's interface name for an endpoint: [`IFNAME_OPT`] when given, else `eth<i>`.
+fn ifname(req: &Requested, i: usize) -> String {
+    req.settings
+        .driver_opts
+        .as_ref()
+        .and_then(|o| o.get(IFNAME_OPT))
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("eth{i}"))
 }

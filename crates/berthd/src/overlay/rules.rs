@@ -16,15 +16,18 @@ pub struct LocalEndpoint {
     pub container: String,
     pub network: String,
     pub addr: IpNet,
-    /// `eth1`, `eth2`... in the order of the task's attachments (`eth0` is docker_gwbridge).
+    /// `eth0`, `eth1`... in the order of the task's attachments (docker_gwbridge is last);
+    /// `eth1` for a plain container on an attachable overlay (`eth0` is its docker_gwbridge).
     pub ifname: String,
 }
 
-/// The endpoints of this node's running tasks.
+/// The endpoints of this node's running tasks, and of those waiting for their first healthy
+/// check (`starting`: a check may need the overlay; they are not in rotation yet).
 pub fn local_endpoints(s: &State, node: &str) -> Vec<LocalEndpoint> {
     let mut out = Vec::new();
     for t in s.tasks.values() {
-        if t.node_id != node || t.status.state != TaskState::Running {
+        let up = matches!(t.status.state, TaskState::Starting | TaskState::Running);
+        if t.node_id != node || !up {
             continue;
         }
         let Some(cs) = &t.status.container_status else {
@@ -38,7 +41,7 @@ pub fn local_endpoints(s: &State, node: &str) -> Vec<LocalEndpoint> {
                 container: cs.container_id.clone(),
                 network,
                 addr,
-                ifname: format!("eth{}", i + 1),
+                ifname: format!("eth{i}"),
             });
         }
     }
