@@ -29,6 +29,10 @@ pub struct Identity {
     pub cert_pem: String,
     pub key_pem: String,
     pub ca_pem: String,
+    /// With autolock: `key_pem` sealed with the unlock key ([`crate::autolock`]), `key_pem`
+    /// then empty on disk.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_sealed: String,
 }
 
 fn identity_path(dir: &Path) -> PathBuf {
@@ -36,15 +40,42 @@ fn identity_path(dir: &Path) -> PathBuf {
 }
 
 impl Identity {
+    /// The identity, its key unsealed with the unlock key remembered for `dir` (left empty
+    /// while the manager is locked).
     pub fn load(dir: &Path) -> Option<Identity> {
+        let mut id = Self::load_raw(dir)?;
+        if !id.key_sealed.is_empty()
+            && let Some(key) = crate::autolock::remembered(dir)
+            && let Some(pem) = crate::autolock::open(&key, &id.key_sealed)
+        {
+            id.key_pem = String::from_utf8(pem).ok()?;
+            id.key_sealed.clear();
+        }
+        Some(id)
+    }
+
+    /// The identity as on disk.
+    pub fn load_raw(dir: &Path) -> Option<Identity> {
         let bytes = std::fs::read(identity_path(dir)).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Whether the key on disk is sealed (autolock) and is not open in memory.
+    pub fn is_sealed(&self) -> bool {
+        !self.key_sealed.is_empty()
     }
 
     /// Writes the identity (mode 0600: it holds the node's key).
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
+        let mut on_disk = self.clone();
+        if let Some(key) = crate::autolock::remembered(dir)
+            && !self.key_pem.is_empty()
+        {
+            on_disk.key_sealed = crate::autolock::seal(&key, self.key_pem.as_bytes())?;
+            on_disk.key_pem.clear();
+        }
         let path = identity_path(dir);
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
         let tmp = path.with_extension("tmp");
@@ -54,7 +85,7 @@ impl Identity {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self)?)?;
+        f.write_all(&serde_json::to_vec_pretty(&on_disk)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         Ok(())
@@ -124,6 +155,7 @@ pub fn issue(ca: &RootCa, cluster_id: &str, node_id: &str, role: &str) -> anyhow
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
         ca_pem: ca.cert_pem.clone(),
+        key_sealed: String::new(),
     })
 }
 
