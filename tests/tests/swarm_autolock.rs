@@ -83,6 +83,10 @@ fn autolocked_manager_restarts_locked_until_unlocked() {
         .post("/services/create", Some(spec.to_string().as_bytes()));
     assert_eq!(r.status, 201, "{}", r.text());
     until("the task runs", || running(&d, "locked-web"));
+    // The Raft data (log, objects, the CA key in the cluster object) is encrypted at rest.
+    let raft = std::fs::read(d.data_root().join("swarm/raft.redb")).unwrap();
+    let contains = |needle: &[u8]| raft.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(b"locked-web") && !contains(b"PRIVATE KEY") && !contains(b"busybox"));
 
     d.restart();
     assert_eq!(node_state(&d), "locked");

@@ -99,6 +99,69 @@ pub fn open(unlock: &[u8], sealed: &str) -> Option<Vec<u8>> {
     Some(plain.to_vec())
 }
 
+/// The data-encryption key of a manager's Raft database (log entries, vote, snapshots,
+/// objects): 32 random bytes, AES-256-GCM, kept next to the TLS key in the identity file and
+/// sealed with it under autolock.
+pub struct DataKey(LessSafeKey);
+
+/// What marks an encrypted value in the Raft database (JSON never starts with a NUL).
+const DATA_MAGIC: &[u8] = b"\0BK1";
+
+impl DataKey {
+    /// A new random key, base64 as the identity file keeps it.
+    pub fn generate() -> String {
+        let mut key = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut key)
+            .expect("system random number generator");
+        base64::engine::general_purpose::STANDARD.encode(key)
+    }
+
+    pub fn from_base64(key: &str) -> anyhow::Result<DataKey> {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(key)?;
+        let key = UnboundKey::new(&AES_256_GCM, &bytes)
+            .map_err(|_| anyhow::anyhow!("the Raft data key is not 32 bytes"))?;
+        Ok(DataKey(LessSafeKey::new(key)))
+    }
+
+    /// `magic ‖ nonce ‖ ciphertext ‖ tag`.
+    pub fn encrypt(&self, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| anyhow::anyhow!("no random nonce"))?;
+        let mut buf = plain.to_vec();
+        self.0
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+            .map_err(|_| anyhow::anyhow!("encrypting Raft data"))?;
+        let mut out = DATA_MAGIC.to_vec();
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&buf);
+        Ok(out)
+    }
+
+    /// Whether a stored value is encrypted (values written before the key existed are not).
+    pub fn is_encrypted(raw: &[u8]) -> bool {
+        raw.starts_with(DATA_MAGIC)
+    }
+
+    pub fn decrypt(&self, raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let rest = raw
+            .strip_prefix(DATA_MAGIC)
+            .filter(|r| r.len() >= NONCE_LEN)
+            .ok_or_else(|| anyhow::anyhow!("not an encrypted Raft value"))?;
+        let (nonce, rest) = rest.split_at(NONCE_LEN);
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
+        let mut buf = rest.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::empty(), &mut buf)
+            .map_err(|_| anyhow::anyhow!("Raft data does not decrypt with this node's key"))?;
+        Ok(plain.to_vec())
+    }
+}
+
 /// The unlock key in force per swarm directory, in memory only (`None`: keys are stored plain).
 static KEYS: Mutex<Option<HashMap<PathBuf, Vec<u8>>>> = Mutex::new(None);
 
@@ -115,6 +178,22 @@ pub fn remember(dir: &Path, key: Option<Vec<u8>>) {
 pub fn remembered(dir: &Path) -> Option<Vec<u8>> {
     let keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
     keys.as_ref().and_then(|m| m.get(dir).cloned())
+}
+
+/// This manager's Raft data key, made (and saved with its identity) at its first start; `None`
+/// for a node without an identity file.
+pub fn manager_data_key(dir: &Path) -> anyhow::Result<Option<DataKey>> {
+    let Some(mut identity) = crate::pki::Identity::load(dir) else {
+        return Ok(None);
+    };
+    if identity.is_sealed() {
+        anyhow::bail!("{SWARM_LOCKED}");
+    }
+    if identity.data_key.is_empty() {
+        identity.data_key = DataKey::generate();
+        identity.save(dir)?;
+    }
+    DataKey::from_base64(&identity.data_key).map(Some)
 }
 
 /// Whether the cluster wants managers locked, and with which key.
@@ -178,5 +257,11 @@ mod tests {
         let other = parse_key(&new_key()).unwrap();
         assert!(open(&other, &sealed).is_none());
         assert_ne!(seal(&bytes, b"x").unwrap(), seal(&bytes, b"x").unwrap());
+        let dek = DataKey::from_base64(&DataKey::generate()).unwrap();
+        let raw = dek.encrypt(br#"{"a":1}"#).unwrap();
+        assert!(DataKey::is_encrypted(&raw) && !DataKey::is_encrypted(br#"{"a":1}"#));
+        assert_eq!(dek.decrypt(&raw).unwrap(), br#"{"a":1}"#);
+        let other = DataKey::from_base64(&DataKey::generate()).unwrap();
+        assert!(other.decrypt(&raw).is_err());
     }
 }

@@ -102,7 +102,7 @@ struct Active {
     local: LocalNode,
     raft: Raft,
     /// The Raft database (redb refuses a second open of the same file in one process).
-    db: Arc<redb::Database>,
+    db: Arc<crate::raft::Db>,
     peers: Arc<crate::raft_network::Peers>,
     store: Store,
     stop: CancellationToken,
@@ -224,7 +224,8 @@ impl Swarm {
     }
 
     async fn start(&self, local: LocalNode, bootstrap: bool) -> anyhow::Result<Arc<Active>> {
-        let db = crate::raft::open_db(&self.dir.join("raft.redb"))?;
+        let key = crate::autolock::manager_data_key(&self.dir)?;
+        let db = crate::raft::open_db_with(&self.dir.join("raft.redb"), key)?;
         self.start_on(local, bootstrap, db).await
     }
 
@@ -232,7 +233,7 @@ impl Swarm {
         &self,
         local: LocalNode,
         bootstrap: bool,
-        db: Arc<redb::Database>,
+        db: Arc<crate::raft::Db>,
     ) -> anyhow::Result<Arc<Active>> {
         let store = Store::default();
         let peers = Arc::new(crate::raft_network::Peers::default());

@@ -29,10 +29,22 @@ pub struct Identity {
     pub cert_pem: String,
     pub key_pem: String,
     pub ca_pem: String,
-    /// With autolock: `key_pem` sealed with the unlock key ([`crate::autolock`]), `key_pem`
+    /// A manager's Raft data-encryption key (base64; [`crate::autolock::DataKey`]), made at its
+    /// first start.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data_key: String,
+    /// With autolock: `key_pem` and `data_key` sealed with the unlock key ([`crate::autolock`]), `key_pem`
     /// then empty on disk.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key_sealed: String,
+}
+
+/// What autolock seals: the node's TLS key and its Raft data key.
+#[derive(Serialize, Deserialize)]
+struct SealedKeys {
+    key_pem: String,
+    #[serde(default)]
+    data_key: String,
 }
 
 fn identity_path(dir: &Path) -> PathBuf {
@@ -46,9 +58,11 @@ impl Identity {
         let mut id = Self::load_raw(dir)?;
         if !id.key_sealed.is_empty()
             && let Some(key) = crate::autolock::remembered(dir)
-            && let Some(pem) = crate::autolock::open(&key, &id.key_sealed)
+            && let Some(plain) = crate::autolock::open(&key, &id.key_sealed)
         {
-            id.key_pem = String::from_utf8(pem).ok()?;
+            let keys: SealedKeys = serde_json::from_slice(&plain).ok()?;
+            id.key_pem = keys.key_pem;
+            id.data_key = keys.data_key;
             id.key_sealed.clear();
         }
         Some(id)
@@ -73,8 +87,13 @@ impl Identity {
         if let Some(key) = crate::autolock::remembered(dir)
             && !self.key_pem.is_empty()
         {
-            on_disk.key_sealed = crate::autolock::seal(&key, self.key_pem.as_bytes())?;
+            let keys = SealedKeys {
+                key_pem: self.key_pem.clone(),
+                data_key: self.data_key.clone(),
+            };
+            on_disk.key_sealed = crate::autolock::seal(&key, &serde_json::to_vec(&keys)?)?;
             on_disk.key_pem.clear();
+            on_disk.data_key.clear();
         }
         let path = identity_path(dir);
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
@@ -155,6 +174,7 @@ pub fn issue(ca: &RootCa, cluster_id: &str, node_id: &str, role: &str) -> anyhow
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
         ca_pem: ca.cert_pem.clone(),
+        data_key: String::new(),
         key_sealed: String::new(),
     })
 }

@@ -661,6 +661,8 @@ impl Swarm {
         *guard = None;
         drop(guard);
         let _ = std::fs::remove_file(self.dir.join("raft.redb"));
+        // Workers are never locked: their key is stored plain.
+        crate::autolock::remember(&self.dir, None);
         identity.save(&self.dir)?;
         let local = LocalNode {
             role: "worker".into(),
