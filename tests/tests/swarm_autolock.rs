@@ -255,3 +255,69 @@ fn docker_cli_locks_and_unlocks_a_swarm() {
     assert!(out.stdout.contains("SWMKEY-1-"), "{}", out.stdout);
     d.docker(&["swarm", "leave", "--force"]).unwrap().success();
 }
+
+#[test]
+fn berth_cli_locks_and_unlocks_a_swarm() {
+    require_root!();
+    let mut d = Daemon::start();
+    let out = d
+        .berth(&[
+            "swarm",
+            "init",
+            "--autolock",
+            "--listen-addr",
+            "127.0.0.1:23783",
+        ])
+        .success();
+    assert!(out.stdout.contains("berth swarm unlock"), "{}", out.stdout);
+    let key = d
+        .berth(&["swarm", "unlock-key", "-q"])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    assert!(
+        key.starts_with("SWMKEY-1-") && out.stdout.contains(&key),
+        "{key}"
+    );
+    let out = d.berth(&["swarm", "unlock"]).failure();
+    assert!(out.stderr.contains("swarm is not locked"), "{}", out.stderr);
+    let out = d.berth(&["swarm", "unlock-key", "--rotate"]).success();
+    assert!(
+        out.stdout
+            .contains("Successfully rotated manager unlock key."),
+        "{}",
+        out.stdout
+    );
+    let rotated = unlock_key(&d);
+    assert!(out.stdout.contains(&rotated) && rotated != key);
+    d.restart();
+    let out = d.berth(&["service", "ls"]).failure();
+    assert!(out.stderr.contains(LOCKED), "{}", out.stderr);
+    let out = d
+        .berth_with_stdin(&["swarm", "unlock"], Some(b"SWMKEY-1-nope\n"))
+        .failure();
+    assert!(
+        out.stderr.contains("invalid key provided") || out.stderr.contains("invalid key string"),
+        "{}",
+        out.stderr
+    );
+    d.berth_with_stdin(
+        &["swarm", "unlock"],
+        Some(format!("{rotated}\n").as_bytes()),
+    )
+    .success();
+    assert_eq!(node_state(&d), "active");
+    let out = d.berth(&["swarm", "update", "--autolock=false"]).success();
+    assert_eq!(out.stdout, "Swarm updated.\n");
+    let out = d.berth(&["swarm", "unlock-key", "--rotate"]).failure();
+    assert!(
+        out.stderr
+            .contains("cannot rotate because autolock is not turned on"),
+        "{}",
+        out.stderr
+    );
+    let out = d.berth(&["swarm", "update", "--autolock"]).success();
+    assert!(out.stdout.contains("SWMKEY-1-"), "{}", out.stdout);
+    d.berth(&["swarm", "leave", "--force"]).success();
+}
