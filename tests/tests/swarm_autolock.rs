@@ -321,3 +321,69 @@ fn berth_cli_locks_and_unlocks_a_swarm() {
     assert!(out.stdout.contains("SWMKEY-1-"), "{}", out.stdout);
     d.berth(&["swarm", "leave", "--force"]).success();
 }
+
+/// Whether the certificate in `pem` is still valid `secs` from now (`openssl x509 -checkend`).
+fn valid_for(pem: &str, secs: u64) -> Option<bool> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-checkend", &secs.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(pem.as_bytes()).ok()?;
+    Some(child.wait().ok()?.success())
+}
+
+#[test]
+fn cert_expiry_sets_the_node_certificate_lifetime() {
+    require_root!();
+    let d = Daemon::start();
+    let two_hours = 2 * 3600 * 1_000_000_000u64;
+    let body = json!({"ListenAddr": "127.0.0.1:23784", "Spec": {"CAConfig": {"NodeCertExpiry": two_hours}}});
+    let r = d
+        .api()
+        .post("/swarm/init", Some(body.to_string().as_bytes()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let identity: Value = serde_json::from_str(&identity_file(&d)).unwrap();
+    let pem = identity["cert_pem"].as_str().unwrap();
+    match (valid_for(pem, 3600), valid_for(pem, 3 * 3600)) {
+        (Some(hour), Some(three)) => assert!(hour && !three, "a 2 h certificate"),
+        _ => eprintln!("no openssl: certificate lifetime not checked"),
+    }
+    // swarmkit's minimum.
+    let swarm = d.api().get("/swarm").json();
+    let mut spec = swarm["Spec"].clone();
+    assert_eq!(spec["CAConfig"]["NodeCertExpiry"], two_hours);
+    spec["CAConfig"]["NodeCertExpiry"] = json!(1_800_000_000_000u64);
+    let path = format!("/swarm/update?version={}", swarm["Version"]["Index"]);
+    let r = d.api().post(&path, Some(spec.to_string().as_bytes()));
+    assert_eq!(
+        (r.status, r.json()["message"].clone()),
+        (
+            400,
+            json!(
+                "rpc error: code = InvalidArgument desc = minimum certificate expiry time is: 1h0m0s"
+            )
+        )
+    );
+    if let Some(out) = d.docker(&["swarm", "update", "--cert-expiry", "30m"]) {
+        let out = out.failure();
+        assert!(
+            out.stderr
+                .contains("minimum certificate expiry time is: 1h0m0s"),
+            "{}",
+            out.stderr
+        );
+        d.docker(&["swarm", "update", "--cert-expiry", "3h"])
+            .unwrap()
+            .success();
+        let swarm = d.api().get("/swarm").json();
+        assert_eq!(
+            swarm["Spec"]["CAConfig"]["NodeCertExpiry"],
+            3u64 * 3600 * 1_000_000_000
+        );
+    }
+    let r = d.api().post("/swarm/leave?force=1", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -385,7 +385,14 @@ impl Swarm {
             let bytes = crate::autolock::parse_key(&unlock_key).map_err(anyhow::Error::msg)?;
             crate::autolock::remember(&self.dir, Some(bytes));
         }
-        crate::pki::issue(&ca, &cluster_id, &local.node_id, "manager")?.save(&self.dir)?;
+        crate::pki::issue_with_expiry(
+            &ca,
+            &cluster_id,
+            &local.node_id,
+            "manager",
+            crate::pki::cert_expiry(&req.spec),
+        )?
+        .save(&self.dir)?;
         let active = self.start(local.clone(), true).await?;
         let cluster = Cluster {
             meta: Meta::new(cluster_id),

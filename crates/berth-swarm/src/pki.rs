@@ -139,10 +139,49 @@ fn issuer(ca: &RootCa) -> anyhow::Result<(rcgen::Certificate, rcgen::KeyPair)> {
     Ok((cert, key))
 }
 
+/// swarmkit's default node certificate lifetime (90 days).
+pub const DEFAULT_CERT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+/// swarmkit's shortest (`ca.MinNodeCertExpiration`).
+pub const MIN_CERT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The node certificate lifetime a cluster spec asks for (`CAConfig.NodeCertExpiry`, ns).
+pub fn cert_expiry(spec: &serde_json::Value) -> std::time::Duration {
+    spec["CAConfig"]["NodeCertExpiry"]
+        .as_u64()
+        .filter(|ns| *ns > 0)
+        .map(std::time::Duration::from_nanos)
+        .unwrap_or(DEFAULT_CERT_EXPIRY)
+}
+
+/// A node certificate from the cluster's CA, valid as long as its spec says.
+pub fn issue_for(
+    cluster: &crate::types::Cluster,
+    node_id: &str,
+    role: &str,
+) -> anyhow::Result<Identity> {
+    issue_with_expiry(
+        &cluster.root_ca,
+        &cluster.meta.id,
+        node_id,
+        role,
+        cert_expiry(&cluster.spec),
+    )
+}
+
 /// A node certificate and key for `node_id` in `role` (`manager`/`worker`), valid 90 days
 /// (swarmkit's default expiry).
 pub fn issue(ca: &RootCa, cluster_id: &str, node_id: &str, role: &str) -> anyhow::Result<Identity> {
-    use chrono::Datelike;
+    issue_with_expiry(ca, cluster_id, node_id, role, DEFAULT_CERT_EXPIRY)
+}
+
+/// A node certificate valid for `expiry` from now (backdated an hour, for clock skew).
+pub fn issue_with_expiry(
+    ca: &RootCa,
+    cluster_id: &str,
+    node_id: &str,
+    role: &str,
+    expiry: std::time::Duration,
+) -> anyhow::Result<Identity> {
     let (ca_cert, ca_key) = issuer(ca)?;
     let ou = role_name(role);
     let mut params = rcgen::CertificateParams::new(vec![ou.to_string(), node_id.to_string()])?;
@@ -159,12 +198,9 @@ pub fn issue(ca: &RootCa, cluster_id: &str, node_id: &str, role: &str) -> anyhow
         rcgen::ExtendedKeyUsagePurpose::ServerAuth,
         rcgen::ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let day = |d: chrono::DateTime<chrono::Utc>| {
-        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
-    };
-    let now = chrono::Utc::now();
-    params.not_before = day(now - chrono::Duration::days(1));
-    params.not_after = day(now + chrono::Duration::days(90));
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - std::time::Duration::from_secs(3600);
+    params.not_after = now + expiry;
     let key = rcgen::KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
     Ok(Identity {

@@ -36,12 +36,7 @@ impl Swarm {
                 let Some(cluster) = active.store.view(|s| s.cluster().cloned()) else {
                     anyhow::bail!("the swarm has no cluster object");
                 };
-                let id = crate::pki::issue(
-                    &cluster.root_ca,
-                    &cluster.meta.id,
-                    &local.node_id,
-                    "manager",
-                )?;
+                let id = crate::pki::issue_for(&cluster, &local.node_id, "manager")?;
                 id.save(&self.dir)?;
                 id
             }
@@ -649,12 +644,7 @@ impl Swarm {
                 .map(|m| m.addr.clone())
                 .collect()
         });
-        let identity = crate::pki::issue(
-            &cluster.root_ca,
-            &cluster.meta.id,
-            &a.local.node_id,
-            "worker",
-        )?;
+        let identity = crate::pki::issue_for(&cluster, &a.local.node_id, "worker")?;
         let mut guard = self.active.lock().await;
         tracing::info!(node = %a.local.node_id, "demoted: this node is now a worker");
         super::stop(a).await;

@@ -36,6 +36,17 @@ pub(super) async fn unlock_key(State(state): State<AppState>) -> Result<Response
     Ok(ok_json(&json!({"UnlockKey": key.unwrap_or_default()})))
 }
 
+/// swarmkit's check of `CAConfig.NodeCertExpiry` (`swarm init/update --cert-expiry`).
+pub(super) fn check_cert_expiry(spec: &serde_json::Value) -> Result<()> {
+    let expiry = berth_swarm::pki::cert_expiry(spec);
+    if expiry < berth_swarm::pki::MIN_CERT_EXPIRY {
+        return Err(Error(ApiError::invalid(
+            "rpc error: code = InvalidArgument desc = minimum certificate expiry time is: 1h0m0s",
+        )));
+    }
+    Ok(())
+}
+
 /// The unlock key an update leaves the cluster with: made when autolock is turned on, new on
 /// `rotateManagerUnlockKey`, dropped when autolock is turned off.
 pub(super) fn update_key(cluster: &mut Cluster, rotate: bool) {

@@ -220,6 +220,7 @@ async fn init(State(state): State<AppState>, req: Request) -> Result<Response> {
         };
     }
     let init = init_request(&body)?;
+    lock::check_cert_expiry(&init.spec)?;
     match state.swarm.init(init).await {
         Ok(node_id) => {
             crate::swarm_events::forward(&state).await;
@@ -326,6 +327,7 @@ async fn update_swarm(State(state): State<AppState>, q: Query, req: Request) -> 
     };
     if body.as_object().is_some_and(|o| !o.is_empty()) {
         cluster.spec = berth_swarm::manager::default_cluster_spec(&body);
+        lock::check_cert_expiry(&cluster.spec)?;
     }
     lock::update_key(&mut cluster, q.bool("rotateManagerUnlockKey", false));
     if q.bool("rotateWorkerToken", false) {
