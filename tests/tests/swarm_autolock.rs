@@ -103,6 +103,10 @@ fn autolocked_manager_restarts_locked_until_unlocked() {
     assert_eq!(r.status, 503, "{}", r.text());
     let r = d.api().post("/swarm/init", Some(b"{}"));
     assert_eq!(r.status, 503, "{}", r.text());
+    let join = json!({"RemoteAddrs": ["127.0.0.1:1"], "JoinToken": "SWMTKN-1-x"}).to_string();
+    let r = d.api().post("/swarm/join", Some(join.as_bytes()));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("already part of a swarm"), "{}", r.text());
     let r = unlock(&d, "not-a-key");
     assert_eq!(
         (r.status, r.json()["message"].clone()),

@@ -123,7 +123,10 @@ impl Swarm {
     /// `swarm join`: joins as the token says (workers only so far).
     pub async fn join(&self, req: JoinRequest) -> Result<(), SwarmError> {
         let guard = self.active.lock().await;
-        if guard.is_some() || self.worker.lock().await.is_some() {
+        if guard.is_some()
+            || self.worker.lock().await.is_some()
+            || self.locked.lock().await.is_some()
+        {
             return Err(SwarmError::AlreadyInSwarm);
         }
         let Some(remote) = req.remote_addrs.first().cloned() else {
