@@ -222,9 +222,8 @@ impl ManagerService {
             return Err(RemoteError::new("unavailable", "no cluster"));
         };
         let raft_id = rand::random::<u64>() >> 1 | 1;
-        let identity =
-            crate::pki::issue(&cluster.root_ca, &cluster.meta.id, &node.meta.id, "manager")
-                .map_err(|e| RemoteError::new("internal", format!("{e:#}")))?;
+        let identity = crate::pki::issue_for(&cluster, &node.meta.id, "manager")
+            .map_err(|e| RemoteError::new("internal", format!("{e:#}")))?;
         let mut updated = node.clone();
         updated.manager_status = Some(crate::types::ManagerStatus {
             leader: false,

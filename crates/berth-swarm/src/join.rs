@@ -59,7 +59,7 @@ pub async fn handle(proposer: &dyn Proposer, req: JoinRequest) -> Answer {
     } else {
         0
     };
-    let identity = crate::pki::issue(&cluster.root_ca, &cluster.meta.id, &node_id, role)
+    let identity = crate::pki::issue_for(&cluster, &node_id, role)
         .map_err(|e| RemoteError::new("internal", format!("issuing a certificate: {e:#}")))?;
     let node = Node {
         meta: Meta::new(node_id.clone()),

@@ -4,6 +4,7 @@
 //! state machine), so a restarted daemon rejoins its swarm as it left it.
 
 mod cluster;
+mod lock;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -90,6 +91,9 @@ pub enum SwarmError {
     /// A bad token, another CA: the request's fault (dockerd answers 400).
     #[error("{0}")]
     Invalid(String),
+    /// A well-formed unlock key that does not open this manager (dockerd answers 401).
+    #[error("{0}")]
+    WrongKey(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -98,7 +102,7 @@ struct Active {
     local: LocalNode,
     raft: Raft,
     /// The Raft database (redb refuses a second open of the same file in one process).
-    db: Arc<redb::Database>,
+    db: Arc<crate::raft::Db>,
     peers: Arc<crate::raft_network::Peers>,
     store: Store,
     stop: CancellationToken,
@@ -113,6 +117,8 @@ pub struct Swarm {
     description: Value,
     active: Mutex<Option<Arc<Active>>>,
     worker: Mutex<Option<WorkerRun>>,
+    /// A manager restarted with autolock on, waiting for `swarm unlock` (see `lock.rs`).
+    locked: Mutex<Option<LocalNode>>,
     /// Set at daemon shutdown: no more role changes.
     closed: std::sync::atomic::AtomicBool,
 }
@@ -185,6 +191,7 @@ impl Swarm {
             description,
             active: Mutex::new(None),
             worker: Mutex::new(None),
+            locked: Mutex::new(None),
             closed: Default::default(),
         };
         let node_file = dir.join("node.json");
@@ -192,6 +199,10 @@ impl Swarm {
             let local: LocalNode = serde_json::from_slice(&std::fs::read(&node_file)?)?;
             if local.role == "worker" {
                 swarm.start_worker(local).await?;
+                return Ok(swarm);
+            }
+            if crate::pki::Identity::load(dir).is_some_and(|id| id.is_sealed()) {
+                *swarm.locked.lock().await = Some(local);
                 return Ok(swarm);
             }
             let active = swarm.start(local, false).await?;
@@ -213,7 +224,8 @@ impl Swarm {
     }
 
     async fn start(&self, local: LocalNode, bootstrap: bool) -> anyhow::Result<Arc<Active>> {
-        let db = crate::raft::open_db(&self.dir.join("raft.redb"))?;
+        let key = crate::autolock::manager_data_key(&self.dir)?;
+        let db = crate::raft::open_db_with(&self.dir.join("raft.redb"), key)?;
         self.start_on(local, bootstrap, db).await
     }
 
@@ -221,7 +233,7 @@ impl Swarm {
         &self,
         local: LocalNode,
         bootstrap: bool,
-        db: Arc<redb::Database>,
+        db: Arc<crate::raft::Db>,
     ) -> anyhow::Result<Arc<Active>> {
         let store = Store::default();
         let peers = Arc::new(crate::raft_network::Peers::default());
@@ -252,6 +264,11 @@ impl Swarm {
             local.node_id.clone(),
             proposer,
             self.executor.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(crate::autolock::follow(
+            self.dir.clone(),
+            store.clone(),
             stop.clone(),
         ));
         Ok(Arc::new(Active {
@@ -341,9 +358,13 @@ impl Swarm {
     /// `swarm init`: a new cluster with this node as its only manager. Answers the node id.
     pub async fn init(&self, req: InitRequest) -> Result<String, SwarmError> {
         let mut guard = self.active.lock().await;
-        if guard.is_some() || self.worker.lock().await.is_some() {
+        if guard.is_some()
+            || self.worker.lock().await.is_some()
+            || self.locked.lock().await.is_some()
+        {
             return Err(SwarmError::AlreadyInSwarm);
         }
+        crate::autolock::remember(&self.dir, None);
         // Leftovers of a failed init or leave must not be taken for this cluster's state.
         let _ = std::fs::remove_dir_all(&self.dir);
         std::fs::create_dir_all(&self.dir).map_err(anyhow::Error::from)?;
@@ -357,7 +378,21 @@ impl Swarm {
         };
         let ca = crate::ca::new_root_ca()?;
         let cluster_id = new_id();
-        crate::pki::issue(&ca, &cluster_id, &local.node_id, "manager")?.save(&self.dir)?;
+        // `--autolock`: the node's key is sealed from its first write on.
+        let mut unlock_key = String::new();
+        if req.spec["EncryptionConfig"]["AutoLockManagers"] == true {
+            unlock_key = crate::autolock::new_key();
+            let bytes = crate::autolock::parse_key(&unlock_key).map_err(anyhow::Error::msg)?;
+            crate::autolock::remember(&self.dir, Some(bytes));
+        }
+        crate::pki::issue_with_expiry(
+            &ca,
+            &cluster_id,
+            &local.node_id,
+            "manager",
+            crate::pki::cert_expiry(&req.spec),
+        )?
+        .save(&self.dir)?;
         let active = self.start(local.clone(), true).await?;
         let cluster = Cluster {
             meta: Meta::new(cluster_id),
@@ -370,6 +405,7 @@ impl Swarm {
             default_addr_pool: req.default_addr_pool,
             subnet_size: req.subnet_size,
             data_path_port: req.data_path_port,
+            unlock_key,
         };
         let handle = Handle {
             active: active.clone(),
@@ -411,6 +447,9 @@ impl Swarm {
     pub async fn leave(&self, force: bool) -> Result<(), SwarmError> {
         let mut guard = self.active.lock().await;
         let Some(active) = guard.clone() else {
+            if self.locked.lock().await.is_some() {
+                return self.leave_locked(force).await;
+            }
             return self.leave_worker().await;
         };
         if !force {
@@ -420,6 +459,7 @@ impl Swarm {
         stop(&active).await;
         crate::agent::remove_all(self.executor.as_ref()).await;
         *guard = None;
+        crate::autolock::remember(&self.dir, None);
         std::fs::remove_dir_all(&self.dir).map_err(anyhow::Error::from)?;
         Ok(())
     }
@@ -447,7 +487,7 @@ async fn stop(active: &Active) {
     }
 }
 
-pub(crate) fn host_of(addr: &str) -> String {
+pub fn host_of(addr: &str) -> String {
     match addr.rsplit_once(':') {
         Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
             host.trim_matches(['[', ']']).to_string()

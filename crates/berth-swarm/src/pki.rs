@@ -29,6 +29,22 @@ pub struct Identity {
     pub cert_pem: String,
     pub key_pem: String,
     pub ca_pem: String,
+    /// A manager's Raft data-encryption key (base64; [`crate::autolock::DataKey`]), made at its
+    /// first start.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data_key: String,
+    /// With autolock: `key_pem` and `data_key` sealed with the unlock key ([`crate::autolock`]), `key_pem`
+    /// then empty on disk.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_sealed: String,
+}
+
+/// What autolock seals: the node's TLS key and its Raft data key.
+#[derive(Serialize, Deserialize)]
+struct SealedKeys {
+    key_pem: String,
+    #[serde(default)]
+    data_key: String,
 }
 
 fn identity_path(dir: &Path) -> PathBuf {
@@ -36,15 +52,49 @@ fn identity_path(dir: &Path) -> PathBuf {
 }
 
 impl Identity {
+    /// The identity, its key unsealed with the unlock key remembered for `dir` (left empty
+    /// while the manager is locked).
     pub fn load(dir: &Path) -> Option<Identity> {
+        let mut id = Self::load_raw(dir)?;
+        if !id.key_sealed.is_empty()
+            && let Some(key) = crate::autolock::remembered(dir)
+            && let Some(plain) = crate::autolock::open(&key, &id.key_sealed)
+        {
+            let keys: SealedKeys = serde_json::from_slice(&plain).ok()?;
+            id.key_pem = keys.key_pem;
+            id.data_key = keys.data_key;
+            id.key_sealed.clear();
+        }
+        Some(id)
+    }
+
+    /// The identity as on disk.
+    pub fn load_raw(dir: &Path) -> Option<Identity> {
         let bytes = std::fs::read(identity_path(dir)).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Whether the key on disk is sealed (autolock) and is not open in memory.
+    pub fn is_sealed(&self) -> bool {
+        !self.key_sealed.is_empty()
     }
 
     /// Writes the identity (mode 0600: it holds the node's key).
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
+        let mut on_disk = self.clone();
+        if let Some(key) = crate::autolock::remembered(dir)
+            && !self.key_pem.is_empty()
+        {
+            let keys = SealedKeys {
+                key_pem: self.key_pem.clone(),
+                data_key: self.data_key.clone(),
+            };
+            on_disk.key_sealed = crate::autolock::seal(&key, &serde_json::to_vec(&keys)?)?;
+            on_disk.key_pem.clear();
+            on_disk.data_key.clear();
+        }
         let path = identity_path(dir);
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
         let tmp = path.with_extension("tmp");
@@ -54,7 +104,7 @@ impl Identity {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self)?)?;
+        f.write_all(&serde_json::to_vec_pretty(&on_disk)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         Ok(())
@@ -89,10 +139,49 @@ fn issuer(ca: &RootCa) -> anyhow::Result<(rcgen::Certificate, rcgen::KeyPair)> {
     Ok((cert, key))
 }
 
+/// swarmkit's default node certificate lifetime (90 days).
+pub const DEFAULT_CERT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+/// swarmkit's shortest (`ca.MinNodeCertExpiration`).
+pub const MIN_CERT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The node certificate lifetime a cluster spec asks for (`CAConfig.NodeCertExpiry`, ns).
+pub fn cert_expiry(spec: &serde_json::Value) -> std::time::Duration {
+    spec["CAConfig"]["NodeCertExpiry"]
+        .as_u64()
+        .filter(|ns| *ns > 0)
+        .map(std::time::Duration::from_nanos)
+        .unwrap_or(DEFAULT_CERT_EXPIRY)
+}
+
+/// A node certificate from the cluster's CA, valid as long as its spec says.
+pub fn issue_for(
+    cluster: &crate::types::Cluster,
+    node_id: &str,
+    role: &str,
+) -> anyhow::Result<Identity> {
+    issue_with_expiry(
+        &cluster.root_ca,
+        &cluster.meta.id,
+        node_id,
+        role,
+        cert_expiry(&cluster.spec),
+    )
+}
+
 /// A node certificate and key for `node_id` in `role` (`manager`/`worker`), valid 90 days
 /// (swarmkit's default expiry).
 pub fn issue(ca: &RootCa, cluster_id: &str, node_id: &str, role: &str) -> anyhow::Result<Identity> {
-    use chrono::Datelike;
+    issue_with_expiry(ca, cluster_id, node_id, role, DEFAULT_CERT_EXPIRY)
+}
+
+/// A node certificate valid for `expiry` from now (backdated an hour, for clock skew).
+pub fn issue_with_expiry(
+    ca: &RootCa,
+    cluster_id: &str,
+    node_id: &str,
+    role: &str,
+    expiry: std::time::Duration,
+) -> anyhow::Result<Identity> {
     let (ca_cert, ca_key) = issuer(ca)?;
     let ou = role_name(role);
     let mut params = rcgen::CertificateParams::new(vec![ou.to_string(), node_id.to_string()])?;
@@ -109,12 +198,9 @@ pub fn issue(ca: &RootCa, cluster_id: &str, node_id: &str, role: &str) -> anyhow
         rcgen::ExtendedKeyUsagePurpose::ServerAuth,
         rcgen::ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let day = |d: chrono::DateTime<chrono::Utc>| {
-        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
-    };
-    let now = chrono::Utc::now();
-    params.not_before = day(now - chrono::Duration::days(1));
-    params.not_after = day(now + chrono::Duration::days(90));
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - std::time::Duration::from_secs(3600);
+    params.not_after = now + expiry;
     let key = rcgen::KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
     Ok(Identity {
@@ -124,6 +210,8 @@ pub fn issue(ca: &RootCa, cluster_id: &str, node_id: &str, role: &str) -> anyhow
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
         ca_pem: ca.cert_pem.clone(),
+        data_key: String::new(),
+        key_sealed: String::new(),
     })
 }
 

@@ -11,6 +11,7 @@
 // rather than boxing and unboxing at every trait method.
 #![allow(clippy::result_large_err)]
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Cursor;
@@ -33,6 +34,7 @@ use openraft::{
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::autolock::DataKey;
 use crate::store::{Command, Conflict, State, Store};
 use crate::types::Kind;
 
@@ -66,8 +68,50 @@ fn write_err(e: impl ToString) -> SError {
     StorageIOError::write(io(e)).into()
 }
 
-/// Opens (or creates) the Raft database with its tables.
-pub fn open_db(path: &Path) -> anyhow::Result<Arc<Database>> {
+/// The Raft database and the key its values are encrypted with ([`crate::autolock::DataKey`];
+/// `None`: values are plain JSON, as in databases made before the key existed, and in tests).
+/// Values written before the key existed stay readable; everything written with it is
+/// encrypted.
+pub struct Db {
+    db: Database,
+    key: Option<DataKey>,
+}
+
+impl std::ops::Deref for Db {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl Db {
+    fn seal(&self, plain: Vec<u8>) -> Result<Vec<u8>, SError> {
+        match &self.key {
+            Some(k) => k.encrypt(&plain).map_err(write_err),
+            None => Ok(plain),
+        }
+    }
+
+    fn unseal<'a>(&self, raw: &'a [u8]) -> Result<Cow<'a, [u8]>, SError> {
+        if !DataKey::is_encrypted(raw) {
+            return Ok(Cow::Borrowed(raw));
+        }
+        match &self.key {
+            Some(k) => k.decrypt(raw).map(Cow::Owned).map_err(read_err),
+            None => Err(read_err(
+                "the Raft data is encrypted and this node has no key for it",
+            )),
+        }
+    }
+}
+
+/// Opens (or creates) the Raft database with its tables, values in plain JSON.
+pub fn open_db(path: &Path) -> anyhow::Result<Arc<Db>> {
+    open_db_with(path, None)
+}
+
+/// Opens (or creates) the Raft database, encrypting what it writes with `key`.
+pub fn open_db_with(path: &Path, key: Option<DataKey>) -> anyhow::Result<Arc<Db>> {
     use anyhow::Context;
     let db = Database::create(path).with_context(|| format!("opening {}", path.display()))?;
     let txn = db.begin_write()?;
@@ -75,22 +119,22 @@ pub fn open_db(path: &Path) -> anyhow::Result<Arc<Database>> {
     txn.open_table(META)?;
     txn.open_table(OBJECTS)?;
     txn.commit()?;
-    Ok(Arc::new(db))
+    Ok(Arc::new(Db { db, key }))
 }
 
-fn get_meta<T: for<'de> Deserialize<'de>>(db: &Database, key: &str) -> Result<Option<T>, SError> {
+fn get_meta<T: for<'de> Deserialize<'de>>(db: &Db, key: &str) -> Result<Option<T>, SError> {
     let txn = db.begin_read().map_err(read_err)?;
     let table = txn.open_table(META).map_err(read_err)?;
     match table.get(key).map_err(read_err)? {
-        Some(v) => serde_json::from_slice(v.value())
+        Some(v) => serde_json::from_slice(&db.unseal(v.value())?)
             .map(Some)
             .map_err(read_err),
         None => Ok(None),
     }
 }
 
-fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<(), SError> {
-    let bytes = serde_json::to_vec(value).map_err(write_err)?;
+fn put_meta<T: Serialize>(db: &Db, key: &str, value: &T) -> Result<(), SError> {
+    let bytes = db.seal(serde_json::to_vec(value).map_err(write_err)?)?;
     let txn = db.begin_write().map_err(write_err)?;
     txn.open_table(META)
         .map_err(write_err)?
@@ -102,11 +146,11 @@ fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<(), SEr
 /// The log: entries by index, the vote, the committed id and the last purged id.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<Database>) -> LogStore {
+    pub fn new(db: Arc<Db>) -> LogStore {
         LogStore { db }
     }
 }
@@ -129,7 +173,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&k.value()) {
                 break;
             }
-            out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+            out.push(serde_json::from_slice(&self.db.unseal(v.value())?).map_err(read_err)?);
         }
         Ok(out)
     }
@@ -144,7 +188,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let table = txn.open_table(LOG).map_err(read_err)?;
         let last = match table.last().map_err(read_err)? {
             Some((_, v)) => {
-                let e: Entry<TypeConfig> = serde_json::from_slice(v.value()).map_err(read_err)?;
+                let e: Entry<TypeConfig> =
+                    serde_json::from_slice(&self.db.unseal(v.value())?).map_err(read_err)?;
                 Some(e.log_id)
             }
             None => last_purged,
@@ -190,7 +235,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut table = txn.open_table(LOG).map_err(write_err)?;
             for entry in entries {
-                let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+                let bytes = self
+                    .db
+                    .seal(serde_json::to_vec(&entry).map_err(write_err)?)?;
                 table
                     .insert(entry.log_id.index, bytes.as_slice())
                     .map_err(write_err)?;
@@ -211,7 +258,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-fn remove_log_range(db: &Database, range: impl RangeBounds<u64>) -> Result<(), SError> {
+fn remove_log_range(db: &Db, range: impl RangeBounds<u64>) -> Result<(), SError> {
     let txn = db.begin_write().map_err(write_err)?;
     {
         let mut table = txn.open_table(LOG).map_err(write_err)?;
@@ -230,7 +277,7 @@ struct SnapshotBody {
 
 /// The state machine over the [`Store`], durable in the `objects` and `meta` tables.
 pub struct StateMachine {
-    db: Arc<Database>,
+    db: Arc<Db>,
     store: Store,
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
@@ -242,14 +289,15 @@ fn object_key(kind: Kind, id: &str) -> String {
 
 impl StateMachine {
     /// Loads the state as of the last applied entry into `store`.
-    pub fn open(db: Arc<Database>, store: Store) -> anyhow::Result<StateMachine> {
+    pub fn open(db: Arc<Db>, store: Store) -> anyhow::Result<StateMachine> {
         let mut state = State::default();
         {
             let txn = db.begin_read()?;
             let table = txn.open_table(OBJECTS)?;
             for row in table.iter()? {
                 let (_, v) = row?;
-                let object: crate::types::Object = serde_json::from_slice(v.value())?;
+                let plain = db.unseal(v.value()).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let object: crate::types::Object = serde_json::from_slice(&plain)?;
                 state.put_object(object);
             }
         }
@@ -290,7 +338,7 @@ impl StateMachine {
                 let key = object_key(*kind, id);
                 match state.get(*kind, id) {
                     Some(o) => {
-                        let bytes = serde_json::to_vec(&o).map_err(write_err)?;
+                        let bytes = self.db.seal(serde_json::to_vec(&o).map_err(write_err)?)?;
                         table
                             .insert(key.as_str(), bytes.as_slice())
                             .map_err(write_err)?;
@@ -299,10 +347,14 @@ impl StateMachine {
                 }
             }
             let mut meta = txn.open_table(META).map_err(write_err)?;
-            let applied = serde_json::to_vec(&self.applied).map_err(write_err)?;
+            let applied = self
+                .db
+                .seal(serde_json::to_vec(&self.applied).map_err(write_err)?)?;
             meta.insert("applied", applied.as_slice())
                 .map_err(write_err)?;
-            let membership = serde_json::to_vec(&self.membership).map_err(write_err)?;
+            let membership = self
+                .db
+                .seal(serde_json::to_vec(&self.membership).map_err(write_err)?)?;
             meta.insert("membership", membership.as_slice())
                 .map_err(write_err)?;
         }
@@ -320,7 +372,7 @@ impl StateMachine {
 
 /// Builds snapshots from a copy of the state taken when asked.
 pub struct SnapshotBuilder {
-    db: Arc<Database>,
+    db: Arc<Db>,
     body: SnapshotBody,
 }
 
@@ -468,7 +520,7 @@ impl RaftNetwork<TypeConfig> for NoPeer {
 /// Starts the Raft node of a manager on its database, electing itself when it is the only
 /// member. `bootstrap` makes a new one-member cluster when the log is empty.
 pub async fn start(
-    db: Arc<Database>,
+    db: Arc<Db>,
     store: Store,
     id: NodeId,
     addr: &str,
@@ -481,7 +533,7 @@ pub async fn start(
 /// manager is the cluster's only voter (a member of several waits for no one: the others may
 /// be down, and reads work without a leader).
 pub async fn start_with<N: RaftNetworkFactory<TypeConfig>>(
-    db: Arc<Database>,
+    db: Arc<Db>,
     store: Store,
     id: NodeId,
     addr: &str,
@@ -525,7 +577,7 @@ pub async fn start_with<N: RaftNetworkFactory<TypeConfig>>(
 /// `swarm init --force-new-cluster`: rewrites a stopped manager's Raft data so that it is the
 /// only member, keeping the state it applied. The log is dropped (a snapshot of the applied
 /// state replaces it, for managers that join later); the vote stays, so terms only grow.
-pub fn force_new_cluster(db: &Arc<Database>, id: NodeId, addr: &str) -> anyhow::Result<()> {
+pub fn force_new_cluster(db: &Arc<Db>, id: NodeId, addr: &str) -> anyhow::Result<()> {
     let err = |e: SError| anyhow::anyhow!("{e}");
     let applied: Option<LogId<NodeId>> =
         get_meta::<Option<_>>(db, "applied").map_err(err)?.flatten();

@@ -80,6 +80,9 @@ pub struct Cluster {
     pub default_addr_pool: Vec<String>,
     pub subnet_size: u32,
     pub data_path_port: u32,
+    /// The autolock unlock key (`SWMKEY-1-…`), empty when none; never shown by `GET /swarm`.
+    #[serde(default, rename = "BerthUnlockKey")]
+    pub unlock_key: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

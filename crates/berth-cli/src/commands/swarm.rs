@@ -1,4 +1,4 @@
-//! Swarm commands: `swarm init`, `leave`, `join-token`, `inspect`, and the calls the node,
+//! Swarm commands: `swarm init`, `leave`, `join-token`, `inspect` (autolock's in `swarm_lock`), and the calls the node,
 //! service, secret and config commands share.
 
 use anyhow::Result;
@@ -66,6 +66,12 @@ pub enum SwarmCommand {
     JoinToken(JoinTokenArgs),
     /// Display detailed information on the swarm
     Inspect(InspectArgs),
+    /// Update the swarm
+    Update(super::swarm_lock::UpdateArgs),
+    /// Manage the unlock key
+    UnlockKey(super::swarm_lock::UnlockKeyArgs),
+    /// Unlock swarm
+    Unlock,
 }
 
 pub async fn run(env: &Env, command: SwarmCommand) -> Result<()> {
@@ -74,6 +80,9 @@ pub async fn run(env: &Env, command: SwarmCommand) -> Result<()> {
         SwarmCommand::Join(a) => join(env, a).await,
         SwarmCommand::Leave(a) => leave(env, a).await,
         SwarmCommand::JoinToken(a) => join_token(env, a).await,
+        SwarmCommand::Update(a) => super::swarm_lock::update(env, a).await,
+        SwarmCommand::UnlockKey(a) => super::swarm_lock::unlock_key(env, a).await,
+        SwarmCommand::Unlock => super::swarm_lock::unlock(env).await,
         SwarmCommand::Inspect(a) => {
             let swarm = call(env, Method::GET, "/swarm", &Query::new(), None).await?;
             match a.format {
@@ -99,6 +108,9 @@ pub struct InitArgs {
     /// Force create a new cluster from current state
     #[arg(long)]
     pub force_new_cluster: bool,
+    /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
+    #[arg(long)]
+    pub autolock: bool,
     /// Number of historic tasks to keep per instance or node
     #[arg(long, value_name = "int", default_value_t = 5)]
     pub task_history_limit: i64,
@@ -170,6 +182,7 @@ async fn init(env: &Env, a: InitArgs) -> Result<()> {
         "DefaultAddrPool": a.default_addr_pool,
         "SubnetSize": a.default_addr_pool_mask_length,
         "DataPathPort": a.data_path_port,
+        "AutoLockManagers": a.autolock,
         "Spec": {
             "Orchestration": {"TaskHistoryRetentionLimit": a.task_history_limit},
             "Dispatcher": {"HeartbeatPeriod": heartbeat},
@@ -184,6 +197,9 @@ async fn init(env: &Env, a: InitArgs) -> Result<()> {
     output::out(
         "To add a manager to this swarm, run 'berth swarm join-token manager' and follow the instructions.\n\n",
     );
+    if a.autolock {
+        super::swarm_lock::after_init(env).await?;
+    }
     Ok(())
 }
 

@@ -36,12 +36,7 @@ impl Swarm {
                 let Some(cluster) = active.store.view(|s| s.cluster().cloned()) else {
                     anyhow::bail!("the swarm has no cluster object");
                 };
-                let id = crate::pki::issue(
-                    &cluster.root_ca,
-                    &cluster.meta.id,
-                    &local.node_id,
-                    "manager",
-                )?;
+                let id = crate::pki::issue_for(&cluster, &local.node_id, "manager")?;
                 id.save(&self.dir)?;
                 id
             }
@@ -128,7 +123,10 @@ impl Swarm {
     /// `swarm join`: joins as the token says (workers only so far).
     pub async fn join(&self, req: JoinRequest) -> Result<(), SwarmError> {
         let guard = self.active.lock().await;
-        if guard.is_some() || self.worker.lock().await.is_some() {
+        if guard.is_some()
+            || self.worker.lock().await.is_some()
+            || self.locked.lock().await.is_some()
+        {
             return Err(SwarmError::AlreadyInSwarm);
         }
         let Some(remote) = req.remote_addrs.first().cloned() else {
@@ -649,18 +647,15 @@ impl Swarm {
                 .map(|m| m.addr.clone())
                 .collect()
         });
-        let identity = crate::pki::issue(
-            &cluster.root_ca,
-            &cluster.meta.id,
-            &a.local.node_id,
-            "worker",
-        )?;
+        let identity = crate::pki::issue_for(&cluster, &a.local.node_id, "worker")?;
         let mut guard = self.active.lock().await;
         tracing::info!(node = %a.local.node_id, "demoted: this node is now a worker");
         super::stop(a).await;
         *guard = None;
         drop(guard);
         let _ = std::fs::remove_file(self.dir.join("raft.redb"));
+        // Workers are never locked: their key is stored plain.
+        crate::autolock::remember(&self.dir, None);
         identity.save(&self.dir)?;
         let local = LocalNode {
             role: "worker".into(),

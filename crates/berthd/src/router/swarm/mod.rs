@@ -2,6 +2,7 @@
 //! over berth-swarm. Outside a swarm they answer as dockerd does on such a node (503 with its
 //! texts, after reading the body), so that clients which probe them keep working.
 
+mod lock;
 mod logs;
 mod nodes;
 mod secrets;
@@ -38,7 +39,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
     let cluster = Router::new()
         .route("/swarm", get(inspect_swarm))
         .route("/swarm/update", post(update_swarm))
-        .route("/swarm/unlockkey", get(unlock_key))
+        .route("/swarm/unlockkey", get(lock::unlock_key))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/update", post(nodes::update))
@@ -65,7 +66,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
             get(secrets::inspect_config).delete(secrets::remove_config),
         )
         .route("/configs/{id}/update", post(secrets::update_config))
-        .route("/swarm/unlock", post(unlock))
         .route("/services/{id}/logs", get(logs::service_logs))
         .route("/tasks/{id}/logs", get(logs::task_logs));
     let cluster = cluster.route_layer(axum::middleware::from_fn_with_state(state, require_manager));
@@ -73,6 +73,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/swarm/leave", post(leave))
         .route("/swarm/init", post(init))
         .route("/swarm/join", post(join))
+        .route("/swarm/unlock", post(lock::unlock))
         .merge(cluster)
 }
 
@@ -81,7 +82,9 @@ async fn require_manager(State(state): State<AppState>, req: Request, next: Next
     if state.swarm.handle().await.is_some() {
         return next.run(req).await;
     }
-    let message = if state.swarm.worker_info().await.is_some() {
+    let message = if state.swarm.locked().await.is_some() {
+        berth_swarm::autolock::SWARM_LOCKED
+    } else if state.swarm.worker_info().await.is_some() {
         WORKER_NOT_A_MANAGER
     } else {
         NOT_A_MANAGER
@@ -90,12 +93,6 @@ async fn require_manager(State(state): State<AppState>, req: Request, next: Next
         Ok(r) => r,
         Err(e) => axum::response::IntoResponse::into_response(e),
     }
-}
-
-/// Autolock does not exist yet, so a swarm is never locked (dockerd's answer then).
-async fn unlock(req: Request) -> Result<Response> {
-    read_limited(req.into_body(), MAX_JSON_BODY).await?;
-    Err(Error(ApiError::invalid("swarm is not locked")))
 }
 
 /// Reads the body first: dockerd validates a POST's JSON body before it looks at the swarm, and
@@ -191,7 +188,14 @@ fn init_request(body: &Value) -> Result<InitRequest> {
     Ok(InitRequest {
         listen_addr: listen.to_string(),
         advertise_addr: advertise,
-        spec: berth_swarm::manager::default_cluster_spec(&body["Spec"]),
+        spec: {
+            let mut spec = berth_swarm::manager::default_cluster_spec(&body["Spec"]);
+            // `swarm init --autolock` sends the request's own field, as dockerd reads it.
+            if body["AutoLockManagers"] == true {
+                spec["EncryptionConfig"]["AutoLockManagers"] = json!(true);
+            }
+            spec
+        },
         default_addr_pool: pool,
         subnet_size: body["SubnetSize"].as_u64().filter(|n| *n > 0).unwrap_or(24) as u32,
         data_path_port: body["DataPathPort"]
@@ -216,6 +220,7 @@ async fn init(State(state): State<AppState>, req: Request) -> Result<Response> {
         };
     }
     let init = init_request(&body)?;
+    lock::check_cert_expiry(&init.spec)?;
     match state.swarm.init(init).await {
         Ok(node_id) => {
             crate::swarm_events::forward(&state).await;
@@ -322,7 +327,9 @@ async fn update_swarm(State(state): State<AppState>, q: Query, req: Request) -> 
     };
     if body.as_object().is_some_and(|o| !o.is_empty()) {
         cluster.spec = berth_swarm::manager::default_cluster_spec(&body);
+        lock::check_cert_expiry(&cluster.spec)?;
     }
+    lock::update_key(&mut cluster, q.bool("rotateManagerUnlockKey", false));
     if q.bool("rotateWorkerToken", false) {
         cluster.join_tokens.worker = berth_swarm::ca::join_token(&cluster.root_ca);
     }
@@ -338,18 +345,27 @@ async fn update_swarm(State(state): State<AppState>, q: Query, req: Request) -> 
         }],
     )
     .await?;
+    // This manager's key is resealed now (the others follow within a second).
+    state.swarm.reseal().await.map_err(|e| {
+        Error(ApiError::new(
+            ErrorKind::Internal,
+            format!("resealing the manager key: {e}"),
+        ))
+    })?;
     Ok(super::empty_ok())
-}
-
-/// No autolock yet: the key is empty, as dockerd answers when autolock is off.
-async fn unlock_key(State(state): State<AppState>) -> Result<Response> {
-    manager(&state).await?;
-    Ok(ok_json(&json!({"UnlockKey": ""})))
 }
 
 /// The `/info` Swarm section.
 pub async fn info_section(state: &AppState) -> berth_api::models::system::SwarmInfo {
     let Some(h) = state.swarm.handle().await else {
+        if let Some(local) = state.swarm.locked().await {
+            return berth_api::models::system::SwarmInfo {
+                node_id: local.node_id,
+                node_addr: berth_swarm::manager::host_of(&local.advertise_addr),
+                local_node_state: "locked".into(),
+                ..Default::default()
+            };
+        }
         if let Some(w) = state.swarm.worker_info().await {
             return berth_api::models::system::SwarmInfo {
                 node_id: w.node_id,
