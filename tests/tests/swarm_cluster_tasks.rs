@@ -137,8 +137,9 @@ fn service_logs_reach_tasks_on_every_node() {
             .get(&format!("/services/{id}/logs?stdout=1&stderr=1&details=1"));
         let (out, _) = berth_e2e::containers::demux(&r.body);
         ids.iter().all(|n| {
-            out.lines()
-                .any(|l| l.contains(&format!("com.docker.swarm.node.id={n},")) && l.ends_with(" hello"))
+            out.lines().any(|l| {
+                l.contains(&format!("com.docker.swarm.node.id={n},")) && l.ends_with(" hello")
+            })
         })
     });
     let tasks = live_tasks(m, "web");
@@ -165,7 +166,9 @@ fn service_logs_reach_tasks_on_every_node() {
         let line = out
             .stdout
             .lines()
-            .find(|l| l.contains(&format!("@{} ", n.hostname)) || l.contains(&format!("@{}|", n.hostname)))
+            .find(|l| {
+                l.contains(&format!("@{} ", n.hostname)) || l.contains(&format!("@{}|", n.hostname))
+            })
             .unwrap_or_else(|| panic!("no line of {}: {}", n.hostname, out.stdout));
         assert!(line.starts_with("web."), "{line}");
         assert!(line.ends_with("| hello"), "{line}");
@@ -209,7 +212,10 @@ fn service_logs_reach_tasks_on_every_node() {
     }
     child.kill().ok();
     child.wait().ok();
-    assert!(reader.join().unwrap(), "the followed line of the worker's task");
+    assert!(
+        reader.join().unwrap(),
+        "the followed line of the worker's task"
+    );
 }
 
 /// Files under `dir` (not following links, skipping devices and FIFOs) that contain `what`.
@@ -272,9 +278,10 @@ fn secrets_reach_only_their_node_and_updates_roll_across_nodes() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
     let exec = r.json()["Id"].as_str().unwrap().to_string();
-    let r = w1
-        .api()
-        .post(&format!("/exec/{exec}/start"), Some(br#"{"Detach": false}"#));
+    let r = w1.api().post(
+        &format!("/exec/{exec}/start"),
+        Some(br#"{"Detach": false}"#),
+    );
     assert_eq!(berth_e2e::containers::demux(&r.body).0, value);
     let in_exec_root = files_containing(&w1.exec_root(), &value);
     assert!(
@@ -320,7 +327,10 @@ fn secrets_reach_only_their_node_and_updates_roll_across_nodes() {
     let mut spec = service["Spec"].clone();
     spec["TaskTemplate"]["ContainerSpec"]["Env"] = json!(["V=1", "W=2"]);
     let r = m.api().post(
-        &format!("/services/{id}/update?version={}", service["Version"]["Index"]),
+        &format!(
+            "/services/{id}/update?version={}",
+            service["Version"]["Index"]
+        ),
         Some(spec.to_string().as_bytes()),
     );
     assert_eq!(r.status, 200, "{}", r.text());
@@ -332,7 +342,10 @@ fn secrets_reach_only_their_node_and_updates_roll_across_nodes() {
             *slots.entry(t["Slot"].as_u64().unwrap()).or_default() += 1;
         }
         assert!(slots.values().all(|n| *n == 1), "a slot doubled: {tasks:?}");
-        assert!(tasks.len() >= 3, "more than one task gone at once: {tasks:?}");
+        assert!(
+            tasks.len() >= 3,
+            "more than one task gone at once: {tasks:?}"
+        );
         let state = m.api().get(&format!("/services/{id}")).json()["UpdateStatus"]["State"].clone();
         let fresh = tasks
             .iter()
@@ -347,9 +360,13 @@ fn secrets_reach_only_their_node_and_updates_roll_across_nodes() {
         .nodes
         .iter()
         .map(|n| {
-            let filters = json!({"label": ["com.docker.swarm.service.name=roll"], "status": ["running"]});
+            let filters =
+                json!({"label": ["com.docker.swarm.service.name=roll"], "status": ["running"]});
             n.api()
-                .get(&format!("/containers/json?filters={}", enc(&filters.to_string())))
+                .get(&format!(
+                    "/containers/json?filters={}",
+                    enc(&filters.to_string())
+                ))
                 .json()
                 .as_array()
                 .map_or(0, Vec::len)
@@ -361,4 +378,54 @@ fn secrets_reach_only_their_node_and_updates_roll_across_nodes() {
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Three managers and two workers: a 12-replica service spreads over all five (2 or 3 tasks
+/// each, every engine running its share), and `service logs` on a follower shows all 12.
+#[test]
+fn twelve_replicas_spread_over_three_managers_and_two_workers() {
+    require_root!();
+    let c = swarm(5, 3);
+    let m = c.node(0);
+    let id = create(m, &talker("wide", 12));
+    wait_for("12 tasks running over the 5 nodes", || {
+        let by = running_by_node(m, "wide");
+        by.len() == 5
+            && by.values().sum::<usize>() == 12
+            && by.values().all(|n| (2..=3).contains(n))
+    });
+    let by = running_by_node(m, "wide");
+    for n in &c.nodes {
+        let filters =
+            json!({"label": ["com.docker.swarm.service.name=wide"], "status": ["running"]});
+        let here = n
+            .api()
+            .get(&format!(
+                "/containers/json?filters={}",
+                enc(&filters.to_string())
+            ))
+            .json()
+            .as_array()
+            .map_or(0, Vec::len);
+        assert_eq!(
+            Some(&here),
+            by.get(&node_id(n)),
+            "{} runs its share",
+            n.hostname
+        );
+    }
+    wait_for("the 12 tasks' lines from a follower manager", || {
+        let r = c
+            .node(2)
+            .api()
+            .get(&format!("/services/{id}/logs?stdout=1&details=1"));
+        let (out, _) = berth_e2e::containers::demux(&r.body);
+        let tasks: BTreeSet<&str> = out
+            .lines()
+            .filter(|l| l.ends_with(" hello"))
+            .filter_map(|l| l.split("com.docker.swarm.task.id=").nth(1))
+            .map(|t| t.trim_end_matches(" hello"))
+            .collect();
+        tasks.len() == 12
+    });
 }

@@ -68,7 +68,7 @@ const BATCH: usize = 256;
 pub async fn serve_call(
     source: Option<&dyn TaskLogSource>,
     peer: &Peer,
-    call: LogsCall,
+    call: Box<LogsCall>,
     tx: tokio::sync::mpsc::Sender<Answer>,
 ) {
     let refuse = |e: RemoteError| async { tx.send(Err(e)).await.ok() };
@@ -172,7 +172,9 @@ fn has_container(task: &Task) -> bool {
 
 impl TaskLogSource for RemoteTaskLogs {
     fn serves(&self, task: &Task) -> bool {
-        task.node_id != self.node_id && self.nodes.contains_key(&task.node_id) && has_container(task)
+        task.node_id != self.node_id
+            && self.nodes.contains_key(&task.node_id)
+            && has_container(task)
     }
 
     fn logs<'a>(
@@ -185,10 +187,10 @@ impl TaskLogSource for RemoteTaskLogs {
             let Some(node) = self.nodes.get(&task.node_id) else {
                 return Ok(());
             };
-            let call = crate::transport::Request::TaskLogs(LogsCall {
+            let call = crate::transport::Request::TaskLogs(Box::new(LogsCall {
                 task: task.clone(),
                 request: request.clone(),
-            });
+            }));
             let mut rx = crate::transport::open_stream(
                 self.config.clone(),
                 &node.addr,

@@ -159,9 +159,11 @@ impl Handle {
     /// its certificate).
     pub fn remote_logs(&self) -> Option<crate::logs::RemoteTaskLogs> {
         let config = self.active.peers.client()?.config();
-        Some(self.active.store.view(|s| {
-            crate::logs::RemoteTaskLogs::new(config, &self.active.local.node_id, s)
-        }))
+        Some(
+            self.active
+                .store
+                .view(|s| crate::logs::RemoteTaskLogs::new(config, &self.active.local.node_id, s)),
+        )
     }
     /// Whether a manager (by Raft ID) is in the Raft membership (voter or learner).
     pub fn is_raft_member(&self, raft_id: u64) -> bool {

@@ -50,7 +50,7 @@ pub enum Request {
     Membership(crate::raft_network::MembershipCall),
     /// A manager asks the node running a task for its container's log lines (a stream:
     /// see [`Request::is_stream`]).
-    TaskLogs(crate::logs::LogsCall),
+    TaskLogs(Box<crate::logs::LogsCall>),
 }
 
 impl Request {
@@ -143,7 +143,10 @@ pub trait Handler: Send + Sync + 'static {
     ) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let _ = tx
-                .send(Err(RemoteError::new("unsupported", "this node takes no such call")))
+                .send(Err(RemoteError::new(
+                    "unsupported",
+                    "this node takes no such call",
+                )))
                 .await;
         })
     }

@@ -190,10 +190,11 @@ fn respond(
         timestamps: o.timestamps,
         tty,
     });
-    let mut sources: Vec<Arc<dyn TaskLogSource>> = vec![Arc::new(crate::swarm_logs::LocalTaskLogs {
-        ctrs: state.ctrs.clone(),
-        node_id: h.node_id().to_string(),
-    })];
+    let mut sources: Vec<Arc<dyn TaskLogSource>> =
+        vec![Arc::new(crate::swarm_logs::LocalTaskLogs {
+            ctrs: state.ctrs.clone(),
+            node_id: h.node_id().to_string(),
+        })];
     // Tasks on other nodes: asked of the node running them.
     if let Some(remote) = h.remote_logs() {
         sources.push(Arc::new(remote));
