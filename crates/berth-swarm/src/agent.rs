@@ -77,6 +77,10 @@ pub trait TaskExecutor: Send + Sync {
     fn health<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(async { None })
     }
+    /// The logs of this node's task containers (served to managers asking for them).
+    fn task_logs(&self) -> Option<std::sync::Arc<dyn crate::logs::TaskLogSource>> {
+        None
+    }
     /// Called at the start of every pass: an engine can read its containers once here and
     /// answer the pass's `observe`/`list` calls from that.
     fn begin_pass(&self) -> BoxFuture<'_, ()> {

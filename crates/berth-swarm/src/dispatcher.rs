@@ -116,6 +116,8 @@ pub struct ManagerService {
     pub raft: crate::raft::Raft,
     /// When each node last called (nodes not yet heard from count from the service's start).
     seen: Mutex<HashMap<String, Instant>>,
+    /// This node's task logs, for other managers' `service logs` ([`Request::TaskLogs`]).
+    logs: Option<Arc<dyn crate::logs::TaskLogSource>>,
 }
 
 impl ManagerService {
@@ -124,7 +126,14 @@ impl ManagerService {
             proposer,
             raft,
             seen: Mutex::default(),
+            logs: None,
         }
+    }
+
+    /// Serves this node's task logs to other managers.
+    pub fn with_logs(mut self, logs: Option<Arc<dyn crate::logs::TaskLogSource>>) -> Self {
+        self.logs = logs;
+        self
     }
 
     async fn sync(&self, peer: Peer, req: SyncRequest) -> Answer {
@@ -157,12 +166,15 @@ impl ManagerService {
         if node.status.state != "ready"
             || node.status.addr != host
             || node.description != req.description
+            || node.status.logs_addr != req.manager_addr
         {
             let mut node = node.clone();
             node.status = NodeStatus {
                 state: "ready".into(),
                 message: String::new(),
                 addr: host,
+                // A worker takes task log calls where it would listen as a manager.
+                logs_addr: req.manager_addr.clone(),
             };
             node.description = req.description.clone();
             node.meta.updated_at = crate::types::now();
@@ -319,6 +331,19 @@ fn to_answer(v: &impl Serialize) -> Answer {
 }
 
 impl Handler for ManagerService {
+    fn stream(
+        &self,
+        peer: Peer,
+        req: Request,
+        tx: tokio::sync::mpsc::Sender<Answer>,
+    ) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Request::TaskLogs(call) = req {
+                crate::logs::serve_call(self.logs.as_deref(), &peer, call, tx).await;
+            }
+        })
+    }
+
     fn handle(&self, peer: Peer, req: Request) -> BoxFuture<'_, Answer> {
         Box::pin(async move {
             match req {
@@ -343,6 +368,10 @@ impl Handler for ManagerService {
                 Request::Membership(call) if peer.is_manager() => {
                     crate::raft_network::handle_membership(&self.raft, call).await
                 }
+                Request::TaskLogs(_) => Err(RemoteError::new(
+                    "unsupported",
+                    "task logs are a streaming call",
+                )),
                 Request::Raft(_) | Request::Forward(_) | Request::Membership(_) => {
                     Err(RemoteError::new(
                         "permission_denied",

@@ -72,6 +72,7 @@ pub async fn handle(proposer: &dyn Proposer, req: JoinRequest) -> Answer {
             state: "unknown".into(),
             message: String::new(),
             addr: crate::manager::host_of(&req.addr),
+            ..Default::default()
         },
         manager_status: (role == "manager").then(|| crate::types::ManagerStatus {
             leader: false,

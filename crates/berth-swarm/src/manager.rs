@@ -161,6 +161,16 @@ impl Handle {
     pub fn local(&self) -> &LocalNode {
         &self.active.local
     }
+    /// The logs of tasks on other nodes, asked of those nodes (none before this manager has
+    /// its certificate).
+    pub fn remote_logs(&self) -> Option<crate::logs::RemoteTaskLogs> {
+        let config = self.active.peers.client()?.config();
+        Some(
+            self.active
+                .store
+                .view(|s| crate::logs::RemoteTaskLogs::new(config, &self.active.local.node_id, s)),
+        )
+    }
     /// Whether a manager (by Raft ID) is in the Raft membership (voter or learner).
     pub fn is_raft_member(&self, raft_id: u64) -> bool {
         let m = self
@@ -330,6 +340,7 @@ async fn register_node(active: &Arc<Active>, description: &Value) -> anyhow::Res
             state: "ready".into(),
             message: String::new(),
             addr: host_of(&local.advertise_addr),
+            ..Default::default()
         };
         node.manager_status = Some(ManagerStatus {
             leader: crate::raft_network::is_leader(&active.raft),

@@ -48,6 +48,17 @@ pub enum Request {
     Forward(crate::store::Command),
     /// A change of the managers (a manager joining or leaving), for the leader.
     Membership(crate::raft_network::MembershipCall),
+    /// A manager asks the node running a task for its container's log lines (a stream:
+    /// see [`Request::is_stream`]).
+    TaskLogs(Box<crate::logs::LogsCall>),
+}
+
+impl Request {
+    /// Calls answered by a stream of frames rather than one answer: each frame is
+    /// `Some(answer)`, the last `None`; the connection then closes.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Request::TaskLogs(_))
+    }
 }
 
 /// An error as the remote node answered it; `kind` lets the caller react (e.g. `not_leader`).
@@ -122,6 +133,23 @@ impl Peer {
 /// Answers calls on a manager.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, peer: Peer, req: Request) -> BoxFuture<'_, Answer>;
+    /// Answers a streaming call ([`Request::is_stream`]) with answers sent to `tx`, until
+    /// the end of the stream or until `tx` is closed (the caller went).
+    fn stream(
+        &self,
+        _peer: Peer,
+        _req: Request,
+        tx: tokio::sync::mpsc::Sender<Answer>,
+    ) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = tx
+                .send(Err(RemoteError::new(
+                    "unsupported",
+                    "this node takes no such call",
+                )))
+                .await;
+        })
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -307,7 +335,15 @@ pub async fn serve(
                         Err(_) => return,
                     },
                 };
-                let answer = handler.handle(Peer { cert: cert.clone() }, req).await;
+                let peer = Peer { cert: cert.clone() };
+                if req.is_stream() {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = serve_stream(handler.as_ref(), peer, req, &mut tls) => {}
+                    }
+                    return;
+                }
+                let answer = handler.handle(peer, req).await;
                 if write_frame(&mut tls, &answer).await.is_err() {
                     return;
                 }
@@ -316,7 +352,102 @@ pub async fn serve(
     }
 }
 
+/// One streaming call: the handler's answers as `Some` frames, then `None`. A write that
+/// fails (the caller went) drops the receiver, which ends the handler's stream.
+async fn serve_stream<S: AsyncWrite + Unpin>(
+    handler: &dyn Handler,
+    peer: Peer,
+    req: Request,
+    conn: &mut S,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Answer>(16);
+    let produce = handler.stream(peer, req, tx);
+    let forward = async move {
+        while let Some(answer) = rx.recv().await {
+            if write_frame(conn, &Some(answer)).await.is_err() {
+                return None;
+            }
+        }
+        Some(conn)
+    };
+    let (_, conn) = tokio::join!(produce, forward);
+    if let Some(conn) = conn {
+        let _ = write_frame(conn, &None::<Answer>).await;
+    }
+}
+
+/// Opens a connection of its own to `addr` (whose certificate must name `server_name`: a
+/// node ID or a role), makes the streaming call `req` and hands back the answers as they
+/// come; dropping the receiver closes the connection, which ends the remote's stream.
+pub async fn open_stream(
+    config: Arc<rustls::ClientConfig>,
+    addr: &str,
+    server_name: &str,
+    req: &Request,
+) -> Result<tokio::sync::mpsc::Receiver<Answer>, CallError> {
+    let io = |e: String| CallError::Io {
+        addr: addr.to_string(),
+        error: e,
+    };
+    let mut conn = connect_to(&config, addr, server_name, CONNECT_TIMEOUT).await?;
+    write_frame(&mut conn, req)
+        .await
+        .map_err(|e| io(e.to_string()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Answer>(16);
+    let addr = addr.to_string();
+    tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                _ = tx.closed() => return,
+                f = read_frame::<_, Option<Answer>>(&mut conn) => f,
+            };
+            match frame {
+                Ok(Some(answer)) => {
+                    if tx.send(answer).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(RemoteError::new(
+                            "io",
+                            format!("{addr}: stream broken: {e}"),
+                        )))
+                        .await;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
 type Conn = tokio_rustls::client::TlsStream<TcpStream>;
+
+async fn connect_to(
+    config: &Arc<rustls::ClientConfig>,
+    addr: &str,
+    server_name: &str,
+    within: Duration,
+) -> Result<Conn, CallError> {
+    let io = |e: String| CallError::Io {
+        addr: addr.to_string(),
+        error: e,
+    };
+    let within = within.min(CONNECT_TIMEOUT);
+    let tcp = tokio::time::timeout(within, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io("connection timed out".into()))?
+        .map_err(|e| io(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| io(e.to_string()))?;
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    tokio::time::timeout(within, connector.connect(name, tcp))
+        .await
+        .map_err(|_| io("TLS handshake timed out".into()))?
+        .map_err(|e| io(e.to_string()))
+}
 
 /// Calls other nodes, keeping one connection per address (calls to one address queue).
 pub struct Client {
@@ -333,22 +464,12 @@ impl Client {
     }
 
     async fn connect(&self, addr: &str, within: Duration) -> Result<Conn, CallError> {
-        let io = |e: String| CallError::Io {
-            addr: addr.to_string(),
-            error: e,
-        };
-        let within = within.min(CONNECT_TIMEOUT);
-        let tcp = tokio::time::timeout(within, TcpStream::connect(addr))
-            .await
-            .map_err(|_| io("connection timed out".into()))?
-            .map_err(|e| io(e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(MANAGER_ROLE).map_err(|e| io(e.to_string()))?;
-        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
-        tokio::time::timeout(within, connector.connect(name, tcp))
-            .await
-            .map_err(|_| io("TLS handshake timed out".into()))?
-            .map_err(|e| io(e.to_string()))
+        connect_to(&self.config, addr, MANAGER_ROLE, within).await
+    }
+
+    /// The TLS configuration its calls use (this node's identity).
+    pub fn config(&self) -> Arc<rustls::ClientConfig> {
+        self.config.clone()
     }
 
     /// One call, answered within `timeout`; a kept connection that turns out dead is

@@ -105,6 +105,14 @@ pub struct NodeStatus {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     pub addr: String,
+    /// Where a worker takes managers' task log calls (`host:port`; not shown by Docker,
+    /// Berth's own bookkeeping as `BerthRaftID`).
+    #[serde(
+        rename = "BerthLogsAddr",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub logs_addr: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

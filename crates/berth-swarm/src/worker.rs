@@ -40,8 +40,87 @@ pub struct Worker {
     pub info: Arc<Mutex<SessionInfo>>,
 }
 
-/// Runs the session until `stop`.
+/// Runs the session until `stop`, and meanwhile serves managers' task log calls on the
+/// port it would listen on as a manager (it is free: this node is no manager while it is a
+/// worker, and the listener is gone before this returns, e.g. for a promotion).
 pub async fn run(
+    worker: Arc<Worker>,
+    description: Value,
+    executor: Arc<dyn TaskExecutor>,
+    stop: CancellationToken,
+) {
+    let listen = stop.child_token();
+    let listener = start_listener(&worker, executor.task_logs(), listen.clone()).await;
+    session(worker, description, executor, stop).await;
+    listen.cancel();
+    if let Some(l) = listener {
+        let _ = l.await;
+    }
+}
+
+/// A worker's handler: task log calls from managers, nothing else.
+struct WorkerService {
+    logs: Option<Arc<dyn crate::logs::TaskLogSource>>,
+}
+
+impl crate::transport::Handler for WorkerService {
+    fn handle(
+        &self,
+        _peer: crate::transport::Peer,
+        _req: Request,
+    ) -> crate::BoxFuture<'_, crate::transport::Answer> {
+        Box::pin(async {
+            Err(crate::transport::RemoteError::new(
+                "unsupported",
+                "This node is not a swarm manager.",
+            ))
+        })
+    }
+
+    fn stream(
+        &self,
+        peer: crate::transport::Peer,
+        req: Request,
+        tx: tokio::sync::mpsc::Sender<crate::transport::Answer>,
+    ) -> crate::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Request::TaskLogs(call) = req {
+                crate::logs::serve_call(self.logs.as_deref(), &peer, call, tx).await;
+            }
+        })
+    }
+}
+
+async fn start_listener(
+    worker: &Worker,
+    logs: Option<Arc<dyn crate::logs::TaskLogSource>>,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let id = &worker.identity;
+    let port = worker.manager_addr.rsplit_once(':')?.1;
+    let tls = match crate::transport::server_config(&id.ca_pem, &id.cert_pem, &id.key_pem) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "worker TLS server configuration");
+            return None;
+        }
+    };
+    let addr = format!("0.0.0.0:{port}");
+    match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => Some(tokio::spawn(crate::transport::serve(
+            l,
+            tls,
+            Arc::new(WorkerService { logs }),
+            stop,
+        ))),
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "cannot listen for task log calls; managers will not show this node's task logs");
+            None
+        }
+    }
+}
+
+async fn session(
     worker: Arc<Worker>,
     description: Value,
     executor: Arc<dyn TaskExecutor>,

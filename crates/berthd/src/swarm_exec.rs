@@ -173,6 +173,12 @@ impl Executor {
 }
 
 impl TaskExecutor for Executor {
+    fn task_logs(&self) -> Option<std::sync::Arc<dyn berth_swarm::logs::TaskLogSource>> {
+        Some(std::sync::Arc::new(crate::swarm_logs::LocalTaskLogs {
+            ctrs: self.ctrs.clone(),
+            node_id: String::new(),
+        }))
+    }
     fn start(&self, run: TaskRun) -> BoxFuture<'_, Result<(String, i64), String>> {
         Box::pin(async move {
             let task_id = run.task_id.clone();

@@ -12,6 +12,7 @@ use berth_swarm::types::Task;
 
 pub struct LocalTaskLogs {
     pub ctrs: Containers,
+    /// This node's ID (empty: any task whose container is here).
     pub node_id: String,
 }
 
@@ -27,7 +28,8 @@ impl LocalTaskLogs {
 
 impl TaskLogSource for LocalTaskLogs {
     fn serves(&self, task: &Task) -> bool {
-        task.node_id == self.node_id
+        // Without a node ID: the task containers here, whoever's (a worker serving managers).
+        (self.node_id.is_empty() || task.node_id == self.node_id)
             && Self::container(task).is_some_and(|c| self.ctrs.get(c).is_ok())
     }
 

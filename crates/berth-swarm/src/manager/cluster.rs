@@ -48,10 +48,10 @@ impl Swarm {
             )?);
         }
         let proposer: Arc<dyn Proposer> = Arc::new(active.proposer());
-        let service = Arc::new(crate::dispatcher::ManagerService::new(
-            proposer.clone(),
-            active.raft.clone(),
-        ));
+        let service = Arc::new(
+            crate::dispatcher::ManagerService::new(proposer.clone(), active.raft.clone())
+                .with_logs(self.executor.task_logs()),
+        );
         active.tasks.spawn(lead(
             active.clone(),
             proposer,

@@ -2,7 +2,8 @@
 //! prefixed with its context as dockerd sends it with `details=1`
 //! (`com.docker.swarm.node.id=…,com.docker.swarm.service.id=…,com.docker.swarm.task.id=…`),
 //! which the docker CLI turns into `web.1.xyz@node | line`. Lines come from a
-//! [`TaskLogSource`] per task; this node's serves the tasks whose containers are here.
+//! [`TaskLogSource`] per task; this node's serves the tasks whose containers are here, the
+//! others are asked of the node running them (`berth_swarm::logs::RemoteTaskLogs`).
 
 use std::sync::Arc;
 
@@ -189,11 +190,18 @@ fn respond(
         timestamps: o.timestamps,
         tty,
     });
-    let source: Arc<dyn TaskLogSource> = Arc::new(crate::swarm_logs::LocalTaskLogs {
-        ctrs: state.ctrs.clone(),
-        node_id: h.node_id().to_string(),
-    });
-    // Tasks whose containers no source reaches (on other nodes, or removed) have no lines.
+    let mut sources: Vec<Arc<dyn TaskLogSource>> =
+        vec![Arc::new(crate::swarm_logs::LocalTaskLogs {
+            ctrs: state.ctrs.clone(),
+            node_id: h.node_id().to_string(),
+        })];
+    // Tasks on other nodes: asked of the node running them.
+    if let Some(remote) = h.remote_logs() {
+        sources.push(Arc::new(remote));
+    }
+    let source: Arc<dyn TaskLogSource> = Arc::new(berth_swarm::logs::Sources(sources));
+    // Tasks whose containers no source reaches (removed, or on nodes without an address) have
+    // no lines.
     tasks.retain(|t| source.serves(t));
     tasks.sort_by(|a, b| (a.slot, &a.meta.created_at).cmp(&(b.slot, &b.meta.created_at)));
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(16);
