@@ -627,9 +627,11 @@ use std::os::unix::net::UnixStream;
 
 use berth_runtime::shim::{ContainerStatus, ExecConfig, LogDriverConfig};
 
-/// Read a stream to its end (the shim closes it after the last output).
+/// Read a stream to its end (the shim closes it after the last output). The timeout only
+/// guards against a hang: it must outlast the shim's 30 s stall limit, for which a stuck
+/// attacher holds every other reader's output back (`two_attachers_and_a_stuck_one`).
 fn read_all(s: &mut UnixStream) -> Vec<u8> {
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
     let mut v = Vec::new();
     s.read_to_end(&mut v).expect("the stream ends");
     v
