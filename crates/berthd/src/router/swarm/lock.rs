@@ -21,6 +21,12 @@ pub(super) async fn unlock(State(state): State<AppState>, req: Request) -> Resul
             crate::swarm_events::forward(&state).await;
             Ok(super::super::empty_ok())
         }
+        Err(SwarmError::Invalid(m)) if m == berth_swarm::autolock::NOT_LOCKED => {
+            // dockerd: "not locked" only from an active manager; any other node outside a
+            // locked swarm gets the not-a-manager answer (503).
+            manager(&state).await?;
+            Err(Error(ApiError::invalid(m)))
+        }
         Err(SwarmError::Invalid(m)) => Err(Error(ApiError::invalid(m))),
         Err(SwarmError::WrongKey(m)) => Err(Error(ApiError::new(ErrorKind::Unauthorized, m))),
         Err(e) => Err(Error(ApiError::new(ErrorKind::Internal, e.to_string()))),
