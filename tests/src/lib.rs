@@ -16,6 +16,7 @@ pub mod overlay;
 pub mod pki;
 pub mod pty;
 pub mod registry;
+pub mod subids;
 pub mod token_auth;
 pub mod upload_proxy;
 

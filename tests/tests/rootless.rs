@@ -9,15 +9,12 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_e2e::daemon::binary;
 use berth_e2e::{Output, busybox_archive, require_root, run_command};
 
-/// Serializes this process's edits of /etc/subuid and /etc/subgid.
-static SUBID_FILES: Mutex<()> = Mutex::new(());
 static USERS: AtomicU32 = AtomicU32::new(0);
 const RANGE: u32 = 65536;
 
@@ -56,7 +53,7 @@ impl RootlessUser {
         let name = format!("brl{}x{n}", pid % 100_000);
         // Far above what distributions hand out and above the remap tests' ranges.
         let base = 600_000_000 + ((pid % 500) * 8 + n) * RANGE;
-        let _g = SUBID_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = berth_e2e::subids::lock();
         // A system user gets no ranges from useradd: the test decides.
         let st = Command::new("useradd")
             .args(["-r", "-M", "-s", "/bin/sh", &name])
@@ -77,14 +74,7 @@ impl RootlessUser {
             daemon: None,
         };
         if ranges {
-            for file in ["/etc/subuid", "/etc/subgid"] {
-                let mut text = std::fs::read_to_string(file).unwrap_or_default();
-                if !text.is_empty() && !text.ends_with('\n') {
-                    text.push('\n');
-                }
-                text.push_str(&format!("{}:{}:{RANGE}\n", user.name, base));
-                berth_e2e::fixtures::replace_file(file, &text).expect("write subordinate ids");
-            }
+            berth_e2e::subids::add_range(&user.name, base, RANGE);
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(user.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -254,18 +244,8 @@ impl Drop for RootlessUser {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let _g = SUBID_FILES.lock().unwrap_or_else(|e| e.into_inner());
-        let prefix = format!("{}:", self.name);
-        for file in ["/etc/subuid", "/etc/subgid"] {
-            if let Ok(text) = std::fs::read_to_string(file) {
-                let kept: String = text
-                    .lines()
-                    .filter(|l| !l.starts_with(&prefix))
-                    .map(|l| format!("{l}\n"))
-                    .collect();
-                let _ = berth_e2e::fixtures::replace_file(file, &kept);
-            }
-        }
+        let _g = berth_e2e::subids::lock();
+        berth_e2e::subids::remove_ranges(&self.name);
         let _ = Command::new("userdel").arg(&self.name).status();
     }
 }

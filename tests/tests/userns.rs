@@ -7,14 +7,11 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use berth_e2e::daemon::ChildGuard;
 use berth_e2e::{Daemon, busybox_archive, require_root};
 
-/// Serializes this process's edits of /etc/subuid and /etc/subgid.
-static SUBID_FILES: Mutex<()> = Mutex::new(());
 static USERS: AtomicU32 = AtomicU32::new(0);
 const RANGE: u32 = 65536;
 
@@ -34,7 +31,7 @@ impl RemapUser {
         // Far above what distributions hand out (100000 + 65536 per user), distinct per
         // process and test.
         let base = 2_000_000 + ((pid % 500) * 8 + n) * RANGE;
-        let _g = SUBID_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = berth_e2e::subids::lock();
         let st = Command::new("useradd")
             .args(["-r", "-M", "-s", "/bin/false", &name])
             .status()
@@ -42,14 +39,7 @@ impl RemapUser {
         assert!(st.success(), "useradd {name}");
         let user = RemapUser { name, base };
         if ranges {
-            for file in ["/etc/subuid", "/etc/subgid"] {
-                let mut text = std::fs::read_to_string(file).unwrap_or_default();
-                if !text.is_empty() && !text.ends_with('\n') {
-                    text.push('\n');
-                }
-                text.push_str(&format!("{}:{}:{RANGE}\n", user.name, base));
-                berth_e2e::fixtures::replace_file(file, &text).expect("write subordinate ids");
-            }
+            berth_e2e::subids::add_range(&user.name, base, RANGE);
         }
         user
     }
@@ -57,18 +47,8 @@ impl RemapUser {
 
 impl Drop for RemapUser {
     fn drop(&mut self) {
-        let _g = SUBID_FILES.lock().unwrap_or_else(|e| e.into_inner());
-        let prefix = format!("{}:", self.name);
-        for file in ["/etc/subuid", "/etc/subgid"] {
-            if let Ok(text) = std::fs::read_to_string(file) {
-                let kept: String = text
-                    .lines()
-                    .filter(|l| !l.starts_with(&prefix))
-                    .map(|l| format!("{l}\n"))
-                    .collect();
-                let _ = berth_e2e::fixtures::replace_file(file, &kept);
-            }
-        }
+        let _g = berth_e2e::subids::lock();
+        berth_e2e::subids::remove_ranges(&self.name);
         let _ = Command::new("userdel").arg(&self.name).status();
     }
 }
@@ -518,7 +498,7 @@ fn default_creates_dockremap_and_its_ranges() {
         name: "dockremap".into(),
         base: 0,
     };
-    let _g = SUBID_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = berth_e2e::subids::lock();
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let config = dir.path().join("daemon.json");
