@@ -324,3 +324,96 @@ RUN --mount=type=bind,source=x,target=/x --mount=type=ssh,id=second,target=/tmp/
     let r = d.api().get("/containers/json?all=1");
     assert_eq!(r.json().as_array().unwrap().len(), 0, "{}", r.text());
 }
+
+/// `compose build` serves a service's `build.secrets` (a file and a variable from `.env`,
+/// named by `target`) and `build.ssh` (a key file, resolved against the project directory)
+/// plus `--ssh` through the same session as `berth build`.
+#[test]
+fn compose_builds_get_their_secrets_and_ssh_agents() {
+    require_root!();
+    if Command::new("ssh-agent").arg("-h").output().is_err() {
+        eprintln!("skipped: no ssh-agent");
+        return;
+    }
+    let d = daemon_with_busybox();
+    let agent = start_agent(d.dir());
+    let project = d.dir().join("proj");
+    portable_ssh_add(&project.join("x"));
+    let fingerprint = keygen(&project.join("id_deploy"));
+    std::fs::write(project.join("tok.txt"), "file-secret-value\n").unwrap();
+    std::fs::write(project.join(".env"), "MY_TOKEN=env-secret-value\n").unwrap();
+    std::fs::write(
+        project.join("compose.yaml"),
+        "name: sess
+services:
+  app:
+    image: sess-app:1
+    build:
+      context: .
+      secrets:
+        - tok
+        - source: envtok
+          target: TOKEN
+      ssh:
+        - deploy=./id_deploy
+secrets:
+  tok:
+    file: ./tok.txt
+  envtok:
+    environment: MY_TOKEN
+",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("Dockerfile"),
+        "FROM busybox
+RUN --mount=type=secret,id=tok,required=true grep -qx file-secret-value /run/secrets/tok && touch /tok.ok
+RUN --mount=type=secret,id=TOKEN,env=T,required=true test \"$T\" = env-secret-value && touch /env.ok
+RUN --mount=type=bind,source=x,target=/x --mount=type=ssh,id=deploy,required=true /x/ld.so --library-path /x /x/ssh-add -l > /keys
+RUN --mount=type=ssh,id=cli,required=true test -S \"$SSH_AUTH_SOCK\" && touch /cli.ok
+",
+    )
+    .unwrap();
+    let file = project.join("compose.yaml");
+    let cli_arg = format!("cli={}", path(&agent.sock));
+    let out = d
+        .berth(&["compose", "-f", path(&file), "build", "--ssh", &cli_arg])
+        .success();
+    assert!(
+        out.stdout.contains("Successfully tagged sess-app:1"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        run_in(&d, "sess-app:1", "ls /tok.ok /env.ok /cli.ok && cat /keys"),
+        format!(
+            "/cli.ok\n/env.ok\n/tok.ok\n{}",
+            run_in(&d, "sess-app:1", "cat /keys")
+        )
+    );
+    assert!(run_in(&d, "sess-app:1", "cat /keys").contains(&fingerprint));
+
+    // Without `--ssh`, the step that needs the `cli` agent fails with BuildKit's words.
+    let out = d
+        .berth(&["compose", "-f", path(&file), "build", "--no-cache"])
+        .failure();
+    assert!(
+        out.stderr
+            .contains("no SSH key \"cli\" forwarded from the client"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    // A build secret no top-level secret defines: Compose's words, nothing sent.
+    std::fs::write(
+        &file,
+        "services:\n  app:\n    image: sess-app:2\n    build:\n      context: .\n      secrets: [nope]\n",
+    )
+    .unwrap();
+    let out = d.berth(&["compose", "-f", path(&file), "build"]).failure();
+    assert!(
+        out.stderr.contains("refers to undefined build secret nope"),
+        "{}",
+        out.stderr
+    );
+}

@@ -171,6 +171,10 @@ pub struct BuildConfig {
     pub no_cache: Option<Value>,
     pub pull: Option<Value>,
     pub platforms: Vec<String>,
+    /// `[name]` or `[{source, target}]`: top-level secrets given to `RUN --mount=type=secret`.
+    pub secrets: Vec<Value>,
+    /// `[default, "id=path"]` or `{id: path}`: agents or keys for `RUN --mount=type=ssh`.
+    pub ssh: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

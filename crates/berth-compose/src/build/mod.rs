@@ -17,6 +17,9 @@ use crate::labels;
 use crate::model::{BuildConfig, Project, Service};
 
 pub mod bake;
+mod session;
+
+pub use session::{SessionSpecs, session_specs};
 
 /// Where the context comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub struct BuildFlags {
     /// `--build-arg K=V` or `K` (then from the environment; left out when unset there, as
     /// Compose does).
     pub build_args: Vec<String>,
+    /// `--ssh` values, added to every service's `build.ssh`.
+    pub ssh: Vec<String>,
 }
 
 /// A YAML boolean that interpolation may have left as a string.

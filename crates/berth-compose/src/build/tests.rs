@@ -112,6 +112,7 @@ fn flags_override_the_file() {
         pull: true,
         quiet: true,
         build_args: vec!["V=flag".into(), "X".into(), "NOT_SET".into()],
+        ssh: Vec::new(),
     };
     let r = request(&p, "api", &flags);
     assert_eq!(r.options.build_args["V"].as_deref(), Some("flag"));

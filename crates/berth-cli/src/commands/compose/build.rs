@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, anyhow};
 use berth_client::UploadStream;
-use berth_compose::build::{BuildContext, BuildFlags, BuildRequest, Dockerfile, build_request};
+use berth_compose::build::{
+    BuildContext, BuildFlags, BuildRequest, Dockerfile, SessionSpecs, build_request, session_specs,
+};
 use berth_compose::reconcile::Engine;
 use berth_compose::{Project, Service};
 use bytes::Bytes;
@@ -20,6 +22,7 @@ use futures_util::StreamExt;
 use super::{Ctx, progress_printer};
 use crate::commands::build::context::{dir_context, random_dockerfile_name};
 use crate::commands::build::git;
+use crate::commands::build::session as build_session;
 use crate::format::progress::ProgressRenderer;
 use crate::format::units::human_size;
 use crate::output::{self, StatusError, describe_client_error};
@@ -92,10 +95,13 @@ pub async fn build_services(
     for s in services {
         unsupported(s)?;
     }
-    let requests: Vec<BuildRequest> = services
-        .iter()
-        .filter_map(|s| build_request(project, s, flags))
-        .collect();
+    let mut requests: Vec<(BuildRequest, SessionSpecs)> = Vec::new();
+    for s in services {
+        let specs = session_specs(project, s, &flags.ssh).map_err(|e| StatusError::error(1, e))?;
+        if let Some(r) = build_request(project, s, flags) {
+            requests.push((r, specs));
+        }
+    }
     if requests.is_empty() {
         return Ok(());
     }
@@ -108,21 +114,26 @@ pub async fn build_services(
         requests.len()
     };
     let progress = progress_printer(flags.quiet || ctx.quiet_progress(), false);
-    let results: Vec<Result<()>> = futures_util::stream::iter(requests.into_iter().map(|r| {
-        let client = &client;
-        let registry_config = registry_config.as_deref();
-        let progress = &progress;
-        async move {
-            let service = r.service.clone();
-            progress("Service", &service, "Building");
-            build_one(client, r, registry_config, prefixed, flags.quiet).await?;
-            progress("Service", &service, "Built");
-            Ok(())
-        }
-    }))
-    .buffer_unordered(limit)
-    .collect()
-    .await;
+    let results: Vec<Result<()>> =
+        futures_util::stream::iter(requests.into_iter().map(|(r, specs)| {
+            let client = &client;
+            let registry_config = registry_config.as_deref();
+            let progress = &progress;
+            async move {
+                let service = r.service.clone();
+                progress("Service", &service, "Building");
+                let session = Session {
+                    specs,
+                    environment: &project.environment,
+                };
+                build_one(client, r, session, registry_config, prefixed, flags.quiet).await?;
+                progress("Service", &service, "Built");
+                Ok(())
+            }
+        }))
+        .buffer_unordered(limit)
+        .collect()
+        .await;
     results.into_iter().collect()
 }
 
@@ -148,10 +159,6 @@ fn unsupported(service: &Service) -> Result<()> {
         Some("privileged mode")
     } else if set("additional_contexts") {
         Some("additional contexts")
-    } else if set("ssh") {
-        Some("SSH keys")
-    } else if set("secrets") {
-        Some("secrets")
     } else {
         None
     };
@@ -178,9 +185,17 @@ fn registry_config(ctx: &Ctx<'_>) -> Option<String> {
     Some(base64::engine::general_purpose::URL_SAFE.encode(json))
 }
 
+/// A build's `--secret`/`--ssh` values and where an `env=` secret's variable is looked up
+/// (the project's environment, as interpolation saw it, then the process's).
+struct Session<'a> {
+    specs: SessionSpecs,
+    environment: &'a BTreeMap<String, String>,
+}
+
 async fn build_one(
     client: &berth_client::Client,
     request: BuildRequest,
+    session: Session<'_>,
     registry_config: Option<&str>,
     prefixed: bool,
     quiet: bool,
@@ -195,6 +210,24 @@ async fn build_one(
         StatusError::error(code, format!("service {service:?}: {message}"))
     };
     let fail = |message: String| fail_with(1, message);
+    // Secrets and ssh agents reach `RUN --mount` through a session, as with `berth build`;
+    // agents started for key files live until this build is over.
+    let mut _agents = Vec::new();
+    if !session.specs.is_empty() {
+        let lookup = |k: &str| {
+            session
+                .environment
+                .get(k)
+                .cloned()
+                .or_else(|| std::env::var(k).ok())
+        };
+        let mut offer = build_session::offer(&session.specs.secrets, &session.specs.ssh, &lookup)
+            .map_err(|e| fail(format!("{e:#}")))?;
+        _agents = offer.take_spawned();
+        options.session = build_session::start(client, Arc::new(offer))
+            .await
+            .map_err(|e| fail(format!("{e:#}")))?;
+    }
     // A git context is cloned here, as Compose's classic builder (and `berth build`) does;
     // the checkout lives until the build is over.
     let mut _checkout = None;

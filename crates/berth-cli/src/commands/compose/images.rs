@@ -195,27 +195,25 @@ pub async fn build(ctx: &Ctx<'_>, args: &BuildArgs) -> Result<()> {
         pull: args.pull,
         quiet: args.quiet,
         build_args: args.build_arg.clone(),
+        ssh: args.ssh.iter().cloned().collect(),
     };
     if args.print {
         let file = berth_compose::build::bake::bake_file(&project, &services, &flags, args.push);
         output::out(&format!("{}\n", serde_json::to_string_pretty(&file)?));
         return Ok(());
     }
-    // The daemon's builder (the Engine API's) has neither BuildKit's lint nor an SSH agent
-    // forwarding session: refused as Compose's classic builder refuses what it cannot do.
+    // The daemon's builder (the Engine API's) has no BuildKit lint: refused as Compose's
+    // classic builder refuses what it cannot do. (`--ssh` is served by a build session.)
     if args.check {
         return Err(StatusError::error(
             1,
             "--check: the builder (the Engine API's classic builder) doesn't support build checks (BuildKit's lint)",
         ));
     }
-    if let Some(ssh) = &args.ssh {
-        if ssh.is_empty() {
-            return Err(StatusError::error(1, format!("invalid ssh key {ssh:?}")));
-        }
+    if args.ssh.as_deref() == Some("") {
         return Err(StatusError::error(
             1,
-            "--ssh: the builder (the Engine API's classic builder) doesn't support SSH keys",
+            "invalid empty ssh agent socket: make sure SSH_AUTH_SOCK is set",
         ));
     }
     super::build::build_services(ctx, &project, &services, &flags).await?;
