@@ -103,18 +103,7 @@ async fn create(env: &Env, prefix: &str, a: CreateArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Filter output based on conditions provided
-    #[arg(short, long, value_name = "filter")]
-    pub filter: Vec<String>,
-    /// Format output using a custom template
-    #[arg(long, value_name = "string")]
-    pub format: Option<String>,
-    /// Only display IDs
-    #[arg(short, long)]
-    pub quiet: bool,
-}
+pub use super::swarm_list::ListArgs;
 
 const HEADERS: &[(&str, &str)] = &[
     ("ID", "ID"),

@@ -99,15 +99,8 @@ pub struct StackPsArgs {
 
 #[derive(Debug, Args)]
 pub struct ServicesArgs {
-    /// Filter output based on conditions provided
-    #[arg(short, long, value_name = "filter")]
-    pub filter: Vec<String>,
-    /// Format output using a custom template
-    #[arg(long, value_name = "string")]
-    pub format: Option<String>,
-    /// Only display IDs
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub list: ListArgs,
     #[arg(value_name = "STACK")]
     pub name: String,
 }
@@ -594,24 +587,16 @@ async fn ls(env: &Env, a: LsArgs) -> Result<()> {
 
 async fn services(env: &Env, a: ServicesArgs) -> Result<()> {
     validate_name(&a.name)?;
-    let mut filter = a.filter.clone();
-    filter.push(format!("label={NAMESPACE}={}", a.name));
+    let mut list = a.list;
+    list.filter.push(format!("label={NAMESPACE}={}", a.name));
     let mut q = Query::new();
-    q.filters(&super::parse_filters(&filter)?);
+    q.filters(&super::parse_filters(&list.filter)?);
     let found = call(env, Method::GET, "/services", &q, None).await?;
     if found.as_array().is_none_or(Vec::is_empty) {
         output::err(&format!("Nothing found in stack: {}\n", a.name));
         return Ok(());
     }
-    super::service::list(
-        env,
-        ListArgs {
-            filter,
-            format: a.format,
-            quiet: a.quiet,
-        },
-    )
-    .await
+    super::service::list(env, list).await
 }
 
 async fn ps(env: &Env, a: StackPsArgs) -> Result<()> {
