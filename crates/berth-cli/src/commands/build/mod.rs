@@ -6,16 +6,16 @@
 pub mod context;
 pub mod git;
 pub mod session;
+pub mod upload;
 pub mod view;
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal as _, Read as _, Write};
+use std::io::{IsTerminal as _, Read as _};
 
 use anyhow::{Context as _, Result, anyhow};
 use berth_api::models::JsonMessage;
 use berth_api::units::ram_in_bytes;
 use berth_client::{BuildOptions, UploadStream};
-use bytes::Bytes;
 use clap::Args;
 use futures_util::StreamExt;
 
@@ -279,79 +279,6 @@ fn registry_config(env: &Env) -> Option<String> {
     Some(base64::engine::general_purpose::URL_SAFE.encode(json))
 }
 
-/// A `Write` that hands full buffers to the request body, so the tar is produced by a
-/// blocking thread while the request streams it (no whole-context buffering).
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-    buf: Vec<u8>,
-    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-const CHUNK: usize = 256 * 1024;
-
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.sent
-            .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the daemon stopped reading the context",
-            )
-        })
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
-}
-
-/// Runs `produce` on a blocking thread, streaming what it writes (gzipped with
-/// `--compress`); its error ends the stream.
-fn tar_stream(
-    compress: bool,
-    produce: impl FnOnce(&mut dyn Write) -> std::io::Result<()> + Send + 'static,
-) -> (UploadStream, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut w = ChannelWriter {
-        tx: tx.clone(),
-        buf: Vec::with_capacity(CHUNK),
-        sent: sent.clone(),
-    };
-    tokio::task::spawn_blocking(move || {
-        let result = if compress {
-            let mut gz = flate2::write::GzEncoder::new(&mut w, flate2::Compression::fast());
-            produce(&mut gz).and_then(|_| gz.finish()).map(|_| ())
-        } else {
-            produce(&mut w)
-        };
-        if let Err(e) = result.and_then(|_| w.flush()) {
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-    (Box::pin(tokio_stream_from(rx)), sent)
-}
-
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
 /// What to send: the body and the `dockerfile=` and `remote=` values.
 struct Prepared {
     body: Option<UploadStream>,
@@ -389,7 +316,7 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                 // Sent as it comes: the head already read, then the rest of stdin (what the
                 // lock buffered beyond the head stays in stdin's shared buffer).
                 drop(stdin);
-                let (body, sent) = tar_stream(compress, move |w| {
+                let (body, sent) = upload::tar_stream(compress, move |w| {
                     w.write_all(&head)?;
                     std::io::copy(&mut std::io::stdin().lock(), w)?;
                     Ok(())
@@ -407,7 +334,7 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                 .read_to_end(&mut text)
                 .context("reading the Dockerfile from stdin")?;
             let tar = context::dockerfile_only_tar(&text)?;
-            let (body, sent) = tar_stream(compress, move |w| w.write_all(&tar));
+            let (body, sent) = upload::tar_stream(compress, move |w| w.write_all(&tar));
             Ok(Prepared {
                 body: Some(body),
                 dockerfile: "Dockerfile".to_string(),
@@ -420,7 +347,7 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
         ContextKind::Remote(url) => {
             let body = if dockerfile_from_stdin {
                 let text = read_stdin_all()?;
-                Some(tar_stream(false, move |w| w.write_all(&text)).0)
+                Some(upload::tar_stream(false, move |w| w.write_all(&text)).0)
             } else {
                 None
             };
@@ -445,7 +372,8 @@ fn prepare(args: &BuildArgs) -> Result<Prepared> {
                 (None, Some(rel)) => rel.clone(),
                 (None, None) => "Dockerfile".to_string(),
             };
-            let (body, sent) = tar_stream(compress, move |w| ctx.write_tar(w, &name).map(|_| ()));
+            let (body, sent) =
+                upload::tar_stream(compress, move |w| ctx.write_tar(w, &name).map(|_| ()));
             Ok(Prepared {
                 body: Some(body),
                 dockerfile,
@@ -475,7 +403,7 @@ fn git_context(url: &str, file: Option<&str>, compress: bool) -> Result<Prepared
             file.unwrap_or("Dockerfile")
         );
     };
-    let (body, sent) = tar_stream(compress, move |w| ctx.write_tar(w, "").map(|_| ()));
+    let (body, sent) = upload::tar_stream(compress, move |w| ctx.write_tar(w, "").map(|_| ()));
     Ok(Prepared {
         body: Some(body),
         dockerfile,

@@ -5,24 +5,21 @@
 //! with the classic builder.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use anyhow::{Result, anyhow};
-use berth_client::UploadStream;
 use berth_compose::build::{
     BuildContext, BuildFlags, BuildRequest, Dockerfile, SessionSpecs, build_request, session_specs,
 };
 use berth_compose::reconcile::Engine;
 use berth_compose::{Project, Service};
-use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{Ctx, progress_printer};
 use crate::commands::build::context::{dir_context, random_dockerfile_name};
-use crate::commands::build::git;
 use crate::commands::build::session as build_session;
+use crate::commands::build::{git, upload};
 use crate::format::progress::ProgressRenderer;
 use crate::format::units::human_size;
 use crate::output::{self, StatusError, describe_client_error};
@@ -269,7 +266,9 @@ async fn build_one(
                 (None, Some(rel)) => rel.clone(),
                 (None, None) => "Dockerfile".to_string(),
             };
-            Some(tar_stream(move |w| ctx.write_tar(w, &name).map(|_| ())))
+            Some(upload::tar_stream(false, move |w| {
+                ctx.write_tar(w, &name).map(|_| ())
+            }))
         }
     };
     let (body, sent) = match body {
@@ -328,67 +327,6 @@ async fn build_one(
         print(&text);
     }
     Ok(())
-}
-
-/// A `Write` that hands full buffers to the request body, so the tar is written by a
-/// blocking thread while the request streams it (a big context is never held whole).
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-    buf: Vec<u8>,
-    sent: Arc<AtomicU64>,
-}
-
-const CHUNK: usize = 256 * 1024;
-
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the daemon stopped reading the build context",
-            )
-        })
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
-}
-
-/// The body, and how many bytes of it have gone.
-fn tar_stream(
-    produce: impl FnOnce(&mut dyn Write) -> std::io::Result<()> + Send + 'static,
-) -> (UploadStream, Arc<AtomicU64>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let sent = Arc::new(AtomicU64::new(0));
-    let mut w = ChannelWriter {
-        tx: tx.clone(),
-        buf: Vec::with_capacity(CHUNK),
-        sent: sent.clone(),
-    };
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = produce(&mut w).and_then(|_| w.flush()) {
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-    (
-        Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))),
-        sent,
-    )
 }
 
 /// `compose build`'s `--build-arg` list, checked as Compose does (a key is required).
