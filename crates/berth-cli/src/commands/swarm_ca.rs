@@ -118,6 +118,10 @@ pub async fn run(env: &Env, a: CaArgs) -> Result<()> {
         return Ok(());
     }
     follow(env, a.quiet).await?;
+    if a.quiet {
+        // The docker CLI prints nothing at all with `-q`, not even the new root.
+        return Ok(());
+    }
     let swarm = call(env, Method::GET, "/swarm", &Query::new(), None).await?;
     display_trust_root(&swarm)
 }
