@@ -128,6 +128,9 @@ fn ca_rotation_moves_every_node_to_a_new_root() {
         );
         assert_eq!(r.status, 200, "{}", r.text());
     }
+    // dockerd's `Swarm` header: the node state, with the role when active.
+    assert_eq!(w.api().get("/_ping").header("Swarm"), Some("active/worker"));
+    assert_eq!(m.api().get("/_ping").header("Swarm"), Some("active/manager"));
     let worker_id = w.api().get("/info").json()["Swarm"]["NodeID"]
         .as_str()
         .unwrap()
@@ -302,4 +305,50 @@ fn ca_rotation_to_a_given_pair() {
     let leaf = write(tmp.path(), "m.pem", id["cert_pem"].as_str().unwrap());
     let issuer = openssl(&["x509", "-in", &leaf, "-noout", "-issuer"]).stdout;
     assert!(issuer.contains("test-ca-a"), "{issuer}");
+}
+
+/// Under autolock a rotated manager's new key is sealed as the old one was: the restarted
+/// manager is locked (`/_ping` says so, as dockerd's `Swarm: locked`) and the unlock key opens
+/// it.
+#[test]
+fn autolocked_manager_rotates_and_stays_sealed() {
+    require_root!();
+    let mut c = Cluster::new(1, &[]);
+    let m = c.node(0);
+    let body = json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": m.ip, "AutoLockManagers": true});
+    let r = m
+        .api()
+        .post("/swarm/init", Some(body.to_string().as_bytes()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let key = m.api().get("/swarm/unlockkey").json()["UnlockKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = identity(m)["cert_pem"].as_str().unwrap().to_string();
+    let out = m.berth(&["swarm", "ca", "--rotate"]).success().stdout;
+    let root = m.api().get("/swarm").json()["TLSInfo"]["TrustRoot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(out.trim_end().ends_with(root.trim()), "{out}");
+    assert!(out.contains("rotated TLS certificates"), "progress drawn: {out}");
+    let after = std::fs::read_to_string(
+        m.data_root()
+            .join("swarm/certificates/identity.json"),
+    )
+    .unwrap();
+    assert!(!after.contains(&before), "a new certificate");
+    assert!(!after.contains("PRIVATE KEY"), "the new key is sealed: {after}");
+
+    c.node_mut(0).restart();
+    let m = c.node(0);
+    assert_eq!(m.api().get("/_ping").header("Swarm"), Some("locked"));
+    let body = json!({"UnlockKey": key}).to_string();
+    let r = m.api().post("/swarm/unlock", Some(body.as_bytes()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(m.api().get("/_ping").header("Swarm"), Some("active/manager"));
+    assert_eq!(
+        m.api().get("/swarm").json()["TLSInfo"]["TrustRoot"],
+        root.as_str()
+    );
 }
