@@ -130,7 +130,10 @@ fn ca_rotation_moves_every_node_to_a_new_root() {
     }
     // dockerd's `Swarm` header: the node state, with the role when active.
     assert_eq!(w.api().get("/_ping").header("Swarm"), Some("active/worker"));
-    assert_eq!(m.api().get("/_ping").header("Swarm"), Some("active/manager"));
+    assert_eq!(
+        m.api().get("/_ping").header("Swarm"),
+        Some("active/manager")
+    );
     let worker_id = w.api().get("/info").json()["Swarm"]["NodeID"]
         .as_str()
         .unwrap()
@@ -147,7 +150,9 @@ fn ca_rotation_moves_every_node_to_a_new_root() {
         .api()
         .post("/services/create", Some(spec.to_string().as_bytes()));
     assert_eq!(r.status, 201, "{}", r.text());
-    wait_for("a task on the worker", || running_on(m, "keep", &worker_id) == 1);
+    wait_for("a task on the worker", || {
+        running_on(m, "keep", &worker_id) == 1
+    });
     // Before: both nodes show the root's key as their issuer, as the docker CLI compares.
     wait_for("nodes report their TLSInfo", || {
         let nodes = m.api().get("/nodes").json();
@@ -192,9 +197,18 @@ fn ca_rotation_moves_every_node_to_a_new_root() {
         });
         let id = identity(n);
         let cert = id["cert_pem"].as_str().unwrap();
-        assert!(verifies(tmp.path(), &new_root, cert), "issued by the new root");
-        let leaf = cert.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap();
-        assert!(!verifies(tmp.path(), &old_root, leaf), "not by the old root");
+        assert!(
+            verifies(tmp.path(), &new_root, cert),
+            "issued by the new root"
+        );
+        let leaf = cert
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap();
+        assert!(
+            !verifies(tmp.path(), &old_root, leaf),
+            "not by the old root"
+        );
     }
     for n in m.api().get("/nodes").json().as_array().unwrap() {
         assert_eq!(n["Description"]["TLSInfo"]["TrustRoot"], new_root.as_str());
@@ -212,7 +226,10 @@ fn ca_rotation_moves_every_node_to_a_new_root() {
         new_worker["cert_pem"].as_str().unwrap(),
         new_worker["key_pem"].as_str().unwrap(),
     );
-    assert!(refused.contains("alert"), "old certificate refused:\n{refused}");
+    assert!(
+        refused.contains("alert"),
+        "old certificate refused:\n{refused}"
+    );
     assert!(
         !accepted.contains("alert"),
         "new certificate accepted:\n{accepted}"
@@ -269,11 +286,27 @@ fn ca_rotation_to_a_given_pair() {
     }
     let (a_pem, b_key) = (format!("{dir}/a.pem"), format!("{dir}/b.key"));
     let out = m
-        .berth(&["swarm", "ca", "--rotate", "--ca-cert", &a_pem, "--ca-key", &b_key])
+        .berth(&[
+            "swarm",
+            "ca",
+            "--rotate",
+            "--ca-cert",
+            &a_pem,
+            "--ca-key",
+            &b_key,
+        ])
         .failure();
     let want = "Error response from daemon: rpc error: code = InvalidArgument desc = certificate key mismatch";
     assert!(out.stderr.contains(want), "{}", out.stderr);
-    if let Some(out) = m.docker(&["swarm", "ca", "--rotate", "--ca-cert", &a_pem, "--ca-key", &b_key]) {
+    if let Some(out) = m.docker(&[
+        "swarm",
+        "ca",
+        "--rotate",
+        "--ca-cert",
+        &a_pem,
+        "--ca-key",
+        &b_key,
+    ]) {
         let out = out.failure();
         assert!(out.stderr.contains(want), "{}", out.stderr);
     }
@@ -286,7 +319,15 @@ fn ca_rotation_to_a_given_pair() {
     );
     let a_key = format!("{dir}/a.key");
     let out = m
-        .berth(&["swarm", "ca", "--rotate", "--ca-cert", &a_pem, "--ca-key", &a_key])
+        .berth(&[
+            "swarm",
+            "ca",
+            "--rotate",
+            "--ca-cert",
+            &a_pem,
+            "--ca-key",
+            &a_key,
+        ])
         .success();
     let given = std::fs::read_to_string(&a_pem).unwrap();
     assert_eq!(out.stdout.lines().last(), given.trim().lines().last());
@@ -300,7 +341,11 @@ fn ca_rotation_to_a_given_pair() {
         "the key is never shown"
     );
     let id = identity(m);
-    assert!(verifies(tmp.path(), &given, id["cert_pem"].as_str().unwrap()));
+    assert!(verifies(
+        tmp.path(),
+        &given,
+        id["cert_pem"].as_str().unwrap()
+    ));
     // The manager's node certificate now names the given root as its issuer.
     let leaf = write(tmp.path(), "m.pem", id["cert_pem"].as_str().unwrap());
     let issuer = openssl(&["x509", "-in", &leaf, "-noout", "-issuer"]).stdout;
@@ -315,7 +360,8 @@ fn autolocked_manager_rotates_and_stays_sealed() {
     require_root!();
     let mut c = Cluster::new(1, &[]);
     let m = c.node(0);
-    let body = json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": m.ip, "AutoLockManagers": true});
+    let body =
+        json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": m.ip, "AutoLockManagers": true});
     let r = m
         .api()
         .post("/swarm/init", Some(body.to_string().as_bytes()));
@@ -331,14 +377,17 @@ fn autolocked_manager_rotates_and_stays_sealed() {
         .unwrap()
         .to_string();
     assert!(out.trim_end().ends_with(root.trim()), "{out}");
-    assert!(out.contains("rotated TLS certificates"), "progress drawn: {out}");
-    let after = std::fs::read_to_string(
-        m.data_root()
-            .join("swarm/certificates/identity.json"),
-    )
-    .unwrap();
+    assert!(
+        out.contains("rotated TLS certificates"),
+        "progress drawn: {out}"
+    );
+    let after =
+        std::fs::read_to_string(m.data_root().join("swarm/certificates/identity.json")).unwrap();
     assert!(!after.contains(&before), "a new certificate");
-    assert!(!after.contains("PRIVATE KEY"), "the new key is sealed: {after}");
+    assert!(
+        !after.contains("PRIVATE KEY"),
+        "the new key is sealed: {after}"
+    );
 
     c.node_mut(0).restart();
     let m = c.node(0);
@@ -346,7 +395,10 @@ fn autolocked_manager_rotates_and_stays_sealed() {
     let body = json!({"UnlockKey": key}).to_string();
     let r = m.api().post("/swarm/unlock", Some(body.as_bytes()));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(m.api().get("/_ping").header("Swarm"), Some("active/manager"));
+    assert_eq!(
+        m.api().get("/_ping").header("Swarm"),
+        Some("active/manager")
+    );
     assert_eq!(
         m.api().get("/swarm").json()["TLSInfo"]["TrustRoot"],
         root.as_str()

@@ -61,7 +61,8 @@ fn certificates_renew_without_restart() {
         .as_str()
         .unwrap()
         .to_string();
-    let body = json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [m.addr(2377)], "JoinToken": token});
+    let body =
+        json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [m.addr(2377)], "JoinToken": token});
     let w = c.node(1);
     let r = w
         .api()

@@ -298,11 +298,7 @@ impl rustls::server::ResolvesServerCert for Live {
 }
 
 impl rustls::client::ResolvesClientCert for Live {
-    fn resolve(
-        &self,
-        _hints: &[&[u8]],
-        _schemes: &[SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
         self.0.get().key.clone()
     }
     fn has_certs(&self) -> bool {
@@ -340,7 +336,10 @@ impl ClientCertVerifier for Live {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().clients.verify_tls12_signature(message, cert, dss)
+        self.0
+            .get()
+            .clients
+            .verify_tls12_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -348,7 +347,10 @@ impl ClientCertVerifier for Live {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().clients.verify_tls13_signature(message, cert, dss)
+        self.0
+            .get()
+            .clients
+            .verify_tls13_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.get().clients.supported_verify_schemes()
@@ -375,7 +377,10 @@ impl ServerCertVerifier for Live {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().servers.verify_tls12_signature(message, cert, dss)
+        self.0
+            .get()
+            .servers
+            .verify_tls12_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -383,7 +388,10 @@ impl ServerCertVerifier for Live {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().servers.verify_tls13_signature(message, cert, dss)
+        self.0
+            .get()
+            .servers
+            .verify_tls13_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.get().servers.supported_verify_schemes()

@@ -181,10 +181,7 @@ pub fn apply_ca_config(cluster: &mut Cluster) -> Result<(), String> {
     let cert = cfg["SigningCACert"].as_str().unwrap_or_default().trim();
     let key = cfg["SigningCAKey"].as_str().unwrap_or_default();
     let force = cfg["ForceRotate"].as_u64().unwrap_or(0);
-    if !cfg["ExternalCAs"]
-        .as_array()
-        .is_none_or(|a| a.is_empty())
-    {
+    if !cfg["ExternalCAs"].as_array().is_none_or(|a| a.is_empty()) {
         return Err("external CAs are not supported by this engine".into());
     }
     if !key.is_empty() && cert.is_empty() {
@@ -200,7 +197,10 @@ pub fn apply_ca_config(cluster: &mut Cluster) -> Result<(), String> {
         }
         return Ok(());
     }
-    let rotating_to = cluster.root_rotation.as_ref().map(|r| r.ca.cert_pem.clone());
+    let rotating_to = cluster
+        .root_rotation
+        .as_ref()
+        .map(|r| r.ca.cert_pem.clone());
     if key.is_empty() {
         // Without a key only the current certificates may be named (an external CA would
         // sign for any other).
@@ -313,7 +313,8 @@ pub struct RenewRequest {
 /// that certificate holds (role changes go through promotion and demotion).
 pub fn handle_renew(store: &Store, peer: &Peer, req: &RenewRequest) -> Answer {
     peer.authorize(&req.node_id, None)?;
-    let (cluster, node) = store.view(|s| (s.cluster().cloned(), s.nodes.get(&req.node_id).cloned()));
+    let (cluster, node) =
+        store.view(|s| (s.cluster().cloned(), s.nodes.get(&req.node_id).cloned()));
     let Some(cluster) = cluster else {
         return Err(RemoteError::new("unavailable", "no cluster yet"));
     };
@@ -545,10 +546,19 @@ mod tests {
         // During: certificates from the new key, chained to the old root.
         let during = crate::pki::issue_for(&c, "n1", "worker").unwrap();
         assert_eq!(during.ca_pem, old_root);
-        assert!(verifies(&old_root, &during), "cross-signed chain to the old root");
-        assert!(verifies(&rotation.ca.cert_pem, &during), "and to the new root");
+        assert!(
+            verifies(&old_root, &during),
+            "cross-signed chain to the old root"
+        );
+        assert!(
+            verifies(&rotation.ca.cert_pem, &during),
+            "and to the new root"
+        );
         assert!(verifies(&old_root, &before));
-        assert!(!verifies(&rotation.ca.cert_pem, &before), "old leaf not under the new root");
+        assert!(
+            !verifies(&rotation.ca.cert_pem, &before),
+            "old leaf not under the new root"
+        );
         let ca = CaState::of(&c);
         assert_eq!(step(&before, &ca, false), Step::Renew);
         assert_eq!(step(&during, &ca, false), Step::Nothing);
@@ -557,7 +567,10 @@ mod tests {
         c.root_ca = rotation.ca.clone();
         c.root_rotation = None;
         let ca = CaState::of(&c);
-        assert_eq!(step(&during, &ca, false), Step::Trust(rotation.ca.cert_pem.clone()));
+        assert_eq!(
+            step(&during, &ca, false),
+            Step::Trust(rotation.ca.cert_pem.clone())
+        );
         let after = crate::pki::issue_for(&c, "n1", "worker").unwrap();
         assert!(verifies(&rotation.ca.cert_pem, &after));
         assert!(!verifies(&old_root, &after));
@@ -570,17 +583,29 @@ mod tests {
         let b = crate::ca::new_root_ca().unwrap();
         c.spec["CAConfig"]["SigningCACert"] = a.cert_pem.clone().into();
         c.spec["CAConfig"]["SigningCAKey"] = b.key_pem.clone().into();
-        assert_eq!(apply_ca_config(&mut c).unwrap_err(), "certificate key mismatch");
+        assert_eq!(
+            apply_ca_config(&mut c).unwrap_err(),
+            "certificate key mismatch"
+        );
         c.spec["CAConfig"]["SigningCAKey"] = "nope".into();
-        assert_eq!(apply_ca_config(&mut c).unwrap_err(), "malformed private key");
+        assert_eq!(
+            apply_ca_config(&mut c).unwrap_err(),
+            "malformed private key"
+        );
         c.spec["CAConfig"]["SigningCAKey"] = a.key_pem.clone().into();
         apply_ca_config(&mut c).unwrap();
-        assert!(c.spec["CAConfig"].get("SigningCAKey").is_none(), "key not kept");
+        assert!(
+            c.spec["CAConfig"].get("SigningCAKey").is_none(),
+            "key not kept"
+        );
         let r = c.root_rotation.clone().unwrap();
         assert!(same_cert(&r.ca.cert_pem, &a.cert_pem));
         // The same certificate again (as `swarm update` sends the spec back): no new rotation.
         apply_ca_config(&mut c).unwrap();
-        assert_eq!(c.root_rotation.as_ref().unwrap().cross_signed_pem, r.cross_signed_pem);
+        assert_eq!(
+            c.root_rotation.as_ref().unwrap().cross_signed_pem,
+            r.cross_signed_pem
+        );
         // A foreign subject survives issuing (names compared byte for byte).
         let dn = distinguished_name(&a.cert_pem).unwrap();
         assert!(format!("{dn:?}").contains("swarm-ca"));
