@@ -404,3 +404,50 @@ fn autolocked_manager_rotates_and_stays_sealed() {
         root.as_str()
     );
 }
+
+/// Two managers: Raft keeps committing through the rotation and after it, when both trust
+/// only the new root (their kept connections are replaced by handshakes with the new
+/// certificates).
+#[test]
+fn managers_keep_raft_through_a_rotation() {
+    require_root!();
+    let c = Cluster::new(2, &[]);
+    let swarm = init_manager(&c);
+    let token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
+    join_worker(&c, 1, &token);
+    let (m0, m1) = (c.node(0), c.node(1));
+    wait_for("two reachable managers", || {
+        let nodes = m0.api().get("/nodes").json();
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
+            .count()
+            == 2
+    });
+    let old_root = swarm["TLSInfo"]["TrustRoot"].as_str().unwrap().to_string();
+    // Through the second manager (a follower forwards the update to the leader).
+    m1.berth(&["swarm", "ca", "--rotate", "-q"]).success();
+    let new_root = m1.api().get("/swarm").json()["TLSInfo"]["TrustRoot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_root, old_root);
+    for n in &c.nodes {
+        wait_for("the manager trusts the new root", || {
+            identity(n)["ca_pem"].as_str() == Some(new_root.as_str())
+        });
+    }
+    // Writes still commit (both managers are needed for a quorum of two) from either side.
+    for (i, n) in c.nodes.iter().enumerate() {
+        let body = json!({"Name": format!("after-{i}"), "Data": "aGVsbG8="}).to_string();
+        let r = n.api().post("/secrets/create", Some(body.as_bytes()));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    wait_for("both managers see both writes", || {
+        c.nodes
+            .iter()
+            .all(|n| n.api().get("/secrets").json().as_array().map(|a| a.len()) == Some(2))
+    });
+}

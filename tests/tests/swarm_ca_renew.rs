@@ -82,6 +82,16 @@ fn certificates_renew_without_restart() {
     }
     assert_eq!(w.pid(), worker_pid, "no restart");
     assert_eq!(m.pid(), manager_pid, "no restart");
+    // A new lifetime applies from the next renewal (swarmkit), on every node.
+    m.berth(&["swarm", "update", "--cert-expiry", "2h"])
+        .success();
+    for d in [m, w] {
+        wait_for("a certificate of the new lifetime", || {
+            let (_, within_an_hour) = serial_and_expiry(d, tmp.path(), 3700);
+            !within_an_hour
+        });
+        assert!(serial_and_expiry(d, tmp.path(), 7300).1, "two hours");
+    }
 
     // Connections still work with the renewed certificates: the worker stays ready and keeps
     // heartbeating, and a task reaches it.
