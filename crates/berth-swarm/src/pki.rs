@@ -97,7 +97,8 @@ impl Identity {
         }
         let path = identity_path(dir);
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
-        let tmp = path.with_extension("tmp");
+        // A name of its own per write: renewal and autolock's resealing may write at once.
+        let tmp = path.with_extension(format!("tmp{:08x}", rand::random::<u32>()));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -107,6 +108,9 @@ impl Identity {
         f.write_all(&serde_json::to_vec_pretty(&on_disk)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
         Ok(())
     }
 
