@@ -211,7 +211,9 @@ pub fn sync(dir: &Path, cluster: &Cluster) -> anyhow::Result<()> {
     if remembered(dir) == want {
         return Ok(());
     }
-    let Some(identity) = crate::pki::Identity::load(dir) else {
+    // The identity in use (a renewal may be newer than what a concurrent load read).
+    let in_use = crate::certs::live(dir).and_then(|l| l.identity());
+    let Some(identity) = in_use.or_else(|| crate::pki::Identity::load(dir)) else {
         // Not issued yet (a manager still starting): it is written sealed when it is.
         remember(dir, want);
         return Ok(());

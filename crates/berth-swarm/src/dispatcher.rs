@@ -55,6 +55,9 @@ pub struct SyncResponse {
     /// The node was promoted (`node promote`): its manager certificate and Raft ID.
     #[serde(default)]
     pub promotion: Option<crate::join::JoinResponse>,
+    /// The root to trust and the key that signs certificates now (renewal, rotation).
+    #[serde(default)]
+    pub ca: Option<crate::rotation::CaState>,
 }
 
 /// The cluster's `Dispatcher.HeartbeatPeriod` (nanoseconds in the spec; 5 s by default).
@@ -206,11 +209,12 @@ impl ManagerService {
         if *watch.borrow() == req.seen_index {
             let _ = tokio::time::timeout(LONG_POLL, watch.changed()).await;
         }
-        let (state, managers, hb) = store.view(|s| {
+        let (state, managers, hb, ca) = store.view(|s| {
             (
                 projection(s, &req.node_id),
                 manager_addrs(s),
                 heartbeat_period(s),
+                s.cluster().map(crate::rotation::CaState::of),
             )
         });
         to_answer(&SyncResponse {
@@ -218,6 +222,7 @@ impl ManagerService {
             managers,
             heartbeat_ms: hb.as_millis() as u64,
             promotion,
+            ca,
         })
     }
 
@@ -358,6 +363,9 @@ impl Handler for ManagerService {
                     }
                 }
                 Request::Join(j) => crate::join::handle(self.proposer.as_ref(), j).await,
+                Request::Renew(r) => {
+                    crate::rotation::handle_renew(self.proposer.store(), &peer, &r)
+                }
                 Request::Sync(s) => self.sync(peer, s).await,
                 Request::Raft(call) if peer.is_manager() => {
                     crate::raft_network::handle_raft(&self.raft, call).await

@@ -248,10 +248,7 @@ impl Swarm {
         let store = Store::default();
         let peers = Arc::new(crate::raft_network::Peers::default());
         if let Some(id) = crate::pki::Identity::load(&self.dir) {
-            peers.set_config(crate::transport::client_config(
-                &id.ca_pem,
-                Some((&id.cert_pem, &id.key_pem)),
-            )?);
+            peers.set_config(crate::certs::for_dir(&self.dir, &id)?.client_config()?);
         }
         let raft = crate::raft::start_with(
             db.clone(),
@@ -417,6 +414,7 @@ impl Swarm {
             subnet_size: req.subnet_size,
             data_path_port: req.data_path_port,
             unlock_key,
+            ..Default::default()
         };
         let handle = Handle {
             active: active.clone(),

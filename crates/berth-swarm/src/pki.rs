@@ -97,7 +97,8 @@ impl Identity {
         }
         let path = identity_path(dir);
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
-        let tmp = path.with_extension("tmp");
+        // A name of its own per write: renewal and autolock's resealing may write at once.
+        let tmp = path.with_extension(format!("tmp{:08x}", rand::random::<u32>()));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -107,6 +108,9 @@ impl Identity {
         f.write_all(&serde_json::to_vec_pretty(&on_disk)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
         Ok(())
     }
 
@@ -122,21 +126,6 @@ pub fn role_name(role: &str) -> &'static str {
     } else {
         crate::transport::WORKER_ROLE
     }
-}
-
-/// The CA as an issuer: the same subject and key as the root `swarm init` made (rcgen needs
-/// a certificate object to sign with; subject and key are what a child names and is verified
-/// by).
-fn issuer(ca: &RootCa) -> anyhow::Result<(rcgen::Certificate, rcgen::KeyPair)> {
-    let key = rcgen::KeyPair::from_pem(&ca.key_pem)?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "swarm-ca");
-    params.not_after = rcgen::date_time_ymd(2046, 1, 1);
-    let cert = params.self_signed(&key)?;
-    Ok((cert, key))
 }
 
 /// swarmkit's default node certificate lifetime (90 days).
@@ -159,13 +148,21 @@ pub fn issue_for(
     node_id: &str,
     role: &str,
 ) -> anyhow::Result<Identity> {
-    issue_with_expiry(
-        &cluster.root_ca,
-        &cluster.meta.id,
-        node_id,
-        role,
-        cert_expiry(&cluster.spec),
-    )
+    let expiry = cert_expiry(&cluster.spec);
+    match &cluster.root_rotation {
+        // During a root rotation: signed by the new root, sent with the new root as the old
+        // one cross-signed it, and still trusting the old root (`crate::rotation`).
+        Some(r) => {
+            let mut id = issue_with_expiry(&r.ca, &cluster.meta.id, node_id, role, expiry)?;
+            if !id.cert_pem.ends_with('\n') {
+                id.cert_pem.push('\n');
+            }
+            id.cert_pem.push_str(&r.cross_signed_pem);
+            id.ca_pem = cluster.root_ca.cert_pem.clone();
+            Ok(id)
+        }
+        None => issue_with_expiry(&cluster.root_ca, &cluster.meta.id, node_id, role, expiry),
+    }
 }
 
 /// A node certificate and key for `node_id` in `role` (`manager`/`worker`), valid 90 days
@@ -182,7 +179,7 @@ pub fn issue_with_expiry(
     role: &str,
     expiry: std::time::Duration,
 ) -> anyhow::Result<Identity> {
-    let (ca_cert, ca_key) = issuer(ca)?;
+    let (ca_cert, ca_key) = crate::rotation::issuer(ca)?;
     let ou = role_name(role);
     let mut params = rcgen::CertificateParams::new(vec![ou.to_string(), node_id.to_string()])?;
     params

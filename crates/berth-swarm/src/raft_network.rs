@@ -72,6 +72,13 @@ impl Peers {
     pub fn client(&self) -> Option<Arc<Client>> {
         self.clients.get().map(|c| c.1.clone())
     }
+    /// Drops kept connections (this node's certificate or root changed).
+    pub fn reset(&self) {
+        if let Some((raft, control)) = self.clients.get() {
+            raft.reset();
+            control.reset();
+        }
+    }
     /// Whether `id` answered within `within`.
     pub fn reachable(&self, id: NodeId, within: Duration) -> bool {
         self.last_ok

@@ -51,6 +51,8 @@ pub enum Request {
     /// A manager asks the node running a task for its container's log lines (a stream:
     /// see [`Request::is_stream`]).
     TaskLogs(Box<crate::logs::LogsCall>),
+    /// A new certificate for the calling node (renewal, root rotation).
+    Renew(crate::rotation::RenewRequest),
 }
 
 impl Request {

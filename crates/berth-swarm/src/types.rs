@@ -83,6 +83,26 @@ pub struct Cluster {
     /// The autolock unlock key (`SWMKEY-1-…`), empty when none; never shown by `GET /swarm`.
     #[serde(default, rename = "BerthUnlockKey")]
     pub unlock_key: String,
+    /// A root CA rotation in progress (`swarm ca --rotate`; see `crate::rotation`).
+    #[serde(
+        default,
+        rename = "BerthRootRotation",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub root_rotation: Option<RootRotation>,
+    /// The `CAConfig.ForceRotate` value the current root (or rotation) answers.
+    #[serde(default, rename = "BerthLastForcedRotation")]
+    pub last_forced_rotation: u64,
+}
+
+/// The root a rotation moves to, and its certificate cross-signed by the current root (sent
+/// with every node certificate the new root issues, so nodes that still trust only the
+/// current root accept them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RootRotation {
+    pub ca: RootCa,
+    pub cross_signed_pem: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -33,7 +33,12 @@ pub struct SessionInfo {
 }
 
 pub struct Worker {
+    /// The identity it joined with (its node ID); the one in use is `tls`'s.
     pub identity: Identity,
+    /// The certificate and root handshakes use now (renewed, rotated).
+    pub tls: Arc<crate::certs::LiveTls>,
+    /// The swarm state directory (the identity file).
+    pub dir: std::path::PathBuf,
     pub addr: String,
     /// Where it would listen as a manager (`host:port`).
     pub manager_addr: String,
@@ -96,9 +101,8 @@ async fn start_listener(
     logs: Option<Arc<dyn crate::logs::TaskLogSource>>,
     stop: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let id = &worker.identity;
     let port = worker.manager_addr.rsplit_once(':')?.1;
-    let tls = match crate::transport::server_config(&id.ca_pem, &id.cert_pem, &id.key_pem) {
+    let tls = match worker.tls.server_config() {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "worker TLS server configuration");
@@ -127,14 +131,14 @@ async fn session(
     stop: CancellationToken,
 ) {
     let id = &worker.identity;
-    let client =
-        match crate::transport::client_config(&id.ca_pem, Some((&id.cert_pem, &id.key_pem))) {
-            Ok(c) => Client::new(c),
-            Err(e) => {
-                tracing::error!(error = %e, "worker TLS configuration");
-                return;
-            }
-        };
+    let client = match worker.tls.client_config() {
+        Ok(c) => Client::new(c),
+        Err(e) => {
+            tracing::error!(error = %e, "worker TLS configuration");
+            return;
+        }
+    };
+    let mut renew_at = None;
     let mut pending: Vec<Op> = Vec::new();
     let mut state: Option<State> = None;
     let mut next = 0usize;
@@ -151,7 +155,7 @@ async fn session(
         let addr = managers[next % managers.len()].clone();
         let req = Request::Sync(SyncRequest {
             node_id: id.node_id.clone(),
-            description: description.clone(),
+            description: with_tls_info(&description, &worker.tls),
             addr: worker.addr.clone(),
             ops: pending.clone(),
             seen_index: state.as_ref().map(|s| s.index).unwrap_or(0),
@@ -170,18 +174,33 @@ async fn session(
         match answer {
             Ok(resp) => {
                 pending.clear();
-                let mut info = worker.info.lock().unwrap_or_else(|e| e.into_inner());
-                if resp.promotion.is_some() {
-                    info.promotion = resp.promotion;
-                    return;
+                {
+                    let mut info = worker.info.lock().unwrap_or_else(|e| e.into_inner());
+                    if resp.promotion.is_some() {
+                        info.promotion = resp.promotion;
+                        return;
+                    }
+                    info.error.clear();
+                    if !resp.managers.is_empty() {
+                        info.managers = resp.managers;
+                        next = 0;
+                    }
+                    info.view = Some(Arc::new(resp.state.clone()));
                 }
-                info.error.clear();
-                if !resp.managers.is_empty() {
-                    info.managers = resp.managers;
-                    next = 0;
+                if let Some(ca) = &resp.ca
+                    && crate::rotation::worker_follow(
+                        &worker.dir,
+                        &worker.tls,
+                        &client,
+                        &addr,
+                        ca,
+                        &mut renew_at,
+                    )
+                    .await
+                {
+                    // Kept connections still present the old certificate.
+                    client.reset();
                 }
-                info.view = Some(Arc::new(resp.state.clone()));
-                drop(info);
                 state = Some(resp.state);
             }
             Err(CallError::Remote(r)) if r.kind == "not_leader" && !r.message.is_empty() => {
@@ -215,4 +234,13 @@ async fn session(
             pending = crate::agent::pass(s, &id.node_id, executor.as_ref()).await;
         }
     }
+}
+
+/// The node's description with the `TLSInfo` of the certificate it presents now.
+fn with_tls_info(description: &Value, tls: &crate::certs::LiveTls) -> Value {
+    let mut d = description.clone();
+    if let (Some(id), Some(_)) = (tls.identity(), d.as_object()) {
+        d["TLSInfo"] = crate::certs::node_tls_info(&id);
+    }
+    d
 }

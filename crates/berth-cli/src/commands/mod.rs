@@ -23,6 +23,7 @@ pub mod session;
 pub mod stack;
 pub mod stats;
 pub mod swarm;
+pub mod swarm_ca;
 pub mod swarm_list;
 pub mod swarm_lock;
 pub mod system;

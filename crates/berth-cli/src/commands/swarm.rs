@@ -72,6 +72,8 @@ pub enum SwarmCommand {
     UnlockKey(super::swarm_lock::UnlockKeyArgs),
     /// Unlock swarm
     Unlock,
+    /// Display and rotate the root CA
+    Ca(super::swarm_ca::CaArgs),
 }
 
 pub async fn run(env: &Env, command: SwarmCommand) -> Result<()> {
@@ -83,6 +85,7 @@ pub async fn run(env: &Env, command: SwarmCommand) -> Result<()> {
         SwarmCommand::Update(a) => super::swarm_lock::update(env, a).await,
         SwarmCommand::UnlockKey(a) => super::swarm_lock::unlock_key(env, a).await,
         SwarmCommand::Unlock => super::swarm_lock::unlock(env).await,
+        SwarmCommand::Ca(a) => super::swarm_ca::run(env, a).await,
         SwarmCommand::Inspect(a) => {
             let swarm = call(env, Method::GET, "/swarm", &Query::new(), None).await?;
             match a.format {

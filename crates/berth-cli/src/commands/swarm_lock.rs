@@ -40,6 +40,9 @@ pub struct UpdateArgs {
     /// Change manager autolocking setting (true|false)
     #[arg(long, value_name = "bool", num_args = 0..=1, default_missing_value = "true")]
     pub autolock: Option<bool>,
+    /// Validity period for node certificates (ns|us|ms|s|m|h)
+    #[arg(long, value_name = "duration")]
+    pub cert_expiry: Option<String>,
 }
 
 /// `swarm update`: the spec as it is, with the flags given changed.
@@ -49,6 +52,15 @@ pub async fn update(env: &Env, a: UpdateArgs) -> Result<()> {
     let was = spec["EncryptionConfig"]["AutoLockManagers"] == true;
     if let Some(on) = a.autolock {
         spec["EncryptionConfig"]["AutoLockManagers"] = json!(on);
+    }
+    if let Some(expiry) = &a.cert_expiry {
+        // Applies from each node's next renewal, as swarmkit.
+        let nanos = berth_api::duration::parse_go_duration(expiry).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid argument \"{expiry}\" for \"--cert-expiry\" flag: time: invalid duration \"{expiry}\""
+            )
+        })?;
+        spec["CAConfig"]["NodeCertExpiry"] = json!(nanos);
     }
     post_update(env, &swarm, &spec, false).await?;
     output::out("Swarm updated.\n");

@@ -41,11 +41,9 @@ impl Swarm {
                 id
             }
         };
+        let live = crate::certs::for_dir(&self.dir, &identity)?;
         if !active.peers.has_config() {
-            active.peers.set_config(crate::transport::client_config(
-                &identity.ca_pem,
-                Some((&identity.cert_pem, &identity.key_pem)),
-            )?);
+            active.peers.set_config(live.client_config()?);
         }
         let proposer: Arc<dyn Proposer> = Arc::new(active.proposer());
         let service = Arc::new(
@@ -58,11 +56,15 @@ impl Swarm {
             service.clone(),
             active.stop.clone(),
         ));
-        let tls = crate::transport::server_config(
-            &identity.ca_pem,
-            &identity.cert_pem,
-            &identity.key_pem,
-        )?;
+        // Renewal, the cluster's root, and this manager's TLSInfo (`crate::rotation`).
+        active.tasks.spawn(crate::rotation::follow(
+            self.dir.clone(),
+            local.node_id.clone(),
+            Arc::new(active.proposer()),
+            active.peers.clone(),
+            active.stop.clone(),
+        ));
+        let tls = live.server_config()?;
         // A listen address another daemon on this host holds (tests run several one-manager
         // swarms side by side) leaves the swarm without remote nodes, not without a manager.
         match tokio::net::TcpListener::bind(&local.listen_addr).await {
@@ -91,8 +93,11 @@ impl Swarm {
                 self.dir.display()
             );
         };
+        let tls = crate::certs::for_dir(&self.dir, &identity)?;
         let worker = Arc::new(Worker {
             identity,
+            tls,
+            dir: self.dir.clone(),
             addr: local.advertise_addr.clone(),
             manager_addr: format!(
                 "{}:{}",
@@ -444,6 +449,7 @@ async fn lead(
             _ => {}
         }
         if leader {
+            crate::rotation::finish_if_converged(&active.store, proposer.as_ref()).await;
             reconcile_roles(&active, proposer.as_ref(), &service).await;
             update_manager_status(&active, proposer.as_ref()).await;
         }
@@ -656,7 +662,7 @@ impl Swarm {
         let _ = std::fs::remove_file(self.dir.join("raft.redb"));
         // Workers are never locked: their key is stored plain.
         crate::autolock::remember(&self.dir, None);
-        identity.save(&self.dir)?;
+        crate::certs::install(&self.dir, &identity)?;
         let local = LocalNode {
             role: "worker".into(),
             raft_id: 0,
@@ -680,7 +686,7 @@ impl Swarm {
         run.tasks.wait().await;
         tracing::info!(node = %p.identity.node_id, "promoted: this node is now a manager");
         let _ = std::fs::remove_file(self.dir.join("raft.redb"));
-        p.identity.save(&self.dir)?;
+        crate::certs::install(&self.dir, &p.identity)?;
         let local = LocalNode {
             node_id: p.identity.node_id.clone(),
             raft_id: p.raft_id,

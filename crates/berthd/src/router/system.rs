@@ -20,9 +20,14 @@ use crate::sysinfo;
 const RUSTC_VERSION: &str = env!("BERTH_RUSTC_VERSION");
 
 pub async fn ping(State(state): State<AppState>) -> Response {
-    // dockerd: `inactive`, or `active/manager` on a manager.
+    // dockerd's `Cluster.Status()`: the local node state, with the role when active
+    // (`active/manager`, `active/worker`); a manager waiting for its unlock key is `locked`.
     let swarm = if state.swarm.handle().await.is_some() {
         "active/manager"
+    } else if state.swarm.locked().await.is_some() {
+        "locked"
+    } else if state.swarm.worker_info().await.is_some() {
+        "active/worker"
     } else {
         "inactive"
     };

@@ -297,8 +297,8 @@ pub(crate) fn cluster_json(c: &berth_swarm::types::Cluster, tokens: bool) -> Val
         "CreatedAt": c.meta.created_at,
         "UpdatedAt": c.meta.updated_at,
         "Spec": c.spec,
-        "TLSInfo": {"TrustRoot": c.root_ca.cert_pem, "CertIssuerSubject": "", "CertIssuerPublicKey": ""},
-        "RootRotationInProgress": false,
+        "TLSInfo": berth_swarm::certs::root_tls_info(&c.root_ca.cert_pem),
+        "RootRotationInProgress": c.root_rotation.is_some(),
         "DefaultAddrPool": c.default_addr_pool,
         "SubnetSize": c.subnet_size,
         "DataPathPort": c.data_path_port,
@@ -328,6 +328,12 @@ async fn update_swarm(State(state): State<AppState>, q: Query, req: Request) -> 
     if body.as_object().is_some_and(|o| !o.is_empty()) {
         cluster.spec = berth_swarm::manager::default_cluster_spec(&body);
         lock::check_cert_expiry(&cluster.spec)?;
+        // `swarm ca --rotate`: maybe a root rotation (`berth_swarm::rotation`).
+        berth_swarm::rotation::apply_ca_config(&mut cluster).map_err(|m| {
+            Error(ApiError::invalid(format!(
+                "rpc error: code = InvalidArgument desc = {m}"
+            )))
+        })?;
     }
     lock::update_key(&mut cluster, q.bool("rotateManagerUnlockKey", false));
     if q.bool("rotateWorkerToken", false) {
