@@ -42,6 +42,9 @@ pub struct NetworkAlloc {
     /// (node id, address with prefix).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attachments: BTreeMap<String, (String, String)>,
+    /// The names of those containers (container id -> name), for every node's embedded DNS.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attachment_names: BTreeMap<String, String>,
 }
 
 impl NetworkAlloc {
@@ -111,6 +114,7 @@ pub fn allocate_network(state: &State, spec: &Value) -> Result<NetworkAlloc, Str
         gateway: gateway.to_string(),
         node_addresses: BTreeMap::new(),
         attachments: BTreeMap::new(),
+        attachment_names: BTreeMap::new(),
     })
 }
 
@@ -557,8 +561,19 @@ pub fn project_networks(state: &State, node_id: &str, out: &mut State) {
             .as_array()
             .is_some_and(|p| p.iter().any(|p| p["PublishMode"] == "ingress"))
     });
-    if published && let Some(ingress) = state.networks.values().find(|n| n.ingress()) {
+    // Ingress is every node's (its routing mesh; `network ls` on a worker shows it, as
+    // dockerd's), and so are the attachable networks its plain containers are on.
+    if let Some(ingress) = state.networks.values().find(|n| n.ingress()) {
         nets.insert(ingress.meta.id.clone());
+    }
+    for n in state.networks.values() {
+        if n.driver_state
+            .attachments
+            .values()
+            .any(|(on, _)| on == node_id)
+        {
+            nets.insert(n.meta.id.clone());
+        }
     }
     for id in &nets {
         if let Some(n) = state.networks.get(id) {
@@ -607,7 +622,6 @@ pub fn project_networks(state: &State, node_id: &str, out: &mut State) {
         };
         out.clusters.insert(lean.meta.id.clone(), lean);
     }
-    let _ = node_id;
 }
 
 #[cfg(test)]

@@ -359,6 +359,9 @@ impl Handler for ManagerService {
                 }
                 Request::Join(j) => crate::join::handle(self.proposer.as_ref(), j).await,
                 Request::Sync(s) => self.sync(peer, s).await,
+                Request::Attachment(call) => {
+                    crate::attach::serve(self.proposer.as_ref(), &peer, call).await
+                }
                 Request::Raft(call) if peer.is_manager() => {
                     crate::raft_network::handle_raft(&self.raft, call).await
                 }

@@ -51,6 +51,9 @@ pub enum Request {
     /// A manager asks the node running a task for its container's log lines (a stream:
     /// see [`Request::is_stream`]).
     TaskLogs(Box<crate::logs::LogsCall>),
+    /// A node's plain container joins or leaves an attachable network (the manager's
+    /// allocator gives the address: see `attach.rs`).
+    Attachment(crate::attach::AttachmentCall),
 }
 
 impl Request {

@@ -1,16 +1,44 @@
 //! `docker run --network NAME` with an attachable swarm network: the container is created
 //! on `docker_gwbridge` (its way out and its embedded DNS), the manager's allocator gives it
 //! an address on the overlay (kept in the network's `DriverState.Attachments`), and the
-//! overlay agent adds the interface when it runs. Managers only: a worker has no store to
-//! allocate from.
+//! overlay agent adds the interface when it runs. A manager allocates from its own store; a
+//! worker asks its managers (`berth_swarm::attach`, swarmkit's `AttachNetwork`), and releases
+//! the addresses of its removed containers the same way (also those removed while it was
+//! down or cut off: every pass compares the managers' record with its containers).
 
 use berth_api::models::container::ContainerCreateRequest;
 use berth_api::vocab::NetworkMode;
 use berth_api::{ApiError, ErrorKind};
-use berth_swarm::store::{Command, Op};
-use berth_swarm::types::{Kind, Object};
+use berth_swarm::attach::{self, NetworkRef};
+use berth_swarm::transport::CallError;
+use berth_swarm::types::Kind;
 
 use crate::state::AppState;
+
+fn call_error(network: &str, e: CallError) -> ApiError {
+    let kind = match &e {
+        CallError::Remote(r) if r.kind == "permission_denied" => ErrorKind::Forbidden,
+        CallError::Remote(r) if r.kind == "not_found" => ErrorKind::NotFound,
+        CallError::Remote(r) if r.kind == "invalid" => ErrorKind::InvalidArgument,
+        _ => ErrorKind::Unavailable,
+    };
+    ApiError::new(kind, format!("Could not attach to network {network}: {e}"))
+}
+
+/// The swarm network `key` names, from this node's store or (a worker) its managers.
+async fn lookup(state: &AppState, key: &str) -> Result<Option<NetworkRef>, ApiError> {
+    if let Some(h) = state.swarm.handle().await {
+        return Ok(attach::lookup(h.proposer().as_ref(), key));
+    }
+    let Some(node) = state.swarm.worker_node_id().await else {
+        return Ok(None);
+    };
+    state
+        .swarm
+        .remote_lookup_network(&node, key)
+        .await
+        .map_err(|e| call_error(key, e))
+}
 
 /// If the request names a swarm network, rewrites it onto `docker_gwbridge` and answers the
 /// network's id (to [`attach`] once the container exists).
@@ -27,25 +55,16 @@ pub async fn prepare(
     if state.networks.get(name).is_ok() {
         return Ok(None);
     }
-    let Some(h) = state.swarm.handle().await else {
+    let Some(net) = lookup(state, name).await? else {
         return Ok(None);
     };
-    let Some((id, attachable, display)) = h.store().view(|s| {
-        s.find_network(name).map(|n| {
-            (
-                n.meta.id.clone(),
-                n.spec["Attachable"] == true,
-                n.name().to_string(),
-            )
-        })
-    }) else {
-        return Ok(None);
-    };
-    if !attachable {
+    if !net.attachable {
         return Err(ApiError::new(
             ErrorKind::Forbidden,
             format!(
-                "Could not attach to network {display}: rpc error: code = PermissionDenied desc = network {display} not manually attachable"
+                "Could not attach to network {}: {}",
+                net.name,
+                attach::not_attachable(&net.name)
             ),
         ));
     }
@@ -60,69 +79,67 @@ pub async fn prepare(
             nc.endpoints_config.insert(super::GWBRIDGE.into(), settings);
         }
     }
-    Ok(Some(id))
+    Ok(Some(net.id))
 }
 
-/// Gives the new container its address on the overlay (through the leader).
+/// Gives the new container its address on the overlay (through the leader, or a worker's
+/// managers).
 pub async fn attach(state: &AppState, network: &str, container: &str) -> Result<(), ApiError> {
-    let Some(h) = state.swarm.handle().await else {
+    let name = state
+        .ctrs
+        .get(container)
+        .map(|c| c.record().name)
+        .unwrap_or_default();
+    if let Some(h) = state.swarm.handle().await {
+        let node = h.node_id().to_string();
+        return attach::attach(h.proposer().as_ref(), &node, network, container, &name)
+            .await
+            .map(drop)
+            .map_err(|e| call_error(network, CallError::Remote(e)));
+    }
+    let Some(node) = state.swarm.worker_node_id().await else {
         return Err(ApiError::new(
             ErrorKind::Unavailable,
             "this node left the swarm",
         ));
     };
-    let node = h.node_id().to_string();
-    for _ in 0..5 {
-        let n = h
-            .store()
-            .view(|s| berth_swarm::allocator::attach_container(s, network, container, &node));
-        let n = n.map_err(ApiError::invalid)?;
-        let op = Op::Update {
-            expect: Some(n.meta.version.index),
-            object: Object::Network(n),
-        };
-        match h.propose(Command::one(op)).await {
-            Ok(()) => return Ok(()),
-            Err(berth_swarm::ProposeError::Conflict(_)) => continue,
-            Err(e) => return Err(ApiError::new(ErrorKind::Unavailable, e.to_string())),
-        }
-    }
-    Err(ApiError::new(
-        ErrorKind::Unavailable,
-        "the network changed too often to attach the container",
-    ))
+    state
+        .swarm
+        .remote_attach(&node, network, container, &name)
+        .await
+        .map(drop)
+        .map_err(|e| call_error(network, e))
 }
 
-/// Releases the addresses of containers this node no longer has (removed).
-pub async fn release_gone(state: &AppState) {
-    let Some(h) = state.swarm.handle().await else {
+/// Releases the addresses of containers this node no longer has (removed), as the cluster
+/// state `s` (a manager's store, a worker's view) records them.
+pub async fn release_gone(state: &AppState, s: &berth_swarm::store::State, node: &str) {
+    let mut gone: Vec<String> = s
+        .networks
+        .values()
+        .flat_map(|n| n.driver_state.attachments.iter())
+        .filter(|(c, (on, _))| on == node && state.ctrs.get(c).is_err())
+        .map(|(c, _)| c.clone())
+        .collect();
+    gone.sort();
+    gone.dedup();
+    if gone.is_empty() {
         return;
-    };
-    let node = h.node_id().to_string();
-    let gone: Vec<(String, String)> = h.store().view(|s| {
-        s.networks
-            .values()
-            .flat_map(|n| {
-                n.driver_state
-                    .attachments
-                    .iter()
-                    .filter(|(c, (on, _))| *on == node && state.ctrs.get(c).is_err())
-                    .map(|(c, _)| (n.meta.id.clone(), c.clone()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    });
-    for (net, container) in gone {
-        let Some(mut n) = h.store().view(|s| s.networks.get(&net).cloned()) else {
-            continue;
+    }
+    let handle = state.swarm.handle().await;
+    for container in gone {
+        let done = match &handle {
+            Some(h) => attach::detach(h.proposer().as_ref(), node, &container)
+                .await
+                .map_err(|e| e.to_string()),
+            None => state
+                .swarm
+                .remote_detach(node, &container)
+                .await
+                .map_err(|e| e.to_string()),
         };
-        n.driver_state.attachments.remove(&container);
-        let op = Op::Update {
-            expect: Some(n.meta.version.index),
-            object: Object::Network(n),
-        };
-        if let Err(e) = h.propose(Command::one(op)).await {
-            tracing::debug!(error = %e, "releasing an attachment (retried next pass)");
+        if let Err(e) = done {
+            tracing::debug!(%container, error = %e, "releasing an attachment (retried next pass)");
         }
     }
 }

@@ -149,7 +149,7 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
             .into_iter()
             .filter(|e| state.networks.netns_of(&e.container).is_some()),
     );
-    attachable::release_gone(state).await;
+    attachable::release_gone(state, s, node).await;
     let mut needed: BTreeSet<String> = endpoints.iter().map(|e| e.network.clone()).collect();
     // The routing mesh needs the ingress network on every node as soon as a port is published.
     if let Some(ingress) = mesh::ingress_in_use(s) {

@@ -184,6 +184,25 @@ pub fn names_for(s: &State, networks: &BTreeSet<String>) -> BTreeMap<String, Vec
             }
         }
     }
+    // Plain containers on attachable networks, wherever they run: by name and short id (as
+    // dockerd's embedded DNS answers for them).
+    for net in networks.iter().filter_map(|id| s.networks.get(id)) {
+        for (container, (_, addr)) in &net.driver_state.attachments {
+            let Ok(addr) = addr.parse::<IpNet>() else {
+                continue;
+            };
+            let mut keys = vec![container.chars().take(12).collect::<String>()];
+            if let Some(name) = net.driver_state.attachment_names.get(container) {
+                keys.push(name.to_ascii_lowercase());
+            }
+            for k in keys {
+                let entry = names.entry(k).or_default();
+                if !entry.contains(&addr.addr()) {
+                    entry.push(addr.addr());
+                }
+            }
+        }
+    }
     names
 }
 

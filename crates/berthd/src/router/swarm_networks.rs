@@ -117,10 +117,19 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
     Ok(id)
 }
 
-/// The swarm networks as `GET /networks` lists them (none outside a swarm).
+/// The swarm networks as `GET /networks` lists them (none outside a swarm). A worker shows
+/// those its managers sent it that are in use here (see [`worker_view`]).
 pub async fn list(state: &AppState, f: &Filters) -> Vec<NetworkResource> {
     let Some(h) = state.swarm.handle().await else {
-        return Vec::new();
+        let Some((node, s)) = worker_view(state).await else {
+            return Vec::new();
+        };
+        return s
+            .networks
+            .values()
+            .filter(|n| used_here(&s, n, &node) && matches(n, f))
+            .map(|n| resource(&s, n, Some(&node)))
+            .collect();
     };
     h.store().view(|s| {
         s.networks
@@ -204,6 +213,31 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
             }
         }
     }
+    if let Some(node) = node {
+        for (container, (on, addr)) in &n.driver_state.attachments {
+            if on != node {
+                continue;
+            }
+            let ip = addr.parse::<ipnet::IpNet>().ok();
+            containers.insert(
+                container.clone(),
+                NetworkContainer {
+                    name: n
+                        .driver_state
+                        .attachment_names
+                        .get(container)
+                        .cloned()
+                        .unwrap_or_default(),
+                    endpoint_id: endpoint_id(container, &n.meta.id),
+                    mac_address: ip
+                        .map(|ip| berth_network::overlay::mac_of(ip.addr()))
+                        .unwrap_or_default(),
+                    ipv4_address: addr.clone(),
+                    ..Default::default()
+                },
+            );
+        }
+    }
     NetworkResource {
         name: n.name().to_string(),
         id: n.meta.id.clone(),
@@ -232,9 +266,49 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
     }
 }
 
+/// A worker's id and the state its managers last sent it (`None` on a manager or outside a
+/// swarm).
+async fn worker_view(
+    state: &AppState,
+) -> Option<(String, std::sync::Arc<berth_swarm::store::State>)> {
+    let node = state.swarm.worker_node_id().await?;
+    let (_, s) = state.swarm.node_view().await?;
+    Some((node, s))
+}
+
+/// Whether a worker shows a swarm network: dockerd has one on a worker only while a task or
+/// a plain container of the node is on it, and ingress always (every node's routing mesh).
+fn used_here(s: &ClusterState, n: &Network, node: &str) -> bool {
+    n.ingress()
+        || n.driver_state
+            .attachments
+            .values()
+            .any(|(on, _)| on == node)
+        || s.tasks.values().any(|t| {
+            t.node_id == node
+                && allocator::holds_addresses(t)
+                && allocator::task_addresses(t)
+                    .iter()
+                    .any(|(id, _)| *id == n.meta.id)
+        })
+}
+
+/// A plain container's endpoint id on a swarm network (stable: derived from both ids).
+fn endpoint_id(container: &str, network: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{container}/{network}").as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `GET /networks/{id}` for a swarm network; `None` when there is none by that key.
 pub async fn inspect(state: &AppState, key: &str) -> Option<NetworkResource> {
-    let h = state.swarm.handle().await?;
+    let Some(h) = state.swarm.handle().await else {
+        let (node, s) = worker_view(state).await?;
+        return s
+            .find_network(key)
+            .filter(|n| used_here(&s, n, &node))
+            .map(|n| resource(&s, n, Some(&node)));
+    };
     let node = h.node_id().to_string();
     h.store()
         .view(|s| s.find_network(key).map(|n| resource(s, n, Some(&node))))
