@@ -250,6 +250,47 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
     });
     let resolved = docker_ok(m, &["exec", "mprobe", "nslookup", "wprobe", "127.0.0.11"]);
     assert!(resolved.contains(&wprobe_addr), "{resolved}");
+    // `network connect` and `disconnect` of a container on the worker's default bridge: an
+    // interface on the overlay comes and goes, and the VIP answers meanwhile.
+    docker_ok(
+        w,
+        &["run", "-d", "--name", "wc", "busybox:latest", "sleep", "1000"],
+    );
+    docker_ok(w, &["network", "connect", "backend", "wc"]);
+    let prefix = vip.rsplit_once('.').unwrap().0.to_string();
+    let overlay_addr = |d: &Daemon| {
+        let out = docker_ok(d, &["exec", "wc", "ip", "-o", "-4", "addr"]);
+        out.lines()
+            .find(|l| l.contains(&format!(" {prefix}.")))
+            .map(str::to_string)
+    };
+    wait_for("wc's interface on backend", || overlay_addr(w).is_some());
+    assert!(overlay_addr(w).unwrap().contains("eth1"));
+    wait_for("wc to reach the VIP", || {
+        get_from(w, "wc", &vip).as_deref() == Some(&web_task[..12])
+    });
+    let out = w
+        .docker(&["network", "connect", "backend", "wc"])
+        .unwrap()
+        .failure();
+    assert!(
+        out.stderr
+            .contains("endpoint with name wc already exists in network backend"),
+        "{}",
+        out.stderr
+    );
+    docker_ok(w, &["network", "disconnect", "backend", "wc"]);
+    wait_for("wc's interface on backend to go", || overlay_addr(w).is_none());
+    let out = w
+        .docker(&["network", "disconnect", "backend", "wc"])
+        .unwrap()
+        .failure();
+    assert!(
+        out.stderr.contains("is not connected to network backend"),
+        "{}",
+        out.stderr
+    );
+    docker_ok(w, &["rm", "-f", "wc"]);
     // The berth CLI on the worker, and `run --rm`: the address goes with the container.
     let out = w.berth(&[
         "run", "--rm", "--network", "backend", "busybox:latest", "sh", "-c",

@@ -26,8 +26,14 @@ pub enum AttachmentCall {
         container: String,
         name: String,
     },
-    /// Releases `container`'s addresses on every network (it was removed).
-    Detach { node_id: String, container: String },
+    /// Releases `container`'s address on `network` (`network disconnect`), or on every
+    /// network when `None` (it was removed).
+    Detach {
+        node_id: String,
+        container: String,
+        #[serde(default)]
+        network: Option<String>,
+    },
 }
 
 /// A swarm network as a plain container's daemon needs it.
@@ -132,12 +138,20 @@ pub async fn attach(
     ))
 }
 
-/// Releases every address `container` of `node` holds on attachable networks.
-pub async fn detach(p: &dyn Proposer, node: &str, container: &str) -> Result<(), RemoteError> {
+/// Releases the addresses `container` of `node` holds on `network` (id or name), or on every
+/// attachable network.
+pub async fn detach(
+    p: &dyn Proposer,
+    node: &str,
+    container: &str,
+    network: Option<&str>,
+) -> Result<(), RemoteError> {
     for _ in 0..5 {
         let ops: Vec<Op> = p.store().view(|s| {
+            let only = network.map(|k| s.find_network(k).map(|n| n.meta.id.clone()));
             s.networks
                 .values()
+                .filter(|n| only.as_ref().is_none_or(|o| o.as_ref() == Some(&n.meta.id)))
                 .filter(|n| {
                     n.driver_state
                         .attachments
@@ -187,9 +201,13 @@ pub async fn serve(p: &dyn Proposer, peer: &Peer, call: AttachmentCall) -> Answe
             let a = attach(p, &node_id, &network, &container, &name).await?;
             Ok(json(&a))
         }
-        AttachmentCall::Detach { node_id, container } => {
+        AttachmentCall::Detach {
+            node_id,
+            container,
+            network,
+        } => {
             peer.authorize(&node_id, None)?;
-            detach(p, &node_id, &container).await?;
+            detach(p, &node_id, &container, network.as_deref()).await?;
             Ok(Value::Null)
         }
     }

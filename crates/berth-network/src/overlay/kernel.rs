@@ -141,6 +141,13 @@ pub async fn attach(ns: &Path, mut ep: EndpointConfig) -> Result<()> {
     .await
 }
 
+/// Disconnects a container from the overlay (`network disconnect`): deletes its veth pair
+/// by the overlay side's name. Ok if missing.
+pub async fn detach(ns: &Path, host_if: &str) -> Result<()> {
+    let host_if = host_if.to_string();
+    in_ns(ns, move || async move { link::detach(&host_if).await }).await
+}
+
 /// Adds (or replaces) the FDB and neighbour entries that send `peer`'s traffic to its node.
 pub async fn add_peer(ns: &Path, peer: Peer) -> Result<()> {
     in_ns(ns, move || async move {

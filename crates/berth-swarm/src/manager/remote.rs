@@ -106,11 +106,18 @@ impl Swarm {
         serde_json::from_value(v).map_err(bad_answer)
     }
 
-    /// A worker asks its managers to release `container`'s addresses.
-    pub async fn remote_detach(&self, node_id: &str, container: &str) -> Result<(), CallError> {
+    /// A worker asks its managers to release `container`'s address on `network` (on all of
+    /// its networks when `None`).
+    pub async fn remote_detach(
+        &self,
+        node_id: &str,
+        container: &str,
+        network: Option<&str>,
+    ) -> Result<(), CallError> {
         self.call_managers(AttachmentCall::Detach {
             node_id: node_id.into(),
             container: container.into(),
+            network: network.map(str::to_string),
         })
         .await
         .map(drop)

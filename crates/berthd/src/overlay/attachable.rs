@@ -111,6 +111,96 @@ pub async fn attach(state: &AppState, network: &str, container: &str) -> Result<
         .map_err(|e| call_error(network, e))
 }
 
+/// Whether this node's `container` has an address on the swarm network `id`, as the
+/// cluster state this node sees records it.
+async fn is_attached(state: &AppState, id: &str, container: &str) -> bool {
+    let Some((node, s)) = state.swarm.node_view().await else {
+        return false;
+    };
+    s.networks.get(id).is_some_and(|n| {
+        n.driver_state
+            .attachments
+            .get(container)
+            .is_some_and(|(on, _)| *on == node)
+    })
+}
+
+/// `network connect` with a swarm network (`None` when `key` names none): an attachable
+/// one gives the container an address, and the overlay agent adds its interface.
+pub async fn connect(
+    state: &AppState,
+    key: &str,
+    container: &str,
+) -> Option<Result<(), ApiError>> {
+    let net = match lookup(state, key).await {
+        Ok(net) => net?,
+        Err(e) => return Some(Err(e)),
+    };
+    if !net.attachable {
+        return Some(Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!(
+                "Could not attach to network {}: {}",
+                net.name,
+                attach::not_attachable(&net.name)
+            ),
+        )));
+    }
+    if is_attached(state, &net.id, container).await {
+        let name = state
+            .ctrs
+            .get(container)
+            .map(|c| c.record().name)
+            .unwrap_or_default();
+        return Some(Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!("endpoint with name {name} already exists in network {}", net.name),
+        )));
+    }
+    Some(attach(state, &net.id, container).await)
+}
+
+/// `network disconnect` with a swarm network (`None` when `key` names none).
+pub async fn disconnect(
+    state: &AppState,
+    key: &str,
+    container: &str,
+) -> Option<Result<(), ApiError>> {
+    let net = match lookup(state, key).await {
+        Ok(net) => net?,
+        Err(e) => return Some(Err(e)),
+    };
+    if !is_attached(state, &net.id, container).await {
+        return Some(Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!("container {container} is not connected to network {}", net.name),
+        )));
+    }
+    let done = match state.swarm.handle().await {
+        Some(h) => {
+            let node = h.node_id().to_string();
+            attach::detach(h.proposer().as_ref(), &node, container, Some(&net.id))
+                .await
+                .map_err(CallError::Remote)
+        }
+        None => match state.swarm.worker_node_id().await {
+            Some(node) => {
+                state
+                    .swarm
+                    .remote_detach(&node, container, Some(&net.id))
+                    .await
+            }
+            None => return Some(Err(ApiError::new(ErrorKind::Unavailable, "this node left the swarm"))),
+        },
+    };
+    Some(done.map_err(|e| {
+        ApiError::new(
+            ErrorKind::Unavailable,
+            format!("Could not detach from network {}: {e}", net.name),
+        )
+    }))
+}
+
 /// Releases the addresses of containers this node no longer has (removed), as the cluster
 /// state `s` (a manager's store, a worker's view) records them.
 pub async fn release_gone(state: &AppState, s: &berth_swarm::store::State, node: &str) {
@@ -129,12 +219,12 @@ pub async fn release_gone(state: &AppState, s: &berth_swarm::store::State, node:
     let handle = state.swarm.handle().await;
     for container in gone {
         let done = match &handle {
-            Some(h) => attach::detach(h.proposer().as_ref(), node, &container)
+            Some(h) => attach::detach(h.proposer().as_ref(), node, &container, None)
                 .await
                 .map_err(|e| e.to_string()),
             None => state
                 .swarm
-                .remote_detach(node, &container)
+                .remote_detach(node, &container, None)
                 .await
                 .map_err(|e| e.to_string()),
         };
@@ -151,4 +241,26 @@ pub fn attached(s: &berth_swarm::store::State, network: &str) -> usize {
         .get(network)
         .map(|n| n.driver_state.attachments.len())
         .unwrap_or(0)
+}
+
+/// The first `ethN` a container's netns does not have: a plain container's interface on an
+/// attachable overlay (`eth1` after `docker run`, whose `eth0` is docker_gwbridge; the next
+/// free one after `network connect`).
+pub async fn free_ifname(netns: &std::path::Path) -> Option<String> {
+    let out = berth_network::netns::run_in_async(netns, || {
+        std::process::Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+    })
+    .await
+    .ok()?
+    .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // `2: eth0@if7: <...` -> `eth0`
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n))
+        .collect();
+    (0..).map(|i| format!("eth{i}")).find(|n| !names.contains(&n.as_str()))
 }

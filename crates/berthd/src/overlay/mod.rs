@@ -144,11 +144,15 @@ pub fn overlay_config(
 
 async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, names: &Names) {
     let mut endpoints = rules::local_endpoints(s, node);
-    endpoints.extend(
-        rules::local_attachments(s, node)
-            .into_iter()
-            .filter(|e| state.networks.netns_of(&e.container).is_some()),
-    );
+    let plain: Vec<_> = rules::local_attachments(s, node)
+        .into_iter()
+        .filter(|e| state.networks.netns_of(&e.container).is_some())
+        .collect();
+    let attached_plain: BTreeSet<(String, String)> = plain
+        .iter()
+        .map(|e| (e.container.clone(), e.network.clone()))
+        .collect();
+    endpoints.extend(plain);
     attachable::release_gone(state, s, node).await;
     let mut needed: BTreeSet<String> = endpoints.iter().map(|e| e.network.clone()).collect();
     // The routing mesh needs the ingress network on every node as soon as a port is published.
@@ -183,11 +187,20 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
         ) else {
             continue;
         };
+        // A plain container's interface: the first free ethN (it may have joined other
+        // networks before this one).
+        let container_if = if attached_plain.contains(&key) {
+            attachable::free_ifname(&netns)
+                .await
+                .unwrap_or_else(|| ep.ifname.clone())
+        } else {
+            ep.ifname.clone()
+        };
         let cfg = EndpointConfig {
             bridge: kernel::BRIDGE.into(),
             host_if: format!("ve{}", &hex_of(&key)[..10]),
             netns,
-            container_if: ep.ifname.clone(),
+            container_if,
             mac: mac_bytes(ep.addr.addr()),
             addresses: vec![ep.addr],
             gateways: Vec::new(),
@@ -202,8 +215,23 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
             }
         }
     }
-    // Containers gone: their netns took the veths with them.
-    applied.attached.retain(|k| live.contains(k));
+    // Containers gone took their veths with them; a container still there left the network
+    // (`network disconnect`): its veth goes.
+    let left: Vec<(String, String)> = applied
+        .attached
+        .iter()
+        .filter(|k| !live.contains(*k))
+        .cloned()
+        .collect();
+    for key in left {
+        if state.networks.netns_of(&key.0).is_some()
+            && let Some(cfg) = applied.networks.get(&key.1)
+            && let Err(e) = kernel::detach(&cfg.ns, &format!("ve{}", &hex_of(&key)[..10])).await
+        {
+            tracing::warn!(container = %key.0, error = %e, "cannot take a container off its overlay");
+        }
+        applied.attached.remove(&key);
+    }
     // Peers on other nodes.
     for net in &needed {
         let Some(cfg) = applied.networks.get(net) else {
