@@ -45,6 +45,14 @@ pub struct NetworkAlloc {
     /// The names of those containers (container id -> name), for every node's embedded DNS.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attachment_names: BTreeMap<String, String>,
+    /// A network with IPv6 (`--ipv6`): its IPv6 subnet and gateway (`crate::allocator6`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subnet6: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway6: String,
+    /// The plain containers' IPv6 addresses (container id -> address with prefix).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attachments6: BTreeMap<String, String>,
 }
 
 impl NetworkAlloc {
@@ -53,6 +61,9 @@ impl NetworkAlloc {
     }
     pub fn gateway(&self) -> Option<Ipv4Addr> {
         self.gateway.parse().ok()
+    }
+    pub fn subnet6(&self) -> Option<ipnet::Ipv6Net> {
+        self.subnet6.parse().ok()
     }
 }
 
@@ -64,7 +75,8 @@ pub fn allocate_network(state: &State, spec: &Value) -> Result<NetworkAlloc, Str
         .values()
         .filter_map(|n| n.driver_state.subnet())
         .collect();
-    let cfg = &spec["IPAMOptions"]["Configs"][0];
+    let cfg = &crate::allocator6::v4_config(spec);
+    let v6 = crate::allocator6::allocate_subnet6(state, spec)?;
     let given = cfg["Subnet"].as_str().filter(|s| !s.is_empty());
     let subnet = match given {
         Some(s) => {
@@ -115,6 +127,9 @@ pub fn allocate_network(state: &State, spec: &Value) -> Result<NetworkAlloc, Str
         node_addresses: BTreeMap::new(),
         attachments: BTreeMap::new(),
         attachment_names: BTreeMap::new(),
+        subnet6: v6.map(|v| v.0.to_string()).unwrap_or_default(),
+        gateway6: v6.map(|v| v.1.to_string()).unwrap_or_default(),
+        attachments6: BTreeMap::new(),
     })
 }
 
@@ -169,6 +184,10 @@ pub fn ingress_network(state: &State) -> Result<Network, String> {
 
 /// A network as the API shows it inside tasks (`NetworksAttachments[].Network`).
 pub fn network_json(n: &Network) -> Value {
+    let mut configs = vec![json!({"Subnet": n.driver_state.subnet, "Gateway": n.driver_state.gateway})];
+    if !n.driver_state.subnet6.is_empty() {
+        configs.push(json!({"Subnet": n.driver_state.subnet6, "Gateway": n.driver_state.gateway6}));
+    }
     json!({
         "ID": n.meta.id,
         "Version": n.meta.version,
@@ -181,7 +200,7 @@ pub fn network_json(n: &Network) -> Value {
         },
         "IPAMOptions": {
             "Driver": {"Name": "default"},
-            "Configs": [{"Subnet": n.driver_state.subnet, "Gateway": n.driver_state.gateway}],
+            "Configs": configs,
         },
     })
 }
@@ -330,6 +349,7 @@ fn next_address(net: &Network, used: &mut BTreeSet<Ipv4Addr>) -> Option<IpNet> {
 /// One pass: services' endpoints (VIPs and ports) and new tasks' addresses.
 pub fn allocate(state: &State) -> Vec<Op> {
     let mut used = used_addresses(state);
+    let mut used6 = crate::allocator6::used6(state);
     let mut ops = Vec::new();
     let mut ports_used: BTreeSet<(String, u32)> = BTreeSet::new();
     for s in state.services.values() {
@@ -395,9 +415,13 @@ pub fn allocate(state: &State) -> Vec<Op> {
                 tracing::warn!(network = %net.name(), "no address left for a task");
                 continue;
             };
+            let mut addresses = vec![addr.to_string()];
+            if let Some(a6) = crate::allocator6::next6(net, used6.entry(id.clone()).or_default()) {
+                addresses.push(a6.to_string());
+            }
             attachments.push(json!({
                 "Network": network_json(net),
-                "Addresses": [addr.to_string()],
+                "Addresses": addresses,
             }));
         }
         if attachments.is_empty() {
@@ -538,10 +562,19 @@ pub fn attach_container(
     let mut used = used_addresses(state).remove(network).unwrap_or_default();
     let addr = next_address(n, &mut used)
         .ok_or_else(|| format!("no address left on network {}", n.name()))?;
+    let mut used6 = crate::allocator6::used6(state)
+        .remove(network)
+        .unwrap_or_default();
+    let addr6 = crate::allocator6::next6(n, &mut used6);
     let mut n = n.clone();
     n.driver_state
         .attachments
         .insert(container.to_string(), (node.to_string(), addr.to_string()));
+    if let Some(a6) = addr6 {
+        n.driver_state
+            .attachments6
+            .insert(container.to_string(), a6.to_string());
+    }
     Ok(n)
 }
 

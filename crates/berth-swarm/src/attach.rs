@@ -162,6 +162,7 @@ pub async fn detach(
                     let mut n = n.clone();
                     n.driver_state.attachments.remove(container);
                     n.driver_state.attachment_names.remove(container);
+                    n.driver_state.attachments6.remove(container);
                     Op::Update {
                         expect: Some(n.meta.version.index),
                         object: Object::Network(n),

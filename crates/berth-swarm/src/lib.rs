@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod allocator;
+pub mod allocator6;
 pub mod attach;
 pub mod autolock;
 pub mod ca;

@@ -179,6 +179,46 @@ pub async fn add_peer(ns: &Path, peer: Peer) -> Result<()> {
     .await
 }
 
+/// The IPv6 neighbour entry of an endpoint on another node (dual-stack overlays): its MAC
+/// is its IPv4 address's ([`super::mac_bytes`]), whose FDB entry [`add_peer`] made; the
+/// VXLAN device's proxy answers neighbour solicitations from these entries.
+pub async fn add_peer6(ns: &Path, ip: std::net::Ipv6Addr, mac_of: Ipv4Addr) -> Result<()> {
+    in_ns(ns, move || async move {
+        let h = link::connect()?;
+        let vx = link::link_index(&h, VXLAN)
+            .await?
+            .ok_or_else(|| Error::Invalid("no VXLAN device".into()))?;
+        let mac = super::mac_bytes(IpAddr::V4(mac_of));
+        h.neighbours()
+            .add(vx, IpAddr::V6(ip))
+            .link_local_address(&mac)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("cannot add neighbour {ip}"), e))
+    })
+    .await
+}
+
+/// Removes an IPv6 neighbour entry made by [`add_peer6`]. Missing is fine.
+pub async fn remove_peer6(ns: &Path, ip: std::net::Ipv6Addr, mac_of: Ipv4Addr) -> Result<()> {
+    in_ns(ns, move || async move {
+        let h = link::connect()?;
+        let Some(vx) = link::link_index(&h, VXLAN).await? else {
+            return Ok(());
+        };
+        let mac = super::mac_bytes(IpAddr::V4(mac_of));
+        let mut neigh = h
+            .neighbours()
+            .add(vx, IpAddr::V6(ip))
+            .link_local_address(&mac);
+        let msg = neigh.message_mut().clone();
+        let _ = h.neighbours().del(msg).execute().await;
+        Ok(())
+    })
+    .await
+}
+
 /// Removes `peer`'s entries (gone or moved). Missing entries are fine.
 pub async fn remove_peer(ns: &Path, peer: Peer) -> Result<()> {
     in_ns(ns, move || async move {

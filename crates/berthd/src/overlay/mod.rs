@@ -35,6 +35,8 @@ struct Applied {
     attached: BTreeSet<(String, String)>,
     /// Peers programmed per network.
     peers: BTreeMap<String, BTreeSet<Peer>>,
+    /// IPv6 neighbours programmed per dual-stack network (address, MAC source, node).
+    peers6: BTreeMap<String, BTreeSet<(std::net::Ipv6Addr, Ipv4Addr, Ipv4Addr)>>,
     /// The load balancer text applied per container.
     lb: BTreeMap<String, String>,
     /// Containers whose overlays are all internal, their default routes taken out.
@@ -202,7 +204,7 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
             netns,
             container_if,
             mac: mac_bytes(ep.addr.addr()),
-            addresses: vec![ep.addr],
+            addresses: std::iter::once(ep.addr).chain(ep.addr6).collect(),
             gateways: Vec::new(),
             mtu: None,
         };
@@ -253,6 +255,21 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
                     have.insert(p);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot program an overlay peer"),
+            }
+        }
+        let want6 = rules::remote_peers6(s, node, net);
+        let have6 = applied.peers6.entry(net.clone()).or_default();
+        for p in have6.difference(&want6).copied().collect::<Vec<_>>() {
+            if kernel::remove_peer6(&cfg.ns, p.0, p.1).await.is_ok() {
+                have6.remove(&p);
+            }
+        }
+        for p in want6.difference(&have6.clone()).copied().collect::<Vec<_>>() {
+            match kernel::add_peer6(&cfg.ns, p.0, p.1).await {
+                Ok(()) => {
+                    have6.insert(p);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot program an overlay IPv6 neighbour"),
             }
         }
     }
@@ -324,6 +341,7 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
     for net in stale {
         if let Some(cfg) = applied.networks.remove(&net) {
             applied.peers.remove(&net);
+            applied.peers6.remove(&net);
             applied.attached.retain(|(_, n)| *n != net);
             if let Err(e) = kernel::remove(&cfg.ns) {
                 tracing::warn!(network = %net, error = %e, "cannot remove an overlay netns");

@@ -49,11 +49,6 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
             "rpc error: code = InvalidArgument desc = meta: name must be provided",
         )));
     }
-    if req.enable_ipv6 == Some(true) {
-        return Err(Error(ApiError::invalid(
-            "IPv6 is not supported on Berth's overlay networks",
-        )));
-    }
     let ipam = req.ipam.clone().unwrap_or_default();
     let configs: Vec<serde_json::Value> = ipam
         .config
@@ -61,9 +56,13 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
         .flatten()
         .map(|c| json!({"Subnet": c.subnet, "Range": c.ip_range, "Gateway": c.gateway}))
         .collect();
-    if configs.len() > 1 {
+    let v6_configs = configs
+        .iter()
+        .filter(|c| c["Subnet"].as_str().is_some_and(|s| s.contains(':')))
+        .count();
+    if v6_configs > 1 || configs.len() - v6_configs > 1 {
         return Err(Error(ApiError::invalid(
-            "Berth's overlay networks take one subnet",
+            "Berth's overlay networks take one IPv4 subnet and one IPv6 subnet",
         )));
     }
     let options = req.options.clone().unwrap_or_default();
@@ -73,6 +72,7 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
         "DriverConfiguration": {"Name": "overlay", "Options": options},
         "Internal": req.internal,
         "Attachable": req.attachable,
+        "EnableIPv6": req.enable_ipv6 == Some(true),
         "Ingress": req.ingress,
         "IPAMOptions": {"Driver": {"Name": "default"}, "Configs": configs},
         "Scope": "swarm",
@@ -104,8 +104,11 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
             )))
         })?;
         let mut spec = spec.clone();
-        spec["IPAMOptions"]["Configs"] =
-            json!([{"Subnet": alloc.subnet, "Gateway": alloc.gateway}]);
+        let mut configs = vec![json!({"Subnet": alloc.subnet, "Gateway": alloc.gateway})];
+        if !alloc.subnet6.is_empty() {
+            configs.push(json!({"Subnet": alloc.subnet6, "Gateway": alloc.gateway6}));
+        }
+        spec["IPAMOptions"]["Configs"] = json!(configs);
         Ok(Network {
             meta: Meta::new(new_id()),
             spec,
@@ -195,6 +198,11 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
                 if net != n.meta.id || cs.container_id.is_empty() {
                     continue;
                 }
+                let ipv6_address = berth_swarm::allocator6::task_addresses6(t)
+                    .into_iter()
+                    .find(|(n6, _)| *n6 == net)
+                    .map(|(_, a)| a.to_string())
+                    .unwrap_or_default();
                 let name = s
                     .services
                     .get(&t.service_id)
@@ -207,6 +215,7 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
                         endpoint_id: t.meta.id.clone(),
                         mac_address: berth_network::overlay::mac_of(addr.addr()),
                         ipv4_address: addr.to_string(),
+                        ipv6_address,
                         ..Default::default()
                     },
                 );
@@ -233,6 +242,12 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
                         .map(|ip| berth_network::overlay::mac_of(ip.addr()))
                         .unwrap_or_default(),
                     ipv4_address: addr.clone(),
+                    ipv6_address: n
+                        .driver_state
+                        .attachments6
+                        .get(container)
+                        .cloned()
+                        .unwrap_or_default(),
                     ..Default::default()
                 },
             );
@@ -245,15 +260,23 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
         scope: "swarm".into(),
         driver: "overlay".into(),
         enable_ipv4: true,
-        enable_ipv6: false,
+        enable_ipv6: !n.driver_state.subnet6.is_empty(),
         ipam: Ipam {
             driver: "default".into(),
             options: None,
-            config: Some(vec![IpamConfig {
-                subnet: n.driver_state.subnet.clone(),
-                gateway: n.driver_state.gateway.clone(),
-                ..Default::default()
-            }]),
+            config: Some(
+                std::iter::once((&n.driver_state.subnet, &n.driver_state.gateway))
+                    .chain(
+                        (!n.driver_state.subnet6.is_empty())
+                            .then_some((&n.driver_state.subnet6, &n.driver_state.gateway6)),
+                    )
+                    .map(|(subnet, gateway)| IpamConfig {
+                        subnet: subnet.clone(),
+                        gateway: gateway.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
         },
         internal: spec["Internal"] == true,
         attachable: spec["Attachable"] == true,
