@@ -324,3 +324,167 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
         });
     }
 }
+
+/// The running tasks of a service: (node id, container id, IPv6 address on its first network).
+fn tasks_v6(m: &Daemon, service: &str) -> Vec<(String, String, String)> {
+    let filters = json!({"service": [service], "desired-state": ["running"]});
+    let path = format!(
+        "/tasks?filters={}",
+        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
+    );
+    m.api()
+        .get(&path)
+        .json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["Status"]["State"] == "running")
+        .map(|t| {
+            let v6 = t["NetworksAttachments"][0]["Addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str())
+                .find(|a| a.contains(':'))
+                .unwrap_or_default()
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            (
+                t["NodeID"].as_str().unwrap_or_default().to_string(),
+                t["Status"]["ContainerStatus"]["ContainerID"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                v6,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ipv6_overlays_carry_tasks_across_nodes() {
+    require_root!();
+    let Some(c) = swarm_of_two() else {
+        eprintln!("skipped: no docker CLI");
+        return;
+    };
+    let m = c.node(0);
+    // dockerd's refusals of bad IPv6 subnets.
+    let out = m
+        .docker(&[
+            "network", "create", "-d", "overlay", "--ipv6", "--subnet", "fd42:77::1/64", "bad",
+        ])
+        .unwrap()
+        .failure();
+    assert!(out.stderr.contains("invalid subnet"), "{}", out.stderr);
+    let out = m
+        .docker(&[
+            "network", "create", "-d", "overlay", "--subnet", "fd42:77::/64", "bad",
+        ])
+        .unwrap()
+        .failure();
+    assert!(out.stderr.contains("IPv6 is not enabled"), "{}", out.stderr);
+    docker_ok(
+        m,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--ipv6",
+            "--subnet",
+            "fd42:77::/64",
+            "--attachable",
+            "dual",
+        ],
+    );
+    let out = m
+        .docker(&[
+            "network", "create", "-d", "overlay", "--ipv6", "--subnet", "fd42:77::/80", "clash",
+        ])
+        .unwrap()
+        .failure();
+    assert!(out.stderr.contains("overlaps"), "{}", out.stderr);
+    let inspect: Value =
+        serde_json::from_str(&docker_ok(m, &["network", "inspect", "dual"])).unwrap();
+    assert_eq!(inspect[0]["EnableIPv6"], true, "{inspect}");
+    let configs = inspect[0]["IPAM"]["Config"].as_array().unwrap();
+    assert!(
+        configs.iter().any(|c| c["Subnet"] == "fd42:77::/64"),
+        "{inspect}"
+    );
+    assert!(
+        configs
+            .iter()
+            .any(|c| c["Subnet"].as_str().is_some_and(|s| !s.contains(':'))),
+        "{inspect}"
+    );
+    docker_ok(
+        m,
+        &[
+            "service",
+            "create",
+            "--name",
+            "six",
+            "--network",
+            "dual",
+            "--replicas",
+            "2",
+            "--detach",
+            "busybox:latest",
+            "sh",
+            "-c",
+            HTTPD,
+        ],
+    );
+    let mut tasks = Vec::new();
+    wait_for("a task with an IPv6 address on each node", || {
+        tasks = tasks_v6(m, "six");
+        let nodes: std::collections::BTreeSet<&String> = tasks.iter().map(|t| &t.0).collect();
+        tasks.len() == 2 && nodes.len() == 2 && tasks.iter().all(|t| t.2.starts_with("fd42:77::"))
+    });
+    let daemon_of = |node: &str| -> &Daemon {
+        c.nodes
+            .iter()
+            .find(|n| n.api().get("/info").json()["Swarm"]["NodeID"] == node)
+            .map(|n| &n.daemon)
+            .unwrap()
+    };
+    let (node_a, ctr_a, v6_a) = tasks[0].clone();
+    let (node_b, ctr_b, v6_b) = tasks[1].clone();
+    let (da, db) = (daemon_of(&node_a), daemon_of(&node_b));
+    // IPv6 over the VXLAN (IPv4 underlay), both ways: ping and HTTP.
+    wait_for("a ping over IPv6 to the other node's task", || {
+        da.docker(&["exec", &ctr_a, "ping", "-c", "1", "-W", "2", &v6_b])
+            .is_some_and(|o| o.code == 0)
+    });
+    let mut body = String::new();
+    wait_for("HTTP over IPv6 across nodes", || {
+        // busybox nc: its wget crashes on IPv6 URLs.
+        body = get_from(db, &ctr_b, &v6_a).unwrap_or_default();
+        body == ctr_a[..12]
+    });
+    // The embedded DNS answers AAAA for tasks.NAME.
+    let mut answer = String::new();
+    wait_for("tasks.six to resolve to both IPv6 addresses", || {
+        answer = da
+            .docker(&["exec", &ctr_a, "nslookup", "-type=AAAA", "tasks.six", "127.0.0.11"])
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        answer.contains(&v6_a) && answer.contains(&v6_b)
+    });
+    docker_ok(m, &["service", "rm", "six"]);
+    wait_for("the network to be free", || {
+        m.docker(&["network", "rm", "dual"])
+            .is_some_and(|o| o.code == 0)
+    });
+    for n in &c.nodes {
+        wait_for("no overlay leftovers", || {
+            overlay::leftovers(n)
+                .iter()
+                .all(|l| !l.starts_with("overlay netns"))
+        });
+    }
+}
