@@ -119,11 +119,14 @@ fn task_containers(m: &Daemon, service: &str) -> Vec<String> {
 /// attachments is asynchronous: the node's overlay agent notices a removed container).
 fn until_rm_says(m: &Daemon, net: &str, want: &str) {
     let mut last = String::new();
-    wait_for(&format!("network rm {net} to say {want:?} (last: {last})"), || {
-        let out = m.docker(&["network", "rm", net]).unwrap();
-        last = out.stderr.clone();
-        out.stderr.contains(want)
-    });
+    wait_for(
+        &format!("network rm {net} to say {want:?} (last: {last})"),
+        || {
+            let out = m.docker(&["network", "rm", net]).unwrap();
+            last = out.stderr.clone();
+            out.stderr.contains(want)
+        },
+    );
 }
 
 #[test]
@@ -136,7 +139,14 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
     let (m, w) = (c.node(0), c.node(1));
     docker_ok(
         m,
-        &["network", "create", "-d", "overlay", "--attachable", "backend"],
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "backend",
+        ],
     );
     docker_ok(m, &["network", "create", "-d", "overlay", "closed"]);
     let manager_host = m.hostname.clone();
@@ -167,13 +177,14 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
     assert!(!network_names(w).contains(&"backend".to_string()));
     let ingress = docker_ok(w, &["network", "inspect", "ingress"]);
     assert!(ingress.contains("\"Ingress\": true"), "{ingress}");
-    let out = w.docker(&["network", "inspect", "backend"]).unwrap().failure();
+    let out = w
+        .docker(&["network", "inspect", "backend"])
+        .unwrap()
+        .failure();
     assert!(out.stderr.contains("not found"), "{}", out.stderr);
     // Not attachable: dockerd's refusal, on the worker as on a manager.
     let out = w
-        .docker(&[
-            "run", "-d", "--network", "closed", "busybox:latest", "true",
-        ])
+        .docker(&["run", "-d", "--network", "closed", "busybox:latest", "true"])
         .unwrap()
         .failure();
     assert!(
@@ -230,7 +241,10 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
         .next()
         .unwrap()
         .to_string();
-    assert_eq!(get_from(w, "wprobe", &vip).as_deref(), Some(&web_task[..12]));
+    assert_eq!(
+        get_from(w, "wprobe", &vip).as_deref(),
+        Some(&web_task[..12])
+    );
     // The manager's task and a plain container there reach it by name, across nodes.
     let mut body = None;
     wait_for("the manager's task to reach wprobe by name", || {
@@ -241,7 +255,14 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
     docker_ok(
         m,
         &[
-            "run", "-d", "--name", "mprobe", "--network", "backend", "busybox:latest", "sleep",
+            "run",
+            "-d",
+            "--name",
+            "mprobe",
+            "--network",
+            "backend",
+            "busybox:latest",
+            "sleep",
             "1000",
         ],
     );
@@ -254,7 +275,15 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
     // interface on the overlay comes and goes, and the VIP answers meanwhile.
     docker_ok(
         w,
-        &["run", "-d", "--name", "wc", "busybox:latest", "sleep", "1000"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "wc",
+            "busybox:latest",
+            "sleep",
+            "1000",
+        ],
     );
     docker_ok(w, &["network", "connect", "backend", "wc"]);
     let prefix = vip.rsplit_once('.').unwrap().0.to_string();
@@ -280,7 +309,9 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
         out.stderr
     );
     docker_ok(w, &["network", "disconnect", "backend", "wc"]);
-    wait_for("wc's interface on backend to go", || overlay_addr(w).is_none());
+    wait_for("wc's interface on backend to go", || {
+        overlay_addr(w).is_none()
+    });
     let out = w
         .docker(&["network", "disconnect", "backend", "wc"])
         .unwrap()
@@ -374,14 +405,27 @@ fn ipv6_overlays_carry_tasks_across_nodes() {
     // dockerd's refusals of bad IPv6 subnets.
     let out = m
         .docker(&[
-            "network", "create", "-d", "overlay", "--ipv6", "--subnet", "fd42:77::1/64", "bad",
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--ipv6",
+            "--subnet",
+            "fd42:77::1/64",
+            "bad",
         ])
         .unwrap()
         .failure();
     assert!(out.stderr.contains("invalid subnet"), "{}", out.stderr);
     let out = m
         .docker(&[
-            "network", "create", "-d", "overlay", "--subnet", "fd42:77::/64", "bad",
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "fd42:77::/64",
+            "bad",
         ])
         .unwrap()
         .failure();
@@ -402,7 +446,14 @@ fn ipv6_overlays_carry_tasks_across_nodes() {
     );
     let out = m
         .docker(&[
-            "network", "create", "-d", "overlay", "--ipv6", "--subnet", "fd42:77::/80", "clash",
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--ipv6",
+            "--subnet",
+            "fd42:77::/80",
+            "clash",
         ])
         .unwrap()
         .failure();
@@ -470,7 +521,14 @@ fn ipv6_overlays_carry_tasks_across_nodes() {
     let mut answer = String::new();
     wait_for("tasks.six to resolve to both IPv6 addresses", || {
         answer = da
-            .docker(&["exec", &ctr_a, "nslookup", "-type=AAAA", "tasks.six", "127.0.0.11"])
+            .docker(&[
+                "exec",
+                &ctr_a,
+                "nslookup",
+                "-type=AAAA",
+                "tasks.six",
+                "127.0.0.11",
+            ])
             .map(|o| o.stdout)
             .unwrap_or_default();
         answer.contains(&v6_a) && answer.contains(&v6_b)

@@ -184,7 +184,8 @@ pub fn ingress_network(state: &State) -> Result<Network, String> {
 
 /// A network as the API shows it inside tasks (`NetworksAttachments[].Network`).
 pub fn network_json(n: &Network) -> Value {
-    let mut configs = vec![json!({"Subnet": n.driver_state.subnet, "Gateway": n.driver_state.gateway})];
+    let mut configs =
+        vec![json!({"Subnet": n.driver_state.subnet, "Gateway": n.driver_state.gateway})];
     if !n.driver_state.subnet6.is_empty() {
         configs.push(json!({"Subnet": n.driver_state.subnet6, "Gateway": n.driver_state.gateway6}));
     }

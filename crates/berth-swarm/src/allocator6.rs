@@ -34,7 +34,10 @@ pub fn v4_config(spec: &Value) -> Value {
 
 /// A new network's IPv6 subnet and gateway, when it asks for IPv6. Errors carry dockerd's or
 /// swarmkit's texts.
-pub fn allocate_subnet6(state: &State, spec: &Value) -> Result<Option<(Ipv6Net, Ipv6Addr)>, String> {
+pub fn allocate_subnet6(
+    state: &State,
+    spec: &Value,
+) -> Result<Option<(Ipv6Net, Ipv6Addr)>, String> {
     let cfg = spec["IPAMOptions"]["Configs"]
         .as_array()
         .into_iter()
@@ -42,8 +45,11 @@ pub fn allocate_subnet6(state: &State, spec: &Value) -> Result<Option<(Ipv6Net, 
         .find(|c| is_v6(c))
         .cloned();
     if !enabled(spec) {
-        return match cfg {
-            Some(_) => Err("network has IPv6 subnet(s) but IPv6 is not enabled (use --ipv6)".into()),
+        // The local networks' text (berth-network) for the same mistake.
+        return match cfg.as_ref().and_then(|c| c["Subnet"].as_str()) {
+            Some(s) => Err(format!(
+                "subnet {s} is IPv6 but IPv6 is not enabled on the network (--ipv6)"
+            )),
             None => Ok(None),
         };
     }
@@ -59,9 +65,14 @@ pub fn allocate_subnet6(state: &State, spec: &Value) -> Result<Option<(Ipv6Net, 
                 return Err(format!("invalid subnet {s}: it has host bits set"));
             }
             if net.prefix_len() > 126 {
-                return Err(format!("invalid subnet {s}: too small for an overlay network"));
+                return Err(format!(
+                    "invalid subnet {s}: too small for an overlay network"
+                ));
             }
-            if taken.iter().any(|t| t.contains(&net.network()) || net.contains(&t.network())) {
+            if taken
+                .iter()
+                .any(|t| t.contains(&net.network()) || net.contains(&t.network()))
+            {
                 return Err(format!(
                     "invalid pool request: Pool overlaps with other one on this address space ({s})"
                 ));
@@ -72,7 +83,11 @@ pub fn allocate_subnet6(state: &State, spec: &Value) -> Result<Option<(Ipv6Net, 
             let pool = ula_pool(state);
             pool.subnets(64)
                 .map_err(|e| e.to_string())?
-                .find(|s| !taken.iter().any(|t| t.contains(&s.network()) || s.contains(&t.network())))
+                .find(|s| {
+                    !taken
+                        .iter()
+                        .any(|t| t.contains(&s.network()) || s.contains(&t.network()))
+                })
                 .ok_or("could not find an available IPv6 address pool for the network")?
         }
     };
@@ -100,7 +115,10 @@ pub fn allocate_subnet6(state: &State, spec: &Value) -> Result<Option<(Ipv6Net, 
 /// The cluster's ULA /48 (`fdXX:XXXX:XXXX::/48`, RFC 4193's global id from its id).
 fn ula_pool(state: &State) -> Ipv6Net {
     use sha2::Digest;
-    let id = state.cluster().map(|c| c.meta.id.clone()).unwrap_or_default();
+    let id = state
+        .cluster()
+        .map(|c| c.meta.id.clone())
+        .unwrap_or_default();
     let d = sha2::Sha256::digest(id.as_bytes());
     let mut o = [0u8; 16];
     o[0] = 0xfd;

@@ -127,11 +127,7 @@ async fn is_attached(state: &AppState, id: &str, container: &str) -> bool {
 
 /// `network connect` with a swarm network (`None` when `key` names none): an attachable
 /// one gives the container an address, and the overlay agent adds its interface.
-pub async fn connect(
-    state: &AppState,
-    key: &str,
-    container: &str,
-) -> Option<Result<(), ApiError>> {
+pub async fn connect(state: &AppState, key: &str, container: &str) -> Option<Result<(), ApiError>> {
     let net = match lookup(state, key).await {
         Ok(net) => net?,
         Err(e) => return Some(Err(e)),
@@ -154,7 +150,10 @@ pub async fn connect(
             .unwrap_or_default();
         return Some(Err(ApiError::new(
             ErrorKind::Forbidden,
-            format!("endpoint with name {name} already exists in network {}", net.name),
+            format!(
+                "endpoint with name {name} already exists in network {}",
+                net.name
+            ),
         )));
     }
     Some(attach(state, &net.id, container).await)
@@ -173,7 +172,10 @@ pub async fn disconnect(
     if !is_attached(state, &net.id, container).await {
         return Some(Err(ApiError::new(
             ErrorKind::Forbidden,
-            format!("container {container} is not connected to network {}", net.name),
+            format!(
+                "container {container} is not connected to network {}",
+                net.name
+            ),
         )));
     }
     let done = match state.swarm.handle().await {
@@ -190,7 +192,12 @@ pub async fn disconnect(
                     .remote_detach(&node, container, Some(&net.id))
                     .await
             }
-            None => return Some(Err(ApiError::new(ErrorKind::Unavailable, "this node left the swarm"))),
+            None => {
+                return Some(Err(ApiError::new(
+                    ErrorKind::Unavailable,
+                    "this node left the swarm",
+                )));
+            }
         },
     };
     Some(done.map_err(|e| {
@@ -262,5 +269,7 @@ pub async fn free_ifname(netns: &std::path::Path) -> Option<String> {
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap_or(n))
         .collect();
-    (0..).map(|i| format!("eth{i}")).find(|n| !names.contains(&n.as_str()))
+    (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !names.contains(&n.as_str()))
 }

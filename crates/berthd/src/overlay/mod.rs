@@ -264,7 +264,11 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
                 have6.remove(&p);
             }
         }
-        for p in want6.difference(&have6.clone()).copied().collect::<Vec<_>>() {
+        for p in want6
+            .difference(&have6.clone())
+            .copied()
+            .collect::<Vec<_>>()
+        {
             match kernel::add_peer6(&cfg.ns, p.0, p.1).await {
                 Ok(()) => {
                     have6.insert(p);

@@ -148,7 +148,8 @@ pub fn remote_peers6(
         let v6 = allocator6::task_addresses6(t);
         for (net, addr) in allocator::task_addresses(t) {
             let a6 = v6.iter().find(|(n, _)| *n == net).map(|(_, a)| a.addr());
-            if let (true, IpAddr::V4(ip), Some(IpAddr::V6(ip6))) = (net == network, addr.addr(), a6) {
+            if let (true, IpAddr::V4(ip), Some(IpAddr::V6(ip6))) = (net == network, addr.addr(), a6)
+            {
                 out.insert((ip6, ip, node_ip));
             }
         }

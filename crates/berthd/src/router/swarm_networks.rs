@@ -216,7 +216,6 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
                         mac_address: berth_network::overlay::mac_of(addr.addr()),
                         ipv4_address: addr.to_string(),
                         ipv6_address,
-                        ..Default::default()
                     },
                 );
             }
@@ -248,7 +247,6 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
                         .get(container)
                         .cloned()
                         .unwrap_or_default(),
-                    ..Default::default()
                 },
             );
         }
