@@ -178,3 +178,50 @@ pub fn next6(net: &Network, used: &mut BTreeSet<Ipv6Addr>) -> Option<IpNet> {
     used.insert(ip);
     Some(IpNet::V6(Ipv6Net::new(ip, subnet.prefix_len()).ok()?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Cluster, Meta};
+    use serde_json::json;
+
+    fn state() -> State {
+        let mut s = State::default();
+        s.clusters.insert(
+            "c".into(),
+            Cluster {
+                meta: Meta::new("c".into()),
+                default_addr_pool: vec!["10.0.0.0/8".into()],
+                subnet_size: 24,
+                ..Default::default()
+            },
+        );
+        s
+    }
+
+    fn spec(subnet: Option<&str>, ipv6: bool) -> Value {
+        let configs: Vec<Value> = subnet.map(|s| json!({"Subnet": s})).into_iter().collect();
+        json!({"Name": "n", "EnableIPv6": ipv6, "IPAMOptions": {"Configs": configs}})
+    }
+
+    #[test]
+    fn ipv6_subnets_are_the_users_or_the_clusters_ula() {
+        let s = state();
+        assert_eq!(allocate_subnet6(&s, &spec(None, false)).unwrap(), None);
+        let err = allocate_subnet6(&s, &spec(Some("fd00:1::/64"), false)).unwrap_err();
+        assert!(err.contains("IPv6 is not enabled"), "{err}");
+        let err = allocate_subnet6(&s, &spec(Some("fd00:1::1/64"), true)).unwrap_err();
+        assert!(err.contains("host bits"), "{err}");
+        let (net, gw) = allocate_subnet6(&s, &spec(Some("fd00:1::/64"), true))
+            .unwrap()
+            .unwrap();
+        assert_eq!(net.to_string(), "fd00:1::/64");
+        assert_eq!(gw.to_string(), "fd00:1::1");
+        let (ula, _) = allocate_subnet6(&s, &spec(None, true)).unwrap().unwrap();
+        assert_eq!(ula.prefix_len(), 64);
+        assert_eq!(ula.addr().octets()[0], 0xfd);
+        // The IPv4 config is the one without a colon, wherever it is.
+        let both = json!({"IPAMOptions": {"Configs": [{"Subnet": "fd00::/64"}, {"Subnet": "10.9.0.0/24"}]}});
+        assert_eq!(v4_config(&both)["Subnet"], "10.9.0.0/24");
+    }
+}
