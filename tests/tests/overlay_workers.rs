@@ -533,6 +533,53 @@ fn ipv6_overlays_carry_tasks_across_nodes() {
             .unwrap_or_default();
         answer.contains(&v6_a) && answer.contains(&v6_b)
     });
+    // A plain container on the worker gets an IPv6 address too, reached from the manager's
+    // task by address and by name (AAAA).
+    let w = c.node(1);
+    let plain = docker_ok(
+        w,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "plain6",
+            "--network",
+            "dual",
+            "busybox:latest",
+            "sleep",
+            "1000",
+        ],
+    )
+    .trim()
+    .to_string();
+    let mut plain_v6 = String::new();
+    wait_for("plain6's IPv6 address", || {
+        let inspect: Value =
+            serde_json::from_str(&docker_ok(w, &["network", "inspect", "dual"])).unwrap();
+        plain_v6 = inspect[0]["Containers"][&plain]["IPv6Address"]
+            .as_str()
+            .unwrap_or_default()
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        plain_v6.starts_with("fd42:77::")
+    });
+    let manager_id = m.api().get("/info").json()["Swarm"]["NodeID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let on_manager = tasks.iter().find(|t| t.0 == manager_id).unwrap().1.clone();
+    wait_for("the manager's task to ping plain6 over IPv6", || {
+        m.docker(&["exec", &on_manager, "ping", "-c", "1", "-W", "2", &plain_v6])
+            .is_some_and(|o| o.code == 0)
+    });
+    let answer = docker_ok(
+        m,
+        &["exec", &on_manager, "nslookup", "plain6", "127.0.0.11"],
+    );
+    assert!(answer.contains(&plain_v6), "{answer}");
+    docker_ok(w, &["rm", "-f", "plain6"]);
     docker_ok(m, &["service", "rm", "six"]);
     wait_for("the network to be free", || {
         m.docker(&["network", "rm", "dual"])
