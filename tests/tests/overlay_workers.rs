@@ -345,8 +345,38 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
     let inspect: Value =
         serde_json::from_str(&docker_ok(w, &["network", "inspect", "ingress"])).unwrap();
     assert_eq!(inspect[0]["Containers"], json!({}), "{inspect}");
+    // A worker that leaves with a container still attached: `node rm` releases its address.
+    docker_ok(
+        w,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "orphan",
+            "--network",
+            "backend",
+            "busybox:latest",
+            "sleep",
+            "1000",
+        ],
+    );
+    let worker_id = w.api().get("/info").json()["Swarm"]["NodeID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    until_rm_says(m, "backend", "active endpoints");
+    docker_ok(w, &["swarm", "leave"]);
+    wait_for("the worker down", || {
+        m.api().get(&format!("/nodes/{worker_id}")).json()["Status"]["State"] == "down"
+    });
+    docker_ok(m, &["node", "rm", &worker_id]);
     docker_ok(m, &["service", "rm", "web"]);
-    docker_ok(m, &["network", "rm", "backend", "closed"]);
+    wait_for("backend released", || {
+        m.docker(&["network", "rm", "backend"])
+            .is_some_and(|o| o.code == 0)
+    });
+    docker_ok(m, &["network", "rm", "closed"]);
+    docker_ok(w, &["rm", "-f", "orphan"]);
     for n in &c.nodes {
         wait_for("no overlay leftovers", || {
             overlay::leftovers(n)

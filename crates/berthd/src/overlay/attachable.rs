@@ -220,10 +220,26 @@ pub async fn release_gone(state: &AppState, s: &berth_swarm::store::State, node:
         .collect();
     gone.sort();
     gone.dedup();
+    let handle = state.swarm.handle().await;
+    // A manager also releases what nodes removed from the swarm (`node rm`) left: no one
+    // else will.
+    if let Some(h) = &handle {
+        let orphans: Vec<(String, String)> = s
+            .networks
+            .values()
+            .flat_map(|n| n.driver_state.attachments.iter())
+            .filter(|(_, (on, _))| !s.nodes.contains_key(on))
+            .map(|(c, (on, _))| (on.clone(), c.clone()))
+            .collect();
+        for (on, container) in orphans {
+            if let Err(e) = attach::detach(h.proposer().as_ref(), &on, &container, None).await {
+                tracing::debug!(%container, error = %e, "releasing a removed node's attachment");
+            }
+        }
+    }
     if gone.is_empty() {
         return;
     }
-    let handle = state.swarm.handle().await;
     for container in gone {
         let done = match &handle {
             Some(h) => attach::detach(h.proposer().as_ref(), node, &container, None)
