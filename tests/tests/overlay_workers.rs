@@ -226,6 +226,14 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
         .next()
         .unwrap()
         .to_string();
+    // `docker inspect` shows the overlay beside docker_gwbridge, as dockerd.
+    let mut shown = Value::Null;
+    wait_for("inspect to show wprobe's overlay endpoint", || {
+        let ctr: Value = serde_json::from_str(&docker_ok(w, &["inspect", "wprobe"])).unwrap();
+        shown = ctr[0]["NetworkSettings"]["Networks"].clone();
+        shown["backend"]["IPAddress"] == wprobe_addr.as_str()
+    });
+    assert_eq!(shown["backend"]["NetworkID"], inspect[0]["Id"], "{shown}");
     // It reaches the service on the manager by name (its VIP) and by the VIP itself.
     let mut body = None;
     wait_for("the worker's container to reach web by name", || {

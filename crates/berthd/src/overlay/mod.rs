@@ -6,6 +6,7 @@
 //! each pass diffs against what it applied before, so only changes reach the kernel.
 
 pub mod attachable;
+pub mod endpoints;
 pub mod mesh;
 pub mod rules;
 
@@ -103,6 +104,7 @@ pub fn spawn(state: &AppState) {
 /// Out of the swarm: every overlay netns goes (the tasks' containers went with `leave`).
 fn clear(state: &AppState, applied: &mut Applied, names: &Names) {
     *applied = Applied::default();
+    self::endpoints::set(BTreeMap::new());
     names
         .table
         .lock()
@@ -323,6 +325,16 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
     }
     applied.lb.retain(|c, _| by_container.contains_key(c));
     *names.table.lock().unwrap_or_else(|e| e.into_inner()) = table;
+    let mut shown: BTreeMap<String, BTreeMap<String, _>> = BTreeMap::new();
+    for ep in &endpoints {
+        if let Some(n) = s.networks.get(&ep.network) {
+            shown.entry(ep.container.clone()).or_default().insert(
+                n.name().to_string(),
+                self::endpoints::endpoint(&ep.network, &ep.container, ep.addr, ep.addr6),
+            );
+        }
+    }
+    self::endpoints::set(shown);
     // Networks no longer used here.
     let stale: Vec<String> = applied
         .networks
