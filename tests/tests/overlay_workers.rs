@@ -454,7 +454,12 @@ fn ipv6_overlays_carry_tasks_across_nodes() {
         ])
         .unwrap()
         .failure();
-    assert!(out.stderr.contains("invalid subnet"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("invalid subnet fd42:77::1/64: it should be fd42:77::/64"),
+        "{}",
+        out.stderr
+    );
     let out = m
         .docker(&[
             "network",

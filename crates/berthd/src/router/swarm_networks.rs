@@ -56,6 +56,7 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
         .flatten()
         .map(|c| json!({"Subnet": c.subnet, "Range": c.ip_range, "Gateway": c.gateway}))
         .collect();
+    validate_ipam(&configs, req.enable_ipv6 == Some(true))?;
     let v6_configs = configs
         .iter()
         .filter(|c| c["Subnet"].as_str().is_some_and(|s| s.contains(':')))
@@ -118,6 +119,31 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
     let id = network.meta.id.clone();
     commit(&h, vec![Op::Create(Object::Network(network))]).await?;
     Ok(id)
+}
+
+/// dockerd's checks of the subnets before the request reaches the cluster (Docker 28's
+/// `ValidateIPAM`): IPv6 subnets are only checked on IPv6 networks.
+fn validate_ipam(configs: &[serde_json::Value], ipv6: bool) -> Result<()> {
+    for c in configs {
+        let Some(s) = c["Subnet"].as_str().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let Ok(net) = s.parse::<ipnet::IpNet>() else {
+            return Err(Error(ApiError::invalid(format!(
+                "invalid subnet {s}: invalid CIDR block notation"
+            ))));
+        };
+        if matches!(net, ipnet::IpNet::V6(_)) && !ipv6 {
+            continue;
+        }
+        if net.trunc() != net {
+            return Err(Error(ApiError::invalid(format!(
+                "invalid subnet {net}: it should be {}",
+                net.trunc()
+            ))));
+        }
+    }
+    Ok(())
 }
 
 /// The swarm networks as `GET /networks` lists them (none outside a swarm). A worker shows
