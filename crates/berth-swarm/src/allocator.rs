@@ -42,6 +42,17 @@ pub struct NetworkAlloc {
     /// (node id, address with prefix).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attachments: BTreeMap<String, (String, String)>,
+    /// The names of those containers (container id -> name), for every node's embedded DNS.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attachment_names: BTreeMap<String, String>,
+    /// A network with IPv6 (`--ipv6`): its IPv6 subnet and gateway (`crate::allocator6`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subnet6: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway6: String,
+    /// The plain containers' IPv6 addresses (container id -> address with prefix).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attachments6: BTreeMap<String, String>,
 }
 
 impl NetworkAlloc {
@@ -50,6 +61,9 @@ impl NetworkAlloc {
     }
     pub fn gateway(&self) -> Option<Ipv4Addr> {
         self.gateway.parse().ok()
+    }
+    pub fn subnet6(&self) -> Option<ipnet::Ipv6Net> {
+        self.subnet6.parse().ok()
     }
 }
 
@@ -61,7 +75,8 @@ pub fn allocate_network(state: &State, spec: &Value) -> Result<NetworkAlloc, Str
         .values()
         .filter_map(|n| n.driver_state.subnet())
         .collect();
-    let cfg = &spec["IPAMOptions"]["Configs"][0];
+    let cfg = &crate::allocator6::v4_config(spec);
+    let v6 = crate::allocator6::allocate_subnet6(state, spec)?;
     let given = cfg["Subnet"].as_str().filter(|s| !s.is_empty());
     let subnet = match given {
         Some(s) => {
@@ -111,6 +126,10 @@ pub fn allocate_network(state: &State, spec: &Value) -> Result<NetworkAlloc, Str
         gateway: gateway.to_string(),
         node_addresses: BTreeMap::new(),
         attachments: BTreeMap::new(),
+        attachment_names: BTreeMap::new(),
+        subnet6: v6.map(|v| v.0.to_string()).unwrap_or_default(),
+        gateway6: v6.map(|v| v.1.to_string()).unwrap_or_default(),
+        attachments6: BTreeMap::new(),
     })
 }
 
@@ -165,6 +184,11 @@ pub fn ingress_network(state: &State) -> Result<Network, String> {
 
 /// A network as the API shows it inside tasks (`NetworksAttachments[].Network`).
 pub fn network_json(n: &Network) -> Value {
+    let mut configs =
+        vec![json!({"Subnet": n.driver_state.subnet, "Gateway": n.driver_state.gateway})];
+    if !n.driver_state.subnet6.is_empty() {
+        configs.push(json!({"Subnet": n.driver_state.subnet6, "Gateway": n.driver_state.gateway6}));
+    }
     json!({
         "ID": n.meta.id,
         "Version": n.meta.version,
@@ -177,7 +201,7 @@ pub fn network_json(n: &Network) -> Value {
         },
         "IPAMOptions": {
             "Driver": {"Name": "default"},
-            "Configs": [{"Subnet": n.driver_state.subnet, "Gateway": n.driver_state.gateway}],
+            "Configs": configs,
         },
     })
 }
@@ -326,6 +350,7 @@ fn next_address(net: &Network, used: &mut BTreeSet<Ipv4Addr>) -> Option<IpNet> {
 /// One pass: services' endpoints (VIPs and ports) and new tasks' addresses.
 pub fn allocate(state: &State) -> Vec<Op> {
     let mut used = used_addresses(state);
+    let mut used6 = crate::allocator6::used6(state);
     let mut ops = Vec::new();
     let mut ports_used: BTreeSet<(String, u32)> = BTreeSet::new();
     for s in state.services.values() {
@@ -391,9 +416,13 @@ pub fn allocate(state: &State) -> Vec<Op> {
                 tracing::warn!(network = %net.name(), "no address left for a task");
                 continue;
             };
+            let mut addresses = vec![addr.to_string()];
+            if let Some(a6) = crate::allocator6::next6(net, used6.entry(id.clone()).or_default()) {
+                addresses.push(a6.to_string());
+            }
             attachments.push(json!({
                 "Network": network_json(net),
-                "Addresses": [addr.to_string()],
+                "Addresses": addresses,
             }));
         }
         if attachments.is_empty() {
@@ -534,10 +563,19 @@ pub fn attach_container(
     let mut used = used_addresses(state).remove(network).unwrap_or_default();
     let addr = next_address(n, &mut used)
         .ok_or_else(|| format!("no address left on network {}", n.name()))?;
+    let mut used6 = crate::allocator6::used6(state)
+        .remove(network)
+        .unwrap_or_default();
+    let addr6 = crate::allocator6::next6(n, &mut used6);
     let mut n = n.clone();
     n.driver_state
         .attachments
         .insert(container.to_string(), (node.to_string(), addr.to_string()));
+    if let Some(a6) = addr6 {
+        n.driver_state
+            .attachments6
+            .insert(container.to_string(), a6.to_string());
+    }
     Ok(n)
 }
 
@@ -557,8 +595,19 @@ pub fn project_networks(state: &State, node_id: &str, out: &mut State) {
             .as_array()
             .is_some_and(|p| p.iter().any(|p| p["PublishMode"] == "ingress"))
     });
-    if published && let Some(ingress) = state.networks.values().find(|n| n.ingress()) {
+    // Ingress is every node's (its routing mesh; `network ls` on a worker shows it, as
+    // dockerd's), and so are the attachable networks its plain containers are on.
+    if let Some(ingress) = state.networks.values().find(|n| n.ingress()) {
         nets.insert(ingress.meta.id.clone());
+    }
+    for n in state.networks.values() {
+        if n.driver_state
+            .attachments
+            .values()
+            .any(|(on, _)| on == node_id)
+        {
+            nets.insert(n.meta.id.clone());
+        }
     }
     for id in &nets {
         if let Some(n) = state.networks.get(id) {
@@ -607,7 +656,6 @@ pub fn project_networks(state: &State, node_id: &str, out: &mut State) {
         };
         out.clusters.insert(lean.meta.id.clone(), lean);
     }
-    let _ = node_id;
 }
 
 #[cfg(test)]

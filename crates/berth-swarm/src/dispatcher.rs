@@ -367,6 +367,9 @@ impl Handler for ManagerService {
                     crate::rotation::handle_renew(self.proposer.store(), &peer, &r)
                 }
                 Request::Sync(s) => self.sync(peer, s).await,
+                Request::Attachment(call) => {
+                    crate::attach::serve(self.proposer.as_ref(), &peer, call).await
+                }
                 Request::Raft(call) if peer.is_manager() => {
                     crate::raft_network::handle_raft(&self.raft, call).await
                 }

@@ -4,6 +4,8 @@
 
 pub mod agent;
 pub mod allocator;
+pub mod allocator6;
+pub mod attach;
 pub mod autolock;
 pub mod ca;
 pub mod certs;

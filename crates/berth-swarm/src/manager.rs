@@ -5,6 +5,7 @@
 
 mod cluster;
 mod lock;
+mod remote;
 mod view;
 
 use std::path::{Path, PathBuf};

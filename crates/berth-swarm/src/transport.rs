@@ -53,6 +53,9 @@ pub enum Request {
     TaskLogs(Box<crate::logs::LogsCall>),
     /// A new certificate for the calling node (renewal, root rotation).
     Renew(crate::rotation::RenewRequest),
+    /// A node's plain container joins or leaves an attachable network (the manager's
+    /// allocator gives the address: see `attach.rs`).
+    Attachment(crate::attach::AttachmentCall),
 }
 
 impl Request {

@@ -122,7 +122,9 @@ impl NetworkAttacher for Attacher {
         self.0.netns_of(id)
     }
     fn settings(&self, id: &str) -> NetworkSettings {
-        self.0.settings(id)
+        let mut settings = self.0.settings(id);
+        crate::overlay::endpoints::extend(id, &mut settings);
+        settings
     }
     fn ports(&self, id: &str) -> Vec<Port> {
         self.0.ports(id)

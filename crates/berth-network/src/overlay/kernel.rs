@@ -141,6 +141,13 @@ pub async fn attach(ns: &Path, mut ep: EndpointConfig) -> Result<()> {
     .await
 }
 
+/// Disconnects a container from the overlay (`network disconnect`): deletes its veth pair
+/// by the overlay side's name. Ok if missing.
+pub async fn detach(ns: &Path, host_if: &str) -> Result<()> {
+    let host_if = host_if.to_string();
+    in_ns(ns, move || async move { link::detach(&host_if).await }).await
+}
+
 /// Adds (or replaces) the FDB and neighbour entries that send `peer`'s traffic to its node.
 pub async fn add_peer(ns: &Path, peer: Peer) -> Result<()> {
     in_ns(ns, move || async move {
@@ -168,6 +175,46 @@ pub async fn add_peer(ns: &Path, peer: Peer) -> Result<()> {
                 e,
             )
         })
+    })
+    .await
+}
+
+/// The IPv6 neighbour entry of an endpoint on another node (dual-stack overlays): its MAC
+/// is its IPv4 address's ([`super::mac_bytes`]), whose FDB entry [`add_peer`] made; the
+/// VXLAN device's proxy answers neighbour solicitations from these entries.
+pub async fn add_peer6(ns: &Path, ip: std::net::Ipv6Addr, mac_of: Ipv4Addr) -> Result<()> {
+    in_ns(ns, move || async move {
+        let h = link::connect()?;
+        let vx = link::link_index(&h, VXLAN)
+            .await?
+            .ok_or_else(|| Error::Invalid("no VXLAN device".into()))?;
+        let mac = super::mac_bytes(IpAddr::V4(mac_of));
+        h.neighbours()
+            .add(vx, IpAddr::V6(ip))
+            .link_local_address(&mac)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("cannot add neighbour {ip}"), e))
+    })
+    .await
+}
+
+/// Removes an IPv6 neighbour entry made by [`add_peer6`]. Missing is fine.
+pub async fn remove_peer6(ns: &Path, ip: std::net::Ipv6Addr, mac_of: Ipv4Addr) -> Result<()> {
+    in_ns(ns, move || async move {
+        let h = link::connect()?;
+        let Some(vx) = link::link_index(&h, VXLAN).await? else {
+            return Ok(());
+        };
+        let mac = super::mac_bytes(IpAddr::V4(mac_of));
+        let mut neigh = h
+            .neighbours()
+            .add(vx, IpAddr::V6(ip))
+            .link_local_address(&mac);
+        let msg = neigh.message_mut().clone();
+        let _ = h.neighbours().del(msg).execute().await;
+        Ok(())
     })
     .await
 }

@@ -6,6 +6,7 @@
 //! each pass diffs against what it applied before, so only changes reach the kernel.
 
 pub mod attachable;
+pub mod endpoints;
 pub mod mesh;
 pub mod rules;
 
@@ -35,6 +36,8 @@ struct Applied {
     attached: BTreeSet<(String, String)>,
     /// Peers programmed per network.
     peers: BTreeMap<String, BTreeSet<Peer>>,
+    /// IPv6 neighbours programmed per dual-stack network (address, MAC source, node).
+    peers6: BTreeMap<String, BTreeSet<(std::net::Ipv6Addr, Ipv4Addr, Ipv4Addr)>>,
     /// The load balancer text applied per container.
     lb: BTreeMap<String, String>,
     /// Containers whose overlays are all internal, their default routes taken out.
@@ -101,6 +104,7 @@ pub fn spawn(state: &AppState) {
 /// Out of the swarm: every overlay netns goes (the tasks' containers went with `leave`).
 fn clear(state: &AppState, applied: &mut Applied, names: &Names) {
     *applied = Applied::default();
+    self::endpoints::set(BTreeMap::new());
     names
         .table
         .lock()
@@ -144,12 +148,16 @@ pub fn overlay_config(
 
 async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, names: &Names) {
     let mut endpoints = rules::local_endpoints(s, node);
-    endpoints.extend(
-        rules::local_attachments(s, node)
-            .into_iter()
-            .filter(|e| state.networks.netns_of(&e.container).is_some()),
-    );
-    attachable::release_gone(state).await;
+    let plain: Vec<_> = rules::local_attachments(s, node)
+        .into_iter()
+        .filter(|e| state.networks.netns_of(&e.container).is_some())
+        .collect();
+    let attached_plain: BTreeSet<(String, String)> = plain
+        .iter()
+        .map(|e| (e.container.clone(), e.network.clone()))
+        .collect();
+    endpoints.extend(plain);
+    attachable::release_gone(state, s, node).await;
     let mut needed: BTreeSet<String> = endpoints.iter().map(|e| e.network.clone()).collect();
     // The routing mesh needs the ingress network on every node as soon as a port is published.
     if let Some(ingress) = mesh::ingress_in_use(s) {
@@ -183,13 +191,22 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
         ) else {
             continue;
         };
+        // A plain container's interface: the first free ethN (it may have joined other
+        // networks before this one).
+        let container_if = if attached_plain.contains(&key) {
+            attachable::free_ifname(&netns)
+                .await
+                .unwrap_or_else(|| ep.ifname.clone())
+        } else {
+            ep.ifname.clone()
+        };
         let cfg = EndpointConfig {
             bridge: kernel::BRIDGE.into(),
             host_if: format!("ve{}", &hex_of(&key)[..10]),
             netns,
-            container_if: ep.ifname.clone(),
+            container_if,
             mac: mac_bytes(ep.addr.addr()),
-            addresses: vec![ep.addr],
+            addresses: std::iter::once(ep.addr).chain(ep.addr6).collect(),
             gateways: Vec::new(),
             mtu: None,
         };
@@ -202,8 +219,23 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
             }
         }
     }
-    // Containers gone: their netns took the veths with them.
-    applied.attached.retain(|k| live.contains(k));
+    // Containers gone took their veths with them; a container still there left the network
+    // (`network disconnect`): its veth goes.
+    let left: Vec<(String, String)> = applied
+        .attached
+        .iter()
+        .filter(|k| !live.contains(*k))
+        .cloned()
+        .collect();
+    for key in left {
+        if state.networks.netns_of(&key.0).is_some()
+            && let Some(cfg) = applied.networks.get(&key.1)
+            && let Err(e) = kernel::detach(&cfg.ns, &format!("ve{}", &hex_of(&key)[..10])).await
+        {
+            tracing::warn!(container = %key.0, error = %e, "cannot take a container off its overlay");
+        }
+        applied.attached.remove(&key);
+    }
     // Peers on other nodes.
     for net in &needed {
         let Some(cfg) = applied.networks.get(net) else {
@@ -225,6 +257,25 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
                     have.insert(p);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot program an overlay peer"),
+            }
+        }
+        let want6 = rules::remote_peers6(s, node, net);
+        let have6 = applied.peers6.entry(net.clone()).or_default();
+        for p in have6.difference(&want6).copied().collect::<Vec<_>>() {
+            if kernel::remove_peer6(&cfg.ns, p.0, p.1).await.is_ok() {
+                have6.remove(&p);
+            }
+        }
+        for p in want6
+            .difference(&have6.clone())
+            .copied()
+            .collect::<Vec<_>>()
+        {
+            match kernel::add_peer6(&cfg.ns, p.0, p.1).await {
+                Ok(()) => {
+                    have6.insert(p);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot program an overlay IPv6 neighbour"),
             }
         }
     }
@@ -274,6 +325,16 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
     }
     applied.lb.retain(|c, _| by_container.contains_key(c));
     *names.table.lock().unwrap_or_else(|e| e.into_inner()) = table;
+    let mut shown: BTreeMap<String, BTreeMap<String, _>> = BTreeMap::new();
+    for ep in &endpoints {
+        if let Some(n) = s.networks.get(&ep.network) {
+            shown.entry(ep.container.clone()).or_default().insert(
+                n.name().to_string(),
+                self::endpoints::endpoint(&ep.network, &ep.container, ep.addr, ep.addr6),
+            );
+        }
+    }
+    self::endpoints::set(shown);
     // Networks no longer used here.
     let stale: Vec<String> = applied
         .networks
@@ -296,6 +357,7 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
     for net in stale {
         if let Some(cfg) = applied.networks.remove(&net) {
             applied.peers.remove(&net);
+            applied.peers6.remove(&net);
             applied.attached.retain(|(_, n)| *n != net);
             if let Err(e) = kernel::remove(&cfg.ns) {
                 tracing::warn!(network = %net, error = %e, "cannot remove an overlay netns");

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use berth_swarm::allocator::{self, endpoint_mode, service_aliases, service_networks};
+use berth_swarm::allocator6;
 use berth_swarm::store::State;
 use berth_swarm::types::TaskState;
 use ipnet::IpNet;
@@ -16,6 +17,8 @@ pub struct LocalEndpoint {
     pub container: String,
     pub network: String,
     pub addr: IpNet,
+    /// Its IPv6 address on a dual-stack overlay.
+    pub addr6: Option<IpNet>,
     /// `eth0`, `eth1`... in the order of the task's attachments (docker_gwbridge is last);
     /// `eth1` for a plain container on an attachable overlay (`eth0` is its docker_gwbridge).
     pub ifname: String,
@@ -36,9 +39,11 @@ pub fn local_endpoints(s: &State, node: &str) -> Vec<LocalEndpoint> {
         if cs.container_id.is_empty() {
             continue;
         }
+        let v6 = allocator6::task_addresses6(t);
         for (i, (network, addr)) in allocator::task_addresses(t).into_iter().enumerate() {
             out.push(LocalEndpoint {
                 container: cs.container_id.clone(),
+                addr6: v6.iter().find(|(n, _)| *n == network).map(|(_, a)| *a),
                 network,
                 addr,
                 ifname: format!("eth{i}"),
@@ -61,6 +66,11 @@ pub fn local_attachments(s: &State, node: &str) -> Vec<LocalEndpoint> {
                     container: container.clone(),
                     network: n.meta.id.clone(),
                     addr,
+                    addr6: n
+                        .driver_state
+                        .attachments6
+                        .get(container)
+                        .and_then(|a| a.parse().ok()),
                     ifname: "eth1".into(),
                 });
             }
@@ -107,6 +117,67 @@ pub fn remote_peers(s: &State, node: &str, network: &str) -> BTreeSet<(Ipv4Addr,
     out
 }
 
+/// The IPv6 endpoints on other nodes of a dual-stack network: (IPv6 address, the IPv4
+/// address its MAC derives from, node address).
+pub fn remote_peers6(
+    s: &State,
+    node: &str,
+    network: &str,
+) -> BTreeSet<(std::net::Ipv6Addr, Ipv4Addr, Ipv4Addr)> {
+    let mut out = BTreeSet::new();
+    if let Some(n) = s.networks.get(network) {
+        for (container, (other, addr)) in &n.driver_state.attachments {
+            let a6 = n.driver_state.attachments6.get(container);
+            if let (false, Some(node_ip), Ok(IpNet::V4(a)), Some(Ok(IpNet::V6(a6)))) = (
+                other == node,
+                node_addr(s, other),
+                addr.parse::<IpNet>(),
+                a6.map(|a| a.parse::<IpNet>()),
+            ) {
+                out.insert((a6.addr(), a.addr(), node_ip));
+            }
+        }
+    }
+    for t in s.tasks.values() {
+        if t.node_id == node || t.node_id.is_empty() || !allocator::holds_addresses(t) {
+            continue;
+        }
+        let Some(node_ip) = node_addr(s, &t.node_id) else {
+            continue;
+        };
+        let v6 = allocator6::task_addresses6(t);
+        for (net, addr) in allocator::task_addresses(t) {
+            let a6 = v6.iter().find(|(n, _)| *n == net).map(|(_, a)| a.addr());
+            if let (true, IpAddr::V4(ip), Some(IpAddr::V6(ip6))) = (net == network, addr.addr(), a6)
+            {
+                out.insert((ip6, ip, node_ip));
+            }
+        }
+    }
+    out
+}
+
+/// The running tasks' IPv6 addresses of a service on a network (dual-stack overlays).
+pub fn backends6(s: &State, service: &str, network: &str) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = s
+        .tasks
+        .values()
+        .filter(|t| {
+            t.service_id == service
+                && t.status.state == TaskState::Running
+                && t.desired_state == TaskState::Running
+                && s.nodes
+                    .get(&t.node_id)
+                    .is_none_or(|n| n.status.state != "down")
+        })
+        .flat_map(allocator6::task_addresses6)
+        .filter(|(net, _)| net == network)
+        .map(|(_, a)| a.addr())
+        .collect();
+    out.sort();
+    out
+}
+
 /// The running tasks' addresses of a service on a network: where its VIP leads.
 pub fn backends(s: &State, service: &str, network: &str) -> Vec<Ipv4Addr> {
     let mut out: Vec<Ipv4Addr> = s
@@ -148,10 +219,12 @@ pub fn names_for(s: &State, networks: &BTreeSet<String>) -> BTreeMap<String, Vec
                 // The routing mesh's network carries no service discovery (as Docker's).
                 continue;
             }
-            let tasks: Vec<IpAddr> = backends(s, &svc.meta.id, &net_id)
+            let mut tasks: Vec<IpAddr> = backends(s, &svc.meta.id, &net_id)
                 .into_iter()
                 .map(IpAddr::V4)
                 .collect();
+            // AAAA records for the tasks of a dual-stack network (VIPs stay IPv4).
+            tasks.extend(backends6(s, &svc.meta.id, &net_id));
             let answer: Vec<IpAddr> = if endpoint_mode(svc) == "vip" {
                 vips.iter()
                     .filter(|(n, _)| *n == net_id)
@@ -180,6 +253,36 @@ pub fn names_for(s: &State, networks: &BTreeSet<String>) -> BTreeMap<String, Vec
             for ip in &tasks {
                 if !entry.contains(ip) {
                     entry.push(*ip);
+                }
+            }
+        }
+    }
+    // Plain containers on attachable networks, wherever they run: by name and short id (as
+    // dockerd's embedded DNS answers for them).
+    for net in networks.iter().filter_map(|id| s.networks.get(id)) {
+        for (container, (_, addr)) in &net.driver_state.attachments {
+            let Ok(addr) = addr.parse::<IpNet>() else {
+                continue;
+            };
+            let mut keys = vec![container.chars().take(12).collect::<String>()];
+            if let Some(name) = net.driver_state.attachment_names.get(container) {
+                keys.push(name.to_ascii_lowercase());
+            }
+            let mut addrs = vec![addr.addr()];
+            if let Some(Ok(a6)) = net
+                .driver_state
+                .attachments6
+                .get(container)
+                .map(|a| a.parse::<IpNet>())
+            {
+                addrs.push(a6.addr());
+            }
+            for k in keys {
+                let entry = names.entry(k).or_default();
+                for a in &addrs {
+                    if !entry.contains(a) {
+                        entry.push(*a);
+                    }
                 }
             }
         }

@@ -83,10 +83,20 @@ pub async fn connect(
 ) -> Result<Response> {
     let req = req.unwrap_or_default();
     let c = state.ctrs.get(&req.container)?;
-    state
+    match state
         .networks
         .connect(&id, c.id(), req.endpoint_config.unwrap_or_default())
-        .await?;
+        .await
+    {
+        // An attachable swarm network (see `overlay::attachable`).
+        Err(e) if e.kind() == berth_api::ErrorKind::NotFound => {
+            match crate::overlay::attachable::connect(&state, &id, c.id()).await {
+                Some(done) => done.map_err(Error)?,
+                None => return Err(e.into()),
+            }
+        }
+        other => other?,
+    }
     refresh_hosts(&state, c.id());
     Ok(StatusCode::OK.into_response())
 }
@@ -98,7 +108,15 @@ pub async fn disconnect(
 ) -> Result<Response> {
     let req = req.unwrap_or_default();
     let c = state.ctrs.get(&req.container)?;
-    state.networks.disconnect(&id, c.id(), req.force).await?;
+    match state.networks.disconnect(&id, c.id(), req.force).await {
+        Err(e) if e.kind() == berth_api::ErrorKind::NotFound => {
+            match crate::overlay::attachable::disconnect(&state, &id, c.id()).await {
+                Some(done) => done.map_err(Error)?,
+                None => return Err(e.into()),
+            }
+        }
+        other => other?,
+    }
     refresh_hosts(&state, c.id());
     Ok(StatusCode::OK.into_response())
 }

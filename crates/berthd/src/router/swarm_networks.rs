@@ -49,11 +49,6 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
             "rpc error: code = InvalidArgument desc = meta: name must be provided",
         )));
     }
-    if req.enable_ipv6 == Some(true) {
-        return Err(Error(ApiError::invalid(
-            "IPv6 is not supported on Berth's overlay networks",
-        )));
-    }
     let ipam = req.ipam.clone().unwrap_or_default();
     let configs: Vec<serde_json::Value> = ipam
         .config
@@ -61,9 +56,14 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
         .flatten()
         .map(|c| json!({"Subnet": c.subnet, "Range": c.ip_range, "Gateway": c.gateway}))
         .collect();
-    if configs.len() > 1 {
+    validate_ipam(&configs, req.enable_ipv6 == Some(true))?;
+    let v6_configs = configs
+        .iter()
+        .filter(|c| c["Subnet"].as_str().is_some_and(|s| s.contains(':')))
+        .count();
+    if v6_configs > 1 || configs.len() - v6_configs > 1 {
         return Err(Error(ApiError::invalid(
-            "Berth's overlay networks take one subnet",
+            "Berth's overlay networks take one IPv4 subnet and one IPv6 subnet",
         )));
     }
     let options = req.options.clone().unwrap_or_default();
@@ -73,6 +73,7 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
         "DriverConfiguration": {"Name": "overlay", "Options": options},
         "Internal": req.internal,
         "Attachable": req.attachable,
+        "EnableIPv6": req.enable_ipv6 == Some(true),
         "Ingress": req.ingress,
         "IPAMOptions": {"Driver": {"Name": "default"}, "Configs": configs},
         "Scope": "swarm",
@@ -104,8 +105,11 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
             )))
         })?;
         let mut spec = spec.clone();
-        spec["IPAMOptions"]["Configs"] =
-            json!([{"Subnet": alloc.subnet, "Gateway": alloc.gateway}]);
+        let mut configs = vec![json!({"Subnet": alloc.subnet, "Gateway": alloc.gateway})];
+        if !alloc.subnet6.is_empty() {
+            configs.push(json!({"Subnet": alloc.subnet6, "Gateway": alloc.gateway6}));
+        }
+        spec["IPAMOptions"]["Configs"] = json!(configs);
         Ok(Network {
             meta: Meta::new(new_id()),
             spec,
@@ -117,10 +121,44 @@ pub async fn create(state: &AppState, req: NetworkCreateRequest) -> Result<Strin
     Ok(id)
 }
 
-/// The swarm networks as `GET /networks` lists them (none outside a swarm).
+/// dockerd's checks of the subnets before the request reaches the cluster (Docker 28's
+/// `ValidateIPAM`): IPv6 subnets are only checked on IPv6 networks.
+fn validate_ipam(configs: &[serde_json::Value], ipv6: bool) -> Result<()> {
+    for c in configs {
+        let Some(s) = c["Subnet"].as_str().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let Ok(net) = s.parse::<ipnet::IpNet>() else {
+            return Err(Error(ApiError::invalid(format!(
+                "invalid subnet {s}: invalid CIDR block notation"
+            ))));
+        };
+        if matches!(net, ipnet::IpNet::V6(_)) && !ipv6 {
+            continue;
+        }
+        if net.trunc() != net {
+            return Err(Error(ApiError::invalid(format!(
+                "invalid subnet {net}: it should be {}",
+                net.trunc()
+            ))));
+        }
+    }
+    Ok(())
+}
+
+/// The swarm networks as `GET /networks` lists them (none outside a swarm). A worker shows
+/// those its managers sent it that are in use here (see [`worker_view`]).
 pub async fn list(state: &AppState, f: &Filters) -> Vec<NetworkResource> {
     let Some(h) = state.swarm.handle().await else {
-        return Vec::new();
+        let Some((node, s)) = worker_view(state).await else {
+            return Vec::new();
+        };
+        return s
+            .networks
+            .values()
+            .filter(|n| used_here(&s, n, &node) && matches(n, f))
+            .map(|n| resource(&s, n, Some(&node)))
+            .collect();
     };
     h.store().view(|s| {
         s.networks
@@ -186,6 +224,11 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
                 if net != n.meta.id || cs.container_id.is_empty() {
                     continue;
                 }
+                let ipv6_address = berth_swarm::allocator6::task_addresses6(t)
+                    .into_iter()
+                    .find(|(n6, _)| *n6 == net)
+                    .map(|(_, a)| a.to_string())
+                    .unwrap_or_default();
                 let name = s
                     .services
                     .get(&t.service_id)
@@ -198,10 +241,40 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
                         endpoint_id: t.meta.id.clone(),
                         mac_address: berth_network::overlay::mac_of(addr.addr()),
                         ipv4_address: addr.to_string(),
-                        ..Default::default()
+                        ipv6_address,
                     },
                 );
             }
+        }
+    }
+    if let Some(node) = node {
+        for (container, (on, addr)) in &n.driver_state.attachments {
+            if on != node {
+                continue;
+            }
+            let ip = addr.parse::<ipnet::IpNet>().ok();
+            containers.insert(
+                container.clone(),
+                NetworkContainer {
+                    name: n
+                        .driver_state
+                        .attachment_names
+                        .get(container)
+                        .cloned()
+                        .unwrap_or_default(),
+                    endpoint_id: endpoint_id(container, &n.meta.id),
+                    mac_address: ip
+                        .map(|ip| berth_network::overlay::mac_of(ip.addr()))
+                        .unwrap_or_default(),
+                    ipv4_address: addr.clone(),
+                    ipv6_address: n
+                        .driver_state
+                        .attachments6
+                        .get(container)
+                        .cloned()
+                        .unwrap_or_default(),
+                },
+            );
         }
     }
     NetworkResource {
@@ -211,15 +284,23 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
         scope: "swarm".into(),
         driver: "overlay".into(),
         enable_ipv4: true,
-        enable_ipv6: false,
+        enable_ipv6: !n.driver_state.subnet6.is_empty(),
         ipam: Ipam {
             driver: "default".into(),
             options: None,
-            config: Some(vec![IpamConfig {
-                subnet: n.driver_state.subnet.clone(),
-                gateway: n.driver_state.gateway.clone(),
-                ..Default::default()
-            }]),
+            config: Some(
+                std::iter::once((&n.driver_state.subnet, &n.driver_state.gateway))
+                    .chain(
+                        (!n.driver_state.subnet6.is_empty())
+                            .then_some((&n.driver_state.subnet6, &n.driver_state.gateway6)),
+                    )
+                    .map(|(subnet, gateway)| IpamConfig {
+                        subnet: subnet.clone(),
+                        gateway: gateway.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
         },
         internal: spec["Internal"] == true,
         attachable: spec["Attachable"] == true,
@@ -232,9 +313,49 @@ pub fn resource(s: &ClusterState, n: &Network, node: Option<&str>) -> NetworkRes
     }
 }
 
+/// A worker's id and the state its managers last sent it (`None` on a manager or outside a
+/// swarm).
+async fn worker_view(
+    state: &AppState,
+) -> Option<(String, std::sync::Arc<berth_swarm::store::State>)> {
+    let node = state.swarm.worker_node_id().await?;
+    let (_, s) = state.swarm.node_view().await?;
+    Some((node, s))
+}
+
+/// Whether a worker shows a swarm network: dockerd has one on a worker only while a task or
+/// a plain container of the node is on it, and ingress always (every node's routing mesh).
+fn used_here(s: &ClusterState, n: &Network, node: &str) -> bool {
+    n.ingress()
+        || n.driver_state
+            .attachments
+            .values()
+            .any(|(on, _)| on == node)
+        || s.tasks.values().any(|t| {
+            t.node_id == node
+                && allocator::holds_addresses(t)
+                && allocator::task_addresses(t)
+                    .iter()
+                    .any(|(id, _)| *id == n.meta.id)
+        })
+}
+
+/// A plain container's endpoint id on a swarm network (stable: derived from both ids).
+fn endpoint_id(container: &str, network: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{container}/{network}").as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `GET /networks/{id}` for a swarm network; `None` when there is none by that key.
 pub async fn inspect(state: &AppState, key: &str) -> Option<NetworkResource> {
-    let h = state.swarm.handle().await?;
+    let Some(h) = state.swarm.handle().await else {
+        let (node, s) = worker_view(state).await?;
+        return s
+            .find_network(key)
+            .filter(|n| used_here(&s, n, &node))
+            .map(|n| resource(&s, n, Some(&node)));
+    };
     let node = h.node_id().to_string();
     h.store()
         .view(|s| s.find_network(key).map(|n| resource(s, n, Some(&node))))
