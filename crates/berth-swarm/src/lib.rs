@@ -16,6 +16,7 @@ pub mod raft;
 pub mod raft_network;
 pub mod store;
 pub mod task_config;
+pub mod task_privileges;
 pub mod transport;
 pub mod types;
 pub mod worker;
