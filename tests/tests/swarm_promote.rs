@@ -123,3 +123,51 @@ fn a_promotion_whose_answer_is_lost_still_makes_a_manager() {
         m.api().get("/services/after").status == 200
     });
 }
+
+/// The other way: a manager demoted while cut off never reads the `demoting` mark in its own
+/// replica (it is out of the Raft membership before it could), and would stay a leaderless
+/// manager. Back on the network, it asks the leader for its node and becomes a worker.
+#[test]
+fn a_manager_demoted_while_cut_off_becomes_a_worker() {
+    require_root!();
+    let c = swarm(3);
+    let m = c.node(0);
+    let ids: Vec<String> = c.nodes.iter().map(|n| node_id(n)).collect();
+    for id in &ids[1..] {
+        m.berth(&["node", "promote", id]).success();
+    }
+    wait_for("three reachable managers", || {
+        ids.iter()
+            .all(|id| node(m, id)["ManagerStatus"]["Reachability"] == "reachable")
+    });
+    c.cut(2);
+    m.berth(&["node", "demote", &ids[2]]).success();
+    wait_for("the cut-off manager out of the membership", || {
+        node(m, &ids[2])["ManagerStatus"].is_null()
+    });
+    let info = c.node(2).api().get("/info").json();
+    assert_eq!(
+        info["Swarm"]["ControlAvailable"], true,
+        "it could not know yet: {info}"
+    );
+    c.heal(2);
+    wait_for("the demoted node a worker", || {
+        let info = c.node(2).api().get("/info").json();
+        info["Swarm"]["LocalNodeState"] == "active" && info["Swarm"]["ControlAvailable"] == false
+    });
+    wait_for("the demoted node ready, two managers", || {
+        node(m, &ids[2])["Status"]["State"] == "ready"
+            && m.api().get("/info").json()["Swarm"]["Managers"] == 2
+    });
+    // The two managers still take writes.
+    let spec = json!({
+        "Name": "after",
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"]}},
+        "Mode": {"Replicated": {"Replicas": 0}},
+    });
+    let r = c
+        .node(1)
+        .api()
+        .post("/services/create", Some(spec.to_string().as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+}

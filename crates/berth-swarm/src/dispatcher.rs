@@ -378,11 +378,21 @@ impl Handler for ManagerService {
                 Request::Membership(call) if peer.is_manager() => {
                     crate::raft_network::handle_membership(&self.raft, call).await
                 }
+                Request::OwnNode(id) if peer.is_manager() => {
+                    peer.authorize(&id, None)?;
+                    if !crate::raft_network::is_leader(&self.raft) {
+                        return Err(crate::raft_network::not_leader(&self.raft));
+                    }
+                    to_answer(&self.proposer.store().view(|s| s.nodes.get(&id).cloned()))
+                }
                 Request::TaskLogs(_) => Err(RemoteError::new(
                     "unsupported",
                     "task logs are a streaming call",
                 )),
-                Request::Raft(_) | Request::Forward(_) | Request::Membership(_) => {
+                Request::Raft(_)
+                | Request::Forward(_)
+                | Request::Membership(_)
+                | Request::OwnNode(_) => {
                     Err(RemoteError::new(
                         "permission_denied",
                         "Permission denied: unauthorized peer role: only managers take this call",

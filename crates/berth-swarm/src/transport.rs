@@ -51,6 +51,9 @@ pub enum Request {
     /// A manager asks the node running a task for its container's log lines (a stream:
     /// see [`Request::is_stream`]).
     TaskLogs(Box<crate::logs::LogsCall>),
+    /// A manager without a leader asks the leader for its own node object (a demotion it
+    /// missed while cut off: `manager/demoted.rs`).
+    OwnNode(String),
 }
 
 impl Request {
