@@ -145,6 +145,9 @@ fn a_manager_demoted_while_cut_off_becomes_a_worker() {
     wait_for("the cut-off manager out of the membership", || {
         node(m, &ids[2])["ManagerStatus"].is_null()
     });
+    // Long enough for the leader to have dropped its replication to the removed member
+    // (right after the change, entries may still reach it once the link is back).
+    std::thread::sleep(Duration::from_secs(5));
     let info = c.node(2).api().get("/info").json();
     assert_eq!(
         info["Swarm"]["ControlAvailable"], true,
