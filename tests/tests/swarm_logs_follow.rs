@@ -40,7 +40,8 @@ fn swarm() -> Cluster {
         .post("/swarm/init", Some(body.to_string().as_bytes()));
     assert_eq!(r.status, 200, "{}", r.text());
     let token = m.api().get("/swarm").json()["JoinTokens"]["Worker"].clone();
-    let body = json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [m.addr(2377)], "JoinToken": token});
+    let body =
+        json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [m.addr(2377)], "JoinToken": token});
     let r = c
         .node(1)
         .api()
@@ -112,7 +113,10 @@ fn following_service_logs_survives_a_worker_restart_and_picks_up_new_tasks() {
     let lines: Lines = Arc::default();
     let sink = lines.clone();
     std::thread::spawn(move || {
-        for l in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             sink.lock().unwrap().push(l);
         }
     });
@@ -124,9 +128,15 @@ fn following_service_logs_survives_a_worker_restart_and_picks_up_new_tasks() {
     c.node_mut(1).restart();
     let m = c.node(0);
     let before = by_task(&lines);
-    let (host, seen) = before.iter().next().map(|(h, n)| (h.clone(), n.len())).unwrap();
+    let (host, seen) = before
+        .iter()
+        .next()
+        .map(|(h, n)| (h.clone(), n.len()))
+        .unwrap();
     wait_for("lines written after the restart", || {
-        by_task(&lines).get(&host).is_some_and(|n| n.len() >= seen + 25)
+        by_task(&lines)
+            .get(&host)
+            .is_some_and(|n| n.len() >= seen + 25)
     });
 
     // A task that starts later is followed too.

@@ -113,7 +113,10 @@ fn privileged_tasks_and_devices_through_the_berth_cli() {
     // `service inspect` shows them; an update that changes something else keeps them.
     let out = d.berth(&["service", "inspect", "priv"]).success();
     let shown: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(shown[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Privileged"], true);
+    assert_eq!(
+        shown[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Privileged"],
+        true
+    );
     d.berth(&["service", "update", "--env-add", "A=1", "priv"])
         .success();
     until("the updated task running", || {
@@ -166,7 +169,11 @@ fn raw_api_and_docker_cli_updates_keep_the_extension() {
     // Bad input is refused as swarmkit refuses a bad spec.
     let r = d.api().post(
         "/services/create",
-        Some(spec(json!([{"PathOnHost": "dev/zero"}])).to_string().as_bytes()),
+        Some(
+            spec(json!([{"PathOnHost": "dev/zero"}]))
+                .to_string()
+                .as_bytes(),
+        ),
     );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
@@ -190,7 +197,9 @@ fn raw_api_and_docker_cli_updates_keep_the_extension() {
     // An update as the docker CLI sends it (its types lack both keys) keeps them.
     let s = service(&d, "dev");
     let mut next = s["Spec"].clone();
-    let cs = next["TaskTemplate"]["ContainerSpec"].as_object_mut().unwrap();
+    let cs = next["TaskTemplate"]["ContainerSpec"]
+        .as_object_mut()
+        .unwrap();
     cs.remove("Privileged");
     cs.remove("Devices");
     cs.insert("Env".into(), json!(["B=2"]));

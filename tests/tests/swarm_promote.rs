@@ -100,7 +100,8 @@ fn a_promotion_whose_answer_is_lost_still_makes_a_manager() {
             "no answer reached the worker: {info}"
         );
     }
-    m.exec(&["nft", "delete", "table", "inet", "lost"]).success();
+    m.exec(&["nft", "delete", "table", "inet", "lost"])
+        .success();
     wait_for("the worker turned manager", || {
         w.api().get("/info").json()["Swarm"]["ControlAvailable"] == true
     });

@@ -392,12 +392,10 @@ impl Handler for ManagerService {
                 Request::Raft(_)
                 | Request::Forward(_)
                 | Request::Membership(_)
-                | Request::OwnNode(_) => {
-                    Err(RemoteError::new(
-                        "permission_denied",
-                        "Permission denied: unauthorized peer role: only managers take this call",
-                    ))
-                }
+                | Request::OwnNode(_) => Err(RemoteError::new(
+                    "permission_denied",
+                    "Permission denied: unauthorized peer role: only managers take this call",
+                )),
             }
         })
     }

@@ -100,10 +100,17 @@ mod tests {
         let mut next = json!({"TaskTemplate": {"ContainerSpec": {"Image": "x"}}});
         carry_over(&old, &mut next);
         assert_eq!(next["TaskTemplate"]["ContainerSpec"]["Privileged"], true);
-        let mut cleared = json!({"TaskTemplate": {"ContainerSpec": {"Privileged": false, "Devices": []}}});
+        let mut cleared =
+            json!({"TaskTemplate": {"ContainerSpec": {"Privileged": false, "Devices": []}}});
         carry_over(&old, &mut cleared);
-        assert_eq!(cleared["TaskTemplate"]["ContainerSpec"]["Privileged"], false);
-        assert_eq!(cleared["TaskTemplate"]["ContainerSpec"]["Devices"], json!([]));
+        assert_eq!(
+            cleared["TaskTemplate"]["ContainerSpec"]["Privileged"],
+            false
+        );
+        assert_eq!(
+            cleared["TaskTemplate"]["ContainerSpec"]["Devices"],
+            json!([])
+        );
     }
 
     #[test]

@@ -43,13 +43,9 @@ pub(super) async fn missed(a: &Active, leaderless: &mut Option<Instant>) -> bool
     addrs.dedup();
     let req = Request::OwnNode(me.clone());
     for addr in addrs {
-        let answer = crate::transport::call_as::<Option<Node>>(
-            &client,
-            &addr,
-            &req,
-            Duration::from_secs(3),
-        )
-        .await;
+        let answer =
+            crate::transport::call_as::<Option<Node>>(&client, &addr, &req, Duration::from_secs(3))
+                .await;
         match answer {
             // The leader's word: a worker now (or still being demoted, and this manager out
             // of the membership: the leader only clears the status after removing it).
@@ -63,8 +59,7 @@ pub(super) async fn missed(a: &Active, leaderless: &mut Option<Instant>) -> bool
 
 fn demoted(n: &Node, raft_id: u64) -> bool {
     n.spec.role == "worker"
-        && n
-            .manager_status
+        && n.manager_status
             .as_ref()
             .is_none_or(|m| m.raft_id != raft_id || m.reachability == super::cluster::DEMOTING)
 }

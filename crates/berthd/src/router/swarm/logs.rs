@@ -149,7 +149,13 @@ fn follow_new_tasks(
             let source = sources.now();
             for task in fresh.into_iter().filter(|t| source.serves(t)) {
                 seen.insert(task.meta.id.clone());
-                spawn_task(&sources, source.clone(), task, request.clone(), line_tx.clone());
+                spawn_task(
+                    &sources,
+                    source.clone(),
+                    task,
+                    request.clone(),
+                    line_tx.clone(),
+                );
             }
         }
     });
@@ -194,7 +200,13 @@ fn respond(
     let (line_tx, mut line_rx) = mpsc::channel::<(Arc<str>, LogLine)>(256);
     let seen = tasks.iter().map(|t| t.meta.id.clone()).collect();
     for task in tasks {
-        spawn_task(&sources, source.clone(), task, request.clone(), line_tx.clone());
+        spawn_task(
+            &sources,
+            source.clone(),
+            task,
+            request.clone(),
+            line_tx.clone(),
+        );
     }
     if let Some(service_id) = service_id.filter(|_| request.follow) {
         follow_new_tasks(

@@ -92,12 +92,20 @@ pub fn spawn_task(
             }
             let (tx, mut rx) = mpsc::channel::<LogLine>(64);
             let mut got_any = false;
-            let forward = async {
-                while let Some(line) = rx.recv().await {
+            let (seen, got_any_ref, line_tx, ctx) = (&mut seen, &mut got_any, &line_tx, &ctx);
+            // Owns the receiver: when the client goes, it returns and drops it, which ends
+            // the read too (also one stalled on a silent connection).
+            let forward = async move {
+                loop {
+                    let line = tokio::select! {
+                        l = rx.recv() => l,
+                        _ = line_tx.closed() => None,
+                    };
+                    let Some(line) = line else { return };
                     if !seen.admit(&line) {
                         continue;
                     }
-                    got_any = true;
+                    *got_any_ref = true;
                     if line_tx.send((ctx.clone(), line)).await.is_err() {
                         return;
                     }
@@ -119,7 +127,10 @@ pub fn spawn_task(
                 _ = tokio::time::sleep(retry) => {}
             }
             retry = (retry * 2).min(MAX_RETRY);
-            let Some(now) = sources.h.store().view(|s| s.tasks.get(&task.meta.id).cloned())
+            let Some(now) = sources
+                .h
+                .store()
+                .view(|s| s.tasks.get(&task.meta.id).cloned())
             else {
                 return;
             };
