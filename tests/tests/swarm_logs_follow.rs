@@ -126,7 +126,6 @@ fn following_service_logs_survives_a_worker_restart_and_picks_up_new_tasks() {
 
     // The worker's daemon restarts; its task goes on writing meanwhile.
     c.node_mut(1).restart();
-    let m = c.node(0);
     let before = by_task(&lines);
     let (host, seen) = before
         .iter()
@@ -137,6 +136,28 @@ fn following_service_logs_survives_a_worker_restart_and_picks_up_new_tasks() {
         by_task(&lines)
             .get(&host)
             .is_some_and(|n| n.len() >= seen + 25)
+    });
+
+    // Cut off, its daemon killed and started again meanwhile: the manager's stream from the
+    // old daemon is on a connection that will never answer nor fail. Once the node is marked
+    // down and comes back, the follow reconnects.
+    let wid = c.node(1).api().get("/info").json()["Swarm"]["NodeID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.cut(1);
+    c.node_mut(1).kill_hard();
+    c.node_mut(1).start_again();
+    let m = c.node(0);
+    wait_for("the worker marked down", || {
+        m.api().get(&format!("/nodes/{wid}")).json()["Status"]["State"] == "down"
+    });
+    let seen = by_task(&lines)[&host].len();
+    c.heal(1);
+    wait_for("lines written after the cut", || {
+        let now = by_task(&lines);
+        eprintln!("{:?}", now.iter().map(|(h, n)| (h.clone(), n.len())).collect::<Vec<_>>());
+        now.get(&host).is_some_and(|n| n.len() >= seen + 25)
     });
 
     // A task that starts later is followed too.

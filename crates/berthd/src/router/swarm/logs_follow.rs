@@ -111,7 +111,16 @@ pub fn spawn_task(
                     }
                 }
             };
-            let (read, _) = tokio::join!(source.logs(&task, &req, tx), forward);
+            let both = async { tokio::join!(source.logs(&task, &req, tx), forward).0 };
+            let remote = task.node_id != sources.h.node_id();
+            let read = tokio::select! {
+                r = both => r,
+                // A node marked down may have restarted while out of reach: the stream's
+                // connection would then never answer again, nor fail.
+                _ = node_down(&sources.h, &task.node_id), if request.follow && remote => {
+                    Err(format!("node {} is down", task.node_id))
+                }
+            };
             if let Err(e) = &read {
                 tracing::debug!(task = %task.meta.id, error = %e, "task log stream ended");
             }
@@ -140,6 +149,21 @@ pub fn spawn_task(
             // the next turn looks again.
         }
     });
+}
+
+/// Resolves once the store marks `node_id` down (it missed its heartbeats).
+async fn node_down(h: &Handle, node_id: &str) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let down = h.store().view(|s| {
+            s.nodes
+                .get(node_id)
+                .is_some_and(|n| n.status.state == "down")
+        });
+        if down {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
