@@ -241,6 +241,7 @@ pub fn task_run(state: &State, task: &Task, node_id: &str) -> Result<TaskRun, St
         host["NanoCpus"] = json!(c);
     }
     crate::task_config::extend(state, task, &mut config);
+    crate::task_privileges::apply(cs, &mut config);
     crate::allocator::task_networking(task, &mut config);
     let files = task_files(state, cs)?;
     let registry_auth = state

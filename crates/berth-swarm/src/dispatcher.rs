@@ -157,7 +157,10 @@ impl ManagerService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(req.node_id.clone(), Instant::now());
-        let promotion = if node.spec.role == "manager" && node.manager_status.is_none() {
+        // A node syncing is a worker: if its spec says manager, it is owed a promotion, also
+        // when one was committed before (its answer lost in transit, or the node restarted
+        // before acting on it): promotions are idempotent ([`Dispatcher::promote`]).
+        let promotion = if node.spec.role == "manager" {
             Some(self.promote(&node, &req.manager_addr).await?)
         } else {
             None
@@ -238,30 +241,37 @@ impl ManagerService {
         let Some(cluster) = store.view(|s| s.cluster().cloned()) else {
             return Err(RemoteError::new("unavailable", "no cluster"));
         };
-        let raft_id = rand::random::<u64>() >> 1 | 1;
+        // Promoted before: the same Raft ID again (the leader may have added it as a learner
+        // already), a fresh certificate (the first one's key went with the lost answer).
+        let previous = node.manager_status.as_ref();
+        let raft_id = previous.map_or_else(|| rand::random::<u64>() >> 1 | 1, |m| m.raft_id);
         let identity = crate::pki::issue_for(&cluster, &node.meta.id, "manager")
             .map_err(|e| RemoteError::new("internal", format!("{e:#}")))?;
-        let mut updated = node.clone();
-        updated.manager_status = Some(crate::types::ManagerStatus {
-            leader: false,
-            reachability: "unknown".into(),
-            addr: addr.to_string(),
-            raft_id,
-        });
-        let expect = Some(node.meta.version.index);
-        match self
-            .proposer
-            .propose(Command::one(Op::Update {
-                object: Object::Node(updated),
-                expect,
-            }))
-            .await
-        {
-            Ok(()) => {}
-            Err(ProposeError::Conflict(c)) => {
-                return Err(RemoteError::new("unavailable", c.to_string()));
+        if previous.is_none_or(|m| m.addr != addr) {
+            let mut updated = node.clone();
+            updated.manager_status = Some(crate::types::ManagerStatus {
+                leader: false,
+                reachability: "unknown".into(),
+                addr: addr.to_string(),
+                raft_id,
+            });
+            let expect = Some(node.meta.version.index);
+            match self
+                .proposer
+                .propose(Command::one(Op::Update {
+                    object: Object::Node(updated),
+                    expect,
+                }))
+                .await
+            {
+                Ok(()) => {}
+                Err(ProposeError::Conflict(c)) => {
+                    return Err(RemoteError::new("unavailable", c.to_string()));
+                }
+                Err(ProposeError::Unavailable(m)) => {
+                    return Err(RemoteError::new("unavailable", m));
+                }
             }
-            Err(ProposeError::Unavailable(m)) => return Err(RemoteError::new("unavailable", m)),
         }
         Ok(crate::join::JoinResponse {
             identity,
@@ -379,16 +389,24 @@ impl Handler for ManagerService {
                 Request::Membership(call) if peer.is_manager() => {
                     crate::raft_network::handle_membership(&self.raft, call).await
                 }
+                Request::OwnNode(id) if peer.is_manager() => {
+                    peer.authorize(&id, None)?;
+                    if !crate::raft_network::is_leader(&self.raft) {
+                        return Err(crate::raft_network::not_leader(&self.raft));
+                    }
+                    to_answer(&self.proposer.store().view(|s| s.nodes.get(&id).cloned()))
+                }
                 Request::TaskLogs(_) => Err(RemoteError::new(
                     "unsupported",
                     "task logs are a streaming call",
                 )),
-                Request::Raft(_) | Request::Forward(_) | Request::Membership(_) => {
-                    Err(RemoteError::new(
-                        "permission_denied",
-                        "Permission denied: unauthorized peer role: only managers take this call",
-                    ))
-                }
+                Request::Raft(_)
+                | Request::Forward(_)
+                | Request::Membership(_)
+                | Request::OwnNode(_) => Err(RemoteError::new(
+                    "permission_denied",
+                    "Permission denied: unauthorized peer role: only managers take this call",
+                )),
             }
         })
     }

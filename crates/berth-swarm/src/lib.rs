@@ -20,6 +20,7 @@ pub mod raft_network;
 pub mod rotation;
 pub mod store;
 pub mod task_config;
+pub mod task_privileges;
 pub mod transport;
 pub mod types;
 pub mod worker;

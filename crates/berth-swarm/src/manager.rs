@@ -4,6 +4,7 @@
 //! state machine), so a restarted daemon rejoins its swarm as it left it.
 
 mod cluster;
+mod demoted;
 mod lock;
 mod remote;
 mod view;

@@ -56,6 +56,9 @@ pub enum Request {
     /// A node's plain container joins or leaves an attachable network (the manager's
     /// allocator gives the address: see `attach.rs`).
     Attachment(crate::attach::AttachmentCall),
+    /// A manager without a leader asks the leader for its own node object (a demotion it
+    /// missed while cut off: `manager/demoted.rs`).
+    OwnNode(String),
 }
 
 impl Request {

@@ -78,6 +78,8 @@ pub struct CreateArgs {
     pub max_concurrent: Option<u64>,
     #[command(flatten)]
     pub update_config: super::service_more::UpdateConfigFlags,
+    #[command(flatten)]
+    pub privileges: super::service_privileges::CreateFlags,
     /// Set environment variables
     #[arg(short, long, value_name = "list")]
     pub env: Vec<String>,
@@ -211,6 +213,7 @@ async fn create(env: &Env, a: CreateArgs) -> Result<()> {
     if !a.config.is_empty() {
         cs["Configs"] = json!(references(env, &a.config, "config").await?);
     }
+    a.privileges.apply(&mut cs)?;
     let mut restart = json!({});
     if let Some(c) = &a.restart_condition {
         restart["Condition"] = json!(c);
@@ -532,6 +535,8 @@ pub struct UpdateArgs {
     pub rollback: bool,
     #[command(flatten)]
     pub update_config: super::service_more::UpdateConfigFlags,
+    #[command(flatten)]
+    pub privileges: super::service_privileges::UpdateFlags,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     pub detach: bool,
@@ -562,6 +567,7 @@ async fn update(env: &Env, a: UpdateArgs) -> Result<()> {
         if let Some(i) = &a.image {
             cs["Image"] = json!(i);
         }
+        a.privileges.apply(cs)?;
         let mut envs: Vec<String> = cs["Env"]
             .as_array()
             .into_iter()

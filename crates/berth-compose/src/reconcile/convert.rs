@@ -504,7 +504,8 @@ fn blkio(b: &crate::model::BlkioConfig, r: &mut berth_api::models::container::Re
     r.blkio_device_write_iops = rates(&b.device_write_iops);
 }
 
-fn device(v: &Value) -> Option<DeviceMapping> {
+/// A compose `devices:` entry (short `SRC[:DST[:PERMS]]` or long form); also used by stacks.
+pub fn device(v: &Value) -> Option<DeviceMapping> {
     match v {
         Value::String(s) => {
             let parts: Vec<&str> = s.split(':').collect();

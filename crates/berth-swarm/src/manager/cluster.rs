@@ -524,7 +524,7 @@ fn listen_port(listen_addr: &str) -> String {
 
 /// A manager's reachability while it is being demoted: its node learns it from its own
 /// store (replicated before it leaves the membership), the leader then takes it out.
-const DEMOTING: &str = "demoting";
+pub(super) const DEMOTING: &str = "demoting";
 
 /// On the leader, node roles follow their specs: a manager whose spec says worker is marked
 /// demoting, then taken out of the Raft membership, then loses its manager status.
@@ -590,6 +590,8 @@ impl Swarm {
     pub fn watch_role(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
+            // Since when this manager has had no leader (see `demoted.rs`).
+            let mut leaderless = None;
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let Some(swarm) = weak.upgrade() else {
@@ -598,14 +600,14 @@ impl Swarm {
                 if swarm.closed.load(std::sync::atomic::Ordering::SeqCst) {
                     return;
                 }
-                if let Err(e) = swarm.follow_role().await {
+                if let Err(e) = swarm.follow_role(&mut leaderless).await {
                     tracing::warn!(error = %e, "changing this node's swarm role");
                 }
             }
         });
     }
 
-    async fn follow_role(&self) -> anyhow::Result<()> {
+    async fn follow_role(&self, leaderless: &mut Option<Instant>) -> anyhow::Result<()> {
         let active = self.active.lock().await.clone();
         if let Some(a) = active {
             let me = a.store.view(|s| s.nodes.get(&a.local.node_id).cloned());
@@ -616,6 +618,10 @@ impl Swarm {
                         .is_none_or(|m| m.reachability == DEMOTING)
             });
             if demoting {
+                return self.become_worker(&a).await;
+            }
+            if super::demoted::missed(&a, leaderless).await {
+                tracing::info!(node = %a.local.node_id, "demoted while out of reach");
                 return self.become_worker(&a).await;
             }
             return Ok(());

@@ -439,6 +439,19 @@ fn service_spec(namespace: &str, project: &Project, service: &Service) -> Result
     if !c.cap_drop.is_empty() {
         cs.insert("CapabilityDrop".into(), json!(c.cap_drop));
     }
+    // Berth's ContainerSpec extension (see berth_swarm::task_privileges); the docker CLI
+    // ignores both keys of a compose file for stacks.
+    if c.privileged {
+        cs.insert("Privileged".into(), json!(true));
+    }
+    let devices: Vec<_> = c
+        .devices
+        .iter()
+        .filter_map(berth_compose::reconcile::convert::device)
+        .collect();
+    if !devices.is_empty() {
+        cs.insert("Devices".into(), json!(devices));
+    }
     let secrets: Vec<Value> = c
         .secrets
         .iter()

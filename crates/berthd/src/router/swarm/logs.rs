@@ -17,6 +17,7 @@ use berth_swarm::types::Task;
 use tokio::sync::mpsc;
 
 use super::super::containers::{log_options, stream_body, stream_content_type};
+use super::logs_follow::Sources;
 use super::{Error, Query, Result, manager};
 use crate::state::AppState;
 
@@ -105,35 +106,22 @@ pub async fn task_logs(
 
 /// Streams one task's lines, tagged with its context, into `line_tx`.
 fn spawn_task(
+    sources: &Sources,
     source: Arc<dyn TaskLogSource>,
     task: Task,
     request: LogRequest,
     line_tx: mpsc::Sender<(Arc<str>, LogLine)>,
 ) {
-    tokio::spawn(async move {
-        let ctx: Arc<str> = context(&task).into();
-        let (tx, mut rx) = mpsc::channel::<LogLine>(64);
-        let forward = async {
-            while let Some(line) = rx.recv().await {
-                if line_tx.send((ctx.clone(), line)).await.is_err() {
-                    return;
-                }
-            }
-        };
-        let (read, _) = tokio::join!(source.logs(&task, &request, tx), forward);
-        if let Err(e) = read {
-            tracing::debug!(task = %task.meta.id, error = %e, "task log stream ended");
-        }
-    });
+    let ctx: Arc<str> = context(&task).into();
+    super::logs_follow::spawn_task(sources.clone(), source, task, request, ctx, line_tx);
 }
 
 /// Following a service: the tasks that start later are followed too (from their first line),
 /// as swarmkit's log broker does, until the client goes.
 fn follow_new_tasks(
-    h: berth_swarm::manager::Handle,
+    sources: Sources,
     service_id: String,
     mut seen: std::collections::HashSet<String>,
-    source: Arc<dyn TaskLogSource>,
     request: LogRequest,
     line_tx: mpsc::Sender<(Arc<str>, LogLine)>,
 ) {
@@ -142,6 +130,7 @@ fn follow_new_tasks(
             tail: None,
             ..request
         };
+        let h = sources.h.clone();
         let mut watch = h.store().watch();
         while !line_tx.is_closed() {
             tokio::select! {
@@ -156,9 +145,17 @@ fn follow_new_tasks(
                     .cloned()
                     .collect()
             });
+            // The nodes as the store knows them now (one may have joined, or moved).
+            let source = sources.now();
             for task in fresh.into_iter().filter(|t| source.serves(t)) {
                 seen.insert(task.meta.id.clone());
-                spawn_task(source.clone(), task, request.clone(), line_tx.clone());
+                spawn_task(
+                    &sources,
+                    source.clone(),
+                    task,
+                    request.clone(),
+                    line_tx.clone(),
+                );
             }
         }
     });
@@ -190,16 +187,11 @@ fn respond(
         timestamps: o.timestamps,
         tty,
     });
-    let mut sources: Vec<Arc<dyn TaskLogSource>> =
-        vec![Arc::new(crate::swarm_logs::LocalTaskLogs {
-            ctrs: state.ctrs.clone(),
-            node_id: h.node_id().to_string(),
-        })];
-    // Tasks on other nodes: asked of the node running them.
-    if let Some(remote) = h.remote_logs() {
-        sources.push(Arc::new(remote));
-    }
-    let source: Arc<dyn TaskLogSource> = Arc::new(berth_swarm::logs::Sources(sources));
+    let sources = Sources {
+        h: h.clone(),
+        ctrs: state.ctrs.clone(),
+    };
+    let source = sources.now();
     // Tasks whose containers no source reaches (removed, or on nodes without an address) have
     // no lines.
     tasks.retain(|t| source.serves(t));
@@ -208,14 +200,19 @@ fn respond(
     let (line_tx, mut line_rx) = mpsc::channel::<(Arc<str>, LogLine)>(256);
     let seen = tasks.iter().map(|t| t.meta.id.clone()).collect();
     for task in tasks {
-        spawn_task(source.clone(), task, request.clone(), line_tx.clone());
+        spawn_task(
+            &sources,
+            source.clone(),
+            task,
+            request.clone(),
+            line_tx.clone(),
+        );
     }
     if let Some(service_id) = service_id.filter(|_| request.follow) {
         follow_new_tasks(
-            h.clone(),
+            sources.clone(),
             service_id,
             seen,
-            source.clone(),
             request.clone(),
             line_tx.clone(),
         );

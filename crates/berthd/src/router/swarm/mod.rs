@@ -4,6 +4,7 @@
 
 mod lock;
 mod logs;
+mod logs_follow;
 mod nodes;
 mod secrets;
 mod services;

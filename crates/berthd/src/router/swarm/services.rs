@@ -76,6 +76,8 @@ fn normalize(mut spec: Value) -> Result<Value> {
         let c = c.as_str().unwrap_or_default();
         berth_swarm::controllers::Constraint::parse(c).map_err(|e| invalid(&e))?;
     }
+    berth_swarm::task_privileges::validate(&spec["TaskTemplate"]["ContainerSpec"])
+        .map_err(|e| invalid(&e))?;
     if spec["Labels"].is_null() {
         spec["Labels"] = json!({});
     }
@@ -240,7 +242,10 @@ pub async fn update(
             ))
         })?
     } else {
-        normalize(body)?
+        let mut spec = normalize(body)?;
+        // Berth's `Privileged`/`Devices`, which a docker CLI update cannot carry.
+        berth_swarm::task_privileges::carry_over(&service.spec, &mut spec);
+        spec
     };
     let mode_of = |spec: &Value| {
         let s = Service {
