@@ -86,9 +86,10 @@ pub trait TaskExecutor: Send + Sync {
     fn begin_pass(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
-    /// Resolves when a task container's health status changes (an engine that cannot tell
-    /// never resolves: the agent's one-second poll still sees it), so that an unhealthy task
-    /// leaves the rotation without waiting for the poll.
+    /// Resolves when a task container's health status changes or it dies (an engine that
+    /// cannot tell never resolves: the agent's one-second poll still sees it), so that an
+    /// unhealthy or dead task leaves the rotation without waiting for the poll (on a worker,
+    /// without waiting for its session's next round either).
     fn health_changed(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::pending())
     }
