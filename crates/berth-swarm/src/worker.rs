@@ -256,3 +256,48 @@ fn merge_reports(pending: &mut Vec<Op>, newer: Vec<Op>) {
     });
     pending.extend(newer);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Meta, Object, Task, TaskState, TaskStatus};
+
+    fn report(id: &str, state: TaskState) -> Op {
+        Op::Update {
+            object: Object::Task(Task {
+                meta: Meta::new(id.into()),
+                status: TaskStatus::new(state, "x"),
+                ..Default::default()
+            }),
+            expect: Some(1),
+        }
+    }
+
+    fn states(ops: &[Op]) -> Vec<(String, TaskState)> {
+        ops.iter()
+            .map(|op| match op {
+                Op::Update {
+                    object: Object::Task(t),
+                    ..
+                } => (t.meta.id.clone(), t.status.state),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_newer_report_replaces_the_unacknowledged_one_of_its_task() {
+        let mut pending = vec![
+            report("a", TaskState::Running),
+            report("b", TaskState::Running),
+        ];
+        merge_reports(&mut pending, vec![report("a", TaskState::Failed)]);
+        assert_eq!(
+            states(&pending),
+            [
+                ("b".to_string(), TaskState::Running),
+                ("a".to_string(), TaskState::Failed)
+            ]
+        );
+    }
+}
