@@ -168,7 +168,16 @@ fn the_mesh_keeps_the_client_address_where_a_local_task_answers() {
     let (n0, n1) = (c.node(0), c.node(1));
     let pin = format!("node.hostname=={}", n0.hostname);
     // One task, on node 0: every connection entering node 0 reaches it without SNAT.
-    service(n0, "pinned", &["--publish", "published=38611,target=80", "--constraint", &pin]);
+    service(
+        n0,
+        "pinned",
+        &[
+            "--publish",
+            "published=38611,target=80",
+            "--constraint",
+            &pin,
+        ],
+    );
     // mode=host: no mesh, the task's node only; Docker keeps the address too.
     service(
         n0,
@@ -194,7 +203,11 @@ fn the_mesh_keeps_the_client_address_where_a_local_task_answers() {
     }
     // Loopback on the node, and the task reaching its own published port (hairpin through
     // docker_gwbridge): both still answer, SNATed.
-    let out = n0.exec(&["sh", "-c", &format!("{GET_WHO} | busybox nc -w 2 127.0.0.1 38611")]);
+    let out = n0.exec(&[
+        "sh",
+        "-c",
+        &format!("{GET_WHO} | busybox nc -w 2 127.0.0.1 38611"),
+    ]);
     assert!(parse_who(&out.stdout).is_some(), "loopback: {}", out.stderr);
     let task = running(n0, "pinned")[0].1.clone();
     let cmd = format!("{GET_WHO} | nc -w 2 {} 38611", n0.ip);
@@ -309,13 +322,16 @@ fn an_unhealthy_task_on_a_worker_leaves_the_mesh() {
         .unwrap()
         .success();
     let started = Instant::now();
-    wait_for("every answer, on both nodes, to come from the healthy task", || {
-        (0..4).all(|_| {
-            [(n1, &n0.ip), (n0, &n1.ip)]
-                .into_iter()
-                .all(|(from, to)| who(from, to, 38621).is_some_and(|(_, h)| well.starts_with(&h)))
-        })
-    });
+    wait_for(
+        "every answer, on both nodes, to come from the healthy task",
+        || {
+            (0..4).all(|_| {
+                [(n1, &n0.ip), (n0, &n1.ip)].into_iter().all(|(from, to)| {
+                    who(from, to, 38621).is_some_and(|(_, h)| well.starts_with(&h))
+                })
+            })
+        },
+    );
     eprintln!(
         "worker's task out of rotation on both nodes {:?} after its check's file went (1 s interval, 1 retry)",
         started.elapsed()

@@ -251,9 +251,8 @@ fn task_of(op: &Op) -> Option<&str> {
 /// Adds a newer pass's reports to those not yet acknowledged: a task's newer report replaces
 /// its older one (both are against the same version, so only one could be committed).
 fn merge_reports(pending: &mut Vec<Op>, newer: Vec<Op>) {
-    pending.retain(|old| {
-        task_of(old).is_none_or(|id| !newer.iter().any(|n| task_of(n) == Some(id)))
-    });
+    pending
+        .retain(|old| task_of(old).is_none_or(|id| !newer.iter().any(|n| task_of(n) == Some(id))));
     pending.extend(newer);
 }
 

@@ -422,7 +422,14 @@ pub async fn reply_route(netns: &Path, ifname: String, addr: IpNet, via: Ipv4Add
             REPLY_TABLE,
         ])?;
         ip(&[
-            "rule", "add", "from", &from, "table", REPLY_TABLE, "priority", "100",
+            "rule",
+            "add",
+            "from",
+            &from,
+            "table",
+            REPLY_TABLE,
+            "priority",
+            "100",
         ])
     })
     .await?

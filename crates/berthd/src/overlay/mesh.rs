@@ -262,7 +262,12 @@ impl Mesh {
         let ports = published(s, &ingress, direct);
         let mut masked = vec![IpNet::V4(Ipv4Net::new(host_ip, 32).unwrap_or_default())];
         if let Ok(gw) = state.networks.get(super::GWBRIDGE) {
-            masked.extend(gw.pools.iter().map(|p| p.subnet).filter(|n| matches!(n, IpNet::V4(_))));
+            masked.extend(
+                gw.pools
+                    .iter()
+                    .map(|p| p.subnet)
+                    .filter(|n| matches!(n, IpNet::V4(_))),
+            );
         }
         let ns_text = ns_ruleset(me.addr(), &ports, &masked, direct);
         if self.ns_rules.as_ref() != Some(&ns_text) {
@@ -318,7 +323,12 @@ mod tests {
         assert!(host.contains("fib daddr type local tcp dport 30000 dnat ip to 169.254.1.2"));
         assert!(host.contains("oifname \"bmx\" ip saddr 127.0.0.0/8 masquerade"));
         let masked = vec!["169.254.1.1/32".parse().unwrap()];
-        let ns = ns_ruleset("10.0.0.2".parse().unwrap(), &ports, &masked, &BTreeSet::new());
+        let ns = ns_ruleset(
+            "10.0.0.2".parse().unwrap(),
+            &ports,
+            &masked,
+            &BTreeSet::new(),
+        );
         assert!(ns.contains(
             "iifname \"mesh0\" tcp dport 30000 dnat ip to numgen inc mod 1 map { 0 : 10.0.0.5 . 80 }"
         ));
@@ -339,9 +349,16 @@ mod tests {
         assert!(ns.contains("numgen inc mod 1 map { 0 : 10.0.0.6 . 80 }"));
         // No local task: through the mesh to the others, as without the label.
         let remote = port(&["10.0.0.5"], &[], true);
-        let ns = ns_ruleset("10.0.0.2".parse().unwrap(), &[remote], &[], &BTreeSet::new());
+        let ns = ns_ruleset(
+            "10.0.0.2".parse().unwrap(),
+            &[remote],
+            &[],
+            &BTreeSet::new(),
+        );
         assert!(ns.contains("numgen inc mod 1 map { 0 : 10.0.0.5 . 80 }"));
-        assert!(preserves(&serde_json::json!({"Labels": {CLIENT_ADDRESS_LABEL: "preserve"}})));
+        assert!(preserves(
+            &serde_json::json!({"Labels": {CLIENT_ADDRESS_LABEL: "preserve"}})
+        ));
         assert!(!preserves(&serde_json::json!({"Labels": {}})));
     }
 }
