@@ -142,6 +142,8 @@ async fn session(
     let mut state: Option<State> = None;
     let mut next = 0usize;
     let mut interrupted = false;
+    // Subscribed across the loop's rounds: an event while a pass runs still counts.
+    let mut changed = crate::agent::armed(executor.as_ref());
     loop {
         let managers = worker
             .info
@@ -174,8 +176,9 @@ async fn session(
         let answer = tokio::select! {
             _ = stop.cancelled() => return,
             a = call => a,
-            _ = executor.health_changed(), if !interrupted => {
+            _ = &mut changed, if !interrupted => {
                 interrupted = true;
+                changed = crate::agent::armed(executor.as_ref());
                 if let Some(s) = &state {
                     let more = crate::agent::pass(s, &id.node_id, executor.as_ref()).await;
                     merge_reports(&mut pending, more);

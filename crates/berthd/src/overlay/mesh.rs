@@ -272,7 +272,10 @@ impl Mesh {
         let ns_text = ns_ruleset(me.addr(), &ports, &masked, direct);
         if self.ns_rules.as_ref() != Some(&ns_text) {
             match kernel::nft_in(&cfg.ns, ns_text.clone()).await {
-                Ok(()) => self.ns_rules = Some(ns_text),
+                Ok(()) => {
+                    tracing::debug!(ports = ports.len(), "routing mesh rotation programmed");
+                    self.ns_rules = Some(ns_text)
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot program the ingress load balancer"),
             }
         }
