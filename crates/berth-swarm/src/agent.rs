@@ -86,9 +86,10 @@ pub trait TaskExecutor: Send + Sync {
     fn begin_pass(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
-    /// Resolves when a task container's health status changes (an engine that cannot tell
-    /// never resolves: the agent's one-second poll still sees it), so that an unhealthy task
-    /// leaves the rotation without waiting for the poll.
+    /// Resolves when a task container's health status changes or it dies (an engine that
+    /// cannot tell never resolves: the agent's one-second poll still sees it), so that an
+    /// unhealthy or dead task leaves the rotation without waiting for the poll (on a worker,
+    /// without waiting for its session's next round either).
     fn health_changed(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::pending())
     }
@@ -494,6 +495,8 @@ pub async fn run(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut watch = proposer.store().watch();
+    // Kept across rounds, so that an event during a pass is not missed.
+    let mut changed = armed(executor.as_ref());
     loop {
         let state = proposer.store().snapshot();
         for op in pass(&state, &node_id, executor.as_ref()).await {
@@ -506,10 +509,22 @@ pub async fn run(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = watch.changed() => {}
-            _ = executor.health_changed() => {}
+            _ = &mut changed => changed = armed(executor.as_ref()),
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// The executor's [`TaskExecutor::health_changed`], polled once so that it listens from now
+/// on (it subscribes to the engine's events when first polled).
+pub(crate) fn armed(executor: &dyn TaskExecutor) -> crate::BoxFuture<'_, ()> {
+    use futures_util::FutureExt;
+    let mut f = executor.health_changed();
+    if (&mut f).now_or_never().is_some() {
+        // Already fired: a future that resolves at once, for the next round.
+        return Box::pin(std::future::ready(()));
+    }
+    f
 }
 
 /// Removes every task container, killing those still running (the node leaves the swarm).

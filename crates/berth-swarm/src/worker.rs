@@ -30,6 +30,9 @@ pub struct SessionInfo {
     pub view: Option<Arc<State>>,
     /// The node was promoted: what it needs to become a manager (the session has ended).
     pub promotion: Option<crate::join::JoinResponse>,
+    /// Notified when `view` changes (one waiter: the overlay agent, which reprograms the
+    /// VIP and routing-mesh rotations at once rather than at its next poll).
+    pub view_changed: Arc<tokio::sync::Notify>,
 }
 
 pub struct Worker {
@@ -142,6 +145,9 @@ async fn session(
     let mut pending: Vec<Op> = Vec::new();
     let mut state: Option<State> = None;
     let mut next = 0usize;
+    let mut interrupted = false;
+    // Subscribed across the loop's rounds: an event while a pass runs still counts.
+    let mut changed = crate::agent::armed(executor.as_ref());
     loop {
         let managers = worker
             .info
@@ -167,10 +173,24 @@ async fn session(
             &req,
             Duration::from_secs(10),
         );
+        // A task's container turned unhealthy or died while the manager holds the call (up
+        // to a second): the call is dropped, the pass reports at once, and the next call
+        // carries the report. Only one call in two may be cut short, so the heartbeats go
+        // on whatever the containers do.
         let answer = tokio::select! {
             _ = stop.cancelled() => return,
             a = call => a,
+            _ = &mut changed, if !interrupted => {
+                interrupted = true;
+                changed = crate::agent::armed(executor.as_ref());
+                if let Some(s) = &state {
+                    let more = crate::agent::pass(s, &id.node_id, executor.as_ref()).await;
+                    merge_reports(&mut pending, more);
+                }
+                continue;
+            }
         };
+        interrupted = false;
         match answer {
             Ok(resp) => {
                 pending.clear();
@@ -185,7 +205,11 @@ async fn session(
                         info.managers = resp.managers;
                         next = 0;
                     }
+                    let changed = info.view.as_ref().map(|v| v.index) != Some(resp.state.index);
                     info.view = Some(Arc::new(resp.state.clone()));
+                    if changed {
+                        info.view_changed.notify_one();
+                    }
                 }
                 if let Some(ca) = &resp.ca
                     && crate::rotation::worker_follow(
@@ -243,4 +267,67 @@ fn with_tls_info(description: &Value, tls: &crate::certs::LiveTls) -> Value {
         d["TLSInfo"] = crate::certs::node_tls_info(&id);
     }
     d
+}
+
+fn task_of(op: &Op) -> Option<&str> {
+    match op {
+        Op::Update {
+            object: crate::types::Object::Task(t),
+            ..
+        } => Some(&t.meta.id),
+        _ => None,
+    }
+}
+
+/// Adds a newer pass's reports to those not yet acknowledged: a task's newer report replaces
+/// its older one (both are against the same version, so only one could be committed).
+fn merge_reports(pending: &mut Vec<Op>, newer: Vec<Op>) {
+    pending
+        .retain(|old| task_of(old).is_none_or(|id| !newer.iter().any(|n| task_of(n) == Some(id))));
+    pending.extend(newer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Meta, Object, Task, TaskState, TaskStatus};
+
+    fn report(id: &str, state: TaskState) -> Op {
+        Op::Update {
+            object: Object::Task(Task {
+                meta: Meta::new(id.into()),
+                status: TaskStatus::new(state, "x"),
+                ..Default::default()
+            }),
+            expect: Some(1),
+        }
+    }
+
+    fn states(ops: &[Op]) -> Vec<(String, TaskState)> {
+        ops.iter()
+            .map(|op| match op {
+                Op::Update {
+                    object: Object::Task(t),
+                    ..
+                } => (t.meta.id.clone(), t.status.state),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_newer_report_replaces_the_unacknowledged_one_of_its_task() {
+        let mut pending = vec![
+            report("a", TaskState::Running),
+            report("b", TaskState::Running),
+        ];
+        merge_reports(&mut pending, vec![report("a", TaskState::Failed)]);
+        assert_eq!(
+            states(&pending),
+            [
+                ("b".to_string(), TaskState::Running),
+                ("a".to_string(), TaskState::Failed)
+            ]
+        );
+    }
 }

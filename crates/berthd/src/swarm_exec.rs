@@ -291,7 +291,7 @@ impl TaskExecutor for Executor {
                 match rx.recv().await {
                     Ok(ev) => {
                         if ev.kind == "container"
-                            && ev.action.starts_with("health_status")
+                            && (ev.action.starts_with("health_status") || ev.action == "die")
                             && ev.actor.attributes.contains_key(LABEL_TASK_ID)
                         {
                             return;

@@ -397,3 +397,87 @@ pub async fn drop_default_routes(netns: &Path) -> Result<()> {
     })
     .await?
 }
+
+/// Runs `ip ARGS` in the calling thread's netns; its stderr in the error.
+fn ip(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::io("cannot run ip", e))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// The ingress netns's way back to clients: a default route to the host through the mesh
+/// veth, so connections from the host keep their client address here (no masquerade on
+/// the host) and replies still return through the host's conntrack. Idempotent.
+pub async fn mesh_default_route(ns: &Path, host_addr: Ipv4Addr) -> Result<()> {
+    netns::run_in_async(ns, move || {
+        ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            &host_addr.to_string(),
+            "dev",
+            "mesh0",
+        ])
+    })
+    .await?
+}
+
+/// The routing table a task container's replies from its ingress address use.
+pub const REPLY_TABLE: &str = "4789";
+
+/// Routes what a task container sends from its address on the ingress network (`addr` on
+/// `ifname`) back into the ingress network, to this node's ingress netns (`via`), instead
+/// of out of its default route (`docker_gwbridge`): its replies to connections the routing
+/// mesh brought without SNAT (the client's own address) then return through the netns that
+/// DNATed them. Source-based policy routing: nothing else the task sends uses that
+/// address. Idempotent.
+pub async fn reply_route(netns: &Path, ifname: String, addr: IpNet, via: Ipv4Addr) -> Result<()> {
+    netns::run_in_async(netns, move || {
+        let from = addr.addr().to_string();
+        // Left by an earlier pass of a daemon that restarted: one rule only.
+        while ip(&["rule", "del", "from", &from, "table", REPLY_TABLE]).is_ok() {}
+        ip(&[
+            "route",
+            "replace",
+            &addr.trunc().to_string(),
+            "dev",
+            &ifname,
+            "table",
+            REPLY_TABLE,
+        ])?;
+        ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            &via.to_string(),
+            "dev",
+            &ifname,
+            "table",
+            REPLY_TABLE,
+        ])?;
+        ip(&[
+            "rule",
+            "add",
+            "from",
+            &from,
+            "table",
+            REPLY_TABLE,
+            "priority",
+            "100",
+        ])
+    })
+    .await?
+}

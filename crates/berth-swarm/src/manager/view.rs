@@ -24,4 +24,19 @@ impl Swarm {
             .unwrap_or_default();
         Some((w.identity.node_id.clone(), view))
     }
+
+    /// On a worker: what is notified when its managers send a new view (see
+    /// [`crate::worker::SessionInfo::view_changed`]). `None` on a manager (its store's watch
+    /// tells) and outside a swarm.
+    pub async fn worker_view_changed(&self) -> Option<Arc<tokio::sync::Notify>> {
+        let guard = self.worker.lock().await;
+        let w = &guard.as_ref()?.worker;
+        Some(
+            w.info
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .view_changed
+                .clone(),
+        )
+    }
 }

@@ -42,6 +42,10 @@ struct Applied {
     lb: BTreeMap<String, String>,
     /// Containers whose overlays are all internal, their default routes taken out.
     isolated: BTreeSet<String>,
+    /// Task containers on the ingress network whose replies from their ingress address go
+    /// back through this node's ingress netns ([`kernel::reply_route`]), with that address:
+    /// the routing mesh brings them connections without SNAT.
+    reply_routes: BTreeMap<String, Ipv4Addr>,
 }
 
 /// Names per container, read by the embedded DNS servers.
@@ -74,13 +78,17 @@ pub fn spawn(state: &AppState) {
         let mut applied = Applied::default();
         let mut mesh = mesh::Mesh::default();
         loop {
-            // Managers wake on every store change; workers see their managers' state once
-            // a session round (every pass of their agent), so a second's poll suffices.
+            // Managers wake on every store change, workers on every new view their managers
+            // send (a task leaving the rotation must reach every node's rules at once); the
+            // second's poll catches the rest (containers gone meanwhile).
             let mut watch = state.swarm.handle().await.map(|h| h.store().watch());
+            let view_changed = state.swarm.worker_view_changed().await;
             match state.swarm.node_view().await {
                 Some((node, snapshot)) => {
                     pass(&state, &snapshot, &node, &mut applied, &names).await;
-                    mesh.pass(&state, &snapshot, &node, &applied.networks).await;
+                    let direct = applied.reply_routes.values().copied().collect();
+                    mesh.pass(&state, &snapshot, &node, &applied.networks, &direct)
+                        .await;
                 }
                 None => {
                     clear(&state, &mut applied, &names);
@@ -92,6 +100,12 @@ pub fn spawn(state: &AppState) {
                 _ = async {
                     match watch.as_mut() {
                         Some(w) => { let _ = w.changed().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+                _ = async {
+                    match &view_changed {
+                        Some(n) => n.notified().await,
                         None => std::future::pending::<()>().await,
                     }
                 } => {}
@@ -236,6 +250,7 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
         }
         applied.attached.remove(&key);
     }
+    reply_routes(state, s, node, &endpoints, applied).await;
     // Peers on other nodes.
     for net in &needed {
         let Some(cfg) = applied.networks.get(net) else {
@@ -364,6 +379,49 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
             }
         }
     }
+}
+
+/// Gives the local tasks on the ingress network their way back through this node's ingress
+/// netns (see [`Applied::reply_routes`]).
+async fn reply_routes(
+    state: &AppState,
+    s: &State,
+    node: &str,
+    endpoints: &[rules::LocalEndpoint],
+    applied: &mut Applied,
+) {
+    let ingress = s.networks.values().find(|n| n.ingress());
+    let me = ingress.and_then(|n| match n.driver_state.node_addresses.get(node)?.parse() {
+        Ok(ipnet::IpNet::V4(a)) => Some(a.addr()),
+        _ => None,
+    });
+    let mut live = BTreeSet::new();
+    for ep in endpoints {
+        let (Some(net), Some(me), IpAddr::V4(addr)) = (ingress, me, ep.addr.addr()) else {
+            continue;
+        };
+        if ep.network != net.meta.id
+            || !applied
+                .attached
+                .contains(&(ep.container.clone(), ep.network.clone()))
+        {
+            continue;
+        }
+        live.insert(ep.container.clone());
+        if applied.reply_routes.get(&ep.container) == Some(&addr) {
+            continue;
+        }
+        let Some(netns) = state.networks.netns_of(&ep.container) else {
+            continue;
+        };
+        match kernel::reply_route(&netns, ep.ifname.clone(), ep.addr, me).await {
+            Ok(()) => drop(applied.reply_routes.insert(ep.container.clone(), addr)),
+            Err(e) => {
+                tracing::warn!(container = %ep.container, error = %e, "cannot route a task's mesh replies back through the ingress netns; its mesh connections keep the SNAT")
+            }
+        }
+    }
+    applied.reply_routes.retain(|c, _| live.contains(c));
 }
 
 fn hex_of(key: &(String, String)) -> String {
