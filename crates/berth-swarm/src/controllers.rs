@@ -14,6 +14,7 @@ use crate::types::{Meta, Mode, Node, Object, Service, Task, TaskState, TaskStatu
 use crate::{ProposeError, Proposer};
 
 pub mod jobs;
+pub mod scheduler;
 pub mod update;
 
 /// How many finished tasks per slot stay visible (`service ps`), Docker's default.
@@ -29,7 +30,7 @@ pub fn reconcile(state: &State, now: chrono::DateTime<chrono::Utc>) -> Vec<Op> {
     if next.apply(u64::MAX, &Command { ops: ops.clone() }).is_err() {
         return ops;
     }
-    let scheduled = schedule(&next);
+    let scheduled = scheduler::schedule(&next);
     // Address the tasks just placed in the same command (see `crate::allocator`).
     if next
         .apply(
@@ -402,23 +403,7 @@ impl Constraint {
     }
 
     pub fn matches(&self, node: &Node) -> bool {
-        let d = &node.description;
-        let actual: Option<String> = match self.key.to_lowercase().as_str() {
-            "node.id" => Some(node.meta.id.clone()),
-            "node.hostname" => Some(node.hostname().to_string()),
-            "node.role" => Some(node.spec.role.clone()),
-            "node.platform.os" => d["Platform"]["OS"].as_str().map(str::to_string),
-            "node.platform.arch" => d["Platform"]["Architecture"].as_str().map(str::to_string),
-            _ => {
-                if let Some(label) = self.key.strip_prefix("node.labels.") {
-                    node.spec.labels.get(label).cloned()
-                } else if let Some(label) = self.key.strip_prefix("engine.labels.") {
-                    d["Engine"]["Labels"][label].as_str().map(str::to_string)
-                } else {
-                    None
-                }
-            }
-        };
+        let actual = node_attribute(node, &self.key);
         // Docker compares case-insensitively for everything but labels' values.
         let same = actual.is_some_and(|a| {
             if self.key.contains(".labels.") {
@@ -428,6 +413,28 @@ impl Constraint {
             }
         });
         same == self.equal
+    }
+}
+
+/// A node's value for a constraint's or a spread preference's key (`node.id`,
+/// `node.hostname`, `node.role`, `node.platform.*`, `node.labels.*`, `engine.labels.*`).
+pub fn node_attribute(node: &Node, key: &str) -> Option<String> {
+    let d = &node.description;
+    match key.to_lowercase().as_str() {
+        "node.id" => Some(node.meta.id.clone()),
+        "node.hostname" => Some(node.hostname().to_string()),
+        "node.role" => Some(node.spec.role.clone()),
+        "node.platform.os" => d["Platform"]["OS"].as_str().map(str::to_string),
+        "node.platform.arch" => d["Platform"]["Architecture"].as_str().map(str::to_string),
+        _ => {
+            if let Some(label) = key.strip_prefix("node.labels.") {
+                node.spec.labels.get(label).cloned()
+            } else if let Some(label) = key.strip_prefix("engine.labels.") {
+                d["Engine"]["Labels"][label].as_str().map(str::to_string)
+            } else {
+                None
+            }
+        }
     }
 }
 
@@ -441,92 +448,6 @@ pub fn constraints_of(service: &Service) -> Vec<Constraint> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The scheduler: puts new tasks on ready, active nodes that satisfy their service's
-/// constraints, spreading them (fewest tasks of the service, then fewest tasks overall).
-pub fn schedule(state: &State) -> Vec<Op> {
-    let mut ops = Vec::new();
-    let mut load: BTreeMap<&str, (BTreeMap<&str, usize>, usize)> = BTreeMap::new();
-    for t in state
-        .tasks
-        .values()
-        .filter(|t| is_live(t) && !t.node_id.is_empty())
-    {
-        let entry = load.entry(t.node_id.as_str()).or_default();
-        *entry.0.entry(t.service_id.as_str()).or_default() += 1;
-        entry.1 += 1;
-    }
-    for task in state.tasks.values() {
-        if !is_live(task) || task.status.state > TaskState::Pending {
-            continue;
-        }
-        let Some(service) = state.services.get(&task.service_id) else {
-            continue;
-        };
-        let mut t = task.clone();
-        if !t.node_id.is_empty() {
-            // Global tasks come with their node.
-            t.status = TaskStatus::new(TaskState::Assigned, "scheduler assigned task to node");
-            ops.push(update(&t));
-            continue;
-        }
-        let constraints = constraints_of(service);
-        let best = state
-            .nodes
-            .values()
-            .filter(|n| n.schedulable() && constraints.iter().all(|c| c.matches(n)))
-            .min_by_key(|n| {
-                let l = load.get(n.meta.id.as_str());
-                let same = l
-                    .and_then(|l| l.0.get(service.meta.id.as_str()))
-                    .copied()
-                    .unwrap_or(0);
-                (same, l.map(|l| l.1).unwrap_or(0), n.meta.id.clone())
-            });
-        match best {
-            Some(node) => {
-                let id = node.meta.id.as_str();
-                let entry = load.entry(id).or_default();
-                *entry.0.entry(service.meta.id.as_str()).or_default() += 1;
-                entry.1 += 1;
-                t.node_id = node.meta.id.clone();
-                t.status = TaskStatus::new(TaskState::Assigned, "scheduler assigned task to node");
-            }
-            None => {
-                let total = state.nodes.len();
-                let msg = format!(
-                    "no suitable node ({})",
-                    unsuitable_reason(state, &constraints, total)
-                );
-                if t.status.state == TaskState::Pending && t.status.err == msg {
-                    continue;
-                }
-                t.status = TaskStatus::new(TaskState::Pending, "pending task scheduling");
-                t.status.err = msg;
-            }
-        }
-        ops.push(update(&t));
-    }
-    ops
-}
-
-/// swarmkit's explanation, e.g. "scheduling constraints not satisfied on 1 node".
-fn unsuitable_reason(state: &State, constraints: &[Constraint], total: usize) -> String {
-    let unmatched = state
-        .nodes
-        .values()
-        .filter(|n| !constraints.iter().all(|c| c.matches(n)))
-        .count();
-    let plural = |n: usize| if n == 1 { "node" } else { "nodes" };
-    if unmatched > 0 {
-        format!(
-            "scheduling constraints not satisfied on {unmatched} {}",
-            plural(unmatched)
-        )
-    } else {
-        format!("{total} {} not available for new tasks", plural(total))
-    }
 }
 
 /// Runs passes until `stop`: after every change of the store, and every second (restart

@@ -543,3 +543,128 @@ fn global_services_update_node_by_node() {
     nodes.sort();
     assert_eq!(nodes, vec!["n1", "n2"]);
 }
+
+fn sized_node(id: &str, labels: &[(&str, &str)], cpus: i64, memory: i64) -> Object {
+    let mut n = node(id, id, labels);
+    if let Object::Node(n) = &mut n {
+        n.description["Resources"] =
+            json!({"NanoCPUs": cpus * 1_000_000_000, "MemoryBytes": memory});
+    }
+    n
+}
+
+fn pending_errors(w: &World, service: &str) -> Vec<String> {
+    w.p.store.view(|s| {
+        s.tasks
+            .values()
+            .filter(|t| t.service_id == service && t.status.state == TaskState::Pending)
+            .map(|t| t.status.err.clone())
+            .collect()
+    })
+}
+
+fn per_node(w: &World, service: &str) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for t in w.running(service) {
+        *m.entry(t.node_id.clone()).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn max_replicas_per_node_leaves_the_rest_pending() {
+    let w = World::new(vec![node("n1", "a", &[]), node("n2", "b", &[])]);
+    let mut spec = replicated(5, "A=1");
+    spec["TaskTemplate"]["Placement"] = json!({"MaxReplicas": 2});
+    w.put(vec![Op::Create(service("m", spec))]);
+    w.settle();
+    assert_eq!(
+        per_node(&w, "m"),
+        BTreeMap::from([("n1".to_string(), 2), ("n2".to_string(), 2)])
+    );
+    assert_eq!(
+        pending_errors(&w, "m"),
+        ["no suitable node (max replicas per node limit exceed)"]
+    );
+}
+
+#[test]
+fn reservations_must_fit_what_the_nodes_tasks_left() {
+    const MIB: i64 = 1 << 20;
+    let w = World::new(vec![
+        sized_node("n1", &[], 2, 1024 * MIB),
+        sized_node("n2", &[], 2, 1024 * MIB),
+    ]);
+    let mut spec = replicated(5, "A=1");
+    spec["TaskTemplate"]["Resources"] = json!({"Reservations": {"MemoryBytes": 400 * MIB}});
+    w.put(vec![Op::Create(service("mem", spec))]);
+    // CPUs are counted too: 3 CPUs fit on no node of 2.
+    let mut spec = replicated(1, "A=1");
+    spec["TaskTemplate"]["Resources"] = json!({"Reservations": {"NanoCPUs": 3_000_000_000i64}});
+    w.put(vec![Op::Create(service("cpu", spec))]);
+    w.settle();
+    assert_eq!(
+        per_node(&w, "mem"),
+        BTreeMap::from([("n1".to_string(), 2), ("n2".to_string(), 2)])
+    );
+    assert_eq!(
+        pending_errors(&w, "mem"),
+        ["no suitable node (insufficient resources on 2 nodes)"]
+    );
+    assert_eq!(
+        pending_errors(&w, "cpu"),
+        ["no suitable node (insufficient resources on 2 nodes)"]
+    );
+}
+
+#[test]
+fn spread_preferences_balance_the_groups_not_the_nodes() {
+    let w = World::new(vec![
+        node("n1", "a", &[("zone", "eu")]),
+        node("n2", "b", &[("zone", "eu")]),
+        node("n3", "c", &[("zone", "us")]),
+        // No zone label: a group of its own.
+        node("n4", "d", &[]),
+    ]);
+    let mut spec = replicated(6, "A=1");
+    spec["TaskTemplate"]["Placement"] =
+        json!({"Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}]});
+    w.put(vec![Op::Create(service("s", spec))]);
+    w.settle();
+    let placed = per_node(&w, "s");
+    assert_eq!(
+        placed.get("n1").copied().unwrap_or(0) + placed.get("n2").copied().unwrap_or(0),
+        2,
+        "{placed:?}"
+    );
+    assert_eq!(placed.get("n3"), Some(&2), "{placed:?}");
+    assert_eq!(placed.get("n4"), Some(&2), "{placed:?}");
+    // Within the eu group, its two nodes share.
+    assert_eq!(placed.get("n1"), Some(&1), "{placed:?}");
+}
+
+#[test]
+fn no_suitable_node_names_each_filter_most_failures_first() {
+    let w = World::new(vec![
+        node("n1", "a", &[]),
+        node("n2", "b", &[]),
+        node("n3", "c", &[("zone", "eu")]),
+    ]);
+    // Drain the eu node: it fails the first filter (ready), the others the constraint.
+    let mut drained = w.p.store.view(|s| s.nodes["n3"].clone());
+    drained.spec.availability = "drain".into();
+    w.put(vec![Op::Update {
+        object: Object::Node(drained),
+        expect: None,
+    }]);
+    let mut spec = replicated(1, "A=1");
+    spec["TaskTemplate"]["Placement"] = json!({"Constraints": ["node.labels.zone==eu"]});
+    w.put(vec![Op::Create(service("z", spec))]);
+    w.settle();
+    assert_eq!(
+        pending_errors(&w, "z"),
+        [
+            "no suitable node (scheduling constraints not satisfied on 2 nodes; 1 node not available for new tasks)"
+        ]
+    );
+}
