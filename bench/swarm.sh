@@ -46,7 +46,9 @@ cgroot=/sys/fs/cgroup/pids
 cleanup() {
   set +e
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
   # Containers outlive their daemon (stopping them one by one through a 3-manager swarm
   # would take minutes): berthd records their pids in the exec root; dockerd's containers,
   # containerd and shims are in the cgroups made for them.
