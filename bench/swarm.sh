@@ -13,7 +13,7 @@
 # Prints figures; asserts nothing. Traffic stays in the namespaces the script makes.
 # Run as root from the repository: bash bench/swarm.sh  (BERTH_BIN=target/debug skips the
 # release build; REPLICAS=12 TASKS=30 for a quick check; DOCKERD_TASKS sets dockerd's scale
-# separately, 0 skips that step).
+# separately, 0 skips that step; BERTH=0 runs dockerd alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -263,11 +263,11 @@ made+=("$sw")
 ip -n "$sw" link add br0 type bridge
 ip -n "$sw" link set br0 up
 prefix="10.232.$((id % 200))"
-phase berth
+[ "${BERTH:-1}" = 1 ] && phase berth
 if [ "$DOCKERD" = 1 ]; then
   # Same addresses on fresh namespaces: the berth nodes go first (their veths on br0 too).
   # Its containers go too, so that dockerd's figures are taken on an idle machine.
-  for i in 0 1 2; do kill -9 "${pids[$i]}" 2>/dev/null || true; done
+  for i in 0 1 2; do kill -9 "${pids[$i]:-}" 2>/dev/null || true; done
   for f in "$work"/b*/run/containers/*/init.pid "$work"/b*/run/containers/*/shim.pid; do
     [ -f "$f" ] && kill -9 "$(cat "$f" 2>/dev/null)" 2>/dev/null || true
   done
