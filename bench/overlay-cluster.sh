@@ -106,19 +106,20 @@ token=$(d 0 swarm join-token -q worker)
 for i in 1 2; do d "$i" swarm join --token "$token" "$prefix.1:2377" >/dev/null; done
 d 0 network create -d overlay bench-ov >/dev/null
 
-# A running task of service $1: "CONTAINER OVERLAY-ADDRESS NODE-INDEX".
+# A running task of service $1: "CONTAINER NODE-INDEX OVERLAY-ADDRESS".
 task() {
   local t cid addr node i
   t=$(d 0 service ps -q --filter desired-state=running "$1" 2>/dev/null | head -1)
   [ -n "$t" ] || return 1
-  read -r cid addr node < <(d 0 inspect --type task -f \
-    '{{.Status.ContainerStatus.ContainerID}} {{range .NetworksAttachments}}{{if eq .Network.Spec.Name "bench-ov"}}{{index .Addresses 0}}{{end}}{{end}} {{.NodeID}}' \
+  # (The address last: empty for a task not on bench-ov.)
+  read -r cid node addr < <(d 0 inspect --type task -f \
+    '{{.Status.ContainerStatus.ContainerID}} {{.NodeID}} {{range .NetworksAttachments}}{{if eq .Network.Spec.Name "bench-ov"}}{{index .Addresses 0}}{{end}}{{end}}' \
     "$t" 2>/dev/null) || return 1
   [ "$(d 0 inspect --type task -f '{{.Status.State}}' "$t")" = running ] || return 1
   for i in 0 1 2; do
     [ "$(d "$i" info -f '{{.Swarm.NodeID}}')" = "$node" ] && break
   done
-  echo "$cid ${addr%/*} $i"
+  echo "$cid $i ${addr%/*}"
 }
 pid_of() { d "$1" inspect -f '{{.State.Pid}}' "$2"; }
 in_ns() {
@@ -134,8 +135,8 @@ d 0 service create --detach --name sink --network bench-ov --constraint "node.ho
 d 0 service create --detach --name src --network bench-ov --constraint "node.hostname==ovc0-$id" \
   busybox:latest sleep 100000 >/dev/null
 until task sink >/dev/null && task src >/dev/null; do sleep 0.3; done
-read -r sink_c sink_ip sink_n < <(task sink)
-read -r src_c _ src_n < <(task src)
+read -r sink_c sink_n sink_ip < <(task sink)
+read -r src_c src_n _ < <(task src)
 sink_pid=$(pid_of "$sink_n" "$sink_c")
 src_pid=$(pid_of "$src_n" "$src_c")
 nsenter --net="/proc/$sink_pid/ns/net" "$py" "$tool" recv 5001 &
@@ -183,7 +184,7 @@ until [ "$(d 0 service ps -q --filter desired-state=running web2 | wc -l)" = 2 ]
   sleep 0.3
 done
 sleep 2
-read -r victim_c _ victim_n < <(task web2)
+read -r victim_c victim_n _ < <(task web2)
 victim_pid=$(pid_of "$victim_n" "$victim_c")
 nsenter --net="/run/netns/$sw" "$py" "$tool" watch "$prefix.1" "$port2" 17 >"$work/watch" &
 watcher=$!
