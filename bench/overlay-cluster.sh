@@ -177,7 +177,9 @@ done
 
 # Out of rotation: 2 tasks on the workers behind a published port; one is killed.
 port2=$((port + 1))
+# (A replacement only after 30 s: what is measured is the removal, not the newcomer joining.)
 d 0 service create --detach --name web2 --replicas 2 -p "$port2:80" --constraint node.role==worker \
+  --restart-delay 30s \
   busybox:latest sh -c "$web" >/dev/null
 until [ "$(d 0 service ps -q --filter desired-state=running web2 | wc -l)" = 2 ] &&
   nsenter --net="/run/netns/$sw" "$py" "$tool" rate "$prefix.1" "$port2" 1 >/dev/null 2>&1; do
