@@ -350,7 +350,7 @@ impl StateMachine {
                 let key = object_key(*kind, id);
                 match object {
                     Some(o) => {
-                        let bytes = self.db.seal(serde_json::to_vec(&o).map_err(write_err)?)?;
+                        let bytes = self.db.seal(serde_json::to_vec(o).map_err(write_err)?)?;
                         table
                             .insert(key.as_str(), bytes.as_slice())
                             .map_err(write_err)?;
