@@ -4,7 +4,8 @@
 #    network (busybox nc, MB megabytes, best of RUNS);
 #  - time from `docker service create -p` to the published port answering (routing mesh);
 #  - connection rate through the routing mesh to 2 tasks (sequential connections for 5 s).
-# Across nodes, see tests/tests/overlay_cluster.rs (the harness makes the namespaces).
+# Then bench/overlay-cluster.sh (CLUSTER=0 skips it): the same across 3 nodes in network
+# namespaces, with a faster sender than busybox nc, and a task going out of rotation.
 # Not a test: it asserts nothing. Run as root from the repository: bash bench/overlay.sh
 # (BERTH_BIN=target/debug skips the release build).
 set -euo pipefail
@@ -121,3 +122,8 @@ print(n // 5)
 PY
 )
 echo "routing mesh: $rate connections/s (sequential requests, one client)"
+
+# Across nodes (3 berthd in network namespaces): bench/overlay-cluster.sh.
+trap - EXIT
+cleanup
+[ "${CLUSTER:-1}" = 1 ] && BERTH_BIN="$bin" bash bench/overlay-cluster.sh

@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
-# Benchmark: swarm mode on 3 managers, each berthd in its own network namespace (as the e2e
-# cluster harness does), on a bridge in a switch namespace this script makes.
+# Benchmark: swarm mode on 3 managers, each daemon in its own network namespace (as the e2e
+# cluster harness does), on a bridge in a switch namespace this script makes. For berthd, then
+# (when /usr/sbin/dockerd exists, or DOCKERD=1; DOCKERD=0 skips it) for dockerd 20.10 on the
+# same kind of namespaces:
+#  - swarm init, manager join;
 #  - time for a REPLICAS-replica service (default 100) to have all its tasks running;
-#  - time from SIGKILL of the leader to the first write the survivors accept;
-#  - the managers' RSS with those tasks;
-#  - Raft commit latency: median of `secret create` on the leader (includes the CLI's start).
+#  - each manager's RSS with those tasks; then the service scaled to TASKS (default 1,000):
+#    time until all run, and each manager's RSS (VmRSS of the daemon; dockerd's containerd
+#    apart) once converged;
+#  - Raft commit latency: median of `secret create` on the leader (includes the CLI's start);
+#  - time from SIGKILL of the leader to the first write the survivors accept.
 # Prints figures; asserts nothing. Traffic stays in the namespaces the script makes.
 # Run as root from the repository: bash bench/swarm.sh  (BERTH_BIN=target/debug skips the
-# release build; REPLICAS=12 for a quick check).
+# release build; REPLICAS=12 TASKS=30 for a quick check; DOCKERD_TASKS sets dockerd's scale
+# separately, 0 skips that step; BERTH=0 runs dockerd alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REPLICAS=${REPLICAS:-100}
+TASKS=${TASKS:-1000}
+DOCKERD_TASKS=${DOCKERD_TASKS:-$TASKS}
 RUNS=${RUNS:-20}
+DOCKERD_BIN=${DOCKERD_BIN:-/usr/sbin/dockerd}
+DOCKER20=${DOCKER20:-/usr/bin/docker}
+if [ -z "${DOCKERD:-}" ]; then
+  if [ -x "$DOCKERD_BIN" ] && [ -x "$DOCKER20" ]; then DOCKERD=1; else DOCKERD=0; fi
+fi
 if [ -n "${BERTH_BIN:-}" ]; then
   bin=$(realpath "$BERTH_BIN")
 else
@@ -23,38 +36,51 @@ fi
 work=$(mktemp -d /tmp/berth-swarmbench-XXXXXX)
 id=$$
 sw="bsb-sw-$id"
-prefix="10.232.$((id % 200))"
 pids=()
 made=()
+# Each dockerd (and so its containerd and shims) runs in a pids cgroup of its own: cleanup
+# ends exactly those processes.
+cgroot=/sys/fs/cgroup/pids
+[ -d "$cgroot" ] || cgroot=/sys/fs/cgroup
 
 cleanup() {
+  set +e
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do
-    kill "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
   done
-  for i in 0 1 2; do
-    # Containers outlive their daemon (stopping them one by one through a 3-manager swarm
-    # would take minutes): their pids are recorded in the exec root.
-    for f in "$work"/n$i/run/containers/*/init.pid "$work"/n$i/run/containers/*/shim.pid; do
-      [ -f "$f" ] && kill -9 "$(cat "$f" 2>/dev/null)" 2>/dev/null || true
+  # Containers outlive their daemon (stopping them one by one through a 3-manager swarm
+  # would take minutes): berthd records their pids in the exec root; dockerd's containers,
+  # containerd and shims are in the cgroups made for them.
+  for f in "$work"/b*/run/containers/*/init.pid "$work"/b*/run/containers/*/shim.pid; do
+    [ -f "$f" ] && kill -9 "$(cat "$f" 2>/dev/null)" 2>/dev/null
+  done
+  for _ in 1 2 3; do
+    find "$cgroot"/berth-swarmbench-"$id"-* -name cgroup.procs 2>/dev/null |
+      xargs -r cat 2>/dev/null | xargs -r kill -9 2>/dev/null
+    sleep 0.3
+  done
+  # containerd's v2 shims listen on /run/containerd/s/<sha256(containerd address/ns/id)>;
+  # a killed shim leaves its socket.
+  for d in "$work"/d*; do
+    [ -d "$d/data/containers" ] || continue
+    for c in "$d"/data/containers/*/; do
+      c=$(basename "$c")
+      h=$(printf '%s' "$d/exec/containerd/containerd.sock/moby/$c" | sha256sum | cut -c1-64)
+      rm -f "/run/containerd/s/$h"
     done
   done
-  sleep 0.2
-  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-  for ns in "${made[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  for ns in "${made[@]}"; do ip netns del "$ns" 2>/dev/null; done
   for ctl in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-    for i in 0 1 2; do
-      d="$ctl/berth-swarmbench-$id-$i"
-      [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    for d in "$ctl"berth-swarmbench-"$id"-*; do
+      [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
     done
   done
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-ip netns add "$sw"; made+=("$sw")
-ip -n "$sw" link add br0 type bridge
-ip -n "$sw" link set br0 up
+trap 'exit 130' INT TERM
 
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
 cp /bin/busybox "$work/rootfs/bin/busybox"
@@ -62,72 +88,202 @@ for applet in sh sleep; do ln -s busybox "$work/rootfs/bin/$applet"; done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$work/rootfs/etc/passwd"
 tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
 
-start_node() {
-  local i=$1 ns="bsb-n$i-$id"
-  nsenter --net="/run/netns/$ns" unshare --uts sh -c "hostname bench$i-$id && exec \"\$@\"" sh \
-    "$bin/berthd" --data-root "$work/n$i/root" --exec-root "$work/n$i/run" \
-    --config-file "$work/n$i/daemon.json" --cgroup-parent "/berth-swarmbench-$id-$i" \
-    -H "unix://$work/n$i/berth.sock" --log-level warn 2>>"$work/n$i/berthd.log" &
-  pids[$i]=$!
-  for _ in $(seq 1 200); do [ -S "$work/n$i/berth.sock" ] && break; sleep 0.05; done
-}
-for i in 0 1 2; do
-  ns="bsb-n$i-$id"
-  ip netns add "$ns"; made+=("$ns")
-  ip -n "$sw" link add "v$i" type veth peer name eth0 netns "$ns"
-  ip -n "$sw" link set "v$i" master br0 up
-  ip -n "$ns" link set lo up
-  ip -n "$ns" addr add "$prefix.$((i + 1))/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  mkdir -p "$work/n$i"
-  echo '{}' >"$work/n$i/daemon.json"
-  start_node "$i"
-done
-b() { local i=$1; shift; "$bin/berth" -H "unix://$work/n$i/berth.sock" "$@"; }
-for i in 0 1 2; do b "$i" import -c 'CMD ["sh"]' "$work/rootfs.tar" busybox:latest >/dev/null; done
-
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-t0=$(now_ms)
-b 0 swarm init --advertise-addr "$prefix.1" --dispatcher-heartbeat 2s >/dev/null
-t1=$(now_ms)
-token=$(b 0 swarm join-token -q manager)
-b 1 swarm join --token "$token" "$prefix.1:2377" >/dev/null
-t2=$(now_ms)
-b 2 swarm join --token "$token" "$prefix.1:2377" >/dev/null
-echo "swarm init: $((t1 - t0)) ms; manager join: $((t2 - t1)) ms"
+rss_mib() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
+
+# Three node namespaces on the switch bridge, addresses $prefix.1-3, for engine tag $1.
+make_nodes() {
+  local tag=$1 i ns
+  for i in 0 1 2; do
+    ns="bsb-$tag$i-$id"
+    ip netns add "$ns"
+    made+=("$ns")
+    ip -n "$sw" link add "v$tag$i" type veth peer name eth0 netns "$ns"
+    ip -n "$sw" link set "v$tag$i" master br0 up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$prefix.$((i + 1))/24" dev eth0
+    ip -n "$ns" link set eth0 up
+  done
+}
+
+start_berth() {
+  local i=$1 dir="$work/b$1"
+  mkdir -p "$dir"
+  echo '{}' >"$dir/daemon.json"
+  nsenter --net="/run/netns/bsb-b$i-$id" unshare --uts sh -c "hostname bench$i-$id && exec \"\$@\"" sh \
+    "$bin/berthd" --data-root "$dir/root" --exec-root "$dir/run" \
+    --config-file "$dir/daemon.json" --cgroup-parent "/berth-swarmbench-$id-b$i" \
+    -H "unix://$dir/berth.sock" --log-level warn 2>>"$dir/berthd.log" &
+  pids[$i]=$!
+  disown "$!" # no "Killed" notice when the failover kills it
+  for _ in $(seq 1 200); do [ -S "$dir/berth.sock" ] && break; sleep 0.05; done
+}
+
+start_dockerd() {
+  local i=$1 dir="$work/d$1" cg="$cgroot/berth-swarmbench-$id-dd$1"
+  mkdir -p "$dir/config" "$cg"
+  # No iptables rules (the namespace goes with its rules anyway, and berthd's run sets none
+  # for tasks without published ports); the default bridge and overlay2 as usual.
+  nsenter --net="/run/netns/bsb-d$i-$id" unshare --uts sh -c \
+    "echo \$\$ >$cg/cgroup.procs && hostname dbench$i-$id && exec \"\$@\"" sh \
+    "$DOCKERD_BIN" --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
+    --cgroup-parent "/berth-swarmbench-$id-d$i" -H "unix://$dir/docker.sock" \
+    --iptables=false --ip6tables=false --log-level warn >>"$dir/dockerd.log" 2>&1 &
+  pids[$((i + 3))]=$!
+  disown "$!"
+}
+
+# The CLI against node $1 of the engine in $engine.
+c() {
+  local i=$1
+  shift
+  if [ "$engine" = berth ]; then
+    "$bin/berth" -H "unix://$work/b$i/berth.sock" "$@"
+  else
+    DOCKER_CONFIG="$work/d$i/config" "$DOCKER20" -H "unix://$work/d$i/docker.sock" "$@"
+  fi
+}
+daemon_pid() { if [ "$engine" = berth ]; then echo "${pids[$1]}"; else echo "${pids[$(($1 + 3))]}"; fi; }
 
 running() {
-  local n=0 c
-  for i in "$@"; do
-    c=$(b "$i" ps -q --filter "label=com.docker.swarm.service.name=bench" 2>/dev/null | wc -l)
-    n=$((n + c))
+  local n=0 k i
+  for i in 0 1 2; do
+    k=$(c "$i" ps -q --filter "label=com.docker.swarm.service.name=bench" 2>/dev/null | wc -l)
+    n=$((n + k))
   done
   echo "$n"
 }
-t0=$(now_ms)
-b 1 service create --name bench --replicas "$REPLICAS" busybox:latest sleep 100000 >/dev/null
-while [ "$(running 0 1 2)" -lt "$REPLICAS" ]; do sleep 0.2; done
-t1=$(now_ms)
-echo "service of $REPLICAS replicas: all running after $((t1 - t0)) ms (3 nodes)"
+wait_running() {
+  local want=$1 limit=$2 t0
+  t0=$(now_ms)
+  while [ "$(running)" -lt "$want" ]; do
+    if [ $(($(now_ms) - t0)) -gt "$limit" ]; then
+      echo "(gave up after $((limit / 1000)) s with $(running) of $want running)" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
 
-for i in 0 1 2; do
-  rss=$(awk '/VmRSS/ {print $2}' "/proc/${pids[$i]}/status")
-  echo "manager $i RSS with $REPLICAS tasks in the swarm: $((rss / 1024)) MiB"
-done
+declare -A fig
+phase() {
+  engine=$1
+  local tag=${engine:0:1} i t0 t1 t2 token n times rss total
+  make_nodes "$tag"
+  if [ "$engine" = berth ]; then
+    for i in 0 1 2; do start_berth "$i"; done
+  else
+    for i in 0 1 2; do start_dockerd "$i"; done
+    for i in 0 1 2; do
+      for _ in $(seq 1 600); do c "$i" version >/dev/null 2>&1 && break; sleep 0.1; done
+    done
+  fi
+  for i in 0 1 2; do c "$i" import -c 'CMD ["sh"]' "$work/rootfs.tar" busybox:latest >/dev/null; done
 
-times=()
-for n in $(seq 1 "$RUNS"); do
-  s=$(date +%s%N)
-  echo x | b 0 secret create "bench$n" - >/dev/null
-  e=$(date +%s%N)
-  times+=($(((e - s) / 1000000)))
-done
-echo "secret create on the leader (one Raft commit + CLI start), median: $(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') ms"
+  t0=$(now_ms)
+  c 0 swarm init --advertise-addr "$prefix.1" --dispatcher-heartbeat 2s >/dev/null
+  t1=$(now_ms)
+  token=$(c 0 swarm join-token -q manager)
+  c 1 swarm join --token "$token" "$prefix.1:2377" >/dev/null
+  t2=$(now_ms)
+  c 2 swarm join --token "$token" "$prefix.1:2377" >/dev/null
+  fig[$engine.init]=$((t1 - t0))
+  fig[$engine.join]=$((t2 - t1))
+  echo "$engine: swarm init: ${fig[$engine.init]} ms; manager join: ${fig[$engine.join]} ms"
 
-# The leader (node 0, which made the swarm) dies.
-t0=$(now_ms)
-kill -9 "${pids[0]}"
-wait "${pids[0]}" 2>/dev/null || true
-until echo x | b 1 secret create failover - >/dev/null 2>&1; do sleep 0.05; done
-t1=$(now_ms)
-echo "leader SIGKILL to the first accepted write: $((t1 - t0)) ms"
+  t0=$(now_ms)
+  # (dockerd's warning that the image has no registry digest goes to the log.)
+  c 1 service create --detach --name bench --replicas "$REPLICAS" busybox:latest sleep 100000 \
+    >/dev/null 2>>"$work/cli.log" || { cat "$work/cli.log"; return 1; }
+  if wait_running "$REPLICAS" 300000; then
+    t1=$(now_ms)
+    fig[$engine.replicas]=$((t1 - t0))
+  else
+    fig[$engine.replicas]="> 300000"
+  fi
+  rss=""
+  for i in 0 1 2; do rss="$rss $(rss_mib "$(daemon_pid "$i")")"; done
+  fig[$engine.rss]=$rss
+  echo "$engine: service of $REPLICAS replicas: all running after ${fig[$engine.replicas]} ms (3 nodes); manager RSS (MiB):$rss"
+
+  n=$TASKS
+  [ "$engine" = dockerd ] && n=$DOCKERD_TASKS
+  if [ "$n" -gt 0 ]; then
+    t0=$(now_ms)
+    c 1 service scale --detach "bench=$n" >/dev/null
+    if wait_running "$n" 900000; then
+      t1=$(now_ms)
+      fig[$engine.scale]=$((t1 - t0))
+    else
+      fig[$engine.scale]="> 900000"
+    fi
+    # Converged: the agents' reports are in; let the last writes settle.
+    sleep 5
+    rss=""
+    for i in 0 1 2; do rss="$rss $(rss_mib "$(daemon_pid "$i")")"; done
+    fig[$engine.rssN]=$rss
+    fig[$engine.n]=$n
+    echo "$engine: scaled to $n: all running after ${fig[$engine.scale]} ms; manager RSS (MiB):$rss"
+    if [ "$engine" = dockerd ]; then
+      total=""
+      for i in 0 1 2; do
+        total="$total $(rss_mib "$(cat "$work/d$i/exec/containerd/containerd.pid" 2>/dev/null || echo 0)")"
+      done
+      echo "dockerd: (its containerd's RSS (MiB):$total)"
+    fi
+  fi
+
+  times=()
+  for n in $(seq 1 "$RUNS"); do
+    t0=$(date +%s%N)
+    echo x | c 0 secret create "bench$n" - >/dev/null
+    t1=$(date +%s%N)
+    times+=($(((t1 - t0) / 1000000)))
+  done
+  fig[$engine.commit]=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  echo "$engine: secret create on the leader (one Raft commit + CLI start), median: ${fig[$engine.commit]} ms"
+
+  # The leader (node 0, which made the swarm) dies.
+  t0=$(now_ms)
+  kill -9 "$(daemon_pid 0)"
+  fig[$engine.failover]="> 120000"
+  while [ $(($(now_ms) - t0)) -lt 120000 ]; do
+    if echo x | c 1 secret create failover - >/dev/null 2>&1; then
+      t1=$(now_ms)
+      fig[$engine.failover]=$((t1 - t0))
+      break
+    fi
+    sleep 0.05
+  done
+  echo "$engine: leader SIGKILL to the first accepted write: ${fig[$engine.failover]} ms"
+}
+
+ip netns add "$sw"
+made+=("$sw")
+ip -n "$sw" link add br0 type bridge
+ip -n "$sw" link set br0 up
+prefix="10.232.$((id % 200))"
+[ "${BERTH:-1}" = 1 ] && phase berth
+if [ "$DOCKERD" = 1 ]; then
+  # Same addresses on fresh namespaces: the berth nodes go first (their veths on br0 too).
+  # Its containers go too, so that dockerd's figures are taken on an idle machine.
+  for i in 0 1 2; do kill -9 "${pids[$i]:-}" 2>/dev/null || true; done
+  for f in "$work"/b*/run/containers/*/init.pid "$work"/b*/run/containers/*/shim.pid; do
+    [ -f "$f" ] && kill -9 "$(cat "$f" 2>/dev/null)" 2>/dev/null || true
+  done
+  sleep 1
+  for i in 0 1 2; do ip netns del "bsb-b$i-$id" 2>/dev/null || true; done
+  phase dockerd
+fi
+
+echo
+printf '%-40s %18s %18s\n' "" "berthd" "dockerd $("$DOCKERD_BIN" --version 2>/dev/null | awk '{print $3}' | tr -d ,)"
+row() { printf '%-40s %18s %18s\n' "$1" "${fig[berth.$2]:--}" "${fig[dockerd.$2]:--}"; }
+row "swarm init (ms)" init
+row "manager join (ms)" join
+row "$REPLICAS replicas running (ms)" replicas
+row "manager RSS, $REPLICAS tasks (MiB)" rss
+row "scale to ${fig[berth.n]:-$TASKS} / ${fig[dockerd.n]:--} running (ms)" scale
+row "manager RSS, then (MiB)" rssN
+row "secret create, median (ms)" commit
+row "leader SIGKILL -> write accepted (ms)" failover

@@ -499,9 +499,14 @@ pub async fn run(
     let mut changed = armed(executor.as_ref());
     loop {
         let state = proposer.store().snapshot();
-        for op in pass(&state, &node_id, executor.as_ref()).await {
-            // One report per command: a conflict on one task must not hold back the others.
-            match proposer.propose(Command::one(op)).await {
+        let ops = pass(&state, &node_id, executor.as_ref()).await;
+        drop(state);
+        // One report per command: a conflict on one task must not hold back the others. All
+        // at once: Raft batches them into a few entries (one after the other, 1,000 task
+        // starts were 1,000+ round trips to the leader).
+        let reports = ops.into_iter().map(|op| proposer.propose(Command::one(op)));
+        for result in futures_util::future::join_all(reports).await {
+            match result {
                 Ok(()) | Err(ProposeError::Conflict(_)) => {}
                 Err(e) => tracing::warn!(error = %e, "agent could not report a task's state"),
             }

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autolock::DataKey;
 use crate::store::{Command, Conflict, State, Store};
-use crate::types::Kind;
+use crate::types::{Kind, Object};
 
 pub type NodeId = u64;
 
@@ -105,6 +105,9 @@ impl Db {
     }
 }
 
+/// Bytes of pages redb keeps in memory for the Raft database.
+const RAFT_DB_CACHE: usize = 4 << 20;
+
 /// Opens (or creates) the Raft database with its tables, values in plain JSON.
 pub fn open_db(path: &Path) -> anyhow::Result<Arc<Db>> {
     open_db_with(path, None)
@@ -113,7 +116,13 @@ pub fn open_db(path: &Path) -> anyhow::Result<Arc<Db>> {
 /// Opens (or creates) the Raft database, encrypting what it writes with `key`.
 pub fn open_db_with(path: &Path, key: Option<DataKey>) -> anyhow::Result<Arc<Db>> {
     use anyhow::Context;
-    let db = Database::create(path).with_context(|| format!("opening {}", path.display()))?;
+    // redb caches up to 1 GiB of pages by default, and keeps what Raft wrote (log entries,
+    // snapshots) there: with 1,000 tasks that was tens of MiB of a manager's RSS. The log is
+    // read back rarely (followers catching up), so a small cache costs little.
+    let db = redb::Builder::new()
+        .set_cache_size(RAFT_DB_CACHE)
+        .create(path)
+        .with_context(|| format!("opening {}", path.display()))?;
     let txn = db.begin_write()?;
     txn.open_table(LOG)?;
     txn.open_table(META)?;
@@ -297,7 +306,7 @@ impl StateMachine {
             for row in table.iter()? {
                 let (_, v) = row?;
                 let plain = db.unseal(v.value()).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let object: crate::types::Object = serde_json::from_slice(&plain)?;
+                let object: Object = serde_json::from_slice(&plain)?;
                 state.put_object(object);
             }
         }
@@ -320,25 +329,28 @@ impl StateMachine {
     /// Writes the listed objects (or their absence), the applied id and the membership in one
     /// transaction.
     fn persist(&self, touched: &[(Kind, String)], full: bool) -> Result<(), SError> {
-        let state = self.store.snapshot();
+        // Only the objects written (a copy of the whole state per entry made each commit
+        // O(objects): with 1,000 tasks, reports of their states cost seconds of copying).
+        let objects: Vec<(Kind, String, Option<Object>)> = self.store.view(|s| {
+            let keys = if full { s.all_keys() } else { touched.to_vec() };
+            keys.into_iter()
+                .map(|(kind, id)| {
+                    let o = s.get(kind, &id);
+                    (kind, id, o)
+                })
+                .collect()
+        });
         let txn = self.db.begin_write().map_err(write_err)?;
         {
             let mut table = txn.open_table(OBJECTS).map_err(write_err)?;
             if full {
                 table.retain(|_, _| false).map_err(write_err)?;
             }
-            let all: Vec<(Kind, String)>;
-            let keys = if full {
-                all = state.all_keys();
-                &all[..]
-            } else {
-                touched
-            };
-            for (kind, id) in keys {
+            for (kind, id, object) in &objects {
                 let key = object_key(*kind, id);
-                match state.get(*kind, id) {
+                match object {
                     Some(o) => {
-                        let bytes = self.db.seal(serde_json::to_vec(&o).map_err(write_err)?)?;
+                        let bytes = self.db.seal(serde_json::to_vec(o).map_err(write_err)?)?;
                         table
                             .insert(key.as_str(), bytes.as_slice())
                             .map_err(write_err)?;
