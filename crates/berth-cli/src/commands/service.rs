@@ -607,7 +607,10 @@ async fn update(env: &Env, a: UpdateArgs) -> Result<()> {
                 .iter()
                 .any(|k| e.split('=').next() == Some(k.as_str()))
         });
-        cs["Env"] = json!(envs);
+        // Untouched unless asked, as docker leaves a spec without `Env` without one.
+        if !a.env_add.is_empty() || !a.env_rm.is_empty() {
+            cs["Env"] = json!(envs);
+        }
         let mut constraints: Vec<String> = spec["TaskTemplate"]["Placement"]["Constraints"]
             .as_array()
             .into_iter()
@@ -616,7 +619,9 @@ async fn update(env: &Env, a: UpdateArgs) -> Result<()> {
             .collect();
         constraints.extend(a.constraint_add.iter().cloned());
         constraints.retain(|c| !a.constraint_rm.contains(c));
-        spec["TaskTemplate"]["Placement"]["Constraints"] = json!(constraints);
+        if !a.constraint_add.is_empty() || !a.constraint_rm.is_empty() {
+            spec["TaskTemplate"]["Placement"]["Constraints"] = json!(constraints);
+        }
         if let Some(n) = a.replicas {
             if spec["Mode"].get("Replicated").is_none() {
                 bail!("replicas can only be used with replicated or replicated-job mode");

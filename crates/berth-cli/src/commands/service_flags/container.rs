@@ -47,7 +47,14 @@ pub struct ContainerFlags {
 
 pub fn mount(text: &str, flag: &str) -> Result<Value> {
     let m = crate::commands::run_opts::parse_mount(text).map_err(|e| flag_error(text, flag, e))?;
-    Ok(json!(m))
+    let mut m = json!(m);
+    // docker's `MountOpt` gives any volume options an (empty) driver config.
+    if let Some(v) = m.get_mut("VolumeOptions") {
+        if v.get("DriverConfig").is_none() {
+            v["DriverConfig"] = json!({});
+        }
+    }
+    Ok(m)
 }
 
 /// `--host name:ip` (or `name=ip`) as the `/etc/hosts` line swarm takes, `ip name`.
@@ -68,6 +75,17 @@ pub fn host_line(text: &str, flag: &str) -> Result<String> {
     Ok(format!("{bare} {name}"))
 }
 
+/// docker's create: a variable given again is removed from where it was and appended.
+fn dedup_env(items: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in items {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        out.retain(|c| c == &e || !c.starts_with(&format!("{key}=")));
+        out.push(e);
+    }
+    out
+}
+
 impl ContainerFlags {
     pub fn apply(&self, cs: &mut Value, task: &mut Value) -> Result<()> {
         if !self.mount.is_empty() {
@@ -86,6 +104,9 @@ impl ContainerFlags {
             }
             env.extend(strings(&cs["Env"]));
             cs["Env"] = json!(env);
+        }
+        if cs["Env"].is_array() {
+            cs["Env"] = json!(dedup_env(strings(&cs["Env"])));
         }
         if !self.dns.is_empty() || !self.dns_option.is_empty() || !self.dns_search.is_empty() {
             for d in &self.dns {

@@ -63,7 +63,7 @@ pub fn parse_ports(text: &str, flag: &str) -> Result<Vec<Value>> {
             }
         }
         if port.get("TargetPort").and_then(Value::as_u64).unwrap_or(0) == 0 {
-            return Err(err("missing mandatory field \"target\"".into()));
+            return Err(err("missing mandatory field 'target'".into()));
         }
         port.entry("Protocol").or_insert(json!("tcp"));
         port.entry("PublishMode").or_insert(json!("ingress"));
@@ -219,21 +219,17 @@ impl UpdateNetworkFlags {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            // docker removes by target port and protocol (and published port when given).
+            // docker removes by target port, protocol and publish mode (`80` means an ingress
+            // port; `target=80,mode=host` a host one); the published port is not compared.
+            let mode = |p: &Value| p["PublishMode"].as_str().unwrap_or("ingress").to_string();
             ports.retain(|p| {
                 !remove.iter().any(|r| {
                     r["TargetPort"] == p["TargetPort"]
                         && r["Protocol"] == p["Protocol"]
-                        && (r["PublishedPort"].is_null() || r["PublishedPort"] == p["PublishedPort"])
+                        && mode(r) == mode(p)
                 })
             });
             for a in add {
-                // A port published again replaces the old mapping of that published port.
-                ports.retain(|p| {
-                    a["PublishedPort"].is_null()
-                        || p["PublishedPort"] != a["PublishedPort"]
-                        || p["Protocol"] != a["Protocol"]
-                });
                 if !ports.contains(&a) {
                     ports.push(a);
                 }
