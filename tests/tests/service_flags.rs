@@ -336,7 +336,10 @@ fn published_port_and_mount_reach_the_task_and_update_rolls_it() {
     .success();
     let spec = service(&d, "web")["Spec"].clone();
     assert_eq!(spec["TaskTemplate"]["ContainerSpec"]["Image"], "sfbox:v2");
-    assert_eq!(spec["TaskTemplate"]["ContainerSpec"]["Env"], json!(["V=v2"]));
+    assert_eq!(
+        spec["TaskTemplate"]["ContainerSpec"]["Env"],
+        json!(["V=v2"])
+    );
     assert_eq!(
         spec["EndpointSpec"]["Ports"],
         json!([{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 38532, "PublishMode": "host"}])
@@ -348,7 +351,9 @@ fn published_port_and_mount_reach_the_task_and_update_rolls_it() {
         body = host_get(38532);
         body.as_deref().is_some_and(|b| b.ends_with("v2"))
     });
-    until("the old published port to close", || host_get(38531).is_none());
+    until("the old published port to close", || {
+        host_get(38531).is_none()
+    });
     d.berth(&["service", "rm", "web"]).success();
     d.berth(&["swarm", "leave", "--force"]).success();
 }

@@ -254,8 +254,16 @@ impl HealthFlags {
         let durations = [
             ("Interval", &self.health_interval, "--health-interval"),
             ("Timeout", &self.health_timeout, "--health-timeout"),
-            ("StartPeriod", &self.health_start_period, "--health-start-period"),
-            ("StartInterval", &self.health_start_interval, "--health-start-interval"),
+            (
+                "StartPeriod",
+                &self.health_start_period,
+                "--health-start-period",
+            ),
+            (
+                "StartInterval",
+                &self.health_start_interval,
+                "--health-start-interval",
+            ),
         ];
         let any = self.health_cmd.is_some()
             || self.health_retries.is_some()

@@ -129,3 +129,6 @@ pub(crate) async fn call_with_auth(
     }
     Ok(serde_json::from_slice(&bytes)?)
 }
+
+#[cfg(test)]
+mod tests;

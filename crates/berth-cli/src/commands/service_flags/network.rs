@@ -35,8 +35,11 @@ pub fn parse_ports(text: &str, flag: &str) -> Result<Vec<Value>> {
                 return Err(err(format!("invalid field {field}")));
             };
             let number = |v: &str| {
-                v.parse::<u16>()
-                    .map_err(|_| err(format!("strconv.ParseUint: parsing \"{v}\": invalid syntax")))
+                v.parse::<u16>().map_err(|_| {
+                    err(format!(
+                        "strconv.ParseUint: parsing \"{v}\": invalid syntax"
+                    ))
+                })
             };
             match key.to_ascii_lowercase().as_str() {
                 "protocol" => {
@@ -81,9 +84,10 @@ pub fn parse_ports(text: &str, flag: &str) -> Result<Vec<Value>> {
             let mut port = json!({"Protocol": proto, "TargetPort": target.parse::<u16>()?,
                 "PublishMode": "ingress"});
             if !b.host_port.is_empty() {
-                let published: u16 = b.host_port.parse().map_err(|_| {
-                    err(format!("invalid hostPort: {}", b.host_port))
-                })?;
+                let published: u16 = b
+                    .host_port
+                    .parse()
+                    .map_err(|_| err(format!("invalid hostPort: {}", b.host_port)))?;
                 port["PublishedPort"] = json!(published);
             }
             out.push(port);
@@ -158,7 +162,8 @@ fn endpoint_mode(mode: &str) -> Result<Value> {
 impl NetworkFlags {
     pub async fn apply(&self, env: &Env, spec: &mut Value) -> Result<()> {
         // The docker CLI always sends an endpoint spec, "vip" unless told otherwise.
-        let mut endpoint = json!({"Mode": endpoint_mode(self.endpoint_mode.as_deref().unwrap_or("vip"))?});
+        let mut endpoint =
+            json!({"Mode": endpoint_mode(self.endpoint_mode.as_deref().unwrap_or("vip"))?});
         let ports = all_ports(&self.publish, "-p, --publish")?;
         if !ports.is_empty() {
             endpoint["Ports"] = json!(ports);
