@@ -49,10 +49,10 @@ pub fn mount(text: &str, flag: &str) -> Result<Value> {
     let m = crate::commands::run_opts::parse_mount(text).map_err(|e| flag_error(text, flag, e))?;
     let mut m = json!(m);
     // docker's `MountOpt` gives any volume options an (empty) driver config.
-    if let Some(v) = m.get_mut("VolumeOptions") {
-        if v.get("DriverConfig").is_none() {
-            v["DriverConfig"] = json!({});
-        }
+    if let Some(v) = m.get_mut("VolumeOptions")
+        && v.get("DriverConfig").is_none()
+    {
+        v["DriverConfig"] = json!({});
     }
     Ok(m)
 }
