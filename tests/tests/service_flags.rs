@@ -157,6 +157,10 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
         "--mount", "type=tmpfs,dst=/a", "--mount", "type=tmpfs,dst=/b",
         "--placement-pref", "spread=node.labels.a",
         "--no-healthcheck",
+        "--dns", "10.0.0.1", "--dns-search", "a.example",
+        "--host", "a:10.0.0.1", "--host", "b:10.0.0.2", "--group", "100",
+        "--sysctl", "net.core.somaxconn=1024",
+        "--ulimit", "nofile=1024:2048", "--ulimit", "nproc=10",
         "busybox:latest", "sleep", "1000",
     ];
     #[rustfmt::skip]
@@ -173,6 +177,11 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
         "--health-cmd", "true", "--health-interval", "4s",
         "--hostname", "h2", "--entrypoint", "/bin/sh -c", "--stop-signal", "SIGTERM",
         "--init", "--read-only",
+        "--dns-add", "10.0.0.2", "--dns-rm", "10.0.0.1", "--dns-search-rm", "a.example",
+        "--dns-option-add", "ndots:3", "--host-rm", "a:10.0.0.1", "--host-add", "c:10.0.0.3",
+        "--group-add", "50", "--group-rm", "100",
+        "--sysctl-rm", "net.core.somaxconn", "--sysctl-add", "net.ipv4.tcp_syncookies=1",
+        "--ulimit-rm", "nproc", "--ulimit-add", "core=0",
     ];
     let mut specs = Vec::new();
     for (cli, name) in [("berth", "updberth"), ("docker", "upddocker")] {
@@ -199,10 +208,6 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
         ] {
             keys[k] = spec.pointer(k).cloned().unwrap_or_default();
         }
-        // The docker CLI's create sends an empty `DNSConfig`; no update flag here touches it.
-        keys.as_object_mut()
-            .unwrap()
-            .remove("/TaskTemplate/ContainerSpec/DNSConfig");
         specs.push(keys);
         d.berth(&["service", "rm", name]).success();
     }
@@ -233,6 +238,18 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
     assert_eq!(
         ours["/TaskTemplate/ContainerSpec/Healthcheck"],
         json!({"Test": ["CMD-SHELL", "true"], "Interval": 4_000_000_000u64})
+    );
+    let cs = |k: &str| &ours[&format!("/TaskTemplate/ContainerSpec/{k}")];
+    assert_eq!(
+        cs("DNSConfig"),
+        &json!({"Nameservers": ["10.0.0.2"], "Options": ["ndots:3"]})
+    );
+    assert_eq!(cs("Hosts"), &json!(["10.0.0.2 b", "10.0.0.3 c"]));
+    assert_eq!(cs("Groups"), &json!(["50"]));
+    assert_eq!(cs("Sysctls"), &json!({"net.ipv4.tcp_syncookies": "1"}));
+    assert_eq!(
+        cs("Ulimits"),
+        &json!([{"Name": "core", "Soft": 0, "Hard": 0}, {"Name": "nofile", "Soft": 1024, "Hard": 2048}])
     );
     if let Some(theirs) = specs.get(1) {
         for (k, v) in ours.as_object().unwrap() {

@@ -580,10 +580,11 @@ async fn update(env: &Env, a: UpdateArgs) -> Result<()> {
         return Ok(());
     }
     let networks = a.flags.prepare(env).await?;
-    let image = a.image.clone().unwrap_or_default();
-    let auth = (a.flags.container.with_registry_auth && !image.is_empty())
-        .then(|| crate::credentials::registry_auth_for(&env.config, &image))
-        .flatten();
+    let auth = if a.flags.container.with_registry_auth {
+        super::service_flags::update_auth(env, &a.service, a.image.as_deref()).await?
+    } else {
+        None
+    };
     change(env, &a.service, auth.as_deref(), |spec| {
         a.flags.apply(spec, networks)?;
         let cs = &mut spec["TaskTemplate"]["ContainerSpec"];

@@ -7,6 +7,7 @@ pub mod container;
 pub mod network;
 pub mod resources;
 pub mod update;
+pub mod update_lists;
 
 use anyhow::{Result, anyhow};
 use serde_json::{Map, Value, json};
@@ -128,6 +129,31 @@ pub(crate) async fn call_with_auth(
         return Ok(Value::Null);
     }
     Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// `service update --with-registry-auth`: the credentials for the new image, or else for the
+/// service's current one.
+pub(crate) async fn update_auth(
+    env: &crate::commands::Env,
+    service: &str,
+    image: Option<&str>,
+) -> Result<Option<String>> {
+    let image = match image {
+        Some(i) => i.to_string(),
+        None => {
+            let s = crate::commands::swarm::call(
+                env,
+                http::Method::GET,
+                &format!("/services/{service}"),
+                &berth_client::Query::new(),
+                None,
+            )
+            .await?;
+            let image = &s["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"];
+            image.as_str().unwrap_or_default().to_string()
+        }
+    };
+    Ok(crate::credentials::registry_auth_for(&env.config, &image))
 }
 
 #[cfg(test)]

@@ -134,4 +134,8 @@ async fn with_registry_auth_sends_the_stored_credentials() {
     .await;
     let update = requests.iter().find(|r| r.contains("/update")).unwrap();
     assert!(has_auth(update), "{update}");
+    // Without --image: the credentials for the service's image (docker.io's here).
+    let requests = service_with(&["update", "--with-registry-auth", "--force", "s"]).await;
+    let update = requests.iter().find(|r| r.contains("/update")).unwrap();
+    assert!(has_auth(update), "{update}");
 }

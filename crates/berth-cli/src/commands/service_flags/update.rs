@@ -37,6 +37,8 @@ pub struct UpdateContainerFlags {
     pub with_registry_auth: bool,
     #[command(flatten)]
     pub common: CommonFlags,
+    #[command(flatten)]
+    pub lists: super::update_lists::UpdateListFlags,
 }
 
 impl UpdateContainerFlags {
@@ -62,7 +64,10 @@ impl UpdateContainerFlags {
             }
             cs["Mounts"] = json!(mounts);
         }
-        let outcome = self.common.apply(&mut cs, task);
+        let outcome = self
+            .common
+            .apply(&mut cs, task)
+            .and_then(|()| self.lists.apply(&mut cs));
         task["ContainerSpec"] = cs;
         outcome
     }
