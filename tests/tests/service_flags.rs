@@ -148,6 +148,13 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
     let d = daemon_with_busybox();
     d.berth(&["swarm", "init", "--advertise-addr", "127.0.0.1"])
         .success();
+    for (i, net) in [(1, "sfold"), (2, "sfnew")] {
+        let subnet = d.spare_subnet(i);
+        d.berth(&[
+            "network", "create", "-d", "overlay", "--subnet", &subnet, net,
+        ])
+        .success();
+    }
     #[rustfmt::skip]
     let create: Vec<&str> = vec![
         "--detach", "--replicas", "0", "-l", "gone=1", "-l", "kept=1",
@@ -156,7 +163,7 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
         "--publish", "published=38521,target=81,mode=host",
         "--mount", "type=tmpfs,dst=/a", "--mount", "type=tmpfs,dst=/b",
         "--placement-pref", "spread=node.labels.a",
-        "--no-healthcheck",
+        "--no-healthcheck", "--network", "sfold",
         "--dns", "10.0.0.1", "--dns-search", "a.example",
         "--host", "a:10.0.0.1", "--host", "b:10.0.0.2", "--group", "100",
         "--sysctl", "net.core.somaxconn=1024",
@@ -182,6 +189,8 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
         "--group-add", "50", "--group-rm", "100",
         "--sysctl-rm", "net.core.somaxconn", "--sysctl-add", "net.ipv4.tcp_syncookies=1",
         "--ulimit-rm", "nproc", "--ulimit-add", "core=0",
+        "--network-rm", "sfold", "--network-add", "name=sfnew,alias=n1",
+        "--endpoint-mode", "dnsrr",
     ];
     let mut specs = Vec::new();
     for (cli, name) in [("berth", "updberth"), ("docker", "upddocker")] {
@@ -239,6 +248,12 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
         ours["/TaskTemplate/ContainerSpec/Healthcheck"],
         json!({"Test": ["CMD-SHELL", "true"], "Interval": 4_000_000_000u64})
     );
+    let sfnew = d.api().get("/networks/sfnew").json()["Id"].clone();
+    assert_eq!(
+        ours["/TaskTemplate/Networks"],
+        json!([{"Target": sfnew, "Aliases": ["n1"]}])
+    );
+    assert_eq!(ours["/EndpointSpec"]["Mode"], "dnsrr");
     let cs = |k: &str| &ours[&format!("/TaskTemplate/ContainerSpec/{k}")];
     assert_eq!(
         cs("DNSConfig"),
@@ -256,6 +271,7 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
             assert_eq!(v, &theirs[k], "{k} differs from the docker CLI's");
         }
     }
+    d.berth(&["network", "rm", "sfold", "sfnew"]).success();
     d.berth(&["swarm", "leave", "--force"]).success();
 }
 
