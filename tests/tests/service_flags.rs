@@ -18,6 +18,7 @@ fn service(d: &Daemon, name: &str) -> Value {
 const KEYS: &[&str] = &[
     "/Labels",
     "/EndpointSpec",
+    "/TaskTemplate/ContainerSpec/Image",
     "/TaskTemplate/ContainerSpec/Labels",
     "/TaskTemplate/ContainerSpec/Command",
     "/TaskTemplate/ContainerSpec/Args",
@@ -69,7 +70,7 @@ fn create_flags_give_the_same_spec_as_the_docker_cli() {
     let env_file = env_file.to_str().unwrap();
     #[rustfmt::skip]
     let flags: Vec<&str> = vec![
-        "--detach", "--replicas", "0",
+        "--detach", "--replicas", "0", "--no-resolve-image",
         "-l", "tier=web", "--container-label", "c=d",
         "--env-file", env_file, "-e", "B=flag",
         "--publish", "published=38517,target=80,mode=host",
@@ -157,7 +158,7 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
     }
     #[rustfmt::skip]
     let create: Vec<&str> = vec![
-        "--detach", "--replicas", "0", "-l", "gone=1", "-l", "kept=1",
+        "--detach", "--replicas", "0", "--no-resolve-image", "-l", "gone=1", "-l", "kept=1",
         "--container-label", "cgone=1",
         "--publish", "published=38520,target=80,mode=host",
         "--publish", "published=38521,target=81,mode=host",
@@ -172,7 +173,7 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
     ];
     #[rustfmt::skip]
     let update: Vec<&str> = vec![
-        "--detach", "--args", "sleep 2000", "--label-add", "new=2", "--label-rm", "gone",
+        "--detach", "--quiet", "--no-resolve-image", "--args", "sleep 2000", "--label-add", "new=2", "--label-rm", "gone",
         "--container-label-add", "cnew=2", "--container-label-rm", "cgone",
         "--publish-rm", "target=81,mode=host", "--publish-rm", "80", "--publish-add", "published=38522,target=82,mode=host",
         "--mount-rm", "/a", "--mount-add", "type=tmpfs,dst=/c,tmpfs-size=1m",

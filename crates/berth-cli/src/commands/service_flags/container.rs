@@ -41,6 +41,10 @@ pub struct ContainerFlags {
     /// Send registry authentication details to swarm agents
     #[arg(long)]
     pub with_registry_auth: bool,
+    /// Do not query the registry to resolve image digest and supported platforms (berth's
+    /// CLI never does: the spec keeps the image as given)
+    #[arg(long)]
+    pub no_resolve_image: bool,
     #[command(flatten)]
     pub common: CommonFlags,
 }

@@ -35,6 +35,13 @@ pub struct UpdateContainerFlags {
     /// Send registry authentication details to swarm agents
     #[arg(long)]
     pub with_registry_auth: bool,
+    /// Do not query the registry to resolve image digest and supported platforms (berth's
+    /// CLI never does: the spec keeps the image as given)
+    #[arg(long)]
+    pub no_resolve_image: bool,
+    /// Suppress progress output (berth's update prints none but the service's name)
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub common: CommonFlags,
     #[command(flatten)]
