@@ -18,6 +18,7 @@ pub mod registry;
 pub mod run_opts;
 pub mod secret;
 pub mod service;
+pub mod service_flags;
 pub mod service_more;
 pub mod service_privileges;
 pub mod session;

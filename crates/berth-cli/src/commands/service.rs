@@ -80,6 +80,8 @@ pub struct CreateArgs {
     pub update_config: super::service_more::UpdateConfigFlags,
     #[command(flatten)]
     pub privileges: super::service_privileges::CreateFlags,
+    #[command(flatten)]
+    pub flags: super::service_flags::ServiceCreateFlags,
     /// Set environment variables
     #[arg(short, long, value_name = "list")]
     pub env: Vec<String>,
@@ -237,13 +239,21 @@ async fn create(env: &Env, a: CreateArgs) -> Result<()> {
         "UpdateConfig": {"Parallelism": a.update_parallelism, "Order": "stop-first", "FailureAction": "pause"},
         "RollbackConfig": {"Parallelism": 1, "Order": "stop-first", "FailureAction": "pause"},
     });
+    a.flags.apply(env, &mut spec).await?;
     a.update_config.apply(&mut spec)?;
-    let r = call(
+    let auth = a
+        .flags
+        .container
+        .with_registry_auth
+        .then(|| crate::credentials::registry_auth_for(&env.config, &a.image))
+        .flatten();
+    let r = super::service_flags::call_with_auth(
         env,
         Method::POST,
         "/services/create",
         &Query::new(),
-        Some(&spec),
+        &spec,
+        auth.as_deref(),
     )
     .await?;
     output::out(&format!("{}\n", r["ID"].as_str().unwrap_or_default()));
@@ -461,7 +471,12 @@ pub struct ScaleArgs {
 }
 
 /// Reads a service, changes its spec, and writes it back naming the version it read.
-async fn change(env: &Env, name: &str, f: impl FnOnce(&mut Value) -> Result<()>) -> Result<()> {
+async fn change(
+    env: &Env,
+    name: &str,
+    auth: Option<&str>,
+    f: impl FnOnce(&mut Value) -> Result<()>,
+) -> Result<()> {
     let s = call(
         env,
         Method::GET,
@@ -475,7 +490,7 @@ async fn change(env: &Env, name: &str, f: impl FnOnce(&mut Value) -> Result<()>)
     let mut q = Query::new();
     q.push("version", s["Version"]["Index"].to_string());
     let path = format!("/services/{}/update", s["ID"].as_str().unwrap_or_default());
-    call(env, Method::POST, &path, &q, Some(&spec)).await?;
+    super::service_flags::call_with_auth(env, Method::POST, &path, &q, &spec, auth).await?;
     Ok(())
 }
 
@@ -488,7 +503,7 @@ async fn scale(env: &Env, a: ScaleArgs) -> Result<()> {
         let n: u64 = n
             .parse()
             .map_err(|_| anyhow::anyhow!("invalid replicas value {n}: invalid syntax"))?;
-        let outcome = change(env, name, |spec| {
+        let outcome = change(env, name, None, |spec| {
             if spec["Mode"].get("Replicated").is_none() {
                 bail!("scale can only be used with replicated or replicated-job mode");
             }
@@ -537,6 +552,8 @@ pub struct UpdateArgs {
     pub update_config: super::service_more::UpdateConfigFlags,
     #[command(flatten)]
     pub privileges: super::service_privileges::UpdateFlags,
+    #[command(flatten)]
+    pub flags: super::service_flags::ServiceUpdateFlags,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     pub detach: bool,
@@ -562,7 +579,14 @@ async fn update(env: &Env, a: UpdateArgs) -> Result<()> {
         output::out(&format!("{}\n", a.service));
         return Ok(());
     }
-    change(env, &a.service, |spec| {
+    let networks = a.flags.prepare(env).await?;
+    let auth = if a.flags.container.with_registry_auth {
+        super::service_flags::update_auth(env, &a.service, a.image.as_deref()).await?
+    } else {
+        None
+    };
+    change(env, &a.service, auth.as_deref(), |spec| {
+        a.flags.apply(spec, networks)?;
         let cs = &mut spec["TaskTemplate"]["ContainerSpec"];
         if let Some(i) = &a.image {
             cs["Image"] = json!(i);
@@ -584,7 +608,10 @@ async fn update(env: &Env, a: UpdateArgs) -> Result<()> {
                 .iter()
                 .any(|k| e.split('=').next() == Some(k.as_str()))
         });
-        cs["Env"] = json!(envs);
+        // Untouched unless asked, as docker leaves a spec without `Env` without one.
+        if !a.env_add.is_empty() || !a.env_rm.is_empty() {
+            cs["Env"] = json!(envs);
+        }
         let mut constraints: Vec<String> = spec["TaskTemplate"]["Placement"]["Constraints"]
             .as_array()
             .into_iter()
@@ -593,7 +620,9 @@ async fn update(env: &Env, a: UpdateArgs) -> Result<()> {
             .collect();
         constraints.extend(a.constraint_add.iter().cloned());
         constraints.retain(|c| !a.constraint_rm.contains(c));
-        spec["TaskTemplate"]["Placement"]["Constraints"] = json!(constraints);
+        if !a.constraint_add.is_empty() || !a.constraint_rm.is_empty() {
+            spec["TaskTemplate"]["Placement"]["Constraints"] = json!(constraints);
+        }
         if let Some(n) = a.replicas {
             if spec["Mode"].get("Replicated").is_none() {
                 bail!("replicas can only be used with replicated or replicated-job mode");

@@ -14,7 +14,7 @@ use berth_client::StreamKind;
 use crate::cli::GlobalOptions;
 use crate::output::StatusError;
 
-pub(super) async fn read_head(conn: &mut UnixStream) -> (String, Vec<u8>) {
+pub(crate) async fn read_head(conn: &mut UnixStream) -> (String, Vec<u8>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -47,7 +47,7 @@ pub(super) async fn read_head(conn: &mut UnixStream) -> (String, Vec<u8>) {
     }
 }
 
-pub(super) fn reply(status: &str, body: &str) -> String {
+pub(crate) fn reply(status: &str, body: &str) -> String {
     format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nApi-Version: 1.51\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

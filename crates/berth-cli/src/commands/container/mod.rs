@@ -149,6 +149,6 @@ fn error_text(e: &anyhow::Error) -> String {
 }
 
 #[cfg(test)]
-mod flow_tests;
+pub(crate) mod flow_tests;
 #[cfg(test)]
 mod pull_tests;

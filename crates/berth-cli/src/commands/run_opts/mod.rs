@@ -11,7 +11,10 @@ use anyhow::Result;
 use berth_api::models::container::ContainerCreateRequest;
 use clap::{Arg, ArgAction, Args};
 
-pub use parse::{parse_device, parse_restart, parse_ulimit, read_kv_file};
+pub use parse::{
+    parse_device, parse_mount, parse_nano_cpus, parse_port_spec, parse_restart, parse_ulimit,
+    read_kv_file,
+};
 pub use resources::ResourceFlags;
 
 use crate::output::StatusError;
