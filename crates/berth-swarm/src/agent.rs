@@ -93,6 +93,17 @@ pub trait TaskExecutor: Send + Sync {
     fn health_changed(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::pending())
     }
+    /// Whether the task's container has its interfaces on the task's overlay networks: a
+    /// task is reported `running` (and so enters every node's VIP and mesh rotation) only
+    /// then; until then it is `starting` (an engine that attaches networks before the
+    /// container starts answers true).
+    fn networks_ready<'a>(
+        &'a self,
+        _task: &'a Task,
+        _container_id: &'a str,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { true })
+    }
     /// The host ports the task's running container published, as the API's `PortStatus`.
     fn ports<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Option<Value>> {
         Box::pin(async { None })
@@ -380,6 +391,9 @@ async fn running(
         Some("starting") | Some("") => {
             Some(report(task, TaskState::Starting, "starting", "", Some(cs)))
         }
+        _ if !executor.networks_ready(task, &cs.container_id).await => (task.status.state
+            != TaskState::Starting)
+            .then(|| report(task, TaskState::Starting, "starting", "", Some(cs))),
         _ => Some(report(task, TaskState::Running, "started", "", Some(cs))),
     };
     op.map(with_ports)

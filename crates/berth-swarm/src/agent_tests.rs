@@ -13,6 +13,8 @@ struct Fake {
     health: Mutex<Option<String>>,
     running: Mutex<bool>,
     stopped: Mutex<bool>,
+    /// Whether the container's overlay interfaces are in place (`None`: the default, yes).
+    networks_ready: Mutex<Option<bool>>,
 }
 
 impl TaskExecutor for Fake {
@@ -55,6 +57,10 @@ impl TaskExecutor for Fake {
     fn health<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Option<String>> {
         let h = self.health.lock().unwrap().clone();
         Box::pin(async move { h })
+    }
+    fn networks_ready<'a>(&'a self, _task: &'a Task, _container: &'a str) -> BoxFuture<'a, bool> {
+        let ready = self.networks_ready.lock().unwrap().unwrap_or(true);
+        Box::pin(async move { ready })
     }
 }
 
@@ -162,4 +168,24 @@ fn a_health_check_holds_tasks_in_starting_until_healthy() {
         ))
     );
     assert!(*fake.stopped.lock().unwrap());
+}
+
+#[test]
+fn a_task_runs_once_its_overlay_interfaces_are_in_place() {
+    let fake = Fake {
+        image_ready: Mutex::new(true),
+        networks_ready: Mutex::new(Some(false)),
+        ..Default::default()
+    };
+    // Started, but not reachable on its overlays yet: starting (out of rotation).
+    assert_eq!(
+        step_once(&fake, TaskState::Preparing),
+        Some((TaskState::Starting, String::new()))
+    );
+    assert_eq!(step_once(&fake, TaskState::Starting), None);
+    *fake.networks_ready.lock().unwrap() = Some(true);
+    assert_eq!(
+        step_once(&fake, TaskState::Starting),
+        Some((TaskState::Running, String::new()))
+    );
 }

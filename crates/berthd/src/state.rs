@@ -175,6 +175,8 @@ pub struct Daemon {
     pub shutdown: CancellationToken,
     /// The build cache and the builds running.
     pub builds: Arc<crate::build::Builds>,
+    /// Task containers with their overlay interfaces (`crate::overlay::ready`).
+    pub overlay_ready: Arc<crate::overlay::ready::Ready>,
 }
 
 pub type AppState = Arc<Daemon>;
@@ -254,6 +256,7 @@ impl Daemon {
                 root: config.data_root.display().to_string(),
                 source,
             })?;
+        let overlay_ready = Arc::new(crate::overlay::ready::Ready::default());
         let executor = crate::swarm_exec::Executor::new(
             ctrs.clone(),
             config.exec_root.join("swarm").join("tasks"),
@@ -264,7 +267,8 @@ impl Daemon {
             ),
             networks.clone(),
         )
-        .with_events(events.clone());
+        .with_events(events.clone())
+        .with_overlay_ready(overlay_ready.clone());
         let swarm = berth_swarm::manager::Swarm::open(
             &config.data_root.join("swarm"),
             Arc::new(executor),
@@ -276,6 +280,7 @@ impl Daemon {
         swarm.watch_role();
         Ok(Daemon {
             swarm,
+            overlay_ready,
             config,
             id,
             images,

@@ -12,6 +12,7 @@ use berth_container::Containers;
 use berth_container::filters::ListFilter;
 use berth_swarm::BoxFuture;
 use berth_swarm::agent::{LABEL_TASK_ID, Observed, TaskExecutor, TaskFile, TaskRun};
+use berth_swarm::types::Task;
 use serde_json::json;
 
 pub struct Executor {
@@ -28,6 +29,8 @@ pub struct Executor {
     pub networks: berth_network::Networks,
     /// The daemon's events, whose `health_status` events of task containers wake the agent.
     pub events: Option<std::sync::Arc<crate::events::EventBus>>,
+    /// The overlay interfaces in place: a task on an overlay runs once they are.
+    pub overlay_ready: Option<std::sync::Arc<crate::overlay::ready::Ready>>,
 }
 
 impl Executor {
@@ -44,12 +47,22 @@ impl Executor {
             known: Default::default(),
             networks,
             events: None,
+            overlay_ready: None,
         }
     }
 
     /// Wakes the agent on task containers' health changes ([`TaskExecutor::health_changed`]).
     pub fn with_events(mut self, events: std::sync::Arc<crate::events::EventBus>) -> Self {
         self.events = Some(events);
+        self
+    }
+
+    /// Holds tasks on overlays back from `running` until their interfaces are in place.
+    pub fn with_overlay_ready(
+        mut self,
+        ready: std::sync::Arc<crate::overlay::ready::Ready>,
+    ) -> Self {
+        self.overlay_ready = Some(ready);
         self
     }
 
@@ -283,26 +296,52 @@ impl TaskExecutor for Executor {
 
     fn health_changed(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let Some(events) = &self.events else {
-                return std::future::pending().await;
-            };
-            let (_, mut rx) = events.subscribe();
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => {
-                        if ev.kind == "container"
-                            && (ev.action.starts_with("health_status") || ev.action == "die")
-                            && ev.actor.attributes.contains_key(LABEL_TASK_ID)
-                        {
-                            return;
+            let events = async {
+                let Some(events) = &self.events else {
+                    return std::future::pending().await;
+                };
+                let (_, mut rx) = events.subscribe();
+                loop {
+                    match rx.recv().await {
+                        Ok(ev) => {
+                            if ev.kind == "container"
+                                && (ev.action.starts_with("health_status") || ev.action == "die")
+                                && ev.actor.attributes.contains_key(LABEL_TASK_ID)
+                            {
+                                return;
+                            }
+                        }
+                        // Missed some: one pass more does no harm.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            return std::future::pending().await;
                         }
                     }
-                    // Missed some: one pass more does no harm.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        return std::future::pending().await;
-                    }
                 }
+            };
+            // A task waiting for its overlay interfaces can be reported running now.
+            let attached = async {
+                match &self.overlay_ready {
+                    Some(r) => r.added().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = events => {}
+                _ = attached => {}
+            }
+        })
+    }
+
+    fn networks_ready<'a>(&'a self, task: &'a Task, container_id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let networks: Vec<String> = berth_swarm::allocator::task_addresses(task)
+                .into_iter()
+                .map(|(network, _)| network)
+                .collect();
+            match &self.overlay_ready {
+                Some(r) => r.has(container_id, &networks),
+                None => true,
             }
         })
     }

@@ -8,6 +8,7 @@
 pub mod attachable;
 pub mod endpoints;
 pub mod mesh;
+pub mod ready;
 pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -118,6 +119,7 @@ pub fn spawn(state: &AppState) {
 /// Out of the swarm: every overlay netns goes (the tasks' containers went with `leave`).
 fn clear(state: &AppState, applied: &mut Applied, names: &Names) {
     *applied = Applied::default();
+    state.overlay_ready.set(&BTreeSet::new());
     self::endpoints::set(BTreeMap::new());
     names
         .table
@@ -251,6 +253,7 @@ async fn pass(state: &AppState, s: &State, node: &str, applied: &mut Applied, na
         applied.attached.remove(&key);
     }
     reply_routes(state, s, node, &endpoints, applied).await;
+    state.overlay_ready.set(&applied.attached);
     // Peers on other nodes.
     for net in &needed {
         let Some(cfg) = applied.networks.get(net) else {
