@@ -73,7 +73,7 @@ fn state_with(task_state: TaskState) -> State {
     }));
     state.put_object(Object::Task(Task {
         meta: Meta::new("t1".into()),
-        spec: json!({"ContainerSpec": {"Image": "busybox"}}),
+        spec: json!({"ContainerSpec": {"Image": "busybox"}}).into(),
         service_id: "s1".into(),
         slot: 1,
         node_id: "n1".into(),

@@ -25,14 +25,26 @@ const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(5);
 /// One pass: the orchestrator's changes, then the scheduler's over the result.
 pub fn reconcile(state: &State, now: chrono::DateTime<chrono::Utc>) -> Vec<Op> {
     let mut ops = orchestrate(state, now);
-    let mut next = state.clone();
-    // Schedule the tasks just made too: apply the orchestrator's ops to a scratch copy.
-    if next.apply(u64::MAX, &Command { ops: ops.clone() }).is_err() {
-        return ops;
-    }
+    // Schedule the tasks just made too: apply the orchestrator's ops to a scratch copy. Only
+    // when there are some: in a converged cluster every pass would otherwise deep-copy the
+    // whole state (megabytes with 1,000 tasks) for nothing.
+    let next = if ops.is_empty() {
+        std::borrow::Cow::Borrowed(state)
+    } else {
+        let mut copy = state.clone();
+        if copy.apply(u64::MAX, &Command { ops: ops.clone() }).is_err() {
+            return ops;
+        }
+        std::borrow::Cow::Owned(copy)
+    };
     let scheduled = scheduler::schedule(&next);
+    if scheduled.is_empty() {
+        ops.extend(crate::allocator::allocate(&next));
+        return merge(ops);
+    }
     // Address the tasks just placed in the same command (see `crate::allocator`).
-    if next
+    let mut placed = next.into_owned();
+    if placed
         .apply(
             u64::MAX,
             &Command {
@@ -42,7 +54,7 @@ pub fn reconcile(state: &State, now: chrono::DateTime<chrono::Utc>) -> Vec<Op> {
         .is_ok()
     {
         ops.extend(scheduled);
-        ops.extend(crate::allocator::allocate(&next));
+        ops.extend(crate::allocator::allocate(&placed));
     } else {
         ops.extend(scheduled);
     }
@@ -95,7 +107,7 @@ fn shut_down(task: &Task) -> Op {
 fn new_task(service: &Service, slot: u64, node_id: &str) -> Op {
     let mut task = Task {
         meta: Meta::new(new_id()),
-        spec: service.task_template().clone(),
+        spec: std::sync::Arc::new(service.task_template().clone()),
         service_id: service.meta.id.clone(),
         slot,
         node_id: node_id.to_string(),
@@ -114,7 +126,7 @@ fn is_live(t: &Task) -> bool {
 }
 
 fn is_dirty(t: &Task, s: &Service) -> bool {
-    &t.spec != s.task_template()
+    *t.spec != *s.task_template()
 }
 
 fn parse_duration_ns(v: &Value, default: Duration) -> Duration {

@@ -69,7 +69,7 @@ impl World {
             let state = self.p.store.snapshot();
             let mut ops = reconcile(&state, chrono::Utc::now());
             let next = {
-                let mut s = state.clone();
+                let mut s = State::clone(&state);
                 s.apply(u64::MAX, &Command { ops: ops.clone() }).unwrap();
                 s
             };

@@ -279,7 +279,8 @@ fn remove_log_range(db: &Db, range: impl RangeBounds<u64>) -> Result<(), SError>
 /// What a snapshot holds: the whole state, where it was taken, and the membership then.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
-    state: State,
+    /// Shared with the store's other readers of that version (see `Store::snapshot`).
+    state: Arc<State>,
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
 }
@@ -462,7 +463,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let body: SnapshotBody = serde_json::from_slice(&data).map_err(read_err)?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        let mut state = body.state;
+        let mut state = Arc::unwrap_or_clone(body.state);
         state.index = self.applied.map(|l| l.index).unwrap_or_default();
         self.store.replace(state);
         self.persist(&[], true)?;

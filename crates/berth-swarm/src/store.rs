@@ -3,7 +3,7 @@
 //! `store.MemoryStore` role. Readers take consistent snapshots; watchers wake on every change.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
@@ -72,6 +72,22 @@ pub struct State {
     /// Swarm-scoped networks (absent from states written before they existed).
     #[serde(default)]
     pub networks: BTreeMap<String, Network>,
+    /// Each service's task template as the tasks made from it share it (not stored: rebuilt
+    /// as tasks are put). Without it every task, and so every copy of the state, holds its
+    /// own copy of the same JSON tree: 1,000 tasks of a service were 1,000 trees.
+    #[serde(skip)]
+    pub templates: Templates,
+}
+
+/// Service id → the shared task template. Equal whatever it holds: it only says which copy
+/// of equal trees the tasks point to, not what the state is.
+#[derive(Debug, Clone, Default)]
+pub struct Templates(BTreeMap<String, Arc<serde_json::Value>>);
+
+impl PartialEq for Templates {
+    fn eq(&self, _: &Templates) -> bool {
+        true
+    }
 }
 
 impl State {
@@ -122,11 +138,44 @@ impl State {
             Object::Cluster(o) => drop(self.clusters.insert(o.meta.id.clone(), o)),
             Object::Node(o) => drop(self.nodes.insert(o.meta.id.clone(), o)),
             Object::Service(o) => drop(self.services.insert(o.meta.id.clone(), o)),
-            Object::Task(o) => drop(self.tasks.insert(o.meta.id.clone(), o)),
+            Object::Task(mut o) => {
+                self.share_spec(&mut o);
+                drop(self.tasks.insert(o.meta.id.clone(), o))
+            }
             Object::Secret(o) => drop(self.secrets.insert(o.meta.id.clone(), o)),
             Object::Config(o) => drop(self.configs.insert(o.meta.id.clone(), o)),
             Object::Network(o) => drop(self.networks.insert(o.meta.id.clone(), o)),
         }
+    }
+
+    /// Points `task`'s spec at its service's shared template when they are equal.
+    fn share_spec(&mut self, task: &mut Task) {
+        if let Some(shared) = self.templates.0.get(&task.service_id) {
+            if Arc::ptr_eq(shared, &task.spec) {
+                return;
+            }
+            if **shared == *task.spec {
+                task.spec = shared.clone();
+                return;
+            }
+        }
+        let Some(service) = self.services.get(&task.service_id) else {
+            return;
+        };
+        if *service.task_template() == *task.spec {
+            self.templates
+                .0
+                .insert(task.service_id.clone(), task.spec.clone());
+        }
+    }
+
+    /// Shares the specs of a state built without `put_object` (deserialized).
+    fn share_specs(&mut self) {
+        let mut tasks = std::mem::take(&mut self.tasks);
+        for task in tasks.values_mut() {
+            self.share_spec(task);
+        }
+        self.tasks = tasks;
     }
 
     fn remove(&mut self, kind: Kind, id: &str) -> Option<Object> {
@@ -134,7 +183,10 @@ impl State {
         match kind {
             Kind::Cluster => drop(self.clusters.remove(id)),
             Kind::Node => drop(self.nodes.remove(id)),
-            Kind::Service => drop(self.services.remove(id)),
+            Kind::Service => {
+                self.services.remove(id);
+                self.templates.0.remove(id);
+            }
             Kind::Task => drop(self.tasks.remove(id)),
             Kind::Secret => drop(self.secrets.remove(id)),
             Kind::Config => drop(self.configs.remove(id)),
@@ -322,6 +374,11 @@ impl Change {
 #[derive(Clone)]
 pub struct Store {
     state: Arc<RwLock<State>>,
+    /// The last snapshot handed out, while some reader still holds it: readers of the same
+    /// index (orchestrator, agent, overlay view, Raft snapshots all wake on the same change)
+    /// share one copy instead of each deep-copying the state (with 1,000 tasks each copy is
+    /// megabytes, and glibc keeps the peak). Weak, so that no copy outlives its readers.
+    cached: Arc<Mutex<Weak<State>>>,
     index: watch::Sender<u64>,
     changes: broadcast::Sender<Change>,
 }
@@ -333,19 +390,35 @@ impl Default for Store {
 }
 
 impl Store {
-    pub fn new(state: State) -> Store {
+    pub fn new(mut state: State) -> Store {
+        state.share_specs();
         let (index, _) = watch::channel(state.index);
         let (changes, _) = broadcast::channel(1024);
         Store {
             state: Arc::new(RwLock::new(state)),
+            cached: Arc::new(Mutex::new(Weak::new())),
             index,
             changes,
         }
     }
 
-    /// A consistent copy of the whole state (cheap enough at swarm sizes: thousands of tasks).
-    pub fn snapshot(&self) -> State {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// A consistent copy of the whole state, shared with the other readers of the same
+    /// version (see `cached`). Readers that only look briefly should use [`Store::view`].
+    pub fn snapshot(&self) -> Arc<State> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        // Lock order: state, then cache (as in `apply` and `replace`), so a copy cached
+        // here always matches the state it was taken from.
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(shared) = cached.upgrade() {
+            return shared;
+        }
+        let shared = Arc::new(state.clone());
+        *cached = Arc::downgrade(&shared);
+        shared
+    }
+
+    fn forget_snapshot(&self) {
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Weak::new();
     }
 
     /// Reads the state without copying it.
@@ -356,6 +429,7 @@ impl Store {
     pub fn apply(&self, index: u64, cmd: &Command) -> Result<(), Conflict> {
         let result = {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            self.forget_snapshot();
             state.apply(index, cmd)
         };
         self.index.send_replace(index);
@@ -366,9 +440,13 @@ impl Store {
     }
 
     /// Replaces the whole state (a Raft snapshot being installed).
-    pub fn replace(&self, state: State) {
+    pub fn replace(&self, mut state: State) {
+        state.share_specs();
         let index = state.index;
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        let mut current = self.state.write().unwrap_or_else(|e| e.into_inner());
+        self.forget_snapshot();
+        *current = state;
+        drop(current);
         self.index.send_replace(index);
     }
 
@@ -385,7 +463,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Meta, Service};
+    use crate::types::{Meta, Service, Task};
 
     fn service(id: &str, name: &str) -> Object {
         Object::Service(Service {
@@ -434,6 +512,64 @@ mod tests {
         let found = store.view(|s| s.find_service("ab").map(|s| s.meta.id.clone()));
         assert_eq!(found.as_deref(), Some("abc"));
         assert!(store.view(|s| s.find_service("web").is_some()));
+    }
+
+    fn web_task(id: &str, env: &str) -> Object {
+        Object::Task(Task {
+            meta: Meta::new(id.into()),
+            spec: Arc::new(
+                serde_json::json!({"ContainerSpec": {"Image": "busybox", "Env": [env]}}),
+            ),
+            service_id: "a".into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn tasks_share_their_service_template() {
+        let store = Store::default();
+        let mut svc = service("a", "web");
+        if let Object::Service(s) = &mut svc {
+            s.spec["TaskTemplate"] =
+                serde_json::json!({"ContainerSpec": {"Image": "busybox", "Env": ["A=1"]}});
+        }
+        store.apply(1, &Command::one(Op::Create(svc))).unwrap();
+        let ops = (0..100).map(|i| Op::Create(web_task(&format!("t{i}"), "A=1")));
+        store.apply(2, &Command { ops: ops.collect() }).unwrap();
+        store
+            .apply(3, &Command::one(Op::Create(web_task("old", "A=0"))))
+            .unwrap();
+        let shared = |s: &State| {
+            let first = &s.tasks["t0"].spec;
+            let all = (0..100).all(|i| Arc::ptr_eq(first, &s.tasks[&format!("t{i}")].spec));
+            all && !Arc::ptr_eq(first, &s.tasks["old"].spec)
+        };
+        assert!(store.view(shared));
+        // A state read back from a Raft snapshot shares them too.
+        let text = serde_json::to_string(&*store.snapshot()).unwrap();
+        let other = Store::default();
+        other.replace(serde_json::from_str(&text).unwrap());
+        assert!(other.view(shared));
+        assert_eq!(*other.snapshot(), *store.snapshot());
+    }
+
+    #[test]
+    fn readers_of_one_version_share_a_snapshot() {
+        let store = Store::default();
+        store
+            .apply(1, &Command::one(Op::Create(service("a", "web"))))
+            .unwrap();
+        let first = store.snapshot();
+        assert!(Arc::ptr_eq(&first, &store.snapshot()));
+        store
+            .apply(2, &Command::one(Op::Create(service("b", "db"))))
+            .unwrap();
+        let second = store.snapshot();
+        assert_eq!((first.services.len(), second.services.len()), (1, 2));
+        // No copy is kept once its readers are done with it.
+        let weak = Arc::downgrade(&second);
+        drop(second);
+        assert!(weak.upgrade().is_none());
     }
 
     #[tokio::test]

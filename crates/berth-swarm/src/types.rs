@@ -358,8 +358,10 @@ pub struct Task {
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
     /// The service's task template when the task was made: a task whose spec differs from
-    /// its service's is outdated and is replaced by a rolling update.
-    pub spec: Value,
+    /// its service's is outdated and is replaced by a rolling update. Shared: the store gives
+    /// every task made from its service's current template the same tree (see
+    /// `store::State::put_object`), not one copy per task.
+    pub spec: std::sync::Arc<Value>,
     #[serde(rename = "ServiceID")]
     pub service_id: String,
     /// 1-based for replicated services; 0 for global ones (which are keyed by node).

@@ -141,7 +141,7 @@ pub(super) fn advance(
             .iter()
             .copied()
             .filter(|t| {
-                &t.spec == service.task_template()
+                *t.spec == *service.task_template()
                     && time(&json!(t.meta.created_at)).is_some_and(|c| c >= started)
             })
             .collect(),

@@ -11,7 +11,7 @@ impl Swarm {
     /// its overlays need). `None` outside a swarm.
     pub async fn node_view(&self) -> Option<(String, Arc<State>)> {
         if let Some(h) = self.handle().await {
-            return Some((h.node_id().to_string(), Arc::new(h.store().snapshot())));
+            return Some((h.node_id().to_string(), h.store().snapshot()));
         }
         let guard = self.worker.lock().await;
         let w = &guard.as_ref()?.worker;

@@ -364,7 +364,7 @@ pub async fn tasks(State(state): State<AppState>, q: Query) -> Result<Response> 
                     && (!up_to_date
                         || s.services
                             .get(&t.service_id)
-                            .is_some_and(|svc| &t.spec == svc.task_template()))
+                            .is_some_and(|svc| *t.spec == *svc.task_template()))
                     // `label`: the service's labels, as swarmkit matches a task's service
                     // annotations (`docker stack ps` filters on the stack's label).
                     && filters.get("label").iter().all(|l| {
