@@ -91,7 +91,7 @@ impl Registry {
                 base64_encode(format!("{BASIC_USER}:{BASIC_PASSWORD}").as_bytes())
             ));
         }
-        if let Some((auth_yaml, auth_header)) = custom_auth {
+        if let Some((auth_yaml, auth_header)) = custom_auth.clone() {
             yaml.push_str(&auth_yaml);
             authorization = auth_header;
         }
@@ -104,7 +104,7 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("start docker-registry");
-        let registry = Registry {
+        let mut registry = Registry {
             dir,
             port,
             authorization,
@@ -112,11 +112,14 @@ impl Registry {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                // A token-auth registry answers 401 until a client has a token.
-                && matches!(registry.request("GET", "/v2/", &[], &[]).status, 200 | 401)
-            {
+            // A token-auth registry answers 401 until a client has a token.
+            if matches!(probe_status(port), Some(200 | 401)) {
                 break;
+            }
+            // The free port was taken meanwhile (by a server of a test running beside this
+            // one): the registry could not listen and exited; again on another port.
+            if matches!(registry._child.0.try_wait(), Ok(Some(_))) {
+                return Registry::start_configured(test, basic_auth, custom_auth);
             }
             assert!(
                 Instant::now() < deadline,
@@ -585,4 +588,17 @@ fn proxy_one(
     client.write_all(&response[..split + sent])?;
     // Dropping the socket closes it: mid-body when cut.
     Ok(())
+}
+
+/// The status of a plain `GET /v2/` on `port`, or `None` when nothing (or something else,
+/// e.g. a TLS server) answers there.
+fn probe_status(port: u16) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let head = format!("GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
