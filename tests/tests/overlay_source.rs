@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use berth_e2e::{Cluster, Daemon, Node, busybox_archive, require_root};
-use serde_json::{Value, json};
+use berth_e2e::{Cluster, Daemon, Node, require_root};
+use serde_json::json;
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -15,60 +15,6 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-fn post(d: &Daemon, path: &str, body: Value) -> Value {
-    let r = d.api().post(path, Some(body.to_string().as_bytes()));
-    assert!(r.status < 300, "{path}: {}", r.text());
-    if r.text().trim().is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    }
-}
-
-/// A swarm of two: node 0 the manager, node 1 a worker, busybox on both.
-fn swarm() -> Option<Cluster> {
-    let c = Cluster::new(2, &[]);
-    if c.node(0).docker(&["version"]).is_none() {
-        eprintln!("skipped: no docker CLI");
-        return None;
-    }
-    for n in &c.nodes {
-        let r = n.api().post(
-            "/images/load?quiet=1",
-            Some(&busybox_archive("busybox:latest")),
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
-    let m = c.node(0);
-    post(
-        m,
-        "/swarm/init",
-        json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": m.ip,
-               "Spec": {"Dispatcher": {"HeartbeatPeriod": 1_000_000_000u64}}}),
-    );
-    let token = m.api().get("/swarm").json()["JoinTokens"]["Worker"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    post(
-        c.node(1),
-        "/swarm/join",
-        json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": c.node(1).ip,
-               "RemoteAddrs": [m.addr(2377)], "JoinToken": token}),
-    );
-    wait_for("two ready nodes", || {
-        let nodes = m.api().get("/nodes").json();
-        nodes
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|n| n["Status"]["State"] == "ready")
-            .count()
-            == 2
-    });
-    Some(c)
 }
 
 /// httpd answering `/cgi-bin/who` with `REMOTE_ADDR HOSTNAME`.
@@ -164,7 +110,9 @@ fn service_rm_and_wait(c: &Cluster, names: &[&str]) {
 #[test]
 fn the_mesh_keeps_the_client_address_where_a_local_task_answers() {
     require_root!();
-    let Some(c) = swarm() else { return };
+    let Some(c) = Cluster::swarm_of_two() else {
+        return;
+    };
     let (n0, n1) = (c.node(0), c.node(1));
     let pin = format!("node.hostname=={}", n0.hostname);
     // One task, on node 0: every connection entering node 0 reaches it without SNAT.
@@ -272,7 +220,9 @@ fn the_mesh_keeps_the_client_address_where_a_local_task_answers() {
 #[test]
 fn an_unhealthy_task_on_a_worker_leaves_the_mesh() {
     require_root!();
-    let Some(c) = swarm() else { return };
+    let Some(c) = Cluster::swarm_of_two() else {
+        return;
+    };
     let (n0, n1) = (c.node(0), c.node(1));
     let cmd = format!("touch /healthy && {WHO}");
     n0.docker(&[

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_e2e::{Cluster, Daemon, busybox_archive, overlay, require_root};
+use berth_e2e::{Cluster, Daemon, overlay, require_root};
 use serde_json::{Value, json};
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -15,16 +15,6 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn post(d: &Daemon, path: &str, body: Value) -> Value {
-    let r = d.api().post(path, Some(body.to_string().as_bytes()));
-    assert!(r.status < 300, "{path}: {}", r.text());
-    if r.text().trim().is_empty() {
-        Value::Null
-    } else {
-        r.json()
     }
 }
 
@@ -52,48 +42,6 @@ fn network_names(d: &Daemon) -> Vec<String> {
         .flatten()
         .filter_map(|n| n["Name"].as_str().map(str::to_string))
         .collect()
-}
-
-/// A manager and a worker in one swarm, busybox loaded on both (`None` without a docker CLI).
-fn swarm_of_two() -> Option<Cluster> {
-    let c = Cluster::new(2, &[]);
-    c.node(0).docker(&["version"])?;
-    for n in &c.nodes {
-        let r = n.api().post(
-            "/images/load?quiet=1",
-            Some(&busybox_archive("busybox:latest")),
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
-    let m = c.node(0);
-    post(
-        m,
-        "/swarm/init",
-        json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": m.ip,
-               "Spec": {"Dispatcher": {"HeartbeatPeriod": 1_000_000_000u64}}}),
-    );
-    let token = m.api().get("/swarm").json()["JoinTokens"]["Worker"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    post(
-        c.node(1),
-        "/swarm/join",
-        json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": c.node(1).ip,
-               "RemoteAddrs": [m.addr(2377)], "JoinToken": token}),
-    );
-    wait_for("two ready nodes", || {
-        m.api()
-            .get("/nodes")
-            .json()
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|n| n["Status"]["State"] == "ready")
-            .count()
-            == 2
-    });
-    Some(c)
 }
 
 /// The running task containers of a service (as the manager's `/tasks` shows them).
@@ -132,7 +80,7 @@ fn until_rm_says(m: &Daemon, net: &str, want: &str) {
 #[test]
 fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
     require_root!();
-    let Some(mut c) = swarm_of_two() else {
+    let Some(mut c) = Cluster::swarm_of_two() else {
         eprintln!("skipped: no docker CLI");
         return;
     };
@@ -435,7 +383,7 @@ fn tasks_v6(m: &Daemon, service: &str) -> Vec<(String, String, String)> {
 #[test]
 fn ipv6_overlays_carry_tasks_across_nodes() {
     require_root!();
-    let Some(c) = swarm_of_two() else {
+    let Some(c) = Cluster::swarm_of_two() else {
         eprintln!("skipped: no docker CLI");
         return;
     };
