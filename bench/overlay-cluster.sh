@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: overlay networks and the routing mesh across nodes. Three berthd (a manager and two
 # workers), each in its own network namespace on a bridge in a switch namespace this script
-# makes (as bench/swarm.sh and the e2e cluster harness). Printed:
+# makes (bench/lib/netns-nodes.sh, shared with bench/swarm.sh). Printed:
 #  - TCP throughput task -> task across 2 nodes over an overlay (tasks pinned with
 #    node.hostname) vs between 2 containers on a plain bridge network on one node;
 #  - connection rate through the routing mesh (client in the switch namespace) to a node with
@@ -14,16 +14,12 @@
 # (BERTH_BIN=target/debug skips the release build; MB, RUNS, SECS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/netns-nodes.sh
 
 MB=${MB:-1024}
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
-if [ -n "${BERTH_BIN:-}" ]; then
-  bin=$(realpath "$BERTH_BIN")
-else
-  cargo build --release -q -p berthd -p berth-cli -p berth-runtime --bins
-  bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
-fi
+nn_bin
 cli=${DOCKER_CLI:-/usr/local/bin/docker}
 [ -x "$cli" ] || cli=$(command -v docker)
 tool=$PWD/bench/netbench.py
@@ -39,60 +35,26 @@ made=()
 
 cleanup() {
   set +e
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  done
-  for f in "$work"/n*/run/containers/*/init.pid "$work"/n*/run/containers/*/shim.pid; do
-    [ -f "$f" ] && kill -9 "$(cat "$f" 2>/dev/null)" 2>/dev/null
-  done
+  nn_kill_daemons
+  nn_kill_berth_containers "$work"/n*/run
   sleep 0.3
-  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  for ns in "${made[@]}"; do ip netns del "$ns" 2>/dev/null; done
-  for ctl in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-    for d in "$ctl"berth-ovcbench-"$id"-*; do
-      [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-    done
-  done
-  rm -rf "$work"
+  nn_teardown "berth-ovcbench-$id-"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/www"
-cp /bin/busybox "$work/rootfs/bin/busybox"
-for applet in sh sleep mkdir hostname httpd; do ln -s busybox "$work/rootfs/bin/$applet"; done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$work/rootfs/etc/passwd"
-tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
+mkdir -p "$work/rootfs/www"
+nn_busybox_tar sh sleep mkdir hostname httpd
 
-ip netns add "$sw"
-made+=("$sw")
-ip -n "$sw" link add br0 type bridge
-ip -n "$sw" link set br0 up
+nn_switch "$sw"
 # The client's address (connections through the mesh come from the switch namespace).
 ip -n "$sw" addr add "$prefix.100/24" dev br0
 for i in 0 1 2; do
-  ns="boc-n$i-$id"
-  ip netns add "$ns"
-  made+=("$ns")
-  ip -n "$sw" link add "v$i" type veth peer name eth0 netns "$ns"
-  ip -n "$sw" link set "v$i" master br0 up
-  ip -n "$ns" link set lo up
-  ip -n "$ns" addr add "$prefix.$((i + 1))/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  dir="$work/n$i"
-  mkdir -p "$dir"
-  echo '{}' >"$dir/daemon.json"
-  nsenter --net="/run/netns/$ns" unshare --uts sh -c "hostname ovc$i-$id && exec \"\$@\"" sh \
-    "$bin/berthd" --data-root "$dir/root" --exec-root "$dir/run" \
-    --config-file "$dir/daemon.json" --cgroup-parent "/berth-ovcbench-$id-$i" \
-    -H "unix://$dir/berth.sock" --log-level warn 2>>"$dir/berthd.log" &
-  pids+=($!)
-  disown "$!"
+  nn_node "$sw" "boc-n$i-$id" "v$i" "$prefix.$((i + 1))"
+  nn_berthd "boc-n$i-$id" "ovc$i-$id" "$work/n$i" "/berth-ovcbench-$id-$i"
+  pids+=("$nn_pid")
 done
-for i in 0 1 2; do
-  for _ in $(seq 1 200); do [ -S "$work/n$i/berth.sock" ] && break; sleep 0.05; done
-done
+for i in 0 1 2; do nn_wait_socket "$work/n$i/berth.sock"; done
 d() {
   local i=$1
   shift

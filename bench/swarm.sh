@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: swarm mode on 3 managers, each daemon in its own network namespace (as the e2e
-# cluster harness does), on a bridge in a switch namespace this script makes. For berthd, then
+# cluster harness does), on a bridge in a switch namespace (bench/lib/netns-nodes.sh). For berthd, then
 # (when /usr/sbin/dockerd exists, or DOCKERD=1; DOCKERD=0 skips it) for dockerd 20.10 on the
 # same kind of namespaces:
 #  - swarm init, manager join;
@@ -16,6 +16,7 @@
 # separately, 0 skips that step; BERTH=0 runs dockerd alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/netns-nodes.sh
 
 REPLICAS=${REPLICAS:-100}
 TASKS=${TASKS:-1000}
@@ -26,12 +27,7 @@ DOCKER20=${DOCKER20:-/usr/bin/docker}
 if [ -z "${DOCKERD:-}" ]; then
   if [ -x "$DOCKERD_BIN" ] && [ -x "$DOCKER20" ]; then DOCKERD=1; else DOCKERD=0; fi
 fi
-if [ -n "${BERTH_BIN:-}" ]; then
-  bin=$(realpath "$BERTH_BIN")
-else
-  cargo build --release -q -p berthd -p berth-cli -p berth-runtime --bins
-  bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
-fi
+nn_bin
 
 work=$(mktemp -d /tmp/berth-swarmbench-XXXXXX)
 id=$$
@@ -45,16 +41,10 @@ cgroot=/sys/fs/cgroup/pids
 
 cleanup() {
   set +e
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  done
-  # Containers outlive their daemon (stopping them one by one through a 3-manager swarm
-  # would take minutes): berthd records their pids in the exec root; dockerd's containers,
-  # containerd and shims are in the cgroups made for them.
-  for f in "$work"/b*/run/containers/*/init.pid "$work"/b*/run/containers/*/shim.pid; do
-    [ -f "$f" ] && kill -9 "$(cat "$f" 2>/dev/null)" 2>/dev/null
-  done
+  nn_kill_daemons
+  # berthd's containers by the pids it records; dockerd's containers, containerd and shims
+  # are in the cgroups made for them.
+  nn_kill_berth_containers "$work"/b*/run
   for _ in 1 2 3; do
     find "$cgroot"/berth-swarmbench-"$id"-* -name cgroup.procs 2>/dev/null |
       xargs -r cat 2>/dev/null | xargs -r kill -9 2>/dev/null
@@ -70,53 +60,31 @@ cleanup() {
       rm -f "/run/containerd/s/$h"
     done
   done
-  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  for ns in "${made[@]}"; do ip netns del "$ns" 2>/dev/null; done
-  for ctl in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-    for d in "$ctl"berth-swarmbench-"$id"-*; do
-      [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-    done
-  done
-  rm -rf "$work"
+  nn_teardown "berth-swarmbench-$id-"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
-cp /bin/busybox "$work/rootfs/bin/busybox"
-for applet in sh sleep; do ln -s busybox "$work/rootfs/bin/$applet"; done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$work/rootfs/etc/passwd"
-tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
+nn_busybox_tar sh sleep
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 rss_mib() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
+rss_parts() {
+  awk '/^(RssAnon|RssFile|VmHWM):/ {printf "%s %d MiB, ", $1, $2 / 1024} /^Threads:/ {printf "threads %d", $2}' \
+    "/proc/$1/status" 2>/dev/null || echo "?"
+}
 
 # Three node namespaces on the switch bridge, addresses $prefix.1-3, for engine tag $1.
 make_nodes() {
-  local tag=$1 i ns
-  for i in 0 1 2; do
-    ns="bsb-$tag$i-$id"
-    ip netns add "$ns"
-    made+=("$ns")
-    ip -n "$sw" link add "v$tag$i" type veth peer name eth0 netns "$ns"
-    ip -n "$sw" link set "v$tag$i" master br0 up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" addr add "$prefix.$((i + 1))/24" dev eth0
-    ip -n "$ns" link set eth0 up
-  done
+  local tag=$1 i
+  for i in 0 1 2; do nn_node "$sw" "bsb-$tag$i-$id" "v$tag$i" "$prefix.$((i + 1))"; done
 }
 
 start_berth() {
-  local i=$1 dir="$work/b$1"
-  mkdir -p "$dir"
-  echo '{}' >"$dir/daemon.json"
-  nsenter --net="/run/netns/bsb-b$i-$id" unshare --uts sh -c "hostname bench$i-$id && exec \"\$@\"" sh \
-    "$bin/berthd" --data-root "$dir/root" --exec-root "$dir/run" \
-    --config-file "$dir/daemon.json" --cgroup-parent "/berth-swarmbench-$id-b$i" \
-    -H "unix://$dir/berth.sock" --log-level warn 2>>"$dir/berthd.log" &
-  pids[$i]=$!
-  disown "$!" # no "Killed" notice when the failover kills it
-  for _ in $(seq 1 200); do [ -S "$dir/berth.sock" ] && break; sleep 0.05; done
+  local i=$1
+  nn_berthd "bsb-b$i-$id" "bench$i-$id" "$work/b$i" "/berth-swarmbench-$id-b$i"
+  pids[$i]=$nn_pid
+  nn_wait_socket "$work/b$i/berth.sock"
 }
 
 start_dockerd() {
@@ -224,6 +192,10 @@ phase() {
     fig[$engine.rssN]=$rss
     fig[$engine.n]=$n
     echo "$engine: scaled to $n: all running after ${fig[$engine.scale]} ms; manager RSS (MiB):$rss"
+    # What the RSS is made of: heap and stacks (anonymous), code pages (file), and threads.
+    for i in 0 1 2; do
+      echo "$engine: node $i: $(rss_parts "$(daemon_pid "$i")")"
+    done
     if [ "$engine" = dockerd ]; then
       total=""
       for i in 0 1 2; do
@@ -258,19 +230,14 @@ phase() {
   echo "$engine: leader SIGKILL to the first accepted write: ${fig[$engine.failover]} ms"
 }
 
-ip netns add "$sw"
-made+=("$sw")
-ip -n "$sw" link add br0 type bridge
-ip -n "$sw" link set br0 up
+nn_switch "$sw"
 prefix="10.232.$((id % 200))"
 [ "${BERTH:-1}" = 1 ] && phase berth
 if [ "$DOCKERD" = 1 ]; then
   # Same addresses on fresh namespaces: the berth nodes go first (their veths on br0 too).
   # Its containers go too, so that dockerd's figures are taken on an idle machine.
   for i in 0 1 2; do kill -9 "${pids[$i]:-}" 2>/dev/null || true; done
-  for f in "$work"/b*/run/containers/*/init.pid "$work"/b*/run/containers/*/shim.pid; do
-    [ -f "$f" ] && kill -9 "$(cat "$f" 2>/dev/null)" 2>/dev/null || true
-  done
+  nn_kill_berth_containers "$work"/b*/run
   sleep 1
   for i in 0 1 2; do ip netns del "bsb-b$i-$id" 2>/dev/null || true; done
   phase dockerd

@@ -220,64 +220,6 @@ impl Cluster {
     }
 }
 
-impl Cluster {
-    /// A swarm of two as the overlay tests use it: node 0 a manager, node 1 a worker, a 1 s
-    /// dispatcher heartbeat, busybox loaded on both, both ready. `None` (with a note) without
-    /// a docker CLI, which those tests drive.
-    pub fn swarm_of_two() -> Option<Cluster> {
-        let c = Cluster::new(2, &[]);
-        if c.node(0).docker(&["version"]).is_none() {
-            eprintln!("skipped: no docker CLI");
-            return None;
-        }
-        for n in &c.nodes {
-            let r = n.api().post(
-                "/images/load?quiet=1",
-                Some(&crate::busybox_archive("busybox:latest")),
-            );
-            assert_eq!(r.status, 200, "{}", r.text());
-        }
-        let m = c.node(0);
-        let init = serde_json::json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": m.ip,
-            "Spec": {"Dispatcher": {"HeartbeatPeriod": 1_000_000_000u64}}});
-        let r = m
-            .api()
-            .post("/swarm/init", Some(init.to_string().as_bytes()));
-        assert_eq!(r.status, 200, "swarm init: {}", r.text());
-        let token = m.api().get("/swarm").json()["JoinTokens"]["Worker"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let w = c.node(1);
-        let join = serde_json::json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": w.ip,
-            "RemoteAddrs": [m.addr(2377)], "JoinToken": token});
-        let r = w
-            .api()
-            .post("/swarm/join", Some(join.to_string().as_bytes()));
-        assert_eq!(r.status, 200, "swarm join: {}", r.text());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-        loop {
-            let ready = m
-                .api()
-                .get("/nodes")
-                .json()
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|n| n["Status"]["State"] == "ready")
-                .count();
-            if ready == 2 {
-                return Some(c);
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for two ready nodes"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-    }
-}
-
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Daemons first (by their PIDs; their containers' cleanup needs the namespaces).

@@ -26,12 +26,17 @@ macro_rules! require_root {
 /// A daemon with `busybox:latest` loaded.
 pub fn daemon_with_busybox() -> Daemon {
     let d = Daemon::start();
+    load_busybox(&d);
+    d
+}
+
+/// Loads `busybox:latest` (built from Debian's busybox-static) into a daemon.
+pub fn load_busybox(d: &Daemon) {
     let r = d.api().post(
         "/images/load?quiet=1",
         Some(&busybox_archive("busybox:latest")),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    d
 }
 
 /// `POST /containers/create[?name=]`; returns the id.
@@ -61,6 +66,20 @@ pub fn inspect(d: &Daemon, id: &str) -> Value {
     let r = d.api().get(&format!("/containers/{id}/json"));
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
+}
+
+/// Runs `cmd` in a running container through the exec API (detached); its exit code.
+pub fn exec_code(d: &Daemon, container: &str, cmd: &[&str]) -> i64 {
+    let r = d.api().post(
+        &format!("/containers/{container}/exec"),
+        Some(serde_json::json!({"Cmd": cmd}).to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let exec = r.json()["Id"].as_str().unwrap().to_string();
+    d.api().post(&format!("/exec/{exec}/start"), Some(br#"{}"#));
+    d.api().get(&format!("/exec/{exec}/json")).json()["ExitCode"]
+        .as_i64()
+        .unwrap()
 }
 
 /// Demultiplexes a logs/attach body into (stdout, stderr).

@@ -17,6 +17,7 @@ pub mod pki;
 pub mod pty;
 pub mod registry;
 pub mod subids;
+pub mod swarm_setup;
 pub mod token_auth;
 pub mod upload_proxy;
 

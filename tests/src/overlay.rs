@@ -94,3 +94,48 @@ impl Drop for MeshGuard {
         }
     }
 }
+
+/// `docker network create -d overlay --attachable NAME` (the docker CLI must be there); the
+/// network's id.
+pub fn create_attachable(d: &Daemon, name: &str) -> String {
+    d.docker(&["network", "create", "-d", "overlay", "--attachable", name])
+        .expect("docker CLI")
+        .success()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// An HTTP GET to a port on the host's loopback (a published port): the body's last line,
+/// when it is one word (a task's hostname).
+pub fn host_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let last = body.trim().lines().last()?.trim().to_string();
+    (!last.is_empty() && !last.contains(' ')).then_some(last)
+}
+
+/// A web server in a busybox container that answers with the container's hostname.
+pub const HTTPD: &str =
+    "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
+
+/// An HTTP GET from inside a container (busybox nc, through the docker CLI): the body's last
+/// line, when it is one word (a hostname).
+pub fn get_from(d: &Daemon, container: &str, host: &str, port: u16) -> Option<String> {
+    let cmd = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port} | tail -1");
+    let out = d.docker(&["exec", container, "sh", "-c", &cmd])?;
+    let body = out.stdout.trim().to_string();
+    (!body.is_empty() && !body.contains(' ')).then_some(body)
+}
+
+/// `docker ARGS` against `d`, which must be there and succeed: its stdout.
+pub fn docker_ok(d: &Daemon, args: &[&str]) -> String {
+    d.docker(args).expect("docker CLI").success().stdout
+}

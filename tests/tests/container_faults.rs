@@ -85,7 +85,10 @@ fn a_fork_bomb_is_held_by_the_pids_limit_and_rm_f_ends_it() {
             "busybox",
             "sh",
             "-c",
-            "f(){ f|f& }; f; exec sleep 1000",
+            // The bomb runs in a shell of its own: ash exits when a fork fails, so had the
+            // container's init forked the bomb's first pipeline itself, a loaded machine could
+            // let the bomb's children take the last pids before init's second fork.
+            "sh -c 'f(){ f|f& }; f'; exec sleep 1000",
         ])
         .success();
     let id = out.stdout.trim().to_string();

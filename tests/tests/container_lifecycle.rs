@@ -672,3 +672,63 @@ fn joining_another_containers_pid_namespace_starts_every_time() {
     }
     assert!(out.stdout.contains("Read-only file system"), "{out:?}");
 }
+
+/// The daemon waits for its containers' exits without a parked thread each (at 1,000 swarm
+/// tasks those threads were a good part of a manager's memory), and still sees every exit,
+/// also of containers it adopted at a restart.
+#[test]
+fn running_containers_do_not_hold_a_daemon_thread_each() {
+    require_root!();
+    let mut d = daemon();
+    const N: usize = 48;
+    // The last one ends on its own when told to (a file appears).
+    let until_told = "while [ ! -e /tmp/stop ]; do sleep 0.1; done";
+    let ids: Vec<String> = (0..N)
+        .map(|i| {
+            let cmd: &[&str] = if i == N - 1 {
+                &["sh", "-c", until_told]
+            } else {
+                &["sleep", "1000"]
+            };
+            let mut args = vec!["run", "-d", "--network", "none", "busybox"];
+            args.extend(cmd);
+            d.berth(&args).success().stdout.trim().to_string()
+        })
+        .collect();
+    let threads = |d: &berth_e2e::Daemon| {
+        let pid = d.pid().expect("daemon running");
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count()
+    };
+    let n = threads(&d);
+    assert!(
+        n < N,
+        "{n} daemon threads with {N} running containers: a thread per container?"
+    );
+    d.restart();
+    let n = threads(&d);
+    assert!(
+        n < N,
+        "{n} daemon threads after adopting {N} running containers"
+    );
+    // Every exit is still seen: by signal, and by the container ending on its own.
+    for id in &ids[..N / 2] {
+        d.berth(&["kill", id]).success();
+    }
+    d.berth(&["exec", &ids[N - 1], "touch", "/tmp/stop"])
+        .success();
+    for id in &ids[..N / 2] {
+        until("killed container recorded as exited", || {
+            inspect(&d, id)["State"]["Status"] == "exited"
+        });
+        assert_eq!(inspect(&d, id)["State"]["ExitCode"], 137);
+    }
+    until("container that ended itself recorded as exited", || {
+        inspect(&d, &ids[N - 1])["State"]["Status"] == "exited"
+    });
+    assert_eq!(inspect(&d, &ids[N - 1])["State"]["ExitCode"], 0);
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    d.berth(&rm).success();
+}

@@ -4,12 +4,56 @@
 //! routing mesh, and that removing everything leaves nothing behind.
 
 use berth_e2e::containers::{daemon_with_busybox, until};
-use berth_e2e::overlay::{self, MeshGuard};
+use berth_e2e::overlay::{self, MeshGuard, host_get};
+use berth_e2e::swarm_setup::local_task_container_ids;
 use berth_e2e::{Daemon, require_root};
 use serde_json::Value;
 
 fn docker_ok(d: &Daemon, args: &[&str]) -> Option<String> {
     Some(d.docker(args)?.success().stdout)
+}
+
+/// `swarm init` on 127.0.0.1 with a VXLAN port and an address pool of the test's own (tests
+/// run in parallel); false (with a note) without a docker CLI.
+fn overlay_swarm(d: &Daemon, data_path_port: &str, pool: &str) -> bool {
+    if d.docker(&["version"]).is_none() {
+        eprintln!("skipped: no docker CLI");
+        return false;
+    }
+    docker_ok(
+        d,
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--data-path-port",
+            data_path_port,
+            "--default-addr-pool",
+            pool,
+        ],
+    )
+    .unwrap();
+    true
+}
+
+/// The container `probe` on `backend`, a client inside the overlay.
+fn probe_on_backend(d: &Daemon) {
+    docker_ok(
+        d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "probe",
+            "--network",
+            "backend",
+            "busybox:latest",
+            "sleep",
+            "1000",
+        ],
+    )
+    .unwrap();
 }
 
 fn inspect_network(d: &Daemon, name: &str) -> Value {
@@ -53,18 +97,7 @@ fn swarm_networks_are_created_listed_inspected_and_removed() {
     assert_eq!(ingress["Driver"], "overlay");
     assert_eq!(ingress["Ingress"], true);
     assert_eq!(ingress["IPAM"]["Config"][0]["Subnet"], "10.210.0.0/25");
-    let id = docker_ok(
-        &d,
-        &[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--attachable",
-            "backend",
-        ],
-    )
-    .unwrap();
+    let id = overlay::create_attachable(&d, "backend");
     let backend = inspect_network(&d, "backend");
     assert_eq!(backend["Id"], id.trim());
     assert_eq!(backend["Attachable"], true);
@@ -213,22 +246,6 @@ fn web_args<'a>(name: &'a str, network: &'a str, replicas: &'a str) -> Vec<&'a s
     ]
 }
 
-fn running_task_containers(d: &Daemon, service: &str) -> Vec<String> {
-    let filters = serde_json::json!({"label": [format!("com.docker.swarm.service.name={service}")], "status": ["running"]});
-    let path = format!(
-        "/containers/json?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    d.api()
-        .get(&path)
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["Id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn exec(d: &Daemon, container: &str, cmd: &str) -> (bool, String) {
     let out = d
         .docker(&["exec", container, "sh", "-c", cmd])
@@ -252,36 +269,10 @@ fn http_get(d: &Daemon, container: &str, host: &str) -> (bool, String) {
 fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
     require_root!();
     let mut d = daemon_with_busybox();
-    if d.docker(&["version"]).is_none() {
-        eprintln!("skipped: no docker CLI");
+    if !overlay_swarm(&d, "4791", "10.212.0.0/16") {
         return;
     }
-    docker_ok(
-        &d,
-        &[
-            "swarm",
-            "init",
-            "--advertise-addr",
-            "127.0.0.1",
-            "--data-path-port",
-            "4791",
-            "--default-addr-pool",
-            "10.212.0.0/16",
-        ],
-    )
-    .unwrap();
-    docker_ok(
-        &d,
-        &[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--attachable",
-            "backend",
-        ],
-    )
-    .unwrap();
+    overlay::create_attachable(&d, "backend");
     docker_ok(
         &d,
         &["network", "create", "-d", "overlay", "--internal", "other"],
@@ -290,10 +281,10 @@ fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
     docker_ok(&d, &web_args("web", "backend", "3")).unwrap();
     docker_ok(&d, &web_args("lonely", "other", "1")).unwrap();
     until("3 web tasks and 1 lonely task", || {
-        running_task_containers(&d, "web").len() == 3
-            && running_task_containers(&d, "lonely").len() == 1
+        local_task_container_ids(&d, "web").len() == 3
+            && local_task_container_ids(&d, "lonely").len() == 1
     });
-    let tasks = running_task_containers(&d, "web");
+    let tasks = local_task_container_ids(&d, "web");
     let client = &tasks[0];
     // The service's name is its VIP; tasks.NAME is every task.
     let service = d.api().get("/services/web").json();
@@ -334,12 +325,12 @@ fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
     until("the VIP to answer after a daemon restart", || {
         http_get(&d, client, "web").0
     });
-    assert_eq!(running_task_containers(&d, "web").len(), 3);
+    assert_eq!(local_task_container_ids(&d, "web").len(), 3);
     // A task that dies leaves the rotation: every answer then comes from a running task.
     let victim = tasks[1].clone();
     d.docker(&["kill", &victim]).unwrap();
     until("the VIP to skip the dead task", || {
-        let running = running_task_containers(&d, "web");
+        let running = local_task_container_ids(&d, "web");
         (0..6).all(|_| {
             let (ok, body) = http_get(&d, client, "web");
             ok && !victim.starts_with(&body) && running.iter().any(|c| c.starts_with(&body))
@@ -350,7 +341,7 @@ fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
         .api()
         .get(&format!(
             "/containers/{}/json",
-            running_task_containers(&d, "lonely")[0]
+            local_task_container_ids(&d, "lonely")[0]
         ))
         .json();
     let _ = lonely;
@@ -370,7 +361,7 @@ fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
     let (ok, _) = exec(&d, client, "nslookup lonely 127.0.0.11");
     assert!(!ok, "another overlay's service resolved");
     // A task on internal overlays only has no way out (no default route).
-    let lonely_ctr = running_task_containers(&d, "lonely")[0].clone();
+    let lonely_ctr = local_task_container_ids(&d, "lonely")[0].clone();
     until("the internal task to lose its default route", || {
         !exec(&d, &lonely_ctr, "ip route").1.contains("default")
     });
@@ -395,21 +386,7 @@ fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
         "{}",
         out.stderr
     );
-    docker_ok(
-        &d,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "probe",
-            "--network",
-            "backend",
-            "busybox:latest",
-            "sleep",
-            "1000",
-        ],
-    )
-    .unwrap();
+    probe_on_backend(&d);
     let mut body = String::new();
     until("the attached container to reach the service", || {
         let (ok, b) = http_get(&d, "probe", "web");
@@ -434,21 +411,6 @@ fn services_on_an_overlay_resolve_and_balance_over_their_tasks() {
     docker_ok(&d, &["swarm", "leave", "--force"]).unwrap();
 }
 
-/// An HTTP GET to a port on the host's loopback: the body's last line.
-fn host_get(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s =
-        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
-        .ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let last = body.trim().lines().last()?.trim().to_string();
-    (!last.is_empty() && !last.contains(' ')).then_some(last)
-}
-
 /// The routing mesh's host tables (other daemons' tests may change the rest meanwhile).
 fn host_nft_tables() -> String {
     overlay::host_nft_tables("berth_mesh_")
@@ -461,24 +423,9 @@ fn a_published_port_answers_through_the_routing_mesh_and_leaves_nothing() {
     let _guard;
     let d = daemon_with_busybox();
     _guard = MeshGuard::of(&d);
-    if d.docker(&["version"]).is_none() {
-        eprintln!("skipped: no docker CLI");
+    if !overlay_swarm(&d, "4792", "10.213.0.0/16") {
         return;
     }
-    docker_ok(
-        &d,
-        &[
-            "swarm",
-            "init",
-            "--advertise-addr",
-            "127.0.0.1",
-            "--data-path-port",
-            "4792",
-            "--default-addr-pool",
-            "10.213.0.0/16",
-        ],
-    )
-    .unwrap();
     let tables_before = host_nft_tables();
     let mut args = web_args("web", "ingress", "2");
     // Published through the mesh (mode=ingress, the default); no other network needed.
@@ -486,7 +433,7 @@ fn a_published_port_answers_through_the_routing_mesh_and_leaves_nothing() {
     args.retain(|a| *a != "--network" && *a != "ingress");
     docker_ok(&d, &args).unwrap();
     until("2 web tasks", || {
-        running_task_containers(&d, "web").len() == 2
+        local_task_container_ids(&d, "web").len() == 2
     });
     let service = d.api().get("/services/web").json();
     assert_eq!(service["Endpoint"]["Ports"][0]["PublishedPort"], 38431);
@@ -566,36 +513,10 @@ fn an_unhealthy_task_leaves_the_vip_and_the_mesh() {
     let _guard;
     let d = daemon_with_busybox();
     _guard = MeshGuard::of(&d);
-    if d.docker(&["version"]).is_none() {
-        eprintln!("skipped: no docker CLI");
+    if !overlay_swarm(&d, "4793", "10.214.0.0/16") {
         return;
     }
-    docker_ok(
-        &d,
-        &[
-            "swarm",
-            "init",
-            "--advertise-addr",
-            "127.0.0.1",
-            "--data-path-port",
-            "4793",
-            "--default-addr-pool",
-            "10.214.0.0/16",
-        ],
-    )
-    .unwrap();
-    docker_ok(
-        &d,
-        &[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--attachable",
-            "backend",
-        ],
-    )
-    .unwrap();
+    overlay::create_attachable(&d, "backend");
     let mut args = web_args("web", "backend", "2");
     let cmd = args.pop().unwrap();
     let cmd = format!("touch /healthy && {cmd}");
@@ -621,11 +542,11 @@ fn an_unhealthy_task_leaves_the_vip_and_the_mesh() {
     args.push(&cmd);
     docker_ok(&d, &args).unwrap();
     until("2 web tasks running", || {
-        running_task_containers(&d, "web").len() == 2
+        local_task_container_ids(&d, "web").len() == 2
     });
     // Docker's interface order: ingress (the pool's first block) eth0, the overlay eth1,
     // docker_gwbridge last.
-    let first = running_task_containers(&d, "web")[0].clone();
+    let first = local_task_container_ids(&d, "web")[0].clone();
     let mut addrs = String::new();
     until("ingress eth0, backend eth1, docker_gwbridge eth2", || {
         addrs = exec(&d, &first, "ip -o -4 addr show").1;
@@ -637,21 +558,7 @@ fn an_unhealthy_task_leaves_the_vip_and_the_mesh() {
         on("eth0", "inet 10.214.0.") && on("eth1", "inet 10.214.1.") && on("eth2", "inet ")
     });
     assert!(!addrs.contains("eth2    inet 10.214."), "{addrs}");
-    docker_ok(
-        &d,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "probe",
-            "--network",
-            "backend",
-            "busybox:latest",
-            "sleep",
-            "1000",
-        ],
-    )
-    .unwrap();
+    probe_on_backend(&d);
     let mut seen = std::collections::BTreeSet::new();
     until("the VIP and the published port to reach both tasks", || {
         if let (true, body) = http_get(&d, "probe", "web") {
@@ -662,7 +569,7 @@ fn an_unhealthy_task_leaves_the_vip_and_the_mesh() {
         }
         seen.len() == 2
     });
-    let tasks = running_task_containers(&d, "web");
+    let tasks = local_task_container_ids(&d, "web");
     let (sick, well) = (&tasks[0], &tasks[1]);
     let from = |body: &str, id: &str| !body.is_empty() && id.starts_with(body);
     exec(&d, sick, "rm /healthy");

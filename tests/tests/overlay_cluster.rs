@@ -3,51 +3,20 @@
 //! by service VIP over VXLAN, and a published port answers on a node that runs no task of
 //! its service (the routing mesh).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_e2e::{Cluster, Daemon, busybox_archive, require_root};
-use serde_json::{Value, json};
+use berth_e2e::overlay::{HTTPD, get_from};
+use berth_e2e::swarm_setup::{poll, ready_node_ids, running_tasks, task_container, task_node};
+use berth_e2e::{Cluster, Daemon, require_root};
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn load_busybox(d: &Daemon) {
-    let r = d.api().post(
-        "/images/load?quiet=1",
-        Some(&busybox_archive("busybox:latest")),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
-fn post(d: &Daemon, path: &str, body: Value) -> Value {
-    let r = d.api().post(path, Some(body.to_string().as_bytes()));
-    assert!(r.status < 300, "{path}: {}", r.text());
-    if r.text().trim().is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_secs(90), Duration::from_millis(250), f);
 }
 
 /// The service's running tasks: (node id, container id, address on the first network).
 fn running(d: &Daemon, service: &str) -> Vec<(String, String, String)> {
-    let filters = json!({"service": [service], "desired-state": ["running"]});
-    let path = format!(
-        "/tasks?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    d.api()
-        .get(&path)
-        .json()
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["Status"]["State"] == "running")
+    running_tasks(d, service)
+        .iter()
         .map(|t| {
             let addr = t["NetworksAttachments"][0]["Addresses"][0]
                 .as_str()
@@ -56,71 +25,19 @@ fn running(d: &Daemon, service: &str) -> Vec<(String, String, String)> {
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            (
-                t["NodeID"].as_str().unwrap_or_default().to_string(),
-                t["Status"]["ContainerStatus"]["ContainerID"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                addr,
-            )
+            (task_node(t), task_container(t), addr)
         })
         .collect()
-}
-
-const HTTPD: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
-
-/// An HTTP GET from inside a task container (busybox nc): the body's last line.
-fn get_from(d: &Daemon, container: &str, host: &str, port: u16) -> Option<String> {
-    let cmd = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port} | tail -1");
-    let out = d.docker(&["exec", container, "sh", "-c", &cmd])?;
-    let body = out.stdout.trim().to_string();
-    (!body.is_empty() && !body.contains(' ')).then_some(body)
 }
 
 #[test]
 fn overlays_span_nodes_and_the_mesh_answers_on_every_node() {
     require_root!();
-    let c = Cluster::new(2, &[]);
-    if c.node(0).docker(&["version"]).is_none() {
-        eprintln!("skipped: no docker CLI");
+    let Some(c) = Cluster::swarm_of_two() else {
         return;
-    }
-    for n in &c.nodes {
-        load_busybox(n);
-    }
-    let m = c.node(0);
-    post(
-        m,
-        "/swarm/init",
-        json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": m.ip,
-               "Spec": {"Dispatcher": {"HeartbeatPeriod": 1_000_000_000u64}}}),
-    );
-    let token = m.api().get("/swarm").json()["JoinTokens"]["Worker"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    post(
-        c.node(1),
-        "/swarm/join",
-        json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": c.node(1).ip,
-               "RemoteAddrs": [m.addr(2377)], "JoinToken": token}),
-    );
-    let node_ids: Vec<String> = {
-        let mut ids = Vec::new();
-        wait_for("two ready nodes", || {
-            let nodes = m.api().get("/nodes").json();
-            ids = nodes
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|n| n["Status"]["State"] == "ready")
-                .map(|n| n["ID"].as_str().unwrap().to_string())
-                .collect();
-            ids.len() == 2
-        });
-        ids
     };
+    let m = c.node(0);
+    let node_ids = ready_node_ids(m);
     let out = m
         .docker(&["network", "create", "-d", "overlay", "backend"])
         .unwrap()
@@ -150,14 +67,9 @@ fn overlays_span_nodes_and_the_mesh_answers_on_every_node() {
         tasks.len() == 2 && nodes.len() == 2
     });
     let daemon_of = |node: &str| -> &Daemon {
-        let i = node_ids.iter().position(|n| n == node).unwrap();
-        // Node ids are listed in the manager's order; map by the daemon's own /info.
-        let _ = i;
-        c.nodes
-            .iter()
-            .find(|n| n.api().get("/info").json()["Swarm"]["NodeID"] == node)
-            .map(|n| &n.daemon)
-            .unwrap()
+        // One of the ready nodes; mapped by the daemon's own /info.
+        assert!(node_ids.iter().any(|n| n == node), "{node} in {node_ids:?}");
+        c.daemon_of(node)
     };
     let (node_a, ctr_a, _) = tasks[0].clone();
     let (node_b, ctr_b, addr_b) = tasks[1].clone();

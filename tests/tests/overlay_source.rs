@@ -6,15 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use berth_e2e::swarm_setup::{node_id, poll, running_tasks, task_container, task_node};
 use berth_e2e::{Cluster, Daemon, Node, require_root};
-use serde_json::json;
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_secs(90), Duration::from_millis(250), f);
 }
 
 /// httpd answering `/cgi-bin/who` with `REMOTE_ADDR HOSTNAME`.
@@ -30,35 +26,10 @@ fn service(m: &Node, name: &str, args: &[&str]) {
 
 /// The running tasks' (node id, container id) of a service.
 fn running(d: &Daemon, service: &str) -> Vec<(String, String)> {
-    let filters = json!({"service": [service], "desired-state": ["running"]});
-    let path = format!(
-        "/tasks?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    d.api()
-        .get(&path)
-        .json()
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["Status"]["State"] == "running")
-        .map(|t| {
-            (
-                t["NodeID"].as_str().unwrap_or_default().to_string(),
-                t["Status"]["ContainerStatus"]["ContainerID"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
+    running_tasks(d, service)
+        .iter()
+        .map(|t| (task_node(t), task_container(t)))
         .collect()
-}
-
-fn node_id(n: &Node) -> String {
-    n.api().get("/info").json()["Swarm"]["NodeID"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 /// The HTTP request busybox nc sends (this busybox's `wget -T` crashes).

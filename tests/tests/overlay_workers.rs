@@ -5,31 +5,17 @@
 //! restart); a network that is not attachable gets dockerd's refusal; the worker lists the
 //! swarm networks it uses, and ingress.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use berth_e2e::overlay::{HTTPD, docker_ok, get_from};
+use berth_e2e::swarm_setup::{
+    poll, running_task_containers, running_tasks, task_container, task_node,
+};
 use berth_e2e::{Cluster, Daemon, overlay, require_root};
 use serde_json::{Value, json};
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn docker_ok(d: &Daemon, args: &[&str]) -> String {
-    d.docker(args).expect("docker CLI").success().stdout
-}
-
-const HTTPD: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
-
-/// An HTTP GET from inside a container (busybox nc): the body's last line.
-fn get_from(d: &Daemon, container: &str, host: &str) -> Option<String> {
-    let cmd = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} 80 | tail -1");
-    let out = d.docker(&["exec", container, "sh", "-c", &cmd])?;
-    let body = out.stdout.trim().to_string();
-    (!body.is_empty() && !body.contains(' ')).then_some(body)
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_secs(90), Duration::from_millis(250), f);
 }
 
 /// The names of the networks a daemon lists.
@@ -41,25 +27,6 @@ fn network_names(d: &Daemon) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(|n| n["Name"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// The running task containers of a service (as the manager's `/tasks` shows them).
-fn task_containers(m: &Daemon, service: &str) -> Vec<String> {
-    let filters = json!({"service": [service], "desired-state": ["running"]});
-    let path = format!(
-        "/tasks?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    m.api()
-        .get(&path)
-        .json()
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["Status"]["State"] == "running")
-        .filter_map(|t| t["Status"]["ContainerStatus"]["ContainerID"].as_str())
-        .map(str::to_string)
         .collect()
 }
 
@@ -85,17 +52,7 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
         return;
     };
     let (m, w) = (c.node(0), c.node(1));
-    docker_ok(
-        m,
-        &[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--attachable",
-            "backend",
-        ],
-    );
+    overlay::create_attachable(m, "backend");
     docker_ok(m, &["network", "create", "-d", "overlay", "closed"]);
     let manager_host = m.hostname.clone();
     docker_ok(
@@ -116,8 +73,10 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
             HTTPD,
         ],
     );
-    wait_for("the web task", || task_containers(m, "web").len() == 1);
-    let web_task = task_containers(m, "web")[0].clone();
+    wait_for("the web task", || {
+        running_task_containers(m, "web").len() == 1
+    });
+    let web_task = running_task_containers(m, "web")[0].clone();
     // A worker lists ingress (every node's) but not an overlay it has nothing on.
     wait_for("the worker to list ingress", || {
         network_names(w).contains(&"ingress".to_string())
@@ -185,7 +144,7 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
     // It reaches the service on the manager by name (its VIP) and by the VIP itself.
     let mut body = None;
     wait_for("the worker's container to reach web by name", || {
-        body = get_from(w, "wprobe", "web");
+        body = get_from(w, "wprobe", "web", 80);
         body.is_some()
     });
     assert_eq!(body.unwrap(), web_task[..12]);
@@ -198,13 +157,13 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
         .unwrap()
         .to_string();
     assert_eq!(
-        get_from(w, "wprobe", &vip).as_deref(),
+        get_from(w, "wprobe", &vip, 80).as_deref(),
         Some(&web_task[..12])
     );
     // The manager's task and a plain container there reach it by name, across nodes.
     let mut body = None;
     wait_for("the manager's task to reach wprobe by name", || {
-        body = get_from(m, &web_task, "wprobe");
+        body = get_from(m, &web_task, "wprobe", 80);
         body.is_some()
     });
     assert_eq!(body.unwrap(), wprobe[..12]);
@@ -223,7 +182,7 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
         ],
     );
     wait_for("the manager's container to reach wprobe", || {
-        get_from(m, "mprobe", "wprobe").as_deref() == Some(&wprobe[..12])
+        get_from(m, "mprobe", "wprobe", 80).as_deref() == Some(&wprobe[..12])
     });
     let resolved = docker_ok(m, &["exec", "mprobe", "nslookup", "wprobe", "127.0.0.11"]);
     assert!(resolved.contains(&wprobe_addr), "{resolved}");
@@ -252,7 +211,7 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
     wait_for("wc's interface on backend", || overlay_addr(w).is_some());
     assert!(overlay_addr(w).unwrap().contains("eth1"));
     wait_for("wc to reach the VIP", || {
-        get_from(w, "wc", &vip).as_deref() == Some(&web_task[..12])
+        get_from(w, "wc", &vip, 80).as_deref() == Some(&web_task[..12])
     });
     let out = w
         .docker(&["network", "connect", "backend", "wc"])
@@ -344,18 +303,8 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
 
 /// The running tasks of a service: (node id, container id, IPv6 address on its first network).
 fn tasks_v6(m: &Daemon, service: &str) -> Vec<(String, String, String)> {
-    let filters = json!({"service": [service], "desired-state": ["running"]});
-    let path = format!(
-        "/tasks?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    m.api()
-        .get(&path)
-        .json()
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["Status"]["State"] == "running")
+    running_tasks(m, service)
+        .iter()
         .map(|t| {
             let v6 = t["NetworksAttachments"][0]["Addresses"]
                 .as_array()
@@ -368,14 +317,7 @@ fn tasks_v6(m: &Daemon, service: &str) -> Vec<(String, String, String)> {
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            (
-                t["NodeID"].as_str().unwrap_or_default().to_string(),
-                t["Status"]["ContainerStatus"]["ContainerID"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                v6,
-            )
+            (task_node(t), task_container(t), v6)
         })
         .collect()
 }
@@ -487,16 +429,9 @@ fn ipv6_overlays_carry_tasks_across_nodes() {
         let nodes: std::collections::BTreeSet<&String> = tasks.iter().map(|t| &t.0).collect();
         tasks.len() == 2 && nodes.len() == 2 && tasks.iter().all(|t| t.2.starts_with("fd42:77::"))
     });
-    let daemon_of = |node: &str| -> &Daemon {
-        c.nodes
-            .iter()
-            .find(|n| n.api().get("/info").json()["Swarm"]["NodeID"] == node)
-            .map(|n| &n.daemon)
-            .unwrap()
-    };
     let (node_a, ctr_a, v6_a) = tasks[0].clone();
     let (node_b, ctr_b, v6_b) = tasks[1].clone();
-    let (da, db) = (daemon_of(&node_a), daemon_of(&node_b));
+    let (da, db) = (c.daemon_of(&node_a), c.daemon_of(&node_b));
     // IPv6 over the VXLAN (IPv4 underlay), both ways: ping and HTTP.
     wait_for("a ping over IPv6 to the other node's task", || {
         da.docker(&["exec", &ctr_a, "ping", "-c", "1", "-W", "2", &v6_b])
@@ -505,7 +440,7 @@ fn ipv6_overlays_carry_tasks_across_nodes() {
     let mut body = String::new();
     wait_for("HTTP over IPv6 across nodes", || {
         // busybox nc: its wget crashes on IPv6 URLs.
-        body = get_from(db, &ctr_b, &v6_a).unwrap_or_default();
+        body = get_from(db, &ctr_b, &v6_a, 80).unwrap_or_default();
         body == ctr_a[..12]
     });
     // The embedded DNS answers AAAA for tasks.NAME.

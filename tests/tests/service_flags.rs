@@ -4,6 +4,8 @@
 //! and bad values get docker's error texts.
 
 use berth_e2e::containers::{daemon_with_busybox, until};
+use berth_e2e::overlay::host_get;
+use berth_e2e::swarm_setup::wait_current_task_container;
 use berth_e2e::{Daemon, require_root};
 use serde_json::{Value, json};
 
@@ -276,47 +278,6 @@ fn update_flags_give_the_same_spec_as_the_docker_cli() {
     d.berth(&["swarm", "leave", "--force"]).success();
 }
 
-/// The task container of the service's running task of its current spec.
-fn running_container(d: &Daemon, name: &str) -> Option<String> {
-    let filters = json!({"service": [name], "desired-state": ["running"]});
-    let path = format!(
-        "/tasks?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    let tasks = d.api().get(&path).json();
-    let spec = service(d, name)["Spec"]["TaskTemplate"].clone();
-    tasks.as_array()?.iter().find_map(|t| {
-        (t["Status"]["State"] == "running" && t["Spec"] == spec)
-            .then(|| t["Status"]["ContainerStatus"]["ContainerID"].as_str())
-            .flatten()
-            .map(str::to_string)
-    })
-}
-
-fn wait_running(d: &Daemon, name: &str) -> String {
-    let mut id = None;
-    until(&format!("a running task of {name}"), || {
-        id = running_container(d, name);
-        id.is_some()
-    });
-    id.unwrap()
-}
-
-/// An HTTP GET to a port on the host's loopback: the body's last line.
-fn host_get(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s =
-        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
-        .ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let last = body.trim().lines().last()?.trim().to_string();
-    (!last.is_empty() && !last.contains(' ')).then_some(last)
-}
-
 fn exec_out(d: &Daemon, container: &str, script: &str) -> String {
     d.berth(&["exec", container, "sh", "-c", script])
         .success()
@@ -348,7 +309,7 @@ fn published_port_and_mount_reach_the_task_and_update_rolls_it() {
         "echo \"$HOSTNAME${V:-}\" > /www/index.html && exec httpd -f -p 80 -h /www",
     ])
     .success();
-    let first = wait_running(&d, "web");
+    let first = wait_current_task_container(&d, "web");
     let mounts = exec_out(&d, &first, "grep ' /www ' /proc/mounts");
     assert!(mounts.starts_with("tmpfs /www tmpfs"), "{mounts}");
     assert!(mounts.contains("size=4096k"), "{mounts}");
@@ -378,7 +339,7 @@ fn published_port_and_mount_reach_the_task_and_update_rolls_it() {
         spec["EndpointSpec"]["Ports"],
         json!([{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 38532, "PublishMode": "host"}])
     );
-    let second = wait_running(&d, "web");
+    let second = wait_current_task_container(&d, "web");
     assert_ne!(first, second, "the update rolls the task");
     let mut body = None;
     until("the new published port to answer with the new env", || {

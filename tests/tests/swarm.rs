@@ -3,24 +3,9 @@
 //! restarts, Docker's errors, and the docker CLI driving the same.
 
 use berth_e2e::containers::{daemon_with_busybox, demux, until};
+use berth_e2e::swarm_setup::{create_service, enc_filters, init_local, service};
 use berth_e2e::{Daemon, require_root};
 use serde_json::{Value, json};
-
-fn init(d: &Daemon) -> String {
-    let r = d
-        .api()
-        .post("/swarm/init", Some(br#"{"ListenAddr": "127.0.0.1:2377"}"#));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json().as_str().unwrap().to_string()
-}
-
-fn create_service(d: &Daemon, spec: Value) -> String {
-    let r = d
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["ID"].as_str().unwrap().to_string()
-}
 
 fn sleeper(name: &str, replicas: u64) -> Value {
     json!({
@@ -36,11 +21,10 @@ fn sleeper(name: &str, replicas: u64) -> Value {
 /// The running containers of a service (by its label), with their inspect data.
 fn task_containers(d: &Daemon, service: &str) -> Vec<Value> {
     let filters = json!({"label": [format!("com.docker.swarm.service.name={service}")], "status": ["running"]});
-    let path = format!(
+    let r = d.api().get(&format!(
         "/containers/json?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    let r = d.api().get(&path);
+        enc_filters(&filters)
+    ));
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
         .as_array()
@@ -56,20 +40,15 @@ fn task_containers(d: &Daemon, service: &str) -> Vec<Value> {
 
 fn all_task_containers(d: &Daemon, service: &str) -> usize {
     let filters = json!({"label": [format!("com.docker.swarm.service.name={service}")]});
-    let path = format!(
-        "/containers/json?all=1&filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
+    let path = format!("/containers/json?all=1&filters={}", enc_filters(&filters));
     d.api().get(&path).json().as_array().unwrap().len()
 }
 
 fn running_tasks(d: &Daemon, service: &str) -> Vec<Value> {
     let filters = json!({"service": [service], "desired-state": ["running"]});
-    let path = format!(
-        "/tasks?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    let r = d.api().get(&path);
+    let r = d
+        .api()
+        .get(&format!("/tasks?filters={}", enc_filters(&filters)));
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
         .as_array()
@@ -78,12 +57,6 @@ fn running_tasks(d: &Daemon, service: &str) -> Vec<Value> {
         .filter(|t| t["Status"]["State"] == "running")
         .cloned()
         .collect()
-}
-
-fn service(d: &Daemon, id: &str) -> Value {
-    let r = d.api().get(&format!("/services/{id}"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
 }
 
 fn update(d: &Daemon, id: &str, version: u64, spec: &Value) -> berth_e2e::api::ApiResponse {
@@ -110,7 +83,7 @@ fn services_run_as_labelled_containers_scale_heal_update_and_go() {
     require_root!();
     let d = daemon_with_busybox();
     let api = d.api();
-    let node_id = init(&d);
+    let node_id = init_local(&d);
     let r = api.post("/swarm/init", Some(b"{}"));
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(
@@ -260,7 +233,7 @@ fn services_run_as_labelled_containers_scale_heal_update_and_go() {
 fn swarm_state_survives_daemon_restarts() {
     require_root!();
     let mut d = daemon_with_busybox();
-    let node_id = init(&d);
+    let node_id = init_local(&d);
     let id = create_service(&d, sleeper("keep", 2));
     // Recovering a cluster from this manager's state keeps it (and this node) as they are.
     let r = d
@@ -299,7 +272,7 @@ fn swarm_state_survives_daemon_restarts() {
 fn secrets_and_configs_are_files_in_memory() {
     require_root!();
     let d = daemon_with_busybox();
-    init(&d);
+    init_local(&d);
     let api = d.api();
     let data = base64_of(b"hunter2");
     let r = api.post(
@@ -648,7 +621,7 @@ fn berth_cli_drives_a_swarm() {
 fn drained_nodes_run_nothing_and_node_updates_check_versions() {
     require_root!();
     let d = daemon_with_busybox();
-    let node_id = init(&d);
+    let node_id = init_local(&d);
     let api = d.api();
     create_service(&d, sleeper("drained", 2));
     until("2 running tasks", || converged(&d, "drained", 2));

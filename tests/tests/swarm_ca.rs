@@ -3,46 +3,28 @@
 //! `swarm_ca_renew.rs` (it needs a daemon environment knob of its own).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_e2e::{Cluster, Daemon, busybox_archive, require_root};
+use berth_e2e::swarm_setup::{
+    create_service, heartbeat, identity, is_running, list_tasks, node_id, poll, reachable_managers,
+};
+use berth_e2e::{Cluster, Daemon, require_root};
 use serde_json::{Value, json};
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_secs(90), Duration::from_millis(200), f);
 }
 
-fn init_manager(c: &Cluster) -> Value {
-    let m = c.node(0);
-    let body = json!({
-        "ListenAddr": "0.0.0.0:2377",
-        "AdvertiseAddr": m.ip,
-        "Spec": {"Dispatcher": {"HeartbeatPeriod": 2_000_000_000u64}},
-    });
-    let r = m
-        .api()
-        .post("/swarm/init", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
-    m.api().get("/swarm").json()
-}
-
-fn join_worker(c: &Cluster, i: usize, token: &str) {
-    let body = json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [c.node(0).addr(2377)], "JoinToken": token});
-    let r = c
-        .node(i)
-        .api()
-        .post("/swarm/join", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
-/// The node's certificate chain and key as its identity file holds them.
-fn identity(d: &Daemon) -> Value {
-    let path = d.data_root().join("swarm/certificates/identity.json");
-    serde_json::from_slice(&std::fs::read(&path).expect("identity file")).expect("identity JSON")
+/// Two busybox sleepers, at most one per node.
+fn one_per_node(name: &str) -> Value {
+    json!({
+        "Name": name,
+        "Mode": {"Replicated": {"Replicas": 2}},
+        "TaskTemplate": {
+            "ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64},
+            "Placement": {"MaxReplicas": 1}
+        }
+    })
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -95,17 +77,9 @@ fn handshake(c: &Cluster, i: usize, addr: &str, dir: &Path, cert: &str, key: &st
 
 fn running_on(d: &Daemon, service: &str, node: &str) -> usize {
     let filters = json!({"service": [service], "node": [node], "desired-state": ["running"]});
-    let path = format!(
-        "/tasks?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    d.api()
-        .get(&path)
-        .json()
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["Status"]["State"] == "running")
+    list_tasks(d, &filters)
+        .iter()
+        .filter(|t| is_running(t))
         .count()
 }
 
@@ -116,40 +90,20 @@ fn ca_rotation_moves_every_node_to_a_new_root() {
     require_root!();
     let c = Cluster::new(2, &[]);
     let tmp = tempfile::tempdir().unwrap();
-    let swarm = init_manager(&c);
+    let swarm = c.init_swarm(heartbeat(2));
     let old_root = swarm["TLSInfo"]["TrustRoot"].as_str().unwrap().to_string();
     let old_token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
-    join_worker(&c, 1, &old_token);
+    c.join(1, &old_token);
     let (m, w) = (c.node(0), c.node(1));
-    for n in &c.nodes {
-        let r = n.api().post(
-            "/images/load?quiet=1",
-            Some(&busybox_archive("busybox:latest")),
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
+    c.load_busybox();
     // dockerd's `Swarm` header: the node state, with the role when active.
     assert_eq!(w.api().get("/_ping").header("Swarm"), Some("active/worker"));
     assert_eq!(
         m.api().get("/_ping").header("Swarm"),
         Some("active/manager")
     );
-    let worker_id = w.api().get("/info").json()["Swarm"]["NodeID"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let spec = json!({
-        "Name": "keep",
-        "Mode": {"Replicated": {"Replicas": 2}},
-        "TaskTemplate": {
-            "ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64},
-            "Placement": {"MaxReplicas": 1}
-        }
-    });
-    let r = m
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    let worker_id = node_id(w);
+    create_service(m, one_per_node("keep"));
     wait_for("a task on the worker", || {
         running_on(m, "keep", &worker_id) == 1
     });
@@ -237,18 +191,7 @@ fn ca_rotation_moves_every_node_to_a_new_root() {
 
     // Tasks kept running; a new one still reaches the worker.
     assert_eq!(running_on(m, "keep", &worker_id), 1);
-    let spec = json!({
-        "Name": "after",
-        "Mode": {"Replicated": {"Replicas": 2}},
-        "TaskTemplate": {
-            "ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64},
-            "Placement": {"MaxReplicas": 1}
-        }
-    });
-    let r = m
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_service(m, one_per_node("after"));
     wait_for("a new task on the worker", || {
         running_on(m, "after", &worker_id) == 1
     });
@@ -261,7 +204,7 @@ fn ca_rotation_to_a_given_pair() {
     require_root!();
     let c = Cluster::new(1, &[]);
     let tmp = tempfile::tempdir().unwrap();
-    init_manager(&c);
+    c.init_swarm(heartbeat(2));
     let m = c.node(0);
     let dir = tmp.path().to_string_lossy().into_owned();
     for name in ["a", "b"] {
@@ -412,20 +355,11 @@ fn autolocked_manager_rotates_and_stays_sealed() {
 fn managers_keep_raft_through_a_rotation() {
     require_root!();
     let c = Cluster::new(2, &[]);
-    let swarm = init_manager(&c);
+    let swarm = c.init_swarm(heartbeat(2));
     let token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
-    join_worker(&c, 1, &token);
+    c.join(1, &token);
     let (m0, m1) = (c.node(0), c.node(1));
-    wait_for("two reachable managers", || {
-        let nodes = m0.api().get("/nodes").json();
-        nodes
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
-            .count()
-            == 2
-    });
+    wait_for("two reachable managers", || reachable_managers(m0) == 2);
     let old_root = swarm["TLSInfo"]["TrustRoot"].as_str().unwrap().to_string();
     // Through the second manager (a follower forwards the update to the leader).
     m1.berth(&["swarm", "ca", "--rotate", "-q"]).success();

@@ -2,22 +2,16 @@
 //! test-only `BERTH_SWARM_CERT_RENEW_SECS` (renew every few seconds instead of at 50–80 % of
 //! an hour), which they inherit from this process.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use berth_e2e::swarm_setup::{
+    create_service, heartbeat, identity, is_running, list_tasks, load_busybox, node_id, poll,
+};
 use berth_e2e::{Cluster, Daemon, require_root};
-use serde_json::{Value, json};
+use serde_json::json;
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn identity(d: &Daemon) -> Value {
-    let path = d.data_root().join("swarm/certificates/identity.json");
-    serde_json::from_slice(&std::fs::read(&path).expect("identity file")).expect("identity JSON")
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_secs(90), Duration::from_millis(200), f);
 }
 
 /// The serial of the node's certificate and whether it expires within `secs`.
@@ -43,31 +37,12 @@ fn certificates_renew_without_restart() {
     unsafe { std::env::set_var("BERTH_SWARM_CERT_RENEW_SECS", "3") };
     let c = Cluster::new(2, &[]);
     let tmp = tempfile::tempdir().unwrap();
-    let m = c.node(0);
     // The shortest lifetime swarmkit allows: an hour.
-    let body = json!({
-        "ListenAddr": "0.0.0.0:2377",
-        "AdvertiseAddr": m.ip,
-        "Spec": {
-            "Dispatcher": {"HeartbeatPeriod": 2_000_000_000u64},
-            "CAConfig": {"NodeCertExpiry": 3_600_000_000_000u64}
-        },
-    });
-    let r = m
-        .api()
-        .post("/swarm/init", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let token = m.api().get("/swarm").json()["JoinTokens"]["Worker"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let body =
-        json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [m.addr(2377)], "JoinToken": token});
-    let w = c.node(1);
-    let r = w
-        .api()
-        .post("/swarm/join", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
+    let mut spec = heartbeat(2);
+    spec["CAConfig"] = json!({"NodeCertExpiry": 3_600_000_000_000u64});
+    let swarm = c.init_swarm(spec);
+    c.join(1, swarm["JoinTokens"]["Worker"].as_str().unwrap());
+    let (m, w) = (c.node(0), c.node(1));
     let worker_pid = w.pid();
     let manager_pid = m.pid();
 
@@ -95,20 +70,13 @@ fn certificates_renew_without_restart() {
 
     // Connections still work with the renewed certificates: the worker stays ready and keeps
     // heartbeating, and a task reaches it.
-    let worker_id = w.api().get("/info").json()["Swarm"]["NodeID"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let worker_id = node_id(w);
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(
         m.api().get(&format!("/nodes/{worker_id}")).json()["Status"]["State"],
         "ready"
     );
-    let r = w.api().post(
-        "/images/load?quiet=1",
-        Some(&berth_e2e::busybox_archive("busybox:latest")),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    load_busybox(w);
     let spec = json!({
         "Name": "renewed",
         "Mode": {"Replicated": {"Replicas": 1}},
@@ -117,22 +85,9 @@ fn certificates_renew_without_restart() {
             "Placement": {"Constraints": ["node.role==worker"]}
         }
     });
-    let r = m
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_service(m, &spec);
     wait_for("the task runs on the worker", || {
         let filters = json!({"service": ["renewed"], "node": [worker_id]});
-        let path = format!(
-            "/tasks?filters={}",
-            form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-        );
-        m.api()
-            .get(&path)
-            .json()
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|t| t["Status"]["State"] == "running")
+        list_tasks(m, &filters).iter().any(is_running)
     });
 }

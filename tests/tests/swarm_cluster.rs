@@ -45,84 +45,34 @@ fn harness_hosts_links_and_restarts() {
     assert_eq!(info["Name"], c.node(2).hostname.as_str());
 }
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_e2e::{Daemon, busybox_archive};
+use berth_e2e::Daemon;
+use berth_e2e::swarm_setup::{
+    all_ready, create_service, heartbeat, local_task_containers, node_id, nodes, poll,
+    running_by_node,
+};
 use serde_json::{Value, json};
 
 /// Polls `f` every 100 ms for up to 60 s (a loaded 2-core machine runs 3-5 daemons).
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_secs(60), Duration::from_millis(100), f);
 }
 
-fn load_busybox(d: &Daemon) {
-    let r = d.api().post(
-        "/images/load?quiet=1",
-        Some(&busybox_archive("busybox:latest")),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+/// The test service: `replicas` busybox sleepers with a 1 s stop grace period.
+fn web(replicas: u64) -> Value {
+    json!({
+        "Name": "web",
+        "Mode": {"Replicated": {"Replicas": replicas}},
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
+    })
 }
 
-/// `swarm init` on node 0 with a 2 s heartbeat (a node is down after 6 s without one).
-fn init_manager(c: &Cluster) -> Value {
-    let m = c.node(0);
-    let body = json!({
-        "ListenAddr": "0.0.0.0:2377",
-        "AdvertiseAddr": m.ip,
-        "Spec": {"Dispatcher": {"HeartbeatPeriod": 2_000_000_000u64}},
-    });
-    let r = m
-        .api()
-        .post("/swarm/init", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
-    m.api().get("/swarm").json()
-}
-
-fn join(c: &Cluster, i: usize, token: &str) -> berth_e2e::ApiResponse {
-    let body = json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [c.node(0).addr(2377)], "JoinToken": token});
-    c.node(i)
-        .api()
-        .post("/swarm/join", Some(body.to_string().as_bytes()))
-}
-
-fn nodes(d: &Daemon) -> Vec<Value> {
-    d.api()
-        .get("/nodes")
-        .json()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// Running tasks of a service per node id.
-fn running_by_node(d: &Daemon, service: &str) -> std::collections::BTreeMap<String, usize> {
-    let filters = json!({"service": [service], "desired-state": ["running"]});
-    let path = format!(
-        "/tasks?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    let mut out = std::collections::BTreeMap::new();
-    for t in d.api().get(&path).json().as_array().into_iter().flatten() {
-        if t["Status"]["State"] == "running" {
-            *out.entry(t["NodeID"].as_str().unwrap_or_default().to_string())
-                .or_default() += 1;
-        }
-    }
-    out
-}
-
-/// Task containers running on one daemon (by the swarm labels).
-fn local_task_containers(d: &Daemon, service: &str) -> usize {
-    let filters = json!({"label": [format!("com.docker.swarm.service.name={service}")], "status": ["running"]});
-    let path = format!(
-        "/containers/json?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    d.api().get(&path).json().as_array().map_or(0, Vec::len)
+/// [`web`] restarted 100 ms after any exit.
+fn web_restarting(replicas: u64) -> Value {
+    let mut spec = web(replicas);
+    spec["TaskTemplate"]["RestartPolicy"] = json!({"Condition": "any", "Delay": 100_000_000u64});
+    spec
 }
 
 /// One manager and two workers: joins (with Docker's refusals of bad tokens, another CA
@@ -132,23 +82,21 @@ fn local_task_containers(d: &Daemon, service: &str) -> usize {
 fn workers_join_run_tasks_and_are_replaced_when_down() {
     require_root!();
     let mut c = Cluster::new(3, &[]);
-    for n in &c.nodes {
-        load_busybox(n);
-    }
-    let swarm = init_manager(&c);
+    c.load_busybox();
+    let swarm = c.init_swarm(heartbeat(2));
     let worker_token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
 
     // A token that is not the cluster's (same CA digest, other secret), a malformed one,
     // and one naming another CA.
     let mut wrong = worker_token.clone();
     wrong.replace_range(wrong.len() - 3.., "zzz");
-    let r = join(&c, 1, &wrong);
+    let r = c.try_join(1, &wrong);
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(
         r.message(),
         "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster"
     );
-    let r = join(&c, 1, "SWMTKN-1-bad");
+    let r = c.try_join(1, "SWMTKN-1-bad");
     assert_eq!(
         (r.status, r.message().as_str()),
         (400, "invalid join token")
@@ -158,7 +106,7 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
         "1".repeat(50),
         &worker_token[worker_token.len() - 25..]
     );
-    let r = join(&c, 1, &other_ca);
+    let r = c.try_join(1, &other_ca);
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
         r.message()
@@ -191,7 +139,7 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
     }
     .success();
     assert_eq!(out.stdout, "This node joined a swarm as a worker.\n");
-    let r = join(&c, 1, &worker_token);
+    let r = c.try_join(1, &worker_token);
     assert_eq!(r.status, 503);
     assert!(
         r.message()
@@ -214,10 +162,7 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
     );
 
     let m = c.node(0);
-    wait_for("three ready nodes", || {
-        let ns = nodes(m);
-        ns.len() == 3 && ns.iter().all(|n| n["Status"]["State"] == "ready")
-    });
+    wait_for("three ready nodes", || all_ready(m, 3));
     let hostnames: Vec<String> = nodes(m)
         .iter()
         .map(|n| {
@@ -231,18 +176,7 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
         assert!(hostnames.contains(&n.hostname), "{hostnames:?}");
     }
 
-    let spec = json!({
-        "Name": "web",
-        "Mode": {"Replicated": {"Replicas": 6}},
-        "TaskTemplate": {
-            "ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64},
-            "RestartPolicy": {"Condition": "any", "Delay": 100_000_000u64}
-        }
-    });
-    let r = m
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_service(m, web_restarting(6));
     wait_for("6 tasks running, 2 per node", || {
         let by = running_by_node(m, "web");
         by.len() == 3 && by.values().all(|n| *n == 2)
@@ -324,13 +258,6 @@ fn workers_join_run_tasks_and_are_replaced_when_down() {
     });
 }
 
-fn node_id(d: &Daemon) -> String {
-    d.api().get("/info").json()["Swarm"]["NodeID"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The leader's node id as `d` sees it, when its view has one leader and `managers`
 /// reachable managers.
 fn leader_seen_by(d: &Daemon, reachable: usize) -> Option<String> {
@@ -355,28 +282,22 @@ fn leader_seen_by(d: &Daemon, reachable: usize) -> Option<String> {
 fn managers_replicate_fail_over_and_refuse_writes_without_quorum() {
     require_root!();
     let mut c = Cluster::new(4, &[]);
-    for n in &c.nodes {
-        load_busybox(n);
-    }
-    let swarm = init_manager(&c);
+    c.load_busybox();
+    let swarm = c.init_swarm(heartbeat(2));
     let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
     let worker_token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
     for i in [1, 2] {
-        let r = join(&c, i, &manager_token);
-        assert_eq!(r.status, 200, "{}", r.text());
+        c.join(i, &manager_token);
         let info = c.node(i).api().get("/info").json();
         assert_eq!(info["Swarm"]["ControlAvailable"], true, "{info}");
     }
-    let r = join(&c, 3, &worker_token);
-    assert_eq!(r.status, 200, "{}", r.text());
+    c.join(3, &worker_token);
     let first_leader = node_id(c.node(0));
     for i in 0..3 {
         wait_for(
             "every manager sees 4 ready nodes, 3 managers, node 0 leading",
             || {
-                let ns = nodes(c.node(i));
-                ns.len() == 4
-                    && ns.iter().all(|n| n["Status"]["State"] == "ready")
+                all_ready(c.node(i), 4)
                     && leader_seen_by(c.node(i), 3).as_deref() == Some(first_leader.as_str())
             },
         );
@@ -387,19 +308,8 @@ fn managers_replicate_fail_over_and_refuse_writes_without_quorum() {
     assert_eq!(info["Swarm"]["RemoteManagers"].as_array().unwrap().len(), 3);
 
     // Created on a follower: forwarded to the leader.
-    let spec = json!({
-        "Name": "web",
-        "Mode": {"Replicated": {"Replicas": 8}},
-        "TaskTemplate": {
-            "ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64},
-            "RestartPolicy": {"Condition": "any", "Delay": 100_000_000u64}
-        }
-    });
-    let r = c
-        .node(2)
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    let spec = web_restarting(8);
+    create_service(c.node(2), &spec);
     wait_for("8 tasks running, 2 per node", || {
         let by = running_by_node(c.node(1), "web");
         by.len() == 4 && by.values().all(|n| *n == 2)
@@ -521,21 +431,8 @@ fn managers_replicate_fail_over_and_refuse_writes_without_quorum() {
 #[test]
 fn promote_and_demote_running_nodes() {
     require_root!();
-    let c = Cluster::new(3, &[]);
-    for n in &c.nodes {
-        load_busybox(n);
-    }
-    let swarm = init_manager(&c);
-    let worker_token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
-    for i in [1, 2] {
-        let r = join(&c, i, &worker_token);
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
+    let c = Cluster::swarm(3, 1, 2);
     let m = c.node(0);
-    wait_for("three ready nodes", || {
-        let ns = nodes(m);
-        ns.len() == 3 && ns.iter().all(|n| n["Status"]["State"] == "ready")
-    });
     let (w1, w2) = (node_id(c.node(1)), node_id(c.node(2)));
     let out = m.berth(&["node", "promote", &w1]).success();
     assert_eq!(
@@ -558,16 +455,7 @@ fn promote_and_demote_running_nodes() {
     assert_eq!(out.stdout, format!("Node {w1} is already a manager.\n"));
 
     // A write on a promoted manager.
-    let spec = json!({
-        "Name": "web",
-        "Mode": {"Replicated": {"Replicas": 3}},
-        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
-    });
-    let r = c
-        .node(1)
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_service(c.node(1), web(3));
     wait_for("one task per node", || {
         let by = running_by_node(m, "web");
         by.len() == 3 && by.values().all(|n| *n == 1)
@@ -603,12 +491,8 @@ fn promote_and_demote_running_nodes() {
 fn partition_minority_refuses_writes_and_heals() {
     require_root!();
     let c = Cluster::new(3, &[]);
-    let swarm = init_manager(&c);
-    let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
-    for i in [1, 2] {
-        let r = join(&c, i, &manager_token);
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
+    let swarm = c.init_swarm(heartbeat(2));
+    c.join_all(&swarm, 3);
     let first = node_id(c.node(0));
     wait_for("three reachable managers", || {
         leader_seen_by(c.node(1), 3).as_deref() == Some(first.as_str())
@@ -647,29 +531,11 @@ fn partition_minority_refuses_writes_and_heals() {
 #[test]
 fn every_manager_restarts_in_turn() {
     require_root!();
-    let mut c = Cluster::new(3, &[]);
-    for n in &c.nodes {
-        load_busybox(n);
-    }
-    let swarm = init_manager(&c);
-    let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
-    for i in [1, 2] {
-        let r = join(&c, i, &manager_token);
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
+    let mut c = Cluster::swarm(3, 3, 2);
     wait_for("three reachable managers", || {
         leader_seen_by(c.node(0), 3).is_some()
     });
-    let spec = json!({
-        "Name": "web",
-        "Mode": {"Replicated": {"Replicas": 3}},
-        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
-    });
-    let r = c
-        .node(0)
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_service(c.node(0), web(3));
     wait_for("3 tasks running", || {
         running_by_node(c.node(0), "web").values().sum::<usize>() == 3
     });
@@ -696,29 +562,11 @@ fn every_manager_restarts_in_turn() {
 #[test]
 fn force_new_cluster_recovers_from_a_lost_quorum() {
     require_root!();
-    let mut c = Cluster::new(3, &[]);
-    for n in &c.nodes {
-        load_busybox(n);
-    }
-    let swarm = init_manager(&c);
-    let manager_token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
-    for i in [1, 2] {
-        let r = join(&c, i, &manager_token);
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
+    let mut c = Cluster::swarm(3, 3, 2);
     wait_for("three reachable managers", || {
         leader_seen_by(c.node(2), 3).is_some()
     });
-    let spec = json!({
-        "Name": "web",
-        "Mode": {"Replicated": {"Replicas": 3}},
-        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
-    });
-    let r = c
-        .node(0)
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_service(c.node(0), web(3));
     wait_for("3 tasks running", || {
         running_by_node(c.node(2), "web").values().sum::<usize>() == 3
     });
@@ -759,28 +607,9 @@ fn force_new_cluster_recovers_from_a_lost_quorum() {
 #[test]
 fn worker_keeps_tasks_while_cut_off_and_reconciles() {
     require_root!();
-    let c = Cluster::new(2, &[]);
-    for n in &c.nodes {
-        load_busybox(n);
-    }
-    let swarm = init_manager(&c);
-    let token = swarm["JoinTokens"]["Worker"].as_str().unwrap().to_string();
-    let r = join(&c, 1, &token);
-    assert_eq!(r.status, 200, "{}", r.text());
+    let c = Cluster::swarm(2, 1, 2);
     let m = c.node(0);
-    wait_for("two ready nodes", || {
-        let ns = nodes(m);
-        ns.len() == 2 && ns.iter().all(|n| n["Status"]["State"] == "ready")
-    });
-    let spec = json!({
-        "Name": "web",
-        "Mode": {"Replicated": {"Replicas": 4}},
-        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"], "StopGracePeriod": 1_000_000_000u64}}
-    });
-    let r = m
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_service(m, web(4));
     wait_for("2 containers on each node", || {
         local_task_containers(c.node(0), "web") == 2 && local_task_containers(c.node(1), "web") == 2
     });

@@ -2,17 +2,14 @@
 //! one manager locks the others too; a restarted follower is locked until unlocked with the
 //! cluster's key, then rejoins with the cluster's state.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use berth_e2e::swarm_setup::{poll, reachable_managers};
 use berth_e2e::{Cluster, Daemon, require_root};
 use serde_json::{Value, json};
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_secs(60), Duration::from_millis(100), f);
 }
 
 fn identity(d: &Daemon) -> String {
@@ -20,36 +17,12 @@ fn identity(d: &Daemon) -> String {
         .unwrap_or_default()
 }
 
-fn reachable_managers(d: &Daemon) -> usize {
-    d.api()
-        .get("/nodes")
-        .json()
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
-        .count()
-}
-
 #[test]
 fn autolock_reaches_every_manager_and_a_locked_follower_rejoins() {
     require_root!();
     let mut c = Cluster::new(2, &[]);
-    let m = c.node(0);
-    let body = json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": m.ip});
-    let r = m
-        .api()
-        .post("/swarm/init", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let swarm: Value = m.api().get("/swarm").json();
-    let token = swarm["JoinTokens"]["Manager"].as_str().unwrap().to_string();
-    let body =
-        json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [m.addr(2377)], "JoinToken": token});
-    let r = c
-        .node(1)
-        .api()
-        .post("/swarm/join", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
+    let swarm = c.init_swarm(Value::Null);
+    c.join_all(&swarm, 2);
     wait_for("two reachable managers", || {
         reachable_managers(c.node(0)) == 2
     });

@@ -5,78 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use berth_e2e::{Cluster, Daemon, busybox_archive, require_root};
+use berth_e2e::swarm_setup::{create_service, enc_filters, node_id, poll, running_by_node};
+use berth_e2e::{Cluster, Daemon, require_root};
 use serde_json::{Value, json};
 
 /// Polls `f` every 100 ms for up to 90 s (a loaded 2-core machine runs 4-5 daemons).
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-fn node_id(d: &Daemon) -> String {
-    d.api().get("/info").json()["Swarm"]["NodeID"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// `managers` managers (node 0 first) and the rest workers, busybox loaded everywhere,
-/// every node ready.
-fn swarm(n: usize, managers: usize) -> Cluster {
-    let c = Cluster::new(n, &[]);
-    for node in &c.nodes {
-        let r = node.api().post(
-            "/images/load?quiet=1",
-            Some(&busybox_archive("busybox:latest")),
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
-    let m = c.node(0);
-    let body = json!({
-        "ListenAddr": "0.0.0.0:2377",
-        "AdvertiseAddr": m.ip,
-        "Spec": {"Dispatcher": {"HeartbeatPeriod": 2_000_000_000u64}},
-    });
-    let r = m
-        .api()
-        .post("/swarm/init", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let tokens = m.api().get("/swarm").json()["JoinTokens"].clone();
-    for i in 1..n {
-        let token = if i < managers {
-            &tokens["Manager"]
-        } else {
-            &tokens["Worker"]
-        };
-        let body = json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [m.addr(2377)], "JoinToken": token});
-        let r = c
-            .node(i)
-            .api()
-            .post("/swarm/join", Some(body.to_string().as_bytes()));
-        assert_eq!(r.status, 200, "node {i}: {}", r.text());
-    }
-    wait_for("every node ready", || {
-        let ns = m.api().get("/nodes").json();
-        let ns = ns.as_array().cloned().unwrap_or_default();
-        ns.len() == n && ns.iter().all(|n| n["Status"]["State"] == "ready")
-    });
-    c
-}
-
-fn create(d: &Daemon, spec: &Value) -> String {
-    let r = d
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["ID"].as_str().unwrap().to_string()
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_secs(90), Duration::from_millis(100), f);
 }
 
 /// The service's tasks desired running.
@@ -84,20 +19,8 @@ fn live_tasks(d: &Daemon, service: &str) -> Vec<Value> {
     let filters = json!({"service": [service], "desired-state": ["running"]});
     let r = d
         .api()
-        .get(&format!("/tasks?filters={}", enc(&filters.to_string())));
+        .get(&format!("/tasks?filters={}", enc_filters(&filters)));
     r.json().as_array().cloned().unwrap_or_default()
-}
-
-/// Running tasks per node id.
-fn running_by_node(d: &Daemon, service: &str) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for t in live_tasks(d, service) {
-        if t["Status"]["State"] == "running" {
-            *out.entry(t["NodeID"].as_str().unwrap_or_default().to_string())
-                .or_default() += 1;
-        }
-    }
-    out
 }
 
 /// A task that prints a line, then waits (and ends at once on SIGTERM).
@@ -122,9 +45,9 @@ fn talker(name: &str, replicas: u64) -> Value {
 #[test]
 fn service_logs_reach_tasks_on_every_node() {
     require_root!();
-    let c = swarm(4, 2);
+    let c = Cluster::swarm(4, 2, 2);
     let m = c.node(0);
-    let id = create(m, &talker("web", 4));
+    let id = create_service(m, talker("web", 4));
     wait_for("4 tasks running, one per node", || {
         let by = running_by_node(m, "web");
         by.len() == 4 && by.values().all(|n| *n == 1)
@@ -238,7 +161,7 @@ fn files_containing(dir: &std::path::Path, what: &str) -> Vec<String> {
 #[test]
 fn secrets_reach_only_their_node_and_updates_roll_across_nodes() {
     require_root!();
-    let c = swarm(4, 2);
+    let c = Cluster::swarm(4, 2, 2);
     let m = c.node(0);
     let (w1, w2) = (c.node(2), c.node(3));
     let value = format!("s3cr3t-{}-value", std::process::id());
@@ -262,7 +185,7 @@ fn secrets_reach_only_their_node_and_updates_roll_across_nodes() {
             "Placement": {"Constraints": [format!("node.hostname=={}", w1.hostname)]}
         }
     });
-    create(m, &spec);
+    create_service(m, &spec);
     let w1_id = node_id(w1);
     wait_for("the secret's task running on the first worker", || {
         running_by_node(m, "sec").get(&w1_id) == Some(&1)
@@ -307,9 +230,9 @@ fn secrets_reach_only_their_node_and_updates_roll_across_nodes() {
     }
 
     // A rolling update over the four nodes, one task at a time.
-    let id = create(
+    let id = create_service(
         m,
-        &json!({
+        json!({
             "Name": "roll",
             "Mode": {"Replicated": {"Replicas": 4}},
             "TaskTemplate": {
@@ -365,7 +288,7 @@ fn secrets_reach_only_their_node_and_updates_roll_across_nodes() {
             n.api()
                 .get(&format!(
                     "/containers/json?filters={}",
-                    enc(&filters.to_string())
+                    enc_filters(&filters)
                 ))
                 .json()
                 .as_array()
@@ -385,9 +308,9 @@ fn base64_encode(b: &[u8]) -> String {
 #[test]
 fn twelve_replicas_spread_over_three_managers_and_two_workers() {
     require_root!();
-    let c = swarm(5, 3);
+    let c = Cluster::swarm(5, 3, 2);
     let m = c.node(0);
-    let id = create(m, &talker("wide", 12));
+    let id = create_service(m, talker("wide", 12));
     wait_for("12 tasks running over the 5 nodes", || {
         let by = running_by_node(m, "wide");
         by.len() == 5
@@ -402,7 +325,7 @@ fn twelve_replicas_spread_over_three_managers_and_two_workers() {
             .api()
             .get(&format!(
                 "/containers/json?filters={}",
-                enc(&filters.to_string())
+                enc_filters(&filters)
             ))
             .json()
             .as_array()

@@ -6,53 +6,14 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_e2e::{Cluster, busybox_archive, require_root};
+use berth_e2e::swarm_setup::{create_service, node_id, poll};
+use berth_e2e::{Cluster, require_root};
 use serde_json::json;
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Node 0 a manager, node 1 a worker, busybox on both, both ready.
-fn swarm() -> Cluster {
-    let c = Cluster::new(2, &[]);
-    for n in &c.nodes {
-        let r = n.api().post(
-            "/images/load?quiet=1",
-            Some(&busybox_archive("busybox:latest")),
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
-    let m = c.node(0);
-    let body = json!({
-        "ListenAddr": "0.0.0.0:2377",
-        "AdvertiseAddr": m.ip,
-        "Spec": {"Dispatcher": {"HeartbeatPeriod": 2_000_000_000u64}},
-    });
-    let r = m
-        .api()
-        .post("/swarm/init", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let token = m.api().get("/swarm").json()["JoinTokens"]["Worker"].clone();
-    let body =
-        json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [m.addr(2377)], "JoinToken": token});
-    let r = c
-        .node(1)
-        .api()
-        .post("/swarm/join", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
-    wait_for("both nodes ready", || {
-        let ns = m.api().get("/nodes").json();
-        let ns = ns.as_array().cloned().unwrap_or_default();
-        ns.len() == 2 && ns.iter().all(|n| n["Status"]["State"] == "ready")
-    });
-    c
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_secs(90), Duration::from_millis(100), f);
 }
 
 /// The followed lines, `HOST N` each, numbered per task.
@@ -74,7 +35,8 @@ fn by_task(lines: &Lines) -> BTreeMap<String, Vec<u64>> {
 #[test]
 fn following_service_logs_survives_a_worker_restart_and_picks_up_new_tasks() {
     require_root!();
-    let mut c = swarm();
+    // Node 0 a manager, node 1 a worker, busybox on both, both ready.
+    let mut c = Cluster::swarm(2, 1, 2);
     let m = c.node(0);
     let spec = json!({
         "Name": "tick",
@@ -88,10 +50,7 @@ fn following_service_logs_survives_a_worker_restart_and_picks_up_new_tasks() {
             }
         }
     });
-    let r = m
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_service(m, &spec);
 
     let mut child = Command::new(berth_e2e::daemon::binary("berth"))
         .args(["-H", &m.host(), "service", "logs", "-f", "--raw", "tick"])
@@ -141,10 +100,7 @@ fn following_service_logs_survives_a_worker_restart_and_picks_up_new_tasks() {
     // Cut off, its daemon killed and started again meanwhile: the manager's stream from the
     // old daemon is on a connection that will never answer nor fail. Once the node is marked
     // down and comes back, the follow reconnects.
-    let wid = c.node(1).api().get("/info").json()["Swarm"]["NodeID"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let wid = node_id(c.node(1));
     c.cut(1);
     c.node_mut(1).kill_hard();
     c.node_mut(1).start_again();
@@ -169,9 +125,43 @@ fn following_service_logs_survives_a_worker_restart_and_picks_up_new_tasks() {
         Some(spec.to_string().as_bytes()),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    wait_for("the new task's lines", || {
-        by_task(&lines).values().filter(|n| n.len() >= 5).count() == 2
-    });
+    // Both running tasks followed: tick.2, and tick.1's replacement (the worker was down, so
+    // tick.1 was rescheduled; its first task's lines stop where it was shut down). Each task's
+    // hostname is its container's short id.
+    let worker = c.node(1);
+    let followed = || {
+        let running = worker
+            .berth(&[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=tick",
+            ])
+            .stdout;
+        let ids: Vec<&str> = running.split_whitespace().collect();
+        let seen = by_task(&lines);
+        ids.len() == 2
+            && ids
+                .iter()
+                .all(|id| seen.get(*id).is_some_and(|n| n.len() >= 5))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !followed() {
+        if std::time::Instant::now() > deadline {
+            // What the follow missed: whether the tasks ran and wrote, and what it got.
+            let counts: BTreeMap<String, usize> = by_task(&lines)
+                .into_iter()
+                .map(|(h, n)| (h, n.len()))
+                .collect();
+            let ps = m.berth(&["service", "ps", "--no-trunc", "tick"]);
+            let containers = worker.berth(&["ps", "-a"]);
+            panic!(
+                "timed out waiting for the new task's lines; followed {counts:?}\nservice ps: {}{}\nworker ps -a: {}",
+                ps.stdout, ps.stderr, containers.stdout,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Every task's lines once each, none skipped, in order.
     for (host, numbers) in by_task(&lines) {

@@ -4,6 +4,7 @@
 //! berth-swarm's controllers).
 
 use berth_e2e::containers::{daemon_with_busybox, until};
+use berth_e2e::swarm_setup::create_service;
 use berth_e2e::{Daemon, require_root};
 use serde_json::{Value, json};
 
@@ -48,11 +49,7 @@ fn tasks_that_do_not_fit_wait_with_swarmkits_reason() {
     let api = d.api();
     let r = api.post("/swarm/init", Some(br#"{"ListenAddr": "127.0.0.1:0"}"#));
     assert_eq!(r.status, 200, "{}", r.text());
-    let create = |spec: Value| {
-        let r = api.post("/services/create", Some(spec.to_string().as_bytes()));
-        assert_eq!(r.status, 201, "{}", r.text());
-        r.json()["ID"].as_str().unwrap().to_string()
-    };
+    let create = |spec: Value| create_service(&d, spec);
     let capped = create(sleeper("capped", 3, json!({"MaxReplicas": 1}), json!({})));
     let max = "no suitable node (max replicas per node limit exceed)".to_string();
     until("one task running, two waiting for a node", || {

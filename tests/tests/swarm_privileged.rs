@@ -2,53 +2,14 @@
 //! (`ContainerSpec.Privileged` / `Devices`, moby#24862, swarmkit#1244), through the berth
 //! CLI, the raw API, stacks, and the docker CLI (which must neither break on nor drop them).
 
-use berth_e2e::containers::{daemon_with_busybox, until};
+use berth_e2e::containers::{daemon_with_busybox, exec_code, until};
+use berth_e2e::swarm_setup::{current_task_container, service, wait_current_task_container};
 use berth_e2e::{Daemon, require_root};
 use serde_json::{Value, json};
 
-fn service(d: &Daemon, id: &str) -> Value {
-    let r = d.api().get(&format!("/services/{id}"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-/// The container of the service's one running task of the current spec.
-fn running_container(d: &Daemon, name: &str) -> Option<String> {
-    let filters = json!({"service": [name], "desired-state": ["running"]});
-    let path = format!(
-        "/tasks?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    let tasks = d.api().get(&path).json();
-    let spec = service(d, name)["Spec"]["TaskTemplate"].clone();
-    tasks.as_array()?.iter().find_map(|t| {
-        (t["Status"]["State"] == "running" && t["Spec"] == spec)
-            .then(|| t["Status"]["ContainerStatus"]["ContainerID"].as_str())
-            .flatten()
-            .map(str::to_string)
-    })
-}
-
-fn wait_running(d: &Daemon, name: &str) -> String {
-    let mut id = None;
-    until(&format!("a running task of {name}"), || {
-        id = running_container(d, name);
-        id.is_some()
-    });
-    id.unwrap()
-}
-
-fn exec_code(d: &Daemon, container: &str, script: &str) -> i64 {
-    let r = d.api().post(
-        &format!("/containers/{container}/exec"),
-        Some(json!({"Cmd": ["sh", "-c", script]}).to_string().as_bytes()),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let exec = r.json()["Id"].as_str().unwrap().to_string();
-    d.api().post(&format!("/exec/{exec}/start"), Some(br#"{}"#));
-    d.api().get(&format!("/exec/{exec}/json")).json()["ExitCode"]
-        .as_i64()
-        .unwrap()
+/// Runs `script` with `sh -c` in a container; its exit code.
+fn sh_code(d: &Daemon, container: &str, script: &str) -> i64 {
+    exec_code(d, container, &["sh", "-c", script])
 }
 
 /// Reads 4 MiB from the device the task got as `/dev/myzero`.
@@ -96,13 +57,13 @@ fn privileged_tasks_and_devices_through_the_berth_cli() {
         "1000",
     ])
     .success();
-    let c = wait_running(&d, "priv");
-    let plain = wait_running(&d, "plain");
-    assert_eq!(exec_code(&d, &c, READ_DEVICE), 0, "the device reads");
-    assert_eq!(exec_code(&d, &c, MOUNT), 0, "a privileged task mounts");
-    assert_eq!(exec_code(&d, &c, "ip link add br9 type bridge"), 0);
-    assert_ne!(exec_code(&d, &plain, MOUNT), 0, "an ordinary task cannot");
-    assert_ne!(exec_code(&d, &plain, "test -e /dev/myzero"), 0);
+    let c = wait_current_task_container(&d, "priv");
+    let plain = wait_current_task_container(&d, "plain");
+    assert_eq!(sh_code(&d, &c, READ_DEVICE), 0, "the device reads");
+    assert_eq!(sh_code(&d, &c, MOUNT), 0, "a privileged task mounts");
+    assert_eq!(sh_code(&d, &c, "ip link add br9 type bridge"), 0);
+    assert_ne!(sh_code(&d, &plain, MOUNT), 0, "an ordinary task cannot");
+    assert_ne!(sh_code(&d, &plain, "test -e /dev/myzero"), 0);
     let inspect = d.api().get(&format!("/containers/{c}/json")).json();
     assert_eq!(inspect["HostConfig"]["Privileged"], true);
     assert_eq!(
@@ -120,11 +81,11 @@ fn privileged_tasks_and_devices_through_the_berth_cli() {
     d.berth(&["service", "update", "--env-add", "A=1", "priv"])
         .success();
     until("the updated task running", || {
-        running_container(&d, "priv").is_some_and(|id| id != c)
+        current_task_container(&d, "priv").is_some_and(|id| id != c)
     });
-    let c2 = wait_running(&d, "priv");
-    assert_eq!(exec_code(&d, &c2, READ_DEVICE), 0);
-    assert_eq!(exec_code(&d, &c2, MOUNT), 0);
+    let c2 = wait_current_task_container(&d, "priv");
+    assert_eq!(sh_code(&d, &c2, READ_DEVICE), 0);
+    assert_eq!(sh_code(&d, &c2, MOUNT), 0);
 
     // Taken back: `--privileged=false`, `--device-rm`.
     d.berth(&[
@@ -137,11 +98,11 @@ fn privileged_tasks_and_devices_through_the_berth_cli() {
     ])
     .success();
     until("the unprivileged task running", || {
-        running_container(&d, "priv").is_some_and(|id| id != c2)
+        current_task_container(&d, "priv").is_some_and(|id| id != c2)
     });
-    let c3 = wait_running(&d, "priv");
-    assert_ne!(exec_code(&d, &c3, MOUNT), 0);
-    assert_ne!(exec_code(&d, &c3, "test -e /dev/myzero"), 0);
+    let c3 = wait_current_task_container(&d, "priv");
+    assert_ne!(sh_code(&d, &c3, MOUNT), 0);
+    assert_ne!(sh_code(&d, &c3, "test -e /dev/myzero"), 0);
     let cs = &service(&d, "priv")["Spec"]["TaskTemplate"]["ContainerSpec"];
     assert_eq!(cs["Privileged"], false);
     assert_eq!(cs["Devices"], json!([]));
@@ -191,8 +152,8 @@ fn raw_api_and_docker_cli_updates_keep_the_extension() {
         ),
     );
     assert_eq!(r.status, 201, "{}", r.text());
-    let c = wait_running(&d, "dev");
-    assert_eq!(exec_code(&d, &c, READ_DEVICE), 0);
+    let c = wait_current_task_container(&d, "dev");
+    assert_eq!(sh_code(&d, &c, READ_DEVICE), 0);
 
     // An update as the docker CLI sends it (its types lack both keys) keeps them.
     let s = service(&d, "dev");
@@ -235,11 +196,11 @@ fn raw_api_and_docker_cli_updates_keep_the_extension() {
     env.sort();
     assert_eq!(env, ["B=2", "C=3"]);
     until("the docker-updated task running", || {
-        running_container(&d, "dev").is_some_and(|id| id != c)
+        current_task_container(&d, "dev").is_some_and(|id| id != c)
     });
-    let c2 = wait_running(&d, "dev");
-    assert_eq!(exec_code(&d, &c2, READ_DEVICE), 0);
-    assert_eq!(exec_code(&d, &c2, MOUNT), 0);
+    let c2 = wait_current_task_container(&d, "dev");
+    assert_eq!(sh_code(&d, &c2, READ_DEVICE), 0);
+    assert_eq!(sh_code(&d, &c2, MOUNT), 0);
 }
 
 #[test]
@@ -263,7 +224,7 @@ fn stack_deploy_maps_compose_privileged_and_devices() {
         cs["Devices"],
         json!([{"PathOnHost": "/dev/zero", "PathInContainer": "/dev/myzero", "CgroupPermissions": "rwm"}])
     );
-    let c = wait_running(&d, "st_hw");
-    assert_eq!(exec_code(&d, &c, READ_DEVICE), 0);
-    assert_eq!(exec_code(&d, &c, MOUNT), 0);
+    let c = wait_current_task_container(&d, "st_hw");
+    assert_eq!(sh_code(&d, &c, READ_DEVICE), 0);
+    assert_eq!(sh_code(&d, &c, MOUNT), 0);
 }

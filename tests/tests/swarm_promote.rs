@@ -5,22 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use berth_e2e::swarm_setup::{create_service, node_id, poll};
 use berth_e2e::{Cluster, Daemon, require_root};
 use serde_json::{Value, json};
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn node_id(d: &Daemon) -> String {
-    d.api().get("/info").json()["Swarm"]["NodeID"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_secs(90), Duration::from_millis(100), f);
 }
 
 fn node(d: &Daemon, id: &str) -> Value {
@@ -30,31 +20,17 @@ fn node(d: &Daemon, id: &str) -> Value {
 /// Node 0 a manager, the others workers, every node ready.
 fn swarm(n: usize) -> Cluster {
     let c = Cluster::new(n, &[]);
-    let m = c.node(0);
-    let body = json!({
-        "ListenAddr": "0.0.0.0:2377",
-        "AdvertiseAddr": m.ip,
-        "Spec": {"Dispatcher": {"HeartbeatPeriod": 2_000_000_000u64}},
-    });
-    let r = m
-        .api()
-        .post("/swarm/init", Some(body.to_string().as_bytes()));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let token = m.api().get("/swarm").json()["JoinTokens"]["Worker"].clone();
-    for i in 1..n {
-        let body = json!({"ListenAddr": "0.0.0.0:2377", "RemoteAddrs": [m.addr(2377)], "JoinToken": token});
-        let r = c
-            .node(i)
-            .api()
-            .post("/swarm/join", Some(body.to_string().as_bytes()));
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
-    wait_for("every node ready", || {
-        let ns = m.api().get("/nodes").json();
-        let ns = ns.as_array().cloned().unwrap_or_default();
-        ns.len() == n && ns.iter().all(|n| n["Status"]["State"] == "ready")
-    });
+    c.form_swarm(1, 2);
     c
+}
+
+/// A service with no task, to write through a manager.
+fn no_tasks() -> Value {
+    json!({
+        "Name": "after",
+        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"]}},
+        "Mode": {"Replicated": {"Replicas": 0}},
+    })
 }
 
 /// In the manager's namespace, drops what it sends from its swarm port to `worker_ip` as TLS
@@ -111,15 +87,7 @@ fn a_promotion_whose_answer_is_lost_still_makes_a_manager() {
     });
     assert_eq!(m.api().get("/info").json()["Swarm"]["Managers"], 2);
     // A Raft member: a write through it commits, and the leader sees it.
-    let spec = json!({
-        "Name": "after",
-        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"]}},
-        "Mode": {"Replicated": {"Replicas": 0}},
-    });
-    let r = w
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_service(w, no_tasks());
     wait_for("the service seen by the leader", || {
         m.api().get("/services/after").status == 200
     });
@@ -164,14 +132,5 @@ fn a_manager_demoted_while_cut_off_becomes_a_worker() {
             && m.api().get("/info").json()["Swarm"]["Managers"] == 2
     });
     // The two managers still take writes.
-    let spec = json!({
-        "Name": "after",
-        "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest", "Args": ["sleep", "1000"]}},
-        "Mode": {"Replicated": {"Replicas": 0}},
-    });
-    let r = c
-        .node(1)
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_service(c.node(1), no_tasks());
 }

@@ -2,30 +2,12 @@
 //! (failure actions, rollback, start-first, health checks gating them), service and task
 //! logs, and images pulled for tasks, through the API and the docker CLI.
 
-use berth_e2e::containers::{daemon_with_busybox, until};
+use berth_e2e::containers::{daemon_with_busybox, exec_code, until};
+use berth_e2e::swarm_setup::{
+    create_service, docker_init_local, enc_filters, init_local, poll, service,
+};
 use berth_e2e::{Daemon, require_root};
 use serde_json::{Value, json};
-
-fn init(d: &Daemon) {
-    let r = d
-        .api()
-        .post("/swarm/init", Some(br#"{"ListenAddr": "127.0.0.1:2377"}"#));
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
-fn create_service(d: &Daemon, spec: Value) -> String {
-    let r = d
-        .api()
-        .post("/services/create", Some(spec.to_string().as_bytes()));
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["ID"].as_str().unwrap().to_string()
-}
-
-fn service(d: &Daemon, id: &str) -> Value {
-    let r = d.api().get(&format!("/services/{id}"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
 
 fn update(d: &Daemon, id: &str, f: impl FnOnce(&mut Value)) {
     let s = service(d, id);
@@ -40,11 +22,9 @@ fn update(d: &Daemon, id: &str, f: impl FnOnce(&mut Value)) {
 
 fn tasks(d: &Daemon, id: &str) -> Vec<Value> {
     let filters = json!({"service": [id]});
-    let path = format!(
-        "/tasks?filters={}",
-        form_urlencoded::byte_serialize(filters.to_string().as_bytes()).collect::<String>()
-    );
-    let r = d.api().get(&path);
+    let r = d
+        .api()
+        .get(&format!("/tasks?filters={}", enc_filters(&filters)));
     assert_eq!(r.status, 200, "{}", r.text());
     r.json().as_array().unwrap().clone()
 }
@@ -70,17 +50,14 @@ fn update_state(d: &Daemon, id: &str) -> (String, String) {
     )
 }
 
+/// Updates wait out their monitor periods: allow more than `until`'s 30 s.
 fn until_long(what: &str, f: impl FnMut() -> bool) {
-    // Updates wait out their monitor periods: allow more than `until`'s 30 s.
-    let mut f = f;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    poll(
+        what,
+        std::time::Duration::from_secs(90),
+        std::time::Duration::from_millis(100),
+        f,
+    );
 }
 
 fn env_of(task: &Value) -> Value {
@@ -91,7 +68,7 @@ fn env_of(task: &Value) -> Value {
 fn jobs_run_to_completion_and_run_again_when_updated() {
     require_root!();
     let d = daemon_with_busybox();
-    init(&d);
+    init_local(&d);
     let id = create_service(
         &d,
         json!({
@@ -167,11 +144,9 @@ fn jobs_run_to_completion_and_run_again_when_updated() {
 fn docker_cli_runs_jobs() {
     require_root!();
     let d = daemon_with_busybox();
-    let Some(out) = d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]) else {
-        eprintln!("skipped: no docker CLI");
+    if !docker_init_local(&d) {
         return;
-    };
-    out.success();
+    }
     let out = d
         .docker(&[
             "service",
@@ -235,7 +210,7 @@ fn sleeper(name: &str, replicas: u64, update_config: Value) -> Value {
 fn failing_updates_pause_or_roll_back_and_rollback_restores_the_previous_spec() {
     require_root!();
     let d = daemon_with_busybox();
-    init(&d);
+    init_local(&d);
     // Never healthy: the replacement fails before it ever runs, so the update cannot have
     // moved on to the next slot when the failure is seen.
     let bad = |spec: &mut Value| {
@@ -328,7 +303,7 @@ fn failing_updates_pause_or_roll_back_and_rollback_restores_the_previous_spec() 
 fn health_checks_gate_start_first_updates() {
     require_root!();
     let d = daemon_with_busybox();
-    init(&d);
+    init_local(&d);
     let mut spec = sleeper(
         "web",
         1,
@@ -393,11 +368,9 @@ fn health_checks_gate_start_first_updates() {
 fn docker_cli_update_progress_ends_and_reports_a_pause() {
     require_root!();
     let d = daemon_with_busybox();
-    let Some(out) = d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]) else {
-        eprintln!("skipped: no docker CLI");
+    if !docker_init_local(&d) {
         return;
-    };
-    out.success();
+    }
     d.docker(&[
         "service",
         "create",
@@ -501,7 +474,7 @@ fn talker(name: &str) -> Value {
 fn service_and_task_logs_carry_their_context() {
     require_root!();
     let d = daemon_with_busybox();
-    init(&d);
+    init_local(&d);
     let id = create_service(&d, talker("talk"));
     let node = d.api().get("/info").json()["Swarm"]["NodeID"]
         .as_str()
@@ -569,11 +542,9 @@ fn chrono_like(ts: &str) -> bool {
 fn docker_cli_service_logs_name_each_task() {
     require_root!();
     let d = daemon_with_busybox();
-    let Some(out) = d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]) else {
-        eprintln!("skipped: no docker CLI");
+    if !docker_init_local(&d) {
         return;
-    };
-    out.success();
+    }
     let id = create_service(&d, talker("talk"));
     until("both tasks' output", || {
         let r = d.api().get(&format!("/services/{id}/logs?stdout=1"));
@@ -708,7 +679,7 @@ fn tasks_pull_their_image_with_the_services_registry_credentials() {
         assert_eq!(r.status, 200, "{}", r.text());
     };
     untag();
-    init(&d);
+    init_local(&d);
     let spec = |name: &str| {
         json!({
             "Name": name,
@@ -799,28 +770,13 @@ fn tasks_pull_their_image_with_the_services_registry_credentials() {
     });
 }
 
-fn exec_code(d: &Daemon, container: &str, cmd: &[&str]) -> i64 {
-    let r = d.api().post(
-        &format!("/containers/{container}/exec"),
-        Some(json!({"Cmd": cmd}).to_string().as_bytes()),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let exec = r.json()["Id"].as_str().unwrap().to_string();
-    d.api().post(&format!("/exec/{exec}/start"), Some(br#"{}"#));
-    d.api().get(&format!("/exec/{exec}/json")).json()["ExitCode"]
-        .as_i64()
-        .unwrap()
-}
-
 #[test]
 fn docker_cli_tasks_get_capabilities_and_host_mode_ports() {
     require_root!();
     let d = daemon_with_busybox();
-    let Some(out) = d.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]) else {
-        eprintln!("skipped: no docker CLI");
+    if !docker_init_local(&d) {
         return;
-    };
-    out.success();
+    }
     let port = berth_e2e::registry::free_port();
     d.docker(&[
         "service",

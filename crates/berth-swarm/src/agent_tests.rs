@@ -147,7 +147,7 @@ fn a_health_check_holds_tasks_in_starting_until_healthy() {
     // The next pass stops it and says so with dockerd's words.
     let mut st = state_with(TaskState::Failed);
     if let Some(t) = st.tasks.get_mut("t1") {
-        t.status.err = UNHEALTHY.into();
+        std::sync::Arc::make_mut(t).status.err = UNHEALTHY.into();
     }
     let ops = tokio::runtime::Builder::new_current_thread()
         .build()

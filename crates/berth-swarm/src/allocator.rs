@@ -371,7 +371,7 @@ pub fn allocate(state: &State) -> Vec<Op> {
         if missing.is_empty() {
             continue;
         }
-        let mut n2 = n.clone();
+        let mut n2 = Network::clone(n);
         let set = used.entry(n.meta.id.clone()).or_default();
         for id in missing {
             if let Some(addr) = next_address(n, set) {
@@ -388,7 +388,7 @@ pub fn allocate(state: &State) -> Vec<Op> {
     for s in state.services.values() {
         let endpoint = service_endpoint(state, s, &mut used, &mut ports_used);
         if endpoint != s.endpoint {
-            let mut s = s.clone();
+            let mut s = Service::clone(s);
             s.endpoint = endpoint;
             ops.push(Op::Update {
                 expect: Some(s.meta.version.index),
@@ -428,7 +428,7 @@ pub fn allocate(state: &State) -> Vec<Op> {
         if attachments.is_empty() {
             continue;
         }
-        let mut t = t.clone();
+        let mut t = Task::clone(t);
         t.networks_attachments = attachments;
         ops.push(Op::Update {
             expect: Some(t.meta.version.index),
@@ -567,7 +567,7 @@ pub fn attach_container(
         .remove(network)
         .unwrap_or_default();
     let addr6 = crate::allocator6::next6(n, &mut used6);
-    let mut n = n.clone();
+    let mut n = Network::clone(n);
     n.driver_state
         .attachments
         .insert(container.to_string(), (node.to_string(), addr.to_string()));
@@ -587,7 +587,7 @@ pub fn project_networks(state: &State, node_id: &str, out: &mut State) {
     let mut nets: BTreeSet<String> = out
         .tasks
         .values()
-        .flat_map(task_addresses)
+        .flat_map(|t| task_addresses(t))
         .map(|(n, _)| n)
         .collect();
     let published = state.services.values().any(|s| {
@@ -654,7 +654,8 @@ pub fn project_networks(state: &State, node_id: &str, out: &mut State) {
             spec: c.spec.clone(),
             ..Default::default()
         };
-        out.clusters.insert(lean.meta.id.clone(), lean);
+        out.clusters
+            .insert(lean.meta.id.clone(), std::sync::Arc::new(lean));
     }
 }
 
@@ -665,17 +666,14 @@ mod tests {
 
     fn state() -> State {
         let mut s = State::default();
-        s.clusters.insert(
-            "c".into(),
-            Cluster {
-                meta: Meta::new("c".into()),
-                default_addr_pool: vec!["10.0.0.0/8".into()],
-                subnet_size: 24,
-                ..Default::default()
-            },
-        );
+        s.put_object(crate::types::Object::Cluster(Cluster {
+            meta: Meta::new("c".into()),
+            default_addr_pool: vec!["10.0.0.0/8".into()],
+            subnet_size: 24,
+            ..Default::default()
+        }));
         let ingress = ingress_network(&s).unwrap();
-        s.networks.insert(ingress.meta.id.clone(), ingress);
+        s.put_object(crate::types::Object::Network(ingress));
         s
     }
 
@@ -688,7 +686,7 @@ mod tests {
             driver_state: alloc,
         };
         let id = n.meta.id.clone();
-        s.networks.insert(id.clone(), n);
+        s.put_object(crate::types::Object::Network(n));
         id
     }
 
@@ -723,17 +721,14 @@ mod tests {
             }),
             ..Default::default()
         };
-        s.services.insert("svc".into(), svc);
-        s.tasks.insert(
-            "t1".into(),
-            Task {
-                meta: Meta::new("t1".into()),
-                service_id: "svc".into(),
-                status: TaskStatus::new(TaskState::Assigned, "assigned"),
-                desired_state: TaskState::Running,
-                ..Default::default()
-            },
-        );
+        s.put_object(crate::types::Object::Service(svc));
+        s.put_object(crate::types::Object::Task(Task {
+            meta: Meta::new("t1".into()),
+            service_id: "svc".into(),
+            status: TaskStatus::new(TaskState::Assigned, "assigned"),
+            desired_state: TaskState::Running,
+            ..Default::default()
+        }));
         let ops = allocate(&s);
         let mut next = s.clone();
         next.apply(1, &crate::store::Command { ops }).unwrap();

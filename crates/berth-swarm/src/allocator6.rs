@@ -187,15 +187,12 @@ mod tests {
 
     fn state() -> State {
         let mut s = State::default();
-        s.clusters.insert(
-            "c".into(),
-            Cluster {
-                meta: Meta::new("c".into()),
-                default_addr_pool: vec!["10.0.0.0/8".into()],
-                subnet_size: 24,
-                ..Default::default()
-            },
-        );
+        s.put_object(crate::types::Object::Cluster(Cluster {
+            meta: Meta::new("c".into()),
+            default_addr_pool: vec!["10.0.0.0/8".into()],
+            subnet_size: 24,
+            ..Default::default()
+        }));
         s
     }
 

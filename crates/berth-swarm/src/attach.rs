@@ -78,9 +78,10 @@ pub async fn attach(
     name: &str,
 ) -> Result<Attached, RemoteError> {
     let Some(network) = lookup(p, key) else {
+        // swarmkit's words, which dockerd passes on (a start's network removed meanwhile).
         return Err(RemoteError::new(
             "not_found",
-            format!("network {key} not found"),
+            format!("rpc error: code = NotFound desc = network {key} not found"),
         ));
     };
     if !network.attachable {
@@ -159,7 +160,7 @@ pub async fn detach(
                         .is_some_and(|(on, _)| on == node)
                 })
                 .map(|n| {
-                    let mut n = n.clone();
+                    let mut n = crate::types::Network::clone(n);
                     n.driver_state.attachments.remove(container);
                     n.driver_state.attachment_names.remove(container);
                     n.driver_state.attachments6.remove(container);

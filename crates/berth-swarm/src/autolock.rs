@@ -130,13 +130,21 @@ impl DataKey {
         SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| anyhow::anyhow!("no random nonce"))?;
-        let mut buf = plain.to_vec();
-        self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
-            .map_err(|_| anyhow::anyhow!("encrypting Raft data"))?;
-        let mut out = DATA_MAGIC.to_vec();
+        // One buffer of the final size, sealed in place: snapshots are megabytes.
+        let head = DATA_MAGIC.len() + NONCE_LEN;
+        let mut out = Vec::with_capacity(head + plain.len() + self.0.algorithm().tag_len());
+        out.extend_from_slice(DATA_MAGIC);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
+        out.extend_from_slice(plain);
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut out[head..],
+            )
+            .map_err(|_| anyhow::anyhow!("encrypting Raft data"))?;
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 

@@ -25,38 +25,25 @@ const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(5);
 /// One pass: the orchestrator's changes, then the scheduler's over the result.
 pub fn reconcile(state: &State, now: chrono::DateTime<chrono::Utc>) -> Vec<Op> {
     let mut ops = orchestrate(state, now);
-    // Schedule the tasks just made too: apply the orchestrator's ops to a scratch copy. Only
-    // when there are some: in a converged cluster every pass would otherwise deep-copy the
-    // whole state (megabytes with 1,000 tasks) for nothing.
-    let next = if ops.is_empty() {
-        std::borrow::Cow::Borrowed(state)
-    } else {
-        let mut copy = state.clone();
-        if copy.apply(u64::MAX, &Command { ops: ops.clone() }).is_err() {
-            return ops;
-        }
-        std::borrow::Cow::Owned(copy)
-    };
-    let scheduled = scheduler::schedule(&next);
-    if scheduled.is_empty() {
-        ops.extend(crate::allocator::allocate(&next));
-        return merge(ops);
+    // Schedule the tasks just made too: apply the orchestrator's ops to a scratch copy (a
+    // pointer copy: it shares the state's maps, see `store::Objects`).
+    let mut next = state.clone();
+    if next.apply(u64::MAX, &Command { ops: ops.clone() }).is_err() {
+        return ops;
     }
+    let scheduled = scheduler::schedule(&next);
     // Address the tasks just placed in the same command (see `crate::allocator`).
-    let mut placed = next.into_owned();
-    if placed
+    let placed = next
         .apply(
             u64::MAX,
             &Command {
                 ops: scheduled.clone(),
             },
         )
-        .is_ok()
-    {
-        ops.extend(scheduled);
-        ops.extend(crate::allocator::allocate(&placed));
-    } else {
-        ops.extend(scheduled);
+        .is_ok();
+    ops.extend(scheduled);
+    if placed {
+        ops.extend(crate::allocator::allocate(&next));
     }
     merge(ops)
 }

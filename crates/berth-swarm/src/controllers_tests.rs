@@ -83,7 +83,7 @@ impl World {
                     s if !want && !s.is_terminal() => TaskState::Shutdown,
                     _ => continue,
                 };
-                let mut t = t.clone();
+                let mut t = Task::clone(t);
                 t.status = TaskStatus::new(new_state, "fake agent");
                 ops.push(Op::Update {
                     object: Object::Task(t),
@@ -107,12 +107,12 @@ impl World {
                         && t.desired_state == TaskState::Running
                         && t.status.state == TaskState::Running
                 })
-                .cloned()
+                .map(|t| Task::clone(t))
                 .collect()
         })
     }
     fn service(&self, id: &str) -> Service {
-        self.p.store.view(|s| s.services[id].clone())
+        self.p.store.view(|s| Service::clone(&s.services[id]))
     }
     fn update_service(&self, id: &str, f: impl FnOnce(&mut Value)) {
         let mut s = self.service(id);
@@ -252,7 +252,7 @@ fn global_services_run_once_per_node_and_drain_moves_tasks() {
     w.put(vec![Op::Create(service("r", replicated(2, "A=1")))]);
     w.settle();
     assert_eq!(w.running("g").len(), 2);
-    let mut n2 = w.p.store.view(|s| s.nodes["n2"].clone());
+    let mut n2 = w.p.store.view(|s| Node::clone(&s.nodes["n2"]));
     n2.spec.availability = "drain".into();
     w.put(vec![Op::Update {
         object: Object::Node(n2),
@@ -299,7 +299,7 @@ fn tasks_of(w: &World, service: &str) -> Vec<Task> {
         s.tasks
             .values()
             .filter(|t| t.service_id == service)
-            .cloned()
+            .map(|t| Task::clone(t))
             .collect()
     })
 }
@@ -651,7 +651,7 @@ fn no_suitable_node_names_each_filter_most_failures_first() {
         node("n3", "c", &[("zone", "eu")]),
     ]);
     // Drain the eu node: it fails the first filter (ready), the others the constraint.
-    let mut drained = w.p.store.view(|s| s.nodes["n3"].clone());
+    let mut drained = w.p.store.view(|s| Node::clone(&s.nodes["n3"]));
     drained.spec.availability = "drain".into();
     w.put(vec![Op::Update {
         object: Object::Node(drained),

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{Command, Op, State};
 use crate::transport::{Answer, Handler, Peer, RemoteError, Request};
-use crate::types::{NodeStatus, Object};
+use crate::types::{Node, NodeStatus, Object};
 use crate::{BoxFuture, ProposeError, Proposer};
 
 /// swarmkit's `defaultGracePeriodMultiplier`: heartbeats a node may miss before it is down.
@@ -146,7 +146,7 @@ impl ManagerService {
             return Err(crate::raft_network::not_leader(&self.raft));
         }
         let store = self.proposer.store();
-        let Some(node) = store.view(|s| s.nodes.get(&req.node_id).cloned()) else {
+        let Some(node) = store.view(|s| s.nodes.get(&req.node_id).map(|n| Node::clone(n))) else {
             // Removed (`node rm`): the node must leave; swarmkit's text.
             return Err(RemoteError::new(
                 "removed",
@@ -166,7 +166,7 @@ impl ManagerService {
             None
         };
         let node = store
-            .view(|s| s.nodes.get(&req.node_id).cloned())
+            .view(|s| s.nodes.get(&req.node_id).map(|n| Node::clone(n)))
             .unwrap_or(node);
         let host = crate::manager::host_of(&req.addr);
         if node.status.state != "ready"
@@ -174,7 +174,7 @@ impl ManagerService {
             || node.description != req.description
             || node.status.logs_addr != req.manager_addr
         {
-            let mut node = node.clone();
+            let mut node = Node::clone(&node);
             node.status = NodeStatus {
                 state: "ready".into(),
                 message: String::new(),
@@ -320,7 +320,7 @@ impl ManagerService {
                                 .elapsed()
                                 > grace
                         })
-                        .cloned()
+                        .map(|n| Node::clone(n))
                         .collect()
                 })
             };

@@ -21,6 +21,7 @@ pub mod rotation;
 pub mod store;
 pub mod task_config;
 pub mod task_privileges;
+pub mod templated;
 pub mod transport;
 pub mod types;
 pub mod worker;

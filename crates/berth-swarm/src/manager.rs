@@ -324,7 +324,9 @@ impl Active {
 async fn register_node(active: &Arc<Active>, description: &Value) -> anyhow::Result<()> {
     {
         let local = &active.local;
-        let existing = active.store.view(|s| s.nodes.get(&local.node_id).cloned());
+        let existing = active
+            .store
+            .view(|s| s.nodes.get(&local.node_id).map(|n| Node::clone(n)));
         let mut node = existing.clone().unwrap_or_else(|| Node {
             meta: Meta::new(local.node_id.clone()),
             spec: NodeSpec {

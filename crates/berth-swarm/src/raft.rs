@@ -92,6 +92,14 @@ impl Db {
         }
     }
 
+    /// [`Self::seal`] for a borrowed value: no copy when there is no key.
+    fn seal_slice<'a>(&self, plain: &'a [u8]) -> Result<Cow<'a, [u8]>, SError> {
+        match &self.key {
+            Some(k) => k.encrypt(plain).map(Cow::Owned).map_err(write_err),
+            None => Ok(Cow::Borrowed(plain)),
+        }
+    }
+
     fn unseal<'a>(&self, raw: &'a [u8]) -> Result<Cow<'a, [u8]>, SError> {
         if !DataKey::is_encrypted(raw) {
             return Ok(Cow::Borrowed(raw));
@@ -151,6 +159,53 @@ fn put_meta<T: Serialize>(db: &Db, key: &str, value: &T) -> Result<(), SError> {
         .map_err(write_err)?;
     txn.commit().map_err(write_err)
 }
+
+type SnapshotRecord = (SnapshotMeta<NodeId, BasicNode>, Vec<u8>);
+
+/// Keeps the last snapshot: its meta as JSON, its body as the bytes openraft was handed
+/// (each sealed like every value). Not one JSON value, as it was: serde writes a `Vec<u8>` as
+/// an array of numbers, about four times the bytes, and with 1,000 tasks building that array
+/// (and its encrypted copy) was the largest allocation a manager made, at every snapshot.
+fn put_snapshot(
+    db: &Db,
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+    data: &[u8],
+) -> Result<(), SError> {
+    let meta_bytes = db.seal(serde_json::to_vec(meta).map_err(write_err)?)?;
+    let data_bytes = db.seal_slice(data)?;
+    let txn = db.begin_write().map_err(write_err)?;
+    {
+        let mut table = txn.open_table(META).map_err(write_err)?;
+        table
+            .insert(SNAPSHOT_META, meta_bytes.as_slice())
+            .map_err(write_err)?;
+        table
+            .insert(SNAPSHOT_DATA, &*data_bytes)
+            .map_err(write_err)?;
+        // The older single-value form, if this database still had it.
+        table.remove(LEGACY_SNAPSHOT).map_err(write_err)?;
+    }
+    txn.commit().map_err(write_err)
+}
+
+/// The last snapshot kept by [`put_snapshot`] (or in the single-value form of databases
+/// written before it).
+fn get_snapshot(db: &Db) -> Result<Option<SnapshotRecord>, SError> {
+    let Some(meta) = get_meta(db, SNAPSHOT_META)? else {
+        return get_meta(db, LEGACY_SNAPSHOT);
+    };
+    let txn = db.begin_read().map_err(read_err)?;
+    let table = txn.open_table(META).map_err(read_err)?;
+    let Some(raw) = table.get(SNAPSHOT_DATA).map_err(read_err)? else {
+        return Ok(None);
+    };
+    let data = db.unseal(raw.value())?.into_owned();
+    Ok(Some((meta, data)))
+}
+
+const SNAPSHOT_META: &str = "snapshot_meta";
+const SNAPSHOT_DATA: &str = "snapshot_data";
+const LEGACY_SNAPSHOT: &str = "snapshot";
 
 /// The log: entries by index, the vote, the committed id and the last purged id.
 #[derive(Clone)]
@@ -279,7 +334,7 @@ fn remove_log_range(db: &Db, range: impl RangeBounds<u64>) -> Result<(), SError>
 /// What a snapshot holds: the whole state, where it was taken, and the membership then.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
-    /// Shared with the store's other readers of that version (see `Store::snapshot`).
+    /// A snapshot of the store (it shares the store's maps, see `store::Objects`).
     state: Arc<State>,
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
@@ -401,7 +456,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.body.membership.clone(),
             snapshot_id,
         };
-        put_meta(&self.db, "snapshot", &(meta.clone(), &data))?;
+        put_snapshot(&self.db, &meta, &data)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -467,13 +522,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         state.index = self.applied.map(|l| l.index).unwrap_or_default();
         self.store.replace(state);
         self.persist(&[], true)?;
-        put_meta(&self.db, "snapshot", &(meta.clone(), &data))
+        put_snapshot(&self.db, meta, &data)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SError> {
-        let saved: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)> =
-            get_meta(&self.db, "snapshot")?;
-        Ok(saved.map(|(meta, data)| Snapshot {
+        Ok(get_snapshot(&self.db)?.map(|(meta, data)| Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         }))
@@ -620,7 +673,7 @@ pub fn force_new_cluster(db: &Arc<Db>, id: NodeId, addr: &str) -> anyhow::Result
     put_meta(db, "membership", &membership).map_err(err)?;
     put_meta(db, "last_purged", &applied).map_err(err)?;
     put_meta(db, "committed", &applied).map_err(err)?;
-    put_meta(db, "snapshot", &(meta, &data)).map_err(err)?;
+    put_snapshot(db, &meta, &data).map_err(err)?;
     Ok(())
 }
 
@@ -719,5 +772,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(other.view(|s| s.secrets.len()), 20);
+    }
+
+    /// A snapshot is kept as its bytes (sealed when the store is encrypted), not as a JSON
+    /// array of numbers; one kept in the older single-value form still reads.
+    #[test]
+    fn snapshots_are_kept_as_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = DataKey::from_base64(&DataKey::generate()).unwrap();
+        let db = open_db_with(&dir.path().join("raft.redb"), Some(key)).unwrap();
+        let meta = SnapshotMeta {
+            last_log_id: None,
+            last_membership: StoredMembership::default(),
+            snapshot_id: "s-1".into(),
+        };
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        put_snapshot(&db, &meta, &data).unwrap();
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(META).unwrap();
+        let stored = table.get(SNAPSHOT_DATA).unwrap().unwrap().value().to_vec();
+        assert!(DataKey::is_encrypted(&stored), "sealed like every value");
+        assert!(
+            stored.len() < data.len() + 64,
+            "{} bytes stored for {}",
+            stored.len(),
+            data.len()
+        );
+        drop((table, txn));
+        let (m, d) = get_snapshot(&db).unwrap().unwrap();
+        assert_eq!((m.snapshot_id.as_str(), d == data), ("s-1", true));
+
+        let legacy = open_db(&dir.path().join("legacy.redb")).unwrap();
+        put_meta(&legacy, LEGACY_SNAPSHOT, &(meta.clone(), &data[..100])).unwrap();
+        let (m, d) = get_snapshot(&legacy).unwrap().unwrap();
+        assert_eq!((m.snapshot_id.as_str(), &d[..]), ("s-1", &data[..100]));
+        put_snapshot(&legacy, &meta, &data[..10]).unwrap();
+        assert!(
+            get_meta::<SnapshotRecord>(&legacy, LEGACY_SNAPSHOT)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(get_snapshot(&legacy).unwrap().unwrap().1, &data[..10]);
     }
 }

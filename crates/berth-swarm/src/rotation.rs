@@ -427,7 +427,10 @@ async fn show_tls_info(live: &LiveTls, node_id: &str, proposer: &dyn Proposer) {
         return;
     };
     let info = certs::node_tls_info(&id);
-    let Some(mut node) = proposer.store().view(|s| s.nodes.get(node_id).cloned()) else {
+    let Some(mut node) = proposer
+        .store()
+        .view(|s| s.nodes.get(node_id).map(|n| crate::types::Node::clone(n)))
+    else {
         return;
     };
     if node.description["TLSInfo"] == info || !node.description.is_object() {

@@ -3,7 +3,7 @@
 //! `store.MemoryStore` role. Readers take consistent snapshots; watchers wake on every change.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
@@ -59,19 +59,25 @@ pub enum Conflict {
     Sequence,
 }
 
+/// Objects of one kind by id. Persistent maps of shared objects: a copy of the state (every
+/// reader's snapshot) is a pointer, and a change copies only the few map nodes on its path
+/// and the objects it replaces. With plain maps every change of a 1,000-task state meant a
+/// deep copy for the readers that woke on it, megabytes each time.
+pub type Objects<T> = imbl::OrdMap<String, Arc<T>>;
+
 /// The whole cluster state at one index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub index: u64,
-    pub clusters: BTreeMap<String, Cluster>,
-    pub nodes: BTreeMap<String, Node>,
-    pub services: BTreeMap<String, Service>,
-    pub tasks: BTreeMap<String, Task>,
-    pub secrets: BTreeMap<String, Secret>,
-    pub configs: BTreeMap<String, Secret>,
+    pub clusters: Objects<Cluster>,
+    pub nodes: Objects<Node>,
+    pub services: Objects<Service>,
+    pub tasks: Objects<Task>,
+    pub secrets: Objects<Secret>,
+    pub configs: Objects<Secret>,
     /// Swarm-scoped networks (absent from states written before they existed).
     #[serde(default)]
-    pub networks: BTreeMap<String, Network>,
+    pub networks: Objects<Network>,
     /// Each service's task template as the tasks made from it share it (not stored: rebuilt
     /// as tasks are put). Without it every task, and so every copy of the state, holds its
     /// own copy of the same JSON tree: 1,000 tasks of a service were 1,000 trees.
@@ -93,13 +99,13 @@ impl PartialEq for Templates {
 impl State {
     pub fn get(&self, kind: Kind, id: &str) -> Option<Object> {
         Some(match kind {
-            Kind::Cluster => Object::Cluster(self.clusters.get(id)?.clone()),
-            Kind::Node => Object::Node(self.nodes.get(id)?.clone()),
-            Kind::Service => Object::Service(self.services.get(id)?.clone()),
-            Kind::Task => Object::Task(self.tasks.get(id)?.clone()),
-            Kind::Secret => Object::Secret(self.secrets.get(id)?.clone()),
-            Kind::Config => Object::Config(self.configs.get(id)?.clone()),
-            Kind::Network => Object::Network(self.networks.get(id)?.clone()),
+            Kind::Cluster => Object::Cluster((**self.clusters.get(id)?).clone()),
+            Kind::Node => Object::Node((**self.nodes.get(id)?).clone()),
+            Kind::Service => Object::Service((**self.services.get(id)?).clone()),
+            Kind::Task => Object::Task((**self.tasks.get(id)?).clone()),
+            Kind::Secret => Object::Secret((**self.secrets.get(id)?).clone()),
+            Kind::Config => Object::Config((**self.configs.get(id)?).clone()),
+            Kind::Network => Object::Network((**self.networks.get(id)?).clone()),
         })
     }
 
@@ -135,16 +141,16 @@ impl State {
 
     pub fn put_object(&mut self, object: Object) {
         match object {
-            Object::Cluster(o) => drop(self.clusters.insert(o.meta.id.clone(), o)),
-            Object::Node(o) => drop(self.nodes.insert(o.meta.id.clone(), o)),
-            Object::Service(o) => drop(self.services.insert(o.meta.id.clone(), o)),
+            Object::Cluster(o) => drop(self.clusters.insert(o.meta.id.clone(), Arc::new(o))),
+            Object::Node(o) => drop(self.nodes.insert(o.meta.id.clone(), Arc::new(o))),
+            Object::Service(o) => drop(self.services.insert(o.meta.id.clone(), Arc::new(o))),
             Object::Task(mut o) => {
                 self.share_spec(&mut o);
-                drop(self.tasks.insert(o.meta.id.clone(), o))
+                drop(self.tasks.insert(o.meta.id.clone(), Arc::new(o)))
             }
-            Object::Secret(o) => drop(self.secrets.insert(o.meta.id.clone(), o)),
-            Object::Config(o) => drop(self.configs.insert(o.meta.id.clone(), o)),
-            Object::Network(o) => drop(self.networks.insert(o.meta.id.clone(), o)),
+            Object::Secret(o) => drop(self.secrets.insert(o.meta.id.clone(), Arc::new(o))),
+            Object::Config(o) => drop(self.configs.insert(o.meta.id.clone(), Arc::new(o))),
+            Object::Network(o) => drop(self.networks.insert(o.meta.id.clone(), Arc::new(o))),
         }
     }
 
@@ -171,11 +177,12 @@ impl State {
 
     /// Shares the specs of a state built without `put_object` (deserialized).
     fn share_specs(&mut self) {
-        let mut tasks = std::mem::take(&mut self.tasks);
-        for task in tasks.values_mut() {
-            self.share_spec(task);
+        let tasks = std::mem::take(&mut self.tasks);
+        for (id, task) in tasks {
+            let mut task = Arc::unwrap_or_clone(task);
+            self.share_spec(&mut task);
+            self.tasks.insert(id, Arc::new(task));
         }
-        self.tasks = tasks;
     }
 
     fn remove(&mut self, kind: Kind, id: &str) -> Option<Object> {
@@ -298,7 +305,7 @@ impl State {
     }
 
     pub fn cluster(&self) -> Option<&Cluster> {
-        self.clusters.values().next()
+        self.clusters.values().next().map(|c| &**c)
     }
 
     /// A service by full id, unique id prefix, or name (Docker's lookup order).
@@ -325,11 +332,7 @@ impl State {
     }
 }
 
-fn find<'a, T>(
-    map: &'a BTreeMap<String, T>,
-    key: &str,
-    name: impl Fn(&T) -> &str,
-) -> Option<&'a T> {
+fn find<'a, T>(map: &'a Objects<T>, key: &str, name: impl Fn(&T) -> &str) -> Option<&'a T> {
     if key.is_empty() {
         return None;
     }
@@ -374,11 +377,6 @@ impl Change {
 #[derive(Clone)]
 pub struct Store {
     state: Arc<RwLock<State>>,
-    /// The last snapshot handed out, while some reader still holds it: readers of the same
-    /// index (orchestrator, agent, overlay view, Raft snapshots all wake on the same change)
-    /// share one copy instead of each deep-copying the state (with 1,000 tasks each copy is
-    /// megabytes, and glibc keeps the peak). Weak, so that no copy outlives its readers.
-    cached: Arc<Mutex<Weak<State>>>,
     index: watch::Sender<u64>,
     changes: broadcast::Sender<Change>,
 }
@@ -396,29 +394,16 @@ impl Store {
         let (changes, _) = broadcast::channel(1024);
         Store {
             state: Arc::new(RwLock::new(state)),
-            cached: Arc::new(Mutex::new(Weak::new())),
             index,
             changes,
         }
     }
 
-    /// A consistent copy of the whole state, shared with the other readers of the same
-    /// version (see `cached`). Readers that only look briefly should use [`Store::view`].
+    /// A consistent copy of the whole state, to hold across awaits. Cheap: it shares every
+    /// map node and object with the store until a change replaces them (see [`Objects`]).
+    /// Readers that only look briefly should use [`Store::view`].
     pub fn snapshot(&self) -> Arc<State> {
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        // Lock order: state, then cache (as in `apply` and `replace`), so a copy cached
-        // here always matches the state it was taken from.
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(shared) = cached.upgrade() {
-            return shared;
-        }
-        let shared = Arc::new(state.clone());
-        *cached = Arc::downgrade(&shared);
-        shared
-    }
-
-    fn forget_snapshot(&self) {
-        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Weak::new();
+        Arc::new(self.state.read().unwrap_or_else(|e| e.into_inner()).clone())
     }
 
     /// Reads the state without copying it.
@@ -429,7 +414,6 @@ impl Store {
     pub fn apply(&self, index: u64, cmd: &Command) -> Result<(), Conflict> {
         let result = {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            self.forget_snapshot();
             state.apply(index, cmd)
         };
         self.index.send_replace(index);
@@ -443,10 +427,7 @@ impl Store {
     pub fn replace(&self, mut state: State) {
         state.share_specs();
         let index = state.index;
-        let mut current = self.state.write().unwrap_or_else(|e| e.into_inner());
-        self.forget_snapshot();
-        *current = state;
-        drop(current);
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
         self.index.send_replace(index);
     }
 
@@ -463,7 +444,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Meta, Service, Task};
+    use crate::types::{Meta, Service, Task, TaskState};
 
     fn service(id: &str, name: &str) -> Object {
         Object::Service(Service {
@@ -553,23 +534,38 @@ mod tests {
         assert_eq!(*other.snapshot(), *store.snapshot());
     }
 
+    /// A snapshot shares what later changes leave alone: 1,000 tasks held by a reader are
+    /// not copied when one of them changes, and the reader still sees the old version.
     #[test]
-    fn readers_of_one_version_share_a_snapshot() {
+    fn snapshots_share_what_did_not_change() {
         let store = Store::default();
         store
             .apply(1, &Command::one(Op::Create(service("a", "web"))))
             .unwrap();
-        let first = store.snapshot();
-        assert!(Arc::ptr_eq(&first, &store.snapshot()));
+        let ops = (0..1000).map(|i| Op::Create(web_task(&format!("t{i}"), "A=1")));
+        store.apply(2, &Command { ops: ops.collect() }).unwrap();
+        let before = store.snapshot();
+        let mut t5 = Task::clone(&before.tasks["t5"]);
+        t5.desired_state = TaskState::Shutdown;
         store
-            .apply(2, &Command::one(Op::Create(service("b", "db"))))
+            .apply(
+                3,
+                &Command::one(Op::Update {
+                    object: Object::Task(t5),
+                    expect: None,
+                }),
+            )
             .unwrap();
-        let second = store.snapshot();
-        assert_eq!((first.services.len(), second.services.len()), (1, 2));
-        // No copy is kept once its readers are done with it.
-        let weak = Arc::downgrade(&second);
-        drop(second);
-        assert!(weak.upgrade().is_none());
+        let after = store.snapshot();
+        assert_ne!(before.tasks["t5"].desired_state, TaskState::Shutdown);
+        assert_eq!(after.tasks["t5"].desired_state, TaskState::Shutdown);
+        let shared = (0..1000)
+            .filter(|i| {
+                let id = format!("t{i}");
+                Arc::ptr_eq(&before.tasks[&id], &after.tasks[&id])
+            })
+            .count();
+        assert_eq!(shared, 999);
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! `berthd`: configuration, wiring and the Engine API server. The binary in `main.rs` only
 //! parses flags and calls [`server::run`].
 
+pub mod allocator;
 pub mod build;
 pub mod config;
 pub mod disk_reserve;

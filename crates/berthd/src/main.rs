@@ -7,7 +7,7 @@ use berthd::config::{Config, Flags};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    berthd::allocator::limit_arenas();
     // A rootless daemon's child enters its namespaces first: creating a user namespace needs
     // a process with a single thread.
     let is_child = match berthd::rootless::child::enter_if_child() {
@@ -74,22 +74,11 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    runtime.spawn(berthd::allocator::trim_periodically());
     let result = runtime.block_on(berthd::server::run(config));
-    // Container watcher threads block on their shims; they must not hold up the exit (the
-    // containers keep running and are adopted by the next daemon).
+    // Blocking work still under way (a stream from a shim, a trim) must not hold up the exit;
+    // running containers keep running and are adopted by the next daemon.
     runtime.shutdown_background();
     result?;
     Ok(())
-}
-
-/// glibc gives each thread that allocates under contention an arena of its own (up to 8 per
-/// core), and freed memory stays in them: with hundreds of blocking threads starting swarm
-/// tasks, a manager with 1,000 tasks held ~40 MiB more RSS than with 2 arenas
-/// (bench/swarm.sh). Set before any thread starts.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes an allocator setting; nothing else runs yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
 }

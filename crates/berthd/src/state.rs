@@ -87,8 +87,9 @@ impl NetworkEvents for BusSink {
     }
 }
 
-/// The container manager's view of the network service.
-struct Attacher(Networks);
+/// The container manager's view of the network service (with the attachable swarm networks
+/// of plain containers: `overlay::plain`).
+struct Attacher(Networks, Arc<crate::overlay::plain::Plain>);
 
 impl NetworkAttacher for Attacher {
     fn create(&self, req: NetworkRequest) -> Result<String, ApiError> {
@@ -97,6 +98,8 @@ impl NetworkAttacher for Attacher {
     fn start<'a>(&'a self, id: &'a str) -> NetFuture<'a, Result<NetworkStart, ApiError>> {
         Box::pin(async move {
             let info = self.0.container_start(id).await.map_err(ApiError::from)?;
+            // A refusal fails the start; the container manager then calls `stop`.
+            self.1.on_start(id).await?;
             Ok(NetworkStart {
                 netns: info.netns,
                 addresses: info.addresses,
@@ -107,10 +110,16 @@ impl NetworkAttacher for Attacher {
         })
     }
     fn stop<'a>(&'a self, id: &'a str) -> NetFuture<'a, ()> {
-        Box::pin(self.0.container_stop(id))
+        Box::pin(async move {
+            self.0.container_stop(id).await;
+            self.1.on_stop(id).await;
+        })
     }
     fn remove<'a>(&'a self, id: &'a str) -> NetFuture<'a, ()> {
-        Box::pin(self.0.container_remove(id))
+        Box::pin(async move {
+            self.0.container_remove(id).await;
+            self.1.forget(id);
+        })
     }
     fn rename(&self, id: &str, name: &str) {
         self.0.container_rename(id, name)
@@ -124,6 +133,7 @@ impl NetworkAttacher for Attacher {
     fn settings(&self, id: &str) -> NetworkSettings {
         let mut settings = self.0.settings(id);
         crate::overlay::endpoints::extend(id, &mut settings);
+        self.1.extend(id, &mut settings);
         settings
     }
     fn ports(&self, id: &str) -> Vec<Port> {
@@ -177,6 +187,8 @@ pub struct Daemon {
     pub builds: Arc<crate::build::Builds>,
     /// Task containers with their overlay interfaces (`crate::overlay::ready`).
     pub overlay_ready: Arc<crate::overlay::ready::Ready>,
+    /// Plain containers' attachable swarm networks (`crate::overlay::plain`).
+    pub plain: Arc<crate::overlay::plain::Plain>,
 }
 
 pub type AppState = Arc<Daemon>;
@@ -215,6 +227,7 @@ impl Daemon {
         )
         .await
         .map_err(DaemonError::Networks)?;
+        let plain = Arc::new(crate::overlay::plain::Plain::open(&config.data_root));
         let ctrs = Containers::open(
             Options {
                 data_root: config.data_root.clone(),
@@ -233,7 +246,10 @@ impl Daemon {
                     })
                     .collect(),
                 default_runtime: config.default_runtime.clone(),
-                network: Some(NetworkHandle(Arc::new(Attacher(networks.clone())))),
+                network: Some(NetworkHandle(Arc::new(Attacher(
+                    networks.clone(),
+                    plain.clone(),
+                )))),
                 run_root: config.exec_root.join("containers"),
                 remap: config.remap,
             },
@@ -281,6 +297,7 @@ impl Daemon {
         Ok(Daemon {
             swarm,
             overlay_ready,
+            plain,
             config,
             id,
             images,

@@ -6,10 +6,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use berth_api::Filters;
 use berth_api::models::container::ContainerCreateRequest;
 use berth_container::Containers;
-use berth_container::filters::ListFilter;
 use berth_swarm::BoxFuture;
 use berth_swarm::agent::{LABEL_TASK_ID, Observed, TaskExecutor, TaskFile, TaskRun};
 use berth_swarm::types::Task;
@@ -76,23 +74,7 @@ impl Executor {
     }
 
     fn task_containers(&self) -> Vec<(String, String)> {
-        let filters = match Filters::parse(&json!({"label": [LABEL_TASK_ID]}).to_string()) {
-            Ok(f) => f,
-            Err(_) => return Vec::new(),
-        };
-        let Ok(filter) = ListFilter::new(filters) else {
-            return Vec::new();
-        };
-        match self.ctrs.list(true, None, filter) {
-            Ok(rows) => rows
-                .into_iter()
-                .filter_map(|r| Some((r.labels.get(LABEL_TASK_ID)?.clone(), r.id)))
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "listing task containers");
-                Vec::new()
-            }
-        }
+        self.ctrs.with_label(LABEL_TASK_ID)
     }
 
     fn container_of(&self, task_id: &str) -> Option<String> {
@@ -180,7 +162,7 @@ impl Executor {
         let id = created.map_err(|e| e.to_string())?;
         self.known().insert(run.task_id.clone(), id.clone());
         self.ctrs.start(&id).await.map_err(|e| e.to_string())?;
-        let pid = self.ctrs.inspect(&id).map(|i| i.state.pid).unwrap_or(0);
+        let pid = self.ctrs.state(&id).map(|s| s.pid).unwrap_or(0);
         Ok((id, pid))
     }
 }
@@ -212,16 +194,16 @@ impl TaskExecutor for Executor {
             let Some(id) = self.container_of(task_id) else {
                 return Observed::Missing;
             };
-            match self.ctrs.inspect(&id) {
-                Ok(i) if i.state.running => Observed::Running {
+            match self.ctrs.state(&id) {
+                Ok(s) if s.running => Observed::Running {
                     container_id: id,
-                    pid: i.state.pid,
+                    pid: s.pid,
                 },
-                Ok(i) if i.state.status == "created" => Observed::Missing,
-                Ok(i) => Observed::Exited {
+                Ok(s) if s.status == "created" => Observed::Missing,
+                Ok(s) => Observed::Exited {
                     container_id: id,
-                    exit_code: i.state.exit_code,
-                    error: i.state.error,
+                    exit_code: s.exit_code,
+                    error: s.error,
                 },
                 Err(_) => Observed::Missing,
             }
@@ -349,8 +331,7 @@ impl TaskExecutor for Executor {
     fn health<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move {
             let id = self.container_of(task_id)?;
-            let inspect = self.ctrs.inspect(&id).ok()?;
-            inspect.state.health.map(|h| h.status)
+            self.ctrs.state(&id).ok()?.health.map(|h| h.status)
         })
     }
 }

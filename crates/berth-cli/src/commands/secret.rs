@@ -64,6 +64,9 @@ pub struct CreateArgs {
     /// Labels
     #[arg(short, long, value_name = "list")]
     pub label: Vec<String>,
+    /// Template driver (`golang`: the content is a Go template, expanded for each task)
+    #[arg(long, value_name = "string")]
+    pub template_driver: Option<String>,
     #[arg(value_name = "NAME")]
     pub name: String,
     /// The file with the content, or `-` for standard input
@@ -86,11 +89,15 @@ async fn create(env: &Env, prefix: &str, a: CreateArgs) -> Result<()> {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
         labels.insert(k.into(), json!(v));
     }
-    let body = json!({
+    let mut body = json!({
         "Name": a.name,
         "Labels": labels,
         "Data": base64::engine::general_purpose::STANDARD.encode(&data),
     });
+    // As the docker CLI: `Templating` only with the flag, naming the driver.
+    if let Some(driver) = a.template_driver.filter(|d| !d.is_empty()) {
+        body["Templating"] = json!({"Name": driver});
+    }
     let r = call(
         env,
         Method::POST,

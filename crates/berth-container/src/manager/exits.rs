@@ -15,28 +15,29 @@ use crate::record::{Record, Status};
 use crate::restart;
 
 impl Containers {
+    /// Waits for the container's exit on the daemon's runtime. A task, not a thread: with
+    /// hundreds of containers a parked thread each cost more memory than the rest of their
+    /// supervision. Not tracked by shutdown, since a running container outlives the daemon
+    /// (live restore); what follows its exit is.
     pub(super) fn spawn_watcher(&self, c: Arc<Container>, h: ShimHandle) {
         let me = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("wait-{}", &c.id[..12]))
-            .stack_size(128 << 10)
-            .spawn(move || {
-                let result = h.wait();
-                if matches!(result, Err(RuntimeError::ShimGone { .. })) {
-                    // The shim died without recording an exit (SIGKILLed, crashed): its
-                    // container would run on unsupervised, so end it and its cgroup here.
-                    let cg = c.cgroup_path();
-                    tracing::warn!(id = %c.id, shim_pid = h.shim_pid(), "shim exited unexpectedly; killing the container");
+        self.inner.rt.spawn(async move {
+            let result = wait_for_exit(&h).await;
+            if matches!(result, Err(RuntimeError::ShimGone { .. })) {
+                // The shim died without recording an exit (SIGKILLed, crashed): its
+                // container would run on unsupervised, so end it and its cgroup here.
+                let cg = c.cgroup_path();
+                tracing::warn!(id = %c.id, shim_pid = h.shim_pid(), "shim exited unexpectedly; killing the container");
+                let _ = blocking(move || {
                     if cgroup::kill_all(&cg, Duration::from_secs(10)) {
                         cgroup::remove(&cg);
                     }
-                }
-                let me2 = me.clone();
-                me.spawn(async move { me2.on_exit(c, result).await });
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a container watcher thread");
-        }
+                })
+                .await;
+            }
+            let me2 = me.clone();
+            me.spawn(async move { me2.on_exit(c, result).await });
+        });
     }
 
     pub(super) async fn on_exit(
@@ -148,5 +149,27 @@ impl Containers {
                 }
             });
         }
+    }
+}
+
+/// [`ShimHandle::wait`] without a thread: the shim answers the `Wait` request with one line
+/// when the container exited, or closes the connection if it dies first.
+async fn wait_for_exit(h: &ShimHandle) -> std::result::Result<ExitRecord, RuntimeError> {
+    use tokio::io::AsyncBufReadExt;
+    let Some(stream) = h.wait_request()? else {
+        return h.wait_answer_line(None);
+    };
+    let read_error = |source| RuntimeError::Io {
+        op: "read from",
+        path: h.bundle().socket_path(),
+        source,
+    };
+    stream.set_nonblocking(true).map_err(read_error)?;
+    let stream = tokio::net::UnixStream::from_std(stream).map_err(read_error)?;
+    let mut line = String::new();
+    match tokio::io::BufReader::new(stream).read_line(&mut line).await {
+        Ok(_) => h.wait_answer_line(Some(&line)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => h.wait_answer_line(None),
+        Err(e) => Err(read_error(e)),
     }
 }

@@ -47,17 +47,22 @@ impl Containers {
             || filter.wants_stopped()
             || filter.before.is_some()
             || filter.since.is_some();
-        let mut recs: Vec<Record> = self.all().iter().map(|c| c.record()).collect();
+        // Filtered in place, copied only when listed: pollers (the swarm agent) list often.
+        let mut recs: Vec<Record> = self
+            .all()
+            .iter()
+            .filter_map(|c| {
+                let r = lock(&c.rec);
+                let shown =
+                    (all || r.state.status.is_running() || r.state.status == Status::Restarting)
+                        && filter.matches(&r);
+                shown.then(|| r.clone())
+            })
+            .collect();
         recs.sort_by_key(|r| std::cmp::Reverse(r.created));
         let now = Utc::now();
         let mut out = Vec::new();
         for r in recs {
-            if !all && !r.state.status.is_running() && r.state.status != Status::Restarting {
-                continue;
-            }
-            if !filter.matches(&r) {
-                continue;
-            }
             let mut row = summary(&r, now);
             if let Some(n) = &self.inner.opts.network {
                 row.ports = n.0.ports(&r.id);
@@ -69,6 +74,27 @@ impl Containers {
             }
         }
         Ok(out)
+    }
+
+    /// The containers that carry label `key`, as (its value, container id). For callers that
+    /// look often (the swarm agent, on every pass), where [`Self::list`] would build a summary
+    /// of every container each time.
+    pub fn with_label(&self, key: &str) -> Vec<(String, String)> {
+        self.all()
+            .iter()
+            .filter_map(|c| {
+                let r = lock(&c.rec);
+                let value = r.config.labels.as_ref()?.get(key)?.clone();
+                Some((value, c.id.clone()))
+            })
+            .collect()
+    }
+
+    /// A container's state alone: inspect's `State`, without the rest of inspect.
+    pub fn state(&self, key: &str) -> Result<ContainerState> {
+        let c = self.get(key)?;
+        let r = lock(&c.rec);
+        Ok(state_of(&r))
     }
 
     /// `GET /containers/{id}/json`.
@@ -99,26 +125,12 @@ impl Containers {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let mounts = crate::volumes::mount_points(&r);
-        let s = &r.state;
         Ok(ContainerInspect {
             id: r.id.clone(),
             created: go_time(Some(r.created)),
             path: r.path.clone(),
             args: r.args.clone(),
-            state: ContainerState {
-                status: s.status.as_str().into(),
-                running: s.status.is_running() || s.status == Status::Restarting,
-                paused: s.status == Status::Paused,
-                restarting: s.status == Status::Restarting,
-                oom_killed: s.oom_killed,
-                dead: s.status == Status::Dead,
-                pid: s.pid,
-                exit_code: s.exit_code,
-                error: s.error.clone(),
-                started_at: go_time(s.started_at),
-                finished_at: go_time(s.finished_at),
-                health: s.health.clone(),
-            },
+            state: state_of(&r),
             image: r.image_id.clone(),
             resolv_conf_path: p.resolv_conf().display().to_string(),
             hostname_path: p.hostname().display().to_string(),
@@ -288,4 +300,23 @@ pub(super) fn dir_size(p: &Path) -> u64 {
         }
     }
     total
+}
+
+/// Inspect's `State` of a record.
+fn state_of(r: &Record) -> ContainerState {
+    let s = &r.state;
+    ContainerState {
+        status: s.status.as_str().into(),
+        running: s.status.is_running() || s.status == Status::Restarting,
+        paused: s.status == Status::Paused,
+        restarting: s.status == Status::Restarting,
+        oom_killed: s.oom_killed,
+        dead: s.status == Status::Dead,
+        pid: s.pid,
+        exit_code: s.exit_code,
+        error: s.error.clone(),
+        started_at: go_time(s.started_at),
+        finished_at: go_time(s.finished_at),
+        health: s.health.clone(),
+    }
 }

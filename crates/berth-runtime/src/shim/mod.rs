@@ -627,7 +627,29 @@ impl ShimHandle {
     /// Block until the container exits; returns its exit record (from the shim, or from
     /// `exit.json` if the shim already finished).
     pub fn wait(&self) -> Result<ExitRecord> {
-        match self.request(&Request::Wait)? {
+        self.wait_answer(self.request(&Request::Wait)?)
+    }
+
+    /// [`Self::wait`] for callers with an event loop of their own, which would rather not
+    /// park a thread per container: the connection on which the shim answers one line once
+    /// the container exited (`None`: no shim is listening). Read that line (none if the
+    /// connection ends first) and give it to [`Self::wait_answer_line`].
+    pub fn wait_request(&self) -> Result<Option<UnixStream>> {
+        self.send(&Request::Wait)
+    }
+
+    /// The exit record from the line the shim answered to [`Self::wait_request`], or, when
+    /// it answered nothing, from `exit.json`.
+    pub fn wait_answer_line(&self, line: Option<&str>) -> Result<ExitRecord> {
+        let resp = match line {
+            Some(l) if !l.trim().is_empty() => Some(self.parse_answer(l)?),
+            _ => None,
+        };
+        self.wait_answer(resp)
+    }
+
+    fn wait_answer(&self, resp: Option<Response>) -> Result<ExitRecord> {
+        match resp {
             Some(Response::Exited(rec)) => Ok(rec),
             Some(other) => Err(self.unexpected(&other)),
             None => self
@@ -817,6 +839,20 @@ impl ShimHandle {
     /// One request/response exchange. `Ok(None)`: no shim is listening, or it closed the
     /// connection without answering (it exited).
     fn request(&self, req: &Request) -> Result<Option<Response>> {
+        let Some(stream) = self.send(req)? else {
+            return Ok(None);
+        };
+        let mut answer = String::new();
+        match BufReader::new(&stream).read_line(&mut answer) {
+            Ok(0) => Ok(None),
+            Ok(_) => self.parse_answer(&answer).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(None),
+            Err(e) => Err(RuntimeError::io("read from", self.bundle.socket_path(), e)),
+        }
+    }
+
+    /// Connects and sends one request. `Ok(None)`: no shim is listening.
+    fn send(&self, req: &Request) -> Result<Option<UnixStream>> {
         let sock = self.bundle.socket_path();
         let mut stream = match io::connect_long(&sock) {
             Ok(s) => s,
@@ -838,20 +874,14 @@ impl ShimHandle {
             }
             return Err(RuntimeError::io("write to", sock, e));
         }
-        let mut answer = String::new();
-        match BufReader::new(&stream).read_line(&mut answer) {
-            Ok(0) => Ok(None),
-            Ok(_) => {
-                serde_json::from_str(answer.trim())
-                    .map(Some)
-                    .map_err(|e| RuntimeError::Shim {
-                        bundle: self.bundle.dir().to_path_buf(),
-                        message: format!("bad answer {answer:?}: {e}"),
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(None),
-            Err(e) => Err(RuntimeError::io("read from", sock, e)),
-        }
+        Ok(Some(stream))
+    }
+
+    fn parse_answer(&self, answer: &str) -> Result<Response> {
+        serde_json::from_str(answer.trim()).map_err(|e| RuntimeError::Shim {
+            bundle: self.bundle.dir().to_path_buf(),
+            message: format!("bad answer {answer:?}: {e}"),
+        })
     }
 }
 

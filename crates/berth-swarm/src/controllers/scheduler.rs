@@ -184,7 +184,7 @@ pub fn schedule(state: &State) -> Vec<Op> {
             continue;
         };
         let needs = Needs::of(service, task);
-        let mut t = task.clone();
+        let mut t = Task::clone(task);
         let mut failures: BTreeMap<Filter, usize> = BTreeMap::new();
         let chosen: Option<&Node> = if !t.node_id.is_empty() {
             // Global tasks come with their node (the orchestrator checked its constraints):
@@ -197,7 +197,7 @@ pub fn schedule(state: &State) -> Vec<Op> {
                     failures.insert(Filter::Resources, 1);
                     None
                 }
-                Some(node) => Some(node),
+                Some(node) => Some(node.as_ref()),
                 // Its node is gone: the orchestrator removes the task.
                 None => continue,
             }
@@ -206,7 +206,7 @@ pub fn schedule(state: &State) -> Vec<Op> {
             for node in state.nodes.values() {
                 match needs.fails(node, loads.get(node.meta.id.as_str()), true) {
                     Some(f) => *failures.entry(f).or_default() += 1,
-                    None => candidates.push(node),
+                    None => candidates.push(node.as_ref()),
                 }
             }
             pick(state, &needs, &candidates, &loads)

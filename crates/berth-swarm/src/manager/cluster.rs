@@ -472,7 +472,7 @@ async fn update_manager_status(active: &Active, proposer: &dyn Proposer) {
         s.nodes
             .values()
             .filter(|n| n.manager_status.is_some())
-            .cloned()
+            .map(|n| crate::types::Node::clone(n))
             .collect()
     });
     for mut node in nodes {
@@ -546,7 +546,7 @@ async fn reconcile_roles(
         s.nodes
             .values()
             .filter(|n| n.spec.role == "worker" && n.manager_status.is_some())
-            .cloned()
+            .map(|n| crate::types::Node::clone(n))
             .collect()
     });
     for mut node in demoted {

@@ -1,7 +1,7 @@
 //! `docker run --network NAME` with an attachable swarm network: the container is created
 //! on `docker_gwbridge` (its way out and its embedded DNS), the manager's allocator gives it
-//! an address on the overlay (kept in the network's `DriverState.Attachments`), and the
-//! overlay agent adds the interface when it runs. A manager allocates from its own store; a
+//! an address on the overlay when it starts (kept in the network's `DriverState.Attachments`
+//! while it runs: `overlay::plain`), and the overlay agent adds the interface. A manager allocates from its own store; a
 //! worker asks its managers (`berth_swarm::attach`, swarmkit's `AttachNetwork`), and releases
 //! the addresses of its removed containers the same way (also those removed while it was
 //! down or cut off: every pass compares the managers' record with its containers).
@@ -9,7 +9,7 @@
 use berth_api::models::container::ContainerCreateRequest;
 use berth_api::vocab::NetworkMode;
 use berth_api::{ApiError, ErrorKind};
-use berth_swarm::attach::{self, NetworkRef};
+use berth_swarm::attach::{self, Attached, NetworkRef};
 use berth_swarm::transport::CallError;
 use berth_swarm::types::Kind;
 
@@ -41,11 +41,11 @@ async fn lookup(state: &AppState, key: &str) -> Result<Option<NetworkRef>, ApiEr
 }
 
 /// If the request names a swarm network, rewrites it onto `docker_gwbridge` and answers the
-/// network's id (to [`attach`] once the container exists).
+/// network (recorded once the container exists; joined at its start).
 pub async fn prepare(
     state: &AppState,
     req: &mut ContainerCreateRequest,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<NetworkRef>, ApiError> {
     let Some(host) = req.host_config.as_mut() else {
         return Ok(None);
     };
@@ -79,12 +79,16 @@ pub async fn prepare(
             nc.endpoints_config.insert(super::GWBRIDGE.into(), settings);
         }
     }
-    Ok(Some(net.id))
+    Ok(Some(net))
 }
 
-/// Gives the new container its address on the overlay (through the leader, or a worker's
+/// Gives a starting container its address on the overlay (through the leader, or a worker's
 /// managers).
-pub async fn attach(state: &AppState, network: &str, container: &str) -> Result<(), ApiError> {
+pub async fn attach(
+    state: &AppState,
+    network: &str,
+    container: &str,
+) -> Result<Attached, ApiError> {
     let name = state
         .ctrs
         .get(container)
@@ -94,7 +98,6 @@ pub async fn attach(state: &AppState, network: &str, container: &str) -> Result<
         let node = h.node_id().to_string();
         return attach::attach(h.proposer().as_ref(), &node, network, container, &name)
             .await
-            .map(drop)
             .map_err(|e| call_error(network, CallError::Remote(e)));
     }
     let Some(node) = state.swarm.worker_node_id().await else {
@@ -107,7 +110,6 @@ pub async fn attach(state: &AppState, network: &str, container: &str) -> Result<
         .swarm
         .remote_attach(&node, network, container, &name)
         .await
-        .map(drop)
         .map_err(|e| call_error(network, e))
 }
 
@@ -126,7 +128,8 @@ async fn is_attached(state: &AppState, id: &str, container: &str) -> bool {
 }
 
 /// `network connect` with a swarm network (`None` when `key` names none): an attachable
-/// one gives the container an address, and the overlay agent adds its interface.
+/// one is recorded, and a running container gets its address at once (a stopped one at its
+/// start); the overlay agent adds its interface.
 pub async fn connect(state: &AppState, key: &str, container: &str) -> Option<Result<(), ApiError>> {
     let net = match lookup(state, key).await {
         Ok(net) => net?,
@@ -142,7 +145,7 @@ pub async fn connect(state: &AppState, key: &str, container: &str) -> Option<Res
             ),
         )));
     }
-    if is_attached(state, &net.id, container).await {
+    if state.plain.wants(container, &net.id) || is_attached(state, &net.id, container).await {
         let name = state
             .ctrs
             .get(container)
@@ -156,24 +159,46 @@ pub async fn connect(state: &AppState, key: &str, container: &str) -> Option<Res
             ),
         )));
     }
-    Some(attach(state, &net.id, container).await)
+    Some(state.plain.connect(state, &net, container).await)
 }
 
-/// `network disconnect` with a swarm network (`None` when `key` names none).
+/// `network disconnect` with a swarm network (`None` when `key` names none; a stopped
+/// container's network removed meanwhile is still forgotten, as dockerd's).
 pub async fn disconnect(
     state: &AppState,
     key: &str,
     container: &str,
 ) -> Option<Result<(), ApiError>> {
     let net = match lookup(state, key).await {
-        Ok(net) => net?,
+        Ok(Some(net)) => net,
+        Ok(None) => {
+            return match state.plain.unwant(container, key) {
+                Ok(true) => Some(Ok(())),
+                Ok(false) => None,
+                Err(e) => Some(Err(e)),
+            };
+        }
         Err(e) => return Some(Err(e)),
     };
-    if !is_attached(state, &net.id, container).await {
+    let attached = is_attached(state, &net.id, container).await;
+    let wanted = match state.plain.unwant(container, &net.id) {
+        Ok(w) => w,
+        Err(e) => return Some(Err(e)),
+    };
+    if !attached {
+        if wanted {
+            return Some(Ok(()));
+        }
+        // dockerd's words: a stopped container's ("the network") differ from a running one's.
+        let the = if state.networks.netns_of(container).is_some() {
+            ""
+        } else {
+            "the "
+        };
         return Some(Err(ApiError::new(
             ErrorKind::Forbidden,
             format!(
-                "container {container} is not connected to network {}",
+                "container {container} is not connected to {the}network {}",
                 net.name
             ),
         )));
@@ -211,6 +236,8 @@ pub async fn disconnect(
 /// Releases the addresses of containers this node no longer has (removed), as the cluster
 /// state `s` (a manager's store, a worker's view) records them.
 pub async fn release_gone(state: &AppState, s: &berth_swarm::store::State, node: &str) {
+    // And those of containers that are not running (`overlay::plain`).
+    state.plain.release_stopped(state, s, node).await;
     let mut gone: Vec<String> = s
         .networks
         .values()

@@ -17,6 +17,11 @@ pub fn set(table: BTreeMap<String, BTreeMap<String, EndpointSettings>>) {
     *TABLE.lock().unwrap_or_else(|e| e.into_inner()) = table;
 }
 
+/// Drops a stopped container's endpoints (until the next pass would).
+pub fn forget(id: &str) {
+    TABLE.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+}
+
 /// Adds a container's overlay endpoints to its settings.
 pub fn extend(id: &str, settings: &mut NetworkSettings) {
     let table = TABLE.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,6 +8,7 @@
 pub mod attachable;
 pub mod endpoints;
 pub mod mesh;
+pub mod plain;
 pub mod ready;
 pub mod rules;
 
@@ -72,6 +73,7 @@ fn overlay_dir(state: &AppState) -> PathBuf {
 
 /// Starts the agent; it ends with the daemon.
 pub fn spawn(state: &AppState) {
+    state.plain.bind(state);
     let names = Arc::new(Names::default());
     state.networks.set_external_names(names.clone());
     let state = state.clone();

@@ -170,7 +170,7 @@ pub fn backends6(s: &State, service: &str, network: &str) -> Vec<IpAddr> {
                     .get(&t.node_id)
                     .is_none_or(|n| n.status.state != "down")
         })
-        .flat_map(allocator6::task_addresses6)
+        .flat_map(|t| allocator6::task_addresses6(t))
         .filter(|(net, _)| net == network)
         .map(|(_, a)| a.addr())
         .collect();
@@ -191,7 +191,7 @@ pub fn backends(s: &State, service: &str, network: &str) -> Vec<Ipv4Addr> {
                     .get(&t.node_id)
                     .is_none_or(|n| n.status.state != "down")
         })
-        .flat_map(allocator::task_addresses)
+        .flat_map(|t| allocator::task_addresses(t))
         .filter(|(net, _)| net == network)
         .filter_map(|(_, a)| match a.addr() {
             IpAddr::V4(ip) => Some(ip),

@@ -70,8 +70,9 @@ pub async fn create(
         .await
         .map_err(Error)?;
     let (id, mut warnings) = state.ctrs.create(name, req).await?;
+    // The address comes at each start (`overlay::plain`).
     if let Some(network) = overlay
-        && let Err(e) = crate::overlay::attachable::attach(&state, &network, &id).await
+        && let Err(e) = state.plain.want(&id, &network)
     {
         let _ = state.ctrs.remove(&id, true).await;
         return Err(Error(e));

@@ -78,7 +78,7 @@ pub async fn service_logs(
                 s.tasks
                     .values()
                     .filter(|t| t.service_id == svc.meta.id)
-                    .cloned()
+                    .map(|t| Task::clone(t))
                     .collect()
             })
             .unwrap_or_default();
@@ -142,7 +142,7 @@ fn follow_new_tasks(
                 s.tasks
                     .values()
                     .filter(|t| t.service_id == service_id && !seen.contains(&t.meta.id))
-                    .cloned()
+                    .map(|t| Task::clone(t))
                     .collect()
             });
             // The nodes as the store knows them now (one may have joined, or moved).

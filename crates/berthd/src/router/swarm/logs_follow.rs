@@ -139,7 +139,7 @@ pub fn spawn_task(
             let Some(now) = sources
                 .h
                 .store()
-                .view(|s| s.tasks.get(&task.meta.id).cloned())
+                .view(|s| s.tasks.get(&task.meta.id).map(|t| Task::clone(t)))
             else {
                 return;
             };

@@ -18,7 +18,9 @@ fn find(h: &berth_swarm::manager::Handle, key: &str) -> Result<Node> {
 pub async fn list(State(state): State<AppState>, q: Query) -> Result<Response> {
     let h = manager(&state).await?;
     let filters = q.filters()?;
-    let nodes: Vec<Node> = h.store().view(|s| s.nodes.values().cloned().collect());
+    let nodes: Vec<Node> = h
+        .store()
+        .view(|s| s.nodes.values().map(|n| Node::clone(n)).collect());
     let keep = |n: &Node| {
         let any = |key: &str, value: &str| {
             let wanted = filters.get(key);

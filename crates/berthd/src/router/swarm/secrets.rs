@@ -48,7 +48,18 @@ fn find(h: &berth_swarm::manager::Handle, kind: Kind, key: &str) -> Result<Secre
 }
 
 async fn create(state: AppState, kind: Kind, req: Request) -> Result<Response> {
+    let version = req
+        .extensions()
+        .get::<crate::router::RequestVersion>()
+        .map_or(berth_api::MAX_API_VERSION, |v| v.0);
     let mut spec = json_body(req).await?;
+    // dockerd's check: templated payloads came with API 1.37.
+    if !spec["Templating"].is_null() && !version.at_least(1, 37) {
+        return Err(Error(ApiError::invalid(format!(
+            "{} templating is not supported on the specified API version: {version}",
+            kind.as_str()
+        ))));
+    }
     let h = manager(&state).await?;
     let name = spec["Name"].as_str().unwrap_or_default().to_string();
     let valid = !name.is_empty()
@@ -115,7 +126,7 @@ async fn list(state: AppState, kind: Kind, q: Query) -> Result<Response> {
         } else {
             &s.secrets
         };
-        map.values().cloned().collect()
+        map.values().map(|s| Secret::clone(s)).collect()
     });
     let rows: Vec<Value> = all
         .iter()

@@ -173,6 +173,7 @@ fn service_status(s: &ClusterState, service: &Service) -> Value {
                 .tasks
                 .values()
                 .filter(|t| t.service_id == service.meta.id)
+                .map(|t| &**t)
                 .collect();
             let (running, desired, complete) =
                 berth_swarm::controllers::jobs::status(service, &tasks);
@@ -379,7 +380,7 @@ pub async fn tasks(State(state): State<AppState>, q: Query) -> Result<Response> 
                         }
                     })
             })
-            .map(task_json)
+            .map(|t| task_json(t))
             .collect()
     });
     Ok(ok_json(&rows))

@@ -30,7 +30,7 @@ fn strict_rows_reject_unknown_fields() {
     let err = t.render(&json!({"ID": "x"})).unwrap_err().in_row();
     assert!(
         err.to_string()
-            .starts_with("template parsing error: template: :1: executing")
+            .starts_with("template parsing error: template: :1:2: executing")
     );
     assert!(
         err.to_string().contains("can't evaluate field Nope"),
