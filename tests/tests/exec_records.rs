@@ -148,3 +148,125 @@ fn exec_records_survive_a_daemon_sigkill_and_a_running_exec_reports_its_exit() {
         assert_eq!(r.message(), format!("No such exec instance: {id}"));
     }
 }
+
+/// The container's init: it ends as soon as an exec has written its pid to `/tmp/pid`,
+/// touched `/tmp/go` and been reaped, so the container (and its shim) end right behind the
+/// exec, usually before the daemon asked the shim how the exec ended.
+const ENDS_AFTER_THE_EXEC: &str =
+    "until [ -f /tmp/go ] && ! kill -0 \"$(cat /tmp/pid)\" 2>/dev/null; do sleep 0.001; done";
+/// The exec that ends its container, with a status of its own (not 0, not 137).
+const ENDING_EXEC: &str = "echo $$ > /tmp/pid && touch /tmp/go; exit 7";
+
+#[test]
+fn an_exec_that_ends_its_container_reports_its_own_status() {
+    require_root!();
+    let d = daemon();
+    // Enough containers that the race (shim gone before the daemon's question) happens:
+    // before the shim recorded its execs' exits, some of 40 got 137 in three runs of four.
+    const N: usize = 48;
+    let ids: Vec<String> = (0..N)
+        .map(|i| {
+            let name = format!("ender{i}");
+            let id = create(
+                &d,
+                Some(&name),
+                json!({"Image": "busybox", "Cmd": ["sh", "-c", ENDS_AFTER_THE_EXEC]}),
+            );
+            start(&d, &id);
+            id
+        })
+        .collect();
+    let docker = docker_cli().is_some();
+    // Four clients at once, each its share of the containers, through berth, the docker CLI
+    // and the raw API (a detached start, then the exec's inspect).
+    let results: Vec<(String, i64, String)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (d, ids) = (&d, &ids);
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    for (i, id) in ids.iter().enumerate().skip(w).step_by(4) {
+                        let cmd = ["exec", id.as_str(), "sh", "-c", ENDING_EXEC];
+                        let (how, code) = match i % 3 {
+                            0 => ("berth", i64::from(d.berth(&cmd).code)),
+                            1 if docker => ("docker", i64::from(d.docker(&cmd).unwrap().code)),
+                            _ => {
+                                let exec = exec_detached(d, id, &["sh", "-c", ENDING_EXEC]);
+                                until("the detached exec to end", || {
+                                    exec_inspect(d, &exec)["Running"] == false
+                                });
+                                ("api", exec_inspect(d, &exec)["ExitCode"].as_i64().unwrap())
+                            }
+                        };
+                        got.push((id.clone(), code, how.to_string()));
+                    }
+                    got
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let wrong: Vec<_> = results.iter().filter(|(_, code, _)| *code != 7).collect();
+    assert!(wrong.is_empty(), "execs that did not report 7: {wrong:?}");
+    assert_eq!(results.len(), N);
+    for id in &ids {
+        until("the container to end", || {
+            inspect(&d, id)["State"]["Status"] == "exited"
+        });
+        assert_eq!(inspect(&d, id)["State"]["ExitCode"], 0);
+    }
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    d.berth(&rm).success();
+}
+
+/// A container whose exec ended it while the daemon was down: the next daemon reads the
+/// exec's status from the exit record its shim left, rather than forgetting the exec.
+#[test]
+fn an_exec_that_ended_its_container_while_the_daemon_was_down_keeps_its_status() {
+    require_root!();
+    let mut d = daemon();
+    let trigger = tempfile::tempdir().unwrap();
+    let cid = create(
+        &d,
+        Some("ender"),
+        json!({
+            "Image": "busybox",
+            "Cmd": ["sh", "-c", ENDS_AFTER_THE_EXEC],
+            "HostConfig": {"Binds": [format!("{}:/trigger", trigger.path().display())]},
+        }),
+    );
+    start(&d, &cid);
+    let exec = exec_detached(
+        &d,
+        "ender",
+        &[
+            "sh",
+            "-c",
+            &format!("until [ -f /trigger/go ]; do sleep 0.05; done; {ENDING_EXEC}"),
+        ],
+    );
+    assert_eq!(exec_inspect(&d, &exec)["Running"], true);
+    let init = inspect(&d, "ender")["State"]["Pid"].as_i64().unwrap();
+
+    d.kill_hard();
+    std::fs::write(trigger.path().join("go"), b"").unwrap();
+    until("the container's init to end", || {
+        !std::path::Path::new(&format!("/proc/{init}")).exists()
+    });
+    d.start_again();
+
+    until("the container to be recorded as exited", || {
+        inspect(&d, "ender")["State"]["Status"] == "exited"
+    });
+    let r = exec_inspect(&d, &exec);
+    assert_eq!(
+        (r["Running"].clone(), r["ExitCode"].clone()),
+        (json!(false), json!(7)),
+        "{r}"
+    );
+    d.berth(&["rm", "-f", "ender"]).success();
+}

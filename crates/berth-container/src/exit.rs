@@ -69,6 +69,7 @@ mod tests {
             signal: None,
             finished_at: "2026-01-02T03:04:05.000000006Z".into(),
             oom_killed: true,
+            execs: Default::default(),
         }));
         assert_eq!(e.code, 3);
         assert!(e.oom);

@@ -6,6 +6,7 @@
 //! under its exec root (a tmpfs), apart from the container's lasting files in the data root,
 //! where the container's log goes ([`Bundle::with_log_dir`]).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +59,11 @@ pub struct ExitRecord {
     /// The memory cgroup's OOM killer fired while the container ran.
     #[serde(default)]
     pub oom_killed: bool,
+    /// How the execs the shim still knew of ended, by the daemon's exec id: an exec that
+    /// ends the container (it makes init exit) ends the shim too, often before the daemon
+    /// asked for the exec's status, which it then reads here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub execs: BTreeMap<String, i32>,
 }
 
 /// A bundle directory and the paths of its files.

@@ -247,7 +247,13 @@ impl Containers {
             }
             None => None,
         };
-        let code = code.unwrap_or(137);
+        // No answer: the shim finished, the container with it. An exec that ended first
+        // (often the one that made init exit) has its code in the exit record; one that
+        // had not was killed with the container.
+        let code = match code {
+            Some(code) => code,
+            None => recorded_exit(&c, exec_id).await.unwrap_or(137),
+        };
         self.update_exec(exec_id, |x| {
             x.running = false;
             x.exit_code = Some(code);
@@ -269,14 +275,17 @@ impl Containers {
             && let Some(h) = c.shim()
         {
             let id = exec_id.to_string();
-            if let Ok(Ok(s)) = blocking(move || h.exec_state(&id)).await
-                && !s.running
-            {
+            let ended = match blocking(move || h.exec_state(&id)).await {
+                Ok(Ok(s)) => (!s.running).then(|| s.exit_code.map(i64::from)),
+                // The shim finished meanwhile (see `exec_finished`).
+                _ => recorded_exit(&c, exec_id).await.map(Some),
+            };
+            if let Some(code) = ended {
                 e.running = false;
-                e.exit_code = s.exit_code.map(i64::from);
+                e.exit_code = code;
                 self.update_exec(exec_id, |x| {
                     x.running = false;
-                    x.exit_code = e.exit_code;
+                    x.exit_code = code;
                     x.finished_at.get_or_insert_with(Utc::now);
                 });
             }
@@ -404,6 +413,30 @@ impl Containers {
     /// gone nobody knows how a running one ended, and none is made up.
     pub(super) fn resume_execs(&self, c: &Arc<Container>) {
         if !c.record().state.status.is_running() {
+            // Unless its shim recorded how it ended (then it ended before the container).
+            let recorded = c
+                .paths
+                .bundle()
+                .read_exit()
+                .ok()
+                .flatten()
+                .map(|r| r.execs)
+                .unwrap_or_default();
+            let mut execs = lock(&self.inner.execs);
+            for e in execs.values_mut() {
+                if e.container_id == c.id
+                    && !e.ended()
+                    && let Some(&code) = recorded.get(&e.id)
+                {
+                    e.running = false;
+                    e.exit_code = Some(i64::from(code));
+                    e.finished_at.get_or_insert_with(Utc::now);
+                    if let Err(err) = self.save_exec(e) {
+                        tracing::warn!(exec = %e.id, error = %err, "cannot record exec state");
+                    }
+                }
+            }
+            drop(execs);
             self.forget_execs(|e| e.container_id == c.id && !e.ended());
             return;
         }
@@ -436,6 +469,19 @@ impl Containers {
             }
         });
     }
+}
+
+/// How the exec `exec_id` ended, from the exit record the container's shim left: `None`
+/// without one; 137 when the exec had not ended before the container (killed with it).
+async fn recorded_exit(c: &Container, exec_id: &str) -> Option<i64> {
+    let bundle = c.paths.bundle();
+    let record = blocking(move || bundle.read_exit()).await.ok()?.ok()??;
+    Some(
+        record
+            .execs
+            .get(exec_id)
+            .map_or(137, |&code| i64::from(code)),
+    )
 }
 
 #[cfg(test)]

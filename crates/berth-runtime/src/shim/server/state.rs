@@ -443,6 +443,11 @@ impl<C: Container> Supervisor<C> {
             signal,
             finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
             oom_killed: self.container.oom_killed(),
+            execs: self
+                .execs
+                .iter()
+                .filter_map(|e| Some((e.id.clone(), e.exit?.0)))
+                .collect(),
         };
         self.container.record_exit(&record);
         // No new clients: they find exit.json. One still in the listen queue gets EOF (or a

@@ -720,3 +720,35 @@ fn a_clients_end_of_input_closes_the_inits_stdin_only_with_stdin_once() {
         assert_eq!(ended, stdin_once, "stdin_once {stdin_once}");
     }
 }
+
+#[test]
+fn the_exit_record_says_how_each_exec_ended() {
+    let mut h = Harness::new(quick(), true);
+    let mut control = h.connect();
+    let mut a = h.exec(&mut control, "a", INIT + 1, true);
+    let mut b = h.exec(&mut control, "b", INIT + 2, true);
+    a.close();
+    h.sup.container.exit(INIT + 1, 7);
+    h.until("a is done", |h| {
+        h.sup.execs.iter().any(|e| e.id == "a" && e.done)
+    });
+    // `b` ends with the container (the kernel kills what is left in its pid namespace).
+    h.init.close();
+    h.sup.container.exit(INIT, 0);
+    b.close();
+    h.sup.container.exit(INIT + 2, 128 + 9);
+    h.until("the container's life ends", |h| h.ended);
+    let record = h
+        .sup
+        .container
+        .record
+        .as_ref()
+        .expect("the exit is recorded");
+    let execs: Vec<(&str, i32)> = record.execs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(execs, [("a", 7), ("b", 137)]);
+    // Older records without execs still read, and records without execs stay as they were.
+    let old: ExitRecord =
+        serde_json::from_str(r#"{"exit_code":0,"finished_at":"2026-01-02T03:04:05Z"}"#).unwrap();
+    assert!(old.execs.is_empty());
+    assert!(!serde_json::to_string(&old).unwrap().contains("execs"));
+}
