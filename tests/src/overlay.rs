@@ -139,3 +139,20 @@ pub fn get_from(d: &Daemon, container: &str, host: &str, port: u16) -> Option<St
 pub fn docker_ok(d: &Daemon, args: &[&str]) -> String {
     d.docker(args).expect("docker CLI").success().stdout
 }
+
+/// Removes a swarm network through `m` once nothing holds an address on it any more (`network
+/// rm` is refused until the tasks and containers that used it are released), then waits until
+/// no node of `c` keeps an overlay netns: the end of every overlay test on a cluster.
+pub fn remove_network_and_wait_clean(c: &crate::Cluster, m: &Daemon, name: &str) {
+    let within = std::time::Duration::from_secs(90);
+    let every = std::time::Duration::from_millis(250);
+    crate::swarm_setup::poll(&format!("{name} removable"), within, every, || {
+        m.docker(&["network", "rm", name])
+            .is_some_and(|o| o.code == 0)
+    });
+    for n in &c.nodes {
+        crate::swarm_setup::poll("no overlay leftovers", within, every, || {
+            leftovers(n).iter().all(|l| !l.starts_with("overlay netns"))
+        });
+    }
+}

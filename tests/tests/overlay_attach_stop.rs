@@ -230,17 +230,7 @@ fn stopped_containers_on_a_worker_give_their_overlay_address_back() {
         docker_ok(w, &["rm", "-f", name]);
     }
     docker_ok(m, &["rm", "-f", "mc"]);
-    wait_for("small removable", || {
-        m.docker(&["network", "rm", "small"])
-            .is_some_and(|o| o.code == 0)
-    });
-    for n in &c.nodes {
-        wait_for("no overlay leftovers", || {
-            overlay::leftovers(n)
-                .iter()
-                .all(|l| !l.starts_with("overlay netns"))
-        });
-    }
+    overlay::remove_network_and_wait_clean(&c, m, "small");
 }
 
 #[test]

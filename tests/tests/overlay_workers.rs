@@ -286,19 +286,10 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
     });
     docker_ok(m, &["node", "rm", &worker_id]);
     docker_ok(m, &["service", "rm", "web"]);
-    wait_for("backend released", || {
-        m.docker(&["network", "rm", "backend"])
-            .is_some_and(|o| o.code == 0)
-    });
+    // Removable while `orphan` still runs on the node that left: `node rm` released it.
+    overlay::remove_network_and_wait_clean(&c, m, "backend");
     docker_ok(m, &["network", "rm", "closed"]);
     docker_ok(w, &["rm", "-f", "orphan"]);
-    for n in &c.nodes {
-        wait_for("no overlay leftovers", || {
-            overlay::leftovers(n)
-                .iter()
-                .all(|l| !l.starts_with("overlay netns"))
-        });
-    }
 }
 
 /// The running tasks of a service: (node id, container id, IPv6 address on its first network).
@@ -507,15 +498,5 @@ fn ipv6_overlays_carry_tasks_across_nodes() {
     assert!(answer.contains(&plain_v6), "{answer}");
     docker_ok(w, &["rm", "-f", "plain6"]);
     docker_ok(m, &["service", "rm", "six"]);
-    wait_for("the network to be free", || {
-        m.docker(&["network", "rm", "dual"])
-            .is_some_and(|o| o.code == 0)
-    });
-    for n in &c.nodes {
-        wait_for("no overlay leftovers", || {
-            overlay::leftovers(n)
-                .iter()
-                .all(|l| !l.starts_with("overlay netns"))
-        });
-    }
+    overlay::remove_network_and_wait_clean(&c, m, "dual");
 }
