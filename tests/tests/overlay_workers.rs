@@ -141,6 +141,18 @@ fn containers_on_a_worker_join_attachable_overlays_through_the_managers() {
         shown["backend"]["IPAddress"] == wprobe_addr.as_str()
     });
     assert_eq!(shown["backend"]["NetworkID"], inspect[0]["Id"], "{shown}");
+    // Listed on the worker, yet removed only through a manager (dockerd's errNoManager; it
+    // said "not found" before); nothing changes.
+    let no_manager = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state.";
+    let out = w.docker(&["network", "rm", "backend"]).unwrap().failure();
+    assert!(out.stderr.contains(no_manager), "{}", out.stderr);
+    // (The docker CLI asks before it removes ingress: the API directly.)
+    for net in ["backend", "ingress"] {
+        let r = w.api().delete(&format!("/networks/{net}"));
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(r.message().starts_with(no_manager), "{}", r.text());
+    }
+    assert!(network_names(w).contains(&"backend".to_string()));
     // It reaches the service on the manager by name (its VIP) and by the VIP itself.
     let mut body = None;
     wait_for("the worker's container to reach web by name", || {

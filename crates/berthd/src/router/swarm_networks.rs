@@ -363,7 +363,15 @@ pub async fn inspect(state: &AppState, key: &str) -> Option<NetworkResource> {
 
 /// `DELETE /networks/{id}` for a swarm network; `None` when there is none by that key.
 pub async fn remove(state: &AppState, key: &str) -> Option<Result<()>> {
-    let h = state.swarm.handle().await?;
+    let Some(h) = state.swarm.handle().await else {
+        // A worker shows the swarm networks it uses (see `inspect`); removing one is a change
+        // to the cluster, which only managers make (dockerd's `errNoManager`).
+        inspect(state, key).await?;
+        return Some(Err(Error(ApiError::new(
+            ErrorKind::Unavailable,
+            super::swarm::WORKER_NOT_A_MANAGER,
+        ))));
+    };
     let found = h.store().view(|s| {
         let n = s.find_network(key)?;
         let users = s
