@@ -561,6 +561,17 @@ fn compose_attached_up_exit_code_secrets_and_one_off_run() {
     ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
     }
+    // The secret's value was written where only this user can read it, until `down`.
+    let files = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("berth-compose/jobs");
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&files), 0o700);
+    assert_eq!(mode(&files.join("secrets/token")), 0o444);
 
     // `--wait` does not wait on a job (a service_completed_successfully dependency) to run.
     let out = compose(&d, &dir, &["up", "-d", "--wait", "init"]);
@@ -622,6 +633,7 @@ fn compose_attached_up_exit_code_secrets_and_one_off_run() {
     );
     compose(&d, &dir, &["down", "-t", "1"]).success();
     assert!(containers(&d, "jobs").is_empty());
+    assert!(!files.exists(), "{} left after down", files.display());
 }
 
 #[test]

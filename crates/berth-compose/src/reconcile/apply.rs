@@ -185,20 +185,57 @@ pub fn materialise_files(project: &Project, services: &BTreeSet<String>) -> Resu
                 (None, Some(c)) => c.clone(),
                 (None, None) => continue,
             };
+            let dir = super::materialised_dir(&project.name);
+            private_dir(&dir).map_err(|source| ApplyError::Write {
+                path: dir.clone(),
+                source,
+            })?;
             let path = super::materialised_path(project, kind, name);
-            let write = || -> std::io::Result<()> {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::create_dir_all(path.parent().unwrap_or(&path))?;
-                std::fs::write(&path, &content)?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444))
-            };
-            write().map_err(|source| ApplyError::Write {
+            write_readable(&path, content.as_bytes()).map_err(|source| ApplyError::Write {
                 path: path.clone(),
                 source,
             })?;
         }
     }
     Ok(())
+}
+
+/// Makes `dir` (and its parents) and checks that it is this user's own directory, readable
+/// by nobody else: in a shared temporary directory another user could have made it first, or
+/// put a symbolic link there.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "not a directory of this user",
+        ));
+    }
+    // Made by an earlier version with the default mode.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes a materialised file whole (a temporary file renamed over the last one, which may be
+/// read-only), mode 0444 as Compose's default: the container's user may be anyone.
+fn write_readable(path: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let parent = path.parent().unwrap_or(path);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)?;
+    let tmp = parent.join(format!(
+        ".{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    std::fs::write(&tmp, content)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))?;
+    std::fs::rename(&tmp, path)
 }
 
 fn network_request(project: &Project, key: &str) -> NetworkCreateRequest {

@@ -19,11 +19,14 @@ use crate::model::Project;
 /// bind-mounted (Compose v2 copies it into the container instead; a file is simpler and
 /// works with any daemon on this host).
 pub fn materialised_path(project: &Project, kind: &str, name: &str) -> PathBuf {
+    materialised_dir(&project.name).join(kind).join(name)
+}
+
+/// The directory of one project's materialised secrets and configs: private to the user who
+/// runs compose (it holds secrets' values), removed by `down`.
+pub fn materialised_dir(project: &str) -> PathBuf {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    base.join("berth-compose")
-        .join(&project.name)
-        .join(kind)
-        .join(name)
+    base.join("berth-compose").join(project)
 }

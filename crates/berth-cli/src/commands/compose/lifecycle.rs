@@ -202,6 +202,17 @@ pub async fn down(ctx: &Ctx<'_>, args: &DownArgs) -> Result<()> {
     if !args.services.is_empty() {
         return Ok(());
     }
+    // The secrets and configs written for the project's containers go with them.
+    let files = berth_compose::reconcile::materialised_dir(&name);
+    if let Err(e) = std::fs::remove_dir_all(&files)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        output::err(&format!("WARN[0000] {}: {e}\n", files.display()));
+    }
+    if let Some(base) = files.parent() {
+        // Only when no other project has files there.
+        let _ = std::fs::remove_dir(base);
+    }
     let mut filters = Filters::new();
     filters.add("label", format!("{}={name}", labels::PROJECT));
     let networks = client.networks_list(&filters).await.map_err(client_err)?;
