@@ -272,12 +272,17 @@ impl Containers {
         let mut e = self.exec_entry(exec_id)?;
         if e.running
             && let Ok(c) = self.get(&e.container_id)
-            && let Some(h) = c.shim()
         {
-            let id = exec_id.to_string();
-            let ended = match blocking(move || h.exec_state(&id)).await {
-                Ok(Ok(s)) => (!s.running).then(|| s.exit_code.map(i64::from)),
-                // The shim finished meanwhile (see `exec_finished`).
+            let answer = match c.shim() {
+                Some(h) => {
+                    let id = exec_id.to_string();
+                    blocking(move || h.exec_state(&id)).await.ok()
+                }
+                None => None,
+            };
+            let ended = match answer {
+                Some(Ok(s)) => (!s.running).then(|| s.exit_code.map(i64::from)),
+                // The shim finished (see `exec_finished`), before the exec's end was recorded.
                 _ => recorded_exit(&c, exec_id).await.map(Some),
             };
             if let Some(code) = ended {
