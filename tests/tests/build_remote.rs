@@ -271,8 +271,13 @@ fn git_contexts_on_the_daemon_and_the_client() {
 
     // And the docker CLI, which clones it too for the legacy builder.
     if let Some(docker) = berth_e2e::docker_cli() {
+        // It clones into $TMPDIR/docker-build-git* and leaves the clone: inside the test's
+        // directory, which goes with the daemon.
+        let tmp = d.dir().join("docker-cli-tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let out = Command::new(docker)
             .args(["build", "-t", "git:3", &format!("{url}#other:sub")])
+            .env("TMPDIR", &tmp)
             .env("DOCKER_BUILDKIT", "0")
             .env("DOCKER_HOST", d.host())
             .env("DOCKER_CONFIG", d.dir().join("docker-config"))
