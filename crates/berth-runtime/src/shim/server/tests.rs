@@ -236,6 +236,12 @@ impl Harness {
         proc
     }
 
+    /// What the supervisor wrote as `exit.json`.
+    fn recorded_exit(&self) -> &ExitRecord {
+        let record = self.sup.container.record.as_ref();
+        record.expect("the exit is recorded")
+    }
+
     fn stream_clients(&self) -> usize {
         let streams = self.sup.clients.iter();
         streams
@@ -373,12 +379,7 @@ fn a_stream_client_gets_framed_output_then_eof_and_a_waiter_the_exit() {
         Some(Response::Exited(r)) => assert_eq!((r.exit_code, r.signal), (3, None)),
         other => panic!("{other:?}"),
     }
-    let record = h
-        .sup
-        .container
-        .record
-        .as_ref()
-        .expect("the exit is recorded");
+    let record = h.recorded_exit();
     assert_eq!(record.exit_code, 3);
     assert!(h.sup.container.cleaned_up);
 }
@@ -738,12 +739,7 @@ fn the_exit_record_says_how_each_exec_ended() {
     b.close();
     h.sup.container.exit(INIT + 2, 128 + 9);
     h.until("the container's life ends", |h| h.ended);
-    let record = h
-        .sup
-        .container
-        .record
-        .as_ref()
-        .expect("the exit is recorded");
+    let record = h.recorded_exit();
     let execs: Vec<(&str, i32)> = record.execs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(execs, [("a", 7), ("b", 137)]);
     // Older records without execs still read, and records without execs stay as they were.
