@@ -72,6 +72,14 @@ fn run_on(d: &Daemon, name: &str, net: &str, script: &str) -> String {
     .to_string()
 }
 
+/// `docker network create -d overlay --attachable --subnet SUBNET NAME` on `m`: the id.
+fn attachable_overlay(m: &Daemon, name: &str, subnet: &str) -> String {
+    let args = ["network", "create", "-d", "overlay", "--attachable"];
+    let mut args = args.to_vec();
+    args.extend(["--subnet", subnet, name]);
+    docker_ok(m, &args).trim().to_string()
+}
+
 /// Removes what the test made even when it failed half-way (the cluster's own drop ends the
 /// daemons).
 struct Cleanup<'a>(&'a Daemon, &'a Daemon, Vec<&'static str>);
@@ -99,21 +107,7 @@ fn stopped_containers_on_a_worker_give_their_overlay_address_back() {
     };
     let (m, w) = (c.node(0), c.node(1));
     let _cleanup = Cleanup(m, w, vec!["small"]);
-    let net_id = docker_ok(
-        m,
-        &[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--attachable",
-            "--subnet",
-            "10.231.7.0/29",
-            "small",
-        ],
-    )
-    .trim()
-    .to_string();
+    let net_id = attachable_overlay(m, "small", "10.231.7.0/29");
     // Five addresses (.2 to .6): one on the manager, four on the worker.
     let mc = run_on(m, "mc", "small", HTTPD);
     let c1 = run_on(w, "c1", "small", HTTPD);
@@ -239,19 +233,7 @@ fn a_container_stopped_while_its_daemon_was_down_gives_its_address_back() {
     let Some(mut c) = Cluster::swarm_of_two() else {
         return;
     };
-    docker_ok(
-        c.node(0),
-        &[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--attachable",
-            "--subnet",
-            "10.231.8.0/29",
-            "back",
-        ],
-    );
+    attachable_overlay(c.node(0), "back", "10.231.8.0/29");
     let w = c.node(1);
     let id = run_on(w, "k1", "back", "exec sleep 1000");
     wait_for("k1 attached", || address_of(w, "back", &id).is_some());
@@ -338,19 +320,7 @@ fn a_restarting_container_joins_its_overlay_at_each_start_and_leaves_it_at_the_e
     };
     let (m, w) = (c.node(0), c.node(1));
     let _cleanup = Cleanup(m, w, vec!["again"]);
-    docker_ok(
-        m,
-        &[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--attachable",
-            "--subnet",
-            "10.231.9.0/24",
-            "again",
-        ],
-    );
+    attachable_overlay(m, "again", "10.231.9.0/24");
     let logs = tempfile::tempdir().unwrap();
     let bind = format!("{}:/log", logs.path().display());
     // Each run notes its overlay address, then fails: the policy starts it twice more.
