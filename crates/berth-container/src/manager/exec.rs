@@ -419,11 +419,12 @@ impl Containers {
     pub(super) fn resume_execs(&self, c: &Arc<Container>) {
         if !c.record().state.status.is_running() {
             // Unless its shim recorded how it ended (then it ended before the container).
-            let recorded = c
-                .paths
-                .bundle()
-                .read_exit()
-                .ok()
+            // Read only for such execs: start-up goes over every stopped container.
+            let unended = lock(&self.inner.execs)
+                .values()
+                .any(|e| e.container_id == c.id && e.started && !e.ended());
+            let recorded = unended
+                .then(|| c.paths.bundle().read_exit().ok().flatten())
                 .flatten()
                 .map(|r| r.execs)
                 .unwrap_or_default();

@@ -83,11 +83,9 @@ impl Plain {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let tmp = self.path.with_extension("json.tmp");
         // Plain maps of strings always serialize.
         let text = serde_json::to_vec(wanted).unwrap_or_default();
-        std::fs::write(&tmp, text).map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)
+        berth_network::store::write_atomic(&self.path, &text).map_err(ApiError::from)
     }
 
     fn change(&self, f: impl FnOnce(&mut Wanted) -> bool) -> Result<bool, ApiError> {
