@@ -147,6 +147,7 @@ pub(crate) fn secret_bytes(spec: &Value) -> Vec<u8> {
 }
 
 /// The files a task's secrets and configs become, or the first reference that is missing.
+/// One per reference, secrets first, in the spec's order: `templated::expand_files` relies on it.
 fn task_files(state: &State, spec: &Value) -> Result<Vec<TaskFile>, String> {
     let mut files = Vec::new();
     for (key, dir, config) in [("Secrets", "/run/secrets/", false), ("Configs", "/", true)] {
